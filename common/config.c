@@ -1,0 +1,419 @@
+/*
+ * config.c - loading the balancer's YAML config with libyaml's document
+ * API (see config.h). The whole file is loaded as a node tree, then walked;
+ * each node carries its start mark, which gives every message its line and
+ * column.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+struct parse {
+    yaml_document_t *doc;
+    const char *name;
+    char *err;
+    size_t errlen;
+    struct config *c;
+};
+
+static int fail_at(struct parse *p, const yaml_node_t *node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Writes "name:line:col: message" and returns -EINVAL. */
+static int fail_at(struct parse *p, const yaml_node_t *node, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    size_t line = node ? node->start_mark.line + 1 : 1;
+    size_t col = node ? node->start_mark.column + 1 : 1;
+    snprintf(p->err, p->errlen, "%s:%zu:%zu: %s", p->name, line, col, msg);
+    return -EINVAL;
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static int get_string(struct parse *p, const yaml_node_t *n, const char *key, char **out)
+{
+    const char *s = scalar(n);
+    if (!s || !*s)
+        return fail_at(p, n, "%s must be a non-empty string", key);
+    free(*out);
+    *out = strdup(s);
+    return *out ? 0 : -ENOMEM;
+}
+
+static int get_uint(struct parse *p, const yaml_node_t *n, const char *key, unsigned max,
+                    unsigned *out)
+{
+    const char *s = scalar(n);
+    char *end;
+    if (!s || !*s || *s == '-' || *s == '+')
+        return fail_at(p, n, "%s must be a whole number", key);
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end || errno || v < 1 || v > max)
+        return fail_at(p, n, "%s must be a whole number from 1 to %u, not \"%s\"", key, max, s);
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* "90", "90s", "15m", "6h", "7d" -> seconds. */
+static int get_duration(struct parse *p, const yaml_node_t *n, const char *key, uint64_t *out)
+{
+    const char *s = scalar(n);
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return fail_at(p, n, "%s must be a duration such as 30s, 15m, 6h or 7d", key);
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    uint64_t mult = 0;
+    if (!strcmp(end, "") || !strcmp(end, "s"))
+        mult = 1;
+    else if (!strcmp(end, "m"))
+        mult = 60;
+    else if (!strcmp(end, "h"))
+        mult = 3600;
+    else if (!strcmp(end, "d"))
+        mult = 86400;
+    if (!mult || errno || v == 0 || v > UINT64_MAX / mult)
+        return fail_at(p, n, "%s must be a duration such as 30s, 15m, 6h or 7d, not \"%s\"",
+                       key, s);
+    *out = v * mult;
+    return 0;
+}
+
+static int get_number(struct parse *p, const yaml_node_t *n, const char *key, double *out)
+{
+    const char *s = scalar(n);
+    char *end;
+    if (!s || !*s)
+        return fail_at(p, n, "%s must be a number", key);
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end || errno || !(v > 0))
+        return fail_at(p, n, "%s must be a positive number, not \"%s\"", key, s);
+    *out = v;
+    return 0;
+}
+
+/* Checks "host:port" (host non-empty, port 1..65535). */
+static bool valid_hostport(const char *s, size_t len)
+{
+    const char *colon = NULL;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] == ':')
+            colon = s + i;
+    if (!colon || colon == s || (size_t)(colon - s) + 1 >= len)
+        return false;
+    if (s[0] == '[' && colon[-1] != ']')
+        return false; /* an IPv6 literal needs its brackets */
+    unsigned long port = 0;
+    for (const char *q = colon + 1; q < s + len; q++) {
+        if (*q < '0' || *q > '9')
+            return false;
+        port = port * 10 + (unsigned long)(*q - '0');
+        if (port > 65535)
+            return false;
+    }
+    for (const char *q = s; q < colon; q++)
+        if (*q == '/' || *q == ' ' || *q == '@' || *q == '?' || *q == '#')
+            return false;
+    return port > 0;
+}
+
+/* url: http[s]://host:port[/] -> normalised copy without the slash. */
+static int parse_url(struct parse *p, const yaml_node_t *n, char **out)
+{
+    const char *s = scalar(n);
+    if (!s)
+        return fail_at(p, n, "url must be a string such as http://10.0.0.11:6010");
+    size_t skip = !strncmp(s, "http://", 7) ? 7 : !strncmp(s, "https://", 8) ? 8 : 0;
+    size_t len = strlen(s);
+    while (len > skip && s[len - 1] == '/')
+        len--;
+    if (!skip || !valid_hostport(s + skip, len - skip))
+        return fail_at(p, n, "url \"%s\" is not of the form http://host:port", s);
+    *out = strndup(s, len);
+    return *out ? 0 : -ENOMEM;
+}
+
+/* Cantera's addr: host:port -> http://host:port. */
+static int parse_addr(struct parse *p, const yaml_node_t *n, char **out)
+{
+    const char *s = scalar(n);
+    if (!s || !valid_hostport(s, strlen(s)))
+        return fail_at(p, n, "addr \"%s\" is not of the form host:port", s ? s : "");
+    if (asprintf(out, "http://%s", s) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static int parse_backend(struct parse *p, const yaml_node_t *n, struct config_backend *b)
+{
+    if (n->type != YAML_MAPPING_NODE)
+        return fail_at(p, n, "a backend must be a mapping with url and failure_domain");
+    b->line = (int)n->start_mark.line + 1;
+    b->column = (int)n->start_mark.column + 1;
+    const yaml_node_t *where_url = NULL;
+    for (yaml_node_pair_t *pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top;
+         pair++) {
+        yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
+        yaml_node_t *v = yaml_document_get_node(p->doc, pair->value);
+        const char *key = scalar(k);
+        int rc;
+        if (!key)
+            return fail_at(p, k, "backend keys must be strings");
+        if (!strcmp(key, "url") || !strcmp(key, "addr")) {
+            if (where_url)
+                return fail_at(p, k, "backend has both url and addr (or one twice)");
+            where_url = k;
+            rc = !strcmp(key, "url") ? parse_url(p, v, &b->url) : parse_addr(p, v, &b->url);
+        } else if (!strcmp(key, "failure_domain") || !strcmp(key, "failure-domain")) {
+            if (b->domain)
+                return fail_at(p, k, "backend has failure_domain twice");
+            rc = get_string(p, v, key, &b->domain);
+        } else {
+            return fail_at(p, k,
+                           "unknown backend key \"%s\" (expected url or addr, and "
+                           "failure_domain or failure-domain)",
+                           key);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (!b->url)
+        return fail_at(p, n, "backend has no url (or addr)");
+    if (!b->domain)
+        return fail_at(p, n, "backend %s has no failure_domain (or failure-domain)", b->url);
+    return 0;
+}
+
+static int parse_backends(struct parse *p, const yaml_node_t *n)
+{
+    if (n->type != YAML_SEQUENCE_NODE)
+        return fail_at(p, n, "backends must be a list");
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count == 0)
+        return fail_at(p, n, "backends is empty: a cluster needs at least one backend");
+    struct config *c = p->c;
+    c->backends = calloc(count, sizeof(*c->backends));
+    if (!c->backends)
+        return -ENOMEM;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *item = yaml_document_get_node(p->doc, n->data.sequence.items.start[i]);
+        c->nbackends = i + 1;
+        int rc = parse_backend(p, item, &c->backends[i]);
+        if (rc < 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(c->backends[j].url, c->backends[i].url))
+                return fail_at(p, item, "duplicate backend %s (first at line %d)",
+                               c->backends[i].url, c->backends[j].line);
+    }
+    return 0;
+}
+
+static int parse_anti_entropy(struct parse *p, const yaml_node_t *n)
+{
+    if (n->type != YAML_MAPPING_NODE)
+        return fail_at(p, n, "anti_entropy must be a mapping with interval and max_mbps");
+    for (yaml_node_pair_t *pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top;
+         pair++) {
+        yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
+        yaml_node_t *v = yaml_document_get_node(p->doc, pair->value);
+        const char *key = scalar(k);
+        int rc;
+        if (key && !strcmp(key, "interval"))
+            rc = get_duration(p, v, "anti_entropy.interval", &p->c->ae_interval_s);
+        else if (key && !strcmp(key, "max_mbps"))
+            rc = get_number(p, v, "anti_entropy.max_mbps", &p->c->ae_max_mbps);
+        else
+            return fail_at(p, k, "unknown anti_entropy key \"%s\" (expected interval, max_mbps)",
+                           key ? key : "?");
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Walks the root mapping, then checks the rules that span several keys. */
+static int parse_root(struct parse *p, const yaml_node_t *root)
+{
+    if (!root)
+        return fail_at(p, NULL, "the config is empty");
+    if (root->type != YAML_MAPPING_NODE)
+        return fail_at(p, root, "the config must be a mapping (listen, replicas, backends, ...)");
+    const yaml_node_t *n_replicas = NULL, *n_min = NULL, *n_backends = NULL;
+    struct config *c = p->c;
+    for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;
+         pair < root->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
+        yaml_node_t *v = yaml_document_get_node(p->doc, pair->value);
+        const char *key = scalar(k);
+        int rc;
+        if (!key)
+            return fail_at(p, k, "keys must be strings");
+        if (!strcmp(key, "listen")) {
+            rc = get_string(p, v, key, &c->listen);
+        } else if (!strcmp(key, "token_file")) {
+            rc = get_string(p, v, key, &c->token_file);
+        } else if (!strcmp(key, "replicas")) {
+            n_replicas = v;
+            rc = get_uint(p, v, key, 64, &c->replicas);
+        } else if (!strcmp(key, "min_replicas")) {
+            n_min = v;
+            rc = get_uint(p, v, key, 64, &c->min_replicas);
+        } else if (!strcmp(key, "backends")) {
+            if (n_backends)
+                return fail_at(p, k, "backends given twice");
+            n_backends = v;
+            rc = parse_backends(p, v);
+        } else if (!strcmp(key, "anti_entropy")) {
+            rc = parse_anti_entropy(p, v);
+        } else {
+            return fail_at(p, k,
+                           "unknown key \"%s\" (expected listen, replicas, min_replicas, "
+                           "token_file, backends, anti_entropy)",
+                           key);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (!n_backends)
+        return fail_at(p, root, "no backends: the config needs a backends list");
+
+    c->ndomains = 0;
+    for (size_t i = 0; i < c->nbackends; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(c->backends[j].domain, c->backends[i].domain))
+                seen = true;
+        if (!seen)
+            c->ndomains++;
+    }
+    if (!n_replicas)
+        c->replicas = c->ndomains < 3 ? (unsigned)c->ndomains : 3;
+    if (!n_min)
+        c->min_replicas = c->replicas;
+    if (c->min_replicas > c->replicas)
+        return fail_at(p, n_min, "min_replicas (%u) is more than replicas (%u)", c->min_replicas,
+                       c->replicas);
+    if (c->replicas > c->ndomains)
+        return fail_at(p, n_replicas,
+                       "replicas is %u but the backends span only %zu failure domain%s: each "
+                       "copy needs its own",
+                       c->replicas, c->ndomains, c->ndomains == 1 ? "" : "s");
+    return 0;
+}
+
+int config_parse(const char *text, size_t len, const char *name, struct config **out, char *err,
+                 size_t errlen)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    struct parse p = {.doc = &doc, .name = name, .err = err, .errlen = errlen};
+    *out = NULL;
+    if (!yaml_parser_initialize(&parser))
+        return -ENOMEM;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        const yaml_mark_t *m =
+            parser.problem_mark.line || parser.problem_mark.column || !parser.context
+                ? &parser.problem_mark
+                : &parser.context_mark;
+        snprintf(err, errlen, "%s:%zu:%zu: %s%s%s", name, m->line + 1, m->column + 1,
+                 parser.problem ? parser.problem : "bad YAML", parser.context ? " " : "",
+                 parser.context ? parser.context : "");
+        yaml_parser_delete(&parser);
+        return -EINVAL;
+    }
+    p.c = calloc(1, sizeof(*p.c));
+    int rc = p.c ? 0 : -ENOMEM;
+    if (rc == 0 && !(p.c->path = strdup(name)))
+        rc = -ENOMEM;
+    if (rc == 0)
+        rc = parse_root(&p, yaml_document_get_root_node(&doc));
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    if (rc < 0) {
+        if (rc == -ENOMEM)
+            snprintf(err, errlen, "%s: out of memory", name);
+        config_free(p.c);
+        return rc;
+    }
+    *out = p.c;
+    return 0;
+}
+
+int config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (16u << 20)) {
+                snprintf(err, errlen, "%s: larger than 16 MiB, not a config", path);
+                free(text);
+                fclose(f);
+                return -EFBIG;
+            }
+            char *t = realloc(text, cap);
+            if (!t) {
+                free(text);
+                fclose(f);
+                return -ENOMEM;
+            }
+            text = t;
+        }
+        size_t got = fread(text + len, 1, cap - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) {
+        snprintf(err, errlen, "%s: read error", path);
+        free(text);
+        return -EIO;
+    }
+    int rc = config_parse(text, len, path, out, err, errlen);
+    free(text);
+    return rc;
+}
+
+void config_free(struct config *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nbackends; i++) {
+        free(c->backends[i].url);
+        free(c->backends[i].domain);
+    }
+    free(c->backends);
+    free(c->path);
+    free(c->listen);
+    free(c->token_file);
+    free(c);
+}

@@ -1,0 +1,55 @@
+/*
+ * config.h - the balancer's YAML config (see SPEC "ca-cas-balancerd").
+ *
+ * Read with libyaml. Two spellings of a backend are accepted:
+ *
+ *   - url: http://10.0.0.11:6010        - addr: 10.0.0.11:6010
+ *     failure_domain: rack-a              failure-domain: 1      (Cantera)
+ *
+ * Every error is reported as "FILE:LINE:COLUMN: message" (1-based), pointing
+ * at the offending node: unknown keys, wrong types, a missing backend list,
+ * duplicate backends, min_replicas > replicas, or more replicas than there
+ * are failure domains. The balancer and `ca-cas rebalance` both load their
+ * config through this module.
+ */
+#ifndef CAS_CONFIG_H
+#define CAS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct config_backend {
+    char *url;    /* normalised: "http://host:port", no trailing slash */
+    char *domain; /* failure domain, as text ("1" for the Cantera integer) */
+    int line;     /* where it was declared, for messages */
+    int column;
+};
+
+struct config {
+    char *path;
+    char *listen;     /* NULL when not set */
+    char *token_file; /* NULL when not set */
+    unsigned replicas;     /* default: 3, or the number of failure domains if fewer */
+    unsigned min_replicas; /* default: replicas */
+    struct config_backend *backends;
+    size_t nbackends;
+    size_t ndomains;
+    /* anti_entropy: {interval, max_mbps}; stored for the repair scanner. */
+    uint64_t ae_interval_s; /* 0: not set */
+    double ae_max_mbps;     /* 0: not set */
+};
+
+/*
+ * Loads and checks the config at path. On error returns a negative errno
+ * and writes "path:line:column: message" (or "path: message" when the file
+ * cannot be read) to err.
+ */
+int config_load(const char *path, struct config **out, char *err, size_t errlen);
+
+/* Same from text in memory; name stands for the file in messages. */
+int config_parse(const char *text, size_t len, const char *name, struct config **out, char *err,
+                 size_t errlen);
+
+void config_free(struct config *c);
+
+#endif

@@ -1,0 +1,173 @@
+/*
+ * test_config.c - the balancer's YAML config (common/config.c): both
+ * spellings, defaults, and an error with file, line and column for each
+ * rule.
+ */
+#include "config.h"
+
+#include <CUnit/Basic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct config *parse_ok(const char *text)
+{
+    struct config *c = NULL;
+    char err[512] = "";
+    int rc = config_parse(text, strlen(text), "t.yaml", &c, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "unexpected error: %s\n", err);
+    CU_ASSERT_EQUAL(rc, 0);
+    return c;
+}
+
+/* Parses text expecting an error whose message starts with want_prefix
+ * ("t.yaml:LINE:COL:") and contains want_text. */
+static void parse_bad(const char *text, const char *want_prefix, const char *want_text)
+{
+    struct config *c = NULL;
+    char err[512] = "";
+    int rc = config_parse(text, strlen(text), "t.yaml", &c, err, sizeof(err));
+    CU_ASSERT_TRUE(rc < 0);
+    CU_ASSERT_PTR_NULL(c);
+    bool ok = strncmp(err, want_prefix, strlen(want_prefix)) == 0 && strstr(err, want_text);
+    if (!ok)
+        fprintf(stderr, "\n  got \"%s\", want \"%s...%s\"\n", err, want_prefix, want_text);
+    CU_ASSERT_TRUE(ok);
+    config_free(c);
+}
+
+static void test_spec_example(void)
+{
+    struct config *c = parse_ok("listen: 127.0.0.1:6001\n"
+                                "replicas: 3\n"
+                                "min_replicas: 2\n"
+                                "token_file: /etc/ca-cas/token\n"
+                                "backends:\n"
+                                "  - url: http://10.0.0.11:6010\n"
+                                "    failure_domain: rack-a\n"
+                                "  - url: http://10.0.0.12:6010/\n"
+                                "    failure_domain: rack-b\n"
+                                "  - url: http://10.0.0.13:6010\n"
+                                "    failure_domain: rack-c\n");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_STRING_EQUAL(c->listen, "127.0.0.1:6001");
+    CU_ASSERT_STRING_EQUAL(c->token_file, "/etc/ca-cas/token");
+    CU_ASSERT_EQUAL(c->replicas, 3);
+    CU_ASSERT_EQUAL(c->min_replicas, 2);
+    CU_ASSERT_EQUAL(c->nbackends, 3);
+    CU_ASSERT_EQUAL(c->ndomains, 3);
+    CU_ASSERT_STRING_EQUAL(c->backends[1].url, "http://10.0.0.12:6010");
+    CU_ASSERT_STRING_EQUAL(c->backends[1].domain, "rack-b");
+    CU_ASSERT_EQUAL(c->backends[1].line, 8);
+    config_free(c);
+}
+
+static void test_cantera_spelling(void)
+{
+    struct config *c = parse_ok("replicas: 2\n"
+                                "backends:\n"
+                                "- addr: 10.0.0.11:6010\n"
+                                "  failure-domain: 1\n"
+                                "- {addr: '10.0.0.12:6010', failure-domain: 2}\n");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_STRING_EQUAL(c->backends[0].url, "http://10.0.0.11:6010");
+    CU_ASSERT_STRING_EQUAL(c->backends[0].domain, "1");
+    CU_ASSERT_STRING_EQUAL(c->backends[1].domain, "2");
+    CU_ASSERT_EQUAL(c->min_replicas, 2); /* defaults to replicas */
+    CU_ASSERT_PTR_NULL(c->listen);
+    config_free(c);
+}
+
+static void test_defaults_and_anti_entropy(void)
+{
+    struct config *c = parse_ok("backends:\n"
+                                "  - {url: 'http://a:1', failure_domain: x}\n"
+                                "  - {url: 'http://b:1', failure_domain: y}\n"
+                                "anti_entropy:\n"
+                                "  interval: 6h\n"
+                                "  max_mbps: 12.5\n");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->replicas, 2); /* 3, capped by two failure domains */
+    CU_ASSERT_EQUAL(c->min_replicas, 2);
+    CU_ASSERT_EQUAL(c->ae_interval_s, 6 * 3600);
+    CU_ASSERT_DOUBLE_EQUAL(c->ae_max_mbps, 12.5, 1e-9);
+    config_free(c);
+}
+
+static void test_errors_name_line_and_column(void)
+{
+    parse_bad("replicas: 1\nbogus: 3\nbackends:\n  - {url: 'http://a:1', failure_domain: x}\n",
+              "t.yaml:2:1:", "unknown key \"bogus\"");
+    parse_bad("replicas: 1\nbackends:\n  - url: http://a:1\n    failure_domain: x\n    port: 3\n",
+              "t.yaml:5:5:", "unknown backend key \"port\"");
+    parse_bad("replicas: 1\n", "t.yaml:1:1:", "no backends");
+    parse_bad("replicas: 1\nbackends: []\n", "t.yaml:2:11:", "backends is empty");
+    parse_bad("replicas: 2\nmin_replicas: 3\nbackends:\n"
+              "  - {url: 'http://a:1', failure_domain: x}\n"
+              "  - {url: 'http://b:1', failure_domain: y}\n"
+              "  - {url: 'http://c:1', failure_domain: z}\n",
+              "t.yaml:2:15:", "min_replicas (3) is more than replicas (2)");
+    parse_bad("replicas: 3\nbackends:\n"
+              "  - {url: 'http://a:1', failure_domain: x}\n"
+              "  - {url: 'http://b:1', failure_domain: x}\n"
+              "  - {url: 'http://c:1', failure_domain: y}\n",
+              "t.yaml:1:11:", "only 2 failure domains");
+    parse_bad("replicas: 1\nbackends:\n"
+              "  - {url: 'http://a:1', failure_domain: x}\n"
+              "  - {url: 'http://a:1/', failure_domain: y}\n",
+              "t.yaml:4:5:", "duplicate backend http://a:1 (first at line 3)");
+    parse_bad("replicas: 1\nbackends:\n"
+              "  - {addr: 'a:1', failure-domain: 1}\n"
+              "  - {url: 'http://a:1', failure_domain: 2}\n",
+              "t.yaml:4:5:", "duplicate backend");
+    parse_bad("replicas: three\nbackends:\n  - {url: 'http://a:1', failure_domain: x}\n",
+              "t.yaml:1:11:", "whole number");
+    parse_bad("backends:\n  - {url: 'ftp://a:1', failure_domain: x}\n", "t.yaml:2:11:",
+              "not of the form http://host:port");
+    parse_bad("backends:\n  - {url: 'http://a:1'}\n", "t.yaml:2:5:", "no failure_domain");
+    parse_bad("backends:\n  - failure_domain: x\n", "t.yaml:2:5:", "no url");
+    parse_bad("backends:\n  - {url: 'http://a:1', failure_domain: x}\nanti_entropy: {every: 3}\n",
+              "t.yaml:3:16:", "unknown anti_entropy key");
+    parse_bad("backends: [\n", "t.yaml:2:1:", "");
+    parse_bad("- a\n- b\n", "t.yaml:1:1:", "must be a mapping");
+}
+
+static void test_load_file(void)
+{
+    char path[] = "/tmp/test_config_XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_TRUE_FATAL(fd >= 0);
+    const char *text = "backends:\n  - url: http://127.0.0.1:7000\n    failure_domain: a\n"
+                       "nope: 1\n";
+    CU_ASSERT_EQUAL(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct config *c = NULL;
+    char err[512];
+    CU_ASSERT_TRUE(config_load(path, &c, err, sizeof(err)) < 0);
+    char want[128];
+    snprintf(want, sizeof(want), "%s:4:1:", path);
+    CU_ASSERT_EQUAL(strncmp(err, want, strlen(want)), 0);
+    unlink(path);
+    CU_ASSERT_TRUE(config_load(path, &c, err, sizeof(err)) < 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "No such file"));
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("config", NULL, NULL);
+    CU_add_test(s, "SPEC example", test_spec_example);
+    CU_add_test(s, "Cantera spelling", test_cantera_spelling);
+    CU_add_test(s, "defaults and anti_entropy", test_defaults_and_anti_entropy);
+    CU_add_test(s, "errors name line and column", test_errors_name_line_and_column);
+    CU_add_test(s, "load a file", test_load_file);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures();
+    CU_cleanup_registry();
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,581 @@
+/*
+ * httpd.c - the HTTP server layer over libmicrohttpd (see httpd.h).
+ *
+ * libmicrohttpd calls the access handler several times per request: once
+ * when the headers are in, once per chunk of body, and once more when the
+ * body is complete. This file turns those calls into the route handler /
+ * on_body / on_done protocol of httpd.h, and accounts every request in the
+ * metrics when libmicrohttpd reports it finished.
+ */
+#define _GNU_SOURCE
+#include "httpd.h"
+#include "json.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const unsigned known_status[] = {200, 201, 202, 204, 206, 304, 400, 401, 404, 405,
+                                        409, 411, 413, 416, 422, 500, 502, 503, 504, 507};
+#define NSTATUS (sizeof(known_status) / sizeof(known_status[0]) + 1)
+static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+#define NBUCKETS (sizeof(bucket_le) / sizeof(bucket_le[0]))
+
+struct route_stats {
+    uint64_t by_status[NSTATUS];
+    uint64_t buckets[NBUCKETS + 1]; /* last one is +Inf */
+    uint64_t sum_us;
+};
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct http_server_config cfg;
+    unsigned char token_digest[32];
+    struct route_stats *stats; /* nroutes + 1; the last counts unmatched requests */
+    uint64_t bytes_in, bytes_out;
+    pthread_mutex_t lock;
+    pthread_cond_t idle;
+    unsigned active;
+    unsigned port;
+};
+
+uint64_t cas_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- routing ----------------------------------------------------------- */
+
+/* Matches path against pattern; on success the '*' segment goes to *seg. */
+static bool route_match(const char *pattern, const char *path, const char **seg, size_t *seglen)
+{
+    const char *star = strchr(pattern, '*');
+    if (!star) {
+        *seg = NULL;
+        *seglen = 0;
+        return strcmp(pattern, path) == 0;
+    }
+    size_t pre = (size_t)(star - pattern);
+    if (strncmp(pattern, path, pre) != 0)
+        return false;
+    const char *s = path + pre;
+    size_t n = strcspn(s, "/");
+    if (n == 0)
+        return false;
+    if (strcmp(star + 1, s + n) != 0)
+        return false;
+    *seg = s;
+    *seglen = n;
+    return true;
+}
+
+static bool method_match(const char *route_method, const char *method)
+{
+    if (strcmp(route_method, method) == 0)
+        return true;
+    return strcmp(route_method, "GET") == 0 && strcmp(method, "HEAD") == 0;
+}
+
+/* ---- responses --------------------------------------------------------- */
+
+static void set_response(struct http_req *req, unsigned status, struct MHD_Response *r,
+                         const char *content_type)
+{
+    if (req->resp)
+        MHD_destroy_response(req->resp);
+    req->resp = r;
+    req->status = status;
+    if (r && content_type)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+}
+
+void http_reply(struct http_req *req, unsigned status, const char *content_type, const void *body,
+                size_t len)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    req->bytes_out = len;
+    set_response(req, status, r, content_type);
+}
+
+void http_reply_owned(struct http_req *req, unsigned status, const char *content_type, void *body,
+                      size_t len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r)
+        free(body);
+    req->bytes_out = len;
+    set_response(req, status, r, content_type);
+}
+
+void http_reply_buf(struct http_req *req, unsigned status, const char *content_type,
+                    struct cas_buf *body)
+{
+    size_t len = 0;
+    char *p = cas_buf_steal(body, &len);
+    if (!p) {
+        http_reply(req, 500, "application/json", "{\"error\":\"out of memory\"}\n", 26);
+        return;
+    }
+    http_reply_owned(req, status, content_type, p, len);
+}
+
+void http_reply_json(struct http_req *req, unsigned status, struct cas_buf *json)
+{
+    cas_buf_append(json, "\n", 1);
+    http_reply_buf(req, status, "application/json", json);
+}
+
+void http_error(struct http_req *req, unsigned status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    struct cas_buf b;
+    cas_buf_init(&b);
+    cas_buf_puts(&b, "{\"error\":");
+    cas_json_escape(&b, msg);
+    cas_buf_puts(&b, "}");
+    http_reply_json(req, status, &b);
+    if (status >= 500)
+        log_warn("%s %s: %u %s", req->method, req->url, status, msg);
+}
+
+struct stream_wrap {
+    struct http_server *srv;
+    http_reader_fn reader;
+    void *cls;
+    void (*free_cls)(void *);
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream_wrap *w = cls;
+    ssize_t n = w->reader(w->cls, pos, buf, max);
+    if (n == HTTP_STREAM_END)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    __atomic_fetch_add(&w->srv->bytes_out, (uint64_t)n, __ATOMIC_RELAXED);
+    return n;
+}
+
+static void stream_free(void *cls)
+{
+    struct stream_wrap *w = cls;
+    if (w->free_cls)
+        w->free_cls(w->cls);
+    free(w);
+}
+
+void http_reply_stream(struct http_req *req, unsigned status, const char *content_type,
+                       uint64_t size, http_reader_fn reader, void *cls, void (*free_cls)(void *))
+{
+    struct stream_wrap *w = malloc(sizeof(*w));
+    if (!w) {
+        if (free_cls)
+            free_cls(cls);
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    *w = (struct stream_wrap){req->srv, reader, cls, free_cls};
+    struct MHD_Response *r = MHD_create_response_from_callback(
+        size == HTTP_SIZE_UNKNOWN ? MHD_SIZE_UNKNOWN : size, 256 * 1024, stream_read, w,
+        stream_free);
+    if (!r) {
+        stream_free(w);
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    req->bytes_out = size == HTTP_SIZE_UNKNOWN ? 0 : size;
+    req->streamed = true;
+    set_response(req, status, r, content_type);
+}
+
+void http_add_header(struct http_req *req, const char *name, const char *value)
+{
+    if (req->resp)
+        MHD_add_response_header(req->resp, name, value);
+}
+
+const char *http_header(struct http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(struct http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* ---- the access handler ------------------------------------------------ */
+
+static bool authorized(struct http_server *srv, struct http_req *req)
+{
+    if (!srv->cfg.token)
+        return true;
+    unsigned flags = req->route ? req->route->flags : 0;
+    if (flags & HTTP_PUBLIC)
+        return true;
+    if ((flags & HTTP_READ) && !srv->cfg.auth_reads)
+        return true;
+    const char *h = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncmp(h, "Bearer ", 7) != 0)
+        return false;
+    /* Compare digests so neither the length nor the content leaks timing. */
+    unsigned char d[32];
+    unsigned int n = 0;
+    EVP_Digest(h + 7, strlen(h + 7), d, &n, EVP_sha256(), NULL);
+    return CRYPTO_memcmp(d, srv->token_digest, 32) == 0;
+}
+
+static enum MHD_Result queue(struct http_req *req)
+{
+    if (!req->resp)
+        http_error(req, 500, "handler produced no response");
+    if (!req->resp)
+        return MHD_NO;
+    enum MHD_Result rc = MHD_queue_response(req->conn, req->status, req->resp);
+    MHD_destroy_response(req->resp);
+    req->resp = NULL;
+    return rc;
+}
+
+static void begin_request(struct http_server *srv, struct http_req *req)
+{
+    const struct http_route *routes = srv->cfg.routes;
+    bool path_found = false;
+    for (size_t i = 0; i < srv->cfg.nroutes; i++) {
+        const char *seg;
+        size_t seglen;
+        if (!route_match(routes[i].pattern, req->url, &seg, &seglen))
+            continue;
+        path_found = true;
+        if (!method_match(routes[i].method, req->method))
+            continue;
+        req->route = &routes[i];
+        if (seg) {
+            if (seglen >= sizeof(req->param_buf))
+                seglen = sizeof(req->param_buf) - 1; /* the key parser rejects it */
+            memcpy(req->param_buf, seg, seglen);
+            req->param_buf[seglen] = '\0';
+            req->param = req->param_buf;
+            req->param_len = seglen;
+        }
+        break;
+    }
+    if (!req->route) {
+        if (path_found)
+            http_error(req, 405, "method %s not allowed on %s", req->method, req->url);
+        else
+            http_error(req, 404, "no such route: %s %s", req->method, req->url);
+        return;
+    }
+    if (!authorized(srv, req)) {
+        http_error(req, 401, "missing or wrong bearer token");
+        return;
+    }
+    const char *cl = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(cl, &end, 10);
+        if (!errno && end != cl && !*end) {
+            req->has_length = true;
+            req->content_length = v;
+        }
+    }
+    req->route->handler(req);
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+    struct http_server *srv = cls;
+    struct http_req *req = *con_cls;
+    if (!req) {
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        req->srv = srv;
+        req->app = srv->cfg.app;
+        req->conn = conn;
+        req->method = method;
+        req->url = url;
+        req->is_head = strcmp(method, "HEAD") == 0;
+        req->t0_ns = cas_now_ns();
+        pthread_mutex_lock(&srv->lock);
+        srv->active++;
+        pthread_mutex_unlock(&srv->lock);
+        begin_request(srv, req);
+        if (req->resp)
+            return queue(req);
+        if (!req->on_done) {
+            http_error(req, 500, "route %s has no response", req->route->name);
+            return queue(req);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        req->bytes_in += n;
+        __atomic_fetch_add(&srv->bytes_in, (uint64_t)n, __ATOMIC_RELAXED);
+        if (!req->body_failed && req->on_body && req->on_body(req, upload_data, n) != 0)
+            req->body_failed = true;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (!req->resp && req->on_done)
+        req->on_done(req);
+    req->on_done = NULL;
+    return queue(req);
+}
+
+static int status_index(unsigned status)
+{
+    for (size_t i = 0; i < NSTATUS - 1; i++)
+        if (known_status[i] == status)
+            return (int)i;
+    return (int)NSTATUS - 1;
+}
+
+static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *srv = cls;
+    struct http_req *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    uint64_t us = (cas_now_ns() - req->t0_ns) / 1000;
+    size_t ri = req->route ? (size_t)(req->route - srv->cfg.routes) : srv->cfg.nroutes;
+    struct route_stats *st = &srv->stats[ri];
+    __atomic_fetch_add(&st->by_status[status_index(req->status)], 1, __ATOMIC_RELAXED);
+    size_t b = 0;
+    while (b < NBUCKETS && (double)us / 1e6 > bucket_le[b])
+        b++;
+    __atomic_fetch_add(&st->buckets[b], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&st->sum_us, us, __ATOMIC_RELAXED);
+    if (cas_log_enabled(CAS_LOG_INFO))
+        log_info("%s %s %u in=%" PRIu64 " out=%" PRIu64 " %.3fms%s", req->method, req->url,
+                 req->status, req->bytes_in, req->bytes_out, (double)us / 1000,
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    if (req->bytes_out && !req->streamed)
+        __atomic_fetch_add(&srv->bytes_out, req->bytes_out, __ATOMIC_RELAXED);
+    if (req->cleanup)
+        req->cleanup(req);
+    if (req->resp)
+        MHD_destroy_response(req->resp);
+    free(req);
+    pthread_mutex_lock(&srv->lock);
+    srv->active--;
+    if (srv->active == 0)
+        pthread_cond_broadcast(&srv->idle);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+/* ---- start and stop ---------------------------------------------------- */
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len,
+                        bool *v6, char *err, size_t errlen)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen || !colon[1]) {
+        snprintf(err, errlen, "bad listen address \"%s\": want ADDR:PORT", listen);
+        return -EINVAL;
+    }
+    size_t hl = (size_t)(colon - listen);
+    if (listen[0] == '[' && hl >= 2 && listen[hl - 1] == ']') {
+        listen++;
+        hl -= 2;
+    }
+    if (hl >= sizeof(host)) {
+        snprintf(err, errlen, "bad listen address \"%s\"", listen);
+        return -EINVAL;
+    }
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (rc != 0 || !ai) {
+        snprintf(err, errlen, "bad listen address \"%s\": %s", listen, gai_strerror(rc));
+        return -EINVAL;
+    }
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *len = ai->ai_addrlen;
+    *v6 = ai->ai_family == AF_INET6;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    log_debug("libmicrohttpd: %s", msg);
+}
+
+int http_server_start(const struct http_server_config *cfg, struct http_server **out, char *err,
+                      size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    bool v6;
+    int rc = parse_listen(cfg->listen, &ss, &sslen, &v6, err, errlen);
+    if (rc < 0)
+        return rc;
+    struct http_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return -ENOMEM;
+    srv->cfg = *cfg;
+    srv->stats = calloc(cfg->nroutes + 1, sizeof(*srv->stats));
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->idle, NULL);
+    if (cfg->token) {
+        unsigned int n = 0;
+        EVP_Digest(cfg->token, strlen(cfg->token), srv->token_digest, &n, EVP_sha256(), NULL);
+    }
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_USE_POLL;
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(512 * 1024), MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(cfg->max_connections ? cfg->max_connections : 512),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    if (!srv->daemon) {
+        snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)",
+                 cfg->listen);
+        free(srv->stats);
+        free(srv);
+        return -EADDRINUSE;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : 0;
+    *out = srv;
+    return 0;
+}
+
+unsigned http_server_port(struct http_server *srv)
+{
+    return srv->port;
+}
+
+void http_server_stop(struct http_server *srv, unsigned timeout_ms)
+{
+    if (!srv)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&srv->lock);
+    while (srv->active > 0)
+        if (pthread_cond_timedwait(&srv->idle, &srv->lock, &deadline) == ETIMEDOUT)
+            break;
+    if (srv->active)
+        log_warn("stopping with %u requests still in flight", srv->active);
+    pthread_mutex_unlock(&srv->lock);
+    MHD_stop_daemon(srv->daemon);
+    free(srv->stats);
+    free(srv);
+}
+
+/* ---- metrics ----------------------------------------------------------- */
+
+void http_metrics_render(struct http_server *srv, struct cas_buf *out)
+{
+    cas_buf_puts(out, "# HELP cas_http_requests_total HTTP requests by route and status.\n"
+                      "# TYPE cas_http_requests_total counter\n");
+    for (size_t r = 0; r <= srv->cfg.nroutes; r++) {
+        const char *name = r < srv->cfg.nroutes ? srv->cfg.routes[r].name : "unmatched";
+        for (size_t s = 0; s < NSTATUS; s++) {
+            uint64_t v = __atomic_load_n(&srv->stats[r].by_status[s], __ATOMIC_RELAXED);
+            if (!v)
+                continue;
+            if (s < NSTATUS - 1)
+                cas_buf_printf(out,
+                               "cas_http_requests_total{route=\"%s\",status=\"%u\"} %" PRIu64 "\n",
+                               name, known_status[s], v);
+            else
+                cas_buf_printf(out,
+                               "cas_http_requests_total{route=\"%s\",status=\"other\"} %" PRIu64
+                               "\n",
+                               name, v);
+        }
+    }
+    cas_buf_puts(out, "# HELP cas_http_request_duration_seconds Request latency by route.\n"
+                      "# TYPE cas_http_request_duration_seconds histogram\n");
+    for (size_t r = 0; r <= srv->cfg.nroutes; r++) {
+        const char *name = r < srv->cfg.nroutes ? srv->cfg.routes[r].name : "unmatched";
+        uint64_t cum = 0;
+        struct route_stats *st = &srv->stats[r];
+        uint64_t total = 0;
+        for (size_t b = 0; b <= NBUCKETS; b++)
+            total += __atomic_load_n(&st->buckets[b], __ATOMIC_RELAXED);
+        if (!total)
+            continue;
+        for (size_t b = 0; b < NBUCKETS; b++) {
+            cum += __atomic_load_n(&st->buckets[b], __ATOMIC_RELAXED);
+            cas_buf_printf(out,
+                           "cas_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
+                           "%" PRIu64 "\n",
+                           name, bucket_le[b], cum);
+        }
+        cas_buf_printf(out,
+                       "cas_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64
+                       "\n",
+                       name, total);
+        cas_buf_printf(out, "cas_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", name,
+                       (double)__atomic_load_n(&st->sum_us, __ATOMIC_RELAXED) / 1e6);
+        cas_buf_printf(out, "cas_http_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n",
+                       name, total);
+    }
+    cas_buf_printf(out,
+                   "# HELP cas_http_received_bytes_total Request body bytes received.\n"
+                   "# TYPE cas_http_received_bytes_total counter\n"
+                   "cas_http_received_bytes_total %" PRIu64 "\n"
+                   "# HELP cas_http_sent_bytes_total Streamed response bytes sent.\n"
+                   "# TYPE cas_http_sent_bytes_total counter\n"
+                   "cas_http_sent_bytes_total %" PRIu64 "\n",
+                   __atomic_load_n(&srv->bytes_in, __ATOMIC_RELAXED),
+                   __atomic_load_n(&srv->bytes_out, __ATOMIC_RELAXED));
+    if (srv->cfg.metrics)
+        srv->cfg.metrics(srv->cfg.app, out);
+}

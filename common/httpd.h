@@ -1,0 +1,133 @@
+/*
+ * httpd.h - the HTTP server layer shared by storaged and balancerd.
+ *
+ * A thin layer over libmicrohttpd (one thread per connection, so handlers
+ * may block on disk or on backends). A daemon gives a route table; for each
+ * request the layer matches the route, checks the bearer token, calls the
+ * route's handler once the headers are in, feeds it the request body chunk
+ * by chunk (never buffering it), queues the response the handler built,
+ * logs one line and counts the request in the Prometheus metrics.
+ *
+ * A handler either builds a response at once (http_reply_*, http_error) or
+ * sets req->on_body / req->on_done to take the body as it streams in and
+ * answer when it is complete. A response whose body is produced on the fly
+ * uses http_reply_stream with a reader callback.
+ */
+#ifndef CAS_HTTPD_H
+#define CAS_HTTPD_H
+
+#include "buf.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct http_req;
+struct http_server;
+struct MHD_Response;
+
+typedef void (*http_handler_fn)(struct http_req *req);
+/* Takes one chunk of request body; return 0 to go on. After an error, set a
+ * response with http_error and return -1: the rest of the body is discarded
+ * and the response is sent when the body has been read. */
+typedef int (*http_body_fn)(struct http_req *req, const char *data, size_t len);
+/* Called once the whole body is in; must set a response. */
+typedef void (*http_done_fn)(struct http_req *req);
+/* Produces up to max bytes of a streamed response at position pos. Returns
+ * the count, HTTP_STREAM_END when finished (unknown-size bodies only), or
+ * HTTP_STREAM_ERROR to abort the connection (the client sees a short body). */
+typedef ssize_t (*http_reader_fn)(void *cls, uint64_t pos, char *buf, size_t max);
+#define HTTP_STREAM_END ((ssize_t)-1)
+#define HTTP_STREAM_ERROR ((ssize_t)-2)
+#define HTTP_SIZE_UNKNOWN UINT64_MAX
+
+enum http_route_flags {
+    HTTP_PUBLIC = 1, /* never needs the token: GET/HEAD objects, /, /healthz, /metrics */
+    HTTP_READ = 2,   /* object reads: need the token only with --auth-reads */
+};
+
+struct http_route {
+    const char *method; /* "GET", "PUT", ...; "GET" also serves HEAD */
+    /* Exact path, or a pattern with one '*' standing for one path segment
+     * (no slash), e.g. "/objects/<star>" or "/file/<star>/". */
+    const char *pattern;
+    http_handler_fn handler;
+    unsigned flags;
+    const char *name; /* label in metrics and logs */
+};
+
+struct http_req {
+    struct http_server *srv;
+    void *app; /* the server's app pointer, for handlers */
+    const struct http_route *route;
+    const char *method;
+    const char *url; /* path only */
+    bool is_head;
+    const char *param; /* the segment matched by '*', NUL-terminated */
+    size_t param_len;
+
+    void *ctx;                        /* handler's per-request state */
+    void (*cleanup)(struct http_req *); /* frees ctx; called once, at the end */
+    http_body_fn on_body;
+    http_done_fn on_done;
+
+    /* Filled by the layer. */
+    struct MHD_Connection *conn;
+    struct MHD_Response *resp;
+    unsigned status;
+    bool body_failed;
+    bool streamed; /* bytes_out counted by the stream reader */
+    bool has_length; /* Content-Length given */
+    uint64_t content_length;
+    uint64_t bytes_in, bytes_out;
+    uint64_t t0_ns;
+    char param_buf[200];
+};
+
+struct http_server_config {
+    const char *listen; /* "ADDR:PORT", "[v6]:PORT" */
+    const struct http_route *routes;
+    size_t nroutes;
+    void *app;
+    const char *token;  /* NULL: no auth */
+    bool auth_reads;
+    unsigned max_connections;
+    /* Appends the daemon's own metrics to the Prometheus text. */
+    void (*metrics)(void *app, struct cas_buf *out);
+};
+
+/* Binds and starts serving. -errno with a message (e.g. address in use). */
+int http_server_start(const struct http_server_config *cfg, struct http_server **out, char *err,
+                      size_t errlen);
+/* Stops accepting, waits up to timeout_ms for requests in flight, stops. */
+void http_server_stop(struct http_server *srv, unsigned timeout_ms);
+/* The port actually bound (useful with port 0). */
+unsigned http_server_port(struct http_server *srv);
+
+/* Request accessors. */
+const char *http_header(struct http_req *req, const char *name);
+const char *http_query(struct http_req *req, const char *name);
+
+/* Responses. Each replaces any response set before. */
+void http_reply(struct http_req *req, unsigned status, const char *content_type, const void *body,
+                size_t len);
+void http_reply_buf(struct http_req *req, unsigned status, const char *content_type,
+                    struct cas_buf *body); /* takes body's storage */
+void http_reply_json(struct http_req *req, unsigned status, struct cas_buf *json);
+void http_error(struct http_req *req, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Takes ownership of a malloc'd buffer. */
+void http_reply_owned(struct http_req *req, unsigned status, const char *content_type, void *body,
+                      size_t len);
+void http_reply_stream(struct http_req *req, unsigned status, const char *content_type,
+                       uint64_t size, http_reader_fn reader, void *cls, void (*free_cls)(void *));
+/* Adds a header to the response set last. */
+void http_add_header(struct http_req *req, const char *name, const char *value);
+
+/* The layer's own metrics (requests by route and status, latency, bytes). */
+void http_metrics_render(struct http_server *srv, struct cas_buf *out);
+
+uint64_t cas_now_ns(void);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * json.h - writing JSON into a cas_buf.
+ *
+ * A tiny streaming writer: the caller opens objects and arrays, adds
+ * members, and the writer places the commas. Strings are escaped per RFC
+ * 8259. Reading JSON is not needed by the daemons; the CLI and balancer
+ * parse the few fields they need with cas_json_get_* (flat objects only).
+ */
+#ifndef CAS_JSON_H
+#define CAS_JSON_H
+
+#include "buf.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct cas_json {
+    struct cas_buf *out;
+    int depth;
+    bool need_comma[32];
+};
+
+void cas_json_init(struct cas_json *j, struct cas_buf *out);
+void cas_json_begin_object(struct cas_json *j);
+void cas_json_end_object(struct cas_json *j);
+void cas_json_begin_array(struct cas_json *j);
+void cas_json_end_array(struct cas_json *j);
+/* Starts a member "name": inside an object; follow with one value. */
+void cas_json_key(struct cas_json *j, const char *name);
+void cas_json_string(struct cas_json *j, const char *s);
+void cas_json_u64(struct cas_json *j, uint64_t v);
+void cas_json_i64(struct cas_json *j, int64_t v);
+void cas_json_double(struct cas_json *j, double v);
+void cas_json_bool(struct cas_json *j, bool v);
+void cas_json_null(struct cas_json *j);
+
+/* Escapes s as a JSON string (with quotes) onto b. */
+void cas_json_escape(struct cas_buf *b, const char *s);
+
+/*
+ * Minimal lookups in a JSON text for top-level members of a flat object, as
+ * the CLI and balancer need for the daemons' small replies. Returns 0 when
+ * found. String values are unescaped for \" \\ \/ \n \t only.
+ */
+int cas_json_get_string(const char *json, const char *name, char *out, size_t outlen);
+int cas_json_get_u64(const char *json, const char *name, uint64_t *out);
+int cas_json_get_bool(const char *json, const char *name, bool *out);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * disk.h - the disk backend: one directory holding an append-only index and
+ * 50 data files (layout in docs/FORMAT.md). Opening it takes a lock on the
+ * directory, replays the index, checks it against the data files and cuts
+ * off any torn tail.
+ */
+#ifndef CAS_DISK_H
+#define CAS_DISK_H
+
+#include "store.h"
+
+struct disk_options {
+    const char *dir;
+    const struct cas_hash_algo *algo; /* for a new store; an existing one keeps its own */
+    bool read_only;
+    uint64_t capacity;        /* 0: measure the file system */
+    uint64_t max_object_size; /* 0: no limit */
+    bool check_only;          /* fsck: no lock-breaking writes, no truncation */
+};
+
+/* Opens (creating when absent) the store in opts->dir. */
+int disk_open(const struct disk_options *opts, struct store **out, char *err, size_t errlen);
+
+/* Replay statistics of the last disk_open, for benchmarks and fsck. */
+struct disk_replay_stats {
+    uint64_t records, bad_records, torn_bytes, dropped_entries, truncated_bytes;
+    double seconds;
+};
+void disk_replay_stats(struct store *s, struct disk_replay_stats *out);
+
+#endif

@@ -1,0 +1,162 @@
+/*
+ * disk_gc.c - the GC cycle of the disk backend (the Cantera design).
+ *
+ * begin marks every stored object (one REC_GC_BEGIN record does that on
+ * replay); reads, writes and gc/mark unmark the objects they touch (one
+ * REC_UNMARK each, only the first time in a cycle); end removes whatever is
+ * still marked (one REC_GC_END record). Everything is in the index, so a
+ * restart in the middle of a cycle keeps the cycle and its marks.
+ */
+#define _GNU_SOURCE
+#include "disk_internal.h"
+#include "log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int refuse_read_only(struct disk_store *d, char *err, size_t errlen)
+{
+    if (!__atomic_load_n(&d->read_only, __ATOMIC_SEQ_CST))
+        return 0;
+    snprintf(err, errlen, "store is read-only: %s", d->read_only_reason);
+    return -EROFS;
+}
+
+int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects,
+                  uint64_t *bytes, char *err, size_t errlen)
+{
+    struct disk_store *d = disk_of(s);
+    int rc = refuse_read_only(d, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (id == 0) {
+        /* Ids grow with time, so a stale id from an old cycle never matches. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        id = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        if (id <= d->last_gc_id)
+            id = d->last_gc_id + 1;
+    }
+    struct fmt_record r;
+    struct journal_pos pos;
+    pthread_rwlock_wrlock(&d->lock);
+    disk_record(d, &r, REC_GC_BEGIN, NULL);
+    r.aux = id;
+    rc = disk_append(d, &r, 1, &pos, err, errlen);
+    if (rc == 0) {
+        bool was = d->gc_active;
+        uint64_t old = d->gc_id;
+        struct objtab_entry en;
+        for (uint32_t e = 0; e < d->tab.used; e++)
+            if (objtab_get(&d->tab, e, &en))
+                objtab_set_flags(&d->tab, e, en.flags | OBJTAB_MARKED);
+        d->gc_active = true;
+        d->gc_id = id;
+        if (id > d->last_gc_id)
+            d->last_gc_id = id;
+        d->garbage_objects = d->objects;
+        d->garbage_bytes = d->bytes;
+        *objects = d->objects;
+        *bytes = d->bytes;
+        if (was)
+            log_info("gc: cycle %" PRIu64 " cancelled by a new one", old);
+    }
+    pthread_rwlock_unlock(&d->lock);
+    if (rc < 0)
+        return rc;
+    *id_out = id;
+    log_info("gc: cycle %" PRIu64 " begun: %" PRIu64 " objects, %" PRIu64 " bytes marked", id,
+             *objects, *bytes);
+    return disk_sync(d, &pos, err, errlen);
+}
+
+int disk_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked,
+                 char *err, size_t errlen)
+{
+    struct disk_store *d = disk_of(s);
+    int rc = refuse_read_only(d, err, errlen);
+    *unmarked = 0;
+    if (rc < 0)
+        return rc;
+    struct fmt_record *recs = malloc((n ? n : 1) * sizeof(*recs));
+    if (!recs)
+        return -ENOMEM;
+    size_t nrec = 0;
+    uint32_t *touched = malloc((n ? n : 1) * sizeof(*touched));
+    if (!touched) {
+        free(recs);
+        return -ENOMEM;
+    }
+    struct journal_pos pos;
+    pthread_rwlock_wrlock(&d->lock);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t e = objtab_find(&d->tab, keys[i].digest);
+        if (e != OBJTAB_NONE && disk_unmark(d, e)) {
+            disk_record(d, &recs[nrec], REC_UNMARK, keys[i].digest);
+            touched[nrec++] = e;
+        }
+    }
+    if (nrec) {
+        rc = disk_append(d, recs, nrec, &pos, err, errlen);
+        if (rc < 0) { /* the index did not take it: mark them again */
+            for (size_t i = 0; i < nrec; i++) {
+                struct objtab_entry en;
+                objtab_get(&d->tab, touched[i], &en);
+                objtab_set_flags(&d->tab, touched[i], en.flags | OBJTAB_MARKED);
+                d->garbage_objects++;
+                d->garbage_bytes += en.size;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&d->lock);
+    free(recs);
+    free(touched);
+    if (rc < 0)
+        return rc;
+    *unmarked = nrec;
+    return nrec ? disk_sync(d, &pos, err, errlen) : 0;
+}
+
+int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
+                size_t errlen)
+{
+    struct disk_store *d = disk_of(s);
+    int rc = refuse_read_only(d, err, errlen);
+    if (rc < 0)
+        return rc;
+    struct fmt_record r;
+    struct journal_pos pos;
+    pthread_rwlock_wrlock(&d->lock);
+    if (!d->gc_active || d->gc_id != id) {
+        if (d->gc_active)
+            snprintf(err, errlen, "gc cycle %" PRIu64 " is not the current one (%" PRIu64 ")", id,
+                     d->gc_id);
+        else
+            snprintf(err, errlen, "gc cycle %" PRIu64 " is not the current one (none is active)",
+                     id);
+        pthread_rwlock_unlock(&d->lock);
+        return -ESTALE;
+    }
+    disk_record(d, &r, REC_GC_END, NULL);
+    r.aux = id;
+    rc = disk_append(d, &r, 1, &pos, err, errlen);
+    if (rc == 0) {
+        *removed = d->garbage_objects;
+        *bytes = d->garbage_bytes;
+        struct objtab_entry en;
+        for (uint32_t e = 0; e < d->tab.used; e++)
+            if (objtab_get(&d->tab, e, &en) && (en.flags & OBJTAB_MARKED))
+                disk_forget(d, e);
+        d->gc_active = false;
+    }
+    pthread_rwlock_unlock(&d->lock);
+    if (rc < 0)
+        return rc;
+    log_info("gc: cycle %" PRIu64 " ended: %" PRIu64 " objects, %" PRIu64 " bytes removed", id,
+             *removed, *bytes);
+    return disk_sync(d, &pos, err, errlen);
+}

@@ -1,0 +1,131 @@
+/*
+ * disk_internal.h - state shared by the disk backend's files (disk_open.c,
+ * disk_write.c, disk_read.c, disk_gc.c, disk_compact.c). Not for anyone
+ * else.
+ *
+ * Locking: `lock` (a rwlock) guards the object table, the GC state, the
+ * per-file live byte counts and which generation of each data file is
+ * current; every index append happens under it in write mode, so the index
+ * records the changes in the order the table saw them. `files_lock` guards
+ * which data files are busy (one writer or compactor at a time per file)
+ * and their committed lengths. Order: lock before files_lock.
+ */
+#ifndef CAS_DISK_INTERNAL_H
+#define CAS_DISK_INTERNAL_H
+
+#include "disk.h"
+#include "format.h"
+#include "journal.h"
+#include "objtab.h"
+
+#include <pthread.h>
+
+/* An open data file generation; readers keep it alive while compaction
+ * replaces it. */
+struct dfile_ref {
+    int fd;
+    int refs;
+};
+
+struct dfile {
+    struct dfile_ref *ref; /* current generation (lock) */
+    uint64_t gen;          /* (lock) */
+    uint64_t live;         /* frame bytes of live objects (lock) */
+    uint64_t length;       /* committed end of the file (files_lock) */
+    bool busy;             /* a writer or the compactor owns the tail (files_lock) */
+    bool compacting;       /* writers keep away (files_lock) */
+};
+
+struct disk_store {
+    struct store base;
+    char *dir;
+    int dirfd;
+    int lockfd;
+    bool check_only;
+    uint64_t capacity, max_object_size;
+
+    pthread_rwlock_t lock;
+    struct objtab tab;
+    struct dfile files[FMT_NFILES];
+    bool gc_active;
+    uint64_t gc_id, last_gc_id;
+    uint64_t objects, bytes, garbage_objects, garbage_bytes;
+    uint64_t index_records; /* records in the index file, to decide on a snapshot */
+
+    pthread_mutex_t files_lock;
+    pthread_cond_t files_cond;
+
+    struct journal journal;
+
+    int read_only; /* 1: by option; 2: after an I/O fault (atomic) */
+    char read_only_reason[200];
+    uint64_t corrupt_found;
+
+    pthread_mutex_t compact_lock;
+    pthread_cond_t compact_cond;
+    pthread_t compact_thread;
+    bool compact_running, compact_joinable;
+    uint64_t compact_done, compact_total, compactions;
+
+    struct disk_replay_stats replay;
+};
+
+static inline struct disk_store *disk_of(struct store *s)
+{
+    return (struct disk_store *)s;
+}
+
+static inline uint64_t frame_bytes(uint64_t size)
+{
+    return FMT_FRAME_HEADER + size;
+}
+
+/* Records an I/O fault: the store turns read-only and says so loudly. */
+void disk_fault(struct disk_store *d, const char *what, int err);
+/* Fills a record for an object of this store. */
+void disk_record(struct disk_store *d, struct fmt_record *r, int type, const unsigned char *digest);
+/* Appends and, on failure, turns the error into a message. Caller holds lock (write). */
+int disk_append(struct disk_store *d, const struct fmt_record *recs, size_t n,
+                struct journal_pos *pos, char *err, size_t errlen);
+/* Waits for durability of pos; a failure makes the store read-only. */
+int disk_sync(struct disk_store *d, const struct journal_pos *pos, char *err, size_t errlen);
+int disk_fsync_dir(struct disk_store *d);
+void dfile_ref_put(struct dfile_ref *r);
+/* Removes entry e from the table and the counters. Caller holds lock (write). */
+void disk_forget(struct disk_store *d, uint32_t e);
+/* Unmarks entry e if marked; true if it was. Caller holds lock (write). */
+bool disk_unmark(struct disk_store *d, uint32_t e);
+/* Rewrites the index as a snapshot of the table when it has grown much
+ * larger than the table. */
+int disk_maybe_snapshot(struct disk_store *d, bool force);
+
+extern const struct store_ops disk_ops;
+
+/* The ops, by file. */
+int disk_put_begin(struct store *s, const struct cas_key *expect, uint64_t hint,
+                   struct store_put **out, char *err, size_t errlen);
+int disk_put_write(struct store_put *p, const void *data, size_t len, char *err, size_t errlen);
+int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,
+                    size_t errlen);
+void disk_put_abort(struct store_put *p);
+int disk_open_obj(struct store *s, const struct cas_key *key, bool touch, struct store_obj **out,
+                  uint64_t *size, char *err, size_t errlen);
+ssize_t disk_pread(struct store_obj *o, void *buf, size_t len, uint64_t off);
+void disk_close_obj(struct store_obj *o);
+void disk_quarantine(struct store_obj *o, const char *why);
+int disk_stat(struct store *s, const struct cas_key *key, uint64_t *size);
+int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+int disk_list(struct store *s, uint64_t *cursor, enum store_list_state state, uint64_t min_size,
+              uint64_t max_size, size_t max, store_list_fn fn, void *cls);
+int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects,
+                  uint64_t *bytes, char *err, size_t errlen);
+int disk_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked,
+                 char *err, size_t errlen);
+int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
+                size_t errlen);
+int disk_compact_start(struct store *s, char *err, size_t errlen);
+void disk_compact_wait(struct store *s);
+void disk_info(struct store *s, struct store_info *out);
+void disk_destroy(struct store *s);
+
+#endif

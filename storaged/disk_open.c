@@ -1,0 +1,684 @@
+/*
+ * disk_open.c - the disk backend's life cycle: opening a directory (lock,
+ * index replay, recovery of torn tails), the helpers every other disk_*.c
+ * file uses to append to the index, capacity figures, and closing.
+ *
+ * Recovery rules (docs/FORMAT.md has them byte by byte):
+ * - the index is read record by record; a record whose CRC fails is a torn
+ *   tail if no valid record follows it (the file is cut there), and a
+ *   damaged record in the middle otherwise (skipped and reported);
+ * - compaction moves (REC_MOVE) count only once their REC_GENERATION follows;
+ * - a data file longer than its last indexed frame is cut back (bytes of a
+ *   write that was never acknowledged); an index entry whose frame runs past
+ *   the end of its data file is dropped, never served.
+ */
+#define _GNU_SOURCE
+#include "disk_internal.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+const struct store_ops disk_ops = {
+    .name = "disk",
+    .put_begin = disk_put_begin,
+    .put_write = disk_put_write,
+    .put_commit = disk_put_commit,
+    .put_abort = disk_put_abort,
+    .open = disk_open_obj,
+    .pread = disk_pread,
+    .close = disk_close_obj,
+    .quarantine = disk_quarantine,
+    .stat = disk_stat,
+    .remove = disk_remove,
+    .list = disk_list,
+    .gc_begin = disk_gc_begin,
+    .gc_mark = disk_gc_mark,
+    .gc_end = disk_gc_end,
+    .compact_start = disk_compact_start,
+    .compact_wait = disk_compact_wait,
+    .info = disk_info,
+    .destroy = disk_destroy,
+};
+
+/* ---- helpers shared by the disk_*.c files ------------------------------ */
+
+void disk_fault(struct disk_store *d, const char *what, int err)
+{
+    int expected = 0;
+    if (__atomic_compare_exchange_n(&d->read_only, &expected, 2, false, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_SEQ_CST)) {
+        snprintf(d->read_only_reason, sizeof(d->read_only_reason), "I/O error on %s: %s", what,
+                 strerror(-err));
+    }
+    log_error("STORE IS NOW READ-ONLY: I/O error on %s in %s: %s; fix the disk and restart", what,
+              d->dir, strerror(-err));
+}
+
+void disk_record(struct disk_store *d, struct fmt_record *r, int type, const unsigned char *digest)
+{
+    memset(r, 0, sizeof(*r));
+    r->type = (uint8_t)type;
+    r->algo = (uint8_t)d->base.algo->id;
+    if (digest)
+        memcpy(r->digest, digest, d->base.algo->digest_len);
+}
+
+int disk_append(struct disk_store *d, const struct fmt_record *recs, size_t n,
+                struct journal_pos *pos, char *err, size_t errlen)
+{
+    int rc = journal_append(&d->journal, recs, n, pos);
+    if (rc == -ENOSPC) {
+        snprintf(err, errlen, "disk full: cannot append to the index in %s", d->dir);
+    } else if (rc < 0) {
+        disk_fault(d, "index append", rc);
+        snprintf(err, errlen, "cannot append to the index: %s", strerror(-rc));
+        rc = -EIO;
+    } else {
+        d->index_records += n;
+    }
+    return rc;
+}
+
+int disk_sync(struct disk_store *d, const struct journal_pos *pos, char *err, size_t errlen)
+{
+    int rc = journal_sync(&d->journal, pos);
+    if (rc < 0) {
+        disk_fault(d, "index fdatasync", rc);
+        snprintf(err, errlen, "index not durable: %s", strerror(-rc));
+        return -EIO;
+    }
+    return 0;
+}
+
+int disk_fsync_dir(struct disk_store *d)
+{
+    return fsync(d->dirfd) < 0 ? -errno : 0;
+}
+
+void dfile_ref_put(struct dfile_ref *r)
+{
+    if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        close(r->fd);
+        free(r);
+    }
+}
+
+static struct dfile_ref *dfile_ref_new(int fd)
+{
+    struct dfile_ref *r = malloc(sizeof(*r));
+    if (r) {
+        r->fd = fd;
+        r->refs = 1;
+    }
+    return r;
+}
+
+void disk_forget(struct disk_store *d, uint32_t e)
+{
+    struct objtab_entry en;
+    if (!objtab_get(&d->tab, e, &en))
+        return;
+    d->files[en.file].live -= frame_bytes(en.size);
+    d->objects--;
+    d->bytes -= en.size;
+    if (en.flags & OBJTAB_MARKED) {
+        d->garbage_objects--;
+        d->garbage_bytes -= en.size;
+    }
+    objtab_remove(&d->tab, e);
+}
+
+bool disk_unmark(struct disk_store *d, uint32_t e)
+{
+    struct objtab_entry en;
+    if (!d->gc_active || !objtab_get(&d->tab, e, &en) || !(en.flags & OBJTAB_MARKED))
+        return false;
+    objtab_set_flags(&d->tab, e, en.flags & ~OBJTAB_MARKED);
+    d->garbage_objects--;
+    d->garbage_bytes -= en.size;
+    return true;
+}
+
+/* ---- replay ------------------------------------------------------------ */
+
+struct pending_move {
+    unsigned char digest[CAS_MAX_DIGEST];
+    uint64_t from, to;
+};
+
+struct replay {
+    struct pending_move *moves[FMT_NFILES];
+    size_t nmoves[FMT_NFILES], capmoves[FMT_NFILES];
+};
+
+static void mark_all(struct disk_store *d, bool marked)
+{
+    struct objtab_entry en;
+    for (uint32_t e = 0; e < d->tab.used; e++)
+        if (objtab_get(&d->tab, e, &en))
+            objtab_set_flags(&d->tab, e,
+                             marked ? en.flags | OBJTAB_MARKED : en.flags & ~OBJTAB_MARKED);
+}
+
+static void remove_marked(struct disk_store *d)
+{
+    struct objtab_entry en;
+    for (uint32_t e = 0; e < d->tab.used; e++)
+        if (objtab_get(&d->tab, e, &en) && (en.flags & OBJTAB_MARKED))
+            objtab_remove(&d->tab, e);
+}
+
+static int apply_record(struct disk_store *d, struct replay *rp, const struct fmt_record *r,
+                        char *err, size_t errlen)
+{
+    size_t dl = d->base.algo->digest_len;
+    uint32_t e;
+    switch (r->type) {
+    case REC_HEADER:
+        return 0;
+    case REC_PUT:
+        if (r->file >= FMT_NFILES)
+            return 0;
+        e = objtab_find(&d->tab, r->digest);
+        if (e != OBJTAB_NONE) {
+            objtab_set_location(&d->tab, e, r->file, r->offset);
+            objtab_set_flags(&d->tab, e, r->flags & PUT_MARKED ? OBJTAB_MARKED : 0);
+        } else if (objtab_insert(&d->tab, r->digest, r->file, r->offset, r->size,
+                                 r->flags & PUT_MARKED ? OBJTAB_MARKED : 0) == OBJTAB_NONE) {
+            snprintf(err, errlen, "out of memory replaying the index");
+            return -ENOMEM;
+        }
+        return 0;
+    case REC_DEL:
+        e = objtab_find(&d->tab, r->digest);
+        if (e != OBJTAB_NONE)
+            objtab_remove(&d->tab, e);
+        return 0;
+    case REC_GC_BEGIN:
+        mark_all(d, true);
+        /* fall through */
+    case REC_GC_STATE:
+        d->gc_active = true;
+        d->gc_id = r->aux;
+        if (r->aux > d->last_gc_id)
+            d->last_gc_id = r->aux;
+        return 0;
+    case REC_UNMARK:
+        e = objtab_find(&d->tab, r->digest);
+        if (e != OBJTAB_NONE) {
+            struct objtab_entry en;
+            objtab_get(&d->tab, e, &en);
+            objtab_set_flags(&d->tab, e, en.flags & ~OBJTAB_MARKED);
+        }
+        return 0;
+    case REC_GC_END:
+        remove_marked(d);
+        d->gc_active = false;
+        return 0;
+    case REC_GC_CANCEL:
+        mark_all(d, false);
+        d->gc_active = false;
+        return 0;
+    case REC_MOVE: {
+        if (r->file >= FMT_NFILES)
+            return 0;
+        unsigned f = r->file;
+        if (rp->nmoves[f] == rp->capmoves[f]) {
+            size_t cap = rp->capmoves[f] ? rp->capmoves[f] * 2 : 1024;
+            struct pending_move *m = realloc(rp->moves[f], cap * sizeof(*m));
+            if (!m) {
+                snprintf(err, errlen, "out of memory replaying the index");
+                return -ENOMEM;
+            }
+            rp->moves[f] = m;
+            rp->capmoves[f] = cap;
+        }
+        struct pending_move *m = &rp->moves[f][rp->nmoves[f]++];
+        memcpy(m->digest, r->digest, dl);
+        m->from = r->aux;
+        m->to = r->offset;
+        return 0;
+    }
+    case REC_GENERATION: {
+        if (r->file >= FMT_NFILES)
+            return 0;
+        unsigned f = r->file;
+        for (size_t i = 0; i < rp->nmoves[f]; i++) {
+            struct pending_move *m = &rp->moves[f][i];
+            struct objtab_entry en;
+            e = objtab_find(&d->tab, m->digest);
+            if (e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == f &&
+                en.offset == m->from)
+                objtab_set_location(&d->tab, e, f, m->to);
+        }
+        rp->nmoves[f] = 0;
+        d->files[f].gen = r->aux;
+        return 0;
+    }
+    default:
+        log_warn("index: unknown record type %u skipped", r->type);
+        return 0;
+    }
+}
+
+/* True if a valid record exists in buf[from..len) on a record boundary. */
+static bool valid_record_follows(const unsigned char *buf, size_t from, size_t len)
+{
+    struct fmt_record r;
+    for (size_t o = from; o + FMT_RECORD_SIZE <= len; o += FMT_RECORD_SIZE)
+        if (fmt_record_decode(buf + o, &r))
+            return true;
+    return false;
+}
+
+static int write_header(struct disk_store *d, int fd, char *err, size_t errlen)
+{
+    struct fmt_record r;
+    disk_record(d, &r, REC_HEADER, NULL);
+    memcpy(r.digest, FMT_INDEX_MAGIC, 8);
+    r.aux = FMT_INDEX_VERSION;
+    unsigned char buf[FMT_RECORD_SIZE];
+    fmt_record_encode(&r, buf);
+    if (pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf) || fdatasync(fd) < 0) {
+        snprintf(err, errlen, "cannot write %s/index: %s", d->dir, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+/*
+ * Reads the whole index into the table. The index is read in one buffer per
+ * 8 MiB so a million records replay without a million syscalls.
+ */
+static int replay_index(struct disk_store *d, const struct disk_options *opts, int *fd_out,
+                        uint64_t *end_out, char *err, size_t errlen)
+{
+    int fd = openat(d->dirfd, "index", (opts->check_only ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC,
+                    0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open %s/index: %s", d->dir, strerror(errno));
+        return -errno;
+    }
+    struct stat st;
+    fstat(fd, &st);
+    if (st.st_size == 0) {
+        if (opts->check_only) {
+            *fd_out = fd;
+            *end_out = 0;
+            return 0;
+        }
+        int rc = write_header(d, fd, err, errlen);
+        if (rc < 0 || (rc = disk_fsync_dir(d)) < 0) {
+            close(fd);
+            return rc;
+        }
+        *fd_out = fd;
+        *end_out = FMT_RECORD_SIZE;
+        d->index_records = 1;
+        return 0;
+    }
+    /* The whole file is read at once: 64 bytes per record, so even ten
+     * million records fit comfortably, and the torn-tail check needs to
+     * look ahead. */
+    size_t len = (size_t)st.st_size;
+    unsigned char *buf = malloc(len);
+    if (!buf) {
+        close(fd);
+        snprintf(err, errlen, "out of memory reading the index");
+        return -ENOMEM;
+    }
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, buf + got, len - got, (off_t)got);
+        if (n <= 0) {
+            snprintf(err, errlen, "cannot read %s/index: %s", d->dir,
+                     n < 0 ? strerror(errno) : "short read");
+            free(buf);
+            close(fd);
+            return -EIO;
+        }
+        got += (size_t)n;
+    }
+    struct replay rp;
+    memset(&rp, 0, sizeof(rp));
+    int rc = 0;
+    size_t off = 0, end = len - len % FMT_RECORD_SIZE;
+    struct fmt_record r;
+    if (!fmt_record_decode(buf, &r) || r.type != REC_HEADER || memcmp(r.digest, FMT_INDEX_MAGIC, 8)) {
+        snprintf(err, errlen, "%s/index is not a ca-cas index (bad header); run ca-cas fsck --repair",
+                 d->dir);
+        rc = -EINVAL;
+        goto out;
+    }
+    if (r.algo != d->base.algo->id) {
+        const struct cas_hash_algo *a = cas_hash_by_id(r.algo);
+        snprintf(err, errlen, "%s holds %s keys, not %s", d->dir, a ? a->name : "unknown",
+                 d->base.algo->name);
+        rc = -EINVAL;
+        goto out;
+    }
+    for (off = 0; off < end; off += FMT_RECORD_SIZE) {
+        if (!fmt_record_decode(buf + off, &r)) {
+            if (!valid_record_follows(buf, off + FMT_RECORD_SIZE, end))
+                break; /* torn tail */
+            d->replay.bad_records++;
+            log_error("index: damaged record at offset %zu skipped (valid records follow); "
+                      "ca-cas fsck --repair rebuilds the index from the data files",
+                      off);
+            continue;
+        }
+        d->replay.records++;
+        if ((rc = apply_record(d, &rp, &r, err, errlen)) < 0)
+            goto out;
+    }
+    d->index_records = d->replay.records;
+    if (off < len) {
+        d->replay.torn_bytes = len - off;
+        log_warn("index: torn tail of %zu bytes at offset %zu cut off", len - off, off);
+        if (!opts->check_only && (ftruncate(fd, (off_t)off) < 0 || fdatasync(fd) < 0)) {
+            snprintf(err, errlen, "cannot cut the torn tail of %s/index: %s", d->dir,
+                     strerror(errno));
+            rc = -errno;
+            goto out;
+        }
+    }
+    *fd_out = fd;
+    *end_out = off;
+out:
+    for (int f = 0; f < FMT_NFILES; f++)
+        free(rp.moves[f]);
+    free(buf);
+    if (rc < 0)
+        close(fd);
+    return rc;
+}
+
+/* ---- data files -------------------------------------------------------- */
+
+/* Removes data files of generations other than the current one: leftovers of
+ * a compaction that crashed before or after its commit. */
+static void remove_stale_generations(struct disk_store *d)
+{
+    DIR *dir = fdopendir(dup(d->dirfd));
+    if (!dir)
+        return;
+    struct dirent *de;
+    bool removed = false;
+    while ((de = readdir(dir))) {
+        unsigned n;
+        uint64_t gen;
+        if (!fmt_datafile_parse(de->d_name, &n, &gen) || gen == d->files[n].gen)
+            continue;
+        if (d->check_only) {
+            log_warn("stale data file %s (current generation of file %u is %" PRIu64 ")",
+                     de->d_name, n, d->files[n].gen);
+            continue;
+        }
+        if (unlinkat(d->dirfd, de->d_name, 0) == 0) {
+            log_info("removed stale data file %s", de->d_name);
+            removed = true;
+        }
+    }
+    closedir(dir);
+    if (removed)
+        disk_fsync_dir(d);
+}
+
+/*
+ * Opens every data file and reconciles it with the table: entries past the
+ * end of their file are dropped; bytes past the last indexed frame are cut.
+ */
+static int open_data_files(struct disk_store *d, char *err, size_t errlen)
+{
+    uint64_t maxend[FMT_NFILES] = {0};
+    uint64_t fsize[FMT_NFILES];
+    bool created = false;
+    for (unsigned n = 0; n < FMT_NFILES; n++) {
+        char name[32];
+        fmt_datafile_name(n, d->files[n].gen, name, sizeof(name));
+        int flags = d->check_only ? O_RDONLY : O_RDWR | O_CREAT;
+        int fd = openat(d->dirfd, name, flags | O_CLOEXEC, 0644);
+        if (fd < 0 && d->check_only && errno == ENOENT) {
+            fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        } else if (fd < 0) {
+            snprintf(err, errlen, "cannot open %s/%s: %s", d->dir, name, strerror(errno));
+            return -errno;
+        }
+        struct stat st;
+        fstat(fd, &st);
+        if (st.st_size == 0 && !d->check_only)
+            created = true;
+        fsize[n] = (uint64_t)st.st_size;
+        d->files[n].ref = dfile_ref_new(fd);
+        if (!d->files[n].ref)
+            return -ENOMEM;
+    }
+    if (created)
+        disk_fsync_dir(d);
+    struct objtab_entry en;
+    for (uint32_t e = 0; e < d->tab.used; e++) {
+        if (!objtab_get(&d->tab, e, &en))
+            continue;
+        uint64_t fend = en.offset + frame_bytes(en.size);
+        if (fend > fsize[en.file]) {
+            char hex[CAS_MAX_HEX + 1];
+            cas_hex_encode(en.digest, d->tab.digest_len, hex);
+            log_error("object %s: its data in file %u ends at %" PRIu64
+                      " but the file has %" PRIu64 " bytes; dropped, never served",
+                      hex, en.file, fend, fsize[en.file]);
+            objtab_remove(&d->tab, e);
+            d->replay.dropped_entries++;
+            continue;
+        }
+        if (fend > maxend[en.file])
+            maxend[en.file] = fend;
+    }
+    for (unsigned n = 0; n < FMT_NFILES; n++) {
+        d->files[n].length = fsize[n];
+        if (fsize[n] > maxend[n]) {
+            d->replay.truncated_bytes += fsize[n] - maxend[n];
+            if (d->check_only)
+                continue;
+            log_info("data file %u: %" PRIu64 " bytes past the last indexed object cut off "
+                     "(a write that was never acknowledged)",
+                     n, fsize[n] - maxend[n]);
+            if (ftruncate(d->files[n].ref->fd, (off_t)maxend[n]) < 0 ||
+                fdatasync(d->files[n].ref->fd) < 0) {
+                snprintf(err, errlen, "cannot cut data file %u: %s", n, strerror(errno));
+                return -errno;
+            }
+            d->files[n].length = maxend[n];
+        }
+    }
+    return 0;
+}
+
+static void recount(struct disk_store *d)
+{
+    struct objtab_entry en;
+    d->objects = d->bytes = d->garbage_objects = d->garbage_bytes = 0;
+    for (unsigned n = 0; n < FMT_NFILES; n++)
+        d->files[n].live = 0;
+    for (uint32_t e = 0; e < d->tab.used; e++) {
+        if (!objtab_get(&d->tab, e, &en))
+            continue;
+        d->objects++;
+        d->bytes += en.size;
+        d->files[en.file].live += frame_bytes(en.size);
+        if (en.flags & OBJTAB_MARKED) {
+            d->garbage_objects++;
+            d->garbage_bytes += en.size;
+        }
+    }
+    if (!d->gc_active && d->garbage_objects) {
+        mark_all(d, false);
+        d->garbage_objects = d->garbage_bytes = 0;
+    }
+}
+
+/* ---- open and close ---------------------------------------------------- */
+
+static int take_lock(struct disk_store *d, char *err, size_t errlen)
+{
+    d->lockfd = openat(d->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (d->lockfd < 0) {
+        snprintf(err, errlen, "cannot open %s/LOCK: %s", d->dir, strerror(errno));
+        return -errno;
+    }
+    if (flock(d->lockfd, LOCK_EX | LOCK_NB) < 0) {
+        char pid[32] = "";
+        ssize_t n = pread(d->lockfd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        snprintf(err, errlen, "%s is in use by another storaged%s%s (lock on %s/LOCK)", d->dir,
+                 *pid ? ", pid " : "", pid, d->dir);
+        return -EBUSY;
+    }
+    if (!d->check_only) {
+        char pid[32];
+        int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+        if (ftruncate(d->lockfd, 0) < 0 || pwrite(d->lockfd, pid, (size_t)n, 0) < 0)
+            log_warn("cannot write pid to %s/LOCK: %s", d->dir, strerror(errno));
+    }
+    return 0;
+}
+
+int disk_open(const struct disk_options *opts, struct store **out, char *err, size_t errlen)
+{
+    struct disk_store *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    uint64_t t0 = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    t0 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    d->base.ops = &disk_ops;
+    d->base.algo = opts->algo;
+    d->dir = strdup(opts->dir);
+    d->dirfd = d->lockfd = -1;
+    d->check_only = opts->check_only;
+    d->capacity = opts->capacity;
+    d->max_object_size = opts->max_object_size;
+    d->read_only = opts->read_only ? 1 : 0;
+    if (opts->read_only)
+        snprintf(d->read_only_reason, sizeof(d->read_only_reason), "started with --read-only");
+    pthread_rwlock_init(&d->lock, NULL);
+    pthread_mutex_init(&d->files_lock, NULL);
+    pthread_cond_init(&d->files_cond, NULL);
+    pthread_mutex_init(&d->compact_lock, NULL);
+    pthread_cond_init(&d->compact_cond, NULL);
+    journal_init(&d->journal, -1, 0);
+    int rc = objtab_init(&d->tab, opts->algo->digest_len);
+    if (rc < 0)
+        goto fail;
+    d->dirfd = open(opts->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d->dirfd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot open directory %s: %s", opts->dir, strerror(errno));
+        goto fail;
+    }
+    if ((rc = take_lock(d, err, errlen)) < 0)
+        goto fail;
+    int ifd;
+    uint64_t iend;
+    if ((rc = replay_index(d, opts, &ifd, &iend, err, errlen)) < 0)
+        goto fail;
+    d->journal.fd = ifd;
+    d->journal.end = d->journal.synced = iend;
+    remove_stale_generations(d);
+    if ((rc = open_data_files(d, err, errlen)) < 0)
+        goto fail;
+    recount(d);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    d->replay.seconds =
+        (double)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec - t0) / 1e9;
+    *out = &d->base;
+    return 0;
+fail:
+    disk_destroy(&d->base);
+    return rc;
+}
+
+void disk_replay_stats(struct store *s, struct disk_replay_stats *out)
+{
+    *out = disk_of(s)->replay;
+}
+
+void disk_info(struct store *s, struct store_info *o)
+{
+    struct disk_store *d = disk_of(s);
+    memset(o, 0, sizeof(*o));
+    struct statvfs vfs;
+    if (fstatvfs(d->dirfd, &vfs) == 0) {
+        o->total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+        o->available = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    }
+    uint64_t length = 0, live = 0;
+    pthread_mutex_lock(&d->files_lock);
+    for (unsigned n = 0; n < FMT_NFILES; n++)
+        length += d->files[n].length;
+    pthread_mutex_unlock(&d->files_lock);
+    pthread_rwlock_rdlock(&d->lock);
+    for (unsigned n = 0; n < FMT_NFILES; n++)
+        live += d->files[n].live;
+    o->objects = d->objects;
+    o->bytes = d->bytes;
+    o->garbage = d->garbage_bytes;
+    o->garbage_objects = d->garbage_objects;
+    o->gc_active = d->gc_active;
+    o->gc_id = d->gc_id;
+    o->memory = objtab_memory(&d->tab);
+    o->index_records = d->index_records;
+    pthread_rwlock_unlock(&d->lock);
+    o->unreclaimed = length > live ? length - live : 0;
+    if (d->capacity) {
+        /* --capacity: the store may use that much, within what the disk has. */
+        uint64_t used = length + __atomic_load_n(&d->journal.end, __ATOMIC_RELAXED);
+        uint64_t left = d->capacity > used ? d->capacity - used : 0;
+        o->total = d->capacity;
+        if (left < o->available)
+            o->available = left;
+    }
+    int ro = __atomic_load_n(&d->read_only, __ATOMIC_SEQ_CST);
+    o->read_only = ro != 0;
+    if (ro)
+        snprintf(o->read_only_reason, sizeof(o->read_only_reason), "%s", d->read_only_reason);
+    pthread_mutex_lock(&d->compact_lock);
+    o->compacting = d->compact_running;
+    o->compact_done = d->compact_done;
+    o->compact_total = d->compact_total;
+    o->compactions = d->compactions;
+    pthread_mutex_unlock(&d->compact_lock);
+    o->corrupt_found = __atomic_load_n(&d->corrupt_found, __ATOMIC_RELAXED);
+    o->index_syncs = d->journal.syncs;
+}
+
+void disk_destroy(struct store *s)
+{
+    struct disk_store *d = disk_of(s);
+    if (!d)
+        return;
+    disk_compact_wait(s);
+    for (unsigned n = 0; n < FMT_NFILES; n++)
+        dfile_ref_put(d->files[n].ref);
+    journal_destroy(&d->journal);
+    objtab_destroy(&d->tab);
+    if (d->lockfd >= 0)
+        close(d->lockfd); /* releases the flock */
+    if (d->dirfd >= 0)
+        close(d->dirfd);
+    pthread_rwlock_destroy(&d->lock);
+    free(d->dir);
+    free(d);
+}

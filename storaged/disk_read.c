@@ -1,0 +1,235 @@
+/*
+ * disk_read.c - reading, removing and listing objects in the disk backend.
+ *
+ * Opening an object checks its frame header (magic, CRC, key, size) before
+ * any byte is served; the payload itself is checked against the key by the
+ * caller as it streams (routes.c), who calls disk_quarantine on a mismatch.
+ */
+#define _GNU_SOURCE
+#include "disk_internal.h"
+#include "log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct store_obj {
+    struct disk_store *d;
+    struct dfile_ref *ref;
+    unsigned file;
+    uint64_t offset; /* frame header */
+    uint64_t size;
+    unsigned char digest[CAS_MAX_DIGEST];
+};
+
+/* Removes the entry for digest if it still lives at (file, offset). */
+static void take_out(struct disk_store *d, const unsigned char *digest, unsigned file,
+                     uint64_t offset, const char *why)
+{
+    char hex[CAS_MAX_HEX + 1], err[256];
+    cas_hex_encode(digest, d->base.algo->digest_len, hex);
+    struct journal_pos pos;
+    bool removed = false;
+    pthread_rwlock_wrlock(&d->lock);
+    uint32_t e = objtab_find(&d->tab, digest);
+    struct objtab_entry en;
+    if (e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == file &&
+        en.offset == offset) {
+        struct fmt_record r;
+        disk_record(d, &r, REC_DEL, digest);
+        r.aux = DEL_CORRUPT;
+        if (disk_append(d, &r, 1, &pos, err, sizeof(err)) == 0) {
+            disk_forget(d, e);
+            removed = true;
+        }
+    }
+    pthread_rwlock_unlock(&d->lock);
+    if (!removed)
+        return;
+    __atomic_fetch_add(&d->corrupt_found, 1, __ATOMIC_RELAXED);
+    log_error("CORRUPT object %s in data file %u at offset %" PRIu64 ": %s; taken out of service",
+              hex, file, offset, why);
+    disk_sync(d, &pos, err, sizeof(err));
+}
+
+/* Counts a read as a use for GC: unmarks the object, durably. */
+static int touch(struct disk_store *d, const unsigned char *digest, char *err, size_t errlen)
+{
+    struct journal_pos pos;
+    bool unmarked = false;
+    int rc = 0;
+    pthread_rwlock_wrlock(&d->lock);
+    uint32_t e = objtab_find(&d->tab, digest);
+    if (e != OBJTAB_NONE && disk_unmark(d, e)) {
+        struct fmt_record r;
+        disk_record(d, &r, REC_UNMARK, digest);
+        rc = disk_append(d, &r, 1, &pos, err, errlen);
+        unmarked = rc == 0;
+        if (rc < 0) { /* keep memory and index in step */
+            struct objtab_entry en;
+            objtab_get(&d->tab, e, &en);
+            objtab_set_flags(&d->tab, e, en.flags | OBJTAB_MARKED);
+            d->garbage_objects++;
+            d->garbage_bytes += en.size;
+        }
+    }
+    pthread_rwlock_unlock(&d->lock);
+    return unmarked ? disk_sync(d, &pos, err, errlen) : rc;
+}
+
+int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it,
+                  struct store_obj **out, uint64_t *size, char *err, size_t errlen)
+{
+    struct disk_store *d = disk_of(s);
+    struct store_obj *o = malloc(sizeof(*o));
+    if (!o)
+        return -ENOMEM;
+    bool marked;
+    pthread_rwlock_rdlock(&d->lock);
+    uint32_t e = objtab_find(&d->tab, key->digest);
+    struct objtab_entry en;
+    if (e == OBJTAB_NONE || !objtab_get(&d->tab, e, &en)) {
+        pthread_rwlock_unlock(&d->lock);
+        free(o);
+        char hex[CAS_MAX_HEX + 1];
+        cas_key_hex(key, hex);
+        snprintf(err, errlen, "object %s not found", hex);
+        return -ENOENT;
+    }
+    o->d = d;
+    o->file = en.file;
+    o->offset = en.offset;
+    o->size = en.size;
+    memcpy(o->digest, key->digest, s->algo->digest_len);
+    o->ref = d->files[en.file].ref;
+    __atomic_fetch_add(&o->ref->refs, 1, __ATOMIC_ACQ_REL);
+    marked = d->gc_active && (en.flags & OBJTAB_MARKED);
+    pthread_rwlock_unlock(&d->lock);
+
+    unsigned char hdr[FMT_FRAME_HEADER];
+    struct fmt_frame fr;
+    ssize_t n = pread(o->ref->fd, hdr, sizeof(hdr), (off_t)o->offset);
+    const char *why = NULL;
+    if (n != (ssize_t)sizeof(hdr))
+        why = "frame header unreadable";
+    else if (!fmt_frame_decode(hdr, &fr))
+        why = "frame header checksum mismatch";
+    else if (fr.size != o->size || memcmp(fr.digest, o->digest, s->algo->digest_len) != 0)
+        why = "frame header names another object";
+    if (why) {
+        disk_quarantine(o, why);
+        disk_close_obj(o);
+        char hex[CAS_MAX_HEX + 1];
+        cas_key_hex(key, hex);
+        snprintf(err, errlen, "object %s not found (its copy here was corrupt)", hex);
+        return -ENOENT;
+    }
+    if (touch_it && marked) {
+        int rc = touch(d, key->digest, err, errlen);
+        if (rc < 0) {
+            disk_close_obj(o);
+            return rc;
+        }
+    }
+    *size = o->size;
+    *out = o;
+    return 0;
+}
+
+ssize_t disk_pread(struct store_obj *o, void *buf, size_t len, uint64_t off)
+{
+    if (off >= o->size)
+        return 0;
+    if (len > o->size - off)
+        len = (size_t)(o->size - off);
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(o->ref->fd, (char *)buf + done, len - done,
+                          (off_t)(o->offset + FMT_FRAME_HEADER + off + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO; /* the file is shorter than the index says */
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+void disk_close_obj(struct store_obj *o)
+{
+    dfile_ref_put(o->ref);
+    free(o);
+}
+
+void disk_quarantine(struct store_obj *o, const char *why)
+{
+    take_out(o->d, o->digest, o->file, o->offset, why);
+}
+
+int disk_stat(struct store *s, const struct cas_key *key, uint64_t *size)
+{
+    struct disk_store *d = disk_of(s);
+    struct objtab_entry en;
+    pthread_rwlock_rdlock(&d->lock);
+    uint32_t e = objtab_find(&d->tab, key->digest);
+    bool found = e != OBJTAB_NONE && objtab_get(&d->tab, e, &en);
+    if (found)
+        *size = en.size;
+    pthread_rwlock_unlock(&d->lock);
+    return found ? 0 : -ENOENT;
+}
+
+int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen)
+{
+    struct disk_store *d = disk_of(s);
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(key, hex);
+    if (__atomic_load_n(&d->read_only, __ATOMIC_SEQ_CST)) {
+        snprintf(err, errlen, "store is read-only: %s", d->read_only_reason);
+        return -EROFS;
+    }
+    struct journal_pos pos;
+    pthread_rwlock_wrlock(&d->lock);
+    uint32_t e = objtab_find(&d->tab, key->digest);
+    if (e == OBJTAB_NONE) {
+        pthread_rwlock_unlock(&d->lock);
+        snprintf(err, errlen, "object %s not found", hex);
+        return -ENOENT;
+    }
+    struct fmt_record r;
+    disk_record(d, &r, REC_DEL, key->digest);
+    r.aux = DEL_CLIENT;
+    int rc = disk_append(d, &r, 1, &pos, err, errlen);
+    if (rc == 0)
+        disk_forget(d, e);
+    pthread_rwlock_unlock(&d->lock);
+    return rc < 0 ? rc : disk_sync(d, &pos, err, errlen);
+}
+
+int disk_list(struct store *s, uint64_t *cursor, enum store_list_state state, uint64_t min_size,
+              uint64_t max_size, size_t max, store_list_fn fn, void *cls)
+{
+    struct disk_store *d = disk_of(s);
+    size_t emitted = 0;
+    struct objtab_entry en;
+    pthread_rwlock_rdlock(&d->lock);
+    uint64_t e = *cursor;
+    for (; e < d->tab.used && emitted < max; e++) {
+        if (!objtab_get(&d->tab, (uint32_t)e, &en))
+            continue;
+        if (en.size < min_size || en.size >= max_size)
+            continue;
+        if (state == STORE_LIST_GARBAGE && !(d->gc_active && (en.flags & OBJTAB_MARKED)))
+            continue;
+        fn(cls, en.digest, en.size);
+        emitted++;
+    }
+    *cursor = e >= d->tab.used ? UINT64_MAX : e;
+    pthread_rwlock_unlock(&d->lock);
+    return 0;
+}

@@ -1,0 +1,113 @@
+/*
+ * format.c - encoding and checking index records and frame headers (see
+ * format.h and docs/FORMAT.md).
+ */
+#include "format.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+void fmt_record_encode(const struct fmt_record *r, unsigned char out[FMT_RECORD_SIZE])
+{
+    out[4] = r->type;
+    out[5] = r->flags;
+    out[6] = r->file;
+    out[7] = r->algo;
+    put64(out + 8, r->offset);
+    put64(out + 16, r->size);
+    put64(out + 24, r->aux);
+    memcpy(out + 32, r->digest, CAS_MAX_DIGEST);
+    put32(out, (uint32_t)crc32(0, out + 4, FMT_RECORD_SIZE - 4));
+}
+
+bool fmt_record_decode(const unsigned char in[FMT_RECORD_SIZE], struct fmt_record *r)
+{
+    if (get32(in) != (uint32_t)crc32(0, in + 4, FMT_RECORD_SIZE - 4))
+        return false;
+    r->type = in[4];
+    r->flags = in[5];
+    r->file = in[6];
+    r->algo = in[7];
+    r->offset = get64(in + 8);
+    r->size = get64(in + 16);
+    r->aux = get64(in + 24);
+    memcpy(r->digest, in + 32, CAS_MAX_DIGEST);
+    return r->type != 0;
+}
+
+void fmt_frame_encode(const struct fmt_frame *f, unsigned char out[FMT_FRAME_HEADER])
+{
+    memset(out, 0, FMT_FRAME_HEADER);
+    put32(out, FMT_FRAME_MAGIC);
+    out[8] = f->algo;
+    put64(out + 16, f->size);
+    put64(out + 24, f->written_at);
+    memcpy(out + 32, f->digest, CAS_MAX_DIGEST);
+    uLong c = crc32(0, out, 4);
+    c = crc32(c, out + 8, FMT_FRAME_HEADER - 8);
+    put32(out + 4, (uint32_t)c);
+}
+
+bool fmt_frame_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_frame *f)
+{
+    if (get32(in) != FMT_FRAME_MAGIC)
+        return false;
+    uLong c = crc32(0, in, 4);
+    c = crc32(c, in + 8, FMT_FRAME_HEADER - 8);
+    if (get32(in + 4) != (uint32_t)c)
+        return false;
+    f->algo = in[8];
+    f->size = get64(in + 16);
+    f->written_at = get64(in + 24);
+    memcpy(f->digest, in + 32, CAS_MAX_DIGEST);
+    return true;
+}
+
+void fmt_datafile_name(unsigned n, uint64_t gen, char *buf, size_t len)
+{
+    snprintf(buf, len, "data-%02u.g%llu", n, (unsigned long long)gen);
+}
+
+bool fmt_datafile_parse(const char *name, unsigned *n, uint64_t *gen)
+{
+    unsigned a;
+    unsigned long long g;
+    int used = 0;
+    if (sscanf(name, "data-%2u.g%llu%n", &a, &g, &used) != 2 || name[used] != '\0' ||
+        a >= FMT_NFILES || strncmp(name, "data-", 5) != 0)
+        return false;
+    char canon[32];
+    fmt_datafile_name(a, g, canon, sizeof(canon));
+    if (strcmp(canon, name) != 0)
+        return false;
+    *n = a;
+    *gen = g;
+    return true;
+}

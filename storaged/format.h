@@ -1,0 +1,72 @@
+/*
+ * format.h - the bytes on disk of a storaged directory: index records and
+ * object frames. docs/FORMAT.md describes the same layout for humans; keep
+ * the two in step.
+ *
+ * Every multi-byte integer is little-endian. Every index record is exactly
+ * 64 bytes and carries a CRC-32 (zlib) of its other 60 bytes; every object
+ * frame starts with a 64-byte header carrying a CRC-32 of its other bytes,
+ * followed by the object's bytes, whose digest is the key in the header.
+ */
+#ifndef CAS_FORMAT_H
+#define CAS_FORMAT_H
+
+#include "hash.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define FMT_RECORD_SIZE 64
+#define FMT_FRAME_HEADER 64
+#define FMT_NFILES 50
+#define FMT_FRAME_MAGIC 0x4f534143u /* "CASO" */
+#define FMT_INDEX_MAGIC "CASINDEX"
+#define FMT_INDEX_VERSION 1
+
+enum fmt_record_type {
+    REC_HEADER = 1,     /* first record: magic, version, hash algorithm */
+    REC_PUT = 2,        /* object stored: file, offset of its frame, size, digest */
+    REC_DEL = 3,        /* object removed; aux = reason (enum fmt_del_reason) */
+    REC_GC_BEGIN = 4,   /* aux = cycle id; marks every stored object */
+    REC_GC_STATE = 5,   /* aux = cycle id; the cycle is active (index snapshots) */
+    REC_UNMARK = 6,     /* digest: unmarked in the current cycle */
+    REC_GC_END = 7,     /* aux = cycle id; removes every object still marked */
+    REC_MOVE = 8,       /* compaction: file, new offset; aux = old offset */
+    REC_GENERATION = 9, /* compaction committed: file now at generation aux */
+    REC_GC_CANCEL = 10, /* aux = cycle id; cycle ended without removing anything */
+};
+
+enum fmt_del_reason { DEL_CLIENT = 0, DEL_CORRUPT = 1 };
+enum fmt_put_flags { PUT_MARKED = 1 };
+
+struct fmt_record {
+    uint8_t type;
+    uint8_t flags;
+    uint8_t file;
+    uint8_t algo;
+    uint64_t offset;
+    uint64_t size;
+    uint64_t aux;
+    unsigned char digest[CAS_MAX_DIGEST];
+};
+
+struct fmt_frame {
+    uint8_t algo;
+    uint64_t size;
+    uint64_t written_at; /* seconds since the epoch, for operators */
+    unsigned char digest[CAS_MAX_DIGEST];
+};
+
+void fmt_record_encode(const struct fmt_record *r, unsigned char out[FMT_RECORD_SIZE]);
+/* Returns false when the checksum does not match (torn or corrupt record). */
+bool fmt_record_decode(const unsigned char in[FMT_RECORD_SIZE], struct fmt_record *r);
+
+void fmt_frame_encode(const struct fmt_frame *f, unsigned char out[FMT_FRAME_HEADER]);
+bool fmt_frame_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_frame *f);
+
+/* Name of data file n at generation g: "data-NN.gG" (buf >= 32 bytes). */
+void fmt_datafile_name(unsigned n, uint64_t gen, char *buf, size_t len);
+/* Parses a data file name; false when name is not one. */
+bool fmt_datafile_parse(const char *name, unsigned *n, uint64_t *gen);
+
+#endif

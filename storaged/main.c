@@ -1,0 +1,171 @@
+/*
+ * main.c - ca-cas-storaged: parse options, open the store, serve HTTP until
+ * SIGTERM or SIGINT, then finish the requests in flight and exit 0.
+ */
+#define _GNU_SOURCE
+#include "disk.h"
+#include "httpd.h"
+#include "log.h"
+#include "node.h"
+#include "opts.h"
+#include "routes.h"
+#include "token.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "ca-cas-storaged --dir PATH [--listen ADDR:PORT] [--hash sha1|sha256] [--read-only]\n"
+    "       [--capacity BYTES] [--token-file F] [--auth-reads] [--threads N]\n"
+    "       [--max-object-size BYTES] [--scrub-rate MBPS] [--log-level LEVEL]";
+
+/* mkdir -p */
+static int make_dirs(const char *path, char *err, size_t errlen)
+{
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            goto fail;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+        goto fail;
+    return 0;
+fail:
+    snprintf(err, errlen, "cannot create directory %s: %s", buf, strerror(errno));
+    return -errno;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = NULL, *listen = "127.0.0.1:6010", *hash = NULL, *token_file = NULL;
+    const char *log_level = "info";
+    bool read_only = false, auth_reads = false;
+    uint64_t capacity = 0, threads = 512, max_size = 0, scrub_rate = 0;
+    const struct cas_opt opts[] = {
+        {"dir", CAS_OPT_STRING, &dir, "PATH", "store directory (created on first start)"},
+        {"listen", CAS_OPT_STRING, &listen, "ADDR:PORT", "address to serve (127.0.0.1:6010)"},
+        {"hash", CAS_OPT_STRING, &hash, "ALGO", "sha1 (default) or sha256, for a new store"},
+        {"read-only", CAS_OPT_FLAG, &read_only, NULL, "refuse every write"},
+        {"capacity", CAS_OPT_SIZE, &capacity, "BYTES", "capacity to assume (default: measured)"},
+        {"token-file", CAS_OPT_STRING, &token_file, "F", "require this bearer token"},
+        {"auth-reads", CAS_OPT_FLAG, &auth_reads, NULL, "object reads need the token too"},
+        {"threads", CAS_OPT_UINT, &threads, "N", "most connections served at once (512)"},
+        {"max-object-size", CAS_OPT_SIZE, &max_size, "BYTES", "largest object accepted (no limit)"},
+        {"scrub-rate", CAS_OPT_UINT, &scrub_rate, "MBPS", "background scrub rate (not yet built)"},
+        {"log-level", CAS_OPT_STRING, &log_level, "LEVEL", "debug, info, warn or error (info)"},
+    };
+    char err[1024] = "";
+    cas_log_init("ca-cas-storaged");
+    int rc = cas_opts_parse(opts, sizeof(opts) / sizeof(opts[0]), argc, argv, usage, err,
+                            sizeof(err));
+    if (rc == 1)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        return 2;
+    }
+    if (cas_log_set_level(log_level) < 0) {
+        fprintf(stderr, "ca-cas-storaged: --log-level \"%s\": want debug, info, warn or error\n",
+                log_level);
+        return 2;
+    }
+    if (!dir || !*dir) {
+        fprintf(stderr, "ca-cas-storaged: --dir (or CAS_DIR) is required\nusage: %s\n", usage);
+        return 2;
+    }
+    const struct cas_hash_algo *algo = NULL;
+    if (hash && !(algo = cas_hash_by_name(hash))) {
+        fprintf(stderr, "ca-cas-storaged: --hash \"%s\": want sha1 or sha256\n", hash);
+        return 2;
+    }
+    char *token = NULL;
+    if (token_file && cas_token_read(token_file, &token, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        return 2;
+    }
+    if (make_dirs(dir, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        return 1;
+    }
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) {
+        fprintf(stderr, "ca-cas-storaged: cannot open %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    uint64_t measured = capacity;
+    struct statvfs vfs;
+    if (!measured && fstatvfs(dirfd, &vfs) == 0)
+        measured = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+
+    struct storaged app = {.dir = dir, .listen = listen, .started = time(NULL)};
+    if (node_load_or_create(dirfd, dir, algo, measured, &app.node, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        return 1;
+    }
+    close(dirfd);
+    struct disk_options dopts = {.dir = dir,
+                                 .algo = app.node.algo,
+                                 .read_only = read_only,
+                                 .capacity = capacity,
+                                 .max_object_size = max_size};
+    if (disk_open(&dopts, &app.store, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        return 1;
+    }
+    struct disk_replay_stats rs;
+    disk_replay_stats(app.store, &rs);
+    struct store_info in;
+    app.store->ops->info(app.store, &in);
+    log_info("store %s: %" PRIu64 " objects, %" PRIu64 " bytes; index replayed in %.3f s "
+             "(%" PRIu64 " records, %" PRIu64 " damaged, %" PRIu64 " torn bytes cut)",
+             dir, in.objects, in.bytes, rs.seconds, rs.records, rs.bad_records, rs.torn_bytes);
+    if (scrub_rate)
+        log_warn("--scrub-rate: background scrubbing is not built yet; ignored");
+
+    /* Signals are taken by sigwait below; every other thread blocks them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct http_server_config hc = {.listen = listen,
+                                    .routes = storaged_routes,
+                                    .nroutes = storaged_nroutes,
+                                    .app = &app,
+                                    .token = token,
+                                    .auth_reads = auth_reads,
+                                    .max_connections = (unsigned)threads,
+                                    .metrics = storaged_metrics};
+    struct http_server *srv;
+    if (http_server_start(&hc, &srv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        app.store->ops->destroy(app.store);
+        return 1;
+    }
+    log_info("node %s (%s, %zu tokens) serving %s on http://%s", app.node.id, app.node.algo->name,
+             app.node.ntokens, dir, listen);
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_info("%s: finishing requests in flight", strsignal(sig));
+    http_server_stop(srv, 30000);
+    app.store->ops->destroy(app.store);
+    node_free(&app.node);
+    free(token);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,157 @@
+/*
+ * node.c - the node file: "ca-cas node 1", then "id", "hash" and "tokens"
+ * lines, then one 16-hex-digit token per line. Written once through a
+ * temporary file, fsync and rename, so it is either whole or absent.
+ */
+#define _GNU_SOURCE
+#include "node.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+size_t node_token_count(uint64_t capacity_bytes)
+{
+    uint64_t n = capacity_bytes >> 30;
+    if (n < NODE_MIN_TOKENS)
+        n = NODE_MIN_TOKENS;
+    if (n > NODE_MAX_TOKENS)
+        n = NODE_MAX_TOKENS;
+    return (size_t)n;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int parse(FILE *f, const char *dir, struct node_identity *out, char *err, size_t errlen)
+{
+    char line[256], hash[32] = "";
+    size_t declared = 0;
+    if (!fgets(line, sizeof(line), f) || strncmp(line, "ca-cas node 1", 13) != 0)
+        goto bad;
+    if (!fgets(line, sizeof(line), f) || sscanf(line, "id %16s", out->id) != 1 ||
+        strlen(out->id) != 16)
+        goto bad;
+    if (!fgets(line, sizeof(line), f) || sscanf(line, "hash %31s", hash) != 1)
+        goto bad;
+    out->algo = cas_hash_by_name(hash);
+    if (!out->algo)
+        goto bad;
+    if (!fgets(line, sizeof(line), f) || sscanf(line, "tokens %zu", &declared) != 1 ||
+        declared < 1 || declared > NODE_MAX_TOKENS)
+        goto bad;
+    out->tokens = calloc(declared, sizeof(uint64_t));
+    if (!out->tokens)
+        return -ENOMEM;
+    for (size_t i = 0; i < declared; i++) {
+        if (!fgets(line, sizeof(line), f) || sscanf(line, "%" SCNx64, &out->tokens[i]) != 1)
+            goto bad;
+    }
+    out->ntokens = declared;
+    qsort(out->tokens, out->ntokens, sizeof(uint64_t), cmp_u64);
+    return 0;
+bad:
+    snprintf(err, errlen, "%s/node is damaged (expected the ca-cas node format); "
+             "restore it from a backup: it holds the node id and ring tokens", dir);
+    free(out->tokens);
+    out->tokens = NULL;
+    return -EINVAL;
+}
+
+static int create(int dirfd, const char *dir, const struct cas_hash_algo *algo, uint64_t capacity,
+                  struct node_identity *out, char *err, size_t errlen)
+{
+    unsigned char id[8];
+    out->ntokens = node_token_count(capacity);
+    out->tokens = calloc(out->ntokens, sizeof(uint64_t));
+    if (!out->tokens)
+        return -ENOMEM;
+    if (RAND_bytes(id, sizeof(id)) != 1 ||
+        RAND_bytes((unsigned char *)out->tokens, (int)(out->ntokens * sizeof(uint64_t))) != 1) {
+        snprintf(err, errlen, "cannot get random bytes for the node id");
+        return -EIO;
+    }
+    for (int i = 0; i < 8; i++)
+        snprintf(out->id + 2 * i, 3, "%02x", id[i]);
+    out->algo = algo;
+    qsort(out->tokens, out->ntokens, sizeof(uint64_t), cmp_u64);
+    char tmp[64];
+    snprintf(tmp, sizeof(tmp), "node.tmp.%d", (int)getpid());
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        snprintf(err, errlen, "cannot write %s/%s: %s", dir, tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -errno;
+    }
+    fprintf(f, "ca-cas node 1\nid %s\nhash %s\ntokens %zu\n", out->id, algo->name, out->ntokens);
+    for (size_t i = 0; i < out->ntokens; i++)
+        fprintf(f, "%016" PRIx64 "\n", out->tokens[i]);
+    int rc = 0;
+    if (fflush(f) != 0 || fsync(fileno(f)) < 0)
+        rc = -errno;
+    if (fclose(f) != 0 && !rc)
+        rc = -errno;
+    /* link, not rename: of two daemons starting at once, one identity wins. */
+    if (!rc && linkat(dirfd, tmp, dirfd, "node", 0) < 0)
+        rc = -errno;
+    unlinkat(dirfd, tmp, 0);
+    if (!rc && fsync(dirfd) < 0)
+        rc = -errno;
+    if (rc) {
+        snprintf(err, errlen, "cannot write %s/node: %s", dir, strerror(-rc));
+        free(out->tokens);
+        out->tokens = NULL;
+        return rc;
+    }
+    return 0;
+}
+
+int node_load_or_create(int dirfd, const char *dir, const struct cas_hash_algo *asked_algo,
+                        uint64_t capacity, struct node_identity *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    int fd = openat(dirfd, "node", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        int rc = create(dirfd, dir, asked_algo ? asked_algo : cas_hash_by_name("sha1"), capacity,
+                        out, err, errlen);
+        if (rc != -EEXIST)
+            return rc;
+        fd = openat(dirfd, "node", O_RDONLY | O_CLOEXEC); /* another daemon made it first */
+    }
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot read %s/node: %s", dir, strerror(errno));
+        return -errno;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return -ENOMEM;
+    }
+    int rc = parse(f, dir, out, err, errlen);
+    fclose(f);
+    if (rc == 0 && asked_algo && asked_algo != out->algo) {
+        snprintf(err, errlen, "%s was created with --hash %s and cannot serve %s keys", dir,
+                 out->algo->name, asked_algo->name);
+        node_free(out);
+        return -EINVAL;
+    }
+    return rc;
+}
+
+void node_free(struct node_identity *n)
+{
+    free(n->tokens);
+    n->tokens = NULL;
+    n->ntokens = 0;
+}

@@ -1,0 +1,748 @@
+/*
+ * routes_objects.c - storing and serving objects over HTTP.
+ *
+ * Reads are verified: a small object is read whole and checked against its
+ * key before the first byte goes out (a corrupt one answers 404); a large
+ * one is checked as it streams, and the last chunk is held back until the
+ * digest is known, so a corrupt object never arrives complete: the
+ * connection is cut instead. A range is served from a full pass over the
+ * object for the same reason. Either way a corrupt object is taken out of
+ * service.
+ */
+#define _GNU_SOURCE
+#include "routes.h"
+#include "json.h"
+#include "log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SMALL_OBJECT (1024 * 1024)
+#define READ_CHUNK (256 * 1024)
+#define SPILL_AT (1024 * 1024)
+
+unsigned storaged_status(int rc)
+{
+    switch (rc) {
+    case -EINVAL:
+        return 400;
+    case -ENOENT:
+        return 404;
+    case -EBUSY:
+    case -ESTALE:
+        return 409;
+    case -EFBIG:
+        return 413;
+    case -EBADMSG:
+        return 422;
+    case -EROFS:
+        return 503;
+    case -ENOSPC:
+        return 507;
+    default:
+        return 500;
+    }
+}
+
+static struct storaged *app_of(struct http_req *req)
+{
+    return req->app;
+}
+
+/* Parses the route's key; answers 400 and returns false when it is bad. */
+static bool parse_key(struct http_req *req, struct cas_key *key)
+{
+    char err[512];
+    if (cas_key_parse(req->param, req->param_len, app_of(req)->store->algo, key, err,
+                      sizeof(err)) < 0) {
+        http_error(req, 400, "%s", err);
+        return false;
+    }
+    return true;
+}
+
+static void add_object_headers(struct http_req *req, const char *hex)
+{
+    char etag[CAS_MAX_HEX + 3];
+    snprintf(etag, sizeof(etag), "\"%s\"", hex);
+    http_add_header(req, "ETag", etag);
+    http_add_header(req, "Accept-Ranges", "bytes");
+    http_add_header(req, "Cache-Control", "public, max-age=31536000, immutable");
+}
+
+/* ---- writes ------------------------------------------------------------ */
+
+enum put_kind { PUT_KEYED, POST_PLAIN, POST_CASK };
+
+struct put_ctx {
+    struct store *store;
+    struct store_put *put;
+    enum put_kind kind;
+    struct MHD_PostProcessor *pp; /* multipart Cask uploads */
+    bool saw_file;
+    int rc;
+    char err[512];
+};
+
+static void put_cleanup(struct http_req *req)
+{
+    struct put_ctx *c = req->ctx;
+    if (c->put)
+        c->store->ops->put_abort(c->put);
+    if (c->pp)
+        MHD_destroy_post_processor(c->pp);
+    free(c);
+}
+
+static void put_fail(struct http_req *req, int rc, const char *msg)
+{
+    struct put_ctx *c = req->ctx;
+    if (c->put) {
+        c->store->ops->put_abort(c->put);
+        c->put = NULL;
+    }
+    http_error(req, storaged_status(rc), "%s", *msg ? msg : strerror(-rc));
+}
+
+static int put_body(struct http_req *req, const char *data, size_t len)
+{
+    struct put_ctx *c = req->ctx;
+    int rc = c->store->ops->put_write(c->put, data, len, c->err, sizeof(c->err));
+    if (rc < 0) {
+        put_fail(req, rc, c->err);
+        return -1;
+    }
+    return 0;
+}
+
+static enum MHD_Result cask_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *filename, const char *content_type,
+                                  const char *transfer_encoding, const char *data, uint64_t off,
+                                  size_t size)
+{
+    struct http_req *req = cls;
+    struct put_ctx *c = req->ctx;
+    if (!key || strcmp(key, "file") != 0 || req->body_failed)
+        return MHD_YES;
+    c->saw_file = true;
+    if (size && put_body(req, data, size) < 0) {
+        req->body_failed = true;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static int cask_body(struct http_req *req, const char *data, size_t len)
+{
+    struct put_ctx *c = req->ctx;
+    if (MHD_post_process(c->pp, data, len) != MHD_YES && !req->resp) {
+        put_fail(req, -EINVAL, "malformed multipart/form-data body");
+        return -1;
+    }
+    return req->resp ? -1 : 0;
+}
+
+static void put_done(struct http_req *req)
+{
+    struct put_ctx *c = req->ctx;
+    if (c->kind == POST_CASK && c->pp && !c->saw_file) {
+        put_fail(req, -EINVAL, "multipart/form-data body has no field \"file\"");
+        return;
+    }
+    struct cas_key key;
+    bool created = false;
+    const char *sync = http_query(req, "sync");
+    bool durable = !(sync && strcmp(sync, "0") == 0);
+    struct store_put *p = c->put;
+    c->put = NULL;
+    int rc = c->store->ops->put_commit(p, durable, &key, &created, c->err, sizeof(c->err));
+    if (rc < 0) {
+        put_fail(req, rc, c->err);
+        return;
+    }
+    char hex[CAS_MAX_HEX + 1], loc[CAS_MAX_HEX + 16];
+    cas_key_hex(&key, hex);
+    snprintf(loc, sizeof(loc), "/objects/%s", hex);
+    struct cas_buf b;
+    cas_buf_init(&b);
+    if (c->kind == POST_CASK) {
+        cas_buf_printf(&b, "{\"key\":\"%s:%s\",\"success\":true}\n", key.algo->name, hex);
+        http_reply_buf(req, 201, "application/json", &b);
+    } else {
+        cas_buf_printf(&b, "%s\n", hex);
+        http_reply_buf(req, c->kind == PUT_KEYED && !created ? 200 : 201, "text/plain", &b);
+    }
+    http_add_header(req, "Location", loc);
+}
+
+static void start_put(struct http_req *req, const struct cas_key *expect, enum put_kind kind)
+{
+    struct storaged *app = app_of(req);
+    struct put_ctx *c = calloc(1, sizeof(*c));
+    if (!c) {
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    c->store = app->store;
+    c->kind = kind;
+    req->ctx = c;
+    req->cleanup = put_cleanup;
+    uint64_t hint = req->has_length ? req->content_length : UINT64_MAX;
+    if (kind == POST_CASK) {
+        const char *ct = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (ct && strncasecmp(ct, "multipart/form-data", 19) == 0) {
+            c->pp = MHD_create_post_processor(req->conn, 64 * 1024, cask_field, req);
+            if (!c->pp) {
+                http_error(req, 400, "malformed multipart/form-data header");
+                return;
+            }
+            hint = UINT64_MAX; /* the part is smaller than the body */
+        }
+    }
+    int rc = app->store->ops->put_begin(app->store, expect, hint, &c->put, c->err, sizeof(c->err));
+    if (rc < 0) {
+        http_error(req, storaged_status(rc), "%s", c->err);
+        return;
+    }
+    req->on_body = c->pp ? cask_body : put_body;
+    req->on_done = put_done;
+}
+
+static void reply_key(struct http_req *req, unsigned status, const struct cas_key *key)
+{
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(key, hex);
+    struct cas_buf b;
+    cas_buf_init(&b);
+    cas_buf_printf(&b, "%s\n", hex);
+    http_reply_buf(req, status, "text/plain", &b);
+}
+
+static void free_ctx(struct http_req *req)
+{
+    free(req->ctx);
+}
+
+static int drain_body(struct http_req *req, const char *data, size_t len)
+{
+    return 0;
+}
+
+static void drained(struct http_req *req)
+{
+    reply_key(req, 200, req->ctx);
+}
+
+void route_put(struct http_req *req)
+{
+    struct cas_key key;
+    if (!parse_key(req, &key))
+        return;
+    struct storaged *app = app_of(req);
+    /* Already stored: count it as a use for GC and answer at once. With
+     * "Expect: 100-continue" the client never sends the body; otherwise the
+     * body is read and dropped. */
+    struct store_obj *o;
+    uint64_t size;
+    char err[256];
+    if (app->store->ops->open(app->store, &key, true, &o, &size, err, sizeof(err)) == 0) {
+        app->store->ops->close(o);
+        const char *expect = http_header(req, MHD_HTTP_HEADER_EXPECT);
+        if ((expect && strcasestr(expect, "100-continue")) ||
+            (req->has_length && req->content_length == 0)) {
+            reply_key(req, 200, &key);
+            return;
+        }
+        struct cas_key *k = malloc(sizeof(*k));
+        if (!k) {
+            http_error(req, 500, "out of memory");
+            return;
+        }
+        *k = key;
+        req->ctx = k;
+        req->cleanup = free_ctx;
+        req->on_body = drain_body;
+        req->on_done = drained;
+        return;
+    }
+    start_put(req, &key, PUT_KEYED);
+}
+
+void route_post(struct http_req *req)
+{
+    start_put(req, NULL, POST_PLAIN);
+}
+
+void route_post_cask(struct http_req *req)
+{
+    start_put(req, NULL, POST_CASK);
+}
+
+/* ---- reads ------------------------------------------------------------- */
+
+struct vread {
+    struct store *store;
+    struct store_obj *obj;
+    struct cas_hash *hash;
+    struct cas_key key;
+    uint64_t size, start, end; /* send [start, end) of size */
+    uint64_t hashed;           /* bytes of the object hashed so far */
+    char *scratch;             /* for bytes hashed but not sent */
+    struct storaged *app;
+};
+
+static void vread_free(void *cls)
+{
+    struct vread *v = cls;
+    v->store->ops->close(v->obj);
+    cas_hash_free(v->hash);
+    free(v->scratch);
+    free(v);
+}
+
+/* Hashes object bytes [v->hashed, upto) without sending them. */
+static int hash_through(struct vread *v, uint64_t upto)
+{
+    if (v->hashed >= upto)
+        return 0;
+    if (!v->scratch && !(v->scratch = malloc(READ_CHUNK)))
+        return -ENOMEM;
+    while (v->hashed < upto) {
+        size_t want = upto - v->hashed > READ_CHUNK ? READ_CHUNK : (size_t)(upto - v->hashed);
+        ssize_t n = v->store->ops->pread(v->obj, v->scratch, want, v->hashed);
+        if (n <= 0)
+            return n < 0 ? (int)n : -EIO;
+        cas_hash_update(v->hash, v->scratch, (size_t)n);
+        v->hashed += (uint64_t)n;
+    }
+    return 0;
+}
+
+static bool vread_check(struct vread *v)
+{
+    unsigned char d[CAS_MAX_DIGEST];
+    cas_hash_final(v->hash, d);
+    if (memcmp(d, v->key.digest, v->key.algo->digest_len) == 0)
+        return true;
+    v->store->ops->quarantine(v->obj, "bytes do not match the key (caught while serving)");
+    __atomic_fetch_add(&v->app->verify_failures, 1, __ATOMIC_RELAXED);
+    return false;
+}
+
+static ssize_t vread_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct vread *v = cls;
+    uint64_t at = v->start + pos;
+    if (at >= v->end)
+        return HTTP_STREAM_END;
+    if (hash_through(v, at) < 0 || v->hashed != at)
+        return HTTP_STREAM_ERROR; /* never out of order: refuse rather than guess */
+    size_t want = v->end - at < max ? (size_t)(v->end - at) : max;
+    ssize_t n = v->store->ops->pread(v->obj, buf, want, at);
+    if (n <= 0) {
+        log_error("read error serving an object: %s", n < 0 ? strerror((int)-n) : "short file");
+        return HTTP_STREAM_ERROR;
+    }
+    cas_hash_update(v->hash, buf, (size_t)n);
+    v->hashed += (uint64_t)n;
+    if (at + (uint64_t)n == v->end) {
+        /* The last chunk goes out only once every byte has been checked. */
+        if (hash_through(v, v->size) < 0 || !vread_check(v))
+            return HTTP_STREAM_ERROR;
+    }
+    return n;
+}
+
+/* Parses a single "bytes=" range against size. 0: a range; 1: no usable
+ * Range header (serve all); -1: unsatisfiable. */
+static int parse_range(const char *h, uint64_t size, uint64_t *start, uint64_t *end)
+{
+    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+        return 1;
+    const char *p = h + 6;
+    char *e;
+    if (*p == '-') {
+        if (p[1] < '0' || p[1] > '9')
+            return 1;
+        unsigned long long n = strtoull(p + 1, &e, 10);
+        if (*e)
+            return 1;
+        if (n == 0 || size == 0)
+            return -1;
+        *start = n >= size ? 0 : size - n;
+        *end = size;
+        return 0;
+    }
+    if (*p < '0' || *p > '9')
+        return 1;
+    unsigned long long a = strtoull(p, &e, 10);
+    if (*e != '-')
+        return 1;
+    unsigned long long b = UINT64_MAX;
+    if (e[1]) {
+        if (e[1] < '0' || e[1] > '9')
+            return 1;
+        char *e2;
+        b = strtoull(e + 1, &e2, 10);
+        if (*e2 || b < a)
+            return 1;
+    }
+    if (a >= size)
+        return -1;
+    *start = a;
+    *end = b >= size ? size : b + 1;
+    return 0;
+}
+
+/* Serves a small object (or a range of it) from memory, verified first.
+ * False when it answered with an error instead. */
+static bool serve_small(struct http_req *req, struct vread *v, unsigned status)
+{
+    char *data = malloc(v->size ? v->size : 1);
+    if (!data) {
+        http_error(req, 500, "out of memory");
+        return false;
+    }
+    ssize_t n = v->size ? v->store->ops->pread(v->obj, data, v->size, 0) : 0;
+    if (n != (ssize_t)v->size) {
+        free(data);
+        http_error(req, 500, "cannot read the object: %s", n < 0 ? strerror((int)-n) : "short");
+        return false;
+    }
+    cas_hash_update(v->hash, data, v->size);
+    if (!vread_check(v)) {
+        free(data);
+        char hex[CAS_MAX_HEX + 1];
+        cas_key_hex(&v->key, hex);
+        http_error(req, 404, "object %s not found (its copy here was corrupt)", hex);
+        return false;
+    }
+    if (v->start)
+        memmove(data, data + v->start, v->end - v->start);
+    http_reply_owned(req, status, "application/octet-stream", data, v->end - v->start);
+    return true;
+}
+
+void route_get(struct http_req *req)
+{
+    struct cas_key key;
+    if (!parse_key(req, &key))
+        return;
+    struct storaged *app = app_of(req);
+    char err[512] = "", hex[CAS_MAX_HEX + 1];
+    cas_key_hex(&key, hex);
+    struct store_obj *obj;
+    uint64_t size;
+    int rc = app->store->ops->open(app->store, &key, !req->is_head, &obj, &size, err, sizeof(err));
+    if (rc < 0) {
+        http_error(req, storaged_status(rc), "%s", err);
+        return;
+    }
+    struct vread *v = calloc(1, sizeof(*v));
+    if (!v || !(v->hash = cas_hash_new(key.algo))) {
+        free(v);
+        app->store->ops->close(obj);
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    *v = (struct vread){.store = app->store, .obj = obj, .hash = v->hash, .key = key,
+                        .size = size, .start = 0, .end = size, .app = app};
+
+    const char *inm = http_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (inm && (strstr(inm, hex) || strcmp(inm, "*") == 0)) {
+        vread_free(v);
+        http_reply(req, 304, NULL, "", 0);
+        add_object_headers(req, hex);
+        return;
+    }
+    unsigned status = 200;
+    int r = parse_range(http_header(req, MHD_HTTP_HEADER_RANGE), size, &v->start, &v->end);
+    if (r < 0) {
+        vread_free(v);
+        char cr[64];
+        snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
+        http_error(req, 416, "range not satisfiable: object %s has %" PRIu64 " bytes", hex, size);
+        http_add_header(req, "Content-Range", cr);
+        return;
+    }
+    char cr[96] = "";
+    if (r == 0) {
+        status = 206;
+        snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, v->start, v->end - 1,
+                 size);
+    }
+    if (req->is_head) {
+        /* Headers only: Content-Length is the size; the reader never runs. */
+        http_reply_stream(req, status, "application/octet-stream", v->end - v->start, vread_read,
+                          v, vread_free);
+    } else if (size <= SMALL_OBJECT) {
+        bool ok = serve_small(req, v, status);
+        vread_free(v);
+        if (!ok)
+            return;
+    } else {
+        http_reply_stream(req, status, "application/octet-stream", v->end - v->start, vread_read,
+                          v, vread_free);
+    }
+    add_object_headers(req, hex);
+    if (*cr)
+        http_add_header(req, "Content-Range", cr);
+}
+
+void route_delete(struct http_req *req)
+{
+    struct cas_key key;
+    if (!parse_key(req, &key))
+        return;
+    struct storaged *app = app_of(req);
+    char err[512] = "";
+    int rc = app->store->ops->remove(app->store, &key, err, sizeof(err));
+    if (rc < 0)
+        http_error(req, storaged_status(rc), "%s", err);
+    else
+        http_reply(req, 204, NULL, "", 0);
+}
+
+/* ---- key lists in request bodies ---------------------------------------- */
+
+int keylines_feed(struct keylines *kl, const char *data, size_t len,
+                  int (*fn)(void *cls, const char *line, size_t len, uint64_t lineno), void *cls)
+{
+    while (len) {
+        const char *nl = memchr(data, '\n', len);
+        size_t n = nl ? (size_t)(nl - data) : len;
+        if (kl->plen + n >= sizeof(kl->partial))
+            kl->overlong = true;
+        else
+            memcpy(kl->partial + kl->plen, data, n);
+        kl->plen += n;
+        if (!nl)
+            return 0;
+        data += n + 1;
+        len -= n + 1;
+        kl->lineno++;
+        size_t l = kl->overlong ? sizeof(kl->partial) - 1 : kl->plen;
+        if (l && kl->partial[l - 1] == '\r')
+            l--;
+        int rc = 0;
+        if (l || kl->overlong)
+            rc = fn(cls, kl->partial, l, kl->lineno);
+        kl->plen = 0;
+        kl->overlong = false;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int keylines_finish(struct keylines *kl,
+                    int (*fn)(void *cls, const char *line, size_t len, uint64_t lineno), void *cls)
+{
+    if (!kl->plen)
+        return 0;
+    return keylines_feed(kl, "\n", 1, fn, cls);
+}
+
+/* ---- POST /objects/missing --------------------------------------------- */
+
+/* The answer grows in memory up to SPILL_AT, then moves to an unlinked
+ * temporary file, so a body of millions of keys needs no more memory. */
+struct missing_ctx {
+    struct keylines kl;
+    struct storaged *app;
+    struct cas_buf out;
+    FILE *spill;
+    uint64_t spilled;
+    char err[512];
+};
+
+static void missing_cleanup(struct http_req *req)
+{
+    struct missing_ctx *c = req->ctx;
+    cas_buf_free(&c->out);
+    if (c->spill)
+        fclose(c->spill);
+    free(c);
+}
+
+static int missing_line(void *cls, const char *line, size_t len, uint64_t lineno)
+{
+    struct missing_ctx *c = cls;
+    struct cas_key key;
+    char err[400];
+    if (cas_key_parse(line, len, c->app->store->algo, &key, err, sizeof(err)) < 0) {
+        snprintf(c->err, sizeof(c->err), "line %" PRIu64 ": %s", lineno, err);
+        return -1;
+    }
+    uint64_t size;
+    if (c->app->store->ops->stat(c->app->store, &key, &size) == 0)
+        return 0;
+    char hex[CAS_MAX_HEX + 2];
+    cas_key_hex(&key, hex);
+    size_t hl = strlen(hex);
+    hex[hl++] = '\n';
+    if (!c->spill && c->out.len + hl > SPILL_AT) {
+        c->spill = tmpfile();
+        if (!c->spill || fwrite(c->out.data, 1, c->out.len, c->spill) != c->out.len) {
+            snprintf(c->err, sizeof(c->err), "cannot spool the answer to a temporary file");
+            return -2;
+        }
+        c->spilled = c->out.len;
+        cas_buf_free(&c->out);
+    }
+    if (c->spill) {
+        if (fwrite(hex, 1, hl, c->spill) != hl) {
+            snprintf(c->err, sizeof(c->err), "cannot spool the answer to a temporary file");
+            return -2;
+        }
+        c->spilled += hl;
+    } else {
+        cas_buf_append(&c->out, hex, hl);
+    }
+    return 0;
+}
+
+static int missing_body(struct http_req *req, const char *data, size_t len)
+{
+    struct missing_ctx *c = req->ctx;
+    int rc = keylines_feed(&c->kl, data, len, missing_line, c);
+    if (rc) {
+        http_error(req, rc == -1 ? 400 : 500, "%s", c->err);
+        return -1;
+    }
+    return 0;
+}
+
+static ssize_t spill_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    FILE *f = cls;
+    size_t n = fread(buf, 1, max, f);
+    return n ? (ssize_t)n : (ferror(f) ? HTTP_STREAM_ERROR : HTTP_STREAM_END);
+}
+
+static void spill_close(void *cls)
+{
+    fclose(cls);
+}
+
+static void missing_done(struct http_req *req)
+{
+    struct missing_ctx *c = req->ctx;
+    int rc = keylines_finish(&c->kl, missing_line, c);
+    if (rc) {
+        http_error(req, rc == -1 ? 400 : 500, "%s", c->err);
+        return;
+    }
+    if (c->spill) {
+        fflush(c->spill);
+        rewind(c->spill);
+        FILE *f = c->spill;
+        c->spill = NULL;
+        http_reply_stream(req, 200, "text/plain", c->spilled, spill_read, f, spill_close);
+    } else {
+        http_reply_buf(req, 200, "text/plain", &c->out);
+    }
+}
+
+void route_missing(struct http_req *req)
+{
+    struct missing_ctx *c = calloc(1, sizeof(*c));
+    if (!c) {
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    c->app = app_of(req);
+    cas_buf_init(&c->out);
+    req->ctx = c;
+    req->cleanup = missing_cleanup;
+    req->on_body = missing_body;
+    req->on_done = missing_done;
+}
+
+/* ---- GET /objects (list) ----------------------------------------------- */
+
+struct list_ctx {
+    struct store *store;
+    enum store_list_state state;
+    uint64_t min_size, max_size, cursor;
+    struct cas_buf buf;
+    size_t bufpos;
+};
+
+static void list_emit(void *cls, const unsigned char *digest, uint64_t size)
+{
+    struct list_ctx *c = cls;
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(digest, c->store->algo->digest_len, hex);
+    cas_buf_printf(&c->buf, "%s %" PRIu64 "\n", hex, size);
+}
+
+static ssize_t list_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    struct list_ctx *c = cls;
+    while (c->bufpos == c->buf.len) {
+        if (c->cursor == UINT64_MAX)
+            return HTTP_STREAM_END;
+        cas_buf_reset(&c->buf);
+        c->bufpos = 0;
+        c->store->ops->list(c->store, &c->cursor, c->state, c->min_size, c->max_size, 2048,
+                            list_emit, c);
+    }
+    size_t n = c->buf.len - c->bufpos < max ? c->buf.len - c->bufpos : max;
+    memcpy(out, c->buf.data + c->bufpos, n);
+    c->bufpos += n;
+    return (ssize_t)n;
+}
+
+static void list_free(void *cls)
+{
+    struct list_ctx *c = cls;
+    cas_buf_free(&c->buf);
+    free(c);
+}
+
+static bool query_u64(struct http_req *req, const char *name, uint64_t *out)
+{
+    const char *v = http_query(req, name);
+    if (!v)
+        return true;
+    char *e;
+    errno = 0;
+    unsigned long long x = strtoull(v, &e, 10);
+    if (!*v || *e || errno || *v == '-') {
+        http_error(req, 400, "query parameter %s=\"%s\" is not a number", name, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+void route_list(struct http_req *req)
+{
+    struct list_ctx *c = calloc(1, sizeof(*c));
+    if (!c) {
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    c->store = app_of(req)->store;
+    c->max_size = UINT64_MAX;
+    const char *state = http_query(req, "state");
+    if (state && strcmp(state, "garbage") == 0) {
+        c->state = STORE_LIST_GARBAGE;
+    } else if (state && strcmp(state, "live") != 0) {
+        free(c);
+        http_error(req, 400, "state=\"%s\": want live or garbage", state);
+        return;
+    }
+    if (!query_u64(req, "min_size", &c->min_size) || !query_u64(req, "max_size", &c->max_size)) {
+        free(c);
+        return;
+    }
+    cas_buf_init(&c->buf);
+    http_reply_stream(req, 200, "text/plain", HTTP_SIZE_UNKNOWN, list_read, c, list_free);
+}

@@ -1,0 +1,95 @@
+/*
+ * store.h - the storage backend interface behind the storaged HTTP routes.
+ *
+ * A backend keeps objects under their keys and offers: streaming writes
+ * (begin / write / commit or abort), opening an object for ranged reads,
+ * stat, remove, listing, the GC cycle (begin / mark / end), compaction and
+ * capacity figures. The HTTP layer only ever calls the store_* wrappers
+ * below, so a second backend (an S3 bucket, say) plugs in as another const
+ * struct store_ops without touching the routes. The one backend today is
+ * the disk store (disk.h): an append-only index plus 50 data files.
+ *
+ * Verification of object bytes against their key happens above this
+ * interface (routes.c), because it is the same for every backend; a backend
+ * only has to take an object out of service when told it is corrupt.
+ *
+ * Errors are negative errno values with a message:
+ *   -EINVAL bad request, -ENOENT no such object, -EROFS read-only,
+ *   -EFBIG over the size limit, -EBADMSG digest mismatch, -ENOSPC disk full,
+ *   -EBUSY already running, -ESTALE not the current GC cycle, -EIO I/O error.
+ */
+#ifndef CAS_STORE_H
+#define CAS_STORE_H
+
+#include "key.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct store;
+struct store_put; /* a write in progress */
+struct store_obj; /* an object open for reading */
+
+enum store_list_state { STORE_LIST_LIVE, STORE_LIST_GARBAGE };
+
+struct store_info {
+    uint64_t total, available;  /* file system (or --capacity) */
+    uint64_t unreclaimed;       /* bytes compaction would give back */
+    uint64_t garbage;           /* bytes gc/end would remove */
+    uint64_t garbage_objects;
+    uint64_t objects, bytes;    /* live objects and their bytes */
+    bool gc_active;
+    uint64_t gc_id;
+    bool read_only;
+    char read_only_reason[200];
+    bool compacting;
+    uint64_t compact_done, compact_total, compactions;
+    uint64_t corrupt_found;     /* objects taken out of service */
+    uint64_t index_syncs, index_records;
+    size_t memory;              /* bytes held by the object table */
+};
+
+typedef void (*store_list_fn)(void *cls, const unsigned char *digest, uint64_t size);
+
+struct store_ops {
+    const char *name;
+    int (*put_begin)(struct store *s, const struct cas_key *expect, uint64_t size_hint,
+                     struct store_put **out, char *err, size_t errlen);
+    int (*put_write)(struct store_put *p, const void *data, size_t len, char *err, size_t errlen);
+    /* Finishes the write: checks the digest, makes it durable when sync.
+     * Always frees p. *created is false when the object was already there. */
+    int (*put_commit)(struct store_put *p, bool sync, struct cas_key *key, bool *created,
+                      char *err, size_t errlen);
+    void (*put_abort)(struct store_put *p);
+    /* touch: the read counts as a use for GC (unmarks the object, durably). */
+    int (*open)(struct store *s, const struct cas_key *key, bool touch, struct store_obj **out,
+                uint64_t *size, char *err, size_t errlen);
+    ssize_t (*pread)(struct store_obj *o, void *buf, size_t len, uint64_t off);
+    void (*close)(struct store_obj *o);
+    /* The open object's bytes do not match its key: stop serving it. */
+    void (*quarantine)(struct store_obj *o, const char *why);
+    int (*stat)(struct store *s, const struct cas_key *key, uint64_t *size);
+    int (*remove)(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+    /* Emits up to max objects from *cursor on; *cursor becomes UINT64_MAX at the end. */
+    int (*list)(struct store *s, uint64_t *cursor, enum store_list_state state, uint64_t min_size,
+                uint64_t max_size, size_t max, store_list_fn fn, void *cls);
+    int (*gc_begin)(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects,
+                    uint64_t *bytes, char *err, size_t errlen);
+    int (*gc_mark)(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked,
+                   char *err, size_t errlen);
+    int (*gc_end)(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
+                  size_t errlen);
+    int (*compact_start)(struct store *s, char *err, size_t errlen);
+    void (*compact_wait)(struct store *s);
+    void (*info)(struct store *s, struct store_info *out);
+    void (*destroy)(struct store *s);
+};
+
+struct store {
+    const struct store_ops *ops;
+    const struct cas_hash_algo *algo;
+};
+
+#endif

@@ -34,7 +34,7 @@ double cli_stats_percentile(const double *sorted, size_t n, double p)
         return sorted[0];
     if (p >= 100)
         return sorted[n - 1];
-    double rank = ceil(p / 100.0 * (double)n);
+    double rank = ceil(p / 100.0 * (double)n - 1e-9); /* 99.9% of 1000 is 999, not 999.0000001 */
     size_t i = rank < 1 ? 0 : (size_t)rank - 1;
     return sorted[i < n ? i : n - 1];
 }

@@ -1,0 +1,289 @@
+/*
+ * balancer.h - the inside of ca-cas-balancerd, shared by its modules.
+ *
+ * The balancer is stateless towards data: everything it knows about the
+ * cluster is the config plus what it learns by probing the backends. That
+ * knowledge is published as a "view": an immutable, reference-counted
+ * snapshot of the config, the backend table and the ring built from the
+ * backends' tokens. A request takes the current view once and uses it to the
+ * end, so a SIGHUP or a backend's tokens arriving never change placement in
+ * the middle of a request. The backends' health (up, read-only, latency,
+ * GC and capacity figures) changes between probes and is read under the
+ * balancer's lock.
+ *
+ * Modules:
+ *   backend.c   backend table, views, the probe thread, config reload
+ *   upstream.c  libcurl plumbing: small parallel requests to backends
+ *   bstream.c   a backend response body read on demand (pull)
+ *   fanout.c    one request body streamed to several backends (push)
+ *   proxy.c     object routes: PUT, POST, GET, HEAD, DELETE
+ *   repair.c    read repair queue and the GC touch log
+ *   cluster.c   GC, list, missing, capacity, compaction across backends
+ *   routes.c    the route table, /status, /metrics, /ring, /healthz
+ *   page.c      the HTML page at GET /
+ */
+#ifndef CAS_BALANCER_H
+#define CAS_BALANCER_H
+
+#include "buf.h"
+#include "config.h"
+#include "httpd.h"
+#include "json.h"
+#include "key.h"
+#include "ring.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct balancer;
+
+/* ---- backends and views (backend.c) ------------------------------------ */
+
+struct backend_capacity {
+    uint64_t total, available, unreclaimed, garbage, objects, bytes;
+};
+
+struct backend {
+    int refs; /* shared by successive views */
+    char *url;
+    char *domain;
+    /* Learned by probing; read and written under balancer.lock. */
+    char node[128];
+    const struct cas_hash_algo *algo;
+    uint64_t *tokens;
+    size_t ntokens;
+    bool probed; /* at least one probe finished */
+    bool up;
+    bool read_only;
+    char last_error[256];
+    double latency_ms;
+    uint64_t last_ok_ns;
+    bool gc_active;
+    uint64_t gc_id, gc_objects, gc_bytes;
+    bool cap_known;
+    struct backend_capacity cap;
+    bool compact_running;
+    uint64_t compact_done, compact_total;
+};
+
+/* The config and token a view was built from; shared by the views that
+ * differ only in their ring. */
+struct view_conf {
+    int refs;
+    struct config *cfg;
+    char *token;
+};
+
+struct view {
+    int refs;
+    struct view_conf *conf;
+    struct config *cfg;   /* conf->cfg */
+    size_t n;
+    struct backend **b;
+    struct ring *ring;                    /* over b[], by index */
+    const struct cas_hash_algo *algo;     /* the cluster's; NULL until a backend answered */
+    const char *token;                    /* conf->token: sent to backends; NULL for none */
+    uint64_t generation;
+};
+
+struct view *view_get(struct balancer *bal);
+void view_put(struct view *v);
+
+/* Snapshot of the health of v's backends: available for writes (up, not
+ * read-only, same hash as the cluster, tokens known) and up. */
+void backend_health(struct balancer *bal, const struct view *v, bool *writable, bool *up);
+
+/* Records the outcome of a request to a backend outside the probes. */
+void backend_note_failure(struct balancer *bal, struct backend *b, const char *what);
+
+/* ---- the balancer ------------------------------------------------------- */
+
+struct balancer_options {
+    const char *config_path;
+    const char *listen; /* overrides the config; NULL: config, then 127.0.0.1:6001 */
+    const char *spool_dir;
+    unsigned connect_timeout_ms;
+    unsigned first_byte_timeout_ms;
+    unsigned io_timeout_ms;
+    unsigned probe_interval_ms;
+};
+
+/* Counters shown in /metrics. Atomics. */
+struct balancer_counters {
+    uint64_t repairs_queued, repairs_done, repairs_failed, repairs_dropped;
+    uint64_t failovers, aborted_streams, corrupt_copies;
+    uint64_t gc_touches;
+};
+
+struct repair_queue;
+
+struct balancer {
+    struct balancer_options opt;
+    pthread_mutex_t lock;
+    struct view *view; /* current, under lock */
+    uint64_t generation;
+    uint64_t start_ns;
+    char listen[128];
+    struct http_server *srv;
+
+    pthread_t probe_thread;
+    pthread_cond_t probe_cond;
+    bool stopping;
+    bool probe_started;
+
+    /* Cluster GC as this balancer knows it (under lock). */
+    bool gc_active;
+    uint64_t gc_id;
+    uint64_t gc_seen_id; /* cycle whose touch log has been flushed */
+
+    struct repair_queue *repair;
+
+    /* Cluster-wide compaction job (under lock). */
+    bool compact_running;
+    char compact_domain[128];
+    char compact_last[256];
+    pthread_t compact_thread;
+    bool compact_thread_joinable;
+
+    struct balancer_counters ctr;
+};
+
+/* Loads the config and builds the first view; starts nothing.
+ * Returns 0 or -errno with "file:line:col: message" in err. */
+int balancer_init(struct balancer *bal, const struct balancer_options *opt, char *err,
+                  size_t errlen);
+/* Starts the probe and repair threads and the HTTP server. */
+int balancer_start(struct balancer *bal, char *err, size_t errlen);
+/* Re-reads the config; on error the old one stays and err says why. */
+int balancer_reload(struct balancer *bal, char *err, size_t errlen);
+void balancer_stop(struct balancer *bal);
+
+/* Probes every backend once, now (the probe thread calls it periodically). */
+void backend_probe_all(struct balancer *bal);
+
+/* ---- upstream.c: requests to backends ---------------------------------- */
+
+struct upstream_call {
+    /* in */
+    char url[1024];
+    const char *method;
+    const char *body; /* NULL: none */
+    size_t body_len;
+    size_t backend; /* index in the view, for the caller */
+    /* out */
+    long status;      /* 0 when the request failed */
+    struct cas_buf resp; /* the body, cut at 16 MiB */
+    char err[256];
+    double ms;
+};
+
+/* A configured easy handle: URL, method, token, connect timeout, no
+ * signals, no Expect: 100-continue. *hdrs gets the header list to free. */
+CURL *upstream_easy(const struct view *v, const char *url, const char *method,
+                    const struct balancer_options *opt, struct curl_slist **hdrs);
+
+/* Runs n small requests in parallel, each bounded by timeout_ms (0: none). */
+void upstream_run(struct balancer *bal, const struct view *v, struct upstream_call *calls,
+                  size_t n, long timeout_ms);
+void upstream_calls_free(struct upstream_call *calls, size_t n);
+/* Error text of a failed call or a non-2xx answer ({"error":...}). */
+void upstream_describe(const struct upstream_call *c, char *out, size_t outlen);
+
+/* ---- bstream.c: pulling a backend's response --------------------------- */
+
+struct bstream;
+
+struct bstream_head {
+    long status;
+    int64_t content_length; /* -1 unknown */
+    char content_range[128];
+    char content_type[128];
+};
+
+/* Sends method to url with an optional Range header and waits for the
+ * response headers (at most first_byte_timeout_ms). Returns 0 with the
+ * head filled, or -errno with err set (nothing received: try another
+ * backend). */
+int bstream_open(struct balancer *bal, const struct view *v, const char *url, const char *method,
+                 const char *range, struct bstream **out, struct bstream_head *head, char *err,
+                 size_t errlen);
+/* Up to max bytes of body: > 0, 0 at the end, -errno on failure. */
+ssize_t bstream_read(struct bstream *s, char *buf, size_t max, char *err, size_t errlen);
+void bstream_close(struct bstream *s);
+
+/* ---- fanout.c: pushing one body to several backends -------------------- */
+
+struct fanout;
+
+struct fanout_result {
+    size_t backend; /* index in the view */
+    long status;    /* 0: failed before an answer */
+    char err[256];
+    struct cas_buf resp;
+};
+
+/* Starts method on every url (body of content_length bytes, or chunked
+ * when content_length < 0). */
+int fanout_start(struct balancer *bal, const struct view *v, const char *method, char **urls,
+                 const size_t *backends, size_t n, int64_t content_length, struct fanout **out);
+/* Streams the next len bytes to every target still alive; returns how many
+ * are alive (0: all have answered or failed). */
+size_t fanout_feed(struct fanout *f, const char *data, size_t len);
+/* Ends the body and waits for every answer. */
+void fanout_finish(struct fanout *f);
+size_t fanout_count(const struct fanout *f);
+const struct fanout_result *fanout_result(const struct fanout *f, size_t i);
+void fanout_free(struct fanout *f);
+
+/* ---- proxy.c, cluster.c, routes.c, page.c: handlers --------------------- */
+
+/* Parses a key against the cluster's algorithm (or guesses it by length
+ * before any backend has answered). */
+int proxy_parse_key(const struct view *v, const char *s, size_t len, struct cas_key *k, char *err,
+                    size_t errlen);
+
+void proxy_get(struct http_req *req);
+void proxy_put(struct http_req *req);
+void proxy_post(struct http_req *req);
+void proxy_post_cask(struct http_req *req);
+void proxy_delete(struct http_req *req);
+
+void cluster_gc_begin(struct http_req *req);
+void cluster_gc_mark(struct http_req *req);
+void cluster_gc_end(struct http_req *req);
+void cluster_gc_status(struct http_req *req);
+void cluster_list(struct http_req *req);
+void cluster_missing(struct http_req *req);
+void cluster_capacity(struct http_req *req);
+void cluster_compact(struct http_req *req);
+void cluster_compact_status(struct http_req *req);
+/* Cluster GC and compaction figures as JSON members (for /status). */
+void cluster_gc_json(struct balancer *bal, const struct view *v, struct cas_json *j);
+void cluster_capacity_sum(struct balancer *bal, const struct view *v,
+                          struct backend_capacity *sum);
+
+void page_index(struct http_req *req);
+
+int routes_start_server(struct balancer *bal, char *err, size_t errlen);
+
+/* ---- repair.c: read repair and GC touches ------------------------------- */
+
+int repair_init(struct balancer *bal);
+void repair_stop(struct balancer *bal);
+/* Queues a copy of key to backend b (by URL); drops it when the queue is
+ * full. Never blocks. */
+void repair_enqueue(struct balancer *bal, const struct cas_key *key, const char *url);
+size_t repair_queue_length(struct balancer *bal);
+
+/* Records that key was read or written; during a GC cycle, also unmarks it
+ * on every backend before returning. */
+void gc_touch(struct balancer *bal, const struct view *v, const struct cas_key *key);
+/* Unmarks everything read or written recently (a cycle this balancer did
+ * not start has just been noticed, or is about to end). */
+void gc_touch_flush_recent(struct balancer *bal, const struct view *v);
+
+#endif

@@ -1,0 +1,236 @@
+/*
+ * bstream.c - a backend's response body, read on demand.
+ *
+ * The HTTP layer asks for a streamed response's bytes from its own thread
+ * ("give me up to N bytes"), while libcurl pushes what it receives into a
+ * write callback. A bstream joins the two: one easy handle on its own multi
+ * handle, a fixed buffer, and a write callback that pauses the transfer when
+ * the buffer is full. bstream_read drives the transfer only until it has
+ * something to return, so memory stays at the buffer's size whatever the
+ * object's, and a slow client slows the backend down through TCP.
+ */
+#include "balancer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define BSTREAM_BUF (512u * 1024)
+
+struct bstream {
+    CURLM *multi;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    char *buf;
+    size_t start, end; /* unread bytes are buf[start..end) */
+    bool paused;
+    bool headers_done;
+    bool done;
+    CURLcode result;
+    struct bstream_head *head;
+    uint64_t last_progress_ns;
+    unsigned io_timeout_ms;
+};
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *cls)
+{
+    struct bstream *s = cls;
+    size_t n = size * nmemb;
+    if (n >= 5 && !strncmp(data, "HTTP/", 5)) {
+        /* A new status line (after a 100 Continue, say): start over. */
+        s->head->content_range[0] = '\0';
+        s->head->content_type[0] = '\0';
+        s->head->content_length = -1;
+        return n;
+    }
+    if (n <= 2 && (data[0] == '\r' || data[0] == '\n')) {
+        long code = 0;
+        curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 200) {
+            s->head->status = code;
+            s->headers_done = true;
+        }
+        return n;
+    }
+    char line[300];
+    size_t l = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+    memcpy(line, data, l);
+    while (l && (line[l - 1] == '\r' || line[l - 1] == '\n'))
+        l--;
+    line[l] = '\0';
+    char *colon = strchr(line, ':');
+    if (!colon)
+        return n;
+    *colon = '\0';
+    char *val = colon + 1;
+    while (*val == ' ' || *val == '\t')
+        val++;
+    if (!strcasecmp(line, "Content-Length"))
+        s->head->content_length = strtoll(val, NULL, 10);
+    else if (!strcasecmp(line, "Content-Range"))
+        snprintf(s->head->content_range, sizeof(s->head->content_range), "%s", val);
+    else if (!strcasecmp(line, "Content-Type"))
+        snprintf(s->head->content_type, sizeof(s->head->content_type), "%s", val);
+    return n;
+}
+
+static size_t on_data(char *data, size_t size, size_t nmemb, void *cls)
+{
+    struct bstream *s = cls;
+    size_t n = size * nmemb;
+    if (!s->headers_done) {
+        long code = 0;
+        curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
+        s->head->status = code;
+        s->headers_done = true;
+    }
+    if (s->start == s->end)
+        s->start = s->end = 0;
+    if (BSTREAM_BUF - s->end < n && s->start > 0) {
+        memmove(s->buf, s->buf + s->start, s->end - s->start);
+        s->end -= s->start;
+        s->start = 0;
+    }
+    if (BSTREAM_BUF - s->end < n) {
+        s->paused = true;
+        return CURL_WRITEFUNC_PAUSE; /* curl keeps the data and offers it again */
+    }
+    memcpy(s->buf + s->end, data, n);
+    s->end += n;
+    s->last_progress_ns = cas_now_ns();
+    return n;
+}
+
+/* Runs the transfer until stop(s) holds, it ends, or it stalls. */
+static int drive(struct bstream *s, bool (*stop)(const struct bstream *), unsigned timeout_ms,
+                 char *err, size_t errlen)
+{
+    s->last_progress_ns = cas_now_ns();
+    while (!stop(s) && !s->done) {
+        int running = 0;
+        if (curl_multi_perform(s->multi, &running) != CURLM_OK) {
+            snprintf(err, errlen, "curl multi failure");
+            return -EIO;
+        }
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(s->multi, &left)))
+            if (msg->msg == CURLMSG_DONE) {
+                s->done = true;
+                s->result = msg->data.result;
+            }
+        if (stop(s) || s->done)
+            break;
+        if (s->paused)
+            break; /* buffer full: the reader has to make room first */
+        if ((cas_now_ns() - s->last_progress_ns) / 1000000 > timeout_ms) {
+            snprintf(err, errlen, "no data for %u ms", timeout_ms);
+            return -ETIMEDOUT;
+        }
+        curl_multi_poll(s->multi, NULL, 0, 100, NULL);
+    }
+    return 0;
+}
+
+static bool have_headers(const struct bstream *s)
+{
+    return s->headers_done;
+}
+
+static bool have_data(const struct bstream *s)
+{
+    return s->end > s->start;
+}
+
+int bstream_open(struct balancer *bal, const struct view *v, const char *url, const char *method,
+                 const char *range, struct bstream **out, struct bstream_head *head, char *err,
+                 size_t errlen)
+{
+    *out = NULL;
+    memset(head, 0, sizeof(*head));
+    head->content_length = -1;
+    struct bstream *s = calloc(1, sizeof(*s));
+    if (!s || !(s->buf = malloc(BSTREAM_BUF))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    s->head = head;
+    s->io_timeout_ms = bal->opt.io_timeout_ms;
+    s->multi = curl_multi_init();
+    s->easy = upstream_easy(v, url, method, &bal->opt, &s->hdrs);
+    if (!s->multi || !s->easy) {
+        bstream_close(s);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    if (range) {
+        char h[300];
+        snprintf(h, sizeof(h), "Range: %s", range);
+        s->hdrs = curl_slist_append(s->hdrs, h);
+        curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->hdrs);
+    }
+    curl_easy_setopt(s->easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(s->easy, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
+    curl_multi_add_handle(s->multi, s->easy);
+    int rc = drive(s, have_headers, bal->opt.first_byte_timeout_ms, err, errlen);
+    if (rc == 0 && !s->headers_done) {
+        if (s->result != CURLE_OK)
+            snprintf(err, errlen, "%s", curl_easy_strerror(s->result));
+        else
+            snprintf(err, errlen, "no response");
+        rc = -EIO;
+    }
+    if (rc < 0) {
+        bstream_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+ssize_t bstream_read(struct bstream *s, char *buf, size_t max, char *err, size_t errlen)
+{
+    if (!have_data(s)) {
+        if (s->paused) {
+            s->paused = false;
+            curl_easy_pause(s->easy, CURLPAUSE_CONT);
+        }
+        int rc = drive(s, have_data, s->io_timeout_ms, err, errlen);
+        if (rc < 0)
+            return rc;
+        if (!have_data(s)) {
+            if (s->done && s->result == CURLE_OK)
+                return 0;
+            snprintf(err, errlen, "%s",
+                     s->done ? curl_easy_strerror(s->result) : "transfer stalled");
+            return -EIO;
+        }
+    }
+    size_t n = s->end - s->start;
+    if (n > max)
+        n = max;
+    memcpy(buf, s->buf + s->start, n);
+    s->start += n;
+    return (ssize_t)n;
+}
+
+void bstream_close(struct bstream *s)
+{
+    if (!s)
+        return;
+    if (s->easy) {
+        if (s->multi)
+            curl_multi_remove_handle(s->multi, s->easy);
+        curl_easy_cleanup(s->easy);
+    }
+    if (s->multi)
+        curl_multi_cleanup(s->multi);
+    curl_slist_free_all(s->hdrs);
+    free(s->buf);
+    free(s);
+}

@@ -1,0 +1,1006 @@
+/*
+ * cluster.c - the operations that span every backend: GC, listing,
+ * missing keys, capacity and compaction.
+ *
+ * GC: `begin` draws one random id and starts that same id on every backend;
+ * when one of them does not answer, the cycle is cancelled on those where
+ * it started (POST /gc/cancel?id=N; a backend that does not know that route
+ * keeps an orphan cycle nobody can end, which the next begin replaces) and
+ * the call fails with 503. `mark` streams its body to every backend; `end`
+ * first unmarks what this balancer served recently if it had not yet seen
+ * the cycle (it may have been begun elsewhere), then ends it everywhere.
+ * Because the id is the same everywhere, any balancer can mark and end a
+ * cycle another one began.
+ *
+ * list merges the backends' listings, dropping keys already sent (a set of
+ * digests, 32 bytes a key: the one place the balancer's memory grows with
+ * the data, documented in OPERATIONS.md). missing asks the backends in turn
+ * about the keys no earlier backend had, a batch at a time. compact runs on
+ * one failure domain at a time, so that at most one copy of any object is
+ * being moved at any moment.
+ */
+#define _GNU_SOURCE
+#include "balancer.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+/* Runs method on path (with ?query) on every backend; calls[] has v->n slots. */
+static struct upstream_call *on_every_backend(struct balancer *bal, const struct view *v,
+                                              const char *method, const char *path,
+                                              long timeout_ms)
+{
+    struct upstream_call *calls = calloc(v->n ? v->n : 1, sizeof(*calls));
+    if (!calls)
+        return NULL;
+    for (size_t i = 0; i < v->n; i++) {
+        snprintf(calls[i].url, sizeof(calls[i].url), "%s%s", v->b[i]->url, path);
+        calls[i].method = method;
+        calls[i].backend = i;
+    }
+    upstream_run(bal, v, calls, v->n, timeout_ms);
+    return calls;
+}
+
+static void free_calls(struct upstream_call *calls, size_t n)
+{
+    upstream_calls_free(calls, n);
+    free(calls);
+}
+
+/* ---- GC ----------------------------------------------------------------- */
+
+void cluster_gc_begin(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    struct view *v = view_get(bal);
+    uint64_t id = 0;
+    const char *given = http_query(req, "id");
+    if (given) {
+        char *end;
+        id = strtoull(given, &end, 10);
+        if (*end || !*given) {
+            view_put(v);
+            http_error(req, 400, "bad GC id \"%s\"", given);
+            return;
+        }
+    } else {
+        while (id == 0) {
+            if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+                id = cas_now_ns();
+            id &= (1ull << 53) - 1; /* stays exact in JSON readers using doubles */
+        }
+    }
+    char path[64];
+    snprintf(path, sizeof(path), "/gc/begin?id=%" PRIu64, id);
+    struct upstream_call *calls = on_every_backend(bal, v, "POST", path, 600000);
+    if (!calls) {
+        view_put(v);
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    uint64_t objects = 0, bytes = 0;
+    struct cas_buf why;
+    cas_buf_init(&why);
+    for (size_t i = 0; i < v->n; i++) {
+        if (calls[i].status == 200) {
+            uint64_t o = 0, b = 0;
+            cas_json_get_u64(calls[i].resp.data, "objects", &o);
+            cas_json_get_u64(calls[i].resp.data, "bytes", &b);
+            objects += o;
+            bytes += b;
+        } else {
+            char d[300];
+            upstream_describe(&calls[i], d, sizeof(d));
+            cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", v->b[i]->url, d);
+        }
+    }
+    if (why.len) {
+        snprintf(path, sizeof(path), "/gc/cancel?id=%" PRIu64, id);
+        for (size_t i = 0; i < v->n; i++) {
+            if (calls[i].status != 200)
+                continue;
+            struct upstream_call c = {.method = "POST"};
+            snprintf(c.url, sizeof(c.url), "%s%s", v->b[i]->url, path);
+            upstream_run(bal, v, &c, 1, 30000);
+            if (c.status != 200 && c.status != 204)
+                log_warn("GC %" PRIu64 ": could not cancel on %s (HTTP %ld); the cycle stays "
+                         "open there until the next begin",
+                         id, v->b[i]->url, c.status);
+            upstream_calls_free(&c, 1);
+        }
+        http_error(req, 503, "GC not started: %s", why.data);
+    } else {
+        pthread_mutex_lock(&bal->lock);
+        bal->gc_active = true;
+        bal->gc_id = id;
+        bal->gc_seen_id = id;
+        pthread_mutex_unlock(&bal->lock);
+        log_info("GC cycle %" PRIu64 " begun on %zu backends: %" PRIu64 " objects marked", id,
+                 v->n, objects);
+        struct cas_buf b;
+        cas_buf_init(&b);
+        cas_buf_printf(&b, "{\"id\":\"%" PRIu64 "\",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 "}",
+                       id, objects, bytes);
+        http_reply_json(req, 200, &b);
+    }
+    cas_buf_free(&why);
+    free_calls(calls, v->n);
+    view_put(v);
+}
+
+struct mark_ctx {
+    struct view *v;
+    struct fanout *f;
+};
+
+static void mark_cleanup(struct http_req *req)
+{
+    struct mark_ctx *m = req->ctx;
+    if (!m)
+        return;
+    fanout_free(m->f);
+    view_put(m->v);
+    free(m);
+}
+
+static int mark_body(struct http_req *req, const char *data, size_t len)
+{
+    struct mark_ctx *m = req->ctx;
+    fanout_feed(m->f, data, len);
+    return 0;
+}
+
+static void mark_done(struct http_req *req)
+{
+    struct mark_ctx *m = req->ctx;
+    fanout_finish(m->f);
+    uint64_t unmarked = 0;
+    struct cas_buf why;
+    cas_buf_init(&why);
+    long status = 200;
+    for (size_t i = 0; i < fanout_count(m->f); i++) {
+        const struct fanout_result *r = fanout_result(m->f, i);
+        if (r->status == 200) {
+            uint64_t u = 0;
+            cas_json_get_u64(r->resp.data ? r->resp.data : "", "unmarked", &u);
+            unmarked += u;
+            continue;
+        }
+        char msg[200] = "";
+        if (r->status && r->resp.data)
+            cas_json_get_string(r->resp.data, "error", msg, sizeof(msg));
+        cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", m->v->b[r->backend]->url,
+                       r->status ? (msg[0] ? msg : "error") : r->err);
+        if (r->status == 400)
+            status = 400;
+        else if (status != 400)
+            status = 503;
+    }
+    if (status != 200) {
+        http_error(req, (unsigned)status, "gc/mark did not reach every backend: %s", why.data);
+    } else {
+        struct cas_buf b;
+        cas_buf_init(&b);
+        cas_buf_printf(&b, "{\"unmarked\":%" PRIu64 "}", unmarked);
+        http_reply_json(req, 200, &b);
+    }
+    cas_buf_free(&why);
+}
+
+void cluster_gc_mark(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    struct mark_ctx *m = calloc(1, sizeof(*m));
+    if (!m) {
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    m->v = view_get(bal);
+    req->ctx = m;
+    req->cleanup = mark_cleanup;
+    struct view *v = m->v;
+    char *urls[v->n ? v->n : 1];
+    size_t backends[v->n ? v->n : 1];
+    for (size_t i = 0; i < v->n; i++) {
+        backends[i] = i;
+        if (asprintf(&urls[i], "%s/gc/mark", v->b[i]->url) < 0)
+            urls[i] = NULL;
+    }
+    int rc = fanout_start(bal, v, "POST", urls, backends, v->n,
+                          req->has_length ? (int64_t)req->content_length : -1, &m->f);
+    for (size_t i = 0; i < v->n; i++)
+        free(urls[i]);
+    if (rc < 0) {
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    req->on_body = mark_body;
+    req->on_done = mark_done;
+}
+
+void cluster_gc_end(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    const char *given = http_query(req, "id");
+    char *endp;
+    uint64_t id = given ? strtoull(given, &endp, 10) : 0;
+    if (!given || !*given || *endp) {
+        http_error(req, 400, "gc/end needs ?id=N, the id gc/begin answered");
+        return;
+    }
+    struct view *v = view_get(bal);
+    pthread_mutex_lock(&bal->lock);
+    bool seen = bal->gc_seen_id == id;
+    pthread_mutex_unlock(&bal->lock);
+    if (!seen) {
+        /* Begun elsewhere and not noticed yet: what we served must survive. */
+        gc_touch_flush_recent(bal, v);
+        pthread_mutex_lock(&bal->lock);
+        bal->gc_seen_id = id;
+        pthread_mutex_unlock(&bal->lock);
+    }
+    char path[64];
+    snprintf(path, sizeof(path), "/gc/end?id=%" PRIu64, id);
+    struct upstream_call *calls = on_every_backend(bal, v, "POST", path, 0);
+    if (!calls) {
+        view_put(v);
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    uint64_t removed = 0, bytes = 0;
+    size_t ok = 0, conflict = 0;
+    struct cas_buf why;
+    cas_buf_init(&why);
+    for (size_t i = 0; i < v->n; i++) {
+        if (calls[i].status == 200) {
+            uint64_t r = 0, b = 0;
+            cas_json_get_u64(calls[i].resp.data, "removed", &r);
+            cas_json_get_u64(calls[i].resp.data, "bytes", &b);
+            removed += r;
+            bytes += b;
+            ok++;
+            continue;
+        }
+        if (calls[i].status == 409)
+            conflict++;
+        char d[300];
+        upstream_describe(&calls[i], d, sizeof(d));
+        cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", v->b[i]->url, d);
+    }
+    if (ok == v->n) {
+        pthread_mutex_lock(&bal->lock);
+        if (bal->gc_id == id)
+            bal->gc_active = false;
+        pthread_mutex_unlock(&bal->lock);
+        log_info("GC cycle %" PRIu64 " ended: %" PRIu64 " objects, %" PRIu64 " bytes removed", id,
+                 removed, bytes);
+        struct cas_buf b;
+        cas_buf_init(&b);
+        cas_buf_printf(&b, "{\"removed\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", removed, bytes);
+        http_reply_json(req, 200, &b);
+    } else if (conflict == v->n) {
+        http_error(req, 409, "GC cycle %" PRIu64 " is not the current one: %s", id, why.data);
+    } else {
+        http_error(req, ok ? 503 : (conflict ? 409 : 503),
+                   "GC cycle %" PRIu64 " ended on %zu of %zu backends: %s", id, ok, v->n,
+                   why.data);
+    }
+    cas_buf_free(&why);
+    free_calls(calls, v->n);
+    view_put(v);
+}
+
+void cluster_gc_json(struct balancer *bal, const struct view *v, struct cas_json *j)
+{
+    bool active = false;
+    uint64_t id = 0, objects = 0, bytes = 0;
+    pthread_mutex_lock(&bal->lock);
+    for (size_t i = 0; i < v->n; i++) {
+        const struct backend *b = v->b[i];
+        if (b->up && b->gc_active) {
+            active = true;
+            id = b->gc_id;
+            objects += b->gc_objects;
+            bytes += b->gc_bytes;
+        }
+    }
+    pthread_mutex_unlock(&bal->lock);
+    cas_json_begin_object(j);
+    cas_json_key(j, "active");
+    cas_json_bool(j, active);
+    cas_json_key(j, "id");
+    char ids[24];
+    snprintf(ids, sizeof(ids), "%" PRIu64, id);
+    cas_json_string(j, ids);
+    cas_json_key(j, "objects");
+    cas_json_u64(j, objects);
+    cas_json_key(j, "bytes");
+    cas_json_u64(j, bytes);
+    cas_json_end_object(j);
+}
+
+void cluster_gc_status(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    backend_probe_all(bal); /* answer with fresh figures, not the last probe's */
+    struct view *v = view_get(bal);
+    struct cas_buf b;
+    cas_buf_init(&b);
+    struct cas_json j;
+    cas_json_init(&j, &b);
+    cluster_gc_json(bal, v, &j);
+    http_reply_json(req, 200, &b);
+    view_put(v);
+}
+
+/* ---- list --------------------------------------------------------------- */
+
+/* An open-addressing set of digests. */
+struct keyset {
+    unsigned char *slots; /* cap * dlen bytes; all-zero means empty */
+    size_t cap, len, dlen;
+    bool has_zero;
+};
+
+static bool keyset_add(struct keyset *s, const unsigned char *d)
+{
+    static const unsigned char zero[CAS_MAX_DIGEST];
+    if (!memcmp(d, zero, s->dlen)) {
+        bool had = s->has_zero;
+        s->has_zero = true;
+        return !had;
+    }
+    if ((s->len + 1) * 4 > s->cap * 3) {
+        size_t ncap = s->cap ? s->cap * 2 : 4096;
+        unsigned char *n = calloc(ncap, s->dlen);
+        if (!n)
+            return true; /* out of memory: may repeat a key rather than lose one */
+        for (size_t i = 0; i < s->cap; i++) {
+            const unsigned char *k = s->slots + i * s->dlen;
+            if (!memcmp(k, zero, s->dlen))
+                continue;
+            uint64_t h;
+            memcpy(&h, k + 8, sizeof(h));
+            size_t j = h & (ncap - 1);
+            while (memcmp(n + j * s->dlen, zero, s->dlen))
+                j = (j + 1) & (ncap - 1);
+            memcpy(n + j * s->dlen, k, s->dlen);
+        }
+        free(s->slots);
+        s->slots = n;
+        s->cap = ncap;
+    }
+    uint64_t h;
+    memcpy(&h, d + 8, sizeof(h));
+    size_t j = h & (s->cap - 1);
+    for (;;) {
+        unsigned char *k = s->slots + j * s->dlen;
+        if (!memcmp(k, zero, s->dlen)) {
+            memcpy(k, d, s->dlen);
+            s->len++;
+            return true;
+        }
+        if (!memcmp(k, d, s->dlen))
+            return false;
+        j = (j + 1) & (s->cap - 1);
+    }
+}
+
+struct list_ctx {
+    struct balancer *bal;
+    struct view *v;
+    char query[512];
+    size_t next; /* next backend to open */
+    struct bstream *s;
+    struct bstream_head head;
+    struct keyset seen;
+    char line[256];
+    size_t line_len;
+    struct cas_buf out;
+    size_t out_pos;
+    char inbuf[64 * 1024];
+};
+
+static void list_free(void *cls)
+{
+    struct list_ctx *l = cls;
+    bstream_close(l->s);
+    free(l->seen.slots);
+    cas_buf_free(&l->out);
+    view_put(l->v);
+    free(l);
+}
+
+/* Opens the next up backend's listing; false when none is left. */
+static bool list_open_next(struct list_ctx *l, char *err, size_t errlen, long *status)
+{
+    bool up[l->v->n ? l->v->n : 1];
+    backend_health(l->bal, l->v, NULL, up);
+    *status = 0;
+    while (l->next < l->v->n) {
+        size_t b = l->next++;
+        if (!up[b]) {
+            log_warn("list: skipping %s, which is down", l->v->b[b]->url);
+            continue;
+        }
+        char url[1200];
+        snprintf(url, sizeof(url), "%s/objects%s", l->v->b[b]->url, l->query);
+        if (bstream_open(l->bal, l->v, url, "GET", NULL, &l->s, &l->head, err, errlen) < 0) {
+            log_warn("list: skipping %s: %s", l->v->b[b]->url, err);
+            continue;
+        }
+        *status = l->head.status;
+        if (l->head.status == 200)
+            return true;
+        bstream_close(l->s);
+        l->s = NULL;
+        if (l->head.status == 400)
+            return false;
+        log_warn("list: skipping %s: HTTP %ld", l->v->b[b]->url, l->head.status);
+    }
+    return false;
+}
+
+static void list_take_line(struct list_ctx *l)
+{
+    const char *sp = memchr(l->line, ' ', l->line_len);
+    size_t klen = sp ? (size_t)(sp - l->line) : l->line_len;
+    struct cas_key k;
+    char err[256];
+    if (proxy_parse_key(l->v, l->line, klen, &k, err, sizeof(err)) < 0)
+        return;
+    l->seen.dlen = k.algo->digest_len;
+    if (keyset_add(&l->seen, k.digest)) {
+        cas_buf_append(&l->out, l->line, l->line_len);
+        cas_buf_append(&l->out, "\n", 1);
+    }
+}
+
+static ssize_t list_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct list_ctx *l = cls;
+    char err[256];
+    while (l->out_pos == l->out.len) {
+        cas_buf_reset(&l->out);
+        l->out_pos = 0;
+        if (!l->s) {
+            long st;
+            if (!list_open_next(l, err, sizeof(err), &st))
+                return HTTP_STREAM_END;
+        }
+        ssize_t n = bstream_read(l->s, l->inbuf, sizeof(l->inbuf), err, sizeof(err));
+        if (n < 0) {
+            log_warn("list: backend stream failed: %s", err);
+            return HTTP_STREAM_ERROR;
+        }
+        if (n == 0) {
+            bstream_close(l->s);
+            l->s = NULL;
+            continue;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            char c = l->inbuf[i];
+            if (c == '\n') {
+                list_take_line(l);
+                l->line_len = 0;
+            } else if (l->line_len < sizeof(l->line)) {
+                l->line[l->line_len++] = c;
+            }
+        }
+    }
+    size_t n = l->out.len - l->out_pos;
+    if (n > max)
+        n = max;
+    memcpy(buf, l->out.data + l->out_pos, n);
+    l->out_pos += n;
+    return (ssize_t)n;
+}
+
+void cluster_list(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    struct list_ctx *l = calloc(1, sizeof(*l));
+    if (!l) {
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    l->bal = bal;
+    l->v = view_get(bal);
+    cas_buf_init(&l->out);
+    static const char *const params[] = {"state", "min_size", "max_size"};
+    size_t qn = 0;
+    for (size_t i = 0; i < 3; i++) {
+        const char *val = http_query(req, params[i]);
+        if (!val)
+            continue;
+        for (const char *c = val; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9'))) {
+                http_error(req, 400, "bad %s \"%s\"", params[i], val);
+                list_free(l);
+                return;
+            }
+        qn += (size_t)snprintf(l->query + qn, sizeof(l->query) - qn, "%c%s=%s", qn ? '&' : '?',
+                               params[i], val);
+    }
+    char err[256] = "";
+    long st = 0;
+    if (!list_open_next(l, err, sizeof(err), &st) && st == 400) {
+        http_error(req, 400, "bad listing parameters");
+        list_free(l);
+        return;
+    }
+    http_reply_stream(req, 200, "text/plain", HTTP_SIZE_UNKNOWN, list_read, l, list_free);
+}
+
+/* ---- missing ------------------------------------------------------------ */
+
+#define MISSING_BATCH 8192
+
+struct missing_ctx {
+    struct balancer *bal;
+    struct view *v;
+    struct cas_buf batch; /* keys, one per line, not yet asked about */
+    size_t nbatch;
+    char line[256];
+    size_t line_len;
+    size_t line_no;
+    bool bad;
+    FILE *out; /* answers, spooled */
+    uint64_t out_len;
+};
+
+static void missing_cleanup(struct http_req *req)
+{
+    struct missing_ctx *m = req->ctx;
+    if (!m)
+        return;
+    cas_buf_free(&m->batch);
+    if (m->out)
+        fclose(m->out);
+    view_put(m->v);
+    free(m);
+}
+
+/* Asks each backend in turn about the keys the previous ones lacked. */
+static int missing_flush(struct missing_ctx *m, char *err, size_t errlen)
+{
+    if (!m->nbatch)
+        return 0;
+    bool up[m->v->n ? m->v->n : 1];
+    backend_health(m->bal, m->v, NULL, up);
+    struct cas_buf left = m->batch;
+    cas_buf_init(&m->batch);
+    for (size_t i = 0; i < m->v->n && left.len; i++) {
+        if (!up[i])
+            continue;
+        struct upstream_call c = {.method = "POST", .body = left.data, .body_len = left.len};
+        snprintf(c.url, sizeof(c.url), "%s/objects/missing", m->v->b[i]->url);
+        upstream_run(m->bal, m->v, &c, 1, 120000);
+        if (c.status == 200) {
+            cas_buf_free(&left);
+            left = c.resp;
+            cas_buf_init(&c.resp);
+        } else {
+            char d[300];
+            upstream_describe(&c, d, sizeof(d));
+            log_warn("missing: %s did not answer: %s", m->v->b[i]->url, d);
+            if (c.status == 400) {
+                snprintf(err, errlen, "%s", d);
+                upstream_calls_free(&c, 1);
+                cas_buf_free(&left);
+                return -EINVAL;
+            }
+        }
+        upstream_calls_free(&c, 1);
+    }
+    if (left.len)
+        fwrite(left.data, 1, left.len, m->out);
+    m->out_len += left.len;
+    cas_buf_free(&left);
+    m->nbatch = 0;
+    return 0;
+}
+
+static int missing_line(struct http_req *req, struct missing_ctx *m)
+{
+    m->line_no++;
+    size_t n = m->line_len;
+    while (n && (m->line[n - 1] == '\r' || m->line[n - 1] == ' '))
+        n--;
+    if (n == 0)
+        return 0;
+    struct cas_key k;
+    char err[400];
+    if (n >= sizeof(m->line) || proxy_parse_key(m->v, m->line, n, &k, err, sizeof(err)) < 0) {
+        http_error(req, 400, "line %zu: %s", m->line_no,
+                   n >= sizeof(m->line) ? "line too long for a key" : err);
+        return -1;
+    }
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(&k, hex);
+    cas_buf_printf(&m->batch, "%s\n", hex);
+    if (++m->nbatch >= MISSING_BATCH && missing_flush(m, err, sizeof(err)) < 0) {
+        http_error(req, 400, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int missing_body(struct http_req *req, const char *data, size_t len)
+{
+    struct missing_ctx *m = req->ctx;
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] == '\n') {
+            if (missing_line(req, m) < 0)
+                return -1;
+            m->line_len = 0;
+        } else if (m->line_len < sizeof(m->line)) {
+            m->line[m->line_len++] = data[i];
+        }
+    }
+    return 0;
+}
+
+static ssize_t file_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    FILE *f = cls;
+    if (fseeko(f, (off_t)pos, SEEK_SET) < 0)
+        return HTTP_STREAM_ERROR;
+    size_t n = fread(buf, 1, max, f);
+    return n ? (ssize_t)n : HTTP_STREAM_END;
+}
+
+static void file_close(void *cls)
+{
+    fclose(cls);
+}
+
+static void missing_done(struct http_req *req)
+{
+    struct missing_ctx *m = req->ctx;
+    if (m->line_len && missing_line(req, m) < 0)
+        return;
+    char err[300];
+    if (missing_flush(m, err, sizeof(err)) < 0) {
+        http_error(req, 400, "%s", err);
+        return;
+    }
+    fflush(m->out);
+    FILE *f = m->out;
+    m->out = NULL;
+    http_reply_stream(req, 200, "text/plain", m->out_len, file_read, f, file_close);
+}
+
+void cluster_missing(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    struct missing_ctx *m = calloc(1, sizeof(*m));
+    if (!m) {
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    m->bal = bal;
+    m->v = view_get(bal);
+    cas_buf_init(&m->batch);
+    req->ctx = m;
+    req->cleanup = missing_cleanup;
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/ca-cas-missing-XXXXXX", bal->opt.spool_dir);
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd >= 0) {
+        unlink(path);
+        m->out = fdopen(fd, "w+");
+    }
+    if (!m->out) {
+        if (fd >= 0)
+            close(fd);
+        http_error(req, 500, "cannot create a spool file in %s", bal->opt.spool_dir);
+        return;
+    }
+    req->on_body = missing_body;
+    req->on_done = missing_done;
+}
+
+/* ---- capacity ----------------------------------------------------------- */
+
+void cluster_capacity_sum(struct balancer *bal, const struct view *v,
+                          struct backend_capacity *sum)
+{
+    memset(sum, 0, sizeof(*sum));
+    pthread_mutex_lock(&bal->lock);
+    for (size_t i = 0; i < v->n; i++) {
+        const struct backend_capacity *c = &v->b[i]->cap;
+        if (!v->b[i]->cap_known)
+            continue;
+        sum->total += c->total;
+        sum->available += c->available;
+        sum->unreclaimed += c->unreclaimed;
+        sum->garbage += c->garbage;
+        sum->objects += c->objects;
+        sum->bytes += c->bytes;
+    }
+    pthread_mutex_unlock(&bal->lock);
+}
+
+static void capacity_members(struct cas_json *j, const struct backend_capacity *c)
+{
+    cas_json_key(j, "total");
+    cas_json_u64(j, c->total);
+    cas_json_key(j, "available");
+    cas_json_u64(j, c->available);
+    cas_json_key(j, "unreclaimed");
+    cas_json_u64(j, c->unreclaimed);
+    cas_json_key(j, "garbage");
+    cas_json_u64(j, c->garbage);
+    cas_json_key(j, "objects");
+    cas_json_u64(j, c->objects);
+    cas_json_key(j, "bytes");
+    cas_json_u64(j, c->bytes);
+}
+
+void cluster_capacity(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    struct view *v = view_get(bal);
+    struct upstream_call *calls = on_every_backend(bal, v, "GET", "/capacity", 10000);
+    if (!calls) {
+        view_put(v);
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    struct backend_capacity sum = {0}, each[v->n ? v->n : 1];
+    memset(each, 0, sizeof(each));
+    size_t answered = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (calls[i].status != 200)
+            continue;
+        const char *js = calls[i].resp.data;
+        struct backend_capacity *c = &each[i];
+        cas_json_get_u64(js, "total", &c->total);
+        cas_json_get_u64(js, "available", &c->available);
+        cas_json_get_u64(js, "unreclaimed", &c->unreclaimed);
+        cas_json_get_u64(js, "garbage", &c->garbage);
+        cas_json_get_u64(js, "objects", &c->objects);
+        cas_json_get_u64(js, "bytes", &c->bytes);
+        sum.total += c->total;
+        sum.available += c->available;
+        sum.unreclaimed += c->unreclaimed;
+        sum.garbage += c->garbage;
+        sum.objects += c->objects;
+        sum.bytes += c->bytes;
+        answered++;
+    }
+    struct cas_buf b;
+    cas_buf_init(&b);
+    struct cas_json j;
+    cas_json_init(&j, &b);
+    cas_json_begin_object(&j);
+    capacity_members(&j, &sum);
+    cas_json_key(&j, "backends_up");
+    cas_json_u64(&j, answered);
+    cas_json_key(&j, "backends");
+    cas_json_begin_array(&j);
+    for (size_t i = 0; i < v->n; i++) {
+        cas_json_begin_object(&j);
+        cas_json_key(&j, "url");
+        cas_json_string(&j, v->b[i]->url);
+        cas_json_key(&j, "failure_domain");
+        cas_json_string(&j, v->b[i]->domain);
+        cas_json_key(&j, "up");
+        cas_json_bool(&j, calls[i].status == 200);
+        if (calls[i].status == 200) {
+            capacity_members(&j, &each[i]);
+        } else {
+            char d[300];
+            upstream_describe(&calls[i], d, sizeof(d));
+            cas_json_key(&j, "error");
+            cas_json_string(&j, d);
+        }
+        cas_json_end_object(&j);
+    }
+    cas_json_end_array(&j);
+    cas_json_end_object(&j);
+    http_reply_json(req, 200, &b);
+    free_calls(calls, v->n);
+    view_put(v);
+}
+
+/* ---- compaction --------------------------------------------------------- */
+
+struct compact_job {
+    struct balancer *bal;
+    struct view *v;
+};
+
+/* Compacts every backend, one failure domain at a time; returns 0 when
+ * every backend finished. */
+static int compact_run(struct balancer *bal, struct view *v, char *err, size_t errlen)
+{
+    int rc = 0;
+    bool done_domain[v->n ? v->n : 1];
+    memset(done_domain, 0, sizeof(done_domain));
+    struct cas_buf why;
+    cas_buf_init(&why);
+    for (size_t i = 0; i < v->n; i++) {
+        if (done_domain[i])
+            continue;
+        const char *domain = v->b[i]->domain;
+        pthread_mutex_lock(&bal->lock);
+        snprintf(bal->compact_domain, sizeof(bal->compact_domain), "%s", domain);
+        pthread_mutex_unlock(&bal->lock);
+        struct upstream_call calls[v->n];
+        size_t nc = 0;
+        for (size_t k = i; k < v->n; k++) {
+            if (strcmp(v->b[k]->domain, domain))
+                continue;
+            done_domain[k] = true;
+            memset(&calls[nc], 0, sizeof(calls[nc]));
+            snprintf(calls[nc].url, sizeof(calls[nc].url), "%s/compact?wait=1", v->b[k]->url);
+            calls[nc].method = "POST";
+            calls[nc].backend = k;
+            nc++;
+        }
+        log_info("compaction: failure domain %s (%zu backend%s)", domain, nc,
+                 nc == 1 ? "" : "s");
+        upstream_run(bal, v, calls, nc, 0);
+        for (size_t c = 0; c < nc; c++) {
+            if (calls[c].status == 200 || calls[c].status == 202)
+                continue;
+            char d[300];
+            upstream_describe(&calls[c], d, sizeof(d));
+            cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", v->b[calls[c].backend]->url,
+                           d);
+            rc = -EIO;
+        }
+        upstream_calls_free(calls, nc);
+    }
+    snprintf(err, errlen, "%s", why.data ? why.data : "");
+    cas_buf_free(&why);
+    return rc;
+}
+
+static void compact_finish(struct balancer *bal, int rc, const char *err)
+{
+    pthread_mutex_lock(&bal->lock);
+    bal->compact_running = false;
+    bal->compact_domain[0] = '\0';
+    snprintf(bal->compact_last, sizeof(bal->compact_last), "%s",
+             rc == 0 ? "ok" : err);
+    pthread_mutex_unlock(&bal->lock);
+    if (rc == 0)
+        log_info("compaction finished on every backend");
+    else
+        log_warn("compaction finished with errors: %s", err);
+}
+
+static void *compact_main(void *arg)
+{
+    struct compact_job *job = arg;
+    char err[1024];
+    int rc = compact_run(job->bal, job->v, err, sizeof(err));
+    compact_finish(job->bal, rc, err);
+    view_put(job->v);
+    free(job);
+    return NULL;
+}
+
+void cluster_compact(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    const char *w = http_query(req, "wait");
+    bool wait = w && strcmp(w, "0") != 0;
+    pthread_mutex_lock(&bal->lock);
+    if (bal->compact_running) {
+        pthread_mutex_unlock(&bal->lock);
+        http_error(req, 409, "compaction is already running (failure domain %s)",
+                   bal->compact_domain);
+        return;
+    }
+    bal->compact_running = true;
+    bool join = bal->compact_thread_joinable;
+    bal->compact_thread_joinable = false;
+    pthread_t old = bal->compact_thread;
+    pthread_mutex_unlock(&bal->lock);
+    if (join)
+        pthread_join(old, NULL);
+    struct view *v = view_get(bal);
+    if (wait) {
+        char err[1024];
+        int rc = compact_run(bal, v, err, sizeof(err));
+        compact_finish(bal, rc, err);
+        view_put(v);
+        if (rc == 0) {
+            struct cas_buf b;
+            cas_buf_init(&b);
+            cas_buf_puts(&b, "{\"done\":true}");
+            http_reply_json(req, 200, &b);
+        } else {
+            http_error(req, 503, "compaction failed on some backends: %s", err);
+        }
+        return;
+    }
+    struct compact_job *job = calloc(1, sizeof(*job));
+    if (!job) {
+        compact_finish(bal, -ENOMEM, "out of memory");
+        view_put(v);
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    job->bal = bal;
+    job->v = v;
+    pthread_t t;
+    if (pthread_create(&t, NULL, compact_main, job) != 0) {
+        compact_finish(bal, -EAGAIN, "cannot start a thread");
+        view_put(v);
+        free(job);
+        http_error(req, 500, "cannot start a thread");
+        return;
+    }
+    pthread_mutex_lock(&bal->lock);
+    bal->compact_thread = t;
+    bal->compact_thread_joinable = true;
+    pthread_mutex_unlock(&bal->lock);
+    struct cas_buf b;
+    cas_buf_init(&b);
+    cas_buf_puts(&b, "{\"started\":true}");
+    http_reply_json(req, 202, &b);
+}
+
+void cluster_compact_status(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    struct view *v = view_get(bal);
+    struct upstream_call *calls = on_every_backend(bal, v, "GET", "/compact", 10000);
+    if (!calls) {
+        view_put(v);
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    bool running = false;
+    uint64_t done = 0, total = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (calls[i].status != 200)
+            continue;
+        bool r = false;
+        uint64_t d = 0, t = 0;
+        cas_json_get_bool(calls[i].resp.data, "running", &r);
+        cas_json_get_u64(calls[i].resp.data, "done_bytes", &d);
+        cas_json_get_u64(calls[i].resp.data, "total_bytes", &t);
+        running |= r;
+        done += d;
+        total += t;
+    }
+    pthread_mutex_lock(&bal->lock);
+    running |= bal->compact_running;
+    char domain[128], last[256];
+    snprintf(domain, sizeof(domain), "%s", bal->compact_domain);
+    snprintf(last, sizeof(last), "%s", bal->compact_last);
+    pthread_mutex_unlock(&bal->lock);
+    struct cas_buf b;
+    cas_buf_init(&b);
+    struct cas_json j;
+    cas_json_init(&j, &b);
+    cas_json_begin_object(&j);
+    cas_json_key(&j, "running");
+    cas_json_bool(&j, running);
+    cas_json_key(&j, "done_bytes");
+    cas_json_u64(&j, done);
+    cas_json_key(&j, "total_bytes");
+    cas_json_u64(&j, total);
+    cas_json_key(&j, "failure_domain");
+    cas_json_string(&j, domain);
+    cas_json_key(&j, "last_result");
+    cas_json_string(&j, last);
+    cas_json_end_object(&j);
+    http_reply_json(req, 200, &b);
+    free_calls(calls, v->n);
+    view_put(v);
+}

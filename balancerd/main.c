@@ -1,0 +1,103 @@
+/*
+ * main.c - ca-cas-balancerd: parse options, load the config, serve until
+ * SIGTERM/SIGINT, re-read the config on SIGHUP.
+ *
+ * Signals are blocked in every thread and taken synchronously here with
+ * sigwait, so reloading and stopping happen on this thread, never inside a
+ * signal handler.
+ */
+#include "balancer.h"
+#include "log.h"
+#include "opts.h"
+
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+    cas_log_init("ca-cas-balancerd");
+    const char *config = NULL, *listen = NULL, *log_level = NULL, *spool = NULL;
+    uint64_t connect_ms = 2000, first_byte_ms = 10000, io_ms = 30000, probe_ms = 1000;
+    const struct cas_opt opts[] = {
+        {"config", CAS_OPT_STRING, &config, "FILE", "the cluster's YAML config (required)"},
+        {"listen", CAS_OPT_STRING, &listen, "ADDR:PORT",
+         "address to serve on (default: the config's listen, then 127.0.0.1:6001)"},
+        {"log-level", CAS_OPT_STRING, &log_level, "LEVEL", "debug, info, warn or error"},
+        {"spool-dir", CAS_OPT_STRING, &spool, "DIR",
+         "where POST bodies wait for their key (default $TMPDIR or /tmp)"},
+        {"connect-timeout-ms", CAS_OPT_UINT, &connect_ms, "MS", "backend connect timeout"},
+        {"first-byte-timeout-ms", CAS_OPT_UINT, &first_byte_ms, "MS",
+         "wait for a backend's response headers before trying the next"},
+        {"io-timeout-ms", CAS_OPT_UINT, &io_ms, "MS", "longest stall of a backend transfer"},
+        {"probe-interval-ms", CAS_OPT_UINT, &probe_ms, "MS", "how often backends are probed"},
+    };
+    const size_t nopts = sizeof(opts) / sizeof(opts[0]);
+    const char *usage = "ca-cas-balancerd --config FILE [--listen ADDR:PORT]";
+    char err[1024];
+    int rc = cas_opts_parse(opts, nopts, argc, argv, usage, err, sizeof(err));
+    if (rc == 1)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "ca-cas-balancerd: %s\n", err);
+        cas_opts_usage(stderr, opts, nopts, usage);
+        return 2;
+    }
+    if (!config) {
+        fprintf(stderr, "ca-cas-balancerd: --config FILE is required\n");
+        cas_opts_usage(stderr, opts, nopts, usage);
+        return 2;
+    }
+    if (log_level && cas_log_set_level(log_level) < 0) {
+        fprintf(stderr, "ca-cas-balancerd: bad --log-level \"%s\"\n", log_level);
+        return 2;
+    }
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    struct balancer_options bo = {
+        .config_path = config,
+        .listen = listen,
+        .spool_dir = spool,
+        .connect_timeout_ms = (unsigned)connect_ms,
+        .first_byte_timeout_ms = (unsigned)first_byte_ms,
+        .io_timeout_ms = (unsigned)io_ms,
+        .probe_interval_ms = (unsigned)probe_ms,
+    };
+    static struct balancer bal;
+    if (balancer_init(&bal, &bo, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ca-cas-balancerd: %s\n", err);
+        return 2;
+    }
+    if (balancer_start(&bal, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        balancer_stop(&bal);
+        return 1;
+    }
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            if (balancer_reload(&bal, err, sizeof(err)) < 0)
+                log_error("config not reloaded, the old one stays in force: %s", err);
+            else
+                log_info("config reloaded from %s", config);
+            continue;
+        }
+        log_info("signal %d: stopping", sig);
+        break;
+    }
+    balancer_stop(&bal);
+    curl_global_cleanup();
+    return 0;
+}

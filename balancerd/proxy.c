@@ -1,0 +1,823 @@
+/*
+ * proxy.c - the object routes through the balancer.
+ *
+ * GET/HEAD: the read order is the home backends in ring order, then every
+ * other backend (those probed up first, the others last). A backend that
+ * fails or answers 404 before the first byte is passed over; once a backend
+ * has answered 200/206, its body is relayed through a bstream and a later
+ * failure aborts the client's response. A whole-object GET is hashed on the
+ * way and the last bytes are held back until the digest matches, so a
+ * complete response is never a corrupt one. Home backends that lacked the
+ * object are queued for read repair once the client has been served.
+ *
+ * PUT: the write set (ring.c) must span min_replicas failure domains or the
+ * request is refused with 503 before the body is read. The body is
+ * streamed to the whole write set at once (fanout.c) and hashed on the way;
+ * when the digest does not match, the transfers are cut before the body's
+ * last byte, so no backend ever completes a copy. Success once
+ * min_replicas backends have answered 200/201.
+ *
+ * POST: the key is not known until the body is in, so the body is spooled
+ * to an unlinked temporary file (hashed as it comes), then sent as a PUT.
+ */
+#define _GNU_SOURCE
+#include "balancer.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define SPOOL_CHUNK (256u * 1024)
+
+int proxy_parse_key(const struct view *v, const char *s, size_t len, struct cas_key *k, char *err,
+                    size_t errlen)
+{
+    const struct cas_hash_algo *algo = v->algo;
+    if (!algo) {
+        /* No backend has told us the cluster's hash yet: go by the form. */
+        const char *colon = memchr(s, ':', len);
+        if (colon) {
+            char name[16];
+            size_t nl = (size_t)(colon - s);
+            if (nl < sizeof(name)) {
+                memcpy(name, s, nl);
+                name[nl] = '\0';
+                algo = cas_hash_by_name(name);
+            }
+        } else {
+            for (size_t i = 0; i < cas_hash_algo_count; i++)
+                if (cas_hash_algos[i].hex_len == len)
+                    algo = &cas_hash_algos[i];
+        }
+        if (!algo)
+            algo = cas_hash_by_name("sha1");
+    }
+    return cas_key_parse(s, len, algo, k, err, errlen);
+}
+
+/* The read order for key: home first, backends probed up before the rest. */
+static size_t read_order(struct balancer *bal, const struct view *v, const struct cas_key *key,
+                         size_t *out, size_t *nhome)
+{
+    size_t order[v->n ? v->n : 1];
+    size_t n = ring_read_order(v->ring, ring_position(key), v->cfg->replicas, order, nhome);
+    bool up[v->n ? v->n : 1];
+    backend_health(bal, v, NULL, up);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (up[order[i]])
+            out[k++] = order[i];
+    for (size_t i = 0; i < n; i++)
+        if (!up[order[i]])
+            out[k++] = order[i];
+    return k;
+}
+
+static bool is_home(const struct view *v, const struct cas_key *key, size_t b)
+{
+    size_t home[v->n ? v->n : 1];
+    size_t n = ring_home(v->ring, ring_position(key), v->cfg->replicas, home);
+    for (size_t i = 0; i < n; i++)
+        if (home[i] == b)
+            return true;
+    return false;
+}
+
+/* ---- GET and HEAD ------------------------------------------------------- */
+
+struct get_ctx {
+    struct balancer *bal;
+    struct view *v;
+    struct cas_key key;
+    struct bstream *s;
+    struct bstream_head head;
+    size_t backend;
+    struct cas_hash *hash; /* NULL unless the whole object is relayed */
+    uint64_t size;
+    uint64_t sent;
+    bool complete;
+    size_t repair[64];
+    size_t nrepair;
+};
+
+static void get_ctx_free(void *cls)
+{
+    struct get_ctx *g = cls;
+    bstream_close(g->s);
+    if (g->complete) {
+        for (size_t i = 0; i < g->nrepair; i++)
+            repair_enqueue(g->bal, &g->key, g->v->b[g->repair[i]]->url);
+    }
+    if (g->hash)
+        cas_hash_free(g->hash);
+    view_put(g->v);
+    free(g);
+}
+
+static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct get_ctx *g = cls;
+    char err[256];
+    if (g->size != HTTP_SIZE_UNKNOWN && max > g->size - g->sent)
+        max = (size_t)(g->size - g->sent);
+    if (max == 0)
+        return HTTP_STREAM_END;
+    ssize_t n = bstream_read(g->s, buf, max, err, sizeof(err));
+    struct backend *b = g->v->b[g->backend];
+    if (n == 0 && g->size == HTTP_SIZE_UNKNOWN) {
+        g->complete = true;
+        return HTTP_STREAM_END;
+    }
+    if (n <= 0) {
+        log_warn("GET %s from %s: aborted after %" PRIu64 " bytes: %s", g->key.algo->name,
+                 b->url, g->sent, n == 0 ? "short body" : err);
+        __atomic_add_fetch(&g->bal->ctr.aborted_streams, 1, __ATOMIC_RELAXED);
+        return HTTP_STREAM_ERROR;
+    }
+    if (g->hash) {
+        cas_hash_update(g->hash, buf, (size_t)n);
+        if (g->sent + (uint64_t)n == g->size) {
+            unsigned char d[CAS_MAX_DIGEST];
+            cas_hash_final(g->hash, d);
+            if (memcmp(d, g->key.digest, g->key.algo->digest_len) != 0) {
+                char hex[CAS_MAX_HEX + 1];
+                cas_key_hex(&g->key, hex);
+                log_error("GET %s: %s served a copy that does not match its key; aborted", hex,
+                          b->url);
+                __atomic_add_fetch(&g->bal->ctr.corrupt_copies, 1, __ATOMIC_RELAXED);
+                __atomic_add_fetch(&g->bal->ctr.aborted_streams, 1, __ATOMIC_RELAXED);
+                repair_enqueue(g->bal, &g->key, b->url);
+                return HTTP_STREAM_ERROR;
+            }
+            g->complete = true;
+        }
+    }
+    g->sent += (uint64_t)n;
+    if (!g->hash && g->sent == g->size)
+        g->complete = true;
+    return n;
+}
+
+void proxy_get(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    struct view *v = view_get(bal);
+    struct cas_key key;
+    char err[512];
+    if (proxy_parse_key(v, req->param, req->param_len, &key, err, sizeof(err)) < 0) {
+        view_put(v);
+        http_error(req, 400, "%s", err);
+        return;
+    }
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(&key, hex);
+    gc_touch(bal, v, &key);
+
+    size_t order[v->n ? v->n : 1], nhome = 0;
+    size_t n = read_order(bal, v, &key, order, &nhome);
+    const char *range = req->is_head ? NULL : http_header(req, "Range");
+    struct get_ctx *g = calloc(1, sizeof(*g));
+    if (!g) {
+        view_put(v);
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    g->bal = bal;
+    g->v = v;
+    g->key = key;
+    size_t not_found = 0, failed = 0;
+    char last_err[300] = "";
+    for (size_t i = 0; i < n; i++) {
+        size_t b = order[i];
+        char url[1200];
+        snprintf(url, sizeof(url), "%s/objects/%s", v->b[b]->url, hex);
+        struct bstream *s = NULL;
+        int rc = bstream_open(bal, v, url, req->is_head ? "HEAD" : "GET", range, &s, &g->head,
+                              err, sizeof(err));
+        if (rc < 0) {
+            failed++;
+            snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
+            backend_note_failure(bal, v->b[b], err);
+            __atomic_add_fetch(&bal->ctr.failovers, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+        long st = g->head.status;
+        if (st == 200 || st == 206) {
+            g->s = s;
+            g->backend = b;
+            break;
+        }
+        bstream_close(s);
+        if (st == 416) {
+            http_error(req, 416, "range not satisfiable");
+            if (g->head.content_range[0])
+                http_add_header(req, "Content-Range", g->head.content_range);
+            get_ctx_free(g);
+            return;
+        }
+        if (st == 400) {
+            http_error(req, 400, "%s refused the request", v->b[b]->url);
+            get_ctx_free(g);
+            return;
+        }
+        bool home = is_home(v, &key, b);
+        if (st == 404) {
+            not_found++;
+        } else {
+            failed++;
+            snprintf(last_err, sizeof(last_err), "%s: HTTP %ld", v->b[b]->url, st);
+            __atomic_add_fetch(&bal->ctr.failovers, 1, __ATOMIC_RELAXED);
+        }
+        /* A home that has lost its copy (404) or stopped serving a corrupt
+         * one (5xx other than overload) gets it back after we serve. */
+        if (home && (st == 404 || (st >= 500 && st != 503)) && g->nrepair < 64)
+            g->repair[g->nrepair++] = b;
+    }
+    if (!g->s) {
+        if (not_found)
+            http_error(req, 404, "object %s not found (%zu backend%s unreachable)", hex, failed,
+                       failed == 1 ? "" : "s");
+        else
+            http_error(req, 503, "no backend could serve %s; last error: %s", hex,
+                       last_err[0] ? last_err : "no backends");
+        g->nrepair = 0;
+        get_ctx_free(g);
+        return;
+    }
+    long status = g->head.status;
+    g->size = g->head.content_length >= 0 ? (uint64_t)g->head.content_length : HTTP_SIZE_UNKNOWN;
+    if (status == 200 && !req->is_head && g->size != HTTP_SIZE_UNKNOWN)
+        g->hash = cas_hash_new(key.algo);
+    if (req->is_head)
+        g->complete = true; /* nothing to relay: repairs may go ahead */
+    http_reply_stream(req, (unsigned)status, "application/octet-stream", g->size, get_read, g,
+                      get_ctx_free);
+    char etag[CAS_MAX_HEX + 3];
+    snprintf(etag, sizeof(etag), "\"%s\"", hex);
+    http_add_header(req, "ETag", etag);
+    http_add_header(req, "Accept-Ranges", "bytes");
+    http_add_header(req, "Cache-Control", "public, max-age=31536000, immutable");
+    if (status == 206 && g->head.content_range[0])
+        http_add_header(req, "Content-Range", g->head.content_range);
+}
+
+/* ---- PUT and POST ------------------------------------------------------- */
+
+struct put_ctx {
+    struct balancer *bal;
+    struct view *v;
+    struct cas_key key;
+    bool key_known; /* PUT: from the URL; POST: once the body is in */
+    struct cas_hash *hash;
+    struct fanout *f;
+    int64_t expected; /* Content-Length, -1 when chunked */
+    uint64_t received;
+    bool sync_off;
+    bool cask; /* POST /: answer in Cask's JSON */
+    /* POST only */
+    int spool_fd;
+    char content_type[256];
+};
+
+static void put_ctx_cleanup(struct http_req *req)
+{
+    struct put_ctx *p = req->ctx;
+    if (!p)
+        return;
+    fanout_free(p->f);
+    if (p->hash)
+        cas_hash_free(p->hash);
+    if (p->spool_fd >= 0)
+        close(p->spool_fd);
+    view_put(p->v);
+    free(p);
+    req->ctx = NULL;
+}
+
+/* Chooses the write set for key; 503 (set on req) when too few failure
+ * domains are writable. Fills urls (malloc'd) and backends. */
+static int plan_write(struct http_req *req, struct put_ctx *p, char ***urls_out, size_t *backends,
+                      size_t *n_out)
+{
+    struct view *v = p->v;
+    bool writable[v->n ? v->n : 1];
+    backend_health(p->bal, v, writable, NULL);
+    size_t n = ring_write_set(v->ring, ring_position(&p->key), v->cfg->replicas, writable,
+                              backends);
+    if (n < v->cfg->min_replicas) {
+        http_error(req, 503,
+                   "only %zu failure domain%s can take writes; min_replicas is %u", n,
+                   n == 1 ? "" : "s", v->cfg->min_replicas);
+        return -EAGAIN;
+    }
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(&p->key, hex);
+    char **urls = calloc(n, sizeof(*urls));
+    for (size_t i = 0; urls && i < n; i++)
+        if (asprintf(&urls[i], "%s/objects/%s%s", v->b[backends[i]]->url, hex,
+                     p->sync_off ? "?sync=0" : "") < 0)
+            urls[i] = NULL;
+    *urls_out = urls;
+    *n_out = n;
+    return 0;
+}
+
+static void free_urls(char **urls, size_t n)
+{
+    for (size_t i = 0; urls && i < n; i++)
+        free(urls[i]);
+    free(urls);
+}
+
+/* Sets the response for a finished fan-out. */
+static void put_answer(struct http_req *req, struct put_ctx *p)
+{
+    size_t ok = 0, n = fanout_count(p->f);
+    bool created = false;
+    long worst = 0;
+    struct cas_buf why;
+    cas_buf_init(&why);
+    for (size_t i = 0; i < n; i++) {
+        const struct fanout_result *r = fanout_result(p->f, i);
+        const char *url = p->v->b[r->backend]->url;
+        if (r->status == 200 || r->status == 201) {
+            ok++;
+            created |= r->status == 201;
+            continue;
+        }
+        char msg[200] = "";
+        if (r->status && r->resp.data)
+            cas_json_get_string(r->resp.data, "error", msg, sizeof(msg));
+        cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", url,
+                       r->status ? (msg[0] ? msg : "error") : r->err);
+        if (!r->status)
+            backend_note_failure(p->bal, p->v->b[r->backend], r->err);
+        /* The client's fault outranks the cluster's. */
+        if (r->status == 422 || (r->status == 413 && worst != 422) ||
+            (r->status == 507 && worst != 422 && worst != 413) || (!worst && r->status))
+            worst = r->status;
+    }
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(&p->key, hex);
+    if (ok >= p->v->cfg->min_replicas && ok > 0) {
+        gc_touch(p->bal, p->v, &p->key);
+        if (why.len)
+            log_warn("PUT %s: stored %zu of %zu copies; %s", hex, ok, n, why.data);
+        if (p->cask) {
+            struct cas_buf b;
+            cas_buf_init(&b);
+            cas_buf_printf(&b, "{\"key\":\"%s:%s\",\"success\":true}", p->key.algo->name, hex);
+            http_reply_json(req, 201, &b);
+        } else if (req->route && !strcmp(req->method, "POST")) {
+            char body[CAS_MAX_HEX + 2];
+            snprintf(body, sizeof(body), "%s\n", hex);
+            http_reply(req, 201, "text/plain", body, strlen(body));
+            char loc[CAS_MAX_HEX + 16];
+            snprintf(loc, sizeof(loc), "/objects/%s", hex);
+            http_add_header(req, "Location", loc);
+        } else {
+            struct cas_buf b;
+            cas_buf_init(&b);
+            cas_buf_printf(&b, "{\"key\":\"%s\",\"copies\":%zu}", hex, ok);
+            http_reply_json(req, created ? 201 : 200, &b);
+        }
+    } else if (worst == 422 || worst == 413 || worst == 507 || worst == 400) {
+        http_error(req, (unsigned)worst, "%s", why.data ? why.data : "refused");
+    } else {
+        http_error(req, 503, "only %zu of the %u copies needed were stored: %s", ok,
+                   p->v->cfg->min_replicas, why.data ? why.data : "no backend");
+    }
+    cas_buf_free(&why);
+}
+
+/* True when the digest of the bytes hashed so far is the key. */
+static bool digest_matches(struct put_ctx *p)
+{
+    unsigned char d[CAS_MAX_DIGEST];
+    cas_hash_final(p->hash, d);
+    return memcmp(d, p->key.digest, p->key.algo->digest_len) == 0;
+}
+
+static void digest_mismatch(struct http_req *req, struct put_ctx *p)
+{
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(&p->key, hex);
+    fanout_free(p->f); /* cut every transfer before its last byte */
+    p->f = NULL;
+    http_error(req, 422, "the body does not hash to %s", hex);
+}
+
+static int put_body(struct http_req *req, const char *data, size_t len)
+{
+    struct put_ctx *p = req->ctx;
+    cas_hash_update(p->hash, data, len);
+    p->received += len;
+    if (p->expected >= 0 && p->received >= (uint64_t)p->expected && !digest_matches(p)) {
+        digest_mismatch(req, p);
+        return -1;
+    }
+    if (fanout_feed(p->f, data, len) == 0) {
+        /* Every backend has answered or failed before the end. */
+        put_answer(req, p);
+        return -1;
+    }
+    return 0;
+}
+
+static void put_done(struct http_req *req)
+{
+    struct put_ctx *p = req->ctx;
+    if (p->expected < 0 || p->received == 0) {
+        if (!digest_matches(p)) {
+            digest_mismatch(req, p);
+            return;
+        }
+    }
+    fanout_finish(p->f);
+    put_answer(req, p);
+}
+
+static struct put_ctx *put_ctx_new(struct http_req *req)
+{
+    struct put_ctx *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->bal = req->app;
+    p->v = view_get(p->bal);
+    p->spool_fd = -1;
+    p->expected = req->has_length ? (int64_t)req->content_length : -1;
+    const char *sync = http_query(req, "sync");
+    p->sync_off = sync && !strcmp(sync, "0");
+    req->ctx = p;
+    req->cleanup = put_ctx_cleanup;
+    return p;
+}
+
+void proxy_put(struct http_req *req)
+{
+    struct put_ctx *p = put_ctx_new(req);
+    if (!p) {
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    char err[512];
+    if (proxy_parse_key(p->v, req->param, req->param_len, &p->key, err, sizeof(err)) < 0) {
+        http_error(req, 400, "%s", err);
+        return;
+    }
+    char **urls = NULL;
+    size_t backends[p->v->n ? p->v->n : 1], n = 0;
+    if (plan_write(req, p, &urls, backends, &n) < 0)
+        return;
+    p->hash = cas_hash_new(p->key.algo);
+    int rc = urls && p->hash ? fanout_start(p->bal, p->v, "PUT", urls, backends, n, p->expected,
+                                            &p->f)
+                             : -ENOMEM;
+    free_urls(urls, n);
+    if (rc < 0) {
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    req->on_body = put_body;
+    req->on_done = put_done;
+}
+
+/* Counts the distinct failure domains that can take writes now. */
+static size_t writable_domains(struct balancer *bal, const struct view *v)
+{
+    bool writable[v->n ? v->n : 1];
+    backend_health(bal, v, writable, NULL);
+    size_t count = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (!writable[i])
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i; j++)
+            if (writable[j] && !strcmp(v->b[j]->domain, v->b[i]->domain))
+                seen = true;
+        count += !seen;
+    }
+    return count;
+}
+
+static int spool_body(struct http_req *req, const char *data, size_t len)
+{
+    struct put_ctx *p = req->ctx;
+    while (len) {
+        ssize_t w = write(p->spool_fd, data, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            http_error(req, errno == ENOSPC ? 507 : 500, "cannot spool the body to %s: %s",
+                       p->bal->opt.spool_dir, strerror(errno));
+            return -1;
+        }
+        if (p->hash)
+            cas_hash_update(p->hash, data, (size_t)w);
+        data += w;
+        len -= (size_t)w;
+        p->received += (uint64_t)w;
+    }
+    return 0;
+}
+
+/*
+ * Finds the part named "file" (or else the first part with a filename) in
+ * a multipart/form-data body spooled to fd. Sets *off and *len.
+ */
+static int multipart_find(int fd, uint64_t size, const char *content_type, uint64_t *off,
+                          uint64_t *len, char *err, size_t errlen)
+{
+    const char *bp = strcasestr(content_type, "boundary=");
+    if (!bp) {
+        snprintf(err, errlen, "multipart/form-data without a boundary");
+        return -EINVAL;
+    }
+    bp += 9;
+    char delim[120] = "\r\n--";
+    size_t dl = 4;
+    bool quoted = *bp == '"';
+    if (quoted)
+        bp++;
+    while (*bp && dl < sizeof(delim) - 1 && (quoted ? *bp != '"' : (*bp != ';' && *bp != ' ')))
+        delim[dl++] = *bp++;
+    delim[dl] = '\0';
+    if (dl == 4) {
+        snprintf(err, errlen, "empty multipart boundary");
+        return -EINVAL;
+    }
+    /* Scan "\r\n" + body, so that every delimiter, the first one too, is
+     * CRLF "--" boundary. base is the virtual offset of buf[0]; a body
+     * offset is a virtual offset minus 2. */
+    const size_t cap = 256 * 1024;
+    char *buf = malloc(cap);
+    if (!buf)
+        return -ENOMEM;
+    bool in_part = false, found = false, chosen_named = false, cur_pick = false, cur_named = false;
+    uint64_t best_off = 0, best_len = 0, cur_data = 0, pos = 0, base = 0;
+    memcpy(buf, "\r\n", 2);
+    size_t have = 2;
+    int rc = -EINVAL;
+    for (;;) {
+        ssize_t r = pread(fd, buf + have, cap - have, (off_t)pos);
+        if (r < 0) {
+            snprintf(err, errlen, "spool read: %s", strerror(errno));
+            rc = -EIO;
+            break;
+        }
+        pos += (uint64_t)r;
+        have += (size_t)r;
+        size_t scan = 0, keep_from = 0;
+        bool straddle = false, closed = false;
+        char *d;
+        while ((d = memmem(buf + scan, have - scan, delim, dl))) {
+            uint64_t end = base + (uint64_t)(d - buf) - 2; /* body offset where the part ends */
+            size_t hstart = (size_t)(d - buf) + dl;
+            if (hstart + 2 > have && r > 0) {
+                straddle = true;
+                keep_from = (size_t)(d - buf);
+                break;
+            }
+            if (in_part && cur_pick && (!found || (cur_named && !chosen_named))) {
+                best_off = cur_data;
+                best_len = end - cur_data;
+                found = true;
+                chosen_named = cur_named;
+            }
+            in_part = false;
+            if (hstart + 2 <= have && !memcmp(buf + hstart, "--", 2)) {
+                closed = true;
+                break;
+            }
+            char *hend = memmem(buf + hstart, have - hstart, "\r\n\r\n", 4);
+            if (!hend) {
+                straddle = true;
+                keep_from = (size_t)(d - buf);
+                break;
+            }
+            *hend = '\0';
+            cur_named = strcasestr(buf + hstart, "name=\"file\"") != NULL;
+            cur_pick = cur_named || strcasestr(buf + hstart, "filename=") != NULL;
+            *hend = '\r';
+            cur_data = base + (uint64_t)(hend + 4 - buf) - 2;
+            in_part = true;
+            scan = (size_t)(hend + 4 - buf);
+        }
+        if (closed) {
+            if (found) {
+                *off = best_off;
+                *len = best_len;
+                rc = 0;
+            } else {
+                snprintf(err, errlen, "multipart body has no file part");
+            }
+            break;
+        }
+        if (r == 0) {
+            snprintf(err, errlen, "multipart body ends without its closing boundary");
+            break;
+        }
+        if (!straddle) {
+            /* Keep a tail that could hold the start of a delimiter. */
+            keep_from = have >= dl ? have - dl + 1 : 0;
+            if (keep_from < scan)
+                keep_from = scan;
+        }
+        if (keep_from == 0 && have == cap) {
+            snprintf(err, errlen, "multipart part headers too long");
+            break;
+        }
+        memmove(buf, buf + keep_from, have - keep_from);
+        have -= keep_from;
+        base += keep_from;
+    }
+    (void)size;
+    free(buf);
+    return rc;
+}
+
+/* Hashes len bytes of fd from off. */
+static int hash_range(int fd, uint64_t off, uint64_t len, struct cas_hash *h)
+{
+    char *buf = malloc(SPOOL_CHUNK);
+    if (!buf)
+        return -ENOMEM;
+    while (len) {
+        size_t want = len < SPOOL_CHUNK ? (size_t)len : SPOOL_CHUNK;
+        ssize_t r = pread(fd, buf, want, (off_t)off);
+        if (r <= 0) {
+            free(buf);
+            return -EIO;
+        }
+        cas_hash_update(h, buf, (size_t)r);
+        off += (uint64_t)r;
+        len -= (uint64_t)r;
+    }
+    free(buf);
+    return 0;
+}
+
+static void post_done(struct http_req *req)
+{
+    struct put_ctx *p = req->ctx;
+    uint64_t off = 0, len = p->received;
+    char err[512];
+    if (p->cask && !strncasecmp(p->content_type, "multipart/form-data", 19)) {
+        if (multipart_find(p->spool_fd, p->received, p->content_type, &off, &len, err,
+                           sizeof(err)) < 0) {
+            http_error(req, 400, "%s", err);
+            return;
+        }
+        cas_hash_reset(p->hash);
+        if (hash_range(p->spool_fd, off, len, p->hash) < 0) {
+            http_error(req, 500, "cannot read the spooled body");
+            return;
+        }
+    }
+    unsigned char d[CAS_MAX_DIGEST];
+    cas_hash_final(p->hash, d);
+    p->key.algo = p->v->algo ? p->v->algo : cas_hash_by_name("sha1");
+    memcpy(p->key.digest, d, p->key.algo->digest_len);
+    char **urls = NULL;
+    size_t backends[p->v->n ? p->v->n : 1], n = 0;
+    if (plan_write(req, p, &urls, backends, &n) < 0)
+        return;
+    int rc = urls ? fanout_start(p->bal, p->v, "PUT", urls, backends, n, (int64_t)len, &p->f)
+                  : -ENOMEM;
+    free_urls(urls, n);
+    char *buf = rc == 0 ? malloc(SPOOL_CHUNK) : NULL;
+    if (!buf) {
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    uint64_t left = len;
+    while (left) {
+        size_t want = left < SPOOL_CHUNK ? (size_t)left : SPOOL_CHUNK;
+        ssize_t r = pread(p->spool_fd, buf, want, (off_t)off);
+        if (r <= 0) {
+            free(buf);
+            http_error(req, 500, "cannot read the spooled body");
+            return;
+        }
+        off += (uint64_t)r;
+        left -= (uint64_t)r;
+        if (fanout_feed(p->f, buf, (size_t)r) == 0)
+            break;
+    }
+    free(buf);
+    if (left == 0)
+        fanout_finish(p->f);
+    put_answer(req, p);
+}
+
+static void post_common(struct http_req *req, bool cask)
+{
+    struct put_ctx *p = put_ctx_new(req);
+    if (!p) {
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    p->cask = cask;
+    size_t domains = writable_domains(p->bal, p->v);
+    if (domains < p->v->cfg->min_replicas) {
+        http_error(req, 503, "only %zu failure domain%s can take writes; min_replicas is %u",
+                   domains, domains == 1 ? "" : "s", p->v->cfg->min_replicas);
+        return;
+    }
+    const char *ct = http_header(req, "Content-Type");
+    snprintf(p->content_type, sizeof(p->content_type), "%s", ct ? ct : "");
+    p->spool_fd = open(p->bal->opt.spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (p->spool_fd < 0) {
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/ca-cas-spool-XXXXXX", p->bal->opt.spool_dir);
+        p->spool_fd = mkostemp(path, O_CLOEXEC);
+        if (p->spool_fd >= 0)
+            unlink(path);
+    }
+    if (p->spool_fd < 0) {
+        http_error(req, 500, "cannot create a spool file in %s: %s", p->bal->opt.spool_dir,
+                   strerror(errno));
+        return;
+    }
+    const struct cas_hash_algo *algo = p->v->algo ? p->v->algo : cas_hash_by_name("sha1");
+    p->hash = cas_hash_new(algo);
+    if (!p->hash) {
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    req->on_body = spool_body;
+    req->on_done = post_done;
+}
+
+void proxy_post(struct http_req *req)
+{
+    post_common(req, false);
+}
+
+void proxy_post_cask(struct http_req *req)
+{
+    post_common(req, true);
+}
+
+/* ---- DELETE ------------------------------------------------------------- */
+
+void proxy_delete(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    struct view *v = view_get(bal);
+    struct cas_key key;
+    char err[512];
+    if (proxy_parse_key(v, req->param, req->param_len, &key, err, sizeof(err)) < 0) {
+        view_put(v);
+        http_error(req, 400, "%s", err);
+        return;
+    }
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(&key, hex);
+    struct upstream_call *calls = calloc(v->n ? v->n : 1, sizeof(*calls));
+    if (!calls) {
+        view_put(v);
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        snprintf(calls[i].url, sizeof(calls[i].url), "%s/objects/%s", v->b[i]->url, hex);
+        calls[i].method = "DELETE";
+    }
+    upstream_run(bal, v, calls, v->n, 60000);
+    size_t deleted = 0, absent = 0;
+    struct cas_buf why;
+    cas_buf_init(&why);
+    for (size_t i = 0; i < v->n; i++) {
+        if (calls[i].status == 204 || calls[i].status == 200) {
+            deleted++;
+        } else if (calls[i].status == 404) {
+            absent++;
+        } else {
+            char d[300];
+            upstream_describe(&calls[i], d, sizeof(d));
+            cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", v->b[i]->url, d);
+        }
+    }
+    if (why.len)
+        log_warn("DELETE %s: %zu deleted, %zu absent; %s", hex, deleted, absent, why.data);
+    if (deleted)
+        http_reply(req, 204, NULL, "", 0);
+    else if (absent == v->n)
+        http_error(req, 404, "object %s not found", hex);
+    else if (absent && !why.len)
+        http_error(req, 404, "object %s not found", hex);
+    else
+        http_error(req, 503, "could not reach every backend to delete %s: %s", hex,
+                   why.data ? why.data : "");
+    cas_buf_free(&why);
+    upstream_calls_free(calls, v->n);
+    free(calls);
+    view_put(v);
+}

@@ -1,0 +1,297 @@
+/*
+ * routes.c - the balancer's route table and its small informational
+ * routes: /status, /metrics, /ring and /healthz.
+ *
+ * The table mirrors storaged's API (SPEC "HTTP API") so that a client
+ * cannot tell a balancer from a single storaged, plus the Cask routes.
+ */
+#include "balancer.h"
+#include "log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static void json_backend(struct cas_json *j, const struct view *v, size_t i)
+{
+    const struct backend *b = v->b[i];
+    cas_json_begin_object(j);
+    cas_json_key(j, "url");
+    cas_json_string(j, b->url);
+    cas_json_key(j, "node");
+    cas_json_string(j, b->node);
+    cas_json_key(j, "failure_domain");
+    cas_json_string(j, b->domain);
+    cas_json_key(j, "up");
+    cas_json_bool(j, b->up);
+    cas_json_key(j, "read_only");
+    cas_json_bool(j, b->read_only);
+    cas_json_key(j, "in_ring");
+    cas_json_bool(j, ring_backend_tokens(v->ring, i) > 0);
+    cas_json_key(j, "tokens");
+    cas_json_u64(j, ring_backend_tokens(v->ring, i));
+    cas_json_key(j, "last_error");
+    if (b->last_error[0])
+        cas_json_string(j, b->last_error);
+    else
+        cas_json_null(j);
+    cas_json_key(j, "latency_ms");
+    cas_json_double(j, b->latency_ms);
+    if (b->cap_known) {
+        cas_json_key(j, "capacity");
+        cas_json_begin_object(j);
+        cas_json_key(j, "total");
+        cas_json_u64(j, b->cap.total);
+        cas_json_key(j, "available");
+        cas_json_u64(j, b->cap.available);
+        cas_json_key(j, "objects");
+        cas_json_u64(j, b->cap.objects);
+        cas_json_key(j, "bytes");
+        cas_json_u64(j, b->cap.bytes);
+        cas_json_end_object(j);
+    }
+    cas_json_key(j, "gc_active");
+    cas_json_bool(j, b->gc_active);
+    cas_json_key(j, "compacting");
+    cas_json_bool(j, b->compact_running);
+    cas_json_end_object(j);
+}
+
+static void route_status(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    struct view *v = view_get(bal);
+    struct backend_capacity sum;
+    cluster_capacity_sum(bal, v, &sum);
+    struct cas_buf b;
+    cas_buf_init(&b);
+    struct cas_json j;
+    cas_json_init(&j, &b);
+    cas_json_begin_object(&j);
+    cas_json_key(&j, "version");
+    cas_json_string(&j, CAS_VERSION);
+    cas_json_key(&j, "role");
+    cas_json_string(&j, "balancerd");
+    cas_json_key(&j, "node");
+    cas_json_string(&j, bal->listen);
+    cas_json_key(&j, "uptime");
+    cas_json_u64(&j, (cas_now_ns() - bal->start_ns) / 1000000000u);
+    cas_json_key(&j, "hash");
+    cas_json_string(&j, v->algo ? v->algo->name : "");
+    cas_json_key(&j, "replicas");
+    cas_json_u64(&j, v->cfg->replicas);
+    cas_json_key(&j, "min_replicas");
+    cas_json_u64(&j, v->cfg->min_replicas);
+    cas_json_key(&j, "objects");
+    cas_json_u64(&j, sum.objects);
+    cas_json_key(&j, "bytes");
+    cas_json_u64(&j, sum.bytes);
+    cas_json_key(&j, "capacity");
+    cas_json_begin_object(&j);
+    cas_json_key(&j, "total");
+    cas_json_u64(&j, sum.total);
+    cas_json_key(&j, "available");
+    cas_json_u64(&j, sum.available);
+    cas_json_key(&j, "unreclaimed");
+    cas_json_u64(&j, sum.unreclaimed);
+    cas_json_key(&j, "garbage");
+    cas_json_u64(&j, sum.garbage);
+    cas_json_end_object(&j);
+    cas_json_key(&j, "gc");
+    cluster_gc_json(bal, v, &j);
+    pthread_mutex_lock(&bal->lock);
+    bool compacting = bal->compact_running;
+    for (size_t i = 0; i < v->n; i++)
+        compacting |= v->b[i]->up && v->b[i]->compact_running;
+    cas_json_key(&j, "compaction");
+    cas_json_begin_object(&j);
+    cas_json_key(&j, "running");
+    cas_json_bool(&j, compacting);
+    cas_json_key(&j, "failure_domain");
+    cas_json_string(&j, bal->compact_domain);
+    cas_json_end_object(&j);
+    cas_json_key(&j, "read_repair_queue");
+    cas_json_u64(&j, repair_queue_length(bal));
+    cas_json_key(&j, "backends");
+    cas_json_begin_array(&j);
+    for (size_t i = 0; i < v->n; i++)
+        json_backend(&j, v, i);
+    cas_json_end_array(&j);
+    pthread_mutex_unlock(&bal->lock);
+    cas_json_end_object(&j);
+    http_reply_json(req, 200, &b);
+    view_put(v);
+}
+
+static void route_healthz(struct http_req *req)
+{
+    http_reply(req, 200, "text/plain", "ok\n", 3);
+}
+
+static void route_ring(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    struct view *v = view_get(bal);
+    struct cas_buf b;
+    cas_buf_init(&b);
+    struct cas_json j;
+    cas_json_init(&j, &b);
+    cas_json_begin_object(&j);
+    cas_json_key(&j, "hash");
+    cas_json_string(&j, v->algo ? v->algo->name : "");
+    cas_json_key(&j, "replicas");
+    cas_json_u64(&j, v->cfg->replicas);
+    cas_json_key(&j, "min_replicas");
+    cas_json_u64(&j, v->cfg->min_replicas);
+    cas_json_key(&j, "backends");
+    cas_json_begin_array(&j);
+    pthread_mutex_lock(&bal->lock);
+    for (size_t i = 0; i < v->n; i++) {
+        const struct backend *be = v->b[i];
+        bool member = ring_backend_tokens(v->ring, i) > 0;
+        cas_json_begin_object(&j);
+        cas_json_key(&j, "url");
+        cas_json_string(&j, be->url);
+        cas_json_key(&j, "node");
+        cas_json_string(&j, be->node);
+        cas_json_key(&j, "failure_domain");
+        cas_json_string(&j, be->domain);
+        cas_json_key(&j, "tokens");
+        cas_json_begin_array(&j);
+        for (size_t t = 0; member && t < be->ntokens; t++) {
+            char hex[17];
+            snprintf(hex, sizeof(hex), "%016" PRIx64, be->tokens[t]);
+            cas_json_string(&j, hex);
+        }
+        cas_json_end_array(&j);
+        cas_json_end_object(&j);
+    }
+    pthread_mutex_unlock(&bal->lock);
+    cas_json_end_array(&j);
+    cas_json_end_object(&j);
+    http_reply_json(req, 200, &b);
+    view_put(v);
+}
+
+static void balancer_metrics(void *app, struct cas_buf *out)
+{
+    struct balancer *bal = app;
+    struct view *v = view_get(bal);
+    const struct balancer_counters *c = &bal->ctr;
+#define COUNTER(name, help, field)                                                               \
+    cas_buf_printf(out, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %" PRIu64 "\n", \
+                   __atomic_load_n(&c->field, __ATOMIC_RELAXED))
+    COUNTER("cas_balancer_read_repairs_queued_total", "Read repairs queued.", repairs_queued);
+    COUNTER("cas_balancer_read_repairs_done_total", "Read repairs that restored a copy.",
+            repairs_done);
+    COUNTER("cas_balancer_read_repairs_failed_total", "Read repairs that failed.", repairs_failed);
+    COUNTER("cas_balancer_read_repairs_dropped_total", "Read repairs dropped (queue full).",
+            repairs_dropped);
+    COUNTER("cas_balancer_failovers_total", "Reads that moved on to another backend.", failovers);
+    COUNTER("cas_balancer_aborted_streams_total", "Responses aborted after their first byte.",
+            aborted_streams);
+    COUNTER("cas_balancer_corrupt_copies_total", "Copies served by a backend that failed their digest.",
+            corrupt_copies);
+    COUNTER("cas_balancer_gc_touches_total", "Objects unmarked on every backend during GC.",
+            gc_touches);
+#undef COUNTER
+    cas_buf_printf(out,
+                   "# HELP cas_balancer_read_repair_queue Read repairs waiting or running.\n"
+                   "# TYPE cas_balancer_read_repair_queue gauge\n"
+                   "cas_balancer_read_repair_queue %zu\n",
+                   repair_queue_length(bal));
+    struct backend_capacity sum;
+    cluster_capacity_sum(bal, v, &sum);
+    cas_buf_printf(out,
+                   "# HELP cas_objects Objects stored (every copy counted).\n"
+                   "# TYPE cas_objects gauge\ncas_objects %" PRIu64 "\n"
+                   "# HELP cas_bytes Bytes stored (every copy counted).\n"
+                   "# TYPE cas_bytes gauge\ncas_bytes %" PRIu64 "\n"
+                   "# HELP cas_capacity_bytes Capacity of the backends by kind.\n"
+                   "# TYPE cas_capacity_bytes gauge\n"
+                   "cas_capacity_bytes{kind=\"total\"} %" PRIu64 "\n"
+                   "cas_capacity_bytes{kind=\"available\"} %" PRIu64 "\n"
+                   "cas_capacity_bytes{kind=\"unreclaimed\"} %" PRIu64 "\n"
+                   "cas_capacity_bytes{kind=\"garbage\"} %" PRIu64 "\n",
+                   sum.objects, sum.bytes, sum.total, sum.available, sum.unreclaimed,
+                   sum.garbage);
+    pthread_mutex_lock(&bal->lock);
+    cas_buf_printf(out, "# HELP cas_gc_active Whether a GC cycle is active.\n"
+                        "# TYPE cas_gc_active gauge\ncas_gc_active %d\n",
+                   bal->gc_active ? 1 : 0);
+    cas_buf_printf(out, "# HELP cas_compaction_running Whether compaction runs.\n"
+                        "# TYPE cas_compaction_running gauge\ncas_compaction_running %d\n",
+                   bal->compact_running ? 1 : 0);
+    cas_buf_puts(out, "# HELP cas_balancer_backend_up Whether a backend answers its probes.\n"
+                      "# TYPE cas_balancer_backend_up gauge\n");
+    for (size_t i = 0; i < v->n; i++)
+        cas_buf_printf(out,
+                       "cas_balancer_backend_up{backend=\"%s\",failure_domain=\"%s\"} %d\n",
+                       v->b[i]->url, v->b[i]->domain, v->b[i]->up ? 1 : 0);
+    cas_buf_puts(out, "# HELP cas_balancer_backend_latency_seconds Latency of the last probe.\n"
+                      "# TYPE cas_balancer_backend_latency_seconds gauge\n");
+    for (size_t i = 0; i < v->n; i++)
+        cas_buf_printf(out, "cas_balancer_backend_latency_seconds{backend=\"%s\"} %.6f\n",
+                       v->b[i]->url, v->b[i]->latency_ms / 1000);
+    pthread_mutex_unlock(&bal->lock);
+    view_put(v);
+}
+
+static void route_metrics(struct http_req *req)
+{
+    struct balancer *bal = req->app;
+    struct cas_buf b;
+    cas_buf_init(&b);
+    http_metrics_render(bal->srv, &b);
+    http_reply_buf(req, 200, "text/plain; version=0.0.4", &b);
+}
+
+static const struct http_route balancer_routes[] = {
+    {"PUT", "/objects/*", proxy_put, 0, "put"},
+    {"GET", "/objects/*", proxy_get, HTTP_READ, "get"},
+    {"DELETE", "/objects/*", proxy_delete, 0, "delete"},
+    {"POST", "/objects/missing", cluster_missing, 0, "missing"},
+    {"POST", "/objects", proxy_post, 0, "post"},
+    {"GET", "/objects", cluster_list, 0, "list"},
+    {"POST", "/gc/begin", cluster_gc_begin, 0, "gc_begin"},
+    {"POST", "/gc/mark", cluster_gc_mark, 0, "gc_mark"},
+    {"POST", "/gc/end", cluster_gc_end, 0, "gc_end"},
+    {"GET", "/gc", cluster_gc_status, 0, "gc"},
+    {"POST", "/compact", cluster_compact, 0, "compact"},
+    {"GET", "/compact", cluster_compact_status, 0, "compact_status"},
+    {"GET", "/capacity", cluster_capacity, 0, "capacity"},
+    {"GET", "/ring", route_ring, 0, "ring"},
+    {"GET", "/status", route_status, 0, "status"},
+    {"GET", "/status/", route_status, 0, "status"},
+    {"GET", "/metrics", route_metrics, HTTP_PUBLIC, "metrics"},
+    {"GET", "/healthz", route_healthz, HTTP_PUBLIC, "healthz"},
+    {"GET", "/", page_index, HTTP_PUBLIC, "index"},
+    {"POST", "/", proxy_post_cask, 0, "cask_post"},
+    {"GET", "/file/*/", proxy_get, HTTP_READ, "cask_file"},
+    {"GET", "/file/*", proxy_get, HTTP_READ, "cask_file"},
+};
+
+int routes_start_server(struct balancer *bal, char *err, size_t errlen)
+{
+    struct view *v = view_get(bal);
+    struct http_server_config cfg = {
+        .listen = bal->listen,
+        .routes = balancer_routes,
+        .nroutes = sizeof(balancer_routes) / sizeof(balancer_routes[0]),
+        .app = bal,
+        .token = v->token,
+        .metrics = balancer_metrics,
+    };
+    /* The server keeps the token pointer: keep the first view's token for
+     * the process's life (a changed token_file needs a restart). */
+    static char token_copy[1024];
+    if (v->token) {
+        snprintf(token_copy, sizeof(token_copy), "%s", v->token);
+        cfg.token = token_copy;
+    }
+    view_put(v);
+    int rc = http_server_start(&cfg, &bal->srv, err, errlen);
+    if (rc == 0)
+        log_info("listening on %s", bal->listen);
+    return rc;
+}

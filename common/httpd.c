@@ -64,6 +64,15 @@ uint64_t cas_now_ns(void)
 /* Matches path against pattern; on success the '*' segment goes to *seg. */
 static bool route_match(const char *pattern, const char *path, const char **seg, size_t *seglen)
 {
+    size_t plen = strlen(pattern);
+    if (plen >= 2 && strcmp(pattern + plen - 2, "**") == 0) {
+        /* "**" at the end: the whole non-empty rest of the path, slashes too. */
+        if (strncmp(pattern, path, plen - 2) != 0 || !path[plen - 2])
+            return false;
+        *seg = path + plen - 2;
+        *seglen = strlen(*seg);
+        return true;
+    }
     const char *star = strchr(pattern, '*');
     if (!star) {
         *seg = NULL;
@@ -232,10 +241,12 @@ static bool authorized(struct http_server *srv, struct http_req *req)
     if (!srv->cfg.token)
         return true;
     unsigned flags = req->route ? req->route->flags : 0;
-    if (flags & HTTP_PUBLIC)
+    if (flags & HTTP_READ) {
+        if (!srv->cfg.auth_reads)
+            return true;
+    } else if (flags & HTTP_PUBLIC) {
         return true;
-    if ((flags & HTTP_READ) && !srv->cfg.auth_reads)
-        return true;
+    }
     const char *h = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h || strncmp(h, "Bearer ", 7) != 0)
         return false;
@@ -328,9 +339,15 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         srv->active++;
         pthread_mutex_unlock(&srv->lock);
         begin_request(srv, req);
-        if (req->resp)
+        /* An answer ready before the body is read is sent at once (and
+         * libmicrohttpd closes the connection rather than read the body);
+         * without a body it waits for the next call, which keeps the
+         * connection alive. */
+        const char *te = http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        bool has_body = (req->has_length && req->content_length > 0) || te;
+        if (req->resp && has_body)
             return queue(req);
-        if (!req->on_done) {
+        if (!req->resp && !req->on_done) {
             http_error(req, 500, "route %s has no response", req->route->name);
             return queue(req);
         }

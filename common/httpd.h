@@ -50,7 +50,8 @@ enum http_route_flags {
 struct http_route {
     const char *method; /* "GET", "PUT", ...; "GET" also serves HEAD */
     /* Exact path, or a pattern with one '*' standing for one path segment
-     * (no slash), e.g. "/objects/<star>" or "/file/<star>/". */
+     * (no slash), e.g. "/objects/<star>" or "/file/<star>/"; or ending in two
+     * stars, which stand for the rest of the path, slashes included. */
     const char *pattern;
     http_handler_fn handler;
     unsigned flags;

@@ -39,6 +39,7 @@ void route_post(struct http_req *req);
 void route_post_cask(struct http_req *req);
 void route_get(struct http_req *req);
 void route_delete(struct http_req *req);
+void route_bad_key(struct http_req *req);
 void route_missing(struct http_req *req);
 void route_list(struct http_req *req);
 void route_gc_begin(struct http_req *req);

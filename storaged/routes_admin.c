@@ -43,6 +43,12 @@ const struct http_route storaged_routes[] = {
     {"POST", "/local/", route_post, 0, "post"},
     {"GET", "/local/*/", route_get, HTTP_PUBLIC | HTTP_READ, "get"},
     {"GET", "/local/*", route_get, HTTP_PUBLIC | HTTP_READ, "get"},
+    /* A key with a slash in it (after URL decoding) is still a bad key. */
+    {"GET", "/objects/**", route_bad_key, HTTP_PUBLIC | HTTP_READ, "bad_key"},
+    {"PUT", "/objects/**", route_bad_key, 0, "bad_key"},
+    {"DELETE", "/objects/**", route_bad_key, 0, "bad_key"},
+    {"GET", "/file/**", route_bad_key, HTTP_PUBLIC | HTTP_READ, "bad_key"},
+    {"GET", "/local/**", route_bad_key, HTTP_PUBLIC | HTTP_READ, "bad_key"},
 };
 const size_t storaged_nroutes = sizeof(storaged_routes) / sizeof(storaged_routes[0]);
 

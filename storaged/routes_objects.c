@@ -494,6 +494,12 @@ void route_get(struct http_req *req)
         http_add_header(req, "Content-Range", cr);
 }
 
+void route_bad_key(struct http_req *req)
+{
+    struct cas_key key;
+    parse_key(req, &key); /* always fails: the segment holds a slash */
+}
+
 void route_delete(struct http_req *req)
 {
     struct cas_key key;

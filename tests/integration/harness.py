@@ -1,0 +1,235 @@
+"""harness.py - start real ca-cas daemons on loopback ports for tests.
+
+Every daemon a test starts is tracked by PID and killed (SIGKILL) when the
+test ends, pass or fail; every temporary directory is removed. Nothing here
+touches a process this module did not start.
+"""
+import atexit
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+BUILD = os.environ.get("CAS_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+BUILD = os.path.abspath(BUILD)
+STORAGED = os.path.join(BUILD, "storaged", "ca-cas-storaged")
+BALANCERD = os.path.join(BUILD, "balancerd", "ca-cas-balancerd")
+CLI = os.path.join(BUILD, "ca-cas", "ca-cas")
+
+_live = set()
+
+
+def _reap_all():
+    for p in list(_live):
+        try:
+            p.kill()
+            p.wait(5)
+        except Exception:
+            pass
+        _live.discard(p)
+
+
+atexit.register(_reap_all)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def sha1(data):
+    return hashlib.sha1(data).hexdigest()
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Daemon:
+    """A daemon process with its log file, started and always reaped by us."""
+
+    def __init__(self, argv, log_path, env=None):
+        self.argv = argv
+        self.log_path = log_path
+        self.env = env
+        self.proc = None
+
+    def start(self, wait_url=None, timeout=10):
+        self.log = open(self.log_path, "ab")
+        env = dict(os.environ)
+        env.update(self.env or {})
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        _live.add(self.proc)
+        if wait_url:
+            host, port = wait_url
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.argv[0]} exited with {self.proc.returncode}: " + self.log_text()[-2000:])
+                try:
+                    c = http.client.HTTPConnection(host, port, timeout=2)
+                    c.request("GET", "/healthz")
+                    c.getresponse().read()
+                    c.close()
+                    return self
+                except OSError:
+                    time.sleep(0.02)
+            raise RuntimeError(f"{self.argv[0]} did not come up: " + self.log_text()[-2000:])
+        return self
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self):
+        if self.running():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        _live.discard(self.proc)
+
+    def stop(self, timeout=30):
+        """SIGTERM, then wait; returns the exit code."""
+        if not self.running():
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait(5)
+        _live.discard(self.proc)
+        return rc
+
+
+class Storaged(Daemon):
+    def __init__(self, dir, port=None, extra=None, log_dir=None, env=None):
+        self.dir = dir
+        self.port = port or free_port()
+        self.extra = list(extra or [])
+        log_path = os.path.join(log_dir or os.path.dirname(dir.rstrip("/")), f"storaged-{self.port}.log")
+        argv = [STORAGED, "--dir", dir, "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"] + self.extra
+        super().__init__(argv, log_path, env)
+
+    def start(self, timeout=10):
+        return super().start(("127.0.0.1", self.port), timeout)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, timeout=60):
+        return Client("127.0.0.1", self.port, timeout)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+
+class Client:
+    """A keep-alive HTTP client for one daemon."""
+
+    def __init__(self, host, port, timeout=60, token=None):
+        self.host, self.port, self.timeout, self.token = host, port, timeout, token
+        self.conn = None
+
+    def request(self, method, path, body=None, headers=None):
+        headers = dict(headers or {})
+        if self.token and "Authorization" not in headers:
+            headers["Authorization"] = "Bearer " + self.token
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                r = self.conn.getresponse()
+                data = r.read()
+                if r.will_close:
+                    self.conn.close()
+                    self.conn = None
+                return Response(r.status, r.getheaders(), data)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.conn.close()
+                self.conn = None
+                if attempt == 1 or body is not None and not isinstance(body, (bytes, str)):
+                    raise
+        raise AssertionError("unreachable")
+
+    def put(self, data, key=None, query=""):
+        key = key or sha1(data)
+        return self.request("PUT", f"/objects/{key}{query}", body=data)
+
+    def get(self, key, headers=None):
+        return self.request("GET", f"/objects/{key}", headers=headers)
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+
+
+class TempDirTest(unittest.TestCase):
+    """A test case with a temporary directory and daemons reaped at the end."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="cas-test-")
+        self.daemons = []
+        self.addCleanup(self._cleanup)
+
+    def _cleanup(self):
+        for d in self.daemons:
+            try:
+                d.kill9()
+            except Exception:
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def storaged(self, name="s1", extra=None, start=True, port=None, env=None):
+        d = Storaged(os.path.join(self.tmp, name), port=port, extra=extra, log_dir=self.tmp, env=env)
+        self.daemons.append(d)
+        if start:
+            d.start()
+        return d

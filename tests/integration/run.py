@@ -1,0 +1,32 @@
+"""run.py - runs every integration test module (test_*.py) in this folder
+against the daemons in $CAS_BUILD_DIR, and prints one closing line
+"N passed, N failed, N skipped". Exit status 0 only if nothing failed.
+Run one module with: python3 tests/integration/run.py test_storaged
+"""
+import os
+import sys
+import time
+import unittest
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, here)
+
+
+def main():
+    names = sys.argv[1:]
+    loader = unittest.TestLoader()
+    if names:
+        suite = unittest.TestSuite(loader.loadTestsFromName(n) for n in names)
+    else:
+        suite = loader.discover(here, pattern="test_*.py", top_level_dir=here)
+    t0 = time.time()
+    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    skipped = len(result.skipped)
+    passed = result.testsRun - failed - skipped
+    print(f"integration ({time.time() - t0:.0f} s): {passed} passed, {failed} failed, {skipped} skipped")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -584,7 +584,7 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
         }
         int rc = get_one(c, hex[i], &s, offset, size, ctx->progress, err, sizeof(err));
         if (rc == 1) {
-            cli_error("get %s: not found (%s)", hex[i], err);
+            cli_error("get %s: %s", hex[i], err);
             exit_code = CLI_EXIT_FAIL;
         } else if (rc < 0) {
             cli_error("get %s: %s", hex[i], err);

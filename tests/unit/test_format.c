@@ -1,0 +1,243 @@
+/*
+ * test_format.c - the bytes on disk (storaged/format.c): index records and
+ * frame headers round-trip, every single flipped bit in either is caught,
+ * the documented layout (little-endian integers, CRC-32 in front, "CASO"
+ * magic) holds, and data file names parse only in their canonical form.
+ */
+#define _GNU_SOURCE
+#include "format.h"
+
+#include <CUnit/Basic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+static void sample_record(struct fmt_record *r, int type)
+{
+    memset(r, 0, sizeof(*r));
+    r->type = (uint8_t)type;
+    r->flags = PUT_MARKED;
+    r->file = 49;
+    r->algo = CAS_HASH_SHA256;
+    r->offset = UINT64_C(0x0102030405060708);
+    r->size = UINT64_C(0x1122334455667788);
+    r->aux = UINT64_MAX - 5;
+    for (int i = 0; i < CAS_MAX_DIGEST; i++)
+        r->digest[i] = (unsigned char)(0xa0 + i);
+}
+
+static void sample_frame(struct fmt_frame *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->algo = CAS_HASH_SHA1;
+    f->size = UINT64_C(1) << 40; /* 1 TiB */
+    f->written_at = 1700000000;
+    for (int i = 0; i < 20; i++)
+        f->digest[i] = (unsigned char)(i * 13 + 1);
+}
+
+static void test_record_round_trip(void)
+{
+    for (int type = REC_HEADER; type <= REC_GC_CANCEL; type++) {
+        struct fmt_record r, back;
+        unsigned char buf[FMT_RECORD_SIZE];
+        sample_record(&r, type);
+        fmt_record_encode(&r, buf);
+        memset(&back, 0x55, sizeof(back));
+        CU_ASSERT_TRUE_FATAL(fmt_record_decode(buf, &back));
+        CU_ASSERT_EQUAL(back.type, type);
+        CU_ASSERT_EQUAL(back.flags, r.flags);
+        CU_ASSERT_EQUAL(back.file, r.file);
+        CU_ASSERT_EQUAL(back.algo, r.algo);
+        CU_ASSERT_EQUAL(back.offset, r.offset);
+        CU_ASSERT_EQUAL(back.size, r.size);
+        CU_ASSERT_EQUAL(back.aux, r.aux);
+        CU_ASSERT_EQUAL(memcmp(back.digest, r.digest, CAS_MAX_DIGEST), 0);
+    }
+    /* Extremes. */
+    struct fmt_record r, back;
+    unsigned char buf[FMT_RECORD_SIZE];
+    memset(&r, 0xff, sizeof(r));
+    fmt_record_encode(&r, buf);
+    CU_ASSERT_TRUE(fmt_record_decode(buf, &back));
+    CU_ASSERT_EQUAL(back.offset, UINT64_MAX);
+    CU_ASSERT_EQUAL(back.size, UINT64_MAX);
+    CU_ASSERT_EQUAL(back.type, 0xff);
+}
+
+/* Record layout: CRC-32 (zlib) of bytes 4..63 in bytes 0..3, little-endian
+ * integers; documented in format.h. */
+static void test_record_layout(void)
+{
+    struct fmt_record r;
+    unsigned char buf[FMT_RECORD_SIZE];
+    sample_record(&r, REC_PUT);
+    fmt_record_encode(&r, buf);
+    uint32_t crc = (uint32_t)crc32(0, buf + 4, FMT_RECORD_SIZE - 4);
+    CU_ASSERT_EQUAL(buf[0], crc & 0xff);
+    CU_ASSERT_EQUAL(buf[3], crc >> 24);
+    static const unsigned char off_le[8] = {8, 7, 6, 5, 4, 3, 2, 1};
+    static const unsigned char size_le[8] = {0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11};
+    CU_ASSERT_PTR_NOT_NULL(memmem(buf, sizeof(buf), off_le, 8));
+    CU_ASSERT_PTR_NOT_NULL(memmem(buf, sizeof(buf), size_le, 8));
+    CU_ASSERT_PTR_NOT_NULL(memmem(buf, sizeof(buf), r.digest, CAS_MAX_DIGEST));
+    /* Deterministic: the same record encodes to the same bytes. */
+    unsigned char again[FMT_RECORD_SIZE];
+    fmt_record_encode(&r, again);
+    CU_ASSERT_EQUAL(memcmp(buf, again, FMT_RECORD_SIZE), 0);
+}
+
+static void test_record_every_bit_flip_caught(void)
+{
+    for (int type = REC_HEADER; type <= REC_GC_CANCEL; type++) {
+        struct fmt_record r, back;
+        unsigned char buf[FMT_RECORD_SIZE];
+        sample_record(&r, type);
+        fmt_record_encode(&r, buf);
+        int missed = 0;
+        for (int bit = 0; bit < FMT_RECORD_SIZE * 8; bit++) {
+            buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+            if (fmt_record_decode(buf, &back))
+                missed++;
+            buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        }
+        CU_ASSERT_EQUAL(missed, 0);
+        CU_ASSERT_TRUE(fmt_record_decode(buf, &back));
+    }
+}
+
+/* An all-zero block (a hole, a zero-filled tail) is never a record. */
+static void test_record_zeros_rejected(void)
+{
+    unsigned char buf[FMT_RECORD_SIZE] = {0};
+    struct fmt_record back;
+    CU_ASSERT_FALSE(fmt_record_decode(buf, &back));
+    struct fmt_record r;
+    memset(&r, 0, sizeof(r)); /* type 0 with a valid CRC */
+    fmt_record_encode(&r, buf);
+    CU_ASSERT_FALSE(fmt_record_decode(buf, &back));
+    memset(buf, 0xff, sizeof(buf));
+    CU_ASSERT_FALSE(fmt_record_decode(buf, &back));
+}
+
+static void test_frame_round_trip(void)
+{
+    struct fmt_frame f, back;
+    unsigned char buf[FMT_FRAME_HEADER];
+    sample_frame(&f);
+    fmt_frame_encode(&f, buf);
+    memset(&back, 0x55, sizeof(back));
+    CU_ASSERT_TRUE_FATAL(fmt_frame_decode(buf, &back));
+    CU_ASSERT_EQUAL(back.algo, f.algo);
+    CU_ASSERT_EQUAL(back.size, f.size);
+    CU_ASSERT_EQUAL(back.written_at, f.written_at);
+    CU_ASSERT_EQUAL(memcmp(back.digest, f.digest, CAS_MAX_DIGEST), 0);
+    /* The magic "CASO" leads, little-endian. */
+    CU_ASSERT_EQUAL(memcmp(buf, "CASO", 4), 0);
+    f.size = UINT64_MAX;
+    f.algo = CAS_HASH_SHA256;
+    memset(f.digest, 0xff, CAS_MAX_DIGEST);
+    fmt_frame_encode(&f, buf);
+    CU_ASSERT_TRUE(fmt_frame_decode(buf, &back));
+    CU_ASSERT_EQUAL(back.size, UINT64_MAX);
+    CU_ASSERT_EQUAL(back.algo, CAS_HASH_SHA256);
+}
+
+static void test_frame_every_bit_flip_caught(void)
+{
+    struct fmt_frame f, back;
+    unsigned char buf[FMT_FRAME_HEADER];
+    sample_frame(&f);
+    fmt_frame_encode(&f, buf);
+    int missed = 0;
+    for (int bit = 0; bit < FMT_FRAME_HEADER * 8; bit++) {
+        buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        if (fmt_frame_decode(buf, &back)) {
+            missed++;
+            printf("\n  frame bit %d flipped, still decodes\n", bit);
+        }
+        buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+    }
+    CU_ASSERT_EQUAL(missed, 0);
+    CU_ASSERT_TRUE(fmt_frame_decode(buf, &back));
+    unsigned char zeros[FMT_FRAME_HEADER] = {0};
+    CU_ASSERT_FALSE(fmt_frame_decode(zeros, &back));
+}
+
+/* An index record is never mistaken for a frame header and vice versa. */
+static void test_record_is_not_frame(void)
+{
+    struct fmt_record r;
+    struct fmt_frame f;
+    unsigned char buf[64];
+    sample_record(&r, REC_PUT);
+    fmt_record_encode(&r, buf);
+    CU_ASSERT_FALSE(fmt_frame_decode(buf, &f));
+    sample_frame(&f);
+    fmt_frame_encode(&f, buf);
+    CU_ASSERT_FALSE(fmt_record_decode(buf, &r));
+}
+
+static void test_datafile_names(void)
+{
+    char name[32];
+    fmt_datafile_name(0, 0, name, sizeof(name));
+    CU_ASSERT_STRING_EQUAL(name, "data-00.g0");
+    fmt_datafile_name(7, 3, name, sizeof(name));
+    CU_ASSERT_STRING_EQUAL(name, "data-07.g3");
+    fmt_datafile_name(49, UINT64_MAX, name, sizeof(name));
+    CU_ASSERT_STRING_EQUAL(name, "data-49.g18446744073709551615");
+    uint64_t gens[] = {0, 1, 9, 10, 12345, UINT64_C(1) << 63, UINT64_MAX};
+    for (unsigned n = 0; n < FMT_NFILES; n++) {
+        for (size_t g = 0; g < sizeof(gens) / sizeof(gens[0]); g++) {
+            unsigned pn = 999;
+            uint64_t pg = 7;
+            fmt_datafile_name(n, gens[g], name, sizeof(name));
+            CU_ASSERT_TRUE(fmt_datafile_parse(name, &pn, &pg));
+            CU_ASSERT_EQUAL(pn, n);
+            CU_ASSERT_EQUAL(pg, gens[g]);
+        }
+    }
+}
+
+static void test_datafile_parse_rejects(void)
+{
+    static const char *bad[] = {
+        "data-50.g0",  "data-99.g1",   "data-1.g0",     "data-001.g0",  "data-01.g",
+        "data-01.g01", "data-01.g1x",  "data-01",       "data-01.",     "index",
+        "LOCK",        "node",         "data-01.g1.tmp", "xdata-01.g1", "data-01.g-1",
+        "data-+1.g1",  "data- 1.g1",   "data-01.g 1",   "data-01.g+1",  "data-01.G1",
+        "DATA-01.g1",  "data-01.g18446744073709551616", "",  "data-ab.g1", "index.new",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        unsigned n = 123;
+        uint64_t g = 456;
+        bool ok = fmt_datafile_parse(bad[i], &n, &g);
+        CU_ASSERT_FALSE(ok);
+        if (ok)
+            printf("\n  \"%s\" parsed as a data file name\n", bad[i]);
+        CU_ASSERT_EQUAL(n, 123);
+        CU_ASSERT_EQUAL(g, 456);
+    }
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 2;
+    CU_pSuite s = CU_add_suite("format", NULL, NULL);
+    CU_add_test(s, "record round trip", test_record_round_trip);
+    CU_add_test(s, "record layout", test_record_layout);
+    CU_add_test(s, "record: every bit flip caught", test_record_every_bit_flip_caught);
+    CU_add_test(s, "record: zeros rejected", test_record_zeros_rejected);
+    CU_add_test(s, "frame round trip", test_frame_round_trip);
+    CU_add_test(s, "frame: every bit flip caught", test_frame_every_bit_flip_caught);
+    CU_add_test(s, "record and frame not confused", test_record_is_not_frame);
+    CU_add_test(s, "data file names", test_datafile_names);
+    CU_add_test(s, "data file names: rejects", test_datafile_parse_rejects);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures();
+    CU_cleanup_registry();
+    return failed ? 1 : 0;
+}

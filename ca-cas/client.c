@@ -390,8 +390,9 @@ int cli_client_algo(struct cli_client *c, const struct cas_hash_algo **algo, cha
         cas_buf_free(&b);
         return rc;
     }
-    if (rc == 0 && b.data)
-        cas_json_get_string(b.data, "hash", name, sizeof(name));
+    if (rc == 0 && b.data && (cas_json_get_string(b.data, "hash", name, sizeof(name)) < 0 ||
+                              !name[0]))
+        snprintf(name, sizeof(name), "sha1"); /* not said (yet): the default */
     cas_buf_free(&b);
     const struct cas_hash_algo *a = cas_hash_by_name(name);
     if (!a) {

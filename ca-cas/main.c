@@ -9,11 +9,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int run(int argc, char **argv, char **rest);
+
 int main(int argc, char **argv)
 {
     char **rest = calloc((size_t)argc + 1, sizeof(*rest));
     if (!rest)
         return CLI_EXIT_FAIL;
+    int code = run(argc, argv, rest);
+    free(rest);
+    return code;
+}
+
+/* Everything but the argv copy, so that every way out frees it. */
+static int run(int argc, char **argv, char **rest)
+{
     struct cli_globals g;
     int nrest;
     char err[CLI_ERR_MAX];
@@ -56,6 +66,5 @@ int main(int argc, char **argv)
     }
     curl_global_cleanup();
     free(ctx.token);
-    free(rest);
     return code;
 }

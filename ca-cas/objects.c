@@ -169,11 +169,12 @@ static int put_find_present(struct cli_client *c, struct put_item *items, int n,
         rc = cli_keylist_flush(&kl, err, errlen);
     cli_keylist_free(&kl);
     if (rc == 0 && asked) {
-        qsort(m.keys, m.n, sizeof(*m.keys), cmp_str);
+        if (m.n)
+            qsort(m.keys, m.n, sizeof(*m.keys), cmp_str);
         for (int i = 0; i < n; i++) {
             char *k = items[i].hex;
             if (!items[i].failed && items[i].regular &&
-                !bsearch(&k, m.keys, m.n, sizeof(*m.keys), cmp_str))
+                !(m.n && bsearch(&k, m.keys, m.n, sizeof(*m.keys), cmp_str)))
                 items[i].present = true;
         }
     }

@@ -54,6 +54,22 @@ class CliTest(TempDirTest):
             self.assertEqual(p.returncode, check, f"ca-cas {' '.join(map(str, args))}: {err}")
         return p.returncode, p.stdout, err
 
+    def cas_rss(self, *args):
+        """Runs ca-cas; returns (exit code, stdout text, peak RSS in KiB or 0).
+        GNU time measures it: a child forked from this Python process would
+        count Python's own memory until its exec."""
+        argv = [CLI, "--server", self.server] + [str(a) for a in args]
+        rss_file = os.path.join(self.tmp, "rss")
+        timed = os.path.exists("/usr/bin/time")
+        if timed:
+            argv = ["/usr/bin/time", "-o", rss_file, "-f", "%M"] + argv
+        p = subprocess.run(argv, capture_output=True)
+        rss = 0
+        if timed:
+            with open(rss_file) as f:
+                rss = int(f.read().split()[-1])
+        return p.returncode, p.stdout.decode(), rss
+
     def ok(self, *args, **kw):
         return self.cas(*args, check=0, **kw)[1].decode()
 
@@ -87,7 +103,8 @@ class TestObjects(CliTest):
         self.assertEqual(self.ok("put", input=piped).strip(), hashlib.sha1(piped).hexdigest())
         with open(paths[1], "rb") as f:
             p = subprocess.run([CLI, "--server", self.server, "put", "-"], stdin=f,
-                               capture_output=True, check=True)
+                               capture_output=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.decode().strip(), keys[1])
         # ranges
         _, part, _ = self.cas("get", keys[2], "--offset", 1000, "--size", 5000, check=0)
@@ -346,15 +363,21 @@ class TestBig(CliTest):
             f.write(b"tail")
         want = sha1_file(src)
         t0 = time.time()
-        key = self.ok("put", src).strip()
+        code, out, rss_put = self.cas_rss("put", src)
         t_put = time.time() - t0
+        self.assertEqual(code, 0)
+        key = out.strip()
         self.assertEqual(key, want)
         self.assertEqual(self.ok("stat", key).split()[1], str(os.path.getsize(src)))
         dst = os.path.join(self.tmp, "big.out")
         t0 = time.time()
-        self.ok("get", key, "-o", dst)
+        code, _, rss_get = self.cas_rss("get", key, "-o", dst)
         t_get = time.time() - t0
+        self.assertEqual(code, 0)
         self.assertEqual(sha1_file(dst), want)
+        # streamed both ways: the client's memory does not grow with the object
+        self.assertLess(rss_put, 64 << 10, "put peak RSS in KiB")
+        self.assertLess(rss_get, 64 << 10, "get peak RSS in KiB")
         os.unlink(dst)
         # a part far past 2^31
         off = os.path.getsize(src) - (1 << 20) - 3
@@ -362,7 +385,8 @@ class TestBig(CliTest):
         with open(src, "rb") as f:
             f.seek(off)
             self.assertEqual(part, f.read(1 << 20))
-        print(f"\n  {BIG_GIB:g} GiB: put {t_put:.1f} s, get {t_get:.1f} s", end=" ")
+        print(f"\n  {BIG_GIB:g} GiB: put {t_put:.1f} s ({rss_put // 1024} MiB RSS), "
+              f"get {t_get:.1f} s ({rss_get // 1024} MiB RSS)", end=" ")
 
 
 class TestFsck(CliTest):

@@ -142,8 +142,8 @@ void cli_args_usage(FILE *f, const char *cmd, const struct cli_usage_text *u,
         char shortname[8] = "";
         if (opts[i].short_name)
             snprintf(shortname, sizeof(shortname), "-%c, ", opts[i].short_name);
-        snprintf(left, sizeof(left), "%s--%s%s%s", shortname, opts[i].name,
-                 opts[i].arg ? " " : "", opts[i].arg ? opts[i].arg : "");
+        snprintf(left, sizeof(left), "%s--%s%s%s", shortname, opts[i].name, opts[i].arg ? " " : "",
+                 opts[i].arg ? opts[i].arg : "");
         fprintf(f, "  %-26s %s\n", left, opts[i].help);
     }
     fprintf(f, "  %-26s %s\n", "-h, --help", "print this help");

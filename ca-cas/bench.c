@@ -334,15 +334,15 @@ static int bench_setup(struct bench *b, char *err, size_t errlen)
         return -EINVAL;
     }
     for (uint64_t done = 0; done < b->prefix_len;) {
-        size_t n = b->prefix_len - done < PATTERN_SIZE ? (size_t)(b->prefix_len - done)
-                                                       : PATTERN_SIZE;
+        size_t n =
+            b->prefix_len - done < PATTERN_SIZE ? (size_t)(b->prefix_len - done) : PATTERN_SIZE;
         EVP_DigestUpdate(b->prefix, b->pattern, n);
         done += n;
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    b->run_id = (uint64_t)ts.tv_sec * 1000000007ULL ^ (uint64_t)ts.tv_nsec ^
-                (uint64_t)getpid() << 32;
+    b->run_id =
+        (uint64_t)ts.tv_sec * 1000000007ULL ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32;
     b->rng = b->run_id | 1;
     if (b->ctx->token) {
         char h[4200];
@@ -441,8 +441,8 @@ static void bench_report(struct bench *b, size_t conc, const char *mix, double s
         cli_human_bytes(b->size, hs, sizeof(hs));
         printf("server %s (%s), %zu concurrent, %s objects, mix put:get %s, %.1f s\n",
                b->ctx->server, b->algo->name, conc, hs, mix, secs);
-        printf("%-6s %9s %10s %9s %9s %9s %9s %9s %9s\n", "op", "count", "ops/s", "MB/s",
-               "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms");
+        printf("%-6s %9s %10s %9s %9s %9s %9s %9s %9s\n", "op", "count", "ops/s", "MB/s", "p50 ms",
+               "p90 ms", "p99 ms", "p99.9 ms", "max ms");
         for (int k = 0; k < OP_KINDS; k++)
             if (b->st[k].n || b->st[k].errors)
                 stats_line(op_names[k], &b->st[k], secs);

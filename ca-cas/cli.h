@@ -118,8 +118,8 @@ struct cli_opt {
 
 /* How a command describes itself for --help. */
 struct cli_usage_text {
-    const char *usage;  /* "get KEY... [-o FILE] [--offset N] [--size N]" */
-    const char *about;  /* a paragraph, may hold newlines */
+    const char *usage; /* "get KEY... [-o FILE] [--offset N] [--size N]" */
+    const char *about; /* a paragraph, may hold newlines */
 };
 
 /*
@@ -212,7 +212,7 @@ int cli_jsonview(const char *json, struct cas_buf *out, char *err, size_t errlen
 
 struct cli_progress {
     bool enabled;
-    bool bytes;     /* units: bytes, else items */
+    bool bytes; /* units: bytes, else items */
     const char *label;
     uint64_t total; /* 0: unknown */
     uint64_t done;
@@ -267,8 +267,7 @@ struct cli_http {
     char location[256];      /* Location header, if any */
 };
 
-int cli_client_new(const struct cli_ctx *ctx, struct cli_client **out, char *err,
-                   size_t errlen);
+int cli_client_new(const struct cli_ctx *ctx, struct cli_client **out, char *err, size_t errlen);
 void cli_client_free(struct cli_client *c);
 const struct cli_ctx *cli_client_ctx(const struct cli_client *c);
 

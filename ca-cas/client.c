@@ -238,7 +238,7 @@ int cli_http_do(struct cli_client *c, struct cli_http *h, char *err, size_t errl
         curl_easy_setopt(e, CURLOPT_SEEKDATA, &x);
         curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 1024L * 1024);
     }
-    curl_off_t size = h->body ? (curl_off_t)h->body_len
+    curl_off_t size = h->body                      ? (curl_off_t)h->body_len
                       : h->body_size == UINT64_MAX ? -1
                                                    : (curl_off_t)h->body_size;
     if (strcmp(h->method, "HEAD") == 0) {
@@ -279,8 +279,7 @@ int cli_http_do(struct cli_client *c, struct cli_http *h, char *err, size_t errl
     }
     if (x.body_err) {
         snprintf(err, errlen, "reading the data to send: %s",
-                 x.body_err == EPIPE ? "the file shrank while being sent"
-                                     : strerror(x.body_err));
+                 x.body_err == EPIPE ? "the file shrank while being sent" : strerror(x.body_err));
         return -x.body_err;
     }
     /* A server that answers an error before taking the whole body (401,
@@ -301,20 +300,34 @@ int cli_http_do(struct cli_client *c, struct cli_http *h, char *err, size_t errl
 static const char *reason(long status)
 {
     switch (status) {
-    case 400: return "bad request";
-    case 401: return "unauthorized (missing or wrong token)";
-    case 403: return "forbidden";
-    case 404: return "not found";
-    case 405: return "method not allowed";
-    case 409: return "conflict";
-    case 413: return "object too large";
-    case 416: return "range not satisfiable";
-    case 422: return "digest mismatch";
-    case 500: return "internal server error";
-    case 502: return "bad gateway";
-    case 503: return "service unavailable";
-    case 507: return "insufficient storage";
-    default: return status >= 500 ? "server error" : "request failed";
+    case 400:
+        return "bad request";
+    case 401:
+        return "unauthorized (missing or wrong token)";
+    case 403:
+        return "forbidden";
+    case 404:
+        return "not found";
+    case 405:
+        return "method not allowed";
+    case 409:
+        return "conflict";
+    case 413:
+        return "object too large";
+    case 416:
+        return "range not satisfiable";
+    case 422:
+        return "digest mismatch";
+    case 500:
+        return "internal server error";
+    case 502:
+        return "bad gateway";
+    case 503:
+        return "service unavailable";
+    case 507:
+        return "insufficient storage";
+    default:
+        return status >= 500 ? "server error" : "request failed";
     }
 }
 
@@ -390,8 +403,8 @@ int cli_client_algo(struct cli_client *c, const struct cas_hash_algo **algo, cha
         cas_buf_free(&b);
         return rc;
     }
-    if (rc == 0 && b.data && (cas_json_get_string(b.data, "hash", name, sizeof(name)) < 0 ||
-                              !name[0]))
+    if (rc == 0 && b.data &&
+        (cas_json_get_string(b.data, "hash", name, sizeof(name)) < 0 || !name[0]))
         snprintf(name, sizeof(name), "sha1"); /* not said (yet): the default */
     cas_buf_free(&b);
     const struct cas_hash_algo *a = cas_hash_by_name(name);

@@ -53,17 +53,16 @@ void cli_usage(FILE *f)
                "balancer or a single storaged alike.\n\ncommands:\n");
     for (const struct cli_command *c = cli_commands; c->name; c++)
         fprintf(f, "  %-10s %s\n", c->name, c->summary);
-    fprintf(f,
-            "\nglobal options (before or after the command):\n"
-            "  --server URL        the server: a URL, or host:port meaning http\n"
-            "                      (default $CA_CAS_SERVER, else " CLI_DEFAULT_SERVER ")\n"
-            "  --token-file F      send the bearer token in F (default $CA_CAS_TOKEN_FILE,\n"
-            "                      else $CAS_TOKEN_FILE)\n"
-            "  --json              print JSON instead of text\n"
-            "  --version           print the version\n"
-            "  -h, --help          this help; ca-cas COMMAND --help for a command's\n"
-            "\nexit status: 0 success, 1 an object was not found or an operation failed,\n"
-            "2 usage error.\n");
+    fprintf(f, "\nglobal options (before or after the command):\n"
+               "  --server URL        the server: a URL, or host:port meaning http\n"
+               "                      (default $CA_CAS_SERVER, else " CLI_DEFAULT_SERVER ")\n"
+               "  --token-file F      send the bearer token in F (default $CA_CAS_TOKEN_FILE,\n"
+               "                      else $CAS_TOKEN_FILE)\n"
+               "  --json              print JSON instead of text\n"
+               "  --version           print the version\n"
+               "  -h, --help          this help; ca-cas COMMAND --help for a command's\n"
+               "\nexit status: 0 success, 1 an object was not found or an operation failed,\n"
+               "2 usage error.\n");
 }
 
 /* Takes a global option at argv[*a] if it is one; 1 taken, 0 not, <0 error. */

@@ -85,11 +85,21 @@ static int parse_string(struct jv_parser *ps, char **out)
         }
         char e = *ps->p++;
         switch (e) {
-        case 'n': cas_buf_puts(&b, "\n"); break;
-        case 't': cas_buf_puts(&b, "\t"); break;
-        case 'r': cas_buf_puts(&b, "\r"); break;
-        case 'b': cas_buf_puts(&b, "\b"); break;
-        case 'f': cas_buf_puts(&b, "\f"); break;
+        case 'n':
+            cas_buf_puts(&b, "\n");
+            break;
+        case 't':
+            cas_buf_puts(&b, "\t");
+            break;
+        case 'r':
+            cas_buf_puts(&b, "\r");
+            break;
+        case 'b':
+            cas_buf_puts(&b, "\b");
+            break;
+        case 'f':
+            cas_buf_puts(&b, "\f");
+            break;
         case 'u': {
             unsigned cp = 0;
             for (int i = 0; i < 4; i++) {
@@ -98,8 +108,8 @@ static int parse_string(struct jv_parser *ps, char **out)
                     cas_buf_free(&b);
                     return fail(ps, "bad \\u escape");
                 }
-                cp = cp * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0'
-                                                                    : (tolower(h) - 'a' + 10));
+                cp = cp * 16 +
+                     (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
                 ps->p++;
             }
             put_utf8(&b, cp >= 0xd800 && cp < 0xe000 ? '?' : cp);
@@ -108,7 +118,9 @@ static int parse_string(struct jv_parser *ps, char **out)
         case '\0':
             cas_buf_free(&b);
             return fail(ps, "unfinished string");
-        default: cas_buf_append(&b, &e, 1); break;
+        default:
+            cas_buf_append(&b, &e, 1);
+            break;
         }
     }
     if (*ps->p != '"') {
@@ -225,8 +237,8 @@ static int parse_value(struct jv_parser *ps, struct jv_node **out)
 
 static bool speaks_of_bytes(const char *name)
 {
-    static const char *words[] = {"bytes", "total", "available", "unreclaimed", "garbage",
-                                  "capacity", "used", "free", "size"};
+    static const char *words[] = {"bytes",    "total", "available", "unreclaimed", "garbage",
+                                  "capacity", "used",  "free",      "size"};
     if (!name)
         return false;
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)

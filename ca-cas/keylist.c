@@ -11,8 +11,8 @@
 #include <string.h>
 
 /* Appends one key (checked, normalised) to the batch; flushes when full. */
-static int add_key(struct cli_keylist *kl, const char *s, size_t len, const char *where,
-                   char *err, size_t errlen)
+static int add_key(struct cli_keylist *kl, const char *s, size_t len, const char *where, char *err,
+                   size_t errlen)
 {
     struct cas_key k;
     char hex[CAS_MAX_HEX + 1];

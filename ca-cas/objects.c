@@ -50,8 +50,8 @@ static void print_buf(struct cas_buf *b)
 struct put_item {
     const char *name; /* as given; "-" is stdin */
     int fd;
-    bool regular;     /* readable twice: hash first, then PUT */
-    uint64_t offset;  /* where the data starts (stdin may be mid-file) */
+    bool regular;    /* readable twice: hash first, then PUT */
+    uint64_t offset; /* where the data starts (stdin may be mid-file) */
     uint64_t size;
     char hex[CAS_MAX_HEX + 1];
     bool failed;
@@ -448,8 +448,8 @@ static int get_write(void *cls, const char *data, size_t len)
         uint64_t start = s->pos, end = s->pos + len;
         s->pos = end;
         uint64_t lo = s->offset > start ? s->offset : start;
-        uint64_t hi = s->size == UINT64_MAX || s->offset + s->size > end ? end
-                                                                        : s->offset + s->size;
+        uint64_t hi =
+            s->size == UINT64_MAX || s->offset + s->size > end ? end : s->offset + s->size;
         if (lo >= hi)
             return 0;
         data += lo - start;
@@ -550,7 +550,7 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
     }
     char err[CLI_ERR_MAX];
     struct cas_key *keys = calloc((size_t)npos, sizeof(*keys));
-    char (*hex)[CAS_MAX_HEX + 1] = calloc((size_t)npos, sizeof(*hex));
+    char(*hex)[CAS_MAX_HEX + 1] = calloc((size_t)npos, sizeof(*hex));
     int exit_code = CLI_EXIT_OK;
     for (int i = 0; i < npos && keys && hex; i++)
         if (cli_parse_key(pos[i], strlen(pos[i]), &keys[i], hex[i], err, sizeof(err)) < 0) {
@@ -758,8 +758,7 @@ static int missing_print_batch(void *cls, const char *body, size_t len, size_t c
             m->found++;
             if (m->ctx->json) {
                 char key[CAS_MAX_HEX + 8];
-                snprintf(key, sizeof(key), "%.*s", (int)(n < sizeof(key) ? n : sizeof(key) - 1),
-                         s);
+                snprintf(key, sizeof(key), "%.*s", (int)(n < sizeof(key) ? n : sizeof(key) - 1), s);
                 cas_json_string(m->j, key);
                 print_buf(m->jb);
             } else {
@@ -789,8 +788,7 @@ int cmd_missing(int argc, char **argv, const struct cli_ctx *ctx)
     int npos, code;
     if (!pos)
         return CLI_EXIT_FAIL;
-    if (cli_args_command("missing", &missing_usage, NULL, 0, argc, argv, pos, &npos, &code) <
-        0) {
+    if (cli_args_command("missing", &missing_usage, NULL, 0, argc, argv, pos, &npos, &code) < 0) {
         free(pos);
         return code;
     }

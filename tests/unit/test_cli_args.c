@@ -24,8 +24,8 @@ static void test_options_and_operands(void)
         {"long", 'l', CLI_OPT_FLAG, &flag, NULL, ""},
         {"duration", 0, CLI_OPT_DURATION, &dur, "T", ""},
     };
-    char *argv[] = {"get", "k1", "-o", "f", "--offset=1K", "k2", "-l", "--size", "10",
-                    "--duration", "2m", "--", "-k3", "--long", NULL};
+    char *argv[] = {"get", "k1",         "-o", "f",  "--offset=1K", "k2",     "-l", "--size",
+                    "10",  "--duration", "2m", "--", "-k3",         "--long", NULL};
     char *pos[16];
     int npos;
     char err[CLI_ERR_MAX];
@@ -85,8 +85,8 @@ static void test_globals(void)
     char *rest[16];
     int nrest;
     char err[CLI_ERR_MAX];
-    char *a1[] = {"ca-cas", "--server", "h:1", "get", "k", "--json", "-o", "f",
-                  "--token-file=t", NULL};
+    char *a1[] = {"ca-cas", "--server",       "h:1", "get", "k", "--json", "-o",
+                  "f",      "--token-file=t", NULL};
     CU_ASSERT_EQUAL(cli_globals_parse(9, a1, &g, rest, &nrest, err, sizeof(err)), 0);
     CU_ASSERT_STRING_EQUAL(g.server, "h:1");
     CU_ASSERT_STRING_EQUAL(g.token_file, "t");

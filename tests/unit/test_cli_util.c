@@ -51,13 +51,13 @@ static void test_parse_key(void)
     CU_ASSERT_STRING_EQUAL(k.algo->name, "sha1");
     CU_ASSERT_STRING_EQUAL(hex, sha1);
 
-    CU_ASSERT_EQUAL(cli_parse_key("DA39A3EE5E6B4B0D3255BFEF95601890AFD80709", 40, &k, hex, err,
-                                  sizeof(err)),
-                    0);
+    CU_ASSERT_EQUAL(
+        cli_parse_key("DA39A3EE5E6B4B0D3255BFEF95601890AFD80709", 40, &k, hex, err, sizeof(err)),
+        0);
     CU_ASSERT_STRING_EQUAL(hex, sha1);
 
-    CU_ASSERT_EQUAL(cli_parse_key("sha1:da39a3ee5e6b4b0d3255bfef95601890afd80709", 45, &k, hex,
-                                  err, sizeof(err)),
+    CU_ASSERT_EQUAL(cli_parse_key("sha1:da39a3ee5e6b4b0d3255bfef95601890afd80709", 45, &k, hex, err,
+                                  sizeof(err)),
                     0);
     CU_ASSERT_STRING_EQUAL(hex, sha1);
 
@@ -73,20 +73,20 @@ static void test_parse_key(void)
     /* wrong length, bad digit, unknown prefix, prefix of the other length */
     CU_ASSERT_EQUAL(cli_parse_key("abc", 3, &k, hex, err, sizeof(err)), -EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "\"abc\""));
-    CU_ASSERT_EQUAL(cli_parse_key("zz39a3ee5e6b4b0d3255bfef95601890afd80709", 40, &k, hex, err,
-                                  sizeof(err)),
-                    -EINVAL);
+    CU_ASSERT_EQUAL(
+        cli_parse_key("zz39a3ee5e6b4b0d3255bfef95601890afd80709", 40, &k, hex, err, sizeof(err)),
+        -EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "zz39"));
-    CU_ASSERT_EQUAL(cli_parse_key("md5:d41d8cd98f00b204e9800998ecf8427e", 36, &k, hex, err,
-                                  sizeof(err)),
-                    -EINVAL);
+    CU_ASSERT_EQUAL(
+        cli_parse_key("md5:d41d8cd98f00b204e9800998ecf8427e", 36, &k, hex, err, sizeof(err)),
+        -EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "prefix"));
     CU_ASSERT_EQUAL(cli_parse_key("sha256:da39a3ee5e6b4b0d3255bfef95601890afd80709", 47, &k, hex,
                                   err, sizeof(err)),
                     -EINVAL);
-    CU_ASSERT_EQUAL(cli_parse_key("../../etc/passwd/aaaaaaaaaaaaaaaaaaaaaaa", 40, &k, hex, err,
-                                  sizeof(err)),
-                    -EINVAL);
+    CU_ASSERT_EQUAL(
+        cli_parse_key("../../etc/passwd/aaaaaaaaaaaaaaaaaaaaaaa", 40, &k, hex, err, sizeof(err)),
+        -EINVAL);
 }
 
 static void test_duration(void)
@@ -224,11 +224,12 @@ static void test_jsonview(void)
     struct cas_buf b;
     char err[CLI_ERR_MAX];
     cas_buf_init(&b);
-    const char *json = "{\"role\":\"balancerd\",\"uptime\":7200,\"objects\":3,"
-                       "\"capacity\":{\"total\":2048,\"available\":10},"
-                       "\"backends\":[{\"url\":\"http://a:1\",\"up\":true},"
-                       "{\"url\":\"http://b:1\",\"up\":false,\"last_error\":\"refused \\\"x\\\"\"}],"
-                       "\"tags\":[\"a\",\"b\"],\"empty\":[],\"none\":null,\"e\":\"\\u00e9\"}";
+    const char *json =
+        "{\"role\":\"balancerd\",\"uptime\":7200,\"objects\":3,"
+        "\"capacity\":{\"total\":2048,\"available\":10},"
+        "\"backends\":[{\"url\":\"http://a:1\",\"up\":true},"
+        "{\"url\":\"http://b:1\",\"up\":false,\"last_error\":\"refused \\\"x\\\"\"}],"
+        "\"tags\":[\"a\",\"b\"],\"empty\":[],\"none\":null,\"e\":\"\\u00e9\"}";
     CU_ASSERT_EQUAL(cli_jsonview(json, &b, err, sizeof(err)), 0);
     const char *want = "role: balancerd\n"
                        "uptime: 7200 (2h 0m)\n"

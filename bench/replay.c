@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +48,7 @@ static int build(const char *dir, uint64_t count, size_t size)
     char err[512] = "";
     struct disk_options o = {.dir = dir, .algo = cas_hash_by_name("sha1")};
     struct store *s;
+    mkdir(dir, 0755); /* disk_open wants the directory, as storaged's main makes it */
     if (disk_open(&o, &s, err, sizeof(err)) < 0) {
         fprintf(stderr, "replay: %s\n", err);
         return 1;

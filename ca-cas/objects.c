@@ -186,6 +186,25 @@ static int put_find_present(struct cli_client *c, struct put_item *items, int n,
     return rc;
 }
 
+/* Opens a hashed file again for sending; it must not have changed size. */
+static int put_reopen(struct put_item *it, char *err, size_t errlen)
+{
+    if (it->fd >= 0)
+        return 0;
+    struct stat st;
+    it->fd = open(it->name, O_RDONLY | O_CLOEXEC);
+    if (it->fd < 0 || fstat(it->fd, &st) < 0) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        return -errno;
+    }
+    if ((uint64_t)st.st_size != it->size) {
+        snprintf(err, errlen, "changed size while being stored (%llu bytes, then %llu)",
+                 (unsigned long long)it->size, (unsigned long long)st.st_size);
+        return -EAGAIN;
+    }
+    return 0;
+}
+
 /* Streams a regular file with PUT /objects/{key}. */
 static int put_upload_file(struct cli_client *c, struct put_item *it, const char *query,
                            bool progress, char *err, size_t errlen)
@@ -357,6 +376,10 @@ int cmd_put(int argc, char **argv, const struct cli_ctx *ctx)
             it->failed = true;
             exit_code = CLI_EXIT_FAIL;
         }
+        if (!is_stdin) { /* reopened to send: thousands of files, few descriptors */
+            close(it->fd);
+            it->fd = -1;
+        }
     }
 
     /* 2. ask which the server lacks */
@@ -384,8 +407,12 @@ int cmd_put(int argc, char **argv, const struct cli_ctx *ctx)
         int rc = 0;
         if (!it->regular)
             rc = put_upload_stream(c, it, algo, query, ctx->progress, err, sizeof(err));
-        else if (!it->present)
+        else if (!it->present && (rc = put_reopen(it, err, sizeof(err))) == 0)
             rc = put_upload_file(c, it, query, ctx->progress, err, sizeof(err));
+        if (it->fd > STDIN_FILENO) {
+            close(it->fd);
+            it->fd = -1;
+        }
         if (rc < 0) {
             cli_error("put %s: %s", it->name, err);
             it->failed = true;

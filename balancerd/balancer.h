@@ -186,6 +186,15 @@ struct upstream_call {
 CURL *upstream_easy(const struct view *v, const char *url, const char *method,
                     const struct balancer_options *opt, struct curl_slist **hdrs);
 
+/* Same on a handle from an earlier request (reset first), or a new one
+ * when e is NULL. */
+CURL *upstream_easy_reuse(CURL *e, const struct view *v, const char *url, const char *method,
+                          const struct balancer_options *opt, struct curl_slist **hdrs);
+
+/* A multi handle whose share of the process-wide connection pool is large
+ * enough for many concurrent requests. */
+CURLM *upstream_multi_new(void);
+
 /* Runs n small requests in parallel, each bounded by timeout_ms (0: none). */
 void upstream_run(struct balancer *bal, const struct view *v, struct upstream_call *calls,
                   size_t n, long timeout_ms);

@@ -19,6 +19,46 @@
 
 #define BSTREAM_BUF (512u * 1024)
 
+/*
+ * Each thread keeps one idle multi handle and buffer for its next bstream:
+ * a multi handle costs a socket pair and the buffer an mmap, which would
+ * dominate small GETs if paid per request. The cache is freed when the
+ * thread exits.
+ */
+struct bstream_cache {
+    CURLM *multi;
+    CURL *easy;
+    char *buf;
+};
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_free(void *p)
+{
+    struct bstream_cache *c = p;
+    if (c->multi)
+        curl_multi_cleanup(c->multi);
+    if (c->easy)
+        curl_easy_cleanup(c->easy);
+    free(c->buf);
+    free(c);
+}
+
+static void cache_init(void)
+{
+    pthread_key_create(&cache_key, cache_free);
+}
+
+static struct bstream_cache *cache_get(void)
+{
+    pthread_once(&cache_once, cache_init);
+    struct bstream_cache *c = pthread_getspecific(cache_key);
+    if (!c && (c = calloc(1, sizeof(*c))))
+        pthread_setspecific(cache_key, c);
+    return c;
+}
+
 struct bstream {
     CURLM *multi;
     CURL *easy;
@@ -152,15 +192,28 @@ int bstream_open(struct balancer *bal, const struct view *v, const char *url, co
     memset(head, 0, sizeof(*head));
     head->content_length = -1;
     struct bstream *s = calloc(1, sizeof(*s));
-    if (!s || !(s->buf = malloc(BSTREAM_BUF))) {
+    struct bstream_cache *c = cache_get();
+    CURL *reuse = NULL;
+    if (s && c && c->buf) {
+        s->buf = c->buf;
+        s->multi = c->multi;
+        reuse = c->easy;
+        c->buf = NULL;
+        c->multi = NULL;
+        c->easy = NULL;
+    }
+    if (s && !s->buf)
+        s->buf = malloc(BSTREAM_BUF);
+    if (!s || !s->buf) {
         free(s);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     s->head = head;
     s->io_timeout_ms = bal->opt.io_timeout_ms;
-    s->multi = curl_multi_init();
-    s->easy = upstream_easy(v, url, method, &bal->opt, &s->hdrs);
+    if (!s->multi)
+        s->multi = upstream_multi_new();
+    s->easy = upstream_easy_reuse(reuse, v, url, method, &bal->opt, &s->hdrs);
     if (!s->multi || !s->easy) {
         bstream_close(s);
         snprintf(err, errlen, "out of memory");
@@ -223,14 +276,20 @@ void bstream_close(struct bstream *s)
 {
     if (!s)
         return;
-    if (s->easy) {
-        if (s->multi)
-            curl_multi_remove_handle(s->multi, s->easy);
-        curl_easy_cleanup(s->easy);
-    }
-    if (s->multi)
-        curl_multi_cleanup(s->multi);
+    if (s->easy && s->multi)
+        curl_multi_remove_handle(s->multi, s->easy);
     curl_slist_free_all(s->hdrs);
-    free(s->buf);
+    struct bstream_cache *c = cache_get();
+    if (c && !c->buf && s->multi && s->buf && s->easy) {
+        c->multi = s->multi;
+        c->buf = s->buf;
+        c->easy = s->easy;
+    } else {
+        if (s->easy)
+            curl_easy_cleanup(s->easy);
+        if (s->multi)
+            curl_multi_cleanup(s->multi);
+        free(s->buf);
+    }
     free(s);
 }

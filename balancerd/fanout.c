@@ -96,7 +96,7 @@ int fanout_start(struct balancer *bal, const struct view *v, const char *method,
     if (!f)
         return -ENOMEM;
     f->t = calloc(n ? n : 1, sizeof(*f->t));
-    f->multi = curl_multi_init();
+    f->multi = upstream_multi_new();
     if (!f->t || !f->multi) {
         fanout_free(f);
         return -ENOMEM;

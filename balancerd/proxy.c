@@ -34,6 +34,9 @@
 #include <unistd.h>
 
 #define SPOOL_CHUNK (256u * 1024)
+/* Objects up to this size are read whole from a backend and verified
+ * before the client gets a byte. */
+#define GET_SMALL_MAX (256 * 1024)
 
 int proxy_parse_key(const struct view *v, const char *s, size_t len, struct cas_key *k, char *err,
                     size_t errlen)
@@ -164,6 +167,63 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
     return n;
 }
 
+/* Reads a whole small body into *out and, for a 200, checks its digest
+ * (-EBADMSG when it does not match). */
+static int read_small(struct balancer *bal, struct get_ctx *g, struct bstream *s, size_t b,
+                      long status, char **out, size_t *out_len, char *err, size_t errlen)
+{
+    size_t len = (size_t)g->head.content_length, got = 0;
+    char *buf = malloc(len ? len : 1);
+    if (!buf) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    while (got < len) {
+        ssize_t n = bstream_read(s, buf + got, len - got, err, errlen);
+        if (n <= 0) {
+            if (n == 0)
+                snprintf(err, errlen, "short body: %zu of %zu bytes", got, len);
+            free(buf);
+            return -EIO;
+        }
+        got += (size_t)n;
+    }
+    if (status == 200) {
+        unsigned char d[CAS_MAX_DIGEST];
+        cas_hash_buffer(g->key.algo, buf, len, d);
+        if (memcmp(d, g->key.digest, g->key.algo->digest_len) != 0) {
+            free(buf);
+            snprintf(err, errlen, "served a copy that does not match its key");
+            log_error("GET: %s served a corrupt copy; trying another backend",
+                      g->v->b[b]->url);
+            __atomic_add_fetch(&bal->ctr.corrupt_copies, 1, __ATOMIC_RELAXED);
+            return -EBADMSG;
+        }
+    }
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+static void object_headers(struct http_req *req, const char *hex, long status,
+                           const char *content_range)
+{
+    char etag[CAS_MAX_HEX + 3];
+    snprintf(etag, sizeof(etag), "\"%s\"", hex);
+    http_add_header(req, "ETag", etag);
+    http_add_header(req, "Accept-Ranges", "bytes");
+    http_add_header(req, "Cache-Control", "public, max-age=31536000, immutable");
+    if (status == 206 && content_range[0])
+        http_add_header(req, "Content-Range", content_range);
+}
+
+static void reply_small(struct http_req *req, struct get_ctx *g, const char *hex, char *body,
+                        size_t len)
+{
+    http_reply_owned(req, (unsigned)g->head.status, "application/octet-stream", body, len);
+    object_headers(req, hex, g->head.status, g->head.content_range);
+}
+
 void proxy_get(struct http_req *req)
 {
     struct balancer *bal = req->app;
@@ -193,6 +253,8 @@ void proxy_get(struct http_req *req)
     g->key = key;
     size_t not_found = 0, failed = 0;
     char last_err[300] = "";
+    char *small = NULL;
+    size_t small_len = 0;
     for (size_t i = 0; i < n; i++) {
         size_t b = order[i];
         char url[1200];
@@ -208,6 +270,25 @@ void proxy_get(struct http_req *req)
             continue;
         }
         long st = g->head.status;
+        if ((st == 200 || st == 206) && !req->is_head && g->head.content_length >= 0 &&
+            g->head.content_length <= GET_SMALL_MAX) {
+            /* Small: take it whole and check it before answering, so a
+             * failure or a corrupt copy can still move on to another
+             * backend. */
+            int r = read_small(bal, g, s, b, st, &small, &small_len, err, sizeof(err));
+            bstream_close(s);
+            if (r == 0) {
+                g->backend = b;
+                g->complete = true;
+                break;
+            }
+            failed++;
+            snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
+            __atomic_add_fetch(&bal->ctr.failovers, 1, __ATOMIC_RELAXED);
+            if (r == -EBADMSG && g->nrepair < 64)
+                g->repair[g->nrepair++] = b;
+            continue;
+        }
         if (st == 200 || st == 206) {
             g->s = s;
             g->backend = b;
@@ -239,6 +320,11 @@ void proxy_get(struct http_req *req)
         if (home && (st == 404 || (st >= 500 && st != 503)) && g->nrepair < 64)
             g->repair[g->nrepair++] = b;
     }
+    if (small) {
+        reply_small(req, g, hex, small, small_len);
+        get_ctx_free(g);
+        return;
+    }
     if (!g->s) {
         if (not_found)
             http_error(req, 404, "object %s not found (%zu backend%s unreachable)", hex, failed,
@@ -256,15 +342,11 @@ void proxy_get(struct http_req *req)
         g->hash = cas_hash_new(key.algo);
     if (req->is_head)
         g->complete = true; /* nothing to relay: repairs may go ahead */
+    char content_range[128];
+    snprintf(content_range, sizeof(content_range), "%s", g->head.content_range);
     http_reply_stream(req, (unsigned)status, "application/octet-stream", g->size, get_read, g,
                       get_ctx_free);
-    char etag[CAS_MAX_HEX + 3];
-    snprintf(etag, sizeof(etag), "\"%s\"", hex);
-    http_add_header(req, "ETag", etag);
-    http_add_header(req, "Accept-Ranges", "bytes");
-    http_add_header(req, "Cache-Control", "public, max-age=31536000, immutable");
-    if (status == 206 && g->head.content_range[0])
-        http_add_header(req, "Content-Range", g->head.content_range);
+    object_headers(req, hex, status, content_range);
 }
 
 /* ---- PUT and POST ------------------------------------------------------- */

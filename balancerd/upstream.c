@@ -16,12 +16,61 @@
 
 #define UPSTREAM_MAX_BODY (16u << 20)
 
+/* One connection pool for every handle in the process, so that requests
+ * to a backend reuse keep-alive connections whichever thread sends them. */
+static CURLSH *share;
+static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+static pthread_once_t share_once = PTHREAD_ONCE_INIT;
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *cls)
+{
+    pthread_mutex_lock(&share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *cls)
+{
+    pthread_mutex_unlock(&share_locks[data]);
+}
+
+static void share_init(void)
+{
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&share_locks[i], NULL);
+    share = curl_share_init();
+    if (!share)
+        return;
+    curl_share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+}
+
+CURLM *upstream_multi_new(void)
+{
+    CURLM *m = curl_multi_init();
+    /* The pool is shared, but its size is each multi handle's limit
+     * (4 per transfer by default): keep room for every concurrent client. */
+    if (m)
+        curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, 512L);
+    return m;
+}
+
 CURL *upstream_easy(const struct view *v, const char *url, const char *method,
                     const struct balancer_options *opt, struct curl_slist **hdrs)
 {
-    CURL *e = curl_easy_init();
-    if (!e)
+    return upstream_easy_reuse(NULL, v, url, method, opt, hdrs);
+}
+
+CURL *upstream_easy_reuse(CURL *e, const struct view *v, const char *url, const char *method,
+                          const struct balancer_options *opt, struct curl_slist **hdrs)
+{
+    pthread_once(&share_once, share_init);
+    if (e)
+        curl_easy_reset(e);
+    else if (!(e = curl_easy_init()))
         return NULL;
+    if (share)
+        curl_easy_setopt(e, CURLOPT_SHARE, share);
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)opt->connect_timeout_ms);
@@ -55,7 +104,7 @@ static size_t collect(char *data, size_t size, size_t nmemb, void *cls)
 void upstream_run(struct balancer *bal, const struct view *v, struct upstream_call *calls,
                   size_t n, long timeout_ms)
 {
-    CURLM *m = curl_multi_init();
+    CURLM *m = upstream_multi_new();
     CURL *easy[n ? n : 1];
     struct curl_slist *hdrs[n ? n : 1];
     for (size_t i = 0; i < n; i++) {

@@ -38,6 +38,7 @@ bench_init() {
     BENCH_NAME=$1
     shift
     BENCH_CMD="bench/$BENCH_NAME.sh${*:+ $*}"
+    BENCH_LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
     BENCH_TMP=$(mktemp -d -p "${CAS_BENCH_TMP:-/var/tmp}" "cas-bench-$BENCH_NAME.XXXXXX")
     chmod 755 "$BENCH_TMP"
     trap bench_cleanup EXIT
@@ -187,6 +188,7 @@ machine_info() {
     echo "- machine: $model, $cores cores, $mem RAM, $kernel"
     echo "- data dir file system: $(fs_of "$1")"
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); build: $rev, $(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt")"
+    echo "- load average (1/5/15 min) at start: $BENCH_LOAD0; at end: $(cut -d' ' -f1-3 /proc/loadavg) (anything above ~2 means other work shared the 2 cores: figures are noisier, the ratios less so since the servers alternate)"
     echo "- command: \`$BENCH_CMD\` (from the repository root)"
 }
 

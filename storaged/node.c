@@ -117,6 +117,25 @@ static int create(int dirfd, const char *dir, const struct cas_hash_algo *algo, 
     return 0;
 }
 
+int node_load(int dirfd, const char *dir, struct node_identity *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    int fd = openat(dirfd, "node", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s is not a storaged directory: cannot read %s/node: %s", dir, dir,
+                 strerror(errno));
+        return -errno;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return -ENOMEM;
+    }
+    int rc = parse(f, dir, out, err, errlen);
+    fclose(f);
+    return rc;
+}
+
 int node_load_or_create(int dirfd, const char *dir, const struct cas_hash_algo *asked_algo,
                         uint64_t capacity, struct node_identity *out, char *err, size_t errlen)
 {

@@ -31,6 +31,8 @@ size_t node_token_count(uint64_t capacity_bytes);
  */
 int node_load_or_create(int dirfd, const char *dir, const struct cas_hash_algo *asked_algo,
                         uint64_t capacity, struct node_identity *out, char *err, size_t errlen);
+/* Loads dir/node; an absent file is an error ("not a storaged directory"). */
+int node_load(int dirfd, const char *dir, struct node_identity *out, char *err, size_t errlen);
 void node_free(struct node_identity *n);
 
 #endif

@@ -1,0 +1,43 @@
+/*
+ * fsck.h - the offline check of a storaged directory, and its repair.
+ *
+ * The check replays the index without changing anything, reads every
+ * indexed object and checks its bytes against its key, and walks the
+ * framing of every data file. The repair rebuilds the index from the data
+ * files: every object whose frame is intact and whose bytes match its key
+ * is kept, unless the readable part of the index says it was removed;
+ * corrupt objects are left out. Nothing else changes: data files are not
+ * touched (their dead bytes go at the next compaction).
+ */
+#ifndef CAS_FSCK_H
+#define CAS_FSCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+struct fsck_report {
+    uint64_t records;       /* index records read */
+    uint64_t objects, bytes; /* indexed objects checked */
+    uint64_t problems;      /* everything below that needs a repair */
+    uint64_t corrupt;       /* indexed objects whose bytes do not match */
+    uint64_t bad_records, torn_bytes, dropped;
+    uint64_t bad_frames;    /* framing errors in data files */
+    uint64_t unindexed;     /* intact objects in data files the index lost */
+    uint64_t recovered;     /* --repair: objects put back in the index */
+    bool repaired;
+};
+
+/* One line of output: problem or information. */
+typedef void (*fsck_say_fn)(void *cls, bool problem, const char *msg);
+typedef void (*fsck_progress_fn)(void *cls, uint64_t done, uint64_t total);
+
+/*
+ * Checks (and with repair, repairs) the store in dir. Refuses a directory a
+ * running storaged holds. Returns 0 when the check ran (problems are in the
+ * report), or -errno with a message when it could not run.
+ */
+int store_fsck(const char *dir, bool repair, fsck_say_fn say, fsck_progress_fn progress,
+               void *cls, struct fsck_report *out, char *err, size_t errlen);
+
+#endif

@@ -377,6 +377,8 @@ void backend_probe_all(struct balancer *bal)
                 if (!b->up)
                     log_info("backend %s (%s) is up", b->url, b->domain);
                 b->up = true;
+                b->probed_ok = true;
+                b->failures = 0;
                 b->latency_ms = call->ms;
                 b->last_ok_ns = now;
                 b->last_error[0] = '\0';
@@ -386,10 +388,15 @@ void backend_probe_all(struct balancer *bal)
             } else {
                 char why[256];
                 upstream_describe(call, why, sizeof(why));
-                if (b->up || !b->last_error[0] || strcmp(b->last_error, why))
-                    log_warn("backend %s (%s) is down: %s", b->url, b->domain, why);
-                b->up = false;
                 snprintf(b->last_error, sizeof(b->last_error), "%s", why);
+                /* A refused connection is a dead process; a slow answer
+                 * may be a busy one: give it a second chance. */
+                bool refused = call->status == 0 && call->curl_code == CURLE_COULDNT_CONNECT;
+                if (++b->failures >= 2 || refused || !b->probed_ok) {
+                    if (b->up)
+                        log_warn("backend %s (%s) is down: %s", b->url, b->domain, why);
+                    b->up = false;
+                }
             }
         } else if (call->status != 200) {
             continue;

@@ -58,6 +58,8 @@ struct backend {
     size_t ntokens;
     bool probed; /* at least one probe finished */
     bool up;
+    unsigned failures; /* consecutive failed probes */
+    bool probed_ok;    /* has answered at least once */
     bool read_only;
     char last_error[256];
     double latency_ms;
@@ -176,6 +178,7 @@ struct upstream_call {
     size_t backend; /* index in the view, for the caller */
     /* out */
     long status;      /* 0 when the request failed */
+    int curl_code;    /* CURLcode of a failed request */
     struct cas_buf resp; /* the body, cut at 16 MiB */
     char err[256];
     double ms;

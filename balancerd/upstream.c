@@ -149,6 +149,7 @@ void upstream_run(struct balancer *bal, const struct view *v, struct upstream_ca
                 curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &c->status);
             } else {
                 c->status = 0;
+                c->curl_code = (int)msg->data.result;
                 snprintf(c->err, sizeof(c->err), "%s", curl_easy_strerror(msg->data.result));
             }
         }

@@ -478,6 +478,9 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
         unsigned int n = 0;
         EVP_Digest(cfg->token, strlen(cfg->token), srv->token_digest, &n, EVP_sha256(), NULL);
     }
+    /* The connection pool is small on purpose: libmicrohttpd clears it for
+     * every request on a keep-alive connection, and 64 KiB of upload per
+     * call is plenty (writes gather into larger buffers themselves). */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_USE_POLL;
     if (v6)
@@ -485,7 +488,7 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(512 * 1024), MHD_OPTION_CONNECTION_LIMIT,
+        (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(cfg->max_connections ? cfg->max_connections : 512),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_LISTENING_ADDRESS_REUSE,
         (unsigned)1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);

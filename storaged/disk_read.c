@@ -16,6 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Objects up to this size are read with their frame header in one pread
+ * when opened, and served from that copy. */
+#define PREFETCH_MAX (64 * 1024)
+
 struct store_obj {
     struct disk_store *d;
     struct dfile_ref *ref;
@@ -23,6 +27,7 @@ struct store_obj {
     uint64_t offset; /* frame header */
     uint64_t size;
     unsigned char digest[CAS_MAX_DIGEST];
+    unsigned char *frame; /* header + payload when size <= PREFETCH_MAX */
 };
 
 /* Removes the entry for digest if it still lives at (file, offset). */
@@ -111,10 +116,16 @@ int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it,
 
     unsigned char hdr[FMT_FRAME_HEADER];
     struct fmt_frame fr;
-    ssize_t n = pread(o->ref->fd, hdr, sizeof(hdr), (off_t)o->offset);
+    size_t want = sizeof(hdr);
+    o->frame = NULL;
+    if (o->size <= PREFETCH_MAX && (o->frame = malloc(FMT_FRAME_HEADER + o->size)))
+        want = FMT_FRAME_HEADER + (size_t)o->size;
+    ssize_t n = pread(o->ref->fd, o->frame ? o->frame : hdr, want, (off_t)o->offset);
     const char *why = NULL;
-    if (n != (ssize_t)sizeof(hdr))
-        why = "frame header unreadable";
+    if (n == (ssize_t)want && o->frame)
+        memcpy(hdr, o->frame, sizeof(hdr));
+    if (n != (ssize_t)want)
+        why = "frame unreadable";
     else if (!fmt_frame_decode(hdr, &fr))
         why = "frame header checksum mismatch";
     else if (fr.size != o->size || memcmp(fr.digest, o->digest, s->algo->digest_len) != 0)
@@ -145,6 +156,10 @@ ssize_t disk_pread(struct store_obj *o, void *buf, size_t len, uint64_t off)
         return 0;
     if (len > o->size - off)
         len = (size_t)(o->size - off);
+    if (o->frame) {
+        memcpy(buf, o->frame + FMT_FRAME_HEADER + off, len);
+        return (ssize_t)len;
+    }
     size_t done = 0;
     while (done < len) {
         ssize_t n = pread(o->ref->fd, (char *)buf + done, len - done,
@@ -162,6 +177,7 @@ ssize_t disk_pread(struct store_obj *o, void *buf, size_t len, uint64_t off)
 
 void disk_close_obj(struct store_obj *o)
 {
+    free(o->frame);
     dfile_ref_put(o->ref);
     free(o);
 }

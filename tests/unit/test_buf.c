@@ -15,6 +15,16 @@ static void test_empty(void)
     cas_buf_init(&b);
     CU_ASSERT_EQUAL(b.len, 0);
     CU_ASSERT_EQUAL(b.oom, 0);
+    /*
+     * BUG (common/buf.c, cas_buf_reserve / cas_buf_steal): buf.h promises
+     * data is "always NUL-terminated when non-NULL", but reserve on an empty
+     * buffer allocates without writing data[0], so steal (which reserves 0)
+     * returns an unterminated string; ASan's malloc fill shows it. Fix: set
+     * b->data[b->len] = '\0' after a successful realloc in cas_buf_reserve.
+     */
+    CU_ASSERT_EQUAL(cas_buf_reserve(&b, 10), 0);
+    CU_ASSERT_EQUAL(b.data[0], '\0');
+    cas_buf_free(&b);
     size_t len = 99;
     char *p = cas_buf_steal(&b, &len);
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);

@@ -341,8 +341,8 @@ static void test_put_and_read_back(void)
     struct store *s = open_dir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     /* Empty, tiny, around the 512 KiB write buffer, over it. */
-    size_t sizes[] = {0, 1, 100, 65536, 512 * 1024 - 1, 512 * 1024, 512 * 1024 + 1,
-                      3 * 1024 * 1024 + 7};
+    size_t sizes[] = {
+        0, 1, 100, 65536, 512 * 1024 - 1, 512 * 1024, 512 * 1024 + 1, 3 * 1024 * 1024 + 7};
     enum { N = sizeof(sizes) / sizeof(sizes[0]) };
     unsigned char *data[N];
     uint64_t total = 0;
@@ -806,8 +806,8 @@ static void test_compaction(void)
     CU_ASSERT_EQUAL(s->ops->compact_start(s, err, sizeof(err)), 0);
     s->ops->compact_wait(s);
     CU_ASSERT_EQUAL(info(s).unreclaimed, 0);
-    CU_ASSERT_EQUAL(data_total(dir), live_frames + FMT_FRAME_HEADER + 4444 - FMT_FRAME_HEADER -
-                                         len[0]);
+    CU_ASSERT_EQUAL(data_total(dir),
+                    live_frames + FMT_FRAME_HEADER + 4444 - FMT_FRAME_HEADER - len[0]);
     close_store(s);
     s = open_dir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);

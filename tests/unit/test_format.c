@@ -203,11 +203,31 @@ static void test_datafile_names(void)
 static void test_datafile_parse_rejects(void)
 {
     static const char *bad[] = {
-        "data-50.g0",  "data-99.g1",   "data-1.g0",     "data-001.g0",  "data-01.g",
-        "data-01.g01", "data-01.g1x",  "data-01",       "data-01.",     "index",
-        "LOCK",        "node",         "data-01.g1.tmp", "xdata-01.g1", "data-01.g-1",
-        "data-+1.g1",  "data- 1.g1",   "data-01.g 1",   "data-01.g+1",  "data-01.G1",
-        "DATA-01.g1",  "data-01.g18446744073709551616", "",  "data-ab.g1", "index.new",
+        "data-50.g0",
+        "data-99.g1",
+        "data-1.g0",
+        "data-001.g0",
+        "data-01.g",
+        "data-01.g01",
+        "data-01.g1x",
+        "data-01",
+        "data-01.",
+        "index",
+        "LOCK",
+        "node",
+        "data-01.g1.tmp",
+        "xdata-01.g1",
+        "data-01.g-1",
+        "data-+1.g1",
+        "data- 1.g1",
+        "data-01.g 1",
+        "data-01.g+1",
+        "data-01.G1",
+        "DATA-01.g1",
+        "data-01.g18446744073709551616",
+        "",
+        "data-ab.g1",
+        "index.new",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         unsigned n = 123;

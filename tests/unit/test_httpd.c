@@ -113,7 +113,7 @@ static unsigned char pattern(uint64_t pos)
 }
 
 struct stream_state {
-    uint64_t limit;  /* error (or end) after this many bytes */
+    uint64_t limit; /* error (or end) after this many bytes */
     bool unknown;
 };
 
@@ -528,7 +528,7 @@ static void test_bearer_token(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "\"error\""));
     done(&r);
     static const char *wrong[] = {"Bearer wrong", "Bearer s3cre", "Bearer s3cretX", "Bearer ",
-                                  "Basic s3cret", "s3cret", "Bearer  s3cret"};
+                                  "Basic s3cret", "s3cret",       "Bearer  s3cret"};
     for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
         request(p, "GET", "/hello", wrong[i], NULL, 0, false, 0, &r);
         CU_ASSERT_EQUAL(r.status, 401);

@@ -37,7 +37,7 @@ static void test_escape(void)
     check_escape("line\nfeed\r\ttab", "\"line\\nfeed\\r\\ttab\"");
     check_escape("\x01\x1f", "\"\\u0001\\u001f\"");
     check_escape("\b\f", "\"\\u0008\\u000c\"");
-    check_escape("del\x7f", "\"del\x7f\"");        /* not a control character in JSON */
+    check_escape("del\x7f", "\"del\x7f\"");         /* not a control character in JSON */
     check_escape("caf\xc3\xa9", "\"caf\xc3\xa9\""); /* UTF-8 passes through */
     check_escape("</script>", "\"</script>\"");
 }

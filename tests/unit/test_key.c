@@ -94,7 +94,8 @@ static void test_wrong_prefix(void)
     /* A right-length key with the wrong algorithm's prefix. */
     snprintf(s, sizeof(s), "sha256:%s", ABC1);
     CU_ASSERT_EQUAL(parse(s, sha1, &k, err, sizeof(err)), -EINVAL);
-    static const char *bad[] = {"md5:", "sha:", ":", "sha1::", "sha11:", "ha1:", "sha1 :", " sha1:"};
+    static const char *bad[] = {
+        "md5:", "sha:", ":", "sha1::", "sha11:", "ha1:", "sha1 :", " sha1:"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         snprintf(s, sizeof(s), "%s%s", bad[i], ABC1);
         CU_ASSERT_EQUAL(parse(s, sha1, &k, err, sizeof(err)), -EINVAL);

@@ -164,9 +164,8 @@ static void test_token_counts_at_creation(void)
         int dirfd;
         new_dir(path, sizeof(path), &dirfd);
         struct node_identity n, again;
-        CU_ASSERT_EQUAL_FATAL(node_load_or_create(dirfd, path, NULL, cases[i].cap, &n, err,
-                                                  sizeof(err)),
-                              0);
+        CU_ASSERT_EQUAL_FATAL(
+            node_load_or_create(dirfd, path, NULL, cases[i].cap, &n, err, sizeof(err)), 0);
         CU_ASSERT_EQUAL(n.ntokens, cases[i].want);
         CU_ASSERT_TRUE(sorted_distinct(n.tokens, n.ntokens));
         CU_ASSERT_EQUAL(node_load_or_create(dirfd, path, NULL, 0, &again, err, sizeof(err)), 0);

@@ -49,8 +49,8 @@ static int check_entry(const struct objtab *t, const struct ref *r, size_t dl)
     struct objtab_entry en;
     if (!objtab_get(t, e, &en))
         return 0;
-    return memcmp(en.digest, r->digest, dl) == 0 && en.file == r->file &&
-           en.offset == r->offset && en.size == r->size && en.flags == r->flags;
+    return memcmp(en.digest, r->digest, dl) == 0 && en.file == r->file && en.offset == r->offset &&
+           en.size == r->size && en.flags == r->flags;
 }
 
 static void run_random(size_t dl)

@@ -167,9 +167,23 @@ static void test_sizes(void)
         if (v != ok[i].v)
             printf("\n  size %s -> %llu\n", ok[i].s, (unsigned long long)v);
     }
-    static const char *bad[] = {"",     "abc",  "-1",   "1.5G", "1X",  "G",   "10 G",
-                                " 10",  "1KiBx", "1Ki", "1KB2", "0x10", "+5",  "1e3",
-                                "18446744073709551616", "16777216T", "99999999999999999999K"};
+    static const char *bad[] = {"",
+                                "abc",
+                                "-1",
+                                "1.5G",
+                                "1X",
+                                "G",
+                                "10 G",
+                                " 10",
+                                "1KiBx",
+                                "1Ki",
+                                "1KB2",
+                                "0x10",
+                                "+5",
+                                "1e3",
+                                "18446744073709551616",
+                                "16777216T",
+                                "99999999999999999999K"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t v = 77;
         CU_ASSERT_EQUAL(cas_parse_size(bad[i], &v), -EINVAL);

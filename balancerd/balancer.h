@@ -112,6 +112,9 @@ struct balancer_options {
     unsigned first_byte_timeout_ms;
     unsigned io_timeout_ms;
     unsigned probe_interval_ms;
+    /* Hash large objects as they are relayed too (storaged already holds
+     * back its last bytes until its own check passes). */
+    bool verify_streamed;
 };
 
 /* Counters shown in /metrics. Atomics. */

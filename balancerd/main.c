@@ -20,6 +20,7 @@ int main(int argc, char **argv)
 {
     cas_log_init("ca-cas-balancerd");
     const char *config = NULL, *listen = NULL, *log_level = NULL, *spool = NULL;
+    bool verify_streamed = false;
     uint64_t connect_ms = 2000, first_byte_ms = 10000, io_ms = 30000, probe_ms = 1000;
     const struct cas_opt opts[] = {
         {"config", CAS_OPT_STRING, &config, "FILE", "the cluster's YAML config (required)"},
@@ -33,6 +34,8 @@ int main(int argc, char **argv)
          "wait for a backend's response headers before trying the next"},
         {"io-timeout-ms", CAS_OPT_UINT, &io_ms, "MS", "longest stall of a backend transfer"},
         {"probe-interval-ms", CAS_OPT_UINT, &probe_ms, "MS", "how often backends are probed"},
+        {"verify-streamed", CAS_OPT_FLAG, &verify_streamed, NULL,
+         "also hash objects over 256 KiB as they are relayed (costs CPU)"},
     };
     const size_t nopts = sizeof(opts) / sizeof(opts[0]);
     const char *usage = "ca-cas-balancerd --config FILE [--listen ADDR:PORT]";
@@ -72,6 +75,7 @@ int main(int argc, char **argv)
         .first_byte_timeout_ms = (unsigned)first_byte_ms,
         .io_timeout_ms = (unsigned)io_ms,
         .probe_interval_ms = (unsigned)probe_ms,
+        .verify_streamed = verify_streamed,
     };
     static struct balancer bal;
     if (balancer_init(&bal, &bo, err, sizeof(err)) < 0) {

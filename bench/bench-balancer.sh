@@ -74,10 +74,6 @@ mbps() {
         m = u=="GB" ? 1073.741824 : u=="MB" ? 1.048576 : u=="KB" ? 0.001024 : 0.000001;
         printf "%.0f", v*m}'
 }
-put_mbps() {
-    "$cli" --server "$1" bench --concurrency 8 --size 1M --mix 1:0 --duration "${secs}s" 2>&1 |
-        awk '/PUT/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /^MB\/s/) {print $i; exit}}'
-}
 
 echo "running (${secs}s per measurement)..." >&2
 g4_bal=$(reqs "$(wrk_run "$bal/objects/$k4" 32)")

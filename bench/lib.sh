@@ -5,12 +5,13 @@
 # start_storaged / start_nginx, measure, and results_section NAME FILE to put
 # its section into bench/RESULTS.md (replacing an earlier one of that name).
 # Environment: CAS_BENCH_TMP (where data dirs go; default /var/tmp, the disk
-# under test), CAS_BUILD (build dir; default ROOT/build).
+# under test), CAS_BUILD (build dir; default ROOT/build-bench, private to the
+# benchmarks so that nobody's rebuild of ROOT/build swaps binaries mid-run).
 
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
-BUILD=${CAS_BUILD:-$ROOT/build}
+BUILD=${CAS_BUILD:-$ROOT/build-bench}
 RESULTS=${CAS_BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}
 STORAGED=$BUILD/storaged/ca-cas-storaged
 BENCH_PIDS=()
@@ -45,8 +46,18 @@ bench_init() {
     trap 'exit 130' INT TERM
 }
 
+bench_rev() { # the revision being built, flagged when common/ or storaged/ differ from it
+    local rev
+    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [ -n "$(git -C "$ROOT" status --porcelain -- common storaged 2>/dev/null)" ]; then
+        rev="$rev + uncommitted changes in common/ or storaged/"
+    fi
+    echo "$rev"
+}
+
 bench_build() {
     if [ -z "${CAS_BENCH_NO_BUILD:-}" ]; then
+        CAS_BENCH_REV=$(bench_rev)
         cmake -S "$ROOT" -B "$BUILD" -DCAS_BENCH=ON >/dev/null
         cmake --build "$BUILD" -j2 --target ca-cas-storaged cas-bench-putload \
             cas-bench-fsyncloop cas-bench-replay >/dev/null
@@ -181,13 +192,10 @@ machine_info() {
     cores=$(nproc)
     mem=$(free -g | awk '/^Mem:/ {print $2 " GiB"}')
     kernel=$(uname -sr)
-    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if [ -n "$(git -C "$ROOT" status --porcelain -- common storaged 2>/dev/null)" ]; then
-        rev="$rev (common/ or storaged/ modified in the working tree)"
-    fi
+    rev=${CAS_BENCH_REV:-unknown}
     echo "- machine: $model, $cores cores, $mem RAM, $kernel"
     echo "- data dir file system: $(fs_of "$1")"
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); build: $rev, $(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt")"
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); built from: $rev, $(t=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt"); echo "${t:-RelWithDebInfo}")"
     echo "- load average (1/5/15 min) at start: $BENCH_LOAD0; at end: $(cut -d' ' -f1-3 /proc/loadavg) (anything above ~2 means other work shared the 2 cores: figures are noisier, the ratios less so since the servers alternate)"
     echo "- command: \`$BENCH_CMD\` (from the repository root)"
 }

@@ -10,8 +10,11 @@ results=bench/RESULTS.md
 rm -f "$results"
 summary=$(mktemp -p "${CAS_BENCH_TMP:-/var/tmp}" cas-bench-summary.XXXXXX)
 trap 'rm -f "$summary"' EXIT
-cmake -S . -B build -DCAS_BENCH=ON >/dev/null
-cmake --build build -j2 --target ca-cas-storaged cas-bench-putload cas-bench-fsyncloop \
+source bench/lib.sh
+export CAS_BENCH_REV
+CAS_BENCH_REV=$(bench_rev)
+cmake -S . -B "$BUILD" -DCAS_BENCH=ON >/dev/null
+cmake --build "$BUILD" -j2 --target ca-cas-storaged cas-bench-putload cas-bench-fsyncloop \
     cas-bench-replay >/dev/null
 for b in get-small get-large put-large put-small replay; do
     echo "== bench/$b.sh"
@@ -24,7 +27,6 @@ rm -f "$summary.out"
     echo
     cat "$summary"
 } >"$summary.md"
-source bench/lib.sh
 BENCH_NAME=summary
 results_section "$summary.md"
 rm -f "$summary.md"

@@ -41,6 +41,7 @@ int cas_buf_reserve(struct cas_buf *b, size_t extra)
     }
     b->data = p;
     b->cap = cap;
+    b->data[b->len] = '\0';
     return 0;
 }
 

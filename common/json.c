@@ -197,6 +197,8 @@ int cas_json_get_u64(const char *json, const char *name, uint64_t *out)
         return -ENOENT;
     if (*v == '"') /* ids travel as strings to survive JavaScript's doubles */
         v++;
+    if (*v < '0' || *v > '9') /* strtoull would take "-1" as a huge number */
+        return -EINVAL;
     char *end;
     errno = 0;
     unsigned long long x = strtoull(v, &end, 10);

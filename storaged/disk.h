@@ -11,7 +11,7 @@
 
 struct disk_options {
     const char *dir;
-    const struct cas_hash_algo *algo; /* for a new store; an existing one keeps its own */
+    const struct cas_hash_algo *algo; /* the store's (from its node file): an index of another is refused */
     bool read_only;
     uint64_t capacity;        /* 0: measure the file system */
     uint64_t max_object_size; /* 0: no limit */

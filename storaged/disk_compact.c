@@ -99,7 +99,8 @@ static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errl
     pthread_rwlock_unlock(&d->lock);
     if (rc < 0)
         goto out;
-    qsort(lf, nlf, sizeof(*lf), by_offset);
+    if (nlf)
+        qsort(lf, nlf, sizeof(*lf), by_offset);
 
     char name[32], oldname[32];
     fmt_datafile_name(n, gen + 1, name, sizeof(name));

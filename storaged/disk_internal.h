@@ -77,7 +77,7 @@ static inline struct disk_store *disk_of(struct store *s)
 
 static inline uint64_t frame_bytes(uint64_t size)
 {
-    return FMT_FRAME_HEADER + size;
+    return fmt_frame_len(size);
 }
 
 /* Records an I/O fault: the store turns read-only and says so loudly. */
@@ -112,6 +112,7 @@ int disk_open_obj(struct store *s, const struct cas_key *key, bool touch, struct
                   uint64_t *size, char *err, size_t errlen);
 ssize_t disk_pread(struct store_obj *o, void *buf, size_t len, uint64_t off);
 void disk_close_obj(struct store_obj *o);
+int disk_block_sums(struct store_obj *o, uint32_t **sums, size_t *n, uint64_t *block);
 void disk_quarantine(struct store_obj *o, const char *why);
 int disk_stat(struct store *s, const struct cas_key *key, uint64_t *size);
 int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);

@@ -38,6 +38,7 @@ const struct store_ops disk_ops = {
     .open = disk_open_obj,
     .pread = disk_pread,
     .close = disk_close_obj,
+    .block_sums = disk_block_sums,
     .quarantine = disk_quarantine,
     .stat = disk_stat,
     .remove = disk_remove,
@@ -477,8 +478,24 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             log_error("object %s: its data in file %u ends at %" PRIu64
                       " but the file has %" PRIu64 " bytes; dropped, never served",
                       hex, en.file, fend, fsize[en.file]);
+            /* Say so in the index too, or a later start would bring the
+             * entry back once the file has grown past it again. */
+            struct fmt_record r;
+            struct journal_pos pos;
+            disk_record(d, &r, REC_DEL, en.digest);
+            r.aux = DEL_CORRUPT;
             objtab_remove(&d->tab, e);
             d->replay.dropped_entries++;
+            if (!d->check_only) {
+                int rc = journal_append(&d->journal, &r, 1, &pos);
+                if (rc == 0)
+                    rc = journal_sync(&d->journal, &pos);
+                if (rc < 0) {
+                    snprintf(err, errlen, "cannot record a lost object in %s/index: %s", d->dir,
+                             strerror(-rc));
+                    return rc;
+                }
+            }
             continue;
         }
         if (fend > maxend[en.file])
@@ -490,6 +507,14 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             d->replay.truncated_bytes += fsize[n] - maxend[n];
             if (d->check_only)
                 continue;
+            if (d->replay.bad_records) {
+                /* A damaged record may have described these bytes: keep
+                 * them for ca-cas fsck --repair, which can index them. */
+                log_warn("data file %u: %" PRIu64 " bytes past the last indexed object kept "
+                         "(the index has damaged records; run ca-cas fsck --repair)",
+                         n, fsize[n] - maxend[n]);
+                continue;
+            }
             log_info("data file %u: %" PRIu64 " bytes past the last indexed object cut off "
                      "(a write that was never acknowledged)",
                      n, fsize[n] - maxend[n]);

@@ -6,6 +6,7 @@
  * caller as it streams (routes.c), who calls disk_quarantine on a mismatch.
  */
 #define _GNU_SOURCE
+#include "crc32c.h"
 #include "disk_internal.h"
 #include "log.h"
 
@@ -28,6 +29,7 @@ struct store_obj {
     uint64_t size;
     unsigned char digest[CAS_MAX_DIGEST];
     unsigned char *frame; /* header + payload when size <= PREFETCH_MAX */
+    uint32_t sums_crc;    /* from the frame header */
 };
 
 /* Removes the entry for digest if it still lives at (file, offset). */
@@ -138,6 +140,7 @@ int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it,
         snprintf(err, errlen, "object %s not found (its copy here was corrupt)", hex);
         return -ENOENT;
     }
+    o->sums_crc = fr.sums_crc;
     if (touch_it && marked) {
         int rc = touch(d, key->digest, err, errlen);
         if (rc < 0) {
@@ -173,6 +176,36 @@ ssize_t disk_pread(struct store_obj *o, void *buf, size_t len, uint64_t off)
         done += (size_t)n;
     }
     return (ssize_t)done;
+}
+
+int disk_block_sums(struct store_obj *o, uint32_t **sums, size_t *n, uint64_t *block)
+{
+    uint64_t count = fmt_blocks(o->size);
+    uint32_t *t = malloc(count ? count * 4 : 1);
+    if (!t)
+        return -ENOMEM;
+    uint64_t off = o->offset + FMT_FRAME_HEADER + o->size;
+    size_t len = (size_t)count * 4, done = 0;
+    while (done < len) {
+        ssize_t r = pread(o->ref->fd, (char *)t + done, len - done, (off_t)(off + done));
+        if (r <= 0) {
+            free(t);
+            return -EIO;
+        }
+        done += (size_t)r;
+    }
+    if (cas_crc32c(0, t, len) != o->sums_crc) {
+        char hex[CAS_MAX_HEX + 1];
+        cas_hex_encode(o->digest, o->d->base.algo->digest_len, hex);
+        log_warn("object %s: its block checksum table is damaged; reads check the key instead",
+                 hex);
+        free(t);
+        return -EIO;
+    }
+    *sums = t;
+    *n = (size_t)count;
+    *block = FMT_BLOCK;
+    return 0;
 }
 
 void disk_close_obj(struct store_obj *o)

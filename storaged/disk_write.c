@@ -10,9 +10,12 @@
  * behind.
  */
 #define _GNU_SOURCE
+#include "crc32c.h"
 #include "disk_internal.h"
 #include "log.h"
 
+#include <assert.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -36,6 +39,10 @@ struct store_put {
     struct cas_key expect;
     unsigned char *buf; /* header room + up to WRITE_BUF payload bytes */
     size_t buflen, bufcap;
+    uint32_t *sums;     /* CRC-32C of each FMT_BLOCK block so far */
+    size_t nsums, capsums;
+    uint32_t block_crc; /* of the block being received */
+    uint64_t block_fill;
 };
 
 static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
@@ -89,6 +96,7 @@ static void release_file(struct disk_store *d, unsigned n, uint64_t new_length)
 
 static void put_free(struct store_put *p)
 {
+    free(p->sums);
     cas_hash_free(p->hash);
     free(p->buf);
     free(p);
@@ -123,7 +131,7 @@ int disk_put_begin(struct store *s, const struct cas_key *expect, uint64_t hint,
     p->hash = cas_hash_new(s->algo);
     /* Small objects are written with their header in one pwrite: size the
      * buffer to the object when it is known to be small. */
-    p->bufcap = FMT_FRAME_HEADER + (hint < WRITE_BUF ? (size_t)hint : WRITE_BUF);
+    p->bufcap = FMT_FRAME_HEADER + (hint < WRITE_BUF ? (size_t)hint + 4 : WRITE_BUF);
     p->buf = malloc(p->bufcap);
     if (!p->hash || !p->buf) {
         put_free(p);
@@ -167,6 +175,37 @@ static int flush(struct store_put *p, char *err, size_t errlen)
     return 0;
 }
 
+static int push_sum(struct store_put *p)
+{
+    if (p->nsums == p->capsums) {
+        size_t cap = p->capsums ? p->capsums * 2 : 16;
+        uint32_t *n = realloc(p->sums, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        p->sums = n;
+        p->capsums = cap;
+    }
+    p->sums[p->nsums++] = htole32(p->block_crc); /* stored little-endian */
+    p->block_crc = 0;
+    p->block_fill = 0;
+    return 0;
+}
+
+/* Extends the per-block CRC-32C table over len more bytes. */
+static int block_sums_add(struct store_put *p, const unsigned char *data, size_t len)
+{
+    while (len) {
+        size_t n = FMT_BLOCK - p->block_fill < len ? (size_t)(FMT_BLOCK - p->block_fill) : len;
+        p->block_crc = cas_crc32c(p->block_crc, data, n);
+        p->block_fill += n;
+        data += n;
+        len -= n;
+        if (p->block_fill == FMT_BLOCK && push_sum(p) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
 int disk_put_write(struct store_put *p, const void *data, size_t len, char *err, size_t errlen)
 {
     struct disk_store *d = p->d;
@@ -175,6 +214,8 @@ int disk_put_write(struct store_put *p, const void *data, size_t len, char *err,
         return -EFBIG;
     }
     cas_hash_update(p->hash, data, len);
+    if (block_sums_add(p, data, len) < 0)
+        return -ENOMEM;
     p->size += len;
     const char *src = data;
     while (len) {
@@ -249,17 +290,33 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
     if (exists)
         goto duplicate;
 
-    /* Header in front of the payload, then make the bytes durable. */
+    /* The block checksum table after the payload, the header in front, then
+     * make the bytes durable. */
+    if (p->block_fill && push_sum(p) < 0) {
+        rc = -ENOMEM;
+        snprintf(err, errlen, "out of memory");
+        goto undo;
+    }
+    assert(p->nsums == fmt_blocks(p->size));
     struct fmt_frame fr = {.algo = (uint8_t)d->base.algo->id,
+                           .sums_crc = cas_crc32c(0, p->sums, p->nsums * 4),
                            .size = p->size,
                            .written_at = (uint64_t)time(NULL)};
     memcpy(fr.digest, key->digest, d->base.algo->digest_len);
     fmt_frame_encode(&fr, p->buf);
-    if (p->flushed == 0) {
-        /* Header and payload in one pwrite. */
+    uint64_t sums_off = p->frame_off + FMT_FRAME_HEADER + p->size;
+    if (p->flushed == 0 && p->buflen + p->nsums * 4 <= p->bufcap) {
+        /* Header, payload and table in one pwrite. */
+        memcpy(p->buf + p->buflen, p->sums, p->nsums * 4);
+        rc = pwrite_all(p->fd, p->buf, p->buflen + p->nsums * 4, p->frame_off);
+    } else if (p->flushed == 0) {
         rc = pwrite_all(p->fd, p->buf, p->buflen, p->frame_off);
+        if (rc == 0)
+            rc = pwrite_all(p->fd, p->sums, p->nsums * 4, sums_off);
     } else {
         rc = flush(p, err, errlen);
+        if (rc == 0)
+            rc = pwrite_all(p->fd, p->sums, p->nsums * 4, sums_off);
         if (rc == 0)
             rc = pwrite_all(p->fd, p->buf, FMT_FRAME_HEADER, p->frame_off);
     }

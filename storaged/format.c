@@ -67,6 +67,7 @@ void fmt_frame_encode(const struct fmt_frame *f, unsigned char out[FMT_FRAME_HEA
     memset(out, 0, FMT_FRAME_HEADER);
     put32(out, FMT_FRAME_MAGIC);
     out[8] = f->algo;
+    put32(out + 12, f->sums_crc);
     put64(out + 16, f->size);
     put64(out + 24, f->written_at);
     memcpy(out + 32, f->digest, CAS_MAX_DIGEST);
@@ -84,6 +85,7 @@ bool fmt_frame_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_frame
     if (get32(in + 4) != (uint32_t)c)
         return false;
     f->algo = in[8];
+    f->sums_crc = get32(in + 12);
     f->size = get64(in + 16);
     f->written_at = get64(in + 24);
     memcpy(f->digest, in + 32, CAS_MAX_DIGEST);

@@ -6,7 +6,10 @@
  * Every multi-byte integer is little-endian. Every index record is exactly
  * 64 bytes and carries a CRC-32 (zlib) of its other 60 bytes; every object
  * frame starts with a 64-byte header carrying a CRC-32 of its other bytes,
- * followed by the object's bytes, whose digest is the key in the header.
+ * followed by the object's bytes, whose digest is the key in the header,
+ * followed by a table of one CRC-32C per 1 MiB block of the object (the
+ * header holds the CRC-32C of that table), so a read can check any range
+ * without hashing the whole object.
  */
 #ifndef CAS_FORMAT_H
 #define CAS_FORMAT_H
@@ -22,6 +25,7 @@
 #define FMT_FRAME_MAGIC 0x4f534143u /* "CASO" */
 #define FMT_INDEX_MAGIC "CASINDEX"
 #define FMT_INDEX_VERSION 1
+#define FMT_BLOCK (1024 * 1024) /* bytes covered by one CRC-32C in a frame's table */
 
 enum fmt_record_type {
     REC_HEADER = 1,     /* first record: magic, version, hash algorithm */
@@ -52,10 +56,23 @@ struct fmt_record {
 
 struct fmt_frame {
     uint8_t algo;
+    uint32_t sums_crc; /* CRC-32C of the block checksum table */
     uint64_t size;
     uint64_t written_at; /* seconds since the epoch, for operators */
     unsigned char digest[CAS_MAX_DIGEST];
 };
+
+/* Blocks of FMT_BLOCK bytes (the last one shorter) in an object of size. */
+static inline uint64_t fmt_blocks(uint64_t size)
+{
+    return (size + FMT_BLOCK - 1) / FMT_BLOCK;
+}
+
+/* Bytes of a whole frame: header, object, one CRC-32C per block. */
+static inline uint64_t fmt_frame_len(uint64_t size)
+{
+    return FMT_FRAME_HEADER + size + 4 * fmt_blocks(size);
+}
 
 void fmt_record_encode(const struct fmt_record *r, unsigned char out[FMT_RECORD_SIZE]);
 /* Returns false when the checksum does not match (torn or corrupt record). */

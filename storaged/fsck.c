@@ -4,10 +4,12 @@
  */
 #define _GNU_SOURCE
 #include "fsck.h"
+#include "crc32c.h"
 #include "disk_internal.h"
 #include "log.h"
 #include "node.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -54,20 +56,29 @@ static void advance(struct fsck *f, uint64_t n)
         f->progress(f->cls, f->done, f->total);
 }
 
-/* Hashes size bytes at off of fd; true when they match digest. */
+/* Hashes size bytes at off of fd; true when they match digest. With sums,
+ * also counts the blocks whose CRC-32C differs from the table in *bad_sums. */
 static bool payload_matches(struct fsck *f, int fd, uint64_t off, uint64_t size,
-                            const unsigned char *digest)
+                            const unsigned char *digest, const uint32_t *sums,
+                            uint64_t *bad_sums)
 {
+    _Static_assert(CHUNK == FMT_BLOCK, "one read per checksummed block");
     cas_hash_reset(f->hash);
     uint64_t at = 0;
     while (at < size) {
         size_t want = size - at > CHUNK ? CHUNK : (size_t)(size - at);
-        ssize_t n = pread(fd, f->buf, want, (off_t)(off + at));
-        if (n <= 0)
-            return false;
-        cas_hash_update(f->hash, f->buf, (size_t)n);
-        at += (uint64_t)n;
-        advance(f, (uint64_t)n);
+        size_t got = 0;
+        while (got < want) {
+            ssize_t n = pread(fd, f->buf + got, want - got, (off_t)(off + at + got));
+            if (n <= 0)
+                return false;
+            got += (size_t)n;
+        }
+        cas_hash_update(f->hash, f->buf, want);
+        if (sums && htole32(cas_crc32c(0, f->buf, want)) != sums[at / FMT_BLOCK])
+            (*bad_sums)++;
+        at += want;
+        advance(f, want);
     }
     unsigned char got[CAS_MAX_DIGEST];
     cas_hash_final(f->hash, got);
@@ -123,10 +134,28 @@ static void check_indexed(struct fsck *f, bool repair)
             why = "frame header damaged";
         else if (fr.size != en.size || memcmp(fr.digest, en.digest, d->tab.digest_len) != 0)
             why = "frame header names another object";
-        else if (!payload_matches(f, fd, en.offset + FMT_FRAME_HEADER, en.size, en.digest))
+        uint64_t nsums = fmt_blocks(en.size), bad_sums = 0;
+        uint32_t *sums = !why ? malloc(nsums ? nsums * 4 : 1) : NULL;
+        if (sums && pread(fd, sums, nsums * 4, (off_t)(en.offset + FMT_FRAME_HEADER + en.size)) !=
+                        (ssize_t)(nsums * 4)) {
+            free(sums);
+            sums = NULL;
+            why = "block checksum table unreadable";
+        }
+        bool table_ok = sums && cas_crc32c(0, sums, nsums * 4) == fr.sums_crc;
+        if (!why && !payload_matches(f, fd, en.offset + FMT_FRAME_HEADER, en.size, en.digest,
+                                     table_ok ? sums : NULL, &bad_sums))
             why = "bytes do not match the key";
+        free(sums);
         f->r->objects++;
         f->r->bytes += en.size;
+        if (!why && (!table_ok || bad_sums)) {
+            /* The bytes are right; only their checksums are not. Reads of
+             * this object check the key instead. */
+            f->r->bad_sums++;
+            say(f, true, "object %s: block checksum table damaged (the object itself is intact)",
+                hex);
+        }
         if (!why)
             continue;
         f->r->corrupt++;
@@ -179,7 +208,7 @@ static int walk_data_files(struct fsck *f, bool repair)
             if (pread(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h))
                 break;
             if (!fmt_frame_decode(h, &fr) || fr.algo != d->base.algo->id ||
-                fr.size > fsize - p - FMT_FRAME_HEADER) {
+                fr.size > fsize - p || fmt_frame_len(fr.size) > fsize - p) {
                 uint64_t next = resync(f, fd, p + 1, fsize);
                 /* An incomplete frame at the very end is a write that was
                  * never acknowledged, not damage. */
@@ -195,10 +224,11 @@ static int walk_data_files(struct fsck *f, bool repair)
                 p = next;
                 continue;
             }
-            uint64_t next = p + FMT_FRAME_HEADER + fr.size;
+            uint64_t next = p + fmt_frame_len(fr.size);
             uint32_t e = objtab_find(&d->tab, fr.digest);
             bool known = e != OBJTAB_NONE || objtab_find(&f->mentioned, fr.digest) != OBJTAB_NONE;
-            if (!known && payload_matches(f, fd, p + FMT_FRAME_HEADER, fr.size, fr.digest)) {
+            if (!known &&
+                payload_matches(f, fd, p + FMT_FRAME_HEADER, fr.size, fr.digest, NULL, NULL)) {
                 cas_hex_encode(fr.digest, d->tab.digest_len, hex);
                 f->r->unindexed++;
                 say(f, true, "object %s in data file %u at offset %" PRIu64

@@ -23,6 +23,7 @@ struct fsck_report {
     uint64_t corrupt;       /* indexed objects whose bytes do not match */
     uint64_t bad_records, torn_bytes, dropped;
     uint64_t bad_frames;    /* framing errors in data files */
+    uint64_t bad_sums;      /* intact objects whose block checksum table is damaged */
     uint64_t unindexed;     /* intact objects in data files the index lost */
     uint64_t recovered;     /* --repair: objects put back in the index */
     bool repaired;

@@ -6,7 +6,9 @@
 #define _GNU_SOURCE
 #include "node.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/rand.h>
@@ -32,15 +34,25 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* True when s is exactly n hex digits followed by a newline (or the end). */
+static bool hex_line(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)s[i]))
+            return false;
+    return s[n] == '\n' || s[n] == '\0';
+}
+
 static int parse(FILE *f, const char *dir, struct node_identity *out, char *err, size_t errlen)
 {
     char line[256], hash[32] = "";
     size_t declared = 0;
     if (!fgets(line, sizeof(line), f) || strncmp(line, "ca-cas node 1", 13) != 0)
         goto bad;
-    if (!fgets(line, sizeof(line), f) || sscanf(line, "id %16s", out->id) != 1 ||
-        strlen(out->id) != 16)
+    if (!fgets(line, sizeof(line), f) || strncmp(line, "id ", 3) != 0 || !hex_line(line + 3, 16))
         goto bad;
+    memcpy(out->id, line + 3, 16);
+    out->id[16] = '\0';
     if (!fgets(line, sizeof(line), f) || sscanf(line, "hash %31s", hash) != 1)
         goto bad;
     out->algo = cas_hash_by_name(hash);
@@ -53,7 +65,8 @@ static int parse(FILE *f, const char *dir, struct node_identity *out, char *err,
     if (!out->tokens)
         return -ENOMEM;
     for (size_t i = 0; i < declared; i++) {
-        if (!fgets(line, sizeof(line), f) || sscanf(line, "%" SCNx64, &out->tokens[i]) != 1)
+        if (!fgets(line, sizeof(line), f) || !hex_line(line, 16) ||
+            sscanf(line, "%" SCNx64, &out->tokens[i]) != 1)
             goto bad;
     }
     out->ntokens = declared;

@@ -68,6 +68,11 @@ struct store_ops {
                 uint64_t *size, char *err, size_t errlen);
     ssize_t (*pread)(struct store_obj *o, void *buf, size_t len, uint64_t off);
     void (*close)(struct store_obj *o);
+    /* Optional (NULL when the backend has none): the object's table of
+     * CRC-32C checksums, one per *block bytes (little-endian values), which
+     * the backend has checked is intact. The caller frees *sums. -EIO when
+     * the table is damaged (then verify with the key instead). */
+    int (*block_sums)(struct store_obj *o, uint32_t **sums, size_t *n, uint64_t *block);
     /* The open object's bytes do not match its key: stop serving it. */
     void (*quarantine)(struct store_obj *o, const char *why);
     int (*stat)(struct store *s, const struct cas_key *key, uint64_t *size);

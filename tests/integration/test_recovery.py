@@ -26,7 +26,7 @@ def frames(store_dir):
             size = int.from_bytes(buf[off + 16:off + 24], "little")
             key = buf[off + 32:off + 52].hex()
             out.append((name, off + 64, size, key))
-            off += 64 + size
+            off += 64 + size + 4 * ((size + (1 << 20) - 1) >> 20)  # header, bytes, block CRCs
     return out
 
 

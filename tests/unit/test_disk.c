@@ -345,7 +345,7 @@ static void test_put_and_read_back(void)
         0, 1, 100, 65536, 512 * 1024 - 1, 512 * 1024, 512 * 1024 + 1, 3 * 1024 * 1024 + 7};
     enum { N = sizeof(sizes) / sizeof(sizes[0]) };
     unsigned char *data[N];
-    uint64_t total = 0;
+    uint64_t total = 0, frames = 0;
     for (int i = 0; i < N; i++) {
         data[i] = make_data(sizes[i], (unsigned)i);
         bool created = false;
@@ -362,6 +362,7 @@ static void test_put_and_read_back(void)
         CU_ASSERT_EQUAL(stat_key(s, &want, &sz), 0);
         CU_ASSERT_EQUAL(sz, sizes[i]);
         total += sizes[i];
+        frames += fmt_frame_len(sizes[i]);
     }
     for (int i = 0; i < N; i++)
         CU_ASSERT_TRUE(reads_back(s, data[i], sizes[i]));
@@ -369,7 +370,7 @@ static void test_put_and_read_back(void)
     CU_ASSERT_EQUAL(in.objects, N);
     CU_ASSERT_EQUAL(in.bytes, total);
     CU_ASSERT_EQUAL(in.unreclaimed, 0);
-    CU_ASSERT_EQUAL(data_total(dir), total + N * FMT_FRAME_HEADER);
+    CU_ASSERT_EQUAL(data_total(dir), frames);
     /* With the expected key given. */
     unsigned char *x = make_data(777, 99);
     struct cas_key xk = key_of(s, x, 777), got;
@@ -491,7 +492,7 @@ static void test_remove(void)
     struct store_info in = info(s);
     CU_ASSERT_EQUAL(in.objects, 1);
     CU_ASSERT_EQUAL(in.bytes, 4321);
-    CU_ASSERT_EQUAL(in.unreclaimed, 1234 + FMT_FRAME_HEADER);
+    CU_ASSERT_EQUAL(in.unreclaimed, fmt_frame_len(1234));
     close_store(s);
     s = open_dir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
@@ -499,7 +500,7 @@ static void test_remove(void)
     CU_ASSERT_TRUE(reads_back(s, b, 4321));
     /* Dead bytes at the end of a data file may be cut at start-up; either
      * way the figure is what the data files hold beyond the live frames. */
-    CU_ASSERT_EQUAL(info(s).unreclaimed, data_total(dir) - (4321 + FMT_FRAME_HEADER));
+    CU_ASSERT_EQUAL(info(s).unreclaimed, data_total(dir) - fmt_frame_len(4321));
     /* Stored again after removal: it is back. */
     bool created = false;
     CU_ASSERT_EQUAL(put(s, a, 1234, true, &created), 0);
@@ -634,7 +635,7 @@ static void test_gc_cycle(void)
     CU_ASSERT_EQUAL(in.garbage, 0);
     CU_ASSERT_EQUAL(in.garbage_objects, 0);
     CU_ASSERT_EQUAL(in.objects, 5);
-    CU_ASSERT_EQUAL(in.unreclaimed, 500 + FMT_FRAME_HEADER);
+    CU_ASSERT_EQUAL(in.unreclaimed, fmt_frame_len(500));
     CU_ASSERT_EQUAL(s->ops->gc_end(s, id, &removed, &rbytes, err, sizeof(err)), -ESTALE);
     /* Outside a cycle, mark unmarks nothing. */
     CU_ASSERT_EQUAL(s->ops->gc_mark(s, k, 3, &unmarked, err, sizeof(err)), 0);
@@ -758,9 +759,9 @@ static void test_compaction(void)
         if (i % 3 != 0) {
             struct cas_key k = key_of(s, d[i], len[i]);
             CU_ASSERT_EQUAL(s->ops->remove(s, &k, err, sizeof(err)), 0);
-            dead_frames += FMT_FRAME_HEADER + len[i];
+            dead_frames += fmt_frame_len(len[i]);
         } else {
-            live_frames += FMT_FRAME_HEADER + len[i];
+            live_frames += fmt_frame_len(len[i]);
         }
     }
     CU_ASSERT_EQUAL(data_total(dir), live_frames + dead_frames);
@@ -799,7 +800,7 @@ static void test_compaction(void)
     CU_ASSERT_TRUE(reads_back(s, x, 4444));
     CU_ASSERT_EQUAL(info(s).objects, N / 3 + 1);
     CU_ASSERT_EQUAL(info(s).unreclaimed, 0);
-    CU_ASSERT_EQUAL(data_total(dir), live_frames + FMT_FRAME_HEADER + 4444);
+    CU_ASSERT_EQUAL(data_total(dir), live_frames + fmt_frame_len(4444));
     /* A second compaction, after one more removal, on the reopened store. */
     struct cas_key k0 = key_of(s, d[0], len[0]);
     CU_ASSERT_EQUAL(s->ops->remove(s, &k0, err, sizeof(err)), 0);
@@ -807,7 +808,7 @@ static void test_compaction(void)
     s->ops->compact_wait(s);
     CU_ASSERT_EQUAL(info(s).unreclaimed, 0);
     CU_ASSERT_EQUAL(data_total(dir),
-                    live_frames + FMT_FRAME_HEADER + 4444 - FMT_FRAME_HEADER - len[0]);
+                    live_frames + fmt_frame_len(4444) - fmt_frame_len(len[0]));
     close_store(s);
     s = open_dir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
@@ -844,7 +845,7 @@ static void test_compaction_moves_frames(void)
         struct cas_key k = key_of(s, d[i], 2000);
         CU_ASSERT_EQUAL(s->ops->remove(s, &k, err, sizeof(err)), 0);
     }
-    CU_ASSERT_EQUAL(info(s).unreclaimed, (uint64_t)NF * (FMT_FRAME_HEADER + 2000));
+    CU_ASSERT_EQUAL(info(s).unreclaimed, (uint64_t)NF * fmt_frame_len(2000));
     CU_ASSERT_EQUAL(s->ops->compact_start(s, err, sizeof(err)), 0);
     s->ops->compact_wait(s);
     CU_ASSERT_EQUAL(info(s).unreclaimed, 0);
@@ -852,7 +853,7 @@ static void test_compaction_moves_frames(void)
     data_sizes(dir, sz);
     int bad = 0;
     for (int i = 0; i < NF; i++)
-        if (sz[i] != FMT_FRAME_HEADER + 2000)
+        if (sz[i] != fmt_frame_len(2000))
             bad++;
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT_EQUAL(count_data_files(dir), NF);
@@ -986,10 +987,10 @@ static void test_torn_index_tail(void)
         uint64_t expect = 0;
         for (int i = 0; i < 2; i++)
             if (file_of[i] == file_of[2])
-                expect += FMT_FRAME_HEADER + 3000 + (uint64_t)i;
+                expect += fmt_frame_len(3000 + (uint64_t)i);
         CU_ASSERT_EQUAL(after[file_of[2]], expect);
     }
-    CU_ASSERT_EQUAL(rs.truncated_bytes, FMT_FRAME_HEADER + 3002);
+    CU_ASSERT_EQUAL(rs.truncated_bytes, fmt_frame_len(3002));
     /* Writes go on after the cut. */
     CU_ASSERT_EQUAL(put(s, d[2], 3002, true, NULL), 0);
     CU_ASSERT_TRUE(reads_back(s, d[2], 3002));
@@ -1044,9 +1045,9 @@ static void test_short_data_file(void)
     CU_ASSERT_FATAL(first >= 0);
     char name[32];
     fmt_datafile_name((unsigned)f, 0, name, sizeof(name));
-    CU_ASSERT_EQUAL(path_size(dir, name), 2 * FMT_FRAME_HEADER + 1000 + 500);
+    CU_ASSERT_EQUAL(path_size(dir, name), fmt_frame_len(1000) + fmt_frame_len(500));
     /* Cut 10 bytes into the second frame. */
-    truncate_file(dir, name, FMT_FRAME_HEADER + 1000 + 10);
+    truncate_file(dir, name, fmt_frame_len(1000) + 10);
     s = open_dir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     struct disk_replay_stats rs;
@@ -1060,7 +1061,7 @@ static void test_short_data_file(void)
             bad++;
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT_EQUAL(info(s).objects, NF);
-    CU_ASSERT_EQUAL(path_size(dir, name), FMT_FRAME_HEADER + 1000);
+    CU_ASSERT_EQUAL(path_size(dir, name), fmt_frame_len(1000));
     close_store(s);
     /* Cut into the first frame: that one goes too, nothing else. */
     truncate_file(dir, name, 500);
@@ -1121,7 +1122,7 @@ static void test_dropped_entry_stays_dropped(void)
     CU_ASSERT_FATAL(f >= 0);
     char name[32];
     fmt_datafile_name((unsigned)f, 0, name, sizeof(name));
-    truncate_file(dir, name, FMT_FRAME_HEADER + 1000 + 10);
+    truncate_file(dir, name, fmt_frame_len(1000) + 10);
     s = open_dir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     CU_ASSERT_TRUE(absent(s, d[NF], 500));
@@ -1193,7 +1194,7 @@ static void test_damaged_record_keeps_data(void)
     close_store(s);
     data_sizes(dir, after);
     /* X's bytes must still be on disk for fsck --repair. */
-    CU_ASSERT_EQUAL(after[fx], FMT_FRAME_HEADER + 2000);
+    CU_ASSERT_EQUAL(after[fx], fmt_frame_len(2000));
     free(x);
     free(y);
 }

@@ -54,11 +54,13 @@ class Balancer(Daemon):
     def start(self, timeout=10):
         return super().start(("127.0.0.1", self.port), timeout)
 
+    token = None  # sent by status() and wait_backends()
+
     def client(self, timeout=120):
         return Client("127.0.0.1", self.port, timeout)
 
     def status(self):
-        return self.client(10).request("GET", "/status").json()
+        return Client("127.0.0.1", self.port, 10, self.token).request("GET", "/status").json()
 
     def wait_backends(self, up, timeout=10):
         """Waits until exactly `up` backends are up and in the ring."""
@@ -99,8 +101,9 @@ class ClusterTest(TempDirTest):
         with open(path or self.config, "w") as f:
             f.write("\n".join(lines) + "\n" + extra_yaml)
 
-    def balancer(self, wait_up=None):
+    def balancer(self, wait_up=None, token=None):
         b = Balancer(self.config, self.tmp)
+        b.token = token
         self.daemons.append(b)
         b.start()
         b.wait_backends(len(self.stores) if wait_up is None else wait_up)
@@ -427,6 +430,28 @@ class TestConfig(ClusterTest):
         d3 = blob("hup3", 3000)
         self.assertEqual(c.put(d3).status, 201)
         self.assertEqual(sorted(self.holders(sha1(d3))), [0, 1, 2])
+
+
+class TestAuth(ClusterTest):
+    def test_token_towards_clients_and_backends(self):
+        token = os.path.join(self.tmp, "token")
+        with open(token, "w") as f:
+            f.write("s3cret\n")
+        self.stores = [self.storaged(f"s{i}", extra=["--token-file", token]) for i in range(2)]
+        self.domains = ["a", "b"]
+        self.replicas = 2
+        self.config = os.path.join(self.tmp, "balancerd.yaml")
+        self.write_config(2, extra_yaml=f"token_file: {token}\n")
+        bal = self.balancer(token="s3cret")
+        data = blob("auth", 500)
+        c = bal.client()
+        self.assertEqual(c.put(data).status, 401)
+        c.token = "s3cret"
+        self.assertEqual(c.put(data).status, 201)
+        anon = bal.client()
+        self.assertEqual(anon.get(sha1(data)).body, data)
+        self.assertEqual(anon.request("GET", "/status").status, 401)
+        self.assertEqual(c.request("GET", "/status").status, 200)
 
 
 class TestBig(ClusterTest):

@@ -492,9 +492,10 @@ class TestBig(ClusterTest):
         self.assertEqual(n, nblocks * len(block))
         self.assertEqual(g.hexdigest(), key)
         self.assertEqual(sorted(self.holders(key)), sorted(self.home(key)))
-        for d in [bal] + self.stores:
-            peak = harness.peak_rss_kib(d.pid)
-            self.assertLess(peak, 64 * 1024, f"{d.argv[0]} peaked at {peak} KiB")
+        peaks = [(os.path.basename(d.argv[0]), harness.peak_rss_kib(d.pid)) for d in [bal] + self.stores]
+        sys.stderr.write(" peak RSS KiB: " + ", ".join(f"{n} {p}" for n, p in peaks) + " ")
+        for name, peak in peaks:
+            self.assertLess(peak, 64 * 1024, f"{name} peaked at {peak} KiB")
 
 
 class TestPage(ClusterTest):

@@ -160,3 +160,35 @@ int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes
              *removed, *bytes);
     return disk_sync(d, &pos, err, errlen);
 }
+
+int disk_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen)
+{
+    struct disk_store *d = disk_of(s);
+    int rc = refuse_read_only(d, err, errlen);
+    if (rc < 0)
+        return rc;
+    struct fmt_record r;
+    struct journal_pos pos;
+    pthread_rwlock_wrlock(&d->lock);
+    if (!d->gc_active || d->gc_id != id) {
+        snprintf(err, errlen, "gc cycle %" PRIu64 " is not the current one", id);
+        pthread_rwlock_unlock(&d->lock);
+        return -ESTALE;
+    }
+    disk_record(d, &r, REC_GC_CANCEL, NULL);
+    r.aux = id;
+    rc = disk_append(d, &r, 1, &pos, err, errlen);
+    if (rc == 0) {
+        struct objtab_entry en;
+        for (uint32_t e = 0; e < d->tab.used; e++)
+            if (objtab_get(&d->tab, e, &en) && (en.flags & OBJTAB_MARKED))
+                objtab_set_flags(&d->tab, e, en.flags & ~OBJTAB_MARKED);
+        d->garbage_objects = d->garbage_bytes = 0;
+        d->gc_active = false;
+    }
+    pthread_rwlock_unlock(&d->lock);
+    if (rc < 0)
+        return rc;
+    log_info("gc: cycle %" PRIu64 " cancelled, nothing removed", id);
+    return disk_sync(d, &pos, err, errlen);
+}

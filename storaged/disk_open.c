@@ -46,6 +46,7 @@ const struct store_ops disk_ops = {
     .gc_begin = disk_gc_begin,
     .gc_mark = disk_gc_mark,
     .gc_end = disk_gc_end,
+    .gc_cancel = disk_gc_cancel,
     .compact_start = disk_compact_start,
     .compact_wait = disk_compact_wait,
     .info = disk_info,

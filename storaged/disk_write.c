@@ -307,7 +307,8 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
     uint64_t sums_off = p->frame_off + FMT_FRAME_HEADER + p->size;
     if (p->flushed == 0 && p->buflen + p->nsums * 4 <= p->bufcap) {
         /* Header, payload and table in one pwrite. */
-        memcpy(p->buf + p->buflen, p->sums, p->nsums * 4);
+        if (p->nsums)
+            memcpy(p->buf + p->buflen, p->sums, p->nsums * 4);
         rc = pwrite_all(p->fd, p->buf, p->buflen + p->nsums * 4, p->frame_off);
     } else if (p->flushed == 0) {
         rc = pwrite_all(p->fd, p->buf, p->buflen, p->frame_off);

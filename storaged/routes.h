@@ -45,6 +45,7 @@ void route_list(struct http_req *req);
 void route_gc_begin(struct http_req *req);
 void route_gc_mark(struct http_req *req);
 void route_gc_end(struct http_req *req);
+void route_gc_cancel(struct http_req *req);
 void route_gc_state(struct http_req *req);
 void route_compact(struct http_req *req);
 void route_compact_state(struct http_req *req);

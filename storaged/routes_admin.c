@@ -27,6 +27,7 @@ const struct http_route storaged_routes[] = {
     {"POST", "/gc/begin", route_gc_begin, 0, "gc_begin"},
     {"POST", "/gc/mark", route_gc_mark, 0, "gc_mark"},
     {"POST", "/gc/end", route_gc_end, 0, "gc_end"},
+    {"POST", "/gc/cancel", route_gc_cancel, 0, "gc_cancel"},
     {"GET", "/gc", route_gc_state, 0, "gc"},
     {"POST", "/compact", route_compact, 0, "compact"},
     {"GET", "/compact", route_compact_state, 0, "compact_state"},
@@ -207,6 +208,24 @@ void route_gc_end(struct http_req *req)
     struct cas_buf b;
     cas_buf_init(&b);
     cas_buf_printf(&b, "{\"removed\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", removed, bytes);
+    http_reply_json(req, 200, &b);
+}
+
+void route_gc_cancel(struct http_req *req)
+{
+    struct store *s = app_of(req)->store;
+    uint64_t id;
+    char err[512] = "";
+    if (!query_id(req, &id, true))
+        return;
+    int rc = s->ops->gc_cancel(s, id, err, sizeof(err));
+    if (rc < 0) {
+        http_error(req, storaged_status(rc), "%s", err);
+        return;
+    }
+    struct cas_buf b;
+    cas_buf_init(&b);
+    cas_buf_printf(&b, "{\"cancelled\":\"%" PRIu64 "\"}", id);
     http_reply_json(req, 200, &b);
 }
 

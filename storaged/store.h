@@ -86,6 +86,9 @@ struct store_ops {
                    char *err, size_t errlen);
     int (*gc_end)(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
                   size_t errlen);
+    /* Ends cycle id without removing anything (a cluster-wide begin that
+     * failed elsewhere); -ESTALE when id is not the current cycle. */
+    int (*gc_cancel)(struct store *s, uint64_t id, char *err, size_t errlen);
     int (*compact_start)(struct store *s, char *err, size_t errlen);
     void (*compact_wait)(struct store *s);
     void (*info)(struct store *s, struct store_info *out);

@@ -230,6 +230,14 @@ class StoragedApi(TempDirTest):
         self.assertEqual((a, b), ("100", "200"))
         self.assertEqual(self.c.request("POST", "/gc/end?id=100").status, 409)
         self.assertEqual(self.c.request("POST", "/gc/begin?id=abc").status, 400)
+        # Cancel: the cycle ends and nothing is removed.
+        self.assertEqual(self.c.request("POST", "/gc/cancel?id=100").status, 409)
+        r = self.c.request("POST", "/gc/cancel?id=200")
+        self.assertEqual(r.status, 200)
+        self.assertFalse(self.c.request("GET", "/gc").json()["active"])
+        self.assertEqual(self.c.request("GET", "/capacity").json()["garbage"], 0)
+        for d in (keep, read, written, fresh):
+            self.assertEqual(self.c.get(sha1(d)).status, 200)
 
     def test_compact_reclaims(self):
         blobs = [os.urandom(200_000) for _ in range(20)]

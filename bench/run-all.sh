@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results=bench/RESULTS.md
-rm -f "$results"
+# Each script refreshes its own section; other sections (the balancer's) stay.
 summary=$(mktemp -p "${CAS_BENCH_TMP:-/var/tmp}" cas-bench-summary.XXXXXX)
 trap 'rm -f "$summary"' EXIT
 source bench/lib.sh

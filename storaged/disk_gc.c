@@ -26,6 +26,19 @@ static int refuse_read_only(struct disk_store *d, char *err, size_t errlen)
     return -EROFS;
 }
 
+/* True when id is the active cycle; else says why in err. Caller holds lock. */
+static bool is_current(struct disk_store *d, uint64_t id, char *err, size_t errlen)
+{
+    if (d->gc_active && d->gc_id == id)
+        return true;
+    if (d->gc_active)
+        snprintf(err, errlen, "gc cycle %" PRIu64 " is not the current one (%" PRIu64 ")", id,
+                 d->gc_id);
+    else
+        snprintf(err, errlen, "gc cycle %" PRIu64 " is not the current one (none is active)", id);
+    return false;
+}
+
 int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects,
                   uint64_t *bytes, char *err, size_t errlen)
 {
@@ -131,13 +144,7 @@ int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes
     struct fmt_record r;
     struct journal_pos pos;
     pthread_rwlock_wrlock(&d->lock);
-    if (!d->gc_active || d->gc_id != id) {
-        if (d->gc_active)
-            snprintf(err, errlen, "gc cycle %" PRIu64 " is not the current one (%" PRIu64 ")", id,
-                     d->gc_id);
-        else
-            snprintf(err, errlen, "gc cycle %" PRIu64 " is not the current one (none is active)",
-                     id);
+    if (!is_current(d, id, err, errlen)) {
         pthread_rwlock_unlock(&d->lock);
         return -ESTALE;
     }
@@ -170,8 +177,7 @@ int disk_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen)
     struct fmt_record r;
     struct journal_pos pos;
     pthread_rwlock_wrlock(&d->lock);
-    if (!d->gc_active || d->gc_id != id) {
-        snprintf(err, errlen, "gc cycle %" PRIu64 " is not the current one", id);
+    if (!is_current(d, id, err, errlen)) {
         pthread_rwlock_unlock(&d->lock);
         return -ESTALE;
     }

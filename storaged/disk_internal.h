@@ -68,6 +68,17 @@ struct disk_store {
     uint64_t compact_done, compact_total, compactions;
 
     struct disk_replay_stats replay;
+
+    /* The scrubber (disk_scrub.c). Position and counters are its own;
+     * others read them loosely. */
+    pthread_mutex_t scrub_lock;
+    pthread_cond_t scrub_cond;
+    pthread_t scrub_thread;
+    bool scrub_running, scrub_stop;
+    uint64_t scrub_rate; /* bytes per second */
+    unsigned scrub_file;
+    uint64_t scrub_offset, scrub_passes, scrub_last_pass;
+    uint64_t scrub_bytes, scrub_objects, scrub_corrupt;
 };
 
 static inline struct disk_store *disk_of(struct store *s)
@@ -95,6 +106,10 @@ void dfile_ref_put(struct dfile_ref *r);
 void disk_forget(struct disk_store *d, uint32_t e);
 /* Unmarks entry e if marked; true if it was. Caller holds lock (write). */
 bool disk_unmark(struct disk_store *d, uint32_t e);
+/* Counts a read or a repeated write as a use for GC: unmarks the object
+ * (durably when sync) if the current cycle marked it. */
+int disk_touch(struct disk_store *d, const unsigned char *digest, bool sync, char *err,
+               size_t errlen);
 /* Rewrites the index as a snapshot of the table when it has grown much
  * larger than the table. */
 int disk_maybe_snapshot(struct disk_store *d, bool force);
@@ -129,5 +144,7 @@ int disk_compact_start(struct store *s, char *err, size_t errlen);
 void disk_compact_wait(struct store *s);
 void disk_info(struct store *s, struct store_info *out);
 void disk_destroy(struct store *s);
+int disk_scrub_start(struct store *s, uint64_t bytes_per_second);
+void disk_scrub_stop(struct disk_store *d);
 
 #endif

@@ -48,6 +48,7 @@ const struct store_ops disk_ops = {
     .gc_end = disk_gc_end,
     .gc_cancel = disk_gc_cancel,
     .compact_start = disk_compact_start,
+    .scrub_start = disk_scrub_start,
     .compact_wait = disk_compact_wait,
     .info = disk_info,
     .destroy = disk_destroy,
@@ -150,6 +151,31 @@ bool disk_unmark(struct disk_store *d, uint32_t e)
     d->garbage_objects--;
     d->garbage_bytes -= en.size;
     return true;
+}
+
+int disk_touch(struct disk_store *d, const unsigned char *digest, bool sync, char *err,
+               size_t errlen)
+{
+    struct journal_pos pos;
+    bool unmarked = false;
+    int rc = 0;
+    pthread_rwlock_wrlock(&d->lock);
+    uint32_t e = objtab_find(&d->tab, digest);
+    if (e != OBJTAB_NONE && disk_unmark(d, e)) {
+        struct fmt_record r;
+        disk_record(d, &r, REC_UNMARK, digest);
+        rc = disk_append(d, &r, 1, &pos, err, errlen);
+        unmarked = rc == 0;
+        if (rc < 0) { /* the index did not take it: keep the table in step */
+            struct objtab_entry en;
+            objtab_get(&d->tab, e, &en);
+            objtab_set_flags(&d->tab, e, en.flags | OBJTAB_MARKED);
+            d->garbage_objects++;
+            d->garbage_bytes += en.size;
+        }
+    }
+    pthread_rwlock_unlock(&d->lock);
+    return unmarked && sync ? disk_sync(d, &pos, err, errlen) : rc;
 }
 
 /* ---- replay ------------------------------------------------------------ */
@@ -604,6 +630,8 @@ int disk_open(const struct disk_options *opts, struct store **out, char *err, si
     pthread_cond_init(&d->files_cond, NULL);
     pthread_mutex_init(&d->compact_lock, NULL);
     pthread_cond_init(&d->compact_cond, NULL);
+    pthread_mutex_init(&d->scrub_lock, NULL);
+    pthread_cond_init(&d->scrub_cond, NULL);
     journal_init(&d->journal, -1, 0);
     int rc = objtab_init(&d->tab, opts->algo->digest_len);
     if (rc < 0)
@@ -687,6 +715,15 @@ void disk_info(struct store *s, struct store_info *o)
     o->compactions = d->compactions;
     pthread_mutex_unlock(&d->compact_lock);
     o->corrupt_found = __atomic_load_n(&d->corrupt_found, __ATOMIC_RELAXED);
+    o->scrubbing = d->scrub_running;
+    o->scrub_rate = d->scrub_rate;
+    o->scrub_bytes = __atomic_load_n(&d->scrub_bytes, __ATOMIC_RELAXED);
+    o->scrub_objects = __atomic_load_n(&d->scrub_objects, __ATOMIC_RELAXED);
+    o->scrub_corrupt = __atomic_load_n(&d->scrub_corrupt, __ATOMIC_RELAXED);
+    o->scrub_passes = d->scrub_passes;
+    o->scrub_last_pass = d->scrub_last_pass;
+    o->scrub_file = d->scrub_file;
+    o->scrub_offset = d->scrub_offset;
     o->index_syncs = d->journal.syncs;
 }
 
@@ -695,6 +732,7 @@ void disk_destroy(struct store *s)
     struct disk_store *d = disk_of(s);
     if (!d)
         return;
+    disk_scrub_stop(d);
     disk_compact_wait(s);
     for (unsigned n = 0; n < FMT_NFILES; n++)
         dfile_ref_put(d->files[n].ref);

@@ -62,30 +62,6 @@ static void take_out(struct disk_store *d, const unsigned char *digest, unsigned
     disk_sync(d, &pos, err, sizeof(err));
 }
 
-/* Counts a read as a use for GC: unmarks the object, durably. */
-static int touch(struct disk_store *d, const unsigned char *digest, char *err, size_t errlen)
-{
-    struct journal_pos pos;
-    bool unmarked = false;
-    int rc = 0;
-    pthread_rwlock_wrlock(&d->lock);
-    uint32_t e = objtab_find(&d->tab, digest);
-    if (e != OBJTAB_NONE && disk_unmark(d, e)) {
-        struct fmt_record r;
-        disk_record(d, &r, REC_UNMARK, digest);
-        rc = disk_append(d, &r, 1, &pos, err, errlen);
-        unmarked = rc == 0;
-        if (rc < 0) { /* keep memory and index in step */
-            struct objtab_entry en;
-            objtab_get(&d->tab, e, &en);
-            objtab_set_flags(&d->tab, e, en.flags | OBJTAB_MARKED);
-            d->garbage_objects++;
-            d->garbage_bytes += en.size;
-        }
-    }
-    pthread_rwlock_unlock(&d->lock);
-    return unmarked ? disk_sync(d, &pos, err, errlen) : rc;
-}
 
 int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it,
                   struct store_obj **out, uint64_t *size, char *err, size_t errlen)
@@ -142,7 +118,7 @@ int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it,
     }
     o->sums_crc = fr.sums_crc;
     if (touch_it && marked) {
-        int rc = touch(d, key->digest, err, errlen);
+        int rc = disk_touch(d, key->digest, true, err, errlen);
         if (rc < 0) {
             disk_close_obj(o);
             return rc;

@@ -247,26 +247,6 @@ void disk_put_abort(struct store_put *p)
     put_free(p);
 }
 
-/* The object is already stored: count the put as a use for GC. */
-static int touch_existing(struct disk_store *d, const unsigned char *digest, bool sync, char *err,
-                          size_t errlen)
-{
-    struct journal_pos pos;
-    bool unmarked = false;
-    int rc = 0;
-    pthread_rwlock_wrlock(&d->lock);
-    uint32_t e = objtab_find(&d->tab, digest);
-    if (e != OBJTAB_NONE && disk_unmark(d, e)) {
-        struct fmt_record r;
-        disk_record(d, &r, REC_UNMARK, digest);
-        rc = disk_append(d, &r, 1, &pos, err, errlen);
-        unmarked = rc == 0;
-    }
-    pthread_rwlock_unlock(&d->lock);
-    if (unmarked && sync)
-        rc = disk_sync(d, &pos, err, errlen);
-    return rc;
-}
 
 int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,
                     size_t errlen)
@@ -376,7 +356,7 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
 duplicate:
     put_undo(p);
     put_free(p);
-    return touch_existing(d, key->digest, sync, err, errlen);
+    return disk_touch(d, key->digest, sync, err, errlen);
 undo:
     put_undo(p);
     put_free(p);

@@ -53,7 +53,7 @@ int main(int argc, char **argv)
     const char *dir = NULL, *listen = "127.0.0.1:6010", *hash = NULL, *token_file = NULL;
     const char *log_level = "info";
     bool read_only = false, auth_reads = false;
-    uint64_t capacity = 0, threads = 512, max_size = 0, scrub_rate = 0;
+    uint64_t capacity = 0, threads = 512, max_size = 0, scrub_rate = 10;
     const struct cas_opt opts[] = {
         {"dir", CAS_OPT_STRING, &dir, "PATH", "store directory (created on first start)"},
         {"listen", CAS_OPT_STRING, &listen, "ADDR:PORT", "address to serve (127.0.0.1:6010)"},
@@ -64,7 +64,8 @@ int main(int argc, char **argv)
         {"auth-reads", CAS_OPT_FLAG, &auth_reads, NULL, "object reads need the token too"},
         {"threads", CAS_OPT_UINT, &threads, "N", "most connections served at once (512)"},
         {"max-object-size", CAS_OPT_SIZE, &max_size, "BYTES", "largest object accepted (no limit)"},
-        {"scrub-rate", CAS_OPT_UINT, &scrub_rate, "MBPS", "background scrub rate (not yet built)"},
+        {"scrub-rate", CAS_OPT_UINT, &scrub_rate, "MBPS",
+         "background scrub, MB/s (10; 0 turns it off)"},
         {"log-level", CAS_OPT_STRING, &log_level, "LEVEL", "debug, info, warn or error (info)"},
     };
     char err[1024] = "";
@@ -132,8 +133,6 @@ int main(int argc, char **argv)
     log_info("store %s: %" PRIu64 " objects, %" PRIu64 " bytes; index replayed in %.3f s "
              "(%" PRIu64 " records, %" PRIu64 " damaged, %" PRIu64 " torn bytes cut)",
              dir, in.objects, in.bytes, rs.seconds, rs.records, rs.bad_records, rs.torn_bytes);
-    if (scrub_rate)
-        log_warn("--scrub-rate: background scrubbing is not built yet; ignored");
 
     /* Signals are taken by sigwait below; every other thread blocks them. */
     sigset_t set;
@@ -159,6 +158,9 @@ int main(int argc, char **argv)
     }
     log_info("node %s (%s, %zu tokens) serving %s on http://%s", app.node.id, app.node.algo->name,
              app.node.ntokens, dir, listen);
+    if (scrub_rate && app.store->ops->scrub_start &&
+        app.store->ops->scrub_start(app.store, scrub_rate * 1000000) < 0)
+        log_warn("cannot start the scrubber");
     int sig = 0;
     sigwait(&set, &sig);
     log_info("%s: finishing requests in flight", strsignal(sig));

@@ -153,25 +153,13 @@ int node_load_or_create(int dirfd, const char *dir, const struct cas_hash_algo *
                         uint64_t capacity, struct node_identity *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    int fd = openat(dirfd, "node", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) {
+    if (faccessat(dirfd, "node", F_OK, 0) < 0 && errno == ENOENT) {
         int rc = create(dirfd, dir, asked_algo ? asked_algo : cas_hash_by_name("sha1"), capacity,
                         out, err, errlen);
-        if (rc != -EEXIST)
+        if (rc != -EEXIST) /* else another daemon made it first: load theirs */
             return rc;
-        fd = openat(dirfd, "node", O_RDONLY | O_CLOEXEC); /* another daemon made it first */
     }
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot read %s/node: %s", dir, strerror(errno));
-        return -errno;
-    }
-    FILE *f = fdopen(fd, "r");
-    if (!f) {
-        close(fd);
-        return -ENOMEM;
-    }
-    int rc = parse(f, dir, out, err, errlen);
-    fclose(f);
+    int rc = node_load(dirfd, dir, out, err, errlen);
     if (rc == 0 && asked_algo && asked_algo != out->algo) {
         snprintf(err, errlen, "%s was created with --hash %s and cannot serve %s keys", dir,
                  out->algo->name, asked_algo->name);

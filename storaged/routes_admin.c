@@ -58,6 +58,21 @@ static struct storaged *app_of(struct http_req *req)
     return req->app;
 }
 
+/* Answers 200 with one part of the store's figures, rendered by fn. */
+static void reply_info(struct http_req *req,
+                       void (*fn)(struct cas_json *j, const struct store_info *in))
+{
+    struct store *s = app_of(req)->store;
+    struct store_info in;
+    s->ops->info(s, &in);
+    struct cas_buf b;
+    struct cas_json j;
+    cas_buf_init(&b);
+    cas_json_init(&j, &b);
+    fn(&j, &in);
+    http_reply_json(req, 200, &b);
+}
+
 /* Parses ?id=N; 0 when absent. False (and a 400) when malformed. */
 static bool query_id(struct http_req *req, uint64_t *id, bool required)
 {
@@ -247,15 +262,7 @@ static void json_gc(struct cas_json *j, const struct store_info *in)
 
 void route_gc_state(struct http_req *req)
 {
-    struct store *s = app_of(req)->store;
-    struct store_info in;
-    s->ops->info(s, &in);
-    struct cas_buf b;
-    struct cas_json j;
-    cas_buf_init(&b);
-    cas_json_init(&j, &b);
-    json_gc(&j, &in);
-    http_reply_json(req, 200, &b);
+    reply_info(req, json_gc);
 }
 
 /* ---- compaction ---------------------------------------------------------- */
@@ -276,15 +283,7 @@ static void json_compact(struct cas_json *j, const struct store_info *in)
 
 void route_compact_state(struct http_req *req)
 {
-    struct store *s = app_of(req)->store;
-    struct store_info in;
-    s->ops->info(s, &in);
-    struct cas_buf b;
-    struct cas_json j;
-    cas_buf_init(&b);
-    cas_json_init(&j, &b);
-    json_compact(&j, &in);
-    http_reply_json(req, 200, &b);
+    reply_info(req, json_compact);
 }
 
 void route_compact(struct http_req *req)
@@ -332,15 +331,7 @@ static void json_capacity(struct cas_json *j, const struct store_info *in)
 
 void route_capacity(struct http_req *req)
 {
-    struct store *s = app_of(req)->store;
-    struct store_info in;
-    s->ops->info(s, &in);
-    struct cas_buf b;
-    struct cas_json j;
-    cas_buf_init(&b);
-    cas_json_init(&j, &b);
-    json_capacity(&j, &in);
-    http_reply_json(req, 200, &b);
+    reply_info(req, json_capacity);
 }
 
 void route_ring(struct http_req *req)
@@ -401,6 +392,27 @@ void route_status(struct http_req *req)
     json_gc(&j, &in);
     cas_json_key(&j, "compaction");
     json_compact(&j, &in);
+    cas_json_key(&j, "scrub");
+    cas_json_begin_object(&j);
+    cas_json_key(&j, "running");
+    cas_json_bool(&j, in.scrubbing);
+    cas_json_key(&j, "rate_bytes_per_second");
+    cas_json_u64(&j, in.scrub_rate);
+    cas_json_key(&j, "bytes");
+    cas_json_u64(&j, in.scrub_bytes);
+    cas_json_key(&j, "objects");
+    cas_json_u64(&j, in.scrub_objects);
+    cas_json_key(&j, "corrupt");
+    cas_json_u64(&j, in.scrub_corrupt);
+    cas_json_key(&j, "passes");
+    cas_json_u64(&j, in.scrub_passes);
+    cas_json_key(&j, "last_pass_finished");
+    cas_json_u64(&j, in.scrub_last_pass);
+    cas_json_key(&j, "file");
+    cas_json_u64(&j, in.scrub_file);
+    cas_json_key(&j, "offset");
+    cas_json_u64(&j, in.scrub_offset);
+    cas_json_end_object(&j);
     cas_json_end_object(&j);
     http_reply_json(req, 200, &b);
 }
@@ -437,6 +449,12 @@ void storaged_metrics(void *appv, struct cas_buf *o)
     COUNTER("cas_read_verify_failures_total", "Corrupt objects caught while serving a read.",
             __atomic_load_n(&app->verify_failures, __ATOMIC_RELAXED));
     GAUGE("cas_read_only", "1 when the store refuses writes.", in.read_only);
+    COUNTER("cas_scrub_bytes_total", "Bytes read and checked by the scrubber.", in.scrub_bytes);
+    COUNTER("cas_scrub_objects_total", "Objects checked by the scrubber.", in.scrub_objects);
+    COUNTER("cas_scrub_corrupt_total", "Corrupt objects found by the scrubber.", in.scrub_corrupt);
+    COUNTER("cas_scrub_passes_total", "Full scrub passes finished.", in.scrub_passes);
+    GAUGE("cas_scrub_last_pass_timestamp_seconds", "When the last full pass finished.",
+          in.scrub_last_pass);
     COUNTER("cas_index_syncs_total", "fdatasync calls on the index (group commits).",
             in.index_syncs);
     GAUGE("cas_index_records", "Records in the index file.", in.index_records);

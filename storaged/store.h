@@ -49,6 +49,11 @@ struct store_info {
     uint64_t corrupt_found;     /* objects taken out of service */
     uint64_t index_syncs, index_records;
     size_t memory;              /* bytes held by the object table */
+    bool scrubbing;
+    uint64_t scrub_rate, scrub_bytes, scrub_objects, scrub_corrupt, scrub_passes;
+    uint64_t scrub_last_pass; /* seconds since the epoch; 0 never */
+    unsigned scrub_file;
+    uint64_t scrub_offset;
 };
 
 typedef void (*store_list_fn)(void *cls, const unsigned char *digest, uint64_t size);
@@ -90,6 +95,9 @@ struct store_ops {
      * failed elsewhere); -ESTALE when id is not the current cycle. */
     int (*gc_cancel)(struct store *s, uint64_t id, char *err, size_t errlen);
     int (*compact_start)(struct store *s, char *err, size_t errlen);
+    /* Optional: starts checking every object in the background, at most
+     * bytes_per_second; 0 does nothing. */
+    int (*scrub_start)(struct store *s, uint64_t bytes_per_second);
     void (*compact_wait)(struct store *s);
     void (*info)(struct store *s, struct store_info *out);
     void (*destroy)(struct store *s);

@@ -139,7 +139,10 @@ class Storaged(Daemon):
         self.port = port or free_port()
         self.extra = list(extra or [])
         log_path = os.path.join(log_dir or os.path.dirname(dir.rstrip("/")), f"storaged-{self.port}.log")
-        argv = [STORAGED, "--dir", dir, "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"] + self.extra
+        # No background scrub unless a test asks: tests want to meet their
+        # injected corruptions themselves (a later --scrub-rate wins).
+        argv = [STORAGED, "--dir", dir, "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn",
+                "--scrub-rate", "0"] + self.extra
         super().__init__(argv, log_path, env)
 
     def start(self, timeout=10):

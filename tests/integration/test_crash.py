@@ -124,5 +124,65 @@ class KillDuringCompaction(TempDirTest):
         c.close()
 
 
+class TrafficDuringCompaction(TempDirTest):
+    def test_reads_and_writes_go_on_while_compacting(self):
+        s = self.storaged()
+        c = s.client()
+        keep = {}
+        for i in range(300):
+            data = blob(50_000 + i, 300_000)
+            c.put(data, query="?sync=0")
+            if i % 3:
+                keep[sha1(data)] = i
+            else:
+                c.request("DELETE", f"/objects/{sha1(data)}")
+        c.close()
+        errors = []
+        stop = threading.Event()
+        written = {}
+
+        def reader():
+            rc = s.client()
+            keys = list(keep.items())
+            n = 0
+            while not stop.is_set():
+                k, i = keys[n % len(keys)]
+                r = rc.get(k)
+                if r.status != 200 or r.body != blob(50_000 + i, 300_000):
+                    errors.append(f"GET {k}: {r.status}")
+                n += 1
+            rc.close()
+
+        def writer():
+            wc = s.client()
+            n = 0
+            while not stop.is_set():
+                data = blob(90_000 + n, 200_000)
+                r = wc.put(data)
+                if r.status != 201:
+                    errors.append(f"PUT: {r.status}")
+                written[sha1(data)] = n
+                n += 1
+            wc.close()
+
+        threads = [threading.Thread(target=reader), threading.Thread(target=reader),
+                   threading.Thread(target=writer)]
+        for t in threads:
+            t.start()
+        c = s.client()
+        r = c.request("POST", "/compact?wait=1")
+        stop.set()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(errors, [])
+        self.assertGreater(len(written), 0)
+        st = c.request("GET", "/compact").json()
+        self.assertEqual(st["runs"], 1)
+        for k, n in written.items():
+            self.assertEqual(c.get(k).body, blob(90_000 + n, 200_000))
+        c.close()
+
+
 if __name__ == "__main__":
     unittest.main()

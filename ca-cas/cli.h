@@ -58,6 +58,9 @@ int cmd_compact(int argc, char **argv, const struct cli_ctx *ctx);
 int cmd_capacity(int argc, char **argv, const struct cli_ctx *ctx);
 int cmd_status(int argc, char **argv, const struct cli_ctx *ctx);
 int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx);
+/* Copies missing home replicas, then removes copies outside the home;
+ * lives in rebalance.c (engine: common/rebalance.h). */
+int cmd_rebalance(int argc, char **argv, const struct cli_ctx *ctx);
 /* Offline check of a storaged directory; lives in fsck.c (links cas_store). */
 int cmd_fsck(int argc, char **argv, const struct cli_ctx *ctx);
 

@@ -10,15 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int cmd_rebalance(int argc, char **argv, const struct cli_ctx *ctx)
-{
-    (void)argc;
-    (void)argv;
-    (void)ctx;
-    cli_error("rebalance: not available yet (it comes with self-healing)");
-    return CLI_EXIT_FAIL;
-}
-
 const struct cli_command cli_commands[] = {
     {"put", cmd_put, "store files (stdin when none); prints one key per line"},
     {"get", cmd_get, "object bytes to stdout or -o FILE (--offset, --size)"},
@@ -34,7 +25,7 @@ const struct cli_command cli_commands[] = {
     {"status", cmd_status, "the server's status, readable"},
     {"fsck", cmd_fsck, "offline check of a storaged directory (--repair)"},
     {"bench", cmd_bench, "load generator: ops/s, MB/s, latency percentiles"},
-    {"rebalance", cmd_rebalance, "(not available yet)"},
+    {"rebalance", cmd_rebalance, "put every object on its home backends (--config, --dry-run)"},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,517 @@
+/*
+ * rebalance_io.c - the rebalance engine's HTTP to backends, over libcurl's
+ * easy interface: listings, HEAD/DELETE, the cluster probe, and copies.
+ *
+ * A copy streams a GET from the source into a PUT on the target with
+ * bounded memory: a helper thread runs the GET and writes the body into
+ * one end of a socket pair; the PUT reads the other end. The socket
+ * buffers are the only memory, and each side's back-pressure reaches the
+ * other. If the GET fails half-way the socket closes early, the PUT's body
+ * comes up short and the PUT is aborted: the target keeps nothing partial
+ * (and would refuse a wrong body anyway: it checks the digest).
+ *
+ * The token bucket that limits the bandwidth is charged in the GET's write
+ * callback, so TCP back-pressure slows the source down.
+ */
+#define _GNU_SOURCE
+#include "rebalance.h"
+#include "json.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the token bucket --------------------------------------------------- */
+
+struct rb_bucket {
+    pthread_mutex_t lock;
+    double rate;   /* bytes per second; 0: unlimited */
+    double tokens; /* may go negative: a debt the taker sleeps off */
+    double burst;
+    uint64_t last_ns;
+};
+
+struct rb_bucket *rb_bucket_new(double bytes_per_s)
+{
+    struct rb_bucket *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    pthread_mutex_init(&b->lock, NULL);
+    b->rate = bytes_per_s > 0 ? bytes_per_s : 0;
+    b->burst = b->rate / 10 > 256 * 1024 ? b->rate / 10 : 256 * 1024; /* 0.1 s */
+    b->tokens = b->burst;
+    b->last_ns = now_ns();
+    return b;
+}
+
+void rb_bucket_free(struct rb_bucket *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+void rb_bucket_take(struct rb_bucket *b, uint64_t n, volatile int *stop)
+{
+    if (!b || b->rate <= 0)
+        return;
+    pthread_mutex_lock(&b->lock);
+    uint64_t now = now_ns();
+    b->tokens += (double)(now - b->last_ns) / 1e9 * b->rate;
+    if (b->tokens > b->burst)
+        b->tokens = b->burst;
+    b->last_ns = now;
+    b->tokens -= (double)n;
+    double wait = b->tokens < 0 ? -b->tokens / b->rate : 0;
+    pthread_mutex_unlock(&b->lock);
+    /* Sleep off the debt in slices, so a stop request is seen soon. */
+    while (wait > 0 && !(stop && *stop)) {
+        double slice = wait > 0.1 ? 0.1 : wait;
+        struct timespec ts = {(time_t)slice, (long)((slice - (double)(time_t)slice) * 1e9)};
+        nanosleep(&ts, NULL);
+        wait -= slice;
+    }
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+struct rb_io {
+    CURL *get, *put, *small;
+    struct curl_slist *hdrs;     /* the token, if any */
+    struct curl_slist *put_hdrs; /* the token, no Expect, a content type */
+    struct rb_bucket *bucket;
+    volatile int *stop;
+    long connect_ms, io_s;
+};
+
+struct rb_io *rb_io_new(const struct rb_cluster *c, const struct rb_options *o,
+                        struct rb_bucket *bucket)
+{
+    struct rb_io *io = calloc(1, sizeof(*io));
+    if (!io)
+        return NULL;
+    io->get = curl_easy_init();
+    io->put = curl_easy_init();
+    io->small = curl_easy_init();
+    if (c->token) {
+        char auth[1200];
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token);
+        io->hdrs = curl_slist_append(io->hdrs, auth);
+        io->put_hdrs = curl_slist_append(io->put_hdrs, auth);
+    }
+    io->put_hdrs = curl_slist_append(io->put_hdrs, "Expect:");
+    io->put_hdrs = curl_slist_append(io->put_hdrs, "Content-Type: application/octet-stream");
+    io->bucket = bucket;
+    io->stop = o->stop;
+    io->connect_ms = o->connect_timeout_ms ? (long)o->connect_timeout_ms : 2000;
+    io->io_s = o->io_timeout_ms ? ((long)o->io_timeout_ms + 999) / 1000 : 30;
+    if (!io->get || !io->put || !io->small || !io->put_hdrs) {
+        rb_io_free(io);
+        return NULL;
+    }
+    return io;
+}
+
+void rb_io_free(struct rb_io *io)
+{
+    if (!io)
+        return;
+    if (io->get)
+        curl_easy_cleanup(io->get);
+    if (io->put)
+        curl_easy_cleanup(io->put);
+    if (io->small)
+        curl_easy_cleanup(io->small);
+    curl_slist_free_all(io->hdrs);
+    curl_slist_free_all(io->put_hdrs);
+    free(io);
+}
+
+static int on_xferinfo(void *cls, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt, (void)dn, (void)ut, (void)un;
+    volatile int *stop = cls;
+    return stop && *stop ? 1 : 0;
+}
+
+/* Resets e for a request to url: timeouts, the stop flag, the token. */
+static void setup(struct rb_io *io, CURL *e, const char *url, char *errbuf)
+{
+    curl_easy_reset(e); /* keeps the connection */
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, io->connect_ms);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, io->io_s);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "ca-cas-rebalance/" CAS_VERSION);
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_xferinfo);
+    curl_easy_setopt(e, CURLOPT_XFERINFODATA, (void *)io->stop);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
+    if (io->hdrs)
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, io->hdrs);
+    errbuf[0] = '\0';
+}
+
+static void describe_curl(CURLcode rc, const char *errbuf, const char *what, const char *url,
+                          char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s %s: %s", what, url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+}
+
+/* The body of an error answer, kept short for the message. */
+struct get_state {
+    CURL *e;
+    long status;
+    int (*sink)(void *cls, const char *d, size_t n);
+    void *cls;
+    int sink_rc;
+    char body[256];
+    size_t body_len;
+};
+
+static size_t on_get_write(char *data, size_t size, size_t nmemb, void *cls)
+{
+    struct get_state *g = cls;
+    size_t n = size * nmemb;
+    if (!g->status)
+        curl_easy_getinfo(g->e, CURLINFO_RESPONSE_CODE, &g->status);
+    if (g->status != 200 || !g->sink) {
+        size_t room = sizeof(g->body) - 1 - g->body_len;
+        size_t k = n < room ? n : room;
+        memcpy(g->body + g->body_len, data, k);
+        g->body_len += k;
+        g->body[g->body_len] = '\0';
+        return n;
+    }
+    int rc = g->sink(g->cls, data, n);
+    if (rc < 0) {
+        g->sink_rc = rc;
+        return 0;
+    }
+    return n;
+}
+
+/* "... answered 404: {"error":"..."}" from an error answer's body. */
+static void describe_status(long status, const char *body, const char *what, const char *url,
+                            char *err, size_t errlen)
+{
+    char msg[200] = "";
+    if (body && *body == '{')
+        cas_json_get_string(body, "error", msg, sizeof(msg));
+    snprintf(err, errlen, "%s %s answered %ld%s%s", what, url, status, msg[0] ? ": " : "", msg);
+}
+
+long rb_io_get(struct rb_io *io, const char *url, int (*sink)(void *cls, const char *d, size_t n),
+               void *cls, char *err, size_t errlen)
+{
+    char errbuf[CURL_ERROR_SIZE];
+    struct get_state g = {.e = io->get, .sink = sink, .cls = cls};
+    setup(io, io->get, url, errbuf);
+    curl_easy_setopt(io->get, CURLOPT_WRITEFUNCTION, on_get_write);
+    curl_easy_setopt(io->get, CURLOPT_WRITEDATA, &g);
+    CURLcode rc = curl_easy_perform(io->get);
+    if (!g.status)
+        curl_easy_getinfo(io->get, CURLINFO_RESPONSE_CODE, &g.status);
+    if (g.sink_rc < 0) {
+        snprintf(err, errlen, "GET %s: %s", url, strerror(-g.sink_rc));
+        return g.sink_rc;
+    }
+    if (rc != CURLE_OK) {
+        if (io->stop && *io->stop) {
+            snprintf(err, errlen, "GET %s: interrupted", url);
+            return -EINTR;
+        }
+        describe_curl(rc, errbuf, "GET", url, err, errlen);
+        return -EIO;
+    }
+    if (g.status != 200)
+        describe_status(g.status, g.body, "GET", url, err, errlen);
+    return g.status;
+}
+
+static size_t discard(char *data, size_t size, size_t nmemb, void *cls)
+{
+    (void)data, (void)cls;
+    return size * nmemb;
+}
+
+long rb_io_simple(struct rb_io *io, const char *method, const char *url, char *err, size_t errlen)
+{
+    char errbuf[CURL_ERROR_SIZE];
+    setup(io, io->small, url, errbuf);
+    if (!strcmp(method, "HEAD"))
+        curl_easy_setopt(io->small, CURLOPT_NOBODY, 1L);
+    else
+        curl_easy_setopt(io->small, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(io->small, CURLOPT_WRITEFUNCTION, discard);
+    CURLcode rc = curl_easy_perform(io->small);
+    if (rc != CURLE_OK) {
+        describe_curl(rc, errbuf, method, url, err, errlen);
+        return -EIO;
+    }
+    long status = 0;
+    curl_easy_getinfo(io->small, CURLINFO_RESPONSE_CODE, &status);
+    return status;
+}
+
+/* ---- copies ------------------------------------------------------------- */
+
+struct copy {
+    struct rb_io *io;
+    char url[1200];
+    int fd; /* the GET's end of the socket pair */
+    long status;
+    uint64_t got;
+    char err[512];
+};
+
+static int send_all(void *cls, const char *d, size_t n)
+{
+    struct copy *cp = cls;
+    rb_bucket_take(cp->io->bucket, n, cp->io->stop);
+    while (n) {
+        ssize_t w = send(cp->fd, d, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno; /* the PUT is gone */
+        d += w;
+        n -= (size_t)w;
+        cp->got += (uint64_t)w;
+    }
+    return 0;
+}
+
+static void *copy_get_main(void *arg)
+{
+    struct copy *cp = arg;
+    cp->status = rb_io_get(cp->io, cp->url, send_all, cp, cp->err, sizeof(cp->err));
+    close(cp->fd); /* EOF for the PUT: complete or short */
+    cp->fd = -1;
+    return NULL;
+}
+
+struct put_state {
+    int fd;
+    uint64_t size, sent;
+    bool short_body;
+};
+
+static size_t on_put_read(char *buf, size_t size, size_t nmemb, void *cls)
+{
+    struct put_state *p = cls;
+    size_t max = size * nmemb;
+    if (p->sent == p->size)
+        return 0;
+    if (p->size - p->sent < max)
+        max = (size_t)(p->size - p->sent);
+    ssize_t r;
+    do
+        r = recv(p->fd, buf, max, 0);
+    while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        p->short_body = true;
+        return CURL_READFUNC_ABORT; /* the source failed: the target keeps nothing */
+    }
+    p->sent += (uint64_t)r;
+    return (size_t)r;
+}
+
+int rb_io_copy(struct rb_io *io, const char *src, const char *dst, const char *hex, uint64_t size,
+               char *err, size_t errlen)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "socketpair: %s", strerror(e));
+        return -e;
+    }
+    int bufsz = 1 << 20;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof(bufsz));
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof(bufsz));
+    struct copy *cp = calloc(1, sizeof(*cp));
+    if (!cp) {
+        close(sv[0]);
+        close(sv[1]);
+        return -ENOMEM;
+    }
+    cp->io = io;
+    cp->fd = sv[0];
+    snprintf(cp->url, sizeof(cp->url), "%s/objects/%s", src, hex);
+    pthread_t t;
+    int prc = pthread_create(&t, NULL, copy_get_main, cp);
+    if (prc) {
+        close(sv[0]);
+        close(sv[1]);
+        free(cp);
+        snprintf(err, errlen, "cannot start a thread: %s", strerror(prc));
+        return -prc;
+    }
+
+    char url[1200], errbuf[CURL_ERROR_SIZE];
+    snprintf(url, sizeof(url), "%s/objects/%s", dst, hex);
+    struct put_state ps = {.fd = sv[1], .size = size};
+    struct get_state resp = {.e = io->put};
+    setup(io, io->put, url, errbuf);
+    curl_easy_setopt(io->put, CURLOPT_HTTPHEADER, io->put_hdrs);
+    curl_easy_setopt(io->put, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(io->put, CURLOPT_INFILESIZE_LARGE, (curl_off_t)size);
+    curl_easy_setopt(io->put, CURLOPT_READFUNCTION, on_put_read);
+    curl_easy_setopt(io->put, CURLOPT_READDATA, &ps);
+    curl_easy_setopt(io->put, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
+    /* The answer's body, for the message (no sink: kept whatever the status). */
+    curl_easy_setopt(io->put, CURLOPT_WRITEFUNCTION, on_get_write);
+    curl_easy_setopt(io->put, CURLOPT_WRITEDATA, &resp);
+    CURLcode rc = curl_easy_perform(io->put);
+    close(sv[1]); /* a GET still sending gets EPIPE and stops */
+    pthread_join(t, NULL);
+    long status = 0;
+    curl_easy_getinfo(io->put, CURLINFO_RESPONSE_CODE, &status);
+
+    int ret = 0;
+    if (cp->status != 200) {
+        /* The source failed first: that is the story to tell. */
+        snprintf(err, errlen, "%s", cp->err[0] ? cp->err : "GET failed");
+        ret = cp->status == 404 ? -ENOENT : -EIO;
+    } else if (rc != CURLE_OK && !(status >= 400 && ps.short_body == false)) {
+        if (io->stop && *io->stop) {
+            snprintf(err, errlen, "PUT %s: interrupted", url);
+            ret = -EINTR;
+        } else {
+            describe_curl(rc, errbuf, "PUT", url, err, errlen);
+            ret = -EIO;
+        }
+    } else if (status != 200 && status != 201) {
+        describe_status(status, resp.body, "PUT", url, err, errlen);
+        ret = -EIO;
+    } else if (cp->got != size) {
+        snprintf(err, errlen, "GET %s: %llu bytes, expected %llu", cp->url,
+                 (unsigned long long)cp->got, (unsigned long long)size);
+        ret = -EIO;
+    }
+    free(cp);
+    return ret;
+}
+
+/* ---- the cluster probe -------------------------------------------------- */
+
+struct mem {
+    char data[1 << 20];
+    size_t len;
+    bool full;
+};
+
+static int mem_sink(void *cls, const char *d, size_t n)
+{
+    struct mem *m = cls;
+    if (m->len + n >= sizeof(m->data)) {
+        m->full = true;
+        return -EFBIG;
+    }
+    memcpy(m->data + m->len, d, n);
+    m->len += n;
+    m->data[m->len] = '\0';
+    return 0;
+}
+
+int rb_cluster_probe(const struct config *cfg, const char *token, unsigned connect_timeout_ms,
+                     struct rb_cluster **out, char *err, size_t errlen)
+{
+    struct rb_cluster *c = rb_cluster_new(cfg->nbackends, cfg->replicas, token);
+    struct rb_options o = {.connect_timeout_ms = connect_timeout_ms, .io_timeout_ms = 10000};
+    struct rb_io *io = c ? rb_io_new(c, &o, NULL) : NULL;
+    struct mem *m = malloc(sizeof(*m));
+    if (!c || !io || !m) {
+        rb_cluster_free(c);
+        rb_io_free(io);
+        free(m);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    size_t answered = 0;
+    int rc = 0;
+    for (size_t i = 0; i < cfg->nbackends && rc == 0; i++) {
+        const struct config_backend *cb = &cfg->backends[i];
+        char url[1200], why[512] = "";
+        char node[128] = "";
+        const struct cas_hash_algo *algo = NULL;
+        uint64_t *tokens = NULL;
+        size_t ntokens = 0;
+        bool up = false, writable = false;
+        m->len = 0;
+        m->data[0] = '\0';
+        snprintf(url, sizeof(url), "%s/ring", cb->url);
+        long st = rb_io_get(io, url, mem_sink, m, why, sizeof(why));
+        if (st == 200 && rb_parse_ring(m->data, node, sizeof(node), &algo, &tokens, &ntokens, why,
+                                       sizeof(why)) == 0) {
+            up = true;
+            if (!c->algo)
+                c->algo = algo;
+            if (algo != c->algo) {
+                snprintf(why, sizeof(why), "refused: its keys are %s, the cluster's are %s",
+                         algo->name, c->algo->name);
+                up = false;
+                free(tokens);
+                tokens = NULL;
+                ntokens = 0;
+            }
+            for (size_t j = 0; up && j < i; j++)
+                if (c->b[j].ntokens && !strcmp(c->b[j].node, node)) {
+                    snprintf(why, sizeof(why), "refused: same node %s as %s", node, c->b[j].url);
+                    up = false;
+                    free(tokens);
+                    tokens = NULL;
+                    ntokens = 0;
+                }
+        }
+        if (up) {
+            answered++;
+            writable = true;
+            m->len = 0;
+            m->data[0] = '\0';
+            snprintf(url, sizeof(url), "%s/status", cb->url);
+            bool ro = false;
+            if (rb_io_get(io, url, mem_sink, m, why, sizeof(why)) == 200 &&
+                cas_json_get_bool(m->data, "read_only", &ro) == 0 && ro) {
+                writable = false;
+                snprintf(why, sizeof(why), "read-only");
+            }
+        }
+        rc = rb_cluster_set(c, i, cb->url, cb->domain, node, tokens, ntokens, up, writable, why);
+        free(tokens);
+    }
+    rb_io_free(io);
+    free(m);
+    if (rc == 0 && answered == 0) {
+        snprintf(err, errlen, "no backend of %s answered (first: %s: %s)", cfg->path,
+                 c->n ? c->b[0].url : "none", c->n ? c->b[0].error : "no backends");
+        rc = -EHOSTUNREACH;
+    }
+    if (rc == 0)
+        rc = rb_cluster_finish(c, err, errlen);
+    else if (!err[0])
+        snprintf(err, errlen, "%s", strerror(-rc));
+    if (rc < 0) {
+        rb_cluster_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}

@@ -198,3 +198,13 @@ int disk_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen)
     log_info("gc: cycle %" PRIu64 " cancelled, nothing removed", id);
     return disk_sync(d, &pos, err, errlen);
 }
+
+bool disk_gc_active(struct store *s, uint64_t *id)
+{
+    struct disk_store *d = disk_of(s);
+    pthread_rwlock_rdlock(&d->lock);
+    bool active = d->gc_active;
+    *id = d->gc_id;
+    pthread_rwlock_unlock(&d->lock);
+    return active;
+}

@@ -139,6 +139,7 @@ int disk_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t
                  char *err, size_t errlen);
 int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
                 size_t errlen);
+bool disk_gc_active(struct store *s, uint64_t *id);
 int disk_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen);
 int disk_compact_start(struct store *s, char *err, size_t errlen);
 void disk_compact_wait(struct store *s);

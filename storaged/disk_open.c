@@ -47,6 +47,7 @@ const struct store_ops disk_ops = {
     .gc_mark = disk_gc_mark,
     .gc_end = disk_gc_end,
     .gc_cancel = disk_gc_cancel,
+    .gc_active = disk_gc_active,
     .compact_start = disk_compact_start,
     .scrub_start = disk_scrub_start,
     .compact_wait = disk_compact_wait,

@@ -71,6 +71,20 @@ static bool parse_key(struct http_req *req, struct cas_key *key)
     return true;
 }
 
+/* While a GC cycle is active, says so (X-CAS-GC: <id>): a balancer that
+ * reads or writes through this node learns of the cycle at once and unmarks
+ * the object on its other holders too. */
+static void add_gc_header(struct http_req *req)
+{
+    struct store *s = app_of(req)->store;
+    uint64_t id;
+    if (s->ops->gc_active && s->ops->gc_active(s, &id)) {
+        char v[24];
+        snprintf(v, sizeof(v), "%" PRIu64, id);
+        http_add_header(req, "X-CAS-GC", v);
+    }
+}
+
 static void add_object_headers(struct http_req *req, const char *hex)
 {
     char etag[CAS_MAX_HEX + 3];
@@ -78,6 +92,7 @@ static void add_object_headers(struct http_req *req, const char *hex)
     http_add_header(req, "ETag", etag);
     http_add_header(req, "Accept-Ranges", "bytes");
     http_add_header(req, "Cache-Control", "public, max-age=31536000, immutable");
+    add_gc_header(req);
 }
 
 /* ---- writes ------------------------------------------------------------ */
@@ -183,6 +198,7 @@ static void put_done(struct http_req *req)
         http_reply_buf(req, c->kind == PUT_KEYED && !created ? 200 : 201, "text/plain", &b);
     }
     http_add_header(req, "Location", loc);
+    add_gc_header(req);
 }
 
 static void start_put(struct http_req *req, const struct cas_key *expect, enum put_kind kind)
@@ -226,6 +242,7 @@ static void reply_key(struct http_req *req, unsigned status, const struct cas_ke
     cas_buf_init(&b);
     cas_buf_printf(&b, "%s\n", hex);
     http_reply_buf(req, status, "text/plain", &b);
+    add_gc_header(req);
 }
 
 static void free_ctx(struct http_req *req)

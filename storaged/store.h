@@ -94,6 +94,8 @@ struct store_ops {
     /* Ends cycle id without removing anything (a cluster-wide begin that
      * failed elsewhere); -ESTALE when id is not the current cycle. */
     int (*gc_cancel)(struct store *s, uint64_t id, char *err, size_t errlen);
+    /* Cheap: true (and the id) while a GC cycle is active. */
+    bool (*gc_active)(struct store *s, uint64_t *id);
     int (*compact_start)(struct store *s, char *err, size_t errlen);
     /* Optional: starts checking every object in the background, at most
      * bytes_per_second; 0 does nothing. */

@@ -209,8 +209,12 @@ class StoragedApi(TempDirTest):
         self.assertEqual(len(garbage.splitlines()), 4)
         self.assertEqual(self.c.request("POST", "/gc/mark", body=sha1(keep) + "\n" + sha1(b"never stored") + "\n").json(), {"unmarked": 1})
         self.assertEqual(self.c.request("POST", "/gc/mark", body=sha1(keep)).json(), {"unmarked": 0})
-        self.assertEqual(self.c.get(sha1(read)).status, 200)
-        self.assertEqual(self.c.put(written).status, 200)
+        r = self.c.get(sha1(read))
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("X-CAS-GC"), gid)  # balancers learn of the cycle here
+        r = self.c.put(written)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("X-CAS-GC"), gid)
         fresh = b"new during the cycle"
         self.assertEqual(self.c.put(fresh).status, 201)
         self.assertEqual(self.c.request("POST", "/gc/mark", body="nonsense\n").status, 400)
@@ -223,6 +227,7 @@ class StoragedApi(TempDirTest):
         for d in (keep, read, written, fresh):
             self.assertEqual(self.c.get(sha1(d)).status, 200)
         self.assertFalse(self.c.request("GET", "/gc").json()["active"])
+        self.assertIsNone(self.c.get(sha1(keep)).header("X-CAS-GC"))
         self.assertEqual(self.c.request("POST", f"/gc/end?id={gid}").status, 409)
         # A new begin cancels any other cycle.
         a = self.c.request("POST", "/gc/begin?id=100").json()["id"]

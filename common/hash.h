@@ -18,10 +18,10 @@
 enum cas_hash_id { CAS_HASH_SHA1 = 1, CAS_HASH_SHA256 = 2 };
 
 struct cas_hash_algo {
-    enum cas_hash_id id; /* stored on disk: never renumber */
-    const char *name;    /* "sha1", "sha256": key prefix and config value */
-    size_t digest_len;   /* bytes */
-    size_t hex_len;      /* 2 * digest_len */
+    enum cas_hash_id id;      /* stored on disk: never renumber */
+    const char *name;         /* "sha1", "sha256": key prefix and config value */
+    size_t digest_len;        /* bytes */
+    size_t hex_len;           /* 2 * digest_len */
     const void *(*evp)(void); /* EVP_MD constructor, typed loosely to keep OpenSSL out of headers */
 };
 

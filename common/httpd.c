@@ -205,9 +205,9 @@ void http_reply_stream(struct http_req *req, unsigned status, const char *conten
         return;
     }
     *w = (struct stream_wrap){req->srv, reader, cls, free_cls};
-    struct MHD_Response *r = MHD_create_response_from_callback(
-        size == HTTP_SIZE_UNKNOWN ? MHD_SIZE_UNKNOWN : size, 256 * 1024, stream_read, w,
-        stream_free);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(size == HTTP_SIZE_UNKNOWN ? MHD_SIZE_UNKNOWN : size,
+                                          256 * 1024, stream_read, w, stream_free);
     if (!r) {
         stream_free(w);
         http_error(req, 500, "out of memory");
@@ -413,8 +413,8 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 
 /* ---- start and stop ---------------------------------------------------- */
 
-static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len,
-                        bool *v6, char *err, size_t errlen)
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len, bool *v6,
+                        char *err, size_t errlen)
 {
     char host[256];
     const char *colon = strrchr(listen, ':');
@@ -433,8 +433,8 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
     }
     memcpy(host, listen, hl);
     host[hl] = '\0';
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *ai = NULL;
     int rc = getaddrinfo(host, colon + 1, &hints, &ai);
     if (rc != 0 || !ai) {
@@ -485,15 +485,15 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
                      MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_USE_POLL;
     if (v6)
         flags |= MHD_USE_IPv6;
-    srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(cfg->max_connections ? cfg->max_connections : 512),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR,
+                                   (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
+                                   request_completed, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                   (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
+                                   (unsigned)(cfg->max_connections ? cfg->max_connections : 512),
+                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
+                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!srv->daemon) {
-        snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)",
-                 cfg->listen);
+        snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", cfg->listen);
         free(srv->stats);
         free(srv);
         return -EADDRINUSE;
@@ -553,10 +553,9 @@ void http_metrics_render(struct http_server *srv, struct cas_buf *out)
                                "cas_http_requests_total{route=\"%s\",status=\"%u\"} %" PRIu64 "\n",
                                name, known_status[s], v);
             else
-                cas_buf_printf(out,
-                               "cas_http_requests_total{route=\"%s\",status=\"other\"} %" PRIu64
-                               "\n",
-                               name, v);
+                cas_buf_printf(
+                    out, "cas_http_requests_total{route=\"%s\",status=\"other\"} %" PRIu64 "\n",
+                    name, v);
         }
     }
     cas_buf_puts(out, "# HELP cas_http_request_duration_seconds Request latency by route.\n"
@@ -577,10 +576,9 @@ void http_metrics_render(struct http_server *srv, struct cas_buf *out)
                            "%" PRIu64 "\n",
                            name, bucket_le[b], cum);
         }
-        cas_buf_printf(out,
-                       "cas_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64
-                       "\n",
-                       name, total);
+        cas_buf_printf(
+            out, "cas_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+            name, total);
         cas_buf_printf(out, "cas_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", name,
                        (double)__atomic_load_n(&st->sum_us, __ATOMIC_RELAXED) / 1e6);
         cas_buf_printf(out, "cas_http_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n",

@@ -68,7 +68,7 @@ struct http_req {
     const char *param; /* the segment matched by '*', NUL-terminated */
     size_t param_len;
 
-    void *ctx;                        /* handler's per-request state */
+    void *ctx;                          /* handler's per-request state */
     void (*cleanup)(struct http_req *); /* frees ctx; called once, at the end */
     http_body_fn on_body;
     http_done_fn on_done;
@@ -78,7 +78,7 @@ struct http_req {
     struct MHD_Response *resp;
     unsigned status;
     bool body_failed;
-    bool streamed; /* bytes_out counted by the stream reader */
+    bool streamed;   /* bytes_out counted by the stream reader */
     bool has_length; /* Content-Length given */
     uint64_t content_length;
     uint64_t bytes_in, bytes_out;
@@ -91,7 +91,7 @@ struct http_server_config {
     const struct http_route *routes;
     size_t nroutes;
     void *app;
-    const char *token;  /* NULL: no auth */
+    const char *token; /* NULL: no auth */
     bool auth_reads;
     unsigned max_connections;
     /* Appends the daemon's own metrics to the Prometheus text. */

@@ -57,8 +57,8 @@ static void quote_bad(const char *s, size_t len, char *buf, size_t buflen)
     buf[j < buflen ? j : buflen - 1] = '\0';
 }
 
-int cas_key_parse(const char *s, size_t len, const struct cas_hash_algo *algo,
-                  struct cas_key *out, char *err, size_t errlen)
+int cas_key_parse(const char *s, size_t len, const struct cas_hash_algo *algo, struct cas_key *out,
+                  char *err, size_t errlen)
 {
     const char *hex = s;
     size_t hexlen = len;

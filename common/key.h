@@ -24,8 +24,8 @@ struct cas_key {
  * naming another algorithm, a wrong length or a non-hex byte fails with
  * -EINVAL and a message in err (which names the bad key, truncated).
  */
-int cas_key_parse(const char *s, size_t len, const struct cas_hash_algo *algo,
-                  struct cas_key *out, char *err, size_t errlen);
+int cas_key_parse(const char *s, size_t len, const struct cas_hash_algo *algo, struct cas_key *out,
+                  char *err, size_t errlen);
 
 /* Writes the lowercase hex form and a NUL: buf needs algo->hex_len + 1 bytes. */
 void cas_key_hex(const struct cas_key *k, char *buf);

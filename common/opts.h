@@ -19,7 +19,7 @@ enum cas_opt_type { CAS_OPT_STRING, CAS_OPT_SIZE, CAS_OPT_UINT, CAS_OPT_FLAG };
 struct cas_opt {
     const char *name; /* without the leading dashes */
     enum cas_opt_type type;
-    void *out; /* const char **, uint64_t *, uint64_t *, bool * */
+    void *out;       /* const char **, uint64_t *, uint64_t *, bool * */
     const char *arg; /* argument name for --help, NULL for flags */
     const char *help;
 };

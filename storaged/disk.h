@@ -11,7 +11,8 @@
 
 struct disk_options {
     const char *dir;
-    const struct cas_hash_algo *algo; /* the store's (from its node file): an index of another is refused */
+    const struct cas_hash_algo
+        *algo; /* the store's (from its node file): an index of another is refused */
     bool read_only;
     uint64_t capacity;        /* 0: measure the file system */
     uint64_t max_object_size; /* 0: no limit */

@@ -236,7 +236,8 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
         fmt_record_encode(&r, buf + nb * FMT_RECORD_SIZE);                                         \
         nrec++;                                                                                    \
         if (++nb == BATCH) {                                                                       \
-            if (pwrite(fd, buf, nb * FMT_RECORD_SIZE, (off_t)off) != (ssize_t)(nb * FMT_RECORD_SIZE)) { \
+            if (pwrite(fd, buf, nb * FMT_RECORD_SIZE, (off_t)off) !=                               \
+                (ssize_t)(nb * FMT_RECORD_SIZE)) {                                                 \
                 rc = errno ? -errno : -ENOSPC;                                                     \
                 goto fail;                                                                         \
             }                                                                                      \
@@ -273,7 +274,8 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
         EMIT();
     }
 #undef EMIT
-    if (nb && pwrite(fd, buf, nb * FMT_RECORD_SIZE, (off_t)off) != (ssize_t)(nb * FMT_RECORD_SIZE)) {
+    if (nb &&
+        pwrite(fd, buf, nb * FMT_RECORD_SIZE, (off_t)off) != (ssize_t)(nb * FMT_RECORD_SIZE)) {
         rc = errno ? -errno : -ENOSPC;
         goto fail;
     }

@@ -384,9 +384,10 @@ static int replay_index(struct disk_store *d, const struct disk_options *opts, i
     int rc = 0;
     size_t off = 0, end = len - len % FMT_RECORD_SIZE;
     struct fmt_record r;
-    if (!fmt_record_decode(buf, &r) || r.type != REC_HEADER || memcmp(r.digest, FMT_INDEX_MAGIC, 8)) {
-        snprintf(err, errlen, "%s/index is not a ca-cas index (bad header); run ca-cas fsck --repair",
-                 d->dir);
+    if (!fmt_record_decode(buf, &r) || r.type != REC_HEADER ||
+        memcmp(r.digest, FMT_INDEX_MAGIC, 8)) {
+        snprintf(err, errlen,
+                 "%s/index is not a ca-cas index (bad header); run ca-cas fsck --repair", d->dir);
         rc = -EINVAL;
         goto out;
     }
@@ -503,8 +504,8 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
         if (fend > fsize[en.file]) {
             char hex[CAS_MAX_HEX + 1];
             cas_hex_encode(en.digest, d->tab.digest_len, hex);
-            log_error("object %s: its data in file %u ends at %" PRIu64
-                      " but the file has %" PRIu64 " bytes; dropped, never served",
+            log_error("object %s: its data in file %u ends at %" PRIu64 " but the file has %" PRIu64
+                      " bytes; dropped, never served",
                       hex, en.file, fend, fsize[en.file]);
             /* Say so in the index too, or a later start would bring the
              * entry back once the file has grown past it again. */

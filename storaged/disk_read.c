@@ -43,8 +43,7 @@ static void take_out(struct disk_store *d, const unsigned char *digest, unsigned
     pthread_rwlock_wrlock(&d->lock);
     uint32_t e = objtab_find(&d->tab, digest);
     struct objtab_entry en;
-    if (e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == file &&
-        en.offset == offset) {
+    if (e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == file && en.offset == offset) {
         struct fmt_record r;
         disk_record(d, &r, REC_DEL, digest);
         r.aux = DEL_CORRUPT;
@@ -62,9 +61,8 @@ static void take_out(struct disk_store *d, const unsigned char *digest, unsigned
     disk_sync(d, &pos, err, sizeof(err));
 }
 
-
-int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it,
-                  struct store_obj **out, uint64_t *size, char *err, size_t errlen)
+int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it, struct store_obj **out,
+                  uint64_t *size, char *err, size_t errlen)
 {
     struct disk_store *d = disk_of(s);
     struct store_obj *o = malloc(sizeof(*o));

@@ -158,7 +158,8 @@ static uint64_t scrub_one(struct disk_store *d, const unsigned char *digest, uns
         __atomic_fetch_add(&d->scrub_corrupt, 1, __ATOMIC_RELAXED);
     } else if (!table || bad_blocks) {
         log_warn("scrub: object %s is intact but its block checksum table is damaged "
-                 "(reads check the key instead)", hex);
+                 "(reads check the key instead)",
+                 hex);
     }
     __atomic_fetch_add(&d->scrub_objects, 1, __ATOMIC_RELAXED);
     free(sums);
@@ -225,8 +226,8 @@ static void *scrub_main(void *arg)
         if (d->scrub_file == 0) {
             d->scrub_passes++;
             d->scrub_last_pass = (uint64_t)time(NULL);
-            log_info("scrub: pass %" PRIu64 " finished: %" PRIu64 " objects checked in all, %" PRIu64
-                     " corrupt found",
+            log_info("scrub: pass %" PRIu64 " finished: %" PRIu64
+                     " objects checked in all, %" PRIu64 " corrupt found",
                      d->scrub_passes, __atomic_load_n(&d->scrub_objects, __ATOMIC_RELAXED),
                      __atomic_load_n(&d->scrub_corrupt, __ATOMIC_RELAXED));
             save_position(d);

@@ -39,7 +39,7 @@ struct store_put {
     struct cas_key expect;
     unsigned char *buf; /* header room + up to WRITE_BUF payload bytes */
     size_t buflen, bufcap;
-    uint32_t *sums;     /* CRC-32C of each FMT_BLOCK block so far */
+    uint32_t *sums; /* CRC-32C of each FMT_BLOCK block so far */
     size_t nsums, capsums;
     uint32_t block_crc; /* of the block being received */
     uint64_t block_fill;
@@ -247,7 +247,6 @@ void disk_put_abort(struct store_put *p)
     put_free(p);
 }
 
-
 int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,
                     size_t errlen)
 {
@@ -331,8 +330,7 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
     }
     rc = disk_append(d, &r, 1, &pos, err, errlen);
     if (rc == 0) {
-        if (objtab_insert(&d->tab, key->digest, p->file, p->frame_off, p->size, 0) ==
-            OBJTAB_NONE) {
+        if (objtab_insert(&d->tab, key->digest, p->file, p->frame_off, p->size, 0) == OBJTAB_NONE) {
             /* The record is in the index; the table must follow it. */
             pthread_rwlock_unlock(&d->lock);
             disk_fault(d, "object table (out of memory)", -ENOMEM);

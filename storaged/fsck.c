@@ -59,8 +59,7 @@ static void advance(struct fsck *f, uint64_t n)
 /* Hashes size bytes at off of fd; true when they match digest. With sums,
  * also counts the blocks whose CRC-32C differs from the table in *bad_sums. */
 static bool payload_matches(struct fsck *f, int fd, uint64_t off, uint64_t size,
-                            const unsigned char *digest, const uint32_t *sums,
-                            uint64_t *bad_sums)
+                            const unsigned char *digest, const uint32_t *sums, uint64_t *bad_sums)
 {
     _Static_assert(CHUNK == FMT_BLOCK, "one read per checksummed block");
     cas_hash_reset(f->hash);
@@ -207,19 +206,22 @@ static int walk_data_files(struct fsck *f, bool repair)
             struct fmt_frame fr;
             if (pread(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h))
                 break;
-            if (!fmt_frame_decode(h, &fr) || fr.algo != d->base.algo->id ||
-                fr.size > fsize - p || fmt_frame_len(fr.size) > fsize - p) {
+            if (!fmt_frame_decode(h, &fr) || fr.algo != d->base.algo->id || fr.size > fsize - p ||
+                fmt_frame_len(fr.size) > fsize - p) {
                 uint64_t next = resync(f, fd, p + 1, fsize);
                 /* An incomplete frame at the very end is a write that was
                  * never acknowledged, not damage. */
                 bool tail = next == fsize;
                 if (!tail) {
                     f->r->bad_frames++;
-                    say(f, true, "data file %u: bad frame at offset %" PRIu64 ", %" PRIu64
-                        " bytes skipped", n, p, next - p);
+                    say(f, true,
+                        "data file %u: bad frame at offset %" PRIu64 ", %" PRIu64 " bytes skipped",
+                        n, p, next - p);
                 } else {
-                    say(f, false, "data file %u: %" PRIu64 " bytes of an unfinished write at "
-                        "the end (cut at the next start)", n, fsize - p);
+                    say(f, false,
+                        "data file %u: %" PRIu64 " bytes of an unfinished write at "
+                        "the end (cut at the next start)",
+                        n, fsize - p);
                 }
                 p = next;
                 continue;
@@ -231,9 +233,10 @@ static int walk_data_files(struct fsck *f, bool repair)
                 payload_matches(f, fd, p + FMT_FRAME_HEADER, fr.size, fr.digest, NULL, NULL)) {
                 cas_hex_encode(fr.digest, d->tab.digest_len, hex);
                 f->r->unindexed++;
-                say(f, true, "object %s in data file %u at offset %" PRIu64
-                    " is intact but missing from the index%s", hex, n, p,
-                    repair ? " (put back)" : "");
+                say(f, true,
+                    "object %s in data file %u at offset %" PRIu64
+                    " is intact but missing from the index%s",
+                    hex, n, p, repair ? " (put back)" : "");
                 if (repair && objtab_insert(&d->tab, fr.digest, n, p, fr.size, 0) != OBJTAB_NONE) {
                     f->r->recovered++;
                     d->objects++;

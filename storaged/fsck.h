@@ -17,15 +17,15 @@
 #include <stddef.h>
 
 struct fsck_report {
-    uint64_t records;       /* index records read */
+    uint64_t records;        /* index records read */
     uint64_t objects, bytes; /* indexed objects checked */
-    uint64_t problems;      /* everything below that needs a repair */
-    uint64_t corrupt;       /* indexed objects whose bytes do not match */
+    uint64_t problems;       /* everything below that needs a repair */
+    uint64_t corrupt;        /* indexed objects whose bytes do not match */
     uint64_t bad_records, torn_bytes, dropped;
-    uint64_t bad_frames;    /* framing errors in data files */
-    uint64_t bad_sums;      /* intact objects whose block checksum table is damaged */
-    uint64_t unindexed;     /* intact objects in data files the index lost */
-    uint64_t recovered;     /* --repair: objects put back in the index */
+    uint64_t bad_frames; /* framing errors in data files */
+    uint64_t bad_sums;   /* intact objects whose block checksum table is damaged */
+    uint64_t unindexed;  /* intact objects in data files the index lost */
+    uint64_t recovered;  /* --repair: objects put back in the index */
     bool repaired;
 };
 
@@ -38,7 +38,7 @@ typedef void (*fsck_progress_fn)(void *cls, uint64_t done, uint64_t total);
  * running storaged holds. Returns 0 when the check ran (problems are in the
  * report), or -errno with a message when it could not run.
  */
-int store_fsck(const char *dir, bool repair, fsck_say_fn say, fsck_progress_fn progress,
-               void *cls, struct fsck_report *out, char *err, size_t errlen);
+int store_fsck(const char *dir, bool repair, fsck_say_fn say, fsck_progress_fn progress, void *cls,
+               struct fsck_report *out, char *err, size_t errlen);
 
 #endif

@@ -70,8 +70,8 @@ int main(int argc, char **argv)
     };
     char err[1024] = "";
     cas_log_init("ca-cas-storaged");
-    int rc = cas_opts_parse(opts, sizeof(opts) / sizeof(opts[0]), argc, argv, usage, err,
-                            sizeof(err));
+    int rc =
+        cas_opts_parse(opts, sizeof(opts) / sizeof(opts[0]), argc, argv, usage, err, sizeof(err));
     if (rc == 1)
         return 0;
     if (rc < 0) {

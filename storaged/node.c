@@ -73,8 +73,10 @@ static int parse(FILE *f, const char *dir, struct node_identity *out, char *err,
     qsort(out->tokens, out->ntokens, sizeof(uint64_t), cmp_u64);
     return 0;
 bad:
-    snprintf(err, errlen, "%s/node is damaged (expected the ca-cas node format); "
-             "restore it from a backup: it holds the node id and ring tokens", dir);
+    snprintf(err, errlen,
+             "%s/node is damaged (expected the ca-cas node format); "
+             "restore it from a backup: it holds the node id and ring tokens",
+             dir);
     free(out->tokens);
     out->tokens = NULL;
     return -EINVAL;

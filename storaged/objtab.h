@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OBJTAB_MARKED 1u /* marked in the current GC cycle */
+#define OBJTAB_MARKED 1u  /* marked in the current GC cycle */
 #define OBJTAB_FREE 0x80u /* internal: entry is on the free list */
 #define OBJTAB_NONE UINT32_MAX
 

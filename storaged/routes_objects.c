@@ -63,8 +63,8 @@ static struct storaged *app_of(struct http_req *req)
 static bool parse_key(struct http_req *req, struct cas_key *key)
 {
     char err[512];
-    if (cas_key_parse(req->param, req->param_len, app_of(req)->store->algo, key, err,
-                      sizeof(err)) < 0) {
+    if (cas_key_parse(req->param, req->param_len, app_of(req)->store->algo, key, err, sizeof(err)) <
+        0) {
         http_error(req, 400, "%s", err);
         return false;
     }
@@ -347,8 +347,8 @@ static ssize_t block_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (at >= v->end)
         return HTTP_STREAM_END;
     uint64_t b = at / v->block_size, bstart = b * v->block_size;
-    size_t blen = v->size - bstart < v->block_size ? (size_t)(v->size - bstart)
-                                                   : (size_t)v->block_size;
+    size_t blen =
+        v->size - bstart < v->block_size ? (size_t)(v->size - bstart) : (size_t)v->block_size;
     if (b != v->cached) {
         if (!v->scratch && !(v->scratch = malloc(v->block_size)))
             return HTTP_STREAM_ERROR;
@@ -513,8 +513,14 @@ void route_get(struct http_req *req)
         http_error(req, 500, "out of memory");
         return;
     }
-    *v = (struct vread){.store = app->store, .obj = obj, .hash = v->hash, .key = key,
-                        .size = size, .start = 0, .end = size, .app = app};
+    *v = (struct vread){.store = app->store,
+                        .obj = obj,
+                        .hash = v->hash,
+                        .key = key,
+                        .size = size,
+                        .start = 0,
+                        .end = size,
+                        .app = app};
 
     const char *inm = http_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH);
     if (inm && (strstr(inm, hex) || strcmp(inm, "*") == 0)) {
@@ -541,8 +547,8 @@ void route_get(struct http_req *req)
     }
     if (req->is_head) {
         /* Headers only: Content-Length is the size; the reader never runs. */
-        http_reply_stream(req, status, "application/octet-stream", v->end - v->start, vread_read,
-                          v, vread_free);
+        http_reply_stream(req, status, "application/octet-stream", v->end - v->start, vread_read, v,
+                          vread_free);
     } else if (size <= SMALL_OBJECT) {
         bool ok = serve_small(req, v, status);
         vread_free(v);

@@ -35,20 +35,20 @@ struct store_obj; /* an object open for reading */
 enum store_list_state { STORE_LIST_LIVE, STORE_LIST_GARBAGE };
 
 struct store_info {
-    uint64_t total, available;  /* file system (or --capacity) */
-    uint64_t unreclaimed;       /* bytes compaction would give back */
-    uint64_t garbage;           /* bytes gc/end would remove */
+    uint64_t total, available; /* file system (or --capacity) */
+    uint64_t unreclaimed;      /* bytes compaction would give back */
+    uint64_t garbage;          /* bytes gc/end would remove */
     uint64_t garbage_objects;
-    uint64_t objects, bytes;    /* live objects and their bytes */
+    uint64_t objects, bytes; /* live objects and their bytes */
     bool gc_active;
     uint64_t gc_id;
     bool read_only;
     char read_only_reason[200];
     bool compacting;
     uint64_t compact_done, compact_total, compactions;
-    uint64_t corrupt_found;     /* objects taken out of service */
+    uint64_t corrupt_found; /* objects taken out of service */
     uint64_t index_syncs, index_records;
-    size_t memory;              /* bytes held by the object table */
+    size_t memory; /* bytes held by the object table */
     bool scrubbing;
     uint64_t scrub_rate, scrub_bytes, scrub_objects, scrub_corrupt, scrub_passes;
     uint64_t scrub_last_pass; /* seconds since the epoch; 0 never */
@@ -65,8 +65,8 @@ struct store_ops {
     int (*put_write)(struct store_put *p, const void *data, size_t len, char *err, size_t errlen);
     /* Finishes the write: checks the digest, makes it durable when sync.
      * Always frees p. *created is false when the object was already there. */
-    int (*put_commit)(struct store_put *p, bool sync, struct cas_key *key, bool *created,
-                      char *err, size_t errlen);
+    int (*put_commit)(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,
+                      size_t errlen);
     void (*put_abort)(struct store_put *p);
     /* touch: the read counts as a use for GC (unmarks the object, durably). */
     int (*open)(struct store *s, const struct cas_key *key, bool touch, struct store_obj **out,

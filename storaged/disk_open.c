@@ -311,6 +311,25 @@ static bool valid_record_follows(const unsigned char *buf, size_t from, size_t l
     return false;
 }
 
+/* Bytes held by the data files of the directory, whatever their generation. */
+static uint64_t data_bytes_present(struct disk_store *d)
+{
+    DIR *dir = fdopendir(dup(d->dirfd));
+    if (!dir)
+        return 0;
+    uint64_t total = 0;
+    struct dirent *de;
+    struct stat st;
+    while ((de = readdir(dir))) {
+        unsigned n;
+        uint64_t gen;
+        if (fmt_datafile_parse(de->d_name, &n, &gen) && fstatat(d->dirfd, de->d_name, &st, 0) == 0)
+            total += (uint64_t)st.st_size;
+    }
+    closedir(dir);
+    return total;
+}
+
 static int write_header(struct disk_store *d, int fd, char *err, size_t errlen)
 {
     struct fmt_record r;
@@ -335,6 +354,8 @@ static int replay_index(struct disk_store *d, const struct disk_options *opts, i
 {
     int fd = openat(d->dirfd, "index", (opts->check_only ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC,
                     0644);
+    if (fd < 0 && errno == ENOENT && opts->check_only)
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* fsck: an index lost whole */
     if (fd < 0) {
         snprintf(err, errlen, "cannot open %s/index: %s", d->dir, strerror(errno));
         return -errno;
@@ -346,6 +367,17 @@ static int replay_index(struct disk_store *d, const struct disk_options *opts, i
             *fd_out = fd;
             *end_out = 0;
             return 0;
+        }
+        /* A new store, unless data files already hold bytes: then the index
+         * was lost, and starting afresh would cut every data file to zero. */
+        uint64_t held = data_bytes_present(d);
+        if (held) {
+            snprintf(err, errlen,
+                     "%s/index is missing or empty but the data files hold %" PRIu64
+                     " bytes; run ca-cas fsck %s --repair to rebuild it from them",
+                     d->dir, held, d->dir);
+            close(fd);
+            return -EINVAL;
         }
         int rc = write_header(d, fd, err, errlen);
         if (rc < 0 || (rc = disk_fsync_dir(d)) < 0) {

@@ -187,12 +187,15 @@ static uint64_t resync(struct fsck *f, int fd, uint64_t from, uint64_t fsize)
 }
 
 /*
- * Pass 2: the framing of every data file. Intact frames the index does not
- * know and never spoke of are objects whose records were lost: counted, and
- * with repair put back.
+ * Pass 2: the framing of every data file. When the index is damaged (a torn
+ * tail, damaged records, or no index at all), intact frames it does not know
+ * and never spoke of are objects whose records were lost: counted, and with
+ * repair put back. With a sound index such frames are removed objects
+ * waiting for compaction, and stay removed.
  */
 static int walk_data_files(struct fsck *f, bool repair)
 {
+    bool index_damaged = f->r->bad_records || f->r->torn_bytes || f->d->replay.records == 0;
     struct disk_store *d = f->d;
     char hex[CAS_MAX_HEX + 1];
     for (unsigned n = 0; n < FMT_NFILES; n++) {
@@ -228,7 +231,8 @@ static int walk_data_files(struct fsck *f, bool repair)
             }
             uint64_t next = p + fmt_frame_len(fr.size);
             uint32_t e = objtab_find(&d->tab, fr.digest);
-            bool known = e != OBJTAB_NONE || objtab_find(&f->mentioned, fr.digest) != OBJTAB_NONE;
+            bool known = !index_damaged || e != OBJTAB_NONE ||
+                         objtab_find(&f->mentioned, fr.digest) != OBJTAB_NONE;
             if (!known &&
                 payload_matches(f, fd, p + FMT_FRAME_HEADER, fr.size, fr.digest, NULL, NULL)) {
                 cas_hex_encode(fr.digest, d->tab.digest_len, hex);

@@ -88,6 +88,21 @@ class Fsck(TempDirTest):
             self.assertEqual(c.get(sha1(d)).body, d)
         c.close()
 
+    def test_lost_index_refused_then_rebuilt(self):
+        s, objs = self.populated()
+        s.stop()
+        os.unlink(os.path.join(s.dir, "index"))
+        with self.assertRaises(RuntimeError) as cm:  # never starts afresh over the data
+            s.start()
+        self.assertIn("fsck", str(cm.exception))
+        rc, out, _ = fsck(s.dir, "--repair")
+        self.assertEqual(rc, 0, out)
+        s.start()
+        c = s.client()
+        for d in objs:
+            self.assertEqual(c.get(sha1(d)).body, d)
+        c.close()
+
     def test_deleted_objects_stay_deleted(self):
         s, objs = self.populated()
         c = s.client()

@@ -6,6 +6,7 @@
  * sigwait, so reloading and stopping happen on this thread, never inside a
  * signal handler.
  */
+#include "antientropy.h"
 #include "balancer.h"
 #include "log.h"
 #include "opts.h"
@@ -82,8 +83,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "ca-cas-balancerd: %s\n", err);
         return 2;
     }
-    if (balancer_start(&bal, err, sizeof(err)) < 0) {
+    if (balancer_start(&bal, err, sizeof(err)) < 0 ||
+        antientropy_start(&bal, err, sizeof(err)) < 0) {
         log_error("%s", err);
+        antientropy_stop(&bal);
         balancer_stop(&bal);
         return 1;
     }
@@ -101,6 +104,7 @@ int main(int argc, char **argv)
         log_info("signal %d: stopping", sig);
         break;
     }
+    antientropy_stop(&bal);
     balancer_stop(&bal);
     curl_global_cleanup();
     return 0;

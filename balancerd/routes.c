@@ -5,6 +5,7 @@
  * The table mirrors storaged's API (SPEC "HTTP API") so that a client
  * cannot tell a balancer from a single storaged, plus the Cask routes.
  */
+#include "antientropy.h"
 #include "balancer.h"
 #include "log.h"
 
@@ -112,6 +113,7 @@ static void route_status(struct http_req *req)
     cas_json_end_object(&j);
     cas_json_key(&j, "read_repair_queue");
     cas_json_u64(&j, repair_queue_length(bal));
+    antientropy_status_json(bal, &j);
     cas_json_key(&j, "backends");
     cas_json_begin_array(&j);
     for (size_t i = 0; i < v->n; i++)
@@ -234,6 +236,7 @@ static void balancer_metrics(void *app, struct cas_buf *out)
         cas_buf_printf(out, "cas_balancer_backend_latency_seconds{backend=\"%s\"} %.6f\n",
                        v->b[i]->url, v->b[i]->latency_ms / 1000);
     pthread_mutex_unlock(&bal->lock);
+    antientropy_metrics(bal, out);
     view_put(v);
 }
 

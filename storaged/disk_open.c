@@ -301,13 +301,41 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
     }
 }
 
-/* True if a valid record exists in buf[from..len) on a record boundary. */
-static bool valid_record_follows(const unsigned char *buf, size_t from, size_t len)
+#define REPLAY_CHUNK (4u << 20) /* index bytes read at a time: a multiple of 64 */
+
+/* Reads up to len bytes of the index at off; the count, or -errno. */
+static ssize_t read_at(int fd, unsigned char *buf, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+/* True if a valid record lies in the index file at or after from (on a
+ * record boundary) and before end: damage in the middle, not a torn tail.
+ * Only runs when a record fails its check, so it may read the rest. */
+static bool valid_record_follows(int fd, uint64_t from, uint64_t end, unsigned char *buf)
 {
     struct fmt_record r;
-    for (size_t o = from; o + FMT_RECORD_SIZE <= len; o += FMT_RECORD_SIZE)
-        if (fmt_record_decode(buf + o, &r))
-            return true;
+    for (uint64_t at = from; at < end;) {
+        size_t want = end - at < REPLAY_CHUNK ? (size_t)(end - at) : REPLAY_CHUNK;
+        ssize_t n = read_at(fd, buf, want, at);
+        if (n <= 0)
+            return false;
+        for (ssize_t o = 0; o + FMT_RECORD_SIZE <= n; o += FMT_RECORD_SIZE)
+            if (fmt_record_decode(buf + o, &r))
+                return true;
+        at += (uint64_t)n;
+    }
     return false;
 }
 
@@ -389,35 +417,21 @@ static int replay_index(struct disk_store *d, const struct disk_options *opts, i
         d->index_records = 1;
         return 0;
     }
-    /* The whole file is read at once: 64 bytes per record, so even ten
-     * million records fit comfortably, and the torn-tail check needs to
-     * look ahead. */
-    size_t len = (size_t)st.st_size;
-    unsigned char *buf = malloc(len);
-    if (!buf) {
-        close(fd);
-        snprintf(err, errlen, "out of memory reading the index");
-        return -ENOMEM;
-    }
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = pread(fd, buf + got, len - got, (off_t)got);
-        if (n <= 0) {
-            snprintf(err, errlen, "cannot read %s/index: %s", d->dir,
-                     n < 0 ? strerror(errno) : "short read");
-            free(buf);
-            close(fd);
-            return -EIO;
-        }
-        got += (size_t)n;
-    }
+    /* Read in chunks, so replay needs no more than REPLAY_CHUNK besides the
+     * table itself, however large the index. */
+    uint64_t len = (uint64_t)st.st_size, end = len - len % FMT_RECORD_SIZE, off = 0;
+    unsigned char *buf = malloc(REPLAY_CHUNK), *look = malloc(REPLAY_CHUNK);
     struct replay rp;
     memset(&rp, 0, sizeof(rp));
     int rc = 0;
-    size_t off = 0, end = len - len % FMT_RECORD_SIZE;
     struct fmt_record r;
-    if (!fmt_record_decode(buf, &r) || r.type != REC_HEADER ||
-        memcmp(r.digest, FMT_INDEX_MAGIC, 8)) {
+    if (!buf || !look) {
+        snprintf(err, errlen, "out of memory reading the index");
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (read_at(fd, buf, FMT_RECORD_SIZE, 0) != FMT_RECORD_SIZE || !fmt_record_decode(buf, &r) ||
+        r.type != REC_HEADER || memcmp(r.digest, FMT_INDEX_MAGIC, 8)) {
         snprintf(err, errlen,
                  "%s/index is not a ca-cas index (bad header); run ca-cas fsck --repair", d->dir);
         rc = -EINVAL;
@@ -430,24 +444,40 @@ static int replay_index(struct disk_store *d, const struct disk_options *opts, i
         rc = -EINVAL;
         goto out;
     }
-    for (off = 0; off < end; off += FMT_RECORD_SIZE) {
-        if (!fmt_record_decode(buf + off, &r)) {
-            if (!valid_record_follows(buf, off + FMT_RECORD_SIZE, end))
-                break; /* torn tail */
-            d->replay.bad_records++;
-            log_error("index: damaged record at offset %zu skipped (valid records follow); "
-                      "ca-cas fsck --repair rebuilds the index from the data files",
-                      off);
-            continue;
-        }
-        d->replay.records++;
-        if ((rc = apply_record(d, &rp, &r, err, errlen)) < 0)
+    bool torn = false;
+    while (off < end && !torn) {
+        size_t want = end - off < REPLAY_CHUNK ? (size_t)(end - off) : REPLAY_CHUNK;
+        ssize_t n = read_at(fd, buf, want, off);
+        if (n != (ssize_t)want) {
+            snprintf(err, errlen, "cannot read %s/index: %s", d->dir,
+                     n < 0 ? strerror((int)-n) : "short read");
+            rc = -EIO;
             goto out;
+        }
+        size_t o;
+        for (o = 0; o < want; o += FMT_RECORD_SIZE) {
+            if (!fmt_record_decode(buf + o, &r)) {
+                if (!valid_record_follows(fd, off + o + FMT_RECORD_SIZE, end, look)) {
+                    torn = true;
+                    break;
+                }
+                d->replay.bad_records++;
+                log_error("index: damaged record at offset %" PRIu64 " skipped (valid records "
+                          "follow); ca-cas fsck --repair rebuilds the index from the data files",
+                          off + o);
+                continue;
+            }
+            d->replay.records++;
+            if ((rc = apply_record(d, &rp, &r, err, errlen)) < 0)
+                goto out;
+        }
+        off += o;
     }
     d->index_records = d->replay.records;
     if (off < len) {
         d->replay.torn_bytes = len - off;
-        log_warn("index: torn tail of %zu bytes at offset %zu cut off", len - off, off);
+        log_warn("index: torn tail of %" PRIu64 " bytes at offset %" PRIu64 " cut off", len - off,
+                 off);
         if (!opts->check_only && (ftruncate(fd, (off_t)off) < 0 || fdatasync(fd) < 0)) {
             snprintf(err, errlen, "cannot cut the torn tail of %s/index: %s", d->dir,
                      strerror(errno));
@@ -461,6 +491,7 @@ out:
     for (int f = 0; f < FMT_NFILES; f++)
         free(rp.moves[f]);
     free(buf);
+    free(look);
     if (rc < 0)
         close(fd);
     return rc;

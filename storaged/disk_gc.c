@@ -134,10 +134,11 @@ int disk_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t
     return nrec ? disk_sync(d, &pos, err, errlen) : 0;
 }
 
-int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
-                size_t errlen)
+/* Ends cycle id: removes every object still marked (REC_GC_END), or with
+ * remove false unmarks them and removes nothing (REC_GC_CANCEL). */
+static int finish_cycle(struct disk_store *d, uint64_t id, bool remove, uint64_t *removed,
+                        uint64_t *bytes, char *err, size_t errlen)
 {
-    struct disk_store *d = disk_of(s);
     int rc = refuse_read_only(d, err, errlen);
     if (rc < 0)
         return rc;
@@ -148,55 +149,45 @@ int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes
         pthread_rwlock_unlock(&d->lock);
         return -ESTALE;
     }
-    disk_record(d, &r, REC_GC_END, NULL);
+    disk_record(d, &r, remove ? REC_GC_END : REC_GC_CANCEL, NULL);
     r.aux = id;
     rc = disk_append(d, &r, 1, &pos, err, errlen);
     if (rc == 0) {
-        *removed = d->garbage_objects;
-        *bytes = d->garbage_bytes;
+        *removed = remove ? d->garbage_objects : 0;
+        *bytes = remove ? d->garbage_bytes : 0;
         struct objtab_entry en;
-        for (uint32_t e = 0; e < d->tab.used; e++)
-            if (objtab_get(&d->tab, e, &en) && (en.flags & OBJTAB_MARKED))
+        for (uint32_t e = 0; e < d->tab.used; e++) {
+            if (!objtab_get(&d->tab, e, &en) || !(en.flags & OBJTAB_MARKED))
+                continue;
+            if (remove)
                 disk_forget(d, e);
-        d->gc_active = false;
-    }
-    pthread_rwlock_unlock(&d->lock);
-    if (rc < 0)
-        return rc;
-    log_info("gc: cycle %" PRIu64 " ended: %" PRIu64 " objects, %" PRIu64 " bytes removed", id,
-             *removed, *bytes);
-    return disk_sync(d, &pos, err, errlen);
-}
-
-int disk_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen)
-{
-    struct disk_store *d = disk_of(s);
-    int rc = refuse_read_only(d, err, errlen);
-    if (rc < 0)
-        return rc;
-    struct fmt_record r;
-    struct journal_pos pos;
-    pthread_rwlock_wrlock(&d->lock);
-    if (!is_current(d, id, err, errlen)) {
-        pthread_rwlock_unlock(&d->lock);
-        return -ESTALE;
-    }
-    disk_record(d, &r, REC_GC_CANCEL, NULL);
-    r.aux = id;
-    rc = disk_append(d, &r, 1, &pos, err, errlen);
-    if (rc == 0) {
-        struct objtab_entry en;
-        for (uint32_t e = 0; e < d->tab.used; e++)
-            if (objtab_get(&d->tab, e, &en) && (en.flags & OBJTAB_MARKED))
+            else
                 objtab_set_flags(&d->tab, e, en.flags & ~OBJTAB_MARKED);
+        }
         d->garbage_objects = d->garbage_bytes = 0;
         d->gc_active = false;
     }
     pthread_rwlock_unlock(&d->lock);
     if (rc < 0)
         return rc;
-    log_info("gc: cycle %" PRIu64 " cancelled, nothing removed", id);
+    if (remove)
+        log_info("gc: cycle %" PRIu64 " ended: %" PRIu64 " objects, %" PRIu64 " bytes removed", id,
+                 *removed, *bytes);
+    else
+        log_info("gc: cycle %" PRIu64 " cancelled, nothing removed", id);
     return disk_sync(d, &pos, err, errlen);
+}
+
+int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
+                size_t errlen)
+{
+    return finish_cycle(disk_of(s), id, true, removed, bytes, err, errlen);
+}
+
+int disk_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen)
+{
+    uint64_t removed, bytes;
+    return finish_cycle(disk_of(s), id, false, &removed, &bytes, err, errlen);
 }
 
 bool disk_gc_active(struct store *s, uint64_t *id)

@@ -58,8 +58,8 @@ static struct storaged *app_of(struct http_req *req)
     return req->app;
 }
 
-/* Answers 200 with one part of the store's figures, rendered by fn. */
-static void reply_info(struct http_req *req,
+/* Answers with one part of the store's figures, rendered by fn. */
+static void reply_info(struct http_req *req, unsigned status,
                        void (*fn)(struct cas_json *j, const struct store_info *in))
 {
     struct store *s = app_of(req)->store;
@@ -70,7 +70,7 @@ static void reply_info(struct http_req *req,
     cas_buf_init(&b);
     cas_json_init(&j, &b);
     fn(&j, &in);
-    http_reply_json(req, 200, &b);
+    http_reply_json(req, status, &b);
 }
 
 /* Parses ?id=N; 0 when absent. False (and a 400) when malformed. */
@@ -262,7 +262,7 @@ static void json_gc(struct cas_json *j, const struct store_info *in)
 
 void route_gc_state(struct http_req *req)
 {
-    reply_info(req, json_gc);
+    reply_info(req, 200, json_gc);
 }
 
 /* ---- compaction ---------------------------------------------------------- */
@@ -283,7 +283,7 @@ static void json_compact(struct cas_json *j, const struct store_info *in)
 
 void route_compact_state(struct http_req *req)
 {
-    reply_info(req, json_compact);
+    reply_info(req, 200, json_compact);
 }
 
 void route_compact(struct http_req *req)
@@ -299,14 +299,7 @@ void route_compact(struct http_req *req)
     bool waited = wait && strcmp(wait, "1") == 0;
     if (waited)
         s->ops->compact_wait(s);
-    struct store_info in;
-    s->ops->info(s, &in);
-    struct cas_buf b;
-    struct cas_json j;
-    cas_buf_init(&b);
-    cas_json_init(&j, &b);
-    json_compact(&j, &in);
-    http_reply_json(req, waited ? 200 : 202, &b);
+    reply_info(req, waited ? 200 : 202, json_compact);
 }
 
 /* ---- capacity, ring, status ---------------------------------------------- */
@@ -331,7 +324,7 @@ static void json_capacity(struct cas_json *j, const struct store_info *in)
 
 void route_capacity(struct http_req *req)
 {
-    reply_info(req, json_capacity);
+    reply_info(req, 200, json_capacity);
 }
 
 void route_ring(struct http_req *req)

@@ -272,7 +272,7 @@ void antientropy_status_json(struct balancer *bal, struct cas_json *j)
         cas_json_key(j, "current_pass");
         cas_json_begin_object(j);
         cas_json_key(j, "started");
-        cas_json_double(j, ae.last_start);
+        cas_json_u64(j, (uint64_t)ae.last_start);
         stats_json(j, &ae.cur);
         cas_json_end_object(j);
     }
@@ -280,7 +280,7 @@ void antientropy_status_json(struct balancer *bal, struct cas_json *j)
     if (ae.passes) {
         cas_json_begin_object(j);
         cas_json_key(j, "ended");
-        cas_json_double(j, ae.last_end);
+        cas_json_u64(j, (uint64_t)ae.last_end);
         stats_json(j, &ae.last);
         cas_json_key(j, "error");
         if (ae.last_error[0])

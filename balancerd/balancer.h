@@ -230,6 +230,24 @@ int bstream_open(struct balancer *bal, const struct view *v, const char *url, co
 ssize_t bstream_read(struct bstream *s, char *buf, size_t max, char *err, size_t errlen);
 void bstream_close(struct bstream *s);
 
+/* ---- upstream.c: object reads on pooled keep-alive connections ---------- */
+
+struct upconn;
+
+/* Sends method (GET or HEAD) for path to the backend at base
+ * ("http://host:port") on a pooled keep-alive connection, or a new one, and
+ * reads the response head (first_byte_timeout_ms). Returns 0 with head
+ * filled, -ENOTSUP when this reader cannot do it (https, a chunked answer:
+ * use a bstream), or -errno with err set. */
+int upconn_open(struct balancer *bal, const struct view *v, const char *base, const char *path,
+                const char *method, const char *range, struct upconn **out,
+                struct bstream_head *head, char *err, size_t errlen);
+/* Up to max bytes of body: > 0, 0 at the end, -errno on failure
+ * (io_timeout_ms without data, or the peer closed before the end). */
+ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t errlen);
+/* Back to the pool when the response was read to its end, else closed. */
+void upconn_close(struct upconn *c);
+
 /* ---- fanout.c: pushing one body to several backends -------------------- */
 
 struct fanout;

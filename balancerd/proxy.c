@@ -95,11 +95,50 @@ static bool is_home(const struct view *v, const struct cas_key *key, size_t b)
 
 /* ---- GET and HEAD ------------------------------------------------------- */
 
+/* A backend's response body: on a pooled connection (upstream.c), or
+ * through libcurl for what that reader does not do. */
+struct get_src {
+    struct upconn *c;
+    struct bstream *s;
+};
+
+static ssize_t src_read(struct get_src *src, char *buf, size_t max, char *err, size_t errlen)
+{
+    if (src->c)
+        return upconn_read(src->c, buf, max, err, errlen);
+    return bstream_read(src->s, buf, max, err, errlen);
+}
+
+static void src_close(struct get_src *src)
+{
+    upconn_close(src->c);
+    bstream_close(src->s);
+    src->c = NULL;
+    src->s = NULL;
+}
+
+/* Sends method for key's object to backend b; 0 with the head filled. */
+static int src_open(struct balancer *bal, const struct view *v, size_t b, const char *hex,
+                    const char *method, const char *range, struct get_src *src,
+                    struct bstream_head *head, char *err, size_t errlen)
+{
+    char path[CAS_MAX_HEX + 16];
+    snprintf(path, sizeof(path), "/objects/%s", hex);
+    src->c = NULL;
+    src->s = NULL;
+    int rc = upconn_open(bal, v, v->b[b]->url, path, method, range, &src->c, head, err, errlen);
+    if (rc != -ENOTSUP)
+        return rc;
+    char url[1200];
+    snprintf(url, sizeof(url), "%s%s", v->b[b]->url, path);
+    return bstream_open(bal, v, url, method, range, &src->s, head, err, errlen);
+}
+
 struct get_ctx {
     struct balancer *bal;
     struct view *v;
     struct cas_key key;
-    struct bstream *s;
+    struct get_src src;
     struct bstream_head head;
     size_t backend;
     struct cas_hash *hash; /* NULL unless the whole object is relayed */
@@ -113,7 +152,7 @@ struct get_ctx {
 static void get_ctx_free(void *cls)
 {
     struct get_ctx *g = cls;
-    bstream_close(g->s);
+    src_close(&g->src);
     if (g->complete) {
         for (size_t i = 0; i < g->nrepair; i++)
             repair_enqueue(g->bal, &g->key, g->v->b[g->repair[i]]->url);
@@ -137,7 +176,7 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
     ssize_t n = 0;
     size_t want = max < GET_FILL ? max : GET_FILL;
     while ((size_t)n < want) {
-        ssize_t r = bstream_read(g->s, buf + n, max - (size_t)n, err, sizeof(err));
+        ssize_t r = src_read(&g->src, buf + n, max - (size_t)n, err, sizeof(err));
         if (r < 0 && n == 0)
             n = r;
         if (r <= 0)
@@ -181,7 +220,7 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
 
 /* Reads a whole small body into *out and, for a 200, checks its digest
  * (-EBADMSG when it does not match). */
-static int read_small(struct balancer *bal, struct get_ctx *g, struct bstream *s, size_t b,
+static int read_small(struct balancer *bal, struct get_ctx *g, struct get_src *s, size_t b,
                       long status, char **out, size_t *out_len, char *err, size_t errlen)
 {
     size_t len = (size_t)g->head.content_length, got = 0;
@@ -191,7 +230,7 @@ static int read_small(struct balancer *bal, struct get_ctx *g, struct bstream *s
         return -ENOMEM;
     }
     while (got < len) {
-        ssize_t n = bstream_read(s, buf + got, len - got, err, errlen);
+        ssize_t n = src_read(s, buf + got, len - got, err, errlen);
         if (n <= 0) {
             if (n == 0)
                 snprintf(err, errlen, "short body: %zu of %zu bytes", got, len);
@@ -269,11 +308,9 @@ void proxy_get(struct http_req *req)
     size_t small_len = 0;
     for (size_t i = 0; i < n; i++) {
         size_t b = order[i];
-        char url[1200];
-        snprintf(url, sizeof(url), "%s/objects/%s", v->b[b]->url, hex);
-        struct bstream *s = NULL;
-        int rc = bstream_open(bal, v, url, req->is_head ? "HEAD" : "GET", range, &s, &g->head,
-                              err, sizeof(err));
+        struct get_src s;
+        int rc = src_open(bal, v, b, hex, req->is_head ? "HEAD" : "GET", range, &s, &g->head,
+                          err, sizeof(err));
         if (rc < 0) {
             failed++;
             snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
@@ -287,8 +324,8 @@ void proxy_get(struct http_req *req)
             /* Small: take it whole and check it before answering, so a
              * failure or a corrupt copy can still move on to another
              * backend. */
-            int r = read_small(bal, g, s, b, st, &small, &small_len, err, sizeof(err));
-            bstream_close(s);
+            int r = read_small(bal, g, &s, b, st, &small, &small_len, err, sizeof(err));
+            src_close(&s);
             if (r == 0) {
                 g->backend = b;
                 g->complete = true;
@@ -302,11 +339,11 @@ void proxy_get(struct http_req *req)
             continue;
         }
         if (st == 200 || st == 206) {
-            g->s = s;
+            g->src = s;
             g->backend = b;
             break;
         }
-        bstream_close(s);
+        src_close(&s);
         if (st == 416) {
             http_error(req, 416, "range not satisfiable");
             if (g->head.content_range[0])
@@ -337,7 +374,7 @@ void proxy_get(struct http_req *req)
         get_ctx_free(g);
         return;
     }
-    if (!g->s) {
+    if (!g->src.c && !g->src.s) {
         if (not_found)
             http_error(req, 404, "object %s not found (%zu backend%s unreachable)", hex, failed,
                        failed == 1 ? "" : "s");

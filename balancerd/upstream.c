@@ -6,13 +6,29 @@
  * curl multi handle and collects each status and body. upstream_easy is the
  * one place that configures a handle towards a backend (token, timeouts),
  * also used by the streaming paths (bstream.c, fanout.c).
+ *
+ * Object reads (GET/HEAD from proxy.c) do not go through libcurl: upconn_*
+ * at the end of this file speaks HTTP/1.1 itself on pooled keep-alive
+ * connections, one blocking send and recv per small object.
  */
+#define _GNU_SOURCE
 #include "balancer.h"
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #define UPSTREAM_MAX_BODY (16u << 20)
 
@@ -183,4 +199,575 @@ void upstream_describe(const struct upstream_call *c, char *out, size_t outlen)
         snprintf(out, outlen, "HTTP %ld: %s", c->status, msg);
     else
         snprintf(out, outlen, "HTTP %ld", c->status);
+}
+
+/* ---- object reads over pooled keep-alive connections ---------------------
+ *
+ * A GET of a small object is one short request and one short answer. Driven
+ * through libcurl it cost a multi handle, several polls and the share
+ * lock's futexes per request, more than the exchange itself. Object reads
+ * (GET and HEAD, http:// backends) therefore speak HTTP/1.1 on plain
+ * blocking sockets: send the request, recv the answer, with SO_RCVTIMEO as
+ * the first-byte and I/O timeouts. Idle connections stay with the thread
+ * that used them last (no lock in the common case), and go to a process-wide
+ * pool when the thread exits, so a new client connection finds them too.
+ */
+
+
+#define UPCONN_BUF 16384
+#define UPCONN_THREAD_IDLE 4
+#define UPCONN_POOL_MAX 256
+
+struct upconn {
+    int fd;
+    bool reused;       /* from the pool: may have been closed by the peer */
+    bool keep_alive;   /* the peer lets us send another request */
+    bool failed;
+    bool until_close;  /* body without a length: ends when the peer closes */
+    unsigned rcvtimeo_ms; /* SO_RCVTIMEO now set on fd */
+    unsigned io_timeout_ms;
+    int64_t left;      /* body bytes still to come (when !until_close) */
+    size_t start, end; /* buffered bytes buf[start..end) */
+    struct upconn *next;
+    char key[256];     /* host:port */
+    char buf[UPCONN_BUF];
+};
+
+struct upconn_tls {
+    struct upconn *idle[UPCONN_THREAD_IDLE];
+};
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct upconn *pool_head;
+static size_t pool_len;
+static pthread_key_t upconn_key;
+static pthread_once_t upconn_once = PTHREAD_ONCE_INIT;
+
+static void upconn_destroy(struct upconn *c)
+{
+    if (!c)
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c);
+}
+
+static void pool_put(struct upconn *c)
+{
+    pthread_mutex_lock(&pool_lock);
+    if (pool_len < UPCONN_POOL_MAX) {
+        c->next = pool_head;
+        pool_head = c;
+        pool_len++;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    upconn_destroy(c);
+}
+
+static void upconn_tls_free(void *p)
+{
+    struct upconn_tls *t = p;
+    for (size_t i = 0; i < UPCONN_THREAD_IDLE; i++)
+        if (t->idle[i])
+            pool_put(t->idle[i]);
+    free(t);
+}
+
+static void upconn_init(void)
+{
+    pthread_key_create(&upconn_key, upconn_tls_free);
+}
+
+static struct upconn_tls *upconn_tls(void)
+{
+    pthread_once(&upconn_once, upconn_init);
+    struct upconn_tls *t = pthread_getspecific(upconn_key);
+    if (!t && (t = calloc(1, sizeof(*t))))
+        pthread_setspecific(upconn_key, t);
+    return t;
+}
+
+static struct upconn *pool_take(const char *key)
+{
+    struct upconn_tls *t = upconn_tls();
+    if (t)
+        for (size_t i = 0; i < UPCONN_THREAD_IDLE; i++)
+            if (t->idle[i] && !strcmp(t->idle[i]->key, key)) {
+                struct upconn *c = t->idle[i];
+                t->idle[i] = NULL;
+                return c;
+            }
+    struct upconn *c = NULL;
+    pthread_mutex_lock(&pool_lock);
+    for (struct upconn **pp = &pool_head; *pp; pp = &(*pp)->next)
+        if (!strcmp((*pp)->key, key)) {
+            c = *pp;
+            *pp = c->next;
+            pool_len--;
+            break;
+        }
+    pthread_mutex_unlock(&pool_lock);
+    return c;
+}
+
+static void pool_give(struct upconn *c)
+{
+    struct upconn_tls *t = upconn_tls();
+    if (t) {
+        for (size_t i = 0; i < UPCONN_THREAD_IDLE; i++)
+            if (!t->idle[i]) {
+                t->idle[i] = c;
+                return;
+            }
+        /* Full: the oldest slot goes to the shared pool. */
+        struct upconn *old = t->idle[0];
+        memmove(&t->idle[0], &t->idle[1], (UPCONN_THREAD_IDLE - 1) * sizeof(t->idle[0]));
+        t->idle[UPCONN_THREAD_IDLE - 1] = c;
+        c = old;
+    }
+    pool_put(c);
+}
+
+static int set_rcvtimeo(struct upconn *c, unsigned ms)
+{
+    if (c->rcvtimeo_ms == ms)
+        return 0;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+        return -errno;
+    c->rcvtimeo_ms = ms;
+    return 0;
+}
+
+/* Splits "http://host:port" into host and port; -ENOTSUP for other schemes. */
+static int split_url(const char *base, char *host, size_t hostlen, char *port, size_t portlen,
+                     const char **hostport)
+{
+    if (strncmp(base, "http://", 7) != 0)
+        return -ENOTSUP;
+    const char *hp = base + 7;
+    *hostport = hp;
+    const char *colon = strrchr(hp, ':');
+    const char *h = hp;
+    size_t hl;
+    if (*hp == '[') {
+        const char *rb = strchr(hp, ']');
+        if (!rb || rb[1] != ':')
+            return -ENOTSUP;
+        h = hp + 1;
+        hl = (size_t)(rb - h);
+        colon = rb + 1;
+    } else {
+        if (!colon)
+            return -ENOTSUP;
+        hl = (size_t)(colon - hp);
+    }
+    size_t pl = strlen(colon + 1);
+    if (hl == 0 || hl >= hostlen || pl == 0 || pl >= portlen || strchr(colon + 1, '/'))
+        return -ENOTSUP;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    memcpy(port, colon + 1, pl + 1);
+    return 0;
+}
+
+static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t salen, unsigned ms)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    int rc = connect(fd, sa, salen);
+    if (rc < 0 && errno != EINPROGRESS)
+        return -errno;
+    if (rc < 0) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int pr;
+        do
+            pr = poll(&p, 1, (int)ms);
+        while (pr < 0 && errno == EINTR);
+        if (pr == 0)
+            return -ETIMEDOUT;
+        if (pr < 0)
+            return -errno;
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+            return -errno;
+        if (soerr)
+            return -soerr;
+    }
+    if (fcntl(fd, F_SETFL, fl) < 0)
+        return -errno;
+    return 0;
+}
+
+static struct upconn *upconn_connect(const char *base, const struct balancer_options *opt,
+                                     char *err, size_t errlen)
+{
+    char host[256], port[16];
+    const char *hostport;
+    if (split_url(base, host, sizeof(host), port, sizeof(port), &hostport) < 0) {
+        snprintf(err, errlen, "unsupported backend url %s", base);
+        return NULL;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    int g = getaddrinfo(host, port, &hints, &ai);
+    if (g != 0 || !ai) {
+        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(g));
+        return NULL;
+    }
+    int fd = -1, rc = -ECONNREFUSED;
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            rc = -errno;
+            continue;
+        }
+        rc = connect_timeout(fd, a->ai_addr, a->ai_addrlen, opt->connect_timeout_ms);
+        if (rc == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) {
+        if (rc == -ETIMEDOUT)
+            snprintf(err, errlen, "connect to %s: no answer in %u ms", hostport,
+                     opt->connect_timeout_ms);
+        else
+            snprintf(err, errlen, "connect to %s: %s", hostport, strerror(-rc));
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    struct timeval tv = {.tv_sec = opt->io_timeout_ms / 1000,
+                         .tv_usec = (suseconds_t)(opt->io_timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    struct upconn *c = malloc(sizeof(*c));
+    if (!c) {
+        close(fd);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->fd = fd;
+    c->rcvtimeo_ms = 0;
+    c->reused = false;
+    snprintf(c->key, sizeof(c->key), "%s", hostport);
+    return c;
+}
+
+static int send_all(int fd, const char *p, size_t len)
+{
+    while (len) {
+        ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* recv into buf[end..]; > 0 bytes, 0 at EOF, -errno (-ETIMEDOUT on timeout). */
+static ssize_t recv_some(struct upconn *c, char *buf, size_t max)
+{
+    for (;;) {
+        ssize_t r = recv(c->fd, buf, max, 0);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+    }
+}
+
+/* Value of header line [p, e) named name (lower case), or NULL. */
+static const char *header_value(const char *p, const char *e, const char *name, size_t nl,
+                                size_t *vlen)
+{
+    if ((size_t)(e - p) <= nl || p[nl] != ':' || strncasecmp(p, name, nl) != 0)
+        return NULL;
+    const char *v = p + nl + 1;
+    while (v < e && (*v == ' ' || *v == '\t'))
+        v++;
+    const char *ve = e;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+        ve--;
+    *vlen = (size_t)(ve - v);
+    return v;
+}
+
+/*
+ * Parses the response head in c->buf[0..hlen) into head. Returns 0, or
+ * -ENOTSUP for a body this reader does not do (chunked), -EPROTO.
+ */
+static int parse_head(struct upconn *c, size_t hlen, bool is_head, struct bstream_head *head,
+                      bool *informational)
+{
+    const char *p = c->buf, *end = c->buf + hlen;
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!eol || end - p < 12 || strncmp(p, "HTTP/1.", 7) != 0)
+        return -EPROTO;
+    bool http10 = p[7] == '0';
+    long status = strtol(p + 9, NULL, 10);
+    if (status < 100 || status > 999)
+        return -EPROTO;
+    *informational = status < 200;
+    head->content_range[0] = '\0';
+    head->content_type[0] = '\0';
+    head->content_length = -1;
+    bool chunked = false, close_conn = http10, ka = false;
+    for (p = eol + 1; p < end;) {
+        const char *le = memchr(p, '\n', (size_t)(end - p));
+        if (!le)
+            le = end;
+        const char *e = le;
+        if (e > p && e[-1] == '\r')
+            e--;
+        size_t vl;
+        const char *v;
+        if ((v = header_value(p, e, "content-length", 14, &vl))) {
+            char num[32];
+            if (vl == 0 || vl >= sizeof(num))
+                return -EPROTO;
+            memcpy(num, v, vl);
+            num[vl] = '\0';
+            char *ne;
+            errno = 0;
+            long long n = strtoll(num, &ne, 10);
+            if (errno || *ne || n < 0)
+                return -EPROTO;
+            head->content_length = n;
+        } else if ((v = header_value(p, e, "content-range", 13, &vl))) {
+            snprintf(head->content_range, sizeof(head->content_range), "%.*s", (int)vl, v);
+        } else if ((v = header_value(p, e, "content-type", 12, &vl))) {
+            snprintf(head->content_type, sizeof(head->content_type), "%.*s", (int)vl, v);
+        } else if ((v = header_value(p, e, "transfer-encoding", 17, &vl))) {
+            if (!(vl == 8 && !strncasecmp(v, "identity", 8)))
+                chunked = true;
+        } else if ((v = header_value(p, e, "connection", 10, &vl))) {
+            if (memmem(v, vl, "close", 5) || memmem(v, vl, "Close", 5))
+                close_conn = true;
+            if (memmem(v, vl, "eep-alive", 9))
+                ka = true;
+        }
+        p = le + 1;
+    }
+    if (*informational)
+        return 0;
+    head->status = status;
+    c->keep_alive = !close_conn || (http10 && ka);
+    c->until_close = false;
+    if (is_head || status == 204 || status == 304) {
+        c->left = 0;
+    } else if (chunked) {
+        return -ENOTSUP;
+    } else if (head->content_length >= 0) {
+        c->left = head->content_length;
+    } else {
+        c->left = 0;
+        c->until_close = true;
+        c->keep_alive = false;
+    }
+    return 0;
+}
+
+/* Sends the request on c and reads the response head. *nothing is set when
+ * the connection gave no byte of response (a stale pooled one). */
+static int exchange(struct upconn *c, const char *req, size_t reqlen, bool is_head,
+                    unsigned first_byte_ms, struct bstream_head *head, bool *nothing, char *err,
+                    size_t errlen)
+{
+    *nothing = true;
+    c->start = c->end = 0;
+    c->failed = false;
+    int rc = set_rcvtimeo(c, first_byte_ms);
+    if (rc == 0)
+        rc = send_all(c->fd, req, reqlen);
+    if (rc < 0) {
+        snprintf(err, errlen, "sending the request to %s: %s", c->key,
+                 rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+        return rc;
+    }
+    uint64_t t0 = cas_now_ns();
+    size_t scanned = 0;
+    for (;;) {
+        if (c->end == sizeof(c->buf)) {
+            snprintf(err, errlen, "%s: response head too long", c->key);
+            return -EPROTO;
+        }
+        ssize_t r = recv_some(c, c->buf + c->end, sizeof(c->buf) - c->end);
+        if (r <= 0) {
+            if (r == -ETIMEDOUT)
+                snprintf(err, errlen, "%s: no response in %u ms", c->key, first_byte_ms);
+            else if (r == 0)
+                snprintf(err, errlen, "%s closed the connection before answering", c->key);
+            else
+                snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-r));
+            return r == 0 ? -ECONNRESET : (int)r;
+        }
+        *nothing = false;
+        c->end += (size_t)r;
+        for (;;) {
+            size_t from = scanned > 3 ? scanned - 3 : 0;
+            char *hend = memmem(c->buf + from, c->end - from, "\r\n\r\n", 4);
+            scanned = c->end;
+            if (!hend)
+                break;
+            size_t hlen = (size_t)(hend - c->buf) + 4;
+            bool info = false;
+            rc = parse_head(c, hlen, is_head, head, &info);
+            if (rc == -EPROTO) {
+                snprintf(err, errlen, "%s: malformed response head", c->key);
+                return rc;
+            }
+            if (rc < 0)
+                return rc;
+            /* Drop the head (and an informational response) from the buffer. */
+            memmove(c->buf, c->buf + hlen, c->end - hlen);
+            c->end -= hlen;
+            scanned = 0;
+            if (info)
+                continue;
+            if (!c->until_close && (int64_t)c->end > c->left) {
+                snprintf(err, errlen, "%s: more bytes than the response holds", c->key);
+                return -EPROTO;
+            }
+            return 0;
+        }
+        if ((cas_now_ns() - t0) / 1000000 > first_byte_ms) {
+            snprintf(err, errlen, "%s: no complete response head in %u ms", c->key,
+                     first_byte_ms);
+            return -ETIMEDOUT;
+        }
+    }
+}
+
+int upconn_open(struct balancer *bal, const struct view *v, const char *base, const char *path,
+                const char *method, const char *range, struct upconn **out,
+                struct bstream_head *head, char *err, size_t errlen)
+{
+    *out = NULL;
+    memset(head, 0, sizeof(*head));
+    head->content_length = -1;
+    char host[256], port[16];
+    const char *hostport;
+    if (split_url(base, host, sizeof(host), port, sizeof(port), &hostport) < 0) {
+        snprintf(err, errlen, "not an http:// backend");
+        return -ENOTSUP;
+    }
+    bool is_head = !strcmp(method, "HEAD");
+    char req[2048];
+    int len = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path,
+                       hostport);
+    if (v->token)
+        len += snprintf(req + len, sizeof(req) - (size_t)len, "Authorization: Bearer %s\r\n",
+                        v->token);
+    if (range && (size_t)len < sizeof(req))
+        len += snprintf(req + len, sizeof(req) - (size_t)len, "Range: %s\r\n", range);
+    if ((size_t)len + 3 > sizeof(req)) {
+        snprintf(err, errlen, "request too long");
+        return -EINVAL;
+    }
+    memcpy(req + len, "\r\n", 3);
+    len += 2;
+    const struct balancer_options *opt = &bal->opt;
+    /* A pooled connection the peer has closed meanwhile gives nothing back:
+     * then, and only then, the request goes again on a new one. */
+    struct upconn *c = pool_take(hostport);
+    for (;;) {
+        bool reused = c != NULL;
+        if (!c && !(c = upconn_connect(base, opt, err, errlen)))
+            return -EIO;
+        c->io_timeout_ms = opt->io_timeout_ms;
+        bool nothing = true;
+        int rc = exchange(c, req, (size_t)len, is_head, opt->first_byte_timeout_ms, head,
+                          &nothing, err, errlen);
+        if (rc == 0) {
+            c->reused = reused;
+            *out = c;
+            return 0;
+        }
+        upconn_destroy(c);
+        c = NULL;
+        if (rc == -ENOTSUP) {
+            snprintf(err, errlen, "chunked response");
+            return -ENOTSUP;
+        }
+        if (!(reused && nothing && rc != -ETIMEDOUT))
+            return rc == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
+    }
+}
+
+ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t errlen)
+{
+    if (c->failed) {
+        snprintf(err, errlen, "%s: earlier failure", c->key);
+        return -EIO;
+    }
+    if (!c->until_close && c->left == 0)
+        return 0;
+    if (!c->until_close && (int64_t)max > c->left)
+        max = (size_t)c->left;
+    if (max == 0)
+        return 0;
+    ssize_t n;
+    if (c->end > c->start) {
+        n = (ssize_t)(c->end - c->start);
+        if ((size_t)n > max)
+            n = (ssize_t)max;
+        memcpy(buf, c->buf + c->start, (size_t)n);
+        c->start += (size_t)n;
+        if (c->start == c->end)
+            c->start = c->end = 0;
+    } else {
+        if (set_rcvtimeo(c, c->io_timeout_ms) < 0) {
+            c->failed = true;
+            snprintf(err, errlen, "setsockopt: %s", strerror(errno));
+            return -EIO;
+        }
+        n = recv_some(c, buf, max);
+        if (n == 0 && c->until_close)
+            return 0;
+        if (n <= 0) {
+            c->failed = true;
+            if (n == 0)
+                snprintf(err, errlen, "%s closed the connection with %" PRId64 " bytes to come",
+                         c->key, c->left);
+            else if (n == -ETIMEDOUT)
+                snprintf(err, errlen, "%s: no data for %u ms", c->key, c->io_timeout_ms);
+            else
+                snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-n));
+            return n == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
+        }
+    }
+    if (!c->until_close)
+        c->left -= n;
+    return n;
+}
+
+void upconn_close(struct upconn *c)
+{
+    if (!c)
+        return;
+    /* The short body of an answer not taken (a 404's JSON, say) is read
+     * and dropped, so that the connection can serve the next request. */
+    if (!c->failed && c->keep_alive && !c->until_close && c->left > 0 &&
+        c->left <= UPCONN_BUF) {
+        char sink[UPCONN_BUF];
+        char err[64];
+        while (c->left > 0 && upconn_read(c, sink, sizeof(sink), err, sizeof(err)) > 0)
+            ;
+    }
+    if (c->failed || c->until_close || !c->keep_alive || c->left != 0 || c->end != c->start) {
+        upconn_destroy(c);
+        return;
+    }
+    c->start = c->end = 0;
+    pool_give(c);
 }

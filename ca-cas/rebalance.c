@@ -56,7 +56,7 @@ static void on_progress(void *cls, const struct rb_stats *s)
         cli_progress_start(&ui->bar, ui->ctx->progress, "rebalance", s->copy_bytes_planned, true);
         ui->bar_started = true;
     }
-    cli_progress_set(&ui->bar, s->bytes_copied);
+    cli_progress_set(&ui->bar, s->bytes_streamed);
 }
 
 static void on_event(void *cls, bool warning, const char *msg)
@@ -108,6 +108,7 @@ static void print_json(const struct rb_stats *s, const struct rb_cluster *c, boo
     U64("copies_made", s->copies_made);
     U64("bytes_copied", s->bytes_copied);
     U64("copies_failed", s->copies_failed);
+    U64("objects_vanished", s->objects_vanished);
     U64("removals_made", s->removals_made);
     U64("removals_failed", s->removals_failed);
     U64("removals_skipped", s->removals_skipped);

@@ -155,6 +155,8 @@ struct rb_stats {
     uint64_t removals_held;            /* outside copies kept: their home is incomplete */
     uint64_t objects_home_unavailable; /* a home backend down or read-only */
     uint64_t copies_made, bytes_copied, copies_failed;
+    uint64_t bytes_streamed;   /* bytes sent so far, copies in flight included */
+    uint64_t objects_vanished; /* deleted by someone else since the listing */
     uint64_t removals_made, removals_failed;
     uint64_t removals_skipped; /* planned, but the home was not confirmed complete */
     uint64_t list_failures;    /* backends whose listing failed */
@@ -201,6 +203,8 @@ struct rb_io; /* one worker's connections */
 
 struct rb_io *rb_io_new(const struct rb_cluster *c, const struct rb_options *o,
                         struct rb_bucket *bucket);
+/* Where copies add the bytes they send as they go (atomically); NULL: nowhere. */
+void rb_io_count_bytes(struct rb_io *io, uint64_t *counter);
 void rb_io_free(struct rb_io *io);
 /* Streams GET base/path into sink(cls, data, len) (returning <0 aborts).
  * Returns the HTTP status, or -errno with a message. */
@@ -209,7 +213,8 @@ long rb_io_get(struct rb_io *io, const char *url, int (*sink)(void *cls, const c
 /* HEAD or DELETE of url: the status, or -errno with a message. */
 long rb_io_simple(struct rb_io *io, const char *method, const char *url, char *err, size_t errlen);
 /* Copies object hex of size bytes from src to dst (base URLs) by streaming
- * GET into PUT. 0 on a 2xx from dst, -errno with a message otherwise. */
+ * GET into PUT. 0 on a 2xx from dst, -ENOENT when src does not have it,
+ * -EINTR when stopped, another -errno with a message otherwise. */
 int rb_io_copy(struct rb_io *io, const char *src, const char *dst, const char *hex, uint64_t size,
                char *err, size_t errlen);
 

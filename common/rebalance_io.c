@@ -96,7 +96,13 @@ struct rb_io {
     struct rb_bucket *bucket;
     volatile int *stop;
     long connect_ms, io_s;
+    uint64_t *streamed; /* bytes sent by copies, for progress */
 };
+
+void rb_io_count_bytes(struct rb_io *io, uint64_t *counter)
+{
+    io->streamed = counter;
+}
 
 struct rb_io *rb_io_new(const struct rb_cluster *c, const struct rb_options *o,
                         struct rb_bucket *bucket)
@@ -295,6 +301,8 @@ static int send_all(void *cls, const char *d, size_t n)
         d += w;
         n -= (size_t)w;
         cp->got += (uint64_t)w;
+        if (cp->io->streamed)
+            __atomic_add_fetch(cp->io->streamed, (uint64_t)w, __ATOMIC_RELAXED);
     }
     return 0;
 }

@@ -225,10 +225,12 @@ static int copy_one(struct pass *p, struct rb_io *io, size_t i, const char *hex,
             order[n++] = b;
     }
     char err[1024] = "no backend that is up holds it";
+    size_t tried = 0, gone = 0;
     for (size_t k = 0; k < n && !stopped(p->o); k++) {
         size_t s = order[k];
         if (s == t || !c->b[s].up || !rb_objects_holds(p->objs, i, s))
             continue;
+        tried++;
         int rc = rb_io_copy(io, c->b[s].url, c->b[t].url, hex, size, err, sizeof(err));
         if (rc == 0) {
             rb_objects_set_holds(p->objs, i, t, true);
@@ -238,11 +240,19 @@ static int copy_one(struct pass *p, struct rb_io *io, size_t i, const char *hex,
         }
         if (rc == -EINTR)
             return rc;
-        if (rc == -ENOENT) /* gone from the source since the listing */
+        if (rc == -ENOENT) { /* gone from the source since the listing */
             rb_objects_set_holds(p->objs, i, s, false);
+            gone++;
+        }
     }
     if (stopped(p->o))
         return -EINTR;
+    if (tried && gone == tried) {
+        /* Deleted (by a client, GC, another rebalance's removal of a copy
+         * it had confirmed elsewhere) since the listing: not a failure. */
+        ADD(objects_vanished, 1);
+        return -ENOENT;
+    }
     ADD(copies_failed, 1);
     event(p, true, "copy of %s to %s failed: %s", hex, c->b[t].url, err);
     return -EIO;
@@ -283,9 +293,13 @@ static void do_object(struct pass *p, struct rb_io *io, struct rb_plan *plan, bo
     cas_key_hex(&k, hex);
 
     bool complete = true;
-    for (size_t j = 0; j < plan->ncopy; j++)
-        if (copy_one(p, io, i, hex, size, plan, plan->copy_to[j]) < 0)
+    for (size_t j = 0; j < plan->ncopy; j++) {
+        int rc = copy_one(p, io, i, hex, size, plan, plan->copy_to[j]);
+        if (rc == -ENOENT)
+            return; /* no holder has it any more: nothing to keep or remove */
+        if (rc < 0)
             complete = false;
+    }
     if (!plan->nremove || !plan->removals_allowed)
         return;
     if (!complete || stopped(p->o) || !home_confirmed(p, io, hex, plan)) {
@@ -313,6 +327,8 @@ static void *worker_main(void *arg)
 {
     struct pass *p = arg;
     struct rb_io *io = rb_io_new(p->c, p->o, p->bucket);
+    if (io)
+        rb_io_count_bytes(io, &p->st->bytes_streamed);
     struct rb_plan plan;
     bool *holders = calloc(p->c->n ? p->c->n : 1, sizeof(bool));
     bool ok = io && holders && rb_plan_init(&plan, p->c->n) == 0;

@@ -27,6 +27,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,8 +124,8 @@ static int src_open(struct balancer *bal, const struct view *v, size_t b, const 
                     const char *method, const char *range, struct get_src *src,
                     struct bstream_head *head, char *err, size_t errlen)
 {
-    char path[CAS_MAX_HEX + 16];
-    snprintf(path, sizeof(path), "/objects/%s", hex);
+    char path[CAS_MAX_HEX + 16] = "/objects/";
+    memcpy(path + 9, hex, strlen(hex) + 1);
     src->c = NULL;
     src->s = NULL;
     int rc = upconn_open(bal, v, v->b[b]->url, path, method, range, &src->c, head, err, errlen);
@@ -149,9 +151,9 @@ struct get_ctx {
     size_t nrepair;
 };
 
-static void get_ctx_free(void *cls)
+/* Ends a GET: the backend connection back to its pool, repairs queued. */
+static void get_ctx_release(struct get_ctx *g)
 {
-    struct get_ctx *g = cls;
     src_close(&g->src);
     if (g->complete) {
         for (size_t i = 0; i < g->nrepair; i++)
@@ -160,7 +162,12 @@ static void get_ctx_free(void *cls)
     if (g->hash)
         cas_hash_free(g->hash);
     view_put(g->v);
-    free(g);
+}
+
+static void get_ctx_free(void *cls)
+{
+    get_ctx_release(cls);
+    free(cls);
 }
 
 static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -218,6 +225,48 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
     return n;
 }
 
+/*
+ * The digest of a small body. EVP_Digest allocates a context and, with
+ * OpenSSL 3, looks the algorithm up again on every call, which is a fair
+ * share of hashing 4 KiB: each thread keeps a context, and the algorithms
+ * are fetched once.
+ */
+static EVP_MD *digest_md[8];
+static pthread_once_t digest_once = PTHREAD_ONCE_INIT;
+static pthread_key_t digest_key;
+
+static void digest_ctx_free(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
+
+static void digest_init(void)
+{
+    for (size_t i = 0; i < cas_hash_algo_count && i < sizeof(digest_md) / sizeof(digest_md[0]);
+         i++) {
+        const EVP_MD *legacy = cas_hash_algos[i].evp();
+        digest_md[i] = legacy ? EVP_MD_fetch(NULL, EVP_MD_get0_name(legacy), NULL) : NULL;
+    }
+    pthread_key_create(&digest_key, digest_ctx_free);
+}
+
+static void digest_small(const struct cas_hash_algo *algo, const void *data, size_t len,
+                         unsigned char *out)
+{
+    pthread_once(&digest_once, digest_init);
+    size_t i = (size_t)(algo - cas_hash_algos);
+    EVP_MD *md = i < sizeof(digest_md) / sizeof(digest_md[0]) ? digest_md[i] : NULL;
+    EVP_MD_CTX *ctx = md ? pthread_getspecific(digest_key) : NULL;
+    if (md && !ctx && (ctx = EVP_MD_CTX_new()) && pthread_setspecific(digest_key, ctx) != 0) {
+        EVP_MD_CTX_free(ctx);
+        ctx = NULL;
+    }
+    unsigned int n = 0;
+    if (!ctx || !EVP_DigestInit_ex2(ctx, md, NULL) || !EVP_DigestUpdate(ctx, data, len) ||
+        !EVP_DigestFinal_ex(ctx, out, &n))
+        cas_hash_buffer(algo, data, len, out);
+}
+
 /* Reads a whole small body into *out and, for a 200, checks its digest
  * (-EBADMSG when it does not match). */
 static int read_small(struct balancer *bal, struct get_ctx *g, struct get_src *s, size_t b,
@@ -241,7 +290,7 @@ static int read_small(struct balancer *bal, struct get_ctx *g, struct get_src *s
     }
     if (status == 200) {
         unsigned char d[CAS_MAX_DIGEST];
-        cas_hash_buffer(g->key.algo, buf, len, d);
+        digest_small(g->key.algo, buf, len, d);
         if (memcmp(d, g->key.digest, g->key.algo->digest_len) != 0) {
             free(buf);
             snprintf(err, errlen, "served a copy that does not match its key");
@@ -293,12 +342,11 @@ void proxy_get(struct http_req *req)
     size_t order[v->n ? v->n : 1], nhome = 0;
     size_t n = read_order(bal, v, &key, order, &nhome);
     const char *range = req->is_head ? NULL : http_header(req, "Range");
-    struct get_ctx *g = calloc(1, sizeof(*g));
-    if (!g) {
-        view_put(v);
-        http_error(req, 500, "out of memory");
-        return;
-    }
+    /* On the stack: only a relayed (large) body needs it on the heap. */
+    struct get_ctx gs;
+    memset(&gs, 0, offsetof(struct get_ctx, repair));
+    gs.nrepair = 0;
+    struct get_ctx *g = &gs;
     g->bal = bal;
     g->v = v;
     g->key = key;
@@ -348,12 +396,12 @@ void proxy_get(struct http_req *req)
             http_error(req, 416, "range not satisfiable");
             if (g->head.content_range[0])
                 http_add_header(req, "Content-Range", g->head.content_range);
-            get_ctx_free(g);
+            get_ctx_release(g);
             return;
         }
         if (st == 400) {
             http_error(req, 400, "%s refused the request", v->b[b]->url);
-            get_ctx_free(g);
+            get_ctx_release(g);
             return;
         }
         bool home = is_home(v, &key, b);
@@ -371,7 +419,7 @@ void proxy_get(struct http_req *req)
     }
     if (small) {
         reply_small(req, g, hex, small, small_len);
-        get_ctx_free(g);
+        get_ctx_release(g);
         return;
     }
     if (!g->src.c && !g->src.s) {
@@ -382,7 +430,7 @@ void proxy_get(struct http_req *req)
             http_error(req, 503, "no backend could serve %s; last error: %s", hex,
                        last_err[0] ? last_err : "no backends");
         g->nrepair = 0;
-        get_ctx_free(g);
+        get_ctx_release(g);
         return;
     }
     long status = g->head.status;
@@ -393,8 +441,15 @@ void proxy_get(struct http_req *req)
         g->complete = true; /* nothing to relay: repairs may go ahead */
     char content_range[128];
     snprintf(content_range, sizeof(content_range), "%s", g->head.content_range);
-    http_reply_stream(req, (unsigned)status, "application/octet-stream", g->size, get_read, g,
-                      get_ctx_free);
+    struct get_ctx *heap = malloc(sizeof(*heap));
+    if (!heap) {
+        get_ctx_release(g);
+        http_error(req, 500, "out of memory");
+        return;
+    }
+    *heap = *g;
+    http_reply_stream(req, (unsigned)status, "application/octet-stream", heap->size, get_read,
+                      heap, get_ctx_free);
     object_headers(req, hex, status, content_range);
 }
 

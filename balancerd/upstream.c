@@ -663,19 +663,40 @@ int upconn_open(struct balancer *bal, const struct view *v, const char *base, co
     }
     bool is_head = !strcmp(method, "HEAD");
     char req[2048];
-    int len = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path,
-                       hostport);
-    if (v->token)
-        len += snprintf(req + len, sizeof(req) - (size_t)len, "Authorization: Bearer %s\r\n",
-                        v->token);
-    if (range && (size_t)len < sizeof(req))
-        len += snprintf(req + len, sizeof(req) - (size_t)len, "Range: %s\r\n", range);
-    if ((size_t)len + 3 > sizeof(req)) {
+    size_t len = 0;
+    bool fits = true;
+#define APPEND(str)                                                                           \
+    do {                                                                                      \
+        size_t l_ = strlen(str);                                                              \
+        if (len + l_ < sizeof(req)) {                                                         \
+            memcpy(req + len, str, l_);                                                       \
+            len += l_;                                                                        \
+        } else {                                                                              \
+            fits = false;                                                                     \
+        }                                                                                     \
+    } while (0)
+    APPEND(method);
+    APPEND(" ");
+    APPEND(path);
+    APPEND(" HTTP/1.1\r\nHost: ");
+    APPEND(hostport);
+    APPEND("\r\n");
+    if (v->token) {
+        APPEND("Authorization: Bearer ");
+        APPEND(v->token);
+        APPEND("\r\n");
+    }
+    if (range) {
+        APPEND("Range: ");
+        APPEND(range);
+        APPEND("\r\n");
+    }
+    APPEND("\r\n");
+#undef APPEND
+    if (!fits) {
         snprintf(err, errlen, "request too long");
         return -EINVAL;
     }
-    memcpy(req + len, "\r\n", 3);
-    len += 2;
     const struct balancer_options *opt = &bal->opt;
     /* A pooled connection the peer has closed meanwhile gives nothing back:
      * then, and only then, the request goes again on a new one. */
@@ -686,7 +707,7 @@ int upconn_open(struct balancer *bal, const struct view *v, const char *base, co
             return -EIO;
         c->io_timeout_ms = opt->io_timeout_ms;
         bool nothing = true;
-        int rc = exchange(c, req, (size_t)len, is_head, opt->first_byte_timeout_ms, head,
+        int rc = exchange(c, req, len, is_head, opt->first_byte_timeout_ms, head,
                           &nothing, err, errlen);
         if (rc == 0) {
             c->reused = reused;

@@ -9,10 +9,13 @@
 #   1 MiB GETs at half the peak rate (latency.py, open loop).
 # Prints a Markdown table for bench/RESULTS.md. Usage:
 #   bench/bench-balancer.sh [BUILD_DIR] [SECONDS]
+# BUILD_DIR defaults to $CAS_BUILD, then build-bench (private to the
+# benchmarks, as in lib.sh: never the shared build/, which other test runs
+# rebuild under our feet).
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=${1:-${CAS_BUILD:-$here/build-bench}}
 secs=${2:-10}
 case $build in /*) ;; *) build=$(pwd)/$build ;; esac
 storaged=$build/storaged/ca-cas-storaged

@@ -157,14 +157,19 @@ class TestRebalance(RebalanceTest):
         bal = self.balancer()
         datas = dataset("intr")
         keys = self.put_all(bal.client(), datas)
-        self.add_store("s3", "d3")
+        new = self.add_store("s3", "d3")
         self.write_config(2)
         _, plan = self.rebalance("--dry-run")
         # Slow enough to stop half-way.
         mbps = max(0.5, plan["copy_bytes_planned"] / 1e6 / 4)
         p = subprocess.Popen([CLI, "--json", "rebalance", "--config", self.config, "--max-mbps", str(mbps)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+        # Stop it once some copies have landed on the new backend.
+        deadline = time.time() + 30
+        while time.time() < deadline and p.poll() is None:
+            if new.client().request("GET", "/capacity").json()["objects"] >= 5:
+                break
+            time.sleep(0.05)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
         self.assertEqual(p.returncode, 1, out + err)
@@ -224,7 +229,10 @@ class TestRebalance(RebalanceTest):
             self.assertIn(c.request("DELETE", f"/objects/{k}").status, (204, 404))
         out, err = p.communicate(timeout=60)
         st = json.loads(out)
-        self.assertEqual(p.returncode, 0, out + err)
+        # The object whose copy was in flight when it was deleted may find
+        # its home unconfirmed (HEAD 404): its removals are kept, exit 1.
+        self.assertLessEqual(st["removals_skipped"], 1, st)
+        self.assertEqual(p.returncode, 1 if st["removals_skipped"] else 0, out + err)
         self.assertGreater(st["objects_vanished"], 0, st)
         self.assertEqual(st["copies_failed"], 0, st)
         gone = set(moving[len(moving) // 2:])

@@ -309,7 +309,11 @@ static void object_headers(struct http_req *req, const char *hex, long status,
                            const char *content_range)
 {
     char etag[CAS_MAX_HEX + 3];
-    snprintf(etag, sizeof(etag), "\"%s\"", hex);
+    size_t hl = strlen(hex);
+    etag[0] = '"';
+    memcpy(etag + 1, hex, hl);
+    etag[hl + 1] = '"';
+    etag[hl + 2] = '\0';
     http_add_header(req, "ETag", etag);
     http_add_header(req, "Accept-Ranges", "bytes");
     http_add_header(req, "Cache-Control", "public, max-age=31536000, immutable");

@@ -208,19 +208,20 @@ void upstream_describe(const struct upstream_call *c, char *out, size_t outlen)
  * lock's futexes per request, more than the exchange itself. Object reads
  * (GET and HEAD, http:// backends) therefore speak HTTP/1.1 on plain
  * blocking sockets: send the request, recv the answer, with SO_RCVTIMEO as
- * the first-byte and I/O timeouts. Idle connections stay with the thread
- * that used them last (no lock in the common case), and go to a process-wide
- * pool when the thread exits, so a new client connection finds them too.
+ * the first-byte and I/O timeouts. Idle connections wait in one pool for
+ * the process, a stack per backend, so that their number follows the peak
+ * of concurrent reads rather than the number of client connections.
  */
 
 
 #define UPCONN_BUF 16384
-#define UPCONN_THREAD_IDLE 4
-#define UPCONN_POOL_MAX 256
+/* Idle connections kept per backend: about the peak of concurrent reads
+ * (a storaged serves 512 connections at once by default). */
+#define UPCONN_IDLE_MAX 128
+#define UPCONN_BACKENDS_MAX 64
 
 struct upconn {
     int fd;
-    bool reused;       /* from the pool: may have been closed by the peer */
     bool keep_alive;   /* the peer lets us send another request */
     bool failed;
     bool until_close;  /* body without a length: ends when the peer closes */
@@ -229,19 +230,22 @@ struct upconn {
     int64_t left;      /* body bytes still to come (when !until_close) */
     size_t start, end; /* buffered bytes buf[start..end) */
     struct upconn *next;
+    char why[200];     /* what failed, once failed */
     char key[256];     /* host:port */
     char buf[UPCONN_BUF];
 };
 
-struct upconn_tls {
-    struct upconn *idle[UPCONN_THREAD_IDLE];
+/* The idle connections, a stack per backend (the most recently used one
+ * first: the least likely to have been closed by the peer). */
+struct upconn_idle {
+    char key[256];
+    struct upconn *top;
+    size_t n;
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct upconn *pool_head;
-static size_t pool_len;
-static pthread_key_t upconn_key;
-static pthread_once_t upconn_once = PTHREAD_ONCE_INIT;
+static struct upconn_idle pool[UPCONN_BACKENDS_MAX];
+static size_t pool_keys;
 
 static void upconn_destroy(struct upconn *c)
 {
@@ -252,81 +256,51 @@ static void upconn_destroy(struct upconn *c)
     free(c);
 }
 
-static void pool_put(struct upconn *c)
+static struct upconn_idle *pool_slot(const char *key, bool add)
 {
-    pthread_mutex_lock(&pool_lock);
-    if (pool_len < UPCONN_POOL_MAX) {
-        c->next = pool_head;
-        pool_head = c;
-        pool_len++;
-        c = NULL;
-    }
-    pthread_mutex_unlock(&pool_lock);
-    upconn_destroy(c);
-}
-
-static void upconn_tls_free(void *p)
-{
-    struct upconn_tls *t = p;
-    for (size_t i = 0; i < UPCONN_THREAD_IDLE; i++)
-        if (t->idle[i])
-            pool_put(t->idle[i]);
-    free(t);
-}
-
-static void upconn_init(void)
-{
-    pthread_key_create(&upconn_key, upconn_tls_free);
-}
-
-static struct upconn_tls *upconn_tls(void)
-{
-    pthread_once(&upconn_once, upconn_init);
-    struct upconn_tls *t = pthread_getspecific(upconn_key);
-    if (!t && (t = calloc(1, sizeof(*t))))
-        pthread_setspecific(upconn_key, t);
-    return t;
+    for (size_t i = 0; i < pool_keys; i++)
+        if (!strcmp(pool[i].key, key))
+            return &pool[i];
+    if (!add)
+        return NULL;
+    for (size_t i = 0; i < pool_keys; i++)
+        if (!pool[i].top) { /* a backend no longer used: take its place */
+            snprintf(pool[i].key, sizeof(pool[i].key), "%s", key);
+            return &pool[i];
+        }
+    if (pool_keys == UPCONN_BACKENDS_MAX)
+        return NULL;
+    struct upconn_idle *s = &pool[pool_keys++];
+    snprintf(s->key, sizeof(s->key), "%s", key);
+    return s;
 }
 
 static struct upconn *pool_take(const char *key)
 {
-    struct upconn_tls *t = upconn_tls();
-    if (t)
-        for (size_t i = 0; i < UPCONN_THREAD_IDLE; i++)
-            if (t->idle[i] && !strcmp(t->idle[i]->key, key)) {
-                struct upconn *c = t->idle[i];
-                t->idle[i] = NULL;
-                return c;
-            }
     struct upconn *c = NULL;
     pthread_mutex_lock(&pool_lock);
-    for (struct upconn **pp = &pool_head; *pp; pp = &(*pp)->next)
-        if (!strcmp((*pp)->key, key)) {
-            c = *pp;
-            *pp = c->next;
-            pool_len--;
-            break;
-        }
+    struct upconn_idle *s = pool_slot(key, false);
+    if (s && s->top) {
+        c = s->top;
+        s->top = c->next;
+        s->n--;
+    }
     pthread_mutex_unlock(&pool_lock);
     return c;
 }
 
 static void pool_give(struct upconn *c)
 {
-    struct upconn_tls *t = upconn_tls();
-    if (t) {
-        for (size_t i = 0; i < UPCONN_THREAD_IDLE; i++)
-            if (!t->idle[i]) {
-                t->idle[i] = c;
-                return;
-            }
-        /* Full: the oldest slot goes to the shared pool. */
-        struct upconn *old = t->idle[0];
-        memmove(&t->idle[0], &t->idle[1], (UPCONN_THREAD_IDLE - 1) * sizeof(t->idle[0]));
-        t->idle[UPCONN_THREAD_IDLE - 1] = c;
-        c = old;
+    pthread_mutex_lock(&pool_lock);
+    struct upconn_idle *s = pool_slot(c->key, true);
+    if (s && s->n < UPCONN_IDLE_MAX) {
+        c->next = s->top;
+        s->top = c;
+        s->n++;
+        c = NULL;
     }
-    pool_put(c);
+    pthread_mutex_unlock(&pool_lock);
+    upconn_destroy(c);
 }
 
 static int set_rcvtimeo(struct upconn *c, unsigned ms)
@@ -454,7 +428,6 @@ static struct upconn *upconn_connect(const char *base, const struct balancer_opt
     }
     c->fd = fd;
     c->rcvtimeo_ms = 0;
-    c->reused = false;
     snprintf(c->key, sizeof(c->key), "%s", hostport);
     return c;
 }
@@ -531,6 +504,11 @@ static int parse_head(struct upconn *c, size_t hlen, bool is_head, struct bstrea
             e--;
         size_t vl;
         const char *v;
+        char c0 = (char)(*p | 0x20); /* the headers read all start with c or t */
+        if (c0 != 'c' && c0 != 't') {
+            p = le + 1;
+            continue;
+        }
         if ((v = header_value(p, e, "content-length", 14, &vl))) {
             char num[32];
             if (vl == 0 || vl >= sizeof(num))
@@ -710,7 +688,6 @@ int upconn_open(struct balancer *bal, const struct view *v, const char *base, co
         int rc = exchange(c, req, len, is_head, opt->first_byte_timeout_ms, head,
                           &nothing, err, errlen);
         if (rc == 0) {
-            c->reused = reused;
             *out = c;
             return 0;
         }
@@ -728,7 +705,7 @@ int upconn_open(struct balancer *bal, const struct view *v, const char *base, co
 ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t errlen)
 {
     if (c->failed) {
-        snprintf(err, errlen, "%s: earlier failure", c->key);
+        snprintf(err, errlen, "%s", c->why);
         return -EIO;
     }
     if (!c->until_close && c->left == 0)
@@ -750,6 +727,7 @@ ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t e
         if (set_rcvtimeo(c, c->io_timeout_ms) < 0) {
             c->failed = true;
             snprintf(err, errlen, "setsockopt: %s", strerror(errno));
+            snprintf(c->why, sizeof(c->why), "%s", err);
             return -EIO;
         }
         n = recv_some(c, buf, max);
@@ -764,6 +742,7 @@ ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t e
                 snprintf(err, errlen, "%s: no data for %u ms", c->key, c->io_timeout_ms);
             else
                 snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-n));
+            snprintf(c->why, sizeof(c->why), "%s", err);
             return n == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
         }
     }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #define CHUNK FMT_BLOCK
+#define SCRUB_MIN_PASS 60.0 /* seconds */
 
 struct scrub_item {
     unsigned char digest[CAS_MAX_DIGEST];
@@ -179,7 +180,7 @@ static void *scrub_main(void *arg)
         return NULL;
     }
     load_position(d);
-    double started = now_s(), last_save = started;
+    double started = now_s(), last_save = started, pass_started = started;
     uint64_t budget = 0;
     bool stop = false;
     log_info("scrub: running at %" PRIu64 " bytes/s from data file %u offset %" PRIu64,
@@ -231,9 +232,11 @@ static void *scrub_main(void *arg)
                      d->scrub_passes, __atomic_load_n(&d->scrub_objects, __ATOMIC_RELAXED),
                      __atomic_load_n(&d->scrub_corrupt, __ATOMIC_RELAXED));
             save_position(d);
-            /* An empty store would spin: pause a second between passes. */
-            if (d->objects == 0 && !pace(d, now_s() + 1, 0))
+            /* A small store would be read over and over as fast as the disk
+             * allows: passes start at most once a SCRUB_MIN_PASS. */
+            if (!pace(d, pass_started + SCRUB_MIN_PASS, 0))
                 stop = true;
+            pass_started = now_s();
         }
         if (!pace(d, started, budget))
             break;

@@ -215,6 +215,7 @@ struct bstream;
 struct bstream_head {
     long status;
     int64_t content_length; /* -1 unknown */
+    uint64_t gc_id;         /* X-CAS-GC: the backend's active GC cycle; 0 none */
     char content_range[128];
     char content_type[128];
 };
@@ -318,5 +319,10 @@ void gc_touch(struct balancer *bal, const struct view *v, const struct cas_key *
 /* Unmarks everything read or written recently (a cycle this balancer did
  * not start has just been noticed, or is about to end). */
 void gc_touch_flush_recent(struct balancer *bal, const struct view *v);
+/* A backend's answer named GC cycle id (X-CAS-GC). When this balancer did
+ * not know of it yet (another balancer began it since the last probe),
+ * learns it now and unmarks key and the recently used objects on every
+ * backend before the caller answers. */
+void gc_learn(struct balancer *bal, const struct view *v, const struct cas_key *key, uint64_t id);
 
 #endif

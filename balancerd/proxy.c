@@ -421,6 +421,10 @@ void proxy_get(struct http_req *req)
         if (home && (st == 404 || (st >= 500 && st != 503)) && g->nrepair < 64)
             g->repair[g->nrepair++] = b;
     }
+    /* The serving backend says a GC cycle is on that this balancer has not
+     * heard of yet: unmark the object on every holder before answering. */
+    if ((small || g->src.c || g->src.s) && g->head.gc_id)
+        gc_learn(bal, v, &key, g->head.gc_id);
     if (small) {
         reply_small(req, g, hex, small, small_len);
         get_ctx_release(g);

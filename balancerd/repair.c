@@ -22,6 +22,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,7 @@ struct repair_queue {
 };
 
 /* Copies key from some backend other than target_url to target_url. */
-static int repair_one(struct balancer *bal, const struct repair_entry *e, char *err,
-                      size_t errlen)
+static int repair_one(struct balancer *bal, const struct repair_entry *e, char *err, size_t errlen)
 {
     struct view *v = view_get(bal);
     size_t order[v->n ? v->n : 1], nhome = 0;
@@ -321,4 +321,27 @@ void gc_touch_flush_recent(struct balancer *bal, const struct view *v)
     if (body.len)
         mark_everywhere(bal, v, body.data, body.len);
     cas_buf_free(&body);
+}
+
+void gc_learn(struct balancer *bal, const struct view *v, const struct cas_key *key, uint64_t id)
+{
+    pthread_mutex_lock(&bal->lock);
+    bool known = bal->gc_active && bal->gc_id == id;
+    if (!known) {
+        bal->gc_active = true;
+        bal->gc_id = id;
+    }
+    bool flushed = bal->gc_seen_id == id;
+    pthread_mutex_unlock(&bal->lock);
+    if (known)
+        return; /* gc_touch before the read already unmarked it everywhere */
+    log_info("GC cycle %" PRIu64 " is active (a backend says so); unmarking recently used objects",
+             id);
+    gc_touch(bal, v, key);
+    if (!flushed) {
+        gc_touch_flush_recent(bal, v);
+        pthread_mutex_lock(&bal->lock);
+        bal->gc_seen_id = id;
+        pthread_mutex_unlock(&bal->lock);
+    }
 }

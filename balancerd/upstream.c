@@ -494,6 +494,7 @@ static int parse_head(struct upconn *c, size_t hlen, bool is_head, struct bstrea
     head->content_range[0] = '\0';
     head->content_type[0] = '\0';
     head->content_length = -1;
+    head->gc_id = 0;
     bool chunked = false, close_conn = http10, ka = false;
     for (p = eol + 1; p < end;) {
         const char *le = memchr(p, '\n', (size_t)(end - p));
@@ -504,8 +505,8 @@ static int parse_head(struct upconn *c, size_t hlen, bool is_head, struct bstrea
             e--;
         size_t vl;
         const char *v;
-        char c0 = (char)(*p | 0x20); /* the headers read all start with c or t */
-        if (c0 != 'c' && c0 != 't') {
+        char c0 = (char)(*p | 0x20); /* the headers read all start with c, t or x */
+        if (c0 != 'c' && c0 != 't' && c0 != 'x') {
             p = le + 1;
             continue;
         }
@@ -528,6 +529,8 @@ static int parse_head(struct upconn *c, size_t hlen, bool is_head, struct bstrea
         } else if ((v = header_value(p, e, "transfer-encoding", 17, &vl))) {
             if (!(vl == 8 && !strncasecmp(v, "identity", 8)))
                 chunked = true;
+        } else if ((v = header_value(p, e, "x-cas-gc", 8, &vl))) {
+            head->gc_id = strtoull(v, NULL, 10);
         } else if ((v = header_value(p, e, "connection", 10, &vl))) {
             if (memmem(v, vl, "close", 5) || memmem(v, vl, "Close", 5))
                 close_conn = true;

@@ -287,6 +287,32 @@ class TestGc(ClusterTest):
         listed = ca.request("GET", "/objects").body.decode().split("\n")
         self.assertEqual(sorted(l.split()[0] for l in listed if l), sorted(keys[:5]))
 
+    def test_read_through_unaware_balancer_then_end_elsewhere(self):
+        """B has not probed since A began the cycle: the storaged's X-CAS-GC
+        header tells B, which unmarks the object on every holder before it
+        answers, so an end through A right after keeps every copy."""
+        self.cluster(n=3, replicas=2)
+        a = self.balancer()
+        b = Balancer(self.config, self.tmp, extra=["--probe-interval-ms", "600000"])
+        self.daemons.append(b)
+        b.start()
+        b.wait_backends(3)
+        ca, cb = a.client(), b.client()
+        objs = [blob(f"race{i}", 900) for i in range(6)]
+        for d in objs:
+            self.assertEqual(ca.put(d).status, 201)
+        keys = [sha1(d) for d in objs]
+        gid = ca.request("POST", "/gc/begin").json()["id"]
+        self.assertEqual(cb.get(keys[0]).status, 200)  # B learns of the cycle here
+        self.assertEqual(cb.get(keys[1]).status, 200)  # and knows it now
+        r = ca.request("POST", f"/gc/end?id={gid}")
+        self.assertEqual(r.status, 200, r.body)
+        for k in keys[:2]:
+            self.assertEqual(sorted(self.holders(k)), sorted(self.home(k)), k)
+        for k in keys[2:]:
+            self.assertEqual(self.holders(k), [], k)
+        self.assertIn("a backend says so", b.log_text())
+
     def test_begin_fails_when_a_backend_is_down(self):
         self.cluster(n=3, replicas=2)
         bal = self.balancer()

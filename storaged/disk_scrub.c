@@ -179,7 +179,6 @@ static void *scrub_main(void *arg)
         cas_hash_free(h);
         return NULL;
     }
-    load_position(d);
     double started = now_s(), last_save = started, pass_started = started;
     uint64_t budget = 0;
     bool stop = false;
@@ -254,6 +253,7 @@ int disk_scrub_start(struct store *s, uint64_t bytes_per_second)
         return 0;
     d->scrub_rate = bytes_per_second;
     d->scrub_stop = false;
+    load_position(d); /* before the thread: /status shows it from the start */
     int rc = pthread_create(&d->scrub_thread, NULL, scrub_main, d);
     if (rc != 0)
         return -rc;

@@ -666,6 +666,47 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
     return exit_code;
 }
 
+/*
+ * The start every KEY... command shares: parses the command line, checks
+ * every key before anything is sent, and connects. Returns 0 with *pos (to
+ * free) and *c, or -1 with the exit status in *code.
+ */
+static int begin_keys_command(const char *name, const struct cli_usage_text *usage, int argc,
+                              char **argv, const struct cli_ctx *ctx, char ***pos_out, int *npos,
+                              struct cli_client **c, int *code)
+{
+    char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+    char err[CLI_ERR_MAX];
+    *code = CLI_EXIT_FAIL;
+    if (!pos)
+        return -1;
+    if (cli_args_command(name, usage, NULL, 0, argc, argv, pos, npos, code) < 0)
+        goto fail;
+    *code = CLI_EXIT_USAGE;
+    if (*npos == 0) {
+        cli_error("%s: no key given (see ca-cas %s --help)", name, name);
+        goto fail;
+    }
+    for (int i = 0; i < *npos; i++) {
+        struct cas_key k;
+        char hex[CAS_MAX_HEX + 1];
+        if (cli_parse_key(pos[i], strlen(pos[i]), &k, hex, err, sizeof(err)) < 0) {
+            cli_error("%s: %s", name, err);
+            goto fail;
+        }
+    }
+    *code = CLI_EXIT_FAIL;
+    if (cli_client_new(ctx, c, err, sizeof(err)) < 0) {
+        cli_error("%s: %s", name, err);
+        goto fail;
+    }
+    *pos_out = pos;
+    return 0;
+fail:
+    free(pos);
+    return -1;
+}
+
 /* ==================== stat ==================== */
 
 static const struct cli_usage_text stat_usage = {
@@ -676,35 +717,12 @@ static const struct cli_usage_text stat_usage = {
 
 int cmd_stat(int argc, char **argv, const struct cli_ctx *ctx)
 {
-    char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+    char **pos;
     int npos, code;
-    if (!pos)
-        return CLI_EXIT_FAIL;
-    if (cli_args_command("stat", &stat_usage, NULL, 0, argc, argv, pos, &npos, &code) < 0) {
-        free(pos);
-        return code;
-    }
-    char err[CLI_ERR_MAX];
-    if (npos == 0) {
-        cli_error("stat: no key given (see ca-cas stat --help)");
-        free(pos);
-        return CLI_EXIT_USAGE;
-    }
-    for (int i = 0; i < npos; i++) {
-        struct cas_key k;
-        char hex[CAS_MAX_HEX + 1];
-        if (cli_parse_key(pos[i], strlen(pos[i]), &k, hex, err, sizeof(err)) < 0) {
-            cli_error("stat: %s", err);
-            free(pos);
-            return CLI_EXIT_USAGE;
-        }
-    }
     struct cli_client *c;
-    if (cli_client_new(ctx, &c, err, sizeof(err)) < 0) {
-        cli_error("stat: %s", err);
-        free(pos);
-        return CLI_EXIT_FAIL;
-    }
+    if (begin_keys_command("stat", &stat_usage, argc, argv, ctx, &pos, &npos, &c, &code) < 0)
+        return code;
+    char err[CLI_ERR_MAX];
     int exit_code = CLI_EXIT_OK;
     struct cas_buf b;
     struct cas_json j;
@@ -878,35 +896,12 @@ static const struct cli_usage_text rm_usage = {
 
 int cmd_rm(int argc, char **argv, const struct cli_ctx *ctx)
 {
-    char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+    char **pos;
     int npos, code;
-    if (!pos)
-        return CLI_EXIT_FAIL;
-    if (cli_args_command("rm", &rm_usage, NULL, 0, argc, argv, pos, &npos, &code) < 0) {
-        free(pos);
-        return code;
-    }
-    char err[CLI_ERR_MAX];
-    if (npos == 0) {
-        cli_error("rm: no key given (see ca-cas rm --help)");
-        free(pos);
-        return CLI_EXIT_USAGE;
-    }
-    for (int i = 0; i < npos; i++) {
-        struct cas_key k;
-        char hex[CAS_MAX_HEX + 1];
-        if (cli_parse_key(pos[i], strlen(pos[i]), &k, hex, err, sizeof(err)) < 0) {
-            cli_error("rm: %s", err);
-            free(pos);
-            return CLI_EXIT_USAGE;
-        }
-    }
     struct cli_client *c;
-    if (cli_client_new(ctx, &c, err, sizeof(err)) < 0) {
-        cli_error("rm: %s", err);
-        free(pos);
-        return CLI_EXIT_FAIL;
-    }
+    if (begin_keys_command("rm", &rm_usage, argc, argv, ctx, &pos, &npos, &c, &code) < 0)
+        return code;
+    char err[CLI_ERR_MAX];
     int exit_code = CLI_EXIT_OK;
     struct cas_buf b;
     struct cas_json j;

@@ -97,7 +97,9 @@ int cli_globals_parse(int argc, char **argv, struct cli_globals *g, char **rest,
  * from --token-file, $CA_CAS_TOKEN_FILE or $CAS_TOKEN_FILE. */
 int cli_ctx_setup(const struct cli_globals *g, struct cli_ctx *ctx, char *err, size_t errlen);
 
-/* Prints "ca-cas: <message>" on stderr. */
+/* Prints "ca-cas: <message>" on stderr; with --json (cli_json_errors),
+ * {"error": "<message>"} instead. */
+extern bool cli_json_errors;
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- args.c: a command's options ---- */

@@ -149,6 +149,7 @@ int cli_ctx_setup(const struct cli_globals *g, struct cli_ctx *ctx, char *err, s
     if (tf && *tf && cli_read_token(tf, &ctx->token, err, errlen) < 0)
         return -EINVAL;
     ctx->json = g->json;
+    cli_json_errors = g->json;
     ctx->progress = isatty(STDERR_FILENO);
     return 0;
 }

@@ -3,6 +3,7 @@
  * file, keys as users type them, durations, and figures for humans.
  */
 #include "cli.h"
+#include "json.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,6 +13,9 @@
 #include <strings.h>
 #include <time.h>
 
+/* Set by --json: errors go to stderr as {"error": "..."} too. */
+bool cli_json_errors;
+
 void cli_error(const char *fmt, ...)
 {
     char msg[4096];
@@ -20,6 +24,16 @@ void cli_error(const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     fflush(stdout); /* keep our own output ahead of the message */
+    if (cli_json_errors) {
+        struct cas_buf b;
+        cas_buf_init(&b);
+        cas_buf_puts(&b, "{\"error\":");
+        cas_json_escape(&b, msg);
+        cas_buf_puts(&b, "}");
+        fprintf(stderr, "%s\n", b.data ? b.data : "{\"error\":\"out of memory\"}");
+        cas_buf_free(&b);
+        return;
+    }
     fprintf(stderr, "ca-cas: %s\n", msg);
 }
 

@@ -270,6 +270,10 @@ class TestErrors(CliTest):
         code, _, err = self.cas("put", self.write("d", b"d"), server=f"127.0.0.1:{port}")
         self.assertEqual(code, 1)
         self.assertIn("cannot reach server", err)
+        # With --json the error is JSON too.
+        code, _, err = self.cas("--json", "capacity", server=f"127.0.0.1:{port}")
+        self.assertEqual(code, 1)
+        self.assertIn("cannot reach server", json.loads(err.strip().splitlines()[-1])["error"])
 
     def test_wrong_token(self):
         tok = self.write("token", b"right-token\n")

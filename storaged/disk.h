@@ -16,7 +16,7 @@ struct disk_options {
     bool read_only;
     uint64_t capacity;        /* 0: measure the file system */
     uint64_t max_object_size; /* 0: no limit */
-    bool check_only;          /* fsck: no lock-breaking writes, no truncation */
+    bool check_only;          /* fsck: read-only, nothing cut or rewritten */
 };
 
 /* Opens (creating when absent) the store in opts->dir. */

@@ -394,12 +394,6 @@ class TestBig(CliTest):
 
 
 class TestFsck(CliTest):
-    def setUp(self):
-        super().setUp()
-        code, _, err = self.cas("fsck", self.sd.dir)
-        if "not yet built" in err:
-            self.skipTest("fsck not built yet")
-
     def fill_and_stop(self):
         blobs = [os.urandom(100000 + i) for i in range(6)]
         self.ok("put", *[self.write(f"f{i}", d) for i, d in enumerate(blobs)])

@@ -259,6 +259,9 @@ static bool authorized(struct http_server *srv, struct http_req *req)
 
 static enum MHD_Result queue(struct http_req *req)
 {
+    if (req->queued) /* answered early: libmicrohttpd may still call with the body */
+        return MHD_YES;
+    req->queued = true;
     if (!req->resp)
         http_error(req, 500, "handler produced no response");
     if (!req->resp)
@@ -357,7 +360,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         size_t n = *upload_data_size;
         req->bytes_in += n;
         __atomic_fetch_add(&srv->bytes_in, (uint64_t)n, __ATOMIC_RELAXED);
-        if (!req->body_failed && req->on_body && req->on_body(req, upload_data, n) != 0)
+        if (!req->queued && !req->body_failed && req->on_body &&
+            req->on_body(req, upload_data, n) != 0)
             req->body_failed = true;
         *upload_data_size = 0;
         return MHD_YES;

@@ -79,6 +79,7 @@ struct http_req {
     unsigned status;
     bool body_failed;
     bool streamed;   /* bytes_out counted by the stream reader */
+    bool queued;     /* a response went to libmicrohttpd */
     bool has_length; /* Content-Length given */
     uint64_t content_length;
     uint64_t bytes_in, bytes_out;

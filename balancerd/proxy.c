@@ -196,8 +196,8 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
         return HTTP_STREAM_END;
     }
     if (n <= 0) {
-        log_warn("GET %s from %s: aborted after %" PRIu64 " bytes: %s", g->key.algo->name,
-                 b->url, g->sent, n == 0 ? "short body" : err);
+        log_warn("GET %s from %s: aborted after %" PRIu64 " bytes: %s", g->key.algo->name, b->url,
+                 g->sent, n == 0 ? "short body" : err);
         __atomic_add_fetch(&g->bal->ctr.aborted_streams, 1, __ATOMIC_RELAXED);
         return HTTP_STREAM_ERROR;
     }
@@ -294,8 +294,7 @@ static int read_small(struct balancer *bal, struct get_ctx *g, struct get_src *s
         if (memcmp(d, g->key.digest, g->key.algo->digest_len) != 0) {
             free(buf);
             snprintf(err, errlen, "served a copy that does not match its key");
-            log_error("GET: %s served a corrupt copy; trying another backend",
-                      g->v->b[b]->url);
+            log_error("GET: %s served a corrupt copy; trying another backend", g->v->b[b]->url);
             __atomic_add_fetch(&bal->ctr.corrupt_copies, 1, __ATOMIC_RELAXED);
             return -EBADMSG;
         }
@@ -328,19 +327,30 @@ static void reply_small(struct http_req *req, struct get_ctx *g, const char *hex
     object_headers(req, hex, g->head.status, g->head.content_range);
 }
 
+/* The current view and the route's key (and its hex); NULL after answering
+ * 400 for a bad key. The caller puts the view back. */
+static struct view *view_for_key(struct http_req *req, struct cas_key *key, char *hex)
+{
+    struct view *v = view_get(req->app);
+    char err[512];
+    if (proxy_parse_key(v, req->param, req->param_len, key, err, sizeof(err)) < 0) {
+        view_put(v);
+        http_error(req, 400, "%s", err);
+        return NULL;
+    }
+    cas_key_hex(key, hex);
+    return v;
+}
+
 void proxy_get(struct http_req *req)
 {
     struct balancer *bal = req->app;
-    struct view *v = view_get(bal);
     struct cas_key key;
-    char err[512];
-    if (proxy_parse_key(v, req->param, req->param_len, &key, err, sizeof(err)) < 0) {
-        view_put(v);
-        http_error(req, 400, "%s", err);
-        return;
-    }
     char hex[CAS_MAX_HEX + 1];
-    cas_key_hex(&key, hex);
+    struct view *v = view_for_key(req, &key, hex);
+    if (!v)
+        return;
+    char err[512];
     gc_touch(bal, v, &key);
 
     size_t order[v->n ? v->n : 1], nhome = 0;
@@ -361,8 +371,8 @@ void proxy_get(struct http_req *req)
     for (size_t i = 0; i < n; i++) {
         size_t b = order[i];
         struct get_src s;
-        int rc = src_open(bal, v, b, hex, req->is_head ? "HEAD" : "GET", range, &s, &g->head,
-                          err, sizeof(err));
+        int rc = src_open(bal, v, b, hex, req->is_head ? "HEAD" : "GET", range, &s, &g->head, err,
+                          sizeof(err));
         if (rc < 0) {
             failed++;
             snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
@@ -456,8 +466,8 @@ void proxy_get(struct http_req *req)
         return;
     }
     *heap = *g;
-    http_reply_stream(req, (unsigned)status, "application/octet-stream", heap->size, get_read,
-                      heap, get_ctx_free);
+    http_reply_stream(req, (unsigned)status, "application/octet-stream", heap->size, get_read, heap,
+                      get_ctx_free);
     object_headers(req, hex, status, content_range);
 }
 
@@ -502,11 +512,10 @@ static int plan_write(struct http_req *req, struct put_ctx *p, char ***urls_out,
     struct view *v = p->v;
     bool writable[v->n ? v->n : 1];
     backend_health(p->bal, v, writable, NULL);
-    size_t n = ring_write_set(v->ring, ring_position(&p->key), v->cfg->replicas, writable,
-                              backends);
+    size_t n =
+        ring_write_set(v->ring, ring_position(&p->key), v->cfg->replicas, writable, backends);
     if (n < v->cfg->min_replicas) {
-        http_error(req, 503,
-                   "only %zu failure domain%s can take writes; min_replicas is %u", n,
+        http_error(req, 503, "only %zu failure domain%s can take writes; min_replicas is %u", n,
                    n == 1 ? "" : "s", v->cfg->min_replicas);
         return -EAGAIN;
     }
@@ -670,9 +679,9 @@ void proxy_put(struct http_req *req)
     if (plan_write(req, p, &urls, backends, &n) < 0)
         return;
     p->hash = cas_hash_new(p->key.algo);
-    int rc = urls && p->hash ? fanout_start(p->bal, p->v, "PUT", urls, backends, n, p->expected,
-                                            &p->f)
-                             : -ENOMEM;
+    int rc = urls && p->hash
+                 ? fanout_start(p->bal, p->v, "PUT", urls, backends, n, p->expected, &p->f)
+                 : -ENOMEM;
     free_urls(urls, n);
     if (rc < 0) {
         http_error(req, 500, "out of memory");
@@ -882,8 +891,8 @@ static void post_done(struct http_req *req)
     size_t backends[p->v->n ? p->v->n : 1], n = 0;
     if (plan_write(req, p, &urls, backends, &n) < 0)
         return;
-    int rc = urls ? fanout_start(p->bal, p->v, "PUT", urls, backends, n, (int64_t)len, &p->f)
-                  : -ENOMEM;
+    int rc =
+        urls ? fanout_start(p->bal, p->v, "PUT", urls, backends, n, (int64_t)len, &p->f) : -ENOMEM;
     free_urls(urls, n);
     char *buf = rc == 0 ? malloc(SPOOL_CHUNK) : NULL;
     if (!buf) {
@@ -964,16 +973,11 @@ void proxy_post_cask(struct http_req *req)
 void proxy_delete(struct http_req *req)
 {
     struct balancer *bal = req->app;
-    struct view *v = view_get(bal);
     struct cas_key key;
-    char err[512];
-    if (proxy_parse_key(v, req->param, req->param_len, &key, err, sizeof(err)) < 0) {
-        view_put(v);
-        http_error(req, 400, "%s", err);
-        return;
-    }
     char hex[CAS_MAX_HEX + 1];
-    cas_key_hex(&key, hex);
+    struct view *v = view_for_key(req, &key, hex);
+    if (!v)
+        return;
     struct upstream_call *calls = calloc(v->n ? v->n : 1, sizeof(*calls));
     if (!calls) {
         view_put(v);

@@ -666,31 +666,34 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
     return exit_code;
 }
 
+/* The keys of a KEY... command, in canonical hex. */
+typedef char key_hex[CAS_MAX_HEX + 1];
+
 /*
  * The start every KEY... command shares: parses the command line, checks
- * every key before anything is sent, and connects. Returns 0 with *pos (to
+ * every key before anything is sent, and connects. Returns 0 with *keys (to
  * free) and *c, or -1 with the exit status in *code.
  */
 static int begin_keys_command(const char *name, const struct cli_usage_text *usage, int argc,
-                              char **argv, const struct cli_ctx *ctx, char ***pos_out, int *npos,
+                              char **argv, const struct cli_ctx *ctx, key_hex **keys, int *nkeys,
                               struct cli_client **c, int *code)
 {
     char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+    key_hex *hex = calloc((size_t)argc + 1, sizeof(*hex));
     char err[CLI_ERR_MAX];
     *code = CLI_EXIT_FAIL;
-    if (!pos)
-        return -1;
-    if (cli_args_command(name, usage, NULL, 0, argc, argv, pos, npos, code) < 0)
+    if (!pos || !hex)
+        goto fail;
+    if (cli_args_command(name, usage, NULL, 0, argc, argv, pos, nkeys, code) < 0)
         goto fail;
     *code = CLI_EXIT_USAGE;
-    if (*npos == 0) {
+    if (*nkeys == 0) {
         cli_error("%s: no key given (see ca-cas %s --help)", name, name);
         goto fail;
     }
-    for (int i = 0; i < *npos; i++) {
+    for (int i = 0; i < *nkeys; i++) {
         struct cas_key k;
-        char hex[CAS_MAX_HEX + 1];
-        if (cli_parse_key(pos[i], strlen(pos[i]), &k, hex, err, sizeof(err)) < 0) {
+        if (cli_parse_key(pos[i], strlen(pos[i]), &k, hex[i], err, sizeof(err)) < 0) {
             cli_error("%s: %s", name, err);
             goto fail;
         }
@@ -700,10 +703,12 @@ static int begin_keys_command(const char *name, const struct cli_usage_text *usa
         cli_error("%s: %s", name, err);
         goto fail;
     }
-    *pos_out = pos;
+    free(pos);
+    *keys = hex;
     return 0;
 fail:
     free(pos);
+    free(hex);
     return -1;
 }
 
@@ -717,10 +722,10 @@ static const struct cli_usage_text stat_usage = {
 
 int cmd_stat(int argc, char **argv, const struct cli_ctx *ctx)
 {
-    char **pos;
+    key_hex *keys;
     int npos, code;
     struct cli_client *c;
-    if (begin_keys_command("stat", &stat_usage, argc, argv, ctx, &pos, &npos, &c, &code) < 0)
+    if (begin_keys_command("stat", &stat_usage, argc, argv, ctx, &keys, &npos, &c, &code) < 0)
         return code;
     char err[CLI_ERR_MAX];
     int exit_code = CLI_EXIT_OK;
@@ -731,9 +736,8 @@ int cmd_stat(int argc, char **argv, const struct cli_ctx *ctx)
     if (ctx->json)
         cas_json_begin_array(&j);
     for (int i = 0; i < npos; i++) {
-        struct cas_key k;
-        char hex[CAS_MAX_HEX + 1], path[64 + CAS_MAX_HEX];
-        cli_parse_key(pos[i], strlen(pos[i]), &k, hex, err, sizeof(err));
+        const char *hex = keys[i];
+        char path[64 + CAS_MAX_HEX];
         snprintf(path, sizeof(path), "/objects/%s", hex);
         struct cli_http h;
         cli_http_init(&h, "HEAD", path);
@@ -776,7 +780,7 @@ int cmd_stat(int argc, char **argv, const struct cli_ctx *ctx)
     }
     cas_buf_free(&b);
     cli_client_free(c);
-    free(pos);
+    free(keys);
     return exit_code;
 }
 
@@ -896,10 +900,10 @@ static const struct cli_usage_text rm_usage = {
 
 int cmd_rm(int argc, char **argv, const struct cli_ctx *ctx)
 {
-    char **pos;
+    key_hex *keys;
     int npos, code;
     struct cli_client *c;
-    if (begin_keys_command("rm", &rm_usage, argc, argv, ctx, &pos, &npos, &c, &code) < 0)
+    if (begin_keys_command("rm", &rm_usage, argc, argv, ctx, &keys, &npos, &c, &code) < 0)
         return code;
     char err[CLI_ERR_MAX];
     int exit_code = CLI_EXIT_OK;
@@ -910,9 +914,8 @@ int cmd_rm(int argc, char **argv, const struct cli_ctx *ctx)
     if (ctx->json)
         cas_json_begin_array(&j);
     for (int i = 0; i < npos; i++) {
-        struct cas_key k;
-        char hex[CAS_MAX_HEX + 1], path[64 + CAS_MAX_HEX];
-        cli_parse_key(pos[i], strlen(pos[i]), &k, hex, err, sizeof(err));
+        const char *hex = keys[i];
+        char path[64 + CAS_MAX_HEX];
         snprintf(path, sizeof(path), "/objects/%s", hex);
         long status;
         int rc = cli_call(c, "DELETE", path, NULL, 0, NULL, &status, err, sizeof(err));
@@ -942,7 +945,7 @@ int cmd_rm(int argc, char **argv, const struct cli_ctx *ctx)
     }
     cas_buf_free(&b);
     cli_client_free(c);
-    free(pos);
+    free(keys);
     return exit_code;
 }
 

@@ -531,8 +531,8 @@ class TestBig(ClusterTest):
 class TestPage(ClusterTest):
     def test_page_in_headless_chromium(self):
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-        if not chromium:
-            self.skipTest("chromium not installed")
+        # scripts/install-deps.sh installs chromium: its absence is a failure
+        self.assertTrue(chromium, "chromium not installed (scripts/install-deps.sh installs it)")
         self.cluster(n=3, replicas=2)
         bal = self.balancer()
         url = f"http://127.0.0.1:{bal.port}/"

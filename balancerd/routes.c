@@ -2,7 +2,7 @@
  * routes.c - the balancer's route table and its small informational
  * routes: /status, /metrics, /ring and /healthz.
  *
- * The table mirrors storaged's API (SPEC "HTTP API") so that a client
+ * The table mirrors storaged's API (docs/API.md) so that a client
  * cannot tell a balancer from a single storaged, plus the Cask routes.
  */
 #include "antientropy.h"

@@ -3,7 +3,7 @@
 Each test starts its own storageds and balancers on free ports with
 temporary directories (harness.TempDirTest kills them by PID and removes the
 directories, pass or fail). Placement is checked against an independent
-Python rendering of the SPEC's rule, fed with each storaged's GET /ring.
+Python rendering of the placement rule (docs/API.md), fed with each storaged's GET /ring.
 """
 import hashlib
 import http.client
@@ -24,7 +24,7 @@ from harness import BALANCERD, Client, Daemon, TempDirTest, free_port, sha1  # n
 
 
 def placement(rings, domains, key, replicas):
-    """SPEC placement: walk the merged ring upward from the key's position."""
+    """Placement (docs/API.md): walk the merged ring upward from the key's position."""
     pos = int(key[:16], 16)
     tokens = sorted((int(t, 16), rings[i]["node"], i) for i in range(len(rings)) for t in rings[i]["tokens"])
     start = next((j for j, t in enumerate(tokens) if t[0] >= pos), 0)

@@ -325,7 +325,7 @@ class TestErrors(CliTest):
 class TestBench(CliTest):
     def test_bench_figures(self):
         code, out, err = self.cas("--json", "bench", "--count", 300, "--concurrency", 4,
-                                  "--size", "16K", "--mix", "1:2")
+                                  "--size", "16K", "--mix", "1:2", "--no-cleanup")
         self.assertEqual(code, 0, err)
         r = json.loads(out)
         self.assertEqual(r["total"]["ops"], 300)
@@ -344,6 +344,20 @@ class TestBench(CliTest):
         self.assertAlmostEqual(mb, r["total"]["ops_per_s"] * 16384 / 1e6, delta=mb * 0.05)
         # the objects bench stored are real
         self.assertGreaterEqual(self.capacity()["objects"], r["put"]["ops"])
+
+    def test_bench_cleans_up_and_does_not_time_its_own_poll(self):
+        before = self.capacity()["objects"]
+        code, out, err = self.cas("--json", "bench", "--count", 60, "-c", 1, "-s", "1K",
+                                  "--mix", "1:1")
+        self.assertEqual(code, 0, err)
+        r = json.loads(out)
+        self.assertEqual(r["total"]["errors"], 0)
+        # every object the run stored (its pool too) is deleted at the end
+        self.assertEqual(self.capacity()["objects"], before)
+        # one transfer at a time: an operation's latency was the 100 ms poll
+        # timeout of the load loop (each op waited it out); a loopback GET
+        # of 1 KiB takes a few ms even on a loaded machine
+        self.assertLess(r["get"]["latency_ms"]["p50"], 100, r)
 
     def test_bench_text_and_duration(self):
         t0 = time.time()

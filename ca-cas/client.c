@@ -345,12 +345,13 @@ static const char *reason(long status)
 void cli_http_error_text(long status, const char *body, char *out, size_t outlen)
 {
     char msg[CLI_ERR_MAX] = "";
+    bool ours = false; /* ca-cas daemons answer errors as JSON {"error": ...} */
     if (body && *body) {
         const char *p = body;
         while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
             p++;
         if (*p == '{' && cas_json_get_string(p, "error", msg, sizeof(msg)) == 0)
-            ;
+            ours = true;
         else if (*p && *p != '<') { /* a plain text body; not an HTML page */
             size_t len = strcspn(p, "\r\n");
             if (len > 300)
@@ -360,7 +361,15 @@ void cli_http_error_text(long status, const char *body, char *out, size_t outlen
     }
     if (!msg[0])
         snprintf(msg, sizeof(msg), "%s", reason(status));
-    snprintf(out, outlen, "%s (HTTP %ld)", msg, status);
+    const char *hint = "";
+    if (status == 401)
+        hint = "; pass the cluster's token with --token-file FILE or CA_CAS_TOKEN_FILE";
+    else if (status == 413 && !ours)
+        hint = "; the answer came from a proxy in front of ca-cas, not from ca-cas: raise its "
+               "request body limit (nginx: client_max_body_size 0)";
+    else if ((status == 502 || status == 504) && !ours)
+        hint = "; the answer came from a proxy in front of ca-cas: is ca-cas behind it running?";
+    snprintf(out, outlen, "%s (HTTP %ld)%s", msg, status, hint);
 }
 
 int cli_call(struct cli_client *c, const char *method, const char *path, const char *body,

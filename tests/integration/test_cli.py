@@ -305,10 +305,18 @@ class TestErrors(CliTest):
         self.assertEqual(self.cas("end-gc", "abc")[0], 2)
         self.assertEqual(self.cas("bench", "--mix", "x")[0], 2)
         self.assertEqual(self.cas()[0], 2)
+        # with --json every usage error is JSON on stderr, global ones too
+        for args in (["--json", "frobnicate"], ["--json", "--bogus"], ["frobnicate", "--json"],
+                     ["--json", "get"], ["--json", "export", "nothex"],
+                     ["--json", "--server", "ftp://x", "status"]):
+            code, _, err = self.cas(*args)
+            self.assertEqual(code, 2, args)
+            self.assertIn("error", json.loads(err), args)
         code, out, _ = self.cas("--help")
         self.assertEqual(code, 0)
         for cmd in ("put", "get", "stat", "missing", "rm", "list", "begin-gc", "mark-gc",
-                    "end-gc", "compact", "capacity", "status", "fsck", "bench"):
+                    "end-gc", "compact", "capacity", "status", "fsck", "bench", "export",
+                    "import"):
             self.assertIn(cmd.encode(), out)
             code, out2, _ = self.cas(cmd, "--help")
             self.assertEqual(code, 0, cmd)

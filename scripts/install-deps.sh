@@ -10,6 +10,7 @@ packages=(
   libyaml-dev libssl-dev zlib1g-dev          # config, hashes, checksums
   libarchive-dev                             # ca-cas export/import (tar)
   libcunit1-dev                              # unit tests
+  help2man dpkg-dev                          # man pages, the Debian package (cpack)
   python3 curl procps util-linux e2fsprogs   # integration tests
   wrk nginx-light                            # benchmarks
   chromium                                   # the balancer page test (headless)

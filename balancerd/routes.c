@@ -127,7 +127,11 @@ static void route_status(struct http_req *req)
 
 static void route_healthz(struct http_req *req)
 {
-    http_reply(req, 200, "text/plain", "ok\n", 3);
+    struct balancer *bal = req->app;
+    if (atomic_load(&bal->draining))
+        http_reply(req, 503, "text/plain", "draining\n", 9);
+    else
+        http_reply(req, 200, "text/plain", "ok\n", 3);
 }
 
 static void route_ring(struct http_req *req)

@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,7 @@ struct http_server {
     pthread_cond_t idle;
     unsigned active;
     unsigned port;
+    atomic_bool closing; /* http_server_close_keepalive: every answer closes */
 };
 
 uint64_t cas_now_ns(void)
@@ -266,6 +268,8 @@ static enum MHD_Result queue(struct http_req *req)
         http_error(req, 500, "handler produced no response");
     if (!req->resp)
         return MHD_NO;
+    if (atomic_load(&req->srv->closing))
+        MHD_add_response_header(req->resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result rc = MHD_queue_response(req->conn, req->status, req->resp);
     MHD_destroy_response(req->resp);
     req->resp = NULL;
@@ -397,10 +401,16 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
         b++;
     __atomic_fetch_add(&st->buckets[b], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&st->sum_us, us, __ATOMIC_RELAXED);
-    if (cas_log_enabled(CAS_LOG_INFO))
-        log_info("%s %s %u in=%" PRIu64 " out=%" PRIu64 " %.3fms%s", req->method, req->url,
-                 req->status, req->bytes_in, req->bytes_out, (double)us / 1000,
-                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    if (cas_log_enabled(CAS_LOG_INFO)) {
+        /* Behind a load balancer, the client is who X-Forwarded-For names. */
+        const char *fwd =
+            req->conn ? MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Forwarded-For")
+                      : NULL;
+        log_info("%s %s %u in=%" PRIu64 " out=%" PRIu64 " %.3fms%s%s%.128s", req->method,
+                 req->url, req->status, req->bytes_in, req->bytes_out, (double)us / 1000,
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)",
+                 fwd ? " for=" : "", fwd ? fwd : "");
+    }
     if (req->bytes_out && !req->streamed)
         __atomic_fetch_add(&srv->bytes_out, req->bytes_out, __ATOMIC_RELAXED);
     if (req->cleanup)
@@ -511,6 +521,11 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
 unsigned http_server_port(struct http_server *srv)
 {
     return srv->port;
+}
+
+void http_server_close_keepalive(struct http_server *srv)
+{
+    atomic_store(&srv->closing, true);
 }
 
 void http_server_stop(struct http_server *srv, unsigned timeout_ms)

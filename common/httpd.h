@@ -103,6 +103,10 @@ struct http_server_config {
 int http_server_start(const struct http_server_config *cfg, struct http_server **out, char *err,
                       size_t errlen);
 /* Stops accepting, waits up to timeout_ms for requests in flight, stops. */
+/* From now on every answer says "Connection: close" and closes its
+ * connection: a proxy in front stops reusing connections to this server
+ * before it stops listening (a balancer draining on SIGTERM). */
+void http_server_close_keepalive(struct http_server *srv);
 void http_server_stop(struct http_server *srv, unsigned timeout_ms);
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(struct http_server *srv);

@@ -12,7 +12,8 @@ packages=(
   libcunit1-dev                              # unit tests
   help2man dpkg-dev                          # man pages, the Debian package (cpack)
   python3 curl procps util-linux e2fsprogs   # integration tests
-  wrk nginx-light                            # benchmarks
+  wrk nginx-light                            # benchmarks, front-end tests
+  haproxy                                    # front-end tests (configs/frontends)
   chromium                                   # the balancer page test (headless)
 )
 

@@ -48,7 +48,8 @@ class Balancer(Daemon):
         self.port = port or free_port()
         argv = [BALANCERD, "--config", config, "--listen", f"127.0.0.1:{self.port}",
                 "--log-level", "info", "--probe-interval-ms", "200",
-                "--connect-timeout-ms", "500", "--spool-dir", tmp] + list(extra or [])
+                "--connect-timeout-ms", "500", "--spool-dir", tmp,
+                "--drain-ms", "0"] + list(extra or [])  # a test's --drain-ms wins
         super().__init__(argv, os.path.join(tmp, f"balancerd-{self.port}.log"))
 
     def start(self, timeout=10):

@@ -562,7 +562,6 @@ class TestFsck(CliTest):
         self.assertEqual(code, 0, out + err.encode())
 
 
-@unittest.skipUnless(os.path.exists(BALANCERD), "ca-cas-balancerd not built")
 class TestBalancer(CliTest):
     """The same commands through a balancer over three storageds."""
 

@@ -46,6 +46,10 @@ struct http_server {
     struct http_server_config cfg;
     unsigned char token_digest[32];
     struct route_stats *stats; /* nroutes + 1; the last counts unmatched requests */
+    /* Route -> its stats slot. Several routes may share a name (GET
+     * /objects/K, /file/K/ and /local/K/ are all "get"): they count in the
+     * slot of the first route of that name, so every series prints once. */
+    size_t *slot;
     uint64_t bytes_in, bytes_out;
     pthread_mutex_t lock;
     pthread_cond_t idle;
@@ -393,7 +397,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
         return;
     *con_cls = NULL;
     uint64_t us = (cas_now_ns() - req->t0_ns) / 1000;
-    size_t ri = req->route ? (size_t)(req->route - srv->cfg.routes) : srv->cfg.nroutes;
+    size_t ri = req->route ? srv->slot[req->route - srv->cfg.routes] : srv->cfg.nroutes;
     struct route_stats *st = &srv->stats[ri];
     __atomic_fetch_add(&st->by_status[status_index(req->status)], 1, __ATOMIC_RELAXED);
     size_t b = 0;
@@ -486,6 +490,21 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
         return -ENOMEM;
     srv->cfg = *cfg;
     srv->stats = calloc(cfg->nroutes + 1, sizeof(*srv->stats));
+    srv->slot = calloc(cfg->nroutes + 1, sizeof(*srv->slot));
+    if (!srv->stats || !srv->slot) {
+        free(srv->stats);
+        free(srv->slot);
+        free(srv);
+        return -ENOMEM;
+    }
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        srv->slot[r] = r;
+        for (size_t i = 0; i < r; i++)
+            if (strcmp(cfg->routes[i].name, cfg->routes[r].name) == 0) {
+                srv->slot[r] = i;
+                break;
+            }
+    }
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->idle, NULL);
     if (cfg->token) {
@@ -509,6 +528,7 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", cfg->listen);
         free(srv->stats);
+        free(srv->slot);
         free(srv);
         return -EADDRINUSE;
     }
@@ -552,16 +572,20 @@ void http_server_stop(struct http_server *srv, unsigned timeout_ms)
     pthread_mutex_unlock(&srv->lock);
     MHD_stop_daemon(srv->daemon);
     free(srv->stats);
+    free(srv->slot);
     free(srv);
 }
 
 /* ---- metrics ----------------------------------------------------------- */
+
 
 void http_metrics_render(struct http_server *srv, struct cas_buf *out)
 {
     cas_buf_puts(out, "# HELP cas_http_requests_total HTTP requests by route and status.\n"
                       "# TYPE cas_http_requests_total counter\n");
     for (size_t r = 0; r <= srv->cfg.nroutes; r++) {
+        if (r < srv->cfg.nroutes && srv->slot[r] != r)
+            continue; /* counted under an earlier route of the same name */
         const char *name = r < srv->cfg.nroutes ? srv->cfg.routes[r].name : "unmatched";
         for (size_t s = 0; s < NSTATUS; s++) {
             uint64_t v = __atomic_load_n(&srv->stats[r].by_status[s], __ATOMIC_RELAXED);
@@ -580,6 +604,8 @@ void http_metrics_render(struct http_server *srv, struct cas_buf *out)
     cas_buf_puts(out, "# HELP cas_http_request_duration_seconds Request latency by route.\n"
                       "# TYPE cas_http_request_duration_seconds histogram\n");
     for (size_t r = 0; r <= srv->cfg.nroutes; r++) {
+        if (r < srv->cfg.nroutes && srv->slot[r] != r)
+            continue;
         const char *name = r < srv->cfg.nroutes ? srv->cfg.routes[r].name : "unmatched";
         uint64_t cum = 0;
         struct route_stats *st = &srv->stats[r];

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "httpd.h"
+#include "prom.h"
 #include "json.h"
 #include "log.h"
 
@@ -638,6 +639,7 @@ void http_metrics_render(struct http_server *srv, struct cas_buf *out)
                    "cas_http_sent_bytes_total %" PRIu64 "\n",
                    __atomic_load_n(&srv->bytes_in, __ATOMIC_RELAXED),
                    __atomic_load_n(&srv->bytes_out, __ATOMIC_RELAXED));
+    prom_process_metrics(out);
     if (srv->cfg.metrics)
         srv->cfg.metrics(srv->cfg.app, out);
 }

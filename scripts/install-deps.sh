@@ -14,6 +14,7 @@ packages=(
   python3 curl procps util-linux e2fsprogs   # integration tests
   wrk nginx-light                            # benchmarks, front-end tests
   haproxy                                    # front-end tests (configs/frontends)
+  prometheus                                 # monitoring test (a real Prometheus, promtool)
   chromium                                   # the balancer page test (headless)
 )
 

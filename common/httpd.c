@@ -406,15 +406,17 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
         b++;
     __atomic_fetch_add(&st->buckets[b], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&st->sum_us, us, __ATOMIC_RELAXED);
-    if (cas_log_enabled(CAS_LOG_INFO)) {
+    bool quiet = req->route && (req->route->flags & HTTP_QUIET) && req->status / 100 == 2;
+    if (cas_log_enabled(quiet ? CAS_LOG_DEBUG : CAS_LOG_INFO)) {
         /* Behind a load balancer, the client is who X-Forwarded-For names. */
         const char *fwd =
             req->conn ? MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Forwarded-For")
                       : NULL;
-        log_info("%s %s %u in=%" PRIu64 " out=%" PRIu64 " %.3fms%s%s%.128s", req->method,
-                 req->url, req->status, req->bytes_in, req->bytes_out, (double)us / 1000,
-                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)",
-                 fwd ? " for=" : "", fwd ? fwd : "");
+        cas_log(quiet ? CAS_LOG_DEBUG : CAS_LOG_INFO,
+                "%s %s %u in=%" PRIu64 " out=%" PRIu64 " %.3fms%s%s%.128s", req->method, req->url,
+                req->status, req->bytes_in, req->bytes_out, (double)us / 1000,
+                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)", fwd ? " for=" : "",
+                fwd ? fwd : "");
     }
     if (req->bytes_out && !req->streamed)
         __atomic_fetch_add(&srv->bytes_out, req->bytes_out, __ATOMIC_RELAXED);

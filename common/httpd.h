@@ -45,6 +45,9 @@ typedef ssize_t (*http_reader_fn)(void *cls, uint64_t pos, char *buf, size_t max
 enum http_route_flags {
     HTTP_PUBLIC = 1, /* never needs the token: GET/HEAD objects, /, /healthz, /metrics */
     HTTP_READ = 2,   /* object reads: need the token only with --auth-reads */
+    /* monitoring reads (probes, scrapes): logged at debug when answered
+     * 2xx, so that a balancer's probes do not flood the log */
+    HTTP_QUIET = 4,
 };
 
 struct http_route {

@@ -169,3 +169,22 @@ scrape_configs:
             for t in panel["targets"]:
                 res = self.api(port, "query", query=t["expr"])
                 self.assertIsInstance(res["result"], list, panel["title"])
+
+    def test_probes_and_scrapes_are_logged_at_debug(self):
+        s = self.storaged("quiet", extra=["--log-level", "info"])
+        c = s.client()
+        for _ in range(5):
+            for path in ("/status", "/gc", "/capacity", "/compact", "/ring", "/metrics", "/healthz"):
+                self.assertEqual(c.request("GET", path).status, 200)
+        c.put(b"logged")
+        c.get(sha1(b"logged"))
+        time.sleep(0.3)
+        log = s.log_text()
+        self.assertIn(f"GET /objects/{sha1(b'logged')} 200", log)
+        for path in ("/status", "/gc", "/capacity", "/compact", "/ring", "/metrics", "/healthz"):
+            self.assertNotIn(f"GET {path} 200", log)
+        # at debug they are there
+        d = self.storaged("loud", extra=["--log-level", "debug"])
+        d.client().request("GET", "/status")
+        time.sleep(0.3)
+        self.assertIn("GET /status 200", d.log_text())

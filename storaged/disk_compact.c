@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct live_frame {
@@ -59,13 +60,31 @@ static int copy_range(int from, uint64_t off, int to, uint64_t to_off, uint64_t 
     return 0;
 }
 
-/* Compacts data file n. The file must have dead bytes; returns 0 or -errno. */
+/* How long compaction waits for the writers in flight in a data file (new
+ * ones go elsewhere) before it leaves that file for the next compaction: a
+ * stalled upload must not hold compaction up for long. */
+#define WRITERS_WAIT_SECONDS 5
+
+/* Compacts data file n. The file must have dead bytes; returns 0 or -errno
+ * (-EBUSY: writers stayed in it). */
 static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errlen)
 {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WRITERS_WAIT_SECONDS;
     pthread_mutex_lock(&d->files_lock);
     d->files[n].compacting = true;
-    while (d->files[n].busy)
-        pthread_cond_wait(&d->files_cond, &d->files_lock);
+    while (d->files[n].writers &&
+           pthread_cond_timedwait(&d->files_cond, &d->files_lock, &until) != ETIMEDOUT)
+        ;
+    if (d->files[n].writers) {
+        d->files[n].compacting = false;
+        pthread_cond_broadcast(&d->files_cond);
+        pthread_mutex_unlock(&d->files_lock);
+        snprintf(err, errlen, "%u uploads still writing to it after %d s; left for later",
+                 d->files[n].writers, WRITERS_WAIT_SECONDS);
+        return -EBUSY;
+    }
     d->files[n].busy = true;
     uint64_t old_len = d->files[n].length;
     pthread_mutex_unlock(&d->files_lock);
@@ -312,7 +331,7 @@ static void *compact_main(void *arg)
     int failures = 0;
     for (unsigned n = 0; n < FMT_NFILES; n++) {
         pthread_mutex_lock(&d->files_lock);
-        uint64_t length = d->files[n].length;
+        uint64_t length = d->files[n].length - d->files[n].reserved;
         pthread_mutex_unlock(&d->files_lock);
         pthread_rwlock_rdlock(&d->lock);
         uint64_t live = d->files[n].live;
@@ -358,7 +377,7 @@ int disk_compact_start(struct store *s, char *err, size_t errlen)
     pthread_rwlock_rdlock(&d->lock);
     pthread_mutex_lock(&d->files_lock);
     for (unsigned n = 0; n < FMT_NFILES; n++)
-        if (d->files[n].length > d->files[n].live)
+        if (d->files[n].length - d->files[n].reserved > d->files[n].live)
             total += d->files[n].live;
     pthread_mutex_unlock(&d->files_lock);
     pthread_rwlock_unlock(&d->lock);

@@ -220,105 +220,169 @@ out:
     return rc;
 }
 
+/* Writes n encoded records at *off of fd; -errno. */
+static int write_records(int fd, const unsigned char *buf, size_t n, uint64_t *off)
+{
+    size_t len = n * FMT_RECORD_SIZE, done = 0;
+    while (done < len) {
+        ssize_t w = pwrite(fd, buf + done, len - done, (off_t)(*off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -ENOSPC;
+        done += (size_t)w;
+    }
+    *off += len;
+    return 0;
+}
+
 /*
  * Rewrites the index as a snapshot of the table: the header, the current
- * generation of each data file, the GC state and one record per object.
- * Done under the table lock (writers wait; about 64 bytes per object), only
- * when the index holds more than twice the records the table needs.
+ * generation of each data file, the GC state and one record per object,
+ * then every record the old index gained while the snapshot was written.
+ * Only when the index holds more than twice the records the table needs.
+ *
+ * Beside traffic: the state at the start (position S of the old index,
+ * generations, GC state) is taken under the read lock; the objects are
+ * written a batch at a time, each batch under the read lock only while it
+ * is encoded; the file is made durable with no lock held. Records appended
+ * to the old index after S (writes, removals, unmarks, GC records made
+ * meanwhile) are then copied after the objects, under the write lock (a
+ * short stop: only those records and one fdatasync), and the new file
+ * replaces the old. Replaying it gives the table of now: every record is a
+ * "set" of one object's state (or of the GC state), so applying the records
+ * after S to objects captured at any moment after S ends where the old
+ * index ends (docs/FORMAT.md, "Index snapshots").
  */
 int disk_maybe_snapshot(struct disk_store *d, bool force)
 {
     char err[256];
     int rc = 0;
-    pthread_rwlock_wrlock(&d->lock);
+    enum { BATCH = 16384 };
+    struct fmt_record r;
+    unsigned char *buf = NULL;
+    size_t nb = 0;
+    uint64_t off = 0, nrec = 0;
+    struct journal_pos start;
+    int fd = -1;
+
+    pthread_rwlock_rdlock(&d->lock);
     uint64_t need = d->objects + FMT_NFILES + 2;
     if (!force && d->index_records <= 2 * need + 4096) {
         pthread_rwlock_unlock(&d->lock);
         return 0;
     }
-    int fd = openat(d->dirfd, "index.new", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = -errno;
+    uint64_t old_records = d->index_records;
+    journal_now(&d->journal, &start);
+    buf = malloc((size_t)BATCH * FMT_RECORD_SIZE);
+    if (!buf) {
+        pthread_rwlock_unlock(&d->lock);
+        rc = -ENOMEM;
         goto out;
     }
-    enum { BATCH = 16384 };
-    unsigned char *buf = malloc((size_t)BATCH * FMT_RECORD_SIZE);
-    if (!buf) {
-        rc = -ENOMEM;
-        goto fail;
-    }
-    size_t nb = 0;
-    uint64_t off = 0, nrec = 0;
-    struct fmt_record r;
-#define EMIT()                                                                                     \
-    do {                                                                                           \
-        fmt_record_encode(&r, buf + nb * FMT_RECORD_SIZE);                                         \
-        nrec++;                                                                                    \
-        if (++nb == BATCH) {                                                                       \
-            if (pwrite(fd, buf, nb * FMT_RECORD_SIZE, (off_t)off) !=                               \
-                (ssize_t)(nb * FMT_RECORD_SIZE)) {                                                 \
-                rc = errno ? -errno : -ENOSPC;                                                     \
-                goto fail;                                                                         \
-            }                                                                                      \
-            off += nb * FMT_RECORD_SIZE;                                                           \
-            nb = 0;                                                                                \
-        }                                                                                          \
-    } while (0)
     disk_record(d, &r, REC_HEADER, NULL);
     memcpy(r.digest, FMT_INDEX_MAGIC, 8);
     r.aux = FMT_INDEX_VERSION;
-    EMIT();
+    fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
     for (unsigned n = 0; n < FMT_NFILES; n++) {
         if (!d->files[n].gen)
             continue;
         disk_record(d, &r, REC_GENERATION, NULL);
         r.file = (uint8_t)n;
         r.aux = d->files[n].gen;
-        EMIT();
+        fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
     }
     if (d->gc_active) {
         disk_record(d, &r, REC_GC_STATE, NULL);
         r.aux = d->gc_id;
-        EMIT();
+        fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
     }
-    struct objtab_entry en;
-    for (uint32_t e = 0; e < d->tab.used; e++) {
-        if (!objtab_get(&d->tab, e, &en))
-            continue;
-        disk_record(d, &r, REC_PUT, en.digest);
-        r.file = (uint8_t)en.file;
-        r.offset = en.offset;
-        r.size = en.size;
-        r.flags = (en.flags & OBJTAB_MARKED) ? PUT_MARKED : 0;
-        EMIT();
-    }
-#undef EMIT
-    if (nb &&
-        pwrite(fd, buf, nb * FMT_RECORD_SIZE, (off_t)off) != (ssize_t)(nb * FMT_RECORD_SIZE)) {
-        rc = errno ? -errno : -ENOSPC;
-        goto fail;
-    }
-    off += nb * FMT_RECORD_SIZE;
-    if (fdatasync(fd) < 0 || renameat(d->dirfd, "index.new", d->dirfd, "index") < 0) {
+    pthread_rwlock_unlock(&d->lock);
+    nrec = nb;
+
+    fd = openat(d->dirfd, "index.new", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
         rc = -errno;
-        goto fail;
+        goto out;
     }
-    if ((rc = disk_fsync_dir(d)) < 0) {
-        /* The rename may or may not be durable; both files are complete. */
-        disk_fault(d, "directory fsync", rc);
+    if ((rc = write_records(fd, buf, nb, &off)) < 0)
+        goto out;
+    struct objtab_entry en;
+    for (uint32_t e0 = 0;; e0 += BATCH) {
+        nb = 0;
+        pthread_rwlock_rdlock(&d->lock);
+        bool more = e0 < d->tab.used;
+        for (uint32_t e = e0; more && e < d->tab.used && e - e0 < BATCH; e++) {
+            if (!objtab_get(&d->tab, e, &en))
+                continue;
+            disk_record(d, &r, REC_PUT, en.digest);
+            r.file = (uint8_t)en.file;
+            r.offset = en.offset;
+            r.size = en.size;
+            r.flags = (en.flags & OBJTAB_MARKED) ? PUT_MARKED : 0;
+            fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
+        }
+        pthread_rwlock_unlock(&d->lock);
+        if (!more)
+            break;
+        if ((rc = write_records(fd, buf, nb, &off)) < 0)
+            goto out;
+        nrec += nb;
     }
-    free(buf);
+    if (fdatasync(fd) < 0) {
+        rc = -errno;
+        goto out;
+    }
+
+    /* The switch: carry over what the old index gained since S. */
+    pthread_rwlock_wrlock(&d->lock);
+    struct journal_pos now;
+    journal_now(&d->journal, &now);
+    if (now.gen != start.gen) {
+        pthread_rwlock_unlock(&d->lock);
+        rc = -ESTALE; /* replaced meanwhile: not ours to replace again */
+        goto out;
+    }
+    uint64_t tail = now.end - start.end, carried = 0;
+    while (rc == 0 && carried < tail) {
+        size_t want = tail - carried < (uint64_t)BATCH * FMT_RECORD_SIZE
+                          ? (size_t)(tail - carried)
+                          : (size_t)BATCH * FMT_RECORD_SIZE;
+        ssize_t n = pread(d->journal.fd, buf, want, (off_t)(start.end + carried));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || n % FMT_RECORD_SIZE) {
+            rc = n < 0 ? -errno : -EIO;
+            break;
+        }
+        rc = write_records(fd, buf, (size_t)n / FMT_RECORD_SIZE, &off);
+        carried += (uint64_t)n;
+    }
+    if (rc == 0 && (fdatasync(fd) < 0 || renameat(d->dirfd, "index.new", d->dirfd, "index") < 0))
+        rc = -errno;
+    if (rc < 0) {
+        pthread_rwlock_unlock(&d->lock);
+        goto out;
+    }
+    nrec += tail / FMT_RECORD_SIZE;
+    int drc = disk_fsync_dir(d);
+    if (drc < 0) /* the rename may or may not be durable; both files are complete */
+        disk_fault(d, "directory fsync", drc);
     journal_replace(&d->journal, fd, off);
-    log_info("compact: index rewritten: %" PRIu64 " records -> %" PRIu64, d->index_records, nrec);
+    fd = -1;
     d->index_records = nrec;
     pthread_rwlock_unlock(&d->lock);
-    return rc;
-fail:
     free(buf);
-    close(fd);
-    unlinkat(d->dirfd, "index.new", 0);
+    log_info("compact: index rewritten: %" PRIu64 " records -> %" PRIu64 " (%" PRIu64
+             " carried over from the snapshot's run)",
+             old_records, nrec, tail / FMT_RECORD_SIZE);
+    return drc;
 out:
-    pthread_rwlock_unlock(&d->lock);
+    free(buf);
+    if (fd >= 0) {
+        close(fd);
+        unlinkat(d->dirfd, "index.new", 0);
+    }
     snprintf(err, sizeof(err), "%s", strerror(-rc));
     log_warn("compact: index snapshot failed: %s (the index is unchanged)", err);
     return rc;

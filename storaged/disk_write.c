@@ -97,7 +97,8 @@ static void reserve(struct store_put *p, uint64_t len)
             struct dfile *f = &d->files[n];
             if (f->busy || f->compacting)
                 continue;
-            if (best < 0 || f->length - f->reserved < d->files[best].length - d->files[best].reserved)
+            /* Reserved ranges count: concurrent writers spread over files. */
+            if (best < 0 || f->length < d->files[best].length)
                 best = (int)n;
         }
         if (best >= 0)

@@ -132,8 +132,7 @@ static int churn(const char *dir, unsigned rounds)
     struct disk_options o = {.dir = dir, .algo = cas_hash_by_name("sha1")};
     struct store *s;
     if (disk_open(&o, &s, err, sizeof(err)) < 0) {
-        fprintf(stderr, "replay: %s
-", err);
+        fprintf(stderr, "replay: %s\n", err);
         return 1;
     }
     struct digests g = {.len = s->algo->digest_len};

@@ -60,6 +60,8 @@ typedef void (*store_list_fn)(void *cls, const unsigned char *digest, uint64_t s
 
 struct store_ops {
     const char *name;
+    /* size_hint: the body's size when the request declares it (Content-Length;
+     * a longer body is refused with -EINVAL), UINT64_MAX when unknown. */
     int (*put_begin)(struct store *s, const struct cas_key *expect, uint64_t size_hint,
                      struct store_put **out, char *err, size_t errlen);
     int (*put_write)(struct store_put *p, const void *data, size_t len, char *err, size_t errlen);

@@ -108,8 +108,9 @@ int disk_sync_unmarks(struct disk_store *d, const struct journal_pos *pos, char 
     return disk_sync(d, pos, err, errlen);
 }
 
-/* Unmarks entry e in the index and the table; caller holds lock (write)
- * and has checked e is marked in the active cycle. */
+/* Unmarks entry e, if the active cycle marked it, in the table and (one
+ * REC_UNMARK) in the index; remembers where that record ends. Caller holds
+ * lock (write). */
 static int unmark_logged(struct disk_store *d, uint32_t e, const unsigned char *digest, char *err,
                          size_t errlen)
 {

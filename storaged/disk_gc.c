@@ -100,8 +100,7 @@ int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *obje
 static int use_batch(struct disk_store *d, const struct cas_key *keys, size_t n, bool *present,
                      uint64_t *unmarked, char *err, size_t errlen);
 
-int disk_sync_unmarks(struct disk_store *d, const struct journal_pos *pos, char *err,
-                      size_t errlen)
+int disk_sync_unmarks(struct disk_store *d, const struct journal_pos *pos, char *err, size_t errlen)
 {
     if (!pos->end)
         return 0; /* no unmark since the store opened */
@@ -170,8 +169,8 @@ int disk_use(struct disk_store *d, const unsigned char *digest, unsigned flags, 
     return rc;
 }
 
-int disk_use_keys(struct store *s, const struct cas_key *keys, size_t n, bool *present,
-                  char *err, size_t errlen)
+int disk_use_keys(struct store *s, const struct cas_key *keys, size_t n, bool *present, char *err,
+                  size_t errlen)
 {
     struct disk_store *d = disk_of(s);
     pthread_rwlock_rdlock(&d->lock);

@@ -174,8 +174,8 @@ int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *obje
                   uint64_t *bytes, char *err, size_t errlen);
 int disk_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked,
                  char *err, size_t errlen);
-int disk_use_keys(struct store *s, const struct cas_key *keys, size_t n, bool *present,
-                  char *err, size_t errlen);
+int disk_use_keys(struct store *s, const struct cas_key *keys, size_t n, bool *present, char *err,
+                  size_t errlen);
 int disk_confirm(struct store_obj *o, bool sync, char *err, size_t errlen);
 int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
                 size_t errlen);

@@ -279,8 +279,8 @@ static int flush(struct store_put *p, char *err, size_t errlen)
             return -ENOSPC;
         }
         disk_fault(p->d, p->spool >= 0 ? "spool file write" : "data file write", rc);
-        snprintf(err, errlen, "cannot write %s: %s", p->spool >= 0 ? "the spool file" : "a data file",
-                 strerror(-rc));
+        snprintf(err, errlen, "cannot write %s: %s",
+                 p->spool >= 0 ? "the spool file" : "a data file", strerror(-rc));
         return -EIO;
     }
     p->flushed += n;

@@ -102,8 +102,8 @@ struct store_ops {
      * active GC cycle the present ones count as used (unmarked, durably
      * before return), decided under one lock so gc/end cannot come between
      * "present" and the unmark. */
-    int (*use_keys)(struct store *s, const struct cas_key *keys, size_t n, bool *present,
-                    char *err, size_t errlen);
+    int (*use_keys)(struct store *s, const struct cas_key *keys, size_t n, bool *present, char *err,
+                    size_t errlen);
     int (*gc_end)(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
                   size_t errlen);
     /* Ends cycle id without removing anything (a cluster-wide begin that

@@ -1520,7 +1520,8 @@ static void *race_worker(void *arg)
         } else if (r->mode == 1) {
             bool created;
             struct cas_key k;
-            good = put_ex(r->s, r->data[i], r->len, &r->keys[i], r->len, true, &k, &created, err) == 0;
+            good =
+                put_ex(r->s, r->data[i], r->len, &r->keys[i], r->len, true, &k, &created, err) == 0;
         } else if (r->mode == 2) {
             bool present = false;
             good = r->s->ops->use_keys(r->s, &r->keys[i], 1, &present, err, sizeof(err)) == 0 &&
@@ -1564,7 +1565,8 @@ static void test_uses_race_with_end(void)
         struct race r[THREADS];
         pthread_t t[THREADS];
         for (int k = 0; k < THREADS; k++) {
-            r[k] = (struct race){s, keys, data, N, LEN, round % 4, (unsigned)(k * 97 + round), ok[k]};
+            r[k] =
+                (struct race){s, keys, data, N, LEN, round % 4, (unsigned)(k * 97 + round), ok[k]};
             pthread_create(&t[k], NULL, race_worker, &r[k]);
         }
         for (int spin = 0; spin < 200 * (round + 1); spin++)

@@ -42,8 +42,10 @@ class RacesWithEnd(TempDirTest):
     NOBJ = 200
     THREADS = 8
 
-    def _race(self, mode, rounds):
-        s = self.storaged()
+    def _race(self, mode, rounds, env=None, end_after=0):
+        """end_after: end only once that many requests have been taken (so,
+        on a slow disk, while the others are in flight)."""
+        s = self.storaged(env=env)
         c = s.client()
         pad = os.urandom(20000)
         bodies = [pad + b"race %s %d %d" % (mode.encode(), i, time.time_ns()) for i in range(self.NOBJ)]
@@ -92,6 +94,9 @@ class RacesWithEnd(TempDirTest):
             for t in ts:
                 t.start()
             time.sleep(random.uniform(0.0, 0.05))
+            deadline = time.time() + 10
+            while nxt[0] < end_after and time.time() < deadline:
+                time.sleep(0.001)
             r = c.request("POST", f"/gc/end?id={gid}")
             self.assertEqual(r.status, 200, r.body)
             for t in ts:
@@ -116,6 +121,25 @@ class RacesWithEnd(TempDirTest):
 
     def test_mark_racing_with_end(self):
         self._race("mark", 2)
+
+
+@unittest.skipUnless(os.path.exists(FAULTLIB), "fault library not built")
+class RacesWithEndOnASlowDisk(RacesWithEnd):
+    """The same races with every data file read slowed by 20 ms (the fault
+    library's CAS_SLOW_PREAD_US): a GET or PUT is then inside the window
+    between finding an object and using it whenever end arrives, so a use
+    that answers success for an object end removed is caught in the first
+    round, not by luck."""
+
+    def _race(self, mode, rounds, env=None):
+        env = {"LD_PRELOAD": FAULTLIB, "CAS_SLOW_PREAD_US": "20000",
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+        super()._race(mode, 1, env, end_after=2 * self.THREADS)
+
+    # missing, mark and POST read no data file before they use an object.
+    test_missing_racing_with_end = None
+    test_mark_racing_with_end = None
+    test_post_racing_with_end = None
 
 
 class UsesInACycle(TempDirTest):

@@ -236,6 +236,27 @@ static int write_records(int fd, const unsigned char *buf, size_t n, uint64_t *o
     return 0;
 }
 
+/* Copies the index records in [from, to) of jfd to the end (*off) of fd,
+ * through buf (batch records). */
+static int carry_records(int jfd, uint64_t from, uint64_t to, int fd, uint64_t *off,
+                         unsigned char *buf, size_t batch)
+{
+    while (from < to) {
+        size_t want = to - from < (uint64_t)batch * FMT_RECORD_SIZE ? (size_t)(to - from)
+                                                                    : batch * FMT_RECORD_SIZE;
+        ssize_t n = pread(jfd, buf, want, (off_t)from);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || n % FMT_RECORD_SIZE)
+            return n < 0 ? -errno : -EIO;
+        int rc = write_records(fd, buf, (size_t)n / FMT_RECORD_SIZE, off);
+        if (rc < 0)
+            return rc;
+        from += (uint64_t)n;
+    }
+    return 0;
+}
+
 /*
  * Rewrites the index as a snapshot of the table: the header, the current
  * generation of each data file, the GC state and one record per object,
@@ -245,12 +266,12 @@ static int write_records(int fd, const unsigned char *buf, size_t n, uint64_t *o
  * Beside traffic: the state at the start (position S of the old index,
  * generations, GC state) is taken under the read lock; the objects are
  * written a batch at a time, each batch under the read lock only while it
- * is encoded; the file is made durable with no lock held. Records appended
- * to the old index after S (writes, removals, unmarks, GC records made
- * meanwhile) are then copied after the objects, under the write lock (a
- * short stop: only those records and one fdatasync), and the new file
- * replaces the old. Replaying it gives the table of now: every record is a
- * "set" of one object's state (or of the GC state), so applying the records
+ * is encoded. Records appended to the old index after S (writes, removals,
+ * unmarks, GC records made meanwhile) are then copied after the objects,
+ * most of them with no lock held, and the file is made durable; under the
+ * write lock (a short stop: the few records appended since, one fdatasync,
+ * the rename and a directory fsync) the new file replaces the old. Replaying it gives the table of
+ * now: every record is a "set" of one object's state (or of the GC state), so applying the records
  * after S to objects captured at any moment after S ends where the old
  * index ends (docs/FORMAT.md, "Index snapshots").
  */
@@ -329,35 +350,31 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
             goto out;
         nrec += nb;
     }
+    /* Most of what the old index gained since S is copied before the
+     * switch, with no lock held (those records are complete: appends finish
+     * under the write lock before the end moves)... */
+    struct journal_pos mid;
+    pthread_rwlock_rdlock(&d->lock);
+    journal_now(&d->journal, &mid);
+    int jfd = d->journal.fd; /* only a snapshot replaces it, and this is the one */
+    pthread_rwlock_unlock(&d->lock);
+    if (mid.gen != start.gen) {
+        rc = -ESTALE; /* replaced meanwhile: not ours to replace again */
+        goto out;
+    }
+    if ((rc = carry_records(jfd, start.end, mid.end, fd, &off, buf, BATCH)) < 0)
+        goto out;
     if (fdatasync(fd) < 0) {
         rc = -errno;
         goto out;
     }
 
-    /* The switch: carry over what the old index gained since S. */
+    /* ...and the switch carries over the rest, under the write lock. */
     pthread_rwlock_wrlock(&d->lock);
     struct journal_pos now;
     journal_now(&d->journal, &now);
-    if (now.gen != start.gen) {
-        pthread_rwlock_unlock(&d->lock);
-        rc = -ESTALE; /* replaced meanwhile: not ours to replace again */
-        goto out;
-    }
-    uint64_t tail = now.end - start.end, carried = 0;
-    while (rc == 0 && carried < tail) {
-        size_t want = tail - carried < (uint64_t)BATCH * FMT_RECORD_SIZE
-                          ? (size_t)(tail - carried)
-                          : (size_t)BATCH * FMT_RECORD_SIZE;
-        ssize_t n = pread(d->journal.fd, buf, want, (off_t)(start.end + carried));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0 || n % FMT_RECORD_SIZE) {
-            rc = n < 0 ? -errno : -EIO;
-            break;
-        }
-        rc = write_records(fd, buf, (size_t)n / FMT_RECORD_SIZE, &off);
-        carried += (uint64_t)n;
-    }
+    uint64_t tail = now.end - start.end;
+    rc = carry_records(d->journal.fd, mid.end, now.end, fd, &off, buf, BATCH);
     if (rc == 0 && (fdatasync(fd) < 0 || renameat(d->dirfd, "index.new", d->dirfd, "index") < 0))
         rc = -errno;
     if (rc < 0) {

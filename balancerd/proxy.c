@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include "balancer.h"
 #include "log.h"
+#include "num.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -646,6 +647,18 @@ static void put_done(struct http_req *req)
     put_answer(req, p);
 }
 
+/* ?sync= is exactly 0 or 1 (cas_parse_bit); false after a 400 otherwise. */
+static bool sync_param_ok(struct http_req *req)
+{
+    const char *sync = http_query(req, "sync");
+    bool on;
+    if (sync && cas_parse_bit(sync, &on) < 0) {
+        http_error(req, 400, "sync=\"%s\": want 0 or 1", sync);
+        return false;
+    }
+    return true;
+}
+
 static struct put_ctx *put_ctx_new(struct http_req *req)
 {
     struct put_ctx *p = calloc(1, sizeof(*p));
@@ -664,6 +677,8 @@ static struct put_ctx *put_ctx_new(struct http_req *req)
 
 void proxy_put(struct http_req *req)
 {
+    if (!sync_param_ok(req))
+        return;
     struct put_ctx *p = put_ctx_new(req);
     if (!p) {
         http_error(req, 500, "out of memory");
@@ -921,6 +936,8 @@ static void post_done(struct http_req *req)
 
 static void post_common(struct http_req *req, bool cask)
 {
+    if (!sync_param_ok(req))
+        return;
     struct put_ctx *p = put_ctx_new(req);
     if (!p) {
         http_error(req, 500, "out of memory");

@@ -17,6 +17,7 @@
 #include "crc32c.h"
 #include "json.h"
 #include "log.h"
+#include "num.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -204,6 +205,12 @@ static void put_done(struct http_req *req)
 static void start_put(struct http_req *req, const struct cas_key *expect, enum put_kind kind)
 {
     struct storaged *app = app_of(req);
+    const char *sync = http_query(req, "sync");
+    bool sync_on;
+    if (sync && cas_parse_bit(sync, &sync_on) < 0) { /* put_done reads it once valid */
+        http_error(req, 400, "sync=\"%s\": want 0 or 1", sync);
+        return;
+    }
     struct put_ctx *c = calloc(1, sizeof(*c));
     if (!c) {
         http_error(req, 500, "out of memory");
@@ -793,14 +800,11 @@ static bool query_u64(struct http_req *req, const char *name, uint64_t *out)
     const char *v = http_query(req, name);
     if (!v)
         return true;
-    char *e;
-    errno = 0;
-    unsigned long long x = strtoull(v, &e, 10);
-    if (!*v || *e || errno || *v == '-') {
-        http_error(req, 400, "query parameter %s=\"%s\" is not a number", name, v);
+    if (cas_parse_u64(v, out) < 0) {
+        http_error(req, 400, "query parameter %s=\"%s\" is not a number from 0 to "
+                   "18446744073709551615", name, v);
         return false;
     }
-    *out = x;
     return true;
 }
 

@@ -5,8 +5,10 @@
  */
 #define _GNU_SOURCE
 #include "node.h"
+#include "format.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
@@ -82,9 +84,10 @@ bad:
     return -EINVAL;
 }
 
-static int create(int dirfd, const char *dir, const struct cas_hash_algo *algo, uint64_t capacity,
-                  struct node_identity *out, char *err, size_t errlen)
+int node_create(int dirfd, const char *dir, const struct cas_hash_algo *algo, uint64_t capacity,
+                struct node_identity *out, char *err, size_t errlen)
 {
+    memset(out, 0, sizeof(*out));
     unsigned char id[8];
     out->ntokens = node_token_count(capacity);
     out->tokens = calloc(out->ntokens, sizeof(uint64_t));
@@ -93,6 +96,8 @@ static int create(int dirfd, const char *dir, const struct cas_hash_algo *algo, 
     if (RAND_bytes(id, sizeof(id)) != 1 ||
         RAND_bytes((unsigned char *)out->tokens, (int)(out->ntokens * sizeof(uint64_t))) != 1) {
         snprintf(err, errlen, "cannot get random bytes for the node id");
+        free(out->tokens);
+        out->tokens = NULL;
         return -EIO;
     }
     for (int i = 0; i < 8; i++)
@@ -132,15 +137,40 @@ static int create(int dirfd, const char *dir, const struct cas_hash_algo *algo, 
     return 0;
 }
 
+bool node_dir_holds_store(int dirfd, char *what, size_t whatlen)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        snprintf(what, whatlen, "the directory cannot be listed: %s", strerror(errno));
+        return true; /* cannot tell: assume it does, and write nothing */
+    }
+    struct dirent *de;
+    bool found = false;
+    while (!found && (de = readdir(d))) {
+        unsigned n;
+        uint64_t gen;
+        if (!strcmp(de->d_name, "index") || !strcmp(de->d_name, "index.new") ||
+            fmt_datafile_parse(de->d_name, &n, &gen)) {
+            snprintf(what, whatlen, "%s is there", de->d_name);
+            found = true;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
 int node_load(int dirfd, const char *dir, struct node_identity *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    int fd = openat(dirfd, "node", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    int fd = fmt_open_regular(dirfd, dir, "node", O_RDONLY, err, errlen);
+    if (fd == -ENOENT)
         snprintf(err, errlen, "%s is not a storaged directory: cannot read %s/node: %s", dir, dir,
-                 strerror(errno));
-        return -errno;
-    }
+                 strerror(ENOENT));
+    if (fd < 0)
+        return fd;
     FILE *f = fdopen(fd, "r");
     if (!f) {
         close(fd);
@@ -155,9 +185,23 @@ int node_load_or_create(int dirfd, const char *dir, const struct cas_hash_algo *
                         uint64_t capacity, struct node_identity *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    if (faccessat(dirfd, "node", F_OK, 0) < 0 && errno == ENOENT) {
-        int rc = create(dirfd, dir, asked_algo ? asked_algo : cas_hash_by_name("sha1"), capacity,
-                        out, err, errlen);
+    struct stat st;
+    if (fstatat(dirfd, "node", &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+        char what[300];
+        if (node_dir_holds_store(dirfd, what, sizeof(what))) {
+            /* A lost node file: a new one would be a new identity (new id,
+             * new tokens: every object misplaced in the ring), and of the
+             * wrong hash if the store is not SHA-1. Write nothing. */
+            snprintf(err, errlen,
+                     "%s/node is missing but %s holds a store (%s). The node file is the "
+                     "node's identity (id and ring tokens): restore it from a backup. If there "
+                     "is none, ca-cas fsck %s --repair --new-identity writes a new one (the node "
+                     "then joins the ring as a new node, and its objects must be rebalanced)",
+                     dir, dir, what, dir);
+            return -EINVAL;
+        }
+        int rc = node_create(dirfd, dir, asked_algo ? asked_algo : cas_hash_by_name("sha1"),
+                             capacity, out, err, errlen);
         if (rc != -EEXIST) /* else another daemon made it first: load theirs */
             return rc;
     }

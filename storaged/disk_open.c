@@ -808,13 +808,17 @@ static int take_lock(struct disk_store *d, char *err, size_t errlen)
                  *pid ? ", pid " : "", pid, d->dir);
         return -EBUSY;
     }
-    if (!d->check_only) {
-        char pid[32];
-        int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-        if (ftruncate(d->lockfd, 0) < 0 || pwrite(d->lockfd, pid, (size_t)n, 0) < 0)
-            log_warn("cannot write pid to %s/LOCK: %s", d->dir, strerror(errno));
-    }
     return 0;
+}
+
+/* Once the store is open: the PID in LOCK, for a second daemon's message
+ * (not before, so that a refused start leaves LOCK as it was). */
+static void note_pid(struct disk_store *d)
+{
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(d->lockfd, 0) < 0 || pwrite(d->lockfd, pid, (size_t)n, 0) < 0)
+        log_warn("cannot write pid to %s/LOCK: %s", d->dir, strerror(errno));
 }
 
 int disk_open(const struct disk_options *opts, struct store **out, char *err, size_t errlen)
@@ -867,6 +871,8 @@ int disk_open(const struct disk_options *opts, struct store **out, char *err, si
     if ((rc = open_data_files(d, err, errlen)) < 0)
         goto fail;
     recount(d);
+    if (!d->check_only)
+        note_pid(d);
     clock_gettime(CLOCK_MONOTONIC, &ts);
     d->replay.seconds =
         (double)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec - t0) / 1e9;

@@ -181,6 +181,21 @@ int node_load(int dirfd, const char *dir, struct node_identity *out, char *err, 
     return rc;
 }
 
+/* The algorithm the index header names; NULL when there is no valid one. */
+static const struct cas_hash_algo *index_algo(int dirfd, const char *dir)
+{
+    char err[512];
+    unsigned char b[FMT_RECORD_SIZE];
+    struct fmt_record r;
+    int fd = fmt_open_regular(dirfd, dir, "index", O_RDONLY, err, sizeof(err));
+    if (fd < 0)
+        return NULL;
+    bool ok = pread(fd, b, sizeof(b), 0) == (ssize_t)sizeof(b) && fmt_record_decode(b, &r) &&
+              r.type == REC_HEADER && !memcmp(r.digest, FMT_INDEX_MAGIC, 8);
+    close(fd);
+    return ok ? cas_hash_by_id(r.algo) : NULL;
+}
+
 int node_load_or_create(int dirfd, const char *dir, const struct cas_hash_algo *asked_algo,
                         uint64_t capacity, struct node_identity *out, char *err, size_t errlen)
 {
@@ -207,8 +222,16 @@ int node_load_or_create(int dirfd, const char *dir, const struct cas_hash_algo *
     }
     int rc = node_load(dirfd, dir, out, err, errlen);
     if (rc == 0 && asked_algo && asked_algo != out->algo) {
-        snprintf(err, errlen, "%s was created with --hash %s and cannot serve %s keys", dir,
-                 out->algo->name, asked_algo->name);
+        const struct cas_hash_algo *held = index_algo(dirfd, dir);
+        if (held && held != out->algo)
+            snprintf(err, errlen,
+                     "%s/node says the store uses %s keys but its index holds %s keys: the node "
+                     "file belongs to another store. Restore the right node file from a backup "
+                     "(if there is none, ca-cas fsck %s --repair --new-identity writes one)",
+                     dir, out->algo->name, held->name, dir);
+        else
+            snprintf(err, errlen, "%s was created with --hash %s and cannot serve %s keys", dir,
+                     out->algo->name, asked_algo->name);
         node_free(out);
         return -EINVAL;
     }

@@ -3,14 +3,22 @@
  * index replay, recovery of torn tails), the helpers every other disk_*.c
  * file uses to append to the index, capacity figures, and closing.
  *
- * Recovery rules (docs/FORMAT.md has them byte by byte):
+ * Recovery rules (docs/FORMAT.md has them byte by byte). Start-up cuts or
+ * removes only what it can prove is garbage, and refuses (-EINVAL, a message
+ * naming what to run, nothing changed) everything else that does not add up;
+ * with check_only (fsck) it reads on and records what it found instead:
  * - the index is read record by record; a record whose CRC fails is a torn
- *   tail if no valid record follows it (the file is cut there), and a
- *   damaged record in the middle otherwise (skipped and reported);
+ *   tail if no valid record follows it (the file is cut there), and damage
+ *   in the middle otherwise (refused; fsck skips it); a damaged HEADER is
+ *   refused (fsck reads on);
  * - compaction moves (REC_MOVE) count only once their REC_GENERATION follows;
- * - a data file longer than its last indexed frame is cut back (bytes of a
- *   write that was never acknowledged); an index entry whose frame runs past
- *   the end of its data file is dropped, never served.
+ * - the generation the index names for each data file must be there (else
+ *   refused; fsck takes the newest one there); other generations are
+ *   compaction leftovers and are removed;
+ * - an index entry whose frame runs past the end of its data file is
+ *   refused (fsck drops it); bytes past the last indexed frame are cut when
+ *   they are an unfinished write, kept when they hold a whole frame;
+ * - every file is opened only if it is a regular file (fmt_open_regular).
  */
 #define _GNU_SOURCE
 #include "disk_internal.h"

@@ -216,6 +216,9 @@ static void remove_marked(struct disk_store *d)
             objtab_remove(&d->tab, e);
 }
 
+/* Applies one valid record to the table. 0, 1 when the record makes no
+ * sense (unknown type, data file number out of range: written by another
+ * version, or damage the CRC did not catch), or -errno. */
 static int apply_record(struct disk_store *d, struct replay *rp, const struct fmt_record *r,
                         char *err, size_t errlen)
 {
@@ -226,7 +229,7 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
         return 0;
     case REC_PUT:
         if (r->file >= FMT_NFILES)
-            return 0;
+            return 1;
         e = objtab_find(&d->tab, r->digest);
         if (e != OBJTAB_NONE) {
             objtab_set_location(&d->tab, e, r->file, r->offset);
@@ -269,7 +272,7 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
         return 0;
     case REC_MOVE: {
         if (r->file >= FMT_NFILES)
-            return 0;
+            return 1;
         unsigned f = r->file;
         if (rp->nmoves[f] == rp->capmoves[f]) {
             size_t cap = rp->capmoves[f] ? rp->capmoves[f] * 2 : 1024;
@@ -289,7 +292,7 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
     }
     case REC_GENERATION: {
         if (r->file >= FMT_NFILES)
-            return 0;
+            return 1;
         unsigned f = r->file;
         for (size_t i = 0; i < rp->nmoves[f]; i++) {
             struct pending_move *m = &rp->moves[f][i];
@@ -304,8 +307,7 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
         return 0;
     }
     default:
-        log_warn("index: unknown record type %u skipped", r->type);
-        return 0;
+        return 1;
     }
 }
 
@@ -499,6 +501,21 @@ static int replay_index(struct disk_store *d, const struct disk_options *opts, i
             d->replay.records++;
             if ((rc = apply_record(d, &rp, &r, err, errlen)) < 0)
                 goto out;
+            if (rc == 1) {
+                rc = 0;
+                if (!opts->check_only) {
+                    snprintf(err, errlen,
+                             "%s/index: record at offset %" PRIu64 " (type %u, data file %u) "
+                             "makes no sense to this version; nothing was changed: run ca-cas "
+                             "fsck %s, then ca-cas fsck %s --repair to rebuild the index",
+                             d->dir, off + o, r.type, r.file, d->dir, d->dir);
+                    rc = -EINVAL;
+                    goto out;
+                }
+                d->replay.bad_records++;
+                log_error("index: record at offset %" PRIu64 " (type %u, data file %u) skipped",
+                          off + o, r.type, r.file);
+            }
         }
         off += o;
     }

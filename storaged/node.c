@@ -106,7 +106,8 @@ int node_create(int dirfd, const char *dir, const struct cas_hash_algo *algo, ui
     qsort(out->tokens, out->ntokens, sizeof(uint64_t), cmp_u64);
     char tmp[64];
     snprintf(tmp, sizeof(tmp), "node.tmp.%d", (int)getpid());
-    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    unlinkat(dirfd, tmp, 0); /* a leftover of a crashed start with our pid */
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
         snprintf(err, errlen, "cannot write %s/%s: %s", dir, tmp, strerror(errno));

@@ -184,6 +184,18 @@ class BadState(TempDirTest):
         self.repair(s)
         self.assert_all_read_back(s, objs)
 
+    def test_record_that_makes_no_sense(self):
+        """A CRC-valid record of an unknown type or for data file 77 (another
+        version's, or damage the CRC missed) is refused, not skipped."""
+        for rec in (index_record(2, file=77, size=5, digest=b"\x01" * 20), index_record(42)):
+            with self.subTest(record=rec[4:8].hex()):
+                s, objs = self.populated(n=2, name=f"r{rec[4]}")
+                with open(os.path.join(s.dir, "index"), "ab") as f:
+                    f.write(rec)
+                self.assert_refused(s, "makes no sense", "fsck")
+                self.repair(s)
+                self.assert_all_read_back(s, objs)
+
     def test_torn_tail_is_cut(self):
         """A crash in the middle of an append: the partial record is cut at
         start (it was never acknowledged: the reply waits for the index

@@ -355,6 +355,7 @@ static uint64_t data_bytes_present(struct disk_store *d)
     DIR *dir = fdopendir(dup(d->dirfd));
     if (!dir)
         return 0;
+    rewinddir(dir); /* a dup shares the position another listing left at the end */
     uint64_t total = 0;
     struct dirent *de;
     struct stat st;
@@ -576,6 +577,7 @@ static int reconcile_generations(struct disk_store *d, char *err, size_t errlen)
         snprintf(err, errlen, "cannot list %s: %s", d->dir, strerror(errno));
         return -EIO;
     }
+    rewinddir(dir); /* a dup shares the position another listing left at the end */
     int rc = 0;
     struct dirent *de;
     while ((de = readdir(dir))) {
@@ -653,6 +655,7 @@ static void remove_stale_generations(struct disk_store *d)
     DIR *dir = fdopendir(dup(d->dirfd));
     if (!dir)
         return;
+    rewinddir(dir); /* a dup shares the position reconcile_generations left at the end */
     struct dirent *de;
     bool removed = false;
     while ((de = readdir(dir))) {
@@ -767,14 +770,14 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             if (d->check_only)
                 continue;
             if (whole_frame_at(d->files[n].ref->fd, maxend[n], fsize[n])) {
-                /* An object the index does not know: a write whose PUT
-                 * record was torn off, or an index older than the data.
-                 * Not provably garbage: kept (dead bytes until compaction;
-                 * ca-cas fsck --repair can index it). */
-                log_warn("data file %u: %" PRIu64 " bytes past the last indexed object hold a "
-                         "whole frame: kept (if the index was restored from a backup, run ca-cas "
-                         "fsck %s --repair)",
-                         n, fsize[n] - maxend[n], d->dir);
+                /* A removed object, a write whose PUT record was torn
+                 * off, or (an index older than the data) an object the
+                 * index never heard of: not provably garbage, so kept as
+                 * dead bytes until compaction (ca-cas fsck --repair can
+                 * index it if the index was restored from a backup). */
+                log_info("data file %u: %" PRIu64 " bytes past the last indexed object begin "
+                         "with a whole frame: kept until compaction",
+                         n, fsize[n] - maxend[n]);
                 continue;
             }
             log_info("data file %u: %" PRIu64 " bytes past the last indexed object cut off "

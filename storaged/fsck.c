@@ -348,6 +348,7 @@ static const struct cas_hash_algo *algo_of_data(int dirfd, const char *dir)
             close(dfd);
         return NULL;
     }
+    rewinddir(dd); /* a dup shares the directory position */
     const struct cas_hash_algo *a = NULL;
     struct dirent *de;
     while (!a && (de = readdir(dd))) {

@@ -148,6 +148,7 @@ bool node_dir_holds_store(int dirfd, char *what, size_t whatlen)
         snprintf(what, whatlen, "the directory cannot be listed: %s", strerror(errno));
         return true; /* cannot tell: assume it does, and write nothing */
     }
+    rewinddir(d); /* a dup shares the directory position */
     struct dirent *de;
     bool found = false;
     while (!found && (de = readdir(d))) {

@@ -1216,6 +1216,40 @@ static void test_missing_generation_refused(void)
     free(x);
 }
 
+/*
+ * Compaction leftovers (a generation above the current one that never
+ * committed) are removed at start, once the generations were checked: the
+ * check lists the directory too, and a dup'd directory descriptor shares
+ * its position, so the removal once read nothing and left them.
+ */
+static void test_leftover_generation_removed(void)
+{
+    char dir[256], path[600];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    close_store(s);
+    snprintf(path, sizeof(path), "%s/data-07.g1", dir);
+    int fd = open(path, O_WRONLY | O_CREAT, 0644);
+    CU_ASSERT_EQUAL(write(fd, "partial copy", 12), 12);
+    close(fd);
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(path_size(dir, "data-07.g1"), UINT64_MAX);
+    CU_ASSERT_EQUAL(count_data_files(dir), NF);
+    close_store(s);
+    /* Two generations above: not a leftover (the index is older than the
+     * data): refused, and kept. */
+    fd = open(path, O_WRONLY | O_CREAT, 0644);
+    close(fd);
+    snprintf(path, sizeof(path), "%s/data-07.g2", dir);
+    fd = open(path, O_WRONLY | O_CREAT, 0644);
+    close(fd);
+    open_refused(dir, "data-07.g2 is newer");
+    CU_ASSERT_EQUAL(path_size(dir, "data-07.g2"), 0);
+    CU_ASSERT_EQUAL(path_size(dir, "data-07.g1"), 0);
+}
+
 static void test_lock(void)
 {
     char dir[256], err[ERRLEN] = "";
@@ -1514,6 +1548,8 @@ static int run_tests(void)
                 test_damaged_record_refused);
     CU_add_test(s, "missing data file generation refused, then fsck --repair",
                 test_missing_generation_refused);
+    CU_add_test(s, "leftover generation removed, newer one refused",
+                test_leftover_generation_removed);
     CU_add_test(s, "second open is -EBUSY", test_lock);
     CU_add_test(s, "read-only refuses writes", test_read_only);
     CU_add_test(s, "max object size", test_max_object_size);

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "node.h"
 #include "format.h"
+#include "num.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -60,9 +61,12 @@ static int parse(FILE *f, const char *dir, struct node_identity *out, char *err,
     out->algo = cas_hash_by_name(hash);
     if (!out->algo)
         goto bad;
-    if (!fgets(line, sizeof(line), f) || sscanf(line, "tokens %zu", &declared) != 1 ||
-        declared < 1 || declared > NODE_MAX_TOKENS)
+    uint64_t ntok = 0;
+    if (!fgets(line, sizeof(line), f) || strncmp(line, "tokens ", 7) != 0 ||
+        cas_parse_u64_n(line + 7, strcspn(line + 7, "\n"), &ntok) < 0 || ntok < 1 ||
+        ntok > NODE_MAX_TOKENS)
         goto bad;
+    declared = (size_t)ntok;
     out->tokens = calloc(declared, sizeof(uint64_t));
     if (!out->tokens)
         return -ENOMEM;

@@ -84,8 +84,8 @@ static int get_duration(struct parse *p, const yaml_node_t *n, const char *key, 
     else if (!strcmp(end, "d"))
         mult = 86400;
     if (!s || !mult || cas_parse_u64_n(s, nd, &v) < 0 || v == 0 || v > UINT64_MAX / mult)
-        return fail_at(p, n, "%s must be a duration such as 30s, 15m, 6h or 7d, not \"%s\"",
-                       key, s ? s : "");
+        return fail_at(p, n, "%s must be a duration such as 30s, 15m, 6h or 7d, not \"%s\"", key,
+                       s ? s : "");
     *out = v * mult;
     return 0;
 }

@@ -161,8 +161,9 @@ int mp_init(struct mp_reader *r, const char *ct, mp_data_fn on_data, void *cls, 
         r->dlen = (size_t)snprintf(r->delim, sizeof(r->delim), "\r\n--%s", val);
     }
     if (bad || !found) {
-        snprintf(err, errlen, bad ? "malformed multipart/form-data Content-Type parameters"
-                                  : "multipart/form-data without a boundary");
+        snprintf(err, errlen,
+                 bad ? "malformed multipart/form-data Content-Type parameters"
+                     : "multipart/form-data without a boundary");
         return -EINVAL;
     }
     r->state = MP_PREAMBLE;

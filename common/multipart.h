@@ -50,11 +50,11 @@ struct mp_reader {
     char delim[4 + MP_MAX_BOUNDARY + 1]; /* CRLF "--" boundary */
     size_t dlen;
     int state;
-    size_t held;       /* bytes of delim matched at the end of the last input */
-    uint64_t fed;      /* body bytes fed so far */
-    bool in_file;      /* the current part is the file */
-    bool saw_file;     /* a part named "file" has begun */
-    size_t after;      /* bytes of the delimiter line's tail read */
+    size_t held;   /* bytes of delim matched at the end of the last input */
+    uint64_t fed;  /* body bytes fed so far */
+    bool in_file;  /* the current part is the file */
+    bool saw_file; /* a part named "file" has begun */
+    size_t after;  /* bytes of the delimiter line's tail read */
     char hdr[MP_MAX_HEADERS];
     size_t hlen;
     char err[160];
@@ -64,8 +64,8 @@ struct mp_reader {
  * Prepares r for a body of Content-Type content_type. -EINVAL (message in
  * err) when it is not multipart/form-data with a valid boundary.
  */
-int mp_init(struct mp_reader *r, const char *content_type, mp_data_fn on_data, void *cls,
-            char *err, size_t errlen);
+int mp_init(struct mp_reader *r, const char *content_type, mp_data_fn on_data, void *cls, char *err,
+            size_t errlen);
 
 /* Feeds the next len bytes of the body. 0, or -EINVAL (malformed; message
  * in r->err), or what on_data returned. After an error, stop feeding. */

@@ -391,8 +391,8 @@ static int write_header(struct disk_store *d, int fd, char *err, size_t errlen)
 static int replay_index(struct disk_store *d, const struct disk_options *opts, int *fd_out,
                         uint64_t *end_out, char *err, size_t errlen)
 {
-    int fd = fmt_open_regular(d->dirfd, d->dir, "index", opts->check_only ? O_RDONLY : O_RDWR | O_CREAT,
-                              err, errlen);
+    int fd = fmt_open_regular(d->dirfd, d->dir, "index",
+                              opts->check_only ? O_RDONLY : O_RDWR | O_CREAT, err, errlen);
     if (fd == -ENOENT && opts->check_only)
         fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* fsck: an index lost whole */
     if (fd < 0)
@@ -443,10 +443,11 @@ static int replay_index(struct disk_store *d, const struct disk_options *opts, i
         r.type != REC_HEADER || memcmp(r.digest, FMT_INDEX_MAGIC, 8) ||
         r.aux != FMT_INDEX_VERSION) {
         if (!opts->check_only) {
-            snprintf(err, errlen,
-                     "%s/index has a damaged HEADER record (its first 64 bytes); nothing was "
-                     "changed: run ca-cas fsck %s --repair to rebuild the index from the data files",
-                     d->dir, d->dir);
+            snprintf(
+                err, errlen,
+                "%s/index has a damaged HEADER record (its first 64 bytes); nothing was "
+                "changed: run ca-cas fsck %s --repair to rebuild the index from the data files",
+                d->dir, d->dir);
             rc = -EINVAL;
             goto out;
         }
@@ -620,10 +621,12 @@ static int reconcile_generations(struct disk_store *d, char *err, size_t errlen)
             fmt_datafile_name(n, newest[n], have, sizeof(have));
         if (d->check_only) {
             log_warn("data file %u: the index names %s, the directory holds %s", n, want,
-                     cur[n] ? want : other[n] ? have : "none");
-            d->files[n].gen = other[n] && (!cur[n] || newest[n] > d->files[n].gen)
-                                  ? newest[n]
-                                  : cur[n] ? d->files[n].gen : 0;
+                     cur[n]     ? want
+                     : other[n] ? have
+                                : "none");
+            d->files[n].gen = other[n] && (!cur[n] || newest[n] > d->files[n].gen) ? newest[n]
+                              : cur[n]                                             ? d->files[n].gen
+                                                                                   : 0;
             d->replay.relocated_files |= 1ull << n;
             continue;
         }
@@ -689,8 +692,8 @@ static bool whole_frame_at(int fd, uint64_t off, uint64_t size)
 {
     unsigned char h[FMT_FRAME_HEADER];
     struct fmt_frame fr;
-    if (size < off + FMT_FRAME_HEADER || pread(fd, h, sizeof(h), (off_t)off) != (ssize_t)sizeof(h) ||
-        !fmt_frame_decode(h, &fr))
+    if (size < off + FMT_FRAME_HEADER ||
+        pread(fd, h, sizeof(h), (off_t)off) != (ssize_t)sizeof(h) || !fmt_frame_decode(h, &fr))
         return false;
     return fr.size <= size && fmt_frame_len(fr.size) <= size - off;
 }
@@ -710,8 +713,8 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
     for (unsigned n = 0; n < FMT_NFILES; n++) {
         char name[32];
         fmt_datafile_name(n, d->files[n].gen, name, sizeof(name));
-        int fd = fmt_open_regular(d->dirfd, d->dir, name, d->check_only ? O_RDONLY : O_RDWR | O_CREAT,
-                                  err, errlen);
+        int fd = fmt_open_regular(d->dirfd, d->dir, name,
+                                  d->check_only ? O_RDONLY : O_RDWR | O_CREAT, err, errlen);
         if (fd == -ENOENT && d->check_only)
             fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (fd < 0)

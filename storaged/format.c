@@ -121,9 +121,9 @@ bool fmt_datafile_parse(const char *name, unsigned *n, uint64_t *gen)
 
 int fmt_not_regular(const char *dir, const char *name, unsigned mode, char *err, size_t errlen)
 {
-    const char *what = S_ISLNK(mode)    ? "a symbolic link"
-                       : S_ISFIFO(mode) ? "a FIFO"
-                       : S_ISDIR(mode)  ? "a directory"
+    const char *what = S_ISLNK(mode)                    ? "a symbolic link"
+                       : S_ISFIFO(mode)                 ? "a FIFO"
+                       : S_ISDIR(mode)                  ? "a directory"
                        : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
                        : S_ISSOCK(mode)                 ? "a socket"
                                                         : "not a regular file";

@@ -144,8 +144,10 @@ static int relocate_files(struct fsck *f, bool repair)
             continue;
         f->r->relocated++;
         fmt_datafile_name(n, d->files[n].gen, name, sizeof(name));
-        say(f, true, "data file %u: the generation the index names is missing; objects are "
-                     "looked for in %s by their frames", n, name);
+        say(f, true,
+            "data file %u: the generation the index names is missing; objects are "
+            "looked for in %s by their frames",
+            n, name);
         int fd = d->files[n].ref->fd;
         struct stat st;
         uint64_t fsize = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0, p = 0;
@@ -263,8 +265,8 @@ static uint64_t resync(struct fsck *f, int fd, uint64_t from, uint64_t fsize)
  */
 static int walk_data_files(struct fsck *f, bool repair)
 {
-    bool index_damaged = f->r->bad_records || f->r->torn_bytes || f->d->replay.records == 0 ||
-                         f->r->bad_header;
+    bool index_damaged =
+        f->r->bad_records || f->r->torn_bytes || f->d->replay.records == 0 || f->r->bad_header;
     struct disk_store *d = f->d;
     char hex[CAS_MAX_HEX + 1];
     for (unsigned n = 0; n < FMT_NFILES; n++) {
@@ -378,16 +380,20 @@ static int new_identity(int dirfd, const char *dir, struct fsck_report *out, fsc
 {
     const struct cas_hash_algo *algo = algo_of_data(dirfd, dir);
     if (!algo) {
-        snprintf(err, errlen, "cannot tell which hash %s holds (no index header, no intact "
-                 "frame): no node file written", dir);
+        snprintf(err, errlen,
+                 "cannot tell which hash %s holds (no index header, no intact "
+                 "frame): no node file written",
+                 dir);
         return -EINVAL;
     }
     int lfd = fmt_open_regular(dirfd, dir, "LOCK", O_RDWR | O_CREAT, err, errlen);
     if (lfd < 0)
         return lfd;
     if (flock(lfd, LOCK_EX | LOCK_NB) < 0) {
-        snprintf(err, errlen, "%s is in use by another storaged (lock on %s/LOCK); stop it "
-                 "before fsck", dir, dir);
+        snprintf(err, errlen,
+                 "%s is in use by another storaged (lock on %s/LOCK); stop it "
+                 "before fsck",
+                 dir, dir);
         close(lfd);
         return -EBUSY;
     }
@@ -409,8 +415,7 @@ static int new_identity(int dirfd, const char *dir, struct fsck_report *out, fsc
         snprintf(msg, sizeof(msg),
                  "new node identity written: id %s, %s, %zu ring tokens%s%s; in a cluster the "
                  "node's objects are misplaced until ca-cas rebalance",
-                 node.id, algo->name, node.ntokens, *aside ? "; the old node file is " : "",
-                 aside);
+                 node.id, algo->name, node.ntokens, *aside ? "; the old node file is " : "", aside);
         out->new_identity = true;
         if (sayfn)
             sayfn(cls, false, msg);

@@ -54,7 +54,7 @@ enum {
  * symlink, FIFO or device). Returns 0 when the check ran (problems are in
  * the report), or -errno with a message when it could not run.
  */
-int store_fsck(const char *dir, unsigned flags, fsck_say_fn say, fsck_progress_fn progress, void *cls,
-               struct fsck_report *out, char *err, size_t errlen);
+int store_fsck(const char *dir, unsigned flags, fsck_say_fn say, fsck_progress_fn progress,
+               void *cls, struct fsck_report *out, char *err, size_t errlen);
 
 #endif

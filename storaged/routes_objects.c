@@ -795,8 +795,10 @@ static bool query_u64(struct http_req *req, const char *name, uint64_t *out)
     if (!v)
         return true;
     if (cas_parse_u64(v, out) < 0) {
-        http_error(req, 400, "query parameter %s=\"%s\" is not a number from 0 to "
-                   "18446744073709551615", name, v);
+        http_error(req, 400,
+                   "query parameter %s=\"%s\" is not a number from 0 to "
+                   "18446744073709551615",
+                   name, v);
         return false;
     }
     return true;

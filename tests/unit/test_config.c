@@ -140,22 +140,22 @@ static void test_errors_name_line_and_column(void)
 static void test_numbers_strict(void)
 {
     const char *be = "backends:\n  - {url: 'http://a:1', failure_domain: x}\n";
-    const char *bad_mbps[] = {"inf", "nan", "-inf", ".inf", "1e400", "-5", "0", "' 5'", "'5 '",
-                              "+5", "0x10", NULL};
+    const char *bad_mbps[] = {"inf", "nan",  "-inf", ".inf", "1e400", "-5",
+                              "0",   "' 5'", "'5 '", "+5",   "0x10",  NULL};
     for (int i = 0; bad_mbps[i]; i++) {
         char text[256];
         snprintf(text, sizeof(text), "%santi_entropy:\n  max_mbps: %s\n", be, bad_mbps[i]);
         parse_bad(text, "t.yaml:4:13:", "max_mbps must be a finite number above 0");
     }
-    const char *bad_int[] = {"-1", "+1", "' 1'", "'1 '", "18446744073709551617", "1.0", "0x1",
-                             NULL};
+    const char *bad_int[] = {"-1",  "+1",  "' 1'", "'1 '", "18446744073709551617",
+                             "1.0", "0x1", NULL};
     for (int i = 0; bad_int[i]; i++) {
         char text[256];
         snprintf(text, sizeof(text), "replicas: %s\n%s", bad_int[i], be);
         parse_bad(text, "t.yaml:1:11:", "whole number");
     }
-    const char *bad_dur[] = {"-1h", "+1h", "' 1h'", "99999999999999999999s", "1.5h", "0h", "h",
-                             NULL};
+    const char *bad_dur[] = {"-1h",  "+1h", "' 1h'", "99999999999999999999s",
+                             "1.5h", "0h",  "h",     NULL};
     for (int i = 0; bad_dur[i]; i++) {
         char text[256];
         snprintf(text, sizeof(text), "%santi_entropy:\n  interval: %s\n", be, bad_dur[i]);

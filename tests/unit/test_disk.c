@@ -1089,7 +1089,7 @@ static void test_short_data_file(void)
     open_refused(dir, "shorter than the index says");
     open_refused(dir, "data file"); /* twice: the first refusal changed nothing */
     CU_ASSERT_EQUAL(path_size(dir, name), fmt_frame_len(1000) + 10); /* nothing cut */
-    CU_ASSERT_EQUAL(path_size(dir, "index"), isize);                  /* nothing written */
+    CU_ASSERT_EQUAL(path_size(dir, "index"), isize);                 /* nothing written */
     fsck_repair(dir);
     s = open_dir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
@@ -1544,8 +1544,7 @@ static int run_tests(void)
     CU_add_test(s, "compaction moves live frames", test_compaction_moves_frames);
     CU_add_test(s, "torn index tail cut", test_torn_index_tail);
     CU_add_test(s, "short data file refused, then fsck --repair", test_short_data_file);
-    CU_add_test(s, "damaged index record refused, then fsck --repair",
-                test_damaged_record_refused);
+    CU_add_test(s, "damaged index record refused, then fsck --repair", test_damaged_record_refused);
     CU_add_test(s, "missing data file generation refused, then fsck --repair",
                 test_missing_generation_refused);
     CU_add_test(s, "leftover generation removed, newer one refused",

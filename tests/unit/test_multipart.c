@@ -229,18 +229,19 @@ static void test_bad_headers(void)
 {
     struct sink s;
     char err[256];
-    const char *bad_ct[] = {"multipart/form-data",
-                            "multipart/form-data; boundary=",
-                            "multipart/form-data; boundary=\"\"",
-                            "multipart/form-data; boundary=a\rb",
-                            "multipart/form-data; boundary=\"abc ",
-                            "multipart/form-data; boundary=\"trailing \"",
-                            "multipart/form-data; boundary="
-                            "12345678901234567890123456789012345678901234567890123456789012345678901",
-                            "multipart/form-data; boundary=a; boundary=b",
-                            "multipart/form-dataX; boundary=a",
-                            "text/plain; boundary=a",
-                            NULL};
+    const char *bad_ct[] = {
+        "multipart/form-data",
+        "multipart/form-data; boundary=",
+        "multipart/form-data; boundary=\"\"",
+        "multipart/form-data; boundary=a\rb",
+        "multipart/form-data; boundary=\"abc ",
+        "multipart/form-data; boundary=\"trailing \"",
+        "multipart/form-data; boundary="
+        "12345678901234567890123456789012345678901234567890123456789012345678901",
+        "multipart/form-data; boundary=a; boundary=b",
+        "multipart/form-dataX; boundary=a",
+        "text/plain; boundary=a",
+        NULL};
     for (int i = 0; bad_ct[i]; i++) {
         int rc = read_form(bad_ct[i], "x", 1, 0, &s, err, sizeof(err));
         if (rc != -EINVAL)

@@ -228,8 +228,9 @@ static void test_strict_numbers(void)
     v = 42;
     CU_ASSERT_EQUAL(cas_parse_u64("18446744073709551616", &v), -ERANGE);
     CU_ASSERT_EQUAL(cas_parse_u64("99999999999999999999999", &v), -ERANGE);
-    const char *bad[] = {"", "-1", " -1", "+1", " 1", "1 ", "1\n", "0x10", "1.0", "1e3",
-                         "inf", "nan", "-0", "99999999999999999999x", NULL};
+    const char *bad[] = {"",     "-1",  " -1", "+1",  " 1",  "1 ", "1\n",
+                         "0x10", "1.0", "1e3", "inf", "nan", "-0", "99999999999999999999x",
+                         NULL};
     for (int i = 0; bad[i]; i++) {
         CU_ASSERT_EQUAL(cas_parse_u64(bad[i], &v), -EINVAL);
         CU_ASSERT_EQUAL(cas_parse_id(bad[i], &v), -EINVAL);
@@ -251,8 +252,8 @@ static void test_strict_numbers(void)
     CU_ASSERT_EQUAL(cas_parse_real("2E-1", &d), 0);
     CU_ASSERT_DOUBLE_EQUAL(d, 0.2, 1e-12);
     CU_ASSERT_EQUAL(cas_parse_real("1e400", &d), -ERANGE);
-    const char *badr[] = {"", "inf", "INF", "nan", "infinity", "-1", "+1", " 1", "1 ", ".5",
-                          "5.", "0x1p3", "1e", "1e+", "1,5", NULL};
+    const char *badr[] = {"",   "inf", "INF", "nan",   "infinity", "-1",  "+1",  " 1",
+                          "1 ", ".5",  "5.",  "0x1p3", "1e",       "1e+", "1,5", NULL};
     for (int i = 0; badr[i]; i++)
         CU_ASSERT_EQUAL(cas_parse_real(badr[i], &d), -EINVAL);
 
@@ -269,11 +270,16 @@ static void test_strict_numbers(void)
 /* Options go through the same parser: no sign, space or overflow. */
 static void test_options_strict(void)
 {
-    char *bad[] = {"--threads=+4", "--threads= 4", "--threads=4 ",
-                         "--threads=18446744073709551616", "--max-object-size=-1",
-                         "--max-object-size= 1G", "--max-object-size=+1G",
-                         "--max-object-size=99999999999999999999", "--max-object-size=16384P",
-                         NULL};
+    char *bad[] = {"--threads=+4",
+                   "--threads= 4",
+                   "--threads=4 ",
+                   "--threads=18446744073709551616",
+                   "--max-object-size=-1",
+                   "--max-object-size= 1G",
+                   "--max-object-size=+1G",
+                   "--max-object-size=99999999999999999999",
+                   "--max-object-size=16384P",
+                   NULL};
     for (int i = 0; bad[i]; i++) {
         reset();
         CU_ASSERT_EQUAL(PARSE(bad[i]), -EINVAL);

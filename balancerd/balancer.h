@@ -34,6 +34,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -138,6 +139,10 @@ struct balancer {
     pthread_t probe_thread;
     pthread_cond_t probe_cond;
     bool stopping;
+    /* Set on SIGTERM before the server stops: /healthz answers 503 so that
+     * a load balancer in front takes this balancer out while it still
+     * serves (balancerd/main.c drains for --drain-ms). */
+    atomic_bool draining;
     bool probe_started;
 
     /* Cluster GC as this balancer knows it (under lock). */

@@ -12,7 +12,9 @@
 #include "opts.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@ int main(int argc, char **argv)
     const char *config = NULL, *listen = NULL, *log_level = NULL, *spool = NULL;
     bool verify_streamed = false;
     uint64_t connect_ms = 2000, first_byte_ms = 10000, io_ms = 30000, probe_ms = 1000;
+    uint64_t drain_ms = 5000;
     const struct cas_opt opts[] = {
         {"config", CAS_OPT_STRING, &config, "FILE", "the cluster's YAML config (required)"},
         {"listen", CAS_OPT_STRING, &listen, "ADDR:PORT",
@@ -35,6 +38,8 @@ int main(int argc, char **argv)
          "wait for a backend's response headers before trying the next"},
         {"io-timeout-ms", CAS_OPT_UINT, &io_ms, "MS", "longest stall of a backend transfer"},
         {"probe-interval-ms", CAS_OPT_UINT, &probe_ms, "MS", "how often backends are probed"},
+        {"drain-ms", CAS_OPT_UINT, &drain_ms, "MS",
+         "on SIGTERM, answer /healthz 503 and keep serving this long before stopping (5000)"},
         {"verify-streamed", CAS_OPT_FLAG, &verify_streamed, NULL,
          "also hash objects over 256 KiB as they are relayed (costs CPU)"},
     };
@@ -100,6 +105,22 @@ int main(int argc, char **argv)
             else
                 log_info("config reloaded from %s", config);
             continue;
+        }
+        if (sig == SIGTERM && drain_ms > 0) {
+            /* A load balancer in front sees /healthz fail and takes us out
+             * while we still serve; a second SIGTERM or a SIGINT stops at once. */
+            atomic_store(&bal.draining, true);
+            if (bal.srv)
+                http_server_close_keepalive(bal.srv);
+            log_info("SIGTERM: draining (/healthz answers 503) for %llu ms, then stopping",
+                     (unsigned long long)drain_ms);
+            struct timespec ts = {(time_t)(drain_ms / 1000), (long)(drain_ms % 1000) * 1000000L};
+            sigset_t stop;
+            sigemptyset(&stop);
+            sigaddset(&stop, SIGTERM);
+            sigaddset(&stop, SIGINT);
+            while (sigtimedwait(&stop, NULL, &ts) < 0 && errno == EINTR)
+                ;
         }
         log_info("signal %d: stopping", sig);
         break;

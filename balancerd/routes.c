@@ -2,7 +2,7 @@
  * routes.c - the balancer's route table and its small informational
  * routes: /status, /metrics, /ring and /healthz.
  *
- * The table mirrors storaged's API (SPEC "HTTP API") so that a client
+ * The table mirrors storaged's API (docs/API.md) so that a client
  * cannot tell a balancer from a single storaged, plus the Cask routes.
  */
 #include "antientropy.h"
@@ -127,7 +127,11 @@ static void route_status(struct http_req *req)
 
 static void route_healthz(struct http_req *req)
 {
-    http_reply(req, 200, "text/plain", "ok\n", 3);
+    struct balancer *bal = req->app;
+    if (atomic_load(&bal->draining))
+        http_reply(req, 503, "text/plain", "draining\n", 9);
+    else
+        http_reply(req, 200, "text/plain", "ok\n", 3);
 }
 
 static void route_ring(struct http_req *req)
@@ -259,15 +263,15 @@ static const struct http_route balancer_routes[] = {
     {"POST", "/gc/begin", cluster_gc_begin, 0, "gc_begin"},
     {"POST", "/gc/mark", cluster_gc_mark, 0, "gc_mark"},
     {"POST", "/gc/end", cluster_gc_end, 0, "gc_end"},
-    {"GET", "/gc", cluster_gc_status, 0, "gc"},
+    {"GET", "/gc", cluster_gc_status, HTTP_QUIET, "gc"},
     {"POST", "/compact", cluster_compact, 0, "compact"},
-    {"GET", "/compact", cluster_compact_status, 0, "compact_status"},
-    {"GET", "/capacity", cluster_capacity, 0, "capacity"},
-    {"GET", "/ring", route_ring, 0, "ring"},
-    {"GET", "/status", route_status, 0, "status"},
-    {"GET", "/status/", route_status, 0, "status"},
-    {"GET", "/metrics", route_metrics, HTTP_PUBLIC, "metrics"},
-    {"GET", "/healthz", route_healthz, HTTP_PUBLIC, "healthz"},
+    {"GET", "/compact", cluster_compact_status, HTTP_QUIET, "compact_status"},
+    {"GET", "/capacity", cluster_capacity, HTTP_QUIET, "capacity"},
+    {"GET", "/ring", route_ring, HTTP_QUIET, "ring"},
+    {"GET", "/status", route_status, HTTP_QUIET, "status"},
+    {"GET", "/status/", route_status, HTTP_QUIET, "status"},
+    {"GET", "/metrics", route_metrics, HTTP_PUBLIC | HTTP_QUIET, "metrics"},
+    {"GET", "/healthz", route_healthz, HTTP_PUBLIC | HTTP_QUIET, "healthz"},
     {"GET", "/", page_index, HTTP_PUBLIC, "index"},
     {"POST", "/", proxy_post_cask, 0, "cask_post"},
     {"GET", "/file/*/", proxy_get, HTTP_READ, "cask_file"},

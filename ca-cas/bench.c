@@ -9,6 +9,11 @@
  * hashing. GETs read objects put earlier in the run; when the mix has GETs,
  * a pool of objects is stored first (not measured). Latencies are kept per
  * operation and reported as nearest-rank percentiles (stats.c).
+ *
+ * Unless --no-cleanup, the objects the run stored are deleted at the end:
+ * their keys are recomputed from the run id and the counter (nothing is
+ * kept per object), deletes run --concurrency at a time, and a 404 (a PUT
+ * that failed) is fine.
  */
 #include "cli.h"
 #include "json.h"
@@ -25,7 +30,8 @@
 #define TAIL_SIZE 16
 #define POOL_MAX 1000000
 
-enum { OP_PUT, OP_GET, OP_KINDS };
+/* OP_DEL is the clean-up after the run: never measured or reported. */
+enum { OP_PUT, OP_GET, OP_KINDS, OP_DEL = OP_KINDS, OP_ALL };
 static const char *op_names[OP_KINDS] = {"put", "get"};
 
 struct bench_stats {
@@ -67,7 +73,8 @@ struct bench {
     char (*pool)[CAS_MAX_HEX + 1];
     size_t npool;
     bool recording;
-    struct bench_stats st[OP_KINDS];
+    struct bench_stats st[OP_ALL];
+    uint64_t del_next; /* counter of the next object to delete in the clean-up */
     char first_error[CLI_ERR_MAX];
     uint64_t started, finished;
 };
@@ -174,8 +181,8 @@ static int bench_start(struct bench *b, struct bench_op *op, int kind, char *err
     op->sent = op->recv = 0;
     op->errlen = 0;
     op->errbody[0] = '\0';
-    if (kind == OP_PUT) {
-        uint64_t ctr = ++b->counter;
+    if (kind == OP_PUT || kind == OP_DEL) {
+        uint64_t ctr = kind == OP_PUT ? ++b->counter : ++b->del_next;
         for (int i = 0; i < 8; i++) {
             op->tail[i] = (unsigned char)(b->run_id >> (56 - 8 * i));
             op->tail[8 + i] = (unsigned char)(ctr >> (56 - 8 * i));
@@ -198,6 +205,8 @@ static int bench_start(struct bench *b, struct bench_op *op, int kind, char *err
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, bench_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, op);
+    if (kind == OP_DEL)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
     if (kind == OP_PUT) {
         curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)b->size);
@@ -233,6 +242,13 @@ static void bench_done(struct bench *b, struct bench_op *op, CURLcode res)
     bool ok = res == CURLE_OK && op->status / 100 == 2;
     struct bench_stats *s = &b->st[op->kind];
     b->finished++;
+    if (op->kind == OP_DEL) {
+        if (ok || (res == CURLE_OK && op->status == 404)) /* 404: its PUT had failed */
+            s->n++;
+        else
+            s->errors++;
+        return;
+    }
     if (ok) {
         if (op->kind == OP_PUT)
             pool_add(b, op->key);
@@ -256,10 +272,11 @@ static void bench_done(struct bench *b, struct bench_op *op, CURLcode res)
 
 /*
  * Runs operations with `conc` in flight until `count` have been started
- * (count > 0) or `deadline` passed. Returns the seconds it took.
+ * (count > 0) or `deadline` passed: all of kind `only` (OP_PUT, OP_DEL), or
+ * the mix when `only` is -1. Fills *elapsed with the seconds it took.
  */
 static int bench_run(struct bench *b, struct bench_op *ops, size_t conc, uint64_t count,
-                     double deadline, bool only_puts, struct cli_progress *p, double *elapsed,
+                     double deadline, int only, struct cli_progress *p, double *elapsed,
                      char *err, size_t errlen)
 {
     uint64_t start_count = b->started;
@@ -269,16 +286,16 @@ static int bench_run(struct bench *b, struct bench_op *ops, size_t conc, uint64_
     for (size_t i = 0; i < conc; i++) {
         if (count && b->started - start_count >= count)
             break;
-        rc = bench_start(b, &ops[i], only_puts ? OP_PUT : bench_pick(b), err, errlen);
+        rc = bench_start(b, &ops[i], only >= 0 ? only : bench_pick(b), err, errlen);
         if (rc < 0)
             return rc;
         busy++;
     }
     while (busy > 0) {
         int running;
+        /* Transfers that perform finished are handled before waiting: a
+         * poll first would add its timeout to every operation's latency. */
         CURLMcode mc = curl_multi_perform(b->multi, &running);
-        if (mc == CURLM_OK)
-            mc = curl_multi_poll(b->multi, NULL, 0, 100, NULL);
         if (mc != CURLM_OK) {
             snprintf(err, errlen, "libcurl: %s", curl_multi_strerror(mc));
             return -EIO;
@@ -299,11 +316,15 @@ static int bench_run(struct bench *b, struct bench_op *ops, size_t conc, uint64_
                 cli_progress_set(p, b->finished);
             bool more = count ? b->started - start_count < count : cli_now() < deadline;
             if (more) {
-                rc = bench_start(b, op, only_puts ? OP_PUT : bench_pick(b), err, errlen);
+                rc = bench_start(b, op, only >= 0 ? only : bench_pick(b), err, errlen);
                 if (rc < 0)
                     return rc;
                 busy++;
             }
+        }
+        if (busy > 0 && (mc = curl_multi_poll(b->multi, NULL, 0, 100, NULL)) != CURLM_OK) {
+            snprintf(err, errlen, "libcurl: %s", curl_multi_strerror(mc));
+            return -EIO;
         }
     }
     *elapsed = cli_now() - t0;
@@ -456,12 +477,15 @@ static void bench_report(struct bench *b, size_t conc, const char *mix, double s
 }
 
 static const struct cli_usage_text bench_usage = {
-    "bench [--concurrency N] [--size N] [--mix PUT:GET] [--duration T | --count N]",
+    "bench [--concurrency N] [--size N] [--mix PUT:GET] [--duration T | --count N]\n"
+    "      [--no-cleanup]",
     "Drives the server's HTTP API with N transfers in flight and reports\n"
     "operations/s, MB/s (10^6 bytes) and latency percentiles (p50, p90, p99,\n"
     "p99.9) per operation. Each PUT stores a new object of --size bytes; GETs\n"
     "read objects stored by the run (a pool of --objects is stored first, not\n"
-    "measured). Exits 1 when any operation failed.",
+    "measured). The objects the run stored are deleted at the end unless\n"
+    "--no-cleanup (the delete is not measured). Exits 1 when any operation\n"
+    "failed.",
 };
 
 int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx)
@@ -469,6 +493,7 @@ int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx)
     uint64_t conc = 16, size = 64 * 1024, count = 0, objects = 0;
     double duration = 0;
     const char *mix = "1:1", *hash_name = NULL;
+    bool no_cleanup = false;
     const struct cli_opt opts[] = {
         {"concurrency", 'c', CLI_OPT_UINT, &conc, "N", "transfers in flight (default 16)"},
         {"size", 's', CLI_OPT_SIZE, &size, "N", "object size, K/M/G suffixes (default 64K)"},
@@ -478,12 +503,13 @@ int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx)
         {"objects", 0, CLI_OPT_UINT, &objects, "N",
          "objects stored first for GETs (default ~256 MiB worth, 1..1000)"},
         {"hash", 0, CLI_OPT_STRING, &hash_name, "ALGO", "key algorithm; default: ask the server"},
+        {"no-cleanup", 0, CLI_OPT_FLAG, &no_cleanup, NULL, "keep the objects the run stored"},
     };
     char **pos = calloc((size_t)argc + 1, sizeof(*pos));
     int npos, code;
     if (!pos)
         return CLI_EXIT_FAIL;
-    if (cli_args_command("bench", &bench_usage, opts, 7, argc, argv, pos, &npos, &code) < 0) {
+    if (cli_args_command("bench", &bench_usage, opts, 8, argc, argv, pos, &npos, &code) < 0) {
         free(pos);
         return code;
     }
@@ -547,7 +573,7 @@ int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx)
     if (rc == 0 && b.wget > 0) {
         struct cli_progress p;
         cli_progress_start(&p, ctx->progress, "bench: storing objects for gets", objects, false);
-        rc = bench_run(&b, ops, conc, objects, 0, true, &p, &secs, err, sizeof(err));
+        rc = bench_run(&b, ops, conc, objects, 0, OP_PUT, &p, &secs, err, sizeof(err));
         cli_progress_end(&p);
         if (rc == 0 && b.npool == 0) {
             snprintf(err, sizeof(err), "could not store any object: %.900s", b.first_error);
@@ -561,12 +587,30 @@ int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx)
         cli_progress_start(&p, ctx->progress, "bench ops", count, false);
         b.recording = true;
         b.finished = 0;
-        rc = bench_run(&b, ops, conc, count, cli_now() + duration, false, &p, &secs, err,
+        rc = bench_run(&b, ops, conc, count, cli_now() + duration, -1, &p, &secs, err,
                        sizeof(err));
         cli_progress_end(&p);
     }
     if (rc == 0)
         bench_report(&b, conc, mix, secs);
+    if (b.multi && b.counter > 0 && !no_cleanup) {
+        /* Even after a failed run: what was stored goes. */
+        for (size_t i = 0; i < conc; i++)
+            if (ops[i].busy) { /* a run that failed left transfers behind */
+                curl_multi_remove_handle(b.multi, ops[i].e);
+                ops[i].busy = false;
+            }
+        struct cli_progress p;
+        char cerr[CLI_ERR_MAX] = "";
+        double csecs;
+        b.recording = false;
+        cli_progress_start(&p, ctx->progress, "bench: deleting its objects", b.counter, false);
+        int crc = bench_run(&b, ops, conc, b.counter, 0, OP_DEL, &p, &csecs, cerr, sizeof(cerr));
+        cli_progress_end(&p);
+        if (crc < 0 || b.st[OP_DEL].errors)
+            cli_error("bench: warning: clean-up left objects behind (%llu deletes failed%s%s)",
+                      (unsigned long long)b.st[OP_DEL].errors, cerr[0] ? ": " : "", cerr);
+    }
     else
         cli_error("bench: %s", rc == -ENOMEM && !err[0] ? "out of memory" : err);
     uint64_t errors = b.st[OP_PUT].errors + b.st[OP_GET].errors;
@@ -577,7 +621,7 @@ int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx)
         curl_multi_cleanup(b.multi);
     curl_slist_free_all(b.hdrs);
     EVP_MD_CTX_free(b.prefix);
-    for (int k = 0; k < OP_KINDS; k++)
+    for (int k = 0; k < OP_ALL; k++)
         free(b.st[k].lat_ms);
     free(b.pattern);
     free(b.pool);

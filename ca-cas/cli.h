@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1  /* an object was not found, or an operation failed */
@@ -58,6 +59,10 @@ int cmd_compact(int argc, char **argv, const struct cli_ctx *ctx);
 int cmd_capacity(int argc, char **argv, const struct cli_ctx *ctx);
 int cmd_status(int argc, char **argv, const struct cli_ctx *ctx);
 int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx);
+/* Backup: a tar stream of objects named by key, and back (archive.c,
+ * libarchive). */
+int cmd_export(int argc, char **argv, const struct cli_ctx *ctx);
+int cmd_import(int argc, char **argv, const struct cli_ctx *ctx);
 /* Copies missing home replicas, then removes copies outside the home;
  * lives in rebalance.c (engine: common/rebalance.h). */
 int cmd_rebalance(int argc, char **argv, const struct cli_ctx *ctx);
@@ -255,6 +260,11 @@ struct cli_http {
     uint64_t body_offset;
     uint64_t body_size;
     struct cas_hash *body_hash; /* when set, sees every byte sent */
+    /* Or a reader: fills buf with up to max bytes of the body_size bytes to
+     * send, returns the count (0 only at the end) or a negative errno. The
+     * body cannot be rewound then. */
+    ssize_t (*body_read)(void *cls, char *buf, size_t max);
+    void *body_read_cls;
 
     /* Response body of a 2xx answer goes to sink (when set); otherwise, and
      * for every error answer, it is kept in resp (bounded). A sink returns

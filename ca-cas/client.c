@@ -102,6 +102,17 @@ static size_t on_read(char *buf, size_t size, size_t nmemb, void *cls)
         size_t left = h->body_len - (size_t)x->sent;
         n = left < max ? left : max;
         memcpy(buf, h->body + x->sent, n);
+    } else if (h->body_read) {
+        if (h->body_size != UINT64_MAX && h->body_size - x->sent < max)
+            max = (size_t)(h->body_size - x->sent);
+        if (max == 0)
+            return 0;
+        ssize_t r = h->body_read(h->body_read_cls, buf, max);
+        if (r <= 0) {
+            x->body_err = r < 0 ? (int)-r : EPIPE; /* 0: the source ended early */
+            return CURL_READFUNC_ABORT;
+        }
+        n = (size_t)r;
     } else {
         if (h->body_size != UINT64_MAX && h->body_size - x->sent < max)
             max = (size_t)(h->body_size - x->sent);
@@ -136,7 +147,7 @@ static size_t on_read(char *buf, size_t size, size_t nmemb, void *cls)
 static int on_seek(void *cls, curl_off_t offset, int origin)
 {
     struct xfer *x = cls;
-    if (origin != SEEK_SET || x->h->body_hash || offset < 0)
+    if (origin != SEEK_SET || x->h->body_hash || x->h->body_read || offset < 0)
         return CURL_SEEKFUNC_CANTSEEK;
     if (x->h->body_fd >= 0 && lseek(x->h->body_fd, 0, SEEK_CUR) < 0)
         return CURL_SEEKFUNC_CANTSEEK;
@@ -222,11 +233,11 @@ int cli_http_do(struct cli_client *c, struct cli_http *h, char *err, size_t errl
         snprintf(range, sizeof(range), "Range: bytes=%s", h->range);
         hdrs = curl_slist_append(hdrs, range);
     }
-    if (strcmp(h->method, "PUT") == 0 && !h->body && h->body_fd < 0) {
+    if (strcmp(h->method, "PUT") == 0 && !h->body && h->body_fd < 0 && !h->body_read) {
         h->body = ""; /* an empty object */
         h->body_len = 0;
     }
-    bool has_body = h->body || h->body_fd >= 0;
+    bool has_body = h->body || h->body_fd >= 0 || h->body_read;
     if (has_body) {
         char ct[160];
         snprintf(ct, sizeof(ct), "Content-Type: %s",
@@ -334,12 +345,13 @@ static const char *reason(long status)
 void cli_http_error_text(long status, const char *body, char *out, size_t outlen)
 {
     char msg[CLI_ERR_MAX] = "";
+    bool ours = false; /* ca-cas daemons answer errors as JSON {"error": ...} */
     if (body && *body) {
         const char *p = body;
         while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
             p++;
         if (*p == '{' && cas_json_get_string(p, "error", msg, sizeof(msg)) == 0)
-            ;
+            ours = true;
         else if (*p && *p != '<') { /* a plain text body; not an HTML page */
             size_t len = strcspn(p, "\r\n");
             if (len > 300)
@@ -349,7 +361,15 @@ void cli_http_error_text(long status, const char *body, char *out, size_t outlen
     }
     if (!msg[0])
         snprintf(msg, sizeof(msg), "%s", reason(status));
-    snprintf(out, outlen, "%s (HTTP %ld)", msg, status);
+    const char *hint = "";
+    if (status == 401)
+        hint = "; pass the cluster's token with --token-file FILE or CA_CAS_TOKEN_FILE";
+    else if (status == 413 && !ours)
+        hint = "; the answer came from a proxy in front of ca-cas, not from ca-cas: raise its "
+               "request body limit (nginx: client_max_body_size 0)";
+    else if ((status == 502 || status == 504) && !ours)
+        hint = "; the answer came from a proxy in front of ca-cas: is ca-cas behind it running?";
+    snprintf(out, outlen, "%s (HTTP %ld)%s", msg, status, hint);
 }
 
 int cli_call(struct cli_client *c, const char *method, const char *path, const char *body,

@@ -25,6 +25,8 @@ const struct cli_command cli_commands[] = {
     {"status", cmd_status, "the server's status, readable"},
     {"fsck", cmd_fsck, "offline check of a storaged directory (--repair)"},
     {"bench", cmd_bench, "load generator: ops/s, MB/s, latency percentiles"},
+    {"export", cmd_export, "objects (all live ones, or KEY...) as a tar stream"},
+    {"import", cmd_import, "store every object of a tar stream (FILE or stdin)"},
     {"rebalance", cmd_rebalance, "put every object on its home backends (--config, --dry-run)"},
     {NULL, NULL, NULL},
 };

@@ -28,9 +28,15 @@ static int run(int argc, char **argv, char **rest)
     int nrest;
     char err[CLI_ERR_MAX];
     if (cli_globals_parse(argc, argv, &g, rest, &nrest, err, sizeof(err)) < 0) {
+        /* --json asks for JSON errors, usage errors included, even when
+         * another global option is what failed to parse */
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+            if (strcmp(argv[i], "--json") == 0)
+                cli_json_errors = true;
         cli_error("%s (see ca-cas --help)", err);
         return CLI_EXIT_USAGE;
     }
+    cli_json_errors = g.json;
     if (g.version) {
         printf("ca-cas %s\n", CAS_VERSION);
         return CLI_EXIT_OK;

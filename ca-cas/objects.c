@@ -495,11 +495,73 @@ static int get_write(void *cls, const char *data, size_t len)
 }
 
 static const struct cli_usage_text get_usage = {
-    "get KEY... [-o FILE] [--offset N] [--size N] [--no-verify]",
+    "get KEY... [-o FILE [--continue]] [--offset N] [--size N] [--no-verify]",
     "Writes the bytes of each object to stdout (or FILE), one after the other.\n"
     "--offset and --size take a part of each. Whole objects are checked against\n"
-    "their key on the way unless --no-verify.",
+    "their key on the way unless --no-verify. With --continue (one KEY, -o FILE),\n"
+    "a partial FILE left by an interrupted get is completed with a Range request\n"
+    "and the whole file checked against the key.",
 };
+
+/*
+ * For get --continue: the object's size (HEAD), the bytes FILE already
+ * holds (*have; UINT64_MAX when it is complete), a digest state fed with
+ * them (*prefix, unless no_verify), and fd positioned after them. A FILE
+ * longer than the object, or complete but with other bytes, is -EBADMSG.
+ */
+static int get_resume_prepare(struct cli_client *c, int fd, const char *file, const char *hex,
+                              const struct cas_key *key, bool no_verify, uint64_t *have,
+                              struct cas_hash **prefix, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "--continue: %s is not a regular file", file);
+        return -EINVAL;
+    }
+    char path[64 + CAS_MAX_HEX];
+    snprintf(path, sizeof(path), "/objects/%s", hex);
+    struct cli_http h;
+    cli_http_init(&h, "HEAD", path);
+    int rc = cli_http_do(c, &h, err, errlen);
+    if (rc == 0 && h.status / 100 != 2) {
+        cli_http_error_text(h.status, h.resp.data, err, errlen);
+        rc = -EIO;
+    }
+    uint64_t size = h.content_length;
+    cli_http_free(&h);
+    if (rc < 0)
+        return rc;
+    *have = (uint64_t)st.st_size;
+    if (size != UINT64_MAX && *have > size) {
+        snprintf(err, errlen, "%s has %llu bytes, more than the object's %llu: not a partial "
+                 "download of it (deleted)", file, (unsigned long long)*have,
+                 (unsigned long long)size);
+        return -EBADMSG;
+    }
+    if (!no_verify) {
+        if (!(*prefix = cas_hash_new(key->algo))) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        char buf[1 << 16];
+        for (uint64_t at = 0; at < *have;) {
+            ssize_t n = pread(fd, buf, sizeof(buf), (off_t)at);
+            if (n <= 0) {
+                snprintf(err, errlen, "reading %s: %s", file, n < 0 ? strerror(errno) : "short");
+                return -EIO;
+            }
+            cas_hash_update(*prefix, buf, (size_t)n);
+            at += (uint64_t)n;
+        }
+    }
+    if (lseek(fd, (off_t)*have, SEEK_SET) < 0) {
+        snprintf(err, errlen, "seeking in %s: %s", file, strerror(errno));
+        return -EIO;
+    }
+    if (*have == size)
+        *have = UINT64_MAX; /* nothing left to fetch; the check says the rest */
+    return 0;
+}
 
 /* Fetches one object (or part) into sink s; 1 when it does not exist. */
 static int get_one(struct cli_client *c, const char *hex, struct get_sink *s, uint64_t offset,
@@ -555,9 +617,10 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
 {
     const char *outfile = NULL;
     uint64_t offset = 0, size = UINT64_MAX;
-    bool no_verify = false;
+    bool no_verify = false, cont = false;
     const struct cli_opt opts[] = {
         {"output", 'o', CLI_OPT_STRING, &outfile, "FILE", "write to FILE instead of stdout"},
+        {"continue", 'C', CLI_OPT_FLAG, &cont, NULL, "resume a partial FILE (with -o, one KEY)"},
         {"offset", 0, CLI_OPT_SIZE, &offset, "N", "start at byte N of each object"},
         {"size", 0, CLI_OPT_SIZE, &size, "N", "at most N bytes of each object"},
         {"no-verify", 0, CLI_OPT_FLAG, &no_verify, NULL, "do not check data against the key"},
@@ -566,12 +629,17 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
     int npos, code;
     if (!pos)
         return CLI_EXIT_FAIL;
-    if (cli_args_command("get", &get_usage, opts, 4, argc, argv, pos, &npos, &code) < 0) {
+    if (cli_args_command("get", &get_usage, opts, 5, argc, argv, pos, &npos, &code) < 0) {
         free(pos);
         return code;
     }
     if (npos == 0) {
         cli_error("get: no key given (see ca-cas get --help)");
+        free(pos);
+        return CLI_EXIT_USAGE;
+    }
+    if (cont && (!outfile || npos != 1 || offset || size != UINT64_MAX)) {
+        cli_error("get: --continue needs -o FILE and one KEY, without --offset or --size");
         free(pos);
         return CLI_EXIT_USAGE;
     }
@@ -597,20 +665,38 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
         exit_code = CLI_EXIT_FAIL;
     }
     if (exit_code == CLI_EXIT_OK && outfile &&
-        (fd = open(outfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666)) < 0) {
+        (fd = open(outfile, cont ? O_RDWR | O_CREAT | O_CLOEXEC : O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                   0666)) < 0) {
         cli_error("get: cannot create %s: %s", outfile, strerror(errno));
         exit_code = CLI_EXIT_FAIL;
     }
-    uint64_t total = 0;
+    uint64_t total = 0, have = 0;
+    struct cas_hash *prefix = NULL;
+    bool corrupt = false; /* the file holds bytes that do not belong: delete it */
+    if (exit_code == CLI_EXIT_OK && cont) {
+        int rc = get_resume_prepare(c, fd, outfile, hex[0], &keys[0], no_verify, &have, &prefix,
+                                    err, sizeof(err));
+        if (rc < 0) {
+            cli_error("get %s: %s", hex[0], err);
+            exit_code = CLI_EXIT_FAIL;
+            corrupt = rc == -EBADMSG;
+        }
+        offset = have;
+    }
     for (int i = 0; i < npos && exit_code == CLI_EXIT_OK; i++) {
         bool whole = offset == 0 && size == UINT64_MAX && !no_verify;
         struct get_sink s = {.fd = fd, .dest = dest};
-        if (whole && !(s.hash = cas_hash_new(keys[i].algo))) {
+        if (cont && prefix) { /* the hash goes on from the bytes already there */
+            s.hash = prefix;
+            prefix = NULL;
+        } else if (whole && !(s.hash = cas_hash_new(keys[i].algo))) {
             cli_error("get: out of memory");
             exit_code = CLI_EXIT_FAIL;
             break;
         }
-        int rc = get_one(c, hex[i], &s, offset, size, ctx->progress, err, sizeof(err));
+        int rc = cont && have == UINT64_MAX ? 0 /* complete already */
+                                            : get_one(c, hex[i], &s, offset, size, ctx->progress, err,
+                                                      sizeof(err));
         if (rc == 1) {
             cli_error("get %s: %s", hex[i], err);
             exit_code = CLI_EXIT_FAIL;
@@ -626,6 +712,7 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
                 cli_error("get %s: the data received hashes to %s: corrupt, discard it", hex[i],
                           gh);
                 exit_code = CLI_EXIT_FAIL;
+                corrupt = true;
             }
         }
         total += s.written;
@@ -636,9 +723,12 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
             cli_error("get: writing %s: %s", outfile, strerror(errno));
             exit_code = CLI_EXIT_FAIL;
         }
-        if (exit_code != CLI_EXIT_OK)
-            unlink(outfile); /* never leave a partial object behind */
+        /* Never leave a partial object behind, except for --continue to
+         * resume; never keep bytes that failed their check. */
+        if (exit_code != CLI_EXIT_OK && (!cont || corrupt))
+            unlink(outfile);
     }
+    cas_hash_free(prefix);
     if (exit_code == CLI_EXIT_OK && ctx->json && outfile) {
         struct cas_buf b;
         struct cas_json j;

@@ -1,5 +1,5 @@
 /*
- * config.h - the balancer's YAML config (see SPEC "ca-cas-balancerd").
+ * config.h - the balancer's YAML config (docs/OPERATIONS.md).
  *
  * Read with libyaml. Two spellings of a backend are accepted:
  *

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "httpd.h"
+#include "prom.h"
 #include "json.h"
 #include "log.h"
 
@@ -20,6 +21,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,11 +47,16 @@ struct http_server {
     struct http_server_config cfg;
     unsigned char token_digest[32];
     struct route_stats *stats; /* nroutes + 1; the last counts unmatched requests */
+    /* Route -> its stats slot. Several routes may share a name (GET
+     * /objects/K, /file/K/ and /local/K/ are all "get"): they count in the
+     * slot of the first route of that name, so every series prints once. */
+    size_t *slot;
     uint64_t bytes_in, bytes_out;
     pthread_mutex_t lock;
     pthread_cond_t idle;
     unsigned active;
     unsigned port;
+    atomic_bool closing; /* http_server_close_keepalive: every answer closes */
 };
 
 uint64_t cas_now_ns(void)
@@ -266,6 +273,8 @@ static enum MHD_Result queue(struct http_req *req)
         http_error(req, 500, "handler produced no response");
     if (!req->resp)
         return MHD_NO;
+    if (atomic_load(&req->srv->closing))
+        MHD_add_response_header(req->resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result rc = MHD_queue_response(req->conn, req->status, req->resp);
     MHD_destroy_response(req->resp);
     req->resp = NULL;
@@ -389,7 +398,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
         return;
     *con_cls = NULL;
     uint64_t us = (cas_now_ns() - req->t0_ns) / 1000;
-    size_t ri = req->route ? (size_t)(req->route - srv->cfg.routes) : srv->cfg.nroutes;
+    size_t ri = req->route ? srv->slot[req->route - srv->cfg.routes] : srv->cfg.nroutes;
     struct route_stats *st = &srv->stats[ri];
     __atomic_fetch_add(&st->by_status[status_index(req->status)], 1, __ATOMIC_RELAXED);
     size_t b = 0;
@@ -397,10 +406,18 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
         b++;
     __atomic_fetch_add(&st->buckets[b], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&st->sum_us, us, __ATOMIC_RELAXED);
-    if (cas_log_enabled(CAS_LOG_INFO))
-        log_info("%s %s %u in=%" PRIu64 " out=%" PRIu64 " %.3fms%s", req->method, req->url,
-                 req->status, req->bytes_in, req->bytes_out, (double)us / 1000,
-                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    bool quiet = req->route && (req->route->flags & HTTP_QUIET) && req->status / 100 == 2;
+    if (cas_log_enabled(quiet ? CAS_LOG_DEBUG : CAS_LOG_INFO)) {
+        /* Behind a load balancer, the client is who X-Forwarded-For names. */
+        const char *fwd =
+            req->conn ? MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Forwarded-For")
+                      : NULL;
+        cas_log(quiet ? CAS_LOG_DEBUG : CAS_LOG_INFO,
+                "%s %s %u in=%" PRIu64 " out=%" PRIu64 " %.3fms%s%s%.128s", req->method, req->url,
+                req->status, req->bytes_in, req->bytes_out, (double)us / 1000,
+                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)", fwd ? " for=" : "",
+                fwd ? fwd : "");
+    }
     if (req->bytes_out && !req->streamed)
         __atomic_fetch_add(&srv->bytes_out, req->bytes_out, __ATOMIC_RELAXED);
     if (req->cleanup)
@@ -476,6 +493,21 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
         return -ENOMEM;
     srv->cfg = *cfg;
     srv->stats = calloc(cfg->nroutes + 1, sizeof(*srv->stats));
+    srv->slot = calloc(cfg->nroutes + 1, sizeof(*srv->slot));
+    if (!srv->stats || !srv->slot) {
+        free(srv->stats);
+        free(srv->slot);
+        free(srv);
+        return -ENOMEM;
+    }
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        srv->slot[r] = r;
+        for (size_t i = 0; i < r; i++)
+            if (strcmp(cfg->routes[i].name, cfg->routes[r].name) == 0) {
+                srv->slot[r] = i;
+                break;
+            }
+    }
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->idle, NULL);
     if (cfg->token) {
@@ -499,6 +531,7 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", cfg->listen);
         free(srv->stats);
+        free(srv->slot);
         free(srv);
         return -EADDRINUSE;
     }
@@ -511,6 +544,11 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
 unsigned http_server_port(struct http_server *srv)
 {
     return srv->port;
+}
+
+void http_server_close_keepalive(struct http_server *srv)
+{
+    atomic_store(&srv->closing, true);
 }
 
 void http_server_stop(struct http_server *srv, unsigned timeout_ms)
@@ -537,16 +575,20 @@ void http_server_stop(struct http_server *srv, unsigned timeout_ms)
     pthread_mutex_unlock(&srv->lock);
     MHD_stop_daemon(srv->daemon);
     free(srv->stats);
+    free(srv->slot);
     free(srv);
 }
 
 /* ---- metrics ----------------------------------------------------------- */
+
 
 void http_metrics_render(struct http_server *srv, struct cas_buf *out)
 {
     cas_buf_puts(out, "# HELP cas_http_requests_total HTTP requests by route and status.\n"
                       "# TYPE cas_http_requests_total counter\n");
     for (size_t r = 0; r <= srv->cfg.nroutes; r++) {
+        if (r < srv->cfg.nroutes && srv->slot[r] != r)
+            continue; /* counted under an earlier route of the same name */
         const char *name = r < srv->cfg.nroutes ? srv->cfg.routes[r].name : "unmatched";
         for (size_t s = 0; s < NSTATUS; s++) {
             uint64_t v = __atomic_load_n(&srv->stats[r].by_status[s], __ATOMIC_RELAXED);
@@ -565,6 +607,8 @@ void http_metrics_render(struct http_server *srv, struct cas_buf *out)
     cas_buf_puts(out, "# HELP cas_http_request_duration_seconds Request latency by route.\n"
                       "# TYPE cas_http_request_duration_seconds histogram\n");
     for (size_t r = 0; r <= srv->cfg.nroutes; r++) {
+        if (r < srv->cfg.nroutes && srv->slot[r] != r)
+            continue;
         const char *name = r < srv->cfg.nroutes ? srv->cfg.routes[r].name : "unmatched";
         uint64_t cum = 0;
         struct route_stats *st = &srv->stats[r];
@@ -597,6 +641,7 @@ void http_metrics_render(struct http_server *srv, struct cas_buf *out)
                    "cas_http_sent_bytes_total %" PRIu64 "\n",
                    __atomic_load_n(&srv->bytes_in, __ATOMIC_RELAXED),
                    __atomic_load_n(&srv->bytes_out, __ATOMIC_RELAXED));
+    prom_process_metrics(out);
     if (srv->cfg.metrics)
         srv->cfg.metrics(srv->cfg.app, out);
 }

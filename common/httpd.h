@@ -45,6 +45,9 @@ typedef ssize_t (*http_reader_fn)(void *cls, uint64_t pos, char *buf, size_t max
 enum http_route_flags {
     HTTP_PUBLIC = 1, /* never needs the token: GET/HEAD objects, /, /healthz, /metrics */
     HTTP_READ = 2,   /* object reads: need the token only with --auth-reads */
+    /* monitoring reads (probes, scrapes): logged at debug when answered
+     * 2xx, so that a balancer's probes do not flood the log */
+    HTTP_QUIET = 4,
 };
 
 struct http_route {
@@ -103,6 +106,10 @@ struct http_server_config {
 int http_server_start(const struct http_server_config *cfg, struct http_server **out, char *err,
                       size_t errlen);
 /* Stops accepting, waits up to timeout_ms for requests in flight, stops. */
+/* From now on every answer says "Connection: close" and closes its
+ * connection: a proxy in front stops reusing connections to this server
+ * before it stops listening (a balancer draining on SIGTERM). */
+void http_server_close_keepalive(struct http_server *srv);
 void http_server_stop(struct http_server *srv, unsigned timeout_ms);
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(struct http_server *srv);

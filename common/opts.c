@@ -88,6 +88,7 @@ void cas_opts_usage(FILE *f, const struct cas_opt *opts, size_t n, const char *u
         fprintf(f, "  %-28s %s\n", left, opts[i].help);
     }
     fprintf(f, "  %-28s %s\n", "--help", "print this help");
+    fprintf(f, "  %-28s %s\n", "--version", "print the version");
 }
 
 int cas_opts_parse(const struct cas_opt *opts, size_t n, int argc, char **argv, const char *usage,
@@ -104,6 +105,11 @@ int cas_opts_parse(const struct cas_opt *opts, size_t n, int argc, char **argv, 
         const char *arg = argv[a];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             cas_opts_usage(stdout, opts, n, usage);
+            return 1;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            const char *prog = strrchr(argv[0], '/');
+            printf("%s %s\n", prog ? prog + 1 : argv[0], CAS_VERSION);
             return 1;
         }
         if (strncmp(arg, "--", 2) != 0) {

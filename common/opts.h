@@ -26,7 +26,7 @@ struct cas_opt {
 
 /*
  * Fills each option's out from the environment, then from argv. Returns 0,
- * 1 when --help was asked for (usage printed), or -EINVAL with a message in
+ * 1 when --help or --version was asked for (printed), or -EINVAL with a message in
  * err for an unknown option, a missing argument or a bad number.
  */
 int cas_opts_parse(const struct cas_opt *opts, size_t n, int argc, char **argv, const char *usage,

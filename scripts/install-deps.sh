@@ -8,9 +8,13 @@ packages=(
   gcc make cmake pkg-config                  # build
   libmicrohttpd-dev libcurl4-openssl-dev     # HTTP server and client
   libyaml-dev libssl-dev zlib1g-dev          # config, hashes, checksums
+  libarchive-dev                             # ca-cas export/import (tar)
   libcunit1-dev                              # unit tests
+  help2man dpkg-dev                          # man pages, the Debian package (cpack)
   python3 curl procps util-linux e2fsprogs   # integration tests
-  wrk nginx-light                            # benchmarks
+  wrk nginx-light                            # benchmarks, front-end tests
+  haproxy                                    # front-end tests (configs/frontends)
+  prometheus                                 # monitoring test (a real Prometheus, promtool)
   chromium                                   # the balancer page test (headless)
 )
 

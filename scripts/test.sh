@@ -10,7 +10,7 @@ cd "$top"
 echo "== build (plain and ASan+UBSan)"
 "$top/scripts/build.sh" all || exit 1
 
-passed=0; failed=0
+passed=0; failed=0; skipped=0
 count_ctest() { # dir
   local out
   out=$(cd "$1" && ctest --output-on-failure 2>&1)
@@ -19,17 +19,20 @@ count_ctest() { # dir
   total=$(echo "$out" | sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' | tail -1)
   fails=$(echo "$out" | sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\1/p' | tail -1)
   total=${total:-0}; fails=${fails:-1}
-  passed=$((passed + total - fails)); failed=$((failed + fails))
+  local skips
+  skips=$(echo "$out" | grep -cE '\*\*\*Skipped|\(Disabled\)' || true)
+  passed=$((passed + total - fails - skips)); failed=$((failed + fails)); skipped=$((skipped + skips))
 }
 count_integration() { # build dir, extra env
   local out
   out=$(env CAS_BUILD_DIR="$top/$1" ${2:-} python3 "$top/tests/integration/run.py" 2>&1)
   echo "$out" | grep -vE ' \.\.\. ok$' | tail -n 80
-  local line p f
+  local line p f s
   line=$(echo "$out" | grep -E '^integration .*passed' | tail -1)
   p=$(echo "$line" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p'); f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
-  p=${p:-0}; f=${f:-1}
-  passed=$((passed + p)); failed=$((failed + f))
+  s=$(echo "$line" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
+  p=${p:-0}; f=${f:-1}; s=${s:-0}
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
 }
 
 echo "== unit tests (plain)";     count_ctest build
@@ -37,5 +40,5 @@ echo "== unit tests (ASan+UBSan)"; count_ctest build-asan
 echo "== integration tests (plain)"; count_integration build
 echo "== integration tests (ASan+UBSan)"
 count_integration build-asan "CAS_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
-echo "all suites: $passed passed, $failed failed"
+echo "all suites: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -3,7 +3,7 @@
 Each test starts its own storageds and balancers on free ports with
 temporary directories (harness.TempDirTest kills them by PID and removes the
 directories, pass or fail). Placement is checked against an independent
-Python rendering of the SPEC's rule, fed with each storaged's GET /ring.
+Python rendering of the placement rule (docs/API.md), fed with each storaged's GET /ring.
 """
 import hashlib
 import http.client
@@ -24,7 +24,7 @@ from harness import BALANCERD, Client, Daemon, TempDirTest, free_port, sha1  # n
 
 
 def placement(rings, domains, key, replicas):
-    """SPEC placement: walk the merged ring upward from the key's position."""
+    """Placement (docs/API.md): walk the merged ring upward from the key's position."""
     pos = int(key[:16], 16)
     tokens = sorted((int(t, 16), rings[i]["node"], i) for i in range(len(rings)) for t in rings[i]["tokens"])
     start = next((j for j, t in enumerate(tokens) if t[0] >= pos), 0)
@@ -48,7 +48,8 @@ class Balancer(Daemon):
         self.port = port or free_port()
         argv = [BALANCERD, "--config", config, "--listen", f"127.0.0.1:{self.port}",
                 "--log-level", "info", "--probe-interval-ms", "200",
-                "--connect-timeout-ms", "500", "--spool-dir", tmp] + list(extra or [])
+                "--connect-timeout-ms", "500", "--spool-dir", tmp,
+                "--drain-ms", "0"] + list(extra or [])  # a test's --drain-ms wins
         super().__init__(argv, os.path.join(tmp, f"balancerd-{self.port}.log"))
 
     def start(self, timeout=10):
@@ -531,8 +532,8 @@ class TestBig(ClusterTest):
 class TestPage(ClusterTest):
     def test_page_in_headless_chromium(self):
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-        if not chromium:
-            self.skipTest("chromium not installed")
+        # scripts/install-deps.sh installs chromium: its absence is a failure
+        self.assertTrue(chromium, "chromium not installed (scripts/install-deps.sh installs it)")
         self.cluster(n=3, replicas=2)
         bal = self.balancer()
         url = f"http://127.0.0.1:{bal.port}/"

@@ -2,7 +2,7 @@
 against real storageds and balancers on loopback.
 
 Placement is checked with test_balancerd's independent Python rendering of
-the SPEC rule, fed with each storaged's GET /ring. Under the sanitizers
+the placement rule of docs/API.md, fed with each storaged's GET /ring. Under the sanitizers
 (CAS_SANITIZED=1) the data sets are smaller.
 """
 import hashlib

@@ -210,9 +210,19 @@ static void test_http_error_text(void)
     cli_http_error_text(404, "{\"error\": \"object abc not found\"}", out, sizeof(out));
     CU_ASSERT_STRING_EQUAL(out, "object abc not found (HTTP 404)");
     cli_http_error_text(401, "", out, sizeof(out));
-    CU_ASSERT_STRING_EQUAL(out, "unauthorized (missing or wrong token) (HTTP 401)");
+    CU_ASSERT_STRING_EQUAL(out, "unauthorized (missing or wrong token) (HTTP 401); pass the "
+                                "cluster's token with --token-file FILE or CA_CAS_TOKEN_FILE");
     cli_http_error_text(502, "upstream gone\nmore", out, sizeof(out));
-    CU_ASSERT_STRING_EQUAL(out, "upstream gone (HTTP 502)");
+    CU_ASSERT_STRING_EQUAL(out, "upstream gone (HTTP 502); the answer came from a proxy in front "
+                                "of ca-cas: is ca-cas behind it running?");
+    /* nginx's own 413 page: the limit is the proxy's, and the message says so */
+    cli_http_error_text(413, "<html><title>413 Request Entity Too Large</title></html>", out,
+                        sizeof(out));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "(HTTP 413); the answer came from a proxy"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "client_max_body_size"));
+    /* ca-cas's own 413 (--max-object-size) is not blamed on a proxy */
+    cli_http_error_text(413, "{\"error\":\"object larger than 1024 bytes\"}", out, sizeof(out));
+    CU_ASSERT_STRING_EQUAL(out, "object larger than 1024 bytes (HTTP 413)");
     cli_http_error_text(500, "<html>oops</html>", out, sizeof(out));
     CU_ASSERT_STRING_EQUAL(out, "internal server error (HTTP 500)");
     cli_http_error_text(422, NULL, out, sizeof(out));

@@ -188,7 +188,7 @@ int main(void)
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     CU_pSuite s = CU_add_suite("config", NULL, NULL);
-    CU_add_test(s, "SPEC example", test_spec_example);
+    CU_add_test(s, "the documented example", test_spec_example);
     CU_add_test(s, "Cantera spelling", test_cantera_spelling);
     CU_add_test(s, "defaults and anti_entropy", test_defaults_and_anti_entropy);
     CU_add_test(s, "errors name line and column", test_errors_name_line_and_column);

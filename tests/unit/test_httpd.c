@@ -191,6 +191,8 @@ static const struct http_route routes[] = {
     {"GET", "/public", h_text, HTTP_PUBLIC, "public"},
     {"GET", "/read", h_text, HTTP_READ, "read"},
     {"GET", "/metrics", h_metrics, HTTP_PUBLIC, "metrics"},
+    /* a second route of the same name: counted with the first (one series) */
+    {"GET", "/hello-again", h_hello, 0, "hello"},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -613,6 +615,8 @@ static void test_metrics(void)
         request(p, "GET", "/hello", NULL, NULL, 0, false, 0, &r);
         done(&r);
     }
+    request(p, "GET", "/hello-again", NULL, NULL, 0, false, 0, &r);
+    done(&r);
     request(p, "GET", "/nowhere", NULL, NULL, 0, false, 0, &r);
     done(&r);
     request(p, "DELETE", "/hello", NULL, NULL, 0, false, 0, &r);
@@ -624,13 +628,13 @@ static void test_metrics(void)
     request(p, "PUT", "/upload", NULL, body, sizeof(body), false, 0, &r);
     done(&r);
     const char *want[] = {
-        "cas_http_requests_total{route=\"hello\",status=\"200\"} 3\n",
+        "cas_http_requests_total{route=\"hello\",status=\"200\"} 4\n",
         "cas_http_requests_total{route=\"unmatched\",status=\"404\"} 1\n",
         "cas_http_requests_total{route=\"unmatched\",status=\"405\"} 1\n",
         "cas_http_requests_total{route=\"noresp\",status=\"500\"} 1\n",
         "cas_http_requests_total{route=\"upload\",status=\"200\"} 1\n",
-        "cas_http_request_duration_seconds_count{route=\"hello\"} 3\n",
-        "cas_http_request_duration_seconds_bucket{route=\"hello\",le=\"+Inf\"} 3\n",
+        "cas_http_request_duration_seconds_count{route=\"hello\"} 4\n",
+        "cas_http_request_duration_seconds_bucket{route=\"hello\",le=\"+Inf\"} 4\n",
         "cas_http_received_bytes_total 1000\n",
         "test_app_metric 1\n",
     };
@@ -641,6 +645,14 @@ static void test_metrics(void)
         printf("\n  metrics:\n%s\n", text);
     /* Routes never requested do not appear. */
     CU_ASSERT_PTR_NULL(strstr(text, "route=\"stream\""));
+    /* Every series once: two routes named "hello" make one. */
+    const char *first = strstr(text, "cas_http_requests_total{route=\"hello\",status=\"200\"}");
+    CU_ASSERT_PTR_NOT_NULL(first);
+    if (first)
+        CU_ASSERT_PTR_NULL(strstr(first + 1, "cas_http_requests_total{route=\"hello\",status=\"200\"}"));
+    const char *inf = strstr(text, "route=\"hello\",le=\"+Inf\"");
+    if (inf)
+        CU_ASSERT_PTR_NULL(strstr(inf + 1, "route=\"hello\",le=\"+Inf\""));
     free(text);
     /* The /metrics route serves the same text. */
     request(p, "GET", "/metrics", NULL, NULL, 0, false, 0, &r);

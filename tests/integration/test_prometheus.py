@@ -1,0 +1,190 @@
+"""test_prometheus.py - monitoring that Prometheus accepts as it is: a real
+Prometheus (Debian's package) scrapes two storageds and a balancer every
+second while traffic touches every route; then, through its HTTP API: every
+target up with no scrape error, no duplicate or out-of-order samples, the
+shipped alert rules (configs/prometheus/rules.yml) loaded and healthy, every
+query of the shipped Grafana dashboard valid. `promtool check metrics`
+passes on each daemon's output, and every series appears once."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+from harness import Daemon, free_port, sha1
+from test_balancerd import ClusterTest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROM = os.path.join(ROOT, "configs", "prometheus")
+
+
+def series_of(text):
+    """The series of a metrics text: (name, sorted labels) per sample line."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
+        assert m, f"not a sample line: {line!r}"
+        labels = tuple(sorted(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or "")))
+        out.append((m.group(1), labels))
+    return out
+
+
+class Prometheus(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        for tool in ("prometheus", "promtool"):
+            self.assertTrue(shutil.which(tool), f"{tool} missing (scripts/install-deps.sh installs prometheus)")
+
+    def traffic(self, c):
+        objs = [os.urandom(n) for n in (0, 10, 5000, 300_000)]
+        for d in objs:
+            c.put(d)
+        c.request("POST", "/objects", body=b"posted")
+        k = sha1(objs[2])
+        for path in (f"/objects/{k}", f"/file/{k}/", f"/file/{k}", "/objects/" + "0" * 40, "/objects/zz",
+                     "/", "/status", "/status/", "/ring", "/capacity", "/gc", "/compact", "/healthz",
+                     "/objects?state=live", "/objects?state=garbage", "/nosuch%FF"):
+            c.request("GET", path)
+        c.request("GET", f"/objects/{k}", headers={"Range": "bytes=0-99"})
+        c.request("HEAD", f"/objects/{k}")
+        c.request("PATCH", f"/objects/{k}")
+        c.request("POST", "/objects/missing", body=f"{k}\n{'1' * 40}\n")
+        r = c.request("POST", "/gc/begin")
+        gid = r.json()["id"] if r.status == 200 else "0"
+        c.request("POST", "/gc/mark", body=f"{k}\n")
+        c.request("POST", f"/gc/end?id={gid}")
+        c.request("POST", "/compact?wait=1")
+        c.request("DELETE", f"/objects/{sha1(objs[1])}")
+        boundary = "bnd"
+        c.request("POST", "/", body=(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                                     f"filename=\"x\"\r\n\r\ncask\r\n--{boundary}--\r\n").encode(),
+                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+    def api(self, port, path, **params):
+        url = f"http://127.0.0.1:{port}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = json.loads(r.read())
+        self.assertEqual(body["status"], "success", body)
+        return body["data"]
+
+    def test_real_prometheus_scrapes_every_daemon_cleanly(self):
+        self.cluster(n=2, replicas=2)
+        bal = self.balancer()
+        for s in self.stores:
+            self.traffic(s.client())
+            s.client().request("GET", f"/local/{sha1(b'posted')}/")
+        self.traffic(bal.client())
+        targets = [f"127.0.0.1:{s.port}" for s in self.stores] + [f"127.0.0.1:{bal.port}"]
+        for t in targets:
+            text = urllib.request.urlopen(f"http://{t}/metrics", timeout=10).read().decode()
+            p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                               text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, f"{t}: {p.stdout}{p.stderr}")
+            series = series_of(text)
+            dups = {s for s in series if series.count(s) > 1}
+            self.assertEqual(dups, set(), t)
+            for name in ("process_resident_memory_bytes", "process_open_fds",
+                         "process_start_time_seconds", "process_cpu_seconds_total", "cas_build_info"):
+                self.assertIn(name, {n for n, _ in series}, t)
+        p = subprocess.run(["promtool", "check", "rules", os.path.join(PROM, "rules.yml")],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+        port = free_port()
+        cfg = os.path.join(self.tmp, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write(f"""global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - {os.path.join(PROM, "rules.yml")}
+scrape_configs:
+  - job_name: ca-cas-storaged
+    static_configs:
+      - targets: {json.dumps(targets[:-1])}
+  - job_name: ca-cas-balancerd
+    static_configs:
+      - targets: {json.dumps(targets[-1:])}
+  - job_name: prometheus  # its own counters of duplicate and out-of-order samples
+    static_configs:
+      - targets: ["127.0.0.1:{port}"]
+""")
+        prom = Daemon(["prometheus", f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}",
+                       f"--storage.tsdb.path={os.path.join(self.tmp, 'tsdb')}", "--log.level=warn"],
+                      os.path.join(self.tmp, "prometheus.log"))
+        self.daemons.append(prom)
+        self.addCleanup(prom.stop)
+        prom.start(("127.0.0.1", port), timeout=60)
+        deadline = time.time() + 60
+        while True:  # the API answers 503 until the TSDB is open
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5).status == 200:
+                    break
+            except OSError:
+                pass
+            self.assertLess(time.time(), deadline, prom.log_text()[-2000:])
+            time.sleep(0.3)
+        # several scrapes, with traffic in between
+        deadline = time.time() + 60
+        while True:
+            active = self.api(port, "targets")["activeTargets"]
+            scraped = [t for t in active if t["lastScrape"] and not t["lastScrape"].startswith("0001")]
+            if len(scraped) == 4 and all(t["health"] == "up" for t in active):
+                break
+            self.assertLess(time.time(), deadline, active)
+            time.sleep(0.5)
+        for s in self.stores:
+            self.traffic(s.client())
+        time.sleep(4)
+        for t in self.api(port, "targets")["activeTargets"]:
+            self.assertEqual((t["health"], t["lastError"]), ("up", ""), t)
+        up = self.api(port, "query", query='up{job=~"ca-cas-.*"}')["result"]
+        self.assertEqual(sorted(r["metric"]["instance"] for r in up), sorted(targets))
+        self.assertTrue(all(r["value"][1] == "1" for r in up), up)
+        for bad in ("prometheus_target_scrapes_sample_duplicate_timestamp_total",
+                    "prometheus_target_scrapes_sample_out_of_order_total",
+                    "prometheus_target_scrapes_sample_out_of_bounds_total",
+                    "prometheus_target_scrapes_exceeded_sample_limit_total"):
+            res = self.api(port, "query", query=f"sum({bad})")["result"]
+            self.assertTrue(res and float(res[0]["value"][1]) == 0, f"{bad}: {res}")
+        samples = self.api(port, "query", query="scrape_samples_scraped")["result"]
+        self.assertTrue(all(float(r["value"][1]) > 20 for r in samples), samples)
+        # the shipped rules are loaded and evaluate without error
+        groups = self.api(port, "rules")["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        self.assertEqual(len(rules), 7)
+        for r in rules:
+            self.assertEqual(r["health"], "ok", r)
+        # every query of the shipped dashboard is valid and finds data
+        with open(os.path.join(PROM, "grafana-dashboard.json")) as f:
+            dash = json.load(f)
+        for panel in dash["panels"]:
+            for t in panel["targets"]:
+                res = self.api(port, "query", query=t["expr"])
+                self.assertIsInstance(res["result"], list, panel["title"])
+
+    def test_probes_and_scrapes_are_logged_at_debug(self):
+        s = self.storaged("quiet", extra=["--log-level", "info"])
+        c = s.client()
+        for _ in range(5):
+            for path in ("/status", "/gc", "/capacity", "/compact", "/ring", "/metrics", "/healthz"):
+                self.assertEqual(c.request("GET", path).status, 200)
+        c.put(b"logged")
+        c.get(sha1(b"logged"))
+        time.sleep(0.3)
+        log = s.log_text()
+        self.assertIn(f"GET /objects/{sha1(b'logged')} 200", log)
+        for path in ("/status", "/gc", "/capacity", "/compact", "/ring", "/metrics", "/healthz"):
+            self.assertNotIn(f"GET {path} 200", log)
+        # at debug they are there
+        d = self.storaged("loud", extra=["--log-level", "debug"])
+        d.client().request("GET", "/status")
+        time.sleep(0.3)
+        self.assertIn("GET /status 200", d.log_text())

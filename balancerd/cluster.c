@@ -22,6 +22,7 @@
 #define _GNU_SOURCE
 #include "balancer.h"
 #include "log.h"
+#include "num.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,11 +65,10 @@ void cluster_gc_begin(struct http_req *req)
     uint64_t id = 0;
     const char *given = http_query(req, "id");
     if (given) {
-        char *end;
-        id = strtoull(given, &end, 10);
-        if (*end || !*given) {
+        if (cas_parse_id(given, &id) < 0) {
             view_put(v);
-            http_error(req, 400, "bad GC id \"%s\"", given);
+            http_error(req, 400, "GC id \"%s\" is not a number from 1 to 18446744073709551615",
+                       given);
             return;
         }
     } else {
@@ -230,10 +230,10 @@ void cluster_gc_end(struct http_req *req)
 {
     struct balancer *bal = req->app;
     const char *given = http_query(req, "id");
-    char *endp;
-    uint64_t id = given ? strtoull(given, &endp, 10) : 0;
-    if (!given || !*given || *endp) {
-        http_error(req, 400, "gc/end needs ?id=N, the id gc/begin answered");
+    uint64_t id = 0;
+    if (!given || cas_parse_id(given, &id) < 0) {
+        http_error(req, 400, "gc/end needs ?id=N, the id gc/begin answered%s%s%s",
+                   given ? " (not \"" : "", given ? given : "", given ? "\")" : "");
         return;
     }
     struct view *v = view_get(bal);
@@ -521,12 +521,15 @@ void cluster_list(struct http_req *req)
         const char *val = http_query(req, params[i]);
         if (!val)
             continue;
-        for (const char *c = val; *c; c++)
-            if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9'))) {
-                http_error(req, 400, "bad %s \"%s\"", params[i], val);
-                list_free(l);
-                return;
-            }
+        uint64_t num;
+        bool ok = i == 0 ? !strcmp(val, "live") || !strcmp(val, "garbage")
+                         : cas_parse_u64(val, &num) == 0;
+        if (!ok) {
+            http_error(req, 400, "bad %s \"%s\" (%s)", params[i], val,
+                       i == 0 ? "want live or garbage" : "want a number from 0 to 2^64-1");
+            list_free(l);
+            return;
+        }
         qn += (size_t)snprintf(l->query + qn, sizeof(l->query) - qn, "%c%s=%s", qn ? '&' : '?',
                                params[i], val);
     }
@@ -896,7 +899,11 @@ void cluster_compact(struct http_req *req)
 {
     struct balancer *bal = req->app;
     const char *w = http_query(req, "wait");
-    bool wait = w && strcmp(w, "0") != 0;
+    bool wait = false;
+    if (w && cas_parse_bit(w, &wait) < 0) {
+        http_error(req, 400, "wait=\"%s\": want 0 or 1", w);
+        return;
+    }
     pthread_mutex_lock(&bal->lock);
     if (bal->compact_running) {
         pthread_mutex_unlock(&bal->lock);

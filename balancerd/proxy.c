@@ -23,6 +23,8 @@
 #define _GNU_SOURCE
 #include "balancer.h"
 #include "log.h"
+#include "multipart.h"
+#include "num.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -646,6 +648,18 @@ static void put_done(struct http_req *req)
     put_answer(req, p);
 }
 
+/* ?sync= is exactly 0 or 1 (cas_parse_bit); false after a 400 otherwise. */
+static bool sync_param_ok(struct http_req *req)
+{
+    const char *sync = http_query(req, "sync");
+    bool on;
+    if (sync && cas_parse_bit(sync, &on) < 0) {
+        http_error(req, 400, "sync=\"%s\": want 0 or 1", sync);
+        return false;
+    }
+    return true;
+}
+
 static struct put_ctx *put_ctx_new(struct http_req *req)
 {
     struct put_ctx *p = calloc(1, sizeof(*p));
@@ -664,6 +678,8 @@ static struct put_ctx *put_ctx_new(struct http_req *req)
 
 void proxy_put(struct http_req *req)
 {
+    if (!sync_param_ok(req))
+        return;
     struct put_ctx *p = put_ctx_new(req);
     if (!p) {
         http_error(req, 500, "out of memory");
@@ -730,118 +746,60 @@ static int spool_body(struct http_req *req, const char *data, size_t len)
     return 0;
 }
 
+struct mp_span {
+    uint64_t off, len;
+    bool any;
+};
+
+/* The file part's bytes arrive in order and contiguous: note where. */
+static int mp_span_add(void *cls, const char *data, size_t len, uint64_t off)
+{
+    (void)data;
+    struct mp_span *sp = cls;
+    if (!sp->any) {
+        sp->off = off;
+        sp->any = true;
+    } else if (off != sp->off + sp->len) {
+        return -EINVAL; /* cannot happen: one file part, delivered in order */
+    }
+    sp->len += len;
+    return 0;
+}
+
 /*
- * Finds the part named "file" (or else the first part with a filename) in
- * a multipart/form-data body spooled to fd. Sets *off and *len.
+ * Finds the part named "file" in a multipart/form-data body spooled to fd,
+ * with the storaged's reader (common/multipart.c), so that both daemons
+ * accept and refuse the same forms. Sets *off and *len.
  */
 static int multipart_find(int fd, uint64_t size, const char *content_type, uint64_t *off,
                           uint64_t *len, char *err, size_t errlen)
 {
-    const char *bp = strcasestr(content_type, "boundary=");
-    if (!bp) {
-        snprintf(err, errlen, "multipart/form-data without a boundary");
-        return -EINVAL;
-    }
-    bp += 9;
-    char delim[120] = "\r\n--";
-    size_t dl = 4;
-    bool quoted = *bp == '"';
-    if (quoted)
-        bp++;
-    while (*bp && dl < sizeof(delim) - 1 && (quoted ? *bp != '"' : (*bp != ';' && *bp != ' ')))
-        delim[dl++] = *bp++;
-    delim[dl] = '\0';
-    if (dl == 4) {
-        snprintf(err, errlen, "empty multipart boundary");
-        return -EINVAL;
-    }
-    /* Scan "\r\n" + body, so that every delimiter, the first one too, is
-     * CRLF "--" boundary. base is the virtual offset of buf[0]; a body
-     * offset is a virtual offset minus 2. */
-    const size_t cap = 256 * 1024;
-    char *buf = malloc(cap);
-    if (!buf)
-        return -ENOMEM;
-    bool in_part = false, found = false, chosen_named = false, cur_pick = false, cur_named = false;
-    uint64_t best_off = 0, best_len = 0, cur_data = 0, pos = 0, base = 0;
-    memcpy(buf, "\r\n", 2);
-    size_t have = 2;
-    int rc = -EINVAL;
-    for (;;) {
-        ssize_t r = pread(fd, buf + have, cap - have, (off_t)pos);
-        if (r < 0) {
-            snprintf(err, errlen, "spool read: %s", strerror(errno));
+    struct mp_span sp = {0};
+    struct mp_reader *r = malloc(sizeof(*r));
+    char *buf = malloc(SPOOL_CHUNK);
+    int rc = r && buf ? mp_init(r, content_type, mp_span_add, &sp, err, errlen) : -ENOMEM;
+    if (rc == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    for (uint64_t at = 0; rc == 0 && at < size;) {
+        size_t want = size - at < SPOOL_CHUNK ? (size_t)(size - at) : SPOOL_CHUNK;
+        ssize_t n = pread(fd, buf, want, (off_t)at);
+        if (n <= 0) {
+            snprintf(err, errlen, "spool read: %s", n < 0 ? strerror(errno) : "short");
             rc = -EIO;
             break;
         }
-        pos += (uint64_t)r;
-        have += (size_t)r;
-        size_t scan = 0, keep_from = 0;
-        bool straddle = false, closed = false;
-        char *d;
-        while ((d = memmem(buf + scan, have - scan, delim, dl))) {
-            uint64_t end = base + (uint64_t)(d - buf) - 2; /* body offset where the part ends */
-            size_t hstart = (size_t)(d - buf) + dl;
-            if (hstart + 2 > have && r > 0) {
-                straddle = true;
-                keep_from = (size_t)(d - buf);
-                break;
-            }
-            if (in_part && cur_pick && (!found || (cur_named && !chosen_named))) {
-                best_off = cur_data;
-                best_len = end - cur_data;
-                found = true;
-                chosen_named = cur_named;
-            }
-            in_part = false;
-            if (hstart + 2 <= have && !memcmp(buf + hstart, "--", 2)) {
-                closed = true;
-                break;
-            }
-            char *hend = memmem(buf + hstart, have - hstart, "\r\n\r\n", 4);
-            if (!hend) {
-                straddle = true;
-                keep_from = (size_t)(d - buf);
-                break;
-            }
-            *hend = '\0';
-            cur_named = strcasestr(buf + hstart, "name=\"file\"") != NULL;
-            cur_pick = cur_named || strcasestr(buf + hstart, "filename=") != NULL;
-            *hend = '\r';
-            cur_data = base + (uint64_t)(hend + 4 - buf) - 2;
-            in_part = true;
-            scan = (size_t)(hend + 4 - buf);
-        }
-        if (closed) {
-            if (found) {
-                *off = best_off;
-                *len = best_len;
-                rc = 0;
-            } else {
-                snprintf(err, errlen, "multipart body has no file part");
-            }
-            break;
-        }
-        if (r == 0) {
-            snprintf(err, errlen, "multipart body ends without its closing boundary");
-            break;
-        }
-        if (!straddle) {
-            /* Keep a tail that could hold the start of a delimiter. */
-            keep_from = have >= dl ? have - dl + 1 : 0;
-            if (keep_from < scan)
-                keep_from = scan;
-        }
-        if (keep_from == 0 && have == cap) {
-            snprintf(err, errlen, "multipart part headers too long");
-            break;
-        }
-        memmove(buf, buf + keep_from, have - keep_from);
-        have -= keep_from;
-        base += keep_from;
+        if ((rc = mp_feed(r, buf, (size_t)n)) < 0)
+            snprintf(err, errlen, "%s", r->err);
+        at += (uint64_t)n;
     }
-    (void)size;
+    if (rc == 0 && (rc = mp_finish(r)) < 0)
+        snprintf(err, errlen, "%s", r->err);
+    if (rc == 0) {
+        *off = sp.off;
+        *len = sp.len;
+    }
     free(buf);
+    free(r);
     return rc;
 }
 
@@ -871,7 +829,7 @@ static void post_done(struct http_req *req)
     struct put_ctx *p = req->ctx;
     uint64_t off = 0, len = p->received;
     char err[512];
-    if (p->cask && !strncasecmp(p->content_type, "multipart/form-data", 19)) {
+    if (p->cask && mp_is_form(p->content_type)) {
         if (multipart_find(p->spool_fd, p->received, p->content_type, &off, &len, err,
                            sizeof(err)) < 0) {
             http_error(req, 400, "%s", err);
@@ -921,6 +879,8 @@ static void post_done(struct http_req *req)
 
 static void post_common(struct http_req *req, bool cask)
 {
+    if (!sync_param_ok(req))
+        return;
     struct put_ctx *p = put_ctx_new(req);
     if (!p) {
         http_error(req, 500, "out of memory");

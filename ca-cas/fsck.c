@@ -47,24 +47,30 @@ static void on_progress(void *cls, uint64_t done, uint64_t total)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: ca-cas fsck DIR [--repair]\n\n"
+    fprintf(f, "usage: ca-cas fsck DIR [--repair [--new-identity]]\n\n"
                "Offline check of a storaged directory: every index record, every object's\n"
                "bytes against its key, the framing of every data file. Refuses a directory a\n"
                "running storaged holds. --repair rebuilds the index from the data files and\n"
-               "takes corrupt objects out, changing nothing else.\n"
+               "takes corrupt objects out, changing nothing else (the old index is kept as\n"
+               "index.before-repair.TIME). --new-identity, with --repair, writes a new node\n"
+               "file when it is missing or names another hash than the data: a new node id and\n"
+               "ring tokens (the node's objects then need a rebalance); an old one is kept as\n"
+               "node.replaced.TIME.\n"
                "Exit status: 0 healthy (or repaired), 1 problems found, 2 usage error.\n");
 }
 
 int cmd_fsck(int argc, char **argv, const struct cli_ctx *ctx)
 {
     const char *dir = NULL;
-    bool repair = false;
+    bool repair = false, new_id = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return CLI_EXIT_OK;
         } else if (strcmp(argv[i], "--repair") == 0) {
             repair = true;
+        } else if (strcmp(argv[i], "--new-identity") == 0) {
+            new_id = true;
         } else if (argv[i][0] == '-' || dir) {
             cli_error("fsck: unexpected argument \"%s\"", argv[i]);
             usage(stderr);
@@ -75,6 +81,11 @@ int cmd_fsck(int argc, char **argv, const struct cli_ctx *ctx)
     }
     if (!dir) {
         cli_error("fsck: which directory? (ca-cas fsck DIR)");
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (new_id && !repair) {
+        cli_error("fsck: --new-identity goes with --repair");
         usage(stderr);
         return CLI_EXIT_USAGE;
     }
@@ -93,7 +104,8 @@ int cmd_fsck(int argc, char **argv, const struct cli_ctx *ctx)
     cli_progress_start(&o.bar, ctx->progress && !ctx->json, "fsck", 0, true);
     struct fsck_report r;
     char err[1024] = "";
-    int rc = store_fsck(dir, repair, on_say, on_progress, &o, &r, err, sizeof(err));
+    unsigned flags = (repair ? FSCK_REPAIR : 0) | (new_id ? FSCK_NEW_IDENTITY : 0);
+    int rc = store_fsck(dir, flags, on_say, on_progress, &o, &r, err, sizeof(err));
     cli_progress_end(&o.bar);
     if (rc < 0) {
         cas_buf_free(&jb);
@@ -119,6 +131,11 @@ int cmd_fsck(int argc, char **argv, const struct cli_ctx *ctx)
         FIELD("bad_frames", r.bad_frames);
         FIELD("unindexed", r.unindexed);
         FIELD("recovered", r.recovered);
+        FIELD("relocated_files", r.relocated);
+        cas_json_key(&j, "damaged_header");
+        cas_json_bool(&j, r.bad_header);
+        cas_json_key(&j, "new_identity");
+        cas_json_bool(&j, r.new_identity);
 #undef FIELD
         cas_json_key(&j, "repaired");
         cas_json_bool(&j, r.repaired);

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "config.h"
 #include "json.h"
+#include "num.h"
 #include "rebalance.h"
 #include "token.h"
 
@@ -199,10 +200,9 @@ int cmd_rebalance(int argc, char **argv, const struct cli_ctx *ctx)
     }
     double max_mbps = RB_DEFAULT_MAX_MBPS;
     if (mbps) {
-        char *end;
-        max_mbps = strtod(mbps, &end);
-        if (end == mbps || *end || max_mbps < 0) {
-            cli_error("rebalance: --max-mbps \"%s\" is not a number of MB/s", mbps);
+        if (cas_parse_real(mbps, &max_mbps) < 0) {
+            cli_error("rebalance: --max-mbps \"%s\" is not a number of MB/s (such as 50 or 12.5)",
+                      mbps);
             return CLI_EXIT_USAGE;
         }
     }

@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 #include "json.h"
+#include "num.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -145,13 +146,20 @@ int cli_parse_key(const char *s, size_t len, struct cas_key *out, char *hex, cha
 
 int cli_parse_duration(const char *s, double *out)
 {
-    if (!s || !(isdigit((unsigned char)*s) || *s == '.'))
+    if (!s)
         return -EINVAL;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v < 0)
+    /* The number (cas_parse_real: digits, optional fraction; no sign, no
+     * "inf", no hex), then the unit. */
+    char num[64];
+    size_t n = strspn(s, "0123456789.");
+    if (n == 0 || n >= sizeof(num))
         return -EINVAL;
+    memcpy(num, s, n);
+    num[n] = '\0';
+    double v;
+    if (cas_parse_real(num, &v) < 0)
+        return -EINVAL;
+    const char *end = s + n;
     if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
         ;
     else if (strcmp(end, "ms") == 0)

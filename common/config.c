@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "config.h"
+#include "num.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -59,13 +60,10 @@ static int get_uint(struct parse *p, const yaml_node_t *n, const char *key, unsi
                     unsigned *out)
 {
     const char *s = scalar(n);
-    char *end;
-    if (!s || !*s || *s == '-' || *s == '+')
-        return fail_at(p, n, "%s must be a whole number", key);
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*end || errno || v < 1 || v > max)
-        return fail_at(p, n, "%s must be a whole number from 1 to %u, not \"%s\"", key, max, s);
+    uint64_t v;
+    if (!s || cas_parse_u64(s, &v) < 0 || v < 1 || v > max)
+        return fail_at(p, n, "%s must be a whole number from 1 to %u, not \"%s\"", key, max,
+                       s ? s : "");
     *out = (unsigned)v;
     return 0;
 }
@@ -74,12 +72,9 @@ static int get_uint(struct parse *p, const yaml_node_t *n, const char *key, unsi
 static int get_duration(struct parse *p, const yaml_node_t *n, const char *key, uint64_t *out)
 {
     const char *s = scalar(n);
-    char *end;
-    if (!s || *s < '0' || *s > '9')
-        return fail_at(p, n, "%s must be a duration such as 30s, 15m, 6h or 7d", key);
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    uint64_t mult = 0;
+    size_t nd = s ? strspn(s, "0123456789") : 0;
+    uint64_t v = 0, mult = 0;
+    const char *end = s ? s + nd : "";
     if (!strcmp(end, "") || !strcmp(end, "s"))
         mult = 1;
     else if (!strcmp(end, "m"))
@@ -88,23 +83,22 @@ static int get_duration(struct parse *p, const yaml_node_t *n, const char *key, 
         mult = 3600;
     else if (!strcmp(end, "d"))
         mult = 86400;
-    if (!mult || errno || v == 0 || v > UINT64_MAX / mult)
-        return fail_at(p, n, "%s must be a duration such as 30s, 15m, 6h or 7d, not \"%s\"",
-                       key, s);
+    if (!s || !mult || cas_parse_u64_n(s, nd, &v) < 0 || v == 0 || v > UINT64_MAX / mult)
+        return fail_at(p, n, "%s must be a duration such as 30s, 15m, 6h or 7d, not \"%s\"", key,
+                       s ? s : "");
     *out = v * mult;
     return 0;
 }
 
+/* A finite number above 0, in plain decimal (cas_parse_real: no sign, no
+ * space, no "inf" or "nan", which /status could not print as JSON). */
 static int get_number(struct parse *p, const yaml_node_t *n, const char *key, double *out)
 {
     const char *s = scalar(n);
-    char *end;
-    if (!s || !*s)
-        return fail_at(p, n, "%s must be a number", key);
-    errno = 0;
-    double v = strtod(s, &end);
-    if (*end || errno || !(v > 0))
-        return fail_at(p, n, "%s must be a positive number, not \"%s\"", key, s);
+    double v;
+    if (!s || cas_parse_real(s, &v) < 0 || !(v > 0))
+        return fail_at(p, n, "%s must be a finite number above 0 (such as 50 or 12.5), not \"%s\"",
+                       key, s ? s : "");
     *out = v;
     return 0;
 }

@@ -2,6 +2,7 @@
  * opts.c - options from argv and CAS_* environment variables (see opts.h).
  */
 #include "opts.h"
+#include "num.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -11,13 +12,13 @@
 
 int cas_parse_size(const char *s, uint64_t *out)
 {
-    if (!s || !isdigit((unsigned char)*s))
+    if (!s)
         return -EINVAL;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno)
+    size_t ndig = strspn(s, "0123456789");
+    uint64_t v;
+    if (cas_parse_u64_n(s, ndig, &v) < 0) /* no digits, or too many for 64 bits */
         return -EINVAL;
+    const char *end = s + ndig;
     unsigned shift = 0;
     if (*end) {
         const char *units = "KMGTP";
@@ -46,8 +47,8 @@ static int set_value(const struct cas_opt *o, const char *val, const char *origi
         return 0;
     case CAS_OPT_SIZE:
     case CAS_OPT_UINT:
-        if (cas_parse_size(val, (uint64_t *)o->out) < 0 ||
-            (o->type == CAS_OPT_UINT && !isdigit((unsigned char)val[strlen(val) - 1]))) {
+        if ((o->type == CAS_OPT_SIZE ? cas_parse_size(val, (uint64_t *)o->out)
+                                     : cas_parse_u64(val, (uint64_t *)o->out)) < 0) {
             snprintf(err, errlen, "%s: \"%s\" is not a %s", origin, val,
                      o->type == CAS_OPT_SIZE ? "size (bytes, or with K/M/G/T)" : "number");
             return -EINVAL;

@@ -26,6 +26,10 @@ int disk_open(const struct disk_options *opts, struct store **out, char *err, si
 struct disk_replay_stats {
     uint64_t records, bad_records, torn_bytes, dropped_entries, truncated_bytes;
     double seconds;
+    /* fsck only (check_only), where start-up would refuse: */
+    bool bad_header;          /* the index's HEADER record is damaged */
+    uint64_t relocated_files; /* bit n: data file n is not at the generation the index
+                                 names (that file is missing); another was taken */
 };
 void disk_replay_stats(struct store *s, struct disk_replay_stats *out);
 

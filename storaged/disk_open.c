@@ -3,14 +3,22 @@
  * index replay, recovery of torn tails), the helpers every other disk_*.c
  * file uses to append to the index, capacity figures, and closing.
  *
- * Recovery rules (docs/FORMAT.md has them byte by byte):
+ * Recovery rules (docs/FORMAT.md has them byte by byte). Start-up cuts or
+ * removes only what it can prove is garbage, and refuses (-EINVAL, a message
+ * naming what to run, nothing changed) everything else that does not add up;
+ * with check_only (fsck) it reads on and records what it found instead:
  * - the index is read record by record; a record whose CRC fails is a torn
- *   tail if no valid record follows it (the file is cut there), and a
- *   damaged record in the middle otherwise (skipped and reported);
+ *   tail if no valid record follows it (the file is cut there), and damage
+ *   in the middle otherwise (refused; fsck skips it); a damaged HEADER is
+ *   refused (fsck reads on);
  * - compaction moves (REC_MOVE) count only once their REC_GENERATION follows;
- * - a data file longer than its last indexed frame is cut back (bytes of a
- *   write that was never acknowledged); an index entry whose frame runs past
- *   the end of its data file is dropped, never served.
+ * - the generation the index names for each data file must be there (else
+ *   refused; fsck takes the newest one there); other generations are
+ *   compaction leftovers and are removed;
+ * - an index entry whose frame runs past the end of its data file is
+ *   refused (fsck drops it); bytes past the last indexed frame are cut when
+ *   they are an unfinished write, kept when they hold a whole frame;
+ * - every file is opened only if it is a regular file (fmt_open_regular).
  */
 #define _GNU_SOURCE
 #include "disk_internal.h"
@@ -185,6 +193,9 @@ static void remove_marked(struct disk_store *d)
             objtab_remove(&d->tab, e);
 }
 
+/* Applies one valid record to the table. 0, 1 when the record makes no
+ * sense (unknown type, data file number out of range: written by another
+ * version, or damage the CRC did not catch), or -errno. */
 static int apply_record(struct disk_store *d, struct replay *rp, const struct fmt_record *r,
                         char *err, size_t errlen)
 {
@@ -195,7 +206,7 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
         return 0;
     case REC_PUT:
         if (r->file >= FMT_NFILES)
-            return 0;
+            return 1;
         e = objtab_find(&d->tab, r->digest);
         if (e != OBJTAB_NONE) {
             objtab_set_location(&d->tab, e, r->file, r->offset);
@@ -238,7 +249,7 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
         return 0;
     case REC_MOVE: {
         if (r->file >= FMT_NFILES)
-            return 0;
+            return 1;
         unsigned f = r->file;
         if (rp->nmoves[f] == rp->capmoves[f]) {
             size_t cap = rp->capmoves[f] ? rp->capmoves[f] * 2 : 1024;
@@ -258,7 +269,7 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
     }
     case REC_GENERATION: {
         if (r->file >= FMT_NFILES)
-            return 0;
+            return 1;
         unsigned f = r->file;
         for (size_t i = 0; i < rp->nmoves[f]; i++) {
             struct pending_move *m = &rp->moves[f][i];
@@ -273,8 +284,7 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
         return 0;
     }
     default:
-        log_warn("index: unknown record type %u skipped", r->type);
-        return 0;
+        return 1;
     }
 }
 
@@ -322,6 +332,7 @@ static uint64_t data_bytes_present(struct disk_store *d)
     DIR *dir = fdopendir(dup(d->dirfd));
     if (!dir)
         return 0;
+    rewinddir(dir); /* a dup shares the position another listing left at the end */
     uint64_t total = 0;
     struct dirent *de;
     struct stat st;
@@ -357,14 +368,12 @@ static int write_header(struct disk_store *d, int fd, char *err, size_t errlen)
 static int replay_index(struct disk_store *d, const struct disk_options *opts, int *fd_out,
                         uint64_t *end_out, char *err, size_t errlen)
 {
-    int fd = openat(d->dirfd, "index", (opts->check_only ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC,
-                    0644);
-    if (fd < 0 && errno == ENOENT && opts->check_only)
+    int fd = fmt_open_regular(d->dirfd, d->dir, "index",
+                              opts->check_only ? O_RDONLY : O_RDWR | O_CREAT, err, errlen);
+    if (fd == -ENOENT && opts->check_only)
         fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* fsck: an index lost whole */
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open %s/index: %s", d->dir, strerror(errno));
-        return -errno;
-    }
+    if (fd < 0)
+        return fd;
     struct stat st;
     fstat(fd, &st);
     if (st.st_size == 0) {
@@ -408,16 +417,28 @@ static int replay_index(struct disk_store *d, const struct disk_options *opts, i
         goto out;
     }
     if (read_at(fd, buf, FMT_RECORD_SIZE, 0) != FMT_RECORD_SIZE || !fmt_record_decode(buf, &r) ||
-        r.type != REC_HEADER || memcmp(r.digest, FMT_INDEX_MAGIC, 8)) {
-        snprintf(err, errlen,
-                 "%s/index is not a ca-cas index (bad header); run ca-cas fsck --repair", d->dir);
-        rc = -EINVAL;
-        goto out;
-    }
-    if (r.algo != d->base.algo->id) {
+        r.type != REC_HEADER || memcmp(r.digest, FMT_INDEX_MAGIC, 8) ||
+        r.aux != FMT_INDEX_VERSION) {
+        if (!opts->check_only) {
+            snprintf(
+                err, errlen,
+                "%s/index has a damaged HEADER record (its first 64 bytes); nothing was "
+                "changed: run ca-cas fsck %s --repair to rebuild the index from the data files",
+                d->dir, d->dir);
+            rc = -EINVAL;
+            goto out;
+        }
+        /* fsck: read on after it; --repair writes a new header. */
+        d->replay.bad_header = true;
+        off = FMT_RECORD_SIZE;
+    } else if (r.algo != d->base.algo->id) {
         const struct cas_hash_algo *a = cas_hash_by_id(r.algo);
-        snprintf(err, errlen, "%s holds %s keys, not %s", d->dir, a ? a->name : "unknown",
-                 d->base.algo->name);
+        snprintf(err, errlen,
+                 "%s/node says the store uses %s keys but its index holds %s keys: the node file "
+                 "belongs to another store. Restore the right node file from a backup (if there "
+                 "is none, ca-cas fsck %s --repair --new-identity writes one for %s keys)",
+                 d->dir, d->base.algo->name, a ? a->name : "unknown", d->dir,
+                 a ? a->name : "the index's");
         rc = -EINVAL;
         goto out;
     }
@@ -438,15 +459,42 @@ static int replay_index(struct disk_store *d, const struct disk_options *opts, i
                     torn = true;
                     break;
                 }
+                if (!opts->check_only) {
+                    /* A damaged record could be a DEL or a GC_END: skipping
+                     * it would bring removed objects back. */
+                    snprintf(err, errlen,
+                             "%s/index: record at offset %" PRIu64 " is damaged (CRC mismatch) "
+                             "and valid records follow it; nothing was changed: run ca-cas fsck "
+                             "%s to see the damage, then ca-cas fsck %s --repair to rebuild the "
+                             "index from the data files",
+                             d->dir, off + o, d->dir, d->dir);
+                    rc = -EINVAL;
+                    goto out;
+                }
                 d->replay.bad_records++;
                 log_error("index: damaged record at offset %" PRIu64 " skipped (valid records "
-                          "follow); ca-cas fsck --repair rebuilds the index from the data files",
+                          "follow)",
                           off + o);
                 continue;
             }
             d->replay.records++;
             if ((rc = apply_record(d, &rp, &r, err, errlen)) < 0)
                 goto out;
+            if (rc == 1) {
+                rc = 0;
+                if (!opts->check_only) {
+                    snprintf(err, errlen,
+                             "%s/index: record at offset %" PRIu64 " (type %u, data file %u) "
+                             "makes no sense to this version; nothing was changed: run ca-cas "
+                             "fsck %s, then ca-cas fsck %s --repair to rebuild the index",
+                             d->dir, off + o, r.type, r.file, d->dir, d->dir);
+                    rc = -EINVAL;
+                    goto out;
+                }
+                d->replay.bad_records++;
+                log_error("index: record at offset %" PRIu64 " (type %u, data file %u) skipped",
+                          off + o, r.type, r.file);
+            }
         }
         off += o;
     }
@@ -476,18 +524,124 @@ out:
 
 /* ---- data files -------------------------------------------------------- */
 
+/*
+ * Checks the data files the directory holds against the generations the
+ * index names, before anything is removed or created. Start-up refuses
+ * (-EINVAL with a message, nothing changed) when
+ *  - a data file name is taken by something other than a regular file;
+ *  - the current generation of file N is missing although the index names a
+ *    generation above 0 for it, points objects into it, or another
+ *    generation of it is there (an index restored from a later backup than
+ *    the data, or a lost file: creating an empty one and removing the other
+ *    would lose every object in it);
+ *  - a generation above current + 1 is there (the index is older than the
+ *    data files: that file is no compaction leftover).
+ * Then the other generations are provably leftovers of a compaction (below
+ * current: committed, its copy was synced before the GENERATION record;
+ * current + 1: never committed) and remove_stale_generations removes them.
+ * fsck (check_only) instead takes the newest generation that is there as
+ * current and flags the file in replay.relocated_files, so that it can find
+ * the objects in it by their frames.
+ */
+static int reconcile_generations(struct disk_store *d, char *err, size_t errlen)
+{
+    bool cur[FMT_NFILES] = {false}, other[FMT_NFILES] = {false}, future[FMT_NFILES] = {false};
+    uint64_t newest[FMT_NFILES] = {0}, entries[FMT_NFILES] = {0};
+    int fd = dup(d->dirfd);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        snprintf(err, errlen, "cannot list %s: %s", d->dir, strerror(errno));
+        return -EIO;
+    }
+    rewinddir(dir); /* a dup shares the position another listing left at the end */
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        unsigned n;
+        uint64_t gen;
+        struct stat st;
+        if (!fmt_datafile_parse(de->d_name, &n, &gen))
+            continue;
+        if (fstatat(d->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue; /* gone meanwhile */
+        if (!S_ISREG(st.st_mode)) {
+            rc = fmt_not_regular(d->dir, de->d_name, st.st_mode, err, errlen);
+            break;
+        }
+        if (gen == d->files[n].gen) {
+            cur[n] = true;
+            continue;
+        }
+        if (!other[n] || gen > newest[n])
+            newest[n] = gen;
+        other[n] = true;
+        if (gen > d->files[n].gen + 1)
+            future[n] = true;
+    }
+    closedir(dir);
+    if (rc < 0)
+        return rc;
+    struct objtab_entry en;
+    for (uint32_t e = 0; e < d->tab.used; e++)
+        if (objtab_get(&d->tab, e, &en))
+            entries[en.file]++;
+    for (unsigned n = 0; n < FMT_NFILES; n++) {
+        if (cur[n] && !future[n])
+            continue;
+        if (!cur[n] && !other[n] && d->files[n].gen == 0 && entries[n] == 0)
+            continue; /* never written: created empty below */
+        char want[32], have[32] = "";
+        fmt_datafile_name(n, d->files[n].gen, want, sizeof(want));
+        if (other[n])
+            fmt_datafile_name(n, newest[n], have, sizeof(have));
+        if (d->check_only) {
+            log_warn("data file %u: the index names %s, the directory holds %s", n, want,
+                     cur[n]     ? want
+                     : other[n] ? have
+                                : "none");
+            d->files[n].gen = other[n] && (!cur[n] || newest[n] > d->files[n].gen) ? newest[n]
+                              : cur[n]                                             ? d->files[n].gen
+                                                                                   : 0;
+            d->replay.relocated_files |= 1ull << n;
+            continue;
+        }
+        if (!cur[n])
+            snprintf(err, errlen,
+                     "%s/%s is missing: the index says data file %u is at that generation%s%s%s; "
+                     "nothing was changed (an index restored from another backup than the data "
+                     "files, or a lost file): restore it, or run ca-cas fsck %s --repair to "
+                     "rebuild the index from the data files that are there",
+                     d->dir, want, n, entries[n] ? " and holds objects" : "",
+                     other[n] ? ", but the directory holds " : "", have, d->dir);
+        else
+            snprintf(err, errlen,
+                     "%s/%s is newer than the generation the index names for data file %u (%s): "
+                     "the index is older than the data files (restored from a backup?); nothing "
+                     "was changed: run ca-cas fsck %s --repair to rebuild the index from the data "
+                     "files",
+                     d->dir, have, n, want, d->dir);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* Removes data files of generations other than the current one: leftovers of
- * a compaction that crashed before or after its commit. */
+ * a compaction that crashed before or after its commit (reconcile_generations
+ * has made sure they are nothing else). */
 static void remove_stale_generations(struct disk_store *d)
 {
     DIR *dir = fdopendir(dup(d->dirfd));
     if (!dir)
         return;
+    rewinddir(dir); /* a dup shares the position reconcile_generations left at the end */
     struct dirent *de;
     bool removed = false;
     while ((de = readdir(dir))) {
         unsigned n;
         uint64_t gen;
+        struct stat st;
         if (!fmt_datafile_parse(de->d_name, &n, &gen) || gen == d->files[n].gen)
             continue;
         if (d->check_only) {
@@ -495,8 +649,12 @@ static void remove_stale_generations(struct disk_store *d)
                      de->d_name, n, d->files[n].gen);
             continue;
         }
+        if (fstatat(d->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
         if (unlinkat(d->dirfd, de->d_name, 0) == 0) {
-            log_info("removed stale data file %s", de->d_name);
+            log_info("removed stale data file %s (left by a compaction; file %u is at "
+                     "generation %" PRIu64 ")",
+                     de->d_name, n, d->files[n].gen);
             removed = true;
         }
     }
@@ -505,9 +663,24 @@ static void remove_stale_generations(struct disk_store *d)
         disk_fsync_dir(d);
 }
 
+/* True when a whole, intact frame starts at off in fd (size bytes long):
+ * then bytes past the last indexed frame are not just an unfinished write. */
+static bool whole_frame_at(int fd, uint64_t off, uint64_t size)
+{
+    unsigned char h[FMT_FRAME_HEADER];
+    struct fmt_frame fr;
+    if (size < off + FMT_FRAME_HEADER ||
+        pread(fd, h, sizeof(h), (off_t)off) != (ssize_t)sizeof(h) || !fmt_frame_decode(h, &fr))
+        return false;
+    return fr.size <= size && fmt_frame_len(fr.size) <= size - off;
+}
+
 /*
- * Opens every data file and reconciles it with the table: entries past the
- * end of their file are dropped; bytes past the last indexed frame are cut.
+ * Opens every data file and reconciles it with the table. An entry whose
+ * frame runs past the end of its file means the data file is shorter than
+ * the index says: start-up refuses (fsck drops the entry and reports it).
+ * Bytes past the last indexed frame are cut when they are an unfinished
+ * write (no whole intact frame starts there); whole frames are kept.
  */
 static int open_data_files(struct disk_store *d, char *err, size_t errlen)
 {
@@ -517,70 +690,73 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
     for (unsigned n = 0; n < FMT_NFILES; n++) {
         char name[32];
         fmt_datafile_name(n, d->files[n].gen, name, sizeof(name));
-        int flags = d->check_only ? O_RDONLY : O_RDWR | O_CREAT;
-        int fd = openat(d->dirfd, name, flags | O_CLOEXEC, 0644);
-        if (fd < 0 && d->check_only && errno == ENOENT) {
+        int fd = fmt_open_regular(d->dirfd, d->dir, name,
+                                  d->check_only ? O_RDONLY : O_RDWR | O_CREAT, err, errlen);
+        if (fd == -ENOENT && d->check_only)
             fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        } else if (fd < 0) {
-            snprintf(err, errlen, "cannot open %s/%s: %s", d->dir, name, strerror(errno));
-            return -errno;
-        }
+        if (fd < 0)
+            return fd;
         struct stat st;
         fstat(fd, &st);
         if (st.st_size == 0 && !d->check_only)
             created = true;
         fsize[n] = (uint64_t)st.st_size;
         d->files[n].ref = dfile_ref_new(fd);
-        if (!d->files[n].ref)
+        if (!d->files[n].ref) {
+            close(fd);
             return -ENOMEM;
+        }
     }
     if (created)
         disk_fsync_dir(d);
     struct objtab_entry en;
+    uint64_t past_end = 0;
     for (uint32_t e = 0; e < d->tab.used; e++) {
         if (!objtab_get(&d->tab, e, &en))
             continue;
+        if (d->replay.relocated_files & (1ull << en.file))
+            continue; /* fsck finds these by their frames */
         uint64_t fend = en.offset + frame_bytes(en.size);
         if (fend > fsize[en.file]) {
             char hex[CAS_MAX_HEX + 1];
             cas_hex_encode(en.digest, d->tab.digest_len, hex);
+            if (!d->check_only) {
+                if (past_end++ == 0)
+                    snprintf(err, errlen,
+                             "%s: data file %u is shorter than the index says: object %s ends "
+                             "at %" PRIu64 " but the file has %" PRIu64 " bytes (truncated, or "
+                             "replaced by an older copy); nothing was changed: restore the file, "
+                             "or run ca-cas fsck %s to list what is lost and ca-cas fsck %s "
+                             "--repair to take it out of the index",
+                             d->dir, en.file, hex, fend, fsize[en.file], d->dir, d->dir);
+                continue;
+            }
             log_error("object %s: its data in file %u ends at %" PRIu64 " but the file has %" PRIu64
-                      " bytes; dropped, never served",
+                      " bytes; lost",
                       hex, en.file, fend, fsize[en.file]);
-            /* Say so in the index too, or a later start would bring the
-             * entry back once the file has grown past it again. */
-            struct fmt_record r;
-            struct journal_pos pos;
-            disk_record(d, &r, REC_DEL, en.digest);
-            r.aux = DEL_CORRUPT;
             objtab_remove(&d->tab, e);
             d->replay.dropped_entries++;
-            if (!d->check_only) {
-                int rc = journal_append(&d->journal, &r, 1, &pos);
-                if (rc == 0)
-                    rc = journal_sync(&d->journal, &pos);
-                if (rc < 0) {
-                    snprintf(err, errlen, "cannot record a lost object in %s/index: %s", d->dir,
-                             strerror(-rc));
-                    return rc;
-                }
-            }
             continue;
         }
         if (fend > maxend[en.file])
             maxend[en.file] = fend;
     }
+    if (past_end)
+        return -EINVAL;
     for (unsigned n = 0; n < FMT_NFILES; n++) {
         d->files[n].length = fsize[n];
         if (fsize[n] > maxend[n]) {
             d->replay.truncated_bytes += fsize[n] - maxend[n];
             if (d->check_only)
                 continue;
-            if (d->replay.bad_records) {
-                /* A damaged record may have described these bytes: keep
-                 * them for ca-cas fsck --repair, which can index them. */
-                log_warn("data file %u: %" PRIu64 " bytes past the last indexed object kept "
-                         "(the index has damaged records; run ca-cas fsck --repair)",
+            if (whole_frame_at(d->files[n].ref->fd, maxend[n], fsize[n])) {
+                /* A removed object, a write whose PUT record was torn
+                 * off, or (an index older than the data) an object the
+                 * index never heard of: not provably garbage, so kept as
+                 * dead bytes until compaction (ca-cas fsck --repair can
+                 * index it if the index was restored from a backup). */
+                log_info("data file %u: %" PRIu64 " bytes past the last indexed object begin "
+                         "with a whole frame: kept until compaction",
                          n, fsize[n] - maxend[n]);
                 continue;
             }
@@ -625,10 +801,11 @@ static void recount(struct disk_store *d)
 
 static int take_lock(struct disk_store *d, char *err, size_t errlen)
 {
-    d->lockfd = openat(d->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    d->lockfd = fmt_open_regular(d->dirfd, d->dir, "LOCK", O_RDWR | O_CREAT, err, errlen);
     if (d->lockfd < 0) {
-        snprintf(err, errlen, "cannot open %s/LOCK: %s", d->dir, strerror(errno));
-        return -errno;
+        int rc = d->lockfd;
+        d->lockfd = -1;
+        return rc;
     }
     if (flock(d->lockfd, LOCK_EX | LOCK_NB) < 0) {
         char pid[32] = "";
@@ -639,13 +816,17 @@ static int take_lock(struct disk_store *d, char *err, size_t errlen)
                  *pid ? ", pid " : "", pid, d->dir);
         return -EBUSY;
     }
-    if (!d->check_only) {
-        char pid[32];
-        int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-        if (ftruncate(d->lockfd, 0) < 0 || pwrite(d->lockfd, pid, (size_t)n, 0) < 0)
-            log_warn("cannot write pid to %s/LOCK: %s", d->dir, strerror(errno));
-    }
     return 0;
+}
+
+/* Once the store is open: the PID in LOCK, for a second daemon's message
+ * (not before, so that a refused start leaves LOCK as it was). */
+static void note_pid(struct disk_store *d)
+{
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(d->lockfd, 0) < 0 || pwrite(d->lockfd, pid, (size_t)n, 0) < 0)
+        log_warn("cannot write pid to %s/LOCK: %s", d->dir, strerror(errno));
 }
 
 int disk_open(const struct disk_options *opts, struct store **out, char *err, size_t errlen)
@@ -692,10 +873,14 @@ int disk_open(const struct disk_options *opts, struct store **out, char *err, si
         goto fail;
     d->journal.fd = ifd;
     d->journal.end = d->journal.synced = iend;
+    if ((rc = reconcile_generations(d, err, errlen)) < 0)
+        goto fail;
     remove_stale_generations(d);
     if ((rc = open_data_files(d, err, errlen)) < 0)
         goto fail;
     recount(d);
+    if (!d->check_only)
+        note_pid(d);
     clock_gettime(CLOCK_MONOTONIC, &ts);
     d->replay.seconds =
         (double)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec - t0) / 1e9;

@@ -84,9 +84,13 @@ static void save_position(struct disk_store *d)
 
 static void load_position(struct disk_store *d)
 {
-    int fd = openat(d->dirfd, "scrub", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    char err[512];
+    int fd = fmt_open_regular(d->dirfd, d->dir, "scrub", O_RDONLY, err, sizeof(err));
+    if (fd < 0) { /* never blocks on a FIFO there: start from the beginning */
+        if (fd != -ENOENT)
+            log_warn("scrub position not read: %s", err);
         return;
+    }
     char buf[160];
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
     close(fd);

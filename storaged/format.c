@@ -4,6 +4,11 @@
  */
 #include "format.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,4 +117,52 @@ bool fmt_datafile_parse(const char *name, unsigned *n, uint64_t *gen)
     *n = a;
     *gen = g;
     return true;
+}
+
+int fmt_not_regular(const char *dir, const char *name, unsigned mode, char *err, size_t errlen)
+{
+    const char *what = S_ISLNK(mode)                    ? "a symbolic link"
+                       : S_ISFIFO(mode)                 ? "a FIFO"
+                       : S_ISDIR(mode)                  ? "a directory"
+                       : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
+                       : S_ISSOCK(mode)                 ? "a socket"
+                                                        : "not a regular file";
+    snprintf(err, errlen,
+             "%s/%s is %s, not a regular file; ca-cas never follows, opens or replaces it: "
+             "move it out of the directory (restore the real file from a backup if you have one)",
+             dir, name, what);
+    return -EINVAL;
+}
+
+int fmt_open_regular(int dirfd, const char *dir, const char *name, int flags, char *err,
+                     size_t errlen)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (!S_ISREG(st.st_mode))
+            return fmt_not_regular(dir, name, st.st_mode, err, errlen);
+    } else if (errno != ENOENT || !(flags & O_CREAT)) {
+        int e = errno;
+        snprintf(err, errlen, "cannot open %s/%s: %s", dir, name, strerror(e));
+        return -e;
+    }
+    int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP) /* replaced by a symlink since the check */
+            return fmt_not_regular(dir, name, S_IFLNK, err, errlen);
+        snprintf(err, errlen, "cannot open %s/%s: %s", dir, name, strerror(e));
+        return -e;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        int rc = fmt_not_regular(dir, name, st.st_mode, err, errlen);
+        close(fd);
+        return rc;
+    }
+    /* Back to blocking I/O (O_NONBLOCK means nothing for a regular file, but
+     * keep the descriptor as plain as the rest of the code expects). */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
 }

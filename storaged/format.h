@@ -17,6 +17,7 @@
 #include "hash.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define FMT_RECORD_SIZE 64
@@ -85,5 +86,20 @@ bool fmt_frame_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_frame
 void fmt_datafile_name(unsigned n, uint64_t gen, char *buf, size_t len);
 /* Parses a data file name; false when name is not one. */
 bool fmt_datafile_parse(const char *name, unsigned *n, uint64_t *gen);
+
+/*
+ * Opens name in the directory dirfd (whose path, dir, is for messages) only
+ * if it is a regular file: never through a symlink (O_NOFOLLOW), never
+ * blocking on a FIFO or opening a device (the type is checked before the
+ * open and again on the open descriptor, O_NONBLOCK in between). flags as
+ * for openat (O_CREAT allowed; O_CLOEXEC is added). Returns the descriptor,
+ * or -errno with a message: -ENOENT when absent (without O_CREAT), -EINVAL
+ * when name is something other than a regular file.
+ */
+int fmt_open_regular(int dirfd, const char *dir, const char *name, int flags, char *err,
+                     size_t errlen);
+/* The message (and -EINVAL) for dir/name found to be of type mode (st_mode)
+ * where a regular file belongs. */
+int fmt_not_regular(const char *dir, const char *name, unsigned mode, char *err, size_t errlen);
 
 #endif

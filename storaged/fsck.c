@@ -17,7 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CHUNK (1024 * 1024)
@@ -84,10 +88,13 @@ static bool payload_matches(struct fsck *f, int fd, uint64_t off, uint64_t size,
     return memcmp(got, digest, f->d->base.algo->digest_len) == 0;
 }
 
+static uint64_t resync(struct fsck *f, int fd, uint64_t from, uint64_t fsize);
+
 /* Collects every digest a valid PUT, DEL or UNMARK record of the index names. */
 static int collect_mentioned(struct fsck *f)
 {
-    int fd = openat(f->d->dirfd, "index", O_RDONLY | O_CLOEXEC);
+    char err[512];
+    int fd = fmt_open_regular(f->d->dirfd, f->d->dir, "index", O_RDONLY, err, sizeof(err));
     if (fd < 0)
         return 0;
     unsigned char rec[FMT_RECORD_SIZE * 1024];
@@ -111,6 +118,69 @@ static int collect_mentioned(struct fsck *f)
             break;
     }
     close(fd);
+    return 0;
+}
+
+/*
+ * Pass 0, for the data files whose generation the index names is missing
+ * (replay.relocated_files): the offsets the index holds for them point into
+ * that missing file. Walk the frames of the generation that is there and
+ * move each entry of the file to where its frame is; entries whose frame is
+ * not there are lost (reported, and taken out). Frames the index does not
+ * know are put back by pass 2.
+ */
+static int relocate_files(struct fsck *f, bool repair)
+{
+    struct disk_store *d = f->d;
+    uint64_t mask = d->replay.relocated_files;
+    if (!mask)
+        return 0;
+    unsigned char *found = calloc(d->tab.used ? d->tab.used : 1, 1);
+    if (!found)
+        return -ENOMEM;
+    char hex[CAS_MAX_HEX + 1], name[32];
+    for (unsigned n = 0; n < FMT_NFILES; n++) {
+        if (!(mask & (1ull << n)))
+            continue;
+        f->r->relocated++;
+        fmt_datafile_name(n, d->files[n].gen, name, sizeof(name));
+        say(f, true,
+            "data file %u: the generation the index names is missing; objects are "
+            "looked for in %s by their frames",
+            n, name);
+        int fd = d->files[n].ref->fd;
+        struct stat st;
+        uint64_t fsize = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0, p = 0;
+        while (p + FMT_FRAME_HEADER <= fsize) {
+            unsigned char h[FMT_FRAME_HEADER];
+            struct fmt_frame fr;
+            if (pread(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h) ||
+                !fmt_frame_decode(h, &fr) || fr.algo != d->base.algo->id ||
+                fmt_frame_len(fr.size) > fsize - p) {
+                p = resync(f, fd, p + 1, fsize);
+                continue;
+            }
+            uint32_t e = objtab_find(&d->tab, fr.digest);
+            struct objtab_entry en;
+            if (e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == n &&
+                en.size == fr.size) {
+                objtab_set_location(&d->tab, e, n, p);
+                found[e] = 1;
+            }
+            p += fmt_frame_len(fr.size);
+        }
+    }
+    struct objtab_entry en;
+    for (uint32_t e = 0; e < d->tab.used; e++) {
+        if (!objtab_get(&d->tab, e, &en) || !(mask & (1ull << en.file)) || found[e])
+            continue;
+        cas_hex_encode(en.digest, d->tab.digest_len, hex);
+        f->r->dropped++;
+        say(f, true, "object %s: not in data file %u as it is now: lost%s", hex, en.file,
+            repair ? " (taken out of the index)" : "");
+        disk_forget(d, e);
+    }
+    free(found);
     return 0;
 }
 
@@ -195,7 +265,8 @@ static uint64_t resync(struct fsck *f, int fd, uint64_t from, uint64_t fsize)
  */
 static int walk_data_files(struct fsck *f, bool repair)
 {
-    bool index_damaged = f->r->bad_records || f->r->torn_bytes || f->d->replay.records == 0;
+    bool index_damaged =
+        f->r->bad_records || f->r->torn_bytes || f->d->replay.records == 0 || f->r->bad_header;
     struct disk_store *d = f->d;
     char hex[CAS_MAX_HEX + 1];
     for (unsigned n = 0; n < FMT_NFILES; n++) {
@@ -231,7 +302,11 @@ static int walk_data_files(struct fsck *f, bool repair)
             }
             uint64_t next = p + fmt_frame_len(fr.size);
             uint32_t e = objtab_find(&d->tab, fr.digest);
-            bool known = !index_damaged || e != OBJTAB_NONE ||
+            /* A relocated file's frames are looked at whatever the rest of
+             * the index is like; other files' only when the index lost
+             * records (else an unknown frame is a removed object). */
+            bool damaged = index_damaged || (d->replay.relocated_files & (1ull << n));
+            bool known = !damaged || e != OBJTAB_NONE ||
                          objtab_find(&f->mentioned, fr.digest) != OBJTAB_NONE;
             if (!known &&
                 payload_matches(f, fd, p + FMT_FRAME_HEADER, fr.size, fr.digest, NULL, NULL)) {
@@ -253,7 +328,106 @@ static int walk_data_files(struct fsck *f, bool repair)
     return 0;
 }
 
-static int open_for_check(const char *dir, struct disk_store **out, char *err, size_t errlen)
+/* The hash the store's bytes use: its index header's, or else the first
+ * intact frame's. NULL when neither tells. */
+static const struct cas_hash_algo *algo_of_data(int dirfd, const char *dir)
+{
+    char err[512];
+    unsigned char b[FMT_RECORD_SIZE];
+    struct fmt_record r;
+    int fd = fmt_open_regular(dirfd, dir, "index", O_RDONLY, err, sizeof(err));
+    if (fd >= 0) {
+        bool ok = pread(fd, b, sizeof(b), 0) == (ssize_t)sizeof(b) && fmt_record_decode(b, &r) &&
+                  r.type == REC_HEADER && !memcmp(r.digest, FMT_INDEX_MAGIC, 8);
+        close(fd);
+        if (ok && cas_hash_by_id(r.algo))
+            return cas_hash_by_id(r.algo);
+    }
+    int dfd = dup(dirfd);
+    DIR *dd = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!dd) {
+        if (dfd >= 0)
+            close(dfd);
+        return NULL;
+    }
+    rewinddir(dd); /* a dup shares the directory position */
+    const struct cas_hash_algo *a = NULL;
+    struct dirent *de;
+    while (!a && (de = readdir(dd))) {
+        unsigned n;
+        uint64_t gen;
+        struct fmt_frame fr;
+        if (!fmt_datafile_parse(de->d_name, &n, &gen))
+            continue;
+        fd = fmt_open_regular(dirfd, dir, de->d_name, O_RDONLY, err, sizeof(err));
+        if (fd < 0)
+            continue;
+        if (pread(fd, b, FMT_FRAME_HEADER, 0) == FMT_FRAME_HEADER && fmt_frame_decode(b, &fr))
+            a = cas_hash_by_id(fr.algo);
+        close(fd);
+    }
+    closedir(dd);
+    return a;
+}
+
+/*
+ * --repair --new-identity: writes a new node file for the hash the data
+ * holds, keeping an existing one as node.replaced.<time>. Holds the
+ * directory's lock while it does, so a running storaged is never changed.
+ */
+static int new_identity(int dirfd, const char *dir, struct fsck_report *out, fsck_say_fn sayfn,
+                        void *cls, char *err, size_t errlen)
+{
+    const struct cas_hash_algo *algo = algo_of_data(dirfd, dir);
+    if (!algo) {
+        snprintf(err, errlen,
+                 "cannot tell which hash %s holds (no index header, no intact "
+                 "frame): no node file written",
+                 dir);
+        return -EINVAL;
+    }
+    int lfd = fmt_open_regular(dirfd, dir, "LOCK", O_RDWR | O_CREAT, err, errlen);
+    if (lfd < 0)
+        return lfd;
+    if (flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, errlen,
+                 "%s is in use by another storaged (lock on %s/LOCK); stop it "
+                 "before fsck",
+                 dir, dir);
+        close(lfd);
+        return -EBUSY;
+    }
+    int rc = 0;
+    char aside[64] = "";
+    struct stat st;
+    if (fstatat(dirfd, "node", &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        snprintf(aside, sizeof(aside), "node.replaced.%lld", (long long)time(NULL));
+        if (renameat(dirfd, "node", dirfd, aside) < 0) {
+            rc = -errno;
+            snprintf(err, errlen, "cannot move %s/node aside: %s", dir, strerror(errno));
+        }
+    }
+    struct node_identity node;
+    struct statvfs vfs;
+    uint64_t capacity = fstatvfs(dirfd, &vfs) == 0 ? (uint64_t)vfs.f_blocks * vfs.f_frsize : 0;
+    if (rc == 0 && (rc = node_create(dirfd, dir, algo, capacity, &node, err, errlen)) == 0) {
+        char msg[512];
+        snprintf(msg, sizeof(msg),
+                 "new node identity written: id %s, %s, %zu ring tokens%s%s; in a cluster the "
+                 "node's objects are misplaced until ca-cas rebalance",
+                 node.id, algo->name, node.ntokens, *aside ? "; the old node file is " : "", aside);
+        out->new_identity = true;
+        if (sayfn)
+            sayfn(cls, false, msg);
+        node_free(&node);
+    }
+    close(lfd);
+    return rc;
+}
+
+static int open_for_check(const char *dir, unsigned flags, struct fsck_report *out,
+                          fsck_say_fn sayfn, void *cls, struct disk_store **res, char *err,
+                          size_t errlen)
 {
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
@@ -262,6 +436,25 @@ static int open_for_check(const char *dir, struct disk_store **out, char *err, s
     }
     struct node_identity node;
     int rc = node_load(dirfd, dir, &node, err, errlen);
+    bool replace = rc == -ENOENT || rc == -EINVAL;
+    if (rc == 0) {
+        const struct cas_hash_algo *a = algo_of_data(dirfd, dir);
+        replace = a && a != node.algo;
+    }
+    if (replace && (flags & FSCK_REPAIR) && (flags & FSCK_NEW_IDENTITY)) {
+        node_free(&node);
+        rc = new_identity(dirfd, dir, out, sayfn, cls, err, errlen);
+        if (rc == 0)
+            rc = node_load(dirfd, dir, &node, err, errlen);
+    } else if (rc == -ENOENT) {
+        char what[300];
+        if (node_dir_holds_store(dirfd, what, sizeof(what)))
+            snprintf(err, errlen,
+                     "%s/node is missing but %s holds a store (%s). Restore the node file from "
+                     "a backup (it holds the node id and ring tokens); if there is none, "
+                     "ca-cas fsck %s --repair --new-identity writes a new one",
+                     dir, dir, what, dir);
+    }
     close(dirfd);
     if (rc < 0)
         return rc;
@@ -273,16 +466,17 @@ static int open_for_check(const char *dir, struct disk_store **out, char *err, s
         snprintf(err + strlen(err), errlen - strlen(err), "; stop that storaged before fsck");
     if (rc < 0)
         return rc;
-    *out = disk_of(s);
+    *res = disk_of(s);
     return 0;
 }
 
-int store_fsck(const char *dir, bool repair, fsck_say_fn sayfn, fsck_progress_fn progress,
+int store_fsck(const char *dir, unsigned flags, fsck_say_fn sayfn, fsck_progress_fn progress,
                void *cls, struct fsck_report *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
+    bool repair = flags & FSCK_REPAIR;
     struct disk_store *d = NULL;
-    int rc = open_for_check(dir, &d, err, errlen);
+    int rc = open_for_check(dir, flags, out, sayfn, cls, &d, err, errlen);
     if (rc < 0)
         return rc;
     struct fsck f = {.d = d, .say = sayfn, .progress = progress, .cls = cls, .r = out};
@@ -297,6 +491,9 @@ int store_fsck(const char *dir, bool repair, fsck_say_fn sayfn, fsck_progress_fn
     out->bad_records = d->replay.bad_records;
     out->torn_bytes = d->replay.torn_bytes;
     out->dropped = d->replay.dropped_entries;
+    out->bad_header = d->replay.bad_header;
+    if (out->bad_header)
+        say(&f, true, "index: the HEADER record (the first 64 bytes) is damaged");
     if (out->bad_records)
         say(&f, true, "index: %" PRIu64 " damaged records in the middle of the file",
             out->bad_records);
@@ -314,9 +511,19 @@ int store_fsck(const char *dir, bool repair, fsck_say_fn sayfn, fsck_progress_fn
         snprintf(err, errlen, "out of memory");
         goto out;
     }
+    if ((rc = relocate_files(&f, repair)) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
     check_indexed(&f, repair);
     walk_data_files(&f, repair);
     if (repair && out->problems) {
+        /* Keep the old index beside the new one: what the repair left out
+         * can still be looked at (and it costs one link, no copy). */
+        char keep[64];
+        snprintf(keep, sizeof(keep), "index.before-repair.%lld", (long long)time(NULL));
+        if (linkat(d->dirfd, "index", d->dirfd, keep, 0) == 0)
+            say(&f, false, "the old index is kept as %s/%s", dir, keep);
         rc = disk_maybe_snapshot(d, true);
         if (rc < 0) {
             snprintf(err, errlen, "cannot write the new index in %s: %s", dir, strerror(-rc));

@@ -26,6 +26,9 @@ struct fsck_report {
     uint64_t bad_sums;   /* intact objects whose block checksum table is damaged */
     uint64_t unindexed;  /* intact objects in data files the index lost */
     uint64_t recovered;  /* --repair: objects put back in the index */
+    bool bad_header;     /* the index's HEADER record is damaged */
+    uint64_t relocated;  /* data files not at the generation the index names */
+    bool new_identity;   /* FSCK_NEW_IDENTITY wrote a new node file */
     bool repaired;
 };
 
@@ -33,12 +36,25 @@ struct fsck_report {
 typedef void (*fsck_say_fn)(void *cls, bool problem, const char *msg);
 typedef void (*fsck_progress_fn)(void *cls, uint64_t done, uint64_t total);
 
+/* flags for store_fsck */
+enum {
+    FSCK_REPAIR = 1, /* rebuild the index (true converts to this) */
+    /* With FSCK_REPAIR: when the node file is missing, damaged or names
+     * another hash than the index and data files hold, write a new node
+     * identity (new id, new ring tokens) for the hash the data holds; an
+     * existing node file is kept as node.replaced.<unix time>. Never done
+     * without being asked: a new identity misplaces every object of the node
+     * in its cluster's ring until a rebalance. */
+    FSCK_NEW_IDENTITY = 2,
+};
+
 /*
- * Checks (and with repair, repairs) the store in dir. Refuses a directory a
- * running storaged holds. Returns 0 when the check ran (problems are in the
- * report), or -errno with a message when it could not run.
+ * Checks (and with FSCK_REPAIR, repairs) the store in dir. Refuses a
+ * directory a running storaged holds. Opens only regular files (never a
+ * symlink, FIFO or device). Returns 0 when the check ran (problems are in
+ * the report), or -errno with a message when it could not run.
  */
-int store_fsck(const char *dir, bool repair, fsck_say_fn say, fsck_progress_fn progress, void *cls,
-               struct fsck_report *out, char *err, size_t errlen);
+int store_fsck(const char *dir, unsigned flags, fsck_say_fn say, fsck_progress_fn progress,
+               void *cls, struct fsck_report *out, char *err, size_t errlen);
 
 #endif

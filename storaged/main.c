@@ -99,11 +99,13 @@ int main(int argc, char **argv)
     }
     if (make_dirs(dir, err, sizeof(err)) < 0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        free(token);
         return 1;
     }
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
         fprintf(stderr, "ca-cas-storaged: cannot open %s: %s\n", dir, strerror(errno));
+        free(token);
         return 1;
     }
     uint64_t measured = capacity;
@@ -114,6 +116,8 @@ int main(int argc, char **argv)
     struct storaged app = {.dir = dir, .listen = listen, .started = time(NULL)};
     if (node_load_or_create(dirfd, dir, algo, measured, &app.node, err, sizeof(err)) < 0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        close(dirfd);
+        free(token);
         return 1;
     }
     close(dirfd);
@@ -123,7 +127,10 @@ int main(int argc, char **argv)
                                  .capacity = capacity,
                                  .max_object_size = max_size};
     if (disk_open(&dopts, &app.store, err, sizeof(err)) < 0) {
+        /* A refusal is a clean exit 1 (under LeakSanitizer too). */
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        node_free(&app.node);
+        free(token);
         return 1;
     }
     struct disk_replay_stats rs;
@@ -154,6 +161,8 @@ int main(int argc, char **argv)
     if (http_server_start(&hc, &srv, err, sizeof(err)) < 0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         app.store->ops->destroy(app.store);
+        node_free(&app.node);
+        free(token);
         return 1;
     }
     log_info("node %s (%s, %zu tokens) serving %s on http://%s", app.node.id, app.node.algo->name,

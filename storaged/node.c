@@ -5,8 +5,11 @@
  */
 #define _GNU_SOURCE
 #include "node.h"
+#include "format.h"
+#include "num.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
@@ -58,9 +61,12 @@ static int parse(FILE *f, const char *dir, struct node_identity *out, char *err,
     out->algo = cas_hash_by_name(hash);
     if (!out->algo)
         goto bad;
-    if (!fgets(line, sizeof(line), f) || sscanf(line, "tokens %zu", &declared) != 1 ||
-        declared < 1 || declared > NODE_MAX_TOKENS)
+    uint64_t ntok = 0;
+    if (!fgets(line, sizeof(line), f) || strncmp(line, "tokens ", 7) != 0 ||
+        cas_parse_u64_n(line + 7, strcspn(line + 7, "\n"), &ntok) < 0 || ntok < 1 ||
+        ntok > NODE_MAX_TOKENS)
         goto bad;
+    declared = (size_t)ntok;
     out->tokens = calloc(declared, sizeof(uint64_t));
     if (!out->tokens)
         return -ENOMEM;
@@ -82,9 +88,10 @@ bad:
     return -EINVAL;
 }
 
-static int create(int dirfd, const char *dir, const struct cas_hash_algo *algo, uint64_t capacity,
-                  struct node_identity *out, char *err, size_t errlen)
+int node_create(int dirfd, const char *dir, const struct cas_hash_algo *algo, uint64_t capacity,
+                struct node_identity *out, char *err, size_t errlen)
 {
+    memset(out, 0, sizeof(*out));
     unsigned char id[8];
     out->ntokens = node_token_count(capacity);
     out->tokens = calloc(out->ntokens, sizeof(uint64_t));
@@ -93,6 +100,8 @@ static int create(int dirfd, const char *dir, const struct cas_hash_algo *algo, 
     if (RAND_bytes(id, sizeof(id)) != 1 ||
         RAND_bytes((unsigned char *)out->tokens, (int)(out->ntokens * sizeof(uint64_t))) != 1) {
         snprintf(err, errlen, "cannot get random bytes for the node id");
+        free(out->tokens);
+        out->tokens = NULL;
         return -EIO;
     }
     for (int i = 0; i < 8; i++)
@@ -101,7 +110,8 @@ static int create(int dirfd, const char *dir, const struct cas_hash_algo *algo, 
     qsort(out->tokens, out->ntokens, sizeof(uint64_t), cmp_u64);
     char tmp[64];
     snprintf(tmp, sizeof(tmp), "node.tmp.%d", (int)getpid());
-    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    unlinkat(dirfd, tmp, 0); /* a leftover of a crashed start with our pid */
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
         snprintf(err, errlen, "cannot write %s/%s: %s", dir, tmp, strerror(errno));
@@ -132,15 +142,41 @@ static int create(int dirfd, const char *dir, const struct cas_hash_algo *algo, 
     return 0;
 }
 
+bool node_dir_holds_store(int dirfd, char *what, size_t whatlen)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        snprintf(what, whatlen, "the directory cannot be listed: %s", strerror(errno));
+        return true; /* cannot tell: assume it does, and write nothing */
+    }
+    rewinddir(d); /* a dup shares the directory position */
+    struct dirent *de;
+    bool found = false;
+    while (!found && (de = readdir(d))) {
+        unsigned n;
+        uint64_t gen;
+        if (!strcmp(de->d_name, "index") || !strcmp(de->d_name, "index.new") ||
+            fmt_datafile_parse(de->d_name, &n, &gen)) {
+            snprintf(what, whatlen, "%s is there", de->d_name);
+            found = true;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
 int node_load(int dirfd, const char *dir, struct node_identity *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    int fd = openat(dirfd, "node", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    int fd = fmt_open_regular(dirfd, dir, "node", O_RDONLY, err, errlen);
+    if (fd == -ENOENT)
         snprintf(err, errlen, "%s is not a storaged directory: cannot read %s/node: %s", dir, dir,
-                 strerror(errno));
-        return -errno;
-    }
+                 strerror(ENOENT));
+    if (fd < 0)
+        return fd;
     FILE *f = fdopen(fd, "r");
     if (!f) {
         close(fd);
@@ -151,20 +187,57 @@ int node_load(int dirfd, const char *dir, struct node_identity *out, char *err, 
     return rc;
 }
 
+/* The algorithm the index header names; NULL when there is no valid one. */
+static const struct cas_hash_algo *index_algo(int dirfd, const char *dir)
+{
+    char err[512];
+    unsigned char b[FMT_RECORD_SIZE];
+    struct fmt_record r;
+    int fd = fmt_open_regular(dirfd, dir, "index", O_RDONLY, err, sizeof(err));
+    if (fd < 0)
+        return NULL;
+    bool ok = pread(fd, b, sizeof(b), 0) == (ssize_t)sizeof(b) && fmt_record_decode(b, &r) &&
+              r.type == REC_HEADER && !memcmp(r.digest, FMT_INDEX_MAGIC, 8);
+    close(fd);
+    return ok ? cas_hash_by_id(r.algo) : NULL;
+}
+
 int node_load_or_create(int dirfd, const char *dir, const struct cas_hash_algo *asked_algo,
                         uint64_t capacity, struct node_identity *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    if (faccessat(dirfd, "node", F_OK, 0) < 0 && errno == ENOENT) {
-        int rc = create(dirfd, dir, asked_algo ? asked_algo : cas_hash_by_name("sha1"), capacity,
-                        out, err, errlen);
+    struct stat st;
+    if (fstatat(dirfd, "node", &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+        char what[300];
+        if (node_dir_holds_store(dirfd, what, sizeof(what))) {
+            /* A lost node file: a new one would be a new identity (new id,
+             * new tokens: every object misplaced in the ring), and of the
+             * wrong hash if the store is not SHA-1. Write nothing. */
+            snprintf(err, errlen,
+                     "%s/node is missing but %s holds a store (%s). The node file is the "
+                     "node's identity (id and ring tokens): restore it from a backup. If there "
+                     "is none, ca-cas fsck %s --repair --new-identity writes a new one (the node "
+                     "then joins the ring as a new node, and its objects must be rebalanced)",
+                     dir, dir, what, dir);
+            return -EINVAL;
+        }
+        int rc = node_create(dirfd, dir, asked_algo ? asked_algo : cas_hash_by_name("sha1"),
+                             capacity, out, err, errlen);
         if (rc != -EEXIST) /* else another daemon made it first: load theirs */
             return rc;
     }
     int rc = node_load(dirfd, dir, out, err, errlen);
     if (rc == 0 && asked_algo && asked_algo != out->algo) {
-        snprintf(err, errlen, "%s was created with --hash %s and cannot serve %s keys", dir,
-                 out->algo->name, asked_algo->name);
+        const struct cas_hash_algo *held = index_algo(dirfd, dir);
+        if (held && held != out->algo)
+            snprintf(err, errlen,
+                     "%s/node says the store uses %s keys but its index holds %s keys: the node "
+                     "file belongs to another store. Restore the right node file from a backup "
+                     "(if there is none, ca-cas fsck %s --repair --new-identity writes one)",
+                     dir, out->algo->name, held->name, dir);
+        else
+            snprintf(err, errlen, "%s was created with --hash %s and cannot serve %s keys", dir,
+                     out->algo->name, asked_algo->name);
         node_free(out);
         return -EINVAL;
     }

@@ -7,6 +7,7 @@
 #include "routes.h"
 #include "json.h"
 #include "log.h"
+#include "num.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -83,14 +84,10 @@ static bool query_id(struct http_req *req, uint64_t *id, bool required)
             http_error(req, 400, "missing query parameter id");
         return !required;
     }
-    char *e;
-    errno = 0;
-    unsigned long long x = strtoull(v, &e, 10);
-    if (!*v || *e || errno || *v == '-' || x == 0) {
-        http_error(req, 400, "id=\"%s\" is not a positive number", v);
+    if (cas_parse_id(v, id) < 0) {
+        http_error(req, 400, "id=\"%s\" is not a number from 1 to 18446744073709551615", v);
         return false;
     }
-    *id = x;
     return true;
 }
 
@@ -290,13 +287,17 @@ void route_compact(struct http_req *req)
 {
     struct store *s = app_of(req)->store;
     char err[512] = "";
+    const char *wait = http_query(req, "wait");
+    bool waited = false;
+    if (wait && cas_parse_bit(wait, &waited) < 0) {
+        http_error(req, 400, "wait=\"%s\": want 0 or 1", wait);
+        return;
+    }
     int rc = s->ops->compact_start(s, err, sizeof(err));
     if (rc < 0) {
         http_error(req, storaged_status(rc), "%s", err);
         return;
     }
-    const char *wait = http_query(req, "wait");
-    bool waited = wait && strcmp(wait, "1") == 0;
     if (waited)
         s->ops->compact_wait(s);
     reply_info(req, waited ? 200 : 202, json_compact);

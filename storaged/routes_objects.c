@@ -17,6 +17,8 @@
 #include "crc32c.h"
 #include "json.h"
 #include "log.h"
+#include "multipart.h"
+#include "num.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -103,8 +105,7 @@ struct put_ctx {
     struct store *store;
     struct store_put *put;
     enum put_kind kind;
-    struct MHD_PostProcessor *pp; /* multipart Cask uploads */
-    bool saw_file;
+    struct mp_reader *mp; /* multipart Cask uploads (common/multipart.c) */
     int rc;
     char err[512];
 };
@@ -114,8 +115,7 @@ static void put_cleanup(struct http_req *req)
     struct put_ctx *c = req->ctx;
     if (c->put)
         c->store->ops->put_abort(c->put);
-    if (c->pp)
-        MHD_destroy_post_processor(c->pp);
+    free(c->mp);
     free(c);
 }
 
@@ -140,28 +140,19 @@ static int put_body(struct http_req *req, const char *data, size_t len)
     return 0;
 }
 
-static enum MHD_Result cask_field(void *cls, enum MHD_ValueKind kind, const char *key,
-                                  const char *filename, const char *content_type,
-                                  const char *transfer_encoding, const char *data, uint64_t off,
-                                  size_t size)
+/* The bytes of the form's "file" part go to the store as they come. */
+static int cask_part(void *cls, const char *data, size_t len, uint64_t off)
 {
-    struct http_req *req = cls;
-    struct put_ctx *c = req->ctx;
-    if (!key || strcmp(key, "file") != 0 || req->body_failed)
-        return MHD_YES;
-    c->saw_file = true;
-    if (size && put_body(req, data, size) < 0) {
-        req->body_failed = true;
-        return MHD_NO;
-    }
-    return MHD_YES;
+    (void)off;
+    return put_body(cls, data, len) < 0 ? -EIO : 0;
 }
 
 static int cask_body(struct http_req *req, const char *data, size_t len)
 {
     struct put_ctx *c = req->ctx;
-    if (MHD_post_process(c->pp, data, len) != MHD_YES && !req->resp) {
-        put_fail(req, -EINVAL, "malformed multipart/form-data body");
+    if (mp_feed(c->mp, data, len) < 0) {
+        if (!req->resp) /* else put_body has answered already */
+            put_fail(req, -EINVAL, c->mp->err);
         return -1;
     }
     return req->resp ? -1 : 0;
@@ -170,8 +161,8 @@ static int cask_body(struct http_req *req, const char *data, size_t len)
 static void put_done(struct http_req *req)
 {
     struct put_ctx *c = req->ctx;
-    if (c->kind == POST_CASK && c->pp && !c->saw_file) {
-        put_fail(req, -EINVAL, "multipart/form-data body has no field \"file\"");
+    if (c->mp && mp_finish(c->mp) < 0) { /* no closing boundary, no file part */
+        put_fail(req, -EINVAL, c->mp->err);
         return;
     }
     struct cas_key key;
@@ -204,6 +195,12 @@ static void put_done(struct http_req *req)
 static void start_put(struct http_req *req, const struct cas_key *expect, enum put_kind kind)
 {
     struct storaged *app = app_of(req);
+    const char *sync = http_query(req, "sync");
+    bool sync_on;
+    if (sync && cas_parse_bit(sync, &sync_on) < 0) { /* put_done reads it once valid */
+        http_error(req, 400, "sync=\"%s\": want 0 or 1", sync);
+        return;
+    }
     struct put_ctx *c = calloc(1, sizeof(*c));
     if (!c) {
         http_error(req, 500, "out of memory");
@@ -216,10 +213,14 @@ static void start_put(struct http_req *req, const struct cas_key *expect, enum p
     uint64_t hint = req->has_length ? req->content_length : UINT64_MAX;
     if (kind == POST_CASK) {
         const char *ct = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
-        if (ct && strncasecmp(ct, "multipart/form-data", 19) == 0) {
-            c->pp = MHD_create_post_processor(req->conn, 64 * 1024, cask_field, req);
-            if (!c->pp) {
-                http_error(req, 400, "malformed multipart/form-data header");
+        if (mp_is_form(ct)) {
+            c->mp = malloc(sizeof(*c->mp));
+            if (!c->mp) {
+                http_error(req, 500, "out of memory");
+                return;
+            }
+            if (mp_init(c->mp, ct, cask_part, req, c->err, sizeof(c->err)) < 0) {
+                http_error(req, 400, "%s", c->err);
                 return;
             }
             hint = UINT64_MAX; /* the part is smaller than the body */
@@ -230,7 +231,7 @@ static void start_put(struct http_req *req, const struct cas_key *expect, enum p
         http_error(req, storaged_status(rc), "%s", c->err);
         return;
     }
-    req->on_body = c->pp ? cask_body : put_body;
+    req->on_body = c->mp ? cask_body : put_body;
     req->on_done = put_done;
 }
 
@@ -846,14 +847,13 @@ static bool query_u64(struct http_req *req, const char *name, uint64_t *out)
     const char *v = http_query(req, name);
     if (!v)
         return true;
-    char *e;
-    errno = 0;
-    unsigned long long x = strtoull(v, &e, 10);
-    if (!*v || *e || errno || *v == '-') {
-        http_error(req, 400, "query parameter %s=\"%s\" is not a number", name, v);
+    if (cas_parse_u64(v, out) < 0) {
+        http_error(req, 400,
+                   "query parameter %s=\"%s\" is not a number from 0 to "
+                   "18446744073709551615",
+                   name, v);
         return false;
     }
-    *out = x;
     return true;
 }
 

@@ -7,7 +7,7 @@ import subprocess
 import time
 import unittest
 
-from harness import TempDirTest, sha1
+from harness import CLI, TempDirTest, sha1
 
 SANITIZED = bool(os.environ.get("CAS_SANITIZED"))
 
@@ -72,7 +72,10 @@ class TornIndex(TempDirTest):
         self.assertIn("torn tail", s.log_text())
         c.close()
 
-    def test_index_record_pointing_past_data_is_dropped(self):
+    def test_index_record_pointing_past_data_is_refused(self):
+        """A data file shorter than the index says is refused (nothing
+        changed); ca-cas fsck --repair takes the lost object out, and then
+        the store serves and takes writes."""
         s = self.storaged()
         c = s.client()
         d1, d2 = os.urandom(5000), os.urandom(7000)
@@ -81,6 +84,13 @@ class TornIndex(TempDirTest):
         s.stop()
         name, payload, size, key = frames(s.dir)[0]
         os.truncate(os.path.join(s.dir, name), payload + size - 10)  # data lost, record kept
+        with self.assertRaises(RuntimeError) as cm:
+            s.start()
+        self.assertIn("shorter than the index says", str(cm.exception))
+        self.assertEqual(os.path.getsize(os.path.join(s.dir, name)), payload + size - 10)
+        p = subprocess.run([CLI, "fsck", s.dir, "--repair"], capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         s.start()
         c = s.client()
         self.assertEqual(c.get(sha1(d1)).status, 404)

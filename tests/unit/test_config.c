@@ -135,6 +135,34 @@ static void test_errors_name_line_and_column(void)
     parse_bad("- a\n- b\n", "t.yaml:1:1:", "must be a mapping");
 }
 
+/* Numbers in a config go through common/num.c: no sign, space, overflow,
+ * inf or nan (max_mbps: inf made GET /status print invalid JSON). */
+static void test_numbers_strict(void)
+{
+    const char *be = "backends:\n  - {url: 'http://a:1', failure_domain: x}\n";
+    const char *bad_mbps[] = {"inf", "nan",  "-inf", ".inf", "1e400", "-5",
+                              "0",   "' 5'", "'5 '", "+5",   "0x10",  NULL};
+    for (int i = 0; bad_mbps[i]; i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "%santi_entropy:\n  max_mbps: %s\n", be, bad_mbps[i]);
+        parse_bad(text, "t.yaml:4:13:", "max_mbps must be a finite number above 0");
+    }
+    const char *bad_int[] = {"-1",  "+1",  "' 1'", "'1 '", "18446744073709551617",
+                             "1.0", "0x1", NULL};
+    for (int i = 0; bad_int[i]; i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "replicas: %s\n%s", bad_int[i], be);
+        parse_bad(text, "t.yaml:1:11:", "whole number");
+    }
+    const char *bad_dur[] = {"-1h",  "+1h", "' 1h'", "99999999999999999999s",
+                             "1.5h", "0h",  "h",     NULL};
+    for (int i = 0; bad_dur[i]; i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "%santi_entropy:\n  interval: %s\n", be, bad_dur[i]);
+        parse_bad(text, "t.yaml:4:13:", "duration");
+    }
+}
+
 static void test_load_file(void)
 {
     char path[] = "/tmp/test_config_XXXXXX";
@@ -164,6 +192,7 @@ int main(void)
     CU_add_test(s, "Cantera spelling", test_cantera_spelling);
     CU_add_test(s, "defaults and anti_entropy", test_defaults_and_anti_entropy);
     CU_add_test(s, "errors name line and column", test_errors_name_line_and_column);
+    CU_add_test(s, "numbers are strict", test_numbers_strict);
     CU_add_test(s, "load a file", test_load_file);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();

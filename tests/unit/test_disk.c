@@ -2,7 +2,8 @@
  * test_disk.c - the disk backend (storaged/disk_*.c) through its ops table,
  * as the HTTP routes use it: writes and reads, digest mismatches and
  * duplicates, removal, listing, the GC cycle across restarts, compaction
- * and the index snapshot, recovery from a torn index or a short data file,
+ * and the index snapshot, recovery from a torn index, refusal of a short
+ * data file or a damaged index record (fsck --repair then fixes them),
  * the directory lock, read-only stores, the size limit and quarantine.
  *
  * Each test works in its own store directory under one mkdtemp directory,
@@ -11,7 +12,9 @@
 #define _GNU_SOURCE
 #include "disk.h"
 #include "format.h"
+#include "fsck.h"
 #include "log.h"
+#include "node.h"
 
 #include <CUnit/Basic.h>
 #include <dirent.h>
@@ -85,6 +88,36 @@ static void close_store(struct store *s)
 {
     if (s)
         s->ops->destroy(s);
+}
+
+/* Start-up that must refuse: -EINVAL with a message naming fsck. */
+static void open_refused(const char *dir, const char *want)
+{
+    struct disk_options o = defaults(dir);
+    char err[ERRLEN] = "";
+    struct store *s = NULL;
+    CU_ASSERT_EQUAL(disk_open(&o, &s, err, sizeof(err)), -EINVAL);
+    CU_ASSERT_PTR_NULL(s);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "fsck"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, want));
+    if (!strstr(err, want))
+        printf("\n  refusal \"%s\" does not say \"%s\"\n", err, want);
+    close_store(s);
+}
+
+/* ca-cas fsck DIR --repair (it needs a node file: a SHA-1 one is written). */
+static void fsck_repair(const char *dir)
+{
+    char err[ERRLEN] = "";
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    struct node_identity node = {0};
+    if (faccessat(dfd, "node", F_OK, 0) != 0)
+        CU_ASSERT_EQUAL(node_create(dfd, dir, SHA1, 1ull << 30, &node, err, sizeof(err)), 0);
+    node_free(&node);
+    close(dfd);
+    struct fsck_report r;
+    CU_ASSERT_EQUAL(store_fsck(dir, FSCK_REPAIR, NULL, NULL, NULL, &r, err, sizeof(err)), 0);
+    CU_ASSERT_TRUE(r.repaired);
 }
 
 /* Deterministic, distinct object contents. */
@@ -982,11 +1015,12 @@ static void test_torn_index_tail(void)
     CU_ASSERT_TRUE(absent(s, d[2], 3002));
     CU_ASSERT_EQUAL(info(s).objects, 2);
     CU_ASSERT_EQUAL(path_size(dir, "index"), 3 * 64);
-    /* The unacknowledged frame was cut from its data file. */
+    /* The frame whose record was torn is whole: kept (the index could be
+     * older than the data), dead bytes until compaction. */
     if (file_of[2] >= 0) {
         data_sizes(dir, after);
         uint64_t expect = 0;
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 3; i++)
             if (file_of[i] == file_of[2])
                 expect += fmt_frame_len(3000 + (uint64_t)i);
         CU_ASSERT_EQUAL(after[file_of[2]], expect);
@@ -1016,6 +1050,14 @@ static void test_torn_index_tail(void)
         free(d[i]);
 }
 
+/*
+ * A data file shorter than the index says (truncated, or an older copy put
+ * back): start-up refuses and changes nothing, instead of dropping the
+ * entries (and, before, writing DEL records for them: a file put back
+ * later could never be served again). fsck --repair takes the lost
+ * objects out; then the store opens and serves every other object, and a
+ * later write that fills the same place does not bring the lost one back.
+ */
 static void test_short_data_file(void)
 {
     char dir[256];
@@ -1039,22 +1081,19 @@ static void test_short_data_file(void)
     close_store(s);
     int f = file_of[NF];
     CU_ASSERT_FATAL(f >= 0);
-    int first = -1; /* the other object in that file */
-    for (int i = 0; i < NF; i++)
-        if (file_of[i] == f)
-            first = i;
-    CU_ASSERT_FATAL(first >= 0);
     char name[32];
     fmt_datafile_name((unsigned)f, 0, name, sizeof(name));
     CU_ASSERT_EQUAL(path_size(dir, name), fmt_frame_len(1000) + fmt_frame_len(500));
     /* Cut 10 bytes into the second frame. */
     truncate_file(dir, name, fmt_frame_len(1000) + 10);
+    uint64_t isize = path_size(dir, "index");
+    open_refused(dir, "shorter than the index says");
+    open_refused(dir, "data file"); /* twice: the first refusal changed nothing */
+    CU_ASSERT_EQUAL(path_size(dir, name), fmt_frame_len(1000) + 10); /* nothing cut */
+    CU_ASSERT_EQUAL(path_size(dir, "index"), isize);                 /* nothing written */
+    fsck_repair(dir);
     s = open_dir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    struct disk_replay_stats rs;
-    disk_replay_stats(s, &rs);
-    CU_ASSERT_EQUAL(rs.dropped_entries, 1);
-    CU_ASSERT_EQUAL(rs.truncated_bytes, 10);
     CU_ASSERT_TRUE(absent(s, d[NF], 500));
     int bad = 0;
     for (int i = 0; i < NF; i++)
@@ -1062,87 +1101,20 @@ static void test_short_data_file(void)
             bad++;
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT_EQUAL(info(s).objects, NF);
+    /* The 10 bytes of the lost frame were an unfinished frame: cut. */
     CU_ASSERT_EQUAL(path_size(dir, name), fmt_frame_len(1000));
-    close_store(s);
-    /* Cut into the first frame: that one goes too, nothing else. */
-    truncate_file(dir, name, 500);
-    s = open_dir(dir);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    disk_replay_stats(s, &rs);
-    CU_ASSERT(rs.dropped_entries >= 1); /* 2 while the first drop is not in the index */
-    CU_ASSERT_TRUE(absent(s, d[first], 1000));
-    CU_ASSERT_TRUE(absent(s, d[NF], 500));
-    CU_ASSERT_EQUAL(info(s).objects, NF - 1);
-    CU_ASSERT_EQUAL(path_size(dir, name), 0);
-    bad = 0;
-    for (int i = 0; i < NF; i++)
-        if (i != first && !reads_back(s, d[i], len[i]))
-            bad++;
-    CU_ASSERT_EQUAL(bad, 0);
-    close_store(s);
-    for (int i = 0; i < N; i++)
-        free(d[i]);
-}
-
-/*
- * BUG (storaged/disk_open.c, open_data_files): an entry whose frame runs past
- * the end of its data file is dropped from the table only; its REC_PUT stays
- * in the index and nothing records the drop. Once a later write makes that
- * data file long enough again, the next start-up replays the old REC_PUT,
- * finds the file long enough and serves the dropped object from another
- * object's bytes: stat, list, /objects/missing and the object counts say it
- * is here (a GET then finds the frame names another object and quarantines
- * it, but the balancer's replica checks were already fooled). Repro: put 50
- * objects of 1000 bytes (one per data file), put X (500 bytes, lands after
- * the first in data-00), cut data-00 10 bytes into X's frame, reopen (X
- * dropped), put Z (500 other bytes, lands at X's old offset), reopen: stat(X)
- * is 0 and objects is 52. Fix: when a drop happens (not check_only), append
- * a REC_DEL (DEL_CORRUPT) for it and sync before serving.
- */
-static void test_dropped_entry_stays_dropped(void)
-{
-    char dir[256];
-    new_dir(dir, sizeof(dir));
-    struct store *s = open_dir(dir);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    enum { N = NF + 1 };
-    unsigned char *d[N];
-    size_t len[N];
-    int file_of[N];
-    uint64_t before[NF], after[NF];
-    for (int i = 0; i < N; i++) {
-        len[i] = i < NF ? 1000 : 500;
-        d[i] = make_data(len[i], 1500 + (unsigned)i);
-        data_sizes(dir, before);
-        CU_ASSERT_EQUAL(put(s, d[i], len[i], false, NULL), 0);
-        data_sizes(dir, after);
-        file_of[i] = grown_file(before, after);
-    }
-    close_store(s);
-    int f = file_of[NF];
-    CU_ASSERT_FATAL(f >= 0);
-    char name[32];
-    fmt_datafile_name((unsigned)f, 0, name, sizeof(name));
-    truncate_file(dir, name, fmt_frame_len(1000) + 10);
-    s = open_dir(dir);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    CU_ASSERT_TRUE(absent(s, d[NF], 500));
-    /* Z fills the same place in the same file. */
+    /* Z fills the same place in the same file: X stays lost. */
     unsigned char *z = make_data(500, 1999);
     data_sizes(dir, before);
     CU_ASSERT_EQUAL(put(s, z, 500, true, NULL), 0);
     data_sizes(dir, after);
     CU_ASSERT_EQUAL(grown_file(before, after), f);
-    CU_ASSERT_EQUAL(info(s).objects, NF + 1);
     close_store(s);
     s = open_dir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     struct cas_key kx = key_of(s, d[NF], 500);
     CU_ASSERT_EQUAL(stat_key(s, &kx, NULL), -ENOENT);
     CU_ASSERT_EQUAL(info(s).objects, NF + 1);
-    struct collect c;
-    list_all(s, STORE_LIST_LIVE, 500, 501, 100, &c);
-    CU_ASSERT_FALSE(listed(&c, &kx));
     CU_ASSERT_TRUE(reads_back(s, z, 500));
     close_store(s);
     for (int i = 0; i < N; i++)
@@ -1151,18 +1123,12 @@ static void test_dropped_entry_stays_dropped(void)
 }
 
 /*
- * BUG (storaged/disk_open.c, open_data_files after replay_index): when a
- * damaged record in the middle of the index is skipped (replay.bad_records
- * > 0, "ca-cas fsck --repair rebuilds the index from the data files"), the
- * object it described is no longer in the table, so its frame counts as
- * "bytes past the last indexed object" and the data file is cut: the only
- * copy of an acknowledged object is destroyed at start-up, before fsck
- * --repair can recover it. Repro: put X (alone in data-00), put Y, flip a
- * byte of X's index record, reopen: data-00.g0 is truncated to 0. Fix: do
- * not cut data files when the replay skipped damaged records (or only cut
- * bytes that do not begin with a valid frame header), and leave it to fsck.
+ * A damaged record in the middle of the index (valid records follow it)
+ * could be a DEL or a GC_END: skipping it would bring removed objects back.
+ * Start-up refuses and changes nothing (X's frame stays for fsck); fsck
+ * --repair rebuilds the index and X is back.
  */
-static void test_damaged_record_keeps_data(void)
+static void test_damaged_record_refused(void)
 {
     char dir[256];
     new_dir(dir, sizeof(dir));
@@ -1186,18 +1152,103 @@ static void test_damaged_record_keeps_data(void)
     b ^= 0x10;
     CU_ASSERT_EQUAL(pwrite(fd, &b, 1, 64 + 40), 1);
     close(fd);
+    uint64_t isize = path_size(dir, "index");
+    open_refused(dir, "offset 64 is damaged");
+    data_sizes(dir, after);
+    CU_ASSERT_EQUAL(after[fx], fmt_frame_len(2000)); /* X's bytes are there for fsck */
+    CU_ASSERT_EQUAL(path_size(dir, "index"), isize);
+    fsck_repair(dir);
     s = open_dir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    struct disk_replay_stats rs;
-    disk_replay_stats(s, &rs);
-    CU_ASSERT_EQUAL(rs.bad_records, 1);
+    CU_ASSERT_TRUE(reads_back(s, x, 2000));
     CU_ASSERT_TRUE(reads_back(s, y, 3000));
     close_store(s);
-    data_sizes(dir, after);
-    /* X's bytes must still be on disk for fsck --repair. */
-    CU_ASSERT_EQUAL(after[fx], fmt_frame_len(2000));
     free(x);
     free(y);
+}
+
+/*
+ * The index names a generation of a data file that is not there (h10: an
+ * index restored from a later backup than the data, or a lost file).
+ * Start-up refuses and changes nothing: data-N.g0, the only copy, stays.
+ * fsck --repair takes the generation that is there and finds the objects
+ * in it by their frames, dropping the record that named the missing one.
+ */
+static void test_missing_generation_refused(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    unsigned char *x = make_data(5000, 800);
+    uint64_t before[NF], after[NF];
+    data_sizes(dir, before);
+    CU_ASSERT_EQUAL(put(s, x, 5000, true, NULL), 0);
+    data_sizes(dir, after);
+    int fx = grown_file(before, after);
+    close_store(s);
+    CU_ASSERT_FATAL(fx >= 0);
+    struct fmt_record r;
+    memset(&r, 0, sizeof(r));
+    r.type = REC_GENERATION;
+    r.file = (uint8_t)fx;
+    r.algo = (uint8_t)SHA1->id;
+    r.aux = 1;
+    unsigned char rec[FMT_RECORD_SIZE];
+    fmt_record_encode(&r, rec);
+    char path[600], name[32];
+    snprintf(path, sizeof(path), "%s/index", dir);
+    int fd = open(path, O_WRONLY | O_APPEND);
+    CU_ASSERT_EQUAL(write(fd, rec, sizeof(rec)), (ssize_t)sizeof(rec));
+    close(fd);
+    uint64_t isize = path_size(dir, "index");
+    open_refused(dir, "is missing");
+    open_refused(dir, ".g1");
+    fmt_datafile_name((unsigned)fx, 0, name, sizeof(name));
+    CU_ASSERT_EQUAL(path_size(dir, name), fmt_frame_len(5000)); /* not removed */
+    fmt_datafile_name((unsigned)fx, 1, name, sizeof(name));
+    CU_ASSERT_EQUAL(path_size(dir, name), (uint64_t)-1); /* not created */
+    CU_ASSERT_EQUAL(path_size(dir, "index"), isize);
+    fsck_repair(dir);
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_TRUE(reads_back(s, x, 5000));
+    close_store(s);
+    free(x);
+}
+
+/*
+ * Compaction leftovers (a generation above the current one that never
+ * committed) are removed at start, once the generations were checked: the
+ * check lists the directory too, and a dup'd directory descriptor shares
+ * its position, so the removal once read nothing and left them.
+ */
+static void test_leftover_generation_removed(void)
+{
+    char dir[256], path[600];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    close_store(s);
+    snprintf(path, sizeof(path), "%s/data-07.g1", dir);
+    int fd = open(path, O_WRONLY | O_CREAT, 0644);
+    CU_ASSERT_EQUAL(write(fd, "partial copy", 12), 12);
+    close(fd);
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(path_size(dir, "data-07.g1"), UINT64_MAX);
+    CU_ASSERT_EQUAL(count_data_files(dir), NF);
+    close_store(s);
+    /* Two generations above: not a leftover (the index is older than the
+     * data): refused, and kept. */
+    fd = open(path, O_WRONLY | O_CREAT, 0644);
+    close(fd);
+    snprintf(path, sizeof(path), "%s/data-07.g2", dir);
+    fd = open(path, O_WRONLY | O_CREAT, 0644);
+    close(fd);
+    open_refused(dir, "data-07.g2 is newer");
+    CU_ASSERT_EQUAL(path_size(dir, "data-07.g2"), 0);
+    CU_ASSERT_EQUAL(path_size(dir, "data-07.g1"), 0);
 }
 
 static void test_lock(void)
@@ -1895,9 +1946,12 @@ static int run_tests(void)
     CU_add_test(s, "GC state and marks survive restart", test_gc_survives_restart);
     CU_add_test(s, "compaction moves live frames", test_compaction_moves_frames);
     CU_add_test(s, "torn index tail cut", test_torn_index_tail);
-    CU_add_test(s, "short data file drops entries past its end", test_short_data_file);
-    CU_add_test(s, "dropped entry stays dropped", test_dropped_entry_stays_dropped);
-    CU_add_test(s, "damaged index record keeps data for fsck", test_damaged_record_keeps_data);
+    CU_add_test(s, "short data file refused, then fsck --repair", test_short_data_file);
+    CU_add_test(s, "damaged index record refused, then fsck --repair", test_damaged_record_refused);
+    CU_add_test(s, "missing data file generation refused, then fsck --repair",
+                test_missing_generation_refused);
+    CU_add_test(s, "leftover generation removed, newer one refused",
+                test_leftover_generation_removed);
     CU_add_test(s, "second open is -EBUSY", test_lock);
     CU_add_test(s, "read-only refuses writes", test_read_only);
     CU_add_test(s, "max object size", test_max_object_size);

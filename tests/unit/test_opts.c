@@ -4,6 +4,7 @@
  * as a fallback with the flag winning, sizes with K/M/G/T and KiB suffixes,
  * bad numbers and unknown options.
  */
+#include "num.h"
 #include "opts.h"
 
 #include <CUnit/Basic.h>
@@ -213,6 +214,81 @@ static void test_bad_numbers(void)
     CU_ASSERT_EQUAL(PARSE("--max-object-size="), -EINVAL);
 }
 
+/* The strict parser every request, option and config number goes through
+ * (common/num.c): no sign, no space, no overflow, no inf/nan/hex. */
+static void test_strict_numbers(void)
+{
+    uint64_t v = 7;
+    CU_ASSERT_EQUAL(cas_parse_u64("0", &v), 0);
+    CU_ASSERT_EQUAL(v, 0);
+    CU_ASSERT_EQUAL(cas_parse_u64("18446744073709551615", &v), 0);
+    CU_ASSERT_EQUAL(v, UINT64_MAX);
+    CU_ASSERT_EQUAL(cas_parse_u64("007", &v), 0);
+    CU_ASSERT_EQUAL(v, 7);
+    v = 42;
+    CU_ASSERT_EQUAL(cas_parse_u64("18446744073709551616", &v), -ERANGE);
+    CU_ASSERT_EQUAL(cas_parse_u64("99999999999999999999999", &v), -ERANGE);
+    const char *bad[] = {"",     "-1",  " -1", "+1",  " 1",  "1 ", "1\n",
+                         "0x10", "1.0", "1e3", "inf", "nan", "-0", "99999999999999999999x",
+                         NULL};
+    for (int i = 0; bad[i]; i++) {
+        CU_ASSERT_EQUAL(cas_parse_u64(bad[i], &v), -EINVAL);
+        CU_ASSERT_EQUAL(cas_parse_id(bad[i], &v), -EINVAL);
+    }
+    CU_ASSERT_EQUAL(v, 42); /* untouched by every refusal */
+    CU_ASSERT_EQUAL(cas_parse_u64(NULL, &v), -EINVAL);
+    CU_ASSERT_EQUAL(cas_parse_u64_n("123abc", 3, &v), 0);
+    CU_ASSERT_EQUAL(v, 123);
+    CU_ASSERT_EQUAL(cas_parse_u64_n("123", 0, &v), -EINVAL);
+    CU_ASSERT_EQUAL(cas_parse_id("0", &v), -EINVAL);
+    CU_ASSERT_EQUAL(cas_parse_id("1", &v), 0);
+    CU_ASSERT_EQUAL(v, 1);
+
+    double d = 0;
+    CU_ASSERT_EQUAL(cas_parse_real("12.5", &d), 0);
+    CU_ASSERT_DOUBLE_EQUAL(d, 12.5, 1e-12);
+    CU_ASSERT_EQUAL(cas_parse_real("1e3", &d), 0);
+    CU_ASSERT_DOUBLE_EQUAL(d, 1000, 1e-9);
+    CU_ASSERT_EQUAL(cas_parse_real("2E-1", &d), 0);
+    CU_ASSERT_DOUBLE_EQUAL(d, 0.2, 1e-12);
+    CU_ASSERT_EQUAL(cas_parse_real("1e400", &d), -ERANGE);
+    const char *badr[] = {"",   "inf", "INF", "nan",   "infinity", "-1",  "+1",  " 1",
+                          "1 ", ".5",  "5.",  "0x1p3", "1e",       "1e+", "1,5", NULL};
+    for (int i = 0; badr[i]; i++)
+        CU_ASSERT_EQUAL(cas_parse_real(badr[i], &d), -EINVAL);
+
+    bool b = false;
+    CU_ASSERT_EQUAL(cas_parse_bit("1", &b), 0);
+    CU_ASSERT_TRUE(b);
+    CU_ASSERT_EQUAL(cas_parse_bit("0", &b), 0);
+    CU_ASSERT_FALSE(b);
+    CU_ASSERT_EQUAL(cas_parse_bit("yes", &b), -EINVAL);
+    CU_ASSERT_EQUAL(cas_parse_bit("01", &b), -EINVAL);
+    CU_ASSERT_EQUAL(cas_parse_bit("", &b), -EINVAL);
+}
+
+/* Options go through the same parser: no sign, space or overflow. */
+static void test_options_strict(void)
+{
+    char *bad[] = {"--threads=+4",
+                   "--threads= 4",
+                   "--threads=4 ",
+                   "--threads=18446744073709551616",
+                   "--max-object-size=-1",
+                   "--max-object-size= 1G",
+                   "--max-object-size=+1G",
+                   "--max-object-size=99999999999999999999",
+                   "--max-object-size=16384P",
+                   NULL};
+    for (int i = 0; bad[i]; i++) {
+        reset();
+        CU_ASSERT_EQUAL(PARSE(bad[i]), -EINVAL);
+    }
+    reset();
+    CU_ASSERT_EQUAL(PARSE("--threads=18446744073709551615"), 0);
+    CU_ASSERT_EQUAL(o_threads, UINT64_MAX);
+}
+
 static void test_unknown_and_missing(void)
 {
     reset();
@@ -268,6 +344,8 @@ int main(void)
     CU_add_test(s, "bad environment value", test_bad_env);
     CU_add_test(s, "sizes", test_sizes);
     CU_add_test(s, "bad numbers", test_bad_numbers);
+    CU_add_test(s, "strict numbers (common/num.c)", test_strict_numbers);
+    CU_add_test(s, "options: no sign, space or overflow", test_options_strict);
     CU_add_test(s, "unknown option, missing value", test_unknown_and_missing);
     CU_add_test(s, "help", test_help);
     CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -1,0 +1,184 @@
+"""test_strict_input.py - numbers and forms from outside are parsed strictly,
+the same way on the storaged and the balancer.
+
+- GC ids: "-1", " -1", "+1", "", "0", overflowing numbers, "0x10", "1e3"
+  are 400 on /gc/begin and /gc/end, and change nothing (no cycle begins, none
+  ends); a malformed begin and a malformed end never name the same cycle.
+- query numbers (min_size, max_size) and yes/no parameters (?wait=, ?sync=)
+  take exactly digits, or exactly 0 or 1.
+- options and configs: no sign, no space, no inf/nan (max_mbps: inf made
+  /status invalid JSON).
+- Cask's multipart POST /: a body without its
+  closing delimiter, two parts named "file", or a field named "File" is 400
+  with nothing stored; a whole form stores exactly the file part, with the
+  same key from both daemons.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import time
+import unittest
+import warnings
+
+from harness import BALANCERD, STORAGED, Client, TempDirTest, sha1
+from test_balancerd import Balancer
+
+BAD_IDS = ["-1", "%20-1", "+1", "", "0", "18446744073709551616", "99999999999999999999999",
+           "0x10", "1e3", "1%20", "%2B1", "1.0"]
+
+
+class StrictInput(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        warnings.simplefilter("ignore", ResourceWarning)
+        self.s = self.storaged(extra=["--capacity", "64G"])
+        cfg = os.path.join(self.tmp, "b.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"replicas: 1\nbackends:\n  - url: {self.s.url}\n    failure_domain: a\n")
+        self.b = Balancer(cfg, self.tmp)
+        self.daemons.append(self.b)
+        self.b.start()
+        self.b.wait_backends(1)
+        self.sc = self.s.client()
+        self.bc = self.b.client()
+
+    def both(self):
+        return (("storaged", self.sc), ("balancer", self.bc))
+
+    def stored_count(self):
+        return self.sc.request("GET", "/capacity").json()["objects"]
+
+    def test_gc_ids(self):
+        kept = os.urandom(1000)
+        self.assertEqual(self.bc.put(kept).status, 201)
+        for who, c in self.both():
+            for bad in BAD_IDS:
+                with self.subTest(daemon=who, id=bad):
+                    r = c.request("POST", f"/gc/begin?id={bad}")
+                    self.assertEqual(r.status, 400, r.body)
+                    self.assertIn("error", r.json())
+                    self.assertFalse(self.sc.request("GET", "/gc").json()["active"])
+        # A real cycle: malformed ends are 400 and do not end it.
+        r = self.bc.request("POST", "/gc/begin?id=18446744073709551615")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["id"], "18446744073709551615")
+        self.assertEqual(self.bc.request("POST", "/gc/mark", body=sha1(kept) + "\n").status, 200)
+        for who, c in self.both():
+            for bad in BAD_IDS + ["18446744073709551614"]:
+                with self.subTest(daemon=who, end=bad):
+                    r = c.request("POST", f"/gc/end?id={bad}")
+                    self.assertIn(r.status, (400, 409), r.body)
+                    if bad in BAD_IDS:
+                        self.assertEqual(r.status, 400, r.body)
+                    self.assertTrue(self.sc.request("GET", "/gc").json()["active"])
+        r = self.bc.request("POST", "/gc/end?id=18446744073709551615")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.bc.get(sha1(kept)).body, kept)
+
+    def test_query_numbers(self):
+        self.assertEqual(self.sc.put(b"x" * 100).status, 201)
+        for who, c in self.both():
+            for q in ("min_size=-1", "min_size=%20-1", "min_size=+1", "min_size=", "max_size=1e3",
+                      "max_size=18446744073709551616", "min_size=0x10", "state=Live",
+                      "state=dead"):
+                with self.subTest(daemon=who, query=q):
+                    self.assertEqual(c.request("GET", f"/objects?{q}").status, 400)
+            r = c.request("GET", "/objects?min_size=100&max_size=18446744073709551615")
+            self.assertEqual(r.status, 200)
+            self.assertIn(sha1(b"x" * 100), r.body.decode())
+
+    def test_yes_no_parameters(self):
+        for who, c in self.both():
+            for v in ("yes", "2", "", "%201", "true"):
+                with self.subTest(daemon=who, wait=v):
+                    self.assertEqual(c.request("POST", f"/compact?wait={v}").status, 400)
+                data = os.urandom(500)
+                with self.subTest(daemon=who, sync=v):
+                    r = c.put(data, query=f"?sync={v}")
+                    self.assertEqual(r.status, 400, r.body)
+                    self.assertEqual(self.sc.get(sha1(data)).status, 404)
+            data = os.urandom(600)
+            self.assertEqual(c.put(data, query="?sync=0").status, 201)
+            self.assertEqual(c.request("POST", "/compact?wait=1").status, 200)
+
+    # ---- Cask multipart ----------------------------------------------------
+
+    def form(self, parts, close=True, boundary="XyZ"):
+        body = b""
+        for name, data in parts:
+            body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; "
+                     f"filename=\"f\"\r\n\r\n").encode() + data + b"\r\n"
+        if close:
+            body += f"--{boundary}--\r\n".encode()
+        return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+    def assert_refused(self, path, body, headers, want):
+        before = self.stored_count()
+        for who, c in self.both():
+            with self.subTest(daemon=who, path=path, want=want):
+                r = c.request("POST", path, body=body, headers=headers)
+                self.assertEqual(r.status, 400, r.body)
+                self.assertIn(want, r.json()["error"])
+        self.assertEqual(self.stored_count(), before)
+
+    def test_multipart_refusals(self):
+        a, b = os.urandom(100_000), os.urandom(5000)
+        # POST /local/ takes the raw body, as POST /objects (SPEC): only
+        # POST / reads forms.
+        for path in ("/",):
+            body, h = self.form([("file", a)], close=False)
+            self.assert_refused(path, body, h, "closing boundary")
+            self.assert_refused(path, body[:50_000], h, "closing boundary")
+            body, h = self.form([("file", a)])
+            self.assert_refused(path, body[:-4], h, "closing boundary")
+            body, h = self.form([("file", a), ("file", b)])
+            self.assert_refused(path, body, h, "two parts named \"file\"")
+            body, h = self.form([("File", a)])
+            self.assert_refused(path, body, h, "no part named \"file\"")
+            body, h = self.form([("files", a)])
+            self.assert_refused(path, body, h, "no part named \"file\"")
+            self.assert_refused(path, b"--XyZ\r\n", {"Content-Type": "multipart/form-data"},
+                                "without a boundary")
+            body, h = self.form([("file", b"ab\r\n--XyZ" + b"junk")])
+            self.assert_refused(path, body, h, "malformed multipart delimiter")
+
+    def test_multipart_same_answer_on_both(self):
+        # The boundary without its CRLF, a delimiter's prefix, CR/LF at the
+        # edges: all payload.
+        payload = (b"--XyZ\r\n\n--XyZ\r--XyZ\r\n--Xy\r" + os.urandom(70_000) + b"\r\n-")
+        body, h = self.form([("note", b"skipped"), ("file", payload), ("other", b"x")])
+        keys = []
+        for who, c in self.both():
+            r = c.request("POST", "/", body=body, headers=h)
+            self.assertEqual(r.status, 201, r.body)
+            keys.append(r.json()["key"])
+        self.assertEqual(keys, ["sha1:" + sha1(payload)] * 2)
+        self.assertEqual(self.sc.get(sha1(payload)).body, payload)
+
+    # ---- options and configs ----------------------------------------------
+
+    def test_options_and_config(self):
+        for opt in ("--threads=+4", "--threads= 4", "--threads=-1", "--scrub-rate=1e3",
+                    "--max-object-size=-1", "--threads=18446744073709551616"):
+            with self.subTest(option=opt):
+                p = subprocess.run([STORAGED, "--dir", os.path.join(self.tmp, "x"), opt],
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(p.returncode, 2, p.stderr)
+        for v in ("inf", "nan", "-5", "1e400", "' 5'", "0x10"):
+            with self.subTest(max_mbps=v):
+                cfg = os.path.join(self.tmp, "bad.yaml")
+                with open(cfg, "w") as f:
+                    f.write(f"replicas: 1\nbackends:\n  - url: {self.s.url}\n"
+                            f"    failure_domain: a\nanti_entropy:\n  interval: 1h\n"
+                            f"  max_mbps: {v}\n")
+                p = subprocess.run([BALANCERD, "--config", cfg, "--listen", "127.0.0.1:1"],
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn("bad.yaml:7:13:", p.stderr)
+        st = self.bc.request("GET", "/status")
+        json.loads(st.body)  # always valid JSON
+
+
+if __name__ == "__main__":
+    unittest.main()

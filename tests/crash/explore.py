@@ -554,11 +554,13 @@ class Checker:
                     out.append(("", f"object {k} served with wrong bytes ({len(body)} bytes)"))
             for e in expects:
                 for k, why in e.must.items():
+                    if k not in got:
+                        continue
                     status = got[k][0]
                     if status != 200:
                         out.append((e.flags.get(k, ""), f"object {k} lost (GET {status}); {why}"))
                 for k, why in e.gone.items():
-                    if got[k][0] == 200:
+                    if k in got and got[k][0] == 200:
                         out.append(("", f"object {k} came back; {why}"))
                 if e.gc:
                     if e.gc[0] == "active" and (not gc["active"] or gc["id"] != e.gc[1]):
@@ -580,6 +582,8 @@ class Driver:
         self.n = 0
         self.lock = threading.Lock()
         self.keys = {}  # key -> (seed, size)
+        self.sizes = {}  # seed -> size
+        self.churn = set()  # keys of bulk traffic: only a sample is read back per state
         self.local = threading.local()
 
     def conn(self):
@@ -606,11 +610,16 @@ class Driver:
     def obj(self, seed, size):
         data = blob(seed, size)
         k = sha1(data)
-        self.keys[k] = (seed, size)
+        with self.lock:
+            self.keys[k] = (seed, size)
+            self.sizes[seed] = size
         return k, data
 
-    def put(self, seed, size, sync=True):
+    def put(self, seed, size, sync=True, churn=False):
         k, data = self.obj(seed, size)
+        if churn:
+            with self.lock:
+                self.churn.add(k)
         q = "" if sync else "?sync=0"
         st, _ = self.req("PUT", f"/objects/{k}{q}", data, f"PUT {k} sync={1 if sync else 0}")
         if st not in (200, 201):
@@ -708,12 +717,12 @@ def wl_snapshot(d, rng):
     active, so the snapshot carries marks), then a compaction that rewrites
     the index; writes go on into the new index."""
     seeds = list(range(5000, 5012))
-    d.parallel(lambda s: d.put(s, rng.choice([0, 100, 700])), seeds)
+    d.parallel(lambda s: d.put(s, rng.choice([1, 100, 700])), seeds)
     # The snapshot happens when index records > 2 * (objects + 52) + 4096:
     # churn one object in and out.
     churn = [(6000 + i, 64) for i in range(2200)]
     def cycle(item):
-        k = d.put(item[0], item[1], sync=False)
+        k = d.put(item[0], item[1], sync=False, churn=True)
         d.req("DELETE", f"/objects/{k}", None, f"DELETE {k}")
     d.parallel(cycle, churn, threads=4)
     st, body = d.req("POST", "/gc/begin", b"", "GCBEGIN")
@@ -743,10 +752,7 @@ WORKLOADS = {"puts": wl_puts, "gc": wl_gc, "compact": wl_compact, "snapshot": wl
 
 
 def keys_size(self, seed):
-    for k, (s, n) in self.keys.items():
-        if s == seed:
-            return n
-    raise KeyError(seed)
+    return self.sizes[seed]
 
 
 Driver.keys_size = keys_size
@@ -821,6 +827,8 @@ def record(build, workload, workdir, seed):
         d = Driver(port, log, store)
         WORKLOADS[workload](d, random.Random(seed))
         keys = dict(d.keys)
+        for k in d.churn:
+            keys[k] = None
     finally:
         proc.kill()  # power cut at the end: nothing after the last call
         proc.wait()
@@ -830,28 +838,37 @@ def record(build, workload, workdir, seed):
 
 # -------------------------------------------------------------- exploring ----
 
-def crash_points(ops, rng, sample):
-    """Every sync, every mark, the end, and a sample of the other ops."""
-    pts = set()
+def crash_points(ops, rng, sample, limit):
+    """Every sync, every mark, the end, and a sample of the other ops; when
+    there are more than limit, the ones around directory changes (creates,
+    renames, links, unlinks, directory syncs: compaction and the index
+    snapshot) and around GC and compaction requests first, then a sample."""
+    pts, key = set(), set()
     for r in ops:
         if r["kind"] in ("sync", "dsync", "syncfs", "mark"):
             pts.add(r["i"] + 1)   # just after it
             pts.add(r["i"])       # just before it
+        if r["kind"] in ("rename", "link", "unlink", "dsync", "syncfs") or \
+                (r["kind"] == "mark" and any(w in r["text"] for w in ("GC", "COMPACT", "corrupt"))):
+            key.update((r["i"], r["i"] + 1, r["i"] + 2))
     others = [r["i"] + 1 for r in ops if r["i"] + 1 not in pts]
     pts.update(rng.sample(others, min(len(others), sample)))
     pts.add(len(ops))
-    return sorted(pts)
+    pts = sorted(x for x in pts if x <= len(ops))
+    if limit and len(pts) > limit:
+        key = sorted(x for x in key if x <= len(ops))
+        if len(key) > limit // 2:
+            key = rng.sample(key, limit // 2)
+        rest = [x for x in pts if x not in set(key)]
+        pts = sorted(set(key) | set(rng.sample(rest, min(len(rest), limit - len(key)))) | {len(ops)})
+    return pts
 
 
 def explore(args, workload, checker, tally, deadline):
     rng = random.Random(args.seed)
     logp, keys = record(args.build, workload, args.workdir, args.seed)
     ops = resolve(parse_log(logp))
-    pts = crash_points(ops, rng, args.sample)
-    if args.max_points and len(pts) > args.max_points:
-        keep = set(rng.sample(pts, args.max_points))
-        # Always keep the acknowledgement and sync points of the end.
-        pts = sorted(keep | {len(ops)})
+    pts = crash_points(ops, rng, args.sample, args.max_points)
     states = {}  # hash -> (state, [Expect], first label)
     built = 0
     for p in pts:
@@ -877,7 +894,10 @@ def explore(args, workload, checker, tally, deadline):
         if time.time() > deadline:
             tally["timed_out"] = True
             break
-        vs = checker.check(st, exps, sorted(keys))
+        bulk = [k for k, v in keys.items() if v is None]
+        ks = sorted(k for k, v in keys.items() if v is not None)
+        ks += rng.sample(bulk, min(len(bulk), 40))
+        vs = checker.check(st, exps, ks)
         checked += 1
         for tag, v in vs:
             if tag == "note":

@@ -526,7 +526,7 @@ class Checker:
             proc, port, why = self.start(d)
             out = []
             if proc is None:
-                if "fsck --repair" not in why:
+                if "fsck" not in why or "--repair" not in why:
                     return [("", f"storaged refused to start without naming fsck --repair: {why.strip()[-300:]}")]
                 r = subprocess.run([self.cli, "fsck", d, "--repair"], capture_output=True, timeout=120)
                 proc, port, why2 = self.start(d)
@@ -699,9 +699,11 @@ def wl_compact(d, rng):
     """Deletes then POST /compact?wait=1 (data files rewritten, index
     snapshot at the end since the index is mostly dead records), with PUTs
     around it."""
-    seeds = list(range(4000, 4040))
-    d.parallel(lambda s: d.put(s, rng.choice(SIZES)), seeds)
-    for s in seeds[::2]:
+    # Writers take the shortest data file: 150 objects leave about three
+    # in each of the 50, so compaction has live frames to move.
+    seeds = list(range(4000, 4150))
+    d.parallel(lambda s: d.put(s, rng.choice([100, 700, 4096, 5000])), seeds)
+    for s in seeds[::3]:
         d.delete(sha1(blob(s, d.keys_size(s))))
     d.put(4100, 20000)
     st, _ = d.req("POST", "/compact?wait=1", b"", "COMPACT")
@@ -709,6 +711,7 @@ def wl_compact(d, rng):
         raise RuntimeError(f"compact answered {st}")
     d.put(4101, 5000)
     d.delete(sha1(blob(4001, d.keys_size(4001))))
+    st, _ = d.req("POST", "/compact?wait=1", b"", "COMPACT")  # again, with new frames
     d.put(4102, 100)
 
 

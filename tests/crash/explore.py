@@ -247,20 +247,24 @@ def is_meta(r):
 
 # ------------------------------------------------------- building states ----
 
-def apply(names, inodes, r, part=None):
+def apply(names, inodes, r, hole=None):
     """Applies one model op to a state (names: name -> m; inodes: m -> bytearray).
-    part, for a write, is how many bytes of it (a torn write)."""
+    hole, for a write, is a range (lo, hi) of its bytes that did not reach
+    the disk (a torn write): the file keeps what it held there."""
     k = r["kind"]
     if k == "create":
         inodes.setdefault(r["m"], bytearray())
         names[r["name"]] = r["m"]
     elif k == "write":
         b = inodes.setdefault(r["m"], bytearray())
-        data = r["data"] if part is None else r["data"][:part]
-        at = r["at"]
-        if len(b) < at:
-            b.extend(b"\0" * (at - len(b)))
-        b[at:at + len(data)] = data
+        at, data = r["at"], r["data"]
+        pieces = [(0, data)] if hole is None else [(0, data[:hole[0]]), (hole[1], data[hole[1]:])]
+        for rel, piece in pieces:
+            if not piece:
+                continue
+            if len(b) < at + rel:
+                b.extend(b"\0" * (at + rel - len(b)))
+            b[at + rel:at + rel + len(piece)] = piece
     elif k == "trunc":
         b = inodes.setdefault(r["m"], bytearray())
         if len(b) > r["size"]:
@@ -326,13 +330,13 @@ def durable_set(ops, p, model):
 
 def build(ops, p, keep, torn=None):
     """The state after a crash at p: ops before p that are durable or in
-    keep (a set of op indices), applied in call order; torn = (index,
-    bytes) keeps only a prefix of one write."""
+    keep (a set of op indices), applied in call order; torn = (index, lo,
+    hi): bytes lo..hi of that write did not reach the disk."""
     names, inodes = {}, {}
     for r in ops[:p]:
         if r["i"] in keep:
-            part = torn[1] if torn and torn[0] == r["i"] else None
-            apply(names, inodes, r, part)
+            hole = (torn[1], torn[2]) if torn and torn[0] == r["i"] else None
+            apply(names, inodes, r, hole)
     return {n: bytes(inodes.get(m, b"")) for n, m in names.items()}
 
 
@@ -376,7 +380,8 @@ def variants(ops, p, model, rng, per_point):
         for r in rng.sample(over, min(len(over), per_point // 2)):
             yield f"overwrite-lost-{r['i']}", base | {x["i"] for x in meta} | (overs - {r["i"]}), None
             for t in tear_points(r):
-                yield f"overwrite-torn-{r['i']}-{t}", base | {x["i"] for x in meta} | overs, (r["i"], t)
+                yield f"overwrite-torn-{r['i']}-{t}", base | {x["i"] for x in meta} | overs, \
+                    (r["i"], t, len(r["data"]))
         # Appends are committed whole, but one whose commit did not happen
         # is lost with everything after it (the prefix cuts above).
         return
@@ -389,10 +394,16 @@ def variants(ops, p, model, rng, per_point):
         yield f"lost-one-{r['i']}-{r['kind']}", base | (allp - {r["i"]}), None
     writes = [r for r in pending if r["kind"] == "write"]
     for r in rng.sample(writes, min(len(writes), per_point // 4)):
+        n_w = len(r["data"])
         for t in tear_points(r):
-            yield f"torn-{r['i']}-{t}", base | allp, (r["i"], t)
+            yield f"torn-{r['i']}-{t}", base | allp, (r["i"], t, n_w)
             before = {x["i"] for x in pending if x["i"] < r["i"]}
-            yield f"torn-tail-{r['i']}-{t}", base | before | {r["i"]}, (r["i"], t)
+            yield f"torn-tail-{r['i']}-{t}", base | before | {r["i"]}, (r["i"], t, n_w)
+            # The sectors of one write reach the disk in no set order: one
+            # in the middle missing, the ones after it there.
+            hi = min(n_w, t + SECTOR)
+            if hi < n_w:
+                yield f"sector-lost-{r['i']}-{t}", base | allp, (r["i"], t, hi)
     for j in range(per_point // 4):
         sub = {r["i"] for r in pending if rng.random() < 0.5}
         yield f"random-subset-{j}", base | sub, None
@@ -470,6 +481,8 @@ def expectations(ops, p, keys):
                 if verb == "GCEND":
                     for k in what[2:]:
                         e.gone[k] = f"GC end acked (request {rid})"
+        elif w[0] == "quarantined":
+            corrupt.discard(w[1])
         elif w[0] == "corrupt":
             corrupt.add(w[1])
             e.must.pop(w[1], None)
@@ -748,6 +761,25 @@ def wl_scrub(d, rng):
     d.put(7100, 4096)
     d.put(7002, d.keys_size(7002))  # stored again after the quarantine
     d.put(7101, 100)
+    # The scrubber's quarantine: another object rots while the daemon is
+    # down; restarted with the scrubber on, it finds it (the restart's own
+    # recovery calls are recorded too).
+    victim2 = sha1(blob(7005, d.keys_size(7005)))
+    d.stop()
+    d.corrupt(victim2)
+    d.restart(["--scrub-rate", "100"])
+    for _ in range(400):  # bounded: 20 s at most
+        c = d.conn()
+        c.request("GET", "/status")
+        stt = json.loads(c.getresponse().read())
+        if stt["scrub"]["corrupt"] >= 1:
+            break
+        time.sleep(0.05)
+    else:
+        raise RuntimeError("the scrubber did not find the rotten object")
+    d.log.mark(f"quarantined {victim2}")
+    d.put(7102, 4096)
+    d.put(7005, d.keys_size(7005))  # stored again after the quarantine
 
 
 WORKLOADS = {"puts": wl_puts, "gc": wl_gc, "compact": wl_compact, "snapshot": wl_snapshot,
@@ -828,6 +860,33 @@ def record(build, workload, workdir, seed):
             except OSError:
                 time.sleep(0.02)
         d = Driver(port, log, store)
+
+        def stop():
+            proc.kill()
+            proc.wait()
+
+        def restart(extra):
+            nonlocal proc
+            stop()
+            lf = open(os.path.join(workdir, f"{workload}.daemon.log"), "ab")
+            proc = subprocess.Popen([os.path.join(build, "storaged", "ca-cas-storaged"), "--dir", store,
+                                     "--listen", f"127.0.0.1:{port}", "--log-level", "info"] + extra,
+                                    stdout=lf, stderr=subprocess.STDOUT, env=env)
+            lf.close()
+            d.local = threading.local()
+            for _ in range(1000):
+                if proc.poll() is not None:
+                    raise RuntimeError("restarted storaged exited")
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    c.request("GET", "/healthz")
+                    c.getresponse().read()
+                    c.close()
+                    return
+                except OSError:
+                    time.sleep(0.02)
+            raise RuntimeError("restarted storaged did not come up")
+        d.restart, d.stop = restart, stop
         WORKLOADS[workload](d, random.Random(seed))
         keys = dict(d.keys)
         for k in d.churn:

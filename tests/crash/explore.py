@@ -634,7 +634,8 @@ class Driver:
             with self.lock:
                 self.churn.add(k)
         q = "" if sync else "?sync=0"
-        st, _ = self.req("PUT", f"/objects/{k}{q}", data, f"PUT {k} sync={1 if sync else 0}")
+        st, _ = self.req("PUT", f"/objects/{k}{q}", data,
+                         f"PUT {k} sync={1 if sync else 0}" + (" bulk" if churn else ""))
         if st not in (200, 201):
             raise RuntimeError(f"PUT {k} answered {st}")
         return k
@@ -739,7 +740,7 @@ def wl_snapshot(d, rng):
     churn = [(6000 + i, 64) for i in range(2200)]
     def cycle(item):
         k = d.put(item[0], item[1], sync=False, churn=True)
-        d.req("DELETE", f"/objects/{k}", None, f"DELETE {k}")
+        d.req("DELETE", f"/objects/{k}", None, f"DELETE {k} bulk")
     d.parallel(cycle, churn, threads=4)
     st, body = d.req("POST", "/gc/begin", b"", "GCBEGIN")
     live = [sha1(blob(s, d.keys_size(s))) for s in seeds[:6]]
@@ -906,7 +907,16 @@ def crash_points(ops, rng, sample, limit):
     renames, links, unlinks, directory syncs: compaction and the index
     snapshot) and around GC and compaction requests first, then a sample."""
     pts, key = set(), set()
+    sent = {}
     for r in ops:
+        if r["kind"] == "mark":
+            w = r["text"].split()
+            if w[0] == "send":
+                sent[w[1]] = w[-1] == "bulk"
+            elif w[0] == "ack" and not sent.get(w[1], True):
+                key.add(r["i"] + 1)  # just after an answer to a request not of the bulk
+            elif w[0] in ("corrupt", "quarantined"):
+                key.add(r["i"] + 1)
         if r["kind"] in ("sync", "dsync", "syncfs", "mark"):
             pts.add(r["i"] + 1)   # just after it
             pts.add(r["i"])       # just before it
@@ -919,8 +929,8 @@ def crash_points(ops, rng, sample, limit):
     pts = sorted(x for x in pts if x <= len(ops))
     if limit and len(pts) > limit:
         key = sorted(x for x in key if x <= len(ops))
-        if len(key) > limit // 2:
-            key = rng.sample(key, limit // 2)
+        if len(key) > limit * 3 // 4:
+            key = rng.sample(key, limit * 3 // 4)
         rest = [x for x in pts if x not in set(key)]
         pts = sorted(set(key) | set(rng.sample(rest, min(len(rest), limit - len(key)))) | {len(ops)})
     return pts

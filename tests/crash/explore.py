@@ -841,7 +841,8 @@ def record(build, workload, workdir, seed):
     port = free_port()
     env = dict(os.environ)
     env.update(LD_PRELOAD=os.path.join(build, "tests", "crash", "libcascrashrec.so"),
-               CRASH_DIR=store, CRASH_LOG=logp)
+               CRASH_DIR=store, CRASH_LOG=logp,
+               ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
     lf = open(os.path.join(workdir, f"{workload}.daemon.log"), "wb")
     proc = subprocess.Popen([os.path.join(build, "storaged", "ca-cas-storaged"), "--dir", store,
                              "--listen", f"127.0.0.1:{port}", "--log-level", "info",

@@ -491,6 +491,165 @@ def expectations(ops, p, keys):
     return e
 
 
+# ------------------------------------------------------- ordering rules ----
+
+REC = struct.Struct("<IBBBBQQQ32s")  # crc, type, flags, file, algo, offset, size, aux, digest
+T_PUT, T_DEL, T_GC_BEGIN, T_GC_END, T_GENERATION, T_GC_CANCEL = 2, 3, 4, 7, 9, 10
+
+
+def frame_len(size):
+    return 64 + size + 4 * ((size + (1 << 20) - 1) >> 20)
+
+
+def check_rules(ops):
+    """Checks the recorded calls against the ordering rules of
+    docs/FORMAT.md ("Durability ordering", D1..D7). Returns a list of
+    (expected-label or "", message)."""
+    out = []
+    names = {}                      # name -> m (as the calls left them)
+    syncs = {}                      # m -> [(sync record offset, covers)]
+    dsyncs = []                     # [(dir sync record offset, covers)]
+    writes = {}                     # m -> [(log off, at, end)]
+    name_op = {}                    # m -> log off of the op that gave it its current name
+    recs = []                       # (m, log off, type, file, offset, size, aux, digest hex, d1 exempt)
+    sync0 = set()                   # keys ever sent with ?sync=0
+    sent = {}
+    first_ack = True
+    pending_dsync = []              # (rule, log off of the op that needs a directory fsync before the next answer)
+
+    def synced(m, woff, before):
+        return any(c > woff and so < before for so, c in syncs.get(m, ()))
+
+    def dsynced(woff, before):
+        return any(c > woff and so < before for so, c in dsyncs)
+
+    def last_write(m, lo, hi, before):
+        best = None
+        for off, at, end in writes.get(m, ()):
+            if off < before and at < hi and end > lo:
+                best = off
+        return best
+
+    def data_inode(n):
+        pre = f"data-{n:02d}.g"
+        cands = [(nm, m) for nm, m in names.items() if nm.startswith(pre)]
+        if not cands:
+            return None
+        return max(cands, key=lambda x: int(x[0][len(pre):]))[1]
+
+    for r in ops:
+        k, off = r["kind"], r["off"]
+        if k == "create":
+            names[r["name"]] = r["m"]
+            name_op[r["m"]] = off
+        elif k in ("rename", "link"):
+            src_m = r["m"]
+            if k == "rename" and r["src"] == "index.new" and r["dst"] == "index":
+                lw = max((w[0] for w in writes.get(src_m, ())), default=-1)
+                if lw >= 0 and not synced(src_m, lw, off):
+                    out.append(("", f"D5: index.new renamed over index (log {off}) before an fdatasync of its last write"))
+                pending_dsync.append(("D5", off))
+            if k == "link" and r["src"].startswith("node.tmp") and r["dst"] == "node":
+                lw = max((w[0] for w in writes.get(src_m, ())), default=-1)
+                if lw >= 0 and not synced(src_m, lw, off):
+                    out.append(("", f"D6: node linked (log {off}) before an fsync of node.tmp's last write"))
+                pending_dsync.append(("D6", off))
+            names[r["dst"]] = src_m
+            name_op[src_m] = off
+            if k == "rename":
+                names.pop(r["src"], None)
+        elif k == "unlink":
+            nm = r["name"]
+            names.pop(nm, None)
+            if nm.startswith("data-"):
+                n, g = int(nm[5:7]), int(nm.split(".g")[1])
+                gens = [x for x in recs if x[2] == T_GENERATION and x[3] == n and x[6] > g]
+                if gens and not any(synced(x[0], x[1], off) for x in gens):
+                    out.append(("", f"D4: {nm} unlinked (log {off}) before GENERATION({n}, {gens[-1][6]}) was synced"))
+        elif k == "write":
+            writes.setdefault(r["m"], []).append((off, r["at"], r["at"] + len(r["data"])))
+            nm = next((x for x, m in names.items() if m == r["m"]), None)
+            if nm not in ("index", "index.new") or r["at"] % 64 or len(r["data"]) % 64:
+                continue
+            for j in range(0, len(r["data"]), 64):
+                crc, typ, flags, f, algo, o, size, aux, dg = REC.unpack_from(r["data"], j)
+                key = dg[:20].hex()
+                exempt = key in sync0
+                recs.append((r["m"], off, typ, f, o, size, aux, key, exempt))
+                if nm != "index":
+                    continue  # a snapshot copies the table: D5 covers it
+                if typ == T_PUT and not exempt:
+                    dm = data_inode(f)
+                    lw = last_write(dm, o, o + frame_len(size), off) if dm else None
+                    if dm is None or lw is None:
+                        out.append(("", f"D1: PUT record of {key} (log {off}) describes bytes never written"))
+                    elif not synced(dm, lw, off):
+                        out.append(("", f"D1: PUT record of {key} written (log {off}) before its frame was fdatasynced"))
+                if typ == T_GENERATION:
+                    dm = names.get(f"data-{f:02d}.g{aux}")
+                    lw = max((w[0] for w in writes.get(dm, ())), default=-1) if dm else -1
+                    if dm is None:
+                        out.append(("", f"D3: GENERATION({f}, {aux}) written (log {off}) without its data file"))
+                    else:
+                        if lw >= 0 and not synced(dm, lw, off):
+                            out.append(("", f"D3: GENERATION({f}, {aux}) written (log {off}) before data-{f:02d}.g{aux} was fdatasynced"))
+                        if not dsynced(name_op[dm], off):
+                            out.append(("", f"D3: GENERATION({f}, {aux}) written (log {off}) before the directory was fsynced after data-{f:02d}.g{aux} was created"))
+        elif k == "sync":
+            syncs.setdefault(r["m"], []).append((off, r["covers"]))
+        elif k in ("dsync", "syncfs"):
+            dsyncs.append((off, r["covers"]))
+            if k == "syncfs":
+                for m in list(syncs) + list(writes):
+                    syncs.setdefault(m, []).append((off, r["covers"]))
+        elif k == "mark":
+            w = r["text"].split()
+            if w[0] == "send":
+                sent[w[1]] = w[2:]
+                if w[2] == "PUT" and w[4] == "sync=0":
+                    sync0.add(w[3])
+                continue
+            if w[0] != "ack":
+                continue
+            what, status = sent.get(w[1]), int(w[2])
+            if not what or status >= 300:
+                continue
+            for rule, at in pending_dsync:
+                if not dsynced(at, off):
+                    out.append(("", f"{rule}: answered (log {off}) before the directory was fsynced after the call at log {at}"))
+            pending_dsync = [x for x in pending_dsync if not dsynced(x[1], off)]
+            if first_ack:
+                first_ack = False
+                for nm, m in names.items():
+                    if (nm == "index" or nm.startswith("data-")) and not dsynced(name_op[m], off):
+                        out.append(("", f"D7: first answer (log {off}) before the directory was fsynced after {nm} was created"))
+            verb = what[0]
+            if verb == "PUT" and what[2] == "sync=1":
+                want = lambda x, key=what[1]: x[2] == T_PUT and x[7] == key
+            elif verb == "DELETE":
+                want = lambda x, key=what[1]: x[2] == T_DEL and x[7] == key
+            elif verb == "GCBEGIN":
+                want = lambda x, gid=int(w[3]): x[2] == T_GC_BEGIN and x[6] == gid
+            elif verb == "GCEND":
+                want = lambda x, gid=int(what[1]): x[2] == T_GC_END and x[6] == gid
+            else:
+                continue
+            found = [x for x in recs if want(x)]
+            label = "reput-after-sync0" if verb == "PUT" and what[1] in sync0 else ""
+            if not found:
+                out.append((label, f"D2: {verb} {what[1] if len(what) > 1 else ''} answered {status} (log {off}) with no index record for it"))
+                continue
+            x = found[-1]
+            if not synced(x[0], x[1], off):
+                out.append((label, f"D2: {verb} {what[1] if len(what) > 1 else ''} answered {status} (log {off}) before its index record (log {x[1]}) was fdatasynced"))
+            elif verb == "PUT" and x[8]:
+                dm = data_inode(x[3])
+                lw = last_write(dm, x[4], x[4] + frame_len(x[5]), off) if dm else None
+                if dm is None or lw is None or not synced(dm, lw, off):
+                    out.append((label, f"D2: PUT {what[1]} answered {status} (log {off}): its record was written with ?sync=0 and its frame was never fdatasynced"))
+    return out
+
+
 # ---------------------------------------------------------------- checking ----
 
 class Checker:
@@ -942,6 +1101,14 @@ def explore(args, workload, checker, tally, deadline):
     logp, keys = record(args.build, workload, args.workdir, args.seed)
     ops = resolve(parse_log(logp))
     pts = crash_points(ops, rng, args.sample, args.max_points)
+    for tag, v in check_rules(ops):
+        key = (workload, tag, v)
+        if key in tally["seen"]:
+            continue
+        tally["seen"].add(key)
+        entry = dict(workload=workload, state="ordering rules", expected=tag or None, what=v)
+        (tally["expected"] if tag in EXPECTED else tally["violations"]).append(entry)
+        print(("EXPECTED " + tag + ": " if tag else "VIOLATION: ") + f"[{workload}] ordering rules: {v}", flush=True)
     states = {}  # hash -> (state, [Expect], first label)
     built = 0
     for p in pts:

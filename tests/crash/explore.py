@@ -340,6 +340,61 @@ def build(ops, p, keep, torn=None):
     return {n: bytes(inodes.get(m, b"")) for n, m in names.items()}
 
 
+class Builder:
+    """Builds crash states fast for increasing crash points: keeps the
+    state all calls before p left (the volatile state) and replays only the
+    files and names a variant changes."""
+
+    def __init__(self, ops):
+        self.ops = ops
+        self.p = 0
+        self.names, self.inodes = {}, {}
+        self.by_m = {}
+        self.name_ops = []
+        for r in ops:
+            if r["kind"] in ("write", "trunc"):
+                self.by_m.setdefault(r["m"], []).append(r)
+            elif r["kind"] in ("create", "rename", "unlink", "link"):
+                self.name_ops.append(r)
+                if r["kind"] == "create":
+                    self.by_m.setdefault(r["m"], []).append(r)
+
+    def advance(self, p):
+        assert p >= self.p
+        for r in self.ops[self.p:p]:
+            apply(self.names, self.inodes, r)
+        self.p = p
+
+    def build(self, p, keep, pending, torn=None):
+        """Same result as build(ops, p, keep, torn) for keep = durable ops
+        plus some of pending (the ops durable_set gave as pending)."""
+        self.advance(p)
+        lost = {r["i"] for r in pending if r["i"] not in keep}
+        redo = {r["m"] for r in pending if r["i"] in lost and r["kind"] in ("write", "trunc")}
+        if torn:
+            redo.add(self.ops[torn[0]]["m"])
+        if any(r["kind"] in ("create", "rename", "unlink", "link") for r in pending if r["i"] in lost):
+            names = {}
+            for r in self.name_ops:
+                if r["i"] >= p:
+                    break
+                if r["i"] in keep:
+                    apply(names, {}, r)
+        else:
+            names = self.names
+        inodes = {}
+        for m in redo:
+            b = {}
+            for r in self.by_m.get(m, ()):
+                if r["i"] >= p:
+                    break
+                if r["i"] in keep and r["kind"] != "create":
+                    hole = (torn[1], torn[2]) if torn and torn[0] == r["i"] else None
+                    apply({}, b, r, hole)
+            inodes[m] = bytes(b.get(m, b""))
+        return {n: inodes[m] if m in inodes else bytes(self.inodes.get(m, b"")) for n, m in names.items()}
+
+
 def state_hash(st):
     h = hashlib.sha1()
     for n in sorted(st):
@@ -357,9 +412,11 @@ def tear_points(r):
     return pts
 
 
-def variants(ops, p, model, rng, per_point):
+def variants(ops, p, model, rng, per_point, out_pending=None):
     """Yields (label, keep set, torn) for the crash states at p."""
     durable, pending = durable_set(ops, p, model)
+    if out_pending is not None:
+        out_pending.extend(pending)
     base = {r["i"] for r in durable}
     allp = {r["i"] for r in pending}
     yield "all-pending-kept", base | allp, None
@@ -1131,11 +1188,13 @@ def explore(args, workload, checker, tally, deadline):
         print(("EXPECTED " + tag + ": " if tag else "VIOLATION: ") + f"[{workload}] ordering rules: {v}", flush=True)
     states = {}  # hash -> (state, [Expect], first label)
     built = 0
+    builder = Builder(ops)
     for p in pts:
         exp = expectations(ops, p, keys)
         for model in args.models:
-            for label, keep, torn in variants(ops, p, model, rng, args.per_point):
-                st = build(ops, p, keep, torn)
+            pend = []
+            for label, keep, torn in variants(ops, p, model, rng, args.per_point, pend):
+                st = builder.build(p, keep, pend, torn)
                 built += 1
                 h = state_hash(st)
                 if h not in states:

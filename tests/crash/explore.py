@@ -1177,6 +1177,8 @@ def explore(args, workload, checker, tally, deadline):
     rng = random.Random(args.seed)
     logp, keys = record(args.build, workload, args.workdir, args.seed)
     ops = resolve(parse_log(logp))
+    if not any(r["kind"] == "sync" for r in ops) or not any(r["kind"] == "create" for r in ops):
+        raise RuntimeError(f"{workload}: the recorder logged no file creation or sync: was it preloaded?")
     pts = crash_points(ops, rng, args.sample, args.max_points)
     for tag, v in check_rules(ops):
         key = (workload, tag, v)
@@ -1268,6 +1270,8 @@ def main():
     ap.add_argument("--keep", help="save violating states here")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
+    # A SIGTERM unwinds like an error: daemons killed, temporary files gone.
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     args.build = os.path.abspath(args.build)
     args.models = args.models.split(",")
     t0 = time.time()

@@ -124,7 +124,7 @@ static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errl
     char name[32], oldname[32];
     fmt_datafile_name(n, gen + 1, name, sizeof(name));
     fmt_datafile_name(n, gen, oldname, sizeof(oldname));
-    int fd = openat(d->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = openat(d->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
         rc = -errno;
         snprintf(err, errlen, "cannot create %s: %s", name, strerror(errno));

@@ -8,6 +8,7 @@ packages=(
   gcc make cmake pkg-config                  # build
   libmicrohttpd-dev libcurl4-openssl-dev     # HTTP server and client
   libyaml-dev libssl-dev zlib1g-dev          # config, hashes, checksums
+  libjansson-dev                             # JSON answers from backends (GET /ring)
   libcunit1-dev                              # unit tests
   python3 curl procps util-linux e2fsprogs   # integration tests
   wrk nginx-light                            # benchmarks

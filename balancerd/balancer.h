@@ -112,9 +112,13 @@ struct balancer_options {
     unsigned first_byte_timeout_ms;
     unsigned io_timeout_ms;
     unsigned probe_interval_ms;
-    /* Hash large objects as they are relayed too (storaged already holds
-     * back its last bytes until its own check passes). */
+    /* Kept for old command lines: every whole-object GET is hashed as it
+     * is relayed, whatever its size. */
     bool verify_streamed;
+    /* A backend must deliver a GET body at no less than this rate (KiB/s)
+     * on top of first_byte + io timeouts, or the read fails over (before
+     * the first byte) or is aborted (after it). 0: no total deadline. */
+    unsigned min_read_kbps;
 };
 
 /* Counters shown in /metrics. Atomics. */
@@ -216,8 +220,11 @@ struct bstream_head {
     long status;
     int64_t content_length; /* -1 unknown */
     uint64_t gc_id;         /* X-CAS-GC: the backend's active GC cycle; 0 none */
+    bool chunked;           /* a Transfer-Encoding: a framing never relayed as an object */
+    int dup_length;         /* bstream: conflicting Content-Length headers seen */
     char content_range[128];
     char content_type[128];
+    char etag[160];         /* as sent, quotes included; "" when none */
 };
 
 /* Sends method to url with an optional Range header and waits for the
@@ -227,6 +234,9 @@ struct bstream_head {
 int bstream_open(struct balancer *bal, const struct view *v, const char *url, const char *method,
                  const char *range, struct bstream **out, struct bstream_head *head, char *err,
                  size_t errlen);
+/* The body must be complete by cas_now_ns() == deadline_ns (0: no limit);
+ * a read past it fails with -ETIMEDOUT. */
+void bstream_set_deadline(struct bstream *s, uint64_t deadline_ns);
 /* Up to max bytes of body: > 0, 0 at the end, -errno on failure. */
 ssize_t bstream_read(struct bstream *s, char *buf, size_t max, char *err, size_t errlen);
 void bstream_close(struct bstream *s);
@@ -246,8 +256,32 @@ int upconn_open(struct balancer *bal, const struct view *v, const char *base, co
 /* Up to max bytes of body: > 0, 0 at the end, -errno on failure
  * (io_timeout_ms without data, or the peer closed before the end). */
 ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t errlen);
+/* As bstream_set_deadline. */
+void upconn_set_deadline(struct upconn *c, uint64_t deadline_ns);
 /* Back to the pool when the response was read to its end, else closed. */
 void upconn_close(struct upconn *c);
+
+/* How a response's body is framed, from its head (upstream_parse_head). */
+struct upstream_framing {
+    bool informational; /* 1xx: the real head follows */
+    bool keep_alive;    /* the connection may carry another request after this one */
+    bool until_close;   /* no usable length (none, or a transfer coding): read to EOF */
+    int64_t body;       /* body bytes after the head, when !until_close */
+};
+
+/* Length of the response head at the start of buf[0..len) including the
+ * empty line that ends it (CRLF or bare LF line ends), 0 when incomplete. */
+size_t upstream_head_end(const char *buf, size_t len);
+
+/* Parses a response head buf[0..hlen) (as measured by upstream_head_end)
+ * of a request whose method was HEAD when is_head. Fills head (status,
+ * Content-Length, Content-Range, ETag, a transfer coding, X-CAS-GC) and fr.
+ * Returns 0, or -EPROTO with err saying why: a malformed status line or
+ * header line, obs-fold (a folded header line), a Content-Length that is
+ * not plain digits, or two Content-Length headers that disagree
+ * (RFC 9112 6.3). Connection tokens are compared without case. */
+int upstream_parse_head(const char *buf, size_t hlen, bool is_head, struct bstream_head *head,
+                        struct upstream_framing *fr, char *err, size_t errlen);
 
 /* ---- fanout.c: pushing one body to several backends -------------------- */
 

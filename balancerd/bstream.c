@@ -72,6 +72,7 @@ struct bstream {
     struct bstream_head *head;
     uint64_t last_progress_ns;
     unsigned io_timeout_ms;
+    uint64_t deadline_ns; /* 0: none */
 };
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *cls)
@@ -82,7 +83,10 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *cls)
         /* A new status line (after a 100 Continue, say): start over. */
         s->head->content_range[0] = '\0';
         s->head->content_type[0] = '\0';
+        s->head->etag[0] = '\0';
         s->head->content_length = -1;
+        s->head->chunked = false;
+        s->head->dup_length = 0;
         return n;
     }
     if (n <= 2 && (data[0] == '\r' || data[0] == '\n')) {
@@ -107,8 +111,21 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *cls)
     char *val = colon + 1;
     while (*val == ' ' || *val == '\t')
         val++;
-    if (!strcasecmp(line, "Content-Length"))
-        s->head->content_length = strtoll(val, NULL, 10);
+    if (!strcasecmp(line, "Content-Length")) {
+        /* Plain digits only, and never two different values (RFC 9112
+         * 6.3): such an answer is refused by the caller. */
+        char *e;
+        errno = 0;
+        long long v = (*val >= '0' && *val <= '9') ? strtoll(val, &e, 10) : -1;
+        if (v < 0 || errno || *e != '\0' ||
+            (s->head->content_length >= 0 && s->head->content_length != v))
+            s->head->dup_length = 1;
+        else
+            s->head->content_length = v;
+    } else if (!strcasecmp(line, "Transfer-Encoding"))
+        s->head->chunked = true;
+    else if (!strcasecmp(line, "ETag"))
+        snprintf(s->head->etag, sizeof(s->head->etag), "%s", val);
     else if (!strcasecmp(line, "Content-Range"))
         snprintf(s->head->content_range, sizeof(s->head->content_range), "%s", val);
     else if (!strcasecmp(line, "Content-Type"))
@@ -165,8 +182,13 @@ static int drive(struct bstream *s, bool (*stop)(const struct bstream *), unsign
             break;
         if (s->paused)
             break; /* buffer full: the reader has to make room first */
-        if ((cas_now_ns() - s->last_progress_ns) / 1000000 > timeout_ms) {
+        uint64_t now = cas_now_ns();
+        if ((now - s->last_progress_ns) / 1000000 > timeout_ms) {
             snprintf(err, errlen, "no data for %u ms", timeout_ms);
+            return -ETIMEDOUT;
+        }
+        if (s->deadline_ns && now >= s->deadline_ns) {
+            snprintf(err, errlen, "body not complete within the read deadline");
             return -ETIMEDOUT;
         }
         curl_multi_poll(s->multi, NULL, 0, 100, NULL);
@@ -244,6 +266,11 @@ int bstream_open(struct balancer *bal, const struct view *v, const char *url, co
     }
     *out = s;
     return 0;
+}
+
+void bstream_set_deadline(struct bstream *s, uint64_t deadline_ns)
+{
+    s->deadline_ns = deadline_ns;
 }
 
 ssize_t bstream_read(struct bstream *s, char *buf, size_t max, char *err, size_t errlen)

@@ -23,6 +23,7 @@ int main(int argc, char **argv)
     const char *config = NULL, *listen = NULL, *log_level = NULL, *spool = NULL;
     bool verify_streamed = false;
     uint64_t connect_ms = 2000, first_byte_ms = 10000, io_ms = 30000, probe_ms = 1000;
+    uint64_t min_read_kbps = 1024;
     const struct cas_opt opts[] = {
         {"config", CAS_OPT_STRING, &config, "FILE", "the cluster's YAML config (required)"},
         {"listen", CAS_OPT_STRING, &listen, "ADDR:PORT",
@@ -36,7 +37,10 @@ int main(int argc, char **argv)
         {"io-timeout-ms", CAS_OPT_UINT, &io_ms, "MS", "longest stall of a backend transfer"},
         {"probe-interval-ms", CAS_OPT_UINT, &probe_ms, "MS", "how often backends are probed"},
         {"verify-streamed", CAS_OPT_FLAG, &verify_streamed, NULL,
-         "also hash objects over 256 KiB as they are relayed (costs CPU)"},
+         "no effect: every whole-object GET is hashed as it is relayed"},
+        {"min-read-kbps", CAS_OPT_UINT, &min_read_kbps, "KIB/S",
+         "a backend slower than this for a GET body (after the timeouts) is "
+         "given up on (default 1024; 0: no total deadline)"},
     };
     const size_t nopts = sizeof(opts) / sizeof(opts[0]);
     const char *usage = "ca-cas-balancerd --config FILE [--listen ADDR:PORT]";
@@ -77,6 +81,7 @@ int main(int argc, char **argv)
         .io_timeout_ms = (unsigned)io_ms,
         .probe_interval_ms = (unsigned)probe_ms,
         .verify_streamed = verify_streamed,
+        .min_read_kbps = (unsigned)(min_read_kbps > UINT32_MAX ? UINT32_MAX : min_read_kbps),
     };
     static struct balancer bal;
     if (balancer_init(&bal, &bo, err, sizeof(err)) < 0) {

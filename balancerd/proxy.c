@@ -97,6 +97,138 @@ static bool is_home(const struct view *v, const struct cas_key *key, size_t b)
 
 /* ---- GET and HEAD ------------------------------------------------------- */
 
+/* A client's Range header as this balancer understands it: one range,
+ * "bytes=a-b", "bytes=a-" or "bytes=-n" (RFC 9110 14.1.2). */
+struct want_range {
+    bool given;    /* a Range header was sent */
+    bool parsed;   /* and it is one range of the forms above */
+    bool suffix;   /* bytes=-n: the last n bytes */
+    uint64_t a, b; /* first and last byte; b = UINT64_MAX for "a-" */
+};
+
+static bool parse_u64_digits(const char **p, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    if (*s < '0' || *s > '9')
+        return false;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *p = s;
+    *out = v;
+    return true;
+}
+
+static void parse_want_range(const char *h, struct want_range *w)
+{
+    memset(w, 0, sizeof(*w));
+    if (!h)
+        return;
+    w->given = true;
+    if (strncasecmp(h, "bytes=", 6) != 0)
+        return;
+    const char *p = h + 6;
+    while (*p == ' ')
+        p++;
+    if (*p == '-') {
+        p++;
+        w->suffix = true;
+        if (!parse_u64_digits(&p, &w->b) || w->b == 0)
+            return;
+    } else {
+        if (!parse_u64_digits(&p, &w->a) || *p++ != '-')
+            return;
+        w->b = UINT64_MAX;
+        if (*p >= '0' && *p <= '9' && (!parse_u64_digits(&p, &w->b) || w->b < w->a))
+            return;
+    }
+    while (*p == ' ')
+        p++;
+    w->parsed = *p == '\0';
+}
+
+/*
+ * Is a backend's 200/206 answer exactly what was asked for? The framing
+ * must be a plain Content-Length (no transfer coding, no conflicting
+ * lengths), an ETag, when sent, must name the key, a 206 must answer a
+ * Range that was asked for with a Content-Range for exactly that range and
+ * the body's length, and a HEAD gets a 200. Anything else is treated as a
+ * failure of that backend (the next one is asked). why says what is wrong.
+ */
+static bool answer_matches(const struct bstream_head *h, const char *hex, bool is_head,
+                           const struct want_range *w, char *why, size_t whylen)
+{
+    if (h->chunked) {
+        snprintf(why, whylen, "answered with a transfer coding (not relayed unchecked)");
+        return false;
+    }
+    if (h->dup_length) {
+        snprintf(why, whylen, "answered with conflicting Content-Length headers");
+        return false;
+    }
+    if (h->content_length < 0) {
+        snprintf(why, whylen, "answered HTTP %ld without a Content-Length", h->status);
+        return false;
+    }
+    if (h->etag[0]) {
+        size_t hl = strlen(hex), el = strlen(h->etag);
+        if (el != hl + 2 || h->etag[0] != '"' || h->etag[el - 1] != '"' ||
+            strncasecmp(h->etag + 1, hex, hl) != 0) {
+            snprintf(why, whylen, "answered with ETag %.100s for another object", h->etag);
+            return false;
+        }
+    }
+    if (h->status == 200)
+        return true;
+    /* 206 */
+    if (is_head || !w->given || !w->parsed) {
+        snprintf(why, whylen, "answered 206 to a request without a usable Range");
+        return false;
+    }
+    const char *p = h->content_range;
+    uint64_t a, b, total;
+    if (strncasecmp(p, "bytes ", 6) != 0) {
+        snprintf(why, whylen, "answered 206 with Content-Range \"%.60s\"", h->content_range);
+        return false;
+    }
+    p += 6;
+    if (!parse_u64_digits(&p, &a) || *p++ != '-' || !parse_u64_digits(&p, &b) || *p++ != '/' ||
+        !parse_u64_digits(&p, &total) || *p != '\0' || b < a || b >= total ||
+        b - a + 1 != (uint64_t)h->content_length) {
+        snprintf(why, whylen, "answered 206 with Content-Range \"%.60s\" for %" PRId64 " bytes",
+                 h->content_range, h->content_length);
+        return false;
+    }
+    uint64_t wa, wb;
+    if (w->suffix) {
+        wa = w->b >= total ? 0 : total - w->b;
+        wb = total - 1;
+    } else {
+        wa = w->a;
+        wb = w->b >= total ? total - 1 : w->b;
+    }
+    if (a != wa || b != wb) {
+        snprintf(why, whylen, "answered 206 with bytes %" PRIu64 "-%" PRIu64
+                 " where %" PRIu64 "-%" PRIu64 " were asked", a, b, wa, wb);
+        return false;
+    }
+    return true;
+}
+
+/* When a body of len bytes must be complete: the first-byte and I/O
+ * timeouts, plus len at --min-read-kbps. 0: no limit. */
+static uint64_t read_deadline(const struct balancer *bal, uint64_t len)
+{
+    if (!bal->opt.min_read_kbps)
+        return 0;
+    uint64_t ms = (uint64_t)bal->opt.first_byte_timeout_ms + bal->opt.io_timeout_ms +
+                  len / bal->opt.min_read_kbps * 1000 / 1024;
+    return cas_now_ns() + ms * 1000000;
+}
+
 /* A backend's response body: on a pooled connection (upstream.c), or
  * through libcurl for what that reader does not do. */
 struct get_src {
@@ -109,6 +241,14 @@ static ssize_t src_read(struct get_src *src, char *buf, size_t max, char *err, s
     if (src->c)
         return upconn_read(src->c, buf, max, err, errlen);
     return bstream_read(src->s, buf, max, err, errlen);
+}
+
+static void src_set_deadline(struct get_src *src, uint64_t deadline_ns)
+{
+    if (src->c)
+        upconn_set_deadline(src->c, deadline_ns);
+    else
+        bstream_set_deadline(src->s, deadline_ns);
 }
 
 static void src_close(struct get_src *src)
@@ -191,10 +331,6 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
         n += r;
     }
     struct backend *b = g->v->b[g->backend];
-    if (n == 0 && g->size == HTTP_SIZE_UNKNOWN) {
-        g->complete = true;
-        return HTTP_STREAM_END;
-    }
     if (n <= 0) {
         log_warn("GET %s from %s: aborted after %" PRIu64 " bytes: %s", g->key.algo->name, b->url,
                  g->sent, n == 0 ? "short body" : err);
@@ -356,6 +492,8 @@ void proxy_get(struct http_req *req)
     size_t order[v->n ? v->n : 1], nhome = 0;
     size_t n = read_order(bal, v, &key, order, &nhome);
     const char *range = req->is_head ? NULL : http_header(req, "Range");
+    struct want_range want;
+    parse_want_range(range, &want);
     /* On the stack: only a relayed (large) body needs it on the heap. */
     struct get_ctx gs;
     memset(&gs, 0, offsetof(struct get_ctx, repair));
@@ -381,8 +519,19 @@ void proxy_get(struct http_req *req)
             continue;
         }
         long st = g->head.status;
-        if ((st == 200 || st == 206) && !req->is_head && g->head.content_length >= 0 &&
-            g->head.content_length <= GET_SMALL_MAX) {
+        if ((st == 200 || st == 206) &&
+            !answer_matches(&g->head, hex, req->is_head, &want, err, sizeof(err))) {
+            src_close(&s);
+            failed++;
+            snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
+            log_warn("GET %s: %s %s; trying another backend", hex, v->b[b]->url, err);
+            backend_note_failure(bal, v->b[b], err);
+            __atomic_add_fetch(&bal->ctr.failovers, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+        if ((st == 200 || st == 206) && !req->is_head)
+            src_set_deadline(&s, read_deadline(bal, (uint64_t)g->head.content_length));
+        if ((st == 200 || st == 206) && !req->is_head && g->head.content_length <= GET_SMALL_MAX) {
             /* Small: take it whole and check it before answering, so a
              * failure or a corrupt copy can still move on to another
              * backend. */
@@ -453,8 +602,16 @@ void proxy_get(struct http_req *req)
     }
     long status = g->head.status;
     g->size = g->head.content_length >= 0 ? (uint64_t)g->head.content_length : HTTP_SIZE_UNKNOWN;
-    if (status == 200 && !req->is_head && g->size != HTTP_SIZE_UNKNOWN && bal->opt.verify_streamed)
+    /* Every whole object is hashed as it is relayed; its last bytes go
+     * out only once the digest matches (get_read). */
+    if (status == 200 && !req->is_head) {
         g->hash = cas_hash_new(key.algo);
+        if (!g->hash) {
+            get_ctx_release(g);
+            http_error(req, 500, "out of memory");
+            return;
+        }
+    }
     if (req->is_head)
         g->complete = true; /* nothing to relay: repairs may go ahead */
     char content_range[128];

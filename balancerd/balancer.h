@@ -119,12 +119,17 @@ struct balancer_options {
      * on top of first_byte + io timeouts, or the read fails over (before
      * the first byte) or is aborted (after it). 0: no total deadline. */
     unsigned min_read_kbps;
+    /* Hedged reads: ask the next copy when no answer head has come after
+     * the p95 of recent first-byte latencies, clamped to [min, max] ms;
+     * hedge_max_ms 0 turns hedging off. */
+    unsigned hedge_min_ms, hedge_max_ms;
 };
 
 /* Counters shown in /metrics. Atomics. */
 struct balancer_counters {
     uint64_t repairs_queued, repairs_done, repairs_failed, repairs_dropped;
     uint64_t failovers, aborted_streams, corrupt_copies;
+    uint64_t hedged_reads, hedge_wins; /* extra requests sent by hedging; those served */
     uint64_t gc_touches;
 };
 
@@ -253,6 +258,20 @@ struct upconn;
 int upconn_open(struct balancer *bal, const struct view *v, const char *base, const char *path,
                 const char *method, const char *range, struct upconn **out,
                 struct bstream_head *head, char *err, size_t errlen);
+/* upconn_open in two steps, so that several backends can be asked at once
+ * (hedged reads): upconn_start takes a pooled connection (or makes one)
+ * and sends the request; upconn_fd is what to poll for the answer;
+ * upconn_finish reads the head (first_byte_timeout_ms from the start; a
+ * pooled connection found closed is replaced once) and gives the
+ * connection to read the body from in *out, or frees it and returns
+ * -errno; upconn_abandon drops a request whose answer is not wanted. */
+int upconn_start(struct balancer *bal, const struct view *v, const char *base, const char *path,
+                 const char *method, const char *range, struct upconn **out, char *err,
+                 size_t errlen);
+int upconn_fd(const struct upconn *c);
+int upconn_finish(struct balancer *bal, struct upconn *c, struct upconn **out,
+                  struct bstream_head *head, char *err, size_t errlen);
+void upconn_abandon(struct upconn *c);
 /* Up to max bytes of body: > 0, 0 at the end, -errno on failure
  * (io_timeout_ms without data, or the peer closed before the end). */
 ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t errlen);

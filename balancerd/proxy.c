@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,6 +277,194 @@ static int src_open(struct balancer *bal, const struct view *v, size_t b, const 
     return bstream_open(bal, v, url, method, range, &src->s, head, err, errlen);
 }
 
+/* ---- hedged reads ---------------------------------------------------------
+ *
+ * SPEC (Partial failure): a hung backend costs a reader no more than a dead
+ * one. A read asks the first backend of its order; when no answer head has
+ * come after the hedge delay, it asks the next one too (at most RACE_MAX
+ * at once), and takes the answers in the order they arrive. The first
+ * usable answer is served, whole, from that one backend; the others'
+ * connections are dropped, so bytes of two backends are never mixed.
+ *
+ * The delay is the 95th percentile of recent first-byte latencies (the
+ * time from sending a request to having its head), clamped to
+ * [--hedge-min-ms, --hedge-max-ms]: about one read in twenty asks a second
+ * backend while all are healthy, and a hung one costs at most the delay.
+ */
+#define RACE_MAX 3
+#define HEDGE_SAMPLES 256
+
+static pthread_mutex_t hedge_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t hedge_us[HEDGE_SAMPLES];
+static size_t hedge_count;
+static uint64_t hedge_p95_ns; /* 0 until enough samples */
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Records one first-byte latency; the percentile is recomputed every 32. */
+static void hedge_note(uint64_t ns)
+{
+    if (pthread_mutex_trylock(&hedge_lock) != 0)
+        return; /* busy: one sample fewer changes nothing */
+    uint64_t us = ns / 1000;
+    hedge_us[hedge_count++ % HEDGE_SAMPLES] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    if (hedge_count % 32 == 0) {
+        size_t n = hedge_count < HEDGE_SAMPLES ? hedge_count : HEDGE_SAMPLES;
+        uint32_t sorted[HEDGE_SAMPLES];
+        memcpy(sorted, hedge_us, n * sizeof(sorted[0]));
+        qsort(sorted, n, sizeof(sorted[0]), cmp_u32);
+        __atomic_store_n(&hedge_p95_ns, (uint64_t)sorted[n * 95 / 100] * 1000, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&hedge_lock);
+}
+
+/* The current hedge delay in ns; 0 when hedging is off. */
+static uint64_t hedge_delay_ns(const struct balancer *bal)
+{
+    if (!bal->opt.hedge_max_ms)
+        return 0;
+    uint64_t lo = (uint64_t)bal->opt.hedge_min_ms * 1000000;
+    uint64_t hi = (uint64_t)bal->opt.hedge_max_ms * 1000000;
+    uint64_t d = __atomic_load_n(&hedge_p95_ns, __ATOMIC_RELAXED);
+    if (!d)
+        d = hi; /* nothing measured yet */
+    return d < lo ? lo : d > hi ? hi : d;
+}
+
+struct race {
+    struct balancer *bal;
+    const struct view *v;
+    const char *hex;
+    const char *method;
+    const char *range;
+    const size_t *order;
+    size_t n, next;
+    uint64_t delay_ns;
+    uint64_t last_start_ns;
+    size_t np;
+    struct {
+        size_t b;
+        struct upconn *c;
+        uint64_t started_ns;
+        bool hedge; /* started while another was waiting */
+    } p[RACE_MAX];
+};
+
+static void race_init(struct race *r, struct balancer *bal, const struct view *v, const char *hex,
+                      const char *method, const char *range, const size_t *order, size_t n)
+{
+    memset(r, 0, sizeof(*r));
+    r->bal = bal;
+    r->v = v;
+    r->hex = hex;
+    r->method = method;
+    r->range = range;
+    r->order = order;
+    r->n = n;
+    r->delay_ns = hedge_delay_ns(bal);
+}
+
+/*
+ * The next answer of the race: 1 with *b the backend, and either *rc = 0
+ * with src and head filled, or *rc < 0 with err; 0 when every backend has
+ * answered. Starts requests as the hedge delay passes.
+ */
+static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstream_head *head,
+                     int *rc, char *err, size_t errlen)
+{
+    struct balancer *bal = r->bal;
+    char path[CAS_MAX_HEX + 16] = "/objects/";
+    memcpy(path + 9, r->hex, strlen(r->hex) + 1);
+    src->c = NULL;
+    src->s = NULL;
+    for (;;) {
+        uint64_t now = cas_now_ns();
+        bool hedge_due = r->np > 0 && r->delay_ns && r->np < RACE_MAX && r->next < r->n &&
+                         now >= r->last_start_ns + r->delay_ns &&
+                         !strncmp(r->v->b[r->order[r->next]]->url, "http://", 7);
+        if (r->np == 0 || hedge_due) {
+            if (r->next == r->n)
+                return 0;
+            *b = r->order[r->next++];
+            struct upconn *c = NULL;
+            *rc = upconn_start(bal, r->v, r->v->b[*b]->url, path, r->method, r->range, &c, err,
+                               errlen);
+            if (*rc == -ENOTSUP) /* not a plain http:// backend: through libcurl, alone */
+                *rc = src_open(bal, r->v, *b, r->hex, r->method, r->range, src, head, err,
+                               errlen);
+            if (*rc < 0 || !c)
+                return 1;
+            if (r->np > 0)
+                __atomic_add_fetch(&bal->ctr.hedged_reads, 1, __ATOMIC_RELAXED);
+            r->p[r->np].b = *b;
+            r->p[r->np].c = c;
+            r->p[r->np].started_ns = now;
+            r->p[r->np].hedge = r->np > 0;
+            r->np++;
+            r->last_start_ns = now;
+            continue;
+        }
+        /* Wait for a head, the next hedge, or the oldest request's
+         * first-byte timeout, whichever comes first. */
+        uint64_t until = UINT64_MAX;
+        if (r->delay_ns && r->np < RACE_MAX && r->next < r->n)
+            until = r->last_start_ns + r->delay_ns;
+        struct pollfd pf[RACE_MAX];
+        for (size_t i = 0; i < r->np; i++) {
+            uint64_t dl = r->p[i].started_ns + (uint64_t)bal->opt.first_byte_timeout_ms * 1000000;
+            if (dl < until)
+                until = dl;
+            pf[i].fd = upconn_fd(r->p[i].c);
+            pf[i].events = POLLIN;
+            pf[i].revents = 0;
+        }
+        int wait_ms = until <= now ? 0 : (int)((until - now + 999999) / 1000000);
+        int pr = poll(pf, r->np, wait_ms);
+        if (pr < 0 && errno != EINTR) {
+            snprintf(err, errlen, "poll: %s", strerror(errno));
+            pr = 0;
+        }
+        now = cas_now_ns();
+        for (size_t i = 0; i < r->np; i++) {
+            bool ready = pr > 0 && pf[i].revents;
+            bool expired =
+                now >= r->p[i].started_ns + (uint64_t)bal->opt.first_byte_timeout_ms * 1000000;
+            if (!ready && !expired)
+                continue;
+            *b = r->p[i].b;
+            struct upconn *c = r->p[i].c;
+            bool hedge = r->p[i].hedge;
+            uint64_t started = r->p[i].started_ns;
+            r->p[i] = r->p[--r->np];
+            if (ready) {
+                *rc = upconn_finish(bal, c, &src->c, head, err, errlen);
+                if (*rc == 0) {
+                    hedge_note(cas_now_ns() - started);
+                    if (hedge)
+                        __atomic_add_fetch(&bal->ctr.hedge_wins, 1, __ATOMIC_RELAXED);
+                }
+            } else {
+                upconn_abandon(c);
+                snprintf(err, errlen, "no response in %u ms", bal->opt.first_byte_timeout_ms);
+                *rc = -ETIMEDOUT;
+            }
+            return 1;
+        }
+    }
+}
+
+/* Drops the requests still waiting for an answer. */
+static void race_end(struct race *r)
+{
+    for (size_t i = 0; i < r->np; i++)
+        upconn_abandon(r->p[i].c);
+    r->np = 0;
+}
+
 struct get_ctx {
     struct balancer *bal;
     struct view *v;
@@ -506,11 +695,12 @@ void proxy_get(struct http_req *req)
     char last_err[300] = "";
     char *small = NULL;
     size_t small_len = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t b = order[i];
-        struct get_src s;
-        int rc = src_open(bal, v, b, hex, req->is_head ? "HEAD" : "GET", range, &s, &g->head, err,
-                          sizeof(err));
+    struct race race;
+    race_init(&race, bal, v, hex, req->is_head ? "HEAD" : "GET", range, order, n);
+    size_t b;
+    struct get_src s;
+    int rc;
+    while (race_next(&race, &b, &s, &g->head, &rc, err, sizeof(err))) {
         if (rc < 0) {
             failed++;
             snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
@@ -559,11 +749,13 @@ void proxy_get(struct http_req *req)
             http_error(req, 416, "range not satisfiable");
             if (g->head.content_range[0])
                 http_add_header(req, "Content-Range", g->head.content_range);
+            race_end(&race);
             get_ctx_release(g);
             return;
         }
         if (st == 400) {
             http_error(req, 400, "%s refused the request", v->b[b]->url);
+            race_end(&race);
             get_ctx_release(g);
             return;
         }
@@ -580,6 +772,7 @@ void proxy_get(struct http_req *req)
         if (home && (st == 404 || (st >= 500 && st != 503)) && g->nrepair < 64)
             g->repair[g->nrepair++] = b;
     }
+    race_end(&race);
     /* The serving backend says a GC cycle is on that this balancer has not
      * heard of yet: unmark the object on every holder before answering. */
     if ((small || g->src.c || g->src.s) && g->head.gc_id)

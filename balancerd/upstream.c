@@ -231,6 +231,14 @@ struct upconn {
     int64_t left;      /* body bytes still to come (when !until_close) */
     size_t start, end; /* buffered bytes buf[start..end) */
     struct upconn *next;
+    /* The request in flight (upconn_start), kept to send it again on a new
+     * connection when a pooled one turns out to be closed. */
+    const char *base;
+    bool reused;
+    bool is_head;
+    uint64_t started_ns;
+    size_t reqlen;
+    char req[2048];
     char why[200];     /* what failed, once failed */
     char key[256];     /* host:port */
     char buf[UPCONN_BUF];
@@ -656,24 +664,30 @@ static int parse_head(struct upconn *c, size_t hlen, bool is_head, struct bstrea
     return 0;
 }
 
-/* Sends the request on c and reads the response head. *nothing is set when
- * the connection gave no byte of response (a stale pooled one). */
-static int exchange(struct upconn *c, const char *req, size_t reqlen, bool is_head,
-                    unsigned first_byte_ms, struct bstream_head *head, bool *nothing, char *err,
-                    size_t errlen)
+/* Sends c's request. */
+static int exchange_send(struct upconn *c, unsigned first_byte_ms, char *err, size_t errlen)
 {
-    *nothing = true;
     c->start = c->end = 0;
     c->failed = false;
     int rc = set_rcvtimeo(c, first_byte_ms);
     if (rc == 0)
-        rc = send_all(c->fd, req, reqlen);
-    if (rc < 0) {
+        rc = send_all(c->fd, c->req, c->reqlen);
+    if (rc < 0)
         snprintf(err, errlen, "sending the request to %s: %s", c->key,
                  rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
-        return rc;
-    }
-    uint64_t t0 = cas_now_ns();
+    return rc;
+}
+
+/* Reads the response head to c's request, at most first_byte_ms after it
+ * was sent. *nothing is set when the connection gave no byte of response
+ * (a stale pooled one). */
+static int exchange_recv(struct upconn *c, unsigned first_byte_ms, struct bstream_head *head,
+                         bool *nothing, char *err, size_t errlen)
+{
+    bool is_head = c->is_head;
+    int rc;
+    *nothing = true;
+    uint64_t t0 = c->started_ns;
     for (;;) {
         if (c->end == sizeof(c->buf)) {
             snprintf(err, errlen, "%s: response head too long", c->key);
@@ -721,20 +735,17 @@ static int exchange(struct upconn *c, const char *req, size_t reqlen, bool is_he
     }
 }
 
-int upconn_open(struct balancer *bal, const struct view *v, const char *base, const char *path,
-                const char *method, const char *range, struct upconn **out,
-                struct bstream_head *head, char *err, size_t errlen)
+int upconn_start(struct balancer *bal, const struct view *v, const char *base, const char *path,
+                 const char *method, const char *range, struct upconn **out, char *err,
+                 size_t errlen)
 {
     *out = NULL;
-    memset(head, 0, sizeof(*head));
-    head->content_length = -1;
     char host[256], port[16];
     const char *hostport;
     if (split_url(base, host, sizeof(host), port, sizeof(port), &hostport) < 0) {
         snprintf(err, errlen, "not an http:// backend");
         return -ENOTSUP;
     }
-    bool is_head = !strcmp(method, "HEAD");
     char req[2048];
     size_t len = 0;
     bool fits = true;
@@ -771,26 +782,91 @@ int upconn_open(struct balancer *bal, const struct view *v, const char *base, co
         return -EINVAL;
     }
     const struct balancer_options *opt = &bal->opt;
-    /* A pooled connection the peer has closed meanwhile gives nothing back:
-     * then, and only then, the request goes again on a new one. */
+    uint64_t t0 = cas_now_ns();
     struct upconn *c = pool_take(hostport);
     for (;;) {
         bool reused = c != NULL;
         if (!c && !(c = upconn_connect(base, opt, err, errlen)))
             return -EIO;
         c->io_timeout_ms = opt->io_timeout_ms;
-        bool nothing = true;
-        int rc = exchange(c, req, len, is_head, opt->first_byte_timeout_ms, head,
-                          &nothing, err, errlen);
+        c->base = base;
+        c->reused = reused;
+        c->is_head = !strcmp(method, "HEAD");
+        c->started_ns = t0;
+        c->reqlen = len;
+        memcpy(c->req, req, len);
+        int rc = exchange_send(c, opt->first_byte_timeout_ms, err, errlen);
         if (rc == 0) {
             *out = c;
             return 0;
         }
         upconn_destroy(c);
         c = NULL;
-        if (!(reused && nothing && rc != -ETIMEDOUT))
+        if (!reused || rc == -ETIMEDOUT)
             return rc == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
     }
+}
+
+int upconn_fd(const struct upconn *c)
+{
+    return c->fd;
+}
+
+int upconn_finish(struct balancer *bal, struct upconn *c, struct upconn **out,
+                  struct bstream_head *head, char *err, size_t errlen)
+{
+    *out = NULL;
+    memset(head, 0, sizeof(*head));
+    head->content_length = -1;
+    const struct balancer_options *opt = &bal->opt;
+    /* A pooled connection the peer has closed meanwhile gives nothing back:
+     * then, and only then, the request goes again on a new one. */
+    for (;;) {
+        bool nothing = true;
+        int rc = exchange_recv(c, opt->first_byte_timeout_ms, head, &nothing, err, errlen);
+        if (rc == 0) {
+            *out = c;
+            return 0;
+        }
+        bool retry = c->reused && nothing && rc != -ETIMEDOUT;
+        struct upconn *old = c;
+        c = NULL;
+        if (retry && (c = upconn_connect(old->base, opt, err, errlen))) {
+            c->io_timeout_ms = old->io_timeout_ms;
+            c->base = old->base;
+            c->reused = false;
+            c->is_head = old->is_head;
+            c->started_ns = old->started_ns;
+            c->reqlen = old->reqlen;
+            memcpy(c->req, old->req, old->reqlen);
+            if (exchange_send(c, opt->first_byte_timeout_ms, err, errlen) < 0) {
+                upconn_destroy(c);
+                c = NULL;
+            }
+        }
+        upconn_destroy(old);
+        if (!c)
+            return rc == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
+    }
+}
+
+void upconn_abandon(struct upconn *c)
+{
+    upconn_destroy(c);
+}
+
+int upconn_open(struct balancer *bal, const struct view *v, const char *base, const char *path,
+                const char *method, const char *range, struct upconn **out,
+                struct bstream_head *head, char *err, size_t errlen)
+{
+    *out = NULL;
+    memset(head, 0, sizeof(*head));
+    head->content_length = -1;
+    struct upconn *c;
+    int rc = upconn_start(bal, v, base, path, method, range, &c, err, errlen);
+    if (rc < 0)
+        return rc;
+    return upconn_finish(bal, c, out, head, err, errlen);
 }
 
 ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t errlen)

@@ -383,9 +383,11 @@ static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstr
     src->s = NULL;
     for (;;) {
         uint64_t now = cas_now_ns();
-        bool hedge_due = r->np > 0 && r->delay_ns && r->np < RACE_MAX && r->next < r->n &&
-                         now >= r->last_start_ns + r->delay_ns &&
+        /* Only plain http:// backends are raced (a libcurl read is opened
+         * synchronously, alone). */
+        bool can_hedge = r->np > 0 && r->delay_ns && r->np < RACE_MAX && r->next < r->n &&
                          !strncmp(r->v->b[r->order[r->next]]->url, "http://", 7);
+        bool hedge_due = can_hedge && now >= r->last_start_ns + r->delay_ns;
         if (r->np == 0 || hedge_due) {
             if (r->next == r->n)
                 return 0;
@@ -410,9 +412,7 @@ static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstr
         }
         /* Wait for a head, the next hedge, or the oldest request's
          * first-byte timeout, whichever comes first. */
-        uint64_t until = UINT64_MAX;
-        if (r->delay_ns && r->np < RACE_MAX && r->next < r->n)
-            until = r->last_start_ns + r->delay_ns;
+        uint64_t until = can_hedge ? r->last_start_ns + r->delay_ns : UINT64_MAX;
         struct pollfd pf[RACE_MAX];
         for (size_t i = 0; i < r->np; i++) {
             uint64_t dl = r->p[i].started_ns + (uint64_t)bal->opt.first_byte_timeout_ms * 1000000;

@@ -345,6 +345,7 @@ void backend_probe_all(struct balancer *bal)
                 if (!b->up)
                     log_info("backend %s (%s) is up", b->url, b->domain);
                 b->up = true;
+                __atomic_store_n(&b->stalled_since_ns, 0, __ATOMIC_RELAXED);
                 b->probed_ok = true;
                 b->failures = 0;
                 b->latency_ms = call->ms;

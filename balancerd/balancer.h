@@ -70,6 +70,11 @@ struct backend {
     struct backend_capacity cap;
     bool compact_running;
     uint64_t compact_done, compact_total;
+    /* Hedged reads (proxy.c): when a read to this backend was dropped
+     * unanswered while a later request to another copy had answered, the
+     * time that read was sent; 0 once it answers anything (or a probe
+     * does). Atomic, outside the lock. */
+    uint64_t stalled_since_ns;
 };
 
 /* The config and token a view was built from; shared by the views that

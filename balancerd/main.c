@@ -23,7 +23,7 @@ int main(int argc, char **argv)
     const char *config = NULL, *listen = NULL, *log_level = NULL, *spool = NULL;
     bool verify_streamed = false;
     uint64_t connect_ms = 2000, first_byte_ms = 10000, io_ms = 30000, probe_ms = 1000;
-    uint64_t min_read_kbps = 1024, hedge_min_ms = 2, hedge_max_ms = 50;
+    uint64_t min_read_kbps = 1024, hedge_min_ms = 5, hedge_max_ms = 50;
     const struct cas_opt opts[] = {
         {"config", CAS_OPT_STRING, &config, "FILE", "the cluster's YAML config (required)"},
         {"listen", CAS_OPT_STRING, &listen, "ADDR:PORT",
@@ -42,7 +42,7 @@ int main(int argc, char **argv)
          "a backend slower than this for a GET body (after the timeouts) is "
          "given up on (default 1024; 0: no total deadline)"},
         {"hedge-min-ms", CAS_OPT_UINT, &hedge_min_ms, "MS",
-         "shortest wait for a copy's answer before asking the next (default 2)"},
+         "shortest wait for a copy's answer before asking the next (default 5)"},
         {"hedge-max-ms", CAS_OPT_UINT, &hedge_max_ms, "MS",
          "longest such wait (default 50; 0: no hedged reads)"},
     };

@@ -68,7 +68,17 @@ int proxy_parse_key(const struct view *v, const char *s, size_t len, struct cas_
     return cas_key_parse(s, len, algo, k, err, errlen);
 }
 
-/* The read order for key: home first, backends probed up before the rest. */
+/* Has backend b left a read unanswered for long (hedged reads: a hung
+ * process answers nothing) since it last answered anything? */
+static bool backend_stalled(const struct balancer *bal, struct backend *b, uint64_t now)
+{
+    uint64_t since = __atomic_load_n(&b->stalled_since_ns, __ATOMIC_RELAXED);
+    uint64_t grace = 2 * (uint64_t)(bal->opt.hedge_max_ms ? bal->opt.hedge_max_ms : 50) * 1000000;
+    return since && now > since + grace;
+}
+
+/* The read order for key: home first, backends probed up (and not
+ * stalled) before the rest. */
 static size_t read_order(struct balancer *bal, const struct view *v, const struct cas_key *key,
                          size_t *out, size_t *nhome)
 {
@@ -76,6 +86,10 @@ static size_t read_order(struct balancer *bal, const struct view *v, const struc
     size_t n = ring_read_order(v->ring, ring_position(key), v->cfg->replicas, order, nhome);
     bool up[v->n ? v->n : 1];
     backend_health(bal, v, NULL, up);
+    uint64_t now = cas_now_ns();
+    for (size_t i = 0; i < v->n; i++)
+        if (up[i] && backend_stalled(bal, v->b[i], now))
+            up[i] = false;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (up[order[i]])
@@ -322,6 +336,32 @@ static void hedge_note(uint64_t ns)
     pthread_mutex_unlock(&hedge_lock);
 }
 
+/* The hedge budget, in thousandths of a request: each read earns
+ * HEDGE_EARN, a hedge spends 1000, at most HEDGE_BURST saved. Hedging can
+ * thus never add more than HEDGE_EARN/1000 of the reads in extra backend
+ * requests (a saturated backend is made no busier by its own slowness);
+ * a hung one is soon read last (backend_stalled) and costs no more. */
+#define HEDGE_EARN 50
+#define HEDGE_BURST 64000
+static int64_t hedge_tokens = HEDGE_BURST;
+
+static void hedge_earn(void)
+{
+    int64_t t = __atomic_load_n(&hedge_tokens, __ATOMIC_RELAXED);
+    if (t < HEDGE_BURST)
+        __atomic_add_fetch(&hedge_tokens, HEDGE_EARN, __ATOMIC_RELAXED);
+}
+
+static bool hedge_spend(void)
+{
+    int64_t t = __atomic_load_n(&hedge_tokens, __ATOMIC_RELAXED);
+    while (t >= 1000)
+        if (__atomic_compare_exchange_n(&hedge_tokens, &t, t - 1000, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            return true;
+    return false;
+}
+
 /* The current hedge delay in ns; 0 when hedging is off. */
 static uint64_t hedge_delay_ns(const struct balancer *bal)
 {
@@ -366,6 +406,8 @@ static void race_init(struct race *r, struct balancer *bal, const struct view *v
     r->order = order;
     r->n = n;
     r->delay_ns = hedge_delay_ns(bal);
+    if (r->delay_ns)
+        hedge_earn();
 }
 
 /*
@@ -388,6 +430,11 @@ static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstr
         bool can_hedge = r->np > 0 && r->delay_ns && r->np < RACE_MAX && r->next < r->n &&
                          !strncmp(r->v->b[r->order[r->next]]->url, "http://", 7);
         bool hedge_due = can_hedge && now >= r->last_start_ns + r->delay_ns;
+        if (hedge_due && !hedge_spend()) {
+            /* Out of budget: this read waits for the copies already asked. */
+            r->delay_ns = 0;
+            continue;
+        }
         if (r->np == 0 || hedge_due) {
             if (r->next == r->n)
                 return 0;
@@ -444,8 +491,17 @@ static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstr
                 *rc = upconn_finish(bal, c, &src->c, head, err, errlen);
                 if (*rc == 0) {
                     hedge_note(cas_now_ns() - started);
+                    __atomic_store_n(&r->v->b[*b]->stalled_since_ns, 0, __ATOMIC_RELAXED);
                     if (hedge)
                         __atomic_add_fetch(&bal->ctr.hedge_wins, 1, __ATOMIC_RELAXED);
+                    /* Those asked before this one and still silent. */
+                    for (size_t j = 0; j < r->np; j++) {
+                        uint64_t zero = 0;
+                        if (r->p[j].started_ns < started)
+                            __atomic_compare_exchange_n(&r->v->b[r->p[j].b]->stalled_since_ns,
+                                                        &zero, r->p[j].started_ns, false,
+                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+                    }
                 }
             } else {
                 upconn_abandon(c);

@@ -3,7 +3,7 @@
 #
 # Three storageds (three failure domains) and a balancer with replicas 2 on
 # loopback. 48 objects of 1 MiB are stored through the balancer. Then:
-#  1. nothing frozen: 8 client threads GET the objects for SECONDS; the
+#  1. nothing frozen: CLIENT_THREADS (default 2) closed-loop clients GET the objects for SECONDS; the
 #     balancer's cas_balancer_hedged_reads_total over the GETs served is the
 #     share of extra backend requests that hedging costs when all is well;
 #  2. one storaged frozen with SIGSTOP (it accepts connections and never
@@ -11,12 +11,13 @@
 #     (before the probes have noticed: the worst moment), p50/p99/max.
 # Both runs are done with the balancer's default hedging and again with
 # --hedge-max-ms 0 (no hedged reads) for comparison. Usage:
-#   bench/hedged-read.sh [BUILD_DIR] [SECONDS]
+#   bench/hedged-read.sh [BUILD_DIR] [SECONDS] [CLIENT_THREADS]
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-${CAS_BUILD:-$here/build-bench}}
 secs=${2:-5}
+threads=${3:-2}
 case $build in /*) ;; *) build=$(pwd)/$build ;; esac
 storaged=$build/storaged/ca-cas-storaged
 balancerd=$build/balancerd/ca-cas-balancerd
@@ -107,13 +108,13 @@ run_case() { # run_case LABEL BALANCER_EXTRA...
     done
     metric() { curl -s "$bal/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
     h0=$(metric cas_balancer_hedged_reads_total)
-    set -- $(python3 "$tmp/load.py" "$bal" "$tmp/keys" "$secs" 8)
+    set -- $(python3 "$tmp/load.py" "$bal" "$tmp/keys" "$secs" "$threads")
     h1=$(metric cas_balancer_hedged_reads_total)
     extra=$(awk -v a="$h0" -v b="$h1" -v n="$1" 'BEGIN {printf "%.1f", n ? 100 * (b - a) / n : 0}')
     echo "| $label | nothing frozen | $1 | $2 | $3 | $4 | $5 | $((h1 - h0)) ($extra %) |"
     frozen=$(echo $sp | cut -d' ' -f1)
     kill -STOP "$frozen"
-    set -- $(python3 "$tmp/load.py" "$bal" "$tmp/keys" "$secs" 8)
+    set -- $(python3 "$tmp/load.py" "$bal" "$tmp/keys" "$secs" "$threads")
     h2=$(metric cas_balancer_hedged_reads_total)
     echo "| $label | one of three SIGSTOPped | $1 | $2 | $3 | $4 | $5 | $((h2 - h1)) |"
     kill -CONT "$frozen"

@@ -120,9 +120,10 @@ struct balancer_options {
     /* Kept for old command lines: every whole-object GET is hashed as it
      * is relayed, whatever its size. */
     bool verify_streamed;
-    /* A backend must deliver a GET body at no less than this rate (KiB/s)
-     * on top of first_byte + io timeouts, or the read fails over (before
-     * the first byte) or is aborted (after it). 0: no total deadline. */
+    /* A GET body may keep the balancer waiting on its backend for at most
+     * first_byte + io timeouts plus its size at this rate (KiB/s), or the
+     * read fails over (before the first byte) or is aborted (after it).
+     * 0: no total deadline. */
     unsigned min_read_kbps;
     /* Hedged reads: ask the next copy when no answer head has come after
      * the p95 of recent first-byte latencies, clamped to [min, max] ms;
@@ -244,9 +245,11 @@ struct bstream_head {
 int bstream_open(struct balancer *bal, const struct view *v, const char *url, const char *method,
                  const char *range, struct bstream **out, struct bstream_head *head, char *err,
                  size_t errlen);
-/* The body must be complete by cas_now_ns() == deadline_ns (0: no limit);
- * a read past it fails with -ETIMEDOUT. */
-void bstream_set_deadline(struct bstream *s, uint64_t deadline_ns);
+/* Limits the total time bstream_read may spend waiting for the backend
+ * over the rest of the body to budget_ns (0: no limit); past it a read
+ * fails with -ETIMEDOUT. Time the caller spends elsewhere (a slow client)
+ * is not counted: the limit is on the backend's slowness. */
+void bstream_set_read_budget(struct bstream *s, uint64_t budget_ns);
 /* Up to max bytes of body: > 0, 0 at the end, -errno on failure. */
 ssize_t bstream_read(struct bstream *s, char *buf, size_t max, char *err, size_t errlen);
 void bstream_close(struct bstream *s);
@@ -280,8 +283,8 @@ void upconn_abandon(struct upconn *c);
 /* Up to max bytes of body: > 0, 0 at the end, -errno on failure
  * (io_timeout_ms without data, or the peer closed before the end). */
 ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t errlen);
-/* As bstream_set_deadline. */
-void upconn_set_deadline(struct upconn *c, uint64_t deadline_ns);
+/* As bstream_set_read_budget. */
+void upconn_set_read_budget(struct upconn *c, uint64_t budget_ns);
 /* Back to the pool when the response was read to its end, else closed. */
 void upconn_close(struct upconn *c);
 

@@ -72,7 +72,8 @@ struct bstream {
     struct bstream_head *head;
     uint64_t last_progress_ns;
     unsigned io_timeout_ms;
-    uint64_t deadline_ns; /* 0: none */
+    bool budgeted;      /* waits for the body are limited (bstream_set_read_budget) */
+    uint64_t budget_ns; /* what is left of that time */
 };
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *cls)
@@ -165,6 +166,11 @@ static int drive(struct bstream *s, bool (*stop)(const struct bstream *), unsign
                  char *err, size_t errlen)
 {
     s->last_progress_ns = cas_now_ns();
+    uint64_t t0 = s->last_progress_ns;
+    if (s->budgeted && s->budget_ns == 0) {
+        snprintf(err, errlen, "body not complete within the read deadline");
+        return -ETIMEDOUT;
+    }
     while (!stop(s) && !s->done) {
         int running = 0;
         if (curl_multi_perform(s->multi, &running) != CURLM_OK) {
@@ -187,7 +193,8 @@ static int drive(struct bstream *s, bool (*stop)(const struct bstream *), unsign
             snprintf(err, errlen, "no data for %u ms", timeout_ms);
             return -ETIMEDOUT;
         }
-        if (s->deadline_ns && now >= s->deadline_ns) {
+        if (s->budgeted && now - t0 >= s->budget_ns) {
+            s->budget_ns = 0;
             snprintf(err, errlen, "body not complete within the read deadline");
             return -ETIMEDOUT;
         }
@@ -268,9 +275,10 @@ int bstream_open(struct balancer *bal, const struct view *v, const char *url, co
     return 0;
 }
 
-void bstream_set_deadline(struct bstream *s, uint64_t deadline_ns)
+void bstream_set_read_budget(struct bstream *s, uint64_t budget_ns)
 {
-    s->deadline_ns = deadline_ns;
+    s->budgeted = budget_ns != 0;
+    s->budget_ns = budget_ns;
 }
 
 ssize_t bstream_read(struct bstream *s, char *buf, size_t max, char *err, size_t errlen)
@@ -280,7 +288,12 @@ ssize_t bstream_read(struct bstream *s, char *buf, size_t max, char *err, size_t
             s->paused = false;
             curl_easy_pause(s->easy, CURLPAUSE_CONT);
         }
+        uint64_t t0 = cas_now_ns();
         int rc = drive(s, have_data, s->io_timeout_ms, err, errlen);
+        if (s->budgeted) {
+            uint64_t waited = cas_now_ns() - t0;
+            s->budget_ns = waited >= s->budget_ns ? 0 : s->budget_ns - waited;
+        }
         if (rc < 0)
             return rc;
         if (!have_data(s)) {

@@ -233,15 +233,17 @@ static bool answer_matches(const struct bstream_head *h, const char *hex, bool i
     return true;
 }
 
-/* When a body of len bytes must be complete: the first-byte and I/O
- * timeouts, plus len at --min-read-kbps. 0: no limit. */
-static uint64_t read_deadline(const struct balancer *bal, uint64_t len)
+/* How long a body of len bytes may keep us waiting on its backend, in ns:
+ * the first-byte and I/O timeouts, plus len at --min-read-kbps. 0: no
+ * limit. Only time spent waiting for the backend counts (not a slow
+ * client's pace). */
+static uint64_t read_budget(const struct balancer *bal, uint64_t len)
 {
     if (!bal->opt.min_read_kbps)
         return 0;
     uint64_t ms = (uint64_t)bal->opt.first_byte_timeout_ms + bal->opt.io_timeout_ms +
                   len / bal->opt.min_read_kbps * 1000 / 1024;
-    return cas_now_ns() + ms * 1000000;
+    return ms * 1000000;
 }
 
 /* A backend's response body: on a pooled connection (upstream.c), or
@@ -258,12 +260,12 @@ static ssize_t src_read(struct get_src *src, char *buf, size_t max, char *err, s
     return bstream_read(src->s, buf, max, err, errlen);
 }
 
-static void src_set_deadline(struct get_src *src, uint64_t deadline_ns)
+static void src_set_read_budget(struct get_src *src, uint64_t budget_ns)
 {
     if (src->c)
-        upconn_set_deadline(src->c, deadline_ns);
+        upconn_set_read_budget(src->c, budget_ns);
     else
-        bstream_set_deadline(src->s, deadline_ns);
+        bstream_set_read_budget(src->s, budget_ns);
 }
 
 static void src_close(struct get_src *src)
@@ -776,7 +778,7 @@ void proxy_get(struct http_req *req)
             continue;
         }
         if ((st == 200 || st == 206) && !req->is_head)
-            src_set_deadline(&s, read_deadline(bal, (uint64_t)g->head.content_length));
+            src_set_read_budget(&s, read_budget(bal, (uint64_t)g->head.content_length));
         if ((st == 200 || st == 206) && !req->is_head && g->head.content_length <= GET_SMALL_MAX) {
             /* Small: take it whole and check it before answering, so a
              * failure or a corrupt copy can still move on to another

@@ -227,7 +227,8 @@ struct upconn {
     bool until_close;  /* body without a length: ends when the peer closes */
     unsigned rcvtimeo_ms; /* SO_RCVTIMEO now set on fd */
     unsigned io_timeout_ms;
-    uint64_t deadline_ns; /* cas_now_ns() by which the body must be in; 0: none */
+    bool budgeted;        /* waits for the body are limited (upconn_set_read_budget) */
+    uint64_t budget_ns;   /* what is left of that time */
     int64_t left;      /* body bytes still to come (when !until_close) */
     size_t start, end; /* buffered bytes buf[start..end) */
     struct upconn *next;
@@ -455,7 +456,7 @@ static struct upconn *upconn_connect(const char *base, const struct balancer_opt
     }
     c->fd = fd;
     c->rcvtimeo_ms = 0;
-    c->deadline_ns = 0;
+    c->budgeted = false;
     snprintf(c->key, sizeof(c->key), "%s", hostport);
     return c;
 }
@@ -892,16 +893,15 @@ ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t e
             c->start = c->end = 0;
     } else {
         unsigned wait_ms = c->io_timeout_ms;
-        if (c->deadline_ns) {
-            uint64_t now = cas_now_ns();
-            if (now >= c->deadline_ns) {
+        if (c->budgeted) {
+            if (c->budget_ns == 0) {
                 c->failed = true;
                 snprintf(err, errlen, "%s: body not complete within the read deadline (%" PRId64
                          " bytes to come)", c->key, c->left);
                 snprintf(c->why, sizeof(c->why), "%s", err);
                 return -ETIMEDOUT;
             }
-            uint64_t left_ms = (c->deadline_ns - now) / 1000000 + 1;
+            uint64_t left_ms = c->budget_ns / 1000000 + 1;
             if (left_ms < wait_ms)
                 wait_ms = (unsigned)left_ms;
         }
@@ -911,7 +911,19 @@ ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t e
             snprintf(c->why, sizeof(c->why), "%s", err);
             return -EIO;
         }
+        uint64_t t0 = c->budgeted ? cas_now_ns() : 0;
         n = recv_some(c, buf, max);
+        if (c->budgeted) {
+            uint64_t waited = cas_now_ns() - t0;
+            c->budget_ns = waited >= c->budget_ns ? 0 : c->budget_ns - waited;
+            if (n == -ETIMEDOUT && c->budget_ns == 0) {
+                c->failed = true;
+                snprintf(err, errlen, "%s: body not complete within the read deadline (%" PRId64
+                         " bytes to come)", c->key, c->left);
+                snprintf(c->why, sizeof(c->why), "%s", err);
+                return -ETIMEDOUT;
+            }
+        }
         if (n == 0 && c->until_close)
             return 0;
         if (n <= 0) {
@@ -932,9 +944,10 @@ ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t e
     return n;
 }
 
-void upconn_set_deadline(struct upconn *c, uint64_t deadline_ns)
+void upconn_set_read_budget(struct upconn *c, uint64_t budget_ns)
 {
-    c->deadline_ns = deadline_ns;
+    c->budgeted = budget_ns != 0;
+    c->budget_ns = budget_ns;
 }
 
 void upconn_close(struct upconn *c)
@@ -955,6 +968,6 @@ void upconn_close(struct upconn *c)
         return;
     }
     c->start = c->end = 0;
-    c->deadline_ns = 0;
+    c->budgeted = false;
     pool_give(c);
 }

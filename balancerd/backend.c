@@ -11,6 +11,7 @@
  */
 #include "balancer.h"
 #include "log.h"
+#include "ringjson.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -263,57 +264,24 @@ int balancer_reload(struct balancer *bal, char *err, size_t errlen)
 
 /* ---- probes ------------------------------------------------------------- */
 
-/* Parses {"node":..,"hash":..,"tokens":["hex",...]} into b's fields.
- * Returns true when something changed. Caller holds the lock. */
-static bool apply_ring(struct backend *b, const char *json, char *err, size_t errlen)
+/* Parses a GET /ring answer (common/ringjson.c, the parser `ca-cas
+ * rebalance` uses too) into b's fields. Returns true when something
+ * changed. An answer refused (err set) takes b out of the ring: its old
+ * tokens no longer describe what it says it is. Caller holds the lock. */
+static bool apply_ring(struct backend *b, const char *json, size_t len, char *err, size_t errlen)
 {
-    char node[128], hash[32];
-    if (cas_json_get_string(json, "node", node, sizeof(node)) < 0 ||
-        cas_json_get_string(json, "hash", hash, sizeof(hash)) < 0) {
-        snprintf(err, errlen, "GET /ring: no node or hash");
-        return false;
-    }
-    const struct cas_hash_algo *algo = cas_hash_by_name(hash);
-    if (!algo) {
-        snprintf(err, errlen, "GET /ring: unknown hash \"%s\"", hash);
-        return false;
-    }
-    const char *p = strstr(json, "\"tokens\"");
-    p = p ? strchr(p, '[') : NULL;
-    if (!p) {
-        snprintf(err, errlen, "GET /ring: no tokens");
-        return false;
-    }
-    size_t cap = 256, n = 0;
-    uint64_t *tok = malloc(cap * sizeof(*tok));
-    for (p++; tok && *p && *p != ']'; p++) {
-        if (*p != '"')
-            continue;
-        const char *e = strchr(p + 1, '"');
-        if (!e)
-            break;
-        char hex[17];
-        size_t len = (size_t)(e - p - 1);
-        if (len == 0 || len > 16) {
-            p = e;
-            continue;
-        }
-        memcpy(hex, p + 1, len);
-        hex[len] = '\0';
-        if (n == cap) {
-            uint64_t *t = realloc(tok, 2 * cap * sizeof(*tok));
-            if (!t)
-                break;
-            tok = t;
-            cap *= 2;
-        }
-        tok[n++] = strtoull(hex, NULL, 16);
-        p = e;
-    }
-    if (!tok || n == 0) {
-        free(tok);
-        snprintf(err, errlen, "GET /ring: no tokens");
-        return false;
+    char node[sizeof(b->node)];
+    const struct cas_hash_algo *algo;
+    uint64_t *tok;
+    size_t n;
+    if (ringjson_parse(json, len, node, sizeof(node), &algo, &tok, &n, err, errlen) < 0) {
+        if (!b->ntokens)
+            return false;
+        log_warn("backend %s taken out of the ring: %s", b->url, err);
+        free(b->tokens);
+        b->tokens = NULL;
+        b->ntokens = 0;
+        return true;
     }
     bool changed = strcmp(b->node, node) != 0 || b->algo != algo || b->ntokens != n ||
                    memcmp(b->tokens, tok, n * sizeof(*tok)) != 0;
@@ -377,6 +345,7 @@ void backend_probe_all(struct balancer *bal)
                 if (!b->up)
                     log_info("backend %s (%s) is up", b->url, b->domain);
                 b->up = true;
+                __atomic_store_n(&b->stalled_since_ns, 0, __ATOMIC_RELAXED);
                 b->probed_ok = true;
                 b->failures = 0;
                 b->latency_ms = call->ms;
@@ -428,9 +397,9 @@ void backend_probe_all(struct balancer *bal)
             cas_json_get_u64(json, "total_bytes", &b->compact_total);
         } else if (kind == P_RING) {
             char err[256] = "";
-            if (apply_ring(b, json, err, sizeof(err)))
+            if (apply_ring(b, json, call->resp.len, err, sizeof(err)))
                 rebuild = true;
-            else if (err[0])
+            if (err[0])
                 snprintf(b->last_error, sizeof(b->last_error), "%s", err);
         }
     }

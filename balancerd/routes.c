@@ -196,6 +196,11 @@ static void balancer_metrics(void *app, struct cas_buf *out)
     COUNTER("cas_balancer_failovers_total", "Reads that moved on to another backend.", failovers);
     COUNTER("cas_balancer_aborted_streams_total", "Responses aborted after their first byte.",
             aborted_streams);
+    COUNTER("cas_balancer_hedged_reads_total",
+            "Extra backend requests sent because the first copy was slow to answer.",
+            hedged_reads);
+    COUNTER("cas_balancer_hedge_wins_total", "Hedged requests that answered first and served.",
+            hedge_wins);
     COUNTER("cas_balancer_corrupt_copies_total", "Copies served by a backend that failed their digest.",
             corrupt_copies);
     COUNTER("cas_balancer_gc_touches_total", "Objects unmarked on every backend during GC.",

@@ -122,6 +122,8 @@ struct balancer_counters {
     uint64_t repairs_queued, repairs_done, repairs_failed, repairs_dropped;
     uint64_t failovers, aborted_streams, corrupt_copies;
     uint64_t gc_touches;
+    /* Writes answered with fewer than `replicas` copies (X-CAS-Copies). */
+    uint64_t under_replicated_writes;
 };
 
 struct repair_queue;
@@ -264,6 +266,14 @@ struct fanout_result {
  * when content_length < 0). */
 int fanout_start(struct balancer *bal, const struct view *v, const char *method, char **urls,
                  const size_t *backends, size_t n, int64_t content_length, struct fanout **out);
+/* Lets the fan-out drop a target that lags behind `need` others (they took
+ * the chunk it has not, or answered 2xx at the end) for straggler_ms; by
+ * default need is every target (nothing is dropped for lagging). A
+ * target whose backend the probes mark down is dropped in any case. */
+void fanout_set_quorum(struct fanout *f, size_t need, unsigned straggler_ms);
+/* Longest wait for an answer once the body is sent (default 600 s: a
+ * backend syncs before answering). */
+void fanout_set_answer_timeout(struct fanout *f, unsigned ms);
 /* Streams the next len bytes to every target still alive; returns how many
  * are alive (0: all have answered or failed). */
 size_t fanout_feed(struct fanout *f, const char *data, size_t len);

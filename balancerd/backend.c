@@ -139,6 +139,14 @@ void backend_health(struct balancer *bal, const struct view *v, bool *writable, 
     pthread_mutex_unlock(&bal->lock);
 }
 
+void backend_known_down(struct balancer *bal, const struct view *v, bool *down)
+{
+    pthread_mutex_lock(&bal->lock);
+    for (size_t i = 0; i < v->n; i++)
+        down[i] = v->b[i]->probed && !v->b[i]->up;
+    pthread_mutex_unlock(&bal->lock);
+}
+
 void backend_note_failure(struct balancer *bal, struct backend *b, const char *what)
 {
     pthread_mutex_lock(&bal->lock);
@@ -481,6 +489,18 @@ static void *probe_main(void *arg)
     for (;;) {
         backend_probe_all(bal);
         pthread_mutex_lock(&bal->lock);
+        bool gc = bal->gc_active;
+        uint64_t gc_id = bal->gc_id;
+        pthread_mutex_unlock(&bal->lock);
+        if (gc && gcdebt_pending_bytes(bal)) {
+            /* Unmarks a backend missed while it was away: deliver them as
+             * soon as it is back, not only at gc/end. */
+            char err[512];
+            struct view *v = view_get(bal);
+            gcdebt_settle(bal, v, gc_id, err, sizeof(err));
+            view_put(v);
+        }
+        pthread_mutex_lock(&bal->lock);
         if (bal->stopping) {
             pthread_mutex_unlock(&bal->lock);
             break;
@@ -534,7 +554,9 @@ int balancer_init(struct balancer *bal, const struct balancer_options *opt, char
 
 int balancer_start(struct balancer *bal, char *err, size_t errlen)
 {
-    int rc = repair_init(bal);
+    int rc = gcdebt_init(bal);
+    if (rc == 0)
+        rc = repair_init(bal);
     if (rc < 0) {
         snprintf(err, errlen, "cannot start the repair thread: %s", strerror(-rc));
         return rc;
@@ -560,6 +582,7 @@ void balancer_stop(struct balancer *bal)
     if (bal->probe_started)
         pthread_join(bal->probe_thread, NULL);
     repair_stop(bal);
+    gcdebt_free(bal);
     if (bal->compact_thread_joinable)
         pthread_join(bal->compact_thread, NULL);
     view_put(bal->view);

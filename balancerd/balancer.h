@@ -18,6 +18,7 @@
  *   fanout.c    one request body streamed to several backends (push)
  *   proxy.c     object routes: PUT, POST, GET, HEAD, DELETE
  *   repair.c    read repair queue and the GC touch log
+ *   gcdebt.c    GC unmarks a backend missed, delivered again before `end`
  *   cluster.c   GC, list, missing, capacity, compaction across backends
  *   routes.c    the route table, /status, /metrics, /ring, /healthz
  *   page.c      the HTML page at GET /
@@ -99,6 +100,10 @@ void view_put(struct view *v);
  * read-only, same hash as the cluster, tokens known) and up. */
 void backend_health(struct balancer *bal, const struct view *v, bool *writable, bool *up);
 
+/* down[i]: the probes have marked v's backend i down (a backend not probed
+ * yet is not known down). Fan-outs skip these rather than wait on them. */
+void backend_known_down(struct balancer *bal, const struct view *v, bool *down);
+
 /* Records the outcome of a request to a backend outside the probes. */
 void backend_note_failure(struct balancer *bal, struct backend *b, const char *what);
 
@@ -127,6 +132,7 @@ struct balancer_counters {
 };
 
 struct repair_queue;
+struct gcdebt;
 
 struct balancer {
     struct balancer_options opt;
@@ -148,6 +154,7 @@ struct balancer {
     uint64_t gc_seen_id; /* cycle whose touch log has been flushed */
 
     struct repair_queue *repair;
+    struct gcdebt *gcdebt;
 
     /* Cluster-wide compaction job (under lock). */
     bool compact_running;
@@ -187,6 +194,7 @@ struct upstream_call {
     struct cas_buf resp; /* the body, cut at 16 MiB */
     char err[256];
     double ms;
+    bool skipped; /* not asked: the probes say the backend is down */
 };
 
 /* A configured easy handle: URL, method, token, connect timeout, no
@@ -334,5 +342,23 @@ void gc_touch_flush_recent(struct balancer *bal, const struct view *v);
  * learns it now and unmarks key and the recently used objects on every
  * backend before the caller answers. */
 void gc_learn(struct balancer *bal, const struct view *v, const struct cas_key *key, uint64_t id);
+
+/* ---- gcdebt.c: unmarks a backend missed during a GC cycle ------------- */
+
+int gcdebt_init(struct balancer *bal);
+void gcdebt_free(struct balancer *bal);
+/* Keeps lines ("<hex>\n"...) that gc/mark could not deliver to the backend
+ * at url during cycle; a different cycle than the one kept clears the rest. */
+void gcdebt_add(struct balancer *bal, uint64_t cycle, const char *url, const char *lines,
+                size_t len);
+/* A new cycle began (begin re-marks everything): the old debt is void. */
+void gcdebt_new_cycle(struct balancer *bal, uint64_t cycle);
+/* Delivers the debt of cycle to every backend that owes it. 0 when nothing
+ * is left; -EAGAIN (a backend still unreachable) or -EOVERFLOW (too much
+ * was missed: the cycle must not be ended) with err set. */
+int gcdebt_settle(struct balancer *bal, const struct view *v, uint64_t cycle, char *err,
+                  size_t errlen);
+/* Bytes of unmarks waiting (for /status and /metrics). */
+size_t gcdebt_pending_bytes(struct balancer *bal);
 
 #endif

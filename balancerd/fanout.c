@@ -199,10 +199,10 @@ static void drop_laggards(struct fanout *f, uint64_t now)
     if (f->eof && ahead >= f->need && f->need < f->n && !f->quorum_ns)
         f->quorum_ns = now;
     bool look_health = now - f->health_ns > 100 * 1000000ull;
-    bool up[f->v->n ? f->v->n : 1];
+    bool down[f->v->n ? f->v->n : 1];
     if (look_health) {
         f->health_ns = now;
-        backend_health(f->bal, f->v, NULL, up);
+        backend_known_down(f->bal, f->v, down);
     }
     for (size_t i = 0; i < f->n; i++) {
         struct fanout_target *t = &f->t[i];
@@ -210,7 +210,7 @@ static void drop_laggards(struct fanout *f, uint64_t now)
             continue;
         uint64_t idle_ms = (now - t->last_progress_ns) / 1000000;
         bool waiting_answer = f->eof && t->off >= f->chunk_len;
-        if (look_health && idle_ms >= 100 && t->res.backend < f->v->n && !up[t->res.backend]) {
+        if (look_health && idle_ms >= 100 && t->res.backend < f->v->n && down[t->res.backend]) {
             finish_target(f, t, CURLE_OPERATION_TIMEDOUT, "backend is down (probes)");
             continue;
         }

@@ -250,27 +250,47 @@ size_t repair_queue_length(struct balancer *bal)
 
 /* ---- GC touches --------------------------------------------------------- */
 
-/* Sends "hex\n..." as POST /gc/mark to every backend. */
+/* Sends "hex\n..." as POST /gc/mark to every backend. A backend known down
+ * is not asked, and one that does not answer within the fan-out deadline
+ * is given up on: either way its share is kept as GC debt (gcdebt.c) and
+ * delivered before the cycle can end. */
 static void mark_everywhere(struct balancer *bal, const struct view *v, const char *body,
                             size_t len)
 {
+    pthread_mutex_lock(&bal->lock);
+    uint64_t cycle = bal->gc_active ? bal->gc_id : 0;
+    pthread_mutex_unlock(&bal->lock);
     struct upstream_call *calls = calloc(v->n ? v->n : 1, sizeof(*calls));
-    if (!calls)
+    bool down[v->n ? v->n : 1];
+    if (!calls) {
+        for (size_t i = 0; i < v->n; i++)
+            gcdebt_add(bal, cycle, v->b[i]->url, body, len);
         return;
-    for (size_t i = 0; i < v->n; i++) {
-        snprintf(calls[i].url, sizeof(calls[i].url), "%s/gc/mark", v->b[i]->url);
-        calls[i].method = "POST";
-        calls[i].body = body;
-        calls[i].body_len = len;
     }
-    upstream_run(bal, v, calls, v->n, 30000);
-    for (size_t i = 0; i < v->n; i++)
+    backend_known_down(bal, v, down);
+    size_t k = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (down[i]) {
+            gcdebt_add(bal, cycle, v->b[i]->url, body, len);
+            continue;
+        }
+        snprintf(calls[k].url, sizeof(calls[k].url), "%s/gc/mark", v->b[i]->url);
+        calls[k].method = "POST";
+        calls[k].body = body;
+        calls[k].body_len = len;
+        calls[k].backend = i;
+        k++;
+    }
+    upstream_run(bal, v, calls, k, v->cfg->fanout_ms);
+    for (size_t i = 0; i < k; i++)
         if (calls[i].status != 200) {
             char why[256];
             upstream_describe(&calls[i], why, sizeof(why));
-            log_warn("gc/mark on %s failed: %s", v->b[i]->url, why);
+            log_warn("gc/mark on %s failed (kept to deliver before gc/end): %s",
+                     v->b[calls[i].backend]->url, why);
+            gcdebt_add(bal, cycle, v->b[calls[i].backend]->url, body, len);
         }
-    upstream_calls_free(calls, v->n);
+    upstream_calls_free(calls, k);
     free(calls);
 }
 

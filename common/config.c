@@ -252,7 +252,7 @@ static int parse_anti_entropy(struct parse *p, const yaml_node_t *n)
 static int parse_timeouts(struct parse *p, const yaml_node_t *n)
 {
     if (n->type != YAML_MAPPING_NODE)
-        return fail_at(p, n, "timeouts must be a mapping with fanout_ms and write_straggler_ms");
+        return fail_at(p, n, "timeouts must be a mapping with fanout_ms, write_straggler_ms, gc_ms");
     for (yaml_node_pair_t *pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top;
          pair++) {
         yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
@@ -264,9 +264,11 @@ static int parse_timeouts(struct parse *p, const yaml_node_t *n)
         else if (key && !strcmp(key, "write_straggler_ms"))
             rc = get_uint(p, v, "timeouts.write_straggler_ms", 3600u * 1000,
                           &p->c->write_straggler_ms);
+        else if (key && !strcmp(key, "gc_ms"))
+            rc = get_uint(p, v, "timeouts.gc_ms", 24u * 3600 * 1000, &p->c->gc_ms);
         else
             return fail_at(p, k,
-                           "unknown timeouts key \"%s\" (expected fanout_ms, write_straggler_ms)",
+                           "unknown timeouts key \"%s\" (expected fanout_ms, write_straggler_ms, gc_ms)",
                            key ? key : "?");
         if (rc < 0)
             return rc;
@@ -339,6 +341,8 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
         c->fanout_ms = CONFIG_FANOUT_MS_DEFAULT;
     if (!c->write_straggler_ms)
         c->write_straggler_ms = CONFIG_STRAGGLER_MS_DEFAULT;
+    if (!c->gc_ms)
+        c->gc_ms = CONFIG_GC_MS_DEFAULT;
     if (c->min_replicas > c->replicas)
         return fail_at(p, n_min, "min_replicas (%u) is more than replicas (%u)", c->min_replicas,
                        c->replicas);

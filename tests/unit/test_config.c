@@ -146,12 +146,15 @@ static void test_timeouts(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(c->fanout_ms, CONFIG_FANOUT_MS_DEFAULT);
     CU_ASSERT_EQUAL(c->write_straggler_ms, CONFIG_STRAGGLER_MS_DEFAULT);
+    CU_ASSERT_EQUAL(c->gc_ms, CONFIG_GC_MS_DEFAULT);
     config_free(c);
-    snprintf(text, sizeof(text), "timeouts:\n  fanout_ms: 700\n  write_straggler_ms: 300\n%s", be);
+    snprintf(text, sizeof(text),
+             "timeouts:\n  fanout_ms: 700\n  write_straggler_ms: 300\n  gc_ms: 900\n%s", be);
     c = parse_ok(text);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(c->fanout_ms, 700);
     CU_ASSERT_EQUAL(c->write_straggler_ms, 300);
+    CU_ASSERT_EQUAL(c->gc_ms, 900);
     config_free(c);
     snprintf(text, sizeof(text), "timeouts:\n  fanout_ms: 0\n%s", be);
     parse_bad(text, "t.yaml:2:14:", "timeouts.fanout_ms must be a whole number");

@@ -584,15 +584,16 @@ static void list_free(void *cls)
     free(l);
 }
 
-/* Opens the next up backend's listing; false when none is left. */
+/* Opens the next backend's listing, skipping those known down; false when
+ * none is left. */
 static bool list_open_next(struct list_ctx *l, char *err, size_t errlen, long *status)
 {
-    bool up[l->v->n ? l->v->n : 1];
-    backend_health(l->bal, l->v, NULL, up);
+    bool down[l->v->n ? l->v->n : 1];
+    backend_known_down(l->bal, l->v, down);
     *status = 0;
     while (l->next < l->v->n) {
         size_t b = l->next++;
-        if (!up[b]) {
+        if (down[b]) {
             log_warn("list: skipping %s, which is down", l->v->b[b]->url);
             continue;
         }
@@ -669,6 +670,44 @@ static ssize_t list_read(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
+/*
+ * Before listing garbage: the objects this balancer served recently are
+ * unmarked on every backend when it first sees a cycle (repair.c, the GC
+ * touch log), at the latest by gc/end through it. Do that now if the
+ * backends are in a cycle this balancer has not flushed for, and deliver
+ * the unmarks backends missed (gcdebt.c), so that the listing is what `end`
+ * through this balancer will remove.
+ */
+static void list_garbage_settle(struct balancer *bal, const struct view *v)
+{
+    struct upstream_call *calls = on_every_backend(bal, v, "GET", "/gc", v->cfg->fanout_ms);
+    if (!calls)
+        return;
+    uint64_t id = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        bool active = false;
+        if (calls[i].status == 200 && !cas_json_get_bool(calls[i].resp.data, "active", &active) &&
+            active)
+            cas_json_get_u64(calls[i].resp.data, "id", &id);
+    }
+    free_calls(calls, v->n);
+    if (!id)
+        return;
+    pthread_mutex_lock(&bal->lock);
+    bool seen = bal->gc_seen_id == id;
+    bal->gc_active = true;
+    bal->gc_id = id;
+    pthread_mutex_unlock(&bal->lock);
+    if (!seen) {
+        gc_touch_flush_recent(bal, v);
+        pthread_mutex_lock(&bal->lock);
+        bal->gc_seen_id = id;
+        pthread_mutex_unlock(&bal->lock);
+    }
+    char err[512];
+    gcdebt_settle(bal, v, id, err, sizeof(err));
+}
+
 void cluster_list(struct http_req *req)
 {
     struct balancer *bal = req->app;
@@ -695,6 +734,14 @@ void cluster_list(struct http_req *req)
         qn += (size_t)snprintf(l->query + qn, sizeof(l->query) - qn, "%c%s=%s", qn ? '&' : '?',
                                params[i], val);
     }
+    const char *state = http_query(req, "state");
+    if (state && !strcmp(state, "garbage"))
+        list_garbage_settle(bal, l->v);
+    bool down[l->v->n ? l->v->n : 1];
+    backend_known_down(bal, l->v, down);
+    size_t skipped = 0;
+    for (size_t i = 0; i < l->v->n; i++)
+        skipped += down[i];
     char err[256] = "";
     long st = 0;
     if (!list_open_next(l, err, sizeof(err), &st) && st == 400) {
@@ -703,6 +750,10 @@ void cluster_list(struct http_req *req)
         return;
     }
     http_reply_stream(req, 200, "text/plain", HTTP_SIZE_UNKNOWN, list_read, l, list_free);
+    /* The listing leaves out what only a backend known down holds. */
+    char n[24];
+    snprintf(n, sizeof(n), "%zu", skipped);
+    http_add_header(req, "X-CAS-Backends-Skipped", n);
 }
 
 /* ---- missing ------------------------------------------------------------ */

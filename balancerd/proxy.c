@@ -364,12 +364,24 @@ void proxy_get(struct http_req *req)
     g->bal = bal;
     g->v = v;
     g->key = key;
-    size_t not_found = 0, failed = 0;
+    size_t not_found = 0, failed = 0, skipped = 0;
     char last_err[300] = "";
     char *small = NULL;
     size_t small_len = 0;
+    /* A backend the probes have marked down is not asked (a hung one would
+     * hold the client for the first-byte timeout): the answer is what a
+     * dead one would give. When every backend is down, all are tried. */
+    bool down[v->n ? v->n : 1];
+    backend_known_down(bal, v, down);
+    size_t ndown = 0;
+    for (size_t i = 0; i < v->n; i++)
+        ndown += down[i];
     for (size_t i = 0; i < n; i++) {
         size_t b = order[i];
+        if (down[b] && ndown < v->n) {
+            skipped++;
+            continue;
+        }
         struct get_src s;
         int rc = src_open(bal, v, b, hex, req->is_head ? "HEAD" : "GET", range, &s, &g->head, err,
                           sizeof(err));
@@ -442,8 +454,8 @@ void proxy_get(struct http_req *req)
     }
     if (!g->src.c && !g->src.s) {
         if (not_found)
-            http_error(req, 404, "object %s not found (%zu backend%s unreachable)", hex, failed,
-                       failed == 1 ? "" : "s");
+            http_error(req, 404, "object %s not found (%zu backend%s unreachable)", hex,
+                       failed + skipped, failed + skipped == 1 ? "" : "s");
         else
             http_error(req, 503, "no backend could serve %s; last error: %s", hex,
                        last_err[0] ? last_err : "no backends");

@@ -368,7 +368,10 @@ void backend_probe_all(struct balancer *bal)
         }
     }
     pthread_mutex_unlock(&bal->lock);
-    upstream_run(bal, v, calls, nc, (long)bal->opt.connect_timeout_ms + 3000);
+    /* A probe is a fan-out like any other: bounded by timeouts.fanout_ms
+     * (whose default, 5 s, is what probes always allowed), so a hung
+     * backend is found down within two of these. */
+    upstream_run(bal, v, calls, nc, (long)v->cfg->fanout_ms);
 
     bool rebuild = false;
     bool any_gc = false;

@@ -337,6 +337,10 @@ void gc_touch(struct balancer *bal, const struct view *v, const struct cas_key *
 /* Unmarks everything read or written recently (a cycle this balancer did
  * not start has just been noticed, or is about to end). */
 void gc_touch_flush_recent(struct balancer *bal, const struct view *v);
+/* Unmarks on every backend what was read or written since since_ns
+ * (cas_now_ns clock): gc/begin uses it for what was served while the
+ * backends were beginning, before this balancer knew the cycle. */
+void gc_touch_flush_since(struct balancer *bal, const struct view *v, uint64_t since_ns);
 /* A backend's answer named GC cycle id (X-CAS-GC). When this balancer did
  * not know of it yet (another balancer began it since the last probe),
  * learns it now and unmarks key and the recently used objects on every

@@ -147,6 +147,7 @@ void cluster_gc_begin(struct http_req *req)
     cas_buf_free(&downs);
     char path[64];
     snprintf(path, sizeof(path), "/gc/begin?id=%" PRIu64, id);
+    uint64_t began_ns = cas_now_ns();
     struct upstream_call *calls = on_every_backend(bal, v, "POST", path, v->cfg->gc_ms);
     if (!calls) {
         view_put(v);
@@ -191,6 +192,9 @@ void cluster_gc_begin(struct http_req *req)
         bal->gc_seen_id = id;
         pthread_mutex_unlock(&bal->lock);
         gcdebt_new_cycle(bal, id);
+        /* Served while the backends were beginning, before gc_active was
+         * set here: unmarked only where it was served. */
+        gc_touch_flush_since(bal, v, began_ns);
         log_info("GC cycle %" PRIu64 " begun on %zu backends: %" PRIu64 " objects marked", id,
                  v->n, objects);
         struct cas_buf b;

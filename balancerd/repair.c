@@ -322,16 +322,21 @@ void gc_touch(struct balancer *bal, const struct view *v, const struct cas_key *
 
 void gc_touch_flush_recent(struct balancer *bal, const struct view *v)
 {
+    uint64_t now = cas_now_ns();
+    gc_touch_flush_since(bal, v, now > RECENT_WINDOW_NS ? now - RECENT_WINDOW_NS : 0);
+}
+
+void gc_touch_flush_since(struct balancer *bal, const struct view *v, uint64_t since_ns)
+{
     struct repair_queue *rq = bal->repair;
     if (!rq)
         return;
     struct cas_buf body;
     cas_buf_init(&body);
-    uint64_t now = cas_now_ns();
     pthread_mutex_lock(&rq->lock);
     for (size_t i = 0; i < rq->recent_len; i++) {
         const struct recent_entry *e = &rq->recent[i];
-        if (now - e->t_ns > RECENT_WINDOW_NS)
+        if (e->t_ns < since_ns)
             continue;
         char hex[CAS_MAX_HEX + 1];
         cas_key_hex(&e->key, hex);

@@ -243,6 +243,7 @@ class FanoutTest(PartialFailureTest):
         p, took = self.timed(lambda: self.cli(bal, "capacity"))
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertLess(took, 2.0)
+        self.assertIn(b"partial: only 2 backends answered", p.stderr)
         # GC cannot begin with a backend down: refused at once, nothing started.
         r, took = self.timed(lambda: c.request("POST", "/gc/begin"))
         self.assertEqual(r.status, 503)

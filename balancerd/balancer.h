@@ -334,6 +334,10 @@ size_t repair_queue_length(struct balancer *bal);
 /* Records that key was read or written; during a GC cycle, also unmarks it
  * on every backend before returning. */
 void gc_touch(struct balancer *bal, const struct view *v, const struct cas_key *key);
+/* During a GC cycle, unmarks lines ("<hex>\n"...) on every backend (what a
+ * backend misses is kept as GC debt); nothing when no cycle is known. */
+void gc_unmark_everywhere(struct balancer *bal, const struct view *v, const char *lines,
+                          size_t len);
 /* Unmarks everything read or written recently (a cycle this balancer did
  * not start has just been noticed, or is about to end). */
 void gc_touch_flush_recent(struct balancer *bal, const struct view *v);

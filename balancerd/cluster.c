@@ -798,6 +798,10 @@ static int missing_flush(struct missing_ctx *m, char *err, size_t errlen)
     backend_health(m->bal, m->v, NULL, up);
     struct cas_buf left = m->batch;
     cas_buf_init(&m->batch);
+    /* During a GC cycle the keys found count as used (SPEC): the backend
+     * that found one unmarked its own copy; the other holders were not
+     * asked, so unmark the batch everywhere (absent keys are no-ops). */
+    gc_unmark_everywhere(m->bal, m->v, left.data, left.len);
     for (size_t i = 0; i < m->v->n && left.len; i++) {
         if (!up[i])
             continue;

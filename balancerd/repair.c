@@ -294,6 +294,16 @@ static void mark_everywhere(struct balancer *bal, const struct view *v, const ch
     free(calls);
 }
 
+void gc_unmark_everywhere(struct balancer *bal, const struct view *v, const char *lines,
+                          size_t len)
+{
+    pthread_mutex_lock(&bal->lock);
+    bool active = bal->gc_active;
+    pthread_mutex_unlock(&bal->lock);
+    if (active && len)
+        mark_everywhere(bal, v, lines, len);
+}
+
 void gc_touch(struct balancer *bal, const struct view *v, const struct cas_key *key)
 {
     struct repair_queue *rq = bal->repair;

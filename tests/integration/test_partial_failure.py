@@ -329,6 +329,21 @@ class GcTest(PartialFailureTest):
         for k in garbage:
             self.assertEqual(self.copies(k), [])
 
+    def test_missing_during_a_cycle_keeps_every_copy(self):
+        bal = self.make(3, replicas=2, min_replicas=1)
+        c = bal.client()
+        used = self.put_all(c, "found by missing", 6)
+        garbage = self.put_all(c, "not asked about", 3)
+        gid = c.request("POST", "/gc/begin").json()["id"]
+        r = c.request("POST", "/objects/missing", body="\n".join(used) + "\n")
+        self.assertEqual((r.status, r.body), (200, b""))
+        self.assertEqual(self.garbage(c), sorted(garbage))
+        self.assertEqual(c.request("POST", f"/gc/end?id={gid}").status, 200)
+        for k in used:
+            self.assertEqual(len(self.copies(k)), 2, "missing unmarked only the copy it found")
+        for k in garbage:
+            self.assertEqual(self.copies(k), [])
+
     def test_node_restarted_mid_cycle_keeps_what_was_used(self):
         bal = self.make(3, replicas=2, min_replicas=1)
         c = bal.client()

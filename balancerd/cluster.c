@@ -499,8 +499,27 @@ void cluster_gc_json(struct balancer *bal, const struct view *v, struct cas_json
 void cluster_gc_status(struct http_req *req)
 {
     struct balancer *bal = req->app;
-    backend_probe_all(bal); /* answer with fresh figures, not the last probe's */
     struct view *v = view_get(bal);
+    /* Fresh figures rather than the last probe's, from every backend not
+     * known down (a full probe would wait on a hung one every time). */
+    struct upstream_call *calls = on_every_backend(bal, v, "GET", "/gc", v->cfg->fanout_ms);
+    if (calls) {
+        pthread_mutex_lock(&bal->lock);
+        for (size_t i = 0; i < v->n; i++) {
+            struct backend *be = v->b[i];
+            const char *js = calls[i].resp.data;
+            if (calls[i].status != 200 || !js)
+                continue;
+            bool active = false;
+            cas_json_get_bool(js, "active", &active);
+            be->gc_active = active;
+            cas_json_get_u64(js, "id", &be->gc_id);
+            cas_json_get_u64(js, "objects", &be->gc_objects);
+            cas_json_get_u64(js, "bytes", &be->gc_bytes);
+        }
+        pthread_mutex_unlock(&bal->lock);
+        free_calls(calls, v->n);
+    }
     struct cas_buf b;
     cas_buf_init(&b);
     struct cas_json j;

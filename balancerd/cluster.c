@@ -1100,10 +1100,19 @@ static int compact_run(struct balancer *bal, struct view *v, char *err, size_t e
         pthread_mutex_unlock(&bal->lock);
         struct upstream_call calls[v->n];
         size_t nc = 0;
+        bool down[v->n];
+        backend_known_down(bal, v, down);
         for (size_t k = i; k < v->n; k++) {
             if (strcmp(v->b[k]->domain, domain))
                 continue;
             done_domain[k] = true;
+            if (down[k]) {
+                /* Not waited on: reported, and the other domains go on. */
+                cas_buf_printf(&why, "%s%s: down (probes), not compacted", why.len ? "; " : "",
+                               v->b[k]->url);
+                rc = -EIO;
+                continue;
+            }
             memset(&calls[nc], 0, sizeof(calls[nc]));
             snprintf(calls[nc].url, sizeof(calls[nc].url), "%s/compact?wait=1", v->b[k]->url);
             calls[nc].method = "POST";

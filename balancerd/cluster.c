@@ -294,6 +294,8 @@ void cluster_gc_mark(struct http_req *req)
         http_error(req, 500, "out of memory");
         return;
     }
+    /* The backends answer once they have applied the whole body. */
+    fanout_set_answer_timeout(m->f, v->cfg->gc_ms);
     req->on_body = mark_body;
     req->on_done = mark_done;
 }

@@ -557,7 +557,7 @@ static void free_urls(char **urls, size_t n)
  * A write that made fewer than `replicas` copies: keep walking the ring
  * past the backends that failed or were dropped, and queue a copy (read
  * from a backend that has one, as read repair does) to each backend that
- * now completes the placement. ok[] marks the targets of f that stored it.
+ * now completes the placement. stored[i] says target i of p->f stored it.
  * Returns the number of copies queued.
  */
 static size_t put_walk_on(struct put_ctx *p, const bool *stored)
@@ -686,6 +686,7 @@ static void digest_mismatch(struct http_req *req, struct put_ctx *p)
     fanout_free(p->f); /* cut every transfer before its last byte */
     p->f = NULL;
     http_error(req, 422, "the body does not hash to %s", hex);
+    put_copies_headers(req, p, 0);
 }
 
 static int put_body(struct http_req *req, const char *data, size_t len)

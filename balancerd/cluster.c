@@ -335,8 +335,8 @@ static int gc_end_check(struct http_req *req, struct balancer *bal, const struct
             has[i] = true;
             in_cycle++;
         } else if (active) {
-            cas_buf_printf(&other, "%s%s is in cycle %" PRIu64, other.len ? "; " : "",
-                           v->b[i]->url, cur);
+            cas_buf_printf(&other, "%s%s is in cycle %" PRIu64, other.len ? "; " : "", v->b[i]->url,
+                           cur);
         }
     }
     int rc = -1;

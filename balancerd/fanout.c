@@ -216,12 +216,13 @@ static void drop_laggards(struct fanout *f, uint64_t now)
         }
         if (f->need < f->n && f->straggler_ms) {
             /* At the end, the clock starts when the quorum was reached. */
-            uint64_t since = f->eof && f->quorum_ns > t->last_progress_ns ? f->quorum_ns
-                                                                          : t->last_progress_ns;
+            uint64_t since =
+                f->eof && f->quorum_ns > t->last_progress_ns ? f->quorum_ns : t->last_progress_ns;
             if (ahead >= f->need && (now - since) / 1000000 >= f->straggler_ms) {
                 finish_target(f, t, CURLE_OPERATION_TIMEDOUT,
-                              waiting_answer ? "no answer in time once the other copies were durable"
-                                             : "fell behind the other copies");
+                              waiting_answer
+                                  ? "no answer in time once the other copies were durable"
+                                  : "fell behind the other copies");
                 continue;
             }
         }

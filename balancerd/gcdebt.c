@@ -182,17 +182,18 @@ int gcdebt_settle(struct balancer *bal, const struct view *v, uint64_t cycle, ch
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         long status = 0;
-        char why[256] = "not in the config any more";
+        char why[256] = "";
+        bool configured = false;
         for (size_t b = 0; b < v->n; b++) {
             if (strcmp(v->b[b]->url, todo[i].url))
                 continue;
+            configured = true;
             if (down[b]) {
                 snprintf(why, sizeof(why), "down (probes)");
                 break;
             }
-            struct upstream_call c = {.method = "POST",
-                                      .body = todo[i].keys.data,
-                                      .body_len = todo[i].keys.len};
+            struct upstream_call c = {
+                .method = "POST", .body = todo[i].keys.data, .body_len = todo[i].keys.len};
             snprintf(c.url, sizeof(c.url), "%s/gc/mark", todo[i].url);
             upstream_run(bal, v, &c, 1, v->cfg->fanout_ms);
             status = c.status;
@@ -200,16 +201,24 @@ int gcdebt_settle(struct balancer *bal, const struct view *v, uint64_t cycle, ch
             upstream_calls_free(&c, 1);
             break;
         }
+        if (!configured) {
+            /* Taken out of the config: it takes no part in `end` any more. */
+            log_info("GC cycle %" PRIu64 ": dropping unmarks for %s, no longer configured", cycle,
+                     todo[i].url);
+            status = 200;
+        }
         if (status == 200) {
-            log_info("GC cycle %" PRIu64 ": delivered %zu bytes of missed unmarks to %s", cycle,
-                     todo[i].keys.len, todo[i].url);
+            if (configured)
+                log_info("GC cycle %" PRIu64 ": delivered %zu bytes of missed unmarks to %s", cycle,
+                         todo[i].keys.len, todo[i].url);
             free(todo[i].url);
             cas_buf_free(&todo[i].keys);
             continue;
         }
         if (rc == 0)
-            snprintf(err, errlen, "unmarks missed by %s during GC cycle %" PRIu64
-                     " cannot be delivered yet: %s", todo[i].url, cycle, why);
+            snprintf(err, errlen,
+                     "unmarks missed by %s during GC cycle %" PRIu64 " cannot be delivered yet: %s",
+                     todo[i].url, cycle, why);
         rc = -EAGAIN;
         gcdebt_add(bal, cycle, todo[i].url, todo[i].keys.data, todo[i].keys.len);
         free(todo[i].url);

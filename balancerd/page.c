@@ -140,9 +140,9 @@ void page_index(struct http_req *req)
             else
                 cas_buf_puts(&b, "?");
             if (!be->up && be->cap_known)
-                cas_buf_printf(&b, " <span class=\"stale\">stale: last answered %" PRIu64
-                                   " s ago</span>",
-                               age_s);
+                cas_buf_printf(
+                    &b, " <span class=\"stale\">stale: last answered %" PRIu64 " s ago</span>",
+                    age_s);
             cas_buf_printf(&b, "</td><td>%" PRIu64 "</td><td class=\"err\">", be->cap.objects);
             html_escape(&b, be->last_error);
             cas_buf_puts(&b, "</td></tr>\n");
@@ -187,19 +187,20 @@ void page_index(struct http_req *req)
     } else {
         cas_buf_puts(&b, "<dt>Compaction</dt><dd>idle</dd>\n");
     }
-    cas_buf_printf(&b, "<dt>Read repair</dt><dd>%zu queued, %" PRIu64 " done, %" PRIu64
-                       " failed</dd>\n",
-                   repair_queue_length(bal),
-                   __atomic_load_n(&bal->ctr.repairs_done, __ATOMIC_RELAXED),
-                   __atomic_load_n(&bal->ctr.repairs_failed, __ATOMIC_RELAXED));
-    cas_buf_printf(&b, "<dt>Under-replicated writes</dt><dd id=\"under-replicated\">%" PRIu64
-                       " (answered with fewer than %u copies)</dd>\n",
+    cas_buf_printf(
+        &b, "<dt>Read repair</dt><dd>%zu queued, %" PRIu64 " done, %" PRIu64 " failed</dd>\n",
+        repair_queue_length(bal), __atomic_load_n(&bal->ctr.repairs_done, __ATOMIC_RELAXED),
+        __atomic_load_n(&bal->ctr.repairs_failed, __ATOMIC_RELAXED));
+    cas_buf_printf(&b,
+                   "<dt>Under-replicated writes</dt><dd id=\"under-replicated\">%" PRIu64
+                   " (answered with fewer than %u copies)</dd>\n",
                    __atomic_load_n(&bal->ctr.under_replicated_writes, __ATOMIC_RELAXED),
                    v->cfg->replicas);
     size_t debt = gcdebt_pending_bytes(bal);
     if (debt)
-        cas_buf_printf(&b, "<dt>GC unmarks pending</dt><dd>%zu bytes, for backends that were "
-                           "unreachable; gc/end waits for them</dd>\n",
+        cas_buf_printf(&b,
+                       "<dt>GC unmarks pending</dt><dd>%zu bytes, for backends that were "
+                       "unreachable; gc/end waits for them</dd>\n",
                        debt);
     cas_buf_puts(&b, "</dl>\n");
     cas_buf_puts(&b, "<p><a href=\"/status\">/status</a> &middot; <a href=\"/metrics\">"

@@ -294,8 +294,7 @@ static void mark_everywhere(struct balancer *bal, const struct view *v, const ch
     free(calls);
 }
 
-void gc_unmark_everywhere(struct balancer *bal, const struct view *v, const char *lines,
-                          size_t len)
+void gc_unmark_everywhere(struct balancer *bal, const struct view *v, const char *lines, size_t len)
 {
     pthread_mutex_lock(&bal->lock);
     bool active = bal->gc_active;

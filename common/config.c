@@ -252,7 +252,8 @@ static int parse_anti_entropy(struct parse *p, const yaml_node_t *n)
 static int parse_timeouts(struct parse *p, const yaml_node_t *n)
 {
     if (n->type != YAML_MAPPING_NODE)
-        return fail_at(p, n, "timeouts must be a mapping with fanout_ms, write_straggler_ms, gc_ms");
+        return fail_at(p, n,
+                       "timeouts must be a mapping with fanout_ms, write_straggler_ms, gc_ms");
     for (yaml_node_pair_t *pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top;
          pair++) {
         yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
@@ -267,9 +268,9 @@ static int parse_timeouts(struct parse *p, const yaml_node_t *n)
         else if (key && !strcmp(key, "gc_ms"))
             rc = get_uint(p, v, "timeouts.gc_ms", 24u * 3600 * 1000, &p->c->gc_ms);
         else
-            return fail_at(p, k,
-                           "unknown timeouts key \"%s\" (expected fanout_ms, write_straggler_ms, gc_ms)",
-                           key ? key : "?");
+            return fail_at(
+                p, k, "unknown timeouts key \"%s\" (expected fanout_ms, write_straggler_ms, gc_ms)",
+                key ? key : "?");
         if (rc < 0)
             return rc;
     }

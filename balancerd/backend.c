@@ -140,6 +140,14 @@ void backend_health(struct balancer *bal, const struct view *v, bool *writable, 
     pthread_mutex_unlock(&bal->lock);
 }
 
+void backend_known_down(struct balancer *bal, const struct view *v, bool *down)
+{
+    pthread_mutex_lock(&bal->lock);
+    for (size_t i = 0; i < v->n; i++)
+        down[i] = v->b[i]->probed && !v->b[i]->up;
+    pthread_mutex_unlock(&bal->lock);
+}
+
 void backend_note_failure(struct balancer *bal, struct backend *b, const char *what)
 {
     pthread_mutex_lock(&bal->lock);
@@ -328,7 +336,10 @@ void backend_probe_all(struct balancer *bal)
         }
     }
     pthread_mutex_unlock(&bal->lock);
-    upstream_run(bal, v, calls, nc, (long)bal->opt.connect_timeout_ms + 3000);
+    /* A probe is a fan-out like any other: bounded by timeouts.fanout_ms
+     * (whose default, 5 s, is what probes always allowed), so a hung
+     * backend is found down within two of these. */
+    upstream_run(bal, v, calls, nc, (long)v->cfg->fanout_ms);
 
     bool rebuild = false;
     bool any_gc = false;
@@ -450,6 +461,18 @@ static void *probe_main(void *arg)
     for (;;) {
         backend_probe_all(bal);
         pthread_mutex_lock(&bal->lock);
+        bool gc = bal->gc_active;
+        uint64_t gc_id = bal->gc_id;
+        pthread_mutex_unlock(&bal->lock);
+        if (gc && gcdebt_pending_bytes(bal)) {
+            /* Unmarks a backend missed while it was away: deliver them as
+             * soon as it is back, not only at gc/end. */
+            char err[512];
+            struct view *v = view_get(bal);
+            gcdebt_settle(bal, v, gc_id, err, sizeof(err));
+            view_put(v);
+        }
+        pthread_mutex_lock(&bal->lock);
         if (bal->stopping) {
             pthread_mutex_unlock(&bal->lock);
             break;
@@ -503,7 +526,9 @@ int balancer_init(struct balancer *bal, const struct balancer_options *opt, char
 
 int balancer_start(struct balancer *bal, char *err, size_t errlen)
 {
-    int rc = repair_init(bal);
+    int rc = gcdebt_init(bal);
+    if (rc == 0)
+        rc = repair_init(bal);
     if (rc < 0) {
         snprintf(err, errlen, "cannot start the repair thread: %s", strerror(-rc));
         return rc;
@@ -529,6 +554,7 @@ void balancer_stop(struct balancer *bal)
     if (bal->probe_started)
         pthread_join(bal->probe_thread, NULL);
     repair_stop(bal);
+    gcdebt_free(bal);
     if (bal->compact_thread_joinable)
         pthread_join(bal->compact_thread, NULL);
     view_put(bal->view);

@@ -18,6 +18,7 @@
  *   fanout.c    one request body streamed to several backends (push)
  *   proxy.c     object routes: PUT, POST, GET, HEAD, DELETE
  *   repair.c    read repair queue and the GC touch log
+ *   gcdebt.c    GC unmarks a backend missed, delivered again before `end`
  *   cluster.c   GC, list, missing, capacity, compaction across backends
  *   routes.c    the route table, /status, /metrics, /ring, /healthz
  *   page.c      the HTML page at GET /
@@ -105,6 +106,10 @@ void view_put(struct view *v);
  * read-only, same hash as the cluster, tokens known) and up. */
 void backend_health(struct balancer *bal, const struct view *v, bool *writable, bool *up);
 
+/* down[i]: the probes have marked v's backend i down (a backend not probed
+ * yet is not known down). Fan-outs skip these rather than wait on them. */
+void backend_known_down(struct balancer *bal, const struct view *v, bool *down);
+
 /* Records the outcome of a request to a backend outside the probes. */
 void backend_note_failure(struct balancer *bal, struct backend *b, const char *what);
 
@@ -138,9 +143,12 @@ struct balancer_counters {
     uint64_t failovers, aborted_streams, corrupt_copies;
     uint64_t hedged_reads, hedge_wins; /* extra requests sent by hedging; those served */
     uint64_t gc_touches;
+    /* Writes answered with fewer than `replicas` copies (X-CAS-Copies). */
+    uint64_t under_replicated_writes;
 };
 
 struct repair_queue;
+struct gcdebt;
 
 struct balancer {
     struct balancer_options opt;
@@ -166,6 +174,7 @@ struct balancer {
     uint64_t gc_seen_id; /* cycle whose touch log has been flushed */
 
     struct repair_queue *repair;
+    struct gcdebt *gcdebt;
 
     /* Cluster-wide compaction job (under lock). */
     bool compact_running;
@@ -205,6 +214,7 @@ struct upstream_call {
     struct cas_buf resp; /* the body, cut at 16 MiB */
     char err[256];
     double ms;
+    bool skipped; /* not asked: the probes say the backend is down */
 };
 
 /* A configured easy handle: URL, method, token, connect timeout, no
@@ -330,6 +340,14 @@ struct fanout_result {
  * when content_length < 0). */
 int fanout_start(struct balancer *bal, const struct view *v, const char *method, char **urls,
                  const size_t *backends, size_t n, int64_t content_length, struct fanout **out);
+/* Lets the fan-out drop a target that lags behind `need` others (they took
+ * the chunk it has not, or answered 2xx at the end) for straggler_ms; by
+ * default need is every target (nothing is dropped for lagging). A
+ * target whose backend the probes mark down is dropped in any case. */
+void fanout_set_quorum(struct fanout *f, size_t need, unsigned straggler_ms);
+/* Longest wait for an answer once the body is sent (default 600 s: a
+ * backend syncs before answering). */
+void fanout_set_answer_timeout(struct fanout *f, unsigned ms);
 /* Streams the next len bytes to every target still alive; returns how many
  * are alive (0: all have answered or failed). */
 size_t fanout_feed(struct fanout *f, const char *data, size_t len);
@@ -382,13 +400,39 @@ size_t repair_queue_length(struct balancer *bal);
 /* Records that key was read or written; during a GC cycle, also unmarks it
  * on every backend before returning. */
 void gc_touch(struct balancer *bal, const struct view *v, const struct cas_key *key);
+/* During a GC cycle, unmarks lines ("<hex>\n"...) on every backend (what a
+ * backend misses is kept as GC debt); nothing when no cycle is known. */
+void gc_unmark_everywhere(struct balancer *bal, const struct view *v, const char *lines,
+                          size_t len);
 /* Unmarks everything read or written recently (a cycle this balancer did
  * not start has just been noticed, or is about to end). */
 void gc_touch_flush_recent(struct balancer *bal, const struct view *v);
+/* Unmarks on every backend what was read or written since since_ns
+ * (cas_now_ns clock): gc/begin uses it for what was served while the
+ * backends were beginning, before this balancer knew the cycle. */
+void gc_touch_flush_since(struct balancer *bal, const struct view *v, uint64_t since_ns);
 /* A backend's answer named GC cycle id (X-CAS-GC). When this balancer did
  * not know of it yet (another balancer began it since the last probe),
  * learns it now and unmarks key and the recently used objects on every
  * backend before the caller answers. */
 void gc_learn(struct balancer *bal, const struct view *v, const struct cas_key *key, uint64_t id);
+
+/* ---- gcdebt.c: unmarks a backend missed during a GC cycle ------------- */
+
+int gcdebt_init(struct balancer *bal);
+void gcdebt_free(struct balancer *bal);
+/* Keeps lines ("<hex>\n"...) that gc/mark could not deliver to the backend
+ * at url during cycle; a different cycle than the one kept clears the rest. */
+void gcdebt_add(struct balancer *bal, uint64_t cycle, const char *url, const char *lines,
+                size_t len);
+/* A new cycle began (begin re-marks everything): the old debt is void. */
+void gcdebt_new_cycle(struct balancer *bal, uint64_t cycle);
+/* Delivers the debt of cycle to every backend that owes it. 0 when nothing
+ * is left; -EAGAIN (a backend still unreachable) or -EOVERFLOW (too much
+ * was missed: the cycle must not be ended) with err set. */
+int gcdebt_settle(struct balancer *bal, const struct view *v, uint64_t cycle, char *err,
+                  size_t errlen);
+/* Bytes of unmarks waiting (for /status and /metrics). */
+size_t gcdebt_pending_bytes(struct balancer *bal);
 
 #endif

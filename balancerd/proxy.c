@@ -751,10 +751,28 @@ void proxy_get(struct http_req *req)
     g->bal = bal;
     g->v = v;
     g->key = key;
-    size_t not_found = 0, failed = 0;
+    size_t not_found = 0, failed = 0, skipped = 0;
     char last_err[300] = "";
     char *small = NULL;
     size_t small_len = 0;
+    /* A backend the probes have marked down is not asked (a hung one would
+     * hold the client until its hedge): the answer is what a dead one would
+     * give. When every backend is down, all are tried. */
+    bool down[v->n ? v->n : 1];
+    backend_known_down(bal, v, down);
+    size_t ndown = 0;
+    for (size_t i = 0; i < v->n; i++)
+        ndown += down[i];
+    if (ndown < v->n) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (down[order[i]])
+                skipped++;
+            else
+                order[k++] = order[i];
+        }
+        n = k;
+    }
     struct race race;
     race_init(&race, bal, v, hex, req->is_head ? "HEAD" : "GET", range, order, n);
     size_t b;
@@ -844,8 +862,8 @@ void proxy_get(struct http_req *req)
     }
     if (!g->src.c && !g->src.s) {
         if (not_found)
-            http_error(req, 404, "object %s not found (%zu backend%s unreachable)", hex, failed,
-                       failed == 1 ? "" : "s");
+            http_error(req, 404, "object %s not found (%zu backend%s unreachable)", hex,
+                       failed + skipped, failed + skipped == 1 ? "" : "s");
         else
             http_error(req, 503, "no backend could serve %s; last error: %s", hex,
                        last_err[0] ? last_err : "no backends");
@@ -914,6 +932,8 @@ static void put_ctx_cleanup(struct http_req *req)
     req->ctx = NULL;
 }
 
+static void put_copies_headers(struct http_req *req, const struct put_ctx *p, size_t ok);
+
 /* Chooses the write set for key; 503 (set on req) when too few failure
  * domains are writable. Fills urls (malloc'd) and backends. */
 static int plan_write(struct http_req *req, struct put_ctx *p, char ***urls_out, size_t *backends,
@@ -927,6 +947,7 @@ static int plan_write(struct http_req *req, struct put_ctx *p, char ***urls_out,
     if (n < v->cfg->min_replicas) {
         http_error(req, 503, "only %zu failure domain%s can take writes; min_replicas is %u", n,
                    n == 1 ? "" : "s", v->cfg->min_replicas);
+        put_copies_headers(req, p, 0);
         return -EAGAIN;
     }
     char hex[CAS_MAX_HEX + 1];
@@ -948,12 +969,58 @@ static void free_urls(char **urls, size_t n)
     free(urls);
 }
 
+/*
+ * A write that made fewer than `replicas` copies: keep walking the ring
+ * past the backends that failed or were dropped, and queue a copy (read
+ * from a backend that has one, as read repair does) to each backend that
+ * now completes the placement. stored[i] says target i of p->f stored it.
+ * Returns the number of copies queued.
+ */
+static size_t put_walk_on(struct put_ctx *p, const bool *stored)
+{
+    struct view *v = p->v;
+    bool writable[v->n ? v->n : 1];
+    backend_health(p->bal, v, writable, NULL);
+    for (size_t i = 0; i < fanout_count(p->f); i++) {
+        const struct fanout_result *r = fanout_result(p->f, i);
+        if (!stored[i] && r->backend < v->n)
+            writable[r->backend] = false;
+    }
+    size_t set[v->n ? v->n : 1];
+    size_t n = ring_write_set(v->ring, ring_position(&p->key), v->cfg->replicas, writable, set);
+    size_t queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool has = false;
+        for (size_t j = 0; j < fanout_count(p->f); j++)
+            if (stored[j] && fanout_result(p->f, j)->backend == set[i])
+                has = true;
+        if (!has) {
+            repair_enqueue(p->bal, &p->key, v->b[set[i]]->url);
+            queued++;
+        }
+    }
+    return queued;
+}
+
+/* X-CAS-Copies (durable copies made by this request) and X-CAS-Replicas
+ * (the copies the cluster keeps), on every write answer. */
+static void put_copies_headers(struct http_req *req, const struct put_ctx *p, size_t ok)
+{
+    char v[32];
+    snprintf(v, sizeof(v), "%zu", ok);
+    http_add_header(req, "X-CAS-Copies", v);
+    snprintf(v, sizeof(v), "%u", p->v->cfg->replicas);
+    http_add_header(req, "X-CAS-Replicas", v);
+}
+
 /* Sets the response for a finished fan-out. */
 static void put_answer(struct http_req *req, struct put_ctx *p)
 {
     size_t ok = 0, n = fanout_count(p->f);
     bool created = false;
     long worst = 0;
+    bool stored[n ? n : 1];
+    memset(stored, 0, sizeof(stored));
     struct cas_buf why;
     cas_buf_init(&why);
     for (size_t i = 0; i < n; i++) {
@@ -961,6 +1028,7 @@ static void put_answer(struct http_req *req, struct put_ctx *p)
         const char *url = p->v->b[r->backend]->url;
         if (r->status == 200 || r->status == 201) {
             ok++;
+            stored[i] = true;
             created |= r->status == 201;
             continue;
         }
@@ -980,8 +1048,15 @@ static void put_answer(struct http_req *req, struct put_ctx *p)
     cas_key_hex(&p->key, hex);
     if (ok >= p->v->cfg->min_replicas && ok > 0) {
         gc_touch(p->bal, p->v, &p->key);
-        if (why.len)
-            log_warn("PUT %s: stored %zu of %zu copies; %s", hex, ok, n, why.data);
+        size_t queued = 0;
+        if (ok < p->v->cfg->replicas) {
+            __atomic_add_fetch(&p->bal->ctr.under_replicated_writes, 1, __ATOMIC_RELAXED);
+            queued = put_walk_on(p, stored);
+        }
+        if (why.len || ok < p->v->cfg->replicas)
+            log_warn("PUT %s: stored %zu of %u copies (%zu more queued further along the ring)%s%s",
+                     hex, ok, p->v->cfg->replicas, queued, why.len ? "; " : "",
+                     why.len ? why.data : "");
         if (p->cask) {
             struct cas_buf b;
             cas_buf_init(&b);
@@ -1000,12 +1075,15 @@ static void put_answer(struct http_req *req, struct put_ctx *p)
             cas_buf_printf(&b, "{\"key\":\"%s\",\"copies\":%zu}", hex, ok);
             http_reply_json(req, created ? 201 : 200, &b);
         }
+        put_copies_headers(req, p, ok);
     } else if (worst == 422 || worst == 413 || worst == 507 || worst == 400) {
         http_error(req, (unsigned)worst, "%s", why.data ? why.data : "refused");
     } else {
         http_error(req, 503, "only %zu of the %u copies needed were stored: %s", ok,
                    p->v->cfg->min_replicas, why.data ? why.data : "no backend");
     }
+    if (!(ok >= p->v->cfg->min_replicas && ok > 0))
+        put_copies_headers(req, p, ok);
     cas_buf_free(&why);
 }
 
@@ -1024,6 +1102,7 @@ static void digest_mismatch(struct http_req *req, struct put_ctx *p)
     fanout_free(p->f); /* cut every transfer before its last byte */
     p->f = NULL;
     http_error(req, 422, "the body does not hash to %s", hex);
+    put_copies_headers(req, p, 0);
 }
 
 static int put_body(struct http_req *req, const char *data, size_t len)
@@ -1111,6 +1190,7 @@ void proxy_put(struct http_req *req)
         http_error(req, 500, "out of memory");
         return;
     }
+    fanout_set_quorum(p->f, p->v->cfg->min_replicas, p->v->cfg->write_straggler_ms);
     req->on_body = put_body;
     req->on_done = put_done;
 }
@@ -1260,6 +1340,8 @@ static void post_done(struct http_req *req)
     int rc =
         urls ? fanout_start(p->bal, p->v, "PUT", urls, backends, n, (int64_t)len, &p->f) : -ENOMEM;
     free_urls(urls, n);
+    if (rc == 0)
+        fanout_set_quorum(p->f, p->v->cfg->min_replicas, p->v->cfg->write_straggler_ms);
     char *buf = rc == 0 ? malloc(SPOOL_CHUNK) : NULL;
     if (!buf) {
         http_error(req, 500, "out of memory");
@@ -1299,6 +1381,7 @@ static void post_common(struct http_req *req, bool cask)
     if (domains < p->v->cfg->min_replicas) {
         http_error(req, 503, "only %zu failure domain%s can take writes; min_replicas is %u",
                    domains, domains == 1 ? "" : "s", p->v->cfg->min_replicas);
+        put_copies_headers(req, p, 0);
         return;
     }
     const char *ct = http_header(req, "Content-Type");

@@ -203,7 +203,8 @@ out:
 
 /*
  * Rewrites the index as a snapshot of the table: the header, the current
- * generation of each data file, the GC state and one record per object.
+ * generation of each data file, the GC state, one record per object and
+ * one per tombstone in force or quarantined key.
  * Done under the table lock (writers wait; about 64 bytes per object), only
  * when the index holds more than twice the records the table needs.
  */
@@ -212,7 +213,7 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
     char err[256];
     int rc = 0;
     pthread_rwlock_wrlock(&d->lock);
-    uint64_t need = d->objects + FMT_NFILES + 2;
+    uint64_t need = d->objects + tomb_count(d) + FMT_NFILES + 2;
     if (!force && d->index_records <= 2 * need + 4096) {
         pthread_rwlock_unlock(&d->lock);
         return 0;
@@ -273,6 +274,14 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
         r.flags = (en.flags & OBJTAB_MARKED) ? PUT_MARKED : 0;
         EMIT();
     }
+    /* Tombstones still in force and quarantined keys (disk_tomb.c). */
+    uint64_t now = disk_now_s();
+    for (uint32_t e = 0; e < d->tombs.used; e++) {
+        if (!objtab_get(&d->tombs, e, &en) || tomb_expired(d, &en, now))
+            continue;
+        tomb_record(d, &r, en.digest, en.flags, en.offset);
+        EMIT();
+    }
 #undef EMIT
     if (nb &&
         pwrite(fd, buf, nb * FMT_RECORD_SIZE, (off_t)off) != (ssize_t)(nb * FMT_RECORD_SIZE)) {
@@ -290,6 +299,7 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
     }
     free(buf);
     journal_replace(&d->journal, fd, off);
+    tomb_prune(d, now); /* the new index no longer has them either */
     log_info("compact: index rewritten: %" PRIu64 " records -> %" PRIu64, d->index_records, nrec);
     d->index_records = nrec;
     pthread_rwlock_unlock(&d->lock);

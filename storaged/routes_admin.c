@@ -32,6 +32,7 @@ const struct http_route storaged_routes[] = {
     {"POST", "/compact", route_compact, 0, "compact"},
     {"GET", "/compact", route_compact_state, 0, "compact_state"},
     {"GET", "/capacity", route_capacity, 0, "capacity"},
+    {"GET", "/quarantine", route_quarantine, 0, "quarantine"},
     {"GET", "/ring", route_ring, 0, "ring"},
     {"GET", "/status", route_status, 0, "status"},
     {"GET", "/status/", route_status, 0, "status"},
@@ -325,6 +326,31 @@ static void json_capacity(struct cas_json *j, const struct store_info *in)
 void route_capacity(struct http_req *req)
 {
     reply_info(req, 200, json_capacity);
+}
+
+struct quarantine_list {
+    struct cas_buf *b;
+    size_t digest_len;
+};
+
+static void quarantine_line(void *cls, const unsigned char *digest, uint64_t size)
+{
+    (void)size;
+    struct quarantine_list *q = cls;
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(digest, q->digest_len, hex);
+    cas_buf_printf(q->b, "%s\n", hex);
+}
+
+void route_quarantine(struct http_req *req)
+{
+    struct store *s = app_of(req)->store;
+    struct cas_buf b;
+    cas_buf_init(&b);
+    struct quarantine_list q = {.b = &b, .digest_len = s->algo->digest_len};
+    if (s->ops->quarantined)
+        s->ops->quarantined(s, quarantine_line, &q);
+    http_reply_buf(req, 200, "text/plain", &b);
 }
 
 void route_ring(struct http_req *req)

@@ -970,6 +970,23 @@ void proxy_post_cask(struct http_req *req)
 
 /* ---- DELETE ------------------------------------------------------------- */
 
+/* How long each backend has to answer the check before a delete. */
+#define DELETE_CHECK_MS 2000
+#define DELETE_MS 60000
+
+/*
+ * A DELETE answered 204 is never undone (docs/OPERATIONS.md, "What a DELETE
+ * promises"). Any backend may hold a copy (failover writes land outside the
+ * home, rebalance moves copies), and a balancer keeps no state, so it
+ * deletes only when it can reach every configured backend: first each one
+ * must be up and writable by the probes and answer a HEAD within
+ * DELETE_CHECK_MS; otherwise the answer is 503 and nothing is deleted. Then
+ * every backend gets the DELETE, and each leaves a tombstone (even where
+ * the object was absent) that refuses copies still in flight from read
+ * repair, anti-entropy or rebalance. If a backend fails between the check
+ * and its DELETE the answer is 503 too (retry): the copies already gone
+ * stay gone, the others stay readable.
+ */
 void proxy_delete(struct http_req *req)
 {
     struct balancer *bal = req->app;
@@ -978,20 +995,65 @@ void proxy_delete(struct http_req *req)
     struct view *v = view_for_key(req, &key, hex);
     if (!v)
         return;
-    struct upstream_call *calls = calloc(v->n ? v->n : 1, sizeof(*calls));
-    if (!calls) {
+    if (!v->n) {
         view_put(v);
-        http_error(req, 500, "out of memory");
+        http_error(req, 503, "no backends configured: nothing deleted");
         return;
     }
+    struct cas_buf why;
+    cas_buf_init(&why);
+    pthread_mutex_lock(&bal->lock);
+    for (size_t i = 0; i < v->n; i++) {
+        const struct backend *b = v->b[i];
+        if (!b->up)
+            cas_buf_printf(&why, "%s%s is down (%s)", why.len ? "; " : "", b->url,
+                           b->last_error[0] ? b->last_error : "not probed yet");
+        else if (b->read_only)
+            cas_buf_printf(&why, "%s%s is read-only", why.len ? "; " : "", b->url);
+    }
+    pthread_mutex_unlock(&bal->lock);
+    struct upstream_call *calls = NULL;
+    if (!why.len) {
+        calls = calloc(v->n, sizeof(*calls));
+        if (!calls) {
+            view_put(v);
+            cas_buf_free(&why);
+            http_error(req, 500, "out of memory");
+            return;
+        }
+        for (size_t i = 0; i < v->n; i++) {
+            snprintf(calls[i].url, sizeof(calls[i].url), "%s/objects/%s", v->b[i]->url, hex);
+            calls[i].method = "HEAD";
+        }
+        upstream_run(bal, v, calls, v->n, DELETE_CHECK_MS);
+        for (size_t i = 0; i < v->n; i++) {
+            if (calls[i].status == 200 || calls[i].status == 404)
+                continue;
+            char d[300];
+            upstream_describe(&calls[i], d, sizeof(d));
+            cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", v->b[i]->url, d);
+        }
+        upstream_calls_free(calls, v->n);
+    }
+    if (why.len) {
+        log_warn("DELETE %s refused, nothing deleted: %s", hex, why.data);
+        http_error(req, 503,
+                   "cannot delete %s while a backend that may hold a copy is unreachable "
+                   "(nothing deleted; retry): %s",
+                   hex, why.data);
+        cas_buf_free(&why);
+        free(calls);
+        view_put(v);
+        return;
+    }
+
+    memset(calls, 0, v->n * sizeof(*calls));
     for (size_t i = 0; i < v->n; i++) {
         snprintf(calls[i].url, sizeof(calls[i].url), "%s/objects/%s", v->b[i]->url, hex);
         calls[i].method = "DELETE";
     }
-    upstream_run(bal, v, calls, v->n, 60000);
+    upstream_run(bal, v, calls, v->n, DELETE_MS);
     size_t deleted = 0, absent = 0;
-    struct cas_buf why;
-    cas_buf_init(&why);
     for (size_t i = 0; i < v->n; i++) {
         if (calls[i].status == 204 || calls[i].status == 200) {
             deleted++;
@@ -1003,17 +1065,17 @@ void proxy_delete(struct http_req *req)
             cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", v->b[i]->url, d);
         }
     }
-    if (why.len)
+    if (why.len) {
         log_warn("DELETE %s: %zu deleted, %zu absent; %s", hex, deleted, absent, why.data);
-    if (deleted)
+        http_error(req, 503,
+                   "could not delete %s on every backend (%zu copies deleted; the others "
+                   "stay readable; retry): %s",
+                   hex, deleted, why.data);
+    } else if (deleted) {
         http_reply(req, 204, NULL, "", 0);
-    else if (absent == v->n)
+    } else {
         http_error(req, 404, "object %s not found", hex);
-    else if (absent && !why.len)
-        http_error(req, 404, "object %s not found", hex);
-    else
-        http_error(req, 503, "could not reach every backend to delete %s: %s", hex,
-                   why.data ? why.data : "");
+    }
     cas_buf_free(&why);
     upstream_calls_free(calls, v->n);
     free(calls);

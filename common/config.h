@@ -37,7 +37,12 @@ struct config {
     /* anti_entropy: {interval, max_mbps}; stored for the repair scanner. */
     uint64_t ae_interval_s; /* 0: not set */
     double ae_max_mbps;     /* 0: not set */
+    /* quarantine_interval: how often a balancer asks each backend for the
+     * copies it took out of service (GET /quarantine) to repair them. */
+    uint64_t quarantine_interval_s; /* seconds; CONFIG_QUARANTINE_INTERVAL when not set */
 };
+
+#define CONFIG_QUARANTINE_INTERVAL 15
 
 /*
  * Loads and checks the config at path. On error returns a negative errno

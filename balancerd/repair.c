@@ -190,7 +190,7 @@ static void *repair_main(void *arg)
 
 /* ---- quarantine repair -------------------------------------------------- */
 
-#define QUARANTINE_TIMEOUT_MS 10000
+#define QUARANTINE_TIMEOUT_MS 5000 /* per poll; also bounds how long a shutdown waits */
 
 /* Asks every backend that is up for its quarantined keys and queues a
  * repair of each; returns how many keys were listed. */

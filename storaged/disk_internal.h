@@ -48,6 +48,7 @@ struct disk_store {
     struct objtab tab;
     struct objtab tombs; /* tombstones and quarantined keys (disk_tomb.c) (lock) */
     uint64_t tomb_ttl;   /* seconds */
+    uint64_t tomb_quarantined; /* entries of tombs that are quarantined keys (lock) */
     struct dfile files[FMT_NFILES];
     bool gc_active;
     uint64_t gc_id, last_gc_id;
@@ -129,6 +130,8 @@ bool tomb_expired(const struct disk_store *d, const struct objtab_entry *en, uin
 /* Drops the tombstones that have expired. */
 void tomb_prune(struct disk_store *d, uint64_t now);
 size_t tomb_count(const struct disk_store *d);
+/* Tombstones (including expired ones not yet pruned) and quarantined keys. */
+void tomb_counts(const struct disk_store *d, uint64_t *tombstones, uint64_t *quarantined);
 /* Fills a REC_TOMB record. */
 void tomb_record(struct disk_store *d, struct fmt_record *r, const unsigned char *digest,
                  unsigned kind, uint64_t when);

@@ -784,6 +784,7 @@ void disk_info(struct store *s, struct store_info *o)
     o->gc_active = d->gc_active;
     o->gc_id = d->gc_id;
     o->memory = objtab_memory(&d->tab);
+    tomb_counts(d, &o->tombstones, &o->quarantined);
     o->index_records = d->index_records;
     pthread_rwlock_unlock(&d->lock);
     o->unreclaimed = length > live ? length - live : 0;

@@ -42,19 +42,32 @@ int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, u
     if (when > TIME_MAX)
         when = TIME_MAX;
     uint32_t e = objtab_find(&d->tombs, digest);
-    if (e != OBJTAB_NONE) {
+    struct objtab_entry en;
+    if (e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en)) {
+        d->tomb_quarantined -= en.flags == TOMB_QUARANTINED;
         objtab_set_location(&d->tombs, e, 0, when);
         objtab_set_flags(&d->tombs, e, kind);
-        return 0;
+    } else if (objtab_insert(&d->tombs, digest, 0, when, 0, kind) == OBJTAB_NONE) {
+        return -ENOMEM;
     }
-    return objtab_insert(&d->tombs, digest, 0, when, 0, kind) == OBJTAB_NONE ? -ENOMEM : 0;
+    d->tomb_quarantined += kind == TOMB_QUARANTINED;
+    return 0;
 }
 
 void tomb_clear(struct disk_store *d, const unsigned char *digest)
 {
     uint32_t e = objtab_find(&d->tombs, digest);
-    if (e != OBJTAB_NONE)
+    struct objtab_entry en;
+    if (e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en)) {
+        d->tomb_quarantined -= en.flags == TOMB_QUARANTINED;
         objtab_remove(&d->tombs, e);
+    }
+}
+
+void tomb_counts(const struct disk_store *d, uint64_t *tombstones, uint64_t *quarantined)
+{
+    *quarantined = d->tomb_quarantined;
+    *tombstones = d->tombs.count - d->tomb_quarantined; /* expired ones until pruned */
 }
 
 bool tomb_expired(const struct disk_store *d, const struct objtab_entry *en, uint64_t now)

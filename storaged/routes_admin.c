@@ -405,6 +405,10 @@ void route_status(struct http_req *req)
     }
     cas_json_key(&j, "corrupt_objects");
     cas_json_u64(&j, in.corrupt_found);
+    cas_json_key(&j, "quarantined_objects");
+    cas_json_u64(&j, in.quarantined);
+    cas_json_key(&j, "tombstones");
+    cas_json_u64(&j, in.tombstones);
     cas_json_key(&j, "capacity");
     json_capacity(&j, &in);
     cas_json_key(&j, "gc");
@@ -465,6 +469,10 @@ void storaged_metrics(void *appv, struct cas_buf *o)
     COUNTER("cas_compactions_total", "Compactions finished.", in.compactions);
     COUNTER("cas_corrupt_objects_total", "Corrupt objects found and taken out of service.",
             in.corrupt_found);
+    GAUGE("cas_quarantined_objects",
+          "Copies taken out of service and not replaced yet (GET /quarantine).", in.quarantined);
+    GAUGE("cas_tombstones", "Keys deleted by a client whose tombstone refuses copies.",
+          in.tombstones);
     COUNTER("cas_read_verify_failures_total", "Corrupt objects caught while serving a read.",
             __atomic_load_n(&app->verify_failures, __ATOMIC_RELAXED));
     GAUGE("cas_read_only", "1 when the store refuses writes.", in.read_only);

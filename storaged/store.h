@@ -48,6 +48,8 @@ struct store_info {
     bool compacting;
     uint64_t compact_done, compact_total, compactions;
     uint64_t corrupt_found; /* objects taken out of service */
+    uint64_t quarantined;   /* of those, not replaced yet (GET /quarantine) */
+    uint64_t tombstones;    /* keys deleted by a client, tombstone in force */
     uint64_t index_syncs, index_records;
     size_t memory; /* bytes held by the object table */
     bool scrubbing;

@@ -81,6 +81,8 @@ class QuarantineRepair(tb.ClusterTest):
                 self.assertEqual(r.status, 200)
                 self.assertEqual(r.body, d)  # the right bytes, on that storaged
         wait_for(lambda: vc.request("GET", "/quarantine").body == b"", 10, "the quarantine list to empty")
+        self.assertIn("cas_quarantined_objects 0\n", vc.request("GET", "/metrics").body.decode())
+        self.assertEqual(vc.request("GET", "/status").json()["quarantined_objects"], 0)
         for k in keys:
             self.assertEqual(sorted(self.holders(k)), sorted(self.home(k)), k)
         # No client read went through a balancer; the polls found the copies,
@@ -128,6 +130,7 @@ class QuarantineList(TempDirTest):
         r = c.request("GET", "/quarantine", headers=auth)
         self.assertEqual(r.status, 200)
         self.assertEqual(r.body.decode(), sha1(corrupt) + "\n")
+        self.assertEqual(c.request("GET", "/status", headers=auth).json()["quarantined_objects"], 1)
         s.stop()
         s.start()
         c = s.client()

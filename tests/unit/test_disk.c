@@ -1454,6 +1454,7 @@ static void test_tombstone_survives(void)
     CU_ASSERT_EQUAL(disk_maybe_snapshot(disk_of(s), true), 0);
     /* header + 1 PUT (b) + 1 TOMB (a) */
     CU_ASSERT_EQUAL(info(s).index_records, 3);
+    CU_ASSERT_EQUAL(info(s).tombstones, 1);
     CU_ASSERT_EQUAL(put_copy(s, a, 4000, true, err), -ECANCELED);
     uint64_t id, objs, bytes, removed;
     CU_ASSERT_EQUAL(s->ops->gc_begin(s, 0, &id, &objs, &bytes, err, sizeof(err)), 0);
@@ -1527,6 +1528,8 @@ static void test_quarantine_list(void)
     }
     CU_ASSERT_EQUAL(quarantined(s, &c), 2);
     CU_ASSERT_TRUE(listed(&c, &ka));
+    CU_ASSERT_EQUAL(info(s).quarantined, 2);
+    CU_ASSERT_EQUAL(info(s).tombstones, 0);
     close_store(s);
 
     s = open_dir(dir);
@@ -1542,6 +1545,8 @@ static void test_quarantine_list(void)
     /* Deleted by a client: no longer to repair, and refused as a copy. */
     CU_ASSERT_EQUAL(s->ops->remove(s, &kb, err, sizeof(err)), -ENOENT);
     CU_ASSERT_EQUAL(quarantined(s, &c), 0);
+    CU_ASSERT_EQUAL(info(s).quarantined, 0);
+    CU_ASSERT_EQUAL(info(s).tombstones, 1);
     CU_ASSERT_EQUAL(put_copy(s, b, 2800, true, err), -ECANCELED);
     close_store(s);
 

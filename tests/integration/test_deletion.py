@@ -7,6 +7,7 @@ rebalance: PUT ?replica=1 -> 410) through restarts, compaction and GC; a
 copy in flight when the DELETE lands is refused at its commit; only a
 client PUT brings the object back.
 """
+import http.client
 import json
 import os
 import signal
@@ -167,6 +168,37 @@ class DeletionTest(tb.ClusterTest):
         self.assertEqual(st["copies_made"], 0, st)
         self.assertEqual(st["objects_vanished"], 1, st)
         self.assertEqual(st["copies_failed"], 0, st)
+        self.assertEqual(self.holders(k), [])
+        self.assertEqual(c.get(k).status, 404)
+
+    def test_delete_lands_while_a_repair_copy_streams(self):
+        """A repair copy (PUT ?replica=1, as read repair and quarantine repair
+        send it) has sent half its body when a DELETE through the balancer
+        answers 204: the rest arrives, and the copy is refused, not stored."""
+        self.cluster(n=3, replicas=2)
+        bal = self.balancer()
+        c = bal.client()
+        data = tb.blob("stream", 3 << 20)
+        k = self.put(c, data)
+        target_i = self.home(k)[0]
+        target = self.stores[target_i]
+        self.assertEqual(target.client().request("DELETE", f"/objects/{k}?replica=1").status, 204)
+        before = data_bytes(target.dir)
+        conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=60)
+        conn.putrequest("PUT", f"/objects/{k}?replica=1")
+        conn.putheader("Content-Length", str(len(data)))
+        conn.endheaders()
+        half = len(data) // 2
+        conn.send(data[:half])
+        # Bytes reach the data file: the copy was accepted at its start.
+        wait_for(lambda: data_bytes(target.dir) > before, 30, "the copy to be under way")
+        self.assertEqual(c.request("DELETE", f"/objects/{k}").status, 204)
+        conn.send(data[half:])
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        self.assertEqual(r.status, 410, body)
+        self.assertIn(b"deleted", body)
         self.assertEqual(self.holders(k), [])
         self.assertEqual(c.get(k).status, 404)
 

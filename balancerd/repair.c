@@ -11,7 +11,7 @@
  * racing a DELETE never brings the object back. The queue is bounded: when
  * it is full, new entries are dropped and counted, never waited for.
  *
- * Quarantine repair: a thread asks every backend that is up, every
+ * Quarantine repair: a thread asks every backend that is up and writable, every
  * `quarantine_interval` (default 15 s), for the keys of the copies it took
  * out of service as corrupt (GET /quarantine) and queues a repair of each;
  * the storaged forgets the key once a good copy is stored. With several
@@ -192,14 +192,15 @@ static void *repair_main(void *arg)
 
 #define QUARANTINE_TIMEOUT_MS 5000 /* per poll; also bounds how long a shutdown waits */
 
-/* Asks every backend that is up for its quarantined keys and queues a
- * repair of each; returns how many keys were listed. */
+/* Asks every backend that can take a copy (up and writable) for its
+ * quarantined keys and queues a repair of each; returns how many keys
+ * were listed. */
 static size_t quarantine_poll(struct balancer *bal)
 {
     struct view *v = view_get(bal);
     size_t found = 0;
     bool up[v->n ? v->n : 1];
-    backend_health(bal, v, NULL, up);
+    backend_health(bal, v, up, NULL);
     struct upstream_call *calls = calloc(v->n ? v->n : 1, sizeof(*calls));
     size_t m = 0;
     for (size_t i = 0; calls && i < v->n; i++) {

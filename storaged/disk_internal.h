@@ -46,8 +46,8 @@ struct disk_store {
 
     pthread_rwlock_t lock;
     struct objtab tab;
-    struct objtab tombs; /* tombstones and quarantined keys (disk_tomb.c) (lock) */
-    uint64_t tomb_ttl;   /* seconds */
+    struct objtab tombs;       /* tombstones and quarantined keys (disk_tomb.c) (lock) */
+    uint64_t tomb_ttl;         /* seconds */
     uint64_t tomb_quarantined; /* entries of tombs that are quarantined keys (lock) */
     struct dfile files[FMT_NFILES];
     bool gc_active;

@@ -243,8 +243,7 @@ int disk_put_write(struct store_put *p, const void *data, size_t len, char *err,
 }
 
 /* Says why a copy of the key is refused: a client deleted it here. */
-static int refuse_copy(struct disk_store *d, const unsigned char *digest, char *err,
-                       size_t errlen)
+static int refuse_copy(struct disk_store *d, const unsigned char *digest, char *err, size_t errlen)
 {
     char hex[CAS_MAX_HEX + 1];
     cas_hex_encode(digest, d->base.algo->digest_len, hex);

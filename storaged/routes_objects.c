@@ -205,7 +205,8 @@ static void put_done(struct http_req *req)
 
 /* ?replica=1 on PUT and DELETE of /objects/{key}: the request comes from a
  * balancer or rebalance moving copies between replicas, not from a client
- * (docs/API.md). Sets *out; false (400 sent) when the value is not 0 or 1. */
+ * (docs/OPERATIONS.md, "What a DELETE promises"). Sets *out; false (400
+ * sent) when the value is not 0 or 1. */
 static bool replica_query(struct http_req *req, bool *out)
 {
     const char *v = http_query(req, "replica");

@@ -104,7 +104,8 @@ static void test_quarantine_interval(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(c->quarantine_interval_s, 15);
     config_free(c);
-    c = parse_ok("quarantine_interval: 2m\nbackends:\n  - {url: 'http://a:1', failure_domain: x}\n");
+    c = parse_ok(
+        "quarantine_interval: 2m\nbackends:\n  - {url: 'http://a:1', failure_domain: x}\n");
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(c->quarantine_interval_s, 120);
     config_free(c);

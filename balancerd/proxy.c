@@ -970,6 +970,29 @@ void proxy_post_cask(struct http_req *req)
 
 /* ---- DELETE ------------------------------------------------------------- */
 
+/* upstream_run over the calls whose skip[i] is false (the others are left
+ * with status 0). */
+static void upstream_run_some(struct balancer *bal, const struct view *v,
+                              struct upstream_call *calls, size_t n, const bool *skip,
+                              long timeout_ms)
+{
+    struct upstream_call *some = calloc(n ? n : 1, sizeof(*some));
+    size_t m = 0;
+    if (!some) {
+        for (size_t i = 0; i < n; i++)
+            snprintf(calls[i].err, sizeof(calls[i].err), "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!skip[i])
+            some[m++] = calls[i];
+    upstream_run(bal, v, some, m, timeout_ms);
+    for (size_t i = 0, j = 0; i < n; i++)
+        if (!skip[i])
+            calls[i] = some[j++];
+    free(some);
+}
+
 /* How long each backend has to answer the check before a delete. */
 #define DELETE_CHECK_MS 2000
 /* How long each backend has for the DELETE itself (an index append and an
@@ -1004,9 +1027,14 @@ void proxy_delete(struct http_req *req)
     }
     struct cas_buf why;
     cas_buf_init(&why);
+    /* A backend refused for its other hash cannot hold this key. */
+    bool skip[v->n];
     pthread_mutex_lock(&bal->lock);
     for (size_t i = 0; i < v->n; i++) {
         const struct backend *b = v->b[i];
+        skip[i] = b->algo && v->algo && b->algo != v->algo;
+        if (skip[i])
+            continue;
         if (!b->up)
             cas_buf_printf(&why, "%s%s is down (%s)", why.len ? "; " : "", b->url,
                            b->last_error[0] ? b->last_error : "not probed yet");
@@ -1027,9 +1055,9 @@ void proxy_delete(struct http_req *req)
             snprintf(calls[i].url, sizeof(calls[i].url), "%s/objects/%s", v->b[i]->url, hex);
             calls[i].method = "HEAD";
         }
-        upstream_run(bal, v, calls, v->n, DELETE_CHECK_MS);
+        upstream_run_some(bal, v, calls, v->n, skip, DELETE_CHECK_MS);
         for (size_t i = 0; i < v->n; i++) {
-            if (calls[i].status == 200 || calls[i].status == 404)
+            if (skip[i] || calls[i].status == 200 || calls[i].status == 404)
                 continue;
             char d[300];
             upstream_describe(&calls[i], d, sizeof(d));
@@ -1054,9 +1082,11 @@ void proxy_delete(struct http_req *req)
         snprintf(calls[i].url, sizeof(calls[i].url), "%s/objects/%s", v->b[i]->url, hex);
         calls[i].method = "DELETE";
     }
-    upstream_run(bal, v, calls, v->n, DELETE_MS);
+    upstream_run_some(bal, v, calls, v->n, skip, DELETE_MS);
     size_t deleted = 0, absent = 0;
     for (size_t i = 0; i < v->n; i++) {
+        if (skip[i])
+            continue;
         if (calls[i].status == 204 || calls[i].status == 200) {
             deleted++;
         } else if (calls[i].status == 404) {

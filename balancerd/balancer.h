@@ -17,7 +17,7 @@
  *   bstream.c   a backend response body read on demand (pull)
  *   fanout.c    one request body streamed to several backends (push)
  *   proxy.c     object routes: PUT, POST, GET, HEAD, DELETE
- *   repair.c    read repair queue and the GC touch log
+ *   repair.c    read repair queue, quarantine repair, the GC touch log
  *   gcdebt.c    GC unmarks a backend missed, delivered again before `end`
  *   cluster.c   GC, list, missing, capacity, compaction across backends
  *   routes.c    the route table, /status, /metrics, /ring, /healthz
@@ -396,6 +396,8 @@ void repair_stop(struct balancer *bal);
  * full. Never blocks. */
 void repair_enqueue(struct balancer *bal, const struct cas_key *key, const char *url);
 size_t repair_queue_length(struct balancer *bal);
+/* Quarantine polls done and quarantined copies they found (for /metrics). */
+void repair_quarantine_stats(struct balancer *bal, uint64_t *polls, uint64_t *found);
 
 /* Records that key was read or written; during a GC cycle, also unmarks it
  * on every backend before returning. */

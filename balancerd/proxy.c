@@ -1421,6 +1421,48 @@ void proxy_post_cask(struct http_req *req)
 
 /* ---- DELETE ------------------------------------------------------------- */
 
+/* upstream_run over the calls whose skip[i] is false (the others are left
+ * with status 0). */
+static void upstream_run_some(struct balancer *bal, const struct view *v,
+                              struct upstream_call *calls, size_t n, const bool *skip,
+                              long timeout_ms)
+{
+    struct upstream_call *some = calloc(n ? n : 1, sizeof(*some));
+    size_t m = 0;
+    if (!some) {
+        for (size_t i = 0; i < n; i++)
+            snprintf(calls[i].err, sizeof(calls[i].err), "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!skip[i])
+            some[m++] = calls[i];
+    upstream_run(bal, v, some, m, timeout_ms);
+    for (size_t i = 0, j = 0; i < n; i++)
+        if (!skip[i])
+            calls[i] = some[j++];
+    free(some);
+}
+
+/* How long each backend has to answer the check before a delete. */
+#define DELETE_CHECK_MS 2000
+/* How long each backend has for the DELETE itself (an index append and an
+ * fdatasync): a backend that hangs after the check costs no more. */
+#define DELETE_MS 10000
+
+/*
+ * A DELETE answered 204 is never undone (docs/OPERATIONS.md, "What a DELETE
+ * promises"). Any backend may hold a copy (failover writes land outside the
+ * home, rebalance moves copies), and a balancer keeps no state, so it
+ * deletes only when it can reach every configured backend: first each one
+ * must be up and writable by the probes and answer a HEAD within
+ * DELETE_CHECK_MS; otherwise the answer is 503 and nothing is deleted. Then
+ * every backend gets the DELETE, and each leaves a tombstone (even where
+ * the object was absent) that refuses copies still in flight from read
+ * repair, anti-entropy or rebalance. If a backend fails between the check
+ * and its DELETE the answer is 503 too (retry): the copies already gone
+ * stay gone, the others stay readable.
+ */
 void proxy_delete(struct http_req *req)
 {
     struct balancer *bal = req->app;
@@ -1429,21 +1471,73 @@ void proxy_delete(struct http_req *req)
     struct view *v = view_for_key(req, &key, hex);
     if (!v)
         return;
-    struct upstream_call *calls = calloc(v->n ? v->n : 1, sizeof(*calls));
-    if (!calls) {
+    if (!v->n) {
         view_put(v);
-        http_error(req, 500, "out of memory");
+        http_error(req, 503, "no backends configured: nothing deleted");
         return;
     }
+    struct cas_buf why;
+    cas_buf_init(&why);
+    /* A backend refused for its other hash cannot hold this key. */
+    bool skip[v->n];
+    pthread_mutex_lock(&bal->lock);
+    for (size_t i = 0; i < v->n; i++) {
+        const struct backend *b = v->b[i];
+        skip[i] = b->algo && v->algo && b->algo != v->algo;
+        if (skip[i])
+            continue;
+        if (!b->up)
+            cas_buf_printf(&why, "%s%s is down (%s)", why.len ? "; " : "", b->url,
+                           b->last_error[0] ? b->last_error : "not probed yet");
+        else if (b->read_only)
+            cas_buf_printf(&why, "%s%s is read-only", why.len ? "; " : "", b->url);
+    }
+    pthread_mutex_unlock(&bal->lock);
+    struct upstream_call *calls = NULL;
+    if (!why.len) {
+        calls = calloc(v->n, sizeof(*calls));
+        if (!calls) {
+            view_put(v);
+            cas_buf_free(&why);
+            http_error(req, 500, "out of memory");
+            return;
+        }
+        for (size_t i = 0; i < v->n; i++) {
+            snprintf(calls[i].url, sizeof(calls[i].url), "%s/objects/%s", v->b[i]->url, hex);
+            calls[i].method = "HEAD";
+        }
+        upstream_run_some(bal, v, calls, v->n, skip, DELETE_CHECK_MS);
+        for (size_t i = 0; i < v->n; i++) {
+            if (skip[i] || calls[i].status == 200 || calls[i].status == 404)
+                continue;
+            char d[300];
+            upstream_describe(&calls[i], d, sizeof(d));
+            cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", v->b[i]->url, d);
+        }
+        upstream_calls_free(calls, v->n);
+    }
+    if (why.len) {
+        log_warn("DELETE %s refused, nothing deleted: %s", hex, why.data);
+        http_error(req, 503,
+                   "cannot delete %s while a backend that may hold a copy is unreachable "
+                   "(nothing deleted; retry): %s",
+                   hex, why.data);
+        cas_buf_free(&why);
+        free(calls);
+        view_put(v);
+        return;
+    }
+
+    memset(calls, 0, v->n * sizeof(*calls));
     for (size_t i = 0; i < v->n; i++) {
         snprintf(calls[i].url, sizeof(calls[i].url), "%s/objects/%s", v->b[i]->url, hex);
         calls[i].method = "DELETE";
     }
-    upstream_run(bal, v, calls, v->n, 60000);
+    upstream_run_some(bal, v, calls, v->n, skip, DELETE_MS);
     size_t deleted = 0, absent = 0;
-    struct cas_buf why;
-    cas_buf_init(&why);
     for (size_t i = 0; i < v->n; i++) {
+        if (skip[i])
+            continue;
         if (calls[i].status == 204 || calls[i].status == 200) {
             deleted++;
         } else if (calls[i].status == 404) {
@@ -1454,17 +1548,17 @@ void proxy_delete(struct http_req *req)
             cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", v->b[i]->url, d);
         }
     }
-    if (why.len)
+    if (why.len) {
         log_warn("DELETE %s: %zu deleted, %zu absent; %s", hex, deleted, absent, why.data);
-    if (deleted)
+        http_error(req, 503,
+                   "could not delete %s on every backend (%zu copies deleted; the others "
+                   "stay readable; retry): %s",
+                   hex, deleted, why.data);
+    } else if (deleted) {
         http_reply(req, 204, NULL, "", 0);
-    else if (absent == v->n)
+    } else {
         http_error(req, 404, "object %s not found", hex);
-    else if (absent && !why.len)
-        http_error(req, 404, "object %s not found", hex);
-    else
-        http_error(req, 503, "could not reach every backend to delete %s: %s", hex,
-                   why.data ? why.data : "");
+    }
     cas_buf_free(&why);
     upstream_calls_free(calls, v->n);
     free(calls);

@@ -5,9 +5,18 @@
  * copy that failed its digest, the request that noticed queues (key, URL of
  * the backend to fix) here, after serving its client. One worker thread
  * takes entries in order, reads the object from another backend (in read
- * order) and PUTs it to the one that lacked it; the storaged checks the
- * digest as for any PUT. The queue is bounded: when it is full, new entries
- * are dropped and counted, never waited for.
+ * order) and PUTs it to the one that lacked it as a copy between replicas
+ * (PUT ?replica=1): the storaged checks the digest as for any PUT, and
+ * refuses the copy (410) when a client deleted the key there, so a repair
+ * racing a DELETE never brings the object back. The queue is bounded: when
+ * it is full, new entries are dropped and counted, never waited for.
+ *
+ * Quarantine repair: a thread asks every backend that is up and writable, every
+ * `quarantine_interval` (default 15 s), for the keys of the copies it took
+ * out of service as corrupt (GET /quarantine) and queues a repair of each;
+ * the storaged forgets the key once a good copy is stored. With several
+ * balancers each may copy the same key: the second PUT finds the object
+ * stored and changes nothing.
  *
  * GC touches: during a GC cycle, an object the balancer reads or writes has
  * to be unmarked on every backend that holds it, not only on the one that
@@ -26,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define REPAIR_QUEUE_MAX 1024
 #define RECENT_MAX 16384
@@ -51,6 +61,9 @@ struct repair_queue {
     bool started;
     struct recent_entry *recent;
     size_t recent_next, recent_len;
+    pthread_t qthread; /* the quarantine poller */
+    bool qstarted;
+    uint64_t qpolls, qfound; /* polls done; quarantined copies seen (under lock) */
 };
 
 /* Copies key from some backend other than target_url to target_url. */
@@ -90,7 +103,7 @@ static int repair_one(struct balancer *bal, const struct repair_entry *e, char *
             continue;
         }
         char *dst = NULL;
-        if (asprintf(&dst, "%s/objects/%s", e->url, hex) < 0) {
+        if (asprintf(&dst, "%s/objects/%s?replica=1", e->url, hex) < 0) {
             bstream_close(s);
             view_put(v);
             return -ENOMEM;
@@ -121,6 +134,9 @@ static int repair_one(struct balancer *bal, const struct repair_entry *e, char *
         const struct fanout_result *r = fanout_result(f, 0);
         if (r->status == 200 || r->status == 201) {
             rc = 0;
+        } else if (r->status == 410) {
+            rc = -ECANCELED;
+            snprintf(err, errlen, "%s refused the copy: the object was deleted there", e->url);
         } else {
             rc = -EIO;
             if (r->status)
@@ -157,6 +173,8 @@ static void *repair_main(void *arg)
         if (rc == 0) {
             __atomic_add_fetch(&bal->ctr.repairs_done, 1, __ATOMIC_RELAXED);
             log_info("read repair: copied %s to %s", hex, e.url);
+        } else if (rc == -ECANCELED) {
+            log_info("read repair: %s not copied to %s: %s", hex, e.url, err);
         } else {
             __atomic_add_fetch(&bal->ctr.repairs_failed, 1, __ATOMIC_RELAXED);
             log_warn("read repair: could not copy %s to %s: %s", hex, e.url, err);
@@ -168,6 +186,117 @@ static void *repair_main(void *arg)
         rq->len--;
         pthread_mutex_unlock(&rq->lock);
     }
+}
+
+/* ---- quarantine repair -------------------------------------------------- */
+
+#define QUARANTINE_TIMEOUT_MS 5000 /* per poll; also bounds how long a shutdown waits */
+
+/* Asks every backend that can take a copy (up and writable) for its
+ * quarantined keys and queues a repair of each; returns how many keys
+ * were listed. */
+static size_t quarantine_poll(struct balancer *bal)
+{
+    struct view *v = view_get(bal);
+    size_t found = 0;
+    bool up[v->n ? v->n : 1];
+    backend_health(bal, v, up, NULL);
+    struct upstream_call *calls = calloc(v->n ? v->n : 1, sizeof(*calls));
+    size_t m = 0;
+    for (size_t i = 0; calls && i < v->n; i++) {
+        if (!up[i])
+            continue;
+        snprintf(calls[m].url, sizeof(calls[m].url), "%s/quarantine", v->b[i]->url);
+        calls[m].method = "GET";
+        calls[m].backend = i;
+        m++;
+    }
+    if (m)
+        upstream_run(bal, v, calls, m, QUARANTINE_TIMEOUT_MS);
+    for (size_t c = 0; c < m; c++) {
+        const struct upstream_call *call = &calls[c];
+        const char *url = v->b[call->backend]->url;
+        if (call->status == 404)
+            continue; /* a storaged from before quarantine listing */
+        if (call->status != 200) {
+            char why[300];
+            upstream_describe(call, why, sizeof(why));
+            log_debug("quarantine: cannot list %s: %s", url, why);
+            continue;
+        }
+        const char *p = call->resp.data, *end = p ? p + call->resp.len : NULL;
+        while (p && p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            struct cas_key k;
+            char err[256];
+            if (len && proxy_parse_key(v, p, len, &k, err, sizeof(err)) == 0) {
+                char hex[CAS_MAX_HEX + 1];
+                cas_key_hex(&k, hex);
+                log_info("quarantine: %s holds a corrupt copy of %s taken out of service; "
+                         "repairing it",
+                         url, hex);
+                repair_enqueue(bal, &k, url);
+                found++;
+            } else if (len) {
+                log_warn("quarantine: %s listed a bad key: %s", url, err);
+            }
+            p += len + 1;
+        }
+    }
+    if (calls)
+        upstream_calls_free(calls, m);
+    free(calls);
+    view_put(v);
+    return found;
+}
+
+static void *quarantine_main(void *arg)
+{
+    struct balancer *bal = arg;
+    struct repair_queue *rq = bal->repair;
+    /* The first poll once the probes have had time to find the backends. */
+    uint64_t next = cas_now_ns() + 2ull * bal->opt.probe_interval_ms * 1000000ull;
+    for (;;) {
+        pthread_mutex_lock(&rq->lock);
+        while (!rq->stop && cas_now_ns() < next) {
+            uint64_t wait = next - cas_now_ns();
+            if (wait > 1000000000ull)
+                wait = 1000000000ull;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t ns = (uint64_t)ts.tv_nsec + wait;
+            ts.tv_sec += (time_t)(ns / 1000000000ull);
+            ts.tv_nsec = (long)(ns % 1000000000ull);
+            pthread_cond_timedwait(&rq->cond, &rq->lock, &ts);
+        }
+        bool stop = rq->stop;
+        pthread_mutex_unlock(&rq->lock);
+        if (stop)
+            return NULL;
+        size_t found = quarantine_poll(bal);
+        struct view *v = view_get(bal);
+        uint64_t interval = v->cfg->quarantine_interval_s ? v->cfg->quarantine_interval_s
+                                                          : CONFIG_QUARANTINE_INTERVAL;
+        view_put(v);
+        pthread_mutex_lock(&rq->lock);
+        rq->qpolls++;
+        rq->qfound += found;
+        pthread_mutex_unlock(&rq->lock);
+        next = cas_now_ns() + interval * 1000000000ull;
+    }
+}
+
+void repair_quarantine_stats(struct balancer *bal, uint64_t *polls, uint64_t *found)
+{
+    struct repair_queue *rq = bal->repair;
+    *polls = *found = 0;
+    if (!rq)
+        return;
+    pthread_mutex_lock(&rq->lock);
+    *polls = rq->qpolls;
+    *found = rq->qfound;
+    pthread_mutex_unlock(&rq->lock);
 }
 
 int repair_init(struct balancer *bal)
@@ -190,6 +319,10 @@ int repair_init(struct balancer *bal)
     if (rc)
         return -rc;
     rq->started = true;
+    rc = pthread_create(&rq->qthread, NULL, quarantine_main, bal);
+    if (rc)
+        return -rc;
+    rq->qstarted = true;
     return 0;
 }
 
@@ -204,6 +337,8 @@ void repair_stop(struct balancer *bal)
     pthread_mutex_unlock(&rq->lock);
     if (rq->started)
         pthread_join(rq->thread, NULL);
+    if (rq->qstarted)
+        pthread_join(rq->qthread, NULL);
     free(rq->q);
     free(rq->recent);
     free(rq);
@@ -232,7 +367,7 @@ void repair_enqueue(struct balancer *bal, const struct cas_key *key, const char 
     e->key = *key;
     snprintf(e->url, sizeof(e->url), "%s", url);
     rq->len++;
-    pthread_cond_signal(&rq->cond);
+    pthread_cond_broadcast(&rq->cond); /* the quarantine poller waits on it too */
     pthread_mutex_unlock(&rq->lock);
     __atomic_add_fetch(&bal->ctr.repairs_queued, 1, __ATOMIC_RELAXED);
 }

@@ -236,6 +236,17 @@ static void balancer_metrics(void *app, struct cas_buf *out)
             "Writes answered with fewer copies than replicas (X-CAS-Copies).",
             under_replicated_writes);
 #undef COUNTER
+    uint64_t qpolls, qfound;
+    repair_quarantine_stats(bal, &qpolls, &qfound);
+    cas_buf_printf(out,
+                   "# HELP cas_balancer_quarantine_polls_total Polls of every backend's list of "
+                   "quarantined copies.\n# TYPE cas_balancer_quarantine_polls_total counter\n"
+                   "cas_balancer_quarantine_polls_total %" PRIu64 "\n"
+                   "# HELP cas_balancer_quarantined_copies_found_total Quarantined copies found "
+                   "by those polls (each queued for repair).\n"
+                   "# TYPE cas_balancer_quarantined_copies_found_total counter\n"
+                   "cas_balancer_quarantined_copies_found_total %" PRIu64 "\n",
+                   qpolls, qfound);
     cas_buf_printf(out,
                    "# HELP cas_balancer_read_repair_queue Read repairs waiting or running.\n"
                    "# TYPE cas_balancer_read_repair_queue gauge\n"

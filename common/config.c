@@ -307,10 +307,12 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
             rc = parse_anti_entropy(p, v);
         } else if (!strcmp(key, "timeouts")) {
             rc = parse_timeouts(p, v);
+        } else if (!strcmp(key, "quarantine_interval")) {
+            rc = get_duration(p, v, key, &c->quarantine_interval_s);
         } else {
             return fail_at(p, k,
                            "unknown key \"%s\" (expected listen, replicas, min_replicas, "
-                           "token_file, backends, anti_entropy, timeouts)",
+                           "token_file, backends, anti_entropy, timeouts, quarantine_interval)",
                            key);
         }
         if (rc < 0)
@@ -318,6 +320,8 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
     }
     if (!n_backends)
         return fail_at(p, root, "no backends: the config needs a backends list");
+    if (!c->quarantine_interval_s)
+        c->quarantine_interval_s = CONFIG_QUARANTINE_INTERVAL;
 
     c->ndomains = 0;
     for (size_t i = 0; i < c->nbackends; i++) {

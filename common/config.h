@@ -48,11 +48,15 @@ struct config {
     /* timeouts.gc_ms: the same bound for gc/begin and gc/end, whose work on
      * a backend grows with its object count. */
     unsigned gc_ms;
+    /* quarantine_interval: how often a balancer asks each backend for the
+     * copies it took out of service (GET /quarantine) to repair them. */
+    uint64_t quarantine_interval_s; /* seconds; CONFIG_QUARANTINE_INTERVAL when not set */
 };
 
 #define CONFIG_FANOUT_MS_DEFAULT 5000u
 #define CONFIG_STRAGGLER_MS_DEFAULT 2000u
 #define CONFIG_GC_MS_DEFAULT 60000u
+#define CONFIG_QUARANTINE_INTERVAL 15
 
 /*
  * Loads and checks the config at path. On error returns a negative errno

@@ -213,8 +213,10 @@ long rb_io_get(struct rb_io *io, const char *url, int (*sink)(void *cls, const c
 /* HEAD or DELETE of url: the status, or -errno with a message. */
 long rb_io_simple(struct rb_io *io, const char *method, const char *url, char *err, size_t errlen);
 /* Copies object hex of size bytes from src to dst (base URLs) by streaming
- * GET into PUT. 0 on a 2xx from dst, -ENOENT when src does not have it,
- * -EINTR when stopped, another -errno with a message otherwise. */
+ * GET into PUT (PUT ?replica=1: a copy between replicas). 0 on a 2xx from
+ * dst, -ENOENT when src does not have it, -ECANCELED when dst refuses it
+ * because a client deleted the key there (410), -EINTR when stopped,
+ * another -errno with a message otherwise. */
 int rb_io_copy(struct rb_io *io, const char *src, const char *dst, const char *hex, uint64_t size,
                char *err, size_t errlen);
 

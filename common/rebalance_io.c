@@ -374,7 +374,9 @@ int rb_io_copy(struct rb_io *io, const char *src, const char *dst, const char *h
     }
 
     char url[1200], errbuf[CURL_ERROR_SIZE];
-    snprintf(url, sizeof(url), "%s/objects/%s", dst, hex);
+    /* A copy between replicas: a target where a client deleted the key
+     * refuses it (410), so a copy in flight never undoes a delete. */
+    snprintf(url, sizeof(url), "%s/objects/%s?replica=1", dst, hex);
     struct put_state ps = {.fd = sv[1], .size = size};
     struct get_state resp = {.e = io->put};
     setup(io, io->put, url, errbuf);
@@ -406,6 +408,9 @@ int rb_io_copy(struct rb_io *io, const char *src, const char *dst, const char *h
             describe_curl(rc, errbuf, "PUT", url, err, errlen);
             ret = -EIO;
         }
+    } else if (status == 410) {
+        describe_status(status, resp.body, "PUT", url, err, errlen);
+        ret = -ECANCELED;
     } else if (status != 200 && status != 201) {
         describe_status(status, resp.body, "PUT", url, err, errlen);
         ret = -EIO;

@@ -240,6 +240,12 @@ static int copy_one(struct pass *p, struct rb_io *io, size_t i, const char *hex,
         }
         if (rc == -EINTR)
             return rc;
+        if (rc == -ECANCELED) {
+            /* A client deleted it since the listing (the target holds its
+             * tombstone): nothing to copy, keep or remove. */
+            ADD(objects_vanished, 1);
+            return -ENOENT;
+        }
         if (rc == -ENOENT) { /* gone from the source since the listing */
             rb_objects_set_holds(p->objs, i, s, false);
             gone++;
@@ -309,7 +315,9 @@ static void do_object(struct pass *p, struct rb_io *io, struct rb_plan *plan, bo
     for (size_t j = 0; j < plan->nremove; j++) {
         const struct rb_backend *b = &p->c->b[plan->remove[j]];
         char url[1200], err[512];
-        snprintf(url, sizeof(url), "%s/objects/%s", b->url, hex);
+        /* ?replica=1: drops this copy without the tombstone a client's
+         * delete leaves, so the backend can take a copy again later. */
+        snprintf(url, sizeof(url), "%s/objects/%s?replica=1", b->url, hex);
         long status = rb_io_simple(io, "DELETE", url, err, sizeof(err));
         if (status == 204 || status == 200 || status == 404) {
             rb_objects_set_holds(p->objs, i, plan->remove[j], false);

@@ -17,7 +17,12 @@ struct disk_options {
     uint64_t capacity;        /* 0: measure the file system */
     uint64_t max_object_size; /* 0: no limit */
     bool check_only;          /* fsck: read-only, nothing cut or rewritten */
+    uint64_t tombstone_ttl;   /* seconds a delete refuses copies; 0: DISK_TOMBSTONE_TTL */
 };
+
+/* How long a tombstone refuses copies from other replicas: 7 days, far more
+ * than any copy in flight takes (docs/FORMAT.md, "Tombstones"). */
+#define DISK_TOMBSTONE_TTL (7u * 24 * 3600)
 
 /* Opens (creating when absent) the store in opts->dir. */
 int disk_open(const struct disk_options *opts, struct store **out, char *err, size_t errlen);

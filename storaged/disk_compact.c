@@ -259,7 +259,8 @@ static int carry_records(int jfd, uint64_t from, uint64_t to, int fd, uint64_t *
 
 /*
  * Rewrites the index as a snapshot of the table: the header, the current
- * generation of each data file, the GC state and one record per object,
+ * generation of each data file, the GC state, one record per object and one
+ * per tombstone in force or quarantined key (disk_tomb.c),
  * then every record the old index gained while the snapshot was written.
  * Only when the index holds more than twice the records the table needs.
  *
@@ -288,7 +289,7 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
     int fd = -1;
 
     pthread_rwlock_rdlock(&d->lock);
-    uint64_t need = d->objects + FMT_NFILES + 2;
+    uint64_t need = d->objects + tomb_count(d) + FMT_NFILES + 2;
     if (!force && d->index_records <= 2 * need + 4096) {
         pthread_rwlock_unlock(&d->lock);
         return 0;
@@ -350,6 +351,27 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
             goto out;
         nrec += nb;
     }
+    /* Tombstones still in force and quarantined keys (disk_tomb.c), also a
+     * batch at a time under the read lock; the DEL records and client PUTs
+     * carried over below set or clear them again on replay. */
+    uint64_t tomb_now = disk_now_s();
+    for (uint32_t e0 = 0;; e0 += BATCH) {
+        nb = 0;
+        pthread_rwlock_rdlock(&d->lock);
+        bool more = e0 < d->tombs.used;
+        for (uint32_t e = e0; more && e < d->tombs.used && e - e0 < BATCH; e++) {
+            if (!objtab_get(&d->tombs, e, &en) || tomb_expired(d, &en, tomb_now))
+                continue;
+            tomb_record(d, &r, en.digest, en.flags, en.offset);
+            fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
+        }
+        pthread_rwlock_unlock(&d->lock);
+        if (!more)
+            break;
+        if ((rc = write_records(fd, buf, nb, &off)) < 0)
+            goto out;
+        nrec += nb;
+    }
     /* Most of what the old index gained since S is copied before the
      * switch, with no lock held (those records are complete: appends finish
      * under the write lock before the end moves)... */
@@ -387,6 +409,7 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
         disk_fault(d, "directory fsync", drc);
     journal_replace(&d->journal, fd, off);
     fd = -1;
+    tomb_prune(d, tomb_now); /* the new index no longer has them either */
     d->index_records = nrec;
     pthread_rwlock_unlock(&d->lock);
     free(buf);

@@ -53,6 +53,9 @@ struct disk_store {
 
     pthread_rwlock_t lock;
     struct objtab tab;
+    struct objtab tombs;       /* tombstones and quarantined keys (disk_tomb.c) (lock) */
+    uint64_t tomb_ttl;         /* seconds */
+    uint64_t tomb_quarantined; /* entries of tombs that are quarantined keys (lock) */
     struct dfile files[FMT_NFILES];
     bool gc_active;
     uint64_t gc_id, last_gc_id;
@@ -150,6 +153,28 @@ void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned f
 /* Rewrites the index as a snapshot of the table when it has grown much
  * larger than the table. */
 int disk_maybe_snapshot(struct disk_store *d, bool force);
+
+/* ---- disk_tomb.c: tombstones and quarantined keys ----------------------
+ * Callers hold lock (write for changes, read at least for queries). */
+uint64_t disk_now_s(void);
+/* Records kind for digest at unix time when (in memory); -ENOMEM. */
+int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, uint64_t when);
+/* Forgets digest's entry: the key is stored again. */
+void tomb_clear(struct disk_store *d, const unsigned char *digest);
+/* True while a tombstone for digest refuses copies from other replicas. */
+bool tomb_refuses_copy(struct disk_store *d, const unsigned char *digest, uint64_t now);
+bool tomb_expired(const struct disk_store *d, const struct objtab_entry *en, uint64_t now);
+/* Drops the tombstones that have expired. */
+void tomb_prune(struct disk_store *d, uint64_t now);
+size_t tomb_count(const struct disk_store *d);
+/* Tombstones (including expired ones not yet pruned) and quarantined keys. */
+void tomb_counts(const struct disk_store *d, uint64_t *tombstones, uint64_t *quarantined);
+/* Fills a REC_TOMB record. */
+void tomb_record(struct disk_store *d, struct fmt_record *r, const unsigned char *digest,
+                 unsigned kind, uint64_t when);
+int disk_quarantined(struct store *s, store_list_fn fn, void *cls);
+int disk_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+int disk_put_copy(struct store_put *p, char *err, size_t errlen);
 
 extern const struct store_ops disk_ops;
 

@@ -51,6 +51,9 @@ const struct store_ops disk_ops = {
     .confirm = disk_confirm,
     .stat = disk_stat,
     .remove = disk_remove,
+    .drop = disk_drop,
+    .quarantined = disk_quarantined,
+    .put_copy = disk_put_copy,
     .list = disk_list,
     .gc_begin = disk_gc_begin,
     .gc_mark = disk_gc_mark,
@@ -216,11 +219,26 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
             snprintf(err, errlen, "out of memory replaying the index");
             return -ENOMEM;
         }
+        tomb_clear(d, r->digest); /* stored again: no tombstone, not quarantined */
         return 0;
     case REC_DEL:
         e = objtab_find(&d->tab, r->digest);
         if (e != OBJTAB_NONE)
             objtab_remove(&d->tab, e);
+        if (r->aux == DEL_CORRUPT && tomb_set(d, r->digest, TOMB_QUARANTINED, 0) < 0) {
+            snprintf(err, errlen, "out of memory replaying the index");
+            return -ENOMEM;
+        }
+        return 0;
+    case REC_TOMB:
+        if (r->flags != TOMB_DELETED && r->flags != TOMB_QUARANTINED) {
+            log_warn("index: tombstone record of unknown kind %u skipped", r->flags);
+            return 0;
+        }
+        if (tomb_set(d, r->digest, r->flags, r->aux) < 0) {
+            snprintf(err, errlen, "out of memory replaying the index");
+            return -ENOMEM;
+        }
         return 0;
     case REC_GC_BEGIN:
         mark_all(d, true);
@@ -856,7 +874,10 @@ int disk_open(const struct disk_options *opts, struct store **out, char *err, si
     pthread_mutex_init(&d->scrub_lock, NULL);
     pthread_cond_init(&d->scrub_cond, NULL);
     journal_init(&d->journal, -1, 0);
+    d->tomb_ttl = opts->tombstone_ttl ? opts->tombstone_ttl : DISK_TOMBSTONE_TTL;
     int rc = objtab_init(&d->tab, opts->algo->digest_len);
+    if (rc == 0)
+        rc = objtab_init(&d->tombs, opts->algo->digest_len);
     if (rc < 0)
         goto fail;
     d->dirfd = open(opts->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -879,6 +900,7 @@ int disk_open(const struct disk_options *opts, struct store **out, char *err, si
     if ((rc = open_data_files(d, err, errlen)) < 0)
         goto fail;
     recount(d);
+    tomb_prune(d, disk_now_s());
     if (!d->check_only)
         note_pid(d);
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -920,6 +942,7 @@ void disk_info(struct store *s, struct store_info *o)
     o->gc_active = d->gc_active;
     o->gc_id = d->gc_id;
     o->memory = objtab_memory(&d->tab);
+    tomb_counts(d, &o->tombstones, &o->quarantined);
     o->index_records = d->index_records;
     pthread_rwlock_unlock(&d->lock);
     o->unreclaimed = length > live ? length - live : 0;
@@ -965,6 +988,7 @@ void disk_destroy(struct store *s)
         dfile_ref_put(d->files[n].ref);
     journal_destroy(&d->journal);
     objtab_destroy(&d->tab);
+    objtab_destroy(&d->tombs);
     if (d->lockfd >= 0)
         close(d->lockfd); /* releases the flock */
     if (d->dirfd >= 0)

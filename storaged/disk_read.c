@@ -50,6 +50,10 @@ void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned f
         if (disk_append(d, &r, 1, &pos, err, sizeof(err)) == 0) {
             disk_forget(d, e);
             removed = true;
+            /* Listed for the balancers until a good copy replaces it; if
+             * memory fails, the index still says so at the next start. */
+            if (tomb_set(d, digest, TOMB_QUARANTINED, disk_now_s()) < 0)
+                log_warn("out of memory: quarantined object not listed until restart");
         }
     }
     pthread_rwlock_unlock(&d->lock);
@@ -284,33 +288,6 @@ int disk_stat(struct store *s, const struct cas_key *key, uint64_t *size)
         *size = en.size;
     pthread_rwlock_unlock(&d->lock);
     return found ? 0 : -ENOENT;
-}
-
-int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen)
-{
-    struct disk_store *d = disk_of(s);
-    char hex[CAS_MAX_HEX + 1];
-    cas_key_hex(key, hex);
-    if (__atomic_load_n(&d->read_only, __ATOMIC_SEQ_CST)) {
-        snprintf(err, errlen, "store is read-only: %s", d->read_only_reason);
-        return -EROFS;
-    }
-    struct journal_pos pos;
-    pthread_rwlock_wrlock(&d->lock);
-    uint32_t e = objtab_find(&d->tab, key->digest);
-    if (e == OBJTAB_NONE) {
-        pthread_rwlock_unlock(&d->lock);
-        snprintf(err, errlen, "object %s not found", hex);
-        return -ENOENT;
-    }
-    struct fmt_record r;
-    disk_record(d, &r, REC_DEL, key->digest);
-    r.aux = DEL_CLIENT;
-    int rc = disk_append(d, &r, 1, &pos, err, errlen);
-    if (rc == 0)
-        disk_forget(d, e);
-    pthread_rwlock_unlock(&d->lock);
-    return rc < 0 ? rc : disk_sync(d, &pos, err, errlen);
 }
 
 int disk_list(struct store *s, uint64_t *cursor, enum store_list_state state, uint64_t min_size,

@@ -61,6 +61,7 @@ struct store_put {
     size_t nsums, capsums;
     uint32_t block_crc; /* of the block being received */
     uint64_t block_fill;
+    bool copy; /* a copy from another replica: a tombstone refuses it */
 };
 
 static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
@@ -358,6 +359,30 @@ int disk_put_write(struct store_put *p, const void *data, size_t len, char *err,
     return 0;
 }
 
+/* Says why a copy of the key is refused: a client deleted it here. */
+static int refuse_copy(struct disk_store *d, const unsigned char *digest, char *err, size_t errlen)
+{
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(digest, d->base.algo->digest_len, hex);
+    snprintf(err, errlen,
+             "object %s was deleted here: a copy from another replica is refused (only a "
+             "client PUT stores it again)",
+             hex);
+    return -ECANCELED;
+}
+
+int disk_put_copy(struct store_put *p, char *err, size_t errlen)
+{
+    struct disk_store *d = p->d;
+    p->copy = true;
+    if (!p->has_expect)
+        return 0; /* the key is known only at commit, which checks again */
+    pthread_rwlock_rdlock(&d->lock);
+    bool refused = tomb_refuses_copy(d, p->expect.digest, disk_now_s());
+    pthread_rwlock_unlock(&d->lock);
+    return refused ? refuse_copy(d, p->expect.digest, err, errlen) : 0;
+}
+
 void disk_put_abort(struct store_put *p)
 {
     put_undo(p);
@@ -556,6 +581,13 @@ write_failed:
         if (rc != -ENOENT)
             goto undo;
     }
+    /* Checked under the same lock as a delete's tombstone, so a delete
+     * that raced this copy either refuses it here or removes it after. */
+    if (p->copy && tomb_refuses_copy(d, key->digest, disk_now_s())) {
+        pthread_rwlock_unlock(&d->lock);
+        rc = refuse_copy(d, key->digest, err, errlen);
+        goto undo;
+    }
     rc = disk_append(d, &r, 1, &pos, err, errlen);
     if (rc == 0) {
         if (objtab_insert(&d->tab, key->digest, p->file, p->frame_off, p->size, 0) == OBJTAB_NONE) {
@@ -570,6 +602,7 @@ write_failed:
         d->objects++;
         d->bytes += p->size;
         d->files[p->file].live += frame_bytes(p->size);
+        tomb_clear(d, key->digest); /* a client PUT, or a good copy over a quarantined one */
     }
     pthread_rwlock_unlock(&d->lock);
     if (rc < 0)

@@ -39,7 +39,12 @@ enum fmt_record_type {
     REC_MOVE = 8,       /* compaction: file, new offset; aux = old offset */
     REC_GENERATION = 9, /* compaction committed: file now at generation aux */
     REC_GC_CANCEL = 10, /* aux = cycle id; cycle ended without removing anything */
+    REC_TOMB = 11,      /* digest: a tombstone or a quarantined key (flags = enum fmt_tomb_kind);
+                         * aux = unix seconds when it was recorded */
 };
+
+/* What a REC_TOMB says of its key (disk_tomb.c). */
+enum fmt_tomb_kind { TOMB_DELETED = 1, TOMB_QUARANTINED = 2 };
 
 enum fmt_del_reason { DEL_CLIENT = 0, DEL_CORRUPT = 1 };
 enum fmt_put_flags { PUT_MARKED = 1 };

@@ -105,7 +105,9 @@ static int collect_mentioned(struct fsck *f)
             struct fmt_record r;
             if (!fmt_record_decode(rec + i, &r))
                 continue;
-            if (r.type != REC_PUT && r.type != REC_DEL && r.type != REC_UNMARK)
+            /* REC_TOMB too: a deleted object's frame is not put back. */
+            if (r.type != REC_PUT && r.type != REC_DEL && r.type != REC_UNMARK &&
+                r.type != REC_TOMB)
                 continue;
             if (objtab_find(&f->mentioned, r.digest) == OBJTAB_NONE &&
                 objtab_insert(&f->mentioned, r.digest, 0, 0, 0, 0) == OBJTAB_NONE) {

@@ -50,6 +50,9 @@ void route_gc_state(struct http_req *req);
 void route_compact(struct http_req *req);
 void route_compact_state(struct http_req *req);
 void route_capacity(struct http_req *req);
+/* GET /quarantine: the keys of copies taken out of service as corrupt and
+ * not replaced yet, one per line (balancers poll it to repair them). */
+void route_quarantine(struct http_req *req);
 void route_ring(struct http_req *req);
 void route_status(struct http_req *req);
 void route_metrics(struct http_req *req);

@@ -33,6 +33,7 @@ const struct http_route storaged_routes[] = {
     {"POST", "/compact", route_compact, 0, "compact"},
     {"GET", "/compact", route_compact_state, HTTP_QUIET, "compact_state"},
     {"GET", "/capacity", route_capacity, HTTP_QUIET, "capacity"},
+    {"GET", "/quarantine", route_quarantine, HTTP_QUIET, "quarantine"},
     {"GET", "/ring", route_ring, HTTP_QUIET, "ring"},
     {"GET", "/status", route_status, HTTP_QUIET, "status"},
     {"GET", "/status/", route_status, HTTP_QUIET, "status"},
@@ -328,6 +329,31 @@ void route_capacity(struct http_req *req)
     reply_info(req, 200, json_capacity);
 }
 
+struct quarantine_list {
+    struct cas_buf *b;
+    size_t digest_len;
+};
+
+static void quarantine_line(void *cls, const unsigned char *digest, uint64_t size)
+{
+    (void)size;
+    struct quarantine_list *q = cls;
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(digest, q->digest_len, hex);
+    cas_buf_printf(q->b, "%s\n", hex);
+}
+
+void route_quarantine(struct http_req *req)
+{
+    struct store *s = app_of(req)->store;
+    struct cas_buf b;
+    cas_buf_init(&b);
+    struct quarantine_list q = {.b = &b, .digest_len = s->algo->digest_len};
+    if (s->ops->quarantined)
+        s->ops->quarantined(s, quarantine_line, &q);
+    http_reply_buf(req, 200, "text/plain", &b);
+}
+
 void route_ring(struct http_req *req)
 {
     struct storaged *app = app_of(req);
@@ -380,6 +406,10 @@ void route_status(struct http_req *req)
     }
     cas_json_key(&j, "corrupt_objects");
     cas_json_u64(&j, in.corrupt_found);
+    cas_json_key(&j, "quarantined_objects");
+    cas_json_u64(&j, in.quarantined);
+    cas_json_key(&j, "tombstones");
+    cas_json_u64(&j, in.tombstones);
     cas_json_key(&j, "capacity");
     json_capacity(&j, &in);
     cas_json_key(&j, "gc");
@@ -440,6 +470,10 @@ void storaged_metrics(void *appv, struct cas_buf *o)
     COUNTER("cas_compactions_total", "Compactions finished.", in.compactions);
     COUNTER("cas_corrupt_objects_total", "Corrupt objects found and taken out of service.",
             in.corrupt_found);
+    GAUGE("cas_quarantined_objects",
+          "Copies taken out of service and not replaced yet (GET /quarantine).", in.quarantined);
+    GAUGE("cas_tombstones", "Keys deleted by a client whose tombstone refuses copies.",
+          in.tombstones);
     COUNTER("cas_read_verify_failures_total", "Corrupt objects caught while serving a read.",
             __atomic_load_n(&app->verify_failures, __ATOMIC_RELAXED));
     GAUGE("cas_read_only", "1 when the store refuses writes.", in.read_only);

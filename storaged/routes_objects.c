@@ -47,6 +47,8 @@ unsigned storaged_status(int rc)
         return 413;
     case -EBADMSG:
         return 422;
+    case -ECANCELED:
+        return 410;
     case -EROFS:
         return 503;
     case -ENOSPC:
@@ -192,6 +194,21 @@ static void put_done(struct http_req *req)
     add_gc_header(req);
 }
 
+/* ?replica=1 on PUT and DELETE of /objects/{key}: the request comes from a
+ * balancer or rebalance moving copies between replicas, not from a client
+ * (docs/OPERATIONS.md, "What a DELETE promises"). Sets *out; false (400
+ * sent) when the value is not 0 or 1. */
+static bool replica_query(struct http_req *req, bool *out)
+{
+    const char *v = http_query(req, "replica");
+    *out = v && strcmp(v, "1") == 0;
+    if (v && strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
+        http_error(req, 400, "query parameter replica=\"%s\" must be 0 or 1", v);
+        return false;
+    }
+    return true;
+}
+
 static void start_put(struct http_req *req, const struct cas_key *expect, enum put_kind kind)
 {
     struct storaged *app = app_of(req);
@@ -226,7 +243,18 @@ static void start_put(struct http_req *req, const struct cas_key *expect, enum p
             hint = UINT64_MAX; /* the part is smaller than the body */
         }
     }
+    bool copy = false;
+    if (kind == PUT_KEYED && !replica_query(req, &copy))
+        return;
     int rc = app->store->ops->put_begin(app->store, expect, hint, &c->put, c->err, sizeof(c->err));
+    if (rc == 0 && copy) {
+        rc = app->store->ops->put_copy ? app->store->ops->put_copy(c->put, c->err, sizeof(c->err))
+                                       : 0;
+        if (rc < 0) {
+            app->store->ops->put_abort(c->put);
+            c->put = NULL;
+        }
+    }
     if (rc < 0) {
         http_error(req, storaged_status(rc), "%s", c->err);
         return;
@@ -596,7 +624,14 @@ void route_delete(struct http_req *req)
         return;
     struct storaged *app = app_of(req);
     char err[512] = "";
-    int rc = app->store->ops->remove(app->store, &key, err, sizeof(err));
+    bool replica;
+    if (!replica_query(req, &replica))
+        return;
+    /* A client's delete leaves a tombstone; a rebalance dropping a copy
+     * outside the object's home does not. */
+    int rc = replica && app->store->ops->drop
+                 ? app->store->ops->drop(app->store, &key, err, sizeof(err))
+                 : app->store->ops->remove(app->store, &key, err, sizeof(err));
     if (rc < 0)
         http_error(req, storaged_status(rc), "%s", err);
     else

@@ -16,7 +16,8 @@
  * Errors are negative errno values with a message:
  *   -EINVAL bad request, -ENOENT no such object, -EROFS read-only,
  *   -EFBIG over the size limit, -EBADMSG digest mismatch, -ENOSPC disk full,
- *   -EBUSY already running, -ESTALE not the current GC cycle, -EIO I/O error.
+ *   -EBUSY already running, -ESTALE not the current GC cycle, -EIO I/O error,
+ *   -ECANCELED a copy from another replica refused: the key was deleted here.
  */
 #ifndef CAS_STORE_H
 #define CAS_STORE_H
@@ -47,6 +48,8 @@ struct store_info {
     bool compacting;
     uint64_t compact_done, compact_total, compactions;
     uint64_t corrupt_found; /* objects taken out of service */
+    uint64_t quarantined;   /* of those, not replaced yet (GET /quarantine) */
+    uint64_t tombstones;    /* keys deleted by a client, tombstone in force */
     uint64_t index_syncs, index_records;
     size_t memory; /* bytes held by the object table */
     bool scrubbing;
@@ -70,6 +73,11 @@ struct store_ops {
     int (*put_commit)(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,
                       size_t errlen);
     void (*put_abort)(struct store_put *p);
+    /* Optional: the write in progress is a copy from another replica (read
+     * repair, quarantine repair, anti-entropy, rebalance), not a client's
+     * PUT. Such a write is refused with -ECANCELED, now and again at commit,
+     * while the key holds a tombstone; a client's PUT clears the tombstone. */
+    int (*put_copy)(struct store_put *p, char *err, size_t errlen);
     /* touch: the read counts as a use for GC: the object is unmarked in the
      * active cycle, durably, before open returns 0; if gc/end removed it
      * meanwhile, -ENOENT. (HEAD opens without touch: it is not a use.) */
@@ -90,7 +98,16 @@ struct store_ops {
      * that it is durable. 0, -ENOENT, or -EIO. */
     int (*confirm)(struct store_obj *o, bool sync, char *err, size_t errlen);
     int (*stat)(struct store *s, const struct cas_key *key, uint64_t *size);
+    /* A client's delete: removes the object and leaves a tombstone that
+     * refuses copies from other replicas (put_copy); the tombstone is
+     * recorded, durably, even when the object is absent (then -ENOENT). */
     int (*remove)(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+    /* Optional: removes this copy without a tombstone (a rebalance moving
+     * the copy to the object's home: the object lives on elsewhere). */
+    int (*drop)(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+    /* Optional: emits every quarantined key (a copy taken out of service as
+     * corrupt and not replaced since), size 0. */
+    int (*quarantined)(struct store *s, store_list_fn fn, void *cls);
     /* Emits up to max objects from *cursor on; *cursor becomes UINT64_MAX at the end. */
     int (*list)(struct store *s, uint64_t *cursor, enum store_list_state state, uint64_t min_size,
                 uint64_t max_size, size_t max, store_list_fn fn, void *cls);

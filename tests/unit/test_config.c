@@ -97,6 +97,24 @@ static void test_defaults_and_anti_entropy(void)
     config_free(c);
 }
 
+/* quarantine_interval: a duration, 15 s when absent; 0 or junk refused. */
+static void test_quarantine_interval(void)
+{
+    struct config *c = parse_ok("backends:\n  - {url: 'http://a:1', failure_domain: x}\n");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->quarantine_interval_s, 15);
+    config_free(c);
+    c = parse_ok(
+        "quarantine_interval: 2m\nbackends:\n  - {url: 'http://a:1', failure_domain: x}\n");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->quarantine_interval_s, 120);
+    config_free(c);
+    parse_bad("quarantine_interval: 0\nbackends:\n  - {url: 'http://a:1', failure_domain: x}\n",
+              "t.yaml:1:22:", "quarantine_interval must be a duration");
+    parse_bad("quarantine_interval: soon\nbackends:\n  - {url: 'http://a:1', failure_domain: x}\n",
+              "t.yaml:1:22:", "quarantine_interval must be a duration");
+}
+
 static void test_errors_name_line_and_column(void)
 {
     parse_bad("replicas: 1\nbogus: 3\nbackends:\n  - {url: 'http://a:1', failure_domain: x}\n",
@@ -222,6 +240,7 @@ int main(void)
     CU_add_test(s, "the documented example", test_spec_example);
     CU_add_test(s, "Cantera spelling", test_cantera_spelling);
     CU_add_test(s, "defaults and anti_entropy", test_defaults_and_anti_entropy);
+    CU_add_test(s, "quarantine_interval", test_quarantine_interval);
     CU_add_test(s, "errors name line and column", test_errors_name_line_and_column);
     CU_add_test(s, "numbers are strict", test_numbers_strict);
     CU_add_test(s, "load a file", test_load_file);

@@ -4,13 +4,15 @@
  * duplicates, removal, listing, the GC cycle across restarts, compaction
  * and the index snapshot, recovery from a torn index, refusal of a short
  * data file or a damaged index record (fsck --repair then fixes them),
- * the directory lock, read-only stores, the size limit and quarantine.
+ * the directory lock, read-only stores, the size limit and quarantine,
+ * tombstones and the quarantine list (disk_tomb.c).
  *
  * Each test works in its own store directory under one mkdtemp directory,
  * removed at the end.
  */
 #define _GNU_SOURCE
 #include "disk.h"
+#include "disk_internal.h"
 #include "format.h"
 #include "fsck.h"
 #include "log.h"
@@ -1394,6 +1396,222 @@ static void test_quarantine(void)
     free(b);
 }
 
+/* ---- tombstones and the quarantine list (disk_tomb.c) ------------------- */
+
+/* Stores data as a copy from another replica (PUT ?replica=1); keyed: the
+ * key is given up front (the balancer's form), else known only at commit. */
+static int put_copy(struct store *s, const void *data, size_t len, bool keyed, char *err)
+{
+    struct cas_key k = key_of(s, data, len), got;
+    struct store_put *p = NULL;
+    bool created;
+    err[0] = '\0';
+    int rc = s->ops->put_begin(s, keyed ? &k : NULL, len, &p, err, ERRLEN);
+    if (rc != 0)
+        return rc;
+    rc = s->ops->put_copy(p, err, ERRLEN);
+    if (rc == 0)
+        rc = s->ops->put_write(p, data, len, err, ERRLEN);
+    if (rc != 0) {
+        s->ops->put_abort(p);
+        return rc;
+    }
+    return s->ops->put_commit(p, true, &got, &created, err, ERRLEN);
+}
+
+static void quarantine_fn(void *cls, const unsigned char *digest, uint64_t size)
+{
+    collect_fn(cls, digest, size);
+}
+
+static size_t quarantined(struct store *s, struct collect *c)
+{
+    memset(c, 0, sizeof(*c));
+    s->ops->quarantined(s, quarantine_fn, c);
+    return c->n;
+}
+
+/* A client delete refuses copies, also of a key that was absent; a client
+ * PUT clears the tombstone; a dropped copy (rebalance) leaves none. */
+static void test_tombstone_refuses_copies(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    unsigned char *a = make_data(3000, 2000), *b = make_data(3100, 2001),
+                  *c = make_data(3200, 2002);
+    struct cas_key ka = key_of(s, a, 3000), kb = key_of(s, b, 3100), kc = key_of(s, c, 3200);
+    CU_ASSERT_EQUAL(put(s, a, 3000, true, NULL), 0);
+    CU_ASSERT_EQUAL(s->ops->remove(s, &ka, err, sizeof(err)), 0);
+    uint64_t data_before = data_total(dir);
+    CU_ASSERT_EQUAL(put_copy(s, a, 3000, true, err), -ECANCELED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "deleted"));
+    /* Without the key up front the bytes arrive, and commit refuses them. */
+    CU_ASSERT_EQUAL(put_copy(s, a, 3000, false, err), -ECANCELED);
+    CU_ASSERT_TRUE(absent(s, a, 3000));
+    CU_ASSERT_EQUAL(data_total(dir), data_before); /* nothing left behind */
+    /* A delete of an absent key leaves a tombstone too. */
+    CU_ASSERT_EQUAL(s->ops->remove(s, &kb, err, sizeof(err)), -ENOENT);
+    CU_ASSERT_EQUAL(put_copy(s, b, 3100, true, err), -ECANCELED);
+    CU_ASSERT_TRUE(absent(s, b, 3100));
+    /* A client PUT brings it back and clears the tombstone. */
+    bool created = false;
+    CU_ASSERT_EQUAL(put(s, a, 3000, true, &created), 0);
+    CU_ASSERT_TRUE(created);
+    CU_ASSERT_TRUE(reads_back(s, a, 3000));
+    CU_ASSERT_EQUAL(s->ops->drop(s, &ka, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(put_copy(s, a, 3000, true, err), 0);
+    CU_ASSERT_TRUE(reads_back(s, a, 3000));
+    /* Dropped copy: no tombstone, a copy is taken again. */
+    CU_ASSERT_EQUAL(put(s, c, 3200, true, NULL), 0);
+    CU_ASSERT_EQUAL(s->ops->drop(s, &kc, err, sizeof(err)), 0);
+    CU_ASSERT_TRUE(absent(s, c, 3200));
+    CU_ASSERT_EQUAL(s->ops->drop(s, &kc, err, sizeof(err)), -ENOENT);
+    CU_ASSERT_EQUAL(put_copy(s, c, 3200, true, err), 0);
+    CU_ASSERT_TRUE(reads_back(s, c, 3200));
+    /* A read-only store records no tombstone and says so. */
+    close_store(s);
+    struct disk_options o = defaults(dir);
+    o.read_only = true;
+    s = open_opts(&o);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(s->ops->remove(s, &kc, err, sizeof(err)), -EROFS);
+    close_store(s);
+    free(a);
+    free(b);
+    free(c);
+}
+
+/* Tombstones survive a restart, an index snapshot (compaction) and a GC
+ * cycle; the snapshot keeps one record each. */
+static void test_tombstone_survives(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    unsigned char *a = make_data(4000, 2100), *b = make_data(4100, 2101);
+    struct cas_key ka = key_of(s, a, 4000), kb = key_of(s, b, 4100);
+    CU_ASSERT_EQUAL(put(s, a, 4000, true, NULL), 0);
+    CU_ASSERT_EQUAL(put(s, b, 4100, true, NULL), 0);
+    CU_ASSERT_EQUAL(s->ops->remove(s, &ka, err, sizeof(err)), 0);
+    close_store(s);
+
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(put_copy(s, a, 4000, true, err), -ECANCELED);
+    CU_ASSERT_EQUAL(s->ops->compact_start(s, err, sizeof(err)), 0);
+    s->ops->compact_wait(s);
+    CU_ASSERT_EQUAL(disk_maybe_snapshot(disk_of(s), true), 0);
+    /* header + the compacted file's GENERATION + 1 PUT (b) + 1 TOMB (a) */
+    CU_ASSERT_EQUAL(info(s).index_records, 4);
+    CU_ASSERT_EQUAL(info(s).tombstones, 1);
+    CU_ASSERT_EQUAL(put_copy(s, a, 4000, true, err), -ECANCELED);
+    uint64_t id, objs, bytes, removed;
+    CU_ASSERT_EQUAL(s->ops->gc_begin(s, 0, &id, &objs, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s->ops->gc_end(s, id, &removed, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(removed, 1);
+    CU_ASSERT_EQUAL(put_copy(s, a, 4000, true, err), -ECANCELED);
+    close_store(s);
+
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(info(s).objects, 0);
+    CU_ASSERT_EQUAL(put_copy(s, a, 4000, true, err), -ECANCELED);
+    /* b went by GC, not by a delete: a copy is welcome. */
+    CU_ASSERT_EQUAL(put_copy(s, b, 4100, true, err), 0);
+    CU_ASSERT_TRUE(absent(s, a, 4000));
+    CU_ASSERT_EQUAL(stat_key(s, &kb, NULL), 0);
+    close_store(s);
+    free(a);
+    free(b);
+}
+
+/* A tombstone lives tombstone_ttl seconds; the next snapshot drops it. */
+static void test_tombstone_expires(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct disk_options o = defaults(dir);
+    o.tombstone_ttl = 1;
+    struct store *s = open_opts(&o);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    unsigned char *a = make_data(1000, 2200);
+    struct cas_key ka = key_of(s, a, 1000);
+    CU_ASSERT_EQUAL(s->ops->remove(s, &ka, err, sizeof(err)), -ENOENT);
+    close_store(s);
+    /* Recorded at second t, in force while now < t + 1: wait out 2 s. */
+    usleep(2100 * 1000);
+    s = open_opts(&o);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(put_copy(s, a, 1000, true, err), 0);
+    CU_ASSERT_TRUE(reads_back(s, a, 1000));
+    CU_ASSERT_EQUAL(s->ops->drop(s, &ka, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s->ops->remove(s, &ka, err, sizeof(err)), -ENOENT);
+    usleep(2100 * 1000);
+    CU_ASSERT_EQUAL(disk_maybe_snapshot(disk_of(s), true), 0);
+    CU_ASSERT_EQUAL(info(s).index_records, 1); /* the header alone */
+    close_store(s);
+    free(a);
+}
+
+/* A quarantined key is listed until a good copy replaces it, across a
+ * restart and a snapshot; a client delete turns it into a tombstone. */
+static void test_quarantine_list(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    unsigned char *a = make_data(2700, 2300), *b = make_data(2800, 2301);
+    struct cas_key ka = key_of(s, a, 2700), kb = key_of(s, b, 2800);
+    CU_ASSERT_EQUAL(put(s, a, 2700, true, NULL), 0);
+    CU_ASSERT_EQUAL(put(s, b, 2800, true, NULL), 0);
+    struct collect c;
+    CU_ASSERT_EQUAL(quarantined(s, &c), 0);
+    struct cas_key keys[2] = {ka, kb};
+    for (int i = 0; i < 2; i++) {
+        struct store_obj *o;
+        uint64_t size;
+        CU_ASSERT_EQUAL_FATAL(s->ops->open(s, &keys[i], false, &o, &size, err, sizeof(err)), 0);
+        s->ops->quarantine(o, "test: bytes do not match the key");
+        s->ops->close(o);
+    }
+    CU_ASSERT_EQUAL(quarantined(s, &c), 2);
+    CU_ASSERT_TRUE(listed(&c, &ka));
+    CU_ASSERT_EQUAL(info(s).quarantined, 2);
+    CU_ASSERT_EQUAL(info(s).tombstones, 0);
+    close_store(s);
+
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(quarantined(s, &c), 2);
+    CU_ASSERT_EQUAL(disk_maybe_snapshot(disk_of(s), true), 0);
+    CU_ASSERT_EQUAL(quarantined(s, &c), 2);
+    /* The repair: a copy from another replica replaces it. */
+    CU_ASSERT_EQUAL(put_copy(s, a, 2700, true, err), 0);
+    CU_ASSERT_TRUE(reads_back(s, a, 2700));
+    CU_ASSERT_EQUAL(quarantined(s, &c), 1);
+    CU_ASSERT_TRUE(listed(&c, &kb));
+    /* Deleted by a client: no longer to repair, and refused as a copy. */
+    CU_ASSERT_EQUAL(s->ops->remove(s, &kb, err, sizeof(err)), -ENOENT);
+    CU_ASSERT_EQUAL(quarantined(s, &c), 0);
+    CU_ASSERT_EQUAL(info(s).quarantined, 0);
+    CU_ASSERT_EQUAL(info(s).tombstones, 1);
+    CU_ASSERT_EQUAL(put_copy(s, b, 2800, true, err), -ECANCELED);
+    close_store(s);
+
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(quarantined(s, &c), 0);
+    CU_ASSERT_TRUE(reads_back(s, a, 2700));
+    CU_ASSERT_EQUAL(put_copy(s, b, 2800, true, err), -ECANCELED);
+    close_store(s);
+    free(a);
+    free(b);
+}
+
 /* A frame header damaged on disk: open refuses to serve and takes the object
  * out of service. */
 static void test_corrupt_frame_header(void)
@@ -1956,6 +2174,10 @@ static int run_tests(void)
     CU_add_test(s, "read-only refuses writes", test_read_only);
     CU_add_test(s, "max object size", test_max_object_size);
     CU_add_test(s, "quarantine", test_quarantine);
+    CU_add_test(s, "tombstone refuses copies, client PUT clears it", test_tombstone_refuses_copies);
+    CU_add_test(s, "tombstone survives restart, snapshot, GC", test_tombstone_survives);
+    CU_add_test(s, "tombstone expires after its ttl", test_tombstone_expires);
+    CU_add_test(s, "quarantine list until replaced", test_quarantine_list);
     CU_add_test(s, "corrupt frame header", test_corrupt_frame_header);
     CU_add_test(s, "SHA-256 store", test_sha256_store);
     CU_add_test(s, "concurrent writers", test_concurrent_writers);

@@ -1,0 +1,177 @@
+/*
+ * disk_tomb.c - what the disk backend remembers of keys it no longer holds:
+ *
+ *   tombstones   a client deleted the key here. Until the tombstone expires
+ *                (DISK_TOMBSTONE_TTL) or a client PUT stores the key again,
+ *                a copy from another replica (put_copy: read repair,
+ *                quarantine repair, anti-entropy, rebalance) is refused, so
+ *                a copy that was in flight when the delete came, or that a
+ *                balancer took from a replica the delete had not reached,
+ *                cannot bring the object back.
+ *   quarantine   a copy of the key was found corrupt and taken out of
+ *                service. Balancers poll the list (GET /quarantine) and copy
+ *                a good replica back; storing the key clears the entry.
+ *
+ * Both live in d->tombs, an objtab keyed by digest whose `offset` is the
+ * unix time of the event and whose flags are the enum fmt_tomb_kind, and in
+ * the index: a client delete appends REC_TOMB (after the REC_DEL when the
+ * object was there), a quarantine is the REC_DEL with aux DEL_CORRUPT, any
+ * REC_PUT of the key clears the entry, and an index snapshot writes one
+ * REC_TOMB per entry still in force (expired tombstones are left out).
+ * GC never touches them: a cycle removes objects, not these entries.
+ */
+#define _GNU_SOURCE
+#include "disk_internal.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+uint64_t disk_now_s(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+/* The objtab stores `offset` in 56 bits: plenty for unix seconds. */
+#define TIME_MAX ((UINT64_C(1) << 56) - 1)
+
+int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, uint64_t when)
+{
+    if (when > TIME_MAX)
+        when = TIME_MAX;
+    uint32_t e = objtab_find(&d->tombs, digest);
+    struct objtab_entry en;
+    if (e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en)) {
+        d->tomb_quarantined -= en.flags == TOMB_QUARANTINED;
+        objtab_set_location(&d->tombs, e, 0, when);
+        objtab_set_flags(&d->tombs, e, kind);
+    } else if (objtab_insert(&d->tombs, digest, 0, when, 0, kind) == OBJTAB_NONE) {
+        return -ENOMEM;
+    }
+    d->tomb_quarantined += kind == TOMB_QUARANTINED;
+    return 0;
+}
+
+void tomb_clear(struct disk_store *d, const unsigned char *digest)
+{
+    uint32_t e = objtab_find(&d->tombs, digest);
+    struct objtab_entry en;
+    if (e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en)) {
+        d->tomb_quarantined -= en.flags == TOMB_QUARANTINED;
+        objtab_remove(&d->tombs, e);
+    }
+}
+
+void tomb_counts(const struct disk_store *d, uint64_t *tombstones, uint64_t *quarantined)
+{
+    *quarantined = d->tomb_quarantined;
+    *tombstones = d->tombs.count - d->tomb_quarantined; /* expired ones until pruned */
+}
+
+bool tomb_expired(const struct disk_store *d, const struct objtab_entry *en, uint64_t now)
+{
+    return en->flags == TOMB_DELETED && en->offset + d->tomb_ttl <= now;
+}
+
+bool tomb_refuses_copy(struct disk_store *d, const unsigned char *digest, uint64_t now)
+{
+    uint32_t e = objtab_find(&d->tombs, digest);
+    struct objtab_entry en;
+    return e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en) && en.flags == TOMB_DELETED &&
+           !tomb_expired(d, &en, now);
+}
+
+void tomb_prune(struct disk_store *d, uint64_t now)
+{
+    struct objtab_entry en;
+    for (uint32_t e = 0; e < d->tombs.used; e++)
+        if (objtab_get(&d->tombs, e, &en) && tomb_expired(d, &en, now))
+            objtab_remove(&d->tombs, e);
+}
+
+size_t tomb_count(const struct disk_store *d)
+{
+    return d->tombs.count;
+}
+
+void tomb_record(struct disk_store *d, struct fmt_record *r, const unsigned char *digest,
+                 unsigned kind, uint64_t when)
+{
+    disk_record(d, r, REC_TOMB, digest);
+    r->flags = (uint8_t)kind;
+    r->aux = when;
+}
+
+int disk_quarantined(struct store *s, store_list_fn fn, void *cls)
+{
+    struct disk_store *d = disk_of(s);
+    struct objtab_entry en;
+    pthread_rwlock_rdlock(&d->lock);
+    for (uint32_t e = 0; e < d->tombs.used; e++)
+        if (objtab_get(&d->tombs, e, &en) && en.flags == TOMB_QUARANTINED)
+            fn(cls, en.digest, 0);
+    pthread_rwlock_unlock(&d->lock);
+    return 0;
+}
+
+/* Removes key's object; with a tombstone when client, durably either way. */
+static int remove_object(struct disk_store *d, const struct cas_key *key, bool client, char *err,
+                         size_t errlen)
+{
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(key, hex);
+    if (__atomic_load_n(&d->read_only, __ATOMIC_SEQ_CST)) {
+        snprintf(err, errlen, "store is read-only: %s", d->read_only_reason);
+        return -EROFS;
+    }
+    struct journal_pos pos;
+    struct fmt_record r[2];
+    size_t n = 0;
+    uint64_t now = disk_now_s();
+    pthread_rwlock_wrlock(&d->lock);
+    uint32_t e = objtab_find(&d->tab, key->digest);
+    if (e != OBJTAB_NONE) {
+        disk_record(d, &r[n], REC_DEL, key->digest);
+        r[n++].aux = DEL_CLIENT;
+    }
+    if (client)
+        tomb_record(d, &r[n++], key->digest, TOMB_DELETED, now);
+    if (!n) {
+        pthread_rwlock_unlock(&d->lock);
+        snprintf(err, errlen, "object %s not found", hex);
+        return -ENOENT;
+    }
+    int rc = disk_append(d, r, n, &pos, err, errlen);
+    if (rc == 0) {
+        if (e != OBJTAB_NONE)
+            disk_forget(d, e);
+        if (client && tomb_set(d, key->digest, TOMB_DELETED, now) < 0) {
+            /* The index has it; only this process's memory does not. */
+            pthread_rwlock_unlock(&d->lock);
+            disk_fault(d, "tombstone table (out of memory)", -ENOMEM);
+            snprintf(err, errlen, "out of memory");
+            return -EIO;
+        }
+    }
+    pthread_rwlock_unlock(&d->lock);
+    if (rc < 0)
+        return rc;
+    rc = disk_sync(d, &pos, err, errlen);
+    if (rc == 0 && e == OBJTAB_NONE) {
+        snprintf(err, errlen, "object %s not found", hex);
+        return -ENOENT;
+    }
+    return rc;
+}
+
+int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen)
+{
+    return remove_object(disk_of(s), key, true, err, errlen);
+}
+
+int disk_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen)
+{
+    return remove_object(disk_of(s), key, false, err, errlen);
+}

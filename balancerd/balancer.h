@@ -115,6 +115,9 @@ struct balancer_options {
     /* Hash large objects as they are relayed too (storaged already holds
      * back its last bytes until its own check passes). */
     bool verify_streamed;
+    /* Object reads need the token too (--auth-reads; the config's
+     * auth_reads: true does the same). */
+    bool auth_reads;
 };
 
 /* Counters shown in /metrics. Atomics. */

@@ -21,7 +21,7 @@ int main(int argc, char **argv)
 {
     cas_log_init("ca-cas-balancerd");
     const char *config = NULL, *listen = NULL, *log_level = NULL, *spool = NULL;
-    bool verify_streamed = false;
+    bool verify_streamed = false, auth_reads = false;
     uint64_t connect_ms = 2000, first_byte_ms = 10000, io_ms = 30000, probe_ms = 1000;
     const struct cas_opt opts[] = {
         {"config", CAS_OPT_STRING, &config, "FILE", "the cluster's YAML config (required)"},
@@ -37,6 +37,8 @@ int main(int argc, char **argv)
         {"probe-interval-ms", CAS_OPT_UINT, &probe_ms, "MS", "how often backends are probed"},
         {"verify-streamed", CAS_OPT_FLAG, &verify_streamed, NULL,
          "also hash objects over 256 KiB as they are relayed (costs CPU)"},
+        {"auth-reads", CAS_OPT_FLAG, &auth_reads, NULL,
+         "object reads need the token too (as the config's auth_reads: true)"},
     };
     const size_t nopts = sizeof(opts) / sizeof(opts[0]);
     const char *usage = "ca-cas-balancerd --config FILE [--listen ADDR:PORT]";
@@ -77,6 +79,7 @@ int main(int argc, char **argv)
         .io_timeout_ms = (unsigned)io_ms,
         .probe_interval_ms = (unsigned)probe_ms,
         .verify_streamed = verify_streamed,
+        .auth_reads = auth_reads,
     };
     static struct balancer bal;
     if (balancer_init(&bal, &bo, err, sizeof(err)) < 0) {

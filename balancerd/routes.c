@@ -9,8 +9,10 @@
 #include "balancer.h"
 #include "log.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void json_backend(struct cas_json *j, const struct view *v, size_t i)
@@ -286,11 +288,26 @@ int routes_start_server(struct balancer *bal, char *err, size_t errlen)
         .metrics = balancer_metrics,
     };
     /* The server keeps the token pointer: keep the first view's token for
-     * the process's life (a changed token_file needs a restart). */
-    static char token_copy[1024];
+     * the process's life (a changed token_file or auth_reads needs a
+     * restart). A copy, never cut: tokens are up to CAS_TOKEN_MAX bytes. */
+    static char *token_copy;
     if (v->token) {
-        snprintf(token_copy, sizeof(token_copy), "%s", v->token);
+        free(token_copy);
+        token_copy = strdup(v->token);
+        if (!token_copy) {
+            view_put(v);
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
         cfg.token = token_copy;
+    }
+    /* --auth-reads (CAS_AUTH_READS) or the config's auth_reads: true. */
+    cfg.auth_reads = bal->opt.auth_reads || v->cfg->auth_reads;
+    if (cfg.auth_reads && !cfg.token) {
+        view_put(v);
+        snprintf(err, errlen, "auth_reads needs a token: set token_file in %s",
+                 bal->opt.config_path);
+        return -EINVAL;
     }
     view_put(v);
     int rc = http_server_start(&cfg, &bal->srv, err, errlen);

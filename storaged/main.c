@@ -97,6 +97,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         return 2;
     }
+    if (auth_reads && !token) {
+        /* Without a token --auth-reads would guard nothing: refuse it. */
+        fprintf(stderr, "ca-cas-storaged: --auth-reads needs --token-file\n");
+        return 2;
+    }
     if (make_dirs(dir, err, sizeof(err)) < 0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         return 1;

@@ -118,6 +118,8 @@ struct balancer_options {
     /* Object reads need the token too (--auth-reads; the config's
      * auth_reads: true does the same). */
     bool auth_reads;
+    /* Client connection guards (common/httpd.h; 0: the default). */
+    unsigned max_connections, max_client_connections, header_timeout_s, idle_timeout_s;
 };
 
 /* Counters shown in /metrics. Atomics. */

@@ -8,6 +8,7 @@
  */
 #include "antientropy.h"
 #include "balancer.h"
+#include "httpd.h"
 #include "log.h"
 #include "opts.h"
 
@@ -23,6 +24,9 @@ int main(int argc, char **argv)
     const char *config = NULL, *listen = NULL, *log_level = NULL, *spool = NULL;
     bool verify_streamed = false, auth_reads = false;
     uint64_t connect_ms = 2000, first_byte_ms = 10000, io_ms = 30000, probe_ms = 1000;
+    uint64_t threads = HTTP_DEFAULT_MAX_CONNECTIONS, per_client = 0,
+             header_timeout = HTTP_DEFAULT_HEADER_TIMEOUT_S,
+             idle_timeout = HTTP_DEFAULT_IDLE_TIMEOUT_S;
     const struct cas_opt opts[] = {
         {"config", CAS_OPT_STRING, &config, "FILE", "the cluster's YAML config (required)"},
         {"listen", CAS_OPT_STRING, &listen, "ADDR:PORT",
@@ -37,6 +41,13 @@ int main(int argc, char **argv)
         {"probe-interval-ms", CAS_OPT_UINT, &probe_ms, "MS", "how often backends are probed"},
         {"verify-streamed", CAS_OPT_FLAG, &verify_streamed, NULL,
          "also hash objects over 256 KiB as they are relayed (costs CPU)"},
+        {"threads", CAS_OPT_UINT, &threads, "N", "most client connections served at once (512)"},
+        {"max-client-connections", CAS_OPT_UINT, &per_client, "N",
+         "most connections from one client address (default: half of --threads)"},
+        {"header-timeout", CAS_OPT_UINT, &header_timeout, "SECONDS",
+         "a new connection must send its request head within this (10)"},
+        {"idle-timeout", CAS_OPT_UINT, &idle_timeout, "SECONDS",
+         "close a connection silent this long, or kept alive this long between requests (120)"},
         {"auth-reads", CAS_OPT_FLAG, &auth_reads, NULL,
          "object reads need the token too (as the config's auth_reads: true)"},
     };
@@ -54,6 +65,12 @@ int main(int argc, char **argv)
     if (!config) {
         fprintf(stderr, "ca-cas-balancerd: --config FILE is required\n");
         cas_opts_usage(stderr, opts, nopts, usage);
+        return 2;
+    }
+    if (!threads || threads > 1000000 || per_client > threads || !header_timeout ||
+        header_timeout > 86400 || !idle_timeout || idle_timeout > 86400) {
+        fprintf(stderr, "ca-cas-balancerd: want 1 <= --max-client-connections <= --threads <= "
+                        "1000000 and timeouts from 1 to 86400 s\n");
         return 2;
     }
     if (log_level && cas_log_set_level(log_level) < 0) {
@@ -80,6 +97,10 @@ int main(int argc, char **argv)
         .probe_interval_ms = (unsigned)probe_ms,
         .verify_streamed = verify_streamed,
         .auth_reads = auth_reads,
+        .max_connections = (unsigned)threads,
+        .max_client_connections = (unsigned)per_client,
+        .header_timeout_s = (unsigned)header_timeout,
+        .idle_timeout_s = (unsigned)idle_timeout,
     };
     static struct balancer bal;
     if (balancer_init(&bal, &bo, err, sizeof(err)) < 0) {

@@ -286,6 +286,10 @@ int routes_start_server(struct balancer *bal, char *err, size_t errlen)
         .app = bal,
         .token = v->token,
         .metrics = balancer_metrics,
+        .max_connections = bal->opt.max_connections,
+        .max_client_connections = bal->opt.max_client_connections,
+        .header_timeout_s = bal->opt.header_timeout_s,
+        .idle_timeout_s = bal->opt.idle_timeout_s,
     };
     /* The server keeps the token pointer: keep the first view's token for
      * the process's life (a changed token_file or auth_reads needs a

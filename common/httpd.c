@@ -6,6 +6,22 @@
  * body is complete. This file turns those calls into the route handler /
  * on_body / on_done protocol of httpd.h, and accounts every request in the
  * metrics when libmicrohttpd reports it finished.
+ *
+ * Connection guards. The threading model stays one thread per connection:
+ * handlers block on fsync, on backends and on streamed bodies, and an event
+ * loop would let one slow request stall every connection on its thread. So
+ * instead of making idle sockets cheap, the layer keeps them from piling up:
+ * - at most max_client_connections from one source address
+ *   (MHD_OPTION_PER_IP_CONNECTION_LIMIT; the rest are closed at accept), so
+ *   one client can never take every thread from the others;
+ * - a hard deadline for the request head (header_timeout_s after accept,
+ *   idle_timeout_s after the previous answer on a kept-alive connection),
+ *   which dripping a byte now and then does not extend: a watchdog thread
+ *   shuts down (never closes: libmicrohttpd owns the descriptor) the socket
+ *   of a connection past its deadline, under the lock that the close
+ *   notification takes, so the descriptor cannot have been reused;
+ * - an inactivity timeout (MHD_OPTION_CONNECTION_TIMEOUT = idle_timeout_s)
+ *   that a transfer moving bytes, however long, never meets.
  */
 #define _GNU_SOURCE
 #include "httpd.h"
@@ -24,6 +40,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +58,14 @@ struct route_stats {
     uint64_t sum_us;
 };
 
+/* One accepted connection, for the head deadline (see the file comment). */
+struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    uint64_t deadline_ns; /* 0: a request is being served, no deadline */
+    bool shut;
+};
+
 struct http_server {
     struct MHD_Daemon *daemon;
     struct http_server_config cfg;
@@ -50,7 +76,20 @@ struct http_server {
     pthread_cond_t idle;
     unsigned active;
     unsigned port;
+
+    /* Connection guards. */
+    pthread_mutex_t conn_lock;
+    pthread_cond_t watchdog_wake;
+    struct conn_track conns; /* list head */
+    bool watchdog_stop;
+    bool watchdog_started;
+    pthread_t watchdog;
+    uint64_t header_timeout_ns, idle_timeout_ns;
+    uint64_t conns_open, conns_timed_out; /* under conn_lock */
 };
+
+static void conn_set_deadline(struct http_server *srv, struct MHD_Connection *conn,
+                              uint64_t deadline_ns);
 
 uint64_t cas_now_ns(void)
 {
@@ -338,6 +377,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         req->url = url;
         req->is_head = strcmp(method, "HEAD") == 0;
         req->t0_ns = cas_now_ns();
+        conn_set_deadline(srv, conn, 0); /* the head is in */
         pthread_mutex_lock(&srv->lock);
         srv->active++;
         pthread_mutex_unlock(&srv->lock);
@@ -385,6 +425,8 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 {
     struct http_server *srv = cls;
     struct http_req *req = *con_cls;
+    /* A kept-alive connection must send its next head in time too. */
+    conn_set_deadline(srv, conn, cas_now_ns() + srv->idle_timeout_ns);
     if (!req)
         return;
     *con_cls = NULL;
@@ -413,6 +455,115 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
     if (srv->active == 0)
         pthread_cond_broadcast(&srv->idle);
     pthread_mutex_unlock(&srv->lock);
+}
+
+/* ---- connection guards (see the file comment) --------------------------- */
+
+static void conn_set_deadline(struct http_server *srv, struct MHD_Connection *conn,
+                              uint64_t deadline_ns)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_track *t = ci ? ci->socket_context : NULL;
+    if (!t)
+        return;
+    pthread_mutex_lock(&srv->conn_lock);
+    t->deadline_ns = deadline_ns;
+    pthread_mutex_unlock(&srv->conn_lock);
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct conn_track *t = calloc(1, sizeof(*t));
+        if (!t || !ci) {
+            free(t); /* unguarded, but still bound by the inactivity timeout */
+            return;
+        }
+        t->fd = ci->connect_fd;
+        t->deadline_ns = cas_now_ns() + srv->header_timeout_ns;
+        pthread_mutex_lock(&srv->conn_lock);
+        t->next = srv->conns.next;
+        t->prev = &srv->conns;
+        t->next->prev = t;
+        srv->conns.next = t;
+        srv->conns_open++;
+        pthread_mutex_unlock(&srv->conn_lock);
+        *socket_context = t;
+        return;
+    }
+    /* Closed: libmicrohttpd closes the descriptor after this returns. */
+    struct conn_track *t = *socket_context;
+    if (!t)
+        return;
+    pthread_mutex_lock(&srv->conn_lock);
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+    srv->conns_open--;
+    pthread_mutex_unlock(&srv->conn_lock);
+    *socket_context = NULL;
+    free(t);
+}
+
+/* Every 250 ms: shuts down the sockets of connections past their head
+ * deadline; their own thread then sees the end of input and closes them. */
+static void *watchdog_main(void *arg)
+{
+    struct http_server *srv = arg;
+    pthread_mutex_lock(&srv->conn_lock);
+    while (!srv->watchdog_stop) {
+        uint64_t now = cas_now_ns();
+        for (struct conn_track *t = srv->conns.next; t != &srv->conns; t = t->next) {
+            if (t->shut || !t->deadline_ns || now < t->deadline_ns)
+                continue;
+            shutdown(t->fd, SHUT_RDWR);
+            t->shut = true;
+            srv->conns_timed_out++;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 250 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&srv->watchdog_wake, &srv->conn_lock, &ts);
+    }
+    pthread_mutex_unlock(&srv->conn_lock);
+    return NULL;
+}
+
+static void watchdog_join(struct http_server *srv)
+{
+    if (!srv->watchdog_started)
+        return;
+    pthread_mutex_lock(&srv->conn_lock);
+    srv->watchdog_stop = true;
+    pthread_cond_signal(&srv->watchdog_wake);
+    pthread_mutex_unlock(&srv->conn_lock);
+    pthread_join(srv->watchdog, NULL);
+    srv->watchdog_started = false;
+}
+
+unsigned long http_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_info("open files limit raised from %llu to %llu (the hard limit)",
+                     (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+        else
+            rl.rlim_cur = was;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? ~0UL : (unsigned long)rl.rlim_cur;
 }
 
 /* ---- start and stop ---------------------------------------------------- */
@@ -471,6 +622,24 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
     int rc = parse_listen(cfg->listen, &ss, &sslen, &v6, err, errlen);
     if (rc < 0)
         return rc;
+    unsigned max_conn = cfg->max_connections ? cfg->max_connections : HTTP_DEFAULT_MAX_CONNECTIONS;
+    unsigned per_client = cfg->max_client_connections;
+    if (!per_client)
+        per_client = max_conn / 2 ? max_conn / 2 : 1;
+    if (per_client > max_conn) {
+        snprintf(err, errlen, "connections per client (%u) above the connection limit (%u)",
+                 per_client, max_conn);
+        return -EINVAL;
+    }
+    unsigned header_s = cfg->header_timeout_s ? cfg->header_timeout_s : HTTP_DEFAULT_HEADER_TIMEOUT_S;
+    unsigned idle_s = cfg->idle_timeout_s ? cfg->idle_timeout_s : HTTP_DEFAULT_IDLE_TIMEOUT_S;
+    unsigned long nofile = http_raise_fd_limit();
+    /* Each connection holds a descriptor; keep some for data files,
+     * backends and the listening socket. */
+    if (nofile && nofile < (unsigned long)max_conn + 64)
+        log_warn("open files limit %lu is low for %u connections: raise the hard limit "
+                 "(ulimit -Hn, LimitNOFILE=) or lower the connection limit",
+                 nofile, max_conn);
     struct http_server *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return -ENOMEM;
@@ -478,10 +647,26 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
     srv->stats = calloc(cfg->nroutes + 1, sizeof(*srv->stats));
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->idle, NULL);
+    pthread_mutex_init(&srv->conn_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->watchdog_wake, &ca);
+    pthread_condattr_destroy(&ca);
+    srv->conns.next = srv->conns.prev = &srv->conns;
+    srv->header_timeout_ns = (uint64_t)header_s * 1000000000u;
+    srv->idle_timeout_ns = (uint64_t)idle_s * 1000000000u;
     if (cfg->token) {
         unsigned int n = 0;
         EVP_Digest(cfg->token, strlen(cfg->token), srv->token_digest, &n, EVP_sha256(), NULL);
     }
+    if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) != 0) {
+        snprintf(err, errlen, "cannot start the connection watchdog thread");
+        free(srv->stats);
+        free(srv);
+        return -EAGAIN;
+    }
+    srv->watchdog_started = true;
     /* The connection pool is small on purpose: libmicrohttpd clears it for
      * every request on a keep-alive connection, and 64 KiB of upload per
      * call is plenty (writes gather into larger buffers themselves). */
@@ -489,21 +674,25 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
                      MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_USE_POLL;
     if (v6)
         flags |= MHD_USE_IPv6;
-    srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR,
-                                   (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
-                                   request_completed, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                   (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
-                                   (unsigned)(cfg->max_connections ? cfg->max_connections : 512),
-                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
-                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
+        notify_connection, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_client,
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", cfg->listen);
+        watchdog_join(srv);
         free(srv->stats);
         free(srv);
         return -EADDRINUSE;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : 0;
+    log_info("connections: at most %u, %u per client address; request head within %u s, "
+             "idle timeout %u s",
+             max_conn, per_client, header_s, idle_s);
     *out = srv;
     return 0;
 }
@@ -536,6 +725,7 @@ void http_server_stop(struct http_server *srv, unsigned timeout_ms)
         log_warn("stopping with %u requests still in flight", srv->active);
     pthread_mutex_unlock(&srv->lock);
     MHD_stop_daemon(srv->daemon);
+    watchdog_join(srv);
     free(srv->stats);
     free(srv);
 }
@@ -597,6 +787,18 @@ void http_metrics_render(struct http_server *srv, struct cas_buf *out)
                    "cas_http_sent_bytes_total %" PRIu64 "\n",
                    __atomic_load_n(&srv->bytes_in, __ATOMIC_RELAXED),
                    __atomic_load_n(&srv->bytes_out, __ATOMIC_RELAXED));
+    pthread_mutex_lock(&srv->conn_lock);
+    uint64_t open_conns = srv->conns_open, timed_out = srv->conns_timed_out;
+    pthread_mutex_unlock(&srv->conn_lock);
+    cas_buf_printf(out,
+                   "# HELP cas_http_connections Client connections open now.\n"
+                   "# TYPE cas_http_connections gauge\n"
+                   "cas_http_connections %" PRIu64 "\n"
+                   "# HELP cas_http_head_timeouts_total Connections closed for not sending a "
+                   "request head in time.\n"
+                   "# TYPE cas_http_head_timeouts_total counter\n"
+                   "cas_http_head_timeouts_total %" PRIu64 "\n",
+                   open_conns, timed_out);
     if (srv->cfg.metrics)
         srv->cfg.metrics(srv->cfg.app, out);
 }

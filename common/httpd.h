@@ -2,7 +2,8 @@
  * httpd.h - the HTTP server layer shared by storaged and balancerd.
  *
  * A thin layer over libmicrohttpd (one thread per connection, so handlers
- * may block on disk or on backends). A daemon gives a route table; for each
+ * may block on disk or on backends; see "connection guards" in httpd.c for
+ * how idle and slow clients are kept from holding every thread). A daemon gives a route table; for each
  * request the layer matches the route, checks the bearer token, calls the
  * route's handler once the headers are in, feeds it the request body chunk
  * by chunk (never buffering it), queues the response the handler built,
@@ -94,12 +95,34 @@ struct http_server_config {
     void *app;
     const char *token; /* NULL: no auth */
     bool auth_reads;
-    unsigned max_connections;
+    unsigned max_connections; /* connections served at once (threads); 0: 512 */
+    /* Connection guards against idle and slow clients (0: the default).
+     * max_client_connections: most connections from one source address
+     * (default max_connections / 2, at least 1). header_timeout_s: a new
+     * connection must deliver a complete request head within this many
+     * seconds of being accepted, however slowly it drips bytes (default 10).
+     * idle_timeout_s: a connection is closed after this many seconds with no
+     * byte moving either way, and a kept-alive connection must deliver its
+     * next request head within this many seconds of the previous answer
+     * (default 120). A transfer that keeps moving is never cut. */
+    unsigned max_client_connections;
+    unsigned header_timeout_s;
+    unsigned idle_timeout_s;
     /* Appends the daemon's own metrics to the Prometheus text. */
     void (*metrics)(void *app, struct cas_buf *out);
 };
 
-/* Binds and starts serving. -errno with a message (e.g. address in use). */
+#define HTTP_DEFAULT_MAX_CONNECTIONS 512
+#define HTTP_DEFAULT_HEADER_TIMEOUT_S 10
+#define HTTP_DEFAULT_IDLE_TIMEOUT_S 120
+
+/* Raises the soft limit of open files (RLIMIT_NOFILE) to the hard limit and
+ * logs it; returns the soft limit now in force. Called by http_server_start;
+ * a daemon may call it earlier. */
+unsigned long http_raise_fd_limit(void);
+
+/* Binds and starts serving. -errno with a message (e.g. address in use).
+ * Also refuses guard settings that contradict each other (-EINVAL). */
 int http_server_start(const struct http_server_config *cfg, struct http_server **out, char *err,
                       size_t errlen);
 /* Stops accepting, waits up to timeout_ms for requests in flight, stops. */

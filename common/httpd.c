@@ -40,7 +40,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -201,6 +203,14 @@ void http_error(struct http_req *req, unsigned status, const char *fmt, ...)
     cas_buf_puts(&b, "{\"error\":");
     cas_json_escape(&b, msg);
     cas_buf_puts(&b, "}");
+    free(req->err_body);
+    req->err_body = NULL;
+    req->err_len = 0;
+    if (b.data && !b.oom && (req->err_body = malloc(b.len + 1))) {
+        memcpy(req->err_body, b.data, b.len);
+        req->err_body[b.len] = '\n';
+        req->err_len = b.len + 1;
+    }
     http_reply_json(req, status, &b);
     if (status >= 500)
         log_warn("%s %s: %u %s", req->method, req->url, status, msg);
@@ -311,6 +321,86 @@ static enum MHD_Result queue(struct http_req *req)
     return rc;
 }
 
+/* Waits until fd is ready for events, at most until deadline_ns. */
+static bool wait_fd(int fd, short events, uint64_t deadline_ns)
+{
+    uint64_t now = cas_now_ns();
+    if (now >= deadline_ns)
+        return false;
+    struct pollfd p = {.fd = fd, .events = events};
+    int ms = (int)((deadline_ns - now) / 1000000) + 1;
+    return poll(&p, 1, ms) > 0;
+}
+
+/*
+ * Answers while the request body is still coming (413 for a chunked upload
+ * over the limit, ...). libmicrohttpd 0.9.75 refuses a response queued in
+ * the middle of an upload and would drop the connection without a word, or
+ * else we would have to read a body of any length first. So the answer is
+ * written on the socket here, on the connection's own thread (nothing else
+ * writes to it while the handler runs), with "Connection: close"; then the
+ * write side is shut and what the client still sends is read and dropped
+ * for a bounded time (so the close does not reset the connection before
+ * the client has read the answer), and libmicrohttpd is told to close.
+ */
+static enum MHD_Result answer_mid_body(struct http_req *req)
+{
+    req->queued = true;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return MHD_NO;
+    int fd = ci->connect_fd;
+    const char *body = req->err_body ? req->err_body : "{\"error\":\"request refused\"}\n";
+    size_t blen = req->err_body ? req->err_len : strlen(body);
+    const char *reason = MHD_get_reason_phrase_for(req->status);
+    char head[256];
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      req->status, reason && *reason ? reason : "Error", blen);
+    req->bytes_out = blen;
+    uint64_t deadline = cas_now_ns() + 5000000000ull;
+    struct iovec iov[2] = {{head, (size_t)hl}, {(void *)body, blen}};
+    int iovcnt = 2;
+    struct iovec *v = iov;
+    while (iovcnt > 0) {
+        ssize_t w = writev(fd, v, iovcnt);
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            if (!wait_fd(fd, POLLOUT, deadline))
+                return MHD_NO;
+            continue;
+        }
+        if (w < 0)
+            return MHD_NO;
+        while (iovcnt > 0 && (size_t)w >= v->iov_len) {
+            w -= (ssize_t)v->iov_len;
+            v++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            v->iov_base = (char *)v->iov_base + w;
+            v->iov_len -= (size_t)w;
+        }
+    }
+    shutdown(fd, SHUT_WR);
+    /* Linger: up to 2 s and 16 MiB of the rest of the body, then close. */
+    char sink[16384];
+    uint64_t linger = cas_now_ns() + 2000000000ull, drained = 0;
+    while (drained < 16u << 20 && wait_fd(fd, POLLIN, linger)) {
+        ssize_t r = read(fd, sink, sizeof(sink));
+        if (r <= 0 && !(r < 0 && (errno == EAGAIN || errno == EINTR)))
+            break;
+        if (r > 0)
+            drained += (uint64_t)r;
+    }
+    if (req->resp) {
+        MHD_destroy_response(req->resp);
+        req->resp = NULL;
+    }
+    return MHD_NO;
+}
+
 static void begin_request(struct http_server *srv, struct http_req *req)
 {
     const struct http_route *routes = srv->cfg.routes;
@@ -401,8 +491,17 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         req->bytes_in += n;
         __atomic_fetch_add(&srv->bytes_in, (uint64_t)n, __ATOMIC_RELAXED);
         if (!req->queued && !req->body_failed && req->on_body &&
-            req->on_body(req, upload_data, n) != 0)
+            req->on_body(req, upload_data, n) != 0) {
             req->body_failed = true;
+            *upload_data_size = 0;
+            /* Too large: answer at once rather than read a (chunked) body
+             * of any length first. Other failures are answered once the
+             * body is in, as before (a client sending a bounded body reads
+             * the answer after it). */
+            if (req->resp && req->status == 413)
+                return answer_mid_body(req);
+            return MHD_YES;
+        }
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -449,6 +548,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
         req->cleanup(req);
     if (req->resp)
         MHD_destroy_response(req->resp);
+    free(req->err_body);
     free(req);
     pthread_mutex_lock(&srv->lock);
     srv->active--;

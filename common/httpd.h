@@ -86,6 +86,8 @@ struct http_req {
     uint64_t bytes_in, bytes_out;
     uint64_t t0_ns;
     char param_buf[200];
+    char *err_body; /* the last http_error's JSON, for an answer sent mid-body */
+    size_t err_len;
 };
 
 struct http_server_config {

@@ -401,6 +401,76 @@ static enum MHD_Result answer_mid_body(struct http_req *req)
     return MHD_NO;
 }
 
+/* The request target as the client would have written it: bytes that are
+ * control characters, '%', or not valid UTF-8 are percent-encoded again
+ * (so "/nosuch%FF" is shown as sent); cut with "..." past outlen. */
+static void quote_target(const char *in, char *out, size_t outlen)
+{
+    const unsigned char *p = (const unsigned char *)in;
+    size_t left = strlen(in), o = 0;
+    while (left && o + 8 < outlen) {
+        size_t n = *p >= 0x80 ? cas_utf8_valid_prefix(p, left) : 1;
+        if (*p < 0x20 || *p == 0x7f || *p == '%' || n == 0) {
+            o += (size_t)snprintf(out + o, outlen - o, "%%%02X", *p);
+            n = 1;
+        } else {
+            memcpy(out + o, p, n);
+            o += n;
+        }
+        p += n;
+        left -= n;
+    }
+    if (left)
+        o += (size_t)snprintf(out + o, outlen - o, "...");
+    out[o] = '\0';
+}
+
+/* The Allow header's value for path: every method a route serves it with
+ * (GET implies HEAD), in route order. */
+static void allowed_methods(struct http_server *srv, const char *path, char *out, size_t outlen)
+{
+    const char *seen[32];
+    size_t nseen = 0, o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < srv->cfg.nroutes; i++) {
+        const char *seg;
+        size_t seglen;
+        const char *m = srv->cfg.routes[i].method;
+        if (!route_match(srv->cfg.routes[i].pattern, path, &seg, &seglen))
+            continue;
+        const char *names[2] = {m, strcmp(m, "GET") == 0 ? "HEAD" : NULL};
+        for (int k = 0; k < 2 && names[k]; k++) {
+            bool dup = false;
+            for (size_t j = 0; j < nseen && !dup; j++)
+                dup = strcmp(seen[j], names[k]) == 0;
+            if (dup || nseen == sizeof(seen) / sizeof(seen[0]))
+                continue;
+            int w = snprintf(out + o, outlen - o, "%s%s", o ? ", " : "", names[k]);
+            if (w < 0 || (size_t)w >= outlen - o)
+                return;
+            o += (size_t)w;
+            seen[nseen++] = names[k];
+        }
+    }
+}
+
+/*
+ * libmicrohttpd's percent-decoding, except that a target or argument holding
+ * "%00" is left exactly as sent: a NUL would cut the string, and the route
+ * would see "/objects/KEY" where the client sent "/objects/KEY%00junk". Left
+ * encoded, it fails the key or number check (400) or matches no route (404),
+ * and the message quotes what was sent.
+ */
+static size_t unescape_target(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    for (const char *p = s; (p = strchr(p, '%')) != NULL; p++)
+        if (p[1] == '0' && p[2] == '0')
+            return strlen(s);
+    return MHD_http_unescape(s);
+}
+
 static void begin_request(struct http_server *srv, struct http_req *req)
 {
     const struct http_route *routes = srv->cfg.routes;
@@ -425,10 +495,16 @@ static void begin_request(struct http_server *srv, struct http_req *req)
         break;
     }
     if (!req->route) {
-        if (path_found)
-            http_error(req, 405, "method %s not allowed on %s", req->method, req->url);
-        else
-            http_error(req, 404, "no such route: %s %s", req->method, req->url);
+        char shown[600];
+        quote_target(req->url, shown, sizeof(shown));
+        if (path_found) {
+            http_error(req, 405, "method %s not allowed on %s", req->method, shown);
+            char allow[128];
+            allowed_methods(srv, req->url, allow, sizeof(allow));
+            http_add_header(req, MHD_HTTP_HEADER_ALLOW, allow);
+        } else {
+            http_error(req, 404, "no such route: %s %s", req->method, shown);
+        }
         return;
     }
     if (!authorized(srv, req)) {
@@ -779,7 +855,8 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
         MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_client,
-        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_target,
+        NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", cfg->listen);

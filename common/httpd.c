@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
@@ -267,6 +268,24 @@ void http_reply_stream(struct http_req *req, unsigned status, const char *conten
     set_response(req, status, r, content_type);
 }
 
+static ssize_t never_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return HTTP_STREAM_ERROR; /* a 304 has no body: never called */
+}
+
+void http_reply_not_modified(struct http_req *req, uint64_t size)
+{
+    /* A body-less response of the object's size: libmicrohttpd sends the
+     * Content-Length a 200 would have had (RFC 9110 section 8.6 allows no
+     * other value) and no body, as for HEAD. */
+    http_reply_stream(req, 304, NULL, size, never_read, NULL, NULL);
+    req->bytes_out = 0;
+}
+
 void http_add_header(struct http_req *req, const char *name, const char *value)
 {
     if (req->resp)
@@ -281,6 +300,96 @@ const char *http_header(struct http_req *req, const char *name)
 const char *http_query(struct http_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* ---- conditional requests (RFC 9110 section 13) ------------------------ */
+
+/* Does one field value (an entity-tag list or "*") match tag? Weak
+ * comparison ignores a W/ prefix; strong comparison needs it absent (our
+ * own tags are strong). A malformed list matches nothing. */
+static bool etag_list_match(const char *v, const char *tag, bool weak_cmp)
+{
+    size_t tl = strlen(tag);
+    bool match = false;
+    const char *p = v;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            return match;
+        if (*p == '*') {
+            match = true;
+            p++;
+        } else {
+            bool weak = false;
+            if (p[0] == 'W' && p[1] == '/') {
+                weak = true;
+                p += 2;
+            }
+            if (*p != '"')
+                return false;
+            const char *q = strchr(p + 1, '"');
+            if (!q)
+                return false;
+            if ((!weak || weak_cmp) && (size_t)(q - p - 1) == tl && memcmp(p + 1, tag, tl) == 0)
+                match = true;
+            p = q + 1;
+        }
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p && *p != ',')
+            return false;
+    }
+}
+
+struct cond_scan {
+    const char *name;
+    const char *tag;
+    bool weak_cmp;
+    bool present, match;
+};
+
+static enum MHD_Result cond_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    struct cond_scan *c = cls;
+    if (key && value && strcasecmp(key, c->name) == 0) {
+        c->present = true;
+        if (etag_list_match(value, c->tag, c->weak_cmp))
+            c->match = true;
+    }
+    return MHD_YES;
+}
+
+/* -1: no such header; 0: present, no match; 1: a match in some field. */
+static int cond_header(struct http_req *req, const char *name, const char *tag, bool weak_cmp)
+{
+    struct cond_scan c = {name, tag, weak_cmp, false, false};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, cond_field, &c);
+    return !c.present ? -1 : c.match ? 1 : 0;
+}
+
+unsigned http_preconditions(struct http_req *req, const char *tag, bool *use_range)
+{
+    *use_range = true;
+    if (cond_header(req, MHD_HTTP_HEADER_IF_MATCH, tag, false) == 0)
+        return 412;
+    if (cond_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH, tag, true) == 1)
+        return 304;
+    const char *ir = http_header(req, MHD_HTTP_HEADER_IF_RANGE);
+    if (ir) {
+        /* One strong entity-tag, exactly ours; anything else: no match. */
+        while (*ir == ' ' || *ir == '\t')
+            ir++;
+        size_t tl = strlen(tag), il = strlen(ir);
+        while (il && (ir[il - 1] == ' ' || ir[il - 1] == '\t'))
+            il--;
+        bool ok = il == tl + 2 && ir[0] == '"' && ir[il - 1] == '"' && memcmp(ir + 1, tag, tl) == 0;
+        if (!ok)
+            *use_range = false;
+    }
+    return 0;
 }
 
 /* ---- the access handler ------------------------------------------------ */

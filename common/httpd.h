@@ -136,6 +136,20 @@ unsigned http_server_port(struct http_server *srv);
 const char *http_header(struct http_req *req, const char *name);
 const char *http_query(struct http_req *req, const char *name);
 
+/*
+ * Conditional GET/HEAD of an existing resource whose strong entity tag is
+ * "<tag>" (tag given without the quotes), per RFC 9110 section 13.2.2:
+ * If-Match that matches no tag (strong comparison; "*" matches) -> 412;
+ * else If-None-Match that matches (weak comparison: W/"<tag>" matches too;
+ * "*" matches) -> 304. Every field of each name counts, each a list; a
+ * malformed list matches nothing. Returns 0 (serve it), 304 or 412.
+ * *use_range is set false when an If-Range does not match strongly (a weak
+ * tag, another tag, or a date: we keep no Last-Modified), meaning the Range
+ * must be ignored and the whole object served with 200.
+ * Call only once the resource is known to exist (a 404 stays a 404).
+ */
+unsigned http_preconditions(struct http_req *req, const char *tag, bool *use_range);
+
 /* Responses. Each replaces any response set before. */
 void http_reply(struct http_req *req, unsigned status, const char *content_type, const void *body,
                 size_t len);
@@ -149,6 +163,9 @@ void http_reply_owned(struct http_req *req, unsigned status, const char *content
                       size_t len);
 void http_reply_stream(struct http_req *req, unsigned status, const char *content_type,
                        uint64_t size, http_reader_fn reader, void *cls, void (*free_cls)(void *));
+/* 304 Not Modified for an object of size bytes: no body, and the
+ * Content-Length a 200 would have carried. */
+void http_reply_not_modified(struct http_req *req, uint64_t size);
 /* Adds a header to the response set last. */
 void http_add_header(struct http_req *req, const char *name, const char *value);
 

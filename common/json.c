@@ -114,7 +114,7 @@ void cas_json_escape(struct cas_buf *b, const char *s)
             cas_buf_puts(b, "\\t");
             break;
         default:
-            if (*p < 0x20 || *p == 0x7f) {
+            if (*p < 0x20) {
                 cas_buf_printf(b, "\\u%04x", *p);
             } else if (*p < 0x80) {
                 cas_buf_append(b, p, 1);

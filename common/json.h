@@ -36,8 +36,8 @@ void cas_json_bool(struct cas_json *j, bool v);
 void cas_json_null(struct cas_json *j);
 
 /* Escapes s as a JSON string (with quotes) onto b. The output is always
- * valid UTF-8 and valid JSON, whatever s holds: control characters and DEL
- * become \u00XX, and so does each byte that is not part of a well-formed
+ * valid UTF-8 and valid JSON, whatever s holds: control characters become
+ * \u00XX, and so does each byte that is not part of a well-formed
  * UTF-8 sequence (RFC 3629: overlong forms, surrogates, truncated sequences,
  * bytes 0xC0, 0xC1, 0xF5-0xFF), keeping its value; valid UTF-8 is copied. */
 void cas_json_escape(struct cas_buf *b, const char *s);

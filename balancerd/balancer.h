@@ -120,6 +120,9 @@ struct balancer_options {
     bool auth_reads;
     /* Client connection guards (common/httpd.h; 0: the default). */
     unsigned max_connections, max_client_connections, header_timeout_s, idle_timeout_s;
+    /* Largest object a PUT or POST may carry (--max-object-size); 0: none.
+     * Bounds what a client can make the balancer spool or relay. */
+    uint64_t max_object_size;
 };
 
 /* Counters shown in /metrics. Atomics. */

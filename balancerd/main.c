@@ -24,6 +24,7 @@ int main(int argc, char **argv)
     const char *config = NULL, *listen = NULL, *log_level = NULL, *spool = NULL;
     bool verify_streamed = false, auth_reads = false;
     uint64_t connect_ms = 2000, first_byte_ms = 10000, io_ms = 30000, probe_ms = 1000;
+    uint64_t max_size = 0;
     uint64_t threads = HTTP_DEFAULT_MAX_CONNECTIONS, per_client = 0,
              header_timeout = HTTP_DEFAULT_HEADER_TIMEOUT_S,
              idle_timeout = HTTP_DEFAULT_IDLE_TIMEOUT_S;
@@ -48,6 +49,8 @@ int main(int argc, char **argv)
          "a new connection must send its request head within this (10)"},
         {"idle-timeout", CAS_OPT_UINT, &idle_timeout, "SECONDS",
          "close a connection silent this long, or kept alive this long between requests (120)"},
+        {"max-object-size", CAS_OPT_SIZE, &max_size, "BYTES",
+         "largest object a PUT or POST may carry (no limit; bodies over it answer 413)"},
         {"auth-reads", CAS_OPT_FLAG, &auth_reads, NULL,
          "object reads need the token too (as the config's auth_reads: true)"},
     };
@@ -101,6 +104,7 @@ int main(int argc, char **argv)
         .max_client_connections = (unsigned)per_client,
         .header_timeout_s = (unsigned)header_timeout,
         .idle_timeout_s = (unsigned)idle_timeout,
+        .max_object_size = max_size,
     };
     static struct balancer bal;
     if (balancer_init(&bal, &bo, err, sizeof(err)) < 0) {

@@ -252,11 +252,11 @@ static void route_metrics(struct http_req *req)
 }
 
 static const struct http_route balancer_routes[] = {
-    {"PUT", "/objects/*", proxy_put, 0, "put"},
+    {"PUT", "/objects/*", proxy_put, HTTP_UPLOAD, "put"},
     {"GET", "/objects/*", proxy_get, HTTP_READ, "get"},
     {"DELETE", "/objects/*", proxy_delete, 0, "delete"},
     {"POST", "/objects/missing", cluster_missing, 0, "missing"},
-    {"POST", "/objects", proxy_post, 0, "post"},
+    {"POST", "/objects", proxy_post, HTTP_UPLOAD_FORM, "post"},
     {"GET", "/objects", cluster_list, 0, "list"},
     {"POST", "/gc/begin", cluster_gc_begin, 0, "gc_begin"},
     {"POST", "/gc/mark", cluster_gc_mark, 0, "gc_mark"},
@@ -271,7 +271,7 @@ static const struct http_route balancer_routes[] = {
     {"GET", "/metrics", route_metrics, HTTP_PUBLIC, "metrics"},
     {"GET", "/healthz", route_healthz, HTTP_PUBLIC, "healthz"},
     {"GET", "/", page_index, HTTP_PUBLIC, "index"},
-    {"POST", "/", proxy_post_cask, 0, "cask_post"},
+    {"POST", "/", proxy_post_cask, HTTP_UPLOAD_FORM, "cask_post"},
     {"GET", "/file/*/", proxy_get, HTTP_READ, "cask_file"},
     {"GET", "/file/*", proxy_get, HTTP_READ, "cask_file"},
 };
@@ -290,6 +290,7 @@ int routes_start_server(struct balancer *bal, char *err, size_t errlen)
         .max_client_connections = bal->opt.max_client_connections,
         .header_timeout_s = bal->opt.header_timeout_s,
         .idle_timeout_s = bal->opt.idle_timeout_s,
+        .max_upload = bal->opt.max_object_size,
     };
     /* The server keeps the token pointer: keep the first view's token for
      * the process's life (a changed token_file or auth_reads needs a

@@ -580,6 +580,15 @@ static size_t unescape_target(void *cls, struct MHD_Connection *conn, char *s)
     return MHD_http_unescape(s);
 }
 
+/* The most body bytes req's route takes (max_upload, plus form slack); 0: no limit. */
+static uint64_t upload_limit(struct http_server *srv, struct http_req *req)
+{
+    unsigned f = req->route ? req->route->flags : 0;
+    if (!srv->cfg.max_upload || !(f & (HTTP_UPLOAD | HTTP_UPLOAD_FORM)))
+        return 0;
+    return srv->cfg.max_upload + (f & HTTP_UPLOAD_FORM ? HTTP_FORM_SLACK : 0);
+}
+
 static void begin_request(struct http_server *srv, struct http_req *req)
 {
     const struct http_route *routes = srv->cfg.routes;
@@ -630,6 +639,12 @@ static void begin_request(struct http_server *srv, struct http_req *req)
             req->content_length = v;
         }
     }
+    uint64_t limit = upload_limit(srv, req);
+    if (limit && req->has_length && req->content_length > limit) {
+        http_error(req, 413, "object is over the limit of %" PRIu64 " bytes",
+                   srv->cfg.max_upload);
+        return;
+    }
     req->route->handler(req);
 }
 
@@ -675,6 +690,15 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         size_t n = *upload_data_size;
         req->bytes_in += n;
         __atomic_fetch_add(&srv->bytes_in, (uint64_t)n, __ATOMIC_RELAXED);
+        uint64_t limit = req->queued || req->body_failed ? 0 : upload_limit(srv, req);
+        if (limit && req->bytes_in > limit) {
+            /* A chunked body past the limit: the handler sees no more of it. */
+            http_error(req, 413, "object is over the limit of %" PRIu64 " bytes",
+                       srv->cfg.max_upload);
+            req->body_failed = true;
+            *upload_data_size = 0;
+            return answer_mid_body(req);
+        }
         if (!req->queued && !req->body_failed && req->on_body &&
             req->on_body(req, upload_data, n) != 0) {
             req->body_failed = true;

@@ -46,7 +46,14 @@ typedef ssize_t (*http_reader_fn)(void *cls, uint64_t pos, char *buf, size_t max
 enum http_route_flags {
     HTTP_PUBLIC = 1, /* never needs the token: GET/HEAD objects, /, /healthz, /metrics */
     HTTP_READ = 2,   /* object reads: need the token only with --auth-reads */
+    /* The body is an object: with max_upload set, a longer body is refused
+     * 413 (before it is read when Content-Length says so, else as soon as
+     * it passes the limit). _FORM: the object inside a multipart form, so
+     * the body may be up to 64 KiB longer than the object. */
+    HTTP_UPLOAD = 4,
+    HTTP_UPLOAD_FORM = 8,
 };
+#define HTTP_FORM_SLACK (64 * 1024)
 
 struct http_route {
     const char *method; /* "GET", "PUT", ...; "GET" also serves HEAD */
@@ -110,6 +117,8 @@ struct http_server_config {
     unsigned max_client_connections;
     unsigned header_timeout_s;
     unsigned idle_timeout_s;
+    /* Largest object body the HTTP_UPLOAD routes take; 0: no limit here. */
+    uint64_t max_upload;
     /* Appends the daemon's own metrics to the Prometheus text. */
     void (*metrics)(void *app, struct cas_buf *out);
 };

@@ -498,8 +498,32 @@ class TestConformance(HostileBase):
 
     def test_chunked_over_limit_answered_at_once(self):
         """413 arrives while the client is still sending, long before the
-        body (which never ends here) is read."""
-        s = socket.create_connection(("127.0.0.1", self.s.port), timeout=10)
+        body (which never ends here) is read: storaged, and a balancer with
+        its own --max-object-size."""
+        b2 = self.balancer_for([self.s], extra=["--max-object-size", "1M"])
+        for port in (self.s.port, b2.port):
+            with self.subTest(port=port):
+                self.check_chunked_413(port)
+        # Under the limit it goes through; Content-Length over it is refused
+        # before the body.
+        ok = os.urandom(1 << 20)
+        self.assertEqual(Client("127.0.0.1", b2.port).put(ok).status, 201)
+        c = socket.create_connection(("127.0.0.1", b2.port), timeout=10)
+        c.sendall(f"PUT /objects/{'1' * 40} HTTP/1.1\r\nHost: x\r\nContent-Length: {(1 << 20) + 1}\r\n\r\n"
+                  .encode())
+        st, h, body = split_response(c.recv(65536))
+        c.close()
+        self.assertEqual(st, 413)
+        # A form carrying an object at the limit fits in the form slack.
+        bnd = "XyZ"
+        form = (f"--{bnd}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n").encode() + ok[::-1] + f"\r\n--{bnd}--\r\n".encode()
+        r = Client("127.0.0.1", b2.port).request("POST", "/", body=form,
+                                                 headers={"Content-Type": f"multipart/form-data; boundary={bnd}"})
+        self.assertIn(r.status, (200, 201), r.body)
+
+    def check_chunked_413(self, port):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
         s.sendall(f"PUT /objects/{'0' * 40} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                   .encode())
         chunk = b"10000\r\n" + b"x" * 65536 + b"\r\n"

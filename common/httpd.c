@@ -48,7 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const unsigned known_status[] = {200, 201, 202, 204, 206, 304, 400, 401, 404, 405,
+static const unsigned known_status[] = {200, 201, 202, 204, 206, 304, 400, 401, 404, 405, 412,
                                         409, 411, 413, 416, 422, 500, 502, 503, 504, 507};
 #define NSTATUS (sizeof(known_status) / sizeof(known_status[0]) + 1)
 static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,

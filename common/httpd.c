@@ -641,8 +641,7 @@ static void begin_request(struct http_server *srv, struct http_req *req)
     }
     uint64_t limit = upload_limit(srv, req);
     if (limit && req->has_length && req->content_length > limit) {
-        http_error(req, 413, "object is over the limit of %" PRIu64 " bytes",
-                   srv->cfg.max_upload);
+        http_error(req, 413, "object is over the limit of %" PRIu64 " bytes", srv->cfg.max_upload);
         return;
     }
     req->route->handler(req);
@@ -940,7 +939,8 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
                  per_client, max_conn);
         return -EINVAL;
     }
-    unsigned header_s = cfg->header_timeout_s ? cfg->header_timeout_s : HTTP_DEFAULT_HEADER_TIMEOUT_S;
+    unsigned header_s =
+        cfg->header_timeout_s ? cfg->header_timeout_s : HTTP_DEFAULT_HEADER_TIMEOUT_S;
     unsigned idle_s = cfg->idle_timeout_s ? cfg->idle_timeout_s : HTTP_DEFAULT_IDLE_TIMEOUT_S;
     unsigned long nofile = http_raise_fd_limit();
     /* Each connection holds a descriptor; keep some for data files,
@@ -988,9 +988,8 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
         MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_client,
-        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_target,
-        NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_target, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", cfg->listen);
         watchdog_join(srv);

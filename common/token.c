@@ -58,8 +58,8 @@ int cas_token_read(const char *path, char **out, char *err, size_t errlen)
         return -EFBIG;
     }
     if ((uint64_t)st.st_size != n) {
-        snprintf(err, errlen, "token file %s: changed size while read (%lld, then %zu bytes)",
-                 path, (long long)st.st_size, n);
+        snprintf(err, errlen, "token file %s: changed size while read (%lld, then %zu bytes)", path,
+                 (long long)st.st_size, n);
         return -EAGAIN;
     }
     if (n && buf[n - 1] == '\n') {

@@ -131,9 +131,9 @@ static void test_refuses_kinds(void)
 
 static void cleanup_dir(void)
 {
-    const char *names[] = {"ok",  "empty", "nl",   "crlf",     "nul",   "nul-end", "two-lines",
-                           "two-newlines", "cr", "tab", "lead-space", "trail-space", "huge",
-                           "huge-nl", "mib"};
+    const char *names[] = {"ok",         "empty",       "nl",           "crlf",    "nul",
+                           "nul-end",    "two-lines",   "two-newlines", "cr",      "tab",
+                           "lead-space", "trail-space", "huge",         "huge-nl", "mib"};
     char path[256];
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);

@@ -12,6 +12,7 @@
 #include "balancer.h"
 #include "log.h"
 #include "ringjson.h"
+#include "token.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -162,25 +163,7 @@ static int read_token(const char *path, char **out, char *err, size_t errlen)
     *out = NULL;
     if (!path)
         return 0;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        int e = errno;
-        snprintf(err, errlen, "token_file %s: %s", path, strerror(e));
-        return -e;
-    }
-    char line[1024];
-    if (!fgets(line, sizeof(line), f))
-        line[0] = '\0';
-    fclose(f);
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
-        line[--n] = '\0';
-    if (!n) {
-        snprintf(err, errlen, "token_file %s is empty", path);
-        return -EINVAL;
-    }
-    *out = strdup(line);
-    return *out ? 0 : -ENOMEM;
+    return cas_token_read(path, out, err, errlen);
 }
 
 /* Loads the config and makes a new view, reusing old backends' knowledge

@@ -135,6 +135,14 @@ struct balancer_options {
      * the p95 of recent first-byte latencies, clamped to [min, max] ms;
      * hedge_max_ms 0 turns hedging off. */
     unsigned hedge_min_ms, hedge_max_ms;
+    /* Object reads need the token too (--auth-reads; the config's
+     * auth_reads: true does the same). */
+    bool auth_reads;
+    /* Client connection guards (common/httpd.h; 0: the default). */
+    unsigned max_connections, max_client_connections, header_timeout_s, idle_timeout_s;
+    /* Largest object a PUT or POST may carry (--max-object-size); 0: none.
+     * Bounds what a client can make the balancer spool or relay. */
+    uint64_t max_object_size;
 };
 
 /* Counters shown in /metrics. Atomics. */

@@ -8,6 +8,7 @@
  */
 #include "antientropy.h"
 #include "balancer.h"
+#include "httpd.h"
 #include "log.h"
 #include "opts.h"
 
@@ -23,10 +24,14 @@ int main(int argc, char **argv)
 {
     cas_log_init("ca-cas-balancerd");
     const char *config = NULL, *listen = NULL, *log_level = NULL, *spool = NULL;
-    bool verify_streamed = false;
+    bool verify_streamed = false, auth_reads = false;
     uint64_t connect_ms = 2000, first_byte_ms = 10000, io_ms = 30000, probe_ms = 1000;
     uint64_t drain_ms = 5000;
     uint64_t min_read_kbps = 1024, hedge_min_ms = 5, hedge_max_ms = 50;
+    uint64_t max_size = 0;
+    uint64_t threads = HTTP_DEFAULT_MAX_CONNECTIONS, per_client = 0,
+             header_timeout = HTTP_DEFAULT_HEADER_TIMEOUT_S,
+             idle_timeout = HTTP_DEFAULT_IDLE_TIMEOUT_S;
     const struct cas_opt opts[] = {
         {"config", CAS_OPT_STRING, &config, "FILE", "the cluster's YAML config (required)"},
         {"listen", CAS_OPT_STRING, &listen, "ADDR:PORT",
@@ -50,6 +55,17 @@ int main(int argc, char **argv)
          "shortest wait for a copy's answer before asking the next (default 5)"},
         {"hedge-max-ms", CAS_OPT_UINT, &hedge_max_ms, "MS",
          "longest such wait (default 50; 0: no hedged reads)"},
+        {"threads", CAS_OPT_UINT, &threads, "N", "most client connections served at once (512)"},
+        {"max-client-connections", CAS_OPT_UINT, &per_client, "N",
+         "most connections from one client address (default: half of --threads)"},
+        {"header-timeout", CAS_OPT_UINT, &header_timeout, "SECONDS",
+         "a new connection must send its request head within this (10)"},
+        {"idle-timeout", CAS_OPT_UINT, &idle_timeout, "SECONDS",
+         "close a connection silent this long, or kept alive this long between requests (120)"},
+        {"max-object-size", CAS_OPT_SIZE, &max_size, "BYTES",
+         "largest object a PUT or POST may carry (no limit; bodies over it answer 413)"},
+        {"auth-reads", CAS_OPT_FLAG, &auth_reads, NULL,
+         "object reads need the token too (as the config's auth_reads: true)"},
     };
     const size_t nopts = sizeof(opts) / sizeof(opts[0]);
     const char *usage = "ca-cas-balancerd --config FILE [--listen ADDR:PORT]";
@@ -65,6 +81,12 @@ int main(int argc, char **argv)
     if (!config) {
         fprintf(stderr, "ca-cas-balancerd: --config FILE is required\n");
         cas_opts_usage(stderr, opts, nopts, usage);
+        return 2;
+    }
+    if (!threads || threads > 1000000 || per_client > threads || !header_timeout ||
+        header_timeout > 86400 || !idle_timeout || idle_timeout > 86400) {
+        fprintf(stderr, "ca-cas-balancerd: want 1 <= --max-client-connections <= --threads <= "
+                        "1000000 and timeouts from 1 to 86400 s\n");
         return 2;
     }
     if (log_level && cas_log_set_level(log_level) < 0) {
@@ -93,6 +115,12 @@ int main(int argc, char **argv)
         .min_read_kbps = (unsigned)(min_read_kbps > UINT32_MAX ? UINT32_MAX : min_read_kbps),
         .hedge_min_ms = (unsigned)(hedge_min_ms > 60000 ? 60000 : hedge_min_ms),
         .hedge_max_ms = (unsigned)(hedge_max_ms > 60000 ? 60000 : hedge_max_ms),
+        .auth_reads = auth_reads,
+        .max_connections = (unsigned)threads,
+        .max_client_connections = (unsigned)per_client,
+        .header_timeout_s = (unsigned)header_timeout,
+        .idle_timeout_s = (unsigned)idle_timeout,
+        .max_object_size = max_size,
     };
     static struct balancer bal;
     if (balancer_init(&bal, &bo, err, sizeof(err)) < 0) {

@@ -740,7 +740,12 @@ void proxy_get(struct http_req *req)
 
     size_t order[v->n ? v->n : 1], nhome = 0;
     size_t n = read_order(bal, v, &key, order, &nhome);
-    const char *range = req->is_head ? NULL : http_header(req, "Range");
+    /* Preconditions (RFC 9110, common/httpd.h) are ours to answer: the tag
+     * is the key. A 304 or 412 only needs to know the object exists: HEAD. */
+    bool use_range = true;
+    unsigned pre = http_preconditions(req, hex, &use_range);
+    bool head_only = req->is_head || pre;
+    const char *range = head_only || !use_range ? NULL : http_header(req, "Range");
     struct want_range want;
     parse_want_range(range, &want);
     /* On the stack: only a relayed (large) body needs it on the heap. */
@@ -774,7 +779,7 @@ void proxy_get(struct http_req *req)
         n = k;
     }
     struct race race;
-    race_init(&race, bal, v, hex, req->is_head ? "HEAD" : "GET", range, order, n);
+    race_init(&race, bal, v, hex, head_only ? "HEAD" : "GET", range, order, n);
     size_t b;
     struct get_src s;
     int rc;
@@ -788,7 +793,7 @@ void proxy_get(struct http_req *req)
         }
         long st = g->head.status;
         if ((st == 200 || st == 206) &&
-            !answer_matches(&g->head, hex, req->is_head, &want, err, sizeof(err))) {
+            !answer_matches(&g->head, hex, head_only, &want, err, sizeof(err))) {
             src_close(&s);
             failed++;
             snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
@@ -797,9 +802,9 @@ void proxy_get(struct http_req *req)
             __atomic_add_fetch(&bal->ctr.failovers, 1, __ATOMIC_RELAXED);
             continue;
         }
-        if ((st == 200 || st == 206) && !req->is_head)
+        if ((st == 200 || st == 206) && !head_only)
             src_set_read_budget(&s, read_budget(bal, (uint64_t)g->head.content_length));
-        if ((st == 200 || st == 206) && !req->is_head && g->head.content_length <= GET_SMALL_MAX) {
+        if ((st == 200 || st == 206) && !head_only && g->head.content_length <= GET_SMALL_MAX) {
             /* Small: take it whole and check it before answering, so a
              * failure or a corrupt copy can still move on to another
              * backend. */
@@ -855,6 +860,20 @@ void proxy_get(struct http_req *req)
      * heard of yet: unmark the object on every holder before answering. */
     if ((small || g->src.c || g->src.s) && g->head.gc_id)
         gc_learn(bal, v, &key, g->head.gc_id);
+    if (pre && (g->src.c || g->src.s)) {
+        g->complete = true; /* nothing to relay: repairs may go ahead */
+        get_ctx_release(g);
+        if (pre == 304) {
+            if (g->head.content_length >= 0)
+                http_reply_not_modified(req, (uint64_t)g->head.content_length);
+            else
+                http_reply(req, 304, NULL, "", 0);
+            object_headers(req, hex, 200, "");
+        } else {
+            http_error(req, 412, "precondition failed: object %s has ETag \"%s\"", hex, hex);
+        }
+        return;
+    }
     if (small) {
         reply_small(req, g, hex, small, small_len);
         get_ctx_release(g);

@@ -9,8 +9,10 @@
 #include "balancer.h"
 #include "log.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* One backend as the probes know it. A backend that is down keeps its last
@@ -320,11 +322,11 @@ static void route_metrics(struct http_req *req)
 }
 
 static const struct http_route balancer_routes[] = {
-    {"PUT", "/objects/*", proxy_put, 0, "put"},
+    {"PUT", "/objects/*", proxy_put, HTTP_UPLOAD, "put"},
     {"GET", "/objects/*", proxy_get, HTTP_READ, "get"},
     {"DELETE", "/objects/*", proxy_delete, 0, "delete"},
     {"POST", "/objects/missing", cluster_missing, 0, "missing"},
-    {"POST", "/objects", proxy_post, 0, "post"},
+    {"POST", "/objects", proxy_post, HTTP_UPLOAD_FORM, "post"},
     {"GET", "/objects", cluster_list, 0, "list"},
     {"POST", "/gc/begin", cluster_gc_begin, 0, "gc_begin"},
     {"POST", "/gc/mark", cluster_gc_mark, 0, "gc_mark"},
@@ -339,7 +341,7 @@ static const struct http_route balancer_routes[] = {
     {"GET", "/metrics", route_metrics, HTTP_PUBLIC | HTTP_QUIET, "metrics"},
     {"GET", "/healthz", route_healthz, HTTP_PUBLIC | HTTP_QUIET, "healthz"},
     {"GET", "/", page_index, HTTP_PUBLIC, "index"},
-    {"POST", "/", proxy_post_cask, 0, "cask_post"},
+    {"POST", "/", proxy_post_cask, HTTP_UPLOAD_FORM, "cask_post"},
     {"GET", "/file/*/", proxy_get, HTTP_READ, "cask_file"},
     {"GET", "/file/*", proxy_get, HTTP_READ, "cask_file"},
 };
@@ -354,13 +356,33 @@ int routes_start_server(struct balancer *bal, char *err, size_t errlen)
         .app = bal,
         .token = v->token,
         .metrics = balancer_metrics,
+        .max_connections = bal->opt.max_connections,
+        .max_client_connections = bal->opt.max_client_connections,
+        .header_timeout_s = bal->opt.header_timeout_s,
+        .idle_timeout_s = bal->opt.idle_timeout_s,
+        .max_upload = bal->opt.max_object_size,
     };
     /* The server keeps the token pointer: keep the first view's token for
-     * the process's life (a changed token_file needs a restart). */
-    static char token_copy[1024];
+     * the process's life (a changed token_file or auth_reads needs a
+     * restart). A copy, never cut: tokens are up to CAS_TOKEN_MAX bytes. */
+    static char *token_copy;
     if (v->token) {
-        snprintf(token_copy, sizeof(token_copy), "%s", v->token);
+        free(token_copy);
+        token_copy = strdup(v->token);
+        if (!token_copy) {
+            view_put(v);
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
         cfg.token = token_copy;
+    }
+    /* --auth-reads (CAS_AUTH_READS) or the config's auth_reads: true. */
+    cfg.auth_reads = bal->opt.auth_reads || v->cfg->auth_reads;
+    if (cfg.auth_reads && !cfg.token) {
+        view_put(v);
+        snprintf(err, errlen, "auth_reads needs a token: set token_file in %s",
+                 bal->opt.config_path);
+        return -EINVAL;
     }
     view_put(v);
     int rc = http_server_start(&cfg, &bal->srv, err, errlen);

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "balancer.h"
 #include "log.h"
+#include "token.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -99,7 +100,7 @@ CURL *upstream_easy_reuse(CURL *e, const struct view *v, const char *url, const 
     struct curl_slist *h = NULL;
     h = curl_slist_append(h, "Expect:");
     if (v->token) {
-        char auth[1200];
+        char auth[CAS_TOKEN_MAX + 32]; /* never cut: the token is at most CAS_TOKEN_MAX */
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", v->token);
         h = curl_slist_append(h, auth);
     }
@@ -747,7 +748,7 @@ int upconn_start(struct balancer *bal, const struct view *v, const char *base, c
         snprintf(err, errlen, "not an http:// backend");
         return -ENOTSUP;
     }
-    char req[2048];
+    char req[2048 + CAS_TOKEN_MAX]; /* request line, Host, token, Range */
     size_t len = 0;
     bool fits = true;
 #define APPEND(str)                                                                           \

@@ -157,7 +157,7 @@ int cli_args_command(const char *cmd, const struct cli_usage_text *u, const stru
  * trailing '/' is dropped, schemes other than http and https are refused.
  */
 int cli_server_url(const char *in, char *out, size_t outlen, char *err, size_t errlen);
-/* Reads a token file: the first line, surrounding white space trimmed. */
+/* Reads a token file whole or refuses it (cas_token_read, common/token.h). */
 int cli_read_token(const char *path, char **token, char *err, size_t errlen);
 /*
  * Parses a key given by a user: any algorithm the tool knows, told apart by

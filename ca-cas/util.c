@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "json.h"
 #include "num.h"
+#include "token.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -83,32 +84,7 @@ int cli_server_url(const char *in, char *out, size_t outlen, char *err, size_t e
 
 int cli_read_token(const char *path, char **token, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        int e = errno;
-        snprintf(err, errlen, "token file %s: %s", path, strerror(e));
-        return -e;
-    }
-    char line[4096];
-    if (!fgets(line, sizeof(line), f))
-        line[0] = '\0';
-    fclose(f);
-    char *s = line;
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t len = strlen(s);
-    while (len > 0 && isspace((unsigned char)s[len - 1]))
-        s[--len] = '\0';
-    if (len == 0) {
-        snprintf(err, errlen, "token file %s: empty", path);
-        return -EINVAL;
-    }
-    *token = strdup(s);
-    if (!*token) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    return 0;
+    return cas_token_read(path, token, err, errlen);
 }
 
 int cli_parse_key(const char *s, size_t len, struct cas_key *out, char *hex, char *err,

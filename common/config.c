@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 struct parse {
@@ -65,6 +66,19 @@ static int get_uint(struct parse *p, const yaml_node_t *n, const char *key, unsi
         return fail_at(p, n, "%s must be a whole number from 1 to %u, not \"%s\"", key, max,
                        s ? s : "");
     *out = (unsigned)v;
+    return 0;
+}
+
+/* YAML 1.2 core booleans: true/false (any case); anything else is refused. */
+static int get_bool(struct parse *p, const yaml_node_t *n, const char *key, bool *out)
+{
+    const char *s = scalar(n);
+    if (s && !strcasecmp(s, "true"))
+        *out = true;
+    else if (s && !strcasecmp(s, "false"))
+        *out = false;
+    else
+        return fail_at(p, n, "%s must be true or false, not \"%s\"", key, s ? s : "(not a scalar)");
     return 0;
 }
 
@@ -292,6 +306,8 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
             rc = get_string(p, v, key, &c->listen);
         } else if (!strcmp(key, "token_file")) {
             rc = get_string(p, v, key, &c->token_file);
+        } else if (!strcmp(key, "auth_reads")) {
+            rc = get_bool(p, v, key, &c->auth_reads);
         } else if (!strcmp(key, "replicas")) {
             n_replicas = v;
             rc = get_uint(p, v, key, 64, &c->replicas);
@@ -312,7 +328,8 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
         } else {
             return fail_at(p, k,
                            "unknown key \"%s\" (expected listen, replicas, min_replicas, "
-                           "token_file, backends, anti_entropy, timeouts, quarantine_interval)",
+                           "token_file, auth_reads, backends, anti_entropy, timeouts, "
+                           "quarantine_interval)",
                            key);
         }
         if (rc < 0)

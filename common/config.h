@@ -15,6 +15,7 @@
 #ifndef CAS_CONFIG_H
 #define CAS_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,7 @@ struct config {
     char *path;
     char *listen;     /* NULL when not set */
     char *token_file; /* NULL when not set */
+    bool auth_reads;  /* auth_reads: true - object reads need the token too */
     unsigned replicas;     /* default: 3, or the number of failure domains if fewer */
     unsigned min_replicas; /* default: replicas */
     struct config_backend *backends;

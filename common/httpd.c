@@ -6,6 +6,22 @@
  * body is complete. This file turns those calls into the route handler /
  * on_body / on_done protocol of httpd.h, and accounts every request in the
  * metrics when libmicrohttpd reports it finished.
+ *
+ * Connection guards. The threading model stays one thread per connection:
+ * handlers block on fsync, on backends and on streamed bodies, and an event
+ * loop would let one slow request stall every connection on its thread. So
+ * instead of making idle sockets cheap, the layer keeps them from piling up:
+ * - at most max_client_connections from one source address
+ *   (MHD_OPTION_PER_IP_CONNECTION_LIMIT; the rest are closed at accept), so
+ *   one client can never take every thread from the others;
+ * - a hard deadline for the request head (header_timeout_s after accept,
+ *   idle_timeout_s after the previous answer on a kept-alive connection),
+ *   which dripping a byte now and then does not extend: a watchdog thread
+ *   shuts down (never closes: libmicrohttpd owns the descriptor) the socket
+ *   of a connection past its deadline, under the lock that the close
+ *   notification takes, so the descriptor cannot have been reused;
+ * - an inactivity timeout (MHD_OPTION_CONNECTION_TIMEOUT = idle_timeout_s)
+ *   that a transfer moving bytes, however long, never meets.
  */
 #define _GNU_SOURCE
 #include "httpd.h"
@@ -26,10 +42,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-static const unsigned known_status[] = {200, 201, 202, 204, 206, 304, 400, 401, 404, 405,
+static const unsigned known_status[] = {200, 201, 202, 204, 206, 304, 400, 401, 404, 405, 412,
                                         409, 411, 413, 416, 422, 500, 502, 503, 504, 507};
 #define NSTATUS (sizeof(known_status) / sizeof(known_status[0]) + 1)
 static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -40,6 +61,14 @@ struct route_stats {
     uint64_t by_status[NSTATUS];
     uint64_t buckets[NBUCKETS + 1]; /* last one is +Inf */
     uint64_t sum_us;
+};
+
+/* One accepted connection, for the head deadline (see the file comment). */
+struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    uint64_t deadline_ns; /* 0: a request is being served, no deadline */
+    bool shut;
 };
 
 struct http_server {
@@ -57,7 +86,20 @@ struct http_server {
     unsigned active;
     unsigned port;
     atomic_bool closing; /* http_server_close_keepalive: every answer closes */
+
+    /* Connection guards. */
+    pthread_mutex_t conn_lock;
+    pthread_cond_t watchdog_wake;
+    struct conn_track conns; /* list head */
+    bool watchdog_stop;
+    bool watchdog_started;
+    pthread_t watchdog;
+    uint64_t header_timeout_ns, idle_timeout_ns;
+    uint64_t conns_open, conns_timed_out; /* under conn_lock */
 };
+
+static void conn_set_deadline(struct http_server *srv, struct MHD_Connection *conn,
+                              uint64_t deadline_ns);
 
 uint64_t cas_now_ns(void)
 {
@@ -169,6 +211,14 @@ void http_error(struct http_req *req, unsigned status, const char *fmt, ...)
     cas_buf_puts(&b, "{\"error\":");
     cas_json_escape(&b, msg);
     cas_buf_puts(&b, "}");
+    free(req->err_body);
+    req->err_body = NULL;
+    req->err_len = 0;
+    if (b.data && !b.oom && (req->err_body = malloc(b.len + 1))) {
+        memcpy(req->err_body, b.data, b.len);
+        req->err_body[b.len] = '\n';
+        req->err_len = b.len + 1;
+    }
     http_reply_json(req, status, &b);
     if (status >= 500)
         log_warn("%s %s: %u %s", req->method, req->url, status, msg);
@@ -225,6 +275,24 @@ void http_reply_stream(struct http_req *req, unsigned status, const char *conten
     set_response(req, status, r, content_type);
 }
 
+static ssize_t never_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return HTTP_STREAM_ERROR; /* a 304 has no body: never called */
+}
+
+void http_reply_not_modified(struct http_req *req, uint64_t size)
+{
+    /* A body-less response of the object's size: libmicrohttpd sends the
+     * Content-Length a 200 would have had (RFC 9110 section 8.6 allows no
+     * other value) and no body, as for HEAD. */
+    http_reply_stream(req, 304, NULL, size, never_read, NULL, NULL);
+    req->bytes_out = 0;
+}
+
 void http_add_header(struct http_req *req, const char *name, const char *value)
 {
     if (req->resp)
@@ -239,6 +307,96 @@ const char *http_header(struct http_req *req, const char *name)
 const char *http_query(struct http_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* ---- conditional requests (RFC 9110 section 13) ------------------------ */
+
+/* Does one field value (an entity-tag list or "*") match tag? Weak
+ * comparison ignores a W/ prefix; strong comparison needs it absent (our
+ * own tags are strong). A malformed list matches nothing. */
+static bool etag_list_match(const char *v, const char *tag, bool weak_cmp)
+{
+    size_t tl = strlen(tag);
+    bool match = false;
+    const char *p = v;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            return match;
+        if (*p == '*') {
+            match = true;
+            p++;
+        } else {
+            bool weak = false;
+            if (p[0] == 'W' && p[1] == '/') {
+                weak = true;
+                p += 2;
+            }
+            if (*p != '"')
+                return false;
+            const char *q = strchr(p + 1, '"');
+            if (!q)
+                return false;
+            if ((!weak || weak_cmp) && (size_t)(q - p - 1) == tl && memcmp(p + 1, tag, tl) == 0)
+                match = true;
+            p = q + 1;
+        }
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p && *p != ',')
+            return false;
+    }
+}
+
+struct cond_scan {
+    const char *name;
+    const char *tag;
+    bool weak_cmp;
+    bool present, match;
+};
+
+static enum MHD_Result cond_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    struct cond_scan *c = cls;
+    if (key && value && strcasecmp(key, c->name) == 0) {
+        c->present = true;
+        if (etag_list_match(value, c->tag, c->weak_cmp))
+            c->match = true;
+    }
+    return MHD_YES;
+}
+
+/* -1: no such header; 0: present, no match; 1: a match in some field. */
+static int cond_header(struct http_req *req, const char *name, const char *tag, bool weak_cmp)
+{
+    struct cond_scan c = {name, tag, weak_cmp, false, false};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, cond_field, &c);
+    return !c.present ? -1 : c.match ? 1 : 0;
+}
+
+unsigned http_preconditions(struct http_req *req, const char *tag, bool *use_range)
+{
+    *use_range = true;
+    if (cond_header(req, MHD_HTTP_HEADER_IF_MATCH, tag, false) == 0)
+        return 412;
+    if (cond_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH, tag, true) == 1)
+        return 304;
+    const char *ir = http_header(req, MHD_HTTP_HEADER_IF_RANGE);
+    if (ir) {
+        /* One strong entity-tag, exactly ours; anything else: no match. */
+        while (*ir == ' ' || *ir == '\t')
+            ir++;
+        size_t tl = strlen(tag), il = strlen(ir);
+        while (il && (ir[il - 1] == ' ' || ir[il - 1] == '\t'))
+            il--;
+        bool ok = il == tl + 2 && ir[0] == '"' && ir[il - 1] == '"' && memcmp(ir + 1, tag, tl) == 0;
+        if (!ok)
+            *use_range = false;
+    }
+    return 0;
 }
 
 /* ---- the access handler ------------------------------------------------ */
@@ -281,6 +439,165 @@ static enum MHD_Result queue(struct http_req *req)
     return rc;
 }
 
+/* Waits until fd is ready for events, at most until deadline_ns. */
+static bool wait_fd(int fd, short events, uint64_t deadline_ns)
+{
+    uint64_t now = cas_now_ns();
+    if (now >= deadline_ns)
+        return false;
+    struct pollfd p = {.fd = fd, .events = events};
+    int ms = (int)((deadline_ns - now) / 1000000) + 1;
+    return poll(&p, 1, ms) > 0;
+}
+
+/*
+ * Answers while the request body is still coming (413 for a chunked upload
+ * over the limit, ...). libmicrohttpd 0.9.75 refuses a response queued in
+ * the middle of an upload and would drop the connection without a word, or
+ * else we would have to read a body of any length first. So the answer is
+ * written on the socket here, on the connection's own thread (nothing else
+ * writes to it while the handler runs), with "Connection: close"; then the
+ * write side is shut and what the client still sends is read and dropped
+ * for a bounded time (so the close does not reset the connection before
+ * the client has read the answer), and libmicrohttpd is told to close.
+ */
+static enum MHD_Result answer_mid_body(struct http_req *req)
+{
+    req->queued = true;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return MHD_NO;
+    int fd = ci->connect_fd;
+    const char *body = req->err_body ? req->err_body : "{\"error\":\"request refused\"}\n";
+    size_t blen = req->err_body ? req->err_len : strlen(body);
+    const char *reason = MHD_get_reason_phrase_for(req->status);
+    char head[256];
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      req->status, reason && *reason ? reason : "Error", blen);
+    req->bytes_out = blen;
+    uint64_t deadline = cas_now_ns() + 5000000000ull;
+    struct iovec iov[2] = {{head, (size_t)hl}, {(void *)body, blen}};
+    int iovcnt = 2;
+    struct iovec *v = iov;
+    while (iovcnt > 0) {
+        ssize_t w = writev(fd, v, iovcnt);
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            if (!wait_fd(fd, POLLOUT, deadline))
+                return MHD_NO;
+            continue;
+        }
+        if (w < 0)
+            return MHD_NO;
+        while (iovcnt > 0 && (size_t)w >= v->iov_len) {
+            w -= (ssize_t)v->iov_len;
+            v++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            v->iov_base = (char *)v->iov_base + w;
+            v->iov_len -= (size_t)w;
+        }
+    }
+    shutdown(fd, SHUT_WR);
+    /* Linger: up to 2 s and 16 MiB of the rest of the body, then close. */
+    char sink[16384];
+    uint64_t linger = cas_now_ns() + 2000000000ull, drained = 0;
+    while (drained < 16u << 20 && wait_fd(fd, POLLIN, linger)) {
+        ssize_t r = read(fd, sink, sizeof(sink));
+        if (r <= 0 && !(r < 0 && (errno == EAGAIN || errno == EINTR)))
+            break;
+        if (r > 0)
+            drained += (uint64_t)r;
+    }
+    if (req->resp) {
+        MHD_destroy_response(req->resp);
+        req->resp = NULL;
+    }
+    return MHD_NO;
+}
+
+/* The request target as the client would have written it: bytes that are
+ * control characters, '%', or not valid UTF-8 are percent-encoded again
+ * (so "/nosuch%FF" is shown as sent); cut with "..." past outlen. */
+static void quote_target(const char *in, char *out, size_t outlen)
+{
+    const unsigned char *p = (const unsigned char *)in;
+    size_t left = strlen(in), o = 0;
+    while (left && o + 8 < outlen) {
+        size_t n = *p >= 0x80 ? cas_utf8_valid_prefix(p, left) : 1;
+        if (*p < 0x20 || *p == 0x7f || *p == '%' || n == 0) {
+            o += (size_t)snprintf(out + o, outlen - o, "%%%02X", *p);
+            n = 1;
+        } else {
+            memcpy(out + o, p, n);
+            o += n;
+        }
+        p += n;
+        left -= n;
+    }
+    if (left)
+        o += (size_t)snprintf(out + o, outlen - o, "...");
+    out[o] = '\0';
+}
+
+/* The Allow header's value for path: every method a route serves it with
+ * (GET implies HEAD), in route order. */
+static void allowed_methods(struct http_server *srv, const char *path, char *out, size_t outlen)
+{
+    const char *seen[32];
+    size_t nseen = 0, o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < srv->cfg.nroutes; i++) {
+        const char *seg;
+        size_t seglen;
+        const char *m = srv->cfg.routes[i].method;
+        if (!route_match(srv->cfg.routes[i].pattern, path, &seg, &seglen))
+            continue;
+        const char *names[2] = {m, strcmp(m, "GET") == 0 ? "HEAD" : NULL};
+        for (int k = 0; k < 2 && names[k]; k++) {
+            bool dup = false;
+            for (size_t j = 0; j < nseen && !dup; j++)
+                dup = strcmp(seen[j], names[k]) == 0;
+            if (dup || nseen == sizeof(seen) / sizeof(seen[0]))
+                continue;
+            int w = snprintf(out + o, outlen - o, "%s%s", o ? ", " : "", names[k]);
+            if (w < 0 || (size_t)w >= outlen - o)
+                return;
+            o += (size_t)w;
+            seen[nseen++] = names[k];
+        }
+    }
+}
+
+/*
+ * libmicrohttpd's percent-decoding, except that a target or argument holding
+ * "%00" is left exactly as sent: a NUL would cut the string, and the route
+ * would see "/objects/KEY" where the client sent "/objects/KEY%00junk". Left
+ * encoded, it fails the key or number check (400) or matches no route (404),
+ * and the message quotes what was sent.
+ */
+static size_t unescape_target(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    for (const char *p = s; (p = strchr(p, '%')) != NULL; p++)
+        if (p[1] == '0' && p[2] == '0')
+            return strlen(s);
+    return MHD_http_unescape(s);
+}
+
+/* The most body bytes req's route takes (max_upload, plus form slack); 0: no limit. */
+static uint64_t upload_limit(struct http_server *srv, struct http_req *req)
+{
+    unsigned f = req->route ? req->route->flags : 0;
+    if (!srv->cfg.max_upload || !(f & (HTTP_UPLOAD | HTTP_UPLOAD_FORM)))
+        return 0;
+    return srv->cfg.max_upload + (f & HTTP_UPLOAD_FORM ? HTTP_FORM_SLACK : 0);
+}
+
 static void begin_request(struct http_server *srv, struct http_req *req)
 {
     const struct http_route *routes = srv->cfg.routes;
@@ -305,10 +622,16 @@ static void begin_request(struct http_server *srv, struct http_req *req)
         break;
     }
     if (!req->route) {
-        if (path_found)
-            http_error(req, 405, "method %s not allowed on %s", req->method, req->url);
-        else
-            http_error(req, 404, "no such route: %s %s", req->method, req->url);
+        char shown[600];
+        quote_target(req->url, shown, sizeof(shown));
+        if (path_found) {
+            http_error(req, 405, "method %s not allowed on %s", req->method, shown);
+            char allow[128];
+            allowed_methods(srv, req->url, allow, sizeof(allow));
+            http_add_header(req, MHD_HTTP_HEADER_ALLOW, allow);
+        } else {
+            http_error(req, 404, "no such route: %s %s", req->method, shown);
+        }
         return;
     }
     if (!authorized(srv, req)) {
@@ -324,6 +647,11 @@ static void begin_request(struct http_server *srv, struct http_req *req)
             req->has_length = true;
             req->content_length = v;
         }
+    }
+    uint64_t limit = upload_limit(srv, req);
+    if (limit && req->has_length && req->content_length > limit) {
+        http_error(req, 413, "object is over the limit of %" PRIu64 " bytes", srv->cfg.max_upload);
+        return;
     }
     req->route->handler(req);
 }
@@ -347,6 +675,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         req->url = url;
         req->is_head = strcmp(method, "HEAD") == 0;
         req->t0_ns = cas_now_ns();
+        conn_set_deadline(srv, conn, 0); /* the head is in */
         pthread_mutex_lock(&srv->lock);
         srv->active++;
         pthread_mutex_unlock(&srv->lock);
@@ -369,9 +698,27 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         size_t n = *upload_data_size;
         req->bytes_in += n;
         __atomic_fetch_add(&srv->bytes_in, (uint64_t)n, __ATOMIC_RELAXED);
-        if (!req->queued && !req->body_failed && req->on_body &&
-            req->on_body(req, upload_data, n) != 0)
+        uint64_t limit = req->queued || req->body_failed ? 0 : upload_limit(srv, req);
+        if (limit && req->bytes_in > limit) {
+            /* A chunked body past the limit: the handler sees no more of it. */
+            http_error(req, 413, "object is over the limit of %" PRIu64 " bytes",
+                       srv->cfg.max_upload);
             req->body_failed = true;
+            *upload_data_size = 0;
+            return answer_mid_body(req);
+        }
+        if (!req->queued && !req->body_failed && req->on_body &&
+            req->on_body(req, upload_data, n) != 0) {
+            req->body_failed = true;
+            *upload_data_size = 0;
+            /* Too large: answer at once rather than read a (chunked) body
+             * of any length first. Other failures are answered once the
+             * body is in, as before (a client sending a bounded body reads
+             * the answer after it). */
+            if (req->resp && req->status == 413)
+                return answer_mid_body(req);
+            return MHD_YES;
+        }
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -394,6 +741,8 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 {
     struct http_server *srv = cls;
     struct http_req *req = *con_cls;
+    /* A kept-alive connection must send its next head in time too. */
+    conn_set_deadline(srv, conn, cas_now_ns() + srv->idle_timeout_ns);
     if (!req)
         return;
     *con_cls = NULL;
@@ -424,12 +773,122 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
         req->cleanup(req);
     if (req->resp)
         MHD_destroy_response(req->resp);
+    free(req->err_body);
     free(req);
     pthread_mutex_lock(&srv->lock);
     srv->active--;
     if (srv->active == 0)
         pthread_cond_broadcast(&srv->idle);
     pthread_mutex_unlock(&srv->lock);
+}
+
+/* ---- connection guards (see the file comment) --------------------------- */
+
+static void conn_set_deadline(struct http_server *srv, struct MHD_Connection *conn,
+                              uint64_t deadline_ns)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_track *t = ci ? ci->socket_context : NULL;
+    if (!t)
+        return;
+    pthread_mutex_lock(&srv->conn_lock);
+    t->deadline_ns = deadline_ns;
+    pthread_mutex_unlock(&srv->conn_lock);
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct conn_track *t = calloc(1, sizeof(*t));
+        if (!t || !ci) {
+            free(t); /* unguarded, but still bound by the inactivity timeout */
+            return;
+        }
+        t->fd = ci->connect_fd;
+        t->deadline_ns = cas_now_ns() + srv->header_timeout_ns;
+        pthread_mutex_lock(&srv->conn_lock);
+        t->next = srv->conns.next;
+        t->prev = &srv->conns;
+        t->next->prev = t;
+        srv->conns.next = t;
+        srv->conns_open++;
+        pthread_mutex_unlock(&srv->conn_lock);
+        *socket_context = t;
+        return;
+    }
+    /* Closed: libmicrohttpd closes the descriptor after this returns. */
+    struct conn_track *t = *socket_context;
+    if (!t)
+        return;
+    pthread_mutex_lock(&srv->conn_lock);
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+    srv->conns_open--;
+    pthread_mutex_unlock(&srv->conn_lock);
+    *socket_context = NULL;
+    free(t);
+}
+
+/* Every 250 ms: shuts down the sockets of connections past their head
+ * deadline; their own thread then sees the end of input and closes them. */
+static void *watchdog_main(void *arg)
+{
+    struct http_server *srv = arg;
+    pthread_mutex_lock(&srv->conn_lock);
+    while (!srv->watchdog_stop) {
+        uint64_t now = cas_now_ns();
+        for (struct conn_track *t = srv->conns.next; t != &srv->conns; t = t->next) {
+            if (t->shut || !t->deadline_ns || now < t->deadline_ns)
+                continue;
+            shutdown(t->fd, SHUT_RDWR);
+            t->shut = true;
+            srv->conns_timed_out++;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 250 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&srv->watchdog_wake, &srv->conn_lock, &ts);
+    }
+    pthread_mutex_unlock(&srv->conn_lock);
+    return NULL;
+}
+
+static void watchdog_join(struct http_server *srv)
+{
+    if (!srv->watchdog_started)
+        return;
+    pthread_mutex_lock(&srv->conn_lock);
+    srv->watchdog_stop = true;
+    pthread_cond_signal(&srv->watchdog_wake);
+    pthread_mutex_unlock(&srv->conn_lock);
+    pthread_join(srv->watchdog, NULL);
+    srv->watchdog_started = false;
+}
+
+unsigned long http_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_info("open files limit raised from %llu to %llu (the hard limit)",
+                     (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+        else
+            rl.rlim_cur = was;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? ~0UL : (unsigned long)rl.rlim_cur;
 }
 
 /* ---- start and stop ---------------------------------------------------- */
@@ -488,6 +947,25 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
     int rc = parse_listen(cfg->listen, &ss, &sslen, &v6, err, errlen);
     if (rc < 0)
         return rc;
+    unsigned max_conn = cfg->max_connections ? cfg->max_connections : HTTP_DEFAULT_MAX_CONNECTIONS;
+    unsigned per_client = cfg->max_client_connections;
+    if (!per_client)
+        per_client = max_conn / 2 ? max_conn / 2 : 1;
+    if (per_client > max_conn) {
+        snprintf(err, errlen, "connections per client (%u) above the connection limit (%u)",
+                 per_client, max_conn);
+        return -EINVAL;
+    }
+    unsigned header_s =
+        cfg->header_timeout_s ? cfg->header_timeout_s : HTTP_DEFAULT_HEADER_TIMEOUT_S;
+    unsigned idle_s = cfg->idle_timeout_s ? cfg->idle_timeout_s : HTTP_DEFAULT_IDLE_TIMEOUT_S;
+    unsigned long nofile = http_raise_fd_limit();
+    /* Each connection holds a descriptor; keep some for data files,
+     * backends and the listening socket. */
+    if (nofile && nofile < (unsigned long)max_conn + 64)
+        log_warn("open files limit %lu is low for %u connections: raise the hard limit "
+                 "(ulimit -Hn, LimitNOFILE=) or lower the connection limit",
+                 nofile, max_conn);
     struct http_server *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return -ENOMEM;
@@ -510,10 +988,26 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
     }
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->idle, NULL);
+    pthread_mutex_init(&srv->conn_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->watchdog_wake, &ca);
+    pthread_condattr_destroy(&ca);
+    srv->conns.next = srv->conns.prev = &srv->conns;
+    srv->header_timeout_ns = (uint64_t)header_s * 1000000000u;
+    srv->idle_timeout_ns = (uint64_t)idle_s * 1000000000u;
     if (cfg->token) {
         unsigned int n = 0;
         EVP_Digest(cfg->token, strlen(cfg->token), srv->token_digest, &n, EVP_sha256(), NULL);
     }
+    if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) != 0) {
+        snprintf(err, errlen, "cannot start the connection watchdog thread");
+        free(srv->stats);
+        free(srv);
+        return -EAGAIN;
+    }
+    srv->watchdog_started = true;
     /* The connection pool is small on purpose: libmicrohttpd clears it for
      * every request on a keep-alive connection, and 64 KiB of upload per
      * call is plenty (writes gather into larger buffers themselves). */
@@ -521,15 +1015,16 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
                      MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_USE_POLL;
     if (v6)
         flags |= MHD_USE_IPv6;
-    srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR,
-                                   (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
-                                   request_completed, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                   (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
-                                   (unsigned)(cfg->max_connections ? cfg->max_connections : 512),
-                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
-                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
+        notify_connection, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_client,
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_target, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", cfg->listen);
+        watchdog_join(srv);
         free(srv->stats);
         free(srv->slot);
         free(srv);
@@ -537,6 +1032,9 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : 0;
+    log_info("connections: at most %u, %u per client address; request head within %u s, "
+             "idle timeout %u s",
+             max_conn, per_client, header_s, idle_s);
     *out = srv;
     return 0;
 }
@@ -574,6 +1072,7 @@ void http_server_stop(struct http_server *srv, unsigned timeout_ms)
         log_warn("stopping with %u requests still in flight", srv->active);
     pthread_mutex_unlock(&srv->lock);
     MHD_stop_daemon(srv->daemon);
+    watchdog_join(srv);
     free(srv->stats);
     free(srv->slot);
     free(srv);
@@ -642,6 +1141,18 @@ void http_metrics_render(struct http_server *srv, struct cas_buf *out)
                    __atomic_load_n(&srv->bytes_in, __ATOMIC_RELAXED),
                    __atomic_load_n(&srv->bytes_out, __ATOMIC_RELAXED));
     prom_process_metrics(out);
+    pthread_mutex_lock(&srv->conn_lock);
+    uint64_t open_conns = srv->conns_open, timed_out = srv->conns_timed_out;
+    pthread_mutex_unlock(&srv->conn_lock);
+    cas_buf_printf(out,
+                   "# HELP cas_http_connections Client connections open now.\n"
+                   "# TYPE cas_http_connections gauge\n"
+                   "cas_http_connections %" PRIu64 "\n"
+                   "# HELP cas_http_head_timeouts_total Connections closed for not sending a "
+                   "request head in time.\n"
+                   "# TYPE cas_http_head_timeouts_total counter\n"
+                   "cas_http_head_timeouts_total %" PRIu64 "\n",
+                   open_conns, timed_out);
     if (srv->cfg.metrics)
         srv->cfg.metrics(srv->cfg.app, out);
 }

@@ -2,7 +2,8 @@
  * httpd.h - the HTTP server layer shared by storaged and balancerd.
  *
  * A thin layer over libmicrohttpd (one thread per connection, so handlers
- * may block on disk or on backends). A daemon gives a route table; for each
+ * may block on disk or on backends; see "connection guards" in httpd.c for
+ * how idle and slow clients are kept from holding every thread). A daemon gives a route table; for each
  * request the layer matches the route, checks the bearer token, calls the
  * route's handler once the headers are in, feeds it the request body chunk
  * by chunk (never buffering it), queues the response the handler built,
@@ -45,10 +46,17 @@ typedef ssize_t (*http_reader_fn)(void *cls, uint64_t pos, char *buf, size_t max
 enum http_route_flags {
     HTTP_PUBLIC = 1, /* never needs the token: GET/HEAD objects, /, /healthz, /metrics */
     HTTP_READ = 2,   /* object reads: need the token only with --auth-reads */
+    /* The body is an object: with max_upload set, a longer body is refused
+     * 413 (before it is read when Content-Length says so, else as soon as
+     * it passes the limit). _FORM: the object inside a multipart form, so
+     * the body may be up to 64 KiB longer than the object. */
+    HTTP_UPLOAD = 4,
+    HTTP_UPLOAD_FORM = 8,
     /* monitoring reads (probes, scrapes): logged at debug when answered
      * 2xx, so that a balancer's probes do not flood the log */
-    HTTP_QUIET = 4,
+    HTTP_QUIET = 16,
 };
+#define HTTP_FORM_SLACK (64 * 1024)
 
 struct http_route {
     const char *method; /* "GET", "PUT", ...; "GET" also serves HEAD */
@@ -88,6 +96,8 @@ struct http_req {
     uint64_t bytes_in, bytes_out;
     uint64_t t0_ns;
     char param_buf[200];
+    char *err_body; /* the last http_error's JSON, for an answer sent mid-body */
+    size_t err_len;
 };
 
 struct http_server_config {
@@ -97,12 +107,36 @@ struct http_server_config {
     void *app;
     const char *token; /* NULL: no auth */
     bool auth_reads;
-    unsigned max_connections;
+    unsigned max_connections; /* connections served at once (threads); 0: 512 */
+    /* Connection guards against idle and slow clients (0: the default).
+     * max_client_connections: most connections from one source address
+     * (default max_connections / 2, at least 1). header_timeout_s: a new
+     * connection must deliver a complete request head within this many
+     * seconds of being accepted, however slowly it drips bytes (default 10).
+     * idle_timeout_s: a connection is closed after this many seconds with no
+     * byte moving either way, and a kept-alive connection must deliver its
+     * next request head within this many seconds of the previous answer
+     * (default 120). A transfer that keeps moving is never cut. */
+    unsigned max_client_connections;
+    unsigned header_timeout_s;
+    unsigned idle_timeout_s;
+    /* Largest object body the HTTP_UPLOAD routes take; 0: no limit here. */
+    uint64_t max_upload;
     /* Appends the daemon's own metrics to the Prometheus text. */
     void (*metrics)(void *app, struct cas_buf *out);
 };
 
-/* Binds and starts serving. -errno with a message (e.g. address in use). */
+#define HTTP_DEFAULT_MAX_CONNECTIONS 512
+#define HTTP_DEFAULT_HEADER_TIMEOUT_S 10
+#define HTTP_DEFAULT_IDLE_TIMEOUT_S 120
+
+/* Raises the soft limit of open files (RLIMIT_NOFILE) to the hard limit and
+ * logs it; returns the soft limit now in force. Called by http_server_start;
+ * a daemon may call it earlier. */
+unsigned long http_raise_fd_limit(void);
+
+/* Binds and starts serving. -errno with a message (e.g. address in use).
+ * Also refuses guard settings that contradict each other (-EINVAL). */
 int http_server_start(const struct http_server_config *cfg, struct http_server **out, char *err,
                       size_t errlen);
 /* Stops accepting, waits up to timeout_ms for requests in flight, stops. */
@@ -118,6 +152,20 @@ unsigned http_server_port(struct http_server *srv);
 const char *http_header(struct http_req *req, const char *name);
 const char *http_query(struct http_req *req, const char *name);
 
+/*
+ * Conditional GET/HEAD of an existing resource whose strong entity tag is
+ * "<tag>" (tag given without the quotes), per RFC 9110 section 13.2.2:
+ * If-Match that matches no tag (strong comparison; "*" matches) -> 412;
+ * else If-None-Match that matches (weak comparison: W/"<tag>" matches too;
+ * "*" matches) -> 304. Every field of each name counts, each a list; a
+ * malformed list matches nothing. Returns 0 (serve it), 304 or 412.
+ * *use_range is set false when an If-Range does not match strongly (a weak
+ * tag, another tag, or a date: we keep no Last-Modified), meaning the Range
+ * must be ignored and the whole object served with 200.
+ * Call only once the resource is known to exist (a 404 stays a 404).
+ */
+unsigned http_preconditions(struct http_req *req, const char *tag, bool *use_range);
+
 /* Responses. Each replaces any response set before. */
 void http_reply(struct http_req *req, unsigned status, const char *content_type, const void *body,
                 size_t len);
@@ -131,6 +179,9 @@ void http_reply_owned(struct http_req *req, unsigned status, const char *content
                       size_t len);
 void http_reply_stream(struct http_req *req, unsigned status, const char *content_type,
                        uint64_t size, http_reader_fn reader, void *cls, void (*free_cls)(void *));
+/* 304 Not Modified for an object of size bytes: no body, and the
+ * Content-Length a 200 would have carried. */
+void http_reply_not_modified(struct http_req *req, uint64_t size);
 /* Adds a header to the response set last. */
 void http_add_header(struct http_req *req, const char *name, const char *value);
 

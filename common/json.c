@@ -58,10 +58,45 @@ void cas_json_end_array(struct cas_json *j)
     close_scope(j, ']');
 }
 
+size_t cas_utf8_valid_prefix(const unsigned char *p, size_t avail)
+{
+    /* RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF. */
+    unsigned char c = p[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c < 0x80)
+        return 1;
+    else if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else
+        return 0;
+    if (avail < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return n;
+}
+
 void cas_json_escape(struct cas_buf *b, const char *s)
 {
     cas_buf_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t left = strlen(s);
+    while (left) {
+        size_t n = 1;
         switch (*p) {
         case '"':
             cas_buf_puts(b, "\\\"");
@@ -79,11 +114,21 @@ void cas_json_escape(struct cas_buf *b, const char *s)
             cas_buf_puts(b, "\\t");
             break;
         default:
-            if (*p < 0x20)
+            if (*p < 0x20) {
                 cas_buf_printf(b, "\\u%04x", *p);
-            else
+            } else if (*p < 0x80) {
                 cas_buf_append(b, p, 1);
+            } else if ((n = cas_utf8_valid_prefix(p, left)) > 0) {
+                cas_buf_append(b, p, n);
+            } else {
+                /* Not UTF-8: the byte as the code point of the same value,
+                 * so the text stays valid and no byte is lost. */
+                n = 1;
+                cas_buf_printf(b, "\\u%04x", *p);
+            }
         }
+        p += n;
+        left -= n;
     }
     cas_buf_append(b, "\"", 1);
 }

@@ -12,6 +12,7 @@
 #include "buf.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct cas_json {
@@ -34,8 +35,16 @@ void cas_json_double(struct cas_json *j, double v);
 void cas_json_bool(struct cas_json *j, bool v);
 void cas_json_null(struct cas_json *j);
 
-/* Escapes s as a JSON string (with quotes) onto b. */
+/* Escapes s as a JSON string (with quotes) onto b. The output is always
+ * valid UTF-8 and valid JSON, whatever s holds: control characters become
+ * \u00XX, and so does each byte that is not part of a well-formed
+ * UTF-8 sequence (RFC 3629: overlong forms, surrogates, truncated sequences,
+ * bytes 0xC0, 0xC1, 0xF5-0xFF), keeping its value; valid UTF-8 is copied. */
 void cas_json_escape(struct cas_buf *b, const char *s);
+
+/* Length (1-4) of the well-formed UTF-8 sequence at p (avail bytes there),
+ * or 0 when p does not start one. */
+size_t cas_utf8_valid_prefix(const unsigned char *p, size_t avail);
 
 /*
  * Minimal lookups in a JSON text for top-level members of a flat object, as

@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include "rebalance.h"
 #include "json.h"
+#include "token.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -114,7 +115,7 @@ struct rb_io *rb_io_new(const struct rb_cluster *c, const struct rb_options *o,
     io->put = curl_easy_init();
     io->small = curl_easy_init();
     if (c->token) {
-        char auth[1200];
+        char auth[CAS_TOKEN_MAX + 32]; /* never cut: the token is at most CAS_TOKEN_MAX */
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token);
         io->hdrs = curl_slist_append(io->hdrs, auth);
         io->put_hdrs = curl_slist_append(io->put_hdrs, auth);

@@ -25,6 +25,7 @@
 static const char usage[] =
     "ca-cas-storaged --dir PATH [--listen ADDR:PORT] [--hash sha1|sha256] [--read-only]\n"
     "       [--capacity BYTES] [--token-file F] [--auth-reads] [--threads N]\n"
+    "       [--max-client-connections N] [--header-timeout S] [--idle-timeout S]\n"
     "       [--max-object-size BYTES] [--scrub-rate MBPS] [--log-level LEVEL]";
 
 /* mkdir -p */
@@ -54,6 +55,8 @@ int main(int argc, char **argv)
     const char *log_level = "info";
     bool read_only = false, auth_reads = false;
     uint64_t capacity = 0, threads = 512, max_size = 0, scrub_rate = 10;
+    uint64_t per_client = 0, header_timeout = HTTP_DEFAULT_HEADER_TIMEOUT_S,
+             idle_timeout = HTTP_DEFAULT_IDLE_TIMEOUT_S;
     const struct cas_opt opts[] = {
         {"dir", CAS_OPT_STRING, &dir, "PATH", "store directory (created on first start)"},
         {"listen", CAS_OPT_STRING, &listen, "ADDR:PORT", "address to serve (127.0.0.1:6010)"},
@@ -63,6 +66,12 @@ int main(int argc, char **argv)
         {"token-file", CAS_OPT_STRING, &token_file, "F", "require this bearer token"},
         {"auth-reads", CAS_OPT_FLAG, &auth_reads, NULL, "object reads need the token too"},
         {"threads", CAS_OPT_UINT, &threads, "N", "most connections served at once (512)"},
+        {"max-client-connections", CAS_OPT_UINT, &per_client, "N",
+         "most connections from one client address (default: half of --threads)"},
+        {"header-timeout", CAS_OPT_UINT, &header_timeout, "SECONDS",
+         "a new connection must send its request head within this (10)"},
+        {"idle-timeout", CAS_OPT_UINT, &idle_timeout, "SECONDS",
+         "close a connection silent this long, or kept alive this long between requests (120)"},
         {"max-object-size", CAS_OPT_SIZE, &max_size, "BYTES", "largest object accepted (no limit)"},
         {"scrub-rate", CAS_OPT_UINT, &scrub_rate, "MBPS",
          "background scrub, MB/s (10; 0 turns it off)"},
@@ -95,6 +104,18 @@ int main(int argc, char **argv)
     char *token = NULL;
     if (token_file && cas_token_read(token_file, &token, err, sizeof(err)) < 0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        return 2;
+    }
+    if (!threads || threads > 1000000 || per_client > threads || !header_timeout ||
+        header_timeout > 86400 || !idle_timeout || idle_timeout > 86400) {
+        fprintf(stderr, "ca-cas-storaged: want 1 <= --max-client-connections <= --threads <= "
+                        "1000000 and timeouts from 1 to 86400 s\n");
+        free(token);
+        return 2;
+    }
+    if (auth_reads && !token) {
+        /* Without a token --auth-reads would guard nothing: refuse it. */
+        fprintf(stderr, "ca-cas-storaged: --auth-reads needs --token-file\n");
         return 2;
     }
     if (make_dirs(dir, err, sizeof(err)) < 0) {
@@ -156,6 +177,9 @@ int main(int argc, char **argv)
                                     .token = token,
                                     .auth_reads = auth_reads,
                                     .max_connections = (unsigned)threads,
+                                    .max_client_connections = (unsigned)per_client,
+                                    .header_timeout_s = (unsigned)header_timeout,
+                                    .idle_timeout_s = (unsigned)idle_timeout,
                                     .metrics = storaged_metrics};
     struct http_server *srv;
     if (http_server_start(&hc, &srv, err, sizeof(err)) < 0) {

@@ -563,15 +563,24 @@ void route_get(struct http_req *req)
                         .end = size,
                         .app = app};
 
-    const char *inm = http_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    if (inm && (strstr(inm, hex) || strcmp(inm, "*") == 0)) {
+    /* RFC 9110 preconditions (common/httpd.h): 304 with the headers a 200
+     * would carry, 412, or If-Range not matching: the whole object. */
+    bool use_range = true;
+    unsigned pre = http_preconditions(req, hex, &use_range);
+    if (pre) {
         vread_free(v);
-        http_reply(req, 304, NULL, "", 0);
-        add_object_headers(req, hex);
+        if (pre == 304) {
+            http_reply_not_modified(req, size);
+            add_object_headers(req, hex);
+        } else {
+            http_error(req, 412, "precondition failed: object %s has ETag \"%s\"", hex, hex);
+        }
         return;
     }
     unsigned status = 200;
-    int r = parse_range(http_header(req, MHD_HTTP_HEADER_RANGE), size, &v->start, &v->end);
+    int r = use_range ? parse_range(http_header(req, MHD_HTTP_HEADER_RANGE), size, &v->start,
+                                    &v->end)
+                      : 1;
     if (r < 0) {
         vread_free(v);
         char cr[64];

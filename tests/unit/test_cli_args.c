@@ -7,6 +7,7 @@
 
 #include <CUnit/Basic.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -143,12 +144,21 @@ static void test_ctx_setup(void)
     char path[] = "/tmp/test_cli_tokenXXXXXX";
     int fd = mkstemp(path);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT_EQUAL(write(fd, "  s3cret \n", 10), 10);
+    CU_ASSERT_EQUAL(write(fd, "s3cret\n", 7), 7);
     close(fd);
     setenv("CAS_TOKEN_FILE", path, 1);
-    CU_ASSERT_EQUAL(cli_ctx_setup(&g, &ctx, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL_FATAL(cli_ctx_setup(&g, &ctx, err, sizeof(err)), 0);
     CU_ASSERT_STRING_EQUAL(ctx.token, "s3cret");
     free(ctx.token);
+    /* Spaces around a token are refused, not trimmed (common/token.c):
+     * the daemons read the same file and must agree on the token. */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(write(fd, "  s3cret \n", 10), 10);
+    close(fd);
+    ctx.token = NULL;
+    CU_ASSERT(cli_ctx_setup(&g, &ctx, err, sizeof(err)) < 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "space"));
     unsetenv("CAS_TOKEN_FILE");
 
     g.token_file = "/nonexistent/token";

@@ -55,6 +55,50 @@ static void test_escape_all_control_chars(void)
     free(got);
 }
 
+/* Bytes that are not well-formed UTF-8 (RFC 3629) come out as \u00XX, each
+ * keeping its value; well-formed sequences of every length pass through. */
+static void test_escape_invalid_utf8(void)
+{
+    check_escape("/nosuch\xff", "\"/nosuch\\u00ff\"");
+    check_escape("\xc3", "\"\\u00c3\"");                 /* truncated 2-byte */
+    check_escape("\xc3(", "\"\\u00c3(\"");               /* bad continuation */
+    check_escape("\xc0\xaf", "\"\\u00c0\\u00af\"");       /* overlong '/' */
+    check_escape("\xe0\x80\xaf", "\"\\u00e0\\u0080\\u00af\""); /* overlong 3-byte */
+    check_escape("\xed\xa0\x80", "\"\\u00ed\\u00a0\\u0080\""); /* UTF-16 surrogate */
+    check_escape("\xf4\x90\x80\x80", "\"\\u00f4\\u0090\\u0080\\u0080\""); /* > U+10FFFF */
+    check_escape("\xf5", "\"\\u00f5\"");
+    check_escape("\xe2\x82", "\"\\u00e2\\u0082\"");       /* cut 3-byte at the end */
+    check_escape("\xe2\x82\xac \xf0\x9f\x98\x80 \xdf\xbf", "\"\xe2\x82\xac \xf0\x9f\x98\x80 \xdf\xbf\"");
+    check_escape("a\x80\"b", "\"a\\u0080\\\"b\"");
+}
+
+/* Whatever the bytes, the output is valid UTF-8 (checked by the same
+ * decoder the writer trusts, and by the byte rules: no 0x80-0xff outside
+ * a well-formed sequence). */
+static void test_escape_any_bytes_valid_utf8(void)
+{
+    unsigned seed = 12345;
+    for (int round = 0; round < 2000; round++) {
+        char in[64];
+        int n = 1 + (int)(seed % 62);
+        for (int i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            unsigned char c = (unsigned char)(seed >> 16);
+            in[i] = c ? (char)c : 'x';
+        }
+        in[n] = '\0';
+        char *got = escaped(in);
+        size_t len = strlen(got);
+        for (size_t i = 0; i < len;) {
+            size_t k = cas_utf8_valid_prefix((const unsigned char *)got + i, len - i);
+            CU_ASSERT_FATAL(k > 0);
+            CU_ASSERT((unsigned char)got[i] >= 0x20);
+            i += k;
+        }
+        free(got);
+    }
+}
+
 static char *render(void (*fn)(struct cas_json *))
 {
     struct cas_buf b;
@@ -263,6 +307,8 @@ int main(void)
     CU_pSuite s = CU_add_suite("json", NULL, NULL);
     CU_add_test(s, "escaping", test_escape);
     CU_add_test(s, "every control character escaped", test_escape_all_control_chars);
+    CU_add_test(s, "invalid UTF-8 escaped byte by byte", test_escape_invalid_utf8);
+    CU_add_test(s, "any bytes give valid UTF-8", test_escape_any_bytes_valid_utf8);
     CU_add_test(s, "writer: flat object", test_writer_flat);
     CU_add_test(s, "writer: nesting and commas", test_writer_nested);
     CU_add_test(s, "get_* on a flat object", test_get_flat);

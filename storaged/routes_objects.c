@@ -558,10 +558,14 @@ int keylines_feed(struct keylines *kl, const char *data, size_t len,
     while (len) {
         const char *nl = memchr(data, '\n', len);
         size_t n = nl ? (size_t)(nl - data) : len;
-        if (kl->plen + n >= sizeof(kl->partial))
+        /* An overlong line keeps its first bytes, however the body was cut
+         * into chunks: the 400 then quotes the start of that line. */
+        size_t room = kl->plen < sizeof(kl->partial) - 1 ? sizeof(kl->partial) - 1 - kl->plen : 0;
+        size_t take = n < room ? n : room;
+        if (take)
+            memcpy(kl->partial + kl->plen, data, take);
+        if (n > room)
             kl->overlong = true;
-        else
-            memcpy(kl->partial + kl->plen, data, n);
         kl->plen += n;
         if (!nl)
             return 0;

@@ -1,12 +1,15 @@
 /*
- * ring.c - fuzzes the parsing of a storaged's GET /ring answer as
- * `ca-cas rebalance` does it (rb_parse_ring in common/rebalance.c), then
- * builds the ring from what it accepted. Properties: an accepted answer
- * has a known hash and at least one token; the node id is terminated.
+ * ring.c - fuzzes the two readers of a storaged's GET /ring answer: the
+ * balancer's probe (apply_ring in balancerd/backend.c) and `ca-cas
+ * rebalance` (rb_parse_ring in common/rebalance.c). backend.c is included,
+ * not linked, to reach its static reader without exporting it. Properties:
+ * an accepted answer has a known hash and at least one token, and the node
+ * id is a terminated string that fits its field.
  */
+#include "../../balancerd/backend.c"
+
 #include "fuzz.h"
 #include "rebalance.h"
-#include "ring.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -23,6 +26,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         FUZZ_CHECK(tokens == NULL && n == 0);
     }
+
+    struct backend *b = calloc(1, sizeof(*b));
+    if (!b)
+        abort();
+    b->url = "http://fuzz:1";
+    if (apply_ring(b, json, err, sizeof(err))) {
+        FUZZ_CHECK(b->algo != NULL && b->tokens != NULL && b->ntokens > 0);
+        FUZZ_CHECK(strlen(b->node) < sizeof(b->node));
+        /* The same answer again changes nothing. */
+        FUZZ_CHECK(!apply_ring(b, json, err, sizeof(err)));
+    }
+    free(b->tokens);
+    free(b);
     free(json);
     return 0;
 }

@@ -9,6 +9,7 @@ packages=(
   libmicrohttpd-dev libcurl4-openssl-dev     # HTTP server and client
   libyaml-dev libssl-dev zlib1g-dev          # config, hashes, checksums
   libcunit1-dev                              # unit tests
+  clang libclang-rt-14-dev                   # fuzz targets (libFuzzer, ASan, UBSan)
   python3 curl procps util-linux e2fsprogs   # integration tests
   wrk nginx-light                            # benchmarks
   chromium                                   # the balancer page test (headless)

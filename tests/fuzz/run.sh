@@ -24,8 +24,8 @@ if ! command -v clang >/dev/null; then
 fi
 echo "== building the fuzz targets in $bdir"
 if ! (CC=clang cmake -S "$top" -B "$bdir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAS_FUZZ=ON >/dev/null &&
-      cmake --build "$bdir" -j"$jobs" --target fuzz >"$bdir.log" 2>&1); then
-  tail -n 30 "$bdir.log" >&2
+      cmake --build "$bdir" -j"$jobs" --target fuzz >"$bdir/fuzz-build.log" 2>&1); then
+  tail -n 30 "$bdir/fuzz-build.log" >&2
   echo "fuzz: 0 passed, 1 failed"
   exit 1
 fi

@@ -300,6 +300,14 @@ static bool apply_ring(struct backend *b, const char *json, char *err, size_t er
         }
         memcpy(hex, p + 1, len);
         hex[len] = '\0';
+        /* Only whole hex tokens, skipping the rest exactly as `ca-cas
+         * rebalance` does (rb_parse_ring): both must see the same ring. */
+        char *hend;
+        uint64_t val = strtoull(hex, &hend, 16);
+        if (*hend) {
+            p = e;
+            continue;
+        }
         if (n == cap) {
             uint64_t *t = realloc(tok, 2 * cap * sizeof(*tok));
             if (!t)
@@ -307,7 +315,7 @@ static bool apply_ring(struct backend *b, const char *json, char *err, size_t er
             tok = t;
             cap *= 2;
         }
-        tok[n++] = strtoull(hex, NULL, 16);
+        tok[n++] = val;
         p = e;
     }
     if (!tok || n == 0) {

@@ -4,7 +4,9 @@
  * rebalance` (rb_parse_ring in common/rebalance.c). backend.c is included,
  * not linked, to reach its static reader without exporting it. Properties:
  * an accepted answer has a known hash and at least one token, and the node
- * id is a terminated string that fits its field.
+ * id is a terminated string that fits its field; and the two readers agree
+ * (accept the same answers, read the same node, hash and tokens), since
+ * placement must be the same in every balancer and in the rebalancer.
  */
 #include "../../balancerd/backend.c"
 
@@ -22,7 +24,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 0) {
         FUZZ_CHECK(algo != NULL && tokens != NULL && n > 0);
         FUZZ_CHECK(strlen(node) < sizeof(node));
-        free(tokens);
     } else {
         FUZZ_CHECK(tokens == NULL && n == 0);
     }
@@ -31,12 +32,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!b)
         abort();
     b->url = "http://fuzz:1";
-    if (apply_ring(b, json, err, sizeof(err))) {
+    bool applied = apply_ring(b, json, err, sizeof(err));
+    if (applied) {
         FUZZ_CHECK(b->algo != NULL && b->tokens != NULL && b->ntokens > 0);
         FUZZ_CHECK(strlen(b->node) < sizeof(b->node));
         /* The same answer again changes nothing. */
         FUZZ_CHECK(!apply_ring(b, json, err, sizeof(err)));
     }
+    FUZZ_CHECK(applied == (rc == 0));
+    if (applied && rc == 0) {
+        FUZZ_CHECK(strcmp(b->node, node) == 0 && b->algo == algo && b->ntokens == n);
+        FUZZ_CHECK(memcmp(b->tokens, tokens, n * sizeof(*tokens)) == 0);
+    }
+    free(tokens);
     free(b->tokens);
     free(b);
     free(json);

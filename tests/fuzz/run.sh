@@ -10,6 +10,7 @@
 # crashes or a sanitizer reports: the reproducer is left in
 # build-fuzz/fuzz-artifacts/ and the tail of the report is printed. Rerun
 # one input with: build-fuzz/tests/fuzz/fuzz_<name> FILE
+# FUZZ_NO_BUILD=1 skips the build (for several runs side by side).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${FUZZ_SECONDS:-15}
@@ -22,12 +23,16 @@ if ! command -v clang >/dev/null; then
   echo "fuzz: 0 passed, 1 failed"
   exit 1
 fi
+if [ -n "${FUZZ_NO_BUILD:-}" ]; then
+  echo "== fuzz targets in $bdir (not rebuilt: FUZZ_NO_BUILD)"
+else
 echo "== building the fuzz targets in $bdir"
 if ! (CC=clang cmake -S "$top" -B "$bdir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAS_FUZZ=ON >/dev/null &&
       cmake --build "$bdir" -j"$jobs" --target fuzz >"$bdir/fuzz-build.log" 2>&1); then
   tail -n 30 "$bdir/fuzz-build.log" >&2
   echo "fuzz: 0 passed, 1 failed"
   exit 1
+fi
 fi
 
 if [ $# -gt 0 ]; then

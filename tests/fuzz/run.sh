@@ -53,14 +53,18 @@ for t in "${targets[@]}"; do
   if [ ! -x "$bin" ]; then
     echo "fuzz $t: FAILED (no binary $bin)"; failed=$((failed + 1)); continue
   fi
+  # Targets that need files make them under TMPDIR and remove them at exit;
+  # a crash skips that, so each target gets its own directory, removed here.
+  scratch=$(mktemp -d "$( [ -d /dev/shm ] && echo /dev/shm || echo /tmp )/cas-fuzz-run-XXXXXX")
   # -timeout: one input taking this long is a finding (a hang); the RSS
   # limit catches inputs that make memory grow without bound.
-  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+  TMPDIR=$scratch ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
     "$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
     -print_final_stats=1 -artifact_prefix="$bdir/fuzz-artifacts/$t-" \
     "$work" "$seeds" >"$log" 2>&1
   rc=$?
+  rm -rf "$scratch"
   done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1)
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(echo "$done_line" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')

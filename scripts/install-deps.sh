@@ -12,6 +12,7 @@ packages=(
   libjansson-dev                             # JSON answers from backends (GET /ring)
   libcunit1-dev                              # unit tests
   help2man dpkg-dev                          # man pages, the Debian package (cpack)
+  clang libclang-rt-14-dev                   # fuzz targets (libFuzzer, ASan, UBSan)
   python3 curl procps util-linux e2fsprogs   # integration tests
   wrk nginx-light                            # benchmarks, front-end tests
   haproxy                                    # front-end tests (configs/frontends)

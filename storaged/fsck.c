@@ -509,6 +509,12 @@ int store_fsck(const char *dir, unsigned flags, fsck_say_fn sayfn, fsck_progress
         if (fstat(d->files[n].ref->fd, &st) == 0)
             f.total += (uint64_t)st.st_size;
     }
+    /* A storaged refuses this state (it would cut the data files to zero),
+     * so it is a problem even when no object in them is intact: --repair
+     * then writes an index, possibly empty, and the store opens again. */
+    if (d->replay.records == 0 && f.total > 0)
+        say(&f, true, "index: missing or empty while the data files hold %" PRIu64 " bytes",
+            f.total);
     if ((rc = collect_mentioned(&f)) < 0) {
         snprintf(err, errlen, "out of memory");
         goto out;

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "multipart.h"
 #include "num.h"
+#include "range.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -462,47 +463,6 @@ static ssize_t vread_read(void *cls, uint64_t pos, char *buf, size_t max)
     return n;
 }
 
-/* Parses a single "bytes=" range against size. 0: a range; 1: no usable
- * Range header (serve all); -1: unsatisfiable. */
-static int parse_range(const char *h, uint64_t size, uint64_t *start, uint64_t *end)
-{
-    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
-        return 1;
-    const char *p = h + 6;
-    char *e;
-    if (*p == '-') {
-        if (p[1] < '0' || p[1] > '9')
-            return 1;
-        unsigned long long n = strtoull(p + 1, &e, 10);
-        if (*e)
-            return 1;
-        if (n == 0 || size == 0)
-            return -1;
-        *start = n >= size ? 0 : size - n;
-        *end = size;
-        return 0;
-    }
-    if (*p < '0' || *p > '9')
-        return 1;
-    unsigned long long a = strtoull(p, &e, 10);
-    if (*e != '-')
-        return 1;
-    unsigned long long b = UINT64_MAX;
-    if (e[1]) {
-        if (e[1] < '0' || e[1] > '9')
-            return 1;
-        char *e2;
-        b = strtoull(e + 1, &e2, 10);
-        if (*e2 || b < a)
-            return 1;
-    }
-    if (a >= size)
-        return -1;
-    *start = a;
-    *end = b >= size ? size : b + 1;
-    return 0;
-}
-
 /* Serves a small object (or a range of it) from memory, verified first.
  * False when it answered with an error instead. */
 static bool serve_small(struct http_req *req, struct vread *v, unsigned status)
@@ -578,7 +538,7 @@ void route_get(struct http_req *req)
         return;
     }
     unsigned status = 200;
-    int r = use_range ? parse_range(http_header(req, MHD_HTTP_HEADER_RANGE), size, &v->start,
+    int r = use_range ? range_parse(http_header(req, MHD_HTTP_HEADER_RANGE), size, &v->start,
                                     &v->end)
                       : 1;
     if (r < 0) {
@@ -655,10 +615,14 @@ int keylines_feed(struct keylines *kl, const char *data, size_t len,
     while (len) {
         const char *nl = memchr(data, '\n', len);
         size_t n = nl ? (size_t)(nl - data) : len;
-        if (kl->plen + n >= sizeof(kl->partial))
+        /* An overlong line keeps its first bytes, however the body was cut
+         * into chunks: the 400 then quotes the start of that line. */
+        size_t room = kl->plen < sizeof(kl->partial) - 1 ? sizeof(kl->partial) - 1 - kl->plen : 0;
+        size_t take = n < room ? n : room;
+        if (take)
+            memcpy(kl->partial + kl->plen, data, take);
+        if (n > room)
             kl->overlong = true;
-        else
-            memcpy(kl->partial + kl->plen, data, n);
         kl->plen += n;
         if (!nl)
             return 0;

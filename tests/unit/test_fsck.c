@@ -225,6 +225,38 @@ static void test_lost_index_rebuilt(void)
     CU_ASSERT_EQUAL(r.objects, 3);
 }
 
+/* Found by tests/fuzz/fsck.c: with the index lost and no intact object
+ * in the data files (one corrupt frame), fsck saw no problem and --repair
+ * wrote no index, so the storaged kept refusing to start and asking for
+ * the very repair that had just run. */
+static void test_lost_index_nothing_intact(void)
+{
+    char dir[256], path[300], err[512];
+    struct cas_key k[1];
+    uint64_t sz[1], off, size;
+    make_store(dir, sizeof(dir), 1, k, sz);
+    CU_ASSERT_FATAL(find_frame(dir, &k[0], path, sizeof(path), &off, &size));
+    flip_at(path, off + FMT_FRAME_HEADER + size / 2);
+    char index[300];
+    snprintf(index, sizeof(index), "%s/index", dir);
+    CU_ASSERT_EQUAL(unlink(index), 0);
+    struct disk_options o = {.dir = dir, .algo = SHA1};
+    struct store *s;
+    CU_ASSERT_EQUAL(disk_open(&o, &s, err, sizeof(err)), -EINVAL); /* asks for fsck --repair */
+    struct fsck_report r = run(dir, false);
+    CU_ASSERT(r.problems > 0);
+    r = run(dir, true);
+    CU_ASSERT(r.repaired);
+    CU_ASSERT_EQUAL(r.recovered, 0);
+    CU_ASSERT_EQUAL_FATAL(disk_open(&o, &s, err, sizeof(err)), 0);
+    struct store_info info;
+    s->ops->info(s, &info);
+    CU_ASSERT_EQUAL(info.objects, 0);
+    s->ops->destroy(s);
+    r = run(dir, false);
+    CU_ASSERT_EQUAL(r.problems, 0);
+}
+
 static void test_refuses_held_store(void)
 {
     char dir[256], err[512] = "";
@@ -255,6 +287,8 @@ int main(void)
     CU_add_test(su, "torn index repaired", test_torn_index_repaired);
     CU_add_test(su, "damaged record, removed objects", test_damaged_record_and_removed_objects);
     CU_add_test(su, "lost index rebuilt", test_lost_index_rebuilt);
+    CU_add_test(su, "lost index, nothing intact: repair lets the store open",
+                test_lost_index_nothing_intact);
     CU_add_test(su, "refuses a store a daemon holds", test_refuses_held_store);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();

@@ -1,0 +1,135 @@
+/*
+ * storaged_http.c - fuzzes a whole storaged request in process: the input
+ * is the bytes a client sends on one connection (request line, headers,
+ * body, maybe several pipelined requests), served by the real HTTP layer
+ * (common/httpd.c over libmicrohttpd) and routes (storaged/routes_*.c) on
+ * a real disk store. This reaches what only exists behind a connection:
+ * Range and conditional headers as the GET route applies them, the Cask
+ * multipart form (libmicrohttpd's post processor), key lists of missing
+ * and gc/mark, the GC and compaction routes.
+ *
+ * One store and server per process, in $TMPDIR (/dev/shm when there is
+ * one), removed at exit. Each run connects, sends the input, half-closes
+ * and reads until the server closes. Properties: the server always ends
+ * the connection (a hang of 20 s is a finding: libFuzzer's -timeout), and
+ * whatever it sends starts with a status line.
+ */
+#define _GNU_SOURCE
+#include "disk.h"
+#include "fuzz.h"
+#include "log.h"
+#include "routes.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[256];
+static struct storaged app;
+static struct http_server *srv;
+static unsigned port;
+
+static void remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char sub[512];
+        snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+        if (unlink(sub) < 0 && errno == EISDIR)
+            remove_tree(sub);
+    }
+    closedir(d);
+    rmdir(path);
+}
+
+static void stop(void)
+{
+    if (srv)
+        http_server_stop(srv, 5000);
+    if (app.store)
+        app.store->ops->destroy(app.store);
+    node_free(&app.node);
+    remove_tree(dir);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    const char *tmp = getenv("TMPDIR");
+    struct stat st;
+    if (!tmp)
+        tmp = stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(dir, sizeof(dir), "%s/cas-fuzz-http-XXXXXX", tmp);
+    if (!mkdtemp(dir))
+        abort();
+    atexit(stop);
+    cas_log_set_level("error");
+    signal(SIGPIPE, SIG_IGN);
+    char err[1024];
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const struct cas_hash_algo *sha1 = cas_hash_by_name("sha1");
+    if (dfd < 0 || node_load_or_create(dfd, dir, sha1, 1ull << 30, &app.node, err, sizeof(err)) < 0)
+        goto fail;
+    close(dfd);
+    app.dir = dir;
+    app.listen = "127.0.0.1:0";
+    app.started = time(NULL);
+    struct disk_options o = {.dir = dir, .algo = app.node.algo, .capacity = 1ull << 30};
+    if (disk_open(&o, &app.store, err, sizeof(err)) < 0)
+        goto fail;
+    struct http_server_config hc = {.listen = app.listen,
+                                    .routes = storaged_routes,
+                                    .nroutes = storaged_nroutes,
+                                    .app = &app,
+                                    .max_connections = 64,
+                                    .metrics = storaged_metrics};
+    if (http_server_start(&hc, &srv, err, sizeof(err)) < 0)
+        goto fail;
+    port = http_server_port(srv);
+    return 0;
+fail:
+    fprintf(stderr, "storaged_http: cannot start: %s\n", err);
+    abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        abort();
+    /* Send what the server takes; it may close early on a bad request. */
+    size_t off = 0;
+    while (off < size) {
+        ssize_t w = send(fd, data + off, size - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    shutdown(fd, SHUT_WR);
+    char buf[65536], first[9];
+    size_t got = 0;
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof(buf), 0);
+        if (r <= 0)
+            break;
+        if (got < sizeof(first))
+            memcpy(first + got, buf, (size_t)r < sizeof(first) - got ? (size_t)r : sizeof(first) - got);
+        got += (size_t)r;
+    }
+    if (got >= sizeof(first))
+        FUZZ_CHECK(memcmp(first, "HTTP/1.", 7) == 0);
+    close(fd);
+    return 0;
+}

@@ -11,6 +11,7 @@
  */
 #include "balancer.h"
 #include "log.h"
+#include "ringjson.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -139,6 +140,14 @@ void backend_health(struct balancer *bal, const struct view *v, bool *writable, 
     pthread_mutex_unlock(&bal->lock);
 }
 
+void backend_known_down(struct balancer *bal, const struct view *v, bool *down)
+{
+    pthread_mutex_lock(&bal->lock);
+    for (size_t i = 0; i < v->n; i++)
+        down[i] = v->b[i]->probed && !v->b[i]->up;
+    pthread_mutex_unlock(&bal->lock);
+}
+
 void backend_note_failure(struct balancer *bal, struct backend *b, const char *what)
 {
     pthread_mutex_lock(&bal->lock);
@@ -263,57 +272,24 @@ int balancer_reload(struct balancer *bal, char *err, size_t errlen)
 
 /* ---- probes ------------------------------------------------------------- */
 
-/* Parses {"node":..,"hash":..,"tokens":["hex",...]} into b's fields.
- * Returns true when something changed. Caller holds the lock. */
-static bool apply_ring(struct backend *b, const char *json, char *err, size_t errlen)
+/* Parses a GET /ring answer (common/ringjson.c, the parser `ca-cas
+ * rebalance` uses too) into b's fields. Returns true when something
+ * changed. An answer refused (err set) takes b out of the ring: its old
+ * tokens no longer describe what it says it is. Caller holds the lock. */
+static bool apply_ring(struct backend *b, const char *json, size_t len, char *err, size_t errlen)
 {
-    char node[128], hash[32];
-    if (cas_json_get_string(json, "node", node, sizeof(node)) < 0 ||
-        cas_json_get_string(json, "hash", hash, sizeof(hash)) < 0) {
-        snprintf(err, errlen, "GET /ring: no node or hash");
-        return false;
-    }
-    const struct cas_hash_algo *algo = cas_hash_by_name(hash);
-    if (!algo) {
-        snprintf(err, errlen, "GET /ring: unknown hash \"%s\"", hash);
-        return false;
-    }
-    const char *p = strstr(json, "\"tokens\"");
-    p = p ? strchr(p, '[') : NULL;
-    if (!p) {
-        snprintf(err, errlen, "GET /ring: no tokens");
-        return false;
-    }
-    size_t cap = 256, n = 0;
-    uint64_t *tok = malloc(cap * sizeof(*tok));
-    for (p++; tok && *p && *p != ']'; p++) {
-        if (*p != '"')
-            continue;
-        const char *e = strchr(p + 1, '"');
-        if (!e)
-            break;
-        char hex[17];
-        size_t len = (size_t)(e - p - 1);
-        if (len == 0 || len > 16) {
-            p = e;
-            continue;
-        }
-        memcpy(hex, p + 1, len);
-        hex[len] = '\0';
-        if (n == cap) {
-            uint64_t *t = realloc(tok, 2 * cap * sizeof(*tok));
-            if (!t)
-                break;
-            tok = t;
-            cap *= 2;
-        }
-        tok[n++] = strtoull(hex, NULL, 16);
-        p = e;
-    }
-    if (!tok || n == 0) {
-        free(tok);
-        snprintf(err, errlen, "GET /ring: no tokens");
-        return false;
+    char node[sizeof(b->node)];
+    const struct cas_hash_algo *algo;
+    uint64_t *tok;
+    size_t n;
+    if (ringjson_parse(json, len, node, sizeof(node), &algo, &tok, &n, err, errlen) < 0) {
+        if (!b->ntokens)
+            return false;
+        log_warn("backend %s taken out of the ring: %s", b->url, err);
+        free(b->tokens);
+        b->tokens = NULL;
+        b->ntokens = 0;
+        return true;
     }
     bool changed = strcmp(b->node, node) != 0 || b->algo != algo || b->ntokens != n ||
                    memcmp(b->tokens, tok, n * sizeof(*tok)) != 0;
@@ -360,7 +336,10 @@ void backend_probe_all(struct balancer *bal)
         }
     }
     pthread_mutex_unlock(&bal->lock);
-    upstream_run(bal, v, calls, nc, (long)bal->opt.connect_timeout_ms + 3000);
+    /* A probe is a fan-out like any other: bounded by timeouts.fanout_ms
+     * (whose default, 5 s, is what probes always allowed), so a hung
+     * backend is found down within two of these. */
+    upstream_run(bal, v, calls, nc, (long)v->cfg->fanout_ms);
 
     bool rebuild = false;
     bool any_gc = false;
@@ -377,6 +356,7 @@ void backend_probe_all(struct balancer *bal)
                 if (!b->up)
                     log_info("backend %s (%s) is up", b->url, b->domain);
                 b->up = true;
+                __atomic_store_n(&b->stalled_since_ns, 0, __ATOMIC_RELAXED);
                 b->probed_ok = true;
                 b->failures = 0;
                 b->latency_ms = call->ms;
@@ -428,9 +408,9 @@ void backend_probe_all(struct balancer *bal)
             cas_json_get_u64(json, "total_bytes", &b->compact_total);
         } else if (kind == P_RING) {
             char err[256] = "";
-            if (apply_ring(b, json, err, sizeof(err)))
+            if (apply_ring(b, json, call->resp.len, err, sizeof(err)))
                 rebuild = true;
-            else if (err[0])
+            if (err[0])
                 snprintf(b->last_error, sizeof(b->last_error), "%s", err);
         }
     }
@@ -480,6 +460,18 @@ static void *probe_main(void *arg)
     struct balancer *bal = arg;
     for (;;) {
         backend_probe_all(bal);
+        pthread_mutex_lock(&bal->lock);
+        bool gc = bal->gc_active;
+        uint64_t gc_id = bal->gc_id;
+        pthread_mutex_unlock(&bal->lock);
+        if (gc && gcdebt_pending_bytes(bal)) {
+            /* Unmarks a backend missed while it was away: deliver them as
+             * soon as it is back, not only at gc/end. */
+            char err[512];
+            struct view *v = view_get(bal);
+            gcdebt_settle(bal, v, gc_id, err, sizeof(err));
+            view_put(v);
+        }
         pthread_mutex_lock(&bal->lock);
         if (bal->stopping) {
             pthread_mutex_unlock(&bal->lock);
@@ -534,7 +526,9 @@ int balancer_init(struct balancer *bal, const struct balancer_options *opt, char
 
 int balancer_start(struct balancer *bal, char *err, size_t errlen)
 {
-    int rc = repair_init(bal);
+    int rc = gcdebt_init(bal);
+    if (rc == 0)
+        rc = repair_init(bal);
     if (rc < 0) {
         snprintf(err, errlen, "cannot start the repair thread: %s", strerror(-rc));
         return rc;
@@ -560,6 +554,7 @@ void balancer_stop(struct balancer *bal)
     if (bal->probe_started)
         pthread_join(bal->probe_thread, NULL);
     repair_stop(bal);
+    gcdebt_free(bal);
     if (bal->compact_thread_joinable)
         pthread_join(bal->compact_thread, NULL);
     view_put(bal->view);

@@ -18,6 +18,7 @@
  *   fanout.c    one request body streamed to several backends (push)
  *   proxy.c     object routes: PUT, POST, GET, HEAD, DELETE
  *   repair.c    read repair queue and the GC touch log
+ *   gcdebt.c    GC unmarks a backend missed, delivered again before `end`
  *   cluster.c   GC, list, missing, capacity, compaction across backends
  *   routes.c    the route table, /status, /metrics, /ring, /healthz
  *   page.c      the HTML page at GET /
@@ -71,6 +72,11 @@ struct backend {
     struct backend_capacity cap;
     bool compact_running;
     uint64_t compact_done, compact_total;
+    /* Hedged reads (proxy.c): when a read to this backend was dropped
+     * unanswered while a later request to another copy had answered, the
+     * time that read was sent; 0 once it answers anything (or a probe
+     * does). Atomic, outside the lock. */
+    uint64_t stalled_since_ns;
 };
 
 /* The config and token a view was built from; shared by the views that
@@ -100,6 +106,10 @@ void view_put(struct view *v);
  * read-only, same hash as the cluster, tokens known) and up. */
 void backend_health(struct balancer *bal, const struct view *v, bool *writable, bool *up);
 
+/* down[i]: the probes have marked v's backend i down (a backend not probed
+ * yet is not known down). Fan-outs skip these rather than wait on them. */
+void backend_known_down(struct balancer *bal, const struct view *v, bool *down);
+
 /* Records the outcome of a request to a backend outside the probes. */
 void backend_note_failure(struct balancer *bal, struct backend *b, const char *what);
 
@@ -113,19 +123,32 @@ struct balancer_options {
     unsigned first_byte_timeout_ms;
     unsigned io_timeout_ms;
     unsigned probe_interval_ms;
-    /* Hash large objects as they are relayed too (storaged already holds
-     * back its last bytes until its own check passes). */
+    /* Kept for old command lines: every whole-object GET is hashed as it
+     * is relayed, whatever its size. */
     bool verify_streamed;
+    /* A GET body may keep the balancer waiting on its backend for at most
+     * first_byte + io timeouts plus its size at this rate (KiB/s), or the
+     * read fails over (before the first byte) or is aborted (after it).
+     * 0: no total deadline. */
+    unsigned min_read_kbps;
+    /* Hedged reads: ask the next copy when no answer head has come after
+     * the p95 of recent first-byte latencies, clamped to [min, max] ms;
+     * hedge_max_ms 0 turns hedging off. */
+    unsigned hedge_min_ms, hedge_max_ms;
 };
 
 /* Counters shown in /metrics. Atomics. */
 struct balancer_counters {
     uint64_t repairs_queued, repairs_done, repairs_failed, repairs_dropped;
     uint64_t failovers, aborted_streams, corrupt_copies;
+    uint64_t hedged_reads, hedge_wins; /* extra requests sent by hedging; those served */
     uint64_t gc_touches;
+    /* Writes answered with fewer than `replicas` copies (X-CAS-Copies). */
+    uint64_t under_replicated_writes;
 };
 
 struct repair_queue;
+struct gcdebt;
 
 struct balancer {
     struct balancer_options opt;
@@ -151,6 +174,7 @@ struct balancer {
     uint64_t gc_seen_id; /* cycle whose touch log has been flushed */
 
     struct repair_queue *repair;
+    struct gcdebt *gcdebt;
 
     /* Cluster-wide compaction job (under lock). */
     bool compact_running;
@@ -190,6 +214,7 @@ struct upstream_call {
     struct cas_buf resp; /* the body, cut at 16 MiB */
     char err[256];
     double ms;
+    bool skipped; /* not asked: the probes say the backend is down */
 };
 
 /* A configured easy handle: URL, method, token, connect timeout, no
@@ -221,8 +246,11 @@ struct bstream_head {
     long status;
     int64_t content_length; /* -1 unknown */
     uint64_t gc_id;         /* X-CAS-GC: the backend's active GC cycle; 0 none */
+    bool chunked;           /* a Transfer-Encoding: a framing never relayed as an object */
+    int dup_length;         /* bstream: conflicting Content-Length headers seen */
     char content_range[128];
     char content_type[128];
+    char etag[160];         /* as sent, quotes included; "" when none */
 };
 
 /* Sends method to url with an optional Range header and waits for the
@@ -232,6 +260,11 @@ struct bstream_head {
 int bstream_open(struct balancer *bal, const struct view *v, const char *url, const char *method,
                  const char *range, struct bstream **out, struct bstream_head *head, char *err,
                  size_t errlen);
+/* Limits the total time bstream_read may spend waiting for the backend
+ * over the rest of the body to budget_ns (0: no limit); past it a read
+ * fails with -ETIMEDOUT. Time the caller spends elsewhere (a slow client)
+ * is not counted: the limit is on the backend's slowness. */
+void bstream_set_read_budget(struct bstream *s, uint64_t budget_ns);
 /* Up to max bytes of body: > 0, 0 at the end, -errno on failure. */
 ssize_t bstream_read(struct bstream *s, char *buf, size_t max, char *err, size_t errlen);
 void bstream_close(struct bstream *s);
@@ -248,11 +281,49 @@ struct upconn;
 int upconn_open(struct balancer *bal, const struct view *v, const char *base, const char *path,
                 const char *method, const char *range, struct upconn **out,
                 struct bstream_head *head, char *err, size_t errlen);
+/* upconn_open in two steps, so that several backends can be asked at once
+ * (hedged reads): upconn_start takes a pooled connection (or makes one)
+ * and sends the request; upconn_fd is what to poll for the answer;
+ * upconn_finish reads the head (first_byte_timeout_ms from the start; a
+ * pooled connection found closed is replaced once) and gives the
+ * connection to read the body from in *out, or frees it and returns
+ * -errno; upconn_abandon drops a request whose answer is not wanted. */
+int upconn_start(struct balancer *bal, const struct view *v, const char *base, const char *path,
+                 const char *method, const char *range, struct upconn **out, char *err,
+                 size_t errlen);
+int upconn_fd(const struct upconn *c);
+int upconn_finish(struct balancer *bal, struct upconn *c, struct upconn **out,
+                  struct bstream_head *head, char *err, size_t errlen);
+void upconn_abandon(struct upconn *c);
 /* Up to max bytes of body: > 0, 0 at the end, -errno on failure
  * (io_timeout_ms without data, or the peer closed before the end). */
 ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t errlen);
+/* As bstream_set_read_budget. */
+void upconn_set_read_budget(struct upconn *c, uint64_t budget_ns);
 /* Back to the pool when the response was read to its end, else closed. */
 void upconn_close(struct upconn *c);
+
+/* How a response's body is framed, from its head (upstream_parse_head). */
+struct upstream_framing {
+    bool informational; /* 1xx: the real head follows */
+    bool keep_alive;    /* the connection may carry another request after this one */
+    bool until_close;   /* no usable length (none, or a transfer coding): read to EOF */
+    int64_t body;       /* body bytes after the head, when !until_close */
+};
+
+/* Length of the response head at the start of buf[0..len) including the
+ * empty line that ends it (CRLF or bare LF line ends), 0 when incomplete. */
+size_t upstream_head_end(const char *buf, size_t len);
+
+/* Parses a response head buf[0..hlen) (as measured by upstream_head_end)
+ * of a request whose method was HEAD when is_head. Fills head (status,
+ * Content-Length, Content-Range, ETag, a transfer coding, X-CAS-GC) and fr.
+ * Returns 0, or -EPROTO with err saying why: a malformed status line or
+ * header line, obs-fold (a folded header line), a Content-Length that is
+ * not plain digits, or two Content-Length headers that disagree
+ * (RFC 9112 6.3). Connection tokens are compared without case. */
+int upstream_parse_head(const char *buf, size_t hlen, bool is_head, struct bstream_head *head,
+                        struct upstream_framing *fr, char *err, size_t errlen);
 
 /* ---- fanout.c: pushing one body to several backends -------------------- */
 
@@ -269,6 +340,14 @@ struct fanout_result {
  * when content_length < 0). */
 int fanout_start(struct balancer *bal, const struct view *v, const char *method, char **urls,
                  const size_t *backends, size_t n, int64_t content_length, struct fanout **out);
+/* Lets the fan-out drop a target that lags behind `need` others (they took
+ * the chunk it has not, or answered 2xx at the end) for straggler_ms; by
+ * default need is every target (nothing is dropped for lagging). A
+ * target whose backend the probes mark down is dropped in any case. */
+void fanout_set_quorum(struct fanout *f, size_t need, unsigned straggler_ms);
+/* Longest wait for an answer once the body is sent (default 600 s: a
+ * backend syncs before answering). */
+void fanout_set_answer_timeout(struct fanout *f, unsigned ms);
 /* Streams the next len bytes to every target still alive; returns how many
  * are alive (0: all have answered or failed). */
 size_t fanout_feed(struct fanout *f, const char *data, size_t len);
@@ -321,13 +400,39 @@ size_t repair_queue_length(struct balancer *bal);
 /* Records that key was read or written; during a GC cycle, also unmarks it
  * on every backend before returning. */
 void gc_touch(struct balancer *bal, const struct view *v, const struct cas_key *key);
+/* During a GC cycle, unmarks lines ("<hex>\n"...) on every backend (what a
+ * backend misses is kept as GC debt); nothing when no cycle is known. */
+void gc_unmark_everywhere(struct balancer *bal, const struct view *v, const char *lines,
+                          size_t len);
 /* Unmarks everything read or written recently (a cycle this balancer did
  * not start has just been noticed, or is about to end). */
 void gc_touch_flush_recent(struct balancer *bal, const struct view *v);
+/* Unmarks on every backend what was read or written since since_ns
+ * (cas_now_ns clock): gc/begin uses it for what was served while the
+ * backends were beginning, before this balancer knew the cycle. */
+void gc_touch_flush_since(struct balancer *bal, const struct view *v, uint64_t since_ns);
 /* A backend's answer named GC cycle id (X-CAS-GC). When this balancer did
  * not know of it yet (another balancer began it since the last probe),
  * learns it now and unmarks key and the recently used objects on every
  * backend before the caller answers. */
 void gc_learn(struct balancer *bal, const struct view *v, const struct cas_key *key, uint64_t id);
+
+/* ---- gcdebt.c: unmarks a backend missed during a GC cycle ------------- */
+
+int gcdebt_init(struct balancer *bal);
+void gcdebt_free(struct balancer *bal);
+/* Keeps lines ("<hex>\n"...) that gc/mark could not deliver to the backend
+ * at url during cycle; a different cycle than the one kept clears the rest. */
+void gcdebt_add(struct balancer *bal, uint64_t cycle, const char *url, const char *lines,
+                size_t len);
+/* A new cycle began (begin re-marks everything): the old debt is void. */
+void gcdebt_new_cycle(struct balancer *bal, uint64_t cycle);
+/* Delivers the debt of cycle to every backend that owes it. 0 when nothing
+ * is left; -EAGAIN (a backend still unreachable) or -EOVERFLOW (too much
+ * was missed: the cycle must not be ended) with err set. */
+int gcdebt_settle(struct balancer *bal, const struct view *v, uint64_t cycle, char *err,
+                  size_t errlen);
+/* Bytes of unmarks waiting (for /status and /metrics). */
+size_t gcdebt_pending_bytes(struct balancer *bal);
 
 #endif

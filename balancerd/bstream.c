@@ -72,6 +72,8 @@ struct bstream {
     struct bstream_head *head;
     uint64_t last_progress_ns;
     unsigned io_timeout_ms;
+    bool budgeted;      /* waits for the body are limited (bstream_set_read_budget) */
+    uint64_t budget_ns; /* what is left of that time */
 };
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *cls)
@@ -82,7 +84,10 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *cls)
         /* A new status line (after a 100 Continue, say): start over. */
         s->head->content_range[0] = '\0';
         s->head->content_type[0] = '\0';
+        s->head->etag[0] = '\0';
         s->head->content_length = -1;
+        s->head->chunked = false;
+        s->head->dup_length = 0;
         return n;
     }
     if (n <= 2 && (data[0] == '\r' || data[0] == '\n')) {
@@ -107,8 +112,21 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *cls)
     char *val = colon + 1;
     while (*val == ' ' || *val == '\t')
         val++;
-    if (!strcasecmp(line, "Content-Length"))
-        s->head->content_length = strtoll(val, NULL, 10);
+    if (!strcasecmp(line, "Content-Length")) {
+        /* Plain digits only, and never two different values (RFC 9112
+         * 6.3): such an answer is refused by the caller. */
+        char *e;
+        errno = 0;
+        long long v = (*val >= '0' && *val <= '9') ? strtoll(val, &e, 10) : -1;
+        if (v < 0 || errno || *e != '\0' ||
+            (s->head->content_length >= 0 && s->head->content_length != v))
+            s->head->dup_length = 1;
+        else
+            s->head->content_length = v;
+    } else if (!strcasecmp(line, "Transfer-Encoding"))
+        s->head->chunked = true;
+    else if (!strcasecmp(line, "ETag"))
+        snprintf(s->head->etag, sizeof(s->head->etag), "%s", val);
     else if (!strcasecmp(line, "Content-Range"))
         snprintf(s->head->content_range, sizeof(s->head->content_range), "%s", val);
     else if (!strcasecmp(line, "Content-Type"))
@@ -148,6 +166,11 @@ static int drive(struct bstream *s, bool (*stop)(const struct bstream *), unsign
                  char *err, size_t errlen)
 {
     s->last_progress_ns = cas_now_ns();
+    uint64_t t0 = s->last_progress_ns;
+    if (s->budgeted && s->budget_ns == 0) {
+        snprintf(err, errlen, "body not complete within the read deadline");
+        return -ETIMEDOUT;
+    }
     while (!stop(s) && !s->done) {
         int running = 0;
         if (curl_multi_perform(s->multi, &running) != CURLM_OK) {
@@ -165,8 +188,14 @@ static int drive(struct bstream *s, bool (*stop)(const struct bstream *), unsign
             break;
         if (s->paused)
             break; /* buffer full: the reader has to make room first */
-        if ((cas_now_ns() - s->last_progress_ns) / 1000000 > timeout_ms) {
+        uint64_t now = cas_now_ns();
+        if ((now - s->last_progress_ns) / 1000000 > timeout_ms) {
             snprintf(err, errlen, "no data for %u ms", timeout_ms);
+            return -ETIMEDOUT;
+        }
+        if (s->budgeted && now - t0 >= s->budget_ns) {
+            s->budget_ns = 0;
+            snprintf(err, errlen, "body not complete within the read deadline");
             return -ETIMEDOUT;
         }
         curl_multi_poll(s->multi, NULL, 0, 100, NULL);
@@ -246,6 +275,12 @@ int bstream_open(struct balancer *bal, const struct view *v, const char *url, co
     return 0;
 }
 
+void bstream_set_read_budget(struct bstream *s, uint64_t budget_ns)
+{
+    s->budgeted = budget_ns != 0;
+    s->budget_ns = budget_ns;
+}
+
 ssize_t bstream_read(struct bstream *s, char *buf, size_t max, char *err, size_t errlen)
 {
     if (!have_data(s)) {
@@ -253,7 +288,12 @@ ssize_t bstream_read(struct bstream *s, char *buf, size_t max, char *err, size_t
             s->paused = false;
             curl_easy_pause(s->easy, CURLPAUSE_CONT);
         }
+        uint64_t t0 = cas_now_ns();
         int rc = drive(s, have_data, s->io_timeout_ms, err, errlen);
+        if (s->budgeted) {
+            uint64_t waited = cas_now_ns() - t0;
+            s->budget_ns = waited >= s->budget_ns ? 0 : s->budget_ns - waited;
+        }
         if (rc < 0)
             return rc;
         if (!have_data(s)) {

@@ -33,20 +33,44 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-/* Runs method on path (with ?query) on every backend; calls[] has v->n slots. */
+/*
+ * Runs method on path (with ?query) on every backend the probes do not say
+ * is down, each bounded by timeout_ms (0: none); calls[] has v->n slots, by
+ * backend index. A backend known down is not asked: its slot has status 0,
+ * skipped set and err "down (probes), not asked", so a hung backend costs
+ * the caller nothing once the probes have noticed it, and at most
+ * timeout_ms before.
+ */
 static struct upstream_call *on_every_backend(struct balancer *bal, const struct view *v,
                                               const char *method, const char *path,
                                               long timeout_ms)
 {
-    struct upstream_call *calls = calloc(v->n ? v->n : 1, sizeof(*calls));
-    if (!calls)
+    size_t n = v->n ? v->n : 1;
+    struct upstream_call *calls = calloc(n, sizeof(*calls));
+    struct upstream_call *run = calloc(n, sizeof(*run));
+    if (!calls || !run) {
+        free(calls);
+        free(run);
         return NULL;
+    }
+    bool down[n];
+    backend_known_down(bal, v, down);
+    size_t k = 0;
     for (size_t i = 0; i < v->n; i++) {
-        snprintf(calls[i].url, sizeof(calls[i].url), "%s%s", v->b[i]->url, path);
         calls[i].method = method;
         calls[i].backend = i;
+        snprintf(calls[i].url, sizeof(calls[i].url), "%s%s", v->b[i]->url, path);
+        if (down[i]) {
+            calls[i].skipped = true;
+            snprintf(calls[i].err, sizeof(calls[i].err), "down (probes), not asked");
+            continue;
+        }
+        run[k++] = calls[i];
     }
-    upstream_run(bal, v, calls, v->n, timeout_ms);
+    upstream_run(bal, v, run, k, timeout_ms);
+    for (size_t j = 0; j < k; j++)
+        calls[run[j].backend] = run[j]; /* moves each answer's buffer */
+    free(run);
     return calls;
 }
 
@@ -57,6 +81,20 @@ static void free_calls(struct upstream_call *calls, size_t n)
 }
 
 /* ---- GC ----------------------------------------------------------------- */
+
+/* Names the backends the probes say are down ("url, url"); 0 when none. */
+static size_t down_backends(struct balancer *bal, const struct view *v, struct cas_buf *names)
+{
+    bool down[v->n ? v->n : 1];
+    backend_known_down(bal, v, down);
+    size_t n = 0;
+    for (size_t i = 0; i < v->n; i++)
+        if (down[i]) {
+            cas_buf_printf(names, "%s%s", n ? ", " : "", v->b[i]->url);
+            n++;
+        }
+    return n;
+}
 
 void cluster_gc_begin(struct http_req *req)
 {
@@ -78,9 +116,22 @@ void cluster_gc_begin(struct http_req *req)
             id &= (1ull << 53) - 1; /* stays exact in JSON readers using doubles */
         }
     }
+    /* A backend that is down would miss the marks; its objects would then
+     * outlive the cycle, but it could not take part in `end` either:
+     * refuse now rather than start a cycle that cannot end cleanly. */
+    struct cas_buf downs;
+    cas_buf_init(&downs);
+    if (down_backends(bal, v, &downs)) {
+        http_error(req, 503, "GC not started: backends down: %s", downs.data);
+        cas_buf_free(&downs);
+        view_put(v);
+        return;
+    }
+    cas_buf_free(&downs);
     char path[64];
     snprintf(path, sizeof(path), "/gc/begin?id=%" PRIu64, id);
-    struct upstream_call *calls = on_every_backend(bal, v, "POST", path, 600000);
+    uint64_t began_ns = cas_now_ns();
+    struct upstream_call *calls = on_every_backend(bal, v, "POST", path, v->cfg->gc_ms);
     if (!calls) {
         view_put(v);
         http_error(req, 500, "out of memory");
@@ -109,7 +160,7 @@ void cluster_gc_begin(struct http_req *req)
                 continue;
             struct upstream_call c = {.method = "POST"};
             snprintf(c.url, sizeof(c.url), "%s%s", v->b[i]->url, path);
-            upstream_run(bal, v, &c, 1, 30000);
+            upstream_run(bal, v, &c, 1, v->cfg->fanout_ms);
             if (c.status != 200 && c.status != 204)
                 log_warn("GC %" PRIu64 ": could not cancel on %s (HTTP %ld); the cycle stays "
                          "open there until the next begin",
@@ -123,6 +174,10 @@ void cluster_gc_begin(struct http_req *req)
         bal->gc_id = id;
         bal->gc_seen_id = id;
         pthread_mutex_unlock(&bal->lock);
+        gcdebt_new_cycle(bal, id);
+        /* Served while the backends were beginning, before gc_active was
+         * set here: unmarked only where it was served. */
+        gc_touch_flush_since(bal, v, began_ns);
         log_info("GC cycle %" PRIu64 " begun on %zu backends: %" PRIu64 " objects marked", id,
                  v->n, objects);
         struct cas_buf b;
@@ -222,10 +277,80 @@ void cluster_gc_mark(struct http_req *req)
         http_error(req, 500, "out of memory");
         return;
     }
+    /* The backends answer once they have applied the whole body. */
+    fanout_set_answer_timeout(m->f, v->cfg->gc_ms);
     req->on_body = mark_body;
     req->on_done = mark_done;
 }
 
+/*
+ * Asks every backend for its GC state (GET /gc) and checks that cycle id
+ * can be ended: every backend reachable, none in another cycle, at least
+ * one in this one. has[i] says which backends are in it. On refusal sets
+ * the answer (409: not the current cycle; 503: a backend down or silent)
+ * and returns -1. Nothing is changed anywhere.
+ */
+static int gc_end_check(struct http_req *req, struct balancer *bal, const struct view *v,
+                        uint64_t id, bool *has)
+{
+    struct upstream_call *calls = on_every_backend(bal, v, "GET", "/gc", v->cfg->fanout_ms);
+    if (!calls) {
+        http_error(req, 500, "out of memory");
+        return -1;
+    }
+    struct cas_buf silent, other;
+    cas_buf_init(&silent);
+    cas_buf_init(&other);
+    size_t in_cycle = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        has[i] = false;
+        if (calls[i].status != 200) {
+            char d[300];
+            upstream_describe(&calls[i], d, sizeof(d));
+            cas_buf_printf(&silent, "%s%s: %s", silent.len ? "; " : "", v->b[i]->url, d);
+            continue;
+        }
+        bool active = false;
+        uint64_t cur = 0;
+        cas_json_get_bool(calls[i].resp.data, "active", &active);
+        cas_json_get_u64(calls[i].resp.data, "id", &cur);
+        if (active && cur == id) {
+            has[i] = true;
+            in_cycle++;
+        } else if (active) {
+            cas_buf_printf(&other, "%s%s is in cycle %" PRIu64, other.len ? "; " : "", v->b[i]->url,
+                           cur);
+        }
+    }
+    int rc = -1;
+    if (other.len)
+        http_error(req, 409, "GC cycle %" PRIu64 " is not the current one: %s", id, other.data);
+    else if (silent.len)
+        http_error(req, 503,
+                   "GC cycle %" PRIu64 " not ended (nothing changed; end it again once every "
+                   "backend answers): %s",
+                   id, silent.data);
+    else if (!in_cycle)
+        http_error(req, 409, "GC cycle %" PRIu64 " is not the current one (no backend is in it)",
+                   id);
+    else
+        rc = 0;
+    cas_buf_free(&silent);
+    cas_buf_free(&other);
+    free_calls(calls, v->n);
+    return rc;
+}
+
+/*
+ * gc/end through the balancer. A rejected end changes nothing (SPEC): the
+ * id is checked, then every backend's state (gc_end_check), then the
+ * unmarks backends missed during the cycle are delivered (gcdebt.c), and
+ * only then does anything happen: this balancer's recently served objects
+ * are unmarked if it had not seen the cycle, and the cycle is ended on
+ * every backend that is in it. Backends with no cycle (one that ended
+ * there by an earlier, partly failed end) are left alone, so ending again
+ * with the same id finishes a partial end.
+ */
 void cluster_gc_end(struct http_req *req)
 {
     struct balancer *bal = req->app;
@@ -237,8 +362,21 @@ void cluster_gc_end(struct http_req *req)
         return;
     }
     struct view *v = view_get(bal);
+    bool has[v->n ? v->n : 1];
+    if (gc_end_check(req, bal, v, id, has) < 0) {
+        view_put(v);
+        return;
+    }
+    char err[600];
+    if (gcdebt_settle(bal, v, id, err, sizeof(err)) < 0) {
+        http_error(req, 503, "GC cycle %" PRIu64 " not ended (nothing changed): %s", id, err);
+        view_put(v);
+        return;
+    }
     pthread_mutex_lock(&bal->lock);
     bool seen = bal->gc_seen_id == id;
+    bal->gc_active = true;
+    bal->gc_id = id;
     pthread_mutex_unlock(&bal->lock);
     if (!seen) {
         /* Begun elsewhere and not noticed yet: what we served must survive. */
@@ -246,20 +384,36 @@ void cluster_gc_end(struct http_req *req)
         pthread_mutex_lock(&bal->lock);
         bal->gc_seen_id = id;
         pthread_mutex_unlock(&bal->lock);
+        if (gcdebt_settle(bal, v, id, err, sizeof(err)) < 0) {
+            http_error(req, 503, "GC cycle %" PRIu64 " not ended: %s", id, err);
+            view_put(v);
+            return;
+        }
     }
     char path[64];
     snprintf(path, sizeof(path), "/gc/end?id=%" PRIu64, id);
-    struct upstream_call *calls = on_every_backend(bal, v, "POST", path, 0);
+    size_t nb = v->n ? v->n : 1;
+    struct upstream_call *calls = calloc(nb, sizeof(*calls));
     if (!calls) {
         view_put(v);
         http_error(req, 500, "out of memory");
         return;
     }
+    size_t k = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (!has[i])
+            continue;
+        snprintf(calls[k].url, sizeof(calls[k].url), "%s%s", v->b[i]->url, path);
+        calls[k].method = "POST";
+        calls[k].backend = i;
+        k++;
+    }
+    upstream_run(bal, v, calls, k, v->cfg->gc_ms);
     uint64_t removed = 0, bytes = 0;
-    size_t ok = 0, conflict = 0;
+    size_t ok = 0;
     struct cas_buf why;
     cas_buf_init(&why);
-    for (size_t i = 0; i < v->n; i++) {
+    for (size_t i = 0; i < k; i++) {
         if (calls[i].status == 200) {
             uint64_t r = 0, b = 0;
             cas_json_get_u64(calls[i].resp.data, "removed", &r);
@@ -269,13 +423,11 @@ void cluster_gc_end(struct http_req *req)
             ok++;
             continue;
         }
-        if (calls[i].status == 409)
-            conflict++;
         char d[300];
         upstream_describe(&calls[i], d, sizeof(d));
-        cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", v->b[i]->url, d);
+        cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", v->b[calls[i].backend]->url, d);
     }
-    if (ok == v->n) {
+    if (ok == k) {
         pthread_mutex_lock(&bal->lock);
         if (bal->gc_id == id)
             bal->gc_active = false;
@@ -286,15 +438,17 @@ void cluster_gc_end(struct http_req *req)
         cas_buf_init(&b);
         cas_buf_printf(&b, "{\"removed\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", removed, bytes);
         http_reply_json(req, 200, &b);
-    } else if (conflict == v->n) {
-        http_error(req, 409, "GC cycle %" PRIu64 " is not the current one: %s", id, why.data);
     } else {
-        http_error(req, ok ? 503 : (conflict ? 409 : 503),
-                   "GC cycle %" PRIu64 " ended on %zu of %zu backends: %s", id, ok, v->n,
-                   why.data);
+        /* A backend failed between the check and the end: those that ended
+         * are done; ending again with the same id finishes the others. */
+        http_error(req, 503,
+                   "GC cycle %" PRIu64 " ended on %zu of %zu backends (end it again with the same "
+                   "id to finish): %s",
+                   id, ok, k, why.data);
     }
     cas_buf_free(&why);
-    free_calls(calls, v->n);
+    upstream_calls_free(calls, k);
+    free(calls);
     view_put(v);
 }
 
@@ -330,8 +484,27 @@ void cluster_gc_json(struct balancer *bal, const struct view *v, struct cas_json
 void cluster_gc_status(struct http_req *req)
 {
     struct balancer *bal = req->app;
-    backend_probe_all(bal); /* answer with fresh figures, not the last probe's */
     struct view *v = view_get(bal);
+    /* Fresh figures rather than the last probe's, from every backend not
+     * known down (a full probe would wait on a hung one every time). */
+    struct upstream_call *calls = on_every_backend(bal, v, "GET", "/gc", v->cfg->fanout_ms);
+    if (calls) {
+        pthread_mutex_lock(&bal->lock);
+        for (size_t i = 0; i < v->n; i++) {
+            struct backend *be = v->b[i];
+            const char *js = calls[i].resp.data;
+            if (calls[i].status != 200 || !js)
+                continue;
+            bool active = false;
+            cas_json_get_bool(js, "active", &active);
+            be->gc_active = active;
+            cas_json_get_u64(js, "id", &be->gc_id);
+            cas_json_get_u64(js, "objects", &be->gc_objects);
+            cas_json_get_u64(js, "bytes", &be->gc_bytes);
+        }
+        pthread_mutex_unlock(&bal->lock);
+        free_calls(calls, v->n);
+    }
     struct cas_buf b;
     cas_buf_init(&b);
     struct cas_json j;
@@ -419,15 +592,16 @@ static void list_free(void *cls)
     free(l);
 }
 
-/* Opens the next up backend's listing; false when none is left. */
+/* Opens the next backend's listing, skipping those known down; false when
+ * none is left. */
 static bool list_open_next(struct list_ctx *l, char *err, size_t errlen, long *status)
 {
-    bool up[l->v->n ? l->v->n : 1];
-    backend_health(l->bal, l->v, NULL, up);
+    bool down[l->v->n ? l->v->n : 1];
+    backend_known_down(l->bal, l->v, down);
     *status = 0;
     while (l->next < l->v->n) {
         size_t b = l->next++;
-        if (!up[b]) {
+        if (down[b]) {
             log_warn("list: skipping %s, which is down", l->v->b[b]->url);
             continue;
         }
@@ -504,6 +678,44 @@ static ssize_t list_read(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
+/*
+ * Before listing garbage: the objects this balancer served recently are
+ * unmarked on every backend when it first sees a cycle (repair.c, the GC
+ * touch log), at the latest by gc/end through it. Do that now if the
+ * backends are in a cycle this balancer has not flushed for, and deliver
+ * the unmarks backends missed (gcdebt.c), so that the listing is what `end`
+ * through this balancer will remove.
+ */
+static void list_garbage_settle(struct balancer *bal, const struct view *v)
+{
+    struct upstream_call *calls = on_every_backend(bal, v, "GET", "/gc", v->cfg->fanout_ms);
+    if (!calls)
+        return;
+    uint64_t id = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        bool active = false;
+        if (calls[i].status == 200 && !cas_json_get_bool(calls[i].resp.data, "active", &active) &&
+            active)
+            cas_json_get_u64(calls[i].resp.data, "id", &id);
+    }
+    free_calls(calls, v->n);
+    if (!id)
+        return;
+    pthread_mutex_lock(&bal->lock);
+    bool seen = bal->gc_seen_id == id;
+    bal->gc_active = true;
+    bal->gc_id = id;
+    pthread_mutex_unlock(&bal->lock);
+    if (!seen) {
+        gc_touch_flush_recent(bal, v);
+        pthread_mutex_lock(&bal->lock);
+        bal->gc_seen_id = id;
+        pthread_mutex_unlock(&bal->lock);
+    }
+    char err[512];
+    gcdebt_settle(bal, v, id, err, sizeof(err));
+}
+
 void cluster_list(struct http_req *req)
 {
     struct balancer *bal = req->app;
@@ -533,6 +745,14 @@ void cluster_list(struct http_req *req)
         qn += (size_t)snprintf(l->query + qn, sizeof(l->query) - qn, "%c%s=%s", qn ? '&' : '?',
                                params[i], val);
     }
+    const char *state = http_query(req, "state");
+    if (state && !strcmp(state, "garbage"))
+        list_garbage_settle(bal, l->v);
+    bool down[l->v->n ? l->v->n : 1];
+    backend_known_down(bal, l->v, down);
+    size_t skipped = 0;
+    for (size_t i = 0; i < l->v->n; i++)
+        skipped += down[i];
     char err[256] = "";
     long st = 0;
     if (!list_open_next(l, err, sizeof(err), &st) && st == 400) {
@@ -541,6 +761,10 @@ void cluster_list(struct http_req *req)
         return;
     }
     http_reply_stream(req, 200, "text/plain", HTTP_SIZE_UNKNOWN, list_read, l, list_free);
+    /* The listing leaves out what only a backend known down holds. */
+    char n[24];
+    snprintf(n, sizeof(n), "%zu", skipped);
+    http_add_header(req, "X-CAS-Backends-Skipped", n);
 }
 
 /* ---- missing ------------------------------------------------------------ */
@@ -581,12 +805,16 @@ static int missing_flush(struct missing_ctx *m, char *err, size_t errlen)
     backend_health(m->bal, m->v, NULL, up);
     struct cas_buf left = m->batch;
     cas_buf_init(&m->batch);
+    /* During a GC cycle the keys found count as used (SPEC): the backend
+     * that found one unmarked its own copy; the other holders were not
+     * asked, so unmark the batch everywhere (absent keys are no-ops). */
+    gc_unmark_everywhere(m->bal, m->v, left.data, left.len);
     for (size_t i = 0; i < m->v->n && left.len; i++) {
         if (!up[i])
             continue;
         struct upstream_call c = {.method = "POST", .body = left.data, .body_len = left.len};
         snprintf(c.url, sizeof(c.url), "%s/objects/missing", m->v->b[i]->url);
-        upstream_run(m->bal, m->v, &c, 1, 120000);
+        upstream_run(m->bal, m->v, &c, 1, m->v->cfg->fanout_ms);
         if (c.status == 200) {
             cas_buf_free(&left);
             left = c.resp;
@@ -753,7 +981,7 @@ void cluster_capacity(struct http_req *req)
 {
     struct balancer *bal = req->app;
     struct view *v = view_get(bal);
-    struct upstream_call *calls = on_every_backend(bal, v, "GET", "/capacity", 10000);
+    struct upstream_call *calls = on_every_backend(bal, v, "GET", "/capacity", v->cfg->fanout_ms);
     if (!calls) {
         view_put(v);
         http_error(req, 500, "out of memory");
@@ -787,10 +1015,15 @@ void cluster_capacity(struct http_req *req)
     cas_json_init(&j, &b);
     cas_json_begin_object(&j);
     capacity_members(&j, &sum);
+    /* The sums cover the backends that answered; "partial" says when some
+     * did not, and each of those shows its last probed figures as stale. */
     cas_json_key(&j, "backends_up");
     cas_json_u64(&j, answered);
+    cas_json_key(&j, "partial");
+    cas_json_bool(&j, answered < v->n);
     cas_json_key(&j, "backends");
     cas_json_begin_array(&j);
+    uint64_t now = cas_now_ns();
     for (size_t i = 0; i < v->n; i++) {
         cas_json_begin_object(&j);
         cas_json_key(&j, "url");
@@ -806,6 +1039,20 @@ void cluster_capacity(struct http_req *req)
             upstream_describe(&calls[i], d, sizeof(d));
             cas_json_key(&j, "error");
             cas_json_string(&j, d);
+            cas_json_key(&j, "skipped");
+            cas_json_bool(&j, calls[i].skipped);
+            pthread_mutex_lock(&bal->lock);
+            struct backend_capacity last = v->b[i]->cap;
+            bool known = v->b[i]->cap_known;
+            uint64_t ok_ns = v->b[i]->last_ok_ns;
+            pthread_mutex_unlock(&bal->lock);
+            cas_json_key(&j, "stale");
+            cas_json_bool(&j, true);
+            if (known) {
+                capacity_members(&j, &last);
+                cas_json_key(&j, "age_s");
+                cas_json_u64(&j, ok_ns ? (now - ok_ns) / 1000000000ull : 0);
+            }
         }
         cas_json_end_object(&j);
     }
@@ -841,10 +1088,19 @@ static int compact_run(struct balancer *bal, struct view *v, char *err, size_t e
         pthread_mutex_unlock(&bal->lock);
         struct upstream_call calls[v->n];
         size_t nc = 0;
+        bool down[v->n];
+        backend_known_down(bal, v, down);
         for (size_t k = i; k < v->n; k++) {
             if (strcmp(v->b[k]->domain, domain))
                 continue;
             done_domain[k] = true;
+            if (down[k]) {
+                /* Not waited on: reported, and the other domains go on. */
+                cas_buf_printf(&why, "%s%s: down (probes), not compacted", why.len ? "; " : "",
+                               v->b[k]->url);
+                rc = -EIO;
+                continue;
+            }
             memset(&calls[nc], 0, sizeof(calls[nc]));
             snprintf(calls[nc].url, sizeof(calls[nc].url), "%s/compact?wait=1", v->b[k]->url);
             calls[nc].method = "POST";
@@ -965,7 +1221,7 @@ void cluster_compact_status(struct http_req *req)
 {
     struct balancer *bal = req->app;
     struct view *v = view_get(bal);
-    struct upstream_call *calls = on_every_backend(bal, v, "GET", "/compact", 10000);
+    struct upstream_call *calls = on_every_backend(bal, v, "GET", "/compact", v->cfg->fanout_ms);
     if (!calls) {
         view_put(v);
         http_error(req, 500, "out of memory");

@@ -10,6 +10,18 @@
  * sets the pace. A backend that stops taking data for io_timeout_ms is
  * dropped, so one stuck disk cannot hold the others. The same code carries
  * gc/mark bodies and read-repair copies.
+ *
+ * A hung backend (SIGSTOPped, a dead disk: the kernel still accepts the
+ * connection and buffers some of the body) must cost no more than a dead
+ * one. So a target is also dropped, without waiting for those limits:
+ *   - at once, when the probes have marked its backend down;
+ *   - with a quorum set (fanout_set_quorum: a PUT's min_replicas), when at
+ *     least `need` other targets are ahead of it (they have taken the
+ *     current chunk, or answered 2xx at the end) and it has not moved for
+ *     straggler_ms. A write thus answers once its quorum is durable plus at
+ *     most straggler_ms, and the others never wait on the laggard.
+ * A dropped target's transfer is cut (the backend keeps no partial copy);
+ * its result says why, with status 0.
  */
 #include "balancer.h"
 
@@ -34,6 +46,13 @@ struct fanout_target {
 };
 
 struct fanout {
+    struct balancer *bal;
+    const struct view *v;
+    size_t need;           /* quorum for the straggler rule; n: none */
+    unsigned straggler_ms; /* see the top of the file */
+    unsigned answer_timeout_ms;
+    uint64_t quorum_ns; /* when `need` targets had answered 2xx; 0 not yet */
+    uint64_t health_ns; /* last look at the probes' verdicts */
     CURLM *multi;
     struct fanout_target *t;
     size_t n;
@@ -102,7 +121,11 @@ int fanout_start(struct balancer *bal, const struct view *v, const char *method,
         return -ENOMEM;
     }
     f->io_timeout_ms = bal->opt.io_timeout_ms;
+    f->answer_timeout_ms = FANOUT_ANSWER_TIMEOUT_MS;
+    f->bal = bal;
+    f->v = v;
     f->n = n;
+    f->need = n;
     uint64_t now = cas_now_ns();
     for (size_t i = 0; i < n; i++) {
         struct fanout_target *t = &f->t[i];
@@ -146,6 +169,71 @@ static bool pending(const struct fanout *f)
     return false;
 }
 
+void fanout_set_quorum(struct fanout *f, size_t need, unsigned straggler_ms)
+{
+    f->need = need ? need : 1;
+    f->straggler_ms = straggler_ms;
+}
+
+void fanout_set_answer_timeout(struct fanout *f, unsigned ms)
+{
+    f->answer_timeout_ms = ms;
+}
+
+/* True when target t is ahead: it has taken the current chunk, or (at the
+ * end) answered 2xx. */
+static bool target_ahead(const struct fanout *f, const struct fanout_target *t)
+{
+    if (t->done)
+        return t->res.status >= 200 && t->res.status < 300;
+    return !f->eof && t->off >= f->chunk_len;
+}
+
+/* Drops the targets that hold the others up: backends the probes have
+ * marked down, stragglers behind a quorum, and stalls past the limits. */
+static void drop_laggards(struct fanout *f, uint64_t now)
+{
+    size_t ahead = 0;
+    for (size_t i = 0; i < f->n; i++)
+        ahead += target_ahead(f, &f->t[i]);
+    if (f->eof && ahead >= f->need && f->need < f->n && !f->quorum_ns)
+        f->quorum_ns = now;
+    bool look_health = now - f->health_ns > 100 * 1000000ull;
+    bool down[f->v->n ? f->v->n : 1];
+    if (look_health) {
+        f->health_ns = now;
+        backend_known_down(f->bal, f->v, down);
+    }
+    for (size_t i = 0; i < f->n; i++) {
+        struct fanout_target *t = &f->t[i];
+        if (t->done || target_ahead(f, t))
+            continue;
+        uint64_t idle_ms = (now - t->last_progress_ns) / 1000000;
+        bool waiting_answer = f->eof && t->off >= f->chunk_len;
+        if (look_health && idle_ms >= 100 && t->res.backend < f->v->n && down[t->res.backend]) {
+            finish_target(f, t, CURLE_OPERATION_TIMEDOUT, "backend is down (probes)");
+            continue;
+        }
+        if (f->need < f->n && f->straggler_ms) {
+            /* At the end, the clock starts when the quorum was reached. */
+            uint64_t since =
+                f->eof && f->quorum_ns > t->last_progress_ns ? f->quorum_ns : t->last_progress_ns;
+            if (ahead >= f->need && (now - since) / 1000000 >= f->straggler_ms) {
+                finish_target(f, t, CURLE_OPERATION_TIMEDOUT,
+                              waiting_answer
+                                  ? "no answer in time once the other copies were durable"
+                                  : "fell behind the other copies");
+                continue;
+            }
+        }
+        unsigned limit = waiting_answer ? f->answer_timeout_ms : f->io_timeout_ms;
+        if (idle_ms > limit)
+            finish_target(f, t, CURLE_OPERATION_TIMEDOUT,
+                          waiting_answer ? "backend did not answer in time"
+                                         : "backend stopped taking data");
+    }
+}
+
 static void drive(struct fanout *f)
 {
     while (pending(f)) {
@@ -162,16 +250,9 @@ static void drive(struct fanout *f)
         }
         if (!pending(f))
             break;
-        uint64_t now = cas_now_ns();
-        for (size_t i = 0; i < f->n; i++) {
-            struct fanout_target *t = &f->t[i];
-            if (t->done)
-                continue;
-            bool waiting_answer = f->eof && t->off >= f->chunk_len;
-            unsigned limit = waiting_answer ? FANOUT_ANSWER_TIMEOUT_MS : f->io_timeout_ms;
-            if ((now - t->last_progress_ns) / 1000000 > limit)
-                finish_target(f, t, CURLE_OPERATION_TIMEDOUT, "backend stopped taking data");
-        }
+        drop_laggards(f, cas_now_ns());
+        if (!pending(f))
+            break;
         curl_multi_poll(f->multi, NULL, 0, 100, NULL);
     }
 }

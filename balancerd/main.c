@@ -26,6 +26,7 @@ int main(int argc, char **argv)
     bool verify_streamed = false;
     uint64_t connect_ms = 2000, first_byte_ms = 10000, io_ms = 30000, probe_ms = 1000;
     uint64_t drain_ms = 5000;
+    uint64_t min_read_kbps = 1024, hedge_min_ms = 5, hedge_max_ms = 50;
     const struct cas_opt opts[] = {
         {"config", CAS_OPT_STRING, &config, "FILE", "the cluster's YAML config (required)"},
         {"listen", CAS_OPT_STRING, &listen, "ADDR:PORT",
@@ -41,7 +42,14 @@ int main(int argc, char **argv)
         {"drain-ms", CAS_OPT_UINT, &drain_ms, "MS",
          "on SIGTERM, answer /healthz 503 and keep serving this long before stopping (5000)"},
         {"verify-streamed", CAS_OPT_FLAG, &verify_streamed, NULL,
-         "also hash objects over 256 KiB as they are relayed (costs CPU)"},
+         "no effect: every whole-object GET is hashed as it is relayed"},
+        {"min-read-kbps", CAS_OPT_UINT, &min_read_kbps, "KIB/S",
+         "a backend slower than this for a GET body (after the timeouts) is "
+         "given up on (default 1024; 0: no total deadline)"},
+        {"hedge-min-ms", CAS_OPT_UINT, &hedge_min_ms, "MS",
+         "shortest wait for a copy's answer before asking the next (default 5)"},
+        {"hedge-max-ms", CAS_OPT_UINT, &hedge_max_ms, "MS",
+         "longest such wait (default 50; 0: no hedged reads)"},
     };
     const size_t nopts = sizeof(opts) / sizeof(opts[0]);
     const char *usage = "ca-cas-balancerd --config FILE [--listen ADDR:PORT]";
@@ -82,6 +90,9 @@ int main(int argc, char **argv)
         .io_timeout_ms = (unsigned)io_ms,
         .probe_interval_ms = (unsigned)probe_ms,
         .verify_streamed = verify_streamed,
+        .min_read_kbps = (unsigned)(min_read_kbps > UINT32_MAX ? UINT32_MAX : min_read_kbps),
+        .hedge_min_ms = (unsigned)(hedge_min_ms > 60000 ? 60000 : hedge_min_ms),
+        .hedge_max_ms = (unsigned)(hedge_max_ms > 60000 ? 60000 : hedge_max_ms),
     };
     static struct balancer bal;
     if (balancer_init(&bal, &bo, err, sizeof(err)) < 0) {

@@ -68,7 +68,7 @@ static const char page_head[] =
     "th,td{border-bottom:1px solid #ddd;padding:.35em .7em;text-align:left;vertical-align:middle}\n"
     "th{background:#f4f4f4}tr.domain td{background:#eef3fa;font-weight:bold}\n"
     ".up{color:#17803d;font-weight:bold}.down{color:#b91c1c;font-weight:bold}\n"
-    ".ro{color:#a16207}.err{color:#b91c1c;font-size:.9em}\n"
+    ".ro{color:#a16207}.err{color:#b91c1c;font-size:.9em}.stale{color:#a16207;font-size:.9em}\n"
     ".bar{display:inline-block;width:12em;height:.8em;background:#e5e7eb;border-radius:.4em;"
     "overflow:hidden;vertical-align:middle;margin-right:.5em}\n"
     ".fill{height:100%;background:#3b82f6}.fill.full{background:#dc2626}.cap{font-size:.9em}\n"
@@ -129,11 +129,20 @@ void page_index(struct http_req *req)
             cas_buf_printf(&b, "</td><td><span class=\"%s\">%s</span>%s</td>",
                            be->up ? "up" : "down", be->up ? "up" : "down",
                            be->read_only ? " <span class=\"ro\">read-only</span>" : "");
-            cas_buf_printf(&b, "<td>%.1f ms</td><td>", be->latency_ms);
+            /* A backend that is down shows its last figures as stale. */
+            uint64_t age_s = be->last_ok_ns ? (cas_now_ns() - be->last_ok_ns) / 1000000000ull : 0;
+            if (be->up)
+                cas_buf_printf(&b, "<td>%.1f ms</td><td>", be->latency_ms);
+            else
+                cas_buf_puts(&b, "<td>&ndash;</td><td>");
             if (be->cap_known)
                 capacity_bar(&b, be->cap.total, be->cap.available);
             else
                 cas_buf_puts(&b, "?");
+            if (!be->up && be->cap_known)
+                cas_buf_printf(
+                    &b, " <span class=\"stale\">stale: last answered %" PRIu64 " s ago</span>",
+                    age_s);
             cas_buf_printf(&b, "</td><td>%" PRIu64 "</td><td class=\"err\">", be->cap.objects);
             html_escape(&b, be->last_error);
             cas_buf_puts(&b, "</td></tr>\n");
@@ -178,11 +187,22 @@ void page_index(struct http_req *req)
     } else {
         cas_buf_puts(&b, "<dt>Compaction</dt><dd>idle</dd>\n");
     }
-    cas_buf_printf(&b, "<dt>Read repair</dt><dd>%zu queued, %" PRIu64 " done, %" PRIu64
-                       " failed</dd>\n</dl>\n",
-                   repair_queue_length(bal),
-                   __atomic_load_n(&bal->ctr.repairs_done, __ATOMIC_RELAXED),
-                   __atomic_load_n(&bal->ctr.repairs_failed, __ATOMIC_RELAXED));
+    cas_buf_printf(
+        &b, "<dt>Read repair</dt><dd>%zu queued, %" PRIu64 " done, %" PRIu64 " failed</dd>\n",
+        repair_queue_length(bal), __atomic_load_n(&bal->ctr.repairs_done, __ATOMIC_RELAXED),
+        __atomic_load_n(&bal->ctr.repairs_failed, __ATOMIC_RELAXED));
+    cas_buf_printf(&b,
+                   "<dt>Under-replicated writes</dt><dd id=\"under-replicated\">%" PRIu64
+                   " (answered with fewer than %u copies)</dd>\n",
+                   __atomic_load_n(&bal->ctr.under_replicated_writes, __ATOMIC_RELAXED),
+                   v->cfg->replicas);
+    size_t debt = gcdebt_pending_bytes(bal);
+    if (debt)
+        cas_buf_printf(&b,
+                       "<dt>GC unmarks pending</dt><dd>%zu bytes, for backends that were "
+                       "unreachable; gc/end waits for them</dd>\n",
+                       debt);
+    cas_buf_puts(&b, "</dl>\n");
     cas_buf_puts(&b, "<p><a href=\"/status\">/status</a> &middot; <a href=\"/metrics\">"
                      "/metrics</a> &middot; <a href=\"/capacity\">/capacity</a></p>\n"
                      "</body></html>\n");

@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +70,17 @@ int proxy_parse_key(const struct view *v, const char *s, size_t len, struct cas_
     return cas_key_parse(s, len, algo, k, err, errlen);
 }
 
-/* The read order for key: home first, backends probed up before the rest. */
+/* Has backend b left a read unanswered for long (hedged reads: a hung
+ * process answers nothing) since it last answered anything? */
+static bool backend_stalled(const struct balancer *bal, struct backend *b, uint64_t now)
+{
+    uint64_t since = __atomic_load_n(&b->stalled_since_ns, __ATOMIC_RELAXED);
+    uint64_t grace = 2 * (uint64_t)(bal->opt.hedge_max_ms ? bal->opt.hedge_max_ms : 50) * 1000000;
+    return since && now > since + grace;
+}
+
+/* The read order for key: home first, backends probed up (and not
+ * stalled) before the rest. */
 static size_t read_order(struct balancer *bal, const struct view *v, const struct cas_key *key,
                          size_t *out, size_t *nhome)
 {
@@ -77,6 +88,10 @@ static size_t read_order(struct balancer *bal, const struct view *v, const struc
     size_t n = ring_read_order(v->ring, ring_position(key), v->cfg->replicas, order, nhome);
     bool up[v->n ? v->n : 1];
     backend_health(bal, v, NULL, up);
+    uint64_t now = cas_now_ns();
+    for (size_t i = 0; i < v->n; i++)
+        if (up[i] && backend_stalled(bal, v->b[i], now))
+            up[i] = false;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (up[order[i]])
@@ -99,6 +114,140 @@ static bool is_home(const struct view *v, const struct cas_key *key, size_t b)
 
 /* ---- GET and HEAD ------------------------------------------------------- */
 
+/* A client's Range header as this balancer understands it: one range,
+ * "bytes=a-b", "bytes=a-" or "bytes=-n" (RFC 9110 14.1.2). */
+struct want_range {
+    bool given;    /* a Range header was sent */
+    bool parsed;   /* and it is one range of the forms above */
+    bool suffix;   /* bytes=-n: the last n bytes */
+    uint64_t a, b; /* first and last byte; b = UINT64_MAX for "a-" */
+};
+
+static bool parse_u64_digits(const char **p, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    if (*s < '0' || *s > '9')
+        return false;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *p = s;
+    *out = v;
+    return true;
+}
+
+static void parse_want_range(const char *h, struct want_range *w)
+{
+    memset(w, 0, sizeof(*w));
+    if (!h)
+        return;
+    w->given = true;
+    if (strncasecmp(h, "bytes=", 6) != 0)
+        return;
+    const char *p = h + 6;
+    while (*p == ' ')
+        p++;
+    if (*p == '-') {
+        p++;
+        w->suffix = true;
+        if (!parse_u64_digits(&p, &w->b) || w->b == 0)
+            return;
+    } else {
+        if (!parse_u64_digits(&p, &w->a) || *p++ != '-')
+            return;
+        w->b = UINT64_MAX;
+        if (*p >= '0' && *p <= '9' && (!parse_u64_digits(&p, &w->b) || w->b < w->a))
+            return;
+    }
+    while (*p == ' ')
+        p++;
+    w->parsed = *p == '\0';
+}
+
+/*
+ * Is a backend's 200/206 answer exactly what was asked for? The framing
+ * must be a plain Content-Length (no transfer coding, no conflicting
+ * lengths), an ETag, when sent, must name the key, a 206 must answer a
+ * Range that was asked for with a Content-Range for exactly that range and
+ * the body's length, and a HEAD gets a 200. Anything else is treated as a
+ * failure of that backend (the next one is asked). why says what is wrong.
+ */
+static bool answer_matches(const struct bstream_head *h, const char *hex, bool is_head,
+                           const struct want_range *w, char *why, size_t whylen)
+{
+    if (h->chunked) {
+        snprintf(why, whylen, "answered with a transfer coding (not relayed unchecked)");
+        return false;
+    }
+    if (h->dup_length) {
+        snprintf(why, whylen, "answered with conflicting Content-Length headers");
+        return false;
+    }
+    if (h->content_length < 0) {
+        snprintf(why, whylen, "answered HTTP %ld without a Content-Length", h->status);
+        return false;
+    }
+    if (h->etag[0]) {
+        size_t hl = strlen(hex), el = strlen(h->etag);
+        if (el != hl + 2 || h->etag[0] != '"' || h->etag[el - 1] != '"' ||
+            strncasecmp(h->etag + 1, hex, hl) != 0) {
+            snprintf(why, whylen, "answered with ETag %.100s for another object", h->etag);
+            return false;
+        }
+    }
+    if (h->status == 200)
+        return true;
+    /* 206 */
+    if (is_head || !w->given || !w->parsed) {
+        snprintf(why, whylen, "answered 206 to a request without a usable Range");
+        return false;
+    }
+    const char *p = h->content_range;
+    uint64_t a, b, total;
+    if (strncasecmp(p, "bytes ", 6) != 0) {
+        snprintf(why, whylen, "answered 206 with Content-Range \"%.60s\"", h->content_range);
+        return false;
+    }
+    p += 6;
+    if (!parse_u64_digits(&p, &a) || *p++ != '-' || !parse_u64_digits(&p, &b) || *p++ != '/' ||
+        !parse_u64_digits(&p, &total) || *p != '\0' || b < a || b >= total ||
+        b - a + 1 != (uint64_t)h->content_length) {
+        snprintf(why, whylen, "answered 206 with Content-Range \"%.60s\" for %" PRId64 " bytes",
+                 h->content_range, h->content_length);
+        return false;
+    }
+    uint64_t wa, wb;
+    if (w->suffix) {
+        wa = w->b >= total ? 0 : total - w->b;
+        wb = total - 1;
+    } else {
+        wa = w->a;
+        wb = w->b >= total ? total - 1 : w->b;
+    }
+    if (a != wa || b != wb) {
+        snprintf(why, whylen, "answered 206 with bytes %" PRIu64 "-%" PRIu64
+                 " where %" PRIu64 "-%" PRIu64 " were asked", a, b, wa, wb);
+        return false;
+    }
+    return true;
+}
+
+/* How long a body of len bytes may keep us waiting on its backend, in ns:
+ * the first-byte and I/O timeouts, plus len at --min-read-kbps. 0: no
+ * limit. Only time spent waiting for the backend counts (not a slow
+ * client's pace). */
+static uint64_t read_budget(const struct balancer *bal, uint64_t len)
+{
+    if (!bal->opt.min_read_kbps)
+        return 0;
+    uint64_t ms = (uint64_t)bal->opt.first_byte_timeout_ms + bal->opt.io_timeout_ms +
+                  len / bal->opt.min_read_kbps * 1000 / 1024;
+    return ms * 1000000;
+}
+
 /* A backend's response body: on a pooled connection (upstream.c), or
  * through libcurl for what that reader does not do. */
 struct get_src {
@@ -111,6 +260,14 @@ static ssize_t src_read(struct get_src *src, char *buf, size_t max, char *err, s
     if (src->c)
         return upconn_read(src->c, buf, max, err, errlen);
     return bstream_read(src->s, buf, max, err, errlen);
+}
+
+static void src_set_read_budget(struct get_src *src, uint64_t budget_ns)
+{
+    if (src->c)
+        upconn_set_read_budget(src->c, budget_ns);
+    else
+        bstream_set_read_budget(src->s, budget_ns);
 }
 
 static void src_close(struct get_src *src)
@@ -136,6 +293,236 @@ static int src_open(struct balancer *bal, const struct view *v, size_t b, const 
     char url[1200];
     snprintf(url, sizeof(url), "%s%s", v->b[b]->url, path);
     return bstream_open(bal, v, url, method, range, &src->s, head, err, errlen);
+}
+
+/* ---- hedged reads ---------------------------------------------------------
+ *
+ * SPEC (Partial failure): a hung backend costs a reader no more than a dead
+ * one. A read asks the first backend of its order; when no answer head has
+ * come after the hedge delay, it asks the next one too (at most RACE_MAX
+ * at once), and takes the answers in the order they arrive. The first
+ * usable answer is served, whole, from that one backend; the others'
+ * connections are dropped, so bytes of two backends are never mixed.
+ *
+ * The delay is the 95th percentile of recent first-byte latencies (the
+ * time from sending a request to having its head), clamped to
+ * [--hedge-min-ms, --hedge-max-ms]: about one read in twenty asks a second
+ * backend while all are healthy, and a hung one costs at most the delay.
+ */
+#define RACE_MAX 3
+#define HEDGE_SAMPLES 256
+
+static pthread_mutex_t hedge_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t hedge_us[HEDGE_SAMPLES];
+static size_t hedge_count;
+static uint64_t hedge_p95_ns; /* 0 until enough samples */
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Records one first-byte latency; the percentile is recomputed every 32. */
+static void hedge_note(uint64_t ns)
+{
+    if (pthread_mutex_trylock(&hedge_lock) != 0)
+        return; /* busy: one sample fewer changes nothing */
+    uint64_t us = ns / 1000;
+    hedge_us[hedge_count++ % HEDGE_SAMPLES] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    if (hedge_count % 32 == 0) {
+        size_t n = hedge_count < HEDGE_SAMPLES ? hedge_count : HEDGE_SAMPLES;
+        uint32_t sorted[HEDGE_SAMPLES];
+        memcpy(sorted, hedge_us, n * sizeof(sorted[0]));
+        qsort(sorted, n, sizeof(sorted[0]), cmp_u32);
+        __atomic_store_n(&hedge_p95_ns, (uint64_t)sorted[n * 95 / 100] * 1000, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&hedge_lock);
+}
+
+/* The hedge budget, in thousandths of a request: each read earns
+ * HEDGE_EARN, a hedge spends 1000, at most HEDGE_BURST saved. Hedging can
+ * thus never add more than HEDGE_EARN/1000 of the reads in extra backend
+ * requests (a saturated backend is made no busier by its own slowness);
+ * a hung one is soon read last (backend_stalled) and costs no more. */
+#define HEDGE_EARN 50
+#define HEDGE_BURST 64000
+static int64_t hedge_tokens = HEDGE_BURST;
+
+static void hedge_earn(void)
+{
+    int64_t t = __atomic_load_n(&hedge_tokens, __ATOMIC_RELAXED);
+    if (t < HEDGE_BURST)
+        __atomic_add_fetch(&hedge_tokens, HEDGE_EARN, __ATOMIC_RELAXED);
+}
+
+static bool hedge_spend(void)
+{
+    int64_t t = __atomic_load_n(&hedge_tokens, __ATOMIC_RELAXED);
+    while (t >= 1000)
+        if (__atomic_compare_exchange_n(&hedge_tokens, &t, t - 1000, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            return true;
+    return false;
+}
+
+/* The current hedge delay in ns; 0 when hedging is off. */
+static uint64_t hedge_delay_ns(const struct balancer *bal)
+{
+    if (!bal->opt.hedge_max_ms)
+        return 0;
+    uint64_t lo = (uint64_t)bal->opt.hedge_min_ms * 1000000;
+    uint64_t hi = (uint64_t)bal->opt.hedge_max_ms * 1000000;
+    uint64_t d = __atomic_load_n(&hedge_p95_ns, __ATOMIC_RELAXED);
+    if (!d)
+        d = hi; /* nothing measured yet */
+    return d < lo ? lo : d > hi ? hi : d;
+}
+
+struct race {
+    struct balancer *bal;
+    const struct view *v;
+    const char *hex;
+    const char *method;
+    const char *range;
+    const size_t *order;
+    size_t n, next;
+    uint64_t delay_ns;
+    uint64_t last_start_ns;
+    size_t np;
+    struct {
+        size_t b;
+        struct upconn *c;
+        uint64_t started_ns;
+        bool hedge; /* started while another was waiting */
+    } p[RACE_MAX];
+};
+
+static void race_init(struct race *r, struct balancer *bal, const struct view *v, const char *hex,
+                      const char *method, const char *range, const size_t *order, size_t n)
+{
+    memset(r, 0, sizeof(*r));
+    r->bal = bal;
+    r->v = v;
+    r->hex = hex;
+    r->method = method;
+    r->range = range;
+    r->order = order;
+    r->n = n;
+    r->delay_ns = hedge_delay_ns(bal);
+    if (r->delay_ns)
+        hedge_earn();
+}
+
+/*
+ * The next answer of the race: 1 with *b the backend, and either *rc = 0
+ * with src and head filled, or *rc < 0 with err; 0 when every backend has
+ * answered. Starts requests as the hedge delay passes.
+ */
+static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstream_head *head,
+                     int *rc, char *err, size_t errlen)
+{
+    struct balancer *bal = r->bal;
+    char path[CAS_MAX_HEX + 16] = "/objects/";
+    memcpy(path + 9, r->hex, strlen(r->hex) + 1);
+    src->c = NULL;
+    src->s = NULL;
+    for (;;) {
+        uint64_t now = cas_now_ns();
+        /* Only plain http:// backends are raced (a libcurl read is opened
+         * synchronously, alone). */
+        bool can_hedge = r->np > 0 && r->delay_ns && r->np < RACE_MAX && r->next < r->n &&
+                         !strncmp(r->v->b[r->order[r->next]]->url, "http://", 7);
+        bool hedge_due = can_hedge && now >= r->last_start_ns + r->delay_ns;
+        if (hedge_due && !hedge_spend()) {
+            /* Out of budget: this read waits for the copies already asked. */
+            r->delay_ns = 0;
+            continue;
+        }
+        if (r->np == 0 || hedge_due) {
+            if (r->next == r->n)
+                return 0;
+            *b = r->order[r->next++];
+            struct upconn *c = NULL;
+            *rc = upconn_start(bal, r->v, r->v->b[*b]->url, path, r->method, r->range, &c, err,
+                               errlen);
+            if (*rc == -ENOTSUP) /* not a plain http:// backend: through libcurl, alone */
+                *rc = src_open(bal, r->v, *b, r->hex, r->method, r->range, src, head, err,
+                               errlen);
+            if (*rc < 0 || !c)
+                return 1;
+            if (r->np > 0)
+                __atomic_add_fetch(&bal->ctr.hedged_reads, 1, __ATOMIC_RELAXED);
+            r->p[r->np].b = *b;
+            r->p[r->np].c = c;
+            r->p[r->np].started_ns = now;
+            r->p[r->np].hedge = r->np > 0;
+            r->np++;
+            r->last_start_ns = now;
+            continue;
+        }
+        /* Wait for a head, the next hedge, or the oldest request's
+         * first-byte timeout, whichever comes first. */
+        uint64_t until = can_hedge ? r->last_start_ns + r->delay_ns : UINT64_MAX;
+        struct pollfd pf[RACE_MAX];
+        for (size_t i = 0; i < r->np; i++) {
+            uint64_t dl = r->p[i].started_ns + (uint64_t)bal->opt.first_byte_timeout_ms * 1000000;
+            if (dl < until)
+                until = dl;
+            pf[i].fd = upconn_fd(r->p[i].c);
+            pf[i].events = POLLIN;
+            pf[i].revents = 0;
+        }
+        int wait_ms = until <= now ? 0 : (int)((until - now + 999999) / 1000000);
+        int pr = poll(pf, r->np, wait_ms);
+        if (pr < 0 && errno != EINTR) {
+            snprintf(err, errlen, "poll: %s", strerror(errno));
+            pr = 0;
+        }
+        now = cas_now_ns();
+        for (size_t i = 0; i < r->np; i++) {
+            bool ready = pr > 0 && pf[i].revents;
+            bool expired =
+                now >= r->p[i].started_ns + (uint64_t)bal->opt.first_byte_timeout_ms * 1000000;
+            if (!ready && !expired)
+                continue;
+            *b = r->p[i].b;
+            struct upconn *c = r->p[i].c;
+            bool hedge = r->p[i].hedge;
+            uint64_t started = r->p[i].started_ns;
+            r->p[i] = r->p[--r->np];
+            if (ready) {
+                *rc = upconn_finish(bal, c, &src->c, head, err, errlen);
+                if (*rc == 0) {
+                    hedge_note(cas_now_ns() - started);
+                    __atomic_store_n(&r->v->b[*b]->stalled_since_ns, 0, __ATOMIC_RELAXED);
+                    if (hedge)
+                        __atomic_add_fetch(&bal->ctr.hedge_wins, 1, __ATOMIC_RELAXED);
+                    /* Those asked before this one and still silent. */
+                    for (size_t j = 0; j < r->np; j++) {
+                        uint64_t zero = 0;
+                        if (r->p[j].started_ns < started)
+                            __atomic_compare_exchange_n(&r->v->b[r->p[j].b]->stalled_since_ns,
+                                                        &zero, r->p[j].started_ns, false,
+                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+                    }
+                }
+            } else {
+                upconn_abandon(c);
+                snprintf(err, errlen, "no response in %u ms", bal->opt.first_byte_timeout_ms);
+                *rc = -ETIMEDOUT;
+            }
+            return 1;
+        }
+    }
+}
+
+/* Drops the requests still waiting for an answer. */
+static void race_end(struct race *r)
+{
+    for (size_t i = 0; i < r->np; i++)
+        upconn_abandon(r->p[i].c);
+    r->np = 0;
 }
 
 struct get_ctx {
@@ -193,10 +580,6 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
         n += r;
     }
     struct backend *b = g->v->b[g->backend];
-    if (n == 0 && g->size == HTTP_SIZE_UNKNOWN) {
-        g->complete = true;
-        return HTTP_STREAM_END;
-    }
     if (n <= 0) {
         log_warn("GET %s from %s: aborted after %" PRIu64 " bytes: %s", g->key.algo->name, b->url,
                  g->sent, n == 0 ? "short body" : err);
@@ -358,6 +741,8 @@ void proxy_get(struct http_req *req)
     size_t order[v->n ? v->n : 1], nhome = 0;
     size_t n = read_order(bal, v, &key, order, &nhome);
     const char *range = req->is_head ? NULL : http_header(req, "Range");
+    struct want_range want;
+    parse_want_range(range, &want);
     /* On the stack: only a relayed (large) body needs it on the heap. */
     struct get_ctx gs;
     memset(&gs, 0, offsetof(struct get_ctx, repair));
@@ -366,15 +751,34 @@ void proxy_get(struct http_req *req)
     g->bal = bal;
     g->v = v;
     g->key = key;
-    size_t not_found = 0, failed = 0;
+    size_t not_found = 0, failed = 0, skipped = 0;
     char last_err[300] = "";
     char *small = NULL;
     size_t small_len = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t b = order[i];
-        struct get_src s;
-        int rc = src_open(bal, v, b, hex, req->is_head ? "HEAD" : "GET", range, &s, &g->head, err,
-                          sizeof(err));
+    /* A backend the probes have marked down is not asked (a hung one would
+     * hold the client until its hedge): the answer is what a dead one would
+     * give. When every backend is down, all are tried. */
+    bool down[v->n ? v->n : 1];
+    backend_known_down(bal, v, down);
+    size_t ndown = 0;
+    for (size_t i = 0; i < v->n; i++)
+        ndown += down[i];
+    if (ndown < v->n) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (down[order[i]])
+                skipped++;
+            else
+                order[k++] = order[i];
+        }
+        n = k;
+    }
+    struct race race;
+    race_init(&race, bal, v, hex, req->is_head ? "HEAD" : "GET", range, order, n);
+    size_t b;
+    struct get_src s;
+    int rc;
+    while (race_next(&race, &b, &s, &g->head, &rc, err, sizeof(err))) {
         if (rc < 0) {
             failed++;
             snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
@@ -383,8 +787,19 @@ void proxy_get(struct http_req *req)
             continue;
         }
         long st = g->head.status;
-        if ((st == 200 || st == 206) && !req->is_head && g->head.content_length >= 0 &&
-            g->head.content_length <= GET_SMALL_MAX) {
+        if ((st == 200 || st == 206) &&
+            !answer_matches(&g->head, hex, req->is_head, &want, err, sizeof(err))) {
+            src_close(&s);
+            failed++;
+            snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
+            log_warn("GET %s: %s %s; trying another backend", hex, v->b[b]->url, err);
+            backend_note_failure(bal, v->b[b], err);
+            __atomic_add_fetch(&bal->ctr.failovers, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+        if ((st == 200 || st == 206) && !req->is_head)
+            src_set_read_budget(&s, read_budget(bal, (uint64_t)g->head.content_length));
+        if ((st == 200 || st == 206) && !req->is_head && g->head.content_length <= GET_SMALL_MAX) {
             /* Small: take it whole and check it before answering, so a
              * failure or a corrupt copy can still move on to another
              * backend. */
@@ -412,11 +827,13 @@ void proxy_get(struct http_req *req)
             http_error(req, 416, "range not satisfiable");
             if (g->head.content_range[0])
                 http_add_header(req, "Content-Range", g->head.content_range);
+            race_end(&race);
             get_ctx_release(g);
             return;
         }
         if (st == 400) {
             http_error(req, 400, "%s refused the request", v->b[b]->url);
+            race_end(&race);
             get_ctx_release(g);
             return;
         }
@@ -433,6 +850,7 @@ void proxy_get(struct http_req *req)
         if (home && (st == 404 || (st >= 500 && st != 503)) && g->nrepair < 64)
             g->repair[g->nrepair++] = b;
     }
+    race_end(&race);
     /* The serving backend says a GC cycle is on that this balancer has not
      * heard of yet: unmark the object on every holder before answering. */
     if ((small || g->src.c || g->src.s) && g->head.gc_id)
@@ -444,8 +862,8 @@ void proxy_get(struct http_req *req)
     }
     if (!g->src.c && !g->src.s) {
         if (not_found)
-            http_error(req, 404, "object %s not found (%zu backend%s unreachable)", hex, failed,
-                       failed == 1 ? "" : "s");
+            http_error(req, 404, "object %s not found (%zu backend%s unreachable)", hex,
+                       failed + skipped, failed + skipped == 1 ? "" : "s");
         else
             http_error(req, 503, "no backend could serve %s; last error: %s", hex,
                        last_err[0] ? last_err : "no backends");
@@ -455,8 +873,16 @@ void proxy_get(struct http_req *req)
     }
     long status = g->head.status;
     g->size = g->head.content_length >= 0 ? (uint64_t)g->head.content_length : HTTP_SIZE_UNKNOWN;
-    if (status == 200 && !req->is_head && g->size != HTTP_SIZE_UNKNOWN && bal->opt.verify_streamed)
+    /* Every whole object is hashed as it is relayed; its last bytes go
+     * out only once the digest matches (get_read). */
+    if (status == 200 && !req->is_head) {
         g->hash = cas_hash_new(key.algo);
+        if (!g->hash) {
+            get_ctx_release(g);
+            http_error(req, 500, "out of memory");
+            return;
+        }
+    }
     if (req->is_head)
         g->complete = true; /* nothing to relay: repairs may go ahead */
     char content_range[128];
@@ -506,6 +932,8 @@ static void put_ctx_cleanup(struct http_req *req)
     req->ctx = NULL;
 }
 
+static void put_copies_headers(struct http_req *req, const struct put_ctx *p, size_t ok);
+
 /* Chooses the write set for key; 503 (set on req) when too few failure
  * domains are writable. Fills urls (malloc'd) and backends. */
 static int plan_write(struct http_req *req, struct put_ctx *p, char ***urls_out, size_t *backends,
@@ -519,6 +947,7 @@ static int plan_write(struct http_req *req, struct put_ctx *p, char ***urls_out,
     if (n < v->cfg->min_replicas) {
         http_error(req, 503, "only %zu failure domain%s can take writes; min_replicas is %u", n,
                    n == 1 ? "" : "s", v->cfg->min_replicas);
+        put_copies_headers(req, p, 0);
         return -EAGAIN;
     }
     char hex[CAS_MAX_HEX + 1];
@@ -540,12 +969,58 @@ static void free_urls(char **urls, size_t n)
     free(urls);
 }
 
+/*
+ * A write that made fewer than `replicas` copies: keep walking the ring
+ * past the backends that failed or were dropped, and queue a copy (read
+ * from a backend that has one, as read repair does) to each backend that
+ * now completes the placement. stored[i] says target i of p->f stored it.
+ * Returns the number of copies queued.
+ */
+static size_t put_walk_on(struct put_ctx *p, const bool *stored)
+{
+    struct view *v = p->v;
+    bool writable[v->n ? v->n : 1];
+    backend_health(p->bal, v, writable, NULL);
+    for (size_t i = 0; i < fanout_count(p->f); i++) {
+        const struct fanout_result *r = fanout_result(p->f, i);
+        if (!stored[i] && r->backend < v->n)
+            writable[r->backend] = false;
+    }
+    size_t set[v->n ? v->n : 1];
+    size_t n = ring_write_set(v->ring, ring_position(&p->key), v->cfg->replicas, writable, set);
+    size_t queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool has = false;
+        for (size_t j = 0; j < fanout_count(p->f); j++)
+            if (stored[j] && fanout_result(p->f, j)->backend == set[i])
+                has = true;
+        if (!has) {
+            repair_enqueue(p->bal, &p->key, v->b[set[i]]->url);
+            queued++;
+        }
+    }
+    return queued;
+}
+
+/* X-CAS-Copies (durable copies made by this request) and X-CAS-Replicas
+ * (the copies the cluster keeps), on every write answer. */
+static void put_copies_headers(struct http_req *req, const struct put_ctx *p, size_t ok)
+{
+    char v[32];
+    snprintf(v, sizeof(v), "%zu", ok);
+    http_add_header(req, "X-CAS-Copies", v);
+    snprintf(v, sizeof(v), "%u", p->v->cfg->replicas);
+    http_add_header(req, "X-CAS-Replicas", v);
+}
+
 /* Sets the response for a finished fan-out. */
 static void put_answer(struct http_req *req, struct put_ctx *p)
 {
     size_t ok = 0, n = fanout_count(p->f);
     bool created = false;
     long worst = 0;
+    bool stored[n ? n : 1];
+    memset(stored, 0, sizeof(stored));
     struct cas_buf why;
     cas_buf_init(&why);
     for (size_t i = 0; i < n; i++) {
@@ -553,6 +1028,7 @@ static void put_answer(struct http_req *req, struct put_ctx *p)
         const char *url = p->v->b[r->backend]->url;
         if (r->status == 200 || r->status == 201) {
             ok++;
+            stored[i] = true;
             created |= r->status == 201;
             continue;
         }
@@ -572,8 +1048,15 @@ static void put_answer(struct http_req *req, struct put_ctx *p)
     cas_key_hex(&p->key, hex);
     if (ok >= p->v->cfg->min_replicas && ok > 0) {
         gc_touch(p->bal, p->v, &p->key);
-        if (why.len)
-            log_warn("PUT %s: stored %zu of %zu copies; %s", hex, ok, n, why.data);
+        size_t queued = 0;
+        if (ok < p->v->cfg->replicas) {
+            __atomic_add_fetch(&p->bal->ctr.under_replicated_writes, 1, __ATOMIC_RELAXED);
+            queued = put_walk_on(p, stored);
+        }
+        if (why.len || ok < p->v->cfg->replicas)
+            log_warn("PUT %s: stored %zu of %u copies (%zu more queued further along the ring)%s%s",
+                     hex, ok, p->v->cfg->replicas, queued, why.len ? "; " : "",
+                     why.len ? why.data : "");
         if (p->cask) {
             struct cas_buf b;
             cas_buf_init(&b);
@@ -592,12 +1075,15 @@ static void put_answer(struct http_req *req, struct put_ctx *p)
             cas_buf_printf(&b, "{\"key\":\"%s\",\"copies\":%zu}", hex, ok);
             http_reply_json(req, created ? 201 : 200, &b);
         }
+        put_copies_headers(req, p, ok);
     } else if (worst == 422 || worst == 413 || worst == 507 || worst == 400) {
         http_error(req, (unsigned)worst, "%s", why.data ? why.data : "refused");
     } else {
         http_error(req, 503, "only %zu of the %u copies needed were stored: %s", ok,
                    p->v->cfg->min_replicas, why.data ? why.data : "no backend");
     }
+    if (!(ok >= p->v->cfg->min_replicas && ok > 0))
+        put_copies_headers(req, p, ok);
     cas_buf_free(&why);
 }
 
@@ -616,6 +1102,7 @@ static void digest_mismatch(struct http_req *req, struct put_ctx *p)
     fanout_free(p->f); /* cut every transfer before its last byte */
     p->f = NULL;
     http_error(req, 422, "the body does not hash to %s", hex);
+    put_copies_headers(req, p, 0);
 }
 
 static int put_body(struct http_req *req, const char *data, size_t len)
@@ -703,6 +1190,7 @@ void proxy_put(struct http_req *req)
         http_error(req, 500, "out of memory");
         return;
     }
+    fanout_set_quorum(p->f, p->v->cfg->min_replicas, p->v->cfg->write_straggler_ms);
     req->on_body = put_body;
     req->on_done = put_done;
 }
@@ -852,6 +1340,8 @@ static void post_done(struct http_req *req)
     int rc =
         urls ? fanout_start(p->bal, p->v, "PUT", urls, backends, n, (int64_t)len, &p->f) : -ENOMEM;
     free_urls(urls, n);
+    if (rc == 0)
+        fanout_set_quorum(p->f, p->v->cfg->min_replicas, p->v->cfg->write_straggler_ms);
     char *buf = rc == 0 ? malloc(SPOOL_CHUNK) : NULL;
     if (!buf) {
         http_error(req, 500, "out of memory");
@@ -891,6 +1381,7 @@ static void post_common(struct http_req *req, bool cask)
     if (domains < p->v->cfg->min_replicas) {
         http_error(req, 503, "only %zu failure domain%s can take writes; min_replicas is %u",
                    domains, domains == 1 ? "" : "s", p->v->cfg->min_replicas);
+        put_copies_headers(req, p, 0);
         return;
     }
     const char *ct = http_header(req, "Content-Type");

@@ -250,28 +250,57 @@ size_t repair_queue_length(struct balancer *bal)
 
 /* ---- GC touches --------------------------------------------------------- */
 
-/* Sends "hex\n..." as POST /gc/mark to every backend. */
+/* Sends "hex\n..." as POST /gc/mark to every backend. A backend known down
+ * is not asked, and one that does not answer within the fan-out deadline
+ * is given up on: either way its share is kept as GC debt (gcdebt.c) and
+ * delivered before the cycle can end. */
 static void mark_everywhere(struct balancer *bal, const struct view *v, const char *body,
                             size_t len)
 {
+    pthread_mutex_lock(&bal->lock);
+    uint64_t cycle = bal->gc_active ? bal->gc_id : 0;
+    pthread_mutex_unlock(&bal->lock);
     struct upstream_call *calls = calloc(v->n ? v->n : 1, sizeof(*calls));
-    if (!calls)
+    bool down[v->n ? v->n : 1];
+    if (!calls) {
+        for (size_t i = 0; i < v->n; i++)
+            gcdebt_add(bal, cycle, v->b[i]->url, body, len);
         return;
-    for (size_t i = 0; i < v->n; i++) {
-        snprintf(calls[i].url, sizeof(calls[i].url), "%s/gc/mark", v->b[i]->url);
-        calls[i].method = "POST";
-        calls[i].body = body;
-        calls[i].body_len = len;
     }
-    upstream_run(bal, v, calls, v->n, 30000);
-    for (size_t i = 0; i < v->n; i++)
+    backend_known_down(bal, v, down);
+    size_t k = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (down[i]) {
+            gcdebt_add(bal, cycle, v->b[i]->url, body, len);
+            continue;
+        }
+        snprintf(calls[k].url, sizeof(calls[k].url), "%s/gc/mark", v->b[i]->url);
+        calls[k].method = "POST";
+        calls[k].body = body;
+        calls[k].body_len = len;
+        calls[k].backend = i;
+        k++;
+    }
+    upstream_run(bal, v, calls, k, v->cfg->fanout_ms);
+    for (size_t i = 0; i < k; i++)
         if (calls[i].status != 200) {
             char why[256];
             upstream_describe(&calls[i], why, sizeof(why));
-            log_warn("gc/mark on %s failed: %s", v->b[i]->url, why);
+            log_warn("gc/mark on %s failed (kept to deliver before gc/end): %s",
+                     v->b[calls[i].backend]->url, why);
+            gcdebt_add(bal, cycle, v->b[calls[i].backend]->url, body, len);
         }
-    upstream_calls_free(calls, v->n);
+    upstream_calls_free(calls, k);
     free(calls);
+}
+
+void gc_unmark_everywhere(struct balancer *bal, const struct view *v, const char *lines, size_t len)
+{
+    pthread_mutex_lock(&bal->lock);
+    bool active = bal->gc_active;
+    pthread_mutex_unlock(&bal->lock);
+    if (active && len)
+        mark_everywhere(bal, v, lines, len);
 }
 
 void gc_touch(struct balancer *bal, const struct view *v, const struct cas_key *key)
@@ -302,16 +331,21 @@ void gc_touch(struct balancer *bal, const struct view *v, const struct cas_key *
 
 void gc_touch_flush_recent(struct balancer *bal, const struct view *v)
 {
+    uint64_t now = cas_now_ns();
+    gc_touch_flush_since(bal, v, now > RECENT_WINDOW_NS ? now - RECENT_WINDOW_NS : 0);
+}
+
+void gc_touch_flush_since(struct balancer *bal, const struct view *v, uint64_t since_ns)
+{
     struct repair_queue *rq = bal->repair;
     if (!rq)
         return;
     struct cas_buf body;
     cas_buf_init(&body);
-    uint64_t now = cas_now_ns();
     pthread_mutex_lock(&rq->lock);
     for (size_t i = 0; i < rq->recent_len; i++) {
         const struct recent_entry *e = &rq->recent[i];
-        if (now - e->t_ns > RECENT_WINDOW_NS)
+        if (e->t_ns < since_ns)
             continue;
         char hex[CAS_MAX_HEX + 1];
         cas_key_hex(&e->key, hex);

@@ -13,9 +13,13 @@
 #include <stdio.h>
 #include <string.h>
 
-static void json_backend(struct cas_json *j, const struct view *v, size_t i)
+/* One backend as the probes know it. A backend that is down keeps its last
+ * figures, marked stale: "stale": true, "last_ok_age_s" (null if it never
+ * answered), and latency_ms null rather than the last good probe's. */
+static void json_backend(struct cas_json *j, const struct view *v, size_t i, uint64_t now)
 {
     const struct backend *b = v->b[i];
+    bool stale = !b->up;
     cas_json_begin_object(j);
     cas_json_key(j, "url");
     cas_json_string(j, b->url);
@@ -37,7 +41,17 @@ static void json_backend(struct cas_json *j, const struct view *v, size_t i)
     else
         cas_json_null(j);
     cas_json_key(j, "latency_ms");
-    cas_json_double(j, b->latency_ms);
+    if (stale)
+        cas_json_null(j);
+    else
+        cas_json_double(j, b->latency_ms);
+    cas_json_key(j, "stale");
+    cas_json_bool(j, stale);
+    cas_json_key(j, "last_ok_age_s");
+    if (b->last_ok_ns)
+        cas_json_u64(j, (now - b->last_ok_ns) / 1000000000ull);
+    else
+        cas_json_null(j);
     if (b->cap_known) {
         cas_json_key(j, "capacity");
         cas_json_begin_object(j);
@@ -113,11 +127,24 @@ static void route_status(struct http_req *req)
     cas_json_end_object(&j);
     cas_json_key(&j, "read_repair_queue");
     cas_json_u64(&j, repair_queue_length(bal));
+    /* Degraded states: writes answered with fewer than `replicas` copies,
+     * backends down (their figures above are stale), GC unmarks waiting
+     * for a backend to come back. */
+    size_t ndown = 0;
+    for (size_t i = 0; i < v->n; i++)
+        ndown += !v->b[i]->up;
+    cas_json_key(&j, "under_replicated_writes");
+    cas_json_u64(&j, __atomic_load_n(&bal->ctr.under_replicated_writes, __ATOMIC_RELAXED));
+    cas_json_key(&j, "backends_down");
+    cas_json_u64(&j, ndown);
+    cas_json_key(&j, "gc_unmarks_pending_bytes");
+    cas_json_u64(&j, gcdebt_pending_bytes(bal));
     antientropy_status_json(bal, &j);
     cas_json_key(&j, "backends");
     cas_json_begin_array(&j);
+    uint64_t now = cas_now_ns();
     for (size_t i = 0; i < v->n; i++)
-        json_backend(&j, v, i);
+        json_backend(&j, v, i, now);
     cas_json_end_array(&j);
     pthread_mutex_unlock(&bal->lock);
     cas_json_end_object(&j);
@@ -196,16 +223,30 @@ static void balancer_metrics(void *app, struct cas_buf *out)
     COUNTER("cas_balancer_failovers_total", "Reads that moved on to another backend.", failovers);
     COUNTER("cas_balancer_aborted_streams_total", "Responses aborted after their first byte.",
             aborted_streams);
+    COUNTER("cas_balancer_hedged_reads_total",
+            "Extra backend requests sent because the first copy was slow to answer.",
+            hedged_reads);
+    COUNTER("cas_balancer_hedge_wins_total", "Hedged requests that answered first and served.",
+            hedge_wins);
     COUNTER("cas_balancer_corrupt_copies_total", "Copies served by a backend that failed their digest.",
             corrupt_copies);
     COUNTER("cas_balancer_gc_touches_total", "Objects unmarked on every backend during GC.",
             gc_touches);
+    COUNTER("cas_balancer_under_replicated_writes_total",
+            "Writes answered with fewer copies than replicas (X-CAS-Copies).",
+            under_replicated_writes);
 #undef COUNTER
     cas_buf_printf(out,
                    "# HELP cas_balancer_read_repair_queue Read repairs waiting or running.\n"
                    "# TYPE cas_balancer_read_repair_queue gauge\n"
                    "cas_balancer_read_repair_queue %zu\n",
                    repair_queue_length(bal));
+    cas_buf_printf(out,
+                   "# HELP cas_balancer_gc_unmarks_pending_bytes GC unmarks kept for backends "
+                   "that missed them.\n"
+                   "# TYPE cas_balancer_gc_unmarks_pending_bytes gauge\n"
+                   "cas_balancer_gc_unmarks_pending_bytes %zu\n",
+                   gcdebt_pending_bytes(bal));
     struct backend_capacity sum;
     cluster_capacity_sum(bal, v, &sum);
     cas_buf_printf(out,
@@ -234,11 +275,25 @@ static void balancer_metrics(void *app, struct cas_buf *out)
         cas_buf_printf(out,
                        "cas_balancer_backend_up{backend=\"%s\",failure_domain=\"%s\"} %d\n",
                        v->b[i]->url, v->b[i]->domain, v->b[i]->up ? 1 : 0);
-    cas_buf_puts(out, "# HELP cas_balancer_backend_latency_seconds Latency of the last probe.\n"
+    cas_buf_puts(out, "# HELP cas_balancer_backend_latency_seconds Latency of the last probe "
+                      "(NaN while the backend is down).\n"
                       "# TYPE cas_balancer_backend_latency_seconds gauge\n");
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->b[i]->up)
+            cas_buf_printf(out, "cas_balancer_backend_latency_seconds{backend=\"%s\"} %.6f\n",
+                           v->b[i]->url, v->b[i]->latency_ms / 1000);
+        else
+            cas_buf_printf(out, "cas_balancer_backend_latency_seconds{backend=\"%s\"} NaN\n",
+                           v->b[i]->url);
+    }
+    uint64_t now = cas_now_ns();
+    cas_buf_puts(out, "# HELP cas_balancer_backend_last_ok_age_seconds Time since the backend "
+                      "last answered a probe (its figures are that old).\n"
+                      "# TYPE cas_balancer_backend_last_ok_age_seconds gauge\n");
     for (size_t i = 0; i < v->n; i++)
-        cas_buf_printf(out, "cas_balancer_backend_latency_seconds{backend=\"%s\"} %.6f\n",
-                       v->b[i]->url, v->b[i]->latency_ms / 1000);
+        if (v->b[i]->last_ok_ns)
+            cas_buf_printf(out, "cas_balancer_backend_last_ok_age_seconds{backend=\"%s\"} %.3f\n",
+                           v->b[i]->url, (double)(now - v->b[i]->last_ok_ns) / 1e9);
     pthread_mutex_unlock(&bal->lock);
     antientropy_metrics(bal, out);
     view_put(v);

@@ -227,9 +227,19 @@ struct upconn {
     bool until_close;  /* body without a length: ends when the peer closes */
     unsigned rcvtimeo_ms; /* SO_RCVTIMEO now set on fd */
     unsigned io_timeout_ms;
+    bool budgeted;        /* waits for the body are limited (upconn_set_read_budget) */
+    uint64_t budget_ns;   /* what is left of that time */
     int64_t left;      /* body bytes still to come (when !until_close) */
     size_t start, end; /* buffered bytes buf[start..end) */
     struct upconn *next;
+    /* The request in flight (upconn_start), kept to send it again on a new
+     * connection when a pooled one turns out to be closed. */
+    const char *base;
+    bool reused;
+    bool is_head;
+    uint64_t started_ns;
+    size_t reqlen;
+    char req[2048];
     char why[200];     /* what failed, once failed */
     char key[256];     /* host:port */
     char buf[UPCONN_BUF];
@@ -275,18 +285,36 @@ static struct upconn_idle *pool_slot(const char *key, bool add)
     return s;
 }
 
+/* Is anything waiting on an idle connection? Bytes after the end of the
+ * last response (a backend that answered twice, or sent more than its
+ * Content-Length) would be read as the next request's answer; EOF or an
+ * error means the peer is gone. Either way the connection is not reused. */
+static bool idle_unclean(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r;
+    do
+        r = poll(&p, 1, 0);
+    while (r < 0 && errno == EINTR);
+    return r != 0;
+}
+
 static struct upconn *pool_take(const char *key)
 {
-    struct upconn *c = NULL;
-    pthread_mutex_lock(&pool_lock);
-    struct upconn_idle *s = pool_slot(key, false);
-    if (s && s->top) {
-        c = s->top;
-        s->top = c->next;
-        s->n--;
+    for (;;) {
+        struct upconn *c = NULL;
+        pthread_mutex_lock(&pool_lock);
+        struct upconn_idle *s = pool_slot(key, false);
+        if (s && s->top) {
+            c = s->top;
+            s->top = c->next;
+            s->n--;
+        }
+        pthread_mutex_unlock(&pool_lock);
+        if (!c || !idle_unclean(c->fd))
+            return c;
+        upconn_destroy(c);
     }
-    pthread_mutex_unlock(&pool_lock);
-    return c;
 }
 
 static void pool_give(struct upconn *c)
@@ -428,6 +456,7 @@ static struct upconn *upconn_connect(const char *base, const struct balancer_opt
     }
     c->fd = fd;
     c->rcvtimeo_ms = 0;
+    c->budgeted = false;
     snprintf(c->key, sizeof(c->key), "%s", hostport);
     return c;
 }
@@ -475,27 +504,66 @@ static const char *header_value(const char *p, const char *e, const char *name, 
     return v;
 }
 
-/*
- * Parses the response head in c->buf[0..hlen) into head. Returns 0, or
- * -ENOTSUP for a body this reader does not do (chunked), -EPROTO.
- */
-static int parse_head(struct upconn *c, size_t hlen, bool is_head, struct bstream_head *head,
-                      bool *informational)
+/* Does the comma-separated list v[0..vl) hold token tok (any case)? */
+static bool has_token(const char *v, size_t vl, const char *tok)
 {
-    const char *p = c->buf, *end = c->buf + hlen;
-    const char *eol = memchr(p, '\n', (size_t)(end - p));
-    if (!eol || end - p < 12 || strncmp(p, "HTTP/1.", 7) != 0)
-        return -EPROTO;
-    bool http10 = p[7] == '0';
-    long status = strtol(p + 9, NULL, 10);
-    if (status < 100 || status > 999)
-        return -EPROTO;
-    *informational = status < 200;
+    size_t tl = strlen(tok);
+    const char *e = v + vl;
+    while (v < e) {
+        while (v < e && (*v == ' ' || *v == '\t' || *v == ','))
+            v++;
+        const char *s = v;
+        while (v < e && *v != ',')
+            v++;
+        const char *te = v;
+        while (te > s && (te[-1] == ' ' || te[-1] == '\t'))
+            te--;
+        if ((size_t)(te - s) == tl && !strncasecmp(s, tok, tl))
+            return true;
+    }
+    return false;
+}
+
+size_t upstream_head_end(const char *buf, size_t len)
+{
+    for (const char *p = buf; (p = memchr(p, '\n', len - (size_t)(p - buf)));) {
+        size_t i = (size_t)(p - buf) + 1;
+        if (i < len && buf[i] == '\n')
+            return i + 1;
+        if (i + 1 < len && buf[i] == '\r' && buf[i + 1] == '\n')
+            return i + 2;
+        p++;
+    }
+    return 0;
+}
+
+int upstream_parse_head(const char *buf, size_t hlen, bool is_head, struct bstream_head *head,
+                        struct upstream_framing *fr, char *err, size_t errlen)
+{
+    const char *p = buf, *end = buf + hlen;
+    memset(fr, 0, sizeof(*fr));
     head->content_range[0] = '\0';
     head->content_type[0] = '\0';
+    head->etag[0] = '\0';
     head->content_length = -1;
+    head->chunked = false;
     head->gc_id = 0;
-    bool chunked = false, close_conn = http10, ka = false;
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    /* "HTTP/1.x NNN" then a space or the end of the line. */
+    if (!eol || eol - p < 12 || strncmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') ||
+        p[8] != ' ' || p[9] < '1' || p[9] > '9' || p[10] < '0' || p[10] > '9' || p[11] < '0' ||
+        p[11] > '9' || (p[12] != ' ' && p[12] != '\r' && p[12] != '\n')) {
+        snprintf(err, errlen, "malformed status line");
+        return -EPROTO;
+    }
+    bool http10 = p[7] == '0';
+    long status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    if (status == 101) {
+        snprintf(err, errlen, "unexpected 101 Switching Protocols");
+        return -EPROTO;
+    }
+    fr->informational = status < 200;
+    bool close_conn = false, ka = false;
     for (p = eol + 1; p < end;) {
         const char *le = memchr(p, '\n', (size_t)(end - p));
         if (!le)
@@ -503,80 +571,124 @@ static int parse_head(struct upconn *c, size_t hlen, bool is_head, struct bstrea
         const char *e = le;
         if (e > p && e[-1] == '\r')
             e--;
+        if (e == p)
+            break; /* the empty line that ends the head */
+        if (*p == ' ' || *p == '\t') {
+            /* obs-fold (RFC 9112 5.2): a line continuing the previous header;
+             * a value could hide there, so the answer is not trusted. */
+            snprintf(err, errlen, "folded header line");
+            return -EPROTO;
+        }
+        const char *colon = memchr(p, ':', (size_t)(e - p));
+        if (!colon || colon == p || colon[-1] == ' ' || colon[-1] == '\t') {
+            snprintf(err, errlen, "malformed header line");
+            return -EPROTO;
+        }
         size_t vl;
         const char *v;
-        char c0 = (char)(*p | 0x20); /* the headers read all start with c, t or x */
-        if (c0 != 'c' && c0 != 't' && c0 != 'x') {
-            p = le + 1;
-            continue;
-        }
         if ((v = header_value(p, e, "content-length", 14, &vl))) {
-            char num[32];
-            if (vl == 0 || vl >= sizeof(num))
+            int64_t n = 0;
+            if (vl == 0 || vl > 18) {
+                snprintf(err, errlen, "bad Content-Length");
                 return -EPROTO;
-            memcpy(num, v, vl);
-            num[vl] = '\0';
-            char *ne;
-            errno = 0;
-            long long n = strtoll(num, &ne, 10);
-            if (errno || *ne || n < 0)
+            }
+            for (size_t i = 0; i < vl; i++) {
+                if (v[i] < '0' || v[i] > '9') {
+                    snprintf(err, errlen, "bad Content-Length \"%.*s\"", (int)(vl < 40 ? vl : 40),
+                             v);
+                    return -EPROTO;
+                }
+                n = n * 10 + (v[i] - '0');
+            }
+            /* RFC 9112 6.3: differing Content-Lengths make the message
+             * unreadable; the same value twice is harmless. */
+            if (head->content_length >= 0 && head->content_length != n) {
+                snprintf(err, errlen, "conflicting Content-Length headers (%" PRId64 ", %" PRId64 ")",
+                         head->content_length, n);
                 return -EPROTO;
+            }
             head->content_length = n;
         } else if ((v = header_value(p, e, "content-range", 13, &vl))) {
             snprintf(head->content_range, sizeof(head->content_range), "%.*s", (int)vl, v);
         } else if ((v = header_value(p, e, "content-type", 12, &vl))) {
             snprintf(head->content_type, sizeof(head->content_type), "%.*s", (int)vl, v);
+        } else if ((v = header_value(p, e, "etag", 4, &vl))) {
+            snprintf(head->etag, sizeof(head->etag), "%.*s", (int)vl, v);
         } else if ((v = header_value(p, e, "transfer-encoding", 17, &vl))) {
-            if (!(vl == 8 && !strncasecmp(v, "identity", 8)))
-                chunked = true;
+            head->chunked = true; /* any transfer coding: a framing not read here */
         } else if ((v = header_value(p, e, "x-cas-gc", 8, &vl))) {
             head->gc_id = strtoull(v, NULL, 10);
         } else if ((v = header_value(p, e, "connection", 10, &vl))) {
-            if (memmem(v, vl, "close", 5) || memmem(v, vl, "Close", 5))
+            if (has_token(v, vl, "close"))
                 close_conn = true;
-            if (memmem(v, vl, "eep-alive", 9))
+            if (has_token(v, vl, "keep-alive"))
                 ka = true;
         }
         p = le + 1;
     }
-    if (*informational)
+    if (fr->informational)
         return 0;
     head->status = status;
-    c->keep_alive = !close_conn || (http10 && ka);
-    c->until_close = false;
+    /* HTTP/1.1 keeps the connection unless told to close; 1.0 closes it
+     * unless told to keep it. */
+    fr->keep_alive = !close_conn && (!http10 || ka);
     if (is_head || status == 204 || status == 304) {
-        c->left = 0;
-    } else if (chunked) {
-        return -ENOTSUP;
+        fr->body = 0;
+    } else if (head->chunked) {
+        /* The body's framing is not read here: the answer is refused by
+         * the caller and the connection closed after it. */
+        fr->until_close = true;
+        fr->keep_alive = false;
     } else if (head->content_length >= 0) {
-        c->left = head->content_length;
+        fr->body = head->content_length;
     } else {
-        c->left = 0;
-        c->until_close = true;
-        c->keep_alive = false;
+        fr->until_close = true;
+        fr->keep_alive = false;
     }
     return 0;
 }
 
-/* Sends the request on c and reads the response head. *nothing is set when
- * the connection gave no byte of response (a stale pooled one). */
-static int exchange(struct upconn *c, const char *req, size_t reqlen, bool is_head,
-                    unsigned first_byte_ms, struct bstream_head *head, bool *nothing, char *err,
-                    size_t errlen)
+/* Parses the response head in c->buf[0..hlen) into head and c's framing. */
+static int parse_head(struct upconn *c, size_t hlen, bool is_head, struct bstream_head *head,
+                      bool *informational, char *err, size_t errlen)
 {
-    *nothing = true;
+    struct upstream_framing fr;
+    int rc = upstream_parse_head(c->buf, hlen, is_head, head, &fr, err, errlen);
+    if (rc < 0)
+        return rc;
+    *informational = fr.informational;
+    if (fr.informational)
+        return 0;
+    c->keep_alive = fr.keep_alive;
+    c->until_close = fr.until_close;
+    c->left = fr.until_close ? 0 : fr.body;
+    return 0;
+}
+
+/* Sends c's request. */
+static int exchange_send(struct upconn *c, unsigned first_byte_ms, char *err, size_t errlen)
+{
     c->start = c->end = 0;
     c->failed = false;
     int rc = set_rcvtimeo(c, first_byte_ms);
     if (rc == 0)
-        rc = send_all(c->fd, req, reqlen);
-    if (rc < 0) {
+        rc = send_all(c->fd, c->req, c->reqlen);
+    if (rc < 0)
         snprintf(err, errlen, "sending the request to %s: %s", c->key,
                  rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
-        return rc;
-    }
-    uint64_t t0 = cas_now_ns();
-    size_t scanned = 0;
+    return rc;
+}
+
+/* Reads the response head to c's request, at most first_byte_ms after it
+ * was sent. *nothing is set when the connection gave no byte of response
+ * (a stale pooled one). */
+static int exchange_recv(struct upconn *c, unsigned first_byte_ms, struct bstream_head *head,
+                         bool *nothing, char *err, size_t errlen)
+{
+    bool is_head = c->is_head;
+    int rc;
+    *nothing = true;
+    uint64_t t0 = c->started_ns;
     for (;;) {
         if (c->end == sizeof(c->buf)) {
             snprintf(err, errlen, "%s: response head too long", c->key);
@@ -595,24 +707,19 @@ static int exchange(struct upconn *c, const char *req, size_t reqlen, bool is_he
         *nothing = false;
         c->end += (size_t)r;
         for (;;) {
-            size_t from = scanned > 3 ? scanned - 3 : 0;
-            char *hend = memmem(c->buf + from, c->end - from, "\r\n\r\n", 4);
-            scanned = c->end;
-            if (!hend)
+            size_t hlen = upstream_head_end(c->buf, c->end);
+            if (!hlen)
                 break;
-            size_t hlen = (size_t)(hend - c->buf) + 4;
             bool info = false;
-            rc = parse_head(c, hlen, is_head, head, &info);
-            if (rc == -EPROTO) {
-                snprintf(err, errlen, "%s: malformed response head", c->key);
+            char why[160];
+            rc = parse_head(c, hlen, is_head, head, &info, why, sizeof(why));
+            if (rc < 0) {
+                snprintf(err, errlen, "%s: malformed response head: %s", c->key, why);
                 return rc;
             }
-            if (rc < 0)
-                return rc;
             /* Drop the head (and an informational response) from the buffer. */
             memmove(c->buf, c->buf + hlen, c->end - hlen);
             c->end -= hlen;
-            scanned = 0;
             if (info)
                 continue;
             if (!c->until_close && (int64_t)c->end > c->left) {
@@ -629,20 +736,17 @@ static int exchange(struct upconn *c, const char *req, size_t reqlen, bool is_he
     }
 }
 
-int upconn_open(struct balancer *bal, const struct view *v, const char *base, const char *path,
-                const char *method, const char *range, struct upconn **out,
-                struct bstream_head *head, char *err, size_t errlen)
+int upconn_start(struct balancer *bal, const struct view *v, const char *base, const char *path,
+                 const char *method, const char *range, struct upconn **out, char *err,
+                 size_t errlen)
 {
     *out = NULL;
-    memset(head, 0, sizeof(*head));
-    head->content_length = -1;
     char host[256], port[16];
     const char *hostport;
     if (split_url(base, host, sizeof(host), port, sizeof(port), &hostport) < 0) {
         snprintf(err, errlen, "not an http:// backend");
         return -ENOTSUP;
     }
-    bool is_head = !strcmp(method, "HEAD");
     char req[2048];
     size_t len = 0;
     bool fits = true;
@@ -679,30 +783,91 @@ int upconn_open(struct balancer *bal, const struct view *v, const char *base, co
         return -EINVAL;
     }
     const struct balancer_options *opt = &bal->opt;
-    /* A pooled connection the peer has closed meanwhile gives nothing back:
-     * then, and only then, the request goes again on a new one. */
+    uint64_t t0 = cas_now_ns();
     struct upconn *c = pool_take(hostport);
     for (;;) {
         bool reused = c != NULL;
         if (!c && !(c = upconn_connect(base, opt, err, errlen)))
             return -EIO;
         c->io_timeout_ms = opt->io_timeout_ms;
-        bool nothing = true;
-        int rc = exchange(c, req, len, is_head, opt->first_byte_timeout_ms, head,
-                          &nothing, err, errlen);
+        c->base = base;
+        c->reused = reused;
+        c->is_head = !strcmp(method, "HEAD");
+        c->started_ns = t0;
+        c->reqlen = len;
+        memcpy(c->req, req, len);
+        int rc = exchange_send(c, opt->first_byte_timeout_ms, err, errlen);
         if (rc == 0) {
             *out = c;
             return 0;
         }
         upconn_destroy(c);
         c = NULL;
-        if (rc == -ENOTSUP) {
-            snprintf(err, errlen, "chunked response");
-            return -ENOTSUP;
-        }
-        if (!(reused && nothing && rc != -ETIMEDOUT))
+        if (!reused || rc == -ETIMEDOUT)
             return rc == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
     }
+}
+
+int upconn_fd(const struct upconn *c)
+{
+    return c->fd;
+}
+
+int upconn_finish(struct balancer *bal, struct upconn *c, struct upconn **out,
+                  struct bstream_head *head, char *err, size_t errlen)
+{
+    *out = NULL;
+    memset(head, 0, sizeof(*head));
+    head->content_length = -1;
+    const struct balancer_options *opt = &bal->opt;
+    /* A pooled connection the peer has closed meanwhile gives nothing back:
+     * then, and only then, the request goes again on a new one. */
+    for (;;) {
+        bool nothing = true;
+        int rc = exchange_recv(c, opt->first_byte_timeout_ms, head, &nothing, err, errlen);
+        if (rc == 0) {
+            *out = c;
+            return 0;
+        }
+        bool retry = c->reused && nothing && rc != -ETIMEDOUT;
+        struct upconn *old = c;
+        c = NULL;
+        if (retry && (c = upconn_connect(old->base, opt, err, errlen))) {
+            c->io_timeout_ms = old->io_timeout_ms;
+            c->base = old->base;
+            c->reused = false;
+            c->is_head = old->is_head;
+            c->started_ns = old->started_ns;
+            c->reqlen = old->reqlen;
+            memcpy(c->req, old->req, old->reqlen);
+            if (exchange_send(c, opt->first_byte_timeout_ms, err, errlen) < 0) {
+                upconn_destroy(c);
+                c = NULL;
+            }
+        }
+        upconn_destroy(old);
+        if (!c)
+            return rc == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
+    }
+}
+
+void upconn_abandon(struct upconn *c)
+{
+    upconn_destroy(c);
+}
+
+int upconn_open(struct balancer *bal, const struct view *v, const char *base, const char *path,
+                const char *method, const char *range, struct upconn **out,
+                struct bstream_head *head, char *err, size_t errlen)
+{
+    *out = NULL;
+    memset(head, 0, sizeof(*head));
+    head->content_length = -1;
+    struct upconn *c;
+    int rc = upconn_start(bal, v, base, path, method, range, &c, err, errlen);
+    if (rc < 0)
+        return rc;
+    return upconn_finish(bal, c, out, head, err, errlen);
 }
 
 ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t errlen)
@@ -727,13 +892,38 @@ ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t e
         if (c->start == c->end)
             c->start = c->end = 0;
     } else {
-        if (set_rcvtimeo(c, c->io_timeout_ms) < 0) {
+        unsigned wait_ms = c->io_timeout_ms;
+        if (c->budgeted) {
+            if (c->budget_ns == 0) {
+                c->failed = true;
+                snprintf(err, errlen, "%s: body not complete within the read deadline (%" PRId64
+                         " bytes to come)", c->key, c->left);
+                snprintf(c->why, sizeof(c->why), "%s", err);
+                return -ETIMEDOUT;
+            }
+            uint64_t left_ms = c->budget_ns / 1000000 + 1;
+            if (left_ms < wait_ms)
+                wait_ms = (unsigned)left_ms;
+        }
+        if (set_rcvtimeo(c, wait_ms) < 0) {
             c->failed = true;
             snprintf(err, errlen, "setsockopt: %s", strerror(errno));
             snprintf(c->why, sizeof(c->why), "%s", err);
             return -EIO;
         }
+        uint64_t t0 = c->budgeted ? cas_now_ns() : 0;
         n = recv_some(c, buf, max);
+        if (c->budgeted) {
+            uint64_t waited = cas_now_ns() - t0;
+            c->budget_ns = waited >= c->budget_ns ? 0 : c->budget_ns - waited;
+            if (n == -ETIMEDOUT && c->budget_ns == 0) {
+                c->failed = true;
+                snprintf(err, errlen, "%s: body not complete within the read deadline (%" PRId64
+                         " bytes to come)", c->key, c->left);
+                snprintf(c->why, sizeof(c->why), "%s", err);
+                return -ETIMEDOUT;
+            }
+        }
         if (n == 0 && c->until_close)
             return 0;
         if (n <= 0) {
@@ -742,7 +932,7 @@ ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t e
                 snprintf(err, errlen, "%s closed the connection with %" PRId64 " bytes to come",
                          c->key, c->left);
             else if (n == -ETIMEDOUT)
-                snprintf(err, errlen, "%s: no data for %u ms", c->key, c->io_timeout_ms);
+                snprintf(err, errlen, "%s: no data for %u ms", c->key, wait_ms);
             else
                 snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-n));
             snprintf(c->why, sizeof(c->why), "%s", err);
@@ -752,6 +942,12 @@ ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t e
     if (!c->until_close)
         c->left -= n;
     return n;
+}
+
+void upconn_set_read_budget(struct upconn *c, uint64_t budget_ns)
+{
+    c->budgeted = budget_ns != 0;
+    c->budget_ns = budget_ns;
 }
 
 void upconn_close(struct upconn *c)
@@ -772,5 +968,6 @@ void upconn_close(struct upconn *c)
         return;
     }
     c->start = c->end = 0;
+    c->budgeted = false;
     pool_give(c);
 }

@@ -5,7 +5,8 @@ Usage: latency.py URL RATE SECONDS [WORKERS]
 Requests are scheduled every 1/RATE seconds whatever the server does, and
 each one's latency is measured from its scheduled time (so a stall delays
 every request behind it and shows in the percentiles, instead of quietly
-lowering the rate). Prints one line: achieved rate, p50, p90, p99 in ms.
+lowering the rate). Prints one line: achieved rate, p50, p90, p99 in ms,
+errors, and the slowest request (max) in ms.
 """
 import http.client
 import queue
@@ -69,7 +70,7 @@ def main():
         return 1000 * lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
 
     print(f"rate {len(lat) / elapsed:.1f}/s  p50 {pct(0.50):.2f} ms  p90 {pct(0.90):.2f} ms  "
-          f"p99 {pct(0.99):.2f} ms  errors {errors[0]}")
+          f"p99 {pct(0.99):.2f} ms  errors {errors[0]}  max {pct(1.0):.2f} ms")
 
 
 if __name__ == "__main__":

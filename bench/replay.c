@@ -11,6 +11,11 @@
  *       (store_info.memory / objects) and the process's RSS growth across
  *       the open. Run it in a fresh process per measurement, so the RSS
  *       figure is not hidden by memory an earlier open left to malloc.
+ *   cas-bench-replay churn DIR ROUNDS
+ *       grows the index of the store in DIR without changing its objects:
+ *       ROUNDS GC cycles, each begun, every object unmarked (gc_mark), and
+ *       cancelled: about one record per object per round, so that the next
+ *       compaction rewrites the index (bench/snapshot-get.sh).
  */
 #define _GNU_SOURCE
 #include "disk.h"
@@ -103,6 +108,69 @@ static int open_once(const char *dir)
     return 0;
 }
 
+struct digests {
+    unsigned char *d;
+    size_t n, cap, len;
+};
+
+static void collect(void *cls, const unsigned char *digest, uint64_t size)
+{
+    struct digests *g = cls;
+    (void)size;
+    if (g->n == g->cap) {
+        g->cap = g->cap ? g->cap * 2 : 1 << 16;
+        g->d = realloc(g->d, g->cap * g->len);
+        if (!g->d)
+            abort();
+    }
+    memcpy(g->d + g->n++ * g->len, digest, g->len);
+}
+
+static int churn(const char *dir, unsigned rounds)
+{
+    char err[512] = "";
+    struct disk_options o = {.dir = dir, .algo = cas_hash_by_name("sha1")};
+    struct store *s;
+    if (disk_open(&o, &s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "replay: %s\n", err);
+        return 1;
+    }
+    struct digests g = {.len = s->algo->digest_len};
+    uint64_t cursor = 0;
+    while (cursor != UINT64_MAX)
+        s->ops->list(s, &cursor, STORE_LIST_LIVE, 0, UINT64_MAX, 65536, collect, &g);
+    enum { BATCH = 4096 };
+    struct cas_key *keys = calloc(BATCH, sizeof(*keys));
+    for (unsigned r = 0; r < rounds; r++) {
+        uint64_t id, objs, bytes, unmarked;
+        if (s->ops->gc_begin(s, 0, &id, &objs, &bytes, err, sizeof(err)) < 0)
+            goto fail;
+        for (size_t i = 0; i < g.n; i += BATCH) {
+            size_t n = g.n - i < BATCH ? g.n - i : BATCH;
+            for (size_t j = 0; j < n; j++) {
+                keys[j].algo = s->algo;
+                memcpy(keys[j].digest, g.d + (i + j) * g.len, g.len);
+            }
+            if (s->ops->gc_mark(s, keys, n, &unmarked, err, sizeof(err)) < 0)
+                goto fail;
+        }
+        if (s->ops->gc_cancel(s, id, err, sizeof(err)) < 0)
+            goto fail;
+    }
+    struct store_info info;
+    s->ops->info(s, &info);
+    printf("churn objects=%" PRIu64 " index_records=%" PRIu64 "\n", info.objects,
+           info.index_records);
+    s->ops->destroy(s);
+    free(keys);
+    free(g.d);
+    return 0;
+fail:
+    fprintf(stderr, "replay: churn: %s\n", err);
+    s->ops->destroy(s);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 4 && !strcmp(argv[1], "build"))
@@ -110,6 +178,8 @@ int main(int argc, char **argv)
                      argc > 4 ? (size_t)strtoull(argv[4], NULL, 0) : 100);
     if (argc == 3 && !strcmp(argv[1], "open"))
         return open_once(argv[2]);
-    fprintf(stderr, "usage: %s build DIR COUNT [SIZE] | open DIR\n", argv[0]);
+    if (argc == 4 && !strcmp(argv[1], "churn"))
+        return churn(argv[2], (unsigned)strtoul(argv[3], NULL, 0));
+    fprintf(stderr, "usage: %s build DIR COUNT [SIZE] | open DIR | churn DIR ROUNDS\n", argv[0]);
     return 2;
 }

@@ -212,6 +212,16 @@ int cmd_capacity(int argc, char **argv, const struct cli_ctx *ctx)
             printf("%-12s %llu%s%s%s\n", fields[i], (unsigned long long)v, h[0] ? " (" : "", h,
                    h[0] ? ")" : "");
         }
+        /* A balancer whose backends did not all answer sums the others. */
+        bool partial = false;
+        uint64_t up = 0;
+        if (cas_json_get_bool(b.data, "partial", &partial) == 0 && partial) {
+            cas_json_get_u64(b.data, "backends_up", &up);
+            fprintf(stderr,
+                    "ca-cas: warning: capacity: partial: only %llu backends answered; the "
+                    "figures leave the others out (see --json for their last known figures)\n",
+                    (unsigned long long)up);
+        }
     }
     cas_buf_free(&b);
     cli_client_free(c);

@@ -280,6 +280,10 @@ struct cli_http {
     struct cas_buf resp;
     uint64_t content_length; /* UINT64_MAX when not given */
     char location[256];      /* Location header, if any */
+    /* A balancer's write answer: X-CAS-Copies (durable copies made) and
+     * X-CAS-Replicas (copies the cluster keeps); -1 when not sent. */
+    int copies;
+    int replicas;
 };
 
 int cli_client_new(const struct cli_ctx *ctx, struct cli_client **out, char *err, size_t errlen);

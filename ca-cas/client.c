@@ -85,6 +85,8 @@ void cli_http_init(struct cli_http *h, const char *method, const char *path)
     h->body_size = UINT64_MAX;
     cas_buf_init(&h->resp);
     h->content_length = UINT64_MAX;
+    h->copies = -1;
+    h->replicas = -1;
 }
 
 void cli_http_free(struct cli_http *h)
@@ -185,10 +187,36 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *cls)
     return n;
 }
 
+/* The value of header "Name:" (name includes the colon) as a small
+ * non-negative number; -1 when data is another header or not a number. */
+static int header_count(const char *data, size_t n, const char *name)
+{
+    size_t nl = strlen(name);
+    if (n <= nl || strncasecmp(data, name, nl) != 0)
+        return -1;
+    size_t i = nl;
+    while (i < n && (data[i] == ' ' || data[i] == '\t'))
+        i++;
+    int v = 0, digits = 0;
+    while (i < n && data[i] >= '0' && data[i] <= '9' && digits < 6) {
+        v = v * 10 + (data[i++] - '0');
+        digits++;
+    }
+    while (i < n && (data[i] == ' ' || data[i] == '\r' || data[i] == '\n'))
+        i++;
+    return digits && i == n ? v : -1;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *cls)
 {
     struct xfer *x = cls;
     size_t n = size * nmemb;
+    int copies = header_count(data, n, "X-CAS-Copies:");
+    if (copies >= 0)
+        x->h->copies = copies;
+    int replicas = header_count(data, n, "X-CAS-Replicas:");
+    if (replicas >= 0)
+        x->h->replicas = replicas;
     static const char loc[] = "Location:";
     if (n > sizeof(loc) && strncasecmp(data, loc, sizeof(loc) - 1) == 0) {
         const char *v = data + sizeof(loc) - 1;

@@ -57,7 +57,20 @@ struct put_item {
     bool failed;
     bool present; /* the server has it already */
     bool uploaded;
+    int copies, replicas; /* from the write's answer; -1 unknown */
 };
+
+/* A write through a balancer that made fewer copies than the cluster keeps
+ * succeeded (min_replicas were durable) but leaves the object exposed until
+ * the balancer completes it: say so on stderr, whatever the output mode. */
+static void put_warn_copies(const struct put_item *it)
+{
+    if (it->copies >= 0 && it->replicas > 0 && it->copies < it->replicas)
+        fprintf(stderr,
+                "ca-cas: warning: put %s: stored %d of %d copies (the cluster is degraded; "
+                "the rest are made when backends allow)\n",
+                it->name, it->copies, it->replicas);
+}
 
 /* Hashes a regular file's bytes from item->offset to its end. */
 static int put_hash_file(struct put_item *it, const struct cas_hash_algo *algo, bool progress,
@@ -227,6 +240,8 @@ static int put_upload_file(struct cli_client *c, struct put_item *it, const char
         cli_http_error_text(h.status, h.resp.data, err, errlen);
         rc = -EIO;
     }
+    it->copies = h.copies;
+    it->replicas = h.replicas;
     cli_http_free(&h);
     return rc;
 }
@@ -259,6 +274,8 @@ static int put_upload_stream(struct cli_client *c, struct put_item *it,
         cli_http_error_text(h.status, h.resp.data, err, errlen);
         rc = -EIO;
     }
+    it->copies = h.copies;
+    it->replicas = h.replicas;
     if (rc == 0) {
         struct cas_key mine = {.algo = algo}, theirs;
         cas_hash_final(hash, mine.digest);
@@ -420,6 +437,8 @@ int cmd_put(int argc, char **argv, const struct cli_ctx *ctx)
             continue;
         }
         it->uploaded = !it->present;
+        if (it->uploaded)
+            put_warn_copies(it);
         if (ctx->json) {
             cas_json_begin_object(&j);
             cas_json_key(&j, "file");

@@ -243,6 +243,34 @@ static int parse_anti_entropy(struct parse *p, const yaml_node_t *n)
     return 0;
 }
 
+static int parse_timeouts(struct parse *p, const yaml_node_t *n)
+{
+    if (n->type != YAML_MAPPING_NODE)
+        return fail_at(p, n,
+                       "timeouts must be a mapping with fanout_ms, write_straggler_ms, gc_ms");
+    for (yaml_node_pair_t *pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top;
+         pair++) {
+        yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
+        yaml_node_t *v = yaml_document_get_node(p->doc, pair->value);
+        const char *key = scalar(k);
+        int rc;
+        if (key && !strcmp(key, "fanout_ms"))
+            rc = get_uint(p, v, "timeouts.fanout_ms", 3600u * 1000, &p->c->fanout_ms);
+        else if (key && !strcmp(key, "write_straggler_ms"))
+            rc = get_uint(p, v, "timeouts.write_straggler_ms", 3600u * 1000,
+                          &p->c->write_straggler_ms);
+        else if (key && !strcmp(key, "gc_ms"))
+            rc = get_uint(p, v, "timeouts.gc_ms", 24u * 3600 * 1000, &p->c->gc_ms);
+        else
+            return fail_at(
+                p, k, "unknown timeouts key \"%s\" (expected fanout_ms, write_straggler_ms, gc_ms)",
+                key ? key : "?");
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* Walks the root mapping, then checks the rules that span several keys. */
 static int parse_root(struct parse *p, const yaml_node_t *root)
 {
@@ -277,10 +305,12 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
             rc = parse_backends(p, v);
         } else if (!strcmp(key, "anti_entropy")) {
             rc = parse_anti_entropy(p, v);
+        } else if (!strcmp(key, "timeouts")) {
+            rc = parse_timeouts(p, v);
         } else {
             return fail_at(p, k,
                            "unknown key \"%s\" (expected listen, replicas, min_replicas, "
-                           "token_file, backends, anti_entropy)",
+                           "token_file, backends, anti_entropy, timeouts)",
                            key);
         }
         if (rc < 0)
@@ -302,6 +332,12 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
         c->replicas = c->ndomains < 3 ? (unsigned)c->ndomains : 3;
     if (!n_min)
         c->min_replicas = c->replicas;
+    if (!c->fanout_ms)
+        c->fanout_ms = CONFIG_FANOUT_MS_DEFAULT;
+    if (!c->write_straggler_ms)
+        c->write_straggler_ms = CONFIG_STRAGGLER_MS_DEFAULT;
+    if (!c->gc_ms)
+        c->gc_ms = CONFIG_GC_MS_DEFAULT;
     if (c->min_replicas > c->replicas)
         return fail_at(p, n_min, "min_replicas (%u) is more than replicas (%u)", c->min_replicas,
                        c->replicas);

@@ -37,7 +37,22 @@ struct config {
     /* anti_entropy: {interval, max_mbps}; stored for the repair scanner. */
     uint64_t ae_interval_s; /* 0: not set */
     double ae_max_mbps;     /* 0: not set */
+    /* timeouts: {fanout_ms, write_straggler_ms, gc_ms} (OPERATIONS.md "What happens
+     * when a backend hangs"). fanout_ms bounds the wait on each backend of
+     * an operation that asks every backend (capacity, missing, GC, ...);
+     * write_straggler_ms is how long a write waits for the copies beyond
+     * min_replicas once min_replicas are durable. Defaults applied by the
+     * parser: CONFIG_FANOUT_MS_DEFAULT, CONFIG_STRAGGLER_MS_DEFAULT. */
+    unsigned fanout_ms;
+    unsigned write_straggler_ms;
+    /* timeouts.gc_ms: the same bound for gc/begin and gc/end, whose work on
+     * a backend grows with its object count. */
+    unsigned gc_ms;
 };
+
+#define CONFIG_FANOUT_MS_DEFAULT 5000u
+#define CONFIG_STRAGGLER_MS_DEFAULT 2000u
+#define CONFIG_GC_MS_DEFAULT 60000u
 
 /*
  * Loads and checks the config at path. On error returns a negative errno

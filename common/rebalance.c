@@ -7,6 +7,7 @@
  */
 #include "rebalance.h"
 #include "json.h"
+#include "ringjson.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -104,65 +105,10 @@ int rb_cluster_finish(struct rb_cluster *c, char *err, size_t errlen)
 int rb_parse_ring(const char *json, char *node, size_t nodelen, const struct cas_hash_algo **algo,
                   uint64_t **tokens, size_t *ntokens, char *err, size_t errlen)
 {
-    char hash[32];
-    *tokens = NULL;
-    *ntokens = 0;
-    if (cas_json_get_string(json, "node", node, nodelen) < 0 ||
-        cas_json_get_string(json, "hash", hash, sizeof(hash)) < 0) {
-        snprintf(err, errlen, "GET /ring: no node or hash");
-        return -EPROTO;
-    }
-    *algo = cas_hash_by_name(hash);
-    if (!*algo) {
-        snprintf(err, errlen, "GET /ring: unknown hash \"%s\"", hash);
-        return -EPROTO;
-    }
-    const char *p = strstr(json, "\"tokens\"");
-    p = p ? strchr(p, '[') : NULL;
-    if (!p) {
-        snprintf(err, errlen, "GET /ring: no tokens");
-        return -EPROTO;
-    }
-    size_t cap = 256, n = 0;
-    uint64_t *tok = malloc(cap * sizeof(*tok));
-    if (!tok)
-        return -ENOMEM;
-    for (p++; *p && *p != ']'; p++) {
-        if (*p != '"')
-            continue;
-        const char *e = strchr(p + 1, '"');
-        if (!e)
-            break;
-        size_t len = (size_t)(e - p - 1);
-        char hex[17];
-        if (len >= 1 && len <= 16) {
-            memcpy(hex, p + 1, len);
-            hex[len] = '\0';
-            char *end;
-            uint64_t t = strtoull(hex, &end, 16);
-            if (*end == '\0') {
-                if (n == cap) {
-                    uint64_t *bigger = realloc(tok, 2 * cap * sizeof(*tok));
-                    if (!bigger) {
-                        free(tok);
-                        return -ENOMEM;
-                    }
-                    tok = bigger;
-                    cap *= 2;
-                }
-                tok[n++] = t;
-            }
-        }
-        p = e;
-    }
-    if (n == 0) {
-        free(tok);
-        snprintf(err, errlen, "GET /ring: no tokens");
-        return -EPROTO;
-    }
-    *tokens = tok;
-    *ntokens = n;
-    return 0;
+    /* The balancer's probes read /ring with the same parser: the same
+     * answers are refused on both sides, so placement stays identical. */
+    return ringjson_parse(json, json ? strlen(json) : 0, node, nodelen, algo, tokens, ntokens,
+                          err, errlen);
 }
 
 /* ---- plans -------------------------------------------------------------- */

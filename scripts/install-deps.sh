@@ -9,6 +9,7 @@ packages=(
   libmicrohttpd-dev libcurl4-openssl-dev     # HTTP server and client
   libyaml-dev libssl-dev zlib1g-dev          # config, hashes, checksums
   libarchive-dev                             # ca-cas export/import (tar)
+  libjansson-dev                             # JSON answers from backends (GET /ring)
   libcunit1-dev                              # unit tests
   help2man dpkg-dev                          # man pages, the Debian package (cpack)
   python3 curl procps util-linux e2fsprogs   # integration tests

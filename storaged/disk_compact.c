@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct live_frame {
@@ -59,13 +60,31 @@ static int copy_range(int from, uint64_t off, int to, uint64_t to_off, uint64_t 
     return 0;
 }
 
-/* Compacts data file n. The file must have dead bytes; returns 0 or -errno. */
+/* How long compaction waits for the writers in flight in a data file (new
+ * ones go elsewhere) before it leaves that file for the next compaction: a
+ * stalled upload must not hold compaction up for long. */
+#define WRITERS_WAIT_SECONDS 5
+
+/* Compacts data file n. The file must have dead bytes; returns 0 or -errno
+ * (-EBUSY: writers stayed in it). */
 static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errlen)
 {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WRITERS_WAIT_SECONDS;
     pthread_mutex_lock(&d->files_lock);
     d->files[n].compacting = true;
-    while (d->files[n].busy)
-        pthread_cond_wait(&d->files_cond, &d->files_lock);
+    while (d->files[n].writers &&
+           pthread_cond_timedwait(&d->files_cond, &d->files_lock, &until) != ETIMEDOUT)
+        ;
+    if (d->files[n].writers) {
+        d->files[n].compacting = false;
+        pthread_cond_broadcast(&d->files_cond);
+        pthread_mutex_unlock(&d->files_lock);
+        snprintf(err, errlen, "%u uploads still writing to it after %d s; left for later",
+                 d->files[n].writers, WRITERS_WAIT_SECONDS);
+        return -EBUSY;
+    }
     d->files[n].busy = true;
     uint64_t old_len = d->files[n].length;
     pthread_mutex_unlock(&d->files_lock);
@@ -201,106 +220,186 @@ out:
     return rc;
 }
 
+/* Writes n encoded records at *off of fd; -errno. */
+static int write_records(int fd, const unsigned char *buf, size_t n, uint64_t *off)
+{
+    size_t len = n * FMT_RECORD_SIZE, done = 0;
+    while (done < len) {
+        ssize_t w = pwrite(fd, buf + done, len - done, (off_t)(*off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -ENOSPC;
+        done += (size_t)w;
+    }
+    *off += len;
+    return 0;
+}
+
+/* Copies the index records in [from, to) of jfd to the end (*off) of fd,
+ * through buf (batch records). */
+static int carry_records(int jfd, uint64_t from, uint64_t to, int fd, uint64_t *off,
+                         unsigned char *buf, size_t batch)
+{
+    while (from < to) {
+        size_t want = to - from < (uint64_t)batch * FMT_RECORD_SIZE ? (size_t)(to - from)
+                                                                    : batch * FMT_RECORD_SIZE;
+        ssize_t n = pread(jfd, buf, want, (off_t)from);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || n % FMT_RECORD_SIZE)
+            return n < 0 ? -errno : -EIO;
+        int rc = write_records(fd, buf, (size_t)n / FMT_RECORD_SIZE, off);
+        if (rc < 0)
+            return rc;
+        from += (uint64_t)n;
+    }
+    return 0;
+}
+
 /*
  * Rewrites the index as a snapshot of the table: the header, the current
- * generation of each data file, the GC state and one record per object.
- * Done under the table lock (writers wait; about 64 bytes per object), only
- * when the index holds more than twice the records the table needs.
+ * generation of each data file, the GC state and one record per object,
+ * then every record the old index gained while the snapshot was written.
+ * Only when the index holds more than twice the records the table needs.
+ *
+ * Beside traffic: the state at the start (position S of the old index,
+ * generations, GC state) is taken under the read lock; the objects are
+ * written a batch at a time, each batch under the read lock only while it
+ * is encoded. Records appended to the old index after S (writes, removals,
+ * unmarks, GC records made meanwhile) are then copied after the objects,
+ * most of them with no lock held, and the file is made durable; under the
+ * write lock (a short stop: the few records appended since, one fdatasync,
+ * the rename and a directory fsync) the new file replaces the old. Replaying it gives the table of
+ * now: every record is a "set" of one object's state (or of the GC state), so applying the records
+ * after S to objects captured at any moment after S ends where the old
+ * index ends (docs/FORMAT.md, "Index snapshots").
  */
 int disk_maybe_snapshot(struct disk_store *d, bool force)
 {
     char err[256];
     int rc = 0;
-    pthread_rwlock_wrlock(&d->lock);
+    enum { BATCH = 16384 };
+    struct fmt_record r;
+    unsigned char *buf = NULL;
+    size_t nb = 0;
+    uint64_t off = 0, nrec = 0;
+    struct journal_pos start;
+    int fd = -1;
+
+    pthread_rwlock_rdlock(&d->lock);
     uint64_t need = d->objects + FMT_NFILES + 2;
     if (!force && d->index_records <= 2 * need + 4096) {
         pthread_rwlock_unlock(&d->lock);
         return 0;
     }
-    int fd =
-        openat(d->dirfd, "index.new", O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = -errno;
+    uint64_t old_records = d->index_records;
+    journal_now(&d->journal, &start);
+    buf = malloc((size_t)BATCH * FMT_RECORD_SIZE);
+    if (!buf) {
+        pthread_rwlock_unlock(&d->lock);
+        rc = -ENOMEM;
         goto out;
     }
-    enum { BATCH = 16384 };
-    unsigned char *buf = malloc((size_t)BATCH * FMT_RECORD_SIZE);
-    if (!buf) {
-        rc = -ENOMEM;
-        goto fail;
-    }
-    size_t nb = 0;
-    uint64_t off = 0, nrec = 0;
-    struct fmt_record r;
-#define EMIT()                                                                                     \
-    do {                                                                                           \
-        fmt_record_encode(&r, buf + nb * FMT_RECORD_SIZE);                                         \
-        nrec++;                                                                                    \
-        if (++nb == BATCH) {                                                                       \
-            if (pwrite(fd, buf, nb * FMT_RECORD_SIZE, (off_t)off) !=                               \
-                (ssize_t)(nb * FMT_RECORD_SIZE)) {                                                 \
-                rc = errno ? -errno : -ENOSPC;                                                     \
-                goto fail;                                                                         \
-            }                                                                                      \
-            off += nb * FMT_RECORD_SIZE;                                                           \
-            nb = 0;                                                                                \
-        }                                                                                          \
-    } while (0)
     disk_record(d, &r, REC_HEADER, NULL);
     memcpy(r.digest, FMT_INDEX_MAGIC, 8);
     r.aux = FMT_INDEX_VERSION;
-    EMIT();
+    fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
     for (unsigned n = 0; n < FMT_NFILES; n++) {
         if (!d->files[n].gen)
             continue;
         disk_record(d, &r, REC_GENERATION, NULL);
         r.file = (uint8_t)n;
         r.aux = d->files[n].gen;
-        EMIT();
+        fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
     }
     if (d->gc_active) {
         disk_record(d, &r, REC_GC_STATE, NULL);
         r.aux = d->gc_id;
-        EMIT();
+        fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
     }
-    struct objtab_entry en;
-    for (uint32_t e = 0; e < d->tab.used; e++) {
-        if (!objtab_get(&d->tab, e, &en))
-            continue;
-        disk_record(d, &r, REC_PUT, en.digest);
-        r.file = (uint8_t)en.file;
-        r.offset = en.offset;
-        r.size = en.size;
-        r.flags = (en.flags & OBJTAB_MARKED) ? PUT_MARKED : 0;
-        EMIT();
-    }
-#undef EMIT
-    if (nb &&
-        pwrite(fd, buf, nb * FMT_RECORD_SIZE, (off_t)off) != (ssize_t)(nb * FMT_RECORD_SIZE)) {
-        rc = errno ? -errno : -ENOSPC;
-        goto fail;
-    }
-    off += nb * FMT_RECORD_SIZE;
-    if (fdatasync(fd) < 0 || renameat(d->dirfd, "index.new", d->dirfd, "index") < 0) {
+    pthread_rwlock_unlock(&d->lock);
+    nrec = nb;
+
+    fd = openat(d->dirfd, "index.new", O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
         rc = -errno;
-        goto fail;
+        goto out;
     }
-    if ((rc = disk_fsync_dir(d)) < 0) {
-        /* The rename may or may not be durable; both files are complete. */
-        disk_fault(d, "directory fsync", rc);
+    if ((rc = write_records(fd, buf, nb, &off)) < 0)
+        goto out;
+    struct objtab_entry en;
+    for (uint32_t e0 = 0;; e0 += BATCH) {
+        nb = 0;
+        pthread_rwlock_rdlock(&d->lock);
+        bool more = e0 < d->tab.used;
+        for (uint32_t e = e0; more && e < d->tab.used && e - e0 < BATCH; e++) {
+            if (!objtab_get(&d->tab, e, &en))
+                continue;
+            disk_record(d, &r, REC_PUT, en.digest);
+            r.file = (uint8_t)en.file;
+            r.offset = en.offset;
+            r.size = en.size;
+            r.flags = (en.flags & OBJTAB_MARKED) ? PUT_MARKED : 0;
+            fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
+        }
+        pthread_rwlock_unlock(&d->lock);
+        if (!more)
+            break;
+        if ((rc = write_records(fd, buf, nb, &off)) < 0)
+            goto out;
+        nrec += nb;
     }
-    free(buf);
+    /* Most of what the old index gained since S is copied before the
+     * switch, with no lock held (those records are complete: appends finish
+     * under the write lock before the end moves)... */
+    struct journal_pos mid;
+    pthread_rwlock_rdlock(&d->lock);
+    journal_now(&d->journal, &mid);
+    int jfd = d->journal.fd; /* only a snapshot replaces it, and this is the one */
+    pthread_rwlock_unlock(&d->lock);
+    if (mid.gen != start.gen) {
+        rc = -ESTALE; /* replaced meanwhile: not ours to replace again */
+        goto out;
+    }
+    if ((rc = carry_records(jfd, start.end, mid.end, fd, &off, buf, BATCH)) < 0)
+        goto out;
+    if (fdatasync(fd) < 0) {
+        rc = -errno;
+        goto out;
+    }
+
+    /* ...and the switch carries over the rest, under the write lock. */
+    pthread_rwlock_wrlock(&d->lock);
+    struct journal_pos now;
+    journal_now(&d->journal, &now);
+    uint64_t tail = now.end - start.end;
+    rc = carry_records(d->journal.fd, mid.end, now.end, fd, &off, buf, BATCH);
+    if (rc == 0 && (fdatasync(fd) < 0 || renameat(d->dirfd, "index.new", d->dirfd, "index") < 0))
+        rc = -errno;
+    if (rc < 0) {
+        pthread_rwlock_unlock(&d->lock);
+        goto out;
+    }
+    nrec += tail / FMT_RECORD_SIZE;
+    int drc = disk_fsync_dir(d);
+    if (drc < 0) /* the rename may or may not be durable; both files are complete */
+        disk_fault(d, "directory fsync", drc);
     journal_replace(&d->journal, fd, off);
-    log_info("compact: index rewritten: %" PRIu64 " records -> %" PRIu64, d->index_records, nrec);
+    fd = -1;
     d->index_records = nrec;
     pthread_rwlock_unlock(&d->lock);
-    return rc;
-fail:
     free(buf);
-    close(fd);
-    unlinkat(d->dirfd, "index.new", 0);
+    log_info("compact: index rewritten: %" PRIu64 " records -> %" PRIu64 " (%" PRIu64
+             " carried over from the snapshot's run)",
+             old_records, nrec, tail / FMT_RECORD_SIZE);
+    return drc;
 out:
-    pthread_rwlock_unlock(&d->lock);
+    free(buf);
+    if (fd >= 0) {
+        close(fd);
+        unlinkat(d->dirfd, "index.new", 0);
+    }
     snprintf(err, sizeof(err), "%s", strerror(-rc));
     log_warn("compact: index snapshot failed: %s (the index is unchanged)", err);
     return rc;
@@ -313,7 +412,7 @@ static void *compact_main(void *arg)
     int failures = 0;
     for (unsigned n = 0; n < FMT_NFILES; n++) {
         pthread_mutex_lock(&d->files_lock);
-        uint64_t length = d->files[n].length;
+        uint64_t length = d->files[n].length - d->files[n].reserved;
         pthread_mutex_unlock(&d->files_lock);
         pthread_rwlock_rdlock(&d->lock);
         uint64_t live = d->files[n].live;
@@ -359,7 +458,7 @@ int disk_compact_start(struct store *s, char *err, size_t errlen)
     pthread_rwlock_rdlock(&d->lock);
     pthread_mutex_lock(&d->files_lock);
     for (unsigned n = 0; n < FMT_NFILES; n++)
-        if (d->files[n].length > d->files[n].live)
+        if (d->files[n].length - d->files[n].reserved > d->files[n].live)
             total += d->files[n].live;
     pthread_mutex_unlock(&d->files_lock);
     pthread_rwlock_unlock(&d->lock);

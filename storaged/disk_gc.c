@@ -2,10 +2,20 @@
  * disk_gc.c - the GC cycle of the disk backend (the Cantera design).
  *
  * begin marks every stored object (one REC_GC_BEGIN record does that on
- * replay); reads, writes and gc/mark unmark the objects they touch (one
- * REC_UNMARK each, only the first time in a cycle); end removes whatever is
- * still marked (one REC_GC_END record). Everything is in the index, so a
- * restart in the middle of a cycle keeps the cycle and its marks.
+ * replay); reads, writes, POST /objects/missing and gc/mark unmark the
+ * objects they touch (one REC_UNMARK each, only the first time in a cycle);
+ * end removes whatever is still marked (one REC_GC_END record). Everything
+ * is in the index, so a restart in the middle of a cycle keeps the cycle and
+ * its marks.
+ *
+ * What makes a use safe against a racing end (docs/OPERATIONS.md, "What
+ * survives a GC cycle"): a use decides "the object is here" and unmarks it
+ * under the write lock in one step (disk_use, disk_use_keys), and end
+ * removes under the same lock, so either end came first (the use answers
+ * 404 / "missing") or the unmark did (end keeps the object). The unmark is
+ * durable before the use answers; a use that finds the object already
+ * unmarked by another request waits for that request's unmark to be
+ * durable too (d->unmark_pos), since it is answering on the strength of it.
  */
 #define _GNU_SOURCE
 #include "disk_internal.h"
@@ -87,6 +97,97 @@ int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *obje
     return disk_sync(d, &pos, err, errlen);
 }
 
+static int use_batch(struct disk_store *d, const struct cas_key *keys, size_t n, bool *present,
+                     uint64_t *unmarked, char *err, size_t errlen);
+
+int disk_sync_unmarks(struct disk_store *d, const struct journal_pos *pos, char *err, size_t errlen)
+{
+    if (!pos->end)
+        return 0; /* no unmark since the store opened */
+    return disk_sync(d, pos, err, errlen);
+}
+
+/* Unmarks entry e, if the active cycle marked it, in the table and (one
+ * REC_UNMARK) in the index; remembers where that record ends. Caller holds
+ * lock (write). */
+static int unmark_logged(struct disk_store *d, uint32_t e, const unsigned char *digest, char *err,
+                         size_t errlen)
+{
+    if (!disk_unmark(d, e))
+        return 0;
+    struct fmt_record r;
+    struct journal_pos pos;
+    disk_record(d, &r, REC_UNMARK, digest);
+    int rc = disk_append(d, &r, 1, &pos, err, errlen);
+    if (rc < 0) { /* the index did not take it: keep the table in step */
+        struct objtab_entry en;
+        objtab_get(&d->tab, e, &en);
+        objtab_set_flags(&d->tab, e, en.flags | OBJTAB_MARKED);
+        d->garbage_objects++;
+        d->garbage_bytes += en.size;
+        return rc;
+    }
+    d->unmark_pos = pos;
+    return 0;
+}
+
+int disk_use(struct disk_store *d, const unsigned char *digest, unsigned flags, char *err,
+             size_t errlen)
+{
+    struct journal_pos upos = {0, 0}, cpos = {0, 0};
+    struct objtab_entry en;
+    struct dfile_ref *ref = NULL;
+    int rc = 0;
+    pthread_rwlock_wrlock(&d->lock);
+    uint32_t e = objtab_find(&d->tab, digest);
+    if (e == OBJTAB_NONE || !objtab_get(&d->tab, e, &en)) {
+        pthread_rwlock_unlock(&d->lock);
+        char hex[CAS_MAX_HEX + 1];
+        cas_hex_encode(digest, d->base.algo->digest_len, hex);
+        snprintf(err, errlen, "object %s not found", hex);
+        return -ENOENT;
+    }
+    if (d->gc_active) {
+        rc = unmark_logged(d, e, digest, err, errlen);
+        upos = d->unmark_pos;
+    }
+    if (rc == 0 && (flags & USE_COPY)) {
+        /* Every record about the object is at or before the index's end. */
+        journal_now(&d->journal, &cpos);
+        ref = d->files[en.file].ref;
+        __atomic_fetch_add(&ref->refs, 1, __ATOMIC_ACQ_REL);
+    }
+    pthread_rwlock_unlock(&d->lock);
+    if (rc == 0 && ref)
+        rc = disk_datafile_sync(d, en.file, ref->fd, err, errlen);
+    if (ref)
+        dfile_ref_put(ref);
+    if (rc == 0 && (flags & USE_COPY))
+        rc = disk_sync(d, &cpos, err, errlen);
+    else if (rc == 0 && (flags & USE_SYNC))
+        rc = disk_sync_unmarks(d, &upos, err, errlen);
+    return rc;
+}
+
+int disk_use_keys(struct store *s, const struct cas_key *keys, size_t n, bool *present, char *err,
+                  size_t errlen)
+{
+    struct disk_store *d = disk_of(s);
+    pthread_rwlock_rdlock(&d->lock);
+    if (!d->gc_active || __atomic_load_n(&d->read_only, __ATOMIC_SEQ_CST)) {
+        /* No cycle: nothing to unmark, a look-up is enough (a cycle begun
+         * after this answer marks the objects anew). A read-only store
+         * cannot record uses, and cannot end a cycle either. */
+        for (size_t i = 0; i < n; i++)
+            present[i] = objtab_find(&d->tab, keys[i].digest) != OBJTAB_NONE;
+        pthread_rwlock_unlock(&d->lock);
+        return 0;
+    }
+    pthread_rwlock_unlock(&d->lock);
+    uint64_t unmarked;
+    return use_batch(d, keys, n, present, &unmarked, err, errlen);
+}
+
 int disk_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked,
                  char *err, size_t errlen)
 {
@@ -95,6 +196,18 @@ int disk_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t
     *unmarked = 0;
     if (rc < 0)
         return rc;
+    return use_batch(d, keys, n, NULL, unmarked, err, errlen);
+}
+
+/* Unmarks every stored key of keys in the active cycle, in one batch of
+ * records, and waits for durability of those and of any earlier unmark a
+ * found-but-unmarked key relies on. present (may be NULL) gets which keys
+ * are stored, decided under the same lock. */
+static int use_batch(struct disk_store *d, const struct cas_key *keys, size_t n, bool *present,
+                     uint64_t *unmarked, char *err, size_t errlen)
+{
+    int rc = 0;
+    *unmarked = 0;
     struct fmt_record *recs = malloc((n ? n : 1) * sizeof(*recs));
     if (!recs)
         return -ENOMEM;
@@ -105,9 +218,13 @@ int disk_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t
         return -ENOMEM;
     }
     struct journal_pos pos;
+    bool found_any = false;
     pthread_rwlock_wrlock(&d->lock);
     for (size_t i = 0; i < n; i++) {
         uint32_t e = objtab_find(&d->tab, keys[i].digest);
+        if (present)
+            present[i] = e != OBJTAB_NONE;
+        found_any |= e != OBJTAB_NONE;
         if (e != OBJTAB_NONE && disk_unmark(d, e)) {
             disk_record(d, &recs[nrec], REC_UNMARK, keys[i].digest);
             touched[nrec++] = e;
@@ -123,15 +240,20 @@ int disk_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t
                 d->garbage_objects++;
                 d->garbage_bytes += en.size;
             }
+        } else {
+            d->unmark_pos = pos;
         }
     }
+    /* Found keys already unmarked rely on the latest unmark (ours or not). */
+    pos = d->unmark_pos;
+    bool active = d->gc_active;
     pthread_rwlock_unlock(&d->lock);
     free(recs);
     free(touched);
     if (rc < 0)
         return rc;
     *unmarked = nrec;
-    return nrec ? disk_sync(d, &pos, err, errlen) : 0;
+    return active && found_any ? disk_sync_unmarks(d, &pos, err, errlen) : 0;
 }
 
 /* Ends cycle id: removes every object still marked (REC_GC_END), or with

@@ -7,8 +7,9 @@
  * per-file live byte counts and which generation of each data file is
  * current; every index append happens under it in write mode, so the index
  * records the changes in the order the table saw them. `files_lock` guards
- * which data files are busy (one writer or compactor at a time per file)
- * and their committed lengths. Order: lock before files_lock.
+ * the data files' reserved ends, their writers in flight (any number per
+ * file, each in its own reserved range), whether the compactor owns one,
+ * and which writes are not yet durable. Order: lock before files_lock.
  */
 #ifndef CAS_DISK_INTERNAL_H
 #define CAS_DISK_INTERNAL_H
@@ -31,9 +32,15 @@ struct dfile {
     struct dfile_ref *ref; /* current generation (lock) */
     uint64_t gen;          /* (lock) */
     uint64_t live;         /* frame bytes of live objects (lock) */
-    uint64_t length;       /* committed end of the file (files_lock) */
-    bool busy;             /* a writer or the compactor owns the tail (files_lock) */
+    uint64_t length;       /* end of the file, reserved ranges included (files_lock) */
+    uint64_t reserved;     /* bytes reserved by writers in flight (files_lock) */
+    unsigned writers;      /* writers in flight in this file (files_lock) */
+    bool busy;             /* the compactor owns the file (files_lock) */
     bool compacting;       /* writers keep away (files_lock) */
+    /* Writes committed without fdatasync (?sync=0) count up dirty_seq; a
+     * data file fdatasync moves clean_seq to the dirty_seq it started from
+     * (files_lock). dirty_seq > clean_seq: some object here is not durable. */
+    uint64_t dirty_seq, clean_seq;
 };
 
 struct disk_store {
@@ -51,6 +58,10 @@ struct disk_store {
     uint64_t gc_id, last_gc_id;
     uint64_t objects, bytes, garbage_objects, garbage_bytes;
     uint64_t index_records; /* records in the index file, to decide on a snapshot */
+    /* Where the index ends after the latest REC_UNMARK (lock): a use that
+     * finds an object already unmarked waits for this to be durable, since
+     * the unmark it relies on may still be in flight. */
+    struct journal_pos unmark_pos;
 
     pthread_mutex_t files_lock;
     pthread_cond_t files_cond;
@@ -106,10 +117,36 @@ void dfile_ref_put(struct dfile_ref *r);
 void disk_forget(struct disk_store *d, uint32_t e);
 /* Unmarks entry e if marked; true if it was. Caller holds lock (write). */
 bool disk_unmark(struct disk_store *d, uint32_t e);
-/* Counts a read or a repeated write as a use for GC: unmarks the object
- * (durably when sync) if the current cycle marked it. */
-int disk_touch(struct disk_store *d, const unsigned char *digest, bool sync, char *err,
-               size_t errlen);
+/* How a use (disk_use) is made durable before the caller answers. */
+enum disk_use_flags {
+    USE_SYNC = 1, /* the unmark (if a cycle is active) is durable on return */
+    USE_COPY = 2, /* the stored copy itself (index record and bytes) is durable too */
+};
+/* Counts a use of the stored object digest for GC (a read, a repeated write):
+ * under the write lock, unmarks it (REC_UNMARK) if the active cycle marked
+ * it, so gc/end has either removed it already (-ENOENT, nothing to answer
+ * success for) or will keep it. flags: enum disk_use_flags. Returns 0,
+ * -ENOENT when the object is not stored, -EIO when it cannot be made durable. */
+int disk_use(struct disk_store *d, const unsigned char *digest, unsigned flags, char *err,
+             size_t errlen);
+/* Waits until everything the index said about unmarks up to pos is durable
+ * (pos as read from d->unmark_pos under the lock). */
+int disk_sync_unmarks(struct disk_store *d, const struct journal_pos *pos, char *err,
+                      size_t errlen);
+/* Makes data file n durable if a ?sync=0 write left bytes in it that are not;
+ * fd is an open generation of it. 0 or -EIO (the store turns read-only). */
+int disk_datafile_sync(struct disk_store *d, unsigned n, int fd, char *err, size_t errlen);
+/* Checks the stored copy at (fd, offset) of an object of size bytes, whose
+ * frame header has been checked: its block checksum table against the
+ * header's CRC (sums_crc) and every block against the table. Reads the whole
+ * object, no hashing (CRC-32C). 0 intact, -EBADMSG damaged (why says how),
+ * -EIO unreadable. */
+int disk_verify_copy(struct disk_store *d, int fd, uint64_t offset, uint64_t size,
+                     uint32_t sums_crc, const char **why);
+/* Takes the copy of digest at (file, offset) out of service (REC_DEL,
+ * reason corrupt) if the table still points there. */
+void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned file,
+                   uint64_t offset, const char *why);
 /* Rewrites the index as a snapshot of the table when it has grown much
  * larger than the table. */
 int disk_maybe_snapshot(struct disk_store *d, bool force);
@@ -137,6 +174,9 @@ int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *obje
                   uint64_t *bytes, char *err, size_t errlen);
 int disk_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked,
                  char *err, size_t errlen);
+int disk_use_keys(struct store *s, const struct cas_key *keys, size_t n, bool *present, char *err,
+                  size_t errlen);
+int disk_confirm(struct store_obj *o, bool sync, char *err, size_t errlen);
 int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
                 size_t errlen);
 bool disk_gc_active(struct store *s, uint64_t *id);

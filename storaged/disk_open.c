@@ -48,11 +48,13 @@ const struct store_ops disk_ops = {
     .close = disk_close_obj,
     .block_sums = disk_block_sums,
     .quarantine = disk_quarantine,
+    .confirm = disk_confirm,
     .stat = disk_stat,
     .remove = disk_remove,
     .list = disk_list,
     .gc_begin = disk_gc_begin,
     .gc_mark = disk_gc_mark,
+    .use_keys = disk_use_keys,
     .gc_end = disk_gc_end,
     .gc_cancel = disk_gc_cancel,
     .gc_active = disk_gc_active,
@@ -160,31 +162,6 @@ bool disk_unmark(struct disk_store *d, uint32_t e)
     d->garbage_objects--;
     d->garbage_bytes -= en.size;
     return true;
-}
-
-int disk_touch(struct disk_store *d, const unsigned char *digest, bool sync, char *err,
-               size_t errlen)
-{
-    struct journal_pos pos;
-    bool unmarked = false;
-    int rc = 0;
-    pthread_rwlock_wrlock(&d->lock);
-    uint32_t e = objtab_find(&d->tab, digest);
-    if (e != OBJTAB_NONE && disk_unmark(d, e)) {
-        struct fmt_record r;
-        disk_record(d, &r, REC_UNMARK, digest);
-        rc = disk_append(d, &r, 1, &pos, err, errlen);
-        unmarked = rc == 0;
-        if (rc < 0) { /* the index did not take it: keep the table in step */
-            struct objtab_entry en;
-            objtab_get(&d->tab, e, &en);
-            objtab_set_flags(&d->tab, e, en.flags | OBJTAB_MARKED);
-            d->garbage_objects++;
-            d->garbage_bytes += en.size;
-        }
-    }
-    pthread_rwlock_unlock(&d->lock);
-    return unmarked && sync ? disk_sync(d, &pos, err, errlen) : rc;
 }
 
 /* ---- replay ------------------------------------------------------------ */
@@ -931,7 +908,7 @@ void disk_info(struct store *s, struct store_info *o)
     uint64_t length = 0, live = 0;
     pthread_mutex_lock(&d->files_lock);
     for (unsigned n = 0; n < FMT_NFILES; n++)
-        length += d->files[n].length;
+        length += d->files[n].length - d->files[n].reserved; /* not uploads in flight */
     pthread_mutex_unlock(&d->files_lock);
     pthread_rwlock_rdlock(&d->lock);
     for (unsigned n = 0; n < FMT_NFILES; n++)

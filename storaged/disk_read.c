@@ -10,6 +10,7 @@
 #include "disk_internal.h"
 #include "log.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -32,9 +33,8 @@ struct store_obj {
     uint32_t sums_crc;    /* from the frame header */
 };
 
-/* Removes the entry for digest if it still lives at (file, offset). */
-static void take_out(struct disk_store *d, const unsigned char *digest, unsigned file,
-                     uint64_t offset, const char *why)
+void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned file,
+                   uint64_t offset, const char *why)
 {
     char hex[CAS_MAX_HEX + 1], err[256];
     cas_hex_encode(digest, d->base.algo->digest_len, hex);
@@ -68,7 +68,8 @@ int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it, str
     struct store_obj *o = malloc(sizeof(*o));
     if (!o)
         return -ENOMEM;
-    bool marked;
+    bool marked, active;
+    struct journal_pos upos;
     pthread_rwlock_rdlock(&d->lock);
     uint32_t e = objtab_find(&d->tab, key->digest);
     struct objtab_entry en;
@@ -87,7 +88,9 @@ int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it, str
     memcpy(o->digest, key->digest, s->algo->digest_len);
     o->ref = d->files[en.file].ref;
     __atomic_fetch_add(&o->ref->refs, 1, __ATOMIC_ACQ_REL);
-    marked = d->gc_active && (en.flags & OBJTAB_MARKED);
+    active = d->gc_active;
+    marked = active && (en.flags & OBJTAB_MARKED);
+    upos = d->unmark_pos;
     pthread_rwlock_unlock(&d->lock);
 
     unsigned char hdr[FMT_FRAME_HEADER];
@@ -115,8 +118,12 @@ int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it, str
         return -ENOENT;
     }
     o->sums_crc = fr.sums_crc;
-    if (touch_it && marked) {
-        int rc = disk_touch(d, key->digest, true, err, errlen);
+    if (touch_it && active) {
+        /* Marked: unmark under the write lock, where a racing gc/end may
+         * turn out to have removed it (then this read answers 404). Not
+         * marked: another request unmarked it; wait for that to be durable. */
+        int rc = marked ? disk_use(d, key->digest, USE_SYNC, err, errlen)
+                        : disk_sync_unmarks(d, &upos, err, errlen);
         if (rc < 0) {
             disk_close_obj(o);
             return rc;
@@ -191,7 +198,79 @@ void disk_close_obj(struct store_obj *o)
 
 void disk_quarantine(struct store_obj *o, const char *why)
 {
-    take_out(o->d, o->digest, o->file, o->offset, why);
+    disk_take_out(o->d, o->digest, o->file, o->offset, why);
+}
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+int disk_verify_copy(struct disk_store *d, int fd, uint64_t offset, uint64_t size,
+                     uint32_t sums_crc, const char **why)
+{
+    (void)d;
+    uint64_t count = fmt_blocks(size);
+    uint32_t *sums = malloc(count ? count * 4 : 1);
+    unsigned char *buf = malloc(FMT_BLOCK);
+    int rc = 0;
+    *why = NULL;
+    if (!sums || !buf) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if ((rc = pread_full(fd, sums, (size_t)count * 4, offset + FMT_FRAME_HEADER + size)) < 0)
+        goto out;
+    if (cas_crc32c(0, sums, (size_t)count * 4) != sums_crc) {
+        *why = "its block checksum table is damaged";
+        rc = -EBADMSG;
+        goto out;
+    }
+    for (uint64_t b = 0; b < count; b++) {
+        uint64_t at = b * FMT_BLOCK;
+        size_t len = size - at < FMT_BLOCK ? (size_t)(size - at) : FMT_BLOCK;
+        if ((rc = pread_full(fd, buf, len, offset + FMT_FRAME_HEADER + at)) < 0)
+            goto out;
+        if (htole32(cas_crc32c(0, buf, len)) != sums[b]) {
+            *why = "a block does not match its checksum (caught by a repeated write)";
+            rc = -EBADMSG;
+            goto out;
+        }
+    }
+out:
+    free(sums);
+    free(buf);
+    return rc;
+}
+
+int disk_confirm(struct store_obj *o, bool sync, char *err, size_t errlen)
+{
+    struct disk_store *d = o->d;
+    const char *why;
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(o->digest, d->base.algo->digest_len, hex);
+    int rc = disk_verify_copy(d, o->ref->fd, o->offset, o->size, o->sums_crc, &why);
+    if (rc == -EBADMSG) {
+        disk_quarantine(o, why);
+        snprintf(err, errlen, "object %s: the copy here was corrupt", hex);
+        return -ENOENT;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "object %s: cannot read the copy here: %s", hex, strerror(-rc));
+        return -EIO;
+    }
+    /* Durable: its bytes, its index record, and its unmark in a cycle. It
+     * may have been removed since it was opened (-ENOENT: store it anew). */
+    return disk_use(d, o->digest, sync ? USE_SYNC | USE_COPY : 0, err, errlen);
 }
 
 int disk_stat(struct store *s, const struct cas_key *key, uint64_t *size)

@@ -1,13 +1,26 @@
 /*
  * disk_write.c - storing an object in the disk backend.
  *
- * A write takes the shortest data file that no other writer holds, so the
- * tail of that file is its own: the bytes stream to the end of the file as
- * they arrive (buffered up to WRITE_BUF), the frame header goes in front
- * once the digest is known, the data file is fdatasync'ed, and only then is
- * the index record appended and group-committed. A mismatch, a duplicate or
- * an error cuts the file back to where the frame began, so nothing is left
- * behind.
+ * Writers never wait for each other. A write whose size is known (a
+ * Content-Length) reserves its frame's bytes at the end of the shortest
+ * data file at once and streams into that range, so any number of writers
+ * share a file, each in its own range, and a client that stalls holds only
+ * its range. A write of unknown size (chunked, multipart) buffers up to
+ * WRITE_BUF and beyond that spools to an unlinked temporary file in the
+ * store's directory; it reserves its range only at commit, when the size is
+ * known, and copies the spooled bytes in (copy_file_range, in the kernel).
+ * The frame header goes in front once the digest is known, the data file is
+ * fdatasync'ed, and only then is the index record appended and
+ * group-committed: bytes of a write that is abandoned, refused or torn by a
+ * crash are never named by the index, so never served. Abandoned space at
+ * the end of a file is cut off at once (and at start-up); a range with
+ * other writers' ranges after it is punched out and stays dead space that
+ * compaction gives back.
+ *
+ * A write of an object that is already stored is a use of the stored copy:
+ * it answers "already stored" only once that copy has passed a check (its
+ * block checksums, read back: disk_verify_copy) and is durable; a copy that
+ * fails the check is taken out of service and the new bytes take its place.
  */
 #define _GNU_SOURCE
 #include "crc32c.h"
@@ -27,12 +40,17 @@
 
 #define WRITE_BUF (512 * 1024)
 
+#define NO_FILE UINT32_MAX
+
 struct store_put {
     struct disk_store *d;
-    unsigned file;
-    int fd;
-    uint64_t frame_off; /* where the frame header goes */
-    uint64_t flushed;   /* payload bytes on disk */
+    unsigned file;      /* data file of the reserved range; NO_FILE none yet */
+    int fd;             /* where payload bytes go: the data file, or the spool */
+    int spool;          /* unlinked temporary file (unknown size); -1 none */
+    uint64_t frame_off; /* where the frame header goes in fd */
+    uint64_t res_len;   /* bytes reserved in the data file from frame_off */
+    uint64_t hint;      /* the declared size, UINT64_MAX unknown */
+    uint64_t flushed;   /* payload bytes written to fd */
     uint64_t size;      /* payload bytes received */
     struct cas_hash *hash;
     bool has_expect;
@@ -63,52 +81,113 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-/* Picks the shortest data file nobody holds, waiting while all are held. */
-static unsigned pick_file(struct disk_store *d)
+/*
+ * Reserves len bytes at the end of the shortest data file the compactor
+ * does not hold. Never waits for a writer; waits only while the compactor
+ * holds every file, which it never does (it holds one at a time).
+ */
+static void reserve(struct store_put *p, uint64_t len)
 {
+    struct disk_store *d = p->d;
     pthread_mutex_lock(&d->files_lock);
+    int best;
     for (;;) {
-        int best = -1;
+        best = -1;
         for (unsigned n = 0; n < FMT_NFILES; n++) {
             struct dfile *f = &d->files[n];
             if (f->busy || f->compacting)
                 continue;
+            /* Reserved ranges count: concurrent writers spread over files. */
             if (best < 0 || f->length < d->files[best].length)
                 best = (int)n;
         }
-        if (best >= 0) {
-            d->files[best].busy = true;
-            pthread_mutex_unlock(&d->files_lock);
-            return (unsigned)best;
-        }
+        if (best >= 0)
+            break;
         pthread_cond_wait(&d->files_cond, &d->files_lock);
     }
+    struct dfile *f = &d->files[best];
+    p->file = (unsigned)best;
+    p->frame_off = f->length;
+    p->res_len = len;
+    f->length += len;
+    f->reserved += len;
+    f->writers++;
+    pthread_mutex_unlock(&d->files_lock);
+    pthread_rwlock_rdlock(&d->lock);
+    p->fd = d->files[best].ref->fd; /* the compactor waits for writers to leave */
+    pthread_rwlock_unlock(&d->lock);
 }
 
-static void release_file(struct disk_store *d, unsigned n, uint64_t new_length)
+/*
+ * Gives back the range: its first used bytes hold a committed frame, the
+ * rest is cut off (at the end of the file) or punched out (dead space for
+ * compaction). Done under files_lock so no later reservation is written
+ * before the cut.
+ */
+static void unreserve(struct store_put *p, uint64_t used)
 {
+    struct disk_store *d = p->d;
+    if (p->file == NO_FILE)
+        return;
+    struct dfile *f = &d->files[p->file];
+    uint64_t end = p->frame_off + p->res_len, keep = p->frame_off + used;
     pthread_mutex_lock(&d->files_lock);
-    d->files[n].length = new_length;
-    d->files[n].busy = false;
+    if (used < p->res_len) {
+        if (f->length == end) {
+            if (ftruncate(p->fd, (off_t)keep) < 0)
+                log_error("cannot cut data file %u back to %" PRIu64 ": %s", p->file, keep,
+                          strerror(errno));
+            f->length = keep;
+        } else if (fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)keep,
+                             (off_t)(end - keep)) < 0 &&
+                   errno != EOPNOTSUPP) {
+            log_warn("data file %u: cannot free %" PRIu64 " bytes at %" PRIu64
+                     " now (compaction will): %s",
+                     p->file, end - keep, keep, strerror(errno));
+        }
+    }
+    f->reserved -= p->res_len;
+    f->writers--;
     pthread_cond_broadcast(&d->files_cond);
     pthread_mutex_unlock(&d->files_lock);
+    p->file = NO_FILE;
+}
+
+int disk_datafile_sync(struct disk_store *d, unsigned n, int fd, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&d->files_lock);
+    uint64_t seq = d->files[n].dirty_seq;
+    bool clean = seq <= d->files[n].clean_seq;
+    pthread_mutex_unlock(&d->files_lock);
+    if (clean)
+        return 0;
+    if (fdatasync(fd) < 0) {
+        int rc = -errno;
+        disk_fault(d, "data file fdatasync", rc);
+        snprintf(err, errlen, "cannot make data file %u durable: %s", n, strerror(-rc));
+        return -EIO;
+    }
+    pthread_mutex_lock(&d->files_lock);
+    if (seq > d->files[n].clean_seq)
+        d->files[n].clean_seq = seq;
+    pthread_mutex_unlock(&d->files_lock);
+    return 0;
 }
 
 static void put_free(struct store_put *p)
 {
+    if (p->spool >= 0)
+        close(p->spool);
     free(p->sums);
     cas_hash_free(p->hash);
     free(p->buf);
     free(p);
 }
 
-/* Cuts the data file back to where this frame began and lets the file go. */
+/* Gives back everything this write reserved; nothing of it stays. */
 static void put_undo(struct store_put *p)
 {
-    if (ftruncate(p->fd, (off_t)p->frame_off) < 0)
-        log_error("cannot cut data file %u back to %" PRIu64 ": %s", p->file, p->frame_off,
-                  strerror(errno));
-    release_file(p->d, p->file, p->frame_off);
+    unreserve(p, 0);
 }
 
 int disk_put_begin(struct store *s, const struct cas_key *expect, uint64_t hint,
@@ -124,10 +203,17 @@ int disk_put_begin(struct store *s, const struct cas_key *expect, uint64_t hint,
                  d->max_object_size);
         return -EFBIG;
     }
+    if (hint != UINT64_MAX && hint > (UINT64_C(1) << 56) - fmt_frame_len(0)) {
+        snprintf(err, errlen, "object of %" PRIu64 " bytes is larger than a store can hold", hint);
+        return -EFBIG;
+    }
     struct store_put *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
     p->d = d;
+    p->file = NO_FILE;
+    p->fd = p->spool = -1;
+    p->hint = hint;
     p->hash = cas_hash_new(s->algo);
     /* Small objects are written with their header in one pwrite: size the
      * buffer to the object when it is known to be small. */
@@ -142,14 +228,35 @@ int disk_put_begin(struct store *s, const struct cas_key *expect, uint64_t hint,
         p->has_expect = true;
         p->expect = *expect;
     }
-    p->file = pick_file(d);
-    pthread_rwlock_rdlock(&d->lock);
-    p->fd = d->files[p->file].ref->fd; /* the compactor cannot swap a busy file */
-    pthread_rwlock_unlock(&d->lock);
-    pthread_mutex_lock(&d->files_lock);
-    p->frame_off = d->files[p->file].length;
-    pthread_mutex_unlock(&d->files_lock);
+    if (hint != UINT64_MAX)
+        reserve(p, fmt_frame_len(hint));
     *out = p;
+    return 0;
+}
+
+/* The spool of a write of unknown size: an unlinked file in the store's
+ * directory (same file system, so the copy at commit stays in the kernel). */
+static int open_spool(struct store_put *p, char *err, size_t errlen)
+{
+    struct disk_store *d = p->d;
+    int fd = openat(d->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        char name[64];
+        for (int i = 0; i < 100 && fd < 0; i++) {
+            snprintf(name, sizeof(name), "spool.%d.%08x", (int)getpid(), (unsigned)random());
+            fd = openat(d->dirfd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+            if (fd >= 0)
+                unlinkat(d->dirfd, name, 0);
+            else if (errno != EEXIST)
+                break;
+        }
+    }
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create a spool file in %s: %s", d->dir, strerror(errno));
+        return errno == ENOSPC ? -ENOSPC : -EIO;
+    }
+    p->spool = p->fd = fd;
+    p->frame_off = 0; /* same layout as in a data file */
     return 0;
 }
 
@@ -159,6 +266,11 @@ static int flush(struct store_put *p, char *err, size_t errlen)
     size_t n = p->buflen - FMT_FRAME_HEADER;
     if (!n)
         return 0;
+    if (p->fd < 0) {
+        int rc = open_spool(p, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
     int rc = pwrite_all(p->fd, p->buf + FMT_FRAME_HEADER, n,
                         p->frame_off + FMT_FRAME_HEADER + p->flushed);
     if (rc < 0) {
@@ -166,8 +278,9 @@ static int flush(struct store_put *p, char *err, size_t errlen)
             snprintf(err, errlen, "disk full: cannot store the object in %s", p->d->dir);
             return -ENOSPC;
         }
-        disk_fault(p->d, "data file write", rc);
-        snprintf(err, errlen, "cannot write data file %u: %s", p->file, strerror(-rc));
+        disk_fault(p->d, p->spool >= 0 ? "spool file write" : "data file write", rc);
+        snprintf(err, errlen, "cannot write %s: %s",
+                 p->spool >= 0 ? "the spool file" : "a data file", strerror(-rc));
         return -EIO;
     }
     p->flushed += n;
@@ -213,6 +326,10 @@ int disk_put_write(struct store_put *p, const void *data, size_t len, char *err,
         snprintf(err, errlen, "object is over the limit of %" PRIu64 " bytes", d->max_object_size);
         return -EFBIG;
     }
+    if (p->hint != UINT64_MAX && p->size + len > p->hint) {
+        snprintf(err, errlen, "body is longer than the declared %" PRIu64 " bytes", p->hint);
+        return -EINVAL;
+    }
     cas_hash_update(p->hash, data, len);
     if (block_sums_add(p, data, len) < 0)
         return -ENOMEM;
@@ -247,11 +364,100 @@ void disk_put_abort(struct store_put *p)
     put_free(p);
 }
 
+/*
+ * When digest is already stored: checks the stored copy (frame header,
+ * block checksums) and counts this write as a use of it, durably when sync
+ * (disk_use). 0: the stored copy answers for this write. -ENOENT: none is
+ * stored any more, or the stored one was damaged and is now out of
+ * service; the caller stores its own bytes. Other errors are errors.
+ */
+static int use_stored_copy(struct disk_store *d, const unsigned char *digest, bool sync, char *err,
+                           size_t errlen)
+{
+    struct objtab_entry en;
+    pthread_rwlock_rdlock(&d->lock);
+    uint32_t e = objtab_find(&d->tab, digest);
+    if (e == OBJTAB_NONE || !objtab_get(&d->tab, e, &en)) {
+        pthread_rwlock_unlock(&d->lock);
+        return -ENOENT;
+    }
+    unsigned file = en.file;
+    uint64_t offset = en.offset, size = en.size;
+    struct dfile_ref *ref = d->files[file].ref;
+    __atomic_fetch_add(&ref->refs, 1, __ATOMIC_ACQ_REL);
+    pthread_rwlock_unlock(&d->lock);
+
+    unsigned char hdr[FMT_FRAME_HEADER];
+    struct fmt_frame fr;
+    const char *why = NULL;
+    int rc = 0;
+    if (pread(ref->fd, hdr, sizeof(hdr), (off_t)offset) != (ssize_t)sizeof(hdr))
+        why = "frame unreadable";
+    else if (!fmt_frame_decode(hdr, &fr))
+        why = "frame header checksum mismatch";
+    else if (fr.size != size || memcmp(fr.digest, digest, d->base.algo->digest_len) != 0)
+        why = "frame header names another object";
+    else
+        rc = disk_verify_copy(d, ref->fd, offset, size, fr.sums_crc, &why);
+    dfile_ref_put(ref);
+    if (why) {
+        disk_take_out(d, digest, file, offset, why);
+        return -ENOENT;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot read the stored copy: %s", strerror(-rc));
+        return -EIO;
+    }
+    return disk_use(d, digest, sync ? USE_SYNC | USE_COPY : 0, err, errlen);
+}
+
+/* Copies the spooled payload bytes into the reserved range of the data file
+ * and writes on there. */
+static int unspool(struct store_put *p)
+{
+    loff_t in = FMT_FRAME_HEADER, out = (loff_t)(p->frame_off + FMT_FRAME_HEADER);
+    uint64_t len = p->flushed;
+    while (len) {
+        ssize_t n = copy_file_range(p->spool, &in, p->fd, &out,
+                                    len > (1u << 30) ? (1u << 30) : (size_t)len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP)) {
+            /* No in-kernel copy here: through a buffer. */
+            unsigned char *b = malloc(1 << 20);
+            if (!b)
+                return -ENOMEM;
+            int rc = 0;
+            while (len && rc == 0) {
+                size_t want = len > (1 << 20) ? (1 << 20) : (size_t)len;
+                ssize_t r = pread(p->spool, b, want, in);
+                if (r <= 0) {
+                    rc = r < 0 ? -errno : -EIO;
+                    break;
+                }
+                rc = pwrite_all(p->fd, b, (size_t)r, (uint64_t)out);
+                in += r;
+                out += r;
+                len -= (uint64_t)r;
+            }
+            free(b);
+            return rc;
+        }
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO;
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
 int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,
                     size_t errlen)
 {
     struct disk_store *d = p->d;
     int rc = 0;
+    *created = false;
     key->algo = d->base.algo;
     cas_hash_final(p->hash, key->digest);
     if (p->has_expect && !cas_key_equal(key, &p->expect)) {
@@ -262,12 +468,10 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
         rc = -EBADMSG;
         goto undo;
     }
-    *created = false;
-    pthread_rwlock_rdlock(&d->lock);
-    bool exists = objtab_find(&d->tab, key->digest) != OBJTAB_NONE;
-    pthread_rwlock_unlock(&d->lock);
-    if (exists)
-        goto duplicate;
+    rc = use_stored_copy(d, key->digest, sync, err, errlen);
+    if (rc != -ENOENT)
+        goto undo; /* answered by the stored copy (0), or an error */
+    rc = 0;
 
     /* The block checksum table after the payload, the header in front, then
      * make the bytes durable. */
@@ -277,6 +481,12 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
         goto undo;
     }
     assert(p->nsums == fmt_blocks(p->size));
+    if (p->file == NO_FILE) {
+        /* Size unknown until now: reserve the range, bring the spooled bytes. */
+        reserve(p, fmt_frame_len(p->size));
+        if (p->flushed && (rc = unspool(p)) < 0)
+            goto write_failed;
+    }
     struct fmt_frame fr = {.algo = (uint8_t)d->base.algo->id,
                            .sums_crc = cas_crc32c(0, p->sums, p->nsums * 4),
                            .size = p->size,
@@ -300,9 +510,21 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
         if (rc == 0)
             rc = pwrite_all(p->fd, p->buf, FMT_FRAME_HEADER, p->frame_off);
     }
-    p->flushed = p->size + 1; /* whatever happens next, cut the file back on undo */
-    if (rc == 0 && sync && fdatasync(p->fd) < 0)
-        rc = -errno;
+    /* Durable now, or counted as not yet (dirty) before anyone can find it. */
+    pthread_mutex_lock(&d->files_lock);
+    uint64_t seq = sync ? d->files[p->file].dirty_seq : ++d->files[p->file].dirty_seq;
+    pthread_mutex_unlock(&d->files_lock);
+    if (rc == 0 && sync) {
+        if (fdatasync(p->fd) < 0)
+            rc = -errno;
+        else {
+            pthread_mutex_lock(&d->files_lock);
+            if (seq > d->files[p->file].clean_seq)
+                d->files[p->file].clean_seq = seq;
+            pthread_mutex_unlock(&d->files_lock);
+        }
+    }
+write_failed:
     if (rc == -ENOSPC || rc == -EDQUOT) {
         snprintf(err, errlen, "disk full: cannot store the object in %s", d->dir);
         rc = -ENOSPC;
@@ -323,10 +545,16 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
     r.offset = p->frame_off;
     r.size = p->size;
     struct journal_pos pos;
-    pthread_rwlock_wrlock(&d->lock);
-    if (objtab_find(&d->tab, key->digest) != OBJTAB_NONE) {
-        pthread_rwlock_unlock(&d->lock); /* another writer stored it meanwhile */
-        goto duplicate;
+    for (;;) {
+        pthread_rwlock_wrlock(&d->lock);
+        if (objtab_find(&d->tab, key->digest) == OBJTAB_NONE)
+            break;
+        /* Another writer stored it meanwhile: its fresh copy answers for
+         * this write once durable, unless it is gone again already. */
+        pthread_rwlock_unlock(&d->lock);
+        rc = disk_use(d, key->digest, sync ? USE_SYNC | USE_COPY : 0, err, errlen);
+        if (rc != -ENOENT)
+            goto undo;
     }
     rc = disk_append(d, &r, 1, &pos, err, errlen);
     if (rc == 0) {
@@ -335,7 +563,7 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
             pthread_rwlock_unlock(&d->lock);
             disk_fault(d, "object table (out of memory)", -ENOMEM);
             snprintf(err, errlen, "out of memory");
-            release_file(d, p->file, p->frame_off + frame_bytes(p->size));
+            unreserve(p, frame_bytes(p->size));
             put_free(p);
             return -EIO;
         }
@@ -346,15 +574,11 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
     pthread_rwlock_unlock(&d->lock);
     if (rc < 0)
         goto undo;
-    release_file(d, p->file, p->frame_off + frame_bytes(p->size));
+    unreserve(p, frame_bytes(p->size));
     put_free(p);
     *created = true;
     return sync ? disk_sync(d, &pos, err, errlen) : 0;
 
-duplicate:
-    put_undo(p);
-    put_free(p);
-    return disk_touch(d, key->digest, sync, err, errlen);
 undo:
     put_undo(p);
     put_free(p);

@@ -65,6 +65,12 @@ int journal_append(struct journal *j, const struct fmt_record *recs, size_t n,
     return 0;
 }
 
+void journal_now(struct journal *j, struct journal_pos *pos)
+{
+    pos->gen = __atomic_load_n(&j->gen, __ATOMIC_ACQUIRE);
+    pos->end = __atomic_load_n(&j->end, __ATOMIC_ACQUIRE);
+}
+
 int journal_sync(struct journal *j, const struct journal_pos *pos)
 {
     int rc = 0;

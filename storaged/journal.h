@@ -40,6 +40,10 @@ void journal_destroy(struct journal *j);
 /* Appends n records. On failure (ENOSPC, EIO) nothing of the batch stays. */
 int journal_append(struct journal *j, const struct fmt_record *recs, size_t n,
                    struct journal_pos *pos);
+/* The position of the index's end now: syncing to it makes every record
+ * appended so far durable. Caller holds the store's table lock (any mode),
+ * so no append is half done. */
+void journal_now(struct journal *j, struct journal_pos *pos);
 /* Waits until everything up to pos is durable. */
 int journal_sync(struct journal *j, const struct journal_pos *pos);
 /* Swaps in a new, already durable, index file (the snapshot) of size end. */

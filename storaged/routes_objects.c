@@ -267,14 +267,26 @@ void route_put(struct http_req *req)
     if (!parse_key(req, &key))
         return;
     struct storaged *app = app_of(req);
-    /* Already stored: count it as a use for GC and answer at once. With
-     * "Expect: 100-continue" the client never sends the body; otherwise the
-     * body is read and dropped. */
+    /* Already stored: count it as a use for GC and answer at once, once the
+     * stored copy has passed its check and is durable (unless ?sync=0).
+     * With "Expect: 100-continue" the client never sends the body;
+     * otherwise the body is read and dropped. A copy that fails the check
+     * is taken out of service and the body stored in its place. */
     struct store_obj *o;
     uint64_t size;
     char err[256];
-    if (app->store->ops->open(app->store, &key, true, &o, &size, err, sizeof(err)) == 0) {
+    const char *sync = http_query(req, "sync");
+    bool durable = !(sync && strcmp(sync, "0") == 0);
+    int rc = app->store->ops->open(app->store, &key, true, &o, &size, err, sizeof(err));
+    if (rc == 0) {
+        rc = app->store->ops->confirm ? app->store->ops->confirm(o, durable, err, sizeof(err)) : 0;
         app->store->ops->close(o);
+    }
+    if (rc < 0 && rc != -ENOENT) {
+        http_error(req, storaged_status(rc), "%s", err);
+        return;
+    }
+    if (rc == 0) {
         const char *expect = http_header(req, MHD_HTTP_HEADER_EXPECT);
         if ((expect && strcasestr(expect, "100-continue")) ||
             (req->has_length && req->content_length == 0)) {
@@ -634,13 +646,20 @@ int keylines_finish(struct keylines *kl,
 /* ---- POST /objects/missing --------------------------------------------- */
 
 /* The answer grows in memory up to SPILL_AT, then moves to an unlinked
- * temporary file, so a body of millions of keys needs no more memory. */
+ * temporary file, so a body of millions of keys needs no more memory. Keys
+ * are looked up MISSING_BATCH at a time: in a GC cycle the store unmarks
+ * the found ones of a batch together (one index append, one sync). */
+#define MISSING_BATCH 4096
+
 struct missing_ctx {
     struct keylines kl;
     struct storaged *app;
     struct cas_buf out;
     FILE *spill;
     uint64_t spilled;
+    struct cas_key keys[MISSING_BATCH];
+    bool present[MISSING_BATCH];
+    size_t n;
     char err[512];
 };
 
@@ -653,20 +672,11 @@ static void missing_cleanup(struct http_req *req)
     free(c);
 }
 
-static int missing_line(void *cls, const char *line, size_t len, uint64_t lineno)
+/* Appends one missing key to the answer. */
+static int missing_emit(struct missing_ctx *c, const struct cas_key *key)
 {
-    struct missing_ctx *c = cls;
-    struct cas_key key;
-    char err[400];
-    if (cas_key_parse(line, len, c->app->store->algo, &key, err, sizeof(err)) < 0) {
-        snprintf(c->err, sizeof(c->err), "line %" PRIu64 ": %s", lineno, err);
-        return -1;
-    }
-    uint64_t size;
-    if (c->app->store->ops->stat(c->app->store, &key, &size) == 0)
-        return 0;
     char hex[CAS_MAX_HEX + 2];
-    cas_key_hex(&key, hex);
+    cas_key_hex(key, hex);
     size_t hl = strlen(hex);
     hex[hl++] = '\n';
     if (!c->spill && c->out.len + hl > SPILL_AT) {
@@ -687,6 +697,47 @@ static int missing_line(void *cls, const char *line, size_t len, uint64_t lineno
     } else {
         cas_buf_append(&c->out, hex, hl);
     }
+    return 0;
+}
+
+/* Looks the batch up (a use of each found key in a GC cycle, durable on
+ * return) and answers the keys not stored. */
+static int missing_flush(struct missing_ctx *c)
+{
+    struct store *st = c->app->store;
+    if (!c->n)
+        return 0;
+    char err[400] = "";
+    int rc = 0;
+    if (st->ops->use_keys) {
+        rc = st->ops->use_keys(st, c->keys, c->n, c->present, err, sizeof(err));
+    } else {
+        uint64_t size;
+        for (size_t i = 0; i < c->n; i++)
+            c->present[i] = st->ops->stat(st, &c->keys[i], &size) == 0;
+    }
+    if (rc < 0) {
+        snprintf(c->err, sizeof(c->err), "%s", *err ? err : strerror(-rc));
+        c->n = 0;
+        return -2;
+    }
+    for (size_t i = 0; i < c->n && rc == 0; i++)
+        if (!c->present[i])
+            rc = missing_emit(c, &c->keys[i]);
+    c->n = 0;
+    return rc;
+}
+
+static int missing_line(void *cls, const char *line, size_t len, uint64_t lineno)
+{
+    struct missing_ctx *c = cls;
+    char err[400];
+    if (cas_key_parse(line, len, c->app->store->algo, &c->keys[c->n], err, sizeof(err)) < 0) {
+        snprintf(c->err, sizeof(c->err), "line %" PRIu64 ": %s", lineno, err);
+        return -1;
+    }
+    if (++c->n == MISSING_BATCH)
+        return missing_flush(c);
     return 0;
 }
 
@@ -717,6 +768,8 @@ static void missing_done(struct http_req *req)
 {
     struct missing_ctx *c = req->ctx;
     int rc = keylines_finish(&c->kl, missing_line, c);
+    if (!rc)
+        rc = missing_flush(c);
     if (rc) {
         http_error(req, rc == -1 ? 400 : 500, "%s", c->err);
         return;

@@ -60,6 +60,8 @@ typedef void (*store_list_fn)(void *cls, const unsigned char *digest, uint64_t s
 
 struct store_ops {
     const char *name;
+    /* size_hint: the body's size when the request declares it (Content-Length;
+     * a longer body is refused with -EINVAL), UINT64_MAX when unknown. */
     int (*put_begin)(struct store *s, const struct cas_key *expect, uint64_t size_hint,
                      struct store_put **out, char *err, size_t errlen);
     int (*put_write)(struct store_put *p, const void *data, size_t len, char *err, size_t errlen);
@@ -68,7 +70,9 @@ struct store_ops {
     int (*put_commit)(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,
                       size_t errlen);
     void (*put_abort)(struct store_put *p);
-    /* touch: the read counts as a use for GC (unmarks the object, durably). */
+    /* touch: the read counts as a use for GC: the object is unmarked in the
+     * active cycle, durably, before open returns 0; if gc/end removed it
+     * meanwhile, -ENOENT. (HEAD opens without touch: it is not a use.) */
     int (*open)(struct store *s, const struct cas_key *key, bool touch, struct store_obj **out,
                 uint64_t *size, char *err, size_t errlen);
     ssize_t (*pread)(struct store_obj *o, void *buf, size_t len, uint64_t off);
@@ -80,6 +84,11 @@ struct store_ops {
     int (*block_sums)(struct store_obj *o, uint32_t **sums, size_t *n, uint64_t *block);
     /* The open object's bytes do not match its key: stop serving it. */
     void (*quarantine)(struct store_obj *o, const char *why);
+    /* Before answering "already stored" for an object opened with touch:
+     * checks that its stored copy is intact (else takes it out of service and
+     * returns -ENOENT, so the caller stores the new bytes) and, with sync,
+     * that it is durable. 0, -ENOENT, or -EIO. */
+    int (*confirm)(struct store_obj *o, bool sync, char *err, size_t errlen);
     int (*stat)(struct store *s, const struct cas_key *key, uint64_t *size);
     int (*remove)(struct store *s, const struct cas_key *key, char *err, size_t errlen);
     /* Emits up to max objects from *cursor on; *cursor becomes UINT64_MAX at the end. */
@@ -89,6 +98,12 @@ struct store_ops {
                     uint64_t *bytes, char *err, size_t errlen);
     int (*gc_mark)(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked,
                    char *err, size_t errlen);
+    /* POST /objects/missing: present[i] says whether keys[i] is stored; in an
+     * active GC cycle the present ones count as used (unmarked, durably
+     * before return), decided under one lock so gc/end cannot come between
+     * "present" and the unmark. */
+    int (*use_keys)(struct store *s, const struct cas_key *keys, size_t n, bool *present, char *err,
+                    size_t errlen);
     int (*gc_end)(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
                   size_t errlen);
     /* Ends cycle id without removing anything (a cluster-wide begin that

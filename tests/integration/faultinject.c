@@ -1,24 +1,80 @@
 /*
  * faultinject.c - an LD_PRELOAD library for the integration tests: while the
  * file named by $CAS_FAULT_FILE exists, fdatasync() and fsync() fail with
- * EIO, as they do on a dying disk. Everything else goes to libc.
+ * EIO, as they do on a dying disk. With $CAS_FAULT_ONLY set, only on files
+ * whose path contains that text (e.g. "/data-": the data files, not the
+ * index), so a test can tell which sync a request made.
+ *
+ * A slow disk: with $CAS_SLOW_PREAD_US set, every pread() of a file whose
+ * path contains $CAS_SLOW_PREAD_ONLY (default "/data-") first sleeps that
+ * many microseconds, which widens the window between a request's look-up of
+ * an object and what it does next (tests/integration/test_gc_races.py).
+ * Everything else goes to libc.
  */
 #define _GNU_SOURCE
+/* Both pread and pread64 are defined below: no redirection of one to the other. */
+#undef _FILE_OFFSET_BITS
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
-static int faulty(void)
+/* True when fd's path contains only (or only is empty). */
+static int fd_matches(int fd, const char *only)
+{
+    if (!only || !*only)
+        return 1;
+    char link[64], path[4096];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof(path) - 1);
+    if (n < 0)
+        return 0;
+    path[n] = '\0';
+    return strstr(path, only) != NULL;
+}
+
+static int faulty_fd(int fd)
 {
     const char *f = getenv("CAS_FAULT_FILE");
-    return f && access(f, F_OK) == 0;
+    if (!f || access(f, F_OK) != 0)
+        return 0;
+    return fd_matches(fd, getenv("CAS_FAULT_ONLY"));
+}
+
+static void maybe_slow(int fd)
+{
+    const char *us = getenv("CAS_SLOW_PREAD_US");
+    if (!us || !*us)
+        return;
+    const char *only = getenv("CAS_SLOW_PREAD_ONLY");
+    if (fd_matches(fd, only ? only : "/data-"))
+        usleep((useconds_t)atoi(us));
+}
+
+ssize_t pread(int fd, void *buf, size_t count, off_t offset)
+{
+    static ssize_t (*real)(int, void *, size_t, off_t);
+    if (!real)
+        real = (ssize_t(*)(int, void *, size_t, off_t))dlsym(RTLD_NEXT, "pread");
+    maybe_slow(fd);
+    return real(fd, buf, count, offset);
+}
+
+ssize_t pread64(int fd, void *buf, size_t count, off64_t offset)
+{
+    static ssize_t (*real)(int, void *, size_t, off64_t);
+    if (!real)
+        real = (ssize_t(*)(int, void *, size_t, off64_t))dlsym(RTLD_NEXT, "pread64");
+    maybe_slow(fd);
+    return real(fd, buf, count, offset);
 }
 
 int fdatasync(int fd)
 {
     static int (*real)(int);
-    if (faulty()) {
+    if (faulty_fd(fd)) {
         errno = EIO;
         return -1;
     }
@@ -30,7 +86,7 @@ int fdatasync(int fd)
 int fsync(int fd)
 {
     static int (*real)(int);
-    if (faulty()) {
+    if (faulty_fd(fd)) {
         errno = EIO;
         return -1;
     }

@@ -163,6 +163,37 @@ static void test_numbers_strict(void)
     }
 }
 
+/* timeouts: both keys, their defaults, and the errors (a zero, a word, an
+ * unknown key), each naming line and column. */
+static void test_timeouts(void)
+{
+    const char *be = "backends:\n  - url: http://h:1\n    failure_domain: a\n";
+    char text[512];
+    snprintf(text, sizeof(text), "%s", be);
+    struct config *c = parse_ok(text);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->fanout_ms, CONFIG_FANOUT_MS_DEFAULT);
+    CU_ASSERT_EQUAL(c->write_straggler_ms, CONFIG_STRAGGLER_MS_DEFAULT);
+    CU_ASSERT_EQUAL(c->gc_ms, CONFIG_GC_MS_DEFAULT);
+    config_free(c);
+    snprintf(text, sizeof(text),
+             "timeouts:\n  fanout_ms: 700\n  write_straggler_ms: 300\n  gc_ms: 900\n%s", be);
+    c = parse_ok(text);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->fanout_ms, 700);
+    CU_ASSERT_EQUAL(c->write_straggler_ms, 300);
+    CU_ASSERT_EQUAL(c->gc_ms, 900);
+    config_free(c);
+    snprintf(text, sizeof(text), "timeouts:\n  fanout_ms: 0\n%s", be);
+    parse_bad(text, "t.yaml:2:14:", "timeouts.fanout_ms must be a whole number");
+    snprintf(text, sizeof(text), "timeouts:\n  write_straggler_ms: soon\n%s", be);
+    parse_bad(text, "t.yaml:2:23:", "timeouts.write_straggler_ms");
+    snprintf(text, sizeof(text), "timeouts:\n  fanout: 5\n%s", be);
+    parse_bad(text, "t.yaml:2:3:", "unknown timeouts key \"fanout\"");
+    snprintf(text, sizeof(text), "timeouts: 5\n%s", be);
+    parse_bad(text, "t.yaml:1:11:", "timeouts must be a mapping");
+}
+
 static void test_load_file(void)
 {
     char path[] = "/tmp/test_config_XXXXXX";
@@ -194,6 +225,7 @@ int main(void)
     CU_add_test(s, "errors name line and column", test_errors_name_line_and_column);
     CU_add_test(s, "numbers are strict", test_numbers_strict);
     CU_add_test(s, "load a file", test_load_file);
+    CU_add_test(s, "timeouts", test_timeouts);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1526,6 +1527,408 @@ static void test_concurrent_writers(void)
     close_store(s);
 }
 
+/* ---- GC races, repeated writes, writers that stall (sd-gc) ---------------- */
+
+/* Flips one bit of byte at of data file n (current generation 0). */
+static void flip_byte(const char *dir, int n, uint64_t at)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/data-%02d.g0", dir, n);
+    int fd = open(path, O_RDWR);
+    CU_ASSERT_FATAL(fd >= 0);
+    unsigned char b;
+    CU_ASSERT_EQUAL(pread(fd, &b, 1, (off_t)at), 1);
+    b ^= 0x20;
+    CU_ASSERT_EQUAL(pwrite(fd, &b, 1, (off_t)at), 1);
+    close(fd);
+}
+
+struct race {
+    struct store *s;
+    struct cas_key *keys;
+    unsigned char **data;
+    size_t n, len;
+    int mode; /* 0 open with touch, 1 repeated put, 2 use_keys, 3 gc_mark */
+    unsigned seed;
+    bool *ok; /* answered success for keys[i] */
+};
+
+static void *race_worker(void *arg)
+{
+    struct race *r = arg;
+    char err[ERRLEN];
+    unsigned x = r->seed;
+    for (size_t j = 0; j < r->n; j++) {
+        size_t i = (j * 7 + x) % r->n;
+        bool good = false;
+        if (r->mode == 0) {
+            struct store_obj *o;
+            uint64_t size;
+            if (r->s->ops->open(r->s, &r->keys[i], true, &o, &size, err, sizeof(err)) == 0) {
+                good = true;
+                r->s->ops->close(o);
+            }
+        } else if (r->mode == 1) {
+            bool created;
+            struct cas_key k;
+            good =
+                put_ex(r->s, r->data[i], r->len, &r->keys[i], r->len, true, &k, &created, err) == 0;
+        } else if (r->mode == 2) {
+            bool present = false;
+            good = r->s->ops->use_keys(r->s, &r->keys[i], 1, &present, err, sizeof(err)) == 0 &&
+                   present;
+        } else {
+            uint64_t u = 0;
+            good = r->s->ops->gc_mark(r->s, &r->keys[i], 1, &u, err, sizeof(err)) == 0 && u == 1;
+        }
+        if (good)
+            r->ok[i] = true;
+    }
+    return NULL;
+}
+
+/* Every use that answered success during a cycle, racing with gc/end on
+ * another thread, leaves its object alive after end: reads, repeated
+ * writes, missing (use_keys) and gc/mark. Bounded rounds; each checks the
+ * invariant whatever the interleaving. */
+static void test_uses_race_with_end(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    enum { N = 300, LEN = 3000, THREADS = 3, ROUNDS = 8 };
+    unsigned char *data[N];
+    struct cas_key keys[N];
+    for (int i = 0; i < N; i++) {
+        data[i] = make_data(LEN, 7000 + (unsigned)i);
+        keys[i] = key_of(s, data[i], LEN);
+    }
+    int lost = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N; i++)
+            if (stat_key(s, &keys[i], NULL) != 0)
+                CU_ASSERT_EQUAL(put(s, data[i], LEN, false, NULL), 0);
+        uint64_t id, objs, bytes, removed;
+        CU_ASSERT_EQUAL_FATAL(s->ops->gc_begin(s, 0, &id, &objs, &bytes, err, sizeof(err)), 0);
+        bool ok[THREADS][N];
+        memset(ok, 0, sizeof(ok));
+        struct race r[THREADS];
+        pthread_t t[THREADS];
+        for (int k = 0; k < THREADS; k++) {
+            r[k] =
+                (struct race){s, keys, data, N, LEN, round % 4, (unsigned)(k * 97 + round), ok[k]};
+            pthread_create(&t[k], NULL, race_worker, &r[k]);
+        }
+        for (int spin = 0; spin < 200 * (round + 1); spin++)
+            sched_yield();
+        CU_ASSERT_EQUAL(s->ops->gc_end(s, id, &removed, &bytes, err, sizeof(err)), 0);
+        for (int k = 0; k < THREADS; k++)
+            pthread_join(t[k], NULL);
+        for (int k = 0; k < THREADS; k++)
+            for (int i = 0; i < N; i++)
+                if (ok[k][i] && stat_key(s, &keys[i], NULL) != 0)
+                    lost++;
+    }
+    CU_ASSERT_EQUAL(lost, 0);
+    close_store(s);
+    for (int i = 0; i < N; i++)
+        free(data[i]);
+}
+
+/* A use of an object gc/end has removed is -ENOENT, never success; missing
+ * (use_keys) unmarks what it finds, and says what it does not. */
+static void test_use_after_end_and_missing(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    unsigned char *a = make_data(1000, 1), *b = make_data(1000, 2), *c = make_data(1000, 3);
+    struct cas_key ka = key_of(s, a, 1000), kb = key_of(s, b, 1000), kc = key_of(s, c, 1000);
+    CU_ASSERT_EQUAL(put(s, a, 1000, true, NULL), 0);
+    CU_ASSERT_EQUAL(put(s, b, 1000, true, NULL), 0);
+    uint64_t id, objs, bytes, removed;
+    CU_ASSERT_EQUAL(s->ops->gc_begin(s, 0, &id, &objs, &bytes, err, sizeof(err)), 0);
+    struct cas_key ks[2] = {ka, kc};
+    bool present[2] = {false, true};
+    uint64_t syncs = info(s).index_syncs;
+    CU_ASSERT_EQUAL(s->ops->use_keys(s, ks, 2, present, err, sizeof(err)), 0);
+    CU_ASSERT_TRUE(present[0]);
+    CU_ASSERT_FALSE(present[1]);
+    CU_ASSERT(info(s).index_syncs > syncs); /* the unmark is durable */
+    CU_ASSERT_EQUAL(info(s).garbage_objects, 1);
+    /* Found again, already unmarked: still present, nothing more to write. */
+    CU_ASSERT_EQUAL(s->ops->use_keys(s, ks, 1, present, err, sizeof(err)), 0);
+    CU_ASSERT_TRUE(present[0]);
+    CU_ASSERT_EQUAL(s->ops->gc_end(s, id, &removed, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(removed, 1);
+    CU_ASSERT_EQUAL(stat_key(s, &ka, NULL), 0);
+    CU_ASSERT_EQUAL(stat_key(s, &kb, NULL), -ENOENT);
+    /* Opening the removed one with touch is -ENOENT. */
+    struct store_obj *o;
+    uint64_t size;
+    CU_ASSERT_EQUAL(s->ops->open(s, &kb, true, &o, &size, err, sizeof(err)), -ENOENT);
+    /* Outside a cycle, use_keys is a look-up. */
+    CU_ASSERT_EQUAL(s->ops->use_keys(s, ks, 2, present, err, sizeof(err)), 0);
+    CU_ASSERT_TRUE(present[0]);
+    CU_ASSERT_FALSE(present[1]);
+    /* The unmark by use_keys survived a restart mid-cycle. */
+    CU_ASSERT_EQUAL(s->ops->gc_begin(s, 0, &id, &objs, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s->ops->use_keys(s, ks, 1, present, err, sizeof(err)), 0);
+    close_store(s);
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_TRUE(info(s).gc_active);
+    CU_ASSERT_EQUAL(info(s).garbage_objects, 0);
+    CU_ASSERT_EQUAL(s->ops->gc_end(s, id, &removed, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(removed, 0);
+    CU_ASSERT_TRUE(reads_back(s, a, 1000));
+    close_store(s);
+    free(a);
+    free(b);
+    free(c);
+    (void)kc;
+}
+
+/* "Already stored" only for a durable copy: a repeated write of an object
+ * first stored without sync syncs the index; so does the second of two
+ * writers of the same new object when the first did not sync. */
+static void test_repeated_write_is_durable(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    unsigned char *a = make_data(5000, 11);
+    bool created = true;
+    CU_ASSERT_EQUAL(put(s, a, 5000, false, &created), 0);
+    CU_ASSERT_TRUE(created);
+    uint64_t syncs = info(s).index_syncs;
+    CU_ASSERT_EQUAL(put(s, a, 5000, true, &created), 0);
+    CU_ASSERT_FALSE(created);
+    CU_ASSERT(info(s).index_syncs > syncs);
+    /* Durable now: another repeated write needs no sync. */
+    syncs = info(s).index_syncs;
+    CU_ASSERT_EQUAL(put(s, a, 5000, true, &created), 0);
+    CU_ASSERT_EQUAL(info(s).index_syncs, syncs);
+
+    /* Two writers of one new object; the first commits without sync. */
+    unsigned char *b = make_data(7000, 12);
+    struct store_put *p1, *p2;
+    CU_ASSERT_EQUAL_FATAL(s->ops->put_begin(s, NULL, 7000, &p1, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL_FATAL(s->ops->put_begin(s, NULL, 7000, &p2, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s->ops->put_write(p1, b, 7000, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s->ops->put_write(p2, b, 7000, err, sizeof(err)), 0);
+    struct cas_key k;
+    CU_ASSERT_EQUAL(s->ops->put_commit(p1, false, &k, &created, err, sizeof(err)), 0);
+    CU_ASSERT_TRUE(created);
+    syncs = info(s).index_syncs;
+    CU_ASSERT_EQUAL(s->ops->put_commit(p2, true, &k, &created, err, sizeof(err)), 0);
+    CU_ASSERT_FALSE(created);
+    CU_ASSERT(info(s).index_syncs > syncs);
+    CU_ASSERT_EQUAL(info(s).objects, 2);
+    close_store(s);
+    free(a);
+    free(b);
+}
+
+/* A write of the right bytes over a copy that fails its check replaces it:
+ * payload rot in a small object, and in the second block of a large one,
+ * through a plain write and through open + confirm (the PUT route). */
+static void test_rewrite_over_rotten_copy(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    size_t lens[2] = {4000, 2 * FMT_BLOCK + 123};
+    for (int v = 0; v < 2; v++) {
+        size_t len = lens[v];
+        unsigned char *a = make_data(len, 40 + (unsigned)v);
+        struct cas_key ka = key_of(s, a, len);
+        uint64_t before[NF], after[NF];
+        data_sizes(dir, before);
+        CU_ASSERT_EQUAL(put(s, a, len, true, NULL), 0);
+        data_sizes(dir, after);
+        int f = grown_file(before, after);
+        CU_ASSERT_FATAL(f >= 0);
+        uint64_t frame = before[f];
+        flip_byte(dir, f, frame + FMT_FRAME_HEADER + (v ? FMT_BLOCK + 5 : 3));
+        /* The route's path: open with touch, then confirm: the copy fails. */
+        struct store_obj *o;
+        uint64_t size;
+        CU_ASSERT_EQUAL_FATAL(s->ops->open(s, &ka, true, &o, &size, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(s->ops->confirm(o, true, err, sizeof(err)), -ENOENT);
+        s->ops->close(o);
+        CU_ASSERT_EQUAL(stat_key(s, &ka, NULL), -ENOENT);
+        bool created = false;
+        CU_ASSERT_EQUAL(put(s, a, len, true, &created), 0);
+        CU_ASSERT_TRUE(created);
+        CU_ASSERT_TRUE(reads_back(s, a, len));
+        free(a);
+    }
+    CU_ASSERT_EQUAL(info(s).corrupt_found, 2);
+    /* Commit path: the stored copy is checked before "already stored". */
+    unsigned char *b = make_data(3000, 50);
+    uint64_t before[NF], after[NF];
+    data_sizes(dir, before);
+    CU_ASSERT_EQUAL(put(s, b, 3000, true, NULL), 0);
+    data_sizes(dir, after);
+    int f = grown_file(before, after);
+    CU_ASSERT_FATAL(f >= 0);
+    flip_byte(dir, f, before[f] + FMT_FRAME_HEADER + 100);
+    bool created = false;
+    CU_ASSERT_EQUAL(put(s, b, 3000, true, &created), 0);
+    CU_ASSERT_TRUE(created);
+    CU_ASSERT_TRUE(reads_back(s, b, 3000));
+    CU_ASSERT_EQUAL(info(s).corrupt_found, 3);
+    close_store(s);
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_TRUE(reads_back(s, b, 3000));
+    close_store(s);
+    free(b);
+}
+
+/* Writers never wait for each other: with 60 uploads open (more than the 50
+ * data files), another write begins and commits at once (alarm: a hang is a
+ * failure, not a slow pass). Abandoned ranges, at the end of a file or
+ * before a committed frame, never become objects; compaction gives their
+ * space back. */
+static void test_writers_share_files(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    enum { OPEN = 60, LEN = 2000 };
+    struct store_put *p[OPEN];
+    unsigned char *d[OPEN];
+    alarm(60);
+    for (int i = 0; i < OPEN; i++) {
+        d[i] = make_data(LEN, 900 + (unsigned)i);
+        CU_ASSERT_EQUAL_FATAL(s->ops->put_begin(s, NULL, LEN, &p[i], err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(s->ops->put_write(p[i], d[i], 10, err, sizeof(err)), 0);
+    }
+    unsigned char *x = make_data(LEN, 999);
+    CU_ASSERT_EQUAL(put(s, x, LEN, true, NULL), 0);
+    /* Also one of unknown size, spooled past the buffer. */
+    size_t big = 3 * FMT_BLOCK + 77;
+    unsigned char *y = make_data(big, 998);
+    struct cas_key ky;
+    bool created;
+    CU_ASSERT_EQUAL(put_ex(s, y, big, NULL, UINT64_MAX, true, &ky, &created, err), 0);
+    CU_ASSERT_TRUE(created);
+    alarm(0);
+    /* Finish the even ones, abandon the odd ones. */
+    for (int i = 0; i < OPEN; i++) {
+        if (i % 2) {
+            s->ops->put_abort(p[i]);
+            continue;
+        }
+        struct cas_key k;
+        CU_ASSERT_EQUAL(s->ops->put_write(p[i], d[i] + 10, LEN - 10, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(s->ops->put_commit(p[i], true, &k, &created, err, sizeof(err)), 0);
+    }
+    CU_ASSERT_EQUAL(info(s).objects, OPEN / 2 + 2);
+    close_store(s);
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(info(s).objects, OPEN / 2 + 2);
+    int bad = 0;
+    for (int i = 0; i < OPEN; i++)
+        if (i % 2 ? !absent(s, d[i], LEN) : !reads_back(s, d[i], LEN))
+            bad++;
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_TRUE(reads_back(s, x, LEN));
+    CU_ASSERT_TRUE(reads_back(s, y, big));
+    CU_ASSERT_EQUAL(s->ops->compact_start(s, err, sizeof(err)), 0);
+    s->ops->compact_wait(s);
+    CU_ASSERT_EQUAL(info(s).unreclaimed, 0);
+    bad = 0;
+    for (int i = 0; i < OPEN; i += 2)
+        bad += !reads_back(s, d[i], LEN);
+    CU_ASSERT_EQUAL(bad, 0);
+    /* A body longer than its declared size is refused. */
+    struct store_put *q;
+    CU_ASSERT_EQUAL_FATAL(s->ops->put_begin(s, NULL, 5, &q, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s->ops->put_write(q, x, 6, err, sizeof(err)), -EINVAL);
+    s->ops->put_abort(q);
+    close_store(s);
+    for (int i = 0; i < OPEN; i++)
+        free(d[i]);
+    free(x);
+    free(y);
+}
+
+struct snap_traffic {
+    struct store *s;
+    volatile bool stop;
+};
+
+/* The index snapshot runs beside writes, removals and unmarks; whatever they
+ * did while it ran is in the index that replaces the old one. */
+static void test_snapshot_beside_traffic(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    enum { N = 20000, M = 400 };
+    struct cas_key *k = calloc(N, sizeof(*k));
+    for (int i = 0; i < N; i++) {
+        unsigned char buf[40];
+        snprintf((char *)buf, sizeof(buf), "snapshot object %d", i);
+        size_t len = strlen((char *)buf);
+        k[i] = key_of(s, buf, len);
+        CU_ASSERT_EQUAL(put(s, buf, len, false, NULL), 0);
+    }
+    uint64_t id, objs, bytes, unmarked;
+    for (int r = 0; r < 2; r++) {
+        CU_ASSERT_EQUAL(s->ops->gc_begin(s, 0, &id, &objs, &bytes, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(s->ops->gc_mark(s, k, N, &unmarked, err, sizeof(err)), 0);
+    }
+    CU_ASSERT_EQUAL(s->ops->gc_begin(s, 0, &id, &objs, &bytes, err, sizeof(err)), 0);
+    uint64_t records = info(s).index_records;
+    CU_ASSERT_EQUAL_FATAL(s->ops->compact_start(s, err, sizeof(err)), 0);
+    /* Meanwhile: new objects, removals, unmarks. */
+    for (int i = 0; i < M; i++) {
+        unsigned char buf[40];
+        snprintf((char *)buf, sizeof(buf), "written during the snapshot %d", i);
+        CU_ASSERT_EQUAL(put(s, buf, strlen((char *)buf), i % 2 == 0, NULL), 0);
+        CU_ASSERT_EQUAL(s->ops->remove(s, &k[i], err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(s->ops->gc_mark(s, &k[M + i], 1, &unmarked, err, sizeof(err)), 0);
+    }
+    s->ops->compact_wait(s);
+    CU_ASSERT(info(s).index_records < records);
+    struct store_info before = info(s);
+    close_store(s);
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    struct store_info after = info(s);
+    CU_ASSERT_EQUAL(after.objects, N);
+    CU_ASSERT_EQUAL(after.objects, before.objects);
+    CU_ASSERT_TRUE(after.gc_active);
+    CU_ASSERT_EQUAL(after.gc_id, id);
+    CU_ASSERT_EQUAL(after.garbage_objects, before.garbage_objects);
+    CU_ASSERT_EQUAL(after.garbage_objects, N - 2 * M);
+    int bad = 0;
+    for (int i = 0; i < 2 * M; i++)
+        bad += (stat_key(s, &k[i], NULL) == 0) != (i >= M);
+    for (int i = 0; i < M; i++) {
+        unsigned char buf[40];
+        snprintf((char *)buf, sizeof(buf), "written during the snapshot %d", i);
+        bad += !reads_back(s, buf, strlen((char *)buf));
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    uint64_t removed;
+    CU_ASSERT_EQUAL(s->ops->gc_end(s, id, &removed, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(removed, N - 2 * M);
+    close_store(s);
+    free(k);
+}
+
 /* Runs the suite; main runs it in a child so that the temporary directory
  * is removed even when a sanitizer or a crash ends the run early. */
 static int run_tests(void)
@@ -1558,6 +1961,12 @@ static int run_tests(void)
     CU_add_test(s, "concurrent writers", test_concurrent_writers);
     CU_add_test(s, "compaction reclaims space", test_compaction);
     CU_add_test(s, "index snapshot keeps objects and GC", test_index_snapshot);
+    CU_add_test(s, "uses racing with gc/end keep their objects", test_uses_race_with_end);
+    CU_add_test(s, "use after end is -ENOENT; missing unmarks", test_use_after_end_and_missing);
+    CU_add_test(s, "repeated write answers only a durable copy", test_repeated_write_is_durable);
+    CU_add_test(s, "write over a rotten copy replaces it", test_rewrite_over_rotten_copy);
+    CU_add_test(s, "writers share data files, never wait", test_writers_share_files);
+    CU_add_test(s, "index snapshot beside traffic", test_snapshot_beside_traffic);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

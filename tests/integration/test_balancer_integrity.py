@@ -1,0 +1,437 @@
+"""test_balancer_integrity.py - what a balancer relays from a lying backend.
+
+SPEC (Integrity): a GET never delivers a complete response of bytes that do
+not match the key; (Partial failure) a hung backend costs a reader no more
+than a dead one. A fake backend (Python, in this process) answers the
+balancer's probes like a storaged and its object GETs with one broken
+behaviour: no Content-Length, chunked, an early close, wrong bytes, a wrong
+range, conflicting Content-Lengths, trailing junk on a keep-alive
+connection, a slow drip, or a bogus /ring. Each test checks that the client
+never gets a complete 2xx of other bytes, that a healthy copy behind the
+liar serves, and that hedged reads bound the latency with a storaged
+frozen by SIGSTOP.
+"""
+import hashlib
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+import unittest
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Client, TempDirTest, free_port, sha1  # noqa: E402
+from test_balancerd import Balancer  # noqa: E402
+
+
+class FakeBackend:
+    """A storaged look-alike on a loopback port, served by threads of this
+    process. objects: key -> bytes; mode: how object GETs are answered."""
+
+    def __init__(self, mode="ok", ring="ok", seed=7):
+        self.mode, self.ringmode = mode, ring
+        self.objects = {}
+        self.gets = 0
+        self.lock = threading.Lock()
+        self.junk_sent = threading.Event()
+        rnd = random.Random(seed)
+        self.node = "%016x" % rnd.getrandbits(64)
+        self.tokens = sorted("%016x" % rnd.getrandbits(64) for _ in range(64))
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stopping = False
+        self.socks = set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.stopping = True
+        try:
+            self.srv.close()
+        except OSError:
+            pass
+        for s in list(self.socks):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            self.socks.add(c)
+            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+
+    def ring(self):
+        doc = {"node": self.node, "hash": "sha1", "tokens": self.tokens}
+        if self.ringmode == "too-many":
+            rnd = random.Random(1)
+            doc["tokens"] = ["%016x" % rnd.getrandbits(64) for _ in range(16385)]
+        elif self.ringmode == "non-hex":
+            doc["tokens"] = self.tokens[:-3] + ["zzzzzzzzzzzzzzzz", "-1", "0x12"]
+        body = json.dumps(doc).encode()
+        if self.ringmode == "truncated":
+            body = body[: len(body) // 2]
+        return body
+
+    @staticmethod
+    def resp(status, body, extra=""):
+        return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+
+    def obj(self, sock, key, method, hdrs):
+        data = self.objects.get(key)
+        if data is None:
+            sock.sendall(self.resp("404 Not Found", b'{"error":"not found"}'))
+            return True
+        n = len(data)
+        wrong = bytes(b ^ 0x5A for b in data)
+        H = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        if method == "HEAD":
+            sock.sendall((H + f"Content-Length: {n}\r\n\r\n").encode())
+            return True
+        with self.lock:
+            self.gets += 1
+            first = self.gets == 1
+        m = self.mode
+        if m == "unsized":  # no Content-Length, half the bytes, close
+            sock.sendall((H + "Connection: close\r\n\r\n").encode() + data[: n // 2])
+            return False
+        if m == "chunked-wrong":  # valid chunked framing, wrong bytes
+            out = (H + "Transfer-Encoding: chunked\r\n\r\n").encode()
+            for i in range(0, n, 65536):
+                part = wrong[i:i + 65536]
+                out += b"%x\r\n" % len(part) + part + b"\r\n"
+            sock.sendall(out + b"0\r\n\r\n")
+            return True
+        if m == "early-close":  # the right head, then half the body, then close
+            sock.sendall((H + f"Content-Length: {n}\r\n\r\n").encode() + data[: n // 2])
+            return False
+        if m == "wrong":  # the right length, other bytes
+            sock.sendall((H + f"Content-Length: {n}\r\n\r\n").encode() + wrong)
+            return True
+        if m == "wrong-etag":  # the right bytes under another object's ETag
+            sock.sendall((H + f'ETag: "{"0" * 40}"\r\nContent-Length: {n}\r\n\r\n').encode() + data)
+            return True
+        if m == "dup-cl":  # two Content-Lengths, half the bytes
+            sock.sendall((H + f"Content-Length: {n}\r\nContent-Length: {n // 2}\r\n\r\n").encode()
+                         + data[: n // 2])
+            return True
+        if m == "range-shifted":  # 206 for the range asked, bytes taken 1 further on
+            rng = hdrs.get("range", "")
+            if rng.startswith("bytes=") and "-" in rng:
+                a, _, b = rng[6:].partition("-")
+                a, b = int(a), min(int(b), n - 1)
+                sock.sendall((f"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a + 1}-{b + 1}/{n}\r\n"
+                              f"Content-Length: {b - a + 1}\r\n\r\n").encode() + data[a + 1:b + 2])
+                return True
+        if m == "206-to-get":  # 206 to a GET without Range
+            h = n // 2
+            sock.sendall((f"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-{h - 1}/{n}\r\n"
+                          f"Content-Length: {h}\r\n\r\n").encode() + data[:h])
+            return True
+        if m == "extra-once":  # the first answer is sent again 0.3 s later
+            one = (H + f"Content-Length: {n}\r\n\r\n").encode() + data
+            sock.sendall(one)
+            if first:
+                time.sleep(0.3)
+                sock.sendall(one)
+                self.junk_sent.set()
+            return True
+        if m == "drip":  # the head, then one byte every 0.2 s
+            sock.sendall((H + f"Content-Length: {n}\r\n\r\n").encode())
+            for i in range(n):
+                if self.stopping:
+                    break
+                sock.sendall(data[i:i + 1])
+                time.sleep(0.2)
+            return False
+        sock.sendall((H + f"Content-Length: {n}\r\n\r\n").encode() + data)
+        return True
+
+    def _handle(self, sock):
+        buf = b""
+        sock.settimeout(60)
+        try:
+            while not self.stopping:
+                while b"\r\n\r\n" not in buf:
+                    d = sock.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, target = lines[0].split(" ")[:2]
+                hdrs = {l.partition(":")[0].strip().lower(): l.partition(":")[2].strip() for l in lines[1:]}
+                need = int(hdrs.get("content-length", "0") or 0)
+                while len(buf) < need:
+                    d = sock.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                buf = buf[need:]
+                path = target.split("?")[0]
+                keep = True
+                if path.startswith("/objects/") and method in ("GET", "HEAD"):
+                    keep = self.obj(sock, path[9:], method, hdrs)
+                elif path == "/ring":
+                    sock.sendall(self.resp("200 OK", self.ring()))
+                elif path == "/status":
+                    sock.sendall(self.resp("200 OK", ('{"role":"storaged","node":"%s","read_only":false}'
+                                                      % self.node).encode()))
+                elif path == "/gc":
+                    sock.sendall(self.resp("200 OK", b'{"active":false,"id":"0","objects":0,"bytes":0}'))
+                elif path == "/capacity":
+                    sock.sendall(self.resp("200 OK", b'{"total":1000000000,"available":900000000,'
+                                                     b'"unreclaimed":0,"garbage":0,"objects":0,"bytes":0}'))
+                elif path == "/compact":
+                    sock.sendall(self.resp("200 OK", b'{"running":false,"done_bytes":0,"total_bytes":0}'))
+                else:
+                    sock.sendall(self.resp("404 Not Found", b'{"error":"no"}'))
+                if not keep:
+                    return
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.socks.discard(sock)
+            sock.close()
+
+
+def fetch(port, key, headers=None, timeout=60):
+    """GET through the balancer: (status, body, complete)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", "/objects/" + key, headers=headers or {})
+        r = c.getresponse()
+        try:
+            return r.status, r.read(), True
+        except http.client.IncompleteRead as e:
+            return r.status, e.partial, False
+    except (ConnectionResetError, http.client.RemoteDisconnected):
+        return 0, b"", False
+    finally:
+        c.close()
+
+
+class IntegrityTest(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        warnings.simplefilter("ignore", ResourceWarning)
+        self.fakes = []
+        self.addCleanup(lambda: [f.close() for f in self.fakes])
+
+    def fake(self, mode="ok", ring="ok", seed=7):
+        f = FakeBackend(mode, ring, seed)
+        self.fakes.append(f)
+        return f
+
+    def balancer(self, urls, replicas=1, extra=None, wait_up=None):
+        cfg = os.path.join(self.tmp, f"b{len(self.daemons)}.yaml")
+        with open(cfg, "w") as fh:
+            fh.write(f"replicas: {replicas}\nbackends:\n")
+            for i, u in enumerate(urls):
+                fh.write(f"  - url: {u}\n    failure_domain: d{i}\n")
+        b = Balancer(cfg, self.tmp, extra=extra)
+        self.daemons.append(b)
+        b.start()
+        b.wait_backends(len(urls) if wait_up is None else wait_up)
+        return b
+
+    def assertNeverCompleteWrong(self, status, body, complete, want):
+        if 200 <= status < 300 and complete:
+            self.assertEqual(hashlib.sha1(body).hexdigest(), hashlib.sha1(want).hexdigest(),
+                             f"a complete HTTP {status} of {len(body)} bytes that are not the object")
+
+    def lone_fake(self, mode, sizes=(100_000, 2_000_000), extra=None):
+        """One fake backend in mode behind its own balancer; GET objects of
+        each size; returns [(status, body, complete, want)]."""
+        f = self.fake(mode)
+        b = self.balancer([f.url], extra=extra)
+        out = []
+        for size in sizes:
+            data = os.urandom(size)
+            key = sha1(data)
+            f.objects[key] = data
+            st, body, complete = fetch(b.port, key)
+            self.assertNeverCompleteWrong(st, body, complete, data)
+            out.append((st, body, complete, data))
+        return out
+
+    def test_no_content_length(self):
+        for st, body, complete, want in self.lone_fake("unsized"):
+            self.assertEqual(st, 503)
+
+    def test_chunked_wrong_bytes(self):
+        for st, body, complete, want in self.lone_fake("chunked-wrong"):
+            self.assertEqual(st, 503)
+
+    def test_duplicate_content_length(self):
+        for st, body, complete, want in self.lone_fake("dup-cl"):
+            self.assertEqual(st, 503)
+
+    def test_etag_of_another_object(self):
+        for st, body, complete, want in self.lone_fake("wrong-etag"):
+            self.assertEqual(st, 503)
+
+    def test_206_to_a_plain_get(self):
+        for st, body, complete, want in self.lone_fake("206-to-get"):
+            self.assertEqual(st, 503)
+
+    def test_early_close(self):
+        small, large = self.lone_fake("early-close")
+        self.assertEqual(small[0], 503)  # checked whole before the first byte
+        self.assertFalse(large[2] and large[0] == 200, "a complete 200 of half an object")
+
+    def test_wrong_bytes_small_and_large(self):
+        small, large = self.lone_fake("wrong", extra=["--verify-streamed"])
+        self.assertEqual(small[0], 503)
+        # Large: relayed while hashed, the connection cut before the end.
+        self.assertEqual(large[0], 200)
+        self.assertFalse(large[2])
+        self.assertLess(len(large[1]), len(large[3]))
+
+    def test_wrong_bytes_by_default_large(self):
+        small, large = self.lone_fake("wrong", sizes=(100_000, 3_000_000))
+        self.assertFalse(large[2])
+
+    def test_wrong_range(self):
+        f = self.fake("range-shifted")
+        b = self.balancer([f.url])
+        data = os.urandom(1_000_000)
+        key = sha1(data)
+        f.objects[key] = data
+        for rng in ("bytes=10-99", "bytes=500000-799999"):
+            st, body, complete = fetch(b.port, key, {"Range": rng})
+            self.assertNotEqual(st, 206, f"a 206 for another range than {rng}")
+            self.assertEqual(st, 503)
+
+    def test_trailing_junk_on_pooled_connection(self):
+        f = self.fake("extra-once")
+        b = self.balancer([f.url])
+        objs = [os.urandom(2_000_000) for _ in range(3)]
+        for o in objs:
+            f.objects[sha1(o)] = o
+        st, body, complete = fetch(b.port, sha1(objs[0]))
+        self.assertEqual((st, body == objs[0], complete), (200, True, True))
+        # The repeated answer now waits on the pooled connection.
+        self.assertTrue(f.junk_sent.wait(10))
+        time.sleep(0.1)  # loopback delivery of what sendall has handed over
+        for o in objs[1:]:
+            st, body, complete = fetch(b.port, sha1(o))
+            self.assertNeverCompleteWrong(st, body, complete, o)
+            self.assertEqual((st, body == o, complete), (200, True, True))
+
+    def key_first_on(self, first, other, size):
+        """An object whose ring order puts backend `first` (a ring dict)
+        before `other`."""
+        ring = sorted([(int(t, 16), 0) for t in first["tokens"]] + [(int(t, 16), 1) for t in other["tokens"]])
+        while True:
+            data = os.urandom(size)
+            key = sha1(data)
+            pos = int(key[:16], 16)
+            who = next((w for t, w in ring if t >= pos), ring[0][1])
+            if who == 0:
+                return key, data
+
+    def liar_then_storaged(self, mode, size, extra=None):
+        s = self.storaged("s1")
+        f = self.fake(mode)
+        b = self.balancer([f.url, s.url], replicas=2, extra=extra)
+        fring = json.loads(f.ring())
+        sring = s.client().request("GET", "/ring").json()
+        key, data = self.key_first_on(fring, sring, size)
+        f.objects[key] = data
+        self.assertEqual(s.client().put(data, key).status, 201)
+        return b, f, key, data
+
+    def test_wrong_small_copy_fails_over_to_a_good_one(self):
+        b, f, key, data = self.liar_then_storaged("wrong", 100_000)
+        st, body, complete = fetch(b.port, key)
+        self.assertEqual((st, body == data, complete), (200, True, True))
+        self.assertGreaterEqual(f.gets, 1)
+
+    def test_slow_drip_does_not_hold_a_get(self):
+        # Timeouts 1 s each; the drip never stalls 1 s, so only the read
+        # deadline (timeouts + size at --min-read-kbps) moves the GET on.
+        b, f, key, data = self.liar_then_storaged(
+            "drip", 100_000, extra=["--first-byte-timeout-ms", "1000", "--io-timeout-ms", "1000",
+                                    "--hedge-max-ms", "0"])
+        t0 = time.time()
+        st, body, complete = fetch(b.port, key)
+        took = time.time() - t0
+        self.assertEqual((st, body == data, complete), (200, True, True))
+        self.assertGreaterEqual(f.gets, 1)
+        self.assertLess(took, 10, "the dripping backend held the GET")
+
+    def test_bogus_rings_are_refused(self):
+        s = self.storaged("s1")
+        fakes = [self.fake(ring=m, seed=i) for i, m in enumerate(("too-many", "non-hex", "truncated"))]
+        b = self.balancer([s.url] + [f.url for f in fakes], wait_up=1)
+        deadline = time.time() + 5
+        while True:
+            st = b.status()
+            byurl = {x["url"]: x for x in st["backends"]}
+            if all(byurl[f.url]["last_error"] for f in fakes) or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertTrue(byurl[s.url]["in_ring"])
+        for f, word in zip(fakes, ("16385 tokens", "token", "JSON")):
+            x = byurl[f.url]
+            self.assertFalse(x["in_ring"], f"{f.ringmode} ring accepted: {x}")
+            self.assertEqual(x["tokens"], 0)
+            self.assertIn(word, x["last_error"])
+
+
+class HedgeTest(TempDirTest):
+    def test_get_bounded_with_a_storaged_sigstopped(self):
+        warnings.simplefilter("ignore", ResourceWarning)
+        stores = [self.storaged(f"s{i}", extra=["--capacity", "64G"]) for i in range(3)]
+        cfg = os.path.join(self.tmp, "b.yaml")
+        with open(cfg, "w") as fh:
+            fh.write("replicas: 2\nbackends:\n")
+            for i, s in enumerate(stores):
+                fh.write(f"  - url: {s.url}\n    failure_domain: d{i}\n")
+        # A long first-byte timeout: without hedging every read that asks
+        # the frozen storaged first would wait 10 s.
+        b = Balancer(cfg, self.tmp, extra=["--first-byte-timeout-ms", "10000"])
+        self.daemons.append(b)
+        b.start()
+        b.wait_backends(3)
+        c = b.client()
+        objs = [os.urandom(1 << 20) for _ in range(24)]
+        for o in objs:
+            self.assertEqual(c.put(o).status, 201)
+        for o in objs:  # warm the pools and the latency figures
+            self.assertEqual(c.get(sha1(o)).body, o)
+        os.kill(stores[0].pid, signal.SIGSTOP)
+        try:
+            worst = 0
+            for o in objs:
+                t0 = time.time()
+                st, body, complete = fetch(b.port, sha1(o), timeout=30)
+                worst = max(worst, time.time() - t0)
+                self.assertEqual((st, body == o, complete), (200, True, True))
+            # Far below the 10 s first-byte timeout (the hedge delay is at
+            # most 50 ms; the margin is for a loaded test machine).
+            self.assertLess(worst, 2.0)
+        finally:
+            os.kill(stores[0].pid, signal.SIGCONT)
+        m = Client("127.0.0.1", b.port, 10).request("GET", "/metrics").body.decode()
+        hedged = [l for l in m.splitlines() if l.startswith("cas_balancer_hedged_reads_total")]
+        self.assertTrue(hedged and float(hedged[0].split()[1]) > 0, hedged)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -143,6 +143,17 @@ class BadState(TempDirTest):
     def test_lost_node_file_sha256(self):
         self.lost_node("sha256")
 
+    def test_node_and_index_both_lost(self):
+        """Only the data files are left: the hash comes from their frames."""
+        s, objs = self.populated(hash_name="sha256")
+        os.unlink(os.path.join(s.dir, "node"))
+        os.unlink(os.path.join(s.dir, "index"))
+        self.assert_refused(s, "node is missing")
+        self.repair(s, "--new-identity")
+        with open(os.path.join(s.dir, "node")) as f:
+            self.assertIn("hash sha256\n", f.read())
+        self.assert_all_read_back(s, objs)
+
     def test_node_file_of_the_other_hash(self):
         s, objs = self.populated(hash_name="sha256")
         path = os.path.join(s.dir, "node")

@@ -258,7 +258,7 @@ struct bstream_head {
     int dup_length;         /* bstream: conflicting Content-Length headers seen */
     char content_range[128];
     char content_type[128];
-    char etag[160];         /* as sent, quotes included; "" when none */
+    char etag[160]; /* as sent, quotes included; "" when none */
 };
 
 /* Sends method to url with an optional Range header and waits for the

@@ -228,8 +228,10 @@ static bool answer_matches(const struct bstream_head *h, const char *hex, bool i
         wb = w->b >= total ? total - 1 : w->b;
     }
     if (a != wa || b != wb) {
-        snprintf(why, whylen, "answered 206 with bytes %" PRIu64 "-%" PRIu64
-                 " where %" PRIu64 "-%" PRIu64 " were asked", a, b, wa, wb);
+        snprintf(why, whylen,
+                 "answered 206 with bytes %" PRIu64 "-%" PRIu64 " where %" PRIu64 "-%" PRIu64
+                 " were asked",
+                 a, b, wa, wb);
         return false;
     }
     return true;
@@ -447,8 +449,7 @@ static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstr
             *rc = upconn_start(bal, r->v, r->v->b[*b]->url, path, r->method, r->range, &c, err,
                                errlen);
             if (*rc == -ENOTSUP) /* not a plain http:// backend: through libcurl, alone */
-                *rc = src_open(bal, r->v, *b, r->hex, r->method, r->range, src, head, err,
-                               errlen);
+                *rc = src_open(bal, r->v, *b, r->hex, r->method, r->range, src, head, err, errlen);
             if (*rc < 0 || !c)
                 return 1;
             if (r->np > 0)

@@ -226,8 +226,7 @@ static void balancer_metrics(void *app, struct cas_buf *out)
     COUNTER("cas_balancer_aborted_streams_total", "Responses aborted after their first byte.",
             aborted_streams);
     COUNTER("cas_balancer_hedged_reads_total",
-            "Extra backend requests sent because the first copy was slow to answer.",
-            hedged_reads);
+            "Extra backend requests sent because the first copy was slow to answer.", hedged_reads);
     COUNTER("cas_balancer_hedge_wins_total", "Hedged requests that answered first and served.",
             hedge_wins);
     COUNTER("cas_balancer_corrupt_copies_total", "Copies served by a backend that failed their digest.",

@@ -228,8 +228,8 @@ struct upconn {
     bool until_close;  /* body without a length: ends when the peer closes */
     unsigned rcvtimeo_ms; /* SO_RCVTIMEO now set on fd */
     unsigned io_timeout_ms;
-    bool budgeted;        /* waits for the body are limited (upconn_set_read_budget) */
-    uint64_t budget_ns;   /* what is left of that time */
+    bool budgeted;      /* waits for the body are limited (upconn_set_read_budget) */
+    uint64_t budget_ns; /* what is left of that time */
     int64_t left;      /* body bytes still to come (when !until_close) */
     size_t start, end; /* buffered bytes buf[start..end) */
     struct upconn *next;
@@ -604,7 +604,8 @@ int upstream_parse_head(const char *buf, size_t hlen, bool is_head, struct bstre
             /* RFC 9112 6.3: differing Content-Lengths make the message
              * unreadable; the same value twice is harmless. */
             if (head->content_length >= 0 && head->content_length != n) {
-                snprintf(err, errlen, "conflicting Content-Length headers (%" PRId64 ", %" PRId64 ")",
+                snprintf(err, errlen,
+                         "conflicting Content-Length headers (%" PRId64 ", %" PRId64 ")",
                          head->content_length, n);
                 return -EPROTO;
             }
@@ -897,8 +898,10 @@ ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t e
         if (c->budgeted) {
             if (c->budget_ns == 0) {
                 c->failed = true;
-                snprintf(err, errlen, "%s: body not complete within the read deadline (%" PRId64
-                         " bytes to come)", c->key, c->left);
+                snprintf(err, errlen,
+                         "%s: body not complete within the read deadline (%" PRId64
+                         " bytes to come)",
+                         c->key, c->left);
                 snprintf(c->why, sizeof(c->why), "%s", err);
                 return -ETIMEDOUT;
             }
@@ -919,8 +922,10 @@ ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t e
             c->budget_ns = waited >= c->budget_ns ? 0 : c->budget_ns - waited;
             if (n == -ETIMEDOUT && c->budget_ns == 0) {
                 c->failed = true;
-                snprintf(err, errlen, "%s: body not complete within the read deadline (%" PRId64
-                         " bytes to come)", c->key, c->left);
+                snprintf(err, errlen,
+                         "%s: body not complete within the read deadline (%" PRId64
+                         " bytes to come)",
+                         c->key, c->left);
                 snprintf(c->why, sizeof(c->why), "%s", err);
                 return -ETIMEDOUT;
             }

@@ -107,8 +107,8 @@ int rb_parse_ring(const char *json, char *node, size_t nodelen, const struct cas
 {
     /* The balancer's probes read /ring with the same parser: the same
      * answers are refused on both sides, so placement stays identical. */
-    return ringjson_parse(json, json ? strlen(json) : 0, node, nodelen, algo, tokens, ntokens,
-                          err, errlen);
+    return ringjson_parse(json, json ? strlen(json) : 0, node, nodelen, algo, tokens, ntokens, err,
+                          errlen);
 }
 
 /* ---- plans -------------------------------------------------------------- */

@@ -30,8 +30,8 @@ static uint64_t hex64(const char *s)
 }
 
 int ringjson_parse(const char *json, size_t len, char *node, size_t nodelen,
-                   const struct cas_hash_algo **algo, uint64_t **tokens, size_t *ntokens,
-                   char *err, size_t errlen)
+                   const struct cas_hash_algo **algo, uint64_t **tokens, size_t *ntokens, char *err,
+                   size_t errlen)
 {
     *tokens = NULL;
     *ntokens = 0;
@@ -75,8 +75,8 @@ int ringjson_parse(const char *json, size_t len, char *node, size_t nodelen,
     }
     size_t n = json_array_size(jtok);
     if (n < RINGJSON_TOKENS_MIN || n > RINGJSON_TOKENS_MAX) {
-        snprintf(err, errlen, "GET /ring: %zu tokens (a node has %d to %d)", n,
-                 RINGJSON_TOKENS_MIN, RINGJSON_TOKENS_MAX);
+        snprintf(err, errlen, "GET /ring: %zu tokens (a node has %d to %d)", n, RINGJSON_TOKENS_MIN,
+                 RINGJSON_TOKENS_MAX);
         goto out;
     }
     tok = malloc(n * sizeof(*tok));

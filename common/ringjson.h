@@ -36,7 +36,7 @@
  * or -ENOMEM.
  */
 int ringjson_parse(const char *json, size_t len, char *node, size_t nodelen,
-                   const struct cas_hash_algo **algo, uint64_t **tokens, size_t *ntokens,
-                   char *err, size_t errlen);
+                   const struct cas_hash_algo **algo, uint64_t **tokens, size_t *ntokens, char *err,
+                   size_t errlen);
 
 #endif

@@ -375,6 +375,30 @@ class IntegrityTest(TempDirTest):
         self.assertGreaterEqual(f.gets, 1)
         self.assertLess(took, 10, "the dripping backend held the GET")
 
+    def test_slow_client_is_not_cut_by_the_read_deadline(self):
+        # The deadline is on the backend's pace: a client that takes longer
+        # than it to read a healthy backend's object gets the whole object.
+        s = self.storaged("s1")
+        b = self.balancer([s.url], extra=["--first-byte-timeout-ms", "1000", "--io-timeout-ms",
+                                          "1000", "--min-read-kbps", "1000000"])
+        data = os.urandom(16 << 20)
+        key = sha1(data)
+        self.assertEqual(s.client().put(data, key).status, 201)
+        c = http.client.HTTPConnection("127.0.0.1", b.port, timeout=60)
+        c.request("GET", "/objects/" + key)
+        r = c.getresponse()
+        self.assertEqual(r.status, 200)
+        got, t0 = [], time.time()
+        while True:
+            part = r.read(256 * 1024)  # raises IncompleteRead if cut
+            if not part:
+                break
+            got.append(part)
+            time.sleep(0.06)
+        c.close()
+        self.assertGreater(time.time() - t0, 2.5)  # longer than the 2 s budget
+        self.assertEqual(b"".join(got), data)
+
     def test_bogus_rings_are_refused(self):
         s = self.storaged("s1")
         fakes = [self.fake(ring=m, seed=i) for i, m in enumerate(("too-many", "non-hex", "truncated"))]

@@ -278,8 +278,9 @@ static void test_parse_ring(void)
     /* The parser itself is tested in test_ringjson.c; here, that
      * rb_parse_ring hands its result through. */
     char ok[128 + 64 * 20];
-    size_t len = (size_t)snprintf(ok, 128, "{\"node\":\"00000000000000a1\",\"hash\":\"sha256\","
-                                           "\"tokens\":[\"00000000000000ff\",\"ffffffffffffffff\"");
+    size_t len = (size_t)snprintf(ok, 128,
+                                  "{\"node\":\"00000000000000a1\",\"hash\":\"sha256\","
+                                  "\"tokens\":[\"00000000000000ff\",\"ffffffffffffffff\"");
     for (int i = 2; i < 64; i++)
         len += (size_t)snprintf(ok + len, sizeof(ok) - len, ",\"%016x\"", i);
     snprintf(ok + len, sizeof(ok) - len, "]}");

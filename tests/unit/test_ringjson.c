@@ -14,13 +14,12 @@
 #include <string.h>
 
 /* A ring answer with n tokens; token bad_at (when < n) replaced by bad. */
-static char *ring_doc(const char *node, const char *hash, size_t n, size_t bad_at,
-                      const char *bad)
+static char *ring_doc(const char *node, const char *hash, size_t n, size_t bad_at, const char *bad)
 {
     size_t cap = 128 + n * 24 + (bad ? strlen(bad) : 0);
     char *s = malloc(cap);
-    size_t len = (size_t)snprintf(s, cap, "{\"node\":\"%s\",\"hash\":\"%s\",\"tokens\":[", node,
-                                  hash);
+    size_t len =
+        (size_t)snprintf(s, cap, "{\"node\":\"%s\",\"hash\":\"%s\",\"tokens\":[", node, hash);
     for (size_t i = 0; i < n; i++) {
         if (i == bad_at)
             len += (size_t)snprintf(s + len, cap - len, "%s%s", i ? "," : "", bad);
@@ -58,8 +57,7 @@ static void test_accepts_spec_ring(void)
     uint64_t *tok;
     size_t n;
     CU_ASSERT_EQUAL_FATAL(
-        ringjson_parse(doc, strlen(doc), node, sizeof(node), &algo, &tok, &n, err, sizeof(err)),
-        0);
+        ringjson_parse(doc, strlen(doc), node, sizeof(node), &algo, &tok, &n, err, sizeof(err)), 0);
     CU_ASSERT_STRING_EQUAL(node, "00112233445566ff");
     CU_ASSERT_STRING_EQUAL(algo->name, "sha256");
     CU_ASSERT_EQUAL(n, 64);
@@ -89,9 +87,18 @@ static void test_token_counts(void)
 
 static void test_bad_tokens(void)
 {
-    const char *bad[] = {"\"zzzzzzzzzzzzzzzz\"", "\"-1\"", "\"0x12\"", "\"1\"",
-                         "\"00000000000000FF\"", "\"000000000000000ff\"", "\"00000000 000000f\"",
-                         "\"-000000000000001\"", "\"+000000000000001\"", "18", "null", "[]",
+    const char *bad[] = {"\"zzzzzzzzzzzzzzzz\"",
+                         "\"-1\"",
+                         "\"0x12\"",
+                         "\"1\"",
+                         "\"00000000000000FF\"",
+                         "\"000000000000000ff\"",
+                         "\"00000000 000000f\"",
+                         "\"-000000000000001\"",
+                         "\"+000000000000001\"",
+                         "18",
+                         "null",
+                         "[]",
                          "\"0000000000000\\u0000ff\""};
     char err[256];
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

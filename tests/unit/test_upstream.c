@@ -51,9 +51,8 @@ static void test_plain_answer(void)
 static void test_duplicate_content_length(void)
 {
     /* The same value twice is one length (RFC 9112 6.3). */
-    CU_ASSERT_EQUAL(parse("HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n",
-                          false),
-                    0);
+    CU_ASSERT_EQUAL(
+        parse("HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n", false), 0);
     CU_ASSERT_EQUAL(head.content_length, 7);
     /* Two values: refused, whichever comes first. */
     CU_ASSERT_EQUAL(
@@ -61,9 +60,8 @@ static void test_duplicate_content_length(void)
               false),
         -EPROTO);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "conflicting"));
-    CU_ASSERT_EQUAL(parse("HTTP/1.1 200 OK\r\ncontent-length: 1\r\nCONTENT-LENGTH: 2\r\n\r\n",
-                          false),
-                    -EPROTO);
+    CU_ASSERT_EQUAL(
+        parse("HTTP/1.1 200 OK\r\ncontent-length: 1\r\nCONTENT-LENGTH: 2\r\n\r\n", false), -EPROTO);
     /* A list in one header, signs, spaces inside, hex, empty: refused. */
     const char *bad[] = {"5, 5", "+5", "-1", "5 5", "0x10", "", "5a", "99999999999999999999"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -75,7 +73,7 @@ static void test_duplicate_content_length(void)
 
 static void test_connection_close_any_case(void)
 {
-    const char *forms[] = {"close", "CLOSE", "Close", "cLoSe", "keep-alive, close",
+    const char *forms[] = {"close",        "CLOSE", "Close", "cLoSe", "keep-alive, close",
                            "Upgrade,CLOSE"};
     for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
         char h[200];
@@ -85,16 +83,14 @@ static void test_connection_close_any_case(void)
         CU_ASSERT_FALSE(fr.keep_alive);
     }
     /* A token that only contains the word is not "close". */
-    CU_ASSERT_EQUAL(parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: closed-ish\r\n\r\n",
-                          false),
-                    0);
+    CU_ASSERT_EQUAL(
+        parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: closed-ish\r\n\r\n", false), 0);
     CU_ASSERT_TRUE(fr.keep_alive);
     /* HTTP/1.0 closes unless told otherwise, in any case. */
     CU_ASSERT_EQUAL(parse("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false), 0);
     CU_ASSERT_FALSE(fr.keep_alive);
-    CU_ASSERT_EQUAL(parse("HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: KEEP-ALIVE\r\n\r\n",
-                          false),
-                    0);
+    CU_ASSERT_EQUAL(
+        parse("HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: KEEP-ALIVE\r\n\r\n", false), 0);
     CU_ASSERT_TRUE(fr.keep_alive);
 }
 
@@ -154,9 +150,9 @@ static void test_truncated_and_malformed(void)
     CU_ASSERT_EQUAL(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", false), -EAGAIN);
     CU_ASSERT_EQUAL(parse("HTTP/1.1 200 OK\r\nContent-Len", false), -EAGAIN);
     CU_ASSERT_EQUAL(parse("", false), -EAGAIN);
-    const char *bad[] = {"HTTP/2 200 OK\r\n\r\n",         "HTTP/1.1 20 OK\r\n\r\n",
-                         "HTTP/1.1 2000 OK\r\n\r\n",      "HTTP/1.1 abc OK\r\n\r\n",
-                         "HTTP/1.1  200 OK\r\n\r\n",      "ICY 200 OK\r\n\r\n",
+    const char *bad[] = {"HTTP/2 200 OK\r\n\r\n",          "HTTP/1.1 20 OK\r\n\r\n",
+                         "HTTP/1.1 2000 OK\r\n\r\n",       "HTTP/1.1 abc OK\r\n\r\n",
+                         "HTTP/1.1  200 OK\r\n\r\n",       "ICY 200 OK\r\n\r\n",
                          "HTTP/1.1 101 Switching\r\n\r\n", "HTTP/1.1 099 x\r\n\r\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CU_ASSERT_EQUAL(parse(bad[i], false), -EPROTO);

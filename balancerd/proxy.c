@@ -15,7 +15,11 @@
  * streamed to the whole write set at once (fanout.c) and hashed on the way;
  * when the digest does not match, the transfers are cut before the body's
  * last byte, so no backend ever completes a copy. Success once
- * min_replicas backends have answered 200/201.
+ * min_replicas backends have answered 200/201. A hung target is dropped
+ * (fanout.c); when that leaves fewer than min_replicas copies, the object
+ * is copied from a backend that stored it to the next backends along the
+ * ring before answering, and copies still short of `replicas` are queued
+ * (OPERATIONS.md "What happens when a backend hangs").
  *
  * POST: the key is not known until the body is in, so the body is spooled
  * to an unlinked temporary file (hashed as it comes), then sent as a PUT.
@@ -990,31 +994,130 @@ static void free_urls(char **urls, size_t n)
 }
 
 /*
- * A write that made fewer than `replicas` copies: keep walking the ring
- * past the backends that failed or were dropped, and queue a copy (read
- * from a backend that has one, as read repair does) to each backend that
- * now completes the placement. stored[i] says target i of p->f stored it.
- * Returns the number of copies queued.
+ * The backends that complete key's placement once those that failed or
+ * were dropped by this write are passed over: the write set recomputed
+ * with them marked unwritable. has[b] says backend b holds a copy (stored
+ * by this write); failed[b] that it failed it. Fills out, returns the count.
  */
-static size_t put_walk_on(struct put_ctx *p, const bool *stored)
+static size_t put_placement(struct put_ctx *p, const bool *has, const bool *failed, size_t *out)
 {
     struct view *v = p->v;
     bool writable[v->n ? v->n : 1];
     backend_health(p->bal, v, writable, NULL);
-    for (size_t i = 0; i < fanout_count(p->f); i++) {
-        const struct fanout_result *r = fanout_result(p->f, i);
-        if (!stored[i] && r->backend < v->n)
-            writable[r->backend] = false;
+    for (size_t b = 0; b < v->n; b++)
+        if (failed[b] && !has[b])
+            writable[b] = false;
+    return ring_write_set(v->ring, ring_position(&p->key), v->cfg->replicas, writable, out);
+}
+
+/* Copies key from backend src, which holds it, to backend dst: a GET
+ * streamed into a PUT (the storaged checks the digest), bounded by the
+ * balancer's timeouts. 0 once dst answered 2xx, else -errno with err. */
+static int put_copy(struct put_ctx *p, size_t src, size_t dst, char *err, size_t errlen)
+{
+    struct view *v = p->v;
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(&p->key, hex);
+    char url[1200];
+    snprintf(url, sizeof(url), "%s/objects/%s", v->b[src]->url, hex);
+    struct bstream *s;
+    struct bstream_head head;
+    if (bstream_open(p->bal, v, url, "GET", NULL, &s, &head, err, errlen) < 0)
+        return -EIO;
+    if (head.status != 200 || head.content_length < 0) {
+        bstream_close(s);
+        snprintf(err, errlen, "%s answered %ld", v->b[src]->url, head.status);
+        return -EIO;
     }
+    char *dst_url = NULL;
+    if (asprintf(&dst_url, "%s/objects/%s%s", v->b[dst]->url, hex, p->sync_off ? "?sync=0" : "") <
+        0) {
+        bstream_close(s);
+        return -ENOMEM;
+    }
+    struct fanout *f = NULL;
+    char *buf = malloc(SPOOL_CHUNK);
+    int rc = buf ? fanout_start(p->bal, v, "PUT", &dst_url, &dst, 1, head.content_length, &f)
+                 : -ENOMEM;
+    free(dst_url);
+    if (rc < 0) {
+        free(buf);
+        bstream_close(s);
+        snprintf(err, errlen, "out of memory");
+        return rc;
+    }
+    ssize_t got;
+    int64_t total = 0;
+    while ((got = bstream_read(s, buf, SPOOL_CHUNK, err, errlen)) > 0) {
+        total += got;
+        if (fanout_feed(f, buf, (size_t)got) == 0)
+            break;
+    }
+    bstream_close(s);
+    free(buf);
+    if (got < 0 || total != head.content_length) {
+        fanout_free(f); /* cut before the end: dst keeps nothing partial */
+        if (got >= 0)
+            snprintf(err, errlen, "copy from %s ended short", v->b[src]->url);
+        return -EIO;
+    }
+    fanout_finish(f);
+    const struct fanout_result *r = fanout_result(f, 0);
+    rc = r->status == 200 || r->status == 201 ? 0 : -EIO;
+    if (rc < 0)
+        snprintf(err, errlen, "%s: %s", v->b[dst]->url, r->status ? "refused the copy" : r->err);
+    fanout_free(f);
+    return rc;
+}
+
+/*
+ * A write with at least one durable copy but fewer than min_replicas: walk
+ * on along the ring (past the targets that failed or were dropped) and copy
+ * the object there from a backend that stored it, now, until min_replicas
+ * copies are durable or the walk runs out. Updates has[] and returns the
+ * copies made.
+ */
+static size_t put_complete_quorum(struct put_ctx *p, bool *has, const bool *failed, size_t ok,
+                                  struct cas_buf *why)
+{
+    struct view *v = p->v;
+    size_t src = v->n;
+    for (size_t b = 0; b < v->n && src == v->n; b++)
+        if (has[b])
+            src = b;
+    if (src == v->n)
+        return 0;
     size_t set[v->n ? v->n : 1];
-    size_t n = ring_write_set(v->ring, ring_position(&p->key), v->cfg->replicas, writable, set);
+    size_t n = put_placement(p, has, failed, set);
+    size_t made = 0;
+    for (size_t i = 0; i < n && ok + made < v->cfg->min_replicas; i++) {
+        if (has[set[i]])
+            continue;
+        char err[300];
+        if (put_copy(p, src, set[i], err, sizeof(err)) == 0) {
+            has[set[i]] = true;
+            made++;
+        } else {
+            cas_buf_printf(why, "%swalk-on copy to %s: %s", why->len ? "; " : "",
+                           v->b[set[i]]->url, err);
+        }
+    }
+    return made;
+}
+
+/*
+ * A write that made fewer than `replicas` copies: queue a copy (read from a
+ * backend that has one, as read repair does) to each backend that now
+ * completes the placement. Returns the number of copies queued.
+ */
+static size_t put_walk_on(struct put_ctx *p, const bool *has, const bool *failed)
+{
+    struct view *v = p->v;
+    size_t set[v->n ? v->n : 1];
+    size_t n = put_placement(p, has, failed, set);
     size_t queued = 0;
     for (size_t i = 0; i < n; i++) {
-        bool has = false;
-        for (size_t j = 0; j < fanout_count(p->f); j++)
-            if (stored[j] && fanout_result(p->f, j)->backend == set[i])
-                has = true;
-        if (!has) {
+        if (!has[set[i]]) {
             repair_enqueue(p->bal, &p->key, v->b[set[i]]->url);
             queued++;
         }
@@ -1039,8 +1142,10 @@ static void put_answer(struct http_req *req, struct put_ctx *p)
     size_t ok = 0, n = fanout_count(p->f);
     bool created = false;
     long worst = 0;
-    bool stored[n ? n : 1];
-    memset(stored, 0, sizeof(stored));
+    size_t nb = p->v->n ? p->v->n : 1;
+    bool has[nb], failed[nb];
+    memset(has, 0, sizeof(has));
+    memset(failed, 0, sizeof(failed));
     struct cas_buf why;
     cas_buf_init(&why);
     for (size_t i = 0; i < n; i++) {
@@ -1048,10 +1153,11 @@ static void put_answer(struct http_req *req, struct put_ctx *p)
         const char *url = p->v->b[r->backend]->url;
         if (r->status == 200 || r->status == 201) {
             ok++;
-            stored[i] = true;
+            has[r->backend] = true;
             created |= r->status == 201;
             continue;
         }
+        failed[r->backend] = true;
         char msg[200] = "";
         if (r->status && r->resp.data)
             cas_json_get_string(r->resp.data, "error", msg, sizeof(msg));
@@ -1066,12 +1172,23 @@ static void put_answer(struct http_req *req, struct put_ctx *p)
     }
     char hex[CAS_MAX_HEX + 1];
     cas_key_hex(&p->key, hex);
+    bool client_fault = worst == 422 || worst == 413 || worst == 400;
+    if (ok > 0 && ok < p->v->cfg->min_replicas && !client_fault) {
+        /* Too few copies where the body went (a target hung or failed):
+         * the bytes are gone, but a backend that stored them can give
+         * them to the next ones along the ring. */
+        size_t made = put_complete_quorum(p, has, failed, ok, &why);
+        if (made)
+            log_warn("PUT %s: %zu cop%s made along the ring to reach min_replicas", hex, made,
+                     made == 1 ? "y" : "ies");
+        ok += made;
+    }
     if (ok >= p->v->cfg->min_replicas && ok > 0) {
         gc_touch(p->bal, p->v, &p->key);
         size_t queued = 0;
         if (ok < p->v->cfg->replicas) {
             __atomic_add_fetch(&p->bal->ctr.under_replicated_writes, 1, __ATOMIC_RELAXED);
-            queued = put_walk_on(p, stored);
+            queued = put_walk_on(p, has, failed);
         }
         if (why.len || ok < p->v->cfg->replicas)
             log_warn("PUT %s: stored %zu of %u copies (%zu more queued further along the ring)%s%s",

@@ -148,6 +148,23 @@ class WriteTest(PartialFailureTest):
         self.assertLess(took, BOUND + 2)
         self.assertEqual(r.header("X-CAS-Copies"), "1")
 
+    def test_put_reaches_min_replicas_further_along_the_ring(self):
+        # min_replicas = replicas: the copy the frozen home backend owed is
+        # made on the next backend along the ring before the answer.
+        bal = self.make(3, replicas=2, min_replicas=2)
+        frozen = 2
+        data = self.key_homed_on(frozen, "quorum walk")
+        key = sha1(data)
+        self.freeze(self.stores[frozen])
+        r, took = self.timed(lambda: bal.client().put(data))
+        self.assertIn(r.status, (200, 201), r.body)
+        self.assertEqual(r.header("X-CAS-Copies"), "2")
+        # Dropped once the probes mark it down: two probe deadlines at most.
+        self.assertLess(took, 2 * FANOUT_MS / 1000 + BOUND)
+        for i in (0, 1):
+            self.assertEqual(self.stores[i].client().get(key).body, data)
+        self.assertEqual(bal.status()["under_replicated_writes"], 0)
+
     def test_never_success_below_min_replicas(self):
         bal = self.make(2, replicas=2, min_replicas=2)
         data = b"needs two copies\n"

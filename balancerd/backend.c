@@ -12,6 +12,7 @@
 #include "balancer.h"
 #include "log.h"
 #include "ringjson.h"
+#include "tls.h"
 #include "token.h"
 
 #include <errno.h>
@@ -42,6 +43,36 @@ struct view *view_get(struct balancer *bal)
     return v;
 }
 
+static void view_conf_free_tls(struct view_conf *conf)
+{
+    free(conf->ca_pem);
+    free(conf->client_cert_pem);
+    if (conf->client_key_pem)
+        explicit_bzero(conf->client_key_pem, conf->client_key_len);
+    free(conf->client_key_pem);
+}
+
+/* Reads the config's TLS files whole (tls.h: cas_pem_read; the client key
+ * must not be readable by group or others). 0 or -errno with a message. */
+static int read_tls_files(const struct config *cfg, struct view_conf *conf, char *err,
+                          size_t errlen)
+{
+    char msg[1024];
+    int rc = 0;
+    if (cfg->ca_file)
+        rc = cas_pem_read(cfg->ca_file, "ca_file", false, &conf->ca_pem, &conf->ca_len, msg,
+                          sizeof(msg));
+    if (rc == 0 && cfg->tls_client_cert)
+        rc = cas_pem_read(cfg->tls_client_cert, "tls_client_cert", false, &conf->client_cert_pem,
+                          &conf->client_cert_len, msg, sizeof(msg));
+    if (rc == 0 && cfg->tls_client_key)
+        rc = cas_pem_read(cfg->tls_client_key, "tls_client_key", true, &conf->client_key_pem,
+                          &conf->client_key_len, msg, sizeof(msg));
+    if (rc < 0)
+        snprintf(err, errlen, "%s: %s", cfg->path, msg);
+    return rc;
+}
+
 void view_put(struct view *v)
 {
     if (!v || __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) > 0)
@@ -53,6 +84,7 @@ void view_put(struct view *v)
     if (__atomic_sub_fetch(&v->conf->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         config_free(v->conf->cfg);
         free(v->conf->token);
+        view_conf_free_tls(v->conf);
         free(v->conf);
     }
     free(v);
@@ -191,6 +223,14 @@ static int load_view(struct balancer *bal, char *err, size_t errlen)
     }
     conf->cfg = cfg;
     conf->token = token;
+    if ((rc = read_tls_files(cfg, conf, err, errlen)) < 0) {
+        view_conf_free_tls(conf);
+        free(b);
+        free(conf);
+        config_free(cfg);
+        free(token);
+        return rc;
+    }
     pthread_mutex_lock(&bal->lock);
     struct view *old = bal->view;
     for (size_t i = 0; i < cfg->nbackends; i++) {
@@ -232,6 +272,7 @@ static int load_view(struct balancer *bal, char *err, size_t errlen)
         pthread_mutex_unlock(&bal->lock);
         config_free(cfg);
         free(token);
+        view_conf_free_tls(conf);
         free(conf);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;

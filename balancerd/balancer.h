@@ -85,6 +85,11 @@ struct view_conf {
     int refs;
     struct config *cfg;
     char *token;
+    /* TLS to https:// backends: the PEM texts of the config's ca_file,
+     * tls_client_cert and tls_client_key, read whole when the config is
+     * loaded (NULL when not set); given to libcurl as blobs. */
+    char *ca_pem, *client_cert_pem, *client_key_pem;
+    size_t ca_len, client_cert_len, client_key_len;
 };
 
 struct view {
@@ -143,6 +148,8 @@ struct balancer_options {
     /* Largest object a PUT or POST may carry (--max-object-size); 0: none.
      * Bounds what a client can make the balancer spool or relay. */
     uint64_t max_object_size;
+    /* Serve HTTPS with the credentials loaded by cas_tls_load (--tls-cert). */
+    bool tls;
 };
 
 /* Counters shown in /metrics. Atomics. */

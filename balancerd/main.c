@@ -11,6 +11,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "opts.h"
+#include "tls.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -24,6 +25,7 @@ int main(int argc, char **argv)
 {
     cas_log_init("ca-cas-balancerd");
     const char *config = NULL, *listen = NULL, *log_level = NULL, *spool = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL;
     bool verify_streamed = false, auth_reads = false;
     uint64_t connect_ms = 2000, first_byte_ms = 10000, io_ms = 30000, probe_ms = 1000;
     uint64_t drain_ms = 5000;
@@ -66,9 +68,14 @@ int main(int argc, char **argv)
          "largest object a PUT or POST may carry (no limit; bodies over it answer 413)"},
         {"auth-reads", CAS_OPT_FLAG, &auth_reads, NULL,
          "object reads need the token too (as the config's auth_reads: true)"},
+        {"tls-cert", CAS_OPT_STRING, &tls_cert, "FILE",
+         "serve HTTPS with this PEM certificate chain (with --tls-key; SIGHUP reloads both)"},
+        {"tls-key", CAS_OPT_STRING, &tls_key, "FILE",
+         "the certificate's PEM private key (mode 0600 or stricter)"},
     };
     const size_t nopts = sizeof(opts) / sizeof(opts[0]);
-    const char *usage = "ca-cas-balancerd --config FILE [--listen ADDR:PORT]";
+    const char *usage =
+        "ca-cas-balancerd --config FILE [--listen ADDR:PORT] [--tls-cert FILE --tls-key FILE]";
     char err[1024];
     int rc = cas_opts_parse(opts, nopts, argc, argv, usage, err, sizeof(err));
     if (rc == 1)
@@ -91,6 +98,14 @@ int main(int argc, char **argv)
     }
     if (log_level && cas_log_set_level(log_level) < 0) {
         fprintf(stderr, "ca-cas-balancerd: bad --log-level \"%s\"\n", log_level);
+        return 2;
+    }
+    if ((tls_cert && *tls_cert) != (tls_key && *tls_key)) {
+        fprintf(stderr, "ca-cas-balancerd: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (tls_cert && *tls_cert && cas_tls_load(tls_cert, tls_key, false, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ca-cas-balancerd: %s\n", err);
         return 2;
     }
 
@@ -121,6 +136,7 @@ int main(int argc, char **argv)
         .header_timeout_s = (unsigned)header_timeout,
         .idle_timeout_s = (unsigned)idle_timeout,
         .max_object_size = max_size,
+        .tls = cas_tls_enabled(),
     };
     static struct balancer bal;
     if (balancer_init(&bal, &bo, err, sizeof(err)) < 0) {
@@ -143,6 +159,14 @@ int main(int argc, char **argv)
                 log_error("config not reloaded, the old one stays in force: %s", err);
             else
                 log_info("config reloaded from %s", config);
+            if (cas_tls_enabled()) {
+                /* New handshakes take the new certificate; open
+                 * connections go on with theirs. */
+                if (cas_tls_reload(err, sizeof(err)) < 0)
+                    log_error("TLS certificate not reloaded, keeping the old one: %s", err);
+                else
+                    log_info("TLS certificate and key reloaded from %s, %s", tls_cert, tls_key);
+            }
             continue;
         }
         if (sig == SIGTERM && drain_ms > 0) {

@@ -360,6 +360,7 @@ int routes_start_server(struct balancer *bal, char *err, size_t errlen)
         .header_timeout_s = bal->opt.header_timeout_s,
         .idle_timeout_s = bal->opt.idle_timeout_s,
         .max_upload = bal->opt.max_object_size,
+        .tls = bal->opt.tls,
     };
     /* The server keeps the token pointer: keep the first view's token for
      * the process's life (a changed token_file or auth_reads needs a
@@ -386,6 +387,6 @@ int routes_start_server(struct balancer *bal, char *err, size_t errlen)
     view_put(v);
     int rc = http_server_start(&cfg, &bal->srv, err, errlen);
     if (rc == 0)
-        log_info("listening on %s", bal->listen);
+        log_info("listening on %s://%s", bal->opt.tls ? "https" : "http", bal->listen);
     return rc;
 }

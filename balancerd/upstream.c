@@ -93,6 +93,25 @@ CURL *upstream_easy_reuse(CURL *e, const struct view *v, const char *url, const 
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)opt->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (!strncmp(url, "https://", 8)) {
+        /* TLS (OPERATIONS.md "TLS"): verify the backend against ca_file
+         * (libcurl's system store when absent; peer and host name are
+         * verified by default), and present the client certificate when
+         * one is configured. Blobs are copied by libcurl. */
+        const struct view_conf *tc = v->conf;
+        if (tc && tc->ca_pem) {
+            struct curl_blob ca = {tc->ca_pem, tc->ca_len, CURL_BLOB_COPY};
+            curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
+        }
+        if (tc && tc->client_cert_pem && tc->client_key_pem) {
+            struct curl_blob cert = {tc->client_cert_pem, tc->client_cert_len, CURL_BLOB_COPY};
+            struct curl_blob key = {tc->client_key_pem, tc->client_key_len, CURL_BLOB_COPY};
+            curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
+            curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+            curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
+            curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+        }
+    }
     if (!strcmp(method, "HEAD"))
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     else if (strcmp(method, "GET") != 0)

@@ -292,7 +292,7 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
         return fail_at(p, NULL, "the config is empty");
     if (root->type != YAML_MAPPING_NODE)
         return fail_at(p, root, "the config must be a mapping (listen, replicas, backends, ...)");
-    const yaml_node_t *n_replicas = NULL, *n_min = NULL, *n_backends = NULL;
+    const yaml_node_t *n_replicas = NULL, *n_min = NULL, *n_backends = NULL, *n_client = NULL;
     struct config *c = p->c;
     for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;
          pair < root->data.mapping.pairs.top; pair++) {
@@ -308,6 +308,14 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
             rc = get_string(p, v, key, &c->token_file);
         } else if (!strcmp(key, "auth_reads")) {
             rc = get_bool(p, v, key, &c->auth_reads);
+        } else if (!strcmp(key, "ca_file")) {
+            rc = get_string(p, v, key, &c->ca_file);
+        } else if (!strcmp(key, "tls_client_cert")) {
+            n_client = k;
+            rc = get_string(p, v, key, &c->tls_client_cert);
+        } else if (!strcmp(key, "tls_client_key")) {
+            n_client = k;
+            rc = get_string(p, v, key, &c->tls_client_key);
         } else if (!strcmp(key, "replicas")) {
             n_replicas = v;
             rc = get_uint(p, v, key, 64, &c->replicas);
@@ -329,7 +337,7 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
             return fail_at(p, k,
                            "unknown key \"%s\" (expected listen, replicas, min_replicas, "
                            "token_file, auth_reads, backends, anti_entropy, timeouts, "
-                           "quarantine_interval)",
+                           "quarantine_interval, ca_file, tls_client_cert, tls_client_key)",
                            key);
         }
         if (rc < 0)
@@ -337,6 +345,8 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
     }
     if (!n_backends)
         return fail_at(p, root, "no backends: the config needs a backends list");
+    if (!c->tls_client_cert != !c->tls_client_key)
+        return fail_at(p, n_client, "tls_client_cert and tls_client_key go together");
     if (!c->quarantine_interval_s)
         c->quarantine_interval_s = CONFIG_QUARANTINE_INTERVAL;
 
@@ -466,5 +476,8 @@ void config_free(struct config *c)
     free(c->path);
     free(c->listen);
     free(c->token_file);
+    free(c->ca_file);
+    free(c->tls_client_cert);
+    free(c->tls_client_key);
     free(c);
 }

@@ -31,6 +31,13 @@ struct config {
     char *listen;     /* NULL when not set */
     char *token_file; /* NULL when not set */
     bool auth_reads;  /* auth_reads: true - object reads need the token too */
+    /* TLS to https:// backends (OPERATIONS.md "TLS"); paths, NULL when not
+     * set. ca_file: PEM CA bundle the backends' certificates must chain to
+     * (NULL: the system store). tls_client_cert/tls_client_key: a client
+     * certificate for backends that require one (both or neither). */
+    char *ca_file;
+    char *tls_client_cert;
+    char *tls_client_key;
     unsigned replicas;     /* default: 3, or the number of failure domains if fewer */
     unsigned min_replicas; /* default: replicas */
     struct config_backend *backends;

@@ -28,6 +28,7 @@
 #include "prom.h"
 #include "json.h"
 #include "log.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1015,13 +1016,34 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
                      MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_USE_POLL;
     if (v6)
         flags |= MHD_USE_IPv6;
+    /* HTTPS (tls.h): the certificate comes from a callback, per handshake. */
+    struct MHD_OptionItem tls_opts[3] = {{MHD_OPTION_END, 0, NULL}};
+    if (cfg->tls) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+            MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES || !cas_tls_enabled()) {
+            snprintf(err, errlen, "this libmicrohttpd has no TLS support (or no certificate loaded)");
+            watchdog_join(srv);
+            free(srv->stats);
+            free(srv->slot);
+            free(srv);
+            return -ENOTSUP;
+        }
+        flags |= MHD_USE_TLS;
+        size_t k = 0;
+        tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
+                                                cas_tls_cert_callback()};
+        if (cfg->tls_trust)
+            tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0,
+                                                    (void *)cfg->tls_trust};
+        tls_opts[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_client,
         MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_target, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", cfg->listen);
         watchdog_join(srv);

@@ -124,6 +124,12 @@ struct http_server_config {
     uint64_t max_upload;
     /* Appends the daemon's own metrics to the Prometheus text. */
     void (*metrics)(void *app, struct cas_buf *out);
+    /* HTTPS: serve TLS with the credentials loaded by cas_tls_load (tls.h),
+     * taken afresh by each handshake (SIGHUP reload). tls_trust: PEM CA
+     * bundle that client certificates must chain to (mutual TLS; give
+     * require_client_cert to cas_tls_load too); NULL: no client certs. */
+    bool tls;
+    const char *tls_trust;
 };
 
 #define HTTP_DEFAULT_MAX_CONNECTIONS 512

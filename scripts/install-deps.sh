@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   gcc make cmake pkg-config                  # build
   libmicrohttpd-dev libcurl4-openssl-dev     # HTTP server and client
+  libgnutls28-dev openssl                    # TLS: server certificates (GnuTLS, as libmicrohttpd), test CAs
   libyaml-dev libssl-dev zlib1g-dev          # config, hashes, checksums
   libarchive-dev                             # ca-cas export/import (tar)
   libjansson-dev                             # JSON answers from backends (GET /ring)

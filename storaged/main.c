@@ -9,6 +9,7 @@
 #include "node.h"
 #include "opts.h"
 #include "routes.h"
+#include "tls.h"
 #include "token.h"
 
 #include <errno.h>
@@ -26,7 +27,8 @@ static const char usage[] =
     "ca-cas-storaged --dir PATH [--listen ADDR:PORT] [--hash sha1|sha256] [--read-only]\n"
     "       [--capacity BYTES] [--token-file F] [--auth-reads] [--threads N]\n"
     "       [--max-client-connections N] [--header-timeout S] [--idle-timeout S]\n"
-    "       [--max-object-size BYTES] [--scrub-rate MBPS] [--log-level LEVEL]";
+    "       [--max-object-size BYTES] [--scrub-rate MBPS] [--log-level LEVEL]\n"
+    "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]";
 
 /* mkdir -p */
 static int make_dirs(const char *path, char *err, size_t errlen)
@@ -53,6 +55,7 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL, *listen = "127.0.0.1:6010", *hash = NULL, *token_file = NULL;
     const char *log_level = "info";
+    const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     bool read_only = false, auth_reads = false;
     uint64_t capacity = 0, threads = 512, max_size = 0, scrub_rate = 10;
     uint64_t per_client = 0, header_timeout = HTTP_DEFAULT_HEADER_TIMEOUT_S,
@@ -76,6 +79,12 @@ int main(int argc, char **argv)
         {"scrub-rate", CAS_OPT_UINT, &scrub_rate, "MBPS",
          "background scrub, MB/s (10; 0 turns it off)"},
         {"log-level", CAS_OPT_STRING, &log_level, "LEVEL", "debug, info, warn or error (info)"},
+        {"tls-cert", CAS_OPT_STRING, &tls_cert, "FILE",
+         "serve HTTPS with this PEM certificate chain (with --tls-key; SIGHUP reloads both)"},
+        {"tls-key", CAS_OPT_STRING, &tls_key, "FILE",
+         "the certificate's PEM private key (mode 0600 or stricter)"},
+        {"tls-client-ca", CAS_OPT_STRING, &tls_client_ca, "FILE",
+         "require client certificates signed by this PEM CA bundle (mutual TLS)"},
     };
     char err[1024] = "";
     cas_log_init("ca-cas-storaged");
@@ -106,6 +115,29 @@ int main(int argc, char **argv)
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         return 2;
     }
+    /* TLS: both files read and checked before anything else starts. */
+    char *client_ca = NULL;
+    if ((tls_cert && *tls_cert) != (tls_key && *tls_key) ||
+        (tls_client_ca && *tls_client_ca && !(tls_cert && *tls_cert))) {
+        fprintf(stderr, "ca-cas-storaged: --tls-cert and --tls-key go together "
+                        "(and --tls-client-ca needs them)\n");
+        free(token);
+        return 2;
+    }
+    if (tls_client_ca && *tls_client_ca &&
+        cas_pem_read(tls_client_ca, "--tls-client-ca", false, &client_ca, NULL, err,
+                     sizeof(err)) < 0) {
+        fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        free(token);
+        return 2;
+    }
+    if (tls_cert && *tls_cert &&
+        cas_tls_load(tls_cert, tls_key, client_ca != NULL, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        free(client_ca);
+        free(token);
+        return 2;
+    }
     if (!threads || threads > 1000000 || per_client > threads || !header_timeout ||
         header_timeout > 86400 || !idle_timeout || idle_timeout > 86400) {
         fprintf(stderr, "ca-cas-storaged: want 1 <= --max-client-connections <= --threads <= "
@@ -121,12 +153,14 @@ int main(int argc, char **argv)
     if (make_dirs(dir, err, sizeof(err)) < 0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         free(token);
+        free(client_ca);
         return 1;
     }
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
         fprintf(stderr, "ca-cas-storaged: cannot open %s: %s\n", dir, strerror(errno));
         free(token);
+        free(client_ca);
         return 1;
     }
     uint64_t measured = capacity;
@@ -139,6 +173,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         close(dirfd);
         free(token);
+        free(client_ca);
         return 1;
     }
     close(dirfd);
@@ -152,6 +187,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         node_free(&app.node);
         free(token);
+        free(client_ca);
         return 1;
     }
     struct disk_replay_stats rs;
@@ -167,6 +203,7 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -180,27 +217,42 @@ int main(int argc, char **argv)
                                     .max_client_connections = (unsigned)per_client,
                                     .header_timeout_s = (unsigned)header_timeout,
                                     .idle_timeout_s = (unsigned)idle_timeout,
-                                    .metrics = storaged_metrics};
+                                    .metrics = storaged_metrics,
+                                    .tls = cas_tls_enabled(),
+                                    .tls_trust = client_ca};
     struct http_server *srv;
     if (http_server_start(&hc, &srv, err, sizeof(err)) < 0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         app.store->ops->destroy(app.store);
         node_free(&app.node);
         free(token);
+        free(client_ca);
         return 1;
     }
-    log_info("node %s (%s, %zu tokens) serving %s on http://%s", app.node.id, app.node.algo->name,
-             app.node.ntokens, dir, listen);
+    log_info("node %s (%s, %zu tokens) serving %s on %s://%s%s", app.node.id,
+             app.node.algo->name, app.node.ntokens, dir, cas_tls_enabled() ? "https" : "http",
+             listen, client_ca ? " (client certificates required)" : "");
     if (scrub_rate && app.store->ops->scrub_start &&
         app.store->ops->scrub_start(app.store, scrub_rate * 1000000) < 0)
         log_warn("cannot start the scrubber");
     int sig = 0;
-    sigwait(&set, &sig);
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+        /* SIGHUP: take the certificate and key again from disk; new
+         * handshakes use them, open connections go on. A bad file keeps
+         * the old ones. */
+        if (!cas_tls_enabled())
+            log_info("SIGHUP: no TLS configured, nothing to reload");
+        else if (cas_tls_reload(err, sizeof(err)) < 0)
+            log_error("SIGHUP: TLS certificate not reloaded, keeping the old one: %s", err);
+        else
+            log_info("SIGHUP: TLS certificate and key reloaded from %s, %s", tls_cert, tls_key);
+    }
     log_info("%s: finishing requests in flight", strsignal(sig));
     http_server_stop(srv, 30000);
     app.store->ops->destroy(app.store);
     node_free(&app.node);
     free(token);
+    free(client_ca);
     log_info("stopped");
     return 0;
 }

@@ -202,6 +202,7 @@ static int bench_start(struct bench *b, struct bench_op *op, int kind, char *err
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "ca-cas-bench/" CAS_VERSION);
+    cli_curl_tls(e, b->ctx);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, bench_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, op);

@@ -40,6 +40,10 @@
 struct cli_ctx {
     char server[CLI_URL_MAX]; /* base URL, no trailing '/' */
     char *token;              /* bearer token, NULL when none */
+    /* --cacert: PEM CA bundle that an https:// server must chain to, read
+     * whole (NULL: libcurl's system store). */
+    char *cacert_pem;
+    size_t cacert_len;
     bool json;                /* --json: print JSON instead of text */
     bool progress;            /* draw progress bars (stderr is a terminal) */
 };
@@ -85,6 +89,7 @@ void cli_usage(FILE *f);
 struct cli_globals {
     const char *server;
     const char *token_file;
+    const char *cacert;
     bool json;
     bool help;
     bool version;
@@ -99,8 +104,12 @@ struct cli_globals {
 int cli_globals_parse(int argc, char **argv, struct cli_globals *g, char **rest, int *nrest,
                       char *err, size_t errlen);
 /* Fills ctx: server from --server, $CA_CAS_SERVER or the default; token
- * from --token-file, $CA_CAS_TOKEN_FILE or $CAS_TOKEN_FILE. */
+ * from --token-file, $CA_CAS_TOKEN_FILE or $CAS_TOKEN_FILE; CA bundle from
+ * --cacert or $CA_CAS_CACERT. */
 int cli_ctx_setup(const struct cli_globals *g, struct cli_ctx *ctx, char *err, size_t errlen);
+/* Sets libcurl's TLS verification for ctx on e: the --cacert bundle when
+ * given (peer and host name are always verified). Call after each reset. */
+void cli_curl_tls(void *curl_easy, const struct cli_ctx *ctx);
 
 /* Prints "ca-cas: <message>" on stderr; with --json (cli_json_errors),
  * {"error": "<message>"} instead. */

@@ -36,6 +36,14 @@ struct xfer {
     int sink_rc;
 };
 
+void cli_curl_tls(void *curl_easy, const struct cli_ctx *ctx)
+{
+    if (!ctx->cacert_pem)
+        return;
+    struct curl_blob ca = {ctx->cacert_pem, ctx->cacert_len, CURL_BLOB_COPY};
+    curl_easy_setopt((CURL *)curl_easy, CURLOPT_CAINFO_BLOB, &ca);
+}
+
 int cli_client_new(const struct cli_ctx *ctx, struct cli_client **out, char *err, size_t errlen)
 {
     struct cli_client *c = calloc(1, sizeof(*c));
@@ -251,6 +259,7 @@ int cli_http_do(struct cli_client *c, struct cli_http *h, char *err, size_t errl
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, &x);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
+    cli_curl_tls(e, c->ctx);
     c->curl_err[0] = '\0';
 
     struct curl_slist *hdrs = NULL;

@@ -4,6 +4,7 @@
  * after the command name.
  */
 #include "cli.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -41,7 +42,8 @@ const struct cli_command *cli_command_find(const char *name)
 
 void cli_usage(FILE *f)
 {
-    fprintf(f, "usage: ca-cas [--server URL] [--token-file F] [--json] COMMAND [ARGS...]\n\n"
+    fprintf(f, "usage: ca-cas [--server URL] [--token-file F] [--cacert F] [--json] COMMAND "
+               "[ARGS...]\n\n"
                "The client and operator tool of ca-cas, a content-addressed store. Talks to a\n"
                "balancer or a single storaged alike.\n\ncommands:\n");
     for (const struct cli_command *c = cli_commands; c->name; c++)
@@ -51,6 +53,8 @@ void cli_usage(FILE *f)
                "                      (default $CA_CAS_SERVER, else " CLI_DEFAULT_SERVER ")\n"
                "  --token-file F      send the bearer token in F (default $CA_CAS_TOKEN_FILE,\n"
                "                      else $CAS_TOKEN_FILE)\n"
+               "  --cacert F          verify an https:// server against the PEM CA bundle in F\n"
+               "                      (default $CA_CAS_CACERT, else the system store)\n"
                "  --json              print JSON instead of text\n"
                "  --version           print the version\n"
                "  -h, --help          this help; ca-cas COMMAND --help for a command's\n"
@@ -63,8 +67,8 @@ static int take_global(int argc, char **argv, int *a, struct cli_globals *g, cha
                        size_t errlen)
 {
     const char *arg = argv[*a];
-    static const char *valued[] = {"--server", "--token-file"};
-    for (int i = 0; i < 2; i++) {
+    static const char *valued[] = {"--server", "--token-file", "--cacert"};
+    for (int i = 0; i < 3; i++) {
         size_t len = strlen(valued[i]);
         if (strncmp(arg, valued[i], len) != 0 || (arg[len] != '\0' && arg[len] != '='))
             continue;
@@ -79,8 +83,10 @@ static int take_global(int argc, char **argv, int *a, struct cli_globals *g, cha
         }
         if (i == 0)
             g->server = val;
-        else
+        else if (i == 1)
             g->token_file = val;
+        else
+            g->cacert = val;
         return 1;
     }
     if (strcmp(arg, "--json") == 0) {
@@ -150,6 +156,16 @@ int cli_ctx_setup(const struct cli_globals *g, struct cli_ctx *ctx, char *err, s
         tf = getenv("CAS_TOKEN_FILE");
     if (tf && *tf && cli_read_token(tf, &ctx->token, err, errlen) < 0)
         return -EINVAL;
+    const char *ca = g->cacert;
+    if (!ca || !*ca)
+        ca = getenv("CA_CAS_CACERT");
+    if (ca && *ca &&
+        cas_pem_read(ca, g->cacert ? "--cacert" : "$CA_CAS_CACERT", false, &ctx->cacert_pem,
+                     &ctx->cacert_len, err, errlen) < 0) {
+        free(ctx->token);
+        ctx->token = NULL;
+        return -EINVAL;
+    }
     ctx->json = g->json;
     cli_json_errors = g->json;
     ctx->progress = isatty(STDERR_FILENO);

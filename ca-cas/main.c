@@ -72,5 +72,6 @@ static int run(int argc, char **argv, char **rest)
     }
     curl_global_cleanup();
     free(ctx.token);
+    free(ctx.cacert_pem);
     return code;
 }

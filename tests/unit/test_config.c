@@ -232,6 +232,39 @@ static void test_load_file(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "No such file"));
 }
 
+/* TLS to https:// backends: paths only (the balancer reads the files). */
+static void test_tls_keys(void)
+{
+    struct config *c = parse_ok("ca_file: /etc/ca-cas/ca.pem\n"
+                                "tls_client_cert: /etc/ca-cas/bal.pem\n"
+                                "tls_client_key: /etc/ca-cas/bal.key\n"
+                                "backends:\n  - {url: 'https://a:1', failure_domain: x}\n");
+    if (c) {
+        CU_ASSERT_STRING_EQUAL(c->ca_file, "/etc/ca-cas/ca.pem");
+        CU_ASSERT_STRING_EQUAL(c->tls_client_cert, "/etc/ca-cas/bal.pem");
+        CU_ASSERT_STRING_EQUAL(c->tls_client_key, "/etc/ca-cas/bal.key");
+        CU_ASSERT_STRING_EQUAL(c->backends[0].url, "https://a:1");
+    }
+    config_free(c);
+    c = parse_ok("backends:\n  - {url: 'https://a:1', failure_domain: x}\n");
+    if (c) {
+        CU_ASSERT_PTR_NULL(c->ca_file);
+        CU_ASSERT_PTR_NULL(c->tls_client_cert);
+        CU_ASSERT_PTR_NULL(c->tls_client_key);
+    }
+    config_free(c);
+    const char *be = "backends:\n  - {url: 'https://a:1', failure_domain: x}\n";
+    char text[512];
+    snprintf(text, sizeof(text), "%stls_client_cert: /c.pem\n", be);
+    parse_bad(text, "t.yaml:3:1:", "tls_client_cert and tls_client_key go together");
+    snprintf(text, sizeof(text), "%stls_client_key: /c.key\n", be);
+    parse_bad(text, "t.yaml:3:1:", "go together");
+    snprintf(text, sizeof(text), "%sca_file: ''\n", be);
+    parse_bad(text, "t.yaml:3:10:", "ca_file must be a non-empty string");
+    snprintf(text, sizeof(text), "%sca_file: [a]\n", be);
+    parse_bad(text, "t.yaml:3:10:", "ca_file must be");
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -245,6 +278,7 @@ int main(void)
     CU_add_test(s, "numbers are strict", test_numbers_strict);
     CU_add_test(s, "load a file", test_load_file);
     CU_add_test(s, "timeouts", test_timeouts);
+    CU_add_test(s, "ca_file, tls_client_cert, tls_client_key", test_tls_keys);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -1017,7 +1017,7 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
     if (v6)
         flags |= MHD_USE_IPv6;
     /* HTTPS (tls.h): the certificate comes from a callback, per handshake. */
-    struct MHD_OptionItem tls_opts[3] = {{MHD_OPTION_END, 0, NULL}};
+    struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
     if (cfg->tls) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
             MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES || !cas_tls_enabled()) {
@@ -1032,6 +1032,9 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
         size_t k = 0;
         tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
                                                 cas_tls_cert_callback()};
+        /* GnuTLS's defaults, without TLS 1.0 and 1.1 (RFC 8996). */
+        tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                                (void *)CAS_TLS_PRIORITIES};
         if (cfg->tls_trust)
             tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0,
                                                     (void *)cfg->tls_trust};

@@ -18,6 +18,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* GnuTLS priority string of the server: TLS 1.2 and 1.3 only. */
+#define CAS_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
 /* Largest certificate, key or CA bundle file accepted, in bytes. */
 #define CAS_PEM_MAX (1024 * 1024)
 

@@ -151,6 +151,7 @@ cat >"$BENCH_TMP/section.md" <<MD
 
 $(machine_info "$BENCH_TMP/store")
 - servers, all up at once, rounds alternating between them: one storaged over plain HTTP, the same build over HTTPS (\`--tls-cert/--tls-key\`, libmicrohttpd + GnuTLS $(pkg-config --modversion gnutls), negotiated: $proto_cas) on a copy of the same store, and nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') with TLS ($WORKERS workers, $proto_ngx; sendfile cannot apply under TLS) serving the same bytes as static files
+- the machine was shared with other engineers' builds and tests while this ran (see the load average): absolute figures are low and noisy; compare the servers within a round, all three were measured back to back in the same run
 - certificate: ECDSA P-256, made by the script; wrk (OpenSSL) on the same 2 cores
 - 4 KiB: wrk -t2 -c32 -d${DUR}s over $NKEYS keys (keep-alive: handshakes are not what is measured); 64 MiB: wrk -t1 -c1 -d${DUR}s over $NBIG objects; page cache warm; $ROUNDS rounds, best of each
 

@@ -76,6 +76,19 @@ static struct rb_cluster *cluster_from_view(struct balancer *bal, const struct v
         return NULL;
     }
     int rc = 0;
+    /* TLS to https:// backends, as the view's own requests (upstream.c). */
+    const struct view_conf *tc = v->conf;
+    if (tc && tc->ca_pem && !(c->ca_pem = strndup(tc->ca_pem, tc->ca_len)))
+        rc = -ENOMEM;
+    c->ca_len = tc && c->ca_pem ? tc->ca_len : 0;
+    if (tc && tc->client_cert_pem && tc->client_key_pem) {
+        c->cert_pem = strndup(tc->client_cert_pem, tc->client_cert_len);
+        c->key_pem = strndup(tc->client_key_pem, tc->client_key_len);
+        c->cert_len = tc->client_cert_len;
+        c->key_len = tc->client_key_len;
+        if (!c->cert_pem || !c->key_pem)
+            rc = -ENOMEM;
+    }
     pthread_mutex_lock(&bal->lock);
     for (size_t i = 0; i < v->n && rc == 0; i++) {
         const struct backend *b = v->b[i];

@@ -43,6 +43,11 @@ void rb_cluster_free(struct rb_cluster *c)
     free(c->b);
     ring_free(c->ring);
     free(c->token);
+    free(c->ca_pem);
+    free(c->cert_pem);
+    if (c->key_pem)
+        explicit_bzero(c->key_pem, c->key_len);
+    free(c->key_pem);
     free(c);
 }
 

@@ -73,6 +73,11 @@ struct rb_cluster {
     struct ring *ring;                /* built by rb_cluster_finish */
     bool complete;                    /* every backend's tokens are known */
     char *token;                      /* bearer token sent to backends, or NULL */
+    /* TLS to https:// backends: the PEM texts of the config's ca_file,
+     * tls_client_cert, tls_client_key (read whole by rb_cluster_probe;
+     * NULL when not set: libcurl's system store, no client certificate). */
+    char *ca_pem, *cert_pem, *key_pem;
+    size_t ca_len, cert_len, key_len;
 };
 
 /* An empty cluster of n backends; fill each with rb_cluster_set, then call

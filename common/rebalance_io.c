@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include "rebalance.h"
 #include "json.h"
+#include "tls.h"
 #include "token.h"
 
 #include <curl/curl.h>
@@ -98,6 +99,7 @@ struct rb_io {
     volatile int *stop;
     long connect_ms, io_s;
     uint64_t *streamed; /* bytes sent by copies, for progress */
+    const struct rb_cluster *tls; /* its ca/cert/key PEM texts, for https:// */
 };
 
 void rb_io_count_bytes(struct rb_io *io, uint64_t *counter)
@@ -123,6 +125,7 @@ struct rb_io *rb_io_new(const struct rb_cluster *c, const struct rb_options *o,
     io->put_hdrs = curl_slist_append(io->put_hdrs, "Expect:");
     io->put_hdrs = curl_slist_append(io->put_hdrs, "Content-Type: application/octet-stream");
     io->bucket = bucket;
+    io->tls = c;
     io->stop = o->stop;
     io->connect_ms = o->connect_timeout_ms ? (long)o->connect_timeout_ms : 2000;
     io->io_s = o->io_timeout_ms ? ((long)o->io_timeout_ms + 999) / 1000 : 30;
@@ -173,6 +176,21 @@ static void setup(struct rb_io *io, CURL *e, const char *url, char *errbuf)
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
     if (io->hdrs)
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, io->hdrs);
+    if (io->tls && !strncmp(url, "https://", 8)) {
+        /* As the balancer (OPERATIONS.md "TLS"): verify against ca_file,
+         * present the client certificate when configured. */
+        const struct rb_cluster *t = io->tls;
+        if (t->ca_pem) {
+            struct curl_blob ca = {t->ca_pem, t->ca_len, CURL_BLOB_COPY};
+            curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
+        }
+        if (t->cert_pem && t->key_pem) {
+            struct curl_blob cert = {t->cert_pem, t->cert_len, CURL_BLOB_COPY};
+            struct curl_blob key = {t->key_pem, t->key_len, CURL_BLOB_COPY};
+            curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
+            curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
+        }
+    }
     errbuf[0] = '\0';
 }
 
@@ -449,6 +467,25 @@ int rb_cluster_probe(const struct config *cfg, const char *token, unsigned conne
                      struct rb_cluster **out, char *err, size_t errlen)
 {
     struct rb_cluster *c = rb_cluster_new(cfg->nbackends, cfg->replicas, token);
+    if (c) {
+        /* The config's TLS files, read whole (tls.h), as the balancer does. */
+        char msg[1024] = "";
+        int trc = 0;
+        if (cfg->ca_file)
+            trc = cas_pem_read(cfg->ca_file, "ca_file", false, &c->ca_pem, &c->ca_len, msg,
+                               sizeof(msg));
+        if (trc == 0 && cfg->tls_client_cert)
+            trc = cas_pem_read(cfg->tls_client_cert, "tls_client_cert", false, &c->cert_pem,
+                               &c->cert_len, msg, sizeof(msg));
+        if (trc == 0 && cfg->tls_client_key)
+            trc = cas_pem_read(cfg->tls_client_key, "tls_client_key", true, &c->key_pem,
+                               &c->key_len, msg, sizeof(msg));
+        if (trc < 0) {
+            snprintf(err, errlen, "%s: %s", cfg->path, msg);
+            rb_cluster_free(c);
+            return trc;
+        }
+    }
     struct rb_options o = {.connect_timeout_ms = connect_timeout_ms, .io_timeout_ms = 10000};
     struct rb_io *io = c ? rb_io_new(c, &o, NULL) : NULL;
     struct mem *m = malloc(sizeof(*m));

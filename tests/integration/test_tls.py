@@ -141,7 +141,7 @@ class TlsTest(TempDirTest):
             d.start()
         return d
 
-    def balancer(self, stores, ca="ca.pem", client_cert=True, wait_up=True):
+    def write_config(self, stores, ca="ca.pem", client_cert=True):
         config = os.path.join(self.tmp, "balancerd.yaml")
         lines = [f"replicas: {len(stores)}", f"ca_file: {pki(ca)}"]
         if client_cert:
@@ -151,6 +151,10 @@ class TlsTest(TempDirTest):
             lines += [f"  - url: https://127.0.0.1:{s.port}", f"    failure_domain: d{i}"]
         with open(config, "w") as f:
             f.write("\n".join(lines) + "\n")
+        return config
+
+    def balancer(self, stores, ca="ca.pem", client_cert=True, wait_up=True):
+        config = self.write_config(stores, ca, client_cert)
         port = free_port()
         argv = [BALANCERD, "--config", config, "--listen", f"127.0.0.1:{port}", "--log-level", "info",
                 "--probe-interval-ms", "200", "--connect-timeout-ms", "2000", "--spool-dir", self.tmp,
@@ -231,6 +235,25 @@ class TestTlsRoundTrip(TlsTest):
         self.assertEqual(https(b.port, "GET", f"/objects/{key}")[0], 404)
         for s in stores:
             self.assertEqual(https(s.port, "GET", f"/objects/{key}", ctx=s.ctx)[0], 404)
+
+
+    def test_rebalance_over_mutual_tls(self):
+        """ca-cas rebalance uses the config's ca_file and client certificate."""
+        stores = [self.storaged(f"s{i}") for i in range(2)]
+        config = self.write_config(stores)
+        data = b"one copy only\n" * 50
+        key = sha1(data)
+        st, body = https(stores[0].port, "PUT", f"/objects/{key}", body=data, ctx=stores[0].ctx)
+        self.assertIn(st, (200, 201), body)
+        self.assertEqual(https(stores[1].port, "GET", f"/objects/{key}", ctx=stores[1].ctx)[0], 404)
+        p = subprocess.run([CLI, "rebalance", "--config", config], capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p)
+        self.assertEqual(https(stores[1].port, "GET", f"/objects/{key}", ctx=stores[1].ctx), (200, data))
+        # Without the client certificate, the same run reaches no backend.
+        config = self.write_config(stores, client_cert=False)
+        p = subprocess.run([CLI, "rebalance", "--config", config, "--dry-run"], capture_output=True,
+                           timeout=120)
+        self.assertEqual(p.returncode, 1, p)
 
 
 class TestTlsRefusals(TlsTest):

@@ -1020,8 +1020,10 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
     struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
     if (cfg->tls) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
-            MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES || !cas_tls_enabled()) {
-            snprintf(err, errlen, "this libmicrohttpd has no TLS support (or no certificate loaded)");
+            MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES ||
+            !cas_tls_enabled()) {
+            snprintf(err, errlen,
+                     "this libmicrohttpd has no TLS support (or no certificate loaded)");
             watchdog_join(srv);
             free(srv->stats);
             free(srv->slot);
@@ -1030,14 +1032,14 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
         }
         flags |= MHD_USE_TLS;
         size_t k = 0;
-        tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
-                                                cas_tls_cert_callback()};
+        tls_opts[k++] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, cas_tls_cert_callback()};
         /* GnuTLS's defaults, without TLS 1.0 and 1.1 (RFC 8996). */
-        tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
-                                                (void *)CAS_TLS_PRIORITIES};
+        tls_opts[k++] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)CAS_TLS_PRIORITIES};
         if (cfg->tls_trust)
-            tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0,
-                                                    (void *)cfg->tls_trust};
+            tls_opts[k++] =
+                (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)cfg->tls_trust};
         tls_opts[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     }
     srv->daemon = MHD_start_daemon(

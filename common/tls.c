@@ -158,7 +158,8 @@ static int creds_parse(struct creds *c, const char *cert_path, char *cert, size_
     gnutls_pubkey_t pub = NULL;
     unsigned char id1[64], id2[64];
     size_t l1 = sizeof(id1), l2 = sizeof(id2);
-    int ok = gnutls_pubkey_init(&pub) >= 0 && gnutls_pubkey_import_privkey(pub, c->key, 0, 0) >= 0 &&
+    int ok = gnutls_pubkey_init(&pub) >= 0 &&
+             gnutls_pubkey_import_privkey(pub, c->key, 0, 0) >= 0 &&
              gnutls_pubkey_get_key_id(pub, 0, id1, &l1) >= 0 &&
              gnutls_pubkey_get_key_id(c->pcert[0].pubkey, 0, id2, &l2) >= 0 && l1 == l2 &&
              memcmp(id1, id2, l1) == 0;

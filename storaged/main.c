@@ -125,8 +125,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (tls_client_ca && *tls_client_ca &&
-        cas_pem_read(tls_client_ca, "--tls-client-ca", false, &client_ca, NULL, err,
-                     sizeof(err)) < 0) {
+        cas_pem_read(tls_client_ca, "--tls-client-ca", false, &client_ca, NULL, err, sizeof(err)) <
+            0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         free(token);
         return 2;
@@ -229,9 +229,9 @@ int main(int argc, char **argv)
         free(client_ca);
         return 1;
     }
-    log_info("node %s (%s, %zu tokens) serving %s on %s://%s%s", app.node.id,
-             app.node.algo->name, app.node.ntokens, dir, cas_tls_enabled() ? "https" : "http",
-             listen, client_ca ? " (client certificates required)" : "");
+    log_info("node %s (%s, %zu tokens) serving %s on %s://%s%s", app.node.id, app.node.algo->name,
+             app.node.ntokens, dir, cas_tls_enabled() ? "https" : "http", listen,
+             client_ca ? " (client certificates required)" : "");
     if (scrub_rate && app.store->ops->scrub_start &&
         app.store->ops->scrub_start(app.store, scrub_rate * 1000000) < 0)
         log_warn("cannot start the scrubber");

@@ -27,7 +27,7 @@ class ExplorerRuns(unittest.TestCase):
     def run_explorer(self, workloads, points, per_point, states):
         argv = [sys.executable, os.path.join(CRASH, "explore.py"), "--build", BUILD,
                 "--max-points", str(points), "--per-point", str(per_point),
-                "--budget-states", str(states), "--seconds", "100", "--seed", "7"]
+                "--budget-states", str(states), "--seconds", "200", "--seed", "7"]
         for w in workloads:
             argv += ["--workload", w]
         r = subprocess.run(argv, capture_output=True, text=True, timeout=300)

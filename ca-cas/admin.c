@@ -259,6 +259,13 @@ int cmd_status(int argc, char **argv, const struct cli_ctx *ctx)
         print_json_line(b.data);
     else
         fwrite(out.data, 1, out.len, stdout);
+    /* A balancer with backends down shows their last known figures. */
+    uint64_t down = 0;
+    if (rc == 0 && cas_json_get_u64(b.data, "backends_down", &down) == 0 && down > 0)
+        fprintf(stderr,
+                "ca-cas: warning: status: %llu backend%s down; %s figures are the last known "
+                "ones (marked stale)\n",
+                (unsigned long long)down, down == 1 ? " is" : "s are", down == 1 ? "its" : "their");
     cas_buf_free(&b);
     cas_buf_free(&out);
     cli_client_free(c);

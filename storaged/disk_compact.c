@@ -392,7 +392,9 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
     }
 
     /* ...and the switch carries over the rest, under the write lock. */
+    struct timespec t0, t1;
     pthread_rwlock_wrlock(&d->lock);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     struct journal_pos now;
     journal_now(&d->journal, &now);
     uint64_t tail = now.end - start.end;
@@ -407,15 +409,18 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
     int drc = disk_fsync_dir(d);
     if (drc < 0) /* the rename may or may not be durable; both files are complete */
         disk_fault(d, "directory fsync", drc);
-    journal_replace(&d->journal, fd, off);
+    int oldfd = journal_swap(&d->journal, fd, off);
     fd = -1;
     tomb_prune(d, tomb_now); /* the new index no longer has them either */
     d->index_records = nrec;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     pthread_rwlock_unlock(&d->lock);
+    close(oldfd); /* frees the old index's blocks: outside the lock */
     free(buf);
     log_info("compact: index rewritten: %" PRIu64 " records -> %" PRIu64 " (%" PRIu64
-             " carried over from the snapshot's run)",
-             old_records, nrec, tail / FMT_RECORD_SIZE);
+             " carried over from the snapshot's run; requests held for %.1f ms at the switch)",
+             old_records, nrec, tail / FMT_RECORD_SIZE,
+             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
     return drc;
 out:
     free(buf);

@@ -1,7 +1,7 @@
 /*
  * disk_internal.h - state shared by the disk backend's files (disk_open.c,
- * disk_write.c, disk_read.c, disk_gc.c, disk_compact.c). Not for anyone
- * else.
+ * disk_write.c, disk_read.c, disk_gc.c, disk_compact.c, disk_scrub.c,
+ * disk_tomb.c). Not for anyone else.
  *
  * Locking: `lock` (a rwlock) guards the object table, the GC state, the
  * per-file live byte counts and which generation of each data file is

@@ -107,14 +107,22 @@ int journal_sync(struct journal *j, const struct journal_pos *pos)
 
 void journal_replace(struct journal *j, int fd, uint64_t end)
 {
+    int old = journal_swap(j, fd, end);
+    if (old >= 0)
+        close(old);
+}
+
+int journal_swap(struct journal *j, int fd, uint64_t end)
+{
     pthread_mutex_lock(&j->lock);
     while (j->syncing)
         pthread_cond_wait(&j->cond, &j->lock);
-    close(j->fd);
+    int old = j->fd;
     j->fd = fd;
     __atomic_store_n(&j->end, end, __ATOMIC_RELEASE);
     j->synced = end;
     __atomic_fetch_add(&j->gen, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&j->cond);
     pthread_mutex_unlock(&j->lock);
+    return old;
 }

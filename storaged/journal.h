@@ -48,5 +48,9 @@ void journal_now(struct journal *j, struct journal_pos *pos);
 int journal_sync(struct journal *j, const struct journal_pos *pos);
 /* Swaps in a new, already durable, index file (the snapshot) of size end. */
 void journal_replace(struct journal *j, int fd, uint64_t end);
+/* The same, but hands back the old file's descriptor for the caller to close
+ * later: closing the last descriptor of a large unlinked index frees its
+ * blocks, which can take a while, and should not happen under a lock. */
+int journal_swap(struct journal *j, int fd, uint64_t end);
 
 #endif

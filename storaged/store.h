@@ -4,10 +4,12 @@
  * A backend keeps objects under their keys and offers: streaming writes
  * (begin / write / commit or abort), opening an object for ranged reads,
  * stat, remove, listing, the GC cycle (begin / mark / end), compaction and
- * capacity figures. The HTTP layer only ever calls the store_* wrappers
- * below, so a second backend (an S3 bucket, say) plugs in as another const
- * struct store_ops without touching the routes. The one backend today is
- * the disk store (disk.h): an append-only index plus 50 data files.
+ * capacity figures. A backend is a const struct store_ops; the HTTP routes
+ * call through s->ops and check an optional operation (NULL) before using
+ * it. The one backend today is the disk store (disk.h): an append-only
+ * index plus 50 data files. (Wrappers that check optional operations once,
+ * a registry of backends by name and an interface free of disk internals
+ * are still to come: they are what a second backend needs.)
  *
  * Verification of object bytes against their key happens above this
  * interface (routes.c), because it is the same for every backend; a backend

@@ -36,6 +36,9 @@
  *   MARK    13  path1 = text written by the workload driver
  *   RMDIR   14  path1
  *
+ * Descriptors made by dup/dup2/dup3 of a watched file are watched too
+ * (fcntl(F_DUPFD) is not followed).
+ *
  * Built without sanitizers so it can be preloaded into any build. Only
  * successful calls are logged. Every logged call runs under one mutex, so
  * the log order is the order the calls took effect in; fsync and friends do
@@ -118,6 +121,9 @@ REAL(syncfs, int, int)
 REAL(sync_file_range, int, int, off_t, off_t, unsigned)
 REAL(copy_file_range, ssize_t, int, loff_t *, int, loff_t *, size_t, unsigned)
 REAL(fdopen, FILE *, int, const char *)
+REAL(dup, int, int)
+REAL(dup2, int, int, int)
+REAL(dup3, int, int, int, int)
 REAL(fclose, int, FILE *)
 
 __attribute__((constructor)) static void rec_init(void)
@@ -386,6 +392,69 @@ int close(int fd)
         return rc;
     }
     return real_close(fd);
+}
+
+/* A duplicate of a tracked fd is tracked as the same file. */
+static int dup_track(int from, int to)
+{
+    if (ready && to >= 0 && to < MAXFD && from >= 0 && from < MAXFD) {
+        if (fds[to].used) {
+            free(fds[to].path);
+            memset(&fds[to], 0, sizeof(fds[to]));
+        }
+        if (fds[from].used) {
+            fds[to] = fds[from];
+            fds[to].path = strdup(fds[from].path);
+        }
+    }
+    return to;
+}
+
+int dup(int fd)
+{
+    load_dup();
+    pthread_mutex_lock(&mu);
+    int r = real_dup(fd);
+    int e = errno;
+    if (r >= 0)
+        dup_track(fd, r);
+    pthread_mutex_unlock(&mu);
+    errno = e;
+    return r;
+}
+
+int dup2(int fd, int to)
+{
+    load_dup2();
+    if (ready && to == logfd) {
+        errno = EBADF;
+        return -1;
+    }
+    pthread_mutex_lock(&mu);
+    int r = real_dup2(fd, to);
+    int e = errno;
+    if (r >= 0 && r != fd)
+        dup_track(fd, r);
+    pthread_mutex_unlock(&mu);
+    errno = e;
+    return r;
+}
+
+int dup3(int fd, int to, int flags)
+{
+    load_dup3();
+    if (ready && to == logfd) {
+        errno = EBADF;
+        return -1;
+    }
+    pthread_mutex_lock(&mu);
+    int r = real_dup3(fd, to, flags);
+    int e = errno;
+    if (r >= 0)
+        dup_track(fd, r);
+    pthread_mutex_unlock(&mu);
+    errno = e;
+    return r;
 }
 
 FILE *fdopen(int fd, const char *mode)

@@ -614,6 +614,19 @@ class TestBalancer(CliTest):
         r = json.loads(self.ok("--json", "bench", "--count", 100, "-c", 4, "-s", "4K"))
         self.assertEqual(r["total"]["errors"], 0)
 
+    def test_warnings_when_a_backend_is_down(self):
+        _, _, err = self.cas("status", check=0)
+        self.assertNotIn("warning", err)
+        self.backends[2].kill9()
+        deadline = time.time() + 15
+        while json.loads(self.ok("--json", "status")).get("backends_down", 0) == 0:
+            self.assertLess(time.time(), deadline, "the balancer never saw the backend down")
+            time.sleep(0.2)
+        _, out, err = self.cas("status", check=0)
+        self.assertIn("warning: status: 1 backend is down", err)
+        _, out, err = self.cas("capacity", check=0)
+        self.assertIn("warning: capacity: partial", err)
+
 
 if __name__ == "__main__":
     unittest.main()

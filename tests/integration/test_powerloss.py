@@ -27,7 +27,7 @@ class ExplorerRuns(unittest.TestCase):
     def run_explorer(self, workloads, points, per_point, states):
         argv = [sys.executable, os.path.join(CRASH, "explore.py"), "--build", BUILD,
                 "--max-points", str(points), "--per-point", str(per_point),
-                "--budget-states", str(states), "--seconds", "100", "--seed", "7"]
+                "--budget-states", str(states), "--seconds", "200", "--seed", "7"]
         for w in workloads:
             argv += ["--workload", w]
         r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
@@ -38,14 +38,14 @@ class ExplorerRuns(unittest.TestCase):
         checked = int(last[-1].split("checked ")[1].split()[0])
         return out, checked
 
-    def test_puts_gc_and_scrub_survive_power_cuts(self):
-        n = 15 if SANITIZED else 60
-        out, checked = self.run_explorer(["puts", "gc", "scrub"], 40, 6, n)
-        self.assertGreaterEqual(checked, 3 * n // 2, out[-3000:])
+    def test_puts_gc_scrub_and_restart_survive_power_cuts(self):
+        n = 40 if SANITIZED else 150
+        out, checked = self.run_explorer(["puts", "gc", "scrub", "restart"], 60, 6, n)
+        self.assertGreaterEqual(checked, 2 * n, out[-3000:])
 
     def test_compaction_and_index_snapshot_survive_power_cuts(self):
-        n = 15 if SANITIZED else 60
-        out, checked = self.run_explorer(["compact", "snapshot"], 40, 6, n)
+        n = 40 if SANITIZED else 150
+        out, checked = self.run_explorer(["compact", "snapshot"], 60, 6, n)
         self.assertGreaterEqual(checked, n, out[-3000:])
 
 

@@ -60,8 +60,8 @@ static int read_tls_files(const struct config *cfg, struct view_conf *conf, char
     char msg[1024];
     int rc = 0;
     if (cfg->ca_file)
-        rc = cas_pem_read(cfg->ca_file, "ca_file", false, &conf->ca_pem, &conf->ca_len, msg,
-                          sizeof(msg));
+        rc = cas_pem_read_ca(cfg->ca_file, "ca_file", &conf->ca_pem, &conf->ca_len, msg,
+                             sizeof(msg));
     if (rc == 0 && cfg->tls_client_cert)
         rc = cas_pem_read(cfg->tls_client_cert, "tls_client_cert", false, &conf->client_cert_pem,
                           &conf->client_cert_len, msg, sizeof(msg));

@@ -160,8 +160,8 @@ int cli_ctx_setup(const struct cli_globals *g, struct cli_ctx *ctx, char *err, s
     if (!ca || !*ca)
         ca = getenv("CA_CAS_CACERT");
     if (ca && *ca &&
-        cas_pem_read(ca, g->cacert ? "--cacert" : "$CA_CAS_CACERT", false, &ctx->cacert_pem,
-                     &ctx->cacert_len, err, errlen) < 0) {
+        cas_pem_read_ca(ca, g->cacert ? "--cacert" : "$CA_CAS_CACERT", &ctx->cacert_pem,
+                        &ctx->cacert_len, err, errlen) < 0) {
         free(ctx->token);
         ctx->token = NULL;
         return -EINVAL;

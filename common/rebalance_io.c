@@ -472,8 +472,8 @@ int rb_cluster_probe(const struct config *cfg, const char *token, unsigned conne
         char msg[1024] = "";
         int trc = 0;
         if (cfg->ca_file)
-            trc = cas_pem_read(cfg->ca_file, "ca_file", false, &c->ca_pem, &c->ca_len, msg,
-                               sizeof(msg));
+            trc =
+                cas_pem_read_ca(cfg->ca_file, "ca_file", &c->ca_pem, &c->ca_len, msg, sizeof(msg));
         if (trc == 0 && cfg->tls_client_cert)
             trc = cas_pem_read(cfg->tls_client_cert, "tls_client_cert", false, &c->cert_pem,
                                &c->cert_len, msg, sizeof(msg));

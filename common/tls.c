@@ -110,6 +110,34 @@ int cas_pem_read(const char *path, const char *what, bool secret, char **out, si
     return 0;
 }
 
+int cas_pem_read_ca(const char *path, const char *what, char **out, size_t *len, char *err,
+                    size_t errlen)
+{
+    size_t n = 0;
+    int rc = cas_pem_read(path, what, false, out, &n, err, errlen);
+    if (rc < 0)
+        return rc;
+    gnutls_datum_t d = {(unsigned char *)*out, (unsigned)n};
+    gnutls_x509_crt_t *certs = NULL;
+    unsigned count = 0;
+    rc = gnutls_x509_crt_list_import2(&certs, &count, &d, GNUTLS_X509_FMT_PEM, 0);
+    if (rc >= 0) {
+        for (unsigned i = 0; i < count; i++)
+            gnutls_x509_crt_deinit(certs[i]);
+        gnutls_free(certs);
+    }
+    if (rc < 0 || count == 0) {
+        snprintf(err, errlen, "%s %s: not a PEM CA certificate bundle: %s", what, path,
+                 rc < 0 ? gnutls_strerror(rc) : "no certificate");
+        free(*out);
+        *out = NULL;
+        return -EINVAL;
+    }
+    if (len)
+        *len = n;
+    return 0;
+}
+
 #define MAX_CHAIN 16
 
 struct creds {

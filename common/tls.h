@@ -37,6 +37,15 @@ int cas_pem_read(const char *path, const char *what, bool secret, char **out, si
                  char *err, size_t errlen);
 
 /*
+ * Reads a PEM CA bundle (cas_pem_read) and checks that GnuTLS parses it as
+ * one or more X.509 certificates (-EINVAL with a message naming the file
+ * otherwise), so that a wrong file is refused where it is named rather than
+ * at the first handshake. what names it in messages ("ca_file").
+ */
+int cas_pem_read_ca(const char *path, const char *what, char **out, size_t *len, char *err,
+                    size_t errlen);
+
+/*
  * Loads the server credentials from cert_path (PEM chain, leaf first) and
  * key_path (PEM private key, mode 0600 or stricter) and makes them current;
  * with require_client_cert, each handshake asks for a client certificate,

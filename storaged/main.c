@@ -125,8 +125,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (tls_client_ca && *tls_client_ca &&
-        cas_pem_read(tls_client_ca, "--tls-client-ca", false, &client_ca, NULL, err, sizeof(err)) <
-            0) {
+        cas_pem_read_ca(tls_client_ca, "--tls-client-ca", &client_ca, NULL, err, sizeof(err)) < 0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         free(token);
         return 2;

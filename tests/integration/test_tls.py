@@ -365,6 +365,13 @@ class TestTlsRefusals(TlsTest):
                             pki("srv2.key")], capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 2, p)
         self.assertIn("does not match", p.stderr)
+        # A client CA file that holds no certificate (here a key) is named.
+        p = subprocess.run([STORAGED, "--dir", os.path.join(self.tmp, "s3"), "--listen",
+                            f"127.0.0.1:{free_port()}", "--tls-cert", pki("srv.pem"), "--tls-key",
+                            pki("srv.key"), "--tls-client-ca", pki("srv.key")],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 2, p)
+        self.assertIn("not a PEM CA certificate bundle", p.stderr)
 
 
 class TestTlsReload(TlsTest):

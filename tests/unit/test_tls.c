@@ -102,6 +102,17 @@ static void test_load_mismatch(void)
     snprintf(crt, sizeof(crt), "%s/a.crt", dir);
     snprintf(key_a, sizeof(key_a), "%s/a.key", dir);
     snprintf(key_b, sizeof(key_b), "%s/b.key", dir);
+    /* A CA bundle must hold certificates: a key is refused by name. */
+    char *ca = NULL;
+    size_t ca_len = 0;
+    CU_ASSERT_EQUAL(cas_pem_read_ca(crt, "ca_file", &ca, &ca_len, err, sizeof(err)), 0);
+    CU_ASSERT_PTR_NOT_NULL(ca);
+    CU_ASSERT_TRUE(ca_len > 0);
+    free(ca);
+    CU_ASSERT_EQUAL(cas_pem_read_ca(key_a, "ca_file", &ca, NULL, err, sizeof(err)), -EINVAL);
+    CU_ASSERT_PTR_NULL(ca);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a PEM CA certificate bundle"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, key_a));
     CU_ASSERT_FALSE(cas_tls_enabled());
     CU_ASSERT_EQUAL(cas_tls_load(crt, key_b, false, err, sizeof(err)), -EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "does not match"));
@@ -126,7 +137,8 @@ int main(void)
     CU_add_test(s, "PEM files read whole", test_reads_whole);
     CU_add_test(s, "refused: open key, empty, NUL, not PEM, missing, directory, too large",
                 test_refuses);
-    CU_add_test(s, "a key that is not the certificate's; reload keeps the old", test_load_mismatch);
+    CU_add_test(s, "CA bundles parsed; a key that is not the certificate's; reload keeps the old",
+                test_load_mismatch);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -376,15 +376,28 @@ class TestTlsRefusals(TlsTest):
 
 class TestTlsReload(TlsTest):
     def test_sighup_serves_the_new_certificate_and_keeps_connections(self):
+        port = free_port()
+        argv = [STORAGED, "--dir", os.path.join(self.tmp, "s1"), "--listen", f"127.0.0.1:{port}",
+                "--log-level", "info", "--scrub-rate", "0"]
+        self.check_reload(argv, port, "storaged.log")
+
+    def test_balancer_sighup_reloads_its_certificate(self):
+        backend = self.storaged("s1", client_ca=False)
+        config = self.write_config([backend], client_cert=False)
+        port = free_port()
+        argv = [BALANCERD, "--config", config, "--listen", f"127.0.0.1:{port}", "--log-level", "info",
+                "--probe-interval-ms", "200", "--spool-dir", self.tmp, "--drain-ms", "0"]
+        self.check_reload(argv, port, "balancerd.log")
+        self.wait_backends(TlsDaemon([], "", port, context()), 1)
+
+    def check_reload(self, argv, port, log):
         cert = os.path.join(self.tmp, "live.pem")
         key = os.path.join(self.tmp, "live.key")
         shutil.copy(pki("srv.pem"), cert)
         shutil.copy(pki("srv.key"), key)
         os.chmod(key, 0o600)
-        port = free_port()
-        argv = [STORAGED, "--dir", os.path.join(self.tmp, "s1"), "--listen", f"127.0.0.1:{port}",
-                "--log-level", "info", "--scrub-rate", "0", "--tls-cert", cert, "--tls-key", key]
-        s = TlsDaemon(argv, os.path.join(self.tmp, "storaged.log"), port, context())
+        s = TlsDaemon(argv + ["--tls-cert", cert, "--tls-key", key], os.path.join(self.tmp, log), port,
+                      context())
         self.daemons.append(s)
         s.start()
 
@@ -409,14 +422,14 @@ class TestTlsReload(TlsTest):
         with open(cert, "w") as f:
             f.write("not a certificate\n")
         os.kill(s.pid, signal.SIGHUP)
-        self.wait_log(s, "not reloaded")
+        self.wait_log(s, "TLS certificate not reloaded")
         self.assertEqual(served_cert(), old_der)
         # Replace both files (key first would not matter: nothing is read
         # before the signal), then SIGHUP.
         shutil.copy(pki("srv2.pem"), cert)
         shutil.copy(pki("srv2.key"), key)
         os.kill(s.pid, signal.SIGHUP)
-        self.wait_log(s, "reloaded from")
+        self.wait_log(s, "certificate and key reloaded from")
         self.assertEqual(served_cert(), new_der)
         # The connection opened before goes on, with the certificate it had.
         self.assertEqual(served_cert(kept), old_der)

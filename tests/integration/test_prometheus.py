@@ -74,6 +74,50 @@ class Prometheus(ClusterTest):
         self.assertEqual(body["status"], "success", body)
         return body["data"]
 
+    def check_vocabulary(self, storaged_text, balancer_text):
+        """One vocabulary (docs/OPERATIONS.md, "Metrics"): a name exported by
+        both daemons means the same on both, so only the shared HTTP, process
+        and build metrics may appear on both; the balancer's view of the
+        cluster is cas_cluster_*, its own figures cas_balancer_*; every name
+        is documented in the Metrics table with its type."""
+        def helps(text):
+            out = {}
+            for m in re.finditer(r'(?m)^# HELP (\S+) (.*)$', text):
+                out[m.group(1)] = m.group(2)
+            return out
+
+        def types(text):
+            return dict(re.findall(r'(?m)^# TYPE (\S+) (\S+)$', text))
+
+        sd, bd = helps(storaged_text), helps(balancer_text)
+        shared = re.compile(r'cas_http_|process_|cas_build_info$')
+        both = set(sd) & set(bd)
+        self.assertEqual({n for n in both if not shared.match(n)}, set(),
+                         "storaged names exported by the balancer")
+        for n in both:
+            self.assertEqual(sd[n], bd[n], n)
+        for n in ("cas_objects", "cas_object_bytes", "cas_capacity_total_bytes",
+                  "cas_capacity_available_bytes", "cas_unreclaimed_bytes", "cas_gc_active",
+                  "cas_compaction_running"):
+            self.assertIn(n, sd)
+            self.assertNotIn(n, bd)
+            self.assertIn(n.replace("cas_", "cas_cluster_", 1), bd)
+        for n in bd:
+            if not shared.match(n):
+                self.assertRegex(n, r'^cas_(balancer|cluster)_', n)
+        self.assertNotIn("cas_bytes", bd)
+        self.assertNotIn("cas_capacity_bytes", bd)
+        # per-backend series carry the same labels
+        for m in re.finditer(r'(?m)^(cas_balancer_backend_\w+)\{([^}]*)\}', balancer_text):
+            self.assertEqual(re.findall(r'(\w+)=', m.group(2)), ["backend", "failure_domain"], m.group(0))
+        # the documentation's table
+        with open(os.path.join(ROOT, "docs", "OPERATIONS.md")) as f:
+            doc = f.read()
+        rows = dict(re.findall(r'(?m)^\| `([a-z_]+)` \| (counter|gauge|histogram) \|', doc))
+        for text in (storaged_text, balancer_text):
+            for n, ty in types(text).items():
+                self.assertEqual(rows.get(n), ty, f"{n} ({ty}) not in the Metrics table of docs/OPERATIONS.md")
+
     def test_real_prometheus_scrapes_every_daemon_cleanly(self):
         self.cluster(n=2, replicas=2)
         bal = self.balancer()
@@ -82,8 +126,10 @@ class Prometheus(ClusterTest):
             s.client().request("GET", f"/local/{sha1(b'posted')}/")
         self.traffic(bal.client())
         targets = [f"127.0.0.1:{s.port}" for s in self.stores] + [f"127.0.0.1:{bal.port}"]
+        texts = {}
         for t in targets:
             text = urllib.request.urlopen(f"http://{t}/metrics", timeout=10).read().decode()
+            texts[t] = text
             p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
                                text=True, timeout=30)
             self.assertEqual(p.returncode, 0, f"{t}: {p.stdout}{p.stderr}")
@@ -93,6 +139,7 @@ class Prometheus(ClusterTest):
             for name in ("process_resident_memory_bytes", "process_open_fds",
                          "process_start_time_seconds", "process_cpu_seconds_total", "cas_build_info"):
                 self.assertIn(name, {n for n, _ in series}, t)
+        self.check_vocabulary(texts[targets[0]], texts[targets[-1]])
         p = subprocess.run(["promtool", "check", "rules", os.path.join(PROM, "rules.yml")],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)

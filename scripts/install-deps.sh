@@ -9,7 +9,7 @@ packages=(
   libmicrohttpd-dev libcurl4-openssl-dev     # HTTP server and client
   libyaml-dev libssl-dev zlib1g-dev          # config, hashes, checksums
   libarchive-dev                             # ca-cas export/import (tar)
-  libjansson-dev                             # JSON answers from backends (GET /ring)
+  libjansson-dev                             # reading JSON: replies between daemons (common/json.c, GET /ring), ca-cas status
   libcunit1-dev                              # unit tests
   help2man dpkg-dev                          # man pages, the Debian package (cpack)
   clang libclang-rt-14-dev                   # fuzz targets (libFuzzer, ASan, UBSan)

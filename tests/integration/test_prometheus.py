@@ -119,7 +119,8 @@ class Prometheus(ClusterTest):
                 self.assertEqual(rows.get(n), ty, f"{n} ({ty}) not in the Metrics table of docs/OPERATIONS.md")
 
     def test_real_prometheus_scrapes_every_daemon_cleanly(self):
-        self.cluster(n=2, replicas=2)
+        # a failure domain that needs escaping in a label value
+        self.cluster(n=2, replicas=2, domains=['rack "a" \\ 1', "rack-b"])
         bal = self.balancer()
         for s in self.stores:
             self.traffic(s.client())
@@ -140,6 +141,9 @@ class Prometheus(ClusterTest):
                          "process_start_time_seconds", "process_cpu_seconds_total", "cas_build_info"):
                 self.assertIn(name, {n for n, _ in series}, t)
         self.check_vocabulary(texts[targets[0]], texts[targets[-1]])
+        for name in ("cas_balancer_backend_up", "cas_balancer_backend_latency_seconds"):
+            self.assertIn(f'{name}{{backend="{self.stores[0].url}",failure_domain="rack \\"a\\" \\\\ 1"}} ',
+                          texts[targets[-1]])
         p = subprocess.run(["promtool", "check", "rules", os.path.join(PROM, "rules.yml")],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)

@@ -4,7 +4,10 @@ second while traffic touches every route; then, through its HTTP API: every
 target up with no scrape error, no duplicate or out-of-order samples, the
 shipped alert rules (configs/prometheus/rules.yml) loaded and healthy, every
 query of the shipped Grafana dashboard valid. `promtool check metrics`
-passes on each daemon's output, and every series appears once."""
+passes on each daemon's output, and every series appears once. One
+vocabulary: no name means different things on the two daemons (the
+balancer's cluster sums are cas_cluster_*), every name is in the Metrics
+tables of docs/OPERATIONS.md, label values are escaped."""
 import json
 import os
 import re
@@ -220,6 +223,14 @@ scrape_configs:
             for t in panel["targets"]:
                 res = self.api(port, "query", query=t["expr"])
                 self.assertIsInstance(res["result"], list, panel["title"])
+                if "cas_cluster_" in t["expr"]:  # scraped from the balancer by now
+                    self.assertTrue(res["result"], panel["title"])
+        # one vocabulary: a sum over every job of a storaged name counts only
+        # the storageds (the balancer's copies are cas_cluster_*)
+        res = self.api(port, "query", query='count by (job) (cas_objects)')["result"]
+        self.assertEqual([r["metric"]["job"] for r in res], ["ca-cas-storaged"], res)
+        res = self.api(port, "query", query='count by (job) ({__name__=~"cas_cluster_.*"})')["result"]
+        self.assertEqual([r["metric"]["job"] for r in res], ["ca-cas-balancerd"], res)
 
     def test_probes_and_scrapes_are_logged_at_debug(self):
         s = self.storaged("quiet", extra=["--log-level", "info"])

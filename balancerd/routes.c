@@ -267,9 +267,11 @@ static void balancer_metrics(void *app, struct cas_buf *out)
     struct backend_capacity sum;
     cluster_capacity_sum(bal, v, &sum);
 #define CLUSTER(name, help, fmt, value)                                                            \
-    cas_buf_printf(out, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " " fmt "\n", value)
+    cas_buf_printf(out, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " " fmt "\n",     \
+                   value)
     CLUSTER("cas_cluster_objects",
-            "Objects stored on the backends, every copy counted (sum of their cas_objects).",
+            "Copies of objects on the backends, not distinct objects: an object with N "
+            "copies counts N times (sum of their cas_objects).",
             "%" PRIu64, sum.objects);
     CLUSTER("cas_cluster_object_bytes",
             "Bytes of the objects stored on the backends, every copy counted (sum of their "
@@ -290,8 +292,9 @@ static void balancer_metrics(void *app, struct cas_buf *out)
             "cas_gc_garbage_bytes).",
             "%" PRIu64, sum.garbage);
     pthread_mutex_lock(&bal->lock);
-    CLUSTER("cas_cluster_gc_active", "1 while a cluster GC cycle begun through this balancer is "
-            "active.", "%d", bal->gc_active ? 1 : 0);
+    CLUSTER("cas_cluster_gc_active",
+            "1 while a cluster GC cycle begun through this balancer is active.", "%d",
+            bal->gc_active ? 1 : 0);
     CLUSTER("cas_cluster_compaction_running",
             "1 while a compaction started through this balancer runs on the backends.", "%d",
             bal->compact_running ? 1 : 0);
@@ -299,11 +302,11 @@ static void balancer_metrics(void *app, struct cas_buf *out)
     /* Per backend: the same two labels on every series. */
 #define BACKEND_LABELS(b)                                                                          \
     do {                                                                                           \
-        cas_buf_puts(out, "{backend=\"");                                                         \
+        cas_buf_puts(out, "{backend=\"");                                                          \
         prom_label_value(out, (b)->url);                                                           \
-        cas_buf_puts(out, "\",failure_domain=\"");                                               \
+        cas_buf_puts(out, "\",failure_domain=\"");                                                 \
         prom_label_value(out, (b)->domain ? (b)->domain : "");                                     \
-        cas_buf_puts(out, "\"} ");                                                                \
+        cas_buf_puts(out, "\"} ");                                                                 \
     } while (0)
     cas_buf_puts(out, "# HELP cas_balancer_backend_up Whether a backend answers its probes.\n"
                       "# TYPE cas_balancer_backend_up gauge\n");

@@ -8,6 +8,7 @@
 #include "antientropy.h"
 #include "balancer.h"
 #include "log.h"
+#include "prom.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -259,53 +260,83 @@ static void balancer_metrics(void *app, struct cas_buf *out)
                    "# TYPE cas_balancer_gc_unmarks_pending_bytes gauge\n"
                    "cas_balancer_gc_unmarks_pending_bytes %zu\n",
                    gcdebt_pending_bytes(bal));
+    /* The cluster as the balancer sees it: sums of the figures each backend
+     * last reported (backends never probed are left out), under
+     * cas_cluster_* so that a sum() over the storageds' own cas_* series
+     * and these never mixes the two. Every copy is counted. */
     struct backend_capacity sum;
     cluster_capacity_sum(bal, v, &sum);
-    cas_buf_printf(out,
-                   "# HELP cas_objects Objects stored (every copy counted).\n"
-                   "# TYPE cas_objects gauge\ncas_objects %" PRIu64 "\n"
-                   "# HELP cas_bytes Bytes stored (every copy counted).\n"
-                   "# TYPE cas_bytes gauge\ncas_bytes %" PRIu64 "\n"
-                   "# HELP cas_capacity_bytes Capacity of the backends by kind.\n"
-                   "# TYPE cas_capacity_bytes gauge\n"
-                   "cas_capacity_bytes{kind=\"total\"} %" PRIu64 "\n"
-                   "cas_capacity_bytes{kind=\"available\"} %" PRIu64 "\n"
-                   "cas_capacity_bytes{kind=\"unreclaimed\"} %" PRIu64 "\n"
-                   "cas_capacity_bytes{kind=\"garbage\"} %" PRIu64 "\n",
-                   sum.objects, sum.bytes, sum.total, sum.available, sum.unreclaimed,
-                   sum.garbage);
+#define CLUSTER(name, help, fmt, value)                                                            \
+    cas_buf_printf(out, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " " fmt "\n",     \
+                   value)
+    CLUSTER("cas_cluster_objects",
+            "Copies of objects on the backends, not distinct objects: an object with N "
+            "copies counts N times (sum of their cas_objects).",
+            "%" PRIu64, sum.objects);
+    CLUSTER("cas_cluster_object_bytes",
+            "Bytes of the objects stored on the backends, every copy counted (sum of their "
+            "cas_object_bytes).",
+            "%" PRIu64, sum.bytes);
+    CLUSTER("cas_cluster_capacity_total_bytes",
+            "Size of the backends' stores (sum of their cas_capacity_total_bytes).", "%" PRIu64,
+            sum.total);
+    CLUSTER("cas_cluster_capacity_available_bytes",
+            "Bytes still available on the backends (sum of their cas_capacity_available_bytes).",
+            "%" PRIu64, sum.available);
+    CLUSTER("cas_cluster_unreclaimed_bytes",
+            "Bytes compaction would give back on the backends (sum of their "
+            "cas_unreclaimed_bytes).",
+            "%" PRIu64, sum.unreclaimed);
+    CLUSTER("cas_cluster_gc_garbage_bytes",
+            "Bytes the current GC cycle would remove on the backends (sum of their "
+            "cas_gc_garbage_bytes).",
+            "%" PRIu64, sum.garbage);
     pthread_mutex_lock(&bal->lock);
-    cas_buf_printf(out, "# HELP cas_gc_active Whether a GC cycle is active.\n"
-                        "# TYPE cas_gc_active gauge\ncas_gc_active %d\n",
-                   bal->gc_active ? 1 : 0);
-    cas_buf_printf(out, "# HELP cas_compaction_running Whether compaction runs.\n"
-                        "# TYPE cas_compaction_running gauge\ncas_compaction_running %d\n",
-                   bal->compact_running ? 1 : 0);
+    CLUSTER("cas_cluster_gc_active",
+            "1 while a cluster GC cycle begun through this balancer is active.", "%d",
+            bal->gc_active ? 1 : 0);
+    CLUSTER("cas_cluster_compaction_running",
+            "1 while a compaction started through this balancer runs on the backends.", "%d",
+            bal->compact_running ? 1 : 0);
+#undef CLUSTER
+    /* Per backend: the same two labels on every series. */
+#define BACKEND_LABELS(b)                                                                          \
+    do {                                                                                           \
+        cas_buf_puts(out, "{backend=\"");                                                          \
+        prom_label_value(out, (b)->url);                                                           \
+        cas_buf_puts(out, "\",failure_domain=\"");                                                 \
+        prom_label_value(out, (b)->domain ? (b)->domain : "");                                     \
+        cas_buf_puts(out, "\"} ");                                                                 \
+    } while (0)
     cas_buf_puts(out, "# HELP cas_balancer_backend_up Whether a backend answers its probes.\n"
                       "# TYPE cas_balancer_backend_up gauge\n");
-    for (size_t i = 0; i < v->n; i++)
-        cas_buf_printf(out,
-                       "cas_balancer_backend_up{backend=\"%s\",failure_domain=\"%s\"} %d\n",
-                       v->b[i]->url, v->b[i]->domain, v->b[i]->up ? 1 : 0);
+    for (size_t i = 0; i < v->n; i++) {
+        cas_buf_puts(out, "cas_balancer_backend_up");
+        BACKEND_LABELS(v->b[i]);
+        cas_buf_printf(out, "%d\n", v->b[i]->up ? 1 : 0);
+    }
     cas_buf_puts(out, "# HELP cas_balancer_backend_latency_seconds Latency of the last probe "
                       "(NaN while the backend is down).\n"
                       "# TYPE cas_balancer_backend_latency_seconds gauge\n");
     for (size_t i = 0; i < v->n; i++) {
+        cas_buf_puts(out, "cas_balancer_backend_latency_seconds");
+        BACKEND_LABELS(v->b[i]);
         if (v->b[i]->up)
-            cas_buf_printf(out, "cas_balancer_backend_latency_seconds{backend=\"%s\"} %.6f\n",
-                           v->b[i]->url, v->b[i]->latency_ms / 1000);
+            cas_buf_printf(out, "%.6f\n", v->b[i]->latency_ms / 1000);
         else
-            cas_buf_printf(out, "cas_balancer_backend_latency_seconds{backend=\"%s\"} NaN\n",
-                           v->b[i]->url);
+            cas_buf_puts(out, "NaN\n");
     }
     uint64_t now = cas_now_ns();
     cas_buf_puts(out, "# HELP cas_balancer_backend_last_ok_age_seconds Time since the backend "
                       "last answered a probe (its figures are that old).\n"
                       "# TYPE cas_balancer_backend_last_ok_age_seconds gauge\n");
     for (size_t i = 0; i < v->n; i++)
-        if (v->b[i]->last_ok_ns)
-            cas_buf_printf(out, "cas_balancer_backend_last_ok_age_seconds{backend=\"%s\"} %.3f\n",
-                           v->b[i]->url, (double)(now - v->b[i]->last_ok_ns) / 1e9);
+        if (v->b[i]->last_ok_ns) {
+            cas_buf_puts(out, "cas_balancer_backend_last_ok_age_seconds");
+            BACKEND_LABELS(v->b[i]);
+            cas_buf_printf(out, "%.3f\n", (double)(now - v->b[i]->last_ok_ns) / 1e9);
+        }
+#undef BACKEND_LABELS
     pthread_mutex_unlock(&bal->lock);
     antientropy_metrics(bal, out);
     view_put(v);

@@ -1,10 +1,11 @@
 /*
- * json.c - JSON writer and flat-member lookups (see json.h).
+ * json.c - JSON writer and top-level member lookups over jansson (see json.h).
  */
 #include "json.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,92 +178,96 @@ void cas_json_null(struct cas_json *j)
     cas_buf_puts(j->out, "null");
 }
 
-/* Finds the start of the value of top-level member name, or NULL. */
-static const char *find_member(const char *json, const char *name)
+/*
+ * The readers parse the whole text with jansson and look the member up in
+ * the top-level object only: a member of the same name inside a nested
+ * object does not count. A text that is not one well-formed JSON object
+ * (truncated, trailing text, invalid UTF-8, \u0000 in a string, a member
+ * name given twice, an integer beyond the range jansson holds, i.e.
+ * 2^63-1) is refused as a whole: the lookup answers -EINVAL.
+ */
+static int load_member(const char *json, const char *name, json_t **root, json_t **member)
 {
-    size_t nlen = strlen(name);
-    int depth = 0;
-    for (const char *p = json; *p; p++) {
-        if (*p == '{' || *p == '[') {
-            depth++;
-        } else if (*p == '}' || *p == ']') {
-            depth--;
-        } else if (*p == '"') {
-            const char *s = p + 1;
-            const char *e = s;
-            while (*e && *e != '"') {
-                if (*e == '\\' && e[1])
-                    e++;
-                e++;
-            }
-            if (!*e)
-                return NULL;
-            p = e;
-            if (depth != 1)
-                continue;
-            const char *q = e + 1;
-            while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
-                q++;
-            if (*q != ':')
-                continue;
-            if ((size_t)(e - s) == nlen && memcmp(s, name, nlen) == 0) {
-                q++;
-                while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
-                    q++;
-                return q;
-            }
-        }
+    *root = NULL;
+    *member = NULL;
+    if (!json || !name)
+        return -EINVAL;
+    json_error_t je;
+    json_t *r = json_loads(json, JSON_REJECT_DUPLICATES, &je);
+    if (!r)
+        return -EINVAL;
+    if (!json_is_object(r)) {
+        json_decref(r);
+        return -EINVAL;
     }
-    return NULL;
+    *root = r;
+    *member = json_object_get(r, name);
+    return *member ? 0 : -ENOENT;
 }
 
 int cas_json_get_string(const char *json, const char *name, char *out, size_t outlen)
 {
-    const char *v = find_member(json, name);
-    if (!v || *v != '"' || outlen == 0)
-        return -ENOENT;
-    size_t j = 0;
-    for (v++; *v && *v != '"'; v++) {
-        char c = *v;
-        if (c == '\\' && v[1]) {
-            v++;
-            c = *v == 'n' ? '\n' : *v == 't' ? '\t' : *v;
-        }
-        if (j + 1 < outlen)
-            out[j++] = c;
+    if (!out || outlen == 0)
+        return -EINVAL;
+    json_t *root, *v;
+    int rc = load_member(json, name, &root, &v);
+    if (rc == 0 && !json_is_string(v))
+        rc = -ENOENT; /* as before: a member that is not a string is not found */
+    if (rc == 0) {
+        size_t n = json_string_length(v);
+        if (n >= outlen)
+            n = outlen - 1; /* cut, as callers showing error messages expect */
+        memcpy(out, json_string_value(v), n);
+        out[n] = '\0';
     }
-    out[j] = '\0';
-    return 0;
+    json_decref(root);
+    return rc;
 }
 
 int cas_json_get_u64(const char *json, const char *name, uint64_t *out)
 {
-    const char *v = find_member(json, name);
-    if (!v)
-        return -ENOENT;
-    if (*v == '"') /* ids travel as strings to survive JavaScript's doubles */
-        v++;
-    if (*v < '0' || *v > '9') /* strtoull would take "-1" as a huge number */
-        return -EINVAL;
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(v, &end, 10);
-    if (end == v || errno)
-        return -EINVAL;
-    *out = x;
-    return 0;
+    json_t *root, *v;
+    int rc = load_member(json, name, &root, &v);
+    if (rc == 0) {
+        if (json_is_integer(v)) {
+            json_int_t x = json_integer_value(v);
+            if (x < 0)
+                rc = -EINVAL;
+            else
+                *out = (uint64_t)x;
+        } else if (json_is_string(v)) {
+            /* ids travel as strings to survive JavaScript's doubles; the
+             * whole string is decimal digits and fits 64 bits */
+            const char *s = json_string_value(v);
+            size_t len = json_string_length(v);
+            if (len == 0 || len != strspn(s, "0123456789")) {
+                rc = -EINVAL;
+            } else {
+                errno = 0;
+                unsigned long long x = strtoull(s, NULL, 10);
+                if (errno == ERANGE)
+                    rc = -EINVAL;
+                else
+                    *out = x;
+            }
+        } else {
+            rc = -EINVAL; /* a fraction, a boolean, null, an object... */
+        }
+    }
+    json_decref(root);
+    return rc;
 }
 
 int cas_json_get_bool(const char *json, const char *name, bool *out)
 {
-    const char *v = find_member(json, name);
-    if (!v)
-        return -ENOENT;
-    if (strncmp(v, "true", 4) == 0)
-        *out = true;
-    else if (strncmp(v, "false", 5) == 0)
-        *out = false;
-    else
-        return -EINVAL;
-    return 0;
+    json_t *root, *v;
+    int rc = load_member(json, name, &root, &v);
+    if (rc == 0) {
+        if (json_is_boolean(v))
+            *out = json_is_true(v);
+        else
+            rc = -EINVAL;
+    }
+    json_decref(root);
+    return rc;
 }

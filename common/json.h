@@ -3,8 +3,7 @@
  *
  * A tiny streaming writer: the caller opens objects and arrays, adds
  * members, and the writer places the commas. Strings are escaped per RFC
- * 8259. Reading JSON is not needed by the daemons; the CLI and balancer
- * parse the few fields they need with cas_json_get_* (flat objects only).
+ * 8259. Reading is jansson's: cas_json_get_* below look up one member.
  */
 #ifndef CAS_JSON_H
 #define CAS_JSON_H
@@ -47,9 +46,22 @@ void cas_json_escape(struct cas_buf *b, const char *s);
 size_t cas_utf8_valid_prefix(const unsigned char *p, size_t avail);
 
 /*
- * Minimal lookups in a JSON text for top-level members of a flat object, as
- * the CLI and balancer need for the daemons' small replies. Returns 0 when
- * found. String values are unescaped for \" \\ \/ \n \t only.
+ * Lookups of one top-level member in a JSON text, as the CLI, the balancer
+ * and rebalance need for the daemons' small replies. The text is parsed
+ * with jansson as a whole: it must be one JSON object (RFC 8259), UTF-8,
+ * no member name twice, no \u0000 in a string, integers within
+ * [-2^63, 2^63-1] (numbers beyond: send them as strings). Only members of
+ * the top-level object count; one of the same name nested deeper does not.
+ * Each call parses the text again: for small documents.
+ * Returns 0 when found and well typed; -ENOENT when the object has no such
+ * member (cas_json_get_string: or the member is not a string); -EINVAL when
+ * the text is not such an object (also: empty, truncated) or the value has
+ * the wrong type or does not fit.
+ *  - get_string: the string unescaped, cut to outlen - 1 bytes (always NUL
+ *    terminated; outlen 0 is -EINVAL).
+ *  - get_u64: an integer >= 0, or a string of decimal digits (ids travel
+ *    as strings) up to 2^64-1; fractions and exponents are -EINVAL.
+ *  - get_bool: true or false.
  */
 int cas_json_get_string(const char *json, const char *name, char *out, size_t outlen);
 int cas_json_get_u64(const char *json, const char *name, uint64_t *out);

@@ -10,7 +10,7 @@ packages=(
   libgnutls28-dev openssl                    # TLS: server certificates (GnuTLS, as libmicrohttpd), test CAs
   libyaml-dev libssl-dev zlib1g-dev          # config, hashes, checksums
   libarchive-dev                             # ca-cas export/import (tar)
-  libjansson-dev                             # JSON answers from backends (GET /ring)
+  libjansson-dev                             # reading JSON: replies between daemons (common/json.c, GET /ring), ca-cas status
   libcunit1-dev                              # unit tests
   help2man dpkg-dev                          # man pages, the Debian package (cpack)
   clang libclang-rt-14-dev                   # fuzz targets (libFuzzer, ASan, UBSan)

@@ -11,6 +11,7 @@ the YAML) so that every bound below is a few seconds; each test checks the
 bound, not a sleep.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -257,8 +258,9 @@ class FanoutTest(PartialFailureTest):
         self.assertEqual(sorted(l.split()[0] for l in got["list"].body.decode().splitlines()), sorted(keys))
         self.assertEqual(got["get absent"].status, 404)
         self.assertIn("stale", got["page"].body.decode())
-        self.assertIn(f'cas_balancer_backend_latency_seconds{{backend="{self.stores[2].url}"}} NaN',
-                      got["metrics"].body.decode())
+        self.assertRegex(got["metrics"].body.decode(),
+                         r'(?m)^cas_balancer_backend_latency_seconds\{backend="' + re.escape(self.stores[2].url)
+                         + r'",failure_domain="[^"]*"\} NaN$')
         # The CLI end to end: put (asks missing first), capacity.
         p, took = self.timed(lambda: self.cli(bal, "put", stdin=b"cli put with a hung backend\n"))
         self.assertEqual(p.returncode, 0, p.stderr)

@@ -4,7 +4,10 @@ second while traffic touches every route; then, through its HTTP API: every
 target up with no scrape error, no duplicate or out-of-order samples, the
 shipped alert rules (configs/prometheus/rules.yml) loaded and healthy, every
 query of the shipped Grafana dashboard valid. `promtool check metrics`
-passes on each daemon's output, and every series appears once."""
+passes on each daemon's output, and every series appears once. One
+vocabulary: no name means different things on the two daemons (the
+balancer's cluster sums are cas_cluster_*), every name is in the Metrics
+tables of docs/OPERATIONS.md, label values are escaped."""
 import json
 import os
 import re
@@ -74,16 +77,63 @@ class Prometheus(ClusterTest):
         self.assertEqual(body["status"], "success", body)
         return body["data"]
 
+    def check_vocabulary(self, storaged_text, balancer_text):
+        """One vocabulary (docs/OPERATIONS.md, "Metrics"): a name exported by
+        both daemons means the same on both, so only the shared HTTP, process
+        and build metrics may appear on both; the balancer's view of the
+        cluster is cas_cluster_*, its own figures cas_balancer_*; every name
+        is documented in the Metrics table with its type."""
+        def helps(text):
+            out = {}
+            for m in re.finditer(r'(?m)^# HELP (\S+) (.*)$', text):
+                out[m.group(1)] = m.group(2)
+            return out
+
+        def types(text):
+            return dict(re.findall(r'(?m)^# TYPE (\S+) (\S+)$', text))
+
+        sd, bd = helps(storaged_text), helps(balancer_text)
+        shared = re.compile(r'cas_http_|process_|cas_build_info$')
+        both = set(sd) & set(bd)
+        self.assertEqual({n for n in both if not shared.match(n)}, set(),
+                         "storaged names exported by the balancer")
+        for n in both:
+            self.assertEqual(sd[n], bd[n], n)
+        for n in ("cas_objects", "cas_object_bytes", "cas_capacity_total_bytes",
+                  "cas_capacity_available_bytes", "cas_unreclaimed_bytes", "cas_gc_active",
+                  "cas_compaction_running"):
+            self.assertIn(n, sd)
+            self.assertNotIn(n, bd)
+            self.assertIn(n.replace("cas_", "cas_cluster_", 1), bd)
+        for n in bd:
+            if not shared.match(n):
+                self.assertRegex(n, r'^cas_(balancer|cluster)_', n)
+        self.assertNotIn("cas_bytes", bd)
+        self.assertNotIn("cas_capacity_bytes", bd)
+        # per-backend series carry the same labels
+        for m in re.finditer(r'(?m)^(cas_balancer_backend_\w+)\{([^}]*)\}', balancer_text):
+            self.assertEqual(re.findall(r'(\w+)=', m.group(2)), ["backend", "failure_domain"], m.group(0))
+        # the documentation's table
+        with open(os.path.join(ROOT, "docs", "OPERATIONS.md")) as f:
+            doc = f.read()
+        rows = dict(re.findall(r'(?m)^\| `([a-z_]+)` \| (counter|gauge|histogram) \|', doc))
+        for text in (storaged_text, balancer_text):
+            for n, ty in types(text).items():
+                self.assertEqual(rows.get(n), ty, f"{n} ({ty}) not in the Metrics table of docs/OPERATIONS.md")
+
     def test_real_prometheus_scrapes_every_daemon_cleanly(self):
-        self.cluster(n=2, replicas=2)
+        # a failure domain that needs escaping in a label value
+        self.cluster(n=2, replicas=2, domains=['rack "a" \\ 1', "rack-b"])
         bal = self.balancer()
         for s in self.stores:
             self.traffic(s.client())
             s.client().request("GET", f"/local/{sha1(b'posted')}/")
         self.traffic(bal.client())
         targets = [f"127.0.0.1:{s.port}" for s in self.stores] + [f"127.0.0.1:{bal.port}"]
+        texts = {}
         for t in targets:
             text = urllib.request.urlopen(f"http://{t}/metrics", timeout=10).read().decode()
+            texts[t] = text
             p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
                                text=True, timeout=30)
             self.assertEqual(p.returncode, 0, f"{t}: {p.stdout}{p.stderr}")
@@ -93,6 +143,10 @@ class Prometheus(ClusterTest):
             for name in ("process_resident_memory_bytes", "process_open_fds",
                          "process_start_time_seconds", "process_cpu_seconds_total", "cas_build_info"):
                 self.assertIn(name, {n for n, _ in series}, t)
+        self.check_vocabulary(texts[targets[0]], texts[targets[-1]])
+        for name in ("cas_balancer_backend_up", "cas_balancer_backend_latency_seconds"):
+            self.assertIn(f'{name}{{backend="{self.stores[0].url}",failure_domain="rack \\"a\\" \\\\ 1"}} ',
+                          texts[targets[-1]])
         p = subprocess.run(["promtool", "check", "rules", os.path.join(PROM, "rules.yml")],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
@@ -169,6 +223,14 @@ scrape_configs:
             for t in panel["targets"]:
                 res = self.api(port, "query", query=t["expr"])
                 self.assertIsInstance(res["result"], list, panel["title"])
+                if "cas_cluster_" in t["expr"]:  # scraped from the balancer by now
+                    self.assertTrue(res["result"], panel["title"])
+        # one vocabulary: a sum over every job of a storaged name counts only
+        # the storageds (the balancer's copies are cas_cluster_*)
+        res = self.api(port, "query", query='count by (job) (cas_objects)')["result"]
+        self.assertEqual([r["metric"]["job"] for r in res], ["ca-cas-storaged"], res)
+        res = self.api(port, "query", query='count by (job) ({__name__=~"cas_cluster_.*"})')["result"]
+        self.assertEqual([r["metric"]["job"] for r in res], ["ca-cas-balancerd"], res)
 
     def test_probes_and_scrapes_are_logged_at_debug(self):
         s = self.storaged("quiet", extra=["--log-level", "info"])

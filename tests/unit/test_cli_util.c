@@ -269,6 +269,42 @@ static void test_jsonview(void)
     cas_buf_free(&b);
 }
 
+/* The view over jansson: member order kept, numbers as the daemons write
+ * them (%.6g for reals), escapes decoded, odd texts refused with where. */
+static void test_jsonview_odd(void)
+{
+    struct cas_buf b;
+    char err[CLI_ERR_MAX];
+    cas_buf_init(&b);
+    CU_ASSERT_EQUAL(cli_jsonview("{\"z\":1,\"a\":0.5,\"m\":-3,\"free_bytes\":2048.5,"
+                                 "\"s\":\"\\ud83d\\ude00\",\"t\":\"\"}",
+                                 &b, err, sizeof(err)),
+                    0);
+    CU_ASSERT_STRING_EQUAL(b.data, "z: 1\na: 0.5\nm: -3\nfree_bytes: 2048.5\n"
+                                   "s: \xf0\x9f\x98\x80\nt: \"\"\n");
+    cas_buf_reset(&b);
+    CU_ASSERT_EQUAL(cli_jsonview("[1,{\"size\":4096},[]]", &b, err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(b.data, "items:\n  - 1\n  - size: 4096 (4.00 KiB)\n  - (list)\n");
+    cas_buf_reset(&b);
+    CU_ASSERT_EQUAL(cli_jsonview("\"just text\"", &b, err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(b.data, "just text\n");
+    cas_buf_reset(&b);
+    /* a name twice: which one? refused */
+    CU_ASSERT_EQUAL(cli_jsonview("{\"a\":1,\"a\":2}", &b, err, sizeof(err)), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "bad JSON"));
+    /* invalid UTF-8, a lone surrogate, an integer past 2^63-1 */
+    CU_ASSERT_EQUAL(cli_jsonview("{\"a\":\"\xff\"}", &b, err, sizeof(err)), -EINVAL);
+    CU_ASSERT_EQUAL(cli_jsonview("{\"a\":\"\\udc00\"}", &b, err, sizeof(err)), -EINVAL);
+    CU_ASSERT_EQUAL(cli_jsonview("{\"a\":9223372036854775808}", &b, err, sizeof(err)), -EINVAL);
+    /* where it went wrong */
+    CU_ASSERT_EQUAL(cli_jsonview("{\"a\":1,\n\"b\":}", &b, err, sizeof(err)), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "line 2"));
+    CU_ASSERT_EQUAL(cli_jsonview("", &b, err, sizeof(err)), -EINVAL);
+    CU_ASSERT_EQUAL(cli_jsonview(NULL, &b, err, sizeof(err)), -EINVAL);
+    CU_ASSERT_EQUAL(b.len, 0);
+    cas_buf_free(&b);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -283,6 +319,7 @@ int main(void)
     CU_add_test(s, "progress text", test_progress_format);
     CU_add_test(s, "http error text", test_http_error_text);
     CU_add_test(s, "json view", test_jsonview);
+    CU_add_test(s, "json view: order, numbers, odd texts", test_jsonview_odd);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

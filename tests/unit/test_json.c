@@ -189,13 +189,23 @@ static void test_get_flat(void)
     char str[64];
     uint64_t u = 0;
     bool b = false;
+    /* The writer can write 2^64-1; the reader (jansson) holds integers in
+     * int64 and refuses the whole text: numbers past 2^63-1 travel as
+     * strings. The rest of the test reads the same document with
+     * "objects" at the int64 maximum. */
+    CU_ASSERT_EQUAL(cas_json_get_string(s, "id", str, sizeof(str)), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64(s, "objects", &u), -EINVAL);
+    char *big = strstr(s, "18446744073709551615");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    memcpy(big, "09223372036854775807", 20);
+    memmove(big, big + 1, strlen(big)); /* drop the leading 0 */
     CU_ASSERT_EQUAL(cas_json_get_string(s, "id", str, sizeof(str)), 0);
     CU_ASSERT_STRING_EQUAL(str, "42");
     /* Ids travel as strings; get_u64 reads them too. */
     CU_ASSERT_EQUAL(cas_json_get_u64(s, "id", &u), 0);
     CU_ASSERT_EQUAL(u, 42);
     CU_ASSERT_EQUAL(cas_json_get_u64(s, "objects", &u), 0);
-    CU_ASSERT_EQUAL(u, UINT64_MAX);
+    CU_ASSERT_EQUAL(u, (uint64_t)INT64_MAX);
     CU_ASSERT_EQUAL(cas_json_get_bool(s, "active", &b), 0);
     CU_ASSERT_TRUE(b);
     CU_ASSERT_EQUAL(cas_json_get_string(s, "missing", str, sizeof(str)), -ENOENT);
@@ -238,9 +248,10 @@ static void test_get_not_fooled(void)
     CU_ASSERT_EQUAL(cas_json_get_string(s, "text", str, sizeof(str)), 0);
     CU_ASSERT_STRING_EQUAL(str, "\"id\":9");
     CU_ASSERT_EQUAL(cas_json_get_u64("{\"list\":[{\"x\":7}]}", "x", &u), -ENOENT);
-    CU_ASSERT_EQUAL(cas_json_get_u64("", "x", &u), -ENOENT);
+    /* Not a JSON object at all: refused (was -ENOENT by the hand parser). */
+    CU_ASSERT_EQUAL(cas_json_get_u64("", "x", &u), -EINVAL);
     CU_ASSERT_EQUAL(cas_json_get_u64("{\"x\":\"unterminated", "x", &u), -EINVAL);
-    CU_ASSERT_EQUAL(cas_json_get_string("{\"x", "x", str, sizeof(str)), -ENOENT);
+    CU_ASSERT_EQUAL(cas_json_get_string("{\"x", "x", str, sizeof(str)), -EINVAL);
 }
 
 /* What the writer escapes, get_string unescapes (for the escapes it
@@ -288,6 +299,92 @@ static void test_get_u64_rejects_bad_numbers(void)
     CU_ASSERT_EQUAL(u, 99);
 }
 
+/* Odd inputs to the jansson-based readers: a text that is not one
+ * well-formed object is refused as a whole (-EINVAL), whatever member is
+ * asked for; only top-level members count. */
+static void test_get_odd_inputs(void)
+{
+    char str[64];
+    uint64_t u = 77;
+    bool b = false;
+    /* Duplicate member names: ambiguous, refused (not first or last wins). */
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":1,\"n\":2}", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":1,\"m\":3,\"n\":1}", "m", &u), -EINVAL);
+    CU_ASSERT_EQUAL(u, 77);
+    /* The same name nested twice is fine: different objects. */
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"a\":{\"n\":1},\"b\":{\"n\":2},\"n\":5}", "n", &u), 0);
+    CU_ASSERT_EQUAL(u, 5);
+    /* Nested before and after the top-level member: the top level counts. */
+    CU_ASSERT_EQUAL(cas_json_get_bool("{\"gc\":{\"active\":true},\"active\":false,"
+                                      "\"x\":[{\"active\":true}]}",
+                                      "active", &b),
+                    0);
+    CU_ASSERT_FALSE(b);
+    CU_ASSERT_EQUAL(cas_json_get_string("{\"e\":{\"error\":\"inner\"}}", "error", str, sizeof(str)),
+                    -ENOENT);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"list\":[{\"id\":7}],\"gc\":{\"id\":\"8\"}}", "id", &u),
+                    -ENOENT);
+    /* A top-level value that is not an object. */
+    CU_ASSERT_EQUAL(cas_json_get_u64("[{\"n\":1}]", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64("1", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64(NULL, "n", &u), -EINVAL);
+    /* Numbers out of range or not integers. */
+    u = 77;
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":9223372036854775808}", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":9223372036854775808,\"m\":1}", "m", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":\"18446744073709551616\"}", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":1.5}", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":1e3}", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":\"12abc\"}", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":\"\"}", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":\" 1\"}", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(u, 77);
+    /* ... while the full range travels as a string, and int64's top as a number. */
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":\"18446744073709551615\"}", "n", &u), 0);
+    CU_ASSERT_EQUAL(u, UINT64_MAX);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":9223372036854775807}", "n", &u), 0);
+    CU_ASSERT_EQUAL(u, (uint64_t)INT64_MAX);
+    /* Invalid UTF-8 anywhere in the text, a lone surrogate, \u0000. */
+    CU_ASSERT_EQUAL(cas_json_get_string("{\"s\":\"a\xff\"}", "s", str, sizeof(str)), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_string("{\"s\":\"\xc0\xaf\"}", "s", str, sizeof(str)), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"\xe2\x82\":1,\"n\":2}", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_string("{\"s\":\"\\ud800\"}", "s", str, sizeof(str)), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_string("{\"s\":\"a\\u0000b\"}", "s", str, sizeof(str)), -EINVAL);
+    /* Escapes are decoded: \u00e9, a surrogate pair, \r \b \f. */
+    CU_ASSERT_EQUAL(cas_json_get_string("{\"s\":\"\\u00e9\\ud83d\\ude00\\r\\b\\f\"}", "s", str,
+                                        sizeof(str)),
+                    0);
+    CU_ASSERT_STRING_EQUAL(str, "\xc3\xa9\xf0\x9f\x98\x80\r\b\f");
+    /* Valid UTF-8 passes; a cut in the middle of a character is still
+     * cut (outlen bytes), as callers only show the text. */
+    CU_ASSERT_EQUAL(cas_json_get_string("{\"s\":\"d\xc3\xa9j\xc3\xa0\"}", "s", str, sizeof(str)), 0);
+    CU_ASSERT_STRING_EQUAL(str, "d\xc3\xa9j\xc3\xa0");
+    /* Trailing text after the object. */
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":1} {\"n\":2}", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":1}x", "n", &u), -EINVAL);
+    CU_ASSERT_EQUAL(cas_json_get_u64("{\"n\":1}\r\n", "n", &u), 0); /* whitespace is fine */
+    /* Every proper prefix of a document is refused; the whole one reads. */
+    const char *doc = "{\"active\":true,\"id\":\"12\",\"gc\":{\"n\":[1,2]},\"objects\":3}";
+    size_t len = strlen(doc);
+    char *cut = malloc(len + 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cut);
+    for (size_t i = 0; i < len; i++) {
+        memcpy(cut, doc, i);
+        cut[i] = '\0';
+        u = 77;
+        CU_ASSERT_EQUAL(cas_json_get_u64(cut, "objects", &u), -EINVAL);
+        CU_ASSERT_EQUAL(cas_json_get_bool(cut, "active", &b), -EINVAL);
+        CU_ASSERT_EQUAL(u, 77);
+    }
+    free(cut);
+    CU_ASSERT_EQUAL(cas_json_get_u64(doc, "objects", &u), 0);
+    CU_ASSERT_EQUAL(u, 3);
+    CU_ASSERT_EQUAL(cas_json_get_u64(doc, "id", &u), 0);
+    CU_ASSERT_EQUAL(u, 12);
+    /* outlen 0 has no room for the terminator. */
+    CU_ASSERT_EQUAL(cas_json_get_string("{\"s\":\"x\"}", "s", str, 0), -EINVAL);
+}
+
 static void test_get_bool_values(void)
 {
     bool b = false;
@@ -317,6 +414,8 @@ int main(void)
     CU_add_test(s, "string round trip", test_round_trip_string);
     CU_add_test(s, "get_u64 rejects bad numbers", test_get_u64_rejects_bad_numbers);
     CU_add_test(s, "get_bool values", test_get_bool_values);
+    CU_add_test(s, "get_* odd inputs: duplicates, nesting, range, UTF-8, truncation",
+                test_get_odd_inputs);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -265,17 +265,51 @@ static int copy_one(struct pass *p, struct rb_io *io, size_t i, const char *hex,
 }
 
 /* Is the home of the object complete right now? Asks each member. */
-static bool home_confirmed(struct pass *p, struct rb_io *io, const char *hex,
-                           const struct rb_plan *plan)
+/* A home copy read back whole: its bytes, hashed as they arrive. */
+struct verify {
+    struct cas_hash *h;
+    uint64_t got;
+};
+
+static int verify_sink(void *cls, const char *d, size_t n)
+{
+    struct verify *v = cls;
+    cas_hash_update(v->h, d, n);
+    v->got += n;
+    return 0;
+}
+
+/*
+ * Before any copy outside an object's home is removed, every home copy is
+ * read back whole and hashed against the key (size bytes). A HEAD is not
+ * enough: a copy that rotted unnoticed answers HEAD 200, and removing the
+ * good copies elsewhere would lose the object. Costs one read of the object
+ * per home copy, only for objects that have copies to remove.
+ */
+static bool home_confirmed(struct pass *p, struct rb_io *io, const char *hex, uint64_t size,
+                           const struct cas_key *key, const struct rb_plan *plan)
 {
     for (size_t h = 0; h < plan->nhome; h++) {
         const struct rb_backend *b = &p->c->b[plan->home[h]];
-        char url[1200], err[512];
+        char url[1200], err[512] = "";
         snprintf(url, sizeof(url), "%s/objects/%s", b->url, hex);
-        long status = rb_io_simple(io, "HEAD", url, err, sizeof(err));
+        struct verify v = {.h = cas_hash_new(key->algo)};
+        if (!v.h) {
+            event(p, false, "%s: copies outside its home kept: out of memory", hex);
+            return false;
+        }
+        long status = rb_io_get(io, url, verify_sink, &v, err, sizeof(err));
+        struct cas_key got = {.algo = key->algo};
+        cas_hash_final(v.h, got.digest);
+        cas_hash_free(v.h);
+        if (status == 200 && (v.got != size || !cas_key_equal(&got, key))) {
+            snprintf(err, sizeof(err), "the copy on %s does not match its key (%" PRIu64
+                     " of %" PRIu64 " bytes read)", b->url, v.got, size);
+            status = -EBADMSG;
+        }
         if (status != 200) {
-            if (status > 0)
-                snprintf(err, sizeof(err), "HEAD %s answered %ld", url, status);
+            if (status > 0 && !err[0])
+                snprintf(err, sizeof(err), "GET %s answered %ld", url, status);
             event(p, false, "%s: copies outside its home kept: %s", hex, err);
             return false;
         }
@@ -308,7 +342,7 @@ static void do_object(struct pass *p, struct rb_io *io, struct rb_plan *plan, bo
     }
     if (!plan->nremove || !plan->removals_allowed)
         return;
-    if (!complete || stopped(p->o) || !home_confirmed(p, io, hex, plan)) {
+    if (!complete || stopped(p->o) || !home_confirmed(p, io, hex, size, &k, plan)) {
         ADD(removals_skipped, plan->nremove);
         return;
     }

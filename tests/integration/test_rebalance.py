@@ -282,6 +282,41 @@ class TestRebalance(RebalanceTest):
         self.assertIn("--dry-run", r.stdout)
 
 
+class TestRottenHome(RebalanceTest):
+    """A home copy that rotted unnoticed (HEAD still answers 200) must not
+    let rebalance remove the good copy outside the home: the home copy is
+    read back and hashed before any removal."""
+
+    def test_rebalance_keeps_the_good_copy_when_the_home_copy_rotted(self):
+        self.cluster(n=2, replicas=1)
+        data = b"UNIQUEMARKER-" * 4000
+        k = sha1(data)
+        home = self.home(k)[0]
+        other = 1 - home
+        for s in self.stores:
+            self.assertEqual(s.client().put(data).status, 201)
+        # flip one byte of the home copy on disk, behind the store's back
+        d = self.stores[home].dir
+        for n in sorted(os.listdir(d)):
+            p = os.path.join(d, n)
+            if not n.startswith("data") or not os.path.isfile(p):
+                continue
+            with open(p, "r+b") as f:
+                b = f.read()
+                i = b.find(b"UNIQUEMARKER-UNIQUEMARKER")
+                if i >= 0:
+                    f.seek(i + 5000)
+                    f.write(bytes([b[i + 5000] ^ 1]))
+                    break
+        else:
+            self.fail("the object's bytes were not found in the home's data files")
+        self.assertEqual(self.stores[home].client().request("HEAD", f"/objects/{k}").status, 200)
+        r, st = self.rebalance(check=False)
+        # the good copy outside the home is kept
+        self.assertEqual(self.stores[other].client().get(k).body, data, r.stdout + r.stderr)
+        self.assertGreaterEqual(st["removals_skipped"], 1, st)
+
+
 class TestAntiEntropy(RebalanceTest):
     def test_a_copy_deleted_behind_the_back_comes_back_within_an_interval(self):
         interval = 3

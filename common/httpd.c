@@ -657,6 +657,54 @@ static void begin_request(struct http_server *srv, struct http_req *req)
     req->route->handler(req);
 }
 
+/* How the request says its body is framed (RFC 9112 6.1, 6.3). */
+struct framing {
+    unsigned lengths;      /* Content-Length headers */
+    bool lengths_differ;   /* ...with different values */
+    const char *length;    /* the first one */
+    bool transfer_coding;  /* a Transfer-Encoding header */
+};
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    struct framing *f = cls;
+    (void)kind;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        if (f->lengths++ && strcmp(f->length, value ? value : "") != 0)
+            f->lengths_differ = true;
+        if (f->lengths == 1)
+            f->length = value ? value : "";
+    } else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->transfer_coding = true;
+    }
+    return MHD_YES;
+}
+
+/*
+ * Refuses a request whose body framing is ambiguous: a Transfer-Encoding
+ * together with a Content-Length, or Content-Length headers that disagree.
+ * Two parsers in a row (a load balancer, then this daemon) could otherwise
+ * cut the bytes into requests differently and smuggle one past the other
+ * (RFC 9112 6.1: such a message must be answered and the connection
+ * closed; 6.3: differing lengths are an unrecoverable error). The 400
+ * closes the connection, so nothing after the head is read as a request.
+ */
+static bool refuse_ambiguous_framing(struct http_req *req)
+{
+    struct framing f = {0};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, framing_header, &f);
+    if (f.transfer_coding && f.lengths)
+        http_error(req, 400, "both Transfer-Encoding and Content-Length: the body's framing is "
+                             "ambiguous (RFC 9112 6.1)");
+    else if (f.lengths_differ)
+        http_error(req, 400, "Content-Length headers that disagree (RFC 9112 6.3)");
+    else
+        return false;
+    MHD_add_response_header(req->resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return true;
+}
+
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -680,6 +728,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         pthread_mutex_lock(&srv->lock);
         srv->active++;
         pthread_mutex_unlock(&srv->lock);
+        if (refuse_ambiguous_framing(req))
+            return queue(req);
         begin_request(srv, req);
         /* An answer ready before the body is read is sent at once (and
          * libmicrohttpd closes the connection rather than read the body);

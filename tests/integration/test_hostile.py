@@ -410,6 +410,55 @@ class TestConformance(HostileBase):
         return Client("127.0.0.1", port, 10).request(method, path or f"/objects/{self.key}",
                                                      headers=headers)
 
+    def raw(self, port, data):
+        """Sends data on one connection; returns everything read until the
+        server closes it (or 5 s pass)."""
+        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        c.sendall(data)
+        out = b""
+        try:
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except socket.timeout:
+            out += b"<still open>"
+        c.close()
+        return out
+
+    def test_ambiguous_framing_is_refused_and_closes(self):
+        """RFC 9112 6.1/6.3: Transfer-Encoding with Content-Length, or two
+        different Content-Lengths, are refused and the connection closed,
+        so bytes after the head are never read as a second request (which
+        would let a request be smuggled past a front load balancer)."""
+        smuggled = b"smuggled"
+        skey = sha1(smuggled)
+        second = (f"PUT /objects/{skey} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(smuggled)}"
+                  f"\r\n\r\n").encode() + smuggled
+        for name, port in self.each():
+            with self.subTest(name):
+                body = b"abc"
+                k = sha1(body)
+                cl_te = (f"PUT /objects/{k} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n").encode() + second
+                out = self.raw(port, cl_te)
+                self.assertTrue(out.startswith(b"HTTP/1.1 400"), out[:200])
+                self.assertEqual(out.count(b"HTTP/1.1 "), 1, out)
+                two_cl = (f"PUT /objects/{k} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                          "Content-Length: 7\r\n\r\nabcdefg").encode() + second
+                out = self.raw(port, two_cl)
+                self.assertTrue(out.startswith(b"HTTP/1.1 400"), out[:200])
+                self.assertEqual(out.count(b"HTTP/1.1 "), 1, out)
+                for s in (self.s,):
+                    self.assertEqual(s.client().get(skey).status, 404)
+                    self.assertEqual(s.client().get(k).status, 404)
+                # the same length twice is one length: accepted
+                same = (f"PUT /objects/{k} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                        "Content-Length: 3\r\nConnection: close\r\n\r\nabc").encode()
+                self.assertTrue(self.raw(port, same).startswith(b"HTTP/1.1 201"))
+                Client("127.0.0.1", self.s.port, 10).request("DELETE", f"/objects/{k}")
+
     def test_conditional_get(self):
         k = self.key
         etag = f'"{k}"'

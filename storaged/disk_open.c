@@ -239,6 +239,13 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
             snprintf(err, errlen, "out of memory replaying the index");
             return -ENOMEM;
         }
+        /* A tombstone says the object is not stored (docs/FORMAT.md): it
+         * also removes it, so that a damaged DEL record before it (skipped
+         * by fsck --repair) cannot bring a deleted object back. A later
+         * PUT record (a client's new write) stores it again. */
+        e = objtab_find(&d->tab, r->digest);
+        if (e != OBJTAB_NONE)
+            objtab_remove(&d->tab, e);
         return 0;
     case REC_GC_BEGIN:
         mark_all(d, true);

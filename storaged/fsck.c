@@ -497,7 +497,11 @@ int store_fsck(const char *dir, unsigned flags, fsck_say_fn sayfn, fsck_progress
     if (out->bad_header)
         say(&f, true, "index: the HEADER record (the first 64 bytes) is damaged");
     if (out->bad_records)
-        say(&f, true, "index: %" PRIu64 " damaged records in the middle of the file",
+        say(&f, true,
+            "index: %" PRIu64 " damaged records in the middle of the file; a repair skips "
+            "them: client deletes stay deleted (their tombstones), but if one was the end of a "
+            "GC cycle (GC_END), the objects that cycle removed are back and the cycle looks "
+            "active: after the repair, end or cancel it and run a new GC cycle",
             out->bad_records);
     if (out->torn_bytes)
         say(&f, true, "index: torn tail of %" PRIu64 " bytes", out->torn_bytes);

@@ -315,6 +315,32 @@ class BadState(TempDirTest):
         self.assertEqual(fsck(s.dir)[0], 0)
         self.assert_all_read_back(s, objs)
 
+    def test_repair_skipping_a_damaged_del_keeps_the_object_deleted(self):
+        """A damaged DEL record is skipped by fsck --repair; the tombstone
+        written with the delete still says 'not stored', so the deleted
+        object does not come back (SPEC: a 204 is never undone)."""
+        s, objs = self.populated(3)
+        s.start()
+        gone = objs[1]
+        self.assertEqual(s.client().request("DELETE", f"/objects/{self.key(gone)}").status, 204)
+        self.assertEqual(s.stop(), 0)
+        path = os.path.join(s.dir, "index")
+        with open(path, "r+b") as f:
+            data = f.read()
+            for at in range(0, len(data) - 63, 64):
+                if data[at + 4] == 3:  # DEL
+                    f.seek(at + 40)     # a byte of the digest: the CRC no longer matches
+                    f.write(bytes([data[at + 40] ^ 0xFF]))
+                    break
+            else:
+                self.fail("no DEL record in the index")
+        self.assert_refused(s, "fsck")
+        self.repair(s)
+        self.assert_all_read_back(s, [objs[0], objs[2]])
+        s.start()
+        self.assertEqual(s.client().get(self.key(gone)).status, 404)
+        s.stop()
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -70,7 +70,7 @@ int main(int argc, char **argv)
         {"auth-reads", CAS_OPT_FLAG, &auth_reads, NULL, "object reads need the token too"},
         {"threads", CAS_OPT_UINT, &threads, "N", "most connections served at once (512)"},
         {"max-client-connections", CAS_OPT_UINT, &per_client, "N",
-         "most connections from one client address (default: half of --threads)"},
+         "most connections from one client address (default: --threads less 16)"},
         {"header-timeout", CAS_OPT_UINT, &header_timeout, "SECONDS",
          "a new connection must send its request head within this (10)"},
         {"idle-timeout", CAS_OPT_UINT, &idle_timeout, "SECONDS",
@@ -137,6 +137,11 @@ int main(int argc, char **argv)
         free(token);
         return 2;
     }
+    /* A storaged's main client is a balancer, all of whose requests come
+     * from one address: it may use all but 16 connections, which stay for
+     * everyone else (probes from other balancers, operators). */
+    if (!per_client && threads > 32)
+        per_client = threads - 16;
     if (!threads || threads > 1000000 || per_client > threads || !header_timeout ||
         header_timeout > 86400 || !idle_timeout || idle_timeout > 86400) {
         fprintf(stderr, "ca-cas-storaged: want 1 <= --max-client-connections <= --threads <= "

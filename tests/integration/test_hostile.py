@@ -147,6 +147,38 @@ class HostileBase(TempDirTest):
 
 # ---- idle and slow clients -------------------------------------------------
 
+class TestStalledThroughBalancer(HostileBase):
+    def test_one_client_stalling_uploads_does_not_take_the_backend_down(self):
+        """260 uploads from one address that stall after a few bytes, through
+        a balancer, each holding a balancer->storaged connection: the
+        storaged's per-address cap must leave the balancer room for its
+        probes and for other clients (a storaged that refuses the probes
+        looks down to everyone: 503 for every write)."""
+        s, b = self.both()
+        socks = []
+        self.addCleanup(lambda: [x.close() for x in socks])
+        for i in range(260):
+            try:
+                c = socket.socket()
+                c.bind(("127.0.0.2", 0))
+                c.settimeout(5)
+                c.connect(("127.0.0.1", b.port))
+                key = sha1(f"stalled {i}".encode())
+                c.sendall(f"PUT /objects/{key} HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576"
+                          "\r\n\r\n0123456789".encode())
+                socks.append(c)
+            except OSError:
+                break  # the balancer's own per-address cap: fine
+        self.assertGreater(len(socks), 100, "nothing stalled: nothing was tested")
+        time.sleep(2.5)  # a few probe rounds with the stalled uploads in place
+        data = b"another client " * 50
+        t0 = time.time()
+        c = Client("127.0.0.1", b.port, 10)
+        self.assertEqual(c.put(data).status, 201)
+        self.assertEqual(c.get(sha1(data)).body, data)
+        self.assertLess(time.time() - t0, 5)
+
+
 class TestIdleStorm(HostileBase):
     IDLE, DRIP = 1600, 400
     HEADER_TIMEOUT = 3

@@ -1207,10 +1207,11 @@ static void put_answer(struct http_req *req, struct put_ctx *p)
             snprintf(loc, sizeof(loc), "/objects/%s", hex);
             http_add_header(req, "Location", loc);
         } else {
-            struct cas_buf b;
-            cas_buf_init(&b);
-            cas_buf_printf(&b, "{\"key\":\"%s\",\"copies\":%zu}", hex, ok);
-            http_reply_json(req, created ? 201 : 200, &b);
+            /* As a storaged answers (docs/API.md): the key and a newline;
+             * the copies made are in X-CAS-Copies. */
+            char body[CAS_MAX_HEX + 2];
+            snprintf(body, sizeof(body), "%s\n", hex);
+            http_reply(req, created ? 201 : 200, "text/plain", body, strlen(body));
         }
         put_copies_headers(req, p, ok);
     } else if (worst == 422 || worst == 413 || worst == 507 || worst == 400) {

@@ -192,6 +192,7 @@ static void put_done(struct http_req *req)
         http_reply_buf(req, c->kind == PUT_KEYED && !created ? 200 : 201, "text/plain", &b);
     }
     http_add_header(req, "Location", loc);
+    http_add_header(req, "X-CAS-Copies", "1"); /* one durable copy: this disk's */
     add_gc_header(req);
 }
 
@@ -272,6 +273,8 @@ static void reply_key(struct http_req *req, unsigned status, const struct cas_ke
     cas_buf_init(&b);
     cas_buf_printf(&b, "%s\n", hex);
     http_reply_buf(req, status, "text/plain", &b);
+    if (status == 200 || status == 201)
+        http_add_header(req, "X-CAS-Copies", "1");
     add_gc_header(req);
 }
 

@@ -201,6 +201,7 @@ http {{
             r = c.put(data)
             self.assertEqual(r.status, 201, r.body)
             self.assertEqual(r.header("X-CAS-Copies"), "2")
+            self.assertEqual(r.body, (sha1(data) + "\n").encode())  # as a storaged answers
         for data in objs:
             self.assertEqual(c.get(sha1(data)).body, data)
         # both balancers served, and logged the client from X-Forwarded-For

@@ -705,6 +705,40 @@ static bool refuse_ambiguous_framing(struct http_req *req)
     return true;
 }
 
+/* Query parameters seen so far, to find one given twice. */
+struct query_names {
+    const char *names[32];
+    size_t n;
+    const char *twice;
+};
+
+static enum MHD_Result query_name(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    struct query_names *q = cls;
+    (void)kind, (void)value;
+    for (size_t i = 0; i < q->n; i++)
+        if (!strcmp(q->names[i], key)) {
+            q->twice = key;
+            return MHD_NO;
+        }
+    if (q->n < sizeof(q->names) / sizeof(q->names[0]))
+        q->names[q->n++] = key;
+    return MHD_YES;
+}
+
+/* A query parameter given twice (`gc/end?id=1&id=2`) is refused: which one
+ * counts would be a guess. */
+static bool refuse_repeated_parameter(struct http_req *req)
+{
+    struct query_names q = {.n = 0};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_name, &q);
+    if (!q.twice)
+        return false;
+    http_error(req, 400, "query parameter \"%s\" given more than once", q.twice);
+    return true;
+}
+
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -728,7 +762,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         pthread_mutex_lock(&srv->lock);
         srv->active++;
         pthread_mutex_unlock(&srv->lock);
-        if (refuse_ambiguous_framing(req))
+        if (refuse_ambiguous_framing(req) || refuse_repeated_parameter(req))
             return queue(req);
         begin_request(srv, req);
         /* An answer ready before the body is read is sent at once (and

@@ -88,6 +88,17 @@ class StrictInput(TempDirTest):
             self.assertEqual(r.status, 200)
             self.assertIn(sha1(b"x" * 100), r.body.decode())
 
+    def test_repeated_parameters_refused(self):
+        for who, c in self.both():
+            with self.subTest(daemon=who):
+                r = c.request("POST", "/gc/begin?id=77&id=78")
+                self.assertEqual(r.status, 400, r.body)
+                self.assertIn("given more than once", r.json()["error"])
+                self.assertFalse(c.request("GET", "/gc").json()["active"])
+                for q in ("state=live&state=garbage", "min_size=1&min_size=2"):
+                    self.assertEqual(c.request("GET", f"/objects?{q}").status, 400, q)
+                self.assertEqual(c.request("GET", "/objects?state=live&min_size=1").status, 200)
+
     def test_yes_no_parameters(self):
         for who, c in self.both():
             for v in ("yes", "2", "", "%201", "true"):

@@ -414,7 +414,7 @@ static bool authorized(struct http_server *srv, struct http_req *req)
         return true;
     }
     const char *h = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h || strncmp(h, "Bearer ", 7) != 0)
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
         return false;
     /* Compare digests so neither the length nor the content leaks timing. */
     unsigned char d[32];

@@ -540,6 +540,13 @@ static void test_bearer_token(void)
     CU_ASSERT_EQUAL(r.status, 200);
     CU_ASSERT_STRING_EQUAL(r.body.data, "hello\n");
     done(&r);
+    /* The scheme's name is case-insensitive (RFC 9110 11.1); the token is not. */
+    request(p, "GET", "/hello", "bearer s3cret", NULL, 0, false, 0, &r);
+    CU_ASSERT_EQUAL(r.status, 200);
+    done(&r);
+    request(p, "GET", "/hello", "BEARER S3CRET", NULL, 0, false, 0, &r);
+    CU_ASSERT_EQUAL(r.status, 401);
+    done(&r);
     request(p, "POST", "/admin", NULL, NULL, 0, false, 0, &r);
     CU_ASSERT_EQUAL(r.status, 401);
     done(&r);

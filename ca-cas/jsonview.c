@@ -116,6 +116,7 @@ static int parse_string(struct jv_parser *ps, char **out)
             break;
         }
         case '\0':
+            ps->p--; /* back on the terminator: the message quotes from there */
             cas_buf_free(&b);
             return fail(ps, "unfinished string");
         default:

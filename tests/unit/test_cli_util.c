@@ -269,6 +269,22 @@ static void test_jsonview(void)
     cas_buf_free(&b);
 }
 
+/* Found by tests/fuzz/jsonview.c: a string ending in a backslash at the
+ * very end of the text ("{\"a\":\"\\") stepped past the terminating NUL,
+ * and the error message then quoted the bytes after it (a heap overflow
+ * under ASan, which the sanitized build of this suite reports). */
+static void test_jsonview_backslash_at_end(void)
+{
+    struct cas_buf b;
+    cas_buf_init(&b);
+    char err[256] = "";
+    char *json = strdup("{\"a\":\"\\"); /* exact size: nothing readable after the NUL */
+    CU_ASSERT_EQUAL(cli_jsonview(json, &b, err, sizeof(err)), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "unfinished string"));
+    free(json);
+    cas_buf_free(&b);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -283,6 +299,7 @@ int main(void)
     CU_add_test(s, "progress text", test_progress_format);
     CU_add_test(s, "http error text", test_http_error_text);
     CU_add_test(s, "json view", test_jsonview);
+    CU_add_test(s, "json view: backslash at the very end", test_jsonview_backslash_at_end);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

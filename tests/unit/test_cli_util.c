@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <CUnit/Basic.h>
+#include <math.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,13 @@ static void test_human(void)
     CU_ASSERT_STRING_EQUAL(b, "1m 30s");
     cli_human_duration(3 * 86400 + 4 * 3600 + 5, b, sizeof(b));
     CU_ASSERT_STRING_EQUAL(b, "3d 4h");
+    /* Found by tests/fuzz/jsonview.c: a server's "uptime_seconds" past
+     * 2^64 (or NaN) was converted to an integer, undefined behaviour that
+     * the sanitized build of this suite reports. */
+    cli_human_duration(4.4e85, b, sizeof(b));
+    CU_ASSERT_STRING_EQUAL(b, "4.4e+85s");
+    cli_human_duration(NAN, b, sizeof(b));
+    CU_ASSERT_STRING_EQUAL(b, "nans");
 }
 
 static void test_percentile(void)

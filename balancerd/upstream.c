@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "balancer.h"
 #include "log.h"
+#include "num.h"
 #include "token.h"
 
 #include <errno.h>
@@ -638,7 +639,10 @@ int upstream_parse_head(const char *buf, size_t hlen, bool is_head, struct bstre
         } else if ((v = header_value(p, e, "transfer-encoding", 17, &vl))) {
             head->chunked = true; /* any transfer coding: a framing not read here */
         } else if ((v = header_value(p, e, "x-cas-gc", 8, &vl))) {
-            head->gc_id = strtoull(v, NULL, 10);
+            /* The value's own bytes only: the head is not NUL-terminated,
+             * and strtoull would skip the line end into the next line. */
+            uint64_t id;
+            head->gc_id = cas_parse_u64_n(v, vl, &id) == 0 ? id : 0;
         } else if ((v = header_value(p, e, "connection", 10, &vl))) {
             if (has_token(v, vl, "close"))
                 close_conn = true;

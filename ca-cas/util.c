@@ -172,6 +172,10 @@ void cli_human_duration(double s, char *out, size_t outlen)
         snprintf(out, outlen, "%.1fs", s);
         return;
     }
+    if (!(s < 18446744073709551616.0)) { /* past 2^64 s, or NaN: no integer holds it */
+        snprintf(out, outlen, "%.2gs", s);
+        return;
+    }
     uint64_t t = (uint64_t)s;
     if (t < 3600)
         snprintf(out, outlen, "%llum %llus", (unsigned long long)(t / 60),

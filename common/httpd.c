@@ -649,6 +649,15 @@ static void begin_request(struct http_server *srv, struct http_req *req)
             req->content_length = v;
         }
     }
+    /* libmicrohttpd frames a body by a bare "chunked" only: with any other
+     * coding ("gzip, chunked", "gzip") it waits for the connection to end.
+     * Refused at once instead (RFC 9112 section 6.1). */
+    const char *te = http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te && strcasecmp(te, "chunked") != 0) {
+        http_error(req, 501, "Transfer-Encoding \"%.100s\" is not supported: send the body "
+                             "chunked or with a Content-Length", te);
+        return;
+    }
     uint64_t limit = upload_limit(srv, req);
     if (limit && req->has_length && req->content_length > limit) {
         http_error(req, 413, "object is over the limit of %" PRIu64 " bytes", srv->cfg.max_upload);

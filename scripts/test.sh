@@ -52,6 +52,6 @@ echo "== unit tests (ASan+UBSan)"; count_ctest build-asan
 echo "== integration tests (plain)"; count_integration build
 echo "== integration tests (ASan+UBSan)"
 count_integration build-asan "CAS_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
-echo "== fuzz targets (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-12} s each)"; count_fuzz
+echo "== fuzz targets (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-10} s each)"; count_fuzz
 echo "all suites: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

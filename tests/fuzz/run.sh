@@ -3,7 +3,7 @@
 # tests/fuzz into build-fuzz/ (clang, ASan+UBSan) and runs each for a fixed
 # time over its seed corpus (tests/fuzz/corpus/<name>/, read only; what the
 # fuzzer learns goes to build-fuzz/fuzz-corpus/<name>/ and is kept for the
-# next run). Default: every target, FUZZ_SECONDS (12) seconds each.
+# next run). Default: every target, FUZZ_SECONDS (10) seconds each.
 #
 # Prints one line per target with its executions and coverage (libFuzzer's
 # cov/ft), then "fuzz: N passed, N failed". Exits non-zero when a target
@@ -13,7 +13,7 @@
 # FUZZ_NO_BUILD=1 skips the build (for several runs side by side).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
-secs=${FUZZ_SECONDS:-12}
+secs=${FUZZ_SECONDS:-10}
 if [ "${1:-}" = "-t" ]; then secs=$2; shift 2; fi
 bdir="$top/build-fuzz"
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -56,11 +56,18 @@ for t in "${targets[@]}"; do
   # Targets that need files make them under TMPDIR and remove them at exit;
   # a crash skips that, so each target gets its own directory, removed here.
   scratch=$(mktemp -d "$( [ -d /dev/shm ] && echo /dev/shm || echo /tmp )/cas-fuzz-run-XXXXXX")
+  # The *_http targets serve each input on server threads that may still be
+  # exiting when the input returns: libFuzzer's leak check after each input
+  # would then see their thread-local caches as leaked. Their leaks are
+  # checked where a daemon really stops: test_http_fuzz.py (SIGTERM, exit 0
+  # under ASan with detect_leaks=1).
+  extra=()
+  case $t in *_http) extra=(-detect_leaks=0) ;; esac
   # -timeout: one input taking this long is a finding (a hang); the RSS
   # limit catches inputs that make memory grow without bound.
   TMPDIR=$scratch ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-    "$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
+    "$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=65536 "${extra[@]}" \
     -print_final_stats=1 -artifact_prefix="$bdir/fuzz-artifacts/$t-" \
     "$work" "$seeds" >"$log" 2>&1
   rc=$?

@@ -197,9 +197,9 @@ class Gen:
         te = r.random() < 0.1
         if te:
             headers.append(("Transfer-Encoding", r.choice(["chunked", "chunked", "gzip, chunked", "identity", "chunked, identity"])))
-            # Only a bare "chunked" is framed: libmicrohttpd waits for the
-            # connection to end on a coding list it does not take (a 501
-            # would be better; see docs/TESTING.md).
+            # Only a bare "chunked" frames a body: any other coding is
+            # answered 501 and the connection closed (the rest of the batch
+            # is never read), so such a request ends its batch.
             if "chunked" in headers[-1][1]:
                 out = b""
                 rest = body

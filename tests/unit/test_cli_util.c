@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <CUnit/Basic.h>
+#include <math.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,13 @@ static void test_human(void)
     CU_ASSERT_STRING_EQUAL(b, "1m 30s");
     cli_human_duration(3 * 86400 + 4 * 3600 + 5, b, sizeof(b));
     CU_ASSERT_STRING_EQUAL(b, "3d 4h");
+    /* Found by tests/fuzz/jsonview.c: a server's "uptime_seconds" past
+     * 2^64 (or NaN) was converted to an integer, undefined behaviour that
+     * the sanitized build of this suite reports. */
+    cli_human_duration(4.4e85, b, sizeof(b));
+    CU_ASSERT_STRING_EQUAL(b, "4.4e+85s");
+    cli_human_duration(NAN, b, sizeof(b));
+    CU_ASSERT_STRING_EQUAL(b, "nans");
 }
 
 static void test_percentile(void)
@@ -305,6 +313,22 @@ static void test_jsonview_odd(void)
     cas_buf_free(&b);
 }
 
+/* Found by tests/fuzz/jsonview.c: a string ending in a backslash at the
+ * very end of the text ("{\"a\":\"\\") stepped past the terminating NUL,
+ * and the error message then quoted the bytes after it (a heap overflow
+ * under ASan, which the sanitized build of this suite reports). */
+static void test_jsonview_backslash_at_end(void)
+{
+    struct cas_buf b;
+    cas_buf_init(&b);
+    char err[256] = "";
+    char *json = strdup("{\"a\":\"\\"); /* exact size: nothing readable after the NUL */
+    CU_ASSERT_EQUAL(cli_jsonview(json, &b, err, sizeof(err)), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "bad JSON"));
+    free(json);
+    cas_buf_free(&b);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -320,6 +344,7 @@ int main(void)
     CU_add_test(s, "http error text", test_http_error_text);
     CU_add_test(s, "json view", test_jsonview);
     CU_add_test(s, "json view: order, numbers, odd texts", test_jsonview_odd);
+    CU_add_test(s, "json view: backslash at the very end", test_jsonview_backslash_at_end);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -18,6 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define STREAM_SIZE (1024 * 1024)
@@ -471,6 +475,45 @@ static void test_body_refused_midway(void)
     done(&r);
 }
 
+/* Sends raw bytes on a new connection; up to outlen - 1 bytes of the
+ * answer (10 s at most) into out. */
+static void raw_exchange(const char *req, char *out, size_t outlen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 10};
+    out[0] = '\0';
+    CU_ASSERT_FATAL(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    CU_ASSERT(send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
+    ssize_t n = recv(fd, out, outlen - 1, 0);
+    out[n > 0 ? n : 0] = '\0';
+    close(fd);
+}
+
+/* Found by tests/integration/test_http_fuzz.py: a Transfer-Encoding other
+ * than a bare "chunked" ("gzip, chunked", "gzip") left libmicrohttpd
+ * waiting for the connection to end, the request never answered. It is a
+ * 501 now (RFC 9112 section 6.1), sent at once. */
+static void test_unknown_transfer_coding_501(void)
+{
+    char out[4096];
+    raw_exchange("PUT /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                 "5\r\nhello\r\n0\r\n\r\n",
+                 out, sizeof(out));
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 501", 12), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "Transfer-Encoding"));
+    raw_exchange("PUT /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc", out,
+                 sizeof(out));
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 501", 12), 0);
+    /* A bare chunked, in any case, still works. */
+    raw_exchange("PUT /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n"
+                 "Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                 out, sizeof(out));
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 200", 12), 0);
+}
+
 static void test_stream_response(void)
 {
     struct resp r;
@@ -727,6 +770,7 @@ int main(void)
     CU_add_test(s, "HEAD on a GET route", test_head_on_get);
     CU_add_test(s, "request body streamed in chunks", test_streamed_body);
     CU_add_test(s, "body refused midway", test_body_refused_midway);
+    CU_add_test(s, "unknown transfer coding: 501", test_unknown_transfer_coding_501);
     CU_add_test(s, "streamed responses", test_stream_response);
     CU_add_test(s, "HTTP_STREAM_ERROR aborts", test_stream_error_aborts);
     CU_add_test(s, "handler without a response", test_handler_without_response);

@@ -184,6 +184,34 @@ static void test_huge_head(void)
     free(s);
 }
 
+/* Found by tests/fuzz/resphead.c: X-CAS-GC was read with strtoull on the
+ * raw head, which skips the line end: an empty value took its digits from
+ * the next header line or the body (here the GC id became 12345), and past
+ * the end of the buffer (a SEGV under ASan). Only the value's own bytes
+ * count now; anything but a plain number is no cycle (0). */
+static void test_gc_header_reads_its_own_value(void)
+{
+    CU_ASSERT_EQUAL(parse("HTTP/1.1 200 OK\r\nX-CAS-GC: 42\r\nContent-Length: 5\r\n\r\n12345", false),
+                    0);
+    CU_ASSERT_EQUAL(head.gc_id, 42);
+    CU_ASSERT_EQUAL(parse("HTTP/1.1 200 OK\r\nX-CAS-GC:\r\nContent-Length: 5\r\n\r\n12345", false),
+                    0);
+    CU_ASSERT_EQUAL(head.gc_id, 0);
+    CU_ASSERT_EQUAL(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-CAS-GC: 7x\r\n\r\n12345", false),
+                    0);
+    CU_ASSERT_EQUAL(head.gc_id, 0);
+    /* The head alone, in a buffer of its exact size (ASan: no read past it). */
+    const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-CAS-GC:\r\n\r\n";
+    size_t len = strlen(h);
+    char *exact = malloc(len);
+    memcpy(exact, h, len);
+    size_t hl = upstream_head_end(exact, len);
+    CU_ASSERT_EQUAL_FATAL(hl, len);
+    CU_ASSERT_EQUAL(upstream_parse_head(exact, hl, false, &head, &fr, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(head.gc_id, 0);
+    free(exact);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -197,6 +225,7 @@ int main(void)
     CU_add_test(s, "unsized and chunked answers marked", test_unsized_and_chunked);
     CU_add_test(s, "truncated and malformed heads", test_truncated_and_malformed);
     CU_add_test(s, "huge heads", test_huge_head);
+    CU_add_test(s, "X-CAS-GC reads its own value only", test_gc_header_reads_its_own_value);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -257,6 +257,62 @@ static int carry_records(int jfd, uint64_t from, uint64_t to, int fd, uint64_t *
     return 0;
 }
 
+/* The record a snapshot writes for one entry of a table, in *r; false when
+ * the entry needs none. */
+typedef bool (*snapshot_encode_fn)(struct disk_store *d, const struct objtab_entry *en,
+                                   uint64_t now, struct fmt_record *r);
+
+static bool snapshot_object(struct disk_store *d, const struct objtab_entry *en, uint64_t now,
+                            struct fmt_record *r)
+{
+    (void)now;
+    disk_record(d, r, REC_PUT, en->digest);
+    r->file = (uint8_t)en->file;
+    r->offset = en->offset;
+    r->size = en->size;
+    r->flags = (en->flags & OBJTAB_MARKED) ? PUT_MARKED : 0;
+    return true;
+}
+
+static bool snapshot_tomb(struct disk_store *d, const struct objtab_entry *en, uint64_t now,
+                          struct fmt_record *r)
+{
+    if (tomb_expired(d, en, now))
+        return false;
+    tomb_record(d, r, en->digest, en->flags, en->offset);
+    return true;
+}
+
+/*
+ * Writes one record per entry of tab (as encode says) at *off of fd, batch
+ * entries at a time: each batch is encoded under the store's read lock and
+ * written with no lock held, so traffic goes on. An entry is captured at
+ * some moment after the snapshot began; the records carried over after it
+ * bring it up to date on replay. Counts the records in *nrec. 0 or -errno.
+ */
+static int snapshot_table(struct disk_store *d, struct objtab *tab, snapshot_encode_fn encode,
+                          uint64_t now, int fd, unsigned char *buf, uint32_t batch, uint64_t *off,
+                          uint64_t *nrec)
+{
+    struct objtab_entry en;
+    struct fmt_record r;
+    for (uint32_t e0 = 0;; e0 += batch) {
+        size_t nb = 0;
+        pthread_rwlock_rdlock(&d->lock);
+        bool more = e0 < tab->used;
+        for (uint32_t e = e0; more && e < tab->used && e - e0 < batch; e++)
+            if (objtab_get(tab, e, &en) && encode(d, &en, now, &r))
+                fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
+        pthread_rwlock_unlock(&d->lock);
+        if (!more)
+            return 0;
+        int rc = write_records(fd, buf, nb, off);
+        if (rc < 0)
+            return rc;
+        *nrec += nb;
+    }
+}
+
 /*
  * Rewrites the index as a snapshot of the table: the header, the current
  * generation of each data file, the GC state, one record per object and one
@@ -329,49 +385,15 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
     }
     if ((rc = write_records(fd, buf, nb, &off)) < 0)
         goto out;
-    struct objtab_entry en;
-    for (uint32_t e0 = 0;; e0 += BATCH) {
-        nb = 0;
-        pthread_rwlock_rdlock(&d->lock);
-        bool more = e0 < d->tab.used;
-        for (uint32_t e = e0; more && e < d->tab.used && e - e0 < BATCH; e++) {
-            if (!objtab_get(&d->tab, e, &en))
-                continue;
-            disk_record(d, &r, REC_PUT, en.digest);
-            r.file = (uint8_t)en.file;
-            r.offset = en.offset;
-            r.size = en.size;
-            r.flags = (en.flags & OBJTAB_MARKED) ? PUT_MARKED : 0;
-            fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
-        }
-        pthread_rwlock_unlock(&d->lock);
-        if (!more)
-            break;
-        if ((rc = write_records(fd, buf, nb, &off)) < 0)
-            goto out;
-        nrec += nb;
-    }
-    /* Tombstones still in force and quarantined keys (disk_tomb.c), also a
-     * batch at a time under the read lock; the DEL records and client PUTs
-     * carried over below set or clear them again on replay. */
     uint64_t tomb_now = disk_now_s();
-    for (uint32_t e0 = 0;; e0 += BATCH) {
-        nb = 0;
-        pthread_rwlock_rdlock(&d->lock);
-        bool more = e0 < d->tombs.used;
-        for (uint32_t e = e0; more && e < d->tombs.used && e - e0 < BATCH; e++) {
-            if (!objtab_get(&d->tombs, e, &en) || tomb_expired(d, &en, tomb_now))
-                continue;
-            tomb_record(d, &r, en.digest, en.flags, en.offset);
-            fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
-        }
-        pthread_rwlock_unlock(&d->lock);
-        if (!more)
-            break;
-        if ((rc = write_records(fd, buf, nb, &off)) < 0)
-            goto out;
-        nrec += nb;
-    }
+    if ((rc = snapshot_table(d, &d->tab, snapshot_object, tomb_now, fd, buf, BATCH, &off, &nrec)) < 0)
+        goto out;
+    /* Tombstones still in force and quarantined keys (disk_tomb.c), the
+     * same way; the DEL records and client PUTs carried over below set or
+     * clear them again on replay. */
+    if ((rc = snapshot_table(d, &d->tombs, snapshot_tomb, tomb_now, fd, buf, BATCH, &off, &nrec)) <
+        0)
+        goto out;
     /* Most of what the old index gained since S is copied before the
      * switch, with no lock held (those records are complete: appends finish
      * under the write lock before the end moves)... */

@@ -82,6 +82,28 @@ static void free_calls(struct upstream_call *calls, size_t n)
 
 /* ---- GC ----------------------------------------------------------------- */
 
+/*
+ * Takes cycle id as the active one. The first time this balancer sees it
+ * (begun through another balancer and not yet noticed by a probe), the
+ * objects it served in the last moments are unmarked everywhere first, so
+ * that what it answered survives the cycle. Returns true that first time.
+ */
+static bool gc_adopt_cycle(struct balancer *bal, const struct view *v, uint64_t id)
+{
+    pthread_mutex_lock(&bal->lock);
+    bool seen = bal->gc_seen_id == id;
+    bal->gc_active = true;
+    bal->gc_id = id;
+    pthread_mutex_unlock(&bal->lock);
+    if (seen)
+        return false;
+    gc_touch_flush_recent(bal, v);
+    pthread_mutex_lock(&bal->lock);
+    bal->gc_seen_id = id;
+    pthread_mutex_unlock(&bal->lock);
+    return true;
+}
+
 /* Names the backends the probes say are down ("url, url"); 0 when none. */
 static size_t down_backends(struct balancer *bal, const struct view *v, struct cas_buf *names)
 {
@@ -373,17 +395,8 @@ void cluster_gc_end(struct http_req *req)
         view_put(v);
         return;
     }
-    pthread_mutex_lock(&bal->lock);
-    bool seen = bal->gc_seen_id == id;
-    bal->gc_active = true;
-    bal->gc_id = id;
-    pthread_mutex_unlock(&bal->lock);
-    if (!seen) {
+    if (gc_adopt_cycle(bal, v, id)) {
         /* Begun elsewhere and not noticed yet: what we served must survive. */
-        gc_touch_flush_recent(bal, v);
-        pthread_mutex_lock(&bal->lock);
-        bal->gc_seen_id = id;
-        pthread_mutex_unlock(&bal->lock);
         if (gcdebt_settle(bal, v, id, err, sizeof(err)) < 0) {
             http_error(req, 503, "GC cycle %" PRIu64 " not ended: %s", id, err);
             view_put(v);
@@ -701,17 +714,7 @@ static void list_garbage_settle(struct balancer *bal, const struct view *v)
     free_calls(calls, v->n);
     if (!id)
         return;
-    pthread_mutex_lock(&bal->lock);
-    bool seen = bal->gc_seen_id == id;
-    bal->gc_active = true;
-    bal->gc_id = id;
-    pthread_mutex_unlock(&bal->lock);
-    if (!seen) {
-        gc_touch_flush_recent(bal, v);
-        pthread_mutex_lock(&bal->lock);
-        bal->gc_seen_id = id;
-        pthread_mutex_unlock(&bal->lock);
-    }
+    gc_adopt_cycle(bal, v, id);
     char err[512];
     gcdebt_settle(bal, v, id, err, sizeof(err));
 }

@@ -44,22 +44,6 @@ static void progress(struct disk_store *d, uint64_t n)
     pthread_mutex_unlock(&d->compact_lock);
 }
 
-static int copy_range(int from, uint64_t off, int to, uint64_t to_off, uint64_t len)
-{
-    loff_t in = (loff_t)off, out = (loff_t)to_off;
-    while (len) {
-        ssize_t n = copy_file_range(from, &in, to, &out, len > (1u << 30) ? (1u << 30) : len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -EIO;
-        len -= (uint64_t)n;
-    }
-    return 0;
-}
-
 /* How long compaction waits for the writers in flight in a data file (new
  * ones go elsewhere) before it leaves that file for the next compaction: a
  * stalled upload must not hold compaction up for long. */
@@ -133,7 +117,7 @@ static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errl
     uint64_t pos = 0;
     for (size_t i = 0; i < nlf && rc == 0; i++) {
         uint64_t len = frame_bytes(lf[i].size);
-        rc = copy_range(oldref->fd, lf[i].offset, fd, pos, len);
+        rc = disk_copy_range(oldref->fd, lf[i].offset, fd, pos, len);
         lf[i].new_offset = pos;
         pos += len;
         progress(d, len);

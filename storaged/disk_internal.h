@@ -175,6 +175,11 @@ void tomb_record(struct disk_store *d, struct fmt_record *r, const unsigned char
 int disk_quarantined(struct store *s, store_list_fn fn, void *cls);
 int disk_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
 int disk_put_copy(struct store_put *p, char *err, size_t errlen);
+/* Copies len bytes at off of from to to_off of to: copy_file_range, or
+ * through a 1 MiB buffer where the kernel cannot copy in place. 0 or
+ * -errno (-EIO when from ends early). (disk_write.c; compaction and
+ * spooled writes use it.) */
+int disk_copy_range(int from, uint64_t off, int to, uint64_t to_off, uint64_t len);
 
 extern const struct store_ops disk_ops;
 

@@ -436,14 +436,11 @@ static int use_stored_copy(struct disk_store *d, const unsigned char *digest, bo
     return disk_use(d, digest, sync ? USE_SYNC | USE_COPY : 0, err, errlen);
 }
 
-/* Copies the spooled payload bytes into the reserved range of the data file
- * and writes on there. */
-static int unspool(struct store_put *p)
+int disk_copy_range(int from, uint64_t off, int to, uint64_t to_off, uint64_t len)
 {
-    loff_t in = FMT_FRAME_HEADER, out = (loff_t)(p->frame_off + FMT_FRAME_HEADER);
-    uint64_t len = p->flushed;
+    loff_t in = (loff_t)off, out = (loff_t)to_off;
     while (len) {
-        ssize_t n = copy_file_range(p->spool, &in, p->fd, &out,
+        ssize_t n = copy_file_range(from, &in, to, &out,
                                     len > (1u << 30) ? (1u << 30) : (size_t)len, 0);
         if (n < 0 && errno == EINTR)
             continue;
@@ -455,12 +452,12 @@ static int unspool(struct store_put *p)
             int rc = 0;
             while (len && rc == 0) {
                 size_t want = len > (1 << 20) ? (1 << 20) : (size_t)len;
-                ssize_t r = pread(p->spool, b, want, in);
+                ssize_t r = pread(from, b, want, in);
                 if (r <= 0) {
                     rc = r < 0 ? -errno : -EIO;
                     break;
                 }
-                rc = pwrite_all(p->fd, b, (size_t)r, (uint64_t)out);
+                rc = pwrite_all(to, b, (size_t)r, (uint64_t)out);
                 in += r;
                 out += r;
                 len -= (uint64_t)r;
@@ -475,6 +472,14 @@ static int unspool(struct store_put *p)
         len -= (uint64_t)n;
     }
     return 0;
+}
+
+/* Copies the spooled payload bytes into the reserved range of the data file
+ * and writes on there. */
+static int unspool(struct store_put *p)
+{
+    return disk_copy_range(p->spool, FMT_FRAME_HEADER, p->fd, p->frame_off + FMT_FRAME_HEADER,
+                           p->flushed);
 }
 
 int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,

@@ -895,6 +895,16 @@ int upconn_open(struct balancer *bal, const struct view *v, const char *base, co
     return upconn_finish(bal, c, out, head, err, errlen);
 }
 
+/* The read budget of c's body is spent: c fails with -ETIMEDOUT. */
+static ssize_t deadline_passed(struct upconn *c, char *err, size_t errlen)
+{
+    c->failed = true;
+    snprintf(err, errlen, "%s: body not complete within the read deadline (%" PRId64
+             " bytes to come)", c->key, c->left);
+    snprintf(c->why, sizeof(c->why), "%s", err);
+    return -ETIMEDOUT;
+}
+
 ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t errlen)
 {
     if (c->failed) {
@@ -920,13 +930,7 @@ ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t e
         unsigned wait_ms = c->io_timeout_ms;
         if (c->budgeted) {
             if (c->budget_ns == 0) {
-                c->failed = true;
-                snprintf(err, errlen,
-                         "%s: body not complete within the read deadline (%" PRId64
-                         " bytes to come)",
-                         c->key, c->left);
-                snprintf(c->why, sizeof(c->why), "%s", err);
-                return -ETIMEDOUT;
+                return deadline_passed(c, err, errlen);
             }
             uint64_t left_ms = c->budget_ns / 1000000 + 1;
             if (left_ms < wait_ms)
@@ -944,13 +948,7 @@ ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t e
             uint64_t waited = cas_now_ns() - t0;
             c->budget_ns = waited >= c->budget_ns ? 0 : c->budget_ns - waited;
             if (n == -ETIMEDOUT && c->budget_ns == 0) {
-                c->failed = true;
-                snprintf(err, errlen,
-                         "%s: body not complete within the read deadline (%" PRId64
-                         " bytes to come)",
-                         c->key, c->left);
-                snprintf(c->why, sizeof(c->why), "%s", err);
-                return -ETIMEDOUT;
+                return deadline_passed(c, err, errlen);
             }
         }
         if (n == 0 && c->until_close)

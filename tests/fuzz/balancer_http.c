@@ -155,31 +155,6 @@ fail:
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-        abort();
-    size_t off = 0;
-    while (off < size) {
-        ssize_t w = send(fd, data + off, size - off, MSG_NOSIGNAL);
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    shutdown(fd, SHUT_WR);
-    char buf[65536], first[9];
-    size_t got = 0;
-    for (;;) {
-        ssize_t r = recv(fd, buf, sizeof(buf), 0);
-        if (r <= 0)
-            break;
-        if (got < sizeof(first))
-            memcpy(first + got, buf, (size_t)r < sizeof(first) - got ? (size_t)r : sizeof(first) - got);
-        got += (size_t)r;
-    }
-    if (got >= sizeof(first))
-        FUZZ_CHECK(memcmp(first, "HTTP/1.", 7) == 0);
-    close(fd);
+    fuzz_http_exchange(port, data, size);
     return 0;
 }

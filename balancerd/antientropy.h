@@ -9,11 +9,16 @@
  * SIGHUP that adds or removes it takes effect at the next check (within a
  * second). One balancer per cluster should have it on: two would only
  * double the listing work (they are safe together).
+ *
+ * Handler layer (beside proxy.c and cluster.c): it reads the view and runs
+ * common/rebalance; balancer.c starts and stops it.
  */
 #ifndef CAS_ANTIENTROPY_H
 #define CAS_ANTIENTROPY_H
 
-#include "balancer.h"
+#include "buf.h"
+#include "json.h"
+#include "state.h"
 
 #define AE_CONCURRENCY 2
 #define AE_DEFAULT_MAX_MBPS 20.0

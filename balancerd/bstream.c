@@ -9,7 +9,8 @@
  * something to return, so memory stays at the buffer's size whatever the
  * object's, and a slow client slows the backend down through TCP.
  */
-#include "balancer.h"
+#include "bstream.h"
+#include "num.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -88,6 +89,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *cls)
         s->head->content_length = -1;
         s->head->chunked = false;
         s->head->dup_length = 0;
+        s->head->gc_id = 0;
         return n;
     }
     if (n <= 2 && (data[0] == '\r' || data[0] == '\n')) {
@@ -131,6 +133,16 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *cls)
         snprintf(s->head->content_range, sizeof(s->head->content_range), "%s", val);
     else if (!strcasecmp(line, "Content-Type"))
         snprintf(s->head->content_type, sizeof(s->head->content_type), "%s", val);
+    else if (!strcasecmp(line, "X-CAS-GC")) {
+        /* The backend's active GC cycle, as upstream_parse_head reads it
+         * for upconn: the caller learns a cycle from it (gc_learn). Plain
+         * digits only; anything else is no cycle. */
+        uint64_t id;
+        size_t vl = strlen(val);
+        while (vl && (val[vl - 1] == ' ' || val[vl - 1] == '\t'))
+            vl--;
+        s->head->gc_id = cas_parse_u64_n(val, vl, &id) == 0 ? id : 0;
+    }
     return n;
 }
 

@@ -20,7 +20,13 @@
  * being moved at any moment.
  */
 #define _GNU_SOURCE
-#include "balancer.h"
+#include "cluster.h"
+#include "bstream.h"
+#include "fanout.h"
+#include "gcdebt.h"
+#include "gctouch.h"
+#include "upstream.h"
+#include "view.h"
 #include "log.h"
 #include "num.h"
 
@@ -642,7 +648,7 @@ static void list_take_line(struct list_ctx *l)
     size_t klen = sp ? (size_t)(sp - l->line) : l->line_len;
     struct cas_key k;
     char err[256];
-    if (proxy_parse_key(l->v, l->line, klen, &k, err, sizeof(err)) < 0)
+    if (view_parse_key(l->v, l->line, klen, &k, err, sizeof(err)) < 0)
         return;
     l->seen.dlen = k.algo->digest_len;
     if (keyset_add(&l->seen, k.digest)) {
@@ -853,7 +859,7 @@ static int missing_line(struct http_req *req, struct missing_ctx *m)
         return 0;
     struct cas_key k;
     char err[400];
-    if (n >= sizeof(m->line) || proxy_parse_key(m->v, m->line, n, &k, err, sizeof(err)) < 0) {
+    if (n >= sizeof(m->line) || view_parse_key(m->v, m->line, n, &k, err, sizeof(err)) < 0) {
         http_error(req, 400, "line %zu: %s", m->line_no,
                    n >= sizeof(m->line) ? "line too long for a key" : err);
         return -1;

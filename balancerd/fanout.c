@@ -23,7 +23,7 @@
  * A dropped target's transfer is cut (the backend keeps no partial copy);
  * its result says why, with status 0.
  */
-#include "balancer.h"
+#include "fanout.h"
 
 #include <errno.h>
 #include <stdio.h>

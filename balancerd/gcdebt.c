@@ -19,7 +19,8 @@
  * it (OPERATIONS.md says what that means).
  */
 #define _GNU_SOURCE
-#include "balancer.h"
+#include "gcdebt.h"
+#include "upstream.h"
 #include "log.h"
 
 #include <errno.h>
@@ -236,4 +237,16 @@ size_t gcdebt_pending_bytes(struct balancer *bal)
     size_t n = d->overflow ? GCDEBT_MAX_BYTES : d->bytes;
     pthread_mutex_unlock(&d->lock);
     return n;
+}
+
+void gcdebt_probe_round(struct balancer *bal, uint64_t gc_id)
+{
+    if (!gcdebt_pending_bytes(bal))
+        return;
+    /* Unmarks a backend missed while it was away: deliver them as soon as
+     * it is back, not only at gc/end. */
+    char err[512];
+    struct view *v = view_get(bal);
+    gcdebt_settle(bal, v, gc_id, err, sizeof(err));
+    view_put(v);
 }

@@ -6,7 +6,6 @@
  * sigwait, so reloading and stopping happen on this thread, never inside a
  * signal handler.
  */
-#include "antientropy.h"
 #include "balancer.h"
 #include "httpd.h"
 #include "log.h"
@@ -143,10 +142,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "ca-cas-balancerd: %s\n", err);
         return 2;
     }
-    if (balancer_start(&bal, err, sizeof(err)) < 0 ||
-        antientropy_start(&bal, err, sizeof(err)) < 0) {
+    if (balancer_start(&bal, err, sizeof(err)) < 0) {
         log_error("%s", err);
-        antientropy_stop(&bal);
         balancer_stop(&bal);
         return 1;
     }
@@ -188,7 +185,6 @@ int main(int argc, char **argv)
         log_info("signal %d: stopping", sig);
         break;
     }
-    antientropy_stop(&bal);
     balancer_stop(&bal);
     curl_global_cleanup();
     return 0;

@@ -6,7 +6,10 @@
  * what the probes last saw (no backend is asked anything here), so the
  * page is cheap and refreshes itself every five seconds.
  */
-#include "balancer.h"
+#include "page.h"
+#include "cluster.h"
+#include "gcdebt.h"
+#include "repair.h"
 
 #include <inttypes.h>
 #include <stdio.h>

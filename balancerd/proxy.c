@@ -25,7 +25,14 @@
  * to an unlinked temporary file (hashed as it comes), then sent as a PUT.
  */
 #define _GNU_SOURCE
-#include "balancer.h"
+#include "proxy.h"
+#include "json.h"
+#include "bstream.h"
+#include "fanout.h"
+#include "gctouch.h"
+#include "repair.h"
+#include "upstream.h"
+#include "view.h"
 #include "log.h"
 #include "multipart.h"
 #include "num.h"
@@ -47,32 +54,6 @@
  * before the client gets a byte. */
 #define GET_SMALL_MAX (256 * 1024)
 #define GET_FILL (128u * 1024)
-
-int proxy_parse_key(const struct view *v, const char *s, size_t len, struct cas_key *k, char *err,
-                    size_t errlen)
-{
-    const struct cas_hash_algo *algo = v->algo;
-    if (!algo) {
-        /* No backend has told us the cluster's hash yet: go by the form. */
-        const char *colon = memchr(s, ':', len);
-        if (colon) {
-            char name[16];
-            size_t nl = (size_t)(colon - s);
-            if (nl < sizeof(name)) {
-                memcpy(name, s, nl);
-                name[nl] = '\0';
-                algo = cas_hash_by_name(name);
-            }
-        } else {
-            for (size_t i = 0; i < cas_hash_algo_count; i++)
-                if (cas_hash_algos[i].hex_len == len)
-                    algo = &cas_hash_algos[i];
-        }
-        if (!algo)
-            algo = cas_hash_by_name("sha1");
-    }
-    return cas_key_parse(s, len, algo, k, err, errlen);
-}
 
 /* Has backend b left a read unanswered for long (hedged reads: a hung
  * process answers nothing) since it last answered anything? */
@@ -723,7 +704,7 @@ static struct view *view_for_key(struct http_req *req, struct cas_key *key, char
 {
     struct view *v = view_get(req->app);
     char err[512];
-    if (proxy_parse_key(v, req->param, req->param_len, key, err, sizeof(err)) < 0) {
+    if (view_parse_key(v, req->param, req->param_len, key, err, sizeof(err)) < 0) {
         view_put(v);
         http_error(req, 400, "%s", err);
         return NULL;
@@ -1311,7 +1292,7 @@ void proxy_put(struct http_req *req)
         return;
     }
     char err[512];
-    if (proxy_parse_key(p->v, req->param, req->param_len, &p->key, err, sizeof(err)) < 0) {
+    if (view_parse_key(p->v, req->param, req->param_len, &p->key, err, sizeof(err)) < 0) {
         http_error(req, 400, "%s", err);
         return;
     }

@@ -1,5 +1,5 @@
 /*
- * repair.c - read repair and the GC touch log.
+ * repair.c - read repair and quarantine repair.
  *
  * Read repair: when a home backend answered 404 for an object, or served a
  * copy that failed its digest, the request that noticed queues (key, URL of
@@ -18,16 +18,15 @@
  * balancers each may copy the same key: the second PUT finds the object
  * stored and changes nothing.
  *
- * GC touches: during a GC cycle, an object the balancer reads or writes has
- * to be unmarked on every backend that holds it, not only on the one that
- * served it, or `end` would remove the other copies. gc_touch does that
- * synchronously when the balancer knows a cycle is active. A cycle begun
- * through another balancer is noticed by the next probe; to cover the
- * moments before that, every touched key is also kept in a small ring of
- * recent keys, unmarked everywhere once the new cycle is noticed.
+ * Repair layer (repair.h): it uses the transport and the view; the GC touch
+ * log that used to live here is gctouch.c.
  */
 #define _GNU_SOURCE
-#include "balancer.h"
+#include "repair.h"
+#include "bstream.h"
+#include "fanout.h"
+#include "upstream.h"
+#include "view.h"
 #include "log.h"
 
 #include <errno.h>
@@ -38,17 +37,10 @@
 #include <time.h>
 
 #define REPAIR_QUEUE_MAX 1024
-#define RECENT_MAX 16384
-#define RECENT_WINDOW_NS (120ull * 1000000000ull)
 
 struct repair_entry {
     struct cas_key key;
     char url[512];
-};
-
-struct recent_entry {
-    uint64_t t_ns;
-    struct cas_key key;
 };
 
 struct repair_queue {
@@ -59,8 +51,6 @@ struct repair_queue {
     bool stop;
     pthread_t thread;
     bool started;
-    struct recent_entry *recent;
-    size_t recent_next, recent_len;
     pthread_t qthread; /* the quarantine poller */
     bool qstarted;
     uint64_t qpolls, qfound; /* polls done; quarantined copies seen (under lock) */
@@ -230,7 +220,7 @@ static size_t quarantine_poll(struct balancer *bal)
             size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
             struct cas_key k;
             char err[256];
-            if (len && proxy_parse_key(v, p, len, &k, err, sizeof(err)) == 0) {
+            if (len && view_parse_key(v, p, len, &k, err, sizeof(err)) == 0) {
                 char hex[CAS_MAX_HEX + 1];
                 cas_key_hex(&k, hex);
                 log_info("quarantine: %s holds a corrupt copy of %s taken out of service; "
@@ -305,10 +295,7 @@ int repair_init(struct balancer *bal)
     if (!rq)
         return -ENOMEM;
     rq->q = calloc(REPAIR_QUEUE_MAX, sizeof(*rq->q));
-    rq->recent = calloc(RECENT_MAX, sizeof(*rq->recent));
-    if (!rq->q || !rq->recent) {
-        free(rq->q);
-        free(rq->recent);
+    if (!rq->q) {
         free(rq);
         return -ENOMEM;
     }
@@ -340,7 +327,6 @@ void repair_stop(struct balancer *bal)
     if (rq->qstarted)
         pthread_join(rq->qthread, NULL);
     free(rq->q);
-    free(rq->recent);
     free(rq);
     bal->repair = NULL;
 }
@@ -381,136 +367,4 @@ size_t repair_queue_length(struct balancer *bal)
     size_t n = rq->len;
     pthread_mutex_unlock(&rq->lock);
     return n;
-}
-
-/* ---- GC touches --------------------------------------------------------- */
-
-/* Sends "hex\n..." as POST /gc/mark to every backend. A backend known down
- * is not asked, and one that does not answer within the fan-out deadline
- * is given up on: either way its share is kept as GC debt (gcdebt.c) and
- * delivered before the cycle can end. */
-static void mark_everywhere(struct balancer *bal, const struct view *v, const char *body,
-                            size_t len)
-{
-    pthread_mutex_lock(&bal->lock);
-    uint64_t cycle = bal->gc_active ? bal->gc_id : 0;
-    pthread_mutex_unlock(&bal->lock);
-    struct upstream_call *calls = calloc(v->n ? v->n : 1, sizeof(*calls));
-    bool down[v->n ? v->n : 1];
-    if (!calls) {
-        for (size_t i = 0; i < v->n; i++)
-            gcdebt_add(bal, cycle, v->b[i]->url, body, len);
-        return;
-    }
-    backend_known_down(bal, v, down);
-    size_t k = 0;
-    for (size_t i = 0; i < v->n; i++) {
-        if (down[i]) {
-            gcdebt_add(bal, cycle, v->b[i]->url, body, len);
-            continue;
-        }
-        snprintf(calls[k].url, sizeof(calls[k].url), "%s/gc/mark", v->b[i]->url);
-        calls[k].method = "POST";
-        calls[k].body = body;
-        calls[k].body_len = len;
-        calls[k].backend = i;
-        k++;
-    }
-    upstream_run(bal, v, calls, k, v->cfg->fanout_ms);
-    for (size_t i = 0; i < k; i++)
-        if (calls[i].status != 200) {
-            char why[256];
-            upstream_describe(&calls[i], why, sizeof(why));
-            log_warn("gc/mark on %s failed (kept to deliver before gc/end): %s",
-                     v->b[calls[i].backend]->url, why);
-            gcdebt_add(bal, cycle, v->b[calls[i].backend]->url, body, len);
-        }
-    upstream_calls_free(calls, k);
-    free(calls);
-}
-
-void gc_unmark_everywhere(struct balancer *bal, const struct view *v, const char *lines, size_t len)
-{
-    pthread_mutex_lock(&bal->lock);
-    bool active = bal->gc_active;
-    pthread_mutex_unlock(&bal->lock);
-    if (active && len)
-        mark_everywhere(bal, v, lines, len);
-}
-
-void gc_touch(struct balancer *bal, const struct view *v, const struct cas_key *key)
-{
-    struct repair_queue *rq = bal->repair;
-    if (rq) {
-        pthread_mutex_lock(&rq->lock);
-        struct recent_entry *e = &rq->recent[rq->recent_next];
-        e->t_ns = cas_now_ns();
-        e->key = *key;
-        rq->recent_next = (rq->recent_next + 1) % RECENT_MAX;
-        if (rq->recent_len < RECENT_MAX)
-            rq->recent_len++;
-        pthread_mutex_unlock(&rq->lock);
-    }
-    pthread_mutex_lock(&bal->lock);
-    bool active = bal->gc_active;
-    pthread_mutex_unlock(&bal->lock);
-    if (!active)
-        return;
-    char line[CAS_MAX_HEX + 2];
-    cas_key_hex(key, line);
-    size_t len = strlen(line);
-    line[len++] = '\n';
-    mark_everywhere(bal, v, line, len);
-    __atomic_add_fetch(&bal->ctr.gc_touches, 1, __ATOMIC_RELAXED);
-}
-
-void gc_touch_flush_recent(struct balancer *bal, const struct view *v)
-{
-    uint64_t now = cas_now_ns();
-    gc_touch_flush_since(bal, v, now > RECENT_WINDOW_NS ? now - RECENT_WINDOW_NS : 0);
-}
-
-void gc_touch_flush_since(struct balancer *bal, const struct view *v, uint64_t since_ns)
-{
-    struct repair_queue *rq = bal->repair;
-    if (!rq)
-        return;
-    struct cas_buf body;
-    cas_buf_init(&body);
-    pthread_mutex_lock(&rq->lock);
-    for (size_t i = 0; i < rq->recent_len; i++) {
-        const struct recent_entry *e = &rq->recent[i];
-        if (e->t_ns < since_ns)
-            continue;
-        char hex[CAS_MAX_HEX + 1];
-        cas_key_hex(&e->key, hex);
-        cas_buf_printf(&body, "%s\n", hex);
-    }
-    pthread_mutex_unlock(&rq->lock);
-    if (body.len)
-        mark_everywhere(bal, v, body.data, body.len);
-    cas_buf_free(&body);
-}
-
-void gc_learn(struct balancer *bal, const struct view *v, const struct cas_key *key, uint64_t id)
-{
-    pthread_mutex_lock(&bal->lock);
-    bool known = bal->gc_active && bal->gc_id == id;
-    if (!known) {
-        bal->gc_active = true;
-        bal->gc_id = id;
-    }
-    bool flushed = bal->gc_seen_id == id;
-    pthread_mutex_unlock(&bal->lock);
-    if (known)
-        return; /* gc_touch before the read already unmarked it everywhere */
-    log_info("GC cycle %" PRIu64 " is active (a backend says so); unmarking recently used objects",
-             id);
-    gc_touch(bal, v, key);
-    if (!flushed) {
-        gc_touch_flush_recent(bal, v);
-        pthread_mutex_lock(&bal->lock);
-        bal->gc_seen_id = id;
-        pthread_mutex_unlock(&bal->lock);
-    }
 }

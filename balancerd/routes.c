@@ -6,7 +6,12 @@
  * cannot tell a balancer from a single storaged, plus the Cask routes.
  */
 #include "antientropy.h"
-#include "balancer.h"
+#include "bal_routes.h"
+#include "cluster.h"
+#include "gcdebt.h"
+#include "page.h"
+#include "proxy.h"
+#include "repair.h"
 #include "log.h"
 #include "prom.h"
 

@@ -12,7 +12,8 @@
  * connections, one blocking send and recv per small object.
  */
 #define _GNU_SOURCE
-#include "balancer.h"
+#include "upstream.h"
+#include "json.h"
 #include "log.h"
 #include "num.h"
 #include "token.h"

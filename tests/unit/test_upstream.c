@@ -6,7 +6,7 @@
  * refused or marked, Connection tokens are read in any case, heads may end
  * in bare LF, and a head too long or truncated is never taken as complete.
  */
-#include "balancer.h"
+#include "upstream.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>

@@ -1,0 +1,96 @@
+/*
+ * balancer.c - the composition root of ca-cas-balancerd: builds the first
+ * view, starts the layers' threads bottom up (GC debt and touch log, repair,
+ * the probe with its hooks into the GC layer, anti-entropy, the HTTP
+ * server) and stops them top down. main.c and the fuzz target call it; no
+ * other module does.
+ */
+#include "balancer.h"
+#include "antientropy.h"
+#include "bal_routes.h"
+#include "gcdebt.h"
+#include "gctouch.h"
+#include "probe.h"
+#include "repair.h"
+#include "view.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int balancer_init(struct balancer *bal, const struct balancer_options *opt, char *err,
+                  size_t errlen)
+{
+    memset(bal, 0, sizeof(*bal));
+    bal->opt = *opt;
+    if (!bal->opt.connect_timeout_ms)
+        bal->opt.connect_timeout_ms = 2000;
+    if (!bal->opt.first_byte_timeout_ms)
+        bal->opt.first_byte_timeout_ms = 10000;
+    if (!bal->opt.io_timeout_ms)
+        bal->opt.io_timeout_ms = 30000;
+    if (!bal->opt.probe_interval_ms)
+        bal->opt.probe_interval_ms = 1000;
+    if (!bal->opt.spool_dir)
+        bal->opt.spool_dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    bal->start_ns = cas_now_ns();
+    pthread_mutex_init(&bal->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_cond_init(&bal->probe_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = view_load(bal, err, errlen);
+    if (rc < 0)
+        return rc;
+    const char *listen = opt->listen ? opt->listen
+                         : bal->view->cfg->listen ? bal->view->cfg->listen
+                                                  : "127.0.0.1:6001";
+    snprintf(bal->listen, sizeof(bal->listen), "%s", listen);
+    return 0;
+}
+
+int balancer_start(struct balancer *bal, char *err, size_t errlen)
+{
+    int rc = gcdebt_init(bal);
+    if (rc == 0)
+        rc = gctouch_init(bal);
+    if (rc == 0)
+        rc = repair_init(bal);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot start the repair thread: %s", strerror(-rc));
+        return rc;
+    }
+    /* The probe learns of GC cycles; the GC layer above acts on them. */
+    bal->hooks.gc_cycle_noticed = gctouch_cycle_noticed;
+    bal->hooks.gc_probe_round = gcdebt_probe_round;
+    if ((rc = probe_start(bal, err, errlen)) < 0)
+        return rc;
+    if ((rc = routes_start_server(bal, err, errlen)) < 0)
+        return rc;
+    return antientropy_start(bal, err, errlen);
+}
+
+void balancer_stop(struct balancer *bal)
+{
+    antientropy_stop(bal);
+    if (bal->srv)
+        http_server_stop(bal->srv, 10000);
+    bal->srv = NULL;
+    probe_stop(bal);
+    repair_stop(bal);
+    gctouch_free(bal);
+    gcdebt_free(bal);
+    if (bal->compact_thread_joinable)
+        pthread_join(bal->compact_thread, NULL);
+    view_put(bal->view);
+    bal->view = NULL;
+}
+
+int balancer_reload(struct balancer *bal, char *err, size_t errlen)
+{
+    int rc = view_load(bal, err, errlen);
+    if (rc == 0)
+        probe_wake(bal); /* probe the new backends now */
+    return rc;
+}

@@ -1,0 +1,16 @@
+/*
+ * proxy.h - the object routes: PUT, POST (and Cask's multipart form), GET,
+ * HEAD, DELETE (handler layer, above repair).
+ */
+#ifndef CAS_BAL_PROXY_H
+#define CAS_BAL_PROXY_H
+
+#include "httpd.h"
+
+void proxy_get(struct http_req *req);
+void proxy_put(struct http_req *req);
+void proxy_post(struct http_req *req);
+void proxy_post_cask(struct http_req *req);
+void proxy_delete(struct http_req *req);
+
+#endif

@@ -1,0 +1,226 @@
+/*
+ * view.c - the views: the config (with the token and TLS files it names)
+ * loaded into a new view that keeps what was learned about the backends
+ * whose URL stays, the ring rebuilt when tokens are learned, and keys
+ * parsed against the cluster's hash. View layer (view.h).
+ */
+#include "view.h"
+#include "log.h"
+#include "tls.h"
+#include "token.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Reads the config's TLS files whole (tls.h: cas_pem_read; the client key
+ * must not be readable by group or others). 0 or -errno with a message. */
+static int read_tls_files(const struct config *cfg, struct view_conf *conf, char *err,
+                          size_t errlen)
+{
+    char msg[1024];
+    int rc = 0;
+    if (cfg->ca_file)
+        rc = cas_pem_read_ca(cfg->ca_file, "ca_file", &conf->ca_pem, &conf->ca_len, msg,
+                             sizeof(msg));
+    if (rc == 0 && cfg->tls_client_cert)
+        rc = cas_pem_read(cfg->tls_client_cert, "tls_client_cert", false, &conf->client_cert_pem,
+                          &conf->client_cert_len, msg, sizeof(msg));
+    if (rc == 0 && cfg->tls_client_key)
+        rc = cas_pem_read(cfg->tls_client_key, "tls_client_key", true, &conf->client_key_pem,
+                          &conf->client_key_len, msg, sizeof(msg));
+    if (rc < 0)
+        snprintf(err, errlen, "%s: %s", cfg->path, msg);
+    return rc;
+}
+
+/* The cluster's hash: the first backend in config order that told us. */
+const struct cas_hash_algo *view_cluster_algo(struct backend **b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i]->algo && b[i]->ntokens)
+            return b[i]->algo;
+    return NULL;
+}
+
+/* Is b a ring member: tokens known, the cluster's hash, and no earlier
+ * backend claiming the same node id? Caller holds the lock. */
+static bool ring_member(struct backend **b, size_t n, size_t i, const struct cas_hash_algo *algo)
+{
+    if (!b[i]->ntokens || b[i]->algo != algo)
+        return false;
+    for (size_t j = 0; j < i; j++)
+        if (b[j]->ntokens && !strcmp(b[j]->node, b[i]->node))
+            return false;
+    (void)n;
+    return true;
+}
+
+/* Builds a view over backends b and conf (references taken on both).
+ * Caller holds bal->lock. */
+static struct view *view_build(struct balancer *bal, struct view_conf *conf, struct backend **b,
+                               size_t n)
+{
+    struct view *v = calloc(1, sizeof(*v));
+    if (!v)
+        return NULL;
+    v->refs = 1;
+    v->conf = conf;
+    v->cfg = conf->cfg;
+    v->token = conf->token;
+    v->n = n;
+    v->b = calloc(n ? n : 1, sizeof(*v->b));
+    v->ring = ring_new(n);
+    if (!v->b || !v->ring) {
+        free(v->b);
+        ring_free(v->ring);
+        free(v);
+        return NULL;
+    }
+    v->algo = view_cluster_algo(b, n);
+    for (size_t i = 0; i < n; i++) {
+        v->b[i] = b[i];
+        __atomic_add_fetch(&b[i]->refs, 1, __ATOMIC_ACQ_REL);
+        bool member = ring_member(b, n, i, v->algo);
+        ring_add_backend(v->ring, i, b[i]->node, b[i]->domain, member ? b[i]->tokens : NULL,
+                         member ? b[i]->ntokens : 0);
+    }
+    ring_finish(v->ring);
+    __atomic_add_fetch(&conf->refs, 1, __ATOMIC_ACQ_REL);
+    v->generation = ++bal->generation;
+    return v;
+}
+
+/* Replaces the current view with one over the same config and backends,
+ * after tokens changed. Caller holds the lock. */
+void view_rebuild_locked(struct balancer *bal)
+{
+    struct view *old = bal->view;
+    struct view *v = view_build(bal, old->conf, old->b, old->n);
+    if (!v)
+        return;
+    bal->view = v;
+    view_put(old);
+}
+
+/* ---- config ------------------------------------------------------------- */
+
+static int read_token(const char *path, char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!path)
+        return 0;
+    return cas_token_read(path, out, err, errlen);
+}
+
+/* Loads the config and makes a new view, reusing old backends' knowledge
+ * for the URLs that remain. */
+int view_load(struct balancer *bal, char *err, size_t errlen)
+{
+    struct config *cfg = NULL;
+    int rc = config_load(bal->opt.config_path, &cfg, err, errlen);
+    if (rc < 0)
+        return rc;
+    char *token = NULL;
+    rc = read_token(cfg->token_file, &token, err, errlen);
+    if (rc < 0) {
+        config_free(cfg);
+        return rc;
+    }
+    struct backend **b = calloc(cfg->nbackends, sizeof(*b));
+    struct view_conf *conf = calloc(1, sizeof(*conf));
+    if (!b || !conf) {
+        free(b);
+        free(conf);
+        config_free(cfg);
+        free(token);
+        return -ENOMEM;
+    }
+    conf->cfg = cfg;
+    conf->token = token;
+    if ((rc = read_tls_files(cfg, conf, err, errlen)) < 0) {
+        view_conf_free_tls(conf);
+        free(b);
+        free(conf);
+        config_free(cfg);
+        free(token);
+        return rc;
+    }
+    pthread_mutex_lock(&bal->lock);
+    struct view *old = bal->view;
+    for (size_t i = 0; i < cfg->nbackends; i++) {
+        struct backend *prev = NULL;
+        for (size_t j = 0; old && j < old->n; j++)
+            if (!strcmp(old->b[j]->url, cfg->backends[i].url))
+                prev = old->b[j];
+        if (prev && !strcmp(prev->domain, cfg->backends[i].domain)) {
+            b[i] = prev;
+            __atomic_add_fetch(&prev->refs, 1, __ATOMIC_ACQ_REL);
+            continue;
+        }
+        b[i] = calloc(1, sizeof(**b));
+        if (!b[i] || !(b[i]->url = strdup(cfg->backends[i].url)) ||
+            !(b[i]->domain = strdup(cfg->backends[i].domain))) {
+            pthread_mutex_unlock(&bal->lock);
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM; /* leaks on OOM at startup: main exits */
+        }
+        b[i]->refs = 1;
+        snprintf(b[i]->last_error, sizeof(b[i]->last_error), "not probed yet");
+        if (prev) {
+            /* Same URL, new failure domain: keep what it told us. */
+            snprintf(b[i]->node, sizeof(b[i]->node), "%s", prev->node);
+            b[i]->algo = prev->algo;
+            b[i]->up = prev->up;
+            b[i]->probed = prev->probed;
+            if (prev->ntokens && (b[i]->tokens = malloc(prev->ntokens * sizeof(uint64_t)))) {
+                memcpy(b[i]->tokens, prev->tokens, prev->ntokens * sizeof(uint64_t));
+                b[i]->ntokens = prev->ntokens;
+            }
+        }
+    }
+    struct view *v = view_build(bal, conf, b, cfg->nbackends);
+    for (size_t i = 0; i < cfg->nbackends; i++)
+        backend_put(b[i]); /* the view holds its own references */
+    free(b);
+    if (!v) {
+        pthread_mutex_unlock(&bal->lock);
+        config_free(cfg);
+        free(token);
+        view_conf_free_tls(conf);
+        free(conf);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    bal->view = v;
+    pthread_mutex_unlock(&bal->lock);
+    view_put(old);
+    return 0;
+}
+
+int view_parse_key(const struct view *v, const char *s, size_t len, struct cas_key *k, char *err,
+                   size_t errlen)
+{
+    const struct cas_hash_algo *algo = v->algo;
+    if (!algo) {
+        /* No backend has told us the cluster's hash yet: go by the form. */
+        const char *colon = memchr(s, ':', len);
+        if (colon) {
+            char name[16];
+            size_t nl = (size_t)(colon - s);
+            if (nl < sizeof(name)) {
+                memcpy(name, s, nl);
+                name[nl] = '\0';
+                algo = cas_hash_by_name(name);
+            }
+        } else {
+            for (size_t i = 0; i < cas_hash_algo_count; i++)
+                if (cas_hash_algos[i].hex_len == len)
+                    algo = &cas_hash_algos[i];
+        }
+        if (!algo)
+            algo = cas_hash_by_name("sha1");
+    }
+    return cas_key_parse(s, len, algo, k, err, errlen);
+}

@@ -2,7 +2,7 @@
  * gcdebt.c - unmarks that did not reach a backend during a GC cycle.
  *
  * During a cycle every object the balancer serves is unmarked on every
- * backend (repair.c, gc_touch). A backend that is down, hung or restarting
+ * backend (gctouch.c, gc_touch). A backend that is down, hung or restarting
  * at that moment misses the unmark, yet keeps the cycle and its marks
  * (SPEC: a storaged restarted mid-cycle keeps both), so `end` would later
  * remove a copy that was used. The missed unmarks are kept here, by backend

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RECENT_MAX 16384
-#define RECENT_WINDOW_NS (120ull * 1000000000ull)
+#define RECENT_MAX GCTOUCH_RECENT_MAX
+#define RECENT_WINDOW_NS GCTOUCH_WINDOW_NS
 
 struct recent_entry {
     uint64_t t_ns;

@@ -8,8 +8,8 @@
  * through another balancer is noticed by the next probe (through the hook
  * gctouch_cycle_noticed) or by a backend's X-CAS-GC header (gc_learn); to
  * cover the moments before that, every touched key is also kept in a ring
- * of recent keys (the last RECENT_MAX, for 120 s), unmarked everywhere once
- * the new cycle is noticed.
+ * of recent keys (the last GCTOUCH_RECENT_MAX, for GCTOUCH_WINDOW_NS),
+ * unmarked everywhere once the new cycle is noticed.
  */
 #ifndef CAS_BAL_GCTOUCH_H
 #define CAS_BAL_GCTOUCH_H
@@ -18,6 +18,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* Keys kept, and for how long a flush of the recent ones reaches back. */
+#define GCTOUCH_RECENT_MAX 16384
+#define GCTOUCH_WINDOW_NS (120ull * 1000000000ull)
 
 /* The touch log of bal (bal->gctouch). Before gctouch_init, or after
  * gctouch_free, gc_touch records nothing (but still unmarks during a known

@@ -77,8 +77,9 @@ struct upconn;
 /* Sends method (GET or HEAD) for path to the backend at base
  * ("http://host:port") on a pooled keep-alive connection, or a new one, and
  * reads the response head (first_byte_timeout_ms). Returns 0 with head
- * filled, -ENOTSUP when this reader cannot do it (https, a chunked answer:
- * use a bstream), or -errno with err set. */
+ * filled (a chunked answer comes back marked head->chunked, for the caller
+ * to refuse), -ENOTSUP when this reader cannot do it (https: use a
+ * bstream), or -errno with err set. */
 int upconn_open(struct balancer *bal, const struct view *v, const char *base, const char *path,
                 const char *method, const char *range, struct upconn **out,
                 struct bstream_head *head, char *err, size_t errlen);

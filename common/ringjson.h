@@ -1,7 +1,7 @@
 /*
  * ringjson.h - the one reader of a storaged's GET /ring answer.
  *
- * The balancer (balancerd/backend.c, its probes) and `ca-cas rebalance`
+ * The balancer (balancerd/probe.c, its probes) and `ca-cas rebalance`
  * (common/rebalance.c) both build the ring from these answers, and SPEC
  * requires both to place every object identically: they must accept and
  * refuse exactly the same answers, so they share this parser.

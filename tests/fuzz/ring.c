@@ -1,14 +1,14 @@
 /*
  * ring.c - fuzzes the two readers of a storaged's GET /ring answer: the
- * balancer's probe (apply_ring in balancerd/backend.c) and `ca-cas
- * rebalance` (rb_parse_ring in common/rebalance.c). backend.c is included,
+ * balancer's probe (apply_ring in balancerd/probe.c) and `ca-cas
+ * rebalance` (rb_parse_ring in common/rebalance.c). probe.c is included,
  * not linked, to reach its static reader without exporting it. Properties:
  * an accepted answer has a known hash and at least one token, and the node
  * id is a terminated string that fits its field; and the two readers agree
  * (accept the same answers, read the same node, hash and tokens), since
  * placement must be the same in every balancer and in the rebalancer.
  */
-#include "../../balancerd/backend.c"
+#include "../../balancerd/probe.c"
 
 #include "fuzz.h"
 #include "rebalance.h"

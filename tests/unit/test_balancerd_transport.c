@@ -14,6 +14,7 @@
 #include "bstream.h"
 #include "fanout.h"
 #include "upstream.h"
+#include "fake_backend.h"
 
 #include <CUnit/Basic.h>
 #include <arpa/inet.h>
@@ -25,117 +26,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-/* ---- a fake backend ----------------------------------------------------- */
-
-struct fake {
-    int fd;
-    int port;
-    pthread_t thread;
-    const char *answer; /* sent to every request, then the connection closes */
-    int requests;       /* heads read (under lock) */
-    char last_head[2048];
-    pthread_mutex_t lock;
-};
-
-/* Reads a request head, and a body of Content-Length bytes, from c. */
-static void read_request(struct fake *f, int c)
-{
-    char buf[65536];
-    size_t len = 0;
-    char *end = NULL;
-    while (len < sizeof(buf) - 1) {
-        ssize_t n = read(c, buf + len, sizeof(buf) - 1 - len);
-        if (n <= 0)
-            return;
-        len += (size_t)n;
-        buf[len] = '\0';
-        if ((end = strstr(buf, "\r\n\r\n")))
-            break;
-    }
-    if (!end)
-        return;
-    size_t head = (size_t)(end - buf) + 4;
-    long body = 0;
-    const char *cl = strcasestr(buf, "\r\nContent-Length:");
-    if (cl && cl < end)
-        body = strtol(cl + 17, NULL, 10);
-    size_t have = len - head;
-    while ((long)have < body) {
-        ssize_t n = read(c, buf, sizeof(buf));
-        if (n <= 0)
-            break;
-        have += (size_t)n;
-    }
-    pthread_mutex_lock(&f->lock);
-    f->requests++;
-    snprintf(f->last_head, sizeof(f->last_head), "%.*s", (int)head, buf);
-    pthread_mutex_unlock(&f->lock);
-}
-
-static void *fake_main(void *arg)
-{
-    struct fake *f = arg;
-    for (;;) {
-        int c = accept(f->fd, NULL, NULL);
-        if (c < 0)
-            return NULL; /* the listening socket was shut down */
-        read_request(f, c);
-        pthread_mutex_lock(&f->lock);
-        const char *a = f->answer;
-        pthread_mutex_unlock(&f->lock);
-        size_t off = 0, len = strlen(a);
-        while (off < len) {
-            ssize_t n = write(c, a + off, len - off);
-            if (n <= 0)
-                break;
-            off += (size_t)n;
-        }
-        shutdown(c, SHUT_WR);
-        char drain[256];
-        while (read(c, drain, sizeof(drain)) > 0)
-            ;
-        close(c);
-    }
-}
-
-static int fake_start(struct fake *f)
-{
-    memset(f, 0, sizeof(*f));
-    pthread_mutex_init(&f->lock, NULL);
-    f->answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-    f->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof(a);
-    if (f->fd < 0 || bind(f->fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        listen(f->fd, 16) < 0 || getsockname(f->fd, (struct sockaddr *)&a, &al) < 0)
-        return -1;
-    f->port = ntohs(a.sin_port);
-    return pthread_create(&f->thread, NULL, fake_main, f) == 0 ? 0 : -1;
-}
-
-static void fake_answer(struct fake *f, const char *answer)
-{
-    pthread_mutex_lock(&f->lock);
-    f->answer = answer;
-    f->requests = 0;
-    pthread_mutex_unlock(&f->lock);
-}
-
-static int fake_requests(struct fake *f)
-{
-    pthread_mutex_lock(&f->lock);
-    int n = f->requests;
-    pthread_mutex_unlock(&f->lock);
-    return n;
-}
-
-static void fake_stop(struct fake *f)
-{
-    shutdown(f->fd, SHUT_RDWR);
-    pthread_join(f->thread, NULL);
-    close(f->fd);
-}
 
 /* ---- the balancer the transport is called with ------------------------- */
 

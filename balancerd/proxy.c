@@ -30,6 +30,7 @@
 #include "bstream.h"
 #include "fanout.h"
 #include "gctouch.h"
+#include "hedge.h"
 #include "repair.h"
 #include "upstream.h"
 #include "view.h"
@@ -54,15 +55,6 @@
  * before the client gets a byte. */
 #define GET_SMALL_MAX (256 * 1024)
 #define GET_FILL (128u * 1024)
-
-/* Has backend b left a read unanswered for long (hedged reads: a hung
- * process answers nothing) since it last answered anything? */
-static bool backend_stalled(const struct balancer *bal, struct backend *b, uint64_t now)
-{
-    uint64_t since = __atomic_load_n(&b->stalled_since_ns, __ATOMIC_RELAXED);
-    uint64_t grace = 2 * (uint64_t)(bal->opt.hedge_max_ms ? bal->opt.hedge_max_ms : 50) * 1000000;
-    return since && now > since + grace;
-}
 
 /* The read order for key: home first, backends probed up (and not
  * stalled) before the rest. */
@@ -286,85 +278,12 @@ static int src_open(struct balancer *bal, const struct view *v, size_t b, const 
  *
  * SPEC (Partial failure): a hung backend costs a reader no more than a dead
  * one. A read asks the first backend of its order; when no answer head has
- * come after the hedge delay, it asks the next one too (at most RACE_MAX
- * at once), and takes the answers in the order they arrive. The first
- * usable answer is served, whole, from that one backend; the others'
+ * come after the hedge delay (hedge.c), it asks the next one too (at most
+ * RACE_MAX at once), and takes the answers in the order they arrive. The
+ * first usable answer is served, whole, from that one backend; the others'
  * connections are dropped, so bytes of two backends are never mixed.
- *
- * The delay is the 95th percentile of recent first-byte latencies (the
- * time from sending a request to having its head), clamped to
- * [--hedge-min-ms, --hedge-max-ms]: about one read in twenty asks a second
- * backend while all are healthy, and a hung one costs at most the delay.
  */
 #define RACE_MAX 3
-#define HEDGE_SAMPLES 256
-
-static pthread_mutex_t hedge_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint32_t hedge_us[HEDGE_SAMPLES];
-static size_t hedge_count;
-static uint64_t hedge_p95_ns; /* 0 until enough samples */
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Records one first-byte latency; the percentile is recomputed every 32. */
-static void hedge_note(uint64_t ns)
-{
-    if (pthread_mutex_trylock(&hedge_lock) != 0)
-        return; /* busy: one sample fewer changes nothing */
-    uint64_t us = ns / 1000;
-    hedge_us[hedge_count++ % HEDGE_SAMPLES] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-    if (hedge_count % 32 == 0) {
-        size_t n = hedge_count < HEDGE_SAMPLES ? hedge_count : HEDGE_SAMPLES;
-        uint32_t sorted[HEDGE_SAMPLES];
-        memcpy(sorted, hedge_us, n * sizeof(sorted[0]));
-        qsort(sorted, n, sizeof(sorted[0]), cmp_u32);
-        __atomic_store_n(&hedge_p95_ns, (uint64_t)sorted[n * 95 / 100] * 1000, __ATOMIC_RELAXED);
-    }
-    pthread_mutex_unlock(&hedge_lock);
-}
-
-/* The hedge budget, in thousandths of a request: each read earns
- * HEDGE_EARN, a hedge spends 1000, at most HEDGE_BURST saved. Hedging can
- * thus never add more than HEDGE_EARN/1000 of the reads in extra backend
- * requests (a saturated backend is made no busier by its own slowness);
- * a hung one is soon read last (backend_stalled) and costs no more. */
-#define HEDGE_EARN 50
-#define HEDGE_BURST 64000
-static int64_t hedge_tokens = HEDGE_BURST;
-
-static void hedge_earn(void)
-{
-    int64_t t = __atomic_load_n(&hedge_tokens, __ATOMIC_RELAXED);
-    if (t < HEDGE_BURST)
-        __atomic_add_fetch(&hedge_tokens, HEDGE_EARN, __ATOMIC_RELAXED);
-}
-
-static bool hedge_spend(void)
-{
-    int64_t t = __atomic_load_n(&hedge_tokens, __ATOMIC_RELAXED);
-    while (t >= 1000)
-        if (__atomic_compare_exchange_n(&hedge_tokens, &t, t - 1000, false, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED))
-            return true;
-    return false;
-}
-
-/* The current hedge delay in ns; 0 when hedging is off. */
-static uint64_t hedge_delay_ns(const struct balancer *bal)
-{
-    if (!bal->opt.hedge_max_ms)
-        return 0;
-    uint64_t lo = (uint64_t)bal->opt.hedge_min_ms * 1000000;
-    uint64_t hi = (uint64_t)bal->opt.hedge_max_ms * 1000000;
-    uint64_t d = __atomic_load_n(&hedge_p95_ns, __ATOMIC_RELAXED);
-    if (!d)
-        d = hi; /* nothing measured yet */
-    return d < lo ? lo : d > hi ? hi : d;
-}
 
 struct race {
     struct balancer *bal;

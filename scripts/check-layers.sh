@@ -67,6 +67,7 @@ probe
 gcdebt
 gctouch
 repair
+hedge
 proxy cluster antientropy
 page
 routes

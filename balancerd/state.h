@@ -25,6 +25,7 @@
  *   GC          gcdebt.c, then gctouch.c (the touch log; the probe reaches
  *               it through bal->hooks)
  *   repair      repair.c
+ *   hedging     hedge.c (the numbers behind hedged reads)
  *   handlers    proxy.c, cluster.c, antientropy.c
  *   front       routes.c (route table, /status, /metrics), page.c
  *   root        balancer.c: balancer_init/start/reload/stop (main.c)

@@ -26,11 +26,11 @@
  */
 #define _GNU_SOURCE
 #include "proxy.h"
-#include "json.h"
 #include "bstream.h"
 #include "fanout.h"
 #include "gctouch.h"
 #include "hedge.h"
+#include "json.h"
 #include "repair.h"
 #include "upstream.h"
 #include "view.h"

@@ -699,7 +699,7 @@ static ssize_t list_read(void *cls, uint64_t pos, char *buf, size_t max)
 
 /*
  * Before listing garbage: the objects this balancer served recently are
- * unmarked on every backend when it first sees a cycle (repair.c, the GC
+ * unmarked on every backend when it first sees a cycle (gctouch.c, the GC
  * touch log), at the latest by gc/end through it. Do that now if the
  * backends are in a cycle this balancer has not flushed for, and deliver
  * the unmarks backends missed (gcdebt.c), so that the listing is what `end`

@@ -2,7 +2,9 @@
  * fake_backend.h - a fake HTTP backend for the balancerd unit suites: a
  * thread on a loopback port that reads each request (head and a
  * Content-Length body) and answers it with a canned response chosen by the
- * request's path, then closes the connection. Header-only (each suite is
+ * request's path, then closes the connection. An empty answer ("") is a
+ * hung backend: it reads the request and says nothing until the client
+ * closes. Header-only (each suite is
  * one file); needs _GNU_SOURCE for strcasestr.
  */
 #ifndef CAS_TEST_FAKE_BACKEND_H
@@ -92,7 +94,8 @@ static inline void *fake_main(void *arg)
                 break;
             off += (size_t)n;
         }
-        shutdown(c, SHUT_WR);
+        if (len) /* an empty answer: hang, say nothing until the client leaves */
+            shutdown(c, SHUT_WR);
         char drain[256];
         while (read(c, drain, sizeof(drain)) > 0)
             ;

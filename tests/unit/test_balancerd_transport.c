@@ -212,6 +212,60 @@ static void test_fanout_results(void)
     CU_ASSERT_EQUAL(fake_requests(&fb), 1);
 }
 
+/* A fan-out with a quorum of one drops a target that says nothing once the
+ * other has answered (after straggler_ms); without a quorum, a target
+ * whose backend the probes mark down is dropped too. Neither waits for the
+ * 600 s answer timeout: the hung fake never answers, so only the drop ends
+ * these fan-outs. */
+static void test_fanout_drops_hung_targets(void)
+{
+    fake_answer(&fa, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    fake_answer(&fb, ""); /* hung */
+    char ua[128], ub[128];
+    snprintf(ua, sizeof(ua), "%s/obj", url_a);
+    snprintf(ub, sizeof(ub), "%s/obj", url_b);
+    char *urls[2] = {ua, ub};
+    size_t backends[2] = {0, 1};
+    struct fanout *f;
+    CU_ASSERT_EQUAL_FATAL(fanout_start(&bal, v, "PUT", urls, backends, 2, 4, &f), 0);
+    fanout_set_quorum(f, 1, 50);
+    fanout_feed(f, "abcd", 4);
+    fanout_finish(f);
+    for (size_t i = 0; i < fanout_count(f); i++) {
+        const struct fanout_result *r = fanout_result(f, i);
+        if (r->backend == 0) {
+            CU_ASSERT_EQUAL(r->status, 201);
+        } else {
+            CU_ASSERT_EQUAL(r->status, 0);
+            CU_ASSERT(r->err[0] != '\0');
+        }
+    }
+    fanout_free(f);
+
+    /* No quorum (every target needed), but b is known down. */
+    pthread_mutex_lock(&bal.lock);
+    v->b[1]->probed = true;
+    v->b[1]->up = false;
+    pthread_mutex_unlock(&bal.lock);
+    CU_ASSERT_EQUAL_FATAL(fanout_start(&bal, v, "PUT", urls, backends, 2, 4, &f), 0);
+    fanout_feed(f, "abcd", 4);
+    fanout_finish(f);
+    for (size_t i = 0; i < fanout_count(f); i++) {
+        const struct fanout_result *r = fanout_result(f, i);
+        if (r->backend == 1) {
+            CU_ASSERT_EQUAL(r->status, 0);
+            CU_ASSERT_PTR_NOT_NULL(strstr(r->err, "down"));
+        } else {
+            CU_ASSERT_EQUAL(r->status, 201);
+        }
+    }
+    fanout_free(f);
+    pthread_mutex_lock(&bal.lock);
+    v->b[1]->probed = false;
+    v->b[1]->up = true;
+    pthread_mutex_unlock(&bal.lock);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -225,6 +279,7 @@ int main(void)
     CU_add_test(s, "conflicting lengths and codings marked", test_framing_marked);
     CU_add_test(s, "parallel requests reported by index", test_upstream_run_by_index);
     CU_add_test(s, "fan-out results by backend", test_fanout_results);
+    CU_add_test(s, "fan-out drops hung targets", test_fanout_drops_hung_targets);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -109,7 +109,7 @@ includes() { # dir
 # tree by a source since removed or renamed is not one).
 objs_of() { # build subdir
     local o m
-    find "$build/$1/CMakeFiles" -name '*.c.o' 2>/dev/null | sort | while read -r o; do
+    { find "$build/$1/CMakeFiles" -name '*.c.o' 2>/dev/null || true; } | sort | while read -r o; do
         m=$(basename "$o" .c.o)
         if [ -e "$top/$1/$m.c" ]; then echo "$o"; fi
     done

@@ -27,11 +27,24 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Node and npm (Debian's) only when absent: a newer Node already on the
+# machine runs s3rver as well, and apt must not replace it.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
-echo "install-deps: installing ${missing[*]}" >&2
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# s3rver, the S3-compatible server the S3 backend's tests start (tests/s3:
+# the version pinned by package-lock.json, installed exactly with npm ci).
+top=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -x "$top/tests/s3/node_modules/.bin/s3rver" ]; then
+  echo "install-deps: installing s3rver (npm ci --prefix tests/s3)" >&2
+  npm ci --prefix "$top/tests/s3" --no-audit --no-fund >/dev/null
+fi

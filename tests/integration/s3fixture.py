@@ -131,7 +131,7 @@ class S3Server:
             if status != 200:
                 raise RuntimeError(f"ListObjectsV2 on {self.bucket}: {status} {body[:300]!r}")
             root = ET.fromstring(body)
-            for c in root.iter(_NS + "Contents"):
+            for c in root.findall(_NS + "Contents"):
                 out[c.find(_NS + "Key").text] = int(c.find(_NS + "Size").text)
             if root.findtext(_NS + "IsTruncated") != "true":
                 return out

@@ -28,7 +28,7 @@ static const char usage[] =
     "       [--capacity BYTES] [--token-file F] [--auth-reads] [--threads N]\n"
     "       [--max-client-connections N] [--header-timeout S] [--idle-timeout S]\n"
     "       [--max-object-size BYTES] [--scrub-rate MBPS] [--log-level LEVEL]\n"
-    "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]";
+    "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--backend disk|s3 ...]";
 
 /* mkdir -p */
 static int make_dirs(const char *path, char *err, size_t errlen)
@@ -54,7 +54,7 @@ fail:
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *listen = "127.0.0.1:6010", *hash = NULL, *token_file = NULL;
-    const char *log_level = "info";
+    const char *log_level = "info", *backend_name = "disk";
     const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     bool read_only = false, auth_reads = false;
     uint64_t capacity = 0, threads = 512, max_size = 0, scrub_rate = 10;
@@ -79,6 +79,8 @@ int main(int argc, char **argv)
         {"scrub-rate", CAS_OPT_UINT, &scrub_rate, "MBPS",
          "background scrub, MB/s (10; 0 turns it off)"},
         {"log-level", CAS_OPT_STRING, &log_level, "LEVEL", "debug, info, warn or error (info)"},
+        {"backend", CAS_OPT_STRING, &backend_name, "NAME",
+         "where objects live: disk (default: data files in --dir) or s3 (a bucket)"},
         {"tls-cert", CAS_OPT_STRING, &tls_cert, "FILE",
          "serve HTTPS with this PEM certificate chain (with --tls-key; SIGHUP reloads both)"},
         {"tls-key", CAS_OPT_STRING, &tls_key, "FILE",
@@ -99,6 +101,12 @@ int main(int argc, char **argv)
     if (cas_log_set_level(log_level) < 0) {
         fprintf(stderr, "ca-cas-storaged: --log-level \"%s\": want debug, info, warn or error\n",
                 log_level);
+        return 2;
+    }
+    const struct store_backend *backend = store_backend_find(backend_name);
+    if (!backend) {
+        fprintf(stderr, "ca-cas-storaged: --backend \"%s\": unknown; the backends are %s\n",
+                backend_name, store_backend_names());
         return 2;
     }
     if (!dir || !*dir) {
@@ -181,12 +189,12 @@ int main(int argc, char **argv)
         return 1;
     }
     close(dirfd);
-    struct disk_options dopts = {.dir = dir,
-                                 .algo = app.node.algo,
-                                 .read_only = read_only,
-                                 .capacity = capacity,
-                                 .max_object_size = max_size};
-    if (disk_open(&dopts, &app.store, err, sizeof(err)) < 0) {
+    struct store_options sopts = {.dir = dir,
+                                  .algo = app.node.algo,
+                                  .read_only = read_only,
+                                  .capacity = capacity,
+                                  .max_object_size = max_size};
+    if (backend->open(&sopts, &app.store, err, sizeof(err)) < 0) {
         /* A refusal is a clean exit 1 (under LeakSanitizer too). */
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         node_free(&app.node);
@@ -194,13 +202,19 @@ int main(int argc, char **argv)
         free(client_ca);
         return 1;
     }
-    struct disk_replay_stats rs;
-    disk_replay_stats(app.store, &rs);
     struct store_info in;
-    app.store->ops->info(app.store, &in);
-    log_info("store %s: %" PRIu64 " objects, %" PRIu64 " bytes; index replayed in %.3f s "
-             "(%" PRIu64 " records, %" PRIu64 " damaged, %" PRIu64 " torn bytes cut)",
-             dir, in.objects, in.bytes, rs.seconds, rs.records, rs.bad_records, rs.torn_bytes);
+    store_info(app.store, &in);
+    if (backend == &disk_backend) {
+        struct disk_replay_stats rs;
+        disk_replay_stats(app.store, &rs);
+        log_info("store %s: %" PRIu64 " objects, %" PRIu64 " bytes; index replayed in %.3f s "
+                 "(%" PRIu64 " records, %" PRIu64 " damaged, %" PRIu64 " torn bytes cut)",
+                 dir, in.objects, in.bytes, rs.seconds, rs.records, rs.bad_records,
+                 rs.torn_bytes);
+    } else {
+        log_info("store %s (%s backend): %" PRIu64 " objects, %" PRIu64 " bytes", dir,
+                 backend->name, in.objects, in.bytes);
+    }
 
     /* Signals are taken by sigwait below; every other thread blocks them. */
     sigset_t set;
@@ -227,7 +241,7 @@ int main(int argc, char **argv)
     struct http_server *srv;
     if (http_server_start(&hc, &srv, err, sizeof(err)) < 0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
-        app.store->ops->destroy(app.store);
+        store_destroy(app.store);
         node_free(&app.node);
         free(token);
         free(client_ca);
@@ -236,9 +250,8 @@ int main(int argc, char **argv)
     log_info("node %s (%s, %zu tokens) serving %s on %s://%s%s", app.node.id, app.node.algo->name,
              app.node.ntokens, dir, cas_tls_enabled() ? "https" : "http", listen,
              client_ca ? " (client certificates required)" : "");
-    if (scrub_rate && app.store->ops->scrub_start &&
-        app.store->ops->scrub_start(app.store, scrub_rate * 1000000) < 0)
-        log_warn("cannot start the scrubber");
+    if (scrub_rate && store_scrub_start(app.store, scrub_rate * 1000000, err, sizeof(err)) < 0)
+        log_warn("%s", err);
     int sig = 0;
     while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
         /* SIGHUP: take the certificate and key again from disk; new
@@ -253,7 +266,7 @@ int main(int argc, char **argv)
     }
     log_info("%s: finishing requests in flight", strsignal(sig));
     http_server_stop(srv, 30000);
-    app.store->ops->destroy(app.store);
+    store_destroy(app.store);
     node_free(&app.node);
     free(token);
     free(client_ca);

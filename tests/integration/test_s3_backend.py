@@ -196,11 +196,18 @@ class CrashAndRebuild(S3Test):
         self.assertEqual(c.put(b"after the crash").status, 201)
 
     def test_local_state_lost_rebuilt_from_bucket(self):
+        """--dir removed: the objects come back from the bucket; what was
+        deleted (DELETE 204, gc/end) does not."""
         s = self.storaged()
         c = s.client()
         blobs = [os.urandom(n) for n in (1, 4096, 2 * 1024 * 1024)]
-        for b in blobs:
+        deleted, collected = os.urandom(5000), os.urandom(6000)
+        for b in blobs + [deleted, collected]:
             self.assertEqual(c.put(b).status, 201)
+        self.assertEqual(c.request("DELETE", f"/objects/{sha1(deleted)}").status, 204)
+        gid = c.request("POST", "/gc/begin").json()["id"]
+        c.request("POST", "/gc/mark", body="".join(sha1(b) + "\n" for b in blobs))
+        self.assertEqual(c.request("POST", f"/gc/end?id={gid}").json()["removed"], 1)
         c.close()
         self.assertEqual(s.stop(), 0)
         import shutil
@@ -215,6 +222,29 @@ class CrashAndRebuild(S3Test):
         cap = c.request("GET", "/capacity").json()
         self.assertEqual((cap["objects"], cap["bytes"]), (len(blobs), sum(map(len, blobs))))
         self.assertEqual(c.put(blobs[0]).status, 200)
+        for gone in (deleted, collected):
+            self.assertEqual(c.get(sha1(gone)).status, 404)
+        self.assertEqual(set(self.s3.content_objects()), {sha1(b) for b in blobs})
+
+    def test_gc_cycle_survives_kill9(self):
+        """A storaged killed mid-cycle keeps the cycle and its marks."""
+        s = self.storaged()
+        c = s.client()
+        keep, drop = os.urandom(3000), os.urandom(4000)
+        for b in (keep, drop):
+            self.assertEqual(c.put(b).status, 201)
+        gid = c.request("POST", "/gc/begin").json()["id"]
+        self.assertEqual(c.request("POST", "/gc/mark", body=sha1(keep) + "\n").json(), {"unmarked": 1})
+        c.close()
+        s.kill9()
+        s.start()
+        c = s.client()
+        st = c.request("GET", "/gc").json()
+        self.assertEqual((st["active"], st["id"]), (True, gid))
+        self.assertEqual(c.request("POST", f"/gc/end?id={gid}").json(), {"removed": 1, "bytes": len(drop)})
+        self.assertEqual(c.get(sha1(keep)).body, keep)
+        self.assertEqual(c.get(sha1(drop)).status, 404)
+        self.assertEqual(set(self.s3.content_objects()), {sha1(keep)})
 
 
 class Options(S3Test):

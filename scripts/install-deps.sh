@@ -10,6 +10,7 @@ packages=(
   libgnutls28-dev openssl                    # TLS: server certificates (GnuTLS, as libmicrohttpd), test CAs
   libyaml-dev libssl-dev zlib1g-dev          # config, hashes, checksums
   libarchive-dev                             # ca-cas export/import (tar)
+  libexpat1-dev                              # reading S3's XML answers (storaged/s3_xml.c)
   libjansson-dev                             # reading JSON: replies between daemons (common/json.c, GET /ring), ca-cas status
   libcunit1-dev                              # unit tests
   help2man dpkg-dev                          # man pages, the Debian package (cpack)

@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "disk.h"
+#include "s3.h"
 #include "httpd.h"
 #include "log.h"
 #include "node.h"
@@ -12,6 +13,7 @@
 #include "tls.h"
 #include "token.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -53,8 +55,11 @@ fail:
 
 int main(int argc, char **argv)
 {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     const char *dir = NULL, *listen = "127.0.0.1:6010", *hash = NULL, *token_file = NULL;
     const char *log_level = "info", *backend_name = "disk";
+    const char *s3_endpoint = NULL, *s3_bucket = NULL, *s3_region = "us-east-1";
+    const char *s3_access_file = NULL, *s3_secret_file = NULL;
     const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     bool read_only = false, auth_reads = false;
     uint64_t capacity = 0, threads = 512, max_size = 0, scrub_rate = 10;
@@ -81,6 +86,14 @@ int main(int argc, char **argv)
         {"log-level", CAS_OPT_STRING, &log_level, "LEVEL", "debug, info, warn or error (info)"},
         {"backend", CAS_OPT_STRING, &backend_name, "NAME",
          "where objects live: disk (default: data files in --dir) or s3 (a bucket)"},
+        {"s3-endpoint", CAS_OPT_STRING, &s3_endpoint, "URL",
+         "s3: the server, http(s)://host:port (path-style requests)"},
+        {"s3-bucket", CAS_OPT_STRING, &s3_bucket, "NAME", "s3: the bucket (must exist)"},
+        {"s3-region", CAS_OPT_STRING, &s3_region, "R", "s3: the region to sign for (us-east-1)"},
+        {"s3-access-key-file", CAS_OPT_STRING, &s3_access_file, "F",
+         "s3: file holding the access key (or the key itself in CAS_S3_ACCESS_KEY)"},
+        {"s3-secret-key-file", CAS_OPT_STRING, &s3_secret_file, "F",
+         "s3: file holding the secret key (or the key itself in CAS_S3_SECRET_KEY)"},
         {"tls-cert", CAS_OPT_STRING, &tls_cert, "FILE",
          "serve HTTPS with this PEM certificate chain (with --tls-key; SIGHUP reloads both)"},
         {"tls-key", CAS_OPT_STRING, &tls_key, "FILE",
@@ -180,21 +193,65 @@ int main(int argc, char **argv)
     if (!measured && fstatvfs(dirfd, &vfs) == 0)
         measured = (uint64_t)vfs.f_blocks * vfs.f_frsize;
 
+    /* The S3 keys: from files, or from the environment; never argv. */
+    char *s3_access = NULL, *s3_secret = NULL;
+    struct store_options sopts = {.dir = dir,
+                                  .read_only = read_only,
+                                  .capacity = capacity,
+                                  .max_object_size = max_size,
+                                  .s3_endpoint = s3_endpoint,
+                                  .s3_bucket = s3_bucket,
+                                  .s3_region = s3_region};
+    if (backend == &s3_backend) {
+        if ((s3_access_file && cas_token_read(s3_access_file, &s3_access, err, sizeof(err)) < 0) ||
+            (s3_secret_file && cas_token_read(s3_secret_file, &s3_secret, err, sizeof(err)) < 0)) {
+            fprintf(stderr, "ca-cas-storaged: %s\n", err);
+            close(dirfd);
+            return 2;
+        }
+        if (!s3_access && getenv("CAS_S3_ACCESS_KEY"))
+            s3_access = strdup(getenv("CAS_S3_ACCESS_KEY"));
+        if (!s3_secret && getenv("CAS_S3_SECRET_KEY"))
+            s3_secret = strdup(getenv("CAS_S3_SECRET_KEY"));
+        sopts.s3_access_key = s3_access;
+        sopts.s3_secret_key = s3_secret;
+        if (!capacity || !s3_endpoint || !s3_bucket || !s3_access || !s3_secret) {
+            fprintf(stderr,
+                    "ca-cas-storaged: --backend s3 needs --capacity BYTES, --s3-endpoint URL, "
+                    "--s3-bucket NAME and the keys (--s3-access-key-file and "
+                    "--s3-secret-key-file, or CAS_S3_ACCESS_KEY and CAS_S3_SECRET_KEY)\n");
+            close(dirfd);
+            free(s3_access);
+            free(s3_secret);
+            return 2;
+        }
+    }
+    if (backend->prepare && backend->prepare(&sopts, dirfd, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        close(dirfd);
+        free(s3_access);
+        free(s3_secret);
+        return 1;
+    }
+
     struct storaged app = {.dir = dir, .listen = listen, .started = time(NULL)};
     if (node_load_or_create(dirfd, dir, algo, measured, &app.node, err, sizeof(err)) < 0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         close(dirfd);
+        free(s3_access);
+        free(s3_secret);
         free(token);
         free(client_ca);
         return 1;
     }
     close(dirfd);
-    struct store_options sopts = {.dir = dir,
-                                  .algo = app.node.algo,
-                                  .read_only = read_only,
-                                  .capacity = capacity,
-                                  .max_object_size = max_size};
-    if (backend->open(&sopts, &app.store, err, sizeof(err)) < 0) {
+    sopts.algo = app.node.algo;
+    int orc = backend->open(&sopts, &app.store, err, sizeof(err));
+    if (s3_secret)
+        explicit_bzero(s3_secret, strlen(s3_secret));
+    free(s3_access);
+    free(s3_secret);
+    if (orc < 0) {
         /* A refusal is a clean exit 1 (under LeakSanitizer too). */
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         node_free(&app.node);

@@ -7,6 +7,7 @@
  */
 #include "store.h"
 #include "disk.h"
+#include "s3.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -14,7 +15,7 @@
 
 /* ---- the registry ---------------------------------------------------------- */
 
-const struct store_backend *const store_backends[] = {&disk_backend, NULL};
+const struct store_backend *const store_backends[] = {&disk_backend, &s3_backend, NULL};
 
 const struct store_backend *store_backend_find(const char *name)
 {

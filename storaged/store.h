@@ -195,6 +195,10 @@ struct store_backend {
     /* Opens (creating when absent) the store; 0 or a negative errno with a
      * message. */
     int (*open)(const struct store_options *opts, struct store **out, char *err, size_t errlen);
+    /* Optional: runs before the node file in dirfd is loaded or created
+     * (the S3 backend checks its bucket and restores a lost node file from
+     * it). 0 or a negative errno with a message. */
+    int (*prepare)(const struct store_options *opts, int dirfd, char *err, size_t errlen);
     const char *usage; /* its options, for --help */
 };
 

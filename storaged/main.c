@@ -30,7 +30,9 @@ static const char usage[] =
     "       [--capacity BYTES] [--token-file F] [--auth-reads] [--threads N]\n"
     "       [--max-client-connections N] [--header-timeout S] [--idle-timeout S]\n"
     "       [--max-object-size BYTES] [--scrub-rate MBPS] [--log-level LEVEL]\n"
-    "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--backend disk|s3 ...]";
+    "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--backend disk|s3]\n"
+    "       [--s3-endpoint URL --s3-bucket NAME [--s3-region R]\n"
+    "        [--s3-access-key-file F --s3-secret-key-file F]]  (s3 needs --capacity)";
 
 /* mkdir -p */
 static int make_dirs(const char *path, char *err, size_t errlen)

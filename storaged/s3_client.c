@@ -320,7 +320,9 @@ int s3_do(struct s3_client *c, const struct s3_req *r, struct s3_resp *resp, cha
         usleep(ms * 1000u);
         backoff_ms *= 2;
     }
-    if (rc < 0 || resp->status < 200 || resp->status >= 300)
+    /* Failures: no answer, or a server error left after the retries (a 404
+     * or 403 is an answer the caller judges). */
+    if (rc < 0 || resp->status >= 500)
         __atomic_add_fetch(&c->failures, 1, __ATOMIC_RELAXED);
     free(url);
     return rc;

@@ -929,15 +929,16 @@ static void lost(struct s3_store *st, const unsigned char *digest)
     take_out(st, digest, true);
 }
 
-/* GET of [off, off + len) into buf. len bytes, or -EIO (-ENOENT: the bucket
- * has no such object). */
+/* GET of [off, off + len) into buf; whole: that is the whole object (then
+ * a plain GET, no Range). len bytes, or -EIO (-ENOENT: the bucket has no
+ * such object). More or fewer bytes than asked for are an error. */
 static ssize_t bucket_range(struct s3_store *st, const unsigned char *digest, char *buf,
-                            size_t len, uint64_t off, char *err, size_t errlen)
+                            size_t len, uint64_t off, bool whole, char *err, size_t errlen)
 {
     char key[96];
     object_key(st, digest, key, sizeof(key));
-    struct s3_req rq = {.method = "GET", .key = key, .range_off = off, .range_len = len,
-                        .out = buf, .out_cap = len};
+    struct s3_req rq = {.method = "GET", .key = key, .range_off = off,
+                        .range_len = whole ? 0 : len, .out = buf, .out_cap = len};
     struct s3_resp rs;
     int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
     ssize_t got = -EIO;
@@ -971,7 +972,8 @@ static ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off
     char err[512];
     ssize_t n;
     if (len >= S3_READ_WINDOW) {
-        n = bucket_range(o->st, o->digest, buf, len, off, err, sizeof(err));
+        n = bucket_range(o->st, o->digest, buf, len, off, off == 0 && len == o->size, err,
+                         sizeof(err));
     } else {
         /* Read ahead: the routes read in small chunks, a request per chunk
          * would be slow. Bounded: one window per open object. */
@@ -979,7 +981,8 @@ static ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off
         if (!o->win && !(o->win = malloc(S3_READ_WINDOW)))
             return -ENOMEM;
         o->win_len = 0;
-        n = bucket_range(o->st, o->digest, o->win, (size_t)want, off, err, sizeof(err));
+        n = bucket_range(o->st, o->digest, o->win, (size_t)want, off, off == 0 && want == o->size,
+                         err, sizeof(err));
         if (n > 0) {
             o->win_off = off;
             o->win_len = (size_t)n;
@@ -1439,7 +1442,8 @@ static void *scrub_main(void *arg)
             char err[512];
             for (uint64_t off = 0; off < size && ok;) {
                 size_t n = size - off < S3_READ_WINDOW ? (size_t)(size - off) : S3_READ_WINDOW;
-                ssize_t got = bucket_range(st, digest, buf, n, off, err, sizeof(err));
+                ssize_t got = bucket_range(st, digest, buf, n, off, off == 0 && n == size, err,
+                                           sizeof(err));
                 if (got < 0) {
                     ok = false;
                     missing = got == -ENOENT;
@@ -1894,8 +1898,13 @@ static int s3_backend_open(const struct store_options *o, struct store **out, ch
         goto fail;
     }
     if (flock(st->lockfd, LOCK_EX | LOCK_NB) < 0) {
+        char pid[32] = "";
+        ssize_t n = pread(st->lockfd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
         rc = -EBUSY;
-        snprintf(err, errlen, "%s is in use by another storaged (lock held)", o->dir);
+        snprintf(err, errlen, "%s is in use by another storaged%s%s (lock on %s/LOCK)", o->dir,
+                 *pid ? ", pid " : "", pid, o->dir);
         goto fail;
     }
     if (faccessat(st->dirfd, "index", F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -1927,6 +1936,11 @@ static int s3_backend_open(const struct store_options *o, struct store **out, ch
         }
         journal_init(&st->journal, fd, end);
     }
+    /* The PID in LOCK, for a second daemon's message (as the disk store). */
+    char pid[32];
+    int pl = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(st->lockfd, 0) < 0 || pwrite(st->lockfd, pid, (size_t)pl, 0) < 0)
+        log_warn("cannot write pid to %s/LOCK: %s", st->dir, strerror(errno));
     *out = &st->base;
     return 0;
 fail:

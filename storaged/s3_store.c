@@ -78,7 +78,7 @@ struct s3_store {
     uint64_t capacity, max_object_size, tombstone_ttl;
     int read_only; /* 0 no, 1 --read-only, 2 faulted */
     char read_only_reason[200];
-    uint64_t corrupt_found, lost;
+    uint64_t corrupt_found, lost, compactions;
     /* scrub */
     pthread_t scrub_thread;
     bool scrub_running, scrub_stop;
@@ -1397,14 +1397,99 @@ static bool s3_gc_active(struct store *s, uint64_t *id)
     return a;
 }
 
-/* A bucket gives a removed object's space back at once: there is nothing
- * to compact, and compaction finishes at once with nothing to do. */
+/* Compaction: a bucket gives a removed object's space back at once, so
+ * what there is to reclaim is the index's: s3-index is rewritten as a
+ * snapshot (HEADER, one PUT per object, the GC cycle and its unmarks,
+ * tombstones in force, quarantined keys) into s3-index.snap, fdatasync'd,
+ * renamed over s3-index and swapped into the journal, all under the lock so
+ * no record falls between the snapshot and the swap. Synchronous: done when
+ * it returns. */
 static int s3_compact_start(struct store *s, char *err, size_t errlen)
 {
-    (void)s;
-    (void)err;
-    (void)errlen;
-    return 0;
+    struct s3_store *st = s3_of(s);
+    int rc = refuse_read_only(st, err, errlen);
+    if (rc < 0)
+        return rc;
+    const char *tmp = S3_INDEX ".snap";
+    pthread_mutex_lock(&st->gc_lock);
+    pthread_mutex_lock(&st->lock);
+    unlinkat(st->dirfd, tmp, 0);
+    int fd = fmt_open_regular(st->dirfd, st->dir, tmp, O_RDWR | O_CREAT | O_EXCL, err, errlen);
+    if (fd < 0) {
+        pthread_mutex_unlock(&st->lock);
+        pthread_mutex_unlock(&st->gc_lock);
+        return fd;
+    }
+    enum { BATCH = 1024 };
+    unsigned char *buf = malloc(BATCH * FMT_RECORD_SIZE);
+    size_t nb = 0;
+    uint64_t off = 0;
+    rc = buf ? write_header(st, fd, err, errlen) : -ENOMEM;
+    off = FMT_RECORD_SIZE;
+    struct fmt_record r;
+    struct objtab_entry en;
+#define EMIT()                                                                                     \
+    do {                                                                                           \
+        fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);                                        \
+        if (nb == BATCH) {                                                                         \
+            if (rc == 0 && pwrite(fd, buf, nb * FMT_RECORD_SIZE, (off_t)off) !=                   \
+                               (ssize_t)(nb * FMT_RECORD_SIZE))                                    \
+                rc = -EIO;                                                                         \
+            off += nb * FMT_RECORD_SIZE;                                                           \
+            nb = 0;                                                                                \
+        }                                                                                          \
+    } while (0)
+    /* Objects being deleted are written too: their DEL follows in the new
+     * journal once the bucket delete is done. */
+    for (uint32_t e = 0; rc == 0 && e < st->tab.used; e++)
+        if (objtab_get(&st->tab, e, &en)) {
+            record(st, &r, REC_PUT, en.digest);
+            r.size = en.size;
+            EMIT();
+        }
+    if (st->gc_active && rc == 0) {
+        record(st, &r, REC_GC_BEGIN, NULL);
+        r.aux = st->gc_id;
+        EMIT();
+        for (uint32_t e = 0; rc == 0 && e < st->tab.used; e++)
+            if (objtab_get(&st->tab, e, &en) && !(en.flags & OBJTAB_MARKED)) {
+                record(st, &r, REC_UNMARK, en.digest);
+                EMIT();
+            }
+    }
+    for (uint32_t t = 0; rc == 0 && t < st->tombs.used; t++)
+        if (objtab_get(&st->tombs, t, &en) &&
+            (en.flags == TOMB_QUARANTINED || en.offset + st->tombstone_ttl > now_s())) {
+            record(st, &r, REC_TOMB, en.digest);
+            r.flags = (uint8_t)en.flags;
+            r.aux = en.offset;
+            EMIT();
+        }
+#undef EMIT
+    if (rc == 0 && nb &&
+        pwrite(fd, buf, nb * FMT_RECORD_SIZE, (off_t)off) != (ssize_t)(nb * FMT_RECORD_SIZE))
+        rc = -EIO;
+    off += nb * FMT_RECORD_SIZE;
+    if (rc == 0 && (fdatasync(fd) < 0 || renameat(st->dirfd, tmp, st->dirfd, S3_INDEX) < 0 ||
+                    fsync(st->dirfd) < 0))
+        rc = -EIO;
+    if (rc == 0) {
+        uint64_t before = __atomic_load_n(&st->journal.end, __ATOMIC_ACQUIRE);
+        journal_replace(&st->journal, fd, off);
+        st->compactions++;
+        log_info("s3: %s/%s rewritten: %" PRIu64 " bytes, was %" PRIu64, st->dir, S3_INDEX, off,
+                 before);
+    } else {
+        if (!err[0] || rc != -ENOMEM)
+            snprintf(err, errlen, "cannot write %s/%s: %s", st->dir, tmp,
+                     strerror(rc == -EIO && errno ? errno : -rc));
+        close(fd);
+        unlinkat(st->dirfd, tmp, 0);
+    }
+    pthread_mutex_unlock(&st->lock);
+    pthread_mutex_unlock(&st->gc_lock);
+    free(buf);
+    return rc;
 }
 
 /* ---- scrub ------------------------------------------------------------------------------------------ */
@@ -1554,6 +1639,7 @@ static void s3_info(struct store *s, struct store_info *o)
     if (ro)
         snprintf(o->read_only_reason, sizeof(o->read_only_reason), "%s", st->read_only_reason);
     o->corrupt_found = __atomic_load_n(&st->corrupt_found, __ATOMIC_RELAXED);
+    o->compactions = st->compactions;
     o->scrubbing = st->scrub_running;
     o->scrub_rate = st->scrub_rate;
     o->scrub_bytes = __atomic_load_n(&st->scrub_bytes, __ATOMIC_RELAXED);

@@ -268,8 +268,7 @@ int main(int argc, char **argv)
         disk_replay_stats(app.store, &rs);
         log_info("store %s: %" PRIu64 " objects, %" PRIu64 " bytes; index replayed in %.3f s "
                  "(%" PRIu64 " records, %" PRIu64 " damaged, %" PRIu64 " torn bytes cut)",
-                 dir, in.objects, in.bytes, rs.seconds, rs.records, rs.bad_records,
-                 rs.torn_bytes);
+                 dir, in.objects, in.bytes, rs.seconds, rs.records, rs.bad_records, rs.torn_bytes);
     } else {
         log_info("store %s (%s backend): %" PRIu64 " objects, %" PRIu64 " bytes", dir,
                  backend->name, in.objects, in.bytes);

@@ -60,9 +60,10 @@ int s3_client_init(struct s3_client *c, const char *endpoint, const char *bucket
         return -EINVAL;
     }
     if (!access_key || !*access_key || !secret_key || !*secret_key) {
-        snprintf(err, errlen, "the S3 backend needs an access key and a secret key "
-                              "(--s3-access-key-file / --s3-secret-key-file, or "
-                              "CAS_S3_ACCESS_KEY / CAS_S3_SECRET_KEY)");
+        snprintf(err, errlen,
+                 "the S3 backend needs an access key and a secret key "
+                 "(--s3-access-key-file / --s3-secret-key-file, or "
+                 "CAS_S3_ACCESS_KEY / CAS_S3_SECRET_KEY)");
         return -EINVAL;
     }
     if (strchr(access_key, ':')) {

@@ -36,7 +36,7 @@ static void test_list(void)
     CU_ASSERT_STRING_EQUAL(pg.items[0].key, "objects/2aae6c35c94fcfb415dbe95f408b9ce91ee846ed");
     CU_ASSERT_EQUAL(pg.items[0].size, 11);
     CU_ASSERT_STRING_EQUAL(pg.items[1].key, "objects/a&b"); /* entities decoded */
-    CU_ASSERT_EQUAL(pg.items[1].size, UINT64_MAX);             /* 64-bit sizes */
+    CU_ASSERT_EQUAL(pg.items[1].size, UINT64_MAX);          /* 64-bit sizes */
     CU_ASSERT(pg.truncated);
     CU_ASSERT_STRING_EQUAL(pg.next_token, "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=");
     s3_list_page_free(&pg);
@@ -118,8 +118,8 @@ static void test_upload_id(void)
     CU_ASSERT_EQUAL(s3_xml_upload_id(S(empty), id, sizeof(id), err, sizeof(err)), -EINVAL);
     char small[4];
     CU_ASSERT_EQUAL(s3_xml_upload_id(S(ok), small, sizeof(small), err, sizeof(err)), -EINVAL);
-    CU_ASSERT_EQUAL(s3_xml_upload_id(S("<Error><Code>NoSuchBucket</Code></Error>"), id,
-                                     sizeof(id), err, sizeof(err)),
+    CU_ASSERT_EQUAL(s3_xml_upload_id(S("<Error><Code>NoSuchBucket</Code></Error>"), id, sizeof(id),
+                                     err, sizeof(err)),
                     -EINVAL);
 }
 
@@ -180,8 +180,11 @@ static void test_registry(void)
         CU_ASSERT(strlen(store_backends[i]->usage) > 10);
     }
     /* s3 without --capacity is refused before anything is touched. */
-    struct store_options o = {.dir = "/nonexistent/cas-test", .s3_endpoint = "http://127.0.0.1:1",
-                              .s3_bucket = "cas", .s3_access_key = "a", .s3_secret_key = "b"};
+    struct store_options o = {.dir = "/nonexistent/cas-test",
+                              .s3_endpoint = "http://127.0.0.1:1",
+                              .s3_bucket = "cas",
+                              .s3_access_key = "a",
+                              .s3_secret_key = "b"};
     struct store *s = NULL;
     char err[256] = "";
     CU_ASSERT_EQUAL(store_backend_find("s3")->open(&o, &s, err, sizeof(err)), -EINVAL);

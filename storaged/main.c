@@ -209,6 +209,9 @@ int main(int argc, char **argv)
             (s3_secret_file && cas_token_read(s3_secret_file, &s3_secret, err, sizeof(err)) < 0)) {
             fprintf(stderr, "ca-cas-storaged: %s\n", err);
             close(dirfd);
+            free(s3_access);
+            free(token);
+            free(client_ca);
             return 2;
         }
         if (!s3_access && getenv("CAS_S3_ACCESS_KEY"))
@@ -225,6 +228,8 @@ int main(int argc, char **argv)
             close(dirfd);
             free(s3_access);
             free(s3_secret);
+            free(token);
+            free(client_ca);
             return 2;
         }
     }
@@ -233,6 +238,8 @@ int main(int argc, char **argv)
         close(dirfd);
         free(s3_access);
         free(s3_secret);
+        free(token);
+        free(client_ca);
         return 1;
     }
 

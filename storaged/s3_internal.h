@@ -50,6 +50,7 @@ struct s3_store {
     int read_only; /* 0 no, 1 --read-only, 2 faulted */
     char read_only_reason[200];
     uint64_t corrupt_found, lost, compactions;
+    bool opened; /* open finished: a stop then leaves the s3-clean marker */
     /* scrub */
     pthread_t scrub_thread;
     bool scrub_running, scrub_stop;
@@ -128,6 +129,9 @@ void s3_quarantine_digest(struct s3_store *st, const unsigned char *digest, cons
  * (a delete of digest removed what it may have uploaded). */
 void s3_clobber(struct s3_store *st, const unsigned char *digest);
 void s3_destroy(struct store *s);
+
+/* s3_open.c: leaves the marker that tells the next start this stop was clean. */
+void s3_mark_clean(struct s3_store *st);
 
 /* s3_gc.c */
 int s3_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects, uint64_t *bytes,

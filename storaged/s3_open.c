@@ -165,6 +165,75 @@ out:
     return rc;
 }
 
+/* Calls fn for every key under prefix (URL-encoded, e.g. "objects%2F") in
+ * the bucket, page by page (ListObjectsV2). 0, fn's nonzero result, or a
+ * negative errno with a message. */
+static int list_prefix(struct s3_store *st, const char *prefix,
+                       int (*fn)(struct s3_store *st, const struct s3_list_item *it, void *cls),
+                       void *cls, char *err, size_t errlen)
+{
+    char token[S3_XML_TOKEN_MAX + 1] = "", q[S3_XML_TOKEN_MAX * 3 + 100];
+    bool more = true;
+    int rc = 0;
+    while (more && rc == 0) {
+        char esc[S3_XML_TOKEN_MAX * 3 + 1];
+        s3_query_escape(token, esc, sizeof(esc));
+        snprintf(q, sizeof(q), "%s%s%slist-type=2&prefix=%s", token[0] ? "continuation-token=" : "",
+                 token[0] ? esc : "", token[0] ? "&" : "", prefix);
+        struct s3_req rq = {.method = "GET", .query = q};
+        struct s3_resp rs;
+        struct s3_list_page pg = {0};
+        rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+        if (rc == 0 && rs.status != 200) {
+            s3_status_error(&rq, &rs, err, errlen);
+            rc = -EIO;
+        }
+        if (rc == 0)
+            rc = s3_xml_list(rs.body.data ? rs.body.data : "", rs.body.len, &pg, err, errlen);
+        s3_resp_free(&rs);
+        for (size_t i = 0; rc == 0 && i < pg.n; i++)
+            rc = fn(st, &pg.items[i], cls);
+        more = pg.truncated;
+        snprintf(token, sizeof(token), "%s", pg.next_token);
+        s3_list_page_free(&pg);
+    }
+    return rc;
+}
+
+/* The digest in "objects/<hex>" of this store's algorithm; false otherwise. */
+static bool object_digest(struct s3_store *st, const char *name, struct cas_key *k)
+{
+    char kerr[256];
+    const char *hex = name + strlen("objects/");
+    return strncmp(name, "objects/", 8) == 0 && strlen(hex) == st->base.algo->digest_len * 2 &&
+           cas_key_parse(hex, strlen(hex), st->base.algo, k, kerr, sizeof(kerr)) == 0;
+}
+
+struct rebuild {
+    uint64_t found, skipped;
+    char *err;
+    size_t errlen;
+};
+
+static int rebuild_one(struct s3_store *st, const struct s3_list_item *it, void *cls)
+{
+    struct rebuild *rb = cls;
+    struct cas_key k;
+    if (!object_digest(st, it->key, &k)) {
+        rb->skipped++;
+        return 0;
+    }
+    struct fmt_record r;
+    struct journal_pos pos;
+    s3_record(st, &r, REC_PUT, k.digest);
+    r.size = it->size;
+    int rc = s3_append(st, &r, 1, &pos, rb->err, rb->errlen);
+    if (rc == 0)
+        rc = s3_apply(st, &r, rb->err, rb->errlen);
+    rb->found++;
+    return rc;
+}
+
 /* A new index from a listing of objects/ in the bucket (first start, or a
  * lost --dir), written to a temporary file and renamed into place, so a
  * crash halfway leaves no partial index. */
@@ -177,47 +246,9 @@ static int rebuild_index(struct s3_store *st, char *err, size_t errlen)
         return fd;
     int rc = s3_write_header(st, fd, err, errlen);
     journal_init(&st->journal, fd, FMT_RECORD_SIZE);
-    char token[S3_XML_TOKEN_MAX + 1] = "", q[S3_XML_TOKEN_MAX * 3 + 100];
-    uint64_t found = 0, skipped = 0;
-    bool more = rc == 0;
-    while (more) {
-        char esc[S3_XML_TOKEN_MAX * 3 + 1];
-        s3_query_escape(token, esc, sizeof(esc));
-        snprintf(q, sizeof(q), "%s%s%slist-type=2&prefix=objects%%2F",
-                 token[0] ? "continuation-token=" : "", token[0] ? esc : "", token[0] ? "&" : "");
-        struct s3_req rq = {.method = "GET", .query = q};
-        struct s3_resp rs;
-        struct s3_list_page pg = {0};
-        rc = s3_do(&st->cli, &rq, &rs, err, errlen);
-        if (rc == 0 && rs.status != 200) {
-            s3_status_error(&rq, &rs, err, errlen);
-            rc = -EIO;
-        }
-        if (rc == 0)
-            rc = s3_xml_list(rs.body.data ? rs.body.data : "", rs.body.len, &pg, err, errlen);
-        s3_resp_free(&rs);
-        for (size_t i = 0; rc == 0 && i < pg.n; i++) {
-            struct cas_key k;
-            char kerr[256];
-            const char *hex = pg.items[i].key + strlen("objects/");
-            if (strncmp(pg.items[i].key, "objects/", 8) != 0 ||
-                strlen(hex) != st->base.algo->digest_len * 2 ||
-                cas_key_parse(hex, strlen(hex), st->base.algo, &k, kerr, sizeof(kerr)) < 0) {
-                skipped++;
-                continue;
-            }
-            struct fmt_record r;
-            struct journal_pos pos;
-            s3_record(st, &r, REC_PUT, k.digest);
-            r.size = pg.items[i].size;
-            if ((rc = s3_append(st, &r, 1, &pos, err, errlen)) == 0)
-                rc = s3_apply(st, &r, err, errlen);
-            found++;
-        }
-        more = rc == 0 && pg.truncated;
-        snprintf(token, sizeof(token), "%s", pg.next_token);
-        s3_list_page_free(&pg);
-    }
+    struct rebuild rb = {.err = err, .errlen = errlen};
+    if (rc == 0)
+        rc = list_prefix(st, "objects%2F", rebuild_one, &rb, err, errlen);
     if (rc == 0 && (fdatasync(fd) < 0 || renameat(st->dirfd, tmp, st->dirfd, S3_INDEX) < 0 ||
                     fsync(st->dirfd) < 0)) {
         snprintf(err, errlen, "cannot write %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
@@ -230,8 +261,73 @@ static int rebuild_index(struct s3_store *st, char *err, size_t errlen)
         return rc;
     }
     log_info("s3: %s/%s built from the bucket: %" PRIu64 " objects, %" PRIu64 " bytes%s", st->dir,
-             S3_INDEX, found, st->bytes, skipped ? " (keys not of this store skipped)" : "");
+             S3_INDEX, rb.found, st->bytes, rb.skipped ? " (keys not of this store skipped)" : "");
     return 0;
+}
+
+struct sweep {
+    uint64_t removed, failed;
+    char first[300];
+};
+
+static int sweep_one(struct s3_store *st, const struct s3_list_item *it, void *cls)
+{
+    struct sweep *sw = cls;
+    struct cas_key k;
+    struct objtab_entry en;
+    bool tmp = strncmp(it->key, "tmp/", 4) == 0;
+    if (!tmp && (!object_digest(st, it->key, &k) || s3_find_live(st, k.digest, &en) != OBJTAB_NONE))
+        return 0;
+    struct s3_req rq = {.method = "DELETE", .key = it->key};
+    struct s3_resp rs;
+    char err[300];
+    int rc = s3_do(&st->cli, &rq, &rs, err, sizeof(err));
+    if (rc == 0 && rs.status != 204 && rs.status != 200 && rs.status != 404) {
+        s3_status_error(&rq, &rs, err, sizeof(err));
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    if (rc < 0 && !sw->failed++)
+        snprintf(sw->first, sizeof(sw->first), "%s", err);
+    else if (rc == 0)
+        sw->removed++;
+    return 0;
+}
+
+/* After a crash (no s3-clean marker): uploads that were never acknowledged
+ * may be in the bucket, and a server that does not store a PUT atomically
+ * (s3rver does not) may even hold one cut short by the crash. Every
+ * objects/<hex> the index does not list, and everything under tmp/, is
+ * deleted: nothing unacknowledged (or unverified) stays visible. Runs
+ * before the store serves, so no write can race it. A failure is logged,
+ * not fatal: such an object is unlisted, and a read of it is verified. */
+static void sweep_orphans(struct s3_store *st)
+{
+    struct sweep sw = {0};
+    char err[512];
+    int rc = list_prefix(st, "objects%2F", sweep_one, &sw, err, sizeof(err));
+    if (rc == 0)
+        rc = list_prefix(st, "tmp%2F", sweep_one, &sw, err, sizeof(err));
+    if (rc < 0)
+        log_warn("s3: after a crash, cannot list the bucket to remove unacknowledged uploads: %s",
+                 err);
+    if (sw.removed || sw.failed)
+        log_info("s3: after a crash: %" PRIu64 " unacknowledged uploads removed from the "
+                 "bucket%s%s",
+                 sw.removed, sw.failed ? "; could not remove some: " : "", sw.first);
+}
+
+/* s3-clean exists only between a clean stop and the next start. */
+#define S3_CLEAN "s3-clean"
+
+void s3_mark_clean(struct s3_store *st)
+{
+    int fd = openat(st->dirfd, S3_CLEAN, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0 || fsync(fd) < 0 || fsync(st->dirfd) < 0)
+        log_warn("cannot write %s/%s: %s (the next start checks the bucket for debris)", st->dir,
+                 S3_CLEAN, strerror(errno));
+    if (fd >= 0)
+        close(fd);
 }
 
 static int s3_backend_open(const struct store_options *o, struct store **out, char *err,
@@ -304,6 +400,12 @@ static int s3_backend_open(const struct store_options *o, struct store **out, ch
     if ((rc = check_bucket(&st->cli, err, errlen)) < 0 ||
         (rc = check_node_copy(st, err, errlen)) < 0)
         goto fail;
+    bool clean = faccessat(st->dirfd, S3_CLEAN, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+    if (clean && (unlinkat(st->dirfd, S3_CLEAN, 0) < 0 || fsync(st->dirfd) < 0)) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot remove %s/%s: %s", st->dir, S3_CLEAN, strerror(errno));
+        goto fail;
+    }
     int fd = fmt_open_regular(st->dirfd, st->dir, S3_INDEX, O_RDWR, err, errlen);
     if (fd == -ENOENT) {
         if ((rc = rebuild_index(st, err, errlen)) < 0)
@@ -318,7 +420,10 @@ static int s3_backend_open(const struct store_options *o, struct store **out, ch
             goto fail;
         }
         journal_init(&st->journal, fd, end);
+        if (!clean && !st->read_only)
+            sweep_orphans(st);
     }
+    st->opened = true;
     /* The PID in LOCK, for a second daemon's message (as the disk store). */
     char pid[32];
     int pl = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());

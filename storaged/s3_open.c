@@ -210,7 +210,7 @@ static bool object_digest(struct s3_store *st, const char *name, struct cas_key 
 }
 
 struct rebuild {
-    uint64_t found, skipped;
+    uint64_t found, skipped, tombs;
     char *err;
     size_t errlen;
 };
@@ -234,6 +234,32 @@ static int rebuild_one(struct s3_store *st, const struct s3_list_item *it, void 
     return rc;
 }
 
+/* tombs/<hex>: a client deleted the key; its tombstone is in force again
+ * from now (the bucket's time of the delete is not read: the TTL only
+ * grows), unless the object is there (a PUT after the delete whose removal
+ * of tombs/<hex> failed). */
+static int rebuild_tomb(struct s3_store *st, const struct s3_list_item *it, void *cls)
+{
+    struct rebuild *rb = cls;
+    struct cas_key k;
+    struct objtab_entry en;
+    char name[S3_XML_KEY_MAX + 8];
+    snprintf(name, sizeof(name), "objects/%s", it->key + strlen("tombs/"));
+    if (strncmp(it->key, "tombs/", 6) != 0 || !object_digest(st, name, &k) ||
+        s3_find_live(st, k.digest, &en) != OBJTAB_NONE)
+        return 0;
+    struct fmt_record r;
+    struct journal_pos pos;
+    s3_record(st, &r, REC_TOMB, k.digest);
+    r.flags = TOMB_DELETED;
+    r.aux = s3_now_s();
+    int rc = s3_append(st, &r, 1, &pos, rb->err, rb->errlen);
+    if (rc == 0)
+        rc = s3_apply(st, &r, rb->err, rb->errlen);
+    rb->tombs++;
+    return rc;
+}
+
 /* A new index from a listing of objects/ in the bucket (first start, or a
  * lost --dir), written to a temporary file and renamed into place, so a
  * crash halfway leaves no partial index. */
@@ -249,6 +275,8 @@ static int rebuild_index(struct s3_store *st, char *err, size_t errlen)
     struct rebuild rb = {.err = err, .errlen = errlen};
     if (rc == 0)
         rc = list_prefix(st, "objects%2F", rebuild_one, &rb, err, errlen);
+    if (rc == 0)
+        rc = list_prefix(st, "tombs%2F", rebuild_tomb, &rb, err, errlen);
     if (rc == 0 && (fdatasync(fd) < 0 || renameat(st->dirfd, tmp, st->dirfd, S3_INDEX) < 0 ||
                     fsync(st->dirfd) < 0)) {
         snprintf(err, errlen, "cannot write %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
@@ -260,8 +288,10 @@ static int rebuild_index(struct s3_store *st, char *err, size_t errlen)
         unlinkat(st->dirfd, tmp, 0);
         return rc;
     }
-    log_info("s3: %s/%s built from the bucket: %" PRIu64 " objects, %" PRIu64 " bytes%s", st->dir,
-             S3_INDEX, rb.found, st->bytes, rb.skipped ? " (keys not of this store skipped)" : "");
+    log_info("s3: %s/%s built from the bucket: %" PRIu64 " objects, %" PRIu64 " bytes, %" PRIu64
+             " tombstones%s",
+             st->dir, S3_INDEX, rb.found, st->bytes, rb.tombs,
+             rb.skipped ? " (keys not of this store skipped)" : "");
     return 0;
 }
 

@@ -341,6 +341,24 @@ int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, char *err
     return rc < 0 ? -EIO : 0;
 }
 
+int s3_bucket_tomb(struct s3_store *st, const unsigned char *digest, bool put, char *err,
+                   size_t errlen)
+{
+    char hex[CAS_MAX_HEX + 1], key[96];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    snprintf(key, sizeof(key), "tombs/%s", hex);
+    struct s3_req rq = {.method = put ? "PUT" : "DELETE", .key = key, .body = "", .body_len = 0};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 &&
+        (put ? rs.status != 200 : (rs.status != 204 && rs.status != 200 && rs.status != 404))) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    return rc < 0 ? -EIO : 0;
+}
+
 /* Flags entry e DELETING, deletes it in the bucket, then removes it and
  * records del (a REC_DEL, plus extra records, appended with it). Caller
  * holds st->lock, which is released during the bucket request. */
@@ -727,6 +745,7 @@ static int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bo
     struct objtab_entry en;
     uint32_t e = s3_find_live(st, digest, &en);
     struct fmt_record r;
+    bool had_tomb = false;
     if (e != OBJTAB_NONE) {
         *created = false;
         if (st->gc_active && (en.flags & OBJTAB_MARKED)) {
@@ -739,6 +758,7 @@ static int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bo
         }
     } else {
         *created = true;
+        had_tomb = s3_tomb_in_force(st, digest);
         s3_record(st, &r, REC_PUT, digest);
         r.size = p->received;
         rc = s3_append(st, &r, 1, &pos, err, errlen);
@@ -756,6 +776,14 @@ static int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bo
     pthread_mutex_unlock(&st->lock);
     if (rc == 0 && sync)
         rc = s3_sync_to(st, &pos, err, errlen);
+    if (rc == 0 && had_tomb) {
+        /* A client's PUT lifts the tombstone, in the bucket too (else a
+         * rebuild would bring it back); best effort: a stale one only
+         * refuses copies of a key this node holds. */
+        char terr[300];
+        if (s3_bucket_tomb(st, digest, false, terr, sizeof(terr)) < 0)
+            log_warn("s3: cannot remove the tombstone of a key stored again: %s", terr);
+    }
 out:
     if (rc < 0)
         multipart_abort(p);
@@ -982,6 +1010,11 @@ static int remove_common(struct store *s, const struct cas_key *key, bool tomb, 
     struct s3_store *st = s3_of(s);
     int rc = s3_refuse_read_only(st, err, errlen);
     if (rc < 0)
+        return rc;
+    /* The tombstone goes to the bucket first (tombs/<hex>), so a --dir
+     * rebuilt from the bucket keeps refusing copies of the key; if that
+     * fails nothing has changed. */
+    if (tomb && (rc = s3_bucket_tomb(st, key->digest, true, err, errlen)) < 0)
         return rc;
     struct journal_pos pos;
     struct objtab_entry en;

@@ -119,8 +119,9 @@ int s3_write_header(struct s3_store *st, int fd, char *err, size_t errlen);
 int s3_replay(struct s3_store *st, int fd, uint64_t *end, char *err, size_t errlen);
 /* DELETE objects/<hex>: 0 when gone (404 included), -EIO with a message. */
 int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, char *err, size_t errlen);
-/* PUT (put) or DELETE of the empty tombs/<hex>, the bucket's copy of a
- * client delete's tombstone: 0, or -EIO with a message. */
+/* PUT (put) or DELETE of the empty tombs/<hex>.deleted, the bucket's copy of
+ * a client delete's tombstone (not ending in a bare key: it is no content): 0, or -EIO with a
+ * message. */
 int s3_bucket_tomb(struct s3_store *st, const unsigned char *digest, bool put, char *err,
                    size_t errlen);
 /* GET of [off, off + len) into buf (whole: a plain GET); len, -EIO or -ENOENT. */

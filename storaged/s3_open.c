@@ -234,19 +234,23 @@ static int rebuild_one(struct s3_store *st, const struct s3_list_item *it, void 
     return rc;
 }
 
-/* tombs/<hex>: a client deleted the key; its tombstone is in force again
+/* tombs/<hex>.deleted: a client deleted the key; its tombstone is in force again
  * from now (the bucket's time of the delete is not read: the TTL only
  * grows), unless the object is there (a PUT after the delete whose removal
- * of tombs/<hex> failed). */
+ * of tombs/<hex>.deleted failed). */
 static int rebuild_tomb(struct s3_store *st, const struct s3_list_item *it, void *cls)
 {
     struct rebuild *rb = cls;
     struct cas_key k;
     struct objtab_entry en;
     char name[S3_XML_KEY_MAX + 8];
-    snprintf(name, sizeof(name), "objects/%s", it->key + strlen("tombs/"));
-    if (strncmp(it->key, "tombs/", 6) != 0 || !object_digest(st, name, &k) ||
-        s3_find_live(st, k.digest, &en) != OBJTAB_NONE)
+    size_t kl = strlen(it->key);
+    const char *suffix = ".deleted";
+    if (strncmp(it->key, "tombs/", 6) != 0 || kl < 6 + strlen(suffix) ||
+        strcmp(it->key + kl - strlen(suffix), suffix) != 0)
+        return 0;
+    snprintf(name, sizeof(name), "objects/%.*s", (int)(kl - 6 - strlen(suffix)), it->key + 6);
+    if (!object_digest(st, name, &k) || s3_find_live(st, k.digest, &en) != OBJTAB_NONE)
         return 0;
     struct fmt_record r;
     struct journal_pos pos;

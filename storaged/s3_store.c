@@ -346,7 +346,7 @@ int s3_bucket_tomb(struct s3_store *st, const unsigned char *digest, bool put, c
 {
     char hex[CAS_MAX_HEX + 1], key[96];
     cas_hex_encode(digest, st->base.algo->digest_len, hex);
-    snprintf(key, sizeof(key), "tombs/%s", hex);
+    snprintf(key, sizeof(key), "tombs/%s.deleted", hex);
     struct s3_req rq = {.method = put ? "PUT" : "DELETE", .key = key, .body = "", .body_len = 0};
     struct s3_resp rs;
     int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
@@ -1011,7 +1011,7 @@ static int remove_common(struct store *s, const struct cas_key *key, bool tomb, 
     int rc = s3_refuse_read_only(st, err, errlen);
     if (rc < 0)
         return rc;
-    /* The tombstone goes to the bucket first (tombs/<hex>), so a --dir
+    /* The tombstone goes to the bucket first (tombs/<hex>.deleted), so a --dir
      * rebuilt from the bucket keeps refusing copies of the key; if that
      * fails nothing has changed. */
     if (tomb && (rc = s3_bucket_tomb(st, key->digest, true, err, errlen)) < 0)

@@ -102,9 +102,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "open after fsck: %s\n", err);
     FUZZ_CHECK(rc == 0);
     struct list l = {0};
-    uint64_t cursor = 0;
-    while (cursor != UINT64_MAX)
-        s->ops->list(s, &cursor, STORE_LIST_LIVE, 0, UINT64_MAX, 1024, on_object, &l);
+    struct store_cursor cursor = {0};
+    while (!cursor.done)
+        FUZZ_CHECK(store_list(s, &cursor, STORE_LIST_LIVE, 0, UINT64_MAX, 1024, on_object, &l, err,
+                              sizeof(err)) == 0);
     for (size_t i = 0; i < l.n; i++) {
         struct cas_key k = {.algo = sha1};
         memcpy(k.digest, l.v[i].digest, sha1->digest_len);

@@ -8,7 +8,7 @@ arms faults for what comes next:
   fail(n, status)     the next n requests get `status` with S3's XML error
                       (503 SlowDown, 500 InternalError, 403 AccessDenied)
                       instead of reaching s3rver
-  truncate(n)         the next n GETs answered 200 with a body get their
+  truncate(n)         the next n GETs answered 200 or 206 with a body get their
                       headers and only half the body, then the connection
                       closes (a body cut short in transit)
   stall()             every request from now on is read and never answered
@@ -221,7 +221,7 @@ class S3Proxy:
                     raise ConnectionError("s3rver closed the connection")
                 (_, status, _), rheaders = _parse(rlines)
                 no_body = method == "HEAD" or status in ("204", "304")
-                if truncate and status == "200" and int(rheaders.get("content-length", "0")) > 1:
+                if truncate and status in ("200", "206") and int(rheaders.get("content-length", "0")) > 1:
                     with self.lock:
                         self._truncate = max(0, self._truncate - 1)
                     self._note(method, path, "truncated")

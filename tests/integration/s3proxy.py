@@ -5,9 +5,11 @@ and relays each request, byte for byte, to the s3rver behind it: the Host
 header is kept, so the storaged's AWS Signature V4 still matches. A test
 arms faults for what comes next:
 
-  fail(n, status)     the next n requests get `status` with S3's XML error
-                      (503 SlowDown, 500 InternalError, 403 AccessDenied)
-                      instead of reaching s3rver
+  fail(n, status, after=0)
+                      the next n requests (after letting `after` through)
+                      get `status` with S3's XML error (503 SlowDown, 500
+                      InternalError, 403 AccessDenied) instead of reaching
+                      s3rver
   truncate(n)         the next n GETs answered 200 or 206 with a body get their
                       headers and only half the body, then the connection
                       closes (a body cut short in transit)
@@ -114,6 +116,7 @@ class S3Proxy:
         self.lock = threading.Lock()
         self.log = []
         self._fail = (0, 0)
+        self._fail_after = 0
         self._truncate = 0
         self._stalled = threading.Event()
         self._released = threading.Event()
@@ -146,9 +149,10 @@ class S3Proxy:
 
     # -- arming faults ------------------------------------------------------
 
-    def fail(self, n, status):
+    def fail(self, n, status, after=0):
         with self.lock:
             self._fail = (n, status)
+            self._fail_after = after
 
     def truncate(self, n):
         with self.lock:
@@ -197,7 +201,10 @@ class S3Proxy:
                     return  # closes without an answer
                 with self.lock:
                     fail_n, fail_status = self._fail
-                    if fail_n > 0:
+                    if fail_n > 0 and self._fail_after > 0:
+                        self._fail_after -= 1
+                        fail_n = 0
+                    elif fail_n > 0:
                         self._fail = (fail_n - 1, fail_status)
                     truncate = method == "GET" and self._truncate > 0
                 expect = headers.get("expect", "").lower() == "100-continue"

@@ -309,6 +309,40 @@ class Faults(S3Test):
             self.assertEqual(self.c.get(sha1(data)).body, data)
         self.assert_bucket_clean()
 
+    def test_large_bodies_multipart_retried_and_verified(self):
+        """Bodies over one part (multipart uploads, and a POST whose key is
+        known only at the end): 503s retried, a 403 half-way fails the
+        write with nothing visible, a wrong digest leaves nothing visible,
+        and no upload leaves extra objects behind."""
+        def others():
+            names = set(self.s3.list_objects())
+            return names - {n for v in self.s3.content_objects().values() for n in v}
+
+        self.assertEqual(self.c.put(b"first").status, 201)  # the node's own objects exist by now
+        baseline = others()
+        big = os.urandom(20 * 1024 * 1024 + 5)
+        self.proxy.fail(2, 503, after=2)
+        r = self.c.put(big)
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(self.proxy.count("failed 503"), 2)
+        self.assertEqual(self.c.get(sha1(big)).body, big)
+        posted = os.urandom(18 * 1024 * 1024 + 1)
+        self.proxy.fail(1, 500, after=3)
+        r = self.c.request("POST", "/objects", body=posted)
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(self.c.get(sha1(posted)).body, posted)
+        denied = os.urandom(20 * 1024 * 1024 + 7)
+        self.proxy.fail(1000, 403, after=2)
+        r = self.c.put(denied)
+        self.proxy.clear()
+        self.assertGreaterEqual(r.status, 500, r.body)
+        self.assertEqual(self.c.get(sha1(denied)).status, 404)
+        r = self.c.put(big[:-1] + b"X", key=sha1(big[:-1] + b"Y"))
+        self.assertEqual(r.status, 422, r.body)
+        self.assertEqual(set(self.s3.content_objects()), {sha1(b"first"), sha1(big), sha1(posted)})
+        self.assert_bucket_clean()
+        self.assertEqual(others(), baseline)
+
     def test_403_is_a_clear_error_and_nothing_acknowledged(self):
         data = os.urandom(50_000)
         self.proxy.fail(1000, 403)

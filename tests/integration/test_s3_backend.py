@@ -328,7 +328,8 @@ class Options(S3Test):
         args = s3_backend_args(self.s3)
         args[args.index("--s3-bucket") + 1] = "no-such-bucket"
         p = self.run_storaged(args)
-        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(p.returncode, 1, p.stderr)  # a refusal, not a crash or a leak report
+        self.assertNotIn("Sanitizer", p.stderr)
         self.assertIn("no-such-bucket", p.stderr)
 
     def test_refused_credentials_refused(self):
@@ -338,7 +339,8 @@ class Options(S3Test):
         args = s3_backend_args(self.s3)
         args[args.index("--s3-access-key-file") + 1] = bad
         p = self.run_storaged(args)
-        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertNotIn("Sanitizer", p.stderr)
         self.assertRegex(p.stderr, r"(?i)InvalidAccessKeyId|403|credential|denied")
 
     def test_capacity_sizes_ring_and_available(self):

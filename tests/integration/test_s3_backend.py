@@ -376,6 +376,11 @@ class Faults(S3Test):
             self.proxy.fail(2, status)
             self.assertEqual(self.c.get(sha1(data)).body, data)
         self.assert_bucket_clean()
+        # Operators see the retries.
+        m = self.c.request("GET", "/metrics").body.decode()
+        retries = [int(l.split()[1]) for l in m.splitlines() if l.startswith("cas_s3_retries_total ")]
+        self.assertEqual(len(retries), 1, "no cas_s3_retries_total in /metrics")
+        self.assertGreaterEqual(retries[0], 4)  # at least the PUTs' four
 
     def test_large_bodies_multipart_retried_and_verified(self):
         """Bodies over one part (multipart uploads, and a POST whose key is

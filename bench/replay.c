@@ -165,8 +165,7 @@ static int churn(const char *dir, unsigned rounds)
     s->ops->info(s, &info);
     struct disk_internals di;
     disk_internals(s, &di);
-    printf("churn objects=%" PRIu64 " index_records=%" PRIu64 "\n", info.objects,
-           di.index_records);
+    printf("churn objects=%" PRIu64 " index_records=%" PRIu64 "\n", info.objects, di.index_records);
     s->ops->destroy(s);
     free(keys);
     free(g.d);

@@ -30,7 +30,9 @@ static const char usage[] =
     "       [--capacity BYTES] [--token-file F] [--auth-reads] [--threads N]\n"
     "       [--max-client-connections N] [--header-timeout S] [--idle-timeout S]\n"
     "       [--max-object-size BYTES] [--scrub-rate MBPS] [--log-level LEVEL]\n"
-    "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--backend disk|s3 ...]";
+    "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--backend disk|s3]\n"
+    "       [--s3-endpoint URL --s3-bucket NAME [--s3-region R]\n"
+    "        [--s3-access-key-file F --s3-secret-key-file F]]  (s3 needs --capacity)";
 
 /* mkdir -p */
 static int make_dirs(const char *path, char *err, size_t errlen)
@@ -207,6 +209,9 @@ int main(int argc, char **argv)
             (s3_secret_file && cas_token_read(s3_secret_file, &s3_secret, err, sizeof(err)) < 0)) {
             fprintf(stderr, "ca-cas-storaged: %s\n", err);
             close(dirfd);
+            free(s3_access);
+            free(token);
+            free(client_ca);
             return 2;
         }
         if (!s3_access && getenv("CAS_S3_ACCESS_KEY"))
@@ -223,6 +228,8 @@ int main(int argc, char **argv)
             close(dirfd);
             free(s3_access);
             free(s3_secret);
+            free(token);
+            free(client_ca);
             return 2;
         }
     }
@@ -231,6 +238,8 @@ int main(int argc, char **argv)
         close(dirfd);
         free(s3_access);
         free(s3_secret);
+        free(token);
+        free(client_ca);
         return 1;
     }
 
@@ -266,8 +275,7 @@ int main(int argc, char **argv)
         disk_replay_stats(app.store, &rs);
         log_info("store %s: %" PRIu64 " objects, %" PRIu64 " bytes; index replayed in %.3f s "
                  "(%" PRIu64 " records, %" PRIu64 " damaged, %" PRIu64 " torn bytes cut)",
-                 dir, in.objects, in.bytes, rs.seconds, rs.records, rs.bad_records,
-                 rs.torn_bytes);
+                 dir, in.objects, in.bytes, rs.seconds, rs.records, rs.bad_records, rs.torn_bytes);
     } else {
         log_info("store %s (%s backend): %" PRIu64 " objects, %" PRIu64 " bytes", dir,
                  backend->name, in.objects, in.bytes);

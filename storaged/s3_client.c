@@ -60,9 +60,10 @@ int s3_client_init(struct s3_client *c, const char *endpoint, const char *bucket
         return -EINVAL;
     }
     if (!access_key || !*access_key || !secret_key || !*secret_key) {
-        snprintf(err, errlen, "the S3 backend needs an access key and a secret key "
-                              "(--s3-access-key-file / --s3-secret-key-file, or "
-                              "CAS_S3_ACCESS_KEY / CAS_S3_SECRET_KEY)");
+        snprintf(err, errlen,
+                 "the S3 backend needs an access key and a secret key "
+                 "(--s3-access-key-file / --s3-secret-key-file, or "
+                 "CAS_S3_ACCESS_KEY / CAS_S3_SECRET_KEY)");
         return -EINVAL;
     }
     if (strchr(access_key, ':')) {
@@ -320,7 +321,9 @@ int s3_do(struct s3_client *c, const struct s3_req *r, struct s3_resp *resp, cha
         usleep(ms * 1000u);
         backoff_ms *= 2;
     }
-    if (rc < 0 || resp->status < 200 || resp->status >= 300)
+    /* Failures: no answer, or a server error left after the retries (a 404
+     * or 403 is an answer the caller judges). */
+    if (rc < 0 || resp->status >= 500)
         __atomic_add_fetch(&c->failures, 1, __ATOMIC_RELAXED);
     free(url);
     return rc;

@@ -48,7 +48,7 @@ struct s3_req {
                          * query), or NULL */
     const void *body;   /* PUT/POST body in memory (NULL, 0: empty) */
     size_t body_len;
-    const char *payload_sha256; /* its SHA-256 in hex when known; NULL: UNSIGNED-PAYLOAD */
+    const char *payload_sha256;    /* its SHA-256 in hex when known; NULL: UNSIGNED-PAYLOAD */
     uint64_t range_off, range_len; /* Range: bytes=off-(off+len-1) when range_len > 0 */
     const char *header;            /* one more request header ("x-amz-copy-source: ..."), or NULL */
     char *out;                     /* a 2xx GET body goes here, at most out_cap bytes; */
@@ -56,9 +56,9 @@ struct s3_req {
 };
 
 struct s3_resp {
-    long status;           /* HTTP status of the last attempt */
-    size_t out_len;        /* bytes written to req->out */
-    struct cas_buf body;   /* other bodies (XML); the caller frees it (s3_resp_free) */
+    long status;            /* HTTP status of the last attempt */
+    size_t out_len;         /* bytes written to req->out */
+    struct cas_buf body;    /* other bodies (XML); the caller frees it (s3_resp_free) */
     int64_t content_length; /* -1 unknown */
     char etag[200];         /* the ETag header, quotes kept; "" when none */
 };

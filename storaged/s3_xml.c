@@ -233,8 +233,7 @@ int s3_xml_error(const char *xml, size_t len, char *code, size_t codelen, char *
     return strcmp(root, "Error") == 0 ? 1 : 0;
 }
 
-int s3_xml_upload_id(const char *xml, size_t len, char *id, size_t idlen, char *err,
-                     size_t errlen)
+int s3_xml_upload_id(const char *xml, size_t len, char *id, size_t idlen, char *err, size_t errlen)
 {
     char root[64] = "", spare[8];
     id[0] = '\0';

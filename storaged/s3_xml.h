@@ -23,8 +23,8 @@ struct s3_list_item {
 struct s3_list_page {
     struct s3_list_item *items; /* malloc'd; s3_list_page_free */
     size_t n, cap;
-    bool truncated;                             /* <IsTruncated>true */
-    char next_token[S3_XML_TOKEN_MAX + 1];      /* <NextContinuationToken>, "" when none */
+    bool truncated;                        /* <IsTruncated>true */
+    char next_token[S3_XML_TOKEN_MAX + 1]; /* <NextContinuationToken>, "" when none */
 };
 
 /* Parses a ListBucketResult (ListObjectsV2) into page (zeroed by the
@@ -41,8 +41,7 @@ int s3_xml_error(const char *xml, size_t len, char *code, size_t codelen, char *
 
 /* The <UploadId> of an InitiateMultipartUploadResult. 0, or -EINVAL with a
  * message (no such element, empty, longer than idlen - 1). */
-int s3_xml_upload_id(const char *xml, size_t len, char *id, size_t idlen, char *err,
-                     size_t errlen);
+int s3_xml_upload_id(const char *xml, size_t len, char *id, size_t idlen, char *err, size_t errlen);
 
 /* A CompleteMultipartUpload answer (status 200): 0 for a
  * CompleteMultipartUploadResult, -EIO with the server's code and message

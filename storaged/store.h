@@ -176,7 +176,7 @@ struct store {
 /* Everything any backend's open takes; each reads the fields it knows and
  * refuses (with a message) a required one that is missing. */
 struct store_options {
-    const char *dir;                 /* the store's (or its local state's) directory */
+    const char *dir;                  /* the store's (or its local state's) directory */
     const struct cas_hash_algo *algo; /* from the node file: a store of another is refused */
     bool read_only;
     uint64_t capacity;        /* bytes; 0: measure the file system (disk only) */
@@ -186,7 +186,7 @@ struct store_options {
     /* s3: */
     const char *s3_endpoint; /* http(s)://host:port, no bucket */
     const char *s3_bucket;
-    const char *s3_region; /* NULL: us-east-1 */
+    const char *s3_region;                     /* NULL: us-east-1 */
     const char *s3_access_key, *s3_secret_key; /* the secrets themselves, not file names */
 };
 

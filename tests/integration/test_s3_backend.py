@@ -7,12 +7,17 @@ the storaged API (which test_storaged_api.py runs against it):
   acknowledged write reads back byte for byte after the restart, and the
   bucket holds nothing whose bytes do not match its key;
 - local state (--dir) lost: a storaged restarted on the same bucket serves
-  the objects again (rebuilt from the bucket);
+  the objects again (rebuilt from the bucket) with the same identity (ring),
+  and what was deleted or collected stays gone; a GC cycle survives kill -9;
+- integrity: a copy changed in the bucket behind the node's back is never
+  served whole, is taken out of service and counted, and a PUT of the right
+  bytes replaces it; 50 stalled uploads do not block a write;
 - options: --capacity required, a missing bucket and refused credentials
-  refuse to start;
+  refuse to start (exit 1, no sanitizer report);
 - faults through s3proxy.py (a fault-injecting proxy in front of s3rver):
-  503 SlowDown and 500 retried, 403 a clear error and nothing acknowledged,
-  a truncated body never delivered as complete, a stalled bucket answered
+  503 SlowDown and 500 retried (also on multipart parts, and counted in
+  cas_s3_retries_total), 403 a clear error and nothing acknowledged, a
+  truncated body never delivered as complete, a stalled bucket answered
   with an error within STALL_BOUND seconds while the storaged stays up, and
   the bucket down (s3rver stopped) then back.
 

@@ -82,6 +82,17 @@ static int disk_backend_open(const struct store_options *o, struct store **out, 
                              .max_object_size = o->max_object_size,
                              .check_only = o->check_only,
                              .tombstone_ttl = o->tombstone_ttl};
+    /* A directory of the S3 backend's state: opening it as a disk store
+     * would create an empty store under the same node identity. */
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/s3-index", o->dir);
+    if (access(path, F_OK) == 0) {
+        snprintf(err, errlen,
+                 "%s holds an S3 backend's state (s3-index): start it with --backend s3 and its "
+                 "bucket; nothing was changed",
+                 o->dir);
+        return -EINVAL;
+    }
     return disk_open(&d, out, err, errlen);
 }
 

@@ -205,9 +205,13 @@ int main(int argc, char **argv)
                                   .s3_bucket = s3_bucket,
                                   .s3_region = s3_region};
     if (backend == &s3_backend) {
-        if ((s3_access_file && cas_token_read(s3_access_file, &s3_access, err, sizeof(err)) < 0) ||
-            (s3_secret_file && cas_token_read(s3_secret_file, &s3_secret, err, sizeof(err)) < 0)) {
-            fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        const char *bad = NULL;
+        if (s3_access_file && cas_token_read(s3_access_file, &s3_access, err, sizeof(err)) < 0)
+            bad = "--s3-access-key-file";
+        else if (s3_secret_file && cas_token_read(s3_secret_file, &s3_secret, err, sizeof(err)) < 0)
+            bad = "--s3-secret-key-file";
+        if (bad) {
+            fprintf(stderr, "ca-cas-storaged: %s: %s\n", bad, err);
             close(dirfd);
             free(s3_access);
             free(token);

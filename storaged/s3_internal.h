@@ -107,6 +107,8 @@ int s3_refuse_read_only(struct s3_store *st, char *err, size_t errlen);
 uint32_t s3_find_live(struct s3_store *st, const unsigned char *digest, struct objtab_entry *en);
 void s3_unmark(struct s3_store *st, uint32_t e, const struct objtab_entry *en);
 void s3_table_remove(struct s3_store *st, uint32_t e);
+/* True while a client's delete of digest refuses copies (caller holds the lock). */
+bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest);
 int s3_tomb_set(struct s3_store *st, const unsigned char *digest, unsigned kind, uint64_t when);
 /* Applies one record to the table (replay, and the GC operations); 1 for an
  * unknown type. */

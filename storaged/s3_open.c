@@ -266,18 +266,57 @@ static int rebuild_index(struct s3_store *st, char *err, size_t errlen)
 }
 
 struct sweep {
-    uint64_t removed, failed;
+    uint64_t removed, adopted, failed;
     char first[300];
+    char *buf; /* S3_READ_WINDOW bytes */
+    struct cas_hash *h;
 };
 
+/* True when objects/<hex> in the bucket hashes to its key (read in windows
+ * of S3_READ_WINDOW bytes); false when not, or when it cannot be read. */
+static bool bucket_verifies(struct s3_store *st, struct sweep *sw, const struct cas_key *k,
+                            uint64_t size)
+{
+    char err[300];
+    unsigned char got[CAS_MAX_DIGEST];
+    cas_hash_reset(sw->h);
+    for (uint64_t off = 0; off < size;) {
+        size_t n = size - off < S3_READ_WINDOW ? (size_t)(size - off) : S3_READ_WINDOW;
+        if (s3_bucket_range(st, k->digest, sw->buf, n, off, off == 0 && n == size, err,
+                            sizeof(err)) < 0)
+            return false;
+        cas_hash_update(sw->h, sw->buf, n);
+        off += n;
+    }
+    cas_hash_final(sw->h, got);
+    return memcmp(got, k->digest, st->base.algo->digest_len) == 0;
+}
+
+/* One key found in the bucket after a crash: listed in the index, kept;
+ * under tmp/, or tombstoned, or not hashing to its key: deleted; an
+ * unlisted object that verifies (an upload finished but not acknowledged,
+ * or objects newer than an index restored from a backup): adopted. */
 static int sweep_one(struct s3_store *st, const struct s3_list_item *it, void *cls)
 {
     struct sweep *sw = cls;
     struct cas_key k;
     struct objtab_entry en;
     bool tmp = strncmp(it->key, "tmp/", 4) == 0;
-    if (!tmp && (!object_digest(st, it->key, &k) || s3_find_live(st, k.digest, &en) != OBJTAB_NONE))
+    if (!tmp && !object_digest(st, it->key, &k))
+        return 0; /* not ours: left alone */
+    if (!tmp && s3_find_live(st, k.digest, &en) != OBJTAB_NONE)
         return 0;
+    if (!tmp && !s3_tomb_in_force(st, k.digest) && bucket_verifies(st, sw, &k, it->size)) {
+        struct fmt_record r;
+        struct journal_pos pos;
+        char err[300];
+        s3_record(st, &r, REC_PUT, k.digest);
+        r.size = it->size;
+        if (s3_append(st, &r, 1, &pos, err, sizeof(err)) == 0 &&
+            s3_apply(st, &r, err, sizeof(err)) == 0 && s3_sync_to(st, &pos, err, sizeof(err)) == 0)
+            sw->adopted++;
+        return 0;
+    }
     struct s3_req rq = {.method = "DELETE", .key = it->key};
     struct s3_resp rs;
     char err[300];
@@ -297,24 +336,34 @@ static int sweep_one(struct s3_store *st, const struct s3_list_item *it, void *c
 /* After a crash (no s3-clean marker): uploads that were never acknowledged
  * may be in the bucket, and a server that does not store a PUT atomically
  * (s3rver does not) may even hold one cut short by the crash. Every
- * objects/<hex> the index does not list, and everything under tmp/, is
- * deleted: nothing unacknowledged (or unverified) stays visible. Runs
- * before the store serves, so no write can race it. A failure is logged,
- * not fatal: such an object is unlisted, and a read of it is verified. */
+ * objects/<hex> the index does not list is read back: kept (and listed)
+ * when it hashes to its key and is not tombstoned, deleted otherwise; all
+ * of tmp/ is deleted. Nothing unverified stays visible, nothing good is
+ * lost. Runs before the store serves, so no write races it. A failure is
+ * logged, not fatal: an unlisted object is never served, and reads verify. */
 static void sweep_orphans(struct s3_store *st)
 {
-    struct sweep sw = {0};
+    struct sweep sw = {.buf = malloc(S3_READ_WINDOW), .h = cas_hash_new(st->base.algo)};
     char err[512];
-    int rc = list_prefix(st, "objects%2F", sweep_one, &sw, err, sizeof(err));
-    if (rc == 0)
-        rc = list_prefix(st, "tmp%2F", sweep_one, &sw, err, sizeof(err));
+    int rc = -ENOMEM;
+    if (sw.buf && sw.h) {
+        pthread_mutex_lock(&st->lock); /* s3_append's rule; nothing else runs yet */
+        rc = list_prefix(st, "objects%2F", sweep_one, &sw, err, sizeof(err));
+        if (rc == 0)
+            rc = list_prefix(st, "tmp%2F", sweep_one, &sw, err, sizeof(err));
+        pthread_mutex_unlock(&st->lock);
+    } else {
+        snprintf(err, sizeof(err), "out of memory");
+    }
     if (rc < 0)
-        log_warn("s3: after a crash, cannot list the bucket to remove unacknowledged uploads: %s",
+        log_warn("s3: after a crash, cannot list the bucket to check unacknowledged uploads: %s",
                  err);
-    if (sw.removed || sw.failed)
-        log_info("s3: after a crash: %" PRIu64 " unacknowledged uploads removed from the "
-                 "bucket%s%s",
-                 sw.removed, sw.failed ? "; could not remove some: " : "", sw.first);
+    if (sw.removed || sw.adopted || sw.failed)
+        log_info("s3: after a crash: %" PRIu64 " unlisted objects that verified kept, %" PRIu64
+                 " bad or unacknowledged ones removed from the bucket%s%s",
+                 sw.adopted, sw.removed, sw.failed ? "; could not remove some: " : "", sw.first);
+    free(sw.buf);
+    cas_hash_free(sw.h);
 }
 
 /* s3-clean exists only between a clean stop and the next start. */

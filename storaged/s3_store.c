@@ -159,7 +159,7 @@ static void s3_tomb_clear(struct s3_store *st, const unsigned char *digest)
 }
 
 /* True while a client's delete of digest refuses copies. */
-static bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest)
+bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest)
 {
     struct objtab_entry en;
     uint32_t t = objtab_find(&st->tombs, digest);

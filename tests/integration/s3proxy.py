@@ -5,10 +5,12 @@ and relays each request, byte for byte, to the s3rver behind it: the Host
 header is kept, so the storaged's AWS Signature V4 still matches. A test
 arms faults for what comes next:
 
-  fail(n, status)     the next n requests get `status` with S3's XML error
-                      (503 SlowDown, 500 InternalError, 403 AccessDenied)
-                      instead of reaching s3rver
-  truncate(n)         the next n GETs answered 200 with a body get their
+  fail(n, status, after=0)
+                      the next n requests (after letting `after` through)
+                      get `status` with S3's XML error (503 SlowDown, 500
+                      InternalError, 403 AccessDenied) instead of reaching
+                      s3rver
+  truncate(n)         the next n GETs answered 200 or 206 with a body get their
                       headers and only half the body, then the connection
                       closes (a body cut short in transit)
   stall()             every request from now on is read and never answered
@@ -114,6 +116,7 @@ class S3Proxy:
         self.lock = threading.Lock()
         self.log = []
         self._fail = (0, 0)
+        self._fail_after = 0
         self._truncate = 0
         self._stalled = threading.Event()
         self._released = threading.Event()
@@ -146,9 +149,10 @@ class S3Proxy:
 
     # -- arming faults ------------------------------------------------------
 
-    def fail(self, n, status):
+    def fail(self, n, status, after=0):
         with self.lock:
             self._fail = (n, status)
+            self._fail_after = after
 
     def truncate(self, n):
         with self.lock:
@@ -197,7 +201,10 @@ class S3Proxy:
                     return  # closes without an answer
                 with self.lock:
                     fail_n, fail_status = self._fail
-                    if fail_n > 0:
+                    if fail_n > 0 and self._fail_after > 0:
+                        self._fail_after -= 1
+                        fail_n = 0
+                    elif fail_n > 0:
                         self._fail = (fail_n - 1, fail_status)
                     truncate = method == "GET" and self._truncate > 0
                 expect = headers.get("expect", "").lower() == "100-continue"
@@ -221,7 +228,7 @@ class S3Proxy:
                     raise ConnectionError("s3rver closed the connection")
                 (_, status, _), rheaders = _parse(rlines)
                 no_body = method == "HEAD" or status in ("204", "304")
-                if truncate and status == "200" and int(rheaders.get("content-length", "0")) > 1:
+                if truncate and status in ("200", "206") and int(rheaders.get("content-length", "0")) > 1:
                     with self.lock:
                         self._truncate = max(0, self._truncate - 1)
                     self._note(method, path, "truncated")

@@ -7,12 +7,17 @@ the storaged API (which test_storaged_api.py runs against it):
   acknowledged write reads back byte for byte after the restart, and the
   bucket holds nothing whose bytes do not match its key;
 - local state (--dir) lost: a storaged restarted on the same bucket serves
-  the objects again (rebuilt from the bucket);
+  the objects again (rebuilt from the bucket) with the same identity (ring),
+  and what was deleted or collected stays gone; a GC cycle survives kill -9;
+- integrity: a copy changed in the bucket behind the node's back is never
+  served whole, is taken out of service and counted, and a PUT of the right
+  bytes replaces it; 50 stalled uploads do not block a write;
 - options: --capacity required, a missing bucket and refused credentials
-  refuse to start;
+  refuse to start (exit 1, no sanitizer report);
 - faults through s3proxy.py (a fault-injecting proxy in front of s3rver):
-  503 SlowDown and 500 retried, 403 a clear error and nothing acknowledged,
-  a truncated body never delivered as complete, a stalled bucket answered
+  503 SlowDown and 500 retried (also on multipart parts, and counted in
+  cas_s3_retries_total), 403 a clear error and nothing acknowledged, a
+  truncated body never delivered as complete, a stalled bucket answered
   with an error within STALL_BOUND seconds while the storaged stays up, and
   the bucket down (s3rver stopped) then back.
 
@@ -21,6 +26,7 @@ reaped by PID, pass or fail.
 """
 import http.client
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -200,6 +206,7 @@ class CrashAndRebuild(S3Test):
         deleted (DELETE 204, gc/end) does not."""
         s = self.storaged()
         c = s.client()
+        ring = c.request("GET", "/ring").json()
         blobs = [os.urandom(n) for n in (1, 4096, 2 * 1024 * 1024)]
         deleted, collected = os.urandom(5000), os.urandom(6000)
         for b in blobs + [deleted, collected]:
@@ -214,6 +221,9 @@ class CrashAndRebuild(S3Test):
         shutil.rmtree(s.dir)
         s.start()
         c = s.client()
+        # The same identity: a new node id or new tokens would misplace
+        # every object of this node in its cluster.
+        self.assertEqual(c.request("GET", "/ring").json(), ring)
         for b in blobs:
             self.assertEqual(c.get(sha1(b)).body, b)
             self.assertEqual(c.request("HEAD", f"/objects/{sha1(b)}").header("Content-Length"), str(len(b)))
@@ -247,6 +257,67 @@ class CrashAndRebuild(S3Test):
         self.assertEqual(set(self.s3.content_objects()), {sha1(keep)})
 
 
+class Integrity(S3Test):
+    def corrupt(self, key, data):
+        """Replaces the bucket's copy of `key` with `data`, behind the node's back."""
+        names = self.s3.content_objects()[key]
+        for name in names:
+            status, _ = self.s3.request("PUT", f"/{self.s3.bucket}/{name}", body=data)
+            self.assertEqual(status, 200)
+
+    def check_corruption(self, size, bad):
+        """The bucket's copy of a `size`-byte object replaced by bad(data):
+        never delivered as a complete body, counted, no longer served (the
+        balancer then repairs it from another replica); a PUT of the right
+        bytes replaces the bad copy (it is not "already stored")."""
+        s = self.storaged()
+        c = s.client()
+        data = os.urandom(size)
+        k = sha1(data)
+        self.assertEqual(c.put(data).status, 201)
+        self.corrupt(k, bad(data))
+        status, body, complete = fetch(s.port, k)
+        self.assertFalse(status == 200 and complete, "a corrupt object was served whole")
+        status, body, complete = fetch(s.port, k)
+        self.assertNotEqual(status, 200, "a corrupt object is still served after it was found")
+        m = c.request("GET", "/metrics").body.decode()
+        self.assertRegex(m, r"cas_corrupt_objects_total [1-9]")
+        r = c.put(data)
+        self.assertIn(r.status, (200, 201), r.body)
+        self.assertEqual(c.get(k).body, data)
+        self.assertEqual(self.s3.get_object(self.s3.content_objects()[k][0]), data)
+        self.assert_bucket_clean()
+
+    def test_corrupt_bytes_in_bucket(self):
+        """Same size, one bit flipped."""
+        self.check_corruption(3 * 1024 * 1024, lambda d: d[:-1] + bytes([d[-1] ^ 1]))
+
+    def test_object_shortened_in_bucket(self):
+        """The bucket's object is now half as long as the node recorded: not
+        a transfer cut short (which is retried) but a bad copy for good."""
+        self.check_corruption(3 * 1024 * 1024, lambda d: d[: len(d) // 2])
+
+    def test_stalled_uploads_do_not_block_writes(self):
+        """50 clients start an upload and stop sending (slow links, a crashed
+        client): another PUT still answers within seconds."""
+        s = self.storaged()
+        socks = []
+        try:
+            for i in range(50):
+                so = socket.create_connection(("127.0.0.1", s.port))
+                so.sendall(f"PUT /objects/{sha1(str(i).encode())} HTTP/1.1\r\nHost: x\r\n"
+                           f"Content-Length: 1000000\r\n\r\n".encode() + b"0123456789")
+                socks.append(so)
+            t0 = time.monotonic()
+            r = Client("127.0.0.1", s.port, 20).put(b"a normal write")
+            self.assertLess(time.monotonic() - t0, 10)
+            self.assertEqual(r.status, 201, r.body)
+        finally:
+            for so in socks:
+                so.close()
+        self.assertEqual(set(self.s3.content_objects()), {sha1(b"a normal write")})
+
+
 class Options(S3Test):
     def run_storaged(self, args, timeout=30):
         return subprocess.run([STORAGED, "--dir", os.path.join(self.tmp, "opt"), "--listen", "127.0.0.1:0"] + args,
@@ -262,7 +333,8 @@ class Options(S3Test):
         args = s3_backend_args(self.s3)
         args[args.index("--s3-bucket") + 1] = "no-such-bucket"
         p = self.run_storaged(args)
-        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(p.returncode, 1, p.stderr)  # a refusal, not a crash or a leak report
+        self.assertNotIn("Sanitizer", p.stderr)
         self.assertIn("no-such-bucket", p.stderr)
 
     def test_refused_credentials_refused(self):
@@ -272,7 +344,8 @@ class Options(S3Test):
         args = s3_backend_args(self.s3)
         args[args.index("--s3-access-key-file") + 1] = bad
         p = self.run_storaged(args)
-        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertNotIn("Sanitizer", p.stderr)
         self.assertRegex(p.stderr, r"(?i)InvalidAccessKeyId|403|credential|denied")
 
     def test_capacity_sizes_ring_and_available(self):
@@ -308,6 +381,45 @@ class Faults(S3Test):
             self.proxy.fail(2, status)
             self.assertEqual(self.c.get(sha1(data)).body, data)
         self.assert_bucket_clean()
+        # Operators see the retries.
+        m = self.c.request("GET", "/metrics").body.decode()
+        retries = [int(l.split()[1]) for l in m.splitlines() if l.startswith("cas_s3_retries_total ")]
+        self.assertEqual(len(retries), 1, "no cas_s3_retries_total in /metrics")
+        self.assertGreaterEqual(retries[0], 4)  # at least the PUTs' four
+
+    def test_large_bodies_multipart_retried_and_verified(self):
+        """Bodies over one part (multipart uploads, and a POST whose key is
+        known only at the end): 503s retried, a 403 half-way fails the
+        write with nothing visible, a wrong digest leaves nothing visible,
+        and no upload leaves extra objects behind."""
+        def others():
+            names = set(self.s3.list_objects())
+            return names - {n for v in self.s3.content_objects().values() for n in v}
+
+        self.assertEqual(self.c.put(b"first").status, 201)  # the node's own objects exist by now
+        baseline = others()
+        big = os.urandom(20 * 1024 * 1024 + 5)
+        self.proxy.fail(2, 503, after=2)
+        r = self.c.put(big)
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(self.proxy.count("failed 503"), 2)
+        self.assertEqual(self.c.get(sha1(big)).body, big)
+        posted = os.urandom(18 * 1024 * 1024 + 1)
+        self.proxy.fail(1, 500, after=3)
+        r = self.c.request("POST", "/objects", body=posted)
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(self.c.get(sha1(posted)).body, posted)
+        denied = os.urandom(20 * 1024 * 1024 + 7)
+        self.proxy.fail(1000, 403, after=2)
+        r = self.c.put(denied)
+        self.proxy.clear()
+        self.assertGreaterEqual(r.status, 500, r.body)
+        self.assertEqual(self.c.get(sha1(denied)).status, 404)
+        r = self.c.put(big[:-1] + b"X", key=sha1(big[:-1] + b"Y"))
+        self.assertEqual(r.status, 422, r.body)
+        self.assertEqual(set(self.s3.content_objects()), {sha1(b"first"), sha1(big), sha1(posted)})
+        self.assert_bucket_clean()
+        self.assertEqual(others(), baseline)
 
     def test_403_is_a_clear_error_and_nothing_acknowledged(self):
         data = os.urandom(50_000)

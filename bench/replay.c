@@ -8,7 +8,7 @@
  *   cas-bench-replay open DIR
  *       opens the store (disk_open: lock, index replay, data file checks)
  *       and prints the time it took, the object table's memory per object
- *       (store_info.memory / objects) and the process's RSS growth across
+ *       (disk_internals.memory / objects) and the process's RSS growth across
  *       the open. Run it in a fresh process per measurement, so the RSS
  *       figure is not hidden by memory an earlier open left to malloc.
  *   cas-bench-replay churn DIR ROUNDS
@@ -97,13 +97,15 @@ static int open_once(const char *dir)
     long rss1 = rss_bytes();
     struct store_info info;
     struct disk_replay_stats rs;
+    struct disk_internals di;
     s->ops->info(s, &info);
+    disk_internals(s, &di);
     disk_replay_stats(s, &rs);
-    double per = info.objects ? (double)info.memory / (double)info.objects : 0;
+    double per = info.objects ? (double)di.memory / (double)info.objects : 0;
     double rss_per = info.objects ? (double)(rss1 - rss0) / (double)info.objects : 0;
     printf("open objects=%" PRIu64 " records=%" PRIu64 " seconds=%.3f replay_seconds=%.3f "
            "table_bytes=%zu table_bytes_per_object=%.1f rss_growth=%ld rss_bytes_per_object=%.1f\n",
-           info.objects, rs.records, dt, rs.seconds, info.memory, per, rss1 - rss0, rss_per);
+           info.objects, rs.records, dt, rs.seconds, di.memory, per, rss1 - rss0, rss_per);
     s->ops->destroy(s);
     return 0;
 }
@@ -136,9 +138,11 @@ static int churn(const char *dir, unsigned rounds)
         return 1;
     }
     struct digests g = {.len = s->algo->digest_len};
-    uint64_t cursor = 0;
-    while (cursor != UINT64_MAX)
-        s->ops->list(s, &cursor, STORE_LIST_LIVE, 0, UINT64_MAX, 65536, collect, &g);
+    struct store_cursor cursor = {0};
+    while (!cursor.done)
+        if (store_list(s, &cursor, STORE_LIST_LIVE, 0, UINT64_MAX, 65536, collect, &g, err,
+                       sizeof(err)) < 0)
+            goto fail;
     enum { BATCH = 4096 };
     struct cas_key *keys = calloc(BATCH, sizeof(*keys));
     for (unsigned r = 0; r < rounds; r++) {
@@ -159,8 +163,9 @@ static int churn(const char *dir, unsigned rounds)
     }
     struct store_info info;
     s->ops->info(s, &info);
-    printf("churn objects=%" PRIu64 " index_records=%" PRIu64 "\n", info.objects,
-           info.index_records);
+    struct disk_internals di;
+    disk_internals(s, &di);
+    printf("churn objects=%" PRIu64 " index_records=%" PRIu64 "\n", info.objects, di.index_records);
     s->ops->destroy(s);
     free(keys);
     free(g.d);

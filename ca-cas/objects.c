@@ -821,22 +821,26 @@ fail:
     return -1;
 }
 
-/* ==================== stat ==================== */
+/*
+ * One key of a KEY... command: prints its text line or adds its JSON object
+ * to j. Returns KEY_OK, KEY_FAILED (the command exits 1, the next key goes
+ * on) or KEY_STOP (the server is gone: the other keys would fail alike).
+ */
+enum key_outcome { KEY_OK, KEY_FAILED, KEY_STOP };
+typedef enum key_outcome (*key_fn)(struct cli_client *c, const struct cli_ctx *ctx, const char *hex,
+                                   struct cas_json *j);
 
-static const struct cli_usage_text stat_usage = {
-    "stat KEY...",
-    "Prints \"<key> <size>\" for each object stored, \"<key> missing\" for each not;\n"
-    "exits 1 when any is missing.",
-};
-
-int cmd_stat(int argc, char **argv, const struct cli_ctx *ctx)
+/* Runs fn on each key of a KEY... command, in order; with --json the
+ * objects fn adds form one array printed at the end. Returns the exit
+ * status. */
+static int run_keys_command(const char *name, const struct cli_usage_text *usage, int argc,
+                            char **argv, const struct cli_ctx *ctx, key_fn fn)
 {
     key_hex *keys;
     int npos, code;
     struct cli_client *c;
-    if (begin_keys_command("stat", &stat_usage, argc, argv, ctx, &keys, &npos, &c, &code) < 0)
+    if (begin_keys_command(name, usage, argc, argv, ctx, &keys, &npos, &c, &code) < 0)
         return code;
-    char err[CLI_ERR_MAX];
     int exit_code = CLI_EXIT_OK;
     struct cas_buf b;
     struct cas_json j;
@@ -845,42 +849,11 @@ int cmd_stat(int argc, char **argv, const struct cli_ctx *ctx)
     if (ctx->json)
         cas_json_begin_array(&j);
     for (int i = 0; i < npos; i++) {
-        const char *hex = keys[i];
-        char path[64 + CAS_MAX_HEX];
-        snprintf(path, sizeof(path), "/objects/%s", hex);
-        struct cli_http h;
-        cli_http_init(&h, "HEAD", path);
-        int rc = cli_http_do(c, &h, err, sizeof(err));
-        if (rc < 0 || (h.status / 100 != 2 && h.status != 404)) {
-            if (rc == 0)
-                cli_http_error_text(h.status, h.resp.data, err, sizeof(err));
-            cli_error("stat %s: %s", hex, err);
+        enum key_outcome o = fn(c, ctx, keys[i], &j);
+        if (o != KEY_OK)
             exit_code = CLI_EXIT_FAIL;
-            cli_http_free(&h);
-            if (rc < 0)
-                break; /* the server is gone: the others would fail alike */
-            continue;
-        }
-        bool present = h.status / 100 == 2;
-        if (!present)
-            exit_code = CLI_EXIT_FAIL;
-        if (ctx->json) {
-            cas_json_begin_object(&j);
-            cas_json_key(&j, "key");
-            cas_json_string(&j, hex);
-            cas_json_key(&j, "present");
-            cas_json_bool(&j, present);
-            if (present) {
-                cas_json_key(&j, "size");
-                cas_json_u64(&j, h.content_length);
-            }
-            cas_json_end_object(&j);
-        } else if (present) {
-            printf("%s %llu\n", hex, (unsigned long long)h.content_length);
-        } else {
-            printf("%s missing\n", hex);
-        }
-        cli_http_free(&h);
+        if (o == KEY_STOP)
+            break;
     }
     if (ctx->json) {
         cas_json_end_array(&j);
@@ -891,6 +864,56 @@ int cmd_stat(int argc, char **argv, const struct cli_ctx *ctx)
     cli_client_free(c);
     free(keys);
     return exit_code;
+}
+
+/* ==================== stat ==================== */
+
+static const struct cli_usage_text stat_usage = {
+    "stat KEY...",
+    "Prints \"<key> <size>\" for each object stored, \"<key> missing\" for each not;\n"
+    "exits 1 when any is missing.",
+};
+
+static enum key_outcome stat_one(struct cli_client *c, const struct cli_ctx *ctx, const char *hex,
+                                 struct cas_json *j)
+{
+    char err[CLI_ERR_MAX];
+    char path[64 + CAS_MAX_HEX];
+    snprintf(path, sizeof(path), "/objects/%s", hex);
+    struct cli_http h;
+    cli_http_init(&h, "HEAD", path);
+    int rc = cli_http_do(c, &h, err, sizeof(err));
+    if (rc < 0 || (h.status / 100 != 2 && h.status != 404)) {
+        if (rc == 0)
+            cli_http_error_text(h.status, h.resp.data, err, sizeof(err));
+        cli_error("stat %s: %s", hex, err);
+        cli_http_free(&h);
+        return rc < 0 ? KEY_STOP : KEY_FAILED;
+    }
+    bool present = h.status / 100 == 2;
+    if (ctx->json) {
+        cas_json_begin_object(j);
+        cas_json_key(j, "key");
+        cas_json_string(j, hex);
+        cas_json_key(j, "present");
+        cas_json_bool(j, present);
+        if (present) {
+            cas_json_key(j, "size");
+            cas_json_u64(j, h.content_length);
+        }
+        cas_json_end_object(j);
+    } else if (present) {
+        printf("%s %llu\n", hex, (unsigned long long)h.content_length);
+    } else {
+        printf("%s missing\n", hex);
+    }
+    cli_http_free(&h);
+    return present ? KEY_OK : KEY_FAILED;
+}
+
+int cmd_stat(int argc, char **argv, const struct cli_ctx *ctx)
+{
+    return run_keys_command("stat", &stat_usage, argc, argv, ctx, stat_one);
 }
 
 /* ==================== missing ==================== */
@@ -1007,55 +1030,37 @@ static const struct cli_usage_text rm_usage = {
     "Exits 1 when any was not stored.",
 };
 
-int cmd_rm(int argc, char **argv, const struct cli_ctx *ctx)
+static enum key_outcome rm_one(struct cli_client *c, const struct cli_ctx *ctx, const char *hex,
+                               struct cas_json *j)
 {
-    key_hex *keys;
-    int npos, code;
-    struct cli_client *c;
-    if (begin_keys_command("rm", &rm_usage, argc, argv, ctx, &keys, &npos, &c, &code) < 0)
-        return code;
     char err[CLI_ERR_MAX];
-    int exit_code = CLI_EXIT_OK;
-    struct cas_buf b;
-    struct cas_json j;
-    cas_buf_init(&b);
-    cas_json_init(&j, &b);
-    if (ctx->json)
-        cas_json_begin_array(&j);
-    for (int i = 0; i < npos; i++) {
-        const char *hex = keys[i];
-        char path[64 + CAS_MAX_HEX];
-        snprintf(path, sizeof(path), "/objects/%s", hex);
-        long status;
-        int rc = cli_call(c, "DELETE", path, NULL, 0, NULL, &status, err, sizeof(err));
-        if (rc < 0) {
-            cli_error("rm %s: %s", hex, err);
-            exit_code = CLI_EXIT_FAIL;
-            if (status == 0)
-                break;
-        }
-        if (ctx->json) {
-            cas_json_begin_object(&j);
-            cas_json_key(&j, "key");
-            cas_json_string(&j, hex);
-            cas_json_key(&j, "removed");
-            cas_json_bool(&j, rc == 0);
-            if (rc < 0) {
-                cas_json_key(&j, "error");
-                cas_json_string(&j, err);
-            }
-            cas_json_end_object(&j);
-        }
+    char path[64 + CAS_MAX_HEX];
+    snprintf(path, sizeof(path), "/objects/%s", hex);
+    long status;
+    int rc = cli_call(c, "DELETE", path, NULL, 0, NULL, &status, err, sizeof(err));
+    if (rc < 0) {
+        cli_error("rm %s: %s", hex, err);
+        if (status == 0)
+            return KEY_STOP;
     }
     if (ctx->json) {
-        cas_json_end_array(&j);
-        cas_buf_puts(&b, "\n");
-        print_buf(&b);
+        cas_json_begin_object(j);
+        cas_json_key(j, "key");
+        cas_json_string(j, hex);
+        cas_json_key(j, "removed");
+        cas_json_bool(j, rc == 0);
+        if (rc < 0) {
+            cas_json_key(j, "error");
+            cas_json_string(j, err);
+        }
+        cas_json_end_object(j);
     }
-    cas_buf_free(&b);
-    cli_client_free(c);
-    free(keys);
-    return exit_code;
+    return rc < 0 ? KEY_FAILED : KEY_OK;
+}
+
+int cmd_rm(int argc, char **argv, const struct cli_ctx *ctx)
+{
+    return run_keys_command("rm", &rm_usage, argc, argv, ctx, rm_one);
 }
 
 /* ==================== list ==================== */

@@ -27,6 +27,20 @@ struct disk_options {
 /* Opens (creating when absent) the store in opts->dir. */
 int disk_open(const struct disk_options *opts, struct store **out, char *err, size_t errlen);
 
+/* The registry's entry (store.h): "disk", opening through disk_open. */
+extern const struct store_backend disk_backend;
+
+/* The disk backend's internals, for its own metrics and status lines, and
+ * for benchmarks (not part of the generic store_info). */
+struct disk_internals {
+    uint64_t index_syncs;   /* fdatasync calls on the index (group commits) */
+    uint64_t index_records; /* records appended to the index file */
+    size_t memory;          /* bytes held by the object table */
+    unsigned scrub_file;    /* where the scrubber is: data file and offset */
+    uint64_t scrub_offset;
+};
+void disk_internals(struct store *s, struct disk_internals *out);
+
 /* Replay statistics of the last disk_open, for benchmarks and fsck. */
 struct disk_replay_stats {
     uint64_t records, bad_records, torn_bytes, dropped_entries, truncated_bytes;

@@ -198,8 +198,11 @@ int disk_block_sums(struct store_obj *o, uint32_t **sums, size_t *n, uint64_t *b
 void disk_quarantine(struct store_obj *o, const char *why);
 int disk_stat(struct store *s, const struct cas_key *key, uint64_t *size);
 int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);
-int disk_list(struct store *s, uint64_t *cursor, enum store_list_state state, uint64_t min_size,
-              uint64_t max_size, size_t max, store_list_fn fn, void *cls);
+int disk_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
+              uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
+              char *err, size_t errlen);
+void disk_metrics(struct store *s, struct cas_buf *out);
+void disk_status_scrub(struct store *s, struct cas_json *j);
 int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects,
                   uint64_t *bytes, char *err, size_t errlen);
 int disk_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked,

@@ -22,7 +22,9 @@
  */
 #define _GNU_SOURCE
 #include "disk_internal.h"
+#include "json.h"
 #include "log.h"
+#include "buf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -65,7 +67,40 @@ const struct store_ops disk_ops = {
     .scrub_start = disk_scrub_start,
     .compact_wait = disk_compact_wait,
     .info = disk_info,
+    .metrics = disk_metrics,
+    .status_scrub = disk_status_scrub,
     .destroy = disk_destroy,
+};
+
+static int disk_backend_open(const struct store_options *o, struct store **out, char *err,
+                             size_t errlen)
+{
+    struct disk_options d = {.dir = o->dir,
+                             .algo = o->algo,
+                             .read_only = o->read_only,
+                             .capacity = o->capacity,
+                             .max_object_size = o->max_object_size,
+                             .check_only = o->check_only,
+                             .tombstone_ttl = o->tombstone_ttl};
+    /* A directory of the S3 backend's state: opening it as a disk store
+     * would create an empty store under the same node identity. */
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/s3-index", o->dir);
+    if (access(path, F_OK) == 0) {
+        snprintf(err, errlen,
+                 "%s holds an S3 backend's state (s3-index): start it with --backend s3 and its "
+                 "bucket; nothing was changed",
+                 o->dir);
+        return -EINVAL;
+    }
+    return disk_open(&d, out, err, errlen);
+}
+
+const struct store_backend disk_backend = {
+    .name = "disk",
+    .open = disk_backend_open,
+    .usage = "disk (the default): an append-only index plus 50 data files in --dir; "
+             "--capacity overrides the file system's size",
 };
 
 /* ---- helpers shared by the disk_*.c files ------------------------------ */
@@ -948,9 +983,7 @@ void disk_info(struct store *s, struct store_info *o)
     o->garbage_objects = d->garbage_objects;
     o->gc_active = d->gc_active;
     o->gc_id = d->gc_id;
-    o->memory = objtab_memory(&d->tab);
     tomb_counts(d, &o->tombstones, &o->quarantined);
-    o->index_records = d->index_records;
     pthread_rwlock_unlock(&d->lock);
     o->unreclaimed = length > live ? length - live : 0;
     if (d->capacity) {
@@ -963,6 +996,7 @@ void disk_info(struct store *s, struct store_info *o)
     }
     int ro = __atomic_load_n(&d->read_only, __ATOMIC_SEQ_CST);
     o->read_only = ro != 0;
+    o->faulted = ro == 2; /* disk_fault: an I/O error, not --read-only */
     if (ro)
         snprintf(o->read_only_reason, sizeof(o->read_only_reason), "%s", d->read_only_reason);
     pthread_mutex_lock(&d->compact_lock);
@@ -979,9 +1013,43 @@ void disk_info(struct store *s, struct store_info *o)
     o->scrub_corrupt = __atomic_load_n(&d->scrub_corrupt, __ATOMIC_RELAXED);
     o->scrub_passes = d->scrub_passes;
     o->scrub_last_pass = d->scrub_last_pass;
+}
+
+void disk_internals(struct store *s, struct disk_internals *o)
+{
+    struct disk_store *d = disk_of(s);
+    memset(o, 0, sizeof(*o));
+    pthread_rwlock_rdlock(&d->lock);
+    o->memory = objtab_memory(&d->tab);
+    o->index_records = d->index_records;
+    pthread_rwlock_unlock(&d->lock);
     o->scrub_file = d->scrub_file;
     o->scrub_offset = d->scrub_offset;
     o->index_syncs = d->journal.syncs;
+}
+
+void disk_metrics(struct store *s, struct cas_buf *o)
+{
+    struct disk_internals in;
+    disk_internals(s, &in);
+    cas_buf_printf(o,
+                   "# HELP cas_index_syncs_total fdatasync calls on the index (group commits).\n"
+                   "# TYPE cas_index_syncs_total counter\ncas_index_syncs_total %" PRIu64 "\n"
+                   "# HELP cas_index_records Records in the index file.\n"
+                   "# TYPE cas_index_records gauge\ncas_index_records %" PRIu64 "\n"
+                   "# HELP cas_table_memory_bytes Memory held by the object table.\n"
+                   "# TYPE cas_table_memory_bytes gauge\ncas_table_memory_bytes %" PRIu64 "\n",
+                   in.index_syncs, in.index_records, (uint64_t)in.memory);
+}
+
+void disk_status_scrub(struct store *s, struct cas_json *j)
+{
+    struct disk_internals in;
+    disk_internals(s, &in);
+    cas_json_key(j, "file");
+    cas_json_u64(j, in.scrub_file);
+    cas_json_key(j, "offset");
+    cas_json_u64(j, in.scrub_offset);
 }
 
 void disk_destroy(struct store *s)

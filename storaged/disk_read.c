@@ -9,6 +9,7 @@
 #include "crc32c.h"
 #include "disk_internal.h"
 #include "log.h"
+#include "num.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -290,14 +291,22 @@ int disk_stat(struct store *s, const struct cas_key *key, uint64_t *size)
     return found ? 0 : -ENOENT;
 }
 
-int disk_list(struct store *s, uint64_t *cursor, enum store_list_state state, uint64_t min_size,
-              uint64_t max_size, size_t max, store_list_fn fn, void *cls)
+/* The cursor is the next table slot in decimal ("" at the start). */
+int disk_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
+              uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
+              char *err, size_t errlen)
 {
     struct disk_store *d = disk_of(s);
     size_t emitted = 0;
     struct objtab_entry en;
+    uint64_t e = 0;
+    if (cursor->done)
+        return 0;
+    if (cursor->token[0] && cas_parse_u64(cursor->token, &e) < 0) {
+        snprintf(err, errlen, "bad list cursor \"%.64s\"", cursor->token);
+        return -EINVAL;
+    }
     pthread_rwlock_rdlock(&d->lock);
-    uint64_t e = *cursor;
     for (; e < d->tab.used && emitted < max; e++) {
         if (!objtab_get(&d->tab, (uint32_t)e, &en))
             continue;
@@ -308,7 +317,8 @@ int disk_list(struct store *s, uint64_t *cursor, enum store_list_state state, ui
         fn(cls, en.digest, en.size);
         emitted++;
     }
-    *cursor = e >= d->tab.used ? UINT64_MAX : e;
+    cursor->done = e >= d->tab.used;
     pthread_rwlock_unlock(&d->lock);
+    snprintf(cursor->token, sizeof(cursor->token), "%" PRIu64, e);
     return 0;
 }

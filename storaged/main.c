@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "disk.h"
+#include "s3.h"
 #include "httpd.h"
 #include "log.h"
 #include "node.h"
@@ -12,6 +13,7 @@
 #include "tls.h"
 #include "token.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -28,7 +30,9 @@ static const char usage[] =
     "       [--capacity BYTES] [--token-file F] [--auth-reads] [--threads N]\n"
     "       [--max-client-connections N] [--header-timeout S] [--idle-timeout S]\n"
     "       [--max-object-size BYTES] [--scrub-rate MBPS] [--log-level LEVEL]\n"
-    "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]";
+    "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--backend disk|s3]\n"
+    "       [--s3-endpoint URL --s3-bucket NAME [--s3-region R]\n"
+    "        [--s3-access-key-file F --s3-secret-key-file F]]  (s3 needs --capacity)";
 
 /* mkdir -p */
 static int make_dirs(const char *path, char *err, size_t errlen)
@@ -53,8 +57,11 @@ fail:
 
 int main(int argc, char **argv)
 {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     const char *dir = NULL, *listen = "127.0.0.1:6010", *hash = NULL, *token_file = NULL;
-    const char *log_level = "info";
+    const char *log_level = "info", *backend_name = "disk";
+    const char *s3_endpoint = NULL, *s3_bucket = NULL, *s3_region = "us-east-1";
+    const char *s3_access_file = NULL, *s3_secret_file = NULL;
     const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     bool read_only = false, auth_reads = false;
     uint64_t capacity = 0, threads = 512, max_size = 0, scrub_rate = 10;
@@ -79,6 +86,16 @@ int main(int argc, char **argv)
         {"scrub-rate", CAS_OPT_UINT, &scrub_rate, "MBPS",
          "background scrub, MB/s (10; 0 turns it off)"},
         {"log-level", CAS_OPT_STRING, &log_level, "LEVEL", "debug, info, warn or error (info)"},
+        {"backend", CAS_OPT_STRING, &backend_name, "NAME",
+         "where objects live: disk (default: data files in --dir) or s3 (a bucket)"},
+        {"s3-endpoint", CAS_OPT_STRING, &s3_endpoint, "URL",
+         "s3: the server, http(s)://host:port (path-style requests)"},
+        {"s3-bucket", CAS_OPT_STRING, &s3_bucket, "NAME", "s3: the bucket (must exist)"},
+        {"s3-region", CAS_OPT_STRING, &s3_region, "R", "s3: the region to sign for (us-east-1)"},
+        {"s3-access-key-file", CAS_OPT_STRING, &s3_access_file, "F",
+         "s3: file holding the access key (or the key itself in CAS_S3_ACCESS_KEY)"},
+        {"s3-secret-key-file", CAS_OPT_STRING, &s3_secret_file, "F",
+         "s3: file holding the secret key (or the key itself in CAS_S3_SECRET_KEY)"},
         {"tls-cert", CAS_OPT_STRING, &tls_cert, "FILE",
          "serve HTTPS with this PEM certificate chain (with --tls-key; SIGHUP reloads both)"},
         {"tls-key", CAS_OPT_STRING, &tls_key, "FILE",
@@ -99,6 +116,12 @@ int main(int argc, char **argv)
     if (cas_log_set_level(log_level) < 0) {
         fprintf(stderr, "ca-cas-storaged: --log-level \"%s\": want debug, info, warn or error\n",
                 log_level);
+        return 2;
+    }
+    const struct store_backend *backend = store_backend_find(backend_name);
+    if (!backend) {
+        fprintf(stderr, "ca-cas-storaged: --backend \"%s\": unknown; the backends are %s\n",
+                backend_name, store_backend_names());
         return 2;
     }
     if (!dir || !*dir) {
@@ -172,21 +195,76 @@ int main(int argc, char **argv)
     if (!measured && fstatvfs(dirfd, &vfs) == 0)
         measured = (uint64_t)vfs.f_blocks * vfs.f_frsize;
 
+    /* The S3 keys: from files, or from the environment; never argv. */
+    char *s3_access = NULL, *s3_secret = NULL;
+    struct store_options sopts = {.dir = dir,
+                                  .read_only = read_only,
+                                  .capacity = capacity,
+                                  .max_object_size = max_size,
+                                  .s3_endpoint = s3_endpoint,
+                                  .s3_bucket = s3_bucket,
+                                  .s3_region = s3_region};
+    if (backend == &s3_backend) {
+        const char *bad = NULL;
+        if (s3_access_file && cas_token_read(s3_access_file, &s3_access, err, sizeof(err)) < 0)
+            bad = "--s3-access-key-file";
+        else if (s3_secret_file && cas_token_read(s3_secret_file, &s3_secret, err, sizeof(err)) < 0)
+            bad = "--s3-secret-key-file";
+        if (bad) {
+            fprintf(stderr, "ca-cas-storaged: %s: %s\n", bad, err);
+            close(dirfd);
+            free(s3_access);
+            free(token);
+            free(client_ca);
+            return 2;
+        }
+        if (!s3_access && getenv("CAS_S3_ACCESS_KEY"))
+            s3_access = strdup(getenv("CAS_S3_ACCESS_KEY"));
+        if (!s3_secret && getenv("CAS_S3_SECRET_KEY"))
+            s3_secret = strdup(getenv("CAS_S3_SECRET_KEY"));
+        sopts.s3_access_key = s3_access;
+        sopts.s3_secret_key = s3_secret;
+        if (!capacity || !s3_endpoint || !s3_bucket || !s3_access || !s3_secret) {
+            fprintf(stderr,
+                    "ca-cas-storaged: --backend s3 needs --capacity BYTES, --s3-endpoint URL, "
+                    "--s3-bucket NAME and the keys (--s3-access-key-file and "
+                    "--s3-secret-key-file, or CAS_S3_ACCESS_KEY and CAS_S3_SECRET_KEY)\n");
+            close(dirfd);
+            free(s3_access);
+            free(s3_secret);
+            free(token);
+            free(client_ca);
+            return 2;
+        }
+    }
+    if (backend->prepare && backend->prepare(&sopts, dirfd, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ca-cas-storaged: %s\n", err);
+        close(dirfd);
+        free(s3_access);
+        free(s3_secret);
+        free(token);
+        free(client_ca);
+        return 1;
+    }
+
     struct storaged app = {.dir = dir, .listen = listen, .started = time(NULL)};
     if (node_load_or_create(dirfd, dir, algo, measured, &app.node, err, sizeof(err)) < 0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         close(dirfd);
+        free(s3_access);
+        free(s3_secret);
         free(token);
         free(client_ca);
         return 1;
     }
     close(dirfd);
-    struct disk_options dopts = {.dir = dir,
-                                 .algo = app.node.algo,
-                                 .read_only = read_only,
-                                 .capacity = capacity,
-                                 .max_object_size = max_size};
-    if (disk_open(&dopts, &app.store, err, sizeof(err)) < 0) {
+    sopts.algo = app.node.algo;
+    int orc = backend->open(&sopts, &app.store, err, sizeof(err));
+    if (s3_secret)
+        explicit_bzero(s3_secret, strlen(s3_secret));
+    free(s3_access);
+    free(s3_secret);
+    if (orc < 0) {
         /* A refusal is a clean exit 1 (under LeakSanitizer too). */
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
         node_free(&app.node);
@@ -194,13 +272,18 @@ int main(int argc, char **argv)
         free(client_ca);
         return 1;
     }
-    struct disk_replay_stats rs;
-    disk_replay_stats(app.store, &rs);
     struct store_info in;
-    app.store->ops->info(app.store, &in);
-    log_info("store %s: %" PRIu64 " objects, %" PRIu64 " bytes; index replayed in %.3f s "
-             "(%" PRIu64 " records, %" PRIu64 " damaged, %" PRIu64 " torn bytes cut)",
-             dir, in.objects, in.bytes, rs.seconds, rs.records, rs.bad_records, rs.torn_bytes);
+    store_info(app.store, &in);
+    if (backend == &disk_backend) {
+        struct disk_replay_stats rs;
+        disk_replay_stats(app.store, &rs);
+        log_info("store %s: %" PRIu64 " objects, %" PRIu64 " bytes; index replayed in %.3f s "
+                 "(%" PRIu64 " records, %" PRIu64 " damaged, %" PRIu64 " torn bytes cut)",
+                 dir, in.objects, in.bytes, rs.seconds, rs.records, rs.bad_records, rs.torn_bytes);
+    } else {
+        log_info("store %s (%s backend): %" PRIu64 " objects, %" PRIu64 " bytes", dir,
+                 backend->name, in.objects, in.bytes);
+    }
 
     /* Signals are taken by sigwait below; every other thread blocks them. */
     sigset_t set;
@@ -227,7 +310,7 @@ int main(int argc, char **argv)
     struct http_server *srv;
     if (http_server_start(&hc, &srv, err, sizeof(err)) < 0) {
         fprintf(stderr, "ca-cas-storaged: %s\n", err);
-        app.store->ops->destroy(app.store);
+        store_destroy(app.store);
         node_free(&app.node);
         free(token);
         free(client_ca);
@@ -236,9 +319,8 @@ int main(int argc, char **argv)
     log_info("node %s (%s, %zu tokens) serving %s on %s://%s%s", app.node.id, app.node.algo->name,
              app.node.ntokens, dir, cas_tls_enabled() ? "https" : "http", listen,
              client_ca ? " (client certificates required)" : "");
-    if (scrub_rate && app.store->ops->scrub_start &&
-        app.store->ops->scrub_start(app.store, scrub_rate * 1000000) < 0)
-        log_warn("cannot start the scrubber");
+    if (scrub_rate && store_scrub_start(app.store, scrub_rate * 1000000, err, sizeof(err)) < 0)
+        log_warn("%s", err);
     int sig = 0;
     while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
         /* SIGHUP: take the certificate and key again from disk; new
@@ -253,7 +335,7 @@ int main(int argc, char **argv)
     }
     log_info("%s: finishing requests in flight", strsignal(sig));
     http_server_stop(srv, 30000);
-    app.store->ops->destroy(app.store);
+    store_destroy(app.store);
     node_free(&app.node);
     free(token);
     free(client_ca);

@@ -66,7 +66,7 @@ static void reply_info(struct http_req *req, unsigned status,
 {
     struct store *s = app_of(req)->store;
     struct store_info in;
-    s->ops->info(s, &in);
+    store_info(s, &in);
     struct cas_buf b;
     struct cas_json j;
     cas_buf_init(&b);
@@ -101,7 +101,7 @@ void route_gc_begin(struct http_req *req)
     char err[512] = "";
     if (!query_id(req, &id, false))
         return;
-    int rc = s->ops->gc_begin(s, id, &got, &objects, &bytes, err, sizeof(err));
+    int rc = store_gc_begin(s, id, &got, &objects, &bytes, err, sizeof(err));
     if (rc < 0) {
         http_error(req, storaged_status(rc), "%s", err);
         return;
@@ -135,7 +135,7 @@ static int mark_flush(struct mark_ctx *c)
     uint64_t u = 0;
     if (!c->n)
         return 0;
-    int rc = c->store->ops->gc_mark(c->store, c->keys, c->n, &u, c->err, sizeof(c->err));
+    int rc = store_gc_mark(c->store, c->keys, c->n, &u, c->err, sizeof(c->err));
     c->n = 0;
     c->unmarked += u;
     if (rc < 0) {
@@ -213,7 +213,7 @@ void route_gc_end(struct http_req *req)
     char err[512] = "";
     if (!query_id(req, &id, true))
         return;
-    int rc = s->ops->gc_end(s, id, &removed, &bytes, err, sizeof(err));
+    int rc = store_gc_end(s, id, &removed, &bytes, err, sizeof(err));
     if (rc < 0) {
         http_error(req, storaged_status(rc), "%s", err);
         return;
@@ -231,7 +231,7 @@ void route_gc_cancel(struct http_req *req)
     char err[512] = "";
     if (!query_id(req, &id, true))
         return;
-    int rc = s->ops->gc_cancel(s, id, err, sizeof(err));
+    int rc = store_gc_cancel(s, id, err, sizeof(err));
     if (rc < 0) {
         http_error(req, storaged_status(rc), "%s", err);
         return;
@@ -294,13 +294,13 @@ void route_compact(struct http_req *req)
         http_error(req, 400, "wait=\"%s\": want 0 or 1", wait);
         return;
     }
-    int rc = s->ops->compact_start(s, err, sizeof(err));
+    int rc = store_compact_start(s, err, sizeof(err));
     if (rc < 0) {
         http_error(req, storaged_status(rc), "%s", err);
         return;
     }
     if (waited)
-        s->ops->compact_wait(s);
+        store_compact_wait(s);
     reply_info(req, waited ? 200 : 202, json_compact);
 }
 
@@ -349,8 +349,7 @@ void route_quarantine(struct http_req *req)
     struct cas_buf b;
     cas_buf_init(&b);
     struct quarantine_list q = {.b = &b, .digest_len = s->algo->digest_len};
-    if (s->ops->quarantined)
-        s->ops->quarantined(s, quarantine_line, &q);
+    store_quarantined(s, quarantine_line, &q);
     http_reply_buf(req, 200, "text/plain", &b);
 }
 
@@ -372,7 +371,7 @@ void route_status(struct http_req *req)
 {
     struct storaged *app = app_of(req);
     struct store_info in;
-    app->store->ops->info(app->store, &in);
+    store_info(app->store, &in);
     struct cas_buf b;
     struct cas_json j;
     cas_buf_init(&b);
@@ -432,10 +431,7 @@ void route_status(struct http_req *req)
     cas_json_u64(&j, in.scrub_passes);
     cas_json_key(&j, "last_pass_finished");
     cas_json_u64(&j, in.scrub_last_pass);
-    cas_json_key(&j, "file");
-    cas_json_u64(&j, in.scrub_file);
-    cas_json_key(&j, "offset");
-    cas_json_u64(&j, in.scrub_offset);
+    store_status_scrub(app->store, &j);
     cas_json_end_object(&j);
     cas_json_end_object(&j);
     http_reply_json(req, 200, &b);
@@ -447,7 +443,7 @@ void storaged_metrics(void *appv, struct cas_buf *o)
 {
     struct storaged *app = appv;
     struct store_info in;
-    app->store->ops->info(app->store, &in);
+    store_info(app->store, &in);
 #define GAUGE(name, help, value)                                                                   \
     cas_buf_printf(o, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " %" PRIu64 "\n",   \
                    (uint64_t)(value))
@@ -483,10 +479,7 @@ void storaged_metrics(void *appv, struct cas_buf *o)
     COUNTER("cas_scrub_passes_total", "Full scrub passes finished.", in.scrub_passes);
     GAUGE("cas_scrub_last_pass_timestamp_seconds", "When the last full pass finished.",
           in.scrub_last_pass);
-    COUNTER("cas_index_syncs_total", "fdatasync calls on the index (group commits).",
-            in.index_syncs);
-    GAUGE("cas_index_records", "Records in the index file.", in.index_records);
-    GAUGE("cas_table_memory_bytes", "Memory held by the object table.", in.memory);
+    store_metrics(app->store, o);
 #undef GAUGE
 #undef COUNTER
 }
@@ -503,8 +496,8 @@ void route_healthz(struct http_req *req)
 {
     struct storaged *app = app_of(req);
     struct store_info in;
-    app->store->ops->info(app->store, &in);
-    if (in.read_only && strncmp(in.read_only_reason, "I/O error", 9) == 0) {
+    store_info(app->store, &in);
+    if (in.faulted) {
         http_error(req, 503, "store faulted: %s", in.read_only_reason);
         return;
     }
@@ -529,7 +522,7 @@ void route_page(struct http_req *req)
 {
     struct storaged *app = app_of(req);
     struct store_info in;
-    app->store->ops->info(app->store, &in);
+    store_info(app->store, &in);
     char total[32], avail[32], used[32], unrec[32], garb[32];
     human(total, sizeof(total), in.total);
     human(avail, sizeof(avail), in.available);

@@ -83,7 +83,7 @@ static void add_gc_header(struct http_req *req)
 {
     struct store *s = app_of(req)->store;
     uint64_t id;
-    if (s->ops->gc_active && s->ops->gc_active(s, &id)) {
+    if (store_gc_active(s, &id)) {
         char v[24];
         snprintf(v, sizeof(v), "%" PRIu64, id);
         http_add_header(req, "X-CAS-GC", v);
@@ -117,7 +117,7 @@ static void put_cleanup(struct http_req *req)
 {
     struct put_ctx *c = req->ctx;
     if (c->put)
-        c->store->ops->put_abort(c->put);
+        store_put_abort(c->store, c->put);
     free(c->mp);
     free(c);
 }
@@ -126,7 +126,7 @@ static void put_fail(struct http_req *req, int rc, const char *msg)
 {
     struct put_ctx *c = req->ctx;
     if (c->put) {
-        c->store->ops->put_abort(c->put);
+        store_put_abort(c->store, c->put);
         c->put = NULL;
     }
     http_error(req, storaged_status(rc), "%s", *msg ? msg : strerror(-rc));
@@ -135,7 +135,7 @@ static void put_fail(struct http_req *req, int rc, const char *msg)
 static int put_body(struct http_req *req, const char *data, size_t len)
 {
     struct put_ctx *c = req->ctx;
-    int rc = c->store->ops->put_write(c->put, data, len, c->err, sizeof(c->err));
+    int rc = store_put_write(c->store, c->put, data, len, c->err, sizeof(c->err));
     if (rc < 0) {
         put_fail(req, rc, c->err);
         return -1;
@@ -174,7 +174,7 @@ static void put_done(struct http_req *req)
     bool durable = !(sync && strcmp(sync, "0") == 0);
     struct store_put *p = c->put;
     c->put = NULL;
-    int rc = c->store->ops->put_commit(p, durable, &key, &created, c->err, sizeof(c->err));
+    int rc = store_put_commit(c->store, p, durable, &key, &created, c->err, sizeof(c->err));
     if (rc < 0) {
         put_fail(req, rc, c->err);
         return;
@@ -248,12 +248,11 @@ static void start_put(struct http_req *req, const struct cas_key *expect, enum p
     bool copy = false;
     if (kind == PUT_KEYED && !replica_query(req, &copy))
         return;
-    int rc = app->store->ops->put_begin(app->store, expect, hint, &c->put, c->err, sizeof(c->err));
+    int rc = store_put_begin(app->store, expect, hint, &c->put, c->err, sizeof(c->err));
     if (rc == 0 && copy) {
-        rc = app->store->ops->put_copy ? app->store->ops->put_copy(c->put, c->err, sizeof(c->err))
-                                       : 0;
+        rc = store_put_copy(app->store, c->put, c->err, sizeof(c->err));
         if (rc < 0) {
-            app->store->ops->put_abort(c->put);
+            store_put_abort(app->store, c->put);
             c->put = NULL;
         }
     }
@@ -309,10 +308,10 @@ void route_put(struct http_req *req)
     char err[256];
     const char *sync = http_query(req, "sync");
     bool durable = !(sync && strcmp(sync, "0") == 0);
-    int rc = app->store->ops->open(app->store, &key, true, &o, &size, err, sizeof(err));
+    int rc = store_open(app->store, &key, true, &o, &size, err, sizeof(err));
     if (rc == 0) {
-        rc = app->store->ops->confirm ? app->store->ops->confirm(o, durable, err, sizeof(err)) : 0;
-        app->store->ops->close(o);
+        rc = store_confirm(app->store, o, durable, err, sizeof(err));
+        store_close(app->store, o);
     }
     if (rc < 0 && rc != -ENOENT) {
         http_error(req, storaged_status(rc), "%s", err);
@@ -371,7 +370,7 @@ struct vread {
 static void vread_free(void *cls)
 {
     struct vread *v = cls;
-    v->store->ops->close(v->obj);
+    store_close(v->store, v->obj);
     cas_hash_free(v->hash);
     free(v->scratch);
     free(v->sums);
@@ -380,7 +379,7 @@ static void vread_free(void *cls)
 
 static void vread_corrupt(struct vread *v, const char *why)
 {
-    v->store->ops->quarantine(v->obj, why);
+    store_quarantine(v->store, v->obj, why);
     __atomic_fetch_add(&v->app->verify_failures, 1, __ATOMIC_RELAXED);
 }
 
@@ -397,7 +396,7 @@ static ssize_t block_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (b != v->cached) {
         if (!v->scratch && !(v->scratch = malloc(v->block_size)))
             return HTTP_STREAM_ERROR;
-        ssize_t n = v->store->ops->pread(v->obj, v->scratch, blen, bstart);
+        ssize_t n = store_pread(v->store, v->obj, v->scratch, blen, bstart);
         if (n != (ssize_t)blen) {
             log_error("read error serving an object: %s", n < 0 ? strerror((int)-n) : "short");
             return HTTP_STREAM_ERROR;
@@ -423,7 +422,7 @@ static int hash_through(struct vread *v, uint64_t upto)
         return -ENOMEM;
     while (v->hashed < upto) {
         size_t want = upto - v->hashed > READ_CHUNK ? READ_CHUNK : (size_t)(upto - v->hashed);
-        ssize_t n = v->store->ops->pread(v->obj, v->scratch, want, v->hashed);
+        ssize_t n = store_pread(v->store, v->obj, v->scratch, want, v->hashed);
         if (n <= 0)
             return n < 0 ? (int)n : -EIO;
         cas_hash_update(v->hash, v->scratch, (size_t)n);
@@ -451,7 +450,7 @@ static ssize_t vread_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (hash_through(v, at) < 0 || v->hashed != at)
         return HTTP_STREAM_ERROR; /* never out of order: refuse rather than guess */
     size_t want = v->end - at < max ? (size_t)(v->end - at) : max;
-    ssize_t n = v->store->ops->pread(v->obj, buf, want, at);
+    ssize_t n = store_pread(v->store, v->obj, buf, want, at);
     if (n <= 0) {
         log_error("read error serving an object: %s", n < 0 ? strerror((int)-n) : "short file");
         return HTTP_STREAM_ERROR;
@@ -475,7 +474,7 @@ static bool serve_small(struct http_req *req, struct vread *v, unsigned status)
         http_error(req, 500, "out of memory");
         return false;
     }
-    ssize_t n = v->size ? v->store->ops->pread(v->obj, data, v->size, 0) : 0;
+    ssize_t n = v->size ? store_pread(v->store, v->obj, data, v->size, 0) : 0;
     if (n != (ssize_t)v->size) {
         free(data);
         http_error(req, 500, "cannot read the object: %s", n < 0 ? strerror((int)-n) : "short");
@@ -505,7 +504,7 @@ void route_get(struct http_req *req)
     cas_key_hex(&key, hex);
     struct store_obj *obj;
     uint64_t size;
-    int rc = app->store->ops->open(app->store, &key, !req->is_head, &obj, &size, err, sizeof(err));
+    int rc = store_open(app->store, &key, !req->is_head, &obj, &size, err, sizeof(err));
     if (rc < 0) {
         http_error(req, storaged_status(rc), "%s", err);
         return;
@@ -513,7 +512,7 @@ void route_get(struct http_req *req)
     struct vread *v = calloc(1, sizeof(*v));
     if (!v || !(v->hash = cas_hash_new(key.algo))) {
         free(v);
-        app->store->ops->close(obj);
+        store_close(app->store, obj);
         http_error(req, 500, "out of memory");
         return;
     }
@@ -572,8 +571,7 @@ void route_get(struct http_req *req)
          * keeps one, else against the key as the bytes stream. */
         http_reader_fn reader = vread_read;
         v->cached = UINT64_MAX;
-        if (app->store->ops->block_sums &&
-            app->store->ops->block_sums(obj, &v->sums, &v->nsums, &v->block_size) == 0)
+        if (store_block_sums(app->store, obj, &v->sums, &v->nsums, &v->block_size) == 0)
             reader = block_read;
         http_reply_stream(req, status, "application/octet-stream", v->end - v->start, reader, v,
                           vread_free);
@@ -601,9 +599,8 @@ void route_delete(struct http_req *req)
         return;
     /* A client's delete leaves a tombstone; a rebalance dropping a copy
      * outside the object's home does not. */
-    int rc = replica && app->store->ops->drop
-                 ? app->store->ops->drop(app->store, &key, err, sizeof(err))
-                 : app->store->ops->remove(app->store, &key, err, sizeof(err));
+    int rc = replica ? store_drop(app->store, &key, err, sizeof(err))
+                     : store_remove(app->store, &key, err, sizeof(err));
     if (rc < 0)
         http_error(req, storaged_status(rc), "%s", err);
     else
@@ -719,14 +716,7 @@ static int missing_flush(struct missing_ctx *c)
     if (!c->n)
         return 0;
     char err[400] = "";
-    int rc = 0;
-    if (st->ops->use_keys) {
-        rc = st->ops->use_keys(st, c->keys, c->n, c->present, err, sizeof(err));
-    } else {
-        uint64_t size;
-        for (size_t i = 0; i < c->n; i++)
-            c->present[i] = st->ops->stat(st, &c->keys[i], &size) == 0;
-    }
+    int rc = store_use_keys(st, c->keys, c->n, c->present, err, sizeof(err));
     if (rc < 0) {
         snprintf(c->err, sizeof(c->err), "%s", *err ? err : strerror(-rc));
         c->n = 0;
@@ -816,7 +806,8 @@ void route_missing(struct http_req *req)
 struct list_ctx {
     struct store *store;
     enum store_list_state state;
-    uint64_t min_size, max_size, cursor;
+    uint64_t min_size, max_size;
+    struct store_cursor cursor;
     struct cas_buf buf;
     size_t bufpos;
 };
@@ -833,12 +824,19 @@ static ssize_t list_read(void *cls, uint64_t pos, char *out, size_t max)
 {
     struct list_ctx *c = cls;
     while (c->bufpos == c->buf.len) {
-        if (c->cursor == UINT64_MAX)
+        if (c->cursor.done)
             return HTTP_STREAM_END;
         cas_buf_reset(&c->buf);
         c->bufpos = 0;
-        c->store->ops->list(c->store, &c->cursor, c->state, c->min_size, c->max_size, 2048,
-                            list_emit, c);
+        char err[512] = "";
+        int rc = store_list(c->store, &c->cursor, c->state, c->min_size, c->max_size, 2048,
+                            list_emit, c, err, sizeof(err));
+        if (rc < 0) {
+            /* Mid-stream: the 200 is gone, so the listing is cut short
+             * (the client sees no final chunk) rather than shown complete. */
+            log_error("list: %s", *err ? err : strerror(-rc));
+            return HTTP_STREAM_ERROR;
+        }
     }
     size_t n = c->buf.len - c->bufpos < max ? c->buf.len - c->bufpos : max;
     memcpy(out, c->buf.data + c->bufpos, n);

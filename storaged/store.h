@@ -5,11 +5,16 @@
  * (begin / write / commit or abort), opening an object for ranged reads,
  * stat, remove, listing, the GC cycle (begin / mark / end), compaction and
  * capacity figures. A backend is a const struct store_ops; the HTTP routes
- * call through s->ops and check an optional operation (NULL) before using
- * it. The one backend today is the disk store (disk.h): an append-only
- * index plus 50 data files. (Wrappers that check optional operations once,
- * a registry of backends by name and an interface free of disk internals
- * are still to come: they are what a second backend needs.)
+ * never call through s->ops themselves but through the store_* wrappers
+ * below (store.c), which check each optional operation once: an absent one
+ * gives -ENOTSUP and a message naming the backend.
+ *
+ * Backends are chosen by name from a registry (store_backend_find), in the
+ * shape of Redis's connection types: each is a const struct store_backend
+ * with its name, its open function taking one struct store_options, and
+ * its usage text. Two exist: "disk" (disk.h: an append-only index plus 50
+ * data files) and "s3" (s3.h: objects in an S3-compatible bucket, a small
+ * local state in --dir).
  *
  * Verification of object bytes against their key happens above this
  * interface (routes.c), because it is the same for every backend; a backend
@@ -37,6 +42,9 @@ struct store_obj; /* an object open for reading */
 
 enum store_list_state { STORE_LIST_LIVE, STORE_LIST_GARBAGE };
 
+/* Generic figures every backend gives; internals of one backend (the disk
+ * index's syncs, its table memory, the scrubber's file and offset) are
+ * written by its optional metrics / status_scrub operations instead. */
 struct store_info {
     uint64_t total, available; /* file system (or --capacity) */
     uint64_t unreclaimed;      /* bytes compaction would give back */
@@ -47,19 +55,29 @@ struct store_info {
     uint64_t gc_id;
     bool read_only;
     char read_only_reason[200];
+    bool faulted; /* the backend hit an I/O error it cannot go on from: /healthz 503 */
     bool compacting;
     uint64_t compact_done, compact_total, compactions;
     uint64_t corrupt_found; /* objects taken out of service */
     uint64_t quarantined;   /* of those, not replaced yet (GET /quarantine) */
     uint64_t tombstones;    /* keys deleted by a client, tombstone in force */
-    uint64_t index_syncs, index_records;
-    size_t memory; /* bytes held by the object table */
     bool scrubbing;
-    uint64_t scrub_rate, scrub_bytes, scrub_objects, scrub_corrupt, scrub_passes;
+    uint64_t scrub_rate; /* bytes per second */
+    uint64_t scrub_bytes, scrub_objects, scrub_corrupt, scrub_passes;
     uint64_t scrub_last_pass; /* seconds since the epoch; 0 never */
-    unsigned scrub_file;
-    uint64_t scrub_offset;
 };
+
+/* Where a listing goes on: an opaque string the backend fills (the disk
+ * backend's table slot in decimal, an S3 continuation token...). A zeroed
+ * cursor starts at the beginning; done is set after the last page. */
+#define STORE_CURSOR_MAX 1024
+struct store_cursor {
+    char token[STORE_CURSOR_MAX];
+    bool done;
+};
+
+struct cas_buf;
+struct cas_json;
 
 typedef void (*store_list_fn)(void *cls, const unsigned char *digest, uint64_t size);
 
@@ -110,9 +128,12 @@ struct store_ops {
     /* Optional: emits every quarantined key (a copy taken out of service as
      * corrupt and not replaced since), size 0. */
     int (*quarantined)(struct store *s, store_list_fn fn, void *cls);
-    /* Emits up to max objects from *cursor on; *cursor becomes UINT64_MAX at the end. */
-    int (*list)(struct store *s, uint64_t *cursor, enum store_list_state state, uint64_t min_size,
-                uint64_t max_size, size_t max, store_list_fn fn, void *cls);
+    /* Emits up to max objects from cursor on and advances it (cursor->done
+     * after the last one). 0, or a negative errno with a message (then the
+     * listing cannot go on: the caller aborts it). */
+    int (*list)(struct store *s, struct store_cursor *cursor, enum store_list_state state,
+                uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
+                char *err, size_t errlen);
     int (*gc_begin)(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects,
                     uint64_t *bytes, char *err, size_t errlen);
     int (*gc_mark)(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked,
@@ -136,6 +157,12 @@ struct store_ops {
     int (*scrub_start)(struct store *s, uint64_t bytes_per_second);
     void (*compact_wait)(struct store *s);
     void (*info)(struct store *s, struct store_info *out);
+    /* Optional: Prometheus lines (HELP, TYPE, value) for the backend's own
+     * internals, appended after the generic ones. */
+    void (*metrics)(struct store *s, struct cas_buf *out);
+    /* Optional: extra members of /status's "scrub" object (the disk
+     * backend's file and offset), written into the open object j. */
+    void (*status_scrub)(struct store *s, struct cas_json *j);
     void (*destroy)(struct store *s);
 };
 
@@ -143,5 +170,92 @@ struct store {
     const struct store_ops *ops;
     const struct cas_hash_algo *algo;
 };
+
+/* ---- the backend registry ------------------------------------------------ */
+
+/* Everything any backend's open takes; each reads the fields it knows and
+ * refuses (with a message) a required one that is missing. */
+struct store_options {
+    const char *dir;                  /* the store's (or its local state's) directory */
+    const struct cas_hash_algo *algo; /* from the node file: a store of another is refused */
+    bool read_only;
+    uint64_t capacity;        /* bytes; 0: measure the file system (disk only) */
+    uint64_t max_object_size; /* bytes; 0: no limit */
+    bool check_only;          /* fsck: read-only, nothing cut or rewritten (disk) */
+    uint64_t tombstone_ttl;   /* seconds a delete refuses copies; 0: the default */
+    /* s3: */
+    const char *s3_endpoint; /* http(s)://host:port, no bucket */
+    const char *s3_bucket;
+    const char *s3_region;                     /* NULL: us-east-1 */
+    const char *s3_access_key, *s3_secret_key; /* the secrets themselves, not file names */
+};
+
+struct store_backend {
+    const char *name;
+    /* Opens (creating when absent) the store; 0 or a negative errno with a
+     * message. */
+    int (*open)(const struct store_options *opts, struct store **out, char *err, size_t errlen);
+    /* Optional: runs before the node file in dirfd is loaded or created
+     * (the S3 backend checks its bucket and restores a lost node file from
+     * it). 0 or a negative errno with a message. */
+    int (*prepare)(const struct store_options *opts, int dirfd, char *err, size_t errlen);
+    const char *usage; /* its options, for --help */
+};
+
+/* The backend called name, or NULL; then store_backend_names lists them. */
+const struct store_backend *store_backend_find(const char *name);
+/* "disk, s3": every registered backend's name, for error messages. */
+const char *store_backend_names(void);
+/* The registry, NULL-terminated (for --help). */
+extern const struct store_backend *const store_backends[];
+
+/* ---- wrappers the routes call ---------------------------------------------
+ * The same arguments and results as the operations above; an optional
+ * operation the backend lacks gives -ENOTSUP and a message naming the
+ * backend (or, where noted, a harmless default). */
+
+int store_put_begin(struct store *s, const struct cas_key *expect, uint64_t size_hint,
+                    struct store_put **out, char *err, size_t errlen);
+int store_put_write(struct store *s, struct store_put *p, const void *data, size_t len, char *err,
+                    size_t errlen);
+int store_put_commit(struct store *s, struct store_put *p, bool sync, struct cas_key *key,
+                     bool *created, char *err, size_t errlen);
+void store_put_abort(struct store *s, struct store_put *p);
+int store_put_copy(struct store *s, struct store_put *p, char *err, size_t errlen);
+int store_open(struct store *s, const struct cas_key *key, bool touch, struct store_obj **out,
+               uint64_t *size, char *err, size_t errlen);
+ssize_t store_pread(struct store *s, struct store_obj *o, void *buf, size_t len, uint64_t off);
+void store_close(struct store *s, struct store_obj *o);
+int store_block_sums(struct store *s, struct store_obj *o, uint32_t **sums, size_t *n,
+                     uint64_t *block);
+void store_quarantine(struct store *s, struct store_obj *o, const char *why);
+/* Absent confirm: 0 (the backend's copies need no check beyond open). */
+int store_confirm(struct store *s, struct store_obj *o, bool sync, char *err, size_t errlen);
+int store_stat(struct store *s, const struct cas_key *key, uint64_t *size);
+int store_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+int store_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+/* Absent quarantined: emits nothing, 0. */
+int store_quarantined(struct store *s, store_list_fn fn, void *cls);
+int store_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
+               uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
+               char *err, size_t errlen);
+int store_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects,
+                   uint64_t *bytes, char *err, size_t errlen);
+int store_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked,
+                  char *err, size_t errlen);
+int store_use_keys(struct store *s, const struct cas_key *keys, size_t n, bool *present, char *err,
+                   size_t errlen);
+int store_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
+                 size_t errlen);
+int store_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen);
+/* Absent gc_active: false. */
+bool store_gc_active(struct store *s, uint64_t *id);
+int store_compact_start(struct store *s, char *err, size_t errlen);
+void store_compact_wait(struct store *s);
+int store_scrub_start(struct store *s, uint64_t bytes_per_second, char *err, size_t errlen);
+void store_info(struct store *s, struct store_info *out);
+void store_metrics(struct store *s, struct cas_buf *out);
+void store_status_scrub(struct store *s, struct cas_json *j);
+void store_destroy(struct store *s);
 
 #endif

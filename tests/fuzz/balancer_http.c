@@ -38,24 +38,6 @@ static struct balancer bal;
 static bool bal_started;
 static unsigned port;
 
-static void remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        char sub[512];
-        snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-        if (unlink(sub) < 0 && errno == EISDIR)
-            remove_tree(sub);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 static void stop(void)
 {
     if (bal_started)
@@ -67,7 +49,7 @@ static void stop(void)
             apps[i].store->ops->destroy(apps[i].store);
         node_free(&apps[i].node);
     }
-    remove_tree(top);
+    fuzz_clear_dir(top, NULL, 1);
 }
 
 static unsigned start_storaged(int i, char *err, size_t errlen)
@@ -100,13 +82,7 @@ static unsigned start_storaged(int i, char *err, size_t errlen)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    const char *tmp = getenv("TMPDIR");
-    struct stat st;
-    if (!tmp)
-        tmp = stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(top, sizeof(top), "%s/cas-fuzz-bal-XXXXXX", tmp);
-    if (!mkdtemp(top))
-        abort();
+    fuzz_make_dir("bal", top, sizeof(top));
     atexit(stop);
     cas_log_set_level("error");
     signal(SIGPIPE, SIG_IGN);

@@ -25,38 +25,14 @@
 
 static char dir[256];
 
-static void clear(bool all)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        if (!all && !strcmp(de->d_name, "node"))
-            continue;
-        unlinkat(dirfd(d), de->d_name, 0);
-    }
-    closedir(d);
-    if (all)
-        rmdir(dir);
-}
-
 static void remove_dir(void)
 {
-    clear(true);
+    fuzz_clear_dir(dir, NULL, 1);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    const char *tmp = getenv("TMPDIR");
-    struct stat st;
-    if (!tmp)
-        tmp = stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof(dir), "%s/cas-fuzz-fsck-XXXXXX", tmp);
-    if (!mkdtemp(dir))
-        abort();
+    fuzz_make_dir("fsck", dir, sizeof(dir));
     atexit(remove_dir);
     cas_log_set_level("error");
     struct node_identity node;
@@ -101,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 256 * 1024)
         return 0;
-    clear(false);
+    fuzz_clear_dir(dir, "node", 0);
     char path[300];
     snprintf(path, sizeof(path), "%s/data-00.g0", dir);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -126,9 +102,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "open after fsck: %s\n", err);
     FUZZ_CHECK(rc == 0);
     struct list l = {0};
-    uint64_t cursor = 0;
-    while (cursor != UINT64_MAX)
-        s->ops->list(s, &cursor, STORE_LIST_LIVE, 0, UINT64_MAX, 1024, on_object, &l);
+    struct store_cursor cursor = {0};
+    while (!cursor.done)
+        FUZZ_CHECK(store_list(s, &cursor, STORE_LIST_LIVE, 0, UINT64_MAX, 1024, on_object, &l, err,
+                              sizeof(err)) == 0);
     for (size_t i = 0; i < l.n; i++) {
         struct cas_key k = {.algo = sha1};
         memcpy(k.digest, l.v[i].digest, sha1->digest_len);

@@ -7,6 +7,7 @@
 #define CAS_FUZZ_H
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -38,6 +40,44 @@ static inline char *fuzz_cstr(const uint8_t *data, size_t size)
             abort();                                                                               \
         }                                                                                          \
     } while (0)
+
+/* Makes a fresh directory "cas-fuzz-NAME-XXXXXX" in $TMPDIR (else /dev/shm
+ * when there is one, else /tmp) and writes its path to dir (dirlen bytes);
+ * aborts when it cannot (a target cannot run without it). */
+static inline void fuzz_make_dir(const char *name, char *dir, size_t dirlen)
+{
+    const char *tmp = getenv("TMPDIR");
+    struct stat st;
+    if (!tmp)
+        tmp = stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(dir, dirlen, "%s/cas-fuzz-%s-XXXXXX", tmp, name);
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "fuzz: cannot make %s: %s\n", dir, strerror(errno));
+        abort();
+    }
+}
+
+/* Removes the entries of directory path, skipping one named keep (NULL:
+ * none), descending into subdirectories; with rm_self also path itself. */
+static inline void fuzz_clear_dir(const char *path, const char *keep, int rm_self)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+            (keep && !strcmp(de->d_name, keep)))
+            continue;
+        char sub[1024];
+        snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+        if (unlink(sub) < 0 && errno == EISDIR)
+            fuzz_clear_dir(sub, NULL, 1);
+    }
+    closedir(d);
+    if (rm_self)
+        rmdir(path);
+}
 
 /* connect(2) that sees an interrupted connect through: 0, or -1 and errno. */
 static inline int fuzz_connect(int fd, const struct sockaddr_in *sa)

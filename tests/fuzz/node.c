@@ -25,13 +25,7 @@ static void remove_dir(void)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    const char *tmp = getenv("TMPDIR");
-    struct stat st;
-    if (!tmp)
-        tmp = stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof(dir), "%s/cas-fuzz-node-XXXXXX", tmp);
-    if (!mkdtemp(dir))
-        abort();
+    fuzz_make_dir("node", dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/node", dir);
     atexit(remove_dir);
     return 0;

@@ -26,42 +26,21 @@ static char dir[256];
 
 static void remove_dir(void)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            unlinkat(dirfd(d), de->d_name, 0);
-    }
-    closedir(d);
-    rmdir(dir);
+    fuzz_clear_dir(dir, NULL, 1);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    const char *tmp = getenv("TMPDIR");
-    struct stat st;
-    if (!tmp)
-        tmp = stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof(dir), "%s/cas-fuzz-replay-XXXXXX", tmp);
-    if (!mkdtemp(dir))
-        abort();
+    fuzz_make_dir("replay", dir, sizeof(dir));
     atexit(remove_dir);
     cas_log_set_level("error");
     return 0;
 }
 
-/* Empties the directory of everything but the index, then writes it. */
+/* Empties the directory, then writes the index. */
 static void prepare(const uint8_t *data, size_t size)
 {
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            unlinkat(dirfd(d), de->d_name, 0);
-    }
-    closedir(d);
+    fuzz_clear_dir(dir, NULL, 0);
     char path[300];
     snprintf(path, sizeof(path), "%s/index", dir);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

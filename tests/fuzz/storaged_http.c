@@ -35,24 +35,6 @@ static struct storaged app;
 static struct http_server *srv;
 static unsigned port;
 
-static void remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        char sub[512];
-        snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-        if (unlink(sub) < 0 && errno == EISDIR)
-            remove_tree(sub);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 static void stop(void)
 {
     if (srv)
@@ -60,18 +42,12 @@ static void stop(void)
     if (app.store)
         app.store->ops->destroy(app.store);
     node_free(&app.node);
-    remove_tree(dir);
+    fuzz_clear_dir(dir, NULL, 1);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    const char *tmp = getenv("TMPDIR");
-    struct stat st;
-    if (!tmp)
-        tmp = stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof(dir), "%s/cas-fuzz-http-XXXXXX", tmp);
-    if (!mkdtemp(dir))
-        abort();
+    fuzz_make_dir("http", dir, sizeof(dir));
     atexit(stop);
     cas_log_set_level("error");
     signal(SIGPIPE, SIG_IGN);

@@ -133,16 +133,33 @@ class Daemon:
         return rc
 
 
+# The capacity an S3 storaged is given when a test names none (a bucket has
+# no size, so --capacity is required with --backend s3).
+S3_CAPACITY = "10G"
+
+
+def s3_backend_args(s3, extra=()):
+    """The options that make a storaged keep its objects in `s3` (an
+    s3fixture.S3Server, or an s3proxy.S3Proxy in front of one), with
+    --capacity added unless `extra` has one."""
+    args = s3.storaged_args()
+    if "--capacity" not in extra:
+        args += ["--capacity", S3_CAPACITY]
+    return args
+
+
 class Storaged(Daemon):
-    def __init__(self, dir, port=None, extra=None, log_dir=None, env=None):
+    def __init__(self, dir, port=None, extra=None, log_dir=None, env=None, s3=None):
         self.dir = dir
         self.port = port or free_port()
         self.extra = list(extra or [])
+        self.s3 = s3
         log_path = os.path.join(log_dir or os.path.dirname(dir.rstrip("/")), f"storaged-{self.port}.log")
         # No background scrub unless a test asks: tests want to meet their
         # injected corruptions themselves (a later --scrub-rate wins).
+        backend = s3_backend_args(s3, self.extra) if s3 is not None else []
         argv = [STORAGED, "--dir", dir, "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn",
-                "--scrub-rate", "0"] + self.extra
+                "--scrub-rate", "0"] + backend + self.extra
         super().__init__(argv, log_path, env)
 
     def start(self, timeout=10):
@@ -215,12 +232,39 @@ class Client:
 
 
 class TempDirTest(unittest.TestCase):
-    """A test case with a temporary directory and daemons reaped at the end."""
+    """A test case with a temporary directory and daemons reaped at the end.
+
+    `backend` says where storaged() keeps objects: "disk" (the default) or
+    "s3", a bucket of an s3rver started for the test (self.s3, the first
+    time a storaged needs it). A subclass that only sets backend = "s3" runs
+    the same tests against the S3 backend."""
+
+    backend = "disk"
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="cas-test-")
         self.daemons = []
+        self._s3 = None
         self.addCleanup(self._cleanup)
+
+    @property
+    def s3(self):
+        """The test's own s3rver (started on first use)."""
+        if self._s3 is None:
+            self._s3 = self.s3server()
+        return self._s3
+
+    def s3server(self, name="s3", bucket="cas-test"):
+        """Starts another s3rver with its own data directory and bucket."""
+        from s3fixture import S3Server
+        srv = S3Server(os.path.join(self.tmp, name), bucket=bucket)
+        self.daemons.append(srv)
+        return srv.start()
+
+    def backend_args(self, extra=()):
+        """The storaged options of this test's backend ([] for disk), for
+        tests that run the storaged binary themselves."""
+        return s3_backend_args(self.s3, extra) if self.backend == "s3" else []
 
     def _cleanup(self):
         for d in self.daemons:
@@ -230,8 +274,12 @@ class TempDirTest(unittest.TestCase):
                 pass
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def storaged(self, name="s1", extra=None, start=True, port=None, env=None):
-        d = Storaged(os.path.join(self.tmp, name), port=port, extra=extra, log_dir=self.tmp, env=env)
+    def storaged(self, name="s1", extra=None, start=True, port=None, env=None, s3=None):
+        """A storaged in self.tmp/name; its objects go to `s3` when given,
+        else to this test's backend."""
+        if s3 is None and self.backend == "s3":
+            s3 = self.s3
+        d = Storaged(os.path.join(self.tmp, name), port=port, extra=extra, log_dir=self.tmp, env=env, s3=s3)
         self.daemons.append(d)
         if start:
             d.start()

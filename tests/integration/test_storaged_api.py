@@ -1,5 +1,10 @@
 """test_storaged_api.py - every storaged route and status code, against a
-real ca-cas-storaged on a loopback port."""
+real ca-cas-storaged on a loopback port.
+
+Each class runs twice: as written, against the disk backend, and as its
+*S3 subclass at the end of the file (backend = "s3"), against the S3 backend
+with its objects in an s3rver bucket that the harness starts. A test that
+looks at where the bytes are kept asks self.backend; nothing else differs."""
 import hashlib
 import json
 import os
@@ -80,15 +85,21 @@ class StoragedApi(TempDirTest):
         self.assertFalse(any(n.startswith("..") for n in os.listdir(self.s.dir)))
 
     def test_digest_mismatch_stores_nothing(self):
-        before = self._data_bytes()
+        before = self._stored_bytes()
         r = self.c.put(b"some bytes", key="0" * 40)
         self.assertEqual(r.status, 422)
         self.assertIn("digest mismatch", r.json()["error"])
         self.assertEqual(self.c.get("0" * 40).status, 404)
-        self.assertEqual(self._data_bytes(), before)
+        self.assertEqual(self._stored_bytes(), before)
         self.assertEqual(self.c.request("GET", "/capacity").json()["objects"], 0)
+        if self.backend == "s3":
+            self.assertEqual(self.s3.content_objects(), {})
 
-    def _data_bytes(self):
+    def _stored_bytes(self):
+        """Bytes where the backend keeps objects: the data files, or the
+        content objects of the bucket."""
+        if self.backend == "s3":
+            return self.s3.stored_bytes()
         return sum(os.path.getsize(os.path.join(self.s.dir, n)) for n in os.listdir(self.s.dir)
                    if n.startswith("data-"))
 
@@ -368,16 +379,27 @@ class StoragedOptions(TempDirTest):
         from harness import STORAGED, free_port
         port = free_port()
         env = dict(os.environ, CAS_DIR=os.path.join(self.tmp, "envdir"), CAS_LISTEN=f"127.0.0.1:{port}")
+        if self.backend == "s3":  # every S3 option from the environment, keys included
+            from s3fixture import ACCESS_KEY, SECRET_KEY
+            env.update(CAS_BACKEND="s3", CAS_S3_ENDPOINT=self.s3.endpoint, CAS_S3_BUCKET=self.s3.bucket,
+                       CAS_S3_ACCESS_KEY=ACCESS_KEY, CAS_S3_SECRET_KEY=SECRET_KEY, CAS_CAPACITY="10G")
         from harness import Daemon
         d = Daemon([STORAGED, "--log-level", "warn"], os.path.join(self.tmp, "env.log"), env)
         self.daemons.append(d)
         d.start(("127.0.0.1", port))
-        self.assertTrue(os.path.exists(os.path.join(self.tmp, "envdir", "node")))
+        if self.backend == "s3":  # the node's state stays in --dir; the object goes to the bucket
+            self.assertTrue(os.listdir(os.path.join(self.tmp, "envdir")))
+            c = Client("127.0.0.1", port)
+            self.assertEqual(c.put(b"from the environment").status, 201)
+            c.close()
+            self.assertIn(sha1(b"from the environment"), self.s3.content_objects())
+        else:
+            self.assertTrue(os.path.exists(os.path.join(self.tmp, "envdir", "node")))
         d.stop()
         for argv, msg in (([], "--dir"), (["--dir", self.tmp + "/x", "--hash", "md5"], "md5"),
                           (["--dir", self.tmp + "/x", "--bogus"], "--bogus"),
                           (["--dir", self.tmp + "/x", "--capacity", "12Q"], "12Q")):
-            p = subprocess.run([STORAGED] + argv, capture_output=True, text=True, timeout=10,
+            p = subprocess.run([STORAGED] + self.backend_args(argv) + argv, capture_output=True, text=True, timeout=10,
                                env={k: v for k, v in os.environ.items() if not k.startswith("CAS_")})
             self.assertEqual(p.returncode, 2, argv)
             self.assertIn(msg, p.stderr)
@@ -386,7 +408,7 @@ class StoragedOptions(TempDirTest):
         import subprocess
         from harness import STORAGED, free_port
         s = self.storaged()
-        p = subprocess.run([STORAGED, "--dir", s.dir, "--listen", f"127.0.0.1:{free_port()}"],
+        p = subprocess.run([STORAGED, "--dir", s.dir, "--listen", f"127.0.0.1:{free_port()}"] + self.backend_args(),
                            capture_output=True, text=True, timeout=10)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("in use by another storaged", p.stderr)
@@ -398,7 +420,7 @@ class StoragedOptions(TempDirTest):
         from harness import STORAGED
         path = os.path.join(self.tmp, "file")
         open(path, "w").close()
-        p = subprocess.run([STORAGED, "--dir", path], capture_output=True, text=True, timeout=10)
+        p = subprocess.run([STORAGED, "--dir", path] + self.backend_args(), capture_output=True, text=True, timeout=10)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn(path, p.stderr)
 
@@ -417,7 +439,7 @@ class StoragedOptions(TempDirTest):
         s.stop()
         import subprocess
         from harness import STORAGED
-        p = subprocess.run([STORAGED, "--dir", s.dir, "--hash", "sha1", "--listen", "127.0.0.1:0"],
+        p = subprocess.run([STORAGED, "--dir", s.dir, "--hash", "sha1", "--listen", "127.0.0.1:0"] + self.backend_args(),
                            capture_output=True, text=True, timeout=10)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("sha256", p.stderr)
@@ -459,6 +481,39 @@ class StoragedOptions(TempDirTest):
         self.assertEqual(rc_holder.get("rc"), 0)
         s.start()
         self.assertEqual(sha1(s.client().get(k).body), k)
+
+
+class StoragedApiS3(StoragedApi):
+    """StoragedApi against the S3 backend."""
+
+    backend = "s3"
+
+    def test_compact_reclaims(self):
+        """Replaces the disk test (which counts data-file bytes that an S3
+        node does not have): after deletes and a compaction the bucket holds
+        exactly the survivors, nothing is left unreclaimed, and they read back."""
+        blobs = [os.urandom(200_000) for _ in range(20)]
+        for b in blobs:
+            self.assertEqual(self.c.put(b).status, 201)
+        for b in blobs[::2]:
+            self.assertEqual(self.c.request("DELETE", f"/objects/{sha1(b)}").status, 204)
+        r = self.c.request("POST", "/compact?wait=1")
+        self.assertEqual(r.status, 200)
+        self.assertFalse(r.json()["running"])
+        cap = self.c.request("GET", "/capacity").json()
+        self.assertEqual((cap["unreclaimed"], cap["objects"], cap["bytes"]), (0, 10, 10 * 200_000))
+        self.assertEqual(cap["available"], cap["total"] - cap["bytes"])
+        self.assertEqual(set(self.s3.content_objects()), {sha1(b) for b in blobs[1::2]})
+        for b in blobs[1::2]:
+            self.assertEqual(self.c.get(sha1(b)).body, b)
+        for b in blobs[::2]:
+            self.assertEqual(self.c.get(sha1(b)).status, 404)
+
+
+class StoragedOptionsS3(StoragedOptions):
+    """StoragedOptions against the S3 backend."""
+
+    backend = "s3"
 
 
 if __name__ == "__main__":

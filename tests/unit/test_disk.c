@@ -316,10 +316,11 @@ static size_t list_all(struct store *s, enum store_list_state st, uint64_t min, 
                        size_t page, struct collect *c)
 {
     memset(c, 0, sizeof(*c));
-    uint64_t cursor = 0;
+    struct store_cursor cursor = {0};
+    char err[256];
     int rounds = 0;
-    while (cursor != UINT64_MAX && rounds++ < 1000)
-        if (s->ops->list(s, &cursor, st, min, max, page, collect_fn, c) != 0)
+    while (!cursor.done && rounds++ < 1000)
+        if (store_list(s, &cursor, st, min, max, page, collect_fn, c, err, sizeof(err)) != 0)
             break;
     return c->n;
 }
@@ -330,6 +331,13 @@ static bool listed(const struct collect *c, const struct cas_key *k)
         if (memcmp(c->digests[i], k->digest, 20) == 0)
             return true;
     return false;
+}
+
+static struct disk_internals internals(struct store *s)
+{
+    struct disk_internals i;
+    disk_internals(s, &i);
+    return i;
 }
 
 static struct store_info info(struct store *s)
@@ -944,7 +952,7 @@ static void test_index_snapshot(void)
     uint64_t isize = path_size(dir, "index");
     CU_ASSERT(isize % 64 == 0);
     CU_ASSERT(isize <= (uint64_t)(1 + NF + 1 + N) * 64);
-    CU_ASSERT(info(s).index_records <= 1 + NF + 1 + N);
+    CU_ASSERT(internals(s).index_records <= 1 + NF + 1 + N);
     struct store_info in = info(s);
     CU_ASSERT_TRUE(in.gc_active);
     CU_ASSERT_EQUAL(in.gc_id, 9999);
@@ -1505,7 +1513,7 @@ static void test_tombstone_survives(void)
     s->ops->compact_wait(s);
     CU_ASSERT_EQUAL(disk_maybe_snapshot(disk_of(s), true), 0);
     /* header + the compacted file's GENERATION + 1 PUT (b) + 1 TOMB (a) */
-    CU_ASSERT_EQUAL(info(s).index_records, 4);
+    CU_ASSERT_EQUAL(internals(s).index_records, 4);
     CU_ASSERT_EQUAL(info(s).tombstones, 1);
     CU_ASSERT_EQUAL(put_copy(s, a, 4000, true, err), -ECANCELED);
     uint64_t id, objs, bytes, removed;
@@ -1551,7 +1559,7 @@ static void test_tombstone_expires(void)
     CU_ASSERT_EQUAL(s->ops->remove(s, &ka, err, sizeof(err)), -ENOENT);
     usleep(2100 * 1000);
     CU_ASSERT_EQUAL(disk_maybe_snapshot(disk_of(s), true), 0);
-    CU_ASSERT_EQUAL(info(s).index_records, 1); /* the header alone */
+    CU_ASSERT_EQUAL(internals(s).index_records, 1); /* the header alone */
     close_store(s);
     free(a);
 }
@@ -1731,9 +1739,9 @@ static void test_concurrent_writers(void)
     CU_ASSERT_EQUAL(failures, 0);
     struct store_info in = info(s);
     CU_ASSERT_EQUAL(in.objects, T * 25);
-    CU_ASSERT(in.index_syncs <= T * 25);
+    CU_ASSERT(internals(s).index_syncs <= T * 25);
     printf("\n  %d synced puts, %llu index fdatasyncs\n", T * 25,
-           (unsigned long long)in.index_syncs);
+           (unsigned long long)internals(s).index_syncs);
     close_store(s);
     s = open_dir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
@@ -1870,11 +1878,11 @@ static void test_use_after_end_and_missing(void)
     CU_ASSERT_EQUAL(s->ops->gc_begin(s, 0, &id, &objs, &bytes, err, sizeof(err)), 0);
     struct cas_key ks[2] = {ka, kc};
     bool present[2] = {false, true};
-    uint64_t syncs = info(s).index_syncs;
+    uint64_t syncs = internals(s).index_syncs;
     CU_ASSERT_EQUAL(s->ops->use_keys(s, ks, 2, present, err, sizeof(err)), 0);
     CU_ASSERT_TRUE(present[0]);
     CU_ASSERT_FALSE(present[1]);
-    CU_ASSERT(info(s).index_syncs > syncs); /* the unmark is durable */
+    CU_ASSERT(internals(s).index_syncs > syncs); /* the unmark is durable */
     CU_ASSERT_EQUAL(info(s).garbage_objects, 1);
     /* Found again, already unmarked: still present, nothing more to write. */
     CU_ASSERT_EQUAL(s->ops->use_keys(s, ks, 1, present, err, sizeof(err)), 0);
@@ -1922,14 +1930,14 @@ static void test_repeated_write_is_durable(void)
     bool created = true;
     CU_ASSERT_EQUAL(put(s, a, 5000, false, &created), 0);
     CU_ASSERT_TRUE(created);
-    uint64_t syncs = info(s).index_syncs;
+    uint64_t syncs = internals(s).index_syncs;
     CU_ASSERT_EQUAL(put(s, a, 5000, true, &created), 0);
     CU_ASSERT_FALSE(created);
-    CU_ASSERT(info(s).index_syncs > syncs);
+    CU_ASSERT(internals(s).index_syncs > syncs);
     /* Durable now: another repeated write needs no sync. */
-    syncs = info(s).index_syncs;
+    syncs = internals(s).index_syncs;
     CU_ASSERT_EQUAL(put(s, a, 5000, true, &created), 0);
-    CU_ASSERT_EQUAL(info(s).index_syncs, syncs);
+    CU_ASSERT_EQUAL(internals(s).index_syncs, syncs);
 
     /* Two writers of one new object; the first commits without sync. */
     unsigned char *b = make_data(7000, 12);
@@ -1941,10 +1949,10 @@ static void test_repeated_write_is_durable(void)
     struct cas_key k;
     CU_ASSERT_EQUAL(s->ops->put_commit(p1, false, &k, &created, err, sizeof(err)), 0);
     CU_ASSERT_TRUE(created);
-    syncs = info(s).index_syncs;
+    syncs = internals(s).index_syncs;
     CU_ASSERT_EQUAL(s->ops->put_commit(p2, true, &k, &created, err, sizeof(err)), 0);
     CU_ASSERT_FALSE(created);
-    CU_ASSERT(info(s).index_syncs > syncs);
+    CU_ASSERT(internals(s).index_syncs > syncs);
     CU_ASSERT_EQUAL(info(s).objects, 2);
     close_store(s);
     free(a);
@@ -2108,7 +2116,7 @@ static void test_snapshot_beside_traffic(void)
         CU_ASSERT_EQUAL(s->ops->gc_mark(s, k, N, &unmarked, err, sizeof(err)), 0);
     }
     CU_ASSERT_EQUAL(s->ops->gc_begin(s, 0, &id, &objs, &bytes, err, sizeof(err)), 0);
-    uint64_t records = info(s).index_records;
+    uint64_t records = internals(s).index_records;
     CU_ASSERT_EQUAL_FATAL(s->ops->compact_start(s, err, sizeof(err)), 0);
     /* Meanwhile: new objects, removals, unmarks. */
     for (int i = 0; i < M; i++) {
@@ -2119,7 +2127,7 @@ static void test_snapshot_beside_traffic(void)
         CU_ASSERT_EQUAL(s->ops->gc_mark(s, &k[M + i], 1, &unmarked, err, sizeof(err)), 0);
     }
     s->ops->compact_wait(s);
-    CU_ASSERT(info(s).index_records < records);
+    CU_ASSERT(internals(s).index_records < records);
     struct store_info before = info(s);
     close_store(s);
     s = open_dir(dir);

@@ -1,0 +1,159 @@
+/*
+ * s3_internal.h - what the S3 backend's files share (s3.h is its outside):
+ * the store, write and read structures, and the helpers of s3_store.c that
+ * s3_gc.c (GC, compaction, scrub) and s3_open.c (opening, rebuilding from
+ * the bucket) use. Locking rules: s3_store.c's opening comment.
+ */
+#ifndef CAS_S3_INTERNAL_H
+#define CAS_S3_INTERNAL_H
+
+#include "s3.h"
+#include "format.h"
+#include "journal.h"
+#include "objtab.h"
+#include "s3_client.h"
+#include "s3_xml.h"
+
+#include <pthread.h>
+
+#define S3_INDEX "s3-index"
+#define S3_INDEX_MAGIC "CASS3IDX"
+#define S3_NODE_KEY "cas-node"
+#define S3_DELETING 2u /* objtab flag: a delete of this key is under way */
+#define S3_READ_WINDOW (4u << 20)
+#define S3_COPY_MAX (5ull << 30) /* CopyObject's limit (POST bodies above one part) */
+#define S3_TOMBSTONE_TTL (7u * 24 * 3600)
+#define TIME_MAX ((UINT64_C(1) << 56) - 1)
+
+struct inflight {
+    unsigned char digest[CAS_MAX_DIGEST];
+    bool clobbered;
+    struct inflight *next;
+};
+
+struct s3_store {
+    struct store base;
+    struct s3_client cli;
+    char *dir;
+    int dirfd, lockfd;
+    struct journal journal;
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* an entry stopped being DELETING */
+    pthread_mutex_t gc_lock;
+    struct objtab tab;   /* digest -> size, flags MARKED | DELETING */
+    struct objtab tombs; /* digest -> offset = unix seconds, flags = enum fmt_tomb_kind */
+    struct inflight *inflight;
+    bool gc_active;
+    uint64_t gc_id, last_gc_id;
+    uint64_t objects, bytes, garbage_objects, garbage_bytes, reserved;
+    uint64_t capacity, max_object_size, tombstone_ttl;
+    int read_only; /* 0 no, 1 --read-only, 2 faulted */
+    char read_only_reason[200];
+    uint64_t corrupt_found, lost, compactions;
+    bool opened; /* open finished: a stop then leaves the s3-clean marker */
+    /* scrub */
+    pthread_t scrub_thread;
+    bool scrub_running, scrub_stop;
+    pthread_mutex_t scrub_mu;
+    pthread_cond_t scrub_cv;
+    uint64_t scrub_rate, scrub_bytes, scrub_objects, scrub_corrupt, scrub_passes, scrub_last_pass;
+};
+
+struct store_put {
+    struct s3_store *st;
+    struct cas_hash *h;
+    bool have_expect, copy;
+    struct cas_key expect;
+    uint64_t size_hint, received;
+    char *buf;
+    size_t len, cap;
+    bool multipart;
+    char upkey[96]; /* the key the multipart upload goes to */
+    char upload_id[S3_XML_TOKEN_MAX + 1];
+    unsigned parts;
+    struct cas_buf complete; /* the CompleteMultipartUpload body, part by part */
+};
+
+struct store_obj {
+    struct s3_store *st;
+    unsigned char digest[CAS_MAX_DIGEST];
+    uint64_t size;
+    char *win; /* bytes [win_off, win_off + win_len) of the object */
+    uint64_t win_off;
+    size_t win_len;
+};
+
+extern const struct store_ops s3_ops;
+
+static inline struct s3_store *s3_of(struct store *s)
+{
+    return (struct s3_store *)s;
+}
+
+/* "objects/<hex>" for digest. */
+void s3_object_key(const struct s3_store *st, const unsigned char *digest, char *out,
+                   size_t outlen);
+uint64_t s3_now_s(void);
+/* A journal record of type for digest (NULL: none), other fields 0. */
+void s3_record(struct s3_store *st, struct fmt_record *r, int type, const unsigned char *digest);
+/* Appends n records (caller holds st->lock); 0, -ENOSPC or -EIO (the store
+ * turns read-only) with a message. */
+int s3_append(struct s3_store *st, const struct fmt_record *r, size_t n, struct journal_pos *pos,
+              char *err, size_t errlen);
+/* Waits until the journal is durable up to pos; -EIO turns the store read-only. */
+int s3_sync_to(struct s3_store *st, const struct journal_pos *pos, char *err, size_t errlen);
+int s3_refuse_read_only(struct s3_store *st, char *err, size_t errlen);
+/* Caller holds st->lock: the entry of digest not being deleted, or OBJTAB_NONE. */
+uint32_t s3_find_live(struct s3_store *st, const unsigned char *digest, struct objtab_entry *en);
+void s3_unmark(struct s3_store *st, uint32_t e, const struct objtab_entry *en);
+void s3_table_remove(struct s3_store *st, uint32_t e);
+/* True while a client's delete of digest refuses copies (caller holds the lock). */
+bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest);
+int s3_tomb_set(struct s3_store *st, const unsigned char *digest, unsigned kind, uint64_t when);
+/* Applies one record to the table (replay, and the GC operations); 1 for an
+ * unknown type. */
+int s3_apply(struct s3_store *st, const struct fmt_record *r, char *err, size_t errlen);
+/* Writes the HEADER record at the start of fd and syncs it and the directory. */
+int s3_write_header(struct s3_store *st, int fd, char *err, size_t errlen);
+/* Replays s3-index (fd) into the table; *end: where appends go on. */
+int s3_replay(struct s3_store *st, int fd, uint64_t *end, char *err, size_t errlen);
+/* DELETE objects/<hex>: 0 when gone (404 included), -EIO with a message. */
+int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, char *err, size_t errlen);
+/* PUT (put) or DELETE of the empty tombs/<hex>.deleted, the bucket's copy of
+ * a client delete's tombstone (not ending in a bare key: it is no content): 0, or -EIO with a
+ * message. */
+int s3_bucket_tomb(struct s3_store *st, const unsigned char *digest, bool put, char *err,
+                   size_t errlen);
+/* GET of [off, off + len) into buf (whole: a plain GET); len, -EIO or -ENOENT. */
+ssize_t s3_bucket_range(struct s3_store *st, const unsigned char *digest, char *buf, size_t len,
+                        uint64_t off, bool whole, char *err, size_t errlen);
+/* Takes digest out of service (DEL reason corrupt, quarantine entry); missing:
+ * the bucket did not have it (counted as lost). */
+void s3_take_out(struct s3_store *st, const unsigned char *digest, bool missing);
+void s3_lost(struct s3_store *st, const unsigned char *digest);
+void s3_quarantine_digest(struct s3_store *st, const unsigned char *digest, const char *why);
+/* Caller holds st->lock: every write of digest in flight must upload again
+ * (a delete of digest removed what it may have uploaded). */
+void s3_clobber(struct s3_store *st, const unsigned char *digest);
+void s3_destroy(struct store *s);
+
+/* s3_open.c: leaves the marker that tells the next start this stop was clean. */
+void s3_mark_clean(struct s3_store *st);
+
+/* s3_gc.c */
+int s3_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects, uint64_t *bytes,
+                char *err, size_t errlen);
+int s3_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked, char *err,
+               size_t errlen);
+int s3_use_keys(struct store *s, const struct cas_key *keys, size_t n, bool *present, char *err,
+                size_t errlen);
+int s3_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
+              size_t errlen);
+int s3_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen);
+bool s3_gc_active(struct store *s, uint64_t *id);
+int s3_compact_start(struct store *s, char *err, size_t errlen);
+int s3_scrub_start(struct store *s, uint64_t bytes_per_second);
+/* Stops the scrubber (s3_destroy). */
+void s3_scrub_stop(struct s3_store *st);
+
+#endif

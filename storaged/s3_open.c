@@ -1,0 +1,529 @@
+/*
+ * s3_open.c - opening the S3 backend: the bucket checked (exists, takes our
+ * credentials), the node file's copy in the bucket (restored into a lost
+ * --dir; another node's copy refused), and s3-index replayed or rebuilt by
+ * listing objects/ in the bucket. The registry's entry, s3_backend.
+ */
+#define _GNU_SOURCE
+#include "s3_internal.h"
+#include "buf.h"
+#include "json.h"
+#include "log.h"
+#include "node.h"
+#include "num.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- opening: the bucket, the node's copy, the index
+ * ------------------------------------------------ */
+
+/* HEAD of the bucket: it exists and takes our credentials. */
+static int check_bucket(struct s3_client *c, char *err, size_t errlen)
+{
+    struct s3_req rq = {.method = "HEAD"};
+    struct s3_resp rs;
+    int rc = s3_do(c, &rq, &rs, err, errlen);
+    if (rc < 0) {
+        char e2[512];
+        snprintf(e2, sizeof(e2), "%s", err);
+        snprintf(err, errlen, "cannot reach the bucket %s at %s: %s", c->bucket, c->endpoint, e2);
+    } else if (rs.status == 404) {
+        snprintf(err, errlen, "the bucket %s does not exist at %s (create it first)", c->bucket,
+                 c->endpoint);
+        rc = -ENOENT;
+    } else if (rs.status == 403 || rs.status == 401) {
+        snprintf(err, errlen,
+                 "the bucket %s at %s refused our credentials (%ld): check the access and secret "
+                 "keys and the region",
+                 c->bucket, c->endpoint, rs.status);
+        rc = -EACCES;
+    } else if (rs.status != 200) {
+        snprintf(err, errlen, "the bucket %s at %s answered %ld to HEAD", c->bucket, c->endpoint,
+                 rs.status);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    return rc;
+}
+
+static int read_small(int dirfd, const char *name, char *buf, size_t cap, size_t *len)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, cap);
+    int e = errno;
+    close(fd);
+    if (n < 0)
+        return -e;
+    if ((size_t)n == cap)
+        return -EFBIG;
+    *len = (size_t)n;
+    return 0;
+}
+
+#define NODE_FILE_MAX (1u << 20)
+
+int s3_prepare(const struct store_options *o, int dirfd, char *err, size_t errlen)
+{
+    struct s3_client c;
+    int rc = s3_client_init(&c, o->s3_endpoint, o->s3_bucket, o->s3_region, o->s3_access_key,
+                            o->s3_secret_key, err, errlen);
+    if (rc < 0)
+        return rc;
+    if ((rc = check_bucket(&c, err, errlen)) < 0)
+        goto out;
+    if (faccessat(dirfd, "node", F_OK, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+        goto out;
+    /* A lost --dir: the bucket's copy of the node file keeps the id and tokens. */
+    char *buf = malloc(NODE_FILE_MAX);
+    if (!buf) {
+        rc = -ENOMEM;
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    struct s3_req rq = {.method = "GET", .key = S3_NODE_KEY, .out = buf, .out_cap = NODE_FILE_MAX};
+    struct s3_resp rs;
+    rc = s3_do(&c, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status == 200) {
+        int fd = openat(dirfd, "node.s3tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, buf, rs.out_len) != (ssize_t)rs.out_len || fsync(fd) < 0 ||
+            renameat(dirfd, "node.s3tmp", dirfd, "node") < 0 || fsync(dirfd) < 0) {
+            snprintf(err, errlen, "cannot restore %s/node from the bucket: %s", o->dir,
+                     strerror(errno));
+            rc = -EIO;
+        } else {
+            log_info("s3: %s/node restored from the bucket's copy (%s)", o->dir, S3_NODE_KEY);
+        }
+        if (fd >= 0)
+            close(fd);
+    } else if (rc == 0 && rs.status != 404) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    free(buf);
+out:
+    s3_client_free(&c);
+    return rc;
+}
+
+/* The bucket's copy of the node file: put there on first start; a bucket
+ * holding another node's copy is refused (two nodes on one bucket would
+ * delete each other's objects). */
+static int check_node_copy(struct s3_store *st, char *err, size_t errlen)
+{
+    char *local = malloc(NODE_FILE_MAX), *remote = malloc(NODE_FILE_MAX);
+    size_t llen = 0;
+    int rc = -ENOMEM;
+    if (!local || !remote) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    if ((rc = read_small(st->dirfd, "node", local, NODE_FILE_MAX, &llen)) < 0) {
+        snprintf(err, errlen, "cannot read %s/node: %s", st->dir, strerror(-rc));
+        goto out;
+    }
+    struct s3_req rq = {
+        .method = "GET", .key = S3_NODE_KEY, .out = remote, .out_cap = NODE_FILE_MAX};
+    struct s3_resp rs;
+    rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status == 200) {
+        if (rs.out_len != llen || memcmp(local, remote, llen) != 0) {
+            snprintf(err, errlen,
+                     "the bucket %s holds another node's state (%s differs from %s/node): one "
+                     "bucket per storaged; nothing was changed",
+                     st->cli.bucket, S3_NODE_KEY, st->dir);
+            rc = -EINVAL;
+        }
+    } else if (rc == 0 && rs.status == 404) {
+        s3_resp_free(&rs);
+        struct s3_req put = {.method = "PUT", .key = S3_NODE_KEY, .body = local, .body_len = llen};
+        rc = s3_do(&st->cli, &put, &rs, err, errlen);
+        if (rc == 0 && rs.status != 200) {
+            s3_status_error(&put, &rs, err, errlen);
+            rc = -EIO;
+        }
+    } else if (rc == 0) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+out:
+    free(local);
+    free(remote);
+    return rc;
+}
+
+/* Calls fn for every key under prefix (URL-encoded, e.g. "objects%2F") in
+ * the bucket, page by page (ListObjectsV2). 0, fn's nonzero result, or a
+ * negative errno with a message. */
+static int list_prefix(struct s3_store *st, const char *prefix,
+                       int (*fn)(struct s3_store *st, const struct s3_list_item *it, void *cls),
+                       void *cls, char *err, size_t errlen)
+{
+    char token[S3_XML_TOKEN_MAX + 1] = "", q[S3_XML_TOKEN_MAX * 3 + 100];
+    bool more = true;
+    int rc = 0;
+    while (more && rc == 0) {
+        char esc[S3_XML_TOKEN_MAX * 3 + 1];
+        s3_query_escape(token, esc, sizeof(esc));
+        snprintf(q, sizeof(q), "%s%s%slist-type=2&prefix=%s", token[0] ? "continuation-token=" : "",
+                 token[0] ? esc : "", token[0] ? "&" : "", prefix);
+        struct s3_req rq = {.method = "GET", .query = q};
+        struct s3_resp rs;
+        struct s3_list_page pg = {0};
+        rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+        if (rc == 0 && rs.status != 200) {
+            s3_status_error(&rq, &rs, err, errlen);
+            rc = -EIO;
+        }
+        if (rc == 0)
+            rc = s3_xml_list(rs.body.data ? rs.body.data : "", rs.body.len, &pg, err, errlen);
+        s3_resp_free(&rs);
+        for (size_t i = 0; rc == 0 && i < pg.n; i++)
+            rc = fn(st, &pg.items[i], cls);
+        more = pg.truncated;
+        snprintf(token, sizeof(token), "%s", pg.next_token);
+        s3_list_page_free(&pg);
+    }
+    return rc;
+}
+
+/* The digest in "objects/<hex>" of this store's algorithm; false otherwise. */
+static bool object_digest(struct s3_store *st, const char *name, struct cas_key *k)
+{
+    char kerr[256];
+    const char *hex = name + strlen("objects/");
+    return strncmp(name, "objects/", 8) == 0 && strlen(hex) == st->base.algo->digest_len * 2 &&
+           cas_key_parse(hex, strlen(hex), st->base.algo, k, kerr, sizeof(kerr)) == 0;
+}
+
+struct rebuild {
+    uint64_t found, skipped, tombs;
+    char *err;
+    size_t errlen;
+};
+
+static int rebuild_one(struct s3_store *st, const struct s3_list_item *it, void *cls)
+{
+    struct rebuild *rb = cls;
+    struct cas_key k;
+    if (!object_digest(st, it->key, &k)) {
+        rb->skipped++;
+        return 0;
+    }
+    struct fmt_record r;
+    struct journal_pos pos;
+    s3_record(st, &r, REC_PUT, k.digest);
+    r.size = it->size;
+    int rc = s3_append(st, &r, 1, &pos, rb->err, rb->errlen);
+    if (rc == 0)
+        rc = s3_apply(st, &r, rb->err, rb->errlen);
+    rb->found++;
+    return rc;
+}
+
+/* tombs/<hex>.deleted: a client deleted the key; its tombstone is in force again
+ * from now (the bucket's time of the delete is not read: the TTL only
+ * grows), unless the object is there (a PUT after the delete whose removal
+ * of tombs/<hex>.deleted failed). */
+static int rebuild_tomb(struct s3_store *st, const struct s3_list_item *it, void *cls)
+{
+    struct rebuild *rb = cls;
+    struct cas_key k;
+    struct objtab_entry en;
+    char name[S3_XML_KEY_MAX + 8];
+    size_t kl = strlen(it->key);
+    const char *suffix = ".deleted";
+    if (strncmp(it->key, "tombs/", 6) != 0 || kl < 6 + strlen(suffix) ||
+        strcmp(it->key + kl - strlen(suffix), suffix) != 0)
+        return 0;
+    snprintf(name, sizeof(name), "objects/%.*s", (int)(kl - 6 - strlen(suffix)), it->key + 6);
+    if (!object_digest(st, name, &k) || s3_find_live(st, k.digest, &en) != OBJTAB_NONE)
+        return 0;
+    struct fmt_record r;
+    struct journal_pos pos;
+    s3_record(st, &r, REC_TOMB, k.digest);
+    r.flags = TOMB_DELETED;
+    r.aux = s3_now_s();
+    int rc = s3_append(st, &r, 1, &pos, rb->err, rb->errlen);
+    if (rc == 0)
+        rc = s3_apply(st, &r, rb->err, rb->errlen);
+    rb->tombs++;
+    return rc;
+}
+
+/* A new index from a listing of objects/ in the bucket (first start, or a
+ * lost --dir), written to a temporary file and renamed into place, so a
+ * crash halfway leaves no partial index. */
+static int rebuild_index(struct s3_store *st, char *err, size_t errlen)
+{
+    const char *tmp = S3_INDEX ".rebuild";
+    unlinkat(st->dirfd, tmp, 0);
+    int fd = fmt_open_regular(st->dirfd, st->dir, tmp, O_RDWR | O_CREAT | O_EXCL, err, errlen);
+    if (fd < 0)
+        return fd;
+    int rc = s3_write_header(st, fd, err, errlen);
+    journal_init(&st->journal, fd, FMT_RECORD_SIZE);
+    struct rebuild rb = {.err = err, .errlen = errlen};
+    if (rc == 0)
+        rc = list_prefix(st, "objects%2F", rebuild_one, &rb, err, errlen);
+    if (rc == 0)
+        rc = list_prefix(st, "tombs%2F", rebuild_tomb, &rb, err, errlen);
+    if (rc == 0 && (fdatasync(fd) < 0 || renameat(st->dirfd, tmp, st->dirfd, S3_INDEX) < 0 ||
+                    fsync(st->dirfd) < 0)) {
+        snprintf(err, errlen, "cannot write %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
+        rc = -EIO;
+    }
+    if (rc < 0) {
+        journal_destroy(&st->journal);
+        st->journal.fd = -1;
+        unlinkat(st->dirfd, tmp, 0);
+        return rc;
+    }
+    log_info("s3: %s/%s built from the bucket: %" PRIu64 " objects, %" PRIu64 " bytes, %" PRIu64
+             " tombstones%s",
+             st->dir, S3_INDEX, rb.found, st->bytes, rb.tombs,
+             rb.skipped ? " (keys not of this store skipped)" : "");
+    return 0;
+}
+
+struct sweep {
+    uint64_t removed, adopted, failed;
+    char first[300];
+    char *buf; /* S3_READ_WINDOW bytes */
+    struct cas_hash *h;
+};
+
+/* True when objects/<hex> in the bucket hashes to its key (read in windows
+ * of S3_READ_WINDOW bytes); false when not, or when it cannot be read. */
+static bool bucket_verifies(struct s3_store *st, struct sweep *sw, const struct cas_key *k,
+                            uint64_t size)
+{
+    char err[300];
+    unsigned char got[CAS_MAX_DIGEST];
+    cas_hash_reset(sw->h);
+    for (uint64_t off = 0; off < size;) {
+        size_t n = size - off < S3_READ_WINDOW ? (size_t)(size - off) : S3_READ_WINDOW;
+        if (s3_bucket_range(st, k->digest, sw->buf, n, off, off == 0 && n == size, err,
+                            sizeof(err)) < 0)
+            return false;
+        cas_hash_update(sw->h, sw->buf, n);
+        off += n;
+    }
+    cas_hash_final(sw->h, got);
+    return memcmp(got, k->digest, st->base.algo->digest_len) == 0;
+}
+
+/* One key found in the bucket after a crash: listed in the index, kept;
+ * under tmp/, or tombstoned, or not hashing to its key: deleted; an
+ * unlisted object that verifies (an upload finished but not acknowledged,
+ * or objects newer than an index restored from a backup): adopted. */
+static int sweep_one(struct s3_store *st, const struct s3_list_item *it, void *cls)
+{
+    struct sweep *sw = cls;
+    struct cas_key k;
+    struct objtab_entry en;
+    bool tmp = strncmp(it->key, "tmp/", 4) == 0;
+    if (!tmp && !object_digest(st, it->key, &k))
+        return 0; /* not ours: left alone */
+    if (!tmp && s3_find_live(st, k.digest, &en) != OBJTAB_NONE)
+        return 0;
+    if (!tmp && !s3_tomb_in_force(st, k.digest) && bucket_verifies(st, sw, &k, it->size)) {
+        struct fmt_record r;
+        struct journal_pos pos;
+        char err[300];
+        s3_record(st, &r, REC_PUT, k.digest);
+        r.size = it->size;
+        if (s3_append(st, &r, 1, &pos, err, sizeof(err)) == 0 &&
+            s3_apply(st, &r, err, sizeof(err)) == 0 && s3_sync_to(st, &pos, err, sizeof(err)) == 0)
+            sw->adopted++;
+        return 0;
+    }
+    struct s3_req rq = {.method = "DELETE", .key = it->key};
+    struct s3_resp rs;
+    char err[300];
+    int rc = s3_do(&st->cli, &rq, &rs, err, sizeof(err));
+    if (rc == 0 && rs.status != 204 && rs.status != 200 && rs.status != 404) {
+        s3_status_error(&rq, &rs, err, sizeof(err));
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    if (rc < 0 && !sw->failed++)
+        snprintf(sw->first, sizeof(sw->first), "%s", err);
+    else if (rc == 0)
+        sw->removed++;
+    return 0;
+}
+
+/* After a crash (no s3-clean marker): uploads that were never acknowledged
+ * may be in the bucket, and a server that does not store a PUT atomically
+ * (s3rver does not) may even hold one cut short by the crash. Every
+ * objects/<hex> the index does not list is read back: kept (and listed)
+ * when it hashes to its key and is not tombstoned, deleted otherwise; all
+ * of tmp/ is deleted. Nothing unverified stays visible, nothing good is
+ * lost. Runs before the store serves, so no write races it. A failure is
+ * logged, not fatal: an unlisted object is never served, and reads verify. */
+static void sweep_orphans(struct s3_store *st)
+{
+    struct sweep sw = {.buf = malloc(S3_READ_WINDOW), .h = cas_hash_new(st->base.algo)};
+    char err[512];
+    int rc = -ENOMEM;
+    if (sw.buf && sw.h) {
+        pthread_mutex_lock(&st->lock); /* s3_append's rule; nothing else runs yet */
+        rc = list_prefix(st, "objects%2F", sweep_one, &sw, err, sizeof(err));
+        if (rc == 0)
+            rc = list_prefix(st, "tmp%2F", sweep_one, &sw, err, sizeof(err));
+        pthread_mutex_unlock(&st->lock);
+    } else {
+        snprintf(err, sizeof(err), "out of memory");
+    }
+    if (rc < 0)
+        log_warn("s3: after a crash, cannot list the bucket to check unacknowledged uploads: %s",
+                 err);
+    if (sw.removed || sw.adopted || sw.failed)
+        log_info("s3: after a crash: %" PRIu64 " unlisted objects that verified kept, %" PRIu64
+                 " bad or unacknowledged ones removed from the bucket%s%s",
+                 sw.adopted, sw.removed, sw.failed ? "; could not remove some: " : "", sw.first);
+    free(sw.buf);
+    cas_hash_free(sw.h);
+}
+
+/* s3-clean exists only between a clean stop and the next start. */
+#define S3_CLEAN "s3-clean"
+
+void s3_mark_clean(struct s3_store *st)
+{
+    int fd = openat(st->dirfd, S3_CLEAN, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0 || fsync(fd) < 0 || fsync(st->dirfd) < 0)
+        log_warn("cannot write %s/%s: %s (the next start checks the bucket for debris)", st->dir,
+                 S3_CLEAN, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
+static int s3_backend_open(const struct store_options *o, struct store **out, char *err,
+                           size_t errlen)
+{
+    if (!o->capacity) {
+        snprintf(err, errlen,
+                 "--capacity (or CAS_CAPACITY) is required with --backend s3: a "
+                 "bucket has no size, and the capacity sizes the ring");
+        return -EINVAL;
+    }
+    struct s3_store *st = calloc(1, sizeof(*st));
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    st->base.ops = &s3_ops;
+    st->base.algo = o->algo;
+    st->dirfd = st->lockfd = st->journal.fd = -1;
+    st->capacity = o->capacity;
+    st->max_object_size = o->max_object_size;
+    st->tombstone_ttl = o->tombstone_ttl ? o->tombstone_ttl : S3_TOMBSTONE_TTL;
+    st->read_only = o->read_only ? 1 : 0;
+    if (o->read_only)
+        snprintf(st->read_only_reason, sizeof(st->read_only_reason), "--read-only");
+    pthread_mutex_init(&st->lock, NULL);
+    pthread_mutex_init(&st->gc_lock, NULL);
+    pthread_cond_init(&st->changed, NULL);
+    pthread_mutex_init(&st->scrub_mu, NULL);
+    pthread_cond_init(&st->scrub_cv, NULL);
+    int rc = -ENOMEM;
+    st->dir = strdup(o->dir);
+    if (!st->dir || objtab_init(&st->tab, o->algo->digest_len) < 0 ||
+        objtab_init(&st->tombs, o->algo->digest_len) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    st->dirfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (st->dirfd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot open %s: %s", o->dir, strerror(errno));
+        goto fail;
+    }
+    st->lockfd = fmt_open_regular(st->dirfd, st->dir, "LOCK", O_RDWR | O_CREAT, err, errlen);
+    if (st->lockfd < 0) {
+        rc = st->lockfd;
+        goto fail;
+    }
+    if (flock(st->lockfd, LOCK_EX | LOCK_NB) < 0) {
+        char pid[32] = "";
+        ssize_t n = pread(st->lockfd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        rc = -EBUSY;
+        snprintf(err, errlen, "%s is in use by another storaged%s%s (lock on %s/LOCK)", o->dir,
+                 *pid ? ", pid " : "", pid, o->dir);
+        goto fail;
+    }
+    if (faccessat(st->dirfd, "index", F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+        rc = -EINVAL;
+        snprintf(err, errlen,
+                 "%s holds a disk store (an index file): the S3 backend's state needs a "
+                 "directory of its own",
+                 o->dir);
+        goto fail;
+    }
+    if ((rc = s3_client_init(&st->cli, o->s3_endpoint, o->s3_bucket, o->s3_region, o->s3_access_key,
+                             o->s3_secret_key, err, errlen)) < 0)
+        goto fail;
+    if ((rc = check_bucket(&st->cli, err, errlen)) < 0 ||
+        (rc = check_node_copy(st, err, errlen)) < 0)
+        goto fail;
+    bool clean = faccessat(st->dirfd, S3_CLEAN, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+    if (clean && (unlinkat(st->dirfd, S3_CLEAN, 0) < 0 || fsync(st->dirfd) < 0)) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot remove %s/%s: %s", st->dir, S3_CLEAN, strerror(errno));
+        goto fail;
+    }
+    int fd = fmt_open_regular(st->dirfd, st->dir, S3_INDEX, O_RDWR, err, errlen);
+    if (fd == -ENOENT) {
+        if ((rc = rebuild_index(st, err, errlen)) < 0)
+            goto fail;
+    } else if (fd < 0) {
+        rc = fd;
+        goto fail;
+    } else {
+        uint64_t end = 0;
+        if ((rc = s3_replay(st, fd, &end, err, errlen)) < 0) {
+            close(fd);
+            goto fail;
+        }
+        journal_init(&st->journal, fd, end);
+        if (!clean && !st->read_only)
+            sweep_orphans(st);
+    }
+    st->opened = true;
+    /* The PID in LOCK, for a second daemon's message (as the disk store). */
+    char pid[32];
+    int pl = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(st->lockfd, 0) < 0 || pwrite(st->lockfd, pid, (size_t)pl, 0) < 0)
+        log_warn("cannot write pid to %s/LOCK: %s", st->dir, strerror(errno));
+    *out = &st->base;
+    return 0;
+fail:
+    s3_destroy(&st->base);
+    return rc;
+}
+
+const struct store_backend s3_backend = {
+    .name = "s3",
+    .open = s3_backend_open,
+    .prepare = s3_prepare,
+    .usage = "s3: objects in an S3-compatible bucket, --dir holds the node's state; "
+             "--s3-endpoint URL --s3-bucket NAME [--s3-region R] [--s3-access-key-file F "
+             "--s3-secret-key-file F] (or CAS_S3_ACCESS_KEY / CAS_S3_SECRET_KEY) --capacity BYTES",
+};

@@ -1,0 +1,1226 @@
+/*
+ * s3_store.c - the S3 backend (s3.h): the store_ops of an S3-compatible
+ * bucket, with the node's state in a local journal (s3-index).
+ *
+ * Locking: one mutex (st->lock) guards the object table, the tombstones,
+ * the GC state and the journal's order; bucket requests are never made
+ * under it. st->gc_lock serialises gc/begin, gc/end and gc/cancel.
+ *
+ * Deletion and concurrent writes of the same key: a delete (client DELETE,
+ * drop, or gc/end) first flags the entry DELETING (reads and marks then see
+ * it as absent), deletes objects/<hex> in the bucket, then removes the
+ * entry and records the DEL. A write registers its key before its upload
+ * becomes visible and checks afterwards whether a delete of that key ran
+ * meanwhile ("clobbered"): then the bytes it uploaded may be gone, and it
+ * uploads them again (a body in memory) or fails (a multipart upload,
+ * whose parts are gone): never an index entry for bytes not in the bucket.
+ *
+ * Records (format.h, the disk index's 64-byte records; file/offset unused):
+ * HEADER (magic "CASS3IDX"), PUT (digest, size), DEL (aux reason), TOMB,
+ * GC_BEGIN / UNMARK / GC_END / GC_CANCEL. Replay rebuilds the table.
+ */
+#define _GNU_SOURCE
+#include "s3_internal.h"
+#include "buf.h"
+#include "json.h"
+#include "log.h"
+#include "node.h"
+#include "num.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void s3_object_key(const struct s3_store *st, const unsigned char *digest, char *out, size_t outlen)
+{
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    snprintf(out, outlen, "objects/%s", hex);
+}
+
+uint64_t s3_now_s(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+/* ---- the journal ------------------------------------------------------------ */
+
+void s3_record(struct s3_store *st, struct fmt_record *r, int type, const unsigned char *digest)
+{
+    memset(r, 0, sizeof(*r));
+    r->type = (uint8_t)type;
+    r->algo = (uint8_t)st->base.algo->id;
+    if (digest)
+        memcpy(r->digest, digest, st->base.algo->digest_len);
+}
+
+static void s3_fault(struct s3_store *st, const char *what, int rc)
+{
+    int expected = 0;
+    if (__atomic_compare_exchange_n(&st->read_only, &expected, 2, false, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_SEQ_CST))
+        snprintf(st->read_only_reason, sizeof(st->read_only_reason), "I/O error on %s: %s", what,
+                 strerror(-rc));
+    log_error("STORE IS NOW READ-ONLY: I/O error on %s in %s/%s: %s; fix the disk and restart",
+              what, st->dir, S3_INDEX, strerror(-rc));
+}
+
+/* Caller holds st->lock. */
+int s3_append(struct s3_store *st, const struct fmt_record *r, size_t n, struct journal_pos *pos,
+              char *err, size_t errlen)
+{
+    int rc = journal_append(&st->journal, r, n, pos);
+    if (rc < 0) {
+        if (rc != -ENOSPC)
+            s3_fault(st, "index append", rc);
+        snprintf(err, errlen, "cannot append to %s/%s: %s", st->dir, S3_INDEX, strerror(-rc));
+        return rc == -ENOSPC ? -ENOSPC : -EIO;
+    }
+    return 0;
+}
+
+int s3_sync_to(struct s3_store *st, const struct journal_pos *pos, char *err, size_t errlen)
+{
+    int rc = journal_sync(&st->journal, pos);
+    if (rc < 0) {
+        s3_fault(st, "index fdatasync", rc);
+        snprintf(err, errlen, "%s/%s not durable: %s", st->dir, S3_INDEX, strerror(-rc));
+        return -EIO;
+    }
+    return 0;
+}
+
+int s3_refuse_read_only(struct s3_store *st, char *err, size_t errlen)
+{
+    if (__atomic_load_n(&st->read_only, __ATOMIC_SEQ_CST)) {
+        snprintf(err, errlen, "store is read-only%s%s", st->read_only_reason[0] ? ": " : "",
+                 st->read_only_reason);
+        return -EROFS;
+    }
+    return 0;
+}
+
+/* ---- the table (caller holds st->lock) ------------------------------------------ */
+
+/* Entry of digest that is not being deleted, or OBJTAB_NONE. */
+uint32_t s3_find_live(struct s3_store *st, const unsigned char *digest, struct objtab_entry *en)
+{
+    uint32_t e = objtab_find(&st->tab, digest);
+    if (e == OBJTAB_NONE || !objtab_get(&st->tab, e, en) || (en->flags & S3_DELETING))
+        return OBJTAB_NONE;
+    return e;
+}
+
+void s3_unmark(struct s3_store *st, uint32_t e, const struct objtab_entry *en)
+{
+    objtab_set_flags(&st->tab, e, en->flags & ~OBJTAB_MARKED);
+    st->garbage_objects--;
+    st->garbage_bytes -= en->size;
+}
+
+/* Removes entry e (its bytes are gone from the bucket). */
+void s3_table_remove(struct s3_store *st, uint32_t e)
+{
+    struct objtab_entry en;
+    if (!objtab_get(&st->tab, e, &en))
+        return;
+    if (en.flags & OBJTAB_MARKED && st->gc_active) {
+        st->garbage_objects--;
+        st->garbage_bytes -= en.size;
+    }
+    st->objects--;
+    st->bytes -= en.size;
+    objtab_remove(&st->tab, e);
+}
+
+int s3_tomb_set(struct s3_store *st, const unsigned char *digest, unsigned kind, uint64_t when)
+{
+    uint32_t t = objtab_find(&st->tombs, digest);
+    if (when > TIME_MAX)
+        when = TIME_MAX;
+    if (t != OBJTAB_NONE)
+        objtab_remove(&st->tombs, t);
+    return objtab_insert(&st->tombs, digest, 0, when, 0, kind) == OBJTAB_NONE ? -ENOMEM : 0;
+}
+
+static void s3_tomb_clear(struct s3_store *st, const unsigned char *digest)
+{
+    uint32_t t = objtab_find(&st->tombs, digest);
+    if (t != OBJTAB_NONE)
+        objtab_remove(&st->tombs, t);
+}
+
+/* True while a client's delete of digest refuses copies. */
+bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest)
+{
+    struct objtab_entry en;
+    uint32_t t = objtab_find(&st->tombs, digest);
+    return t != OBJTAB_NONE && objtab_get(&st->tombs, t, &en) && en.flags == TOMB_DELETED &&
+           en.offset + st->tombstone_ttl > s3_now_s();
+}
+
+/* Marks every writer of digest whose upload a delete may have removed. */
+void s3_clobber(struct s3_store *st, const unsigned char *digest)
+{
+    for (struct inflight *i = st->inflight; i; i = i->next)
+        if (memcmp(i->digest, digest, st->base.algo->digest_len) == 0)
+            i->clobbered = true;
+}
+
+static void s3_inflight_remove(struct s3_store *st, struct inflight *f)
+{
+    for (struct inflight **p = &st->inflight; *p; p = &(*p)->next)
+        if (*p == f) {
+            *p = f->next;
+            return;
+        }
+}
+
+/* ---- replay ------------------------------------------------------------------------ */
+
+int s3_apply(struct s3_store *st, const struct fmt_record *r, char *err, size_t errlen)
+{
+    uint32_t e = objtab_find(&st->tab, r->digest);
+    struct objtab_entry en;
+    switch (r->type) {
+    case REC_HEADER:
+        return 0;
+    case REC_PUT:
+        s3_tomb_clear(st, r->digest);
+        if (e != OBJTAB_NONE)
+            return 0;
+        if (objtab_insert(&st->tab, r->digest, 0, 0, r->size, 0) == OBJTAB_NONE) {
+            snprintf(err, errlen, "out of memory replaying %s", S3_INDEX);
+            return -ENOMEM;
+        }
+        st->objects++;
+        st->bytes += r->size;
+        return 0;
+    case REC_DEL:
+        if (e != OBJTAB_NONE)
+            s3_table_remove(st, e);
+        if (r->aux == DEL_CORRUPT)
+            return s3_tomb_set(st, r->digest, TOMB_QUARANTINED, r->offset);
+        return 0;
+    case REC_TOMB:
+        return s3_tomb_set(st, r->digest, r->flags, r->aux);
+    case REC_GC_BEGIN:
+        st->gc_active = true;
+        st->gc_id = r->aux;
+        if (r->aux > st->last_gc_id)
+            st->last_gc_id = r->aux;
+        st->garbage_objects = st->objects;
+        st->garbage_bytes = st->bytes;
+        for (uint32_t i = 0; i < st->tab.used; i++)
+            if (objtab_get(&st->tab, i, &en))
+                objtab_set_flags(&st->tab, i, en.flags | OBJTAB_MARKED);
+        return 0;
+    case REC_UNMARK:
+        if (e != OBJTAB_NONE && objtab_get(&st->tab, e, &en) && (en.flags & OBJTAB_MARKED) &&
+            st->gc_active)
+            s3_unmark(st, e, &en);
+        return 0;
+    case REC_GC_END:
+    case REC_GC_CANCEL:
+        for (uint32_t i = 0; i < st->tab.used; i++)
+            if (objtab_get(&st->tab, i, &en) && (en.flags & OBJTAB_MARKED)) {
+                /* gc/end recorded a DEL for each object it removed; what is
+                 * still marked here was not removed. */
+                objtab_set_flags(&st->tab, i, en.flags & ~OBJTAB_MARKED);
+            }
+        st->gc_active = false;
+        st->garbage_objects = st->garbage_bytes = 0;
+        return 0;
+    default:
+        return 1; /* unknown: refused by the caller */
+    }
+}
+
+int s3_write_header(struct s3_store *st, int fd, char *err, size_t errlen)
+{
+    struct fmt_record r;
+    s3_record(st, &r, REC_HEADER, NULL);
+    memcpy(r.digest, S3_INDEX_MAGIC, 8);
+    r.aux = FMT_INDEX_VERSION;
+    unsigned char buf[FMT_RECORD_SIZE];
+    fmt_record_encode(&r, buf);
+    if (pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf) || fdatasync(fd) < 0 ||
+        fsync(st->dirfd) < 0) {
+        snprintf(err, errlen, "cannot write %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Reads s3-index into the table. A torn tail (a partial or damaged last
+ * record) is cut; a damaged record followed by good ones is refused. */
+int s3_replay(struct s3_store *st, int fd, uint64_t *end, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) < 0)
+        return -errno;
+    uint64_t size = (uint64_t)sb.st_size, off = 0, bad_at = UINT64_MAX;
+    unsigned char buf[FMT_RECORD_SIZE];
+    struct fmt_record r;
+    for (; off + FMT_RECORD_SIZE <= size; off += FMT_RECORD_SIZE) {
+        if (pread(fd, buf, sizeof(buf), (off_t)off) != (ssize_t)sizeof(buf)) {
+            snprintf(err, errlen, "cannot read %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
+            return -EIO;
+        }
+        bool ok = fmt_record_decode(buf, &r);
+        if (off == 0 && (!ok || r.type != REC_HEADER || memcmp(r.digest, S3_INDEX_MAGIC, 8) ||
+                         r.aux != FMT_INDEX_VERSION)) {
+            snprintf(err, errlen,
+                     "%s/%s is not an S3 backend index (bad header); nothing was changed: move "
+                     "it away to rebuild it from the bucket",
+                     st->dir, S3_INDEX);
+            return -EINVAL;
+        }
+        if (ok && r.algo != st->base.algo->id) {
+            snprintf(err, errlen, "%s/%s holds %s keys, not %s", st->dir, S3_INDEX,
+                     cas_hash_by_id(r.algo) ? cas_hash_by_id(r.algo)->name : "unknown",
+                     st->base.algo->name);
+            return -EINVAL;
+        }
+        if (!ok) {
+            if (bad_at == UINT64_MAX)
+                bad_at = off;
+            continue;
+        }
+        if (bad_at != UINT64_MAX) {
+            snprintf(err, errlen,
+                     "%s/%s: damaged record at byte %" PRIu64 " followed by good ones; nothing "
+                     "was changed: move it away to rebuild it from the bucket",
+                     st->dir, S3_INDEX, bad_at);
+            return -EINVAL;
+        }
+        int rc = s3_apply(st, &r, err, errlen);
+        if (rc == 1) {
+            snprintf(err, errlen, "%s/%s: unknown record type %u at byte %" PRIu64, st->dir,
+                     S3_INDEX, r.type, off);
+            return -EINVAL;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    uint64_t good = bad_at != UINT64_MAX ? bad_at : off;
+    if (good < size) {
+        log_warn("%s/%s: cutting a torn tail of %" PRIu64 " bytes", st->dir, S3_INDEX, size - good);
+        if (ftruncate(fd, (off_t)good) < 0 || fdatasync(fd) < 0) {
+            snprintf(err, errlen, "cannot cut %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
+            return -EIO;
+        }
+    }
+    *end = good;
+    return 0;
+}
+
+/* ---- bucket helpers ------------------------------------------------------------------ */
+
+/* DELETE objects/<hex>: 0 when gone (204, 200 or 404), else -EIO with a message. */
+int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, char *err, size_t errlen)
+{
+    char key[96];
+    s3_object_key(st, digest, key, sizeof(key));
+    struct s3_req rq = {.method = "DELETE", .key = key};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status != 204 && rs.status != 200 && rs.status != 404) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    return rc < 0 ? -EIO : 0;
+}
+
+int s3_bucket_tomb(struct s3_store *st, const unsigned char *digest, bool put, char *err,
+                   size_t errlen)
+{
+    char hex[CAS_MAX_HEX + 1], key[96];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    snprintf(key, sizeof(key), "tombs/%s.deleted", hex);
+    struct s3_req rq = {.method = put ? "PUT" : "DELETE", .key = key, .body = "", .body_len = 0};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 &&
+        (put ? rs.status != 200 : (rs.status != 204 && rs.status != 200 && rs.status != 404))) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    return rc < 0 ? -EIO : 0;
+}
+
+/* Flags entry e DELETING, deletes it in the bucket, then removes it and
+ * records del (a REC_DEL, plus extra records, appended with it). Caller
+ * holds st->lock, which is released during the bucket request. */
+static int s3_delete_entry(struct s3_store *st, uint32_t e, const unsigned char *digest,
+                           struct journal_pos *pos, char *err, size_t errlen)
+{
+    struct objtab_entry en;
+    objtab_get(&st->tab, e, &en);
+    objtab_set_flags(&st->tab, e, en.flags | S3_DELETING);
+    pthread_mutex_unlock(&st->lock);
+    int rc = s3_bucket_delete(st, digest, err, errlen);
+    pthread_mutex_lock(&st->lock);
+    e = objtab_find(&st->tab, digest);
+    if (rc < 0) {
+        if (e != OBJTAB_NONE && objtab_get(&st->tab, e, &en))
+            objtab_set_flags(&st->tab, e, en.flags & ~S3_DELETING);
+        pthread_cond_broadcast(&st->changed);
+        return rc;
+    }
+    s3_clobber(st, digest);
+    struct fmt_record r;
+    s3_record(st, &r, REC_DEL, digest);
+    r.aux = DEL_CLIENT;
+    rc = s3_append(st, &r, 1, pos, err, errlen);
+    if (e != OBJTAB_NONE)
+        s3_table_remove(st, e);
+    pthread_cond_broadcast(&st->changed);
+    return rc;
+}
+
+/* ---- writes ---------------------------------------------------------------------------- */
+
+static int s3_put_begin(struct store *s, const struct cas_key *expect, uint64_t size_hint,
+                        struct store_put **out, char *err, size_t errlen)
+{
+    struct s3_store *st = s3_of(s);
+    int rc = s3_refuse_read_only(st, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (st->max_object_size && size_hint != UINT64_MAX && size_hint > st->max_object_size) {
+        snprintf(err, errlen, "object of %" PRIu64 " bytes is over the limit of %" PRIu64,
+                 size_hint, st->max_object_size);
+        return -EFBIG;
+    }
+    if (size_hint != UINT64_MAX) {
+        pthread_mutex_lock(&st->lock);
+        bool full = st->bytes + st->reserved + size_hint > st->capacity;
+        pthread_mutex_unlock(&st->lock);
+        if (full) {
+            snprintf(err, errlen,
+                     "store full: %" PRIu64 " bytes do not fit in --capacity %" PRIu64 " (%" PRIu64
+                     " stored)",
+                     size_hint, st->capacity, st->bytes);
+            return -ENOSPC;
+        }
+    }
+    struct store_put *p = calloc(1, sizeof(*p));
+    if (!p || !(p->h = cas_hash_new(s->algo))) {
+        free(p);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    p->st = st;
+    p->size_hint = size_hint;
+    if (expect) {
+        p->have_expect = true;
+        p->expect = *expect;
+    }
+    cas_buf_init(&p->complete);
+    *out = p;
+    return 0;
+}
+
+static void s3_put_free(struct store_put *p)
+{
+    cas_hash_free(p->h);
+    free(p->buf);
+    cas_buf_free(&p->complete);
+    free(p);
+}
+
+static void multipart_abort(struct store_put *p)
+{
+    if (!p->multipart)
+        return;
+    char q[S3_XML_TOKEN_MAX * 3 + 32], id[S3_XML_TOKEN_MAX * 3 + 1], err[256];
+    s3_query_escape(p->upload_id, id, sizeof(id));
+    snprintf(q, sizeof(q), "uploadId=%s", id);
+    struct s3_req rq = {.method = "DELETE", .key = p->upkey, .query = q};
+    struct s3_resp rs;
+    if (s3_do(&p->st->cli, &rq, &rs, err, sizeof(err)) < 0 ||
+        (rs.status != 204 && rs.status != 200 && rs.status != 404)) {
+        if (!err[0] || rs.status)
+            s3_status_error(&rq, &rs, err, sizeof(err));
+        log_warn("s3: cannot abort the upload of %s (the bucket's lifecycle rules must clean "
+                 "it up): %s",
+                 p->upkey, err);
+    }
+    s3_resp_free(&rs);
+    p->multipart = false;
+}
+
+static void s3_put_abort(struct store_put *p)
+{
+    multipart_abort(p);
+    s3_put_free(p);
+}
+
+static int s3_put_copy(struct store_put *p, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    p->copy = true;
+    return 0;
+}
+
+/* Sends the buffered part (multipart upload; starts it first when needed). */
+static int flush_part(struct store_put *p, char *err, size_t errlen)
+{
+    struct s3_store *st = p->st;
+    struct s3_resp rs;
+    if (!p->multipart) {
+        if (p->have_expect) {
+            s3_object_key(st, p->expect.digest, p->upkey, sizeof(p->upkey));
+        } else {
+            /* POST: the key is known only at the end; upload under tmp/ and
+             * copy to objects/ once the digest is known. */
+            unsigned char rnd[12];
+            char hex[25];
+            if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+                snprintf(err, errlen, "getrandom: %s", strerror(errno));
+                return -EIO;
+            }
+            cas_hex_encode(rnd, sizeof(rnd), hex);
+            snprintf(p->upkey, sizeof(p->upkey), "tmp/%s", hex);
+        }
+        struct s3_req rq = {.method = "POST", .key = p->upkey, .query = "uploads="};
+        int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+        if (rc == 0 && rs.status != 200) {
+            s3_status_error(&rq, &rs, err, errlen);
+            rc = -EIO;
+        }
+        if (rc == 0)
+            rc = s3_xml_upload_id(rs.body.data ? rs.body.data : "", rs.body.len, p->upload_id,
+                                  sizeof(p->upload_id), err, errlen) < 0
+                     ? -EIO
+                     : 0;
+        s3_resp_free(&rs);
+        if (rc < 0)
+            return rc;
+        p->multipart = true;
+        cas_buf_puts(&p->complete, "<CompleteMultipartUpload>");
+    }
+    char q[S3_XML_TOKEN_MAX * 3 + 64], id[S3_XML_TOKEN_MAX * 3 + 1];
+    s3_query_escape(p->upload_id, id, sizeof(id));
+    unsigned part = p->parts + 1;
+    snprintf(q, sizeof(q), "partNumber=%u&uploadId=%s", part, id);
+    struct s3_req rq = {
+        .method = "PUT", .key = p->upkey, .query = q, .body = p->buf, .body_len = p->len};
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status != 200) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    if (rc == 0 && !rs.etag[0]) {
+        snprintf(err, errlen, "the bucket answered part %u of %s without an ETag", part, p->upkey);
+        rc = -EIO;
+    }
+    if (rc == 0) {
+        /* ETags are quoted hex digests: nothing to escape in XML. */
+        cas_buf_printf(&p->complete, "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>",
+                       part, rs.etag);
+        p->parts = part;
+        p->len = 0;
+    }
+    s3_resp_free(&rs);
+    return rc;
+}
+
+static int s3_put_write(struct store_put *p, const void *data, size_t len, char *err, size_t errlen)
+{
+    struct s3_store *st = p->st;
+    if (p->size_hint != UINT64_MAX && p->received + len > p->size_hint) {
+        snprintf(err, errlen, "body longer than its Content-Length of %" PRIu64, p->size_hint);
+        return -EINVAL;
+    }
+    if (st->max_object_size && p->received + len > st->max_object_size) {
+        snprintf(err, errlen, "object over the limit of %" PRIu64 " bytes", st->max_object_size);
+        return -EFBIG;
+    }
+    if (p->received + len > st->capacity) {
+        snprintf(err, errlen, "store full: the body is larger than --capacity %" PRIu64,
+                 st->capacity);
+        return -ENOSPC;
+    }
+    cas_hash_update(p->h, data, len);
+    p->received += len;
+    const char *d = data;
+    while (len) {
+        if (!p->buf) {
+            /* Bounded: one part; a body known to be smaller gets its size. */
+            p->cap = p->size_hint < S3_PART_SIZE ? (size_t)p->size_hint : S3_PART_SIZE;
+            if (!(p->buf = malloc(p->cap ? p->cap : 1))) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+            }
+        }
+        if (p->len == p->cap) { /* full, and more to come: not the last part */
+            int rc = flush_part(p, err, errlen);
+            if (rc < 0)
+                return rc;
+        }
+        size_t n = p->cap - p->len < len ? p->cap - p->len : len;
+        memcpy(p->buf + p->len, d, n);
+        p->len += n;
+        d += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Makes the verified bytes visible under objects/<hex>: one PUT from
+ * memory, or the multipart upload's completion (plus a copy from tmp/ for
+ * a POST). 0, or -EIO with a message. */
+static int publish(struct store_put *p, const unsigned char *digest, char *err, size_t errlen)
+{
+    struct s3_store *st = p->st;
+    char key[96];
+    s3_object_key(st, digest, key, sizeof(key));
+    struct s3_resp rs;
+    int rc;
+    if (!p->multipart) {
+        char sha[CAS_MAX_HEX + 1];
+        const char *payload = NULL;
+        if (strcmp(st->base.algo->name, "sha256") == 0) {
+            cas_hex_encode(digest, st->base.algo->digest_len, sha);
+            payload = sha; /* the key is the payload's SHA-256: signed for free */
+        }
+        struct s3_req rq = {.method = "PUT",
+                            .key = key,
+                            .body = p->buf ? p->buf : "",
+                            .body_len = p->len,
+                            .payload_sha256 = payload};
+        rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+        if (rc == 0 && rs.status != 200) {
+            s3_status_error(&rq, &rs, err, errlen);
+            rc = -EIO;
+        }
+        s3_resp_free(&rs);
+        return rc < 0 ? -EIO : 0;
+    }
+    if (p->len && (rc = flush_part(p, err, errlen)) < 0)
+        return rc;
+    cas_buf_puts(&p->complete, "</CompleteMultipartUpload>");
+    char q[S3_XML_TOKEN_MAX * 3 + 32], id[S3_XML_TOKEN_MAX * 3 + 1];
+    s3_query_escape(p->upload_id, id, sizeof(id));
+    snprintf(q, sizeof(q), "uploadId=%s", id);
+    struct s3_req rq = {.method = "POST",
+                        .key = p->upkey,
+                        .query = q,
+                        .body = p->complete.data,
+                        .body_len = p->complete.len};
+    rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status != 200) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    } else if (rc == 0) {
+        rc = s3_xml_complete(rs.body.data ? rs.body.data : "", rs.body.len, err, errlen);
+    }
+    s3_resp_free(&rs);
+    if (rc < 0)
+        return -EIO;
+    p->multipart = false; /* completed: nothing to abort any more */
+    if (strcmp(p->upkey, key) == 0)
+        return 0;
+    /* POST: copy tmp/<random> to objects/<hex>, then remove the temporary. */
+    char src[160];
+    snprintf(src, sizeof(src), "x-amz-copy-source: /%s/%s", st->cli.bucket, p->upkey);
+    struct s3_req cp = {.method = "PUT", .key = key, .header = src};
+    rc = s3_do(&st->cli, &cp, &rs, err, errlen);
+    if (rc == 0 && rs.status != 200) {
+        s3_status_error(&cp, &rs, err, errlen);
+        rc = -EIO;
+    } else if (rc == 0) {
+        char code[128], msg[256];
+        if (s3_xml_error(rs.body.data ? rs.body.data : "", rs.body.len, code, sizeof(code), msg,
+                         sizeof(msg)) != 0) {
+            snprintf(err, errlen, "copying %s to %s: %s %s", p->upkey, key, code, msg);
+            rc = -EIO;
+        }
+    }
+    s3_resp_free(&rs);
+    struct s3_req del = {.method = "DELETE", .key = p->upkey};
+    char derr[256];
+    if (s3_do(&st->cli, &del, &rs, derr, sizeof(derr)) < 0 ||
+        (rs.status != 204 && rs.status != 200))
+        log_warn("s3: cannot remove the temporary %s: %s", p->upkey, derr);
+    s3_resp_free(&rs);
+    return rc < 0 ? -EIO : 0;
+}
+
+static int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created,
+                         char *err, size_t errlen)
+{
+    struct s3_store *st = p->st;
+    unsigned char digest[CAS_MAX_DIGEST];
+    size_t dl = st->base.algo->digest_len;
+    cas_hash_final(p->h, digest);
+    int rc = 0;
+    if (p->size_hint != UINT64_MAX && p->received != p->size_hint) {
+        snprintf(err, errlen, "body of %" PRIu64 " bytes, not its Content-Length of %" PRIu64,
+                 p->received, p->size_hint);
+        rc = -EINVAL;
+        goto out;
+    }
+    if (p->have_expect && memcmp(digest, p->expect.digest, dl) != 0) {
+        char got[CAS_MAX_HEX + 1], want[CAS_MAX_HEX + 1];
+        cas_hex_encode(digest, dl, got);
+        cas_hex_encode(p->expect.digest, dl, want);
+        snprintf(err, errlen, "digest mismatch: the body hashes to %s, not %s (nothing stored)",
+                 got, want);
+        rc = -EBADMSG;
+        goto out;
+    }
+    if (p->multipart && !p->have_expect && p->received > S3_COPY_MAX) {
+        snprintf(err, errlen,
+                 "a POST body over %llu bytes cannot be stored by the S3 backend (CopyObject's "
+                 "limit): PUT it under its key",
+                 (unsigned long long)S3_COPY_MAX);
+        rc = -EFBIG;
+        goto out;
+    }
+    key->algo = st->base.algo;
+    memcpy(key->digest, digest, dl);
+    struct inflight me = {.clobbered = false};
+    memcpy(me.digest, digest, dl);
+    pthread_mutex_lock(&st->lock);
+    if (p->copy && s3_tomb_in_force(st, digest)) {
+        pthread_mutex_unlock(&st->lock);
+        snprintf(err, errlen, "refused: the key was deleted here by a client");
+        rc = -ECANCELED;
+        goto out;
+    }
+    if (st->bytes + st->reserved + p->received > st->capacity &&
+        s3_find_live(st, digest, &(struct objtab_entry){0}) == OBJTAB_NONE) {
+        pthread_mutex_unlock(&st->lock);
+        snprintf(err, errlen, "store full: %" PRIu64 " bytes do not fit in --capacity %" PRIu64,
+                 p->received, st->capacity);
+        rc = -ENOSPC;
+        goto out;
+    }
+    st->reserved += p->received;
+    for (int attempt = 0;; attempt++) {
+        /* A delete of this key in progress would remove what we upload. */
+        for (;;) {
+            uint32_t e = objtab_find(&st->tab, digest);
+            struct objtab_entry en;
+            if (e == OBJTAB_NONE || !objtab_get(&st->tab, e, &en) || !(en.flags & S3_DELETING))
+                break;
+            pthread_cond_wait(&st->changed, &st->lock);
+        }
+        me.clobbered = false;
+        me.next = st->inflight;
+        st->inflight = &me;
+        bool mp = p->multipart;
+        pthread_mutex_unlock(&st->lock);
+        rc = publish(p, digest, err, errlen);
+        pthread_mutex_lock(&st->lock);
+        s3_inflight_remove(st, &me);
+        if (rc < 0 || !me.clobbered)
+            break;
+        if (mp || attempt >= 3) {
+            snprintf(err, errlen, "a delete of this key ran during the upload; try again");
+            rc = -EIO;
+            break;
+        }
+    }
+    st->reserved -= p->received;
+    if (rc < 0) {
+        pthread_mutex_unlock(&st->lock);
+        goto out;
+    }
+    struct journal_pos pos;
+    struct objtab_entry en;
+    uint32_t e = s3_find_live(st, digest, &en);
+    struct fmt_record r;
+    bool had_tomb = false;
+    if (e != OBJTAB_NONE) {
+        *created = false;
+        if (st->gc_active && (en.flags & OBJTAB_MARKED)) {
+            s3_record(st, &r, REC_UNMARK, digest);
+            rc = s3_append(st, &r, 1, &pos, err, errlen);
+            if (rc == 0)
+                s3_unmark(st, e, &en);
+        } else {
+            journal_now(&st->journal, &pos);
+        }
+    } else {
+        *created = true;
+        had_tomb = s3_tomb_in_force(st, digest);
+        s3_record(st, &r, REC_PUT, digest);
+        r.size = p->received;
+        rc = s3_append(st, &r, 1, &pos, err, errlen);
+        if (rc == 0) {
+            if (objtab_insert(&st->tab, digest, 0, 0, p->received, 0) == OBJTAB_NONE) {
+                snprintf(err, errlen, "out of memory");
+                rc = -ENOMEM;
+            } else {
+                st->objects++;
+                st->bytes += p->received;
+                s3_tomb_clear(st, digest);
+            }
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    if (rc == 0 && sync)
+        rc = s3_sync_to(st, &pos, err, errlen);
+    if (rc == 0 && had_tomb) {
+        /* A client's PUT lifts the tombstone, in the bucket too (else a
+         * rebuild would bring it back); best effort: a stale one only
+         * refuses copies of a key this node holds. */
+        char terr[300];
+        if (s3_bucket_tomb(st, digest, false, terr, sizeof(terr)) < 0)
+            log_warn("s3: cannot remove the tombstone of a key stored again: %s", terr);
+    }
+out:
+    if (rc < 0)
+        multipart_abort(p);
+    s3_put_free(p);
+    return rc;
+}
+
+/* ---- reads -------------------------------------------------------------------------------- */
+
+/* Unmarks entry e in the active cycle, appending the record; caller holds
+ * the lock. true when a record was appended (then sync to *pos). */
+static bool s3_touch_entry(struct s3_store *st, uint32_t e, struct objtab_entry *en,
+                           struct journal_pos *pos, int *rc, char *err, size_t errlen)
+{
+    if (!st->gc_active || !(en->flags & OBJTAB_MARKED))
+        return false;
+    struct fmt_record r;
+    s3_record(st, &r, REC_UNMARK, en->digest);
+    *rc = s3_append(st, &r, 1, pos, err, errlen);
+    if (*rc == 0)
+        s3_unmark(st, e, en);
+    return *rc == 0;
+}
+
+static int s3_open_obj(struct store *s, const struct cas_key *key, bool touch,
+                       struct store_obj **out, uint64_t *size, char *err, size_t errlen)
+{
+    struct s3_store *st = s3_of(s);
+    struct objtab_entry en;
+    struct journal_pos pos;
+    int rc = 0;
+    bool synced = false;
+    pthread_mutex_lock(&st->lock);
+    uint32_t e = s3_find_live(st, key->digest, &en);
+    if (e == OBJTAB_NONE) {
+        pthread_mutex_unlock(&st->lock);
+        snprintf(err, errlen, "no such object");
+        return -ENOENT;
+    }
+    if (touch)
+        synced = s3_touch_entry(st, e, &en, &pos, &rc, err, errlen);
+    uint64_t sz = en.size;
+    pthread_mutex_unlock(&st->lock);
+    if (rc == 0 && synced)
+        rc = s3_sync_to(st, &pos, err, errlen);
+    if (rc < 0)
+        return rc;
+    struct store_obj *o = calloc(1, sizeof(*o));
+    if (!o) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    o->st = st;
+    memcpy(o->digest, key->digest, s->algo->digest_len);
+    o->size = sz;
+    *size = sz;
+    *out = o;
+    return 0;
+}
+
+/* The bucket no longer has an object the index lists (a crash between a
+ * bucket DELETE and its record, or someone else's delete): take it out of
+ * service like a corrupt copy, so balancers restore it from a replica. */
+void s3_take_out(struct s3_store *st, const unsigned char *digest, bool missing)
+{
+    struct journal_pos pos;
+    struct fmt_record r[2];
+    char err[256];
+    pthread_mutex_lock(&st->lock);
+    uint32_t e = objtab_find(&st->tab, digest);
+    int rc = -ENOENT;
+    if (e != OBJTAB_NONE) {
+        s3_record(st, &r[0], REC_DEL, digest);
+        r[0].aux = DEL_CORRUPT;
+        r[0].offset = s3_now_s();
+        rc = s3_append(st, r, 1, &pos, err, sizeof(err));
+        if (rc == 0) {
+            s3_table_remove(st, e);
+            s3_tomb_set(st, digest, TOMB_QUARANTINED, s3_now_s());
+            if (missing)
+                st->lost++;
+            st->corrupt_found++;
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    if (rc == 0)
+        s3_sync_to(st, &pos, err, sizeof(err));
+}
+
+void s3_lost(struct s3_store *st, const unsigned char *digest)
+{
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    log_error("s3: object %s is in the index but not in the bucket: taken out of service", hex);
+    s3_take_out(st, digest, true);
+}
+
+/* GET of [off, off + len) into buf; whole: that is the whole object (then
+ * a plain GET, no Range). len bytes, or -EIO (-ENOENT: the bucket has no
+ * such object). More or fewer bytes than asked for are an error. */
+ssize_t s3_bucket_range(struct s3_store *st, const unsigned char *digest, char *buf, size_t len,
+                        uint64_t off, bool whole, char *err, size_t errlen)
+{
+    char key[96];
+    s3_object_key(st, digest, key, sizeof(key));
+    struct s3_req rq = {.method = "GET",
+                        .key = key,
+                        .range_off = off,
+                        .range_len = whole ? 0 : len,
+                        .out = buf,
+                        .out_cap = len};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    ssize_t got = -EIO;
+    if (rc == 0 && rs.status == 404) {
+        s3_status_error(&rq, &rs, err, errlen);
+        got = -ENOENT;
+    } else if (rc == 0 && rs.status != 206 && !(rs.status == 200 && off == 0)) {
+        s3_status_error(&rq, &rs, err, errlen);
+    } else if (rc == 0 && rs.out_len != len) {
+        snprintf(err, errlen, "GET %s: the bucket sent %zu bytes of the %zu asked for", key,
+                 rs.out_len, len);
+    } else if (rc == 0) {
+        got = (ssize_t)len;
+    }
+    s3_resp_free(&rs);
+    return got;
+}
+
+static ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off)
+{
+    if (off >= o->size)
+        return 0;
+    if (len > o->size - off)
+        len = (size_t)(o->size - off);
+    if (!len)
+        return 0;
+    if (off >= o->win_off && off + len <= o->win_off + o->win_len) {
+        memcpy(buf, o->win + (off - o->win_off), len);
+        return (ssize_t)len;
+    }
+    char err[512];
+    ssize_t n;
+    if (len >= S3_READ_WINDOW) {
+        n = s3_bucket_range(o->st, o->digest, buf, len, off, off == 0 && len == o->size, err,
+                            sizeof(err));
+    } else {
+        /* Read ahead: the routes read in small chunks, a request per chunk
+         * would be slow. Bounded: one window per open object. */
+        uint64_t want = o->size - off < S3_READ_WINDOW ? o->size - off : S3_READ_WINDOW;
+        if (!o->win && !(o->win = malloc(S3_READ_WINDOW)))
+            return -ENOMEM;
+        o->win_len = 0;
+        n = s3_bucket_range(o->st, o->digest, o->win, (size_t)want, off,
+                            off == 0 && want == o->size, err, sizeof(err));
+        if (n > 0) {
+            o->win_off = off;
+            o->win_len = (size_t)n;
+            memcpy(buf, o->win, len);
+            n = (ssize_t)len;
+        }
+    }
+    if (n == -ENOENT) {
+        s3_lost(o->st, o->digest);
+        return -EIO;
+    }
+    if (n < 0)
+        log_error("s3: read: %s", err);
+    return n;
+}
+
+static void s3_close_obj(struct store_obj *o)
+{
+    free(o->win);
+    free(o);
+}
+
+void s3_quarantine_digest(struct s3_store *st, const unsigned char *digest, const char *why)
+{
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    log_error("s3: object %s is corrupt (%s): taken out of service", hex, why);
+    s3_take_out(st, digest, false);
+}
+
+static void s3_quarantine(struct store_obj *o, const char *why)
+{
+    s3_quarantine_digest(o->st, o->digest, why);
+}
+
+/* Before "already stored": the copy must be intact. The bucket's bytes
+ * cannot be checked without reading them all back (a HEAD tells the size,
+ * not the content: an ETag is an MD5 only for single-part uploads, and the
+ * index keeps none), while the client is sending the same bytes anyway: so
+ * the answer is always "store them again" (-ENOENT), and the write's commit
+ * overwrites objects/<hex> with the freshly verified bytes and answers
+ * "already stored" (created false) once that is in the bucket. A PUT of the
+ * right bytes over a bad copy therefore always replaces it. */
+static int s3_confirm(struct store_obj *o, bool sync, char *err, size_t errlen)
+{
+    (void)o;
+    (void)sync;
+    snprintf(err, errlen, "stored again over the bucket's copy");
+    return -ENOENT;
+}
+
+static int s3_stat(struct store *s, const struct cas_key *key, uint64_t *size)
+{
+    struct s3_store *st = s3_of(s);
+    struct objtab_entry en;
+    pthread_mutex_lock(&st->lock);
+    bool found = s3_find_live(st, key->digest, &en) != OBJTAB_NONE;
+    if (found)
+        *size = en.size;
+    pthread_mutex_unlock(&st->lock);
+    return found ? 0 : -ENOENT;
+}
+
+/* ---- deletes --------------------------------------------------------------------------------- */
+
+static int remove_common(struct store *s, const struct cas_key *key, bool tomb, char *err,
+                         size_t errlen)
+{
+    struct s3_store *st = s3_of(s);
+    int rc = s3_refuse_read_only(st, err, errlen);
+    if (rc < 0)
+        return rc;
+    /* The tombstone goes to the bucket first (tombs/<hex>.deleted), so a --dir
+     * rebuilt from the bucket keeps refusing copies of the key; if that
+     * fails nothing has changed. */
+    if (tomb && (rc = s3_bucket_tomb(st, key->digest, true, err, errlen)) < 0)
+        return rc;
+    struct journal_pos pos;
+    struct objtab_entry en;
+    pthread_mutex_lock(&st->lock);
+    /* Another delete of the key in progress: wait for it, then see. */
+    for (;;) {
+        uint32_t e = objtab_find(&st->tab, key->digest);
+        if (e == OBJTAB_NONE || !objtab_get(&st->tab, e, &en) || !(en.flags & S3_DELETING))
+            break;
+        pthread_cond_wait(&st->changed, &st->lock);
+    }
+    uint32_t e = s3_find_live(st, key->digest, &en);
+    bool found = e != OBJTAB_NONE;
+    if (found)
+        rc = s3_delete_entry(st, e, key->digest, &pos, err, errlen);
+    if (rc == 0 && tomb) {
+        /* Recorded even when the object is absent: a copy in flight to here
+         * must not bring it back. */
+        struct fmt_record r;
+        s3_record(st, &r, REC_TOMB, key->digest);
+        r.flags = TOMB_DELETED;
+        r.aux = s3_now_s();
+        rc = s3_append(st, &r, 1, &pos, err, errlen);
+        if (rc == 0)
+            rc = s3_tomb_set(st, key->digest, TOMB_DELETED, r.aux);
+    } else if (rc == 0 && !found) {
+        journal_now(&st->journal, &pos);
+    }
+    pthread_mutex_unlock(&st->lock);
+    if (rc == 0)
+        rc = s3_sync_to(st, &pos, err, errlen);
+    if (rc == 0 && !found) {
+        snprintf(err, errlen, "no such object");
+        return -ENOENT;
+    }
+    return rc;
+}
+
+static int s3_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen)
+{
+    return remove_common(s, key, true, err, errlen);
+}
+
+static int s3_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen)
+{
+    return remove_common(s, key, false, err, errlen);
+}
+
+static int s3_quarantined(struct store *s, store_list_fn fn, void *cls)
+{
+    struct s3_store *st = s3_of(s);
+    struct objtab_entry en;
+    pthread_mutex_lock(&st->lock);
+    for (uint32_t t = 0; t < st->tombs.used; t++)
+        if (objtab_get(&st->tombs, t, &en) && en.flags == TOMB_QUARANTINED)
+            fn(cls, en.digest, 0);
+    pthread_mutex_unlock(&st->lock);
+    return 0;
+}
+
+/* The cursor is the next table slot in decimal, as the disk backend's. */
+static int s3_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
+                   uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
+                   char *err, size_t errlen)
+{
+    struct s3_store *st = s3_of(s);
+    uint64_t e = 0;
+    if (cursor->done)
+        return 0;
+    if (cursor->token[0] && cas_parse_u64(cursor->token, &e) < 0) {
+        snprintf(err, errlen, "bad list cursor \"%.64s\"", cursor->token);
+        return -EINVAL;
+    }
+    size_t emitted = 0;
+    struct objtab_entry en;
+    pthread_mutex_lock(&st->lock);
+    for (; e < st->tab.used && emitted < max; e++) {
+        if (!objtab_get(&st->tab, (uint32_t)e, &en) || (en.flags & S3_DELETING))
+            continue;
+        if (en.size < min_size || en.size >= max_size)
+            continue;
+        if (state == STORE_LIST_GARBAGE && !(st->gc_active && (en.flags & OBJTAB_MARKED)))
+            continue;
+        fn(cls, en.digest, en.size);
+        emitted++;
+    }
+    cursor->done = e >= st->tab.used;
+    pthread_mutex_unlock(&st->lock);
+    snprintf(cursor->token, sizeof(cursor->token), "%" PRIu64, e);
+    return 0;
+}
+
+/* ---- info, metrics, open, destroy
+ * ----------------------------------------------------------------- */
+
+static void s3_info(struct store *s, struct store_info *o)
+{
+    struct s3_store *st = s3_of(s);
+    memset(o, 0, sizeof(*o));
+    pthread_mutex_lock(&st->lock);
+    o->objects = st->objects;
+    o->bytes = st->bytes;
+    o->garbage = st->garbage_bytes;
+    o->garbage_objects = st->garbage_objects;
+    o->gc_active = st->gc_active;
+    o->gc_id = st->gc_id;
+    struct objtab_entry en;
+    for (uint32_t t = 0; t < st->tombs.used; t++)
+        if (objtab_get(&st->tombs, t, &en)) {
+            if (en.flags == TOMB_QUARANTINED)
+                o->quarantined++;
+            else if (en.offset + st->tombstone_ttl > s3_now_s())
+                o->tombstones++;
+        }
+    uint64_t used = st->bytes + st->reserved;
+    pthread_mutex_unlock(&st->lock);
+    o->total = st->capacity;
+    o->available = st->capacity > used ? st->capacity - used : 0;
+    int ro = __atomic_load_n(&st->read_only, __ATOMIC_SEQ_CST);
+    o->read_only = ro != 0;
+    o->faulted = ro == 2;
+    if (ro)
+        snprintf(o->read_only_reason, sizeof(o->read_only_reason), "%s", st->read_only_reason);
+    o->corrupt_found = __atomic_load_n(&st->corrupt_found, __ATOMIC_RELAXED);
+    o->compactions = st->compactions;
+    o->scrubbing = st->scrub_running;
+    o->scrub_rate = st->scrub_rate;
+    o->scrub_bytes = __atomic_load_n(&st->scrub_bytes, __ATOMIC_RELAXED);
+    o->scrub_objects = __atomic_load_n(&st->scrub_objects, __ATOMIC_RELAXED);
+    o->scrub_corrupt = __atomic_load_n(&st->scrub_corrupt, __ATOMIC_RELAXED);
+    o->scrub_passes = __atomic_load_n(&st->scrub_passes, __ATOMIC_RELAXED);
+    o->scrub_last_pass = __atomic_load_n(&st->scrub_last_pass, __ATOMIC_RELAXED);
+}
+
+static void s3_metrics(struct store *s, struct cas_buf *o)
+{
+    struct s3_store *st = s3_of(s);
+    cas_buf_printf(
+        o,
+        "# HELP cas_s3_requests_total Requests sent to the bucket (retries included).\n"
+        "# TYPE cas_s3_requests_total counter\ncas_s3_requests_total %" PRIu64 "\n"
+        "# HELP cas_s3_retries_total Bucket requests retried (5xx, resets, timeouts).\n"
+        "# TYPE cas_s3_retries_total counter\ncas_s3_retries_total %" PRIu64 "\n"
+        "# HELP cas_s3_failures_total Bucket requests that failed after their retries.\n"
+        "# TYPE cas_s3_failures_total counter\ncas_s3_failures_total %" PRIu64 "\n"
+        "# HELP cas_s3_lost_objects_total Objects the index listed that the bucket no longer had.\n"
+        "# TYPE cas_s3_lost_objects_total counter\ncas_s3_lost_objects_total %" PRIu64 "\n",
+        __atomic_load_n(&st->cli.requests, __ATOMIC_RELAXED),
+        __atomic_load_n(&st->cli.retries, __ATOMIC_RELAXED),
+        __atomic_load_n(&st->cli.failures, __ATOMIC_RELAXED),
+        __atomic_load_n(&st->lost, __ATOMIC_RELAXED));
+}
+
+void s3_destroy(struct store *s)
+{
+    struct s3_store *st = s3_of(s);
+    if (!st)
+        return;
+    s3_scrub_stop(st);
+    /* Clean: every write acknowledged or refused, nothing half uploaded. */
+    if (st->opened && st->journal.fd >= 0 && __atomic_load_n(&st->read_only, __ATOMIC_SEQ_CST) != 2)
+        s3_mark_clean(st);
+    if (st->journal.fd >= 0)
+        journal_destroy(&st->journal);
+    objtab_destroy(&st->tab);
+    objtab_destroy(&st->tombs);
+    s3_client_free(&st->cli);
+    if (st->lockfd >= 0)
+        close(st->lockfd);
+    if (st->dirfd >= 0)
+        close(st->dirfd);
+    pthread_mutex_destroy(&st->lock);
+    pthread_mutex_destroy(&st->gc_lock);
+    pthread_cond_destroy(&st->changed);
+    pthread_mutex_destroy(&st->scrub_mu);
+    pthread_cond_destroy(&st->scrub_cv);
+    free(st->dir);
+    free(st);
+}
+
+const struct store_ops s3_ops = {
+    .name = "s3",
+    .put_begin = s3_put_begin,
+    .put_write = s3_put_write,
+    .put_commit = s3_put_commit,
+    .put_abort = s3_put_abort,
+    .put_copy = s3_put_copy,
+    .open = s3_open_obj,
+    .pread = s3_pread,
+    .close = s3_close_obj,
+    .quarantine = s3_quarantine,
+    .confirm = s3_confirm,
+    .stat = s3_stat,
+    .remove = s3_remove,
+    .drop = s3_drop,
+    .quarantined = s3_quarantined,
+    .list = s3_list,
+    .gc_begin = s3_gc_begin,
+    .gc_mark = s3_gc_mark,
+    .use_keys = s3_use_keys,
+    .gc_end = s3_gc_end,
+    .gc_cancel = s3_gc_cancel,
+    .gc_active = s3_gc_active,
+    .compact_start = s3_compact_start,
+    .scrub_start = s3_scrub_start,
+    .info = s3_info,
+    .metrics = s3_metrics,
+    .destroy = s3_destroy,
+};

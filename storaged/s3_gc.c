@@ -382,7 +382,7 @@ static void *scrub_main(void *arg)
             if (!have)
                 break;
             cas_hash_reset(h);
-            bool ok = true, missing = false;
+            bool ok = true, missing = false, bad_size = false;
             char err[512];
             for (uint64_t off = 0; off < size && ok;) {
                 size_t n = size - off < S3_READ_WINDOW ? (size_t)(size - off) : S3_READ_WINDOW;
@@ -391,6 +391,7 @@ static void *scrub_main(void *arg)
                 if (got < 0) {
                     ok = false;
                     missing = got == -ENOENT;
+                    bad_size = got == -EBADMSG;
                     break;
                 }
                 cas_hash_update(h, buf, n);
@@ -425,6 +426,9 @@ static void *scrub_main(void *arg)
                     s3_quarantine_digest(st, digest,
                                          "scrub: the bucket's bytes do not match the key");
                 }
+            } else if (bad_size) {
+                __atomic_add_fetch(&st->scrub_corrupt, 1, __ATOMIC_RELAXED);
+                s3_quarantine_digest(st, digest, err);
             } else if (missing) {
                 __atomic_add_fetch(&st->scrub_corrupt, 1, __ATOMIC_RELAXED);
                 log_error("s3: scrub: %s", err);

@@ -882,8 +882,12 @@ void s3_lost(struct s3_store *st, const unsigned char *digest)
 }
 
 /* GET of [off, off + len) into buf; whole: that is the whole object (then
- * a plain GET, no Range). len bytes, or -EIO (-ENOENT: the bucket has no
- * such object). More or fewer bytes than asked for are an error. */
+ * a plain GET, no Range). len bytes, or a negative errno: -ENOENT the
+ * bucket has no such object; -EBADMSG the bucket's object is not the size
+ * the index records (a complete answer, by its own framing, with fewer
+ * bytes than asked for, or 416 for a range inside the recorded size): a bad
+ * copy for good, to be taken out of service; -EIO anything else (a body
+ * cut short in transit is a transfer error, retried by s3_do). */
 ssize_t s3_bucket_range(struct s3_store *st, const unsigned char *digest, char *buf, size_t len,
                         uint64_t off, bool whole, char *err, size_t errlen)
 {
@@ -901,11 +905,19 @@ ssize_t s3_bucket_range(struct s3_store *st, const unsigned char *digest, char *
     if (rc == 0 && rs.status == 404) {
         s3_status_error(&rq, &rs, err, errlen);
         got = -ENOENT;
+    } else if (rc == 0 && rs.status == 416) {
+        s3_status_error(&rq, &rs, err, errlen);
+        got = -EBADMSG; /* the object ends before off */
     } else if (rc == 0 && rs.status != 206 && !(rs.status == 200 && off == 0)) {
         s3_status_error(&rq, &rs, err, errlen);
     } else if (rc == 0 && rs.out_len != len) {
-        snprintf(err, errlen, "GET %s: the bucket sent %zu bytes of the %zu asked for", key,
-                 rs.out_len, len);
+        /* libcurl checked the body against its Content-Length: this is the
+         * whole answer, and the object is shorter than the index says. */
+        snprintf(err, errlen,
+                 "GET %s: the bucket's object ends after %zu of the %zu bytes asked for "
+                 "(it is not the size the index records)",
+                 key, rs.out_len, len);
+        got = -EBADMSG;
     } else if (rc == 0) {
         got = (ssize_t)len;
     }
@@ -948,6 +960,10 @@ static ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off
     }
     if (n == -ENOENT) {
         s3_lost(o->st, o->digest);
+        return -EIO;
+    }
+    if (n == -EBADMSG) {
+        s3_quarantine_digest(o->st, o->digest, err);
         return -EIO;
     }
     if (n < 0)

@@ -39,6 +39,18 @@ def _reap_all():
 atexit.register(_reap_all)
 
 
+def wait_for(pred, timeout, what):
+    """Polls pred() every 50 ms until it returns something true, which is
+    returned; fails the test naming `what` after timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -36,7 +36,7 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_balancerd as tb  # noqa: E402
-from harness import STORAGED, Client, TempDirTest, s3_backend_args, sha1  # noqa: E402
+from harness import STORAGED, Client, TempDirTest, s3_backend_args, sha1, wait_for  # noqa: E402
 from s3proxy import S3Proxy  # noqa: E402
 
 # How long a request may take to fail when the bucket hangs or is down:
@@ -296,6 +296,42 @@ class Integrity(S3Test):
         """The bucket's object is now half as long as the node recorded: not
         a transfer cut short (which is retried) but a bad copy for good."""
         self.check_corruption(3 * 1024 * 1024, lambda d: d[: len(d) // 2])
+
+    def test_scrub_finds_changed_shortened_and_lost_copies(self):
+        """The scrubber reads every object back from the bucket: a copy with
+        one bit flipped, one cut to half its length and one deleted behind
+        the node's back are each taken out of service in one pass and
+        listed for repair; the intact ones stay served."""
+        s = self.storaged()
+        c = s.client()
+        objs = [os.urandom(n) for n in (10, 5000, 1_500_000, 3_000_000, 200_000)]
+        for d in objs:
+            self.assertEqual(c.put(d).status, 201)
+        flipped, shortened, lost = sha1(objs[1]), sha1(objs[3]), sha1(objs[4])
+        self.corrupt(flipped, objs[1][:-1] + bytes([objs[1][-1] ^ 1]))
+        self.corrupt(shortened, objs[3][: len(objs[3]) // 2])
+        for name in self.s3.content_objects()[lost]:
+            status, _ = self.s3.request("DELETE", f"/{self.s3.bucket}/{name}")
+            self.assertIn(status, (200, 204))
+        c.close()
+        s.stop()
+        s.extra += ["--scrub-rate", "500"]
+        s.argv += ["--scrub-rate", "500"]
+        s.start()
+        c = s.client()
+        st = wait_for(lambda: (lambda j: j["scrub"] if j["scrub"]["passes"] >= 1 else None)(
+            c.request("GET", "/status").json()), 60, "one scrub pass")
+        self.assertEqual(st["corrupt"], 3, st)
+        bad = {flipped, shortened, lost}
+        for d in objs:
+            r = c.request("HEAD", f"/objects/{sha1(d)}")
+            self.assertEqual(r.status, 404 if sha1(d) in bad else 200, sha1(d))
+        q = c.request("GET", "/quarantine").body.decode()
+        for k in bad:
+            self.assertIn(k, q)
+        for d in objs:
+            if sha1(d) not in bad:
+                self.assertEqual(c.get(sha1(d)).body, d)
 
     def test_stalled_uploads_do_not_block_writes(self):
         """50 clients start an upload and stop sending (slow links, a crashed

@@ -50,7 +50,7 @@
  * filled with at least GET_FILL bytes from the backend (or what is left):
  * fewer, larger reads, digest updates and writes. With every byte hashed
  * (SHA-NI: about 0.5 ms of CPU per MB here) the rest of the relay is the
- * overhead to cut; 1 MiB blocks took about 10% off the balancer's CPU per
+ * overhead to cut; 1 MiB blocks took about 14% off the balancer's CPU per
  * MB relayed against 256 KiB ones (bench/RESULTS.md, "bal-perf"), for
  * 1 MiB of memory per large GET in flight. */
 #define GET_BLOCK (1024u * 1024)

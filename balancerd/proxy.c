@@ -926,7 +926,10 @@ void proxy_get(struct http_req *req)
         return;
     }
     *heap = *g;
+    /* A HEAD sends no body: it keeps the default buffer. */
     size_t block = heap->size < GET_BLOCK ? (size_t)heap->size : GET_BLOCK;
+    if (req->is_head)
+        block = HTTP_STREAM_BLOCK;
     http_reply_stream_block(req, (unsigned)status, "application/octet-stream", heap->size,
                             block ? block : 1, get_read, heap, get_ctx_free);
     object_headers(req, hex, status, content_range);

@@ -12,6 +12,7 @@ packages=(
   libarchive-dev                             # ca-cas export/import (tar)
   libjansson-dev                             # reading JSON: replies between daemons (common/json.c, GET /ring), ca-cas status
   libcunit1-dev                              # unit tests
+  lcov                                       # scripts/coverage.sh (lcov, genhtml; gcov comes with gcc)
   help2man dpkg-dev                          # man pages, the Debian package (cpack)
   clang libclang-rt-14-dev                   # fuzz targets (libFuzzer, ASan, UBSan)
   python3 curl procps util-linux e2fsprogs   # integration tests

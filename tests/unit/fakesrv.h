@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "cli.h"
 #include "httpd.h"
+#include "log.h"
 
 #include <CUnit/Basic.h>
 #include <fcntl.h>
@@ -169,6 +170,8 @@ static inline int fake_start(void)
         .max_connections = 8,
     };
     char err[256];
+    /* The server's request log would land in the captured stderr. */
+    cas_log_set_level("error");
     if (http_server_start(&cfg, &fake.srv, err, sizeof(err)) != 0) {
         fprintf(stderr, "fake server: %s\n", err);
         return -1;

@@ -41,6 +41,7 @@ struct fake_request {
     char path[256];
     char id[32];   /* ?id= */
     char wait[8];  /* ?wait= */
+    char query[128]; /* state, min_size, max_size, sync as "name=value&..." */
     char *body;    /* malloc'd, NUL-terminated */
     size_t body_len;
 };
@@ -113,6 +114,12 @@ static inline void fake_done(struct http_req *req)
         snprintf(r->id, sizeof(r->id), "%s", q ? q : "");
         q = http_query(req, "wait");
         snprintf(r->wait, sizeof(r->wait), "%s", q ? q : "");
+        static const char *names[] = {"state", "min_size", "max_size", "sync"};
+        size_t qn = 0;
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+            if ((q = http_query(req, names[i])) && qn < sizeof(r->query))
+                qn += (size_t)snprintf(r->query + qn, sizeof(r->query) - qn, "%s%s=%s",
+                                       qn ? "&" : "", names[i], q);
         r->body = calloc(1, body->len + 1);
         if (r->body && body->len)
             memcpy(r->body, body->data, body->len);

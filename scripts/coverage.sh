@@ -33,7 +33,8 @@ echo "== build (build-cov: --coverage -O0, asserts on)"
 cmake -S "$top" -B "$bdir" -DCMAKE_BUILD_TYPE=Debug -DCAS_ASSERTS=ON \
   -DCMAKE_C_FLAGS="--coverage -O0" -DCMAKE_EXE_LINKER_FLAGS="--coverage" \
   -DCMAKE_SHARED_LINKER_FLAGS="--coverage" -DCMAKE_MODULE_LINKER_FLAGS="--coverage" >/dev/null || exit 2
-cmake --build "$bdir" -j"$jobs" >/dev/null || { cmake --build "$bdir" -j1 2>&1 | tail -n 30; exit 2; }
+# The build runs the tool (help2man): its counters are dropped below.
+cmake --build "$bdir" -j"$jobs" >"$bdir/cov-build.log" 2>&1 || { tail -n 30 "$bdir/cov-build.log"; exit 2; }
 
 # Counters from an earlier run would add up with this one's.
 find "$bdir" -name '*.gcda' -delete

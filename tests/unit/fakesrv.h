@@ -1,6 +1,6 @@
 /*
  * fakesrv.h - a scripted HTTP server for the unit suites of the ca-cas
- * tool's commands (test_client.c, test_gc.c, test_admin.c): it answers
+ * tool's commands (test_cli_*.c): it answers
  * each request with the first scripted answer whose method and path match
  * (each used at most `times` times, 0 = always; 404 when none matches) and
  * records what it was asked (method, path, the query parameters the tool

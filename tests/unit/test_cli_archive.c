@@ -1,5 +1,5 @@
 /*
- * test_archive.c - CUnit suite for ca-cas/archive.c (export, import)
+ * test_cli_archive.c - CUnit suite for ca-cas/archive.c (export, import)
  * against a scripted server (fakesrv.h). export writes one tar member per
  * object named by its key, checks every object's bytes against its key on
  * the way and calls the archive unusable when one does not match, skips

@@ -1,5 +1,5 @@
 /*
- * test_gc.c - CUnit suite for ca-cas/gc.c (begin-gc, mark-gc, end-gc)
+ * test_cli_gc.c - CUnit suite for ca-cas/gc.c (begin-gc, mark-gc, end-gc)
  * against a scripted server (fakesrv.h): what each command asks, what it
  * prints in text and --json, that bad operands are refused before anything
  * is sent (exit 2), and that a server's refusal or an odd answer is an

@@ -1,5 +1,5 @@
 /*
- * test_progress.c - CUnit suite for ca-cas/progress.c: the bar is drawn on
+ * test_cli_progress.c - CUnit suite for ca-cas/progress.c: the bar is drawn on
  * stderr only when enabled, not in its first 0.3 s, at most every 0.1 s,
  * as one "\r"-led line padded to the terminal width (80 columns when stderr
  * is no terminal), and cleared at the end only if it was drawn. The clock

@@ -1,5 +1,5 @@
 /*
- * test_keylist.c - CUnit suite for ca-cas/keylist.c: keys from operands or
+ * test_cli_keylist.c - CUnit suite for ca-cas/keylist.c: keys from operands or
  * a stream reach the batch callback checked, normalised to lowercase hex,
  * one per line, in batches of at most max keys; a bad key or a refusing
  * callback stops the run with a message naming where it was.

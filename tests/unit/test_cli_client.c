@@ -1,5 +1,5 @@
 /*
- * test_client.c - CUnit suite for ca-cas/client.c, the tool's libcurl
+ * test_cli_client.c - CUnit suite for ca-cas/client.c, the tool's libcurl
  * layer, against a scripted server (fakesrv.h): request bodies from memory,
  * a file (at an offset, a bounded size) or a reader, and a file that is
  * shorter than announced (an error, never a short object sent as whole);

@@ -1,5 +1,5 @@
 /*
- * test_objects.c - CUnit suite for ca-cas/objects.c (put, stat, missing,
+ * test_cli_objects.c - CUnit suite for ca-cas/objects.c (put, stat, missing,
  * rm, list) against a scripted server (fakesrv.h), on the paths the
  * integration suite does not reach: a server that stores a stream under a
  * key the data does not hash to (an error, never printed as stored), bad

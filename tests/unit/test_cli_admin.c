@@ -1,5 +1,5 @@
 /*
- * test_admin.c - CUnit suite for ca-cas/admin.c (compact, capacity, status)
+ * test_cli_admin.c - CUnit suite for ca-cas/admin.c (compact, capacity, status)
  * against a scripted server (fakesrv.h): compact starts, follows GET
  * /compact until running is false and reports what was reclaimed; one
  * already running (409) is waited for, then another started; --no-wait

@@ -200,6 +200,9 @@ static void test_stat(void)
     /* Bad key: refused before anything is sent. */
     fake_reset();
     CU_ASSERT_EQUAL(run_cmd(cmd_stat, &ctx, &out, &err, "stat", K1, "zz", NULL), CLI_EXIT_USAGE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "zz"));
+    free(out);
+    free(err);
     CU_ASSERT_EQUAL(run_cmd(cmd_rm, &ctx, &out, &err, "rm", NULL), CLI_EXIT_USAGE);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "no key given"));
     CU_ASSERT_EQUAL(fake.nreqs, 0);

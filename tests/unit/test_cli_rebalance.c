@@ -66,12 +66,9 @@ static void test_usage_refused(void)
     CU_ASSERT_EQUAL(fake.nreqs, 0);
 }
 
-static void test_dry_run_plan(void)
+/* GET /ring of one node with 64 tokens (a node has 64 at least). */
+static const char *ring_json(void)
 {
-    struct cli_ctx ctx = fake_ctx(false, NULL);
-    char *out, *err;
-    fake_reset();
-    /* A node has 64 tokens at least. */
     static char ring[64 * 20 + 128];
     size_t n = (size_t)snprintf(ring, sizeof(ring),
                                 "{\"node\":\"0123456789abcdef\",\"hash\":\"sha1\",\"tokens\":[");
@@ -79,7 +76,15 @@ static void test_dry_run_plan(void)
         n += (size_t)snprintf(ring + n, sizeof(ring) - n, "%s\"%016llx\"", i ? "," : "",
                               (unsigned long long)(i + 1) << 57);
     snprintf(ring + n, sizeof(ring) - n, "]}");
-    fake_on("GET", "/ring", 200, ring, 0);
+    return ring;
+}
+
+static void test_dry_run_plan(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *out, *err;
+    fake_reset();
+    fake_on("GET", "/ring", 200, ring_json(), 0);
     fake_on("GET", "/objects", 200, K1 " 1024\n" K2 " 0\n", 0);
     CU_ASSERT_EQUAL(run_cmd(cmd_rebalance, &ctx, &out, &err, "rebalance", "--config", config,
                             "--dry-run", NULL),
@@ -97,6 +102,38 @@ static void test_dry_run_plan(void)
         CU_ASSERT_STRING_EQUAL(fake.reqs[i].method, "GET");
     free(out);
     free(err);
+}
+
+/* A listing that fails or is cut in the middle of a line is not taken for
+ * the backend's content: the backend is left alone, and with no backend
+ * listed the pass fails (nothing planned, nothing written). */
+static void test_bad_listing_left_alone(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *out, *err;
+    static const struct {
+        unsigned status;
+        const char *body, *want;
+    } cases[] = {
+        {200, K1 " 1024\n" K2, "listing cut in the middle of a line"},
+        {500, "{\"error\":\"disk error\"}", "listing"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fake_reset();
+        fake_on("GET", "/ring", 200, ring_json(), 0);
+        fake_on("GET", "/objects", cases[i].status, cases[i].body, 0);
+        CU_ASSERT_EQUAL(run_cmd(cmd_rebalance, &ctx, &out, &err, "rebalance", "--config", config,
+                                NULL),
+                        CLI_EXIT_FAIL);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, cases[i].want));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "no backend could be listed"));
+        if (!strstr(err, "no backend could be listed"))
+            printf("\n  err: %s\n", err);
+        for (int k = 0; k < fake.nreqs; k++)
+            CU_ASSERT_STRING_EQUAL(fake.reqs[k].method, "GET");
+        free(out);
+        free(err);
+    }
 }
 
 int main(void)
@@ -117,6 +154,7 @@ int main(void)
     CU_pSuite s = CU_add_suite("cli rebalance", NULL, NULL);
     CU_add_test(s, "bad options and config refused, nothing asked", test_usage_refused);
     CU_add_test(s, "--dry-run prints the plan, reads only", test_dry_run_plan);
+    CU_add_test(s, "a failed or cut listing: backend left alone", test_bad_listing_left_alone);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -203,7 +203,7 @@ static void test_end(void)
 
 static void test_unreachable(void)
 {
-    /* A port nobody listens on: bind one, note it, close it. */
+    /* Port 1 (tcpmux): nothing listens there on a test machine. */
     struct cli_ctx ctx = fake_ctx(false, "http://127.0.0.1:1");
     char *out, *err;
     CU_ASSERT_EQUAL(run_cmd(cmd_end_gc, &ctx, &out, &err, "end-gc", "5", NULL), CLI_EXIT_FAIL);

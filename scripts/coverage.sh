@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# coverage.sh [unit|all] - measures line and branch coverage of common/,
+# coverage.sh [unit|all|report] - measures line and branch coverage of common/,
 # storaged/, balancerd/ and ca-cas/ with gcov and lcov.
 #
 # Builds build-cov/ (gcc --coverage -O0, asserts on, its own build dir so it
@@ -10,6 +10,7 @@
 # Then it prints the line and branch coverage of each directory and of each
 # file (weakest first), and writes an HTML report with genhtml to
 # build-cov/coverage-html/index.html. The raw data is build-cov/coverage.info.
+# "report" only reads the counters an earlier run left (no build, no tests).
 #
 # Slow (the integration suite takes several minutes more than in build/):
 # it is not part of scripts/test.sh. The machine may be shared: run it under
@@ -19,7 +20,7 @@
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 what=${1:-all}
-case "$what" in unit|all) ;; *) echo "usage: coverage.sh [unit|all]" >&2; exit 2 ;; esac
+case "$what" in unit|all|report) ;; *) echo "usage: coverage.sh [unit|all|report]" >&2; exit 2 ;; esac
 for tool in lcov genhtml gcov; do
   command -v "$tool" >/dev/null || { echo "coverage.sh: $tool missing: run scripts/install-deps.sh" >&2; exit 2; }
 done
@@ -28,34 +29,45 @@ jobs=${COV_JOBS:-2}
 dirs=(common storaged balancerd ca-cas)
 rc=(--rc lcov_branch_coverage=1)
 
-echo "== build (build-cov: --coverage -O0, asserts on)"
-# Debug: -g -O0 and no -DNDEBUG, so every assert() runs and counts.
-cmake -S "$top" -B "$bdir" -DCMAKE_BUILD_TYPE=Debug -DCAS_ASSERTS=ON \
-  -DCMAKE_C_FLAGS="--coverage -O0" -DCMAKE_EXE_LINKER_FLAGS="--coverage" \
-  -DCMAKE_SHARED_LINKER_FLAGS="--coverage" -DCMAKE_MODULE_LINKER_FLAGS="--coverage" >/dev/null || exit 2
-# The build runs the tool (help2man): its counters are dropped below.
-cmake --build "$bdir" -j"$jobs" >"$bdir/cov-build.log" 2>&1 || { tail -n 30 "$bdir/cov-build.log"; exit 2; }
-
-# Counters from an earlier run would add up with this one's.
-find "$bdir" -name '*.gcda' -delete
-# The baseline lists every line of every compiled file at zero, so a file
-# that no test reaches shows up at 0% instead of not at all.
-lcov -q "${rc[@]}" --capture --initial --directory "$bdir" --base-directory "$top" \
-  --output-file "$bdir/cov-base.info" 2>/dev/null || exit 2
-
+# Counters of the project's own objects only (the test executables' are
+# not wanted, and a stale one would stop gcov); set once build-cov exists.
+objdirs=()
+set_objdirs() { objdirs=(); for d in "${dirs[@]}"; do [ -d "$bdir/$d" ] && objdirs+=(--directory "$bdir/$d"); done; }
 failed=0
-echo "== unit tests (ctest, build-cov)"
-(cd "$bdir" && ctest --output-on-failure -j"$jobs") >"$bdir/cov-unit.log" 2>&1 || failed=1
-tail -n 3 "$bdir/cov-unit.log"
-if [ "$what" = all ]; then
-  echo "== integration tests (build-cov)"
-  CAS_BUILD_DIR="$bdir" CAS_COVERAGE=1 python3 "$top/tests/integration/run.py" >"$bdir/cov-integration.log" 2>&1 || failed=1
-  grep -E '^(FAIL|ERROR):' "$bdir/cov-integration.log" | head -n 40
-  tail -n 1 "$bdir/cov-integration.log"
+if [ "$what" != report ]; then
+  echo "== build (build-cov: --coverage -O0, asserts on)"
+  # Debug: -g -O0 and no -DNDEBUG, so every assert() runs and counts. The
+  # daemons are threaded: atomic counter updates, or racing increments are
+  # lost and gcov derives negative counts.
+  cmake -S "$top" -B "$bdir" -DCMAKE_BUILD_TYPE=Debug -DCAS_ASSERTS=ON \
+    -DCMAKE_C_FLAGS="--coverage -O0 -fprofile-update=atomic" -DCMAKE_EXE_LINKER_FLAGS="--coverage" \
+    -DCMAKE_SHARED_LINKER_FLAGS="--coverage" -DCMAKE_MODULE_LINKER_FLAGS="--coverage" >/dev/null || exit 2
+  # The build runs the tool (help2man): its counters are dropped below.
+  cmake --build "$bdir" -j"$jobs" >"$bdir/cov-build.log" 2>&1 || { tail -n 30 "$bdir/cov-build.log"; exit 2; }
+
+  # Counters from an earlier run would add up with this one's.
+  find "$bdir" -name '*.gcda' -delete
+  set_objdirs
+  # The baseline lists every line of every compiled file at zero, so a file
+  # that no test reaches shows up at 0% instead of not at all.
+  lcov -q "${rc[@]}" --capture --initial "${objdirs[@]}" --base-directory "$top" \
+    --output-file "$bdir/cov-base.info" 2>"$bdir/cov-lcov.log" || { tail -n 5 "$bdir/cov-lcov.log"; exit 2; }
+
+  echo "== unit tests (ctest, build-cov)"
+  (cd "$bdir" && ctest --output-on-failure -j"$jobs") >"$bdir/cov-unit.log" 2>&1 || failed=1
+  tail -n 3 "$bdir/cov-unit.log"
+  if [ "$what" = all ]; then
+    echo "== integration tests (build-cov)"
+    CAS_BUILD_DIR="$bdir" CAS_COVERAGE=1 python3 "$top/tests/integration/run.py" >"$bdir/cov-integration.log" 2>&1 || failed=1
+    grep -E '^(FAIL|ERROR):' "$bdir/cov-integration.log" | head -n 40
+    tail -n 1 "$bdir/cov-integration.log"
+  fi
 fi
 
-lcov -q "${rc[@]}" --capture --directory "$bdir" --base-directory "$top" \
-  --output-file "$bdir/cov-run.info" 2>/dev/null || exit 2
+set_objdirs
+[ ${#objdirs[@]} -gt 0 ] || { echo "coverage.sh: no build-cov/ to report on: run it without \"report\" first" >&2; exit 2; }
+lcov -q "${rc[@]}" --capture "${objdirs[@]}" --base-directory "$top" \
+  --output-file "$bdir/cov-run.info" 2>"$bdir/cov-lcov.log" || { tail -n 5 "$bdir/cov-lcov.log"; exit 2; }
 lcov -q "${rc[@]}" -a "$bdir/cov-base.info" -a "$bdir/cov-run.info" -o "$bdir/cov-all.info" 2>/dev/null || exit 2
 # Only the project's own sources: not tests/, bench/ or system headers.
 extract=()

@@ -184,6 +184,17 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
         return code;
     }
     char err[CLI_ERR_MAX] = "";
+    /* Bad keys are refused before FILE is opened: opening truncates it, and
+     * a usage error must leave an earlier archive of that name alone. */
+    for (int i = 0; i < npos; i++) {
+        struct cas_key k;
+        char hex[CAS_MAX_HEX + 1];
+        if (cli_parse_key(pos[i], strlen(pos[i]), &k, hex, err, sizeof(err)) < 0) {
+            cli_error("export: %s", err);
+            free(pos);
+            return CLI_EXIT_USAGE;
+        }
+    }
     int fd = STDOUT_FILENO;
     if (out_path) {
         fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -162,7 +162,7 @@ int s3_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, 
     bool *gone = calloc(k ? k : 1, sizeof(*gone));
     for (size_t i = 0; gone && i < k; i++) {
         char e1[400];
-        gone[i] = s3_bucket_delete(st, victims + i * CAS_MAX_DIGEST, e1, sizeof(e1)) == 0;
+        gone[i] = s3_bucket_delete(st, victims + i * CAS_MAX_DIGEST, sizes[i], e1, sizeof(e1)) == 0;
         if (!gone[i] && !failed++)
             snprintf(first, sizeof(first), "%s", e1);
     }

@@ -59,6 +59,15 @@ struct s3_store {
     uint64_t scrub_rate, scrub_bytes, scrub_objects, scrub_corrupt, scrub_passes, scrub_last_pass;
 };
 
+/* A per-block CRC-32C table being built (s3_sums.c): one little-endian
+ * CRC-32C per FMT_BLOCK bytes, the last block shorter. */
+struct s3_sums {
+    uint32_t *v;
+    size_t n, cap;
+    uint32_t crc;  /* of the block being filled */
+    uint64_t fill; /* its bytes so far */
+};
+
 struct store_put {
     struct s3_store *st;
     struct cas_hash *h;
@@ -72,6 +81,7 @@ struct store_put {
     char upload_id[S3_XML_TOKEN_MAX + 1];
     unsigned parts;
     struct cas_buf complete; /* the CompleteMultipartUpload body, part by part */
+    struct s3_sums sums;     /* of the bytes hashed so far */
 };
 
 struct store_obj {
@@ -82,6 +92,30 @@ struct store_obj {
     uint64_t win_off;
     size_t win_len;
 };
+
+/* s3_sums.c: the per-block CRC-32C tables (sidecars sums/<hex>.crc32c). */
+/* "sums/<hex>.crc32c" for digest. */
+void s3_sums_key(const struct s3_store *st, const unsigned char *digest, char *out, size_t outlen);
+/* True when an object of size bytes gets a table (over one block: smaller
+ * ones are read whole anyway). */
+bool s3_sums_wanted(uint64_t size);
+/* Extends t over len more bytes; 0 or -ENOMEM. */
+int s3_sums_update(struct s3_sums *t, const void *data, size_t len);
+/* Closes the last, shorter block (at the end of the write); 0 or -ENOMEM. */
+int s3_sums_finish(struct s3_sums *t);
+void s3_sums_free(struct s3_sums *t);
+/* PUTs the sidecar of digest (size bytes, table t): 0, or -EIO/-ENOMEM/-EINVAL
+ * with a message. */
+int s3_sums_upload(struct s3_store *st, const unsigned char *digest, uint64_t size,
+                   const struct s3_sums *t, char *err, size_t errlen);
+/* Reads and checks the sidecar of digest (size bytes): 0 and *sums (the
+ * caller frees it, *n entries), -ENOENT none (an older build's object, or
+ * too small to have one), -EIO unreadable or not trustworthy (logged),
+ * -ENOMEM. */
+int s3_sums_load(struct s3_store *st, const unsigned char *digest, uint64_t size, uint32_t **sums,
+                 size_t *n);
+/* DELETE of the sidecar, best effort (a stale one is harmless: logged). */
+void s3_sums_delete(struct s3_store *st, const unsigned char *digest, uint64_t size);
 
 extern const struct store_ops s3_ops;
 
@@ -117,8 +151,10 @@ int s3_apply(struct s3_store *st, const struct fmt_record *r, char *err, size_t 
 int s3_write_header(struct s3_store *st, int fd, char *err, size_t errlen);
 /* Replays s3-index (fd) into the table; *end: where appends go on. */
 int s3_replay(struct s3_store *st, int fd, uint64_t *end, char *err, size_t errlen);
-/* DELETE objects/<hex>: 0 when gone (404 included), -EIO with a message. */
-int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, char *err, size_t errlen);
+/* DELETE objects/<hex> (size bytes), then its block table: 0 when the
+ * object is gone (404 included), -EIO with a message. */
+int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, uint64_t size, char *err,
+                     size_t errlen);
 /* PUT (put) or DELETE of the empty tombs/<hex>.deleted, the bucket's copy of
  * a client delete's tombstone (not ending in a bare key: it is no content): 0, or -EIO with a
  * message. */

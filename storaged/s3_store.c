@@ -325,8 +325,11 @@ int s3_replay(struct s3_store *st, int fd, uint64_t *end, char *err, size_t errl
 
 /* ---- bucket helpers ------------------------------------------------------------------ */
 
-/* DELETE objects/<hex>: 0 when gone (204, 200 or 404), else -EIO with a message. */
-int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, char *err, size_t errlen)
+/* DELETE objects/<hex>: 0 when gone (204, 200 or 404), else -EIO with a
+ * message; then its block table, best effort (the object first: a table
+ * without its object is harmless, see s3_sums.c). */
+int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, uint64_t size, char *err,
+                     size_t errlen)
 {
     char key[96];
     s3_object_key(st, digest, key, sizeof(key));
@@ -338,6 +341,8 @@ int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, char *err
         rc = -EIO;
     }
     s3_resp_free(&rs);
+    if (rc == 0)
+        s3_sums_delete(st, digest, size);
     return rc < 0 ? -EIO : 0;
 }
 
@@ -369,7 +374,7 @@ static int s3_delete_entry(struct s3_store *st, uint32_t e, const unsigned char 
     objtab_get(&st->tab, e, &en);
     objtab_set_flags(&st->tab, e, en.flags | S3_DELETING);
     pthread_mutex_unlock(&st->lock);
-    int rc = s3_bucket_delete(st, digest, err, errlen);
+    int rc = s3_bucket_delete(st, digest, en.size, err, errlen);
     pthread_mutex_lock(&st->lock);
     e = objtab_find(&st->tab, digest);
     if (rc < 0) {
@@ -437,6 +442,7 @@ static void s3_put_free(struct store_put *p)
     cas_hash_free(p->h);
     free(p->buf);
     cas_buf_free(&p->complete);
+    s3_sums_free(&p->sums);
     free(p);
 }
 
@@ -555,6 +561,10 @@ static int s3_put_write(struct store_put *p, const void *data, size_t len, char 
         return -ENOSPC;
     }
     cas_hash_update(p->h, data, len);
+    if (s3_sums_update(&p->sums, data, len) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     p->received += len;
     const char *d = data;
     while (len) {
@@ -711,7 +721,11 @@ static int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bo
         goto out;
     }
     st->reserved += p->received;
-    for (int attempt = 0;; attempt++) {
+    if (s3_sums_wanted(p->received) && s3_sums_finish(&p->sums) < 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+    }
+    for (int attempt = 0; rc == 0; attempt++) {
         /* A delete of this key in progress would remove what we upload. */
         for (;;) {
             uint32_t e = objtab_find(&st->tab, digest);
@@ -725,7 +739,13 @@ static int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bo
         st->inflight = &me;
         bool mp = p->multipart;
         pthread_mutex_unlock(&st->lock);
-        rc = publish(p, digest, err, errlen);
+        /* The block table goes to the bucket before the object becomes
+         * visible (again, after a delete that removed both): it describes
+         * the bytes whose digest was just checked. */
+        if (s3_sums_wanted(p->received))
+            rc = s3_sums_upload(st, digest, p->received, &p->sums, err, errlen);
+        if (rc == 0)
+            rc = publish(p, digest, err, errlen);
         pthread_mutex_lock(&st->lock);
         s3_inflight_remove(st, &me);
         if (rc < 0 || !me.clobbered)
@@ -939,7 +959,9 @@ static ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off
     }
     char err[512];
     ssize_t n;
-    if (len >= S3_READ_WINDOW) {
+    if (len >= FMT_BLOCK) {
+        /* A block (a ranged GET checked by the block table) or more: read
+         * exactly that, no read-ahead past the range. */
         n = s3_bucket_range(o->st, o->digest, buf, len, off, off == 0 && len == o->size, err,
                             sizeof(err));
     } else {
@@ -969,6 +991,17 @@ static ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off
     if (n < 0)
         log_error("s3: read: %s", err);
     return n;
+}
+
+/* The object's per-block CRC-32C table from its sidecar in the bucket
+ * (s3_sums.c); -ENOENT none, -EIO not trustworthy: the routes then check
+ * the key. */
+static int s3_block_sums(struct store_obj *o, uint32_t **sums, size_t *n, uint64_t *block)
+{
+    int rc = s3_sums_load(o->st, o->digest, o->size, sums, n);
+    if (rc == 0)
+        *block = FMT_BLOCK;
+    return rc;
 }
 
 static void s3_close_obj(struct store_obj *o)
@@ -1221,6 +1254,8 @@ const struct store_ops s3_ops = {
     .open = s3_open_obj,
     .pread = s3_pread,
     .close = s3_close_obj,
+    .block_sums = s3_block_sums,
+    .sums_for_ranges_only = true,
     .quarantine = s3_quarantine,
     .confirm = s3_confirm,
     .stat = s3_stat,

@@ -79,8 +79,21 @@ struct store_put {
     bool multipart;
     char upkey[96]; /* the key the multipart upload goes to */
     char upload_id[S3_XML_TOKEN_MAX + 1];
-    unsigned parts;
+    unsigned parts;          /* parts uploaded and listed in complete */
     struct cas_buf complete; /* the CompleteMultipartUpload body, part by part */
+    /* The part being uploaded on a worker thread while the next one is
+     * received into buf (s3_store.c: upload_part): at most two parts of a
+     * write in memory. */
+    struct {
+        pthread_t thread;
+        bool running;
+        char *buf;
+        size_t len;
+        unsigned part;
+        int rc;
+        char etag[200];
+        char err[512];
+    } up;
     struct s3_sums sums;     /* of the bytes hashed so far */
 };
 

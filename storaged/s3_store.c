@@ -439,6 +439,9 @@ static int s3_put_begin(struct store *s, const struct cas_key *expect, uint64_t 
 
 static void s3_put_free(struct store_put *p)
 {
+    if (p->up.running)
+        pthread_join(p->up.thread, NULL);
+    free(p->up.buf);
     cas_hash_free(p->h);
     free(p->buf);
     cas_buf_free(&p->complete);
@@ -448,6 +451,10 @@ static void s3_put_free(struct store_put *p)
 
 static void multipart_abort(struct store_put *p)
 {
+    if (p->up.running) { /* its result no longer matters */
+        pthread_join(p->up.thread, NULL);
+        p->up.running = false;
+    }
     if (!p->multipart)
         return;
     char q[S3_XML_TOKEN_MAX * 3 + 32], id[S3_XML_TOKEN_MAX * 3 + 1], err[256];
@@ -481,67 +488,127 @@ static int s3_put_copy(struct store_put *p, char *err, size_t errlen)
     return 0;
 }
 
-/* Sends the buffered part (multipart upload; starts it first when needed). */
-static int flush_part(struct store_put *p, char *err, size_t errlen)
+/* Starts the multipart upload (under objects/<hex>, or tmp/<random> for a
+ * POST whose key is known only at the end). 0, or -EIO with a message. */
+static int multipart_start(struct store_put *p, char *err, size_t errlen)
 {
     struct s3_store *st = p->st;
     struct s3_resp rs;
-    if (!p->multipart) {
-        if (p->have_expect) {
-            s3_object_key(st, p->expect.digest, p->upkey, sizeof(p->upkey));
-        } else {
-            /* POST: the key is known only at the end; upload under tmp/ and
-             * copy to objects/ once the digest is known. */
-            unsigned char rnd[12];
-            char hex[25];
-            if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-                snprintf(err, errlen, "getrandom: %s", strerror(errno));
-                return -EIO;
-            }
-            cas_hex_encode(rnd, sizeof(rnd), hex);
-            snprintf(p->upkey, sizeof(p->upkey), "tmp/%s", hex);
+    if (p->have_expect) {
+        s3_object_key(st, p->expect.digest, p->upkey, sizeof(p->upkey));
+    } else {
+        unsigned char rnd[12];
+        char hex[25];
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+            snprintf(err, errlen, "getrandom: %s", strerror(errno));
+            return -EIO;
         }
-        struct s3_req rq = {.method = "POST", .key = p->upkey, .query = "uploads="};
-        int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
-        if (rc == 0 && rs.status != 200) {
-            s3_status_error(&rq, &rs, err, errlen);
-            rc = -EIO;
-        }
-        if (rc == 0)
-            rc = s3_xml_upload_id(rs.body.data ? rs.body.data : "", rs.body.len, p->upload_id,
-                                  sizeof(p->upload_id), err, errlen) < 0
-                     ? -EIO
-                     : 0;
-        s3_resp_free(&rs);
-        if (rc < 0)
-            return rc;
-        p->multipart = true;
-        cas_buf_puts(&p->complete, "<CompleteMultipartUpload>");
+        cas_hex_encode(rnd, sizeof(rnd), hex);
+        snprintf(p->upkey, sizeof(p->upkey), "tmp/%s", hex);
     }
-    char q[S3_XML_TOKEN_MAX * 3 + 64], id[S3_XML_TOKEN_MAX * 3 + 1];
-    s3_query_escape(p->upload_id, id, sizeof(id));
-    unsigned part = p->parts + 1;
-    snprintf(q, sizeof(q), "partNumber=%u&uploadId=%s", part, id);
-    struct s3_req rq = {
-        .method = "PUT", .key = p->upkey, .query = q, .body = p->buf, .body_len = p->len};
+    struct s3_req rq = {.method = "POST", .key = p->upkey, .query = "uploads="};
     int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
     if (rc == 0 && rs.status != 200) {
         s3_status_error(&rq, &rs, err, errlen);
         rc = -EIO;
     }
-    if (rc == 0 && !rs.etag[0]) {
-        snprintf(err, errlen, "the bucket answered part %u of %s without an ETag", part, p->upkey);
+    if (rc == 0)
+        rc = s3_xml_upload_id(rs.body.data ? rs.body.data : "", rs.body.len, p->upload_id,
+                              sizeof(p->upload_id), err, errlen) < 0
+                 ? -EIO
+                 : 0;
+    s3_resp_free(&rs);
+    if (rc < 0)
+        return rc;
+    p->multipart = true;
+    cas_buf_puts(&p->complete, "<CompleteMultipartUpload>");
+    return 0;
+}
+
+/* Uploads p->up's part (p->up.buf, len, part number): fills p->up.rc,
+ * etag and err. Touches nothing else of p, so it runs on the worker thread
+ * while the writer fills p->buf. */
+static void *upload_part(void *arg)
+{
+    struct store_put *p = arg;
+    struct s3_store *st = p->st;
+    char q[S3_XML_TOKEN_MAX * 3 + 64], id[S3_XML_TOKEN_MAX * 3 + 1];
+    s3_query_escape(p->upload_id, id, sizeof(id));
+    snprintf(q, sizeof(q), "partNumber=%u&uploadId=%s", p->up.part, id);
+    struct s3_req rq = {
+        .method = "PUT", .key = p->upkey, .query = q, .body = p->up.buf, .body_len = p->up.len};
+    struct s3_resp rs;
+    p->up.err[0] = 0;
+    int rc = s3_do(&st->cli, &rq, &rs, p->up.err, sizeof(p->up.err));
+    if (rc == 0 && rs.status != 200) {
+        s3_status_error(&rq, &rs, p->up.err, sizeof(p->up.err));
         rc = -EIO;
     }
-    if (rc == 0) {
-        /* ETags are quoted hex digests: nothing to escape in XML. */
-        cas_buf_printf(&p->complete, "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>",
-                       part, rs.etag);
-        p->parts = part;
-        p->len = 0;
+    if (rc == 0 && !rs.etag[0]) {
+        snprintf(p->up.err, sizeof(p->up.err), "the bucket answered part %u of %s without an ETag",
+                 p->up.part, p->upkey);
+        rc = -EIO;
     }
+    if (rc == 0)
+        snprintf(p->up.etag, sizeof(p->up.etag), "%s", rs.etag);
     s3_resp_free(&rs);
-    return rc;
+    p->up.rc = rc < 0 ? -EIO : 0;
+    return NULL;
+}
+
+/* The part in p->up was uploaded: lists it in the completion; 0, or its
+ * error (then the write fails and its upload is aborted). */
+static int part_done(struct store_put *p, char *err, size_t errlen)
+{
+    if (p->up.rc < 0) {
+        snprintf(err, errlen, "%s", p->up.err);
+        return p->up.rc;
+    }
+    /* ETags are quoted hex digests: nothing to escape in XML. */
+    cas_buf_printf(&p->complete, "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>",
+                   p->up.part, p->up.etag);
+    p->parts = p->up.part;
+    return 0;
+}
+
+/* Waits for the part in flight, if any (part_done). */
+static int part_wait(struct store_put *p, char *err, size_t errlen)
+{
+    if (!p->up.running)
+        return 0;
+    pthread_join(p->up.thread, NULL);
+    p->up.running = false;
+    return part_done(p, err, errlen);
+}
+
+/* Sends the buffered part (multipart upload; starts it first when needed):
+ * waits for the previous part, then hands this one to a worker thread
+ * (swapping buffers: the writer goes on receiving into the other one);
+ * wait: also waits for this one (the last part, before the completion).
+ * 0, or -EIO / -ENOMEM with a message. */
+static int flush_part(struct store_put *p, bool wait, char *err, size_t errlen)
+{
+    int rc;
+    if (!p->multipart && (rc = multipart_start(p, err, errlen)) < 0)
+        return rc;
+    if ((rc = part_wait(p, err, errlen)) < 0)
+        return rc;
+    if (!p->up.buf && !(p->up.buf = malloc(p->cap))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    char *t = p->up.buf;
+    p->up.buf = p->buf;
+    p->up.len = p->len;
+    p->buf = t;
+    p->len = 0;
+    p->up.part = p->parts + 1;
+    if (wait || pthread_create(&p->up.thread, NULL, upload_part, p) != 0) {
+        upload_part(p); /* inline: the last part, or no thread to be had */
+        return part_done(p, err, errlen);
+    }
+    p->up.running = true;
+    return 0;
 }
 
 static int s3_put_write(struct store_put *p, const void *data, size_t len, char *err, size_t errlen)
@@ -577,7 +644,7 @@ static int s3_put_write(struct store_put *p, const void *data, size_t len, char 
             }
         }
         if (p->len == p->cap) { /* full, and more to come: not the last part */
-            int rc = flush_part(p, err, errlen);
+            int rc = flush_part(p, false, err, errlen);
             if (rc < 0)
                 return rc;
         }
@@ -620,7 +687,9 @@ static int publish(struct store_put *p, const unsigned char *digest, char *err, 
         s3_resp_free(&rs);
         return rc < 0 ? -EIO : 0;
     }
-    if (p->len && (rc = flush_part(p, err, errlen)) < 0)
+    if ((rc = part_wait(p, err, errlen)) < 0)
+        return rc;
+    if (p->len && (rc = flush_part(p, true, err, errlen)) < 0)
         return rc;
     cas_buf_puts(&p->complete, "</CompleteMultipartUpload>");
     char q[S3_XML_TOKEN_MAX * 3 + 32], id[S3_XML_TOKEN_MAX * 3 + 1];

@@ -1,8 +1,15 @@
 /*
  * s3_internal.h - what the S3 backend's files share (s3.h is its outside):
- * the store, write and read structures, and the helpers of s3_store.c that
- * s3_gc.c (GC, compaction, scrub) and s3_open.c (opening, rebuilding from
- * the bucket) use. Locking rules: s3_store.c's opening comment.
+ * the store, write and read structures, and each file's functions that the
+ * files above it use. The files call only downward, bottom first:
+ *   s3_client, s3_xml, s3_sums   requests, XML answers, block tables
+ *   s3_core                      names, the journal, the table, bucket
+ *                                requests on one object, taking copies out
+ *   s3_store | s3_gc | s3_open   object operations | GC, compaction, scrub |
+ *                                opening, recovery, rebuild (not each other)
+ *   s3_backend                   the ops table, destroy, the registry entry
+ * (scripts/check-layers.sh, on branch bal-layers, checks storaged's call
+ * graph). Locking rules: s3_store.c's opening comment.
  */
 #ifndef CAS_S3_INTERNAL_H
 #define CAS_S3_INTERNAL_H
@@ -130,12 +137,12 @@ int s3_sums_load(struct s3_store *st, const unsigned char *digest, uint64_t size
 /* DELETE of the sidecar, best effort (a stale one is harmless: logged). */
 void s3_sums_delete(struct s3_store *st, const unsigned char *digest, uint64_t size);
 
-extern const struct store_ops s3_ops;
-
 static inline struct s3_store *s3_of(struct store *s)
 {
     return (struct s3_store *)s;
 }
+
+/* ---- s3_core.c ---- */
 
 /* "objects/<hex>" for digest. */
 void s3_object_key(const struct s3_store *st, const unsigned char *digest, char *out,
@@ -156,6 +163,8 @@ void s3_unmark(struct s3_store *st, uint32_t e, const struct objtab_entry *en);
 void s3_table_remove(struct s3_store *st, uint32_t e);
 /* True while a client's delete of digest refuses copies (caller holds the lock). */
 bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest);
+/* Removes digest's tombstone or quarantine entry, if any (caller holds the lock). */
+void s3_tomb_clear(struct s3_store *st, const unsigned char *digest);
 int s3_tomb_set(struct s3_store *st, const unsigned char *digest, unsigned kind, uint64_t when);
 /* Applies one record to the table (replay, and the GC operations); 1 for an
  * unknown type. */
@@ -184,12 +193,47 @@ void s3_quarantine_digest(struct s3_store *st, const unsigned char *digest, cons
 /* Caller holds st->lock: every write of digest in flight must upload again
  * (a delete of digest removed what it may have uploaded). */
 void s3_clobber(struct s3_store *st, const unsigned char *digest);
-void s3_destroy(struct store *s);
 
-/* s3_open.c: leaves the marker that tells the next start this stop was clean. */
+/* ---- s3_store.c: the object operations (store.h says what each takes
+ * and gives) ---- */
+int s3_put_begin(struct store *s, const struct cas_key *expect, uint64_t size_hint,
+                 struct store_put **out, char *err, size_t errlen);
+int s3_put_write(struct store_put *p, const void *data, size_t len, char *err, size_t errlen);
+int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,
+                  size_t errlen);
+void s3_put_abort(struct store_put *p);
+int s3_put_copy(struct store_put *p, char *err, size_t errlen);
+int s3_open_obj(struct store *s, const struct cas_key *key, bool touch, struct store_obj **out,
+                uint64_t *size, char *err, size_t errlen);
+ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off);
+void s3_close_obj(struct store_obj *o);
+int s3_block_sums(struct store_obj *o, uint32_t **sums, size_t *n, uint64_t *block);
+void s3_quarantine(struct store_obj *o, const char *why);
+int s3_confirm(struct store_obj *o, bool sync, char *err, size_t errlen);
+int s3_stat(struct store *s, const struct cas_key *key, uint64_t *size);
+int s3_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+int s3_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+int s3_quarantined(struct store *s, store_list_fn fn, void *cls);
+int s3_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
+            uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
+            char *err, size_t errlen);
+void s3_info(struct store *s, struct store_info *out);
+void s3_metrics(struct store *s, struct cas_buf *out);
+
+/* ---- s3_open.c ---- */
+/* Brings up the store st (zeroed, ops set by s3_backend.c) from o: the
+ * bucket checked, --dir locked, s3-index replayed or rebuilt, debris of a
+ * crash swept. 0, or a negative errno with a message (the caller then
+ * destroys st). */
+int s3_open_state(struct s3_store *st, const struct store_options *o, char *err, size_t errlen);
+/* Leaves the marker that tells the next start this stop was clean. */
 void s3_mark_clean(struct s3_store *st);
 
-/* s3_gc.c */
+/* ---- s3_backend.c ---- */
+extern const struct store_ops s3_ops;
+void s3_destroy(struct store *s);
+
+/* ---- s3_gc.c ---- */
 int s3_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects, uint64_t *bytes,
                 char *err, size_t errlen);
 int s3_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked, char *err,

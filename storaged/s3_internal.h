@@ -64,6 +64,7 @@ struct s3_store {
     pthread_mutex_t scrub_mu;
     pthread_cond_t scrub_cv;
     uint64_t scrub_rate, scrub_bytes, scrub_objects, scrub_corrupt, scrub_passes, scrub_last_pass;
+    uint64_t scrub_tables; /* block tables the scrubber wrote (missing or wrong) */
 };
 
 /* A per-block CRC-32C table being built (s3_sums.c): one little-endian

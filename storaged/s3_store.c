@@ -876,9 +876,14 @@ void s3_metrics(struct store *s, struct cas_buf *o)
         "# HELP cas_s3_failures_total Bucket requests that failed after their retries.\n"
         "# TYPE cas_s3_failures_total counter\ncas_s3_failures_total %" PRIu64 "\n"
         "# HELP cas_s3_lost_objects_total Objects the index listed that the bucket no longer had.\n"
-        "# TYPE cas_s3_lost_objects_total counter\ncas_s3_lost_objects_total %" PRIu64 "\n",
+        "# TYPE cas_s3_lost_objects_total counter\ncas_s3_lost_objects_total %" PRIu64 "\n"
+        "# HELP cas_s3_block_tables_rewritten_total Block tables (sums/<hex>.crc32c) the scrubber "
+        "wrote for intact objects (missing, damaged or wrong).\n"
+        "# TYPE cas_s3_block_tables_rewritten_total counter\n"
+        "cas_s3_block_tables_rewritten_total %" PRIu64 "\n",
         __atomic_load_n(&st->cli.requests, __ATOMIC_RELAXED),
         __atomic_load_n(&st->cli.retries, __ATOMIC_RELAXED),
         __atomic_load_n(&st->cli.failures, __ATOMIC_RELAXED),
-        __atomic_load_n(&st->lost, __ATOMIC_RELAXED));
+        __atomic_load_n(&st->lost, __ATOMIC_RELAXED),
+        __atomic_load_n(&st->scrub_tables, __ATOMIC_RELAXED));
 }

@@ -739,6 +739,34 @@ class BlockTables(S3Test):
         _, table = self.s3.request("GET", f"/{self.s3.bucket}/sums/{k}.crc32c")
         self.assertEqual(table, sums_sidecar(k, data))
 
+    def test_scrub_writes_missing_or_damaged_tables(self):
+        """The scrubber, having checked an object against its key, writes
+        its table again when it is missing (an older build's object) or
+        damaged; then ranges read only their blocks again."""
+        objs = [self.put(2 * BLOCK + 1) for _ in range(3)]
+        (lost, kl), (damaged, kd), (fine, kf) = objs
+        self.assertIn(self.s3.request("DELETE", f"/{self.s3.bucket}/sums/{kl}.crc32c")[0], (200, 204))
+        _, t = self.s3.request("GET", f"/{self.s3.bucket}/sums/{kd}.crc32c")
+        self.assertEqual(self.s3.request("PUT", f"/{self.s3.bucket}/sums/{kd}.crc32c",
+                                         body=t[:40] + bytes([t[40] ^ 1]) + t[41:])[0], 200)
+        self.c.close()
+        self.s.stop()
+        self.s.extra += ["--scrub-rate", "500"]
+        self.s.argv += ["--scrub-rate", "500"]
+        self.s.start()
+        self.c = self.s.client(timeout=STALL_BOUND + 30)
+        st = wait_for(lambda: (lambda j: j["scrub"] if j["scrub"]["passes"] >= 1 else None)(
+            self.c.request("GET", "/status").json()), 60, "one scrub pass")
+        self.assertEqual(st["corrupt"], 0, st)
+        m = self.c.request("GET", "/metrics").body.decode()
+        self.assertIn("cas_s3_block_tables_rewritten_total 2\n", m)
+        for data, k in objs:
+            _, table = self.s3.request("GET", f"/{self.s3.bucket}/sums/{k}.crc32c")
+            self.assertEqual(table, sums_sidecar(k, data), k)
+            obj, _ = self.read_tail(data, k, n=BLOCK // 2)
+            self.assertLessEqual(obj, BLOCK + 1)
+        self.assertEqual(self.corrupted(), 0)
+
 
 class PipelinedParts(S3Test):
     """A PUT over one part uploads each 8 MiB part on a worker while the

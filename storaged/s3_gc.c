@@ -377,7 +377,9 @@ static void scrub_table(struct s3_store *st, const unsigned char *digest, uint64
         return;
     }
     log_info("s3: scrub: block table of %s %s, written from the verified bytes", hex,
-             rc == -ENOENT ? "missing" : rc < 0 ? "unusable" : "wrong");
+             rc == -ENOENT ? "missing"
+             : rc < 0      ? "unusable"
+                           : "wrong");
     __atomic_add_fetch(&st->scrub_tables, 1, __ATOMIC_RELAXED);
 }
 

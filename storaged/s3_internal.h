@@ -102,7 +102,7 @@ struct store_put {
         char etag[200];
         char err[512];
     } up;
-    struct s3_sums sums;     /* of the bytes hashed so far */
+    struct s3_sums sums; /* of the bytes hashed so far */
 };
 
 struct store_obj {

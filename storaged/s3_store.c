@@ -82,7 +82,7 @@ static int s3_delete_entry(struct s3_store *st, uint32_t e, const unsigned char 
 /* ---- writes ---------------------------------------------------------------------------- */
 
 int s3_put_begin(struct store *s, const struct cas_key *expect, uint64_t size_hint,
-                        struct store_put **out, char *err, size_t errlen)
+                 struct store_put **out, char *err, size_t errlen)
 {
     struct s3_store *st = s3_of(s);
     int rc = s3_refuse_read_only(st, err, errlen);
@@ -424,8 +424,8 @@ static int publish(struct store_put *p, const unsigned char *digest, char *err, 
     return rc < 0 ? -EIO : 0;
 }
 
-int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created,
-                         char *err, size_t errlen)
+int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,
+                  size_t errlen)
 {
     struct s3_store *st = p->st;
     unsigned char digest[CAS_MAX_DIGEST];
@@ -582,8 +582,8 @@ static bool s3_touch_entry(struct s3_store *st, uint32_t e, struct objtab_entry 
     return *rc == 0;
 }
 
-int s3_open_obj(struct store *s, const struct cas_key *key, bool touch,
-                       struct store_obj **out, uint64_t *size, char *err, size_t errlen)
+int s3_open_obj(struct store *s, const struct cas_key *key, bool touch, struct store_obj **out,
+                uint64_t *size, char *err, size_t errlen)
 {
     struct s3_store *st = s3_of(s);
     struct objtab_entry en;
@@ -682,7 +682,6 @@ void s3_close_obj(struct store_obj *o)
     free(o->win);
     free(o);
 }
-
 
 void s3_quarantine(struct store_obj *o, const char *why)
 {
@@ -792,8 +791,8 @@ int s3_quarantined(struct store *s, store_list_fn fn, void *cls)
 
 /* The cursor is the next table slot in decimal, as the disk backend's. */
 int s3_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
-                   uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
-                   char *err, size_t errlen)
+            uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
+            char *err, size_t errlen)
 {
     struct s3_store *st = s3_of(s);
     uint64_t e = 0;

@@ -264,8 +264,8 @@ static void check_sums(size_t size, size_t chunk)
         data[i] = (unsigned char)(i * 131 + (i >> 11));
     struct s3_sums t = {0};
     for (size_t off = 0; off < size; off += chunk)
-        CU_ASSERT_EQUAL_FATAL(s3_sums_update(&t, data + off, size - off < chunk ? size - off : chunk),
-                              0);
+        CU_ASSERT_EQUAL_FATAL(
+            s3_sums_update(&t, data + off, size - off < chunk ? size - off : chunk), 0);
     CU_ASSERT_EQUAL(s3_sums_finish(&t), 0);
     CU_ASSERT_EQUAL(t.n, (size_t)fmt_blocks(size));
     for (size_t b = 0; b < t.n && b < fmt_blocks(size); b++) {

@@ -7,7 +7,8 @@ plus the work; overlapped, about 8 x 0.2 s + 0.2 s plus the work.
     python3 bench/s3-overlap.py BUILD/storaged/ca-cas-storaged
 
 Prints the binary, the status and the PUT's seconds. Needs tests/s3's
-s3rver (scripts/install-deps.sh). Everything it starts is killed by PID.
+s3rver (scripts/install-deps.sh). Everything it starts is killed by PID, its
+temporary directory removed.
 """
 import hashlib
 import http.client
@@ -54,3 +55,5 @@ try:
     print(binary, r.status, round(time.monotonic() - t, 2), "s")
 finally:
     p.kill(); p.wait(); px.stop(); srv.stop()
+    import shutil
+    shutil.rmtree(root, ignore_errors=True)

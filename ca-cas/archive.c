@@ -20,8 +20,12 @@
  * skipped (already stored, or not a regular file) and refused (a name that
  * is not a key, or bytes that do not match it).
  *
+ * With -o FILE the archive goes to a temporary file beside FILE, renamed
+ * over it once complete and synced: a failed export leaves FILE as it was.
+ *
  * Tar is written and read by libarchive, never by hand.
  */
+#define _GNU_SOURCE
 #include "cli.h"
 #include "json.h"
 
@@ -184,16 +188,47 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
         return code;
     }
     char err[CLI_ERR_MAX] = "";
+    /* Every key is checked before anything is written. */
+    char(*hexes)[CAS_MAX_HEX + 1] = calloc((size_t)npos + 1, sizeof(*hexes));
+    if (!hexes) {
+        free(pos);
+        return CLI_EXIT_FAIL;
+    }
+    for (int i = 0; i < npos; i++) {
+        struct cas_key k;
+        if (cli_parse_key(pos[i], strlen(pos[i]), &k, hexes[i], err, sizeof(err)) < 0) {
+            cli_error("export: %s", err);
+            free(hexes);
+            free(pos);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    /* With -o FILE the archive is written beside it under a temporary name
+     * and renamed over FILE only once complete and synced: a failed export
+     * leaves an earlier archive of that name as it was. */
     int fd = STDOUT_FILENO;
+    char *tmp_path = NULL;
     if (out_path) {
-        fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0) {
-            cli_error("export: cannot create %s: %s", out_path, strerror(errno));
+        if (asprintf(&tmp_path, "%s.partial-XXXXXX", out_path) < 0) {
+            free(hexes);
+            free(pos);
+            return CLI_EXIT_FAIL;
+        }
+        fd = mkostemp(tmp_path, O_CLOEXEC);
+        if (fd < 0 || fchmod(fd, 0644) < 0) {
+            cli_error("export: cannot create %s: %s", tmp_path, strerror(errno));
+            if (fd >= 0) {
+                close(fd);
+                unlink(tmp_path);
+            }
+            free(tmp_path);
+            free(hexes);
             free(pos);
             return CLI_EXIT_FAIL;
         }
     } else if (isatty(STDOUT_FILENO)) {
         cli_error("export: will not write a tar stream to a terminal (redirect it, or -o FILE)");
+        free(hexes);
         free(pos);
         return CLI_EXIT_USAGE;
     }
@@ -211,20 +246,8 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
         snprintf(err, sizeof(err), "cannot create a temporary file: %s", strerror(errno));
         rc = -errno;
     }
-    for (int i = 0; rc == 0 && i < npos; i++) {
-        struct cas_key k;
-        char hex[CAS_MAX_HEX + 1];
-        if (cli_parse_key(pos[i], strlen(pos[i]), &k, hex, err, sizeof(err)) < 0) {
-            fclose(list);
-            free(pos);
-            cli_client_free(c);
-            if (fd != STDOUT_FILENO)
-                close(fd);
-            cli_error("export: %s", err);
-            return CLI_EXIT_USAGE;
-        }
-        fprintf(list, "%s 0\n", hex);
-    }
+    for (int i = 0; rc == 0 && i < npos; i++)
+        fprintf(list, "%s 0\n", hexes[i]);
     if (rc == 0 && npos == 0) {
         struct cli_http h;
         cli_http_init(&h, "GET", "/objects?state=live");
@@ -288,16 +311,33 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
         }
         archive_write_free(a);
     }
-    if (fd != STDOUT_FILENO && close(fd) != 0 && rc == 0) {
-        snprintf(err, sizeof(err), "closing %s: %s", out_path, strerror(errno));
-        rc = -EIO;
+    if (fd != STDOUT_FILENO) {
+        if (rc == 0 && fsync(fd) != 0) {
+            snprintf(err, sizeof(err), "syncing %s: %s", tmp_path, strerror(errno));
+            rc = -EIO;
+        }
+        if (close(fd) != 0 && rc == 0) {
+            snprintf(err, sizeof(err), "closing %s: %s", tmp_path, strerror(errno));
+            rc = -EIO;
+        }
+        if (rc == 0 && rename(tmp_path, out_path) != 0) {
+            snprintf(err, sizeof(err), "renaming %s to %s: %s", tmp_path, out_path,
+                     strerror(errno));
+            rc = -EIO;
+        }
+        if (rc < 0)
+            unlink(tmp_path);
+        free(tmp_path);
     }
     if (list)
         fclose(list);
     cli_client_free(c);
+    free(hexes);
     free(pos);
     if (rc < 0) {
-        cli_error("export: %s; the archive is incomplete and must not be used", err);
+        cli_error("export: %s; %s", err,
+                  out_path ? "nothing was written to the output file"
+                           : "the archive is incomplete and must not be used");
         return CLI_EXIT_FAIL;
     }
     if (ctx->json)

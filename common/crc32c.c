@@ -83,3 +83,9 @@ uint32_t cas_crc32c(uint32_t crc, const void *buf, size_t len)
 #endif
     return ~crc_soft(c, buf, len);
 }
+
+uint32_t cas_crc32c_portable(uint32_t crc, const void *buf, size_t len)
+{
+    pthread_once(&once, init);
+    return ~crc_soft(~crc, buf, len);
+}

@@ -255,6 +255,14 @@ static void stream_free(void *cls)
 void http_reply_stream(struct http_req *req, unsigned status, const char *content_type,
                        uint64_t size, http_reader_fn reader, void *cls, void (*free_cls)(void *))
 {
+    http_reply_stream_block(req, status, content_type, size, HTTP_STREAM_BLOCK, reader, cls,
+                            free_cls);
+}
+
+void http_reply_stream_block(struct http_req *req, unsigned status, const char *content_type,
+                             uint64_t size, size_t block, http_reader_fn reader, void *cls,
+                             void (*free_cls)(void *))
+{
     struct stream_wrap *w = malloc(sizeof(*w));
     if (!w) {
         if (free_cls)
@@ -265,7 +273,8 @@ void http_reply_stream(struct http_req *req, unsigned status, const char *conten
     *w = (struct stream_wrap){req->srv, reader, cls, free_cls};
     struct MHD_Response *r =
         MHD_create_response_from_callback(size == HTTP_SIZE_UNKNOWN ? MHD_SIZE_UNKNOWN : size,
-                                          256 * 1024, stream_read, w, stream_free);
+                                          block ? block : HTTP_STREAM_BLOCK, stream_read, w,
+                                          stream_free);
     if (!r) {
         stream_free(w);
         http_error(req, 500, "out of memory");

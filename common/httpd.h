@@ -185,6 +185,16 @@ void http_reply_owned(struct http_req *req, unsigned status, const char *content
                       size_t len);
 void http_reply_stream(struct http_req *req, unsigned status, const char *content_type,
                        uint64_t size, http_reader_fn reader, void *cls, void (*free_cls)(void *));
+/* As http_reply_stream, with the size of libmicrohttpd's response buffer
+ * (bytes, > 0; http_reply_stream uses HTTP_STREAM_BLOCK): the most a reader
+ * is asked for per call, and the most handed to one send(). The buffer is
+ * allocated with the response and lives as long as it does, so a larger
+ * one trades memory per response for fewer calls (the balancer's relay of
+ * large objects, see balancerd/proxy.c). */
+#define HTTP_STREAM_BLOCK ((size_t)256 * 1024)
+void http_reply_stream_block(struct http_req *req, unsigned status, const char *content_type,
+                             uint64_t size, size_t block, http_reader_fn reader, void *cls,
+                             void (*free_cls)(void *));
 /* 304 Not Modified for an object of size bytes: no body, and the
  * Content-Length a 200 would have carried. */
 void http_reply_not_modified(struct http_req *req, uint64_t size);

@@ -13,6 +13,7 @@ packages=(
   libexpat1-dev                              # reading S3's XML answers (storaged/s3_xml.c)
   libjansson-dev                             # reading JSON: replies between daemons (common/json.c, GET /ring), ca-cas status
   libcunit1-dev                              # unit tests
+  lcov                                       # scripts/coverage.sh (lcov, genhtml; gcov comes with gcc)
   help2man dpkg-dev                          # man pages, the Debian package (cpack)
   clang libclang-rt-14-dev                   # fuzz targets (libFuzzer, ASan, UBSan)
   python3 curl procps util-linux e2fsprogs   # integration tests

@@ -155,7 +155,9 @@ bool node_dir_holds_store(int dirfd, char *what, size_t whatlen)
     rewinddir(d); /* a dup shares the directory position */
     struct dirent *de;
     bool found = false;
-    while (!found && (de = readdir(d))) {
+    /* readdir returns NULL at the end and on an error alike; errno tells
+     * them apart. An error is "cannot tell", as above. */
+    while (!found && (errno = 0, de = readdir(d))) {
         unsigned n;
         uint64_t gen;
         if (!strcmp(de->d_name, "index") || !strcmp(de->d_name, "index.new") ||
@@ -163,6 +165,10 @@ bool node_dir_holds_store(int dirfd, char *what, size_t whatlen)
             snprintf(what, whatlen, "%s is there", de->d_name);
             found = true;
         }
+    }
+    if (!found && errno != 0) {
+        snprintf(what, whatlen, "the directory cannot be listed: %s", strerror(errno));
+        found = true;
     }
     closedir(d);
     return found;

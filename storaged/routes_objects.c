@@ -568,10 +568,12 @@ void route_get(struct http_req *req)
             return;
     } else {
         /* Large: block by block against the CRC-32C table when the backend
-         * keeps one, else against the key as the bytes stream. */
+         * keeps one (and trusts it for this range), else against the key
+         * as the bytes stream. */
         http_reader_fn reader = vread_read;
         v->cached = UINT64_MAX;
-        if (store_block_sums(app->store, obj, &v->sums, &v->nsums, &v->block_size) == 0)
+        if (store_sums_serve(app->store, v->start, v->end, size) &&
+            store_block_sums(app->store, obj, &v->sums, &v->nsums, &v->block_size) == 0)
             reader = block_read;
         http_reply_stream(req, status, "application/octet-stream", v->end - v->start, reader, v,
                           vread_free);

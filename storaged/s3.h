@@ -7,9 +7,11 @@
  *
  * Writes are hashed while they arrive and become visible in the bucket only
  * after the digest checks out (a body up to one part is PUT from memory; a
- * larger one is a multipart upload completed only then, aborted
- * otherwise); a write is acknowledged after the bucket answered 200 and its
- * index record is durable. A lost --dir is rebuilt from the bucket: the node
+ * larger one is a multipart upload, each part uploaded on a worker thread
+ * while the next is received, completed only then, aborted otherwise; an
+ * object over one block also gets its per-block CRC-32C table, s3_sums.c);
+ * a write is acknowledged after the bucket answered 200 and its index
+ * record is durable. A lost --dir is rebuilt from the bucket: the node
  * file from its copy (cas-node), the index from a listing of objects/.
  */
 #ifndef CAS_S3_H

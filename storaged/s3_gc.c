@@ -162,7 +162,7 @@ int s3_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, 
     bool *gone = calloc(k ? k : 1, sizeof(*gone));
     for (size_t i = 0; gone && i < k; i++) {
         char e1[400];
-        gone[i] = s3_bucket_delete(st, victims + i * CAS_MAX_DIGEST, e1, sizeof(e1)) == 0;
+        gone[i] = s3_bucket_delete(st, victims + i * CAS_MAX_DIGEST, sizes[i], e1, sizeof(e1)) == 0;
         if (!gone[i] && !failed++)
             snprintf(first, sizeof(first), "%s", e1);
     }
@@ -353,9 +353,41 @@ int s3_compact_start(struct store *s, char *err, size_t errlen)
 /* ---- scrub
  * ------------------------------------------------------------------------------------------ */
 
+/* After the scrubber verified an object of size bytes against its key,
+ * with t its block table computed from the same bytes: the bucket's table
+ * (s3_sums.c) is rewritten from t when it is missing (an object of an
+ * older build), damaged, or not t. Best effort: logged. */
+static void scrub_table(struct s3_store *st, const unsigned char *digest, uint64_t size,
+                        struct s3_sums *t)
+{
+    if (!s3_sums_wanted(size) || s3_sums_finish(t) < 0 ||
+        __atomic_load_n(&st->read_only, __ATOMIC_SEQ_CST))
+        return;
+    uint32_t *have = NULL;
+    size_t n = 0;
+    int rc = s3_sums_load(st, digest, size, &have, &n);
+    bool same = rc == 0 && n == t->n && memcmp(have, t->v, n * 4) == 0;
+    free(have);
+    if (same || rc == -ENOMEM)
+        return;
+    char hex[CAS_MAX_HEX + 1], err[512];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    if (s3_sums_upload(st, digest, size, t, err, sizeof(err)) < 0) {
+        log_warn("s3: scrub: cannot write the block table of %s: %s", hex, err);
+        return;
+    }
+    log_info("s3: scrub: block table of %s %s, written from the verified bytes", hex,
+             rc == -ENOENT ? "missing"
+             : rc < 0      ? "unusable"
+                           : "wrong");
+    __atomic_add_fetch(&st->scrub_tables, 1, __ATOMIC_RELAXED);
+}
+
 /* Reads every object back from the bucket, hashing it against its key, at
  * most scrub_rate bytes per second; a mismatch is quarantined, a missing
- * object taken out of service. Then sleeps an hour and starts again. */
+ * object taken out of service; an intact object's block table is checked
+ * and rewritten when missing or wrong (scrub_table). Then sleeps an hour
+ * and starts again. */
 static void *scrub_main(void *arg)
 {
     struct s3_store *st = arg;
@@ -382,7 +414,9 @@ static void *scrub_main(void *arg)
             if (!have)
                 break;
             cas_hash_reset(h);
-            bool ok = true, missing = false;
+            struct s3_sums t = {0};
+            bool table = s3_sums_wanted(size); /* false: its table is not checked */
+            bool ok = true, missing = false, bad_size = false;
             char err[512];
             for (uint64_t off = 0; off < size && ok;) {
                 size_t n = size - off < S3_READ_WINDOW ? (size_t)(size - off) : S3_READ_WINDOW;
@@ -391,9 +425,12 @@ static void *scrub_main(void *arg)
                 if (got < 0) {
                     ok = false;
                     missing = got == -ENOENT;
+                    bad_size = got == -EBADMSG;
                     break;
                 }
                 cas_hash_update(h, buf, n);
+                if (table && s3_sums_update(&t, buf, n) < 0)
+                    table = false; /* out of memory */
                 off += n;
                 __atomic_add_fetch(&st->scrub_bytes, n, __ATOMIC_RELAXED);
                 /* Rate: sleep as long as n bytes take at scrub_rate. */
@@ -414,8 +451,10 @@ static void *scrub_main(void *arg)
                 }
                 bool stop = st->scrub_stop;
                 pthread_mutex_unlock(&st->scrub_mu);
-                if (stop)
+                if (stop) {
+                    s3_sums_free(&t);
                     goto out;
+                }
             }
             unsigned char got[CAS_MAX_DIGEST];
             if (ok) {
@@ -424,7 +463,12 @@ static void *scrub_main(void *arg)
                     __atomic_add_fetch(&st->scrub_corrupt, 1, __ATOMIC_RELAXED);
                     s3_quarantine_digest(st, digest,
                                          "scrub: the bucket's bytes do not match the key");
+                } else if (table) {
+                    scrub_table(st, digest, size, &t);
                 }
+            } else if (bad_size) {
+                __atomic_add_fetch(&st->scrub_corrupt, 1, __ATOMIC_RELAXED);
+                s3_quarantine_digest(st, digest, err);
             } else if (missing) {
                 __atomic_add_fetch(&st->scrub_corrupt, 1, __ATOMIC_RELAXED);
                 log_error("s3: scrub: %s", err);
@@ -432,6 +476,7 @@ static void *scrub_main(void *arg)
             } else {
                 log_warn("s3: scrub: %s (will try again next pass)", err);
             }
+            s3_sums_free(&t);
             __atomic_add_fetch(&st->scrub_objects, 1, __ATOMIC_RELAXED);
         }
         __atomic_add_fetch(&st->scrub_passes, 1, __ATOMIC_RELAXED);

@@ -1,8 +1,15 @@
 /*
  * s3_internal.h - what the S3 backend's files share (s3.h is its outside):
- * the store, write and read structures, and the helpers of s3_store.c that
- * s3_gc.c (GC, compaction, scrub) and s3_open.c (opening, rebuilding from
- * the bucket) use. Locking rules: s3_store.c's opening comment.
+ * the store, write and read structures, and each file's functions that the
+ * files above it use. The files call only downward, bottom first:
+ *   s3_client, s3_xml, s3_sums   requests, XML answers, block tables
+ *   s3_core                      names, the journal, the table, bucket
+ *                                requests on one object, taking copies out
+ *   s3_store | s3_gc | s3_open   object operations | GC, compaction, scrub |
+ *                                opening, recovery, rebuild (not each other)
+ *   s3_backend                   the ops table, destroy, the registry entry
+ * (scripts/check-layers.sh, on branch bal-layers, checks storaged's call
+ * graph). Locking rules: s3_store.c's opening comment.
  */
 #ifndef CAS_S3_INTERNAL_H
 #define CAS_S3_INTERNAL_H
@@ -57,6 +64,16 @@ struct s3_store {
     pthread_mutex_t scrub_mu;
     pthread_cond_t scrub_cv;
     uint64_t scrub_rate, scrub_bytes, scrub_objects, scrub_corrupt, scrub_passes, scrub_last_pass;
+    uint64_t scrub_tables; /* block tables the scrubber wrote (missing or wrong) */
+};
+
+/* A per-block CRC-32C table being built (s3_sums.c): one little-endian
+ * CRC-32C per FMT_BLOCK bytes, the last block shorter. */
+struct s3_sums {
+    uint32_t *v;
+    size_t n, cap;
+    uint32_t crc;  /* of the block being filled */
+    uint64_t fill; /* its bytes so far */
 };
 
 struct store_put {
@@ -70,8 +87,22 @@ struct store_put {
     bool multipart;
     char upkey[96]; /* the key the multipart upload goes to */
     char upload_id[S3_XML_TOKEN_MAX + 1];
-    unsigned parts;
+    unsigned parts;          /* parts uploaded and listed in complete */
     struct cas_buf complete; /* the CompleteMultipartUpload body, part by part */
+    /* The part being uploaded on a worker thread while the next one is
+     * received into buf (s3_store.c: upload_part): at most two parts of a
+     * write in memory. */
+    struct {
+        pthread_t thread;
+        bool running;
+        char *buf;
+        size_t len;
+        unsigned part;
+        int rc;
+        char etag[200];
+        char err[512];
+    } up;
+    struct s3_sums sums; /* of the bytes hashed so far */
 };
 
 struct store_obj {
@@ -83,12 +114,36 @@ struct store_obj {
     size_t win_len;
 };
 
-extern const struct store_ops s3_ops;
+/* s3_sums.c: the per-block CRC-32C tables (sidecars sums/<hex>.crc32c). */
+/* "sums/<hex>.crc32c" for digest. */
+void s3_sums_key(const struct s3_store *st, const unsigned char *digest, char *out, size_t outlen);
+/* True when an object of size bytes gets a table (over one block: smaller
+ * ones are read whole anyway). */
+bool s3_sums_wanted(uint64_t size);
+/* Extends t over len more bytes; 0 or -ENOMEM. */
+int s3_sums_update(struct s3_sums *t, const void *data, size_t len);
+/* Closes the last, shorter block (at the end of the write); 0 or -ENOMEM. */
+int s3_sums_finish(struct s3_sums *t);
+void s3_sums_free(struct s3_sums *t);
+/* PUTs the sidecar of digest (size bytes, table t): 0, or -EIO/-ENOMEM/-EINVAL
+ * with a message. */
+int s3_sums_upload(struct s3_store *st, const unsigned char *digest, uint64_t size,
+                   const struct s3_sums *t, char *err, size_t errlen);
+/* Reads and checks the sidecar of digest (size bytes): 0 and *sums (the
+ * caller frees it, *n entries), -ENOENT none (an older build's object, or
+ * too small to have one), -EIO unreadable or not trustworthy (logged),
+ * -ENOMEM. */
+int s3_sums_load(struct s3_store *st, const unsigned char *digest, uint64_t size, uint32_t **sums,
+                 size_t *n);
+/* DELETE of the sidecar, best effort (a stale one is harmless: logged). */
+void s3_sums_delete(struct s3_store *st, const unsigned char *digest, uint64_t size);
 
 static inline struct s3_store *s3_of(struct store *s)
 {
     return (struct s3_store *)s;
 }
+
+/* ---- s3_core.c ---- */
 
 /* "objects/<hex>" for digest. */
 void s3_object_key(const struct s3_store *st, const unsigned char *digest, char *out,
@@ -109,6 +164,8 @@ void s3_unmark(struct s3_store *st, uint32_t e, const struct objtab_entry *en);
 void s3_table_remove(struct s3_store *st, uint32_t e);
 /* True while a client's delete of digest refuses copies (caller holds the lock). */
 bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest);
+/* Removes digest's tombstone or quarantine entry, if any (caller holds the lock). */
+void s3_tomb_clear(struct s3_store *st, const unsigned char *digest);
 int s3_tomb_set(struct s3_store *st, const unsigned char *digest, unsigned kind, uint64_t when);
 /* Applies one record to the table (replay, and the GC operations); 1 for an
  * unknown type. */
@@ -117,8 +174,10 @@ int s3_apply(struct s3_store *st, const struct fmt_record *r, char *err, size_t 
 int s3_write_header(struct s3_store *st, int fd, char *err, size_t errlen);
 /* Replays s3-index (fd) into the table; *end: where appends go on. */
 int s3_replay(struct s3_store *st, int fd, uint64_t *end, char *err, size_t errlen);
-/* DELETE objects/<hex>: 0 when gone (404 included), -EIO with a message. */
-int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, char *err, size_t errlen);
+/* DELETE objects/<hex> (size bytes), then its block table: 0 when the
+ * object is gone (404 included), -EIO with a message. */
+int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, uint64_t size, char *err,
+                     size_t errlen);
 /* PUT (put) or DELETE of the empty tombs/<hex>.deleted, the bucket's copy of
  * a client delete's tombstone (not ending in a bare key: it is no content): 0, or -EIO with a
  * message. */
@@ -135,12 +194,47 @@ void s3_quarantine_digest(struct s3_store *st, const unsigned char *digest, cons
 /* Caller holds st->lock: every write of digest in flight must upload again
  * (a delete of digest removed what it may have uploaded). */
 void s3_clobber(struct s3_store *st, const unsigned char *digest);
-void s3_destroy(struct store *s);
 
-/* s3_open.c: leaves the marker that tells the next start this stop was clean. */
+/* ---- s3_store.c: the object operations (store.h says what each takes
+ * and gives) ---- */
+int s3_put_begin(struct store *s, const struct cas_key *expect, uint64_t size_hint,
+                 struct store_put **out, char *err, size_t errlen);
+int s3_put_write(struct store_put *p, const void *data, size_t len, char *err, size_t errlen);
+int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,
+                  size_t errlen);
+void s3_put_abort(struct store_put *p);
+int s3_put_copy(struct store_put *p, char *err, size_t errlen);
+int s3_open_obj(struct store *s, const struct cas_key *key, bool touch, struct store_obj **out,
+                uint64_t *size, char *err, size_t errlen);
+ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off);
+void s3_close_obj(struct store_obj *o);
+int s3_block_sums(struct store_obj *o, uint32_t **sums, size_t *n, uint64_t *block);
+void s3_quarantine(struct store_obj *o, const char *why);
+int s3_confirm(struct store_obj *o, bool sync, char *err, size_t errlen);
+int s3_stat(struct store *s, const struct cas_key *key, uint64_t *size);
+int s3_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+int s3_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+int s3_quarantined(struct store *s, store_list_fn fn, void *cls);
+int s3_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
+            uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
+            char *err, size_t errlen);
+void s3_info(struct store *s, struct store_info *out);
+void s3_metrics(struct store *s, struct cas_buf *out);
+
+/* ---- s3_open.c ---- */
+/* Brings up the store st (zeroed, ops set by s3_backend.c) from o: the
+ * bucket checked, --dir locked, s3-index replayed or rebuilt, debris of a
+ * crash swept. 0, or a negative errno with a message (the caller then
+ * destroys st). */
+int s3_open_state(struct s3_store *st, const struct store_options *o, char *err, size_t errlen);
+/* Leaves the marker that tells the next start this stop was clean. */
 void s3_mark_clean(struct s3_store *st);
 
-/* s3_gc.c */
+/* ---- s3_backend.c ---- */
+extern const struct store_ops s3_ops;
+void s3_destroy(struct store *s);
+
+/* ---- s3_gc.c ---- */
 int s3_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects, uint64_t *bytes,
                 char *err, size_t errlen);
 int s3_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked, char *err,

@@ -2,7 +2,8 @@
  * s3_open.c - opening the S3 backend: the bucket checked (exists, takes our
  * credentials), the node file's copy in the bucket (restored into a lost
  * --dir; another node's copy refused), and s3-index replayed or rebuilt by
- * listing objects/ in the bucket. The registry's entry, s3_backend.
+ * listing objects/ in the bucket (s3_open_state; the registry's entry,
+ * s3_backend, which calls it, is in s3_backend.c).
  */
 #define _GNU_SOURCE
 #include "s3_internal.h"
@@ -413,21 +414,8 @@ void s3_mark_clean(struct s3_store *st)
         close(fd);
 }
 
-static int s3_backend_open(const struct store_options *o, struct store **out, char *err,
-                           size_t errlen)
+int s3_open_state(struct s3_store *st, const struct store_options *o, char *err, size_t errlen)
 {
-    if (!o->capacity) {
-        snprintf(err, errlen,
-                 "--capacity (or CAS_CAPACITY) is required with --backend s3: a "
-                 "bucket has no size, and the capacity sizes the ring");
-        return -EINVAL;
-    }
-    struct s3_store *st = calloc(1, sizeof(*st));
-    if (!st) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    st->base.ops = &s3_ops;
     st->base.algo = o->algo;
     st->dirfd = st->lockfd = st->journal.fd = -1;
     st->capacity = o->capacity;
@@ -512,18 +500,7 @@ static int s3_backend_open(const struct store_options *o, struct store **out, ch
     int pl = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
     if (ftruncate(st->lockfd, 0) < 0 || pwrite(st->lockfd, pid, (size_t)pl, 0) < 0)
         log_warn("cannot write pid to %s/LOCK: %s", st->dir, strerror(errno));
-    *out = &st->base;
     return 0;
 fail:
-    s3_destroy(&st->base);
     return rc;
 }
-
-const struct store_backend s3_backend = {
-    .name = "s3",
-    .open = s3_backend_open,
-    .prepare = s3_prepare,
-    .usage = "s3: objects in an S3-compatible bucket, --dir holds the node's state; "
-             "--s3-endpoint URL --s3-bucket NAME [--s3-region R] [--s3-access-key-file F "
-             "--s3-secret-key-file F] (or CAS_S3_ACCESS_KEY / CAS_S3_SECRET_KEY) --capacity BYTES",
-};

@@ -1,6 +1,8 @@
 /*
- * s3_store.c - the S3 backend (s3.h): the store_ops of an S3-compatible
- * bucket, with the node's state in a local journal (s3-index).
+ * s3_store.c - the S3 backend's object operations (s3.h): writes, reads,
+ * deletes, listings, info and metrics of an S3-compatible bucket, with the
+ * node's state in a local journal (s3-index, s3_core.c). The ops table that
+ * names them is in s3_backend.c.
  *
  * Locking: one mutex (st->lock) guards the object table, the tombstones,
  * the GC state and the journal's order; bucket requests are never made
@@ -38,143 +40,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-void s3_object_key(const struct s3_store *st, const unsigned char *digest, char *out, size_t outlen)
-{
-    char hex[CAS_MAX_HEX + 1];
-    cas_hex_encode(digest, st->base.algo->digest_len, hex);
-    snprintf(out, outlen, "objects/%s", hex);
-}
-
-uint64_t s3_now_s(void)
-{
-    return (uint64_t)time(NULL);
-}
-
-/* ---- the journal ------------------------------------------------------------ */
-
-void s3_record(struct s3_store *st, struct fmt_record *r, int type, const unsigned char *digest)
-{
-    memset(r, 0, sizeof(*r));
-    r->type = (uint8_t)type;
-    r->algo = (uint8_t)st->base.algo->id;
-    if (digest)
-        memcpy(r->digest, digest, st->base.algo->digest_len);
-}
-
-static void s3_fault(struct s3_store *st, const char *what, int rc)
-{
-    int expected = 0;
-    if (__atomic_compare_exchange_n(&st->read_only, &expected, 2, false, __ATOMIC_SEQ_CST,
-                                    __ATOMIC_SEQ_CST))
-        snprintf(st->read_only_reason, sizeof(st->read_only_reason), "I/O error on %s: %s", what,
-                 strerror(-rc));
-    log_error("STORE IS NOW READ-ONLY: I/O error on %s in %s/%s: %s; fix the disk and restart",
-              what, st->dir, S3_INDEX, strerror(-rc));
-}
-
-/* Caller holds st->lock. */
-int s3_append(struct s3_store *st, const struct fmt_record *r, size_t n, struct journal_pos *pos,
-              char *err, size_t errlen)
-{
-    int rc = journal_append(&st->journal, r, n, pos);
-    if (rc < 0) {
-        if (rc != -ENOSPC)
-            s3_fault(st, "index append", rc);
-        snprintf(err, errlen, "cannot append to %s/%s: %s", st->dir, S3_INDEX, strerror(-rc));
-        return rc == -ENOSPC ? -ENOSPC : -EIO;
-    }
-    return 0;
-}
-
-int s3_sync_to(struct s3_store *st, const struct journal_pos *pos, char *err, size_t errlen)
-{
-    int rc = journal_sync(&st->journal, pos);
-    if (rc < 0) {
-        s3_fault(st, "index fdatasync", rc);
-        snprintf(err, errlen, "%s/%s not durable: %s", st->dir, S3_INDEX, strerror(-rc));
-        return -EIO;
-    }
-    return 0;
-}
-
-int s3_refuse_read_only(struct s3_store *st, char *err, size_t errlen)
-{
-    if (__atomic_load_n(&st->read_only, __ATOMIC_SEQ_CST)) {
-        snprintf(err, errlen, "store is read-only%s%s", st->read_only_reason[0] ? ": " : "",
-                 st->read_only_reason);
-        return -EROFS;
-    }
-    return 0;
-}
-
-/* ---- the table (caller holds st->lock) ------------------------------------------ */
-
-/* Entry of digest that is not being deleted, or OBJTAB_NONE. */
-uint32_t s3_find_live(struct s3_store *st, const unsigned char *digest, struct objtab_entry *en)
-{
-    uint32_t e = objtab_find(&st->tab, digest);
-    if (e == OBJTAB_NONE || !objtab_get(&st->tab, e, en) || (en->flags & S3_DELETING))
-        return OBJTAB_NONE;
-    return e;
-}
-
-void s3_unmark(struct s3_store *st, uint32_t e, const struct objtab_entry *en)
-{
-    objtab_set_flags(&st->tab, e, en->flags & ~OBJTAB_MARKED);
-    st->garbage_objects--;
-    st->garbage_bytes -= en->size;
-}
-
-/* Removes entry e (its bytes are gone from the bucket). */
-void s3_table_remove(struct s3_store *st, uint32_t e)
-{
-    struct objtab_entry en;
-    if (!objtab_get(&st->tab, e, &en))
-        return;
-    if (en.flags & OBJTAB_MARKED && st->gc_active) {
-        st->garbage_objects--;
-        st->garbage_bytes -= en.size;
-    }
-    st->objects--;
-    st->bytes -= en.size;
-    objtab_remove(&st->tab, e);
-}
-
-int s3_tomb_set(struct s3_store *st, const unsigned char *digest, unsigned kind, uint64_t when)
-{
-    uint32_t t = objtab_find(&st->tombs, digest);
-    if (when > TIME_MAX)
-        when = TIME_MAX;
-    if (t != OBJTAB_NONE)
-        objtab_remove(&st->tombs, t);
-    return objtab_insert(&st->tombs, digest, 0, when, 0, kind) == OBJTAB_NONE ? -ENOMEM : 0;
-}
-
-static void s3_tomb_clear(struct s3_store *st, const unsigned char *digest)
-{
-    uint32_t t = objtab_find(&st->tombs, digest);
-    if (t != OBJTAB_NONE)
-        objtab_remove(&st->tombs, t);
-}
-
-/* True while a client's delete of digest refuses copies. */
-bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest)
-{
-    struct objtab_entry en;
-    uint32_t t = objtab_find(&st->tombs, digest);
-    return t != OBJTAB_NONE && objtab_get(&st->tombs, t, &en) && en.flags == TOMB_DELETED &&
-           en.offset + st->tombstone_ttl > s3_now_s();
-}
-
-/* Marks every writer of digest whose upload a delete may have removed. */
-void s3_clobber(struct s3_store *st, const unsigned char *digest)
-{
-    for (struct inflight *i = st->inflight; i; i = i->next)
-        if (memcmp(i->digest, digest, st->base.algo->digest_len) == 0)
-            i->clobbered = true;
-}
-
 static void s3_inflight_remove(struct s3_store *st, struct inflight *f)
 {
     for (struct inflight **p = &st->inflight; *p; p = &(*p)->next)
@@ -182,181 +47,6 @@ static void s3_inflight_remove(struct s3_store *st, struct inflight *f)
             *p = f->next;
             return;
         }
-}
-
-/* ---- replay ------------------------------------------------------------------------ */
-
-int s3_apply(struct s3_store *st, const struct fmt_record *r, char *err, size_t errlen)
-{
-    uint32_t e = objtab_find(&st->tab, r->digest);
-    struct objtab_entry en;
-    switch (r->type) {
-    case REC_HEADER:
-        return 0;
-    case REC_PUT:
-        s3_tomb_clear(st, r->digest);
-        if (e != OBJTAB_NONE)
-            return 0;
-        if (objtab_insert(&st->tab, r->digest, 0, 0, r->size, 0) == OBJTAB_NONE) {
-            snprintf(err, errlen, "out of memory replaying %s", S3_INDEX);
-            return -ENOMEM;
-        }
-        st->objects++;
-        st->bytes += r->size;
-        return 0;
-    case REC_DEL:
-        if (e != OBJTAB_NONE)
-            s3_table_remove(st, e);
-        if (r->aux == DEL_CORRUPT)
-            return s3_tomb_set(st, r->digest, TOMB_QUARANTINED, r->offset);
-        return 0;
-    case REC_TOMB:
-        return s3_tomb_set(st, r->digest, r->flags, r->aux);
-    case REC_GC_BEGIN:
-        st->gc_active = true;
-        st->gc_id = r->aux;
-        if (r->aux > st->last_gc_id)
-            st->last_gc_id = r->aux;
-        st->garbage_objects = st->objects;
-        st->garbage_bytes = st->bytes;
-        for (uint32_t i = 0; i < st->tab.used; i++)
-            if (objtab_get(&st->tab, i, &en))
-                objtab_set_flags(&st->tab, i, en.flags | OBJTAB_MARKED);
-        return 0;
-    case REC_UNMARK:
-        if (e != OBJTAB_NONE && objtab_get(&st->tab, e, &en) && (en.flags & OBJTAB_MARKED) &&
-            st->gc_active)
-            s3_unmark(st, e, &en);
-        return 0;
-    case REC_GC_END:
-    case REC_GC_CANCEL:
-        for (uint32_t i = 0; i < st->tab.used; i++)
-            if (objtab_get(&st->tab, i, &en) && (en.flags & OBJTAB_MARKED)) {
-                /* gc/end recorded a DEL for each object it removed; what is
-                 * still marked here was not removed. */
-                objtab_set_flags(&st->tab, i, en.flags & ~OBJTAB_MARKED);
-            }
-        st->gc_active = false;
-        st->garbage_objects = st->garbage_bytes = 0;
-        return 0;
-    default:
-        return 1; /* unknown: refused by the caller */
-    }
-}
-
-int s3_write_header(struct s3_store *st, int fd, char *err, size_t errlen)
-{
-    struct fmt_record r;
-    s3_record(st, &r, REC_HEADER, NULL);
-    memcpy(r.digest, S3_INDEX_MAGIC, 8);
-    r.aux = FMT_INDEX_VERSION;
-    unsigned char buf[FMT_RECORD_SIZE];
-    fmt_record_encode(&r, buf);
-    if (pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf) || fdatasync(fd) < 0 ||
-        fsync(st->dirfd) < 0) {
-        snprintf(err, errlen, "cannot write %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
-        return -EIO;
-    }
-    return 0;
-}
-
-/* Reads s3-index into the table. A torn tail (a partial or damaged last
- * record) is cut; a damaged record followed by good ones is refused. */
-int s3_replay(struct s3_store *st, int fd, uint64_t *end, char *err, size_t errlen)
-{
-    struct stat sb;
-    if (fstat(fd, &sb) < 0)
-        return -errno;
-    uint64_t size = (uint64_t)sb.st_size, off = 0, bad_at = UINT64_MAX;
-    unsigned char buf[FMT_RECORD_SIZE];
-    struct fmt_record r;
-    for (; off + FMT_RECORD_SIZE <= size; off += FMT_RECORD_SIZE) {
-        if (pread(fd, buf, sizeof(buf), (off_t)off) != (ssize_t)sizeof(buf)) {
-            snprintf(err, errlen, "cannot read %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
-            return -EIO;
-        }
-        bool ok = fmt_record_decode(buf, &r);
-        if (off == 0 && (!ok || r.type != REC_HEADER || memcmp(r.digest, S3_INDEX_MAGIC, 8) ||
-                         r.aux != FMT_INDEX_VERSION)) {
-            snprintf(err, errlen,
-                     "%s/%s is not an S3 backend index (bad header); nothing was changed: move "
-                     "it away to rebuild it from the bucket",
-                     st->dir, S3_INDEX);
-            return -EINVAL;
-        }
-        if (ok && r.algo != st->base.algo->id) {
-            snprintf(err, errlen, "%s/%s holds %s keys, not %s", st->dir, S3_INDEX,
-                     cas_hash_by_id(r.algo) ? cas_hash_by_id(r.algo)->name : "unknown",
-                     st->base.algo->name);
-            return -EINVAL;
-        }
-        if (!ok) {
-            if (bad_at == UINT64_MAX)
-                bad_at = off;
-            continue;
-        }
-        if (bad_at != UINT64_MAX) {
-            snprintf(err, errlen,
-                     "%s/%s: damaged record at byte %" PRIu64 " followed by good ones; nothing "
-                     "was changed: move it away to rebuild it from the bucket",
-                     st->dir, S3_INDEX, bad_at);
-            return -EINVAL;
-        }
-        int rc = s3_apply(st, &r, err, errlen);
-        if (rc == 1) {
-            snprintf(err, errlen, "%s/%s: unknown record type %u at byte %" PRIu64, st->dir,
-                     S3_INDEX, r.type, off);
-            return -EINVAL;
-        }
-        if (rc < 0)
-            return rc;
-    }
-    uint64_t good = bad_at != UINT64_MAX ? bad_at : off;
-    if (good < size) {
-        log_warn("%s/%s: cutting a torn tail of %" PRIu64 " bytes", st->dir, S3_INDEX, size - good);
-        if (ftruncate(fd, (off_t)good) < 0 || fdatasync(fd) < 0) {
-            snprintf(err, errlen, "cannot cut %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
-            return -EIO;
-        }
-    }
-    *end = good;
-    return 0;
-}
-
-/* ---- bucket helpers ------------------------------------------------------------------ */
-
-/* DELETE objects/<hex>: 0 when gone (204, 200 or 404), else -EIO with a message. */
-int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, char *err, size_t errlen)
-{
-    char key[96];
-    s3_object_key(st, digest, key, sizeof(key));
-    struct s3_req rq = {.method = "DELETE", .key = key};
-    struct s3_resp rs;
-    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
-    if (rc == 0 && rs.status != 204 && rs.status != 200 && rs.status != 404) {
-        s3_status_error(&rq, &rs, err, errlen);
-        rc = -EIO;
-    }
-    s3_resp_free(&rs);
-    return rc < 0 ? -EIO : 0;
-}
-
-int s3_bucket_tomb(struct s3_store *st, const unsigned char *digest, bool put, char *err,
-                   size_t errlen)
-{
-    char hex[CAS_MAX_HEX + 1], key[96];
-    cas_hex_encode(digest, st->base.algo->digest_len, hex);
-    snprintf(key, sizeof(key), "tombs/%s.deleted", hex);
-    struct s3_req rq = {.method = put ? "PUT" : "DELETE", .key = key, .body = "", .body_len = 0};
-    struct s3_resp rs;
-    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
-    if (rc == 0 &&
-        (put ? rs.status != 200 : (rs.status != 204 && rs.status != 200 && rs.status != 404))) {
-        s3_status_error(&rq, &rs, err, errlen);
-        rc = -EIO;
-    }
-    s3_resp_free(&rs);
-    return rc < 0 ? -EIO : 0;
 }
 
 /* Flags entry e DELETING, deletes it in the bucket, then removes it and
@@ -369,7 +59,7 @@ static int s3_delete_entry(struct s3_store *st, uint32_t e, const unsigned char 
     objtab_get(&st->tab, e, &en);
     objtab_set_flags(&st->tab, e, en.flags | S3_DELETING);
     pthread_mutex_unlock(&st->lock);
-    int rc = s3_bucket_delete(st, digest, err, errlen);
+    int rc = s3_bucket_delete(st, digest, en.size, err, errlen);
     pthread_mutex_lock(&st->lock);
     e = objtab_find(&st->tab, digest);
     if (rc < 0) {
@@ -391,8 +81,8 @@ static int s3_delete_entry(struct s3_store *st, uint32_t e, const unsigned char 
 
 /* ---- writes ---------------------------------------------------------------------------- */
 
-static int s3_put_begin(struct store *s, const struct cas_key *expect, uint64_t size_hint,
-                        struct store_put **out, char *err, size_t errlen)
+int s3_put_begin(struct store *s, const struct cas_key *expect, uint64_t size_hint,
+                 struct store_put **out, char *err, size_t errlen)
 {
     struct s3_store *st = s3_of(s);
     int rc = s3_refuse_read_only(st, err, errlen);
@@ -434,14 +124,22 @@ static int s3_put_begin(struct store *s, const struct cas_key *expect, uint64_t 
 
 static void s3_put_free(struct store_put *p)
 {
+    if (p->up.running)
+        pthread_join(p->up.thread, NULL);
+    free(p->up.buf);
     cas_hash_free(p->h);
     free(p->buf);
     cas_buf_free(&p->complete);
+    s3_sums_free(&p->sums);
     free(p);
 }
 
 static void multipart_abort(struct store_put *p)
 {
+    if (p->up.running) { /* its result no longer matters */
+        pthread_join(p->up.thread, NULL);
+        p->up.running = false;
+    }
     if (!p->multipart)
         return;
     char q[S3_XML_TOKEN_MAX * 3 + 32], id[S3_XML_TOKEN_MAX * 3 + 1], err[256];
@@ -461,13 +159,13 @@ static void multipart_abort(struct store_put *p)
     p->multipart = false;
 }
 
-static void s3_put_abort(struct store_put *p)
+void s3_put_abort(struct store_put *p)
 {
     multipart_abort(p);
     s3_put_free(p);
 }
 
-static int s3_put_copy(struct store_put *p, char *err, size_t errlen)
+int s3_put_copy(struct store_put *p, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
@@ -475,70 +173,130 @@ static int s3_put_copy(struct store_put *p, char *err, size_t errlen)
     return 0;
 }
 
-/* Sends the buffered part (multipart upload; starts it first when needed). */
-static int flush_part(struct store_put *p, char *err, size_t errlen)
+/* Starts the multipart upload (under objects/<hex>, or tmp/<random> for a
+ * POST whose key is known only at the end). 0, or -EIO with a message. */
+static int multipart_start(struct store_put *p, char *err, size_t errlen)
 {
     struct s3_store *st = p->st;
     struct s3_resp rs;
-    if (!p->multipart) {
-        if (p->have_expect) {
-            s3_object_key(st, p->expect.digest, p->upkey, sizeof(p->upkey));
-        } else {
-            /* POST: the key is known only at the end; upload under tmp/ and
-             * copy to objects/ once the digest is known. */
-            unsigned char rnd[12];
-            char hex[25];
-            if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-                snprintf(err, errlen, "getrandom: %s", strerror(errno));
-                return -EIO;
-            }
-            cas_hex_encode(rnd, sizeof(rnd), hex);
-            snprintf(p->upkey, sizeof(p->upkey), "tmp/%s", hex);
+    if (p->have_expect) {
+        s3_object_key(st, p->expect.digest, p->upkey, sizeof(p->upkey));
+    } else {
+        unsigned char rnd[12];
+        char hex[25];
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+            snprintf(err, errlen, "getrandom: %s", strerror(errno));
+            return -EIO;
         }
-        struct s3_req rq = {.method = "POST", .key = p->upkey, .query = "uploads="};
-        int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
-        if (rc == 0 && rs.status != 200) {
-            s3_status_error(&rq, &rs, err, errlen);
-            rc = -EIO;
-        }
-        if (rc == 0)
-            rc = s3_xml_upload_id(rs.body.data ? rs.body.data : "", rs.body.len, p->upload_id,
-                                  sizeof(p->upload_id), err, errlen) < 0
-                     ? -EIO
-                     : 0;
-        s3_resp_free(&rs);
-        if (rc < 0)
-            return rc;
-        p->multipart = true;
-        cas_buf_puts(&p->complete, "<CompleteMultipartUpload>");
+        cas_hex_encode(rnd, sizeof(rnd), hex);
+        snprintf(p->upkey, sizeof(p->upkey), "tmp/%s", hex);
     }
-    char q[S3_XML_TOKEN_MAX * 3 + 64], id[S3_XML_TOKEN_MAX * 3 + 1];
-    s3_query_escape(p->upload_id, id, sizeof(id));
-    unsigned part = p->parts + 1;
-    snprintf(q, sizeof(q), "partNumber=%u&uploadId=%s", part, id);
-    struct s3_req rq = {
-        .method = "PUT", .key = p->upkey, .query = q, .body = p->buf, .body_len = p->len};
+    struct s3_req rq = {.method = "POST", .key = p->upkey, .query = "uploads="};
     int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
     if (rc == 0 && rs.status != 200) {
         s3_status_error(&rq, &rs, err, errlen);
         rc = -EIO;
     }
-    if (rc == 0 && !rs.etag[0]) {
-        snprintf(err, errlen, "the bucket answered part %u of %s without an ETag", part, p->upkey);
-        rc = -EIO;
-    }
-    if (rc == 0) {
-        /* ETags are quoted hex digests: nothing to escape in XML. */
-        cas_buf_printf(&p->complete, "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>",
-                       part, rs.etag);
-        p->parts = part;
-        p->len = 0;
-    }
+    if (rc == 0)
+        rc = s3_xml_upload_id(rs.body.data ? rs.body.data : "", rs.body.len, p->upload_id,
+                              sizeof(p->upload_id), err, errlen) < 0
+                 ? -EIO
+                 : 0;
     s3_resp_free(&rs);
-    return rc;
+    if (rc < 0)
+        return rc;
+    p->multipart = true;
+    cas_buf_puts(&p->complete, "<CompleteMultipartUpload>");
+    return 0;
 }
 
-static int s3_put_write(struct store_put *p, const void *data, size_t len, char *err, size_t errlen)
+/* Uploads p->up's part (p->up.buf, len, part number): fills p->up.rc,
+ * etag and err. Touches nothing else of p, so it runs on the worker thread
+ * while the writer fills p->buf. */
+static void *upload_part(void *arg)
+{
+    struct store_put *p = arg;
+    struct s3_store *st = p->st;
+    char q[S3_XML_TOKEN_MAX * 3 + 64], id[S3_XML_TOKEN_MAX * 3 + 1];
+    s3_query_escape(p->upload_id, id, sizeof(id));
+    snprintf(q, sizeof(q), "partNumber=%u&uploadId=%s", p->up.part, id);
+    struct s3_req rq = {
+        .method = "PUT", .key = p->upkey, .query = q, .body = p->up.buf, .body_len = p->up.len};
+    struct s3_resp rs;
+    p->up.err[0] = 0;
+    int rc = s3_do(&st->cli, &rq, &rs, p->up.err, sizeof(p->up.err));
+    if (rc == 0 && rs.status != 200) {
+        s3_status_error(&rq, &rs, p->up.err, sizeof(p->up.err));
+        rc = -EIO;
+    }
+    if (rc == 0 && !rs.etag[0]) {
+        snprintf(p->up.err, sizeof(p->up.err), "the bucket answered part %u of %s without an ETag",
+                 p->up.part, p->upkey);
+        rc = -EIO;
+    }
+    if (rc == 0)
+        snprintf(p->up.etag, sizeof(p->up.etag), "%s", rs.etag);
+    s3_resp_free(&rs);
+    p->up.rc = rc < 0 ? -EIO : 0;
+    return NULL;
+}
+
+/* The part in p->up was uploaded: lists it in the completion; 0, or its
+ * error (then the write fails and its upload is aborted). */
+static int part_done(struct store_put *p, char *err, size_t errlen)
+{
+    if (p->up.rc < 0) {
+        snprintf(err, errlen, "%s", p->up.err);
+        return p->up.rc;
+    }
+    /* ETags are quoted hex digests: nothing to escape in XML. */
+    cas_buf_printf(&p->complete, "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>",
+                   p->up.part, p->up.etag);
+    p->parts = p->up.part;
+    return 0;
+}
+
+/* Waits for the part in flight, if any (part_done). */
+static int part_wait(struct store_put *p, char *err, size_t errlen)
+{
+    if (!p->up.running)
+        return 0;
+    pthread_join(p->up.thread, NULL);
+    p->up.running = false;
+    return part_done(p, err, errlen);
+}
+
+/* Sends the buffered part (multipart upload; starts it first when needed):
+ * waits for the previous part, then hands this one to a worker thread
+ * (swapping buffers: the writer goes on receiving into the other one);
+ * wait: also waits for this one (the last part, before the completion).
+ * 0, or -EIO / -ENOMEM with a message. */
+static int flush_part(struct store_put *p, bool wait, char *err, size_t errlen)
+{
+    int rc;
+    if (!p->multipart && (rc = multipart_start(p, err, errlen)) < 0)
+        return rc;
+    if ((rc = part_wait(p, err, errlen)) < 0)
+        return rc;
+    if (!p->up.buf && !(p->up.buf = malloc(p->cap))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    char *t = p->up.buf;
+    p->up.buf = p->buf;
+    p->up.len = p->len;
+    p->buf = t;
+    p->len = 0;
+    p->up.part = p->parts + 1;
+    if (wait || pthread_create(&p->up.thread, NULL, upload_part, p) != 0) {
+        upload_part(p); /* inline: the last part, or no thread to be had */
+        return part_done(p, err, errlen);
+    }
+    p->up.running = true;
+    return 0;
+}
+
+int s3_put_write(struct store_put *p, const void *data, size_t len, char *err, size_t errlen)
 {
     struct s3_store *st = p->st;
     if (p->size_hint != UINT64_MAX && p->received + len > p->size_hint) {
@@ -555,6 +313,10 @@ static int s3_put_write(struct store_put *p, const void *data, size_t len, char 
         return -ENOSPC;
     }
     cas_hash_update(p->h, data, len);
+    if (s3_sums_update(&p->sums, data, len) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     p->received += len;
     const char *d = data;
     while (len) {
@@ -567,7 +329,7 @@ static int s3_put_write(struct store_put *p, const void *data, size_t len, char 
             }
         }
         if (p->len == p->cap) { /* full, and more to come: not the last part */
-            int rc = flush_part(p, err, errlen);
+            int rc = flush_part(p, false, err, errlen);
             if (rc < 0)
                 return rc;
         }
@@ -610,7 +372,9 @@ static int publish(struct store_put *p, const unsigned char *digest, char *err, 
         s3_resp_free(&rs);
         return rc < 0 ? -EIO : 0;
     }
-    if (p->len && (rc = flush_part(p, err, errlen)) < 0)
+    if ((rc = part_wait(p, err, errlen)) < 0)
+        return rc;
+    if (p->len && (rc = flush_part(p, true, err, errlen)) < 0)
         return rc;
     cas_buf_puts(&p->complete, "</CompleteMultipartUpload>");
     char q[S3_XML_TOKEN_MAX * 3 + 32], id[S3_XML_TOKEN_MAX * 3 + 1];
@@ -660,8 +424,8 @@ static int publish(struct store_put *p, const unsigned char *digest, char *err, 
     return rc < 0 ? -EIO : 0;
 }
 
-static int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created,
-                         char *err, size_t errlen)
+int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,
+                  size_t errlen)
 {
     struct s3_store *st = p->st;
     unsigned char digest[CAS_MAX_DIGEST];
@@ -711,7 +475,11 @@ static int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bo
         goto out;
     }
     st->reserved += p->received;
-    for (int attempt = 0;; attempt++) {
+    if (s3_sums_wanted(p->received) && s3_sums_finish(&p->sums) < 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+    }
+    for (int attempt = 0; rc == 0; attempt++) {
         /* A delete of this key in progress would remove what we upload. */
         for (;;) {
             uint32_t e = objtab_find(&st->tab, digest);
@@ -725,7 +493,13 @@ static int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bo
         st->inflight = &me;
         bool mp = p->multipart;
         pthread_mutex_unlock(&st->lock);
-        rc = publish(p, digest, err, errlen);
+        /* The block table goes to the bucket before the object becomes
+         * visible (again, after a delete that removed both): it describes
+         * the bytes whose digest was just checked. */
+        if (s3_sums_wanted(p->received))
+            rc = s3_sums_upload(st, digest, p->received, &p->sums, err, errlen);
+        if (rc == 0)
+            rc = publish(p, digest, err, errlen);
         pthread_mutex_lock(&st->lock);
         s3_inflight_remove(st, &me);
         if (rc < 0 || !me.clobbered)
@@ -808,8 +582,8 @@ static bool s3_touch_entry(struct s3_store *st, uint32_t e, struct objtab_entry 
     return *rc == 0;
 }
 
-static int s3_open_obj(struct store *s, const struct cas_key *key, bool touch,
-                       struct store_obj **out, uint64_t *size, char *err, size_t errlen)
+int s3_open_obj(struct store *s, const struct cas_key *key, bool touch, struct store_obj **out,
+                uint64_t *size, char *err, size_t errlen)
 {
     struct s3_store *st = s3_of(s);
     struct objtab_entry en;
@@ -844,76 +618,7 @@ static int s3_open_obj(struct store *s, const struct cas_key *key, bool touch,
     return 0;
 }
 
-/* The bucket no longer has an object the index lists (a crash between a
- * bucket DELETE and its record, or someone else's delete): take it out of
- * service like a corrupt copy, so balancers restore it from a replica. */
-void s3_take_out(struct s3_store *st, const unsigned char *digest, bool missing)
-{
-    struct journal_pos pos;
-    struct fmt_record r[2];
-    char err[256];
-    pthread_mutex_lock(&st->lock);
-    uint32_t e = objtab_find(&st->tab, digest);
-    int rc = -ENOENT;
-    if (e != OBJTAB_NONE) {
-        s3_record(st, &r[0], REC_DEL, digest);
-        r[0].aux = DEL_CORRUPT;
-        r[0].offset = s3_now_s();
-        rc = s3_append(st, r, 1, &pos, err, sizeof(err));
-        if (rc == 0) {
-            s3_table_remove(st, e);
-            s3_tomb_set(st, digest, TOMB_QUARANTINED, s3_now_s());
-            if (missing)
-                st->lost++;
-            st->corrupt_found++;
-        }
-    }
-    pthread_mutex_unlock(&st->lock);
-    if (rc == 0)
-        s3_sync_to(st, &pos, err, sizeof(err));
-}
-
-void s3_lost(struct s3_store *st, const unsigned char *digest)
-{
-    char hex[CAS_MAX_HEX + 1];
-    cas_hex_encode(digest, st->base.algo->digest_len, hex);
-    log_error("s3: object %s is in the index but not in the bucket: taken out of service", hex);
-    s3_take_out(st, digest, true);
-}
-
-/* GET of [off, off + len) into buf; whole: that is the whole object (then
- * a plain GET, no Range). len bytes, or -EIO (-ENOENT: the bucket has no
- * such object). More or fewer bytes than asked for are an error. */
-ssize_t s3_bucket_range(struct s3_store *st, const unsigned char *digest, char *buf, size_t len,
-                        uint64_t off, bool whole, char *err, size_t errlen)
-{
-    char key[96];
-    s3_object_key(st, digest, key, sizeof(key));
-    struct s3_req rq = {.method = "GET",
-                        .key = key,
-                        .range_off = off,
-                        .range_len = whole ? 0 : len,
-                        .out = buf,
-                        .out_cap = len};
-    struct s3_resp rs;
-    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
-    ssize_t got = -EIO;
-    if (rc == 0 && rs.status == 404) {
-        s3_status_error(&rq, &rs, err, errlen);
-        got = -ENOENT;
-    } else if (rc == 0 && rs.status != 206 && !(rs.status == 200 && off == 0)) {
-        s3_status_error(&rq, &rs, err, errlen);
-    } else if (rc == 0 && rs.out_len != len) {
-        snprintf(err, errlen, "GET %s: the bucket sent %zu bytes of the %zu asked for", key,
-                 rs.out_len, len);
-    } else if (rc == 0) {
-        got = (ssize_t)len;
-    }
-    s3_resp_free(&rs);
-    return got;
-}
-
-static ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off)
+ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off)
 {
     if (off >= o->size)
         return 0;
@@ -927,7 +632,9 @@ static ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off
     }
     char err[512];
     ssize_t n;
-    if (len >= S3_READ_WINDOW) {
+    if (len >= FMT_BLOCK) {
+        /* A block (a ranged GET checked by the block table) or more: read
+         * exactly that, no read-ahead past the range. */
         n = s3_bucket_range(o->st, o->digest, buf, len, off, off == 0 && len == o->size, err,
                             sizeof(err));
     } else {
@@ -950,26 +657,33 @@ static ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off
         s3_lost(o->st, o->digest);
         return -EIO;
     }
+    if (n == -EBADMSG) {
+        s3_quarantine_digest(o->st, o->digest, err);
+        return -EIO;
+    }
     if (n < 0)
         log_error("s3: read: %s", err);
     return n;
 }
 
-static void s3_close_obj(struct store_obj *o)
+/* The object's per-block CRC-32C table from its sidecar in the bucket
+ * (s3_sums.c); -ENOENT none, -EIO not trustworthy: the routes then check
+ * the key. */
+int s3_block_sums(struct store_obj *o, uint32_t **sums, size_t *n, uint64_t *block)
+{
+    int rc = s3_sums_load(o->st, o->digest, o->size, sums, n);
+    if (rc == 0)
+        *block = FMT_BLOCK;
+    return rc;
+}
+
+void s3_close_obj(struct store_obj *o)
 {
     free(o->win);
     free(o);
 }
 
-void s3_quarantine_digest(struct s3_store *st, const unsigned char *digest, const char *why)
-{
-    char hex[CAS_MAX_HEX + 1];
-    cas_hex_encode(digest, st->base.algo->digest_len, hex);
-    log_error("s3: object %s is corrupt (%s): taken out of service", hex, why);
-    s3_take_out(st, digest, false);
-}
-
-static void s3_quarantine(struct store_obj *o, const char *why)
+void s3_quarantine(struct store_obj *o, const char *why)
 {
     s3_quarantine_digest(o->st, o->digest, why);
 }
@@ -982,7 +696,7 @@ static void s3_quarantine(struct store_obj *o, const char *why)
  * overwrites objects/<hex> with the freshly verified bytes and answers
  * "already stored" (created false) once that is in the bucket. A PUT of the
  * right bytes over a bad copy therefore always replaces it. */
-static int s3_confirm(struct store_obj *o, bool sync, char *err, size_t errlen)
+int s3_confirm(struct store_obj *o, bool sync, char *err, size_t errlen)
 {
     (void)o;
     (void)sync;
@@ -990,7 +704,7 @@ static int s3_confirm(struct store_obj *o, bool sync, char *err, size_t errlen)
     return -ENOENT;
 }
 
-static int s3_stat(struct store *s, const struct cas_key *key, uint64_t *size)
+int s3_stat(struct store *s, const struct cas_key *key, uint64_t *size)
 {
     struct s3_store *st = s3_of(s);
     struct objtab_entry en;
@@ -1053,17 +767,17 @@ static int remove_common(struct store *s, const struct cas_key *key, bool tomb, 
     return rc;
 }
 
-static int s3_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen)
+int s3_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen)
 {
     return remove_common(s, key, true, err, errlen);
 }
 
-static int s3_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen)
+int s3_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen)
 {
     return remove_common(s, key, false, err, errlen);
 }
 
-static int s3_quarantined(struct store *s, store_list_fn fn, void *cls)
+int s3_quarantined(struct store *s, store_list_fn fn, void *cls)
 {
     struct s3_store *st = s3_of(s);
     struct objtab_entry en;
@@ -1076,9 +790,9 @@ static int s3_quarantined(struct store *s, store_list_fn fn, void *cls)
 }
 
 /* The cursor is the next table slot in decimal, as the disk backend's. */
-static int s3_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
-                   uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
-                   char *err, size_t errlen)
+int s3_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
+            uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
+            char *err, size_t errlen)
 {
     struct s3_store *st = s3_of(s);
     uint64_t e = 0;
@@ -1110,7 +824,7 @@ static int s3_list(struct store *s, struct store_cursor *cursor, enum store_list
 /* ---- info, metrics, open, destroy
  * ----------------------------------------------------------------- */
 
-static void s3_info(struct store *s, struct store_info *o)
+void s3_info(struct store *s, struct store_info *o)
 {
     struct s3_store *st = s3_of(s);
     memset(o, 0, sizeof(*o));
@@ -1149,7 +863,7 @@ static void s3_info(struct store *s, struct store_info *o)
     o->scrub_last_pass = __atomic_load_n(&st->scrub_last_pass, __ATOMIC_RELAXED);
 }
 
-static void s3_metrics(struct store *s, struct cas_buf *o)
+void s3_metrics(struct store *s, struct cas_buf *o)
 {
     struct s3_store *st = s3_of(s);
     cas_buf_printf(
@@ -1161,66 +875,14 @@ static void s3_metrics(struct store *s, struct cas_buf *o)
         "# HELP cas_s3_failures_total Bucket requests that failed after their retries.\n"
         "# TYPE cas_s3_failures_total counter\ncas_s3_failures_total %" PRIu64 "\n"
         "# HELP cas_s3_lost_objects_total Objects the index listed that the bucket no longer had.\n"
-        "# TYPE cas_s3_lost_objects_total counter\ncas_s3_lost_objects_total %" PRIu64 "\n",
+        "# TYPE cas_s3_lost_objects_total counter\ncas_s3_lost_objects_total %" PRIu64 "\n"
+        "# HELP cas_s3_block_tables_rewritten_total Block tables (sums/<hex>.crc32c) the scrubber "
+        "wrote for intact objects (missing, damaged or wrong).\n"
+        "# TYPE cas_s3_block_tables_rewritten_total counter\n"
+        "cas_s3_block_tables_rewritten_total %" PRIu64 "\n",
         __atomic_load_n(&st->cli.requests, __ATOMIC_RELAXED),
         __atomic_load_n(&st->cli.retries, __ATOMIC_RELAXED),
         __atomic_load_n(&st->cli.failures, __ATOMIC_RELAXED),
-        __atomic_load_n(&st->lost, __ATOMIC_RELAXED));
+        __atomic_load_n(&st->lost, __ATOMIC_RELAXED),
+        __atomic_load_n(&st->scrub_tables, __ATOMIC_RELAXED));
 }
-
-void s3_destroy(struct store *s)
-{
-    struct s3_store *st = s3_of(s);
-    if (!st)
-        return;
-    s3_scrub_stop(st);
-    /* Clean: every write acknowledged or refused, nothing half uploaded. */
-    if (st->opened && st->journal.fd >= 0 && __atomic_load_n(&st->read_only, __ATOMIC_SEQ_CST) != 2)
-        s3_mark_clean(st);
-    if (st->journal.fd >= 0)
-        journal_destroy(&st->journal);
-    objtab_destroy(&st->tab);
-    objtab_destroy(&st->tombs);
-    s3_client_free(&st->cli);
-    if (st->lockfd >= 0)
-        close(st->lockfd);
-    if (st->dirfd >= 0)
-        close(st->dirfd);
-    pthread_mutex_destroy(&st->lock);
-    pthread_mutex_destroy(&st->gc_lock);
-    pthread_cond_destroy(&st->changed);
-    pthread_mutex_destroy(&st->scrub_mu);
-    pthread_cond_destroy(&st->scrub_cv);
-    free(st->dir);
-    free(st);
-}
-
-const struct store_ops s3_ops = {
-    .name = "s3",
-    .put_begin = s3_put_begin,
-    .put_write = s3_put_write,
-    .put_commit = s3_put_commit,
-    .put_abort = s3_put_abort,
-    .put_copy = s3_put_copy,
-    .open = s3_open_obj,
-    .pread = s3_pread,
-    .close = s3_close_obj,
-    .quarantine = s3_quarantine,
-    .confirm = s3_confirm,
-    .stat = s3_stat,
-    .remove = s3_remove,
-    .drop = s3_drop,
-    .quarantined = s3_quarantined,
-    .list = s3_list,
-    .gc_begin = s3_gc_begin,
-    .gc_mark = s3_gc_mark,
-    .use_keys = s3_use_keys,
-    .gc_end = s3_gc_end,
-    .gc_cancel = s3_gc_cancel,
-    .gc_active = s3_gc_active,
-    .compact_start = s3_compact_start,
-    .scrub_start = s3_scrub_start,
-    .info = s3_info,
-    .metrics = s3_metrics,
-    .destroy = s3_destroy,
-};

@@ -102,6 +102,11 @@ int store_block_sums(struct store *s, struct store_obj *o, uint32_t **sums, size
     return s->ops->block_sums(o, sums, n, block);
 }
 
+bool store_sums_serve(struct store *s, uint64_t start, uint64_t end, uint64_t size)
+{
+    return !(s->ops->sums_for_ranges_only && start == 0 && end == size);
+}
+
 void store_quarantine(struct store *s, struct store_obj *o, const char *why)
 {
     s->ops->quarantine(o, why);

@@ -108,8 +108,15 @@ struct store_ops {
     /* Optional (NULL when the backend has none): the object's table of
      * CRC-32C checksums, one per *block bytes (little-endian values), which
      * the backend has checked is intact. The caller frees *sums. -EIO when
-     * the table is damaged (then verify with the key instead). */
+     * the table is damaged, -ENOENT when this object has none (then verify
+     * with the key instead). */
     int (*block_sums)(struct store_obj *o, uint32_t **sums, size_t *n, uint64_t *block);
+    /* true: the block table serves ranges only; a whole body is always
+     * checked against the key (a table kept outside the node's control, as
+     * the S3 backend's in the bucket, is not trusted over the digest: a
+     * complete body that a CRC-32C table passes could still be another
+     * object's). false: whole bodies are served by the table too (disk). */
+    bool sums_for_ranges_only;
     /* The open object's bytes do not match its key: stop serving it. */
     void (*quarantine)(struct store_obj *o, const char *why);
     /* Before answering "already stored" for an object opened with touch:
@@ -228,6 +235,9 @@ ssize_t store_pread(struct store *s, struct store_obj *o, void *buf, size_t len,
 void store_close(struct store *s, struct store_obj *o);
 int store_block_sums(struct store *s, struct store_obj *o, uint32_t **sums, size_t *n,
                      uint64_t *block);
+/* Whether a read of bytes [start, end) of an object of size bytes may be
+ * checked with the block table (sums_for_ranges_only above). */
+bool store_sums_serve(struct store *s, uint64_t start, uint64_t end, uint64_t size);
 void store_quarantine(struct store *s, struct store_obj *o, const char *why);
 /* Absent confirm: 0 (the backend's copies need no check beyond open). */
 int store_confirm(struct store *s, struct store_obj *o, bool sync, char *err, size_t errlen);

@@ -39,6 +39,18 @@ def _reap_all():
 atexit.register(_reap_all)
 
 
+def wait_for(pred, timeout, what):
+    """Polls pred() every 50 ms until it returns something true, which is
+    returned; fails the test naming `what` after timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -267,8 +279,20 @@ class TempDirTest(unittest.TestCase):
         return s3_backend_args(self.s3, extra) if self.backend == "s3" else []
 
     def _cleanup(self):
+        # Under scripts/coverage.sh (CAS_COVERAGE=1) a daemon must exit
+        # through main() for gcov to write its counters: SIGCONT (a test may
+        # have stopped it), SIGINT (stops at once, no drain), and SIGKILL
+        # only after 10 s.
+        graceful = bool(os.environ.get("CAS_COVERAGE"))
         for d in self.daemons:
             try:
+                if graceful and d.running():
+                    d.proc.send_signal(signal.SIGCONT)
+                    d.proc.send_signal(signal.SIGINT)
+                    try:
+                        d.proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        pass
                 d.kill9()
             except Exception:
                 pass

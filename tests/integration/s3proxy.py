@@ -115,6 +115,7 @@ class S3Proxy:
         self.server = server
         self.lock = threading.Lock()
         self.log = []
+        self.sent = []  # (method, path, bytes of the answer's body) relayed from the server
         self._fail = (0, 0)
         self._fail_after = 0
         self._truncate = 0
@@ -177,6 +178,13 @@ class S3Proxy:
 
     kill9 = stop  # harness.TempDirTest reaps it with its daemons
 
+    def body_bytes(self, method="GET", prefix=""):
+        """Bytes of the bodies relayed from the server for `method` requests
+        whose path (without the bucket) starts with `prefix`."""
+        start = f"/{self.bucket}/{prefix}"
+        with self.lock:
+            return sum(n for m, p, n in self.sent if m == method and p.startswith(start))
+
     def count(self, what):
         with self.lock:
             return sum(1 for e in self.log if e[2] == what)
@@ -236,6 +244,9 @@ class S3Proxy:
                     upstream.relay_body(rheaders, sock, limit=int(rheaders["content-length"]) // 2)
                     return
                 self._note(method, path, status)
+                if not no_body:
+                    with self.lock:
+                        self.sent.append((method, path, int(rheaders.get("content-length", "0"))))
                 sock.sendall(b"".join(rlines) + b"\r\n")
                 upstream.relay_body(rheaders, sock, no_body=no_body)
                 if rheaders.get("connection", "").lower() == "close":

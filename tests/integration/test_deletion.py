@@ -18,17 +18,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_balancerd as tb  # noqa: E402
-from harness import CLI, sha1  # noqa: E402
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from harness import CLI, sha1, wait_for  # noqa: E402
 
 
 def wait_stopped(pid):

@@ -55,14 +55,19 @@ class PartialFailureTest(ClusterTest):
         os.kill(s.pid, signal.SIGCONT)
         self.frozen.remove(s)
 
-    def make(self, n=3, replicas=2, min_replicas=1, fanout_ms=FANOUT_MS):
+    def make(self, n=3, replicas=2, min_replicas=1, fanout_ms=FANOUT_MS, probe_ms=None):
         self.cluster(n, replicas, min_replicas, extra_yaml=timeouts(fanout_ms))
-        return self.new_balancer()
+        return self.new_balancer(probe_ms)
 
-    def new_balancer(self):
+    def new_balancer(self, probe_ms=None):
         # A short first-byte timeout too: copies made after a degraded
-        # write read from a backend that may be the frozen one.
-        b = Balancer(self.config, self.tmp, extra=["--first-byte-timeout-ms", "1500"])
+        # write read from a backend that may be the frozen one. probe_ms:
+        # how often the probes run after the first round (None: the
+        # harness's 200 ms).
+        extra = ["--first-byte-timeout-ms", "1500"]
+        if probe_ms is not None:
+            extra += ["--probe-interval-ms", str(probe_ms)]
+        b = Balancer(self.config, self.tmp, extra=extra)
         self.daemons.append(b)
         b.start()
         b.wait_backends(len(self.stores))
@@ -100,13 +105,17 @@ class PartialFailureTest(ClusterTest):
 
 class WriteTest(PartialFailureTest):
     def test_put_with_frozen_home_answers_once_min_replicas_are_durable(self):
-        bal = self.make(3, replicas=2, min_replicas=1)
+        # The probes run once at start and then not for 10 minutes, so the
+        # balancer cannot learn of the freeze from them: the write itself
+        # must meet the hung home (a 200 ms probe could notice first on a
+        # loaded machine, and the write would then skip it, two copies).
+        bal = self.make(3, replicas=2, min_replicas=1, probe_ms=600000)
         c = bal.client()
         frozen = 1
         data = self.key_homed_on(frozen, "frozen home")
         key = sha1(data)
         home = self.home(key)
-        self.freeze(self.stores[frozen])  # the probes do not know yet
+        self.freeze(self.stores[frozen])  # the probes do not know
         r, took = self.timed(lambda: c.put(data))
         self.assertIn(r.status, (200, 201), r.body)
         self.assertLess(took, BOUND, "the PUT waited on the frozen backend")

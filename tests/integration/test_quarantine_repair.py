@@ -15,20 +15,10 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_balancerd as tb  # noqa: E402
-from harness import TempDirTest, sha1  # noqa: E402
+from harness import sha1, TempDirTest, wait_for  # noqa: E402
 from test_recovery import flip, frames  # noqa: E402
 
 SANITIZED = bool(os.environ.get("CAS_SANITIZED"))
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def metric(text, name):

@@ -19,7 +19,14 @@ the storaged API (which test_storaged_api.py runs against it):
   cas_s3_retries_total), 403 a clear error and nothing acknowledged, a
   truncated body never delivered as complete, a stalled bucket answered
   with an error within STALL_BOUND seconds while the storaged stays up, and
-  the bucket down (s3rver stopped) then back.
+  the bucket down (s3rver stopped) then back;
+- block tables (sums/<hex>.crc32c): a range near the end of a large object
+  reads about its own blocks from the bucket (bytes counted by s3proxy.py),
+  a bad block in a range is refused and quarantines, the table survives a
+  lost --dir, a damaged, missing or foreign table falls back to the key, a
+  forged one is never trusted for a whole body;
+- pipelined parts: a large PUT holds at most two parts in memory, a part
+  failing while the next is received fails the write with nothing visible.
 
 Each test starts its own s3rver (s3fixture.S3Server) and daemons; all are
 reaped by PID, pass or fail.
@@ -36,7 +43,7 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_balancerd as tb  # noqa: E402
-from harness import STORAGED, Client, TempDirTest, s3_backend_args, sha1  # noqa: E402
+from harness import STORAGED, Client, TempDirTest, s3_backend_args, sha1, wait_for  # noqa: E402
 from s3proxy import S3Proxy  # noqa: E402
 
 # How long a request may take to fail when the bucket hangs or is down:
@@ -297,6 +304,42 @@ class Integrity(S3Test):
         a transfer cut short (which is retried) but a bad copy for good."""
         self.check_corruption(3 * 1024 * 1024, lambda d: d[: len(d) // 2])
 
+    def test_scrub_finds_changed_shortened_and_lost_copies(self):
+        """The scrubber reads every object back from the bucket: a copy with
+        one bit flipped, one cut to half its length and one deleted behind
+        the node's back are each taken out of service in one pass and
+        listed for repair; the intact ones stay served."""
+        s = self.storaged()
+        c = s.client()
+        objs = [os.urandom(n) for n in (10, 5000, 1_500_000, 3_000_000, 200_000)]
+        for d in objs:
+            self.assertEqual(c.put(d).status, 201)
+        flipped, shortened, lost = sha1(objs[1]), sha1(objs[3]), sha1(objs[4])
+        self.corrupt(flipped, objs[1][:-1] + bytes([objs[1][-1] ^ 1]))
+        self.corrupt(shortened, objs[3][: len(objs[3]) // 2])
+        for name in self.s3.content_objects()[lost]:
+            status, _ = self.s3.request("DELETE", f"/{self.s3.bucket}/{name}")
+            self.assertIn(status, (200, 204))
+        c.close()
+        s.stop()
+        s.extra += ["--scrub-rate", "500"]
+        s.argv += ["--scrub-rate", "500"]
+        s.start()
+        c = s.client()
+        st = wait_for(lambda: (lambda j: j["scrub"] if j["scrub"]["passes"] >= 1 else None)(
+            c.request("GET", "/status").json()), 60, "one scrub pass")
+        self.assertEqual(st["corrupt"], 3, st)
+        bad = {flipped, shortened, lost}
+        for d in objs:
+            r = c.request("HEAD", f"/objects/{sha1(d)}")
+            self.assertEqual(r.status, 404 if sha1(d) in bad else 200, sha1(d))
+        q = c.request("GET", "/quarantine").body.decode()
+        for k in bad:
+            self.assertIn(k, q)
+        for d in objs:
+            if sha1(d) not in bad:
+                self.assertEqual(c.get(sha1(d)).body, d)
+
     def test_stalled_uploads_do_not_block_writes(self):
         """50 clients start an upload and stop sending (slow links, a crashed
         client): another PUT still answers within seconds."""
@@ -393,8 +436,11 @@ class Faults(S3Test):
         write with nothing visible, a wrong digest leaves nothing visible,
         and no upload leaves extra objects behind."""
         def others():
+            # Content objects and the block tables of those stored (docs/FORMAT.md).
             names = set(self.s3.list_objects())
-            return names - {n for v in self.s3.content_objects().values() for n in v}
+            content = self.s3.content_objects()
+            return (names - {n for v in content.values() for n in v}
+                    - {f"sums/{k}.crc32c" for k in content})
 
         self.assertEqual(self.c.put(b"first").status, 201)  # the node's own objects exist by now
         baseline = others()
@@ -502,6 +548,273 @@ class BucketDown(S3Test):
         self.assertEqual(self.c.get(sha1(old)).body, old)
         self.assert_bucket_clean()
         self.assert_healthy(s)
+
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    t = _CRC32C
+    for b in data:
+        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+BLOCK = 1 << 20
+
+
+def sums_sidecar(key, data):
+    """The sidecar sums/<key>.crc32c (docs/FORMAT.md) a storaged with sha1
+    keys writes for `data` under `key`: what a forger would have to write."""
+    import hashlib
+    import struct
+    head = b"CASS3SUM" + struct.pack("<IIQB7x", 1, BLOCK, len(data), 1)
+    body = head + bytes.fromhex(key)
+    for off in range(0, len(data), BLOCK):
+        body += struct.pack("<I", crc32c(data[off:off + BLOCK]))
+    return body + hashlib.sha1(body).digest()
+
+
+def fetch_range(port, key, first, last, timeout=STALL_BOUND + 30):
+    """GET /objects/key with Range bytes=first-last: (status, body, complete)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", f"/objects/{key}", headers={"Range": f"bytes={first}-{last}"})
+        r = c.getresponse()
+        try:
+            return r.status, r.read(), True
+        except (http.client.IncompleteRead, ConnectionError, OSError) as e:
+            return r.status, getattr(e, "partial", b""), False
+    except (ConnectionError, http.client.RemoteDisconnected):
+        return None, b"", False
+    finally:
+        c.close()
+
+
+class BlockTables(S3Test):
+    """Ranged GETs checked by the per-block CRC-32C table kept in the bucket
+    next to each object over one block (sums/<hex>.crc32c): a range reads
+    about its own bytes from the bucket, not the object from its start; a
+    bad block is refused and the copy taken out of service; the table
+    survives a lost --dir; a damaged, missing or foreign table only costs
+    speed (the whole-object check), and a forged one is never trusted over
+    the key for a whole body. Bytes read from the bucket are counted by
+    s3proxy.py."""
+
+    SIZE = 20 * BLOCK + 12345  # over two multipart parts
+
+    def setUp(self):
+        super().setUp()
+        warnings.simplefilter("ignore", ResourceWarning)
+        self.proxy = S3Proxy(self.s3)
+        self.daemons.append(self.proxy)
+        self.s = self.storaged(s3=self.proxy)
+        self.c = self.s.client(timeout=STALL_BOUND + 30)
+        self.addCleanup(self.c.close)
+
+    def put(self, size=None):
+        data = os.urandom(size or self.SIZE)
+        k = sha1(data)
+        r = self.c.put(data)
+        self.assertEqual(r.status, 201, r.body)
+        return data, k
+
+    def read_tail(self, data, k, n=BLOCK + BLOCK // 2):
+        """GETs the last n bytes; (bytes of objects/ and of sums/ read from the bucket)."""
+        self.proxy.sent.clear()
+        status, body, complete = fetch_range(self.s.port, k, len(data) - n, len(data) - 1)
+        self.assertEqual((status, complete), (206, True))
+        self.assertEqual(body, data[-n:])
+        return self.proxy.body_bytes("GET", "objects/"), self.proxy.body_bytes("GET", "sums/")
+
+    def corrupted(self):
+        m = self.c.request("GET", "/metrics").body.decode()
+        return [int(l.split()[1]) for l in m.splitlines() if l.startswith("cas_corrupt_objects_total ")][0]
+
+    def test_range_near_end_reads_only_its_blocks(self):
+        data, k = self.put()
+        self.assertIn(f"sums/{k}.crc32c", self.s3.list_objects())
+        obj, sums = self.read_tail(data, k)
+        # The range's 1.5 MiB touch three blocks (the last one short).
+        self.assertGreater(obj, 0)
+        self.assertLessEqual(obj, 2 * BLOCK + 12345)
+        self.assertLess(sums, 200)  # 21 CRCs, a header and two keys
+        # A range in the middle: only its blocks too.
+        self.proxy.sent.clear()
+        status, body, _ = fetch_range(self.s.port, k, 7 * BLOCK + 5, 9 * BLOCK - 1)
+        self.assertEqual((status, body), (206, data[7 * BLOCK + 5:9 * BLOCK]))
+        self.assertLessEqual(self.proxy.body_bytes("GET", "objects/"), 2 * BLOCK)
+        # A whole body is checked against the key: read whole.
+        self.proxy.sent.clear()
+        self.assertEqual(self.c.get(k).body, data)
+        self.assertGreaterEqual(self.proxy.body_bytes("GET", "objects/"), len(data))
+        self.assertEqual(self.corrupted(), 0)
+        # Deleting the object removes its table too.
+        self.assertEqual(self.c.request("DELETE", f"/objects/{k}").status, 204)
+        self.assertNotIn(f"sums/{k}.crc32c", self.s3.list_objects())
+
+    def test_corrupt_block_in_range_refused_and_quarantined(self):
+        data, k = self.put(6 * BLOCK + 100)
+        bad = bytearray(data)
+        bad[4 * BLOCK + 777] ^= 1
+        status, _ = self.s3.request("PUT", f"/{self.s3.bucket}/objects/{k}", body=bytes(bad))
+        self.assertEqual(status, 200)
+        # A range in a good block is served (and read alone).
+        status, body, complete = fetch_range(self.s.port, k, BLOCK, 2 * BLOCK - 1)
+        self.assertEqual((status, complete, body), (206, True, data[BLOCK:2 * BLOCK]))
+        # A range over the bad block never arrives complete.
+        status, body, complete = fetch_range(self.s.port, k, 3 * BLOCK, 5 * BLOCK - 1)
+        self.assertFalse(status == 206 and complete, "a bad block was served")
+        self.assertNotIn(bytes(bad[4 * BLOCK:4 * BLOCK + 1000]), body)
+        # Taken out of service, counted, listed as quarantined.
+        self.assertEqual(self.c.get(k).status, 404)
+        self.assertEqual(self.corrupted(), 1)
+        self.assertIn(k, self.c.request("GET", "/quarantine").body.decode())
+        # A PUT of the right bytes brings it back.
+        self.assertEqual(self.c.put(data).status, 201)
+        self.assertLessEqual(self.read_tail(data, k)[0], 3 * BLOCK)
+        self.assert_bucket_clean()
+
+    def test_table_survives_rebuild_from_bucket(self):
+        import shutil
+        data, k = self.put()
+        self.c.close()
+        self.assertEqual(self.s.stop(), 0)
+        shutil.rmtree(self.s.dir)
+        self.s.start()
+        self.c = self.s.client(timeout=STALL_BOUND + 30)
+        obj, _ = self.read_tail(data, k)
+        self.assertLessEqual(obj, 2 * BLOCK + 12345)
+        self.assertEqual(self.corrupted(), 0)
+
+    def test_missing_damaged_or_foreign_table_falls_back(self):
+        """Each only costs the whole-object check: the range is served, read
+        from the object's start, and nothing is quarantined."""
+        data, k = self.put()
+        other, k2 = self.put(3 * BLOCK)
+        name = f"/{self.s3.bucket}/sums/{k}.crc32c"
+        _, good = self.s3.request("GET", name)
+        damaged = bytearray(good)
+        damaged[40 + 4 * 3] ^= 0x10  # a CRC in the table
+        _, foreign = self.s3.request("GET", f"/{self.s3.bucket}/sums/{k2}.crc32c")
+        for what, table in (("damaged", bytes(damaged)), ("short", good[:-1]),
+                            ("another key's", foreign), ("missing", None)):
+            with self.subTest(table=what):
+                if table is None:
+                    self.assertIn(self.s3.request("DELETE", name)[0], (200, 204))
+                else:
+                    self.assertEqual(self.s3.request("PUT", name, body=table)[0], 200)
+                obj, _ = self.read_tail(data, k)
+                self.assertGreaterEqual(obj, len(data) - 2 * BLOCK)  # hashed from the start
+                self.assertEqual(self.corrupted(), 0)
+        self.assertEqual(self.c.get(k).body, data)
+
+    def test_forged_table_never_trusted_over_the_key(self):
+        """The bucket's object replaced by other bytes of the same size,
+        with a table that is right for them: a whole body is still checked
+        against the key, never delivered complete, and the copy is taken
+        out of service."""
+        data, k = self.put(2 * BLOCK + 1)
+        bad = os.urandom(len(data))
+        self.assertEqual(self.s3.request("PUT", f"/{self.s3.bucket}/objects/{k}", body=bad)[0], 200)
+        self.assertEqual(self.s3.request("PUT", f"/{self.s3.bucket}/sums/{k}.crc32c",
+                                         body=sums_sidecar(k, bad))[0], 200)
+        status, body, complete = fetch(self.s.port, k)
+        self.assertFalse(status == 200 and complete, "forged bytes were served whole")
+        self.assertEqual(self.c.get(k).status, 404)
+        self.assertEqual(self.corrupted(), 1)
+        # The node's own table for the right bytes is what the fixture forges.
+        self.assertEqual(self.c.put(data).status, 201)
+        _, table = self.s3.request("GET", f"/{self.s3.bucket}/sums/{k}.crc32c")
+        self.assertEqual(table, sums_sidecar(k, data))
+
+    def test_scrub_writes_missing_or_damaged_tables(self):
+        """The scrubber, having checked an object against its key, writes
+        its table again when it is missing (an older build's object) or
+        damaged; then ranges read only their blocks again."""
+        objs = [self.put(2 * BLOCK + 1) for _ in range(3)]
+        (lost, kl), (damaged, kd), (fine, kf) = objs
+        self.assertIn(self.s3.request("DELETE", f"/{self.s3.bucket}/sums/{kl}.crc32c")[0], (200, 204))
+        _, t = self.s3.request("GET", f"/{self.s3.bucket}/sums/{kd}.crc32c")
+        self.assertEqual(self.s3.request("PUT", f"/{self.s3.bucket}/sums/{kd}.crc32c",
+                                         body=t[:40] + bytes([t[40] ^ 1]) + t[41:])[0], 200)
+        self.c.close()
+        self.s.stop()
+        self.s.extra += ["--scrub-rate", "500"]
+        self.s.argv += ["--scrub-rate", "500"]
+        self.s.start()
+        self.c = self.s.client(timeout=STALL_BOUND + 30)
+        st = wait_for(lambda: (lambda j: j["scrub"] if j["scrub"]["passes"] >= 1 else None)(
+            self.c.request("GET", "/status").json()), 60, "one scrub pass")
+        self.assertEqual(st["corrupt"], 0, st)
+        m = self.c.request("GET", "/metrics").body.decode()
+        self.assertIn("cas_s3_block_tables_rewritten_total 2\n", m)
+        for data, k in objs:
+            _, table = self.s3.request("GET", f"/{self.s3.bucket}/sums/{k}.crc32c")
+            self.assertEqual(table, sums_sidecar(k, data), k)
+            obj, _ = self.read_tail(data, k, n=BLOCK // 2)
+            self.assertLessEqual(obj, BLOCK + 1)
+        self.assertEqual(self.corrupted(), 0)
+
+
+class PipelinedParts(S3Test):
+    """A PUT over one part uploads each 8 MiB part on a worker while the
+    next is received: at most two parts of a write in memory (the peak RSS
+    of the storaged stays far below the body's size), and a part that fails
+    while the next one is received fails the write with nothing visible."""
+
+    SANITIZED = bool(os.environ.get("CAS_SANITIZED"))
+
+    def setUp(self):
+        super().setUp()
+        warnings.simplefilter("ignore", ResourceWarning)
+        self.proxy = S3Proxy(self.s3)
+        self.daemons.append(self.proxy)
+        self.s = self.storaged(s3=self.proxy)
+        self.c = self.s.client(timeout=STALL_BOUND + 60)
+        self.addCleanup(self.c.close)
+
+    def test_large_put_bounded_memory(self):
+        import harness
+        data = os.urandom(96 << 20)
+        before = harness.peak_rss_kib(self.s.pid)
+        r = self.c.put(data)
+        self.assertEqual(r.status, 201, r.body)
+        peak = harness.peak_rss_kib(self.s.pid)
+        sys.stderr.write(f" peak RSS KiB {before} -> {peak} ")
+        if not self.SANITIZED:  # ASan keeps freed memory in quarantine
+            # Two 8 MiB parts, the CompleteMultipartUpload body and the
+            # table: a body held whole would be 96 MiB.
+            self.assertLess(peak - before, 40 << 10)
+        self.assertEqual(self.c.get(sha1(data)).body, data)
+        self.assert_bucket_clean()
+
+    def test_part_failing_while_next_received(self):
+        data = os.urandom(40 << 20)
+        # The upload's start and its first two parts go through; the third
+        # part (on the worker while the fourth is received) is refused.
+        self.proxy.fail(1000, 403, after=3)
+        r = self.c.put(data)
+        self.proxy.clear()
+        self.assertGreaterEqual(r.status, 500, r.body)
+        self.assertEqual(self.c.get(sha1(data)).status, 404)
+        self.assertNotIn(sha1(data), self.s3.content_objects())
+        self.assertNotIn(f"sums/{sha1(data)}.crc32c", self.s3.list_objects())
+        # The next write of the same bytes goes through.
+        self.assertEqual(self.c.put(data).status, 201)
+        self.assertEqual(self.c.get(sha1(data)).body, data)
+        self.assert_bucket_clean()
 
 
 if __name__ == "__main__":

@@ -6,21 +6,11 @@ import os
 import time
 import unittest
 
-from harness import TempDirTest, sha1
+from harness import sha1, TempDirTest, wait_for
 from test_balancerd import ClusterTest, placement
 from test_recovery import flip, frames
 
 SANITIZED = bool(os.environ.get("CAS_SANITIZED"))
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Scrub(TempDirTest):

@@ -265,6 +265,31 @@ static void test_tls_keys(void)
     parse_bad(text, "t.yaml:3:10:", "ca_file must be");
 }
 
+/* The shape of the document: each structural mistake refused with a
+ * message saying what is wrong where (the file name and position first). */
+static void test_structure_errors(void)
+{
+    static const char B[] = "  - {url: 'http://a:1', failure_domain: x}\n";
+    char text[512];
+    parse_bad("", "t.yaml", "the config is empty");
+    parse_bad("backends:\n  - 7\n", "t.yaml:2:5:", "a backend must be a mapping");
+    parse_bad("backends:\n  - {url: [1], failure_domain: x}\n", "t.yaml:2:", "url must be a string");
+    parse_bad("backends:\n  - {url: 'http://a:1', addr: 'a:1', failure_domain: x}\n", "t.yaml:2:",
+              "both url and addr");
+    parse_bad("backends:\n  - {url: 'http://a:1', failure_domain: x, failure_domain: y}\n",
+              "t.yaml:2:", "failure_domain twice");
+    parse_bad("backends:\n  - {addr: 'nocolon', failure_domain: x}\n", "t.yaml:2:",
+              "addr \"nocolon\" is not of the form host:port");
+    parse_bad("backends:\n  - {[x]: 1, failure_domain: x}\n", "t.yaml:2:",
+              "backend keys must be strings");
+    snprintf(text, sizeof(text), "backends:\n%sbackends:\n%s", B, B);
+    parse_bad(text, "t.yaml:3:1:", "backends given twice");
+    snprintf(text, sizeof(text), "[replicas]: 1\nbackends:\n%s", B);
+    parse_bad(text, "t.yaml:1:", "keys must be strings");
+    snprintf(text, sizeof(text), "anti_entropy: 5\nbackends:\n%s", B);
+    parse_bad(text, "t.yaml:1:", "anti_entropy must be a mapping");
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -275,6 +300,7 @@ int main(void)
     CU_add_test(s, "defaults and anti_entropy", test_defaults_and_anti_entropy);
     CU_add_test(s, "quarantine_interval", test_quarantine_interval);
     CU_add_test(s, "errors name line and column", test_errors_name_line_and_column);
+    CU_add_test(s, "structure errors", test_structure_errors);
     CU_add_test(s, "numbers are strict", test_numbers_strict);
     CU_add_test(s, "load a file", test_load_file);
     CU_add_test(s, "timeouts", test_timeouts);

@@ -13,11 +13,13 @@
 #include "node.h"
 
 #include <CUnit/Basic.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -272,6 +274,55 @@ static void test_refuses_held_store(void)
     s->ops->destroy(s);
 }
 
+/* --new-identity writes a node file only when it can tell the store's hash
+ * and holds the store's lock; otherwise it refuses and writes nothing. */
+static void test_new_identity_refusals(void)
+{
+    char dir[256], path[300], err[512] = "";
+    struct fsck_report r;
+    struct stat st;
+    /* A data file of junk, no index, no node: which hash? Cannot tell. */
+    snprintf(dir, sizeof(dir), "%s/s%d", tmpdir, seq++);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof(path), "%s/data-00.g0", dir);
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("not a frame, not an index, nothing to go by\n", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(store_fsck(dir, FSCK_REPAIR | FSCK_NEW_IDENTITY, NULL, NULL, NULL, &r, err,
+                               sizeof(err)),
+                    -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot tell which hash"));
+    snprintf(path, sizeof(path), "%s/node", dir);
+    CU_ASSERT_NOT_EQUAL(stat(path, &st), 0);
+
+    /* A real store whose node file is lost, while another process holds its
+     * lock: refused, still no node file. */
+    struct cas_key k[1];
+    uint64_t sz[1];
+    make_store(dir, sizeof(dir), 1, k, sz);
+    snprintf(path, sizeof(path), "%s/node", dir);
+    CU_ASSERT_EQUAL_FATAL(unlink(path), 0);
+    char lock[300];
+    snprintf(lock, sizeof(lock), "%s/LOCK", dir);
+    int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    CU_ASSERT_FATAL(lfd >= 0);
+    CU_ASSERT_EQUAL_FATAL(flock(lfd, LOCK_EX | LOCK_NB), 0);
+    CU_ASSERT_EQUAL(store_fsck(dir, FSCK_REPAIR | FSCK_NEW_IDENTITY, NULL, NULL, NULL, &r, err,
+                               sizeof(err)),
+                    -EBUSY);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "in use"));
+    CU_ASSERT_NOT_EQUAL(stat(path, &st), 0);
+    close(lfd);
+    /* Lock free: the identity is written, for the hash the data holds. */
+    memset(&r, 0, sizeof(r));
+    CU_ASSERT_EQUAL(store_fsck(dir, FSCK_REPAIR | FSCK_NEW_IDENTITY, NULL, NULL, NULL, &r, err,
+                               sizeof(err)),
+                    0);
+    CU_ASSERT_TRUE(r.new_identity);
+    CU_ASSERT_EQUAL(stat(path, &st), 0);
+}
+
 int main(void)
 {
     cas_log_set_level("error");
@@ -290,6 +341,8 @@ int main(void)
     CU_add_test(su, "lost index, nothing intact: repair lets the store open",
                 test_lost_index_nothing_intact);
     CU_add_test(su, "refuses a store a daemon holds", test_refuses_held_store);
+    CU_add_test(su, "new identity: unknown hash or held lock refused, nothing written",
+                test_new_identity_refusals);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

@@ -159,6 +159,33 @@ static void h_stream_unknown(struct http_req *req)
                       free);
 }
 
+/* http_reply_stream_block: a body of several blocks plus a short tail; the
+ * reader fills whatever it is asked for and notes the most it was asked. */
+#define BLOCK_STREAM_BLOCK ((size_t)1024 * 1024)
+#define BLOCK_STREAM_SIZE (3 * BLOCK_STREAM_BLOCK + 7)
+static size_t block_max_asked;
+
+static ssize_t block_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    if (pos >= BLOCK_STREAM_SIZE)
+        return HTTP_STREAM_ERROR; /* asked past the end */
+    size_t seen = __atomic_load_n(&block_max_asked, __ATOMIC_RELAXED);
+    while (max > seen && !__atomic_compare_exchange_n(&block_max_asked, &seen, max, false,
+                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+    size_t n = max < BLOCK_STREAM_SIZE - pos ? max : (size_t)(BLOCK_STREAM_SIZE - pos);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (char)pattern(pos + i);
+    return (ssize_t)n;
+}
+
+static void h_stream_block(struct http_req *req)
+{
+    http_reply_stream_block(req, 200, "application/octet-stream", BLOCK_STREAM_SIZE,
+                            BLOCK_STREAM_BLOCK, block_reader, NULL, NULL);
+}
+
 static void h_noresp(struct http_req *req)
 {
 }
@@ -190,6 +217,7 @@ static const struct http_route routes[] = {
     {"GET", "/stream", h_stream, 0, "stream"},
     {"GET", "/stream-error", h_stream_error, 0, "stream_error"},
     {"GET", "/stream-unknown", h_stream_unknown, 0, "stream_unknown"},
+    {"GET", "/stream-block", h_stream_block, 0, "stream_block"},
     {"GET", "/noresp", h_noresp, 0, "noresp"},
     {"POST", "/admin", h_text, 0, "admin"},
     {"GET", "/public", h_text, HTTP_PUBLIC, "public"},
@@ -539,6 +567,26 @@ static void test_stream_response(void)
     done(&r);
 }
 
+/* A larger response buffer (http_reply_stream_block) is what the reader is
+ * asked to fill, and the body still arrives whole and in order. */
+static void test_stream_block_size(void)
+{
+    struct resp r;
+    __atomic_store_n(&block_max_asked, 0, __ATOMIC_RELAXED);
+    get("/stream-block", NULL, &r);
+    CU_ASSERT_EQUAL(r.cc, CURLE_OK);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_EQUAL_FATAL(r.body.len, BLOCK_STREAM_SIZE);
+    size_t bad = 0;
+    for (size_t i = 0; i < BLOCK_STREAM_SIZE; i++)
+        if ((unsigned char)r.body.data[i] != pattern(i))
+            bad++;
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(__atomic_load_n(&block_max_asked, __ATOMIC_RELAXED), BLOCK_STREAM_BLOCK);
+    CU_ASSERT(BLOCK_STREAM_BLOCK > HTTP_STREAM_BLOCK);
+    done(&r);
+}
+
 static void test_stream_error_aborts(void)
 {
     struct resp r;
@@ -772,6 +820,7 @@ int main(void)
     CU_add_test(s, "body refused midway", test_body_refused_midway);
     CU_add_test(s, "unknown transfer coding: 501", test_unknown_transfer_coding_501);
     CU_add_test(s, "streamed responses", test_stream_response);
+    CU_add_test(s, "streamed responses in larger blocks", test_stream_block_size);
     CU_add_test(s, "HTTP_STREAM_ERROR aborts", test_stream_error_aborts);
     CU_add_test(s, "handler without a response", test_handler_without_response);
     CU_add_test(s, "bearer token", test_bearer_token);

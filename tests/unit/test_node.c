@@ -337,6 +337,34 @@ static void test_damaged_token_lines_refused(void)
     free(good);
 }
 
+/* A directory that cannot be listed (here: opened O_PATH) may hold a store
+ * whose node file is lost: "cannot tell" counts as "holds one", and nothing
+ * is written. */
+static void test_unlistable_dir_writes_nothing(void)
+{
+    char path[256], err[1024] = "", what[300] = "";
+    int dirfd;
+    new_dir(path, sizeof(path), &dirfd);
+    int pathfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    CU_ASSERT_FATAL(pathfd >= 0);
+    CU_ASSERT_TRUE(node_dir_holds_store(pathfd, what, sizeof(what)));
+    CU_ASSERT_PTR_NOT_NULL(strstr(what, "cannot be listed"));
+    struct node_identity n;
+    CU_ASSERT_EQUAL(node_load_or_create(pathfd, path, NULL, 100 * GiB, &n, err, sizeof(err)),
+                    -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot be listed"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "--new-identity"));
+    size_t len;
+    CU_ASSERT_PTR_NULL(read_node_file(dirfd, &len));
+    /* The same directory opened normally is empty: a node is made. */
+    CU_ASSERT_FALSE(node_dir_holds_store(dirfd, what, sizeof(what)));
+    CU_ASSERT_EQUAL(node_load_or_create(dirfd, path, NULL, 100 * GiB, &n, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(n.ntokens, 100);
+    node_free(&n);
+    close(pathfd);
+    close(dirfd);
+}
+
 /* Runs the suite; main runs it in a child so that the temporary directory
  * is removed even when a sanitizer or a crash ends the run early. */
 static int run_tests(void)
@@ -351,6 +379,8 @@ static int run_tests(void)
     CU_add_test(s, "another hash algorithm refused", test_other_algorithm_refused);
     CU_add_test(s, "damaged node file refused", test_damaged_refused);
     CU_add_test(s, "damaged token lines refused", test_damaged_token_lines_refused);
+    CU_add_test(s, "a directory that cannot be listed: nothing written",
+                test_unlistable_dir_writes_nothing);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

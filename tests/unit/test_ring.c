@@ -276,6 +276,46 @@ static void test_key_position_big_endian(void)
     CU_ASSERT_EQUAL(ring_position(&k), 0x0102030405060708ULL);
 }
 
+/* Two backends that drew the same tokens: every balancer must order them
+ * alike whatever its config order, so ties go by node id. Also the
+ * refusals of ring_add_backend and ring_finish. */
+static void test_tied_tokens_ordered_by_node(void)
+{
+    const uint64_t t[2] = {UINT64_C(1) << 62, UINT64_C(3) << 62};
+    struct ring *a = ring_new(2), *b = ring_new(2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    /* Config order differs: in a, "node-b" is backend 0; in b, backend 1. */
+    CU_ASSERT_EQUAL(ring_add_backend(a, 0, "node-b", "d1", t, 2), 0);
+    CU_ASSERT_EQUAL(ring_add_backend(a, 1, "node-a", "d2", t, 2), 0);
+    CU_ASSERT_EQUAL(ring_add_backend(b, 0, "node-a", "d2", t, 2), 0);
+    CU_ASSERT_EQUAL(ring_add_backend(b, 1, "node-b", "d1", t, 2), 0);
+    /* Described twice, or out of range: refused. */
+    CU_ASSERT_EQUAL(ring_add_backend(a, 1, "node-a", "d2", t, 2), -EINVAL);
+    CU_ASSERT_EQUAL(ring_add_backend(a, 2, "node-c", "d3", t, 2), -EINVAL);
+    CU_ASSERT_EQUAL(ring_finish(a), 0);
+    CU_ASSERT_EQUAL(ring_finish(b), 0);
+    const char *name_a[2] = {"node-b", "node-a"}, *name_b[2] = {"node-a", "node-b"};
+    uint64_t probes[] = {0, UINT64_C(1) << 62, (UINT64_C(1) << 62) + 1, UINT64_C(3) << 62,
+                         UINT64_MAX};
+    for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+        size_t wa[2], wb[2];
+        CU_ASSERT_EQUAL(ring_walk(a, probes[i], wa), 2);
+        CU_ASSERT_EQUAL(ring_walk(b, probes[i], wb), 2);
+        for (int k = 0; k < 2; k++)
+            CU_ASSERT_STRING_EQUAL(name_a[wa[k]], name_b[wb[k]]);
+        /* node-a sorts first on every tied token. */
+        CU_ASSERT_STRING_EQUAL(name_a[wa[0]], "node-a");
+    }
+    ring_free(a);
+    ring_free(b);
+    /* A ring with a backend never described cannot be finished. */
+    struct ring *c = ring_new(2);
+    CU_ASSERT_EQUAL(ring_add_backend(c, 0, "x", "d1", t, 2), 0);
+    CU_ASSERT_EQUAL(ring_finish(c), -EINVAL);
+    ring_free(c);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -288,6 +328,7 @@ int main(void)
     CU_add_test(s, "write set skips unavailable", test_write_set_skips_unavailable);
     CU_add_test(s, "tokenless backend last", test_tokenless_backend_last);
     CU_add_test(s, "key position big-endian", test_key_position_big_endian);
+    CU_add_test(s, "tied tokens ordered by node id", test_tied_tokens_ordered_by_node);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -3,9 +3,15 @@
  * s3-index (storaged/s3_store.c, s3_replay): what a replay rebuilds (objects,
  * the GC cycle and its marks, tombstones, quarantined keys), a torn tail cut,
  * a damaged record followed by good ones or a bad header refused with the
- * file left as it was. No bucket is needed: the store is built by hand.
+ * file left as it was. Also the per-block CRC-32C table a write builds
+ * (storaged/s3_sums.c): one CRC-32C per 1 MiB block whatever the chunks the
+ * body arrives in, the last block shorter, only objects over one block.
+ * No bucket is needed: the store is built by hand.
  */
 #include "s3_internal.h"
+#include "crc32c.h"
+
+#include <endian.h>
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -248,6 +254,39 @@ static void test_damage_refused(void)
     close(fd);
 }
 
+/* The table of size bytes fed in chunks of chunk bytes equals the CRC-32C
+ * of each block computed in one go. */
+static void check_sums(size_t size, size_t chunk)
+{
+    unsigned char *data = malloc(size ? size : 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+    for (size_t i = 0; i < size; i++)
+        data[i] = (unsigned char)(i * 131 + (i >> 11));
+    struct s3_sums t = {0};
+    for (size_t off = 0; off < size; off += chunk)
+        CU_ASSERT_EQUAL_FATAL(
+            s3_sums_update(&t, data + off, size - off < chunk ? size - off : chunk), 0);
+    CU_ASSERT_EQUAL(s3_sums_finish(&t), 0);
+    CU_ASSERT_EQUAL(t.n, (size_t)fmt_blocks(size));
+    for (size_t b = 0; b < t.n && b < fmt_blocks(size); b++) {
+        size_t off = b * FMT_BLOCK, len = size - off < FMT_BLOCK ? size - off : FMT_BLOCK;
+        CU_ASSERT_EQUAL(le32toh(t.v[b]), cas_crc32c(0, data + off, len));
+    }
+    s3_sums_free(&t);
+    free(data);
+}
+
+static void test_block_sums(void)
+{
+    check_sums(3 * FMT_BLOCK + 12345, 65536); /* the routes' chunks */
+    check_sums(3 * FMT_BLOCK + 12345, 4093);  /* chunks across block ends */
+    check_sums(2 * FMT_BLOCK, 3 * FMT_BLOCK); /* ends on a block end: no empty block */
+    check_sums(FMT_BLOCK + 1, 1000);          /* a last block of one byte */
+    CU_ASSERT_FALSE(s3_sums_wanted(0));
+    CU_ASSERT_FALSE(s3_sums_wanted(FMT_BLOCK));
+    CU_ASSERT_TRUE(s3_sums_wanted(FMT_BLOCK + 1));
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -261,6 +300,7 @@ int main(void)
     CU_add_test(s, "replay: a torn tail is cut", test_torn_tail_cut);
     CU_add_test(s, "replay: damage before good records, bad header, other algo: refused",
                 test_damage_refused);
+    CU_add_test(s, "block table: one CRC-32C per block, whatever the chunks", test_block_sums);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -127,6 +127,40 @@ static void test_load_mismatch(void)
     CU_ASSERT_TRUE(cas_tls_enabled());
 }
 
+/* Files that look like PEM but hold no certificate, or no key: refused by
+ * GnuTLS's parse with a message naming the file, credentials unchanged. */
+static void test_load_pem_not_parsable(void)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout c.key -out c.crt -days 1 -subj /CN=c >/dev/null 2>&1 && chmod 600 c.key",
+             dir);
+    CU_ASSERT_EQUAL_FATAL(system(cmd), 0); /* openssl is a test dependency (install-deps.sh) */
+    static const char fake_cert[] = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
+                                    "-----END CERTIFICATE-----\n";
+    static const char fake_key[] = "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n"
+                                   "-----END PRIVATE KEY-----\n";
+    char crt[300], key[300], err[512] = "";
+    snprintf(crt, sizeof(crt), "%s/c.crt", dir);
+    snprintf(key, sizeof(key), "%s/c.key", dir);
+    bool before = cas_tls_enabled();
+    const char *bad_crt = file_with("bad.crt", fake_cert, sizeof(fake_cert) - 1, 0644);
+    char bad_crt_path[300];
+    snprintf(bad_crt_path, sizeof(bad_crt_path), "%s", bad_crt);
+    CU_ASSERT_EQUAL(cas_tls_load(bad_crt_path, key, false, err, sizeof(err)), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a PEM certificate chain"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, bad_crt_path));
+    const char *bad_key = file_with("bad.key", fake_key, sizeof(fake_key) - 1, 0600);
+    char bad_key_path[300];
+    snprintf(bad_key_path, sizeof(bad_key_path), "%s", bad_key);
+    CU_ASSERT_EQUAL(cas_tls_load(crt, bad_key_path, false, err, sizeof(err)), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a PEM private key"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, bad_key_path));
+    CU_ASSERT_EQUAL(cas_tls_enabled(), before);
+    CU_ASSERT_PTR_NOT_NULL(cas_tls_cert_callback());
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -135,6 +169,7 @@ int main(void)
         return 1;
     CU_pSuite s = CU_add_suite("tls", NULL, NULL);
     CU_add_test(s, "PEM files read whole", test_reads_whole);
+    CU_add_test(s, "PEM that GnuTLS cannot parse: certificate, key", test_load_pem_not_parsable);
     CU_add_test(s, "refused: open key, empty, NUL, not PEM, missing, directory, too large",
                 test_refuses);
     CU_add_test(s, "CA bundles parsed; a key that is not the certificate's; reload keeps the old",

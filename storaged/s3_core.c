@@ -1,0 +1,435 @@
+/*
+ * s3_core.c - the bottom of the S3 backend (s3_internal.h): what every
+ * other S3 file uses and which calls nothing of theirs: object names, the
+ * s3-index journal (append, sync, replay, the records' effect on the
+ * table), the table and tombstone helpers, and the bucket requests on one
+ * object (delete, tombstone marker, ranged GET) with taking a bad or lost
+ * copy out of service. Layers, bottom first: s3_client / s3_xml / s3_sums,
+ * s3_core, then s3_store (object operations), s3_gc (GC, compaction,
+ * scrub) and s3_open (opening, recovery, rebuild) side by side, and
+ * s3_backend (the ops table, destroy, the registry entry) on top. Locking
+ * rules: s3_store.c's opening comment.
+ */
+#define _GNU_SOURCE
+#include "s3_internal.h"
+#include "buf.h"
+#include "json.h"
+#include "log.h"
+#include "node.h"
+#include "num.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+void s3_object_key(const struct s3_store *st, const unsigned char *digest, char *out, size_t outlen)
+{
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    snprintf(out, outlen, "objects/%s", hex);
+}
+
+uint64_t s3_now_s(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+/* ---- the journal ------------------------------------------------------------ */
+
+void s3_record(struct s3_store *st, struct fmt_record *r, int type, const unsigned char *digest)
+{
+    memset(r, 0, sizeof(*r));
+    r->type = (uint8_t)type;
+    r->algo = (uint8_t)st->base.algo->id;
+    if (digest)
+        memcpy(r->digest, digest, st->base.algo->digest_len);
+}
+
+static void s3_fault(struct s3_store *st, const char *what, int rc)
+{
+    int expected = 0;
+    if (__atomic_compare_exchange_n(&st->read_only, &expected, 2, false, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_SEQ_CST))
+        snprintf(st->read_only_reason, sizeof(st->read_only_reason), "I/O error on %s: %s", what,
+                 strerror(-rc));
+    log_error("STORE IS NOW READ-ONLY: I/O error on %s in %s/%s: %s; fix the disk and restart",
+              what, st->dir, S3_INDEX, strerror(-rc));
+}
+
+/* Caller holds st->lock. */
+int s3_append(struct s3_store *st, const struct fmt_record *r, size_t n, struct journal_pos *pos,
+              char *err, size_t errlen)
+{
+    int rc = journal_append(&st->journal, r, n, pos);
+    if (rc < 0) {
+        if (rc != -ENOSPC)
+            s3_fault(st, "index append", rc);
+        snprintf(err, errlen, "cannot append to %s/%s: %s", st->dir, S3_INDEX, strerror(-rc));
+        return rc == -ENOSPC ? -ENOSPC : -EIO;
+    }
+    return 0;
+}
+
+int s3_sync_to(struct s3_store *st, const struct journal_pos *pos, char *err, size_t errlen)
+{
+    int rc = journal_sync(&st->journal, pos);
+    if (rc < 0) {
+        s3_fault(st, "index fdatasync", rc);
+        snprintf(err, errlen, "%s/%s not durable: %s", st->dir, S3_INDEX, strerror(-rc));
+        return -EIO;
+    }
+    return 0;
+}
+
+int s3_refuse_read_only(struct s3_store *st, char *err, size_t errlen)
+{
+    if (__atomic_load_n(&st->read_only, __ATOMIC_SEQ_CST)) {
+        snprintf(err, errlen, "store is read-only%s%s", st->read_only_reason[0] ? ": " : "",
+                 st->read_only_reason);
+        return -EROFS;
+    }
+    return 0;
+}
+
+/* ---- the table (caller holds st->lock) ------------------------------------------ */
+
+/* Entry of digest that is not being deleted, or OBJTAB_NONE. */
+uint32_t s3_find_live(struct s3_store *st, const unsigned char *digest, struct objtab_entry *en)
+{
+    uint32_t e = objtab_find(&st->tab, digest);
+    if (e == OBJTAB_NONE || !objtab_get(&st->tab, e, en) || (en->flags & S3_DELETING))
+        return OBJTAB_NONE;
+    return e;
+}
+
+void s3_unmark(struct s3_store *st, uint32_t e, const struct objtab_entry *en)
+{
+    objtab_set_flags(&st->tab, e, en->flags & ~OBJTAB_MARKED);
+    st->garbage_objects--;
+    st->garbage_bytes -= en->size;
+}
+
+/* Removes entry e (its bytes are gone from the bucket). */
+void s3_table_remove(struct s3_store *st, uint32_t e)
+{
+    struct objtab_entry en;
+    if (!objtab_get(&st->tab, e, &en))
+        return;
+    if (en.flags & OBJTAB_MARKED && st->gc_active) {
+        st->garbage_objects--;
+        st->garbage_bytes -= en.size;
+    }
+    st->objects--;
+    st->bytes -= en.size;
+    objtab_remove(&st->tab, e);
+}
+
+int s3_tomb_set(struct s3_store *st, const unsigned char *digest, unsigned kind, uint64_t when)
+{
+    uint32_t t = objtab_find(&st->tombs, digest);
+    if (when > TIME_MAX)
+        when = TIME_MAX;
+    if (t != OBJTAB_NONE)
+        objtab_remove(&st->tombs, t);
+    return objtab_insert(&st->tombs, digest, 0, when, 0, kind) == OBJTAB_NONE ? -ENOMEM : 0;
+}
+
+void s3_tomb_clear(struct s3_store *st, const unsigned char *digest)
+{
+    uint32_t t = objtab_find(&st->tombs, digest);
+    if (t != OBJTAB_NONE)
+        objtab_remove(&st->tombs, t);
+}
+
+/* True while a client's delete of digest refuses copies. */
+bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest)
+{
+    struct objtab_entry en;
+    uint32_t t = objtab_find(&st->tombs, digest);
+    return t != OBJTAB_NONE && objtab_get(&st->tombs, t, &en) && en.flags == TOMB_DELETED &&
+           en.offset + st->tombstone_ttl > s3_now_s();
+}
+
+/* Marks every writer of digest whose upload a delete may have removed. */
+void s3_clobber(struct s3_store *st, const unsigned char *digest)
+{
+    for (struct inflight *i = st->inflight; i; i = i->next)
+        if (memcmp(i->digest, digest, st->base.algo->digest_len) == 0)
+            i->clobbered = true;
+}
+
+/* ---- replay ------------------------------------------------------------------------ */
+
+int s3_apply(struct s3_store *st, const struct fmt_record *r, char *err, size_t errlen)
+{
+    uint32_t e = objtab_find(&st->tab, r->digest);
+    struct objtab_entry en;
+    switch (r->type) {
+    case REC_HEADER:
+        return 0;
+    case REC_PUT:
+        s3_tomb_clear(st, r->digest);
+        if (e != OBJTAB_NONE)
+            return 0;
+        if (objtab_insert(&st->tab, r->digest, 0, 0, r->size, 0) == OBJTAB_NONE) {
+            snprintf(err, errlen, "out of memory replaying %s", S3_INDEX);
+            return -ENOMEM;
+        }
+        st->objects++;
+        st->bytes += r->size;
+        return 0;
+    case REC_DEL:
+        if (e != OBJTAB_NONE)
+            s3_table_remove(st, e);
+        if (r->aux == DEL_CORRUPT)
+            return s3_tomb_set(st, r->digest, TOMB_QUARANTINED, r->offset);
+        return 0;
+    case REC_TOMB:
+        return s3_tomb_set(st, r->digest, r->flags, r->aux);
+    case REC_GC_BEGIN:
+        st->gc_active = true;
+        st->gc_id = r->aux;
+        if (r->aux > st->last_gc_id)
+            st->last_gc_id = r->aux;
+        st->garbage_objects = st->objects;
+        st->garbage_bytes = st->bytes;
+        for (uint32_t i = 0; i < st->tab.used; i++)
+            if (objtab_get(&st->tab, i, &en))
+                objtab_set_flags(&st->tab, i, en.flags | OBJTAB_MARKED);
+        return 0;
+    case REC_UNMARK:
+        if (e != OBJTAB_NONE && objtab_get(&st->tab, e, &en) && (en.flags & OBJTAB_MARKED) &&
+            st->gc_active)
+            s3_unmark(st, e, &en);
+        return 0;
+    case REC_GC_END:
+    case REC_GC_CANCEL:
+        for (uint32_t i = 0; i < st->tab.used; i++)
+            if (objtab_get(&st->tab, i, &en) && (en.flags & OBJTAB_MARKED)) {
+                /* gc/end recorded a DEL for each object it removed; what is
+                 * still marked here was not removed. */
+                objtab_set_flags(&st->tab, i, en.flags & ~OBJTAB_MARKED);
+            }
+        st->gc_active = false;
+        st->garbage_objects = st->garbage_bytes = 0;
+        return 0;
+    default:
+        return 1; /* unknown: refused by the caller */
+    }
+}
+
+int s3_write_header(struct s3_store *st, int fd, char *err, size_t errlen)
+{
+    struct fmt_record r;
+    s3_record(st, &r, REC_HEADER, NULL);
+    memcpy(r.digest, S3_INDEX_MAGIC, 8);
+    r.aux = FMT_INDEX_VERSION;
+    unsigned char buf[FMT_RECORD_SIZE];
+    fmt_record_encode(&r, buf);
+    if (pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf) || fdatasync(fd) < 0 ||
+        fsync(st->dirfd) < 0) {
+        snprintf(err, errlen, "cannot write %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Reads s3-index into the table. A torn tail (a partial or damaged last
+ * record) is cut; a damaged record followed by good ones is refused. */
+int s3_replay(struct s3_store *st, int fd, uint64_t *end, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) < 0)
+        return -errno;
+    uint64_t size = (uint64_t)sb.st_size, off = 0, bad_at = UINT64_MAX;
+    unsigned char buf[FMT_RECORD_SIZE];
+    struct fmt_record r;
+    for (; off + FMT_RECORD_SIZE <= size; off += FMT_RECORD_SIZE) {
+        if (pread(fd, buf, sizeof(buf), (off_t)off) != (ssize_t)sizeof(buf)) {
+            snprintf(err, errlen, "cannot read %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
+            return -EIO;
+        }
+        bool ok = fmt_record_decode(buf, &r);
+        if (off == 0 && (!ok || r.type != REC_HEADER || memcmp(r.digest, S3_INDEX_MAGIC, 8) ||
+                         r.aux != FMT_INDEX_VERSION)) {
+            snprintf(err, errlen,
+                     "%s/%s is not an S3 backend index (bad header); nothing was changed: move "
+                     "it away to rebuild it from the bucket",
+                     st->dir, S3_INDEX);
+            return -EINVAL;
+        }
+        if (ok && r.algo != st->base.algo->id) {
+            snprintf(err, errlen, "%s/%s holds %s keys, not %s", st->dir, S3_INDEX,
+                     cas_hash_by_id(r.algo) ? cas_hash_by_id(r.algo)->name : "unknown",
+                     st->base.algo->name);
+            return -EINVAL;
+        }
+        if (!ok) {
+            if (bad_at == UINT64_MAX)
+                bad_at = off;
+            continue;
+        }
+        if (bad_at != UINT64_MAX) {
+            snprintf(err, errlen,
+                     "%s/%s: damaged record at byte %" PRIu64 " followed by good ones; nothing "
+                     "was changed: move it away to rebuild it from the bucket",
+                     st->dir, S3_INDEX, bad_at);
+            return -EINVAL;
+        }
+        int rc = s3_apply(st, &r, err, errlen);
+        if (rc == 1) {
+            snprintf(err, errlen, "%s/%s: unknown record type %u at byte %" PRIu64, st->dir,
+                     S3_INDEX, r.type, off);
+            return -EINVAL;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    uint64_t good = bad_at != UINT64_MAX ? bad_at : off;
+    if (good < size) {
+        log_warn("%s/%s: cutting a torn tail of %" PRIu64 " bytes", st->dir, S3_INDEX, size - good);
+        if (ftruncate(fd, (off_t)good) < 0 || fdatasync(fd) < 0) {
+            snprintf(err, errlen, "cannot cut %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
+            return -EIO;
+        }
+    }
+    *end = good;
+    return 0;
+}
+
+/* ---- bucket helpers ------------------------------------------------------------------ */
+
+/* DELETE objects/<hex>: 0 when gone (204, 200 or 404), else -EIO with a
+ * message; then its block table, best effort (the object first: a table
+ * without its object is harmless, see s3_sums.c). */
+int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, uint64_t size, char *err,
+                     size_t errlen)
+{
+    char key[96];
+    s3_object_key(st, digest, key, sizeof(key));
+    struct s3_req rq = {.method = "DELETE", .key = key};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status != 204 && rs.status != 200 && rs.status != 404) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    if (rc == 0)
+        s3_sums_delete(st, digest, size);
+    return rc < 0 ? -EIO : 0;
+}
+
+int s3_bucket_tomb(struct s3_store *st, const unsigned char *digest, bool put, char *err,
+                   size_t errlen)
+{
+    char hex[CAS_MAX_HEX + 1], key[96];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    snprintf(key, sizeof(key), "tombs/%s.deleted", hex);
+    struct s3_req rq = {.method = put ? "PUT" : "DELETE", .key = key, .body = "", .body_len = 0};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 &&
+        (put ? rs.status != 200 : (rs.status != 204 && rs.status != 200 && rs.status != 404))) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    return rc < 0 ? -EIO : 0;
+}
+
+/* The bucket no longer has an object the index lists (a crash between a
+ * bucket DELETE and its record, or someone else's delete): take it out of
+ * service like a corrupt copy, so balancers restore it from a replica. */
+void s3_take_out(struct s3_store *st, const unsigned char *digest, bool missing)
+{
+    struct journal_pos pos;
+    struct fmt_record r[2];
+    char err[256];
+    pthread_mutex_lock(&st->lock);
+    uint32_t e = objtab_find(&st->tab, digest);
+    int rc = -ENOENT;
+    if (e != OBJTAB_NONE) {
+        s3_record(st, &r[0], REC_DEL, digest);
+        r[0].aux = DEL_CORRUPT;
+        r[0].offset = s3_now_s();
+        rc = s3_append(st, r, 1, &pos, err, sizeof(err));
+        if (rc == 0) {
+            s3_table_remove(st, e);
+            s3_tomb_set(st, digest, TOMB_QUARANTINED, s3_now_s());
+            if (missing)
+                st->lost++;
+            st->corrupt_found++;
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    if (rc == 0)
+        s3_sync_to(st, &pos, err, sizeof(err));
+}
+
+void s3_lost(struct s3_store *st, const unsigned char *digest)
+{
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    log_error("s3: object %s is in the index but not in the bucket: taken out of service", hex);
+    s3_take_out(st, digest, true);
+}
+
+/* GET of [off, off + len) into buf; whole: that is the whole object (then
+ * a plain GET, no Range). len bytes, or a negative errno: -ENOENT the
+ * bucket has no such object; -EBADMSG the bucket's object is not the size
+ * the index records (a complete answer, by its own framing, with fewer
+ * bytes than asked for, or 416 for a range inside the recorded size): a bad
+ * copy for good, to be taken out of service; -EIO anything else (a body
+ * cut short in transit is a transfer error, retried by s3_do). */
+ssize_t s3_bucket_range(struct s3_store *st, const unsigned char *digest, char *buf, size_t len,
+                        uint64_t off, bool whole, char *err, size_t errlen)
+{
+    char key[96];
+    s3_object_key(st, digest, key, sizeof(key));
+    struct s3_req rq = {.method = "GET",
+                        .key = key,
+                        .range_off = off,
+                        .range_len = whole ? 0 : len,
+                        .out = buf,
+                        .out_cap = len};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    ssize_t got = -EIO;
+    if (rc == 0 && rs.status == 404) {
+        s3_status_error(&rq, &rs, err, errlen);
+        got = -ENOENT;
+    } else if (rc == 0 && rs.status == 416) {
+        s3_status_error(&rq, &rs, err, errlen);
+        got = -EBADMSG; /* the object ends before off */
+    } else if (rc == 0 && rs.status != 206 && !(rs.status == 200 && off == 0)) {
+        s3_status_error(&rq, &rs, err, errlen);
+    } else if (rc == 0 && rs.out_len != len) {
+        /* libcurl checked the body against its Content-Length: this is the
+         * whole answer, and the object is shorter than the index says. */
+        snprintf(err, errlen,
+                 "GET %s: the bucket's object ends after %zu of the %zu bytes asked for "
+                 "(it is not the size the index records)",
+                 key, rs.out_len, len);
+        got = -EBADMSG;
+    } else if (rc == 0) {
+        got = (ssize_t)len;
+    }
+    s3_resp_free(&rs);
+    return got;
+}
+
+void s3_quarantine_digest(struct s3_store *st, const unsigned char *digest, const char *why)
+{
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    log_error("s3: object %s is corrupt (%s): taken out of service", hex, why);
+    s3_take_out(st, digest, false);
+}

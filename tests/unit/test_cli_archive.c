@@ -1,0 +1,328 @@
+/*
+ * test_cli_archive.c - CUnit suite for ca-cas/archive.c (export, import)
+ * against a scripted server (fakesrv.h). export writes one tar member per
+ * object named by its key, checks every object's bytes against its key on
+ * the way and calls the archive unusable when one does not match, skips
+ * objects gone meanwhile, and refuses bad keys before it touches the output
+ * file. import stores regular members under the key their name gives and
+ * refuses names that are not keys and bytes that do not match (also when
+ * the server already holds the object and so never saw them).
+ */
+#include "fakesrv.h"
+
+#include <dirent.h>
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <sys/stat.h>
+
+#define K1 "0123456789abcdef0123456789abcdef01234567"
+#define EMPTY "da39a3ee5e6b4b0d3255bfef95601890afd80709" /* sha1("") */
+#define HELLO "f572d396fae9206628714fb2ce00f72e94f2258f" /* sha1("hello\n") */
+
+static char dir[] = "/tmp/cas-test-archive-XXXXXX";
+
+static const char *path_of(const char *name)
+{
+    static char p[4][300];
+    static int next;
+    char *s = p[next++ % 4];
+    snprintf(s, 300, "%s/%s", dir, name);
+    return s;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Reads a tar file: member names and contents as "name=content|...". */
+static void tar_contents(const char *path, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    struct archive *a = archive_read_new();
+    archive_read_support_format_tar(a);
+    CU_ASSERT_EQUAL_FATAL(archive_read_open_filename(a, path, 10240), ARCHIVE_OK);
+    struct archive_entry *e;
+    while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+        char data[256] = "";
+        la_ssize_t n = archive_read_data(a, data, sizeof(data) - 1);
+        if (n > 0)
+            data[n] = '\0';
+        size_t len = strlen(out);
+        snprintf(out + len, outlen - len, "%s=%s|", archive_entry_pathname(e), data);
+    }
+    archive_read_free(a);
+}
+
+/* A tar with the given members: type 'f' file, 'd' directory, 'l' symlink. */
+struct member {
+    char type;
+    const char *name;
+    const char *data;
+};
+
+static void make_tar(const char *path, const struct member *m, size_t n)
+{
+    struct archive *a = archive_write_new();
+    archive_write_set_format_pax_restricted(a);
+    CU_ASSERT_EQUAL_FATAL(archive_write_open_filename(a, path), ARCHIVE_OK);
+    for (size_t i = 0; i < n; i++) {
+        struct archive_entry *e = archive_entry_new();
+        archive_entry_set_pathname(e, m[i].name);
+        archive_entry_set_perm(e, 0644);
+        if (m[i].type == 'd') {
+            archive_entry_set_filetype(e, AE_IFDIR);
+        } else if (m[i].type == 'l') {
+            archive_entry_set_filetype(e, AE_IFLNK);
+            archive_entry_set_symlink(e, "elsewhere");
+        } else {
+            archive_entry_set_filetype(e, AE_IFREG);
+            archive_entry_set_size(e, (la_int64_t)strlen(m[i].data));
+        }
+        archive_write_header(a, e);
+        if (m[i].type == 'f')
+            archive_write_data(a, m[i].data, strlen(m[i].data));
+        archive_entry_free(e);
+    }
+    archive_write_close(a);
+    archive_write_free(a);
+}
+
+static void test_export_round_trip(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *out, *err, tar[1024];
+    const char *file = path_of("all.tar");
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on("GET", "/objects", 200, HELLO " 6\n" EMPTY " 0\n" K1 " 3\n", 0);
+    fake_on("GET", "/objects/" HELLO, 200, "hello\n", 0);
+    fake_on("GET", "/objects/" EMPTY, 200, "", 0);
+    fake_on("GET", "/objects/" K1, 404, "{\"error\":\"not found\"}", 0); /* removed meanwhile */
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, NULL), CLI_EXIT_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "export: 2 objects, 6 bytes; 1 skipped"));
+    tar_contents(file, tar, sizeof(tar));
+    CU_ASSERT_STRING_EQUAL(tar, HELLO "=hello\n|" EMPTY "=|");
+    free(out);
+    free(err);
+
+    /* And back: both stored (201), the empty one already there (200). */
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on("PUT", "/objects/" HELLO, 201, HELLO "\n", 0);
+    fake_on("PUT", "/objects/" EMPTY, 200, EMPTY "\n", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_import, &ctx, &out, &err, "import", file, NULL), CLI_EXIT_OK);
+    CU_ASSERT_STRING_EQUAL(out, "import: 1 stored (6 bytes), 1 skipped, 0 refused\n");
+    CU_ASSERT_EQUAL_FATAL(fake.nreqs, 3);
+    CU_ASSERT_STRING_EQUAL(fake.reqs[1].body, "hello\n");
+    free(out);
+    free(err);
+}
+
+static void test_export_bad_bytes(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *out, *err;
+    const char *file = path_of("bad.tar");
+    write_file(file, "an earlier archive");
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on("GET", "/objects", 200, K1 " 6\n", 0);
+    fake_on("GET", "/objects/" K1, 200, "hello\n", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, NULL),
+                    CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "object " K1 " came back with bytes whose digest is " HELLO));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "nothing was written to the output file"));
+    /* The export failed half-way: the earlier archive of that name is as
+     * it was, and no temporary file is left beside it. */
+    char *kept = slurp(file);
+    CU_ASSERT_STRING_EQUAL(kept, "an earlier archive");
+    free(kept);
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        CU_ASSERT_PTR_NULL(strstr(de->d_name, ".partial-"));
+    if (d)
+        closedir(d);
+    free(out);
+    free(err);
+
+    /* A listing line that is no key of the server's algorithm. */
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on("GET", "/objects", 200, "abc 6\n", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, NULL),
+                    CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "the server listed a malformed key \"abc\""));
+    free(out);
+    free(err);
+
+    /* The listing refused. */
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on("GET", "/objects", 503, "{\"error\":\"busy\"}", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, NULL),
+                    CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "listing the objects: busy (HTTP 503)"));
+    free(out);
+    free(err);
+}
+
+static void test_export_named_keys(void)
+{
+    struct cli_ctx ctx = fake_ctx(true, NULL);
+    char *out, *err, tar[1024];
+    const char *file = path_of("named.tar");
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on("GET", "/objects/" HELLO, 200, "hello\n", 0);
+    fake_on("GET", "/objects/" K1, 404, "{\"error\":\"not found\"}", 0);
+    /* A key asked for by name and not found: said, and exit 1. */
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file,
+                            "F572D396FAE9206628714FB2CE00F72E94F2258F", K1, NULL),
+                    CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, K1 ": not found (skipped)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "{\"exported\":1,\"bytes\":6,\"skipped\":1}"));
+    /* No listing asked. */
+    for (int i = 0; i < fake.nreqs; i++)
+        CU_ASSERT_STRING_NOT_EQUAL(fake.reqs[i].path, "/objects");
+    tar_contents(file, tar, sizeof(tar));
+    CU_ASSERT_STRING_EQUAL(tar, HELLO "=hello\n|");
+    free(out);
+    free(err);
+}
+
+static void test_export_bad_key_keeps_file(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *out, *err;
+    const char *file = path_of("keep.tar");
+    write_file(file, "an earlier archive");
+    fake_reset();
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, HELLO, "nokey",
+                            NULL),
+                    CLI_EXIT_USAGE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "nokey"));
+    CU_ASSERT_EQUAL(fake.nreqs, 0);
+    /* The file of that name is untouched. */
+    char *kept = slurp(file);
+    CU_ASSERT_STRING_EQUAL(kept, "an earlier archive");
+    free(kept);
+    free(out);
+    free(err);
+}
+
+static void test_import_refusals(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *out, *err;
+    const char *file = path_of("mixed.tar");
+    const struct member m[] = {
+        {'d', "objects/", NULL},
+        {'f', "objects/" HELLO, "hello\n"},
+        {'f', "objects/notakey", "x"},
+        {'f', "objects/" K1, "not K1's bytes"},
+        {'f', "objects/" EMPTY, "tampered"},
+        {'l', "objects/link", NULL},
+        {'f', "objects/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", ""},
+    };
+    make_tar(file, m, sizeof(m) / sizeof(m[0]));
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on("PUT", "/objects/" HELLO, 201, HELLO "\n", 0);
+    fake_on("PUT", "/objects/" K1, 422, "{\"error\":\"digest mismatch\"}", 0);
+    /* Already stored: the server does not read the body; the tool checks. */
+    fake_on("PUT", "/objects/" EMPTY, 200, EMPTY "\n", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_import, &ctx, &out, &err, "import", file, NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_STRING_EQUAL(out, "import: 1 stored (6 bytes), 2 skipped, 4 refused\n");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "objects/notakey: refused"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "objects/" K1 ": refused: its bytes do not match its name"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "objects/" EMPTY ": refused: its bytes do not match its "
+                                       "name (the stored object is untouched)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "objects/link: not a regular file (skipped)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "a key of another hash algorithm"));
+    free(out);
+    free(err);
+
+    /* --json counts. */
+    ctx.json = true;
+    CU_ASSERT_EQUAL(run_cmd(cmd_import, &ctx, &out, &err, "import", file, NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_STRING_EQUAL(out, "{\"stored\":1,\"bytes\":6,\"skipped\":2,\"refused\":4}\n");
+    free(out);
+    free(err);
+}
+
+static void test_import_bad_input(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *out, *err;
+    const char *junk = path_of("junk.tar");
+    write_file(junk, "this is not a tar archive at all, just some text\n");
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_import, &ctx, &out, &err, "import", junk, NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, junk));
+    free(out);
+    free(err);
+    CU_ASSERT_EQUAL(run_cmd(cmd_import, &ctx, &out, &err, "import", dir, NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "is a directory, not an archive"));
+    free(out);
+    free(err);
+    CU_ASSERT_EQUAL(run_cmd(cmd_import, &ctx, &out, &err, "import", "/nonexistent.tar", NULL),
+                    CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot open /nonexistent.tar"));
+    free(out);
+    free(err);
+    CU_ASSERT_EQUAL(run_cmd(cmd_import, &ctx, &out, &err, "import", junk, junk, NULL),
+                    CLI_EXIT_USAGE);
+    free(out);
+    free(err);
+    /* Only the one GET /ring of the junk archive reached the server. */
+    for (int i = 0; i < fake.nreqs; i++)
+        CU_ASSERT_STRING_EQUAL(fake.reqs[i].method, "GET");
+
+    /* A refusal other than 422 stops the import and is named. */
+    const char *one = path_of("one.tar");
+    const struct member m[] = {{'f', HELLO, "hello\n"}};
+    make_tar(one, m, 1);
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on("PUT", "/objects/" HELLO, 507, "{\"error\":\"disk full\"}", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_import, &ctx, &out, &err, "import", one, NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "import: PUT " HELLO ": disk full (HTTP 507)"));
+    free(out);
+    free(err);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir) || fake_start() < 0)
+        return 1;
+    capture_init();
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("archive", NULL, NULL);
+    CU_add_test(s, "export and import round trip", test_export_round_trip);
+    CU_add_test(s, "export: wrong bytes, malformed listing, refused listing",
+                test_export_bad_bytes);
+    CU_add_test(s, "export: named keys, one not found", test_export_named_keys);
+    CU_add_test(s, "export: a bad key leaves -o FILE untouched", test_export_bad_key_keeps_file);
+    CU_add_test(s, "import: names, bytes, types refused or skipped", test_import_refusals);
+    CU_add_test(s, "import: not an archive, directory, missing file, refusal",
+                test_import_bad_input);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures();
+    CU_cleanup_registry();
+    capture_fini();
+    fake_stop();
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        failed++;
+    return failed ? 1 : 0;
+}

@@ -21,7 +21,7 @@
 #
 # storaged: its modules are not layered yet (the disk engine's files call
 # each other in a circle, issue 12 "storaged: the engine's files by
-# concern", and so do the S3 backend's), so the check is weaker: the groups of files that call each
+# concern"), so the check is weaker: the groups of files that call each
 # other in a cycle (strongly connected components of the call graph) are
 # listed below as known; any other cycle, or a known one that grew, fails
 # (one that shrank or split passes, with a note to update the list).
@@ -75,12 +75,11 @@ balancer
 main
 '
 # storaged: cycles known today (one per line, the files of one strongly
-# connected component, sorted). Nothing else may call in a circle. Both
-# have the same shape: one file holds the ops table (which names the op
-# files' functions) and the helpers the op files call back.
+# connected component, sorted). Nothing else may call in a circle. The
+# shape: disk_open.c holds the ops table (which names the op files'
+# functions) and the helpers the op files call back.
 STORAGED_KNOWN_CYCLES='
 disk_compact disk_gc disk_open disk_read disk_scrub disk_tomb disk_write
-s3_gc s3_open s3_store
 '
 
 command -v nm >/dev/null || { echo "check-layers: nm not found (binutils)" >&2; exit 2; }

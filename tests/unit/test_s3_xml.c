@@ -154,12 +154,12 @@ static void test_client_helpers(void)
     CU_ASSERT(s3_query_canonical("uploads="));
     CU_ASSERT(s3_query_canonical("a=1&a=2&a-b=&ab="));
     CU_ASSERT(!s3_query_canonical("prefix=objects%2F&list-type=2")); /* unsorted */
-    CU_ASSERT(!s3_query_canonical("a=2&a=1"));                         /* values unsorted */
-    CU_ASSERT(!s3_query_canonical("a-b=&a="));                          /* "a" < "a-b" */
-    CU_ASSERT(!s3_query_canonical("list-type=2&prefix=objects/"));    /* '/' unencoded */
-    CU_ASSERT(!s3_query_canonical("uploads"));                          /* no '=' */
-    CU_ASSERT(!s3_query_canonical("uploadId=a%2f"));                    /* lower-case hex */
-    CU_ASSERT(!s3_query_canonical("uploadId=a%2"));                     /* cut escape */
+    CU_ASSERT(!s3_query_canonical("a=2&a=1"));                       /* values unsorted */
+    CU_ASSERT(!s3_query_canonical("a-b=&a="));                       /* "a" < "a-b" */
+    CU_ASSERT(!s3_query_canonical("list-type=2&prefix=objects/"));   /* '/' unencoded */
+    CU_ASSERT(!s3_query_canonical("uploads"));                       /* no '=' */
+    CU_ASSERT(!s3_query_canonical("uploadId=a%2f"));                 /* lower-case hex */
+    CU_ASSERT(!s3_query_canonical("uploadId=a%2"));                  /* cut escape */
     CU_ASSERT(!s3_query_canonical("a=1&&b=2"));
     CU_ASSERT(!s3_query_canonical("=1"));
     CU_ASSERT(!s3_query_canonical(""));

@@ -44,7 +44,7 @@ import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_storaged_api as api  # noqa: E402  (module import: its classes are not re-run here)
-from harness import STORAGED, Client, TempDirTest, s3_backend_args, sha1, wait_for  # noqa: E402
+from harness import STORAGED, TempDirTest, s3_backend_args, sha1, wait_for  # noqa: E402
 from s3fixture import ACCESS_KEY, REGION, SECRET_KEY  # noqa: E402
 from s3proxy import EMPTY_SHA256, S3Proxy, sigv4_refusal  # noqa: E402
 

@@ -82,4 +82,13 @@ bool s3_status_retryable(long status);
 /* Percent-encodes s for a query value (RFC 3986 unreserved kept). */
 int s3_query_escape(const char *s, char *out, size_t outlen);
 
+/* True when q is already SigV4's canonical query string (AWS SigV4 for S3,
+ * "CanonicalQueryString"): name=value pairs joined by '&', each byte
+ * unreserved (A-Z a-z 0-9 - _ . ~) or %XX with upper-case hex, sorted by
+ * name and then value, every name with its '='. libcurl 7.88 signs the
+ * query exactly as given (it neither sorts nor encodes it), so s3_do
+ * refuses any other form with -EINVAL instead of sending a request that
+ * checking servers answer 403 SignatureDoesNotMatch. */
+bool s3_query_canonical(const char *q);
+
 #endif

@@ -68,7 +68,12 @@ class S3Server:
         argv = [S3RVER, "-d", self.data_dir, "-a", "127.0.0.1", "-p", str(self.port), "--silent",
                 "--no-vhost-buckets", "--configure-bucket", self.bucket]
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        # s3rver's ListObjectsV2 continuation tokens are DES-encrypted, a
+        # cipher that Node 18+ on OpenSSL 3 has only in the legacy provider:
+        # without it every listing of more than one page answers 500.
+        env = dict(os.environ, NODE_OPTIONS=(os.environ.get("NODE_OPTIONS", "") +
+                                             " --openssl-legacy-provider").strip())
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         harness._live.add(self.proc)
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -18,18 +18,156 @@ arms faults for what comes next:
   clear()             no more faults; release() stalled requests
 
 `log` records (method, path, what happened) for every request, so a test
-can see the retries. One upstream connection per client connection; bodies
+can see the retries.
+
+Verifying mode: S3Proxy(server, verify=(access_key, secret_key, region))
+checks every request's AWS Signature V4 before anything else, recomputed
+with hmac/hashlib from the request exactly as received (see
+sigv4_refusal()), as AWS, MinIO, Ceph RGW and Garage do and s3rver does
+not. A request that fails is answered 403 with S3's XML error
+(SignatureDoesNotMatch; InvalidAccessKeyId for another access key) and
+never reaches s3rver. `verified` and `refused` count them; `refusals` lists
+(method, target, reason) of the refused ones. In this mode a request body
+is read whole before it is checked (the payload hash covers it), so it
+is held in memory: fine for tests, whose parts are at most 8 MiB. One upstream connection per client connection; bodies
 stream through in 64 KiB pieces (Content-Length or chunked), whatever their
 size. An "Expect: 100-continue" is answered by the proxy itself.
 """
+import calendar
+import hashlib
+import hmac
+import re
 import socket
 import socketserver
 import threading
+import time
+import urllib.parse
+from xml.sax.saxutils import escape as xml_escape
 
 _REASONS = {403: ("Forbidden", "AccessDenied", "Access Denied"),
             500: ("Internal Server Error", "InternalError", "We encountered an internal error. Please try again."),
             503: ("Slow Down", "SlowDown", "Please reduce your request rate.")}
 _PIECE = 65536
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+MAX_SKEW_S = 15 * 60  # how far x-amz-date may be from the verifier's clock (AWS: 15 minutes)
+_AUTH = re.compile(r"AWS4-HMAC-SHA256 +Credential=([^,\s]+) *, *SignedHeaders=([^,\s]+) *, *"
+                   r"Signature=([0-9a-f]{64})$")
+_HEX64 = re.compile(r"[0-9a-f]{64}$")
+
+
+# -- AWS Signature V4 (the rules of AWS's "Signature Version 4 for S3":
+# canonical request, string to sign, signing key), Python's hmac/hashlib only.
+
+def _uri_encode(s, safe=""):
+    """AWS's UriEncode: every byte but A-Z a-z 0-9 - . _ ~ (and `safe`) as
+    %XX with upper-case hex digits, UTF-8 first."""
+    return urllib.parse.quote(s, safe=safe, encoding="utf-8", errors="strict")
+
+
+def canonical_uri(path):
+    """The path as S3 sees it (decoded once), URI-encoded again with '/' kept:
+    S3 does not normalise paths (no '.' or '//' folding)."""
+    return _uri_encode(urllib.parse.unquote(path or "/"), safe="/")
+
+
+def canonical_query(query):
+    """name=value pairs, each side decoded then URI-encoded ('/' and '='
+    too), sorted by name then value; a name without '=' gets an empty value."""
+    pairs = []
+    for piece in query.split("&") if query else []:
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        pairs.append((_uri_encode(urllib.parse.unquote(name)), _uri_encode(urllib.parse.unquote(value))))
+    return "&".join(f"{n}={v}" for n, v in sorted(pairs))
+
+
+def canonical_request(method, target, headers, signed, payload_hash):
+    """The canonical request of `method` `target` (the request-target as
+    received, path and query) with `headers` ([(name, value)] as received)
+    and `signed` (lower-case names, the order of SignedHeaders)."""
+    path, _, query = target.partition("?")
+    values = {}
+    for name, value in headers:
+        values.setdefault(name.lower(), []).append(" ".join(value.split()))
+    lines = "".join(f"{n}:{','.join(values.get(n, []))}\n" for n in signed)
+    return "\n".join([method, canonical_uri(path), canonical_query(query), lines, ";".join(signed),
+                      payload_hash])
+
+
+def signing_key(secret_key, date, region, service="s3"):
+    """kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")."""
+    k = ("AWS4" + secret_key).encode()
+    for part in (date, region, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    return k
+
+
+def signature(secret_key, amz_date, scope, creq):
+    """Hex HMAC-SHA256 of the string to sign of canonical request `creq`;
+    scope is date/region/service/aws4_request."""
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(creq.encode()).hexdigest()])
+    date, region, service, _ = scope.split("/")
+    return hmac.new(signing_key(secret_key, date, region, service), sts.encode(), hashlib.sha256).hexdigest()
+
+
+def sigv4_refusal(method, target, headers, payload, access_key, secret_key, region, now=None,
+                  service="s3"):
+    """None when the request carries a valid AWS Signature V4 for these
+    credentials, else (S3 error code, reason). `headers` is [(name, value)]
+    as received, `payload` the body bytes as received (decoded if it came
+    chunked), `now` seconds since the epoch (default: the clock)."""
+    refuse = lambda why: ("SignatureDoesNotMatch", why)  # noqa: E731
+    auth = [v for n, v in headers if n.lower() == "authorization"]
+    if len(auth) != 1:
+        return refuse("no Authorization header" if not auth else "more than one Authorization header")
+    m = _AUTH.match(auth[0].strip())
+    if not m:
+        return refuse(f"malformed Authorization header: {auth[0][:120]!r}")
+    credential, signed_names, sig = m.groups()
+    parts = credential.split("/")
+    if len(parts) != 5:
+        return refuse(f"malformed credential {credential!r}")
+    key_id, date, cred_region, cred_service, terminator = parts
+    if key_id != access_key:
+        return ("InvalidAccessKeyId", f"unknown access key {key_id!r}")
+    if (cred_region, cred_service, terminator) != (region, service, "aws4_request"):
+        return refuse(f"credential scope {'/'.join(parts[1:])!r} is not {date}/{region}/{service}/aws4_request")
+    signed = signed_names.split(";")
+    if signed != sorted(signed) or len(set(signed)) != len(signed) or any(n != n.lower() for n in signed):
+        return refuse(f"SignedHeaders {signed_names!r} not sorted, unique, lower-case")
+    present = {n.lower() for n, _ in headers}
+    for need in ("host", "x-amz-date", "x-amz-content-sha256"):
+        if need not in signed:
+            return refuse(f"{need} is not signed")
+    missing = [n for n in signed if n not in present]
+    if missing:
+        return refuse(f"signed headers missing from the request: {missing}")
+    unsigned = sorted(n for n in present if (n.startswith("x-amz-") or n == "content-md5") and n not in signed)
+    if unsigned:
+        return refuse(f"headers that must be signed are not: {unsigned}")
+    hv = {n.lower(): v.strip() for n, v in headers}
+    amz_date = hv["x-amz-date"]
+    try:
+        t = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
+    except ValueError:
+        return refuse(f"x-amz-date {amz_date!r} is not YYYYMMDDTHHMMSSZ")
+    if amz_date[:8] != date:
+        return refuse(f"credential date {date} is not the day of x-amz-date {amz_date}")
+    if abs((time.time() if now is None else now) - t) > MAX_SKEW_S:
+        return refuse(f"x-amz-date {amz_date} is more than {MAX_SKEW_S // 60} minutes off")
+    payload_hash = hv["x-amz-content-sha256"]
+    if _HEX64.match(payload_hash):
+        actual = hashlib.sha256(payload).hexdigest()
+        if actual != payload_hash:
+            return refuse(f"x-amz-content-sha256 {payload_hash} but the body received hashes to {actual}")
+    elif payload_hash != "UNSIGNED-PAYLOAD":
+        return refuse(f"x-amz-content-sha256 {payload_hash!r}: neither a hex SHA-256 nor UNSIGNED-PAYLOAD")
+    creq = canonical_request(method, target, headers, signed, payload_hash)
+    want = signature(secret_key, amz_date, f"{date}/{region}/{service}/aws4_request", creq)
+    if not hmac.compare_digest(want, sig):
+        return refuse(f"signature {sig} is not {want}; canonical request:\n{creq}")
+    return None
 
 
 class _Conn:
@@ -78,6 +216,34 @@ class _Conn:
         self._copy(n, out)
         return True
 
+    def read_body(self, headers):
+        """(the body's bytes as sent, its payload): the same unless chunked."""
+        if headers.get("transfer-encoding", "").lower() != "chunked":
+            data = self._read(int(headers.get("content-length", "0")))
+            return data, data
+        raw, payload = [], []
+        while True:
+            size_line = self.f.readline(1024)
+            if not size_line:
+                raise ConnectionError("EOF in a chunked body")
+            raw.append(size_line)
+            n = int(size_line.split(b";")[0], 16)
+            if n == 0:
+                while True:
+                    t = self.f.readline(65537)
+                    raw.append(t)
+                    if t in (b"\r\n", b"\n", b""):
+                        return b"".join(raw), b"".join(payload)
+            data = self._read(n + 2)
+            raw.append(data)
+            payload.append(data[:n])
+
+    def _read(self, n):
+        data = self.f.read(n) if n else b""
+        if len(data) != n:
+            raise ConnectionError("EOF in a body")
+        return data
+
     def _copy(self, n, out):
         while n > 0:
             piece = self.f.read(min(n, _PIECE))
@@ -99,6 +265,15 @@ def _send(sock, data):
         sock.sendall(data)
 
 
+def _header_list(lines):
+    """[(name, value)] of a head's header lines, in order, duplicates kept."""
+    out = []
+    for line in lines[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        out.append((name.strip(), value.strip()))
+    return out
+
+
 def _parse(lines):
     headers = {}
     for line in lines[1:]:
@@ -111,8 +286,14 @@ class S3Proxy:
     """A fault-injecting proxy on 127.0.0.1:<free port> in front of `server`
     (an s3fixture.S3Server)."""
 
-    def __init__(self, server):
+    def __init__(self, server, verify=None):
+        """verify: (access_key, secret_key, region) to check every request's
+        AWS Signature V4 against (see the module comment), or None."""
         self.server = server
+        self.verify = verify
+        self.verified = 0
+        self.refused = 0
+        self.refusals = []
         self.lock = threading.Lock()
         self.log = []
         self.sent = []  # (method, path, bytes of the answer's body) relayed from the server
@@ -203,6 +384,25 @@ class S3Proxy:
                 if lines is None:
                     return
                 (method, path, _), headers = _parse(lines)
+                body = None  # the request body's raw bytes once read here
+                if self.verify is not None:
+                    if headers.get("expect", "").lower() == "100-continue":
+                        sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                        lines = [l for l in lines if not l.lower().startswith(b"expect:")]
+                        headers.pop("expect")
+                    body, payload = client.read_body(headers)
+                    refusal = sigv4_refusal(method, path, _header_list(lines), payload, *self.verify)
+                    with self.lock:
+                        if refusal is None:
+                            self.verified += 1
+                        else:
+                            self.refused += 1
+                            self.refusals.append((method, path, refusal[1]))
+                    if refusal is not None:
+                        self._note(method, path, "refused")
+                        self._answer_error(sock, 403, code=refusal[0], message=refusal[1],
+                                           head_only=method == "HEAD")
+                        continue
                 if not self._released.is_set():
                     self._note(method, path, "stalled")
                     self._released.wait()
@@ -218,7 +418,7 @@ class S3Proxy:
                 expect = headers.get("expect", "").lower() == "100-continue"
                 if fail_n > 0:
                     self._note(method, path, f"failed {fail_status}")
-                    if not expect:
+                    if not expect and body is None:
                         client.relay_body(headers, None)
                     self._answer_error(sock, fail_status)
                     if expect:
@@ -230,7 +430,10 @@ class S3Proxy:
                     sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                     lines = [l for l in lines if not l.lower().startswith(b"expect:")]
                 upstream.sock.sendall(b"".join(lines) + b"\r\n")
-                client.relay_body(headers, upstream.sock)
+                if body is None:
+                    client.relay_body(headers, upstream.sock)
+                else:
+                    upstream.sock.sendall(body)
                 rlines = upstream.head()
                 if rlines is None:
                     raise ConnectionError("s3rver closed the connection")
@@ -259,10 +462,15 @@ class S3Proxy:
             if upstream is not None:
                 upstream.close()
 
-    def _answer_error(self, sock, status):
-        reason, code, message = _REASONS.get(status, ("Error", "InternalError", "injected"))
+    def _answer_error(self, sock, status, code=None, message=None, head_only=False):
+        reason, dcode, dmessage = _REASONS.get(status, ("Error", "InternalError", "injected"))
+        code, message = code or dcode, message or dmessage
         body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-                f"<Message>{message}</Message><RequestId>cas-s3proxy</RequestId></Error>").encode()
+                f"<Message>{xml_escape(message)}</Message><RequestId>cas-s3proxy</RequestId></Error>").encode()
+        if head_only:
+            sock.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode())
+            return
         extra = "Retry-After: 0\r\n" if status == 503 else ""
         sock.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n"
                      f"Content-Length: {len(body)}\r\n{extra}\r\n".encode() + body)

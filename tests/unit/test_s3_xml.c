@@ -147,6 +147,23 @@ static void test_client_helpers(void)
     CU_ASSERT_STRING_EQUAL(out, "a%2Fb%2Bc%3Dd%20e~_.-");
     char tiny[4];
     CU_ASSERT_EQUAL(s3_query_escape("////", tiny, sizeof(tiny)), -ENAMETOOLONG);
+    /* The queries the backend sends are canonical; other forms are not. */
+    CU_ASSERT(s3_query_canonical("list-type=2&prefix=objects%2F"));
+    CU_ASSERT(s3_query_canonical("continuation-token=1%2Fa%2B%3D&list-type=2&prefix=tombs%2F"));
+    CU_ASSERT(s3_query_canonical("partNumber=10000&uploadId=ab-C_d.e~"));
+    CU_ASSERT(s3_query_canonical("uploads="));
+    CU_ASSERT(s3_query_canonical("a=1&a=2&a-b=&ab="));
+    CU_ASSERT(!s3_query_canonical("prefix=objects%2F&list-type=2")); /* unsorted */
+    CU_ASSERT(!s3_query_canonical("a=2&a=1"));                       /* values unsorted */
+    CU_ASSERT(!s3_query_canonical("a-b=&a="));                       /* "a" < "a-b" */
+    CU_ASSERT(!s3_query_canonical("list-type=2&prefix=objects/"));   /* '/' unencoded */
+    CU_ASSERT(!s3_query_canonical("uploads"));                       /* no '=' */
+    CU_ASSERT(!s3_query_canonical("uploadId=a%2f"));                 /* lower-case hex */
+    CU_ASSERT(!s3_query_canonical("uploadId=a%2"));                  /* cut escape */
+    CU_ASSERT(!s3_query_canonical("a=1&&b=2"));
+    CU_ASSERT(!s3_query_canonical("=1"));
+    CU_ASSERT(!s3_query_canonical(""));
+    CU_ASSERT(!s3_query_canonical("a=b c"));
     CU_ASSERT(s3_status_retryable(500));
     CU_ASSERT(s3_status_retryable(503));
     CU_ASSERT(!s3_status_retryable(403));
@@ -203,7 +220,7 @@ int main(void)
     CU_add_test(s, "<Error>: code and message", test_error);
     CU_add_test(s, "InitiateMultipartUpload: UploadId or refused", test_upload_id);
     CU_add_test(s, "CompleteMultipartUpload: an <Error> under 200 is a failure", test_complete);
-    CU_add_test(s, "client: query escaping, retryable statuses, option checks",
+    CU_add_test(s, "client: query escaping and canonical form, retryable statuses, option checks",
                 test_client_helpers);
     CU_add_test(s, "backend registry: names, unknown, s3 needs --capacity", test_registry);
     CU_basic_set_mode(CU_BRM_VERBOSE);

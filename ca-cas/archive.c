@@ -341,8 +341,9 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
         return CLI_EXIT_FAIL;
     }
     if (ctx->json)
-        fprintf(stderr, "{\"exported\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"skipped\":%" PRIu64 "}\n",
-                count, bytes, skipped);
+        fprintf(stderr,
+                "{\"exported\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"skipped\":%" PRIu64 "}\n", count,
+                bytes, skipped);
     else
         fprintf(stderr, "export: %" PRIu64 " objects, %" PRIu64 " bytes; %" PRIu64 " skipped\n",
                 count, bytes, skipped);
@@ -471,8 +472,7 @@ int cmd_import(int argc, char **argv, const struct cli_ctx *ctx)
         base = base ? base + 1 : path;
         struct cas_key k = {0};
         char hex[CAS_MAX_HEX + 1], kerr[CLI_ERR_MAX] = "";
-        if (cli_parse_key(base, strlen(base), &k, hex, kerr, sizeof(kerr)) < 0 ||
-            k.algo != algo) {
+        if (cli_parse_key(base, strlen(base), &k, hex, kerr, sizeof(kerr)) < 0 || k.algo != algo) {
             cli_error("import: %s: refused: %s", path,
                       k.algo != algo && !kerr[0] ? "a key of another hash algorithm" : kerr);
             refused++;

@@ -552,9 +552,10 @@ static int get_resume_prepare(struct cli_client *c, int fd, const char *file, co
         return rc;
     *have = (uint64_t)st.st_size;
     if (size != UINT64_MAX && *have > size) {
-        snprintf(err, errlen, "%s has %llu bytes, more than the object's %llu: not a partial "
-                 "download of it (deleted)", file, (unsigned long long)*have,
-                 (unsigned long long)size);
+        snprintf(err, errlen,
+                 "%s has %llu bytes, more than the object's %llu: not a partial "
+                 "download of it (deleted)",
+                 file, (unsigned long long)*have, (unsigned long long)size);
         return -EBADMSG;
     }
     if (!no_verify) {
@@ -684,7 +685,8 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
         exit_code = CLI_EXIT_FAIL;
     }
     if (exit_code == CLI_EXIT_OK && outfile &&
-        (fd = open(outfile, cont ? O_RDWR | O_CREAT | O_CLOEXEC : O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+        (fd = open(outfile,
+                   cont ? O_RDWR | O_CREAT | O_CLOEXEC : O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
                    0666)) < 0) {
         cli_error("get: cannot create %s: %s", outfile, strerror(errno));
         exit_code = CLI_EXIT_FAIL;
@@ -713,9 +715,9 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
             exit_code = CLI_EXIT_FAIL;
             break;
         }
-        int rc = cont && have == UINT64_MAX ? 0 /* complete already */
-                                            : get_one(c, hex[i], &s, offset, size, ctx->progress, err,
-                                                      sizeof(err));
+        int rc = cont && have == UINT64_MAX
+                     ? 0 /* complete already */
+                     : get_one(c, hex[i], &s, offset, size, ctx->progress, err, sizeof(err));
         if (rc == 1) {
             cli_error("get %s: %s", hex[i], err);
             exit_code = CLI_EXIT_FAIL;

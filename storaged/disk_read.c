@@ -297,8 +297,6 @@ int disk_list(struct store *s, struct store_cursor *cursor, enum store_list_stat
               char *err, size_t errlen)
 {
     struct disk_store *d = disk_of(s);
-    size_t emitted = 0;
-    struct objtab_entry en;
     uint64_t e = 0;
     if (cursor->done)
         return 0;
@@ -307,17 +305,14 @@ int disk_list(struct store *s, struct store_cursor *cursor, enum store_list_stat
         return -EINVAL;
     }
     pthread_rwlock_rdlock(&d->lock);
-    for (; e < d->tab.used && emitted < max; e++) {
-        if (!objtab_get(&d->tab, (uint32_t)e, &en))
-            continue;
-        if (en.size < min_size || en.size >= max_size)
-            continue;
-        if (state == STORE_LIST_GARBAGE && !(d->gc_active && (en.flags & OBJTAB_MARKED)))
-            continue;
-        fn(cls, en.digest, en.size);
-        emitted++;
+    if (state == STORE_LIST_GARBAGE && !d->gc_active) {
+        e = d->tab.used; /* no cycle: no garbage */
+        cursor->done = true;
+    } else {
+        cursor->done =
+            objtab_list_page(&d->tab, &e, min_size, max_size, 0,
+                             state == STORE_LIST_GARBAGE ? OBJTAB_MARKED : 0, max, fn, cls);
     }
-    cursor->done = e >= d->tab.used;
     pthread_rwlock_unlock(&d->lock);
     snprintf(cursor->token, sizeof(cursor->token), "%" PRIu64, e);
     return 0;

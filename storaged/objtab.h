@@ -57,4 +57,17 @@ void objtab_set_flags(struct objtab *t, uint32_t e, unsigned flags);
 /* Bytes of memory the table holds, for the memory-per-object figure. */
 size_t objtab_memory(const struct objtab *t);
 
+/*
+ * One page of a listing by entry number, for a backend's list op (store.h):
+ * from entry *next on, calls fn(cls, digest, size) for at most max live
+ * entries with min_size <= size < max_size, none of the skip flags and all
+ * of the need flags (OBJTAB_MARKED: the garbage of the current cycle), and
+ * sets *next to the entry to go on from; true when the table is done. The
+ * caller holds the table's lock and keeps *next as its cursor (entry
+ * numbers are stable: see above).
+ */
+bool objtab_list_page(const struct objtab *t, uint64_t *next, uint64_t min_size, uint64_t max_size,
+                      unsigned skip, unsigned need, size_t max,
+                      void (*fn)(void *cls, const unsigned char *digest, uint64_t size), void *cls);
+
 #endif

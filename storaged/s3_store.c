@@ -802,20 +802,16 @@ int s3_list(struct store *s, struct store_cursor *cursor, enum store_list_state 
         snprintf(err, errlen, "bad list cursor \"%.64s\"", cursor->token);
         return -EINVAL;
     }
-    size_t emitted = 0;
-    struct objtab_entry en;
     pthread_mutex_lock(&st->lock);
-    for (; e < st->tab.used && emitted < max; e++) {
-        if (!objtab_get(&st->tab, (uint32_t)e, &en) || (en.flags & S3_DELETING))
-            continue;
-        if (en.size < min_size || en.size >= max_size)
-            continue;
-        if (state == STORE_LIST_GARBAGE && !(st->gc_active && (en.flags & OBJTAB_MARKED)))
-            continue;
-        fn(cls, en.digest, en.size);
-        emitted++;
+    if (state == STORE_LIST_GARBAGE && !st->gc_active) {
+        e = st->tab.used; /* no cycle: no garbage */
+        cursor->done = true;
+    } else {
+        /* Objects a delete or gc/end is removing are gone already. */
+        cursor->done =
+            objtab_list_page(&st->tab, &e, min_size, max_size, S3_DELETING,
+                             state == STORE_LIST_GARBAGE ? OBJTAB_MARKED : 0, max, fn, cls);
     }
-    cursor->done = e >= st->tab.used;
     pthread_mutex_unlock(&st->lock);
     snprintf(cursor->token, sizeof(cursor->token), "%" PRIu64, e);
     return 0;

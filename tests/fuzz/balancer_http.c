@@ -59,8 +59,8 @@ static unsigned start_storaged(int i, char *err, size_t errlen)
     mkdir(dirs[i], 0755);
     struct storaged *a = &apps[i];
     int dfd = open(dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || node_load_or_create(dfd, dirs[i], cas_hash_by_name("sha1"), 1ull << 30,
-                                       &a->node, err, errlen) < 0)
+    if (dfd < 0 || node_load_or_create(dfd, dirs[i], cas_hash_by_name("sha1"), 1ull << 30, &a->node,
+                                       err, errlen) < 0)
         return 0;
     close(dfd);
     a->dir = dirs[i];
@@ -108,7 +108,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                   .first_byte_timeout_ms = 2000,
                                   .io_timeout_ms = 5000,
                                   .probe_interval_ms = 200};
-    if (balancer_init(&bal, &bo, err, sizeof(err)) < 0 || balancer_start(&bal, err, sizeof(err)) < 0)
+    if (balancer_init(&bal, &bo, err, sizeof(err)) < 0 ||
+        balancer_start(&bal, err, sizeof(err)) < 0)
         goto fail;
     bal_started = true;
     port = http_server_port(bal.srv);

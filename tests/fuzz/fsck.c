@@ -38,9 +38,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     struct node_identity node;
     char err[512];
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 ||
-        node_load_or_create(dfd, dir, cas_hash_by_name("sha1"), 1ull << 30, &node, err,
-                            sizeof(err)) < 0)
+    if (dfd < 0 || node_load_or_create(dfd, dir, cas_hash_by_name("sha1"), 1ull << 30, &node, err,
+                                       sizeof(err)) < 0)
         abort();
     close(dfd);
     node_free(&node);

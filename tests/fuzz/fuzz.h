@@ -152,7 +152,8 @@ static inline void fuzz_http_exchange(unsigned port, const uint8_t *data, size_t
         if (r <= 0)
             break;
         if (got < sizeof(first))
-            memcpy(first + got, buf, (size_t)r < sizeof(first) - got ? (size_t)r : sizeof(first) - got);
+            memcpy(first + got, buf,
+                   (size_t)r < sizeof(first) - got ? (size_t)r : sizeof(first) - got);
         got += (size_t)r;
     }
     if (got >= sizeof(first))

@@ -135,7 +135,8 @@ static void test_export_bad_bytes(void)
     fake_on("GET", "/objects/" K1, 200, "hello\n", 0);
     CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, NULL),
                     CLI_EXIT_FAIL);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "object " K1 " came back with bytes whose digest is " HELLO));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(err, "object " K1 " came back with bytes whose digest is " HELLO));
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "nothing was written to the output file"));
     /* The export failed half-way: the earlier archive of that name is as
      * it was, and no temporary file is left beside it. */
@@ -203,9 +204,9 @@ static void test_export_bad_key_keeps_file(void)
     const char *file = path_of("keep.tar");
     write_file(file, "an earlier archive");
     fake_reset();
-    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, HELLO, "nokey",
-                            NULL),
-                    CLI_EXIT_USAGE);
+    CU_ASSERT_EQUAL(
+        run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, HELLO, "nokey", NULL),
+        CLI_EXIT_USAGE);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "nokey"));
     CU_ASSERT_EQUAL(fake.nreqs, 0);
     /* The file of that name is untouched. */

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,8 @@ int s3_client_init(struct s3_client *c, const char *endpoint, const char *bucket
     c->low_speed_s = 5;
     c->max_attempts = 4;
     c->deadline_ms = 15000;
+    c->attempt_base_ms = 15000;
+    c->min_rate = 1u << 20;
     return 0;
 }
 
@@ -301,6 +304,12 @@ static CURLcode attempt(struct s3_client *c, const struct s3_req *r, struct s3_r
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->low_speed_s);
+    /* A total bound as well (s3_client.attempt_base_ms): the low-speed
+     * check passes a bucket that drips a byte a second. */
+    uint64_t moved = (uint64_t)r->body_len + (r->out ? (uint64_t)r->out_cap : 0) + r->work_bytes;
+    uint64_t rate = c->min_rate ? c->min_rate : 1;
+    uint64_t limit_ms = c->attempt_base_ms + moved / rate * 1000 + moved % rate * 1000 / rate;
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(limit_ms < LONG_MAX ? limit_ms : LONG_MAX));
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);

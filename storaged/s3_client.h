@@ -31,6 +31,12 @@ struct s3_client {
     long low_speed_s;        /* an attempt that moves no byte this long fails (default 5) */
     unsigned max_attempts;   /* first try plus retries (default 4) */
     uint64_t deadline_ms;    /* no retry starts after this long (default 15000) */
+    /* Every attempt ends, whatever trickles: attempt_base_ms (default
+     * 15000) plus the bytes it moves or makes the server handle
+     * (s3_req.body_len, out_cap, work_bytes) at min_rate bytes/s (default
+     * 1 MiB/s). low_speed_s alone let a bucket that sends a byte a second
+     * hold a request for ever. */
+    uint64_t attempt_base_ms, min_rate;
     uint64_t requests, retries, failures; /* counters (atomic) */
 };
 
@@ -53,6 +59,9 @@ struct s3_req {
     const char *header;            /* one more request header ("x-amz-copy-source: ..."), or NULL */
     char *out;                     /* a 2xx GET body goes here, at most out_cap bytes; */
     size_t out_cap;                /* NULL: into resp->body (bounded, S3_ERROR_BODY_MAX) */
+    uint64_t work_bytes; /* bytes the server handles without sending them (a
+                          * copy, a multipart completion): lengthens the
+                          * attempt's time bound (s3_client.attempt_base_ms) */
 };
 
 struct s3_resp {

@@ -384,7 +384,8 @@ static int publish(struct store_put *p, const unsigned char *digest, char *err, 
                         .key = p->upkey,
                         .query = q,
                         .body = p->complete.data,
-                        .body_len = p->complete.len};
+                        .body_len = p->complete.len,
+                        .work_bytes = p->received};
     rc = s3_do(&st->cli, &rq, &rs, err, errlen);
     if (rc == 0 && rs.status != 200) {
         s3_status_error(&rq, &rs, err, errlen);
@@ -401,7 +402,7 @@ static int publish(struct store_put *p, const unsigned char *digest, char *err, 
     /* POST: copy tmp/<random> to objects/<hex>, then remove the temporary. */
     char src[160];
     snprintf(src, sizeof(src), "x-amz-copy-source: /%s/%s", st->cli.bucket, p->upkey);
-    struct s3_req cp = {.method = "PUT", .key = key, .header = src};
+    struct s3_req cp = {.method = "PUT", .key = key, .header = src, .work_bytes = p->received};
     rc = s3_do(&st->cli, &cp, &rs, err, errlen);
     if (rc == 0 && rs.status != 200) {
         s3_status_error(&cp, &rs, err, errlen);

@@ -166,14 +166,25 @@ out:
     return rc;
 }
 
+/* Empty pages in a row that list_prefix follows; S3 may send a truncated
+ * page without keys, but not this many. */
+#define LIST_EMPTY_PAGES_MAX 100
+
 /* Calls fn for every key under prefix (URL-encoded, e.g. "objects%2F") in
  * the bucket, page by page (ListObjectsV2). 0, fn's nonzero result, or a
- * negative errno with a message. */
+ * negative errno with a message. A listing that does not move on is
+ * refused (-EIO), not followed for ever: ListObjectsV2 gives keys in
+ * ascending order, so a key not above the one before it (a page again, a
+ * token that goes back), the same token twice in a row, or more than
+ * LIST_EMPTY_PAGES_MAX empty pages in a row mean a broken or hostile
+ * bucket. */
 static int list_prefix(struct s3_store *st, const char *prefix,
                        int (*fn)(struct s3_store *st, const struct s3_list_item *it, void *cls),
                        void *cls, char *err, size_t errlen)
 {
     char token[S3_XML_TOKEN_MAX + 1] = "", q[S3_XML_TOKEN_MAX * 3 + 100];
+    char last[S3_XML_KEY_MAX + 1] = "";
+    unsigned empty = 0;
     bool more = true;
     int rc = 0;
     while (more && rc == 0) {
@@ -192,9 +203,27 @@ static int list_prefix(struct s3_store *st, const char *prefix,
         if (rc == 0)
             rc = s3_xml_list(rs.body.data ? rs.body.data : "", rs.body.len, &pg, err, errlen);
         s3_resp_free(&rs);
-        for (size_t i = 0; rc == 0 && i < pg.n; i++)
+        for (size_t i = 0; rc == 0 && i < pg.n; i++) {
+            if (last[0] && strcmp(pg.items[i].key, last) <= 0) {
+                snprintf(err, errlen,
+                         "listing %s of the bucket: key \"%.100s\" after \"%.100s\" (not in "
+                         "ascending order: the bucket's listing goes back or round)",
+                         prefix, pg.items[i].key, last);
+                rc = -EIO;
+                break;
+            }
+            snprintf(last, sizeof(last), "%s", pg.items[i].key);
             rc = fn(st, &pg.items[i], cls);
+        }
+        empty = pg.n ? 0 : empty + 1;
         more = pg.truncated;
+        if (rc == 0 && more && (strcmp(token, pg.next_token) == 0 || empty > LIST_EMPTY_PAGES_MAX)) {
+            snprintf(err, errlen,
+                     "listing %s of the bucket: %s (the bucket's listing does not move on)",
+                     prefix, empty > LIST_EMPTY_PAGES_MAX ? "too many empty pages in a row"
+                                                          : "the same continuation token again");
+            rc = -EIO;
+        }
         snprintf(token, sizeof(token), "%s", pg.next_token);
         s3_list_page_free(&pg);
     }

@@ -8,9 +8,10 @@ s3) from a hostile or broken bucket, each a fault found in review (issue 10):
   meanwhile, and works again once the bucket does.
 
 The bucket sits behind s3proxy.S3Proxy (in front of s3rver); DripProxy adds
-the drip. Every daemon is reaped by PID, pass or fail.
+the drip, ForgeProxy forged listings. Every daemon is reaped by PID, pass or fail.
 """
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ import unittest
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import sha1  # noqa: E402
+from harness import STORAGED, s3_backend_args, sha1  # noqa: E402
 from s3proxy import S3Proxy  # noqa: E402
 from test_s3_backend import STALL_BOUND, S3Test, fetch  # noqa: E402
 
@@ -111,6 +112,113 @@ class SlowDrip(S3Test):
         self.assertEqual(self.c.get(sha1(new)).body, new)
         self.assert_healthy(self.s)
         self.assert_bucket_clean()
+
+
+
+class _ForgeFile:
+    """The read side of _ForgeSocket: notes each request line read."""
+
+    def __init__(self, f, owner):
+        self._f, self._owner = f, owner
+
+    def readline(self, *a):
+        line = self._f.readline(*a)
+        if b" HTTP/1." in line and line.split(b" ", 1)[0].isalpha():
+            self._owner.request_line = line.decode("latin-1")
+        return line
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+class _ForgeSocket:
+    """The proxy's client socket; an answer to a request that
+    proxy.forge(request_line) has bytes for is replaced by them whole (the
+    server's own answer is dropped)."""
+
+    def __init__(self, sock, proxy):
+        self._sock, self._proxy = sock, proxy
+        self.request_line, self._swallow = "", False
+
+    def makefile(self, *a, **kw):
+        return _ForgeFile(self._sock.makefile(*a, **kw), self)
+
+    def sendall(self, data):
+        data = bytes(data)
+        if data.startswith(b"HTTP/") and not data.startswith(b"HTTP/1.1 100 "):
+            forged = self._proxy.forge(self.request_line)
+            self._swallow = forged is not None
+            if forged is not None:
+                self._sock.sendall(forged)
+                return
+        if not self._swallow:
+            self._sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class ForgeProxy(S3Proxy):
+    """S3Proxy whose ListObjectsV2 answers for a prefix can be forged:
+    pages(n) gives the n-th forged page's (keys, next token) for the
+    listing's n-th request (0 first); None lets the bucket answer."""
+
+    def __init__(self, server):
+        self.pages = None
+        self.listed = 0
+        super().__init__(server)
+
+    def forge(self, request_line):
+        if self.pages is None or "list-type=2" not in request_line:
+            return None
+        with self.lock:
+            n = self.listed
+            self.listed += 1
+        keys, token = self.pages(n)
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                f"<Name>{self.bucket}</Name><Prefix>objects/</Prefix><KeyCount>{len(keys)}</KeyCount>"
+                "<MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>"
+                + "".join(f"<Contents><Key>{k}</Key><Size>1</Size></Contents>" for k in keys)
+                + f"<NextContinuationToken>{token}</NextContinuationToken></ListBucketResult>").encode()
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    def _serve(self, sock):
+        super()._serve(_ForgeSocket(sock, self))
+
+
+class LoopingListing(S3Test):
+    """A first start rebuilds the index from a listing of the bucket."""
+
+    # Far more pages than the node may follow: a node that has not refused
+    # by then would have listed for ever. The page after them is refused by
+    # any node (IsTruncated without a token), so a failing run ends.
+    PAGES = 5000
+
+    def start_on(self, pages):
+        proxy = ForgeProxy(self.s3)
+        self.daemons.append(proxy)
+        proxy.pages = pages
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CAS_")}
+        try:
+            p = subprocess.run([STORAGED, "--dir", os.path.join(self.tmp, "node"), "--listen", "127.0.0.1:0"]
+                               + s3_backend_args(proxy), capture_output=True, text=True, timeout=120, env=env)
+        except subprocess.TimeoutExpired:
+            self.fail(f"the storaged still listing after {proxy.listed} pages")
+        self.assertEqual(p.returncode, 1, p.stderr)  # a refusal, not a crash or a hang
+        self.assertNotIn("Sanitizer", p.stderr)
+        self.assertRegex(p.stderr, r"(?i)list")
+        self.assertLess(proxy.listed, self.PAGES)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "node", "s3-index")))
+        return p
+
+    def test_same_page_again_refused(self):
+        key = "objects/" + sha1(b"x")
+        self.start_on(lambda n: ([key], "again") if n < self.PAGES else ([], ""))
+
+    def test_tokens_in_a_circle_refused(self):
+        self.start_on(lambda n: ([], "ab"[n % 2]) if n < self.PAGES else ([], ""))
 
 
 if __name__ == "__main__":

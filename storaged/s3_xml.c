@@ -27,6 +27,7 @@ struct walk {
     int (*on_end)(struct walk *w, int depth, const char *name, const char *text, void *cls);
     void *cls;
     int rc;
+    bool doctype; /* a document type declaration was met: refused */
 };
 
 static const char *local_name(const char *name)
@@ -71,6 +72,21 @@ static void on_end(void *ud, const XML_Char *name)
     }
 }
 
+/* S3 never sends a document type declaration; one could only declare
+ * entities (expanded text, the "billion laughs") or point at external
+ * ones, so the parse stops at its start, before anything is declared. */
+static void on_doctype(void *ud, const XML_Char *name, const XML_Char *sysid,
+                       const XML_Char *pubid, int has_internal_subset)
+{
+    (void)name;
+    (void)sysid;
+    (void)pubid;
+    (void)has_internal_subset;
+    struct walk *w = ud;
+    w->doctype = true;
+    XML_StopParser(w->p, XML_FALSE);
+}
+
 /* The root element's local name after parsing, through *root (when not NULL).
  * 0, the callback's code, or -EINVAL when the body is not well-formed XML. */
 static int walk(const char *xml, size_t len,
@@ -93,17 +109,24 @@ static int walk(const char *xml, size_t len,
     XML_SetUserData(w->p, w);
     XML_SetElementHandler(w->p, on_start, on_end);
     XML_SetCharacterDataHandler(w->p, on_text);
+    XML_SetStartDoctypeDeclHandler(w->p, on_doctype);
     int rc = 0;
     if (len > (size_t)INT32_MAX) {
         snprintf(err, errlen, "XML answer of %zu bytes is too large", len);
         rc = -EINVAL;
-    } else if (XML_Parse(w->p, xml, (int)len, XML_TRUE) == XML_STATUS_ERROR && !w->rc) {
-        snprintf(err, errlen, "bad XML from the bucket at line %lu: %s",
-                 (unsigned long)XML_GetCurrentLineNumber(w->p),
-                 XML_ErrorString(XML_GetErrorCode(w->p)));
-        rc = -EINVAL;
-    } else if (w->rc) {
-        rc = w->rc;
+    } else {
+        enum XML_Status ps = XML_Parse(w->p, xml, (int)len, XML_TRUE);
+        if (w->doctype) {
+            snprintf(err, errlen, "bad XML from the bucket: a DOCTYPE (S3 never sends one)");
+            rc = -EINVAL;
+        } else if (ps == XML_STATUS_ERROR && !w->rc) {
+            snprintf(err, errlen, "bad XML from the bucket at line %lu: %s",
+                     (unsigned long)XML_GetCurrentLineNumber(w->p),
+                     XML_ErrorString(XML_GetErrorCode(w->p)));
+            rc = -EINVAL;
+        } else if (w->rc) {
+            rc = w->rc;
+        }
     }
     if (root && rootlen)
         snprintf(root, rootlen, "%s", w->names[0]);

@@ -86,6 +86,41 @@ static void test_list_refuses(void)
     free(big);
 }
 
+/* S3 never sends a document type declaration: one (with entities, the
+ * "billion laughs" of nested ones, or an external entity) is refused
+ * before anything is expanded, by every reader. */
+static void test_doctype_refused(void)
+{
+    const char *laughs =
+        "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY a \"aaaaaaaaaa\">"
+        "<!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\"><!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\">"
+        "<!ENTITY d \"&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;\">]>"
+        "<ListBucketResult><Contents><Key>&d;</Key><Size>1</Size></Contents></ListBucketResult>";
+    const char *inner =
+        "<!DOCTYPE r [<!ENTITY k \"objects/2aae6c35c94fcfb415dbe95f408b9ce91ee846ed\">]>"
+        "<ListBucketResult><Contents><Key>&k;</Key><Size>1</Size></Contents>"
+        "<IsTruncated>false</IsTruncated></ListBucketResult>";
+    const char *external = "<!DOCTYPE r SYSTEM \"file:///etc/passwd\"><ListBucketResult>"
+                           "<IsTruncated>false</IsTruncated></ListBucketResult>";
+    const char *docs[] = {laughs, inner, external};
+    for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        struct s3_list_page pg = {0};
+        char err[256] = "";
+        CU_ASSERT_EQUAL(s3_xml_list(S(docs[i]), &pg, err, sizeof(err)), -EINVAL);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "DOCTYPE"));
+        CU_ASSERT_EQUAL(pg.n, 0);
+        s3_list_page_free(&pg);
+    }
+    char code[64], msg[64], id[64], err[256];
+    const char *e = "<!DOCTYPE r [<!ENTITY m \"x\">]><Error><Code>&m;</Code></Error>";
+    CU_ASSERT_EQUAL(s3_xml_error(S(e), code, sizeof(code), msg, sizeof(msg)), -EINVAL);
+    const char *u = "<!DOCTYPE r [<!ENTITY m \"x\">]><InitiateMultipartUploadResult>"
+                    "<UploadId>&m;</UploadId></InitiateMultipartUploadResult>";
+    CU_ASSERT_EQUAL(s3_xml_upload_id(S(u), id, sizeof(id), err, sizeof(err)), -EINVAL);
+    const char *c = "<!DOCTYPE r><CompleteMultipartUploadResult/>";
+    CU_ASSERT(s3_xml_complete(S(c), err, sizeof(err)) < 0);
+}
+
 static void test_error(void)
 {
     char code[64], msg[128];
@@ -217,6 +252,8 @@ int main(void)
     CU_add_test(s, "ListObjectsV2: keys, 64-bit sizes, continuation", test_list);
     CU_add_test(s, "ListObjectsV2: bad sizes, missing fields, wrong root, cut short: refused",
                 test_list_refuses);
+    CU_add_test(s, "a DOCTYPE (entities, billion laughs, external) refused by every reader",
+                test_doctype_refused);
     CU_add_test(s, "<Error>: code and message", test_error);
     CU_add_test(s, "InitiateMultipartUpload: UploadId or refused", test_upload_id);
     CU_add_test(s, "CompleteMultipartUpload: an <Error> under 200 is a failure", test_complete);

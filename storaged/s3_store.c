@@ -503,6 +503,15 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
             rc = publish(p, digest, err, errlen);
         pthread_mutex_lock(&st->lock);
         s3_inflight_remove(st, &me);
+        /* A delete (DELETE, gc/end) that flagged the key during the
+         * upload may remove the bucket's copy after the upload landed and
+         * only clobber us once we are gone from inflight: our bytes are
+         * not safe until it is over, so upload again after it. */
+        uint32_t de = objtab_find(&st->tab, digest);
+        struct objtab_entry den;
+        if (rc == 0 && de != OBJTAB_NONE && objtab_get(&st->tab, de, &den) &&
+            (den.flags & S3_DELETING))
+            me.clobbered = true;
         if (rc < 0 || !me.clobbered)
             break;
         if (mp || attempt >= 3) {

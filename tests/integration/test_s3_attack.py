@@ -125,6 +125,7 @@ class _ForgeFile:
         line = self._f.readline(*a)
         if b" HTTP/1." in line and line.split(b" ", 1)[0].isalpha():
             self._owner.request_line = line.decode("latin-1")
+            self._owner._proxy.maybe_hold(self._owner.request_line)
         return line
 
     def __getattr__(self, name):
@@ -166,7 +167,30 @@ class ForgeProxy(S3Proxy):
     def __init__(self, server):
         self.pages = None
         self.listed = 0
+        self.holds = {}  # "METHOD /path" -> [threading.Event released, threading.Event reached]
         super().__init__(server)
+
+    def hold(self, method, key):
+        """Requests `method` on bucket key `key` wait, unsent, until
+        release_hold(); returns the Event set when one has arrived."""
+        reached = threading.Event()
+        self.holds[f"{method} /{self.bucket}/{key}"] = [threading.Event(), reached]
+        return reached
+
+    def release_hold(self, method, key):
+        self.holds[f"{method} /{self.bucket}/{key}"][0].set()
+
+    def maybe_hold(self, request_line):
+        target = " ".join(request_line.split(" ", 2)[:2]).split("?", 1)[0]
+        h = self.holds.get(target)
+        if h is not None:
+            h[1].set()
+            h[0].wait(120)
+
+    def clear(self):
+        for released, _ in self.holds.values():
+            released.set()
+        super().clear()
 
     def forge(self, request_line):
         if self.pages is None or "list-type=2" not in request_line:
@@ -219,6 +243,67 @@ class LoopingListing(S3Test):
 
     def test_tokens_in_a_circle_refused(self):
         self.start_on(lambda n: ([], "ab"[n % 2]) if n < self.PAGES else ([], ""))
+
+
+
+class GcEndRace(S3Test):
+    def test_post_during_gc_end_delete_not_lost(self):
+        proxy = ForgeProxy(self.s3)
+        self.daemons.append(proxy)
+        s = self.storaged(s3=proxy)
+        c = s.client(timeout=120)
+        self.addCleanup(c.close)
+        data = os.urandom(1000)
+        key = sha1(data)
+        self.assertEqual(c.put(data).status, 201)
+        gid = c.request("POST", "/gc/begin").json()["id"]  # the key is garbage: not marked live
+        put_held = proxy.hold("PUT", f"objects/{key}")
+        del_held = proxy.hold("DELETE", f"objects/{key}")
+        out = {}
+
+        def put():
+            c2 = s.client(timeout=120)
+            try:
+                # A POST: its key is known only once the body is in, so
+                # nothing marks it live before the upload (a PUT under its
+                # key does, at its start).
+                out["put"] = c2.request("POST", "/objects", body=data).status
+            finally:
+                c2.close()
+
+        def end():
+            c3 = s.client(timeout=120)
+            try:
+                out["end"] = c3.request("POST", f"/gc/end?id={gid}").status
+            finally:
+                c3.close()
+
+        tp = threading.Thread(target=put, daemon=True)
+        te = threading.Thread(target=end, daemon=True)
+        try:
+            tp.start()
+            self.assertTrue(put_held.wait(30), "the PUT's upload never reached the bucket")
+            te.start()  # flags the key, then its DELETE is held
+            self.assertTrue(del_held.wait(30), "gc/end's DELETE never reached the bucket")
+            proxy.release_hold("PUT", f"objects/{key}")  # the upload lands first
+            # A node that acknowledges here does so at once; one that waits
+            # for the delete under way blocks until the DELETE is released.
+            tp.join(5)
+            proxy.release_hold("DELETE", f"objects/{key}")
+            tp.join(60)
+            te.join(60)
+        finally:
+            proxy.clear()
+        self.assertFalse(tp.is_alive() or te.is_alive(), "a request never ended")
+        self.assertEqual(out.get("end"), 200)
+        if out.get("put") == 201:
+            r = c.get(key)
+            self.assertEqual(r.status, 200, "a POST answered 201 and gc/end removed it anyway")
+            self.assertEqual(r.body, data)
+            self.assertIn(key, self.s3.content_objects())
+        else:
+            self.assertGreaterEqual(out.get("put"), 500)
+        self.assert_bucket_clean()
 
 
 if __name__ == "__main__":

@@ -59,9 +59,9 @@ struct s3_req {
     const char *header;            /* one more request header ("x-amz-copy-source: ..."), or NULL */
     char *out;                     /* a 2xx GET body goes here, at most out_cap bytes; */
     size_t out_cap;                /* NULL: into resp->body (bounded, S3_ERROR_BODY_MAX) */
-    uint64_t work_bytes; /* bytes the server handles without sending them (a
-                          * copy, a multipart completion): lengthens the
-                          * attempt's time bound (s3_client.attempt_base_ms) */
+    uint64_t work_bytes;           /* bytes the server handles without sending them (a
+                                    * copy, a multipart completion): lengthens the
+                                    * attempt's time bound (s3_client.attempt_base_ms) */
 };
 
 struct s3_resp {

@@ -217,11 +217,12 @@ static int list_prefix(struct s3_store *st, const char *prefix,
         }
         empty = pg.n ? 0 : empty + 1;
         more = pg.truncated;
-        if (rc == 0 && more && (strcmp(token, pg.next_token) == 0 || empty > LIST_EMPTY_PAGES_MAX)) {
+        if (rc == 0 && more &&
+            (strcmp(token, pg.next_token) == 0 || empty > LIST_EMPTY_PAGES_MAX)) {
             snprintf(err, errlen,
-                     "listing %s of the bucket: %s (the bucket's listing does not move on)",
-                     prefix, empty > LIST_EMPTY_PAGES_MAX ? "too many empty pages in a row"
-                                                          : "the same continuation token again");
+                     "listing %s of the bucket: %s (the bucket's listing does not move on)", prefix,
+                     empty > LIST_EMPTY_PAGES_MAX ? "too many empty pages in a row"
+                                                  : "the same continuation token again");
             rc = -EIO;
         }
         snprintf(token, sizeof(token), "%s", pg.next_token);

@@ -75,8 +75,8 @@ static void on_end(void *ud, const XML_Char *name)
 /* S3 never sends a document type declaration; one could only declare
  * entities (expanded text, the "billion laughs") or point at external
  * ones, so the parse stops at its start, before anything is declared. */
-static void on_doctype(void *ud, const XML_Char *name, const XML_Char *sysid,
-                       const XML_Char *pubid, int has_internal_subset)
+static void on_doctype(void *ud, const XML_Char *name, const XML_Char *sysid, const XML_Char *pubid,
+                       int has_internal_subset)
 {
     (void)name;
     (void)sysid;

@@ -41,7 +41,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -523,48 +522,6 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
     return n;
 }
 
-/*
- * The digest of a small body. EVP_Digest allocates a context and, with
- * OpenSSL 3, looks the algorithm up again on every call, which is a fair
- * share of hashing 4 KiB: each thread keeps a context, and the algorithms
- * are fetched once.
- */
-static EVP_MD *digest_md[8];
-static pthread_once_t digest_once = PTHREAD_ONCE_INIT;
-static pthread_key_t digest_key;
-
-static void digest_ctx_free(void *p)
-{
-    EVP_MD_CTX_free(p);
-}
-
-static void digest_init(void)
-{
-    for (size_t i = 0; i < cas_hash_algo_count && i < sizeof(digest_md) / sizeof(digest_md[0]);
-         i++) {
-        const EVP_MD *legacy = cas_hash_algos[i].evp();
-        digest_md[i] = legacy ? EVP_MD_fetch(NULL, EVP_MD_get0_name(legacy), NULL) : NULL;
-    }
-    pthread_key_create(&digest_key, digest_ctx_free);
-}
-
-static void digest_small(const struct cas_hash_algo *algo, const void *data, size_t len,
-                         unsigned char *out)
-{
-    pthread_once(&digest_once, digest_init);
-    size_t i = (size_t)(algo - cas_hash_algos);
-    EVP_MD *md = i < sizeof(digest_md) / sizeof(digest_md[0]) ? digest_md[i] : NULL;
-    EVP_MD_CTX *ctx = md ? pthread_getspecific(digest_key) : NULL;
-    if (md && !ctx && (ctx = EVP_MD_CTX_new()) && pthread_setspecific(digest_key, ctx) != 0) {
-        EVP_MD_CTX_free(ctx);
-        ctx = NULL;
-    }
-    unsigned int n = 0;
-    if (!ctx || !EVP_DigestInit_ex2(ctx, md, NULL) || !EVP_DigestUpdate(ctx, data, len) ||
-        !EVP_DigestFinal_ex(ctx, out, &n))
-        cas_hash_buffer(algo, data, len, out);
-}
-
 /* Reads a whole small body into *out and, for a 200, checks its digest
  * (-EBADMSG when it does not match). */
 static int read_small(struct balancer *bal, struct get_ctx *g, struct get_src *s, size_t b,
@@ -588,7 +545,7 @@ static int read_small(struct balancer *bal, struct get_ctx *g, struct get_src *s
     }
     if (status == 200) {
         unsigned char d[CAS_MAX_DIGEST];
-        digest_small(g->key.algo, buf, len, d);
+        cas_hash_buffer(g->key.algo, buf, len, d);
         if (memcmp(d, g->key.digest, g->key.algo->digest_len) != 0) {
             free(buf);
             snprintf(err, errlen, "served a copy that does not match its key");

@@ -5,6 +5,8 @@
 #include "hash.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,9 +87,47 @@ void cas_hash_free(struct cas_hash *h)
     free(h);
 }
 
+/*
+ * One-shot digests are hot on small objects (the balancer checks every
+ * 4 KiB body it relays). EVP_Digest allocates a context and, with OpenSSL
+ * 3, looks the algorithm up again on every call, a fair share of hashing
+ * 4 KiB: each thread keeps one context (freed when the thread ends), and
+ * the algorithms are fetched once. Any failure falls back to EVP_Digest.
+ */
+#define ONESHOT_MAX_ALGOS 8
+static EVP_MD *oneshot_md[ONESHOT_MAX_ALGOS];
+static pthread_once_t oneshot_once = PTHREAD_ONCE_INIT;
+static pthread_key_t oneshot_key;
+static bool oneshot_key_ok;
+
+static void oneshot_ctx_free(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
+
+static void oneshot_init(void)
+{
+    for (size_t i = 0; i < cas_hash_algo_count && i < ONESHOT_MAX_ALGOS; i++) {
+        const EVP_MD *legacy = cas_hash_algos[i].evp();
+        oneshot_md[i] = legacy ? EVP_MD_fetch(NULL, EVP_MD_get0_name(legacy), NULL) : NULL;
+    }
+    oneshot_key_ok = pthread_key_create(&oneshot_key, oneshot_ctx_free) == 0;
+}
+
 void cas_hash_buffer(const struct cas_hash_algo *algo, const void *data, size_t len,
                      unsigned char *out)
 {
+    pthread_once(&oneshot_once, oneshot_init);
+    size_t i = (size_t)(algo - cas_hash_algos);
+    EVP_MD *md = oneshot_key_ok && i < ONESHOT_MAX_ALGOS ? oneshot_md[i] : NULL;
+    EVP_MD_CTX *ctx = md ? pthread_getspecific(oneshot_key) : NULL;
+    if (md && !ctx && (ctx = EVP_MD_CTX_new()) && pthread_setspecific(oneshot_key, ctx) != 0) {
+        EVP_MD_CTX_free(ctx);
+        ctx = NULL;
+    }
     unsigned int n = 0;
+    if (ctx && EVP_DigestInit_ex2(ctx, md, NULL) && EVP_DigestUpdate(ctx, data, len) &&
+        EVP_DigestFinal_ex(ctx, out, &n))
+        return;
     EVP_Digest(data, len, out, &n, (const EVP_MD *)algo->evp(), NULL);
 }

@@ -41,7 +41,8 @@ void cas_hash_update(struct cas_hash *h, const void *data, size_t len);
 void cas_hash_final(struct cas_hash *h, unsigned char *out);
 void cas_hash_free(struct cas_hash *h);
 
-/* One-shot digest of a buffer. */
+/* One-shot digest of a buffer (algo->digest_len bytes to out). Thread-safe;
+ * each calling thread keeps one cached digest context. */
 void cas_hash_buffer(const struct cas_hash_algo *algo, const void *data, size_t len,
                      unsigned char *out);
 

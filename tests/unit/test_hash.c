@@ -7,6 +7,7 @@
 #include "key.h"
 
 #include <CUnit/Basic.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,6 +117,49 @@ static void test_incremental_equals_one_shot(void)
     free(buf);
 }
 
+/* One-shot digests from several threads at once, alternating algorithms
+ * (each thread keeps its own cached context): every result equals the
+ * streaming digest of the same bytes. */
+struct oneshot_job {
+    unsigned seed;
+    int bad;
+};
+
+static void *oneshot_worker(void *arg)
+{
+    struct oneshot_job *j = arg;
+    unsigned char buf[5000];
+    for (int round = 0; round < 400; round++) {
+        size_t n = (size_t)rand_r(&j->seed) % sizeof(buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (unsigned char)rand_r(&j->seed);
+        const struct cas_hash_algo *a = &cas_hash_algos[(size_t)round % cas_hash_algo_count];
+        unsigned char one[CAS_MAX_DIGEST], inc[CAS_MAX_DIGEST];
+        cas_hash_buffer(a, buf, n, one);
+        struct cas_hash *h = cas_hash_new(a);
+        cas_hash_update(h, buf, n);
+        cas_hash_final(h, inc);
+        cas_hash_free(h);
+        if (memcmp(one, inc, a->digest_len) != 0)
+            j->bad++;
+    }
+    return NULL;
+}
+
+static void test_one_shot_from_threads(void)
+{
+    pthread_t t[4];
+    struct oneshot_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (struct oneshot_job){.seed = 777u + (unsigned)i};
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, oneshot_worker, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CU_ASSERT_EQUAL(jobs[i].bad, 0);
+    }
+}
+
 /* The context may be reset and reused after final, and a reset discards
  * whatever was fed before it. */
 static void test_reset_and_reuse(void)
@@ -203,6 +247,7 @@ int main(void)
     CU_add_test(s, "known vectors, incremental", test_known_vectors_incremental);
     CU_add_test(s, "incremental equals one shot", test_incremental_equals_one_shot);
     CU_add_test(s, "reset and reuse", test_reset_and_reuse);
+    CU_add_test(s, "one shot from several threads", test_one_shot_from_threads);
     CU_add_test(s, "lookup by name", test_lookup_by_name);
     CU_add_test(s, "lookup by id", test_lookup_by_id);
     CU_add_test(s, "table consistent", test_table_consistent);

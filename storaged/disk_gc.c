@@ -56,14 +56,8 @@ int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *obje
     int rc = refuse_read_only(d, err, errlen);
     if (rc < 0)
         return rc;
-    if (id == 0) {
-        /* Ids grow with time, so a stale id from an old cycle never matches. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        id = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-        if (id <= d->last_gc_id)
-            id = d->last_gc_id + 1;
-    }
+    if (id == 0)
+        id = fmt_new_gc_id(d->last_gc_id);
     struct fmt_record r;
     struct journal_pos pos;
     pthread_rwlock_wrlock(&d->lock);

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define FMT_RECORD_SIZE 64
 #define FMT_FRAME_HEADER 64
@@ -72,6 +73,17 @@ struct fmt_frame {
 static inline uint64_t fmt_blocks(uint64_t size)
 {
     return (size + FMT_BLOCK - 1) / FMT_BLOCK;
+}
+
+/* The id of a GC cycle begun without one (REC_GC_BEGIN's aux): the time in
+ * milliseconds since the epoch, and above last, the previous cycle's id, so
+ * ids only grow and a stale id from an old cycle never matches. */
+static inline uint64_t fmt_new_gc_id(uint64_t last)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t id = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return id > last ? id : last + 1;
 }
 
 /* Bytes of a whole frame: header, object, one CRC-32C per block. */

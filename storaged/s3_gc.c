@@ -36,14 +36,8 @@ int s3_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *object
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&st->gc_lock);
-    if (id == 0) {
-        /* Ids grow with time, so a stale id from an old cycle never matches. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        id = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-        if (id <= st->last_gc_id)
-            id = st->last_gc_id + 1;
-    }
+    if (id == 0)
+        id = fmt_new_gc_id(st->last_gc_id);
     struct fmt_record r;
     struct journal_pos pos;
     pthread_mutex_lock(&st->lock);

@@ -16,12 +16,11 @@ import sys
 import threading
 import time
 import unittest
-import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import STORAGED, s3_backend_args, sha1  # noqa: E402
 from s3proxy import S3Proxy  # noqa: E402
-from test_s3_backend import STALL_BOUND, S3Test, fetch  # noqa: E402
+from test_s3_backend import STALL_BOUND, ProxiedS3Test, S3Test, fetch  # noqa: E402
 
 DRIP_PAUSE = 0.2  # seconds between the bytes of a dripped answer: 5 bytes/s
 
@@ -70,15 +69,9 @@ class DripProxy(S3Proxy):
         super()._serve(_DripSocket(sock, self))
 
 
-class SlowDrip(S3Test):
-    def setUp(self):
-        super().setUp()
-        warnings.simplefilter("ignore", ResourceWarning)
-        self.proxy = DripProxy(self.s3)
-        self.daemons.append(self.proxy)
-        self.s = self.storaged(s3=self.proxy)
-        self.c = self.s.client(timeout=STALL_BOUND + 60)
-        self.addCleanup(self.c.close)
+class SlowDrip(ProxiedS3Test):
+    proxy_class = DripProxy
+    client_timeout = STALL_BOUND + 60
 
     def test_dripping_bucket_errors_within_bound(self):
         old = os.urandom(10_000)

@@ -401,17 +401,26 @@ class Options(S3Test):
         self.assertEqual(cap["available"], cap["total"] - 1000)
 
 
-class Faults(S3Test):
-    """The storaged talks to s3rver through a fault-injecting proxy."""
+class ProxiedS3Test(S3Test):
+    """A storaged that reaches s3rver through a proxy (self.proxy, of
+    proxy_class: s3proxy.S3Proxy or a subclass), its client self.c waiting
+    up to client_timeout seconds."""
+
+    proxy_class = S3Proxy
+    client_timeout = STALL_BOUND + 30
 
     def setUp(self):
         super().setUp()
         warnings.simplefilter("ignore", ResourceWarning)
-        self.proxy = S3Proxy(self.s3)
+        self.proxy = self.proxy_class(self.s3)
         self.daemons.append(self.proxy)
         self.s = self.storaged(s3=self.proxy)
-        self.c = self.s.client(timeout=STALL_BOUND + 30)
+        self.c = self.s.client(timeout=self.client_timeout)
         self.addCleanup(self.c.close)
+
+
+class Faults(ProxiedS3Test):
+    """The storaged talks to s3rver through a fault-injecting proxy."""
 
     def test_503_slowdown_and_500_are_retried(self):
         for status in (503, 500):
@@ -602,7 +611,7 @@ def fetch_range(port, key, first, last, timeout=STALL_BOUND + 30):
         c.close()
 
 
-class BlockTables(S3Test):
+class BlockTables(ProxiedS3Test):
     """Ranged GETs checked by the per-block CRC-32C table kept in the bucket
     next to each object over one block (sums/<hex>.crc32c): a range reads
     about its own bytes from the bucket, not the object from its start; a
@@ -613,15 +622,6 @@ class BlockTables(S3Test):
     s3proxy.py."""
 
     SIZE = 20 * BLOCK + 12345  # over two multipart parts
-
-    def setUp(self):
-        super().setUp()
-        warnings.simplefilter("ignore", ResourceWarning)
-        self.proxy = S3Proxy(self.s3)
-        self.daemons.append(self.proxy)
-        self.s = self.storaged(s3=self.proxy)
-        self.c = self.s.client(timeout=STALL_BOUND + 30)
-        self.addCleanup(self.c.close)
 
     def put(self, size=None):
         data = os.urandom(size or self.SIZE)
@@ -768,22 +768,14 @@ class BlockTables(S3Test):
         self.assertEqual(self.corrupted(), 0)
 
 
-class PipelinedParts(S3Test):
+class PipelinedParts(ProxiedS3Test):
     """A PUT over one part uploads each 8 MiB part on a worker while the
     next is received: at most two parts of a write in memory (the peak RSS
     of the storaged stays far below the body's size), and a part that fails
     while the next one is received fails the write with nothing visible."""
 
     SANITIZED = bool(os.environ.get("CAS_SANITIZED"))
-
-    def setUp(self):
-        super().setUp()
-        warnings.simplefilter("ignore", ResourceWarning)
-        self.proxy = S3Proxy(self.s3)
-        self.daemons.append(self.proxy)
-        self.s = self.storaged(s3=self.proxy)
-        self.c = self.s.client(timeout=STALL_BOUND + 60)
-        self.addCleanup(self.c.close)
+    client_timeout = STALL_BOUND + 60
 
     def test_large_put_bounded_memory(self):
         import harness

@@ -20,55 +20,25 @@
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/bench/cluster.sh"
 bal_a=$1 bal_b=$2
-build=${3:-${CAS_BUILD:-$here/build-bench}}
 secs=${4:-5}
 rounds=${5:-3}
-case $build in /*) ;; *) build=$(pwd)/$build ;; esac
-storaged=$build/storaged/ca-cas-storaged
-for tool in "$storaged" "$bal_a" "$bal_b"; do
+cluster_init cpu "${3:-${CAS_BUILD:-$here/build-bench}}"
+for tool in "$bal_a" "$bal_b"; do
     [ -x "$tool" ] || { echo "bench: $tool not found" >&2; exit 2; }
 done
 for tool in wrk /usr/bin/time openssl; do
     command -v "$tool" >/dev/null || { echo "bench: $tool not installed" >&2; exit 2; }
 done
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cas-cpu-XXXXXX")
-pids=""
-cleanup() {
-    for pid in $pids; do kill "$pid" 2>/dev/null || true; done
-    for pid in $pids; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { i=0; until curl -fs "$1/healthz" >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 100 ] || { echo "bench: $1 not up" >&2; exit 1; }; sleep 0.1; done; }
-
-ports="" spids=""
-{ echo "replicas: 2"; echo "backends:"; } >"$tmp/b.yaml"
-for n in 1 2 3; do
-    p=$(freeport)
-    ports="$ports $p"
-    "$storaged" --dir "$tmp/s$n" --listen "127.0.0.1:$p" --log-level warn --scrub-rate 0 \
-        >"$tmp/s$n.log" 2>&1 &
-    pids="$pids $!" spids="$spids $!"
-    printf '  - url: http://127.0.0.1:%s\n    failure_domain: d%s\n' "$p" "$n" >>"$tmp/b.yaml"
-done
-pa=$(freeport)
-"$bal_a" --config "$tmp/b.yaml" --listen "127.0.0.1:$pa" --log-level warn >"$tmp/a.log" 2>&1 &
-pid_a=$!
-pids="$pids $pid_a"
-pb=$(freeport)
-"$bal_b" --config "$tmp/b.yaml" --listen "127.0.0.1:$pb" --log-level warn >"$tmp/b.log" 2>&1 &
-pid_b=$!
-pids="$pids $pid_b"
-direct=http://127.0.0.1:$(echo $ports | cut -d' ' -f1)
-for p in $ports; do wait_up "http://127.0.0.1:$p"; done
-wait_up "http://127.0.0.1:$pa"
-wait_up "http://127.0.0.1:$pb"
+cluster_storageds
+cluster_balancer "$bal_a"
+pa=$bal_port pid_a=$bal_pid
+cluster_balancer "$bal_b"
+pb=$bal_port pid_b=$bal_pid
 sleep 1
-head -c $((64 << 20)) /dev/urandom >"$tmp/o64m"
-k64=$(sha1sum "$tmp/o64m" | cut -c1-40)
+k64=$(mkobj o64m $((64 << 20)))
 curl -fs -o /dev/null -T "$tmp/o64m" "http://127.0.0.1:$pa/objects/$k64"
 curl -fs -o /dev/null -T "$tmp/o64m" "$direct/objects/$k64"
 
@@ -89,7 +59,6 @@ measure() {
         END {if (mb <= 0) {print "0 0 0 0"; exit}
             printf "%.0f %.3f %.3f %.3f\n", mb / secs, b * 1000 / hz / mb, s * 1000 / hz / mb, w / mb}'
 }
-median() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$tmp/rows"

@@ -15,27 +15,10 @@
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-${CAS_BUILD:-$here/build-bench}}
+. "$here/bench/cluster.sh"
 secs=${2:-5}
 threads=${3:-2}
-case $build in /*) ;; *) build=$(pwd)/$build ;; esac
-storaged=$build/storaged/ca-cas-storaged
-balancerd=$build/balancerd/ca-cas-balancerd
-for tool in "$storaged" "$balancerd"; do
-    [ -x "$tool" ] || { echo "bench: $tool not built" >&2; exit 2; }
-done
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cas-hedge-XXXXXX")
-pids=""
-cleanup() {
-    for pid in $pids; do kill -CONT "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
-    for pid in $pids; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { i=0; until curl -fs "$1/healthz" >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 100 ] || { echo "bench: $1 not up" >&2; exit 1; }; sleep 0.1; done; }
+cluster_init hedge "${1:-${CAS_BUILD:-$here/build-bench}}"
 
 cat > "$tmp/load.py" <<'PY'
 # load.py URL KEYFILE SECONDS THREADS: closed-loop GETs of the keys, prints
@@ -77,32 +60,12 @@ PY
 
 run_case() { # run_case LABEL BALANCER_EXTRA...
     label=$1; shift
-    ports=""
-    sp=""
-    { echo "replicas: 2"; echo "backends:"; } >"$tmp/b.yaml"
-    for n in 1 2 3; do
-        p=$(freeport)
-        rm -rf "$tmp/s$n"
-        "$storaged" --dir "$tmp/s$n" --listen "127.0.0.1:$p" --log-level warn --scrub-rate 0 \
-            >"$tmp/s$n.log" 2>&1 &
-        sp="$sp $!"
-        pids="$pids $!"
-        ports="$ports $p"
-        printf '  - url: http://127.0.0.1:%s\n    failure_domain: d%s\n' "$p" "$n" >>"$tmp/b.yaml"
-    done
-    bp=$(freeport)
-    "$balancerd" --config "$tmp/b.yaml" --listen "127.0.0.1:$bp" --log-level error "$@" \
-        >"$tmp/bal.log" 2>&1 &
-    bpid=$!
-    pids="$pids $bpid"
-    for p in $ports; do wait_up "http://127.0.0.1:$p"; done
-    bal=http://127.0.0.1:$bp
-    wait_up "$bal"
+    cluster_storageds
+    cluster_balancer "$balancerd" "$@"
     sleep 1
     : >"$tmp/keys"
     for i in $(seq 48); do
-        head -c 1048576 /dev/urandom >"$tmp/o"
-        k=$(sha1sum "$tmp/o" | cut -c1-40)
+        k=$(mkobj o 1048576)
         curl -fs -o /dev/null -T "$tmp/o" "$bal/objects/$k"
         echo "$k" >>"$tmp/keys"
     done
@@ -112,13 +75,13 @@ run_case() { # run_case LABEL BALANCER_EXTRA...
     h1=$(metric cas_balancer_hedged_reads_total)
     extra=$(awk -v a="$h0" -v b="$h1" -v n="$1" 'BEGIN {printf "%.1f", n ? 100 * (b - a) / n : 0}')
     echo "| $label | nothing frozen | $1 | $2 | $3 | $4 | $5 | $((h1 - h0)) ($extra %) |"
-    frozen=$(echo $sp | cut -d' ' -f1)
+    frozen=$(echo $spids | cut -d' ' -f1)
     kill -STOP "$frozen"
     set -- $(python3 "$tmp/load.py" "$bal" "$tmp/keys" "$secs" "$threads")
     h2=$(metric cas_balancer_hedged_reads_total)
     echo "| $label | one of three SIGSTOPped | $1 | $2 | $3 | $4 | $5 | $((h2 - h1)) |"
     kill -CONT "$frozen"
-    for pid in $sp $bpid; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    cluster_stop
 }
 
 echo "| balancer | backends | GETs | p50 ms | p99 ms | max ms | errors | hedged requests |"

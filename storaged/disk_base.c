@@ -11,8 +11,10 @@
 #include "disk_internal.h"
 #include "log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +48,11 @@ int disk_fsync_dir(struct disk_store *d)
 
 void dfile_ref_put(struct dfile_ref *r)
 {
-    if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    if (!r)
+        return;
+    int left = __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL);
+    assert(left >= 0); /* a reference given back twice */
+    if (left == 0) {
         close(r->fd);
         free(r);
     }
@@ -65,8 +71,13 @@ struct dfile_ref *dfile_ref_new(int fd)
 void disk_forget(struct disk_store *d, uint32_t e)
 {
     struct objtab_entry en;
+    assert(disk_locked_write(d));
     if (!objtab_get(&d->tab, e, &en))
         return;
+    /* The counters hold this entry (disk_table_consistent). */
+    assert(d->objects > 0 && d->bytes >= en.size && d->files[en.file].live >= frame_bytes(en.size));
+    assert(!(en.flags & OBJTAB_MARKED) ||
+           (d->gc_active && d->garbage_objects > 0 && d->garbage_bytes >= en.size));
     d->files[en.file].live -= frame_bytes(en.size);
     d->objects--;
     d->bytes -= en.size;
@@ -134,4 +145,81 @@ int disk_copy_range(int from, uint64_t off, int to, uint64_t to_off, uint64_t le
         len -= (uint64_t)n;
     }
     return 0;
+}
+
+bool disk_table_consistent(struct disk_store *d, char *why, size_t whylen)
+{
+    uint64_t objects = 0, bytes = 0, gobjects = 0, gbytes = 0, live[FMT_NFILES] = {0};
+    uint64_t length[FMT_NFILES], quarantined = 0;
+    struct objtab_entry en;
+    assert(disk_locked(d));
+    pthread_mutex_lock(&d->files_lock);
+    for (unsigned n = 0; n < FMT_NFILES; n++)
+        length[n] = d->files[n].length;
+    pthread_mutex_unlock(&d->files_lock);
+    for (uint32_t e = 0; e < d->tab.used; e++) {
+        if (!objtab_get(&d->tab, e, &en))
+            continue;
+        if (en.file >= FMT_NFILES) {
+            snprintf(why, whylen, "entry %" PRIu32 " names data file %u", e, en.file);
+            return false;
+        }
+        uint64_t end = en.offset + frame_bytes(en.size);
+        if (end > length[en.file] && !(d->replay.relocated_files & (1ull << en.file))) {
+            snprintf(why, whylen,
+                     "entry %" PRIu32 " ends at %" PRIu64 " past data file %u (%" PRIu64 " bytes)",
+                     e, end, en.file, length[en.file]);
+            return false;
+        }
+        if ((en.flags & OBJTAB_MARKED) && !d->gc_active) {
+            snprintf(why, whylen, "entry %" PRIu32 " is marked with no GC cycle active", e);
+            return false;
+        }
+        objects++;
+        bytes += en.size;
+        live[en.file] += frame_bytes(en.size);
+        if (en.flags & OBJTAB_MARKED) {
+            gobjects++;
+            gbytes += en.size;
+        }
+    }
+    if (objects != d->objects || objects != d->tab.count || bytes != d->bytes) {
+        snprintf(why, whylen,
+                 "the table holds %" PRIu64 " objects (count %" PRIu32 "), %" PRIu64
+                 " bytes; the counters say %" PRIu64 ", %" PRIu64,
+                 objects, d->tab.count, bytes, d->objects, d->bytes);
+        return false;
+    }
+    if (gobjects != d->garbage_objects || gbytes != d->garbage_bytes) {
+        snprintf(why, whylen,
+                 "%" PRIu64 " objects (%" PRIu64 " bytes) are marked; the garbage counters say "
+                 "%" PRIu64 " (%" PRIu64 ")",
+                 gobjects, gbytes, d->garbage_objects, d->garbage_bytes);
+        return false;
+    }
+    for (unsigned n = 0; n < FMT_NFILES; n++) {
+        if (live[n] != d->files[n].live) {
+            snprintf(why, whylen, "data file %u: %" PRIu64 " live bytes in the table, %" PRIu64
+                     " counted", n, live[n], d->files[n].live);
+            return false;
+        }
+    }
+    for (uint32_t e = 0; e < d->tombs.used; e++)
+        if (objtab_get(&d->tombs, e, &en) && en.flags == TOMB_QUARANTINED)
+            quarantined++;
+    if (quarantined != d->tomb_quarantined) {
+        snprintf(why, whylen, "%" PRIu64 " quarantined keys in the tombstone table, %" PRIu64
+                 " counted", quarantined, d->tomb_quarantined);
+        return false;
+    }
+    return true;
+}
+
+void disk_assert_consistent(struct disk_store *d, const char *file, int line)
+{
+    char why[256];
+    if (disk_table_consistent(d, why, sizeof(why)))
+        return;
+    log_error("%s:%d: the object table of %s does not add up: %s", file, line, d->dir, why);
+    abort();
 }

@@ -18,6 +18,7 @@
 #include "disk_internal.h"
 #include "log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -70,6 +71,7 @@ static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errl
                  d->files[n].writers, WRITERS_WAIT_SECONDS);
         return -EBUSY;
     }
+    assert(!d->files[n].busy); /* one compactor at a time */
     d->files[n].busy = true;
     uint64_t old_len = d->files[n].length;
     pthread_mutex_unlock(&d->files_lock);
@@ -81,7 +83,7 @@ static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errl
     pthread_rwlock_rdlock(&d->lock);
     uint64_t gen = d->files[n].gen;
     struct dfile_ref *oldref = d->files[n].ref;
-    __atomic_fetch_add(&oldref->refs, 1, __ATOMIC_ACQ_REL);
+    dfile_ref_get(oldref);
     struct objtab_entry en;
     for (uint32_t e = 0; e < d->tab.used && rc == 0; e++) {
         if (!objtab_get(&d->tab, e, &en) || en.file != n)
@@ -170,6 +172,7 @@ static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errl
     if (rc == 0) {
         for (size_t i = 0; i < nrec; i++) {
             uint32_t e = objtab_find(&d->tab, recs[i].digest);
+            assert(e != OBJTAB_NONE); /* found above, under the same write lock */
             objtab_set_location(&d->tab, e, n, recs[i].offset);
             live += frame_bytes(recs[i].size);
         }
@@ -226,6 +229,11 @@ static void *compact_main(void *arg)
         }
     }
     disk_maybe_snapshot(d, false);
+#ifndef NDEBUG
+    pthread_rwlock_rdlock(&d->lock);
+    DISK_ASSERT_CONSISTENT(d); /* every move kept the table and its counters in step */
+    pthread_rwlock_unlock(&d->lock);
+#endif
     pthread_mutex_lock(&d->compact_lock);
     d->compact_running = false;
     d->compact_done = d->compact_total;

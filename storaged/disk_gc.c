@@ -21,6 +21,7 @@
 #include "disk_internal.h"
 #include "log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -67,6 +68,8 @@ int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *obje
     if (rc == 0) {
         bool was = d->gc_active;
         uint64_t old = d->gc_id;
+        /* No garbage outside a cycle: gc/end and cancel leave none. */
+        assert(was || (d->garbage_objects == 0 && d->garbage_bytes == 0));
         struct objtab_entry en;
         for (uint32_t e = 0; e < d->tab.used; e++)
             if (objtab_get(&d->tab, e, &en))
@@ -203,14 +206,22 @@ static int finish_cycle(struct disk_store *d, uint64_t id, bool remove, uint64_t
         *removed = remove ? d->garbage_objects : 0;
         *bytes = remove ? d->garbage_bytes : 0;
         struct objtab_entry en;
+        uint64_t marked = 0, marked_bytes = 0, counted = d->garbage_objects,
+                 counted_bytes = d->garbage_bytes;
         for (uint32_t e = 0; e < d->tab.used; e++) {
             if (!objtab_get(&d->tab, e, &en) || !(en.flags & OBJTAB_MARKED))
                 continue;
+            marked++;
+            marked_bytes += en.size;
             if (remove)
                 disk_forget(d, e);
             else
                 objtab_set_flags(&d->tab, e, en.flags & ~OBJTAB_MARKED);
         }
+        /* What the cycle counted as garbage is what was marked: the
+         * garbage counters (and so /capacity and gc/end's answer) are true. */
+        assert(marked == counted && marked_bytes == counted_bytes);
+        (void)marked, (void)marked_bytes, (void)counted, (void)counted_bytes;
         d->garbage_objects = d->garbage_bytes = 0;
         d->gc_active = false;
     }

@@ -10,6 +10,7 @@
 #include "disk_internal.h"
 #include "log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -22,6 +23,7 @@
 int disk_append(struct disk_store *d, const struct fmt_record *recs, size_t n,
                 struct journal_pos *pos, char *err, size_t errlen)
 {
+    assert(disk_locked_write(d)); /* the index's order is the table's */
     int rc = journal_append(&d->journal, recs, n, pos);
     if (rc == -ENOSPC) {
         snprintf(err, errlen, "disk full: cannot append to the index in %s", d->dir);

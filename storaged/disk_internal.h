@@ -20,6 +20,7 @@
 #include "journal.h"
 #include "objtab.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -85,6 +86,10 @@ struct disk_store {
     uint64_t compact_done, compact_total, compactions;
 
     struct disk_replay_stats replay;
+    /* True while no other thread can see the store: disk_open until it
+     * returns, and a check_only store (fsck, one thread). The asserts that
+     * a caller holds `lock` accept that (disk_locked). */
+    bool unshared;
 
     /* The scrubber (disk_scrub.c). Position and counters are its own;
      * others read them loosely. */
@@ -108,6 +113,42 @@ static inline uint64_t frame_bytes(uint64_t size)
     return fmt_frame_len(size);
 }
 
+/* ---- invariants (assert()s: on in test builds, off in CAS_BENCH ones) ----
+ * A pthread rwlock does not say which thread holds it, so "the caller holds
+ * lock" is asserted as "someone holds it (in write mode)": a try-lock that
+ * must fail, one atomic operation. An unshared store needs no lock. */
+
+/* True when lock is held in write mode, or d is unshared. */
+static inline bool disk_locked_write(struct disk_store *d)
+{
+    if (d->unshared)
+        return true;
+    if (pthread_rwlock_tryrdlock(&d->lock) != 0)
+        return true;
+    pthread_rwlock_unlock(&d->lock);
+    return false;
+}
+
+/* True when lock is held in any mode, or d is unshared. */
+static inline bool disk_locked(struct disk_store *d)
+{
+    if (d->unshared)
+        return true;
+    if (pthread_rwlock_trywrlock(&d->lock) != 0)
+        return true;
+    pthread_rwlock_unlock(&d->lock);
+    return false;
+}
+
+/* Takes one more reference to a data file generation that is referenced
+ * already (by the table, whose lock the caller holds, or by the caller). */
+static inline void dfile_ref_get(struct dfile_ref *r)
+{
+    int was = __atomic_fetch_add(&r->refs, 1, __ATOMIC_ACQ_REL);
+    assert(was > 0); /* a reference to a closed file */
+    (void)was;
+}
+
 /* ---- disk_base.c: helpers every file uses --------------------------- */
 
 /* Records an I/O fault: the store turns read-only and says so loudly. */
@@ -127,6 +168,22 @@ void disk_forget(struct disk_store *d, uint32_t e);
 /* Makes data file n durable if a ?sync=0 write left bytes in it that are not;
  * fd is an open generation of it. 0 or -EIO (the store turns read-only). */
 int disk_datafile_sync(struct disk_store *d, unsigned n, int fd, char *err, size_t errlen);
+/* Checks that the table and the counters kept beside it add up: every entry
+ * names a data file and ends within its length (except files fsck relocated),
+ * d->objects, d->bytes, the garbage counters and each file's live bytes are
+ * the sums of the entries, no entry is marked outside a GC cycle, and the
+ * quarantined-key count matches the tombstone table. Caller holds lock (any
+ * mode; it takes files_lock) or d is unshared. O(entries): for after replay,
+ * after a compaction, and for the tests. True when all holds; else false
+ * with the first discrepancy in why. */
+bool disk_table_consistent(struct disk_store *d, char *why, size_t whylen);
+/* assert(disk_table_consistent(d)), logging the discrepancy first. */
+#ifdef NDEBUG
+#define DISK_ASSERT_CONSISTENT(d) ((void)0)
+#else
+#define DISK_ASSERT_CONSISTENT(d) disk_assert_consistent(d, __FILE__, __LINE__)
+#endif
+void disk_assert_consistent(struct disk_store *d, const char *file, int line);
 /* Copies len bytes at off of from to to_off of to: copy_file_range, or
  * through a 1 MiB buffer where the kernel cannot copy in place. 0 or
  * -errno (-EIO when from ends early). Compaction and spooled writes use it. */

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include "disk_internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,8 +18,10 @@
 bool disk_unmark(struct disk_store *d, uint32_t e)
 {
     struct objtab_entry en;
+    assert(disk_locked_write(d));
     if (!d->gc_active || !objtab_get(&d->tab, e, &en) || !(en.flags & OBJTAB_MARKED))
         return false;
+    assert(d->garbage_objects > 0 && d->garbage_bytes >= en.size); /* it is counted */
     objtab_set_flags(&d->tab, e, en.flags & ~OBJTAB_MARKED);
     d->garbage_objects--;
     d->garbage_bytes -= en.size;
@@ -80,7 +83,7 @@ int disk_use(struct disk_store *d, const unsigned char *digest, unsigned flags, 
         /* Every record about the object is at or before the index's end. */
         journal_now(&d->journal, &cpos);
         ref = d->files[en.file].ref;
-        __atomic_fetch_add(&ref->refs, 1, __ATOMIC_ACQ_REL);
+        dfile_ref_get(ref);
     }
     pthread_rwlock_unlock(&d->lock);
     if (rc == 0 && ref)

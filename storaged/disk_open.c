@@ -142,6 +142,7 @@ int disk_open(const struct disk_options *opts, struct store **out, char *err, si
     t0 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     d->base.ops = &disk_ops;
     d->base.algo = opts->algo;
+    d->unshared = true; /* until it is returned */
     d->dir = strdup(opts->dir);
     d->dirfd = d->lockfd = -1;
     d->check_only = opts->check_only;
@@ -180,6 +181,7 @@ int disk_open(const struct disk_options *opts, struct store **out, char *err, si
     clock_gettime(CLOCK_MONOTONIC, &ts);
     d->replay.seconds =
         (double)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec - t0) / 1e9;
+    d->unshared = d->check_only;
     *out = &d->base;
     return 0;
 fail:

@@ -60,7 +60,7 @@ int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it, str
     o->size = en.size;
     memcpy(o->digest, key->digest, s->algo->digest_len);
     o->ref = d->files[en.file].ref;
-    __atomic_fetch_add(&o->ref->refs, 1, __ATOMIC_ACQ_REL);
+    dfile_ref_get(o->ref);
     active = d->gc_active;
     marked = active && (en.flags & OBJTAB_MARKED);
     upos = d->unmark_pos;

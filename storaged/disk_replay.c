@@ -705,5 +705,6 @@ int disk_replay(struct disk_store *d, char *err, size_t errlen)
     if ((rc = open_data_files(d, err, errlen)) < 0)
         return rc;
     recount(d);
+    DISK_ASSERT_CONSISTENT(d); /* the table and its counters agree */
     return 0;
 }

@@ -24,6 +24,7 @@
 #include "disk_internal.h"
 #include "log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,6 +40,7 @@ uint64_t disk_now_s(void)
 
 int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, uint64_t when)
 {
+    assert(disk_locked_write(d));
     if (when > TIME_MAX)
         when = TIME_MAX;
     uint32_t e = objtab_find(&d->tombs, digest);
@@ -56,9 +58,11 @@ int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, u
 
 void tomb_clear(struct disk_store *d, const unsigned char *digest)
 {
+    assert(disk_locked_write(d));
     uint32_t e = objtab_find(&d->tombs, digest);
     struct objtab_entry en;
     if (e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en)) {
+        assert(en.flags != TOMB_QUARANTINED || d->tomb_quarantined > 0);
         d->tomb_quarantined -= en.flags == TOMB_QUARANTINED;
         objtab_remove(&d->tombs, e);
     }
@@ -86,6 +90,7 @@ bool tomb_refuses_copy(struct disk_store *d, const unsigned char *digest, uint64
 void tomb_prune(struct disk_store *d, uint64_t now)
 {
     struct objtab_entry en;
+    assert(disk_locked_write(d));
     for (uint32_t e = 0; e < d->tombs.used; e++)
         if (objtab_get(&d->tombs, e, &en) && tomb_expired(d, &en, now))
             objtab_remove(&d->tombs, e);

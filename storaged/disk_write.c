@@ -115,6 +115,7 @@ static void unreserve(struct store_put *p, uint64_t used)
     struct dfile *f = &d->files[p->file];
     uint64_t end = p->frame_off + p->res_len, keep = p->frame_off + used;
     pthread_mutex_lock(&d->files_lock);
+    assert(f->writers > 0 && f->reserved >= p->res_len); /* reserve() counted this one */
     if (used < p->res_len) {
         if (f->length == end) {
             if (ftruncate(p->fd, (off_t)keep) < 0)
@@ -370,7 +371,7 @@ static int use_stored_copy(struct disk_store *d, const unsigned char *digest, bo
     unsigned file = en.file;
     uint64_t offset = en.offset, size = en.size;
     struct dfile_ref *ref = d->files[file].ref;
-    __atomic_fetch_add(&ref->refs, 1, __ATOMIC_ACQ_REL);
+    dfile_ref_get(ref);
     pthread_rwlock_unlock(&d->lock);
 
     unsigned char hdr[FMT_FRAME_HEADER];

@@ -199,8 +199,9 @@ bool disk_table_consistent(struct disk_store *d, char *why, size_t whylen)
     }
     for (unsigned n = 0; n < FMT_NFILES; n++) {
         if (live[n] != d->files[n].live) {
-            snprintf(why, whylen, "data file %u: %" PRIu64 " live bytes in the table, %" PRIu64
-                     " counted", n, live[n], d->files[n].live);
+            snprintf(why, whylen,
+                     "data file %u: %" PRIu64 " live bytes in the table, %" PRIu64 " counted", n,
+                     live[n], d->files[n].live);
             return false;
         }
     }
@@ -208,8 +209,9 @@ bool disk_table_consistent(struct disk_store *d, char *why, size_t whylen)
         if (objtab_get(&d->tombs, e, &en) && en.flags == TOMB_QUARANTINED)
             quarantined++;
     if (quarantined != d->tomb_quarantined) {
-        snprintf(why, whylen, "%" PRIu64 " quarantined keys in the tombstone table, %" PRIu64
-                 " counted", quarantined, d->tomb_quarantined);
+        snprintf(why, whylen,
+                 "%" PRIu64 " quarantined keys in the tombstone table, %" PRIu64 " counted",
+                 quarantined, d->tomb_quarantined);
         return false;
     }
     return true;

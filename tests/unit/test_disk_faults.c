@@ -33,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -792,6 +794,110 @@ static void test_snapshot_fails(void)
     }
 }
 
+/* ---- the invariants themselves ------------------------------------------ */
+
+/* disk_table_consistent finds a counter out of step with the table, a mark
+ * outside a GC cycle, and an entry past the end of its data file. */
+static void test_table_check_finds_drift(void)
+{
+    struct fixture fx;
+    CU_ASSERT_FATAL(fx_setup(&fx, true));
+    struct disk_store *d = disk_of(fx.s);
+    char why[256];
+    pthread_rwlock_wrlock(&d->lock);
+    CU_ASSERT_TRUE(disk_table_consistent(d, why, sizeof(why)));
+    d->objects++;
+    CU_ASSERT_FALSE(disk_table_consistent(d, why, sizeof(why)));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "counters"));
+    d->objects--;
+    d->files[1].live += 1;
+    CU_ASSERT_FALSE(disk_table_consistent(d, why, sizeof(why)));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "data file 1"));
+    d->files[1].live -= 1;
+    d->garbage_bytes = 1;
+    CU_ASSERT_FALSE(disk_table_consistent(d, why, sizeof(why)));
+    d->garbage_bytes = 0;
+    struct objtab_entry en;
+    uint32_t e = 0;
+    while (!objtab_get(&d->tab, e, &en))
+        e++;
+    objtab_set_flags(&d->tab, e, OBJTAB_MARKED);
+    CU_ASSERT_FALSE(disk_table_consistent(d, why, sizeof(why)));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "no GC cycle"));
+    objtab_set_flags(&d->tab, e, en.flags);
+    d->tomb_quarantined++;
+    CU_ASSERT_FALSE(disk_table_consistent(d, why, sizeof(why)));
+    d->tomb_quarantined--;
+    pthread_mutex_lock(&d->files_lock);
+    uint64_t len = d->files[en.file].length;
+    d->files[en.file].length = en.offset;
+    pthread_mutex_unlock(&d->files_lock);
+    CU_ASSERT_FALSE(disk_table_consistent(d, why, sizeof(why)));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "past data file"));
+    pthread_mutex_lock(&d->files_lock);
+    d->files[en.file].length = len;
+    pthread_mutex_unlock(&d->files_lock);
+    CU_ASSERT_TRUE(disk_table_consistent(d, why, sizeof(why)));
+    pthread_rwlock_unlock(&d->lock);
+    CU_ASSERT_TRUE(fx_intact(&fx));
+    fx_done(&fx);
+}
+
+/* Runs fn(cls) in a child process; true when the child died of SIGABRT (a
+ * failed assert). */
+static bool aborts(void (*fn)(void *), void *cls)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        fn(cls);
+        _exit(0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+}
+
+static void take_dead_ref(void *cls)
+{
+    struct dfile_ref r = {.fd = -1, .refs = 0}; /* given back already */
+    dfile_ref_get(&r);
+}
+
+static void forget_unlocked(void *cls)
+{
+    struct store *s = cls;
+    disk_forget(disk_of(s), 0); /* without the table lock */
+}
+
+static void append_unlocked(void *cls)
+{
+    struct store *s = cls;
+    struct fmt_record r;
+    struct journal_pos pos;
+    char err[ERRLEN];
+    disk_record(disk_of(s), &r, REC_UNMARK, NULL);
+    disk_append(disk_of(s), &r, 1, &pos, err, sizeof(err));
+}
+
+/* The engine's asserts run in this build (test builds keep them on, see
+ * CMakeLists.txt): a reference to a closed data file, or a table change
+ * without the table's write lock, stops the process. */
+static void test_asserts_run(void)
+{
+#ifdef NDEBUG
+    printf("\n  built with -DNDEBUG (CAS_ASSERTS off): the engine's asserts are not checked\n");
+#else
+    struct fixture fx;
+    CU_ASSERT_FATAL(fx_setup(&fx, false));
+    CU_ASSERT_TRUE(aborts(take_dead_ref, NULL));
+    CU_ASSERT_TRUE(aborts(forget_unlocked, fx.s));
+    CU_ASSERT_TRUE(aborts(append_unlocked, fx.s));
+    CU_ASSERT_TRUE(fx_intact(&fx)); /* the children changed nothing here */
+    fx_done(&fx);
+#endif
+}
+
 int main(void)
 {
     cas_log_set_level("error"); /* the faults' own errors still show: they are meant */
@@ -814,6 +920,8 @@ int main(void)
     CU_add_test(s, "compaction: index I/O error", test_compact_index_io_error);
     CU_add_test(s, "compaction: one at a time", test_compact_busy);
     CU_add_test(s, "index snapshot: each step failing", test_snapshot_fails);
+    CU_add_test(s, "invariants: the table check finds drift", test_table_check_finds_drift);
+    CU_add_test(s, "invariants: the asserts run", test_asserts_run);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -25,7 +25,6 @@
 #include "disk_internal.h"
 #include "log.h"
 
-#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -9,6 +9,8 @@
  * back, the table and its counters add up (disk_table_consistent), no
  * half-made file is left behind, and a restart finds the same objects.
  *
+ * Reads and replay meet read errors the same way.
+ *
  * The faults are injected at link time: this executable is linked with
  * -Wl,--wrap for the system calls below (tests/unit/CMakeLists.txt), so the
  * engine's calls (a static library) go through the __wrap_ functions here,
@@ -794,6 +796,113 @@ static void test_snapshot_fails(void)
     }
 }
 
+/* ---- reads and replay ----------------------------------------------------- */
+
+/* An object of the fixture that is stored, of more than one block and
+ * larger than a read's prefetch. */
+static int big_kept(const struct fixture *fx)
+{
+    for (int i = NOBJ - 1; i >= 0; i--)
+        if (fx->kept[i] && fx->len[i] > 100000)
+            return i;
+    return -1;
+}
+
+/* A read error: while opening an object the copy cannot be trusted and is
+ * taken out of service (the balancers copy a good one back); reading on or
+ * reading the block table of an open one, -EIO and nothing else changes. */
+static void test_read_io_error(void)
+{
+    struct fixture fx;
+    CU_ASSERT_FATAL(fx_setup(&fx, false));
+    struct store *s = fx.s;
+    char err[ERRLEN];
+    int b = big_kept(&fx);
+    CU_ASSERT_FATAL(b >= 0);
+    struct cas_key k = key_of(s, fx.data[b], fx.len[b]);
+    struct store_obj *o = NULL;
+    uint64_t size;
+    CU_ASSERT_EQUAL_FATAL(s->ops->open(s, &k, false, &o, &size, err, sizeof(err)), 0);
+    unsigned char buf[4096];
+    fault_arm(F_PREAD, EIO, "/data-", 0);
+    CU_ASSERT_EQUAL(s->ops->pread(o, buf, sizeof(buf), 0), -EIO);
+    uint32_t *sums = NULL;
+    size_t n;
+    uint64_t block;
+    CU_ASSERT_EQUAL(s->ops->block_sums(o, &sums, &n, &block), -EIO);
+    CU_ASSERT_EQUAL(s->ops->confirm(o, true, err, sizeof(err)), -EIO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot read the copy here"));
+    CU_ASSERT_TRUE(fault_clear() >= 3);
+    s->ops->close(o);
+    CU_ASSERT_EQUAL(info_of(s).corrupt_found, 0);
+    CU_ASSERT_TRUE(fx_intact(&fx));
+
+    /* Opening: the frame cannot be read, the copy goes out of service. */
+    fault_arm(F_PREAD, EIO, "/data-", 0);
+    CU_ASSERT_EQUAL(s->ops->open(s, &k, false, &o, &size, err, sizeof(err)), -ENOENT);
+    CU_ASSERT_TRUE(fault_clear() > 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "corrupt"));
+    struct store_info i = info_of(s);
+    CU_ASSERT_EQUAL(i.corrupt_found, 1);
+    CU_ASSERT_EQUAL(i.quarantined, 1);
+    CU_ASSERT_FALSE(i.read_only);
+    fx.kept[b] = false;
+    CU_ASSERT_TRUE(fx_intact(&fx));
+    /* A write of the right bytes puts it back. */
+    CU_ASSERT_EQUAL(put_obj(s, fx.data[b], fx.len[b], fx.len[b], true, err), 0);
+    fx.kept[b] = true;
+    CU_ASSERT_EQUAL(info_of(s).quarantined, 0);
+    CU_ASSERT_TRUE(fx_restart(&fx));
+    fx_done(&fx);
+}
+
+/* A repeated write checks the stored copy first; when reading it fails
+ * after its frame header was read, -EIO: nothing is stored twice, nothing
+ * taken out, the store stays writable. */
+static void test_repeat_write_read_error(void)
+{
+    struct fixture fx;
+    CU_ASSERT_FATAL(fx_setup(&fx, false));
+    char err[ERRLEN];
+    int b = big_kept(&fx);
+    CU_ASSERT_FATAL(b >= 0);
+    uint64_t before = data_bytes(fx.dir);
+    fault_arm(F_PREAD, EIO, "/data-", 1); /* the header read goes through */
+    CU_ASSERT_EQUAL(put_obj(fx.s, fx.data[b], fx.len[b], fx.len[b], true, err), -EIO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot read the stored copy"));
+    CU_ASSERT_TRUE(fault_clear() > 0);
+    CU_ASSERT_EQUAL(data_bytes(fx.dir), before);
+    CU_ASSERT_EQUAL(info_of(fx.s).corrupt_found, 0);
+    CU_ASSERT_FALSE(info_of(fx.s).read_only);
+    CU_ASSERT_TRUE(fx_intact(&fx));
+    fx_done(&fx);
+}
+
+/* Start-up that cannot read the index refuses, changing nothing; the next
+ * start-up finds everything. */
+static void test_replay_read_error(void)
+{
+    struct fixture fx;
+    CU_ASSERT_FATAL(fx_setup(&fx, true));
+    fx.s->ops->destroy(fx.s);
+    fx.s = NULL;
+    uint64_t index = file_size(fx.dir, "index"), data = data_bytes(fx.dir);
+    struct disk_options o = {.dir = fx.dir, .algo = cas_hash_by_name("sha1")};
+    char err[ERRLEN] = "";
+    struct store *s = NULL;
+    fault_arm(F_PREAD, EIO, "/index$", 1); /* the header record reads */
+    CU_ASSERT_EQUAL(disk_open(&o, &s, err, sizeof(err)), -EIO);
+    CU_ASSERT_TRUE(fault_clear() > 0);
+    CU_ASSERT_PTR_NULL(s);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot read"));
+    CU_ASSERT_EQUAL(file_size(fx.dir, "index"), index);
+    CU_ASSERT_EQUAL(data_bytes(fx.dir), data);
+    fx.s = open_store(fx.dir);
+    CU_ASSERT_FATAL(fx.s != NULL);
+    CU_ASSERT_TRUE(fx_intact(&fx));
+    fx_done(&fx);
+}
+
 /* ---- the invariants themselves ------------------------------------------ */
 
 /* disk_table_consistent finds a counter out of step with the table, a mark
@@ -920,6 +1029,9 @@ int main(void)
     CU_add_test(s, "compaction: index I/O error", test_compact_index_io_error);
     CU_add_test(s, "compaction: one at a time", test_compact_busy);
     CU_add_test(s, "index snapshot: each step failing", test_snapshot_fails);
+    CU_add_test(s, "read: I/O errors", test_read_io_error);
+    CU_add_test(s, "repeated write: reading the stored copy fails", test_repeat_write_read_error);
+    CU_add_test(s, "replay: the index cannot be read", test_replay_read_error);
     CU_add_test(s, "invariants: the table check finds drift", test_table_check_finds_drift);
     CU_add_test(s, "invariants: the asserts run", test_asserts_run);
     CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -952,6 +952,7 @@ static void test_table_check_finds_drift(void)
     fx_done(&fx);
 }
 
+#ifndef NDEBUG
 /* Runs fn(cls) in a child process; true when the child died of SIGABRT (a
  * failed assert). */
 static bool aborts(void (*fn)(void *), void *cls)
@@ -990,6 +991,7 @@ static void append_unlocked(void *cls)
     disk_record(disk_of(s), &r, REC_UNMARK, NULL);
     disk_append(disk_of(s), &r, 1, &pos, err, sizeof(err));
 }
+#endif
 
 /* The engine's asserts run in this build (test builds keep them on, see
  * CMakeLists.txt): a reference to a closed data file, or a table change

@@ -9,7 +9,8 @@
  * back, the table and its counters add up (disk_table_consistent), no
  * half-made file is left behind, and a restart finds the same objects.
  *
- * Reads and replay meet read errors the same way.
+ * GC steps whose index record is refused, reads and replay meeting read
+ * errors, the same way.
  *
  * The faults are injected at link time: this executable is linked with
  * -Wl,--wrap for the system calls below (tests/unit/CMakeLists.txt), so the
@@ -796,6 +797,82 @@ static void test_snapshot_fails(void)
     }
 }
 
+/* ---- GC ------------------------------------------------------------------- */
+
+/* The index refusing a GC record (full disk) leaves the cycle where it was:
+ * a begin that fails starts none, a use or a mark that fails unmarks
+ * nothing (the objects stay marked in the table as in the index, and no
+ * use answered success for them), an end that fails removes nothing and
+ * the cycle goes on. Then a mark and an end keep exactly what was marked. */
+static void test_gc_index_full(void)
+{
+    struct fixture fx;
+    CU_ASSERT_FATAL(fx_setup(&fx, false));
+    struct store *s = fx.s;
+    char err[ERRLEN];
+    uint64_t id, objects, bytes, n, removed;
+    fault_arm(F_PWRITE, ENOSPC, "/index$", 0);
+    CU_ASSERT_EQUAL(s->ops->gc_begin(s, 0, &id, &objects, &bytes, err, sizeof(err)), -ENOSPC);
+    CU_ASSERT_TRUE(fault_clear() > 0);
+    CU_ASSERT_FALSE(s->ops->gc_active(s, &id));
+    CU_ASSERT_EQUAL(info_of(s).garbage, 0);
+    CU_ASSERT_TRUE(consistent(s));
+
+    CU_ASSERT_EQUAL_FATAL(s->ops->gc_begin(s, 0, &id, &objects, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(objects, NOBJ);
+    struct cas_key keys[2] = {key_of(s, fx.data[1], fx.len[1]), key_of(s, fx.data[2], fx.len[2])};
+    struct store_obj *o = NULL;
+    uint64_t size;
+    bool present[2];
+    fault_arm(F_PWRITE, ENOSPC, "/index$", 0);
+    CU_ASSERT_EQUAL(s->ops->open(s, &keys[0], true, &o, &size, err, sizeof(err)), -ENOSPC);
+    CU_ASSERT_EQUAL(s->ops->gc_mark(s, keys, 2, &n, err, sizeof(err)), -ENOSPC);
+    CU_ASSERT_EQUAL(s->ops->use_keys(s, keys, 2, present, err, sizeof(err)), -ENOSPC);
+    uint64_t id2;
+    CU_ASSERT_EQUAL(s->ops->gc_end(s, id, &removed, &bytes, err, sizeof(err)), -ENOSPC);
+    CU_ASSERT_TRUE(fault_clear() >= 4);
+    CU_ASSERT_TRUE(s->ops->gc_active(s, &id2) && id2 == id);
+    struct store_info i = info_of(s);
+    CU_ASSERT_EQUAL(i.garbage_objects, NOBJ); /* nothing unmarked, nothing removed */
+    CU_ASSERT_FALSE(i.read_only);
+    CU_ASSERT_TRUE(fx_intact(&fx));
+
+    /* The same cycle goes on: object 1 is used, the rest goes at the end. */
+    CU_ASSERT_EQUAL(s->ops->gc_mark(s, keys, 1, &n, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT_EQUAL(s->ops->gc_end(s, id, &removed, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(removed, NOBJ - 1);
+    for (int k = 0; k < NOBJ; k++)
+        fx.kept[k] = k == 1;
+    CU_ASSERT_TRUE(fx_intact(&fx));
+    CU_ASSERT_TRUE(fx_restart(&fx));
+    fx_done(&fx);
+}
+
+/* The same with an I/O error: the store turns read-only, and the cycle and
+ * its marks are what the index says, after a restart too. */
+static void test_gc_index_io_error(void)
+{
+    struct fixture fx;
+    CU_ASSERT_FATAL(fx_setup(&fx, false));
+    struct store *s = fx.s;
+    char err[ERRLEN];
+    uint64_t id, objects, bytes, n, removed;
+    CU_ASSERT_EQUAL_FATAL(s->ops->gc_begin(s, 0, &id, &objects, &bytes, err, sizeof(err)), 0);
+    struct cas_key key = key_of(s, fx.data[3], fx.len[3]);
+    fault_arm(F_PWRITE, EIO, "/index$", 0);
+    CU_ASSERT_EQUAL(s->ops->gc_mark(s, &key, 1, &n, err, sizeof(err)), -EIO);
+    CU_ASSERT_TRUE(fault_clear() > 0);
+    CU_ASSERT_TRUE(info_of(s).faulted);
+    CU_ASSERT_EQUAL(s->ops->gc_end(s, id, &removed, &bytes, err, sizeof(err)), -EROFS);
+    CU_ASSERT_TRUE(fx_intact(&fx));
+    CU_ASSERT_TRUE(fx_restart(&fx));
+    uint64_t id2;
+    CU_ASSERT_TRUE(fx.s->ops->gc_active(fx.s, &id2) && id2 == id);
+    CU_ASSERT_EQUAL(info_of(fx.s).garbage_objects, NOBJ);
+    fx_done(&fx);
+}
+
 /* ---- reads and replay ----------------------------------------------------- */
 
 /* An object of the fixture that is stored, of more than one block and
@@ -1033,6 +1110,8 @@ int main(void)
     CU_add_test(s, "compaction: index I/O error", test_compact_index_io_error);
     CU_add_test(s, "compaction: one at a time", test_compact_busy);
     CU_add_test(s, "index snapshot: each step failing", test_snapshot_fails);
+    CU_add_test(s, "gc: the index full under each step", test_gc_index_full);
+    CU_add_test(s, "gc: an index I/O error", test_gc_index_io_error);
     CU_add_test(s, "read: I/O errors", test_read_io_error);
     CU_add_test(s, "repeated write: reading the stored copy fails", test_repeat_write_read_error);
     CU_add_test(s, "replay: the index cannot be read", test_replay_read_error);

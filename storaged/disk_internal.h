@@ -285,7 +285,9 @@ void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned f
  * naming what to run (docs/FORMAT.md: what start-up refuses). */
 int disk_replay(struct disk_store *d, char *err, size_t errlen);
 
-/* ---- the ops (disk_open.c's table names them) ------------------------- */
+/* ---- the ops (disk_open.c's table names them) -------------------------
+ * Each does what store.h says of its store_ops member, and takes the locks
+ * it needs itself. */
 
 extern const struct store_ops disk_ops;
 

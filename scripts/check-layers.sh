@@ -4,32 +4,32 @@
 #
 #   scripts/check-layers.sh [BUILD_DIR]     (default: build)
 #   scripts/check-layers.sh BUILD_DIR --self-test
-#       shows the check can fail: the layer order turned upside down and
-#       storaged's known cycles unlisted must both be refused.
+#       shows the check can fail: each daemon's layer order turned upside
+#       down must be refused, and so must a storaged module left out of it.
 #
 # For every object file of a daemon, `nm` gives the symbols it defines and
 # those it leaves undefined; an undefined symbol defined by another object
 # of the same daemon is a call (or a data reference) from one module to the
 # other. Symbols from common/, libc and the libraries are not looked at.
 #
-# balancerd: the layer order below is the rule. A module may use what its
-# own file defines and what the modules of lower lines define, never a
-# module of its own line or of a higher one. An object file that is in no
-# line is an error too (a new module says where it belongs). The includes
-# of balancerd's own headers follow the same order (each X.h belongs to
-# module X; bal_routes.h to routes, balancer.h to balancer).
+# The layer orders below are the rule, one per daemon. A module may use what
+# its own file defines and what the modules of lower lines define, never a
+# module of its own line or of a higher one (so no two modules call each
+# other in a cycle). An object file that is in no line is an error too (a
+# new module says where it belongs).
 #
-# storaged: its modules are not layered yet (the disk engine's files call
-# each other in a circle, issue 12 "storaged: the engine's files by
-# concern"), so the check is weaker: the groups of files that call each
-# other in a cycle (strongly connected components of the call graph) are
-# listed below as known; any other cycle, or a known one that grew, fails
-# (one that shrank or split passes, with a note to update the list).
-# When the engine is split, shrink or drop the known list.
+# The includes of a daemon's own headers follow the same order.
+# balancerd: each X.h belongs to module X (bal_routes.h to routes).
+# storaged: X.h belongs to module X too, except the headers named in the
+# order itself (a word ending in .h): those are interfaces shared by a
+# group of modules (store.h: the backend interface; disk.h, s3.h: each
+# backend's outside; disk_internal.h, s3_internal.h: each backend's shared
+# state) and sit below every file that includes them. A file may include
+# its own header (X.c includes X.h) and the headers of lower lines; a
+# storaged header that is in no line and is no module's own is an error.
 #
-# CHECK_LAYERS_BALANCERD and CHECK_LAYERS_STORAGED_KNOWN, when set, replace
-# the two lists (the test suite uses them to see that a wrong order or an
-# unlisted cycle fails); CHECK_LAYERS_VERBOSE=1 prints storaged's cycles.
+# CHECK_LAYERS_BALANCERD and CHECK_LAYERS_STORAGED, when set, replace the
+# two orders (the self-test uses them to see that a wrong order fails).
 #
 # Exit status: 0 clean, 1 a violation (each printed), 2 cannot check (no
 # objects: build first).
@@ -37,19 +37,23 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
 if [ "${2:-}" = "--self-test" ]; then
-    # The check must be able to fail: the real order upside down must be
-    # refused, and so must storaged's cycles once they are not listed.
+    # The check must be able to fail: each real order upside down must be
+    # refused (calls and includes), and so must a storaged module left out.
     self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
     "$self" "$1" >/dev/null || { echo "self-test: the tree itself does not pass"; exit 1; }
     upside=$(sed -n "/^BALANCERD_LAYERS='/,/^'/p" "$self" | sed '1d;$d' | tac)
     out=$(CHECK_LAYERS_BALANCERD="$upside" "$self" "$1" || true)
-    echo "$out" | grep -q "which is above it" || { echo "self-test: an upside-down balancerd order passed"; exit 1; }
-    known=$(sed -n "/^STORAGED_KNOWN_CYCLES='/,/^'/p" "$self" | sed '1d;$d')
-    if [ -n "$known" ]; then
-        out=$(CHECK_LAYERS_STORAGED_KNOWN='' "$self" "$1" || true)
-        echo "$out" | grep -q "cycle that is new" || { echo "self-test: an unlisted storaged cycle passed"; exit 1; }
-    fi
-    echo "check-layers self-test: a wrong order and an unlisted cycle are refused"
+    echo "$out" | grep -q "^balancerd: .* which is above it" || { echo "self-test: an upside-down balancerd order passed"; exit 1; }
+    sto=$(sed -n "/^STORAGED_LAYERS='/,/^'/p" "$self" | sed '1d;$d')
+    out=$(CHECK_LAYERS_STORAGED="$(echo "$sto" | tac)" "$self" "$1" || true)
+    echo "$out" | grep -q "^storaged: disk_open calls disk_read, which is above it" || { echo "self-test: an upside-down storaged order passed (calls)"; exit 1; }
+    echo "$out" | grep -q "^storaged: disk_open.c includes disk_internal.h, which is not below it" || { echo "self-test: an upside-down storaged order passed (includes)"; exit 1; }
+    out=$(CHECK_LAYERS_STORAGED="$(echo "$sto" | sed 's/ *disk_check//')" "$self" "$1" || true)
+    echo "$out" | grep -q "^storaged: module disk_check is in no layer" || { echo "self-test: a storaged module in no layer passed"; exit 1; }
+    # Two modules of one line that call each other are refused too.
+    out=$(CHECK_LAYERS_STORAGED="$(echo "$sto" | sed 's/^disk_mark disk_check$/disk_mark disk_check disk_index/; /^disk_index$/d')" "$self" "$1" || true)
+    echo "$out" | grep -q "^storaged: disk_mark calls disk_index, which is beside it" || { echo "self-test: a call beside passed"; exit 1; }
+    echo "check-layers self-test: upside-down orders, a module in no layer and a call beside are refused"
     exit 0
 fi
 
@@ -74,12 +78,36 @@ routes
 balancer
 main
 '
-# storaged: cycles known today (one per line, the files of one strongly
-# connected component, sorted). Nothing else may call in a circle. The
-# shape: disk_open.c holds the ops table (which names the op files'
-# functions) and the helpers the op files call back.
-STORAGED_KNOWN_CYCLES='
-disk_compact disk_gc disk_open disk_read disk_scrub disk_tomb disk_write
+# storaged, bottom first. The disk backend's lines are disk_open.c's opening
+# comment; the S3 backend's, s3_internal.h's. The two backends share only
+# the bottom lines (their order between each other means nothing: neither
+# calls the other); store (the registry naming both, and the wrappers the
+# routes call) sits above both, its interface store.h below both.
+STORAGED_LAYERS='
+format objtab range
+journal node
+store.h
+disk.h s3.h
+s3_xml
+s3_client
+s3_internal.h
+s3_sums
+s3_core
+s3_store s3_gc s3_open
+s3_backend
+disk_internal.h
+disk_base
+disk_tomb
+disk_index
+disk_mark disk_check
+disk_read disk_write disk_gc disk_remove disk_compact disk_replay
+disk_scrub
+disk_open
+store fsck
+routes.h
+routes_objects
+routes_admin
+main
 '
 
 command -v nm >/dev/null || { echo "check-layers: nm not found (binutils)" >&2; exit 2; }
@@ -107,6 +135,17 @@ includes() { # dir
     done
 }
 
+# The same with file names: "<file> I <header file>" (storaged).
+file_includes() { # dir
+    local f
+    for f in "$1"/*.c "$1"/*.h; do
+        [ -e "$f" ] || continue
+        sed -n 's/^#include "\([^"]*\.h\)".*/\1/p' "$f" | while read -r h; do
+            if [ -e "$1/$h" ]; then echo "$(basename "$f") I $h"; fi
+        done
+    done
+}
+
 # The objects of a daemon's current sources (an object left in the build
 # tree by a source since removed or renamed is not one).
 objs_of() { # build subdir
@@ -127,16 +166,16 @@ fi
 # shellcheck disable=SC2086
 { symbols $bal_objs; includes "$top/balancerd"; } > "${TMPDIR:-/tmp}/check-layers.$$.bal"
 # shellcheck disable=SC2086
-symbols $sto_objs > "${TMPDIR:-/tmp}/check-layers.$$.sto"
+{ symbols $sto_objs; file_includes "$top/storaged"; } > "${TMPDIR:-/tmp}/check-layers.$$.sto"
 trap 'rm -f "${TMPDIR:-/tmp}/check-layers.$$".*' EXIT
 
 python3 - "${TMPDIR:-/tmp}/check-layers.$$.bal" "${TMPDIR:-/tmp}/check-layers.$$.sto" \
     "${CHECK_LAYERS_BALANCERD-$BALANCERD_LAYERS}" \
-    "${CHECK_LAYERS_STORAGED_KNOWN-$STORAGED_KNOWN_CYCLES}" "${CHECK_LAYERS_VERBOSE:-0}" <<'EOF'
+    "${CHECK_LAYERS_STORAGED-$STORAGED_LAYERS}" <<'EOF'
 import sys
 from collections import defaultdict
 
-bal_file, sto_file, layers_text, known_text = sys.argv[1:5]
+bal_file, sto_file, layers_text, sto_layers_text = sys.argv[1:5]
 HEADER_MODULE = {"bal_routes": "routes"}
 
 
@@ -164,40 +203,6 @@ def edges(defs, uses):
     return out
 
 
-def sccs(nodes, adj):
-    """Tarjan's strongly connected components (iterative)."""
-    index, low, on, stack, out, n = {}, {}, set(), [], [], [0]
-    for root in sorted(nodes):
-        if root in index:
-            continue
-        work = [(root, iter(sorted(adj[root])))]
-        index[root] = low[root] = n[0]; n[0] += 1
-        stack.append(root); on.add(root)
-        while work:
-            v, it = work[-1]
-            w = next(it, None)
-            if w is not None:
-                if w not in index:
-                    index[w] = low[w] = n[0]; n[0] += 1
-                    stack.append(w); on.add(w)
-                    work.append((w, iter(sorted(adj[w]))))
-                elif w in on:
-                    low[v] = min(low[v], index[w])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[v])
-            if low[v] == index[v]:
-                comp = []
-                while True:
-                    w = stack.pop(); on.discard(w); comp.append(w)
-                    if w == v:
-                        break
-                if len(comp) > 1:
-                    out.append(tuple(sorted(comp)))
-    return out
-
-
 bad = 0
 
 # ---- balancerd: the layer order ----
@@ -221,38 +226,48 @@ for a, hs in sorted(incs.items()):
             print(f"balancerd: {a} includes {h}.h, which is not below it")
             bad += 1
 
-# ---- storaged: no new cycles ----
+nbal, nbal_lines = len(level), len(set(level.values()))
+
+# ---- storaged: the layer order, headers included ----
+level, hlevel = {}, {}
+for i, line in enumerate(l for l in sto_layers_text.splitlines() if l.strip()):
+    for w in line.split():
+        (hlevel if w.endswith(".h") else level)[w] = i
 defs, uses, _ = read(sto_file)
-adj = defaultdict(set)
-for (a, b) in edges(defs, uses):
-    adj[a].add(b)
-nodes = set(defs.values()) | set(uses)
-known = [tuple(sorted(l.split())) for l in known_text.splitlines() if l.strip()]
-if sys.argv[5:] == ["1"]:
-    for comp in sccs(nodes, adj):
-        print("storaged cycle:", " ".join(comp))
-        for a in comp:
-            for b in sorted(adj[a] & set(comp)):
-                print(f"  {a} -> {b}")
-for comp in sccs(nodes, adj):
-    if any(set(comp) <= set(k) for k in known):
-        continue  # a known cycle, or part of one left after a split
-    inside = [k for k in known if set(k) <= set(comp)]
-    why = "grew from a known one" if inside else "is new"
-    print(f"storaged: these modules call each other in a cycle that {why}: {' '.join(comp)}")
-    for a in comp:
-        for b in sorted(adj[a] & set(comp)):
-            print(f"  {a} -> {b}")
+modules = set(defs.values()) | set(uses)
+for m in sorted(modules - set(level)):
+    print(f"storaged: module {m} is in no layer: add it to STORAGED_LAYERS in scripts/check-layers.sh")
     bad += 1
-found = sccs(nodes, adj)
-for k in known:
-    if k not in found and not bad:
-        print(f"check-layers: note: the known storaged cycle {' '.join(k)} is gone or smaller: "
-              "update STORAGED_KNOWN_CYCLES")
+for (a, b), syms in sorted(edges(defs, uses).items()):
+    if a in level and b in level and level[b] >= level[a]:
+        kind = "beside" if level[b] == level[a] else "above"
+        print(f"storaged: {a} calls {b}, which is {kind} it: {', '.join(sorted(syms))}")
+        bad += 1
+
+
+def file_level(f):
+    """A file's level: X.c is module X's; X.h is its own line's or module X's."""
+    stem, ext = f.rsplit(".", 1)
+    if ext == "h" and f in hlevel:
+        return hlevel[f]
+    return level.get(stem)
+
+
+sto_incs = [l.split() for l in open(sto_file) if l.split()[1] == "I"]
+for f, _, h in sorted(sto_incs):
+    lf, lh = file_level(f), file_level(h)
+    if lh is None:
+        print(f"storaged: header {h} (included by {f}) is in no layer and no module's own: "
+              "add it to STORAGED_LAYERS in scripts/check-layers.sh")
+        bad += 1
+    elif lf is not None and h != f.rsplit(".", 1)[0] + ".h" and lh >= lf:
+        print(f"storaged: {f} includes {h}, which is not below it")
+        bad += 1
 
 if bad:
     print(f"check-layers: {bad} violation(s)")
     sys.exit(1)
-print(f"check-layers: balancerd {len(level)} modules in {len(set(level.values()))} layers, "
-      f"calls and includes downward only; storaged: no cycle beyond the {len(known)} known")
+print(f"check-layers: balancerd {nbal} modules in {nbal_lines} layers, storaged {len(level)} "
+      f"modules in {len(set(level.values()) | set(hlevel.values()))} layers: calls and includes "
+      "downward only")
 EOF

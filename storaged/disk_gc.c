@@ -10,8 +10,8 @@
  *
  * What makes a use safe against a racing end (docs/OPERATIONS.md, "What
  * survives a GC cycle"): a use decides "the object is here" and unmarks it
- * under the write lock in one step (disk_use, disk_use_keys), and end
- * removes under the same lock, so either end came first (the use answers
+ * under the write lock in one step (disk_use in disk_mark.c, disk_use_keys),
+ * and end removes under the same lock, so either end came first (the use answers
  * 404 / "missing") or the unmark did (end keeps the object). The unmark is
  * durable before the use answers; a use that finds the object already
  * unmarked by another request waits for that request's unmark to be
@@ -21,6 +21,7 @@
 #include "disk_internal.h"
 #include "log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -67,6 +68,8 @@ int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *obje
     if (rc == 0) {
         bool was = d->gc_active;
         uint64_t old = d->gc_id;
+        /* No garbage outside a cycle: gc/end and cancel leave none. */
+        assert(was || (d->garbage_objects == 0 && d->garbage_bytes == 0));
         struct objtab_entry en;
         for (uint32_t e = 0; e < d->tab.used; e++)
             if (objtab_get(&d->tab, e, &en))
@@ -93,75 +96,6 @@ int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *obje
 
 static int use_batch(struct disk_store *d, const struct cas_key *keys, size_t n, bool *present,
                      uint64_t *unmarked, char *err, size_t errlen);
-
-int disk_sync_unmarks(struct disk_store *d, const struct journal_pos *pos, char *err, size_t errlen)
-{
-    if (!pos->end)
-        return 0; /* no unmark since the store opened */
-    return disk_sync(d, pos, err, errlen);
-}
-
-/* Unmarks entry e, if the active cycle marked it, in the table and (one
- * REC_UNMARK) in the index; remembers where that record ends. Caller holds
- * lock (write). */
-static int unmark_logged(struct disk_store *d, uint32_t e, const unsigned char *digest, char *err,
-                         size_t errlen)
-{
-    if (!disk_unmark(d, e))
-        return 0;
-    struct fmt_record r;
-    struct journal_pos pos;
-    disk_record(d, &r, REC_UNMARK, digest);
-    int rc = disk_append(d, &r, 1, &pos, err, errlen);
-    if (rc < 0) { /* the index did not take it: keep the table in step */
-        struct objtab_entry en;
-        objtab_get(&d->tab, e, &en);
-        objtab_set_flags(&d->tab, e, en.flags | OBJTAB_MARKED);
-        d->garbage_objects++;
-        d->garbage_bytes += en.size;
-        return rc;
-    }
-    d->unmark_pos = pos;
-    return 0;
-}
-
-int disk_use(struct disk_store *d, const unsigned char *digest, unsigned flags, char *err,
-             size_t errlen)
-{
-    struct journal_pos upos = {0, 0}, cpos = {0, 0};
-    struct objtab_entry en;
-    struct dfile_ref *ref = NULL;
-    int rc = 0;
-    pthread_rwlock_wrlock(&d->lock);
-    uint32_t e = objtab_find(&d->tab, digest);
-    if (e == OBJTAB_NONE || !objtab_get(&d->tab, e, &en)) {
-        pthread_rwlock_unlock(&d->lock);
-        char hex[CAS_MAX_HEX + 1];
-        cas_hex_encode(digest, d->base.algo->digest_len, hex);
-        snprintf(err, errlen, "object %s not found", hex);
-        return -ENOENT;
-    }
-    if (d->gc_active) {
-        rc = unmark_logged(d, e, digest, err, errlen);
-        upos = d->unmark_pos;
-    }
-    if (rc == 0 && (flags & USE_COPY)) {
-        /* Every record about the object is at or before the index's end. */
-        journal_now(&d->journal, &cpos);
-        ref = d->files[en.file].ref;
-        __atomic_fetch_add(&ref->refs, 1, __ATOMIC_ACQ_REL);
-    }
-    pthread_rwlock_unlock(&d->lock);
-    if (rc == 0 && ref)
-        rc = disk_datafile_sync(d, en.file, ref->fd, err, errlen);
-    if (ref)
-        dfile_ref_put(ref);
-    if (rc == 0 && (flags & USE_COPY))
-        rc = disk_sync(d, &cpos, err, errlen);
-    else if (rc == 0 && (flags & USE_SYNC))
-        rc = disk_sync_unmarks(d, &upos, err, errlen);
-    return rc;
-}
 
 int disk_use_keys(struct store *s, const struct cas_key *keys, size_t n, bool *present, char *err,
                   size_t errlen)
@@ -272,14 +206,22 @@ static int finish_cycle(struct disk_store *d, uint64_t id, bool remove, uint64_t
         *removed = remove ? d->garbage_objects : 0;
         *bytes = remove ? d->garbage_bytes : 0;
         struct objtab_entry en;
+        uint64_t marked = 0, marked_bytes = 0, counted = d->garbage_objects,
+                 counted_bytes = d->garbage_bytes;
         for (uint32_t e = 0; e < d->tab.used; e++) {
             if (!objtab_get(&d->tab, e, &en) || !(en.flags & OBJTAB_MARKED))
                 continue;
+            marked++;
+            marked_bytes += en.size;
             if (remove)
                 disk_forget(d, e);
             else
                 objtab_set_flags(&d->tab, e, en.flags & ~OBJTAB_MARKED);
         }
+        /* What the cycle counted as garbage is what was marked: the
+         * garbage counters (and so /capacity and gc/end's answer) are true. */
+        assert(marked == counted && marked_bytes == counted_bytes);
+        (void)marked, (void)marked_bytes, (void)counted, (void)counted_bytes;
         d->garbage_objects = d->garbage_bytes = 0;
         d->gc_active = false;
     }

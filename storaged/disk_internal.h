@@ -1,7 +1,8 @@
 /*
- * disk_internal.h - state shared by the disk backend's files (disk_open.c,
- * disk_write.c, disk_read.c, disk_gc.c, disk_compact.c, disk_scrub.c,
- * disk_tomb.c). Not for anyone else.
+ * disk_internal.h - state shared by the disk backend's files (disk_*.c; the
+ * order they call each other in is disk_open.c's opening comment), and each
+ * file's functions that the files above it use, by file, bottom first. Not
+ * for anyone else (fsck.c and the unit tests excepted).
  *
  * Locking: `lock` (a rwlock) guards the object table, the GC state, the
  * per-file live byte counts and which generation of each data file is
@@ -19,7 +20,10 @@
 #include "journal.h"
 #include "objtab.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <pthread.h>
+#include <unistd.h>
 
 /* An open data file generation; readers keep it alive while compaction
  * replaces it. */
@@ -82,6 +86,10 @@ struct disk_store {
     uint64_t compact_done, compact_total, compactions;
 
     struct disk_replay_stats replay;
+    /* True while no other thread can see the store: disk_open until it
+     * returns, and a check_only store (fsck, one thread). The asserts that
+     * a caller holds `lock` accept that (disk_locked). */
+    bool unshared;
 
     /* The scrubber (disk_scrub.c). Position and counters are its own;
      * others read them loosely. */
@@ -105,54 +113,102 @@ static inline uint64_t frame_bytes(uint64_t size)
     return fmt_frame_len(size);
 }
 
+/* ---- invariants (assert()s: on in test builds, off in CAS_BENCH ones) ----
+ * A pthread rwlock does not say which thread holds it, so "the caller holds
+ * lock" is asserted as "someone holds it (in write mode)": a try-lock that
+ * must fail, one atomic operation. An unshared store needs no lock. */
+
+/* True when lock is held in write mode, or d is unshared. */
+static inline bool disk_locked_write(struct disk_store *d)
+{
+    if (d->unshared)
+        return true;
+    if (pthread_rwlock_tryrdlock(&d->lock) != 0)
+        return true;
+    pthread_rwlock_unlock(&d->lock);
+    return false;
+}
+
+/* True when lock is held in any mode, or d is unshared. */
+static inline bool disk_locked(struct disk_store *d)
+{
+    if (d->unshared)
+        return true;
+    if (pthread_rwlock_trywrlock(&d->lock) != 0)
+        return true;
+    pthread_rwlock_unlock(&d->lock);
+    return false;
+}
+
+/* Takes one more reference to a data file generation that is referenced
+ * already (by the table, whose lock the caller holds, or by the caller). */
+static inline void dfile_ref_get(struct dfile_ref *r)
+{
+    int was = __atomic_fetch_add(&r->refs, 1, __ATOMIC_ACQ_REL);
+    assert(was > 0); /* a reference to a closed file */
+    (void)was;
+}
+
+/* ---- disk_base.c: helpers every file uses --------------------------- */
+
 /* Records an I/O fault: the store turns read-only and says so loudly. */
 void disk_fault(struct disk_store *d, const char *what, int err);
 /* Fills a record for an object of this store. */
 void disk_record(struct disk_store *d, struct fmt_record *r, int type, const unsigned char *digest);
-/* Appends and, on failure, turns the error into a message. Caller holds lock (write). */
-int disk_append(struct disk_store *d, const struct fmt_record *recs, size_t n,
-                struct journal_pos *pos, char *err, size_t errlen);
-/* Waits for durability of pos; a failure makes the store read-only. */
-int disk_sync(struct disk_store *d, const struct journal_pos *pos, char *err, size_t errlen);
+/* fsync of the store's directory (after files were created, renamed or
+ * removed); 0 or -errno. */
 int disk_fsync_dir(struct disk_store *d);
+/* A new reference (count 1) to the open data file fd, which it then owns;
+ * NULL when out of memory. */
+struct dfile_ref *dfile_ref_new(int fd);
+/* Drops one reference; the last one closes the file. NULL is allowed. */
 void dfile_ref_put(struct dfile_ref *r);
 /* Removes entry e from the table and the counters. Caller holds lock (write). */
 void disk_forget(struct disk_store *d, uint32_t e);
-/* Unmarks entry e if marked; true if it was. Caller holds lock (write). */
-bool disk_unmark(struct disk_store *d, uint32_t e);
-/* How a use (disk_use) is made durable before the caller answers. */
-enum disk_use_flags {
-    USE_SYNC = 1, /* the unmark (if a cycle is active) is durable on return */
-    USE_COPY = 2, /* the stored copy itself (index record and bytes) is durable too */
-};
-/* Counts a use of the stored object digest for GC (a read, a repeated write):
- * under the write lock, unmarks it (REC_UNMARK) if the active cycle marked
- * it, so gc/end has either removed it already (-ENOENT, nothing to answer
- * success for) or will keep it. flags: enum disk_use_flags. Returns 0,
- * -ENOENT when the object is not stored, -EIO when it cannot be made durable. */
-int disk_use(struct disk_store *d, const unsigned char *digest, unsigned flags, char *err,
-             size_t errlen);
-/* Waits until everything the index said about unmarks up to pos is durable
- * (pos as read from d->unmark_pos under the lock). */
-int disk_sync_unmarks(struct disk_store *d, const struct journal_pos *pos, char *err,
-                      size_t errlen);
 /* Makes data file n durable if a ?sync=0 write left bytes in it that are not;
  * fd is an open generation of it. 0 or -EIO (the store turns read-only). */
 int disk_datafile_sync(struct disk_store *d, unsigned n, int fd, char *err, size_t errlen);
-/* Checks the stored copy at (fd, offset) of an object of size bytes, whose
- * frame header has been checked: its block checksum table against the
- * header's CRC (sums_crc) and every block against the table. Reads the whole
- * object, no hashing (CRC-32C). 0 intact, -EBADMSG damaged (why says how),
- * -EIO unreadable. */
-int disk_verify_copy(struct disk_store *d, int fd, uint64_t offset, uint64_t size,
-                     uint32_t sums_crc, const char **why);
-/* Takes the copy of digest at (file, offset) out of service (REC_DEL,
- * reason corrupt) if the table still points there. */
-void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned file,
-                   uint64_t offset, const char *why);
-/* Rewrites the index as a snapshot of the table when it has grown much
- * larger than the table. */
-int disk_maybe_snapshot(struct disk_store *d, bool force);
+/* Checks that the table and the counters kept beside it add up: every entry
+ * names a data file and ends within its length (except files fsck relocated),
+ * d->objects, d->bytes, the garbage counters and each file's live bytes are
+ * the sums of the entries, no entry is marked outside a GC cycle, and the
+ * quarantined-key count matches the tombstone table. Caller holds lock (any
+ * mode; it takes files_lock) or d is unshared. O(entries): for after replay,
+ * after a compaction, and for the tests. True when all holds; else false
+ * with the first discrepancy in why. */
+bool disk_table_consistent(struct disk_store *d, char *why, size_t whylen);
+/* assert(disk_table_consistent(d)), logging the discrepancy first. */
+#ifdef NDEBUG
+#define DISK_ASSERT_CONSISTENT(d) ((void)0)
+#else
+#define DISK_ASSERT_CONSISTENT(d) disk_assert_consistent(d, __FILE__, __LINE__)
+#endif
+void disk_assert_consistent(struct disk_store *d, const char *file, int line);
+/* Copies len bytes at off of from to to_off of to: copy_file_range, or
+ * through a 1 MiB buffer where the kernel cannot copy in place. 0 or
+ * -errno (-EIO when from ends early). Compaction and spooled writes use it. */
+int disk_copy_range(int from, uint64_t off, int to, uint64_t to_off, uint64_t len);
+
+/* Writes all len bytes of buf at off of fd (retrying short writes and
+ * EINTR): 0, -errno, or -ENOSPC when the file system takes no more. Inline:
+ * it is on the write path. */
+static inline int disk_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -ENOSPC;
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
 
 /* ---- disk_tomb.c: tombstones and quarantined keys ----------------------
  * Callers hold lock (write for changes, read at least for queries). */
@@ -172,53 +228,115 @@ void tomb_counts(const struct disk_store *d, uint64_t *tombstones, uint64_t *qua
 /* Fills a REC_TOMB record. */
 void tomb_record(struct disk_store *d, struct fmt_record *r, const unsigned char *digest,
                  unsigned kind, uint64_t when);
-int disk_quarantined(struct store *s, store_list_fn fn, void *cls);
-int disk_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
-int disk_put_copy(struct store_put *p, char *err, size_t errlen);
-/* Copies len bytes at off of from to to_off of to: copy_file_range, or
- * through a 1 MiB buffer where the kernel cannot copy in place. 0 or
- * -errno (-EIO when from ends early). (disk_write.c; compaction and
- * spooled writes use it.) */
-int disk_copy_range(int from, uint64_t off, int to, uint64_t to_off, uint64_t len);
+
+/* ---- disk_index.c: the index file ------------------------------------- */
+
+/* Appends and, on failure, turns the error into a message. Caller holds lock (write). */
+int disk_append(struct disk_store *d, const struct fmt_record *recs, size_t n,
+                struct journal_pos *pos, char *err, size_t errlen);
+/* Waits for durability of pos; a failure makes the store read-only. */
+int disk_sync(struct disk_store *d, const struct journal_pos *pos, char *err, size_t errlen);
+/* Rewrites the index as a snapshot of the table when it has grown much
+ * larger than the table (always when force). Takes the locks itself. 0, or
+ * -errno with the index unchanged. */
+int disk_maybe_snapshot(struct disk_store *d, bool force);
+
+/* ---- disk_mark.c: a use of an object in a GC cycle -------------------- */
+
+/* Unmarks entry e if marked; true if it was. Caller holds lock (write). */
+bool disk_unmark(struct disk_store *d, uint32_t e);
+/* How a use (disk_use) is made durable before the caller answers. */
+enum disk_use_flags {
+    USE_SYNC = 1, /* the unmark (if a cycle is active) is durable on return */
+    USE_COPY = 2, /* the stored copy itself (index record and bytes) is durable too */
+};
+/* Counts a use of the stored object digest for GC (a read, a repeated write):
+ * under the write lock, unmarks it (REC_UNMARK) if the active cycle marked
+ * it, so gc/end has either removed it already (-ENOENT, nothing to answer
+ * success for) or will keep it. flags: enum disk_use_flags. Returns 0,
+ * -ENOENT when the object is not stored, -EIO when it cannot be made durable. */
+int disk_use(struct disk_store *d, const unsigned char *digest, unsigned flags, char *err,
+             size_t errlen);
+/* Waits until everything the index said about unmarks up to pos is durable
+ * (pos as read from d->unmark_pos under the lock). */
+int disk_sync_unmarks(struct disk_store *d, const struct journal_pos *pos, char *err,
+                      size_t errlen);
+
+/* ---- disk_check.c: a stored copy's integrity -------------------------- */
+
+/* Checks the stored copy at (fd, offset) of an object of size bytes, whose
+ * frame header has been checked: its block checksum table against the
+ * header's CRC (sums_crc) and every block against the table. Reads the whole
+ * object, no hashing (CRC-32C). 0 intact, -EBADMSG damaged (why says how),
+ * -EIO unreadable. */
+int disk_verify_copy(struct disk_store *d, int fd, uint64_t offset, uint64_t size,
+                     uint32_t sums_crc, const char **why);
+/* Takes the copy of digest at (file, offset) out of service (REC_DEL,
+ * reason corrupt) if the table still points there. Takes the lock itself. */
+void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned file,
+                   uint64_t offset, const char *why);
+
+/* ---- disk_replay.c: reading a store's contents back ------------------- */
+
+/* Replays the index of d->dir into the table (d->dirfd open, LOCK held,
+ * d->check_only set), reconciles the data file generations with it, opens
+ * the data files, cuts torn tails (not when check_only) and rebuilds the
+ * counters; d->journal then holds the index. 0, or -errno with a message
+ * naming what to run (docs/FORMAT.md: what start-up refuses). */
+int disk_replay(struct disk_store *d, char *err, size_t errlen);
+
+/* ---- the ops (disk_open.c's table names them) -------------------------
+ * Each does what store.h says of its store_ops member, and takes the locks
+ * it needs itself. */
 
 extern const struct store_ops disk_ops;
 
-/* The ops, by file. */
+/* disk_write.c */
 int disk_put_begin(struct store *s, const struct cas_key *expect, uint64_t hint,
                    struct store_put **out, char *err, size_t errlen);
 int disk_put_write(struct store_put *p, const void *data, size_t len, char *err, size_t errlen);
 int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *created, char *err,
                     size_t errlen);
 void disk_put_abort(struct store_put *p);
+int disk_put_copy(struct store_put *p, char *err, size_t errlen);
+/* disk_read.c */
 int disk_open_obj(struct store *s, const struct cas_key *key, bool touch, struct store_obj **out,
                   uint64_t *size, char *err, size_t errlen);
 ssize_t disk_pread(struct store_obj *o, void *buf, size_t len, uint64_t off);
 void disk_close_obj(struct store_obj *o);
 int disk_block_sums(struct store_obj *o, uint32_t **sums, size_t *n, uint64_t *block);
 void disk_quarantine(struct store_obj *o, const char *why);
+int disk_confirm(struct store_obj *o, bool sync, char *err, size_t errlen);
 int disk_stat(struct store *s, const struct cas_key *key, uint64_t *size);
-int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);
 int disk_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
               uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
               char *err, size_t errlen);
-void disk_metrics(struct store *s, struct cas_buf *out);
-void disk_status_scrub(struct store *s, struct cas_json *j);
+/* disk_remove.c */
+int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+int disk_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+/* disk_tomb.c */
+int disk_quarantined(struct store *s, store_list_fn fn, void *cls);
+/* disk_gc.c */
 int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects,
                   uint64_t *bytes, char *err, size_t errlen);
 int disk_gc_mark(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked,
                  char *err, size_t errlen);
 int disk_use_keys(struct store *s, const struct cas_key *keys, size_t n, bool *present, char *err,
                   size_t errlen);
-int disk_confirm(struct store_obj *o, bool sync, char *err, size_t errlen);
 int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,
                 size_t errlen);
 bool disk_gc_active(struct store *s, uint64_t *id);
 int disk_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen);
+/* disk_compact.c */
 int disk_compact_start(struct store *s, char *err, size_t errlen);
 void disk_compact_wait(struct store *s);
-void disk_info(struct store *s, struct store_info *out);
-void disk_destroy(struct store *s);
+/* disk_scrub.c */
 int disk_scrub_start(struct store *s, uint64_t bytes_per_second);
 void disk_scrub_stop(struct disk_store *d);
+/* disk_open.c */
+void disk_info(struct store *s, struct store_info *out);
+void disk_metrics(struct store *s, struct cas_buf *out);
+void disk_status_scrub(struct store *s, struct cas_json *j);
+void disk_destroy(struct store *s);
 
 #endif

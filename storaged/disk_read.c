@@ -34,38 +34,6 @@ struct store_obj {
     uint32_t sums_crc;    /* from the frame header */
 };
 
-void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned file,
-                   uint64_t offset, const char *why)
-{
-    char hex[CAS_MAX_HEX + 1], err[256];
-    cas_hex_encode(digest, d->base.algo->digest_len, hex);
-    struct journal_pos pos;
-    bool removed = false;
-    pthread_rwlock_wrlock(&d->lock);
-    uint32_t e = objtab_find(&d->tab, digest);
-    struct objtab_entry en;
-    if (e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == file && en.offset == offset) {
-        struct fmt_record r;
-        disk_record(d, &r, REC_DEL, digest);
-        r.aux = DEL_CORRUPT;
-        if (disk_append(d, &r, 1, &pos, err, sizeof(err)) == 0) {
-            disk_forget(d, e);
-            removed = true;
-            /* Listed for the balancers until a good copy replaces it; if
-             * memory fails, the index still says so at the next start. */
-            if (tomb_set(d, digest, TOMB_QUARANTINED, disk_now_s()) < 0)
-                log_warn("out of memory: quarantined object not listed until restart");
-        }
-    }
-    pthread_rwlock_unlock(&d->lock);
-    if (!removed)
-        return;
-    __atomic_fetch_add(&d->corrupt_found, 1, __ATOMIC_RELAXED);
-    log_error("CORRUPT object %s in data file %u at offset %" PRIu64 ": %s; taken out of service",
-              hex, file, offset, why);
-    disk_sync(d, &pos, err, sizeof(err));
-}
-
 int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it, struct store_obj **out,
                   uint64_t *size, char *err, size_t errlen)
 {
@@ -92,7 +60,7 @@ int disk_open_obj(struct store *s, const struct cas_key *key, bool touch_it, str
     o->size = en.size;
     memcpy(o->digest, key->digest, s->algo->digest_len);
     o->ref = d->files[en.file].ref;
-    __atomic_fetch_add(&o->ref->refs, 1, __ATOMIC_ACQ_REL);
+    dfile_ref_get(o->ref);
     active = d->gc_active;
     marked = active && (en.flags & OBJTAB_MARKED);
     upos = d->unmark_pos;
@@ -204,57 +172,6 @@ void disk_close_obj(struct store_obj *o)
 void disk_quarantine(struct store_obj *o, const char *why)
 {
     disk_take_out(o->d, o->digest, o->file, o->offset, why);
-}
-
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -EIO;
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-int disk_verify_copy(struct disk_store *d, int fd, uint64_t offset, uint64_t size,
-                     uint32_t sums_crc, const char **why)
-{
-    (void)d;
-    uint64_t count = fmt_blocks(size);
-    uint32_t *sums = malloc(count ? count * 4 : 1);
-    unsigned char *buf = malloc(FMT_BLOCK);
-    int rc = 0;
-    *why = NULL;
-    if (!sums || !buf) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    if ((rc = pread_full(fd, sums, (size_t)count * 4, offset + FMT_FRAME_HEADER + size)) < 0)
-        goto out;
-    if (cas_crc32c(0, sums, (size_t)count * 4) != sums_crc) {
-        *why = "its block checksum table is damaged";
-        rc = -EBADMSG;
-        goto out;
-    }
-    for (uint64_t b = 0; b < count; b++) {
-        uint64_t at = b * FMT_BLOCK;
-        size_t len = size - at < FMT_BLOCK ? (size_t)(size - at) : FMT_BLOCK;
-        if ((rc = pread_full(fd, buf, len, offset + FMT_FRAME_HEADER + at)) < 0)
-            goto out;
-        if (htole32(cas_crc32c(0, buf, len)) != sums[b]) {
-            *why = "a block does not match its checksum (caught by a repeated write)";
-            rc = -EBADMSG;
-            goto out;
-        }
-    }
-out:
-    free(sums);
-    free(buf);
-    return rc;
 }
 
 int disk_confirm(struct store_obj *o, bool sync, char *err, size_t errlen)

@@ -14,8 +14,8 @@
  *
  * Both live in d->tombs, an objtab keyed by digest whose `offset` is the
  * unix time of the event and whose flags are the enum fmt_tomb_kind, and in
- * the index: a client delete appends REC_TOMB (after the REC_DEL when the
- * object was there), a quarantine is the REC_DEL with aux DEL_CORRUPT, any
+ * the index: a client delete (disk_remove.c) appends REC_TOMB (after the
+ * REC_DEL when the object was there), a quarantine is the REC_DEL with aux DEL_CORRUPT, any
  * REC_PUT of the key clears the entry, and an index snapshot writes one
  * REC_TOMB per entry still in force (expired tombstones are left out).
  * GC never touches them: a cycle removes objects, not these entries.
@@ -24,6 +24,7 @@
 #include "disk_internal.h"
 #include "log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,6 +40,7 @@ uint64_t disk_now_s(void)
 
 int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, uint64_t when)
 {
+    assert(disk_locked_write(d));
     if (when > TIME_MAX)
         when = TIME_MAX;
     uint32_t e = objtab_find(&d->tombs, digest);
@@ -56,9 +58,11 @@ int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, u
 
 void tomb_clear(struct disk_store *d, const unsigned char *digest)
 {
+    assert(disk_locked_write(d));
     uint32_t e = objtab_find(&d->tombs, digest);
     struct objtab_entry en;
     if (e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en)) {
+        assert(en.flags != TOMB_QUARANTINED || d->tomb_quarantined > 0);
         d->tomb_quarantined -= en.flags == TOMB_QUARANTINED;
         objtab_remove(&d->tombs, e);
     }
@@ -86,6 +90,7 @@ bool tomb_refuses_copy(struct disk_store *d, const unsigned char *digest, uint64
 void tomb_prune(struct disk_store *d, uint64_t now)
 {
     struct objtab_entry en;
+    assert(disk_locked_write(d));
     for (uint32_t e = 0; e < d->tombs.used; e++)
         if (objtab_get(&d->tombs, e, &en) && tomb_expired(d, &en, now))
             objtab_remove(&d->tombs, e);
@@ -114,64 +119,4 @@ int disk_quarantined(struct store *s, store_list_fn fn, void *cls)
             fn(cls, en.digest, 0);
     pthread_rwlock_unlock(&d->lock);
     return 0;
-}
-
-/* Removes key's object; with a tombstone when client, durably either way. */
-static int remove_object(struct disk_store *d, const struct cas_key *key, bool client, char *err,
-                         size_t errlen)
-{
-    char hex[CAS_MAX_HEX + 1];
-    cas_key_hex(key, hex);
-    if (__atomic_load_n(&d->read_only, __ATOMIC_SEQ_CST)) {
-        snprintf(err, errlen, "store is read-only: %s", d->read_only_reason);
-        return -EROFS;
-    }
-    struct journal_pos pos;
-    struct fmt_record r[2];
-    size_t n = 0;
-    uint64_t now = disk_now_s();
-    pthread_rwlock_wrlock(&d->lock);
-    uint32_t e = objtab_find(&d->tab, key->digest);
-    if (e != OBJTAB_NONE) {
-        disk_record(d, &r[n], REC_DEL, key->digest);
-        r[n++].aux = DEL_CLIENT;
-    }
-    if (client)
-        tomb_record(d, &r[n++], key->digest, TOMB_DELETED, now);
-    if (!n) {
-        pthread_rwlock_unlock(&d->lock);
-        snprintf(err, errlen, "object %s not found", hex);
-        return -ENOENT;
-    }
-    int rc = disk_append(d, r, n, &pos, err, errlen);
-    if (rc == 0) {
-        if (e != OBJTAB_NONE)
-            disk_forget(d, e);
-        if (client && tomb_set(d, key->digest, TOMB_DELETED, now) < 0) {
-            /* The index has it; only this process's memory does not. */
-            pthread_rwlock_unlock(&d->lock);
-            disk_fault(d, "tombstone table (out of memory)", -ENOMEM);
-            snprintf(err, errlen, "out of memory");
-            return -EIO;
-        }
-    }
-    pthread_rwlock_unlock(&d->lock);
-    if (rc < 0)
-        return rc;
-    rc = disk_sync(d, &pos, err, errlen);
-    if (rc == 0 && e == OBJTAB_NONE) {
-        snprintf(err, errlen, "object %s not found", hex);
-        return -ENOENT;
-    }
-    return rc;
-}
-
-int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen)
-{
-    return remove_object(disk_of(s), key, true, err, errlen);
-}
-
-int disk_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen)
-{
-    return remove_object(disk_of(s), key, false, err, errlen);
 }

@@ -64,24 +64,6 @@ struct store_put {
     bool copy; /* a copy from another replica: a tombstone refuses it */
 };
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const char *p = buf;
-    while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -ENOSPC;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
 /*
  * Reserves len bytes at the end of the shortest data file the compactor
  * does not hold. Never waits for a writer; waits only while the compactor
@@ -133,6 +115,7 @@ static void unreserve(struct store_put *p, uint64_t used)
     struct dfile *f = &d->files[p->file];
     uint64_t end = p->frame_off + p->res_len, keep = p->frame_off + used;
     pthread_mutex_lock(&d->files_lock);
+    assert(f->writers > 0 && f->reserved >= p->res_len); /* reserve() counted this one */
     if (used < p->res_len) {
         if (f->length == end) {
             if (ftruncate(p->fd, (off_t)keep) < 0)
@@ -152,27 +135,6 @@ static void unreserve(struct store_put *p, uint64_t used)
     pthread_cond_broadcast(&d->files_cond);
     pthread_mutex_unlock(&d->files_lock);
     p->file = NO_FILE;
-}
-
-int disk_datafile_sync(struct disk_store *d, unsigned n, int fd, char *err, size_t errlen)
-{
-    pthread_mutex_lock(&d->files_lock);
-    uint64_t seq = d->files[n].dirty_seq;
-    bool clean = seq <= d->files[n].clean_seq;
-    pthread_mutex_unlock(&d->files_lock);
-    if (clean)
-        return 0;
-    if (fdatasync(fd) < 0) {
-        int rc = -errno;
-        disk_fault(d, "data file fdatasync", rc);
-        snprintf(err, errlen, "cannot make data file %u durable: %s", n, strerror(-rc));
-        return -EIO;
-    }
-    pthread_mutex_lock(&d->files_lock);
-    if (seq > d->files[n].clean_seq)
-        d->files[n].clean_seq = seq;
-    pthread_mutex_unlock(&d->files_lock);
-    return 0;
 }
 
 static void put_free(struct store_put *p)
@@ -272,8 +234,8 @@ static int flush(struct store_put *p, char *err, size_t errlen)
         if (rc < 0)
             return rc;
     }
-    int rc = pwrite_all(p->fd, p->buf + FMT_FRAME_HEADER, n,
-                        p->frame_off + FMT_FRAME_HEADER + p->flushed);
+    int rc = disk_pwrite_all(p->fd, p->buf + FMT_FRAME_HEADER, n,
+                             p->frame_off + FMT_FRAME_HEADER + p->flushed);
     if (rc < 0) {
         if (rc == -ENOSPC || rc == -EDQUOT) {
             snprintf(err, errlen, "disk full: cannot store the object in %s", p->d->dir);
@@ -409,7 +371,7 @@ static int use_stored_copy(struct disk_store *d, const unsigned char *digest, bo
     unsigned file = en.file;
     uint64_t offset = en.offset, size = en.size;
     struct dfile_ref *ref = d->files[file].ref;
-    __atomic_fetch_add(&ref->refs, 1, __ATOMIC_ACQ_REL);
+    dfile_ref_get(ref);
     pthread_rwlock_unlock(&d->lock);
 
     unsigned char hdr[FMT_FRAME_HEADER];
@@ -434,44 +396,6 @@ static int use_stored_copy(struct disk_store *d, const unsigned char *digest, bo
         return -EIO;
     }
     return disk_use(d, digest, sync ? USE_SYNC | USE_COPY : 0, err, errlen);
-}
-
-int disk_copy_range(int from, uint64_t off, int to, uint64_t to_off, uint64_t len)
-{
-    loff_t in = (loff_t)off, out = (loff_t)to_off;
-    while (len) {
-        ssize_t n = copy_file_range(from, &in, to, &out,
-                                    len > (1u << 30) ? (1u << 30) : (size_t)len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP)) {
-            /* No in-kernel copy here: through a buffer. */
-            unsigned char *b = malloc(1 << 20);
-            if (!b)
-                return -ENOMEM;
-            int rc = 0;
-            while (len && rc == 0) {
-                size_t want = len > (1 << 20) ? (1 << 20) : (size_t)len;
-                ssize_t r = pread(from, b, want, in);
-                if (r <= 0) {
-                    rc = r < 0 ? -errno : -EIO;
-                    break;
-                }
-                rc = pwrite_all(to, b, (size_t)r, (uint64_t)out);
-                in += r;
-                out += r;
-                len -= (uint64_t)r;
-            }
-            free(b);
-            return rc;
-        }
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -EIO;
-        len -= (uint64_t)n;
-    }
-    return 0;
 }
 
 /* Copies the spooled payload bytes into the reserved range of the data file
@@ -528,17 +452,17 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
         /* Header, payload and table in one pwrite. */
         if (p->nsums)
             memcpy(p->buf + p->buflen, p->sums, p->nsums * 4);
-        rc = pwrite_all(p->fd, p->buf, p->buflen + p->nsums * 4, p->frame_off);
+        rc = disk_pwrite_all(p->fd, p->buf, p->buflen + p->nsums * 4, p->frame_off);
     } else if (p->flushed == 0) {
-        rc = pwrite_all(p->fd, p->buf, p->buflen, p->frame_off);
+        rc = disk_pwrite_all(p->fd, p->buf, p->buflen, p->frame_off);
         if (rc == 0)
-            rc = pwrite_all(p->fd, p->sums, p->nsums * 4, sums_off);
+            rc = disk_pwrite_all(p->fd, p->sums, p->nsums * 4, sums_off);
     } else {
         rc = flush(p, err, errlen);
         if (rc == 0)
-            rc = pwrite_all(p->fd, p->sums, p->nsums * 4, sums_off);
+            rc = disk_pwrite_all(p->fd, p->sums, p->nsums * 4, sums_off);
         if (rc == 0)
-            rc = pwrite_all(p->fd, p->buf, FMT_FRAME_HEADER, p->frame_off);
+            rc = disk_pwrite_all(p->fd, p->buf, FMT_FRAME_HEADER, p->frame_off);
     }
     /* Durable now, or counted as not yet (dirty) before anyone can find it. */
     pthread_mutex_lock(&d->files_lock);

@@ -8,8 +8,8 @@
  *   s3_store | s3_gc | s3_open   object operations | GC, compaction, scrub |
  *                                opening, recovery, rebuild (not each other)
  *   s3_backend                   the ops table, destroy, the registry entry
- * (scripts/check-layers.sh, on branch bal-layers, checks storaged's call
- * graph). Locking rules: s3_store.c's opening comment.
+ * (scripts/check-layers.sh checks it, calls and includes, with the disk
+ * backend's order). Locking rules: s3_store.c's opening comment.
  */
 #ifndef CAS_S3_INTERNAL_H
 #define CAS_S3_INTERNAL_H

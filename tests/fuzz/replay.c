@@ -1,8 +1,8 @@
 /*
  * replay.c - fuzzes a storaged's start-up over a damaged index: the input is
  * the whole index file of a store directory whose 50 data files are empty,
- * opened through the engine (disk_open in storaged/disk_open.c: replay,
- * torn-tail cut, reconciliation with the data files).
+ * opened through the engine (disk_open in storaged/disk_open.c; replay,
+ * torn-tail cut and reconciliation with the data files in disk_replay.c).
  *
  * The directory is made once per process (in $TMPDIR, /dev/shm when
  * there is one, so the syncs cost nothing) and removed at exit; each run

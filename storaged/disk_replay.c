@@ -1,0 +1,709 @@
+/*
+ * disk_replay.c - opening a disk store's contents: the index read back into
+ * the object table, the data file generations reconciled with it, the data
+ * files opened, torn tails cut off, and the counters rebuilt. disk_open.c
+ * calls disk_replay once the directory's lock is held.
+ *
+ * Recovery rules (docs/FORMAT.md has them byte by byte). Start-up cuts or
+ * removes only what it can prove is garbage, and refuses (-EINVAL, a message
+ * naming what to run, nothing changed) everything else that does not add up;
+ * with check_only (fsck) it reads on and records what it found instead:
+ * - the index is read record by record; a record whose CRC fails is a torn
+ *   tail if no valid record follows it (the file is cut there), and damage
+ *   in the middle otherwise (refused; fsck skips it); a damaged HEADER is
+ *   refused (fsck reads on);
+ * - compaction moves (REC_MOVE) count only once their REC_GENERATION follows;
+ * - the generation the index names for each data file must be there (else
+ *   refused; fsck takes the newest one there); other generations are
+ *   compaction leftovers and are removed;
+ * - an index entry whose frame runs past the end of its data file is
+ *   refused (fsck drops it); bytes past the last indexed frame are cut when
+ *   they are an unfinished write, kept when they hold a whole frame;
+ * - every file is opened only if it is a regular file (fmt_open_regular).
+ */
+#define _GNU_SOURCE
+#include "disk_internal.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- replay ------------------------------------------------------------ */
+
+struct pending_move {
+    unsigned char digest[CAS_MAX_DIGEST];
+    uint64_t from, to;
+};
+
+struct replay {
+    struct pending_move *moves[FMT_NFILES];
+    size_t nmoves[FMT_NFILES], capmoves[FMT_NFILES];
+};
+
+static void mark_all(struct disk_store *d, bool marked)
+{
+    struct objtab_entry en;
+    for (uint32_t e = 0; e < d->tab.used; e++)
+        if (objtab_get(&d->tab, e, &en))
+            objtab_set_flags(&d->tab, e,
+                             marked ? en.flags | OBJTAB_MARKED : en.flags & ~OBJTAB_MARKED);
+}
+
+static void remove_marked(struct disk_store *d)
+{
+    struct objtab_entry en;
+    for (uint32_t e = 0; e < d->tab.used; e++)
+        if (objtab_get(&d->tab, e, &en) && (en.flags & OBJTAB_MARKED))
+            objtab_remove(&d->tab, e);
+}
+
+/* Applies one valid record to the table. 0, 1 when the record makes no
+ * sense (unknown type, data file number out of range: written by another
+ * version, or damage the CRC did not catch), or -errno. */
+static int apply_record(struct disk_store *d, struct replay *rp, const struct fmt_record *r,
+                        char *err, size_t errlen)
+{
+    size_t dl = d->base.algo->digest_len;
+    uint32_t e;
+    switch (r->type) {
+    case REC_HEADER:
+        return 0;
+    case REC_PUT:
+        if (r->file >= FMT_NFILES)
+            return 1;
+        e = objtab_find(&d->tab, r->digest);
+        if (e != OBJTAB_NONE) {
+            objtab_set_location(&d->tab, e, r->file, r->offset);
+            objtab_set_flags(&d->tab, e, r->flags & PUT_MARKED ? OBJTAB_MARKED : 0);
+        } else if (objtab_insert(&d->tab, r->digest, r->file, r->offset, r->size,
+                                 r->flags & PUT_MARKED ? OBJTAB_MARKED : 0) == OBJTAB_NONE) {
+            snprintf(err, errlen, "out of memory replaying the index");
+            return -ENOMEM;
+        }
+        tomb_clear(d, r->digest); /* stored again: no tombstone, not quarantined */
+        return 0;
+    case REC_DEL:
+        e = objtab_find(&d->tab, r->digest);
+        if (e != OBJTAB_NONE)
+            objtab_remove(&d->tab, e);
+        if (r->aux == DEL_CORRUPT && tomb_set(d, r->digest, TOMB_QUARANTINED, 0) < 0) {
+            snprintf(err, errlen, "out of memory replaying the index");
+            return -ENOMEM;
+        }
+        return 0;
+    case REC_TOMB:
+        if (r->flags != TOMB_DELETED && r->flags != TOMB_QUARANTINED) {
+            log_warn("index: tombstone record of unknown kind %u skipped", r->flags);
+            return 0;
+        }
+        if (tomb_set(d, r->digest, r->flags, r->aux) < 0) {
+            snprintf(err, errlen, "out of memory replaying the index");
+            return -ENOMEM;
+        }
+        /* A tombstone says the object is not stored (docs/FORMAT.md): it
+         * also removes it, so that a damaged DEL record before it (skipped
+         * by fsck --repair) cannot bring a deleted object back. A later
+         * PUT record (a client's new write) stores it again. */
+        e = objtab_find(&d->tab, r->digest);
+        if (e != OBJTAB_NONE)
+            objtab_remove(&d->tab, e);
+        return 0;
+    case REC_GC_BEGIN:
+        mark_all(d, true);
+        /* fall through */
+    case REC_GC_STATE:
+        d->gc_active = true;
+        d->gc_id = r->aux;
+        if (r->aux > d->last_gc_id)
+            d->last_gc_id = r->aux;
+        return 0;
+    case REC_UNMARK:
+        e = objtab_find(&d->tab, r->digest);
+        if (e != OBJTAB_NONE) {
+            struct objtab_entry en;
+            objtab_get(&d->tab, e, &en);
+            objtab_set_flags(&d->tab, e, en.flags & ~OBJTAB_MARKED);
+        }
+        return 0;
+    case REC_GC_END:
+        remove_marked(d);
+        d->gc_active = false;
+        return 0;
+    case REC_GC_CANCEL:
+        mark_all(d, false);
+        d->gc_active = false;
+        return 0;
+    case REC_MOVE: {
+        if (r->file >= FMT_NFILES)
+            return 1;
+        unsigned f = r->file;
+        if (rp->nmoves[f] == rp->capmoves[f]) {
+            size_t cap = rp->capmoves[f] ? rp->capmoves[f] * 2 : 1024;
+            struct pending_move *m = realloc(rp->moves[f], cap * sizeof(*m));
+            if (!m) {
+                snprintf(err, errlen, "out of memory replaying the index");
+                return -ENOMEM;
+            }
+            rp->moves[f] = m;
+            rp->capmoves[f] = cap;
+        }
+        struct pending_move *m = &rp->moves[f][rp->nmoves[f]++];
+        memcpy(m->digest, r->digest, dl);
+        m->from = r->aux;
+        m->to = r->offset;
+        return 0;
+    }
+    case REC_GENERATION: {
+        if (r->file >= FMT_NFILES)
+            return 1;
+        unsigned f = r->file;
+        for (size_t i = 0; i < rp->nmoves[f]; i++) {
+            struct pending_move *m = &rp->moves[f][i];
+            struct objtab_entry en;
+            e = objtab_find(&d->tab, m->digest);
+            if (e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == f &&
+                en.offset == m->from)
+                objtab_set_location(&d->tab, e, f, m->to);
+        }
+        rp->nmoves[f] = 0;
+        d->files[f].gen = r->aux;
+        return 0;
+    }
+    default:
+        return 1;
+    }
+}
+
+#define REPLAY_CHUNK (4u << 20) /* index bytes read at a time: a multiple of 64 */
+
+/* Reads up to len bytes of the index at off; the count, or -errno. */
+static ssize_t read_at(int fd, unsigned char *buf, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+/* True if a valid record lies in the index file at or after from (on a
+ * record boundary) and before end: damage in the middle, not a torn tail.
+ * Only runs when a record fails its check, so it may read the rest. */
+static bool valid_record_follows(int fd, uint64_t from, uint64_t end, unsigned char *buf)
+{
+    struct fmt_record r;
+    for (uint64_t at = from; at < end;) {
+        size_t want = end - at < REPLAY_CHUNK ? (size_t)(end - at) : REPLAY_CHUNK;
+        ssize_t n = read_at(fd, buf, want, at);
+        if (n <= 0)
+            return false;
+        for (ssize_t o = 0; o + FMT_RECORD_SIZE <= n; o += FMT_RECORD_SIZE)
+            if (fmt_record_decode(buf + o, &r))
+                return true;
+        at += (uint64_t)n;
+    }
+    return false;
+}
+
+/* Bytes held by the data files of the directory, whatever their generation. */
+static uint64_t data_bytes_present(struct disk_store *d)
+{
+    DIR *dir = fdopendir(dup(d->dirfd));
+    if (!dir)
+        return 0;
+    rewinddir(dir); /* a dup shares the position another listing left at the end */
+    uint64_t total = 0;
+    struct dirent *de;
+    struct stat st;
+    while ((de = readdir(dir))) {
+        unsigned n;
+        uint64_t gen;
+        if (fmt_datafile_parse(de->d_name, &n, &gen) && fstatat(d->dirfd, de->d_name, &st, 0) == 0)
+            total += (uint64_t)st.st_size;
+    }
+    closedir(dir);
+    return total;
+}
+
+static int write_header(struct disk_store *d, int fd, char *err, size_t errlen)
+{
+    struct fmt_record r;
+    disk_record(d, &r, REC_HEADER, NULL);
+    memcpy(r.digest, FMT_INDEX_MAGIC, 8);
+    r.aux = FMT_INDEX_VERSION;
+    unsigned char buf[FMT_RECORD_SIZE];
+    fmt_record_encode(&r, buf);
+    if (pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf) || fdatasync(fd) < 0) {
+        snprintf(err, errlen, "cannot write %s/index: %s", d->dir, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+/*
+ * Reads the whole index into the table. The index is read in one buffer per
+ * 8 MiB so a million records replay without a million syscalls.
+ */
+static int replay_index(struct disk_store *d, int *fd_out, uint64_t *end_out, char *err,
+                        size_t errlen)
+{
+    int fd = fmt_open_regular(d->dirfd, d->dir, "index",
+                              d->check_only ? O_RDONLY : O_RDWR | O_CREAT, err, errlen);
+    if (fd == -ENOENT && d->check_only)
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* fsck: an index lost whole */
+    if (fd < 0)
+        return fd;
+    struct stat st;
+    fstat(fd, &st);
+    if (st.st_size == 0) {
+        if (d->check_only) {
+            *fd_out = fd;
+            *end_out = 0;
+            return 0;
+        }
+        /* A new store, unless data files already hold bytes: then the index
+         * was lost, and starting afresh would cut every data file to zero. */
+        uint64_t held = data_bytes_present(d);
+        if (held) {
+            snprintf(err, errlen,
+                     "%s/index is missing or empty but the data files hold %" PRIu64
+                     " bytes; run ca-cas fsck %s --repair to rebuild it from them",
+                     d->dir, held, d->dir);
+            close(fd);
+            return -EINVAL;
+        }
+        int rc = write_header(d, fd, err, errlen);
+        if (rc < 0 || (rc = disk_fsync_dir(d)) < 0) {
+            close(fd);
+            return rc;
+        }
+        *fd_out = fd;
+        *end_out = FMT_RECORD_SIZE;
+        d->index_records = 1;
+        return 0;
+    }
+    /* Read in chunks, so replay needs no more than REPLAY_CHUNK besides the
+     * table itself, however large the index. */
+    uint64_t len = (uint64_t)st.st_size, end = len - len % FMT_RECORD_SIZE, off = 0;
+    unsigned char *buf = malloc(REPLAY_CHUNK), *look = malloc(REPLAY_CHUNK);
+    struct replay rp;
+    memset(&rp, 0, sizeof(rp));
+    int rc = 0;
+    struct fmt_record r;
+    if (!buf || !look) {
+        snprintf(err, errlen, "out of memory reading the index");
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (read_at(fd, buf, FMT_RECORD_SIZE, 0) != FMT_RECORD_SIZE || !fmt_record_decode(buf, &r) ||
+        r.type != REC_HEADER || memcmp(r.digest, FMT_INDEX_MAGIC, 8) ||
+        r.aux != FMT_INDEX_VERSION) {
+        if (!d->check_only) {
+            snprintf(
+                err, errlen,
+                "%s/index has a damaged HEADER record (its first 64 bytes); nothing was "
+                "changed: run ca-cas fsck %s --repair to rebuild the index from the data files",
+                d->dir, d->dir);
+            rc = -EINVAL;
+            goto out;
+        }
+        /* fsck: read on after it; --repair writes a new header. */
+        d->replay.bad_header = true;
+        off = FMT_RECORD_SIZE;
+    } else if (r.algo != d->base.algo->id) {
+        const struct cas_hash_algo *a = cas_hash_by_id(r.algo);
+        snprintf(err, errlen,
+                 "%s/node says the store uses %s keys but its index holds %s keys: the node file "
+                 "belongs to another store. Restore the right node file from a backup (if there "
+                 "is none, ca-cas fsck %s --repair --new-identity writes one for %s keys)",
+                 d->dir, d->base.algo->name, a ? a->name : "unknown", d->dir,
+                 a ? a->name : "the index's");
+        rc = -EINVAL;
+        goto out;
+    }
+    bool torn = false;
+    while (off < end && !torn) {
+        size_t want = end - off < REPLAY_CHUNK ? (size_t)(end - off) : REPLAY_CHUNK;
+        ssize_t n = read_at(fd, buf, want, off);
+        if (n != (ssize_t)want) {
+            snprintf(err, errlen, "cannot read %s/index: %s", d->dir,
+                     n < 0 ? strerror((int)-n) : "short read");
+            rc = -EIO;
+            goto out;
+        }
+        size_t o;
+        for (o = 0; o < want; o += FMT_RECORD_SIZE) {
+            if (!fmt_record_decode(buf + o, &r)) {
+                if (!valid_record_follows(fd, off + o + FMT_RECORD_SIZE, end, look)) {
+                    torn = true;
+                    break;
+                }
+                if (!d->check_only) {
+                    /* A damaged record could be a DEL or a GC_END: skipping
+                     * it would bring removed objects back. */
+                    snprintf(err, errlen,
+                             "%s/index: record at offset %" PRIu64 " is damaged (CRC mismatch) "
+                             "and valid records follow it; nothing was changed: run ca-cas fsck "
+                             "%s to see the damage, then ca-cas fsck %s --repair to rebuild the "
+                             "index from the data files",
+                             d->dir, off + o, d->dir, d->dir);
+                    rc = -EINVAL;
+                    goto out;
+                }
+                d->replay.bad_records++;
+                log_error("index: damaged record at offset %" PRIu64 " skipped (valid records "
+                          "follow)",
+                          off + o);
+                continue;
+            }
+            d->replay.records++;
+            if ((rc = apply_record(d, &rp, &r, err, errlen)) < 0)
+                goto out;
+            if (rc == 1) {
+                rc = 0;
+                if (!d->check_only) {
+                    snprintf(err, errlen,
+                             "%s/index: record at offset %" PRIu64 " (type %u, data file %u) "
+                             "makes no sense to this version; nothing was changed: run ca-cas "
+                             "fsck %s, then ca-cas fsck %s --repair to rebuild the index",
+                             d->dir, off + o, r.type, r.file, d->dir, d->dir);
+                    rc = -EINVAL;
+                    goto out;
+                }
+                d->replay.bad_records++;
+                log_error("index: record at offset %" PRIu64 " (type %u, data file %u) skipped",
+                          off + o, r.type, r.file);
+            }
+        }
+        off += o;
+    }
+    d->index_records = d->replay.records;
+    if (off < len) {
+        d->replay.torn_bytes = len - off;
+        log_warn("index: torn tail of %" PRIu64 " bytes at offset %" PRIu64 " cut off", len - off,
+                 off);
+        if (!d->check_only && (ftruncate(fd, (off_t)off) < 0 || fdatasync(fd) < 0)) {
+            snprintf(err, errlen, "cannot cut the torn tail of %s/index: %s", d->dir,
+                     strerror(errno));
+            rc = -errno;
+            goto out;
+        }
+    }
+    *fd_out = fd;
+    *end_out = off;
+out:
+    for (int f = 0; f < FMT_NFILES; f++)
+        free(rp.moves[f]);
+    free(buf);
+    free(look);
+    if (rc < 0)
+        close(fd);
+    return rc;
+}
+
+/* ---- data files -------------------------------------------------------- */
+
+/*
+ * Checks the data files the directory holds against the generations the
+ * index names, before anything is removed or created. Start-up refuses
+ * (-EINVAL with a message, nothing changed) when
+ *  - a data file name is taken by something other than a regular file;
+ *  - the current generation of file N is missing although the index names a
+ *    generation above 0 for it, points objects into it, or another
+ *    generation of it is there (an index restored from a later backup than
+ *    the data, or a lost file: creating an empty one and removing the other
+ *    would lose every object in it);
+ *  - a generation above current + 1 is there (the index is older than the
+ *    data files: that file is no compaction leftover).
+ * Then the other generations are provably leftovers of a compaction (below
+ * current: committed, its copy was synced before the GENERATION record;
+ * current + 1: never committed) and remove_stale_generations removes them.
+ * fsck (check_only) instead takes the newest generation that is there as
+ * current and flags the file in replay.relocated_files, so that it can find
+ * the objects in it by their frames.
+ */
+static int reconcile_generations(struct disk_store *d, char *err, size_t errlen)
+{
+    bool cur[FMT_NFILES] = {false}, other[FMT_NFILES] = {false}, future[FMT_NFILES] = {false};
+    uint64_t newest[FMT_NFILES] = {0}, entries[FMT_NFILES] = {0};
+    int fd = dup(d->dirfd);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        snprintf(err, errlen, "cannot list %s: %s", d->dir, strerror(errno));
+        return -EIO;
+    }
+    rewinddir(dir); /* a dup shares the position another listing left at the end */
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        unsigned n;
+        uint64_t gen;
+        struct stat st;
+        if (!fmt_datafile_parse(de->d_name, &n, &gen))
+            continue;
+        if (fstatat(d->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue; /* gone meanwhile */
+        if (!S_ISREG(st.st_mode)) {
+            rc = fmt_not_regular(d->dir, de->d_name, st.st_mode, err, errlen);
+            break;
+        }
+        if (gen == d->files[n].gen) {
+            cur[n] = true;
+            continue;
+        }
+        if (!other[n] || gen > newest[n])
+            newest[n] = gen;
+        other[n] = true;
+        if (gen > d->files[n].gen + 1)
+            future[n] = true;
+    }
+    closedir(dir);
+    if (rc < 0)
+        return rc;
+    struct objtab_entry en;
+    for (uint32_t e = 0; e < d->tab.used; e++)
+        if (objtab_get(&d->tab, e, &en))
+            entries[en.file]++;
+    for (unsigned n = 0; n < FMT_NFILES; n++) {
+        if (cur[n] && !future[n])
+            continue;
+        if (!cur[n] && !other[n] && d->files[n].gen == 0 && entries[n] == 0)
+            continue; /* never written: created empty below */
+        char want[32], have[32] = "";
+        fmt_datafile_name(n, d->files[n].gen, want, sizeof(want));
+        if (other[n])
+            fmt_datafile_name(n, newest[n], have, sizeof(have));
+        if (d->check_only) {
+            log_warn("data file %u: the index names %s, the directory holds %s", n, want,
+                     cur[n]     ? want
+                     : other[n] ? have
+                                : "none");
+            d->files[n].gen = other[n] && (!cur[n] || newest[n] > d->files[n].gen) ? newest[n]
+                              : cur[n]                                             ? d->files[n].gen
+                                                                                   : 0;
+            d->replay.relocated_files |= 1ull << n;
+            continue;
+        }
+        if (!cur[n])
+            snprintf(err, errlen,
+                     "%s/%s is missing: the index says data file %u is at that generation%s%s%s; "
+                     "nothing was changed (an index restored from another backup than the data "
+                     "files, or a lost file): restore it, or run ca-cas fsck %s --repair to "
+                     "rebuild the index from the data files that are there",
+                     d->dir, want, n, entries[n] ? " and holds objects" : "",
+                     other[n] ? ", but the directory holds " : "", have, d->dir);
+        else
+            snprintf(err, errlen,
+                     "%s/%s is newer than the generation the index names for data file %u (%s): "
+                     "the index is older than the data files (restored from a backup?); nothing "
+                     "was changed: run ca-cas fsck %s --repair to rebuild the index from the data "
+                     "files",
+                     d->dir, have, n, want, d->dir);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Removes data files of generations other than the current one: leftovers of
+ * a compaction that crashed before or after its commit (reconcile_generations
+ * has made sure they are nothing else). */
+static void remove_stale_generations(struct disk_store *d)
+{
+    DIR *dir = fdopendir(dup(d->dirfd));
+    if (!dir)
+        return;
+    rewinddir(dir); /* a dup shares the position reconcile_generations left at the end */
+    struct dirent *de;
+    bool removed = false;
+    while ((de = readdir(dir))) {
+        unsigned n;
+        uint64_t gen;
+        struct stat st;
+        if (!fmt_datafile_parse(de->d_name, &n, &gen) || gen == d->files[n].gen)
+            continue;
+        if (d->check_only) {
+            log_warn("stale data file %s (current generation of file %u is %" PRIu64 ")",
+                     de->d_name, n, d->files[n].gen);
+            continue;
+        }
+        if (fstatat(d->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (unlinkat(d->dirfd, de->d_name, 0) == 0) {
+            log_info("removed stale data file %s (left by a compaction; file %u is at "
+                     "generation %" PRIu64 ")",
+                     de->d_name, n, d->files[n].gen);
+            removed = true;
+        }
+    }
+    closedir(dir);
+    if (removed)
+        disk_fsync_dir(d);
+}
+
+/* True when a whole, intact frame starts at off in fd (size bytes long):
+ * then bytes past the last indexed frame are not just an unfinished write. */
+static bool whole_frame_at(int fd, uint64_t off, uint64_t size)
+{
+    unsigned char h[FMT_FRAME_HEADER];
+    struct fmt_frame fr;
+    if (size < off + FMT_FRAME_HEADER ||
+        pread(fd, h, sizeof(h), (off_t)off) != (ssize_t)sizeof(h) || !fmt_frame_decode(h, &fr))
+        return false;
+    return fr.size <= size && fmt_frame_len(fr.size) <= size - off;
+}
+
+/*
+ * Opens every data file and reconciles it with the table. An entry whose
+ * frame runs past the end of its file means the data file is shorter than
+ * the index says: start-up refuses (fsck drops the entry and reports it).
+ * Bytes past the last indexed frame are cut when they are an unfinished
+ * write (no whole intact frame starts there); whole frames are kept.
+ */
+static int open_data_files(struct disk_store *d, char *err, size_t errlen)
+{
+    uint64_t maxend[FMT_NFILES] = {0};
+    uint64_t fsize[FMT_NFILES];
+    bool created = false;
+    for (unsigned n = 0; n < FMT_NFILES; n++) {
+        char name[32];
+        fmt_datafile_name(n, d->files[n].gen, name, sizeof(name));
+        int fd = fmt_open_regular(d->dirfd, d->dir, name,
+                                  d->check_only ? O_RDONLY : O_RDWR | O_CREAT, err, errlen);
+        if (fd == -ENOENT && d->check_only)
+            fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return fd;
+        struct stat st;
+        fstat(fd, &st);
+        if (st.st_size == 0 && !d->check_only)
+            created = true;
+        fsize[n] = (uint64_t)st.st_size;
+        d->files[n].ref = dfile_ref_new(fd);
+        if (!d->files[n].ref) {
+            close(fd);
+            return -ENOMEM;
+        }
+    }
+    if (created)
+        disk_fsync_dir(d);
+    struct objtab_entry en;
+    uint64_t past_end = 0;
+    for (uint32_t e = 0; e < d->tab.used; e++) {
+        if (!objtab_get(&d->tab, e, &en))
+            continue;
+        if (d->replay.relocated_files & (1ull << en.file))
+            continue; /* fsck finds these by their frames */
+        uint64_t fend = en.offset + frame_bytes(en.size);
+        if (fend > fsize[en.file]) {
+            char hex[CAS_MAX_HEX + 1];
+            cas_hex_encode(en.digest, d->tab.digest_len, hex);
+            if (!d->check_only) {
+                if (past_end++ == 0)
+                    snprintf(err, errlen,
+                             "%s: data file %u is shorter than the index says: object %s ends "
+                             "at %" PRIu64 " but the file has %" PRIu64 " bytes (truncated, or "
+                             "replaced by an older copy); nothing was changed: restore the file, "
+                             "or run ca-cas fsck %s to list what is lost and ca-cas fsck %s "
+                             "--repair to take it out of the index",
+                             d->dir, en.file, hex, fend, fsize[en.file], d->dir, d->dir);
+                continue;
+            }
+            log_error("object %s: its data in file %u ends at %" PRIu64 " but the file has %" PRIu64
+                      " bytes; lost",
+                      hex, en.file, fend, fsize[en.file]);
+            objtab_remove(&d->tab, e);
+            d->replay.dropped_entries++;
+            continue;
+        }
+        if (fend > maxend[en.file])
+            maxend[en.file] = fend;
+    }
+    if (past_end)
+        return -EINVAL;
+    for (unsigned n = 0; n < FMT_NFILES; n++) {
+        d->files[n].length = fsize[n];
+        if (fsize[n] > maxend[n]) {
+            d->replay.truncated_bytes += fsize[n] - maxend[n];
+            if (d->check_only)
+                continue;
+            if (whole_frame_at(d->files[n].ref->fd, maxend[n], fsize[n])) {
+                /* A removed object, a write whose PUT record was torn
+                 * off, or (an index older than the data) an object the
+                 * index never heard of: not provably garbage, so kept as
+                 * dead bytes until compaction (ca-cas fsck --repair can
+                 * index it if the index was restored from a backup). */
+                log_info("data file %u: %" PRIu64 " bytes past the last indexed object begin "
+                         "with a whole frame: kept until compaction",
+                         n, fsize[n] - maxend[n]);
+                continue;
+            }
+            log_info("data file %u: %" PRIu64 " bytes past the last indexed object cut off "
+                     "(a write that was never acknowledged)",
+                     n, fsize[n] - maxend[n]);
+            if (ftruncate(d->files[n].ref->fd, (off_t)maxend[n]) < 0 ||
+                fdatasync(d->files[n].ref->fd) < 0) {
+                snprintf(err, errlen, "cannot cut data file %u: %s", n, strerror(errno));
+                return -errno;
+            }
+            d->files[n].length = maxend[n];
+        }
+    }
+    return 0;
+}
+
+static void recount(struct disk_store *d)
+{
+    struct objtab_entry en;
+    d->objects = d->bytes = d->garbage_objects = d->garbage_bytes = 0;
+    for (unsigned n = 0; n < FMT_NFILES; n++)
+        d->files[n].live = 0;
+    for (uint32_t e = 0; e < d->tab.used; e++) {
+        if (!objtab_get(&d->tab, e, &en))
+            continue;
+        d->objects++;
+        d->bytes += en.size;
+        d->files[en.file].live += frame_bytes(en.size);
+        if (en.flags & OBJTAB_MARKED) {
+            d->garbage_objects++;
+            d->garbage_bytes += en.size;
+        }
+    }
+    if (!d->gc_active && d->garbage_objects) {
+        mark_all(d, false);
+        d->garbage_objects = d->garbage_bytes = 0;
+    }
+}
+
+int disk_replay(struct disk_store *d, char *err, size_t errlen)
+{
+    int rc, ifd;
+    uint64_t iend;
+    if ((rc = replay_index(d, &ifd, &iend, err, errlen)) < 0)
+        return rc;
+    d->journal.fd = ifd;
+    d->journal.end = d->journal.synced = iend;
+    if ((rc = reconcile_generations(d, err, errlen)) < 0)
+        return rc;
+    remove_stale_generations(d);
+    if ((rc = open_data_files(d, err, errlen)) < 0)
+        return rc;
+    recount(d);
+    DISK_ASSERT_CONSISTENT(d); /* the table and its counters agree */
+    return 0;
+}

@@ -1,20 +1,18 @@
 /*
  * rebalance_io.c - the rebalance engine's HTTP to backends, over libcurl's
- * easy interface: listings, HEAD/DELETE, the cluster probe, and copies.
+ * easy interface: listings, HEAD/DELETE, the cluster probe; and the token
+ * bucket that caps the bandwidth of copies.
  *
- * A copy streams a GET from the source into a PUT on the target with
- * bounded memory: a helper thread runs the GET and writes the body into
- * one end of a socket pair; the PUT reads the other end. The socket
- * buffers are the only memory, and each side's back-pressure reaches the
- * other. If the GET fails half-way the socket closes early, the PUT's body
- * comes up short and the PUT is aborted: the target keeps nothing partial
- * (and would refuse a wrong body anyway: it checks the digest).
- *
- * The token bucket that limits the bandwidth is charged in the GET's write
- * callback, so TCP back-pressure slows the source down.
+ * Copies go through common/copy.c, the one copy path the balancer's repair
+ * uses too: the GET and the PUT on one libcurl multi handle with bounded
+ * memory, the digest checked before the target gets the last byte. The
+ * token bucket is charged as bytes arrive from the source, and the source
+ * is paused (not the thread put to sleep) while it is in debt, so TCP
+ * back-pressure slows the source down.
  */
 #define _GNU_SOURCE
 #include "rebalance.h"
+#include "copy.h"
 #include "json.h"
 #include "tls.h"
 #include "token.h"
@@ -25,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,10 +64,10 @@ void rb_bucket_free(struct rb_bucket *b)
     free(b);
 }
 
-void rb_bucket_take(struct rb_bucket *b, uint64_t n, volatile int *stop)
+uint64_t rb_bucket_charge(struct rb_bucket *b, uint64_t n)
 {
     if (!b || b->rate <= 0)
-        return;
+        return 0;
     pthread_mutex_lock(&b->lock);
     uint64_t now = now_ns();
     b->tokens += (double)(now - b->last_ns) / 1e9 * b->rate;
@@ -80,6 +77,12 @@ void rb_bucket_take(struct rb_bucket *b, uint64_t n, volatile int *stop)
     b->tokens -= (double)n;
     double wait = b->tokens < 0 ? -b->tokens / b->rate : 0;
     pthread_mutex_unlock(&b->lock);
+    return (uint64_t)(wait * 1e9);
+}
+
+void rb_bucket_take(struct rb_bucket *b, uint64_t n, volatile int *stop)
+{
+    double wait = (double)rb_bucket_charge(b, n) / 1e9;
     /* Sleep off the debt in slices, so a stop request is seen soon. */
     while (wait > 0 && !(stop && *stop)) {
         double slice = wait > 0.1 ? 0.1 : wait;
@@ -92,12 +95,13 @@ void rb_bucket_take(struct rb_bucket *b, uint64_t n, volatile int *stop)
 /* ---- connections -------------------------------------------------------- */
 
 struct rb_io {
-    CURL *get, *put, *small;
-    struct curl_slist *hdrs;     /* the token, if any */
-    struct curl_slist *put_hdrs; /* the token, no Expect, a content type */
+    CURL *get, *small;
+    struct cas_copier *copier;
+    struct curl_slist *hdrs; /* the token, if any */
     struct rb_bucket *bucket;
     volatile int *stop;
     long connect_ms, io_s;
+    unsigned io_ms;
     uint64_t *streamed; /* bytes sent by copies, for progress */
     const struct rb_cluster *tls; /* its ca/cert/key PEM texts, for https:// */
 };
@@ -114,22 +118,20 @@ struct rb_io *rb_io_new(const struct rb_cluster *c, const struct rb_options *o,
     if (!io)
         return NULL;
     io->get = curl_easy_init();
-    io->put = curl_easy_init();
     io->small = curl_easy_init();
+    io->copier = cas_copier_new();
     if (c->token) {
         char auth[CAS_TOKEN_MAX + 32]; /* never cut: the token is at most CAS_TOKEN_MAX */
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token);
         io->hdrs = curl_slist_append(io->hdrs, auth);
-        io->put_hdrs = curl_slist_append(io->put_hdrs, auth);
     }
-    io->put_hdrs = curl_slist_append(io->put_hdrs, "Expect:");
-    io->put_hdrs = curl_slist_append(io->put_hdrs, "Content-Type: application/octet-stream");
     io->bucket = bucket;
     io->tls = c;
     io->stop = o->stop;
     io->connect_ms = o->connect_timeout_ms ? (long)o->connect_timeout_ms : 2000;
     io->io_s = o->io_timeout_ms ? ((long)o->io_timeout_ms + 999) / 1000 : 30;
-    if (!io->get || !io->put || !io->small || !io->put_hdrs) {
+    io->io_ms = o->io_timeout_ms ? o->io_timeout_ms : 30000;
+    if (!io->get || !io->small || !io->copier || (c->token && !io->hdrs)) {
         rb_io_free(io);
         return NULL;
     }
@@ -142,12 +144,10 @@ void rb_io_free(struct rb_io *io)
         return;
     if (io->get)
         curl_easy_cleanup(io->get);
-    if (io->put)
-        curl_easy_cleanup(io->put);
     if (io->small)
         curl_easy_cleanup(io->small);
     curl_slist_free_all(io->hdrs);
-    curl_slist_free_all(io->put_hdrs);
+    cas_copier_free(io->copier);
     free(io);
 }
 
@@ -298,148 +298,36 @@ long rb_io_simple(struct rb_io *io, const char *method, const char *url, char *e
 
 /* ---- copies ------------------------------------------------------------- */
 
-struct copy {
-    struct rb_io *io;
-    char url[1200];
-    int fd; /* the GET's end of the socket pair */
-    long status;
-    uint64_t got;
-    char err[512];
-};
-
-static int send_all(void *cls, const char *d, size_t n)
+static uint64_t bucket_throttle(void *cls, uint64_t bytes)
 {
-    struct copy *cp = cls;
-    rb_bucket_take(cp->io->bucket, n, cp->io->stop);
-    while (n) {
-        ssize_t w = send(cp->fd, d, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno; /* the PUT is gone */
-        d += w;
-        n -= (size_t)w;
-        cp->got += (uint64_t)w;
-        if (cp->io->streamed)
-            __atomic_add_fetch(cp->io->streamed, (uint64_t)w, __ATOMIC_RELAXED);
-    }
-    return 0;
+    return rb_bucket_charge(cls, bytes);
 }
 
-static void *copy_get_main(void *arg)
-{
-    struct copy *cp = arg;
-    cp->status = rb_io_get(cp->io, cp->url, send_all, cp, cp->err, sizeof(cp->err));
-    close(cp->fd); /* EOF for the PUT: complete or short */
-    cp->fd = -1;
-    return NULL;
-}
-
-struct put_state {
-    int fd;
-    uint64_t size, sent;
-    bool short_body;
-};
-
-static size_t on_put_read(char *buf, size_t size, size_t nmemb, void *cls)
-{
-    struct put_state *p = cls;
-    size_t max = size * nmemb;
-    if (p->sent == p->size)
-        return 0;
-    if (p->size - p->sent < max)
-        max = (size_t)(p->size - p->sent);
-    ssize_t r;
-    do
-        r = recv(p->fd, buf, max, 0);
-    while (r < 0 && errno == EINTR);
-    if (r <= 0) {
-        p->short_body = true;
-        return CURL_READFUNC_ABORT; /* the source failed: the target keeps nothing */
-    }
-    p->sent += (uint64_t)r;
-    return (size_t)r;
-}
-
+/* The copy path shared with the balancer (copy.h), with this worker's
+ * handles, token, TLS, stop flag, byte counter and bandwidth cap. */
 int rb_io_copy(struct rb_io *io, const char *src, const char *dst, const char *hex, uint64_t size,
                char *err, size_t errlen)
 {
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-        int e = errno;
-        snprintf(err, errlen, "socketpair: %s", strerror(e));
-        return -e;
-    }
-    int bufsz = 1 << 20;
-    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof(bufsz));
-    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof(bufsz));
-    struct copy *cp = calloc(1, sizeof(*cp));
-    if (!cp) {
-        close(sv[0]);
-        close(sv[1]);
-        return -ENOMEM;
-    }
-    cp->io = io;
-    cp->fd = sv[0];
-    snprintf(cp->url, sizeof(cp->url), "%s/objects/%s", src, hex);
-    pthread_t t;
-    int prc = pthread_create(&t, NULL, copy_get_main, cp);
-    if (prc) {
-        close(sv[0]);
-        close(sv[1]);
-        free(cp);
-        snprintf(err, errlen, "cannot start a thread: %s", strerror(prc));
-        return -prc;
-    }
-
-    char url[1200], errbuf[CURL_ERROR_SIZE];
-    /* A copy between replicas: a target where a client deleted the key
-     * refuses it (410), so a copy in flight never undoes a delete. */
-    snprintf(url, sizeof(url), "%s/objects/%s?replica=1", dst, hex);
-    struct put_state ps = {.fd = sv[1], .size = size};
-    struct get_state resp = {.e = io->put};
-    setup(io, io->put, url, errbuf);
-    curl_easy_setopt(io->put, CURLOPT_HTTPHEADER, io->put_hdrs);
-    curl_easy_setopt(io->put, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(io->put, CURLOPT_INFILESIZE_LARGE, (curl_off_t)size);
-    curl_easy_setopt(io->put, CURLOPT_READFUNCTION, on_put_read);
-    curl_easy_setopt(io->put, CURLOPT_READDATA, &ps);
-    curl_easy_setopt(io->put, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
-    /* The answer's body, for the message (no sink: kept whatever the status). */
-    curl_easy_setopt(io->put, CURLOPT_WRITEFUNCTION, on_get_write);
-    curl_easy_setopt(io->put, CURLOPT_WRITEDATA, &resp);
-    CURLcode rc = curl_easy_perform(io->put);
-    close(sv[1]); /* a GET still sending gets EPIPE and stops */
-    pthread_join(t, NULL);
-    long status = 0;
-    curl_easy_getinfo(io->put, CURLINFO_RESPONSE_CODE, &status);
-
-    int ret = 0;
-    if (cp->status != 200) {
-        /* The source failed first: that is the story to tell. */
-        snprintf(err, errlen, "%s", cp->err[0] ? cp->err : "GET failed");
-        ret = cp->status == 404 ? -ENOENT : -EIO;
-    } else if (rc != CURLE_OK && !(status >= 400 && ps.short_body == false)) {
-        if (io->stop && *io->stop) {
-            snprintf(err, errlen, "PUT %s: interrupted", url);
-            ret = -EINTR;
-        } else {
-            describe_curl(rc, errbuf, "PUT", url, err, errlen);
-            ret = -EIO;
-        }
-    } else if (status == 410) {
-        describe_status(status, resp.body, "PUT", url, err, errlen);
-        ret = -ECANCELED;
-    } else if (status != 200 && status != 201) {
-        describe_status(status, resp.body, "PUT", url, err, errlen);
-        ret = -EIO;
-    } else if (cp->got != size) {
-        snprintf(err, errlen, "GET %s: %llu bytes, expected %llu", cp->url,
-                 (unsigned long long)cp->got, (unsigned long long)size);
-        ret = -EIO;
-    }
-    free(cp);
-    return ret;
+    const struct rb_cluster *c = io->tls;
+    struct cas_copy_tls tls = {c->ca_pem, c->ca_len, c->cert_pem, c->cert_len, c->key_pem, c->key_len};
+    struct cas_copy_options o = {
+        .algo = c->algo,
+        .token = c->token,
+        .tls = &tls,
+        .connect_timeout_ms = (unsigned)io->connect_ms,
+        .stall_timeout_ms = io->io_ms,
+        .answer_timeout_ms = io->io_ms, /* as the stall: rebalance waits no longer */
+        .throttle = io->bucket ? bucket_throttle : NULL,
+        .throttle_cls = io->bucket,
+        .counter = io->streamed,
+        .stop = io->stop,
+        .user_agent = "ca-cas-rebalance/" CAS_VERSION,
+    };
+    struct cas_copy_result res;
+    int rc = cas_copy_object(io->copier, &o, src, dst, hex, (int64_t)size, &res);
+    if (rc < 0)
+        snprintf(err, errlen, "%s", res.error);
+    return rc;
 }
 
 /* ---- the cluster probe -------------------------------------------------- */

@@ -179,16 +179,10 @@ static size_t on_get_data(char *data, size_t size, size_t nmemb, void *cls)
         c->get.paused = true;
         return CURL_WRITEFUNC_PAUSE; /* curl offers the same bytes again */
     }
-    memcpy(cp->buf + c->end, data, n);
-    c->end += n;
-    c->got += n;
+    /* The digest is checked before the last block enters the buffer: the
+     * target can never be given the end of a body that does not match. */
     cas_hash_update(cp->hash, data, n);
-    c->progress_ns = mono_ns();
-    if (c->o->throttle) {
-        uint64_t wait = c->o->throttle(c->o->throttle_cls, n);
-        c->resume_ns = wait ? mono_ns() + wait : 0;
-    }
-    if (c->got == (uint64_t)c->size) {
+    if (c->got + n == (uint64_t)c->size) {
         unsigned char got[CAS_MAX_DIGEST];
         cas_hash_final(cp->hash, got);
         if (memcmp(got, c->want, c->o->algo->digest_len) != 0) {
@@ -200,6 +194,14 @@ static size_t on_get_data(char *data, size_t size, size_t nmemb, void *cls)
         }
         c->verified = true;
     }
+    memcpy(cp->buf + c->end, data, n);
+    c->end += n;
+    c->got += n;
+    c->progress_ns = mono_ns();
+    if (c->o->throttle) {
+        uint64_t wait = c->o->throttle(c->o->throttle_cls, n);
+        c->resume_ns = wait ? mono_ns() + wait : 0;
+    }
     return n;
 }
 
@@ -210,7 +212,8 @@ static size_t on_put_read(char *buf, size_t size, size_t nitems, void *cls)
     uint64_t left = (uint64_t)c->size - c->sent;
     if (left == 0)
         return 0;
-    /* The last byte goes only once the whole object is verified. */
+    /* The last byte goes only once the whole object is verified (a second
+     * guard: the last block is not even buffered before, see on_get_data). */
     uint64_t allowed = c->verified ? left : left - 1;
     size_t n = c->end - c->start;
     if (n > max)

@@ -81,20 +81,26 @@ static int repair_one(struct balancer *bal, struct repair_queue *rq, struct cas_
         snprintf(err, errlen, "backend no longer configured");
         return -ENOENT;
     }
+    /* The view's way to its backends (token, TLS), as upstream.c's. */
     const struct view_conf *tc = v->conf;
-    struct cas_copy_tls tls = {0};
+    struct cas_ctl_opts ctl = {
+        .token = v->token,
+        .connect_timeout_ms = (long)bal->opt.connect_timeout_ms,
+        .user_agent = "ca-cas-balancerd/" CAS_VERSION,
+    };
     if (tc) {
-        tls = (struct cas_copy_tls){tc->ca_pem,          tc->ca_len,         tc->client_cert_pem,
-                                    tc->client_cert_len, tc->client_key_pem, tc->client_key_len};
+        ctl.ca_pem = tc->ca_pem;
+        ctl.ca_len = tc->ca_len;
+        ctl.cert_pem = tc->client_cert_pem;
+        ctl.cert_len = tc->client_cert_len;
+        ctl.key_pem = tc->client_key_pem;
+        ctl.key_len = tc->client_key_len;
     }
     struct cas_copy_options o = {
         .algo = e->key.algo,
-        .token = v->token,
-        .tls = &tls,
-        .connect_timeout_ms = bal->opt.connect_timeout_ms,
+        .ctl = &ctl,
         .stall_timeout_ms = bal->opt.io_timeout_ms,
         .stop = &rq->halt,
-        .user_agent = "ca-cas-balancerd/" CAS_VERSION,
     };
     int rc = -ENOENT;
     snprintf(err, errlen, "no other backend has it");

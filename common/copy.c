@@ -20,7 +20,6 @@
 #include "copy.h"
 #include "json.h"
 #include "key.h"
-#include "token.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -96,6 +95,7 @@ struct copy {
     char get_url[1200], put_url[1200];
     unsigned char want[CAS_MAX_DIGEST];
     struct side get, put;
+    struct cas_ctl_opts ctl; /* the caller's, less its timeouts and stop */
     struct curl_slist *hdrs, *put_hdrs;
     char errbuf_get[CURL_ERROR_SIZE], errbuf_put[CURL_ERROR_SIZE];
 
@@ -244,46 +244,22 @@ static size_t on_put_answer(char *data, size_t size, size_t nmemb, void *cls)
     return n;
 }
 
-/* Common settings of both transfers: URL, timeouts, token, TLS. */
-static void setup(struct copy *c, CURL *e, const char *url, char *errbuf, struct curl_slist *hdrs)
+/* Common settings of both transfers, by the control layer (ctl.h): URL,
+ * token, TLS, connect timeout, user agent. *hdrs gets the header list. */
+static int setup(struct copy *c, CURL *e, const char *url, const char *method, char *errbuf,
+                 struct curl_slist **hdrs)
 {
-    const struct cas_copy_options *o = c->o;
-    curl_easy_reset(e);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(
-        e, CURLOPT_CONNECTTIMEOUT_MS,
-        (long)(o->connect_timeout_ms ? o->connect_timeout_ms : CAS_COPY_DEFAULT_CONNECT_MS));
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, o->user_agent ? o->user_agent : "ca-cas/" CAS_VERSION);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+    if (cas_ctl_easy(&e, &c->ctl, url, method, hdrs, errbuf) < 0)
+        return -ENOMEM;
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
-    errbuf[0] = '\0';
-    if (o->tls && !strncmp(url, "https://", 8)) {
-        /* As every request to a backend (OPERATIONS.md "TLS"). Blobs are
-         * copied by libcurl. */
-        const struct cas_copy_tls *t = o->tls;
-        if (t->ca_pem) {
-            struct curl_blob ca = {(void *)t->ca_pem, t->ca_len, CURL_BLOB_COPY};
-            curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
-        }
-        if (t->cert_pem && t->key_pem) {
-            struct curl_blob cert = {(void *)t->cert_pem, t->cert_len, CURL_BLOB_COPY};
-            struct curl_blob key = {(void *)t->key_pem, t->key_len, CURL_BLOB_COPY};
-            curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
-            curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-            curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
-            curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-        }
-    }
+    return 0;
 }
 
 static int start_get(struct copy *c)
 {
     CURL *e = c->get.e;
-    setup(c, e, c->get_url, c->errbuf_get, c->hdrs);
+    if (setup(c, e, c->get_url, "GET", c->errbuf_get, &c->hdrs) < 0)
+        return -ENOMEM;
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_get_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
@@ -298,7 +274,13 @@ static int start_get(struct copy *c)
 static int start_put(struct copy *c)
 {
     CURL *e = c->put.e;
-    setup(c, e, c->put_url, c->errbuf_put, c->put_hdrs);
+    if (setup(c, e, c->put_url, "PUT", c->errbuf_put, &c->put_hdrs) < 0)
+        return -ENOMEM;
+    struct curl_slist *h = curl_slist_append(c->put_hdrs, "Content-Type: application/octet-stream");
+    if (!h)
+        return -ENOMEM;
+    c->put_hdrs = h;
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)c->size);
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
@@ -585,16 +567,18 @@ int cas_copy_object(struct cas_copier *cp, const struct cas_copy_options *o, con
         cas_hash_reset(cp->hash);
     snprintf(c.get_url, sizeof(c.get_url), "%s/objects/%s", src, lower);
     snprintf(c.put_url, sizeof(c.put_url), "%s/objects/%s?replica=1", dst, lower);
-    if (o->token) {
-        char auth[CAS_TOKEN_MAX + 32]; /* never cut: the token is at most CAS_TOKEN_MAX */
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", o->token);
-        c.hdrs = curl_slist_append(c.hdrs, auth);
-        c.put_hdrs = curl_slist_append(c.put_hdrs, auth);
-    }
-    c.put_hdrs = curl_slist_append(c.put_hdrs, "Expect:");
-    c.put_hdrs = curl_slist_append(c.put_hdrs, "Content-Type: application/octet-stream");
-    if (rc == 0 && (!c.put_hdrs || (o->token && !c.hdrs)))
-        rc = fail(&c, CAS_COPY_LOCAL, -ENOMEM, "out of memory");
+    /* The caller's way to the backends; the timeouts and the stop flag are
+     * this module's own (run()), so that each is told apart. */
+    if (o->ctl)
+        c.ctl = *o->ctl;
+    c.ctl.timeout_ms = 0;
+    c.ctl.stall_ms = 0;
+    c.ctl.stop = NULL;
+    c.ctl.expect_continue = false;
+    if (c.ctl.connect_timeout_ms <= 0)
+        c.ctl.connect_timeout_ms = CAS_COPY_DEFAULT_CONNECT_MS;
+    if (!c.ctl.user_agent)
+        c.ctl.user_agent = "ca-cas/" CAS_VERSION;
     if (rc == 0)
         rc = start_get(&c) < 0 ? fail(&c, CAS_COPY_LOCAL, -ENOMEM, "out of memory") : 0;
     if (rc == 0)

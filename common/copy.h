@@ -40,6 +40,7 @@
 #ifndef CAS_COPY_H
 #define CAS_COPY_H
 
+#include "ctl.h"
 #include "hash.h"
 
 #include <stdbool.h>
@@ -51,28 +52,18 @@
 #define CAS_COPY_DEFAULT_STALL_MS 30000u
 #define CAS_COPY_DEFAULT_ANSWER_MS 600000u
 
-/* TLS towards https:// backends: PEM texts held by the caller (the
- * balancer's view, the rebalance's cluster), not NUL-terminated. NULL
- * ca_pem: libcurl's system store; a client certificate is presented only
- * when both cert_pem and key_pem are given. Peer and host name are always
- * verified. */
-struct cas_copy_tls {
-    const char *ca_pem;
-    size_t ca_len;
-    const char *cert_pem;
-    size_t cert_len;
-    const char *key_pem;
-    size_t key_len;
-};
-
 struct cas_copy_options {
     const struct cas_hash_algo *algo; /* the key's algorithm (required) */
-    const char *token;                /* bearer token sent to both, or NULL */
-    const struct cas_copy_tls *tls;   /* NULL: system store, no client cert */
+    /* How to reach the backends, as for every request to them (ctl.h): the
+     * token (sent to both), TLS, connect_timeout_ms (0: the default above),
+     * user agent (NULL: "ca-cas/<version>"), connection pool. Its
+     * timeout_ms, stall_ms, stop and expect_continue are not used: the
+     * copy's own below apply, and a PUT never waits for 100-continue.
+     * NULL: no token, the system's CA store. */
+    const struct cas_ctl_opts *ctl;
     /* Timeouts in milliseconds; 0 picks the CAS_COPY_DEFAULT_* above
      * (total: no limit). stall: longest time no byte moves while the body
      * is being copied (the source's answer head included). */
-    unsigned connect_timeout_ms;
     unsigned stall_timeout_ms;
     unsigned answer_timeout_ms;
     unsigned total_timeout_ms;
@@ -87,7 +78,6 @@ struct cas_copy_options {
     /* Optional: set non-zero (by a signal handler, a shutdown) to stop the
      * copy within about 100 ms; the target keeps nothing. */
     volatile int *stop;
-    const char *user_agent; /* NULL: "ca-cas/<version>" */
 };
 
 /* Which side a failure came from. */

@@ -263,9 +263,11 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static struct cas_ctl_opts ctl_token = {.token = TOKEN}, ctl_none, ctl_wrong = {.token = "wrong"};
+
 static struct cas_copy_options opts(void)
 {
-    return (struct cas_copy_options){.algo = cas_hash_by_name("sha1"), .token = TOKEN};
+    return (struct cas_copy_options){.algo = cas_hash_by_name("sha1"), .ctl = &ctl_token};
 }
 
 /* Nothing reached the target whole, nothing stored. */
@@ -515,15 +517,15 @@ static void test_token_is_required_and_sent(void)
     object(1000, hex);
     reset(SRC_OK, TGT_STORE, 0);
     struct cas_copy_options o = opts();
-    o.token = NULL;
+    o.ctl = &ctl_none;
     struct cas_copy_result res;
     int rc = cas_copy_object(NULL, &o, T.src_url, T.tgt_url, hex, -1, &res);
     CU_ASSERT_EQUAL(rc, -EACCES);
     CU_ASSERT_EQUAL(res.source_status, 401);
     CU_ASSERT_EQUAL(T.puts, 0);
-    o.token = "wrong";
+    o.ctl = &ctl_wrong;
     CU_ASSERT_EQUAL(cas_copy_object(NULL, &o, T.src_url, T.tgt_url, hex, -1, &res), -EACCES);
-    o.token = TOKEN;
+    o.ctl = &ctl_token;
     CU_ASSERT_EQUAL(cas_copy_object(NULL, &o, T.src_url, T.tgt_url, hex, -1, &res), 0);
 }
 

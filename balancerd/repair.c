@@ -24,7 +24,6 @@
  */
 #define _GNU_SOURCE
 #include "repair.h"
-#include "copy.h"
 #include "upstream.h"
 #include "view.h"
 #include "log.h"
@@ -57,30 +56,10 @@ struct repair_queue {
     uint64_t qpolls, qfound; /* polls done; quarantined copies seen (under lock) */
 };
 
-/* Copies key from some backend other than target_url to target_url, with
- * the one copy path (common/copy.h): streamed, the digest checked before
- * the target gets the last byte, PUT ?replica=1. A failure on the source's
- * side (it lacks the copy, sent wrong bytes, stalled) moves on to the next
- * source in read order; an answer from the target ends the attempt. */
-static int repair_one(struct balancer *bal, struct repair_queue *rq, struct cas_copier *cp,
-                      const struct repair_entry *e, char *err, size_t errlen)
+int repair_copy(struct balancer *bal, const struct view *v, struct cas_copier *cp,
+                const char *src_url, const char *dst_url, const struct cas_key *key,
+                bool client_write, bool no_sync, volatile int *stop, struct cas_copy_result *res)
 {
-    struct view *v = view_get(bal);
-    size_t order[v->n ? v->n : 1], nhome = 0;
-    size_t n = ring_read_order(v->ring, ring_position(&e->key), v->cfg->replicas, order, &nhome);
-    bool up[v->n ? v->n : 1];
-    backend_health(bal, v, NULL, up);
-    char hex[CAS_MAX_HEX + 1];
-    cas_key_hex(&e->key, hex);
-    int target = -1;
-    for (size_t i = 0; i < v->n; i++)
-        if (!strcmp(v->b[i]->url, e->url))
-            target = (int)i;
-    if (target < 0) {
-        view_put(v);
-        snprintf(err, errlen, "backend no longer configured");
-        return -ENOENT;
-    }
     /* The view's way to its backends (token, TLS), as upstream.c's. */
     const struct view_conf *tc = v->conf;
     struct cas_ctl_opts ctl = {
@@ -97,11 +76,39 @@ static int repair_one(struct balancer *bal, struct repair_queue *rq, struct cas_
         ctl.key_len = tc->client_key_len;
     }
     struct cas_copy_options o = {
-        .algo = e->key.algo,
+        .algo = key->algo,
         .ctl = &ctl,
         .stall_timeout_ms = bal->opt.io_timeout_ms,
-        .stop = &rq->halt,
+        .stop = stop,
+        .client_write = client_write,
+        .no_sync = no_sync,
     };
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(key, hex);
+    return cas_copy_object(cp, &o, src_url, dst_url, hex, -1, res);
+}
+
+/* Copies key from some backend other than target_url to target_url
+ * (repair_copy). A failure on the source's side (it lacks the copy, sent
+ * wrong bytes, stalled) moves on to the next source in read order; an
+ * answer from the target ends the attempt. */
+static int repair_one(struct balancer *bal, struct repair_queue *rq, struct cas_copier *cp,
+                      const struct repair_entry *e, char *err, size_t errlen)
+{
+    struct view *v = view_get(bal);
+    size_t order[v->n ? v->n : 1], nhome = 0;
+    size_t n = ring_read_order(v->ring, ring_position(&e->key), v->cfg->replicas, order, &nhome);
+    bool up[v->n ? v->n : 1];
+    backend_health(bal, v, NULL, up);
+    int target = -1;
+    for (size_t i = 0; i < v->n; i++)
+        if (!strcmp(v->b[i]->url, e->url))
+            target = (int)i;
+    if (target < 0) {
+        view_put(v);
+        snprintf(err, errlen, "backend no longer configured");
+        return -ENOENT;
+    }
     int rc = -ENOENT;
     snprintf(err, errlen, "no other backend has it");
     for (size_t i = 0; i < n; i++) {
@@ -109,7 +116,7 @@ static int repair_one(struct balancer *bal, struct repair_queue *rq, struct cas_
         if ((int)b == target || !up[b])
             continue;
         struct cas_copy_result res;
-        rc = cas_copy_object(cp, &o, v->b[b]->url, e->url, hex, -1, &res);
+        rc = repair_copy(bal, v, cp, v->b[b]->url, e->url, &e->key, false, false, &rq->halt, &res);
         if (rc < 0)
             snprintf(err, errlen, "%s", res.error);
         if (rc == 0 || res.side != CAS_COPY_SOURCE)

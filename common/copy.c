@@ -566,7 +566,9 @@ int cas_copy_object(struct cas_copier *cp, const struct cas_copy_options *o, con
     else
         cas_hash_reset(cp->hash);
     snprintf(c.get_url, sizeof(c.get_url), "%s/objects/%s", src, lower);
-    snprintf(c.put_url, sizeof(c.put_url), "%s/objects/%s?replica=1", dst, lower);
+    const char *query = o->client_write ? (o->no_sync ? "?sync=0" : "")
+                                        : (o->no_sync ? "?replica=1&sync=0" : "?replica=1");
+    snprintf(c.put_url, sizeof(c.put_url), "%s/objects/%s%s", dst, lower, query);
     /* The caller's way to the backends; the timeouts and the stop flag are
      * this module's own (run()), so that each is told apart. */
     if (o->ctl)

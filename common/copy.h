@@ -6,7 +6,10 @@
  * cas_copy_object streams GET {src}/objects/{hex} into
  * PUT {dst}/objects/{hex}?replica=1 (a copy between replicas: a storaged
  * where a client deleted the key refuses it with 410, so a copy never
- * undoes a DELETE; SPEC "Deletion"). What it promises:
+ * undoes a DELETE; SPEC "Deletion"). The balancer's completion of a
+ * client's write that fell short of min_replicas is the one caller that
+ * copies as the client's write (client_write: no ?replica=1). What it
+ * promises:
  *
  *   - Bounded memory: one COPY_BUFFER (1 MiB) per copy whatever the object's
  *     size; the source is read only as fast as the target takes the bytes.
@@ -78,6 +81,11 @@ struct cas_copy_options {
     /* Optional: set non-zero (by a signal handler, a shutdown) to stop the
      * copy within about 100 ms; the target keeps nothing. */
     volatile int *stop;
+    /* The PUT completes a client's write (the balancer walking on past a
+     * failed target): sent without ?replica=1, so a tombstone on the
+     * target does not refuse it, as it would not refuse the client. */
+    bool client_write;
+    bool no_sync; /* PUT ?sync=0: the client traded durability away */
 };
 
 /* Which side a failure came from. */

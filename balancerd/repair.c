@@ -79,6 +79,7 @@ int repair_copy(struct balancer *bal, const struct view *v, struct cas_copier *c
         .algo = key->algo,
         .ctl = &ctl,
         .stall_timeout_ms = bal->opt.io_timeout_ms,
+        .head_timeout_ms = bal->opt.first_byte_timeout_ms,
         .stop = stop,
         .client_write = client_write,
         .no_sync = no_sync,

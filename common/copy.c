@@ -406,6 +406,7 @@ static int run(struct copy *c)
     uint64_t stall_ns = or_default(o->stall_timeout_ms, CAS_COPY_DEFAULT_STALL_MS) * 1000000ull;
     uint64_t answer_ns = or_default(o->answer_timeout_ms, CAS_COPY_DEFAULT_ANSWER_MS) * 1000000ull;
     uint64_t total_ns = o->total_timeout_ms * 1000000ull;
+    uint64_t head_ns = o->head_timeout_ms * 1000000ull;
     c->progress_ns = t0;
     for (;;) {
         int running = 0;
@@ -478,6 +479,9 @@ static int run(struct copy *c)
             return fail(c, c->put.added ? CAS_COPY_TARGET : CAS_COPY_SOURCE, -ETIMEDOUT,
                         "copy %s -> %s not done within %u ms", c->get_url, c->put_url,
                         o->total_timeout_ms);
+        if (!c->head_done && head_ns && now - t0 > head_ns)
+            return fail(c, CAS_COPY_SOURCE, -ETIMEDOUT, "GET %s: no answer within %u ms",
+                        c->get_url, o->head_timeout_ms);
         bool waiting_answer = c->put.added && c->verified && c->sent == (uint64_t)c->size;
         if (waiting_answer) {
             if (now - c->body_sent_ns > answer_ns)

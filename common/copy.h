@@ -68,6 +68,10 @@ struct cas_copy_options {
      * (total: no limit). stall: longest time no byte moves while the body
      * is being copied (the source's answer head included). */
     unsigned stall_timeout_ms;
+    /* The source's answer head: at most this long from the copy's start
+     * (0: the stall limit), so that a hung source is given up soon and the
+     * caller can try another one (the balancer's first_byte_timeout). */
+    unsigned head_timeout_ms;
     unsigned answer_timeout_ms;
     unsigned total_timeout_ms;
     /* Bandwidth cap, optional: called with each block of bytes read from

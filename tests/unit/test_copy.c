@@ -29,7 +29,7 @@
 
 #define TOKEN "copy-test-token"
 
-enum src_mode { SRC_OK, SRC_WRONG, SRC_SHORT, SRC_STALL, SRC_404, SRC_410, SRC_LONGER };
+enum src_mode { SRC_OK, SRC_WRONG, SRC_SHORT, SRC_STALL, SRC_404, SRC_410, SRC_LONGER, SRC_HANG };
 enum tgt_mode { TGT_STORE, TGT_EARLY, TGT_LATE, TGT_STALL };
 
 static struct {
@@ -147,6 +147,8 @@ static void src_get(struct http_req *req)
     T.gets++;
     enum src_mode mode = T.src;
     pthread_mutex_unlock(&T.lock);
+    if (mode == SRC_HANG)
+        wait_release(); /* accepted, read, never answered (until released) */
     if (mode == SRC_404) {
         http_error(req, 404, "no such object");
         return;
@@ -420,6 +422,28 @@ static void test_source_stalls(void)
     assert_nothing_stored();
 }
 
+static void test_source_never_answers(void)
+{
+    char hex[CAS_MAX_HEX + 1];
+    object(1000, hex);
+    reset(SRC_HANG, TGT_STORE, 0);
+    struct cas_copy_options o = opts();
+    o.stall_timeout_ms = 60000;
+    o.head_timeout_ms = 300;
+    struct cas_copy_result res;
+    double t0 = now_s();
+    int rc = cas_copy_object(NULL, &o, T.src_url, T.tgt_url, hex, -1, &res);
+    double took = now_s() - t0;
+    release();
+    CU_ASSERT_EQUAL(rc, -ETIMEDOUT);
+    CU_ASSERT_EQUAL(res.side, CAS_COPY_SOURCE);
+    CU_ASSERT_EQUAL(res.source_status, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(res.error, "no answer within 300 ms"));
+    CU_ASSERT(took >= 0.3);
+    CU_ASSERT(took < 10);
+    CU_ASSERT_EQUAL(T.puts, 0);
+}
+
 static void test_target_stalls(void)
 {
     char hex[CAS_MAX_HEX + 1];
@@ -647,6 +671,7 @@ int main(void)
     CU_add_test(s, "wrong bytes: nothing stored", test_wrong_bytes_not_stored);
     CU_add_test(s, "source closes early", test_source_closes_early);
     CU_add_test(s, "source stalls: bounded", test_source_stalls);
+    CU_add_test(s, "source never answers: head timeout", test_source_never_answers);
     CU_add_test(s, "target stalls: bounded", test_target_stalls);
     CU_add_test(s, "source 404/410: no PUT", test_source_gone_is_not_copied);
     CU_add_test(s, "source length differs", test_wrong_length_not_copied);

@@ -315,7 +315,12 @@ static void test_large_object_bounded_memory(void)
     CU_ASSERT_STRING_EQUAL(res.error, "");
     CU_ASSERT_EQUAL(T.stored, 1);
     CU_ASSERT(T.replica_query);
+#ifndef __SANITIZE_ADDRESS__
+    /* Not under ASan: its quarantine keeps every freed block (libcurl's and
+     * libmicrohttpd's per-transfer buffers) out of reuse, so the peak there
+     * grows with the bytes moved whatever the copy holds. */
     CU_ASSERT(grew_kib < 24 * 1024);
+#endif
     if (grew_kib >= 24 * 1024)
         fprintf(stderr, "peak RSS grew by %ld KiB copying 64 MiB\n", grew_kib);
 }

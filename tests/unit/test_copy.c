@@ -663,6 +663,47 @@ static void test_stop_flag(void)
     assert_nothing_stored();
 }
 
+/* The rebalance's use (rb_io_copy, rebalance_io.c): the cluster's token,
+ * its bucket and byte counter, and the errors rebalance_run acts on. */
+static void test_rebalance_io_copy(void)
+{
+    char hex[CAS_MAX_HEX + 1];
+    uint64_t size = 2u << 20;
+    object(size, hex);
+    struct rb_cluster *c = rb_cluster_new(2, 1, TOKEN);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    c->algo = cas_hash_by_name("sha1");
+    struct rb_options ro = {.io_timeout_ms = 5000};
+    struct rb_bucket *b = rb_bucket_new(100e6);
+    struct rb_io *io = rb_io_new(c, &ro, b);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(io);
+    uint64_t streamed = 0;
+    rb_io_count_bytes(io, &streamed);
+    char err[512] = "";
+    reset(SRC_OK, TGT_STORE, 0);
+    CU_ASSERT_EQUAL(rb_io_copy(io, T.src_url, T.tgt_url, hex, size, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(streamed, size);
+    CU_ASSERT_EQUAL(T.stored, 1);
+    CU_ASSERT(T.replica_query);
+    reset(SRC_404, TGT_STORE, 0);
+    CU_ASSERT_EQUAL(rb_io_copy(io, T.src_url, T.tgt_url, hex, size, err, sizeof(err)), -ENOENT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "404"));
+    reset(SRC_OK, TGT_LATE, 410);
+    CU_ASSERT_EQUAL(rb_io_copy(io, T.src_url, T.tgt_url, hex, size, err, sizeof(err)), -ECANCELED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "410"));
+    reset(SRC_WRONG, TGT_STORE, 0);
+    CU_ASSERT_EQUAL(rb_io_copy(io, T.src_url, T.tgt_url, hex, size, err, sizeof(err)), -EBADMSG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "digest mismatch"));
+    CU_ASSERT_EQUAL(T.bodies_complete, 0);
+    /* The size from a listing that no longer holds. */
+    reset(SRC_OK, TGT_STORE, 0);
+    CU_ASSERT_EQUAL(rb_io_copy(io, T.src_url, T.tgt_url, hex, size + 1, err, sizeof(err)), -EIO);
+    CU_ASSERT_EQUAL(T.puts, 0);
+    rb_io_free(io);
+    rb_bucket_free(b);
+    rb_cluster_free(c);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -686,6 +727,7 @@ int main(void)
     CU_add_test(s, "unreachable source or target", test_unreachable);
     CU_add_test(s, "bandwidth cap", test_bandwidth_cap);
     CU_add_test(s, "stop flag", test_stop_flag);
+    CU_add_test(s, "rebalance: rb_io_copy", test_rebalance_io_copy);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

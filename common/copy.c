@@ -475,14 +475,18 @@ static int run(struct copy *c)
 
         if (o->stop && *o->stop)
             return fail(c, CAS_COPY_LOCAL, -EINTR, "copy of %s interrupted", c->get_url);
+        /* When time runs out, the side that holds things up is to blame:
+         * the target when it has bytes to take or an answer to give, else
+         * the source. */
+        bool waiting_answer = c->put.added && c->verified && c->sent == (uint64_t)c->size;
+        bool target_late = c->put.added && (c->end > c->start || waiting_answer);
         if (total_ns && now - t0 > total_ns)
-            return fail(c, c->put.added ? CAS_COPY_TARGET : CAS_COPY_SOURCE, -ETIMEDOUT,
+            return fail(c, target_late ? CAS_COPY_TARGET : CAS_COPY_SOURCE, -ETIMEDOUT,
                         "copy %s -> %s not done within %u ms", c->get_url, c->put_url,
                         o->total_timeout_ms);
         if (!c->head_done && head_ns && now - t0 > head_ns)
             return fail(c, CAS_COPY_SOURCE, -ETIMEDOUT, "GET %s: no answer within %u ms",
                         c->get_url, o->head_timeout_ms);
-        bool waiting_answer = c->put.added && c->verified && c->sent == (uint64_t)c->size;
         if (waiting_answer) {
             if (now - c->body_sent_ns > answer_ns)
                 return fail(c, CAS_COPY_TARGET, -ETIMEDOUT,
@@ -490,12 +494,9 @@ static int run(struct copy *c)
                             or_default(o->answer_timeout_ms, CAS_COPY_DEFAULT_ANSWER_MS));
         } else if (now > c->progress_ns && now - c->progress_ns > stall_ns &&
                    !(c->resume_ns && now < c->resume_ns)) {
-            /* Nothing moved: the side that holds things up is the one to
-             * blame: the source when the buffer is empty, else the target. */
-            bool target = c->put.added && c->end > c->start;
-            return fail(c, target ? CAS_COPY_TARGET : CAS_COPY_SOURCE, -ETIMEDOUT,
-                        "%s %s: nothing moved for %u ms", target ? "PUT" : "GET",
-                        target ? c->put_url : c->get_url,
+            return fail(c, target_late ? CAS_COPY_TARGET : CAS_COPY_SOURCE, -ETIMEDOUT,
+                        "%s %s: nothing moved for %u ms", target_late ? "PUT" : "GET",
+                        target_late ? c->put_url : c->get_url,
                         or_default(o->stall_timeout_ms, CAS_COPY_DEFAULT_STALL_MS));
         }
 

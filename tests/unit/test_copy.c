@@ -422,6 +422,7 @@ static void test_source_stalls(void)
     took = now_s() - t0;
     release();
     CU_ASSERT_EQUAL(rc, -ETIMEDOUT);
+    CU_ASSERT_EQUAL(res.side, CAS_COPY_SOURCE);
     CU_ASSERT_PTR_NOT_NULL(strstr(res.error, "within 400 ms"));
     CU_ASSERT(took < 10);
     assert_nothing_stored();

@@ -39,14 +39,6 @@ struct xfer {
     int sink_rc;
 };
 
-void cli_curl_tls(void *curl_easy, const struct cli_ctx *ctx)
-{
-    if (!ctx->cacert_pem)
-        return;
-    struct curl_blob ca = {ctx->cacert_pem, ctx->cacert_len, CURL_BLOB_COPY};
-    curl_easy_setopt((CURL *)curl_easy, CURLOPT_CAINFO_BLOB, &ca);
-}
-
 int cli_client_new(const struct cli_ctx *ctx, struct cli_client **out, char *err, size_t errlen)
 {
     struct cli_client *c = calloc(1, sizeof(*c));

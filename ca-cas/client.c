@@ -25,7 +25,7 @@
 struct cli_client {
     const struct cli_ctx *ctx;
     CURL *curl;
-    struct cas_ctl_opts ctl; /* token, CA, timeouts: for every request */
+    struct cas_ctl_opts ctl;          /* token, CA, timeouts: for every request */
     const struct cas_hash_algo *algo; /* the server's, once asked */
     char curl_err[CURL_ERROR_SIZE];
 };

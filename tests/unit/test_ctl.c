@@ -257,8 +257,9 @@ static void test_stop_flag(void)
 static void test_body_cap(void)
 {
     static char answer[4096];
-    size_t n = (size_t)snprintf(answer, sizeof(answer),
-                                "HTTP/1.1 200 OK\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n");
+    size_t n =
+        (size_t)snprintf(answer, sizeof(answer),
+                         "HTTP/1.1 200 OK\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n");
     memset(answer + n, 'x', 2000);
     answer[n + 2000] = '\0';
     fake_answer(&fk, answer);
@@ -349,8 +350,7 @@ static void test_describe(void)
     cas_ctl_describe_status(500, "short!garbage", 5, out, sizeof(out));
     CU_ASSERT_STRING_EQUAL(out, "HTTP 500: short");
     /* No answer: the error buffer first, else curl's text. */
-    cas_ctl_describe_curl(CURLE_COULDNT_CONNECT, "Failed to connect to x port 1", out,
-                          sizeof(out));
+    cas_ctl_describe_curl(CURLE_COULDNT_CONNECT, "Failed to connect to x port 1", out, sizeof(out));
     CU_ASSERT_STRING_EQUAL(out, "Failed to connect to x port 1");
     cas_ctl_describe_curl(CURLE_OPERATION_TIMEDOUT, "", out, sizeof(out));
     CU_ASSERT_STRING_EQUAL(out, curl_easy_strerror(CURLE_OPERATION_TIMEDOUT));

@@ -103,7 +103,6 @@ struct rb_io {
     struct rb_bucket *bucket;
     volatile int *stop;
     uint64_t *streamed; /* bytes sent by copies, for progress */
-    const struct rb_cluster *tls; /* its ca/cert/key PEM texts, for https:// */
 };
 
 void rb_io_count_bytes(struct rb_io *io, uint64_t *counter)
@@ -149,7 +148,6 @@ struct rb_io *rb_io_new(const struct rb_cluster *c, const struct rb_options *o,
     io->put_hdrs = curl_slist_append(io->put_hdrs, "Expect:");
     io->put_hdrs = curl_slist_append(io->put_hdrs, "Content-Type: application/octet-stream");
     io->bucket = bucket;
-    io->tls = c;
     io->stop = o->stop;
     ctl_opts(c, o->connect_timeout_ms ? (long)o->connect_timeout_ms : 2000,
              o->io_timeout_ms ? (long)o->io_timeout_ms : 30000, o->stop, &io->ctl);

@@ -25,7 +25,7 @@
 struct cli_client {
     const struct cli_ctx *ctx;
     CURL *curl;
-    struct cas_ctl_opts ctl; /* token, CA, timeouts: for every request */
+    struct cas_ctl_opts ctl;          /* token, CA, timeouts: for every request */
     const struct cas_hash_algo *algo; /* the server's, once asked */
     char curl_err[CURL_ERROR_SIZE];
 };
@@ -38,14 +38,6 @@ struct xfer {
     bool status_known;
     int sink_rc;
 };
-
-void cli_curl_tls(void *curl_easy, const struct cli_ctx *ctx)
-{
-    if (!ctx->cacert_pem)
-        return;
-    struct curl_blob ca = {ctx->cacert_pem, ctx->cacert_len, CURL_BLOB_COPY};
-    curl_easy_setopt((CURL *)curl_easy, CURLOPT_CAINFO_BLOB, &ca);
-}
 
 int cli_client_new(const struct cli_ctx *ctx, struct cli_client **out, char *err, size_t errlen)
 {

@@ -131,8 +131,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *cls)
 }
 
 /* Sets up r on *e (ctl.h: cas_ctl_easy) with the body collected into r. */
-static int prepare(CURL **e, const struct cas_ctl_opts *o, struct cas_ctl_req *r,
-                   struct flight *f)
+static int prepare(CURL **e, const struct cas_ctl_opts *o, struct cas_ctl_req *r, struct flight *f)
 {
     cas_buf_init(&r->resp);
     r->status = 0;
@@ -204,8 +203,7 @@ static long elapsed_ms(const struct timespec *t0)
     return (long)((t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000);
 }
 
-int cas_ctl_run(const struct cas_ctl_opts *o, struct cas_ctl_req *reqs, size_t n,
-                long deadline_ms)
+int cas_ctl_run(const struct cas_ctl_opts *o, struct cas_ctl_req *reqs, size_t n, long deadline_ms)
 {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -52,9 +52,9 @@ struct cas_ctl_opts {
     /* Set to non-zero (another thread, a signal handler) to abort requests
      * in flight; NULL: none. */
     volatile int *stop;
-    CURLSH *share;     /* a connection pool to use (CURL_LOCK_DATA_CONNECT); NULL: the handle's own */
-    size_t max_body;   /* cas_ctl_perform / cas_ctl_run: answer bodies larger
-                          than this fail the request; 0: CAS_CTL_MAX_BODY_DEFAULT */
+    CURLSH *share;   /* a connection pool to use (CURL_LOCK_DATA_CONNECT); NULL: the handle's own */
+    size_t max_body; /* cas_ctl_perform / cas_ctl_run: answer bodies larger
+                        than this fail the request; 0: CAS_CTL_MAX_BODY_DEFAULT */
 };
 
 /*
@@ -106,8 +106,7 @@ int cas_ctl_perform(CURL **e, const struct cas_ctl_opts *o, struct cas_ctl_req *
  * (individual failures are in the requests), or -ENOMEM when nothing could
  * be sent (every request then fails with that message).
  */
-int cas_ctl_run(const struct cas_ctl_opts *o, struct cas_ctl_req *reqs, size_t n,
-                long deadline_ms);
+int cas_ctl_run(const struct cas_ctl_opts *o, struct cas_ctl_req *reqs, size_t n, long deadline_ms);
 
 void cas_ctl_req_free(struct cas_ctl_req *r);
 

@@ -105,7 +105,6 @@ struct rb_io {
     struct rb_bucket *bucket;
     volatile int *stop;
     uint64_t *streamed; /* bytes sent by copies, for progress */
-    const struct rb_cluster *tls; /* its ca/cert/key PEM texts, for https:// */
 };
 
 void rb_io_count_bytes(struct rb_io *io, uint64_t *counter)
@@ -116,8 +115,8 @@ void rb_io_count_bytes(struct rb_io *io, uint64_t *counter)
 /* The control layer's options for requests to c's backends: its token and
  * TLS texts (as the balancer: OPERATIONS.md "TLS"), connect_ms to connect,
  * stall_ms the longest a transfer may stall. */
-static void ctl_opts(const struct rb_cluster *c, long connect_ms, long stall_ms,
-                     volatile int *stop, struct cas_ctl_opts *out)
+static void ctl_opts(const struct rb_cluster *c, long connect_ms, long stall_ms, volatile int *stop,
+                     struct cas_ctl_opts *out)
 {
     *out = (struct cas_ctl_opts){
         .token = c->token,
@@ -144,7 +143,6 @@ struct rb_io *rb_io_new(const struct rb_cluster *c, const struct rb_options *o,
     io->small = curl_easy_init();
     io->copier = cas_copier_new();
     io->bucket = bucket;
-    io->tls = c;
     io->stop = o->stop;
     ctl_opts(c, o->connect_timeout_ms ? (long)o->connect_timeout_ms : 2000,
              o->io_timeout_ms ? (long)o->io_timeout_ms : 30000, o->stop, &io->ctl);
@@ -387,9 +385,8 @@ int rb_cluster_probe(const struct config *cfg, const char *token, unsigned conne
         if (req[i].status != 200) {
             cas_ctl_describe(&req[i], d, sizeof(d));
             snprintf(q->why, sizeof(q->why), "GET %s: %s", urls[i], d);
-        } else if (rb_parse_ring(req[i].resp.data ? req[i].resp.data : "", q->node,
-                                 sizeof(q->node), &algo, &q->tokens, &q->ntokens, q->why,
-                                 sizeof(q->why)) == 0) {
+        } else if (rb_parse_ring(req[i].resp.data ? req[i].resp.data : "", q->node, sizeof(q->node),
+                                 &algo, &q->tokens, &q->ntokens, q->why, sizeof(q->why)) == 0) {
             q->up = true;
             if (!c->algo)
                 c->algo = algo;
@@ -439,8 +436,8 @@ int rb_cluster_probe(const struct config *cfg, const char *token, unsigned conne
     for (size_t i = 0; i < nb; i++) {
         const struct config_backend *cb = &cfg->backends[i];
         if (rc == 0)
-            rc = rb_cluster_set(c, i, cb->url, cb->domain, pb[i].node, pb[i].tokens,
-                                pb[i].ntokens, pb[i].up, pb[i].writable, pb[i].why);
+            rc = rb_cluster_set(c, i, cb->url, cb->domain, pb[i].node, pb[i].tokens, pb[i].ntokens,
+                                pb[i].up, pb[i].writable, pb[i].why);
         free(pb[i].tokens);
     }
     free(which);

@@ -8,19 +8,22 @@
  * by the deadline (alone, in parallel with others, and by the stop flag),
  * bodies over the cap fail the request, failures are described in one
  * phrase (curl's error buffer, the JSON "error", the first line of a text
- * body), and a refused connection is a failure with a reason.
+ * body), a refused connection is a failure with a reason, and an https://
+ * server is verified against the CA text given (another CA: refused).
  */
 #define _GNU_SOURCE
 #include "ctl.h"
 #include "fake_backend.h"
 #include "httpd.h"
 #include "log.h"
+#include "tls.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define TOKEN "s3cret-token"
@@ -257,8 +260,9 @@ static void test_stop_flag(void)
 static void test_body_cap(void)
 {
     static char answer[4096];
-    size_t n = (size_t)snprintf(answer, sizeof(answer),
-                                "HTTP/1.1 200 OK\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n");
+    size_t n =
+        (size_t)snprintf(answer, sizeof(answer),
+                         "HTTP/1.1 200 OK\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n");
     memset(answer + n, 'x', 2000);
     answer[n + 2000] = '\0';
     fake_answer(&fk, answer);
@@ -349,8 +353,7 @@ static void test_describe(void)
     cas_ctl_describe_status(500, "short!garbage", 5, out, sizeof(out));
     CU_ASSERT_STRING_EQUAL(out, "HTTP 500: short");
     /* No answer: the error buffer first, else curl's text. */
-    cas_ctl_describe_curl(CURLE_COULDNT_CONNECT, "Failed to connect to x port 1", out,
-                          sizeof(out));
+    cas_ctl_describe_curl(CURLE_COULDNT_CONNECT, "Failed to connect to x port 1", out, sizeof(out));
     CU_ASSERT_STRING_EQUAL(out, "Failed to connect to x port 1");
     cas_ctl_describe_curl(CURLE_OPERATION_TIMEDOUT, "", out, sizeof(out));
     CU_ASSERT_STRING_EQUAL(out, curl_easy_strerror(CURLE_OPERATION_TIMEDOUT));
@@ -386,9 +389,90 @@ static void test_easy_headers(void)
     curl_easy_cleanup(e);
 }
 
+/* ---- TLS: the same server over HTTPS, verified against the CA given ---- */
+
+static char tlsdir[] = "/tmp/cas-test-ctl-XXXXXX";
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    static char buf[8192];
+    *len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[*len] = '\0';
+    return strdup(buf);
+}
+
+static void test_tls_verified(void)
+{
+    char cmd[2048];
+    /* Two self-signed certificates for 127.0.0.1: the server's, another. */
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && for n in srv other; do openssl req -x509 -newkey ec -pkeyopt "
+             "ec_paramgen_curve:prime256v1 -nodes -keyout $n.key -out $n.crt -days 1 "
+             "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1 || exit 1; "
+             "chmod 600 $n.key; done",
+             tlsdir);
+    CU_ASSERT_EQUAL_FATAL(system(cmd), 0); /* openssl is a test dependency (install-deps.sh) */
+    char crt[300], key[300], other[300], err[512];
+    snprintf(crt, sizeof(crt), "%s/srv.crt", tlsdir);
+    snprintf(key, sizeof(key), "%s/srv.key", tlsdir);
+    snprintf(other, sizeof(other), "%s/other.crt", tlsdir);
+    CU_ASSERT_EQUAL_FATAL(cas_tls_load(crt, key, false, err, sizeof(err)), 0);
+    struct http_server_config cfg = {
+        .listen = "127.0.0.1:0",
+        .routes = routes,
+        .nroutes = sizeof(routes) / sizeof(routes[0]),
+        .token = TOKEN,
+        .max_connections = 4,
+        .tls = true,
+    };
+    struct http_server *tsrv;
+    CU_ASSERT_EQUAL_FATAL(http_server_start(&cfg, &tsrv, err, sizeof(err)), 0);
+    char url[128], why[512];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%u/ctl", http_server_port(tsrv));
+    size_t ca_len = 0, other_len = 0;
+    char *ca = slurp(crt, &ca_len), *bad = slurp(other, &other_len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ca);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bad);
+    /* The server's own CA: verified, the token taken. */
+    struct cas_ctl_opts o = {.token = TOKEN,
+                             .ca_pem = ca,
+                             .ca_len = ca_len,
+                             .connect_timeout_ms = 5000,
+                             .timeout_ms = 10000};
+    struct cas_ctl_req r = {.url = url, .method = "GET"};
+    CU_ASSERT_EQUAL(perform(&o, &r), 0);
+    CU_ASSERT_EQUAL(r.status, 200);
+    cas_ctl_req_free(&r);
+    /* Another CA, and the system store: refused before anything is sent. */
+    const char *cas[] = {bad, NULL};
+    size_t lens[] = {other_len, 0};
+    for (size_t i = 0; i < 2; i++) {
+        o.ca_pem = cas[i];
+        o.ca_len = lens[i];
+        r = (struct cas_ctl_req){.url = url, .method = "GET"};
+        CU_ASSERT_EQUAL(perform(&o, &r), -EIO);
+        CU_ASSERT_EQUAL(r.status, 0);
+        CU_ASSERT_EQUAL(r.curl_code, CURLE_PEER_FAILED_VERIFICATION);
+        cas_ctl_describe(&r, why, sizeof(why));
+        CU_ASSERT_PTR_NOT_NULL(strstr(why, "certificate"));
+        cas_ctl_req_free(&r);
+    }
+    http_server_stop(tsrv, 1000);
+    free(ca);
+    free(bad);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tlsdir);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
+    if (!mkdtemp(tlsdir))
+        return 1;
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     CU_pSuite s = CU_add_suite("ctl", suite_init, suite_clean);
@@ -401,6 +485,8 @@ int main(void)
     CU_add_test(s, "a refused connection: a failure with a reason", test_refused);
     CU_add_test(s, "status and error descriptions", test_describe);
     CU_add_test(s, "handle setup: header list, reuse", test_easy_headers);
+    CU_pSuite t = CU_add_suite("ctl over TLS", NULL, NULL);
+    CU_add_test(t, "https: verified against the CA given, another refused", test_tls_verified);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -105,6 +105,7 @@ struct rb_io {
     struct rb_bucket *bucket;
     volatile int *stop;
     uint64_t *streamed; /* bytes sent by copies, for progress */
+    const struct cas_hash_algo *algo; /* the cluster's: copies check keys with it */
 };
 
 void rb_io_count_bytes(struct rb_io *io, uint64_t *counter)
@@ -143,6 +144,7 @@ struct rb_io *rb_io_new(const struct rb_cluster *c, const struct rb_options *o,
     io->small = curl_easy_init();
     io->copier = cas_copier_new();
     io->bucket = bucket;
+    io->algo = c->algo;
     io->stop = o->stop;
     ctl_opts(c, o->connect_timeout_ms ? (long)o->connect_timeout_ms : 2000,
              o->io_timeout_ms ? (long)o->io_timeout_ms : 30000, o->stop, &io->ctl);
@@ -297,7 +299,7 @@ int rb_io_copy(struct rb_io *io, const char *src, const char *dst, const char *h
                char *err, size_t errlen)
 {
     struct cas_copy_options o = {
-        .algo = io->tls->algo,
+        .algo = io->algo,
         .ctl = &io->ctl,
         .stall_timeout_ms = (unsigned)io->ctl.stall_ms,
         .answer_timeout_ms = (unsigned)io->ctl.stall_ms, /* rebalance waits no longer */

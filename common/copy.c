@@ -7,7 +7,8 @@
  *   source (GET)  --on_get_data-->  buf[start..end)  --on_put_read-->  target (PUT)
  *                   hashes, charges                    holds the last
  *                   the throttle                       byte back until
- *                                                      verified
+ *                                                      the source ended
+ *                                                      cleanly, verified
  *
  * The PUT is added to the multi handle only once the GET's head is in and
  * says 200 with a length that fits: a source that answers anything else
@@ -21,6 +22,7 @@
 #include "json.h"
 #include "key.h"
 
+#include <assert.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -106,6 +108,8 @@ struct copy {
     uint64_t sent;      /* bytes given to the target */
     size_t start, end;  /* unread bytes are buf[start..end) */
     bool verified;      /* got == size and the digest matched */
+    bool source_ok;     /* ... and the GET ended cleanly with nothing more: the
+                           last byte may go */
     int source_fault;   /* -errno once the source's bytes are wrong */
     char fault[256];    /* why */
     uint64_t resume_ns; /* the throttle's: no source bytes before this */
@@ -212,9 +216,11 @@ static size_t on_put_read(char *buf, size_t size, size_t nitems, void *cls)
     uint64_t left = (uint64_t)c->size - c->sent;
     if (left == 0)
         return 0;
-    /* The last byte goes only once the whole object is verified (a second
-     * guard: the last block is not even buffered before, see on_get_data). */
-    uint64_t allowed = c->verified ? left : left - 1;
+    /* The last byte goes only once the source's answer is over, verified
+     * and with nothing after the object (a source without a length could
+     * send more); the last block is not even buffered before it matched
+     * (on_get_data). */
+    uint64_t allowed = c->source_ok ? left : left - 1;
     size_t n = c->end - c->start;
     if (n > max)
         n = max;
@@ -448,7 +454,7 @@ static int run(struct copy *c)
                                 "GET %s: the bytes do not match the key (digest mismatch), "
                                 "not copied",
                                 c->get_url);
-                c->verified = true;
+                c->verified = c->source_ok = true;
                 if (start_put(c) < 0)
                     return fail(c, CAS_COPY_LOCAL, -ENOMEM, "out of memory");
                 continue;
@@ -456,6 +462,8 @@ static int run(struct copy *c)
             if (c->got != (uint64_t)c->size) /* a length curl did not check */
                 return fail(c, CAS_COPY_SOURCE, -EIO, "GET %s: %llu bytes, expected %lld",
                             c->get_url, (unsigned long long)c->got, (long long)c->size);
+            assert(c->verified);
+            c->source_ok = true;
         }
 
         /* The target. */
@@ -466,7 +474,7 @@ static int run(struct copy *c)
                 return fail_curl(c, true);
             if (c->put.status != 200 && c->put.status != 201)
                 return fail_status(c, true);
-            if (!c->verified || c->sent != (uint64_t)c->size) /* never: the body was held back */
+            if (!c->source_ok || c->sent != (uint64_t)c->size) /* never: the body was held back */
                 return fail(c, CAS_COPY_TARGET, -EIO,
                             "PUT %s answered %ld before the whole body was sent", c->put_url,
                             c->put.status);
@@ -478,7 +486,7 @@ static int run(struct copy *c)
         /* When time runs out, the side that holds things up is to blame:
          * the target when it has bytes to take or an answer to give, else
          * the source. */
-        bool waiting_answer = c->put.added && c->verified && c->sent == (uint64_t)c->size;
+        bool waiting_answer = c->put.added && c->source_ok && c->sent == (uint64_t)c->size;
         bool target_late = c->put.added && (c->end > c->start || waiting_answer);
         if (total_ns && now - t0 > total_ns)
             return fail(c, target_late ? CAS_COPY_TARGET : CAS_COPY_SOURCE, -ETIMEDOUT,
@@ -517,7 +525,7 @@ static int run(struct copy *c)
                     continue;
             }
         }
-        if (c->put.paused && !c->put.done && (c->end > c->start || c->verified)) {
+        if (c->put.paused && !c->put.done && (c->end > c->start || c->source_ok)) {
             c->put.paused = false;
             curl_easy_pause(c->put.e, CURLPAUSE_CONT);
         }

@@ -11,12 +11,12 @@
  * copies as the client's write (client_write: no ?replica=1). What it
  * promises:
  *
- *   - Bounded memory: one COPY_BUFFER (1 MiB) per copy whatever the object's
+ *   - Bounded memory: one CAS_COPY_BUFFER (1 MiB) per copy whatever the object's
  *     size; the source is read only as fast as the target takes the bytes.
  *   - The bytes are hashed as they pass (hash.h) and the target never gets
  *     a complete body that does not match the key: the last byte of the body
- *     is held back until the source has sent everything and the digest
- *     matched. A wrong, short or overlong source aborts the PUT before its
+ *     is held back until the source's answer has ended cleanly and the
+ *     digest matched. A wrong, short or overlong source aborts the PUT before its
  *     end, so the target stores nothing (and the storaged checks the digest
  *     itself too; SPEC "Integrity").
  *   - A source that answers 404 or 410 (it no longer has the object, or a

@@ -15,8 +15,9 @@
  *      that lack it and can take a copy, and the copies outside the home
  *      that may go once the home is complete.
  *   4. Workers carry the plans out: a missing home copy is streamed from a
- *      holder (GET) into the home backend (PUT), which checks the digest;
- *      memory per copy is a socket buffer. Only once every home copy
+ *      holder (GET) into the home backend (PUT) by common/copy.c, which
+ *      checks the digest before the target gets the last byte (and the
+ *      target checks it again); memory per copy is 1 MiB. Only once every home copy
  *      exists, each home backend is asked again (HEAD) whether it holds
  *      the object right now, and only when all say yes are the copies
  *      outside the home deleted.

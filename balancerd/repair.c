@@ -56,6 +56,22 @@ struct repair_queue {
     uint64_t qpolls, qfound; /* polls done; quarantined copies seen (under lock) */
 };
 
+/* copy.h's target_down for repair_copy: the probes' verdict on the
+ * target's backend. */
+struct target_health {
+    struct balancer *bal;
+    const struct view *v;
+    size_t backend;
+};
+
+static bool target_known_down(void *cls)
+{
+    struct target_health *h = cls;
+    bool down[h->v->n ? h->v->n : 1];
+    backend_known_down(h->bal, h->v, down);
+    return down[h->backend];
+}
+
 int repair_copy(struct balancer *bal, const struct view *v, struct cas_copier *cp,
                 const char *src_url, const char *dst_url, const struct cas_key *key,
                 bool client_write, bool no_sync, volatile int *stop, struct cas_copy_result *res)
@@ -84,6 +100,15 @@ int repair_copy(struct balancer *bal, const struct view *v, struct cas_copier *c
         .client_write = client_write,
         .no_sync = no_sync,
     };
+    /* A target the probes find down is given up (as fanout.c drops one). */
+    struct target_health th = {bal, v, v->n};
+    for (size_t i = 0; i < v->n; i++)
+        if (!strcmp(v->b[i]->url, dst_url))
+            th.backend = i;
+    if (th.backend < v->n) {
+        o.target_down = target_known_down;
+        o.target_down_cls = &th;
+    }
     char hex[CAS_MAX_HEX + 1];
     cas_key_hex(key, hex);
     return cas_copy_object(cp, &o, src_url, dst_url, hex, -1, res);

@@ -22,7 +22,8 @@ size_t repair_queue_length(struct balancer *bal);
  * Copies key from the backend at src_url to the one at dst_url with the
  * one copy path (common/copy.h), with v's token and TLS and the balancer's
  * connect, first-byte (for the source's answer) and io (as the stall
- * limit) timeouts. cp: the calling
+ * limit) timeouts; a target the probes find down is given up at once
+ * (-EHOSTDOWN), as fanout.c drops one. cp: the calling
  * thread's handles (NULL: made for this copy). client_write and no_sync as
  * in copy.h (read repair: false, false). stop: NULL or a flag that cuts
  * the copy. Returns 0 or copy.h's -errno, res saying what happened.

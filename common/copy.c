@@ -114,6 +114,8 @@ struct copy {
     char fault[256];    /* why */
     uint64_t resume_ns; /* the throttle's: no source bytes before this */
     uint64_t progress_ns, body_sent_ns;
+    uint64_t target_ns; /* the PUT's last byte out or in */
+    uint64_t health_ns; /* the last time target_down was asked */
 };
 
 static size_t on_get_header(char *data, size_t size, size_t nmemb, void *cls)
@@ -233,7 +235,7 @@ static size_t on_put_read(char *buf, size_t size, size_t nitems, void *cls)
     memcpy(buf, c->cp->buf + c->start, n);
     c->start += n;
     c->sent += n;
-    c->progress_ns = mono_ns();
+    c->progress_ns = c->target_ns = mono_ns();
     if (c->sent == (uint64_t)c->size)
         c->body_sent_ns = c->progress_ns;
     if (c->o->counter)
@@ -246,7 +248,7 @@ static size_t on_put_answer(char *data, size_t size, size_t nmemb, void *cls)
     struct copy *c = cls;
     size_t n = size * nmemb;
     keep_body(&c->put, data, n);
-    c->progress_ns = mono_ns();
+    c->progress_ns = c->target_ns = mono_ns();
     return n;
 }
 
@@ -297,8 +299,9 @@ static int start_put(struct copy *c)
     if (curl_multi_add_handle(c->cp->multi, e) != CURLM_OK)
         return -ENOMEM;
     c->put.added = true;
+    c->target_ns = mono_ns();
     if (c->size == 0)
-        c->body_sent_ns = mono_ns();
+        c->body_sent_ns = c->target_ns;
     return 0;
 }
 
@@ -492,6 +495,13 @@ static int run(struct copy *c)
             return fail(c, target_late ? CAS_COPY_TARGET : CAS_COPY_SOURCE, -ETIMEDOUT,
                         "copy %s -> %s not done within %u ms", c->get_url, c->put_url,
                         o->total_timeout_ms);
+        if (o->target_down && c->put.added && now - c->target_ns >= 100000000ull &&
+            now - c->health_ns >= 100000000ull) {
+            c->health_ns = now;
+            if (o->target_down(o->target_down_cls))
+                return fail(c, CAS_COPY_TARGET, -EHOSTDOWN,
+                            "PUT %s: the backend is down (its probes), given up", c->put_url);
+        }
         if (!c->head_done && head_ns && now - t0 > head_ns)
             return fail(c, CAS_COPY_SOURCE, -ETIMEDOUT, "GET %s: no answer within %u ms",
                         c->get_url, o->head_timeout_ms);

@@ -85,6 +85,13 @@ struct cas_copy_options {
     /* Optional: set non-zero (by a signal handler, a shutdown) to stop the
      * copy within about 100 ms; the target keeps nothing. */
     volatile int *stop;
+    /* Optional: asked about every 100 ms while the target has been idle
+     * for 100 ms or more; true gives the target up at once (-EHOSTDOWN),
+     * without waiting for the timeouts above. The balancer answers from
+     * its probes, so a hung target costs a copy no more than a dead one
+     * (SPEC "Partial failure"). */
+    bool (*target_down)(void *cls);
+    void *target_down_cls;
     /* The PUT completes a client's write (the balancer walking on past a
      * failed target): sent without ?replica=1, so a tombstone on the
      * target does not refuse it, as it would not refuse the client. */
@@ -132,6 +139,7 @@ void cas_copier_free(struct cas_copier *cp);
  *   -EROFS      the target answered 403 or 503 (read-only, forbidden);
  *   -EACCES     either side answered 401 (the token is wrong or missing);
  *   -ETIMEDOUT  a timeout above passed (res->side says whose);
+ *   -EHOSTDOWN  target_down said the target is down;
  *   -EINTR      *o->stop was set;
  *   -EIO        anything else (unreachable, another status, a short body).
  */

@@ -48,7 +48,7 @@ enum tgt_mode { TGT_STORE, TGT_EARLY, TGT_LATE, TGT_STALL };
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bool release; /* set by the test: stalled handlers go on */
+    unsigned release_gen; /* bumped by the test: handlers stalled before go on */
     /* what the servers do */
     enum src_mode src;
     enum tgt_mode tgt;
@@ -113,7 +113,8 @@ static void wait_release(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += 30;
     pthread_mutex_lock(&T.lock);
-    while (!T.release)
+    unsigned gen = T.release_gen;
+    while (T.release_gen == gen)
         if (pthread_cond_timedwait(&T.cond, &T.lock, &ts) != 0)
             break;
     pthread_mutex_unlock(&T.lock);
@@ -122,7 +123,7 @@ static void wait_release(void)
 static void release(void)
 {
     pthread_mutex_lock(&T.lock);
-    T.release = true;
+    T.release_gen++;
     pthread_cond_broadcast(&T.cond);
     pthread_mutex_unlock(&T.lock);
 }
@@ -133,7 +134,6 @@ static void reset(enum src_mode src, enum tgt_mode tgt, unsigned tgt_status)
     T.src = src;
     T.tgt = tgt;
     T.tgt_status = tgt_status;
-    T.release = false;
     T.gets = T.puts = T.bodies_complete = T.stored = T.any = 0;
     T.put_bytes = 0;
     T.replica_query = false;
@@ -500,6 +500,51 @@ static void test_target_stalls(void)
     CU_ASSERT(res.bytes < (32u << 20));
 }
 
+static bool always_down(void *cls)
+{
+    (*(int *)cls)++;
+    return true;
+}
+
+/* A target that took the whole body and never answers: bounded by the
+ * answer timeout, or given up at once when the caller knows it is down. */
+static void test_target_never_answers(void)
+{
+    char hex[CAS_MAX_HEX + 1];
+    object(1000, hex);
+    reset(SRC_OK, TGT_STALL, 0);
+    struct cas_copy_options o = opts();
+    o.stall_timeout_ms = 60000;
+    o.answer_timeout_ms = 300;
+    struct cas_copy_result res;
+    double t0 = now_s();
+    int rc = cas_copy_object(NULL, &o, T.src_url, T.tgt_url, hex, -1, &res);
+    double took = now_s() - t0;
+    release();
+    CU_ASSERT_EQUAL(rc, -ETIMEDOUT);
+    CU_ASSERT_EQUAL(res.side, CAS_COPY_TARGET);
+    CU_ASSERT_EQUAL(res.bytes, 1000);
+    CU_ASSERT_PTR_NOT_NULL(strstr(res.error, "no answer within 300 ms of the body's end"));
+    CU_ASSERT(took < 10);
+
+    object(1001, hex); /* the copy cut above may still reach the target */
+    reset(SRC_OK, TGT_STALL, 0);
+    int asked = 0;
+    o.answer_timeout_ms = 60000;
+    o.target_down = always_down;
+    o.target_down_cls = &asked;
+    t0 = now_s();
+    rc = cas_copy_object(NULL, &o, T.src_url, T.tgt_url, hex, -1, &res);
+    took = now_s() - t0;
+    release();
+    CU_ASSERT_EQUAL(rc, -EHOSTDOWN);
+    CU_ASSERT_EQUAL(res.side, CAS_COPY_TARGET);
+    CU_ASSERT_PTR_NOT_NULL(strstr(res.error, "down"));
+    CU_ASSERT(asked >= 1);
+    CU_ASSERT(took < 10);
+    CU_ASSERT_EQUAL(T.stored, 0);
+}
+
 static void test_source_gone_is_not_copied(void)
 {
     char hex[CAS_MAX_HEX + 1];
@@ -783,6 +828,7 @@ int main(void)
     CU_add_test(s, "source stalls: bounded", test_source_stalls);
     CU_add_test(s, "source never answers: head timeout", test_source_never_answers);
     CU_add_test(s, "target stalls: bounded", test_target_stalls);
+    CU_add_test(s, "target never answers: answer timeout, target_down", test_target_never_answers);
     CU_add_test(s, "source 404/410: no PUT", test_source_gone_is_not_copied);
     CU_add_test(s, "source length differs", test_wrong_length_not_copied);
     CU_add_test(s, "source without a length", test_source_without_length);

@@ -9,7 +9,7 @@
  * taken the chunk, so memory is one chunk, and the slowest live backend
  * sets the pace. A backend that stops taking data for io_timeout_ms is
  * dropped, so one stuck disk cannot hold the others. The same code carries
- * gc/mark bodies and read-repair copies.
+ * gc/mark bodies (copies between backends go through common/copy.c).
  *
  * A hung backend (SIGSTOPped, a dead disk: the kernel still accepts the
  * connection and buffers some of the body) must cost no more than a dead

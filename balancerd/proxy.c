@@ -879,63 +879,20 @@ static size_t put_placement(struct put_ctx *p, const bool *has, const bool *fail
     return ring_write_set(v->ring, ring_position(&p->key), v->cfg->replicas, writable, out);
 }
 
-/* Copies key from backend src, which holds it, to backend dst: a GET
- * streamed into a PUT (the storaged checks the digest), bounded by the
- * balancer's timeouts. 0 once dst answered 2xx, else -errno with err. */
+/* Copies key from backend src, which holds it, to backend dst with the one
+ * copy path (repair_copy, common/copy.h): streamed, the digest checked
+ * before dst gets the last byte, bounded by the balancer's timeouts. The
+ * PUT completes this client's write, so it is sent as one (no ?replica=1;
+ * ?sync=0 when the client asked). 0 once dst answered 2xx, else -errno
+ * with err. */
 static int put_copy(struct put_ctx *p, size_t src, size_t dst, char *err, size_t errlen)
 {
     struct view *v = p->v;
-    char hex[CAS_MAX_HEX + 1];
-    cas_key_hex(&p->key, hex);
-    char url[1200];
-    snprintf(url, sizeof(url), "%s/objects/%s", v->b[src]->url, hex);
-    struct bstream *s;
-    struct bstream_head head;
-    if (bstream_open(p->bal, v, url, "GET", NULL, &s, &head, err, errlen) < 0)
-        return -EIO;
-    if (head.status != 200 || head.content_length < 0) {
-        bstream_close(s);
-        snprintf(err, errlen, "%s answered %ld", v->b[src]->url, head.status);
-        return -EIO;
-    }
-    char *dst_url = NULL;
-    if (asprintf(&dst_url, "%s/objects/%s%s", v->b[dst]->url, hex, p->sync_off ? "?sync=0" : "") <
-        0) {
-        bstream_close(s);
-        return -ENOMEM;
-    }
-    struct fanout *f = NULL;
-    char *buf = malloc(SPOOL_CHUNK);
-    int rc = buf ? fanout_start(p->bal, v, "PUT", &dst_url, &dst, 1, head.content_length, &f)
-                 : -ENOMEM;
-    free(dst_url);
-    if (rc < 0) {
-        free(buf);
-        bstream_close(s);
-        snprintf(err, errlen, "out of memory");
-        return rc;
-    }
-    ssize_t got;
-    int64_t total = 0;
-    while ((got = bstream_read(s, buf, SPOOL_CHUNK, err, errlen)) > 0) {
-        total += got;
-        if (fanout_feed(f, buf, (size_t)got) == 0)
-            break;
-    }
-    bstream_close(s);
-    free(buf);
-    if (got < 0 || total != head.content_length) {
-        fanout_free(f); /* cut before the end: dst keeps nothing partial */
-        if (got >= 0)
-            snprintf(err, errlen, "copy from %s ended short", v->b[src]->url);
-        return -EIO;
-    }
-    fanout_finish(f);
-    const struct fanout_result *r = fanout_result(f, 0);
-    rc = r->status == 200 || r->status == 201 ? 0 : -EIO;
+    struct cas_copy_result res;
+    int rc = repair_copy(p->bal, v, NULL, v->b[src]->url, v->b[dst]->url, &p->key, true,
+                         p->sync_off, NULL, &res);
     if (rc < 0)
-        snprintf(err, errlen, "%s: %s", v->b[dst]->url, r->status ? "refused the copy" : r->err);
-    fanout_free(f);
+        snprintf(err, errlen, "%s", res.error);
     return rc;
 }
 

@@ -6,7 +6,8 @@
  * the backend to fix) here, after serving its client. One worker thread
  * takes entries in order, reads the object from another backend (in read
  * order) and PUTs it to the one that lacked it as a copy between replicas
- * (PUT ?replica=1): the storaged checks the digest as for any PUT, and
+ * (PUT ?replica=1, through common/copy.c, the copy path the rebalance and
+ * anti-entropy use too): the copier and the storaged both check the digest, and
  * refuses the copy (410) when a client deleted the key there, so a repair
  * racing a DELETE never brings the object back. The queue is bounded: when
  * it is full, new entries are dropped and counted, never waited for.
@@ -23,8 +24,6 @@
  */
 #define _GNU_SOURCE
 #include "repair.h"
-#include "bstream.h"
-#include "fanout.h"
 #include "upstream.h"
 #include "view.h"
 #include "log.h"
@@ -49,6 +48,7 @@ struct repair_queue {
     struct repair_entry *q;
     size_t head, len;
     bool stop;
+    volatile int halt; /* stop, for a copy in flight (copy.h's stop flag) */
     pthread_t thread;
     bool started;
     pthread_t qthread; /* the quarantine poller */
@@ -56,16 +56,76 @@ struct repair_queue {
     uint64_t qpolls, qfound; /* polls done; quarantined copies seen (under lock) */
 };
 
-/* Copies key from some backend other than target_url to target_url. */
-static int repair_one(struct balancer *bal, const struct repair_entry *e, char *err, size_t errlen)
+/* copy.h's target_down for repair_copy: the probes' verdict on the
+ * target's backend. */
+struct target_health {
+    struct balancer *bal;
+    const struct view *v;
+    size_t backend;
+};
+
+static bool target_known_down(void *cls)
+{
+    struct target_health *h = cls;
+    bool down[h->v->n ? h->v->n : 1];
+    backend_known_down(h->bal, h->v, down);
+    return down[h->backend];
+}
+
+int repair_copy(struct balancer *bal, const struct view *v, struct cas_copier *cp,
+                const char *src_url, const char *dst_url, const struct cas_key *key,
+                bool client_write, bool no_sync, volatile int *stop, struct cas_copy_result *res)
+{
+    /* The view's way to its backends (token, TLS), as upstream.c's. */
+    const struct view_conf *tc = v->conf;
+    struct cas_ctl_opts ctl = {
+        .token = v->token,
+        .connect_timeout_ms = (long)bal->opt.connect_timeout_ms,
+        .user_agent = "ca-cas-balancerd/" CAS_VERSION,
+    };
+    if (tc) {
+        ctl.ca_pem = tc->ca_pem;
+        ctl.ca_len = tc->ca_len;
+        ctl.cert_pem = tc->client_cert_pem;
+        ctl.cert_len = tc->client_cert_len;
+        ctl.key_pem = tc->client_key_pem;
+        ctl.key_len = tc->client_key_len;
+    }
+    struct cas_copy_options o = {
+        .algo = key->algo,
+        .ctl = &ctl,
+        .stall_timeout_ms = bal->opt.io_timeout_ms,
+        .head_timeout_ms = bal->opt.first_byte_timeout_ms,
+        .stop = stop,
+        .client_write = client_write,
+        .no_sync = no_sync,
+    };
+    /* A target the probes find down is given up (as fanout.c drops one). */
+    struct target_health th = {bal, v, v->n};
+    for (size_t i = 0; i < v->n; i++)
+        if (!strcmp(v->b[i]->url, dst_url))
+            th.backend = i;
+    if (th.backend < v->n) {
+        o.target_down = target_known_down;
+        o.target_down_cls = &th;
+    }
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(key, hex);
+    return cas_copy_object(cp, &o, src_url, dst_url, hex, -1, res);
+}
+
+/* Copies key from some backend other than target_url to target_url
+ * (repair_copy). A failure on the source's side (it lacks the copy, sent
+ * wrong bytes, stalled) moves on to the next source in read order; an
+ * answer from the target ends the attempt. */
+static int repair_one(struct balancer *bal, struct repair_queue *rq, struct cas_copier *cp,
+                      const struct repair_entry *e, char *err, size_t errlen)
 {
     struct view *v = view_get(bal);
     size_t order[v->n ? v->n : 1], nhome = 0;
     size_t n = ring_read_order(v->ring, ring_position(&e->key), v->cfg->replicas, order, &nhome);
     bool up[v->n ? v->n : 1];
     backend_health(bal, v, NULL, up);
-    char hex[CAS_MAX_HEX + 1];
-    cas_key_hex(&e->key, hex);
     int target = -1;
     for (size_t i = 0; i < v->n; i++)
         if (!strcmp(v->b[i]->url, e->url))
@@ -81,61 +141,12 @@ static int repair_one(struct balancer *bal, const struct repair_entry *e, char *
         size_t b = order[i];
         if ((int)b == target || !up[b])
             continue;
-        char url[1200];
-        snprintf(url, sizeof(url), "%s/objects/%s", v->b[b]->url, hex);
-        struct bstream *s;
-        struct bstream_head head;
-        if (bstream_open(bal, v, url, "GET", NULL, &s, &head, err, errlen) < 0)
-            continue;
-        if (head.status != 200 || head.content_length < 0) {
-            bstream_close(s);
-            snprintf(err, errlen, "%s answered %ld", v->b[b]->url, head.status);
-            continue;
-        }
-        char *dst = NULL;
-        if (asprintf(&dst, "%s/objects/%s?replica=1", e->url, hex) < 0) {
-            bstream_close(s);
-            view_put(v);
-            return -ENOMEM;
-        }
-        struct fanout *f;
-        size_t tb = (size_t)target;
-        rc = fanout_start(bal, v, "PUT", &dst, &tb, 1, head.content_length, &f);
-        free(dst);
-        if (rc < 0) {
-            bstream_close(s);
+        struct cas_copy_result res;
+        rc = repair_copy(bal, v, cp, v->b[b]->url, e->url, &e->key, false, false, &rq->halt, &res);
+        if (rc < 0)
+            snprintf(err, errlen, "%s", res.error);
+        if (rc == 0 || res.side != CAS_COPY_SOURCE)
             break;
-        }
-        char buf[128 * 1024];
-        ssize_t got;
-        int64_t total = 0;
-        while ((got = bstream_read(s, buf, sizeof(buf), err, errlen)) > 0) {
-            total += got;
-            if (fanout_feed(f, buf, (size_t)got) == 0)
-                break;
-        }
-        bstream_close(s);
-        if (got < 0 || total != head.content_length) {
-            fanout_free(f); /* aborts the PUT: the target keeps nothing partial */
-            rc = -EIO;
-            continue;
-        }
-        fanout_finish(f);
-        const struct fanout_result *r = fanout_result(f, 0);
-        if (r->status == 200 || r->status == 201) {
-            rc = 0;
-        } else if (r->status == 410) {
-            rc = -ECANCELED;
-            snprintf(err, errlen, "%s refused the copy: the object was deleted there", e->url);
-        } else {
-            rc = -EIO;
-            if (r->status)
-                snprintf(err, errlen, "%s answered %ld to the copy", e->url, r->status);
-            else
-                snprintf(err, errlen, "%s: %s", e->url, r->err);
-        }
-        fanout_free(f);
-        break;
     }
     view_put(v);
     return rc;
@@ -145,12 +156,14 @@ static void *repair_main(void *arg)
 {
     struct balancer *bal = arg;
     struct repair_queue *rq = bal->repair;
+    struct cas_copier *cp = cas_copier_new(); /* NULL: each copy makes its own */
     for (;;) {
         pthread_mutex_lock(&rq->lock);
         while (!rq->stop && rq->len == 0)
             pthread_cond_wait(&rq->cond, &rq->lock);
         if (rq->stop) {
             pthread_mutex_unlock(&rq->lock);
+            cas_copier_free(cp);
             return NULL;
         }
         struct repair_entry e = rq->q[rq->head];
@@ -159,7 +172,7 @@ static void *repair_main(void *arg)
         char err[512] = "";
         char hex[CAS_MAX_HEX + 1];
         cas_key_hex(&e.key, hex);
-        int rc = repair_one(bal, &e, err, sizeof(err));
+        int rc = repair_one(bal, rq, cp, &e, err, sizeof(err));
         if (rc == 0) {
             __atomic_add_fetch(&bal->ctr.repairs_done, 1, __ATOMIC_RELAXED);
             log_info("read repair: copied %s to %s", hex, e.url);
@@ -320,6 +333,7 @@ void repair_stop(struct balancer *bal)
         return;
     pthread_mutex_lock(&rq->lock);
     rq->stop = true;
+    rq->halt = 1;
     pthread_cond_broadcast(&rq->cond);
     pthread_mutex_unlock(&rq->lock);
     if (rq->started)

@@ -5,6 +5,7 @@
 #ifndef CAS_BAL_REPAIR_H
 #define CAS_BAL_REPAIR_H
 
+#include "copy.h"
 #include "state.h"
 
 #include <stddef.h>
@@ -17,6 +18,19 @@ void repair_stop(struct balancer *bal);
  * full. Never blocks. */
 void repair_enqueue(struct balancer *bal, const struct cas_key *key, const char *url);
 size_t repair_queue_length(struct balancer *bal);
+/*
+ * Copies key from the backend at src_url to the one at dst_url with the
+ * one copy path (common/copy.h), with v's token and TLS and the balancer's
+ * connect, first-byte (for the source's answer) and io (as the stall
+ * limit) timeouts; a target the probes find down is given up at once
+ * (-EHOSTDOWN), as fanout.c drops one. cp: the calling
+ * thread's handles (NULL: made for this copy). client_write and no_sync as
+ * in copy.h (read repair: false, false). stop: NULL or a flag that cuts
+ * the copy. Returns 0 or copy.h's -errno, res saying what happened.
+ */
+int repair_copy(struct balancer *bal, const struct view *v, struct cas_copier *cp,
+                const char *src_url, const char *dst_url, const struct cas_key *key,
+                bool client_write, bool no_sync, volatile int *stop, struct cas_copy_result *res);
 /* Quarantine polls done and quarantined copies they found (for /metrics). */
 void repair_quarantine_stats(struct balancer *bal, uint64_t *polls, uint64_t *found);
 

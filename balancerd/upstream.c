@@ -3,9 +3,11 @@
  *
  * Probes, GC fan-out, capacity and the like are small JSON exchanges sent to
  * several backends at once. upstream_run drives them in parallel on one
- * curl multi handle and collects each status and body. upstream_easy is the
- * one place that configures a handle towards a backend (token, timeouts),
- * also used by the streaming paths (bstream.c, fanout.c).
+ * curl multi handle and collects each status and body, through the control
+ * layer common/ctl.c (cas_ctl_run). upstream_easy gives a handle towards a
+ * backend configured by the same layer (cas_ctl_easy: token, TLS, timeouts)
+ * with the balancer's view and options, also used by the streaming paths
+ * (bstream.c, fanout.c).
  *
  * Object reads (GET/HEAD from proxy.c) do not go through libcurl: upconn_*
  * at the end of this file speaks HTTP/1.1 itself on pooled keep-alive
@@ -13,7 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "upstream.h"
-#include "json.h"
+#include "ctl.h"
 #include "log.h"
 #include "num.h"
 #include "token.h"
@@ -74,6 +76,28 @@ CURLM *upstream_multi_new(void)
     return m;
 }
 
+/* The control layer's options for requests to v's backends (ctl.h). */
+static void ctl_opts(const struct view *v, const struct balancer_options *opt,
+                     struct cas_ctl_opts *o)
+{
+    pthread_once(&share_once, share_init);
+    const struct view_conf *tc = v->conf;
+    *o = (struct cas_ctl_opts){
+        .token = v->token,
+        .connect_timeout_ms = (long)opt->connect_timeout_ms,
+        .share = share,
+        .max_body = UPSTREAM_MAX_BODY,
+    };
+    if (tc) {
+        o->ca_pem = tc->ca_pem;
+        o->ca_len = tc->ca_len;
+        o->cert_pem = tc->client_cert_pem;
+        o->cert_len = tc->client_cert_len;
+        o->key_pem = tc->client_key_pem;
+        o->key_len = tc->client_key_len;
+    }
+}
+
 CURL *upstream_easy(const struct view *v, const char *url, const char *method,
                     const struct balancer_options *opt, struct curl_slist **hdrs)
 {
@@ -83,125 +107,43 @@ CURL *upstream_easy(const struct view *v, const char *url, const char *method,
 CURL *upstream_easy_reuse(CURL *e, const struct view *v, const char *url, const char *method,
                           const struct balancer_options *opt, struct curl_slist **hdrs)
 {
-    pthread_once(&share_once, share_init);
-    if (e)
-        curl_easy_reset(e);
-    else if (!(e = curl_easy_init()))
-        return NULL;
-    if (share)
-        curl_easy_setopt(e, CURLOPT_SHARE, share);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)opt->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    if (!strncmp(url, "https://", 8)) {
-        /* TLS (OPERATIONS.md "TLS"): verify the backend against ca_file
-         * (libcurl's system store when absent; peer and host name are
-         * verified by default), and present the client certificate when
-         * one is configured. Blobs are copied by libcurl. */
-        const struct view_conf *tc = v->conf;
-        if (tc && tc->ca_pem) {
-            struct curl_blob ca = {tc->ca_pem, tc->ca_len, CURL_BLOB_COPY};
-            curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
-        }
-        if (tc && tc->client_cert_pem && tc->client_key_pem) {
-            struct curl_blob cert = {tc->client_cert_pem, tc->client_cert_len, CURL_BLOB_COPY};
-            struct curl_blob key = {tc->client_key_pem, tc->client_key_len, CURL_BLOB_COPY};
-            curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
-            curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-            curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
-            curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-        }
-    }
-    if (!strcmp(method, "HEAD"))
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    else if (strcmp(method, "GET") != 0)
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    struct curl_slist *h = NULL;
-    h = curl_slist_append(h, "Expect:");
-    if (v->token) {
-        char auth[CAS_TOKEN_MAX + 32]; /* never cut: the token is at most CAS_TOKEN_MAX */
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", v->token);
-        h = curl_slist_append(h, auth);
-    }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    *hdrs = h;
-    return e;
-}
-
-static size_t collect(char *data, size_t size, size_t nmemb, void *cls)
-{
-    struct upstream_call *c = cls;
-    size_t n = size * nmemb;
-    if (c->resp.len + n <= UPSTREAM_MAX_BODY)
-        cas_buf_append(&c->resp, data, n);
-    return n;
+    struct cas_ctl_opts o;
+    ctl_opts(v, opt, &o);
+    return cas_ctl_easy(&e, &o, url, method, hdrs, NULL) == 0 ? e : NULL;
 }
 
 void upstream_run(struct balancer *bal, const struct view *v, struct upstream_call *calls,
                   size_t n, long timeout_ms)
 {
-    CURLM *m = upstream_multi_new();
-    CURL *easy[n ? n : 1];
-    struct curl_slist *hdrs[n ? n : 1];
+    struct cas_ctl_opts o;
+    ctl_opts(v, &bal->opt, &o);
+    struct cas_ctl_req *reqs = calloc(n ? n : 1, sizeof(*reqs));
+    if (!reqs) {
+        for (size_t i = 0; i < n; i++) {
+            cas_buf_init(&calls[i].resp);
+            calls[i].status = 0;
+            calls[i].curl_code = CURLE_OUT_OF_MEMORY;
+            snprintf(calls[i].err, sizeof(calls[i].err), "out of memory");
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        reqs[i] = (struct cas_ctl_req){.url = calls[i].url,
+                                       .method = calls[i].method,
+                                       .body = calls[i].body,
+                                       .body_len = calls[i].body_len};
+    cas_ctl_run(&o, reqs, n, timeout_ms);
     for (size_t i = 0; i < n; i++) {
         struct upstream_call *c = &calls[i];
-        cas_buf_init(&c->resp);
-        c->status = 0;
+        c->status = reqs[i].status;
+        c->curl_code = reqs[i].curl_code;
+        c->ms = reqs[i].ms;
+        c->resp = reqs[i].resp; /* handed over */
         c->err[0] = '\0';
-        easy[i] = upstream_easy(v, c->url, c->method, &bal->opt, &hdrs[i]);
-        if (!easy[i]) {
-            snprintf(c->err, sizeof(c->err), "out of memory");
-            continue;
-        }
-        curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, collect);
-        curl_easy_setopt(easy[i], CURLOPT_WRITEDATA, c);
-        curl_easy_setopt(easy[i], CURLOPT_PRIVATE, c);
-        if (timeout_ms > 0)
-            curl_easy_setopt(easy[i], CURLOPT_TIMEOUT_MS, timeout_ms);
-        if (c->body) {
-            curl_easy_setopt(easy[i], CURLOPT_POSTFIELDS, c->body);
-            curl_easy_setopt(easy[i], CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
-        } else if (!strcmp(c->method, "POST")) {
-            curl_easy_setopt(easy[i], CURLOPT_POSTFIELDS, "");
-            curl_easy_setopt(easy[i], CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-        }
-        curl_multi_add_handle(m, easy[i]);
+        if (c->status == 0)
+            cas_ctl_describe(&reqs[i], c->err, sizeof(c->err));
     }
-    int running = 1;
-    while (running) {
-        if (curl_multi_perform(m, &running) != CURLM_OK)
-            break;
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(m, &left))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            struct upstream_call *c = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-            double t = 0;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_TOTAL_TIME, &t);
-            c->ms = t * 1000;
-            if (msg->data.result == CURLE_OK) {
-                curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &c->status);
-            } else {
-                c->status = 0;
-                c->curl_code = (int)msg->data.result;
-                snprintf(c->err, sizeof(c->err), "%s", curl_easy_strerror(msg->data.result));
-            }
-        }
-        if (running)
-            curl_multi_poll(m, NULL, 0, 200, NULL);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!easy[i])
-            continue;
-        curl_multi_remove_handle(m, easy[i]);
-        curl_easy_cleanup(easy[i]);
-        curl_slist_free_all(hdrs[i]);
-    }
-    curl_multi_cleanup(m);
+    free(reqs);
 }
 
 void upstream_calls_free(struct upstream_call *calls, size_t n)
@@ -212,15 +154,10 @@ void upstream_calls_free(struct upstream_call *calls, size_t n)
 
 void upstream_describe(const struct upstream_call *c, char *out, size_t outlen)
 {
-    if (c->status == 0) {
+    if (c->status == 0)
         snprintf(out, outlen, "%s", c->err[0] ? c->err : "no answer");
-        return;
-    }
-    char msg[200] = "";
-    if (c->resp.data && cas_json_get_string(c->resp.data, "error", msg, sizeof(msg)) == 0)
-        snprintf(out, outlen, "HTTP %ld: %s", c->status, msg);
     else
-        snprintf(out, outlen, "HTTP %ld", c->status);
+        cas_ctl_describe_status(c->status, c->resp.data, c->resp.len, out, outlen);
 }
 
 /* ---- object reads over pooled keep-alive connections ---------------------

@@ -2,8 +2,9 @@
  * upstream.h - requests from the balancer to its backends: the transport
  * layer's bottom (above state.h only).
  *
- * Two clients: libcurl for small parallel control requests (upstream_run)
- * and the configured easy handles bstream.c and fanout.c drive; and a
+ * Two clients: libcurl, through the control layer common/ctl.h, for small
+ * parallel control requests (upstream_run) and the configured easy handles
+ * bstream.c and fanout.c drive; and a
  * hand-written HTTP/1.1 reader on pooled keep-alive connections for object
  * reads (upconn_*), kept for speed, whose response-head parser
  * (upstream_parse_head) is shared with bstream's header callback rules.
@@ -30,14 +31,16 @@ struct upstream_call {
     /* out */
     long status;      /* 0 when the request failed */
     int curl_code;    /* CURLcode of a failed request */
-    struct cas_buf resp; /* the body, cut at 16 MiB */
-    char err[256];
+    struct cas_buf resp; /* the body; one over 16 MiB fails the call */
+    char err[256];       /* why a failed call failed (cas_ctl_describe) */
     double ms;
     bool skipped; /* not asked: the probes say the backend is down */
 };
 
-/* A configured easy handle: URL, method, token, connect timeout, no
- * signals, no Expect: 100-continue. *hdrs gets the header list to free. */
+/* A configured easy handle (cas_ctl_easy with v's token and TLS texts and
+ * opt's connect timeout, on the process-wide connection pool): URL, method,
+ * token, no signals, no Expect: 100-continue. *hdrs gets the header list to
+ * free. NULL when out of memory. */
 CURL *upstream_easy(const struct view *v, const char *url, const char *method,
                     const struct balancer_options *opt, struct curl_slist **hdrs);
 
@@ -50,11 +53,13 @@ CURL *upstream_easy_reuse(CURL *e, const struct view *v, const char *url, const 
  * enough for many concurrent requests. */
 CURLM *upstream_multi_new(void);
 
-/* Runs n small requests in parallel, each bounded by timeout_ms (0: none). */
+/* Runs n small requests in parallel (cas_ctl_run), all bounded by one
+ * deadline of timeout_ms (0: none). */
 void upstream_run(struct balancer *bal, const struct view *v, struct upstream_call *calls,
                   size_t n, long timeout_ms);
 void upstream_calls_free(struct upstream_call *calls, size_t n);
-/* Error text of a failed call or a non-2xx answer ({"error":...}). */
+/* Error text of a failed call or a non-2xx answer (cas_ctl_describe:
+ * "HTTP 503: <its JSON error>"). */
 void upstream_describe(const struct upstream_call *c, char *out, size_t outlen);
 
 /* What a response head says that the balancer acts on; filled by

@@ -16,6 +16,7 @@
  * that failed) is fine.
  */
 #include "cli.h"
+#include "ctl.h"
 #include "json.h"
 
 #include <curl/curl.h>
@@ -46,6 +47,7 @@ struct bench;
 struct bench_op {
     struct bench *b;
     CURL *e;
+    struct curl_slist *hdrs; /* this operation's request headers */
     int kind;
     double t0;
     unsigned char tail[TAIL_SIZE];
@@ -61,7 +63,7 @@ struct bench_op {
 struct bench {
     const struct cli_ctx *ctx;
     CURLM *multi;
-    struct curl_slist *hdrs;
+    struct cas_ctl_opts ctl; /* token, --cacert, timeouts (common/ctl.h) */
     const struct cas_hash_algo *algo;
     EVP_MD_CTX *prefix; /* digest state after the pattern part */
     unsigned char *pattern;
@@ -196,18 +198,20 @@ static int bench_start(struct bench *b, struct bench_op *op, int kind, char *err
     }
     snprintf(op->url, sizeof(op->url), "%s/objects/%s", b->ctx->server, op->key);
     CURL *e = op->e;
-    curl_easy_reset(e);
-    curl_easy_setopt(e, CURLOPT_URL, op->url);
+    const char *method = kind == OP_PUT ? "PUT" : kind == OP_DEL ? "DELETE" : "GET";
+    curl_slist_free_all(op->hdrs); /* the previous operation's */
+    op->hdrs = NULL;
+    struct curl_slist *h = NULL;
+    if (cas_ctl_easy(&e, &b->ctl, op->url, method, &op->hdrs, NULL) < 0 ||
+        !(h = curl_slist_append(op->hdrs, "Content-Type: application/octet-stream"))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    op->hdrs = h;
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, op->hdrs);
     curl_easy_setopt(e, CURLOPT_PRIVATE, op);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "ca-cas-bench/" CAS_VERSION);
-    cli_curl_tls(e, b->ctx);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, bench_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, op);
-    if (kind == OP_DEL)
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
     if (kind == OP_PUT) {
         curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)b->size);
@@ -366,13 +370,13 @@ static int bench_setup(struct bench *b, char *err, size_t errlen)
     b->run_id =
         (uint64_t)ts.tv_sec * 1000000007ULL ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32;
     b->rng = b->run_id | 1;
-    if (b->ctx->token) {
-        char h[4200];
-        snprintf(h, sizeof(h), "Authorization: Bearer %s", b->ctx->token);
-        b->hdrs = curl_slist_append(b->hdrs, h);
-    }
-    b->hdrs = curl_slist_append(b->hdrs, "Content-Type: application/octet-stream");
-    b->hdrs = curl_slist_append(b->hdrs, "Expect:");
+    b->ctl = (struct cas_ctl_opts){
+        .token = b->ctx->token,
+        .ca_pem = b->ctx->cacert_pem,
+        .ca_len = b->ctx->cacert_len,
+        .connect_timeout_ms = 10000,
+        .user_agent = "ca-cas-bench/" CAS_VERSION,
+    };
     b->multi = curl_multi_init();
     return b->multi ? 0 : -ENOMEM;
 }
@@ -615,12 +619,13 @@ int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx)
     else
         cli_error("bench: %s", rc == -ENOMEM && !err[0] ? "out of memory" : err);
     uint64_t errors = b.st[OP_PUT].errors + b.st[OP_GET].errors;
-    for (size_t i = 0; ops && i < conc; i++)
+    for (size_t i = 0; ops && i < conc; i++) {
         if (ops[i].e)
             curl_easy_cleanup(ops[i].e);
+        curl_slist_free_all(ops[i].hdrs);
+    }
     if (b.multi)
         curl_multi_cleanup(b.multi);
-    curl_slist_free_all(b.hdrs);
     EVP_MD_CTX_free(b.prefix);
     for (int k = 0; k < OP_ALL; k++)
         free(b.st[k].lat_ms);

@@ -107,9 +107,6 @@ int cli_globals_parse(int argc, char **argv, struct cli_globals *g, char **rest,
  * from --token-file, $CA_CAS_TOKEN_FILE or $CAS_TOKEN_FILE; CA bundle from
  * --cacert or $CA_CAS_CACERT. */
 int cli_ctx_setup(const struct cli_globals *g, struct cli_ctx *ctx, char *err, size_t errlen);
-/* Sets libcurl's TLS verification for ctx on e: the --cacert bundle when
- * given (peer and host name are always verified). Call after each reset. */
-void cli_curl_tls(void *curl_easy, const struct cli_ctx *ctx);
 
 /* Prints "ca-cas: <message>" on stderr; with --json (cli_json_errors),
  * {"error": "<message>"} instead. */

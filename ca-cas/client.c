@@ -5,9 +5,12 @@
  * successive requests reuse one keep-alive connection. A request body
  * streams from memory or from a file descriptor (never read whole), a
  * response body streams into the caller's sink; error answers are kept
- * (bounded) so their JSON {"error": ...} can be shown to the user.
+ * (bounded) so their JSON {"error": ...} can be shown to the user. The
+ * handle is set up for each request by the control layer shared with the
+ * daemons (common/ctl.h: token, TLS, timeouts, no signals).
  */
 #include "cli.h"
+#include "ctl.h"
 #include "json.h"
 
 #include <curl/curl.h>
@@ -22,7 +25,7 @@
 struct cli_client {
     const struct cli_ctx *ctx;
     CURL *curl;
-    struct curl_slist *auth;
+    struct cas_ctl_opts ctl;          /* token, CA, timeouts: for every request */
     const struct cas_hash_algo *algo; /* the server's, once asked */
     char curl_err[CURL_ERROR_SIZE];
 };
@@ -36,14 +39,6 @@ struct xfer {
     int sink_rc;
 };
 
-void cli_curl_tls(void *curl_easy, const struct cli_ctx *ctx)
-{
-    if (!ctx->cacert_pem)
-        return;
-    struct curl_blob ca = {ctx->cacert_pem, ctx->cacert_len, CURL_BLOB_COPY};
-    curl_easy_setopt((CURL *)curl_easy, CURLOPT_CAINFO_BLOB, &ca);
-}
-
 int cli_client_new(const struct cli_ctx *ctx, struct cli_client **out, char *err, size_t errlen)
 {
     struct cli_client *c = calloc(1, sizeof(*c));
@@ -53,19 +48,16 @@ int cli_client_new(const struct cli_ctx *ctx, struct cli_client **out, char *err
         return -ENOMEM;
     }
     c->ctx = ctx;
-    if (ctx->token) {
-        size_t len = strlen(ctx->token) + 32;
-        char *h = malloc(len);
-        if (!h) {
-            curl_easy_cleanup(c->curl);
-            free(c);
-            snprintf(err, errlen, "out of memory");
-            return -ENOMEM;
-        }
-        snprintf(h, len, "Authorization: Bearer %s", ctx->token);
-        c->auth = curl_slist_append(NULL, h);
-        free(h);
-    }
+    c->ctl = (struct cas_ctl_opts){
+        .token = ctx->token,
+        .ca_pem = ctx->cacert_pem,
+        .ca_len = ctx->cacert_len,
+        .connect_timeout_ms = 10000,
+        .user_agent = "ca-cas/" CAS_VERSION,
+        /* A big upload waits for the server's go-ahead, so a refusal
+         * (401, 413, 507) comes before the body is sent. */
+        .expect_continue = true,
+    };
     *out = c;
     return 0;
 }
@@ -75,7 +67,6 @@ void cli_client_free(struct cli_client *c)
     if (!c)
         return;
     curl_easy_cleanup(c->curl);
-    curl_slist_free_all(c->auth);
     free(c);
 }
 
@@ -248,23 +239,17 @@ int cli_http_do(struct cli_client *c, struct cli_http *h, char *err, size_t errl
     char url[CLI_URL_MAX + 4096];
     snprintf(url, sizeof(url), "%s%s", c->ctx->server, h->path);
 
-    curl_easy_reset(e); /* keeps the connection */
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->curl_err);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "ca-cas/" CAS_VERSION);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    struct curl_slist *hdrs = NULL; /* the token's, then ours */
+    if (cas_ctl_easy(&e, &c->ctl, url, h->method, &hdrs, c->curl_err) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &x);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, &x);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
-    cli_curl_tls(e, c->ctx);
-    c->curl_err[0] = '\0';
 
-    struct curl_slist *hdrs = NULL;
-    for (struct curl_slist *a = c->auth; a; a = a->next)
-        hdrs = curl_slist_append(hdrs, a->data);
     char range[128];
     if (h->range) {
         snprintf(range, sizeof(range), "Range: bytes=%s", h->range);
@@ -304,8 +289,6 @@ int cli_http_do(struct cli_client *c, struct cli_http *h, char *err, size_t errl
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, size);
         if (!has_body)
             curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
-    } else if (strcmp(h->method, "GET") != 0) {
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, h->method);
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
 
@@ -336,7 +319,8 @@ int cli_http_do(struct cli_client *c, struct cli_http *h, char *err, size_t errl
     if (h->status >= 400 && (rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR ||
                              rc == CURLE_PARTIAL_FILE || rc == CURLE_GOT_NOTHING))
         return 0;
-    const char *why = c->curl_err[0] ? c->curl_err : curl_easy_strerror(rc);
+    char why[CURL_ERROR_SIZE + 64];
+    cas_ctl_describe_curl(rc, c->curl_err, why, sizeof(why));
     if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
         rc == CURLE_OPERATION_TIMEDOUT)
         snprintf(err, errlen, "cannot reach server %s: %s", c->ctx->server, why);

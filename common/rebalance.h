@@ -15,8 +15,9 @@
  *      that lack it and can take a copy, and the copies outside the home
  *      that may go once the home is complete.
  *   4. Workers carry the plans out: a missing home copy is streamed from a
- *      holder (GET) into the home backend (PUT), which checks the digest;
- *      memory per copy is a socket buffer. Only once every home copy
+ *      holder (GET) into the home backend (PUT) by common/copy.c, which
+ *      checks the digest before the target gets the last byte (and the
+ *      target checks it again); memory per copy is 1 MiB. Only once every home copy
  *      exists, each home backend is asked again (HEAD) whether it holds
  *      the object right now, and only when all say yes are the copies
  *      outside the home deleted.
@@ -203,6 +204,9 @@ struct rb_bucket *rb_bucket_new(double bytes_per_s);
 void rb_bucket_free(struct rb_bucket *b);
 /* Takes n bytes from the bucket, sleeping until they are there (or *stop). */
 void rb_bucket_take(struct rb_bucket *b, uint64_t n, volatile int *stop);
+/* Takes n bytes without sleeping: returns how many nanoseconds the taker
+ * should wait before it takes more (0: none; always 0 when unlimited). */
+uint64_t rb_bucket_charge(struct rb_bucket *b, uint64_t n);
 
 struct rb_io; /* one worker's connections */
 
@@ -217,11 +221,14 @@ long rb_io_get(struct rb_io *io, const char *url, int (*sink)(void *cls, const c
                void *cls, char *err, size_t errlen);
 /* HEAD or DELETE of url: the status, or -errno with a message. */
 long rb_io_simple(struct rb_io *io, const char *method, const char *url, char *err, size_t errlen);
-/* Copies object hex of size bytes from src to dst (base URLs) by streaming
- * GET into PUT (PUT ?replica=1: a copy between replicas). 0 on a 2xx from
- * dst, -ENOENT when src does not have it, -ECANCELED when dst refuses it
- * because a client deleted the key there (410), -EINTR when stopped,
- * another -errno with a message otherwise. */
+/* Copies object hex of size bytes from src to dst (base URLs) with
+ * cas_copy_object (copy.h; PUT ?replica=1: a copy between replicas), with
+ * this worker's handles, the cluster's token and TLS, the options' stop
+ * flag and io timeout (for a stall and for the target's answer), the
+ * bucket and the byte counter. 0 on a 2xx from dst, -ENOENT when src does
+ * not have it (404/410), -ECANCELED when dst refuses it because a client
+ * deleted the key there (410), -EINTR when stopped, another -errno of
+ * copy.h with a message otherwise. */
 int rb_io_copy(struct rb_io *io, const char *src, const char *dst, const char *hex, uint64_t size,
                char *err, size_t errlen);
 

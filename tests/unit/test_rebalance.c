@@ -1,9 +1,14 @@
 /*
  * test_rebalance.c - the pure parts of the rebalance engine
  * (common/rebalance.c): plans under every safety rule, the object table,
- * GET /ring parsing, and the token bucket's pace.
+ * GET /ring parsing, and the token bucket's pace; and the cluster probe
+ * (rb_cluster_probe, rebalance_io.c) against fake backends on loopback
+ * ports: who is up, writable, refused, and why, in the control layer's
+ * words.
  */
+#define _GNU_SOURCE
 #include "rebalance.h"
+#include "fake_backend.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -339,6 +344,125 @@ static void test_bucket_pace(void)
     rb_bucket_free(b);
 }
 
+/* ---- the cluster probe ----------------------------------------------- */
+
+/* A whole HTTP answer with a JSON body, in buf. */
+static const char *answer(char *buf, size_t len, const char *status, const char *body)
+{
+    snprintf(buf, len, "HTTP/1.1 %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s", status,
+             strlen(body), body);
+    return buf;
+}
+
+/* GET /ring of node id node (16 hex digits), 64 tokens. */
+static const char *ring_answer(char *buf, size_t len, const char *node)
+{
+    char body[64 * 20 + 128];
+    size_t n = (size_t)snprintf(body, sizeof(body),
+                                "{\"node\":\"%s\",\"hash\":\"sha1\",\"tokens\":[", node);
+    for (int i = 0; i < 64; i++)
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "%s\"%016llx\"", i ? "," : "",
+                              (unsigned long long)(i + 1) << 57 | (unsigned long long)node[14]);
+    snprintf(body + n, sizeof(body) - n, "]}");
+    return answer(buf, len, "200 OK", body);
+}
+
+static int refused_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        getsockname(s, (struct sockaddr *)&a, &al) < 0)
+        return 1;
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static void test_cluster_probe(void)
+{
+    /* a: up; b: answers 503; c: refuses connections; d: the same node as
+     * a; e: up but read-only. */
+    static char ring_a[2048], ring_e[2048], busy[256], st_ok[256], st_ro[256];
+    ring_answer(ring_a, sizeof(ring_a), "00000000000000a1");
+    ring_answer(ring_e, sizeof(ring_e), "00000000000000e1");
+    answer(busy, sizeof(busy), "503 Busy", "{\"error\":\"busy\"}");
+    answer(st_ok, sizeof(st_ok), "200 OK", "{\"read_only\":false}");
+    answer(st_ro, sizeof(st_ro), "200 OK", "{\"read_only\":true}");
+    struct fake fa, fb, fd, fe;
+    CU_ASSERT_EQUAL_FATAL(fake_start(&fa), 0);
+    CU_ASSERT_EQUAL_FATAL(fake_start(&fb), 0);
+    CU_ASSERT_EQUAL_FATAL(fake_start(&fd), 0);
+    CU_ASSERT_EQUAL_FATAL(fake_start(&fe), 0);
+    fake_route(&fa, 0, "/ring", ring_a);
+    fake_route(&fa, 1, "/status", st_ok);
+    fake_answer(&fb, busy);
+    fake_route(&fd, 0, "/ring", ring_a);
+    fake_route(&fd, 1, "/status", st_ok);
+    fake_route(&fe, 0, "/ring", ring_e);
+    fake_route(&fe, 1, "/status", st_ro);
+    int pc = refused_port();
+    char text[1024], err[1024] = "";
+    snprintf(text, sizeof(text),
+             "replicas: 1\nmin_replicas: 1\nbackends:\n"
+             "  - url: http://127.0.0.1:%d\n    failure_domain: a\n"
+             "  - url: http://127.0.0.1:%d\n    failure_domain: b\n"
+             "  - url: http://127.0.0.1:%d\n    failure_domain: c\n"
+             "  - url: http://127.0.0.1:%d\n    failure_domain: d\n"
+             "  - url: http://127.0.0.1:%d\n    failure_domain: e\n",
+             fa.port, fb.port, pc, fd.port, fe.port);
+    struct config *cfg = NULL;
+    CU_ASSERT_EQUAL_FATAL(config_parse(text, strlen(text), "cluster.yaml", &cfg, err, sizeof(err)),
+                          0);
+    struct rb_cluster *c = NULL;
+    int rc = rb_cluster_probe(cfg, NULL, 2000, &c, err, sizeof(err));
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(c->n, 5);
+    CU_ASSERT_TRUE(c->b[0].up && c->b[0].writable);
+    CU_ASSERT_EQUAL(c->b[0].ntokens, 64);
+    CU_ASSERT_STRING_EQUAL(c->b[0].node, "00000000000000a1");
+    char want[256];
+    snprintf(want, sizeof(want), "GET http://127.0.0.1:%d/ring: HTTP 503: busy", fb.port);
+    CU_ASSERT_FALSE(c->b[1].up);
+    CU_ASSERT_STRING_EQUAL(c->b[1].error, want);
+    CU_ASSERT_FALSE(c->b[2].up);
+    snprintf(want, sizeof(want), "GET http://127.0.0.1:%d/ring: ", pc);
+    CU_ASSERT_EQUAL(strncmp(c->b[2].error, want, strlen(want)), 0);
+    CU_ASSERT(strlen(c->b[2].error) > strlen(want)); /* and curl's reason */
+    CU_ASSERT_FALSE(c->b[3].up);
+    CU_ASSERT_PTR_NOT_NULL(strstr(c->b[3].error, "refused: same node 00000000000000a1"));
+    CU_ASSERT_EQUAL(c->b[3].ntokens, 0);
+    CU_ASSERT_TRUE(c->b[4].up);
+    CU_ASSERT_FALSE(c->b[4].writable);
+    CU_ASSERT_STRING_EQUAL(c->b[4].error, "read-only");
+    CU_ASSERT_FALSE(c->complete); /* b, c, d: tokens unknown */
+    /* Only a and e were asked for their status; each /ring once. */
+    CU_ASSERT_EQUAL(fake_requests(&fa), 2);
+    CU_ASSERT_EQUAL(fake_requests(&fb), 1);
+    CU_ASSERT_EQUAL(fake_requests(&fd), 1);
+    CU_ASSERT_EQUAL(fake_requests(&fe), 2);
+    rb_cluster_free(c);
+    config_free(cfg);
+
+    /* Nobody answers: an error naming the first backend and why. */
+    snprintf(text, sizeof(text),
+             "replicas: 1\nmin_replicas: 1\nbackends:\n"
+             "  - url: http://127.0.0.1:%d\n    failure_domain: a\n",
+             pc);
+    CU_ASSERT_EQUAL_FATAL(config_parse(text, strlen(text), "down.yaml", &cfg, err, sizeof(err)), 0);
+    c = NULL;
+    CU_ASSERT_EQUAL(rb_cluster_probe(cfg, NULL, 2000, &c, err, sizeof(err)), -EHOSTUNREACH);
+    CU_ASSERT_PTR_NULL(c);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(err, "no backend of down.yaml answered (first: http://127.0.0.1:"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "/ring: "));
+    config_free(cfg);
+    fake_stop(&fa);
+    fake_stop(&fb);
+    fake_stop(&fd);
+    fake_stop(&fe);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -354,6 +478,7 @@ int main(void)
     CU_add_test(s, "object table", test_objects_table);
     CU_add_test(s, "GET /ring parsing", test_parse_ring);
     CU_add_test(s, "token bucket pace", test_bucket_pace);
+    CU_add_test(s, "cluster probe: up, down, refused, read-only, and why", test_cluster_probe);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -202,10 +202,11 @@ int rebalance_run(struct rb_cluster *c, const struct rb_options *o, struct rb_st
 struct rb_bucket;
 struct rb_bucket *rb_bucket_new(double bytes_per_s);
 void rb_bucket_free(struct rb_bucket *b);
-/* Takes n bytes from the bucket, sleeping until they are there (or *stop). */
-void rb_bucket_take(struct rb_bucket *b, uint64_t n, volatile int *stop);
 /* Takes n bytes without sleeping: returns how many nanoseconds the taker
- * should wait before it takes more (0: none; always 0 when unlimited). */
+ * should wait before it takes more (0: none; always 0 when unlimited).
+ * The bucket starts full with a burst of 0.1 s of rate (at least 256 KiB)
+ * and refills at rate. A copy pauses its source for the wait
+ * (common/copy.h's throttle). */
 uint64_t rb_bucket_charge(struct rb_bucket *b, uint64_t n);
 
 struct rb_io; /* one worker's connections */

@@ -83,18 +83,6 @@ uint64_t rb_bucket_charge(struct rb_bucket *b, uint64_t n)
     return (uint64_t)(wait * 1e9);
 }
 
-void rb_bucket_take(struct rb_bucket *b, uint64_t n, volatile int *stop)
-{
-    double wait = (double)rb_bucket_charge(b, n) / 1e9;
-    /* Sleep off the debt in slices, so a stop request is seen soon. */
-    while (wait > 0 && !(stop && *stop)) {
-        double slice = wait > 0.1 ? 0.1 : wait;
-        struct timespec ts = {(time_t)slice, (long)((slice - (double)(time_t)slice) * 1e9)};
-        nanosleep(&ts, NULL);
-        wait -= slice;
-    }
-}
-
 /* ---- connections -------------------------------------------------------- */
 
 struct rb_io {

@@ -222,6 +222,60 @@ static void test_stalled_body(void)
     staller_stop(&st);
 }
 
+/* GET url_a/path through a bstream; the body into out (NUL-terminated). */
+static int get_body(const char *path, char *out, size_t max)
+{
+    char url[128], e[256];
+    snprintf(url, sizeof(url), "%s%s", url_a, path);
+    struct bstream *s;
+    struct bstream_head h;
+    int rc = bstream_open(&bal, v, url, "GET", NULL, &s, &h, e, sizeof(e));
+    if (rc < 0)
+        return rc;
+    size_t len = 0;
+    ssize_t n;
+    while ((n = bstream_read(s, out + len, max - 1 - len, e, sizeof(e))) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    bstream_close(s);
+    return n < 0 ? (int)n : 0;
+}
+
+static void *two_gets(void *arg)
+{
+    char (*bodies)[64] = arg;
+    if (get_body("/long", bodies[0], sizeof(bodies[0])) < 0 ||
+        get_body("/short", bodies[1], sizeof(bodies[1])) < 0)
+        return (void *)1;
+    return NULL;
+}
+
+/* Each thread keeps its multi handle and buffer for its next bstream: a
+ * second request on the thread sees none of the first one's bytes, and the
+ * cache is freed when the thread exits (the sanitizer build checks). */
+static void test_thread_cache(void)
+{
+    fake_route(&fa, 0, "/long",
+               "HTTP/1.1 200 OK\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
+               "a long first answer.");
+    fake_route(&fa, 1, "/short", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx");
+    for (int round = 0; round < 2; round++) {
+        pthread_t t[2];
+        char bodies[2][2][64];
+        memset(bodies, 0, sizeof(bodies));
+        for (int i = 0; i < 2; i++)
+            CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, two_gets, bodies[i]), 0);
+        for (int i = 0; i < 2; i++) {
+            void *rv = (void *)1;
+            pthread_join(t[i], &rv);
+            CU_ASSERT_PTR_NULL(rv);
+            CU_ASSERT_STRING_EQUAL(bodies[i][0], "a long first answer.");
+            CU_ASSERT_STRING_EQUAL(bodies[i][1], "x");
+        }
+    }
+    fake_route(&fa, 0, NULL, NULL);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -236,6 +290,7 @@ int main(void)
     CU_add_test(s, "a body cut short is an error", test_body_cut_short);
     CU_add_test(s, "no answer: refused, empty, silent", test_no_answer);
     CU_add_test(s, "a body that stalls: I/O timeout, read budget", test_stalled_body);
+    CU_add_test(s, "a thread's cache: no leftovers, freed at exit", test_thread_cache);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -58,3 +58,40 @@ class S3IndexSyncFailure(TempDirTest):
         self.assertEqual(c.get(sha1(failed)).body, failed)
         self.assertEqual(c.request("GET", "/healthz").status, 200)
         c.close()
+
+    def test_compaction_that_cannot_sync_changes_nothing(self):
+        """The rewritten index (s3-index.snap) cannot be made durable: the
+        compaction answers an error, the old index stays in use, no .snap is
+        left, and every object is there after a restart."""
+        self.assertTrue(os.path.exists(FAULTLIB), f"fault library not built: {FAULTLIB}")
+        trigger = os.path.join(self.tmp, "fail-now")
+        env = {"LD_PRELOAD": FAULTLIB, "CAS_FAULT_FILE": trigger, "CAS_FAULT_ONLY": "/s3-index.snap",
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+        s = self.storaged(env=env)
+        c = s.client(30)
+        objs = [os.urandom(1000 + i) for i in range(3)]
+        for d in objs:
+            self.assertEqual(c.put(d).status, 201)
+        self.assertEqual(c.request("DELETE", f"/objects/{sha1(objs[2])}").status, 204)
+        index = os.path.join(s.dir, "s3-index")
+        with open(index, "rb") as f:
+            before = f.read()
+        open(trigger, "w").close()
+        r = c.request("POST", "/compact?wait=1")
+        self.assertGreaterEqual(r.status, 500, r.body)
+        self.assertIn("s3-index.snap", r.json()["error"])
+        self.assertFalse(os.path.exists(index + ".snap"))
+        with open(index, "rb") as f:
+            self.assertEqual(f.read(), before)
+        os.unlink(trigger)
+        self.assertEqual(c.put(b"after the failed compaction").status, 201)  # the old index goes on
+        r = c.request("POST", "/compact?wait=1")
+        self.assertEqual(r.status, 200, r.body)
+        c.close()
+        s.kill9()
+        s.start()
+        c = s.client(30)
+        for d in objs[:2] + [b"after the failed compaction"]:
+            self.assertEqual(c.get(sha1(d)).body, d)
+        self.assertEqual(c.get(sha1(objs[2])).status, 404)
+        c.close()

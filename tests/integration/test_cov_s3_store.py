@@ -88,3 +88,33 @@ class S3StoreRules(TempDirTest):
         self.assertEqual(names, [])
         cap = c.request("GET", "/capacity").json()
         self.assertEqual((cap["total"], cap["bytes"]), (1000, 600))
+
+    def test_compaction_keeps_cycle_marks_and_tombstones(self):
+        """s3-index rewritten (POST /compact) in the middle of a GC cycle:
+        the cycle, its unmarks and the tombstones in force survive it and a
+        crash after it."""
+        s = self.storaged("s1")
+        c = s.client(20)
+        kept, dropped, deleted = b"unmarked in the cycle", b"still marked", b"deleted by a client"
+        for d in (kept, dropped, deleted):
+            self.assertEqual(c.put(d).status, 201)
+        self.assertEqual(c.request("DELETE", f"/objects/{sha1(deleted)}").status, 204)
+        gc_id = c.request("POST", "/gc/begin").json()["id"]
+        r = c.request("POST", "/gc/mark", body=(sha1(kept) + "\n").encode())
+        self.assertEqual(r.json()["unmarked"], 1)
+        r = c.request("POST", "/compact?wait=1")
+        self.assertEqual(r.status, 200, r.body)
+        c.close()
+        s.kill9()
+        s.start()
+        c = s.client(20)
+        st = c.request("GET", "/gc").json()
+        self.assertTrue(st["active"])
+        self.assertEqual(st["id"], gc_id)
+        self.assertEqual(c.put(deleted, query="?replica=1").status, 410)
+        r = c.request("POST", f"/gc/end?id={gc_id}")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["removed"], 1)
+        self.assertEqual(c.get(sha1(kept)).body, kept)
+        self.assertEqual(c.get(sha1(dropped)).status, 404)
+        self.assertEqual(set(self.s3.content_objects()), {sha1(kept)})

@@ -116,6 +116,17 @@ class OptionErrorsTest(TempDirTest):
         # Keys from the environment count; the endpoint is still missing.
         self.refused(d + ["--capacity", "1G", "--s3-bucket", "b"], want,
                      env={"CAS_S3_ACCESS_KEY": "a", "CAS_S3_SECRET_KEY": "s"})
+        # Values the S3 client refuses before any request (exit 1: the
+        # backend's own check); no node file is written.
+        full = d + ["--capacity", "1G", "--s3-endpoint", "http://127.0.0.1:1", "--s3-bucket", "bkt"]
+        keys = {"CAS_S3_ACCESS_KEY": "a", "CAS_S3_SECRET_KEY": "s"}
+        self.refused(full + ["--s3-region", "us east 1"], '--s3-region "us east 1": want a region name',
+                     code=1, env=keys)
+        self.refused(full, "the S3 access key holds a ':'", code=1,
+                     env={"CAS_S3_ACCESS_KEY": "a:b", "CAS_S3_SECRET_KEY": "s"})
+        self.refused(d + ["--capacity", "1G", "--s3-endpoint", "http://127.0.0.1:1", "--s3-bucket", "B_"],
+                     '--s3-bucket "B_": want 3 to 63 of a-z', code=1, env=keys)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "node")))
 
     def test_help_and_version(self):
         p = run(["--help"])

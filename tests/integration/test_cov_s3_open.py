@@ -108,3 +108,54 @@ class S3OpenRefusals(TempDirTest):
         os.rmdir(os.path.join(c, "node.s3tmp"))
         s = self.storaged("c", s3=self.s3)
         self.assertEqual(s.client(20).request("GET", "/ring").json()["node"], node_a)
+
+    def test_dir_of_a_disk_store_refused(self):
+        # A disk store's directory given to --backend s3 by mistake.
+        d = self.storaged("d")  # this class's backend is disk
+        data = b"on the disk store"
+        self.assertEqual(d.client(20).put(data).status, 201)
+        d.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(d.proc.wait(30), 0)
+        before = sorted(os.listdir(d.dir))
+        p = run(["--dir", d.dir] + self.s3.storaged_args())
+        self.assert_refused(p, f"{d.dir} holds a disk store (an index file)",
+                            "needs a directory of its own")
+        self.assertEqual(sorted(os.listdir(d.dir)), before)
+        self.assertEqual(self.s3.list_objects(), {})  # not even the node's copy
+        d.start()
+        self.assertEqual(d.client(20).get(sha1(data)).body, data)
+
+    def test_state_files_of_the_wrong_kind_refused(self):
+        for name in ("LOCK", "s3-index"):
+            with self.subTest(name=name):
+                d = os.path.join(self.tmp, "k-" + name)
+                os.makedirs(os.path.join(d, name))
+                p = run(["--dir", d] + self.s3.storaged_args())
+                self.assert_refused(p, name, "not a regular file")
+                self.assertTrue(os.path.isdir(os.path.join(d, name)))
+
+    def test_rebuild_skips_what_is_not_ours(self):
+        """A lost index is rebuilt by listing the bucket: names under
+        objects/ that are no key of this store's algorithm, and tombs/
+        names of another form, are skipped, not taken for objects."""
+        a = self.storaged("a", s3=self.s3)
+        data = b"a real object"
+        self.assertEqual(a.client(20).put(data).status, 201)
+        a.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(a.proc.wait(30), 0)
+        b = self.s3.bucket
+        sha256_name = "objects/" + "ab" * 32
+        for name in ("objects/notakey", sha256_name, "tombs/junk", "tombs/" + "cd" * 20 + ".other"):
+            self.assertEqual(self.s3.request("PUT", f"/{b}/{name}", body=b"stray")[0], 200)
+        os.unlink(os.path.join(a.dir, "s3-index"))
+        a.argv = a.argv + ["--log-level", "info"]
+        a.start()
+        c = a.client(20)
+        listed = c.request("GET", "/objects").body.decode().split()
+        self.assertEqual(listed[0::2], [sha1(data)])
+        self.assertEqual(c.get(sha1(data)).body, data)
+        self.assertIn("keys not of this store skipped", a.log_text())
+        # The stray names are left alone in the bucket.
+        names = self.s3.list_objects()
+        self.assertIn("objects/notakey", names)
+        self.assertIn(sha256_name, names)

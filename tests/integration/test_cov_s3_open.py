@@ -159,3 +159,36 @@ class S3OpenRefusals(TempDirTest):
         names = self.s3.list_objects()
         self.assertIn("objects/notakey", names)
         self.assertIn(sha256_name, names)
+
+    def test_crash_debris_swept(self):
+        """After a crash (no clean-stop marker) the bucket is read back
+        before serving: an unlisted object that hashes to its key is kept,
+        one that does not, a tombstoned one and everything under tmp/ are
+        deleted; nothing unverified is ever served."""
+        s = self.storaged("s", s3=self.s3, extra=["--log-level", "info"])
+        c = s.client(20)
+        listed, deleted = b"acknowledged before the crash", b"deleted by a client"
+        for d in (listed, deleted):
+            self.assertEqual(c.put(d).status, 201)
+        self.assertEqual(c.request("DELETE", f"/objects/{sha1(deleted)}").status, 204)
+        c.close()
+        s.kill9()
+        b = self.s3.bucket
+        good, bad = b"finished upload never acknowledged", b"the bytes of another object"
+        debris = {f"objects/{sha1(good)}": good, f"objects/{sha1(b'what the name says')}": bad,
+                  f"objects/{sha1(deleted)}": deleted, "tmp/0123456789abcdef": b"half an upload"}
+        for name, body in debris.items():
+            self.assertEqual(self.s3.request("PUT", f"/{b}/{name}", body=body)[0], 200)
+        s.start()
+        c = s.client(20)
+        self.assertEqual(c.get(sha1(listed)).body, listed)
+        self.assertEqual(c.get(sha1(good)).body, good)
+        self.assertEqual(c.get(sha1(b"what the name says")).status, 404)
+        self.assertEqual(c.get(sha1(deleted)).status, 404)
+        names = set(self.s3.list_objects())
+        self.assertIn(f"objects/{sha1(good)}", names)
+        for gone in (f"objects/{sha1(b'what the name says')}", f"objects/{sha1(deleted)}",
+                     "tmp/0123456789abcdef"):
+            self.assertNotIn(gone, names)
+        self.assertIn("1 unlisted objects that verified kept, 3 bad or unacknowledged ones removed",
+                      s.log_text())

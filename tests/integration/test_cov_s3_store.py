@@ -118,3 +118,41 @@ class S3StoreRules(TempDirTest):
         self.assertEqual(c.get(sha1(kept)).body, kept)
         self.assertEqual(c.get(sha1(dropped)).status, 404)
         self.assertEqual(set(self.s3.content_objects()), {sha1(kept)})
+
+    def test_post_paths_gc_and_capacity(self):
+        """POST /objects (the key known only at the end of the body): a POST
+        of stored bytes during a GC cycle keeps them alive through end; a
+        chunked body over --capacity, and one that fits alone but not
+        beside what is stored, are refused with 507 and leave nothing in
+        the bucket (no tmp/ upload either)."""
+        s = self.storaged("s1", extra=["--capacity", "1000"])
+        c = s.client(20)
+        kept, dropped = b"k" * 300, b"d" * 300
+        for d in (kept, dropped):
+            self.assertEqual(c.put(d).status, 201)
+        gc_id = c.request("POST", "/gc/begin").json()["id"]
+        r = c.request("POST", "/objects", body=kept)
+        self.assertIn(r.status, (200, 201), r.body)
+        self.assertEqual(r.body.decode().strip(), sha1(kept))
+        r = c.request("POST", f"/gc/end?id={gc_id}")
+        self.assertEqual(r.json()["removed"], 1)
+        self.assertEqual(c.get(sha1(kept)).body, kept)
+        self.assertEqual(c.get(sha1(dropped)).status, 404)
+
+        def chunks(n, byte):
+            for _ in range(n):
+                yield byte * 100
+
+        c.close()
+        r = c.request("POST", "/objects", body=chunks(11, b"c"))  # 1100 bytes > 1000, no length
+        self.assertEqual(r.status, 507, r.body)
+        self.assertIn("--capacity", r.json()["error"])
+        c.close()
+        r = c.request("POST", "/objects", body=chunks(8, b"e"))  # 800: fits alone, not beside 300
+        self.assertEqual(r.status, 507, r.body)
+        self.assertIn("store full", r.json()["error"])
+        c.close()
+        names = set(self.s3.list_objects())
+        self.assertFalse([n for n in names if n.startswith("tmp/")], names)
+        self.assertEqual(set(self.s3.content_objects()), {sha1(kept)})
+        self.assertEqual(c.request("GET", "/capacity").json()["bytes"], 300)

@@ -46,9 +46,8 @@ static int setup(void)
         return -1;
     fprintf(f, "replicas: 1\nbackends:\n  - url: %s\n    failure_domain: a\n", url_a);
     fclose(f);
-    struct balancer_options o = {.config_path = cfg_path,
-                                 .first_byte_timeout_ms = TIMEOUT_MS,
-                                 .io_timeout_ms = TIMEOUT_MS};
+    struct balancer_options o = {
+        .config_path = cfg_path, .first_byte_timeout_ms = TIMEOUT_MS, .io_timeout_ms = TIMEOUT_MS};
     if (balancer_init(&bal, &o, err, sizeof(err)) < 0)
         return -1;
     v = view_get(&bal);
@@ -168,9 +167,8 @@ static void test_no_answer(void)
     struct bstream_head h;
     /* nobody listening */
     err[0] = '\0';
-    CU_ASSERT_EQUAL(bstream_open(&bal, v, "http://127.0.0.1:1/x", "GET", NULL, &s, &h, err,
-                                 sizeof(err)),
-                    -EIO);
+    CU_ASSERT_EQUAL(
+        bstream_open(&bal, v, "http://127.0.0.1:1/x", "GET", NULL, &s, &h, err, sizeof(err)), -EIO);
     CU_ASSERT_PTR_NULL(s);
     CU_ASSERT(strlen(err) > 0);
     /* a backend that closes without a status line */
@@ -243,7 +241,7 @@ static int get_body(const char *path, char *out, size_t max)
 
 static void *two_gets(void *arg)
 {
-    char (*bodies)[64] = arg;
+    char(*bodies)[64] = arg;
     if (get_body("/long", bodies[0], sizeof(bodies[0])) < 0 ||
         get_body("/short", bodies[1], sizeof(bodies[1])) < 0)
         return (void *)1;
@@ -258,7 +256,8 @@ static void test_thread_cache(void)
     fake_route(&fa, 0, "/long",
                "HTTP/1.1 200 OK\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
                "a long first answer.");
-    fake_route(&fa, 1, "/short", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx");
+    fake_route(&fa, 1, "/short",
+               "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx");
     for (int round = 0; round < 2; round++) {
         pthread_t t[2];
         char bodies[2][2][64];

@@ -380,7 +380,8 @@ int main(void)
     CU_add_test(s, "touch log keeps the last keys", test_touch_log_keeps_the_last);
     snprintf(cfg2_path, sizeof(cfg2_path), "%s/balancer2.yaml", dir);
     CU_pSuite s2 = CU_add_suite("balancerd_gcdebt_delivery", setup_delivery, teardown_delivery);
-    CU_add_test(s2, "settle pays what a backend takes, keeps the rest", test_settle_pays_what_is_taken);
+    CU_add_test(s2, "settle pays what a backend takes, keeps the rest",
+                test_settle_pays_what_is_taken);
     CU_add_test(s2, "no answer is kept; another cycle voids", test_unreachable_is_kept);
     CU_add_test(s2, "past the bound the cycle is refused", test_overflow_refuses_the_cycle);
     CU_add_test(s2, "no debt table: no-ops", test_without_debt_table);

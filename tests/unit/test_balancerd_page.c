@@ -48,8 +48,11 @@ static int setup(void)
         return -1;
     /* Room for connections the server has not yet seen closed: with a few,
      * its per-client limit (half of them) would refuse the next fetch. */
-    struct http_server_config hc = {
-        .listen = "127.0.0.1:0", .routes = routes, .nroutes = 1, .app = &bal, .max_connections = 64};
+    struct http_server_config hc = {.listen = "127.0.0.1:0",
+                                    .routes = routes,
+                                    .nroutes = 1,
+                                    .app = &bal,
+                                    .max_connections = 64};
     cas_log_set_level("error");
     if (http_server_start(&hc, &srv, err, sizeof(err)) < 0)
         return -1;
@@ -108,7 +111,8 @@ static bool has(const char *page, const char *s)
 }
 
 /* Sets backend i's probed state (under the balancer's lock). */
-static void backend_state(size_t i, bool up, bool read_only, const char *node, const char *last_error)
+static void backend_state(size_t i, bool up, bool read_only, const char *node,
+                          const char *last_error)
 {
     struct view *v = view_get(&bal);
     pthread_mutex_lock(&bal.lock);
@@ -183,12 +187,13 @@ static void test_domains_grouped_and_escaped(void)
 static void test_capacity_bars_and_stale(void)
 {
     const uint64_t gib = 1ull << 30;
-    backend_capacity(0, 100 * gib, 5 * gib, 7, 0);   /* 95% used: full */
-    backend_capacity(1, 10 * gib, 9 * gib, 3, 42);   /* down: stale figures */
-    backend_capacity(2, 1000, 1000, 0, 0);           /* empty, in bytes */
+    backend_capacity(0, 100 * gib, 5 * gib, 7, 0); /* 95% used: full */
+    backend_capacity(1, 10 * gib, 9 * gib, 3, 42); /* down: stale figures */
+    backend_capacity(2, 1000, 1000, 0, 0);         /* empty, in bytes */
     char *p = fetch_page();
-    CU_ASSERT(has(p, "<div class=\"bar\" title=\"95% used\"><div class=\"fill full\" style=\"width:95%\">"
-                     "</div></div><span class=\"cap\">95.0 GiB of 100.0 GiB</span>"));
+    CU_ASSERT(
+        has(p, "<div class=\"bar\" title=\"95% used\"><div class=\"fill full\" style=\"width:95%\">"
+               "</div></div><span class=\"cap\">95.0 GiB of 100.0 GiB</span>"));
     CU_ASSERT(has(p, "title=\"10% used\"><div class=\"fill\" style=\"width:10%\">"));
     CU_ASSERT(has(p, "<span class=\"cap\">0 B of 1000 B</span>"));
     /* the down backend's figures are shown as stale, with their age */
@@ -220,8 +225,10 @@ static void test_gc_compaction_and_debt(void)
     view_put(v);
     char *p = fetch_page();
     CU_ASSERT(has(p, "<dd>cycle 77 active: 20 copies (3.0 KiB) still marked</dd>"));
-    CU_ASSERT(has(p, "<dd>running in failure domain c&amp;d (25% of the current backends' work done)"));
-    CU_ASSERT(has(p, "<dd>3 bytes, for backends that were unreachable; gc/end waits for them</dd>"));
+    CU_ASSERT(
+        has(p, "<dd>running in failure domain c&amp;d (25% of the current backends' work done)"));
+    CU_ASSERT(
+        has(p, "<dd>3 bytes, for backends that were unreachable; gc/end waits for them</dd>"));
     CU_ASSERT(has(p, "<dd id=\"under-replicated\">0 (answered with fewer than 2 copies)</dd>"));
     free(p);
     /* compaction asked by this balancer, no backend reporting work yet */

@@ -78,8 +78,8 @@ static void test_urls_it_cannot_use(void)
 {
     struct upconn *c;
     struct bstream_head h;
-    const char *bad[] = {"https://127.0.0.1:1", "http://127.0.0.1",  "http://[::1",
-                         "http://[::1]",        "http://[]:80",      "http://:80",
+    const char *bad[] = {"https://127.0.0.1:1", "http://127.0.0.1",     "http://[::1",
+                         "http://[::1]",        "http://[]:80",         "http://:80",
                          "http://127.0.0.1:",   "http://127.0.0.1:80/x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         CU_ASSERT_EQUAL(open_at(bad[i], "/objects/k", &c, &h), -ENOTSUP);
@@ -182,8 +182,8 @@ static void test_silence(void)
 
     /* the head and 5 of 100 bytes, then nothing: the I/O timeout, and the
      * read budget (50 ms) when set */
-    CU_ASSERT_EQUAL_FATAL(
-        staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"), 0);
+    CU_ASSERT_EQUAL_FATAL(staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"),
+                          0);
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", st.port);
     char body[128];
     CU_ASSERT_EQUAL_FATAL(open_at(base, "/h", &c, &h), 0);

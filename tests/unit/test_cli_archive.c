@@ -354,9 +354,9 @@ static void test_export_failures_keep_the_file(void)
 
     /* -o in a directory that does not exist: nothing asked of the server. */
     fake_reset();
-    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", path_of("no/such.tar"),
-                            NULL),
-                    CLI_EXIT_FAIL);
+    CU_ASSERT_EQUAL(
+        run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", path_of("no/such.tar"), NULL),
+        CLI_EXIT_FAIL);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "export: cannot create "));
     CU_ASSERT_EQUAL(fake.nreqs, 0);
     free(out);

@@ -178,7 +178,8 @@ int main(void)
         return 1;
     CU_pSuite s = CU_add_suite("tls", NULL, NULL);
     CU_add_test(s, "PEM files read whole", test_reads_whole);
-    CU_add_test(s, "refused: size unlike stat's, read() failing", test_refuses_unstable_or_unreadable);
+    CU_add_test(s, "refused: size unlike stat's, read() failing",
+                test_refuses_unstable_or_unreadable);
     CU_add_test(s, "PEM that GnuTLS cannot parse: certificate, key", test_load_pem_not_parsable);
     CU_add_test(s, "refused: open key, empty, NUL, not PEM, missing, directory, too large",
                 test_refuses);

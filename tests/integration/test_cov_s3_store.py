@@ -6,7 +6,6 @@ back), a replica's DELETE ?replica=1 leaves no tombstone; a PUT of a stored
 object during a GC cycle keeps it alive through `end`; and --capacity is a
 hard limit (507, nothing left in the bucket). Against the real s3rver.
 """
-import os
 
 from harness import TempDirTest, sha1
 

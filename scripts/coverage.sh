@@ -16,7 +16,8 @@
 # it is not part of scripts/test.sh. The machine may be shared: run it under
 # nice. Works from a clean checkout; needs lcov (scripts/install-deps.sh).
 # Exits 1 when a test failed (the figures are still printed: they then
-# undercount), 2 on a usage or build error.
+# undercount), 2 on a usage or build error or when s3rver is missing (the
+# integration suite needs it: scripts/install-deps.sh).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 what=${1:-all}

@@ -170,11 +170,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "ca-cas-storaged: want 1 <= --max-client-connections <= --threads <= "
                         "1000000 and timeouts from 1 to 86400 s\n");
         free(token);
+        free(client_ca);
         return 2;
     }
     if (auth_reads && !token) {
         /* Without a token --auth-reads would guard nothing: refuse it. */
         fprintf(stderr, "ca-cas-storaged: --auth-reads needs --token-file\n");
+        free(client_ca);
         return 2;
     }
     if (make_dirs(dir, err, sizeof(err)) < 0) {

@@ -114,10 +114,15 @@ int node_create(int dirfd, const char *dir, const struct cas_hash_algo *algo, ui
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
-        snprintf(err, errlen, "cannot write %s/%s: %s", dir, tmp, strerror(errno));
-        if (fd >= 0)
+        int e = errno;
+        snprintf(err, errlen, "cannot write %s/%s: %s", dir, tmp, strerror(e));
+        if (fd >= 0) {
             close(fd);
-        return -errno;
+            unlinkat(dirfd, tmp, 0);
+        }
+        free(out->tokens);
+        out->tokens = NULL;
+        return -e;
     }
     fprintf(f, "ca-cas node 1\nid %s\nhash %s\ntokens %zu\n", out->id, algo->name, out->ntokens);
     for (size_t i = 0; i < out->ntokens; i++)

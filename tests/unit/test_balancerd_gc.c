@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "gcdebt.h"
 #include "gctouch.h"
+#include "fake_backend.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -207,6 +208,161 @@ static void test_touch_log_keeps_the_last(void)
     cas_buf_free(&out);
 }
 
+/* ---- delivery: a second balancer whose backends answer ------------------
+ *
+ * Two fake backends (fake_backend.h) that the probes have not judged, so
+ * gcdebt_settle sends each its debt as one POST /gc/mark: what a backend
+ * answers 200 to is paid, anything else is kept for the next try; a debt
+ * past GCDEBT_MAX_BYTES (gcdebt.c: 64 MiB) makes the cycle unendable. */
+
+#define GCDEBT_MAX_BYTES (64u * 1024 * 1024) /* as in gcdebt.c */
+
+static struct balancer bal2;
+static struct view *v2;
+static struct fake fa, fb;
+static char cfg2_path[300];
+
+/* Connection: close, or libcurl would keep the connection and the fake's
+ * thread would wait on it at teardown. */
+static const char ok_answer[] =
+    "HTTP/1.1 200 OK\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{\"unmarked\":2}\n";
+static const char busy_answer[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 21\r\n"
+                                  "Connection: close\r\n\r\n{\"error\":\"read-only\"}";
+
+static int setup_delivery(void)
+{
+    if (fake_start(&fa) < 0 || fake_start(&fb) < 0)
+        return -1;
+    FILE *f = fopen(cfg2_path, "w");
+    if (!f)
+        return -1;
+    fprintf(f,
+            "replicas: 2\nbackends:\n"
+            "  - url: http://127.0.0.1:%d\n    failure_domain: a\n"
+            "  - url: http://127.0.0.1:%d\n    failure_domain: b\n",
+            fa.port, fb.port);
+    fclose(f);
+    struct balancer_options o = {.config_path = cfg2_path};
+    if (balancer_init(&bal2, &o, err, sizeof(err)) < 0 || gcdebt_init(&bal2) < 0)
+        return -1;
+    v2 = view_get(&bal2);
+    return 0;
+}
+
+static int teardown_delivery(void)
+{
+    view_put(v2);
+    balancer_stop(&bal2);
+    fake_stop(&fa);
+    fake_stop(&fb);
+    return 0;
+}
+
+static void test_settle_pays_what_is_taken(void)
+{
+    fake_answer(&fa, ok_answer);
+    fake_answer(&fb, busy_answer);
+    const char *ka = v2->b[0]->url, *kb = v2->b[1]->url;
+    gcdebt_new_cycle(&bal2, 20);
+    gcdebt_add(&bal2, 20, ka, "aa\nbb\n", 6);
+    gcdebt_add(&bal2, 20, ka, "cc\n", 3); /* same backend: one entry, one request */
+    gcdebt_add(&bal2, 20, kb, "dd\n", 3);
+    CU_ASSERT_EQUAL(gcdebt_pending_bytes(&bal2), 12);
+    /* a: 200, paid, one POST /gc/mark with the 9 bytes; b: 503, kept */
+    CU_ASSERT_EQUAL(gcdebt_settle(&bal2, v2, 20, err, sizeof(err)), -EAGAIN);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, kb));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "HTTP 503: read-only"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cycle 20"));
+    CU_ASSERT_EQUAL(gcdebt_pending_bytes(&bal2), 3);
+    CU_ASSERT_EQUAL(fake_requests(&fa), 1);
+    CU_ASSERT_EQUAL(fake_requests(&fb), 1);
+    pthread_mutex_lock(&fa.lock);
+    CU_ASSERT(strncmp(fa.last_head, "POST /gc/mark ", 14) == 0);
+    CU_ASSERT_PTR_NOT_NULL(strcasestr(fa.last_head, "Content-Length: 9\r\n"));
+    pthread_mutex_unlock(&fa.lock);
+    /* b is back: the probe's round delivers the rest without waiting for end */
+    fake_answer(&fa, ok_answer);
+    fake_answer(&fb, ok_answer);
+    gcdebt_probe_round(&bal2, 20);
+    CU_ASSERT_EQUAL(gcdebt_pending_bytes(&bal2), 0);
+    CU_ASSERT_EQUAL(fake_requests(&fa), 0);
+    CU_ASSERT_EQUAL(fake_requests(&fb), 1);
+    pthread_mutex_lock(&fb.lock);
+    CU_ASSERT_PTR_NOT_NULL(strcasestr(fb.last_head, "Content-Length: 3\r\n"));
+    pthread_mutex_unlock(&fb.lock);
+    /* nothing owed: settle succeeds without a request, probe round too */
+    fake_answer(&fa, ok_answer);
+    fake_answer(&fb, ok_answer);
+    err[0] = 'x';
+    CU_ASSERT_EQUAL(gcdebt_settle(&bal2, v2, 20, err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(err, "");
+    gcdebt_probe_round(&bal2, 20);
+    CU_ASSERT_EQUAL(fake_requests(&fa) + fake_requests(&fb), 0);
+}
+
+static void test_unreachable_is_kept(void)
+{
+    /* A backend that hangs up without answering: no status, kept. */
+    fake_answer(&fa, "HTTP/1.1 2");
+    gcdebt_add(&bal2, 20, v2->b[0]->url, "ee\n", 3);
+    CU_ASSERT_EQUAL(gcdebt_settle(&bal2, v2, 20, err, sizeof(err)), -EAGAIN);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, v2->b[0]->url));
+    CU_ASSERT_EQUAL(gcdebt_pending_bytes(&bal2), 3);
+    /* Settling for another cycle voids it without a request. */
+    fake_answer(&fa, ok_answer);
+    CU_ASSERT_EQUAL(gcdebt_settle(&bal2, v2, 21, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(gcdebt_pending_bytes(&bal2), 0);
+    CU_ASSERT_EQUAL(fake_requests(&fa), 0);
+    /* Nothing is kept for cycle 0 (no cycle) or for no bytes. */
+    gcdebt_add(&bal2, 0, v2->b[0]->url, "ff\n", 3);
+    gcdebt_add(&bal2, 21, v2->b[0]->url, "ff\n", 0);
+    CU_ASSERT_EQUAL(gcdebt_pending_bytes(&bal2), 0);
+}
+
+static void test_overflow_refuses_the_cycle(void)
+{
+    fake_answer(&fa, ok_answer);
+    fake_answer(&fb, ok_answer);
+    char *big = malloc(GCDEBT_MAX_BYTES);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    memset(big, 'a', GCDEBT_MAX_BYTES);
+    gcdebt_new_cycle(&bal2, 30);
+    /* exactly the bound is still kept */
+    gcdebt_add(&bal2, 30, v2->b[0]->url, big, GCDEBT_MAX_BYTES);
+    free(big);
+    CU_ASSERT_EQUAL(gcdebt_pending_bytes(&bal2), GCDEBT_MAX_BYTES);
+    /* one byte more: the cycle can no longer be ended by this balancer */
+    gcdebt_add(&bal2, 30, v2->b[1]->url, "b", 1);
+    CU_ASSERT_EQUAL(gcdebt_pending_bytes(&bal2), GCDEBT_MAX_BYTES);
+    CU_ASSERT_EQUAL(gcdebt_settle(&bal2, v2, 30, err, sizeof(err)), -EOVERFLOW);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "begin a new cycle"));
+    CU_ASSERT_EQUAL(fake_requests(&fa) + fake_requests(&fb), 0);
+    /* and stays so: delivering later does not make it endable */
+    gcdebt_probe_round(&bal2, 30);
+    CU_ASSERT_EQUAL(gcdebt_settle(&bal2, v2, 30, err, sizeof(err)), -EOVERFLOW);
+    CU_ASSERT_EQUAL(fake_requests(&fa) + fake_requests(&fb), 0);
+    /* a new cycle starts clean */
+    gcdebt_new_cycle(&bal2, 31);
+    CU_ASSERT_EQUAL(gcdebt_pending_bytes(&bal2), 0);
+    gcdebt_add(&bal2, 31, v2->b[1]->url, "b\n", 2);
+    CU_ASSERT_EQUAL(gcdebt_settle(&bal2, v2, 31, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(fake_requests(&fb), 1);
+}
+
+static void test_without_debt_table(void)
+{
+    /* A balancer whose GC layer was never set up (or already freed): every
+     * call is a no-op, and settle has nothing to refuse. */
+    struct balancer none;
+    memset(&none, 0, sizeof(none));
+    gcdebt_add(&none, 1, "http://x", "a\n", 2);
+    gcdebt_new_cycle(&none, 2);
+    CU_ASSERT_EQUAL(gcdebt_pending_bytes(&none), 0);
+    CU_ASSERT_EQUAL(gcdebt_settle(&none, v2, 2, err, sizeof(err)), 0);
+    gcdebt_free(&none);
+    CU_ASSERT_PTR_NULL(none.gcdebt);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -222,11 +378,19 @@ int main(void)
     CU_add_test(s, "GC debt kept, voided, dropped", test_debt_settle_and_void);
     CU_add_test(s, "the probe's hook flushes the recent keys", test_probe_hook_flushes_recent);
     CU_add_test(s, "touch log keeps the last keys", test_touch_log_keeps_the_last);
+    snprintf(cfg2_path, sizeof(cfg2_path), "%s/balancer2.yaml", dir);
+    CU_pSuite s2 = CU_add_suite("balancerd_gcdebt_delivery", setup_delivery, teardown_delivery);
+    CU_add_test(s2, "settle pays what a backend takes, keeps the rest",
+                test_settle_pays_what_is_taken);
+    CU_add_test(s2, "no answer is kept; another cycle voids", test_unreachable_is_kept);
+    CU_add_test(s2, "past the bound the cycle is refused", test_overflow_refuses_the_cycle);
+    CU_add_test(s2, "no debt table: no-ops", test_without_debt_table);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();
     CU_cleanup_registry();
     unlink(cfg_path);
+    unlink(cfg2_path);
     rmdir(dir);
     return failed ? 1 : 0;
 }

@@ -8,7 +8,9 @@
  * refuses names that are not keys and bytes that do not match (also when
  * the server already holds the object and so never saw them).
  */
+#define _GNU_SOURCE
 #include "fakesrv.h"
+#include "hash.h"
 
 #include <dirent.h>
 #include <archive.h>
@@ -299,6 +301,165 @@ static void test_import_bad_input(void)
     free(err);
 }
 
+/* No "NAME.partial-*" temporary file is left in the test directory. */
+static void assert_no_partial(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        CU_ASSERT_PTR_NULL(strstr(de->d_name, ".partial-"));
+    if (d)
+        closedir(d);
+}
+
+/* Runs export with stdout on fd (a terminal, a full device), stderr
+ * captured; returns the exit status. */
+static int export_to_fd(int fd, const struct cli_ctx *ctx, char **err)
+{
+    char *argv[] = {"export", NULL};
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    capture_begin();
+    dup2(fd, STDOUT_FILENO);
+    int rc = cmd_export(1, argv, ctx);
+    char *out;
+    capture_end(&out, err);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    free(out);
+    return rc;
+}
+
+static void test_export_failures_keep_the_file(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *out, *err;
+    const char *file = path_of("kept.tar");
+    /* An object the server fails to send: named, the earlier file kept. */
+    write_file(file, "an earlier archive");
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on("GET", "/objects", 200, HELLO " 6\n", 0);
+    fake_on("GET", "/objects/" HELLO, 500, "{\"error\":\"disk on fire\"}", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, NULL),
+                    CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "export: GET " HELLO ": disk on fire (HTTP 500)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "nothing was written to the output file"));
+    char *kept = slurp(file);
+    CU_ASSERT_STRING_EQUAL(kept, "an earlier archive");
+    free(kept);
+    assert_no_partial();
+    free(out);
+    free(err);
+
+    /* -o in a directory that does not exist: nothing asked of the server. */
+    fake_reset();
+    CU_ASSERT_EQUAL(
+        run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", path_of("no/such.tar"), NULL),
+        CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "export: cannot create "));
+    CU_ASSERT_EQUAL(fake.nreqs, 0);
+    free(out);
+    free(err);
+
+    /* -o naming a directory: the archive is made, then cannot take the
+     * name; the directory stays, the temporary file goes. */
+    const char *subdir = path_of("adir");
+    CU_ASSERT_EQUAL_FATAL(mkdir(subdir, 0755), 0);
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on("GET", "/objects", 200, HELLO " 6\n", 0);
+    fake_on("GET", "/objects/" HELLO, 200, "hello\n", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", subdir, NULL),
+                    CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "renaming "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "nothing was written to the output file"));
+    struct stat st;
+    CU_ASSERT(stat(subdir, &st) == 0 && S_ISDIR(st.st_mode));
+    assert_no_partial();
+    rmdir(subdir);
+    free(out);
+    free(err);
+}
+
+static void test_export_stdout_terminal_or_full(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *err;
+    /* A terminal: refused before anything is asked. */
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    CU_ASSERT_FATAL(m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0);
+    int tty = open(ptsname(m), O_RDWR | O_NOCTTY);
+    CU_ASSERT_FATAL(tty >= 0);
+    fake_reset();
+    CU_ASSERT_EQUAL(export_to_fd(tty, &ctx, &err), CLI_EXIT_USAGE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "will not write a tar stream to a terminal"));
+    CU_ASSERT_EQUAL(fake.nreqs, 0);
+    free(err);
+    close(tty);
+    close(m);
+
+    /* A device that takes nothing: the failure is said, never "N objects". */
+    int full = open("/dev/full", O_WRONLY);
+    CU_ASSERT_FATAL(full >= 0);
+    for (int big = 0; big < 2; big++) {
+        /* small: fails when the archive is finished (libarchive writes in
+         * 10 KiB blocks); big: fails while a member is written */
+        static char data[64 * 1024];
+        memset(data, 'z', sizeof(data));
+        size_t len = big ? sizeof(data) - 1 : 6;
+        data[len] = '\0';
+        unsigned char d[CAS_MAX_DIGEST];
+        char hex[CAS_MAX_HEX + 1], listing[80], path[64];
+        const struct cas_hash_algo *sha1 = cas_hash_by_name("sha1");
+        cas_hash_buffer(sha1, data, len, d);
+        cas_hex_encode(d, sha1->digest_len, hex);
+        snprintf(listing, sizeof(listing), "%s %zu\n", hex, len);
+        snprintf(path, sizeof(path), "/objects/%s", hex);
+        fake_reset();
+        fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+        fake_on("GET", "/objects", 200, listing, 0);
+        fake_on("GET", path, 200, data, 0);
+        CU_ASSERT_EQUAL(export_to_fd(full, &ctx, &err), CLI_EXIT_FAIL);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, big ? "writing the archive" : "finishing the archive"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "the archive is incomplete and must not be used"));
+        CU_ASSERT_PTR_NULL(strstr(err, "objects,"));
+        free(err);
+    }
+    close(full);
+}
+
+/* A damaged archive: the members before the damage are stored, then the
+ * import stops with the archive's name and exits 1. */
+static void test_import_damaged_archive(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *out, *err;
+    const char *file = path_of("damaged.tar");
+    const struct member m[] = {{'f', HELLO, "hello\n"}, {'f', K1, "second"}};
+    make_tar(file, m, 2);
+    /* pax_restricted without extended headers: 512-byte header, one block
+     * of data; the second header starts at 1024. Scribble over it. */
+    FILE *f = fopen(file, "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(fseek(f, 1024 + 100, SEEK_SET), 0);
+    fputs("garbage garbage garbage garbage garbage", f);
+    fclose(f);
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on("PUT", "/objects/" HELLO, 201, HELLO "\n", 0);
+    fake_on("PUT", "/objects/" K1, 201, K1 "\n", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_import, &ctx, &out, &err, "import", file, NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_STRING_EQUAL(out, "import: 1 stored (6 bytes), 0 skipped, 0 refused\n");
+    char want[400];
+    snprintf(want, sizeof(want), "import: reading %s: ", file);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, want));
+    for (int i = 0; i < fake.nreqs; i++)
+        CU_ASSERT_STRING_NOT_EQUAL(fake.reqs[i].path, "/objects/" K1);
+    free(out);
+    free(err);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir) || fake_start() < 0)
@@ -315,6 +476,11 @@ int main(void)
     CU_add_test(s, "import: names, bytes, types refused or skipped", test_import_refusals);
     CU_add_test(s, "import: not an archive, directory, missing file, refusal",
                 test_import_bad_input);
+    CU_add_test(s, "export: server error, -o unusable: the file kept",
+                test_export_failures_keep_the_file);
+    CU_add_test(s, "export: stdout a terminal or a full device",
+                test_export_stdout_terminal_or_full);
+    CU_add_test(s, "import: a damaged archive stops, named", test_import_damaged_archive);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

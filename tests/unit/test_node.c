@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -365,6 +367,122 @@ static void test_unlistable_dir_writes_nothing(void)
     close(dirfd);
 }
 
+/* No "node.tmp.*" file is left in the directory. */
+static bool no_tmp_left(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *de;
+    bool ok = d != NULL;
+    while (d && (de = readdir(d)))
+        if (!strncmp(de->d_name, "node.tmp.", 9) && de->d_type != DT_DIR)
+            ok = false;
+    if (d)
+        closedir(d);
+    return ok;
+}
+
+/* node_create when the node file cannot be written: an error naming the
+ * directory, no node file, no temporary file, no tokens handed out. */
+static void test_create_failures_write_nothing(void)
+{
+    char path[256], err[1024] = "";
+    int dirfd;
+    struct node_identity n;
+    const struct cas_hash_algo *sha1 = cas_hash_by_name("sha1");
+    size_t len;
+
+    /* Another daemon made its node first (link, not rename): ours loses,
+     * theirs is untouched. */
+    new_dir(path, sizeof(path), &dirfd);
+    struct node_identity first;
+    CU_ASSERT_EQUAL_FATAL(node_create(dirfd, path, sha1, 0, &first, err, sizeof(err)), 0);
+    char *before = read_node_file(dirfd, &len);
+    CU_ASSERT_EQUAL(node_create(dirfd, path, sha1, 0, &n, err, sizeof(err)), -EEXIST);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot write "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, path));
+    CU_ASSERT_PTR_NULL(n.tokens);
+    size_t len2;
+    char *after = read_node_file(dirfd, &len2);
+    CU_ASSERT(before && after && len == len2 && memcmp(before, after, len) == 0);
+    free(before);
+    free(after);
+    CU_ASSERT_TRUE(no_tmp_left(path));
+    node_free(&first);
+    close(dirfd);
+
+    /* The temporary name is taken by something we cannot remove. */
+    new_dir(path, sizeof(path), &dirfd);
+    char tmp[64];
+    snprintf(tmp, sizeof(tmp), "node.tmp.%d", (int)getpid());
+    CU_ASSERT_EQUAL_FATAL(mkdirat(dirfd, tmp, 0755), 0);
+    CU_ASSERT_EQUAL(node_create(dirfd, path, sha1, 0, &n, err, sizeof(err)), -EEXIST);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, tmp));
+    CU_ASSERT_PTR_NULL(n.tokens);
+    CU_ASSERT_PTR_NULL(read_node_file(dirfd, &len));
+    unlinkat(dirfd, tmp, AT_REMOVEDIR);
+    close(dirfd);
+
+    /* A file system that takes no more than 64 bytes of a file (a file
+     * size limit stands in for a full disk): the write fails, nothing is
+     * left, and a later start with room makes the node. */
+    new_dir(path, sizeof(path), &dirfd);
+    struct rlimit old, small = {.rlim_cur = 64, .rlim_max = RLIM_INFINITY};
+    CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small.rlim_max = old.rlim_max;
+    void (*oldsig)(int) = signal(SIGXFSZ, SIG_IGN);
+    fflush(stdout);
+    CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &small), 0);
+    int rc = node_create(dirfd, path, sha1, 0, &n, err, sizeof(err));
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, oldsig);
+    CU_ASSERT_EQUAL(rc, -EFBIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "/node: "));
+    CU_ASSERT_PTR_NULL(n.tokens);
+    CU_ASSERT_PTR_NULL(read_node_file(dirfd, &len));
+    CU_ASSERT_TRUE(no_tmp_left(path));
+    CU_ASSERT_EQUAL(node_load_or_create(dirfd, path, sha1, 0, &n, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(n.ntokens, 64);
+    node_free(&n);
+    close(dirfd);
+}
+
+/* No file descriptor left to list the directory with: "cannot tell" is
+ * "holds a store", so no new identity is written over a lost node file. */
+static void test_no_descriptor_to_list(void)
+{
+    char path[256], what[300] = "";
+    int dirfd;
+    new_dir(path, sizeof(path), &dirfd);
+    struct rlimit old;
+    CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_NOFILE, &old), 0);
+    struct rlimit low = {.rlim_cur = (rlim_t)dirfd + 8, .rlim_max = old.rlim_max};
+    CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fill[16], nfill = 0;
+    while (nfill < 16 && (fill[nfill] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        nfill++;
+    bool holds = node_dir_holds_store(dirfd, what, sizeof(what));
+    while (nfill > 0)
+        close(fill[--nfill]);
+    setrlimit(RLIMIT_NOFILE, &old);
+    CU_ASSERT_TRUE(holds);
+    CU_ASSERT_PTR_NOT_NULL(strstr(what, "cannot be listed"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(what, strerror(EMFILE)));
+    /* with descriptors back, the empty directory is empty */
+    CU_ASSERT_FALSE(node_dir_holds_store(dirfd, what, sizeof(what)));
+    close(dirfd);
+}
+
+static void test_unknown_hash_refused(void)
+{
+    size_t len;
+    char *good = valid_text(64, &len);
+    char *t = strdup(good);
+    memcpy(strstr(t, "hash sha1"), "hash md5x", 9);
+    CU_ASSERT_TRUE(refused(t, len));
+    free(t);
+    free(good);
+}
+
 /* Runs the suite; main runs it in a child so that the temporary directory
  * is removed even when a sanitizer or a crash ends the run early. */
 static int run_tests(void)
@@ -381,6 +499,9 @@ static int run_tests(void)
     CU_add_test(s, "damaged token lines refused", test_damaged_token_lines_refused);
     CU_add_test(s, "a directory that cannot be listed: nothing written",
                 test_unlistable_dir_writes_nothing);
+    CU_add_test(s, "node file cannot be written: nothing left", test_create_failures_write_nothing);
+    CU_add_test(s, "no descriptor to list with: nothing written", test_no_descriptor_to_list);
+    CU_add_test(s, "unknown hash in the node file refused", test_unknown_hash_refused);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

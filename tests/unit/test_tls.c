@@ -84,6 +84,15 @@ static void test_refuses(void)
     free(b);
 }
 
+/* A regular file whose size is not what fstat() said (a /proc file, size 0)
+ * and one whose read() fails (/proc/self/mem at offset 0: EIO): stand-ins
+ * for a certificate rewritten while read and for a disk error. */
+static void test_refuses_unstable_or_unreadable(void)
+{
+    refused("/proc/self/comm", false, -EAGAIN, "changed size while read (0, then 1 bytes)");
+    refused("/proc/self/mem", true, -EIO, strerror(EIO));
+}
+
 /* A real certificate and a key that is not its own: refused, and the
  * credentials stay unset. Made with openssl when it is there. */
 static void test_load_mismatch(void)
@@ -169,6 +178,8 @@ int main(void)
         return 1;
     CU_pSuite s = CU_add_suite("tls", NULL, NULL);
     CU_add_test(s, "PEM files read whole", test_reads_whole);
+    CU_add_test(s, "refused: size unlike stat's, read() failing",
+                test_refuses_unstable_or_unreadable);
     CU_add_test(s, "PEM that GnuTLS cannot parse: certificate, key", test_load_pem_not_parsable);
     CU_add_test(s, "refused: open key, empty, NUL, not PEM, missing, directory, too large",
                 test_refuses);

@@ -129,6 +129,46 @@ static void test_refuses_kinds(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a regular file"));
 }
 
+/*
+ * A regular file whose size is not what fstat() said, and one whose read()
+ * fails: /proc and /sys files are regular files that report a size of 0 or
+ * 4096 whatever they hold, and reading /proc/self/mem at offset 0 (an
+ * unmapped address) fails with EIO. Deterministic stand-ins for a token file
+ * that another program rewrites while we read it and for a disk error.
+ */
+static void test_refuses_unstable_or_unreadable(void)
+{
+    char err[512], *tok;
+    struct stat st;
+    /* size 0 by stat, a few bytes by read: never taken for the token */
+    if (stat("/proc/self/comm", &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) {
+        CU_ASSERT_EQUAL(read_tok("/proc/self/comm", &tok, err, sizeof(err)), -EAGAIN);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "changed size while read (0, then"));
+    } else {
+        printf("\n  /proc/self/comm not a zero-size regular file here\n");
+        CU_FAIL("no /proc");
+    }
+    /* size 4096 by stat, fewer bytes by read (a file cut while read) */
+    const char *sysf = "/sys/kernel/mm/transparent_hugepage/enabled";
+    if (stat(sysf, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 4096) {
+        CU_ASSERT_EQUAL(read_tok(sysf, &tok, err, sizeof(err)), -EAGAIN);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "changed size while read (4096, then"));
+    }
+    /* size 0 by stat, more than CAS_TOKEN_MAX by read: too large, not cut */
+    CU_ASSERT_EQUAL(read_tok("/proc/self/smaps", &tok, err, sizeof(err)), -EFBIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "larger than"));
+    /* read() fails: the error is the caller's, with the file named */
+    CU_ASSERT_EQUAL(read_tok("/proc/self/mem", &tok, err, sizeof(err)), -EIO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, strerror(EIO)));
+    /* a file that cannot be opened for reading (mode 0200) */
+    if (geteuid() != 0) {
+        const char *path = file_with("ok", "s3cret\n", 7);
+        CU_ASSERT_EQUAL_FATAL(chmod(path, 0200), 0);
+        CU_ASSERT_EQUAL(read_tok(path, &tok, err, sizeof(err)), -EACCES);
+        chmod(path, 0600);
+    }
+}
+
 static void cleanup_dir(void)
 {
     const char *names[] = {"ok",         "empty",       "nl",           "crlf",    "nul",
@@ -152,6 +192,8 @@ int main(void)
     CU_add_test(s, "whole tokens, one trailing newline dropped", test_accepts);
     CU_add_test(s, "empty, NUL, several lines, spaces, too large: refused", test_refuses_content);
     CU_add_test(s, "missing, directory, FIFO, device: refused", test_refuses_kinds);
+    CU_add_test(s, "size unlike stat's, read() failing, unreadable: refused",
+                test_refuses_unstable_or_unreadable);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -51,7 +51,7 @@ wait_http "$bal/healthz"
 sleep 1 # first probes
 
 echo "storing $MIB MiB of 1 MiB objects through the balancer" >&2
-"$CLI" --server "$bal" bench -c 8 -s 1M --mix 1:0 --count "$MIB" >/dev/null
+"$CLI" --server "$bal" bench -c 8 -s 1M --mix 1:0 --count "$MIB" --no-cleanup >/dev/null
 head -c 65536 /dev/urandom >"$BENCH_TMP/probe"
 probe=$("$CLI" --server "$bal" put "$BENCH_TMP/probe")
 
@@ -60,6 +60,11 @@ kill -HUP "$BAL_PID"
 sleep 2 # the new backend's ring
 
 plan=$("$CLI" --json rebalance --config "$BENCH_TMP/four.yaml" --dry-run)
+stored=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['objects'])" "$plan")
+if [ "$stored" -lt "$MIB" ]; then
+    echo "bench: the cluster holds $stored objects, not the $MIB stored: nothing to measure" >&2
+    exit 1
+fi
 planned=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['copy_bytes_planned'])" "$plan")
 # Long enough to cover most of the rebalance at 100 MB/s, at least 3 s.
 lat_secs=$(calc "round(max(3, min(20, $planned / 1e8 * 0.7)), 1)")

@@ -58,7 +58,7 @@ bench_rev() { # the revision being built, flagged when common/ or storaged/ diff
 bench_build() {
     if [ -z "${CAS_BENCH_NO_BUILD:-}" ]; then
         CAS_BENCH_REV=$(bench_rev)
-        cmake -S "$ROOT" -B "$BUILD" -DCAS_BENCH=ON >/dev/null
+        cmake -S "$ROOT" -B "$BUILD" -DCAS_BENCH=ON -DCAS_ASSERTS=ON >/dev/null
         cmake --build "$BUILD" -j2 --target ca-cas-storaged cas-bench-putload \
             cas-bench-fsyncloop cas-bench-replay >/dev/null
     fi

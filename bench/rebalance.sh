@@ -20,7 +20,7 @@ MIB=${1:-1024}
 RATE=${2:-200}
 if [ -z "${CAS_BENCH_NO_BUILD:-}" ]; then
     CAS_BENCH_REV=$(bench_rev)
-    cmake -S "$ROOT" -B "$BUILD" -DCAS_BENCH=ON >/dev/null
+    cmake -S "$ROOT" -B "$BUILD" -DCAS_BENCH=ON -DCAS_ASSERTS=ON >/dev/null
     cmake --build "$BUILD" -j2 --target ca-cas-storaged ca-cas-balancerd ca-cas >/dev/null
 fi
 CLI=$BUILD/ca-cas/ca-cas

@@ -13,7 +13,7 @@ trap 'rm -f "$summary"' EXIT
 source bench/lib.sh
 export CAS_BENCH_REV
 CAS_BENCH_REV=$(bench_rev)
-cmake -S . -B "$BUILD" -DCAS_BENCH=ON >/dev/null
+cmake -S . -B "$BUILD" -DCAS_BENCH=ON -DCAS_ASSERTS=ON >/dev/null
 cmake --build "$BUILD" -j2 --target ca-cas-storaged cas-bench-putload cas-bench-fsyncloop \
     cas-bench-replay >/dev/null
 for b in get-small get-large put-large put-small replay; do

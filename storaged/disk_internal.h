@@ -113,7 +113,7 @@ static inline uint64_t frame_bytes(uint64_t size)
     return fmt_frame_len(size);
 }
 
-/* ---- invariants (assert()s: on in test builds, off in CAS_BENCH ones) ----
+/* ---- invariants (assert()s: on in every build; -DCAS_ASSERTS=OFF drops them) ----
  * A pthread rwlock does not say which thread holds it, so "the caller holds
  * lock" is asserted as "someone holds it (in write mode)": a try-lock that
  * must fail, one atomic operation. An unshared store needs no lock. */

@@ -1961,7 +1961,8 @@ static void test_repeated_write_is_durable(void)
 
 /* A write of the right bytes over a copy that fails its check replaces it:
  * payload rot in a small object, and in the second block of a large one,
- * through a plain write and through open + confirm (the PUT route). */
+ * through a plain write and through open + confirm (the PUT route); rot in
+ * the payload and in the block checksum table through the commit path. */
 static void test_rewrite_over_rotten_copy(void)
 {
     char dir[256], err[ERRLEN];
@@ -2009,6 +2010,21 @@ static void test_rewrite_over_rotten_copy(void)
     CU_ASSERT_TRUE(created);
     CU_ASSERT_TRUE(reads_back(s, b, 3000));
     CU_ASSERT_EQUAL(info(s).corrupt_found, 3);
+    /* Rot in the copy's block checksum table (after the payload), whose
+     * bytes are right: the table fails its own CRC, the copy is replaced. */
+    unsigned char *c = make_data(3000, 51);
+    data_sizes(dir, before);
+    CU_ASSERT_EQUAL(put(s, c, 3000, true, NULL), 0);
+    data_sizes(dir, after);
+    f = grown_file(before, after);
+    CU_ASSERT_FATAL(f >= 0);
+    flip_byte(dir, f, before[f] + FMT_FRAME_HEADER + 3000 + 1);
+    created = false;
+    CU_ASSERT_EQUAL(put(s, c, 3000, true, &created), 0);
+    CU_ASSERT_TRUE(created);
+    CU_ASSERT_TRUE(reads_back(s, c, 3000));
+    CU_ASSERT_EQUAL(info(s).corrupt_found, 4);
+    free(c);
     close_store(s);
     s = open_dir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);

@@ -15,6 +15,7 @@
 #include "fanout.h"
 #include "upstream.h"
 #include "fake_backend.h"
+#include "fake_balancer.h"
 
 #include <CUnit/Basic.h>
 #include <arpa/inet.h>
@@ -43,28 +44,14 @@ static int setup(void)
         return -1;
     snprintf(url_a, sizeof(url_a), "http://127.0.0.1:%d", fa.port);
     snprintf(url_b, sizeof(url_b), "http://127.0.0.1:%d", fb.port);
-    FILE *f = fopen(cfg_path, "w");
-    if (!f)
-        return -1;
-    fprintf(f,
-            "replicas: 2\nbackends:\n"
-            "  - url: %s\n    failure_domain: a\n"
-            "  - url: %s\n    failure_domain: b\n",
-            url_a, url_b);
-    fclose(f);
-    struct balancer_options o = {.config_path = cfg_path,
-                                 .first_byte_timeout_ms = 5000,
-                                 .io_timeout_ms = 5000};
-    if (balancer_init(&bal, &o, err, sizeof(err)) < 0)
-        return -1;
-    v = view_get(&bal);
-    return 0;
+    const char *urls[] = {url_a, url_b};
+    struct balancer_options o = {.first_byte_timeout_ms = 5000, .io_timeout_ms = 5000};
+    return fake_balancer_init(&bal, &v, cfg_path, 2, urls, 2, o, err, sizeof(err));
 }
 
 static int teardown(void)
 {
-    view_put(v);
-    balancer_stop(&bal);
+    fake_balancer_stop(&bal, v);
     fake_stop(&fa);
     fake_stop(&fb);
     return 0;

@@ -15,6 +15,7 @@
 #include "balancer.h"
 #include "upstream.h"
 #include "fake_backend.h"
+#include "fake_balancer.h"
 #include "fake_staller.h"
 
 #include <CUnit/Basic.h>
@@ -40,25 +41,16 @@ static int setup(void)
     if (fake_start(&fa) < 0)
         return -1;
     snprintf(url_a, sizeof(url_a), "http://127.0.0.1:%d", fa.port);
-    FILE *f = fopen(cfg_path, "w");
-    if (!f)
-        return -1;
-    fprintf(f, "replicas: 1\nbackends:\n  - url: %s\n    failure_domain: a\n", url_a);
-    fclose(f);
-    struct balancer_options o = {.config_path = cfg_path,
-                                 .first_byte_timeout_ms = TIMEOUT_MS,
+    const char *urls[] = {url_a};
+    struct balancer_options o = {.first_byte_timeout_ms = TIMEOUT_MS,
                                  .io_timeout_ms = TIMEOUT_MS,
                                  .connect_timeout_ms = TIMEOUT_MS};
-    if (balancer_init(&bal, &o, err, sizeof(err)) < 0)
-        return -1;
-    v = view_get(&bal);
-    return 0;
+    return fake_balancer_init(&bal, &v, cfg_path, 1, urls, 1, o, err, sizeof(err));
 }
 
 static int teardown(void)
 {
-    view_put(v);
-    balancer_stop(&bal);
+    fake_balancer_stop(&bal, v);
     fake_stop(&fa);
     return 0;
 }

@@ -17,6 +17,7 @@
 #include "fsck.h"
 #include "log.h"
 #include "node.h"
+#include "store_data.h"
 
 #include <CUnit/Basic.h>
 #include <dirent.h>
@@ -120,29 +121,6 @@ static void fsck_repair(const char *dir)
     struct fsck_report r;
     CU_ASSERT_EQUAL(store_fsck(dir, FSCK_REPAIR, NULL, NULL, NULL, &r, err, sizeof(err)), 0);
     CU_ASSERT_TRUE(r.repaired);
-}
-
-/* Deterministic, distinct object contents. */
-static unsigned char *make_data(size_t len, unsigned seed)
-{
-    unsigned char *p = malloc(len ? len : 1);
-    uint64_t x = 0x9e3779b97f4a7c15ULL * (seed + 1);
-    for (size_t i = 0; i < len; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        p[i] = (unsigned char)x;
-    }
-    return p;
-}
-
-static struct cas_key key_of(const struct store *s, const void *data, size_t len)
-{
-    struct cas_key k;
-    memset(&k, 0, sizeof(k));
-    k.algo = s->algo;
-    cas_hash_buffer(s->algo, data, len, k.digest);
-    return k;
 }
 
 /* Stores data in pieces of `piece` bytes; hint as given. */

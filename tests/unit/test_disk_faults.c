@@ -25,6 +25,7 @@
 #include "disk_internal.h"
 #include "format.h"
 #include "log.h"
+#include "store_data.h"
 
 #include <CUnit/Basic.h>
 #include <dirent.h>
@@ -247,28 +248,6 @@ static struct store *open_store(const char *dir)
         return NULL;
     }
     return s;
-}
-
-static unsigned char *make_data(size_t len, unsigned seed)
-{
-    unsigned char *p = malloc(len ? len : 1);
-    uint64_t x = 0x9e3779b97f4a7c15ULL * (seed + 1);
-    for (size_t i = 0; i < len; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        p[i] = (unsigned char)x;
-    }
-    return p;
-}
-
-static struct cas_key key_of(const struct store *s, const void *data, size_t len)
-{
-    struct cas_key k;
-    memset(&k, 0, sizeof(k));
-    k.algo = s->algo;
-    cas_hash_buffer(s->algo, data, len, k.digest);
-    return k;
 }
 
 /* Stores data (hint: its size, or UINT64_MAX for a write of unknown size, as

@@ -460,18 +460,49 @@ static bool wait_fd(int fd, short events, uint64_t deadline_ns)
     return poll(&p, 1, ms) > 0;
 }
 
+/* Appends one header of the queued response to the hand-written head
+ * (answer_before_body); the framing headers are written there itself. */
+struct head_buf {
+    char *p;
+    size_t len, cap;
+    bool overflow;
+};
+
+static enum MHD_Result add_head_line(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    struct head_buf *h = cls;
+    if (kind != MHD_HEADER_KIND || !value ||
+        strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0 ||
+        strcasecmp(key, MHD_HTTP_HEADER_CONNECTION) == 0 ||
+        strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+        return MHD_YES;
+    int n = snprintf(h->p + h->len, h->cap - h->len, "%s: %s\r\n", key, value);
+    if (n < 0 || (size_t)n >= h->cap - h->len) {
+        h->overflow = true;
+        return MHD_NO;
+    }
+    h->len += (size_t)n;
+    return MHD_YES;
+}
+
 /*
- * Answers while the request body is still coming (413 for a chunked upload
- * over the limit, ...). libmicrohttpd 0.9.75 refuses a response queued in
- * the middle of an upload and would drop the connection without a word, or
- * else we would have to read a body of any length first. So the answer is
- * written on the socket here, on the connection's own thread (nothing else
- * writes to it while the handler runs), with "Connection: close"; then the
- * write side is shut and what the client still sends is read and dropped
- * for a bounded time (so the close does not reset the connection before
- * the client has read the answer), and libmicrohttpd is told to close.
+ * Answers an error while the request body is still coming or has not begun
+ * (413 for a chunked upload over the limit mid-body; 507, 401, 413 by
+ * Content-Length, ... at the head). libmicrohttpd 0.9.75 refuses a response
+ * queued in the middle of an upload and would drop the connection without
+ * a word; one queued at the head is sent, but the connection is then closed
+ * with the body unread, so the kernel resets it and a client still sending
+ * sees "broken pipe" instead of the answer (RFC 9112 section 9.6: close the
+ * write side first, then keep reading for a while). So the answer (its
+ * status, the response's own headers, the JSON error body) is written on
+ * the socket here, on the connection's own thread (nothing else writes to
+ * it while the handler runs), with "Connection: close"; then the write side
+ * is shut and what the client still sends is read and dropped for a bounded
+ * time (2 s, 16 MiB; a client that closes ends it at once), and
+ * libmicrohttpd is told to close.
  */
-static enum MHD_Result answer_mid_body(struct http_req *req)
+static enum MHD_Result answer_before_body(struct http_req *req)
 {
     req->queued = true;
     const union MHD_ConnectionInfo *ci =
@@ -482,11 +513,19 @@ static enum MHD_Result answer_mid_body(struct http_req *req)
     const char *body = req->err_body ? req->err_body : "{\"error\":\"request refused\"}\n";
     size_t blen = req->err_body ? req->err_len : strlen(body);
     const char *reason = MHD_get_reason_phrase_for(req->status);
-    char head[256];
-    int hl = snprintf(head, sizeof(head),
-                      "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n\r\n",
-                      req->status, reason && *reason ? reason : "Error", blen);
+    char head[4096];
+    struct head_buf h = {head, 0, sizeof(head), false};
+    int n = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\nConnection: close\r\n", req->status,
+                     reason && *reason ? reason : "Error");
+    h.len = (size_t)n;
+    if (req->resp)
+        MHD_get_response_headers(req->resp, add_head_line, &h);
+    if (!req->resp || !MHD_get_response_header(req->resp, MHD_HTTP_HEADER_CONTENT_TYPE))
+        add_head_line(&h, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    n = snprintf(head + h.len, sizeof(head) - h.len, "Content-Length: %zu\r\n\r\n", blen);
+    if (h.overflow || n < 0 || (size_t)n >= sizeof(head) - h.len)
+        return MHD_NO; /* cannot happen with this project's headers */
+    int hl = (int)(h.len + (size_t)n);
     req->bytes_out = blen;
     uint64_t deadline = cas_now_ns() + 5000000000ull;
     struct iovec iov[2] = {{head, (size_t)hl}, {(void *)body, blen}};
@@ -790,7 +829,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         const char *te = http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
         bool has_body = (req->has_length && req->content_length > 0) || te;
         if (req->resp && has_body)
-            return queue(req);
+            return req->err_body && !req->is_head ? answer_before_body(req) : queue(req);
         if (!req->resp && !req->on_done) {
             http_error(req, 500, "route %s has no response", req->route->name);
             return queue(req);
@@ -808,7 +847,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                        srv->cfg.max_upload);
             req->body_failed = true;
             *upload_data_size = 0;
-            return answer_mid_body(req);
+            return answer_before_body(req);
         }
         if (!req->queued && !req->body_failed && req->on_body &&
             req->on_body(req, upload_data, n) != 0) {
@@ -819,7 +858,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
              * body is in, as before (a client sending a bounded body reads
              * the answer after it). */
             if (req->resp && req->status == 413)
-                return answer_mid_body(req);
+                return answer_before_body(req);
             return MHD_YES;
         }
         *upload_data_size = 0;

@@ -111,6 +111,14 @@ static void h_limited(struct http_req *req)
     req->on_done = limited_done;
 }
 
+/* Refuses at the head, before any of the body is read (as the storaged
+ * does when its disk is full). */
+static void h_full(struct http_req *req)
+{
+    http_error(req, 507, "no space for \"%s\"", "x");
+    http_add_header(req, "Retry-After", "60");
+}
+
 static unsigned char pattern(uint64_t pos)
 {
     return (unsigned char)((pos * 7 + (pos >> 9)) & 0xff);
@@ -214,6 +222,7 @@ static const struct http_route routes[] = {
     {"GET", "/file/*/", h_item, 0, "file"},
     {"PUT", "/upload", h_upload, 0, "upload"},
     {"PUT", "/limited", h_limited, 0, "limited"},
+    {"PUT", "/full", h_full, 0, "full"},
     {"GET", "/stream", h_stream, 0, "stream"},
     {"GET", "/stream-error", h_stream_error, 0, "stream_error"},
     {"GET", "/stream-unknown", h_stream_unknown, 0, "stream_unknown"},
@@ -520,6 +529,78 @@ static void raw_exchange(const char *req, char *out, size_t outlen)
     close(fd);
 }
 
+/*
+ * An answer given at the head while the client is still sending its body
+ * (507, 401, 413 by Content-Length): the connection is not reset under the
+ * client (RFC 9112 section 9.6). The server writes the answer, shuts its
+ * write side and reads the rest for a while, so a client that sends its
+ * whole body first (as libcurl does without Expect) still reads the
+ * answer, with the route's own headers. Before, the daemon closed with the
+ * body unread and the client's send failed with EPIPE/ECONNRESET: a copier
+ * saw "Broken pipe" instead of the target's 507.
+ */
+static void test_refused_at_head_not_reset(void)
+{
+    size_t len = 14u << 20; /* more than loopback's socket buffers hold */
+    char *body = calloc(1, len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 10};
+    CU_ASSERT_FATAL(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    char head[128];
+    int hl = snprintf(head, sizeof(head), "PUT /full HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+                      len);
+    CU_ASSERT_EQUAL(send(fd, head, (size_t)hl, MSG_NOSIGNAL), hl);
+    size_t sent = 0;
+    int err = 0;
+    while (sent < len) {
+        ssize_t w = send(fd, body + sent, len - sent, MSG_NOSIGNAL);
+        if (w <= 0) {
+            err = errno;
+            break;
+        }
+        sent += (size_t)w;
+    }
+    CU_ASSERT_EQUAL(err, 0);
+    CU_ASSERT_EQUAL(sent, len);
+    if (err)
+        fprintf(stderr, "\n  send failed after %zu bytes: %s\n", sent, strerror(err));
+    char out[4096];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof(out) - 1 && (n = recv(fd, out + got, sizeof(out) - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    out[got] = '\0';
+    close(fd);
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 507", 12), 0);
+    CU_ASSERT_PTR_NOT_NULL(strcasestr(out, "\r\nRetry-After: 60\r\n"));
+    CU_ASSERT_PTR_NOT_NULL(strcasestr(out, "\r\nConnection: close\r\n"));
+    CU_ASSERT_PTR_NOT_NULL(strcasestr(out, "\r\nContent-Type: application/json\r\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\r\n\r\n{\"error\":\"no space for \\\"x\\\"\"}\n"));
+    /* The same through libcurl, ten times: the 507 each time, never a
+     * send failure. */
+    for (int i = 0; i < 10; i++) {
+        struct resp r;
+        request(port, "PUT", "/full", NULL, body, len, false, 0, &r);
+        CU_ASSERT_EQUAL(r.cc, CURLE_OK);
+        CU_ASSERT_EQUAL(r.status, 507);
+        CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "no space"));
+        if (r.cc != CURLE_OK)
+            fprintf(stderr, "\n  libcurl: %s\n", curl_easy_strerror(r.cc));
+        done(&r);
+    }
+    free(body);
+    /* A chunked upload to the same route: the same answer. */
+    struct resp r;
+    request(port, "PUT", "/full", NULL, "abc", 3, true, 0, &r);
+    CU_ASSERT_EQUAL(r.status, 507);
+    done(&r);
+}
+
 /* Found by tests/integration/test_http_fuzz.py: a Transfer-Encoding other
  * than a bare "chunked" ("gzip, chunked", "gzip") left libmicrohttpd
  * waiting for the connection to end, the request never answered. It is a
@@ -819,6 +900,8 @@ int main(void)
     CU_add_test(s, "request body streamed in chunks", test_streamed_body);
     CU_add_test(s, "body refused midway", test_body_refused_midway);
     CU_add_test(s, "unknown transfer coding: 501", test_unknown_transfer_coding_501);
+    CU_add_test(s, "refused at the head, body still coming: not reset",
+                test_refused_at_head_not_reset);
     CU_add_test(s, "streamed responses", test_stream_response);
     CU_add_test(s, "streamed responses in larger blocks", test_stream_block_size);
     CU_add_test(s, "HTTP_STREAM_ERROR aborts", test_stream_error_aborts);

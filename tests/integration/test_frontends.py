@@ -218,9 +218,12 @@ http {{
         self.assertEqual(c.request("GET", f"/file/{sha1(b'cask bytes')}/").body, b"cask bytes")
         # GC begun through one balancer, ended through the other (both via
         # the front end, each on a new connection; repeated until the front
-        # end picked different balancers, as it spreads connections)
+        # end picked different balancers, as it spreads connections; nginx's
+        # two workers each keep their own least_conn/round-robin state, so a
+        # cycle lands on one balancer about half the time: 24 tries leave a
+        # 2^-24 chance of never crossing; 8 tries (2^-8) failed once here)
         keep = objs[0]
-        for attempt in range(8):
+        for attempt in range(24):
             # stored behind the balancers' backs: no balancer has touched it
             # lately (a balancer keeps what it served in the last moments)
             drop = os.urandom(500)

@@ -448,8 +448,9 @@ class HedgeTest(TempDirTest):
                 worst = max(worst, time.time() - t0)
                 self.assertEqual((st, body == o, complete), (200, True, True))
             # Far below the 10 s first-byte timeout (the hedge delay is at
-            # most 50 ms; the margin is for a loaded test machine).
-            self.assertLess(worst, 2.0)
+            # most 50 ms; the margin is for a loaded test machine: 2 s
+            # failed once at load 12-19).
+            self.assertLess(worst, 5.0)
         finally:
             os.kill(stores[0].pid, signal.SIGCONT)
         m = Client("127.0.0.1", b.port, 10).request("GET", "/metrics").body.decode()

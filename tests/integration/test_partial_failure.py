@@ -215,9 +215,12 @@ class WriteTest(PartialFailureTest):
 
 class FanoutTest(PartialFailureTest):
     def test_fanouts_with_frozen_backend_answer_within_bound(self):
-        # A fan-out deadline longer than the bound below: once the backend
-        # is known down, nothing may wait on it at all.
-        fanout_ms = 2500
+        # A fan-out deadline well past the bound below (quick): once the
+        # backend is known down, nothing may wait on it at all. (2.5 s
+        # against 2 s flaked at load 12-19; 6 s against 4 s still tells a
+        # wait on the frozen backend from none.)
+        fanout_ms = 6000
+        quick = 4.0
         bal = self.make(3, replicas=2, min_replicas=1, fanout_ms=fanout_ms)
         c = bal.client()
         keys = []
@@ -252,7 +255,7 @@ class FanoutTest(PartialFailureTest):
         got = {}
         for name, fn in checks.items():
             r, took = self.timed(fn)
-            self.assertLess(took, 2.0, f"{name} took {took:.1f} s")
+            self.assertLess(took, quick, f"{name} took {took:.1f} s")
             got[name] = r
         cap = got["capacity"].json()
         self.assertTrue(cap["partial"])
@@ -273,15 +276,15 @@ class FanoutTest(PartialFailureTest):
         # The CLI end to end: put (asks missing first), capacity.
         p, took = self.timed(lambda: self.cli(bal, "put", stdin=b"cli put with a hung backend\n"))
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertLess(took, 2.0)
+        self.assertLess(took, quick)
         p, took = self.timed(lambda: self.cli(bal, "capacity"))
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertLess(took, 2.0)
+        self.assertLess(took, quick)
         self.assertIn(b"partial: only 2 backends answered", p.stderr)
         # GC cannot begin with a backend down: refused at once, nothing started.
         r, took = self.timed(lambda: c.request("POST", "/gc/begin"))
         self.assertEqual(r.status, 503)
-        self.assertLess(took, 2.0)
+        self.assertLess(took, quick)
         for s in self.stores[:2]:
             self.assertFalse(s.client().request("GET", "/gc").json()["active"])
 

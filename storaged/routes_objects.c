@@ -10,7 +10,11 @@
  * never arrives complete. A backend without block checksums (or with a
  * damaged table) is checked against the key as the bytes stream, the last
  * chunk held back until the digest is known. Either way a corrupt object is
- * taken out of service.
+ * taken out of service. The first block of a large read (the first chunk,
+ * without a table) is read, and checked, before the answer's head: a copy
+ * whose first block is bad answers 404, one that cannot be read (a file or
+ * bucket object gone, a hung S3 server) 500, so a balancer moves on to
+ * another copy instead of relaying a 200 that is cut at once.
  */
 #define _GNU_SOURCE
 #include "routes.h"
@@ -365,6 +369,9 @@ struct vread {
     uint32_t *sums;
     size_t nsums;
     uint64_t block_size, cached; /* block held in scratch, UINT64_MAX none */
+    /* Hash mode: the first bytes of the range, read before the head. */
+    char *first;
+    size_t first_len;
 };
 
 static void vread_free(void *cls)
@@ -373,6 +380,7 @@ static void vread_free(void *cls)
     store_close(v->store, v->obj);
     cas_hash_free(v->hash);
     free(v->scratch);
+    free(v->first);
     free(v->sums);
     free(v);
 }
@@ -381,6 +389,29 @@ static void vread_corrupt(struct vread *v, const char *why)
 {
     store_quarantine(v->store, v->obj, why);
     __atomic_fetch_add(&v->app->verify_failures, 1, __ATOMIC_RELAXED);
+}
+
+/* Loads block b into scratch and checks it against its CRC-32C: 0,
+ * -ENOMEM, -EIO (cannot be read; logged) or -EBADMSG (does not match; the
+ * copy is quarantined). */
+static int block_load(struct vread *v, uint64_t b)
+{
+    uint64_t bstart = b * v->block_size;
+    size_t blen =
+        v->size - bstart < v->block_size ? (size_t)(v->size - bstart) : (size_t)v->block_size;
+    if (!v->scratch && !(v->scratch = malloc(v->block_size)))
+        return -ENOMEM;
+    ssize_t n = store_pread(v->store, v->obj, v->scratch, blen, bstart);
+    if (n != (ssize_t)blen) {
+        log_error("read error serving an object: %s", n < 0 ? strerror((int)-n) : "short");
+        return -EIO;
+    }
+    if (b >= v->nsums || htole32(cas_crc32c(0, v->scratch, blen)) != v->sums[b]) {
+        vread_corrupt(v, "a block does not match its checksum (caught while serving)");
+        return -EBADMSG;
+    }
+    v->cached = b;
+    return 0;
 }
 
 /* Block mode reader: loads, checks and serves one block at a time. */
@@ -393,20 +424,8 @@ static ssize_t block_read(void *cls, uint64_t pos, char *buf, size_t max)
     uint64_t b = at / v->block_size, bstart = b * v->block_size;
     size_t blen =
         v->size - bstart < v->block_size ? (size_t)(v->size - bstart) : (size_t)v->block_size;
-    if (b != v->cached) {
-        if (!v->scratch && !(v->scratch = malloc(v->block_size)))
-            return HTTP_STREAM_ERROR;
-        ssize_t n = store_pread(v->store, v->obj, v->scratch, blen, bstart);
-        if (n != (ssize_t)blen) {
-            log_error("read error serving an object: %s", n < 0 ? strerror((int)-n) : "short");
-            return HTTP_STREAM_ERROR;
-        }
-        if (b >= v->nsums || htole32(cas_crc32c(0, v->scratch, blen)) != v->sums[b]) {
-            vread_corrupt(v, "a block does not match its checksum (caught while serving)");
-            return HTTP_STREAM_ERROR;
-        }
-        v->cached = b;
-    }
+    if (b != v->cached && block_load(v, b) < 0)
+        return HTTP_STREAM_ERROR;
     uint64_t upto = bstart + blen < v->end ? bstart + blen : v->end;
     size_t n = upto - at < max ? (size_t)(upto - at) : max;
     memcpy(buf, v->scratch + (at - bstart), n);
@@ -450,7 +469,14 @@ static ssize_t vread_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (hash_through(v, at) < 0 || v->hashed != at)
         return HTTP_STREAM_ERROR; /* never out of order: refuse rather than guess */
     size_t want = v->end - at < max ? (size_t)(v->end - at) : max;
-    ssize_t n = store_pread(v->store, v->obj, buf, want, at);
+    ssize_t n;
+    if (at < v->start + v->first_len) { /* read before the head */
+        size_t off = (size_t)(at - v->start);
+        n = (ssize_t)(v->first_len - off < want ? v->first_len - off : want);
+        memcpy(buf, v->first + off, (size_t)n);
+    } else {
+        n = store_pread(v->store, v->obj, buf, want, at);
+    }
     if (n <= 0) {
         log_error("read error serving an object: %s", n < 0 ? strerror((int)-n) : "short file");
         return HTTP_STREAM_ERROR;
@@ -463,6 +489,40 @@ static ssize_t vread_read(void *cls, uint64_t pos, char *buf, size_t max)
             return HTTP_STREAM_ERROR;
     }
     return n;
+}
+
+/*
+ * Reads the first block of a large read (block mode: the block holding
+ * v->start, checked against its CRC-32C; hash mode: up to READ_CHUNK bytes
+ * from v->start, held for vread_read) before the answer's head. False when
+ * it answered with an error instead: 404 for a bad block (the copy is
+ * quarantined), 500 when the bytes cannot be read.
+ */
+static bool read_first_block(struct http_req *req, struct vread *v, bool block_mode)
+{
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(&v->key, hex);
+    int rc = 0;
+    if (block_mode) {
+        rc = block_load(v, v->start / v->block_size);
+    } else if (v->end > v->start) {
+        size_t want = v->end - v->start > READ_CHUNK ? READ_CHUNK : (size_t)(v->end - v->start);
+        ssize_t n = -ENOMEM;
+        if ((v->first = malloc(want)))
+            n = store_pread(v->store, v->obj, v->first, want, v->start);
+        if (n == (ssize_t)want) {
+            v->first_len = want;
+        } else {
+            rc = n == -ENOMEM ? -ENOMEM : -EIO;
+            log_error("read error serving %s: %s", hex, n < 0 ? strerror((int)-n) : "short");
+        }
+    }
+    if (rc == -EBADMSG)
+        http_error(req, 404, "object %s not found (its copy here was corrupt)", hex);
+    else if (rc < 0)
+        http_error(req, 500, "cannot read object %s: %s", hex,
+                   rc == -ENOMEM ? "out of memory" : "read error (logged)");
+    return rc == 0;
 }
 
 /* Serves a small object (or a range of it) from memory, verified first.
@@ -575,6 +635,10 @@ void route_get(struct http_req *req)
         if (store_sums_serve(app->store, v->start, v->end, size) &&
             store_block_sums(app->store, obj, &v->sums, &v->nsums, &v->block_size) == 0)
             reader = block_read;
+        if (!read_first_block(req, v, reader == block_read)) {
+            vread_free(v);
+            return;
+        }
         http_reply_stream(req, status, "application/octet-stream", v->end - v->start, reader, v,
                           vread_free);
     }

@@ -72,6 +72,10 @@ struct disk_store {
 
     pthread_mutex_t files_lock;
     pthread_cond_t files_cond;
+    /* Bytes reserved in data files by writes in flight and not yet written
+     * (atomic): space the file system will still be asked for, which a new
+     * reservation must leave (disk_write.c space_for). */
+    uint64_t unwritten;
 
     struct journal journal;
 

@@ -17,6 +17,13 @@
  * other writers' ranges after it is punched out and stays dead space that
  * compaction gives back.
  *
+ * A reservation must fit in the file system's free space less what other
+ * writes in flight have reserved and not yet written; a declared size that
+ * does not (a client declaring terabytes and stalling) is refused at once
+ * with "disk full" (507), before a byte is read. A data file write that
+ * fails for space (ENOSPC, EDQUOT, EFBIG: the file system's largest file)
+ * fails that write with "disk full", never the store.
+ *
  * A write of an object that is already stored is a use of the stored copy:
  * it answers "already stored" only once that copy has passed a check (its
  * block checksums, read back: disk_verify_copy) and is durable; a copy that
@@ -36,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define WRITE_BUF (512 * 1024)
@@ -49,6 +57,7 @@ struct store_put {
     int spool;          /* unlinked temporary file (unknown size); -1 none */
     uint64_t frame_off; /* where the frame header goes in fd */
     uint64_t res_len;   /* bytes reserved in the data file from frame_off */
+    uint64_t res_done;  /* of them, taken off d->unwritten as written */
     uint64_t hint;      /* the declared size, UINT64_MAX unknown */
     uint64_t flushed;   /* payload bytes written to fd */
     uint64_t size;      /* payload bytes received */
@@ -63,6 +72,29 @@ struct store_put {
     uint64_t block_fill;
     bool copy; /* a copy from another replica: a tombstone refuses it */
 };
+
+/*
+ * Whether len more bytes fit: the file system's free space (fstatvfs of the
+ * store's directory, blocks available to this user) less the bytes other
+ * writes in flight have reserved and not yet written. 0, or -ENOSPC with
+ * err saying how much is free (an fstatvfs failure is not a refusal).
+ */
+static int space_for(struct disk_store *d, uint64_t len, char *err, size_t errlen)
+{
+    struct statvfs vfs;
+    if (fstatvfs(d->dirfd, &vfs) < 0)
+        return 0;
+    uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    uint64_t pending = __atomic_load_n(&d->unwritten, __ATOMIC_RELAXED);
+    uint64_t left = avail > pending ? avail - pending : 0;
+    if (len <= left)
+        return 0;
+    snprintf(err, errlen,
+             "disk full: an object of %" PRIu64 " bytes does not fit in %s (%" PRIu64
+             " bytes free, %" PRIu64 " of them reserved by writes in flight)",
+             len, d->dir, avail, avail < pending ? avail : pending);
+    return -ENOSPC;
+}
 
 /*
  * Reserves len bytes at the end of the shortest data file the compactor
@@ -92,6 +124,8 @@ static void reserve(struct store_put *p, uint64_t len)
     p->file = (unsigned)best;
     p->frame_off = f->length;
     p->res_len = len;
+    p->res_done = 0;
+    __atomic_add_fetch(&d->unwritten, len, __ATOMIC_RELAXED);
     f->length += len;
     f->reserved += len;
     f->writers++;
@@ -132,6 +166,7 @@ static void unreserve(struct store_put *p, uint64_t used)
     }
     f->reserved -= p->res_len;
     f->writers--;
+    __atomic_sub_fetch(&d->unwritten, p->res_len - p->res_done, __ATOMIC_RELAXED);
     pthread_cond_broadcast(&d->files_cond);
     pthread_mutex_unlock(&d->files_lock);
     p->file = NO_FILE;
@@ -191,8 +226,14 @@ int disk_put_begin(struct store *s, const struct cas_key *expect, uint64_t hint,
         p->has_expect = true;
         p->expect = *expect;
     }
-    if (hint != UINT64_MAX)
+    if (hint != UINT64_MAX) {
+        int rc = space_for(d, fmt_frame_len(hint), err, errlen);
+        if (rc < 0) {
+            put_free(p);
+            return rc;
+        }
         reserve(p, fmt_frame_len(hint));
+    }
     *out = p;
     return 0;
 }
@@ -237,8 +278,9 @@ static int flush(struct store_put *p, char *err, size_t errlen)
     int rc = disk_pwrite_all(p->fd, p->buf + FMT_FRAME_HEADER, n,
                              p->frame_off + FMT_FRAME_HEADER + p->flushed);
     if (rc < 0) {
-        if (rc == -ENOSPC || rc == -EDQUOT) {
-            snprintf(err, errlen, "disk full: cannot store the object in %s", p->d->dir);
+        if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG) {
+            snprintf(err, errlen, "disk full: cannot store the object in %s: %s", p->d->dir,
+                     strerror(-rc));
             return -ENOSPC;
         }
         disk_fault(p->d, p->spool >= 0 ? "spool file write" : "data file write", rc);
@@ -248,6 +290,10 @@ static int flush(struct store_put *p, char *err, size_t errlen)
     }
     p->flushed += n;
     p->buflen = FMT_FRAME_HEADER;
+    if (p->spool < 0) {
+        __atomic_sub_fetch(&p->d->unwritten, n, __ATOMIC_RELAXED);
+        p->res_done += n;
+    }
     return 0;
 }
 
@@ -437,6 +483,8 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
     assert(p->nsums == fmt_blocks(p->size));
     if (p->file == NO_FILE) {
         /* Size unknown until now: reserve the range, bring the spooled bytes. */
+        if ((rc = space_for(d, fmt_frame_len(p->size), err, errlen)) < 0)
+            goto undo;
         reserve(p, fmt_frame_len(p->size));
         if (p->flushed && (rc = unspool(p)) < 0)
             goto write_failed;
@@ -479,8 +527,9 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
         }
     }
 write_failed:
-    if (rc == -ENOSPC || rc == -EDQUOT) {
-        snprintf(err, errlen, "disk full: cannot store the object in %s", d->dir);
+    if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG) {
+        snprintf(err, errlen, "disk full: cannot store the object in %s: %s", d->dir,
+                 strerror(-rc));
         rc = -ENOSPC;
         goto undo;
     }

@@ -41,6 +41,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define ERRLEN 512
@@ -433,20 +434,22 @@ static void fx_done(struct fixture *fx)
 /* ---- writes ------------------------------------------------------------- */
 
 /* A full disk under a write (small, large, of unknown size: the data file,
- * the buffer flushes, the spool): -ENOSPC saying so, nothing stored, the
- * reserved range given back, the store still writable. */
+ * the buffer flushes, the spool), or a data file at the file system's
+ * largest size (EFBIG): -ENOSPC saying so, nothing stored, the reserved
+ * range given back, the store still writable. */
 static void test_write_disk_full(void)
 {
     struct fixture fx;
     CU_ASSERT_FATAL(fx_setup(&fx, false));
     char err[ERRLEN];
-    size_t sizes[] = {4096, 3u << 20, 3u << 20};
-    uint64_t hints[] = {4096, 3u << 20, UINT64_MAX};
-    const char *where[] = {"/data-", "/data-", "(deleted)"}; /* the spool is unlinked */
-    for (int t = 0; t < 3; t++) {
+    size_t sizes[] = {4096, 3u << 20, 3u << 20, 4096, 3u << 20};
+    uint64_t hints[] = {4096, 3u << 20, UINT64_MAX, 4096, 3u << 20};
+    const char *where[] = {"/data-", "/data-", "(deleted)", "/data-", "/data-"}; /* the spool is unlinked */
+    int errs[] = {ENOSPC, ENOSPC, ENOSPC, EFBIG, EFBIG};
+    for (int t = 0; t < 5; t++) {
         unsigned char *obj = make_data(sizes[t], 7u + (unsigned)t);
         uint64_t before = data_bytes(fx.dir);
-        fault_arm(F_PWRITE, ENOSPC, where[t], 0);
+        fault_arm(F_PWRITE, errs[t], where[t], 0);
         CU_ASSERT_EQUAL(put_obj(fx.s, obj, sizes[t], hints[t], true, err), -ENOSPC);
         CU_ASSERT_PTR_NOT_NULL(strstr(err, "disk full"));
         CU_ASSERT_TRUE(fault_clear() > 0);
@@ -625,6 +628,51 @@ static void test_write_too_large(void)
                     -EFBIG);
     CU_ASSERT_PTR_NULL(p);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "larger than a store can hold"));
+    CU_ASSERT_TRUE(fx_intact(&fx));
+    fx_done(&fx);
+}
+
+/*
+ * A declared size that does not fit in the file system's free space, less
+ * what writes in flight have reserved and not yet written, is refused at
+ * put_begin with "disk full" (-ENOSPC), nothing reserved: a client that
+ * declares terabytes and stalls can neither grow a data file past what the
+ * file system holds nor fault the store. Found by an attacking session: 50
+ * stalled uploads declaring 17 TiB each pushed every data file past ext4's
+ * largest file and the next client's write turned the store read-only.
+ */
+static void test_write_over_free_space(void)
+{
+    struct fixture fx;
+    CU_ASSERT_FATAL(fx_setup(&fx, false));
+    char err[ERRLEN];
+    struct statvfs vfs;
+    CU_ASSERT_FATAL(statvfs(fx.dir, &vfs) == 0);
+    uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    uint64_t before = data_bytes(fx.dir);
+    struct store_put *p = NULL, *q = NULL;
+    /* More than the disk has: refused, nothing reserved. */
+    CU_ASSERT_EQUAL(fx.s->ops->put_begin(fx.s, NULL, avail + (1u << 20), &p, err, sizeof(err)),
+                    -ENOSPC);
+    CU_ASSERT_PTR_NULL(p);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "disk full"));
+    /* Two writes of 60% each: the second does not fit beside the first. */
+    uint64_t part = avail / 10 * 6;
+    CU_ASSERT_EQUAL_FATAL(fx.s->ops->put_begin(fx.s, NULL, part, &p, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(fx.s->ops->put_begin(fx.s, NULL, part, &q, err, sizeof(err)), -ENOSPC);
+    CU_ASSERT_PTR_NULL(q);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "reserved by writes in flight"));
+    /* A small write still fits, and is stored. */
+    unsigned char *obj = make_data(4096, 41);
+    CU_ASSERT_EQUAL(put_obj(fx.s, obj, 4096, 4096, true, err), 0);
+    CU_ASSERT_TRUE(reads_back(fx.s, obj, 4096));
+    /* The first one abandoned: its reservation is given back. */
+    fx.s->ops->put_abort(p);
+    CU_ASSERT_EQUAL(fx.s->ops->put_begin(fx.s, NULL, part, &q, err, sizeof(err)), 0);
+    fx.s->ops->put_abort(q);
+    CU_ASSERT_FALSE(info_of(fx.s).read_only);
+    CU_ASSERT_TRUE(data_bytes(fx.dir) <= before + (16u << 10)); /* the small frame only */
+    free(obj);
     CU_ASSERT_TRUE(fx_intact(&fx));
     fx_done(&fx);
 }
@@ -1138,6 +1186,7 @@ int main(void)
     CU_add_test(s, "write: no in-kernel copy", test_write_copy_fallback);
     CU_add_test(s, "repeated write: the stored copy's sync fails", test_repeat_write_sync_fails);
     CU_add_test(s, "write: a size no store can hold", test_write_too_large);
+    CU_add_test(s, "write: a size over the free space", test_write_over_free_space);
     CU_add_test(s, "compaction: each step failing leaves the file", test_compact_fails);
     CU_add_test(s, "compaction: index I/O error", test_compact_index_io_error);
     CU_add_test(s, "compaction: one at a time", test_compact_busy);

@@ -215,15 +215,27 @@ static bool replica_query(struct http_req *req, bool *out)
     return true;
 }
 
+/* The query of a write, checked before anything else (a stored object's
+ * PUT included, docs/API.md): sync (0 or 1, default 1) and, for PUT
+ * /objects/{key}, replica. False when it answered 400. */
+static bool put_query(struct http_req *req, enum put_kind kind, bool *durable, bool *copy)
+{
+    const char *sync = http_query(req, "sync");
+    *durable = true;
+    *copy = false;
+    if (sync && cas_parse_bit(sync, durable) < 0) {
+        http_error(req, 400, "sync=\"%s\": want 0 or 1", sync);
+        return false;
+    }
+    return kind != PUT_KEYED || replica_query(req, copy);
+}
+
 static void start_put(struct http_req *req, const struct cas_key *expect, enum put_kind kind)
 {
     struct storaged *app = app_of(req);
-    const char *sync = http_query(req, "sync");
-    bool sync_on;
-    if (sync && cas_parse_bit(sync, &sync_on) < 0) { /* put_done reads it once valid */
-        http_error(req, 400, "sync=\"%s\": want 0 or 1", sync);
+    bool durable, copy;
+    if (!put_query(req, kind, &durable, &copy)) /* put_done reads sync once valid */
         return;
-    }
     struct put_ctx *c = calloc(1, sizeof(*c));
     if (!c) {
         http_error(req, 500, "out of memory");
@@ -249,9 +261,6 @@ static void start_put(struct http_req *req, const struct cas_key *expect, enum p
             hint = UINT64_MAX; /* the part is smaller than the body */
         }
     }
-    bool copy = false;
-    if (kind == PUT_KEYED && !replica_query(req, &copy))
-        return;
     int rc = store_put_begin(app->store, expect, hint, &c->put, c->err, sizeof(c->err));
     if (rc == 0 && copy) {
         rc = store_put_copy(app->store, c->put, c->err, sizeof(c->err));
@@ -310,8 +319,9 @@ void route_put(struct http_req *req)
     struct store_obj *o;
     uint64_t size;
     char err[256];
-    const char *sync = http_query(req, "sync");
-    bool durable = !(sync && strcmp(sync, "0") == 0);
+    bool durable, copy;
+    if (!put_query(req, PUT_KEYED, &durable, &copy))
+        return;
     int rc = store_open(app->store, &key, true, &o, &size, err, sizeof(err));
     if (rc == 0) {
         rc = store_confirm(app->store, o, durable, err, sizeof(err));

@@ -112,6 +112,16 @@ class StrictInput(TempDirTest):
             data = os.urandom(600)
             self.assertEqual(c.put(data, query="?sync=0").status, 201)
             self.assertEqual(c.request("POST", "/compact?wait=1").status, 200)
+            # An object already stored: the same 400, not "already stored"
+            # (found by an attacking session: the storaged answered 200).
+            for v in ("yes", "2", "", "01", "1%00"):
+                with self.subTest(daemon=who, stored=True, sync=v):
+                    r = c.put(data, query=f"?sync={v}")
+                    self.assertEqual(r.status, 400, r.body)
+        for v in ("x", "2", "", "01"):
+            with self.subTest(stored=True, replica=v):
+                r = self.sc.put(data, query=f"?replica={v}")
+                self.assertEqual(r.status, 400, r.body)
 
     # ---- Cask multipart ----------------------------------------------------
 

@@ -251,6 +251,16 @@ int s3_replay(struct s3_store *st, int fd, uint64_t *end, char *err, size_t errl
     uint64_t size = (uint64_t)sb.st_size, off = 0, bad_at = UINT64_MAX;
     unsigned char buf[FMT_RECORD_SIZE];
     struct fmt_record r;
+    /* The index is written whole (rebuild_index: a temporary file renamed
+     * into place), so one without its header is damaged, not torn: an empty
+     * or cut file would otherwise start an empty store over a full bucket. */
+    if (size < FMT_RECORD_SIZE) {
+        snprintf(err, errlen,
+                 "%s/%s is %" PRIu64 " bytes, shorter than its header: damaged; nothing was "
+                 "changed: move it away to rebuild it from the bucket",
+                 st->dir, S3_INDEX, size);
+        return -EINVAL;
+    }
     for (; off + FMT_RECORD_SIZE <= size; off += FMT_RECORD_SIZE) {
         if (pread(fd, buf, sizeof(buf), (off_t)off) != (ssize_t)sizeof(buf)) {
             snprintf(err, errlen, "cannot read %s/%s: %s", st->dir, S3_INDEX, strerror(errno));

@@ -134,6 +134,34 @@ class S3OpenRefusals(TempDirTest):
                 self.assert_refused(p, name, "not a regular file")
                 self.assertTrue(os.path.isdir(os.path.join(d, name)))
 
+    def test_index_shorter_than_its_header_refused(self):
+        """An s3-index of 0 or 32 bytes (damaged: the index is only ever
+        written whole) is refused, unchanged; moved away, it is rebuilt
+        from the bucket and every object is served. Found by an attacking
+        session: such a file was cut to 0 as a torn tail and the node
+        started empty over a full bucket (every object 404), then wrote an
+        index without a header that the next start refused."""
+        a = self.storaged("a", s3=self.s3)
+        datas = [os.urandom(100 + i) for i in range(5)]
+        for d in datas:
+            self.assertEqual(a.client(20).put(d).status, 201)
+        a.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(a.proc.wait(30), 0)
+        index = os.path.join(a.dir, "s3-index")
+        for size in (0, 32):
+            with self.subTest(size=size):
+                with open(index, "r+b") as f:
+                    f.truncate(size)
+                p = run(["--dir", a.dir] + self.s3.storaged_args())
+                self.assert_refused(p, "s3-index", "shorter than its header",
+                                    "move it away to rebuild it from the bucket")
+                self.assertEqual(os.path.getsize(index), size)
+        os.rename(index, index + ".damaged")
+        a.start()
+        c = a.client(20)
+        for d in datas:
+            self.assertEqual(c.get(sha1(d)).body, d)
+
     def test_rebuild_skips_what_is_not_ours(self):
         """A lost index is rebuilt by listing the bucket: names under
         objects/ that are no key of this store's algorithm, and tombs/

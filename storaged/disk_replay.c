@@ -436,6 +436,103 @@ out:
  * current and flags the file in replay.relocated_files, so that it can find
  * the objects in it by their frames.
  */
+static int cmp_digest(const void *a, const void *b)
+{
+    return memcmp(a, b, CAS_MAX_DIGEST);
+}
+
+/* Keys of the intact frames of fd (CAS_MAX_DIGEST bytes each, zero-padded,
+ * sorted), walking past damaged bytes and punched-out ranges. */
+static int frame_keys(struct disk_store *d, int fd, unsigned char **out, size_t *count)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    uint64_t fsize = (uint64_t)st.st_size, p = 0;
+    size_t n = 0, cap = 0, buflen = 1u << 20;
+    unsigned char *keys = NULL, *buf = malloc(buflen);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    while (p + FMT_FRAME_HEADER <= fsize) {
+        unsigned char h[FMT_FRAME_HEADER];
+        struct fmt_frame fr;
+        if (pread(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h)) {
+            rc = -EIO;
+            break;
+        }
+        if (!fmt_frame_decode(h, &fr) || fr.algo != d->base.algo->id || fr.size > fsize - p ||
+            fmt_frame_len(fr.size) > fsize - p) {
+            p = fmt_next_frame(fd, p + 1, fsize, buf, buflen);
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            unsigned char *k = realloc(keys, cap * CAS_MAX_DIGEST);
+            if (!k) {
+                rc = -ENOMEM;
+                break;
+            }
+            keys = k;
+        }
+        memset(keys + n * CAS_MAX_DIGEST, 0, CAS_MAX_DIGEST);
+        memcpy(keys + n * CAS_MAX_DIGEST, fr.digest, d->base.algo->digest_len);
+        n++;
+        p += fmt_frame_len(fr.size);
+    }
+    free(buf);
+    if (rc < 0) {
+        free(keys);
+        return rc;
+    }
+    if (n)
+        qsort(keys, n, CAS_MAX_DIGEST, cmp_digest);
+    *out = keys;
+    *count = n;
+    return 0;
+}
+
+/*
+ * Whether data file n at generation `next` (the current one + 1) holds only
+ * copies of frames of generation `cur`, by key: then it is provably what a
+ * compaction that never committed was writing (a compaction copies frames
+ * of the current generation and nothing else; writers keep away from the
+ * file meanwhile). 1 yes; 0 no, with the first other key in hex (an object
+ * written after that compaction committed: the index is older than the data
+ * files); or -errno with err filled when a file cannot be read.
+ */
+static int next_gen_only_copies(struct disk_store *d, unsigned n, uint64_t cur, uint64_t next,
+                                char *hex, char *err, size_t errlen)
+{
+    char names[2][32];
+    fmt_datafile_name(n, cur, names[0], sizeof(names[0]));
+    fmt_datafile_name(n, next, names[1], sizeof(names[1]));
+    unsigned char *keys[2] = {NULL, NULL};
+    size_t count[2] = {0, 0};
+    int rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        int fd = fmt_open_regular(d->dirfd, d->dir, names[i], O_RDONLY, err, errlen);
+        if (fd < 0)
+            return fd;
+        rc = frame_keys(d, fd, &keys[i], &count[i]);
+        close(fd);
+        if (rc < 0)
+            snprintf(err, errlen, "cannot read %s/%s: %s", d->dir, names[i], strerror(-rc));
+    }
+    if (rc == 0) {
+        rc = 1;
+        for (size_t i = 0; i < count[1] && rc == 1; i++)
+            if (!count[0] || !bsearch(keys[1] + i * CAS_MAX_DIGEST, keys[0], count[0], CAS_MAX_DIGEST,
+                         cmp_digest)) {
+                cas_hex_encode(keys[1] + i * CAS_MAX_DIGEST, d->base.algo->digest_len, hex);
+                rc = 0;
+            }
+    }
+    free(keys[0]);
+    free(keys[1]);
+    return rc;
+}
+
 static int reconcile_generations(struct disk_store *d, char *err, size_t errlen)
 {
     bool cur[FMT_NFILES] = {false}, other[FMT_NFILES] = {false}, future[FMT_NFILES] = {false};
@@ -481,6 +578,36 @@ static int reconcile_generations(struct disk_store *d, char *err, size_t errlen)
         if (objtab_get(&d->tab, e, &en))
             entries[en.file]++;
     for (unsigned n = 0; n < FMT_NFILES; n++) {
+        if (cur[n] && !future[n] && other[n] && newest[n] == d->files[n].gen + 1) {
+            /* The next generation is removed as a compaction that never
+             * committed only when that is provably all it is. */
+            char hex[CAS_MAX_HEX + 1], next[32];
+            rc = next_gen_only_copies(d, n, d->files[n].gen, newest[n], hex, err, errlen);
+            if (rc < 0)
+                return rc;
+            if (rc == 0) {
+                fmt_datafile_name(n, newest[n], next, sizeof(next));
+                if (d->check_only) {
+                    /* fsck: that generation is the current one; the index's
+                     * entries are looked for in it by their frames. */
+                    log_warn("data file %u: %s holds object %s, which the generation the "
+                             "index names does not: the index is older than the data files",
+                             n, next, hex);
+                    d->files[n].gen = newest[n];
+                    d->replay.relocated_files |= 1ull << n;
+                    continue;
+                }
+                snprintf(err, errlen,
+                         "%s/%s holds object %s, which the generation the index names for data "
+                         "file %u does not: it is no leftover of an unfinished compaction, the "
+                         "index is older than the data files (restored from a backup?); nothing "
+                         "was changed: run ca-cas fsck %s --repair to rebuild the index from the "
+                         "data files",
+                         d->dir, next, hex, n, d->dir);
+                return -EINVAL;
+            }
+            continue;
+        }
         if (cur[n] && !future[n])
             continue;
         if (!cur[n] && !other[n] && d->files[n].gen == 0 && entries[n] == 0)

@@ -97,6 +97,26 @@ bool fmt_frame_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_frame
     return true;
 }
 
+uint64_t fmt_next_frame(int fd, uint64_t from, uint64_t fsize, unsigned char *buf, size_t buflen)
+{
+    unsigned char h[FMT_FRAME_HEADER];
+    struct fmt_frame fr;
+    for (uint64_t p = from; p + FMT_FRAME_HEADER <= fsize;) {
+        ssize_t n = pread(fd, buf, buflen, (off_t)p);
+        if (n < 4)
+            break;
+        for (ssize_t i = 0; i + 4 <= n; i++) {
+            if (memcmp(buf + i, "CASO", 4) != 0)
+                continue;
+            if (pread(fd, h, sizeof(h), (off_t)(p + (uint64_t)i)) == (ssize_t)sizeof(h) &&
+                fmt_frame_decode(h, &fr))
+                return p + (uint64_t)i;
+        }
+        p += (uint64_t)n - 3;
+    }
+    return fsize;
+}
+
 void fmt_datafile_name(unsigned n, uint64_t gen, char *buf, size_t len)
 {
     snprintf(buf, len, "data-%02u.g%llu", n, (unsigned long long)gen);

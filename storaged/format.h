@@ -99,6 +99,12 @@ bool fmt_record_decode(const unsigned char in[FMT_RECORD_SIZE], struct fmt_recor
 void fmt_frame_encode(const struct fmt_frame *f, unsigned char out[FMT_FRAME_HEADER]);
 bool fmt_frame_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_frame *f);
 
+/* The offset of the next intact frame header (magic "CASO" and a header
+ * that decodes) at or after from in fd, a data file of fsize bytes; fsize
+ * when there is none. buf (buflen >= 4096 bytes) is scratch. For walking
+ * past damaged bytes and punched-out ranges. */
+uint64_t fmt_next_frame(int fd, uint64_t from, uint64_t fsize, unsigned char *buf, size_t buflen);
+
 /* Name of data file n at generation g: "data-NN.gG" (buf >= 32 bytes). */
 void fmt_datafile_name(unsigned n, uint64_t gen, char *buf, size_t len);
 /* Parses a data file name; false when name is not one. */

@@ -240,22 +240,7 @@ static void check_indexed(struct fsck *f, bool repair)
 /* Finds the next valid frame header at or after from; file size if none. */
 static uint64_t resync(struct fsck *f, int fd, uint64_t from, uint64_t fsize)
 {
-    unsigned char h[FMT_FRAME_HEADER];
-    struct fmt_frame fr;
-    for (uint64_t p = from; p + FMT_FRAME_HEADER <= fsize;) {
-        ssize_t n = pread(fd, f->buf, CHUNK, (off_t)p);
-        if (n < 4)
-            break;
-        for (ssize_t i = 0; i + 4 <= n; i++) {
-            if (memcmp(f->buf + i, "CASO", 4) != 0)
-                continue;
-            if (pread(fd, h, sizeof(h), (off_t)(p + (uint64_t)i)) == (ssize_t)sizeof(h) &&
-                fmt_frame_decode(h, &fr))
-                return p + (uint64_t)i;
-        }
-        p += (uint64_t)n - 3;
-    }
-    return fsize;
+    return fmt_next_frame(fd, from, fsize, f->buf, CHUNK);
 }
 
 /*

@@ -111,7 +111,10 @@ static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errl
     char name[32], oldname[32];
     fmt_datafile_name(n, gen + 1, name, sizeof(name));
     fmt_datafile_name(n, gen, oldname, sizeof(oldname));
-    int fd = openat(d->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    /* A new file: whatever is there under that name (a leftover of a
+     * failed compaction, or a FIFO or symlink) is unlinked, never opened. */
+    unlinkat(d->dirfd, name, 0);
+    int fd = openat(d->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
         rc = -errno;
         snprintf(err, errlen, "cannot create %s: %s", name, strerror(errno));

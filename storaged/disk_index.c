@@ -206,7 +206,10 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
     pthread_rwlock_unlock(&d->lock);
     nrec = nb;
 
-    fd = openat(d->dirfd, "index.new", O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    /* A new file (a leftover, or a FIFO or symlink put there, is unlinked,
+     * never opened). */
+    unlinkat(d->dirfd, "index.new", 0);
+    fd = openat(d->dirfd, "index.new", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
         rc = -errno;
         goto out;

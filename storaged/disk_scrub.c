@@ -72,7 +72,11 @@ static void save_position(struct disk_store *d)
     char buf[160];
     int n = snprintf(buf, sizeof(buf), "ca-cas scrub 1\n%u %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
                      d->scrub_file, d->scrub_offset, d->scrub_passes, d->scrub_last_pass);
-    int fd = openat(d->dirfd, "scrub.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* A new file, never one that is there: a symlink there is not followed,
+     * a FIFO not blocked on (the name is unlinked, then created O_EXCL). */
+    unlinkat(d->dirfd, "scrub.tmp", 0);
+    int fd = openat(d->dirfd, "scrub.tmp", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0644);
     if (fd < 0)
         return;
     bool ok = write(fd, buf, (size_t)n) == n;

@@ -20,6 +20,7 @@ import re
 import stat
 import struct
 import subprocess
+import time
 import unittest
 import zlib
 
@@ -311,6 +312,39 @@ class BadState(TempDirTest):
         self.assert_all_read_back(s, objs)
         self.assertNotIn(nxt, os.listdir(s.dir))
         self.assertIn(name, os.listdir(s.dir))
+
+    def test_scrub_tmp_symlink_or_fifo(self):
+        """The scrubber's temporary position file replaced by a symlink to a
+        file outside the store, or by a FIFO: the outside file is never
+        written, the scrubber never blocks, SIGTERM stops the daemon at
+        once. Found by an attacking session (the symlink was followed, the
+        FIFO blocked the scrubber and SIGTERM forever)."""
+        for kind in ("symlink", "fifo"):
+            with self.subTest(kind=kind):
+                s, objs = self.populated(name=f"scrub-{kind}")
+                outside = os.path.join(self.tmp, f"outside-{kind}")
+                with open(outside, "w") as f:
+                    f.write("precious\n")
+                tmp = os.path.join(s.dir, "scrub.tmp")
+                if kind == "symlink":
+                    os.symlink(outside, tmp)
+                else:
+                    os.mkfifo(tmp)
+                s.argv = s.argv + ["--scrub-rate", "100"]
+                s.start()
+                status = s.client().request("GET", "/status").json()["scrub"]
+                deadline = time.time() + 20
+                while status.get("passes", 0) < 1 and time.time() < deadline:
+                    time.sleep(0.2)
+                    status = s.client().request("GET", "/status").json()["scrub"]
+                self.assertGreaterEqual(status.get("passes", 0), 1, status)
+                t0 = time.time()
+                self.assertEqual(s.stop(), 0)
+                self.assertLess(time.time() - t0, 10)
+                with open(outside) as f:
+                    self.assertEqual(f.read(), "precious\n")
+                self.assertTrue(os.path.isfile(os.path.join(s.dir, "scrub")))
+                self.assertFalse(os.path.islink(os.path.join(s.dir, "scrub")))
 
     def files_holding(self, store_dir, key):
         digest = bytes.fromhex(key)

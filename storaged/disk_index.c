@@ -20,11 +20,50 @@
 #include <time.h>
 #include <unistd.h>
 
+#define INDEX_SPARE_MIN (1u << 20)
+
+uint64_t disk_index_spare(struct disk_store *d)
+{
+    uint64_t objects = __atomic_load_n(&d->objects, __ATOMIC_RELAXED);
+    uint64_t spare = INDEX_SPARE_MIN + objects * FMT_RECORD_SIZE;
+    if (d->fs_bytes && spare > d->fs_bytes / 16)
+        spare = d->fs_bytes / 16;
+    return spare;
+}
+
+uint64_t disk_index_spare_unallocated(struct disk_store *d)
+{
+    uint64_t end = __atomic_load_n(&d->journal.end, __ATOMIC_RELAXED);
+    uint64_t have = __atomic_load_n(&d->index_prealloc, __ATOMIC_RELAXED);
+    uint64_t left = have > end ? have - end : 0, spare = disk_index_spare(d);
+    return spare > left ? spare - left : 0;
+}
+
+void disk_index_reserve(struct disk_store *d)
+{
+    if (d->check_only || d->journal.fd < 0)
+        return;
+    uint64_t end = d->journal.end, spare = disk_index_spare(d);
+    if (d->index_prealloc > end && d->index_prealloc - end >= spare / 2)
+        return;
+    if (fallocate(d->journal.fd, FALLOC_FL_KEEP_SIZE, (off_t)end, (off_t)spare) == 0) {
+        __atomic_store_n(&d->index_prealloc, end + spare, __ATOMIC_RELAXED);
+    } else if (errno != EOPNOTSUPP) {
+        log_warn("cannot reserve %" PRIu64 " bytes for the index in %s: %s (%" PRIu64
+                 " reserved bytes left)",
+                 spare, d->dir, strerror(errno),
+                 d->index_prealloc > end ? d->index_prealloc - end : 0);
+    }
+}
+
 int disk_append(struct disk_store *d, const struct fmt_record *recs, size_t n,
                 struct journal_pos *pos, char *err, size_t errlen)
 {
     assert(disk_locked_write(d)); /* the index's order is the table's */
+    disk_index_reserve(d);
     int rc = journal_append(&d->journal, recs, n, pos);
+    if (rc < 0) /* the journal cut the file back: its preallocation may be gone */
+        __atomic_store_n(&d->index_prealloc, 0, __ATOMIC_RELAXED);
     if (rc == -ENOSPC) {
         snprintf(err, errlen, "disk full: cannot append to the index in %s", d->dir);
     } else if (rc < 0) {
@@ -264,6 +303,8 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
         disk_fault(d, "directory fsync", drc);
     int oldfd = journal_swap(&d->journal, fd, off);
     fd = -1;
+    __atomic_store_n(&d->index_prealloc, 0, __ATOMIC_RELAXED);
+    disk_index_reserve(d); /* the new file's own reserve */
     tomb_prune(d, tomb_now); /* the new index no longer has them either */
     d->index_records = nrec;
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -76,6 +76,12 @@ struct disk_store {
      * (atomic): space the file system will still be asked for, which a new
      * reservation must leave (disk_write.c space_for). */
     uint64_t unwritten;
+    /* Index headroom (disk_index.c): the index file is preallocated up to
+     * index_prealloc (bytes, lock), so that recording uses, removals and GC
+     * state never meets a full file system; data writes leave the rest of
+     * disk_index_spare free (disk_write.c space_for). */
+    uint64_t index_prealloc;
+    uint64_t fs_bytes; /* size of the file system (statvfs at open) */
 
     struct journal journal;
 
@@ -235,6 +241,19 @@ void tomb_record(struct disk_store *d, struct fmt_record *r, const unsigned char
 
 /* ---- disk_index.c: the index file ------------------------------------- */
 
+/* Bytes the index keeps in reserve for records that must never meet a full
+ * file system (a use during a GC cycle, a DELETE, GC end or cancel): 1 MiB
+ * plus one record per object (one mark pass), at most 1/16 of the file
+ * system. */
+uint64_t disk_index_spare(struct disk_store *d);
+/* Of that reserve, the bytes not yet preallocated in the index file: what
+ * a data write must leave free. */
+uint64_t disk_index_spare_unallocated(struct disk_store *d);
+/* Preallocates the index file (fallocate, FALLOC_FL_KEEP_SIZE) up to its end
+ * plus disk_index_spare when less than half of that is left; a failure (a
+ * full disk) is logged, the rest of the reserve still serves. Caller holds
+ * lock (write), or d is unshared. */
+void disk_index_reserve(struct disk_store *d);
 /* Appends and, on failure, turns the error into a message. Caller holds lock (write). */
 int disk_append(struct disk_store *d, const struct fmt_record *recs, size_t n,
                 struct journal_pos *pos, char *err, size_t errlen);

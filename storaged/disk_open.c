@@ -173,6 +173,11 @@ int disk_open(const struct disk_options *opts, struct store **out, char *err, si
         goto fail;
     if ((rc = disk_replay(d, err, errlen)) < 0)
         goto fail;
+    struct statvfs fs;
+    if (fstatvfs(d->dirfd, &fs) == 0)
+        d->fs_bytes = (uint64_t)fs.f_blocks * fs.f_frsize;
+    if (!d->read_only)
+        disk_index_reserve(d);
     tomb_prune(d, disk_now_s());
     if (!d->check_only)
         note_pid(d);

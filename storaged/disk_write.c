@@ -76,7 +76,8 @@ struct store_put {
 /*
  * Whether len more bytes fit: the file system's free space (fstatvfs of the
  * store's directory, blocks available to this user) less the bytes other
- * writes in flight have reserved and not yet written. 0, or -ENOSPC with
+ * writes in flight have reserved and not yet written, and less what the
+ * index's reserve still needs (disk_index_spare_unallocated). 0, or -ENOSPC with
  * err saying how much is free (an fstatvfs failure is not a refusal).
  */
 static int space_for(struct disk_store *d, uint64_t len, char *err, size_t errlen)
@@ -85,13 +86,15 @@ static int space_for(struct disk_store *d, uint64_t len, char *err, size_t errle
     if (fstatvfs(d->dirfd, &vfs) < 0)
         return 0;
     uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-    uint64_t pending = __atomic_load_n(&d->unwritten, __ATOMIC_RELAXED);
+    /* What writes in flight will still take, and the index's reserve. */
+    uint64_t pending = __atomic_load_n(&d->unwritten, __ATOMIC_RELAXED) +
+                       disk_index_spare_unallocated(d);
     uint64_t left = avail > pending ? avail - pending : 0;
     if (len <= left)
         return 0;
     snprintf(err, errlen,
              "disk full: an object of %" PRIu64 " bytes does not fit in %s (%" PRIu64
-             " bytes free, %" PRIu64 " of them reserved by writes in flight)",
+             " bytes free, %" PRIu64 " of them reserved by writes in flight and the index)",
              len, d->dir, avail, avail < pending ? avail : pending);
     return -ENOSPC;
 }

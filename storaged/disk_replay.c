@@ -730,10 +730,11 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
     if (created)
         disk_fsync_dir(d);
     struct objtab_entry en;
-    uint64_t past_end = 0;
+    uint64_t past_end = 0, indexed = 0;
     for (uint32_t e = 0; e < d->tab.used; e++) {
         if (!objtab_get(&d->tab, e, &en))
             continue;
+        indexed++;
         if (d->replay.relocated_files & (1ull << en.file))
             continue; /* fsck finds these by their frames */
         uint64_t fend = en.offset + frame_bytes(en.size);
@@ -775,9 +776,16 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
                  * index never heard of: not provably garbage, so kept as
                  * dead bytes until compaction (ca-cas fsck --repair can
                  * index it if the index was restored from a backup). */
-                log_info("data file %u: %" PRIu64 " bytes past the last indexed object begin "
-                         "with a whole frame: kept until compaction",
-                         n, fsize[n] - maxend[n]);
+                if (indexed == 0) /* every object removed, or an index cut back */
+                    log_warn("data file %u: %" PRIu64 " bytes begin with a whole frame and the "
+                             "index names no object at all: if the index was damaged or restored "
+                             "from a backup, stop now and run ca-cas fsck %s (the next compaction "
+                             "drops what the index does not name)",
+                             n, fsize[n] - maxend[n], d->dir);
+                else
+                    log_info("data file %u: %" PRIu64 " bytes past the last indexed object "
+                             "begin with a whole frame: kept until compaction",
+                             n, fsize[n] - maxend[n]);
                 continue;
             }
             log_info("data file %u: %" PRIu64 " bytes past the last indexed object cut off "

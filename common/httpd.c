@@ -504,6 +504,15 @@ static enum MHD_Result add_head_line(void *cls, enum MHD_ValueKind kind, const c
  */
 static enum MHD_Result answer_before_body(struct http_req *req)
 {
+    /* Over TLS the socket carries records, not the answer's bytes: an
+     * answer at the head goes through libmicrohttpd (which then closes), one
+     * in the middle of a body cannot be given (the connection is closed). */
+    if (req->srv->cfg.tls) {
+        if (!req->queued && req->bytes_in == 0)
+            return queue(req);
+        req->queued = true;
+        return MHD_NO;
+    }
     req->queued = true;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);

@@ -1,5 +1,5 @@
 /*
- * test_range.c - the Range header of GET /objects/{key} (storaged/range.c):
+ * test_range.c - the Range header of GET /objects/{key} (common/range.c):
  * the three forms served, what falls back to the whole object, what is
  * unsatisfiable, and numbers too large for 64 bits.
  */

@@ -124,8 +124,8 @@ static bool parse_content_range(const char *p, int64_t len, uint64_t *a, uint64_
         return false;
     p += 6;
     return parse_u64_digits(&p, a) && *p++ == '-' && parse_u64_digits(&p, b) && *p++ == '/' &&
-           parse_u64_digits(&p, total) && *p == '\0' && *b >= *a && *b < *total &&
-           len >= 0 && *b - *a + 1 == (uint64_t)len;
+           parse_u64_digits(&p, total) && *p == '\0' && *b >= *a && *b < *total && len >= 0 &&
+           *b - *a + 1 == (uint64_t)len;
 }
 
 /* True when a 200/206 answer (already checked by answer_matches) carries
@@ -134,8 +134,8 @@ static bool answer_is_whole(const struct bstream_head *h)
 {
     uint64_t a, b, total;
     return h->status == 200 ||
-           (parse_content_range(h->content_range, h->content_length, &a, &b, &total) &&
-            a == 0 && b + 1 == total);
+           (parse_content_range(h->content_range, h->content_length, &a, &b, &total) && a == 0 &&
+            b + 1 == total);
 }
 
 /*
@@ -202,13 +202,12 @@ static bool answer_matches(const struct bstream_head *h, const char *hex, bool i
  * Can a backend's 416 be right? Only for a Range we forwarded (w), with a
  * Content-Range of "bytes *" then "/N" for which that range is indeed
  * unsatisfiable, and N = 0 only for the key of the empty object (and not
- * otherwise): an object's key tells whether it is empty. When true, *size is N. Anything
- * else is that backend's failure (the next copy is asked). why says what
- * is wrong.
+ * otherwise): an object's key tells whether it is empty. When true, *size
+ * is N. Anything else is that backend's failure (the next copy is asked).
+ * why says what is wrong.
  */
 static bool refusal_plausible(const struct bstream_head *h, const struct cas_key *key,
-                              const struct range_spec *w, uint64_t *size, char *why,
-                              size_t whylen)
+                              const struct range_spec *w, uint64_t *size, char *why, size_t whylen)
 {
     if (!w) {
         snprintf(why, whylen, "answered 416 to a request without a Range");

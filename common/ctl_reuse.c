@@ -159,8 +159,7 @@ static bool conn_unclean(CURL *e, int fd)
     return false;
 }
 
-static int on_prereq(void *cls, char *primary_ip, char *local_ip, int primary_port,
-                     int local_port)
+static int on_prereq(void *cls, char *primary_ip, char *local_ip, int primary_port, int local_port)
 {
     (void)primary_ip;
     (void)local_ip;

@@ -514,10 +514,11 @@ static void *stray_conn(void *cls)
         int n = ++s->requests;
         pthread_mutex_unlock(&s->lock);
         char out[256];
-        int len = snprintf(out, sizeof(out),
-                           "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
-                           "answer-%d",
-                           n >= 10 ? 9 : 8, n);
+        int len =
+            snprintf(out, sizeof(out),
+                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+                     "answer-%d",
+                     n >= 10 ? 9 : 8, n);
         if (send(fd, out, (size_t)len, MSG_NOSIGNAL) != len)
             break;
         if (n == 1 && s->stray) {

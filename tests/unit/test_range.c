@@ -85,8 +85,14 @@ static void test_spec_then_resolve(void)
     for (size_t i = 0; i < sizeof(unusable) / sizeof(unusable[0]); i++)
         CU_ASSERT_EQUAL(range_spec_parse(unusable[i], &r), 1);
     /* range_parse is exactly the two steps, for every size. */
-    const char *hs[] = {"bytes=0-0", "bytes=3-", "bytes=-4", "bytes=2-5", "bytes=9-", "bytes=-0",
-                        "bytes=0-18446744073709551615", "x"};
+    const char *hs[] = {"bytes=0-0",
+                        "bytes=3-",
+                        "bytes=-4",
+                        "bytes=2-5",
+                        "bytes=9-",
+                        "bytes=-0",
+                        "bytes=0-18446744073709551615",
+                        "x"};
     for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
         for (uint64_t size = 0; size < 12; size++) {
             uint64_t a1 = 7, b1 = 7, a2 = 7, b2 = 7;

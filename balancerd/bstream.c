@@ -10,6 +10,7 @@
  * object's, and a slow client slows the backend down through TCP.
  */
 #include "bstream.h"
+#include "ctl.h"
 #include "num.h"
 
 #include <errno.h>
@@ -272,6 +273,18 @@ int bstream_open(struct balancer *bal, const struct view *v, const char *url, co
     curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
     curl_multi_add_handle(s->multi, s->easy);
     int rc = drive(s, have_headers, bal->opt.first_byte_timeout_ms, err, errlen);
+    if (rc == 0 && s->done && s->result == CURLE_ABORTED_BY_CALLBACK &&
+        cas_ctl_refused_reuse(s->easy)) {
+        /* The pooled connection libcurl chose had bytes waiting after its
+         * last answer (common/ctl_reuse.c): it is closed, and the request
+         * goes out again on a new one. Nothing was sent on the old one. */
+        curl_multi_remove_handle(s->multi, s->easy);
+        curl_easy_setopt(s->easy, CURLOPT_FRESH_CONNECT, 1L);
+        s->done = false;
+        s->result = CURLE_OK;
+        curl_multi_add_handle(s->multi, s->easy);
+        rc = drive(s, have_headers, bal->opt.first_byte_timeout_ms, err, errlen);
+    }
     if (rc == 0 && !s->headers_done) {
         if (s->result != CURLE_OK)
             snprintf(err, errlen, "%s", curl_easy_strerror(s->result));

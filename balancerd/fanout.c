@@ -24,6 +24,7 @@
  * its result says why, with status 0.
  */
 #include "fanout.h"
+#include "ctl.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -245,8 +246,20 @@ static void drive(struct fanout *f)
             if (msg->msg != CURLMSG_DONE)
                 continue;
             struct fanout_target *t = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-            finish_target(f, t, msg->data.result, NULL);
+            CURL *e = msg->easy_handle;
+            CURLcode result = msg->data.result;
+            curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&t);
+            if (result == CURLE_ABORTED_BY_CALLBACK && cas_ctl_refused_reuse(e)) {
+                /* The pooled connection had bytes waiting after its last
+                 * answer (common/ctl_reuse.c); the request was stopped
+                 * before a byte of it was sent (nothing of the body read):
+                 * the same request on a new connection. */
+                curl_multi_remove_handle(f->multi, e);
+                curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+                if (curl_multi_add_handle(f->multi, e) == CURLM_OK)
+                    continue;
+            }
+            finish_target(f, t, result, NULL);
         }
         if (!pending(f))
             break;

@@ -37,6 +37,7 @@
 #include "log.h"
 #include "multipart.h"
 #include "num.h"
+#include "range.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -98,15 +99,7 @@ static bool is_home(const struct view *v, const struct cas_key *key, size_t b)
 
 /* ---- GET and HEAD ------------------------------------------------------- */
 
-/* A client's Range header as this balancer understands it: one range,
- * "bytes=a-b", "bytes=a-" or "bytes=-n" (RFC 9110 14.1.2). */
-struct want_range {
-    bool given;    /* a Range header was sent */
-    bool parsed;   /* and it is one range of the forms above */
-    bool suffix;   /* bytes=-n: the last n bytes */
-    uint64_t a, b; /* first and last byte; b = UINT64_MAX for "a-" */
-};
-
+/* A number of a backend's Content-Range: digits, no overflow. */
 static bool parse_u64_digits(const char **p, uint64_t *out)
 {
     const char *s = *p;
@@ -123,32 +116,26 @@ static bool parse_u64_digits(const char **p, uint64_t *out)
     return true;
 }
 
-static void parse_want_range(const char *h, struct want_range *w)
+/* A 206's Content-Range "bytes a-b/total" with b - a + 1 = len. */
+static bool parse_content_range(const char *p, int64_t len, uint64_t *a, uint64_t *b,
+                                uint64_t *total)
 {
-    memset(w, 0, sizeof(*w));
-    if (!h)
-        return;
-    w->given = true;
-    if (strncasecmp(h, "bytes=", 6) != 0)
-        return;
-    const char *p = h + 6;
-    while (*p == ' ')
-        p++;
-    if (*p == '-') {
-        p++;
-        w->suffix = true;
-        if (!parse_u64_digits(&p, &w->b) || w->b == 0)
-            return;
-    } else {
-        if (!parse_u64_digits(&p, &w->a) || *p++ != '-')
-            return;
-        w->b = UINT64_MAX;
-        if (*p >= '0' && *p <= '9' && (!parse_u64_digits(&p, &w->b) || w->b < w->a))
-            return;
-    }
-    while (*p == ' ')
-        p++;
-    w->parsed = *p == '\0';
+    if (strncasecmp(p, "bytes ", 6) != 0)
+        return false;
+    p += 6;
+    return parse_u64_digits(&p, a) && *p++ == '-' && parse_u64_digits(&p, b) && *p++ == '/' &&
+           parse_u64_digits(&p, total) && *p == '\0' && *b >= *a && *b < *total && len >= 0 &&
+           *b - *a + 1 == (uint64_t)len;
+}
+
+/* True when a 200/206 answer (already checked by answer_matches) carries
+ * the whole object, so that its body can be checked against the key. */
+static bool answer_is_whole(const struct bstream_head *h)
+{
+    uint64_t a, b, total;
+    return h->status == 200 ||
+           (parse_content_range(h->content_range, h->content_length, &a, &b, &total) && a == 0 &&
+            b + 1 == total);
 }
 
 /*
@@ -160,7 +147,7 @@ static void parse_want_range(const char *h, struct want_range *w)
  * failure of that backend (the next one is asked). why says what is wrong.
  */
 static bool answer_matches(const struct bstream_head *h, const char *hex, bool is_head,
-                           const struct want_range *w, char *why, size_t whylen)
+                           const struct range_spec *w, char *why, size_t whylen)
 {
     if (h->chunked) {
         snprintf(why, whylen, "answered with a transfer coding (not relayed unchecked)");
@@ -184,40 +171,67 @@ static bool answer_matches(const struct bstream_head *h, const char *hex, bool i
     }
     if (h->status == 200)
         return true;
-    /* 206 */
-    if (is_head || !w->given || !w->parsed) {
-        snprintf(why, whylen, "answered 206 to a request without a usable Range");
+    /* 206: only to a Range we forwarded (w), for exactly the bytes a
+     * storaged would serve for it (common/range.c) of the size it states. */
+    if (is_head || !w) {
+        snprintf(why, whylen, "answered 206 to a request without a Range");
         return false;
     }
-    const char *p = h->content_range;
-    uint64_t a, b, total;
-    if (strncasecmp(p, "bytes ", 6) != 0) {
-        snprintf(why, whylen, "answered 206 with Content-Range \"%.60s\"", h->content_range);
-        return false;
-    }
-    p += 6;
-    if (!parse_u64_digits(&p, &a) || *p++ != '-' || !parse_u64_digits(&p, &b) || *p++ != '/' ||
-        !parse_u64_digits(&p, &total) || *p != '\0' || b < a || b >= total ||
-        b - a + 1 != (uint64_t)h->content_length) {
+    uint64_t a, b, total, wa, we;
+    if (!parse_content_range(h->content_range, h->content_length, &a, &b, &total)) {
         snprintf(why, whylen, "answered 206 with Content-Range \"%.60s\" for %" PRId64 " bytes",
                  h->content_range, h->content_length);
         return false;
     }
-    uint64_t wa, wb;
-    if (w->suffix) {
-        wa = w->b >= total ? 0 : total - w->b;
-        wb = total - 1;
-    } else {
-        wa = w->a;
-        wb = w->b >= total ? total - 1 : w->b;
+    if (range_resolve(w, total, &wa, &we) < 0) {
+        snprintf(why, whylen,
+                 "answered 206 to a range that is not satisfiable in %" PRIu64 " bytes", total);
+        return false;
     }
-    if (a != wa || b != wb) {
+    if (a != wa || b + 1 != we) {
         snprintf(why, whylen,
                  "answered 206 with bytes %" PRIu64 "-%" PRIu64 " where %" PRIu64 "-%" PRIu64
                  " were asked",
-                 a, b, wa, wb);
+                 a, b, wa, we - 1);
         return false;
     }
+    return true;
+}
+
+/*
+ * Can a backend's 416 be right? Only for a Range we forwarded (w), with a
+ * Content-Range of "bytes *" then "/N" for which that range is indeed
+ * unsatisfiable, and N = 0 only for the key of the empty object (and not
+ * otherwise): an object's key tells whether it is empty. When true, *size
+ * is N. Anything else is that backend's failure (the next copy is asked).
+ * why says what is wrong.
+ */
+static bool refusal_plausible(const struct bstream_head *h, const struct cas_key *key,
+                              const struct range_spec *w, uint64_t *size, char *why, size_t whylen)
+{
+    if (!w) {
+        snprintf(why, whylen, "answered 416 to a request without a Range");
+        return false;
+    }
+    const char *p = h->content_range;
+    uint64_t n, s, e;
+    if (strncasecmp(p, "bytes */", 8) != 0 || !(p += 8, parse_u64_digits(&p, &n)) || *p) {
+        snprintf(why, whylen, "answered 416 with Content-Range \"%.60s\"", h->content_range);
+        return false;
+    }
+    if (range_resolve(w, n, &s, &e) == 0) {
+        snprintf(why, whylen, "answered 416 to a range that is satisfiable in %" PRIu64 " bytes",
+                 n);
+        return false;
+    }
+    unsigned char d[CAS_MAX_DIGEST];
+    cas_hash_buffer(key->algo, "", 0, d);
+    bool empty = memcmp(d, key->digest, key->algo->digest_len) == 0;
+    if (empty != (n == 0)) {
+        snprintf(why, whylen, "answered 416 saying the object has %" PRIu64 " bytes", n);
+        return false;
+    }
+    *size = n;
     return true;
 }
 
@@ -522,10 +536,11 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
     return n;
 }
 
-/* Reads a whole small body into *out and, for a 200, checks its digest
- * (-EBADMSG when it does not match). */
+/* Reads a whole small body into *out and, when it is the whole object (a
+ * 200, or a 206 of every byte), checks its digest (-EBADMSG when it does
+ * not match). */
 static int read_small(struct balancer *bal, struct get_ctx *g, struct get_src *s, size_t b,
-                      long status, char **out, size_t *out_len, char *err, size_t errlen)
+                      char **out, size_t *out_len, char *err, size_t errlen)
 {
     size_t len = (size_t)g->head.content_length, got = 0;
     char *buf = malloc(len ? len : 1);
@@ -543,7 +558,7 @@ static int read_small(struct balancer *bal, struct get_ctx *g, struct get_src *s
         }
         got += (size_t)n;
     }
-    if (status == 200) {
+    if (answer_is_whole(&g->head)) {
         unsigned char d[CAS_MAX_DIGEST];
         cas_hash_buffer(g->key.algo, buf, len, d);
         if (memcmp(d, g->key.digest, g->key.algo->digest_len) != 0) {
@@ -597,6 +612,17 @@ static struct view *view_for_key(struct http_req *req, struct cas_key *key, char
     return v;
 }
 
+void proxy_bad_key(struct http_req *req)
+{
+    struct cas_key key;
+    char hex[CAS_MAX_HEX + 1];
+    struct view *v = view_for_key(req, &key, hex); /* always 400: the key holds a slash */
+    if (v) {
+        view_put(v); /* cannot happen; never serve it as a key */
+        http_error(req, 400, "bad key \"%.*s\"", (int)req->param_len, req->param);
+    }
+}
+
 void proxy_get(struct http_req *req)
 {
     struct balancer *bal = req->app;
@@ -616,8 +642,16 @@ void proxy_get(struct http_req *req)
     unsigned pre = http_preconditions(req, hex, &use_range);
     bool head_only = req->is_head || pre;
     const char *range = head_only || !use_range ? NULL : http_header(req, "Range");
-    struct want_range want;
-    parse_want_range(range, &want);
+    /* A Range is read as a storaged reads it (common/range.c) and forwarded
+     * only when it is one we understand, so that a backend's 206 or 416 can
+     * be checked against it; any other Range is ignored here as there (RFC
+     * 9110 14.2): the whole object, 200. */
+    struct range_spec want_spec;
+    const struct range_spec *want = NULL;
+    if (range && range_spec_parse(range, &want_spec) == 0)
+        want = &want_spec;
+    else
+        range = NULL;
     /* On the stack: only a relayed (large) body needs it on the heap. */
     struct get_ctx gs;
     memset(&gs, 0, offsetof(struct get_ctx, repair));
@@ -663,7 +697,7 @@ void proxy_get(struct http_req *req)
         }
         long st = g->head.status;
         if ((st == 200 || st == 206) &&
-            !answer_matches(&g->head, hex, head_only, &want, err, sizeof(err))) {
+            !answer_matches(&g->head, hex, head_only, want, err, sizeof(err))) {
             src_close(&s);
             failed++;
             snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
@@ -678,7 +712,7 @@ void proxy_get(struct http_req *req)
             /* Small: take it whole and check it before answering, so a
              * failure or a corrupt copy can still move on to another
              * backend. */
-            int r = read_small(bal, g, &s, b, st, &small, &small_len, err, sizeof(err));
+            int r = read_small(bal, g, &s, b, &small, &small_len, err, sizeof(err));
             src_close(&s);
             if (r == 0) {
                 g->backend = b;
@@ -698,16 +732,12 @@ void proxy_get(struct http_req *req)
             break;
         }
         src_close(&s);
-        if (st == 416) {
+        uint64_t size416 = 0;
+        if (st == 416 && refusal_plausible(&g->head, &key, want, &size416, err, sizeof(err))) {
+            char cr[64];
+            snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size416);
             http_error(req, 416, "range not satisfiable");
-            if (g->head.content_range[0])
-                http_add_header(req, "Content-Range", g->head.content_range);
-            race_end(&race);
-            get_ctx_release(g);
-            return;
-        }
-        if (st == 400) {
-            http_error(req, 400, "%s refused the request", v->b[b]->url);
+            http_add_header(req, "Content-Range", cr);
             race_end(&race);
             get_ctx_release(g);
             return;
@@ -716,8 +746,18 @@ void proxy_get(struct http_req *req)
         if (st == 404) {
             not_found++;
         } else {
+            /* Any other answer cannot be right: the key and the request
+             * were ours to judge (a 400), no precondition was forwarded (a
+             * 304 or 412), a 416 did not fit the Range; a 5xx is a failure
+             * too. That backend failed this read: ask the next copy. */
+            if (st != 416)
+                snprintf(err, sizeof(err), "answered HTTP %ld", st);
             failed++;
-            snprintf(last_err, sizeof(last_err), "%s: HTTP %ld", v->b[b]->url, st);
+            snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
+            if (st < 500) {
+                log_warn("GET %s: %s %s; trying another backend", hex, v->b[b]->url, err);
+                backend_note_failure(bal, v->b[b], err);
+            }
             __atomic_add_fetch(&bal->ctr.failovers, 1, __ATOMIC_RELAXED);
         }
         /* A home that has lost its copy (404) or stopped serving a corrupt
@@ -762,9 +802,10 @@ void proxy_get(struct http_req *req)
     }
     long status = g->head.status;
     g->size = g->head.content_length >= 0 ? (uint64_t)g->head.content_length : HTTP_SIZE_UNKNOWN;
-    /* Every whole object is hashed as it is relayed; its last bytes go
-     * out only once the digest matches (get_read). */
-    if (status == 200 && !req->is_head) {
+    /* Every whole object (a 200, or a 206 of every byte) is hashed as it
+     * is relayed; its last bytes go out only once the digest matches
+     * (get_read). */
+    if (answer_is_whole(&g->head) && !req->is_head) {
         g->hash = cas_hash_new(key.algo);
         if (!g->hash) {
             get_ctx_release(g);

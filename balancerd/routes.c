@@ -379,6 +379,12 @@ static const struct http_route balancer_routes[] = {
     {"POST", "/", proxy_post_cask, HTTP_UPLOAD_FORM, "cask_post"},
     {"GET", "/file/*/", proxy_get, HTTP_READ, "cask_file"},
     {"GET", "/file/*", proxy_get, HTTP_READ, "cask_file"},
+    /* A key with a slash in it (after URL decoding) is still a bad key:
+     * 400 naming it, as a storaged answers, not 404 "no such route". */
+    {"GET", "/objects/**", proxy_bad_key, HTTP_READ, "bad_key"},
+    {"PUT", "/objects/**", proxy_bad_key, 0, "bad_key"},
+    {"DELETE", "/objects/**", proxy_bad_key, 0, "bad_key"},
+    {"GET", "/file/**", proxy_bad_key, HTTP_READ, "bad_key"},
 };
 
 int routes_start_server(struct balancer *bal, char *err, size_t errlen)

@@ -426,6 +426,15 @@ static int run(struct copy *c)
         while ((msg = curl_multi_info_read(c->cp->multi, &left)))
             if (msg->msg == CURLMSG_DONE) {
                 struct side *s = msg->easy_handle == c->get.e ? &c->get : &c->put;
+                if (msg->data.result == CURLE_ABORTED_BY_CALLBACK && cas_ctl_refused_reuse(s->e)) {
+                    /* A pooled connection with bytes waiting (ctl.h): the
+                     * request was stopped before a byte was sent; again
+                     * on a new connection. */
+                    curl_multi_remove_handle(c->cp->multi, s->e);
+                    curl_easy_setopt(s->e, CURLOPT_FRESH_CONNECT, 1L);
+                    if (curl_multi_add_handle(c->cp->multi, s->e) == CURLM_OK)
+                        continue;
+                }
                 s->done = true;
                 s->result = msg->data.result;
                 curl_easy_getinfo(s->e, CURLINFO_RESPONSE_CODE, &s->status);

@@ -55,6 +55,7 @@ int cas_ctl_easy(CURL **ep, const struct cas_ctl_opts *o, const char *url, const
     }
     if (o->share)
         curl_easy_setopt(e, CURLOPT_SHARE, o->share);
+    cas_ctl_guard_reuse(e);
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
@@ -186,6 +187,11 @@ int cas_ctl_perform(CURL **e, const struct cas_ctl_opts *o, struct cas_ctl_req *
     if (rc < 0)
         return rc;
     CURLcode res = curl_easy_perform(*e);
+    if (res == CURLE_ABORTED_BY_CALLBACK && cas_ctl_refused_reuse(*e)) {
+        /* the pooled connection had bytes waiting (ctl_reuse.c): a new one */
+        curl_easy_setopt(*e, CURLOPT_FRESH_CONNECT, 1L);
+        res = curl_easy_perform(*e);
+    }
     finish(*e, &f, res);
     curl_easy_setopt(*e, CURLOPT_HTTPHEADER, NULL); /* the list goes now */
     curl_slist_free_all(f.hdrs);
@@ -255,8 +261,20 @@ int cas_ctl_run(const struct cas_ctl_opts *o, struct cas_ctl_req *reqs, size_t n
             if (msg->msg != CURLMSG_DONE)
                 continue;
             struct flight *f = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&f);
-            finish(msg->easy_handle, f, msg->data.result);
+            CURL *done = msg->easy_handle;
+            CURLcode result = msg->data.result;
+            curl_easy_getinfo(done, CURLINFO_PRIVATE, (char **)&f);
+            if (result == CURLE_ABORTED_BY_CALLBACK && cas_ctl_refused_reuse(done)) {
+                /* the pooled connection had bytes waiting (ctl_reuse.c):
+                 * the same request again, on a new connection */
+                curl_multi_remove_handle(m, done);
+                curl_easy_setopt(done, CURLOPT_FRESH_CONNECT, 1L);
+                if (curl_multi_add_handle(m, done) == CURLM_OK) {
+                    running = 1;
+                    continue;
+                }
+            }
+            finish(done, f, result);
             f->r = NULL; /* done; its headers go with the handle below */
         }
         if (!running)

@@ -72,6 +72,18 @@ struct cas_ctl_opts {
 int cas_ctl_easy(CURL **e, const struct cas_ctl_opts *o, const char *url, const char *method,
                  struct curl_slist **hdrs, char *errbuf);
 
+/*
+ * Pooled connections (ctl_reuse.c): a handle configured by cas_ctl_easy
+ * never sends a request on a pooled connection that has anything waiting
+ * on it (bytes after its last answer, EOF, an error): the transfer stops
+ * before sending (CURLE_ABORTED_BY_CALLBACK) and libcurl closes that
+ * connection. cas_ctl_refused_reuse(e) is true (once) when that is why e's
+ * transfer stopped: send it again with CURLOPT_FRESH_CONNECT set.
+ * cas_ctl_guard_reuse installs the check on e (cas_ctl_easy calls it).
+ */
+void cas_ctl_guard_reuse(CURL *e);
+bool cas_ctl_refused_reuse(CURL *e);
+
 /* One small request and its answer. */
 struct cas_ctl_req {
     /* in */

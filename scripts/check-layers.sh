@@ -84,7 +84,7 @@ main
 # calls the other); store (the registry naming both, and the wrappers the
 # routes call) sits above both, its interface store.h below both.
 STORAGED_LAYERS='
-format objtab range
+format objtab
 journal node
 store.h
 disk.h s3.h

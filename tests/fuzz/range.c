@@ -1,5 +1,5 @@
 /*
- * range.c - fuzzes range_parse (storaged/range.c), the Range header of a
+ * range.c - fuzzes range_parse (common/range.c), the Range header of a
  * GET. The input is the header; the object size is taken from its first 8
  * bytes when it has more than 8, else a few fixed sizes. Properties: a
  * range lies inside the object and is not empty.

@@ -161,7 +161,7 @@ class TestPlacement(ClusterTest):
         r = c.request("HEAD", f"/objects/sha1:{k.upper()}")
         self.assertEqual(r.status, 200)
         self.assertEqual(r.header("Content-Length"), str(len(data)))
-        self.assertEqual(c.request("GET", "/objects/../../etc/passwd").status, 404)
+        self.assertEqual(c.request("GET", "/objects/../../etc/passwd").status, 400)  # a bad key, as on a storaged
         self.assertEqual(c.get("abc").status, 400)
         # A digest mismatch: 422, and no backend keeps anything.
         bad = k[:-1] + ("0" if k[-1] != "0" else "1")

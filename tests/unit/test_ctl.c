@@ -25,6 +25,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define TOKEN "s3cret-token"
 
@@ -468,6 +475,191 @@ static void test_tls_verified(void)
     CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/* ---- pooled connections with bytes waiting (ctl_reuse.c) ------------------
+ *
+ * A keep-alive server on a raw socket: each request gets "HTTP/1.1 200",
+ * body "answer-<n>" (n counts requests); when stray is set, the first
+ * answer is followed by a copy of itself (after it, as a second write),
+ * and `sent` is posted once it is out. accepts counts connections.
+ */
+struct stray_srv {
+    int lfd, port;
+    bool stray;
+    int accepts, requests;
+    pthread_mutex_t lock;
+    sem_t sent;
+};
+
+static void *stray_conn(void *cls)
+{
+    struct stray_srv *s = ((void **)cls)[0];
+    int fd = (int)(intptr_t)((void **)cls)[1];
+    free(cls);
+    char buf[4096];
+    size_t have = 0;
+    for (;;) {
+        char *end;
+        while (!(end = memmem(buf, have, "\r\n\r\n", 4))) {
+            ssize_t r = have < sizeof(buf) ? recv(fd, buf + have, sizeof(buf) - have, 0) : 0;
+            if (r <= 0) {
+                close(fd);
+                return NULL;
+            }
+            have += (size_t)r;
+        }
+        size_t used = (size_t)(end + 4 - buf);
+        memmove(buf, buf + used, have - used);
+        have -= used;
+        pthread_mutex_lock(&s->lock);
+        int n = ++s->requests;
+        pthread_mutex_unlock(&s->lock);
+        char out[256];
+        int len =
+            snprintf(out, sizeof(out),
+                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+                     "answer-%d",
+                     n >= 10 ? 9 : 8, n);
+        if (send(fd, out, (size_t)len, MSG_NOSIGNAL) != len)
+            break;
+        if (n == 1 && s->stray) {
+            usleep(50 * 1000); /* after the answer was taken: a second write */
+            if (send(fd, out, (size_t)len, MSG_NOSIGNAL) != len)
+                break;
+            sem_post(&s->sent);
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+static void *stray_accept(void *cls)
+{
+    struct stray_srv *s = cls;
+    for (;;) {
+        int fd = accept(s->lfd, NULL, NULL);
+        if (fd < 0)
+            return NULL;
+        pthread_mutex_lock(&s->lock);
+        s->accepts++;
+        pthread_mutex_unlock(&s->lock);
+        void **arg = malloc(2 * sizeof(void *));
+        arg[0] = s;
+        arg[1] = (void *)(intptr_t)fd;
+        pthread_t t;
+        pthread_create(&t, NULL, stray_conn, arg);
+        pthread_detach(t);
+    }
+}
+
+static void stray_start(struct stray_srv *s, bool stray, char *url, size_t urllen)
+{
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
+    sem_init(&s->sent, 0, 0);
+    s->stray = stray;
+    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    CU_ASSERT_EQUAL_FATAL(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    CU_ASSERT_EQUAL_FATAL(listen(s->lfd, 16), 0);
+    getsockname(s->lfd, (struct sockaddr *)&a, &al);
+    s->port = ntohs(a.sin_port);
+    snprintf(url, urllen, "http://127.0.0.1:%d/x", s->port);
+    pthread_t t;
+    pthread_create(&t, NULL, stray_accept, s);
+    pthread_detach(t);
+}
+
+/* Waits (bounded) for the stray copy to be out, and for loopback to have
+ * delivered it to the client's socket. */
+static void stray_wait(struct stray_srv *s)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    CU_ASSERT_EQUAL(sem_timedwait(&s->sent, &dl), 0);
+    usleep(100 * 1000);
+}
+
+static void test_clean_connection_reused(void)
+{
+    struct stray_srv s;
+    char url[64];
+    stray_start(&s, false, url, sizeof(url));
+    struct cas_ctl_opts o = {.timeout_ms = 5000};
+    CURL *e = NULL;
+    for (int i = 1; i <= 3; i++) {
+        struct cas_ctl_req r = {.url = url, .method = "GET"};
+        CU_ASSERT_EQUAL(cas_ctl_perform(&e, &o, &r), 0);
+        char want[16];
+        snprintf(want, sizeof(want), "answer-%d", i);
+        CU_ASSERT(r.resp.len == strlen(want) && !memcmp(r.resp.data, want, r.resp.len));
+        cas_ctl_req_free(&r);
+    }
+    CU_ASSERT_EQUAL(s.accepts, 1); /* the guard does not cost the pool its reuse */
+    curl_easy_cleanup(e);
+}
+
+static void test_stray_bytes_never_reused_perform(void)
+{
+    struct stray_srv s;
+    char url[64];
+    stray_start(&s, true, url, sizeof(url));
+    struct cas_ctl_opts o = {.timeout_ms = 5000};
+    CURL *e = NULL;
+    struct cas_ctl_req r = {.url = url, .method = "GET"};
+    CU_ASSERT_EQUAL(cas_ctl_perform(&e, &o, &r), 0);
+    CU_ASSERT(r.resp.len == 8 && !memcmp(r.resp.data, "answer-1", 8));
+    cas_ctl_req_free(&r);
+    stray_wait(&s);
+    struct cas_ctl_req r2 = {.url = url, .method = "GET"};
+    CU_ASSERT_EQUAL(cas_ctl_perform(&e, &o, &r2), 0);
+    CU_ASSERT_EQUAL(r2.status, 200);
+    /* its own answer, on a new connection; not the copy of answer-1 */
+    CU_ASSERT(r2.resp.len == 8 && !memcmp(r2.resp.data, "answer-2", 8));
+    CU_ASSERT_EQUAL(s.accepts, 2);
+    cas_ctl_req_free(&r2);
+    curl_easy_cleanup(e);
+}
+
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *cls)
+{
+    (void)h, (void)d, (void)a;
+    pthread_mutex_lock(cls);
+}
+
+static void share_unlock(CURL *h, curl_lock_data d, void *cls)
+{
+    (void)h, (void)d;
+    pthread_mutex_unlock(cls);
+}
+
+static void test_stray_bytes_never_reused_run(void)
+{
+    struct stray_srv s;
+    char url[64];
+    stray_start(&s, true, url, sizeof(url));
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    CURLSH *sh = curl_share_init();
+    curl_share_setopt(sh, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(sh, CURLSHOPT_USERDATA, &lock);
+    curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    struct cas_ctl_opts o = {.timeout_ms = 5000, .share = sh};
+    struct cas_ctl_req r = {.url = url, .method = "GET"};
+    CU_ASSERT_EQUAL(cas_ctl_run(&o, &r, 1, 5000), 0);
+    CU_ASSERT(r.resp.len == 8 && !memcmp(r.resp.data, "answer-1", 8));
+    cas_ctl_req_free(&r);
+    stray_wait(&s);
+    struct cas_ctl_req r2 = {.url = url, .method = "GET"};
+    CU_ASSERT_EQUAL(cas_ctl_run(&o, &r2, 1, 5000), 0);
+    CU_ASSERT_EQUAL(r2.status, 200);
+    CU_ASSERT(r2.resp.len == 8 && !memcmp(r2.resp.data, "answer-2", 8));
+    CU_ASSERT_EQUAL(s.accepts, 2);
+    cas_ctl_req_free(&r2);
+    curl_share_cleanup(sh);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -485,6 +677,11 @@ int main(void)
     CU_add_test(s, "a refused connection: a failure with a reason", test_refused);
     CU_add_test(s, "status and error descriptions", test_describe);
     CU_add_test(s, "handle setup: header list, reuse", test_easy_headers);
+    CU_add_test(s, "a clean pooled connection is reused", test_clean_connection_reused);
+    CU_add_test(s, "bytes waiting on a pooled connection: a new one (perform)",
+                test_stray_bytes_never_reused_perform);
+    CU_add_test(s, "bytes waiting on a pooled connection: a new one (run, shared pool)",
+                test_stray_bytes_never_reused_run);
     CU_pSuite t = CU_add_suite("ctl over TLS", NULL, NULL);
     CU_add_test(t, "https: verified against the CA given, another refused", test_tls_verified);
     CU_basic_set_mode(CU_BRM_VERBOSE);

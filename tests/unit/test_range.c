@@ -1,5 +1,5 @@
 /*
- * test_range.c - the Range header of GET /objects/{key} (storaged/range.c):
+ * test_range.c - the Range header of GET /objects/{key} (common/range.c):
  * the three forms served, what falls back to the whole object, what is
  * unsatisfiable, and numbers too large for 64 bits.
  */
@@ -62,6 +62,47 @@ static void test_largest_sizes(void)
     CU_ASSERT(a == UINT64_MAX - 1 && b == UINT64_MAX);
 }
 
+/* The balancer's half (balancerd/proxy.c): the Range read without the size,
+ * then resolved against the size a backend states. Whether a header is
+ * usable does not depend on the size; numbers past 2^64 saturate. */
+static void test_spec_then_resolve(void)
+{
+    struct range_spec r;
+    uint64_t a, b;
+    CU_ASSERT_EQUAL(range_spec_parse("bytes=0-99999999999999999999999", &r), 0);
+    CU_ASSERT(!r.suffix && r.a == 0 && r.b == UINT64_MAX);
+    CU_ASSERT_EQUAL(range_resolve(&r, 1000, &a, &b), 0);
+    CU_ASSERT(a == 0 && b == 1000);
+    CU_ASSERT_EQUAL(range_spec_parse("bytes=-99999999999999999999999", &r), 0);
+    CU_ASSERT(r.suffix && r.b == UINT64_MAX);
+    CU_ASSERT_EQUAL(range_resolve(&r, 1000, &a, &b), 0);
+    CU_ASSERT(a == 0 && b == 1000);
+    CU_ASSERT_EQUAL(range_spec_parse("bytes=99999999999999999999999-", &r), 0);
+    CU_ASSERT_EQUAL(range_resolve(&r, UINT64_MAX, &a, &b), -1);
+    CU_ASSERT_EQUAL(range_spec_parse("bytes=-0", &r), 0);
+    CU_ASSERT_EQUAL(range_resolve(&r, 10, &a, &b), -1);
+    const char *unusable[] = {"Bytes=0-5", "bytes=0-1,3-4", "bytes= 1-2", "bytes=5-1", "bytes=-"};
+    for (size_t i = 0; i < sizeof(unusable) / sizeof(unusable[0]); i++)
+        CU_ASSERT_EQUAL(range_spec_parse(unusable[i], &r), 1);
+    /* range_parse is exactly the two steps, for every size. */
+    const char *hs[] = {"bytes=0-0",
+                        "bytes=3-",
+                        "bytes=-4",
+                        "bytes=2-5",
+                        "bytes=9-",
+                        "bytes=-0",
+                        "bytes=0-18446744073709551615",
+                        "x"};
+    for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
+        for (uint64_t size = 0; size < 12; size++) {
+            uint64_t a1 = 7, b1 = 7, a2 = 7, b2 = 7;
+            int want = range_parse(hs[i], size, &a1, &b1);
+            int got = range_spec_parse(hs[i], &r) ? 1 : range_resolve(&r, size, &a2, &b2);
+            CU_ASSERT_EQUAL(got, want);
+            CU_ASSERT(a1 == a2 && b1 == b2);
+        }
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -71,6 +112,7 @@ int main(void)
     CU_add_test(s, "unusable headers serve the whole object", test_whole_object_when_unusable);
     CU_add_test(s, "unsatisfiable ranges", test_unsatisfiable);
     CU_add_test(s, "64-bit sizes", test_largest_sizes);
+    CU_add_test(s, "the Range before the size, then resolved", test_spec_then_resolve);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -92,6 +92,18 @@ class ClusterTest(TempDirTest):
         self.rings = [s.client().request("GET", "/ring").json() for s in self.stores]
         return self
 
+    def disk_and_s3(self):
+        """Two storageds, one on disk (domain "disk") and one on this test's
+        S3 bucket (domain "s3"), replicas 2: every object has a copy in each."""
+        self.stores = [self.storaged("disk", extra=["--capacity", "64G"], s3=None),
+                       self.storaged("s3node", extra=["--capacity", "64G"], s3=self.s3)]
+        self.domains = ["disk", "s3"]
+        self.replicas = 2
+        self.config = os.path.join(self.tmp, "balancerd.yaml")
+        self.write_config(2)
+        self.rings = [s.client().request("GET", "/ring").json() for s in self.stores]
+        return self
+
     def write_config(self, replicas, min_replicas=None, extra_yaml="", path=None):
         lines = [f"replicas: {replicas}"]
         if min_replicas is not None:

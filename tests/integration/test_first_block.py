@@ -97,13 +97,7 @@ class S3FirstBlock(tb.ClusterTest):
 
     def setup_pair(self):
         warnings.simplefilter("ignore", ResourceWarning)
-        self.stores = [self.storaged("disk", extra=["--capacity", "64G"], s3=None),
-                       self.storaged("s3node", extra=["--capacity", "64G"], s3=self.s3)]
-        self.domains = ["disk", "s3"]
-        self.replicas = 2
-        self.config = os.path.join(self.tmp, "balancerd.yaml")
-        self.write_config(2)
-        self.rings = [s.client().request("GET", "/ring").json() for s in self.stores]
+        self.disk_and_s3()
         bal = self.balancer()
         objs = [os.urandom(3 * MIB + i) for i in range(4)]
         for o in objs:

@@ -96,12 +96,7 @@ class BalancerDiskAndS3(tb.ClusterTest):
     (domain "s3"): every object has one copy in each."""
 
     def test_put_get_each_gc_delete(self):
-        self.stores = [self.storaged("disk", extra=["--capacity", "64G"], s3=None),
-                       self.storaged("s3node", extra=["--capacity", "64G"], s3=self.s3)]
-        self.domains = ["disk", "s3"]
-        self.replicas = 2
-        self.config = os.path.join(self.tmp, "balancerd.yaml")
-        self.write_config(2)
+        self.disk_and_s3()
         bal = self.balancer()
         c = bal.client()
         blobs = [os.urandom(n) for n in (0, 1, 1000, 300_000, 5 * 1024 * 1024 + 3)]

@@ -602,6 +602,8 @@ static int get_one(struct cli_client *c, const char *hex, struct get_sink *s, ui
         cli_http_free(&h);
         return rc;
     }
+    if (size != UINT64_MAX && size > UINT64_MAX - offset)
+        size = UINT64_MAX; /* offset + size past 2^64: to the end, never wrapped */
     if (size != UINT64_MAX)
         snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)offset,
                  (unsigned long long)(offset + size - 1));
@@ -627,6 +629,12 @@ static int get_one(struct cli_client *c, const char *hex, struct get_sink *s, ui
     if (rc == 0 && h.status / 100 != 2) {
         cli_http_error_text(h.status, h.resp.data, err, errlen);
         rc = h.status == 404 ? 1 : -EIO;
+    } else if (rc == 0 && ranged && h.status == 200 && offset > 0 && offset >= s->pos) {
+        /* The whole object came (the Range was not applied) and the
+         * offset is past its end: what a 416 says. */
+        snprintf(err, errlen, "range not satisfiable: offset %llu is past the object's %llu bytes",
+                 (unsigned long long)offset, (unsigned long long)s->pos);
+        rc = -EIO;
     }
     cli_http_free(&h);
     s->h = NULL;

@@ -610,9 +610,11 @@ void route_get(struct http_req *req)
         return;
     }
     unsigned status = 200;
-    int r = use_range ? range_parse(http_header(req, MHD_HTTP_HEADER_RANGE), size, &v->start,
-                                    &v->end)
-                      : 1;
+    /* Range is for GET only (RFC 9110 section 14.2): a HEAD gets the
+     * whole object's head, as a balancer answers it. */
+    int r = use_range && !req->is_head
+                ? range_parse(http_header(req, MHD_HTTP_HEADER_RANGE), size, &v->start, &v->end)
+                : 1;
     if (r < 0) {
         vread_free(v);
         char cr[64];

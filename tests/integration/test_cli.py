@@ -113,6 +113,12 @@ class TestObjects(CliTest):
         self.assertEqual(part, blobs["mid"][1000:6000])
         _, tail, _ = self.cas("get", keys[2], "--offset", len(blobs["mid"]) - 10, check=0)
         self.assertEqual(tail, blobs["mid"][-10:])
+        # offset + size past 2^64 means "to the end", never a wrapped range
+        # (found by an attacking session: exit 0 with nothing written)
+        _, part, _ = self.cas("get", keys[2], "--offset", 10, "--size", 2**64 - 2, check=0)
+        self.assertEqual(part, blobs["mid"][10:])
+        rc, part, _ = self.cas("get", keys[2], "--offset", 2**64 - 1, "--size", 2, check=None)
+        self.assertEqual((rc, part), (1, b""))
         # prefixed and upper-case keys are accepted
         _, data, _ = self.cas("get", "sha1:" + keys[1].upper(), check=0)
         self.assertEqual(data, blobs["small"])

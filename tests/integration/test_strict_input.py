@@ -123,6 +123,18 @@ class StrictInput(TempDirTest):
                 r = self.sc.put(data, query=f"?replica={v}")
                 self.assertEqual(r.status, 400, r.body)
 
+    def test_head_ignores_range(self):
+        """Range is for GET only (RFC 9110 14.2): HEAD answers 200 with the
+        whole object's length on both daemons (the storaged answered 206)."""
+        data = os.urandom(3000)
+        self.assertEqual(self.sc.put(data).status, 201)
+        for who, c in self.both():
+            with self.subTest(daemon=who):
+                r = c.request("HEAD", f"/objects/{sha1(data)}", headers={"Range": "bytes=0-9"})
+                self.assertEqual(r.status, 200)
+                self.assertEqual(r.header("Content-Length"), "3000")
+                self.assertIsNone(r.header("Content-Range"))
+
     # ---- Cask multipart ----------------------------------------------------
 
     def form(self, parts, close=True, boundary="XyZ"):

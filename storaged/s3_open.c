@@ -102,8 +102,8 @@ int s3_prepare(const struct store_options *o, int dirfd, char *err, size_t errle
          * opened, and the file is created new (O_EXCL: a name put back
          * meanwhile is refused, not used). */
         if (unlinkat(dirfd, "node.s3tmp", 0) < 0 && errno != ENOENT) {
-            snprintf(err, errlen, "cannot remove %s/node.s3tmp (to restore node from the bucket): %s",
-                     o->dir, strerror(errno));
+            snprintf(err, errlen, "cannot restore %s/node from the bucket: cannot remove %s/node.s3tmp: %s",
+                     o->dir, o->dir, strerror(errno));
             rc = -EIO;
         }
         int fd = rc < 0 ? -1

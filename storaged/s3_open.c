@@ -102,13 +102,14 @@ int s3_prepare(const struct store_options *o, int dirfd, char *err, size_t errle
          * opened, and the file is created new (O_EXCL: a name put back
          * meanwhile is refused, not used). */
         if (unlinkat(dirfd, "node.s3tmp", 0) < 0 && errno != ENOENT) {
-            snprintf(err, errlen, "cannot restore %s/node from the bucket: cannot remove %s/node.s3tmp: %s",
+            snprintf(err, errlen,
+                     "cannot restore %s/node from the bucket: cannot remove %s/node.s3tmp: %s",
                      o->dir, o->dir, strerror(errno));
             rc = -EIO;
         }
         int fd = rc < 0 ? -1
-                        : fmt_open_regular(dirfd, o->dir, "node.s3tmp",
-                                           O_WRONLY | O_CREAT | O_EXCL, err, errlen);
+                        : fmt_open_regular(dirfd, o->dir, "node.s3tmp", O_WRONLY | O_CREAT | O_EXCL,
+                                           err, errlen);
         if (fd < 0) {
             if (rc == 0) {
                 char e2[512];

@@ -57,11 +57,19 @@ static int check_bucket(struct s3_client *c, char *err, size_t errlen)
     return rc;
 }
 
+/* Reads the regular file name (never through a symlink, never blocking on
+ * a FIFO: -EINVAL for anything else) into buf; -EFBIG when cap bytes do
+ * not hold it. */
 static int read_small(int dirfd, const char *name, char *buf, size_t cap, size_t *len)
 {
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return -errno;
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return -EINVAL;
+    }
     ssize_t n = read(fd, buf, cap);
     int e = errno;
     close(fd);

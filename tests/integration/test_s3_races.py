@@ -44,30 +44,31 @@ class HoldProxy(ForgeProxy):
     lets go at once after the step it races."""
 
     def __init__(self, server):
-        self._pred = None
-        self._reached = threading.Event()
-        self._go = threading.Event()
+        self._holds = {}  # name -> (pred, reached Event, go Event)
         super().__init__(server)
 
-    def hold_when(self, pred):
-        """Requests whose line satisfies pred wait; returns the Event set
-        when the first one arrives."""
-        self._reached, self._go = threading.Event(), threading.Event()
-        self._pred = pred
-        return self._reached
+    def hold_when(self, pred, name="write"):
+        """Requests whose line satisfies pred wait until let_go(name);
+        returns the Event set when the first one arrives."""
+        h = (pred, threading.Event(), threading.Event())
+        self._holds[name] = h
+        return h[1]
 
-    def let_go(self):
-        self._pred = None
-        self._go.set()
+    def let_go(self, name="write"):
+        h = self._holds.pop(name, None)
+        if h is not None:
+            h[2].set()
 
     def maybe_hold(self, request_line):
-        pred, go = self._pred, self._go
-        if pred is not None and pred(request_line):
-            self._reached.set()
-            go.wait(120)
+        for pred, reached, go in list(self._holds.values()):
+            if pred(request_line):
+                reached.set()
+                go.wait(120)
+                return
 
     def clear(self):
-        self.let_go()
+        for name in list(self._holds):
+            self.let_go(name)
         super().clear()
 
 
@@ -186,6 +187,46 @@ class DeleteRacesWrite(S3Test):
         self.assertEqual(deleted["status"], 204)
         self.assertEqual(out["status"], 410, out.get("body"))
         self.assert_deleted_everywhere(key, data)
+
+    def test_gc_and_compaction_while_refused_copy_is_removed(self):
+        """While a refused copy's upload is being removed from the bucket
+        (its DELETE held), gc/begin, a compaction (a snapshot of s3-index)
+        and gc/end run: the key is no object meanwhile (not counted, not
+        removed by gc/end), and after a restart from the snapshot it is
+        neither listed nor served, its tombstone in force."""
+        data = os.urandom(5000)
+        key = sha1(data)
+        b = self.s3.bucket
+        reached = self.proxy.hold_when(lambda line: line.startswith(f"PUT /{b}/objects/{key} "))
+        undo = self.proxy.hold_when(lambda line: line.startswith(f"DELETE /{b}/objects/{key} "), "undo")
+        t, out = self.in_background("PUT", f"/objects/{key}?replica=1", data)
+        try:
+            self.assertTrue(reached.wait(60), "the copy's upload never reached the bucket")
+            deleted = self.c.request("DELETE", f"/objects/{key}").status
+            self.proxy.let_go()
+            self.assertTrue(undo.wait(60), "the refused copy's upload was never removed")
+            gid = self.c.request("POST", "/gc/begin").json()["id"]
+            self.assertEqual(self.c.request("GET", "/capacity").json()["objects"], 0)
+            self.assertEqual(self.c.request("POST", "/compact?wait=1").status, 200)
+            r = self.c.request("POST", f"/gc/end?id={gid}")
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.json()["removed"], 0)
+            self.assertEqual(self.c.request("HEAD", f"/objects/{key}").status, 404)
+        finally:
+            self.proxy.clear()
+        t.join(120)
+        self.assertFalse(t.is_alive(), "the copy never ended")
+        self.assertEqual(deleted, 404)
+        self.assertEqual(out["status"], 410, out.get("body"))
+        self.assertEqual(self.c.request("GET", "/capacity").json()["objects"], 0)
+        self.assertEqual(self.s.stop(), 0)
+        self.s.start()
+        c = self.s.client(20)
+        self.assertEqual(c.request("HEAD", f"/objects/{key}").status, 404)
+        self.assertNotIn(key.encode(), c.request("GET", "/objects").body)
+        self.assertEqual(c.request("GET", "/capacity").json()["objects"], 0)
+        self.assertEqual(c.put(data, query="?replica=1").status, 410)
+        self.assertEqual(self.bucket_names(key), [f"tombs/{key}.deleted"])
 
     def test_client_multipart_put_clobbered_by_delete_leaves_nothing(self):
         """A client PUT of a stored key over one part: its completion is

@@ -19,8 +19,10 @@ void s3_destroy(struct store *s)
     if (!st)
         return;
     s3_scrub_stop(st);
-    /* Clean: every write acknowledged or refused, nothing half uploaded. */
-    if (st->opened && st->journal.fd >= 0 && __atomic_load_n(&st->read_only, __ATOMIC_SEQ_CST) != 2)
+    /* Clean: every write acknowledged or refused, nothing half uploaded
+     * (debris: an unrecorded upload is still in the bucket). */
+    if (st->opened && !st->debris && st->journal.fd >= 0 &&
+        __atomic_load_n(&st->read_only, __ATOMIC_SEQ_CST) != 2)
         s3_mark_clean(st);
     if (st->journal.fd >= 0)
         journal_destroy(&st->journal);

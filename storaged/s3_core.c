@@ -363,8 +363,12 @@ void s3_take_out(struct s3_store *st, const unsigned char *digest, bool missing)
     struct journal_pos pos;
     struct fmt_record r[2];
     char err[256];
+    struct objtab_entry en;
     pthread_mutex_lock(&st->lock);
-    uint32_t e = objtab_find(&st->tab, digest);
+    /* Not an entry being deleted (its DEL follows) or a placeholder of an
+     * upload being removed (s3_store.c, undo_upload): the bucket lost
+     * nothing there, and the delete's tombstone must stay as it is. */
+    uint32_t e = s3_find_live(st, digest, &en);
     int rc = -ENOENT;
     if (e != OBJTAB_NONE) {
         s3_record(st, &r[0], REC_DEL, digest);

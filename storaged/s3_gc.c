@@ -292,9 +292,10 @@ int s3_compact_start(struct store *s, char *err, size_t errlen)
         }                                                                                          \
     } while (0)
     /* Objects being deleted are written too: their DEL follows in the new
-     * journal once the bucket delete is done. */
+     * journal once the bucket delete is done. Placeholders of unrecorded
+     * uploads being removed (S3_UNDOING) are no objects: never written. */
     for (uint32_t e = 0; rc == 0 && e < st->tab.used; e++)
-        if (objtab_get(&st->tab, e, &en)) {
+        if (objtab_get(&st->tab, e, &en) && !(en.flags & S3_UNDOING)) {
             s3_record(st, &r, REC_PUT, en.digest);
             r.size = en.size;
             EMIT();
@@ -304,7 +305,7 @@ int s3_compact_start(struct store *s, char *err, size_t errlen)
         r.aux = st->gc_id;
         EMIT();
         for (uint32_t e = 0; rc == 0 && e < st->tab.used; e++)
-            if (objtab_get(&st->tab, e, &en) && !(en.flags & OBJTAB_MARKED)) {
+            if (objtab_get(&st->tab, e, &en) && !(en.flags & (OBJTAB_MARKED | S3_UNDOING))) {
                 s3_record(st, &r, REC_UNMARK, en.digest);
                 EMIT();
             }

@@ -27,6 +27,10 @@
 #define S3_INDEX_MAGIC "CASS3IDX"
 #define S3_NODE_KEY "cas-node"
 #define S3_DELETING 2u /* objtab flag: a delete of this key is under way */
+/* objtab flag, with S3_DELETING: not an object but a placeholder while a
+ * write that will not be recorded removes what it uploaded (s3_store.c,
+ * undo_upload); counted nowhere, never written to s3-index. */
+#define S3_UNDOING 4u
 #define S3_READ_WINDOW (4u << 20)
 #define S3_COPY_MAX (5ull << 30) /* CopyObject's limit (POST bodies above one part) */
 #define S3_TOMBSTONE_TTL (7u * 24 * 3600)
@@ -58,6 +62,8 @@ struct s3_store {
     char read_only_reason[200];
     uint64_t corrupt_found, lost, compactions;
     bool opened; /* open finished: a stop then leaves the s3-clean marker */
+    bool debris; /* an upload that was not recorded could not be removed from
+                    the bucket: no s3-clean marker, so the next start sweeps */
     /* scrub */
     pthread_t scrub_thread;
     bool scrub_running, scrub_stop;

@@ -57,11 +57,19 @@ static int check_bucket(struct s3_client *c, char *err, size_t errlen)
     return rc;
 }
 
+/* Reads the regular file name (never through a symlink, never blocking on
+ * a FIFO: -EINVAL for anything else) into buf; -EFBIG when cap bytes do
+ * not hold it. */
 static int read_small(int dirfd, const char *name, char *buf, size_t cap, size_t *len)
 {
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return -errno;
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return -EINVAL;
+    }
     ssize_t n = read(fd, buf, cap);
     int e = errno;
     close(fd);
@@ -97,11 +105,31 @@ int s3_prepare(const struct store_options *o, int dirfd, char *err, size_t errle
     struct s3_resp rs;
     rc = s3_do(&c, &rq, &rs, err, errlen);
     if (rc == 0 && rs.status == 200) {
-        int fd = openat(dirfd, "node.s3tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0 || write(fd, buf, rs.out_len) != (ssize_t)rs.out_len || fsync(fd) < 0 ||
-            renameat(dirfd, "node.s3tmp", dirfd, "node") < 0 || fsync(dirfd) < 0) {
+        /* node.s3tmp is ours alone: whatever is there (a crashed restore's
+         * leftover, a symlink, a FIFO) is unlinked, never followed or
+         * opened, and the file is created new (O_EXCL: a name put back
+         * meanwhile is refused, not used). */
+        if (unlinkat(dirfd, "node.s3tmp", 0) < 0 && errno != ENOENT) {
+            snprintf(err, errlen,
+                     "cannot restore %s/node from the bucket: cannot remove %s/node.s3tmp: %s",
+                     o->dir, o->dir, strerror(errno));
+            rc = -EIO;
+        }
+        int fd = rc < 0 ? -1
+                        : fmt_open_regular(dirfd, o->dir, "node.s3tmp", O_WRONLY | O_CREAT | O_EXCL,
+                                           err, errlen);
+        if (fd < 0) {
+            if (rc == 0) {
+                char e2[512];
+                snprintf(e2, sizeof(e2), "%s", err);
+                snprintf(err, errlen, "cannot restore %s/node from the bucket: %s", o->dir, e2);
+                rc = -EIO;
+            }
+        } else if (write(fd, buf, rs.out_len) != (ssize_t)rs.out_len || fsync(fd) < 0 ||
+                   renameat(dirfd, "node.s3tmp", dirfd, "node") < 0 || fsync(dirfd) < 0) {
             snprintf(err, errlen, "cannot restore %s/node from the bucket: %s", o->dir,
                      strerror(errno));
+            unlinkat(dirfd, "node.s3tmp", 0);
             rc = -EIO;
         } else {
             log_info("s3: %s/node restored from the bucket's copy (%s)", o->dir, S3_NODE_KEY);
@@ -436,12 +464,36 @@ static void sweep_orphans(struct s3_store *st)
 
 void s3_mark_clean(struct s3_store *st)
 {
-    int fd = openat(st->dirfd, S3_CLEAN, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0 || fsync(fd) < 0 || fsync(st->dirfd) < 0)
-        log_warn("cannot write %s/%s: %s (the next start checks the bucket for debris)", st->dir,
-                 S3_CLEAN, strerror(errno));
+    /* A regular file only: a FIFO put there would block the stop for ever,
+     * a symlink would create a file elsewhere. */
+    char err[400];
+    int fd = fmt_open_regular(st->dirfd, st->dir, S3_CLEAN, O_WRONLY | O_CREAT, err, sizeof(err));
+    if (fd >= 0 && (fsync(fd) < 0 || fsync(st->dirfd) < 0))
+        snprintf(err, sizeof(err), "cannot write %s/%s: %s", st->dir, S3_CLEAN, strerror(errno));
+    else if (fd >= 0)
+        err[0] = 0;
+    if (err[0])
+        log_warn("%s (the next start checks the bucket for debris)", err);
     if (fd >= 0)
         close(fd);
+}
+
+/* Whether the last stop was clean (the s3-clean marker): 1 yes, 0 no, or a
+ * negative errno with a message when something other than a regular file
+ * is in its place (refused like any file of the store). Changes nothing. */
+static int was_clean(struct s3_store *st, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (fstatat(st->dirfd, S3_CLEAN, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        int e = errno;
+        snprintf(err, errlen, "cannot check %s/%s: %s", st->dir, S3_CLEAN, strerror(e));
+        return -e;
+    }
+    if (!S_ISREG(sb.st_mode))
+        return fmt_not_regular(st->dir, S3_CLEAN, sb.st_mode, err, errlen);
+    return 1;
 }
 
 int s3_open_state(struct s3_store *st, const struct store_options *o, char *err, size_t errlen)
@@ -501,12 +553,12 @@ int s3_open_state(struct s3_store *st, const struct store_options *o, char *err,
     if ((rc = check_bucket(&st->cli, err, errlen)) < 0 ||
         (rc = check_node_copy(st, err, errlen)) < 0)
         goto fail;
-    bool clean = faccessat(st->dirfd, S3_CLEAN, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
-    if (clean && (unlinkat(st->dirfd, S3_CLEAN, 0) < 0 || fsync(st->dirfd) < 0)) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot remove %s/%s: %s", st->dir, S3_CLEAN, strerror(errno));
+    /* The marker is read now but removed only once the index is open
+     * (below): a start refused before that (a damaged s3-index) leaves
+     * --dir as it was, marker included. */
+    if ((rc = was_clean(st, err, errlen)) < 0)
         goto fail;
-    }
+    bool clean = rc == 1;
     int fd = fmt_open_regular(st->dirfd, st->dir, S3_INDEX, O_RDWR, err, errlen);
     if (fd == -ENOENT) {
         if ((rc = rebuild_index(st, err, errlen)) < 0)
@@ -523,6 +575,12 @@ int s3_open_state(struct s3_store *st, const struct store_options *o, char *err,
         journal_init(&st->journal, fd, end);
         if (!clean && !st->read_only)
             sweep_orphans(st);
+    }
+    /* From here the store serves: a crash must find no marker. */
+    if (clean && (unlinkat(st->dirfd, S3_CLEAN, 0) < 0 || fsync(st->dirfd) < 0)) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot remove %s/%s: %s", st->dir, S3_CLEAN, strerror(errno));
+        goto fail;
     }
     st->opened = true;
     /* The PID in LOCK, for a second daemon's message (as the disk store). */

@@ -29,6 +29,7 @@
 #include "node.h"
 #include "num.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -77,6 +78,58 @@ static int s3_delete_entry(struct s3_store *st, uint32_t e, const unsigned char 
         s3_table_remove(st, e);
     pthread_cond_broadcast(&st->changed);
     return rc;
+}
+
+/* A write that will not be recorded - a copy refused because a client's
+ * DELETE of its key landed during its upload, or a write a delete
+ * clobbered that cannot upload again - may have left its bytes under
+ * objects/<hex> (and its block table): removes them, unless another write
+ * of the key has an index entry by now (those bytes are its own). Nothing
+ * unrecorded stays in the bucket, where a rebuild of the index from the
+ * bucket would list it. Meanwhile a placeholder entry flagged S3_DELETING |
+ * S3_UNDOING holds off the key's other writers as a delete does (they wait
+ * before uploading, or upload again after). Caller holds st->lock, which is
+ * released during the bucket request. 0, or -EIO with a message when the
+ * bucket's copy could not be removed (logged; then the stop leaves no
+ * s3-clean marker, and the next start's sweep deletes it: tombstoned or
+ * not, it is listed nowhere). */
+static int undo_upload(struct s3_store *st, const unsigned char *digest, uint64_t size, char *err,
+                       size_t errlen)
+{
+    uint32_t e;
+    struct objtab_entry en;
+    for (;;) { /* a delete (or another undo) of the key first */
+        e = objtab_find(&st->tab, digest);
+        if (e == OBJTAB_NONE || !objtab_get(&st->tab, e, &en) || !(en.flags & S3_DELETING))
+            break;
+        pthread_cond_wait(&st->changed, &st->lock);
+    }
+    if (e != OBJTAB_NONE)
+        return 0;
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    int rc;
+    if (objtab_insert(&st->tab, digest, 0, 0, size, S3_DELETING | S3_UNDOING) == OBJTAB_NONE) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+    } else {
+        pthread_mutex_unlock(&st->lock);
+        rc = s3_bucket_delete(st, digest, size, err, errlen);
+        pthread_mutex_lock(&st->lock);
+        /* Writers whose upload landed before that DELETE lost it. */
+        s3_clobber(st, digest);
+        if ((e = objtab_find(&st->tab, digest)) != OBJTAB_NONE)
+            objtab_remove(&st->tab, e);
+        pthread_cond_broadcast(&st->changed);
+    }
+    if (rc < 0) {
+        st->debris = true;
+        log_error("s3: cannot remove the unrecorded upload of %s from the bucket (never served; "
+                  "the next start removes it): %s",
+                  hex, err);
+        return -EIO;
+    }
+    return 0;
 }
 
 /* ---- writes ---------------------------------------------------------------------------- */
@@ -480,6 +533,11 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
     }
+    /* refused: a copy whose key a client deleted during its upload (checked
+     * again after each upload, under the lock the delete records its
+     * tombstone under: FORMAT.md, "Tombstones"); undo: a write that ends
+     * unrecorded after an upload. Either way what it uploaded is removed. */
+    bool refused = false, undo = false;
     for (int attempt = 0; rc == 0; attempt++) {
         /* A delete of this key in progress would remove what we upload. */
         for (;;) {
@@ -488,6 +546,10 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
             if (e == OBJTAB_NONE || !objtab_get(&st->tab, e, &en) || !(en.flags & S3_DELETING))
                 break;
             pthread_cond_wait(&st->changed, &st->lock);
+        }
+        if (attempt > 0 && p->copy && s3_tomb_in_force(st, digest)) {
+            refused = true; /* a DELETE clobbered the last upload and left its tombstone */
+            break;
         }
         me.clobbered = false;
         me.next = st->inflight;
@@ -512,15 +574,34 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
         if (rc == 0 && de != OBJTAB_NONE && objtab_get(&st->tab, de, &den) &&
             (den.flags & S3_DELETING))
             me.clobbered = true;
+        if (rc == 0 && p->copy && s3_tomb_in_force(st, digest)) {
+            refused = true;
+            break;
+        }
         if (rc < 0 || !me.clobbered)
             break;
         if (mp || attempt >= 3) {
             snprintf(err, errlen, "a delete of this key ran during the upload; try again");
             rc = -EIO;
+            undo = true;
             break;
         }
     }
     st->reserved -= p->received;
+    if (refused || undo) {
+        char uerr[400];
+        int urc = undo_upload(st, digest, p->received, uerr, sizeof(uerr));
+        if (refused && urc < 0) {
+            snprintf(err, errlen,
+                     "refused: the key was deleted here by a client during the copy, and the "
+                     "copy's upload could not be removed from the bucket: %s",
+                     uerr);
+            rc = -EIO;
+        } else if (refused) {
+            snprintf(err, errlen, "refused: the key was deleted here by a client during the copy");
+            rc = -ECANCELED;
+        }
+    }
     if (rc < 0) {
         pthread_mutex_unlock(&st->lock);
         goto out;
@@ -542,7 +623,10 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
         }
     } else {
         *created = true;
+        /* Only a client's PUT lifts a tombstone: a copy met by one was
+         * refused above, under this same hold of the lock. */
         had_tomb = s3_tomb_in_force(st, digest);
+        assert(!(p->copy && had_tomb));
         s3_record(st, &r, REC_PUT, digest);
         r.size = p->received;
         rc = s3_append(st, &r, 1, &pos, err, errlen);

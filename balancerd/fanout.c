@@ -19,7 +19,13 @@
  *     least `need` other targets are ahead of it (they have taken the
  *     current chunk, or answered 2xx at the end) and it has not moved for
  *     straggler_ms. A write thus answers once its quorum is durable plus at
- *     most straggler_ms, and the others never wait on the laggard.
+ *     most straggler_ms, and the others never wait on the laggard;
+ *   - with a straggler time set, once the whole body is sent and one target
+ *     has answered 2xx, a target still waiting for its answer after
+ *     ANSWER_GRACE_MIN_MS or ten times the first answer's wait (whichever
+ *     is longer): a backend that takes a body and never answers (its probes
+ *     still fine) costs a write that much, not the 600 s answer timeout,
+ *     and the write walks on to the next backend of the ring.
  * A dropped target's transfer is cut (the backend keeps no partial copy);
  * its result says why, with status 0.
  */
@@ -34,6 +40,8 @@
 /* After the body is sent the backend syncs to disk before answering:
  * allow it much longer than a stall in the middle of the body. */
 #define FANOUT_ANSWER_TIMEOUT_MS (600u * 1000)
+/* Once another copy answered: how long a target may still take (ms). */
+#define ANSWER_GRACE_MIN_MS 10000u
 
 struct fanout_target {
     struct fanout *f;
@@ -53,6 +61,8 @@ struct fanout {
     unsigned straggler_ms; /* see the top of the file */
     unsigned answer_timeout_ms;
     uint64_t quorum_ns; /* when `need` targets had answered 2xx; 0 not yet */
+    uint64_t eof_ns;      /* when the whole body was handed over; 0 not yet */
+    uint64_t first_ok_ns; /* when the first target answered 2xx after it; 0 not yet */
     uint64_t health_ns; /* last look at the probes' verdicts */
     CURLM *multi;
     struct fanout_target *t;
@@ -199,6 +209,11 @@ static void drop_laggards(struct fanout *f, uint64_t now)
         ahead += target_ahead(f, &f->t[i]);
     if (f->eof && ahead >= f->need && f->need < f->n && !f->quorum_ns)
         f->quorum_ns = now;
+    if (f->eof && ahead >= 1 && !f->first_ok_ns)
+        f->first_ok_ns = now;
+    uint64_t grace_ms = ANSWER_GRACE_MIN_MS;
+    if (f->first_ok_ns && f->eof_ns && (f->first_ok_ns - f->eof_ns) / 100000 > grace_ms)
+        grace_ms = (unsigned)((f->first_ok_ns - f->eof_ns) / 100000); /* 10 x, in ms */
     bool look_health = now - f->health_ns > 100 * 1000000ull;
     bool down[f->v->n ? f->v->n : 1];
     if (look_health) {
@@ -224,6 +239,15 @@ static void drop_laggards(struct fanout *f, uint64_t now)
                               waiting_answer
                                   ? "no answer in time once the other copies were durable"
                                   : "fell behind the other copies");
+                continue;
+            }
+        }
+        if (waiting_answer && f->straggler_ms && f->first_ok_ns) {
+            uint64_t since =
+                f->first_ok_ns > t->last_progress_ns ? f->first_ok_ns : t->last_progress_ns;
+            if ((now - since) / 1000000 >= grace_ms) {
+                finish_target(f, t, CURLE_OPERATION_TIMEDOUT,
+                              "no answer in time once another copy was durable");
                 continue;
             }
         }
@@ -301,6 +325,7 @@ size_t fanout_feed(struct fanout *f, const char *data, size_t len)
 void fanout_finish(struct fanout *f)
 {
     f->eof = true;
+    f->eof_ns = cas_now_ns();
     f->chunk = NULL;
     f->chunk_len = 0;
     resume_all(f);

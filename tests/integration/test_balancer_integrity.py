@@ -184,6 +184,12 @@ class FakeBackend:
                 buf = buf[need:]
                 path = target.split("?")[0]
                 keep = True
+                if path.startswith("/objects/") and method == "PUT" and self.mode == "silent-put":
+                    with self.lock:  # the body is in; the answer never comes
+                        self.puts = getattr(self, "puts", 0) + 1
+                    while not self.stopping:
+                        time.sleep(0.1)
+                    return
                 if path.startswith("/objects/") and method in ("GET", "HEAD"):
                     keep = self.obj(sock, path[9:], method, hdrs)
                 elif path == "/ring":
@@ -416,6 +422,44 @@ class IntegrityTest(TempDirTest):
             self.assertFalse(x["in_ring"], f"{f.ringmode} ring accepted: {x}")
             self.assertEqual(x["tokens"], 0)
             self.assertIn(word, x["last_error"])
+
+
+class SilentAfterBodyTest(TempDirTest):
+    def test_put_walks_on_from_a_backend_silent_after_the_body(self):
+        """A backend whose probes answer, that takes a PUT's body and never
+        answers: the write walks on to the next backend once another copy
+        is durable (10 s grace), instead of waiting 600 s for the answer.
+        Found by an attacking session (no answer in 45 s)."""
+        warnings.simplefilter("ignore", ResourceWarning)
+        stores = [self.storaged(f"s{i}", extra=["--capacity", "64G"]) for i in range(2)]
+        fake = FakeBackend("silent-put")
+        self.addCleanup(fake.close)
+        cfg = os.path.join(self.tmp, "b.yaml")
+        with open(cfg, "w") as fh:
+            fh.write("replicas: 2\nbackends:\n")
+            for i, u in enumerate([stores[0].url, stores[1].url, fake.url]):
+                fh.write(f"  - url: {u}\n    failure_domain: d{i}\n")
+        b = Balancer(cfg, self.tmp)
+        self.daemons.append(b)
+        b.start()
+        b.wait_backends(3)
+        hit = 0
+        for i in range(12):
+            data = os.urandom(5000 + i)
+            before = getattr(fake, "puts", 0)
+            t0 = time.time()
+            r = Client("127.0.0.1", b.port, 120).put(data)
+            took = time.time() - t0
+            self.assertEqual(r.status, 201, r.body)
+            self.assertEqual(r.header("X-CAS-Copies"), "2")
+            for st in stores:
+                self.assertEqual(st.client().get(sha1(data)).body, data)
+            if getattr(fake, "puts", 0) > before:
+                hit += 1
+                self.assertLess(took, 40)
+                if hit == 2:
+                    break
+        self.assertGreaterEqual(hit, 1)
 
 
 class HedgeTest(TempDirTest):

@@ -25,6 +25,7 @@
 #include "cluster.h"
 #include "bstream.h"
 #include "fanout.h"
+#include "gcagree.h"
 #include "gcdebt.h"
 #include "gctouch.h"
 #include "upstream.h"
@@ -485,7 +486,9 @@ static int gc_end_check(struct http_req *req, struct balancer *bal, const struct
  * id is checked, then every backend's state (gc_end_check), then the
  * unmarks backends missed during the cycle are delivered (gcdebt.c), and
  * only then does anything happen: this balancer's recently served objects
- * are unmarked if it had not seen the cycle, and the cycle is ended on
+ * are unmarked if it had not seen the cycle, every garbage copy of an
+ * object another backend holds live is unmarked (gcagree.c), and the
+ * cycle is ended on
  * every backend that is in it. Backends with no cycle (one that ended
  * there by an earlier, partly failed end) are left alone, so ending again
  * with the same id finishes a partial end.
@@ -519,6 +522,18 @@ void cluster_gc_end(struct http_req *req)
             view_put(v);
             return;
         }
+    }
+    /* A use one replica saw while another holder was down may be owed
+     * by a balancer other than this one: agree from the backends' own
+     * state, so that what any replica holds live is kept on every one. */
+    struct gcagree_stats ag;
+    if (gcagree_settle(bal, v, id, &ag, err, sizeof(err)) < 0) {
+        http_error(req, 503,
+                   "GC cycle %" PRIu64 " not ended (nothing removed; end it again): comparing "
+                   "the backends' garbage: %s",
+                   id, err);
+        view_put(v);
+        return;
     }
     char path[64];
     snprintf(path, sizeof(path), "/gc/end?id=%" PRIu64, id);

@@ -418,9 +418,9 @@ void cluster_gc_mark(struct http_req *req)
  * (its ended_id: an earlier end that failed elsewhere), at least one in it.
  * A backend without the cycle that did not end it refuses the end: a begin
  * answered 503 may have run late on some backends, and ending it there
- * would remove what no client could have kept. has[i] says which backends are in it. On refusal sets
- * the answer (409: not the current cycle; 503: a backend down or silent)
- * and returns -1. Nothing is changed anywhere.
+ * would remove what no client could have kept. has[i] says which backends
+ * are in it. On refusal sets the answer (409: not the current cycle; 503: a
+ * backend down or silent) and returns -1. Nothing is changed anywhere.
  */
 static int gc_end_check(struct http_req *req, struct balancer *bal, const struct view *v,
                         uint64_t id, bool *has)

@@ -37,13 +37,13 @@
 #define AGREE_BATCH 8192
 
 struct agree {
-    size_t dlen, words; /* digest bytes; 64-bit words of backend bits per key */
-    size_t n, cap;      /* keys, room for keys */
-    size_t tcap;        /* slots of the hash table, a power of two */
-    unsigned char *dig; /* cap * dlen */
-    uint64_t *mask;     /* cap * words: backends where the key is garbage */
+    size_t dlen, words;  /* digest bytes; 64-bit words of backend bits per key */
+    size_t n, cap;       /* keys, room for keys */
+    size_t tcap;         /* slots of the hash table, a power of two */
+    unsigned char *dig;  /* cap * dlen */
+    uint64_t *mask;      /* cap * words: backends where the key is garbage */
     unsigned char *live; /* cap: held live by some backend */
-    uint32_t *slot;     /* tcap: key index + 1, 0 empty */
+    uint32_t *slot;      /* tcap: key index + 1, 0 empty */
 };
 
 static void agree_free(struct agree *a)
@@ -294,8 +294,9 @@ int gcagree_settle(struct balancer *bal, const struct view *v, uint64_t id,
         return 0; /* one backend: nothing to agree on */
     }
     if (!v->algo) {
-        snprintf(err, errlen, "the cluster's hash algorithm is not known yet (no backend "
-                              "answered a probe)");
+        snprintf(err, errlen,
+                 "the cluster's hash algorithm is not known yet (no backend "
+                 "answered a probe)");
         return -EAGAIN;
     }
     struct agree a = {0};

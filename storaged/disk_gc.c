@@ -65,7 +65,7 @@ int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *obje
     } else if (id <= d->last_gc_id) {
         /* A reused id would let the earlier cycle's holder end this one
          * (its stale `end N` removing what it had kept): ids only grow. */
-        store_gc_id_refusal(id, d->gc_active, d->gc_id, d->last_gc_id, err, errlen);
+        fmt_gc_id_refusal(id, d->gc_active, d->gc_id, d->last_gc_id, err, errlen);
         pthread_rwlock_unlock(&d->lock);
         return -ESTALE;
     }

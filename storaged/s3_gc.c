@@ -43,8 +43,8 @@ int s3_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *object
         id = fmt_new_gc_id(st->last_gc_id);
     } else if (id <= st->last_gc_id) {
         /* Ids only grow: a reused id would let the earlier cycle's `end N`
-         * end this one (store_gc_id_refusal). */
-        store_gc_id_refusal(id, st->gc_active, st->gc_id, st->last_gc_id, err, errlen);
+         * end this one (fmt_gc_id_refusal). */
+        fmt_gc_id_refusal(id, st->gc_active, st->gc_id, st->last_gc_id, err, errlen);
         pthread_mutex_unlock(&st->lock);
         pthread_mutex_unlock(&st->gc_lock);
         return -ESTALE;

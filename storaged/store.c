@@ -10,7 +10,6 @@
 #include "s3.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -179,21 +178,6 @@ int store_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen)
 bool store_gc_active(struct store *s, uint64_t *id)
 {
     return s->ops->gc_active ? s->ops->gc_active(s, id) : false;
-}
-
-void store_gc_id_refusal(uint64_t id, bool active, uint64_t cur, uint64_t last_id, char *err,
-                         size_t errlen)
-{
-    if (active && id == cur)
-        snprintf(err, errlen,
-                 "GC cycle %" PRIu64 " is already active: a new cycle needs a new id (ids only "
-                 "grow; begin without ?id to get one)",
-                 id);
-    else
-        snprintf(err, errlen,
-                 "GC id %" PRIu64 " is not above the last one begun here (%" PRIu64
-                 "): a new cycle needs a new id (ids only grow; begin without ?id to get one)",
-                 id, last_id);
 }
 
 void store_gc_history(struct store *s, uint64_t *last_id, uint64_t *ended_id)

@@ -268,11 +268,6 @@ int store_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *byte
 int store_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen);
 /* Absent gc_active: false. */
 bool store_gc_active(struct store *s, uint64_t *id);
-/* The message for a gc/begin refused because its id is not above last_id,
- * the highest id this store has begun (both backends refuse it: a reused id
- * would let the earlier cycle's `end N` end the new one; docs/API.md). */
-void store_gc_id_refusal(uint64_t id, bool active, uint64_t cur, uint64_t last_id, char *err,
-                         size_t errlen);
 /* Absent gc_history: both 0. */
 void store_gc_history(struct store *s, uint64_t *last_id, uint64_t *ended_id);
 int store_compact_start(struct store *s, char *err, size_t errlen);

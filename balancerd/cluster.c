@@ -2,11 +2,13 @@
  * cluster.c - the operations that span every backend: GC, listing,
  * missing keys, capacity and compaction.
  *
- * GC: `begin` draws one random id and starts that same id on every backend;
- * when one of them does not answer, the cycle is cancelled on those where
- * it started (POST /gc/cancel?id=N; a backend that does not know that route
- * keeps an orphan cycle nobody can end, which the next begin replaces) and
- * the call fails with 503. `mark` streams its body to every backend; `end`
+ * GC: `begin` picks one id above every id the backends have begun (ids only
+ * grow) and starts that same id on every backend; when one of them does not
+ * answer or refuses, the id is cancelled on every backend but those that
+ * refused it (POST /gc/cancel?id=N), the slow ones too, and the call fails
+ * with 503 (409 when refused). A cycle left on some backends only (a late
+ * begin) is never ended through a balancer: `end` needs every backend in
+ * the cycle or done with it. `mark` streams its body to every backend; `end`
  * first unmarks what this balancer served recently if it had not yet seen
  * the cycle (it may have been begun elsewhere), then ends it everywhere.
  * Because the id is the same everywhere, any balancer can mark and end a
@@ -23,6 +25,7 @@
 #include "cluster.h"
 #include "bstream.h"
 #include "fanout.h"
+#include "gcagree.h"
 #include "gcdebt.h"
 #include "gctouch.h"
 #include "upstream.h"
@@ -37,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 /*
@@ -124,25 +128,103 @@ static size_t down_backends(struct balancer *bal, const struct view *v, struct c
     return n;
 }
 
+/*
+ * Asks every backend for GET /gc before a begin: fills *max_id with the
+ * highest id any of them has begun (last_id) or is in, so that a new id
+ * can be chosen above it (storageds refuse one that is not: ids only
+ * grow, docs/API.md). Returns 0, or -1 with the answer set (503: a backend
+ * did not answer; nothing was started).
+ */
+static int gc_begin_check(struct http_req *req, struct balancer *bal, const struct view *v,
+                          uint64_t *max_id)
+{
+    struct upstream_call *calls = on_every_backend(bal, v, "GET", "/gc", v->cfg->fanout_ms);
+    if (!calls) {
+        http_error(req, 500, "out of memory");
+        return -1;
+    }
+    struct cas_buf silent;
+    cas_buf_init(&silent);
+    *max_id = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (calls[i].status != 200) {
+            char d[300];
+            upstream_describe(&calls[i], d, sizeof(d));
+            cas_buf_printf(&silent, "%s%s: %s", silent.len ? "; " : "", v->b[i]->url, d);
+            continue;
+        }
+        uint64_t last = 0, cur = 0;
+        cas_json_get_u64(calls[i].resp.data, "last_id", &last);
+        cas_json_get_u64(calls[i].resp.data, "id", &cur);
+        if (last > *max_id)
+            *max_id = last;
+        if (cur > *max_id)
+            *max_id = cur;
+    }
+    int rc = 0;
+    if (silent.len) {
+        http_error(req, 503, "GC not started (nothing changed): %s", silent.data);
+        rc = -1;
+    }
+    cas_buf_free(&silent);
+    free_calls(calls, v->n);
+    return rc;
+}
+
+/*
+ * A begin that failed somewhere starts nothing anywhere: cancel the id on
+ * every backend but those that refused it (409: nothing begun there by
+ * this request), including those that did not answer in time. Such a
+ * backend may still run the begin late; if the cancel reaches it first,
+ * the storaged refuses the late begin (a cancel of an id not begun yet
+ * burns it), and if the begin comes first the cancel ends it. Either way
+ * an `end` of this id is refused, since not every backend is in it
+ * (gc_end_check).
+ */
+static void gc_begin_undo(struct balancer *bal, const struct view *v, uint64_t id,
+                          const struct upstream_call *began)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/gc/cancel?id=%" PRIu64, id);
+    size_t nb = v->n ? v->n : 1, k = 0;
+    struct upstream_call *calls = calloc(nb, sizeof(*calls));
+    if (!calls)
+        return;
+    for (size_t i = 0; i < v->n; i++) {
+        if (began[i].status == 409)
+            continue;
+        calls[k].method = "POST";
+        calls[k].backend = i;
+        snprintf(calls[k].url, sizeof(calls[k].url), "%s%s", v->b[i]->url, path);
+        k++;
+    }
+    upstream_run(bal, v, calls, k, v->cfg->fanout_ms);
+    for (size_t i = 0; i < k; i++) {
+        /* 409: the cycle is not there (never began, or the cancel came
+         * first and burnt the id): nothing to undo. */
+        if (calls[i].status == 200 || calls[i].status == 204 || calls[i].status == 409)
+            continue;
+        char d[300];
+        upstream_describe(&calls[i], d, sizeof(d));
+        log_warn("GC %" PRIu64 ": could not cancel on %s (%s); if the begin ran there the cycle "
+                 "stays open until the next begin, and no end through a balancer accepts it",
+                 id, v->b[calls[i].backend]->url, d);
+    }
+    upstream_calls_free(calls, k);
+    free(calls);
+}
+
 void cluster_gc_begin(struct http_req *req)
 {
     struct balancer *bal = req->app;
     struct view *v = view_get(bal);
     uint64_t id = 0;
     const char *given = http_query(req, "id");
-    if (given) {
-        if (cas_parse_id(given, &id) < 0) {
-            view_put(v);
-            http_error(req, 400, "GC id \"%s\" is not a number from 1 to 18446744073709551615",
-                       given);
-            return;
-        }
-    } else {
-        while (id == 0) {
-            if (getrandom(&id, sizeof(id), 0) != sizeof(id))
-                id = cas_now_ns();
-            id &= (1ull << 53) - 1; /* stays exact in JSON readers using doubles */
-        }
+    if (given && cas_parse_id(given, &id) < 0) {
+        view_put(v);
+        http_error(req, 400, "GC id \"%s\" is not a number from 1 to 18446744073709551615",
+                   given);
+        return;
     }
     /* A backend that is down would miss the marks; its objects would then
      * outlive the cycle, but it could not take part in `end` either:
@@ -156,6 +238,34 @@ void cluster_gc_begin(struct http_req *req)
         return;
     }
     cas_buf_free(&downs);
+    uint64_t max_id;
+    if (gc_begin_check(req, bal, v, &max_id) < 0) {
+        view_put(v);
+        return;
+    }
+    if (given && id <= max_id) {
+        view_put(v);
+        http_error(req, 409,
+                   "GC id %" PRIu64 " is not above the last one begun on the backends (%" PRIu64
+                   "): a new cycle needs a new id (ids only grow; begin without ?id to get one)",
+                   id, max_id);
+        return;
+    }
+    if (!given) {
+        /* Microseconds since the epoch plus a random part (two balancers
+         * beginning at once rarely pick one id), above every id the
+         * backends have seen; below 2^53 for centuries, so exact in JSON
+         * readers using doubles. */
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+            r = cas_now_ns();
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        id = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+        if (id <= max_id)
+            id = max_id + 1;
+        id += r % 1000;
+    }
     char path[64];
     snprintf(path, sizeof(path), "/gc/begin?id=%" PRIu64, id);
     uint64_t began_ns = cas_now_ns();
@@ -168,6 +278,7 @@ void cluster_gc_begin(struct http_req *req)
     uint64_t objects = 0, bytes = 0;
     struct cas_buf why;
     cas_buf_init(&why);
+    bool refused = false;
     for (size_t i = 0; i < v->n; i++) {
         if (calls[i].status == 200) {
             uint64_t o = 0, b = 0;
@@ -179,23 +290,13 @@ void cluster_gc_begin(struct http_req *req)
             char d[300];
             upstream_describe(&calls[i], d, sizeof(d));
             cas_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", v->b[i]->url, d);
+            refused |= calls[i].status == 409;
         }
     }
     if (why.len) {
-        snprintf(path, sizeof(path), "/gc/cancel?id=%" PRIu64, id);
-        for (size_t i = 0; i < v->n; i++) {
-            if (calls[i].status != 200)
-                continue;
-            struct upstream_call c = {.method = "POST"};
-            snprintf(c.url, sizeof(c.url), "%s%s", v->b[i]->url, path);
-            upstream_run(bal, v, &c, 1, v->cfg->fanout_ms);
-            if (c.status != 200 && c.status != 204)
-                log_warn("GC %" PRIu64 ": could not cancel on %s (HTTP %ld); the cycle stays "
-                         "open there until the next begin",
-                         id, v->b[i]->url, c.status);
-            upstream_calls_free(&c, 1);
-        }
-        http_error(req, 503, "GC not started: %s", why.data);
+        gc_begin_undo(bal, v, id, calls);
+        http_error(req, refused ? 409 : 503, "GC not started (cancelled everywhere): %s",
+                   why.data);
     } else {
         pthread_mutex_lock(&bal->lock);
         bal->gc_active = true;
@@ -313,10 +414,13 @@ void cluster_gc_mark(struct http_req *req)
 
 /*
  * Asks every backend for its GC state (GET /gc) and checks that cycle id
- * can be ended: every backend reachable, none in another cycle, at least
- * one in this one. has[i] says which backends are in it. On refusal sets
- * the answer (409: not the current cycle; 503: a backend down or silent)
- * and returns -1. Nothing is changed anywhere.
+ * can be ended: every backend reachable, each in this cycle or done with it
+ * (its ended_id: an earlier end that failed elsewhere), at least one in it.
+ * A backend without the cycle that did not end it refuses the end: a begin
+ * answered 503 may have run late on some backends, and ending it there
+ * would remove what no client could have kept. has[i] says which backends
+ * are in it. On refusal sets the answer (409: not the current cycle; 503: a
+ * backend down or silent) and returns -1. Nothing is changed anywhere.
  */
 static int gc_end_check(struct http_req *req, struct balancer *bal, const struct view *v,
                         uint64_t id, bool *has)
@@ -342,12 +446,20 @@ static int gc_end_check(struct http_req *req, struct balancer *bal, const struct
         uint64_t cur = 0;
         cas_json_get_bool(calls[i].resp.data, "active", &active);
         cas_json_get_u64(calls[i].resp.data, "id", &cur);
+        uint64_t ended = 0;
+        cas_json_get_u64(calls[i].resp.data, "ended_id", &ended);
         if (active && cur == id) {
             has[i] = true;
             in_cycle++;
         } else if (active) {
             cas_buf_printf(&other, "%s%s is in cycle %" PRIu64, other.len ? "; " : "", v->b[i]->url,
                            cur);
+        } else if (ended != id) {
+            /* Neither in the cycle nor done with it by an earlier, partly
+             * failed end: the cycle never began there or was cancelled
+             * (a begin that failed, run late by a stalled backend). */
+            cas_buf_printf(&other, "%s%s is not in it (never begun there, or cancelled)",
+                           other.len ? "; " : "", v->b[i]->url);
         }
     }
     int rc = -1;
@@ -374,7 +486,9 @@ static int gc_end_check(struct http_req *req, struct balancer *bal, const struct
  * id is checked, then every backend's state (gc_end_check), then the
  * unmarks backends missed during the cycle are delivered (gcdebt.c), and
  * only then does anything happen: this balancer's recently served objects
- * are unmarked if it had not seen the cycle, and the cycle is ended on
+ * are unmarked if it had not seen the cycle, every garbage copy of an
+ * object another backend holds live is unmarked (gcagree.c), and the
+ * cycle is ended on
  * every backend that is in it. Backends with no cycle (one that ended
  * there by an earlier, partly failed end) are left alone, so ending again
  * with the same id finishes a partial end.
@@ -408,6 +522,18 @@ void cluster_gc_end(struct http_req *req)
             view_put(v);
             return;
         }
+    }
+    /* A use one replica saw while another holder was down may be owed
+     * by a balancer other than this one: agree from the backends' own
+     * state, so that what any replica holds live is kept on every one. */
+    struct gcagree_stats ag;
+    if (gcagree_settle(bal, v, id, &ag, err, sizeof(err)) < 0) {
+        http_error(req, 503,
+                   "GC cycle %" PRIu64 " not ended (nothing removed; end it again): comparing "
+                   "the backends' garbage: %s",
+                   id, err);
+        view_put(v);
+        return;
     }
     char path[64];
     snprintf(path, sizeof(path), "/gc/end?id=%" PRIu64, id);
@@ -473,19 +599,30 @@ void cluster_gc_end(struct http_req *req)
 
 void cluster_gc_json(struct balancer *bal, const struct view *v, struct cas_json *j)
 {
-    bool active = false;
+    /* Active only when every backend that is up is in one and the same
+     * cycle: a cycle on some only (a failed begin run late) cannot be
+     * ended through a balancer, so it is not reported as one. */
+    bool active = false, split = false;
     uint64_t id = 0, objects = 0, bytes = 0;
     pthread_mutex_lock(&bal->lock);
+    size_t up = 0, in = 0;
     for (size_t i = 0; i < v->n; i++) {
         const struct backend *b = v->b[i];
-        if (b->up && b->gc_active) {
-            active = true;
-            id = b->gc_id;
-            objects += b->gc_objects;
-            bytes += b->gc_bytes;
-        }
+        if (!b->up)
+            continue;
+        up++;
+        if (!b->gc_active || (in && b->gc_id != id))
+            continue;
+        in++;
+        active = true;
+        id = b->gc_id;
+        objects += b->gc_objects;
+        bytes += b->gc_bytes;
     }
+    split = active && in < up;
     pthread_mutex_unlock(&bal->lock);
+    if (split)
+        active = false, id = objects = bytes = 0;
     cas_json_begin_object(j);
     cas_json_key(j, "active");
     cas_json_bool(j, active);
@@ -497,6 +634,10 @@ void cluster_gc_json(struct balancer *bal, const struct view *v, struct cas_json
     cas_json_u64(j, objects);
     cas_json_key(j, "bytes");
     cas_json_u64(j, bytes);
+    if (split) {
+        cas_json_key(j, "partial");
+        cas_json_bool(j, true);
+    }
     cas_json_end_object(j);
 }
 

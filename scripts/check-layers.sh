@@ -68,7 +68,7 @@ upstream
 bstream fanout
 view
 probe
-gcdebt
+gcdebt gcagree
 gctouch
 repair
 hedge

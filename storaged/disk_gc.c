@@ -57,11 +57,18 @@ int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *obje
     int rc = refuse_read_only(d, err, errlen);
     if (rc < 0)
         return rc;
-    if (id == 0)
-        id = fmt_new_gc_id(d->last_gc_id);
     struct fmt_record r;
     struct journal_pos pos;
     pthread_rwlock_wrlock(&d->lock);
+    if (id == 0) {
+        id = fmt_new_gc_id(d->last_gc_id);
+    } else if (id <= d->last_gc_id) {
+        /* A reused id would let the earlier cycle's holder end this one
+         * (its stale `end N` removing what it had kept): ids only grow. */
+        fmt_gc_id_refusal(id, d->gc_active, d->gc_id, d->last_gc_id, err, errlen);
+        pthread_rwlock_unlock(&d->lock);
+        return -ESTALE;
+    }
     disk_record(d, &r, REC_GC_BEGIN, NULL);
     r.aux = id;
     rc = disk_append(d, &r, 1, &pos, err, errlen);
@@ -196,6 +203,12 @@ static int finish_cycle(struct disk_store *d, uint64_t id, bool remove, uint64_t
     struct journal_pos pos;
     pthread_rwlock_wrlock(&d->lock);
     if (!is_current(d, id, err, errlen)) {
+        /* A cancel of an id not begun yet (a balancer's begin that failed,
+         * whose begin here is still queued behind a stall): no begin of it
+         * is taken from now on (in memory: a queued request does not
+         * outlive the process). */
+        if (!remove && id > d->last_gc_id)
+            d->last_gc_id = id;
         pthread_rwlock_unlock(&d->lock);
         return -ESTALE;
     }
@@ -224,6 +237,8 @@ static int finish_cycle(struct disk_store *d, uint64_t id, bool remove, uint64_t
         (void)marked, (void)marked_bytes, (void)counted, (void)counted_bytes;
         d->garbage_objects = d->garbage_bytes = 0;
         d->gc_active = false;
+        if (remove)
+            d->gc_ended_id = id;
     }
     pthread_rwlock_unlock(&d->lock);
     if (rc < 0)
@@ -246,6 +261,15 @@ int disk_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen)
 {
     uint64_t removed, bytes;
     return finish_cycle(disk_of(s), id, false, &removed, &bytes, err, errlen);
+}
+
+void disk_gc_history(struct store *s, uint64_t *last_id, uint64_t *ended_id)
+{
+    struct disk_store *d = disk_of(s);
+    pthread_rwlock_rdlock(&d->lock);
+    *last_id = d->last_gc_id;
+    *ended_id = d->gc_ended_id;
+    pthread_rwlock_unlock(&d->lock);
 }
 
 bool disk_gc_active(struct store *s, uint64_t *id)

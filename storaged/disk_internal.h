@@ -63,6 +63,7 @@ struct disk_store {
     struct dfile files[FMT_NFILES];
     bool gc_active;
     uint64_t gc_id, last_gc_id;
+    uint64_t gc_ended_id; /* the cycle gc/end last ended since start (disk_gc.c) */
     uint64_t objects, bytes, garbage_objects, garbage_bytes;
     uint64_t index_records; /* records in the index file, to decide on a snapshot */
     /* Where the index ends after the latest REC_UNMARK (lock): a use that
@@ -350,6 +351,7 @@ int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes
                 size_t errlen);
 bool disk_gc_active(struct store *s, uint64_t *id);
 int disk_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen);
+void disk_gc_history(struct store *s, uint64_t *last_id, uint64_t *ended_id);
 /* disk_compact.c */
 int disk_compact_start(struct store *s, char *err, size_t errlen);
 void disk_compact_wait(struct store *s);

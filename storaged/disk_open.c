@@ -57,6 +57,7 @@ const struct store_ops disk_ops = {
     .gc_end = disk_gc_end,
     .gc_cancel = disk_gc_cancel,
     .gc_active = disk_gc_active,
+    .gc_history = disk_gc_history,
     .compact_start = disk_compact_start,
     .scrub_start = disk_scrub_start,
     .compact_wait = disk_compact_wait,

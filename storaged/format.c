@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -185,4 +186,19 @@ int fmt_open_regular(int dirfd, const char *dir, const char *name, int flags, ch
     if (fl >= 0)
         fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     return fd;
+}
+
+void fmt_gc_id_refusal(uint64_t id, bool active, uint64_t cur, uint64_t last, char *err,
+                       size_t errlen)
+{
+    if (active && id == cur)
+        snprintf(err, errlen,
+                 "GC cycle %" PRIu64 " is already active: a new cycle needs a new id (ids only "
+                 "grow; begin without ?id to get one)",
+                 id);
+    else
+        snprintf(err, errlen,
+                 "GC id %" PRIu64 " is not above the last one begun here (%" PRIu64
+                 "): a new cycle needs a new id (ids only grow; begin without ?id to get one)",
+                 id, last);
 }

@@ -86,6 +86,12 @@ static inline uint64_t fmt_new_gc_id(uint64_t last)
     return id > last ? id : last + 1;
 }
 
+/* The message for a gc/begin refused because its id is not above last,
+ * the highest id the store has begun (both backends refuse it: a reused id
+ * would let the earlier cycle's `end N` end the new one; docs/API.md). */
+void fmt_gc_id_refusal(uint64_t id, bool active, uint64_t cur, uint64_t last, char *err,
+                       size_t errlen);
+
 /* Bytes of a whole frame: header, object, one CRC-32C per block. */
 static inline uint64_t fmt_frame_len(uint64_t size)
 {

@@ -255,6 +255,14 @@ static void json_gc(struct cas_json *j, const struct store_info *in)
     cas_json_u64(j, in->garbage_objects);
     cas_json_key(j, "bytes");
     cas_json_u64(j, in->garbage);
+    /* For balancers (docs/API.md, GET /gc): a new id must be above last_id;
+     * ended_id tells a partly finished end from a cycle never begun here. */
+    cas_json_key(j, "last_id");
+    snprintf(id, sizeof(id), "%" PRIu64, in->gc_last_id);
+    cas_json_string(j, id);
+    cas_json_key(j, "ended_id");
+    snprintf(id, sizeof(id), "%" PRIu64, in->gc_ended_id);
+    cas_json_string(j, id);
     cas_json_end_object(j);
 }
 

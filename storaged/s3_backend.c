@@ -67,6 +67,7 @@ const struct store_ops s3_ops = {
     .gc_end = s3_gc_end,
     .gc_cancel = s3_gc_cancel,
     .gc_active = s3_gc_active,
+    .gc_history = s3_gc_history,
     .compact_start = s3_compact_start,
     .scrub_start = s3_scrub_start,
     .info = s3_info,

@@ -36,11 +36,19 @@ int s3_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *object
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&st->gc_lock);
-    if (id == 0)
-        id = fmt_new_gc_id(st->last_gc_id);
     struct fmt_record r;
     struct journal_pos pos;
     pthread_mutex_lock(&st->lock);
+    if (id == 0) {
+        id = fmt_new_gc_id(st->last_gc_id);
+    } else if (id <= st->last_gc_id) {
+        /* Ids only grow: a reused id would let the earlier cycle's `end N`
+         * end this one (fmt_gc_id_refusal). */
+        fmt_gc_id_refusal(id, st->gc_active, st->gc_id, st->last_gc_id, err, errlen);
+        pthread_mutex_unlock(&st->lock);
+        pthread_mutex_unlock(&st->gc_lock);
+        return -ESTALE;
+    }
     s3_record(st, &r, REC_GC_BEGIN, NULL);
     r.aux = id;
     rc = s3_append(st, &r, 1, &pos, err, errlen);
@@ -184,8 +192,10 @@ int s3_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, 
         s3_record(st, &r, REC_GC_END, NULL);
         r.aux = id;
         rc = s3_append(st, &r, 1, &pos, err, errlen);
-        if (rc == 0)
+        if (rc == 0) {
             s3_apply(st, &r, err, errlen);
+            st->gc_ended_id = id;
+        }
     } else if (rc == 0) {
         journal_now(&st->journal, &pos);
     }
@@ -222,6 +232,10 @@ int s3_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen)
     struct journal_pos pos;
     if (!st->gc_active || st->gc_id != id) {
         snprintf(err, errlen, "GC cycle %" PRIu64 " is not the current one", id);
+        /* A cancel ahead of its begin (still queued behind a stall): no
+         * begin of that id is taken from now on (as disk_gc.c). */
+        if (id > st->last_gc_id)
+            st->last_gc_id = id;
         rc = -ESTALE;
     } else {
         struct fmt_record r;
@@ -236,6 +250,15 @@ int s3_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen)
         rc = s3_sync_to(st, &pos, err, errlen);
     pthread_mutex_unlock(&st->gc_lock);
     return rc;
+}
+
+void s3_gc_history(struct store *s, uint64_t *last_id, uint64_t *ended_id)
+{
+    struct s3_store *st = s3_of(s);
+    pthread_mutex_lock(&st->lock);
+    *last_id = st->last_gc_id;
+    *ended_id = st->gc_ended_id;
+    pthread_mutex_unlock(&st->lock);
 }
 
 bool s3_gc_active(struct store *s, uint64_t *id)

@@ -56,6 +56,7 @@ struct s3_store {
     struct inflight *inflight;
     bool gc_active;
     uint64_t gc_id, last_gc_id;
+    uint64_t gc_ended_id; /* the cycle gc/end last ended since start (s3_gc.c) */
     uint64_t objects, bytes, garbage_objects, garbage_bytes, reserved;
     uint64_t capacity, max_object_size, tombstone_ttl;
     int read_only; /* 0 no, 1 --read-only, 2 faulted */
@@ -251,6 +252,7 @@ int s3_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, 
               size_t errlen);
 int s3_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen);
 bool s3_gc_active(struct store *s, uint64_t *id);
+void s3_gc_history(struct store *s, uint64_t *last_id, uint64_t *ended_id);
 int s3_compact_start(struct store *s, char *err, size_t errlen);
 int s3_scrub_start(struct store *s, uint64_t bytes_per_second);
 /* Stops the scrubber (s3_destroy). */

@@ -180,6 +180,13 @@ bool store_gc_active(struct store *s, uint64_t *id)
     return s->ops->gc_active ? s->ops->gc_active(s, id) : false;
 }
 
+void store_gc_history(struct store *s, uint64_t *last_id, uint64_t *ended_id)
+{
+    *last_id = *ended_id = 0;
+    if (s->ops->gc_history)
+        s->ops->gc_history(s, last_id, ended_id);
+}
+
 int store_compact_start(struct store *s, char *err, size_t errlen)
 {
     if (!s->ops->compact_start)
@@ -207,6 +214,7 @@ int store_scrub_start(struct store *s, uint64_t bytes_per_second, char *err, siz
 void store_info(struct store *s, struct store_info *out)
 {
     s->ops->info(s, out);
+    store_gc_history(s, &out->gc_last_id, &out->gc_ended_id);
 }
 
 void store_metrics(struct store *s, struct cas_buf *out)

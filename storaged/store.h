@@ -53,6 +53,7 @@ struct store_info {
     uint64_t objects, bytes; /* live objects and their bytes */
     bool gc_active;
     uint64_t gc_id;
+    uint64_t gc_last_id, gc_ended_id; /* gc_history (filled by store_info) */
     bool read_only;
     char read_only_reason[200];
     bool faulted; /* the backend hit an I/O error it cannot go on from: /healthz 503 */
@@ -158,6 +159,13 @@ struct store_ops {
     int (*gc_cancel)(struct store *s, uint64_t id, char *err, size_t errlen);
     /* Cheap: true (and the id) while a GC cycle is active. */
     bool (*gc_active)(struct store *s, uint64_t *id);
+    /* Optional. *last_id: the highest cycle id begun here, or named by a
+     * cancel that came before its begin (no begin of an id up to it is
+     * taken); *ended_id: the cycle gc/end last ended since this process
+     * started (0: none, also after a restart), so that a balancer can tell
+     * a backend that ended cycle N (a partial end to finish) from one that
+     * never began it or cancelled it. */
+    void (*gc_history)(struct store *s, uint64_t *last_id, uint64_t *ended_id);
     int (*compact_start)(struct store *s, char *err, size_t errlen);
     /* Optional: starts checking every object in the background, at most
      * bytes_per_second; 0 does nothing. */
@@ -260,6 +268,8 @@ int store_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *byte
 int store_gc_cancel(struct store *s, uint64_t id, char *err, size_t errlen);
 /* Absent gc_active: false. */
 bool store_gc_active(struct store *s, uint64_t *id);
+/* Absent gc_history: both 0. */
+void store_gc_history(struct store *s, uint64_t *last_id, uint64_t *ended_id);
 int store_compact_start(struct store *s, char *err, size_t errlen);
 void store_compact_wait(struct store *s);
 int store_scrub_start(struct store *s, uint64_t bytes_per_second, char *err, size_t errlen);

@@ -243,15 +243,15 @@ class StoragedApi(TempDirTest):
         self.assertFalse(self.c.request("GET", "/gc").json()["active"])
         self.assertIsNone(self.c.get(sha1(keep)).header("X-CAS-GC"))
         self.assertEqual(self.c.request("POST", f"/gc/end?id={gid}").status, 409)
-        # A new begin cancels any other cycle.
-        a = self.c.request("POST", "/gc/begin?id=100").json()["id"]
-        b = self.c.request("POST", "/gc/begin?id=200").json()["id"]
-        self.assertEqual((a, b), ("100", "200"))
-        self.assertEqual(self.c.request("POST", "/gc/end?id=100").status, 409)
+        # A new begin cancels any other cycle (ids only grow: above gid).
+        a, b = int(gid) + 100, int(gid) + 200
+        self.assertEqual(self.c.request("POST", f"/gc/begin?id={a}").json()["id"], str(a))
+        self.assertEqual(self.c.request("POST", f"/gc/begin?id={b}").json()["id"], str(b))
+        self.assertEqual(self.c.request("POST", f"/gc/end?id={a}").status, 409)
         self.assertEqual(self.c.request("POST", "/gc/begin?id=abc").status, 400)
         # Cancel: the cycle ends and nothing is removed.
-        self.assertEqual(self.c.request("POST", "/gc/cancel?id=100").status, 409)
-        r = self.c.request("POST", "/gc/cancel?id=200")
+        self.assertEqual(self.c.request("POST", f"/gc/cancel?id={a}").status, 409)
+        r = self.c.request("POST", f"/gc/cancel?id={b}")
         self.assertEqual(r.status, 200)
         self.assertFalse(self.c.request("GET", "/gc").json()["active"])
         self.assertEqual(self.c.request("GET", "/capacity").json()["garbage"], 0)

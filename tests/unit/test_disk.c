@@ -663,13 +663,29 @@ static void test_gc_cycle(void)
     CU_ASSERT_EQUAL(s->ops->gc_mark(s, k, 3, &unmarked, err, sizeof(err)), 0);
     CU_ASSERT_EQUAL(unmarked, 0);
     /* An explicit id; a new begin cancels the old cycle. */
-    CU_ASSERT_EQUAL(s->ops->gc_begin(s, 42, &id, &objs, &bytes, err, sizeof(err)), 0);
-    CU_ASSERT_EQUAL(id, 42);
-    CU_ASSERT_EQUAL(s->ops->gc_begin(s, 43, &id, &objs, &bytes, err, sizeof(err)), 0);
+    uint64_t id1 = id + 42, id2 = id + 43;
+    CU_ASSERT_EQUAL(s->ops->gc_begin(s, id1, &id, &objs, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(id, id1);
+    /* Ids only grow: the active id again, or one below, is refused and
+     * changes nothing (a second job reusing an id must not let the first
+     * job's end remove what it kept). */
+    CU_ASSERT_EQUAL(s->ops->gc_begin(s, id1, &id, &objs, &bytes, err, sizeof(err)), -ESTALE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "already active"));
+    CU_ASSERT_EQUAL(s->ops->gc_begin(s, id1 - 1, &id, &objs, &bytes, err, sizeof(err)), -ESTALE);
+    CU_ASSERT_TRUE(info(s).gc_active && info(s).gc_id == id1);
+    CU_ASSERT_EQUAL(s->ops->gc_begin(s, id2, &id, &objs, &bytes, err, sizeof(err)), 0);
     CU_ASSERT_EQUAL(objs, 5);
-    CU_ASSERT_EQUAL(s->ops->gc_end(s, 42, &removed, &rbytes, err, sizeof(err)), -ESTALE);
+    CU_ASSERT_EQUAL(s->ops->gc_end(s, id1, &removed, &rbytes, err, sizeof(err)), -ESTALE);
     CU_ASSERT_EQUAL(s->ops->gc_mark(s, &k[0], 1, &unmarked, err, sizeof(err)), 0);
-    CU_ASSERT_EQUAL(s->ops->gc_end(s, 43, &removed, &rbytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s->ops->gc_end(s, id2, &removed, &rbytes, err, sizeof(err)), 0);
+    uint64_t last, ended;
+    s->ops->gc_history(s, &last, &ended);
+    CU_ASSERT_EQUAL(last, id2);
+    CU_ASSERT_EQUAL(ended, id2);
+    /* A cancel of an id not begun yet refuses a later begin of it. */
+    CU_ASSERT_EQUAL(s->ops->gc_cancel(s, id2 + 5, err, sizeof(err)), -ESTALE);
+    CU_ASSERT_EQUAL(s->ops->gc_begin(s, id2 + 5, &id, &objs, &bytes, err, sizeof(err)), -ESTALE);
+    CU_ASSERT_FALSE(info(s).gc_active);
     CU_ASSERT_EQUAL(removed, 4);
     CU_ASSERT_EQUAL(info(s).objects, 1);
     CU_ASSERT_TRUE(reads_back(s, d[0], 100));
@@ -922,7 +938,8 @@ static void test_index_snapshot(void)
     }
     CU_ASSERT_EQUAL(fails, 0);
     CU_ASSERT(path_size(dir, "index") > 4300 * 64);
-    CU_ASSERT_EQUAL(s->ops->gc_begin(s, 9999, &id, &objs, &bytes, err, sizeof(err)), 0);
+    uint64_t fixed = id + 9999; /* ids only grow: above the rounds' */
+    CU_ASSERT_EQUAL(s->ops->gc_begin(s, fixed, &id, &objs, &bytes, err, sizeof(err)), 0);
     CU_ASSERT_EQUAL(s->ops->gc_mark(s, k, 10, &unmarked, err, sizeof(err)), 0);
     CU_ASSERT_EQUAL(s->ops->remove(s, &k[N - 1], err, sizeof(err)), 0);
     CU_ASSERT_EQUAL(s->ops->compact_start(s, err, sizeof(err)), 0);
@@ -933,7 +950,7 @@ static void test_index_snapshot(void)
     CU_ASSERT(internals(s).index_records <= 1 + NF + 1 + N);
     struct store_info in = info(s);
     CU_ASSERT_TRUE(in.gc_active);
-    CU_ASSERT_EQUAL(in.gc_id, 9999);
+    CU_ASSERT_EQUAL(in.gc_id, fixed);
     CU_ASSERT_EQUAL(in.garbage_objects, 9);
     /* Appends after the snapshot go to the new index file. */
     CU_ASSERT_EQUAL(s->ops->gc_mark(s, &k[10], 1, &unmarked, err, sizeof(err)), 0);
@@ -945,7 +962,7 @@ static void test_index_snapshot(void)
     in = info(s);
     CU_ASSERT_EQUAL(in.objects, N - 1);
     CU_ASSERT_TRUE(in.gc_active);
-    CU_ASSERT_EQUAL(in.gc_id, 9999);
+    CU_ASSERT_EQUAL(in.gc_id, fixed);
     CU_ASSERT_EQUAL(in.garbage_objects, 8);
     struct collect c;
     CU_ASSERT_EQUAL(list_all(s, STORE_LIST_GARBAGE, 0, UINT64_MAX, 100, &c), 8);
@@ -958,7 +975,7 @@ static void test_index_snapshot(void)
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT_TRUE(absent(s, d[N - 1], 500 + N - 1));
     uint64_t removed;
-    CU_ASSERT_EQUAL(s->ops->gc_end(s, 9999, &removed, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s->ops->gc_end(s, fixed, &removed, &bytes, err, sizeof(err)), 0);
     CU_ASSERT_EQUAL(removed, 8);
     close_store(s);
     s = open_dir(dir);

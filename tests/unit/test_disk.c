@@ -987,6 +987,50 @@ static void test_index_snapshot(void)
         free(d[i]);
 }
 
+/* A snapshot taken with no cycle active keeps the last id begun: after a
+ * restart a begin at or below it is still refused (ids only grow). */
+static void test_snapshot_keeps_last_gc_id(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    enum { N = 20 };
+    unsigned char *d[N];
+    struct cas_key k[N];
+    for (int i = 0; i < N; i++) {
+        d[i] = make_data(400 + (size_t)i, 700 + (unsigned)i);
+        k[i] = key_of(s, d[i], 400 + (size_t)i);
+        CU_ASSERT_EQUAL(put(s, d[i], 400 + (size_t)i, false, NULL), 0);
+    }
+    uint64_t id = 0, objs, bytes, unmarked;
+    int fails = 0;
+    for (int round = 0; round < 210; round++) /* past the snapshot threshold */
+        if (s->ops->gc_begin(s, 0, &id, &objs, &bytes, err, sizeof(err)) != 0 ||
+            s->ops->gc_mark(s, k, N, &unmarked, err, sizeof(err)) != 0)
+            fails++;
+    CU_ASSERT_EQUAL(fails, 0);
+    CU_ASSERT_EQUAL(s->ops->gc_cancel(s, id, err, sizeof(err)), 0);
+    uint64_t last = id;
+    CU_ASSERT_EQUAL(s->ops->compact_start(s, err, sizeof(err)), 0);
+    s->ops->compact_wait(s);
+    CU_ASSERT(internals(s).index_records <= 1 + NF + 2 + N);
+    close_store(s);
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_FALSE(info(s).gc_active);
+    CU_ASSERT_EQUAL(info(s).objects, N);
+    uint64_t got_last = 0, ended = 0;
+    s->ops->gc_history(s, &got_last, &ended);
+    CU_ASSERT_EQUAL(got_last, last);
+    CU_ASSERT_NOT_EQUAL(s->ops->gc_begin(s, last, &id, &objs, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s->ops->gc_begin(s, last + 1, &id, &objs, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(objs, N); /* the cancel left nothing marked from before */
+    close_store(s);
+    for (int i = 0; i < N; i++)
+        free(d[i]);
+}
+
 static void test_torn_index_tail(void)
 {
     char dir[256];
@@ -2202,6 +2246,7 @@ static int run_tests(void)
     CU_add_test(s, "concurrent writers", test_concurrent_writers);
     CU_add_test(s, "compaction reclaims space", test_compaction);
     CU_add_test(s, "index snapshot keeps objects and GC", test_index_snapshot);
+    CU_add_test(s, "index snapshot keeps the last GC id", test_snapshot_keeps_last_gc_id);
     CU_add_test(s, "uses racing with gc/end keep their objects", test_uses_race_with_end);
     CU_add_test(s, "use after end is -ENOENT; missing unmarks", test_use_after_end_and_missing);
     CU_add_test(s, "repeated write answers only a durable copy", test_repeated_write_is_durable);

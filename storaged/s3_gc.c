@@ -314,6 +314,17 @@ int s3_compact_start(struct store *s, char *err, size_t errlen)
             nb = 0;                                                                                \
         }                                                                                          \
     } while (0)
+    if (!st->gc_active && st->last_gc_id) {
+        /* No cycle: the last id begun, as a cycle over (begun and
+         * cancelled before any object, so nothing is marked), so ids keep
+         * growing after a restart (SPEC: a stale id never matches). */
+        s3_record(st, &r, REC_GC_BEGIN, NULL);
+        r.aux = st->last_gc_id;
+        EMIT();
+        s3_record(st, &r, REC_GC_CANCEL, NULL);
+        r.aux = st->last_gc_id;
+        EMIT();
+    }
     /* Objects being deleted are written too: their DEL follows in the new
      * journal once the bucket delete is done. Placeholders of unrecorded
      * uploads being removed (S3_UNDOING) are no objects: never written. */

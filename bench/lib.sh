@@ -64,6 +64,21 @@ bench_build() {
     fi
 }
 
+make_pki() { # DIR: a CA (ca.pem) and a certificate for 127.0.0.1 (srv.pem, srv.key) in DIR
+    mkdir -p "$1"
+    (
+        cd "$1"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key \
+            -out ca.pem -days 2 -subj /CN=bench-ca 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key \
+            -out srv.csr -subj /CN=127.0.0.1 2>/dev/null
+        echo "subjectAltName=IP:127.0.0.1" >ext
+        openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem \
+            -days 2 -extfile ext 2>/dev/null
+        chmod 600 srv.key ca.key
+    )
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

@@ -21,18 +21,7 @@ BALANCERD=$BUILD/balancerd/ca-cas-balancerd
 ROUNDS=${ROUNDS:-3} DUR=${SECONDS_PER_RUN:-5} NKEYS=${KEYS:-500}
 
 pki=$BENCH_TMP/pki
-mkdir -p "$pki"
-(
-    cd "$pki"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key \
-        -out ca.pem -days 2 -subj /CN=bench-ca 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key \
-        -out srv.csr -subj /CN=127.0.0.1 2>/dev/null
-    echo "subjectAltName=IP:127.0.0.1" >ext
-    openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 \
-        -extfile ext 2>/dev/null
-    chmod 600 srv.key ca.key
-)
+make_pki "$pki"
 
 p_plain=$(free_port); p_tls=$(free_port); b_plain=$(free_port); b_tls=$(free_port)
 start_storaged "$BENCH_TMP/store" "$p_plain"

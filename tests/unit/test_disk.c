@@ -912,22 +912,34 @@ static void test_compaction_moves_frames(void)
         free(d[i]);
 }
 
+/* A new store in a new directory (its path in dir) holding n objects, the
+ * i-th of size + i bytes made from seed + i (d[i], k[i]: the caller frees
+ * d); NULL when it cannot be opened. */
+static struct store *new_store_of(char *dir, size_t dirlen, int n, size_t size, unsigned seed,
+                                  unsigned char **d, struct cas_key *k)
+{
+    new_dir(dir, dirlen);
+    struct store *s = open_dir(dir);
+    if (!s)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        d[i] = make_data(size + (size_t)i, seed + (unsigned)i);
+        k[i] = key_of(s, d[i], size + (size_t)i);
+        CU_ASSERT_EQUAL(put(s, d[i], size + (size_t)i, false, NULL), 0);
+    }
+    return s;
+}
+
 /* An index grown far past the table is rewritten as a snapshot by
  * compaction; the snapshot keeps every object, the GC cycle and its marks. */
 static void test_index_snapshot(void)
 {
     char dir[256], err[ERRLEN];
-    new_dir(dir, sizeof(dir));
-    struct store *s = open_dir(dir);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     enum { N = 20 };
     unsigned char *d[N];
     struct cas_key k[N];
-    for (int i = 0; i < N; i++) {
-        d[i] = make_data(500 + (size_t)i, 300 + (unsigned)i);
-        k[i] = key_of(s, d[i], 500 + (size_t)i);
-        CU_ASSERT_EQUAL(put(s, d[i], 500 + (size_t)i, false, NULL), 0);
-    }
+    struct store *s = new_store_of(dir, sizeof(dir), N, 500, 300, d, k);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     uint64_t id, objs, bytes, unmarked;
     /* About 21 records per round; the snapshot threshold is 2 * (N + 52) + 4096. */
     int fails = 0;
@@ -992,17 +1004,11 @@ static void test_index_snapshot(void)
 static void test_snapshot_keeps_last_gc_id(void)
 {
     char dir[256], err[ERRLEN];
-    new_dir(dir, sizeof(dir));
-    struct store *s = open_dir(dir);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     enum { N = 20 };
     unsigned char *d[N];
     struct cas_key k[N];
-    for (int i = 0; i < N; i++) {
-        d[i] = make_data(400 + (size_t)i, 700 + (unsigned)i);
-        k[i] = key_of(s, d[i], 400 + (size_t)i);
-        CU_ASSERT_EQUAL(put(s, d[i], 400 + (size_t)i, false, NULL), 0);
-    }
+    struct store *s = new_store_of(dir, sizeof(dir), N, 400, 700, d, k);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     uint64_t id = 0, objs, bytes, unmarked;
     int fails = 0;
     for (int round = 0; round < 210; round++) /* past the snapshot threshold */

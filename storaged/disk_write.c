@@ -293,9 +293,10 @@ static int flush(struct store_put *p, char *err, size_t errlen)
     }
     p->flushed += n;
     p->buflen = FMT_FRAME_HEADER;
-    if (p->spool < 0) {
-        __atomic_sub_fetch(&p->d->unwritten, n, __ATOMIC_RELAXED);
-        p->res_done += n;
+    if (p->spool < 0) { /* within the reservation: never more than it left */
+        uint64_t done = n < p->res_len - p->res_done ? n : p->res_len - p->res_done;
+        __atomic_sub_fetch(&p->d->unwritten, done, __ATOMIC_RELAXED);
+        p->res_done += done;
     }
     return 0;
 }

@@ -648,10 +648,19 @@ void proxy_get(struct http_req *req)
      * 9110 14.2): the whole object, 200. */
     struct range_spec want_spec;
     const struct range_spec *want = NULL;
-    if (range && range_spec_parse(range, &want_spec) == 0)
+    char fwd[64]; /* forwarded as parsed: short and plain, whatever was sent */
+    if (range && range_spec_parse(range, &want_spec) == 0) {
         want = &want_spec;
-    else
+        if (want_spec.suffix)
+            snprintf(fwd, sizeof(fwd), "bytes=-%" PRIu64, want_spec.b);
+        else if (want_spec.b == UINT64_MAX)
+            snprintf(fwd, sizeof(fwd), "bytes=%" PRIu64 "-", want_spec.a);
+        else
+            snprintf(fwd, sizeof(fwd), "bytes=%" PRIu64 "-%" PRIu64, want_spec.a, want_spec.b);
+        range = fwd;
+    } else {
         range = NULL;
+    }
     /* On the stack: only a relayed (large) body needs it on the heap. */
     struct get_ctx gs;
     memset(&gs, 0, offsetof(struct get_ctx, repair));

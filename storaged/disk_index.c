@@ -241,16 +241,27 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
         disk_record(d, &r, REC_GC_STATE, NULL);
         r.aux = d->gc_id;
         fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
-    } else if (d->last_gc_id) {
-        /* No cycle: the last id begun, as a cycle over (its state, then a
-         * cancel, before any object), so ids keep growing after a restart
-         * (SPEC: a stale id never matches a new cycle). */
-        disk_record(d, &r, REC_GC_STATE, NULL);
-        r.aux = d->last_gc_id;
-        fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
-        disk_record(d, &r, REC_GC_CANCEL, NULL);
-        r.aux = d->last_gc_id;
-        fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
+    } else {
+        /* No cycle: the last cycle ended (its state, then an end, before
+         * any object: nothing is removed), so GET /gc's ended_id survives,
+         * and the last id begun as a cycle cancelled, so ids keep growing
+         * after a restart (SPEC: a stale id never matches a new cycle). */
+        if (d->gc_ended_id) {
+            disk_record(d, &r, REC_GC_STATE, NULL);
+            r.aux = d->gc_ended_id;
+            fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
+            disk_record(d, &r, REC_GC_END, NULL);
+            r.aux = d->gc_ended_id;
+            fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
+        }
+        if (d->last_gc_id > d->gc_ended_id) {
+            disk_record(d, &r, REC_GC_STATE, NULL);
+            r.aux = d->last_gc_id;
+            fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
+            disk_record(d, &r, REC_GC_CANCEL, NULL);
+            r.aux = d->last_gc_id;
+            fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
+        }
     }
     pthread_rwlock_unlock(&d->lock);
     nrec = nb;

@@ -63,7 +63,7 @@ struct disk_store {
     struct dfile files[FMT_NFILES];
     bool gc_active;
     uint64_t gc_id, last_gc_id;
-    uint64_t gc_ended_id; /* the cycle gc/end last ended since start (disk_gc.c) */
+    uint64_t gc_ended_id; /* the cycle gc/end last ended (disk_gc.c; kept by replay and snapshots) */
     uint64_t objects, bytes, garbage_objects, garbage_bytes;
     uint64_t index_records; /* records in the index file, to decide on a snapshot */
     /* Where the index ends after the latest REC_UNMARK (lock): a use that

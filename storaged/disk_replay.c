@@ -135,6 +135,11 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
     case REC_GC_END:
         remove_marked(d);
         d->gc_active = false;
+        /* GET /gc's ended_id survives a restart: a balancer that finishes
+         * an end that failed part way needs it (docs/API.md, gc/end). */
+        d->gc_ended_id = r->aux;
+        if (r->aux > d->last_gc_id)
+            d->last_gc_id = r->aux;
         return 0;
     case REC_GC_CANCEL:
         mark_all(d, false);

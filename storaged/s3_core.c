@@ -219,6 +219,12 @@ int s3_apply(struct s3_store *st, const struct fmt_record *r, char *err, size_t 
             }
         st->gc_active = false;
         st->garbage_objects = st->garbage_bytes = 0;
+        if (r->type == REC_GC_END) {
+            /* GET /gc's ended_id survives a restart (docs/API.md, gc/end). */
+            st->gc_ended_id = r->aux;
+            if (r->aux > st->last_gc_id)
+                st->last_gc_id = r->aux;
+        }
         return 0;
     default:
         return 1; /* unknown: refused by the caller */

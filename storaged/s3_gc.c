@@ -314,10 +314,20 @@ int s3_compact_start(struct store *s, char *err, size_t errlen)
             nb = 0;                                                                                \
         }                                                                                          \
     } while (0)
-    if (!st->gc_active && st->last_gc_id) {
-        /* No cycle: the last id begun, as a cycle over (begun and
-         * cancelled before any object, so nothing is marked), so ids keep
-         * growing after a restart (SPEC: a stale id never matches). */
+    if (!st->gc_active && st->gc_ended_id) {
+        /* No cycle: the last cycle ended, as a cycle begun and ended before
+         * any object (nothing marked, nothing removed), so GET /gc's
+         * ended_id survives a restart. */
+        s3_record(st, &r, REC_GC_BEGIN, NULL);
+        r.aux = st->gc_ended_id;
+        EMIT();
+        s3_record(st, &r, REC_GC_END, NULL);
+        r.aux = st->gc_ended_id;
+        EMIT();
+    }
+    if (!st->gc_active && st->last_gc_id > st->gc_ended_id) {
+        /* And the last id begun, as a cycle begun and cancelled, so ids
+         * keep growing after a restart (SPEC: a stale id never matches). */
         s3_record(st, &r, REC_GC_BEGIN, NULL);
         r.aux = st->last_gc_id;
         EMIT();

@@ -56,7 +56,7 @@ struct s3_store {
     struct inflight *inflight;
     bool gc_active;
     uint64_t gc_id, last_gc_id;
-    uint64_t gc_ended_id; /* the cycle gc/end last ended since start (s3_gc.c) */
+    uint64_t gc_ended_id; /* the cycle gc/end last ended (s3_gc.c; kept by replay and snapshots) */
     uint64_t objects, bytes, garbage_objects, garbage_bytes, reserved;
     uint64_t capacity, max_object_size, tombstone_ttl;
     int read_only; /* 0 no, 1 --read-only, 2 faulted */

@@ -17,7 +17,8 @@
  * and unmarked since is unmarked again. The cost is one listing of every
  * backend's garbage, one look-up per key on each backend that does not
  * hold it as garbage, and one unmark per copy kept; memory is bounded by
- * GCAGREE_MAX_KEYS, beyond which the key space is split into passes.
+ * the config's gc_agree_max_keys, beyond which the key space is split into
+ * passes.
  */
 #define _GNU_SOURCE
 #include "gcagree.h"
@@ -39,6 +40,7 @@
 struct agree {
     size_t dlen, words;  /* digest bytes; 64-bit words of backend bits per key */
     size_t n, cap;       /* keys, room for keys */
+    size_t max;          /* keys at once: the config's gc_agree_max_keys */
     size_t tcap;         /* slots of the hash table, a power of two */
     unsigned char *dig;  /* cap * dlen */
     uint64_t *mask;      /* cap * words: backends where the key is garbage */
@@ -92,15 +94,12 @@ static int agree_grow(struct agree *a)
     return 0;
 }
 
-/* Records that d is garbage on backend b. -E2BIG past GCAGREE_MAX_KEYS. */
+/* Records that d is garbage on backend b. -E2BIG when a new key would
+ * make more than a->max. */
 static int agree_add(struct agree *a, const unsigned char *d, size_t b)
 {
-    if (a->n == a->cap) {
-        if (a->n >= GCAGREE_MAX_KEYS)
-            return -E2BIG;
-        if (agree_grow(a) < 0)
-            return -ENOMEM;
-    }
+    if (a->n == a->cap && a->n < a->max && agree_grow(a) < 0)
+        return -ENOMEM;
     size_t j = agree_hash(a, d);
     while (a->slot[j]) {
         size_t i = a->slot[j] - 1;
@@ -110,6 +109,8 @@ static int agree_add(struct agree *a, const unsigned char *d, size_t b)
         }
         j = (j + 1) & (a->tcap - 1);
     }
+    if (a->n >= a->max)
+        return -E2BIG;
     size_t i = a->n++;
     memcpy(a->dig + i * a->dlen, d, a->dlen);
     memset(a->mask + i * a->words, 0, a->words * sizeof(uint64_t));
@@ -302,6 +303,7 @@ int gcagree_settle(struct balancer *bal, const struct view *v, uint64_t id,
     struct agree a = {0};
     a.dlen = v->algo->digest_len;
     a.words = (v->n + 63) / 64;
+    a.max = v->cfg->gc_agree_max_keys ? v->cfg->gc_agree_max_keys : CONFIG_GC_AGREE_MAX_KEYS;
     unsigned passes = 1;
     int rc = 0;
     for (unsigned p = 0; p < passes && rc == 0;) {

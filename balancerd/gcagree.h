@@ -19,10 +19,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Keys held in memory at once (about 60 bytes each with up to 64
- * backends); more garbage than this is compared in several passes, each
- * over one share of the key space (every listing read again per pass). */
-#define GCAGREE_MAX_KEYS (1u << 20)
+/* Keys held in memory at once: the config's gc_agree_max_keys (default
+ * 2^20; about 60 bytes each with up to 64 backends); more garbage than
+ * this is compared in several passes, each over one share of the key
+ * space (every listing read again per pass). */
 
 struct gcagree_stats {
     uint64_t listed;   /* garbage lines read, over every backend and pass */

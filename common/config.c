@@ -333,11 +333,14 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
             rc = parse_timeouts(p, v);
         } else if (!strcmp(key, "quarantine_interval")) {
             rc = get_duration(p, v, key, &c->quarantine_interval_s);
+        } else if (!strcmp(key, "gc_agree_max_keys")) {
+            rc = get_uint(p, v, key, CONFIG_GC_AGREE_MAX_KEYS_MAX, &c->gc_agree_max_keys);
         } else {
             return fail_at(p, k,
                            "unknown key \"%s\" (expected listen, replicas, min_replicas, "
                            "token_file, auth_reads, backends, anti_entropy, timeouts, "
-                           "quarantine_interval, ca_file, tls_client_cert, tls_client_key)",
+                           "quarantine_interval, gc_agree_max_keys, ca_file, tls_client_cert, "
+                           "tls_client_key)",
                            key);
         }
         if (rc < 0)
@@ -349,6 +352,8 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
         return fail_at(p, n_client, "tls_client_cert and tls_client_key go together");
     if (!c->quarantine_interval_s)
         c->quarantine_interval_s = CONFIG_QUARANTINE_INTERVAL;
+    if (!c->gc_agree_max_keys)
+        c->gc_agree_max_keys = CONFIG_GC_AGREE_MAX_KEYS;
 
     c->ndomains = 0;
     for (size_t i = 0; i < c->nbackends; i++) {

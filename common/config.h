@@ -60,12 +60,19 @@ struct config {
     /* quarantine_interval: how often a balancer asks each backend for the
      * copies it took out of service (GET /quarantine) to repair them. */
     uint64_t quarantine_interval_s; /* seconds; CONFIG_QUARANTINE_INTERVAL when not set */
+    /* gc_agree_max_keys: garbage keys a balancer holds in memory at once
+     * when it makes the replicas agree before gc/end (balancerd/gcagree.c;
+     * about 60 bytes each); more are compared in several passes.
+     * CONFIG_GC_AGREE_MAX_KEYS when not set. */
+    unsigned gc_agree_max_keys;
 };
 
 #define CONFIG_FANOUT_MS_DEFAULT 5000u
 #define CONFIG_STRAGGLER_MS_DEFAULT 2000u
 #define CONFIG_GC_MS_DEFAULT 60000u
 #define CONFIG_QUARANTINE_INTERVAL 15
+#define CONFIG_GC_AGREE_MAX_KEYS (1u << 20)
+#define CONFIG_GC_AGREE_MAX_KEYS_MAX (1u << 26)
 
 /*
  * Loads and checks the config at path. On error returns a negative errno

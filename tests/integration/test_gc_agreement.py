@@ -389,6 +389,33 @@ class GcAgreementTest(GcBase):
         self.assertFalse(self.holds(a, unused) or self.holds(b, unused), "garbage was kept")
         self.assertFalse(self.holds(b, only_a))
 
+    def test_agreement_in_several_passes(self):
+        """More garbage than gc_agree_max_keys: the agreement splits the key
+        space into passes and still keeps every copy of what one replica saw
+        used, and removes the rest everywhere."""
+        stores = [self.storaged(n) for n in ("a", "b", "c")]
+        bal = self.balancer(self.config([s.url for s in stores], extra="gc_agree_max_keys: 4\n"),
+                            up=3)
+        blobs = [b"several passes, object %d" % i for i in range(40)]
+        self.put_everywhere(stores, blobs)
+        gid = bal.client().request("POST", "/gc/begin").json()["id"]
+        # Uses each seen by one replica only (as when the others were down).
+        seen = {0: blobs[:12], 1: blobs[12:17]}
+        for i, used in seen.items():
+            body = "".join(sha1(d) + "\n" for d in used)
+            self.assertEqual(stores[i].client().request("POST", "/gc/mark", body=body).status, 200)
+        r = bal.client().request("POST", f"/gc/end?id={gid}")
+        self.assertEqual(r.status, 200, r.body)
+        for s in stores:
+            for d in blobs[:17]:
+                self.assertTrue(self.holds(s, d), f"{s.url} lost a copy of a used object")
+            for d in blobs[17:]:
+                self.assertFalse(self.holds(s, d), f"{s.url} kept garbage")
+        m = re.search(r"(\d+) garbage copies kept, .* (\d+) passes\)", bal.log_text())
+        self.assertIsNotNone(m, bal.log_text()[-2000:])
+        self.assertEqual(int(m.group(1)), 12 * 2 + 5 * 2)
+        self.assertGreater(int(m.group(2)), 1)
+
     # ---- ids only grow -----------------------------------------------------
 
     def test_balancer_begin_refuses_an_id_not_above_the_last(self):

@@ -115,6 +115,27 @@ static void test_quarantine_interval(void)
               "t.yaml:1:22:", "quarantine_interval must be a duration");
 }
 
+/* gc_agree_max_keys: 2^20 when absent; 1 to 2^26; 0, signs and junk refused. */
+static void test_gc_agree_max_keys(void)
+{
+    struct config *c = parse_ok("backends:\n  - {url: 'http://a:1', failure_domain: x}\n");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->gc_agree_max_keys, 1u << 20);
+    config_free(c);
+    c = parse_ok("gc_agree_max_keys: 4\nbackends:\n  - {url: 'http://a:1', failure_domain: x}\n");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->gc_agree_max_keys, 4);
+    config_free(c);
+    const char *bad[] = {"0", "-1", "' 4'", "67108865", "4k", "inf"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char yaml[200];
+        snprintf(yaml, sizeof(yaml),
+                 "gc_agree_max_keys: %s\nbackends:\n  - {url: 'http://a:1', failure_domain: x}\n",
+                 bad[i]);
+        parse_bad(yaml, "t.yaml:1:20:", "gc_agree_max_keys must be a whole number from 1 to 67108864");
+    }
+}
+
 static void test_errors_name_line_and_column(void)
 {
     parse_bad("replicas: 1\nbogus: 3\nbackends:\n  - {url: 'http://a:1', failure_domain: x}\n",
@@ -299,6 +320,7 @@ int main(void)
     CU_add_test(s, "Cantera spelling", test_cantera_spelling);
     CU_add_test(s, "defaults and anti_entropy", test_defaults_and_anti_entropy);
     CU_add_test(s, "quarantine_interval", test_quarantine_interval);
+    CU_add_test(s, "gc_agree_max_keys", test_gc_agree_max_keys);
     CU_add_test(s, "errors name line and column", test_errors_name_line_and_column);
     CU_add_test(s, "structure errors", test_structure_errors);
     CU_add_test(s, "numbers are strict", test_numbers_strict);

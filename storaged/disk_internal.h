@@ -60,6 +60,12 @@ struct disk_store {
     struct objtab tombs;       /* tombstones and quarantined keys (disk_tomb.c) (lock) */
     uint64_t tomb_ttl;         /* seconds */
     uint64_t tomb_quarantined; /* entries of tombs that are quarantined keys (lock) */
+    /* Client deletes since start (changed under the write lock, read with
+     * __atomic_load_n): each tombstone keeps the count of its delete in its
+     * entry's size field, and a write notes the count when it begins, so a
+     * delete that lands while a write is in flight is told from one before
+     * it (disk_tomb.c, tomb_deleted_since). */
+    uint64_t delete_seq;
     struct dfile files[FMT_NFILES];
     bool gc_active;
     uint64_t gc_id, last_gc_id;
@@ -230,6 +236,9 @@ int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, u
 void tomb_clear(struct disk_store *d, const unsigned char *digest);
 /* True while a tombstone for digest refuses copies from other replicas. */
 bool tomb_refuses_copy(struct disk_store *d, const unsigned char *digest, uint64_t now);
+/* True when a client deleted digest after d->delete_seq was seq (a write
+ * that began then must not store it: disk_write.c). */
+bool tomb_deleted_since(struct disk_store *d, const unsigned char *digest, uint64_t seq);
 bool tomb_expired(const struct disk_store *d, const struct objtab_entry *en, uint64_t now);
 /* Drops the tombstones that have expired. */
 void tomb_prune(struct disk_store *d, uint64_t now);

@@ -45,11 +45,15 @@ int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, u
         when = TIME_MAX;
     uint32_t e = objtab_find(&d->tombs, digest);
     struct objtab_entry en;
+    /* A client delete's place among the writes in flight (tomb_deleted_since). */
+    uint64_t seq =
+        kind == TOMB_DELETED ? __atomic_add_fetch(&d->delete_seq, 1, __ATOMIC_SEQ_CST) : 0;
     if (e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en)) {
         d->tomb_quarantined -= en.flags == TOMB_QUARANTINED;
         objtab_set_location(&d->tombs, e, 0, when);
         objtab_set_flags(&d->tombs, e, kind);
-    } else if (objtab_insert(&d->tombs, digest, 0, when, 0, kind) == OBJTAB_NONE) {
+        objtab_set_size(&d->tombs, e, seq);
+    } else if (objtab_insert(&d->tombs, digest, 0, when, seq, kind) == OBJTAB_NONE) {
         return -ENOMEM;
     }
     d->tomb_quarantined += kind == TOMB_QUARANTINED;
@@ -85,6 +89,14 @@ bool tomb_refuses_copy(struct disk_store *d, const unsigned char *digest, uint64
     struct objtab_entry en;
     return e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en) && en.flags == TOMB_DELETED &&
            !tomb_expired(d, &en, now);
+}
+
+bool tomb_deleted_since(struct disk_store *d, const unsigned char *digest, uint64_t seq)
+{
+    uint32_t e = objtab_find(&d->tombs, digest);
+    struct objtab_entry en;
+    return e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en) && en.flags == TOMB_DELETED &&
+           en.size > seq;
 }
 
 void tomb_prune(struct disk_store *d, uint64_t now)

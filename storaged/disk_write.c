@@ -71,6 +71,7 @@ struct store_put {
     uint32_t block_crc; /* of the block being received */
     uint64_t block_fill;
     bool copy; /* a copy from another replica: a tombstone refuses it */
+    uint64_t delete_seq; /* d->delete_seq when the write began (tomb_deleted_since) */
 };
 
 /*
@@ -215,6 +216,7 @@ int disk_put_begin(struct store *s, const struct cas_key *expect, uint64_t hint,
     p->file = NO_FILE;
     p->fd = p->spool = -1;
     p->hint = hint;
+    p->delete_seq = __atomic_load_n(&d->delete_seq, __ATOMIC_SEQ_CST);
     p->hash = cas_hash_new(s->algo);
     /* Small objects are written with their header in one pwrite: size the
      * buffer to the object when it is known to be small. */
@@ -369,6 +371,22 @@ int disk_put_write(struct store_put *p, const void *data, size_t len, char *err,
         len -= n;
     }
     return 0;
+}
+
+/* Says why a client write is refused: a client deleted the key here while
+ * the write was in flight. Storing it would undo that delete, which may
+ * already be answered 204 (SPEC, Deletion), e.g. a balancer's straggling
+ * copy of a PUT it answered before the DELETE came. -EBUSY (409). */
+static int refuse_deleted_during(struct disk_store *d, const unsigned char *digest, char *err,
+                                 size_t errlen)
+{
+    char hex[CAS_MAX_HEX + 1];
+    cas_hex_encode(digest, d->base.algo->digest_len, hex);
+    snprintf(err, errlen,
+             "object %s was deleted here while this write was in progress: nothing stored "
+             "(send it again to store it after the delete)",
+             hex);
+    return -EBUSY;
 }
 
 /* Says why a copy of the key is refused: a client deleted it here. */
@@ -568,6 +586,12 @@ write_failed:
     if (p->copy && tomb_refuses_copy(d, key->digest, disk_now_s())) {
         pthread_rwlock_unlock(&d->lock);
         rc = refuse_copy(d, key->digest, err, errlen);
+        goto undo;
+    }
+    /* A client write lifts a tombstone only of a delete before it began. */
+    if (tomb_deleted_since(d, key->digest, p->delete_seq)) {
+        pthread_rwlock_unlock(&d->lock);
+        rc = refuse_deleted_during(d, key->digest, err, errlen);
         goto undo;
     }
     rc = disk_append(d, &r, 1, &pos, err, errlen);

@@ -184,6 +184,12 @@ void objtab_set_flags(struct objtab *t, uint32_t e, unsigned flags)
     store64(p, (uint64_t)(flags & 0x7f) << FLAGS_SHIFT | (load64(p) & LOW56));
 }
 
+void objtab_set_size(struct objtab *t, uint32_t e, uint64_t size)
+{
+    unsigned char *p = entry_ptr(t, e) + t->digest_len + 8;
+    store64(p, (load64(p) & ~LOW56) | (size & LOW56));
+}
+
 size_t objtab_memory(const struct objtab *t)
 {
     return t->nchunks * (size_t)CHUNK_ENTRIES * t->stride + ((size_t)t->mask + 1) * 4 +

@@ -54,6 +54,8 @@ void objtab_remove(struct objtab *t, uint32_t e);
 bool objtab_get(const struct objtab *t, uint32_t e, struct objtab_entry *out);
 void objtab_set_location(struct objtab *t, uint32_t e, unsigned file, uint64_t offset);
 void objtab_set_flags(struct objtab *t, uint32_t e, unsigned flags);
+/* Sets entry e's size field (56 bits kept). */
+void objtab_set_size(struct objtab *t, uint32_t e, uint64_t size);
 /* Bytes of memory the table holds, for the memory-per-object figure. */
 size_t objtab_memory(const struct objtab *t);
 

@@ -138,7 +138,16 @@ int s3_tomb_set(struct s3_store *st, const unsigned char *digest, unsigned kind,
         when = TIME_MAX;
     if (t != OBJTAB_NONE)
         objtab_remove(&st->tombs, t);
-    return objtab_insert(&st->tombs, digest, 0, when, 0, kind) == OBJTAB_NONE ? -ENOMEM : 0;
+    uint64_t seq = kind == TOMB_DELETED ? ++st->delete_seq : 0;
+    return objtab_insert(&st->tombs, digest, 0, when, seq, kind) == OBJTAB_NONE ? -ENOMEM : 0;
+}
+
+bool s3_tomb_deleted_since(struct s3_store *st, const unsigned char *digest, uint64_t seq)
+{
+    struct objtab_entry en;
+    uint32_t t = objtab_find(&st->tombs, digest);
+    return t != OBJTAB_NONE && objtab_get(&st->tombs, t, &en) && en.flags == TOMB_DELETED &&
+           en.size > seq;
 }
 
 void s3_tomb_clear(struct s3_store *st, const unsigned char *digest)

@@ -52,7 +52,12 @@ struct s3_store {
     pthread_cond_t changed; /* an entry stopped being DELETING */
     pthread_mutex_t gc_lock;
     struct objtab tab;   /* digest -> size, flags MARKED | DELETING */
-    struct objtab tombs; /* digest -> offset = unix seconds, flags = enum fmt_tomb_kind */
+    struct objtab tombs; /* digest -> offset = unix seconds, flags = enum fmt_tomb_kind,
+                          * size = delete_seq of a client delete */
+    /* Client deletes since start (lock): a write notes it when it begins,
+     * so a delete that lands while it is in flight is told from one
+     * before it (s3_tomb_deleted_since). */
+    uint64_t delete_seq;
     struct inflight *inflight;
     bool gc_active;
     uint64_t gc_id, last_gc_id;
@@ -87,6 +92,7 @@ struct store_put {
     struct s3_store *st;
     struct cas_hash *h;
     bool have_expect, copy;
+    uint64_t delete_seq; /* st->delete_seq when the write began */
     struct cas_key expect;
     uint64_t size_hint, received;
     char *buf;
@@ -174,6 +180,9 @@ bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest);
 /* Removes digest's tombstone or quarantine entry, if any (caller holds the lock). */
 void s3_tomb_clear(struct s3_store *st, const unsigned char *digest);
 int s3_tomb_set(struct s3_store *st, const unsigned char *digest, unsigned kind, uint64_t when);
+/* True when a client deleted digest after st->delete_seq was seq: a write
+ * that began then must not store it (caller holds the lock). */
+bool s3_tomb_deleted_since(struct s3_store *st, const unsigned char *digest, uint64_t seq);
 /* Applies one record to the table (replay, and the GC operations); 1 for an
  * unknown type. */
 int s3_apply(struct s3_store *st, const struct fmt_record *r, char *err, size_t errlen);

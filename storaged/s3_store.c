@@ -166,6 +166,9 @@ int s3_put_begin(struct store *s, const struct cas_key *expect, uint64_t size_hi
     }
     p->st = st;
     p->size_hint = size_hint;
+    pthread_mutex_lock(&st->lock);
+    p->delete_seq = st->delete_seq;
+    pthread_mutex_unlock(&st->lock);
     if (expect) {
         p->have_expect = true;
         p->expect = *expect;
@@ -537,7 +540,7 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
      * again after each upload, under the lock the delete records its
      * tombstone under: FORMAT.md, "Tombstones"); undo: a write that ends
      * unrecorded after an upload. Either way what it uploaded is removed. */
-    bool refused = false, undo = false;
+    bool refused = false, undo = false, deleted_during = false, deleted_after_upload = false;
     for (int attempt = 0; rc == 0; attempt++) {
         /* A delete of this key in progress would remove what we upload. */
         for (;;) {
@@ -549,6 +552,14 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
         }
         if (attempt > 0 && p->copy && s3_tomb_in_force(st, digest)) {
             refused = true; /* a DELETE clobbered the last upload and left its tombstone */
+            break;
+        }
+        /* A client write lifts a tombstone only of a delete before it began:
+         * one that landed while this write was in flight may already be
+         * answered 204 (SPEC, Deletion; e.g. a balancer's straggling copy
+         * of a PUT it answered before the DELETE came). */
+        if (s3_tomb_deleted_since(st, digest, p->delete_seq)) {
+            deleted_during = true;
             break;
         }
         me.clobbered = false;
@@ -578,6 +589,10 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
             refused = true;
             break;
         }
+        if (rc == 0 && s3_tomb_deleted_since(st, digest, p->delete_seq)) {
+            deleted_during = deleted_after_upload = true;
+            break;
+        }
         if (rc < 0 || !me.clobbered)
             break;
         if (mp || attempt >= 3) {
@@ -588,6 +603,17 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
         }
     }
     st->reserved -= p->received;
+    if (deleted_during) {
+        char hex[CAS_MAX_HEX + 1], uerr[400];
+        cas_hex_encode(digest, dl, hex);
+        if (deleted_after_upload && undo_upload(st, digest, p->received, uerr, sizeof(uerr)) < 0)
+            log_warn("s3: cannot remove the upload of %s, deleted during its write: %s", hex, uerr);
+        snprintf(err, errlen,
+                 "object %s was deleted here while this write was in progress: nothing stored "
+                 "(send it again to store it after the delete)",
+                 hex);
+        rc = -EBUSY;
+    }
     if (refused || undo) {
         char uerr[400];
         int urc = undo_upload(st, digest, p->received, uerr, sizeof(uerr));

@@ -230,9 +230,10 @@ class DeleteRacesWrite(S3Test):
 
     def test_client_multipart_put_clobbered_by_delete_leaves_nothing(self):
         """A client PUT of a stored key over one part: its completion is
-        held while a DELETE (204) removes the key. The PUT cannot upload
-        again (its parts are gone) and fails; what its completion put in
-        the bucket is removed, so nothing brings the deleted object back."""
+        held while a DELETE (204) removes the key. The PUT began before the
+        DELETE, so it must not undo it: it is refused (409), and what its
+        completion put in the bucket is removed, so nothing brings the
+        deleted object back."""
         data = os.urandom(PART + 100_000)
         key = sha1(data)
         self.assertEqual(self.c.put(data).status, 201)
@@ -241,15 +242,17 @@ class DeleteRacesWrite(S3Test):
                         lambda line: line.startswith(f"POST /{self.s3.bucket}/objects/{key}?uploadId="),
                         lambda: deleted.setdefault("status", self.c.request("DELETE", f"/objects/{key}").status))
         self.assertEqual(deleted["status"], 204)
-        self.assertEqual(out["status"], 500, out.get("body"))
-        self.assertIn(b"try again", out["body"])
+        self.assertEqual(out["status"], 409, out.get("body"))
+        self.assertIn(b"deleted here while this write was in progress", out["body"])
         self.assert_deleted_everywhere(key, data)
 
-    def test_client_put_uploading_when_delete_lands_stands(self):
-        """SPEC: only a new client PUT of the same bytes brings a deleted
-        object back. A client PUT uploading when the DELETE lands (404: not
-        stored yet) is that PUT: 201, served, its tombstone lifted in the
-        index and the bucket, so copies are accepted again."""
+    def test_client_put_uploading_when_delete_lands_is_refused(self):
+        """A client PUT uploading when a DELETE lands (404: not stored yet,
+        tombstone recorded) must not undo it: that DELETE may be a
+        balancer's, answered 204 after this PUT was answered by the other
+        replicas (a straggling copy). The PUT is refused (409, what it
+        uploaded removed), the tombstone stays, and a PUT sent after the
+        DELETE stores the object again (SPEC: only a new PUT does)."""
         data = os.urandom(5000)
         key = sha1(data)
         deleted = {}
@@ -257,9 +260,13 @@ class DeleteRacesWrite(S3Test):
                         lambda line: line.startswith(f"PUT /{self.s3.bucket}/objects/{key} "),
                         lambda: deleted.setdefault("status", self.c.request("DELETE", f"/objects/{key}").status))
         self.assertEqual(deleted["status"], 404)
-        self.assertEqual(out["status"], 201, out.get("body"))
+        self.assertEqual(out["status"], 409, out.get("body"))
+        self.assertIn(b"deleted here while this write was in progress", out["body"])
+        self.assertEqual(self.c.get(key).status, 404)
+        self.assertEqual(self.bucket_names(key), [f"tombs/{key}.deleted"])
+        self.assertEqual(self.c.put(data, query="?replica=1").status, 410)
+        self.assertEqual(self.c.put(data).status, 201)
         self.assertEqual(self.c.get(key).body, data)
-        self.assertEqual(self.bucket_names(key), [f"objects/{key}"])
         self.assertEqual(self.c.put(data, query="?replica=1").status, 200)
 
 

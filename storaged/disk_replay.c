@@ -769,9 +769,9 @@ static int adopt_tail(struct disk_store *d, unsigned n, uint64_t from, uint64_t 
             continue; /* removed, or another copy of the key is stored */
         uint32_t t = objtab_find(&d->tombs, fr.digest);
         struct objtab_entry te;
-        if (t != OBJTAB_NONE && objtab_get(&d->tombs, t, &te) && te.flags == TOMB_DELETED &&
-            !tomb_expired(d, &te, now))
-            continue; /* a copy the client's delete refused */
+        if (t != OBJTAB_NONE && objtab_get(&d->tombs, t, &te) &&
+            (te.flags == TOMB_QUARANTINED || !tomb_expired(d, &te, now)))
+            continue; /* a copy the client's delete refused, or one taken out as corrupt */
         char hex[CAS_MAX_HEX + 1];
         cas_hex_encode(fr.digest, d->base.algo->digest_len, hex);
         if (!bytes_match(d, fd, at + FMT_FRAME_HEADER, fr.size, fr.digest, buf, buflen)) {

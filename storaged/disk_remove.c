@@ -126,6 +126,38 @@ static int slot_write(struct disk_store *d, const struct rm_slot *s, unsigned ki
     return 0;
 }
 
+static bool no_room(int rc)
+{
+    return rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG;
+}
+
+/*
+ * Marks the object frames that count entries name in data file fd removed in
+ * place (fmt_frame_kill: the header is rewritten, no new space is taken), not
+ * synced. For a file system with no room for a removal frame: DELETE and
+ * gc/end must go on on a full disk. A named frame whose header is not that
+ * object's intact header is left as it is. 0 or -errno.
+ */
+static int kill_in_place(struct disk_store *d, int fd, const unsigned char *entries,
+                         uint64_t count)
+{
+    for (uint64_t i = 0; i < count; i++) {
+        unsigned char digest[CAS_MAX_DIGEST], h[FMT_FRAME_HEADER];
+        uint64_t off;
+        struct fmt_frame fr;
+        fmt_removal_entry_get(entries, i, digest, &off);
+        if (pread(fd, h, sizeof(h), (off_t)off) != (ssize_t)sizeof(h))
+            return -EIO;
+        if (!fmt_frame_decode(h, &fr) || memcmp(fr.digest, digest, d->tab.digest_len) != 0)
+            continue;
+        fmt_frame_kill(h);
+        int rc = disk_pwrite_all(fd, h, sizeof(h), off);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* The message and code for a removal frame that could not be written. */
 static int write_failed(struct disk_store *d, unsigned n, int rc, char *err, size_t errlen)
 {
@@ -202,6 +234,21 @@ int disk_removal_frames_marked(struct disk_store *d, unsigned kind, struct rm_he
                         per_file[s->file]);
         bad = s->file;
     }
+    bool in_place = no_room(rc);
+    if (in_place) {
+        /* No room: every removed frame is marked in place instead (the
+         * removal frames written so far are given back below). */
+        log_warn("gc: no room for removal frames in %s: the %zu removed frames are marked "
+                 "removed in place",
+                 d->dir, n);
+        rc = 0;
+        for (unsigned i = 0; i < held->n && rc == 0; i++) {
+            struct rm_slot *s = &held->slots[i];
+            rc = kill_in_place(d, s->fd, entries + start[s->file] * FMT_REMOVAL_ENTRY,
+                               per_file[s->file]);
+            bad = s->file;
+        }
+    }
     /* One fdatasync per file, after all the writes: the disk takes them
      * together. */
     for (unsigned i = 0; i < held->n && rc == 0; i++) {
@@ -214,6 +261,11 @@ int disk_removal_frames_marked(struct disk_store *d, unsigned kind, struct rm_he
         disk_removal_release(d, held, false);
         return write_failed(d, bad, rc, err, errlen);
     }
+    /* Marked in place: the caller holds the lock until the entries are
+     * gone from the table, so no compaction copies them meanwhile (and a
+     * copy would carry the mark). */
+    if (in_place)
+        disk_removal_release(d, held, false);
     return 0;
 }
 
@@ -232,6 +284,7 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
     struct journal_pos pos;
     struct fmt_record r[2];
     struct rm_held held = {.n = 0};
+    bool keep = true;
     size_t n = 0;
     uint64_t now = disk_now_s();
     uint32_t e;
@@ -257,12 +310,16 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
         unsigned char entry[FMT_REMOVAL_ENTRY];
         fmt_removal_entry_put(entry, 0, key->digest, d->tab.digest_len, en.offset);
         int rc = slot_write(d, &held.slots[0], client ? RM_CLIENT : RM_DROP, now, entry, 1);
+        bool in_place = no_room(rc);
+        if (in_place) /* no room for it: the frame is marked removed instead */
+            rc = kill_in_place(d, held.slots[0].fd, entry, 1);
         if (rc == 0 && fdatasync(held.slots[0].fd) < 0)
             rc = -errno;
         if (rc < 0) {
             disk_removal_release(d, &held, false);
             return write_failed(d, en.file, rc, err, errlen);
         }
+        keep = !in_place; /* the slot holds no frame then: given back at the end */
     }
     /* Then the index. While this removal held its room in the file, no
      * compaction moved the object; another removal (gc/end) may have taken
@@ -282,7 +339,7 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
         tomb_record(d, &r[n++], key->digest, TOMB_DELETED, now);
     if (!n) {
         pthread_rwlock_unlock(&d->lock);
-        disk_removal_release(d, &held, true);
+        disk_removal_release(d, &held, keep);
         snprintf(err, errlen, "object %s not found", hex);
         return -ENOENT;
     }
@@ -293,7 +350,7 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
         if (client && tomb_set(d, key->digest, TOMB_DELETED, now) < 0) {
             /* The index has it; only this process's memory does not. */
             pthread_rwlock_unlock(&d->lock);
-            disk_removal_release(d, &held, true);
+            disk_removal_release(d, &held, keep);
             disk_fault(d, "tombstone table (out of memory)", -ENOMEM);
             snprintf(err, errlen, "out of memory");
             return -EIO;
@@ -303,7 +360,7 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
     /* A removal frame whose index record failed stays: it names a frame the
      * store still serves, which an index rebuilt from the data files would
      * leave out, as it may for a delete that was never answered. */
-    disk_removal_release(d, &held, true);
+    disk_removal_release(d, &held, keep);
     if (rc < 0)
         return rc;
     rc = disk_sync(d, &pos, err, errlen);
@@ -356,7 +413,7 @@ int disk_removals_read(struct disk_store *d, int fd, uint64_t from, uint64_t fsi
             p = fmt_next_frame(fd, p + 1, fsize, buf, buflen);
             continue;
         }
-        if (what == FMT_AT_OBJECT) {
+        if (what == FMT_AT_OBJECT || what == FMT_AT_DEAD) {
             p += fmt_frame_len(fr.size);
             continue;
         }

@@ -474,6 +474,10 @@ static int frame_keys(struct disk_store *d, int fd, unsigned char **out, size_t 
             p += fmt_removal_len(rm.count);
             continue;
         }
+        if (what == FMT_AT_DEAD) { /* a removed object */
+            p += fmt_frame_len(fr.size);
+            continue;
+        }
         if (n == cap) {
             cap = cap ? cap * 2 : 1024;
             unsigned char *k = realloc(keys, cap * CAS_MAX_DIGEST);
@@ -758,8 +762,8 @@ static int adopt_tail(struct disk_store *d, unsigned n, uint64_t from, uint64_t 
             p = fmt_next_frame(fd, p + 1, fsize, buf, buflen);
             continue;
         }
-        if (what == FMT_AT_REMOVAL) {
-            p += fmt_removal_len(rm.count);
+        if (what == FMT_AT_REMOVAL || what == FMT_AT_DEAD) {
+            p += what == FMT_AT_DEAD ? fmt_frame_len(fr.size) : fmt_removal_len(rm.count);
             continue;
         }
         uint64_t at = p;

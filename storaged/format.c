@@ -82,9 +82,10 @@ void fmt_frame_encode(const struct fmt_frame *f, unsigned char out[FMT_FRAME_HEA
     put32(out + 4, (uint32_t)c);
 }
 
-bool fmt_frame_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_frame *f)
+static bool frame_decode_as(const unsigned char in[FMT_FRAME_HEADER], uint32_t magic,
+                            struct fmt_frame *f)
 {
-    if (get32(in) != FMT_FRAME_MAGIC)
+    if (get32(in) != magic)
         return false;
     uLong c = crc32(0, in, 4);
     c = crc32(c, in + 8, FMT_FRAME_HEADER - 8);
@@ -160,6 +161,23 @@ void fmt_removal_entry_get(const unsigned char *entries, uint64_t i,
     *offset = get64(p + CAS_MAX_DIGEST);
 }
 
+bool fmt_frame_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_frame *f)
+{
+    return frame_decode_as(in, FMT_FRAME_MAGIC, f);
+}
+
+bool fmt_frame_kill(unsigned char h[FMT_FRAME_HEADER])
+{
+    struct fmt_frame f;
+    if (!fmt_frame_decode(h, &f))
+        return false;
+    put32(h, FMT_DEAD_MAGIC);
+    uLong c = crc32(0, h, 4);
+    c = crc32(c, h + 8, FMT_FRAME_HEADER - 8);
+    put32(h + 4, (uint32_t)c);
+    return true;
+}
+
 enum fmt_at fmt_frame_at(const unsigned char h[FMT_FRAME_HEADER], unsigned algo, uint64_t room,
                          struct fmt_frame *f, struct fmt_removal *rm)
 {
@@ -167,6 +185,9 @@ enum fmt_at fmt_frame_at(const unsigned char h[FMT_FRAME_HEADER], unsigned algo,
         return f->algo == algo && f->size <= room && fmt_frame_len(f->size) <= room
                    ? FMT_AT_OBJECT
                    : FMT_AT_NONE;
+    if (frame_decode_as(h, FMT_DEAD_MAGIC, f))
+        return f->algo == algo && f->size <= room && fmt_frame_len(f->size) <= room ? FMT_AT_DEAD
+                                                                                 : FMT_AT_NONE;
     if (fmt_removal_decode(h, rm))
         return rm->algo == algo && fmt_removal_len(rm->count) <= room ? FMT_AT_REMOVAL
                                                                       : FMT_AT_NONE;
@@ -183,10 +204,12 @@ uint64_t fmt_next_frame(int fd, uint64_t from, uint64_t fsize, unsigned char *bu
         if (n < 4)
             break;
         for (ssize_t i = 0; i + 4 <= n; i++) {
-            if (memcmp(buf + i, "CAS", 3) != 0 || (buf[i + 3] != 'O' && buf[i + 3] != 'R'))
+            if (memcmp(buf + i, "CAS", 3) != 0 ||
+                (buf[i + 3] != 'O' && buf[i + 3] != 'R' && buf[i + 3] != 'D'))
                 continue;
             if (pread(fd, h, sizeof(h), (off_t)(p + (uint64_t)i)) == (ssize_t)sizeof(h) &&
-                (fmt_frame_decode(h, &fr) || fmt_removal_decode(h, &rm)))
+                (fmt_frame_decode(h, &fr) || fmt_removal_decode(h, &rm) ||
+                 frame_decode_as(h, FMT_DEAD_MAGIC, &fr)))
                 return p + (uint64_t)i;
         }
         p += (uint64_t)n - 3;

@@ -33,6 +33,10 @@
  * covers are then objects whose index records were lost. */
 #define FMT_INDEX_VERSION_REMOVALS 2
 #define FMT_REMOVAL_MAGIC 0x52534143u /* "CASR" */
+/* An object frame marked removed in place (its header's magic replaced and
+ * its CRC recomputed): how a removal is recorded when the file system has no
+ * room for a removal frame (docs/FORMAT.md, "Removal frames"). */
+#define FMT_DEAD_MAGIC 0x44534143u /* "CASD" */
 #define FMT_REMOVAL_ENTRY 40          /* bytes of one removal entry: digest (32), offset (8) */
 /* Entries of one removal frame at most (a gc/end writes several frames per
  * file beyond it): keeps a frame under 42 MB and a count from a damaged
@@ -153,11 +157,17 @@ void fmt_removal_entry_put(unsigned char *entries, uint64_t i, const unsigned ch
 void fmt_removal_entry_get(const unsigned char *entries, uint64_t i,
                            unsigned char digest[CAS_MAX_DIGEST], uint64_t *offset);
 
+/* Turns the encoded header of an object frame into the header of the same
+ * frame marked removed ("CASD", CRC recomputed); false (h unchanged) when h
+ * is not an intact object frame header. */
+bool fmt_frame_kill(unsigned char h[FMT_FRAME_HEADER]);
+
 /* What a data file holds at some offset, from its first 64 bytes. */
-enum fmt_at { FMT_AT_NONE = 0, FMT_AT_OBJECT = 1, FMT_AT_REMOVAL = 2 };
-/* Decodes h as an object frame header (fills f) or a removal frame header
- * (fills rm) of algorithm algo that fits, whole, in the room bytes from its
- * start; FMT_AT_NONE when it is neither (damage, a torn write, zeros). */
+enum fmt_at { FMT_AT_NONE = 0, FMT_AT_OBJECT = 1, FMT_AT_REMOVAL = 2, FMT_AT_DEAD = 3 };
+/* Decodes h as an object frame header (fills f), the header of an object
+ * frame marked removed in place (FMT_AT_DEAD, fills f) or a removal frame
+ * header (fills rm) of algorithm algo that fits, whole, in the room bytes
+ * from its start; FMT_AT_NONE when it is none (damage, a torn write, zeros). */
 enum fmt_at fmt_frame_at(const unsigned char h[FMT_FRAME_HEADER], unsigned algo, uint64_t room,
                          struct fmt_frame *f, struct fmt_removal *rm);
 

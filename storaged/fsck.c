@@ -164,8 +164,8 @@ static int relocate_files(struct fsck *f, bool repair)
                 p = resync(f, fd, p + 1, fsize);
                 continue;
             }
-            if (what == FMT_AT_REMOVAL) {
-                p += fmt_removal_len(rm.count);
+            if (what == FMT_AT_REMOVAL || what == FMT_AT_DEAD) {
+                p += what == FMT_AT_DEAD ? fmt_frame_len(fr.size) : fmt_removal_len(rm.count);
                 continue;
             }
             uint32_t e = objtab_find(&d->tab, fr.digest);
@@ -318,8 +318,10 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
                 p = next;
                 continue;
             }
-            if (what == FMT_AT_REMOVAL) {
-                p += fmt_removal_len(rm.count);
+            if (what == FMT_AT_REMOVAL || what == FMT_AT_DEAD) {
+                /* A removal frame, or an object marked removed in place:
+                 * never put back. */
+                p += what == FMT_AT_DEAD ? fmt_frame_len(fr.size) : fmt_removal_len(rm.count);
                 continue;
             }
             uint64_t next = p + fmt_frame_len(fr.size);

@@ -311,8 +311,12 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
         fmt_removal_entry_put(entry, 0, key->digest, d->tab.digest_len, en.offset);
         int rc = slot_write(d, &held.slots[0], client ? RM_CLIENT : RM_DROP, now, entry, 1);
         bool in_place = no_room(rc);
-        if (in_place) /* no room for it: the frame is marked removed instead */
+        if (in_place) { /* no room for it: the frame is marked removed instead */
+            log_warn("delete %s: no room for a removal frame in %s: its frame is marked "
+                     "removed in place",
+                     hex, d->dir);
             rc = kill_in_place(d, held.slots[0].fd, entry, 1);
+        }
         if (rc == 0 && fdatasync(held.slots[0].fd) < 0)
             rc = -errno;
         if (rc < 0) {

@@ -36,6 +36,9 @@ struct fsck {
     unsigned char *buf;
     uint64_t done, total;
     struct objtab mentioned; /* digests the readable index speaks of */
+    /* Per digest, the newest removal the removal frames hold: offset = its
+     * time, flags = its kind (enum fmt_removal_kind). */
+    struct objtab newest;
 };
 
 static void say(struct fsck *f, bool problem, const char *fmt, ...)
@@ -285,6 +288,21 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
             disk_removals_free(&rs);
             return rc;
         }
+        for (size_t i = 0; i < rs.n; i++) {
+            const struct disk_removal *x = &rs.v[i];
+            uint32_t t = objtab_find(&f->newest, x->digest);
+            struct objtab_entry te;
+            if (t == OBJTAB_NONE) {
+                if (objtab_insert(&f->newest, x->digest, 0, x->written_at, 0, x->kind) ==
+                    OBJTAB_NONE) {
+                    disk_removals_free(&rs);
+                    return -ENOMEM;
+                }
+            } else if (objtab_get(&f->newest, t, &te) && x->written_at >= te.offset) {
+                objtab_set_location(&f->newest, t, 0, x->written_at);
+                objtab_set_flags(&f->newest, t, x->kind);
+            }
+        }
         if (rs.damaged) {
             f->r->bad_frames += rs.damaged;
             say(f, true,
@@ -355,13 +373,6 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
                         "that stopped before its index record; it was never answered)",
                         hex, n, p);
                 }
-                if (repair && damaged && rmv->kind == RM_CLIENT && e == OBJTAB_NONE &&
-                    rmv->written_at + d->tomb_ttl > now &&
-                    objtab_find(&d->tombs, fr.digest) == OBJTAB_NONE &&
-                    tomb_set(d, fr.digest, TOMB_DELETED, rmv->written_at) < 0) {
-                    disk_removals_free(&rs);
-                    return -ENOMEM;
-                }
                 p = next;
                 continue;
             }
@@ -401,6 +412,25 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
         }
         disk_removals_free(&rs);
     }
+    /* Tombstones: a key whose newest removal in the data files is a client's
+     * delete, not stored now, within the tombstone time, keeps refusing
+     * copies from other replicas (a key deleted before the last compaction
+     * of its data file has no removal frame left: its tombstone is not
+     * rebuilt). */
+    uint64_t rebuilt = 0;
+    struct objtab_entry te;
+    for (uint32_t t = 0; repair && t < f->newest.used; t++) {
+        if (!objtab_get(&f->newest, t, &te) || te.flags != RM_CLIENT ||
+            te.offset + d->tomb_ttl <= now || objtab_find(&d->tab, te.digest) != OBJTAB_NONE ||
+            objtab_find(&d->tombs, te.digest) != OBJTAB_NONE)
+            continue;
+        if (tomb_set(d, te.digest, TOMB_DELETED, te.offset) < 0)
+            return -ENOMEM;
+        rebuilt++;
+    }
+    if (rebuilt)
+        say(f, false, "%" PRIu64 " tombstones of client deletes rebuilt from the removal frames",
+            rebuilt);
     return 0;
 }
 
@@ -558,7 +588,8 @@ int store_fsck(const char *dir, unsigned flags, fsck_say_fn sayfn, fsck_progress
     struct fsck f = {.d = d, .say = sayfn, .progress = progress, .cls = cls, .r = out};
     f.hash = cas_hash_new(d->base.algo);
     f.buf = malloc(CHUNK);
-    if (!f.hash || !f.buf || objtab_init(&f.mentioned, d->tab.digest_len) < 0) {
+    if (!f.hash || !f.buf || objtab_init(&f.mentioned, d->tab.digest_len) < 0 ||
+        objtab_init(&f.newest, d->tab.digest_len) < 0) {
         rc = -ENOMEM;
         snprintf(err, errlen, "out of memory");
         goto out;
@@ -635,6 +666,7 @@ int store_fsck(const char *dir, unsigned flags, fsck_say_fn sayfn, fsck_progress
     }
 out:
     objtab_destroy(&f.mentioned);
+    objtab_destroy(&f.newest);
     cas_hash_free(f.hash);
     free(f.buf);
     disk_destroy(&d->base);

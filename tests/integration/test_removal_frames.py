@@ -265,6 +265,42 @@ class CrashStates(TempDirTest):
         self.assertEqual(c.get(sha1(other)).body, other)
 
 
+class RuleD8(unittest.TestCase):
+    """tests/crash/explore.py checks rule D8 on recorded system calls: a
+    client DEL record is written only after a removal frame naming its key
+    (or its frame's "CASD" mark) was fdatasynced. Checked on hand-made logs
+    so that the check itself is known to bite."""
+
+    KEY = bytes(range(20))
+
+    def log(self, sync_first, mark=b"CASR"):
+        import struct
+        import sys
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crash"))
+        import explore
+        ops = [{"kind": "create", "off": 0, "name": "index", "m": 1},
+               {"kind": "create", "off": 1, "name": "data-00.g0", "m": 2}]
+        if mark == b"CASR":
+            hdr = b"CASR" + bytes(60)
+            ops.append({"kind": "write", "off": 2, "m": 2, "at": 4096, "data": hdr})
+            ops.append({"kind": "write", "off": 3, "m": 2, "at": 4160,
+                        "data": self.KEY + bytes(12) + (0).to_bytes(8, "little")})
+        else:
+            ops.append({"kind": "write", "off": 2, "m": 2, "at": 0,
+                        "data": b"CASD" + bytes(28) + self.KEY + bytes(12)})
+            ops.append({"kind": "write", "off": 3, "m": 3, "at": 0, "data": b""})
+        rec = struct.pack("<IBBBBQQQ32s", 0, 3, 0, 0, 1, 0, 0, 0, self.KEY + bytes(12))
+        if sync_first:
+            ops.append({"kind": "sync", "off": 4, "m": 2, "covers": 4})
+        ops.append({"kind": "write", "off": 5, "m": 1, "at": 64, "data": rec})
+        return [m for _, m in explore.check_rules(ops)]
+
+    def test_del_before_synced_removal_is_flagged(self):
+        for mark in (b"CASR", b"CASD"):
+            self.assertTrue(any(m.startswith("D8") for m in self.log(False, mark)), mark)
+            self.assertFalse(any(m.startswith("D8") for m in self.log(True, mark)), mark)
+
+
 class FullDisk(TempDirTest):
     def setUp(self):
         super().setUp()

@@ -708,6 +708,26 @@ static bool whole_frame_at(struct disk_store *d, int fd, uint64_t off, uint64_t 
     return fmt_frame_at(h, d->base.algo->id, size - off, &fr, &rm) != FMT_AT_NONE;
 }
 
+/* True when a whole, intact frame starts anywhere at or after off in fd
+ * (size bytes long): bytes past the last indexed frame that hold one are not
+ * just an unfinished write, even when they begin with one (a writer's range
+ * torn by a crash, with a synced frame or a removal frame after it: writers
+ * and removals share a file). */
+static bool frame_in_tail(struct disk_store *d, int fd, uint64_t off, uint64_t size)
+{
+    if (whole_frame_at(d, fd, off, size))
+        return true;
+    size_t buflen = 1u << 20;
+    unsigned char *buf = malloc(buflen);
+    if (!buf)
+        return true; /* cannot tell: keep */
+    bool found = false;
+    for (uint64_t q = off + 1; !found && (q = fmt_next_frame(fd, q, size, buf, buflen)) < size; q++)
+        found = whole_frame_at(d, fd, q, size);
+    free(buf);
+    return found;
+}
+
 /* True when the size bytes at off of fd hash to digest. */
 static bool bytes_match(struct disk_store *d, int fd, uint64_t off, uint64_t size,
                         const unsigned char *digest, unsigned char *buf, size_t buflen)
@@ -818,7 +838,9 @@ static int adopt_tail(struct disk_store *d, unsigned n, uint64_t from, uint64_t 
  * frame runs past the end of its file means the data file is shorter than
  * the index says: start-up refuses (fsck drops the entry and reports it).
  * Bytes past the last indexed frame are cut when they are an unfinished
- * write (no whole intact frame starts there); whole frames are kept.
+ * write (no whole intact frame in them); else kept, and in an index of
+ * format 2 the object frames among them that no removal names are indexed
+ * again (adopt_tail).
  */
 static int open_data_files(struct disk_store *d, char *err, size_t errlen)
 {
@@ -889,8 +911,8 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             d->replay.truncated_bytes += fsize[n] - maxend[n];
             if (d->check_only)
                 continue;
-            if (whole_frame_at(d, d->files[n].ref->fd, maxend[n], fsize[n]) &&
-                d->index_version == FMT_INDEX_VERSION_REMOVALS) {
+            bool framed = frame_in_tail(d, d->files[n].ref->fd, maxend[n], fsize[n]);
+            if (framed && d->index_version == FMT_INDEX_VERSION_REMOVALS) {
                 /* Removals are in the data files: what no removal names
                  * there is live (adopt_tail); the rest stays dead bytes
                  * until compaction. */
@@ -899,21 +921,21 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
                     return rc;
                 continue;
             }
-            if (whole_frame_at(d, d->files[n].ref->fd, maxend[n], fsize[n])) {
+            if (framed) {
                 /* A removed object, a write whose PUT record was torn
                  * off, or (an index older than the data) an object the
                  * index never heard of: not provably garbage, so kept as
                  * dead bytes until compaction (ca-cas fsck --repair can
                  * index it if the index was restored from a backup). */
                 if (indexed == 0) /* every object removed, or an index cut back */
-                    log_warn("data file %u: %" PRIu64 " bytes begin with a whole frame and the "
+                    log_warn("data file %u: %" PRIu64 " bytes hold a whole frame and the "
                              "index names no object at all: if the index was damaged or restored "
                              "from a backup, stop now and run ca-cas fsck %s (the next compaction "
                              "drops what the index does not name)",
                              n, fsize[n] - maxend[n], d->dir);
                 else
                     log_info("data file %u: %" PRIu64 " bytes past the last indexed object "
-                             "begin with a whole frame: kept until compaction",
+                             "hold a whole frame: kept until compaction",
                              n, fsize[n] - maxend[n]);
                 continue;
             }

@@ -265,6 +265,42 @@ class CrashStates(TempDirTest):
         self.assertEqual(c.get(sha1(other)).body, other)
 
 
+class TornRangeBeforeRemoval(TempDirTest):
+    def test_removal_frame_after_a_torn_range_is_kept(self):
+        """Writers and removals share the end of a data file: a crash can
+        leave a torn range (no frame) with a synced removal frame after it.
+        Start-up cuts only bytes that hold no whole frame anywhere, so the
+        removal frame stays and a repair keeps the object removed (the old
+        rule cut everything from the first byte that was no frame)."""
+        s = self.storaged()
+        c = s.client()
+        d = os.urandom(6000)
+        self.assertEqual(c.put(d).status, 201)
+        self.assertEqual(c.request("DELETE", f"/objects/{sha1(d)}").status, 204)
+        c.close()
+        s.stop()
+        files = [f for f in os.listdir(s.dir) if f.startswith("data-") and os.path.getsize(os.path.join(s.dir, f))]
+        self.assertEqual(len(files), 1)
+        path = os.path.join(s.dir, files[0])
+        size = os.path.getsize(path)
+        with open(path, "r+b") as f:  # the deleted frame's header: now a torn range
+            hdr = f.read(64)
+            f.seek(0)
+            f.write(os.urandom(64))
+        s.start()
+        s.stop()
+        self.assertEqual(os.path.getsize(path), size)
+        # The header back (the frame whole again): only the removal frame,
+        # still there, keeps the object removed when the index is lost.
+        with open(path, "r+b") as f:
+            f.write(hdr)
+        damage_index(os.path.join(s.dir, "index"), "removed")
+        rc, out = fsck(s.dir, "--repair")
+        self.assertEqual(rc, 0, out)
+        s.start()
+        self.assertEqual(s.client().get(sha1(d)).status, 404)
+
+
 class RuleD8(unittest.TestCase):
     """tests/crash/explore.py checks rule D8 on recorded system calls: a
     client DEL record is written only after a removal frame naming its key

@@ -242,16 +242,15 @@ static void *compact_main(void *arg)
         upgrade = true;
     }
     pthread_rwlock_unlock(&d->lock);
-    if (upgrade && disk_maybe_snapshot(d, true) == 0)
+    int snap = disk_maybe_snapshot(d, upgrade);
+    if (upgrade && snap == 0) {
         log_info("compact: the index is now of format %d (removals recorded in the data files)",
                  FMT_INDEX_VERSION_REMOVALS);
-    else if (upgrade) {
+    } else if (upgrade) { /* the index was left as it was: still format 1 */
         pthread_rwlock_wrlock(&d->lock);
         d->index_version = FMT_INDEX_VERSION;
         pthread_rwlock_unlock(&d->lock);
-        disk_maybe_snapshot(d, false);
-    } else
-        disk_maybe_snapshot(d, false);
+    }
 #ifndef NDEBUG
     pthread_rwlock_rdlock(&d->lock);
     DISK_ASSERT_CONSISTENT(d); /* every move kept the table and its counters in step */

@@ -39,7 +39,8 @@ void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned f
         struct fmt_frame fr;
         if (pread(fd, h, sizeof(h), (off_t)offset) == (ssize_t)sizeof(h) &&
             fmt_frame_decode(h, &fr) && !memcmp(fr.digest, digest, d->base.algo->digest_len) &&
-            fmt_frame_kill(h) && disk_pwrite_all(fd, h, sizeof(h), offset) == 0 && fdatasync(fd) < 0)
+            fmt_frame_kill(h) && disk_pwrite_all(fd, h, sizeof(h), offset) == 0 &&
+            fdatasync(fd) < 0)
             log_warn("data file %u: cannot sync the removal mark of %s", file, hex);
         struct fmt_record r;
         disk_record(d, &r, REC_DEL, digest);

@@ -138,8 +138,7 @@ static bool no_room(int rc)
  * gc/end must go on on a full disk. A named frame whose header is not that
  * object's intact header is left as it is. 0 or -errno.
  */
-static int kill_in_place(struct disk_store *d, int fd, const unsigned char *entries,
-                         uint64_t count)
+static int kill_in_place(struct disk_store *d, int fd, const unsigned char *entries, uint64_t count)
 {
     for (uint64_t i = 0; i < count; i++) {
         unsigned char digest[CAS_MAX_DIGEST], h[FMT_FRAME_HEADER];
@@ -163,8 +162,8 @@ static int write_failed(struct disk_store *d, unsigned n, int rc, char *err, siz
 {
     if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG) {
         snprintf(err, errlen,
-                 "disk full: cannot record the removal in data file %u of %s (nothing removed)",
-                 n, d->dir);
+                 "disk full: cannot record the removal in data file %u of %s (nothing removed)", n,
+                 d->dir);
         return -ENOSPC;
     }
     disk_fault(d, "data file write (removal frame)", rc);
@@ -331,8 +330,8 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
     pthread_rwlock_wrlock(&d->lock);
     uint32_t e2 = objtab_find(&d->tab, key->digest);
     struct objtab_entry en2;
-    if (e2 != OBJTAB_NONE && (!held.n || !objtab_get(&d->tab, e2, &en2) ||
-                              en2.file != en.file || en2.offset != en.offset))
+    if (e2 != OBJTAB_NONE && (!held.n || !objtab_get(&d->tab, e2, &en2) || en2.file != en.file ||
+                              en2.offset != en.offset))
         e2 = OBJTAB_NONE; /* not the copy the removal frame names: left as it is */
     e = e2;
     if (e != OBJTAB_NONE) {

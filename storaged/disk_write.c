@@ -70,7 +70,7 @@ struct store_put {
     size_t nsums, capsums;
     uint32_t block_crc; /* of the block being received */
     uint64_t block_fill;
-    bool copy; /* a copy from another replica: a tombstone refuses it */
+    bool copy;   /* a copy from another replica: a tombstone refuses it */
     bool framed; /* the frame header is written: a whole frame is in the range */
 };
 

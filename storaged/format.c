@@ -182,12 +182,11 @@ enum fmt_at fmt_frame_at(const unsigned char h[FMT_FRAME_HEADER], unsigned algo,
                          struct fmt_frame *f, struct fmt_removal *rm)
 {
     if (fmt_frame_decode(h, f))
-        return f->algo == algo && f->size <= room && fmt_frame_len(f->size) <= room
-                   ? FMT_AT_OBJECT
-                   : FMT_AT_NONE;
+        return f->algo == algo && f->size <= room && fmt_frame_len(f->size) <= room ? FMT_AT_OBJECT
+                                                                                    : FMT_AT_NONE;
     if (frame_decode_as(h, FMT_DEAD_MAGIC, f))
         return f->algo == algo && f->size <= room && fmt_frame_len(f->size) <= room ? FMT_AT_DEAD
-                                                                                 : FMT_AT_NONE;
+                                                                                    : FMT_AT_NONE;
     if (fmt_removal_decode(h, rm))
         return rm->algo == algo && fmt_removal_len(rm->count) <= room ? FMT_AT_REMOVAL
                                                                       : FMT_AT_NONE;

@@ -37,7 +37,7 @@
  * its CRC recomputed): how a removal is recorded when the file system has no
  * room for a removal frame (docs/FORMAT.md, "Removal frames"). */
 #define FMT_DEAD_MAGIC 0x44534143u /* "CASD" */
-#define FMT_REMOVAL_ENTRY 40          /* bytes of one removal entry: digest (32), offset (8) */
+#define FMT_REMOVAL_ENTRY 40       /* bytes of one removal entry: digest (32), offset (8) */
 /* Entries of one removal frame at most (a gc/end writes several frames per
  * file beyond it): keeps a frame under 42 MB and a count from a damaged
  * header from sizing a huge allocation. */

@@ -346,8 +346,8 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
             uint32_t e = objtab_find(&d->tab, fr.digest);
             const struct disk_removal *rmv = disk_removal_covers(&rs, fr.digest, p);
             struct objtab_entry en;
-            bool here = e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == n &&
-                        en.offset == p;
+            bool here =
+                e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == n && en.offset == p;
             /* A relocated file's frames are looked at whatever the rest of
              * the index is like; other files' only when the index lost
              * records or removals are in the data files. */

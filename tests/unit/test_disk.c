@@ -973,8 +973,7 @@ static void test_compaction_moves_frames(void)
         struct cas_key k = key_of(s, d[i], 2000);
         CU_ASSERT_EQUAL(s->ops->remove(s, &k, err, sizeof(err)), 0);
     }
-    CU_ASSERT_EQUAL(info(s).unreclaimed,
-                    (uint64_t)NF * (fmt_frame_len(2000) + fmt_removal_len(1)));
+    CU_ASSERT_EQUAL(info(s).unreclaimed, (uint64_t)NF * (fmt_frame_len(2000) + fmt_removal_len(1)));
     CU_ASSERT_EQUAL(s->ops->compact_start(s, err, sizeof(err)), 0);
     s->ops->compact_wait(s);
     CU_ASSERT_EQUAL(info(s).unreclaimed, 0);
@@ -2320,7 +2319,8 @@ static int run_tests(void)
     CU_add_test(s, "digest mismatch leaves nothing", test_digest_mismatch_leaves_nothing);
     CU_add_test(s, "duplicate put", test_duplicate_put);
     CU_add_test(s, "remove then not found", test_remove);
-    CU_add_test(s, "removal frames name what was removed", test_removal_frames_name_what_was_removed);
+    CU_add_test(s, "removal frames name what was removed",
+                test_removal_frames_name_what_was_removed);
     CU_add_test(s, "list: sizes, paging, garbage", test_list);
     CU_add_test(s, "GC begin/mark/end", test_gc_cycle);
     CU_add_test(s, "GC state and marks survive restart", test_gc_survives_restart);

@@ -30,6 +30,18 @@ void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned f
     uint32_t e = objtab_find(&d->tab, digest);
     struct objtab_entry en;
     if (e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == file && en.offset == offset) {
+        /* Its frame is marked removed in place (best effort: a damaged
+         * header is not), so that no index rebuilt from the data files, nor
+         * start-up, indexes it again when its bytes read back right later
+         * (a passing read error, a damaged block table). */
+        int fd = d->files[file].ref->fd;
+        unsigned char h[FMT_FRAME_HEADER];
+        struct fmt_frame fr;
+        if (pread(fd, h, sizeof(h), (off_t)offset) == (ssize_t)sizeof(h) &&
+            fmt_frame_decode(h, &fr) && !memcmp(fr.digest, digest, d->base.algo->digest_len) &&
+            fmt_frame_kill(h) && disk_pwrite_all(fd, h, sizeof(h), offset) == 0 &&
+            fdatasync(fd) < 0)
+            log_warn("data file %u: cannot sync the removal mark of %s", file, hex);
         struct fmt_record r;
         disk_record(d, &r, REC_DEL, digest);
         r.aux = DEL_CORRUPT;

@@ -231,7 +231,26 @@ static void *compact_main(void *arg)
             failures++;
         }
     }
-    disk_maybe_snapshot(d, false);
+    /* A store of index format 1 (from before removal frames) holds frames
+     * of removed objects that nothing in the data files names; once every
+     * file with dead bytes has been compacted, none is left, and the index
+     * says so from now on (format 2: docs/FORMAT.md, "Removal frames"). */
+    bool upgrade = false;
+    pthread_rwlock_wrlock(&d->lock);
+    if (!failures && d->index_version != FMT_INDEX_VERSION_REMOVALS) {
+        d->index_version = FMT_INDEX_VERSION_REMOVALS;
+        upgrade = true;
+    }
+    pthread_rwlock_unlock(&d->lock);
+    int snap = disk_maybe_snapshot(d, upgrade);
+    if (upgrade && snap == 0) {
+        log_info("compact: the index is now of format %d (removals recorded in the data files)",
+                 FMT_INDEX_VERSION_REMOVALS);
+    } else if (upgrade) { /* the index was left as it was: still format 1 */
+        pthread_rwlock_wrlock(&d->lock);
+        d->index_version = FMT_INDEX_VERSION;
+        pthread_rwlock_unlock(&d->lock);
+    }
 #ifndef NDEBUG
     pthread_rwlock_rdlock(&d->lock);
     DISK_ASSERT_CONSISTENT(d); /* every move kept the table and its counters in step */

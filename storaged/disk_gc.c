@@ -4,7 +4,8 @@
  * begin marks every stored object (one REC_GC_BEGIN record does that on
  * replay); reads, writes, POST /objects/missing and gc/mark unmark the
  * objects they touch (one REC_UNMARK each, only the first time in a cycle);
- * end removes whatever is still marked (one REC_GC_END record). Everything
+ * end removes whatever is still marked (removal frames in the data files,
+ * then one REC_GC_END record: disk_remove.c). Everything
  * is in the index, so a restart in the middle of a cycle keeps the cycle and
  * its marks.
  *
@@ -201,6 +202,8 @@ static int finish_cycle(struct disk_store *d, uint64_t id, bool remove, uint64_t
         return rc;
     struct fmt_record r;
     struct journal_pos pos;
+    struct rm_held held = {.n = 0};
+again:
     pthread_rwlock_wrlock(&d->lock);
     if (!is_current(d, id, err, errlen)) {
         /* A cancel of an id not begun yet (a balancer's begin that failed,
@@ -211,6 +214,23 @@ static int finish_cycle(struct disk_store *d, uint64_t id, bool remove, uint64_t
             d->last_gc_id = id;
         pthread_rwlock_unlock(&d->lock);
         return -ESTALE;
+    }
+    if (remove) {
+        /* The removals go into the data files first, durable, under the
+         * same lock as the uses: what they name is exactly what is still
+         * marked now, and stays removed when the index is rebuilt from the
+         * data files (disk_remove.c). */
+        unsigned wait_file = 0;
+        rc = disk_removal_frames_marked(d, RM_GC, &held, &wait_file, err, errlen);
+        if (rc == -EAGAIN) {
+            pthread_rwlock_unlock(&d->lock);
+            disk_removal_wait_file(d, wait_file); /* a compaction holds that file */
+            goto again;
+        }
+        if (rc < 0) {
+            pthread_rwlock_unlock(&d->lock);
+            return rc;
+        }
     }
     disk_record(d, &r, remove ? REC_GC_END : REC_GC_CANCEL, NULL);
     r.aux = id;
@@ -241,6 +261,7 @@ static int finish_cycle(struct disk_store *d, uint64_t id, bool remove, uint64_t
             d->gc_ended_id = id;
     }
     pthread_rwlock_unlock(&d->lock);
+    disk_removal_release(d, &held, true);
     if (rc < 0)
         return rc;
     if (remove)

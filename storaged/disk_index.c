@@ -227,7 +227,7 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
     }
     disk_record(d, &r, REC_HEADER, NULL);
     memcpy(r.digest, FMT_INDEX_MAGIC, 8);
-    r.aux = FMT_INDEX_VERSION;
+    r.aux = d->index_version;
     fmt_record_encode(&r, buf + nb++ * FMT_RECORD_SIZE);
     for (unsigned n = 0; n < FMT_NFILES; n++) {
         if (!d->files[n].gen)

@@ -102,6 +102,11 @@ struct disk_store {
     bool compact_running, compact_joinable;
     uint64_t compact_done, compact_total, compactions;
 
+    /* The index header's version (FMT_INDEX_VERSION_REMOVALS, or
+     * FMT_INDEX_VERSION for a store from before removal frames, until a
+     * compaction upgrades it: disk_compact.c). (lock) */
+    uint64_t index_version;
+
     struct disk_replay_stats replay;
     /* True while no other thread can see the store: disk_open until it
      * returns, and a check_only store (fsck, one thread). The asserts that
@@ -308,6 +313,58 @@ int disk_verify_copy(struct disk_store *d, int fd, uint64_t offset, uint64_t siz
  * reason corrupt) if the table still points there. Takes the lock itself. */
 void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned file,
                    uint64_t offset, const char *why);
+
+/* ---- disk_remove.c: removal frames (docs/FORMAT.md "Removal frames") ----
+ * A removal is written into the data file of the frames it removes, and made
+ * durable, before the index records that promise it (rule D8). */
+
+/* The room a removal holds at the end of one data file: it counts as a
+ * writer of that file, so no compaction takes the file until it is released. */
+struct rm_slot {
+    unsigned file;
+    uint64_t off, len;
+    int fd;
+};
+struct rm_held {
+    unsigned n;
+    struct rm_slot slots[FMT_NFILES];
+};
+/* For gc/end, caller holding lock (write): writes removal frames (kind
+ * RM_GC) naming every marked object, grouped by data file, and fdatasyncs
+ * each file touched. 0 with *held to release (rm_release_all) once the index
+ * records are appended; -EAGAIN with *wait_file set when the compactor holds
+ * a file concerned (release lock, disk_removal_wait_file, start again);
+ * -ENOSPC / -EIO / -ENOMEM with err filled and nothing held. */
+int disk_removal_frames_marked(struct disk_store *d, unsigned kind, struct rm_held *held,
+                               unsigned *wait_file, char *err, size_t errlen);
+/* Gives the slots back: the frames stay (keep) or are cut off / punched out. */
+void disk_removal_release(struct disk_store *d, struct rm_held *held, bool keep);
+/* Waits (no lock held) until the compactor no longer holds data file n. */
+void disk_removal_wait_file(struct disk_store *d, unsigned n);
+
+/* One entry of a removal frame found in a data file, and where that frame is. */
+struct disk_removal {
+    unsigned char digest[CAS_MAX_DIGEST];
+    uint64_t offset;     /* of the removed object frame */
+    uint64_t at;         /* of the removal frame that names it */
+    uint64_t written_at; /* the removal frame's */
+    uint8_t kind;
+};
+struct disk_removals {
+    struct disk_removal *v;
+    size_t n, cap;
+    uint64_t damaged; /* removal frames whose entries fail their CRC */
+};
+/* Reads the entries of every removal frame of fd (a data file of fsize
+ * bytes) at or after from, walking its frames (past damaged bytes); sorted
+ * for disk_removal_covers. 0 or -errno (-ENOMEM, -EIO). */
+int disk_removals_read(struct disk_store *d, int fd, uint64_t from, uint64_t fsize,
+                       struct disk_removals *out);
+/* The entry removing the object frame of digest at offset (a removal frame
+ * later in the same file names it), or NULL when none does. */
+const struct disk_removal *disk_removal_covers(const struct disk_removals *rs,
+                                               const unsigned char *digest, uint64_t offset);
+void disk_removals_free(struct disk_removals *rs);
 
 /* ---- disk_replay.c: reading a store's contents back ------------------- */
 

@@ -249,7 +249,7 @@ static int write_header(struct disk_store *d, int fd, char *err, size_t errlen)
     struct fmt_record r;
     disk_record(d, &r, REC_HEADER, NULL);
     memcpy(r.digest, FMT_INDEX_MAGIC, 8);
-    r.aux = FMT_INDEX_VERSION;
+    r.aux = FMT_INDEX_VERSION_REMOVALS; /* a new store writes removal frames from the start */
     unsigned char buf[FMT_RECORD_SIZE];
     fmt_record_encode(&r, buf);
     if (pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf) || fdatasync(fd) < 0) {
@@ -299,6 +299,7 @@ static int replay_index(struct disk_store *d, int *fd_out, uint64_t *end_out, ch
         *fd_out = fd;
         *end_out = FMT_RECORD_SIZE;
         d->index_records = 1;
+        d->index_version = FMT_INDEX_VERSION_REMOVALS;
         return 0;
     }
     /* Read in chunks, so replay needs no more than REPLAY_CHUNK besides the
@@ -316,7 +317,7 @@ static int replay_index(struct disk_store *d, int *fd_out, uint64_t *end_out, ch
     }
     if (read_at(fd, buf, FMT_RECORD_SIZE, 0) != FMT_RECORD_SIZE || !fmt_record_decode(buf, &r) ||
         r.type != REC_HEADER || memcmp(r.digest, FMT_INDEX_MAGIC, 8) ||
-        r.aux != FMT_INDEX_VERSION) {
+        (r.aux != FMT_INDEX_VERSION && r.aux != FMT_INDEX_VERSION_REMOVALS)) {
         if (!d->check_only) {
             snprintf(
                 err, errlen,
@@ -339,6 +340,8 @@ static int replay_index(struct disk_store *d, int *fd_out, uint64_t *end_out, ch
                  a ? a->name : "the index's");
         rc = -EINVAL;
         goto out;
+    } else {
+        d->index_version = r.aux;
     }
     bool torn = false;
     while (off < end && !torn) {
@@ -466,9 +469,18 @@ static int frame_keys(struct disk_store *d, int fd, unsigned char **out, size_t 
             rc = -EIO;
             break;
         }
-        if (!fmt_frame_decode(h, &fr) || fr.algo != d->base.algo->id || fr.size > fsize - p ||
-            fmt_frame_len(fr.size) > fsize - p) {
+        struct fmt_removal rm;
+        enum fmt_at what = fmt_frame_at(h, d->base.algo->id, fsize - p, &fr, &rm);
+        if (what == FMT_AT_NONE) {
             p = fmt_next_frame(fd, p + 1, fsize, buf, buflen);
+            continue;
+        }
+        if (what == FMT_AT_REMOVAL) { /* names objects, is none */
+            p += fmt_removal_len(rm.count);
+            continue;
+        }
+        if (what == FMT_AT_DEAD) { /* a removed object */
+            p += fmt_frame_len(fr.size);
             continue;
         }
         if (n == cap) {
@@ -688,16 +700,142 @@ static void remove_stale_generations(struct disk_store *d)
         disk_fsync_dir(d);
 }
 
-/* True when a whole, intact frame starts at off in fd (size bytes long):
- * then bytes past the last indexed frame are not just an unfinished write. */
-static bool whole_frame_at(int fd, uint64_t off, uint64_t size)
+/* True when a whole, intact frame (an object's or a removal frame) starts
+ * at off in fd (size bytes long): then bytes past the last indexed frame are
+ * not just an unfinished write. */
+static bool whole_frame_at(struct disk_store *d, int fd, uint64_t off, uint64_t size)
 {
     unsigned char h[FMT_FRAME_HEADER];
     struct fmt_frame fr;
-    if (size < off + FMT_FRAME_HEADER ||
-        pread(fd, h, sizeof(h), (off_t)off) != (ssize_t)sizeof(h) || !fmt_frame_decode(h, &fr))
+    struct fmt_removal rm;
+    if (size < off + FMT_FRAME_HEADER || pread(fd, h, sizeof(h), (off_t)off) != (ssize_t)sizeof(h))
         return false;
-    return fr.size <= size && fmt_frame_len(fr.size) <= size - off;
+    return fmt_frame_at(h, d->base.algo->id, size - off, &fr, &rm) != FMT_AT_NONE;
+}
+
+/* True when a whole, intact frame starts anywhere at or after off in fd
+ * (size bytes long): bytes past the last indexed frame that hold one are not
+ * just an unfinished write, even when they begin with one (a writer's range
+ * torn by a crash, with a synced frame or a removal frame after it: writers
+ * and removals share a file). */
+static bool frame_in_tail(struct disk_store *d, int fd, uint64_t off, uint64_t size)
+{
+    if (whole_frame_at(d, fd, off, size))
+        return true;
+    size_t buflen = 1u << 20;
+    unsigned char *buf = malloc(buflen);
+    if (!buf)
+        return true; /* cannot tell: keep */
+    bool found = false;
+    for (uint64_t q = off + 1; !found && (q = fmt_next_frame(fd, q, size, buf, buflen)) < size; q++)
+        found = whole_frame_at(d, fd, q, size);
+    free(buf);
+    return found;
+}
+
+/* True when the size bytes at off of fd hash to digest. */
+static bool bytes_match(struct disk_store *d, int fd, uint64_t off, uint64_t size,
+                        const unsigned char *digest, unsigned char *buf, size_t buflen)
+{
+    struct cas_hash *h = cas_hash_new(d->base.algo);
+    if (!h)
+        return false;
+    bool ok = true;
+    for (uint64_t at = 0; at < size && ok;) {
+        size_t want = size - at < buflen ? (size_t)(size - at) : buflen;
+        ok = read_at(fd, buf, want, off + at) == (ssize_t)want;
+        if (ok)
+            cas_hash_update(h, buf, want);
+        at += want;
+    }
+    unsigned char got[CAS_MAX_DIGEST];
+    cas_hash_final(h, got);
+    cas_hash_free(h);
+    return ok && memcmp(got, digest, d->base.algo->digest_len) == 0;
+}
+
+/*
+ * A store of index format 2 records every removal in its data files, so a
+ * whole intact object frame past the last indexed frame of data file n that
+ * no removal frame after it names, whose key the table does not hold and no
+ * tombstone in force refuses, is an object whose index record was lost (an
+ * index cut back, or a write whose record never got there: never answered,
+ * so keeping it is allowed too). Each one whose bytes match its key gets its
+ * PUT record now (synced before the store opens); the count adopted is added
+ * to *adopted. 0 or -errno with err filled.
+ */
+static int adopt_tail(struct disk_store *d, unsigned n, uint64_t from, uint64_t fsize,
+                      uint64_t *adopted, char *err, size_t errlen)
+{
+    int fd = d->files[n].ref->fd;
+    struct disk_removals rs;
+    memset(&rs, 0, sizeof(rs));
+    size_t buflen = 1u << 20;
+    unsigned char *buf = malloc(buflen);
+    int rc = buf ? disk_removals_read(d, fd, from, fsize, &rs) : -ENOMEM;
+    uint64_t now = disk_now_s();
+    for (uint64_t p = from; rc == 0 && p + FMT_FRAME_HEADER <= fsize;) {
+        unsigned char h[FMT_FRAME_HEADER];
+        struct fmt_frame fr;
+        struct fmt_removal rm;
+        if (read_at(fd, h, sizeof(h), p) != (ssize_t)sizeof(h)) {
+            rc = -EIO;
+            break;
+        }
+        enum fmt_at what = fmt_frame_at(h, d->base.algo->id, fsize - p, &fr, &rm);
+        if (what == FMT_AT_NONE) {
+            p = fmt_next_frame(fd, p + 1, fsize, buf, buflen);
+            continue;
+        }
+        if (what == FMT_AT_REMOVAL || what == FMT_AT_DEAD) {
+            p += what == FMT_AT_DEAD ? fmt_frame_len(fr.size) : fmt_removal_len(rm.count);
+            continue;
+        }
+        uint64_t at = p;
+        p += fmt_frame_len(fr.size);
+        if (disk_removal_covers(&rs, fr.digest, at) ||
+            objtab_find(&d->tab, fr.digest) != OBJTAB_NONE)
+            continue; /* removed, or another copy of the key is stored */
+        uint32_t t = objtab_find(&d->tombs, fr.digest);
+        struct objtab_entry te;
+        if (t != OBJTAB_NONE && objtab_get(&d->tombs, t, &te) &&
+            (te.flags == TOMB_QUARANTINED || !tomb_expired(d, &te, now)))
+            continue; /* a copy the client's delete refused, or one taken out as corrupt */
+        char hex[CAS_MAX_HEX + 1];
+        cas_hex_encode(fr.digest, d->base.algo->digest_len, hex);
+        if (!bytes_match(d, fd, at + FMT_FRAME_HEADER, fr.size, fr.digest, buf, buflen)) {
+            log_warn("data file %u: frame of %s at offset %" PRIu64 " past the last indexed "
+                     "object does not match its key: left out",
+                     n, hex, at);
+            continue;
+        }
+        struct fmt_record r;
+        struct journal_pos pos;
+        disk_record(d, &r, REC_PUT, fr.digest);
+        r.file = (uint8_t)n;
+        r.offset = at;
+        r.size = fr.size;
+        if ((rc = disk_append(d, &r, 1, &pos, err, errlen)) < 0)
+            break;
+        if (objtab_insert(&d->tab, fr.digest, n, at, fr.size, 0) == OBJTAB_NONE) {
+            snprintf(err, errlen, "out of memory adopting objects");
+            rc = -ENOMEM;
+            break;
+        }
+        tomb_clear(d, fr.digest);
+        (*adopted)++;
+        log_warn("data file %u: object %s at offset %" PRIu64 " is whole and intact past the "
+                 "last indexed object and no removal names it: its index record was lost; "
+                 "indexed again",
+                 n, hex, at);
+    }
+    if (rc == -ENOMEM && !*err)
+        snprintf(err, errlen, "out of memory reading data file %u", n);
+    else if (rc == -EIO && !*err)
+        snprintf(err, errlen, "cannot read data file %u", n);
+    disk_removals_free(&rs);
+    free(buf);
+    return rc;
 }
 
 /*
@@ -705,7 +843,9 @@ static bool whole_frame_at(int fd, uint64_t off, uint64_t size)
  * frame runs past the end of its file means the data file is shorter than
  * the index says: start-up refuses (fsck drops the entry and reports it).
  * Bytes past the last indexed frame are cut when they are an unfinished
- * write (no whole intact frame starts there); whole frames are kept.
+ * write (no whole intact frame in them); else kept, and in an index of
+ * format 2 the object frames among them that no removal names are indexed
+ * again (adopt_tail).
  */
 static int open_data_files(struct disk_store *d, char *err, size_t errlen)
 {
@@ -769,27 +909,38 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
     }
     if (past_end)
         return -EINVAL;
+    uint64_t adopted = 0;
     for (unsigned n = 0; n < FMT_NFILES; n++) {
         d->files[n].length = fsize[n];
         if (fsize[n] > maxend[n]) {
             d->replay.truncated_bytes += fsize[n] - maxend[n];
             if (d->check_only)
                 continue;
-            if (whole_frame_at(d->files[n].ref->fd, maxend[n], fsize[n])) {
+            bool framed = frame_in_tail(d, d->files[n].ref->fd, maxend[n], fsize[n]);
+            if (framed && d->index_version == FMT_INDEX_VERSION_REMOVALS) {
+                /* Removals are in the data files: what no removal names
+                 * there is live (adopt_tail); the rest stays dead bytes
+                 * until compaction. */
+                int rc = adopt_tail(d, n, maxend[n], fsize[n], &adopted, err, errlen);
+                if (rc < 0)
+                    return rc;
+                continue;
+            }
+            if (framed) {
                 /* A removed object, a write whose PUT record was torn
                  * off, or (an index older than the data) an object the
                  * index never heard of: not provably garbage, so kept as
                  * dead bytes until compaction (ca-cas fsck --repair can
                  * index it if the index was restored from a backup). */
                 if (indexed == 0) /* every object removed, or an index cut back */
-                    log_warn("data file %u: %" PRIu64 " bytes begin with a whole frame and the "
+                    log_warn("data file %u: %" PRIu64 " bytes hold a whole frame and the "
                              "index names no object at all: if the index was damaged or restored "
                              "from a backup, stop now and run ca-cas fsck %s (the next compaction "
                              "drops what the index does not name)",
                              n, fsize[n] - maxend[n], d->dir);
                 else
                     log_info("data file %u: %" PRIu64 " bytes past the last indexed object "
-                             "begin with a whole frame: kept until compaction",
+                             "hold a whole frame: kept until compaction",
                              n, fsize[n] - maxend[n]);
                 continue;
             }
@@ -803,6 +954,17 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             }
             d->files[n].length = maxend[n];
         }
+    }
+    if (adopted) {
+        struct journal_pos pos;
+        journal_now(&d->journal, &pos);
+        int rc = disk_sync(d, &pos, err, errlen);
+        if (rc < 0)
+            return rc;
+        log_warn("%" PRIu64 " objects past the end of what the index named were indexed again "
+                 "(their records had been lost: an index cut back, or writes that stopped "
+                 "before their record)",
+                 adopted);
     }
     return 0;
 }

@@ -70,7 +70,8 @@ struct store_put {
     size_t nsums, capsums;
     uint32_t block_crc; /* of the block being received */
     uint64_t block_fill;
-    bool copy; /* a copy from another replica: a tombstone refuses it */
+    bool copy;   /* a copy from another replica: a tombstone refuses it */
+    bool framed; /* the frame header is written: a whole frame is in the range */
     uint64_t delete_seq; /* d->delete_seq when the write began (tomb_deleted_since) */
 };
 
@@ -534,6 +535,7 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
         if (rc == 0)
             rc = disk_pwrite_all(p->fd, p->buf, FMT_FRAME_HEADER, p->frame_off);
     }
+    p->framed = rc == 0;
     /* Durable now, or counted as not yet (dirty) before anyone can find it. */
     pthread_mutex_lock(&d->files_lock);
     uint64_t seq = sync ? d->files[p->file].dirty_seq : ++d->files[p->file].dirty_seq;
@@ -619,6 +621,13 @@ write_failed:
     return sync ? disk_sync(d, &pos, err, errlen) : 0;
 
 undo:
+    if (p->framed && p->file != NO_FILE && fmt_frame_kill(p->buf))
+        /* A whole frame this write gives up (another copy answered, or a
+         * tombstone refused it): marked removed before its range is cut or
+         * punched, so that no index rebuilt from the data files, nor
+         * start-up, takes it for an object whose record was lost, should the
+         * punch not happen (docs/FORMAT.md "Removal frames"). */
+        (void)disk_pwrite_all(p->fd, p->buf, FMT_FRAME_HEADER, p->frame_off);
     put_undo(p);
     put_free(p);
     return rc;

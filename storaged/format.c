@@ -82,9 +82,10 @@ void fmt_frame_encode(const struct fmt_frame *f, unsigned char out[FMT_FRAME_HEA
     put32(out + 4, (uint32_t)c);
 }
 
-bool fmt_frame_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_frame *f)
+static bool frame_decode_as(const unsigned char in[FMT_FRAME_HEADER], uint32_t magic,
+                            struct fmt_frame *f)
 {
-    if (get32(in) != FMT_FRAME_MAGIC)
+    if (get32(in) != magic)
         return false;
     uLong c = crc32(0, in, 4);
     c = crc32(c, in + 8, FMT_FRAME_HEADER - 8);
@@ -98,19 +99,116 @@ bool fmt_frame_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_frame
     return true;
 }
 
+void fmt_removal_encode(const struct fmt_removal *h, unsigned char out[FMT_FRAME_HEADER])
+{
+    memset(out, 0, FMT_FRAME_HEADER);
+    put32(out, FMT_REMOVAL_MAGIC);
+    out[8] = h->algo;
+    out[9] = h->kind;
+    put32(out + 12, h->entries_crc);
+    put64(out + 16, h->count);
+    put64(out + 24, h->written_at);
+    uLong c = crc32(0, out, 4);
+    c = crc32(c, out + 8, FMT_FRAME_HEADER - 8);
+    put32(out + 4, (uint32_t)c);
+}
+
+bool fmt_removal_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_removal *h)
+{
+    if (get32(in) != FMT_REMOVAL_MAGIC)
+        return false;
+    uLong c = crc32(0, in, 4);
+    c = crc32(c, in + 8, FMT_FRAME_HEADER - 8);
+    if (get32(in + 4) != (uint32_t)c || in[10] || in[11])
+        return false;
+    for (int i = 32; i < FMT_FRAME_HEADER; i++)
+        if (in[i])
+            return false;
+    h->algo = in[8];
+    h->kind = in[9];
+    h->entries_crc = get32(in + 12);
+    h->count = get64(in + 16);
+    h->written_at = get64(in + 24);
+    return h->count >= 1 && h->count <= FMT_REMOVAL_MAX;
+}
+
+uint32_t fmt_removal_entries_crc(const unsigned char *entries, uint64_t count)
+{
+    uLong c = crc32(0, NULL, 0);
+    uint64_t len = count * FMT_REMOVAL_ENTRY;
+    for (uint64_t at = 0; at < len;) { /* crc32 takes a uInt length */
+        uint64_t n = len - at > (1u << 30) ? (1u << 30) : len - at;
+        c = crc32(c, entries + at, (uInt)n);
+        at += n;
+    }
+    return (uint32_t)c;
+}
+
+void fmt_removal_entry_put(unsigned char *entries, uint64_t i, const unsigned char *digest,
+                           size_t digest_len, uint64_t offset)
+{
+    unsigned char *p = entries + i * FMT_REMOVAL_ENTRY;
+    memset(p, 0, CAS_MAX_DIGEST);
+    memcpy(p, digest, digest_len);
+    put64(p + CAS_MAX_DIGEST, offset);
+}
+
+void fmt_removal_entry_get(const unsigned char *entries, uint64_t i,
+                           unsigned char digest[CAS_MAX_DIGEST], uint64_t *offset)
+{
+    const unsigned char *p = entries + i * FMT_REMOVAL_ENTRY;
+    memcpy(digest, p, CAS_MAX_DIGEST);
+    *offset = get64(p + CAS_MAX_DIGEST);
+}
+
+bool fmt_frame_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_frame *f)
+{
+    return frame_decode_as(in, FMT_FRAME_MAGIC, f);
+}
+
+bool fmt_frame_kill(unsigned char h[FMT_FRAME_HEADER])
+{
+    struct fmt_frame f;
+    if (!fmt_frame_decode(h, &f))
+        return false;
+    put32(h, FMT_DEAD_MAGIC);
+    uLong c = crc32(0, h, 4);
+    c = crc32(c, h + 8, FMT_FRAME_HEADER - 8);
+    put32(h + 4, (uint32_t)c);
+    return true;
+}
+
+enum fmt_at fmt_frame_at(const unsigned char h[FMT_FRAME_HEADER], unsigned algo, uint64_t room,
+                         struct fmt_frame *f, struct fmt_removal *rm)
+{
+    if (fmt_frame_decode(h, f))
+        return f->algo == algo && f->size <= room && fmt_frame_len(f->size) <= room ? FMT_AT_OBJECT
+                                                                                    : FMT_AT_NONE;
+    if (frame_decode_as(h, FMT_DEAD_MAGIC, f))
+        return f->algo == algo && f->size <= room && fmt_frame_len(f->size) <= room ? FMT_AT_DEAD
+                                                                                    : FMT_AT_NONE;
+    if (fmt_removal_decode(h, rm))
+        return rm->algo == algo && fmt_removal_len(rm->count) <= room ? FMT_AT_REMOVAL
+                                                                      : FMT_AT_NONE;
+    return FMT_AT_NONE;
+}
+
 uint64_t fmt_next_frame(int fd, uint64_t from, uint64_t fsize, unsigned char *buf, size_t buflen)
 {
     unsigned char h[FMT_FRAME_HEADER];
     struct fmt_frame fr;
+    struct fmt_removal rm;
     for (uint64_t p = from; p + FMT_FRAME_HEADER <= fsize;) {
         ssize_t n = pread(fd, buf, buflen, (off_t)p);
         if (n < 4)
             break;
         for (ssize_t i = 0; i + 4 <= n; i++) {
-            if (memcmp(buf + i, "CASO", 4) != 0)
+            if (memcmp(buf + i, "CAS", 3) != 0 ||
+                (buf[i + 3] != 'O' && buf[i + 3] != 'R' && buf[i + 3] != 'D'))
                 continue;
             if (pread(fd, h, sizeof(h), (off_t)(p + (uint64_t)i)) == (ssize_t)sizeof(h) &&
-                fmt_frame_decode(h, &fr))
+                (fmt_frame_decode(h, &fr) || fmt_removal_decode(h, &rm) ||
+                 frame_decode_as(h, FMT_DEAD_MAGIC, &fr)))
                 return p + (uint64_t)i;
         }
         p += (uint64_t)n - 3;

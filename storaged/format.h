@@ -26,7 +26,22 @@
 #define FMT_NFILES 50
 #define FMT_FRAME_MAGIC 0x4f534143u /* "CASO" */
 #define FMT_INDEX_MAGIC "CASINDEX"
-#define FMT_INDEX_VERSION 1
+#define FMT_INDEX_VERSION 1 /* the S3 index, and disk stores written before removal frames */
+/* A disk store's index header version once every data file records its own
+ * removals (removal frames below; docs/FORMAT.md "Removal frames"): whole
+ * intact object frames that the index does not name and no removal frame
+ * covers are then objects whose index records were lost. */
+#define FMT_INDEX_VERSION_REMOVALS 2
+#define FMT_REMOVAL_MAGIC 0x52534143u /* "CASR" */
+/* An object frame marked removed in place (its header's magic replaced and
+ * its CRC recomputed): how a removal is recorded when the file system has no
+ * room for a removal frame (docs/FORMAT.md, "Removal frames"). */
+#define FMT_DEAD_MAGIC 0x44534143u /* "CASD" */
+#define FMT_REMOVAL_ENTRY 40       /* bytes of one removal entry: digest (32), offset (8) */
+/* Entries of one removal frame at most (a gc/end writes several frames per
+ * file beyond it): keeps a frame under 42 MB and a count from a damaged
+ * header from sizing a huge allocation. */
+#define FMT_REMOVAL_MAX (1u << 20)
 #define FMT_BLOCK (1024 * 1024) /* bytes covered by one CRC-32C in a frame's table */
 
 enum fmt_record_type {
@@ -69,6 +84,26 @@ struct fmt_frame {
     unsigned char digest[CAS_MAX_DIGEST];
 };
 
+/* What removed the frames a removal frame names (its kind byte). */
+enum fmt_removal_kind { RM_CLIENT = 1, RM_GC = 2, RM_DROP = 3 };
+
+/* The header of a removal frame: it says that the object frames it names,
+ * by (digest, offset) in the same data file, are removed. The entries follow
+ * the 64-byte header: FMT_REMOVAL_ENTRY bytes each. */
+struct fmt_removal {
+    uint8_t algo;
+    uint8_t kind;         /* enum fmt_removal_kind */
+    uint32_t entries_crc; /* CRC-32 (zlib) of the entries */
+    uint64_t count;       /* entries, 1..FMT_REMOVAL_MAX */
+    uint64_t written_at;  /* seconds since the epoch (a client delete's tombstone time) */
+};
+
+/* Bytes of a whole removal frame of count entries. */
+static inline uint64_t fmt_removal_len(uint64_t count)
+{
+    return FMT_FRAME_HEADER + FMT_REMOVAL_ENTRY * count;
+}
+
 /* Blocks of FMT_BLOCK bytes (the last one shorter) in an object of size. */
 static inline uint64_t fmt_blocks(uint64_t size)
 {
@@ -105,10 +140,41 @@ bool fmt_record_decode(const unsigned char in[FMT_RECORD_SIZE], struct fmt_recor
 void fmt_frame_encode(const struct fmt_frame *f, unsigned char out[FMT_FRAME_HEADER]);
 bool fmt_frame_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_frame *f);
 
-/* The offset of the next intact frame header (magic "CASO" and a header
- * that decodes) at or after from in fd, a data file of fsize bytes; fsize
- * when there is none. buf (buflen >= 4096 bytes) is scratch. For walking
- * past damaged bytes and punched-out ranges. */
+/*
+ * Removal frames (docs/FORMAT.md "Removal frames"). fmt_removal_encode
+ * writes the header of h (whose entries_crc the caller computed over the
+ * entries, fmt_removal_entries_crc); fmt_removal_decode checks magic, header
+ * CRC, zero padding and 1 <= count <= FMT_REMOVAL_MAX, false otherwise (the
+ * entries are checked apart, against entries_crc).
+ */
+void fmt_removal_encode(const struct fmt_removal *h, unsigned char out[FMT_FRAME_HEADER]);
+bool fmt_removal_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_removal *h);
+uint32_t fmt_removal_entries_crc(const unsigned char *entries, uint64_t count);
+/* Entry i of an entry table: fills it from (digest of digest_len bytes, offset)
+ * / reads it back (digest zero-padded to CAS_MAX_DIGEST). */
+void fmt_removal_entry_put(unsigned char *entries, uint64_t i, const unsigned char *digest,
+                           size_t digest_len, uint64_t offset);
+void fmt_removal_entry_get(const unsigned char *entries, uint64_t i,
+                           unsigned char digest[CAS_MAX_DIGEST], uint64_t *offset);
+
+/* Turns the encoded header of an object frame into the header of the same
+ * frame marked removed ("CASD", CRC recomputed); false (h unchanged) when h
+ * is not an intact object frame header. */
+bool fmt_frame_kill(unsigned char h[FMT_FRAME_HEADER]);
+
+/* What a data file holds at some offset, from its first 64 bytes. */
+enum fmt_at { FMT_AT_NONE = 0, FMT_AT_OBJECT = 1, FMT_AT_REMOVAL = 2, FMT_AT_DEAD = 3 };
+/* Decodes h as an object frame header (fills f), the header of an object
+ * frame marked removed in place (FMT_AT_DEAD, fills f) or a removal frame
+ * header (fills rm) of algorithm algo that fits, whole, in the room bytes
+ * from its start; FMT_AT_NONE when it is none (damage, a torn write, zeros). */
+enum fmt_at fmt_frame_at(const unsigned char h[FMT_FRAME_HEADER], unsigned algo, uint64_t room,
+                         struct fmt_frame *f, struct fmt_removal *rm);
+
+/* The offset of the next intact frame header (magic "CASO" or "CASR" and a
+ * header that decodes) at or after from in fd, a data file of fsize bytes;
+ * fsize when there is none. buf (buflen >= 4096 bytes) is scratch. For
+ * walking past damaged bytes and punched-out ranges. */
 uint64_t fmt_next_frame(int fd, uint64_t from, uint64_t fsize, unsigned char *buf, size_t buflen);
 
 /* Name of data file n at generation g: "data-NN.gG" (buf >= 32 bytes). */

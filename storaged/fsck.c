@@ -36,6 +36,9 @@ struct fsck {
     unsigned char *buf;
     uint64_t done, total;
     struct objtab mentioned; /* digests the readable index speaks of */
+    /* Per digest, the newest removal the removal frames hold: offset = its
+     * time, flags = its kind (enum fmt_removal_kind). */
+    struct objtab newest;
 };
 
 static void say(struct fsck *f, bool problem, const char *fmt, ...)
@@ -156,10 +159,16 @@ static int relocate_files(struct fsck *f, bool repair)
         while (p + FMT_FRAME_HEADER <= fsize) {
             unsigned char h[FMT_FRAME_HEADER];
             struct fmt_frame fr;
-            if (pread(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h) ||
-                !fmt_frame_decode(h, &fr) || fr.algo != d->base.algo->id ||
-                fmt_frame_len(fr.size) > fsize - p) {
+            struct fmt_removal rm;
+            enum fmt_at what = FMT_AT_NONE;
+            if (pread(fd, h, sizeof(h), (off_t)p) == (ssize_t)sizeof(h))
+                what = fmt_frame_at(h, d->base.algo->id, fsize - p, &fr, &rm);
+            if (what == FMT_AT_NONE) {
                 p = resync(f, fd, p + 1, fsize);
+                continue;
+            }
+            if (what == FMT_AT_REMOVAL || what == FMT_AT_DEAD) {
+                p += what == FMT_AT_DEAD ? fmt_frame_len(fr.size) : fmt_removal_len(rm.count);
                 continue;
             }
             uint32_t e = objtab_find(&d->tab, fr.digest);
@@ -244,31 +253,71 @@ static uint64_t resync(struct fsck *f, int fd, uint64_t from, uint64_t fsize)
 }
 
 /*
- * Pass 2: the framing of every data file. When the index is damaged (a torn
- * tail, damaged records, or no index at all), intact frames it does not know
- * and never spoke of are objects whose records were lost: counted, and with
- * repair put back. With a sound index such frames are removed objects
- * waiting for compaction, and stay removed.
+ * Pass 2: the framing of every data file. An intact frame the index does not
+ * name is a removed object when a removal frame later in its file names it
+ * (docs/FORMAT.md, "Removal frames"): never put back. Any other is an
+ * object whose record was lost, put back by repair, when the index is
+ * damaged (a torn tail, damaged records, no index at all), or its file was
+ * relocated, or the store records every removal in its data files (index
+ * format 2); in a sound index of format 1 (a store from before removal
+ * frames) such a frame is a removed object waiting for compaction and stays
+ * removed. With a damaged index, an indexed object that a removal frame
+ * covers is taken out too (the damaged record was its DEL or a GC_END).
+ * *left_out counts intact frames left out for any reason other than a
+ * removal frame or a copy of the key indexed elsewhere.
  */
-static int walk_data_files(struct fsck *f, bool repair)
+static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
 {
     bool index_damaged =
         f->r->bad_records || f->r->torn_bytes || f->d->replay.records == 0 || f->r->bad_header;
     struct disk_store *d = f->d;
+    bool v2 = d->index_version == FMT_INDEX_VERSION_REMOVALS;
     char hex[CAS_MAX_HEX + 1];
+    uint64_t now = disk_now_s();
+    *left_out = 0;
     for (unsigned n = 0; n < FMT_NFILES; n++) {
         int fd = d->files[n].ref->fd;
         struct stat st;
         if (fstat(fd, &st) < 0)
             continue;
         uint64_t fsize = (uint64_t)st.st_size, p = 0;
+        struct disk_removals rs;
+        memset(&rs, 0, sizeof(rs));
+        int rc = disk_removals_read(d, fd, 0, fsize, &rs);
+        if (rc < 0) {
+            disk_removals_free(&rs);
+            return rc;
+        }
+        for (size_t i = 0; i < rs.n; i++) {
+            const struct disk_removal *x = &rs.v[i];
+            uint32_t t = objtab_find(&f->newest, x->digest);
+            struct objtab_entry te;
+            if (t == OBJTAB_NONE) {
+                if (objtab_insert(&f->newest, x->digest, 0, x->written_at, 0, x->kind) ==
+                    OBJTAB_NONE) {
+                    disk_removals_free(&rs);
+                    return -ENOMEM;
+                }
+            } else if (objtab_get(&f->newest, t, &te) && x->written_at >= te.offset) {
+                objtab_set_location(&f->newest, t, 0, x->written_at);
+                objtab_set_flags(&f->newest, t, x->kind);
+            }
+        }
+        if (rs.damaged) {
+            f->r->bad_frames += rs.damaged;
+            say(f, true,
+                "data file %u: %" PRIu64 " damaged removal frames: objects they removed may "
+                "be put back by a repair (run a GC cycle or delete them again)",
+                n, rs.damaged);
+        }
         while (p + FMT_FRAME_HEADER <= fsize) {
             unsigned char h[FMT_FRAME_HEADER];
             struct fmt_frame fr;
+            struct fmt_removal rm;
             if (pread(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h))
                 break;
-            if (!fmt_frame_decode(h, &fr) || fr.algo != d->base.algo->id || fr.size > fsize - p ||
-                fmt_frame_len(fr.size) > fsize - p) {
+            enum fmt_at what = fmt_frame_at(h, d->base.algo->id, fsize - p, &fr, &rm);
+            if (what == FMT_AT_NONE) {
                 uint64_t next = resync(f, fd, p + 1, fsize);
                 /* An incomplete frame at the very end is a write that was
                  * never acknowledged, not damage. */
@@ -287,15 +336,63 @@ static int walk_data_files(struct fsck *f, bool repair)
                 p = next;
                 continue;
             }
+            if (what == FMT_AT_REMOVAL || what == FMT_AT_DEAD) {
+                /* A removal frame, or an object marked removed in place:
+                 * never put back. */
+                p += what == FMT_AT_DEAD ? fmt_frame_len(fr.size) : fmt_removal_len(rm.count);
+                continue;
+            }
             uint64_t next = p + fmt_frame_len(fr.size);
             uint32_t e = objtab_find(&d->tab, fr.digest);
+            const struct disk_removal *rmv = disk_removal_covers(&rs, fr.digest, p);
+            struct objtab_entry en;
+            bool here =
+                e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == n && en.offset == p;
             /* A relocated file's frames are looked at whatever the rest of
              * the index is like; other files' only when the index lost
-             * records (else an unknown frame is a removed object). */
+             * records or removals are in the data files. */
             bool damaged = index_damaged || (d->replay.relocated_files & (1ull << n));
-            bool known = !damaged || e != OBJTAB_NONE ||
-                         objtab_find(&f->mentioned, fr.digest) != OBJTAB_NONE;
-            if (!known &&
+            if (rmv) {
+                if (here && damaged) {
+                    /* The index lost the record of this removal. */
+                    cas_hex_encode(fr.digest, d->tab.digest_len, hex);
+                    f->r->unindexed++;
+                    say(f, true,
+                        "object %s in data file %u at offset %" PRIu64
+                        " was removed (a removal frame says so) but the damaged index "
+                        "still lists it%s",
+                        hex, n, p, repair ? " (taken out)" : "");
+                    if (repair)
+                        disk_forget(d, e);
+                    e = OBJTAB_NONE;
+                } else if (here) {
+                    cas_hex_encode(fr.digest, d->tab.digest_len, hex);
+                    say(f, false,
+                        "object %s in data file %u at offset %" PRIu64
+                        ": a removal frame names it but the index keeps it (a removal "
+                        "that stopped before its index record; it was never answered)",
+                        hex, n, p);
+                }
+                p = next;
+                continue;
+            }
+            bool known = e != OBJTAB_NONE;
+            bool adopt = damaged || v2;
+            if (!known && adopt && !v2 && objtab_find(&f->mentioned, fr.digest) != OBJTAB_NONE)
+                adopt = false; /* format 1: the readable index removed it */
+            if (!known && adopt && objtab_find(&d->tombs, fr.digest) != OBJTAB_NONE) {
+                struct objtab_entry te;
+                uint32_t t = objtab_find(&d->tombs, fr.digest);
+                /* A copy refused by a tombstone, or a copy taken out as
+                 * corrupt (a quarantined key: a good copy comes from
+                 * another replica). */
+                if (objtab_get(&d->tombs, t, &te) &&
+                    (te.flags == TOMB_QUARANTINED || !tomb_expired(d, &te, now)))
+                    adopt = false;
+            }
+            if (!known && !adopt)
+                (*left_out)++;
+            if (!known && adopt &&
                 payload_matches(f, fd, p + FMT_FRAME_HEADER, fr.size, fr.digest, NULL, NULL)) {
                 cas_hex_encode(fr.digest, d->tab.digest_len, hex);
                 f->r->unindexed++;
@@ -307,11 +404,33 @@ static int walk_data_files(struct fsck *f, bool repair)
                     f->r->recovered++;
                     d->objects++;
                     d->bytes += fr.size;
+                    d->files[n].live += frame_bytes(fr.size);
+                    tomb_clear(d, fr.digest);
                 }
             }
             p = next;
         }
+        disk_removals_free(&rs);
     }
+    /* Tombstones: a key whose newest removal in the data files is a client's
+     * delete, not stored now, within the tombstone time, keeps refusing
+     * copies from other replicas (a key deleted before the last compaction
+     * of its data file has no removal frame left: its tombstone is not
+     * rebuilt). */
+    uint64_t rebuilt = 0;
+    struct objtab_entry te;
+    for (uint32_t t = 0; repair && t < f->newest.used; t++) {
+        if (!objtab_get(&f->newest, t, &te) || te.flags != RM_CLIENT ||
+            te.offset + d->tomb_ttl <= now || objtab_find(&d->tab, te.digest) != OBJTAB_NONE ||
+            objtab_find(&d->tombs, te.digest) != OBJTAB_NONE)
+            continue;
+        if (tomb_set(d, te.digest, TOMB_DELETED, te.offset) < 0)
+            return -ENOMEM;
+        rebuilt++;
+    }
+    if (rebuilt)
+        say(f, false, "%" PRIu64 " tombstones of client deletes rebuilt from the removal frames",
+            rebuilt);
     return 0;
 }
 
@@ -469,7 +588,8 @@ int store_fsck(const char *dir, unsigned flags, fsck_say_fn sayfn, fsck_progress
     struct fsck f = {.d = d, .say = sayfn, .progress = progress, .cls = cls, .r = out};
     f.hash = cas_hash_new(d->base.algo);
     f.buf = malloc(CHUNK);
-    if (!f.hash || !f.buf || objtab_init(&f.mentioned, d->tab.digest_len) < 0) {
+    if (!f.hash || !f.buf || objtab_init(&f.mentioned, d->tab.digest_len) < 0 ||
+        objtab_init(&f.newest, d->tab.digest_len) < 0) {
         rc = -ENOMEM;
         snprintf(err, errlen, "out of memory");
         goto out;
@@ -513,8 +633,23 @@ int store_fsck(const char *dir, unsigned flags, fsck_say_fn sayfn, fsck_progress
         goto out;
     }
     check_indexed(&f, repair);
-    walk_data_files(&f, repair);
+    uint64_t left_out = 0;
+    if ((rc = walk_data_files(&f, repair, &left_out)) < 0) {
+        snprintf(err, errlen, "cannot walk the data files of %s: %s", dir, strerror(-rc));
+        goto out;
+    }
+    if (d->index_version != FMT_INDEX_VERSION_REMOVALS)
+        say(&f, false,
+            "the index %s: objects removed before this store wrote removal frames (index "
+            "format 1) whose data file was not compacted since cannot be told from live ones%s",
+            d->index_version == FMT_INDEX_VERSION ? "is of format 1"
+                                                  : "header is lost, its format unknown",
+            left_out ? "; the frames of removed objects the index still speaks of stay out" : "");
     if (repair && out->problems) {
+        /* The new index is of format 2 when every intact frame now is
+         * indexed or named by a removal frame; else of format 1 until a
+         * compaction drops the frames only the old index knew were dead. */
+        d->index_version = left_out ? FMT_INDEX_VERSION : FMT_INDEX_VERSION_REMOVALS;
         /* Keep the old index beside the new one: what the repair left out
          * can still be looked at (and it costs one link, no copy). */
         char keep[64];
@@ -531,6 +666,7 @@ int store_fsck(const char *dir, unsigned flags, fsck_say_fn sayfn, fsck_progress
     }
 out:
     objtab_destroy(&f.mentioned);
+    objtab_destroy(&f.newest);
     cas_hash_free(f.hash);
     free(f.buf);
     disk_destroy(&d->base);

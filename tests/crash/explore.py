@@ -559,7 +559,7 @@ def frame_len(size):
 
 def check_rules(ops):
     """Checks the recorded calls against the ordering rules of
-    docs/FORMAT.md ("Durability ordering", D1..D7). Returns a list of
+    docs/FORMAT.md ("Durability ordering", D1..D8). Returns a list of
     (expected-label or "", message)."""
     out = []
     names = {}                      # name -> m (as the calls left them)
@@ -572,6 +572,8 @@ def check_rules(ops):
     sent = {}
     first_ack = True
     pending_dsync = []              # (rule, log off of the op that needs a directory fsync before the next answer)
+    removals = {}                   # key -> [(m, log off)]: writes of removal frame entries or in-place marks (D8)
+    rm_header = {}                  # m -> end of the last removal frame header written (its entries follow)
 
     def synced(m, woff, before):
         return any(c > woff and so < before for so, c in syncs.get(m, ()))
@@ -625,6 +627,20 @@ def check_rules(ops):
         elif k == "write":
             writes.setdefault(r["m"], []).append((off, r["at"], r["at"] + len(r["data"])))
             nm = next((x for x, m in names.items() if m == r["m"]), None)
+            if nm and nm.startswith("data-"):
+                data = r["data"]
+                if data[:4] == b"CASR" and len(data) >= 64:
+                    rm_header[r["m"]] = r["at"] + 64
+                    ents = data[64:]
+                elif rm_header.get(r["m"]) == r["at"]:
+                    ents = data
+                else:
+                    ents = b""
+                if data[:4] == b"CASD" and len(data) == 64:  # a frame marked removed in place
+                    removals.setdefault(data[32:52].hex(), []).append((r["m"], off))
+                for j in range(0, len(ents) - len(ents) % 40, 40):
+                    removals.setdefault(ents[j:j + 20].hex(), []).append((r["m"], off))
+                continue
             if nm not in ("index", "index.new") or r["at"] % 64 or len(r["data"]) % 64:
                 continue
             for j in range(0, len(r["data"]), 64):
@@ -641,6 +657,9 @@ def check_rules(ops):
                         out.append(("", f"D1: PUT record of {key} (log {off}) describes bytes never written"))
                     elif not synced(dm, lw, off):
                         out.append(("", f"D1: PUT record of {key} written (log {off}) before its frame was fdatasynced"))
+                if typ == T_DEL and aux == 0:
+                    if not any(synced(m, woff, off) for m, woff in removals.get(key, ())):
+                        out.append(("", f"D8: DEL record of {key} written (log {off}) before a removal frame naming it was fdatasynced"))
                 if typ == T_GENERATION:
                     dm = names.get(f"data-{f:02d}.g{aux}")
                     lw = max((w[0] for w in writes.get(dm, ())), default=-1) if dm else -1

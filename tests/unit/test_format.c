@@ -185,6 +185,156 @@ static void test_record_is_not_frame(void)
     CU_ASSERT_FALSE(fmt_record_decode(buf, &r));
 }
 
+static void sample_removal(struct fmt_removal *h, const unsigned char *entries, uint64_t count)
+{
+    memset(h, 0, sizeof(*h));
+    h->algo = CAS_HASH_SHA1;
+    h->kind = RM_GC;
+    h->count = count;
+    h->written_at = 1700000000;
+    h->entries_crc = fmt_removal_entries_crc(entries, count);
+}
+
+/* A removal frame's header and entries round-trip, in the documented layout:
+ * "CASR", header CRC-32, algo, kind, entries CRC-32, count, time; entries of
+ * 32 digest bytes (SHA-1 zero-padded) and a little-endian offset. */
+static void test_removal_round_trip(void)
+{
+    unsigned char entries[3 * FMT_REMOVAL_ENTRY], digest[CAS_MAX_DIGEST];
+    unsigned char sha1[20];
+    for (int i = 0; i < 20; i++)
+        sha1[i] = (unsigned char)(0xc0 + i);
+    uint64_t offs[3] = {0, 4096, UINT64_C(0x0102030405060708)};
+    for (int i = 0; i < 3; i++) {
+        sha1[0] = (unsigned char)i;
+        fmt_removal_entry_put(entries, (uint64_t)i, sha1, 20, offs[i]);
+    }
+    /* Layout of entry 2: digest, zero padding, offset little-endian. */
+    const unsigned char *e2 = entries + 2 * FMT_REMOVAL_ENTRY;
+    CU_ASSERT_EQUAL(e2[0], 2);
+    CU_ASSERT_EQUAL(e2[19], 0xc0 + 19);
+    for (int i = 20; i < 32; i++)
+        CU_ASSERT_EQUAL(e2[i], 0);
+    CU_ASSERT_EQUAL(e2[32], 0x08);
+    CU_ASSERT_EQUAL(e2[39], 0x01);
+    for (int i = 0; i < 3; i++) {
+        uint64_t off;
+        fmt_removal_entry_get(entries, (uint64_t)i, digest, &off);
+        CU_ASSERT_EQUAL(off, offs[i]);
+        CU_ASSERT_EQUAL(digest[0], i);
+        CU_ASSERT_EQUAL(memcmp(digest + 1, sha1 + 1, 19), 0);
+    }
+    struct fmt_removal h, back;
+    sample_removal(&h, entries, 3);
+    unsigned char buf[FMT_FRAME_HEADER];
+    fmt_removal_encode(&h, buf);
+    CU_ASSERT_EQUAL(memcmp(buf, "CASR", 4), 0);
+    CU_ASSERT_EQUAL(buf[8], CAS_HASH_SHA1);
+    CU_ASSERT_EQUAL(buf[9], RM_GC);
+    CU_ASSERT_EQUAL(buf[16], 3);
+    CU_ASSERT_EQUAL((uint32_t)crc32(crc32(0, buf, 4), buf + 8, 56),
+                    (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
+                        (uint32_t)buf[7] << 24);
+    memset(&back, 0x55, sizeof(back));
+    CU_ASSERT_TRUE_FATAL(fmt_removal_decode(buf, &back));
+    CU_ASSERT_EQUAL(back.algo, h.algo);
+    CU_ASSERT_EQUAL(back.kind, h.kind);
+    CU_ASSERT_EQUAL(back.count, 3);
+    CU_ASSERT_EQUAL(back.written_at, h.written_at);
+    CU_ASSERT_EQUAL(back.entries_crc, fmt_removal_entries_crc(entries, 3));
+    CU_ASSERT_EQUAL(fmt_removal_len(3), 64 + 3 * 40);
+    /* A damaged entry fails the entries' CRC. */
+    entries[FMT_REMOVAL_ENTRY + 33] ^= 1;
+    CU_ASSERT_NOT_EQUAL(fmt_removal_entries_crc(entries, 3), back.entries_crc);
+}
+
+/* Every flipped bit of a removal frame header is caught; counts of 0 and
+ * above FMT_REMOVAL_MAX, and non-zero padding, are refused even with a
+ * good CRC. */
+static void test_removal_rejects(void)
+{
+    unsigned char entries[FMT_REMOVAL_ENTRY] = {1, 2, 3};
+    struct fmt_removal h, back;
+    sample_removal(&h, entries, 1);
+    unsigned char buf[FMT_FRAME_HEADER];
+    fmt_removal_encode(&h, buf);
+    int missed = 0;
+    for (int bit = 0; bit < FMT_FRAME_HEADER * 8; bit++) {
+        buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        missed += fmt_removal_decode(buf, &back);
+        buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+    }
+    CU_ASSERT_EQUAL(missed, 0);
+    CU_ASSERT_TRUE(fmt_removal_decode(buf, &back));
+    h.count = 0;
+    fmt_removal_encode(&h, buf);
+    CU_ASSERT_FALSE(fmt_removal_decode(buf, &back));
+    h.count = (uint64_t)FMT_REMOVAL_MAX + 1;
+    fmt_removal_encode(&h, buf);
+    CU_ASSERT_FALSE(fmt_removal_decode(buf, &back));
+    h.count = FMT_REMOVAL_MAX;
+    fmt_removal_encode(&h, buf);
+    CU_ASSERT_TRUE(fmt_removal_decode(buf, &back));
+    /* Padding must be zero: set a byte and fix the CRC by hand. */
+    buf[40] = 1;
+    uLong c = crc32(crc32(0, buf, 4), buf + 8, 56);
+    for (int i = 0; i < 4; i++)
+        buf[4 + i] = (unsigned char)(c >> (8 * i));
+    CU_ASSERT_FALSE(fmt_removal_decode(buf, &back));
+}
+
+/* Object frames, removal frames and index records are never taken for one
+ * another; fmt_frame_at tells them apart and checks that a frame fits. */
+static void test_removal_not_object(void)
+{
+    unsigned char entries[FMT_REMOVAL_ENTRY] = {0};
+    struct fmt_removal h, rm;
+    struct fmt_frame f;
+    struct fmt_record r;
+    unsigned char buf[FMT_FRAME_HEADER];
+    sample_removal(&h, entries, 1);
+    fmt_removal_encode(&h, buf);
+    CU_ASSERT_FALSE(fmt_frame_decode(buf, &f));
+    CU_ASSERT_FALSE(fmt_record_decode(buf, &r));
+    CU_ASSERT_EQUAL(fmt_frame_at(buf, CAS_HASH_SHA1, fmt_removal_len(1), &f, &rm), FMT_AT_REMOVAL);
+    CU_ASSERT_EQUAL(fmt_frame_at(buf, CAS_HASH_SHA1, fmt_removal_len(1) - 1, &f, &rm), FMT_AT_NONE);
+    CU_ASSERT_EQUAL(fmt_frame_at(buf, CAS_HASH_SHA256, 1000, &f, &rm), FMT_AT_NONE);
+    sample_frame(&f);
+    f.size = 10;
+    fmt_frame_encode(&f, buf);
+    CU_ASSERT_FALSE(fmt_removal_decode(buf, &rm));
+    CU_ASSERT_EQUAL(fmt_frame_at(buf, CAS_HASH_SHA1, fmt_frame_len(10), &f, &rm), FMT_AT_OBJECT);
+    CU_ASSERT_EQUAL(fmt_frame_at(buf, CAS_HASH_SHA1, fmt_frame_len(10) - 1, &f, &rm), FMT_AT_NONE);
+    sample_record(&r, REC_PUT);
+    fmt_record_encode(&r, buf);
+    CU_ASSERT_FALSE(fmt_removal_decode(buf, &rm));
+}
+
+/* fmt_next_frame finds a removal frame header after junk as it finds an
+ * object frame's. */
+static void test_next_frame_finds_removal(void)
+{
+    char path[] = "/tmp/test_format.XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_TRUE_FATAL(fd >= 0);
+    unlink(path);
+    unsigned char junk[300];
+    memset(junk, 'C', sizeof(junk));
+    memcpy(junk + 10, "CASR", 4); /* a magic with no valid header */
+    unsigned char entries[FMT_REMOVAL_ENTRY] = {9};
+    struct fmt_removal h;
+    sample_removal(&h, entries, 1);
+    unsigned char hdr[FMT_FRAME_HEADER];
+    fmt_removal_encode(&h, hdr);
+    CU_ASSERT_EQUAL(pwrite(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+    CU_ASSERT_EQUAL(pwrite(fd, hdr, sizeof(hdr), 123), (ssize_t)sizeof(hdr));
+    CU_ASSERT_EQUAL(pwrite(fd, entries, sizeof(entries), 123 + 64), (ssize_t)sizeof(entries));
+    unsigned char buf[4096];
+    CU_ASSERT_EQUAL(fmt_next_frame(fd, 0, 300, buf, sizeof(buf)), 123);
+    CU_ASSERT_EQUAL(fmt_next_frame(fd, 124, 300, buf, sizeof(buf)), 300);
+    close(fd);
+}
+
 static void test_datafile_names(void)
 {
     char name[32];
@@ -314,6 +464,10 @@ int main(void)
     CU_add_test(s, "frame round trip", test_frame_round_trip);
     CU_add_test(s, "frame: every bit flip caught", test_frame_every_bit_flip_caught);
     CU_add_test(s, "record and frame not confused", test_record_is_not_frame);
+    CU_add_test(s, "removal frame round trip", test_removal_round_trip);
+    CU_add_test(s, "removal frame: damage and bad counts refused", test_removal_rejects);
+    CU_add_test(s, "removal frame, object frame, record not confused", test_removal_not_object);
+    CU_add_test(s, "next frame finds a removal frame", test_next_frame_finds_removal);
     CU_add_test(s, "data file names", test_datafile_names);
     CU_add_test(s, "data file names: rejects", test_datafile_parse_rejects);
     CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -314,7 +314,7 @@ int disk_verify_copy(struct disk_store *d, int fd, uint64_t offset, uint64_t siz
 void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned file,
                    uint64_t offset, const char *why);
 
-/* ---- disk_remove.c: removal frames (docs/FORMAT.md "Removal frames") ----
+/* ---- disk_rmframe.c: removal frames (docs/FORMAT.md "Removal frames") ----
  * A removal is written into the data file of the frames it removes, and made
  * durable, before the index records that promise it (rule D8). */
 
@@ -337,6 +337,15 @@ struct rm_held {
  * -ENOSPC / -EIO / -ENOMEM with err filled and nothing held. */
 int disk_removal_frames_marked(struct disk_store *d, unsigned kind, struct rm_held *held,
                                unsigned *wait_file, char *err, size_t errlen);
+/* For a client's DELETE (kind RM_CLIENT) or a balancer's drop (RM_DROP);
+ * takes lock itself: writes and fdatasyncs a removal frame naming digest's
+ * frame, in its data file (or, with no room for one, marks that frame
+ * removed in place: *keep false). 0 with *held (n 0 when digest is not
+ * stored) and *en the frame named; -EIO / -ENOSPC with err filled and
+ * nothing held. */
+int disk_removal_frame_one(struct disk_store *d, const unsigned char *digest, unsigned kind,
+                           uint64_t now, struct rm_held *held, struct objtab_entry *en, bool *keep,
+                           char *err, size_t errlen);
 /* Gives the slots back: the frames stay (keep) or are cut off / punched out. */
 void disk_removal_release(struct disk_store *d, struct rm_held *held, bool keep);
 /* Waits (no lock held) until the compactor no longer holds data file n. */

@@ -9,7 +9,9 @@
  *   disk_base                 faults, records, data file references, copies
  *   disk_tomb                 the tombstone and quarantine table
  *   disk_index                appending to the index, group commit, snapshot
- *   disk_mark | disk_check    a use in a GC cycle | a copy's integrity
+ *   disk_mark | disk_check | disk_rmframe
+ *                             a use in a GC cycle | a copy's integrity |
+ *                             removal frames (writing, reading back)
  *   disk_read | disk_write | disk_gc | disk_remove | disk_compact |
  *   disk_replay               the ops (and replay), never calling each other
  *   disk_scrub                the scrubber, a reader through disk_read

@@ -1,25 +1,16 @@
 /*
- * disk_remove.c - removing objects from the disk backend, and the removal
- * frames that record every removal in the data files themselves.
+ * disk_remove.c - a client's DELETE and a balancer's drop on the disk
+ * backend.
  *
  * A client's DELETE removes the object (REC_DEL) and leaves a tombstone
  * (REC_TOMB) so that no copy from another replica brings it back
  * (disk_tomb.c); a balancer's drop of a copy it placed elsewhere removes it
  * without one. Either first appends a removal frame naming the object's
- * frame (digest, offset) to the data file that holds it and fdatasyncs it,
- * then records the removal in the index, syncs that, and only then answers:
- * the data files alone tell a removed frame from a live one, so an index
- * rebuilt from them (ca-cas fsck --repair) never brings a removal back
- * (docs/FORMAT.md, "Removal frames", rule D8). gc/end does the same for
- * every object it removes, one batch per data file (disk_gc.c calls
- * disk_removal_frames_marked).
- *
- * A removal frame goes into the same file as the frames it names, after
- * them, so "later in the same file" orders the two with no clock; a
- * compaction of that file drops both (the removed frames are not copied,
- * and removal frames never are). To keep that true a removal holds its
- * room in the file as a writer does (the compactor waits for writers) and
- * waits for a compaction that holds the file to finish first.
+ * frame (digest, offset) to the data file that holds it and fdatasyncs it
+ * (disk_rmframe.c), then records the removal in the index, syncs that, and
+ * only then answers: the data files alone tell a removed frame from a live
+ * one, so an index rebuilt from them (ca-cas fsck --repair) never brings a
+ * removal back (docs/FORMAT.md, "Removal frames", rule D8).
  */
 #define _GNU_SOURCE
 #include "disk_internal.h"
@@ -32,241 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-/* ---- room for a removal frame ------------------------------------------ */
-
-/* Reserves len bytes at the end of data file n as a writer of it. false
- * when the compactor holds or is taking n. Caller holds files_lock, and
- * lock (any mode) so that the file's descriptor is current. */
-static bool slot_reserve(struct disk_store *d, unsigned n, uint64_t len, struct rm_slot *s)
-{
-    struct dfile *f = &d->files[n];
-    if (f->busy || f->compacting)
-        return false;
-    s->file = n;
-    s->off = f->length;
-    s->len = len;
-    s->fd = f->ref->fd; /* the compactor waits for writers to leave */
-    f->length += len;
-    f->reserved += len;
-    f->writers++;
-    __atomic_add_fetch(&d->unwritten, len, __ATOMIC_RELAXED);
-    return true;
-}
-
-/* Gives a slot back: its bytes stay (keep) or, like an abandoned write,
- * are cut off at the end of the file or punched out. */
-static void slot_release(struct disk_store *d, struct rm_slot *s, bool keep)
-{
-    struct dfile *f = &d->files[s->file];
-    pthread_mutex_lock(&d->files_lock);
-    if (!keep) {
-        if (f->length == s->off + s->len) {
-            if (ftruncate(s->fd, (off_t)s->off) == 0)
-                f->length = s->off;
-        } else {
-            fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)s->off,
-                      (off_t)s->len);
-        }
-    }
-    f->reserved -= s->len;
-    f->writers--;
-    __atomic_sub_fetch(&d->unwritten, s->len, __ATOMIC_RELAXED);
-    pthread_cond_broadcast(&d->files_cond);
-    pthread_mutex_unlock(&d->files_lock);
-}
-
-void disk_removal_release(struct disk_store *d, struct rm_held *held, bool keep)
-{
-    for (unsigned i = 0; i < held->n; i++)
-        slot_release(d, &held->slots[i], keep);
-    held->n = 0;
-}
-
-void disk_removal_wait_file(struct disk_store *d, unsigned n)
-{
-    pthread_mutex_lock(&d->files_lock);
-    while (d->files[n].busy || d->files[n].compacting)
-        pthread_cond_wait(&d->files_cond, &d->files_lock);
-    pthread_mutex_unlock(&d->files_lock);
-}
-
-/* Bytes of the removal frames for count entries (FMT_REMOVAL_MAX a frame). */
-static uint64_t frames_len(uint64_t count)
-{
-    uint64_t full = count / FMT_REMOVAL_MAX, rest = count % FMT_REMOVAL_MAX;
-    return full * fmt_removal_len(FMT_REMOVAL_MAX) + (rest ? fmt_removal_len(rest) : 0);
-}
-
-/* Writes the removal frames for count entries (an entry table, digests of
- * this store) into slot s, frame after frame (not synced). 0 or -errno. */
-static int slot_write(struct disk_store *d, const struct rm_slot *s, unsigned kind, uint64_t now,
-                      unsigned char *entries, uint64_t count)
-{
-    uint64_t at = s->off;
-    for (uint64_t i = 0; i < count;) {
-        uint64_t k = count - i < FMT_REMOVAL_MAX ? count - i : FMT_REMOVAL_MAX;
-        unsigned char *e = entries + i * FMT_REMOVAL_ENTRY;
-        struct fmt_removal h = {.algo = (uint8_t)d->base.algo->id,
-                                .kind = (uint8_t)kind,
-                                .entries_crc = fmt_removal_entries_crc(e, k),
-                                .count = k,
-                                .written_at = now};
-        unsigned char hdr[FMT_FRAME_HEADER];
-        fmt_removal_encode(&h, hdr);
-        int rc = disk_pwrite_all(s->fd, hdr, sizeof(hdr), at);
-        if (rc == 0)
-            rc = disk_pwrite_all(s->fd, e, (size_t)(k * FMT_REMOVAL_ENTRY), at + sizeof(hdr));
-        if (rc < 0)
-            return rc;
-        at += fmt_removal_len(k);
-        i += k;
-    }
-    assert(at == s->off + s->len);
-    return 0;
-}
-
-static bool no_room(int rc)
-{
-    return rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG;
-}
-
-/*
- * Marks the object frames that count entries name in data file fd removed in
- * place (fmt_frame_kill: the header is rewritten, no new space is taken), not
- * synced. For a file system with no room for a removal frame: DELETE and
- * gc/end must go on on a full disk. A named frame whose header is not that
- * object's intact header is left as it is. 0 or -errno.
- */
-static int kill_in_place(struct disk_store *d, int fd, const unsigned char *entries, uint64_t count)
-{
-    for (uint64_t i = 0; i < count; i++) {
-        unsigned char digest[CAS_MAX_DIGEST], h[FMT_FRAME_HEADER];
-        uint64_t off;
-        struct fmt_frame fr;
-        fmt_removal_entry_get(entries, i, digest, &off);
-        if (pread(fd, h, sizeof(h), (off_t)off) != (ssize_t)sizeof(h))
-            return -EIO;
-        if (!fmt_frame_decode(h, &fr) || memcmp(fr.digest, digest, d->tab.digest_len) != 0)
-            continue;
-        fmt_frame_kill(h);
-        int rc = disk_pwrite_all(fd, h, sizeof(h), off);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
-/* The message and code for a removal frame that could not be written. */
-static int write_failed(struct disk_store *d, unsigned n, int rc, char *err, size_t errlen)
-{
-    if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG) {
-        snprintf(err, errlen,
-                 "disk full: cannot record the removal in data file %u of %s (nothing removed)", n,
-                 d->dir);
-        return -ENOSPC;
-    }
-    disk_fault(d, "data file write (removal frame)", rc);
-    snprintf(err, errlen, "cannot record the removal in data file %u: %s (nothing removed)", n,
-             strerror(-rc));
-    return -EIO;
-}
-
-/* ---- gc/end -------------------------------------------------------------- */
-
-struct marked_item {
-    uint8_t file;
-    uint32_t e;
-};
-
-int disk_removal_frames_marked(struct disk_store *d, unsigned kind, struct rm_held *held,
-                               unsigned *wait_file, char *err, size_t errlen)
-{
-    assert(disk_locked_write(d));
-    held->n = 0;
-    uint64_t per_file[FMT_NFILES] = {0};
-    size_t n = 0;
-    struct objtab_entry en;
-    for (uint32_t e = 0; e < d->tab.used; e++)
-        if (objtab_get(&d->tab, e, &en) && (en.flags & OBJTAB_MARKED)) {
-            per_file[en.file]++;
-            n++;
-        }
-    if (!n)
-        return 0;
-    /* Entry tables, grouped by file (a counting sort over the table). */
-    size_t start[FMT_NFILES + 1], fill[FMT_NFILES];
-    start[0] = 0;
-    for (unsigned f = 0; f < FMT_NFILES; f++)
-        start[f + 1] = start[f] + per_file[f];
-    memcpy(fill, start, sizeof(fill));
-    unsigned char *entries = malloc(n * FMT_REMOVAL_ENTRY);
-    if (!entries) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    for (uint32_t e = 0; e < d->tab.used; e++)
-        if (objtab_get(&d->tab, e, &en) && (en.flags & OBJTAB_MARKED))
-            fmt_removal_entry_put(entries, fill[en.file]++, en.digest, d->tab.digest_len,
-                                  en.offset);
-    /* Room in every file concerned, or none at all. */
-    pthread_mutex_lock(&d->files_lock);
-    for (unsigned f = 0; f < FMT_NFILES; f++) {
-        if (!per_file[f])
-            continue;
-        if (!slot_reserve(d, f, frames_len(per_file[f]), &held->slots[held->n])) {
-            pthread_mutex_unlock(&d->files_lock);
-            disk_removal_release(d, held, false);
-            free(entries);
-            *wait_file = f;
-            return -EAGAIN;
-        }
-        held->n++;
-    }
-    pthread_mutex_unlock(&d->files_lock);
-    uint64_t now = disk_now_s();
-    int rc = 0;
-    unsigned bad = 0;
-    for (unsigned i = 0; i < held->n && rc == 0; i++) {
-        struct rm_slot *s = &held->slots[i];
-        rc = slot_write(d, s, kind, now, entries + start[s->file] * FMT_REMOVAL_ENTRY,
-                        per_file[s->file]);
-        bad = s->file;
-    }
-    bool in_place = no_room(rc);
-    if (in_place) {
-        /* No room: every removed frame is marked in place instead (the
-         * removal frames written so far are given back below). */
-        log_warn("gc: no room for removal frames in %s: the %zu removed frames are marked "
-                 "removed in place",
-                 d->dir, n);
-        rc = 0;
-        for (unsigned i = 0; i < held->n && rc == 0; i++) {
-            struct rm_slot *s = &held->slots[i];
-            rc = kill_in_place(d, s->fd, entries + start[s->file] * FMT_REMOVAL_ENTRY,
-                               per_file[s->file]);
-            bad = s->file;
-        }
-    }
-    /* One fdatasync per file, after all the writes: the disk takes them
-     * together. */
-    for (unsigned i = 0; i < held->n && rc == 0; i++) {
-        bad = held->slots[i].file;
-        if (fdatasync(held->slots[i].fd) < 0)
-            rc = -errno;
-    }
-    free(entries);
-    if (rc < 0) {
-        disk_removal_release(d, held, false);
-        return write_failed(d, bad, rc, err, errlen);
-    }
-    /* Marked in place: the caller holds the lock until the entries are
-     * gone from the table, so no compaction copies them meanwhile (and a
-     * copy would carry the mark). */
-    if (in_place)
-        disk_removal_release(d, held, false);
-    return 0;
-}
 
 /* ---- a client's DELETE, a balancer's drop -------------------------------- */
 
@@ -286,44 +42,13 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
     bool keep = true;
     size_t n = 0;
     uint64_t now = disk_now_s();
-    uint32_t e;
     struct objtab_entry en;
     /* First the removal frame, in the object's data file, durable. */
-    for (;;) {
-        pthread_rwlock_wrlock(&d->lock);
-        e = objtab_find(&d->tab, key->digest);
-        if (e == OBJTAB_NONE || !objtab_get(&d->tab, e, &en))
-            break;
-        pthread_mutex_lock(&d->files_lock);
-        bool ok = slot_reserve(d, en.file, fmt_removal_len(1), &held.slots[0]);
-        pthread_mutex_unlock(&d->files_lock);
-        if (ok) {
-            held.n = 1;
-            break;
-        }
-        pthread_rwlock_unlock(&d->lock);
-        disk_removal_wait_file(d, en.file); /* a compaction holds the file */
-    }
-    pthread_rwlock_unlock(&d->lock);
-    if (held.n) {
-        unsigned char entry[FMT_REMOVAL_ENTRY];
-        fmt_removal_entry_put(entry, 0, key->digest, d->tab.digest_len, en.offset);
-        int rc = slot_write(d, &held.slots[0], client ? RM_CLIENT : RM_DROP, now, entry, 1);
-        bool in_place = no_room(rc);
-        if (in_place) { /* no room for it: the frame is marked removed instead */
-            log_warn("delete %s: no room for a removal frame in %s: its frame is marked "
-                     "removed in place",
-                     hex, d->dir);
-            rc = kill_in_place(d, held.slots[0].fd, entry, 1);
-        }
-        if (rc == 0 && fdatasync(held.slots[0].fd) < 0)
-            rc = -errno;
-        if (rc < 0) {
-            disk_removal_release(d, &held, false);
-            return write_failed(d, en.file, rc, err, errlen);
-        }
-        keep = !in_place; /* the slot holds no frame then: given back at the end */
-    }
+    int rc = disk_removal_frame_one(d, key->digest, client ? RM_CLIENT : RM_DROP, now, &held,
+                                    &en, &keep, err, errlen);
+    if (rc < 0)
+        return rc;
+    uint32_t e;
     /* Then the index. While this removal held its room in the file, no
      * compaction moved the object; another removal (gc/end) may have taken
      * it meanwhile, which this one then finds gone. */
@@ -346,7 +71,7 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
         snprintf(err, errlen, "object %s not found", hex);
         return -ENOENT;
     }
-    int rc = disk_append(d, r, n, &pos, err, errlen);
+    rc = disk_append(d, r, n, &pos, err, errlen);
     if (rc == 0) {
         if (e != OBJTAB_NONE)
             disk_forget(d, e);
@@ -384,107 +109,3 @@ int disk_drop(struct store *s, const struct cas_key *key, char *err, size_t errl
     return remove_object(disk_of(s), key, false, err, errlen);
 }
 
-/* ---- reading removal frames back ----------------------------------------- */
-
-static int cmp_removal(const void *a, const void *b)
-{
-    const struct disk_removal *x = a, *y = b;
-    int c = memcmp(x->digest, y->digest, CAS_MAX_DIGEST);
-    if (c)
-        return c;
-    return x->offset < y->offset ? -1 : x->offset > y->offset;
-}
-
-int disk_removals_read(struct disk_store *d, int fd, uint64_t from, uint64_t fsize,
-                       struct disk_removals *out)
-{
-    size_t buflen = 64 * 1024;
-    unsigned char *buf = malloc(buflen), *ents = NULL;
-    if (!buf)
-        return -ENOMEM;
-    int rc = 0;
-    for (uint64_t p = from; p + FMT_FRAME_HEADER <= fsize && rc == 0;) {
-        unsigned char h[FMT_FRAME_HEADER];
-        struct fmt_frame fr;
-        struct fmt_removal rm;
-        if (pread(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h)) {
-            rc = -EIO;
-            break;
-        }
-        enum fmt_at what = fmt_frame_at(h, d->base.algo->id, fsize - p, &fr, &rm);
-        if (what == FMT_AT_NONE) {
-            p = fmt_next_frame(fd, p + 1, fsize, buf, buflen);
-            continue;
-        }
-        if (what == FMT_AT_OBJECT || what == FMT_AT_DEAD) {
-            p += fmt_frame_len(fr.size);
-            continue;
-        }
-        size_t len = (size_t)(rm.count * FMT_REMOVAL_ENTRY);
-        unsigned char *x = realloc(ents, len);
-        if (!x) {
-            rc = -ENOMEM;
-            break;
-        }
-        ents = x;
-        if (pread(fd, ents, len, (off_t)(p + FMT_FRAME_HEADER)) != (ssize_t)len) {
-            rc = -EIO;
-            break;
-        }
-        if (fmt_removal_entries_crc(ents, rm.count) != rm.entries_crc) {
-            out->damaged++;
-            log_error("data file: removal frame at offset %" PRIu64 " is damaged (%" PRIu64
-                      " entries fail their CRC): the objects it removed cannot be told",
-                      p, rm.count);
-            p += fmt_removal_len(rm.count);
-            continue;
-        }
-        if (out->n + rm.count > out->cap) {
-            size_t cap = out->cap ? out->cap : 1024;
-            while (cap < out->n + rm.count)
-                cap *= 2;
-            struct disk_removal *v = realloc(out->v, cap * sizeof(*v));
-            if (!v) {
-                rc = -ENOMEM;
-                break;
-            }
-            out->v = v;
-            out->cap = cap;
-        }
-        for (uint64_t i = 0; i < rm.count; i++) {
-            struct disk_removal *r = &out->v[out->n++];
-            fmt_removal_entry_get(ents, i, r->digest, &r->offset);
-            r->at = p;
-            r->written_at = rm.written_at;
-            r->kind = rm.kind;
-        }
-        p += fmt_removal_len(rm.count);
-    }
-    free(buf);
-    free(ents);
-    if (rc == 0 && out->n)
-        qsort(out->v, out->n, sizeof(*out->v), cmp_removal);
-    return rc;
-}
-
-const struct disk_removal *disk_removal_covers(const struct disk_removals *rs,
-                                               const unsigned char *digest, uint64_t offset)
-{
-    if (!rs->n)
-        return NULL;
-    struct disk_removal key;
-    memset(key.digest, 0, sizeof(key.digest));
-    memcpy(key.digest, digest, CAS_MAX_DIGEST);
-    key.offset = offset;
-    const struct disk_removal *r = bsearch(&key, rs->v, rs->n, sizeof(*rs->v), cmp_removal);
-    /* Only a removal written after the frame removes it (always so, as
-     * removals are appended; a frame name at an offset past its removal
-     * would be another frame written over a cut-off range). */
-    return r && r->at > offset ? r : NULL;
-}
-
-void disk_removals_free(struct disk_removals *rs)
-{
-    free(rs->v);
-    memset(rs, 0, sizeof(*rs));
-}

@@ -735,6 +735,7 @@ struct list_ctx {
     struct bstream *s;
     struct bstream_head head;
     uint64_t slowest_head_ns; /* of the backends' listings opened so far */
+    size_t left_out;          /* backends asked whose listing did not start */
     struct keyset seen;
     char line[256];
     size_t line_len;
@@ -787,6 +788,7 @@ static bool list_open_next(struct list_ctx *l, char *err, size_t errlen, long *s
         if (bstream_open_within(l->bal, l->v, url, "GET", NULL, list_head_ms(l), &l->s, &l->head,
                                 err, errlen) < 0) {
             log_warn("list: skipping %s: %s", l->v->b[b]->url, err);
+            l->left_out++;
             continue;
         }
         if (cas_now_ns() - t0 > l->slowest_head_ns)
@@ -799,6 +801,7 @@ static bool list_open_next(struct list_ctx *l, char *err, size_t errlen, long *s
         if (l->head.status == 400)
             return false;
         log_warn("list: skipping %s: HTTP %ld", l->v->b[b]->url, l->head.status);
+        l->left_out++;
     }
     return false;
 }
@@ -931,9 +934,10 @@ void cluster_list(struct http_req *req)
         return;
     }
     http_reply_stream(req, 200, "text/plain", HTTP_SIZE_UNKNOWN, list_read, l, list_free);
-    /* The listing leaves out what only a backend known down holds. */
+    /* The listing leaves out what only a backend known down holds, or one
+     * whose listing did not start (in time) before this answer did. */
     char n[24];
-    snprintf(n, sizeof(n), "%zu", skipped);
+    snprintf(n, sizeof(n), "%zu", skipped + l->left_out);
     http_add_header(req, "X-CAS-Backends-Skipped", n);
 }
 

@@ -302,11 +302,11 @@ static int src_open(struct balancer *bal, const struct view *v, size_t b, const 
  * has come after the hedge delay (hedge.c), it asks the next one too (at
  * most RACE_MAX at once), and takes the answers in the order they complete.
  * An answer is complete once its WHOLE head is in (a head that has begun -
- * a status line, then a drip - wins nothing) and, for a small GET (a 200 or
- * 206 of at most GET_SMALL_MAX bytes that answer_matches), once its whole
- * body is in too: nothing has gone to the client yet, so a copy whose head
- * or small body stalls is overtaken by the next one as if it had sent
- * nothing. The first usable answer is served, whole, from that one backend;
+ * a status line, then a drip - wins nothing) and, for a GET of a 200 or 206
+ * that answer_matches, once its whole body is in too when it is small (at
+ * most GET_SMALL_MAX bytes), or its first bytes when it is relayed:
+ * nothing has gone to the client yet, so a copy whose head or body stalls
+ * before that is overtaken by the next one as if it had sent nothing. The first usable answer is served, whole, from that one backend;
  * the other requests' connections are closed (never pooled), so bytes of
  * two backends are never mixed and a stalled connection never carries
  * another request.
@@ -329,6 +329,7 @@ struct race_req {
     uint64_t progress_ns; /* the head, then each body byte */
     bool hedge;           /* started while another was waiting */
     bool have_head;       /* the head is in; a small body is being read */
+    bool relayed;         /* a large body: waiting for its first bytes */
     struct bstream_head head;
     char *body; /* small GET: the body as it comes */
     size_t got;
@@ -409,8 +410,9 @@ static uint64_t race_deadline(const struct race *r, const struct race_req *q, bo
 }
 
 /* Reads what has come for q without waiting: 1 when its answer is complete
- * (the head; and for a small GET that answer_matches, the whole body in
- * q->body), 0 when more is to come, -errno with err when it failed. */
+ * (the head; and for a GET that answer_matches, the whole body in q->body
+ * when small, its first bytes buffered on q->c when relayed), 0 when more
+ * is to come, -errno with err when it failed. */
 static int race_step(struct race *r, struct race_req *q, uint64_t now, char *err, size_t errlen)
 {
     if (!q->have_head) {
@@ -423,15 +425,27 @@ static int race_step(struct race *r, struct race_req *q, uint64_t now, char *err
         __atomic_store_n(&r->v->b[q->b]->stalled_since_ns, 0, __ATOMIC_RELAXED);
         char why[256];
         if (!r->read_body || (q->head.status != 200 && q->head.status != 206) ||
-            q->head.content_length < 0 || q->head.content_length > GET_SMALL_MAX ||
+            q->head.content_length < 0 ||
             !answer_matches(&q->head, r->hex, false, r->want, why, sizeof(why)))
             return 1; /* the caller judges and reads it */
-        q->body = malloc(q->head.content_length ? (size_t)q->head.content_length : 1);
-        if (!q->body) {
-            snprintf(err, errlen, "out of memory");
-            return -ENOMEM;
+        if (q->head.content_length > GET_SMALL_MAX) {
+            q->relayed = true;
+        } else {
+            q->body = malloc(q->head.content_length ? (size_t)q->head.content_length : 1);
+            if (!q->body) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+            }
+            q->got = 0;
         }
-        q->got = 0;
+    }
+    if (q->relayed) {
+        /* A large body is relayed as it comes: the answer is complete
+         * once its first bytes are in (kept for the relay). */
+        ssize_t n = upconn_prefetch_nowait(q->c, err, errlen);
+        if (n == -EAGAIN)
+            return 0;
+        return n < 0 ? (int)n : 1;
     }
     size_t len = (size_t)q->head.content_length;
     while (q->got < len) {
@@ -572,7 +586,7 @@ static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstr
             uint64_t ms = (now - done.started_ns) / 1000000;
             if (done.have_head)
                 snprintf(err, errlen, "body stalled at %zu of %" PRId64 " bytes (%" PRIu64 " ms)",
-                         done.got, done.head.content_length, ms);
+                         done.relayed ? 0 : done.got, done.head.content_length, ms);
             else if (stall)
                 snprintf(err, errlen,
                          "no complete answer head in %" PRIu64 " ms, while %zu other "

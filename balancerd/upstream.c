@@ -889,6 +889,40 @@ int upconn_head_step(struct balancer *bal, struct upconn *c, struct bstream_head
     }
 }
 
+ssize_t upconn_prefetch_nowait(struct upconn *c, char *err, size_t errlen)
+{
+    if (c->end > c->start)
+        return (ssize_t)(c->end - c->start);
+    if (c->failed) {
+        snprintf(err, errlen, "%s", c->why);
+        return -EIO;
+    }
+    if (!c->until_close && c->left == 0)
+        return 0;
+    size_t max = sizeof(c->buf);
+    if (!c->until_close && (int64_t)max > c->left)
+        max = (size_t)c->left;
+    ssize_t n = recv_nowait(c->fd, c->buf, max);
+    if (n == -EAGAIN)
+        return -EAGAIN;
+    if (n == 0 && c->until_close)
+        return 0;
+    if (n <= 0) {
+        c->failed = true;
+        if (n == 0)
+            snprintf(err, errlen, "%s closed the connection with %" PRId64 " bytes to come",
+                     c->key, c->left);
+        else
+            snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-n));
+        snprintf(c->why, sizeof(c->why), "%s", err);
+        return -EIO;
+    }
+    /* Buffered, not yet read: c->left still counts them. */
+    c->start = 0;
+    c->end = (size_t)n;
+    return n;
+}
+
 ssize_t upconn_read_nowait(struct upconn *c, char *buf, size_t max, char *err, size_t errlen)
 {
     if (c->failed || c->end > c->start || (!c->until_close && c->left == 0))

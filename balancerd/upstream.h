@@ -117,6 +117,11 @@ int upconn_head_step(struct balancer *bal, struct upconn *c, struct bstream_head
 /* As upconn_read, without waiting: -EAGAIN when no byte is there now (poll
  * upconn_fd). A failure (an EOF before the end) is -EIO with err. */
 ssize_t upconn_read_nowait(struct upconn *c, char *buf, size_t max, char *err, size_t errlen);
+/* Without waiting, makes sure some of the body has come, and keeps it for
+ * upconn_read: > 0 bytes buffered, 0 when the body is empty or over,
+ * -EAGAIN when none has come yet, -EIO with err on failure. (Hedged reads
+ * of large objects: a head followed by a stalled body has not answered.) */
+ssize_t upconn_prefetch_nowait(struct upconn *c, char *err, size_t errlen);
 /* Up to max bytes of body: > 0, 0 at the end, -errno on failure
  * (io_timeout_ms without data, or the peer closed before the end). */
 ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t errlen);

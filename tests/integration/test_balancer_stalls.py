@@ -330,6 +330,15 @@ class StallTest(TempDirTest):
         self.read_all(b, objs)
         self.assertStalledConnectionsDropped(f)
 
+    def test_full_head_then_stalled_large_body(self):
+        # Above 256 KiB the body is relayed as it comes; until its first
+        # bytes are in, nothing has gone to the client and the next copy
+        # can still serve.
+        b, f, objs = self.stalled_first("body-stall", [300_000, 1 << 20])
+        self.read_all(b, objs)
+        self.read_all(b, objs, "HEAD")
+        self.assertStalledConnectionsDropped(f)
+
     def test_partial_head_then_close(self):
         # Half a head, and the close only 3 s later: the old code waited
         # for it; now the race moves on after the hedge delay.

@@ -251,6 +251,36 @@ static void test_head_step(void)
     upconn_abandon(c);
     staller_stop(&st);
 
+    /* a whole head, no body yet: nothing to prefetch; with 5 bytes of
+     * body: they are kept for upconn_read */
+    CU_ASSERT_EQUAL_FATAL(staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"),
+                          0);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", st.port);
+    c = start_at(base, "/k2", &h);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(step_until(c, &h, 1000), 1);
+    CU_ASSERT_EQUAL(upconn_prefetch_nowait(c, err, sizeof(err)), -EAGAIN);
+    upconn_abandon(c);
+    staller_stop(&st);
+    CU_ASSERT_EQUAL_FATAL(
+        staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"), 0);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", st.port);
+    c = start_at(base, "/k3", &h);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(step_until(c, &h, 1000), 1);
+    ssize_t pre = -EAGAIN;
+    for (int i = 0; i < 100 && pre == -EAGAIN; i++) { /* the body may follow the head */
+        struct pollfd p = {.fd = upconn_fd(c), .events = POLLIN};
+        if ((pre = upconn_prefetch_nowait(c, err, sizeof(err))) == -EAGAIN)
+            poll(&p, 1, 10);
+    }
+    CU_ASSERT_EQUAL(pre, 5);
+    CU_ASSERT_EQUAL(upconn_prefetch_nowait(c, err, sizeof(err)), 5); /* kept, not read */
+    CU_ASSERT_EQUAL(upconn_read(c, body, sizeof(body), err, sizeof(err)), 5);
+    CU_ASSERT(memcmp(body, "hello", 5) == 0);
+    upconn_abandon(c);
+    staller_stop(&st);
+
     /* half a head, then the connection closed: a failure saying so */
     fake_answer(&fa, "HTTP/1.1 200 OK\r\nContent-Len");
     c = start_at(url_a, "/l", &h);

@@ -306,10 +306,11 @@ static int src_open(struct balancer *bal, const struct view *v, size_t b, const 
  * that answer_matches, once its whole body is in too when it is small (at
  * most GET_SMALL_MAX bytes), or its first bytes when it is relayed:
  * nothing has gone to the client yet, so a copy whose head or body stalls
- * before that is overtaken by the next one as if it had sent nothing. The first usable answer is served, whole, from that one backend;
- * the other requests' connections are closed (never pooled), so bytes of
- * two backends are never mixed and a stalled connection never carries
- * another request.
+ * before that is overtaken by the next one as if it had sent nothing. The
+ * first usable answer is served, whole, from that one backend; the other
+ * requests' connections are closed (never pooled), so bytes of two
+ * backends are never mixed and a stalled connection never carries another
+ * request.
  *
  * Each request in the race is bounded: its head within
  * --first-byte-timeout-ms of its start; a small body by --io-timeout-ms
@@ -580,9 +581,8 @@ static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstr
                 return 1;
             }
             uint64_t zero = 0;
-            __atomic_compare_exchange_n(&r->v->b[done.b]->stalled_since_ns, &zero,
-                                        done.started_ns, false, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED);
+            __atomic_compare_exchange_n(&r->v->b[done.b]->stalled_since_ns, &zero, done.started_ns,
+                                        false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
             uint64_t ms = (now - done.started_ns) / 1000000;
             if (done.have_head)
                 snprintf(err, errlen, "body stalled at %zu of %" PRId64 " bytes (%" PRIu64 " ms)",

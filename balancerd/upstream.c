@@ -863,8 +863,8 @@ static int upconn_redial(struct balancer *bal, struct upconn *c, char *err, size
     return rc == -ETIMEDOUT ? -ETIMEDOUT : rc < 0 ? -EIO : 0;
 }
 
-int upconn_head_step(struct balancer *bal, struct upconn *c, struct bstream_head *head,
-                     char *err, size_t errlen)
+int upconn_head_step(struct balancer *bal, struct upconn *c, struct bstream_head *head, char *err,
+                     size_t errlen)
 {
     for (;;) {
         ssize_t r = recv_nowait(c->fd, c->buf + c->end, sizeof(c->buf) - c->end);
@@ -875,8 +875,7 @@ int upconn_head_step(struct balancer *bal, struct upconn *c, struct bstream_head
                 return upconn_redial(bal, c, err, errlen);
             if (r == 0)
                 snprintf(err, errlen, "%s closed the connection %s", c->key,
-                         c->got_bytes ? "in the middle of the response head"
-                                      : "before answering");
+                         c->got_bytes ? "in the middle of the response head" : "before answering");
             else
                 snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-r));
             return r == 0 ? -ECONNRESET : (int)r;
@@ -910,8 +909,8 @@ ssize_t upconn_prefetch_nowait(struct upconn *c, char *err, size_t errlen)
     if (n <= 0) {
         c->failed = true;
         if (n == 0)
-            snprintf(err, errlen, "%s closed the connection with %" PRId64 " bytes to come",
-                     c->key, c->left);
+            snprintf(err, errlen, "%s closed the connection with %" PRId64 " bytes to come", c->key,
+                     c->left);
         else
             snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-n));
         snprintf(c->why, sizeof(c->why), "%s", err);
@@ -939,8 +938,8 @@ ssize_t upconn_read_nowait(struct upconn *c, char *buf, size_t max, char *err, s
     if (n <= 0) {
         c->failed = true;
         if (n == 0)
-            snprintf(err, errlen, "%s closed the connection with %" PRId64 " bytes to come",
-                     c->key, c->left);
+            snprintf(err, errlen, "%s closed the connection with %" PRId64 " bytes to come", c->key,
+                     c->left);
         else
             snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-n));
         snprintf(c->why, sizeof(c->why), "%s", err);

@@ -112,8 +112,8 @@ void upconn_abandon(struct upconn *c);
  * pooled connection found closed before any byte of the answer is replaced
  * and the request sent again (0). The caller initialises head (status 0,
  * content_length -1) and bounds the wait itself (first_byte_timeout_ms). */
-int upconn_head_step(struct balancer *bal, struct upconn *c, struct bstream_head *head,
-                     char *err, size_t errlen);
+int upconn_head_step(struct balancer *bal, struct upconn *c, struct bstream_head *head, char *err,
+                     size_t errlen);
 /* As upconn_read, without waiting: -EAGAIN when no byte is there now (poll
  * upconn_fd). A failure (an EOF before the end) is -EIO with err. */
 ssize_t upconn_read_nowait(struct upconn *c, char *buf, size_t max, char *err, size_t errlen);

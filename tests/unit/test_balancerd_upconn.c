@@ -238,8 +238,8 @@ static void test_head_step(void)
 
     /* a whole head and 5 of 100 bytes, then silence: the head is an
      * answer; the body gives its 5 bytes, then -EAGAIN, never a wait */
-    CU_ASSERT_EQUAL_FATAL(
-        staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"), 0);
+    CU_ASSERT_EQUAL_FATAL(staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"),
+                          0);
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", st.port);
     c = start_at(base, "/k", &h);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
@@ -253,8 +253,7 @@ static void test_head_step(void)
 
     /* a whole head, no body yet: nothing to prefetch; with 5 bytes of
      * body: they are kept for upconn_read */
-    CU_ASSERT_EQUAL_FATAL(staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"), 0);
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", st.port);
     c = start_at(base, "/k2", &h);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
@@ -262,8 +261,8 @@ static void test_head_step(void)
     CU_ASSERT_EQUAL(upconn_prefetch_nowait(c, err, sizeof(err)), -EAGAIN);
     upconn_abandon(c);
     staller_stop(&st);
-    CU_ASSERT_EQUAL_FATAL(
-        staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"), 0);
+    CU_ASSERT_EQUAL_FATAL(staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"),
+                          0);
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", st.port);
     c = start_at(base, "/k3", &h);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);

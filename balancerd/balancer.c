@@ -30,6 +30,8 @@ int balancer_init(struct balancer *bal, const struct balancer_options *opt, char
         bal->opt.first_byte_timeout_ms = 10000;
     if (!bal->opt.io_timeout_ms)
         bal->opt.io_timeout_ms = 30000;
+    if (!bal->opt.stall_ms)
+        bal->opt.stall_ms = 250;
     if (!bal->opt.probe_interval_ms)
         bal->opt.probe_interval_ms = 1000;
     if (!bal->opt.spool_dir)

@@ -230,6 +230,14 @@ int bstream_open(struct balancer *bal, const struct view *v, const char *url, co
                  const char *range, struct bstream **out, struct bstream_head *head, char *err,
                  size_t errlen)
 {
+    return bstream_open_within(bal, v, url, method, range, bal->opt.first_byte_timeout_ms, out,
+                               head, err, errlen);
+}
+
+int bstream_open_within(struct balancer *bal, const struct view *v, const char *url,
+                        const char *method, const char *range, unsigned head_ms,
+                        struct bstream **out, struct bstream_head *head, char *err, size_t errlen)
+{
     *out = NULL;
     memset(head, 0, sizeof(*head));
     head->content_length = -1;
@@ -272,7 +280,7 @@ int bstream_open(struct balancer *bal, const struct view *v, const char *url, co
     curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
     curl_multi_add_handle(s->multi, s->easy);
-    int rc = drive(s, have_headers, bal->opt.first_byte_timeout_ms, err, errlen);
+    int rc = drive(s, have_headers, head_ms, err, errlen);
     if (rc == 0 && s->done && s->result == CURLE_ABORTED_BY_CALLBACK &&
         cas_ctl_refused_reuse(s->easy)) {
         /* The pooled connection libcurl chose had bytes waiting after its
@@ -283,7 +291,7 @@ int bstream_open(struct balancer *bal, const struct view *v, const char *url, co
         s->done = false;
         s->result = CURLE_OK;
         curl_multi_add_handle(s->multi, s->easy);
-        rc = drive(s, have_headers, bal->opt.first_byte_timeout_ms, err, errlen);
+        rc = drive(s, have_headers, head_ms, err, errlen);
     }
     if (rc == 0 && !s->headers_done) {
         if (s->result != CURLE_OK)

@@ -16,6 +16,12 @@ struct bstream;
 int bstream_open(struct balancer *bal, const struct view *v, const char *url, const char *method,
                  const char *range, struct bstream **out, struct bstream_head *head, char *err,
                  size_t errlen);
+/* bstream_open with head_ms instead of first_byte_timeout_ms: the longest
+ * wait for the response headers (a listing's shorter bound, cluster.c). A
+ * wait past it is -ETIMEDOUT with err "no data for N ms". */
+int bstream_open_within(struct balancer *bal, const struct view *v, const char *url,
+                        const char *method, const char *range, unsigned head_ms,
+                        struct bstream **out, struct bstream_head *head, char *err, size_t errlen);
 /* Limits the total time bstream_read may spend waiting for the backend
  * over the rest of the body to budget_ns (0: no limit); past it a read
  * fails with -ETIMEDOUT. Time the caller spends elsewhere (a slow client)

@@ -734,6 +734,8 @@ struct list_ctx {
     size_t next; /* next backend to open */
     struct bstream *s;
     struct bstream_head head;
+    uint64_t slowest_head_ns; /* of the backends' listings opened so far */
+    size_t left_out;          /* backends asked whose listing did not start */
     struct keyset seen;
     char line[256];
     size_t line_len;
@@ -752,6 +754,21 @@ static void list_free(void *cls)
     free(l);
 }
 
+/* How long a listing waits for a backend's response head (ms): 4x
+ * --stall-ms, or 8x the slowest head of this listing so far if longer, at
+ * most --first-byte-timeout-ms. A storaged answers a listing's head before
+ * it reads anything, so a backend silent that long is hung on object
+ * routes (its probes may still answer) and is left out, as one known down
+ * is (OPERATIONS.md "Stalled and dripping backends"). */
+static unsigned list_head_ms(const struct list_ctx *l)
+{
+    const struct balancer_options *o = &l->bal->opt;
+    uint64_t ms = 4 * (uint64_t)o->stall_ms;
+    if (8 * (l->slowest_head_ns / 1000000) > ms)
+        ms = 8 * (l->slowest_head_ns / 1000000);
+    return ms < o->first_byte_timeout_ms ? (unsigned)ms : o->first_byte_timeout_ms;
+}
+
 /* Opens the next backend's listing, skipping those known down; false when
  * none is left. */
 static bool list_open_next(struct list_ctx *l, char *err, size_t errlen, long *status)
@@ -767,10 +784,15 @@ static bool list_open_next(struct list_ctx *l, char *err, size_t errlen, long *s
         }
         char url[1200];
         snprintf(url, sizeof(url), "%s/objects%s", l->v->b[b]->url, l->query);
-        if (bstream_open(l->bal, l->v, url, "GET", NULL, &l->s, &l->head, err, errlen) < 0) {
+        uint64_t t0 = cas_now_ns();
+        if (bstream_open_within(l->bal, l->v, url, "GET", NULL, list_head_ms(l), &l->s, &l->head,
+                                err, errlen) < 0) {
             log_warn("list: skipping %s: %s", l->v->b[b]->url, err);
+            l->left_out++;
             continue;
         }
+        if (cas_now_ns() - t0 > l->slowest_head_ns)
+            l->slowest_head_ns = cas_now_ns() - t0;
         *status = l->head.status;
         if (l->head.status == 200)
             return true;
@@ -779,6 +801,7 @@ static bool list_open_next(struct list_ctx *l, char *err, size_t errlen, long *s
         if (l->head.status == 400)
             return false;
         log_warn("list: skipping %s: HTTP %ld", l->v->b[b]->url, l->head.status);
+        l->left_out++;
     }
     return false;
 }
@@ -911,9 +934,10 @@ void cluster_list(struct http_req *req)
         return;
     }
     http_reply_stream(req, 200, "text/plain", HTTP_SIZE_UNKNOWN, list_read, l, list_free);
-    /* The listing leaves out what only a backend known down holds. */
+    /* The listing leaves out what only a backend known down holds, or one
+     * whose listing did not start (in time) before this answer did. */
     char n[24];
-    snprintf(n, sizeof(n), "%zu", skipped);
+    snprintf(n, sizeof(n), "%zu", skipped + l->left_out);
     http_add_header(req, "X-CAS-Backends-Skipped", n);
 }
 

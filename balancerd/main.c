@@ -28,7 +28,7 @@ int main(int argc, char **argv)
     bool verify_streamed = false, auth_reads = false;
     uint64_t connect_ms = 2000, first_byte_ms = 10000, io_ms = 30000, probe_ms = 1000;
     uint64_t drain_ms = 5000;
-    uint64_t min_read_kbps = 1024, hedge_min_ms = 5, hedge_max_ms = 50;
+    uint64_t min_read_kbps = 1024, hedge_min_ms = 5, hedge_max_ms = 50, stall_ms = 250;
     uint64_t max_size = 0;
     uint64_t threads = HTTP_DEFAULT_MAX_CONNECTIONS, per_client = 0,
              header_timeout = HTTP_DEFAULT_HEADER_TIMEOUT_S,
@@ -56,6 +56,9 @@ int main(int argc, char **argv)
          "shortest wait for a copy's answer before asking the next (default 5)"},
         {"hedge-max-ms", CAS_OPT_UINT, &hedge_max_ms, "MS",
          "longest such wait (default 50; 0: no hedged reads)"},
+        {"stall-ms", CAS_OPT_UINT, &stall_ms, "MS",
+         "once a copy has said it has none, wait at most this (or 4x the slowest answer) "
+         "for a copy with no answer head; a listing waits 4x this for each backend (250)"},
         {"threads", CAS_OPT_UINT, &threads, "N", "most client connections served at once (512)"},
         {"max-client-connections", CAS_OPT_UINT, &per_client, "N",
          "most connections from one client address (default: half of --threads)"},
@@ -129,6 +132,7 @@ int main(int argc, char **argv)
         .min_read_kbps = (unsigned)(min_read_kbps > UINT32_MAX ? UINT32_MAX : min_read_kbps),
         .hedge_min_ms = (unsigned)(hedge_min_ms > 60000 ? 60000 : hedge_min_ms),
         .hedge_max_ms = (unsigned)(hedge_max_ms > 60000 ? 60000 : hedge_max_ms),
+        .stall_ms = (unsigned)(stall_ms > 3600000 ? 3600000 : stall_ms),
         .auth_reads = auth_reads,
         .max_connections = (unsigned)threads,
         .max_client_connections = (unsigned)per_client,

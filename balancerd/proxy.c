@@ -298,13 +298,43 @@ static int src_open(struct balancer *bal, const struct view *v, size_t b, const 
 /* ---- hedged reads ---------------------------------------------------------
  *
  * SPEC (Partial failure): a hung backend costs a reader no more than a dead
- * one. A read asks the first backend of its order; when no answer head has
- * come after the hedge delay (hedge.c), it asks the next one too (at most
- * RACE_MAX at once), and takes the answers in the order they arrive. The
- * first usable answer is served, whole, from that one backend; the others'
- * connections are dropped, so bytes of two backends are never mixed.
+ * one. A read asks the first backend of its order; when no complete answer
+ * has come after the hedge delay (hedge.c), it asks the next one too (at
+ * most RACE_MAX at once), and takes the answers in the order they complete.
+ * An answer is complete once its WHOLE head is in (a head that has begun -
+ * a status line, then a drip - wins nothing) and, for a GET of a 200 or 206
+ * that answer_matches, once its whole body is in too when it is small (at
+ * most GET_SMALL_MAX bytes), or its first bytes when it is relayed:
+ * nothing has gone to the client yet, so a copy whose head or body stalls
+ * before that is overtaken by the next one as if it had sent nothing. The
+ * first usable answer is served, whole, from that one backend; the other
+ * requests' connections are closed (never pooled), so bytes of two
+ * backends are never mixed and a stalled connection never carries another
+ * request.
+ *
+ * Each request in the race is bounded: its head within
+ * --first-byte-timeout-ms of its start; a small body by --io-timeout-ms
+ * without a byte and by read_budget; and once another copy has said it has
+ * none (404) and no backend is left to ask, a head still missing gets at
+ * most max(--stall-ms, 4x the slowest such 404) more (an absent key with a
+ * backend hung on object routes; OPERATIONS.md "Stalled and dripping
+ * backends").
  */
 #define RACE_MAX 3
+
+struct race_req {
+    size_t b;
+    struct upconn *c;
+    uint64_t started_ns;
+    uint64_t head_ns;     /* when the head was complete (have_head) */
+    uint64_t progress_ns; /* the head, then each body byte */
+    bool hedge;           /* started while another was waiting */
+    bool have_head;       /* the head is in; a small body is being read */
+    bool relayed;         /* a large body: waiting for its first bytes */
+    struct bstream_head head;
+    char *body; /* small GET: the body as it comes */
+    size_t got;
+};
 
 struct race {
     struct balancer *bal;
@@ -312,21 +342,21 @@ struct race {
     const char *hex;
     const char *method;
     const char *range;
+    const struct range_spec *want;
+    bool read_body; /* a GET: small bodies are read within the race */
     const size_t *order;
     size_t n, next;
     uint64_t delay_ns;
     uint64_t last_start_ns;
+    size_t n404; /* copies that said they have none */
+    uint64_t last404_ns, slowest404_ns;
     size_t np;
-    struct {
-        size_t b;
-        struct upconn *c;
-        uint64_t started_ns;
-        bool hedge; /* started while another was waiting */
-    } p[RACE_MAX];
+    struct race_req p[RACE_MAX];
 };
 
 static void race_init(struct race *r, struct balancer *bal, const struct view *v, const char *hex,
-                      const char *method, const char *range, const size_t *order, size_t n)
+                      const char *method, const char *range, const struct range_spec *want,
+                      const size_t *order, size_t n)
 {
     memset(r, 0, sizeof(*r));
     r->bal = bal;
@@ -334,6 +364,8 @@ static void race_init(struct race *r, struct balancer *bal, const struct view *v
     r->hex = hex;
     r->method = method;
     r->range = range;
+    r->want = want;
+    r->read_body = !strcmp(method, "GET");
     r->order = order;
     r->n = n;
     r->delay_ns = hedge_delay_ns(bal);
@@ -341,19 +373,126 @@ static void race_init(struct race *r, struct balancer *bal, const struct view *v
         hedge_earn();
 }
 
+/* A copy said it has none (a 404 head, complete at now, of a request
+ * started at started). */
+static void race_note_404(struct race *r, uint64_t started, uint64_t now)
+{
+    r->n404++;
+    r->last404_ns = now;
+    if (now - started > r->slowest404_ns)
+        r->slowest404_ns = now - started;
+}
+
+/* Until when request q may keep the read waiting (ns); *stall is set when
+ * that is the --stall-ms bound of an absent key (race comment). */
+static uint64_t race_deadline(const struct race *r, const struct race_req *q, bool *stall)
+{
+    const struct balancer_options *o = &r->bal->opt;
+    *stall = false;
+    if (q->have_head) {
+        uint64_t dl = q->progress_ns + (uint64_t)o->io_timeout_ms * 1000000;
+        uint64_t budget = read_budget(r->bal, (uint64_t)q->head.content_length);
+        if (budget && q->head_ns + budget < dl)
+            dl = q->head_ns + budget;
+        return dl;
+    }
+    uint64_t dl = q->started_ns + (uint64_t)o->first_byte_timeout_ms * 1000000;
+    if (r->n404 && r->next == r->n) {
+        uint64_t grace = (uint64_t)o->stall_ms * 1000000;
+        if (4 * r->slowest404_ns > grace)
+            grace = 4 * r->slowest404_ns;
+        uint64_t from = q->started_ns > r->last404_ns ? q->started_ns : r->last404_ns;
+        if (from + grace < dl) {
+            dl = from + grace;
+            *stall = true;
+        }
+    }
+    return dl;
+}
+
+/* Reads what has come for q without waiting: 1 when its answer is complete
+ * (the head; and for a GET that answer_matches, the whole body in q->body
+ * when small, its first bytes buffered on q->c when relayed), 0 when more
+ * is to come, -errno with err when it failed. */
+static int race_step(struct race *r, struct race_req *q, uint64_t now, char *err, size_t errlen)
+{
+    if (!q->have_head) {
+        int st = upconn_head_step(r->bal, q->c, &q->head, err, errlen);
+        if (st <= 0)
+            return st;
+        q->have_head = true;
+        q->head_ns = q->progress_ns = now;
+        hedge_note(now - q->started_ns);
+        __atomic_store_n(&r->v->b[q->b]->stalled_since_ns, 0, __ATOMIC_RELAXED);
+        char why[256];
+        if (!r->read_body || (q->head.status != 200 && q->head.status != 206) ||
+            q->head.content_length < 0 ||
+            !answer_matches(&q->head, r->hex, false, r->want, why, sizeof(why)))
+            return 1; /* the caller judges and reads it */
+        if (q->head.content_length > GET_SMALL_MAX) {
+            q->relayed = true;
+        } else {
+            q->body = malloc(q->head.content_length ? (size_t)q->head.content_length : 1);
+            if (!q->body) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+            }
+            q->got = 0;
+        }
+    }
+    if (q->relayed) {
+        /* A large body is relayed as it comes: the answer is complete
+         * once its first bytes are in (kept for the relay). */
+        ssize_t n = upconn_prefetch_nowait(q->c, err, errlen);
+        if (n == -EAGAIN)
+            return 0;
+        return n < 0 ? (int)n : 1;
+    }
+    size_t len = (size_t)q->head.content_length;
+    while (q->got < len) {
+        ssize_t n = upconn_read_nowait(q->c, q->body + q->got, len - q->got, err, errlen);
+        if (n == -EAGAIN)
+            return 0;
+        if (n <= 0) {
+            if (n == 0)
+                snprintf(err, errlen, "short body: %zu of %zu bytes", q->got, len);
+            return -EIO;
+        }
+        q->got += (size_t)n;
+        q->progress_ns = now;
+    }
+    return 1;
+}
+
+/* Marks as stalled (hedge.c, read last for a while) the backends of the
+ * requests started before `before` and still without a complete answer. */
+static void race_mark_stalled(struct race *r, uint64_t before)
+{
+    for (size_t j = 0; j < r->np; j++) {
+        uint64_t zero = 0;
+        if (r->p[j].started_ns < before)
+            __atomic_compare_exchange_n(&r->v->b[r->p[j].b]->stalled_since_ns, &zero,
+                                        r->p[j].started_ns, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED);
+    }
+}
+
 /*
- * The next answer of the race: 1 with *b the backend, and either *rc = 0
- * with src and head filled, or *rc < 0 with err; 0 when every backend has
- * answered. Starts requests as the hedge delay passes.
+ * The next complete answer of the race: 1 with *b the backend, and either
+ * *rc = 0 with src and head filled (and, for a small GET read within the
+ * race, *body holding its head.content_length bytes, the caller's to free;
+ * else NULL and the body still on src), or *rc < 0 with err; 0 when every
+ * backend has answered. Starts requests as the hedge delay passes.
  */
 static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstream_head *head,
-                     int *rc, char *err, size_t errlen)
+                     char **body, int *rc, char *err, size_t errlen)
 {
     struct balancer *bal = r->bal;
     char path[CAS_MAX_HEX + 16] = "/objects/";
     memcpy(path + 9, r->hex, strlen(r->hex) + 1);
     src->c = NULL;
     src->s = NULL;
+    *body = NULL;
     for (;;) {
         uint64_t now = cas_now_ns();
         /* Only plain http:// backends are raced (a libcurl read is opened
@@ -373,26 +512,32 @@ static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstr
             struct upconn *c = NULL;
             *rc = upconn_start(bal, r->v, r->v->b[*b]->url, path, r->method, r->range, &c, err,
                                errlen);
-            if (*rc == -ENOTSUP) /* not a plain http:// backend: through libcurl, alone */
+            if (*rc == -ENOTSUP) { /* not a plain http:// backend: through libcurl, alone */
                 *rc = src_open(bal, r->v, *b, r->hex, r->method, r->range, src, head, err, errlen);
+                if (*rc == 0 && head->status == 404)
+                    race_note_404(r, now, cas_now_ns());
+            }
             if (*rc < 0 || !c)
                 return 1;
             if (r->np > 0)
                 __atomic_add_fetch(&bal->ctr.hedged_reads, 1, __ATOMIC_RELAXED);
-            r->p[r->np].b = *b;
-            r->p[r->np].c = c;
-            r->p[r->np].started_ns = now;
-            r->p[r->np].hedge = r->np > 0;
-            r->np++;
+            struct race_req *q = &r->p[r->np++];
+            memset(q, 0, sizeof(*q));
+            q->b = *b;
+            q->c = c;
+            q->started_ns = q->progress_ns = now;
+            q->hedge = r->np > 1;
+            q->head.content_length = -1;
             r->last_start_ns = now;
             continue;
         }
-        /* Wait for a head, the next hedge, or the oldest request's
-         * first-byte timeout, whichever comes first. */
+        /* Wait for more of an answer, the next hedge, or the first
+         * request's deadline, whichever comes first. */
         uint64_t until = can_hedge ? r->last_start_ns + r->delay_ns : UINT64_MAX;
         struct pollfd pf[RACE_MAX];
         for (size_t i = 0; i < r->np; i++) {
-            uint64_t dl = r->p[i].started_ns + (uint64_t)bal->opt.first_byte_timeout_ms * 1000000;
+            bool stall;
+            uint64_t dl = race_deadline(r, &r->p[i], &stall);
             if (dl < until)
                 until = dl;
             pf[i].fd = upconn_fd(r->p[i].c);
@@ -407,47 +552,64 @@ static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstr
         }
         now = cas_now_ns();
         for (size_t i = 0; i < r->np; i++) {
-            bool ready = pr > 0 && pf[i].revents;
-            bool expired =
-                now >= r->p[i].started_ns + (uint64_t)bal->opt.first_byte_timeout_ms * 1000000;
-            if (!ready && !expired)
-                continue;
-            *b = r->p[i].b;
-            struct upconn *c = r->p[i].c;
-            bool hedge = r->p[i].hedge;
-            uint64_t started = r->p[i].started_ns;
+            struct race_req *q = &r->p[i];
+            int st = 0;
+            if (pr > 0 && pf[i].revents)
+                st = race_step(r, q, now, err, errlen);
+            bool stall = false;
+            if (st == 0 && now < race_deadline(r, q, &stall))
+                continue; /* still coming: keep racing */
+            struct race_req done = *q;
+            *b = done.b;
             r->p[i] = r->p[--r->np];
-            if (ready) {
-                *rc = upconn_finish(bal, c, &src->c, head, err, errlen);
-                if (*rc == 0) {
-                    hedge_note(cas_now_ns() - started);
-                    __atomic_store_n(&r->v->b[*b]->stalled_since_ns, 0, __ATOMIC_RELAXED);
-                    if (hedge)
-                        __atomic_add_fetch(&bal->ctr.hedge_wins, 1, __ATOMIC_RELAXED);
-                    /* Those asked before this one and still silent. */
-                    for (size_t j = 0; j < r->np; j++) {
-                        uint64_t zero = 0;
-                        if (r->p[j].started_ns < started)
-                            __atomic_compare_exchange_n(&r->v->b[r->p[j].b]->stalled_since_ns,
-                                                        &zero, r->p[j].started_ns, false,
-                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-                    }
-                }
-            } else {
-                upconn_abandon(c);
-                snprintf(err, errlen, "no response in %u ms", bal->opt.first_byte_timeout_ms);
-                *rc = -ETIMEDOUT;
+            if (st == 1) {
+                *rc = 0;
+                *head = done.head;
+                src->c = done.c;
+                *body = done.body;
+                if (head->status == 404)
+                    race_note_404(r, done.started_ns, now);
+                if (done.hedge)
+                    __atomic_add_fetch(&bal->ctr.hedge_wins, 1, __ATOMIC_RELAXED);
+                race_mark_stalled(r, done.started_ns);
+                return 1;
             }
+            upconn_abandon(done.c);
+            free(done.body);
+            if (st < 0) {
+                *rc = st == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
+                return 1;
+            }
+            uint64_t zero = 0;
+            __atomic_compare_exchange_n(&r->v->b[done.b]->stalled_since_ns, &zero, done.started_ns,
+                                        false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+            uint64_t ms = (now - done.started_ns) / 1000000;
+            if (done.have_head)
+                snprintf(err, errlen, "body stalled at %zu of %" PRId64 " bytes (%" PRIu64 " ms)",
+                         done.relayed ? 0 : done.got, done.head.content_length, ms);
+            else if (stall)
+                snprintf(err, errlen,
+                         "no complete answer head in %" PRIu64 " ms, while %zu other "
+                         "cop%s answered that %s none (--stall-ms)",
+                         ms, r->n404, r->n404 == 1 ? "y" : "ies",
+                         r->n404 == 1 ? "it has" : "they have");
+            else
+                snprintf(err, errlen, "no complete answer head in %u ms",
+                         bal->opt.first_byte_timeout_ms);
+            *rc = -ETIMEDOUT;
             return 1;
         }
     }
 }
 
-/* Drops the requests still waiting for an answer. */
+/* Drops the requests still waiting for an answer: their connections are
+ * closed, never pooled. */
 static void race_end(struct race *r)
 {
-    for (size_t i = 0; i < r->np; i++)
+    for (size_t i = 0; i < r->np; i++) {
         upconn_abandon(r->p[i].c);
+        free(r->p[i].body);
+    }
     r->np = 0;
 }
 
@@ -536,14 +698,15 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
     return n;
 }
 
-/* Reads a whole small body into *out and, when it is the whole object (a
- * 200, or a 206 of every byte), checks its digest (-EBADMSG when it does
- * not match). */
+/* Reads a whole small body into *out (or takes `have`, the body already
+ * read within the race, which it then owns) and, when it is the whole
+ * object (a 200, or a 206 of every byte), checks its digest (-EBADMSG when
+ * it does not match). */
 static int read_small(struct balancer *bal, struct get_ctx *g, struct get_src *s, size_t b,
-                      char **out, size_t *out_len, char *err, size_t errlen)
+                      char *have, char **out, size_t *out_len, char *err, size_t errlen)
 {
-    size_t len = (size_t)g->head.content_length, got = 0;
-    char *buf = malloc(len ? len : 1);
+    size_t len = (size_t)g->head.content_length, got = have ? len : 0;
+    char *buf = have ? have : malloc(len ? len : 1);
     if (!buf) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -692,11 +855,12 @@ void proxy_get(struct http_req *req)
         n = k;
     }
     struct race race;
-    race_init(&race, bal, v, hex, head_only ? "HEAD" : "GET", range, order, n);
+    race_init(&race, bal, v, hex, head_only ? "HEAD" : "GET", range, want, order, n);
     size_t b;
     struct get_src s;
     int rc;
-    while (race_next(&race, &b, &s, &g->head, &rc, err, sizeof(err))) {
+    char *rbody;
+    while (race_next(&race, &b, &s, &g->head, &rbody, &rc, err, sizeof(err))) {
         if (rc < 0) {
             failed++;
             snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
@@ -707,6 +871,7 @@ void proxy_get(struct http_req *req)
         long st = g->head.status;
         if ((st == 200 || st == 206) &&
             !answer_matches(&g->head, hex, head_only, want, err, sizeof(err))) {
+            free(rbody); /* NULL: a body is read in the race only for a matching head */
             src_close(&s);
             failed++;
             snprintf(last_err, sizeof(last_err), "%s: %s", v->b[b]->url, err);
@@ -721,7 +886,7 @@ void proxy_get(struct http_req *req)
             /* Small: take it whole and check it before answering, so a
              * failure or a corrupt copy can still move on to another
              * backend. */
-            int r = read_small(bal, g, &s, b, &small, &small_len, err, sizeof(err));
+            int r = read_small(bal, g, &s, b, rbody, &small, &small_len, err, sizeof(err));
             src_close(&s);
             if (r == 0) {
                 g->backend = b;

@@ -149,6 +149,12 @@ struct balancer_options {
      * the p95 of recent first-byte latencies, clamped to [min, max] ms;
      * hedge_max_ms 0 turns hedging off. */
     unsigned hedge_min_ms, hedge_max_ms;
+    /* A read whose copies have said "not here" (404) waits at most this,
+     * or 4x the slowest of those answers, for a copy that has not sent its
+     * whole answer head (an absent key with one backend hung on object
+     * routes); a listing waits 4x this for each backend's head
+     * (OPERATIONS.md "Stalled and dripping backends"). 0: 250. */
+    unsigned stall_ms;
     /* Object reads need the token too (--auth-reads; the config's
      * auth_reads: true does the same). */
     bool auth_reads;

@@ -195,6 +195,7 @@ struct upconn {
      * connection when a pooled one turns out to be closed. */
     const char *base;
     bool reused;
+    bool got_bytes; /* some of the answer has come (upconn_head_step) */
     bool is_head;
     uint64_t started_ns;
     size_t reqlen;
@@ -633,6 +634,7 @@ static int exchange_send(struct upconn *c, unsigned first_byte_ms, char *err, si
 {
     c->start = c->end = 0;
     c->failed = false;
+    c->got_bytes = false;
     int rc = set_rcvtimeo(c, first_byte_ms);
     if (rc == 0)
         rc = send_all(c->fd, c->req, c->reqlen);
@@ -642,21 +644,50 @@ static int exchange_send(struct upconn *c, unsigned first_byte_ms, char *err, si
     return rc;
 }
 
+/* Takes a complete response head from the start of c's buffer, if there
+ * is one (informational answers are dropped on the way): 1 with head
+ * filled and the head gone from the buffer, 0 when the head is not complete
+ * yet, -EPROTO with err when it is malformed or too long. */
+static int head_take(struct upconn *c, struct bstream_head *head, char *err, size_t errlen)
+{
+    for (;;) {
+        size_t hlen = upstream_head_end(c->buf, c->end);
+        if (!hlen) {
+            if (c->end == sizeof(c->buf)) {
+                snprintf(err, errlen, "%s: response head too long", c->key);
+                return -EPROTO;
+            }
+            return 0;
+        }
+        bool info = false;
+        char why[160];
+        int rc = parse_head(c, hlen, c->is_head, head, &info, why, sizeof(why));
+        if (rc < 0) {
+            snprintf(err, errlen, "%s: malformed response head: %s", c->key, why);
+            return rc;
+        }
+        /* Drop the head (and an informational response) from the buffer. */
+        memmove(c->buf, c->buf + hlen, c->end - hlen);
+        c->end -= hlen;
+        if (info)
+            continue;
+        if (!c->until_close && (int64_t)c->end > c->left) {
+            snprintf(err, errlen, "%s: more bytes than the response holds", c->key);
+            return -EPROTO;
+        }
+        return 1;
+    }
+}
+
 /* Reads the response head to c's request, at most first_byte_ms after it
  * was sent. *nothing is set when the connection gave no byte of response
  * (a stale pooled one). */
 static int exchange_recv(struct upconn *c, unsigned first_byte_ms, struct bstream_head *head,
                          bool *nothing, char *err, size_t errlen)
 {
-    bool is_head = c->is_head;
-    int rc;
     *nothing = true;
     uint64_t t0 = c->started_ns;
     for (;;) {
-        if (c->end == sizeof(c->buf)) {
-            snprintf(err, errlen, "%s: response head too long", c->key);
-            return -EPROTO;
-        }
         ssize_t r = recv_some(c, c->buf + c->end, sizeof(c->buf) - c->end);
         if (r <= 0) {
             if (r == -ETIMEDOUT)
@@ -669,28 +700,9 @@ static int exchange_recv(struct upconn *c, unsigned first_byte_ms, struct bstrea
         }
         *nothing = false;
         c->end += (size_t)r;
-        for (;;) {
-            size_t hlen = upstream_head_end(c->buf, c->end);
-            if (!hlen)
-                break;
-            bool info = false;
-            char why[160];
-            rc = parse_head(c, hlen, is_head, head, &info, why, sizeof(why));
-            if (rc < 0) {
-                snprintf(err, errlen, "%s: malformed response head: %s", c->key, why);
-                return rc;
-            }
-            /* Drop the head (and an informational response) from the buffer. */
-            memmove(c->buf, c->buf + hlen, c->end - hlen);
-            c->end -= hlen;
-            if (info)
-                continue;
-            if (!c->until_close && (int64_t)c->end > c->left) {
-                snprintf(err, errlen, "%s: more bytes than the response holds", c->key);
-                return -EPROTO;
-            }
-            return 0;
-        }
+        int rc = head_take(c, head, err, errlen);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
         if ((cas_now_ns() - t0) / 1000000 > first_byte_ms) {
             snprintf(err, errlen, "%s: no complete response head in %u ms", c->key,
                      first_byte_ms);
@@ -817,6 +829,125 @@ int upconn_finish(struct balancer *bal, struct upconn *c, struct upconn **out,
 void upconn_abandon(struct upconn *c)
 {
     upconn_destroy(c);
+}
+
+/* recv without waiting: > 0 bytes, 0 at EOF, -EAGAIN when nothing has
+ * come, -errno. */
+static ssize_t recv_nowait(int fd, char *buf, size_t max)
+{
+    for (;;) {
+        ssize_t r = recv(fd, buf, max, MSG_DONTWAIT);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+}
+
+/* The pooled connection c gave an EOF or an error before any byte of its
+ * answer (the peer closed it while it was idle): the request goes again on
+ * a new connection, which takes the old one's place in c. */
+static int upconn_redial(struct balancer *bal, struct upconn *c, char *err, size_t errlen)
+{
+    struct upconn *n = upconn_connect(c->base, &bal->opt, err, errlen);
+    if (!n)
+        return -EIO;
+    close(c->fd);
+    c->fd = n->fd;
+    c->rcvtimeo_ms = n->rcvtimeo_ms;
+    n->fd = -1;
+    upconn_destroy(n);
+    c->reused = false;
+    int rc = exchange_send(c, bal->opt.first_byte_timeout_ms, err, errlen);
+    return rc == -ETIMEDOUT ? -ETIMEDOUT : rc < 0 ? -EIO : 0;
+}
+
+int upconn_head_step(struct balancer *bal, struct upconn *c, struct bstream_head *head, char *err,
+                     size_t errlen)
+{
+    for (;;) {
+        ssize_t r = recv_nowait(c->fd, c->buf + c->end, sizeof(c->buf) - c->end);
+        if (r == -EAGAIN)
+            return 0;
+        if (r <= 0) {
+            if (c->reused && !c->got_bytes)
+                return upconn_redial(bal, c, err, errlen);
+            if (r == 0)
+                snprintf(err, errlen, "%s closed the connection %s", c->key,
+                         c->got_bytes ? "in the middle of the response head" : "before answering");
+            else
+                snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-r));
+            return r == 0 ? -ECONNRESET : (int)r;
+        }
+        c->got_bytes = true;
+        c->end += (size_t)r;
+        int rc = head_take(c, head, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+ssize_t upconn_prefetch_nowait(struct upconn *c, char *err, size_t errlen)
+{
+    if (c->end > c->start)
+        return (ssize_t)(c->end - c->start);
+    if (c->failed) {
+        snprintf(err, errlen, "%s", c->why);
+        return -EIO;
+    }
+    if (!c->until_close && c->left == 0)
+        return 0;
+    size_t max = sizeof(c->buf);
+    if (!c->until_close && (int64_t)max > c->left)
+        max = (size_t)c->left;
+    ssize_t n = recv_nowait(c->fd, c->buf, max);
+    if (n == -EAGAIN)
+        return -EAGAIN;
+    if (n == 0 && c->until_close)
+        return 0;
+    if (n <= 0) {
+        c->failed = true;
+        if (n == 0)
+            snprintf(err, errlen, "%s closed the connection with %" PRId64 " bytes to come", c->key,
+                     c->left);
+        else
+            snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-n));
+        snprintf(c->why, sizeof(c->why), "%s", err);
+        return -EIO;
+    }
+    /* Buffered, not yet read: c->left still counts them. */
+    c->start = 0;
+    c->end = (size_t)n;
+    return n;
+}
+
+ssize_t upconn_read_nowait(struct upconn *c, char *buf, size_t max, char *err, size_t errlen)
+{
+    if (c->failed || c->end > c->start || (!c->until_close && c->left == 0))
+        return upconn_read(c, buf, max, err, errlen); /* never waits */
+    if (!c->until_close && (int64_t)max > c->left)
+        max = (size_t)c->left;
+    if (max == 0)
+        return 0;
+    ssize_t n = recv_nowait(c->fd, buf, max);
+    if (n == -EAGAIN)
+        return -EAGAIN;
+    if (n == 0 && c->until_close)
+        return 0;
+    if (n <= 0) {
+        c->failed = true;
+        if (n == 0)
+            snprintf(err, errlen, "%s closed the connection with %" PRId64 " bytes to come", c->key,
+                     c->left);
+        else
+            snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-n));
+        snprintf(c->why, sizeof(c->why), "%s", err);
+        return -EIO;
+    }
+    if (!c->until_close)
+        c->left -= n;
+    return n;
 }
 
 int upconn_open(struct balancer *bal, const struct view *v, const char *base, const char *path,

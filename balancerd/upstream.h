@@ -102,6 +102,26 @@ int upconn_fd(const struct upconn *c);
 int upconn_finish(struct balancer *bal, struct upconn *c, struct upconn **out,
                   struct bstream_head *head, char *err, size_t errlen);
 void upconn_abandon(struct upconn *c);
+/* Without blocking, reads what has come of the answer to c's request
+ * (upconn_start): 1 once the WHOLE response head is in (head filled; the
+ * body follows through upconn_read or upconn_read_nowait), 0 when it is
+ * not yet (poll upconn_fd again; a head that has begun counts for nothing:
+ * a backend that sends its status line and stalls is still unanswered),
+ * or -errno with err: the peer closed the connection or failed before the
+ * head was complete, or sent a malformed or over-long head (-EPROTO). A
+ * pooled connection found closed before any byte of the answer is replaced
+ * and the request sent again (0). The caller initialises head (status 0,
+ * content_length -1) and bounds the wait itself (first_byte_timeout_ms). */
+int upconn_head_step(struct balancer *bal, struct upconn *c, struct bstream_head *head, char *err,
+                     size_t errlen);
+/* As upconn_read, without waiting: -EAGAIN when no byte is there now (poll
+ * upconn_fd). A failure (an EOF before the end) is -EIO with err. */
+ssize_t upconn_read_nowait(struct upconn *c, char *buf, size_t max, char *err, size_t errlen);
+/* Without waiting, makes sure some of the body has come, and keeps it for
+ * upconn_read: > 0 bytes buffered, 0 when the body is empty or over,
+ * -EAGAIN when none has come yet, -EIO with err on failure. (Hedged reads
+ * of large objects: a head followed by a stalled body has not answered.) */
+ssize_t upconn_prefetch_nowait(struct upconn *c, char *err, size_t errlen);
 /* Up to max bytes of body: > 0, 0 at the end, -errno on failure
  * (io_timeout_ms without data, or the peer closed before the end). */
 ssize_t upconn_read(struct upconn *c, char *buf, size_t max, char *err, size_t errlen);

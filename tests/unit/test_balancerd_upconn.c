@@ -8,7 +8,9 @@
  * head, a head too long, more bytes than the answer holds (which would
  * desynchronise a pooled connection), no answer within the first-byte
  * timeout, a body that stops, a read budget spent. A good answer read to
- * its end goes back to the pool and serves the next request. Timeouts are
+ * its end goes back to the pool and serves the next request. The
+ * non-blocking steps of hedged reads (upconn_head_step,
+ * upconn_read_nowait) count only a complete head as an answer. Timeouts are
  * 300 ms and every wait is on a backend that will never send more.
  */
 #define _GNU_SOURCE
@@ -21,6 +23,7 @@
 #include <CUnit/Basic.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +197,121 @@ static void test_silence(void)
     staller_stop(&st);
 }
 
+/* Polls c and steps its head until upconn_head_step gives a result other
+ * than 0, or ms pass (then 0). */
+static int step_until(struct upconn *c, struct bstream_head *h, int ms)
+{
+    uint64_t end = cas_now_ns() + (uint64_t)ms * 1000000;
+    for (;;) {
+        int rc = upconn_head_step(&bal, c, h, err, sizeof(err));
+        uint64_t now = cas_now_ns();
+        if (rc != 0 || now >= end)
+            return rc;
+        struct pollfd p = {.fd = upconn_fd(c), .events = POLLIN};
+        poll(&p, 1, (int)((end - now) / 1000000) + 1);
+    }
+}
+
+static struct upconn *start_at(const char *base, const char *path, struct bstream_head *h)
+{
+    struct upconn *c = NULL;
+    memset(h, 0, sizeof(*h));
+    h->content_length = -1;
+    CU_ASSERT_EQUAL(upconn_start(&bal, v, base, path, "GET", NULL, &c, err, sizeof(err)), 0);
+    return c;
+}
+
+static void test_head_step(void)
+{
+    struct bstream_head h;
+    char base[64], body[128];
+    /* the status line alone, then silence: never an answer */
+    struct staller st;
+    CU_ASSERT_EQUAL_FATAL(staller_start(&st, "HTTP/1.1 200 OK\r\n"), 0);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", st.port);
+    struct upconn *c = start_at(base, "/j", &h);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(step_until(c, &h, 200), 0);
+    CU_ASSERT_EQUAL(h.status, 0);
+    upconn_abandon(c);
+    staller_stop(&st);
+
+    /* a whole head and 5 of 100 bytes, then silence: the head is an
+     * answer; the body gives its 5 bytes, then -EAGAIN, never a wait */
+    CU_ASSERT_EQUAL_FATAL(staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"),
+                          0);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", st.port);
+    c = start_at(base, "/k", &h);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(step_until(c, &h, 1000), 1);
+    CU_ASSERT_EQUAL(h.status, 200);
+    CU_ASSERT_EQUAL(h.content_length, 100);
+    CU_ASSERT_EQUAL(upconn_read_nowait(c, body, sizeof(body), err, sizeof(err)), 5);
+    CU_ASSERT_EQUAL(upconn_read_nowait(c, body, sizeof(body), err, sizeof(err)), -EAGAIN);
+    upconn_abandon(c);
+    staller_stop(&st);
+
+    /* a whole head, no body yet: nothing to prefetch; with 5 bytes of
+     * body: they are kept for upconn_read */
+    CU_ASSERT_EQUAL_FATAL(staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"), 0);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", st.port);
+    c = start_at(base, "/k2", &h);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(step_until(c, &h, 1000), 1);
+    CU_ASSERT_EQUAL(upconn_prefetch_nowait(c, err, sizeof(err)), -EAGAIN);
+    upconn_abandon(c);
+    staller_stop(&st);
+    CU_ASSERT_EQUAL_FATAL(staller_start(&st, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"),
+                          0);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", st.port);
+    c = start_at(base, "/k3", &h);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(step_until(c, &h, 1000), 1);
+    ssize_t pre = -EAGAIN;
+    for (int i = 0; i < 100 && pre == -EAGAIN; i++) { /* the body may follow the head */
+        struct pollfd p = {.fd = upconn_fd(c), .events = POLLIN};
+        if ((pre = upconn_prefetch_nowait(c, err, sizeof(err))) == -EAGAIN)
+            poll(&p, 1, 10);
+    }
+    CU_ASSERT_EQUAL(pre, 5);
+    CU_ASSERT_EQUAL(upconn_prefetch_nowait(c, err, sizeof(err)), 5); /* kept, not read */
+    CU_ASSERT_EQUAL(upconn_read(c, body, sizeof(body), err, sizeof(err)), 5);
+    CU_ASSERT(memcmp(body, "hello", 5) == 0);
+    upconn_abandon(c);
+    staller_stop(&st);
+
+    /* half a head, then the connection closed: a failure saying so */
+    fake_answer(&fa, "HTTP/1.1 200 OK\r\nContent-Len");
+    c = start_at(url_a, "/l", &h);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT(step_until(c, &h, 1000) < 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "in the middle of the response head"));
+    upconn_abandon(c);
+
+    /* a good answer: the head, the body without waiting, then its end */
+    fake_answer(&fa, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    c = start_at(url_a, "/m", &h);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(step_until(c, &h, 1000), 1);
+    size_t len = 0;
+    ssize_t n;
+    while (len < 5 && (n = upconn_read_nowait(c, body + len, 5 - len, err, sizeof(err))) != 0) {
+        if (n == -EAGAIN) {
+            struct pollfd p = {.fd = upconn_fd(c), .events = POLLIN};
+            poll(&p, 1, 1000);
+            continue;
+        }
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+    CU_ASSERT_EQUAL(len, 5);
+    CU_ASSERT(memcmp(body, "hello", 5) == 0);
+    CU_ASSERT_EQUAL(upconn_read_nowait(c, body, sizeof(body), err, sizeof(err)), 0);
+    upconn_abandon(c); /* not pooled: the fake waits for the close */
+    fake_answer(&fa, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -207,6 +325,7 @@ int main(void)
     CU_add_test(s, "a good answer, pooled, the next one", test_good_answer_pooled);
     CU_add_test(s, "bad answers: cut, too long, too many bytes", test_bad_answers);
     CU_add_test(s, "silence: no answer, half a head, a body that stops", test_silence);
+    CU_add_test(s, "head step: only a whole head is an answer", test_head_step);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

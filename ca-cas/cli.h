@@ -228,14 +228,14 @@ int cli_jsonview(const char *json, struct cas_buf *out, char *err, size_t errlen
 
 /* An output file being written; see outfile.c for the rule by file type. */
 struct cli_outfile {
-    int fd;          /* write here */
+    int fd;           /* write here */
     const char *name; /* as the user gave it */
-    char *target;    /* the regular file replaced at commit (symlinks resolved) */
-    char *tmp;       /* target.partial-XXXXXX, NULL when written straight in */
-    bool is_stdout;  /* "-" or the same file as stdout: fd is STDOUT_FILENO */
-    bool existed;    /* target was there: its mode and owner are kept */
-    bool renamed;    /* commit got as far as the rename (only the directory
-                      * fsync can have failed after it) */
+    char *target;     /* the regular file replaced at commit (symlinks resolved) */
+    char *tmp;        /* target.partial-XXXXXX, NULL when written straight in */
+    bool is_stdout;   /* "-" or the same file as stdout: fd is STDOUT_FILENO */
+    bool existed;     /* target was there: its mode and owner are kept */
+    bool renamed;     /* commit got as far as the rename (only the directory
+                       * fsync can have failed after it) */
     mode_t mode;
     uid_t uid;
     gid_t gid;

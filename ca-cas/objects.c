@@ -766,8 +766,8 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
                               "as it was; remove it and get again)",
                               hex[i], outfile, gh, (unsigned long long)had, outfile);
                 else
-                    cli_error("get %s: the data received hashes to %s: corrupt, discarded",
-                              hex[i], gh);
+                    cli_error("get %s: the data received hashes to %s: corrupt, discarded", hex[i],
+                              gh);
                 exit_code = CLI_EXIT_FAIL;
                 corrupt = true;
             }

@@ -151,8 +151,8 @@ static int outfile_sync_dir(const char *path, char *err, size_t errlen)
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd) < 0) {
         rc = -errno;
-        snprintf(err, errlen, "%s was written but its directory %s could not be synced: %s",
-                 path, dir, strerror(-rc));
+        snprintf(err, errlen, "%s was written but its directory %s could not be synced: %s", path,
+                 dir, strerror(-rc));
     }
     if (dfd >= 0)
         close(dfd);

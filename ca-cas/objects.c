@@ -801,7 +801,7 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
         }
     }
     cas_hash_free(prefix);
-    if (exit_code == CLI_EXIT_OK && ctx->json && outfile) {
+    if (exit_code == CLI_EXIT_OK && ctx->json && outfile && !out.is_stdout) {
         struct cas_buf b;
         struct cas_json j;
         cas_buf_init(&b);

@@ -205,28 +205,21 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
     }
     /* With -o FILE the archive is written beside it under a temporary name
      * and renamed over FILE only once complete and synced: a failed export
-     * leaves an earlier archive of that name as it was. */
+     * leaves an earlier archive of that name as it was. A device or FIFO
+     * (a tape, a pipe to a reader, /dev/stdout) is written into as it is,
+     * never replaced (outfile.c). */
+    struct cli_outfile out = {.fd = -1};
     int fd = STDOUT_FILENO;
-    char *tmp_path = NULL;
     if (out_path) {
-        if (asprintf(&tmp_path, "%s.partial-XXXXXX", out_path) < 0) {
+        if (cli_outfile_open(&out, out_path, err, sizeof(err)) < 0) {
+            cli_error("export: %s", err);
             free(hexes);
             free(pos);
             return CLI_EXIT_FAIL;
         }
-        fd = mkostemp(tmp_path, O_CLOEXEC);
-        if (fd < 0 || fchmod(fd, 0644) < 0) {
-            cli_error("export: cannot create %s: %s", tmp_path, strerror(errno));
-            if (fd >= 0) {
-                close(fd);
-                unlink(tmp_path);
-            }
-            free(tmp_path);
-            free(hexes);
-            free(pos);
-            return CLI_EXIT_FAIL;
-        }
-    } else if (isatty(STDOUT_FILENO)) {
+        fd = out.fd;
+    }
+    if ((!out_path || out.is_stdout) && isatty(STDOUT_FILENO)) {
         cli_error("export: will not write a tar stream to a terminal (redirect it, or -o FILE)");
         free(hexes);
         free(pos);
@@ -311,23 +304,12 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
         }
         archive_write_free(a);
     }
-    if (fd != STDOUT_FILENO) {
-        if (rc == 0 && fsync(fd) != 0) {
-            snprintf(err, sizeof(err), "syncing %s: %s", tmp_path, strerror(errno));
+    bool kept = out_path && out.tmp; /* FILE is replaced only on success */
+    if (out_path) {
+        if (rc == 0 && cli_outfile_commit(&out, err, sizeof(err)) < 0)
             rc = -EIO;
-        }
-        if (close(fd) != 0 && rc == 0) {
-            snprintf(err, sizeof(err), "closing %s: %s", tmp_path, strerror(errno));
-            rc = -EIO;
-        }
-        if (rc == 0 && rename(tmp_path, out_path) != 0) {
-            snprintf(err, sizeof(err), "renaming %s to %s: %s", tmp_path, out_path,
-                     strerror(errno));
-            rc = -EIO;
-        }
-        if (rc < 0)
-            unlink(tmp_path);
-        free(tmp_path);
+        else if (rc < 0)
+            cli_outfile_abort(&out); /* removes only the temporary file */
     }
     if (list)
         fclose(list);
@@ -335,9 +317,10 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
     free(hexes);
     free(pos);
     if (rc < 0) {
-        cli_error("export: %s; %s", err,
-                  out_path ? "nothing was written to the output file"
-                           : "the archive is incomplete and must not be used");
+        if (kept && !out.renamed)
+            cli_error("export: %s; %s was left as it was", err, out_path);
+        else
+            cli_error("export: %s; the archive is incomplete and must not be used", err);
         return CLI_EXIT_FAIL;
     }
     if (ctx->json)

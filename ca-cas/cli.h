@@ -224,6 +224,37 @@ int cli_keylist_flush(struct cli_keylist *kl, char *err, size_t errlen);
  */
 int cli_jsonview(const char *json, struct cas_buf *out, char *err, size_t errlen);
 
+/* ---- outfile.c: -o FILE without losing FILE on failure ---- */
+
+/* An output file being written; see outfile.c for the rule by file type. */
+struct cli_outfile {
+    int fd;           /* write here */
+    const char *name; /* as the user gave it */
+    char *target;     /* the regular file replaced at commit (symlinks resolved) */
+    char *tmp;        /* target.partial-XXXXXX, NULL when written straight in */
+    bool is_stdout;   /* "-" or the same file as stdout: fd is STDOUT_FILENO */
+    bool existed;     /* target was there: its mode and owner are kept */
+    bool renamed;     /* commit got as far as the rename (only the directory
+                       * fsync can have failed after it) */
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+};
+
+/* Opens name for writing before any request is made: a temporary file
+ * beside a regular (or absent) name, the file itself for a device or
+ * FIFO, stdout for "-" or /dev/stdout. Refuses a directory and a dangling
+ * symlink. Returns 0 or -errno with err filled; on error nothing is left. */
+int cli_outfile_open(struct cli_outfile *o, const char *name, char *err, size_t errlen);
+/* Success: fsyncs and closes the temporary file, renames it over the
+ * target and fsyncs the directory (SPEC, Durability). Returns 0 or -errno
+ * (the temporary file is then removed, the target untouched, unless only
+ * the directory fsync failed). */
+int cli_outfile_commit(struct cli_outfile *o, char *err, size_t errlen);
+/* Failure: closes, removes the temporary file only; the name the user gave
+ * (file, link, device, FIFO) is left as it was. */
+void cli_outfile_abort(struct cli_outfile *o);
+
 /* ---- progress.c ---- */
 
 struct cli_progress {

@@ -554,7 +554,7 @@ static int get_resume_prepare(struct cli_client *c, int fd, const char *file, co
     if (size != UINT64_MAX && *have > size) {
         snprintf(err, errlen,
                  "%s has %llu bytes, more than the object's %llu: not a partial "
-                 "download of it (deleted)",
+                 "download of it (left as it was)",
                  file, (unsigned long long)*have, (unsigned long long)size);
         return -EBADMSG;
     }
@@ -692,23 +692,45 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
         cli_error("get: %s", err);
         exit_code = CLI_EXIT_FAIL;
     }
-    if (exit_code == CLI_EXIT_OK && outfile &&
-        (fd = open(outfile,
-                   cont ? O_RDWR | O_CREAT | O_CLOEXEC : O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                   0666)) < 0) {
-        cli_error("get: cannot create %s: %s", outfile, strerror(errno));
-        exit_code = CLI_EXIT_FAIL;
+    /* Without --continue, -o FILE is written through a temporary file
+     * beside it (or straight into a device or FIFO): whatever fails, FILE
+     * is left as it was (outfile.c). With --continue FILE is the partial
+     * download itself, added to in place. */
+    struct cli_outfile out = {.fd = -1};
+    bool created = false; /* --continue made FILE: remove it if still empty */
+    if (exit_code == CLI_EXIT_OK && outfile && !cont) {
+        if (cli_outfile_open(&out, outfile, err, sizeof(err)) < 0) {
+            cli_error("get: %s", err);
+            exit_code = CLI_EXIT_FAIL;
+        } else {
+            fd = out.fd;
+            if (out.is_stdout)
+                dest = "stdout";
+        }
+    } else if (exit_code == CLI_EXIT_OK && outfile) {
+        fd = open(outfile, O_RDWR | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT) {
+            fd = open(outfile, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+            created = fd >= 0;
+        }
+        if (fd < 0) {
+            cli_error("get: cannot open %s: %s", outfile, strerror(errno));
+            exit_code = CLI_EXIT_FAIL;
+        }
     }
-    uint64_t total = 0, have = 0;
+    uint64_t total = 0, have = 0, had = 0;
     struct cas_hash *prefix = NULL;
-    bool corrupt = false; /* the file holds bytes that do not belong: delete it */
+    /* --continue: FILE's bytes plus what came do not hash to the key */
+    bool corrupt = false;
+    struct stat cst;
+    if (exit_code == CLI_EXIT_OK && cont && fstat(fd, &cst) == 0 && S_ISREG(cst.st_mode))
+        had = (uint64_t)cst.st_size;
     if (exit_code == CLI_EXIT_OK && cont) {
         int rc = get_resume_prepare(c, fd, outfile, hex[0], &keys[0], no_verify, &have, &prefix,
                                     err, sizeof(err));
         if (rc < 0) {
             cli_error("get %s: %s", hex[0], err);
             exit_code = CLI_EXIT_FAIL;
-            corrupt = rc == -EBADMSG;
         }
         offset = have;
     }
@@ -738,8 +760,14 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
             if (!cas_key_equal(&got, &keys[i])) {
                 char gh[CAS_MAX_HEX + 1];
                 cas_key_hex(&got, gh);
-                cli_error("get %s: the data received hashes to %s: corrupt, discard it", hex[i],
-                          gh);
+                if (cont && had > 0)
+                    cli_error("get %s: %s with the data received hashes to %s: its first %llu "
+                              "bytes are not this object's, or the data is corrupt (%s is left "
+                              "as it was; remove it and get again)",
+                              hex[i], outfile, gh, (unsigned long long)had, outfile);
+                else
+                    cli_error("get %s: the data received hashes to %s: corrupt, discarded", hex[i],
+                              gh);
                 exit_code = CLI_EXIT_FAIL;
                 corrupt = true;
             }
@@ -747,18 +775,33 @@ int cmd_get(int argc, char **argv, const struct cli_ctx *ctx)
         total += s.written;
         cas_hash_free(s.hash);
     }
-    if (outfile && fd >= 0) {
+    if (outfile && !cont) {
+        if (exit_code == CLI_EXIT_OK && cli_outfile_commit(&out, err, sizeof(err)) < 0) {
+            cli_error("get: %s", err);
+            exit_code = CLI_EXIT_FAIL;
+        } else if (exit_code != CLI_EXIT_OK) {
+            cli_outfile_abort(&out); /* removes only the temporary file */
+        }
+    } else if (outfile && fd >= 0) {
+        /* --continue: bytes that failed their check are taken back off, so
+         * FILE ends as it began; a partial transfer stays, to resume. */
+        if (corrupt && ftruncate(fd, (off_t)had) < 0)
+            cli_error("get: cutting %s back to its %llu bytes: %s", outfile,
+                      (unsigned long long)had, strerror(errno));
+        if (exit_code == CLI_EXIT_OK && fsync(fd) < 0) {
+            cli_error("get: syncing %s: %s", outfile, strerror(errno));
+            exit_code = CLI_EXIT_FAIL;
+        }
+        struct stat st;
+        if (exit_code != CLI_EXIT_OK && created && fstat(fd, &st) == 0 && st.st_size == 0)
+            unlink(outfile); /* made by this command, still empty */
         if (close(fd) < 0 && exit_code == CLI_EXIT_OK) {
             cli_error("get: writing %s: %s", outfile, strerror(errno));
             exit_code = CLI_EXIT_FAIL;
         }
-        /* Never leave a partial object behind, except for --continue to
-         * resume; never keep bytes that failed their check. */
-        if (exit_code != CLI_EXIT_OK && (!cont || corrupt))
-            unlink(outfile);
     }
     cas_hash_free(prefix);
-    if (exit_code == CLI_EXIT_OK && ctx->json && outfile) {
+    if (exit_code == CLI_EXIT_OK && ctx->json && outfile && !out.is_stdout) {
         struct cas_buf b;
         struct cas_json j;
         cas_buf_init(&b);

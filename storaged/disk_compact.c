@@ -39,10 +39,38 @@ static int by_offset(const void *a, const void *b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
+/*
+ * Progress (GET /compact, cas_compaction_*_bytes) stays within its total:
+ * compact_total is the sum, over the data files, of what is counted for
+ * each (*counted): at the start the live bytes of the files that had dead
+ * bytes then (the plan), replaced by the exact bytes to copy once a file's
+ * live frames are listed (objects written or removed since the start move
+ * it up or down), and by the bytes actually copied once the file is done
+ * or given up (a file skipped: 0). compact_done only ever adds bytes
+ * copied from a file after they were counted, so done <= total at every
+ * read, whatever the load.
+ */
+struct compact_plan {
+    struct disk_store *d;
+    uint64_t planned[FMT_NFILES]; /* counted in the total at the start */
+};
+
 static void progress(struct disk_store *d, uint64_t n)
 {
     pthread_mutex_lock(&d->compact_lock);
     d->compact_done += n;
+    assert(d->compact_done <= d->compact_total);
+    pthread_mutex_unlock(&d->compact_lock);
+}
+
+/* What the total counts for one file becomes now (see above). */
+static void retotal(struct disk_store *d, uint64_t *counted, uint64_t now)
+{
+    pthread_mutex_lock(&d->compact_lock);
+    assert(d->compact_total >= *counted);
+    d->compact_total = d->compact_total - *counted + now;
+    *counted = now;
+    assert(d->compact_done <= d->compact_total);
     pthread_mutex_unlock(&d->compact_lock);
 }
 
@@ -51,9 +79,11 @@ static void progress(struct disk_store *d, uint64_t n)
  * stalled upload must not hold compaction up for long. */
 #define WRITERS_WAIT_SECONDS 5
 
-/* Compacts data file n. The file must have dead bytes; returns 0 or -errno
- * (-EBUSY: writers stayed in it). */
-static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errlen)
+/* Compacts data file n. The file must have dead bytes; *counted is what
+ * the progress total counts for it (retotal), the bytes copied when this
+ * returns. Returns 0 or -errno (-EBUSY: writers stayed in it). */
+static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, char *err,
+                        size_t errlen)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -69,6 +99,7 @@ static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errl
         pthread_mutex_unlock(&d->files_lock);
         snprintf(err, errlen, "%u uploads still writing to it after %d s; left for later",
                  d->files[n].writers, WRITERS_WAIT_SECONDS);
+        retotal(d, counted, 0);
         return -EBUSY;
     }
     assert(!d->files[n].busy); /* one compactor at a time */
@@ -79,6 +110,7 @@ static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errl
     /* The live frames of the file, in file order. */
     struct live_frame *lf = NULL;
     size_t nlf = 0, cap = 0;
+    uint64_t to_copy = 0, copied = 0; /* bytes of live frames; of them copied */
     int rc = 0;
     pthread_rwlock_rdlock(&d->lock);
     uint64_t gen = d->files[n].gen;
@@ -107,6 +139,9 @@ static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errl
         goto out;
     if (nlf)
         qsort(lf, nlf, sizeof(*lf), by_offset);
+    for (size_t i = 0; i < nlf; i++)
+        to_copy += frame_bytes(lf[i].size);
+    retotal(d, counted, to_copy);
 
     char name[32], oldname[32];
     fmt_datafile_name(n, gen + 1, name, sizeof(name));
@@ -126,7 +161,10 @@ static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errl
         rc = disk_copy_range(oldref->fd, lf[i].offset, fd, pos, len);
         lf[i].new_offset = pos;
         pos += len;
-        progress(d, len);
+        if (rc == 0) {
+            copied += len;
+            progress(d, len);
+        }
     }
     if (rc == 0 && fdatasync(fd) < 0)
         rc = -errno;
@@ -201,6 +239,7 @@ static int compact_file(struct disk_store *d, unsigned n, char *err, size_t errl
     d->files[n].length = pos;
     pthread_mutex_unlock(&d->files_lock);
 out:
+    retotal(d, counted, copied); /* a file given up counts what was copied */
     dfile_ref_put(oldref); /* ours */
     free(lf);
     pthread_mutex_lock(&d->files_lock);
@@ -213,7 +252,8 @@ out:
 
 static void *compact_main(void *arg)
 {
-    struct disk_store *d = arg;
+    struct compact_plan *plan = arg;
+    struct disk_store *d = plan->d;
     char err[256] = "";
     int failures = 0;
     for (unsigned n = 0; n < FMT_NFILES; n++) {
@@ -223,10 +263,12 @@ static void *compact_main(void *arg)
         pthread_rwlock_rdlock(&d->lock);
         uint64_t live = d->files[n].live;
         pthread_rwlock_unlock(&d->lock);
-        if (length <= live)
+        if (length <= live) {
+            retotal(d, &plan->planned[n], 0);
             continue;
+        }
         err[0] = '\0';
-        if (compact_file(d, n, err, sizeof(err)) < 0) {
+        if (compact_file(d, n, &plan->planned[n], err, sizeof(err)) < 0) {
             log_warn("compact: data file %u left as it was: %s", n, err);
             failures++;
         }
@@ -263,6 +305,7 @@ static void *compact_main(void *arg)
     pthread_cond_broadcast(&d->compact_cond);
     pthread_mutex_unlock(&d->compact_lock);
     log_info("compact: done%s", failures ? " (with failures, see above)" : "");
+    free(plan);
     return NULL;
 }
 
@@ -283,20 +326,32 @@ int disk_compact_start(struct store *s, char *err, size_t errlen)
         pthread_join(d->compact_thread, NULL);
         d->compact_joinable = false;
     }
-    /* The total is the live bytes to copy in files that have dead bytes. */
+    /* The total is the live bytes to copy in files that have dead bytes,
+     * each file's share kept in the plan so that it can be corrected when
+     * the file is reached (retotal). */
+    struct compact_plan *plan = calloc(1, sizeof(*plan));
+    if (!plan) {
+        pthread_mutex_unlock(&d->compact_lock);
+        snprintf(err, errlen, "cannot start compaction: out of memory");
+        return -ENOMEM;
+    }
+    plan->d = d;
     uint64_t total = 0;
     pthread_rwlock_rdlock(&d->lock);
     pthread_mutex_lock(&d->files_lock);
     for (unsigned n = 0; n < FMT_NFILES; n++)
-        if (d->files[n].length - d->files[n].reserved > d->files[n].live)
+        if (d->files[n].length - d->files[n].reserved > d->files[n].live) {
+            plan->planned[n] = d->files[n].live;
             total += d->files[n].live;
+        }
     pthread_mutex_unlock(&d->files_lock);
     pthread_rwlock_unlock(&d->lock);
     d->compact_total = total;
     d->compact_done = 0;
     d->compact_running = true;
-    int rc = pthread_create(&d->compact_thread, NULL, compact_main, d);
+    int rc = pthread_create(&d->compact_thread, NULL, compact_main, plan);
     if (rc != 0) {
+        free(plan);
         d->compact_running = false;
         pthread_mutex_unlock(&d->compact_lock);
         snprintf(err, errlen, "cannot start compaction: %s", strerror(rc));

@@ -540,6 +540,21 @@ static int open_for_check(const char *dir, unsigned flags, struct fsck_report *o
         snprintf(err, errlen, "cannot open %s: %s", dir, strerror(errno));
         return -errno;
     }
+    /* An S3 node's --dir holds only its small state; its objects are in
+     * the bucket, which an offline check does not read. Say so, exit 1,
+     * and touch nothing (not even with --repair --new-identity): "0
+     * objects checked, 0 problems" there would be a false all-clear. */
+    struct stat s3st;
+    if (fstatat(dirfd, "s3-index", &s3st, AT_SYMLINK_NOFOLLOW) == 0) {
+        snprintf(err, errlen,
+                 "%s is an S3 backend's directory (it holds s3-index): the node's objects live "
+                 "in its bucket, which fsck does not read; fsck checks disk stores only. Nothing "
+                 "was checked or changed. Check an S3 node's objects with its scrubber "
+                 "(--scrub-rate; /status \"scrub\", cas_scrub_* in /metrics)",
+                 dir);
+        close(dirfd);
+        return -EMEDIUMTYPE;
+    }
     struct node_identity node;
     int rc = node_load(dirfd, dir, &node, err, errlen);
     bool replace = rc == -ENOENT || rc == -EINVAL;

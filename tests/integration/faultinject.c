@@ -9,6 +9,14 @@
  * path contains $CAS_SLOW_PREAD_ONLY (default "/data-") first sleeps that
  * many microseconds, which widens the window between a request's look-up of
  * an object and what it does next (tests/integration/test_gc_races.py).
+ *
+ * A gate: with $CAS_PAUSE_FILE set, the syncs (fdatasync, fsync) of files
+ * whose path contains $CAS_PAUSE_ONLY are numbered 0, 1, 2, ... in the
+ * order they start, and sync number k waits (polling every 5 ms) while the
+ * pause file exists and holds a number not above k. A test writes "0" to
+ * hold the first one, "1" to let it through and hold the next, and so on
+ * (tests/integration/test_cli_files.py steps a compaction file by file).
+ * A sync that waits writes its number, once, to "$CAS_PAUSE_FILE.at".
  * Everything else goes to libc.
  */
 #define _GNU_SOURCE
@@ -16,6 +24,7 @@
 #undef _FILE_OFFSET_BITS
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,9 +80,42 @@ ssize_t pread64(int fd, void *buf, size_t count, off64_t offset)
     return real(fd, buf, count, offset);
 }
 
+static unsigned long pause_tickets; /* syncs numbered so far */
+
+static void maybe_pause(int fd)
+{
+    const char *f = getenv("CAS_PAUSE_FILE");
+    if (!f || !*f || !fd_matches(fd, getenv("CAS_PAUSE_ONLY")))
+        return;
+    unsigned long me = __atomic_fetch_add(&pause_tickets, 1, __ATOMIC_SEQ_CST);
+    bool told = false;
+    for (;;) {
+        FILE *gate = fopen(f, "r");
+        unsigned long allow = 0;
+        if (!gate)
+            return;
+        int got = fscanf(gate, "%lu", &allow);
+        fclose(gate);
+        if (got == 1 && allow > me)
+            return;
+        if (!told) { /* "<pause file>.at" says which sync waits now */
+            char at[4096];
+            snprintf(at, sizeof(at), "%s.at", f);
+            FILE *w = fopen(at, "w");
+            if (w) {
+                fprintf(w, "%lu\n", me);
+                fclose(w);
+            }
+            told = true;
+        }
+        usleep(5000);
+    }
+}
+
 int fdatasync(int fd)
 {
     static int (*real)(int);
+    maybe_pause(fd);
     if (faulty_fd(fd)) {
         errno = EIO;
         return -1;
@@ -86,6 +128,7 @@ int fdatasync(int fd)
 int fsync(int fd)
 {
     static int (*real)(int);
+    maybe_pause(fd);
     if (faulty_fd(fd)) {
         errno = EIO;
         return -1;

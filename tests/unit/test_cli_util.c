@@ -2,15 +2,21 @@
  * test_cli_util.c - the pure helpers of the ca-cas tool (ca-cas/util.c,
  * stats.c, progress.c, jsonview.c, client.c's error wording): server URLs,
  * keys as users type them, durations and sizes, percentiles, the bench mix,
- * the progress bar's text and the readable rendering of status JSON.
+ * the progress bar's text and the readable rendering of status JSON; and
+ * outfile.c, -o FILE written so that a failure leaves FILE as it was.
  */
 #include "cli.h"
 
 #include <CUnit/Basic.h>
 #include <math.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void check_url(const char *in, const char *want)
 {
@@ -329,6 +335,112 @@ static void test_jsonview_backslash_at_end(void)
     cas_buf_free(&b);
 }
 
+/* ---- outfile.c ---- */
+
+static char *slurp(const char *path)
+{
+    static char buf[256];
+    int fd = open(path, O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return n < 0 ? NULL : buf;
+}
+
+static void spit(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* Names in dir containing ".partial-": must be none after every call. */
+static int partials(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d)))
+        n += strstr(e->d_name, ".partial-") != NULL;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void test_outfile(void)
+{
+    char dir[] = "/tmp/cas-outfile-XXXXXX", f[300], link[300], fifo[300], dang[300];
+    char err[CLI_ERR_MAX];
+    CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
+    snprintf(f, sizeof(f), "%s/file", dir);
+    snprintf(link, sizeof(link), "%s/link", dir);
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    snprintf(dang, sizeof(dang), "%s/dangling", dir);
+    struct cli_outfile o;
+    struct stat st;
+
+    /* a failure leaves an existing file as it was */
+    spit(f, "old bytes");
+    chmod(f, 0640);
+    CU_ASSERT_EQUAL_FATAL(cli_outfile_open(&o, f, err, sizeof(err)), 0);
+    CU_ASSERT_PTR_NOT_NULL(o.tmp);
+    CU_ASSERT(write(o.fd, "new", 3) == 3);
+    CU_ASSERT_STRING_EQUAL(slurp(f), "old bytes");
+    cli_outfile_abort(&o);
+    CU_ASSERT_STRING_EQUAL(slurp(f), "old bytes");
+    CU_ASSERT_EQUAL(partials(dir), 0);
+
+    /* success replaces it whole, mode kept */
+    CU_ASSERT_EQUAL_FATAL(cli_outfile_open(&o, f, err, sizeof(err)), 0);
+    CU_ASSERT(write(o.fd, "new", 3) == 3);
+    CU_ASSERT_EQUAL(cli_outfile_commit(&o, err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(slurp(f), "new");
+    CU_ASSERT(stat(f, &st) == 0 && (st.st_mode & 07777) == 0640);
+    CU_ASSERT_EQUAL(partials(dir), 0);
+
+    /* a symlink to a regular file: the target is replaced, the link stays */
+    CU_ASSERT(symlink(f, link) == 0);
+    CU_ASSERT_EQUAL_FATAL(cli_outfile_open(&o, link, err, sizeof(err)), 0);
+    CU_ASSERT(write(o.fd, "via link", 8) == 8);
+    CU_ASSERT_EQUAL(cli_outfile_commit(&o, err, sizeof(err)), 0);
+    CU_ASSERT(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
+    CU_ASSERT_STRING_EQUAL(slurp(f), "via link");
+
+    /* a FIFO is written into and survives a failure */
+    CU_ASSERT(mkfifo(fifo, 0600) == 0);
+    int rfd = open(fifo, O_RDONLY | O_NONBLOCK); /* a reader, so opening to write does not wait */
+    CU_ASSERT_FATAL(rfd >= 0);
+    CU_ASSERT_EQUAL_FATAL(cli_outfile_open(&o, fifo, err, sizeof(err)), 0);
+    CU_ASSERT_PTR_NULL(o.tmp);
+    CU_ASSERT(write(o.fd, "pipe", 4) == 4);
+    cli_outfile_abort(&o);
+    char got[8] = "";
+    CU_ASSERT(read(rfd, got, sizeof(got)) == 4);
+    close(rfd);
+    CU_ASSERT(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+
+    /* refused before anything is created: a directory, a dangling link */
+    CU_ASSERT_EQUAL(cli_outfile_open(&o, dir, err, sizeof(err)), -EISDIR);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "is a directory"));
+    CU_ASSERT(symlink("nowhere", dang) == 0);
+    CU_ASSERT_EQUAL(cli_outfile_open(&o, dang, err, sizeof(err)), -ENOENT);
+    CU_ASSERT_EQUAL(partials(dir), 0);
+
+    /* "-" is standard output */
+    CU_ASSERT_EQUAL(cli_outfile_open(&o, "-", err, sizeof(err)), 0);
+    CU_ASSERT(o.is_stdout && o.fd == STDOUT_FILENO);
+    CU_ASSERT_EQUAL(cli_outfile_commit(&o, err, sizeof(err)), 0);
+    CU_ASSERT(fcntl(STDOUT_FILENO, F_GETFD) >= 0); /* not closed */
+
+    unlink(f);
+    unlink(link);
+    unlink(fifo);
+    unlink(dang);
+    CU_ASSERT(rmdir(dir) == 0);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -343,6 +455,7 @@ int main(void)
     CU_add_test(s, "progress text", test_progress_format);
     CU_add_test(s, "http error text", test_http_error_text);
     CU_add_test(s, "json view", test_jsonview);
+    CU_add_test(s, "output files", test_outfile);
     CU_add_test(s, "json view: order, numbers, odd texts", test_jsonview_odd);
     CU_add_test(s, "json view: backslash at the very end", test_jsonview_backslash_at_end);
     CU_basic_set_mode(CU_BRM_VERBOSE);

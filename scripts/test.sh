@@ -15,7 +15,7 @@ echo "== build (plain and ASan+UBSan)"
 passed=0; failed=0; skipped=0
 count_ctest() { # dir
   local out
-  out=$(cd "$1" && ctest --output-on-failure 2>&1)
+  out=$(cd "$1" && ctest -j2 --output-on-failure 2>&1)
   echo "$out" | tail -n 40
   local total fails
   total=$(echo "$out" | sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' | tail -1)
@@ -52,6 +52,6 @@ echo "== unit tests (ASan+UBSan)"; count_ctest build-asan
 echo "== integration tests (plain)"; count_integration build
 echo "== integration tests (ASan+UBSan)"
 count_integration build-asan "CAS_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
-echo "== fuzz targets (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-10} s each)"; count_fuzz
+echo "== fuzz targets (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-6} s each)"; count_fuzz
 echo "all suites: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

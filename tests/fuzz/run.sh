@@ -3,7 +3,7 @@
 # tests/fuzz into build-fuzz/ (clang, ASan+UBSan) and runs each for a fixed
 # time over its seed corpus (tests/fuzz/corpus/<name>/, read only; what the
 # fuzzer learns goes to build-fuzz/fuzz-corpus/<name>/ and is kept for the
-# next run). Default: every target, FUZZ_SECONDS (10) seconds each.
+# next run). Default: every target, FUZZ_SECONDS (6) seconds each.
 #
 # Prints one line per target with its executions and coverage (libFuzzer's
 # cov/ft), then "fuzz: N passed, N failed". Exits non-zero when a target
@@ -13,7 +13,7 @@
 # FUZZ_NO_BUILD=1 skips the build (for several runs side by side).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
-secs=${FUZZ_SECONDS:-10}
+secs=${FUZZ_SECONDS:-6}
 if [ "${1:-}" = "-t" ]; then secs=$2; shift 2; fi
 bdir="$top/build-fuzz"
 jobs=$(nproc 2>/dev/null || echo 2)

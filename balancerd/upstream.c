@@ -845,6 +845,20 @@ static ssize_t recv_nowait(int fd, char *buf, size_t max)
     }
 }
 
+/* A receive on c's body gave n <= 0 (not a clean end of an until-close
+ * body): marks c failed and says why in err and c->why. -EIO. */
+static int body_recv_failed(struct upconn *c, ssize_t n, char *err, size_t errlen)
+{
+    c->failed = true;
+    if (n == 0)
+        snprintf(err, errlen, "%s closed the connection with %" PRId64 " bytes to come", c->key,
+                 c->left);
+    else
+        snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-n));
+    snprintf(c->why, sizeof(c->why), "%s", err);
+    return -EIO;
+}
+
 /* The pooled connection c gave an EOF or an error before any byte of its
  * answer (the peer closed it while it was idle): the request goes again on
  * a new connection, which takes the old one's place in c. */
@@ -906,16 +920,8 @@ ssize_t upconn_prefetch_nowait(struct upconn *c, char *err, size_t errlen)
         return -EAGAIN;
     if (n == 0 && c->until_close)
         return 0;
-    if (n <= 0) {
-        c->failed = true;
-        if (n == 0)
-            snprintf(err, errlen, "%s closed the connection with %" PRId64 " bytes to come", c->key,
-                     c->left);
-        else
-            snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-n));
-        snprintf(c->why, sizeof(c->why), "%s", err);
-        return -EIO;
-    }
+    if (n <= 0)
+        return body_recv_failed(c, n, err, errlen);
     /* Buffered, not yet read: c->left still counts them. */
     c->start = 0;
     c->end = (size_t)n;
@@ -935,16 +941,8 @@ ssize_t upconn_read_nowait(struct upconn *c, char *buf, size_t max, char *err, s
         return -EAGAIN;
     if (n == 0 && c->until_close)
         return 0;
-    if (n <= 0) {
-        c->failed = true;
-        if (n == 0)
-            snprintf(err, errlen, "%s closed the connection with %" PRId64 " bytes to come", c->key,
-                     c->left);
-        else
-            snprintf(err, errlen, "receiving from %s: %s", c->key, strerror((int)-n));
-        snprintf(c->why, sizeof(c->why), "%s", err);
-        return -EIO;
-    }
+    if (n <= 0)
+        return body_recv_failed(c, n, err, errlen);
     if (!c->until_close)
         c->left -= n;
     return n;

@@ -456,33 +456,18 @@ static int frame_keys(struct disk_store *d, int fd, unsigned char **out, size_t 
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -errno;
-    uint64_t fsize = (uint64_t)st.st_size, p = 0;
     size_t n = 0, cap = 0, buflen = 1u << 20;
     unsigned char *keys = NULL, *buf = malloc(buflen);
     if (!buf)
         return -ENOMEM;
-    int rc = 0;
-    while (p + FMT_FRAME_HEADER <= fsize) {
-        unsigned char h[FMT_FRAME_HEADER];
-        struct fmt_frame fr;
-        if (pread(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h)) {
-            rc = -EIO;
-            break;
-        }
-        struct fmt_removal rm;
-        enum fmt_at what = fmt_frame_at(h, d->base.algo->id, fsize - p, &fr, &rm);
-        if (what == FMT_AT_NONE) {
-            p = fmt_next_frame(fd, p + 1, fsize, buf, buflen);
+    struct fmt_walk w = {.fd = fd, .fsize = (uint64_t)st.st_size, .algo = d->base.algo->id,
+                         .buf = buf, .buflen = buflen};
+    int rc;
+    while ((rc = fmt_walk_next(&w)) > 0) {
+        /* Damage is stepped over; a removal frame names objects, is none;
+         * a frame marked removed in place is a removed object. */
+        if (w.what != FMT_AT_OBJECT)
             continue;
-        }
-        if (what == FMT_AT_REMOVAL) { /* names objects, is none */
-            p += fmt_removal_len(rm.count);
-            continue;
-        }
-        if (what == FMT_AT_DEAD) { /* a removed object */
-            p += fmt_frame_len(fr.size);
-            continue;
-        }
         if (n == cap) {
             cap = cap ? cap * 2 : 1024;
             unsigned char *k = realloc(keys, cap * CAS_MAX_DIGEST);
@@ -493,9 +478,8 @@ static int frame_keys(struct disk_store *d, int fd, unsigned char **out, size_t 
             keys = k;
         }
         memset(keys + n * CAS_MAX_DIGEST, 0, CAS_MAX_DIGEST);
-        memcpy(keys + n * CAS_MAX_DIGEST, fr.digest, d->base.algo->digest_len);
+        memcpy(keys + n * CAS_MAX_DIGEST, w.fr.digest, d->base.algo->digest_len);
         n++;
-        p += fmt_frame_len(fr.size);
     }
     free(buf);
     if (rc < 0) {
@@ -774,25 +758,14 @@ static int adopt_tail(struct disk_store *d, unsigned n, uint64_t from, uint64_t 
     unsigned char *buf = malloc(buflen);
     int rc = buf ? disk_removals_read(d, fd, from, fsize, &rs) : -ENOMEM;
     uint64_t now = disk_now_s();
-    for (uint64_t p = from; rc == 0 && p + FMT_FRAME_HEADER <= fsize;) {
-        unsigned char h[FMT_FRAME_HEADER];
-        struct fmt_frame fr;
-        struct fmt_removal rm;
-        if (read_at(fd, h, sizeof(h), p) != (ssize_t)sizeof(h)) {
-            rc = -EIO;
-            break;
-        }
-        enum fmt_at what = fmt_frame_at(h, d->base.algo->id, fsize - p, &fr, &rm);
-        if (what == FMT_AT_NONE) {
-            p = fmt_next_frame(fd, p + 1, fsize, buf, buflen);
-            continue;
-        }
-        if (what == FMT_AT_REMOVAL || what == FMT_AT_DEAD) {
-            p += what == FMT_AT_DEAD ? fmt_frame_len(fr.size) : fmt_removal_len(rm.count);
-            continue;
-        }
-        uint64_t at = p;
-        p += fmt_frame_len(fr.size);
+    struct fmt_walk w = {.fd = fd, .fsize = fsize, .algo = d->base.algo->id, .next = from,
+                         .buf = buf, .buflen = buflen};
+    while (rc == 0 && (rc = fmt_walk_next(&w)) > 0) {
+        rc = 0;
+        if (w.what != FMT_AT_OBJECT)
+            continue; /* damage, a removal frame, an object removed in place */
+        const struct fmt_frame fr = w.fr;
+        uint64_t at = w.at;
         if (disk_removal_covers(&rs, fr.digest, at) ||
             objtab_find(&d->tab, fr.digest) != OBJTAB_NONE)
             continue; /* removed, or another copy of the key is stored */

@@ -327,23 +327,14 @@ int disk_removals_read(struct disk_store *d, int fd, uint64_t from, uint64_t fsi
     if (!buf)
         return -ENOMEM;
     int rc = 0;
-    for (uint64_t p = from; p + FMT_FRAME_HEADER <= fsize && rc == 0;) {
-        unsigned char h[FMT_FRAME_HEADER];
-        struct fmt_frame fr;
-        struct fmt_removal rm;
-        if (pread(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h)) {
-            rc = -EIO;
-            break;
-        }
-        enum fmt_at what = fmt_frame_at(h, d->base.algo->id, fsize - p, &fr, &rm);
-        if (what == FMT_AT_NONE) {
-            p = fmt_next_frame(fd, p + 1, fsize, buf, buflen);
+    struct fmt_walk w = {.fd = fd, .fsize = fsize, .algo = d->base.algo->id, .next = from,
+                         .buf = buf, .buflen = buflen};
+    while (rc == 0 && (rc = fmt_walk_next(&w)) > 0) {
+        rc = 0;
+        if (w.what != FMT_AT_REMOVAL)
             continue;
-        }
-        if (what == FMT_AT_OBJECT || what == FMT_AT_DEAD) {
-            p += fmt_frame_len(fr.size);
-            continue;
-        }
+        const struct fmt_removal rm = w.rm;
+        const uint64_t p = w.at;
         size_t len = (size_t)(rm.count * FMT_REMOVAL_ENTRY);
         unsigned char *x = realloc(ents, len);
         if (!x) {
@@ -360,7 +351,6 @@ int disk_removals_read(struct disk_store *d, int fd, uint64_t from, uint64_t fsi
             log_error("data file: removal frame at offset %" PRIu64 " is damaged (%" PRIu64
                       " entries fail their CRC): the objects it removed cannot be told",
                       p, rm.count);
-            p += fmt_removal_len(rm.count);
             continue;
         }
         if (out->n + rm.count > out->cap) {
@@ -382,7 +372,6 @@ int disk_removals_read(struct disk_store *d, int fd, uint64_t from, uint64_t fsi
             r->written_at = rm.written_at;
             r->kind = rm.kind;
         }
-        p += fmt_removal_len(rm.count);
     }
     free(buf);
     free(ents);

@@ -374,32 +374,22 @@ int disk_put_write(struct store_put *p, const void *data, size_t len, char *err,
     return 0;
 }
 
-/* Says why a client write is refused: a client deleted the key here while
- * the write was in flight. Storing it would undo that delete, which may
- * already be answered 204 (SPEC, Deletion), e.g. a balancer's straggling
- * copy of a PUT it answered before the DELETE came. -EBUSY (409). */
-static int refuse_deleted_during(struct disk_store *d, const unsigned char *digest, char *err,
-                                 size_t errlen)
+/* Says why a write of the key is refused: a client deleted it here.
+ * A copy from another replica: -ECANCELED (410) while the tombstone is in
+ * force. A client write: -EBUSY (409) when the delete came while it was in
+ * flight; storing it would undo that delete, which may already be answered
+ * 204 (SPEC, Deletion), e.g. a balancer's straggling copy of a PUT it
+ * answered before the DELETE came. */
+static int refuse_deleted(struct disk_store *d, const unsigned char *digest, bool copy, char *err,
+                          size_t errlen)
 {
     char hex[CAS_MAX_HEX + 1];
     cas_hex_encode(digest, d->base.algo->digest_len, hex);
-    snprintf(err, errlen,
-             "object %s was deleted here while this write was in progress: nothing stored "
-             "(send it again to store it after the delete)",
-             hex);
-    return -EBUSY;
-}
-
-/* Says why a copy of the key is refused: a client deleted it here. */
-static int refuse_copy(struct disk_store *d, const unsigned char *digest, char *err, size_t errlen)
-{
-    char hex[CAS_MAX_HEX + 1];
-    cas_hex_encode(digest, d->base.algo->digest_len, hex);
-    snprintf(err, errlen,
-             "object %s was deleted here: a copy from another replica is refused (only a "
-             "client PUT stores it again)",
-             hex);
-    return -ECANCELED;
+    snprintf(err, errlen, "object %s was deleted here%s", hex,
+             copy ? ": a copy from another replica is refused (only a client PUT stores it again)"
+                  : " while this write was in progress: nothing stored (send it again to store "
+                    "it after the delete)");
+    return copy ? -ECANCELED : -EBUSY;
 }
 
 int disk_put_copy(struct store_put *p, char *err, size_t errlen)
@@ -411,7 +401,7 @@ int disk_put_copy(struct store_put *p, char *err, size_t errlen)
     pthread_rwlock_rdlock(&d->lock);
     bool refused = tomb_refuses_copy(d, p->expect.digest, disk_now_s());
     pthread_rwlock_unlock(&d->lock);
-    return refused ? refuse_copy(d, p->expect.digest, err, errlen) : 0;
+    return refused ? refuse_deleted(d, p->expect.digest, true, err, errlen) : 0;
 }
 
 void disk_put_abort(struct store_put *p)
@@ -587,13 +577,13 @@ write_failed:
      * that raced this copy either refuses it here or removes it after. */
     if (p->copy && tomb_refuses_copy(d, key->digest, disk_now_s())) {
         pthread_rwlock_unlock(&d->lock);
-        rc = refuse_copy(d, key->digest, err, errlen);
+        rc = refuse_deleted(d, key->digest, true, err, errlen);
         goto undo;
     }
     /* A client write lifts a tombstone only of a delete before it began. */
     if (tomb_deleted_since(d, key->digest, p->delete_seq)) {
         pthread_rwlock_unlock(&d->lock);
-        rc = refuse_deleted_during(d, key->digest, err, errlen);
+        rc = refuse_deleted(d, key->digest, false, err, errlen);
         goto undo;
     }
     rc = disk_append(d, &r, 1, &pos, err, errlen);

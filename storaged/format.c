@@ -216,6 +216,28 @@ uint64_t fmt_next_frame(int fd, uint64_t from, uint64_t fsize, unsigned char *bu
     return fsize;
 }
 
+int fmt_walk_next(struct fmt_walk *w)
+{
+    if (w->next + FMT_FRAME_HEADER > w->fsize)
+        return 0;
+    unsigned char h[FMT_FRAME_HEADER];
+    w->at = w->next;
+    if (pread(w->fd, h, sizeof(h), (off_t)w->at) != (ssize_t)sizeof(h))
+        return -EIO;
+    w->what = fmt_frame_at(h, w->algo, w->fsize - w->at, &w->fr, &w->rm);
+    switch (w->what) {
+    case FMT_AT_NONE:
+        w->next = fmt_next_frame(w->fd, w->at + 1, w->fsize, w->buf, w->buflen);
+        break;
+    case FMT_AT_REMOVAL:
+        w->next = w->at + fmt_removal_len(w->rm.count);
+        break;
+    default:
+        w->next = w->at + fmt_frame_len(w->fr.size);
+    }
+    return 1;
+}
+
 void fmt_datafile_name(unsigned n, uint64_t gen, char *buf, size_t len)
 {
     snprintf(buf, len, "data-%02u.g%llu", n, (unsigned long long)gen);

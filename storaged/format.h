@@ -177,6 +177,31 @@ enum fmt_at fmt_frame_at(const unsigned char h[FMT_FRAME_HEADER], unsigned algo,
  * walking past damaged bytes and punched-out ranges. */
 uint64_t fmt_next_frame(int fd, uint64_t from, uint64_t fsize, unsigned char *buf, size_t buflen);
 
+/*
+ * A walk over the frames of a data file, the one loop of the replay, the
+ * removal-frame reader and fsck: set fd, fsize, algo, next (where to
+ * start) and buf/buflen (scratch, >= 4096 bytes, for fmt_next_frame),
+ * then call fmt_walk_next until it returns 0.
+ */
+struct fmt_walk {
+    int fd;
+    uint64_t fsize;
+    unsigned algo;
+    uint64_t next; /* where the walk goes on */
+    unsigned char *buf;
+    size_t buflen;
+    /* Set by fmt_walk_next: */
+    uint64_t at;     /* offset of what was just read */
+    enum fmt_at what; /* FMT_AT_NONE: bytes that are no frame, from at to next */
+    struct fmt_frame fr;    /* FMT_AT_OBJECT, FMT_AT_DEAD */
+    struct fmt_removal rm;  /* FMT_AT_REMOVAL */
+};
+/* Reads what is at w->next: 1 with w->what, w->at and w->fr / w->rm set and
+ * w->next past it (for FMT_AT_NONE, the next intact frame header, or fsize);
+ * 0 at the end of the file (fewer than a header's bytes left); -EIO when
+ * the header cannot be read. */
+int fmt_walk_next(struct fmt_walk *w);
+
 /* Name of data file n at generation g: "data-NN.gG" (buf >= 32 bytes). */
 void fmt_datafile_name(unsigned n, uint64_t gen, char *buf, size_t len);
 /* Parses a data file name; false when name is not one. */

@@ -91,8 +91,6 @@ static bool payload_matches(struct fsck *f, int fd, uint64_t off, uint64_t size,
     return memcmp(got, digest, f->d->base.algo->digest_len) == 0;
 }
 
-static uint64_t resync(struct fsck *f, int fd, uint64_t from, uint64_t fsize);
-
 /* Collects every digest a valid PUT, DEL or UNMARK record of the index names. */
 static int collect_mentioned(struct fsck *f)
 {
@@ -155,30 +153,23 @@ static int relocate_files(struct fsck *f, bool repair)
             n, name);
         int fd = d->files[n].ref->fd;
         struct stat st;
-        uint64_t fsize = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0, p = 0;
-        while (p + FMT_FRAME_HEADER <= fsize) {
-            unsigned char h[FMT_FRAME_HEADER];
-            struct fmt_frame fr;
-            struct fmt_removal rm;
-            enum fmt_at what = FMT_AT_NONE;
-            if (pread(fd, h, sizeof(h), (off_t)p) == (ssize_t)sizeof(h))
-                what = fmt_frame_at(h, d->base.algo->id, fsize - p, &fr, &rm);
-            if (what == FMT_AT_NONE) {
-                p = resync(f, fd, p + 1, fsize);
+        struct fmt_walk w = {.fd = fd,
+                             .fsize = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0,
+                             .algo = d->base.algo->id,
+                             .buf = f->buf,
+                             .buflen = CHUNK};
+        /* Damage, removal frames and objects removed in place are stepped
+         * over; an unreadable header ends the file. */
+        while (fmt_walk_next(&w) > 0) {
+            if (w.what != FMT_AT_OBJECT)
                 continue;
-            }
-            if (what == FMT_AT_REMOVAL || what == FMT_AT_DEAD) {
-                p += what == FMT_AT_DEAD ? fmt_frame_len(fr.size) : fmt_removal_len(rm.count);
-                continue;
-            }
-            uint32_t e = objtab_find(&d->tab, fr.digest);
+            uint32_t e = objtab_find(&d->tab, w.fr.digest);
             struct objtab_entry en;
             if (e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == n &&
-                en.size == fr.size) {
-                objtab_set_location(&d->tab, e, n, p);
+                en.size == w.fr.size) {
+                objtab_set_location(&d->tab, e, n, w.at);
                 found[e] = 1;
             }
-            p += fmt_frame_len(fr.size);
         }
     }
     struct objtab_entry en;
@@ -246,12 +237,6 @@ static void check_indexed(struct fsck *f, bool repair)
     }
 }
 
-/* Finds the next valid frame header at or after from; file size if none. */
-static uint64_t resync(struct fsck *f, int fd, uint64_t from, uint64_t fsize)
-{
-    return fmt_next_frame(fd, from, fsize, f->buf, CHUNK);
-}
-
 /*
  * Pass 2: the framing of every data file. An intact frame the index does not
  * name is a removed object when a removal frame later in its file names it
@@ -280,7 +265,7 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
         struct stat st;
         if (fstat(fd, &st) < 0)
             continue;
-        uint64_t fsize = (uint64_t)st.st_size, p = 0;
+        uint64_t fsize = (uint64_t)st.st_size;
         struct disk_removals rs;
         memset(&rs, 0, sizeof(rs));
         int rc = disk_removals_read(d, fd, 0, fsize, &rs);
@@ -310,15 +295,12 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
                 "be put back by a repair (run a GC cycle or delete them again)",
                 n, rs.damaged);
         }
-        while (p + FMT_FRAME_HEADER <= fsize) {
-            unsigned char h[FMT_FRAME_HEADER];
-            struct fmt_frame fr;
-            struct fmt_removal rm;
-            if (pread(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h))
-                break;
-            enum fmt_at what = fmt_frame_at(h, d->base.algo->id, fsize - p, &fr, &rm);
-            if (what == FMT_AT_NONE) {
-                uint64_t next = resync(f, fd, p + 1, fsize);
+        struct fmt_walk w = {
+            .fd = fd, .fsize = fsize, .algo = d->base.algo->id, .buf = f->buf, .buflen = CHUNK};
+        while (fmt_walk_next(&w) > 0) {
+            const struct fmt_frame fr = w.fr;
+            const uint64_t p = w.at, next = w.next;
+            if (w.what == FMT_AT_NONE) {
                 /* An incomplete frame at the very end is a write that was
                  * never acknowledged, not damage. */
                 bool tail = next == fsize;
@@ -333,16 +315,10 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
                         "the end (cut at the next start)",
                         n, fsize - p);
                 }
-                p = next;
                 continue;
             }
-            if (what == FMT_AT_REMOVAL || what == FMT_AT_DEAD) {
-                /* A removal frame, or an object marked removed in place:
-                 * never put back. */
-                p += what == FMT_AT_DEAD ? fmt_frame_len(fr.size) : fmt_removal_len(rm.count);
-                continue;
-            }
-            uint64_t next = p + fmt_frame_len(fr.size);
+            if (w.what != FMT_AT_OBJECT)
+                continue; /* a removal frame, or an object removed in place: never put back */
             uint32_t e = objtab_find(&d->tab, fr.digest);
             const struct disk_removal *rmv = disk_removal_covers(&rs, fr.digest, p);
             struct objtab_entry en;
@@ -373,7 +349,6 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
                         "that stopped before its index record; it was never answered)",
                         hex, n, p);
                 }
-                p = next;
                 continue;
             }
             bool known = e != OBJTAB_NONE;
@@ -408,7 +383,6 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
                     tomb_clear(d, fr.digest);
                 }
             }
-            p = next;
         }
         disk_removals_free(&rs);
     }

@@ -5,6 +5,7 @@
  *   s3_client, s3_xml, s3_sums   requests, XML answers, block tables
  *   s3_core                      names, the journal, the table, bucket
  *                                requests on one object, taking copies out
+ *   s3_claim                     taking a fresh bucket for this node
  *   s3_store | s3_gc | s3_open   object operations | GC, compaction, scrub |
  *                                opening, recovery, rebuild (not each other)
  *   s3_backend                   the ops table, destroy, the registry entry
@@ -26,6 +27,8 @@
 #define S3_INDEX "s3-index"
 #define S3_INDEX_MAGIC "CASS3IDX"
 #define S3_NODE_KEY "cas-node"
+/* Bytes of the node file (and of its copy in the bucket) read at most. */
+#define S3_NODE_FILE_MAX (1u << 20)
 #define S3_DELETING 2u /* objtab flag: a delete of this key is under way */
 /* objtab flag, with S3_DELETING: not an object but a placeholder while a
  * write that will not be recorded removes what it uploaded (s3_store.c,
@@ -227,6 +230,19 @@ int s3_list(struct store *s, struct store_cursor *cursor, enum store_list_state 
             char *err, size_t errlen);
 void s3_info(struct store *s, struct store_info *out);
 void s3_metrics(struct store *s, struct cas_buf *out);
+
+/* ---- s3_claim.c: one bucket per storaged (the protocol: its opening
+ * comment) ---- */
+/* Makes the bucket this node's: writes its node file (local, llen bytes)
+ * as cas-node unless another node holds or is claiming the bucket. 0 when
+ * cas-node is this node's; -EINVAL the bucket holds another node's state;
+ * -EBUSY another node's claim is there (the message names it and says how
+ * to clear a stale one); -EIO/-ENOMEM/-E2BIG with a message. Our claim is
+ * removed whatever the result (a removal that fails is logged). */
+int s3_claim_bucket(struct s3_store *st, const char *local, size_t llen, char *err, size_t errlen);
+/* Removes this node's claim left by a start that crashed midway (cas-node
+ * is already ours); best effort, a failure is logged. */
+void s3_claim_drop_own(struct s3_store *st);
 
 /* ---- s3_open.c ---- */
 /* Brings up the store st (zeroed, ops set by s3_backend.c) from o: the

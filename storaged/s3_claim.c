@@ -1,0 +1,351 @@
+/*
+ * s3_claim.c - taking a fresh bucket for this node, safely against another
+ * storaged taking it at the same moment (s3_open.c calls it when the
+ * bucket holds no node copy, cas-node, yet).
+ *
+ * Two storageds on one bucket would share every objects/<hex>: "two
+ * copies" would be one, and one node's delete would remove the other's
+ * copy. A plain "GET cas-node -> 404, PUT cas-node" lets two nodes that
+ * start together both pass. The protocol below needs nothing from the
+ * server but S3's strong read-after-write and list-after-write consistency
+ * (AWS since 2020, MinIO, Ceph RGW, s3rver), so it holds where conditional
+ * writes are not supported (s3rver ignores If-None-Match on PUT):
+ *
+ *   1. PUT cas-claims/<node id>           (our claim)
+ *   2. LIST cas-claims/                   another node's claim there:
+ *                                         remove ours, wait a random
+ *                                         100-600 ms, try again (at most
+ *                                         S3_CLAIM_ROUNDS rounds), then
+ *                                         refuse naming the claims
+ *   3. GET cas-node                       another node's: remove our claim,
+ *                                         refuse; ours: done
+ *   4. PUT cas-node, If-None-Match: *     412 (it exists): back to a GET
+ *                                         and compare; 501: the server has
+ *                                         no conditional writes, PUT again
+ *                                         without (the claims protect)
+ *   5. GET cas-node, compare              (read back)
+ *   6. DELETE cas-claims/<node id>
+ *
+ * Why two nodes never both pass: of the two LISTs (step 2), take the later
+ * one, by B. It happened after A's claim was written (A wrote it before its
+ * own, earlier LIST), so B saw A's claim unless A had removed it, which A
+ * does only after writing cas-node (step 6 after 4): then B's GET (step 3)
+ * sees A's cas-node and B refuses. Both may refuse (each saw the other's
+ * claim in every round); the operator starts them again, never both run.
+ *
+ * A claim left by a start that crashed between steps 1 and 6 stays: a
+ * restart of that node (same --dir, same id) overwrites and removes it
+ * (s3_claim_drop_own when cas-node is already its own); any other node is
+ * refused, with a message naming the claim (its node id, host, pid and
+ * time) and how to remove it. Claims never expire by themselves: a start
+ * paused for a long time (SIGSTOP, a hung VM) would otherwise come back
+ * and write cas-node over a node that took the claim as stale.
+ */
+#define _GNU_SOURCE
+#include "s3_internal.h"
+#include "log.h"
+#include "node.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S3_CLAIMS_PREFIX "cas-claims/"
+#define S3_CLAIM_ROUNDS 3
+#define S3_CLAIMS_NAMED 4     /* other claims read and named in a refusal */
+#define S3_CLAIM_BODY_MAX 512 /* bytes of another node's claim read */
+
+/* "cas-claims/<node id>" of the node whose node file is dir/node. */
+static int claim_key(struct s3_store *st, char *key, size_t keylen, char *id, size_t idlen,
+                     char *err, size_t errlen)
+{
+    struct node_identity ni = {0};
+    int rc = node_load(st->dirfd, st->dir, &ni, err, errlen);
+    if (rc < 0)
+        return rc;
+    snprintf(key, keylen, S3_CLAIMS_PREFIX "%s", ni.id);
+    snprintf(id, idlen, "%s", ni.id);
+    node_free(&ni);
+    return 0;
+}
+
+/* DELETE of key; 0 when it is gone (404 included), -EIO with a message. */
+static int delete_key(struct s3_store *st, const char *key, char *err, size_t errlen)
+{
+    struct s3_req rq = {.method = "DELETE", .key = key};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status != 204 && rs.status != 200 && rs.status != 404) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    return rc;
+}
+
+/* Removes our claim after a refusal or a failure; a failure to do so is
+ * logged (the claim then blocks other nodes until removed: the log and
+ * the next refusal say so), never replaces the caller's message. */
+static void withdraw(struct s3_store *st, const char *key)
+{
+    char e[512];
+    if (delete_key(st, key, e, sizeof(e)) < 0)
+        log_warn("s3: cannot remove our claim %s from the bucket %s: %s (remove it by hand "
+                 "before another node starts on this bucket; this node's next start removes it)",
+                 key, st->cli.bucket, e);
+}
+
+void s3_claim_drop_own(struct s3_store *st)
+{
+    char key[64], id[24], e[512];
+    if (claim_key(st, key, sizeof(key), id, sizeof(id), e, sizeof(e)) == 0)
+        withdraw(st, key);
+}
+
+/* PUT of our claim: who, where, when (for another node's refusal message). */
+static int put_claim(struct s3_store *st, const char *key, const char *id, char *err, size_t errlen)
+{
+    char host[256] = "?", when[64] = "?", body[512];
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm))
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int n = snprintf(body, sizeof(body), "ca-cas bucket claim\nnode %s\nhost %s\npid %d\ntime %s\n",
+                     id, host, (int)getpid(), when);
+    struct s3_req rq = {.method = "PUT", .key = key, .body = body, .body_len = (size_t)n};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status != 200) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    return rc;
+}
+
+/* The claims under cas-claims/ other than own (one page: a bucket with
+ * more than 1000 claims is refused as not a sane one). *page is the
+ * listing (the caller frees it); *others counts the other claims. */
+static int list_claims(struct s3_store *st, const char *own, struct s3_list_page *page,
+                       size_t *others, char *err, size_t errlen)
+{
+    struct s3_req rq = {.method = "GET", .query = "list-type=2&max-keys=1000&prefix=cas-claims%2F"};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status != 200) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    if (rc == 0)
+        rc = s3_xml_list(rs.body.data ? rs.body.data : "", rs.body.len, page, err, errlen);
+    s3_resp_free(&rs);
+    if (rc == 0 && page->truncated) {
+        snprintf(err, errlen, "the bucket %s holds more than 1000 claims under %s", st->cli.bucket,
+                 S3_CLAIMS_PREFIX);
+        rc = -E2BIG;
+    }
+    *others = 0;
+    for (size_t i = 0; rc == 0 && i < page->n; i++)
+        if (strcmp(page->items[i].key, own) != 0)
+            (*others)++;
+    return rc;
+}
+
+/* Appends "KEY (node .., host .., pid .., time ..)" for another node's
+ * claim to msg: its body read back, one line per field, anything not
+ * printable shown as '?'. */
+static void describe_claim(struct s3_store *st, const char *key, char *msg, size_t msglen)
+{
+    char body[S3_CLAIM_BODY_MAX + 1], e[256];
+    struct s3_req rq = {.method = "GET", .key = key, .out = body, .out_cap = S3_CLAIM_BODY_MAX};
+    struct s3_resp rs;
+    size_t used = strlen(msg);
+    if (s3_do(&st->cli, &rq, &rs, e, sizeof(e)) < 0 || rs.status != 200) {
+        snprintf(msg + used, msglen - used, "%s%s", used ? "; " : "", key);
+        s3_resp_free(&rs);
+        return;
+    }
+    body[rs.out_len] = '\0';
+    s3_resp_free(&rs);
+    /* Skip the first line (the format's name); the others become "a, b". */
+    char *p = strchr(body, '\n'), fields[S3_CLAIM_BODY_MAX + 1] = "";
+    size_t fl = 0;
+    for (p = p ? p + 1 : body; *p && fl + 2 < sizeof(fields); p++) {
+        if (*p == '\n') {
+            if (p[1]) {
+                fields[fl++] = ',';
+                fields[fl++] = ' ';
+            }
+        } else {
+            fields[fl++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+        }
+    }
+    fields[fl] = '\0';
+    snprintf(msg + used, msglen - used, "%s%s (%.200s)", used ? "; " : "", key, fields);
+}
+
+/* GET cas-node into buf: 1 with *len when there is one, 0 when none (404),
+ * negative errno with a message otherwise. */
+static int get_node_copy(struct s3_store *st, char *buf, size_t cap, size_t *len, char *err,
+                         size_t errlen)
+{
+    struct s3_req rq = {.method = "GET", .key = S3_NODE_KEY, .out = buf, .out_cap = cap};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status == 200) {
+        *len = rs.out_len;
+        rc = 1;
+    } else if (rc == 0 && rs.status != 404) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    return rc;
+}
+
+/* PUT cas-node only if none exists (If-None-Match: *, S3's conditional
+ * write): 0 written, 1 the server says one exists (412: the caller reads
+ * it), negative errno with a message. A server without conditional writes
+ * (501 NotImplemented) gets a plain PUT: the claims protect then. */
+static int put_node_copy(struct s3_store *st, const char *local, size_t llen, char *err,
+                         size_t errlen)
+{
+    struct s3_req rq = {.method = "PUT",
+                        .key = S3_NODE_KEY,
+                        .body = local,
+                        .body_len = llen,
+                        .header = "If-None-Match: *"};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status == 501) {
+        s3_resp_free(&rs);
+        rq.header = NULL;
+        rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    }
+    if (rc == 0 && rs.status == 412) {
+        rc = 1;
+    } else if (rc == 0 && rs.status == 409) {
+        /* AWS: ConditionalRequestConflict, another write of the key under way. */
+        snprintf(err, errlen,
+                 "the bucket %s: another node is writing %s at the same time (409): one bucket "
+                 "per storaged; start again to see which node holds it",
+                 st->cli.bucket, S3_NODE_KEY);
+        rc = -EBUSY;
+    } else if (rc == 0 && rs.status != 200) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    return rc;
+}
+
+static int another_node(struct s3_store *st, char *err, size_t errlen)
+{
+    snprintf(err, errlen,
+             "the bucket %s holds another node's state (%s differs from %s/node): one "
+             "bucket per storaged; nothing was changed",
+             st->cli.bucket, S3_NODE_KEY, st->dir);
+    return -EINVAL;
+}
+
+/* Steps 3-5 (our claim is the only one): cas-node ours when it returns 0. */
+static int take(struct s3_store *st, const char *local, size_t llen, char *remote, char *err,
+                size_t errlen)
+{
+    size_t rlen = 0;
+    int rc = get_node_copy(st, remote, S3_NODE_FILE_MAX, &rlen, err, errlen);
+    if (rc == 0) {
+        rc = put_node_copy(st, local, llen, err, errlen);
+        if (rc < 0)
+            return rc;
+        /* Read back (and, after a 412, read the copy that is there). */
+        rc = get_node_copy(st, remote, S3_NODE_FILE_MAX, &rlen, err, errlen);
+        if (rc == 0) {
+            snprintf(err, errlen,
+                     "the bucket %s: %s is not there just after it was written (the server does "
+                     "not read its own writes: one bucket per storaged cannot be made sure)",
+                     st->cli.bucket, S3_NODE_KEY);
+            return -EIO;
+        }
+    }
+    if (rc < 0)
+        return rc;
+    if (rlen != llen || memcmp(local, remote, llen) != 0)
+        return another_node(st, err, errlen);
+    return 0;
+}
+
+int s3_claim_bucket(struct s3_store *st, const char *local, size_t llen, char *err, size_t errlen)
+{
+    char key[64], id[24];
+    int rc = claim_key(st, key, sizeof(key), id, sizeof(id), err, errlen);
+    if (rc < 0)
+        return rc;
+    char *remote = malloc(S3_NODE_FILE_MAX);
+    if (!remote) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (unsigned round = 1;; round++) {
+        struct s3_list_page page = {0};
+        size_t others = 0;
+        rc = put_claim(st, key, id, err, errlen);
+        if (rc < 0) {
+            withdraw(st, key); /* a PUT that failed may still have landed */
+            break;
+        }
+        rc = list_claims(st, key, &page, &others, err, errlen);
+        if (rc == 0 && others == 0) {
+            s3_list_page_free(&page);
+            rc = take(st, local, llen, remote, err, errlen);
+            withdraw(st, key);
+            if (rc == 0)
+                log_info("s3: the bucket %s is this node's (%s written)", st->cli.bucket,
+                         S3_NODE_KEY);
+            break;
+        }
+        withdraw(st, key);
+        if (rc < 0) {
+            s3_list_page_free(&page);
+            break;
+        }
+        if (round < S3_CLAIM_ROUNDS) {
+            s3_list_page_free(&page);
+            uint32_t r = 0;
+            if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+                r = (uint32_t)getpid();
+            struct timespec ts = {0, (long)(100 + r % 500) * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        char names[1200] = "";
+        const char *first = NULL;
+        for (size_t i = 0, named = 0; i < page.n && named < S3_CLAIMS_NAMED; i++)
+            if (strcmp(page.items[i].key, key) != 0) {
+                if (!first)
+                    first = page.items[i].key;
+                describe_claim(st, page.items[i].key, names, sizeof(names));
+                named++;
+            }
+        snprintf(err, errlen,
+                 "the bucket %s is being claimed by another storaged: %s%s. One bucket per "
+                 "storaged: this node did not start and changed nothing. If no storaged with "
+                 "that node id is starting on this bucket, the claim is stale (a start that "
+                 "crashed): start that node again, or remove the claim from the bucket (for "
+                 "example: aws s3 rm s3://%s/%s), then start this one again",
+                 st->cli.bucket, names, others > S3_CLAIMS_NAMED ? " and more" : "", st->cli.bucket,
+                 others == 1 && first ? first : S3_CLAIMS_PREFIX "<node id>");
+        s3_list_page_free(&page);
+        rc = -EBUSY;
+        break;
+    }
+    free(remote);
+    return rc;
+}

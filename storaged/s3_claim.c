@@ -335,8 +335,8 @@ int s3_claim_bucket(struct s3_store *st, const char *local, size_t llen, char *e
                 named++;
             }
         snprintf(err, errlen,
-                 "the bucket %s is being claimed by another storaged: %s%s. One bucket per "
-                 "storaged: this node did not start and changed nothing. If no storaged with "
+                 "the bucket %s is being claimed by another storaged: %s%s; one bucket per "
+                 "storaged, so this node did not start and changed nothing. If no storaged with "
                  "that node id is starting on this bucket, the claim is stale (a start that "
                  "crashed): start that node again, or remove the claim from the bucket (for "
                  "example: aws s3 rm s3://%s/%s), then start this one again",

@@ -275,12 +275,12 @@ class BalancerTokenReloadTest(TempDirTest):
             f.write("secret-two\n")
         bal.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "config reloaded" in bal.log_text(), 10, "the reload")
-        self.assertRegex(bal.log_text(), r"token_file \S+ holds another token: the balancer keeps the token")
         second = b"written after the SIGHUP"
         r = old.put(second)
         self.assertEqual((r.status, r.header("X-CAS-Copies")), (201, "2"), r.body)
         self.assertEqual(new.put(b"never stored").status, 401)
         self.assertEqual(old.request("DELETE", "/objects/" + sha1(first)).status, 204)
+        self.assertRegex(bal.log_text(), r"token_file \S+ holds another token: the balancer keeps the token")
         # No backend was marked down meanwhile (probes every 200 ms).
         for _ in range(10):
             st = bal.status()

@@ -147,8 +147,10 @@ static int list_claims(struct s3_store *st, const char *own, struct s3_list_page
         rc = s3_xml_list(rs.body.data ? rs.body.data : "", rs.body.len, page, err, errlen);
     s3_resp_free(&rs);
     if (rc == 0 && page->truncated) {
-        snprintf(err, errlen, "the bucket %s holds more than 1000 claims under %s", st->cli.bucket,
-                 S3_CLAIMS_PREFIX);
+        snprintf(err, errlen,
+                 "listing %s of the bucket %s: more than one page (over 1000 claims): not a "
+                 "bucket a storaged can take",
+                 S3_CLAIMS_PREFIX, st->cli.bucket);
         rc = -E2BIG;
     }
     *others = 0;

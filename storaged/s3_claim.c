@@ -1,15 +1,19 @@
 /*
- * s3_claim.c - taking a fresh bucket for this node, safely against another
- * storaged taking it at the same moment (s3_open.c calls it when the
- * bucket holds no node copy, cas-node, yet).
+ * s3_claim.c - one bucket per storaged: the claim cas-claims/<node id> that
+ * a storaged holds in its bucket while it runs, how a fresh bucket is taken
+ * safely against another storaged taking it at the same moment, and the
+ * check that keeps a --dir without a node file from becoming a second
+ * process of a node that runs (s3_open.c calls these; s3_backend.c's
+ * destroy releases the claim at the stop).
  *
  * Two storageds on one bucket would share every objects/<hex>: "two
  * copies" would be one, and one node's delete would remove the other's
  * copy. A plain "GET cas-node -> 404, PUT cas-node" lets two nodes that
- * start together both pass. The protocol below needs nothing from the
- * server but S3's strong read-after-write and list-after-write consistency
- * (AWS since 2020, MinIO, Ceph RGW, s3rver), so it holds where conditional
- * writes are not supported (s3rver ignores If-None-Match on PUT):
+ * start together both pass. Taking a fresh bucket (no cas-node) needs
+ * nothing from the server but S3's strong read-after-write and
+ * list-after-write consistency (AWS since 2020, MinIO, Ceph RGW, s3rver),
+ * so it holds where conditional writes are not supported (s3rver ignores
+ * If-None-Match on PUT):
  *
  *   1. PUT cas-claims/<node id>           (our claim)
  *   2. LIST cas-claims/                   another node's claim there:
@@ -24,22 +28,28 @@
  *                                         no conditional writes, PUT again
  *                                         without (the claims protect)
  *   5. GET cas-node, compare              (read back)
- *   6. DELETE cas-claims/<node id>
+ *   6. the claim stays while the process runs; DELETE at the stop
  *
  * Why two nodes never both pass: of the two LISTs (step 2), take the later
  * one, by B. It happened after A's claim was written (A wrote it before its
  * own, earlier LIST), so B saw A's claim unless A had removed it, which A
- * does only after writing cas-node (step 6 after 4): then B's GET (step 3)
- * sees A's cas-node and B refuses. Both may refuse (each saw the other's
- * claim in every round); the operator starts them again, never both run.
+ * does only after refusing or after writing cas-node and stopping: then
+ * B's GET (step 3) sees A's cas-node and B refuses. Both may refuse (each
+ * saw the other's claim in every round); the operator starts one again.
  *
- * A claim left by a start that crashed between steps 1 and 6 stays: a
- * restart of that node (same --dir, same id) overwrites and removes it
- * (s3_claim_drop_own when cas-node is already its own); any other node is
- * refused, with a message naming the claim (its node id, host, pid and
- * time) and how to remove it. Claims never expire by themselves: a start
- * paused for a long time (SIGSTOP, a hung VM) would otherwise come back
- * and write cas-node over a node that took the claim as stale.
+ * A --dir without a node file takes the identity in the bucket's cas-node
+ * (a lost --dir, s3_open.c's s3_prepare), but not while that node's claim
+ * is there (s3_claim_check_restore): a second, empty --dir pointed at a
+ * bucket in use would otherwise run as a second process of the same node.
+ * cas-node is written after the claim and the claim removed only at the
+ * stop, so whoever reads cas-node while the node runs finds its claim.
+ *
+ * A claim left by a crash stays: a restart of that node (same --dir, same
+ * id) writes it again and goes on (s3_claim_hold); anything else is
+ * refused with a message naming the claim (node id, host, pid, time) and
+ * how to remove it. Claims never expire by themselves: a node paused for a
+ * long time (SIGSTOP, a frozen VM) would otherwise come back to a bucket
+ * that another process took as abandoned.
  */
 #define _GNU_SOURCE
 #include "s3_internal.h"
@@ -75,11 +85,11 @@ static int claim_key(struct s3_store *st, char *key, size_t keylen, char *id, si
 }
 
 /* DELETE of key; 0 when it is gone (404 included), -EIO with a message. */
-static int delete_key(struct s3_store *st, const char *key, char *err, size_t errlen)
+static int delete_key(struct s3_client *cli, const char *key, char *err, size_t errlen)
 {
     struct s3_req rq = {.method = "DELETE", .key = key};
     struct s3_resp rs;
-    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    int rc = s3_do(cli, &rq, &rs, err, errlen);
     if (rc == 0 && rs.status != 204 && rs.status != 200 && rs.status != 404) {
         s3_status_error(&rq, &rs, err, errlen);
         rc = -EIO;
@@ -94,17 +104,22 @@ static int delete_key(struct s3_store *st, const char *key, char *err, size_t er
 static void withdraw(struct s3_store *st, const char *key)
 {
     char e[512];
-    if (delete_key(st, key, e, sizeof(e)) < 0)
+    if (delete_key(&st->cli, key, e, sizeof(e)) < 0)
         log_warn("s3: cannot remove our claim %s from the bucket %s: %s (remove it by hand "
                  "before another node starts on this bucket; this node's next start removes it)",
                  key, st->cli.bucket, e);
 }
 
-void s3_claim_drop_own(struct s3_store *st)
+void s3_claim_release(struct s3_store *st)
 {
     char key[64], id[24], e[512];
+    if (!st->claimed)
+        return;
+    st->claimed = false;
     if (claim_key(st, key, sizeof(key), id, sizeof(id), e, sizeof(e)) == 0)
         withdraw(st, key);
+    else
+        log_warn("s3: cannot remove our claim from the bucket %s: %s", st->cli.bucket, e);
 }
 
 /* PUT of our claim: who, where, when (for another node's refusal message). */
@@ -163,13 +178,14 @@ static int list_claims(struct s3_store *st, const char *own, struct s3_list_page
 /* Appends "KEY (node .., host .., pid .., time ..)" for another node's
  * claim to msg: its body read back, one line per field, anything not
  * printable shown as '?'. */
-static void describe_claim(struct s3_store *st, const char *key, char *msg, size_t msglen)
+static void describe_claim(struct s3_client *cli, const char *key, char *msg, size_t msglen)
 {
     char body[S3_CLAIM_BODY_MAX + 1], e[256];
     struct s3_req rq = {.method = "GET", .key = key, .out = body, .out_cap = S3_CLAIM_BODY_MAX};
     struct s3_resp rs;
     size_t used = strlen(msg);
-    if (s3_do(&st->cli, &rq, &rs, e, sizeof(e)) < 0 || rs.status != 200) {
+    int rc = s3_do(cli, &rq, &rs, e, sizeof(e));
+    if (rc < 0 || rs.status != 200) {
         snprintf(msg + used, msglen - used, "%s%s", used ? "; " : "", key);
         s3_resp_free(&rs);
         return;
@@ -307,10 +323,13 @@ int s3_claim_bucket(struct s3_store *st, const char *local, size_t llen, char *e
         if (rc == 0 && others == 0) {
             s3_list_page_free(&page);
             rc = take(st, local, llen, remote, err, errlen);
-            withdraw(st, key);
-            if (rc == 0)
+            if (rc == 0) {
+                st->claimed = true; /* held while this process runs */
                 log_info("s3: the bucket %s is this node's (%s written)", st->cli.bucket,
                          S3_NODE_KEY);
+            } else {
+                withdraw(st, key);
+            }
             break;
         }
         withdraw(st, key);
@@ -333,7 +352,7 @@ int s3_claim_bucket(struct s3_store *st, const char *local, size_t llen, char *e
             if (strcmp(page.items[i].key, key) != 0) {
                 if (!first)
                     first = page.items[i].key;
-                describe_claim(st, page.items[i].key, names, sizeof(names));
+                describe_claim(&st->cli, page.items[i].key, names, sizeof(names));
                 named++;
             }
         snprintf(err, errlen,
@@ -350,4 +369,72 @@ int s3_claim_bucket(struct s3_store *st, const char *local, size_t llen, char *e
     }
     free(remote);
     return rc;
+}
+
+int s3_claim_hold(struct s3_store *st, char *err, size_t errlen)
+{
+    char key[64], id[24];
+    int rc = claim_key(st, key, sizeof(key), id, sizeof(id), err, errlen);
+    if (rc == 0 && (rc = put_claim(st, key, id, err, errlen)) < 0) {
+        char e2[512];
+        snprintf(e2, sizeof(e2), "%s", err);
+        snprintf(err, errlen, "cannot write this node's claim %s to the bucket %s: %s", key,
+                 st->cli.bucket, e2);
+    }
+    if (rc == 0)
+        st->claimed = true;
+    return rc;
+}
+
+/* The "id <16 hex>" line of a node file's text, into id (17 bytes); false
+ * when there is none. */
+static bool node_text_id(const char *text, size_t len, char *id)
+{
+    for (size_t i = 0; i + 3 + 16 <= len; i++) {
+        if ((i == 0 || text[i - 1] == '\n') && memcmp(text + i, "id ", 3) == 0) {
+            for (size_t j = 0; j < 16; j++) {
+                char ch = text[i + 3 + j];
+                if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+                    return false;
+                id[j] = ch;
+            }
+            id[16] = '\0';
+            return i + 3 + 16 == len || text[i + 3 + 16] == '\n';
+        }
+    }
+    return false;
+}
+
+int s3_claim_check_restore(struct s3_client *cli, const char *node, size_t len, char *err,
+                           size_t errlen)
+{
+    char id[17], key[64];
+    if (!node_text_id(node, len, id))
+        return 0; /* not a node file: node_load refuses it with its own message */
+    snprintf(key, sizeof(key), S3_CLAIMS_PREFIX "%s", id);
+    struct s3_req rq = {.method = "HEAD", .key = key};
+    struct s3_resp rs;
+    int rc = s3_do(cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status == 404) {
+        s3_resp_free(&rs);
+        return 0;
+    }
+    if (rc == 0 && rs.status != 200) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    s3_resp_free(&rs);
+    if (rc < 0)
+        return rc;
+    char names[600] = "";
+    describe_claim(cli, key, names, sizeof(names));
+    snprintf(err, errlen,
+             "the bucket %s belongs to node %s, which is running or did not stop cleanly (its "
+             "claim: %s); this --dir is empty, and restoring the node's identity from the bucket "
+             "would make a second process of that node on one bucket, so nothing was changed. "
+             "Start the node with its own --dir; if it is not running anywhere (its --dir was "
+             "lost), remove its claim from the bucket (for example: aws s3 rm s3://%s/%s) and "
+             "start this one again",
+             cli->bucket, id, names, cli->bucket, key);
+    return -EBUSY;
 }

@@ -66,6 +66,7 @@ struct s3_store {
     char read_only_reason[200];
     uint64_t corrupt_found, lost, compactions;
     bool opened; /* open finished: a stop then leaves the s3-clean marker */
+    bool claimed; /* cas-claims/<node id> is ours while we run (s3_claim.c) */
     bool debris; /* an upload that was not recorded could not be removed from
                     the bucket: no s3-clean marker, so the next start sweeps */
     /* scrub */
@@ -235,14 +236,23 @@ void s3_metrics(struct store *s, struct cas_buf *out);
  * comment) ---- */
 /* Makes the bucket this node's: writes its node file (local, llen bytes)
  * as cas-node unless another node holds or is claiming the bucket. 0 when
- * cas-node is this node's; -EINVAL the bucket holds another node's state;
+ * cas-node is this node's (our claim then stays, held while the process
+ * runs: s3_claim_release); -EINVAL the bucket holds another node's state;
  * -EBUSY another node's claim is there (the message names it and says how
- * to clear a stale one); -EIO/-ENOMEM/-E2BIG with a message. Our claim is
- * removed whatever the result (a removal that fails is logged). */
+ * to clear a stale one); -EIO/-ENOMEM/-E2BIG with a message; our claim is
+ * then removed (a removal that fails is logged). */
 int s3_claim_bucket(struct s3_store *st, const char *local, size_t llen, char *err, size_t errlen);
-/* Removes this node's claim left by a start that crashed midway (cas-node
- * is already ours); best effort, a failure is logged. */
-void s3_claim_drop_own(struct s3_store *st);
+/* cas-node is already this node's: writes (again) this node's claim, held
+ * while the process runs. 0, or -EIO/-ENOMEM with a message. */
+int s3_claim_hold(struct s3_store *st, char *err, size_t errlen);
+/* Removes the claim this process holds (a stop); a failure is logged. */
+void s3_claim_release(struct s3_store *st);
+/* A --dir without a node file is about to take its identity from the
+ * bucket's cas-node (node, len bytes): -EBUSY with a message when that
+ * node's claim is in the bucket (it runs, or it did not stop cleanly); 0
+ * when not; -EIO with a message when the bucket cannot say. */
+int s3_claim_check_restore(struct s3_client *cli, const char *node, size_t len, char *err,
+                           size_t errlen);
 
 /* ---- s3_open.c ---- */
 /* Brings up the store st (zeroed, ops set by s3_backend.c) from o: the

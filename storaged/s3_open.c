@@ -104,6 +104,8 @@ int s3_prepare(const struct store_options *o, int dirfd, char *err, size_t errle
     struct s3_req rq = {.method = "GET", .key = S3_NODE_KEY, .out = buf, .out_cap = NODE_FILE_MAX};
     struct s3_resp rs;
     rc = s3_do(&c, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status == 200)
+        rc = s3_claim_check_restore(&c, buf, rs.out_len, err, errlen);
     if (rc == 0 && rs.status == 200) {
         /* node.s3tmp is ours alone: whatever is there (a crashed restore's
          * leftover, a symlink, a FIFO) is unlinked, never followed or
@@ -176,7 +178,7 @@ static int check_node_copy(struct s3_store *st, char *err, size_t errlen)
                      st->cli.bucket, S3_NODE_KEY, st->dir);
             rc = -EINVAL;
         } else if (!st->read_only) {
-            s3_claim_drop_own(st); /* a claim of ours that a crashed start left */
+            rc = s3_claim_hold(st, err, errlen);
         }
     } else if (rc == 0 && rs.status == 404) {
         rc = s3_claim_bucket(st, local, llen, err, errlen);

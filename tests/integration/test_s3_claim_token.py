@@ -2,10 +2,12 @@
 the same moment, and one token per balancer across a SIGHUP.
 
 S3ClaimTest: storageds with --backend s3 on a fresh bucket take it through
-claims (storaged/s3_claim.c): two started together never both run (rounds
-of fresh buckets), a claim left by a crashed start of another node refuses
-the start and is named with how to remove it (nothing changed), one left
-by this node's own crashed start is taken over and removed, and a server
+claims (storaged/s3_claim.c), held while they run: two started together
+never both run (rounds of fresh buckets), a claim left by a crashed start
+of another node refuses the start and is named with how to remove it
+(nothing changed), one left by this node's own crash is taken over, an
+empty --dir never becomes a second process of a node that runs (or whose
+crash left its claim), and a server
 that honours conditional writes (If-None-Match: *, answered through a
 proxy: 412 when cas-node exists, 501 when not supported) is followed.
 Against the suite's s3rver (s3fixture.py), which itself ignores
@@ -36,6 +38,11 @@ def node_text(node_id, tokens=64):
     lines = ["ca-cas node 1", f"id {node_id}", "hash sha1", f"tokens {tokens}"]
     lines += [f"{(i + 1) * 0x0101010101010101:016x}" for i in range(tokens)]
     return "\n".join(lines) + "\n"
+
+
+def node_id(d):
+    with open(os.path.join(d, "node")) as f:
+        return re.search(r"^id ([0-9a-f]{16})$", f.read(), re.M).group(1)
 
 
 def healthy(port):
@@ -124,8 +131,9 @@ class S3ClaimTest(TempDirTest):
                     self.assertEqual(p.returncode, 1, self.log(name))
                     self.assertIn("one bucket per storaged", self.log(name))
                     self.assertNotIn("Sanitizer", self.log(name))
-            # Every claim withdrawn, whoever won.
-            self.assertEqual([n for n in self.bucket_names(bucket) if n.startswith(CLAIMS)], [])
+            # The winner's claim alone, held while it runs; the loser's withdrawn.
+            claims = [n for n in self.bucket_names(bucket) if n.startswith(CLAIMS)]
+            self.assertEqual(claims, [CLAIMS + node_id(d) for ok, d in ((up[0], da), (up[1], db)) if ok])
             if up == [False, False]:
                 # Both stood back: the operator starts one again, and it runs.
                 self.assertEqual(status, 404)
@@ -135,6 +143,7 @@ class S3ClaimTest(TempDirTest):
                 if p.poll() is None:
                     p.send_signal(signal.SIGTERM)
                     self.assertEqual(p.wait(30), 0)
+            self.assertEqual([n for n in self.bucket_names(bucket) if n.startswith(CLAIMS)], [])
         print(f"\n  {won} of {rounds} rounds had a winner, the others both refused")
 
     def test_stale_claim_of_another_node_refuses_and_names_it(self):
@@ -146,6 +155,7 @@ class S3ClaimTest(TempDirTest):
         self.assertFalse(self.settle(p, port))
         self.assertEqual(p.returncode, 1)
         text = self.log("b")
+        self.assertNotIn("Sanitizer", text)
         for want in ("is being claimed by another storaged", stale, "host deadhost", "pid 4242",
                      "2026-01-02T03:04:05Z", "one bucket per storaged", "changed nothing",
                      f"aws s3 rm s3://{bucket}/{stale}"):
@@ -157,30 +167,72 @@ class S3ClaimTest(TempDirTest):
         p, port, _ = self.spawn("b", self.args())
         self.assertTrue(self.settle(p, port), self.log("b"))
         self.assertEqual(self.get(bucket, S3_NODE_KEY), (200, self.read(d).encode()))
-        self.assertEqual([n for n in self.s3.list_objects() if n.startswith(CLAIMS)], [])
+        self.assertEqual([n for n in self.s3.list_objects() if n.startswith(CLAIMS)], [CLAIMS + node_id(d)])
 
     def test_own_leftover_claim_taken_over(self):
         bucket = self.s3.bucket
         # A start of this node crashed after its claim, before cas-node.
-        self.node_dir("a", "0a0b0c0d0e0f1011")
+        d = self.node_dir("a", "0a0b0c0d0e0f1011")
         own = CLAIMS + "0a0b0c0d0e0f1011"
         self.assertEqual(self.s3.request("PUT", f"/{bucket}/{own}", b"ca-cas bucket claim\n")[0], 200)
         p, port, _ = self.spawn("a", self.args())
         self.assertTrue(self.settle(p, port), self.log("a"))
         self.assertEqual(self.get(bucket, S3_NODE_KEY), (200, node_text("0a0b0c0d0e0f1011").encode()))
-        self.assertNotIn(own, self.s3.list_objects())
+        self.assertEqual(self.get(bucket, own)[0], 200)  # held while it runs
         p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(30), 0)
-        # Crashed after cas-node, before removing the claim: the restart removes it.
-        self.assertEqual(self.s3.request("PUT", f"/{bucket}/{own}", b"ca-cas bucket claim\n")[0], 200)
+        self.assertNotIn(own, self.s3.list_objects())  # released at the stop
+        # A crash leaves the claim; the node's restart takes it again.
         p, port, _ = self.spawn("a", self.args())
         self.assertTrue(self.settle(p, port), self.log("a"))
-        self.assertNotIn(own, self.s3.list_objects())
+        p.kill()
+        p.wait(10)
+        self.assertIn(own, self.s3.list_objects())
+        p, port, _ = self.spawn("a", self.args())
+        self.assertTrue(self.settle(p, port), self.log("a"))
+        self.assertEqual(self.read(d), node_text("0a0b0c0d0e0f1011"))
         # Another node is still refused: the bucket is a's.
         self.node_dir("b", "2222333344445555")
         p2, port2, _ = self.spawn("b", self.args())
         self.assertFalse(self.settle(p2, port2))
         self.assertIn("holds another node's state", self.log("b"))
+        self.assertNotIn("Sanitizer", self.log("b"))
+
+    def test_empty_dir_never_a_second_process_of_a_running_node(self):
+        bucket = self.s3.bucket
+        pa, porta, da = self.spawn("a", self.args())
+        self.assertTrue(self.settle(pa, porta), self.log("a"))
+        ida = node_id(da)
+        before = self.s3.list_objects()
+        # An empty --dir on a's bucket while a runs: refused, nothing changed.
+        pb, portb, db = self.spawn("b", self.args())
+        self.assertFalse(self.settle(pb, portb))
+        self.assertEqual(pb.returncode, 1)
+        text = self.log("b")
+        self.assertNotIn("Sanitizer", text)
+        for want in (f"belongs to node {ida}", "running or did not stop cleanly", "nothing was changed",
+                     f"aws s3 rm s3://{bucket}/{CLAIMS}{ida}"):
+            self.assertIn(want, text)
+        self.assertFalse(os.path.exists(os.path.join(db, "node")))
+        self.assertEqual(self.s3.list_objects(), before)
+        # a crashes: still refused (the claim says a may run), until the
+        # operator removes the claim of the node whose --dir was lost.
+        pa.kill()
+        pa.wait(10)
+        pb, portb, db = self.spawn("b", self.args())
+        self.assertFalse(self.settle(pb, portb))
+        self.assertIn("running or did not stop cleanly", self.log("b"))
+        self.assertIn(self.s3.request("DELETE", f"/{bucket}/{CLAIMS}{ida}")[0], (200, 204))
+        pb, portb, db = self.spawn("b", self.args())
+        self.assertTrue(self.settle(pb, portb), self.log("b"))
+        self.assertEqual(self.read(db), self.read(da))  # a's identity, restored
+        self.assertEqual(self.get(bucket, CLAIMS + ida)[0], 200)
+        # After a clean stop, a lost --dir is restored with no hand work.
+        pb.send_signal(signal.SIGTERM)
+        self.assertEqual(pb.wait(30), 0)
+        pc, portc, dc = self.spawn("c", self.args())
+        self.assertTrue(self.settle(pc, portc), self.log("c"))
+        self.assertEqual(self.read(dc), self.read(da))
 
     def node_dir(self, name, node_id):
         d = os.path.join(self.tmp, name)
@@ -237,6 +289,7 @@ class S3ClaimTest(TempDirTest):
         self.assertFalse(self.settle(p, port))
         self.assertEqual(p.returncode, 1)
         self.assertIn("holds another node's state", self.log("a"))
+        self.assertNotIn("Sanitizer", self.log("a"))
         # The winner's copy stays, our claim is withdrawn.
         self.assertEqual(self.get(self.s3.bucket, S3_NODE_KEY), (200, other))
         self.assertEqual([n for n in self.s3.list_objects() if n.startswith(CLAIMS)], [])

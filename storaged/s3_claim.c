@@ -431,7 +431,8 @@ int s3_claim_check_restore(struct s3_client *cli, const char *node, size_t len, 
     snprintf(err, errlen,
              "the bucket %s belongs to node %s, which is running or did not stop cleanly (its "
              "claim: %s); this --dir is empty, and restoring the node's identity from the bucket "
-             "would make a second process of that node on one bucket, so nothing was changed. "
+             "would make a second process of that node on it (one bucket per storaged), so "
+             "nothing was changed. "
              "Start the node with its own --dir; if it is not running anywhere (its --dir was "
              "lost), remove its claim from the bucket (for example: aws s3 rm s3://%s/%s) and "
              "start this one again",

@@ -57,7 +57,6 @@
 #include "node.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,15 +97,16 @@ static int delete_key(struct s3_client *cli, const char *key, char *err, size_t 
     return rc;
 }
 
-/* Removes our claim after a refusal or a failure; a failure to do so is
- * logged (the claim then blocks other nodes until removed: the log and
- * the next refusal say so), never replaces the caller's message. */
+/* Removes our claim (a refusal, a failure, the stop); a failure to do so
+ * is logged (the claim then blocks other starts until removed: the log
+ * and their refusals say so), never replaces the caller's message. */
 static void withdraw(struct s3_store *st, const char *key)
 {
     char e[512];
     if (delete_key(&st->cli, key, e, sizeof(e)) < 0)
-        log_warn("s3: cannot remove our claim %s from the bucket %s: %s (remove it by hand "
-                 "before another node starts on this bucket; this node's next start removes it)",
+        log_warn("s3: cannot remove our claim %s from the bucket %s: %s (while it is there, "
+                 "other starts on this bucket and a restore into an empty --dir are refused; "
+                 "this node's own restart takes it over; remove it by hand otherwise)",
                  key, st->cli.bucket, e);
 }
 

@@ -114,6 +114,50 @@ static int read_token(const char *path, char **out, char *err, size_t errlen)
     return cas_token_read(path, out, err, errlen);
 }
 
+/* The token for a view of cfg: at start, token_file's contents (NULL when
+ * none); on a reload, the token the balancer started with, in both
+ * directions: the HTTP server checks clients against the start's token
+ * for the process's life (routes.c), so backends must get that one too, or
+ * a token_file changed before a SIGHUP would have the balancer send a
+ * token its backends refuse while its clients still need the old one
+ * (OPERATIONS.md "Token rotation"). A reload that finds token_file
+ * changed, gone or unreadable logs that the old token stays; never
+ * refused for it. 0 or -ENOMEM (reload) / the token file's error (start). */
+static int view_token(struct balancer *bal, const struct config *cfg, char **out, char *err,
+                      size_t errlen)
+{
+    pthread_mutex_lock(&bal->lock);
+    const struct view *cur = bal->view;
+    bool reload = cur != NULL;
+    char *kept = cur && cur->token ? strdup(cur->token) : NULL;
+    bool had = cur && cur->token;
+    pthread_mutex_unlock(&bal->lock);
+    if (!reload)
+        return read_token(cfg->token_file, out, err, errlen);
+    if (had && !kept) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    char *fresh = NULL, e[512];
+    int rc = read_token(cfg->token_file, &fresh, e, sizeof(e));
+    if (rc < 0)
+        log_warn("reload: %s; the balancer keeps the token it started with (clients and "
+                 "backends alike; a restart now would fail)",
+                 e);
+    else if ((fresh == NULL) != (kept == NULL) || (fresh && strcmp(fresh, kept) != 0))
+        log_warn("reload: %s%s%s: the balancer keeps %s it started with, for its clients and its "
+                 "backends alike; restart it to change that",
+                 fresh ? "token_file " : "token_file is no longer in the config",
+                 fresh ? cfg->token_file : "",
+                 !fresh ? ""
+                 : kept ? " holds another token"
+                        : " is new in the config",
+                 kept ? "the token" : "no token");
+    free(fresh);
+    *out = kept;
+    return 0;
+}
+
 /* Loads the config and makes a new view, reusing old backends' knowledge
  * for the URLs that remain. */
 int view_load(struct balancer *bal, char *err, size_t errlen)
@@ -123,7 +167,7 @@ int view_load(struct balancer *bal, char *err, size_t errlen)
     if (rc < 0)
         return rc;
     char *token = NULL;
-    rc = read_token(cfg->token_file, &token, err, errlen);
+    rc = view_token(bal, cfg, &token, err, errlen);
     if (rc < 0) {
         config_free(cfg);
         return rc;

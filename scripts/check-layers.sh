@@ -93,6 +93,7 @@ s3_client
 s3_internal.h
 s3_sums
 s3_core
+s3_claim
 s3_store s3_gc s3_open
 s3_backend
 disk_internal.h

@@ -24,6 +24,7 @@ void s3_destroy(struct store *s)
     if (st->opened && !st->debris && st->journal.fd >= 0 &&
         __atomic_load_n(&st->read_only, __ATOMIC_SEQ_CST) != 2)
         s3_mark_clean(st);
+    s3_claim_release(st); /* this node no longer runs on the bucket */
     if (st->journal.fd >= 0)
         journal_destroy(&st->journal);
     objtab_destroy(&st->tab);

@@ -5,6 +5,7 @@
  *   s3_client, s3_xml, s3_sums   requests, XML answers, block tables
  *   s3_core                      names, the journal, the table, bucket
  *                                requests on one object, taking copies out
+ *   s3_claim                     taking a fresh bucket for this node
  *   s3_store | s3_gc | s3_open   object operations | GC, compaction, scrub |
  *                                opening, recovery, rebuild (not each other)
  *   s3_backend                   the ops table, destroy, the registry entry
@@ -26,6 +27,8 @@
 #define S3_INDEX "s3-index"
 #define S3_INDEX_MAGIC "CASS3IDX"
 #define S3_NODE_KEY "cas-node"
+/* Bytes of the node file (and of its copy in the bucket) read at most. */
+#define S3_NODE_FILE_MAX (1u << 20)
 #define S3_DELETING 2u /* objtab flag: a delete of this key is under way */
 /* objtab flag, with S3_DELETING: not an object but a placeholder while a
  * write that will not be recorded removes what it uploaded (s3_store.c,
@@ -68,6 +71,7 @@ struct s3_store {
     char read_only_reason[200];
     uint64_t corrupt_found, lost, compactions;
     bool opened; /* open finished: a stop then leaves the s3-clean marker */
+    bool claimed; /* cas-claims/<node id> is ours while we run (s3_claim.c) */
     bool debris; /* an upload that was not recorded could not be removed from
                     the bucket: no s3-clean marker, so the next start sweeps */
     /* scrub */
@@ -236,6 +240,28 @@ int s3_list(struct store *s, struct store_cursor *cursor, enum store_list_state 
             char *err, size_t errlen);
 void s3_info(struct store *s, struct store_info *out);
 void s3_metrics(struct store *s, struct cas_buf *out);
+
+/* ---- s3_claim.c: one bucket per storaged (the protocol: its opening
+ * comment) ---- */
+/* Makes the bucket this node's: writes its node file (local, llen bytes)
+ * as cas-node unless another node holds or is claiming the bucket. 0 when
+ * cas-node is this node's (our claim then stays, held while the process
+ * runs: s3_claim_release); -EINVAL the bucket holds another node's state;
+ * -EBUSY another node's claim is there (the message names it and says how
+ * to clear a stale one); -EIO/-ENOMEM/-E2BIG with a message; our claim is
+ * then removed (a removal that fails is logged). */
+int s3_claim_bucket(struct s3_store *st, const char *local, size_t llen, char *err, size_t errlen);
+/* cas-node is already this node's: writes (again) this node's claim, held
+ * while the process runs. 0, or -EIO/-ENOMEM with a message. */
+int s3_claim_hold(struct s3_store *st, char *err, size_t errlen);
+/* Removes the claim this process holds (a stop); a failure is logged. */
+void s3_claim_release(struct s3_store *st);
+/* A --dir without a node file is about to take its identity from the
+ * bucket's cas-node (node, len bytes): -EBUSY with a message when that
+ * node's claim is in the bucket (it runs, or it did not stop cleanly); 0
+ * when not; -EIO with a message when the bucket cannot say. */
+int s3_claim_check_restore(struct s3_client *cli, const char *node, size_t len, char *err,
+                           size_t errlen);
 
 /* ---- s3_open.c ---- */
 /* Brings up the store st (zeroed, ops set by s3_backend.c) from o: the

@@ -81,7 +81,7 @@ static int read_small(int dirfd, const char *name, char *buf, size_t cap, size_t
     return 0;
 }
 
-#define NODE_FILE_MAX (1u << 20)
+#define NODE_FILE_MAX S3_NODE_FILE_MAX
 
 int s3_prepare(const struct store_options *o, int dirfd, char *err, size_t errlen)
 {
@@ -104,6 +104,8 @@ int s3_prepare(const struct store_options *o, int dirfd, char *err, size_t errle
     struct s3_req rq = {.method = "GET", .key = S3_NODE_KEY, .out = buf, .out_cap = NODE_FILE_MAX};
     struct s3_resp rs;
     rc = s3_do(&c, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status == 200)
+        rc = s3_claim_check_restore(&c, buf, rs.out_len, err, errlen);
     if (rc == 0 && rs.status == 200) {
         /* node.s3tmp is ours alone: whatever is there (a crashed restore's
          * leftover, a symlink, a FIFO) is unlinked, never followed or
@@ -147,9 +149,10 @@ out:
     return rc;
 }
 
-/* The bucket's copy of the node file: put there on first start; a bucket
- * holding another node's copy is refused (two nodes on one bucket would
- * delete each other's objects). */
+/* The bucket's copy of the node file: put there on first start (through
+ * s3_claim.c's protocol, safe against another node taking the bucket at
+ * the same moment); a bucket holding another node's copy is refused (two
+ * nodes on one bucket would delete each other's objects). */
 static int check_node_copy(struct s3_store *st, char *err, size_t errlen)
 {
     char *local = malloc(NODE_FILE_MAX), *remote = malloc(NODE_FILE_MAX);
@@ -174,15 +177,11 @@ static int check_node_copy(struct s3_store *st, char *err, size_t errlen)
                      "bucket per storaged; nothing was changed",
                      st->cli.bucket, S3_NODE_KEY, st->dir);
             rc = -EINVAL;
+        } else if (!st->read_only) {
+            rc = s3_claim_hold(st, err, errlen);
         }
     } else if (rc == 0 && rs.status == 404) {
-        s3_resp_free(&rs);
-        struct s3_req put = {.method = "PUT", .key = S3_NODE_KEY, .body = local, .body_len = llen};
-        rc = s3_do(&st->cli, &put, &rs, err, errlen);
-        if (rc == 0 && rs.status != 200) {
-            s3_status_error(&put, &rs, err, errlen);
-            rc = -EIO;
-        }
+        rc = s3_claim_bucket(st, local, llen, err, errlen);
     } else if (rc == 0) {
         s3_status_error(&rq, &rs, err, errlen);
         rc = -EIO;

@@ -331,6 +331,9 @@ class StoragedOptions(TempDirTest):
             self.assertEqual(c.request("GET", path).status, 401, path)
         self.assertEqual(c.request("POST", "/gc/begin").status, 401)
         c.close()
+        # One storaged at a time: on the S3 backend both would use one bucket,
+        # and s2's empty --dir is refused while s runs (one bucket per storaged).
+        self.assertEqual(s.stop(), 0)
         s2 = self.storaged(name="s2", extra=["--token-file", tf, "--auth-reads"])
         c2 = s2.client()
         c2.request("PUT", f"/objects/{sha1(data)}", body=data, headers={"Authorization": "Bearer s3cret"})

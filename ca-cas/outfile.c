@@ -10,10 +10,12 @@
  *                       standard output, as the shell opened it.
  *   a regular file, or nothing yet:
  *                       the bytes go to FILE.partial-XXXXXX beside it
- *                       (created O_EXCL, same directory, so same file
- *                       system); on success it is fsynced and renamed over
- *                       FILE and the directory fsynced; on failure only the
- *                       temporary file is removed. A symlink to a regular
+ *                       (.ca-cas-partial-XXXXXX in FILE's directory when
+ *                       that name would be over NAME_MAX) (created O_EXCL,
+ *                       same directory, so same file system); on success
+ *                       it is fsynced and renamed over FILE and the
+ *                       directory fsynced; on failure, SIGINT or SIGTERM
+ *                       only the temporary file is removed. A symlink to a regular
  *                       file is followed: its target is replaced, the link
  *                       stays.
  *   anything else (a device, a FIFO, a socket, a symlink to one):
@@ -31,10 +33,66 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* The temporary file being written, for the signal handler: SIGINT or
+ * SIGTERM removes it (unlink is async-signal-safe) and then ends the
+ * process as the signal would have. One at a time: the CLI writes one
+ * output file at a time. */
+static char pending_tmp[PATH_MAX];
+static struct sigaction old_int, old_term;
+
+static void on_signal(int sig)
+{
+    if (pending_tmp[0])
+        unlink(pending_tmp);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void guard_tmp(const char *tmp)
+{
+    if (strlen(tmp) >= sizeof(pending_tmp))
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    memcpy(pending_tmp, tmp, strlen(tmp) + 1);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+}
+
+static void unguard_tmp(void)
+{
+    if (!pending_tmp[0])
+        return;
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    pending_tmp[0] = '\0';
+}
+
+/* The temporary name beside target: TARGET.partial-XXXXXX, or, when that
+ * file name would be over NAME_MAX, .ca-cas-partial-XXXXXX in the same
+ * directory. NULL when out of memory. */
+static char *tmp_name_for(const char *target)
+{
+    const char *base = strrchr(target, '/');
+    base = base ? base + 1 : target;
+    char *out = NULL;
+    if (strlen(base) + strlen(".partial-XXXXXX") <= NAME_MAX) {
+        if (asprintf(&out, "%s.partial-XXXXXX", target) < 0)
+            out = NULL;
+    } else if (asprintf(&out, "%.*s.ca-cas-partial-XXXXXX", (int)(base - target), target) < 0) {
+        out = NULL;
+    }
+    return out;
+}
 
 /* The mode a shell redirect would give a new file: 0666 less the umask. */
 static mode_t outfile_new_mode(void)
@@ -109,14 +167,15 @@ int cli_outfile_open(struct cli_outfile *o, const char *name, char *err, size_t 
     } else {
         o->mode = outfile_new_mode();
     }
-    if (asprintf(&o->tmp, "%s.partial-XXXXXX", o->target) < 0) {
-        o->tmp = NULL;
+    if (!(o->tmp = tmp_name_for(o->target))) {
         free(o->target);
         o->target = NULL;
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     o->fd = mkostemp(o->tmp, O_CLOEXEC); /* O_EXCL: never an existing file */
+    if (o->fd >= 0)
+        guard_tmp(o->tmp);
     if (o->fd < 0) {
         int e = errno;
         snprintf(err, errlen, "cannot create %s: %s", o->tmp, strerror(e));
@@ -188,9 +247,10 @@ int cli_outfile_commit(struct cli_outfile *o, char *err, size_t errlen)
         rc = -errno;
         snprintf(err, errlen, "renaming %s to %s: %s", o->tmp, o->target, strerror(-rc));
     }
-    if (rc < 0) {
+    if (rc < 0)
         unlink(o->tmp);
-    } else {
+    unguard_tmp();
+    if (rc == 0) {
         o->renamed = true;
         rc = outfile_sync_dir(o->target, err, errlen);
     }
@@ -205,8 +265,10 @@ void cli_outfile_abort(struct cli_outfile *o)
     if (!o->is_stdout && o->fd >= 0)
         close(o->fd);
     o->fd = -1;
-    if (o->tmp)
+    if (o->tmp) {
         unlink(o->tmp); /* ours alone: created O_EXCL */
+        unguard_tmp();
+    }
     free(o->tmp);
     free(o->target);
     o->tmp = o->target = NULL;

@@ -17,6 +17,8 @@ named, and whether their reports can be believed:
 import hashlib
 import json
 import os
+import signal
+import socket
 import stat
 import subprocess
 import tarfile
@@ -95,6 +97,46 @@ class OutputFileTest(TempDirTest):
             self.assertIn(why, err)
             self.assertEqual(snapshot(f), before, f"{why}: the existing file was changed")
         self.assertEqual(self.leftovers(), [])
+
+    def test_get_o_long_name(self):
+        """A valid 250-byte file name: the temporary name beside it would
+        be over NAME_MAX (255), so a shorter one is used."""
+        f = os.path.join(self.out, "n" * 250)
+        code, _, err = cas(self.url, "get", self.key, "-o", f)
+        self.assertEqual(code, 0, err)
+        with open(f, "rb") as h:
+            self.assertEqual(h.read(), self.data)
+        self.assertEqual(sorted(os.listdir(self.out)), ["n" * 250])
+
+    def test_get_o_interrupted_leaves_no_temporary_file(self):
+        """SIGINT or SIGTERM while get -o waits on a server that never
+        answers: the temporary file is removed, FILE left as it was."""
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(8)
+        self.addCleanup(lsock.close)
+        silent = f"http://127.0.0.1:{lsock.getsockname()[1]}"
+        f = os.path.join(self.out, "keep.txt")
+        with open(f, "wb") as h:
+            h.write(b"as it was\n")
+        before = snapshot(f)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            p = subprocess.Popen([CLI, "--server", silent, "get", self.key, "-o", f],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                deadline = time.time() + 20
+                while not self.leftovers() and time.time() < deadline:
+                    time.sleep(0.02)
+                self.assertTrue(self.leftovers(), "get -o never created its temporary file")
+                p.send_signal(sig)
+                p.wait(20)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            self.assertEqual(p.returncode, -sig)
+            self.assertEqual(self.leftovers(), [], f"{sig!r} left the temporary file")
+            self.assertEqual(snapshot(f), before)
 
     def test_get_o_success_replaces_whole_file_keeping_mode(self):
         f = os.path.join(self.out, "obj")

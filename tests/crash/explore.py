@@ -636,10 +636,16 @@ def check_rules(ops):
                     ents = data
                 else:
                     ents = b""
+                named = [ents[j:j + 20].hex() for j in range(0, len(ents) - len(ents) % 40, 40)]
                 if data[:4] == b"CASD" and len(data) == 64:  # a frame marked removed in place
-                    removals.setdefault(data[32:52].hex(), []).append((r["m"], off))
-                for j in range(0, len(ents) - len(ents) % 40, 40):
-                    removals.setdefault(ents[j:j + 20].hex(), []).append((r["m"], off))
+                    named.append(data[32:52].hex())
+                for key in named:
+                    removals.setdefault(key, []).append((r["m"], off))
+                    # D8: the index record of the removal (DEL of the key, or a
+                    # GC_END) was durable before the data file names it removed.
+                    if not any((x[2] == T_DEL and x[7] == key or x[2] == T_GC_END)
+                               and synced(x[0], x[1], off) for x in recs):
+                        out.append(("", f"D8: removal of {key} written into a data file (log {off}) before its DEL / GC_END record was fdatasynced"))
                 continue
             if nm not in ("index", "index.new") or r["at"] % 64 or len(r["data"]) % 64:
                 continue
@@ -657,9 +663,6 @@ def check_rules(ops):
                         out.append(("", f"D1: PUT record of {key} (log {off}) describes bytes never written"))
                     elif not synced(dm, lw, off):
                         out.append(("", f"D1: PUT record of {key} written (log {off}) before its frame was fdatasynced"))
-                if typ == T_DEL and aux == 0:
-                    if not any(synced(m, woff, off) for m, woff in removals.get(key, ())):
-                        out.append(("", f"D8: DEL record of {key} written (log {off}) before a removal frame naming it was fdatasynced"))
                 if typ == T_GENERATION:
                     dm = names.get(f"data-{f:02d}.g{aux}")
                     lw = max((w[0] for w in writes.get(dm, ())), default=-1) if dm else -1
@@ -715,6 +718,8 @@ def check_rules(ops):
                 out.append((label, f"D2: {verb} {what[1] if len(what) > 1 else ''} answered {status} (log {off}) with no index record for it"))
                 continue
             x = found[-1]
+            if verb == "DELETE" and not any(synced(m, woff, off) for m, woff in removals.get(what[1], ())):
+                out.append(("", f"D8: DELETE {what[1]} answered {status} (log {off}) before a removal frame naming it was fdatasynced"))
             if not synced(x[0], x[1], off):
                 out.append((label, f"D2: {verb} {what[1] if len(what) > 1 else ''} answered {status} (log {off}) before its index record (log {x[1]}) was fdatasynced"))
             elif verb == "PUT" and x[8]:

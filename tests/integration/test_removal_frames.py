@@ -25,6 +25,19 @@ def fsck(*args):
     return p.returncode, p.stdout + p.stderr
 
 
+def removal_marks(dir):
+    """(removal frames, frames marked removed in place) in dir's data files
+    (their magics; random object bytes hold one by chance once in 2**32)."""
+    r = m = 0
+    for f in os.listdir(dir):
+        if f.startswith("data-"):
+            with open(os.path.join(dir, f), "rb") as fh:
+                b = fh.read()
+            r += b.count(b"CASR")
+            m += b.count(b"CASD")
+    return r, m
+
+
 def damage_index(path, how):
     if how == "removed":
         os.unlink(path)
@@ -190,14 +203,14 @@ class HeaderOnlyIndex(TempDirTest):
 
 
 class CrashStates(TempDirTest):
-    def test_removal_frame_not_durable_records_nothing(self):
-        """The removal frame is made durable before the index records the
-        removal: when its fdatasync fails, the DELETE / gc/end is not
-        answered with success and the index holds no DEL / GC_END (the
-        object is still there after a restart)."""
+    def test_index_record_not_durable_writes_no_removal(self):
+        """Rule D8: the index record of a removal is made durable before
+        the data files say anything: when the index's fdatasync fails, the
+        DELETE / gc/end is not answered with success and no data file holds
+        a removal frame or an in-place mark."""
         self.assertTrue(os.path.exists(FAULTLIB), f"fault library not built: {FAULTLIB}")
         trigger = os.path.join(self.tmp, "fail-now")
-        env = {"LD_PRELOAD": FAULTLIB, "CAS_FAULT_FILE": trigger, "CAS_FAULT_ONLY": "/data-",
+        env = {"LD_PRELOAD": FAULTLIB, "CAS_FAULT_FILE": trigger, "CAS_FAULT_ONLY": "/index",
                "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
         for what in ("delete", "gc/end"):
             with self.subTest(what=what):
@@ -218,24 +231,53 @@ class CrashStates(TempDirTest):
                 os.unlink(trigger)
                 c.close()
                 s.kill9()
-                with open(os.path.join(s.dir, "index"), "rb") as f:
-                    recs = f.read()
-                types = [recs[i + 4] for i in range(0, len(recs) - len(recs) % 64, 64)]
-                self.assertNotIn(3, types)  # no DEL
-                self.assertNotIn(7, types)  # no GC_END
+                self.assertEqual(removal_marks(s.dir), (0, 0))
                 s.start()
                 c = s.client()
-                self.assertEqual(c.get(sha1(d)).body, d)
+                self.assertEqual(c.get(sha1(other)).body, other)
+                c.close()
+                s.stop()
+
+    def test_removal_frame_not_durable_is_not_answered(self):
+        """The index record is durable, the removal frame's fdatasync fails:
+        the removal happened (the object reads 404) but is not answered as
+        a success, since an index rebuilt from the data files could bring
+        it back; the log says so."""
+        self.assertTrue(os.path.exists(FAULTLIB), f"fault library not built: {FAULTLIB}")
+        trigger = os.path.join(self.tmp, "fail-now")
+        env = {"LD_PRELOAD": FAULTLIB, "CAS_FAULT_FILE": trigger, "CAS_FAULT_ONLY": "/data-",
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+        for what in ("delete", "gc/end"):
+            with self.subTest(what=what):
+                s = self.storaged(name=what.replace("/", "-"), env=env)
+                c = s.client()
+                d, other = os.urandom(4000), os.urandom(4001)
+                self.assertEqual(c.put(d).status, 201)
+                self.assertEqual(c.put(other).status, 201)
+                if what == "gc/end":
+                    gid = c.request("POST", "/gc/begin").json()["id"]
+                    c.request("POST", "/gc/mark", body=sha1(other) + "\n")
+                open(trigger, "w").close()
+                if what == "delete":
+                    r = c.request("DELETE", f"/objects/{sha1(d)}")
+                else:
+                    r = c.request("POST", f"/gc/end?id={gid}")
+                self.assertEqual(r.status, 500, r.body)
+                self.assertIn("removed from the index", r.body.decode())
+                self.assertIn("may bring", s.log_text())
+                os.unlink(trigger)
+                self.assertEqual(c.get(sha1(d)).status, 404)
                 self.assertEqual(c.get(sha1(other)).body, other)
                 c.close()
                 s.stop()
 
     def test_removal_frame_without_its_index_record(self):
-        """A power cut after the removal frame was synced and before the
-        DEL record was: the index (the authority while sound) keeps the
-        object, never answered as deleted; other objects are untouched; a
-        repair from the data files may drop it (the delete was never
-        answered) and keeps the rest."""
+        """The index lost the DEL and TOMB records of an answered delete
+        whose removal frame is there (damage or a restored backup: rule D8
+        makes the records durable before the frame, so no crash leaves
+        this): the index (the authority while sound) keeps the object;
+        other objects are untouched; a repair from the data files drops it
+        again (the delete was answered) and keeps the rest."""
         s = self.storaged()
         c = s.client()
         d, other = os.urandom(5000), os.urandom(5001)
@@ -303,38 +345,49 @@ class TornRangeBeforeRemoval(TempDirTest):
 
 class RuleD8(unittest.TestCase):
     """tests/crash/explore.py checks rule D8 on recorded system calls: a
-    client DEL record is written only after a removal frame naming its key
-    (or its frame's "CASD" mark) was fdatasynced. Checked on hand-made logs
-    so that the check itself is known to bite."""
+    data file names a removal (a removal frame entry, or a "CASD" mark)
+    only after the DEL / GC_END record of that removal was fdatasynced, and
+    a DELETE is answered only after that removal frame was fdatasynced.
+    Checked on hand-made logs so that the check itself is known to bite."""
 
     KEY = bytes(range(20))
 
-    def log(self, sync_first, mark=b"CASR"):
+    def log(self, index_synced, mark=b"CASR", data_synced=True, ack=False):
         import struct
         import sys
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crash"))
         import explore
+        key = self.KEY.hex()
         ops = [{"kind": "create", "off": 0, "name": "index", "m": 1},
-               {"kind": "create", "off": 1, "name": "data-00.g0", "m": 2}]
+               {"kind": "create", "off": 1, "name": "data-00.g0", "m": 2},
+               {"kind": "mark", "off": 2, "text": f"send 7 DELETE {key}"}]
+        rec = struct.pack("<IBBBBQQQ32s", 0, 3, 0, 0, 1, 0, 0, 0, self.KEY + bytes(12))
+        ops.append({"kind": "write", "off": 3, "m": 1, "at": 64, "data": rec})
+        if index_synced:
+            ops.append({"kind": "sync", "off": 4, "m": 1, "covers": 4})
         if mark == b"CASR":
             hdr = b"CASR" + bytes(60)
-            ops.append({"kind": "write", "off": 2, "m": 2, "at": 4096, "data": hdr})
-            ops.append({"kind": "write", "off": 3, "m": 2, "at": 4160,
+            ops.append({"kind": "write", "off": 5, "m": 2, "at": 4096, "data": hdr})
+            ops.append({"kind": "write", "off": 6, "m": 2, "at": 4160,
                         "data": self.KEY + bytes(12) + (0).to_bytes(8, "little")})
         else:
-            ops.append({"kind": "write", "off": 2, "m": 2, "at": 0,
+            ops.append({"kind": "write", "off": 6, "m": 2, "at": 0,
                         "data": b"CASD" + bytes(28) + self.KEY + bytes(12)})
-            ops.append({"kind": "write", "off": 3, "m": 3, "at": 0, "data": b""})
-        rec = struct.pack("<IBBBBQQQ32s", 0, 3, 0, 0, 1, 0, 0, 0, self.KEY + bytes(12))
-        if sync_first:
-            ops.append({"kind": "sync", "off": 4, "m": 2, "covers": 4})
-        ops.append({"kind": "write", "off": 5, "m": 1, "at": 64, "data": rec})
+        if data_synced:
+            ops.append({"kind": "sync", "off": 7, "m": 2, "covers": 7})
+        if ack:
+            ops.append({"kind": "mark", "off": 8, "text": "ack 7 204"})
         return [m for _, m in explore.check_rules(ops)]
 
-    def test_del_before_synced_removal_is_flagged(self):
+    def test_removal_before_synced_record_is_flagged(self):
         for mark in (b"CASR", b"CASD"):
             self.assertTrue(any(m.startswith("D8") for m in self.log(False, mark)), mark)
             self.assertFalse(any(m.startswith("D8") for m in self.log(True, mark)), mark)
+
+    def test_delete_answered_before_synced_removal_is_flagged(self):
+        for mark in (b"CASR", b"CASD"):
+            self.assertTrue(any(m.startswith("D8") for m in self.log(True, mark, False, True)), mark)
+            self.assertFalse(any(m.startswith("D8") for m in self.log(True, mark, True, True)), mark)
 
 
 class FullDisk(TempDirTest):

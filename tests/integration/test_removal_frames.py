@@ -343,6 +343,144 @@ class TornRangeBeforeRemoval(TempDirTest):
         self.assertEqual(s.client().get(sha1(d)).status, 404)
 
 
+def fault_env(**kw):
+    env = {"LD_PRELOAD": FAULTLIB,
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    env.update(kw)
+    return env
+
+
+def damage_record_of(index, key_hex):
+    """Flips a byte of the PUT record of key_hex (damage in the middle)."""
+    with open(index, "r+b") as f:
+        b = bytearray(f.read())
+        key = bytes.fromhex(key_hex)
+        for i in range(64, len(b) - 63, 64):
+            if b[i + 4] == 2 and b[i + 32:i + 52] == key:
+                b[i + 20] ^= 0xFF
+                f.seek(0)
+                f.write(b)
+                return
+    raise AssertionError(f"no PUT record of {key_hex}")
+
+
+class RecordBeforeFrame(TempDirTest):
+    """Rule D8 in the order that keeps live objects (attack a5 r1, r2, r6,
+    r15): the index record of a removal is durable before the data files
+    name it removed. A crash in between leaves a removal the index holds and
+    the data files do not (never answered), never a removal frame naming an
+    object the store still serves; a removal the index refused (507) has
+    changed nothing, in place or appended."""
+
+    def test_crash_before_the_removal_frame_is_durable_loses_no_live_object(self):
+        """kill -9 while the DELETE / gc/end waits for its removal frame's
+        fdatasync (a sync gate of the fault library): after the restart the
+        removal is in force (its record was durable); the object, stored
+        again, is live and acknowledged, and stays so when the index is then
+        cut to its header or repaired after damage (the old order left a
+        removal frame naming the live copy: lost)."""
+        self.assertTrue(os.path.exists(FAULTLIB), f"fault library not built: {FAULTLIB}")
+        import threading
+        for what in ("delete", "gc/end"):
+            for damage in ("cut to its header", "repair"):
+                with self.subTest(what=what, damage=damage):
+                    gate = os.path.join(self.tmp, "gate")
+                    env = fault_env(CAS_PAUSE_FILE=gate, CAS_PAUSE_ONLY="/data-")
+                    s = self.storaged(name=f"{what.replace('/', '-')}-{damage[:3]}", env=env)
+                    c = s.client()
+                    d, other = os.urandom(5000), os.urandom(7000)
+                    self.assertEqual(c.put(d).status, 201)
+                    self.assertEqual(c.put(other).status, 201)
+                    if what == "gc/end":
+                        gid = c.request("POST", "/gc/begin").json()["id"]
+                        c.request("POST", "/gc/mark", body=sha1(other) + "\n")
+                        path = f"/gc/end?id={gid}"
+                    else:
+                        path = f"/objects/{sha1(d)}"
+                    method = "POST" if what == "gc/end" else "DELETE"
+                    with open(gate, "w") as f:
+                        f.write("0")  # hold the next data-file sync: the removal frame's
+                    c2 = s.client(timeout=30)
+
+                    def send():
+                        try:
+                            c2.request(method, path)
+                        except Exception:
+                            pass  # killed under it
+                    t = threading.Thread(target=send)
+                    t.start()
+                    from harness import wait_for
+                    wait_for(lambda: os.path.exists(gate + ".at"), 20, "the removal at its data sync")
+                    s.kill9()
+                    t.join(30)
+                    os.unlink(gate)
+                    os.unlink(gate + ".at")
+                    s.start()
+                    c = s.client()
+                    # Acknowledged live either way: still served (the old
+                    # order, GET 200) or stored again after the removal
+                    # whose record was durable (201).
+                    if c.get(sha1(d)).status != 200:
+                        self.assertEqual(c.put(d).status, 201)
+                    self.assertEqual(c.get(sha1(other)).body, other)
+                    c.close()
+                    s.stop()
+                    index = os.path.join(s.dir, "index")
+                    if damage == "repair":
+                        damage_record_of(index, sha1(other))
+                        rc, out = fsck(s.dir, "--repair")
+                        self.assertEqual(rc, 0, out)
+                    else:
+                        damage_index(index, damage)
+                    s.start()
+                    c = s.client()
+                    self.assertEqual(c.get(sha1(d)).body, d)
+                    self.assertEqual(c.get(sha1(other)).body, other)
+                    c.close()
+                    s.stop()
+
+    def test_removal_refused_by_a_full_index_changes_nothing(self):
+        """A full file system (the fault library's: writes past a file's
+        end fail with ENOSPC, in-place rewrites go through): a DELETE and a
+        gc/end whose index append fails answer 507, and no data file names
+        their objects removed (the old order marked them "CASD" first: read
+        404 as corrupt, and a cycle left stuck); once there is room, a
+        cancel keeps every object, also through an index cut to its
+        header."""
+        self.assertTrue(os.path.exists(FAULTLIB), f"fault library not built: {FAULTLIB}")
+        full = os.path.join(self.tmp, "full")
+        s = self.storaged(env=fault_env(CAS_FULL_FILE=full, CAS_FULL_ONLY=""))
+        c = s.client()
+        objs = [os.urandom(3000 + i) for i in range(10)]
+        for o in objs:
+            self.assertEqual(c.put(o).status, 201)
+        open(full, "w").close()
+        r = c.request("DELETE", f"/objects/{sha1(objs[0])}")
+        self.assertEqual(r.status, 507, r.body)
+        self.assertEqual(removal_marks(s.dir), (0, 0))
+        os.unlink(full)
+        self.assertEqual(c.get(sha1(objs[0])).body, objs[0])
+        gid = c.request("POST", "/gc/begin").json()["id"]
+        r = c.request("POST", "/gc/mark", body="".join(sha1(o) + "\n" for o in objs[:5]))
+        self.assertEqual(r.status, 200, r.body)
+        open(full, "w").close()
+        r = c.request("POST", f"/gc/end?id={gid}")
+        self.assertEqual(r.status, 507, r.body)
+        self.assertEqual(removal_marks(s.dir), (0, 0))
+        os.unlink(full)
+        r = c.request("POST", f"/gc/cancel?id={gid}")
+        self.assertEqual(r.status, 200, r.body)
+        for o in objs:
+            self.assertEqual(c.get(sha1(o)).body, o)
+        c.close()
+        s.stop()
+        damage_index(os.path.join(s.dir, "index"), "cut to its header")
+        s.start()
+        c = s.client()
+        for o in objs:
+            self.assertEqual(c.get(sha1(o)).body, o)
+
+
 class RuleD8(unittest.TestCase):
     """tests/crash/explore.py checks rule D8 on recorded system calls: a
     data file names a removal (a removal frame entry, or a "CASD" mark)

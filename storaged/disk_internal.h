@@ -313,6 +313,11 @@ int disk_verify_copy(struct disk_store *d, int fd, uint64_t offset, uint64_t siz
  * reason corrupt) if the table still points there. Takes the lock itself. */
 void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned file,
                    uint64_t offset, const char *why);
+/* True when the size bytes at off of fd (an object frame's payload) hash to
+ * digest (buf: scratch of buflen bytes); false when they do not or cannot be
+ * read. For indexing an unindexed frame again (start-up, compaction). */
+bool disk_frame_bytes_match(struct disk_store *d, int fd, uint64_t off, uint64_t size,
+                            const unsigned char *digest, unsigned char *buf, size_t buflen);
 
 /* ---- disk_rmframe.c: removal frames (docs/FORMAT.md "Removal frames") ----
  * A removal is recorded in the index, and that record synced, before it is

@@ -717,27 +717,6 @@ static bool frame_in_tail(struct disk_store *d, int fd, uint64_t off, uint64_t s
     return found;
 }
 
-/* True when the size bytes at off of fd hash to digest. */
-static bool bytes_match(struct disk_store *d, int fd, uint64_t off, uint64_t size,
-                        const unsigned char *digest, unsigned char *buf, size_t buflen)
-{
-    struct cas_hash *h = cas_hash_new(d->base.algo);
-    if (!h)
-        return false;
-    bool ok = true;
-    for (uint64_t at = 0; at < size && ok;) {
-        size_t want = size - at < buflen ? (size_t)(size - at) : buflen;
-        ok = read_at(fd, buf, want, off + at) == (ssize_t)want;
-        if (ok)
-            cas_hash_update(h, buf, want);
-        at += want;
-    }
-    unsigned char got[CAS_MAX_DIGEST];
-    cas_hash_final(h, got);
-    cas_hash_free(h);
-    return ok && memcmp(got, digest, d->base.algo->digest_len) == 0;
-}
-
 /*
  * A store of index format 2 records every removal in its data files, so a
  * whole intact object frame past the last indexed frame of data file n that
@@ -757,6 +736,17 @@ static int adopt_tail(struct disk_store *d, unsigned n, uint64_t from, uint64_t 
     size_t buflen = 1u << 20;
     unsigned char *buf = malloc(buflen);
     int rc = buf ? disk_removals_read(d, fd, from, fsize, &rs) : -ENOMEM;
+    if (rc == 0 && rs.damaged) {
+        /* What the damaged entries removed cannot be told: indexing a frame
+         * there could bring back a removed object. Nothing is adopted; the
+         * frames stay as they are (compaction leaves this file alone too). */
+        log_error("data file %u: %" PRIu64 " damaged removal frames past the last indexed "
+                  "object: no object there is indexed again; run ca-cas fsck %s --repair",
+                  n, rs.damaged, d->dir);
+        disk_removals_free(&rs);
+        free(buf);
+        return 0;
+    }
     uint64_t now = disk_now_s();
     struct fmt_walk w = {.fd = fd, .fsize = fsize, .algo = d->base.algo->id, .next = from,
                          .buf = buf, .buflen = buflen};
@@ -776,7 +766,7 @@ static int adopt_tail(struct disk_store *d, unsigned n, uint64_t from, uint64_t 
             continue; /* a copy the client's delete refused, or one taken out as corrupt */
         char hex[CAS_MAX_HEX + 1];
         cas_hex_encode(fr.digest, d->base.algo->digest_len, hex);
-        if (!bytes_match(d, fd, at + FMT_FRAME_HEADER, fr.size, fr.digest, buf, buflen)) {
+        if (!disk_frame_bytes_match(d, fd, at + FMT_FRAME_HEADER, fr.size, fr.digest, buf, buflen)) {
             log_warn("data file %u: frame of %s at offset %" PRIu64 " past the last indexed "
                      "object does not match its key: left out",
                      n, hex, at);

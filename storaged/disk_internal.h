@@ -388,6 +388,12 @@ struct disk_removals {
  * for disk_removal_covers. 0 or -errno (-ENOMEM, -EIO). */
 int disk_removals_read(struct disk_store *d, int fd, uint64_t from, uint64_t fsize,
                        struct disk_removals *out);
+/* The same for the frames that start at or after from and end by end (a
+ * range of the file), added to out unsorted; disk_removals_sort once every
+ * range is in. */
+int disk_removals_add(struct disk_store *d, int fd, uint64_t from, uint64_t end,
+                      struct disk_removals *out);
+void disk_removals_sort(struct disk_removals *rs);
 /* The entry removing the object frame of digest at offset (a removal frame
  * later in the same file names it), or NULL when none does. */
 const struct disk_removal *disk_removal_covers(const struct disk_removals *rs,

@@ -323,6 +323,20 @@ static int cmp_removal(const void *a, const void *b)
 int disk_removals_read(struct disk_store *d, int fd, uint64_t from, uint64_t fsize,
                        struct disk_removals *out)
 {
+    int rc = disk_removals_add(d, fd, from, fsize, out);
+    disk_removals_sort(out);
+    return rc;
+}
+
+void disk_removals_sort(struct disk_removals *rs)
+{
+    if (rs->n)
+        qsort(rs->v, rs->n, sizeof(*rs->v), cmp_removal);
+}
+
+int disk_removals_add(struct disk_store *d, int fd, uint64_t from, uint64_t fsize,
+                      struct disk_removals *out)
+{
     size_t buflen = 64 * 1024;
     unsigned char *buf = malloc(buflen), *ents = NULL;
     if (!buf)
@@ -376,8 +390,6 @@ int disk_removals_read(struct disk_store *d, int fd, uint64_t from, uint64_t fsi
     }
     free(buf);
     free(ents);
-    if (rc == 0 && out->n)
-        qsort(out->v, out->n, sizeof(*out->v), cmp_removal);
     return rc;
 }
 

@@ -626,8 +626,10 @@ class RuleD8(unittest.TestCase):
         ops = [{"kind": "create", "off": 0, "name": "index", "m": 1},
                {"kind": "create", "off": 1, "name": "data-00.g0", "m": 2},
                {"kind": "mark", "off": 2, "text": f"send 7 DELETE {key}"}]
+        # The object's PUT record (its frame at offset 0 of data file 0), then its DEL.
+        put = struct.pack("<IBBBBQQQ32s", 0, 2, 0, 0, 1, 0, 100, 0, self.KEY + bytes(12))
         rec = struct.pack("<IBBBBQQQ32s", 0, 3, 0, 0, 1, 0, 0, 0, self.KEY + bytes(12))
-        ops.append({"kind": "write", "off": 3, "m": 1, "at": 64, "data": rec})
+        ops.append({"kind": "write", "off": 3, "m": 1, "at": 64, "data": put + rec})
         if index_synced:
             ops.append({"kind": "sync", "off": 4, "m": 1, "covers": 4})
         if mark == b"CASR":
@@ -648,6 +650,26 @@ class RuleD8(unittest.TestCase):
         for mark in (b"CASR", b"CASD"):
             self.assertTrue(any(m.startswith("D8") for m in self.log(False, mark)), mark)
             self.assertFalse(any(m.startswith("D8") for m in self.log(True, mark)), mark)
+
+    def test_marks_that_are_no_removal_are_not_flagged(self):
+        """A write giving up its own frame (no record ever named it) and a
+        corrupt copy taken out (DEL with aux 1) mark a frame "CASD" with no
+        synced DEL before it: not removals of rule D8."""
+        import struct
+        import sys
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crash"))
+        import explore
+        mark = {"kind": "write", "off": 4, "m": 2, "at": 0,
+                "data": b"CASD" + bytes(28) + self.KEY + bytes(12)}
+        base = [{"kind": "create", "off": 0, "name": "index", "m": 1},
+                {"kind": "create", "off": 1, "name": "data-00.g0", "m": 2}]
+        put = struct.pack("<IBBBBQQQ32s", 0, 2, 0, 0, 1, 0, 100, 0, self.KEY + bytes(12))
+        corrupt = struct.pack("<IBBBBQQQ32s", 0, 3, 0, 0, 1, 0, 0, 1, self.KEY + bytes(12))
+        undo = base + [mark]
+        takeout = base + [{"kind": "write", "off": 3, "m": 1, "at": 64, "data": put}, mark,
+                          {"kind": "write", "off": 5, "m": 1, "at": 128, "data": corrupt}]
+        for ops in (undo, takeout):
+            self.assertFalse(any(m.startswith("D8") for _, m in explore.check_rules(ops)))
 
     def test_delete_answered_before_synced_removal_is_flagged(self):
         for mark in (b"CASR", b"CASD"):

@@ -87,7 +87,7 @@ static void retotal(struct disk_store *d, uint64_t *counted, uint64_t now)
 static bool listed(const struct live_frame *lf, size_t n, uint64_t offset)
 {
     struct live_frame key = {.offset = offset};
-    return bsearch(&key, lf, n, sizeof(*lf), by_offset) != NULL;
+    return n && bsearch(&key, lf, n, sizeof(*lf), by_offset) != NULL;
 }
 
 /* True when a tombstone in force or the quarantine list refuses digest.

@@ -132,16 +132,20 @@ static int find_unindexed(struct disk_store *d, unsigned n, int fd, uint64_t fsi
         rc = -EUCLEAN;
     }
     uint64_t now = disk_now_s();
-    struct fmt_walk w = {.fd = fd, .fsize = fsize, .algo = d->base.algo->id, .next = 0,
-                         .buf = buf, .buflen = buflen};
+    struct fmt_walk w = {.fd = fd,
+                         .fsize = fsize,
+                         .algo = d->base.algo->id,
+                         .next = 0,
+                         .buf = buf,
+                         .buflen = buflen};
     while (rc == 0 && (rc = fmt_walk_next(&w)) > 0) {
         rc = 0;
         if (w.what != FMT_AT_OBJECT || listed(*lf, indexed, w.at) ||
             disk_removal_covers(&rs, w.fr.digest, w.at))
             continue;
         pthread_rwlock_rdlock(&d->lock);
-        bool skip = objtab_find(&d->tab, w.fr.digest) != OBJTAB_NONE ||
-                    refused(d, w.fr.digest, now);
+        bool skip =
+            objtab_find(&d->tab, w.fr.digest) != OBJTAB_NONE || refused(d, w.fr.digest, now);
         pthread_rwlock_unlock(&d->lock);
         if (skip)
             continue;
@@ -333,8 +337,7 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
         if (!lf[i].adopt || objtab_find(&d->tab, lf[i].digest) != OBJTAB_NONE ||
             refused(d, lf[i].digest, now))
             continue;
-        if (objtab_insert(&d->tab, lf[i].digest, n, lf[i].new_offset, lf[i].size, 0) ==
-            OBJTAB_NONE)
+        if (objtab_insert(&d->tab, lf[i].digest, n, lf[i].new_offset, lf[i].size, 0) == OBJTAB_NONE)
             continue; /* out of memory: left to the next compaction's look */
         struct fmt_record *r = &recs[nrec + 1 + nput++];
         disk_record(d, r, REC_PUT, lf[i].digest);

@@ -771,8 +771,12 @@ static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, 
     }
     uint64_t now = disk_now_s();
     for (size_t i = 0; i < nr && rc == 0; i++) {
-        struct fmt_walk w = {.fd = fd, .fsize = r[i].end, .algo = d->base.algo->id,
-                             .next = r[i].off, .buf = buf, .buflen = buflen};
+        struct fmt_walk w = {.fd = fd,
+                             .fsize = r[i].end,
+                             .algo = d->base.algo->id,
+                             .next = r[i].off,
+                             .buf = buf,
+                             .buflen = buflen};
         while (rc == 0 && (rc = fmt_walk_next(&w)) > 0) {
             rc = 0;
             if (w.what != FMT_AT_OBJECT)
@@ -844,9 +848,8 @@ static int index_gaps(struct disk_store *d, struct span **out, size_t *nout)
     n = 0;
     for (uint32_t e = 0; e < d->tab.used; e++)
         if (objtab_get(&d->tab, e, &en))
-            v[n++] = (struct span){.file = en.file,
-                                   .off = en.offset,
-                                   .end = en.offset + frame_bytes(en.size)};
+            v[n++] = (struct span){
+                .file = en.file, .off = en.offset, .end = en.offset + frame_bytes(en.size)};
     qsort(v, n, sizeof(*v), cmp_span);
     /* In place: gap k before frame i is never past it. */
     size_t g = 0;

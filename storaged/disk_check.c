@@ -3,8 +3,10 @@
  * block checksum table (disk_verify_copy: a repeated write or a confirm
  * reads it back before answering for it), and taking a corrupt copy out of
  * service (disk_take_out: REC_DEL with reason corrupt, listed as
- * quarantined until a good copy replaces it). Reads, writes and the
- * scrubber call these; they call nothing of theirs.
+ * quarantined until a good copy replaces it), and checking a frame's bytes
+ * against its key before an unindexed frame is indexed again (start-up's
+ * adoption, compaction's). Reads, writes, the scrubber, start-up and
+ * compaction call these; they call nothing of theirs.
  */
 #define _GNU_SOURCE
 #include "crc32c.h"
@@ -112,4 +114,26 @@ out:
     free(sums);
     free(buf);
     return rc;
+}
+
+/* A short or failed read counts as a mismatch: the caller leaves the frame
+ * out. */
+bool disk_frame_bytes_match(struct disk_store *d, int fd, uint64_t off, uint64_t size,
+                            const unsigned char *digest, unsigned char *buf, size_t buflen)
+{
+    struct cas_hash *h = cas_hash_new(d->base.algo);
+    if (!h)
+        return false;
+    bool ok = true;
+    for (uint64_t at = 0; at < size && ok;) {
+        size_t want = size - at < buflen ? (size_t)(size - at) : buflen;
+        ok = pread(fd, buf, want, (off_t)(off + at)) == (ssize_t)want;
+        if (ok)
+            cas_hash_update(h, buf, want);
+        at += want;
+    }
+    unsigned char got[CAS_MAX_DIGEST];
+    cas_hash_final(h, got);
+    cas_hash_free(h);
+    return ok && memcmp(got, digest, d->base.algo->digest_len) == 0;
 }

@@ -13,6 +13,10 @@
  * current (the old file is the leftover). The free space needed is the live
  * bytes of one data file, about 2% of the data. Readers holding the old
  * file keep reading it through their reference.
+ *
+ * In a store of index format 2 a compaction drops only what the data files
+ * themselves say is removed: an intact object frame that is not indexed and
+ * that nothing removes is copied and indexed again (find_unindexed).
  */
 #define _GNU_SOURCE
 #include "disk_internal.h"
@@ -31,6 +35,7 @@
 struct live_frame {
     unsigned char digest[CAS_MAX_DIGEST];
     uint64_t offset, size, new_offset;
+    bool adopt; /* not indexed: its record was lost (find_unindexed) */
 };
 
 static int by_offset(const void *a, const void *b)
@@ -78,6 +83,106 @@ static void retotal(struct disk_store *d, uint64_t *counted, uint64_t now)
  * ones go elsewhere) before it leaves that file for the next compaction: a
  * stalled upload must not hold compaction up for long. */
 #define WRITERS_WAIT_SECONDS 5
+
+static bool listed(const struct live_frame *lf, size_t n, uint64_t offset)
+{
+    struct live_frame key = {.offset = offset};
+    return n && bsearch(&key, lf, n, sizeof(*lf), by_offset) != NULL;
+}
+
+/* True when a tombstone in force or the quarantine list refuses digest.
+ * Caller holds lock. */
+static bool refused(struct disk_store *d, const unsigned char *digest, uint64_t now)
+{
+    uint32_t t = objtab_find(&d->tombs, digest);
+    struct objtab_entry te;
+    return t != OBJTAB_NONE && objtab_get(&d->tombs, t, &te) &&
+           (te.flags == TOMB_QUARANTINED || !tomb_expired(d, &te, now));
+}
+
+/*
+ * Store of index format 2 only (every removal is in the data files): adds to
+ * *lf (nlf entries sorted by offset, capacity *cap) every whole intact object
+ * frame of data file n (fd, fsize bytes) that the table does not name, that
+ * no removal frame after it names and that is not marked removed in place,
+ * whose key is not stored elsewhere and that no tombstone in force (nor the
+ * quarantine list) refuses, and whose bytes hash to its key, with adopt set.
+ * That is an object whose index record was lost (an index cut back: writers
+ * commit out of file order, so such a frame can lie before indexed ones,
+ * where start-up does not look), or a write or removal that stopped before
+ * it was answered. Dropping it could lose an acknowledged object; keeping it
+ * can only undo what was never answered. A file with a damaged removal frame
+ * is left as it is (-EUCLEAN): what its entries removed cannot be told.
+ * 0 or -errno with err filled.
+ */
+static int find_unindexed(struct disk_store *d, unsigned n, int fd, uint64_t fsize,
+                          struct live_frame **lf, size_t *nlf, size_t *cap, char *err,
+                          size_t errlen)
+{
+    struct disk_removals rs;
+    memset(&rs, 0, sizeof(rs));
+    size_t buflen = 1u << 20, indexed = *nlf;
+    unsigned char *buf = malloc(buflen);
+    int rc = buf ? disk_removals_read(d, fd, 0, fsize, &rs) : -ENOMEM;
+    if (rc == 0 && rs.damaged) {
+        snprintf(err, errlen,
+                 "%" PRIu64 " damaged removal frames (what they removed cannot be told): run "
+                 "ca-cas fsck %s --repair",
+                 rs.damaged, d->dir);
+        rc = -EUCLEAN;
+    }
+    uint64_t now = disk_now_s();
+    struct fmt_walk w = {.fd = fd,
+                         .fsize = fsize,
+                         .algo = d->base.algo->id,
+                         .next = 0,
+                         .buf = buf,
+                         .buflen = buflen};
+    while (rc == 0 && (rc = fmt_walk_next(&w)) > 0) {
+        rc = 0;
+        if (w.what != FMT_AT_OBJECT || listed(*lf, indexed, w.at) ||
+            disk_removal_covers(&rs, w.fr.digest, w.at))
+            continue;
+        pthread_rwlock_rdlock(&d->lock);
+        bool skip =
+            objtab_find(&d->tab, w.fr.digest) != OBJTAB_NONE || refused(d, w.fr.digest, now);
+        pthread_rwlock_unlock(&d->lock);
+        if (skip)
+            continue;
+        char hex[CAS_MAX_HEX + 1];
+        cas_hex_encode(w.fr.digest, d->base.algo->digest_len, hex);
+        if (!disk_frame_bytes_match(d, fd, w.at + FMT_FRAME_HEADER, w.fr.size, w.fr.digest, buf,
+                                    buflen)) {
+            log_warn("compact: data file %u: unindexed frame of %s at offset %" PRIu64
+                     " does not match its key: dropped",
+                     n, hex, w.at);
+            continue;
+        }
+        if (*nlf == *cap) {
+            size_t c = *cap ? *cap * 2 : 1024;
+            struct live_frame *x = realloc(*lf, c * sizeof(*x));
+            if (!x) {
+                rc = -ENOMEM;
+                break;
+            }
+            *lf = x;
+            *cap = c;
+        }
+        struct live_frame *f = &(*lf)[(*nlf)++];
+        memset(f, 0, sizeof(*f));
+        memcpy(f->digest, w.fr.digest, d->tab.digest_len);
+        f->offset = w.at;
+        f->size = w.fr.size;
+        f->adopt = true;
+    }
+    if (rc == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    else if (rc == -EIO)
+        snprintf(err, errlen, "cannot read it");
+    disk_removals_free(&rs);
+    free(buf);
+    return rc;
+}
 
 /* Compacts data file n. The file must have dead bytes; *counted is what
  * the progress total counts for it (retotal), the bytes copied when this
@@ -129,16 +234,26 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
             }
             lf = x;
         }
+        memset(&lf[nlf], 0, sizeof(lf[nlf]));
         memcpy(lf[nlf].digest, en.digest, d->tab.digest_len);
         lf[nlf].offset = en.offset;
         lf[nlf].size = en.size;
         nlf++;
     }
+    bool v2 = d->index_version == FMT_INDEX_VERSION_REMOVALS;
     pthread_rwlock_unlock(&d->lock);
     if (rc < 0)
         goto out;
     if (nlf)
         qsort(lf, nlf, sizeof(*lf), by_offset);
+    if (v2) {
+        size_t before = nlf;
+        rc = find_unindexed(d, n, oldref->fd, old_len, &lf, &nlf, &cap, err, errlen);
+        if (rc < 0)
+            goto out;
+        if (nlf > before)
+            qsort(lf, nlf, sizeof(*lf), by_offset);
+    }
     for (size_t i = 0; i < nlf; i++)
         to_copy += frame_bytes(lf[i].size);
     retotal(d, counted, to_copy);
@@ -195,6 +310,8 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
     uint64_t live = 0;
     pthread_rwlock_wrlock(&d->lock);
     for (size_t i = 0; i < nlf; i++) {
+        if (lf[i].adopt)
+            continue;
         uint32_t e = objtab_find(&d->tab, lf[i].digest);
         if (e == OBJTAB_NONE || !objtab_get(&d->tab, e, &en) || en.file != n ||
             en.offset != lf[i].offset)
@@ -209,7 +326,43 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
     disk_record(d, &recs[nrec], REC_GENERATION, NULL);
     recs[nrec].file = (uint8_t)n;
     recs[nrec].aux = gen + 1;
-    rc = disk_append(d, recs, nrec + 1, &jpos, err, errlen);
+    /* Frames whose records were lost: PUT records into the new generation,
+     * after its GENERATION record (a PUT names the current generation), and
+     * table entries now, under the same lock (given back if the append
+     * fails), so that two frames of one key are not both indexed and a
+     * delete or a write of the key meanwhile wins. */
+    size_t nput = 0;
+    uint64_t now = disk_now_s();
+    for (size_t i = 0; i < nlf; i++) {
+        if (!lf[i].adopt || objtab_find(&d->tab, lf[i].digest) != OBJTAB_NONE ||
+            refused(d, lf[i].digest, now))
+            continue;
+        if (objtab_insert(&d->tab, lf[i].digest, n, lf[i].new_offset, lf[i].size, 0) == OBJTAB_NONE)
+            continue; /* out of memory: left to the next compaction's look */
+        struct fmt_record *r = &recs[nrec + 1 + nput++];
+        disk_record(d, r, REC_PUT, lf[i].digest);
+        r->file = (uint8_t)n;
+        r->offset = lf[i].new_offset;
+        r->size = lf[i].size;
+    }
+    rc = disk_append(d, recs, nrec + 1 + nput, &jpos, err, errlen);
+    for (size_t i = nrec + 1; i < nrec + 1 + nput; i++) {
+        uint32_t e = objtab_find(&d->tab, recs[i].digest);
+        assert(e != OBJTAB_NONE); /* inserted above, under the same write lock */
+        if (rc < 0) {
+            objtab_remove(&d->tab, e);
+            continue;
+        }
+        char hex[CAS_MAX_HEX + 1];
+        cas_hex_encode(recs[i].digest, d->base.algo->digest_len, hex);
+        d->objects++;
+        d->bytes += recs[i].size;
+        live += frame_bytes(recs[i].size);
+        tomb_clear(d, recs[i].digest); /* an expired tombstone */
+        log_warn("compact: data file %u: object %s is whole and intact, not indexed, and no "
+                 "removal names it: its index record was lost; indexed again",
+                 n, hex);
+    }
     if (rc == 0) {
         for (size_t i = 0; i < nrec; i++) {
             uint32_t e = objtab_find(&d->tab, recs[i].digest);

@@ -4,8 +4,8 @@
  * begin marks every stored object (one REC_GC_BEGIN record does that on
  * replay); reads, writes, POST /objects/missing and gc/mark unmark the
  * objects they touch (one REC_UNMARK each, only the first time in a cycle);
- * end removes whatever is still marked (removal frames in the data files,
- * then one REC_GC_END record: disk_remove.c). Everything
+ * end removes whatever is still marked (one REC_GC_END record, synced, then
+ * removal frames in the data files: disk_rmframe.c, rule D8). Everything
  * is in the index, so a restart in the middle of a cycle keeps the cycle and
  * its marks.
  *
@@ -202,7 +202,7 @@ static int finish_cycle(struct disk_store *d, uint64_t id, bool remove, uint64_t
         return rc;
     struct fmt_record r;
     struct journal_pos pos;
-    struct rm_held held = {.n = 0};
+    struct rm_plan plan = {.count = 0};
 again:
     pthread_rwlock_wrlock(&d->lock);
     if (!is_current(d, id, err, errlen)) {
@@ -216,12 +216,12 @@ again:
         return -ESTALE;
     }
     if (remove) {
-        /* The removals go into the data files first, durable, under the
-         * same lock as the uses: what they name is exactly what is still
-         * marked now, and stays removed when the index is rebuilt from the
-         * data files (disk_remove.c). */
+        /* What the removal frames will name is exactly what is still marked
+         * now, under the same lock as the uses; their room is held in every
+         * data file concerned, so no compaction moves those frames before
+         * the frames are written (after GC_END is durable, rule D8). */
         unsigned wait_file = 0;
-        rc = disk_removal_frames_marked(d, RM_GC, &held, &wait_file, err, errlen);
+        rc = disk_removal_plan_marked(d, &plan, &wait_file, err, errlen);
         if (rc == -EAGAIN) {
             pthread_rwlock_unlock(&d->lock);
             disk_removal_wait_file(d, wait_file); /* a compaction holds that file */
@@ -261,15 +261,26 @@ again:
             d->gc_ended_id = id;
     }
     pthread_rwlock_unlock(&d->lock);
-    disk_removal_release(d, &held, true);
-    if (rc < 0)
+    if (rc == 0)
+        rc = disk_sync(d, &pos, err, errlen);
+    if (rc < 0) {
+        /* Not recorded (507: nothing changed, nothing marked in place), or
+         * not durable: no removal frame is written. */
+        disk_removal_plan_drop(d, &plan);
         return rc;
-    if (remove)
+    }
+    if (remove) {
+        /* GC_END is durable, the objects are gone from the table: the
+         * removal frames go into the data files without the lock. */
+        rc = disk_removal_plan_write(d, &plan, RM_GC, disk_now_s(), err, errlen);
+        if (rc < 0)
+            return rc;
         log_info("gc: cycle %" PRIu64 " ended: %" PRIu64 " objects, %" PRIu64 " bytes removed", id,
                  *removed, *bytes);
-    else
+    } else {
         log_info("gc: cycle %" PRIu64 " cancelled, nothing removed", id);
-    return disk_sync(d, &pos, err, errlen);
+    }
+    return 0;
 }
 
 int disk_gc_end(struct store *s, uint64_t id, uint64_t *removed, uint64_t *bytes, char *err,

@@ -313,10 +313,16 @@ int disk_verify_copy(struct disk_store *d, int fd, uint64_t offset, uint64_t siz
  * reason corrupt) if the table still points there. Takes the lock itself. */
 void disk_take_out(struct disk_store *d, const unsigned char *digest, unsigned file,
                    uint64_t offset, const char *why);
+/* True when the size bytes at off of fd (an object frame's payload) hash to
+ * digest (buf: scratch of buflen bytes); false when they do not or cannot be
+ * read. For indexing an unindexed frame again (start-up, compaction). */
+bool disk_frame_bytes_match(struct disk_store *d, int fd, uint64_t off, uint64_t size,
+                            const unsigned char *digest, unsigned char *buf, size_t buflen);
 
 /* ---- disk_rmframe.c: removal frames (docs/FORMAT.md "Removal frames") ----
- * A removal is written into the data file of the frames it removes, and made
- * durable, before the index records that promise it (rule D8). */
+ * A removal is recorded in the index, and that record synced, before it is
+ * written into the data file of the frames it removes and made durable
+ * there, and only then answered (rule D8). */
 
 /* The room a removal holds at the end of one data file: it counts as a
  * writer of that file, so no compaction takes the file until it is released. */
@@ -329,23 +335,36 @@ struct rm_held {
     unsigned n;
     struct rm_slot slots[FMT_NFILES];
 };
-/* For gc/end, caller holding lock (write): writes removal frames (kind
- * RM_GC) naming every marked object, grouped by data file, and fdatasyncs
- * each file touched. 0 with *held to release (rm_release_all) once the index
- * records are appended; -EAGAIN with *wait_file set when the compactor holds
- * a file concerned (release lock, disk_removal_wait_file, start again);
- * -ENOSPC / -EIO / -ENOMEM with err filled and nothing held. */
-int disk_removal_frames_marked(struct disk_store *d, unsigned kind, struct rm_held *held,
-                               unsigned *wait_file, char *err, size_t errlen);
-/* For a client's DELETE (kind RM_CLIENT) or a balancer's drop (RM_DROP);
- * takes lock itself: writes and fdatasyncs a removal frame naming digest's
- * frame, in its data file (or, with no room for one, marks that frame
- * removed in place: *keep false). 0 with *held (n 0 when digest is not
- * stored) and *en the frame named; -EIO / -ENOSPC with err filled and
- * nothing held. */
-int disk_removal_frame_one(struct disk_store *d, const unsigned char *digest, unsigned kind,
-                           uint64_t now, struct rm_held *held, struct objtab_entry *en, bool *keep,
-                           char *err, size_t errlen);
+/* A removal planned under the table lock: its entries (digest, offset of the
+ * frame), grouped by data file (file f's at [start[f], start[f + 1])), and
+ * its room held in each data file concerned. */
+struct rm_plan {
+    struct rm_held held;
+    unsigned char *entries;
+    uint64_t count;
+    uint64_t start[FMT_NFILES + 1];
+    unsigned char one[FMT_REMOVAL_ENTRY];
+};
+/* For gc/end, caller holding lock (write): plans the removal of every
+ * marked object. 0 (p->count may be 0); -EAGAIN with *wait_file set when the
+ * compactor holds a file concerned (release lock, disk_removal_wait_file,
+ * start again); -ENOMEM with err filled. Nothing is written yet. */
+int disk_removal_plan_marked(struct disk_store *d, struct rm_plan *p, unsigned *wait_file,
+                             char *err, size_t errlen);
+/* For a client's DELETE or a balancer's drop, caller holding lock (write):
+ * plans the removal of the frame en names. 0, or -EAGAIN when the compactor
+ * holds en->file (release lock, disk_removal_wait_file, start again). */
+int disk_removal_plan_one(struct disk_store *d, const struct objtab_entry *en, struct rm_plan *p);
+/* Gives a plan up (its index record was not appended): nothing written. */
+void disk_removal_plan_drop(struct disk_store *d, struct rm_plan *p);
+/* Without the lock, once the index record of the removal is durable: writes
+ * the plan's removal frames (kind RM_CLIENT, RM_GC or RM_DROP; written_at
+ * now, unix seconds), or with no room for them marks the removed frames in
+ * place, and fdatasyncs each file; always gives the plan back. 0, or -EIO
+ * with err filled (logged: the index holds the removal, the data files do
+ * not, so it must not be answered as a success). */
+int disk_removal_plan_write(struct disk_store *d, struct rm_plan *p, unsigned kind, uint64_t now,
+                            char *err, size_t errlen);
 /* Gives the slots back: the frames stay (keep) or are cut off / punched out. */
 void disk_removal_release(struct disk_store *d, struct rm_held *held, bool keep);
 /* Waits (no lock held) until the compactor no longer holds data file n. */
@@ -369,6 +388,12 @@ struct disk_removals {
  * for disk_removal_covers. 0 or -errno (-ENOMEM, -EIO). */
 int disk_removals_read(struct disk_store *d, int fd, uint64_t from, uint64_t fsize,
                        struct disk_removals *out);
+/* The same for the frames that start at or after from and end by end (a
+ * range of the file), added to out unsorted; disk_removals_sort once every
+ * range is in. */
+int disk_removals_add(struct disk_store *d, int fd, uint64_t from, uint64_t end,
+                      struct disk_removals *out);
+void disk_removals_sort(struct disk_removals *rs);
 /* The entry removing the object frame of digest at offset (a removal frame
  * later in the same file names it), or NULL when none does. */
 const struct disk_removal *disk_removal_covers(const struct disk_removals *rs,

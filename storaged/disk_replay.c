@@ -717,90 +717,109 @@ static bool frame_in_tail(struct disk_store *d, int fd, uint64_t off, uint64_t s
     return found;
 }
 
-/* True when the size bytes at off of fd hash to digest. */
-static bool bytes_match(struct disk_store *d, int fd, uint64_t off, uint64_t size,
-                        const unsigned char *digest, unsigned char *buf, size_t buflen)
+/* A range [off, end) of a data file. */
+struct span {
+    unsigned file;
+    uint64_t off, end;
+};
+
+static int cmp_span(const void *a, const void *b)
 {
-    struct cas_hash *h = cas_hash_new(d->base.algo);
-    if (!h)
-        return false;
-    bool ok = true;
-    for (uint64_t at = 0; at < size && ok;) {
-        size_t want = size - at < buflen ? (size_t)(size - at) : buflen;
-        ok = read_at(fd, buf, want, off + at) == (ssize_t)want;
-        if (ok)
-            cas_hash_update(h, buf, want);
-        at += want;
-    }
-    unsigned char got[CAS_MAX_DIGEST];
-    cas_hash_final(h, got);
-    cas_hash_free(h);
-    return ok && memcmp(got, digest, d->base.algo->digest_len) == 0;
+    const struct span *x = a, *y = b;
+    if (x->file != y->file)
+        return x->file < y->file ? -1 : 1;
+    return x->off < y->off ? -1 : x->off > y->off;
 }
 
 /*
  * A store of index format 2 records every removal in its data files, so a
- * whole intact object frame past the last indexed frame of data file n that
- * no removal frame after it names, whose key the table does not hold and no
- * tombstone in force refuses, is an object whose index record was lost (an
- * index cut back, or a write whose record never got there: never answered,
- * so keeping it is allowed too). Each one whose bytes match its key gets its
- * PUT record now (synced before the store opens); the count adopted is added
- * to *adopted. 0 or -errno with err filled.
+ * whole intact object frame of data file n that no indexed frame covers
+ * (in one of the nr ranges r: the gaps between indexed frames, and the bytes
+ * past the last one), that no removal frame after it names, whose key the
+ * table does not hold and no tombstone in force refuses, is an object whose
+ * index record was lost (an index cut back: as writers commit out of file
+ * order, such a frame can lie before indexed ones; or a write whose record
+ * never got there: never answered, so keeping it is allowed too). Each one
+ * whose bytes match its key gets its PUT record now (synced before the store
+ * opens); the count adopted is added to *adopted. Only unindexed frames are
+ * read (their headers; the payload of a candidate). A file with a damaged
+ * removal frame in those ranges adopts nothing (logged). 0 or -errno with
+ * err filled.
  */
-static int adopt_tail(struct disk_store *d, unsigned n, uint64_t from, uint64_t fsize,
-                      uint64_t *adopted, char *err, size_t errlen)
+static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, size_t nr,
+                        uint64_t *adopted, char *err, size_t errlen)
 {
     int fd = d->files[n].ref->fd;
     struct disk_removals rs;
     memset(&rs, 0, sizeof(rs));
     size_t buflen = 1u << 20;
     unsigned char *buf = malloc(buflen);
-    int rc = buf ? disk_removals_read(d, fd, from, fsize, &rs) : -ENOMEM;
+    int rc = buf ? 0 : -ENOMEM;
+    for (size_t i = 0; i < nr && rc == 0; i++)
+        rc = disk_removals_add(d, fd, r[i].off, r[i].end, &rs);
+    disk_removals_sort(&rs);
+    if (rc == 0 && rs.damaged) {
+        /* What the damaged entries removed cannot be told: indexing a frame
+         * there could bring back a removed object. Nothing is adopted; the
+         * frames stay as they are (compaction leaves this file alone too). */
+        log_error("data file %u: %" PRIu64 " damaged removal frames: no unindexed object "
+                  "there is indexed again; run ca-cas fsck %s --repair",
+                  n, rs.damaged, d->dir);
+        disk_removals_free(&rs);
+        free(buf);
+        return 0;
+    }
     uint64_t now = disk_now_s();
-    struct fmt_walk w = {.fd = fd, .fsize = fsize, .algo = d->base.algo->id, .next = from,
-                         .buf = buf, .buflen = buflen};
-    while (rc == 0 && (rc = fmt_walk_next(&w)) > 0) {
-        rc = 0;
-        if (w.what != FMT_AT_OBJECT)
-            continue; /* damage, a removal frame, an object removed in place */
-        const struct fmt_frame fr = w.fr;
-        uint64_t at = w.at;
-        if (disk_removal_covers(&rs, fr.digest, at) ||
-            objtab_find(&d->tab, fr.digest) != OBJTAB_NONE)
-            continue; /* removed, or another copy of the key is stored */
-        uint32_t t = objtab_find(&d->tombs, fr.digest);
-        struct objtab_entry te;
-        if (t != OBJTAB_NONE && objtab_get(&d->tombs, t, &te) &&
-            (te.flags == TOMB_QUARANTINED || !tomb_expired(d, &te, now)))
-            continue; /* a copy the client's delete refused, or one taken out as corrupt */
-        char hex[CAS_MAX_HEX + 1];
-        cas_hex_encode(fr.digest, d->base.algo->digest_len, hex);
-        if (!bytes_match(d, fd, at + FMT_FRAME_HEADER, fr.size, fr.digest, buf, buflen)) {
-            log_warn("data file %u: frame of %s at offset %" PRIu64 " past the last indexed "
-                     "object does not match its key: left out",
+    for (size_t i = 0; i < nr && rc == 0; i++) {
+        struct fmt_walk w = {.fd = fd,
+                             .fsize = r[i].end,
+                             .algo = d->base.algo->id,
+                             .next = r[i].off,
+                             .buf = buf,
+                             .buflen = buflen};
+        while (rc == 0 && (rc = fmt_walk_next(&w)) > 0) {
+            rc = 0;
+            if (w.what != FMT_AT_OBJECT)
+                continue; /* damage, a removal frame, an object removed in place */
+            const struct fmt_frame fr = w.fr;
+            uint64_t at = w.at;
+            if (disk_removal_covers(&rs, fr.digest, at) ||
+                objtab_find(&d->tab, fr.digest) != OBJTAB_NONE)
+                continue; /* removed, or another copy of the key is stored */
+            uint32_t t = objtab_find(&d->tombs, fr.digest);
+            struct objtab_entry te;
+            if (t != OBJTAB_NONE && objtab_get(&d->tombs, t, &te) &&
+                (te.flags == TOMB_QUARANTINED || !tomb_expired(d, &te, now)))
+                continue; /* a copy the client's delete refused, or one taken out as corrupt */
+            char hex[CAS_MAX_HEX + 1];
+            cas_hex_encode(fr.digest, d->base.algo->digest_len, hex);
+            if (!disk_frame_bytes_match(d, fd, at + FMT_FRAME_HEADER, fr.size, fr.digest, buf,
+                                        buflen)) {
+                log_warn("data file %u: unindexed frame of %s at offset %" PRIu64
+                         " does not match its key: left out",
+                         n, hex, at);
+                continue;
+            }
+            struct fmt_record rec;
+            struct journal_pos pos;
+            disk_record(d, &rec, REC_PUT, fr.digest);
+            rec.file = (uint8_t)n;
+            rec.offset = at;
+            rec.size = fr.size;
+            if ((rc = disk_append(d, &rec, 1, &pos, err, errlen)) < 0)
+                break;
+            if (objtab_insert(&d->tab, fr.digest, n, at, fr.size, 0) == OBJTAB_NONE) {
+                snprintf(err, errlen, "out of memory adopting objects");
+                rc = -ENOMEM;
+                break;
+            }
+            tomb_clear(d, fr.digest);
+            (*adopted)++;
+            log_warn("data file %u: object %s at offset %" PRIu64 " is whole and intact, not "
+                     "indexed, and no removal names it: its index record was lost; indexed "
+                     "again",
                      n, hex, at);
-            continue;
         }
-        struct fmt_record r;
-        struct journal_pos pos;
-        disk_record(d, &r, REC_PUT, fr.digest);
-        r.file = (uint8_t)n;
-        r.offset = at;
-        r.size = fr.size;
-        if ((rc = disk_append(d, &r, 1, &pos, err, errlen)) < 0)
-            break;
-        if (objtab_insert(&d->tab, fr.digest, n, at, fr.size, 0) == OBJTAB_NONE) {
-            snprintf(err, errlen, "out of memory adopting objects");
-            rc = -ENOMEM;
-            break;
-        }
-        tomb_clear(d, fr.digest);
-        (*adopted)++;
-        log_warn("data file %u: object %s at offset %" PRIu64 " is whole and intact past the "
-                 "last indexed object and no removal names it: its index record was lost; "
-                 "indexed again",
-                 n, hex, at);
     }
     if (rc == -ENOMEM && !*err)
         snprintf(err, errlen, "out of memory reading data file %u", n);
@@ -811,14 +830,52 @@ static int adopt_tail(struct disk_store *d, unsigned n, uint64_t from, uint64_t 
     return rc;
 }
 
+/* The gaps between the indexed frames of every data file (below each file's
+ * maxend), sorted by file and offset, in *out (malloc'd; *nout of them).
+ * 0 or -ENOMEM. */
+static int index_gaps(struct disk_store *d, struct span **out, size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    size_t n = 0;
+    struct objtab_entry en;
+    for (uint32_t e = 0; e < d->tab.used; e++)
+        if (objtab_get(&d->tab, e, &en))
+            n++;
+    struct span *v = malloc((n ? n : 1) * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    n = 0;
+    for (uint32_t e = 0; e < d->tab.used; e++)
+        if (objtab_get(&d->tab, e, &en))
+            v[n++] = (struct span){
+                .file = en.file, .off = en.offset, .end = en.offset + frame_bytes(en.size)};
+    qsort(v, n, sizeof(*v), cmp_span);
+    /* In place: gap k before frame i is never past it. */
+    size_t g = 0;
+    uint64_t upto = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || v[i].file != v[i - 1].file)
+            upto = 0;
+        struct span f = v[i];
+        if (f.off > upto)
+            v[g++] = (struct span){.file = f.file, .off = upto, .end = f.off};
+        if (f.end > upto)
+            upto = f.end;
+    }
+    *out = v;
+    *nout = g;
+    return 0;
+}
+
 /*
  * Opens every data file and reconciles it with the table. An entry whose
  * frame runs past the end of its file means the data file is shorter than
  * the index says: start-up refuses (fsck drops the entry and reports it).
  * Bytes past the last indexed frame are cut when they are an unfinished
  * write (no whole intact frame in them); else kept, and in an index of
- * format 2 the object frames among them that no removal names are indexed
- * again (adopt_tail).
+ * format 2 the object frames among them, and in the gaps between indexed
+ * frames, that no removal names are indexed again (adopt_ranges).
  */
 static int open_data_files(struct disk_store *d, char *err, size_t errlen)
 {
@@ -883,6 +940,7 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
     if (past_end)
         return -EINVAL;
     uint64_t adopted = 0;
+    bool tail[FMT_NFILES] = {false};
     for (unsigned n = 0; n < FMT_NFILES; n++) {
         d->files[n].length = fsize[n];
         if (fsize[n] > maxend[n]) {
@@ -892,11 +950,9 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             bool framed = frame_in_tail(d, d->files[n].ref->fd, maxend[n], fsize[n]);
             if (framed && d->index_version == FMT_INDEX_VERSION_REMOVALS) {
                 /* Removals are in the data files: what no removal names
-                 * there is live (adopt_tail); the rest stays dead bytes
-                 * until compaction. */
-                int rc = adopt_tail(d, n, maxend[n], fsize[n], &adopted, err, errlen);
-                if (rc < 0)
-                    return rc;
+                 * there is live (adopt_ranges, below, with the gaps); the
+                 * rest stays dead bytes until compaction. */
+                tail[n] = true;
                 continue;
             }
             if (framed) {
@@ -927,6 +983,43 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             }
             d->files[n].length = maxend[n];
         }
+    }
+    if (d->index_version == FMT_INDEX_VERSION_REMOVALS && !d->check_only) {
+        /* The gaps between indexed frames and the framed tails: only the
+         * frames the index does not name are read. */
+        struct span *gaps;
+        size_t ngaps;
+        if (index_gaps(d, &gaps, &ngaps) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        size_t i = 0;
+        int rc = 0;
+        for (unsigned n = 0; n < FMT_NFILES && rc == 0; n++) {
+            size_t first = i;
+            while (i < ngaps && gaps[i].file == n)
+                i++;
+            struct span *r = gaps + first;
+            size_t nr = i - first;
+            struct span last = {.file = n, .off = maxend[n], .end = fsize[n]};
+            if (tail[n]) { /* the tail after the gaps, in a copy of them */
+                struct span *x = malloc((nr + 1) * sizeof(*x));
+                if (!x) {
+                    rc = -ENOMEM;
+                    snprintf(err, errlen, "out of memory");
+                    break;
+                }
+                memcpy(x, r, nr * sizeof(*x));
+                x[nr] = last;
+                rc = adopt_ranges(d, n, x, nr + 1, &adopted, err, errlen);
+                free(x);
+            } else if (nr) {
+                rc = adopt_ranges(d, n, r, nr, &adopted, err, errlen);
+            }
+        }
+        free(gaps);
+        if (rc < 0)
+            return rc;
     }
     if (adopted) {
         struct journal_pos pos;

@@ -148,164 +148,165 @@ static int kill_in_place(struct disk_store *d, int fd, const unsigned char *entr
     return 0;
 }
 
-/* The message and code for a removal frame that could not be written. */
-static int write_failed(struct disk_store *d, unsigned n, int rc, char *err, size_t errlen)
+/* ---- planning a removal, then writing it (rule D8) ----------------------- */
+
+/*
+ * A removal is planned under the table lock (its entries and its room in
+ * every data file concerned, held as a writer so that no compaction takes
+ * those files), then recorded in the index, whose record is synced, and only
+ * then written into the data files (disk_removal_plan_write), without the
+ * lock: the objects are already gone from the table, so no use can race with
+ * the write. A crash in between leaves an index record without its removal
+ * frame: the removal was never answered, and an index lost later can bring
+ * back only such an unanswered removal, never lose a live object.
+ */
+
+/* Room for the planned entries in every data file concerned, or none at
+ * all (-EAGAIN, *wait_file set: the compactor holds that file). */
+static int plan_reserve(struct disk_store *d, struct rm_plan *p, unsigned *wait_file)
 {
-    if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG) {
-        snprintf(err, errlen,
-                 "disk full: cannot record the removal in data file %u of %s (nothing removed)", n,
-                 d->dir);
-        return -ENOSPC;
+    p->held.n = 0;
+    pthread_mutex_lock(&d->files_lock);
+    for (unsigned f = 0; f < FMT_NFILES; f++) {
+        uint64_t k = p->start[f + 1] - p->start[f];
+        if (!k)
+            continue;
+        if (!slot_reserve(d, f, frames_len(k), &p->held.slots[p->held.n])) {
+            pthread_mutex_unlock(&d->files_lock);
+            disk_removal_release(d, &p->held, false);
+            *wait_file = f;
+            return -EAGAIN;
+        }
+        p->held.n++;
     }
-    disk_fault(d, "data file write (removal frame)", rc);
-    snprintf(err, errlen, "cannot record the removal in data file %u: %s (nothing removed)", n,
-             strerror(-rc));
-    return -EIO;
+    pthread_mutex_unlock(&d->files_lock);
+    return 0;
 }
 
-/* ---- gc/end -------------------------------------------------------------- */
-
-struct marked_item {
-    uint8_t file;
-    uint32_t e;
-};
-
-int disk_removal_frames_marked(struct disk_store *d, unsigned kind, struct rm_held *held,
-                               unsigned *wait_file, char *err, size_t errlen)
+int disk_removal_plan_marked(struct disk_store *d, struct rm_plan *p, unsigned *wait_file,
+                             char *err, size_t errlen)
 {
     assert(disk_locked_write(d));
-    held->n = 0;
+    memset(p, 0, sizeof(*p));
     uint64_t per_file[FMT_NFILES] = {0};
-    size_t n = 0;
     struct objtab_entry en;
     for (uint32_t e = 0; e < d->tab.used; e++)
         if (objtab_get(&d->tab, e, &en) && (en.flags & OBJTAB_MARKED)) {
             per_file[en.file]++;
-            n++;
+            p->count++;
         }
-    if (!n)
+    if (!p->count)
         return 0;
     /* Entry tables, grouped by file (a counting sort over the table). */
-    size_t start[FMT_NFILES + 1], fill[FMT_NFILES];
-    start[0] = 0;
+    uint64_t fill[FMT_NFILES];
     for (unsigned f = 0; f < FMT_NFILES; f++)
-        start[f + 1] = start[f] + per_file[f];
-    memcpy(fill, start, sizeof(fill));
-    unsigned char *entries = malloc(n * FMT_REMOVAL_ENTRY);
-    if (!entries) {
+        p->start[f + 1] = p->start[f] + per_file[f];
+    memcpy(fill, p->start, sizeof(fill));
+    p->entries = malloc(p->count * FMT_REMOVAL_ENTRY);
+    if (!p->entries) {
+        p->count = 0;
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     for (uint32_t e = 0; e < d->tab.used; e++)
         if (objtab_get(&d->tab, e, &en) && (en.flags & OBJTAB_MARKED))
-            fmt_removal_entry_put(entries, fill[en.file]++, en.digest, d->tab.digest_len,
+            fmt_removal_entry_put(p->entries, fill[en.file]++, en.digest, d->tab.digest_len,
                                   en.offset);
-    /* Room in every file concerned, or none at all. */
-    pthread_mutex_lock(&d->files_lock);
-    for (unsigned f = 0; f < FMT_NFILES; f++) {
-        if (!per_file[f])
-            continue;
-        if (!slot_reserve(d, f, frames_len(per_file[f]), &held->slots[held->n])) {
-            pthread_mutex_unlock(&d->files_lock);
-            disk_removal_release(d, held, false);
-            free(entries);
-            *wait_file = f;
-            return -EAGAIN;
-        }
-        held->n++;
+    int rc = plan_reserve(d, p, wait_file);
+    if (rc < 0) {
+        free(p->entries);
+        memset(p, 0, sizeof(*p));
     }
-    pthread_mutex_unlock(&d->files_lock);
-    uint64_t now = disk_now_s();
+    return rc;
+}
+
+int disk_removal_plan_one(struct disk_store *d, const struct objtab_entry *en, struct rm_plan *p)
+{
+    assert(disk_locked_write(d));
+    memset(p, 0, sizeof(*p));
+    p->entries = p->one;
+    p->count = 1;
+    fmt_removal_entry_put(p->entries, 0, en->digest, d->tab.digest_len, en->offset);
+    for (unsigned f = en->file + 1; f <= FMT_NFILES; f++)
+        p->start[f] = 1;
+    unsigned wait_file;
+    int rc = plan_reserve(d, p, &wait_file);
+    if (rc < 0)
+        memset(p, 0, sizeof(*p));
+    return rc;
+}
+
+static void plan_free(struct rm_plan *p)
+{
+    if (p->entries != p->one)
+        free(p->entries);
+    memset(p, 0, sizeof(*p));
+}
+
+void disk_removal_plan_drop(struct disk_store *d, struct rm_plan *p)
+{
+    disk_removal_release(d, &p->held, false);
+    plan_free(p);
+}
+
+int disk_removal_plan_write(struct disk_store *d, struct rm_plan *p, unsigned kind, uint64_t now,
+                            char *err, size_t errlen)
+{
+    if (!p->count) {
+        plan_free(p);
+        return 0;
+    }
     int rc = 0;
     unsigned bad = 0;
-    for (unsigned i = 0; i < held->n && rc == 0; i++) {
-        struct rm_slot *s = &held->slots[i];
-        rc = slot_write(d, s, kind, now, entries + start[s->file] * FMT_REMOVAL_ENTRY,
-                        per_file[s->file]);
+    for (unsigned i = 0; i < p->held.n && rc == 0; i++) {
+        struct rm_slot *s = &p->held.slots[i];
+        rc = slot_write(d, s, kind, now, p->entries + p->start[s->file] * FMT_REMOVAL_ENTRY,
+                        p->start[s->file + 1] - p->start[s->file]);
         bad = s->file;
     }
     bool in_place = no_room(rc);
     if (in_place) {
         /* No room: every removed frame is marked in place instead (the
-         * removal frames written so far are given back below). */
-        log_warn("gc: no room for removal frames in %s: the %zu removed frames are marked "
-                 "removed in place",
-                 d->dir, n);
+         * removal frames written so far are given back below). The frames
+         * are no longer in the table, and the slots keep any compaction off
+         * their files, so nothing copies them meanwhile. */
+        log_warn("removal: no room for removal frames in %s: the %" PRIu64
+                 " removed frames are marked removed in place",
+                 d->dir, p->count);
         rc = 0;
-        for (unsigned i = 0; i < held->n && rc == 0; i++) {
-            struct rm_slot *s = &held->slots[i];
-            rc = kill_in_place(d, s->fd, entries + start[s->file] * FMT_REMOVAL_ENTRY,
-                               per_file[s->file]);
+        for (unsigned i = 0; i < p->held.n && rc == 0; i++) {
+            struct rm_slot *s = &p->held.slots[i];
+            rc = kill_in_place(d, s->fd, p->entries + p->start[s->file] * FMT_REMOVAL_ENTRY,
+                               p->start[s->file + 1] - p->start[s->file]);
             bad = s->file;
         }
     }
     /* One fdatasync per file, after all the writes: the disk takes them
      * together. */
-    for (unsigned i = 0; i < held->n && rc == 0; i++) {
-        bad = held->slots[i].file;
-        if (fdatasync(held->slots[i].fd) < 0)
+    for (unsigned i = 0; i < p->held.n && rc == 0; i++) {
+        bad = p->held.slots[i].file;
+        if (fdatasync(p->held.slots[i].fd) < 0)
             rc = -errno;
     }
-    free(entries);
-    if (rc < 0) {
-        disk_removal_release(d, held, false);
-        return write_failed(d, bad, rc, err, errlen);
-    }
-    /* Marked in place: the caller holds the lock until the entries are
-     * gone from the table, so no compaction copies them meanwhile (and a
-     * copy would carry the mark). */
-    if (in_place)
-        disk_removal_release(d, held, false);
-    return 0;
-}
-
-/* ---- one object: a client's DELETE, a balancer's drop --------------------- */
-
-int disk_removal_frame_one(struct disk_store *d, const unsigned char *digest, unsigned kind,
-                           uint64_t now, struct rm_held *held, struct objtab_entry *en, bool *keep,
-                           char *err, size_t errlen)
-{
-    char hex[CAS_MAX_HEX + 1];
-    cas_hex_encode(digest, d->base.algo->digest_len, hex);
-    held->n = 0;
-    *keep = true;
-    for (;;) {
-        pthread_rwlock_wrlock(&d->lock);
-        uint32_t e = objtab_find(&d->tab, digest);
-        if (e == OBJTAB_NONE || !objtab_get(&d->tab, e, en))
-            break;
-        pthread_mutex_lock(&d->files_lock);
-        bool ok = slot_reserve(d, en->file, fmt_removal_len(1), &held->slots[0]);
-        pthread_mutex_unlock(&d->files_lock);
-        if (ok) {
-            held->n = 1;
-            break;
-        }
-        pthread_rwlock_unlock(&d->lock);
-        disk_removal_wait_file(d, en->file); /* a compaction holds the file */
-    }
-    pthread_rwlock_unlock(&d->lock);
-    if (!held->n)
+    uint64_t count = p->count;
+    disk_removal_release(d, &p->held, rc == 0 && !in_place);
+    plan_free(p);
+    if (rc == 0)
         return 0;
-    unsigned char entry[FMT_REMOVAL_ENTRY];
-    fmt_removal_entry_put(entry, 0, digest, d->tab.digest_len, en->offset);
-    int rc = slot_write(d, &held->slots[0], kind, now, entry, 1);
-    bool in_place = no_room(rc);
-    if (in_place) { /* no room for it: the frame is marked removed instead */
-        log_warn("delete %s: no room for a removal frame in %s: its frame is marked "
-                 "removed in place",
-                 hex, d->dir);
-        rc = kill_in_place(d, held->slots[0].fd, entry, 1);
-    }
-    if (rc == 0 && fdatasync(held->slots[0].fd) < 0)
-        rc = -errno;
-    if (rc < 0) {
-        disk_removal_release(d, held, false);
-        held->n = 0;
-        return write_failed(d, en->file, rc, err, errlen);
-    }
-    *keep = !in_place; /* the slot holds no frame then: given back at the end */
-    return 0;
+    /* The index record is durable: the removal happened, but the data files
+     * do not say so. Not answered as a success: an index rebuilt from the
+     * data files (fsck --repair) could bring these objects back. */
+    if (!no_room(rc))
+        disk_fault(d, "data file write (removal frame)", rc);
+    log_error("removal of %" PRIu64 " objects recorded in the index of %s but not in data file "
+              "%u (%s): an index rebuilt from the data files (ca-cas fsck --repair) may bring "
+              "them back",
+              count, d->dir, bad, strerror(-rc));
+    snprintf(err, errlen,
+             "removed from the index, but the removal could not be recorded in data file %u of "
+             "%s: %s",
+             bad, d->dir, strerror(-rc));
+    return -EIO;
 }
 
 /* ---- reading removal frames back ----------------------------------------- */
@@ -321,6 +322,20 @@ static int cmp_removal(const void *a, const void *b)
 
 int disk_removals_read(struct disk_store *d, int fd, uint64_t from, uint64_t fsize,
                        struct disk_removals *out)
+{
+    int rc = disk_removals_add(d, fd, from, fsize, out);
+    disk_removals_sort(out);
+    return rc;
+}
+
+void disk_removals_sort(struct disk_removals *rs)
+{
+    if (rs->n)
+        qsort(rs->v, rs->n, sizeof(*rs->v), cmp_removal);
+}
+
+int disk_removals_add(struct disk_store *d, int fd, uint64_t from, uint64_t fsize,
+                      struct disk_removals *out)
 {
     size_t buflen = 64 * 1024;
     unsigned char *buf = malloc(buflen), *ents = NULL;
@@ -375,8 +390,6 @@ int disk_removals_read(struct disk_store *d, int fd, uint64_t from, uint64_t fsi
     }
     free(buf);
     free(ents);
-    if (rc == 0 && out->n)
-        qsort(out->v, out->n, sizeof(*out->v), cmp_removal);
     return rc;
 }
 

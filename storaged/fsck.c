@@ -345,8 +345,10 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
                     cas_hex_encode(fr.digest, d->tab.digest_len, hex);
                     say(f, false,
                         "object %s in data file %u at offset %" PRIu64
-                        ": a removal frame names it but the index keeps it (a removal "
-                        "that stopped before its index record; it was never answered)",
+                        ": a removal frame names it but the index keeps it (the index "
+                        "lost the removal's record: cut back, or restored from a backup; "
+                        "or a removal that crashed before its record under a build that "
+                        "wrote the removal frame first)",
                         hex, n, p);
                 }
                 continue;

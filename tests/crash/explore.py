@@ -550,7 +550,7 @@ def expectations(ops, p, keys):
 # ------------------------------------------------------- ordering rules ----
 
 REC = struct.Struct("<IBBBBQQQ32s")  # crc, type, flags, file, algo, offset, size, aux, digest
-T_PUT, T_DEL, T_GC_BEGIN, T_GC_END, T_GENERATION, T_GC_CANCEL = 2, 3, 4, 7, 9, 10
+T_PUT, T_DEL, T_GC_BEGIN, T_GC_END, T_MOVE, T_GENERATION, T_GC_CANCEL = 2, 3, 4, 7, 8, 9, 10
 
 
 def frame_len(size):
@@ -574,6 +574,7 @@ def check_rules(ops):
     pending_dsync = []              # (rule, log off of the op that needs a directory fsync before the next answer)
     removals = {}                   # key -> [(m, log off)]: writes of removal frame entries or in-place marks (D8)
     rm_header = {}                  # m -> end of the last removal frame header written (its entries follow)
+    casd = []                       # (key, log off, data file, frame offset): in-place marks, checked at the end (D8)
 
     def synced(m, woff, before):
         return any(c > woff and so < before for so, c in syncs.get(m, ()))
@@ -636,10 +637,20 @@ def check_rules(ops):
                     ents = data
                 else:
                     ents = b""
+                named = [ents[j:j + 20].hex() for j in range(0, len(ents) - len(ents) % 40, 40)]
                 if data[:4] == b"CASD" and len(data) == 64:  # a frame marked removed in place
-                    removals.setdefault(data[32:52].hex(), []).append((r["m"], off))
-                for j in range(0, len(ents) - len(ents) % 40, 40):
-                    removals.setdefault(ents[j:j + 20].hex(), []).append((r["m"], off))
+                    key = data[32:52].hex()
+                    removals.setdefault(key, []).append((r["m"], off))
+                    # Also a write giving up its own unrecorded frame, or a
+                    # corrupt copy taken out (DEL aux 1): told at the end.
+                    casd.append((key, off, int(nm[5:7]), r["at"]))
+                for key in named:
+                    removals.setdefault(key, []).append((r["m"], off))
+                    # D8: the index record of the removal (DEL of the key, or a
+                    # GC_END) was durable before the data file names it removed.
+                    if not any((x[2] == T_DEL and x[7] == key or x[2] == T_GC_END)
+                               and synced(x[0], x[1], off) for x in recs):
+                        out.append(("", f"D8: removal of {key} written into a data file (log {off}) before its DEL / GC_END record was fdatasynced"))
                 continue
             if nm not in ("index", "index.new") or r["at"] % 64 or len(r["data"]) % 64:
                 continue
@@ -657,9 +668,6 @@ def check_rules(ops):
                         out.append(("", f"D1: PUT record of {key} (log {off}) describes bytes never written"))
                     elif not synced(dm, lw, off):
                         out.append(("", f"D1: PUT record of {key} written (log {off}) before its frame was fdatasynced"))
-                if typ == T_DEL and aux == 0:
-                    if not any(synced(m, woff, off) for m, woff in removals.get(key, ())):
-                        out.append(("", f"D8: DEL record of {key} written (log {off}) before a removal frame naming it was fdatasynced"))
                 if typ == T_GENERATION:
                     dm = names.get(f"data-{f:02d}.g{aux}")
                     lw = max((w[0] for w in writes.get(dm, ())), default=-1) if dm else -1
@@ -715,6 +723,8 @@ def check_rules(ops):
                 out.append((label, f"D2: {verb} {what[1] if len(what) > 1 else ''} answered {status} (log {off}) with no index record for it"))
                 continue
             x = found[-1]
+            if verb == "DELETE" and not any(synced(m, woff, off) for m, woff in removals.get(what[1], ())):
+                out.append(("", f"D8: DELETE {what[1]} answered {status} (log {off}) before a removal frame naming it was fdatasynced"))
             if not synced(x[0], x[1], off):
                 out.append((label, f"D2: {verb} {what[1] if len(what) > 1 else ''} answered {status} (log {off}) before its index record (log {x[1]}) was fdatasynced"))
             elif verb == "PUT" and x[8]:
@@ -722,6 +732,18 @@ def check_rules(ops):
                 lw = last_write(dm, x[4], x[4] + frame_len(x[5]), off) if dm else None
                 if dm is None or lw is None or not synced(dm, lw, off):
                     out.append((label, f"D2: PUT {what[1]} answered {status} (log {off}): its record was written with ?sync=0 and its frame was never fdatasynced"))
+    # D8 for in-place marks: a mark of a frame no PUT / MOVE record had named
+    # is a write giving up its own frame, and a frame whose key then gets a
+    # DEL with aux 1 is a corrupt copy taken out (the scrubber's order):
+    # neither is a removal of rule D8.
+    for key, off, f, at in casd:
+        if not any(x[2] in (T_PUT, T_MOVE) and x[3] == f and x[4] == at and x[1] < off for x in recs):
+            continue
+        if any(x[2] == T_DEL and x[6] == 1 and x[7] == key for x in recs):
+            continue
+        if not any((x[2] == T_DEL and x[7] == key or x[2] == T_GC_END)
+                   and synced(x[0], x[1], off) for x in recs):
+            out.append(("", f"D8: removal of {key} marked in place in a data file (log {off}) before its DEL / GC_END record was fdatasynced"))
     return out
 
 

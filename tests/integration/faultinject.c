@@ -17,6 +17,13 @@
  * hold the first one, "1" to let it through and hold the next, and so on
  * (tests/integration/test_cli_files.py steps a compaction file by file).
  * A sync that waits writes its number, once, to "$CAS_PAUSE_FILE.at".
+ *
+ * A full disk: while the file named by $CAS_FULL_FILE exists, a pwrite()
+ * that would extend a file whose path contains $CAS_FULL_ONLY (all files
+ * when empty) past its current size fails with ENOSPC, as on a full file
+ * system (an index append past its reserve, a removal frame); a rewrite
+ * inside the file (a frame header marked removed in place) still goes
+ * through, as it needs no new block (tests/integration/test_removal_frames.py).
  * Everything else goes to libc.
  */
 #define _GNU_SOURCE
@@ -28,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* True when fd's path contains only (or only is empty). */
@@ -77,6 +85,42 @@ ssize_t pread64(int fd, void *buf, size_t count, off64_t offset)
     if (!real)
         real = (ssize_t(*)(int, void *, size_t, off64_t))dlsym(RTLD_NEXT, "pread64");
     maybe_slow(fd);
+    return real(fd, buf, count, offset);
+}
+
+/* True when a write of count bytes at offset to fd must fail as a full disk. */
+static int full_fd(int fd, size_t count, off64_t offset)
+{
+    const char *f = getenv("CAS_FULL_FILE");
+    if (!f || !*f || access(f, F_OK) != 0 || !fd_matches(fd, getenv("CAS_FULL_ONLY")))
+        return 0;
+    struct stat64 st;
+    if (fstat64(fd, &st) != 0)
+        return 0;
+    return offset + (off64_t)count > st.st_size;
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
+{
+    static ssize_t (*real)(int, const void *, size_t, off_t);
+    if (!real)
+        real = (ssize_t(*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite");
+    if (full_fd(fd, count, offset)) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return real(fd, buf, count, offset);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t count, off64_t offset)
+{
+    static ssize_t (*real)(int, const void *, size_t, off64_t);
+    if (!real)
+        real = (ssize_t(*)(int, const void *, size_t, off64_t))dlsym(RTLD_NEXT, "pwrite64");
+    if (full_fd(fd, count, offset)) {
+        errno = ENOSPC;
+        return -1;
+    }
     return real(fd, buf, count, offset);
 }
 

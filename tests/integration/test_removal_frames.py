@@ -25,6 +25,19 @@ def fsck(*args):
     return p.returncode, p.stdout + p.stderr
 
 
+def removal_marks(dir):
+    """(removal frames, frames marked removed in place) in dir's data files
+    (their magics; random object bytes hold one by chance once in 2**32)."""
+    r = m = 0
+    for f in os.listdir(dir):
+        if f.startswith("data-"):
+            with open(os.path.join(dir, f), "rb") as fh:
+                b = fh.read()
+            r += b.count(b"CASR")
+            m += b.count(b"CASD")
+    return r, m
+
+
 def damage_index(path, how):
     if how == "removed":
         os.unlink(path)
@@ -190,14 +203,14 @@ class HeaderOnlyIndex(TempDirTest):
 
 
 class CrashStates(TempDirTest):
-    def test_removal_frame_not_durable_records_nothing(self):
-        """The removal frame is made durable before the index records the
-        removal: when its fdatasync fails, the DELETE / gc/end is not
-        answered with success and the index holds no DEL / GC_END (the
-        object is still there after a restart)."""
+    def test_index_record_not_durable_writes_no_removal(self):
+        """Rule D8: the index record of a removal is made durable before
+        the data files say anything: when the index's fdatasync fails, the
+        DELETE / gc/end is not answered with success and no data file holds
+        a removal frame or an in-place mark."""
         self.assertTrue(os.path.exists(FAULTLIB), f"fault library not built: {FAULTLIB}")
         trigger = os.path.join(self.tmp, "fail-now")
-        env = {"LD_PRELOAD": FAULTLIB, "CAS_FAULT_FILE": trigger, "CAS_FAULT_ONLY": "/data-",
+        env = {"LD_PRELOAD": FAULTLIB, "CAS_FAULT_FILE": trigger, "CAS_FAULT_ONLY": "/index",
                "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
         for what in ("delete", "gc/end"):
             with self.subTest(what=what):
@@ -218,24 +231,53 @@ class CrashStates(TempDirTest):
                 os.unlink(trigger)
                 c.close()
                 s.kill9()
-                with open(os.path.join(s.dir, "index"), "rb") as f:
-                    recs = f.read()
-                types = [recs[i + 4] for i in range(0, len(recs) - len(recs) % 64, 64)]
-                self.assertNotIn(3, types)  # no DEL
-                self.assertNotIn(7, types)  # no GC_END
+                self.assertEqual(removal_marks(s.dir), (0, 0))
                 s.start()
                 c = s.client()
-                self.assertEqual(c.get(sha1(d)).body, d)
+                self.assertEqual(c.get(sha1(other)).body, other)
+                c.close()
+                s.stop()
+
+    def test_removal_frame_not_durable_is_not_answered(self):
+        """The index record is durable, the removal frame's fdatasync fails:
+        the removal happened (the object reads 404) but is not answered as
+        a success, since an index rebuilt from the data files could bring
+        it back; the log says so."""
+        self.assertTrue(os.path.exists(FAULTLIB), f"fault library not built: {FAULTLIB}")
+        trigger = os.path.join(self.tmp, "fail-now")
+        env = {"LD_PRELOAD": FAULTLIB, "CAS_FAULT_FILE": trigger, "CAS_FAULT_ONLY": "/data-",
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+        for what in ("delete", "gc/end"):
+            with self.subTest(what=what):
+                s = self.storaged(name=what.replace("/", "-"), env=env)
+                c = s.client()
+                d, other = os.urandom(4000), os.urandom(4001)
+                self.assertEqual(c.put(d).status, 201)
+                self.assertEqual(c.put(other).status, 201)
+                if what == "gc/end":
+                    gid = c.request("POST", "/gc/begin").json()["id"]
+                    c.request("POST", "/gc/mark", body=sha1(other) + "\n")
+                open(trigger, "w").close()
+                if what == "delete":
+                    r = c.request("DELETE", f"/objects/{sha1(d)}")
+                else:
+                    r = c.request("POST", f"/gc/end?id={gid}")
+                self.assertEqual(r.status, 500, r.body)
+                self.assertIn("removed from the index", r.body.decode())
+                self.assertIn("may bring", s.log_text())
+                os.unlink(trigger)
+                self.assertEqual(c.get(sha1(d)).status, 404)
                 self.assertEqual(c.get(sha1(other)).body, other)
                 c.close()
                 s.stop()
 
     def test_removal_frame_without_its_index_record(self):
-        """A power cut after the removal frame was synced and before the
-        DEL record was: the index (the authority while sound) keeps the
-        object, never answered as deleted; other objects are untouched; a
-        repair from the data files may drop it (the delete was never
-        answered) and keeps the rest."""
+        """The index lost the DEL and TOMB records of an answered delete
+        whose removal frame is there (damage or a restored backup: rule D8
+        makes the records durable before the frame, so no crash leaves
+        this): the index (the authority while sound) keeps the object;
+        other objects are untouched; a repair from the data files drops it
+        again (the delete was answered) and keeps the rest."""
         s = self.storaged()
         c = s.client()
         d, other = os.urandom(5000), os.urandom(5001)
@@ -301,40 +343,338 @@ class TornRangeBeforeRemoval(TempDirTest):
         self.assertEqual(s.client().get(sha1(d)).status, 404)
 
 
+def fault_env(**kw):
+    env = {"LD_PRELOAD": FAULTLIB,
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    env.update(kw)
+    return env
+
+
+def damage_record_of(index, key_hex):
+    """Flips a byte of the PUT record of key_hex (damage in the middle)."""
+    with open(index, "r+b") as f:
+        b = bytearray(f.read())
+        key = bytes.fromhex(key_hex)
+        for i in range(64, len(b) - 63, 64):
+            if b[i + 4] == 2 and b[i + 32:i + 52] == key:
+                b[i + 20] ^= 0xFF
+                f.seek(0)
+                f.write(b)
+                return
+    raise AssertionError(f"no PUT record of {key_hex}")
+
+
+class RecordBeforeFrame(TempDirTest):
+    """Rule D8 in the order that keeps live objects (attack a5 r1, r2, r6,
+    r15): the index record of a removal is durable before the data files
+    name it removed. A crash in between leaves a removal the index holds and
+    the data files do not (never answered), never a removal frame naming an
+    object the store still serves; a removal the index refused (507) has
+    changed nothing, in place or appended."""
+
+    def test_crash_before_the_removal_frame_is_durable_loses_no_live_object(self):
+        """kill -9 while the DELETE / gc/end waits for its removal frame's
+        fdatasync (a sync gate of the fault library): after the restart the
+        removal is in force (its record was durable); the object, stored
+        again, is live and acknowledged, and stays so when the index is then
+        cut to its header or repaired after damage (the old order left a
+        removal frame naming the live copy: lost)."""
+        self.assertTrue(os.path.exists(FAULTLIB), f"fault library not built: {FAULTLIB}")
+        import threading
+        for what in ("delete", "gc/end"):
+            for damage in ("cut to its header", "repair"):
+                with self.subTest(what=what, damage=damage):
+                    gate = os.path.join(self.tmp, "gate")
+                    env = fault_env(CAS_PAUSE_FILE=gate, CAS_PAUSE_ONLY="/data-")
+                    s = self.storaged(name=f"{what.replace('/', '-')}-{damage[:3]}", env=env)
+                    c = s.client()
+                    d, other = os.urandom(5000), os.urandom(7000)
+                    self.assertEqual(c.put(d).status, 201)
+                    self.assertEqual(c.put(other).status, 201)
+                    if what == "gc/end":
+                        gid = c.request("POST", "/gc/begin").json()["id"]
+                        c.request("POST", "/gc/mark", body=sha1(other) + "\n")
+                        path = f"/gc/end?id={gid}"
+                    else:
+                        path = f"/objects/{sha1(d)}"
+                    method = "POST" if what == "gc/end" else "DELETE"
+                    with open(gate, "w") as f:
+                        f.write("0")  # hold the next data-file sync: the removal frame's
+                    c2 = s.client(timeout=30)
+
+                    def send():
+                        try:
+                            c2.request(method, path)
+                        except Exception:
+                            pass  # killed under it
+                    t = threading.Thread(target=send)
+                    t.start()
+                    from harness import wait_for
+                    wait_for(lambda: os.path.exists(gate + ".at"), 20, "the removal at its data sync")
+                    s.kill9()
+                    t.join(30)
+                    os.unlink(gate)
+                    os.unlink(gate + ".at")
+                    s.start()
+                    c = s.client()
+                    # Acknowledged live either way: still served (the old
+                    # order, GET 200) or stored again after the removal
+                    # whose record was durable (201).
+                    if c.get(sha1(d)).status != 200:
+                        self.assertEqual(c.put(d).status, 201)
+                    self.assertEqual(c.get(sha1(other)).body, other)
+                    c.close()
+                    s.stop()
+                    index = os.path.join(s.dir, "index")
+                    if damage == "repair":
+                        damage_record_of(index, sha1(other))
+                        rc, out = fsck(s.dir, "--repair")
+                        self.assertEqual(rc, 0, out)
+                    else:
+                        damage_index(index, damage)
+                    s.start()
+                    c = s.client()
+                    self.assertEqual(c.get(sha1(d)).body, d)
+                    self.assertEqual(c.get(sha1(other)).body, other)
+                    c.close()
+                    s.stop()
+
+    def test_removal_refused_by_a_full_index_changes_nothing(self):
+        """A full file system (the fault library's: writes past a file's
+        end fail with ENOSPC, in-place rewrites go through): a DELETE and a
+        gc/end whose index append fails answer 507, and no data file names
+        their objects removed (the old order marked them "CASD" first: read
+        404 as corrupt, and a cycle left stuck); once there is room, a
+        cancel keeps every object, also through an index cut to its
+        header."""
+        self.assertTrue(os.path.exists(FAULTLIB), f"fault library not built: {FAULTLIB}")
+        full = os.path.join(self.tmp, "full")
+        s = self.storaged(env=fault_env(CAS_FULL_FILE=full, CAS_FULL_ONLY=""))
+        c = s.client()
+        objs = [os.urandom(3000 + i) for i in range(10)]
+        for o in objs:
+            self.assertEqual(c.put(o).status, 201)
+        open(full, "w").close()
+        r = c.request("DELETE", f"/objects/{sha1(objs[0])}")
+        self.assertEqual(r.status, 507, r.body)
+        self.assertEqual(removal_marks(s.dir), (0, 0))
+        os.unlink(full)
+        self.assertEqual(c.get(sha1(objs[0])).body, objs[0])
+        gid = c.request("POST", "/gc/begin").json()["id"]
+        r = c.request("POST", "/gc/mark", body="".join(sha1(o) + "\n" for o in objs[:5]))
+        self.assertEqual(r.status, 200, r.body)
+        open(full, "w").close()
+        r = c.request("POST", f"/gc/end?id={gid}")
+        self.assertEqual(r.status, 507, r.body)
+        self.assertEqual(removal_marks(s.dir), (0, 0))
+        os.unlink(full)
+        r = c.request("POST", f"/gc/cancel?id={gid}")
+        self.assertEqual(r.status, 200, r.body)
+        for o in objs:
+            self.assertEqual(c.get(sha1(o)).body, o)
+        c.close()
+        s.stop()
+        damage_index(os.path.join(s.dir, "index"), "cut to its header")
+        s.start()
+        c = s.client()
+        for o in objs:
+            self.assertEqual(c.get(sha1(o)).body, o)
+
+
+def index_records(path):
+    with open(path, "rb") as f:
+        b = f.read()
+    return [b[i:i + 64] for i in range(0, len(b) - len(b) % 64, 64)]
+
+
+def put_record(recs, key_hex):
+    key = bytes.fromhex(key_hex)
+    for i, r in enumerate(recs):
+        if r[4] == 2 and r[32:52] == key:
+            return i, r[6], int.from_bytes(r[8:16], "little")
+    raise AssertionError(f"no PUT record of {key_hex}")
+
+
+class LostRecordBeforeIndexedFrames(TempDirTest):
+    def test_lost_record_of_a_frame_before_indexed_ones_is_found_again(self):
+        """Writers commit out of file order, so the index can lose the
+        record of a frame that lies before indexed frames of its file
+        (attack a5 r13: an index cut back by one record). Start-up indexes
+        it again (it looked only past the last indexed frame: the object
+        read 404, and the next compaction dropped it for good); a deleted
+        and a collected object in the same gaps stay removed; compaction
+        then keeps everything."""
+        s = self.storaged()
+        c = s.client()
+        objs = [os.urandom(2000 + i) for i in range(200)]
+        for o in objs:
+            self.assertEqual(c.put(o).status, 201)
+        index = os.path.join(s.dir, "index")
+        recs = index_records(index)
+        # An object with indexed frames after it in its file.
+        lost = None
+        for o in objs[:50]:
+            i, f, off = put_record(recs, sha1(o))
+            if any(r[4] == 2 and r[6] == f and int.from_bytes(r[8:16], "little") > off for r in recs):
+                lost = o
+                break
+        self.assertIsNotNone(lost)
+        _, lf, _ = put_record(recs, sha1(lost))
+        # A deleted and a collected object of the same file: gaps too.
+        same = sorted((o for o in objs if o is not lost and put_record(recs, sha1(o))[1] == lf),
+                      key=lambda o: put_record(recs, sha1(o))[2])
+        self.assertGreaterEqual(len(same), 3)
+        deleted, collected = same[0], same[1]  # the last one stays, after the lost frame
+        self.assertEqual(c.request("DELETE", f"/objects/{sha1(deleted)}").status, 204)
+        gid = c.request("POST", "/gc/begin").json()["id"]
+        c.request("POST", "/gc/mark",
+                  body="".join(sha1(o) + "\n" for o in objs if o is not collected))
+        r = c.request("POST", f"/gc/end?id={gid}")
+        self.assertEqual(r.json()["removed"], 1, r.body)
+        c.close()
+        s.stop()
+        recs = index_records(index)
+        i, _, _ = put_record(recs, sha1(lost))
+        with open(index, "wb") as f:  # the index without that one record
+            f.write(b"".join(recs[:i] + recs[i + 1:]))
+        s.start()
+        c = s.client()
+        self.assertEqual(c.get(sha1(lost)).body, lost)
+        self.assertIn("indexed again", s.log_text())
+        self.assertEqual(c.get(sha1(deleted)).status, 404)
+        self.assertEqual(c.get(sha1(collected)).status, 404)
+        r = c.request("POST", "/compact?wait=1")
+        self.assertEqual(r.status, 200, r.body)
+        c.close()
+        s.stop()
+        s.start()
+        c = s.client()
+        for o in objs:
+            if o is deleted or o is collected:
+                self.assertEqual(c.get(sha1(o)).status, 404)
+            else:
+                self.assertEqual(c.get(sha1(o)).body, o)
+
+
+class DamagedRemovalFrame(TempDirTest):
+    def test_damaged_removal_frame_then_cut_index_adopts_nothing_there(self):
+        """A removal frame whose entries fail their CRC, then the index cut
+        to its header (attack a5 r3): start-up indexes nothing of that data
+        file (the deleted object came back), says to run fsck --repair, and
+        compaction leaves the file as it is; the other files' objects are
+        indexed again; fsck --repair then finds the live objects of that
+        file."""
+        s = self.storaged()
+        c = s.client()
+        objs = [os.urandom(2000 + i) for i in range(60)]
+        for o in objs:
+            self.assertEqual(c.put(o).status, 201)
+        index = os.path.join(s.dir, "index")
+        recs = index_records(index)
+        gone = objs[0]
+        _, gf, _ = put_record(recs, sha1(gone))
+        neighbours = [o for o in objs[1:] if put_record(recs, sha1(o))[1] == gf]
+        others = [o for o in objs[1:] if put_record(recs, sha1(o))[1] != gf]
+        self.assertTrue(neighbours)
+        self.assertEqual(c.request("DELETE", f"/objects/{sha1(gone)}").status, 204)
+        c.close()
+        s.stop()
+        path = os.path.join(s.dir, f"data-{gf:02d}.g0")
+        with open(path, "r+b") as f:
+            b = bytearray(f.read())
+            at = b.find(b"CASR")
+            self.assertGreaterEqual(at, 0)
+            f.seek(at + 64 + 25)  # inside the entry: its CRC fails
+            f.write(bytes([b[at + 64 + 25] ^ 1]))
+        damage_index(index, "cut to its header")
+        s.start()
+        c = s.client()
+        self.assertEqual(c.get(sha1(gone)).status, 404)
+        self.assertIn("--repair", s.log_text())
+        for o in others:
+            self.assertEqual(c.get(sha1(o)).body, o)
+        size = os.path.getsize(path)
+        r = c.request("POST", "/compact?wait=1")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertTrue(os.path.exists(path))
+        self.assertEqual(os.path.getsize(path), size)
+        c.close()
+        s.stop()
+        rc, out = fsck(s.dir, "--repair")
+        self.assertIn("damaged", out)
+        s.start()
+        c = s.client()
+        for o in neighbours + others:
+            self.assertEqual(c.get(sha1(o)).body, o)
+
+
 class RuleD8(unittest.TestCase):
     """tests/crash/explore.py checks rule D8 on recorded system calls: a
-    client DEL record is written only after a removal frame naming its key
-    (or its frame's "CASD" mark) was fdatasynced. Checked on hand-made logs
-    so that the check itself is known to bite."""
+    data file names a removal (a removal frame entry, or a "CASD" mark)
+    only after the DEL / GC_END record of that removal was fdatasynced, and
+    a DELETE is answered only after that removal frame was fdatasynced.
+    Checked on hand-made logs so that the check itself is known to bite."""
 
     KEY = bytes(range(20))
 
-    def log(self, sync_first, mark=b"CASR"):
+    def log(self, index_synced, mark=b"CASR", data_synced=True, ack=False):
         import struct
         import sys
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crash"))
         import explore
+        key = self.KEY.hex()
         ops = [{"kind": "create", "off": 0, "name": "index", "m": 1},
-               {"kind": "create", "off": 1, "name": "data-00.g0", "m": 2}]
+               {"kind": "create", "off": 1, "name": "data-00.g0", "m": 2},
+               {"kind": "mark", "off": 2, "text": f"send 7 DELETE {key}"}]
+        # The object's PUT record (its frame at offset 0 of data file 0), then its DEL.
+        put = struct.pack("<IBBBBQQQ32s", 0, 2, 0, 0, 1, 0, 100, 0, self.KEY + bytes(12))
+        rec = struct.pack("<IBBBBQQQ32s", 0, 3, 0, 0, 1, 0, 0, 0, self.KEY + bytes(12))
+        ops.append({"kind": "write", "off": 3, "m": 1, "at": 64, "data": put + rec})
+        if index_synced:
+            ops.append({"kind": "sync", "off": 4, "m": 1, "covers": 4})
         if mark == b"CASR":
             hdr = b"CASR" + bytes(60)
-            ops.append({"kind": "write", "off": 2, "m": 2, "at": 4096, "data": hdr})
-            ops.append({"kind": "write", "off": 3, "m": 2, "at": 4160,
+            ops.append({"kind": "write", "off": 5, "m": 2, "at": 4096, "data": hdr})
+            ops.append({"kind": "write", "off": 6, "m": 2, "at": 4160,
                         "data": self.KEY + bytes(12) + (0).to_bytes(8, "little")})
         else:
-            ops.append({"kind": "write", "off": 2, "m": 2, "at": 0,
+            ops.append({"kind": "write", "off": 6, "m": 2, "at": 0,
                         "data": b"CASD" + bytes(28) + self.KEY + bytes(12)})
-            ops.append({"kind": "write", "off": 3, "m": 3, "at": 0, "data": b""})
-        rec = struct.pack("<IBBBBQQQ32s", 0, 3, 0, 0, 1, 0, 0, 0, self.KEY + bytes(12))
-        if sync_first:
-            ops.append({"kind": "sync", "off": 4, "m": 2, "covers": 4})
-        ops.append({"kind": "write", "off": 5, "m": 1, "at": 64, "data": rec})
+        if data_synced:
+            ops.append({"kind": "sync", "off": 7, "m": 2, "covers": 7})
+        if ack:
+            ops.append({"kind": "mark", "off": 8, "text": "ack 7 204"})
         return [m for _, m in explore.check_rules(ops)]
 
-    def test_del_before_synced_removal_is_flagged(self):
+    def test_removal_before_synced_record_is_flagged(self):
         for mark in (b"CASR", b"CASD"):
             self.assertTrue(any(m.startswith("D8") for m in self.log(False, mark)), mark)
             self.assertFalse(any(m.startswith("D8") for m in self.log(True, mark)), mark)
+
+    def test_marks_that_are_no_removal_are_not_flagged(self):
+        """A write giving up its own frame (no record ever named it) and a
+        corrupt copy taken out (DEL with aux 1) mark a frame "CASD" with no
+        synced DEL before it: not removals of rule D8."""
+        import struct
+        import sys
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crash"))
+        import explore
+        mark = {"kind": "write", "off": 4, "m": 2, "at": 0,
+                "data": b"CASD" + bytes(28) + self.KEY + bytes(12)}
+        base = [{"kind": "create", "off": 0, "name": "index", "m": 1},
+                {"kind": "create", "off": 1, "name": "data-00.g0", "m": 2}]
+        put = struct.pack("<IBBBBQQQ32s", 0, 2, 0, 0, 1, 0, 100, 0, self.KEY + bytes(12))
+        corrupt = struct.pack("<IBBBBQQQ32s", 0, 3, 0, 0, 1, 0, 0, 1, self.KEY + bytes(12))
+        undo = base + [mark]
+        takeout = base + [{"kind": "write", "off": 3, "m": 1, "at": 64, "data": put}, mark,
+                          {"kind": "write", "off": 5, "m": 1, "at": 128, "data": corrupt}]
+        for ops in (undo, takeout):
+            self.assertFalse(any(m.startswith("D8") for _, m in explore.check_rules(ops)))
+
+    def test_delete_answered_before_synced_removal_is_flagged(self):
+        for mark in (b"CASR", b"CASD"):
+            self.assertTrue(any(m.startswith("D8") for m in self.log(True, mark, False, True)), mark)
+            self.assertFalse(any(m.startswith("D8") for m in self.log(True, mark, True, True)), mark)
 
 
 class FullDisk(TempDirTest):

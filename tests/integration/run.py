@@ -12,6 +12,22 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
 
 
+class TimedResult(unittest.TextTestResult):
+    """Notes how long each test took (set-up and clean-up included)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.times = []
+
+    def startTest(self, test):
+        self._t = time.time()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        self.times.append((test.id().split(".", 1)[-1], time.time() - self._t))
+
+
 def main():
     names = sys.argv[1:]
     loader = unittest.TestLoader()
@@ -20,7 +36,11 @@ def main():
     else:
         suite = loader.discover(here, pattern="test_*.py", top_level_dir=here)
     t0 = time.time()
-    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout, resultclass=TimedResult).run(suite)
+    # The slowest tests, to keep the suite within its time budget (25 min
+    # for everything on 2 cores: docs/TESTING.md).
+    slow = sorted(result.times, key=lambda t: -t[1])[:10]
+    print("slowest: " + ", ".join(f"{name} {secs:.0f} s" for name, secs in slow))
     failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
     skipped = len(result.skipped)
     passed = result.testsRun - failed - skipped

@@ -18,14 +18,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define INDEX_SPARE_MIN (1u << 20)
+#define INDEX_SPARE_PER_OBJECT 4 /* records; 3 always left (disk_internal.h) */
 
 uint64_t disk_index_spare(struct disk_store *d)
 {
     uint64_t objects = __atomic_load_n(&d->objects, __ATOMIC_RELAXED);
-    uint64_t spare = INDEX_SPARE_MIN + objects * FMT_RECORD_SIZE;
+    uint64_t spare = INDEX_SPARE_MIN + objects * INDEX_SPARE_PER_OBJECT * FMT_RECORD_SIZE;
     if (d->fs_bytes && spare > d->fs_bytes / 16)
         spare = d->fs_bytes / 16;
     return spare;
@@ -44,7 +46,7 @@ void disk_index_reserve(struct disk_store *d)
     if (d->check_only || d->journal.fd < 0)
         return;
     uint64_t end = d->journal.end, spare = disk_index_spare(d);
-    if (d->index_prealloc > end && d->index_prealloc - end >= spare / 2)
+    if (d->index_prealloc > end && d->index_prealloc - end >= spare / 4 * 3)
         return;
     if (fallocate(d->journal.fd, FALLOC_FL_KEEP_SIZE, (off_t)end, (off_t)spare) == 0) {
         __atomic_store_n(&d->index_prealloc, end + spare, __ATOMIC_RELAXED);
@@ -54,6 +56,22 @@ void disk_index_reserve(struct disk_store *d)
                  spare, d->dir, strerror(errno),
                  d->index_prealloc > end ? d->index_prealloc - end : 0);
     }
+}
+
+bool disk_index_room_short(struct disk_store *d)
+{
+    uint64_t end = __atomic_load_n(&d->journal.end, __ATOMIC_RELAXED);
+    uint64_t have = __atomic_load_n(&d->index_prealloc, __ATOMIC_RELAXED);
+    uint64_t left = have > end ? have - end : 0;
+    uint64_t objects = __atomic_load_n(&d->objects, __ATOMIC_RELAXED);
+    uint64_t need = INDEX_SPARE_MIN / 2 + objects * 3 * FMT_RECORD_SIZE;
+    if (d->fs_bytes && need > d->fs_bytes / 16 / 4 * 3)
+        need = d->fs_bytes / 16 / 4 * 3;
+    if (left >= need)
+        return false;
+    struct statvfs vfs; /* room to grow the index: not short */
+    return fstatvfs(d->journal.fd, &vfs) == 0 &&
+           (uint64_t)vfs.f_bavail * vfs.f_frsize < disk_index_spare(d);
 }
 
 int disk_append(struct disk_store *d, const struct fmt_record *recs, size_t n,

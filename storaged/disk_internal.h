@@ -258,14 +258,22 @@ void tomb_record(struct disk_store *d, struct fmt_record *r, const unsigned char
 
 /* Bytes the index keeps in reserve for records that must never meet a full
  * file system (a use during a GC cycle, a DELETE, GC end or cancel): 1 MiB
- * plus one record per object (one mark pass), at most 1/16 of the file
- * system. */
+ * plus four records per object, at most 1/16 of the file system. Topped up
+ * whenever a quarter is used, so at least three records per object are
+ * always left: a DELETE of every object (DEL + TOMB) and a use of every
+ * object in a GC cycle (UNMARK) fit on a full file system. */
 uint64_t disk_index_spare(struct disk_store *d);
+/* True when the file system is full and the index's preallocated room is
+ * down to what removing and unmarking every stored object needs (three
+ * records each, plus 512 KiB): then a record that frees nothing (a
+ * tombstone for a key not stored here) is refused, so that it cannot eat
+ * the room removals need. */
+bool disk_index_room_short(struct disk_store *d);
 /* Of that reserve, the bytes not yet preallocated in the index file: what
  * a data write must leave free. */
 uint64_t disk_index_spare_unallocated(struct disk_store *d);
 /* Preallocates the index file (fallocate, FALLOC_FL_KEEP_SIZE) up to its end
- * plus disk_index_spare when less than half of that is left; a failure (a
+ * plus disk_index_spare when less than 3/4 of that is left; a failure (a
  * full disk) is logged, the rest of the reserve still serves. Caller holds
  * lock (write), or d is unshared. */
 void disk_index_reserve(struct disk_store *d);

@@ -66,6 +66,14 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
         }
         break;
     }
+    if (!n && client && disk_index_room_short(d)) {
+        pthread_rwlock_unlock(&d->lock);
+        snprintf(err, errlen,
+                 "disk full: object %s is not stored here, and its tombstone is refused to keep "
+                 "the index's room for removing stored objects",
+                 hex);
+        return -ENOSPC;
+    }
     if (client)
         tomb_record(d, &r[n++], key->digest, TOMB_DELETED, now);
     if (!n) {

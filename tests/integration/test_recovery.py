@@ -277,6 +277,52 @@ class FullDisk(TempDirTest):
             self.assertEqual(c.get(sha1(d)).body, d)
         c.close()
 
+    def test_every_object_can_be_deleted_on_a_full_disk(self):
+        """A store filled by its own small objects (a 4 MiB file system):
+        DELETEs of keys it does not hold (each would append a tombstone)
+        cannot eat the index's reserve, and every stored object can then be
+        deleted. Found by an attacking session (a5 r4, r5): the reserve
+        held one record per object while a DELETE appends two, and
+        tombstones for absent keys had no bound, so after some deletes
+        every DELETE and GC request answered 507, also after a restart."""
+        mnt = os.path.join(self.tmp, "tiny")
+        os.mkdir(mnt)
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            self.skipTest(f"cannot mount a tmpfs here: {p.stderr.strip()}")
+        self.addCleanup(lambda: subprocess.run(["umount", "-l", mnt]))
+        s = self.storaged(name="tiny/store")
+        c = s.client()
+        keys = []
+        for i in range(5000):
+            d = b"%06d" % i + os.urandom(3994)
+            st = c.put(d).status
+            if st == 507:
+                break
+            self.assertEqual(st, 201)
+            keys.append(sha1(d))
+        self.assertGreater(len(keys), 100)
+        self.assertLess(len(keys), 5000, "the file system never filled")
+        absent = [sha1(b"never stored %d" % i) for i in range(4000)]
+        answers = {}
+        for k in absent:
+            st = c.request("DELETE", f"/objects/{k}").status
+            answers[st] = answers.get(st, 0) + 1
+        self.assertEqual(set(answers) - {404, 507}, set(), answers)
+        for k in keys:
+            r = c.request("DELETE", f"/objects/{k}")
+            self.assertEqual(r.status, 204, r.body)
+        for k in keys[:50]:
+            self.assertEqual(c.request("GET", f"/objects/{k}").status, 404)
+        c.close()
+        s.stop()
+        s.start()
+        c = s.client()
+        self.assertEqual(c.request("GET", "/capacity").json()["objects"], 0)
+        self.assertEqual(c.request("POST", "/compact?wait=1").status, 200)
+        self.assertEqual(c.put(b"space is back").status, 201)
+
     def test_gc_and_delete_on_a_full_disk(self):
         """A GC cycle and DELETE go on when the file system is full, filled
         by the store's own writes or by another file: reads of marked

@@ -239,6 +239,10 @@ uint64_t disk_now_s(void);
  * client delete run by disk_remove_at is recorded with that delete's
  * stamp instead of when * 10^6. */
 int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, uint64_t when);
+/* Until called again with 0, the client deletes this thread records
+ * (tomb_set, tomb_record of TOMB_DELETED) carry stamp (unix microseconds)
+ * instead of their unix seconds * 10^6 (disk_remove_at). */
+void tomb_stamp_deletes(uint64_t stamp);
 /* The same with the event's stamp (unix microseconds) instead of seconds. */
 int tomb_set_stamp(struct disk_store *d, const unsigned char *digest, unsigned kind,
                    uint64_t stamp);
@@ -428,7 +432,7 @@ int disk_list(struct store *s, struct store_cursor *cursor, enum store_list_stat
 /* disk_remove.c */
 int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);
 int disk_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
-/* disk_tomb.c: disk_remove with the client delete's stamp (store.h remove_at). */
+/* disk_open.c: disk_remove with the client delete's stamp (store.h remove_at). */
 int disk_remove_at(struct store *s, const struct cas_key *key, uint64_t stamp, char *err,
                    size_t errlen);
 /* disk_tomb.c */

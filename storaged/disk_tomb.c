@@ -52,18 +52,15 @@ uint64_t disk_now_s(void)
 #define US_PER_S UINT64_C(1000000)
 
 /* The stamp of the client DELETE this thread is carrying out
- * (disk_remove_at), 0 outside one: remove_object (disk_remove.c) records
- * its tombstone through tomb_record and tomb_set, which take it from here,
- * so that the delete path itself only passes unix seconds. */
+ * (disk_remove_at, disk_open.c), 0 outside one: remove_object
+ * (disk_remove.c) records its tombstone through tomb_record and tomb_set,
+ * which take it from here, so that the delete path itself only passes
+ * unix seconds. */
 static __thread uint64_t delete_stamp;
 
-int disk_remove_at(struct store *s, const struct cas_key *key, uint64_t stamp, char *err,
-                   size_t errlen)
+void tomb_stamp_deletes(uint64_t stamp)
 {
     delete_stamp = stamp > STAMP_MAX ? STAMP_MAX : stamp;
-    int rc = disk_remove(s, key, err, errlen);
-    delete_stamp = 0;
-    return rc;
 }
 
 /* The stamp of an event of kind at unix seconds when. */

@@ -384,15 +384,17 @@ int disk_put_write(struct store_put *p, const void *data, size_t len, char *err,
  * flight; storing it would undo that delete, which may already be answered
  * 204 (SPEC, Deletion), e.g. a balancer's straggling copy of a PUT it
  * answered before the DELETE came. */
-static int refuse_deleted(struct disk_store *d, const unsigned char *digest, bool copy, char *err,
-                          size_t errlen)
+static int refuse_deleted(struct disk_store *d, const unsigned char *digest, bool copy,
+                          bool in_flight, char *err, size_t errlen)
 {
     char hex[CAS_MAX_HEX + 1];
     cas_hex_encode(digest, d->base.algo->digest_len, hex);
     snprintf(err, errlen, "object %s was deleted here%s", hex,
              copy ? ": a copy from another replica is refused (only a client PUT stores it again)"
-                  : " after this write was sent: nothing stored (send it again to store it "
-                    "after the delete)");
+             : in_flight ? " while this write was in progress: nothing stored (send it again to "
+                           "store it after the delete)"
+                         : " by a delete sent after this write (" CAS_STAMP_HEADER
+                           "): nothing stored (send it again to store it after the delete)");
     return copy ? -ECANCELED : -EBUSY;
 }
 
@@ -405,7 +407,7 @@ int disk_put_copy(struct store_put *p, char *err, size_t errlen)
     pthread_rwlock_rdlock(&d->lock);
     bool refused = tomb_refuses_copy(d, p->expect.digest, disk_now_s());
     pthread_rwlock_unlock(&d->lock);
-    return refused ? refuse_deleted(d, p->expect.digest, true, err, errlen) : 0;
+    return refused ? refuse_deleted(d, p->expect.digest, true, false, err, errlen) : 0;
 }
 
 int disk_put_stamp(struct store_put *p, uint64_t stamp, char *err, size_t errlen)
@@ -417,7 +419,7 @@ int disk_put_stamp(struct store_put *p, uint64_t stamp, char *err, size_t errlen
     pthread_rwlock_rdlock(&d->lock);
     bool refused = tomb_outranks(d, p->expect.digest, stamp);
     pthread_rwlock_unlock(&d->lock);
-    return refused ? refuse_deleted(d, p->expect.digest, false, err, errlen) : 0;
+    return refused ? refuse_deleted(d, p->expect.digest, false, false, err, errlen) : 0;
 }
 
 void disk_put_abort(struct store_put *p)
@@ -593,17 +595,17 @@ write_failed:
      * that raced this copy either refuses it here or removes it after. */
     if (p->copy && tomb_refuses_copy(d, key->digest, disk_now_s())) {
         pthread_rwlock_unlock(&d->lock);
-        rc = refuse_deleted(d, key->digest, true, err, errlen);
+        rc = refuse_deleted(d, key->digest, true, false, err, errlen);
         goto undo;
     }
     /* A client write lifts a tombstone only of a delete sent before it
      * (stamps) that also reached here before it began (delete_seq: a node
      * whose clock stepped back, or balancers whose clocks disagree, still
      * cannot bring back what a delete overtook here). */
-    if (tomb_deleted_since(d, key->digest, p->delete_seq) ||
-        (!p->copy && tomb_outranks(d, key->digest, p->stamp))) {
+    bool in_flight = tomb_deleted_since(d, key->digest, p->delete_seq);
+    if (in_flight || (!p->copy && tomb_outranks(d, key->digest, p->stamp))) {
         pthread_rwlock_unlock(&d->lock);
-        rc = refuse_deleted(d, key->digest, false, err, errlen);
+        rc = refuse_deleted(d, key->digest, false, in_flight, err, errlen);
         goto undo;
     }
     rc = disk_append(d, &r, 1, &pos, err, errlen);

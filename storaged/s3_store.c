@@ -237,8 +237,8 @@ int s3_put_stamp(struct store_put *p, uint64_t stamp, char *err, size_t errlen)
     char hex[CAS_MAX_HEX + 1];
     cas_key_hex(&p->expect, hex);
     snprintf(err, errlen,
-             "object %s was deleted here after this write was sent: nothing stored (send it "
-             "again to store it after the delete)",
+             "object %s was deleted here by a delete sent after this write (" CAS_STAMP_HEADER
+             "): nothing stored (send it again to store it after the delete)",
              hex);
     return -EBUSY;
 }
@@ -563,6 +563,7 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
      * tombstone under: FORMAT.md, "Tombstones"); undo: a write that ends
      * unrecorded after an upload. Either way what it uploaded is removed. */
     bool refused = false, undo = false, deleted_during = false, deleted_after_upload = false;
+    bool in_flight = false; /* deleted_during: by delete_seq, not only by stamps */
     for (int attempt = 0; rc == 0; attempt++) {
         /* A delete of this key in progress would remove what we upload. */
         for (;;) {
@@ -581,8 +582,8 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
          * (delete_seq): either kind may already be answered 204 (SPEC,
          * Deletion; e.g. a balancer's straggling copy of a PUT it answered
          * before the DELETE came). */
-        if (s3_tomb_deleted_since(st, digest, p->delete_seq) ||
-            (!p->copy && s3_tomb_outranks(st, digest, p->stamp))) {
+        in_flight = s3_tomb_deleted_since(st, digest, p->delete_seq);
+        if (in_flight || (!p->copy && s3_tomb_outranks(st, digest, p->stamp))) {
             deleted_during = true;
             break;
         }
@@ -613,8 +614,8 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
             refused = true;
             break;
         }
-        if (rc == 0 && (s3_tomb_deleted_since(st, digest, p->delete_seq) ||
-                        (!p->copy && s3_tomb_outranks(st, digest, p->stamp)))) {
+        in_flight = rc == 0 && s3_tomb_deleted_since(st, digest, p->delete_seq);
+        if (rc == 0 && (in_flight || (!p->copy && s3_tomb_outranks(st, digest, p->stamp)))) {
             deleted_during = deleted_after_upload = true;
             break;
         }
@@ -634,9 +635,11 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
         if (deleted_after_upload && undo_upload(st, digest, p->received, uerr, sizeof(uerr)) < 0)
             log_warn("s3: cannot remove the upload of %s, deleted during its write: %s", hex, uerr);
         snprintf(err, errlen,
-                 "object %s was deleted here after this write was sent: nothing stored (send it "
-                 "again to store it after the delete)",
-                 hex);
+                 "object %s was deleted here %s: nothing stored (send it again to store it after "
+                 "the delete)",
+                 hex,
+                 in_flight ? "while this write was in progress"
+                           : "by a delete sent after this write (" CAS_STAMP_HEADER ")");
         rc = -EBUSY;
     }
     if (refused || undo) {

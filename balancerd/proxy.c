@@ -1103,14 +1103,14 @@ static size_t put_placement(struct put_ctx *p, const bool *has, const bool *fail
  * copy path (repair_copy, common/copy.h): streamed, the digest checked
  * before dst gets the last byte, bounded by the balancer's timeouts. The
  * PUT completes this client's write, so it is sent as one (no ?replica=1;
- * ?sync=0 when the client asked). 0 once dst answered 2xx, else -errno
+ * ?sync=0 when the client asked; the client request's X-CAS-Timestamp). 0 once dst answered 2xx, else -errno
  * with err. */
 static int put_copy(struct put_ctx *p, size_t src, size_t dst, char *err, size_t errlen)
 {
     struct view *v = p->v;
     struct cas_copy_result res;
     int rc = repair_copy(p->bal, v, NULL, v->b[src]->url, v->b[dst]->url, &p->key, true,
-                         p->sync_off, NULL, &res);
+                         p->sync_off, p->stamp, NULL, &res);
     if (rc < 0)
         snprintf(err, errlen, "%s", res.error);
     return rc;

@@ -126,8 +126,8 @@ int fanout_start(struct balancer *bal, const struct view *v, const char *method,
 }
 
 int fanout_start_with(struct balancer *bal, const struct view *v, const char *method, char **urls,
-                      const size_t *backends, size_t n, int64_t content_length,
-                      const char *header, struct fanout **out)
+                      const size_t *backends, size_t n, int64_t content_length, const char *header,
+                      struct fanout **out)
 {
     struct fanout *f = calloc(1, sizeof(*f));
     if (!f)

@@ -1103,8 +1103,8 @@ static size_t put_placement(struct put_ctx *p, const bool *has, const bool *fail
  * copy path (repair_copy, common/copy.h): streamed, the digest checked
  * before dst gets the last byte, bounded by the balancer's timeouts. The
  * PUT completes this client's write, so it is sent as one (no ?replica=1;
- * ?sync=0 when the client asked; the client request's X-CAS-Timestamp). 0 once dst answered 2xx, else -errno
- * with err. */
+ * ?sync=0 when the client asked; the client request's X-CAS-Timestamp). 0 once dst answered 2xx,
+ * else -errno with err. */
 static int put_copy(struct put_ctx *p, size_t src, size_t dst, char *err, size_t errlen)
 {
     struct view *v = p->v;
@@ -1367,10 +1367,9 @@ void proxy_put(struct http_req *req)
     if (plan_write(req, p, &urls, backends, &n) < 0)
         return;
     p->hash = cas_hash_new(p->key.algo);
-    int rc = urls && p->hash
-                 ? fanout_start_with(p->bal, p->v, "PUT", urls, backends, n, p->expected,
-                                     p->stamp, &p->f)
-                 : -ENOMEM;
+    int rc = urls && p->hash ? fanout_start_with(p->bal, p->v, "PUT", urls, backends, n,
+                                                 p->expected, p->stamp, &p->f)
+                             : -ENOMEM;
     free_urls(urls, n);
     if (rc < 0) {
         http_error(req, 500, "out of memory");
@@ -1523,10 +1522,9 @@ static void post_done(struct http_req *req)
     size_t backends[p->v->n ? p->v->n : 1], n = 0;
     if (plan_write(req, p, &urls, backends, &n) < 0)
         return;
-    int rc =
-        urls ? fanout_start_with(p->bal, p->v, "PUT", urls, backends, n, (int64_t)len, p->stamp,
-                                 &p->f)
-             : -ENOMEM;
+    int rc = urls ? fanout_start_with(p->bal, p->v, "PUT", urls, backends, n, (int64_t)len,
+                                      p->stamp, &p->f)
+                  : -ENOMEM;
     free_urls(urls, n);
     if (rc == 0)
         fanout_set_quorum(p->f, p->v->cfg->min_replicas, p->v->cfg->write_straggler_ms);

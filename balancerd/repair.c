@@ -144,8 +144,8 @@ static int repair_one(struct balancer *bal, struct repair_queue *rq, struct cas_
         if ((int)b == target || !up[b])
             continue;
         struct cas_copy_result res;
-        rc = repair_copy(bal, v, cp, v->b[b]->url, e->url, &e->key, false, false, NULL,
-                         &rq->halt, &res);
+        rc = repair_copy(bal, v, cp, v->b[b]->url, e->url, &e->key, false, false, NULL, &rq->halt,
+                         &res);
         if (rc < 0)
             snprintf(err, errlen, "%s", res.error);
         if (rc == 0 || res.side != CAS_COPY_SOURCE)

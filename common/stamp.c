@@ -31,14 +31,14 @@ int cas_stamp_parse(const char *s, uint64_t now, bool is_delete, uint64_t *out, 
     if (v > now + CAS_STAMP_SKEW_US) {
         snprintf(err, errlen,
                  CAS_STAMP_HEADER " %" PRIu64 " is %" PRIu64 " s ahead of this node's clock "
-                 "(at most %" PRIu64 " s allowed): check the sender's clock",
+                                  "(at most %" PRIu64 " s allowed): check the sender's clock",
                  v, (v - now) / 1000000, CAS_STAMP_SKEW_US / 1000000);
         return -EINVAL;
     }
     if (is_delete && v + CAS_STAMP_SKEW_US < now) {
         snprintf(err, errlen,
                  CAS_STAMP_HEADER " %" PRIu64 " of a DELETE is %" PRIu64 " s behind this node's "
-                 "clock (at most %" PRIu64 " s allowed): check the sender's clock",
+                                  "clock (at most %" PRIu64 " s allowed): check the sender's clock",
                  v, (now - v) / 1000000, CAS_STAMP_SKEW_US / 1000000);
         return -EINVAL;
     }

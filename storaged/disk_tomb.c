@@ -84,8 +84,7 @@ int tomb_replay(struct disk_store *d, const struct fmt_record *r)
     return tomb_set_stamp(d, r->digest, r->flags, stamp);
 }
 
-int tomb_set_stamp(struct disk_store *d, const unsigned char *digest, unsigned kind,
-                   uint64_t stamp)
+int tomb_set_stamp(struct disk_store *d, const unsigned char *digest, unsigned kind, uint64_t stamp)
 {
     assert(disk_locked_write(d));
     if (stamp > STAMP_MAX)

@@ -146,8 +146,8 @@ int s3_tomb_set_stamp(struct s3_store *st, const unsigned char *digest, unsigned
         stamp = TIME_MAX;
     if (t != OBJTAB_NONE) {
         /* Of two deletes, the later stamp rules whichever came last. */
-        if (kind == TOMB_DELETED && objtab_get(&st->tombs, t, &en) &&
-            en.flags == TOMB_DELETED && en.offset > stamp)
+        if (kind == TOMB_DELETED && objtab_get(&st->tombs, t, &en) && en.flags == TOMB_DELETED &&
+            en.offset > stamp)
             stamp = en.offset;
         objtab_remove(&st->tombs, t);
     }

@@ -122,8 +122,7 @@ int store_stat(struct store *s, const struct cas_key *key, uint64_t *size)
     return s->ops->stat(s, key, size);
 }
 
-int store_put_stamp(struct store *s, struct store_put *p, uint64_t stamp, char *err,
-                    size_t errlen)
+int store_put_stamp(struct store *s, struct store_put *p, uint64_t stamp, char *err, size_t errlen)
 {
     return s->ops->put_stamp ? s->ops->put_stamp(p, stamp, err, errlen) : 0;
 }

@@ -265,8 +265,7 @@ int store_confirm(struct store *s, struct store_obj *o, bool sync, char *err, si
 int store_stat(struct store *s, const struct cas_key *key, uint64_t *size);
 /* Absent put_stamp: 0 (the backend orders writes against deletes its own
  * way). */
-int store_put_stamp(struct store *s, struct store_put *p, uint64_t stamp, char *err,
-                    size_t errlen);
+int store_put_stamp(struct store *s, struct store_put *p, uint64_t stamp, char *err, size_t errlen);
 /* stamp: the delete's (remove_at); absent remove_at: remove. */
 int store_remove(struct store *s, const struct cas_key *key, uint64_t stamp, char *err,
                  size_t errlen);

@@ -38,8 +38,19 @@ static void test_accepted(void)
 
 static void test_refused(void)
 {
-    const char *bad[] = {NULL, "",    "0",   "-1",  "+1",  " 1",  "1 ",
-                         "1.5", "0x1", "abc", "1e6", "5 6", "99999999999999999999999"};
+    const char *bad[] = {NULL,
+                         "",
+                         "0",
+                         "-1",
+                         "+1",
+                         " 1",
+                         "1 ",
+                         "1.5",
+                         "0x1",
+                         "abc",
+                         "1e6",
+                         "5 6",
+                         "99999999999999999999999"};
     char err[256];
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t v = 42;

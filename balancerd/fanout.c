@@ -122,6 +122,13 @@ static void finish_target(struct fanout *f, struct fanout_target *t, CURLcode rc
 int fanout_start(struct balancer *bal, const struct view *v, const char *method, char **urls,
                  const size_t *backends, size_t n, int64_t content_length, struct fanout **out)
 {
+    return fanout_start_with(bal, v, method, urls, backends, n, content_length, NULL, out);
+}
+
+int fanout_start_with(struct balancer *bal, const struct view *v, const char *method, char **urls,
+                      const size_t *backends, size_t n, int64_t content_length, const char *header,
+                      struct fanout **out)
+{
     struct fanout *f = calloc(1, sizeof(*f));
     if (!f)
         return -ENOMEM;
@@ -145,6 +152,12 @@ int fanout_start(struct balancer *bal, const struct view *v, const char *method,
         t->last_progress_ns = now;
         cas_buf_init(&t->res.resp);
         t->easy = upstream_easy(v, urls[i], "GET", &bal->opt, &t->hdrs);
+        if (t->easy && header && cas_ctl_add_header(t->easy, &t->hdrs, header) < 0) {
+            curl_easy_cleanup(t->easy);
+            curl_slist_free_all(t->hdrs);
+            t->hdrs = NULL;
+            t->easy = NULL;
+        }
         if (!t->easy) {
             t->done = true;
             snprintf(t->res.err, sizeof(t->res.err), "out of memory");

@@ -20,6 +20,11 @@ struct fanout_result {
  * when content_length < 0). */
 int fanout_start(struct balancer *bal, const struct view *v, const char *method, char **urls,
                  const size_t *backends, size_t n, int64_t content_length, struct fanout **out);
+/* The same with one more request header on every target ("Name: value",
+ * e.g. a client write's X-CAS-Timestamp; NULL: none). */
+int fanout_start_with(struct balancer *bal, const struct view *v, const char *method, char **urls,
+                      const size_t *backends, size_t n, int64_t content_length, const char *header,
+                      struct fanout **out);
 /* Lets the fan-out drop a target that lags behind `need` others (they took
  * the chunk it has not, or answered 2xx at the end) for straggler_ms; by
  * default need is every target (nothing is dropped for lagging). A

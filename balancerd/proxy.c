@@ -38,6 +38,7 @@
 #include "multipart.h"
 #include "num.h"
 #include "range.h"
+#include "stamp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1020,6 +1021,10 @@ struct put_ctx {
     uint64_t received;
     bool sync_off;
     bool cask; /* POST /: answer in Cask's JSON */
+    /* "X-CAS-Timestamp: <unix us>", taken once at the client request's head
+     * and sent to every backend, so that each orders this write against a
+     * client DELETE by when the client sent them (common/stamp.h). */
+    char stamp[64];
     /* POST only */
     int spool_fd;
     char content_type[256];
@@ -1098,14 +1103,14 @@ static size_t put_placement(struct put_ctx *p, const bool *has, const bool *fail
  * copy path (repair_copy, common/copy.h): streamed, the digest checked
  * before dst gets the last byte, bounded by the balancer's timeouts. The
  * PUT completes this client's write, so it is sent as one (no ?replica=1;
- * ?sync=0 when the client asked). 0 once dst answered 2xx, else -errno
- * with err. */
+ * ?sync=0 when the client asked; the client request's X-CAS-Timestamp). 0 once dst answered 2xx,
+ * else -errno with err. */
 static int put_copy(struct put_ctx *p, size_t src, size_t dst, char *err, size_t errlen)
 {
     struct view *v = p->v;
     struct cas_copy_result res;
     int rc = repair_copy(p->bal, v, NULL, v->b[src]->url, v->b[dst]->url, &p->key, true,
-                         p->sync_off, NULL, &res);
+                         p->sync_off, p->stamp, NULL, &res);
     if (rc < 0)
         snprintf(err, errlen, "%s", res.error);
     return rc;
@@ -1335,6 +1340,7 @@ static struct put_ctx *put_ctx_new(struct http_req *req)
     p->v = view_get(p->bal);
     p->spool_fd = -1;
     p->expected = req->has_length ? (int64_t)req->content_length : -1;
+    snprintf(p->stamp, sizeof(p->stamp), CAS_STAMP_HEADER ": %" PRIu64, cas_stamp_now());
     const char *sync = http_query(req, "sync");
     p->sync_off = sync && !strcmp(sync, "0");
     req->ctx = p;
@@ -1361,9 +1367,9 @@ void proxy_put(struct http_req *req)
     if (plan_write(req, p, &urls, backends, &n) < 0)
         return;
     p->hash = cas_hash_new(p->key.algo);
-    int rc = urls && p->hash
-                 ? fanout_start(p->bal, p->v, "PUT", urls, backends, n, p->expected, &p->f)
-                 : -ENOMEM;
+    int rc = urls && p->hash ? fanout_start_with(p->bal, p->v, "PUT", urls, backends, n,
+                                                 p->expected, p->stamp, &p->f)
+                             : -ENOMEM;
     free_urls(urls, n);
     if (rc < 0) {
         http_error(req, 500, "out of memory");
@@ -1516,8 +1522,9 @@ static void post_done(struct http_req *req)
     size_t backends[p->v->n ? p->v->n : 1], n = 0;
     if (plan_write(req, p, &urls, backends, &n) < 0)
         return;
-    int rc =
-        urls ? fanout_start(p->bal, p->v, "PUT", urls, backends, n, (int64_t)len, &p->f) : -ENOMEM;
+    int rc = urls ? fanout_start_with(p->bal, p->v, "PUT", urls, backends, n, (int64_t)len,
+                                      p->stamp, &p->f)
+                  : -ENOMEM;
     free_urls(urls, n);
     if (rc == 0)
         fanout_set_quorum(p->f, p->v->cfg->min_replicas, p->v->cfg->write_straggler_ms);
@@ -1645,6 +1652,10 @@ static void upstream_run_some(struct balancer *bal, const struct view *v,
 void proxy_delete(struct http_req *req)
 {
     struct balancer *bal = req->app;
+    /* The delete's stamp, the same on every backend (common/stamp.h): a
+     * write sent before it that reaches a backend after it is refused. */
+    char stamp[64];
+    snprintf(stamp, sizeof(stamp), CAS_STAMP_HEADER ": %" PRIu64, cas_stamp_now());
     struct cas_key key;
     char hex[CAS_MAX_HEX + 1];
     struct view *v = view_for_key(req, &key, hex);
@@ -1711,6 +1722,7 @@ void proxy_delete(struct http_req *req)
     for (size_t i = 0; i < v->n; i++) {
         snprintf(calls[i].url, sizeof(calls[i].url), "%s/objects/%s", v->b[i]->url, hex);
         calls[i].method = "DELETE";
+        calls[i].header = stamp;
     }
     upstream_run_some(bal, v, calls, v->n, skip, DELETE_MS);
     size_t deleted = 0, absent = 0;

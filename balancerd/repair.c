@@ -74,7 +74,8 @@ static bool target_known_down(void *cls)
 
 int repair_copy(struct balancer *bal, const struct view *v, struct cas_copier *cp,
                 const char *src_url, const char *dst_url, const struct cas_key *key,
-                bool client_write, bool no_sync, volatile int *stop, struct cas_copy_result *res)
+                bool client_write, bool no_sync, const char *put_header, volatile int *stop,
+                struct cas_copy_result *res)
 {
     /* The view's way to its backends (token, TLS), as upstream.c's. */
     const struct view_conf *tc = v->conf;
@@ -99,6 +100,7 @@ int repair_copy(struct balancer *bal, const struct view *v, struct cas_copier *c
         .stop = stop,
         .client_write = client_write,
         .no_sync = no_sync,
+        .put_header = put_header,
     };
     /* A target the probes find down is given up (as fanout.c drops one). */
     struct target_health th = {bal, v, v->n};
@@ -142,7 +144,8 @@ static int repair_one(struct balancer *bal, struct repair_queue *rq, struct cas_
         if ((int)b == target || !up[b])
             continue;
         struct cas_copy_result res;
-        rc = repair_copy(bal, v, cp, v->b[b]->url, e->url, &e->key, false, false, &rq->halt, &res);
+        rc = repair_copy(bal, v, cp, v->b[b]->url, e->url, &e->key, false, false, NULL, &rq->halt,
+                         &res);
         if (rc < 0)
             snprintf(err, errlen, "%s", res.error);
         if (rc == 0 || res.side != CAS_COPY_SOURCE)

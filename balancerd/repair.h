@@ -25,12 +25,14 @@ size_t repair_queue_length(struct balancer *bal);
  * limit) timeouts; a target the probes find down is given up at once
  * (-EHOSTDOWN), as fanout.c drops one. cp: the calling
  * thread's handles (NULL: made for this copy). client_write and no_sync as
- * in copy.h (read repair: false, false). stop: NULL or a flag that cuts
+ * in copy.h (read repair: false, false); put_header: copy.h's (a client
+ * write's X-CAS-Timestamp; NULL: none). stop: NULL or a flag that cuts
  * the copy. Returns 0 or copy.h's -errno, res saying what happened.
  */
 int repair_copy(struct balancer *bal, const struct view *v, struct cas_copier *cp,
                 const char *src_url, const char *dst_url, const struct cas_key *key,
-                bool client_write, bool no_sync, volatile int *stop, struct cas_copy_result *res);
+                bool client_write, bool no_sync, const char *put_header, volatile int *stop,
+                struct cas_copy_result *res);
 /* Quarantine polls done and quarantined copies they found (for /metrics). */
 void repair_quarantine_stats(struct balancer *bal, uint64_t *polls, uint64_t *found);
 

@@ -131,7 +131,8 @@ void upstream_run(struct balancer *bal, const struct view *v, struct upstream_ca
         reqs[i] = (struct cas_ctl_req){.url = calls[i].url,
                                        .method = calls[i].method,
                                        .body = calls[i].body,
-                                       .body_len = calls[i].body_len};
+                                       .body_len = calls[i].body_len,
+                                       .header = calls[i].header};
     cas_ctl_run(&o, reqs, n, timeout_ms);
     for (size_t i = 0; i < n; i++) {
         struct upstream_call *c = &calls[i];

@@ -27,6 +27,7 @@ struct upstream_call {
     const char *method;
     const char *body; /* NULL: none */
     size_t body_len;
+    const char *header; /* one more request header, "Name: value"; NULL: none */
     size_t backend; /* index in the view, for the caller */
     /* out */
     long status;      /* 0 when the request failed */

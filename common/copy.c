@@ -288,6 +288,9 @@ static int start_put(struct copy *c)
     if (!h)
         return -ENOMEM;
     c->put_hdrs = h;
+    if (c->o->put_header && !(h = curl_slist_append(c->put_hdrs, c->o->put_header)))
+        return -ENOMEM;
+    c->put_hdrs = h;
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)c->size);

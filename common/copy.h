@@ -97,6 +97,10 @@ struct cas_copy_options {
      * target does not refuse it, as it would not refuse the client. */
     bool client_write;
     bool no_sync; /* PUT ?sync=0: the client traded durability away */
+    /* One more request header on the PUT ("Name: value"; NULL: none): a
+     * client write's X-CAS-Timestamp (common/stamp.h), so the target orders
+     * it against a delete as it orders the client's own PUT. */
+    const char *put_header;
 };
 
 /* Which side a failure came from. */

@@ -132,6 +132,16 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *cls)
 }
 
 /* Sets up r on *e (ctl.h: cas_ctl_easy) with the body collected into r. */
+int cas_ctl_add_header(CURL *e, struct curl_slist **hdrs, const char *line)
+{
+    struct curl_slist *h = curl_slist_append(*hdrs, line);
+    if (!h)
+        return -ENOMEM;
+    *hdrs = h;
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    return 0;
+}
+
 static int prepare(CURL **e, const struct cas_ctl_opts *o, struct cas_ctl_req *r, struct flight *f)
 {
     cas_buf_init(&r->resp);
@@ -147,6 +157,11 @@ static int prepare(CURL **e, const struct cas_ctl_opts *o, struct cas_ctl_req *r
         r->curl_code = CURLE_OUT_OF_MEMORY;
         snprintf(r->errbuf, sizeof(r->errbuf), "out of memory");
         return rc;
+    }
+    if (r->header && cas_ctl_add_header(*e, &f->hdrs, r->header) < 0) {
+        r->curl_code = CURLE_OUT_OF_MEMORY;
+        snprintf(r->errbuf, sizeof(r->errbuf), "out of memory");
+        return -ENOMEM;
     }
     curl_easy_setopt(*e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(*e, CURLOPT_WRITEDATA, f);

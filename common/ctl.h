@@ -72,6 +72,11 @@ struct cas_ctl_opts {
 int cas_ctl_easy(CURL **e, const struct cas_ctl_opts *o, const char *url, const char *method,
                  struct curl_slist **hdrs, char *errbuf);
 
+/* Adds the request header line ("Name: value") to *hdrs, the list
+ * cas_ctl_easy gave for e, and sets the list on e; 0 or -ENOMEM. Before the
+ * transfer starts only. */
+int cas_ctl_add_header(CURL *e, struct curl_slist **hdrs, const char *line);
+
 /*
  * Pooled connections (ctl_reuse.c): a handle configured by cas_ctl_easy
  * never sends a request on a pooled connection that has anything waiting
@@ -91,6 +96,7 @@ struct cas_ctl_req {
     const char *method;
     const char *body; /* sent as is; NULL: none (a POST then sends an empty body) */
     size_t body_len;
+    const char *header; /* one more request header, "Name: value"; NULL: none */
     /* out (set by cas_ctl_perform / cas_ctl_run; free resp with cas_ctl_req_free) */
     long status;         /* the HTTP status; 0 when there was no complete answer */
     int curl_code;       /* the CURLcode of a failed request, else CURLE_OK */

@@ -164,7 +164,7 @@ static bool snapshot_tomb(struct disk_store *d, const struct objtab_entry *en, u
 {
     if (tomb_expired(d, en, now))
         return false;
-    tomb_record(d, r, en->digest, en->flags, en->offset);
+    tomb_record_entry(d, r, en);
     return true;
 }
 

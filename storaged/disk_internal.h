@@ -235,8 +235,24 @@ static inline int disk_pwrite_all(int fd, const void *buf, size_t len, uint64_t 
 /* ---- disk_tomb.c: tombstones and quarantined keys ----------------------
  * Callers hold lock (write for changes, read at least for queries). */
 uint64_t disk_now_s(void);
-/* Records kind for digest at unix time when (in memory); -ENOMEM. */
+/* Records kind for digest at unix time when (in memory); -ENOMEM. A
+ * client delete run by disk_remove_at is recorded with that delete's
+ * stamp instead of when * 10^6. */
 int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, uint64_t when);
+/* Until called again with 0, the client deletes this thread records
+ * (tomb_set, tomb_record of TOMB_DELETED) carry stamp (unix microseconds)
+ * instead of their unix seconds * 10^6 (disk_remove_at). */
+void tomb_stamp_deletes(uint64_t stamp);
+/* The same with the event's stamp (unix microseconds) instead of seconds. */
+int tomb_set_stamp(struct disk_store *d, const unsigned char *digest, unsigned kind,
+                   uint64_t stamp);
+/* Replays a REC_TOMB: its stamp is `size`, or aux seconds * 10^6 when 0 (a
+ * record from before stamps). */
+int tomb_replay(struct disk_store *d, const struct fmt_record *r);
+/* True when a client delete's tombstone of digest, in force, is stamped at
+ * or after stamp (unix microseconds): a client write sent at stamp is
+ * refused, the delete was sent after it. */
+bool tomb_outranks(struct disk_store *d, const unsigned char *digest, uint64_t stamp);
 /* Forgets digest's entry: the key is stored again. */
 void tomb_clear(struct disk_store *d, const unsigned char *digest);
 /* True while a tombstone for digest refuses copies from other replicas. */
@@ -253,6 +269,8 @@ void tomb_counts(const struct disk_store *d, uint64_t *tombstones, uint64_t *qua
 /* Fills a REC_TOMB record. */
 void tomb_record(struct disk_store *d, struct fmt_record *r, const unsigned char *digest,
                  unsigned kind, uint64_t when);
+/* The REC_TOMB of table entry en (an index snapshot). */
+void tomb_record_entry(struct disk_store *d, struct fmt_record *r, const struct objtab_entry *en);
 
 /* ---- disk_index.c: the index file ------------------------------------- */
 
@@ -431,6 +449,7 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
                     size_t errlen);
 void disk_put_abort(struct store_put *p);
 int disk_put_copy(struct store_put *p, char *err, size_t errlen);
+int disk_put_stamp(struct store_put *p, uint64_t stamp, char *err, size_t errlen);
 /* disk_read.c */
 int disk_open_obj(struct store *s, const struct cas_key *key, bool touch, struct store_obj **out,
                   uint64_t *size, char *err, size_t errlen);
@@ -446,6 +465,9 @@ int disk_list(struct store *s, struct store_cursor *cursor, enum store_list_stat
 /* disk_remove.c */
 int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);
 int disk_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+/* disk_open.c: disk_remove with the client delete's stamp (store.h remove_at). */
+int disk_remove_at(struct store *s, const struct cas_key *key, uint64_t stamp, char *err,
+                   size_t errlen);
 /* disk_tomb.c */
 int disk_quarantined(struct store *s, store_list_fn fn, void *cls);
 /* disk_gc.c */

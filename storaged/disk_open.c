@@ -35,6 +35,17 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A client's DELETE stamped by its sender (store.h remove_at): disk_remove,
+ * with the tombstone it records carrying stamp (disk_tomb.c). */
+int disk_remove_at(struct store *s, const struct cas_key *key, uint64_t stamp, char *err,
+                   size_t errlen)
+{
+    tomb_stamp_deletes(stamp);
+    int rc = disk_remove(s, key, err, errlen);
+    tomb_stamp_deletes(0);
+    return rc;
+}
+
 const struct store_ops disk_ops = {
     .name = "disk",
     .put_begin = disk_put_begin,
@@ -49,9 +60,11 @@ const struct store_ops disk_ops = {
     .confirm = disk_confirm,
     .stat = disk_stat,
     .remove = disk_remove,
+    .remove_at = disk_remove_at,
     .drop = disk_drop,
     .quarantined = disk_quarantined,
     .put_copy = disk_put_copy,
+    .put_stamp = disk_put_stamp,
     .list = disk_list,
     .gc_begin = disk_gc_begin,
     .gc_mark = disk_gc_mark,

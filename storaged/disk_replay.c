@@ -103,7 +103,7 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
             log_warn("index: tombstone record of unknown kind %u skipped", r->flags);
             return 0;
         }
-        if (tomb_set(d, r->digest, r->flags, r->aux) < 0) {
+        if (tomb_replay(d, r) < 0) {
             snprintf(err, errlen, "out of memory replaying the index");
             return -ENOMEM;
         }

@@ -13,12 +13,23 @@
  *                a good replica back; storing the key clears the entry.
  *
  * Both live in d->tombs, an objtab keyed by digest whose `offset` is the
- * unix time of the event and whose flags are the enum fmt_tomb_kind, and in
+ * stamp of the event (unix microseconds: for a client delete, the
+ * X-CAS-Timestamp its balancer sent, else this node's clock at the
+ * request; the tombstone's 7 days count from it), whose `size` is the
+ * delete's place among the writes in flight (d->delete_seq) and whose
+ * flags are the enum fmt_tomb_kind, and in
  * the index: a client delete (disk_remove.c) appends REC_TOMB (after the
  * REC_DEL when the object was there), a quarantine is the REC_DEL with aux DEL_CORRUPT, any
  * REC_PUT of the key clears the entry, and an index snapshot writes one
  * REC_TOMB per entry still in force (expired tombstones are left out).
+ * A REC_TOMB keeps the stamp in `size` (0 in records written before
+ * stamps: then aux seconds * 10^6 stands for it).
  * GC never touches them: a cycle removes objects, not these entries.
+ *
+ * A client write is refused (409) when a client delete's tombstone of its
+ * key carries a stamp at or after the write's (tomb_outranks): a copy of a
+ * PUT that a balancer sent before the client's DELETE but that reached this
+ * node only after it cannot bring the object back (SPEC, Deletion).
  */
 #define _GNU_SOURCE
 #include "disk_internal.h"
@@ -35,25 +46,64 @@ uint64_t disk_now_s(void)
     return (uint64_t)time(NULL);
 }
 
-/* The objtab stores `offset` in 56 bits: plenty for unix seconds. */
-#define TIME_MAX ((UINT64_C(1) << 56) - 1)
+/* The objtab stores `offset` in 56 bits: unix microseconds up to the year
+ * 4253. */
+#define STAMP_MAX ((UINT64_C(1) << 56) - 1)
+#define US_PER_S UINT64_C(1000000)
+
+/* The stamp of the client DELETE this thread is carrying out
+ * (disk_remove_at, disk_open.c), 0 outside one: remove_object
+ * (disk_remove.c) records its tombstone through tomb_record and tomb_set,
+ * which take it from here, so that the delete path itself only passes
+ * unix seconds. */
+static __thread uint64_t delete_stamp;
+
+void tomb_stamp_deletes(uint64_t stamp)
+{
+    delete_stamp = stamp > STAMP_MAX ? STAMP_MAX : stamp;
+}
+
+/* The stamp of an event of kind at unix seconds when. */
+static uint64_t event_stamp(unsigned kind, uint64_t when)
+{
+    if (kind == TOMB_DELETED && delete_stamp)
+        return delete_stamp;
+    return when > STAMP_MAX / US_PER_S ? STAMP_MAX : when * US_PER_S;
+}
 
 int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, uint64_t when)
 {
+    return tomb_set_stamp(d, digest, kind, event_stamp(kind, when));
+}
+
+int tomb_replay(struct disk_store *d, const struct fmt_record *r)
+{
+    uint64_t stamp = r->size;
+    if (!stamp) /* a record from before stamps */
+        stamp = r->aux > STAMP_MAX / US_PER_S ? STAMP_MAX : r->aux * US_PER_S;
+    return tomb_set_stamp(d, r->digest, r->flags, stamp);
+}
+
+int tomb_set_stamp(struct disk_store *d, const unsigned char *digest, unsigned kind, uint64_t stamp)
+{
     assert(disk_locked_write(d));
-    if (when > TIME_MAX)
-        when = TIME_MAX;
+    if (stamp > STAMP_MAX)
+        stamp = STAMP_MAX;
     uint32_t e = objtab_find(&d->tombs, digest);
     struct objtab_entry en;
     /* A client delete's place among the writes in flight (tomb_deleted_since). */
     uint64_t seq =
         kind == TOMB_DELETED ? __atomic_add_fetch(&d->delete_seq, 1, __ATOMIC_SEQ_CST) : 0;
     if (e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en)) {
+        /* Of two deletes, the later stamp rules whichever came last: a
+         * write sent between them was deleted by the second. */
+        if (kind == TOMB_DELETED && en.flags == TOMB_DELETED && en.offset > stamp)
+            stamp = en.offset;
         d->tomb_quarantined -= en.flags == TOMB_QUARANTINED;
-        objtab_set_location(&d->tombs, e, 0, when);
+        objtab_set_location(&d->tombs, e, 0, stamp);
         objtab_set_flags(&d->tombs, e, kind);
         objtab_set_size(&d->tombs, e, seq);
-    } else if (objtab_insert(&d->tombs, digest, 0, when, seq, kind) == OBJTAB_NONE) {
+    } else if (objtab_insert(&d->tombs, digest, 0, stamp, seq, kind) == OBJTAB_NONE) {
         return -ENOMEM;
     }
     d->tomb_quarantined += kind == TOMB_QUARANTINED;
@@ -80,7 +130,7 @@ void tomb_counts(const struct disk_store *d, uint64_t *tombstones, uint64_t *qua
 
 bool tomb_expired(const struct disk_store *d, const struct objtab_entry *en, uint64_t now)
 {
-    return en->flags == TOMB_DELETED && en->offset + d->tomb_ttl <= now;
+    return en->flags == TOMB_DELETED && en->offset / US_PER_S + d->tomb_ttl <= now;
 }
 
 bool tomb_refuses_copy(struct disk_store *d, const unsigned char *digest, uint64_t now)
@@ -97,6 +147,14 @@ bool tomb_deleted_since(struct disk_store *d, const unsigned char *digest, uint6
     struct objtab_entry en;
     return e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en) && en.flags == TOMB_DELETED &&
            en.size > seq;
+}
+
+bool tomb_outranks(struct disk_store *d, const unsigned char *digest, uint64_t stamp)
+{
+    uint32_t e = objtab_find(&d->tombs, digest);
+    struct objtab_entry en;
+    return e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en) && en.flags == TOMB_DELETED &&
+           !tomb_expired(d, &en, disk_now_s()) && en.offset >= stamp;
 }
 
 void tomb_prune(struct disk_store *d, uint64_t now)
@@ -119,6 +177,15 @@ void tomb_record(struct disk_store *d, struct fmt_record *r, const unsigned char
     disk_record(d, r, REC_TOMB, digest);
     r->flags = (uint8_t)kind;
     r->aux = when;
+    r->size = event_stamp(kind, when);
+}
+
+void tomb_record_entry(struct disk_store *d, struct fmt_record *r, const struct objtab_entry *en)
+{
+    disk_record(d, r, REC_TOMB, en->digest);
+    r->flags = (uint8_t)en->flags;
+    r->aux = en->offset / US_PER_S;
+    r->size = en->offset;
 }
 
 int disk_quarantined(struct store *s, store_list_fn fn, void *cls)

@@ -32,6 +32,7 @@
 #define _GNU_SOURCE
 #include "crc32c.h"
 #include "disk_internal.h"
+#include "stamp.h"
 #include "log.h"
 
 #include <assert.h>
@@ -73,6 +74,7 @@ struct store_put {
     bool copy;   /* a copy from another replica: a tombstone refuses it */
     bool framed; /* the frame header is written: a whole frame is in the range */
     uint64_t delete_seq; /* d->delete_seq when the write began (tomb_deleted_since) */
+    uint64_t stamp;      /* when a client sent it, unix us (tomb_outranks; disk_put_stamp) */
 };
 
 /*
@@ -218,6 +220,7 @@ int disk_put_begin(struct store *s, const struct cas_key *expect, uint64_t hint,
     p->fd = p->spool = -1;
     p->hint = hint;
     p->delete_seq = __atomic_load_n(&d->delete_seq, __ATOMIC_SEQ_CST);
+    p->stamp = cas_stamp_now();
     p->hash = cas_hash_new(s->algo);
     /* Small objects are written with their header in one pwrite: size the
      * buffer to the object when it is known to be small. */
@@ -376,19 +379,22 @@ int disk_put_write(struct store_put *p, const void *data, size_t len, char *err,
 
 /* Says why a write of the key is refused: a client deleted it here.
  * A copy from another replica: -ECANCELED (410) while the tombstone is in
- * force. A client write: -EBUSY (409) when the delete came while it was in
+ * force. A client write: -EBUSY (409) when the delete was sent at or after
+ * the write (tomb_outranks, by X-CAS-Timestamp) or came while it was in
  * flight; storing it would undo that delete, which may already be answered
  * 204 (SPEC, Deletion), e.g. a balancer's straggling copy of a PUT it
  * answered before the DELETE came. */
-static int refuse_deleted(struct disk_store *d, const unsigned char *digest, bool copy, char *err,
-                          size_t errlen)
+static int refuse_deleted(struct disk_store *d, const unsigned char *digest, bool copy,
+                          bool in_flight, char *err, size_t errlen)
 {
     char hex[CAS_MAX_HEX + 1];
     cas_hex_encode(digest, d->base.algo->digest_len, hex);
     snprintf(err, errlen, "object %s was deleted here%s", hex,
              copy ? ": a copy from another replica is refused (only a client PUT stores it again)"
-                  : " while this write was in progress: nothing stored (send it again to store "
-                    "it after the delete)");
+             : in_flight ? " while this write was in progress: nothing stored (send it again to "
+                           "store it after the delete)"
+                         : " by a delete sent after this write (" CAS_STAMP_HEADER
+                           "): nothing stored (send it again to store it after the delete)");
     return copy ? -ECANCELED : -EBUSY;
 }
 
@@ -401,7 +407,19 @@ int disk_put_copy(struct store_put *p, char *err, size_t errlen)
     pthread_rwlock_rdlock(&d->lock);
     bool refused = tomb_refuses_copy(d, p->expect.digest, disk_now_s());
     pthread_rwlock_unlock(&d->lock);
-    return refused ? refuse_deleted(d, p->expect.digest, true, err, errlen) : 0;
+    return refused ? refuse_deleted(d, p->expect.digest, true, false, err, errlen) : 0;
+}
+
+int disk_put_stamp(struct store_put *p, uint64_t stamp, char *err, size_t errlen)
+{
+    struct disk_store *d = p->d;
+    p->stamp = stamp;
+    if (!p->has_expect || p->copy)
+        return 0; /* the key is known only at commit, which checks again */
+    pthread_rwlock_rdlock(&d->lock);
+    bool refused = tomb_outranks(d, p->expect.digest, stamp);
+    pthread_rwlock_unlock(&d->lock);
+    return refused ? refuse_deleted(d, p->expect.digest, false, false, err, errlen) : 0;
 }
 
 void disk_put_abort(struct store_put *p)
@@ -577,13 +595,17 @@ write_failed:
      * that raced this copy either refuses it here or removes it after. */
     if (p->copy && tomb_refuses_copy(d, key->digest, disk_now_s())) {
         pthread_rwlock_unlock(&d->lock);
-        rc = refuse_deleted(d, key->digest, true, err, errlen);
+        rc = refuse_deleted(d, key->digest, true, false, err, errlen);
         goto undo;
     }
-    /* A client write lifts a tombstone only of a delete before it began. */
-    if (tomb_deleted_since(d, key->digest, p->delete_seq)) {
+    /* A client write lifts a tombstone only of a delete sent before it
+     * (stamps) that also reached here before it began (delete_seq: a node
+     * whose clock stepped back, or balancers whose clocks disagree, still
+     * cannot bring back what a delete overtook here). */
+    bool in_flight = tomb_deleted_since(d, key->digest, p->delete_seq);
+    if (in_flight || (!p->copy && tomb_outranks(d, key->digest, p->stamp))) {
         pthread_rwlock_unlock(&d->lock);
-        rc = refuse_deleted(d, key->digest, false, err, errlen);
+        rc = refuse_deleted(d, key->digest, false, in_flight, err, errlen);
         goto undo;
     }
     rc = disk_append(d, &r, 1, &pos, err, errlen);

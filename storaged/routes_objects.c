@@ -24,6 +24,7 @@
 #include "multipart.h"
 #include "num.h"
 #include "range.h"
+#include "stamp.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -230,11 +231,30 @@ static bool put_query(struct http_req *req, enum put_kind kind, bool *durable, b
     return kind != PUT_KEYED || replica_query(req, copy);
 }
 
+/* The request's write stamp (common/stamp.h): its X-CAS-Timestamp, checked
+ * strictly, or this node's clock now (a client talking to it directly).
+ * False when it answered 400. */
+static bool request_stamp(struct http_req *req, bool is_delete, uint64_t *stamp)
+{
+    const char *v = http_header(req, CAS_STAMP_HEADER);
+    uint64_t now = cas_stamp_now();
+    char err[256];
+    *stamp = now;
+    if (v && cas_stamp_parse(v, now, is_delete, stamp, err, sizeof(err)) < 0) {
+        http_error(req, 400, "%s", err);
+        return false;
+    }
+    return true;
+}
+
 static void start_put(struct http_req *req, const struct cas_key *expect, enum put_kind kind)
 {
     struct storaged *app = app_of(req);
     bool durable, copy;
+    uint64_t stamp;
     if (!put_query(req, kind, &durable, &copy)) /* put_done reads sync once valid */
+        return;
+    if (!request_stamp(req, false, &stamp))
         return;
     struct put_ctx *c = calloc(1, sizeof(*c));
     if (!c) {
@@ -262,8 +282,11 @@ static void start_put(struct http_req *req, const struct cas_key *expect, enum p
         }
     }
     int rc = store_put_begin(app->store, expect, hint, &c->put, c->err, sizeof(c->err));
-    if (rc == 0 && copy) {
-        rc = store_put_copy(app->store, c->put, c->err, sizeof(c->err));
+    if (rc == 0) {
+        /* A copy is refused by any tombstone in force; a client's write by
+         * one of a delete sent after it. */
+        rc = copy ? store_put_copy(app->store, c->put, c->err, sizeof(c->err))
+                  : store_put_stamp(app->store, c->put, stamp, c->err, sizeof(c->err));
         if (rc < 0) {
             store_put_abort(app->store, c->put);
             c->put = NULL;
@@ -673,12 +696,13 @@ void route_delete(struct http_req *req)
     struct storaged *app = app_of(req);
     char err[512] = "";
     bool replica;
-    if (!replica_query(req, &replica))
+    uint64_t stamp;
+    if (!replica_query(req, &replica) || !request_stamp(req, !replica, &stamp))
         return;
     /* A client's delete leaves a tombstone; a rebalance dropping a copy
      * outside the object's home does not. */
     int rc = replica ? store_drop(app->store, &key, err, sizeof(err))
-                     : store_remove(app->store, &key, err, sizeof(err));
+                     : store_remove(app->store, &key, stamp, err, sizeof(err));
     if (rc < 0)
         http_error(req, storaged_status(rc), "%s", err);
     else

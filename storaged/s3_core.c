@@ -133,13 +133,39 @@ void s3_table_remove(struct s3_store *st, uint32_t e)
 
 int s3_tomb_set(struct s3_store *st, const unsigned char *digest, unsigned kind, uint64_t when)
 {
+    return s3_tomb_set_stamp(st, digest, kind,
+                             when > TIME_MAX / US_PER_S ? TIME_MAX : when * US_PER_S);
+}
+
+int s3_tomb_set_stamp(struct s3_store *st, const unsigned char *digest, unsigned kind,
+                      uint64_t stamp)
+{
     uint32_t t = objtab_find(&st->tombs, digest);
-    if (when > TIME_MAX)
-        when = TIME_MAX;
-    if (t != OBJTAB_NONE)
+    struct objtab_entry en;
+    if (stamp > TIME_MAX)
+        stamp = TIME_MAX;
+    if (t != OBJTAB_NONE) {
+        /* Of two deletes, the later stamp rules whichever came last. */
+        if (kind == TOMB_DELETED && objtab_get(&st->tombs, t, &en) && en.flags == TOMB_DELETED &&
+            en.offset > stamp)
+            stamp = en.offset;
         objtab_remove(&st->tombs, t);
+    }
     uint64_t seq = kind == TOMB_DELETED ? ++st->delete_seq : 0;
-    return objtab_insert(&st->tombs, digest, 0, when, seq, kind) == OBJTAB_NONE ? -ENOMEM : 0;
+    return objtab_insert(&st->tombs, digest, 0, stamp, seq, kind) == OBJTAB_NONE ? -ENOMEM : 0;
+}
+
+bool s3_tomb_entry_in_force(const struct s3_store *st, const struct objtab_entry *en)
+{
+    return en->flags == TOMB_DELETED && en->offset / US_PER_S + st->tombstone_ttl > s3_now_s();
+}
+
+bool s3_tomb_outranks(struct s3_store *st, const unsigned char *digest, uint64_t stamp)
+{
+    struct objtab_entry en;
+    uint32_t t = objtab_find(&st->tombs, digest);
+    return t != OBJTAB_NONE && objtab_get(&st->tombs, t, &en) && s3_tomb_entry_in_force(st, &en) &&
+           en.offset >= stamp;
 }
 
 bool s3_tomb_deleted_since(struct s3_store *st, const unsigned char *digest, uint64_t seq)
@@ -162,8 +188,7 @@ bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest)
 {
     struct objtab_entry en;
     uint32_t t = objtab_find(&st->tombs, digest);
-    return t != OBJTAB_NONE && objtab_get(&st->tombs, t, &en) && en.flags == TOMB_DELETED &&
-           en.offset + st->tombstone_ttl > s3_now_s();
+    return t != OBJTAB_NONE && objtab_get(&st->tombs, t, &en) && s3_tomb_entry_in_force(st, &en);
 }
 
 /* Marks every writer of digest whose upload a delete may have removed. */
@@ -201,6 +226,9 @@ int s3_apply(struct s3_store *st, const struct fmt_record *r, char *err, size_t 
             return s3_tomb_set(st, r->digest, TOMB_QUARANTINED, r->offset);
         return 0;
     case REC_TOMB:
+        /* The stamp is in size; 0 in a record from before stamps. */
+        if (r->size)
+            return s3_tomb_set_stamp(st, r->digest, r->flags, r->size);
         return s3_tomb_set(st, r->digest, r->flags, r->aux);
     case REC_GC_BEGIN:
         st->gc_active = true;

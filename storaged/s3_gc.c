@@ -356,10 +356,11 @@ int s3_compact_start(struct store *s, char *err, size_t errlen)
     }
     for (uint32_t t = 0; rc == 0 && t < st->tombs.used; t++)
         if (objtab_get(&st->tombs, t, &en) &&
-            (en.flags == TOMB_QUARANTINED || en.offset + st->tombstone_ttl > s3_now_s())) {
+            (en.flags == TOMB_QUARANTINED || s3_tomb_entry_in_force(st, &en))) {
             s3_record(st, &r, REC_TOMB, en.digest);
             r.flags = (uint8_t)en.flags;
-            r.aux = en.offset;
+            r.aux = en.offset / US_PER_S;
+            r.size = en.offset; /* the stamp */
             EMIT();
         }
 #undef EMIT

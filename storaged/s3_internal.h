@@ -38,6 +38,7 @@
 #define S3_COPY_MAX (5ull << 30) /* CopyObject's limit (POST bodies above one part) */
 #define S3_TOMBSTONE_TTL (7u * 24 * 3600)
 #define TIME_MAX ((UINT64_C(1) << 56) - 1)
+#define US_PER_S UINT64_C(1000000)
 
 struct inflight {
     unsigned char digest[CAS_MAX_DIGEST];
@@ -55,7 +56,9 @@ struct s3_store {
     pthread_cond_t changed; /* an entry stopped being DELETING */
     pthread_mutex_t gc_lock;
     struct objtab tab;   /* digest -> size, flags MARKED | DELETING */
-    struct objtab tombs; /* digest -> offset = unix seconds, flags = enum fmt_tomb_kind,
+    struct objtab tombs; /* digest -> offset = stamp (unix microseconds: a client
+                          * delete's X-CAS-Timestamp, else the time recorded; the
+                          * 7 days count from it), flags = enum fmt_tomb_kind,
                           * size = delete_seq of a client delete */
     /* Client deletes since start (lock): a write notes it when it begins,
      * so a delete that lands while it is in flight is told from one
@@ -97,6 +100,7 @@ struct store_put {
     struct cas_hash *h;
     bool have_expect, copy;
     uint64_t delete_seq; /* st->delete_seq when the write began */
+    uint64_t stamp;      /* when a client sent it, unix us (s3_put_stamp) */
     struct cas_key expect;
     uint64_t size_hint, received;
     char *buf;
@@ -183,7 +187,18 @@ void s3_table_remove(struct s3_store *st, uint32_t e);
 bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest);
 /* Removes digest's tombstone or quarantine entry, if any (caller holds the lock). */
 void s3_tomb_clear(struct s3_store *st, const unsigned char *digest);
+/* Records kind for digest at unix seconds when (stamp when * 10^6). */
 int s3_tomb_set(struct s3_store *st, const unsigned char *digest, unsigned kind, uint64_t when);
+/* The same with the stamp (unix microseconds); of two client deletes the
+ * later stamp stays (caller holds the lock). */
+int s3_tomb_set_stamp(struct s3_store *st, const unsigned char *digest, unsigned kind,
+                      uint64_t stamp);
+/* True while tombstone entry en (of st->tombs) refuses copies. */
+bool s3_tomb_entry_in_force(const struct s3_store *st, const struct objtab_entry *en);
+/* True when a client delete's tombstone of digest, in force, is stamped at
+ * or after stamp: a client write sent at stamp is refused (caller holds
+ * the lock). */
+bool s3_tomb_outranks(struct s3_store *st, const unsigned char *digest, uint64_t stamp);
 /* True when a client deleted digest after st->delete_seq was seq: a write
  * that began then must not store it (caller holds the lock). */
 bool s3_tomb_deleted_since(struct s3_store *st, const unsigned char *digest, uint64_t seq);
@@ -224,6 +239,7 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
                   size_t errlen);
 void s3_put_abort(struct store_put *p);
 int s3_put_copy(struct store_put *p, char *err, size_t errlen);
+int s3_put_stamp(struct store_put *p, uint64_t stamp, char *err, size_t errlen);
 int s3_open_obj(struct store *s, const struct cas_key *key, bool touch, struct store_obj **out,
                 uint64_t *size, char *err, size_t errlen);
 ssize_t s3_pread(struct store_obj *o, void *buf, size_t len, uint64_t off);
@@ -233,6 +249,8 @@ void s3_quarantine(struct store_obj *o, const char *why);
 int s3_confirm(struct store_obj *o, bool sync, char *err, size_t errlen);
 int s3_stat(struct store *s, const struct cas_key *key, uint64_t *size);
 int s3_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+int s3_remove_at(struct store *s, const struct cas_key *key, uint64_t stamp, char *err,
+                 size_t errlen);
 int s3_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
 int s3_quarantined(struct store *s, store_list_fn fn, void *cls);
 int s3_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,

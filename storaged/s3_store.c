@@ -28,6 +28,7 @@
 #include "log.h"
 #include "node.h"
 #include "num.h"
+#include "stamp.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -169,6 +170,7 @@ int s3_put_begin(struct store *s, const struct cas_key *expect, uint64_t size_hi
     pthread_mutex_lock(&st->lock);
     p->delete_seq = st->delete_seq;
     pthread_mutex_unlock(&st->lock);
+    p->stamp = cas_stamp_now();
     if (expect) {
         p->have_expect = true;
         p->expect = *expect;
@@ -219,6 +221,26 @@ void s3_put_abort(struct store_put *p)
 {
     multipart_abort(p);
     s3_put_free(p);
+}
+
+int s3_put_stamp(struct store_put *p, uint64_t stamp, char *err, size_t errlen)
+{
+    struct s3_store *st = p->st;
+    p->stamp = stamp;
+    if (!p->have_expect || p->copy)
+        return 0; /* the key is known only at commit, which checks again */
+    pthread_mutex_lock(&st->lock);
+    bool refused = s3_tomb_outranks(st, p->expect.digest, stamp);
+    pthread_mutex_unlock(&st->lock);
+    if (!refused)
+        return 0;
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(&p->expect, hex);
+    snprintf(err, errlen,
+             "object %s was deleted here by a delete sent after this write (" CAS_STAMP_HEADER
+             "): nothing stored (send it again to store it after the delete)",
+             hex);
+    return -EBUSY;
 }
 
 int s3_put_copy(struct store_put *p, char *err, size_t errlen)
@@ -541,6 +563,7 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
      * tombstone under: FORMAT.md, "Tombstones"); undo: a write that ends
      * unrecorded after an upload. Either way what it uploaded is removed. */
     bool refused = false, undo = false, deleted_during = false, deleted_after_upload = false;
+    bool in_flight = false; /* deleted_during: by delete_seq, not only by stamps */
     for (int attempt = 0; rc == 0; attempt++) {
         /* A delete of this key in progress would remove what we upload. */
         for (;;) {
@@ -554,11 +577,13 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
             refused = true; /* a DELETE clobbered the last upload and left its tombstone */
             break;
         }
-        /* A client write lifts a tombstone only of a delete before it began:
-         * one that landed while this write was in flight may already be
-         * answered 204 (SPEC, Deletion; e.g. a balancer's straggling copy
-         * of a PUT it answered before the DELETE came). */
-        if (s3_tomb_deleted_since(st, digest, p->delete_seq)) {
+        /* A client write lifts a tombstone only of a delete sent before it
+         * (stamps: s3_tomb_outranks) that also landed before it began
+         * (delete_seq): either kind may already be answered 204 (SPEC,
+         * Deletion; e.g. a balancer's straggling copy of a PUT it answered
+         * before the DELETE came). */
+        in_flight = s3_tomb_deleted_since(st, digest, p->delete_seq);
+        if (in_flight || (!p->copy && s3_tomb_outranks(st, digest, p->stamp))) {
             deleted_during = true;
             break;
         }
@@ -589,7 +614,8 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
             refused = true;
             break;
         }
-        if (rc == 0 && s3_tomb_deleted_since(st, digest, p->delete_seq)) {
+        in_flight = rc == 0 && s3_tomb_deleted_since(st, digest, p->delete_seq);
+        if (rc == 0 && (in_flight || (!p->copy && s3_tomb_outranks(st, digest, p->stamp)))) {
             deleted_during = deleted_after_upload = true;
             break;
         }
@@ -609,9 +635,11 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
         if (deleted_after_upload && undo_upload(st, digest, p->received, uerr, sizeof(uerr)) < 0)
             log_warn("s3: cannot remove the upload of %s, deleted during its write: %s", hex, uerr);
         snprintf(err, errlen,
-                 "object %s was deleted here while this write was in progress: nothing stored "
-                 "(send it again to store it after the delete)",
-                 hex);
+                 "object %s was deleted here %s: nothing stored (send it again to store it after "
+                 "the delete)",
+                 hex,
+                 in_flight ? "while this write was in progress"
+                           : "by a delete sent after this write (" CAS_STAMP_HEADER ")");
         rc = -EBUSY;
     }
     if (refused || undo) {
@@ -838,8 +866,9 @@ int s3_stat(struct store *s, const struct cas_key *key, uint64_t *size)
 
 /* ---- deletes --------------------------------------------------------------------------------- */
 
-static int remove_common(struct store *s, const struct cas_key *key, bool tomb, char *err,
-                         size_t errlen)
+/* stamp: a client delete's (tomb), unix microseconds. */
+static int remove_common(struct store *s, const struct cas_key *key, bool tomb, uint64_t stamp,
+                         char *err, size_t errlen)
 {
     struct s3_store *st = s3_of(s);
     int rc = s3_refuse_read_only(st, err, errlen);
@@ -871,9 +900,10 @@ static int remove_common(struct store *s, const struct cas_key *key, bool tomb, 
         s3_record(st, &r, REC_TOMB, key->digest);
         r.flags = TOMB_DELETED;
         r.aux = s3_now_s();
+        r.size = stamp > TIME_MAX ? TIME_MAX : stamp;
         rc = s3_append(st, &r, 1, &pos, err, errlen);
         if (rc == 0)
-            rc = s3_tomb_set(st, key->digest, TOMB_DELETED, r.aux);
+            rc = s3_tomb_set_stamp(st, key->digest, TOMB_DELETED, r.size);
     } else if (rc == 0 && !found) {
         journal_now(&st->journal, &pos);
     }
@@ -889,12 +919,18 @@ static int remove_common(struct store *s, const struct cas_key *key, bool tomb, 
 
 int s3_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen)
 {
-    return remove_common(s, key, true, err, errlen);
+    return remove_common(s, key, true, cas_stamp_now(), err, errlen);
+}
+
+int s3_remove_at(struct store *s, const struct cas_key *key, uint64_t stamp, char *err,
+                 size_t errlen)
+{
+    return remove_common(s, key, true, stamp, err, errlen);
 }
 
 int s3_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen)
 {
-    return remove_common(s, key, false, err, errlen);
+    return remove_common(s, key, false, 0, err, errlen);
 }
 
 int s3_quarantined(struct store *s, store_list_fn fn, void *cls)
@@ -956,7 +992,7 @@ void s3_info(struct store *s, struct store_info *o)
         if (objtab_get(&st->tombs, t, &en)) {
             if (en.flags == TOMB_QUARANTINED)
                 o->quarantined++;
-            else if (en.offset + st->tombstone_ttl > s3_now_s())
+            else if (s3_tomb_entry_in_force(st, &en))
                 o->tombstones++;
         }
     uint64_t used = st->bytes + st->reserved;

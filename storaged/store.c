@@ -122,8 +122,16 @@ int store_stat(struct store *s, const struct cas_key *key, uint64_t *size)
     return s->ops->stat(s, key, size);
 }
 
-int store_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen)
+int store_put_stamp(struct store *s, struct store_put *p, uint64_t stamp, char *err, size_t errlen)
 {
+    return s->ops->put_stamp ? s->ops->put_stamp(p, stamp, err, errlen) : 0;
+}
+
+int store_remove(struct store *s, const struct cas_key *key, uint64_t stamp, char *err,
+                 size_t errlen)
+{
+    if (s->ops->remove_at)
+        return s->ops->remove_at(s, key, stamp, err, errlen);
     return s->ops->remove(s, key, err, errlen);
 }
 

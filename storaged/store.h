@@ -99,6 +99,14 @@ struct store_ops {
      * PUT. Such a write is refused with -ECANCELED, now and again at commit,
      * while the key holds a tombstone; a client's PUT clears the tombstone. */
     int (*put_copy)(struct store_put *p, char *err, size_t errlen);
+    /* Optional: the write in progress is a client's, sent at stamp (unix
+     * microseconds: the X-CAS-Timestamp a balancer set, or the storaged's
+     * clock at the request head; without this call the backend's clock at
+     * put_begin). Refused with -EBUSY (409), now when the key is known and
+     * again at commit, while a client delete's tombstone of the key is
+     * stamped at or after stamp: the delete was sent after this write, and
+     * storing it would undo a delete that may be answered 204 already. */
+    int (*put_stamp)(struct store_put *p, uint64_t stamp, char *err, size_t errlen);
     /* touch: the read counts as a use for GC: the object is unmarked in the
      * active cycle, durably, before open returns 0; if gc/end removed it
      * meanwhile, -ENOENT. (HEAD opens without touch: it is not a use.) */
@@ -130,6 +138,11 @@ struct store_ops {
      * refuses copies from other replicas (put_copy); the tombstone is
      * recorded, durably, even when the object is absent (then -ENOENT). */
     int (*remove)(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+    /* Optional: remove with the delete's stamp (unix microseconds, see
+     * put_stamp), which its tombstone keeps; without it, remove (the
+     * backend's clock is the stamp). */
+    int (*remove_at)(struct store *s, const struct cas_key *key, uint64_t stamp, char *err,
+                     size_t errlen);
     /* Optional: removes this copy without a tombstone (a rebalance moving
      * the copy to the object's home: the object lives on elsewhere). */
     int (*drop)(struct store *s, const struct cas_key *key, char *err, size_t errlen);
@@ -250,7 +263,12 @@ void store_quarantine(struct store *s, struct store_obj *o, const char *why);
 /* Absent confirm: 0 (the backend's copies need no check beyond open). */
 int store_confirm(struct store *s, struct store_obj *o, bool sync, char *err, size_t errlen);
 int store_stat(struct store *s, const struct cas_key *key, uint64_t *size);
-int store_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);
+/* Absent put_stamp: 0 (the backend orders writes against deletes its own
+ * way). */
+int store_put_stamp(struct store *s, struct store_put *p, uint64_t stamp, char *err, size_t errlen);
+/* stamp: the delete's (remove_at); absent remove_at: remove. */
+int store_remove(struct store *s, const struct cas_key *key, uint64_t stamp, char *err,
+                 size_t errlen);
 int store_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
 /* Absent quarantined: emits nothing, 0. */
 int store_quarantined(struct store *s, store_list_fn fn, void *cls);

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "disk.h"
+#include "stamp.h"
 #include "disk_internal.h"
 #include "format.h"
 #include "fsck.h"
@@ -1626,6 +1627,72 @@ static size_t quarantined(struct store *s, struct collect *c)
     return c->n;
 }
 
+/* A client PUT stamped at (unix microseconds); keyed as put_copy. */
+static int put_stamped(struct store *s, const void *data, size_t len, bool keyed, uint64_t stamp,
+                       char *err)
+{
+    struct cas_key k = key_of(s, data, len), got;
+    struct store_put *p = NULL;
+    bool created;
+    err[0] = '\0';
+    int rc = s->ops->put_begin(s, keyed ? &k : NULL, len, &p, err, ERRLEN);
+    if (rc != 0)
+        return rc;
+    rc = s->ops->put_stamp(p, stamp, err, ERRLEN);
+    if (rc == 0)
+        rc = s->ops->put_write(p, data, len, err, ERRLEN);
+    if (rc != 0) {
+        s->ops->put_abort(p);
+        return rc;
+    }
+    return s->ops->put_commit(p, true, &got, &created, err, ERRLEN);
+}
+
+/* A client write stamped at or before a client delete's stamp is refused
+ * (-EBUSY, nothing stored), at begin when keyed and at commit otherwise; a
+ * later one stores and lifts the tombstone. The stamp survives a restart
+ * and an index snapshot (REC_TOMB size), and of two deletes the later
+ * stamp stands. */
+static void test_tombstone_stamps(void)
+{
+    char dir[256], err[ERRLEN];
+    enum { N = 20 };
+    unsigned char *d[N];
+    struct cas_key k[N];
+    struct store *s = new_store_of(dir, sizeof(dir), N, 500, 4400, d, k);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    uint64_t t = cas_stamp_now() + 5000000; /* a balancer's clock ahead of this one */
+    CU_ASSERT_EQUAL(s->ops->remove_at(s, &k[0], t, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s->ops->remove_at(s, &k[0], t - 3000000, err, sizeof(err)), -ENOENT);
+    uint64_t data_before = data_total(dir);
+    CU_ASSERT_EQUAL(put_stamped(s, d[0], 500, true, t, err), -EBUSY);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "sent after this write"));
+    CU_ASSERT_EQUAL(put_stamped(s, d[0], 500, false, t - 1, err), -EBUSY);
+    /* Unstamped (the node's clock, behind the balancer's): refused too. */
+    CU_ASSERT_EQUAL(put(s, d[0], 500, true, NULL) == 0, false);
+    CU_ASSERT_TRUE(absent(s, d[0], 500));
+    CU_ASSERT_EQUAL(data_total(dir), data_before);
+    /* Through an index snapshot (compaction of a grown index) and a restart. */
+    uint64_t id, objs, bytes, unmarked;
+    for (int round = 0; round < 260; round++) /* 20 records each: past 2 * 72 + 4096 */
+        if (s->ops->gc_begin(s, 0, &id, &objs, &bytes, err, sizeof(err)) != 0 ||
+            s->ops->gc_mark(s, k, N, &unmarked, err, sizeof(err)) != 0)
+            CU_FAIL("gc round");
+    CU_ASSERT_EQUAL(s->ops->compact_start(s, err, sizeof(err)), 0);
+    s->ops->compact_wait(s);
+    CU_ASSERT(path_size(dir, "index") <= (uint64_t)(1 + NF + 2 + N) * 64); /* snapshot */
+    close_store(s);
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(put_stamped(s, d[0], 500, true, t - 2000000, err), -EBUSY);
+    CU_ASSERT_EQUAL(put_stamped(s, d[0], 500, true, t + 1, err), 0);
+    CU_ASSERT_TRUE(reads_back(s, d[0], 500));
+    CU_ASSERT_EQUAL(put_copy(s, d[0], 500, true, err), 0); /* tombstone lifted */
+    close_store(s);
+    for (int i = 0; i < N; i++)
+        free(d[i]);
+}
+
 /* A client delete refuses copies, also of a key that was absent; a client
  * PUT clears the tombstone; a dropped copy (rebalance) leaves none. */
 static void test_tombstone_refuses_copies(void)
@@ -2388,6 +2455,7 @@ static int run_tests(void)
     CU_add_test(s, "max object size", test_max_object_size);
     CU_add_test(s, "quarantine", test_quarantine);
     CU_add_test(s, "tombstone refuses copies, client PUT clears it", test_tombstone_refuses_copies);
+    CU_add_test(s, "tombstone stamps order client writes", test_tombstone_stamps);
     CU_add_test(s, "tombstone survives restart, snapshot, GC", test_tombstone_survives);
     CU_add_test(s, "tombstone expires after its ttl", test_tombstone_expires);
     CU_add_test(s, "quarantine list until replaced", test_quarantine_list);

@@ -235,14 +235,9 @@ static inline int disk_pwrite_all(int fd, const void *buf, size_t len, uint64_t 
 /* ---- disk_tomb.c: tombstones and quarantined keys ----------------------
  * Callers hold lock (write for changes, read at least for queries). */
 uint64_t disk_now_s(void);
-/* Records kind for digest at unix time when (in memory); -ENOMEM. A
- * client delete run by disk_remove_at is recorded with that delete's
- * stamp instead of when * 10^6. */
+/* Records kind for digest at unix time when (in memory; its stamp is
+ * when * 10^6); -ENOMEM. */
 int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, uint64_t when);
-/* Until called again with 0, the client deletes this thread records
- * (tomb_set, tomb_record of TOMB_DELETED) carry stamp (unix microseconds)
- * instead of their unix seconds * 10^6 (disk_remove_at). */
-void tomb_stamp_deletes(uint64_t stamp);
 /* The same with the event's stamp (unix microseconds) instead of seconds. */
 int tomb_set_stamp(struct disk_store *d, const unsigned char *digest, unsigned kind,
                    uint64_t stamp);
@@ -266,9 +261,10 @@ void tomb_prune(struct disk_store *d, uint64_t now);
 size_t tomb_count(const struct disk_store *d);
 /* Tombstones (including expired ones not yet pruned) and quarantined keys. */
 void tomb_counts(const struct disk_store *d, uint64_t *tombstones, uint64_t *quarantined);
-/* Fills a REC_TOMB record. */
+/* Fills a REC_TOMB record of kind at unix seconds when, with stamp (unix
+ * microseconds; 0: when * 10^6). */
 void tomb_record(struct disk_store *d, struct fmt_record *r, const unsigned char *digest,
-                 unsigned kind, uint64_t when);
+                 unsigned kind, uint64_t when, uint64_t stamp);
 /* The REC_TOMB of table entry en (an index snapshot). */
 void tomb_record_entry(struct disk_store *d, struct fmt_record *r, const struct objtab_entry *en);
 

@@ -35,17 +35,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A client's DELETE stamped by its sender (store.h remove_at): disk_remove,
- * with the tombstone it records carrying stamp (disk_tomb.c). */
-int disk_remove_at(struct store *s, const struct cas_key *key, uint64_t stamp, char *err,
-                   size_t errlen)
-{
-    tomb_stamp_deletes(stamp);
-    int rc = disk_remove(s, key, err, errlen);
-    tomb_stamp_deletes(0);
-    return rc;
-}
-
 const struct store_ops disk_ops = {
     .name = "disk",
     .put_begin = disk_put_begin,

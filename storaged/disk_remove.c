@@ -29,8 +29,8 @@
 /* ---- a client's DELETE, a balancer's drop -------------------------------- */
 
 /* Removes key's object; with a tombstone when client, durably either way. */
-static int remove_object(struct disk_store *d, const struct cas_key *key, bool client, char *err,
-                         size_t errlen)
+static int remove_object(struct disk_store *d, const struct cas_key *key, bool client,
+                         uint64_t stamp, char *err, size_t errlen)
 {
     char hex[CAS_MAX_HEX + 1];
     cas_key_hex(key, hex);
@@ -75,7 +75,7 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
         return -ENOSPC;
     }
     if (client)
-        tomb_record(d, &r[n++], key->digest, TOMB_DELETED, now);
+        tomb_record(d, &r[n++], key->digest, TOMB_DELETED, now, stamp);
     if (!n) {
         pthread_rwlock_unlock(&d->lock);
         snprintf(err, errlen, "object %s not found", hex);
@@ -85,7 +85,7 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
     if (rc == 0) {
         if (e != OBJTAB_NONE)
             disk_forget(d, e);
-        if (client && tomb_set(d, key->digest, TOMB_DELETED, now) < 0) {
+        if (client && tomb_set_stamp(d, key->digest, TOMB_DELETED, r[n - 1].size) < 0) {
             /* The index has it; only this process's memory does not. */
             pthread_rwlock_unlock(&d->lock);
             disk_removal_plan_drop(d, &plan);
@@ -116,11 +116,19 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
 
 int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen)
 {
-    return remove_object(disk_of(s), key, true, err, errlen);
+    return remove_object(disk_of(s), key, true, 0, err, errlen);
+}
+
+/* A client's DELETE stamped by its sender (store.h remove_at): its
+ * tombstone carries stamp (unix microseconds). */
+int disk_remove_at(struct store *s, const struct cas_key *key, uint64_t stamp, char *err,
+                   size_t errlen)
+{
+    return remove_object(disk_of(s), key, true, stamp, err, errlen);
 }
 
 int disk_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen)
 {
-    return remove_object(disk_of(s), key, false, err, errlen);
+    return remove_object(disk_of(s), key, false, 0, err, errlen);
 }
 

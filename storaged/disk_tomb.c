@@ -51,29 +51,15 @@ uint64_t disk_now_s(void)
 #define STAMP_MAX ((UINT64_C(1) << 56) - 1)
 #define US_PER_S UINT64_C(1000000)
 
-/* The stamp of the client DELETE this thread is carrying out
- * (disk_remove_at, disk_open.c), 0 outside one: remove_object
- * (disk_remove.c) records its tombstone through tomb_record and tomb_set,
- * which take it from here, so that the delete path itself only passes
- * unix seconds. */
-static __thread uint64_t delete_stamp;
-
-void tomb_stamp_deletes(uint64_t stamp)
+/* The stamp of an event at unix seconds when. */
+static uint64_t seconds_stamp(uint64_t when)
 {
-    delete_stamp = stamp > STAMP_MAX ? STAMP_MAX : stamp;
-}
-
-/* The stamp of an event of kind at unix seconds when. */
-static uint64_t event_stamp(unsigned kind, uint64_t when)
-{
-    if (kind == TOMB_DELETED && delete_stamp)
-        return delete_stamp;
     return when > STAMP_MAX / US_PER_S ? STAMP_MAX : when * US_PER_S;
 }
 
 int tomb_set(struct disk_store *d, const unsigned char *digest, unsigned kind, uint64_t when)
 {
-    return tomb_set_stamp(d, digest, kind, event_stamp(kind, when));
+    return tomb_set_stamp(d, digest, kind, seconds_stamp(when));
 }
 
 int tomb_replay(struct disk_store *d, const struct fmt_record *r)
@@ -172,12 +158,12 @@ size_t tomb_count(const struct disk_store *d)
 }
 
 void tomb_record(struct disk_store *d, struct fmt_record *r, const unsigned char *digest,
-                 unsigned kind, uint64_t when)
+                 unsigned kind, uint64_t when, uint64_t stamp)
 {
     disk_record(d, r, REC_TOMB, digest);
     r->flags = (uint8_t)kind;
     r->aux = when;
-    r->size = event_stamp(kind, when);
+    r->size = stamp ? (stamp > STAMP_MAX ? STAMP_MAX : stamp) : seconds_stamp(when);
 }
 
 void tomb_record_entry(struct disk_store *d, struct fmt_record *r, const struct objtab_entry *en)

@@ -83,12 +83,16 @@ class StoragedWriteDeleteRace(TempDirTest):
 
 class HoldProxy:
     """A TCP proxy in front of one storaged that forwards every request
-    whole, except that the body of the first PUT of an object is held back
-    by its last byte until release(): that backend's copy is the
-    balancer's straggler, its commit comes when the test says."""
+    whole, except the first client PUT of an object (not ?replica=1), which
+    it holds until release(): by its last byte (where="tail": the storaged
+    has begun the write, the balancer's straggler) or whole, head included
+    (where="head": a request delayed in the network before the storaged
+    sees it; test_write_stamps). The storaged's answer to the held request
+    is recorded (held_answer)."""
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, where="tail"):
         self.target_port = target_port
+        self.where = where
         self.port = free_port()
         self.held = threading.Event()
         self.go = threading.Event()
@@ -100,6 +104,7 @@ class HoldProxy:
         self.socks = []
         self.answers = {}      # upstream socket -> status lines it sent
         self.held_from = None  # the upstream socket of the held PUT
+        self.held_index = 0
         threading.Thread(target=self.accept, daemon=True).start()
 
     @property
@@ -150,26 +155,28 @@ class HoldProxy:
                     name, _, value = h.partition(b":")
                     if name.strip().lower() == b"content-length":
                         length = int(value.strip())
-                us.sendall(head + b"\r\n\r\n")
-                hold = (lines[0].startswith(b"PUT /objects/") and length > 0 and not self.done)
-                if hold:
-                    self.done = True
-                    self.held_from = us
-                    # Earlier answers on this (kept-alive) connection are not its.
-                    self.held_index = len(self.answers.get(us, []))
                 while len(buf) < length:
                     b = cs.recv(65536)
                     if not b:
                         raise OSError("closed")
                     buf += b
                 body, buf = buf[:length], buf[length:]
-                if hold:
-                    us.sendall(body[:-1])
-                    self.held.set()
-                    self.go.wait(60)
-                    us.sendall(body[-1:])  # even if the balancer gave up on it
-                else:
-                    us.sendall(body)
+                whole = head + b"\r\n\r\n" + body
+                hold = (lines[0].startswith(b"PUT /objects/") and b"replica=1" not in lines[0]
+                        and length > 0 and not self.done)
+                if not hold:
+                    us.sendall(whole)
+                    continue
+                self.done = True
+                self.held_from = us
+                # Earlier answers on this (kept-alive) connection are not its.
+                self.held_index = len(self.answers.get(us, []))
+                if self.where == "tail":
+                    us.sendall(whole[:-1])
+                self.held.set()
+                self.go.wait(60)
+                # Sent even if the balancer gave up on it.
+                us.sendall(whole[-1:] if self.where == "tail" else whole)
         except OSError:
             # The balancer gave up on this connection: the storaged's side
             # stays open, so its answer to a held request is still seen.

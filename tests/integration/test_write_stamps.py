@@ -19,132 +19,20 @@ No sleeps: the held request goes on when the test releases it, and the
 test waits for the storaged's answer to it.
 """
 import os
-import socket
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_balancerd as tb  # noqa: E402
-from harness import TempDirTest, free_port, sha1, wait_for  # noqa: E402
+from harness import TempDirTest, sha1, wait_for  # noqa: E402
+from test_write_delete_race import HoldProxy  # noqa: E402
 
 STAMP = "X-CAS-Timestamp"
 
 
 def now_us():
     return time.time_ns() // 1000
-
-
-class HeadHoldProxy:
-    """A TCP proxy in front of one storaged that forwards requests whole,
-    except the first PUT of an object: its head and body are read from the
-    balancer but nothing of it reaches the storaged until release() (a
-    request delayed in the network before its head arrives). The storaged's
-    answer to it is recorded (held_answer)."""
-
-    def __init__(self, target_port):
-        self.target_port = target_port
-        self.port = free_port()
-        self.held = threading.Event()
-        self.go = threading.Event()
-        self.taken = False
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", self.port))
-        self.lsock.listen(64)
-        self.socks = []
-        self.answers = {}  # upstream socket -> status lines it sent
-        self.held_up = None
-        self.held_index = 0
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    def accept(self):
-        while True:
-            try:
-                cs, _ = self.lsock.accept()
-            except OSError:
-                return
-            us = socket.create_connection(("127.0.0.1", self.target_port))
-            self.socks += [cs, us]
-            threading.Thread(target=self.pipe, args=(us, cs), daemon=True).start()
-            threading.Thread(target=self.requests, args=(cs, us), daemon=True).start()
-
-    def pipe(self, src, dst):
-        try:
-            while True:
-                b = src.recv(65536)
-                if not b:
-                    break
-                if b.startswith(b"HTTP/1."):
-                    self.answers.setdefault(src, []).append(b.split(b"\r\n", 1)[0])
-                dst.sendall(b)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def requests(self, cs, us):
-        buf = b""
-        try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    b = cs.recv(65536)
-                    if not b:
-                        raise OSError("closed")
-                    buf += b
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                lines = head.split(b"\r\n")
-                length = 0
-                for h in lines[1:]:
-                    name, _, value = h.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value.strip())
-                while len(buf) < length:
-                    b = cs.recv(65536)
-                    if not b:
-                        raise OSError("closed")
-                    buf += b
-                body, buf = buf[:length], buf[length:]
-                if lines[0].startswith(b"PUT /objects/") and b"replica=1" not in lines[0] \
-                        and not self.taken:
-                    self.taken = True
-                    self.held_up = us
-                    self.held_index = len(self.answers.get(us, []))
-                    self.held.set()
-                    self.go.wait(60)
-                us.sendall(head + b"\r\n\r\n" + body)
-        except OSError:
-            # The balancer gave up on this connection: the storaged's side
-            # stays open, so its answer to the held request is still seen.
-            try:
-                cs.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def release(self):
-        self.go.set()
-
-    def held_answer(self):
-        """The status line the storaged answered the held PUT with, or None."""
-        a = self.answers.get(self.held_up, [])
-        return a[self.held_index].decode() if len(a) > self.held_index else None
-
-    def close(self):
-        self.go.set()
-        self.lsock.close()
-        for s in self.socks:
-            try:
-                s.close()
-            except OSError:
-                pass
 
 
 class BalancerDelayedPutTest(tb.ClusterTest):
@@ -155,7 +43,7 @@ class BalancerDelayedPutTest(tb.ClusterTest):
         a = self.storaged("a", extra=["--capacity", "64G"], s3=None)
         b = self.storaged("b", extra=["--capacity", "64G"], s3=self.s3 if b_on_s3 else None)
         self.stores = [a, b]
-        proxy = HeadHoldProxy(b.port)
+        proxy = HoldProxy(b.port, where="head")
         self.addCleanup(proxy.close)
         self.config = os.path.join(self.tmp, "stamps.yaml")
         with open(self.config, "w") as f:

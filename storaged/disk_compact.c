@@ -90,16 +90,6 @@ static bool listed(const struct live_frame *lf, size_t n, uint64_t offset)
     return n && bsearch(&key, lf, n, sizeof(*lf), by_offset) != NULL;
 }
 
-/* True when a tombstone in force or the quarantine list refuses digest.
- * Caller holds lock. */
-static bool refused(struct disk_store *d, const unsigned char *digest, uint64_t now)
-{
-    uint32_t t = objtab_find(&d->tombs, digest);
-    struct objtab_entry te;
-    return t != OBJTAB_NONE && objtab_get(&d->tombs, t, &te) &&
-           (te.flags == TOMB_QUARANTINED || !tomb_expired(d, &te, now));
-}
-
 /*
  * Store of index format 2 only (every removal is in the data files): adds to
  * *lf (nlf entries sorted by offset, capacity *cap) every whole intact object
@@ -145,7 +135,7 @@ static int find_unindexed(struct disk_store *d, unsigned n, int fd, uint64_t fsi
             continue;
         pthread_rwlock_rdlock(&d->lock);
         bool skip =
-            objtab_find(&d->tab, w.fr.digest) != OBJTAB_NONE || refused(d, w.fr.digest, now);
+            objtab_find(&d->tab, w.fr.digest) != OBJTAB_NONE || tomb_refuses_adoption(d, w.fr.digest, now);
         pthread_rwlock_unlock(&d->lock);
         if (skip)
             continue;
@@ -335,7 +325,7 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
     uint64_t now = disk_now_s();
     for (size_t i = 0; i < nlf; i++) {
         if (!lf[i].adopt || objtab_find(&d->tab, lf[i].digest) != OBJTAB_NONE ||
-            refused(d, lf[i].digest, now))
+            tomb_refuses_adoption(d, lf[i].digest, now))
             continue;
         if (objtab_insert(&d->tab, lf[i].digest, n, lf[i].new_offset, lf[i].size, 0) == OBJTAB_NONE)
             continue; /* out of memory: left to the next compaction's look */

@@ -252,6 +252,11 @@ bool tomb_outranks(struct disk_store *d, const unsigned char *digest, uint64_t s
 void tomb_clear(struct disk_store *d, const unsigned char *digest);
 /* True while a tombstone for digest refuses copies from other replicas. */
 bool tomb_refuses_copy(struct disk_store *d, const unsigned char *digest, uint64_t now);
+/* True when an unindexed frame of digest must not be indexed again
+ * (start-up, compaction, fsck --repair): a tombstone in force (a copy the
+ * client's delete refused) or a quarantine entry (a copy taken out as
+ * corrupt: a good one comes from another replica). */
+bool tomb_refuses_adoption(struct disk_store *d, const unsigned char *digest, uint64_t now);
 /* True when a client deleted digest after d->delete_seq was seq (a write
  * that began then must not store it: disk_write.c). */
 bool tomb_deleted_since(struct disk_store *d, const unsigned char *digest, uint64_t seq);

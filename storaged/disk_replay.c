@@ -786,10 +786,7 @@ static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, 
             if (disk_removal_covers(&rs, fr.digest, at) ||
                 objtab_find(&d->tab, fr.digest) != OBJTAB_NONE)
                 continue; /* removed, or another copy of the key is stored */
-            uint32_t t = objtab_find(&d->tombs, fr.digest);
-            struct objtab_entry te;
-            if (t != OBJTAB_NONE && objtab_get(&d->tombs, t, &te) &&
-                (te.flags == TOMB_QUARANTINED || !tomb_expired(d, &te, now)))
+            if (tomb_refuses_adoption(d, fr.digest, now))
                 continue; /* a copy the client's delete refused, or one taken out as corrupt */
             char hex[CAS_MAX_HEX + 1];
             cas_hex_encode(fr.digest, d->base.algo->digest_len, hex);

@@ -143,6 +143,14 @@ bool tomb_outranks(struct disk_store *d, const unsigned char *digest, uint64_t s
            !tomb_expired(d, &en, disk_now_s()) && en.offset >= stamp;
 }
 
+bool tomb_refuses_adoption(struct disk_store *d, const unsigned char *digest, uint64_t now)
+{
+    uint32_t e = objtab_find(&d->tombs, digest);
+    struct objtab_entry en;
+    return e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en) &&
+           (en.flags == TOMB_QUARANTINED || !tomb_expired(d, &en, now));
+}
+
 void tomb_prune(struct disk_store *d, uint64_t now)
 {
     struct objtab_entry en;

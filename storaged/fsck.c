@@ -357,16 +357,8 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
             bool adopt = damaged || v2;
             if (!known && adopt && !v2 && objtab_find(&f->mentioned, fr.digest) != OBJTAB_NONE)
                 adopt = false; /* format 1: the readable index removed it */
-            if (!known && adopt && objtab_find(&d->tombs, fr.digest) != OBJTAB_NONE) {
-                struct objtab_entry te;
-                uint32_t t = objtab_find(&d->tombs, fr.digest);
-                /* A copy refused by a tombstone, or a copy taken out as
-                 * corrupt (a quarantined key: a good copy comes from
-                 * another replica). */
-                if (objtab_get(&d->tombs, t, &te) &&
-                    (te.flags == TOMB_QUARANTINED || !tomb_expired(d, &te, now)))
-                    adopt = false;
-            }
+            if (!known && adopt && tomb_refuses_adoption(d, fr.digest, now))
+                adopt = false;
             if (!known && !adopt)
                 (*left_out)++;
             if (!known && adopt &&

@@ -65,6 +65,7 @@ int main(int argc, char **argv)
     const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     bool read_only = false, auth_reads = false;
     uint64_t capacity = 0, threads = 512, max_size = 0, scrub_rate = 10;
+    uint64_t s3_timeout_ms = S3_DEFAULT_TIMEOUT_MS;
     uint64_t per_client = 0, header_timeout = HTTP_DEFAULT_HEADER_TIMEOUT_S,
              idle_timeout = HTTP_DEFAULT_IDLE_TIMEOUT_S;
     const struct cas_opt opts[] = {
@@ -96,6 +97,9 @@ int main(int argc, char **argv)
          "s3: file holding the access key (or the key itself in CAS_S3_ACCESS_KEY)"},
         {"s3-secret-key-file", CAS_OPT_STRING, &s3_secret_file, "F",
          "s3: file holding the secret key (or the key itself in CAS_S3_SECRET_KEY)"},
+        {"s3-timeout-ms", CAS_OPT_UINT, &s3_timeout_ms, "MS",
+         "s3: longest a bucket request may take, retries included, before it fails "
+         "(15000; an attempt that moves no byte for a third of it fails sooner)"},
         {"tls-cert", CAS_OPT_STRING, &tls_cert, "FILE",
          "serve HTTPS with this PEM certificate chain (with --tls-key; SIGHUP reloads both)"},
         {"tls-key", CAS_OPT_STRING, &tls_key, "FILE",
@@ -173,6 +177,13 @@ int main(int argc, char **argv)
         free(client_ca);
         return 2;
     }
+    if (s3_timeout_ms < S3_MIN_TIMEOUT_MS || s3_timeout_ms > S3_MAX_TIMEOUT_MS) {
+        fprintf(stderr, "ca-cas-storaged: want --s3-timeout-ms from %u to %u\n",
+                S3_MIN_TIMEOUT_MS, S3_MAX_TIMEOUT_MS);
+        free(token);
+        free(client_ca);
+        return 2;
+    }
     if (auth_reads && !token) {
         /* Without a token --auth-reads would guard nothing: refuse it. */
         fprintf(stderr, "ca-cas-storaged: --auth-reads needs --token-file\n");
@@ -205,7 +216,8 @@ int main(int argc, char **argv)
                                   .max_object_size = max_size,
                                   .s3_endpoint = s3_endpoint,
                                   .s3_bucket = s3_bucket,
-                                  .s3_region = s3_region};
+                                  .s3_region = s3_region,
+                                  .s3_timeout_ms = s3_timeout_ms};
     if (backend == &s3_backend) {
         const char *bad = NULL;
         if (s3_access_file && cas_token_read(s3_access_file, &s3_access, err, sizeof(err)) < 0)

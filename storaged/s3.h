@@ -21,6 +21,14 @@
 
 #define S3_PART_SIZE (8u << 20) /* bytes buffered per write; the multipart part size */
 
+/* --s3-timeout-ms: the longest one bucket request may take, retries
+ * included (s3_client_set_timeout). 15 s suits a bucket across a WAN; a
+ * bucket on the same network can be given less, so a hung one is given up
+ * on sooner. */
+#define S3_DEFAULT_TIMEOUT_MS 15000u
+#define S3_MIN_TIMEOUT_MS 300u
+#define S3_MAX_TIMEOUT_MS 3600000u
+
 /* The registry's entry (store.h): "s3". */
 extern const struct store_backend s3_backend;
 

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "s3_client.h"
+#include "s3.h"
 #include "s3_xml.h"
 
 #include <errno.h>
@@ -94,13 +95,20 @@ int s3_client_init(struct s3_client *c, const char *endpoint, const char *bucket
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    c->connect_timeout_ms = 3000;
-    c->low_speed_s = 5;
     c->max_attempts = 4;
-    c->deadline_ms = 15000;
-    c->attempt_base_ms = 15000;
     c->min_rate = 1u << 20;
+    s3_client_set_timeout(c, 0);
     return 0;
+}
+
+void s3_client_set_timeout(struct s3_client *c, uint64_t timeout_ms)
+{
+    if (!timeout_ms)
+        timeout_ms = S3_DEFAULT_TIMEOUT_MS;
+    c->deadline_ms = timeout_ms;
+    c->attempt_base_ms = timeout_ms;
+    c->low_speed_s = timeout_ms >= 6000 ? (long)(timeout_ms / 3000) : 1;
+    c->connect_timeout_ms = timeout_ms < 3000 ? (long)timeout_ms : 3000;
 }
 
 void s3_client_free(struct s3_client *c)

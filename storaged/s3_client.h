@@ -40,6 +40,13 @@ struct s3_client {
     uint64_t requests, retries, failures; /* counters (atomic) */
 };
 
+/* Sets the bound of one request from timeout_ms (S3_DEFAULT_TIMEOUT_MS
+ * when 0): no retry starts after timeout_ms (deadline_ms), each attempt
+ * ends after timeout_ms plus its bytes at min_rate (attempt_base_ms), and
+ * an attempt that moves no byte for a third of it (at least 1 s) fails
+ * (low_speed_s). Before the client is used. */
+void s3_client_set_timeout(struct s3_client *c, uint64_t timeout_ms);
+
 /* endpoint: http(s)://host[:port][/path]; region NULL or "" means us-east-1.
  * 0, or -EINVAL / -ENOMEM with a message. */
 int s3_client_init(struct s3_client *c, const char *endpoint, const char *bucket,

@@ -90,6 +90,7 @@ int s3_prepare(const struct store_options *o, int dirfd, char *err, size_t errle
                             o->s3_secret_key, err, errlen);
     if (rc < 0)
         return rc;
+    s3_client_set_timeout(&c, o->s3_timeout_ms);
     if ((rc = check_bucket(&c, err, errlen)) < 0)
         goto out;
     if (faccessat(dirfd, "node", F_OK, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
@@ -549,6 +550,7 @@ int s3_open_state(struct s3_store *st, const struct store_options *o, char *err,
     if ((rc = s3_client_init(&st->cli, o->s3_endpoint, o->s3_bucket, o->s3_region, o->s3_access_key,
                              o->s3_secret_key, err, errlen)) < 0)
         goto fail;
+    s3_client_set_timeout(&st->cli, o->s3_timeout_ms);
     if ((rc = check_bucket(&st->cli, err, errlen)) < 0 ||
         (rc = check_node_copy(st, err, errlen)) < 0)
         goto fail;

@@ -216,6 +216,7 @@ struct store_options {
     const char *s3_bucket;
     const char *s3_region;                     /* NULL: us-east-1 */
     const char *s3_access_key, *s3_secret_key; /* the secrets themselves, not file names */
+    uint64_t s3_timeout_ms; /* s3_client_set_timeout; 0: S3_DEFAULT_TIMEOUT_MS */
 };
 
 struct store_backend {

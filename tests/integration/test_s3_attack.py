@@ -72,6 +72,7 @@ class DripProxy(S3Proxy):
 class SlowDrip(ProxiedS3Test):
     proxy_class = DripProxy
     client_timeout = STALL_BOUND + 60
+    s3_timeout_ms = 3000  # the drip is given up on in seconds, not the default 15 s
 
     def test_dripping_bucket_errors_within_bound(self):
         old = os.urandom(10_000)

@@ -403,19 +403,24 @@ class ProxiedS3Test(S3Test):
 
     proxy_class = S3Proxy
     client_timeout = STALL_BOUND + 30
+    s3_timeout_ms = None  # --s3-timeout-ms; None: the default (15 s)
 
     def setUp(self):
         super().setUp()
         warnings.simplefilter("ignore", ResourceWarning)
         self.proxy = self.proxy_class(self.s3)
         self.daemons.append(self.proxy)
-        self.s = self.storaged(s3=self.proxy)
+        extra = ["--s3-timeout-ms", str(self.s3_timeout_ms)] if self.s3_timeout_ms else None
+        self.s = self.storaged(s3=self.proxy, extra=extra)
         self.c = self.s.client(timeout=self.client_timeout)
         self.addCleanup(self.c.close)
 
 
 class Faults(ProxiedS3Test):
-    """The storaged talks to s3rver through a fault-injecting proxy."""
+    """The storaged talks to s3rver through a fault-injecting proxy, with
+    --s3-timeout-ms 3000: stalls are given up on within a few seconds."""
+
+    s3_timeout_ms = 3000
 
     def test_503_slowdown_and_500_are_retried(self):
         for status in (503, 500):
@@ -512,11 +517,13 @@ class Faults(ProxiedS3Test):
             r = self.c.put(data)
             put_seconds = time.monotonic() - t0
             self.assertGreaterEqual(r.status, 500, r.body)
-            self.assertLess(put_seconds, STALL_BOUND)
+            # --s3-timeout-ms bounds it: the last attempt starts by 3 s and
+            # fails after 1 s without a byte (the default would take 15-20 s).
+            self.assertLess(put_seconds, 4 * self.s3_timeout_ms / 1000)
             self.assertGreater(self.proxy.count("stalled"), 0)
             t0 = time.monotonic()
             status, body, complete = fetch(self.s.port, sha1(old))
-            self.assertLess(time.monotonic() - t0, STALL_BOUND)
+            self.assertLess(time.monotonic() - t0, 4 * self.s3_timeout_ms / 1000)
             self.assertFalse(status == 200 and complete and body != old)
             self.assert_answers(self.s)
         finally:

@@ -218,6 +218,23 @@ static void test_client_helpers(void)
     CU_ASSERT_STRING_EQUAL(c.endpoint, "http://x");
     CU_ASSERT_STRING_EQUAL(c.region, "us-east-1");
     CU_ASSERT_STRING_EQUAL(c.sigv4, "aws:amz:us-east-1:s3");
+    /* --s3-timeout-ms: the defaults, then one bound for all three. */
+    CU_ASSERT_EQUAL(c.deadline_ms, 15000);
+    CU_ASSERT_EQUAL(c.attempt_base_ms, 15000);
+    CU_ASSERT_EQUAL(c.low_speed_s, 5);
+    CU_ASSERT_EQUAL(c.connect_timeout_ms, 3000);
+    s3_client_set_timeout(&c, 60000);
+    CU_ASSERT_EQUAL(c.deadline_ms, 60000);
+    CU_ASSERT_EQUAL(c.low_speed_s, 20);
+    CU_ASSERT_EQUAL(c.connect_timeout_ms, 3000);
+    s3_client_set_timeout(&c, 2000); /* a third is under 1 s: 1 s */
+    CU_ASSERT_EQUAL(c.deadline_ms, 2000);
+    CU_ASSERT_EQUAL(c.attempt_base_ms, 2000);
+    CU_ASSERT_EQUAL(c.low_speed_s, 1);
+    CU_ASSERT_EQUAL(c.connect_timeout_ms, 2000);
+    s3_client_set_timeout(&c, 0);
+    CU_ASSERT_EQUAL(c.deadline_ms, 15000);
+    CU_ASSERT_EQUAL(c.connect_timeout_ms, 3000);
     s3_client_free(&c);
 }
 
@@ -258,7 +275,7 @@ int main(void)
     CU_add_test(s, "<Error>: code and message", test_error);
     CU_add_test(s, "InitiateMultipartUpload: UploadId or refused", test_upload_id);
     CU_add_test(s, "CompleteMultipartUpload: an <Error> under 200 is a failure", test_complete);
-    CU_add_test(s, "client: query escaping and canonical form, retryable statuses, option checks",
+    CU_add_test(s, "client: query escaping and canonical form, retryable statuses, option checks, timeouts",
                 test_client_helpers);
     CU_add_test(s, "backend registry: names, unknown, s3 needs --capacity", test_registry);
     CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -25,7 +25,7 @@ class TimedResult(unittest.TextTestResult):
 
     def stopTest(self, test):
         super().stopTest(test)
-        self.times.append((test.id().split(".", 1)[-1], time.time() - self._t))
+        self.times.append((test.id(), time.time() - self._t))
 
 
 def main():
@@ -40,7 +40,12 @@ def main():
     # The slowest tests, to keep the suite within its time budget (25 min
     # for everything on 2 cores: docs/TESTING.md).
     slow = sorted(result.times, key=lambda t: -t[1])[:10]
-    print("slowest: " + ", ".join(f"{name} {secs:.0f} s" for name, secs in slow))
+    print("slowest: " + ", ".join(f"{name.split('.', 1)[-1]} {secs:.0f} s" for name, secs in slow))
+    modules = {}
+    for name, secs in result.times:
+        modules[name.split(".", 1)[0]] = modules.get(name.split(".", 1)[0], 0) + secs
+    top = sorted(modules.items(), key=lambda m: -m[1])[:12]
+    print("slowest modules: " + ", ".join(f"{name} {secs:.0f} s" for name, secs in top))
     failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
     skipped = len(result.skipped)
     passed = result.testsRun - failed - skipped

@@ -16,9 +16,10 @@ import harness
 from harness import CLI, TempDirTest, sha1
 from test_balancerd import ClusterTest
 
-# 3 GiB on the plain build; the sanitizer build pipes a quarter GiB (same
-# code path, a tenth of the time).
-BIG_GIB = float(os.environ.get("CAS_EXPORT_BIG_GIB", "0.25" if os.environ.get("CAS_SANITIZED") else "3"))
+# 2.25 GiB on the plain build (past 2^31: sizes and offsets in 64 bits
+# through tar headers, the pipe and both stores); the sanitizer build pipes
+# a quarter GiB (same code path, a tenth of the time).
+BIG_GIB = float(os.environ.get("CAS_EXPORT_BIG_GIB", "0.25" if os.environ.get("CAS_SANITIZED") else "2.25"))
 
 
 def cas(server, *args, stdin=None, input=None):

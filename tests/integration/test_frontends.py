@@ -29,7 +29,7 @@ from test_balancerd import Balancer, ClusterTest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = os.path.join(ROOT, "configs", "frontends")
 BIG_GIB = float(os.environ.get("CAS_FRONTEND_BIG_GIB",
-                               "0.25" if os.environ.get("CAS_SANITIZED") else "3"))
+                               "0.25" if os.environ.get("CAS_SANITIZED") else "2.25"))
 # how long a front end may take to stop sending requests to a dead balancer
 NOTICE_S = 4.0
 

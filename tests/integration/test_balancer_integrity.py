@@ -17,7 +17,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
@@ -27,55 +26,21 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Client, TempDirTest, free_port, sha1  # noqa: E402
 from test_balancerd import Balancer  # noqa: E402
+from fakestoraged import FakeStoraged  # noqa: E402
 
 
-class FakeBackend:
+class FakeBackend(FakeStoraged):
     """A storaged look-alike on a loopback port, served by threads of this
     process. objects: key -> bytes; mode: how object GETs are answered."""
 
     def __init__(self, mode="ok", ring="ok", seed=7):
+        super().__init__(seed)
         self.mode, self.ringmode = mode, ring
-        self.objects = {}
         self.gets = 0
-        self.lock = threading.Lock()
         self.junk_sent = threading.Event()
-        rnd = random.Random(seed)
-        self.node = "%016x" % rnd.getrandbits(64)
-        self.tokens = sorted("%016x" % rnd.getrandbits(64) for _ in range(64))
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stopping = False
-        self.socks = set()
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def close(self):
-        self.stopping = True
-        try:
-            self.srv.close()
-        except OSError:
-            pass
-        for s in list(self.socks):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            except OSError:
-                pass
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            self.socks.add(c)
-            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
-
-    def ring(self):
-        doc = {"node": self.node, "hash": "sha1", "tokens": self.tokens}
+    def ring_body(self):
+        doc = self.ring()
         if self.ringmode == "too-many":
             rnd = random.Random(1)
             doc["tokens"] = ["%016x" % rnd.getrandbits(64) for _ in range(16385)]
@@ -85,11 +50,6 @@ class FakeBackend:
         if self.ringmode == "truncated":
             body = body[: len(body) // 2]
         return body
-
-    @staticmethod
-    def resp(status, body, extra=""):
-        return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
 
     def obj(self, sock, key, method, hdrs):
         data = self.objects.get(key)
@@ -161,58 +121,17 @@ class FakeBackend:
         sock.sendall((H + f"Content-Length: {n}\r\n\r\n").encode() + data)
         return True
 
-    def _handle(self, sock):
-        buf = b""
-        sock.settimeout(60)
-        try:
+    def route(self, sock, method, path, hdrs):
+        if path.startswith("/objects/") and method == "PUT" and self.mode == "silent-put":
+            with self.lock:  # the body is in; the answer never comes
+                self.puts = getattr(self, "puts", 0) + 1
             while not self.stopping:
-                while b"\r\n\r\n" not in buf:
-                    d = sock.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, target = lines[0].split(" ")[:2]
-                hdrs = {l.partition(":")[0].strip().lower(): l.partition(":")[2].strip() for l in lines[1:]}
-                need = int(hdrs.get("content-length", "0") or 0)
-                while len(buf) < need:
-                    d = sock.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                buf = buf[need:]
-                path = target.split("?")[0]
-                keep = True
-                if path.startswith("/objects/") and method == "PUT" and self.mode == "silent-put":
-                    with self.lock:  # the body is in; the answer never comes
-                        self.puts = getattr(self, "puts", 0) + 1
-                    while not self.stopping:
-                        time.sleep(0.1)
-                    return
-                if path.startswith("/objects/") and method in ("GET", "HEAD"):
-                    keep = self.obj(sock, path[9:], method, hdrs)
-                elif path == "/ring":
-                    sock.sendall(self.resp("200 OK", self.ring()))
-                elif path == "/status":
-                    sock.sendall(self.resp("200 OK", ('{"role":"storaged","node":"%s","read_only":false}'
-                                                      % self.node).encode()))
-                elif path == "/gc":
-                    sock.sendall(self.resp("200 OK", b'{"active":false,"id":"0","objects":0,"bytes":0}'))
-                elif path == "/capacity":
-                    sock.sendall(self.resp("200 OK", b'{"total":1000000000,"available":900000000,'
-                                                     b'"unreclaimed":0,"garbage":0,"objects":0,"bytes":0}'))
-                elif path == "/compact":
-                    sock.sendall(self.resp("200 OK", b'{"running":false,"done_bytes":0,"total_bytes":0}'))
-                else:
-                    sock.sendall(self.resp("404 Not Found", b'{"error":"no"}'))
-                if not keep:
-                    return
-        except (OSError, ValueError):
-            pass
-        finally:
-            self.socks.discard(sock)
-            sock.close()
+                time.sleep(0.1)
+            return False
+        if path.startswith("/objects/") and method in ("GET", "HEAD"):
+            return self.obj(sock, path[9:], method, hdrs)
+        self.probe(sock, path)
+        return True
 
 
 def fetch(port, key, headers=None, timeout=60):
@@ -355,7 +274,7 @@ class IntegrityTest(TempDirTest):
         s = self.storaged("s1")
         f = self.fake(mode)
         b = self.balancer([f.url, s.url], replicas=2, extra=extra)
-        fring = json.loads(f.ring())
+        fring = json.loads(f.ring_body())
         sring = s.client().request("GET", "/ring").json()
         key, data = self.key_first_on(fring, sring, size)
         f.objects[key] = data

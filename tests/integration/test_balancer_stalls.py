@@ -17,10 +17,8 @@ seconds (it took 10 s or more per read), the right bytes (or an honest
 given another request (never pooled).
 """
 import http.client
-import json
 import os
 import select
-import socket
 import sys
 import threading
 import time
@@ -30,11 +28,10 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Client, TempDirTest, sha1  # noqa: E402
 from test_balancerd import Balancer  # noqa: E402
+from fakestoraged import PROBES, FakeStoraged  # noqa: E402
 
-PROBES = ("/status", "/gc", "/capacity", "/compact", "/ring")
 
-
-class StallingBackend:
+class StallingBackend(FakeStoraged):
     """A storaged look-alike on a loopback port: probes answered at once;
     GET/HEAD /objects/KEY (and, in mode "hang", every other object route)
     answered per mode:
@@ -48,53 +45,9 @@ class StallingBackend:
     connection back in a pool)."""
 
     def __init__(self, mode, seed=11):
-        import random
+        super().__init__(seed)
         self.mode = mode
-        self.objects = {}
-        self.lock = threading.Lock()
         self.stalls = self.closed = self.reused = self.object_requests = 0
-        rnd = random.Random(seed)
-        self.node = "%016x" % rnd.getrandbits(64)
-        self.tokens = sorted("%016x" % rnd.getrandbits(64) for _ in range(64))
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stopping = False
-        self.socks = set()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self):
-        self.stopping = True
-        try:
-            self.srv.close()
-        except OSError:
-            pass
-        for s in list(self.socks):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            except OSError:
-                pass
-
-    def ring(self):
-        return {"node": self.node, "hash": "sha1", "tokens": self.tokens}
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            self.socks.add(c)
-            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
-
-    @staticmethod
-    def resp(status, body, extra=""):
-        return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
 
     def _stall(self, sock, drip=b"", count=True):
         """Holds a stalled connection open (sending drip one byte every
@@ -157,53 +110,19 @@ class StallingBackend:
         sock.sendall(head + (data if method == "GET" else b""))
         return True
 
-    def _handle(self, sock):
-        buf = b""
-        sock.settimeout(60)
-        try:
-            while not self.stopping:
-                while b"\r\n\r\n" not in buf:
-                    d = sock.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, target = lines[0].split(" ")[:2]
-                path = target.split("?")[0]
-                if path.startswith("/objects"):
-                    with self.lock:
-                        self.object_requests += 1
-                if self.mode == "hang" and path not in PROBES:
-                    # Object reads are watched; the balancer's other
-                    # requests (listings, background polls) just hang.
-                    self._stall(sock, count=path.startswith("/objects/") and method in ("GET", "HEAD"))
-                    return
-                if path.startswith("/objects/") and method in ("GET", "HEAD"):
-                    if not self._object(sock, path[9:], method):
-                        return
-                elif path == "/ring":
-                    sock.sendall(self.resp("200 OK", json.dumps(self.ring()).encode()))
-                elif path == "/status":
-                    sock.sendall(self.resp("200 OK", ('{"role":"storaged","node":"%s",'
-                                                      '"read_only":false}' % self.node).encode()))
-                elif path == "/gc":
-                    sock.sendall(self.resp("200 OK", b'{"active":false,"id":"0","objects":0,"bytes":0}'))
-                elif path == "/capacity":
-                    sock.sendall(self.resp("200 OK", b'{"total":1000000000,"available":900000000,'
-                                                     b'"unreclaimed":0,"garbage":0,"objects":0,"bytes":0}'))
-                elif path == "/compact":
-                    sock.sendall(self.resp("200 OK", b'{"running":false,"done_bytes":0,"total_bytes":0}'))
-                else:
-                    sock.sendall(self.resp("404 Not Found", b'{"error":"no"}'))
-        except (OSError, ValueError):
-            pass
-        finally:
-            self.socks.discard(sock)
-            try:
-                sock.close()
-            except OSError:
-                pass
+    def route(self, sock, method, path, hdrs):
+        if path.startswith("/objects"):
+            with self.lock:
+                self.object_requests += 1
+        if self.mode == "hang" and path not in PROBES:
+            # Object reads are watched; the balancer's other
+            # requests (listings, background polls) just hang.
+            self._stall(sock, count=path.startswith("/objects/") and method in ("GET", "HEAD"))
+            return False
+        if path.startswith("/objects/") and method in ("GET", "HEAD"):
+            return self._object(sock, path[9:], method)
+        self.probe(sock, path)
+        return True
 
 
 def timed(port, method, path, timeout=60, headers_out=None):

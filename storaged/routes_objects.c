@@ -313,19 +313,83 @@ static void reply_key(struct http_req *req, unsigned status, const struct cas_ke
     add_gc_header(req);
 }
 
-static void free_ctx(struct http_req *req)
+/* A PUT of a key already stored, at its head: the body is hashed as it
+ * streams in and dropped (nothing is written), and the answer waits for
+ * its end: a body that does not hash to the key (or is longer than the
+ * stored object) is a 422 like any write's; one that does is a use of the
+ * object counted again at the end, and a 200 only if the object is still
+ * stored then (a DELETE or gc/end can remove it while the body arrives:
+ * then 409 and nothing stored, as for a write a DELETE overtook; SPEC,
+ * "GC semantics": a 200 during a cycle must leave the object alive). */
+struct drain {
+    struct cas_key key;
+    struct cas_hash *hash;
+    uint64_t size, received; /* the stored object's bytes; the body's so far */
+    bool durable;
+};
+
+static void drain_free(struct http_req *req)
 {
-    free(req->ctx);
+    struct drain *d = req->ctx;
+    cas_hash_free(d->hash);
+    free(d);
+}
+
+static void drain_mismatch(struct http_req *req, const char *why)
+{
+    struct drain *d = req->ctx;
+    char want[CAS_MAX_HEX + 1];
+    cas_key_hex(&d->key, want);
+    http_error(req, 422, "digest mismatch: the body %s %s (nothing stored)", why, want);
 }
 
 static int drain_body(struct http_req *req, const char *data, size_t len)
 {
+    struct drain *d = req->ctx;
+    if (len > d->size - d->received) {
+        drain_mismatch(req, "is longer than the stored object");
+        return -1;
+    }
+    d->received += len;
+    cas_hash_update(d->hash, data, len);
     return 0;
 }
 
 static void drained(struct http_req *req)
 {
-    reply_key(req, 200, req->ctx);
+    struct drain *d = req->ctx;
+    struct storaged *app = app_of(req);
+    unsigned char got[CAS_MAX_DIGEST];
+    cas_hash_final(d->hash, got);
+    if (d->received != d->size || memcmp(got, d->key.digest, d->key.algo->digest_len) != 0) {
+        char hex[CAS_MAX_HEX + 1], why[CAS_MAX_HEX + 40];
+        cas_hex_encode(got, d->key.algo->digest_len, hex);
+        snprintf(why, sizeof(why), "hashes to %s, not", hex);
+        drain_mismatch(req, why);
+        return;
+    }
+    struct store_obj *o;
+    uint64_t size;
+    char err[256];
+    int rc = store_open(app->store, &d->key, true, &o, &size, err, sizeof(err));
+    if (rc == 0) {
+        rc = store_confirm(app->store, o, d->durable, err, sizeof(err));
+        store_close(app->store, o);
+    }
+    if (rc == -ENOENT) {
+        char hex[CAS_MAX_HEX + 1];
+        cas_key_hex(&d->key, hex);
+        http_error(req, 409,
+                   "object %s was removed here (a DELETE, gc/end, or its copy failed its check) "
+                   "while this write's body was arriving: nothing stored (send it again to store it)",
+                   hex);
+        return;
+    }
+    if (rc < 0) {
+        http_error(req, storaged_status(rc), "%s", err);
+        return;
+    }
+    reply_key(req, 200, &d->key);
 }
 
 void route_put(struct http_req *req)
@@ -355,20 +419,27 @@ void route_put(struct http_req *req)
         return;
     }
     if (rc == 0) {
+        /* "Expect: 100-continue": the final answer now, the body never sent. */
         const char *expect = http_header(req, MHD_HTTP_HEADER_EXPECT);
-        if ((expect && strcasestr(expect, "100-continue")) ||
-            (req->has_length && req->content_length == 0)) {
+        if (expect && strcasestr(expect, "100-continue")) {
             reply_key(req, 200, &key);
             return;
         }
-        struct cas_key *k = malloc(sizeof(*k));
-        if (!k) {
+        struct drain *d = calloc(1, sizeof(*d));
+        if (!d || !(d->hash = cas_hash_new(key.algo))) {
+            free(d);
             http_error(req, 500, "out of memory");
             return;
         }
-        *k = key;
-        req->ctx = k;
-        req->cleanup = free_ctx;
+        d->key = key;
+        d->size = size;
+        d->durable = durable;
+        req->ctx = d;
+        req->cleanup = drain_free;
+        if (req->has_length && req->content_length != size) {
+            drain_mismatch(req, "is not the size of the stored object");
+            return;
+        }
         req->on_body = drain_body;
         req->on_done = drained;
         return;

@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "tls.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int cas_pem_read(const char *path, const char *what, bool secret, char **out, size_t *len,
@@ -201,8 +203,67 @@ static int creds_parse(struct creds *c, const char *cert_path, char *cert, size_
     return 0;
 }
 
+/* "2026-11-30 04:05:06 UTC" into buf (>= 32 bytes). */
+static void utc_text(time_t t, char *buf, size_t len)
+{
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+        snprintf(buf, len, "%lld (seconds since the epoch)", (long long)t);
+}
+
+/* The leaf certificate's validity at now (RFC 5280 section 4.1.2.5): 0 in
+ * force, -EKEYEXPIRED outside it (expired, or not valid yet), with a
+ * message; -EINVAL when the dates cannot be read. A certificate ending
+ * within CAS_TLS_EXPIRY_WARN_S is in force, and *soon says so. */
+static int cert_validity(const gnutls_datum_t *der, const char *cert_path, time_t now, bool *soon,
+                         char *err, size_t errlen)
+{
+    gnutls_x509_crt_t crt;
+    *soon = false;
+    if (gnutls_x509_crt_init(&crt) < 0)
+        return -ENOMEM;
+    int rc = 0;
+    time_t from = -1, until = -1;
+    if (gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER) < 0 ||
+        (from = gnutls_x509_crt_get_activation_time(crt)) == (time_t)-1 ||
+        (until = gnutls_x509_crt_get_expiration_time(crt)) == (time_t)-1) {
+        snprintf(err, errlen, "--tls-cert %s: cannot read the certificate's validity dates",
+                 cert_path);
+        rc = -EINVAL;
+    } else if (now < from || now > until) {
+        char a[48], b[48], n[48];
+        utc_text(from, a, sizeof(a));
+        utc_text(until, b, sizeof(b));
+        utc_text(now, n, sizeof(n));
+        snprintf(err, errlen,
+                 "--tls-cert %s: the certificate is %s (valid from %s to %s; now %s): clients "
+                 "refuse it",
+                 cert_path, now > until ? "expired" : "not valid yet", a, b, n);
+        rc = -EKEYEXPIRED;
+    } else if (until - now < CAS_TLS_EXPIRY_WARN_S) {
+        char b[48];
+        utc_text(until, b, sizeof(b));
+        snprintf(err, errlen, "--tls-cert %s: the certificate expires at %s: renew it", cert_path,
+                 b);
+        *soon = true;
+    }
+    gnutls_x509_crt_deinit(crt);
+    return rc;
+}
+
+/* cas_tls_load and cas_tls_reload: a certificate out of its validity is
+ * refused on reload (the old one stays), and only logged at start. */
+static int load(const char *cert_path, const char *key_path, bool require_client_cert,
+                bool reload, char *err, size_t errlen);
+
 int cas_tls_load(const char *cert_path, const char *key_path, bool require_client_cert, char *err,
                  size_t errlen)
+{
+    return load(cert_path, key_path, require_client_cert, false, err, errlen);
+}
+
+static int load(const char *cert_path, const char *key_path, bool require_client_cert,
+                bool reload, char *err, size_t errlen)
 {
     char *cert = NULL, *key = NULL;
     size_t cert_len = 0, key_len = 0;
@@ -227,6 +288,17 @@ int cas_tls_load(const char *cert_path, const char *key_path, bool require_clien
     free(cert);
     explicit_bzero(key, key_len);
     free(key);
+    if (rc == 0) {
+        bool soon;
+        rc = cert_validity(&c->pcert[0].cert, cert_path, time(NULL), &soon, err, errlen);
+        if (rc == -EKEYEXPIRED && !reload) {
+            /* At start there is no older pair to keep: serve, and say so. */
+            log_error("%s", err);
+            rc = 0;
+        } else if (soon) {
+            log_warn("%s", err);
+        }
+    }
     if (rc < 0) {
         creds_free(c);
         return rc;
@@ -265,7 +337,7 @@ int cas_tls_reload(char *err, size_t errlen)
         snprintf(err, errlen, "TLS is not configured");
         return -ENOENT;
     }
-    int rc = cas_tls_load(cp, kp, req, err, errlen);
+    int rc = load(cp, kp, req, true, err, errlen);
     free(cp);
     free(kp);
     return rc;

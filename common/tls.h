@@ -53,7 +53,13 @@ int cas_pem_read_ca(const char *path, const char *what, char **out, size_t *len,
  * (MHD_OPTION_HTTPS_MEM_TRUST). Checks that the key matches the
  * certificate. 0, or -errno with a message; on error the current
  * credentials are unchanged (so a bad file on SIGHUP keeps the old ones).
+ * A leaf certificate outside its validity period (expired, or not valid
+ * yet, by this host's clock) is logged as an error and served at start,
+ * where there is nothing older to keep; cas_tls_reload refuses it
+ * (-EKEYEXPIRED). One that ends within CAS_TLS_EXPIRY_WARN_S is logged as
+ * a warning.
  */
+#define CAS_TLS_EXPIRY_WARN_S (7 * 24 * 3600)
 int cas_tls_load(const char *cert_path, const char *key_path, bool require_client_cert, char *err,
                  size_t errlen);
 /* Loads again the files given to the last successful cas_tls_load. */

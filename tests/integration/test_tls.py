@@ -276,6 +276,8 @@ class TestTlsRefusals(TlsTest):
         s = self.storaged("s1", cert="expired", client_ca=False, start=False)
         s.ctx = ssl._create_unverified_context()
         s.start()
+        # Served (nothing older to keep at start), and said loudly.
+        self.assertIn("the certificate is expired (valid from", s.log_text())
         b = self.balancer([s], client_cert=False, wait_up=False)
         st = self.wait_probed_down(b)
         self.assertRegex(st["backends"][0].get("last_error", "").lower(), "certificate|ssl|tls|expired", st)
@@ -423,6 +425,14 @@ class TestTlsReload(TlsTest):
             f.write("not a certificate\n")
         os.kill(s.pid, signal.SIGHUP)
         self.wait_log(s, "TLS certificate not reloaded")
+        self.assertEqual(served_cert(), old_der)
+        # So is a pair outside its validity period (attack a6 t4: it was
+        # taken, and every client then refused the node).
+        shutil.copy(pki("expired.pem"), cert)
+        shutil.copy(pki("expired.key"), key)
+        os.chmod(key, 0o600)
+        os.kill(s.pid, signal.SIGHUP)
+        self.wait_log(s, "the certificate is expired (valid from")
         self.assertEqual(served_cert(), old_der)
         # Replace both files (key first would not matter: nothing is read
         # before the signal), then SIGHUP.

@@ -359,25 +359,34 @@ static int rebuild_index(struct s3_store *st, char *err, size_t errlen)
 }
 
 struct sweep {
-    uint64_t removed, adopted, failed;
-    char first[300];
+    uint64_t removed, adopted, failed, unreadable;
+    char first[300], first_unreadable[300];
     char *buf; /* S3_READ_WINDOW bytes */
     struct cas_hash *h;
 };
 
-/* True when objects/<hex> in the bucket hashes to its key (read in windows
- * of S3_READ_WINDOW bytes); false when not, or when it cannot be read. */
-static bool bucket_verifies(struct s3_store *st, struct sweep *sw, const struct cas_key *k,
-                            uint64_t size)
+/* Whether objects/<hex> in the bucket, of size bytes by its listing, hashes
+ * to its key (read in windows of S3_READ_WINDOW bytes): 1 it does, 0 its
+ * bytes were read whole and do not (a bad or cut upload), -EIO it could
+ * not be read (an error, a 503, a body cut short in transit: nothing is
+ * known about the bytes), with the error in sw->first_unreadable. */
+static int bucket_verifies(struct s3_store *st, struct sweep *sw, const struct cas_key *k,
+                           uint64_t size)
 {
     char err[300];
     unsigned char got[CAS_MAX_DIGEST];
     cas_hash_reset(sw->h);
     for (uint64_t off = 0; off < size;) {
         size_t n = size - off < S3_READ_WINDOW ? (size_t)(size - off) : S3_READ_WINDOW;
-        if (s3_bucket_range(st, k->digest, sw->buf, n, off, off == 0 && n == size, err,
-                            sizeof(err)) < 0)
-            return false;
+        ssize_t rc = s3_bucket_range(st, k->digest, sw->buf, n, off, off == 0 && n == size, err,
+                                     sizeof(err));
+        if (rc == -EBADMSG || rc == -ENOENT)
+            return 0; /* read whole and not the key's bytes, or gone */
+        if (rc < 0) {
+            if (!sw->unreadable++)
+                snprintf(sw->first_unreadable, sizeof(sw->first_unreadable), "%s", err);
+            return -EIO;
+        }
         cas_hash_update(sw->h, sw->buf, n);
         off += n;
     }
@@ -386,9 +395,11 @@ static bool bucket_verifies(struct s3_store *st, struct sweep *sw, const struct 
 }
 
 /* One key found in the bucket after a crash: listed in the index, kept;
- * under tmp/, or tombstoned, or not hashing to its key: deleted; an
- * unlisted object that verifies (an upload finished but not acknowledged,
- * or objects newer than an index restored from a backup): adopted. */
+ * under tmp/, or tombstoned, or read whole and not hashing to its key:
+ * deleted; an unlisted object that verifies (an upload finished but not
+ * acknowledged, or objects newer than an index restored from a backup):
+ * adopted; one that cannot be read now: left as it is, unlisted, for the
+ * next start's sweep (a 503 or a cut transfer proves nothing about it). */
 static int sweep_one(struct s3_store *st, const struct s3_list_item *it, void *cls)
 {
     struct sweep *sw = cls;
@@ -399,7 +410,10 @@ static int sweep_one(struct s3_store *st, const struct s3_list_item *it, void *c
         return 0; /* not ours: left alone */
     if (!tmp && s3_find_live(st, k.digest, &en) != OBJTAB_NONE)
         return 0;
-    if (!tmp && !s3_tomb_in_force(st, k.digest) && bucket_verifies(st, sw, &k, it->size)) {
+    int v = tmp || s3_tomb_in_force(st, k.digest) ? 0 : bucket_verifies(st, sw, &k, it->size);
+    if (v < 0)
+        return 0;
+    if (v == 1) {
         struct fmt_record r;
         struct journal_pos pos;
         char err[300];
@@ -449,12 +463,18 @@ static void sweep_orphans(struct s3_store *st)
         snprintf(err, sizeof(err), "out of memory");
     }
     if (rc < 0)
-        log_warn("s3: after a crash, cannot list the bucket to check unacknowledged uploads: %s",
+        log_warn("s3: after a crash, cannot list the bucket to check unacknowledged uploads: %s "
+                 "(the next start checks again)",
                  err);
     if (sw.removed || sw.adopted || sw.failed)
         log_info("s3: after a crash: %" PRIu64 " unlisted objects that verified kept, %" PRIu64
                  " bad or unacknowledged ones removed from the bucket%s%s",
                  sw.adopted, sw.removed, sw.failed ? "; could not remove some: " : "", sw.first);
+    if (sw.unreadable)
+        log_warn("s3: after a crash: %" PRIu64 " unlisted objects could not be read, left in the "
+                 "bucket unlisted; the next start checks them again (first: %s)",
+                 sw.unreadable, sw.first_unreadable);
+    st->sweep_pending = rc < 0 || sw.unreadable || sw.failed;
     free(sw.buf);
     cas_hash_free(sw.h);
 }
@@ -464,6 +484,11 @@ static void sweep_orphans(struct s3_store *st)
 
 void s3_mark_clean(struct s3_store *st)
 {
+    if (st->sweep_pending) {
+        log_info("s3: no %s marker: the start-up sweep left objects to check again next start",
+                 S3_CLEAN);
+        return;
+    }
     /* A regular file only: a FIFO put there would block the stop for ever,
      * a symlink would create a file elsewhere. */
     char err[400];

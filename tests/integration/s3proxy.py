@@ -16,6 +16,8 @@ arms faults for what comes next:
   stall()             every request from now on is read and never answered
                       until release() (a bucket that accepts and hangs)
   clear()             no more faults; release() stalled requests
+  only = f            fail and truncate count and hit only the requests for
+                      which f(method, path) is true (None: all)
 
 `log` records (method, path, what happened) for every request, so a test
 can see the retries.
@@ -300,6 +302,7 @@ class S3Proxy:
         self._fail = (0, 0)
         self._fail_after = 0
         self._truncate = 0
+        self.only = None  # (method, path) -> bool: the requests fail/truncate aim at; None all
         self._stalled = threading.Event()
         self._released = threading.Event()
         self._released.set()
@@ -409,12 +412,15 @@ class S3Proxy:
                     return  # closes without an answer
                 with self.lock:
                     fail_n, fail_status = self._fail
-                    if fail_n > 0 and self._fail_after > 0:
+                    if self.only is not None and not self.only(method, path):
+                        fail_n = 0  # not a request the faults are aimed at
+                    elif fail_n > 0 and self._fail_after > 0:
                         self._fail_after -= 1
                         fail_n = 0
                     elif fail_n > 0:
                         self._fail = (fail_n - 1, fail_status)
-                    truncate = method == "GET" and self._truncate > 0
+                    truncate = method == "GET" and self._truncate > 0 and (
+                        self.only is None or self.only(method, path))
                 expect = headers.get("expect", "").lower() == "100-continue"
                 if fail_n > 0:
                     self._note(method, path, f"failed {fail_status}")

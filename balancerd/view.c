@@ -15,9 +15,12 @@
 #include <string.h>
 
 /* Reads the config's TLS files whole (tls.h: cas_pem_read; the client key
- * must not be readable by group or others). 0 or -errno with a message. */
-static int read_tls_files(const struct config *cfg, struct view_conf *conf, char *err,
-                          size_t errlen)
+ * must not be readable by group or others). A client certificate outside
+ * its validity period refuses a reloaded config (the running one stays);
+ * at start (reload false) it is logged as an error, as the server's own
+ * certificate is (tls.h). 0 or -errno with a message. */
+static int read_tls_files(const struct config *cfg, struct view_conf *conf, bool reload,
+                          char *err, size_t errlen)
 {
     char msg[1024];
     int rc = 0;
@@ -27,6 +30,18 @@ static int read_tls_files(const struct config *cfg, struct view_conf *conf, char
     if (rc == 0 && cfg->tls_client_cert)
         rc = cas_pem_read(cfg->tls_client_cert, "tls_client_cert", false, &conf->client_cert_pem,
                           &conf->client_cert_len, msg, sizeof(msg));
+    if (rc == 0 && cfg->tls_client_cert) {
+        bool soon;
+        rc = cas_tls_cert_validity(conf->client_cert_pem, conf->client_cert_len,
+                                   "tls_client_cert", cfg->tls_client_cert, &soon, msg,
+                                   sizeof(msg));
+        if (rc == -EKEYEXPIRED && !reload) {
+            log_error("%s: %s", cfg->path, msg);
+            rc = 0;
+        } else if (rc == 0 && soon) {
+            log_warn("%s: %s", cfg->path, msg);
+        }
+    }
     if (rc == 0 && cfg->tls_client_key)
         rc = cas_pem_read(cfg->tls_client_key, "tls_client_key", true, &conf->client_key_pem,
                           &conf->client_key_len, msg, sizeof(msg));
@@ -183,7 +198,8 @@ int view_load(struct balancer *bal, char *err, size_t errlen)
     }
     conf->cfg = cfg;
     conf->token = token;
-    if ((rc = read_tls_files(cfg, conf, err, errlen)) < 0) {
+    if ((rc = read_tls_files(cfg, conf, __atomic_load_n(&bal->view, __ATOMIC_ACQUIRE) != NULL,
+                             err, errlen)) < 0) {
         view_conf_free_tls(conf);
         free(b);
         free(conf);

@@ -215,8 +215,8 @@ static void utc_text(time_t t, char *buf, size_t len)
  * force, -EKEYEXPIRED outside it (expired, or not valid yet), with a
  * message; -EINVAL when the dates cannot be read. A certificate ending
  * within CAS_TLS_EXPIRY_WARN_S is in force, and *soon says so. */
-static int cert_validity(const gnutls_datum_t *der, const char *cert_path, time_t now, bool *soon,
-                         char *err, size_t errlen)
+static int cert_validity(const gnutls_datum_t *data, gnutls_x509_crt_fmt_t fmt, const char *what,
+                         const char *cert_path, time_t now, bool *soon, char *err, size_t errlen)
 {
     gnutls_x509_crt_t crt;
     *soon = false;
@@ -224,10 +224,10 @@ static int cert_validity(const gnutls_datum_t *der, const char *cert_path, time_
         return -ENOMEM;
     int rc = 0;
     time_t from = -1, until = -1;
-    if (gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER) < 0 ||
+    if (gnutls_x509_crt_import(crt, data, fmt) < 0 ||
         (from = gnutls_x509_crt_get_activation_time(crt)) == (time_t)-1 ||
         (until = gnutls_x509_crt_get_expiration_time(crt)) == (time_t)-1) {
-        snprintf(err, errlen, "--tls-cert %s: cannot read the certificate's validity dates",
+        snprintf(err, errlen, "%s %s: cannot read the certificate's validity dates", what,
                  cert_path);
         rc = -EINVAL;
     } else if (now < from || now > until) {
@@ -236,19 +236,25 @@ static int cert_validity(const gnutls_datum_t *der, const char *cert_path, time_
         utc_text(until, b, sizeof(b));
         utc_text(now, n, sizeof(n));
         snprintf(err, errlen,
-                 "--tls-cert %s: the certificate is %s (valid from %s to %s; now %s): clients "
+                 "%s %s: the certificate is %s (valid from %s to %s; now %s): its peers "
                  "refuse it",
-                 cert_path, now > until ? "expired" : "not valid yet", a, b, n);
+                 what, cert_path, now > until ? "expired" : "not valid yet", a, b, n);
         rc = -EKEYEXPIRED;
     } else if (until - now < CAS_TLS_EXPIRY_WARN_S) {
         char b[48];
         utc_text(until, b, sizeof(b));
-        snprintf(err, errlen, "--tls-cert %s: the certificate expires at %s: renew it", cert_path,
-                 b);
+        snprintf(err, errlen, "%s %s: the certificate expires at %s: renew it", what, cert_path, b);
         *soon = true;
     }
     gnutls_x509_crt_deinit(crt);
     return rc;
+}
+
+int cas_tls_cert_validity(const char *pem, size_t len, const char *what, const char *path,
+                          bool *soon, char *err, size_t errlen)
+{
+    gnutls_datum_t d = {(unsigned char *)pem, (unsigned)len};
+    return cert_validity(&d, GNUTLS_X509_FMT_PEM, what, path, time(NULL), soon, err, errlen);
 }
 
 /* cas_tls_load and cas_tls_reload: a certificate out of its validity is
@@ -290,7 +296,8 @@ static int load(const char *cert_path, const char *key_path, bool require_client
     free(key);
     if (rc == 0) {
         bool soon;
-        rc = cert_validity(&c->pcert[0].cert, cert_path, time(NULL), &soon, err, errlen);
+        rc = cert_validity(&c->pcert[0].cert, GNUTLS_X509_FMT_DER, "--tls-cert", cert_path,
+                           time(NULL), &soon, err, errlen);
         if (rc == -EKEYEXPIRED && !reload) {
             /* At start there is no older pair to keep: serve, and say so. */
             log_error("%s", err);

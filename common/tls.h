@@ -60,6 +60,17 @@ int cas_pem_read_ca(const char *path, const char *what, char **out, size_t *len,
  * a warning.
  */
 #define CAS_TLS_EXPIRY_WARN_S (7 * 24 * 3600)
+
+/*
+ * The validity period (RFC 5280 section 4.1.2.5) of the first certificate
+ * in a PEM text of len bytes, by this host's clock; what and path name the
+ * file in messages ("tls_client_cert", its path). 0 in force (*soon when
+ * it ends within CAS_TLS_EXPIRY_WARN_S, with a message saying so);
+ * -EKEYEXPIRED expired or not valid yet, -EINVAL unreadable, -ENOMEM; each
+ * with a message.
+ */
+int cas_tls_cert_validity(const char *pem, size_t len, const char *what, const char *path,
+                          bool *soon, char *err, size_t errlen);
 int cas_tls_load(const char *cert_path, const char *key_path, bool require_client_cert, char *err,
                  size_t errlen);
 /* Loads again the files given to the last successful cas_tls_load. */

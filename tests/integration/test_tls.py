@@ -392,6 +392,34 @@ class TestTlsReload(TlsTest):
         self.check_reload(argv, port, "balancerd.log")
         self.wait_backends(TlsDaemon([], "", port, context()), 1)
 
+    def test_balancer_sighup_refuses_an_expired_client_certificate(self):
+        # attack a6 t10: the config was reloaded with it, every mutual-TLS
+        # backend then refused the balancer, and the error named no certificate.
+        s = self.storaged("s1")
+        b = self.balancer([s])
+        data = os.urandom(5000)
+        st, _ = https(b.port, "PUT", f"/objects/{sha1(data)}", body=data, ctx=b.ctx)
+        self.assertEqual(st, 201)
+        cert, key = os.path.join(self.tmp, "client.pem"), os.path.join(self.tmp, "client.key")
+        shutil.copy(pki("expired.pem"), cert)
+        shutil.copy(pki("expired.key"), key)
+        os.chmod(key, 0o600)
+        config = os.path.join(self.tmp, "balancerd.yaml")
+        with open(config) as f:
+            text = f.read().replace(pki("client.pem"), cert).replace(pki("client.key"), key)
+        with open(config, "w") as f:
+            f.write(text)
+        os.kill(b.pid, signal.SIGHUP)
+        self.wait_log(b, "tls_client_cert " + cert + ": the certificate is expired")
+        self.assertIn("config not reloaded", b.log_text())
+        data = os.urandom(5000)
+        st, _ = https(b.port, "PUT", f"/objects/{sha1(data)}", body=data, ctx=b.ctx)
+        self.assertEqual(st, 201)
+        # At start the same file is served, and the log says so.
+        b.stop()
+        b.start()
+        self.assertIn("the certificate is expired", b.log_text())
+
     def check_reload(self, argv, port, log):
         cert = os.path.join(self.tmp, "live.pem")
         key = os.path.join(self.tmp, "live.key")

@@ -407,7 +407,8 @@ void route_put(struct http_req *req)
     uint64_t size;
     char err[256];
     bool durable, copy;
-    if (!put_query(req, PUT_KEYED, &durable, &copy))
+    uint64_t stamp; /* checked here too: a bad one is a 400 whatever the store holds */
+    if (!put_query(req, PUT_KEYED, &durable, &copy) || !request_stamp(req, false, &stamp))
         return;
     int rc = store_open(app->store, &key, true, &o, &size, err, sizeof(err));
     if (rc == 0) {

@@ -69,6 +69,10 @@ class PutStoredKey(TempDirTest):
         status, body = self.put_chunked([self.data, b"x"])
         self.assertEqual(status, 422, body)
         self.assert_intact()
+        # a malformed X-CAS-Timestamp is a 400 here too
+        r = self.c.request("PUT", f"/objects/{self.key}", body=self.data,
+                           headers={"X-CAS-Timestamp": "garbage"})
+        self.assertEqual(r.status, 400, r.body)
         # the right bytes: 200, chunked or not
         self.assertEqual(self.c.request("PUT", f"/objects/{self.key}", body=self.data).status, 200)
         status, body = self.put_chunked([self.data[:1000], self.data[1000:]])

@@ -371,6 +371,10 @@ struct rm_plan {
     uint64_t count;
     uint64_t start[FMT_NFILES + 1];
     unsigned char one[FMT_REMOVAL_ENTRY];
+    /* The removal's stamp for its frames (unix microseconds): a client
+     * delete's tombstone stamp, so that a tombstone rebuilt from the frame
+     * orders writes as the delete did; 0 when none (gc/end, a drop). */
+    uint64_t stamp;
 };
 /* For gc/end, caller holding lock (write): plans the removal of every
  * marked object. 0 (p->count may be 0); -EAGAIN with *wait_file set when the
@@ -386,7 +390,7 @@ int disk_removal_plan_one(struct disk_store *d, const struct objtab_entry *en, s
 void disk_removal_plan_drop(struct disk_store *d, struct rm_plan *p);
 /* Without the lock, once the index record of the removal is durable: writes
  * the plan's removal frames (kind RM_CLIENT, RM_GC or RM_DROP; written_at
- * now, unix seconds), or with no room for them marks the removed frames in
+ * now, unix seconds; stamp p->stamp, set by the caller after planning), or with no room for them marks the removed frames in
  * place, and fdatasyncs each file; always gives the plan back. 0, or -EIO
  * with err filled (logged: the index holds the removal, the data files do
  * not, so it must not be answered as a success). */
@@ -403,6 +407,7 @@ struct disk_removal {
     uint64_t offset;     /* of the removed object frame */
     uint64_t at;         /* of the removal frame that names it */
     uint64_t written_at; /* the removal frame's */
+    uint64_t stamp;      /* the removal frame's (fmt_removal_stamp: never 0) */
     uint8_t kind;
 };
 struct disk_removals {

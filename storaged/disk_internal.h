@@ -58,6 +58,12 @@ struct disk_store {
     pthread_rwlock_t lock;
     struct objtab tab;
     struct objtab tombs;       /* tombstones and quarantined keys (disk_tomb.c) (lock) */
+    /* Replay only (start-up and fsck; disk_replay.c): keys whose last index
+     * record removed them with a DEL of aux 0 (a client's DELETE or a
+     * drop) and no TOMB or PUT after it, with the (file, offset) of the
+     * frame it removed. A client DELETE's removal frame naming that frame
+     * means the index lost the TOMB appended with the DEL. */
+    struct objtab untombed;
     uint64_t tomb_ttl;         /* seconds */
     uint64_t tomb_quarantined; /* entries of tombs that are quarantined keys (lock) */
     /* Client deletes since start (changed under the write lock, read with
@@ -440,6 +446,12 @@ void disk_removals_free(struct disk_removals *rs);
  * counters; d->journal then holds the index. 0, or -errno with a message
  * naming what to run (docs/FORMAT.md: what start-up refuses). */
 int disk_replay(struct disk_store *d, char *err, size_t errlen);
+/* After replay with check_only (fsck): true when digest's last index record
+ * was a DEL of aux 0 that removed its frame at (file, offset), with no TOMB
+ * or PUT after it, and no tombstone or quarantine entry holds the key (a
+ * client DELETE's removal frame naming that frame: its TOMB was lost). */
+bool disk_untombed_at(struct disk_store *d, const unsigned char *digest, unsigned file,
+                      uint64_t offset);
 
 /* ---- the ops (disk_open.c's table names them) -------------------------
  * Each does what store.h says of its store_ops member, and takes the locks

@@ -64,6 +64,35 @@ static void remove_marked(struct disk_store *d)
             objtab_remove(&d->tab, e);
 }
 
+/* d->untombed: digest's last record removed its frame at (file, offset)
+ * with a DEL of aux 0 (note), or a TOMB or PUT followed (forget). */
+static int untombed_note(struct disk_store *d, const unsigned char *digest, unsigned file,
+                         uint64_t offset)
+{
+    uint32_t e = objtab_find(&d->untombed, digest);
+    if (e != OBJTAB_NONE) {
+        objtab_set_location(&d->untombed, e, file, offset);
+        return 0;
+    }
+    return objtab_insert(&d->untombed, digest, file, offset, 0, 0) == OBJTAB_NONE ? -ENOMEM : 0;
+}
+
+static void untombed_forget(struct disk_store *d, const unsigned char *digest)
+{
+    uint32_t e = objtab_find(&d->untombed, digest);
+    if (e != OBJTAB_NONE)
+        objtab_remove(&d->untombed, e);
+}
+
+bool disk_untombed_at(struct disk_store *d, const unsigned char *digest, unsigned file,
+                      uint64_t offset)
+{
+    uint32_t e = objtab_find(&d->untombed, digest);
+    struct objtab_entry en;
+    return e != OBJTAB_NONE && objtab_get(&d->untombed, e, &en) && en.file == file &&
+           en.offset == offset && objtab_find(&d->tombs, digest) == OBJTAB_NONE;
+}
+
 /* Applies one valid record to the table. 0, 1 when the record makes no
  * sense (unknown type, data file number out of range: written by another
  * version, or damage the CRC did not catch), or -errno. */
@@ -88,11 +117,20 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
             return -ENOMEM;
         }
         tomb_clear(d, r->digest); /* stored again: no tombstone, not quarantined */
+        untombed_forget(d, r->digest);
         return 0;
     case REC_DEL:
         e = objtab_find(&d->tab, r->digest);
-        if (e != OBJTAB_NONE)
+        untombed_forget(d, r->digest);
+        if (e != OBJTAB_NONE) {
+            struct objtab_entry en;
+            if (r->aux == DEL_CLIENT && objtab_get(&d->tab, e, &en) &&
+                untombed_note(d, r->digest, en.file, en.offset) < 0) {
+                snprintf(err, errlen, "out of memory replaying the index");
+                return -ENOMEM;
+            }
             objtab_remove(&d->tab, e);
+        }
         if (r->aux == DEL_CORRUPT && tomb_set(d, r->digest, TOMB_QUARANTINED, 0) < 0) {
             snprintf(err, errlen, "out of memory replaying the index");
             return -ENOMEM;
@@ -107,6 +145,7 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
             snprintf(err, errlen, "out of memory replaying the index");
             return -ENOMEM;
         }
+        untombed_forget(d, r->digest);
         /* A tombstone says the object is not stored (docs/FORMAT.md): it
          * also removes it, so that a damaged DEL record before it (skipped
          * by fsck --repair) cannot bring a deleted object back. A later
@@ -757,8 +796,35 @@ static int apply_lost_removals(struct disk_store *d, unsigned n, const struct di
         const struct disk_removal *x = &rs->v[i];
         uint32_t e = objtab_find(&d->tab, x->digest);
         struct objtab_entry en;
+        if (x->at <= x->offset)
+            continue;
+        if (x->kind == RM_CLIENT && e == OBJTAB_NONE &&
+            disk_untombed_at(d, x->digest, n, x->offset)) {
+            /* The DEL is there, its TOMB (same batch) was lost. */
+            if (x->stamp / 1000000 + d->tomb_ttl <= now)
+                continue;
+            struct fmt_record t;
+            struct journal_pos pos;
+            tomb_record(d, &t, x->digest, TOMB_DELETED, x->stamp / 1000000, x->stamp);
+            int rc = disk_append(d, &t, 1, &pos, err, errlen);
+            if (rc < 0)
+                return rc;
+            if (tomb_set_stamp(d, x->digest, TOMB_DELETED, t.size) < 0) {
+                snprintf(err, errlen, "out of memory applying removals");
+                return -ENOMEM;
+            }
+            untombed_forget(d, x->digest);
+            (*applied)++;
+            char hex[CAS_MAX_HEX + 1];
+            cas_hex_encode(x->digest, d->base.algo->digest_len, hex);
+            log_warn("data file %u: the index lost the tombstone of the client's DELETE of %s "
+                     "(its removal frame at offset %" PRIu64 " names the frame its DEL removed): "
+                     "rebuilt with the delete's stamp",
+                     n, hex, x->at);
+            continue;
+        }
         if (e == OBJTAB_NONE || !objtab_get(&d->tab, e, &en) || en.file != n ||
-            en.offset != x->offset || x->at <= x->offset)
+            en.offset != x->offset)
             continue;
         struct fmt_record rec[2];
         size_t nrec = 0;
@@ -1092,9 +1158,9 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             return rc;
     }
     if (applied)
-        log_warn("%" PRIu64 " objects the index still listed were removed again: removal "
-                 "frames in their data files name them (the index lost the records of "
-                 "answered removals: cut back, or restored from an older copy)",
+        log_warn("%" PRIu64 " removals the index lost were applied again: removal frames in "
+                 "the data files name the frames (the index lost the records of answered "
+                 "removals: cut back, or restored from an older copy)",
                  applied);
     if (adopted || applied) {
         struct journal_pos pos;
@@ -1138,6 +1204,10 @@ int disk_replay(struct disk_store *d, char *err, size_t errlen)
 {
     int rc, ifd;
     uint64_t iend;
+    if (objtab_init(&d->untombed, d->base.algo->digest_len) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     if ((rc = replay_index(d, &ifd, &iend, err, errlen)) < 0)
         return rc;
     d->journal.fd = ifd;
@@ -1148,6 +1218,8 @@ int disk_replay(struct disk_store *d, char *err, size_t errlen)
     if ((rc = open_data_files(d, err, errlen)) < 0)
         return rc;
     recount(d);
+    if (!d->check_only)
+        objtab_destroy(&d->untombed); /* fsck reads it (fsck.c) */
     DISK_ASSERT_CONSISTENT(d); /* the table and its counters agree */
     return 0;
 }

@@ -291,6 +291,29 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
                 objtab_set_flags(&f->newest, t, x->kind);
             }
         }
+        /* A client DELETE whose DEL the index holds but whose TOMB (the
+         * same batch) it lost: its removal frame names the very frame the
+         * DEL removed. */
+        for (size_t i = 0; i < rs.n && !(d->replay.relocated_files & (1ull << n)); i++) {
+            const struct disk_removal *x = &rs.v[i];
+            if (x->kind != RM_CLIENT || x->at <= x->offset ||
+                x->stamp / 1000000 + d->tomb_ttl <= now ||
+                objtab_find(&d->tab, x->digest) != OBJTAB_NONE ||
+                !disk_untombed_at(d, x->digest, n, x->offset))
+                continue;
+            cas_hex_encode(x->digest, d->tab.digest_len, hex);
+            f->r->lost_removals++;
+            say(f, true,
+                "object %s: the index lost the tombstone of its client's DELETE (the removal "
+                "frame at offset %" PRIu64 " of data file %u names the frame its DEL "
+                "removed)%s",
+                hex, x->at, n, repair ? " (rebuilt with the delete's stamp)" : "");
+            uint64_t stamp = x->stamp > STAMP_LIMIT ? STAMP_LIMIT : x->stamp;
+            if (repair && tomb_set_stamp(d, x->digest, TOMB_DELETED, stamp) < 0) {
+                disk_removals_free(&rs);
+                return -ENOMEM;
+            }
+        }
         if (rs.damaged) {
             f->r->bad_frames += rs.damaged;
             say(f, true,

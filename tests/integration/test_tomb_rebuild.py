@@ -24,6 +24,7 @@ balancer's clock may be off by up to an hour): ahead, a tombstone stamped
 with the storaged's time lets earlier-stamped writes through; behind, it
 refuses writes the delete did not. No sleeps: each step waits for answers.
 """
+import itertools
 import os
 import shutil
 import subprocess
@@ -34,7 +35,7 @@ from harness import CLI, TempDirTest, sha1
 
 STAMP = "X-CAS-Timestamp"
 SKEWS = (1800, -1800)  # seconds between the balancer's clock and the storaged's
-REC_PUT, REC_DEL, REC_GC_END = 2, 3, 7
+REC_PUT, REC_DEL, REC_GC_END, REC_TOMB = 2, 3, 7, 11
 
 
 def now_us():
@@ -69,23 +70,26 @@ class LostRemovalRecords(TempDirTest):
 
     MODES = ("restart", "repair")
 
-    def reopen(self, s, mode, lost):
+    def reopen(self, s, mode, lost, tomb_only=False):
         """fsck reports the lost removals (exit 1); then --repair (mode
-        repair) or a plain start applies them."""
+        repair) or a plain start applies them. tomb_only: only a client
+        delete's TOMB was lost (its DEL is there)."""
         rc, out = fsck(s.dir)
         self.assertEqual(rc, 1, out)
-        self.assertIn("the index lost the removal's records", out)
+        self.assertIn("the index lost the tombstone" if tomb_only
+                      else "the index lost the removal's records", out)
         self.assertIn(f"{lost} removed but still indexed", out)
         if mode == "repair":
             rc, out = fsck(s.dir, "--repair")
             self.assertEqual(rc, 0, out)
-            self.assertIn("(taken out)", out)
+            self.assertIn("(rebuilt with the delete's stamp)" if tomb_only else "(taken out)", out)
             rc, out = fsck(s.dir)
             self.assertEqual(rc, 0, out)
             self.assertIn(" 0 problems", out)
         s.start()
         if mode == "restart":
-            self.assertIn("removed again", s.log_text())
+            self.assertIn("rebuilt with the delete's stamp" if tomb_only else "removed again",
+                          s.log_text())
         return s.client()
 
     def closed_clean(self, s):
@@ -97,41 +101,43 @@ class LostRemovalRecords(TempDirTest):
 
     def test_client_delete(self):
         """PUT K, O; DELETE K stamped by a balancer 30 min ahead of or
-        behind the storaged; the index loses the DEL and TOMB. K stays
-        deleted, its tombstone is back with the delete's own stamp: a copy
-        from another replica is refused (410), a write stamped 1 ms before
-        the delete too (409), one stamped 1 ms after it is stored (201).
-        O is kept. Fails on the old code: K was served again."""
-        for mode in self.MODES:
-            for skew in SKEWS:
-                with self.subTest(mode=mode, skew=skew):
-                    s = self.storaged(name=f"d-{mode}-{skew}")
-                    c = s.client()
-                    k, o = os.urandom(20000), os.urandom(30000)
-                    self.assertEqual(c.put(k).status, 201)
-                    self.assertEqual(c.put(o).status, 201)
-                    ds = now_us() + skew * 1_000_000
-                    r = c.request("DELETE", f"/objects/{sha1(k)}", headers={STAMP: str(ds)})
-                    self.assertEqual(r.status, 204, r.body)
-                    r = c.request("PUT", f"/objects/{sha1(k)}", body=k, headers={STAMP: str(ds - 1000)})
-                    self.assertEqual(r.status, 409, r.body)
-                    c.close()
-                    s.stop()
-                    lost = cut_index(s.dir, lambda t, h: h == sha1(k) and t != REC_PUT)
-                    self.assertEqual(lost, 2)  # DEL and TOMB
-                    c = self.reopen(s, mode, 1)
-                    self.assertEqual(c.get(sha1(k)).status, 404)
-                    self.assertEqual(c.get(sha1(o)).body, o)
-                    r = c.request("PUT", f"/objects/{sha1(k)}?replica=1", body=k)
-                    self.assertEqual(r.status, 410, r.body)
-                    r = c.request("PUT", f"/objects/{sha1(k)}", body=k, headers={STAMP: str(ds - 1000)})
-                    self.assertEqual(r.status, 409, r.body)
-                    self.assertEqual(c.get(sha1(k)).status, 404)
-                    r = c.request("PUT", f"/objects/{sha1(k)}", body=k, headers={STAMP: str(ds + 1000)})
-                    self.assertEqual(r.status, 201, r.body)
-                    self.assertEqual(c.get(sha1(k)).body, k)
-                    c.close()
-                    self.closed_clean(s)
+        behind the storaged; the index loses the DEL and TOMB (or only the
+        TOMB, the last record of the same batch). K stays deleted, its
+        tombstone is back with the delete's own stamp: a copy from another
+        replica is refused (410), a write stamped 1 ms before the delete
+        too (409), one stamped 1 ms after it is stored (201). O is kept.
+        Fails on the old code: K was served again (or, TOMB lost, copies
+        and earlier-stamped writes were taken)."""
+        for mode, skew, tomb_only in itertools.product(self.MODES, SKEWS, (False, True)):
+            with self.subTest(mode=mode, skew=skew, lost="TOMB" if tomb_only else "DEL and TOMB"):
+                s = self.storaged(name=f"d-{mode}-{skew}-{tomb_only}")
+                c = s.client()
+                k, o = os.urandom(20000), os.urandom(30000)
+                self.assertEqual(c.put(k).status, 201)
+                self.assertEqual(c.put(o).status, 201)
+                ds = now_us() + skew * 1_000_000
+                r = c.request("DELETE", f"/objects/{sha1(k)}", headers={STAMP: str(ds)})
+                self.assertEqual(r.status, 204, r.body)
+                r = c.request("PUT", f"/objects/{sha1(k)}", body=k, headers={STAMP: str(ds - 1000)})
+                self.assertEqual(r.status, 409, r.body)
+                c.close()
+                s.stop()
+                lost = cut_index(s.dir, lambda t, h: h == sha1(k) and
+                                 t == (REC_TOMB if tomb_only else REC_DEL))
+                self.assertEqual(lost, 1 if tomb_only else 2)
+                c = self.reopen(s, mode, 1, tomb_only)
+                self.assertEqual(c.get(sha1(k)).status, 404)
+                self.assertEqual(c.get(sha1(o)).body, o)
+                r = c.request("PUT", f"/objects/{sha1(k)}?replica=1", body=k)
+                self.assertEqual(r.status, 410, r.body)
+                r = c.request("PUT", f"/objects/{sha1(k)}", body=k, headers={STAMP: str(ds - 1000)})
+                self.assertEqual(r.status, 409, r.body)
+                self.assertEqual(c.get(sha1(k)).status, 404)
+                r = c.request("PUT", f"/objects/{sha1(k)}", body=k, headers={STAMP: str(ds + 1000)})
+                self.assertEqual(r.status, 201, r.body)
+                self.assertEqual(c.get(sha1(k)).body, k)
+                c.close()
+                self.closed_clean(s)
 
     def test_gc_end(self):
         """gc/end removes K1, K2 (O marked used); the index loses GC_END.
@@ -219,6 +225,30 @@ class LostRemovalRecords(TempDirTest):
                 self.assertEqual(r.status, 410, r.body)
                 c.close()
                 self.closed_clean(s)
+
+    def test_reput_then_drop_gets_no_tombstone(self):
+        """PUT K, DELETE K, PUT K again, then a balancer drops that copy (a
+        DEL with no TOMB, its own removal frame): the index is whole, and
+        the first delete's removal frame names the first frame, not the one
+        the drop removed, so no tombstone comes back at a restart or from
+        fsck (a copy is taken again: 201)."""
+        s = self.storaged(name="reput-drop")
+        c = s.client()
+        k = os.urandom(8000)
+        self.assertEqual(c.put(k).status, 201)
+        self.assertEqual(c.request("DELETE", f"/objects/{sha1(k)}").status, 204)
+        self.assertEqual(c.put(k).status, 201)
+        self.assertEqual(c.request("DELETE", f"/objects/{sha1(k)}?replica=1").status, 204)
+        c.close()
+        self.closed_clean(s)
+        s.start()
+        c = s.client()
+        self.assertEqual(c.get(sha1(k)).status, 404)
+        r = c.request("PUT", f"/objects/{sha1(k)}?replica=1", body=k)
+        self.assertEqual(r.status, 201, r.body)
+        c.close()
+        self.assertNotIn("rebuilt with the delete's stamp", s.log_text())
+        self.closed_clean(s)
 
     def test_reput_after_compaction_same_place(self):
         """A removal frame counts only in its own data file and generation:

@@ -39,8 +39,10 @@ struct fsck {
     uint64_t done, total;
     struct objtab mentioned; /* digests the readable index speaks of */
     /* Per digest, the newest removal the removal frames hold: offset = its
-     * stamp (unix microseconds, at most STAMP_LIMIT: a client delete's is
-     * its tombstone's), flags = its kind (enum fmt_removal_kind). */
+     * written_at (the storaged's clock, which orders removals of one store
+     * whatever their senders' clocks), size = its stamp (unix microseconds,
+     * at most STAMP_LIMIT: a client delete's is its tombstone's), flags =
+     * its kind (enum fmt_removal_kind). */
     struct objtab newest;
 };
 
@@ -281,13 +283,15 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
             uint32_t t = objtab_find(&f->newest, x->digest);
             struct objtab_entry te;
             uint64_t stamp = x->stamp > STAMP_LIMIT ? STAMP_LIMIT : x->stamp;
+            uint64_t when = x->written_at > STAMP_LIMIT ? STAMP_LIMIT : x->written_at;
             if (t == OBJTAB_NONE) {
-                if (objtab_insert(&f->newest, x->digest, 0, stamp, 0, x->kind) == OBJTAB_NONE) {
+                if (objtab_insert(&f->newest, x->digest, 0, when, stamp, x->kind) == OBJTAB_NONE) {
                     disk_removals_free(&rs);
                     return -ENOMEM;
                 }
-            } else if (objtab_get(&f->newest, t, &te) && stamp >= te.offset) {
-                objtab_set_location(&f->newest, t, 0, stamp);
+            } else if (objtab_get(&f->newest, t, &te) && when >= te.offset) {
+                objtab_set_location(&f->newest, t, 0, when);
+                objtab_set_size(&f->newest, t, stamp);
                 objtab_set_flags(&f->newest, t, x->kind);
             }
         }
@@ -417,16 +421,16 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
     uint64_t rebuilt = 0;
     struct objtab_entry te;
     for (uint32_t t = 0; repair && t < f->newest.used; t++) {
-        /* te.offset: the delete's stamp (its X-CAS-Timestamp, possibly
-         * from a balancer whose clock is ahead), not the frame's written_at:
-         * a write stamped before the delete stays refused after the repair
-         * as before it. */
+        /* te.size: the delete's stamp (its X-CAS-Timestamp, possibly from a
+         * balancer whose clock is ahead), not the frame's written_at: a
+         * write stamped before the delete stays refused after the repair as
+         * before it. */
         if (!objtab_get(&f->newest, t, &te) || te.flags != RM_CLIENT ||
-            te.offset / 1000000 + d->tomb_ttl <= now ||
+            te.size / 1000000 + d->tomb_ttl <= now ||
             objtab_find(&d->tab, te.digest) != OBJTAB_NONE ||
             objtab_find(&d->tombs, te.digest) != OBJTAB_NONE)
             continue;
-        if (tomb_set_stamp(d, te.digest, TOMB_DELETED, te.offset) < 0)
+        if (tomb_set_stamp(d, te.digest, TOMB_DELETED, te.size) < 0)
             return -ENOMEM;
         rebuilt++;
     }

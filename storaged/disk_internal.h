@@ -396,10 +396,11 @@ int disk_removal_plan_one(struct disk_store *d, const struct objtab_entry *en, s
 void disk_removal_plan_drop(struct disk_store *d, struct rm_plan *p);
 /* Without the lock, once the index record of the removal is durable: writes
  * the plan's removal frames (kind RM_CLIENT, RM_GC or RM_DROP; written_at
- * now, unix seconds; stamp p->stamp, set by the caller after planning), or with no room for them marks the removed frames in
- * place, and fdatasyncs each file; always gives the plan back. 0, or -EIO
- * with err filled (logged: the index holds the removal, the data files do
- * not, so it must not be answered as a success). */
+ * now, unix seconds; stamp p->stamp, set by the caller after planning), or
+ * with no room for them marks the removed frames in place, and fdatasyncs
+ * each file; always gives the plan back. 0, or -EIO with err filled
+ * (logged: the index holds the removal, the data files do not, so it must
+ * not be answered as a success). */
 int disk_removal_plan_write(struct disk_store *d, struct rm_plan *p, unsigned kind, uint64_t now,
                             char *err, size_t errlen);
 /* Gives the slots back: the frames stay (keep) or are cut off / punched out. */

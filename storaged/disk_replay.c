@@ -1218,8 +1218,9 @@ int disk_replay(struct disk_store *d, char *err, size_t errlen)
     if ((rc = open_data_files(d, err, errlen)) < 0)
         return rc;
     recount(d);
+    /* fsck (check_only) reads it after the replay (fsck.c). */
     if (!d->check_only)
-        objtab_destroy(&d->untombed); /* fsck reads it (fsck.c) */
+        objtab_destroy(&d->untombed);
     DISK_ASSERT_CONSISTENT(d); /* the table and its counters agree */
     return 0;
 }

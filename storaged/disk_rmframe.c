@@ -261,7 +261,8 @@ int disk_removal_plan_write(struct disk_store *d, struct rm_plan *p, unsigned ki
     unsigned bad = 0;
     for (unsigned i = 0; i < p->held.n && rc == 0; i++) {
         struct rm_slot *s = &p->held.slots[i];
-        rc = slot_write(d, s, kind, now, p->stamp, p->entries + p->start[s->file] * FMT_REMOVAL_ENTRY,
+        rc = slot_write(d, s, kind, now, p->stamp,
+                        p->entries + p->start[s->file] * FMT_REMOVAL_ENTRY,
                         p->start[s->file + 1] - p->start[s->file]);
         bad = s->file;
     }

@@ -287,7 +287,6 @@ static void test_block_sums(void)
     CU_ASSERT_TRUE(s3_sums_wanted(FMT_BLOCK + 1));
 }
 
-
 /* tombs/<hex>.deleted's body (docs/FORMAT.md "The S3 backend"): the delete's
  * stamp in decimal microseconds and a newline; empty (written before the
  * stamp was kept) reads as 0, today's meaning; anything else is refused with
@@ -309,8 +308,9 @@ static void test_tomb_stamp_body(void)
     CU_ASSERT_EQUAL(s3_tomb_stamp_parse(max, strlen(max), &v), 0);
     CU_ASSERT_EQUAL(v, TIME_MAX);
     snprintf(max, sizeof(max), "%llu", (unsigned long long)TIME_MAX + 1);
-    const char *bad[] = {"0\n", "-1\n", " 12\n", "12 \n", "0x10\n", "12\n\n", "1e6\n",
-                         "18446744073709551616\n", "not a stamp\n", max};
+    const char *bad[] = {"0\n",           "-1\n",   " 12\n", "12 \n",
+                         "0x10\n",        "12\n\n", "1e6\n", "18446744073709551616\n",
+                         "not a stamp\n", max};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         v = 99;
         CU_ASSERT_EQUAL(s3_tomb_stamp_parse(bad[i], strlen(bad[i]), &v), -EINVAL);

@@ -130,6 +130,7 @@ int cmd_fsck(int argc, char **argv, const struct cli_ctx *ctx)
         FIELD("lost_objects", r.dropped);
         FIELD("bad_frames", r.bad_frames);
         FIELD("unindexed", r.unindexed);
+        FIELD("lost_removals", r.lost_removals);
         FIELD("recovered", r.recovered);
         FIELD("relocated_files", r.relocated);
         cas_json_key(&j, "damaged_header");
@@ -151,8 +152,9 @@ int cmd_fsck(int argc, char **argv, const struct cli_ctx *ctx)
         if (r.problems)
             printf(" (%" PRIu64 " corrupt, %" PRIu64 " damaged records, %" PRIu64
                    " torn index bytes, %" PRIu64 " lost, %" PRIu64 " bad frames, %" PRIu64
-                   " missing from the index)",
-                   r.corrupt, r.bad_records, r.torn_bytes, r.dropped, r.bad_frames, r.unindexed);
+                   " missing from the index, %" PRIu64 " removed but still indexed)",
+                   r.corrupt, r.bad_records, r.torn_bytes, r.dropped, r.bad_frames, r.unindexed,
+                   r.lost_removals);
         printf("\n");
         if (r.repaired)
             printf("repaired: index rebuilt, %" PRIu64 " objects put back, %" PRIu64

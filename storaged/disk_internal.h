@@ -58,6 +58,12 @@ struct disk_store {
     pthread_rwlock_t lock;
     struct objtab tab;
     struct objtab tombs;       /* tombstones and quarantined keys (disk_tomb.c) (lock) */
+    /* Replay only (start-up and fsck; disk_replay.c): keys whose last index
+     * record removed them with a DEL of aux 0 (a client's DELETE or a
+     * drop) and no TOMB or PUT after it, with the (file, offset) of the
+     * frame it removed. A client DELETE's removal frame naming that frame
+     * means the index lost the TOMB appended with the DEL. */
+    struct objtab untombed;
     uint64_t tomb_ttl;         /* seconds */
     uint64_t tomb_quarantined; /* entries of tombs that are quarantined keys (lock) */
     /* Client deletes since start (changed under the write lock, read with
@@ -371,6 +377,10 @@ struct rm_plan {
     uint64_t count;
     uint64_t start[FMT_NFILES + 1];
     unsigned char one[FMT_REMOVAL_ENTRY];
+    /* The removal's stamp for its frames (unix microseconds): a client
+     * delete's tombstone stamp, so that a tombstone rebuilt from the frame
+     * orders writes as the delete did; 0 when none (gc/end, a drop). */
+    uint64_t stamp;
 };
 /* For gc/end, caller holding lock (write): plans the removal of every
  * marked object. 0 (p->count may be 0); -EAGAIN with *wait_file set when the
@@ -386,10 +396,11 @@ int disk_removal_plan_one(struct disk_store *d, const struct objtab_entry *en, s
 void disk_removal_plan_drop(struct disk_store *d, struct rm_plan *p);
 /* Without the lock, once the index record of the removal is durable: writes
  * the plan's removal frames (kind RM_CLIENT, RM_GC or RM_DROP; written_at
- * now, unix seconds), or with no room for them marks the removed frames in
- * place, and fdatasyncs each file; always gives the plan back. 0, or -EIO
- * with err filled (logged: the index holds the removal, the data files do
- * not, so it must not be answered as a success). */
+ * now, unix seconds; stamp p->stamp, set by the caller after planning), or
+ * with no room for them marks the removed frames in place, and fdatasyncs
+ * each file; always gives the plan back. 0, or -EIO with err filled
+ * (logged: the index holds the removal, the data files do not, so it must
+ * not be answered as a success). */
 int disk_removal_plan_write(struct disk_store *d, struct rm_plan *p, unsigned kind, uint64_t now,
                             char *err, size_t errlen);
 /* Gives the slots back: the frames stay (keep) or are cut off / punched out. */
@@ -403,6 +414,7 @@ struct disk_removal {
     uint64_t offset;     /* of the removed object frame */
     uint64_t at;         /* of the removal frame that names it */
     uint64_t written_at; /* the removal frame's */
+    uint64_t stamp;      /* the removal frame's (fmt_removal_stamp: never 0) */
     uint8_t kind;
 };
 struct disk_removals {
@@ -435,6 +447,12 @@ void disk_removals_free(struct disk_removals *rs);
  * counters; d->journal then holds the index. 0, or -errno with a message
  * naming what to run (docs/FORMAT.md: what start-up refuses). */
 int disk_replay(struct disk_store *d, char *err, size_t errlen);
+/* After replay with check_only (fsck): true when digest's last index record
+ * was a DEL of aux 0 that removed its frame at (file, offset), with no TOMB
+ * or PUT after it, and no tombstone or quarantine entry holds the key (a
+ * client DELETE's removal frame naming that frame: its TOMB was lost). */
+bool disk_untombed_at(struct disk_store *d, const unsigned char *digest, unsigned file,
+                      uint64_t offset);
 
 /* ---- the ops (disk_open.c's table names them) -------------------------
  * Each does what store.h says of its store_ops member, and takes the locks

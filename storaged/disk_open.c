@@ -306,6 +306,7 @@ void disk_destroy(struct store *s)
     journal_destroy(&d->journal);
     objtab_destroy(&d->tab);
     objtab_destroy(&d->tombs);
+    objtab_destroy(&d->untombed);
     if (d->lockfd >= 0)
         close(d->lockfd); /* releases the flock */
     if (d->dirfd >= 0)

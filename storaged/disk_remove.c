@@ -103,7 +103,11 @@ static int remove_object(struct disk_store *d, const struct cas_key *key, bool c
         disk_removal_plan_drop(d, &plan);
         return rc;
     }
-    /* The removal is durable in the index: now into the data file. */
+    /* The removal is durable in the index: now into the data file, with
+     * the tombstone's stamp, so that one rebuilt from the frame (start-up,
+     * fsck --repair) orders writes as this delete does. */
+    if (client)
+        plan.stamp = r[n - 1].size;
     rc = disk_removal_plan_write(d, &plan, client ? RM_CLIENT : RM_DROP, now, err, errlen);
     if (rc < 0)
         return rc;

@@ -64,6 +64,35 @@ static void remove_marked(struct disk_store *d)
             objtab_remove(&d->tab, e);
 }
 
+/* d->untombed: digest's last record removed its frame at (file, offset)
+ * with a DEL of aux 0 (note), or a TOMB or PUT followed (forget). */
+static int untombed_note(struct disk_store *d, const unsigned char *digest, unsigned file,
+                         uint64_t offset)
+{
+    uint32_t e = objtab_find(&d->untombed, digest);
+    if (e != OBJTAB_NONE) {
+        objtab_set_location(&d->untombed, e, file, offset);
+        return 0;
+    }
+    return objtab_insert(&d->untombed, digest, file, offset, 0, 0) == OBJTAB_NONE ? -ENOMEM : 0;
+}
+
+static void untombed_forget(struct disk_store *d, const unsigned char *digest)
+{
+    uint32_t e = objtab_find(&d->untombed, digest);
+    if (e != OBJTAB_NONE)
+        objtab_remove(&d->untombed, e);
+}
+
+bool disk_untombed_at(struct disk_store *d, const unsigned char *digest, unsigned file,
+                      uint64_t offset)
+{
+    uint32_t e = objtab_find(&d->untombed, digest);
+    struct objtab_entry en;
+    return e != OBJTAB_NONE && objtab_get(&d->untombed, e, &en) && en.file == file &&
+           en.offset == offset && objtab_find(&d->tombs, digest) == OBJTAB_NONE;
+}
+
 /* Applies one valid record to the table. 0, 1 when the record makes no
  * sense (unknown type, data file number out of range: written by another
  * version, or damage the CRC did not catch), or -errno. */
@@ -88,11 +117,20 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
             return -ENOMEM;
         }
         tomb_clear(d, r->digest); /* stored again: no tombstone, not quarantined */
+        untombed_forget(d, r->digest);
         return 0;
     case REC_DEL:
         e = objtab_find(&d->tab, r->digest);
-        if (e != OBJTAB_NONE)
+        untombed_forget(d, r->digest);
+        if (e != OBJTAB_NONE) {
+            struct objtab_entry en;
+            if (r->aux == DEL_CLIENT && objtab_get(&d->tab, e, &en) &&
+                untombed_note(d, r->digest, en.file, en.offset) < 0) {
+                snprintf(err, errlen, "out of memory replaying the index");
+                return -ENOMEM;
+            }
             objtab_remove(&d->tab, e);
+        }
         if (r->aux == DEL_CORRUPT && tomb_set(d, r->digest, TOMB_QUARANTINED, 0) < 0) {
             snprintf(err, errlen, "out of memory replaying the index");
             return -ENOMEM;
@@ -107,6 +145,7 @@ static int apply_record(struct disk_store *d, struct replay *rp, const struct fm
             snprintf(err, errlen, "out of memory replaying the index");
             return -ENOMEM;
         }
+        untombed_forget(d, r->digest);
         /* A tombstone says the object is not stored (docs/FORMAT.md): it
          * also removes it, so that a damaged DEL record before it (skipped
          * by fsck --repair) cannot bring a deleted object back. A later
@@ -732,11 +771,99 @@ static int cmp_span(const void *a, const void *b)
 }
 
 /*
+ * The removals the index lost (docs/FORMAT.md "Removal frames": an object
+ * frame of key K at offset O is removed when a removal frame later in the
+ * same file names (K, O)). rs holds the removal frames of data file n at
+ * its current generation (compaction drops removal frames with the frames
+ * they name, so each counts only in its own file and generation). An entry
+ * naming the very frame the table holds live for its key, at that offset of
+ * this file, can only mean that the index lost durable records: a removal
+ * frame is written only after the removal's DEL (or GC_END) is synced in
+ * the index (rule D8), and only after the frame it names. Such a removal
+ * is applied again, as the answered request did it: a DEL record, and for
+ * a client's DELETE (RM_CLIENT) its tombstone (a TOMB record with the
+ * delete's stamp, unless it has expired); gc/end (RM_GC) and a balancer's
+ * drop (RM_DROP) leave none. A re-PUT of the key after the removal is a
+ * frame elsewhere, which no removal names: untouched. The records are
+ * synced with the adoptions before the store opens. The count applied is
+ * added to *applied. 0 or -errno with err filled.
+ */
+static int apply_lost_removals(struct disk_store *d, unsigned n, const struct disk_removals *rs,
+                               uint64_t *applied, char *err, size_t errlen)
+{
+    uint64_t now = disk_now_s();
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct disk_removal *x = &rs->v[i];
+        uint32_t e = objtab_find(&d->tab, x->digest);
+        struct objtab_entry en;
+        if (x->at <= x->offset)
+            continue;
+        if (x->kind == RM_CLIENT && e == OBJTAB_NONE &&
+            disk_untombed_at(d, x->digest, n, x->offset)) {
+            /* The DEL is there, its TOMB (same batch) was lost. */
+            if (x->stamp / 1000000 + d->tomb_ttl <= now)
+                continue;
+            struct fmt_record t;
+            struct journal_pos pos;
+            tomb_record(d, &t, x->digest, TOMB_DELETED, x->stamp / 1000000, x->stamp);
+            int rc = disk_append(d, &t, 1, &pos, err, errlen);
+            if (rc < 0)
+                return rc;
+            if (tomb_set_stamp(d, x->digest, TOMB_DELETED, t.size) < 0) {
+                snprintf(err, errlen, "out of memory applying removals");
+                return -ENOMEM;
+            }
+            untombed_forget(d, x->digest);
+            (*applied)++;
+            char hex[CAS_MAX_HEX + 1];
+            cas_hex_encode(x->digest, d->base.algo->digest_len, hex);
+            log_warn("data file %u: the index lost the tombstone of the client's DELETE of %s "
+                     "(its removal frame at offset %" PRIu64 " names the frame its DEL removed): "
+                     "rebuilt with the delete's stamp",
+                     n, hex, x->at);
+            continue;
+        }
+        if (e == OBJTAB_NONE || !objtab_get(&d->tab, e, &en) || en.file != n ||
+            en.offset != x->offset)
+            continue;
+        struct fmt_record rec[2];
+        size_t nrec = 0;
+        disk_record(d, &rec[nrec], REC_DEL, x->digest);
+        rec[nrec++].aux = DEL_CLIENT;
+        bool tomb = x->kind == RM_CLIENT && x->stamp / 1000000 + d->tomb_ttl > now;
+        if (tomb)
+            tomb_record(d, &rec[nrec++], x->digest, TOMB_DELETED, x->stamp / 1000000, x->stamp);
+        struct journal_pos pos;
+        int rc = disk_append(d, rec, nrec, &pos, err, errlen);
+        if (rc < 0)
+            return rc;
+        objtab_remove(&d->tab, e);
+        if (tomb && tomb_set_stamp(d, x->digest, TOMB_DELETED, rec[1].size) < 0) {
+            snprintf(err, errlen, "out of memory applying removals");
+            return -ENOMEM;
+        }
+        (*applied)++;
+        char hex[CAS_MAX_HEX + 1];
+        cas_hex_encode(x->digest, d->base.algo->digest_len, hex);
+        log_warn("data file %u: object %s at offset %" PRIu64 " was removed (%s; the removal "
+                 "frame at offset %" PRIu64 " names it) but the index still listed it: the "
+                 "index lost the removal's records; removed again%s",
+                 n, hex, x->offset,
+                 x->kind == RM_CLIENT ? "a client's DELETE"
+                 : x->kind == RM_GC   ? "gc/end"
+                                      : "a balancer's drop",
+                 x->at, tomb ? ", with the delete's tombstone" : "");
+    }
+    return 0;
+}
+
+/*
  * A store of index format 2 records every removal in its data files, so a
  * whole intact object frame of data file n that no indexed frame covers
  * (in one of the nr ranges r: the gaps between indexed frames, and the bytes
- * past the last one), that no removal frame after it names, whose key the
- * table does not hold and no tombstone in force refuses, is an object whose
+ * past the last one), that no removal frame after it names (rs: the removal
+ * frames of those ranges, sorted), whose key the table does not hold and no
+ * tombstone in force refuses, is an object whose
  * index record was lost (an index cut back: as writers commit out of file
  * order, such a frame can lie before indexed ones; or a write whose record
  * never got there: never answered, so keeping it is allowed too). Each one
@@ -747,17 +874,14 @@ static int cmp_span(const void *a, const void *b)
  * err filled.
  */
 static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, size_t nr,
-                        uint64_t *adopted, char *err, size_t errlen)
+                        const struct disk_removals *rsp, uint64_t *adopted, char *err,
+                        size_t errlen)
 {
     int fd = d->files[n].ref->fd;
-    struct disk_removals rs;
-    memset(&rs, 0, sizeof(rs));
+    const struct disk_removals rs = *rsp;
     size_t buflen = 1u << 20;
     unsigned char *buf = malloc(buflen);
     int rc = buf ? 0 : -ENOMEM;
-    for (size_t i = 0; i < nr && rc == 0; i++)
-        rc = disk_removals_add(d, fd, r[i].off, r[i].end, &rs);
-    disk_removals_sort(&rs);
     if (rc == 0 && rs.damaged) {
         /* What the damaged entries removed cannot be told: indexing a frame
          * there could bring back a removed object. Nothing is adopted; the
@@ -765,7 +889,6 @@ static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, 
         log_error("data file %u: %" PRIu64 " damaged removal frames: no unindexed object "
                   "there is indexed again; run ca-cas fsck %s --repair",
                   n, rs.damaged, d->dir);
-        disk_removals_free(&rs);
         free(buf);
         return 0;
     }
@@ -822,7 +945,6 @@ static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, 
         snprintf(err, errlen, "out of memory reading data file %u", n);
     else if (rc == -EIO && !*err)
         snprintf(err, errlen, "cannot read data file %u", n);
-    disk_removals_free(&rs);
     free(buf);
     return rc;
 }
@@ -945,11 +1067,13 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             if (d->check_only)
                 continue;
             bool framed = frame_in_tail(d, d->files[n].ref->fd, maxend[n], fsize[n]);
+            /* Its removal frames are read below with the gaps' (any index
+             * format: a removal frame is a removal whoever wrote it). */
+            tail[n] = framed;
             if (framed && d->index_version == FMT_INDEX_VERSION_REMOVALS) {
                 /* Removals are in the data files: what no removal names
                  * there is live (adopt_ranges, below, with the gaps); the
                  * rest stays dead bytes until compaction. */
-                tail[n] = true;
                 continue;
             }
             if (framed) {
@@ -981,9 +1105,14 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             d->files[n].length = maxend[n];
         }
     }
-    if (d->index_version == FMT_INDEX_VERSION_REMOVALS && !d->check_only) {
+    uint64_t applied = 0;
+    if (!d->check_only) {
         /* The gaps between indexed frames and the framed tails: only the
-         * frames the index does not name are read. */
+         * frames the index does not name are read. Their removal frames
+         * first take out what the index lost the removal of (any index
+         * format); in a store of format 2 the object frames no removal
+         * names are then indexed again. */
+        bool v2 = d->index_version == FMT_INDEX_VERSION_REMOVALS;
         struct span *gaps;
         size_t ngaps;
         if (index_gaps(d, &gaps, &ngaps) < 0) {
@@ -996,38 +1125,54 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             size_t first = i;
             while (i < ngaps && gaps[i].file == n)
                 i++;
-            struct span *r = gaps + first;
             size_t nr = i - first;
-            struct span last = {.file = n, .off = maxend[n], .end = fsize[n]};
-            if (tail[n]) { /* the tail after the gaps, in a copy of them */
-                struct span *x = malloc((nr + 1) * sizeof(*x));
-                if (!x) {
-                    rc = -ENOMEM;
-                    snprintf(err, errlen, "out of memory");
-                    break;
-                }
-                memcpy(x, r, nr * sizeof(*x));
-                x[nr] = last;
-                rc = adopt_ranges(d, n, x, nr + 1, &adopted, err, errlen);
-                free(x);
-            } else if (nr) {
-                rc = adopt_ranges(d, n, r, nr, &adopted, err, errlen);
+            if (!nr && !tail[n])
+                continue;
+            /* The gaps, then the tail, in a copy of them. */
+            struct span *x = malloc((nr + 1) * sizeof(*x));
+            if (!x) {
+                rc = -ENOMEM;
+                snprintf(err, errlen, "out of memory");
+                break;
             }
+            memcpy(x, gaps + first, nr * sizeof(*x));
+            if (tail[n])
+                x[nr++] = (struct span){.file = n, .off = maxend[n], .end = fsize[n]};
+            struct disk_removals rs;
+            memset(&rs, 0, sizeof(rs));
+            for (size_t k = 0; k < nr && rc == 0; k++)
+                rc = disk_removals_add(d, d->files[n].ref->fd, x[k].off, x[k].end, &rs);
+            disk_removals_sort(&rs);
+            if (rc < 0)
+                snprintf(err, errlen, "cannot read the removal frames of data file %u: %s", n,
+                         strerror(-rc));
+            if (rc == 0)
+                rc = apply_lost_removals(d, n, &rs, &applied, err, errlen);
+            if (rc == 0 && v2)
+                rc = adopt_ranges(d, n, x, nr, &rs, &adopted, err, errlen);
+            disk_removals_free(&rs);
+            free(x);
         }
         free(gaps);
         if (rc < 0)
             return rc;
     }
-    if (adopted) {
+    if (applied)
+        log_warn("%" PRIu64 " removals the index lost were applied again: removal frames in "
+                 "the data files name the frames (the index lost the records of answered "
+                 "removals: cut back, or restored from an older copy)",
+                 applied);
+    if (adopted || applied) {
         struct journal_pos pos;
         journal_now(&d->journal, &pos);
         int rc = disk_sync(d, &pos, err, errlen);
         if (rc < 0)
             return rc;
-        log_warn("%" PRIu64 " objects past the end of what the index named were indexed again "
-                 "(their records had been lost: an index cut back, or writes that stopped "
-                 "before their record)",
-                 adopted);
+        if (adopted)
+            log_warn("%" PRIu64 " objects past the end of what the index named were indexed "
+                     "again (their records had been lost: an index cut back, or writes that "
+                     "stopped before their record)",
+                     adopted);
     }
     return 0;
 }
@@ -1059,6 +1204,10 @@ int disk_replay(struct disk_store *d, char *err, size_t errlen)
 {
     int rc, ifd;
     uint64_t iend;
+    if (objtab_init(&d->untombed, d->base.algo->digest_len) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     if ((rc = replay_index(d, &ifd, &iend, err, errlen)) < 0)
         return rc;
     d->journal.fd = ifd;
@@ -1069,6 +1218,9 @@ int disk_replay(struct disk_store *d, char *err, size_t errlen)
     if ((rc = open_data_files(d, err, errlen)) < 0)
         return rc;
     recount(d);
+    /* fsck (check_only) reads it after the replay (fsck.c). */
+    if (!d->check_only)
+        objtab_destroy(&d->untombed);
     DISK_ASSERT_CONSISTENT(d); /* the table and its counters agree */
     return 0;
 }

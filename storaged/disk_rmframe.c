@@ -92,7 +92,7 @@ static uint64_t frames_len(uint64_t count)
 /* Writes the removal frames for count entries (an entry table, digests of
  * this store) into slot s, frame after frame (not synced). 0 or -errno. */
 static int slot_write(struct disk_store *d, const struct rm_slot *s, unsigned kind, uint64_t now,
-                      unsigned char *entries, uint64_t count)
+                      uint64_t stamp, unsigned char *entries, uint64_t count)
 {
     uint64_t at = s->off;
     for (uint64_t i = 0; i < count;) {
@@ -102,7 +102,8 @@ static int slot_write(struct disk_store *d, const struct rm_slot *s, unsigned ki
                                 .kind = (uint8_t)kind,
                                 .entries_crc = fmt_removal_entries_crc(e, k),
                                 .count = k,
-                                .written_at = now};
+                                .written_at = now,
+                                .stamp = stamp};
         unsigned char hdr[FMT_FRAME_HEADER];
         fmt_removal_encode(&h, hdr);
         int rc = disk_pwrite_all(s->fd, hdr, sizeof(hdr), at);
@@ -260,7 +261,8 @@ int disk_removal_plan_write(struct disk_store *d, struct rm_plan *p, unsigned ki
     unsigned bad = 0;
     for (unsigned i = 0; i < p->held.n && rc == 0; i++) {
         struct rm_slot *s = &p->held.slots[i];
-        rc = slot_write(d, s, kind, now, p->entries + p->start[s->file] * FMT_REMOVAL_ENTRY,
+        rc = slot_write(d, s, kind, now, p->stamp,
+                        p->entries + p->start[s->file] * FMT_REMOVAL_ENTRY,
                         p->start[s->file + 1] - p->start[s->file]);
         bad = s->file;
     }
@@ -385,6 +387,7 @@ int disk_removals_add(struct disk_store *d, int fd, uint64_t from, uint64_t fsiz
             fmt_removal_entry_get(ents, i, r->digest, &r->offset);
             r->at = p;
             r->written_at = rm.written_at;
+            r->stamp = fmt_removal_stamp(&rm);
             r->kind = rm.kind;
         }
     }

@@ -108,6 +108,7 @@ void fmt_removal_encode(const struct fmt_removal *h, unsigned char out[FMT_FRAME
     put32(out + 12, h->entries_crc);
     put64(out + 16, h->count);
     put64(out + 24, h->written_at);
+    put64(out + 32, h->stamp);
     uLong c = crc32(0, out, 4);
     c = crc32(c, out + 8, FMT_FRAME_HEADER - 8);
     put32(out + 4, (uint32_t)c);
@@ -121,7 +122,9 @@ bool fmt_removal_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_rem
     c = crc32(c, in + 8, FMT_FRAME_HEADER - 8);
     if (get32(in + 4) != (uint32_t)c || in[10] || in[11])
         return false;
-    for (int i = 32; i < FMT_FRAME_HEADER; i++)
+    /* Bytes 32..39: the delete's stamp (0 in frames written before it was
+     * kept); the rest stays zero. */
+    for (int i = 40; i < FMT_FRAME_HEADER; i++)
         if (in[i])
             return false;
     h->algo = in[8];
@@ -129,6 +132,7 @@ bool fmt_removal_decode(const unsigned char in[FMT_FRAME_HEADER], struct fmt_rem
     h->entries_crc = get32(in + 12);
     h->count = get64(in + 16);
     h->written_at = get64(in + 24);
+    h->stamp = get64(in + 32);
     return h->count >= 1 && h->count <= FMT_REMOVAL_MAX;
 }
 

@@ -95,8 +95,23 @@ struct fmt_removal {
     uint8_t kind;         /* enum fmt_removal_kind */
     uint32_t entries_crc; /* CRC-32 (zlib) of the entries */
     uint64_t count;       /* entries, 1..FMT_REMOVAL_MAX */
-    uint64_t written_at;  /* seconds since the epoch (a client delete's tombstone time) */
+    uint64_t written_at;  /* seconds since the epoch, the storaged's clock */
+    /* The removal's stamp, unix microseconds: for a client delete, the
+     * stamp of its tombstone (its X-CAS-Timestamp, or the storaged's clock
+     * at the request), which orders client writes against the delete; 0 in
+     * frames written before it was kept (then written_at * 10^6 stands for
+     * it: fmt_removal_stamp). Header bytes 32..39. */
+    uint64_t stamp;
 };
+
+/* The stamp of a removal (unix microseconds): its stamp field, or for a
+ * frame written before it was kept (0), written_at in microseconds. */
+static inline uint64_t fmt_removal_stamp(const struct fmt_removal *h)
+{
+    if (h->stamp)
+        return h->stamp;
+    return h->written_at > UINT64_MAX / 1000000 ? UINT64_MAX : h->written_at * 1000000;
+}
 
 /* Bytes of a whole removal frame of count entries. */
 static inline uint64_t fmt_removal_len(uint64_t count)

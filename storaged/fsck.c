@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #define CHUNK (1024 * 1024)
+/* The largest stamp an objtab entry's offset holds (56 bits). */
+#define STAMP_LIMIT ((UINT64_C(1) << 56) - 1)
 
 struct fsck {
     struct disk_store *d;
@@ -37,7 +39,10 @@ struct fsck {
     uint64_t done, total;
     struct objtab mentioned; /* digests the readable index speaks of */
     /* Per digest, the newest removal the removal frames hold: offset = its
-     * time, flags = its kind (enum fmt_removal_kind). */
+     * written_at (the storaged's clock, which orders removals of one store
+     * whatever their senders' clocks), size = its stamp (unix microseconds,
+     * at most STAMP_LIMIT: a client delete's is its tombstone's), flags =
+     * its kind (enum fmt_removal_kind). */
     struct objtab newest;
 };
 
@@ -277,15 +282,40 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
             const struct disk_removal *x = &rs.v[i];
             uint32_t t = objtab_find(&f->newest, x->digest);
             struct objtab_entry te;
+            uint64_t stamp = x->stamp > STAMP_LIMIT ? STAMP_LIMIT : x->stamp;
+            uint64_t when = x->written_at > STAMP_LIMIT ? STAMP_LIMIT : x->written_at;
             if (t == OBJTAB_NONE) {
-                if (objtab_insert(&f->newest, x->digest, 0, x->written_at, 0, x->kind) ==
-                    OBJTAB_NONE) {
+                if (objtab_insert(&f->newest, x->digest, 0, when, stamp, x->kind) == OBJTAB_NONE) {
                     disk_removals_free(&rs);
                     return -ENOMEM;
                 }
-            } else if (objtab_get(&f->newest, t, &te) && x->written_at >= te.offset) {
-                objtab_set_location(&f->newest, t, 0, x->written_at);
+            } else if (objtab_get(&f->newest, t, &te) && when >= te.offset) {
+                objtab_set_location(&f->newest, t, 0, when);
+                objtab_set_size(&f->newest, t, stamp);
                 objtab_set_flags(&f->newest, t, x->kind);
+            }
+        }
+        /* A client DELETE whose DEL the index holds but whose TOMB (the
+         * same batch) it lost: its removal frame names the very frame the
+         * DEL removed. */
+        for (size_t i = 0; i < rs.n && !(d->replay.relocated_files & (1ull << n)); i++) {
+            const struct disk_removal *x = &rs.v[i];
+            if (x->kind != RM_CLIENT || x->at <= x->offset ||
+                x->stamp / 1000000 + d->tomb_ttl <= now ||
+                objtab_find(&d->tab, x->digest) != OBJTAB_NONE ||
+                !disk_untombed_at(d, x->digest, n, x->offset))
+                continue;
+            cas_hex_encode(x->digest, d->tab.digest_len, hex);
+            f->r->lost_removals++;
+            say(f, true,
+                "object %s: the index lost the tombstone of its client's DELETE (the removal "
+                "frame at offset %" PRIu64 " of data file %u names the frame its DEL "
+                "removed)%s",
+                hex, x->at, n, repair ? " (rebuilt with the delete's stamp)" : "");
+            uint64_t stamp = x->stamp > STAMP_LIMIT ? STAMP_LIMIT : x->stamp;
+            if (repair && tomb_set_stamp(d, x->digest, TOMB_DELETED, stamp) < 0) {
+                disk_removals_free(&rs);
+                return -ENOMEM;
             }
         }
         if (rs.damaged) {
@@ -329,27 +359,30 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
              * records or removals are in the data files. */
             bool damaged = index_damaged || (d->replay.relocated_files & (1ull << n));
             if (rmv) {
-                if (here && damaged) {
-                    /* The index lost the record of this removal. */
+                if (here) {
+                    /* The index lost the record of this removal: a removal
+                     * frame is written only once the removal's record is
+                     * durable in the index (rule D8), and names the frame
+                     * at this offset of this generation, so the index
+                     * holding it live lost records (damaged, cut back at a
+                     * record boundary, restored from an older copy). The
+                     * data file's rule wins; a client delete's tombstone
+                     * comes back below with the delete's stamp. */
                     cas_hex_encode(fr.digest, d->tab.digest_len, hex);
-                    f->r->unindexed++;
+                    f->r->lost_removals++;
                     say(f, true,
                         "object %s in data file %u at offset %" PRIu64
-                        " was removed (a removal frame says so) but the damaged index "
-                        "still lists it%s",
-                        hex, n, p, repair ? " (taken out)" : "");
+                        " was removed (%s; a removal frame at offset %" PRIu64
+                        " says so) but the index still lists it: the index lost the "
+                        "removal's records%s",
+                        hex, n, p,
+                        rmv->kind == RM_CLIENT ? "a client's DELETE"
+                        : rmv->kind == RM_GC   ? "gc/end"
+                                               : "a balancer's drop",
+                        rmv->at, repair ? " (taken out)" : "");
                     if (repair)
                         disk_forget(d, e);
                     e = OBJTAB_NONE;
-                } else if (here) {
-                    cas_hex_encode(fr.digest, d->tab.digest_len, hex);
-                    say(f, false,
-                        "object %s in data file %u at offset %" PRIu64
-                        ": a removal frame names it but the index keeps it (the index "
-                        "lost the removal's record: cut back, or restored from a backup; "
-                        "or a removal that crashed before its record under a build that "
-                        "wrote the removal frame first)",
-                        hex, n, p);
                 }
                 continue;
             }
@@ -388,11 +421,16 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
     uint64_t rebuilt = 0;
     struct objtab_entry te;
     for (uint32_t t = 0; repair && t < f->newest.used; t++) {
+        /* te.size: the delete's stamp (its X-CAS-Timestamp, possibly from a
+         * balancer whose clock is ahead), not the frame's written_at: a
+         * write stamped before the delete stays refused after the repair as
+         * before it. */
         if (!objtab_get(&f->newest, t, &te) || te.flags != RM_CLIENT ||
-            te.offset + d->tomb_ttl <= now || objtab_find(&d->tab, te.digest) != OBJTAB_NONE ||
+            te.size / 1000000 + d->tomb_ttl <= now ||
+            objtab_find(&d->tab, te.digest) != OBJTAB_NONE ||
             objtab_find(&d->tombs, te.digest) != OBJTAB_NONE)
             continue;
-        if (tomb_set(d, te.digest, TOMB_DELETED, te.offset) < 0)
+        if (tomb_set_stamp(d, te.digest, TOMB_DELETED, te.size) < 0)
             return -ENOMEM;
         rebuilt++;
     }

@@ -25,6 +25,9 @@ struct fsck_report {
     uint64_t bad_frames; /* framing errors in data files */
     uint64_t bad_sums;   /* intact objects whose block checksum table is damaged */
     uint64_t unindexed;  /* intact objects in data files the index lost */
+    /* indexed objects a removal frame removes: the index lost the records
+     * of their removal (--repair takes them out) */
+    uint64_t lost_removals;
     uint64_t recovered;  /* --repair: objects put back in the index */
     bool bad_header;     /* the index's HEADER record is damaged */
     uint64_t relocated;  /* data files not at the generation the index names */

@@ -380,13 +380,18 @@ int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, uint64_t 
     return rc < 0 ? -EIO : 0;
 }
 
-int s3_bucket_tomb(struct s3_store *st, const unsigned char *digest, bool put, char *err,
-                   size_t errlen)
+int s3_bucket_tomb(struct s3_store *st, const unsigned char *digest, bool put, uint64_t stamp,
+                   char *err, size_t errlen)
 {
-    char hex[CAS_MAX_HEX + 1], key[96];
+    char hex[CAS_MAX_HEX + 1], key[96], body[32] = "";
     cas_hex_encode(digest, st->base.algo->digest_len, hex);
     snprintf(key, sizeof(key), "tombs/%s.deleted", hex);
-    struct s3_req rq = {.method = put ? "PUT" : "DELETE", .key = key, .body = "", .body_len = 0};
+    /* The body keeps the delete's stamp, so that a tombstone rebuilt from
+     * the bucket (a lost --dir) orders writes as the delete did. */
+    if (put && stamp)
+        snprintf(body, sizeof(body), "%" PRIu64 "\n", stamp);
+    struct s3_req rq = {
+        .method = put ? "PUT" : "DELETE", .key = key, .body = body, .body_len = strlen(body)};
     struct s3_resp rs;
     int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
     if (rc == 0 &&
@@ -396,6 +401,43 @@ int s3_bucket_tomb(struct s3_store *st, const unsigned char *digest, bool put, c
     }
     s3_resp_free(&rs);
     return rc < 0 ? -EIO : 0;
+}
+
+int s3_tomb_stamp_parse(const char *body, size_t len, uint64_t *stamp)
+{
+    *stamp = 0;
+    if (len && body[len - 1] == '\n')
+        len--;
+    if (len == 0)
+        return 0; /* written before the stamp was kept */
+    uint64_t v = 0;
+    if (cas_parse_u64_n(body, len, &v) < 0 || v == 0 || v > TIME_MAX)
+        return -EINVAL;
+    *stamp = v;
+    return 0;
+}
+
+int s3_bucket_tomb_stamp(struct s3_store *st, const char *key, uint64_t *stamp, char *err,
+                         size_t errlen)
+{
+    char body[S3_TOMB_BODY_MAX];
+    *stamp = 0;
+    struct s3_req rq = {.method = "GET", .key = key, .out = body, .out_cap = sizeof(body)};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status == 404) {
+        rc = -ENOENT; /* removed meanwhile (a client stored the key again) */
+    } else if (rc == 0 && rs.status != 200) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    } else if (rc == 0 && s3_tomb_stamp_parse(body, rs.out_len, stamp) < 0) {
+        log_warn("s3: %s holds no stamp this version wrote (%zu bytes): the tombstone counts "
+                 "from now",
+                 key, rs.out_len);
+        *stamp = 0;
+    }
+    s3_resp_free(&rs);
+    return rc;
 }
 
 /* The bucket no longer has an object the index lists (a crash between a

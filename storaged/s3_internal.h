@@ -217,11 +217,25 @@ int s3_replay(struct s3_store *st, int fd, uint64_t *end, char *err, size_t errl
  * object is gone (404 included), -EIO with a message. */
 int s3_bucket_delete(struct s3_store *st, const unsigned char *digest, uint64_t size, char *err,
                      size_t errlen);
-/* PUT (put) or DELETE of the empty tombs/<hex>.deleted, the bucket's copy of
- * a client delete's tombstone (not ending in a bare key: it is no content): 0, or -EIO with a
- * message. */
-int s3_bucket_tomb(struct s3_store *st, const unsigned char *digest, bool put, char *err,
-                   size_t errlen);
+/* PUT (put) or DELETE of tombs/<hex>.deleted, the bucket's copy of a client
+ * delete's tombstone (not ending in a bare key: it is no content). Its body
+ * is the delete's stamp (unix microseconds, stamp) in decimal and a newline,
+ * or empty when stamp is 0 (as every body written before the stamp was
+ * kept; docs/FORMAT.md "The S3 backend"). 0, or -EIO with a message. */
+int s3_bucket_tomb(struct s3_store *st, const unsigned char *digest, bool put, uint64_t stamp,
+                   char *err, size_t errlen);
+/* Bytes a tombs/<hex>.deleted body this version writes holds at most. */
+#define S3_TOMB_BODY_MAX 32
+/* The stamp of a tombs/<hex>.deleted body of len bytes: decimal digits
+ * (cas_parse_u64_n), optionally a newline, at most TIME_MAX and not 0. An empty body
+ * (written before the stamp was kept) gives *stamp 0. 0, or -EINVAL (then
+ * *stamp is 0) for anything else. */
+int s3_tomb_stamp_parse(const char *body, size_t len, uint64_t *stamp);
+/* GET of key (a tombs/<hex>.deleted) and its stamp (s3_tomb_stamp_parse;
+ * 0 for an empty body or one it cannot read, logged): 0, -ENOENT when it
+ * is gone, or -EIO with a message. */
+int s3_bucket_tomb_stamp(struct s3_store *st, const char *key, uint64_t *stamp, char *err,
+                         size_t errlen);
 /* GET of [off, off + len) into buf (whole: a plain GET); len, -EIO or -ENOENT. */
 ssize_t s3_bucket_range(struct s3_store *st, const unsigned char *digest, char *buf, size_t len,
                         uint64_t off, bool whole, char *err, size_t errlen);

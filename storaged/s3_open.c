@@ -293,10 +293,14 @@ static int rebuild_one(struct s3_store *st, const struct s3_list_item *it, void 
     return rc;
 }
 
-/* tombs/<hex>.deleted: a client deleted the key; its tombstone is in force again
- * from now (the bucket's time of the delete is not read: the TTL only
- * grows), unless the object is there (a PUT after the delete whose removal
- * of tombs/<hex>.deleted failed). */
+/* tombs/<hex>.deleted: a client deleted the key; its tombstone is in force
+ * again with the delete's stamp, which its body keeps (s3_bucket_tomb), so
+ * that it refuses exactly the writes the delete refused (a balancer's clock
+ * may run ahead of this node's: the rebuild's time would let a write
+ * stamped before the delete through). A body written before the stamp was
+ * kept (empty) or one this version cannot read counts from now: the TTL
+ * only grows. Skipped when the object is there (a PUT after the delete
+ * whose removal of tombs/<hex>.deleted failed). */
 static int rebuild_tomb(struct s3_store *st, const struct s3_list_item *it, void *cls)
 {
     struct rebuild *rb = cls;
@@ -311,12 +315,26 @@ static int rebuild_tomb(struct s3_store *st, const struct s3_list_item *it, void
     snprintf(name, sizeof(name), "objects/%.*s", (int)(kl - 6 - strlen(suffix)), it->key + 6);
     if (!object_digest(st, name, &k) || s3_find_live(st, k.digest, &en) != OBJTAB_NONE)
         return 0;
+    uint64_t stamp = 0;
+    int rc = 0;
+    if (it->size > 0 && it->size <= S3_TOMB_BODY_MAX) {
+        rc = s3_bucket_tomb_stamp(st, it->key, &stamp, rb->err, rb->errlen);
+        if (rc == -ENOENT)
+            return 0; /* gone since the listing: the key was stored again */
+        if (rc < 0)
+            return rc; /* the rebuild fails: guessing the stamp could undo the delete */
+    } else if (it->size > 0) {
+        log_warn("s3: %s holds %" PRIu64 " bytes, no stamp this version wrote: the tombstone "
+                 "counts from now",
+                 it->key, it->size);
+    }
     struct fmt_record r;
     struct journal_pos pos;
     s3_record(st, &r, REC_TOMB, k.digest);
     r.flags = TOMB_DELETED;
-    r.aux = s3_now_s();
-    int rc = s3_append(st, &r, 1, &pos, rb->err, rb->errlen);
+    r.aux = stamp ? stamp / 1000000 : s3_now_s();
+    r.size = stamp; /* 0: aux * 10^6 */
+    rc = s3_append(st, &r, 1, &pos, rb->err, rb->errlen);
     if (rc == 0)
         rc = s3_apply(st, &r, rb->err, rb->errlen);
     rb->tombs++;

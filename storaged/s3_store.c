@@ -703,7 +703,7 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
          * rebuild would bring it back); best effort: a stale one only
          * refuses copies of a key this node holds. */
         char terr[300];
-        if (s3_bucket_tomb(st, digest, false, terr, sizeof(terr)) < 0)
+        if (s3_bucket_tomb(st, digest, false, 0, terr, sizeof(terr)) < 0)
             log_warn("s3: cannot remove the tombstone of a key stored again: %s", terr);
     }
 out:
@@ -877,7 +877,7 @@ static int remove_common(struct store *s, const struct cas_key *key, bool tomb, 
     /* The tombstone goes to the bucket first (tombs/<hex>.deleted), so a --dir
      * rebuilt from the bucket keeps refusing copies of the key; if that
      * fails nothing has changed. */
-    if (tomb && (rc = s3_bucket_tomb(st, key->digest, true, err, errlen)) < 0)
+    if (tomb && (rc = s3_bucket_tomb(st, key->digest, true, stamp, err, errlen)) < 0)
         return rc;
     struct journal_pos pos;
     struct objtab_entry en;

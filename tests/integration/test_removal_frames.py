@@ -275,9 +275,11 @@ class CrashStates(TempDirTest):
         """The index lost the DEL and TOMB records of an answered delete
         whose removal frame is there (damage or a restored backup: rule D8
         makes the records durable before the frame, so no crash leaves
-        this): the index (the authority while sound) keeps the object;
-        other objects are untouched; a repair from the data files drops it
-        again (the delete was answered) and keeps the rest."""
+        this): the removal frame is proof that the index lost records, so
+        start-up applies it again (the object stays deleted, its tombstone
+        is back; before tombfix the index kept the object: attack a6 d1,
+        test_tomb_rebuild.py); other objects are untouched; a repair from
+        the data files drops it again too and keeps the rest."""
         s = self.storaged()
         c = s.client()
         d, other = os.urandom(5000), os.urandom(5001)
@@ -291,7 +293,8 @@ class CrashStates(TempDirTest):
         os.truncate(index, before)  # the DEL and TOMB records never reached the disk
         s.start()
         c = s.client()
-        self.assertEqual(c.get(sha1(d)).body, d)
+        self.assertEqual(c.get(sha1(d)).status, 404)
+        self.assertEqual(c.request("PUT", f"/objects/{sha1(d)}?replica=1", body=d).status, 410)
         self.assertEqual(c.get(sha1(other)).body, other)
         c.close()
         s.stop()

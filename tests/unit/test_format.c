@@ -283,6 +283,60 @@ static void test_removal_rejects(void)
     CU_ASSERT_FALSE(fmt_removal_decode(buf, &back));
 }
 
+/* The removal's stamp (a client delete's X-CAS-Timestamp, unix
+ * microseconds) is header bytes 32..39, little-endian, covered by the
+ * header CRC; a frame written before it was kept (zeros there) decodes with
+ * stamp 0, and fmt_removal_stamp then stands written_at * 10^6 for it.
+ * Bytes 40..63 stay padding that must be zero. */
+static void test_removal_stamp(void)
+{
+    unsigned char entries[FMT_REMOVAL_ENTRY] = {7};
+    struct fmt_removal h, back;
+    unsigned char buf[FMT_FRAME_HEADER];
+    sample_removal(&h, entries, 1);
+    h.kind = RM_CLIENT;
+    h.stamp = UINT64_C(1700001800123456); /* a balancer's clock, 30 min ahead */
+    fmt_removal_encode(&h, buf);
+    CU_ASSERT_EQUAL(buf[32], 0x40);
+    uint64_t got = 0;
+    for (int i = 0; i < 8; i++)
+        got |= (uint64_t)buf[32 + i] << (8 * i);
+    CU_ASSERT_EQUAL(got, h.stamp);
+    for (int i = 40; i < FMT_FRAME_HEADER; i++)
+        CU_ASSERT_EQUAL(buf[i], 0);
+    memset(&back, 0x55, sizeof(back));
+    CU_ASSERT_TRUE_FATAL(fmt_removal_decode(buf, &back));
+    CU_ASSERT_EQUAL(back.stamp, h.stamp);
+    CU_ASSERT_EQUAL(back.written_at, h.written_at);
+    CU_ASSERT_EQUAL(fmt_removal_stamp(&back), h.stamp);
+    /* Every flipped bit of the stamp is caught by the header CRC. */
+    int missed = 0;
+    for (int bit = 32 * 8; bit < 40 * 8; bit++) {
+        buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        missed += fmt_removal_decode(buf, &back);
+        buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+    }
+    CU_ASSERT_EQUAL(missed, 0);
+    /* A frame from before the stamp: zeros at 32..63 read as stamp 0, and
+     * its stamp is its whole seconds. */
+    h.stamp = 0;
+    fmt_removal_encode(&h, buf);
+    for (int i = 32; i < FMT_FRAME_HEADER; i++)
+        CU_ASSERT_EQUAL(buf[i], 0);
+    CU_ASSERT_TRUE_FATAL(fmt_removal_decode(buf, &back));
+    CU_ASSERT_EQUAL(back.stamp, 0);
+    CU_ASSERT_EQUAL(fmt_removal_stamp(&back), UINT64_C(1700000000) * 1000000);
+    /* The highest stamp round-trips; a written_at too large for
+     * microseconds saturates instead of wrapping. */
+    h.stamp = UINT64_MAX;
+    fmt_removal_encode(&h, buf);
+    CU_ASSERT_TRUE(fmt_removal_decode(buf, &back));
+    CU_ASSERT_EQUAL(back.stamp, UINT64_MAX);
+    back.stamp = 0;
+    back.written_at = UINT64_MAX / 1000;
+    CU_ASSERT_EQUAL(fmt_removal_stamp(&back), UINT64_MAX);
+}
+
 /* Object frames, removal frames and index records are never taken for one
  * another; fmt_frame_at tells them apart and checks that a frame fits. */
 static void test_removal_not_object(void)
@@ -466,6 +520,7 @@ int main(void)
     CU_add_test(s, "record and frame not confused", test_record_is_not_frame);
     CU_add_test(s, "removal frame round trip", test_removal_round_trip);
     CU_add_test(s, "removal frame: damage and bad counts refused", test_removal_rejects);
+    CU_add_test(s, "removal frame: the delete's stamp", test_removal_stamp);
     CU_add_test(s, "removal frame, object frame, record not confused", test_removal_not_object);
     CU_add_test(s, "next frame finds a removal frame", test_next_frame_finds_removal);
     CU_add_test(s, "data file names", test_datafile_names);

@@ -287,6 +287,37 @@ static void test_block_sums(void)
     CU_ASSERT_TRUE(s3_sums_wanted(FMT_BLOCK + 1));
 }
 
+/* tombs/<hex>.deleted's body (docs/FORMAT.md "The S3 backend"): the delete's
+ * stamp in decimal microseconds and a newline; empty (written before the
+ * stamp was kept) reads as 0, today's meaning; anything else is refused with
+ * 0, never a guess. */
+static void test_tomb_stamp_body(void)
+{
+    uint64_t v = 99;
+    CU_ASSERT_EQUAL(s3_tomb_stamp_parse("1796012068729869\n", 17, &v), 0);
+    CU_ASSERT_EQUAL(v, UINT64_C(1796012068729869));
+    CU_ASSERT_EQUAL(s3_tomb_stamp_parse("1796012068729869", 16, &v), 0);
+    CU_ASSERT_EQUAL(v, UINT64_C(1796012068729869));
+    v = 99;
+    CU_ASSERT_EQUAL(s3_tomb_stamp_parse("", 0, &v), 0);
+    CU_ASSERT_EQUAL(v, 0);
+    CU_ASSERT_EQUAL(s3_tomb_stamp_parse("\n", 1, &v), 0);
+    CU_ASSERT_EQUAL(v, 0);
+    char max[32];
+    snprintf(max, sizeof(max), "%llu", (unsigned long long)TIME_MAX);
+    CU_ASSERT_EQUAL(s3_tomb_stamp_parse(max, strlen(max), &v), 0);
+    CU_ASSERT_EQUAL(v, TIME_MAX);
+    snprintf(max, sizeof(max), "%llu", (unsigned long long)TIME_MAX + 1);
+    const char *bad[] = {"0\n",           "-1\n",   " 12\n", "12 \n",
+                         "0x10\n",        "12\n\n", "1e6\n", "18446744073709551616\n",
+                         "not a stamp\n", max};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 99;
+        CU_ASSERT_EQUAL(s3_tomb_stamp_parse(bad[i], strlen(bad[i]), &v), -EINVAL);
+        CU_ASSERT_EQUAL(v, 0);
+    }
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -301,6 +332,7 @@ int main(void)
     CU_add_test(s, "replay: damage before good records, bad header, other algo: refused",
                 test_damage_refused);
     CU_add_test(s, "block table: one CRC-32C per block, whatever the chunks", test_block_sums);
+    CU_add_test(s, "tombs/<hex>.deleted body: the delete's stamp", test_tomb_stamp_body);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -36,6 +36,7 @@ struct live_frame {
     unsigned char digest[CAS_MAX_DIGEST];
     uint64_t offset, size, new_offset;
     bool adopt; /* not indexed: its record was lost (find_unindexed) */
+    struct fmt_frame fr; /* when adopt: its header (tomb_refuses_adoption) */
 };
 
 static int by_offset(const void *a, const void *b)
@@ -135,7 +136,7 @@ static int find_unindexed(struct disk_store *d, unsigned n, int fd, uint64_t fsi
             continue;
         pthread_rwlock_rdlock(&d->lock);
         bool skip =
-            objtab_find(&d->tab, w.fr.digest) != OBJTAB_NONE || tomb_refuses_adoption(d, w.fr.digest, now);
+            objtab_find(&d->tab, w.fr.digest) != OBJTAB_NONE || tomb_refuses_adoption(d, &w.fr, now);
         pthread_rwlock_unlock(&d->lock);
         if (skip)
             continue;
@@ -164,6 +165,7 @@ static int find_unindexed(struct disk_store *d, unsigned n, int fd, uint64_t fsi
         f->offset = w.at;
         f->size = w.fr.size;
         f->adopt = true;
+        f->fr = w.fr;
     }
     if (rc == -ENOMEM)
         snprintf(err, errlen, "out of memory");
@@ -325,7 +327,7 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
     uint64_t now = disk_now_s();
     for (size_t i = 0; i < nlf; i++) {
         if (!lf[i].adopt || objtab_find(&d->tab, lf[i].digest) != OBJTAB_NONE ||
-            tomb_refuses_adoption(d, lf[i].digest, now))
+            tomb_refuses_adoption(d, &lf[i].fr, now))
             continue;
         if (objtab_insert(&d->tab, lf[i].digest, n, lf[i].new_offset, lf[i].size, 0) == OBJTAB_NONE)
             continue; /* out of memory: left to the next compaction's look */

@@ -44,16 +44,6 @@ struct fsck {
 static void say(struct fsck *f, bool problem, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* What d remembers of digest, for a message: its tombstone (a client
- * delete) or its quarantine entry. */
-static const char *tomb_name(struct disk_store *d, const unsigned char *digest)
-{
-    uint32_t e = objtab_find(&d->tombs, digest);
-    struct objtab_entry en;
-    return e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en) && en.flags == TOMB_QUARANTINED
-               ? "quarantine entry"
-               : "tombstone";
-}
 static void say(struct fsck *f, bool problem, const char *fmt, ...)
 {
     char msg[1024];
@@ -65,6 +55,17 @@ static void say(struct fsck *f, bool problem, const char *fmt, ...)
         f->r->problems++;
     if (f->say)
         f->say(f->cls, problem, msg);
+}
+
+/* What d remembers of digest, for a message: its tombstone (a client
+ * delete) or its quarantine entry. */
+static const char *tomb_name(struct disk_store *d, const unsigned char *digest)
+{
+    uint32_t e = objtab_find(&d->tombs, digest);
+    struct objtab_entry en;
+    return e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en) && en.flags == TOMB_QUARANTINED
+               ? "quarantine entry"
+               : "tombstone";
 }
 
 static void advance(struct fsck *f, uint64_t n)

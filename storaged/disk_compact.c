@@ -136,8 +136,8 @@ static int find_unindexed(struct disk_store *d, unsigned n, int fd, uint64_t fsi
             disk_removal_covers(&rs, w.fr.digest, w.at))
             continue;
         pthread_rwlock_rdlock(&d->lock);
-        bool skip =
-            objtab_find(&d->tab, w.fr.digest) != OBJTAB_NONE || tomb_refuses_adoption(d, &w.fr, now);
+        bool skip = objtab_find(&d->tab, w.fr.digest) != OBJTAB_NONE ||
+                    tomb_refuses_adoption(d, &w.fr, now);
         pthread_rwlock_unlock(&d->lock);
         if (skip)
             continue;

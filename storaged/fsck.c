@@ -376,9 +376,9 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
                     "object %s in data file %u at offset %" PRIu64
                     " is not indexed and its key's %s refuses it (%s): left out",
                     hex, n, p, tomb_name(d, fr.digest),
-                    !fmt_frame_stamp(&fr)           ? "a frame written before write stamps"
-                    : (fr.flags & FMT_FRAME_COPY)   ? "a copy from another replica"
-                                                    : "its write was stamped at or before it");
+                    !fmt_frame_stamp(&fr)         ? "a frame written before write stamps"
+                    : (fr.flags & FMT_FRAME_COPY) ? "a copy from another replica"
+                                                  : "its write was stamped at or before it");
             }
             if (!known && !adopt)
                 (*left_out)++;

@@ -529,8 +529,7 @@ static void sweep_orphans(struct s3_store *st)
                  err);
     if (sw.removed || sw.adopted || sw.failed || sw.left)
         log_info("s3: after a crash: %" PRIu64 " unlisted objects that verified kept, %" PRIu64
-                 " bad or unacknowledged ones removed from the bucket, %" PRIu64
-                 " left alone%s%s",
+                 " bad or unacknowledged ones removed from the bucket, %" PRIu64 " left alone%s%s",
                  sw.adopted, sw.removed, sw.left, sw.failed ? "; could not remove some: " : "",
                  sw.first);
     free(sw.buf);

@@ -2557,7 +2557,8 @@ static int run_tests(void)
     CU_add_test(s, "tombstone refuses copies, client PUT clears it", test_tombstone_refuses_copies);
     CU_add_test(s, "tombstone stamps order client writes", test_tombstone_stamps);
     CU_add_test(s, "frame records its write's stamp and copy flag", test_frame_records_write_stamp);
-    CU_add_test(s, "adoption of an unindexed frame follows the commit's rule", test_adoption_follows_commit_rule);
+    CU_add_test(s, "adoption of an unindexed frame follows the commit's rule",
+                test_adoption_follows_commit_rule);
     CU_add_test(s, "tombstone survives restart, snapshot, GC", test_tombstone_survives);
     CU_add_test(s, "tombstone expires after its ttl", test_tombstone_expires);
     CU_add_test(s, "quarantine list until replaced", test_quarantine_list);

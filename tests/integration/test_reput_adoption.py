@@ -131,6 +131,46 @@ class DiskReput(TempDirTest):
         s.start()
         self.check_served(s, d, other)
 
+    def test_good_put_after_quarantine_survives_restart_and_repair(self):
+        """The same with a quarantine instead of a DELETE: K's copy found
+        corrupt (taken out of service), a good PUT of K (201), the index cut
+        by that PUT's record: start-up and fsck --repair index the good frame
+        again (fails on the old code: 404, the quarantine entry refused it),
+        and the corrupt frame stays out."""
+        for how in ("restart", "repair"):
+            with self.subTest(how=how):
+                s = self.storaged(name=f"q-{how}")
+                c = s.client()
+                d = os.urandom(20000)
+                self.assertEqual(c.put(d).status, 201)
+                digest = bytes.fromhex(sha1(d))
+                for name in os.listdir(s.dir):
+                    if name.startswith("data-"):
+                        path = os.path.join(s.dir, name)
+                        with open(path, "rb") as f:
+                            b = f.read()
+                        at = b.find(b"CASO")
+                        if at >= 0 and b[at + 32:at + 52] == digest:
+                            with open(path, "r+b") as f:
+                                f.seek(at + 64 + 10000)
+                                f.write(bytes([b[at + 64 + 10000] ^ 0xff]))
+                self.assertNotEqual(c.get(sha1(d)).status, 200)  # found corrupt
+                self.assertEqual(c.get(sha1(d)).status, 404)
+                self.assertIn(sha1(d), c.request("GET", "/quarantine").body.decode())
+                self.assertEqual(c.put(d).status, 201)
+                c.close()
+                s.stop()
+                cut_last_record(os.path.join(s.dir, "index"), sha1(d))
+                if how == "repair":
+                    rc, out = fsck(s.dir, "--repair")
+                    self.assertEqual(rc, 0, out)
+                s.start()
+                c = s.client()
+                self.assertEqual(c.get(sha1(d)).body, d)
+                self.assertNotIn(sha1(d), c.request("GET", "/quarantine").body.decode())
+                c.close()
+                s.stop()
+
     def test_overtaken_write_stays_out(self):
         """A write in flight when the DELETE lands (stamped before it: the
         storaged's clock at its head), killed at its data-file sync so that

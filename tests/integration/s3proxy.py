@@ -5,11 +5,13 @@ and relays each request, byte for byte, to the s3rver behind it: the Host
 header is kept, so the storaged's AWS Signature V4 still matches. A test
 arms faults for what comes next:
 
-  fail(n, status, after=0)
+  fail(n, status, after=0, only=None)
                       the next n requests (after letting `after` through)
                       get `status` with S3's XML error (503 SlowDown, 500
                       InternalError, 403 AccessDenied) instead of reaching
-                      s3rver
+                      s3rver; with only=(method, prefix), only requests of
+                      that method whose object name starts with prefix
+                      count (e.g. ("GET", "objects/"): reads of objects)
   truncate(n)         the next n GETs answered 200 or 206 with a body get their
                       headers and only half the body, then the connection
                       closes (a body cut short in transit)
@@ -299,6 +301,7 @@ class S3Proxy:
         self.sent = []  # (method, path, bytes of the answer's body) relayed from the server
         self._fail = (0, 0)
         self._fail_after = 0
+        self._fail_only = None
         self._truncate = 0
         self._stalled = threading.Event()
         self._released = threading.Event()
@@ -331,10 +334,11 @@ class S3Proxy:
 
     # -- arming faults ------------------------------------------------------
 
-    def fail(self, n, status, after=0):
+    def fail(self, n, status, after=0, only=None):
         with self.lock:
             self._fail = (n, status)
             self._fail_after = after
+            self._fail_only = only
 
     def truncate(self, n):
         with self.lock:
@@ -409,7 +413,11 @@ class S3Proxy:
                     return  # closes without an answer
                 with self.lock:
                     fail_n, fail_status = self._fail
-                    if fail_n > 0 and self._fail_after > 0:
+                    only = self._fail_only
+                    if fail_n > 0 and only is not None and not (
+                            method == only[0] and path.startswith(f"/{self.bucket}/{only[1]}")):
+                        fail_n = 0  # not a request this fault is for
+                    elif fail_n > 0 and self._fail_after > 0:
                         self._fail_after -= 1
                         fail_n = 0
                     elif fail_n > 0:

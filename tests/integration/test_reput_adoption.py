@@ -21,7 +21,8 @@ library's gate, then kill -9), stays out at start-up, in fsck --repair and
 in compaction; so does a copy from another replica in the same state even
 when the DELETE carries a stamp behind the storaged's clock. On S3, an
 unlisted object whose key the bucket still tombstones is deleted by the
-sweep as before.
+sweep as before, and one the sweep cannot read (503 from a proxy, a6 d9)
+is left in the bucket for the next start instead of being deleted.
 """
 import os
 import shutil
@@ -295,4 +296,38 @@ class S3Reput(TempDirTest):
         self.assertEqual(c.get(sha1(d)).status, 404)
         c.close()
         self.assertNotIn(f"objects/{sha1(d)}", self.s3.list_objects())
+        s.stop()
+
+    def test_unreadable_object_left_alone(self):
+        """An unlisted object that cannot be read during the sweep (every
+        GET of objects/ answered 503 SlowDown) is left in the bucket, not
+        deleted (a6 d9: it was deleted as bad), and the next start - after a
+        clean stop too - sweeps again and adopts it."""
+        from s3proxy import S3Proxy
+        proxy = S3Proxy(self.s3)
+        self.daemons.append(proxy)
+        s = self.storaged(name="unread", s3=proxy)
+        c = s.client()
+        a, d = os.urandom(5000), os.urandom(20000)
+        self.assertEqual(c.put(a).status, 201)
+        index = os.path.join(s.dir, "s3-index")
+        shutil.copy(index, index + ".backup")
+        self.assertEqual(c.put(d).status, 201)
+        c.close()
+        s.kill9()
+        shutil.copy(index + ".backup", index)  # an index from before K's PUT
+        proxy.fail(10000, 503, only=("GET", "objects/"))
+        s.start(timeout=60)
+        c = s.client()
+        self.assertIn("cannot be read now", s.log_text())
+        self.assertIn(f"objects/{sha1(d)}", self.s3.list_objects())  # still there
+        proxy.clear()
+        self.assertEqual(c.get(sha1(d)).status, 404)  # unlisted: not served
+        self.assertEqual(c.get(sha1(a)).body, a)
+        c.close()
+        s.stop()
+        s.start()
+        c = s.client()
+        self.assertEqual(c.get(sha1(d)).body, d)
+        c.close()
         s.stop()

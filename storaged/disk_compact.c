@@ -36,6 +36,8 @@ struct live_frame {
     unsigned char digest[CAS_MAX_DIGEST];
     uint64_t offset, size, new_offset;
     bool adopt; /* not indexed: its record was lost (find_unindexed) */
+    uint8_t frame_flags; /* when adopt: its header's flags and written_at */
+    uint64_t written_at; /* (tomb_refuses_adoption) */
 };
 
 static int by_offset(const void *a, const void *b)
@@ -134,8 +136,8 @@ static int find_unindexed(struct disk_store *d, unsigned n, int fd, uint64_t fsi
             disk_removal_covers(&rs, w.fr.digest, w.at))
             continue;
         pthread_rwlock_rdlock(&d->lock);
-        bool skip =
-            objtab_find(&d->tab, w.fr.digest) != OBJTAB_NONE || tomb_refuses_adoption(d, w.fr.digest, now);
+        bool skip = objtab_find(&d->tab, w.fr.digest) != OBJTAB_NONE ||
+                    tomb_refuses_adoption(d, &w.fr, now);
         pthread_rwlock_unlock(&d->lock);
         if (skip)
             continue;
@@ -164,6 +166,8 @@ static int find_unindexed(struct disk_store *d, unsigned n, int fd, uint64_t fsi
         f->offset = w.at;
         f->size = w.fr.size;
         f->adopt = true;
+        f->frame_flags = w.fr.flags;
+        f->written_at = w.fr.written_at;
     }
     if (rc == -ENOMEM)
         snprintf(err, errlen, "out of memory");
@@ -324,8 +328,10 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
     size_t nput = 0;
     uint64_t now = disk_now_s();
     for (size_t i = 0; i < nlf; i++) {
+        struct fmt_frame fr = {.flags = lf[i].frame_flags, .written_at = lf[i].written_at};
+        memcpy(fr.digest, lf[i].digest, CAS_MAX_DIGEST);
         if (!lf[i].adopt || objtab_find(&d->tab, lf[i].digest) != OBJTAB_NONE ||
-            tomb_refuses_adoption(d, lf[i].digest, now))
+            tomb_refuses_adoption(d, &fr, now))
             continue;
         if (objtab_insert(&d->tab, lf[i].digest, n, lf[i].new_offset, lf[i].size, 0) == OBJTAB_NONE)
             continue; /* out of memory: left to the next compaction's look */

@@ -258,11 +258,16 @@ bool tomb_outranks(struct disk_store *d, const unsigned char *digest, uint64_t s
 void tomb_clear(struct disk_store *d, const unsigned char *digest);
 /* True while a tombstone for digest refuses copies from other replicas. */
 bool tomb_refuses_copy(struct disk_store *d, const unsigned char *digest, uint64_t now);
-/* True when an unindexed frame of digest must not be indexed again
- * (start-up, compaction, fsck --repair): a tombstone in force (a copy the
- * client's delete refused) or a quarantine entry (a copy taken out as
- * corrupt: a good one comes from another replica). */
-bool tomb_refuses_adoption(struct disk_store *d, const unsigned char *digest, uint64_t now);
+/* True when an unindexed object frame fr (its decoded header) must not be
+ * indexed again (start-up, compaction, fsck --repair) because of an entry
+ * for its key: a client delete's tombstone in force (now: unix seconds)
+ * refuses a copy's frame (FMT_FRAME_COPY), an unstamped frame (written
+ * before FMT_FRAME_STAMPED) and a frame whose write's stamp is at or before
+ * the delete's (the commit refused that write: tomb_outranks); a
+ * quarantine entry refuses an unstamped frame and one stamped at or before
+ * the entry's time. A frame stamped after the entry was written by a write
+ * that came after it (an acknowledged re-PUT whose record was lost). */
+bool tomb_refuses_adoption(struct disk_store *d, const struct fmt_frame *fr, uint64_t now);
 /* True when a client deleted digest after d->delete_seq was seq (a write
  * that began then must not store it: disk_write.c). */
 bool tomb_deleted_since(struct disk_store *d, const unsigned char *digest, uint64_t seq);

@@ -909,8 +909,8 @@ static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, 
             if (disk_removal_covers(&rs, fr.digest, at) ||
                 objtab_find(&d->tab, fr.digest) != OBJTAB_NONE)
                 continue; /* removed, or another copy of the key is stored */
-            if (tomb_refuses_adoption(d, fr.digest, now))
-                continue; /* a copy the client's delete refused, or one taken out as corrupt */
+            if (tomb_refuses_adoption(d, &fr, now))
+                continue; /* a write the client's delete refused, or one taken out as corrupt */
             char hex[CAS_MAX_HEX + 1];
             cas_hex_encode(fr.digest, d->base.algo->digest_len, hex);
             if (!disk_frame_bytes_match(d, fd, at + FMT_FRAME_HEADER, fr.size, fr.digest, buf,

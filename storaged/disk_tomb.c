@@ -143,12 +143,27 @@ bool tomb_outranks(struct disk_store *d, const unsigned char *digest, uint64_t s
            !tomb_expired(d, &en, disk_now_s()) && en.offset >= stamp;
 }
 
-bool tomb_refuses_adoption(struct disk_store *d, const unsigned char *digest, uint64_t now)
+bool tomb_refuses_adoption(struct disk_store *d, const struct fmt_frame *fr, uint64_t now)
 {
-    uint32_t e = objtab_find(&d->tombs, digest);
+    uint32_t e = objtab_find(&d->tombs, fr->digest);
     struct objtab_entry en;
-    return e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en) &&
-           (en.flags == TOMB_QUARANTINED || !tomb_expired(d, &en, now));
+    if (e == OBJTAB_NONE || !objtab_get(&d->tombs, e, &en))
+        return false;
+    if (en.flags != TOMB_QUARANTINED && tomb_expired(d, &en, now))
+        return false;
+    uint64_t stamp = fmt_frame_stamp(fr);
+    if (!stamp)
+        return true; /* a frame from before stamps: it cannot say it came later */
+    if (en.flags == TOMB_DELETED && (fr->flags & FMT_FRAME_COPY))
+        return true; /* a copy: refused while the tombstone is in force */
+    /* The commit's rule (tomb_outranks): a client write stamped after the
+     * delete stored the key again; one stamped at or before it was refused
+     * (409) and its frame, if a crash kept it from being marked removed,
+     * stays out. A quarantine entry's time is this node's clock when the
+     * copy was taken out (0 once replayed from its DEL record): a frame
+     * written after it is a new copy, and its bytes are checked against the
+     * key before it is indexed. */
+    return en.offset >= stamp;
 }
 
 void tomb_prune(struct disk_store *d, uint64_t now)

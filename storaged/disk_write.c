@@ -520,10 +520,15 @@ int disk_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *c
         if (p->flushed && (rc = unspool(p)) < 0)
             goto write_failed;
     }
+    /* The frame carries the write's stamp and whether it is a copy, so that
+     * if its record is lost, start-up, compaction and fsck --repair judge
+     * it against a tombstone by the rule the commit below applies
+     * (tomb_refuses_adoption). */
     struct fmt_frame fr = {.algo = (uint8_t)d->base.algo->id,
+                           .flags = FMT_FRAME_STAMPED | (p->copy ? FMT_FRAME_COPY : 0),
                            .sums_crc = cas_crc32c(0, p->sums, p->nsums * 4),
                            .size = p->size,
-                           .written_at = (uint64_t)time(NULL)};
+                           .written_at = p->stamp};
     memcpy(fr.digest, key->digest, d->base.algo->digest_len);
     fmt_frame_encode(&fr, p->buf);
     uint64_t sums_off = p->frame_off + FMT_FRAME_HEADER + p->size;

@@ -73,6 +73,7 @@ void fmt_frame_encode(const struct fmt_frame *f, unsigned char out[FMT_FRAME_HEA
     memset(out, 0, FMT_FRAME_HEADER);
     put32(out, FMT_FRAME_MAGIC);
     out[8] = f->algo;
+    out[9] = f->flags;
     put32(out + 12, f->sums_crc);
     put64(out + 16, f->size);
     put64(out + 24, f->written_at);
@@ -92,6 +93,7 @@ static bool frame_decode_as(const unsigned char in[FMT_FRAME_HEADER], uint32_t m
     if (get32(in + 4) != (uint32_t)c)
         return false;
     f->algo = in[8];
+    f->flags = in[9];
     f->sums_crc = get32(in + 12);
     f->size = get64(in + 16);
     f->written_at = get64(in + 24);

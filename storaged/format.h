@@ -76,13 +76,38 @@ struct fmt_record {
     unsigned char digest[CAS_MAX_DIGEST];
 };
 
+/* An object frame header's flags (byte 9; docs/FORMAT.md "Data files:
+ * frames"). Frames written before the flags have 0: written_at is then
+ * seconds, and the frame says nothing of the write that made it. */
+enum fmt_frame_flags {
+    /* written_at holds the stamp of the write that made the frame (unix
+     * microseconds: its X-CAS-Timestamp, else this node's clock at the
+     * request's head), which orders it against a tombstone's stamp when an
+     * unindexed frame is considered for indexing again (disk_tomb.c,
+     * tomb_refuses_adoption: the rule the write's commit applied). */
+    FMT_FRAME_STAMPED = 1,
+    /* The write was a copy from another replica (PUT ?replica=1): any
+     * client delete's tombstone in force refuses it, whatever the stamps. */
+    FMT_FRAME_COPY = 2,
+};
+
 struct fmt_frame {
     uint8_t algo;
+    uint8_t flags;     /* enum fmt_frame_flags */
     uint32_t sums_crc; /* CRC-32C of the block checksum table */
     uint64_t size;
-    uint64_t written_at; /* seconds since the epoch, for operators */
+    /* With FMT_FRAME_STAMPED: the write's stamp, unix microseconds (read it
+     * with fmt_frame_stamp); else seconds since the epoch, for operators. */
+    uint64_t written_at;
     unsigned char digest[CAS_MAX_DIGEST];
 };
+
+/* The stamp of the write that made frame f (unix microseconds), 0 when the
+ * frame does not say (written before FMT_FRAME_STAMPED). */
+static inline uint64_t fmt_frame_stamp(const struct fmt_frame *f)
+{
+    return (f->flags & FMT_FRAME_STAMPED) ? f->written_at : 0;
+}
 
 /* What removed the frames a removal frame names (its kind byte). */
 enum fmt_removal_kind { RM_CLIENT = 1, RM_GC = 2, RM_DROP = 3 };

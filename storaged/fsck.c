@@ -48,6 +48,7 @@ struct fsck {
 
 static void say(struct fsck *f, bool problem, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
 static void say(struct fsck *f, bool problem, const char *fmt, ...)
 {
     char msg[1024];
@@ -59,6 +60,17 @@ static void say(struct fsck *f, bool problem, const char *fmt, ...)
         f->r->problems++;
     if (f->say)
         f->say(f->cls, problem, msg);
+}
+
+/* What d remembers of digest, for a message: its tombstone (a client
+ * delete) or its quarantine entry. */
+static const char *tomb_name(struct disk_store *d, const unsigned char *digest)
+{
+    uint32_t e = objtab_find(&d->tombs, digest);
+    struct objtab_entry en;
+    return e != OBJTAB_NONE && objtab_get(&d->tombs, e, &en) && en.flags == TOMB_QUARANTINED
+               ? "quarantine entry"
+               : "tombstone";
 }
 
 static void advance(struct fsck *f, uint64_t n)
@@ -390,8 +402,17 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
             bool adopt = damaged || v2;
             if (!known && adopt && !v2 && objtab_find(&f->mentioned, fr.digest) != OBJTAB_NONE)
                 adopt = false; /* format 1: the readable index removed it */
-            if (!known && adopt && tomb_refuses_adoption(d, fr.digest, now))
+            if (!known && adopt && tomb_refuses_adoption(d, &fr, now)) {
                 adopt = false;
+                cas_hex_encode(fr.digest, d->tab.digest_len, hex);
+                say(f, false,
+                    "object %s in data file %u at offset %" PRIu64
+                    " is not indexed and its key's %s refuses it (%s): left out",
+                    hex, n, p, tomb_name(d, fr.digest),
+                    !fmt_frame_stamp(&fr)         ? "a frame written before write stamps"
+                    : (fr.flags & FMT_FRAME_COPY) ? "a copy from another replica"
+                                                  : "its write was stamped at or before it");
+            }
             if (!known && !adopt)
                 (*left_out)++;
             if (!known && adopt &&

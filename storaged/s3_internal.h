@@ -71,10 +71,6 @@ struct s3_store {
     uint64_t objects, bytes, garbage_objects, garbage_bytes, reserved;
     uint64_t capacity, max_object_size, tombstone_ttl;
     int read_only; /* 0 no, 1 --read-only, 2 faulted */
-    /* The start-up sweep (s3_open.c) left objects it could not read, or
-     * could not list the bucket: the stop writes no s3-clean marker, so the
-     * next start sweeps again. */
-    bool sweep_pending;
     char read_only_reason[200];
     uint64_t corrupt_found, lost, compactions;
     bool opened; /* open finished: a stop then leaves the s3-clean marker */

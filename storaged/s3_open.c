@@ -377,19 +377,23 @@ static int rebuild_index(struct s3_store *st, char *err, size_t errlen)
 }
 
 struct sweep {
-    uint64_t removed, adopted, failed, unreadable;
-    char first[300], first_unreadable[300];
+    uint64_t removed, adopted, failed, left;
+    char first[300];
     char *buf; /* S3_READ_WINDOW bytes */
     struct cas_hash *h;
 };
 
-/* Whether objects/<hex> in the bucket, of size bytes by its listing, hashes
- * to its key (read in windows of S3_READ_WINDOW bytes): 1 it does, 0 its
- * bytes were read whole and do not (a bad or cut upload), -EIO it could
- * not be read (an error, a 503, a body cut short in transit: nothing is
- * known about the bytes), with the error in sw->first_unreadable. */
-static int bucket_verifies(struct s3_store *st, struct sweep *sw, const struct cas_key *k,
-                           uint64_t size)
+/* What reading objects/<hex> back says of it. */
+enum sweep_read { SWEEP_GOOD, SWEEP_BAD, SWEEP_UNREAD };
+
+/* Reads objects/<hex> in the bucket in windows of S3_READ_WINDOW bytes:
+ * SWEEP_GOOD when it hashes to its key; SWEEP_BAD when it was read whole
+ * (or the bucket answered, by its own framing, that it is shorter than
+ * listed) and does not, or is gone; SWEEP_UNREAD when it could not be read
+ * (a transfer error, a refusal such as 503 SlowDown): nothing is known of
+ * its bytes. */
+static enum sweep_read bucket_verifies(struct s3_store *st, struct sweep *sw,
+                                       const struct cas_key *k, uint64_t size)
 {
     char err[300];
     unsigned char got[CAS_MAX_DIGEST];
@@ -399,52 +403,108 @@ static int bucket_verifies(struct s3_store *st, struct sweep *sw, const struct c
         ssize_t rc = s3_bucket_range(st, k->digest, sw->buf, n, off, off == 0 && n == size, err,
                                      sizeof(err));
         if (rc == -EBADMSG || rc == -ENOENT)
-            return 0; /* read whole and not the key's bytes, or gone */
-        if (rc < 0) {
-            if (!sw->unreadable++)
-                snprintf(sw->first_unreadable, sizeof(sw->first_unreadable), "%s", err);
-            return -EIO;
-        }
+            return SWEEP_BAD;
+        if (rc < 0)
+            return SWEEP_UNREAD;
         cas_hash_update(sw->h, sw->buf, n);
         off += n;
     }
     cas_hash_final(sw->h, got);
-    return memcmp(got, k->digest, st->base.algo->digest_len) == 0;
+    return memcmp(got, k->digest, st->base.algo->digest_len) == 0 ? SWEEP_GOOD : SWEEP_BAD;
 }
 
-/* One key found in the bucket after a crash: listed in the index, kept;
- * under tmp/, or tombstoned, or read whole and not hashing to its key:
- * deleted; an unlisted object that verifies (an upload finished but not
- * acknowledged, or objects newer than an index restored from a backup):
- * adopted; one that cannot be read now: left as it is, unlisted, for the
- * next start's sweep (a 503 or a cut transfer proves nothing about it). */
+/* Whether the bucket holds tombs/<hex>.deleted: 1 yes, 0 no, -EIO when it
+ * cannot be told (err filled). A client DELETE puts it before its record;
+ * a client PUT that stored the key again removes it only after its own
+ * record is durable (s3_store.c), so its absence means the delete was
+ * overtaken by a write that was acknowledged (or about to be). */
+static int bucket_tomb_present(struct s3_store *st, const unsigned char *digest, char *err,
+                               size_t errlen)
+{
+    char hex[CAS_MAX_HEX + 1], key[96];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    snprintf(key, sizeof(key), "tombs/%s.deleted", hex);
+    struct s3_req rq = {.method = "HEAD", .key = key};
+    struct s3_resp rs;
+    int rc = s3_do(&st->cli, &rq, &rs, err, errlen);
+    if (rc == 0 && rs.status != 200 && rs.status != 404) {
+        s3_status_error(&rq, &rs, err, errlen);
+        rc = -EIO;
+    }
+    long status = rs.status;
+    s3_resp_free(&rs);
+    return rc < 0 ? -EIO : status == 200;
+}
+
+/* Notes a key the sweep leaves in the bucket unlisted (never served: reads
+ * go through the index) because what it found cannot justify a removal; the
+ * store then leaves no s3-clean marker at its stop (debris), so the next
+ * start sweeps again. */
+static void sweep_leave(struct s3_store *st, struct sweep *sw, const char *hex, const char *why)
+{
+    sw->left++;
+    st->debris = true;
+    log_warn("s3: after a crash: objects/%s is not listed and %s: left in the bucket, not served; "
+             "the next start sweeps again",
+             hex, why);
+}
+
+/*
+ * One key found in the bucket after a crash: listed in the index, kept;
+ * under tmp/ (never acknowledged), or read whole and not hashing to its
+ * key, or tombstoned by the bucket itself (tombs/<hex>.deleted, which a
+ * client DELETE puts there first): deleted. An unlisted object that
+ * verifies and that the bucket holds no tombstone for (an upload finished
+ * but not acknowledged; an object newer than an index restored from a
+ * backup or cut back, also a re-PUT after a delete whose tombstone that
+ * older index still holds: the re-PUT removed the bucket's) is adopted.
+ * What cannot be read, or whose tombstone cannot be looked up, is left
+ * alone: the sweep deletes only bytes it can show are not an acknowledged
+ * object.
+ */
 static int sweep_one(struct s3_store *st, const struct s3_list_item *it, void *cls)
 {
     struct sweep *sw = cls;
     struct cas_key k;
     struct objtab_entry en;
+    char err[300];
     bool tmp = strncmp(it->key, "tmp/", 4) == 0;
     if (!tmp && !object_digest(st, it->key, &k))
         return 0; /* not ours: left alone */
     if (!tmp && s3_find_live(st, k.digest, &en) != OBJTAB_NONE)
         return 0;
-    int v = tmp || s3_tomb_in_force(st, k.digest) ? 0 : bucket_verifies(st, sw, &k, it->size);
-    if (v < 0)
-        return 0;
-    if (v == 1) {
-        struct fmt_record r;
-        struct journal_pos pos;
-        char err[300];
-        s3_record(st, &r, REC_PUT, k.digest);
-        r.size = it->size;
-        if (s3_append(st, &r, 1, &pos, err, sizeof(err)) == 0 &&
-            s3_apply(st, &r, err, sizeof(err)) == 0 && s3_sync_to(st, &pos, err, sizeof(err)) == 0)
-            sw->adopted++;
-        return 0;
+    if (!tmp) {
+        char hex[CAS_MAX_HEX + 1];
+        cas_hex_encode(k.digest, st->base.algo->digest_len, hex);
+        /* The index's tombstone may be older than the bucket (an index cut
+         * back or restored): the bucket says whether it still stands. */
+        int tombed = 0;
+        if (s3_tomb_in_force(st, k.digest) &&
+            (tombed = bucket_tomb_present(st, k.digest, err, sizeof(err))) < 0) {
+            char why[400];
+            snprintf(why, sizeof(why), "its tombstone cannot be looked up (%s)", err);
+            sweep_leave(st, sw, hex, why);
+            return 0;
+        }
+        enum sweep_read v = tombed ? SWEEP_BAD : bucket_verifies(st, sw, &k, it->size);
+        if (v == SWEEP_UNREAD) {
+            sweep_leave(st, sw, hex, "it cannot be read now");
+            return 0;
+        }
+        if (v == SWEEP_GOOD) {
+            struct fmt_record r;
+            struct journal_pos pos;
+            s3_record(st, &r, REC_PUT, k.digest); /* lifts the index's stale tombstone */
+            r.size = it->size;
+            if (s3_append(st, &r, 1, &pos, err, sizeof(err)) == 0 &&
+                s3_apply(st, &r, err, sizeof(err)) == 0 &&
+                s3_sync_to(st, &pos, err, sizeof(err)) == 0)
+                sw->adopted++;
+            return 0;
+        }
     }
     struct s3_req rq = {.method = "DELETE", .key = it->key};
     struct s3_resp rs;
-    char err[300];
     int rc = s3_do(&st->cli, &rq, &rs, err, sizeof(err));
     if (rc == 0 && rs.status != 204 && rs.status != 200 && rs.status != 404) {
         s3_status_error(&rq, &rs, err, sizeof(err));
@@ -461,10 +521,12 @@ static int sweep_one(struct s3_store *st, const struct s3_list_item *it, void *c
 /* After a crash (no s3-clean marker): uploads that were never acknowledged
  * may be in the bucket, and a server that does not store a PUT atomically
  * (s3rver does not) may even hold one cut short by the crash. Every
- * objects/<hex> the index does not list is read back: kept (and listed)
- * when it hashes to its key and is not tombstoned, deleted otherwise; all
- * of tmp/ is deleted. Nothing unverified stays visible, nothing good is
- * lost. Runs before the store serves, so no write races it. A failure is
+ * objects/<hex> the index does not list is looked at (sweep_one): kept
+ * (and listed) when it hashes to its key and the bucket holds no
+ * tombstone for it, deleted when it does not hash to its key or the
+ * bucket's tombstone stands, left alone when that cannot be told; all of
+ * tmp/ is deleted. Nothing unverified is served, nothing good is lost.
+ * Runs before the store serves, so no write races it. A failure is
  * logged, not fatal: an unlisted object is never served, and reads verify. */
 static void sweep_orphans(struct s3_store *st)
 {
@@ -480,19 +542,17 @@ static void sweep_orphans(struct s3_store *st)
     } else {
         snprintf(err, sizeof(err), "out of memory");
     }
-    if (rc < 0)
+    if (rc < 0) {
         log_warn("s3: after a crash, cannot list the bucket to check unacknowledged uploads: %s "
                  "(the next start checks again)",
                  err);
-    if (sw.removed || sw.adopted || sw.failed)
+        st->debris = true; /* no s3-clean marker at the stop: the next start sweeps */
+    }
+    if (sw.removed || sw.adopted || sw.failed || sw.left)
         log_info("s3: after a crash: %" PRIu64 " unlisted objects that verified kept, %" PRIu64
-                 " bad or unacknowledged ones removed from the bucket%s%s",
-                 sw.adopted, sw.removed, sw.failed ? "; could not remove some: " : "", sw.first);
-    if (sw.unreadable)
-        log_warn("s3: after a crash: %" PRIu64 " unlisted objects could not be read, left in the "
-                 "bucket unlisted; the next start checks them again (first: %s)",
-                 sw.unreadable, sw.first_unreadable);
-    st->sweep_pending = rc < 0 || sw.unreadable || sw.failed;
+                 " bad or unacknowledged ones removed from the bucket, %" PRIu64 " left alone%s%s",
+                 sw.adopted, sw.removed, sw.left, sw.failed ? "; could not remove some: " : "",
+                 sw.first);
     free(sw.buf);
     cas_hash_free(sw.h);
 }
@@ -502,11 +562,6 @@ static void sweep_orphans(struct s3_store *st)
 
 void s3_mark_clean(struct s3_store *st)
 {
-    if (st->sweep_pending) {
-        log_info("s3: no %s marker: the start-up sweep left objects to check again next start",
-                 S3_CLEAN);
-        return;
-    }
     /* A regular file only: a FIFO put there would block the stop for ever,
      * a symlink would create a file elsewhere. */
     char err[400];

@@ -19,10 +19,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         struct fmt_frame f;
         if (fmt_frame_decode(data, &f)) {
-            /* Bytes 9-11 are reserved: written as zero, not read back. */
+            /* Byte 9 is the flags (read back); bytes 10-11 are reserved:
+             * written as zero, not read back. */
             unsigned char masked[FMT_FRAME_HEADER];
             memcpy(masked, data, sizeof(masked));
-            memset(masked + 9, 0, 3);
+            memset(masked + 10, 0, 2);
+            FUZZ_CHECK(fmt_frame_stamp(&f) == ((f.flags & FMT_FRAME_STAMPED) ? f.written_at : 0));
             fmt_frame_encode(&f, again);
             FUZZ_CHECK(memcmp(again + 8, masked + 8, FMT_FRAME_HEADER - 8) == 0);
             (void)fmt_frame_len(f.size);

@@ -41,7 +41,7 @@ class SweepUnreadable(ProxiedS3Test):
         arm()
         self.s.start()
         self.assertIn(sha1(k), self.s3.content_objects(), "an unreadable object was deleted")
-        self.assertIn("could not be read", self.s.log_text())
+        self.assertIn("cannot be read now", self.s.log_text())
         self.assertEqual(self.c.get(sha1(k)).status, 404)  # unlisted meanwhile
         # The bucket is well again; a clean stop and start read it again.
         self.proxy.clear()

@@ -1693,6 +1693,106 @@ static void test_tombstone_stamps(void)
         free(d[i]);
 }
 
+/* The header of the frame that stores k (read from its data file). */
+static bool stored_frame(struct store *s, const struct cas_key *k, struct fmt_frame *fr)
+{
+    struct disk_store *d = disk_of(s);
+    struct objtab_entry en;
+    uint32_t e = objtab_find(&d->tab, k->digest);
+    unsigned char h[FMT_FRAME_HEADER];
+    return e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) &&
+           pread(d->files[en.file].ref->fd, h, sizeof(h), (off_t)en.offset) == (ssize_t)sizeof(h) &&
+           fmt_frame_decode(h, fr);
+}
+
+/* A frame records its write's stamp (FMT_FRAME_STAMPED: X-CAS-Timestamp, or
+ * the clock when the write began) and whether it was a copy. */
+static void test_frame_records_write_stamp(void)
+{
+    char dir[256], err[ERRLEN];
+    enum { N = 2 };
+    unsigned char *d[N];
+    struct cas_key k[N];
+    struct store *s = new_store_of(dir, sizeof(dir), 0, 700, 5100, d, k);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    for (int i = 0; i < N; i++) {
+        d[i] = make_data(700 + (size_t)i, 5100 + (unsigned)i);
+        k[i] = key_of(s, d[i], 700 + (size_t)i);
+    }
+    uint64_t stamp = cas_stamp_now() - 123456789;
+    CU_ASSERT_EQUAL(put_stamped(s, d[0], 700, true, stamp, err), 0);
+    uint64_t before = cas_stamp_now();
+    CU_ASSERT_EQUAL(put_copy(s, d[1], 701, true, err), 0);
+    uint64_t after = cas_stamp_now();
+    struct fmt_frame fr;
+    CU_ASSERT_TRUE_FATAL(stored_frame(s, &k[0], &fr));
+    CU_ASSERT_EQUAL(fr.flags, FMT_FRAME_STAMPED);
+    CU_ASSERT_EQUAL(fmt_frame_stamp(&fr), stamp);
+    CU_ASSERT_TRUE_FATAL(stored_frame(s, &k[1], &fr));
+    CU_ASSERT_EQUAL(fr.flags, FMT_FRAME_STAMPED | FMT_FRAME_COPY);
+    CU_ASSERT(fmt_frame_stamp(&fr) >= before && fmt_frame_stamp(&fr) <= after);
+    close_store(s);
+    for (int i = 0; i < N; i++)
+        free(d[i]);
+}
+
+/* An unindexed frame is refused by its key's entry exactly when the write's
+ * commit refused it: a tombstone in force refuses a copy, an unstamped
+ * frame (from before stamps) and a write stamped at or before the delete's
+ * stamp, and lets a later-stamped client write through (an acknowledged
+ * re-PUT whose record was lost); an expired tombstone refuses nothing; a
+ * quarantine entry refuses frames from before it. */
+static void test_adoption_follows_commit_rule(void)
+{
+    char dir[256], err[ERRLEN];
+    enum { N = 3 };
+    unsigned char *d[N];
+    struct cas_key k[N];
+    struct store *s = new_store_of(dir, sizeof(dir), N, 300, 5200, d, k);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    struct disk_store *dd = disk_of(s);
+    uint64_t t = cas_stamp_now() - 1000000, now = disk_now_s();
+    CU_ASSERT_EQUAL(s->ops->remove_at(s, &k[0], t, err, sizeof(err)), 0);
+    pthread_rwlock_wrlock(&dd->lock);
+    uint64_t q = cas_stamp_now() - 2000000, old = cas_stamp_now() - UINT64_C(8) * 86400 * 1000000;
+    CU_ASSERT_EQUAL(tomb_set_stamp(dd, k[1].digest, TOMB_QUARANTINED, q), 0);
+    CU_ASSERT_EQUAL(tomb_set_stamp(dd, k[2].digest, TOMB_DELETED, old), 0); /* expired */
+    pthread_rwlock_unlock(&dd->lock);
+    struct fmt_frame fr;
+    memset(&fr, 0, sizeof(fr));
+    memcpy(fr.digest, k[0].digest, CAS_MAX_DIGEST);
+    fr.written_at = 1700000000; /* seconds: a frame from before stamps */
+    CU_ASSERT_TRUE(tomb_refuses_adoption(dd, &fr, now));
+    fr.flags = FMT_FRAME_STAMPED;
+    fr.written_at = t - 1;
+    CU_ASSERT_TRUE(tomb_refuses_adoption(dd, &fr, now));
+    fr.written_at = t;
+    CU_ASSERT_TRUE(tomb_refuses_adoption(dd, &fr, now));
+    fr.written_at = t + 1;
+    CU_ASSERT_FALSE(tomb_refuses_adoption(dd, &fr, now));
+    fr.flags = FMT_FRAME_STAMPED | FMT_FRAME_COPY;
+    CU_ASSERT_TRUE(tomb_refuses_adoption(dd, &fr, now));
+    /* Quarantined: frames from before the entry stay out, later ones (a
+     * copy from another replica too) are new copies. */
+    memcpy(fr.digest, k[1].digest, CAS_MAX_DIGEST);
+    fr.written_at = q;
+    CU_ASSERT_TRUE(tomb_refuses_adoption(dd, &fr, now));
+    fr.written_at = q + 1;
+    CU_ASSERT_FALSE(tomb_refuses_adoption(dd, &fr, now));
+    fr.flags = 0;
+    CU_ASSERT_TRUE(tomb_refuses_adoption(dd, &fr, now));
+    /* Expired, and no entry at all: nothing refuses. */
+    memcpy(fr.digest, k[2].digest, CAS_MAX_DIGEST);
+    CU_ASSERT_FALSE(tomb_refuses_adoption(dd, &fr, now));
+    fr.flags = FMT_FRAME_STAMPED | FMT_FRAME_COPY;
+    CU_ASSERT_FALSE(tomb_refuses_adoption(dd, &fr, now));
+    memset(fr.digest, 0x5a, CAS_MAX_DIGEST);
+    CU_ASSERT_FALSE(tomb_refuses_adoption(dd, &fr, now));
+    close_store(s);
+    for (int i = 0; i < N; i++)
+        free(d[i]);
+}
+
 /* A client delete refuses copies, also of a key that was absent; a client
  * PUT clears the tombstone; a dropped copy (rebalance) leaves none. */
 static void test_tombstone_refuses_copies(void)
@@ -2456,6 +2556,9 @@ static int run_tests(void)
     CU_add_test(s, "quarantine", test_quarantine);
     CU_add_test(s, "tombstone refuses copies, client PUT clears it", test_tombstone_refuses_copies);
     CU_add_test(s, "tombstone stamps order client writes", test_tombstone_stamps);
+    CU_add_test(s, "frame records its write's stamp and copy flag", test_frame_records_write_stamp);
+    CU_add_test(s, "adoption of an unindexed frame follows the commit's rule",
+                test_adoption_follows_commit_rule);
     CU_add_test(s, "tombstone survives restart, snapshot, GC", test_tombstone_survives);
     CU_add_test(s, "tombstone expires after its ttl", test_tombstone_expires);
     CU_add_test(s, "quarantine list until replaced", test_quarantine_list);

@@ -127,6 +127,50 @@ static void test_record_zeros_rejected(void)
     CU_ASSERT_FALSE(fmt_record_decode(buf, &back));
 }
 
+/* Byte 9 holds the frame's flags; with FMT_FRAME_STAMPED bytes 24..31 are
+ * the write's stamp in microseconds (fmt_frame_stamp), without it they are
+ * seconds and the frame has no stamp. A frame with no flags is byte for
+ * byte what was written before the flags (bytes 9..11 zero); the flags are
+ * covered by the header CRC and survive being marked removed in place. */
+static void test_frame_flags(void)
+{
+    struct fmt_frame f, back;
+    unsigned char buf[FMT_FRAME_HEADER];
+    sample_frame(&f);
+    fmt_frame_encode(&f, buf);
+    CU_ASSERT_EQUAL(buf[9], 0);
+    CU_ASSERT_EQUAL(buf[10], 0);
+    CU_ASSERT_EQUAL(buf[11], 0);
+    CU_ASSERT_TRUE_FATAL(fmt_frame_decode(buf, &back));
+    CU_ASSERT_EQUAL(back.flags, 0);
+    CU_ASSERT_EQUAL(fmt_frame_stamp(&back), 0);
+    f.flags = FMT_FRAME_STAMPED | FMT_FRAME_COPY;
+    f.written_at = UINT64_C(1796010706123456);
+    fmt_frame_encode(&f, buf);
+    CU_ASSERT_EQUAL(buf[9], FMT_FRAME_STAMPED | FMT_FRAME_COPY);
+    CU_ASSERT_EQUAL(buf[10], 0);
+    CU_ASSERT_EQUAL(buf[11], 0);
+    uint64_t at24 = 0;
+    for (int i = 7; i >= 0; i--)
+        at24 = at24 << 8 | buf[24 + i];
+    CU_ASSERT_EQUAL(at24, f.written_at);
+    memset(&back, 0x55, sizeof(back));
+    CU_ASSERT_TRUE_FATAL(fmt_frame_decode(buf, &back));
+    CU_ASSERT_EQUAL(back.flags, FMT_FRAME_STAMPED | FMT_FRAME_COPY);
+    CU_ASSERT_EQUAL(fmt_frame_stamp(&back), f.written_at);
+    /* A flag bit changed is caught by the CRC. */
+    buf[9] ^= FMT_FRAME_COPY;
+    CU_ASSERT_FALSE(fmt_frame_decode(buf, &back));
+    buf[9] ^= FMT_FRAME_COPY;
+    /* Marked removed in place: still the same flags and stamp. */
+    struct fmt_removal rm;
+    CU_ASSERT_TRUE_FATAL(fmt_frame_kill(buf));
+    memset(&back, 0, sizeof(back));
+    CU_ASSERT_EQUAL(fmt_frame_at(buf, f.algo, UINT64_MAX, &back, &rm), FMT_AT_DEAD);
+    CU_ASSERT_EQUAL(back.flags, FMT_FRAME_STAMPED | FMT_FRAME_COPY);
+    CU_ASSERT_EQUAL(fmt_frame_stamp(&back), f.written_at);
+}
+
 static void test_frame_round_trip(void)
 {
     struct fmt_frame f, back;
@@ -516,6 +560,7 @@ int main(void)
     CU_add_test(s, "record: every bit flip caught", test_record_every_bit_flip_caught);
     CU_add_test(s, "record: zeros rejected", test_record_zeros_rejected);
     CU_add_test(s, "frame round trip", test_frame_round_trip);
+    CU_add_test(s, "frame flags: stamp and copy", test_frame_flags);
     CU_add_test(s, "frame: every bit flip caught", test_frame_every_bit_flip_caught);
     CU_add_test(s, "record and frame not confused", test_record_is_not_frame);
     CU_add_test(s, "removal frame round trip", test_removal_round_trip);

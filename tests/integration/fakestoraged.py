@@ -1,13 +1,14 @@
 """fakestoraged.py - a storaged look-alike for tests of what a balancer
 does with a backend that misbehaves (test_balancer_integrity,
 test_balancer_stalls): a loopback HTTP/1.1 server run by threads of the
-test's process that answers the balancer's probes (/ring, /status, /gc,
+test's process (HTTPS with tls=) that answers the balancer's probes (/ring, /status, /gc,
 /capacity, /compact) like a healthy storaged and leaves object routes to
 the subclass.
 """
 import json
 import random
 import socket
+import ssl
 import threading
 
 PROBES = ("/status", "/gc", "/capacity", "/compact", "/ring")
@@ -19,7 +20,12 @@ class FakeStoraged:
     body in ring_body(); objects (key -> bytes) is its to use; lock guards
     its counters."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, tls=None):
+        """tls: a (certificate, key) pair of PEM files to serve HTTPS with."""
+        self.tls = None
+        if tls:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(*tls)
         self.objects = {}
         self.lock = threading.Lock()
         rnd = random.Random(seed)
@@ -30,7 +36,7 @@ class FakeStoraged:
         self.srv.bind(("127.0.0.1", 0))
         self.srv.listen(64)
         self.port = self.srv.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.stopping = False
         self.socks = set()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -88,8 +94,18 @@ class FakeStoraged:
                 c, _ = self.srv.accept()
             except OSError:
                 return
-            self.socks.add(c)
-            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, sock):
+        if self.tls:
+            try:
+                sock.settimeout(10)
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            except (OSError, ssl.SSLError):
+                sock.close()
+                return
+        self.socks.add(sock)
+        self._handle(sock)
 
     def _handle(self, sock):
         buf = b""

@@ -33,8 +33,8 @@ class FakeBackend(FakeStoraged):
     """A storaged look-alike on a loopback port, served by threads of this
     process. objects: key -> bytes; mode: how object GETs are answered."""
 
-    def __init__(self, mode="ok", ring="ok", seed=7):
-        super().__init__(seed)
+    def __init__(self, mode="ok", ring="ok", seed=7, tls=None):
+        super().__init__(seed, tls)
         self.mode, self.ringmode = mode, ring
         self.gets = 0
         self.junk_sent = threading.Event()

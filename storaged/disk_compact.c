@@ -473,6 +473,10 @@ static void *compact_main(void *arg)
     }
     pthread_rwlock_unlock(&d->lock);
     int snap = disk_maybe_snapshot(d, upgrade);
+    /* The index's preallocation beyond what the objects left need. */
+    pthread_rwlock_wrlock(&d->lock);
+    disk_index_trim(d);
+    pthread_rwlock_unlock(&d->lock);
     if (upgrade && snap == 0) {
         log_info("compact: the index is now of format %d (removals recorded in the data files)",
                  FMT_INDEX_VERSION_REMOVALS);

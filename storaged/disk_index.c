@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -49,6 +50,31 @@ void disk_index_reserve(struct disk_store *d)
                  spare, d->dir, strerror(errno),
                  d->index_prealloc > end ? d->index_prealloc - end : 0);
     }
+}
+
+void disk_index_trim(struct disk_store *d)
+{
+    assert(disk_locked_write(d));
+    if (d->check_only || d->journal.fd < 0)
+        return;
+    uint64_t end = d->journal.end, spare = disk_index_spare(d);
+    uint64_t left = d->index_prealloc > end ? d->index_prealloc - end : 0;
+    struct stat st;
+    if (left <= 2 * spare || fstat(d->journal.fd, &st) < 0 || (uint64_t)st.st_size != end)
+        return;
+    /* Writes keep the whole reserve free while it is not preallocated
+     * (disk_index_spare_unallocated), so the blocks freed here are there
+     * to be taken again at once. */
+    __atomic_store_n(&d->index_prealloc, end, __ATOMIC_RELAXED);
+    if (ftruncate(d->journal.fd, (off_t)end) < 0) {
+        log_warn("cannot give back the index's preallocation in %s: %s", d->dir, strerror(errno));
+        __atomic_store_n(&d->index_prealloc, end + left, __ATOMIC_RELAXED);
+        return;
+    }
+    disk_index_reserve(d);
+    log_info("compact: the index's preallocation is %" PRIu64 " bytes again (was %" PRIu64
+             "): objects were removed",
+             __atomic_load_n(&d->index_prealloc, __ATOMIC_RELAXED) - end, left);
 }
 
 bool disk_index_room_short(struct disk_store *d)
@@ -224,7 +250,12 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
 
     pthread_rwlock_rdlock(&d->lock);
     uint64_t need = d->objects + tomb_count(d) + FMT_NFILES + 2;
-    if (!force && d->index_records <= 2 * need + 4096) {
+    /* Also when what it gives back is over 1/64 of the file system: on a
+     * small one, records of removed objects are much of the room. */
+    bool worth = d->index_records > 2 * need + 4096 ||
+                 (d->fs_bytes && d->index_records > need &&
+                  (d->index_records - need) * FMT_RECORD_SIZE > d->fs_bytes / 64);
+    if (!force && !worth) {
         pthread_rwlock_unlock(&d->lock);
         return 0;
     }

@@ -331,6 +331,12 @@ uint64_t disk_index_spare_unallocated(struct disk_store *d);
  * full disk) is logged, the rest of the reserve still serves. Caller holds
  * lock (write), or d is unshared. */
 void disk_index_reserve(struct disk_store *d);
+/* Gives back the index file's preallocation beyond its reserve when it is
+ * over twice what disk_index_spare asks now (removals shrank the reserve):
+ * cuts it (ftruncate at the end, the only way ext4 frees blocks past it)
+ * and preallocates the reserve again. Compaction calls it. Caller holds
+ * lock (write). */
+void disk_index_trim(struct disk_store *d);
 /* Appends and, on failure, turns the error into a message. Caller holds lock (write). */
 int disk_append(struct disk_store *d, const struct fmt_record *recs, size_t n,
                 struct journal_pos *pos, char *err, size_t errlen);

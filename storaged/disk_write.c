@@ -93,8 +93,8 @@ static int space_for(struct disk_store *d, uint64_t len, char *err, size_t errle
         return 0;
     snprintf(err, errlen,
              "disk full: an object of %" PRIu64 " bytes does not fit in %s (%" PRIu64
-             " bytes free, %" PRIu64 " of them kept for writes in flight and for removing the "
-             "%" PRIu64 " stored objects, %" PRIu64 " bytes each)",
+             " bytes free, %" PRIu64 " of them reserved by writes in flight and kept for "
+             "removing the %" PRIu64 " stored objects, %" PRIu64 " bytes each)",
              len, d->dir, avail, avail - writable, __atomic_load_n(&d->objects, __ATOMIC_RELAXED),
              disk_room_per_object());
     return -ENOSPC;

@@ -293,11 +293,10 @@ struct disk_room {
  * fs_bytes (0: unknown) with blocks of block bytes (0: 4096): index, 1 MiB
  * (at most 1/16 of the file system) plus DISK_ROOM_INDEX_RECORDS records
  * (256 bytes) per object; frames, a one-entry removal frame (104 bytes) per
- * object plus a block per data file when there is any object. No cap. */
+ * object plus a block per data file. No cap. */
 struct disk_room disk_room_for(uint64_t objects, uint64_t fs_bytes, uint64_t block);
 /* Bytes one more object takes beyond its frame: its share of the room
- * (disk_room_for(n + 1) - disk_room_for(n) for n >= 1) and its PUT record:
- * 424. */
+ * (disk_room_for(n + 1) - disk_room_for(n)) and its PUT record: 424. */
 uint64_t disk_room_per_object(void);
 /* disk_room_for the store's objects now. */
 struct disk_room disk_room_now(struct disk_store *d);

@@ -40,8 +40,9 @@ struct disk_room disk_room_for(uint64_t objects, uint64_t fs_bytes, uint64_t blo
         min = fs_bytes / 16;
     r.index = min + objects * DISK_ROOM_INDEX_RECORDS * FMT_RECORD_SIZE;
     /* One frame per object (DELETEs one by one), and a block of rounding
-     * at the end of each data file. */
-    r.frames = objects * fmt_removal_len(1) + (objects ? FMT_NFILES * (block ? block : 4096) : 0);
+     * at the end of each data file (always: so that every object, the
+     * first one too, adds the same). */
+    r.frames = objects * fmt_removal_len(1) + FMT_NFILES * (block ? block : 4096);
     return r;
 }
 

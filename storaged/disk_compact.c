@@ -262,8 +262,8 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
         room = to_copy + (d->fs_block ? d->fs_block : 4096) + nlf * FMT_RECORD_SIZE;
         if (disk_room_writable(d, &writable, &avail) == 0 && writable < room) {
             snprintf(err, errlen,
-                     "no room: copying its %" PRIu64 " live bytes needs %" PRIu64
-                     " bytes free beside the room kept for removing the stored objects, and %" PRIu64
+                     "no room: copying its %" PRIu64 " live bytes needs %" PRIu64 " bytes free "
+                     "beside the room kept for removing the stored objects, and %" PRIu64
                      " are (%" PRIu64 " free in the file system): remove more objects (DELETE, "
                      "or a GC cycle), or free space on the file system",
                      to_copy, room, writable, avail);

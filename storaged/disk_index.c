@@ -394,7 +394,8 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
     int oldfd = journal_swap(&d->journal, fd, off);
     fd = -1;
     __atomic_store_n(&d->index_prealloc, prealloc_end, __ATOMIC_RELAXED);
-    disk_index_reserve(d); /* the new file's own reserve, if the tail took much of it */
+    /* The new file's own reserve, if the tail took much of it. */
+    disk_index_reserve(d);
     tomb_prune(d, tomb_now); /* the new index no longer has them either */
     d->index_records = nrec;
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -2457,8 +2457,7 @@ static void test_removal_room(void)
             struct disk_room b = disk_room_for(counts[i] + 1, fss[f], blk);
             CU_ASSERT_EQUAL(b.index - a.index, 4 * rec);
             CU_ASSERT_EQUAL(b.frames - a.frames, fmt_removal_len(1));
-            CU_ASSERT_EQUAL(b.index - a.index + b.frames - a.frames + rec,
-                            disk_room_per_object());
+            CU_ASSERT_EQUAL(b.index - a.index + b.frames - a.frames + rec, disk_room_per_object());
             /* Topped up whenever a quarter is used, the index keeps at
              * least 3/4 of it: a use of every object in a GC cycle
              * (UNMARK) and then a DELETE of each (DEL + TOMB). */

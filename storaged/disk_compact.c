@@ -426,7 +426,7 @@ static void *compact_main(void *arg)
 {
     struct compact_plan *plan = arg;
     struct disk_store *d = plan->d;
-    char err[256] = "";
+    char err[400] = "";
     int failures = 0;
     /* Files with the fewest live bytes first: a file with none needs no
      * room to be given back, and what each gives back helps the next copy
@@ -456,10 +456,16 @@ static void *compact_main(void *arg)
             continue;
         }
         err[0] = '\0';
-        if (compact_file(d, n, &plan->planned[n], err, sizeof(err)) < 0) {
+        int rc = compact_file(d, n, &plan->planned[n], err, sizeof(err));
+        if (rc < 0) {
             log_warn("compact: data file %u left as it was: %s", n, err);
             failures++;
         }
+        pthread_mutex_lock(&d->compact_lock);
+        if (rc == -ENOSPC && !d->compact_left_out[0]) /* for GET /compact */
+            snprintf(d->compact_left_out, sizeof(d->compact_left_out),
+                     "data file %u left as it was: %s", n, err);
+        pthread_mutex_unlock(&d->compact_lock);
     }
     /* A store of index format 1 (from before removal frames) holds frames
      * of removed objects that nothing in the data files names; once every
@@ -541,6 +547,7 @@ int disk_compact_start(struct store *s, char *err, size_t errlen)
     d->compact_total = total;
     d->compact_done = 0;
     d->compact_running = true;
+    d->compact_left_out[0] = '\0';
     int rc = pthread_create(&d->compact_thread, NULL, compact_main, plan);
     if (rc != 0) {
         free(plan);

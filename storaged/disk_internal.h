@@ -106,6 +106,7 @@ struct disk_store {
     pthread_t compact_thread;
     bool compact_running, compact_joinable;
     uint64_t compact_done, compact_total, compactions;
+    char compact_left_out[440]; /* store_info's (compact_lock) */
 
     /* The index header's version (FMT_INDEX_VERSION_REMOVALS, or
      * FMT_INDEX_VERSION for a store from before removal frames, until a

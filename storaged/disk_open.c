@@ -253,6 +253,7 @@ void disk_info(struct store *s, struct store_info *o)
     o->compact_done = d->compact_done;
     o->compact_total = d->compact_total;
     o->compactions = d->compactions;
+    snprintf(o->compact_left_out, sizeof(o->compact_left_out), "%s", d->compact_left_out);
     pthread_mutex_unlock(&d->compact_lock);
     o->corrupt_found = __atomic_load_n(&d->corrupt_found, __ATOMIC_RELAXED);
     o->scrubbing = d->scrub_running;

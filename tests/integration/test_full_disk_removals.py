@@ -15,7 +15,7 @@ import http.client
 import os
 import subprocess
 
-from harness import TempDirTest, sha1
+from harness import CLI, TempDirTest, sha1
 
 FS_SIZE = "2m"  # small: a fill takes a few thousand writes
 
@@ -217,8 +217,8 @@ class FullDiskRemovals(TempDirTest):
         """Filled to 507 with 60-byte objects, one DELETEd: compacting the
         data file that held it would need room for its live objects that
         the disk does not have beside the room kept for removals. The file
-        is left as it was and the log says how many bytes it needs; nothing
-        is lost. Once every object is DELETEd, compaction gives it all back."""
+        is left as it was, and GET /compact (left_out), the CLI and the log
+        say how many bytes it needs; nothing is lost. Once every object is DELETEd, compaction gives it all back."""
         mnt = self.mount("fs-compact")
         s = self.storaged(name=os.path.relpath(os.path.join(mnt, "store"), self.tmp))
         c = s.client()
@@ -226,9 +226,16 @@ class FullDiskRemovals(TempDirTest):
         self.assertEqual(c.request("DELETE", f"/objects/{keys[0]}").status, 204)
         r = c.request("POST", "/compact?wait=1")
         self.assertEqual(r.status, 200, r.body)
-        log = s.log_text()
-        self.assertIn("left as it was: no room: copying its", log)
-        self.assertIn("beside the room kept for removing the stored objects", log)
+        left_out = r.json()["left_out"]
+        self.assertIn("left as it was: no room: copying its", left_out)
+        self.assertIn("beside the room kept for removing the stored objects", left_out)
+        self.assertIn(left_out, s.log_text())
+        self.assertEqual(c.request("GET", "/compact").json()["left_out"], left_out)
+        # The CLI says it too (and the compaction itself did not fail).
+        p = subprocess.run([CLI, "--server", s.url, "compact"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("no room: copying its", p.stderr)
         cap = c.request("GET", "/capacity").json()
         self.assertEqual(cap["objects"], len(keys) - 1)
         self.assertGreater(cap["unreclaimed"], 0)
@@ -237,5 +244,6 @@ class FullDiskRemovals(TempDirTest):
         for k in keys[1:]:
             self.assertEqual(c.request("DELETE", f"/objects/{k}").status, 204)
         self.assert_space_back(s, c, len(keys))
+        self.assertNotIn("left_out", c.request("GET", "/compact").json())
         c.close()
         s.stop()

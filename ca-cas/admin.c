@@ -108,7 +108,8 @@ static const struct cli_usage_text compact_usage = {
     "compact [--no-wait]",
     "Reclaims the space of removed objects and waits until it is done, showing\n"
     "progress when stderr is a terminal. When a compaction is already running it\n"
-    "waits for that one, then starts another.",
+    "waits for that one, then starts another. A data file the server left out for\n"
+    "want of room (a full disk) is named on stderr, with the bytes it needs.",
 };
 
 int cmd_compact(int argc, char **argv, const struct cli_ctx *ctx)

@@ -66,9 +66,10 @@ static int64_t unreclaimed_now(struct cli_client *c)
     return r;
 }
 
-/* Follows GET /compact until it says running:false. */
-static int compact_wait(struct cli_client *c, bool progress, uint64_t *done_bytes, char *err,
-                        size_t errlen)
+/* Follows GET /compact until it says running:false; left_out gets what it
+ * says about a data file left out for want of room ("" none). */
+static int compact_wait(struct cli_client *c, bool progress, uint64_t *done_bytes,
+                        char *left_out, size_t left_len, char *err, size_t errlen)
 {
     struct cli_progress p;
     cli_progress_start(&p, progress, "compact", 0, true);
@@ -89,8 +90,11 @@ static int compact_wait(struct cli_client *c, bool progress, uint64_t *done_byte
         cas_json_get_u64(b.data, "done_bytes", &done);
         cas_json_get_u64(b.data, "total_bytes", &total);
         *done_bytes = done;
-        if (!running)
+        if (!running) {
+            if (cas_json_get_string(b.data, "left_out", left_out, left_len) < 0)
+                left_out[0] = '\0';
             break;
+        }
         p.total = total;
         cli_progress_set(&p, done);
         sleep_ms(POLL_INTERVAL_MS);
@@ -104,7 +108,8 @@ static const struct cli_usage_text compact_usage = {
     "compact [--no-wait]",
     "Reclaims the space of removed objects and waits until it is done, showing\n"
     "progress when stderr is a terminal. When a compaction is already running it\n"
-    "waits for that one, then starts another.",
+    "waits for that one, then starts another. A data file the server left out for\n"
+    "want of room (a full disk) is named on stderr, with the bytes it needs.",
 };
 
 int cmd_compact(int argc, char **argv, const struct cli_ctx *ctx)
@@ -126,6 +131,7 @@ int cmd_compact(int argc, char **argv, const struct cli_ctx *ctx)
     int rc = 0;
     long status = 0;
     uint64_t done = 0;
+    char left_out[512] = "";
     bool started = false;
     for (int attempt = 0; attempt < 2 && !started; attempt++) {
         rc = cli_call(c, "POST", "/compact", NULL, 0, NULL, &status, err, sizeof(err));
@@ -134,7 +140,8 @@ int cmd_compact(int argc, char **argv, const struct cli_ctx *ctx)
         } else if (status == 409 && !no_wait && attempt == 0) {
             if (!ctx->json)
                 fprintf(stderr, "ca-cas: compact: one is already running; waiting for it\n");
-            rc = compact_wait(c, ctx->progress, &done, err, sizeof(err));
+            rc = compact_wait(c, ctx->progress, &done, left_out, sizeof(left_out), err,
+                              sizeof(err));
             if (rc < 0)
                 break;
         } else {
@@ -142,7 +149,7 @@ int cmd_compact(int argc, char **argv, const struct cli_ctx *ctx)
         }
     }
     if (started && !no_wait)
-        rc = compact_wait(c, ctx->progress, &done, err, sizeof(err));
+        rc = compact_wait(c, ctx->progress, &done, left_out, sizeof(left_out), err, sizeof(err));
     if (rc < 0) {
         cli_error("compact: %s", err);
         cli_client_free(c);
@@ -156,6 +163,15 @@ int cmd_compact(int argc, char **argv, const struct cli_ctx *ctx)
         if (before >= 0 && after >= 0)
             printf(",\"reclaimed\":%lld,\"unreclaimed\":%lld", (long long)reclaimed,
                    (long long)after);
+        if (left_out[0]) {
+            struct cas_buf q;
+            struct cas_json j;
+            cas_buf_init(&q);
+            cas_json_init(&j, &q);
+            cas_json_string(&j, left_out);
+            printf(",\"left_out\":%s", q.data ? q.data : "\"\"");
+            cas_buf_free(&q);
+        }
         printf("}\n");
     } else if (no_wait) {
         printf("compaction started\n");
@@ -167,6 +183,8 @@ int cmd_compact(int argc, char **argv, const struct cli_ctx *ctx)
                    (long long)reclaimed, h, (long long)after);
         else
             printf("compaction finished\n");
+        if (left_out[0]) /* the disk had no room for some of it */
+            fprintf(stderr, "ca-cas: compact: %s\n", left_out);
     }
     cli_client_free(c);
     return CLI_EXIT_OK;

@@ -98,7 +98,7 @@ s3_store s3_gc s3_open
 s3_backend
 disk_internal.h
 disk_base
-disk_tomb
+disk_tomb disk_room
 disk_index
 disk_mark disk_check disk_rmframe
 disk_read disk_write disk_gc disk_remove disk_compact disk_replay

@@ -11,8 +11,11 @@
  * the REC_GENERATION record is durable leaves generation G current (the new
  * file is a leftover, removed at start-up); a crash after it leaves G+1
  * current (the old file is the leftover). The free space needed is the live
- * bytes of one data file, about 2% of the data. Readers holding the old
- * file keep reading it through their reference.
+ * bytes of one data file, about 2% of the data, beside the room kept for
+ * removals (disk_room.c), which a compaction never takes: a file whose copy
+ * does not fit is left for later, saying how many bytes it needs, and the
+ * files with the fewest live bytes go first (one with none needs no room).
+ * Readers holding the old file keep reading it through their reference.
  *
  * In a store of index format 2 a compaction drops only what the data files
  * themselves say is removed: an intact object frame that is not indexed and
@@ -180,7 +183,9 @@ static int find_unindexed(struct disk_store *d, unsigned n, int fd, uint64_t fsi
 
 /* Compacts data file n. The file must have dead bytes; *counted is what
  * the progress total counts for it (retotal), the bytes copied when this
- * returns. Returns 0 or -errno (-EBUSY: writers stayed in it). */
+ * returns. Returns 0 or -errno (-EBUSY: writers stayed in it; -ENOSPC: its
+ * live bytes do not fit beside the room kept for removals, err says how
+ * many bytes it needs). */
 static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, char *err,
                         size_t errlen)
 {
@@ -210,6 +215,7 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
     struct live_frame *lf = NULL;
     size_t nlf = 0, cap = 0;
     uint64_t to_copy = 0, copied = 0; /* bytes of live frames; of them copied */
+    uint64_t room = 0;                /* held in d->unwritten for the copy */
     int rc = 0;
     pthread_rwlock_rdlock(&d->lock);
     uint64_t gen = d->files[n].gen;
@@ -251,6 +257,27 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
     for (size_t i = 0; i < nlf; i++)
         to_copy += frame_bytes(lf[i].size);
     retotal(d, counted, to_copy);
+    /* The copy and its MOVE records must fit beside the room kept for
+     * removals (disk_room.c); they are held as writes in flight until the
+     * old file is gone. A file with nothing live needs only its GENERATION
+     * record, which the index reserve's constant part holds. */
+    if (to_copy) {
+        uint64_t writable, avail;
+        room = to_copy + (d->fs_block ? d->fs_block : 4096) + nlf * FMT_RECORD_SIZE;
+        if (disk_room_writable(d, &writable, &avail) == 0 && writable < room) {
+            snprintf(err, errlen,
+                     "no room: copying its %" PRIu64 " live bytes needs %" PRIu64 " bytes free "
+                     "beside the room kept for removing the stored objects, and %" PRIu64
+                     " are (%" PRIu64 " free in the file system): remove more objects (DELETE, "
+                     "or a GC cycle), or free space on the file system",
+                     to_copy, room, writable, avail);
+            room = 0;
+            rc = -ENOSPC;
+            retotal(d, counted, 0);
+            goto out;
+        }
+        __atomic_add_fetch(&d->unwritten, room, __ATOMIC_RELAXED);
+    }
 
     char name[32], oldname[32];
     fmt_datafile_name(n, gen + 1, name, sizeof(name));
@@ -388,6 +415,8 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
     d->files[n].length = pos;
     pthread_mutex_unlock(&d->files_lock);
 out:
+    if (room)
+        __atomic_sub_fetch(&d->unwritten, room, __ATOMIC_RELAXED);
     retotal(d, counted, copied); /* a file given up counts what was copied */
     dfile_ref_put(oldref); /* ours */
     free(lf);
@@ -403,9 +432,25 @@ static void *compact_main(void *arg)
 {
     struct compact_plan *plan = arg;
     struct disk_store *d = plan->d;
-    char err[256] = "";
+    char err[400] = "";
     int failures = 0;
-    for (unsigned n = 0; n < FMT_NFILES; n++) {
+    /* Files with the fewest live bytes first: a file with none needs no
+     * room to be given back, and what each gives back helps the next copy
+     * fit on a full file system. */
+    unsigned order[FMT_NFILES];
+    uint64_t live_at[FMT_NFILES];
+    pthread_rwlock_rdlock(&d->lock);
+    for (unsigned n = 0; n < FMT_NFILES; n++)
+        live_at[n] = d->files[n].live;
+    pthread_rwlock_unlock(&d->lock);
+    for (unsigned i = 0; i < FMT_NFILES; i++) {
+        unsigned j = i;
+        for (; j > 0 && live_at[order[j - 1]] > live_at[i]; j--)
+            order[j] = order[j - 1];
+        order[j] = i;
+    }
+    for (unsigned k = 0; k < FMT_NFILES; k++) {
+        unsigned n = order[k];
         pthread_mutex_lock(&d->files_lock);
         uint64_t length = d->files[n].length - d->files[n].reserved;
         pthread_mutex_unlock(&d->files_lock);
@@ -417,10 +462,16 @@ static void *compact_main(void *arg)
             continue;
         }
         err[0] = '\0';
-        if (compact_file(d, n, &plan->planned[n], err, sizeof(err)) < 0) {
+        int rc = compact_file(d, n, &plan->planned[n], err, sizeof(err));
+        if (rc < 0) {
             log_warn("compact: data file %u left as it was: %s", n, err);
             failures++;
         }
+        pthread_mutex_lock(&d->compact_lock);
+        if (rc == -ENOSPC && !d->compact_left_out[0]) /* for GET /compact */
+            snprintf(d->compact_left_out, sizeof(d->compact_left_out),
+                     "data file %u left as it was: %s", n, err);
+        pthread_mutex_unlock(&d->compact_lock);
     }
     /* A store of index format 1 (from before removal frames) holds frames
      * of removed objects that nothing in the data files names; once every
@@ -434,6 +485,10 @@ static void *compact_main(void *arg)
     }
     pthread_rwlock_unlock(&d->lock);
     int snap = disk_maybe_snapshot(d, upgrade);
+    /* The index's preallocation beyond what the objects left need. */
+    pthread_rwlock_wrlock(&d->lock);
+    disk_index_trim(d);
+    pthread_rwlock_unlock(&d->lock);
     if (upgrade && snap == 0) {
         log_info("compact: the index is now of format %d (removals recorded in the data files)",
                  FMT_INDEX_VERSION_REMOVALS);
@@ -498,6 +553,7 @@ int disk_compact_start(struct store *s, char *err, size_t errlen)
     d->compact_total = total;
     d->compact_done = 0;
     d->compact_running = true;
+    d->compact_left_out[0] = '\0';
     int rc = pthread_create(&d->compact_thread, NULL, compact_main, plan);
     if (rc != 0) {
         free(plan);

@@ -18,19 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#define INDEX_SPARE_MIN (1u << 20)
-#define INDEX_SPARE_PER_OBJECT 4 /* records; 3 always left (disk_internal.h) */
-
 uint64_t disk_index_spare(struct disk_store *d)
 {
-    uint64_t objects = __atomic_load_n(&d->objects, __ATOMIC_RELAXED);
-    uint64_t spare = INDEX_SPARE_MIN + objects * INDEX_SPARE_PER_OBJECT * FMT_RECORD_SIZE;
-    if (d->fs_bytes && spare > d->fs_bytes / 16)
-        spare = d->fs_bytes / 16;
-    return spare;
+    return disk_room_now(d).index;
 }
 
 uint64_t disk_index_spare_unallocated(struct disk_store *d)
@@ -58,15 +52,40 @@ void disk_index_reserve(struct disk_store *d)
     }
 }
 
+void disk_index_trim(struct disk_store *d)
+{
+    assert(disk_locked_write(d));
+    if (d->check_only || d->journal.fd < 0)
+        return;
+    uint64_t end = d->journal.end, spare = disk_index_spare(d);
+    uint64_t left = d->index_prealloc > end ? d->index_prealloc - end : 0;
+    struct stat st;
+    if (left <= 2 * spare || fstat(d->journal.fd, &st) < 0 || (uint64_t)st.st_size != end)
+        return;
+    /* Writes keep the whole reserve free while it is not preallocated
+     * (disk_index_spare_unallocated), so the blocks freed here are there
+     * to be taken again at once. */
+    __atomic_store_n(&d->index_prealloc, end, __ATOMIC_RELAXED);
+    if (ftruncate(d->journal.fd, (off_t)end) < 0) {
+        log_warn("cannot give back the index's preallocation in %s: %s", d->dir, strerror(errno));
+        __atomic_store_n(&d->index_prealloc, end + left, __ATOMIC_RELAXED);
+        return;
+    }
+    disk_index_reserve(d);
+    log_info("compact: the index's preallocation is %" PRIu64 " bytes again (was %" PRIu64
+             "): objects were removed",
+             __atomic_load_n(&d->index_prealloc, __ATOMIC_RELAXED) - end, left);
+}
+
 bool disk_index_room_short(struct disk_store *d)
 {
     uint64_t end = __atomic_load_n(&d->journal.end, __ATOMIC_RELAXED);
     uint64_t have = __atomic_load_n(&d->index_prealloc, __ATOMIC_RELAXED);
     uint64_t left = have > end ? have - end : 0;
     uint64_t objects = __atomic_load_n(&d->objects, __ATOMIC_RELAXED);
-    uint64_t need = INDEX_SPARE_MIN / 2 + objects * 3 * FMT_RECORD_SIZE;
-    if (d->fs_bytes && need > d->fs_bytes / 16 / 4 * 3)
-        need = d->fs_bytes / 16 / 4 * 3;
+    /* Three of the DISK_ROOM_INDEX_RECORDS per object, half the constant part. */
+    uint64_t fixed = disk_room_for(0, d->fs_bytes, d->fs_block).index;
+    uint64_t need = fixed / 2 + objects * 3 * FMT_RECORD_SIZE;
     if (left >= need)
         return false;
     struct statvfs vfs; /* room to grow the index: not short */
@@ -231,11 +250,33 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
 
     pthread_rwlock_rdlock(&d->lock);
     uint64_t need = d->objects + tomb_count(d) + FMT_NFILES + 2;
-    if (!force && d->index_records <= 2 * need + 4096) {
+    /* Also when what it gives back is over 1/64 of the file system: on a
+     * small one, records of removed objects are much of the room. */
+    bool worth = d->index_records > 2 * need + 4096 ||
+                 (d->fs_bytes && d->index_records > need &&
+                  (d->index_records - need) * FMT_RECORD_SIZE > d->fs_bytes / 64);
+    if (!force && !worth) {
         pthread_rwlock_unlock(&d->lock);
         return 0;
     }
     uint64_t old_records = d->index_records;
+    /* The new file, and its own reserve (preallocated before the switch,
+     * while the old one still holds its own), must fit beside the room
+     * kept for removals (disk_room.c): held as writes in flight meanwhile. */
+    uint64_t spare = d->check_only ? 0 : disk_index_spare(d), writable, avail;
+    uint64_t room = need * FMT_RECORD_SIZE + spare + (d->fs_block ? d->fs_block : 4096);
+    int wrc = disk_room_writable(d, &writable, &avail);
+    if (wrc == 0 && d->check_only)
+        writable = avail; /* fsck --repair: no daemon, no reserve to keep */
+    if (wrc == 0 && writable < room) {
+        pthread_rwlock_unlock(&d->lock);
+        log_warn("compact: index not rewritten: it needs %" PRIu64 " bytes free beside the room "
+                 "kept for removing the stored objects, and %" PRIu64 " are (%" PRIu64
+                 " free in the file system); the index is unchanged",
+                 room, writable, avail);
+        return -ENOSPC;
+    }
+    __atomic_add_fetch(&d->unwritten, room, __ATOMIC_RELAXED);
     journal_now(&d->journal, &start);
     buf = malloc((size_t)BATCH * FMT_RECORD_SIZE);
     if (!buf) {
@@ -321,6 +362,16 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
         rc = -errno;
         goto out;
     }
+    /* The new file's reserve, before the switch: from the switch on,
+     * removals append to it, and the old file's blocks are freed only
+     * after the lock is released. */
+    uint64_t prealloc_end = 0;
+    if (spare && fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)spare) == 0) {
+        prealloc_end = off + spare;
+    } else if (spare && errno != EOPNOTSUPP) {
+        rc = -errno;
+        goto out;
+    }
 
     /* ...and the switch carries over the rest, under the write lock. */
     struct timespec t0, t1;
@@ -342,13 +393,15 @@ int disk_maybe_snapshot(struct disk_store *d, bool force)
         disk_fault(d, "directory fsync", drc);
     int oldfd = journal_swap(&d->journal, fd, off);
     fd = -1;
-    __atomic_store_n(&d->index_prealloc, 0, __ATOMIC_RELAXED);
-    disk_index_reserve(d); /* the new file's own reserve */
+    __atomic_store_n(&d->index_prealloc, prealloc_end, __ATOMIC_RELAXED);
+    /* The new file's own reserve, if the tail took much of it. */
+    disk_index_reserve(d);
     tomb_prune(d, tomb_now); /* the new index no longer has them either */
     d->index_records = nrec;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     pthread_rwlock_unlock(&d->lock);
     close(oldfd); /* frees the old index's blocks: outside the lock */
+    __atomic_sub_fetch(&d->unwritten, room, __ATOMIC_RELAXED);
     free(buf);
     log_info("compact: index rewritten: %" PRIu64 " records -> %" PRIu64 " (%" PRIu64
              " carried over from the snapshot's run; requests held for %.1f ms at the switch)",
@@ -361,7 +414,25 @@ out:
         close(fd);
         unlinkat(d->dirfd, "index.new", 0);
     }
+    if (room)
+        __atomic_sub_fetch(&d->unwritten, room, __ATOMIC_RELAXED);
     snprintf(err, sizeof(err), "%s", strerror(-rc));
     log_warn("compact: index snapshot failed: %s (the index is unchanged)", err);
     return rc;
+}
+
+int disk_room_writable(struct disk_store *d, uint64_t *writable, uint64_t *avail)
+{
+    struct statvfs vfs;
+    if (fstatvfs(d->dirfd, &vfs) < 0)
+        return -errno;
+    *avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    /* What writes in flight will still take (their bytes, and each one's
+     * share of the room once stored), the part of the index reserve not
+     * preallocated yet, and the room for removal frames. */
+    uint64_t keep = __atomic_load_n(&d->unwritten, __ATOMIC_RELAXED) +
+                    __atomic_load_n(&d->puts_pending, __ATOMIC_RELAXED) * disk_room_per_object() +
+                    disk_index_spare_unallocated(d) + disk_room_now(d).frames;
+    *writable = *avail > keep ? *avail - keep : 0;
+    return 0;
 }

@@ -95,6 +95,11 @@ struct disk_store {
      * disk_index_spare free (disk_write.c space_for). */
     uint64_t index_prealloc;
     uint64_t fs_bytes; /* size of the file system (statvfs at open) */
+    uint64_t fs_block; /* its block size (statvfs f_frsize at open; 0 unknown) */
+    /* Writes that hold a range in a data file and are not yet stored
+     * (atomic): each will add an object, so its share of the removal room
+     * (disk_room.c) is kept for it from the start. */
+    uint64_t puts_pending;
 
     struct journal journal;
 
@@ -107,6 +112,7 @@ struct disk_store {
     pthread_t compact_thread;
     bool compact_running, compact_joinable;
     uint64_t compact_done, compact_total, compactions;
+    char compact_left_out[440]; /* store_info's (compact_lock) */
 
     /* The index header's version (FMT_INDEX_VERSION_REMOVALS, or
      * FMT_INDEX_VERSION for a store from before removal frames, until a
@@ -284,20 +290,49 @@ void tomb_record(struct disk_store *d, struct fmt_record *r, const unsigned char
 /* The REC_TOMB of table entry en (an index snapshot). */
 void tomb_record_entry(struct disk_store *d, struct fmt_record *r, const struct objtab_entry *en);
 
+/* ---- disk_room.c: the room kept for removing every object ---------------
+ * (docs/OPERATIONS.md, "A full file system"; the why is disk_room.c's
+ * opening comment). */
+
+/* Index records kept per stored object: DEL + TOMB (a DELETE) and UNMARK
+ * (a use in a GC cycle), plus one for the top-up hysteresis. */
+#define DISK_ROOM_INDEX_RECORDS 4
+struct disk_room {
+    uint64_t index;  /* bytes kept preallocated in the index file */
+    uint64_t frames; /* bytes kept free in the file system for removal frames */
+};
+/* The room removing objects stored objects needs on a file system of
+ * fs_bytes (0: unknown) with blocks of block bytes (0: 4096): index, 1 MiB
+ * (at most 1/16 of the file system) plus DISK_ROOM_INDEX_RECORDS records
+ * (256 bytes) per object; frames, a one-entry removal frame (104 bytes) per
+ * object plus a block per data file. No cap. */
+struct disk_room disk_room_for(uint64_t objects, uint64_t fs_bytes, uint64_t block);
+/* Bytes one more object takes beyond its frame: its share of the room
+ * (disk_room_for(n + 1) - disk_room_for(n)) and its PUT record: 424. */
+uint64_t disk_room_per_object(void);
+/* disk_room_for the store's objects now. */
+struct disk_room disk_room_now(struct disk_store *d);
 /* ---- disk_index.c: the index file ------------------------------------- */
 
+/* Free bytes new data may take (a data write, a compaction's copy, an index
+ * snapshot): the file system's available bytes (*avail, fstatvfs of the
+ * store's directory) less what writes in flight will still take
+ * (d->unwritten, d->puts_pending), the index reserve not yet preallocated
+ * and the frames room (disk_room.c). 0, or -errno when fstatvfs fails. */
+int disk_room_writable(struct disk_store *d, uint64_t *writable, uint64_t *avail);
+
 /* Bytes the index keeps in reserve for records that must never meet a full
- * file system (a use during a GC cycle, a DELETE, GC end or cancel): 1 MiB
- * plus four records per object, at most 1/16 of the file system. Topped up
- * whenever a quarter is used, so at least three records per object are
- * always left: a DELETE of every object (DEL + TOMB) and a use of every
- * object in a GC cycle (UNMARK) fit on a full file system. */
+ * file system (a use during a GC cycle, a DELETE, GC end or cancel):
+ * disk_room_now(d).index. Topped up whenever a quarter is used, so at least
+ * three records per object are always left: a DELETE of every object (DEL +
+ * TOMB) and a use of every object in a GC cycle (UNMARK) fit on a full file
+ * system. */
 uint64_t disk_index_spare(struct disk_store *d);
 /* True when the file system is full and the index's preallocated room is
  * down to what removing and unmarking every stored object needs (three
- * records each, plus 512 KiB): then a record that frees nothing (a
- * tombstone for a key not stored here) is refused, so that it cannot eat
- * the room removals need. */
+ * records each, plus half the constant part): then a record that frees
+ * nothing (a tombstone for a key not stored here) is refused, so that it
+ * cannot eat the room removals need. */
 bool disk_index_room_short(struct disk_store *d);
 /* Of that reserve, the bytes not yet preallocated in the index file: what
  * a data write must leave free. */
@@ -307,6 +342,12 @@ uint64_t disk_index_spare_unallocated(struct disk_store *d);
  * full disk) is logged, the rest of the reserve still serves. Caller holds
  * lock (write), or d is unshared. */
 void disk_index_reserve(struct disk_store *d);
+/* Gives back the index file's preallocation beyond its reserve when it is
+ * over twice what disk_index_spare asks now (removals shrank the reserve):
+ * cuts it (ftruncate at the end, the only way ext4 frees blocks past it)
+ * and preallocates the reserve again. Compaction calls it. Caller holds
+ * lock (write). */
+void disk_index_trim(struct disk_store *d);
 /* Appends and, on failure, turns the error into a message. Caller holds lock (write). */
 int disk_append(struct disk_store *d, const struct fmt_record *recs, size_t n,
                 struct journal_pos *pos, char *err, size_t errlen);

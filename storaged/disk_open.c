@@ -179,8 +179,10 @@ int disk_open(const struct disk_options *opts, struct store **out, char *err, si
     if ((rc = disk_replay(d, err, errlen)) < 0)
         goto fail;
     struct statvfs fs;
-    if (fstatvfs(d->dirfd, &fs) == 0)
+    if (fstatvfs(d->dirfd, &fs) == 0) {
         d->fs_bytes = (uint64_t)fs.f_blocks * fs.f_frsize;
+        d->fs_block = fs.f_frsize;
+    }
     if (!d->read_only)
         disk_index_reserve(d);
     tomb_prune(d, disk_now_s());
@@ -209,7 +211,12 @@ void disk_info(struct store *s, struct store_info *o)
     struct statvfs vfs;
     if (fstatvfs(d->dirfd, &vfs) == 0) {
         o->total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
-        o->available = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        /* What new objects may take: the room for removing the stored ones
+         * and what writes in flight will take are not available
+         * (disk_room.c). */
+        uint64_t avail;
+        if (disk_room_writable(d, &o->available, &avail) < 0)
+            o->available = (uint64_t)vfs.f_bavail * vfs.f_frsize;
     }
     uint64_t length = 0, live = 0;
     pthread_mutex_lock(&d->files_lock);
@@ -246,6 +253,7 @@ void disk_info(struct store *s, struct store_info *o)
     o->compact_done = d->compact_done;
     o->compact_total = d->compact_total;
     o->compactions = d->compactions;
+    snprintf(o->compact_left_out, sizeof(o->compact_left_out), "%s", d->compact_left_out);
     pthread_mutex_unlock(&d->compact_lock);
     o->corrupt_found = __atomic_load_n(&d->corrupt_found, __ATOMIC_RELAXED);
     o->scrubbing = d->scrub_running;

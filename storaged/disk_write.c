@@ -44,7 +44,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define WRITE_BUF (512 * 1024)
@@ -78,28 +77,26 @@ struct store_put {
 };
 
 /*
- * Whether len more bytes fit: the file system's free space (fstatvfs of the
- * store's directory, blocks available to this user) less the bytes other
- * writes in flight have reserved and not yet written, and less what the
- * index's reserve still needs (disk_index_spare_unallocated). 0, or -ENOSPC with
- * err saying how much is free (an fstatvfs failure is not a refusal).
+ * Whether a new object whose frame is len bytes fits: len and the object's
+ * share of the room kept for removing every stored object (disk_room.c:
+ * disk_room_per_object) must fit in what new data may take
+ * (disk_room_writable: the free space less writes in flight, the index
+ * reserve and the room for removal frames). 0, or -ENOSPC with err saying
+ * how much is free (an fstatvfs failure is not a refusal).
  */
 static int space_for(struct disk_store *d, uint64_t len, char *err, size_t errlen)
 {
-    struct statvfs vfs;
-    if (fstatvfs(d->dirfd, &vfs) < 0)
+    uint64_t writable, avail;
+    if (disk_room_writable(d, &writable, &avail) < 0)
         return 0;
-    uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-    /* What writes in flight will still take, and the index's reserve. */
-    uint64_t pending = __atomic_load_n(&d->unwritten, __ATOMIC_RELAXED) +
-                       disk_index_spare_unallocated(d);
-    uint64_t left = avail > pending ? avail - pending : 0;
-    if (len <= left)
+    if (len <= writable && disk_room_per_object() <= writable - len)
         return 0;
     snprintf(err, errlen,
              "disk full: an object of %" PRIu64 " bytes does not fit in %s (%" PRIu64
-             " bytes free, %" PRIu64 " of them reserved by writes in flight and the index)",
-             len, d->dir, avail, avail < pending ? avail : pending);
+             " bytes free, %" PRIu64 " of them reserved by writes in flight and kept for "
+             "removing the %" PRIu64 " stored objects, %" PRIu64 " bytes each)",
+             len, d->dir, avail, avail - writable, __atomic_load_n(&d->objects, __ATOMIC_RELAXED),
+             disk_room_per_object());
     return -ENOSPC;
 }
 
@@ -133,6 +130,7 @@ static void reserve(struct store_put *p, uint64_t len)
     p->res_len = len;
     p->res_done = 0;
     __atomic_add_fetch(&d->unwritten, len, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&d->puts_pending, 1, __ATOMIC_RELAXED);
     f->length += len;
     f->reserved += len;
     f->writers++;
@@ -174,6 +172,7 @@ static void unreserve(struct store_put *p, uint64_t used)
     f->reserved -= p->res_len;
     f->writers--;
     __atomic_sub_fetch(&d->unwritten, p->res_len - p->res_done, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&d->puts_pending, 1, __ATOMIC_RELAXED);
     pthread_cond_broadcast(&d->files_cond);
     pthread_mutex_unlock(&d->files_lock);
     p->file = NO_FILE;
@@ -279,6 +278,12 @@ static int flush(struct store_put *p, char *err, size_t errlen)
     size_t n = p->buflen - FMT_FRAME_HEADER;
     if (!n)
         return 0;
+    if (p->file == NO_FILE) {
+        /* A spool takes free space too: not the room kept for removals. */
+        int rc = space_for(p->d, n, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
     if (p->fd < 0) {
         int rc = open_spool(p, err, errlen);
         if (rc < 0)

@@ -284,6 +284,10 @@ static void json_compact(struct cas_json *j, const struct store_info *in)
     cas_json_u64(j, in->compact_total);
     cas_json_key(j, "runs");
     cas_json_u64(j, in->compactions);
+    if (in->compact_left_out[0]) { /* a file that had no room (disk backend) */
+        cas_json_key(j, "left_out");
+        cas_json_string(j, in->compact_left_out);
+    }
     cas_json_end_object(j);
 }
 

@@ -59,6 +59,9 @@ struct store_info {
     bool faulted; /* the backend hit an I/O error it cannot go on from: /healthz 503 */
     bool compacting;
     uint64_t compact_done, compact_total, compactions;
+    /* The latest compaction's first data file left as it was for want of
+     * room, and what it needs ("" when none was). */
+    char compact_left_out[440];
     uint64_t corrupt_found; /* objects taken out of service */
     uint64_t quarantined;   /* of those, not replaced yet (GET /quarantine) */
     uint64_t tombstones;    /* keys deleted by a client, tombstone in force */

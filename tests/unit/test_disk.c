@@ -2525,6 +2525,116 @@ static void test_snapshot_beside_traffic(void)
     free(k);
 }
 
+/* The room kept for removing every stored object on a full file system
+ * (disk_room.c): what it is for n objects, that it grows by the same bytes
+ * with every object and has no cap (attack finding r5: capped at 1/16 of
+ * the file system, a store of tiny objects wedged after a share of its
+ * DELETEs), and that it is enough for the worst removals. */
+static void test_removal_room(void)
+{
+    const uint64_t big = UINT64_C(1) << 40, blk = 4096, rec = FMT_RECORD_SIZE;
+    const uint64_t mib = UINT64_C(1) << 20;
+    struct disk_room r = disk_room_for(0, big, blk);
+    CU_ASSERT_EQUAL(r.index, mib);
+    CU_ASSERT_EQUAL(r.frames, FMT_NFILES * blk); /* a block of rounding per data file */
+    /* The constant part: 1/16 of a small file system, 1 MiB when unknown. */
+    CU_ASSERT_EQUAL(disk_room_for(0, 4 * mib, blk).index, 256 * 1024);
+    CU_ASSERT_EQUAL(disk_room_for(0, 0, 0).index, mib);
+    /* One object: four records, a one-entry removal frame (104 bytes), and
+     * a block of rounding per data file (4096 when the size is unknown). */
+    r = disk_room_for(1, big, blk);
+    CU_ASSERT_EQUAL(r.index, mib + 4 * rec);
+    CU_ASSERT_EQUAL(r.frames, 104 + FMT_NFILES * blk);
+    CU_ASSERT_EQUAL(disk_room_for(1, big, 0).frames, 104 + FMT_NFILES * 4096);
+    CU_ASSERT_EQUAL(disk_room_for(1, big, 65536).frames, 104 + FMT_NFILES * 65536);
+    /* Every further object adds the same, whatever the count and the file
+     * system; with its PUT record that is what a write must leave. */
+    const uint64_t counts[] = {0, 1, 2, 1000, 123456789, UINT64_C(1) << 36};
+    const uint64_t fss[] = {0, 4 * mib, big};
+    for (size_t i = 0; i < sizeof(counts) / sizeof(*counts); i++)
+        for (size_t f = 0; f < sizeof(fss) / sizeof(*fss); f++) {
+            struct disk_room a = disk_room_for(counts[i], fss[f], blk);
+            struct disk_room b = disk_room_for(counts[i] + 1, fss[f], blk);
+            CU_ASSERT_EQUAL(b.index - a.index, 4 * rec);
+            CU_ASSERT_EQUAL(b.frames - a.frames, fmt_removal_len(1));
+            CU_ASSERT_EQUAL(b.index - a.index + b.frames - a.frames + rec, disk_room_per_object());
+            /* Topped up whenever a quarter is used, the index keeps at
+             * least 3/4 of it: a use of every object in a GC cycle
+             * (UNMARK) and then a DELETE of each (DEL + TOMB). */
+            CU_ASSERT_TRUE(a.index / 4 * 3 >= counts[i] * 3 * rec);
+        }
+    CU_ASSERT_EQUAL(disk_room_per_object(), 424);
+    /* No cap: 10000 tiny objects on a 4 MiB file system keep 2.7 MiB of
+     * index room, far past 1/16 of it (which held 4096 records). */
+    r = disk_room_for(10000, 4 * mib, blk);
+    CU_ASSERT_EQUAL(r.index, 256 * 1024 + 10000 * 4 * rec);
+    CU_ASSERT_TRUE(r.index > 4 * mib / 16);
+}
+
+/* The engine keeps that room: after many small writes the index file holds
+ * preallocated room for three records per object, removals (DELETE, a GC
+ * cycle) leave three per object still stored, GET /capacity's available is what a write may take
+ * (the room and the writes in flight kept out), and compaction gives back
+ * the preallocation the removals no longer need. */
+static void test_removal_room_kept(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    struct disk_store *d = disk_of(s);
+    enum { N = 40000 };
+    struct cas_key *keys = calloc(N, sizeof(*keys));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(keys);
+    for (unsigned i = 0; i < N; i++) {
+        unsigned char obj[12];
+        snprintf((char *)obj, sizeof(obj), "r%09u", i);
+        CU_ASSERT_EQUAL_FATAL(put(s, obj, 10, false, NULL), 0);
+        keys[i] = key_of(s, obj, 10);
+    }
+    struct stat st;
+    uint64_t end = d->journal.end, left = d->index_prealloc - end;
+    CU_ASSERT_TRUE(d->index_prealloc > end);
+    CU_ASSERT_TRUE(left >= (uint64_t)N * 3 * FMT_RECORD_SIZE);
+    CU_ASSERT_TRUE(left >= disk_index_spare(d) / 4 * 3);
+    CU_ASSERT_EQUAL(disk_index_spare(d), disk_room_for(N, d->fs_bytes, d->fs_block).index);
+    int ifd = openat(d->dirfd, "index", O_RDONLY);
+    CU_ASSERT_TRUE(ifd >= 0 && fstat(ifd, &st) == 0);
+    /* The file system really holds it (blocks past the index's end). */
+    CU_ASSERT_TRUE((uint64_t)st.st_blocks * 512 >= end + left);
+    close(ifd);
+    /* available leaves the frames room and the unallocated index room. */
+    uint64_t writable, avail;
+    CU_ASSERT_EQUAL(disk_room_writable(d, &writable, &avail), 0);
+    CU_ASSERT_TRUE(writable + disk_room_now(d).frames + disk_index_spare_unallocated(d) <= avail);
+    CU_ASSERT_TRUE(info(s).available <= avail - disk_room_now(d).frames);
+    /* DELETE a few, then a GC cycle removes all but one in twenty (each
+     * kept one used: UNMARK): three records per object still stored are
+     * left. */
+    for (unsigned i = 1; i < 200; i += 20)
+        CU_ASSERT_EQUAL_FATAL(s->ops->remove(s, &keys[i], err, sizeof(err)), 0);
+    uint64_t id, n, bytes;
+    CU_ASSERT_EQUAL_FATAL(s->ops->gc_begin(s, 0, &id, &n, &bytes, err, sizeof(err)), 0);
+    for (unsigned i = 0; i < N; i += 20)
+        CU_ASSERT_EQUAL(s->ops->gc_mark(s, &keys[i], 1, &n, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL_FATAL(s->ops->gc_end(s, id, &n, &bytes, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(n, N - N / 20 - 10);
+    CU_ASSERT_EQUAL(info(s).objects, N / 20);
+    left = d->index_prealloc - d->journal.end;
+    CU_ASSERT_TRUE(left >= (uint64_t)(N / 20) * 3 * FMT_RECORD_SIZE);
+    /* Far more is preallocated than they need: compaction gives it back. */
+    CU_ASSERT_TRUE(left > 2 * disk_index_spare(d));
+    CU_ASSERT_EQUAL(s->ops->compact_start(s, err, sizeof(err)), 0);
+    s->ops->compact_wait(s);
+    left = d->index_prealloc - d->journal.end;
+    CU_ASSERT_TRUE(left <= 2 * disk_index_spare(d));
+    CU_ASSERT_TRUE(left >= disk_index_spare(d) / 4 * 3);
+    for (unsigned i = 0; i < N; i += 20)
+        CU_ASSERT_EQUAL(s->ops->stat(s, &keys[i], &(uint64_t){0}), 0);
+    close_store(s);
+    free(keys);
+}
+
 /* Runs the suite; main runs it in a child so that the temporary directory
  * is removed even when a sanitizer or a crash ends the run early. */
 static int run_tests(void)
@@ -2576,6 +2686,8 @@ static int run_tests(void)
     CU_add_test(s, "write over a rotten copy replaces it", test_rewrite_over_rotten_copy);
     CU_add_test(s, "writers share data files, never wait", test_writers_share_files);
     CU_add_test(s, "index snapshot beside traffic", test_snapshot_beside_traffic);
+    CU_add_test(s, "the room for removing every object: no cap", test_removal_room);
+    CU_add_test(s, "the room for removing every object is kept", test_removal_room_kept);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -70,6 +70,20 @@ int disk_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *obje
         pthread_rwlock_unlock(&d->lock);
         return -ESTALE;
     }
+    if (disk_index_room_short(d)) {
+        /* A cycle may append a use (UNMARK) per object: on a full file
+         * system, begun with less room than that beside a DELETE of every
+         * object, repeated cycles would eat the room removals need (attack
+         * a6 d11). Cycles already begun go on; ending or cancelling one
+         * always has room. */
+        snprintf(err, errlen,
+                 "disk full: the index has no room for a GC cycle's uses beside a DELETE of each "
+                 "of the %" PRIu64 " objects; DELETE objects or free space, compact, then begin "
+                 "again",
+                 d->objects);
+        pthread_rwlock_unlock(&d->lock);
+        return -ENOSPC;
+    }
     disk_record(d, &r, REC_GC_BEGIN, NULL);
     r.aux = id;
     rc = disk_append(d, &r, 1, &pos, err, errlen);

@@ -183,6 +183,34 @@ class FullDiskRemovals(TempDirTest):
                 c.close()
                 s.stop()
 
+    def test_repeated_gc_cycles_leave_room_to_delete_everything(self):
+        """GC cycles on a full disk, each marking every object (a use each)
+        and cancelled, until gc/begin is refused with 507; then every
+        object is still DELETEd (204 each). Found by an attacking session
+        (a6 d11): each cycle ate a record per object of the room kept for
+        DELETEs, and after a dozen cycles most DELETEs answered 507."""
+        mnt = self.mount("fs-cycles")
+        s = self.storaged(name=os.path.relpath(os.path.join(mnt, "store"), self.tmp))
+        c = s.client()
+        keys = self.fill(c, sixty)
+        body = "".join(k + "\n" for k in keys)
+        for cycle in range(60):
+            r = c.request("POST", "/gc/begin")
+            if r.status == 507:
+                self.assertIn("DELETE objects", r.json()["error"])
+                break
+            self.assertEqual(r.status, 200, r.body)
+            gc_id = r.json()["id"]
+            self.assertEqual(c.request("POST", "/gc/mark", body=body).status, 200)
+            self.assertEqual(c.request("POST", f"/gc/cancel?id={gc_id}").status, 200)
+        else:
+            self.fail("60 GC cycles on a full disk, none refused")
+        self.assertGreater(cycle, 0)
+        for k in keys:
+            r = c.request("DELETE", f"/objects/{k}")
+            self.assertEqual(r.status, 204, r.body)
+        self.assertEqual(c.request("GET", "/capacity").json()["objects"], 0)
+
     def test_available_is_what_a_write_may_take(self):
         """GET /capacity's available is the free space less the room kept
         for removing the stored objects: an object whose frame and share

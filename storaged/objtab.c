@@ -3,6 +3,7 @@
  */
 #include "objtab.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,4 +214,185 @@ bool objtab_list_page(const struct objtab *t, uint64_t *next, uint64_t min_size,
     }
     *next = e;
     return e >= t->used;
+}
+
+/* ---- pages in key order (objtab.h) -------------------------------------- */
+
+static uint64_t prefix64(const unsigned char *d)
+{
+    uint64_t v;
+    memcpy(&v, d, 8);
+    return be64toh(v);
+}
+
+static unsigned char *page_key(const struct objtab_page *p, size_t i)
+{
+    return p->digests + i * p->digest_len;
+}
+
+/* Key order, the 8-byte prefix first (k is prefix64(a)). */
+static int page_cmp(const struct objtab_page *p, uint64_t k, const unsigned char *a, uint64_t k2,
+                    const unsigned char *b)
+{
+    if (k != k2)
+        return k < k2 ? -1 : 1;
+    return memcmp(a + 8, b + 8, p->digest_len - 8);
+}
+
+static void page_swap(struct objtab_page *p, size_t i, size_t j)
+{
+    unsigned char tmp[64];
+    memcpy(tmp, page_key(p, i), p->digest_len);
+    memcpy(page_key(p, i), page_key(p, j), p->digest_len);
+    memcpy(page_key(p, j), tmp, p->digest_len);
+    uint64_t s = p->sizes[i];
+    p->sizes[i] = p->sizes[j];
+    p->sizes[j] = s;
+}
+
+static bool page_less(const struct objtab_page *p, size_t i, size_t j)
+{
+    return memcmp(page_key(p, i), page_key(p, j), p->digest_len) < 0;
+}
+
+/* Max-heap over [0, n): moves element i down to its place. */
+static void page_sift_down(struct objtab_page *p, size_t i, size_t n)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, big = i;
+        if (l < n && page_less(p, big, l))
+            big = l;
+        if (l + 1 < n && page_less(p, big, l + 1))
+            big = l + 1;
+        if (big == i)
+            return;
+        page_swap(p, i, big);
+        i = big;
+    }
+}
+
+static void page_sift_up(struct objtab_page *p, size_t i)
+{
+    while (i > 0 && page_less(p, (i - 1) / 2, i)) {
+        page_swap(p, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+/* Room for one more key; on failure the page keeps the size it has
+ * (smaller pages, more scans, the same answer). */
+static bool page_grow(struct objtab_page *p)
+{
+    size_t want = p->alloc * 2 < p->cap ? p->alloc * 2 : p->cap;
+    unsigned char *d = realloc(p->digests, want * p->digest_len);
+    if (d)
+        p->digests = d;
+    uint64_t *s = d ? realloc(p->sizes, want * sizeof(uint64_t)) : NULL;
+    if (s)
+        p->sizes = s;
+    if (!d || !s) {
+        p->cap = p->alloc;
+        return false;
+    }
+    p->alloc = want;
+    return true;
+}
+
+int objtab_page_init(struct objtab_page *p, size_t digest_len, size_t cap)
+{
+    memset(p, 0, sizeof(*p));
+    if (digest_len < 8 || digest_len > sizeof(p->after) || cap == 0)
+        return -EINVAL;
+    p->digest_len = digest_len;
+    p->cap = cap;
+    p->alloc = cap < 1024 ? cap : 1024;
+    p->digests = malloc(p->alloc * digest_len);
+    p->sizes = malloc(p->alloc * sizeof(uint64_t));
+    if (!p->digests || !p->sizes) {
+        objtab_page_free(p);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void objtab_page_free(struct objtab_page *p)
+{
+    free(p->digests);
+    free(p->sizes);
+    memset(p, 0, sizeof(*p));
+}
+
+void objtab_page_start(struct objtab_page *p, const unsigned char *after)
+{
+    p->n = 0;
+    p->next = 0;
+    p->full = false;
+    p->has_after = after != NULL;
+    if (after) {
+        memcpy(p->after, after, p->digest_len);
+        p->after64 = prefix64(after);
+    }
+}
+
+static void page_offer(struct objtab_page *p, const unsigned char *d, uint64_t size)
+{
+    uint64_t k = prefix64(d);
+    if (p->has_after && page_cmp(p, k, d, p->after64, p->after) <= 0)
+        return;
+    if (p->n == p->alloc && p->n < p->cap)
+        page_grow(p);
+    if (p->n == p->cap) {
+        p->full = true;
+        if (page_cmp(p, k, d, prefix64(page_key(p, 0)), page_key(p, 0)) >= 0)
+            return;
+        memcpy(page_key(p, 0), d, p->digest_len);
+        p->sizes[0] = size;
+        page_sift_down(p, 0, p->n);
+    } else {
+        memcpy(page_key(p, p->n), d, p->digest_len);
+        p->sizes[p->n] = size;
+        page_sift_up(p, p->n);
+        p->n++;
+    }
+    if (p->n == p->cap)
+        p->full = true;
+}
+
+bool objtab_page_scan(struct objtab_page *p, const struct objtab *t, size_t step, uint64_t min_size,
+                      uint64_t max_size, unsigned skip, unsigned need)
+{
+    uint64_t e = p->next, end = p->next + step;
+    if (end > t->used || end < e)
+        end = t->used;
+    struct objtab_entry en;
+    for (; e < end; e++) {
+        if (!objtab_get(t, (uint32_t)e, &en) || (en.flags & skip) || (en.flags & need) != need)
+            continue;
+        if (en.size < min_size || en.size >= max_size)
+            continue;
+        page_offer(p, en.digest, en.size);
+    }
+    p->next = e;
+    return e >= t->used;
+}
+
+bool objtab_page_finish(struct objtab_page *p)
+{
+    /* Heap sort: the largest goes to the end, one at a time. */
+    for (size_t i = p->n; i > 1; i--) {
+        page_swap(p, 0, i - 1);
+        page_sift_down(p, 0, i - 1);
+    }
+    size_t out = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        if (out && !memcmp(page_key(p, out - 1), page_key(p, i), p->digest_len))
+            continue;
+        if (out != i) {
+            memcpy(page_key(p, out), page_key(p, i), p->digest_len);
+            p->sizes[out] = p->sizes[i];
+        }
+        out++;
+    }
+    p->n = out;
+    return p->full;
 }

@@ -72,4 +72,60 @@ bool objtab_list_page(const struct objtab *t, uint64_t *next, uint64_t min_size,
                       unsigned skip, unsigned need, size_t max,
                       void (*fn)(void *cls, const unsigned char *digest, uint64_t size), void *cls);
 
+/*
+ * A page of a listing in ascending key order (GET /objects; docs/API.md):
+ * the cap smallest keys greater than the page's start key, found by one
+ * scan of the table keeping a bounded max-heap, then sorted. The table is
+ * hashed, so key order exists nowhere else; each page costs one scan of
+ * every entry, so a listing of n objects costs n / cap scans
+ * (docs/OPERATIONS.md "Listing order and memory") and holds cap keys, never
+ * more, whatever the table's size.
+ *
+ * The scan goes by entry number in steps (objtab_page_scan) so that the
+ * caller can drop the table's lock between steps and never hold writers
+ * for a whole scan. Entry numbers are stable while the table grows, so an
+ * object present for the whole scan is seen exactly once; one removed and
+ * added again between steps may be seen twice, which objtab_page_finish
+ * folds into one; one added or removed during the scan may or may not be
+ * listed (as with any listing racing with writes). Keys are compared as
+ * bytes (memcmp), which is the order of their lowercase hex too.
+ *
+ * Use: objtab_page_init once; per page objtab_page_start, then
+ * objtab_page_scan under the lock until it says done (the lock may be
+ * released between calls), then objtab_page_finish; the keys are then in
+ * digests[0..n) ascending, with their sizes.
+ */
+struct objtab_page {
+    size_t digest_len;
+    size_t cap;             /* most keys a page holds */
+    size_t alloc;           /* keys the arrays have room for (grown up to cap) */
+    size_t n;               /* keys held */
+    unsigned char *digests; /* n * digest_len bytes: a max-heap while scanning */
+    uint64_t *sizes;
+    unsigned char after[64]; /* the page's keys are greater than this... */
+    bool has_after;          /* ...when set (else the page starts at the smallest) */
+    uint64_t next;           /* the entry number the scan goes on from */
+    bool full;               /* the heap held cap keys: keys beyond may remain */
+    uint64_t after64;        /* after's first 8 bytes, big-endian: most keys are
+                                refused on such a prefix alone */
+};
+
+/* digest_len <= 64; cap >= 1 keys (memory: cap * (digest_len + 8) bytes at
+ * most, allocated as keys come). 0 or -ENOMEM. */
+int objtab_page_init(struct objtab_page *p, size_t digest_len, size_t cap);
+void objtab_page_free(struct objtab_page *p);
+/* Starts a page of the keys greater than after (digest_len bytes; NULL:
+ * from the smallest key). */
+void objtab_page_start(struct objtab_page *p, const unsigned char *after);
+/* Scans up to step entries of t from where the page's scan stopped,
+ * taking live entries with min_size <= size < max_size, none of the skip
+ * flags and all of the need flags (as objtab_list_page). The caller holds
+ * t's lock for the call. True when the scan has reached the end of t. */
+bool objtab_page_scan(struct objtab_page *p, const struct objtab *t, size_t step, uint64_t min_size,
+                      uint64_t max_size, unsigned skip, unsigned need);
+/* Sorts the page ascending and drops repeated keys. Returns true when keys
+ * beyond the page may remain (the next page starts after the last key
+ * here), false when the page holds the last of them. */
+bool objtab_page_finish(struct objtab_page *p);
+
 #endif

@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include "routes.h"
+#include "objtab.h"
 #include "crc32c.h"
 #include "json.h"
 #include "log.h"
@@ -905,39 +906,49 @@ void route_missing(struct http_req *req)
 
 /* ---- GET /objects (list) ----------------------------------------------- */
 
+/* Keys per page of a listing (objtab.h): what one listing holds, about
+ * 1.8 MiB for SHA-1 keys, 2.5 MiB for SHA-256; each page is one scan of the
+ * store's table (docs/OPERATIONS.md "Listing order and memory"). */
+#define LIST_PAGE_KEYS 65536
+/* Lines formatted per call for the HTTP layer. */
+#define LIST_LINES 2048
+
 struct list_ctx {
     struct store *store;
     enum store_list_state state;
     uint64_t min_size, max_size;
     struct store_cursor cursor;
+    struct objtab_page page;
+    size_t page_pos; /* keys of the page already formatted */
     struct cas_buf buf;
     size_t bufpos;
 };
 
-static void list_emit(void *cls, const unsigned char *digest, uint64_t size)
-{
-    struct list_ctx *c = cls;
-    char hex[CAS_MAX_HEX + 1];
-    cas_hex_encode(digest, c->store->algo->digest_len, hex);
-    cas_buf_printf(&c->buf, "%s %" PRIu64 "\n", hex, size);
-}
-
 static ssize_t list_read(void *cls, uint64_t pos, char *out, size_t max)
 {
     struct list_ctx *c = cls;
+    size_t dlen = c->page.digest_len;
     while (c->bufpos == c->buf.len) {
-        if (c->cursor.done)
-            return HTTP_STREAM_END;
         cas_buf_reset(&c->buf);
         c->bufpos = 0;
-        char err[512] = "";
-        int rc = store_list(c->store, &c->cursor, c->state, c->min_size, c->max_size, 2048,
-                            list_emit, c, err, sizeof(err));
-        if (rc < 0) {
-            /* Mid-stream: the 200 is gone, so the listing is cut short
-             * (the client sees no final chunk) rather than shown complete. */
-            log_error("list: %s", *err ? err : strerror(-rc));
-            return HTTP_STREAM_ERROR;
+        if (c->page_pos == c->page.n) {
+            if (c->cursor.done)
+                return HTTP_STREAM_END;
+            char err[512] = "";
+            c->page_pos = 0;
+            int rc = store_list_page(c->store, &c->cursor, c->state, c->min_size, c->max_size,
+                                     &c->page, err, sizeof(err));
+            if (rc < 0) {
+                /* Mid-stream: the 200 is gone, so the listing is cut short
+                 * (the client sees no final chunk) rather than shown complete. */
+                log_error("list: %s", *err ? err : strerror(-rc));
+                return HTTP_STREAM_ERROR;
+            }
+        }
+        for (size_t k = 0; k < LIST_LINES && c->page_pos < c->page.n; k++, c->page_pos++) {
+            char hex[CAS_MAX_HEX + 1];
+            cas_hex_encode(c->page.digests + c->page_pos * dlen, dlen, hex);
+            cas_buf_printf(&c->buf, "%s %" PRIu64 "\n", hex, c->page.sizes[c->page_pos]);
         }
     }
     size_t n = c->buf.len - c->bufpos < max ? c->buf.len - c->bufpos : max;
@@ -950,6 +961,7 @@ static void list_free(void *cls)
 {
     struct list_ctx *c = cls;
     cas_buf_free(&c->buf);
+    objtab_page_free(&c->page);
     free(c);
 }
 
@@ -987,6 +999,11 @@ void route_list(struct http_req *req)
     }
     if (!query_u64(req, "min_size", &c->min_size) || !query_u64(req, "max_size", &c->max_size)) {
         free(c);
+        return;
+    }
+    if (objtab_page_init(&c->page, c->store->algo->digest_len, LIST_PAGE_KEYS) < 0) {
+        free(c);
+        http_error(req, 500, "out of memory");
         return;
     }
     cas_buf_init(&c->buf);

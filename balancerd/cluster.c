@@ -861,6 +861,24 @@ static int list_src_next(struct list_ctx *l, struct list_src *src)
     }
 }
 
+/* Appends "<hex> <size>\n" (by hand: printf was a tenth of a listing's
+ * CPU). */
+static void list_put_line(struct cas_buf *out, const unsigned char *key, size_t dlen,
+                          uint64_t size)
+{
+    char line[CAS_MAX_HEX + 24], digits[20];
+    cas_hex_encode(key, dlen, line);
+    size_t len = 2 * dlen, nd = 0;
+    line[len++] = ' ';
+    do
+        digits[nd++] = (char)('0' + size % 10);
+    while ((size /= 10) != 0);
+    while (nd)
+        line[len++] = digits[--nd];
+    line[len++] = '\n';
+    cas_buf_append(out, line, len);
+}
+
 /* The k-way merge: the smallest current key of all sources goes out, once,
  * and every source on that key moves to its next line. Backends are few, so
  * the smallest is found by looking at each. */
@@ -885,10 +903,8 @@ static ssize_t list_read(void *cls, uint64_t pos, char *buf, size_t max)
             if (!min)
                 break;
             unsigned char key[CAS_MAX_DIGEST];
-            char hex[CAS_MAX_HEX + 1];
             memcpy(key, min->key, l->dlen);
-            cas_hex_encode(key, l->dlen, hex);
-            cas_buf_printf(&l->out, "%s %" PRIu64 "\n", hex, min->size);
+            list_put_line(&l->out, key, l->dlen, min->size);
             for (size_t i = 0; i < l->nsrc; i++)
                 if (l->src[i].has_key && !memcmp(l->src[i].key, key, l->dlen) &&
                     list_src_next(l, &l->src[i]) < 0)

@@ -221,7 +221,7 @@ int disk_list(struct store *s, const unsigned char *after, enum store_list_state
         pthread_rwlock_rdlock(&d->lock);
         if (state == STORE_LIST_GARBAGE && !d->gc_active) {
             page->n = 0; /* no cycle (any more): no garbage */
-            page->full = false;
+            page->has_limit = false;
             end = true;
         } else {
             end = objtab_page_scan(page, &d->tab, DISK_LIST_STEP, min_size, max_size, 0,

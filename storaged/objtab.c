@@ -1,6 +1,7 @@
 /*
  * objtab.c - the in-memory object table (see objtab.h).
  */
+#define _GNU_SOURCE /* qsort_r */
 #include "objtab.h"
 
 #include <endian.h>
@@ -225,90 +226,112 @@ static uint64_t prefix64(const unsigned char *d)
     return be64toh(v);
 }
 
-static unsigned char *page_key(const struct objtab_page *p, size_t i)
+static unsigned char *page_rec(const struct objtab_page *p, size_t i)
 {
-    return p->digests + i * p->digest_len;
+    return p->recs + i * p->stride;
 }
 
-/* Key order, the 8-byte prefix first (k is prefix64(a)). */
-static int page_cmp(const struct objtab_page *p, uint64_t k, const unsigned char *a, uint64_t k2,
+/* Key order of d (whose prefix is k) against b (prefix k2). */
+static int page_cmp(const struct objtab_page *p, uint64_t k, const unsigned char *d, uint64_t k2,
                     const unsigned char *b)
 {
     if (k != k2)
         return k < k2 ? -1 : 1;
-    return memcmp(a + 8, b + 8, p->digest_len - 8);
+    return memcmp(d + 8, b + 8, p->digest_len - 8);
+}
+
+static int rec_cmp(const void *a, const void *b, void *cls)
+{
+    const struct objtab_page *p = cls;
+    return page_cmp(p, prefix64(a), a, prefix64(b), b);
 }
 
 static void page_swap(struct objtab_page *p, size_t i, size_t j)
 {
-    unsigned char tmp[64];
-    memcpy(tmp, page_key(p, i), p->digest_len);
-    memcpy(page_key(p, i), page_key(p, j), p->digest_len);
-    memcpy(page_key(p, j), tmp, p->digest_len);
-    uint64_t s = p->sizes[i];
-    p->sizes[i] = p->sizes[j];
-    p->sizes[j] = s;
+    unsigned char tmp[64 + 8];
+    memcpy(tmp, page_rec(p, i), p->stride);
+    memcpy(page_rec(p, i), page_rec(p, j), p->stride);
+    memcpy(page_rec(p, j), tmp, p->stride);
 }
 
-static bool page_less(const struct objtab_page *p, size_t i, size_t j)
+/* Quickselect: puts the k smallest records (k < n) in recs[0..k), the k-th
+ * smallest last among them. Expected linear time. */
+static void page_select(struct objtab_page *p, size_t k)
 {
-    return memcmp(page_key(p, i), page_key(p, j), p->digest_len) < 0;
-}
-
-/* Max-heap over [0, n): moves element i down to its place. */
-static void page_sift_down(struct objtab_page *p, size_t i, size_t n)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, big = i;
-        if (l < n && page_less(p, big, l))
-            big = l;
-        if (l + 1 < n && page_less(p, big, l + 1))
-            big = l + 1;
-        if (big == i)
+    size_t lo = 0, hi = p->n - 1, want = k - 1;
+    unsigned char pivot[64 + 8];
+    while (lo < hi) {
+        /* Median of three as the pivot, moved to the front. */
+        size_t mid = lo + (hi - lo) / 2;
+        if (rec_cmp(page_rec(p, mid), page_rec(p, lo), p) < 0)
+            page_swap(p, mid, lo);
+        if (rec_cmp(page_rec(p, hi), page_rec(p, lo), p) < 0)
+            page_swap(p, hi, lo);
+        if (rec_cmp(page_rec(p, hi), page_rec(p, mid), p) < 0)
+            page_swap(p, hi, mid);
+        page_swap(p, lo, mid);
+        memcpy(pivot, page_rec(p, lo), p->stride);
+        /* Hoare partition of [lo, hi] around pivot. */
+        size_t i = lo, j = hi + 1;
+        for (;;) {
+            do
+                i++;
+            while (i <= hi && rec_cmp(page_rec(p, i), pivot, p) < 0);
+            do
+                j--;
+            while (rec_cmp(page_rec(p, j), pivot, p) > 0);
+            if (i >= j)
+                break;
+            page_swap(p, i, j);
+        }
+        page_swap(p, lo, j); /* the pivot to its final place j */
+        if (j == want)
             return;
-        page_swap(p, i, big);
-        i = big;
+        if (j < want)
+            lo = j + 1;
+        else
+            hi = j - 1;
     }
 }
 
-static void page_sift_up(struct objtab_page *p, size_t i)
+/* The page is full: keeps its smallest half, and the largest key kept
+ * becomes the limit (keys from there up are left for a later page). */
+static void page_halve(struct objtab_page *p)
 {
-    while (i > 0 && page_less(p, (i - 1) / 2, i)) {
-        page_swap(p, i, (i - 1) / 2);
-        i = (i - 1) / 2;
-    }
+    size_t k = p->n / 2;
+    page_select(p, k);
+    /* recs[k-1] is the k-th smallest; [0, k-1) are not larger. */
+    p->n = k;
+    memcpy(p->limit, page_rec(p, k - 1), p->digest_len);
+    p->limit64 = prefix64(p->limit);
+    p->has_limit = true;
 }
 
-/* Room for one more key; on failure the page keeps the size it has
- * (smaller pages, more scans, the same answer). */
-static bool page_grow(struct objtab_page *p)
+/* Room for one more key: the page grows to cap; on out of memory it keeps
+ * the size it has (smaller pages, more scans, the same answer). */
+static void page_grow(struct objtab_page *p)
 {
     size_t want = p->alloc * 2 < p->cap ? p->alloc * 2 : p->cap;
-    unsigned char *d = realloc(p->digests, want * p->digest_len);
-    if (d)
-        p->digests = d;
-    uint64_t *s = d ? realloc(p->sizes, want * sizeof(uint64_t)) : NULL;
-    if (s)
-        p->sizes = s;
-    if (!d || !s) {
+    unsigned char *r = realloc(p->recs, want * p->stride);
+    if (!r) {
         p->cap = p->alloc;
-        return false;
+        return;
     }
+    p->recs = r;
     p->alloc = want;
-    return true;
 }
 
 int objtab_page_init(struct objtab_page *p, size_t digest_len, size_t cap)
 {
     memset(p, 0, sizeof(*p));
-    if (digest_len < 8 || digest_len > sizeof(p->after) || cap == 0)
+    if (digest_len < 8 || digest_len > sizeof(p->after))
         return -EINVAL;
     p->digest_len = digest_len;
-    p->cap = cap;
-    p->alloc = cap < 1024 ? cap : 1024;
-    p->digests = malloc(p->alloc * digest_len);
-    p->sizes = malloc(p->alloc * sizeof(uint64_t));
-    if (!p->digests || !p->sizes) {
+    p->stride = digest_len + 8;
+    p->cap = cap < 2 ? 2 : cap;
+    p->alloc = p->cap < 1024 ? p->cap : 1024;
+    p->recs = malloc(p->alloc * p->stride);
+    if (!p->recs) {
         objtab_page_free(p);
         return -ENOMEM;
     }
@@ -317,8 +340,7 @@ int objtab_page_init(struct objtab_page *p, size_t digest_len, size_t cap)
 
 void objtab_page_free(struct objtab_page *p)
 {
-    free(p->digests);
-    free(p->sizes);
+    free(p->recs);
     memset(p, 0, sizeof(*p));
 }
 
@@ -326,7 +348,7 @@ void objtab_page_start(struct objtab_page *p, const unsigned char *after)
 {
     p->n = 0;
     p->next = 0;
-    p->full = false;
+    p->has_limit = false;
     p->has_after = after != NULL;
     if (after) {
         memcpy(p->after, after, p->digest_len);
@@ -339,23 +361,18 @@ static void page_offer(struct objtab_page *p, const unsigned char *d, uint64_t s
     uint64_t k = prefix64(d);
     if (p->has_after && page_cmp(p, k, d, p->after64, p->after) <= 0)
         return;
-    if (p->n == p->alloc && p->n < p->cap)
+    if (p->has_limit && page_cmp(p, k, d, p->limit64, p->limit) >= 0)
+        return;
+    if (p->n == p->alloc && p->alloc < p->cap)
         page_grow(p);
-    if (p->n == p->cap) {
-        p->full = true;
-        if (page_cmp(p, k, d, prefix64(page_key(p, 0)), page_key(p, 0)) >= 0)
+    if (p->n == p->alloc) {
+        page_halve(p);
+        if (page_cmp(p, k, d, p->limit64, p->limit) >= 0)
             return;
-        memcpy(page_key(p, 0), d, p->digest_len);
-        p->sizes[0] = size;
-        page_sift_down(p, 0, p->n);
-    } else {
-        memcpy(page_key(p, p->n), d, p->digest_len);
-        p->sizes[p->n] = size;
-        page_sift_up(p, p->n);
-        p->n++;
     }
-    if (p->n == p->cap)
-        p->full = true;
+    unsigned char *r = page_rec(p, p->n++);
+    memcpy(r, d, p->digest_len);
+    memcpy(r + p->digest_len, &size, 8);
 }
 
 bool objtab_page_scan(struct objtab_page *p, const struct objtab *t, size_t step, uint64_t min_size,
@@ -378,21 +395,15 @@ bool objtab_page_scan(struct objtab_page *p, const struct objtab *t, size_t step
 
 bool objtab_page_finish(struct objtab_page *p)
 {
-    /* Heap sort: the largest goes to the end, one at a time. */
-    for (size_t i = p->n; i > 1; i--) {
-        page_swap(p, 0, i - 1);
-        page_sift_down(p, 0, i - 1);
-    }
+    qsort_r(p->recs, p->n, p->stride, rec_cmp, p);
     size_t out = 0;
     for (size_t i = 0; i < p->n; i++) {
-        if (out && !memcmp(page_key(p, out - 1), page_key(p, i), p->digest_len))
+        if (out && !memcmp(page_rec(p, out - 1), page_rec(p, i), p->digest_len))
             continue;
-        if (out != i) {
-            memcpy(page_key(p, out), page_key(p, i), p->digest_len);
-            p->sizes[out] = p->sizes[i];
-        }
+        if (out != i)
+            memcpy(page_rec(p, out), page_rec(p, i), p->stride);
         out++;
     }
     p->n = out;
-    return p->full;
+    return p->has_limit;
 }

@@ -74,12 +74,19 @@ bool objtab_list_page(const struct objtab *t, uint64_t *next, uint64_t min_size,
 
 /*
  * A page of a listing in ascending key order (GET /objects; docs/API.md):
- * the cap smallest keys greater than the page's start key, found by one
- * scan of the table keeping a bounded max-heap, then sorted. The table is
- * hashed, so key order exists nowhere else; each page costs one scan of
- * every entry, so a listing of n objects costs n / cap scans
- * (docs/OPERATIONS.md "Listing order and memory") and holds cap keys, never
- * more, whatever the table's size.
+ * the smallest keys greater than the page's start key, found by one scan
+ * of the table and then sorted. The table is hashed, so key order exists
+ * nowhere else; each page costs one scan of every entry, so a listing of n
+ * objects costs about n / (cap / 2) to n / cap scans (docs/OPERATIONS.md
+ * "Listing order and memory") and holds cap keys, never more, whatever the
+ * table's size.
+ *
+ * How: the scan appends every key above the start (and below the limit) to
+ * the page; when the page is full, it keeps the smallest half (a
+ * quickselect) and the largest key kept becomes the limit, so that keys
+ * from there up wait for a later page. A page thus ends with between cap/2
+ * and cap keys when more remain, all the keys in (start, last] of the
+ * table.
  *
  * The scan goes by entry number in steps (objtab_page_scan) so that the
  * caller can drop the table's lock between steps and never hold writers
@@ -92,26 +99,28 @@ bool objtab_list_page(const struct objtab *t, uint64_t *next, uint64_t min_size,
  *
  * Use: objtab_page_init once; per page objtab_page_start, then
  * objtab_page_scan under the lock until it says done (the lock may be
- * released between calls), then objtab_page_finish; the keys are then in
- * digests[0..n) ascending, with their sizes.
+ * released between calls), then objtab_page_finish; then the keys are
+ * objtab_page_key(p, 0 .. n-1), ascending, with objtab_page_size.
  */
 struct objtab_page {
     size_t digest_len;
-    size_t cap;             /* most keys a page holds */
-    size_t alloc;           /* keys the arrays have room for (grown up to cap) */
-    size_t n;               /* keys held */
-    unsigned char *digests; /* n * digest_len bytes: a max-heap while scanning */
-    uint64_t *sizes;
+    size_t stride;         /* bytes per key: the digest, then its size (8 bytes) */
+    size_t cap;            /* most keys a page holds (>= 2) */
+    size_t alloc;          /* keys recs has room for (grown up to cap) */
+    size_t n;              /* keys held */
+    unsigned char *recs;   /* n * stride bytes */
     unsigned char after[64]; /* the page's keys are greater than this... */
     bool has_after;          /* ...when set (else the page starts at the smallest) */
+    unsigned char limit[64]; /* ...and less than this, when has_limit */
+    bool has_limit;          /* set once keys were left for a later page */
+    uint64_t after64, limit64; /* their first 8 bytes, big-endian: most keys are
+                                  refused on such a prefix alone */
     uint64_t next;           /* the entry number the scan goes on from */
-    bool full;               /* the heap held cap keys: keys beyond may remain */
-    uint64_t after64;        /* after's first 8 bytes, big-endian: most keys are
-                                refused on such a prefix alone */
 };
 
-/* digest_len <= 64; cap >= 1 keys (memory: cap * (digest_len + 8) bytes at
- * most, allocated as keys come). 0 or -ENOMEM. */
+/* digest_len 8 to 64; cap >= 2 keys (a smaller cap is taken as 2; memory:
+ * cap * (digest_len + 8) bytes at most, allocated as keys come). 0, or
+ * -EINVAL, -ENOMEM. */
 int objtab_page_init(struct objtab_page *p, size_t digest_len, size_t cap);
 void objtab_page_free(struct objtab_page *p);
 /* Starts a page of the keys greater than after (digest_len bytes; NULL:
@@ -127,5 +136,16 @@ bool objtab_page_scan(struct objtab_page *p, const struct objtab *t, size_t step
  * beyond the page may remain (the next page starts after the last key
  * here), false when the page holds the last of them. */
 bool objtab_page_finish(struct objtab_page *p);
+/* Key i of a finished page (digest_len bytes), and its size. */
+static inline const unsigned char *objtab_page_key(const struct objtab_page *p, size_t i)
+{
+    return p->recs + i * p->stride;
+}
+static inline uint64_t objtab_page_size(const struct objtab_page *p, size_t i)
+{
+    uint64_t v;
+    __builtin_memcpy(&v, p->recs + i * p->stride + p->digest_len, 8);
+    return v;
+}
 
 #endif

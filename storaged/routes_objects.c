@@ -946,9 +946,19 @@ static ssize_t list_read(void *cls, uint64_t pos, char *out, size_t max)
             }
         }
         for (size_t k = 0; k < LIST_LINES && c->page_pos < c->page.n; k++, c->page_pos++) {
-            char hex[CAS_MAX_HEX + 1];
-            cas_hex_encode(c->page.digests + c->page_pos * dlen, dlen, hex);
-            cas_buf_printf(&c->buf, "%s %" PRIu64 "\n", hex, c->page.sizes[c->page_pos]);
+            /* "<hex> <size>\n" by hand: printf was a fifth of a listing's CPU. */
+            char line[CAS_MAX_HEX + 24], digits[20];
+            cas_hex_encode(objtab_page_key(&c->page, c->page_pos), dlen, line);
+            size_t len = 2 * dlen, nd = 0;
+            line[len++] = ' ';
+            uint64_t v = objtab_page_size(&c->page, c->page_pos);
+            do
+                digits[nd++] = (char)('0' + v % 10);
+            while ((v /= 10) != 0);
+            while (nd)
+                line[len++] = digits[--nd];
+            line[len++] = '\n';
+            cas_buf_append(&c->buf, line, len);
         }
     }
     size_t n = c->buf.len - c->bufpos < max ? c->buf.len - c->bufpos : max;

@@ -959,7 +959,7 @@ int s3_list(struct store *s, const unsigned char *after, enum store_list_state s
         pthread_mutex_lock(&st->lock);
         if (state == STORE_LIST_GARBAGE && !st->gc_active) {
             page->n = 0; /* no cycle (any more): no garbage */
-            page->full = false;
+            page->has_limit = false;
             end = true;
         } else {
             /* Objects a delete or gc/end is removing are gone already. */

@@ -172,8 +172,9 @@ int store_list_page(struct store *s, struct store_cursor *cursor, enum store_lis
     int rc = s->ops->list(s, from ? after : NULL, state, min_size, max_size, page, err, errlen);
     if (rc < 0)
         return rc;
-    if (page->full && page->n > 0)
-        cas_hex_encode(page->digests + (page->n - 1) * dlen, dlen, cursor->token);
+    bool more = page->has_limit; /* keys were left for a later page */
+    if (more && page->n > 0)
+        cas_hex_encode(objtab_page_key(page, page->n - 1), dlen, cursor->token);
     else
         cursor->done = true;
     return 0;
@@ -190,7 +191,7 @@ int store_list(struct store *s, struct store_cursor *cursor, enum store_list_sta
     }
     int rc = store_list_page(s, cursor, state, min_size, max_size, &page, err, errlen);
     for (size_t i = 0; rc == 0 && fn && i < page.n; i++)
-        fn(cls, page.digests + i * page.digest_len, page.sizes[i]);
+        fn(cls, objtab_page_key(&page, i), objtab_page_size(&page, i));
     objtab_page_free(&page);
     return rc;
 }

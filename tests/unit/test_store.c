@@ -37,12 +37,11 @@ static int fake_list(struct store *s, const unsigned char *after, enum store_lis
         snprintf(err, errlen, "bad page");
         return -EIO;
     }
-    /* A full page of one key: the wrapper keeps it as the cursor. */
+    /* A page of one key, more to come: the wrapper keeps it as the cursor. */
     objtab_page_start(page, after);
-    memset(page->digests, 0x11, page->digest_len);
-    page->sizes[0] = 5;
+    memset(page->recs, 0x11, page->stride);
     page->n = 1;
-    page->full = page->cap == 1;
+    page->has_limit = page->cap == 2; /* store_list's max 1 is a page of 2 */
     return 0;
 }
 

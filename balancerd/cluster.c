@@ -709,7 +709,7 @@ struct list_ctx {
     size_t nsrc;
     bool primed;              /* every source's first line has been read */
     uint64_t slowest_head_ns; /* of the backends' listings opened so far */
-    size_t left_out;          /* backends asked whose listing did not start */
+    size_t left_out;          /* backends known down, or whose listing did not start */
     size_t dlen;
     struct cas_buf out;
     size_t out_pos;
@@ -741,10 +741,10 @@ static unsigned list_head_ms(const struct list_ctx *l)
     return ms < o->first_byte_timeout_ms ? (unsigned)ms : o->first_byte_timeout_ms;
 }
 
-/* Opens every backend's listing but those known down, which are left out,
- * as are those whose listing does not start (in time, or with a 200).
- * *status is 400 when a backend refused the parameters (nothing is left
- * open then), else 0. */
+/* Opens every backend's listing but those known down, which are left out
+ * (counted in left_out), as are those whose listing does not start (in
+ * time, or with a 200). *status is 400 when a backend refused the
+ * parameters, else 0. */
 static void list_open_all(struct list_ctx *l, long *status)
 {
     bool down[l->v->n ? l->v->n : 1];
@@ -753,6 +753,7 @@ static void list_open_all(struct list_ctx *l, long *status)
     for (size_t b = 0; b < l->v->n; b++) {
         if (down[b]) {
             log_warn("list: skipping %s, which is down", l->v->b[b]->url);
+            l->left_out++;
             continue;
         }
         struct list_src *src = &l->src[l->nsrc];
@@ -982,11 +983,6 @@ void cluster_list(struct http_req *req)
     const char *state = http_query(req, "state");
     if (state && !strcmp(state, "garbage"))
         list_garbage_settle(bal, l->v);
-    bool down[l->v->n ? l->v->n : 1];
-    backend_known_down(bal, l->v, down);
-    size_t skipped = 0;
-    for (size_t i = 0; i < l->v->n; i++)
-        skipped += down[i];
     l->src = calloc(l->v->n ? l->v->n : 1, sizeof(*l->src));
     if (!l->src) {
         http_error(req, 500, "out of memory");
@@ -1002,9 +998,9 @@ void cluster_list(struct http_req *req)
     }
     http_reply_stream(req, 200, "text/plain", HTTP_SIZE_UNKNOWN, list_read, l, list_free);
     /* The listing leaves out what only a backend known down holds, or one
-     * whose listing did not start (in time) before this answer did. */
+     * whose listing did not start (in time): all are known by now. */
     char n[24];
-    snprintf(n, sizeof(n), "%zu", skipped + l->left_out);
+    snprintf(n, sizeof(n), "%zu", l->left_out);
     http_add_header(req, "X-CAS-Backends-Skipped", n);
 }
 

@@ -1,7 +1,6 @@
 /*
  * objtab.c - the in-memory object table (see objtab.h).
  */
-#define _GNU_SOURCE /* qsort_r */
 #include "objtab.h"
 
 #include <endian.h>
@@ -240,9 +239,8 @@ static int page_cmp(const struct objtab_page *p, uint64_t k, const unsigned char
     return memcmp(d + 8, b + 8, p->digest_len - 8);
 }
 
-static int rec_cmp(const void *a, const void *b, void *cls)
+static int rec_cmp(const unsigned char *a, const unsigned char *b, const struct objtab_page *p)
 {
-    const struct objtab_page *p = cls;
     return page_cmp(p, prefix64(a), a, prefix64(b), b);
 }
 
@@ -254,37 +252,67 @@ static void page_swap(struct objtab_page *p, size_t i, size_t j)
     memcpy(page_rec(p, j), tmp, p->stride);
 }
 
+/* Partitions recs[lo..hi] (lo < hi) around the median of three: returns j
+ * with recs[lo..j) <= recs[j] <= recs(j..hi]. */
+static size_t page_partition(struct objtab_page *p, size_t lo, size_t hi)
+{
+    unsigned char pivot[64 + 8];
+    size_t mid = lo + (hi - lo) / 2;
+    if (rec_cmp(page_rec(p, mid), page_rec(p, lo), p) < 0)
+        page_swap(p, mid, lo);
+    if (rec_cmp(page_rec(p, hi), page_rec(p, lo), p) < 0)
+        page_swap(p, hi, lo);
+    if (rec_cmp(page_rec(p, hi), page_rec(p, mid), p) < 0)
+        page_swap(p, hi, mid);
+    page_swap(p, lo, mid);
+    memcpy(pivot, page_rec(p, lo), p->stride);
+    size_t i = lo, j = hi + 1;
+    for (;;) {
+        do
+            i++;
+        while (i <= hi && rec_cmp(page_rec(p, i), pivot, p) < 0);
+        do
+            j--;
+        while (rec_cmp(page_rec(p, j), pivot, p) > 0);
+        if (i >= j)
+            break;
+        page_swap(p, i, j);
+    }
+    page_swap(p, lo, j);
+    return j;
+}
+
+/* Sorts recs[lo..hi] in place (quicksort, insertion sort for short runs;
+ * recursion on the smaller side only, so the stack stays O(log n)): no
+ * scratch copy of the page, unlike qsort. Keys are digests, which nobody
+ * chooses, so the median of three does not meet its bad cases. */
+static void page_sort(struct objtab_page *p, size_t lo, size_t hi)
+{
+    while (hi > lo && hi - lo >= 16) {
+        size_t j = page_partition(p, lo, hi);
+        if (j - lo < hi - j) {
+            if (j > lo)
+                page_sort(p, lo, j - 1);
+            lo = j + 1;
+        } else {
+            page_sort(p, j + 1, hi);
+            if (j == lo)
+                return;
+            hi = j - 1;
+        }
+    }
+    for (size_t i = lo + 1; i <= hi && hi > lo; i++)
+        for (size_t k = i; k > lo && rec_cmp(page_rec(p, k), page_rec(p, k - 1), p) < 0; k--)
+            page_swap(p, k, k - 1);
+}
+
 /* Quickselect: puts the k smallest records (k < n) in recs[0..k), the k-th
  * smallest last among them. Expected linear time. */
 static void page_select(struct objtab_page *p, size_t k)
 {
     size_t lo = 0, hi = p->n - 1, want = k - 1;
-    unsigned char pivot[64 + 8];
     while (lo < hi) {
-        /* Median of three as the pivot, moved to the front. */
-        size_t mid = lo + (hi - lo) / 2;
-        if (rec_cmp(page_rec(p, mid), page_rec(p, lo), p) < 0)
-            page_swap(p, mid, lo);
-        if (rec_cmp(page_rec(p, hi), page_rec(p, lo), p) < 0)
-            page_swap(p, hi, lo);
-        if (rec_cmp(page_rec(p, hi), page_rec(p, mid), p) < 0)
-            page_swap(p, hi, mid);
-        page_swap(p, lo, mid);
-        memcpy(pivot, page_rec(p, lo), p->stride);
-        /* Hoare partition of [lo, hi] around pivot. */
-        size_t i = lo, j = hi + 1;
-        for (;;) {
-            do
-                i++;
-            while (i <= hi && rec_cmp(page_rec(p, i), pivot, p) < 0);
-            do
-                j--;
-            while (rec_cmp(page_rec(p, j), pivot, p) > 0);
-            if (i >= j)
-                break;
-            page_swap(p, i, j);
-        }
-        page_swap(p, lo, j); /* the pivot to its final place j */
+        size_t j = page_partition(p, lo, hi);
         if (j == want)
             return;
         if (j < want)
@@ -395,7 +423,8 @@ bool objtab_page_scan(struct objtab_page *p, const struct objtab *t, size_t step
 
 bool objtab_page_finish(struct objtab_page *p)
 {
-    qsort_r(p->recs, p->n, p->stride, rec_cmp, p);
+    if (p->n > 1)
+        page_sort(p, 0, p->n - 1);
     size_t out = 0;
     for (size_t i = 0; i < p->n; i++) {
         if (out && !memcmp(page_rec(p, out - 1), page_rec(p, i), p->digest_len))

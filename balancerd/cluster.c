@@ -18,10 +18,10 @@
  * one in that order, each key once: every backend's stream is open at once
  * and only its current line is held, so a listing's memory is a window per
  * backend whatever the number of objects (OPERATIONS.md "Listing order and
- * memory"); a stream out of order cuts the listing. missing asks the backends in turn
- * about the keys no earlier backend had, a batch at a time. compact runs on
- * one failure domain at a time, so that at most one copy of any object is
- * being moved at any moment.
+ * memory"); a stream out of order cuts the listing. missing asks the
+ * backends in turn about the keys no earlier backend had, a batch at a
+ * time. compact runs on one failure domain at a time, so that at most one
+ * copy of any object is being moved at any moment.
  */
 #define _GNU_SOURCE
 #include "cluster.h"
@@ -864,8 +864,7 @@ static int list_src_next(struct list_ctx *l, struct list_src *src)
 
 /* Appends "<hex> <size>\n" (by hand: printf was a tenth of a listing's
  * CPU). */
-static void list_put_line(struct cas_buf *out, const unsigned char *key, size_t dlen,
-                          uint64_t size)
+static void list_put_line(struct cas_buf *out, const unsigned char *key, size_t dlen, uint64_t size)
 {
     char line[CAS_MAX_HEX + 24], digits[20];
     cas_hex_encode(key, dlen, line);
@@ -898,8 +897,7 @@ static ssize_t list_read(void *cls, uint64_t pos, char *buf, size_t max)
         while (l->out.len < LIST_OUT) {
             struct list_src *min = NULL;
             for (size_t i = 0; i < l->nsrc; i++)
-                if (l->src[i].has_key &&
-                    (!min || memcmp(l->src[i].key, min->key, l->dlen) < 0))
+                if (l->src[i].has_key && (!min || memcmp(l->src[i].key, min->key, l->dlen) < 0))
                     min = &l->src[i];
             if (!min)
                 break;

@@ -104,18 +104,18 @@ bool objtab_list_page(const struct objtab *t, uint64_t *next, uint64_t min_size,
  */
 struct objtab_page {
     size_t digest_len;
-    size_t stride;         /* bytes per key: the digest, then its size (8 bytes) */
-    size_t cap;            /* most keys a page holds (>= 2) */
-    size_t alloc;          /* keys recs has room for (grown up to cap) */
-    size_t n;              /* keys held */
-    unsigned char *recs;   /* n * stride bytes */
-    unsigned char after[64]; /* the page's keys are greater than this... */
-    bool has_after;          /* ...when set (else the page starts at the smallest) */
-    unsigned char limit[64]; /* ...and less than this, when has_limit */
-    bool has_limit;          /* set once keys were left for a later page */
+    size_t stride;             /* bytes per key: the digest, then its size (8 bytes) */
+    size_t cap;                /* most keys a page holds (>= 2) */
+    size_t alloc;              /* keys recs has room for (grown up to cap) */
+    size_t n;                  /* keys held */
+    unsigned char *recs;       /* n * stride bytes */
+    unsigned char after[64];   /* the page's keys are greater than this... */
+    bool has_after;            /* ...when set (else the page starts at the smallest) */
+    unsigned char limit[64];   /* ...and less than this, when has_limit */
+    bool has_limit;            /* set once keys were left for a later page */
     uint64_t after64, limit64; /* their first 8 bytes, big-endian: most keys are
                                   refused on such a prefix alone */
-    uint64_t next;           /* the entry number the scan goes on from */
+    uint64_t next;             /* the entry number the scan goes on from */
 };
 
 /* digest_len 8 to 64; cap >= 2 keys (a smaller cap is taken as 2; memory:

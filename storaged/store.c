@@ -159,8 +159,8 @@ int store_list_page(struct store *s, struct store_cursor *cursor, enum store_lis
     if (cursor->done)
         return 0;
     bool from = cursor->token[0] != '\0';
-    if (from && (strlen(cursor->token) != 2 * dlen ||
-                 cas_hex_decode(cursor->token, dlen, after) < 0)) {
+    if (from &&
+        (strlen(cursor->token) != 2 * dlen || cas_hex_decode(cursor->token, dlen, after) < 0)) {
         snprintf(err, errlen, "bad list cursor \"%.64s\"", cursor->token);
         return -EINVAL;
     }

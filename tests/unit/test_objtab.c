@@ -753,8 +753,10 @@ int main(void)
     CU_add_test(s, "pages in key order: every key once (SHA-1)", test_sorted_pages_sha1);
     CU_add_test(s, "pages in key order: every key once (SHA-256)", test_sorted_pages_sha256);
     CU_add_test(s, "pages in key order: sizes and flags", test_sorted_pages_filters);
-    CU_add_test(s, "pages in key order: growth, removals, re-adds mid-scan", test_sorted_pages_churn);
-    CU_add_test(s, "pages in key order: a key met twice in one scan", test_sorted_page_duplicate_in_scan);
+    CU_add_test(s, "pages in key order: growth, removals, re-adds mid-scan",
+                test_sorted_pages_churn);
+    CU_add_test(s, "pages in key order: a key met twice in one scan",
+                test_sorted_page_duplicate_in_scan);
     CU_add_test(s, "memory per object at 1M (SHA-1)", test_memory_sha1);
     CU_add_test(s, "memory per object at 1M (SHA-256)", test_memory_sha256);
     CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -28,8 +28,7 @@ static int fake_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_
 }
 
 static int fake_list(struct store *s, const unsigned char *after, enum store_list_state st,
-                     uint64_t min, uint64_t max, struct objtab_page *page, char *err,
-                     size_t errlen)
+                     uint64_t min, uint64_t max, struct objtab_page *page, char *err, size_t errlen)
 {
     (void)s, (void)st, (void)min, (void)max;
     calls++;
@@ -111,8 +110,7 @@ static void test_pass_through(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "bad list cursor"));
     struct store_cursor last = {0};
     CU_ASSERT_EQUAL(
-        store_list(&s, &last, STORE_LIST_LIVE, 0, UINT64_MAX, 10, NULL, NULL, err, sizeof(err)),
-        0);
+        store_list(&s, &last, STORE_LIST_LIVE, 0, UINT64_MAX, 10, NULL, NULL, err, sizeof(err)), 0);
     CU_ASSERT(last.done);
     struct store_info in;
     store_info(&s, &in);

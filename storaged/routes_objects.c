@@ -906,9 +906,10 @@ void route_missing(struct http_req *req)
 
 /* ---- GET /objects (list) ----------------------------------------------- */
 
-/* Keys per page of a listing (objtab.h): what one listing holds, about
- * 1.8 MiB for SHA-1 keys, 2.5 MiB for SHA-256; each page is one scan of the
- * store's table (docs/OPERATIONS.md "Listing order and memory"). */
+/* Keys per page of a listing by default (objtab.h; --list-page-keys): what
+ * one listing holds, about 1.8 MiB for SHA-1 keys, 2.5 MiB for SHA-256; each
+ * page is one scan of the store's table (docs/OPERATIONS.md "Listing order
+ * and memory"). */
 #define LIST_PAGE_KEYS 65536
 /* Lines formatted per call for the HTTP layer. */
 #define LIST_LINES 2048
@@ -1011,7 +1012,8 @@ void route_list(struct http_req *req)
         free(c);
         return;
     }
-    if (objtab_page_init(&c->page, c->store->algo->digest_len, LIST_PAGE_KEYS) < 0) {
+    size_t page_keys = app_of(req)->list_page_keys ? app_of(req)->list_page_keys : LIST_PAGE_KEYS;
+    if (objtab_page_init(&c->page, c->store->algo->digest_len, page_keys) < 0) {
         free(c);
         http_error(req, 500, "out of memory");
         return;

@@ -19,19 +19,16 @@ The kinds checked here:
 """
 import hashlib
 import http.client
-import json
 import os
 import random
-import socket
+import subprocess
 import sys
-import threading
-import time
 import unittest
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_balancer_integrity as tbi  # noqa: E402  (the module: its tests are not run again here)
-from harness import TempDirTest, peak_rss_kib, rss_kib, sha1, wait_for  # noqa: E402
+from harness import STORAGED, TempDirTest, peak_rss_kib, rss_kib, sha1, wait_for  # noqa: E402
 from test_balancerd import Balancer, ClusterTest  # noqa: E402
 
 
@@ -98,9 +95,42 @@ class StoragedOrder(TempDirTest):
             self.assertEqual(listing(s.port, q)[0], 400, q)
 
 
+    def test_many_pages_with_a_small_page(self):
+        # --list-page-keys 1024: a listing of NOBJ keys takes several pages
+        # (several scans of the table), each resumed after the last key.
+        s = self.storaged(extra=["--list-page-keys", "1024"])
+        c = s.client()
+        objs = {}
+        for i in range(self.NOBJ):
+            data = b"page-%d" % i
+            self.assertIn(c.put(data, query="?sync=0").status, (200, 201))
+            objs[sha1(data)] = len(data)
+        st, got, complete, _ = listing(s.port)
+        self.assertEqual((st, complete), (200, True))
+        self.assertTrue(ascending(got))
+        self.assertEqual(dict(got), objs)
+        st, got, complete, _ = listing(s.port, "?min_size=9")
+        self.assertTrue(complete and ascending(got))
+        self.assertEqual(dict(got), {k: v for k, v in objs.items() if v >= 9})
+
+    NOBJ = 3000
+
+
+class PageSizeOption(TempDirTest):
+    def test_out_of_range_is_refused(self):
+        for bad in ("1023", "16777217", "x"):
+            p = subprocess.run([STORAGED, "--dir", os.path.join(self.tmp, "s"), "--listen",
+                                "127.0.0.1:1", "--list-page-keys", bad],
+                               capture_output=True, timeout=30)
+            self.assertEqual(p.returncode, 2, bad)
+            self.assertIn(b"--list-page-keys", p.stderr, bad)
+            self.assertFalse(os.path.exists(os.path.join(self.tmp, "s")), bad)
+
+
 class StoragedOrderS3(StoragedOrder):
     """The same against the S3 backend (its own table of the bucket's objects)."""
     backend = "s3"
+    NOBJ = 1200  # over one page of 1024 keys: the first page overflows
 
 
 class BalancerMerge(ClusterTest):

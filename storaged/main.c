@@ -64,9 +64,10 @@ int main(int argc, char **argv)
     const char *s3_access_file = NULL, *s3_secret_file = NULL;
     const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     bool read_only = false, auth_reads = false;
-    uint64_t capacity = 0, threads = 512, max_size = 0, scrub_rate = 10, list_page = 65536;
+    uint64_t capacity = 0, threads = 512, max_size = 0, scrub_rate = 10;
     uint64_t per_client = 0, header_timeout = HTTP_DEFAULT_HEADER_TIMEOUT_S,
              idle_timeout = HTTP_DEFAULT_IDLE_TIMEOUT_S;
+    uint64_t list_page = 65536; /* --list-page-keys */
     const struct cas_opt opts[] = {
         {"dir", CAS_OPT_STRING, &dir, "PATH", "store directory (created on first start)"},
         {"listen", CAS_OPT_STRING, &listen, "ADDR:PORT", "address to serve (127.0.0.1:6010)"},

@@ -197,25 +197,6 @@ size_t objtab_memory(const struct objtab *t)
            t->nchunks * sizeof(void *);
 }
 
-bool objtab_list_page(const struct objtab *t, uint64_t *next, uint64_t min_size, uint64_t max_size,
-                      unsigned skip, unsigned need, size_t max,
-                      void (*fn)(void *cls, const unsigned char *digest, uint64_t size), void *cls)
-{
-    size_t emitted = 0;
-    uint64_t e = *next;
-    struct objtab_entry en;
-    for (; e < t->used && emitted < max; e++) {
-        if (!objtab_get(t, (uint32_t)e, &en) || (en.flags & skip) || (en.flags & need) != need)
-            continue;
-        if (en.size < min_size || en.size >= max_size)
-            continue;
-        fn(cls, en.digest, en.size);
-        emitted++;
-    }
-    *next = e;
-    return e >= t->used;
-}
-
 /* ---- pages in key order (objtab.h) -------------------------------------- */
 
 static uint64_t prefix64(const unsigned char *d)

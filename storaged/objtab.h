@@ -60,19 +60,6 @@ void objtab_set_size(struct objtab *t, uint32_t e, uint64_t size);
 size_t objtab_memory(const struct objtab *t);
 
 /*
- * One page of a listing by entry number, for a backend's list op (store.h):
- * from entry *next on, calls fn(cls, digest, size) for at most max live
- * entries with min_size <= size < max_size, none of the skip flags and all
- * of the need flags (OBJTAB_MARKED: the garbage of the current cycle), and
- * sets *next to the entry to go on from; true when the table is done. The
- * caller holds the table's lock and keeps *next as its cursor (entry
- * numbers are stable: see above).
- */
-bool objtab_list_page(const struct objtab *t, uint64_t *next, uint64_t min_size, uint64_t max_size,
-                      unsigned skip, unsigned need, size_t max,
-                      void (*fn)(void *cls, const unsigned char *digest, uint64_t size), void *cls);
-
-/*
  * A page of a listing in ascending key order (GET /objects; docs/API.md):
  * the smallest keys greater than the page's start key, found by one scan
  * of the table and then sorted. The table is hashed, so key order exists
@@ -128,7 +115,8 @@ void objtab_page_free(struct objtab_page *p);
 void objtab_page_start(struct objtab_page *p, const unsigned char *after);
 /* Scans up to step entries of t from where the page's scan stopped,
  * taking live entries with min_size <= size < max_size, none of the skip
- * flags and all of the need flags (as objtab_list_page). The caller holds
+ * flags and all of the need flags (OBJTAB_MARKED: the garbage of the
+ * current cycle). The caller holds
  * t's lock for the call. True when the scan has reached the end of t. */
 bool objtab_page_scan(struct objtab_page *p, const struct objtab *t, size_t step, uint64_t min_size,
                       uint64_t max_size, unsigned skip, unsigned need);

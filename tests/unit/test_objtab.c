@@ -349,74 +349,6 @@ static void test_memory_sha256(void)
     check_memory(32);
 }
 
-struct page_seen {
-    unsigned char first[32];
-    uint64_t sizes[16];
-    size_t n;
-};
-
-static void page_collect(void *cls, const unsigned char *digest, uint64_t size)
-{
-    struct page_seen *p = cls;
-    if (p->n == 0)
-        memcpy(p->first, digest, 20);
-    if (p->n < 16)
-        p->sizes[p->n] = size;
-    p->n++;
-}
-
-/* Listing pages: bounded by max, resumed from *next, removed entries and
- * skip flags left out, need flags required, sizes in [min, max). */
-static void test_list_page(void)
-{
-    struct objtab t;
-    CU_ASSERT_EQUAL_FATAL(objtab_init(&t, 20), 0);
-    unsigned char d[20];
-    uint32_t e[10];
-    for (unsigned i = 0; i < 10; i++) {
-        memset(d, 0, sizeof(d));
-        d[0] = (unsigned char)(i + 1);
-        e[i] = objtab_insert(&t, d, 0, 0, 100 * (i + 1), 0);
-        CU_ASSERT_NOT_EQUAL_FATAL(e[i], OBJTAB_NONE);
-    }
-    objtab_remove(&t, e[2]);                   /* size 300: gone */
-    objtab_set_flags(&t, e[4], 0x40u);         /* size 500: to skip */
-    objtab_set_flags(&t, e[6], OBJTAB_MARKED); /* size 700: marked */
-    objtab_set_flags(&t, e[7], OBJTAB_MARKED); /* size 800: marked */
-
-    struct page_seen p = {.n = 0};
-    uint64_t next = 0;
-    CU_ASSERT_FALSE(objtab_list_page(&t, &next, 0, UINT64_MAX, 0x40u, 0, 3, page_collect, &p));
-    CU_ASSERT_EQUAL(p.n, 3);
-    CU_ASSERT_EQUAL(p.sizes[0], 100);
-    CU_ASSERT_EQUAL(p.sizes[2], 400); /* 300 removed */
-    memset(&p, 0, sizeof(p));
-    CU_ASSERT_TRUE(objtab_list_page(&t, &next, 0, UINT64_MAX, 0x40u, 0, 100, page_collect, &p));
-    CU_ASSERT_EQUAL(p.n, 5); /* 600..1000; 500 skipped */
-    CU_ASSERT_EQUAL(p.sizes[0], 600);
-    CU_ASSERT_EQUAL(next, 10);
-
-    /* Only the marked ones, and the size bounds: [700, 800) holds one. */
-    memset(&p, 0, sizeof(p));
-    next = 0;
-    CU_ASSERT_TRUE(
-        objtab_list_page(&t, &next, 0, UINT64_MAX, 0, OBJTAB_MARKED, 100, page_collect, &p));
-    CU_ASSERT_EQUAL(p.n, 2);
-    memset(&p, 0, sizeof(p));
-    next = 0;
-    CU_ASSERT_TRUE(objtab_list_page(&t, &next, 700, 800, 0, OBJTAB_MARKED, 100, page_collect, &p));
-    CU_ASSERT_EQUAL(p.n, 1);
-    CU_ASSERT_EQUAL(p.sizes[0], 700);
-
-    /* A page that ends exactly at the last entry says done. */
-    memset(&p, 0, sizeof(p));
-    next = 9;
-    CU_ASSERT_TRUE(objtab_list_page(&t, &next, 0, UINT64_MAX, 0, 0, 1, page_collect, &p));
-    CU_ASSERT_EQUAL(p.n, 1);
-    CU_ASSERT_EQUAL(p.sizes[0], 1000);
-    objtab_destroy(&t);
-}
-
 /* ---- pages in key order (objtab_page_*) ----------------------------------- */
 
 /* What a whole listing by pages gave: keys in the order listed. */
@@ -550,7 +482,8 @@ static void test_sorted_pages_sha256(void)
     check_sorted_pages(32);
 }
 
-/* The size bounds and flags select as objtab_list_page does, across pages. */
+/* The size bounds select, the skip flags leave out, the need flags are
+ * required (OBJTAB_MARKED: the garbage), across pages. */
 static void test_sorted_pages_filters(void)
 {
     rng_state = 7;
@@ -749,7 +682,6 @@ int main(void)
     CU_add_test(s, "backward-shift deletion keeps keys findable", test_backward_shift);
     CU_add_test(s, "entry numbers stable while growing", test_entry_numbers_stable);
     CU_add_test(s, "fields and setters", test_fields_and_setters);
-    CU_add_test(s, "listing pages: bounds, resume, flags", test_list_page);
     CU_add_test(s, "pages in key order: every key once (SHA-1)", test_sorted_pages_sha1);
     CU_add_test(s, "pages in key order: every key once (SHA-256)", test_sorted_pages_sha256);
     CU_add_test(s, "pages in key order: sizes and flags", test_sorted_pages_filters);

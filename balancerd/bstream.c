@@ -66,6 +66,8 @@ struct bstream {
     CURL *easy;
     struct curl_slist *hdrs;
     char *buf;
+    size_t cap;        /* bytes of buf in use: BSTREAM_BUF, or a smaller window */
+    bool cached_buf;   /* buf is BSTREAM_BUF bytes, fit for the thread's cache */
     size_t start, end; /* unread bytes are buf[start..end) */
     bool paused;
     bool headers_done;
@@ -159,12 +161,12 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *cls)
     }
     if (s->start == s->end)
         s->start = s->end = 0;
-    if (BSTREAM_BUF - s->end < n && s->start > 0) {
+    if (s->cap - s->end < n && s->start > 0) {
         memmove(s->buf, s->buf + s->start, s->end - s->start);
         s->end -= s->start;
         s->start = 0;
     }
-    if (BSTREAM_BUF - s->end < n) {
+    if (s->cap - s->end < n) {
         s->paused = true;
         return CURL_WRITEFUNC_PAUSE; /* curl keeps the data and offers it again */
     }
@@ -238,13 +240,26 @@ int bstream_open_within(struct balancer *bal, const struct view *v, const char *
                         const char *method, const char *range, unsigned head_ms,
                         struct bstream **out, struct bstream_head *head, char *err, size_t errlen)
 {
+    return bstream_open_window(bal, v, url, method, range, head_ms, BSTREAM_BUF, out, head, err,
+                               errlen);
+}
+
+int bstream_open_window(struct balancer *bal, const struct view *v, const char *url,
+                        const char *method, const char *range, unsigned head_ms, size_t window,
+                        struct bstream **out, struct bstream_head *head, char *err, size_t errlen)
+{
     *out = NULL;
+    if (window == 0 || window > BSTREAM_BUF)
+        window = BSTREAM_BUF;
+    if (window < CURL_MAX_WRITE_SIZE) /* the most one write callback brings */
+        window = CURL_MAX_WRITE_SIZE;
     memset(head, 0, sizeof(*head));
     head->content_length = -1;
     struct bstream *s = calloc(1, sizeof(*s));
     struct bstream_cache *c = cache_get();
     CURL *reuse = NULL;
     if (s && c && c->buf) {
+        s->cached_buf = true;
         s->buf = c->buf;
         s->multi = c->multi;
         reuse = c->easy;
@@ -252,8 +267,14 @@ int bstream_open_within(struct balancer *bal, const struct view *v, const char *
         c->multi = NULL;
         c->easy = NULL;
     }
-    if (s && !s->buf)
-        s->buf = malloc(BSTREAM_BUF);
+    if (s && !s->buf) {
+        /* A full-size buffer can go to the thread's cache at close; a
+         * window is freed then. */
+        s->cached_buf = window == BSTREAM_BUF;
+        s->buf = malloc(window);
+    }
+    if (s)
+        s->cap = window;
     if (!s || !s->buf) {
         free(s);
         snprintf(err, errlen, "out of memory");
@@ -353,7 +374,7 @@ void bstream_close(struct bstream *s)
         curl_multi_remove_handle(s->multi, s->easy);
     curl_slist_free_all(s->hdrs);
     struct bstream_cache *c = cache_get();
-    if (c && !c->buf && s->multi && s->buf && s->easy) {
+    if (c && !c->buf && s->multi && s->buf && s->cached_buf && s->easy) {
         c->multi = s->multi;
         c->buf = s->buf;
         c->easy = s->easy;

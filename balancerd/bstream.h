@@ -22,6 +22,12 @@ int bstream_open(struct balancer *bal, const struct view *v, const char *url, co
 int bstream_open_within(struct balancer *bal, const struct view *v, const char *url,
                         const char *method, const char *range, unsigned head_ms,
                         struct bstream **out, struct bstream_head *head, char *err, size_t errlen);
+/* bstream_open_within that keeps at most window bytes (1 to 512 KiB) of
+ * body waiting for the reader, instead of 512 KiB: a listing holds one
+ * stream per backend at once (cluster.c). */
+int bstream_open_window(struct balancer *bal, const struct view *v, const char *url,
+                        const char *method, const char *range, unsigned head_ms, size_t window,
+                        struct bstream **out, struct bstream_head *head, char *err, size_t errlen);
 /* Limits the total time bstream_read may spend waiting for the backend
  * over the rest of the body to budget_ns (0: no limit); past it a read
  * fails with -ETIMEDOUT. Time the caller spends elsewhere (a slow client)

@@ -14,12 +14,14 @@
  * Because the id is the same everywhere, any balancer can mark and end a
  * cycle another one began.
  *
- * list merges the backends' listings, dropping keys already sent (a set of
- * digests, 32 bytes a key: the one place the balancer's memory grows with
- * the data, documented in OPERATIONS.md). missing asks the backends in turn
- * about the keys no earlier backend had, a batch at a time. compact runs on
- * one failure domain at a time, so that at most one copy of any object is
- * being moved at any moment.
+ * list merges the backends' listings, each in ascending key order, into
+ * one in that order, each key once: every backend's stream is open at once
+ * and only its current line is held, so a listing's memory is a window per
+ * backend whatever the number of objects (OPERATIONS.md "Listing order and
+ * memory"); a stream out of order cuts the listing. missing asks the
+ * backends in turn about the keys no earlier backend had, a batch at a
+ * time. compact runs on one failure domain at a time, so that at most one
+ * copy of any object is being moved at any moment.
  */
 #define _GNU_SOURCE
 #include "cluster.h"
@@ -676,79 +678,49 @@ void cluster_gc_status(struct http_req *req)
 
 /* ---- list --------------------------------------------------------------- */
 
-/* An open-addressing set of digests. */
-struct keyset {
-    unsigned char *slots; /* cap * dlen bytes; all-zero means empty */
-    size_t cap, len, dlen;
-    bool has_zero;
-};
+/* Body bytes a backend's listing may have waiting in the balancer (its
+ * bstream window), and the read buffer beside it. */
+#define LIST_WINDOW (64 * 1024)
+#define LIST_READ (8 * 1024)
+/* The longest line a listing may hold: a 64-hex key, a space, 20 digits. */
+#define LIST_LINE_MAX 128
+/* Bytes of merged lines made ready per turn for the HTTP layer. */
+#define LIST_OUT (32 * 1024)
 
-static bool keyset_add(struct keyset *s, const unsigned char *d)
-{
-    static const unsigned char zero[CAS_MAX_DIGEST];
-    if (!memcmp(d, zero, s->dlen)) {
-        bool had = s->has_zero;
-        s->has_zero = true;
-        return !had;
-    }
-    if ((s->len + 1) * 4 > s->cap * 3) {
-        size_t ncap = s->cap ? s->cap * 2 : 4096;
-        unsigned char *n = calloc(ncap, s->dlen);
-        if (!n)
-            return true; /* out of memory: may repeat a key rather than lose one */
-        for (size_t i = 0; i < s->cap; i++) {
-            const unsigned char *k = s->slots + i * s->dlen;
-            if (!memcmp(k, zero, s->dlen))
-                continue;
-            uint64_t h;
-            memcpy(&h, k + 8, sizeof(h));
-            size_t j = h & (ncap - 1);
-            while (memcmp(n + j * s->dlen, zero, s->dlen))
-                j = (j + 1) & (ncap - 1);
-            memcpy(n + j * s->dlen, k, s->dlen);
-        }
-        free(s->slots);
-        s->slots = n;
-        s->cap = ncap;
-    }
-    uint64_t h;
-    memcpy(&h, d + 8, sizeof(h));
-    size_t j = h & (s->cap - 1);
-    for (;;) {
-        unsigned char *k = s->slots + j * s->dlen;
-        if (!memcmp(k, zero, s->dlen)) {
-            memcpy(k, d, s->dlen);
-            s->len++;
-            return true;
-        }
-        if (!memcmp(k, d, s->dlen))
-            return false;
-        j = (j + 1) & (s->cap - 1);
-    }
-}
+/* One backend's listing: its stream and its current line's key and size. */
+struct list_src {
+    const char *url;
+    struct bstream *s;
+    struct bstream_head head;
+    char buf[LIST_READ];
+    size_t start, end; /* unread bytes of buf */
+    char line[LIST_LINE_MAX];
+    size_t line_len;
+    bool has_key; /* key and size hold the current line's; false at the end */
+    unsigned char key[CAS_MAX_DIGEST];
+    uint64_t size;
+};
 
 struct list_ctx {
     struct balancer *bal;
     struct view *v;
     char query[512];
-    size_t next; /* next backend to open */
-    struct bstream *s;
-    struct bstream_head head;
+    struct list_src *src; /* the listings that started, nsrc of them */
+    size_t nsrc;
+    bool primed;              /* every source's first line has been read */
     uint64_t slowest_head_ns; /* of the backends' listings opened so far */
-    size_t left_out;          /* backends asked whose listing did not start */
-    struct keyset seen;
-    char line[256];
-    size_t line_len;
+    size_t left_out;          /* backends known down, or whose listing did not start */
+    size_t dlen;
     struct cas_buf out;
     size_t out_pos;
-    char inbuf[64 * 1024];
 };
 
 static void list_free(void *cls)
 {
     struct list_ctx *l = cls;
-    bstream_close(l->s);
-    free(l->seen.slots);
+    for (size_t i = 0; i < l->nsrc; i++)
+        bstream_close(l->src[i].s);
+    free(l->src);
     cas_buf_free(&l->out);
     view_put(l->v);
     free(l);
@@ -769,89 +741,176 @@ static unsigned list_head_ms(const struct list_ctx *l)
     return ms < o->first_byte_timeout_ms ? (unsigned)ms : o->first_byte_timeout_ms;
 }
 
-/* Opens the next backend's listing, skipping those known down; false when
- * none is left. */
-static bool list_open_next(struct list_ctx *l, char *err, size_t errlen, long *status)
+/* Opens every backend's listing but those known down, which are left out
+ * (counted in left_out), as are those whose listing does not start (in
+ * time, or with a 200). *status is 400 when a backend refused the
+ * parameters, else 0. */
+static void list_open_all(struct list_ctx *l, long *status)
 {
     bool down[l->v->n ? l->v->n : 1];
     backend_known_down(l->bal, l->v, down);
     *status = 0;
-    while (l->next < l->v->n) {
-        size_t b = l->next++;
+    for (size_t b = 0; b < l->v->n; b++) {
         if (down[b]) {
             log_warn("list: skipping %s, which is down", l->v->b[b]->url);
+            l->left_out++;
             continue;
         }
-        char url[1200];
+        struct list_src *src = &l->src[l->nsrc];
+        char url[1200], err[256];
         snprintf(url, sizeof(url), "%s/objects%s", l->v->b[b]->url, l->query);
         uint64_t t0 = cas_now_ns();
-        if (bstream_open_within(l->bal, l->v, url, "GET", NULL, list_head_ms(l), &l->s, &l->head,
-                                err, errlen) < 0) {
+        if (bstream_open_window(l->bal, l->v, url, "GET", NULL, list_head_ms(l), LIST_WINDOW,
+                                &src->s, &src->head, err, sizeof(err)) < 0) {
             log_warn("list: skipping %s: %s", l->v->b[b]->url, err);
             l->left_out++;
             continue;
         }
         if (cas_now_ns() - t0 > l->slowest_head_ns)
             l->slowest_head_ns = cas_now_ns() - t0;
-        *status = l->head.status;
-        if (l->head.status == 200)
-            return true;
-        bstream_close(l->s);
-        l->s = NULL;
-        if (l->head.status == 400)
-            return false;
-        log_warn("list: skipping %s: HTTP %ld", l->v->b[b]->url, l->head.status);
+        if (src->head.status == 200) {
+            src->url = l->v->b[b]->url;
+            l->nsrc++;
+            continue;
+        }
+        bstream_close(src->s);
+        src->s = NULL;
+        if (src->head.status == 400) {
+            *status = 400;
+            return;
+        }
+        log_warn("list: skipping %s: HTTP %ld", l->v->b[b]->url, src->head.status);
         l->left_out++;
     }
-    return false;
 }
 
-static void list_take_line(struct list_ctx *l)
+/* Takes src's current line as its key and size. -EPROTO for a line that
+ * is not "<key> <size>" or a key not above the one before it. */
+static int list_src_parse(struct list_ctx *l, struct list_src *src)
 {
-    const char *sp = memchr(l->line, ' ', l->line_len);
-    size_t klen = sp ? (size_t)(sp - l->line) : l->line_len;
-    struct cas_key k;
     char err[256];
-    if (view_parse_key(l->v, l->line, klen, &k, err, sizeof(err)) < 0)
-        return;
-    l->seen.dlen = k.algo->digest_len;
-    if (keyset_add(&l->seen, k.digest)) {
-        cas_buf_append(&l->out, l->line, l->line_len);
-        cas_buf_append(&l->out, "\n", 1);
+    const char *line = src->line, *sp = memchr(line, ' ', src->line_len);
+    struct cas_key k;
+    uint64_t size;
+    if (!sp || view_parse_key(l->v, line, (size_t)(sp - line), &k, err, sizeof(err)) < 0 ||
+        cas_parse_u64_n(sp + 1, src->line_len - (size_t)(sp - line) - 1, &size) < 0) {
+        log_error("list: %s sent a line that is not \"<key> <size>\" (\"%.*s\"): listing cut",
+                  src->url, (int)(src->line_len < 100 ? src->line_len : 100), line);
+        return -EPROTO;
+    }
+    if (!l->dlen)
+        l->dlen = k.algo->digest_len;
+    if (k.algo->digest_len != l->dlen) {
+        log_error("list: %s listed a %s key in a cluster of %zu-byte keys: listing cut", src->url,
+                  k.algo->name, l->dlen);
+        return -EPROTO;
+    }
+    if (src->has_key && memcmp(k.digest, src->key, l->dlen) <= 0) {
+        char was[CAS_MAX_HEX + 1], now[CAS_MAX_HEX + 1];
+        cas_hex_encode(src->key, l->dlen, was);
+        cas_hex_encode(k.digest, l->dlen, now);
+        log_error("list: %s listed %s after %s, not in ascending key order (a storaged from "
+                  "before ordered listings?): listing cut",
+                  src->url, now, was);
+        return -EPROTO;
+    }
+    memcpy(src->key, k.digest, l->dlen);
+    src->size = size;
+    src->has_key = true;
+    return 0;
+}
+
+/* Reads src's next line: 0 with src->has_key set, or cleared at the end of
+ * its listing; -errno when the stream fails or breaks the format (logged:
+ * the listing is cut). */
+static int list_src_next(struct list_ctx *l, struct list_src *src)
+{
+    src->line_len = 0;
+    for (;;) {
+        const char *p = src->buf + src->start;
+        const char *nl = memchr(p, '\n', src->end - src->start);
+        size_t take = nl ? (size_t)(nl - p) : src->end - src->start;
+        if (src->line_len + take > sizeof(src->line)) {
+            log_error("list: %s sent a line over %zu bytes: listing cut", src->url,
+                      sizeof(src->line));
+            return -EPROTO;
+        }
+        memcpy(src->line + src->line_len, p, take);
+        src->line_len += take;
+        src->start += take;
+        if (nl) {
+            src->start++;
+            return list_src_parse(l, src);
+        }
+        char err[256];
+        ssize_t n = bstream_read(src->s, src->buf, sizeof(src->buf), err, sizeof(err));
+        if (n < 0) {
+            log_warn("list: %s: backend stream failed: %s", src->url, err);
+            return (int)n;
+        }
+        if (n == 0) {
+            if (src->line_len) {
+                log_error("list: %s ended its listing in the middle of a line: listing cut",
+                          src->url);
+                return -EPROTO;
+            }
+            src->has_key = false;
+            return 0;
+        }
+        src->start = 0;
+        src->end = (size_t)n;
     }
 }
 
+/* Appends "<hex> <size>\n" (by hand: printf was a tenth of a listing's
+ * CPU). */
+static void list_put_line(struct cas_buf *out, const unsigned char *key, size_t dlen, uint64_t size)
+{
+    char line[CAS_MAX_HEX + 24], digits[20];
+    cas_hex_encode(key, dlen, line);
+    size_t len = 2 * dlen, nd = 0;
+    line[len++] = ' ';
+    do
+        digits[nd++] = (char)('0' + size % 10);
+    while ((size /= 10) != 0);
+    while (nd)
+        line[len++] = digits[--nd];
+    line[len++] = '\n';
+    cas_buf_append(out, line, len);
+}
+
+/* The k-way merge: the smallest current key of all sources goes out, once,
+ * and every source on that key moves to its next line. Backends are few, so
+ * the smallest is found by looking at each. */
 static ssize_t list_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct list_ctx *l = cls;
-    char err[256];
-    while (l->out_pos == l->out.len) {
+    if (!l->primed) {
+        l->primed = true;
+        for (size_t i = 0; i < l->nsrc; i++)
+            if (list_src_next(l, &l->src[i]) < 0)
+                return HTTP_STREAM_ERROR;
+    }
+    if (l->out_pos == l->out.len) {
         cas_buf_reset(&l->out);
         l->out_pos = 0;
-        if (!l->s) {
-            long st;
-            if (!list_open_next(l, err, sizeof(err), &st))
-                return HTTP_STREAM_END;
+        while (l->out.len < LIST_OUT) {
+            struct list_src *min = NULL;
+            for (size_t i = 0; i < l->nsrc; i++)
+                if (l->src[i].has_key && (!min || memcmp(l->src[i].key, min->key, l->dlen) < 0))
+                    min = &l->src[i];
+            if (!min)
+                break;
+            unsigned char key[CAS_MAX_DIGEST];
+            memcpy(key, min->key, l->dlen);
+            list_put_line(&l->out, key, l->dlen, min->size);
+            for (size_t i = 0; i < l->nsrc; i++)
+                if (l->src[i].has_key && !memcmp(l->src[i].key, key, l->dlen) &&
+                    list_src_next(l, &l->src[i]) < 0)
+                    return HTTP_STREAM_ERROR;
         }
-        ssize_t n = bstream_read(l->s, l->inbuf, sizeof(l->inbuf), err, sizeof(err));
-        if (n < 0) {
-            log_warn("list: backend stream failed: %s", err);
-            return HTTP_STREAM_ERROR;
-        }
-        if (n == 0) {
-            bstream_close(l->s);
-            l->s = NULL;
-            continue;
-        }
-        for (ssize_t i = 0; i < n; i++) {
-            char c = l->inbuf[i];
-            if (c == '\n') {
-                list_take_line(l);
-                l->line_len = 0;
-            } else if (l->line_len < sizeof(l->line)) {
-                l->line[l->line_len++] = c;
-            }
-        }
+        if (l->out.len == 0)
+            return HTTP_STREAM_END;
     }
     size_t n = l->out.len - l->out_pos;
     if (n > max)
@@ -899,6 +958,7 @@ void cluster_list(struct http_req *req)
     }
     l->bal = bal;
     l->v = view_get(bal);
+    l->dlen = l->v->algo ? l->v->algo->digest_len : 0; /* else the first key's */
     cas_buf_init(&l->out);
     static const char *const params[] = {"state", "min_size", "max_size"};
     size_t qn = 0;
@@ -921,23 +981,24 @@ void cluster_list(struct http_req *req)
     const char *state = http_query(req, "state");
     if (state && !strcmp(state, "garbage"))
         list_garbage_settle(bal, l->v);
-    bool down[l->v->n ? l->v->n : 1];
-    backend_known_down(bal, l->v, down);
-    size_t skipped = 0;
-    for (size_t i = 0; i < l->v->n; i++)
-        skipped += down[i];
-    char err[256] = "";
+    l->src = calloc(l->v->n ? l->v->n : 1, sizeof(*l->src));
+    if (!l->src) {
+        http_error(req, 500, "out of memory");
+        list_free(l);
+        return;
+    }
     long st = 0;
-    if (!list_open_next(l, err, sizeof(err), &st) && st == 400) {
+    list_open_all(l, &st);
+    if (st == 400) {
         http_error(req, 400, "bad listing parameters");
         list_free(l);
         return;
     }
     http_reply_stream(req, 200, "text/plain", HTTP_SIZE_UNKNOWN, list_read, l, list_free);
     /* The listing leaves out what only a backend known down holds, or one
-     * whose listing did not start (in time) before this answer did. */
+     * whose listing did not start (in time): all are known by now. */
     char n[24];
-    snprintf(n, sizeof(n), "%zu", skipped + l->left_out);
+    snprintf(n, sizeof(n), "%zu", l->left_out);
     http_add_header(req, "X-CAS-Backends-Skipped", n);
 }
 

@@ -524,9 +524,12 @@ int disk_block_sums(struct store_obj *o, uint32_t **sums, size_t *n, uint64_t *b
 void disk_quarantine(struct store_obj *o, const char *why);
 int disk_confirm(struct store_obj *o, bool sync, char *err, size_t errlen);
 int disk_stat(struct store *s, const struct cas_key *key, uint64_t *size);
-int disk_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
-              uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
-              char *err, size_t errlen);
+/* Table entries scanned per hold of the lock while a listing looks for
+ * its next page in key order (objtab_page_scan). */
+#define DISK_LIST_STEP 65536
+int disk_list(struct store *s, const unsigned char *after, enum store_list_state state,
+              uint64_t min_size, uint64_t max_size, struct objtab_page *page, char *err,
+              size_t errlen);
 /* disk_remove.c */
 int disk_remove(struct store *s, const struct cas_key *key, char *err, size_t errlen);
 int disk_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);

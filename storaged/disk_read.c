@@ -208,29 +208,27 @@ int disk_stat(struct store *s, const struct cas_key *key, uint64_t *size)
     return found ? 0 : -ENOENT;
 }
 
-/* The cursor is the next table slot in decimal ("" at the start). */
-int disk_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
-              uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
-              char *err, size_t errlen)
+/* One page in key order (store.h, objtab.h): the table is scanned in steps
+ * of LIST_STEP entries, the read lock taken for each step only, so that a
+ * writer waits for one step (about a millisecond), never a whole scan. */
+int disk_list(struct store *s, const unsigned char *after, enum store_list_state state,
+              uint64_t min_size, uint64_t max_size, struct objtab_page *page, char *err,
+              size_t errlen)
 {
     struct disk_store *d = disk_of(s);
-    uint64_t e = 0;
-    if (cursor->done)
-        return 0;
-    if (cursor->token[0] && cas_parse_u64(cursor->token, &e) < 0) {
-        snprintf(err, errlen, "bad list cursor \"%.64s\"", cursor->token);
-        return -EINVAL;
+    objtab_page_start(page, after);
+    for (bool end = false; !end;) {
+        pthread_rwlock_rdlock(&d->lock);
+        if (state == STORE_LIST_GARBAGE && !d->gc_active) {
+            page->n = 0; /* no cycle (any more): no garbage */
+            page->has_limit = false;
+            end = true;
+        } else {
+            end = objtab_page_scan(page, &d->tab, DISK_LIST_STEP, min_size, max_size, 0,
+                                   state == STORE_LIST_GARBAGE ? OBJTAB_MARKED : 0);
+        }
+        pthread_rwlock_unlock(&d->lock);
     }
-    pthread_rwlock_rdlock(&d->lock);
-    if (state == STORE_LIST_GARBAGE && !d->gc_active) {
-        e = d->tab.used; /* no cycle: no garbage */
-        cursor->done = true;
-    } else {
-        cursor->done =
-            objtab_list_page(&d->tab, &e, min_size, max_size, 0,
-                             state == STORE_LIST_GARBAGE ? OBJTAB_MARKED : 0, max, fn, cls);
-    }
-    pthread_rwlock_unlock(&d->lock);
-    snprintf(cursor->token, sizeof(cursor->token), "%" PRIu64, e);
+    objtab_page_finish(page);
     return 0;
 }

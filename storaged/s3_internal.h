@@ -267,9 +267,12 @@ int s3_remove_at(struct store *s, const struct cas_key *key, uint64_t stamp, cha
                  size_t errlen);
 int s3_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
 int s3_quarantined(struct store *s, store_list_fn fn, void *cls);
-int s3_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
-            uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
-            char *err, size_t errlen);
+/* Table entries scanned per hold of the lock while a listing looks for
+ * its next page in key order (objtab_page_scan). */
+#define S3_LIST_STEP 65536
+int s3_list(struct store *s, const unsigned char *after, enum store_list_state state,
+            uint64_t min_size, uint64_t max_size, struct objtab_page *page, char *err,
+            size_t errlen);
 void s3_info(struct store *s, struct store_info *out);
 void s3_metrics(struct store *s, struct cas_buf *out);
 

@@ -946,30 +946,29 @@ int s3_quarantined(struct store *s, store_list_fn fn, void *cls)
 }
 
 /* The cursor is the next table slot in decimal, as the disk backend's. */
-int s3_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
-            uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
-            char *err, size_t errlen)
+/* One page in key order (store.h, objtab.h), from the in-memory table (the
+ * bucket is listed only at open); the lock is held for one step of the
+ * scan at a time, as in disk_list. */
+int s3_list(struct store *s, const unsigned char *after, enum store_list_state state,
+            uint64_t min_size, uint64_t max_size, struct objtab_page *page, char *err,
+            size_t errlen)
 {
     struct s3_store *st = s3_of(s);
-    uint64_t e = 0;
-    if (cursor->done)
-        return 0;
-    if (cursor->token[0] && cas_parse_u64(cursor->token, &e) < 0) {
-        snprintf(err, errlen, "bad list cursor \"%.64s\"", cursor->token);
-        return -EINVAL;
+    objtab_page_start(page, after);
+    for (bool end = false; !end;) {
+        pthread_mutex_lock(&st->lock);
+        if (state == STORE_LIST_GARBAGE && !st->gc_active) {
+            page->n = 0; /* no cycle (any more): no garbage */
+            page->has_limit = false;
+            end = true;
+        } else {
+            /* Objects a delete or gc/end is removing are gone already. */
+            end = objtab_page_scan(page, &st->tab, S3_LIST_STEP, min_size, max_size, S3_DELETING,
+                                   state == STORE_LIST_GARBAGE ? OBJTAB_MARKED : 0);
+        }
+        pthread_mutex_unlock(&st->lock);
     }
-    pthread_mutex_lock(&st->lock);
-    if (state == STORE_LIST_GARBAGE && !st->gc_active) {
-        e = st->tab.used; /* no cycle: no garbage */
-        cursor->done = true;
-    } else {
-        /* Objects a delete or gc/end is removing are gone already. */
-        cursor->done =
-            objtab_list_page(&st->tab, &e, min_size, max_size, S3_DELETING,
-                             state == STORE_LIST_GARBAGE ? OBJTAB_MARKED : 0, max, fn, cls);
-    }
-    pthread_mutex_unlock(&st->lock);
-    snprintf(cursor->token, sizeof(cursor->token), "%" PRIu64, e);
+    objtab_page_finish(page);
     return 0;
 }
 

@@ -7,6 +7,8 @@
  */
 #include "store.h"
 #include "disk.h"
+#include "objtab.h"
+#include "hash.h"
 #include "s3.h"
 
 #include <errno.h>
@@ -147,11 +149,51 @@ int store_quarantined(struct store *s, store_list_fn fn, void *cls)
     return s->ops->quarantined ? s->ops->quarantined(s, fn, cls) : 0;
 }
 
+int store_list_page(struct store *s, struct store_cursor *cursor, enum store_list_state state,
+                    uint64_t min_size, uint64_t max_size, struct objtab_page *page, char *err,
+                    size_t errlen)
+{
+    size_t dlen = s->algo->digest_len;
+    unsigned char after[CAS_MAX_DIGEST];
+    page->n = 0;
+    if (cursor->done)
+        return 0;
+    bool from = cursor->token[0] != '\0';
+    if (from &&
+        (strlen(cursor->token) != 2 * dlen || cas_hex_decode(cursor->token, dlen, after) < 0)) {
+        snprintf(err, errlen, "bad list cursor \"%.64s\"", cursor->token);
+        return -EINVAL;
+    }
+    if (page->digest_len != dlen) {
+        snprintf(err, errlen, "list page made for %zu-byte keys, the store's are %zu",
+                 page->digest_len, dlen);
+        return -EINVAL;
+    }
+    int rc = s->ops->list(s, from ? after : NULL, state, min_size, max_size, page, err, errlen);
+    if (rc < 0)
+        return rc;
+    bool more = page->has_limit; /* keys were left for a later page */
+    if (more && page->n > 0)
+        cas_hex_encode(objtab_page_key(page, page->n - 1), dlen, cursor->token);
+    else
+        cursor->done = true;
+    return 0;
+}
+
 int store_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
                uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
                char *err, size_t errlen)
 {
-    return s->ops->list(s, cursor, state, min_size, max_size, max, fn, cls, err, errlen);
+    struct objtab_page page;
+    if (objtab_page_init(&page, s->algo->digest_len, max ? max : 1) < 0) {
+        snprintf(err, errlen, "out of memory for a list page of %zu keys", max);
+        return -ENOMEM;
+    }
+    int rc = store_list_page(s, cursor, state, min_size, max_size, &page, err, errlen);
+    for (size_t i = 0; rc == 0 && fn && i < page.n; i++)
+        fn(cls, objtab_page_key(&page, i), objtab_page_size(&page, i));
+    objtab_page_free(&page);
+    return rc;
 }
 
 int store_gc_begin(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects,

@@ -71,8 +71,8 @@ struct store_info {
     uint64_t scrub_last_pass; /* seconds since the epoch; 0 never */
 };
 
-/* Where a listing goes on: an opaque string the backend fills (the disk
- * backend's table slot in decimal, an S3 continuation token...). A zeroed
+/* Where a listing goes on: the last key listed, in lowercase hex (store.c
+ * writes it; a listing is in ascending key order, docs/API.md). A zeroed
  * cursor starts at the beginning; done is set after the last page. */
 #define STORE_CURSOR_MAX 1024
 struct store_cursor {
@@ -82,6 +82,7 @@ struct store_cursor {
 
 struct cas_buf;
 struct cas_json;
+struct objtab_page; /* objtab.h: one page of a listing in key order */
 
 typedef void (*store_list_fn)(void *cls, const unsigned char *digest, uint64_t size);
 
@@ -152,12 +153,16 @@ struct store_ops {
     /* Optional: emits every quarantined key (a copy taken out of service as
      * corrupt and not replaced since), size 0. */
     int (*quarantined)(struct store *s, store_list_fn fn, void *cls);
-    /* Emits up to max objects from cursor on and advances it (cursor->done
-     * after the last one). 0, or a negative errno with a message (then the
-     * listing cannot go on: the caller aborts it). */
-    int (*list)(struct store *s, struct store_cursor *cursor, enum store_list_state state,
-                uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
-                char *err, size_t errlen);
+    /* Fills page (objtab.h, set up by the caller for this store's digest
+     * length: its cap is the page size) with the smallest keys greater
+     * than after (NULL: from the smallest) in state with min_size <= size <
+     * max_size, ascending, each once (objtab_page_start ... finish). It
+     * must not hold the store's lock for a whole table scan. 0, or a
+     * negative errno with a message (then the listing cannot go on: the
+     * caller aborts it). */
+    int (*list)(struct store *s, const unsigned char *after, enum store_list_state state,
+                uint64_t min_size, uint64_t max_size, struct objtab_page *page, char *err,
+                size_t errlen);
     int (*gc_begin)(struct store *s, uint64_t id, uint64_t *id_out, uint64_t *objects,
                     uint64_t *bytes, char *err, size_t errlen);
     int (*gc_mark)(struct store *s, const struct cas_key *keys, size_t n, uint64_t *unmarked,
@@ -276,6 +281,14 @@ int store_remove(struct store *s, const struct cas_key *key, uint64_t stamp, cha
 int store_drop(struct store *s, const struct cas_key *key, char *err, size_t errlen);
 /* Absent quarantined: emits nothing, 0. */
 int store_quarantined(struct store *s, store_list_fn fn, void *cls);
+/* The next page of a listing in ascending key order from cursor on (the
+ * list op), advancing cursor (cursor->done after the last page; page->n may
+ * be 0 then). -EINVAL for a cursor that is not a key of this store. */
+int store_list_page(struct store *s, struct store_cursor *cursor, enum store_list_state state,
+                    uint64_t min_size, uint64_t max_size, struct objtab_page *page, char *err,
+                    size_t errlen);
+/* store_list_page with a page of max keys made for the call: emits them in
+ * ascending order through fn. -ENOMEM when no page can be had. */
 int store_list(struct store *s, struct store_cursor *cursor, enum store_list_state state,
                uint64_t min_size, uint64_t max_size, size_t max, store_list_fn fn, void *cls,
                char *err, size_t errlen);

@@ -678,6 +678,80 @@ static void test_list(void)
     close_store(s);
 }
 
+/* Pages through the disk store (store_list: disk_list, the cursor in
+ * store.c) in key order, with objects removed and added between pages: the
+ * listing is strictly ascending (no key twice) and lists each object there
+ * throughout exactly once. */
+struct order_seen {
+    unsigned char keys[400][20];
+    size_t n;
+};
+
+static void order_fn(void *cls, const unsigned char *digest, uint64_t size)
+{
+    struct order_seen *o = cls;
+    (void)size;
+    if (o->n < 400)
+        memcpy(o->keys[o->n], digest, 20);
+    o->n++;
+}
+
+static void test_list_order_across_pages(void)
+{
+    char dir[256], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    enum { N = 150, EXTRA = 60 };
+    struct cas_key k[N + EXTRA];
+    for (unsigned i = 0; i < N + EXTRA; i++) {
+        unsigned char *d = make_data(16 + i, 500 + i);
+        k[i] = key_of(s, d, 16 + i);
+        if (i < N)
+            CU_ASSERT_EQUAL(put(s, d, 16 + i, false, NULL), 0);
+        free(d);
+    }
+    struct order_seen o = {.n = 0};
+    struct store_cursor cursor = {0};
+    unsigned pages = 0;
+    bool removed[N] = {false};
+    while (!cursor.done && pages < 1000) {
+        CU_ASSERT_EQUAL_FATAL(store_list(s, &cursor, STORE_LIST_LIVE, 0, UINT64_MAX, 8, order_fn,
+                                         &o, err, sizeof(err)),
+                              0);
+        pages++;
+        /* Between pages: remove one object (every third page), add one. */
+        if (pages % 3 == 0 && pages / 3 < N) {
+            unsigned victim = (pages * 37) % N;
+            if (!removed[victim] && s->ops->remove(s, &k[victim], err, sizeof(err)) == 0)
+                removed[victim] = true;
+        }
+        if (pages <= EXTRA) {
+            unsigned char *d = make_data(16 + N + pages - 1, 500 + N + pages - 1);
+            CU_ASSERT_EQUAL(put(s, d, 16 + N + pages - 1, false, NULL), 0);
+            free(d);
+        }
+    }
+    CU_ASSERT_TRUE(cursor.done);
+    CU_ASSERT(pages > N / 8); /* many pages */
+    CU_ASSERT_FATAL(o.n <= 400);
+    bool ascending = true;
+    for (size_t i = 1; i < o.n; i++)
+        ascending = ascending && memcmp(o.keys[i - 1], o.keys[i], 20) < 0;
+    CU_ASSERT_TRUE(ascending);
+    size_t missing = 0;
+    for (unsigned i = 0; i < N; i++) {
+        if (removed[i])
+            continue;
+        size_t seen = 0;
+        for (size_t j = 0; j < o.n; j++)
+            seen += !memcmp(o.keys[j], k[i].digest, 20);
+        missing += seen != 1;
+    }
+    CU_ASSERT_EQUAL(missing, 0);
+    close_store(s);
+}
+
 static void test_gc_cycle(void)
 {
     char dir[256], err[ERRLEN];
@@ -2650,6 +2724,8 @@ static int run_tests(void)
     CU_add_test(s, "removal frames name what was removed",
                 test_removal_frames_name_what_was_removed);
     CU_add_test(s, "list: sizes, paging, garbage", test_list);
+    CU_add_test(s, "list: key order across pages, with removals and puts between them",
+                test_list_order_across_pages);
     CU_add_test(s, "GC begin/mark/end", test_gc_cycle);
     CU_add_test(s, "GC state and marks survive restart", test_gc_survives_restart);
     CU_add_test(s, "compaction moves live frames", test_compaction_moves_frames);

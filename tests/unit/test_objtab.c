@@ -3,7 +3,9 @@
  * find and remove on 200k random digests checked against a reference,
  * backward-shift deletion across clusters and the wrap-around of the slot
  * array, entry numbers that stay valid while the table grows, packing of
- * location and size, and memory per object at one million entries.
+ * location and size, memory per object at one million entries, and
+ * listing pages in key order (objtab_page_*) while the table changes
+ * between the steps of a scan and between pages.
  */
 #include "objtab.h"
 
@@ -347,71 +349,326 @@ static void test_memory_sha256(void)
     check_memory(32);
 }
 
-struct page_seen {
-    unsigned char first[32];
-    uint64_t sizes[16];
-    size_t n;
+/* ---- pages in key order (objtab_page_*) ----------------------------------- */
+
+/* What a whole listing by pages gave: keys in the order listed. */
+struct listing {
+    unsigned char *keys; /* n * dlen */
+    uint64_t *sizes;
+    size_t n, cap, dlen;
 };
 
-static void page_collect(void *cls, const unsigned char *digest, uint64_t size)
+static void listing_add(struct listing *l, const unsigned char *d, uint64_t size)
 {
-    struct page_seen *p = cls;
-    if (p->n == 0)
-        memcpy(p->first, digest, 20);
-    if (p->n < 16)
-        p->sizes[p->n] = size;
-    p->n++;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 1024;
+        l->keys = realloc(l->keys, l->cap * l->dlen);
+        l->sizes = realloc(l->sizes, l->cap * sizeof(uint64_t));
+    }
+    memcpy(l->keys + l->n * l->dlen, d, l->dlen);
+    l->sizes[l->n++] = size;
 }
 
-/* Listing pages: bounded by max, resumed from *next, removed entries and
- * skip flags left out, need flags required, sizes in [min, max). */
-static void test_list_page(void)
+/* Hook run between two steps of a scan (the caller would have released the
+ * table's lock there): may change the table. */
+typedef void (*between_fn)(struct objtab *t, unsigned step_no, void *cls);
+
+/* Lists t by pages of cap keys, steps of step entries, into out. Pages are
+ * bounded: the loop stops after 100000 pages. Returns the number of pages. */
+static size_t list_sorted(struct objtab *t, size_t cap, size_t step, uint64_t min, uint64_t max,
+                          unsigned skip, unsigned need, between_fn between, void *cls,
+                          struct listing *out)
+{
+    struct objtab_page p;
+    memset(out, 0, sizeof(*out));
+    out->dlen = t->digest_len;
+    CU_ASSERT_EQUAL_FATAL(objtab_page_init(&p, t->digest_len, cap), 0);
+    unsigned char after[64];
+    bool from = false, more = true;
+    size_t pages = 0;
+    unsigned steps = 0;
+    while (more && pages < 100000) {
+        objtab_page_start(&p, from ? after : NULL);
+        while (!objtab_page_scan(&p, t, step, min, max, skip, need))
+            if (between)
+                between(t, steps++, cls);
+        more = objtab_page_finish(&p);
+        CU_ASSERT(p.n <= (cap < 2 ? 2 : cap));
+        for (size_t i = 0; i < p.n; i++)
+            listing_add(out, objtab_page_key(&p, i), objtab_page_size(&p, i));
+        if (p.n) {
+            memcpy(after, objtab_page_key(&p, p.n - 1), p.digest_len);
+            from = true;
+        } else {
+            more = false;
+        }
+        pages++;
+    }
+    objtab_page_free(&p);
+    return pages;
+}
+
+static bool strictly_ascending(const struct listing *l)
+{
+    for (size_t i = 1; i < l->n; i++)
+        if (memcmp(l->keys + (i - 1) * l->dlen, l->keys + i * l->dlen, l->dlen) >= 0)
+            return false;
+    return true;
+}
+
+static size_t times_listed(const struct listing *l, const unsigned char *d)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < l->n; i++)
+        c += !memcmp(l->keys + i * l->dlen, d, l->dlen);
+    return c;
+}
+
+static void listing_free(struct listing *l)
+{
+    free(l->keys);
+    free(l->sizes);
+}
+
+static int cmp20(const void *a, const void *b)
+{
+    return memcmp(a, b, 20);
+}
+
+/* Every key once, ascending, over many pages, for both digest lengths; keys
+ * that share their first 8 bytes are ordered by the rest. */
+static void check_sorted_pages(size_t dlen)
+{
+    rng_state = 99 + dlen;
+    struct objtab t;
+    CU_ASSERT_EQUAL_FATAL(objtab_init(&t, dlen), 0);
+    enum { N = 5000 };
+    static unsigned char keys[N][32];
+    for (size_t i = 0; i < N; i++) {
+        random_digest(keys[i], dlen);
+        if (i % 10 == 1) /* same 8-byte prefix as the key before it */
+            memcpy(keys[i], keys[i - 1], 8);
+        CU_ASSERT_NOT_EQUAL_FATAL(objtab_insert(&t, keys[i], 0, 0, i, 0), OBJTAB_NONE);
+    }
+    size_t caps[] = {1, 2, 7, 100, 4999, 5000, 5001, 65536};
+    for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+        struct listing l;
+        size_t pages = list_sorted(&t, caps[c], 333, 0, UINT64_MAX, 0, 0, NULL, NULL, &l);
+        CU_ASSERT_EQUAL(l.n, N);
+        CU_ASSERT(strictly_ascending(&l));
+        /* Between cap/2 and cap keys a page (cap is at least 2), plus
+         * perhaps one empty page at the end. */
+        size_t cap = caps[c] < 2 ? 2 : caps[c];
+        CU_ASSERT(pages >= (N + cap - 1) / cap && pages <= 2 * N / cap + 2);
+        bool sizes_ok = true;
+        for (size_t i = 0; i < l.n && sizes_ok; i++) {
+            uint32_t e = objtab_find(&t, l.keys + i * dlen);
+            struct objtab_entry en;
+            sizes_ok = e != OBJTAB_NONE && objtab_get(&t, e, &en) && en.size == l.sizes[i];
+        }
+        CU_ASSERT(sizes_ok);
+        listing_free(&l);
+    }
+    objtab_destroy(&t);
+}
+
+static void test_sorted_pages_sha1(void)
+{
+    check_sorted_pages(20);
+}
+
+static void test_sorted_pages_sha256(void)
+{
+    check_sorted_pages(32);
+}
+
+/* The size bounds select, the skip flags leave out, the need flags are
+ * required (OBJTAB_MARKED: the garbage), across pages. */
+static void test_sorted_pages_filters(void)
+{
+    rng_state = 7;
+    struct objtab t;
+    CU_ASSERT_EQUAL_FATAL(objtab_init(&t, 20), 0);
+    enum { N = 3000 };
+    static unsigned char keys[N][20];
+    size_t want_live = 0, want_marked_mid = 0;
+    for (size_t i = 0; i < N; i++) {
+        random_digest(keys[i], 20);
+        unsigned flags = i % 3 == 0 ? OBJTAB_MARKED : i % 3 == 1 ? 0x40u : 0;
+        uint64_t size = i % 50;
+        CU_ASSERT_NOT_EQUAL_FATAL(objtab_insert(&t, keys[i], 0, 0, size, flags), OBJTAB_NONE);
+        want_live += !(flags & 0x40u);
+        want_marked_mid += flags == OBJTAB_MARKED && size >= 10 && size < 20;
+    }
+    struct listing l;
+    list_sorted(&t, 64, 100, 0, UINT64_MAX, 0x40u, 0, NULL, NULL, &l);
+    CU_ASSERT_EQUAL(l.n, want_live);
+    CU_ASSERT(strictly_ascending(&l));
+    listing_free(&l);
+    list_sorted(&t, 64, 100, 10, 20, 0, OBJTAB_MARKED, NULL, NULL, &l);
+    CU_ASSERT_EQUAL(l.n, want_marked_mid);
+    CU_ASSERT(strictly_ascending(&l));
+    bool in_bounds = true;
+    for (size_t i = 0; i < l.n; i++)
+        in_bounds = in_bounds && l.sizes[i] >= 10 && l.sizes[i] < 20;
+    CU_ASSERT(in_bounds);
+    listing_free(&l);
+    /* Nothing matches: one empty page, done. */
+    CU_ASSERT_EQUAL(list_sorted(&t, 64, 100, 1000, 2000, 0, 0, NULL, NULL, &l), 1);
+    CU_ASSERT_EQUAL(l.n, 0);
+    listing_free(&l);
+    objtab_destroy(&t);
+}
+
+/* Changes between the steps of a scan and between pages: the table grows
+ * (new entries, slot array doubled), keys are removed, and a key removed
+ * and added again lands on an entry the scan has not reached yet (the free
+ * list is last-in first-out), so one scan meets it twice. The listing must
+ * still be strictly ascending (no key twice), hold every key present from
+ * start to end exactly once, and no key never stored. */
+struct churn {
+    unsigned char (*stable)[20]; /* never touched: must each be listed once */
+    size_t nstable;
+    unsigned char (*victims)[20]; /* removed during the listing */
+    size_t nvictims, removed;
+    unsigned char twice[20]; /* removed and added again mid-scan */
+    uint32_t twice_entry_before, twice_entry_after;
+    unsigned char (*added)[20]; /* added during the listing */
+    size_t nadded, added_n;
+};
+
+static void churn_between(struct objtab *t, unsigned step_no, void *cls)
+{
+    struct churn *c = cls;
+    if (step_no == 0) {
+        /* The scan has passed entry 0..step-1. Free the entry of one key
+         * ahead, then the entry of "twice" (behind): re-adding "twice"
+         * takes the last freed... so free the one behind first. */
+        uint32_t behind = objtab_find(t, c->twice);
+        c->twice_entry_before = behind;
+        uint32_t ahead = objtab_find(t, c->victims[0]);
+        objtab_remove(t, behind);
+        objtab_remove(t, ahead); /* freed last: taken first */
+        c->removed = 1;
+        c->twice_entry_after = objtab_insert(t, c->twice, 0, 0, 42, 0);
+    }
+    /* Grow the table while the scan goes on, and remove a victim a step. */
+    for (int i = 0; i < 300 && c->added_n < c->nadded; i++, c->added_n++)
+        objtab_insert(t, c->added[c->added_n], 0, 0, 1, 0);
+    if (c->removed < c->nvictims) {
+        uint32_t e = objtab_find(t, c->victims[c->removed++]);
+        if (e != OBJTAB_NONE)
+            objtab_remove(t, e);
+    }
+}
+
+static void test_sorted_pages_churn(void)
+{
+    rng_state = 1234;
+    struct objtab t;
+    CU_ASSERT_EQUAL_FATAL(objtab_init(&t, 20), 0);
+    enum { NSTABLE = 4000, NVICTIMS = 200, NADDED = 20000 };
+    struct churn c = {.nstable = NSTABLE, .nvictims = NVICTIMS, .nadded = NADDED};
+    c.stable = calloc(NSTABLE, 20);
+    c.victims = calloc(NVICTIMS, 20);
+    c.added = calloc(NADDED, 20);
+    /* "twice" first: entry 0, behind the scan after its first step. */
+    random_digest(c.twice, 20);
+    CU_ASSERT_EQUAL_FATAL(objtab_insert(&t, c.twice, 0, 0, 42, 0), 0);
+    for (size_t i = 0; i < NSTABLE; i++) {
+        random_digest(c.stable[i], 20);
+        objtab_insert(&t, c.stable[i], 0, 0, i, 0);
+        if (i < NVICTIMS) {
+            random_digest(c.victims[i], 20);
+            objtab_insert(&t, c.victims[i], 0, 0, i, 0);
+        }
+    }
+    for (size_t i = 0; i < NADDED; i++)
+        random_digest(c.added[i], 20);
+    uint32_t mask_before = t.mask;
+    struct listing l;
+    list_sorted(&t, 500, 64, 0, UINT64_MAX, 0, 0, churn_between, &c, &l);
+    /* The set-up did what it says: "twice" moved to an entry ahead. */
+    CU_ASSERT(c.twice_entry_after > c.twice_entry_before);
+    CU_ASSERT(t.mask > mask_before); /* the slot array grew mid-listing */
+    CU_ASSERT(c.added_n > 0 && c.removed > 1);
+    CU_ASSERT(strictly_ascending(&l));
+    CU_ASSERT_EQUAL(times_listed(&l, c.twice), 1);
+    size_t missing = 0;
+    for (size_t i = 0; i < NSTABLE; i++)
+        missing += times_listed(&l, c.stable[i]) != 1;
+    CU_ASSERT_EQUAL(missing, 0);
+    /* Nothing listed that was never stored. */
+    qsort(c.stable, NSTABLE, 20, cmp20);
+    qsort(c.victims, NVICTIMS, 20, cmp20);
+    qsort(c.added, NADDED, 20, cmp20);
+    size_t strangers = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        const unsigned char *k = l.keys + i * 20;
+        strangers += !bsearch(k, c.stable, NSTABLE, 20, cmp20) &&
+                     !bsearch(k, c.victims, NVICTIMS, 20, cmp20) &&
+                     !bsearch(k, c.added, NADDED, 20, cmp20) && memcmp(k, c.twice, 20);
+    }
+    CU_ASSERT_EQUAL(strangers, 0);
+    listing_free(&l);
+    free(c.stable);
+    free(c.victims);
+    free(c.added);
+    objtab_destroy(&t);
+}
+
+/* One scan that meets the same key at two entries keeps it once; a page
+ * that overflowed keeps its smaller half and says more remain, and the
+ * next page goes on after its last key without losing any. */
+static void test_sorted_page_duplicate_in_scan(void)
 {
     struct objtab t;
     CU_ASSERT_EQUAL_FATAL(objtab_init(&t, 20), 0);
     unsigned char d[20];
-    uint32_t e[10];
-    for (unsigned i = 0; i < 10; i++) {
+    for (unsigned i = 0; i < 5; i++) {
         memset(d, 0, sizeof(d));
-        d[0] = (unsigned char)(i + 1);
-        e[i] = objtab_insert(&t, d, 0, 0, 100 * (i + 1), 0);
-        CU_ASSERT_NOT_EQUAL_FATAL(e[i], OBJTAB_NONE);
+        d[0] = (unsigned char)(10 * (i + 1));
+        objtab_insert(&t, d, 0, 0, i, 0); /* entries 0..4: keys 10,20,30,40,50 */
     }
-    objtab_remove(&t, e[2]);                   /* size 300: gone */
-    objtab_set_flags(&t, e[4], 0x40u);         /* size 500: to skip */
-    objtab_set_flags(&t, e[6], OBJTAB_MARKED); /* size 700: marked */
-    objtab_set_flags(&t, e[7], OBJTAB_MARKED); /* size 800: marked */
+    struct objtab_page p;
+    CU_ASSERT_EQUAL_FATAL(objtab_page_init(&p, 20, 8), 0);
+    objtab_page_start(&p, NULL);
+    CU_ASSERT_FALSE(objtab_page_scan(&p, &t, 2, 0, UINT64_MAX, 0, 0)); /* saw 10, 20 */
+    /* Key 10 moves ahead of the scan: free its entry (0) first and entry 4
+     * (key 50) last; the free list gives back the last freed first. */
+    memset(d, 0, sizeof(d));
+    d[0] = 10;
+    objtab_remove(&t, objtab_find(&t, d));
+    d[0] = 50;
+    objtab_remove(&t, objtab_find(&t, d));
+    d[0] = 10;
+    CU_ASSERT_EQUAL(objtab_insert(&t, d, 0, 0, 0, 0), 4);
+    CU_ASSERT_TRUE(objtab_page_scan(&p, &t, 100, 0, UINT64_MAX, 0, 0));
+    CU_ASSERT_FALSE(objtab_page_finish(&p)); /* 10 met twice, kept once; nothing left */
+    CU_ASSERT_EQUAL(p.n, 4);
+    for (size_t i = 0; i < p.n && i < 4; i++)
+        CU_ASSERT_EQUAL(objtab_page_key(&p, i)[0], 10 * (i + 1));
 
-    struct page_seen p = {.n = 0};
-    uint64_t next = 0;
-    CU_ASSERT_FALSE(objtab_list_page(&t, &next, 0, UINT64_MAX, 0x40u, 0, 3, page_collect, &p));
-    CU_ASSERT_EQUAL(p.n, 3);
-    CU_ASSERT_EQUAL(p.sizes[0], 100);
-    CU_ASSERT_EQUAL(p.sizes[2], 400); /* 300 removed */
-    memset(&p, 0, sizeof(p));
-    CU_ASSERT_TRUE(objtab_list_page(&t, &next, 0, UINT64_MAX, 0x40u, 0, 100, page_collect, &p));
-    CU_ASSERT_EQUAL(p.n, 5); /* 600..1000; 500 skipped */
-    CU_ASSERT_EQUAL(p.sizes[0], 600);
-    CU_ASSERT_EQUAL(next, 10);
-
-    /* Only the marked ones, and the size bounds: [700, 800) holds one. */
-    memset(&p, 0, sizeof(p));
-    next = 0;
-    CU_ASSERT_TRUE(
-        objtab_list_page(&t, &next, 0, UINT64_MAX, 0, OBJTAB_MARKED, 100, page_collect, &p));
-    CU_ASSERT_EQUAL(p.n, 2);
-    memset(&p, 0, sizeof(p));
-    next = 0;
-    CU_ASSERT_TRUE(objtab_list_page(&t, &next, 700, 800, 0, OBJTAB_MARKED, 100, page_collect, &p));
-    CU_ASSERT_EQUAL(p.n, 1);
-    CU_ASSERT_EQUAL(p.sizes[0], 700);
-
-    /* A page that ends exactly at the last entry says done. */
-    memset(&p, 0, sizeof(p));
-    next = 9;
-    CU_ASSERT_TRUE(objtab_list_page(&t, &next, 0, UINT64_MAX, 0, 0, 1, page_collect, &p));
-    CU_ASSERT_EQUAL(p.n, 1);
-    CU_ASSERT_EQUAL(p.sizes[0], 1000);
+    /* A page of 2 over 4 keys overflows: it keeps the smallest one, and the
+     * pages go on after their last keys: 10, 20, 30, 40, each once. */
+    objtab_page_free(&p);
+    CU_ASSERT_EQUAL_FATAL(objtab_page_init(&p, 20, 2), 0);
+    unsigned char after[20];
+    bool from = false;
+    unsigned seen = 0, pages = 0;
+    for (bool more = true; more && pages < 10; pages++) {
+        objtab_page_start(&p, from ? after : NULL);
+        while (!objtab_page_scan(&p, &t, 1, 0, UINT64_MAX, 0, 0))
+            ;
+        more = objtab_page_finish(&p);
+        for (size_t i = 0; i < p.n; i++)
+            CU_ASSERT_EQUAL(objtab_page_key(&p, i)[0], 10 * (++seen));
+        if (p.n)
+            memcpy(after, objtab_page_key(&p, p.n - 1), 20), from = true;
+    }
+    CU_ASSERT_EQUAL(seen, 4);
+    CU_ASSERT(pages >= 2 && pages <= 5);
+    objtab_page_free(&p);
     objtab_destroy(&t);
 }
 
@@ -425,7 +682,13 @@ int main(void)
     CU_add_test(s, "backward-shift deletion keeps keys findable", test_backward_shift);
     CU_add_test(s, "entry numbers stable while growing", test_entry_numbers_stable);
     CU_add_test(s, "fields and setters", test_fields_and_setters);
-    CU_add_test(s, "listing pages: bounds, resume, flags", test_list_page);
+    CU_add_test(s, "pages in key order: every key once (SHA-1)", test_sorted_pages_sha1);
+    CU_add_test(s, "pages in key order: every key once (SHA-256)", test_sorted_pages_sha256);
+    CU_add_test(s, "pages in key order: sizes and flags", test_sorted_pages_filters);
+    CU_add_test(s, "pages in key order: growth, removals, re-adds mid-scan",
+                test_sorted_pages_churn);
+    CU_add_test(s, "pages in key order: a key met twice in one scan",
+                test_sorted_page_duplicate_in_scan);
     CU_add_test(s, "memory per object at 1M (SHA-1)", test_memory_sha1);
     CU_add_test(s, "memory per object at 1M (SHA-256)", test_memory_sha256);
     CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -227,42 +227,17 @@ class ListFake(tbi.FakeBackend):
         self.listings = 0
         super().__init__("ok", "ok", seed)
 
-    def _handle(self, sock):
-        buf = b""
-        sock.settimeout(120)
-        try:
-            while not self.stopping:
-                while b"\r\n\r\n" not in buf:
-                    d = sock.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                method, target = head.decode("latin-1").split("\r\n")[0].split(" ")[:2]
-                path = target.split("?")[0]
-                if method == "GET" and path == "/objects":
-                    with self.lock:
-                        self.listings += 1
-                    sock.sendall((f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                                  f"Content-Length: {len(self.body)}\r\n\r\n").encode())
-                    sock.sendall(self.body)
-                elif path == "/ring":
-                    sock.sendall(self.resp("200 OK", self.ring()))
-                elif path in ("/status", "/healthz"):
-                    sock.sendall(self.resp("200 OK", ('{"role":"storaged","node":"%s","read_only":false}'
-                                                      % self.node).encode()))
-                elif path == "/gc":
-                    sock.sendall(self.resp("200 OK", b'{"active":false,"id":"0","objects":0,"bytes":0}'))
-                elif path == "/capacity":
-                    sock.sendall(self.resp("200 OK", b'{"total":1000000000,"available":900000000,'
-                                                     b'"unreclaimed":0,"garbage":0,"objects":0,"bytes":0}'))
-                else:
-                    sock.sendall(self.resp("404 Not Found", b'{"error":"no"}'))
-        except (OSError, ValueError):
-            pass
-        finally:
-            self.socks.discard(sock)
-            sock.close()
+    def route(self, sock, method, path, hdrs):
+        if method == "GET" and path == "/objects":
+            with self.lock:
+                self.listings += 1
+            sock.sendall((f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                          f"Content-Length: {len(self.body)}\r\n\r\n").encode())
+            sock.sendall(self.body)
+            return True
+        if path == "/healthz":
+            path = "/status"
+        return super().route(sock, method, path, hdrs)
 
 
 def keys_body(keys, size=7):

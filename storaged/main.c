@@ -68,7 +68,7 @@ int main(int argc, char **argv)
     uint64_t s3_timeout_ms = S3_DEFAULT_TIMEOUT_MS;
     uint64_t per_client = 0, header_timeout = HTTP_DEFAULT_HEADER_TIMEOUT_S,
              idle_timeout = HTTP_DEFAULT_IDLE_TIMEOUT_S;
-    uint64_t list_page = 65536; /* --list-page-keys */
+    uint64_t list_page = 0; /* --list-page-keys; 0: by the object count */
     const struct cas_opt opts[] = {
         {"dir", CAS_OPT_STRING, &dir, "PATH", "store directory (created on first start)"},
         {"listen", CAS_OPT_STRING, &listen, "ADDR:PORT", "address to serve (127.0.0.1:6010)"},
@@ -88,8 +88,9 @@ int main(int argc, char **argv)
         {"scrub-rate", CAS_OPT_UINT, &scrub_rate, "MBPS",
          "background scrub, MB/s (10; 0 turns it off)"},
         {"list-page-keys", CAS_OPT_UINT, &list_page, "N",
-         "keys a listing sorts per scan of the object table (65536; 1024 to 16777216): "
-         "memory per listing about N x 28 bytes (SHA-1), scans per listing objects / N"},
+         "keys a listing sorts per scan of the object table (1024 to 16777216; default "
+         "the objects / 32, at least 65536): memory per listing about N x 28 bytes "
+         "(SHA-1), scans per listing objects / N"},
         {"log-level", CAS_OPT_STRING, &log_level, "LEVEL", "debug, info, warn or error (info)"},
         {"backend", CAS_OPT_STRING, &backend_name, "NAME",
          "where objects live: disk (default: data files in --dir) or s3 (a bucket)"},
@@ -126,7 +127,7 @@ int main(int argc, char **argv)
                 log_level);
         return 2;
     }
-    if (list_page < 1024 || list_page > 16777216) {
+    if (list_page && (list_page < 1024 || list_page > 16777216)) {
         fprintf(stderr, "ca-cas-storaged: --list-page-keys %" PRIu64 ": want 1024 to 16777216\n",
                 list_page);
         return 2;

@@ -22,7 +22,7 @@ struct storaged {
     time_t started;
     uint64_t started_ns;
     uint64_t verify_failures; /* corrupt objects caught while serving */
-    size_t list_page_keys;    /* keys per page of a listing (--list-page-keys; 0: 65536) */
+    size_t list_page_keys;    /* keys per page of a listing (--list-page-keys; 0: by the objects) */
 };
 
 extern const struct http_route storaged_routes[];

@@ -64,6 +64,18 @@ def cut_index(dir, pred):
     return len(recs) - first
 
 
+def delete_stamped(test, c, k, skew):
+    """DELETE of sha1(k) stamped skew seconds off this clock (204), then a
+    write stamped 1 ms before that delete, refused (409). The delete's
+    stamp (unix us)."""
+    ds = now_us() + skew * 1_000_000
+    r = c.request("DELETE", f"/objects/{sha1(k)}", headers={STAMP: str(ds)})
+    test.assertEqual(r.status, 204, r.body)
+    r = c.request("PUT", f"/objects/{sha1(k)}", body=k, headers={STAMP: str(ds - 1000)})
+    test.assertEqual(r.status, 409, r.body)
+    return ds
+
+
 class LostRemovalRecords(TempDirTest):
     """d1: removal records lost from the end of the index, removal frames
     intact. Each case runs twice: a plain restart, and fsck --repair first."""
@@ -115,11 +127,7 @@ class LostRemovalRecords(TempDirTest):
                 k, o = os.urandom(20000), os.urandom(30000)
                 self.assertEqual(c.put(k).status, 201)
                 self.assertEqual(c.put(o).status, 201)
-                ds = now_us() + skew * 1_000_000
-                r = c.request("DELETE", f"/objects/{sha1(k)}", headers={STAMP: str(ds)})
-                self.assertEqual(r.status, 204, r.body)
-                r = c.request("PUT", f"/objects/{sha1(k)}", body=k, headers={STAMP: str(ds - 1000)})
-                self.assertEqual(r.status, 409, r.body)
+                ds = delete_stamped(self, c, k, skew)
                 c.close()
                 s.stop()
                 lost = cut_index(s.dir, lambda t, h: h == sha1(k) and
@@ -290,11 +298,7 @@ class RepairedTombstoneStamp(TempDirTest):
                 k, o = os.urandom(20000), os.urandom(21000)
                 self.assertEqual(c.put(k).status, 201)
                 self.assertEqual(c.put(o).status, 201)
-                ds = now_us() + skew * 1_000_000
-                r = c.request("DELETE", f"/objects/{sha1(k)}", headers={STAMP: str(ds)})
-                self.assertEqual(r.status, 204, r.body)
-                r = c.request("PUT", f"/objects/{sha1(k)}", body=k, headers={STAMP: str(ds - 1000)})
-                self.assertEqual(r.status, 409, r.body)
+                ds = delete_stamped(self, c, k, skew)
                 c.close()
                 s.stop()
                 os.unlink(os.path.join(s.dir, "index"))
@@ -332,12 +336,8 @@ class S3RebuiltTombstoneStamp(TempDirTest):
                 c = s.client()
                 k = os.urandom(5000)
                 self.assertEqual(c.put(k).status, 201)
-                ds = now_us() + skew * 1_000_000
-                r = c.request("DELETE", f"/objects/{sha1(k)}", headers={STAMP: str(ds)})
-                self.assertEqual(r.status, 204, r.body)
+                ds = delete_stamped(self, c, k, skew)
                 kept = srv.get_object(f"tombs/{sha1(k)}.deleted")
-                r = c.request("PUT", f"/objects/{sha1(k)}", body=k, headers={STAMP: str(ds - 1000)})
-                self.assertEqual(r.status, 409, r.body)
                 c.close()
                 s.stop()
                 shutil.rmtree(s.dir)

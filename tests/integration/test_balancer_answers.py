@@ -238,13 +238,13 @@ class TlsPoolTest(AnswersTest):
         os.makedirs(d, exist_ok=True)
         run = lambda *a: subprocess.run(a, cwd=d, check=True, capture_output=True)  # noqa: E731
         run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=answers-ca")
+            "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=answers-ca")
         run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
             "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
         with open(os.path.join(d, "ext"), "w") as fh:
             fh.write("subjectAltName=IP:127.0.0.1\n")
         run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext")
+            "-CAcreateserial", "-out", "srv.pem", "-days", "30", "-extfile", "ext")
         return os.path.join(d, "ca.pem"), (os.path.join(d, "srv.pem"), os.path.join(d, "srv.key"))
 
     def stray_answer(self, mode, size):

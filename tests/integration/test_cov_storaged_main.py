@@ -45,7 +45,7 @@ class OptionErrorsTest(TempDirTest):
         """A self-signed certificate and its key (0600) in self.tmp."""
         cert, key = os.path.join(self.tmp, "c.pem"), os.path.join(self.tmp, "k.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1"],
+                        "-nodes", "-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN=127.0.0.1"],
                        check=True, capture_output=True, timeout=60)
         os.chmod(key, 0o600)
         return cert, key

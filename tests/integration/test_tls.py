@@ -44,7 +44,7 @@ def _make_key_csr(d, name, cn):
 
 def _make_ca(d, name):
     _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}",
+             "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "30", "-subj", f"/CN={name}",
              cwd=d)
 
 
@@ -63,15 +63,15 @@ def setUpModule():
     _make_ca(PKI, "ca")
     _make_ca(PKI, "otherca")
     _make_key_csr(PKI, "srv", "127.0.0.1")
-    _sign(PKI, "srv", "ca", 2, san)
+    _sign(PKI, "srv", "ca", 30, san)
     _make_key_csr(PKI, "srv2", "127.0.0.1")  # the replacement, for the SIGHUP reload
-    _sign(PKI, "srv2", "ca", 2, san)
+    _sign(PKI, "srv2", "ca", 2, san)  # ends within 7 days: a warning at reload
     _make_key_csr(PKI, "expired", "127.0.0.1")
     _sign(PKI, "expired", "ca", -1, san)  # notAfter a day before notBefore: expired
     _make_key_csr(PKI, "client", "balancer")
-    _sign(PKI, "client", "ca", 2, "extendedKeyUsage=clientAuth\n")
+    _sign(PKI, "client", "ca", 30, "extendedKeyUsage=clientAuth\n")
     _make_key_csr(PKI, "rogue", "balancer")  # a client certificate from another CA
-    _sign(PKI, "rogue", "otherca", 2, "extendedKeyUsage=clientAuth\n")
+    _sign(PKI, "rogue", "otherca", 30, "extendedKeyUsage=clientAuth\n")
 
 
 def tearDownModule():
@@ -468,6 +468,7 @@ class TestTlsReload(TlsTest):
         shutil.copy(pki("srv2.key"), key)
         os.kill(s.pid, signal.SIGHUP)
         self.wait_log(s, "certificate and key reloaded from")
+        self.assertIn(": the certificate expires at ", s.log_text())  # srv2 ends in 2 days
         self.assertEqual(served_cert(), new_der)
         # The connection opened before goes on, with the certificate it had.
         self.assertEqual(served_cert(kept), old_der)

@@ -29,13 +29,8 @@ import tempfile
 import threading
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+import harness  # noqa: E402  (free_port, rss_kib, peak_rss_kib)
 
 
 def wait_up(port, proc):
@@ -53,14 +48,6 @@ def wait_up(port, proc):
             pass
         time.sleep(0.1)
     raise SystemExit(f"daemon on {port} not up")
-
-
-def status_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def listing(port, pace=None):
@@ -100,7 +87,7 @@ def main():
         for n in ("s1", "s2"):
             # A storaged's first start writes the node file; then the
             # objects go in through the engine (no HTTP, no fsync).
-            port = free_port()
+            port = harness.free_port()
             p = subprocess.Popen([os.path.join(a.builds[0], "storaged", "ca-cas-storaged"), "--dir",
                                   os.path.join(tmp, n), "--listen", f"127.0.0.1:{port}"],
                                  stderr=subprocess.DEVNULL)
@@ -117,7 +104,7 @@ def main():
             for b in a.builds:
                 ports = {}
                 for n in ("s1", "s2"):
-                    ports[n] = free_port()
+                    ports[n] = harness.free_port()
                     p = subprocess.Popen([os.path.join(b, "storaged", "ca-cas-storaged"), "--dir",
                                           os.path.join(tmp, n), "--listen", f"127.0.0.1:{ports[n]}",
                                           "--scrub-rate", "0", "--log-level", "warn"],
@@ -131,7 +118,7 @@ def main():
                         f.write(f"replicas: {len(members)}\nbackends:\n")
                         for i, m in enumerate(members):
                             f.write(f"  - url: http://127.0.0.1:{ports[m]}\n    failure_domain: d{i}\n")
-                    port = free_port()
+                    port = harness.free_port()
                     p = subprocess.Popen([os.path.join(b, "balancerd", "ca-cas-balancerd"), "--config", cfg,
                                           "--listen", f"127.0.0.1:{port}", "--log-level", "warn"],
                                          stderr=open(os.path.join(tmp, f"{name}.log"), "ab"))
@@ -143,7 +130,7 @@ def main():
                 one_lines, one_s, ok2 = listing(bals["one"][0])
                 two_lines, two_s, ok3 = listing(bals["two"][0])
                 pid = bals["two"][1].pid
-                rss0 = status_kib(pid, "VmRSS")
+                rss0 = harness.rss_kib(pid)
                 ts = [threading.Thread(target=listing, args=(bals["two"][0], 0.02))
                       for _ in range(a.concurrent)]
                 c0 = time.time()
@@ -152,7 +139,7 @@ def main():
                 for t in ts:
                     t.join()
                 conc_s = time.time() - c0
-                hwm = status_kib(pid, "VmHWM")
+                hwm = harness.peak_rss_kib(pid)
                 fig = {
                     "direct_keys_s": a.objects / direct_s,
                     "bal1_keys_s": a.objects / one_s,

@@ -203,30 +203,40 @@ class HeaderOnlyIndex(TempDirTest):
 
 
 class CrashStates(TempDirTest):
+    def failed_removal(self, what, only):
+        """In a storaged of its own: two objects stored (d, other), then a
+        removal of d, what: "delete" (DELETE) or "gc/end" (a cycle that
+        keeps other), with every fdatasync of files whose path holds `only`
+        failing (tests/integration/faultinject.c). (s, c, d, other, r,
+        trigger): r the removal's answer; the fault stays armed until the
+        caller removes trigger."""
+        self.assertTrue(os.path.exists(FAULTLIB), f"fault library not built: {FAULTLIB}")
+        trigger = os.path.join(self.tmp, "fail-now")
+        env = {"LD_PRELOAD": FAULTLIB, "CAS_FAULT_FILE": trigger, "CAS_FAULT_ONLY": only,
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+        s = self.storaged(name=what.replace("/", "-"), env=env)
+        c = s.client()
+        d, other = os.urandom(4000), os.urandom(4001)
+        self.assertEqual(c.put(d).status, 201)
+        self.assertEqual(c.put(other).status, 201)
+        if what == "gc/end":
+            gid = c.request("POST", "/gc/begin").json()["id"]
+            c.request("POST", "/gc/mark", body=sha1(other) + "\n")
+        open(trigger, "w").close()
+        if what == "delete":
+            r = c.request("DELETE", f"/objects/{sha1(d)}")
+        else:
+            r = c.request("POST", f"/gc/end?id={gid}")
+        return s, c, d, other, r, trigger
+
     def test_index_record_not_durable_writes_no_removal(self):
         """Rule D8: the index record of a removal is made durable before
         the data files say anything: when the index's fdatasync fails, the
         DELETE / gc/end is not answered with success and no data file holds
         a removal frame or an in-place mark."""
-        self.assertTrue(os.path.exists(FAULTLIB), f"fault library not built: {FAULTLIB}")
-        trigger = os.path.join(self.tmp, "fail-now")
-        env = {"LD_PRELOAD": FAULTLIB, "CAS_FAULT_FILE": trigger, "CAS_FAULT_ONLY": "/index",
-               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
         for what in ("delete", "gc/end"):
             with self.subTest(what=what):
-                s = self.storaged(name=what.replace("/", "-"), env=env)
-                c = s.client()
-                d, other = os.urandom(4000), os.urandom(4001)
-                self.assertEqual(c.put(d).status, 201)
-                self.assertEqual(c.put(other).status, 201)
-                if what == "gc/end":
-                    gid = c.request("POST", "/gc/begin").json()["id"]
-                    c.request("POST", "/gc/mark", body=sha1(other) + "\n")
-                open(trigger, "w").close()
-                if what == "delete":
-                    r = c.request("DELETE", f"/objects/{sha1(d)}")
-                else:
-                    r = c.request("POST", f"/gc/end?id={gid}")
+                s, c, d, other, r, trigger = self.failed_removal(what, "/index")
                 self.assertNotIn(r.status, (200, 204), r.body)
                 os.unlink(trigger)
                 c.close()
@@ -243,25 +253,9 @@ class CrashStates(TempDirTest):
         the removal happened (the object reads 404) but is not answered as
         a success, since an index rebuilt from the data files could bring
         it back; the log says so."""
-        self.assertTrue(os.path.exists(FAULTLIB), f"fault library not built: {FAULTLIB}")
-        trigger = os.path.join(self.tmp, "fail-now")
-        env = {"LD_PRELOAD": FAULTLIB, "CAS_FAULT_FILE": trigger, "CAS_FAULT_ONLY": "/data-",
-               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
         for what in ("delete", "gc/end"):
             with self.subTest(what=what):
-                s = self.storaged(name=what.replace("/", "-"), env=env)
-                c = s.client()
-                d, other = os.urandom(4000), os.urandom(4001)
-                self.assertEqual(c.put(d).status, 201)
-                self.assertEqual(c.put(other).status, 201)
-                if what == "gc/end":
-                    gid = c.request("POST", "/gc/begin").json()["id"]
-                    c.request("POST", "/gc/mark", body=sha1(other) + "\n")
-                open(trigger, "w").close()
-                if what == "delete":
-                    r = c.request("DELETE", f"/objects/{sha1(d)}")
-                else:
-                    r = c.request("POST", f"/gc/end?id={gid}")
+                s, c, d, other, r, trigger = self.failed_removal(what, "/data-")
                 self.assertEqual(r.status, 500, r.body)
                 self.assertIn("removed from the index", r.body.decode())
                 self.assertIn("may bring", s.log_text())

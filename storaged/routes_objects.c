@@ -248,15 +248,12 @@ static bool request_stamp(struct http_req *req, bool is_delete, uint64_t *stamp)
     return true;
 }
 
-static void start_put(struct http_req *req, const struct cas_key *expect, enum put_kind kind)
+/* Starts a write whose query (put_query: copy) and stamp (request_stamp)
+ * the caller has checked. */
+static void begin_put(struct http_req *req, const struct cas_key *expect, enum put_kind kind,
+                      bool copy, uint64_t stamp)
 {
     struct storaged *app = app_of(req);
-    bool durable, copy;
-    uint64_t stamp;
-    if (!put_query(req, kind, &durable, &copy)) /* put_done reads sync once valid */
-        return;
-    if (!request_stamp(req, false, &stamp))
-        return;
     struct put_ctx *c = calloc(1, sizeof(*c));
     if (!c) {
         http_error(req, 500, "out of memory");
@@ -299,6 +296,15 @@ static void start_put(struct http_req *req, const struct cas_key *expect, enum p
     }
     req->on_body = c->mp ? cask_body : put_body;
     req->on_done = put_done;
+}
+
+static void start_put(struct http_req *req, const struct cas_key *expect, enum put_kind kind)
+{
+    bool durable, copy;
+    uint64_t stamp;
+    /* put_done reads sync once it is valid */
+    if (put_query(req, kind, &durable, &copy) && request_stamp(req, false, &stamp))
+        begin_put(req, expect, kind, copy, stamp);
 }
 
 static void reply_key(struct http_req *req, unsigned status, const struct cas_key *key)
@@ -408,7 +414,7 @@ void route_put(struct http_req *req)
     uint64_t size;
     char err[256];
     bool durable, copy;
-    uint64_t stamp; /* checked here too: a bad one is a 400 whatever the store holds */
+    uint64_t stamp; /* checked first: a bad one is a 400 whatever the store holds */
     if (!put_query(req, PUT_KEYED, &durable, &copy) || !request_stamp(req, false, &stamp))
         return;
     int rc = store_open(app->store, &key, true, &o, &size, err, sizeof(err));
@@ -446,7 +452,7 @@ void route_put(struct http_req *req)
         req->on_done = drained;
         return;
     }
-    start_put(req, &key, PUT_KEYED);
+    begin_put(req, &key, PUT_KEYED, copy, stamp);
 }
 
 void route_post(struct http_req *req)

@@ -893,6 +893,7 @@ static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, 
         return 0;
     }
     uint64_t now = disk_now_s();
+    bool synced = false;
     for (size_t i = 0; i < nr && rc == 0; i++) {
         struct fmt_walk w = {.fd = fd,
                              .fsize = r[i].end,
@@ -920,6 +921,15 @@ static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, 
                          n, hex, at);
                 continue;
             }
+            /* The frame may be in the page cache only (written by a
+             * process killed before its fdatasync): made durable before
+             * the record that names it (rule D1), once per file. */
+            if (!synced && fdatasync(fd) < 0) {
+                rc = -errno;
+                snprintf(err, errlen, "cannot sync data file %u: %s", n, strerror(errno));
+                break;
+            }
+            synced = true;
             struct fmt_record rec;
             struct journal_pos pos;
             disk_record(d, &rec, REC_PUT, fr.digest);

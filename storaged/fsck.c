@@ -694,6 +694,17 @@ int store_fsck(const char *dir, unsigned flags, fsck_say_fn sayfn, fsck_progress
         d->index_version = left_out ? FMT_INDEX_VERSION : FMT_INDEX_VERSION_REMOVALS;
         /* Keep the old index beside the new one: what the repair left out
          * can still be looked at (and it costs one link, no copy). */
+        /* The frames put back may be in the page cache only (written by a
+         * storaged killed before its own sync): durable before the index
+         * that names them (rule D1, docs/FORMAT.md). A missing data file
+         * is /dev/null here (EINVAL: nothing to sync). */
+        for (unsigned n = 0; n < FMT_NFILES; n++)
+            if (fdatasync(d->files[n].ref->fd) < 0 && errno != EINVAL) {
+                rc = -errno;
+                snprintf(err, errlen, "cannot sync data file %u of %s: %s; no index written",
+                         n, dir, strerror(errno));
+                goto out;
+            }
         char keep[64];
         snprintf(keep, sizeof(keep), "index.before-repair.%lld", (long long)time(NULL));
         if (linkat(d->dirfd, "index", d->dirfd, keep, 0) == 0)

@@ -608,6 +608,15 @@ def check_rules(ops):
                 if lw >= 0 and not synced(src_m, lw, off):
                     out.append(("", f"D5: index.new renamed over index (log {off}) before an fdatasync of its last write"))
                 pending_dsync.append(("D5", off))
+                # D1 for the records the new index brings (fsck --repair
+                # puts back frames a killed writer left in the page cache).
+                for x in recs:
+                    if x[0] != src_m or x[2] != T_PUT or x[8]:
+                        continue
+                    dm = data_inode(x[3])
+                    lw = last_write(dm, x[4], x[4] + frame_len(x[5]), off) if dm else None
+                    if lw is not None and not synced(dm, lw, off):
+                        out.append(("", f"D1: index naming {x[7]} renamed in (log {off}) before its frame was fdatasynced"))
             if k == "link" and r["src"].startswith("node.tmp") and r["dst"] == "node":
                 lw = max((w[0] for w in writes.get(src_m, ())), default=-1)
                 if lw >= 0 and not synced(src_m, lw, off):
@@ -1090,7 +1099,31 @@ def wl_restart(d, rng):
     d.put(8102, 4096)
 
 
-WORKLOADS = {"restart": wl_restart, "puts": wl_puts, "gc": wl_gc, "compact": wl_compact, "snapshot": wl_snapshot,
+def wl_adopt(d, rng):
+    """An object whose frame only the page cache holds and whose index record
+    is gone, as a storaged killed between its frame's write and its sync
+    leaves it (the kill is made deterministic: the driver takes the record
+    out and writes the frame's bytes again, unsynced). The restart adopts
+    the frame: its data file must be fdatasynced before the PUT record it
+    appends (rule D1), or a power cut after the restart leaves an index
+    naming bytes that never reached the disk. Also fsck --repair's."""
+    for s in range(8200, 8206):
+        d.put(s, SIZES[s % len(SIZES)])
+    k = d.put(8210, 4096)
+    d.put(8211, 100)
+    d.stop()
+    d.lose_record(k)
+    d.restart(["--scrub-rate", "0"])
+    d.put(8212, 700)
+    k2 = d.put(8213, 5000)
+    d.stop()
+    d.lose_record(k2)
+    d.fsck_repair()
+    d.restart(["--scrub-rate", "0"])
+    d.put(8214, 700)
+
+
+WORKLOADS = {"adopt": wl_adopt, "restart": wl_restart, "puts": wl_puts, "gc": wl_gc, "compact": wl_compact, "snapshot": wl_snapshot,
              "scrub": wl_scrub}
 
 
@@ -1140,6 +1173,41 @@ def corrupt(self, key):
 Driver.corrupt = corrupt
 
 
+def lose_record(self, key):
+    """With the storaged stopped: cuts the index back to just before key's
+    PUT record (zeroes it and every record after it: the file is
+    preallocated) and writes key's frame bytes again, both logged unsynced
+    (the state a writer killed before its fdatasync and record leaves, with
+    the frame in the page cache only)."""
+    ipath = os.path.join(self.dir, "index")
+    with open(ipath, "rb") as f:
+        idx = f.read()
+    digest = bytes.fromhex(key)
+    at = next(a for a in range(64, len(idx) - 63, 64)
+              if idx[a + 4] == T_PUT and idx[a + 32:a + 52] == digest)
+    n, off = idx[at + 6], struct.unpack_from("<Q", idx, at + 8)[0]
+    size = struct.unpack_from("<Q", idx, at + 16)[0]
+    name = next(x for x in os.listdir(self.dir) if x.startswith(f"data-{n:02d}.g"))
+    self.log.mark(f"lose {key}")
+    fd = os.open(ipath, os.O_RDWR)
+    try:
+        end = max(a + 64 for a in range(at, len(idx) - 63, 64) if any(idx[a:a + 64]))
+        os.pwrite(fd, bytes(end - at), at)
+        self.log.record(OP_WRITE, "index", ino=os.fstat(fd).st_ino, a=at, data=bytes(end - at))
+    finally:
+        os.close(fd)
+    fd = os.open(os.path.join(self.dir, name), os.O_RDWR)
+    try:
+        frame = os.pread(fd, frame_len(size), off)
+        os.pwrite(fd, frame, off)
+        self.log.record(OP_WRITE, name, ino=os.fstat(fd).st_ino, a=off, data=frame)
+    finally:
+        os.close(fd)
+
+
+Driver.lose_record = lose_record
+
+
 def record(build, workload, workdir, seed):
     store = os.path.join(workdir, f"rec-{workload}")
     os.makedirs(store)
@@ -1185,7 +1253,9 @@ def record(build, workload, workdir, seed):
             d.local = threading.local()
             for _ in range(1000):
                 if proc.poll() is not None:
-                    raise RuntimeError("restarted storaged exited")
+                    with open(os.path.join(workdir, f"{workload}.daemon.log"), "rb") as f:
+                        tail = f.read()[-600:].decode(errors="replace")
+                    raise RuntimeError("restarted storaged exited:\n" + tail)
                 try:
                     c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
                     c.request("GET", "/healthz")
@@ -1195,7 +1265,15 @@ def record(build, workload, workdir, seed):
                 except OSError:
                     time.sleep(0.02)
             raise RuntimeError("restarted storaged did not come up")
-        d.restart, d.stop = restart, stop
+        def fsck_repair():
+            # Recorded like the daemon (same log): its syncs and the index it
+            # writes are part of the crash states.
+            log.mark("fsck --repair")
+            r = subprocess.run([os.path.join(build, "ca-cas", "ca-cas"), "fsck", store, "--repair"],
+                               capture_output=True, env=env, timeout=120)
+            if r.returncode not in (0, 1):
+                raise RuntimeError(f"fsck --repair exited {r.returncode}: {r.stderr[-300:]!r}")
+        d.restart, d.stop, d.fsck_repair = restart, stop, fsck_repair
         WORKLOADS[workload](d, random.Random(seed))
         keys = dict(d.keys)
         for k in d.churn:

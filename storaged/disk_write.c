@@ -649,7 +649,21 @@ undo:
          * punched, so that no index rebuilt from the data files, nor
          * start-up, takes it for an object whose record was lost, should the
          * punch not happen (docs/FORMAT.md "Removal frames"). */
-        (void)disk_pwrite_all(p->fd, p->buf, FMT_FRAME_HEADER, p->frame_off);
+    {
+        if (disk_pwrite_all(p->fd, p->buf, FMT_FRAME_HEADER, p->frame_off) == 0 &&
+            (rc == -EBUSY || rc == -ECANCELED) && fdatasync(p->fd) < 0) {
+            /* Refused by a delete (409): the mark is durable before the
+             * answer. A write that began before the delete landed but is
+             * stamped after it (clocks that disagree) is kept out only by
+             * the in-memory delete sequence; without the mark, a power cut
+             * would let the next start index it again (tomb_refuses_adoption
+             * goes by stamps) and the acknowledged DELETE would be undone. */
+            rc = -errno;
+            disk_fault(d, "data file fdatasync", rc);
+            snprintf(err, errlen, "cannot make data file %u durable: %s", p->file, strerror(-rc));
+            rc = -EIO;
+        }
+    }
     put_undo(p);
     put_free(p);
     return rc;

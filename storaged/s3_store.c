@@ -564,6 +564,7 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
      * unrecorded after an upload. Either way what it uploaded is removed. */
     bool refused = false, undo = false, deleted_during = false, deleted_after_upload = false;
     bool in_flight = false; /* deleted_during: by delete_seq, not only by stamps */
+    bool lifted = false;    /* the bucket's tombstone of the key removed by this write */
     for (int attempt = 0; rc == 0; attempt++) {
         /* A delete of this key in progress would remove what we upload. */
         for (;;) {
@@ -587,6 +588,8 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
             deleted_during = true;
             break;
         }
+        /* A client write stored over a client delete's tombstone. */
+        bool lift = !p->copy && !lifted && s3_tomb_in_force(st, digest);
         me.clobbered = false;
         me.next = st->inflight;
         st->inflight = &me;
@@ -599,6 +602,26 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
             rc = s3_sums_upload(st, digest, p->received, &p->sums, err, errlen);
         if (rc == 0)
             rc = publish(p, digest, err, errlen);
+        /* The bucket's tombstone (tombs/<hex>.deleted) goes before the PUT
+         * record, and the write fails if it cannot: the sweep after a crash
+         * and a rebuild of the index from the bucket take the bucket's word
+         * on whether the key stays deleted, so a stale one would delete or
+         * hide this acknowledged object once the index lost its record
+         * (restored from a backup, or cut back). A crash between the two
+         * leaves an unanswered write, which the sweep adopts. */
+        if (rc == 0 && lift) {
+            char terr[300];
+            if (s3_bucket_tomb(st, digest, false, 0, terr, sizeof(terr)) < 0) {
+                snprintf(err, errlen,
+                         "cannot remove the key's tombstone from the bucket (%s): nothing "
+                         "stored; send it again",
+                         terr);
+                rc = -EIO;
+                undo = true;
+            } else {
+                lifted = true;
+            }
+        }
         pthread_mutex_lock(&st->lock);
         s3_inflight_remove(st, &me);
         /* A delete (DELETE, gc/end) that flagged the key during the
@@ -634,6 +657,19 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
         cas_hex_encode(digest, dl, hex);
         if (deleted_after_upload && undo_upload(st, digest, p->received, uerr, sizeof(uerr)) < 0)
             log_warn("s3: cannot remove the upload of %s, deleted during its write: %s", hex, uerr);
+        /* This write removed the bucket's tombstone, and the delete that
+         * refused it may have written its own just before: written again
+         * with the stamp in force (best effort: the index keeps it). */
+        uint32_t t = objtab_find(&st->tombs, digest);
+        struct objtab_entry ten;
+        if (lifted && t != OBJTAB_NONE && objtab_get(&st->tombs, t, &ten) &&
+            s3_tomb_entry_in_force(st, &ten)) {
+            uint64_t stamp = ten.offset;
+            pthread_mutex_unlock(&st->lock);
+            if (s3_bucket_tomb(st, digest, true, stamp, uerr, sizeof(uerr)) < 0)
+                log_warn("s3: cannot write the tombstone of %s back to the bucket: %s", hex, uerr);
+            pthread_mutex_lock(&st->lock);
+        }
         snprintf(err, errlen,
                  "object %s was deleted here %s: nothing stored (send it again to store it after "
                  "the delete)",
@@ -698,10 +734,9 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
     pthread_mutex_unlock(&st->lock);
     if (rc == 0 && sync)
         rc = s3_sync_to(st, &pos, err, errlen);
-    if (rc == 0 && had_tomb) {
-        /* A client's PUT lifts the tombstone, in the bucket too (else a
-         * rebuild would bring it back); best effort: a stale one only
-         * refuses copies of a key this node holds. */
+    if (rc == 0 && had_tomb && !lifted) {
+        /* A tombstone that came after this write's check would have
+         * refused it above (delete_seq): not expected; kept as before. */
         char terr[300];
         if (s3_bucket_tomb(st, digest, false, 0, terr, sizeof(terr)) < 0)
             log_warn("s3: cannot remove the tombstone of a key stored again: %s", terr);

@@ -303,6 +303,7 @@ class S3Proxy:
         self._fail_after = 0
         self._truncate = 0
         self.only = None  # (method, path) -> bool: the requests fail/truncate aim at; None all
+        self.delay = None  # (method, path) -> seconds a request is held before it is relayed
         self._stalled = threading.Event()
         self._released = threading.Event()
         self._released.set()
@@ -430,6 +431,10 @@ class S3Proxy:
                     if expect:
                         return  # the body was never asked for
                     continue
+                hold = self.delay(method, path) if self.delay else 0
+                if hold:
+                    self._note(method, path, "held")
+                    time.sleep(hold)
                 if upstream is None:
                     upstream = _Conn(socket.create_connection(("127.0.0.1", self.server.port), timeout=120))
                 if expect:

@@ -31,6 +31,7 @@ import threading
 import time
 
 from harness import BUILD, CLI, TempDirTest, sha1, wait_for
+from test_s3_backend import ProxiedS3Test
 
 FAULTLIB = os.path.join(BUILD, "tests", "integration", "libcasfault.so")
 
@@ -297,3 +298,77 @@ class S3Reput(TempDirTest):
         c.close()
         self.assertNotIn(f"objects/{sha1(d)}", self.s3.list_objects())
         s.stop()
+
+
+
+class S3ReputTombstoneLift(ProxiedS3Test):
+    """A re-PUT after a DELETE removes the bucket's tombstone
+    (tombs/<hex>.deleted) before its PUT record, and fails when it cannot:
+    the sweep after a crash and a rebuild from the bucket take the bucket's
+    word, so a stale tombstone deleted the acknowledged re-PUT once the
+    index lost its record (fails on the old code: the re-PUT answered 201
+    with the tombstone left in the bucket, and after an index restore the
+    object was deleted from the bucket)."""
+
+    s3_timeout_ms = 2000  # the refused tombstone DELETEs are given up on quickly
+
+    def test_reput_fails_until_the_tombstone_is_lifted(self):
+        d = os.urandom(30_000)
+        k = sha1(d)
+        self.assertEqual(self.c.put(d).status, 201)
+        self.assertEqual(self.c.request("DELETE", f"/objects/{k}").status, 204)
+        index = os.path.join(self.s.dir, "s3-index")
+        shutil.copy(index, index + ".backup")  # taken after the DELETE
+        self.proxy.only = lambda method, path: method == "DELETE" and "/tombs/" in path
+        self.proxy.fail(10_000, 503)
+        r = self.c.put(d)
+        self.assertGreaterEqual(r.status, 500, r.body)
+        self.assertIn(b"tombstone", r.body)
+        self.assertEqual(self.c.get(k).status, 404)
+        names = self.s3.list_objects()
+        self.assertIn(f"tombs/{k}.deleted", names)
+        self.assertNotIn(f"objects/{k}", names)  # the upload was taken back
+        self.proxy.clear()
+        self.proxy.only = None
+        self.assertEqual(self.c.put(d).status, 201)
+        names = self.s3.list_objects()
+        self.assertNotIn(f"tombs/{k}.deleted", names)
+        self.assertIn(f"objects/{k}", names)
+        # The index loses the re-PUT's record (restored from the backup),
+        # after a crash: the sweep keeps the object.
+        self.s.kill9()
+        shutil.copy(index + ".backup", index)
+        self.s.start()
+        self.assertEqual(self.c.get(k).body, d)
+        self.assertIn(f"objects/{k}", self.s3.list_objects())
+
+    def test_refused_reput_puts_the_tombstone_back(self):
+        """A re-PUT that a DELETE overtakes during its upload, after the
+        re-PUT removed the bucket's tombstone, is refused 409 and writes the
+        tombstone back: the bucket keeps saying the key is deleted (the
+        DELETE's own tombstone went in just before the removal)."""
+        d = os.urandom(30_000)
+        k = sha1(d)
+        self.assertEqual(self.c.put(d).status, 201)
+        self.assertEqual(self.c.request("DELETE", f"/objects/{k}").status, 204)
+        self.proxy.delay = lambda method, path: 0.8 if method == "PUT" and f"/objects/{k}" in path else 0
+        got = {}
+
+        def reput():
+            c = self.s.client(timeout=60)
+            try:
+                got["r"] = c.put(d)
+            finally:
+                c.close()
+        t = threading.Thread(target=reput)
+        t.start()
+        wait_for(lambda: self.proxy.count("held") > 0, 20, "the re-PUT's upload held")
+        r = self.c.request("DELETE", f"/objects/{k}")
+        self.assertIn(r.status, (204, 404), r.body)
+        t.join(60)
+        self.proxy.delay = None
+        self.assertEqual(got["r"].status, 409, got["r"].body)
+        names = self.s3.list_objects()
+        self.assertIn(f"tombs/{k}.deleted", names)
+        self.assertNotIn(f"objects/{k}", names)
+        self.assertEqual(self.c.get(k).status, 404)

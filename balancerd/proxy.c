@@ -496,10 +496,13 @@ static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstr
     *body = NULL;
     for (;;) {
         uint64_t now = cas_now_ns();
-        /* Only plain http:// backends are raced (a libcurl read is opened
-         * synchronously, alone). */
+        /* Backends upconn reads (http://, and https:// with the view's TLS
+         * credentials) are raced; a libcurl read is opened synchronously,
+         * alone. */
+        const char *next_url = r->next < r->n ? r->v->b[r->order[r->next]]->url : "";
         bool can_hedge = r->np > 0 && r->delay_ns && r->np < RACE_MAX && r->next < r->n &&
-                         !strncmp(r->v->b[r->order[r->next]]->url, "http://", 7);
+                         (!strncmp(next_url, "http://", 7) ||
+                          (!strncmp(next_url, "https://", 8) && r->v->conf && r->v->conf->tls));
         bool hedge_due = can_hedge && now >= r->last_start_ns + r->delay_ns;
         if (hedge_due && !hedge_spend()) {
             /* Out of budget: this read waits for the copies already asked. */
@@ -536,16 +539,18 @@ static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstr
          * request's deadline, whichever comes first. */
         uint64_t until = can_hedge ? r->last_start_ns + r->delay_ns : UINT64_MAX;
         struct pollfd pf[RACE_MAX];
+        bool ready = false; /* TLS bytes already decrypted: no waiting */
         for (size_t i = 0; i < r->np; i++) {
             bool stall;
             uint64_t dl = race_deadline(r, &r->p[i], &stall);
             if (dl < until)
                 until = dl;
             pf[i].fd = upconn_fd(r->p[i].c);
-            pf[i].events = POLLIN;
+            pf[i].events = upconn_events(r->p[i].c);
             pf[i].revents = 0;
+            ready |= upconn_ready(r->p[i].c);
         }
-        int wait_ms = until <= now ? 0 : (int)((until - now + 999999) / 1000000);
+        int wait_ms = ready || until <= now ? 0 : (int)((until - now + 999999) / 1000000);
         int pr = poll(pf, r->np, wait_ms);
         if (pr < 0 && errno != EINTR) {
             snprintf(err, errlen, "poll: %s", strerror(errno));
@@ -555,7 +560,7 @@ static int race_next(struct race *r, size_t *b, struct get_src *src, struct bstr
         for (size_t i = 0; i < r->np; i++) {
             struct race_req *q = &r->p[i];
             int st = 0;
-            if (pr > 0 && pf[i].revents)
+            if ((pr > 0 && pf[i].revents) || upconn_ready(q->c))
                 st = race_step(r, q, now, err, errlen);
             bool stall = false;
             if (st == 0 && now < race_deadline(r, q, &stall))

@@ -35,6 +35,7 @@ void view_conf_free_tls(struct view_conf *conf)
     if (conf->client_key_pem)
         explicit_bzero(conf->client_key_pem, conf->client_key_len);
     free(conf->client_key_pem);
+    cas_tls_client_put(conf->tls);
 }
 
 void view_put(struct view *v)

@@ -37,6 +37,7 @@
 #include "httpd.h"
 #include "key.h"
 #include "ring.h"
+#include "tls_client.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -93,6 +94,9 @@ struct view_conf {
      * loaded (NULL when not set); given to libcurl as blobs. */
     char *ca_pem, *client_cert_pem, *client_key_pem;
     size_t ca_len, client_cert_len, client_key_len;
+    /* The same, as GnuTLS credentials for the pooled object reads from
+     * https:// backends (upstream.c); NULL when no backend is https://. */
+    struct cas_tls_client *tls;
 };
 
 struct view {

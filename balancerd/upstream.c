@@ -11,13 +11,15 @@
  *
  * Object reads (GET/HEAD from proxy.c) do not go through libcurl: upconn_*
  * at the end of this file speaks HTTP/1.1 itself on pooled keep-alive
- * connections, one blocking send and recv per small object.
+ * connections, one blocking send and recv per small object, in TLS
+ * (common/tls_client.c) for https:// backends.
  */
 #define _GNU_SOURCE
 #include "upstream.h"
 #include "ctl.h"
 #include "log.h"
 #include "num.h"
+#include "tls_client.h"
 #include "token.h"
 
 #include <errno.h>
@@ -182,6 +184,9 @@ void upstream_describe(const struct upstream_call *c, char *out, size_t outlen)
 
 struct upconn {
     int fd;
+    struct cas_tls_session *tls; /* https:// backends; NULL for http:// */
+    struct cas_tls_client *cl;   /* its credentials (a reference), for a redial */
+    bool handshaking;            /* tls: the handshake is not done; the request waits */
     bool keep_alive;   /* the peer lets us send another request */
     bool failed;
     bool until_close;  /* body without a length: ends when the peer closes */
@@ -203,6 +208,7 @@ struct upconn {
     char req[2048];
     char why[200];     /* what failed, once failed */
     char key[256];     /* host:port */
+    char host[256];    /* host (no brackets): the name the certificate must bear */
     char buf[UPCONN_BUF];
 };
 
@@ -222,6 +228,8 @@ static void upconn_destroy(struct upconn *c)
 {
     if (!c)
         return;
+    cas_tls_session_free(c->tls);
+    cas_tls_client_put(c->cl);
     if (c->fd >= 0)
         close(c->fd);
     free(c);
@@ -250,9 +258,11 @@ static struct upconn_idle *pool_slot(const char *key, bool add)
  * last response (a backend that answered twice, or sent more than its
  * Content-Length) would be read as the next request's answer; EOF or an
  * error means the peer is gone. Either way the connection is not reused. */
-static bool idle_unclean(int fd)
+static bool idle_unclean(const struct upconn *c)
 {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (c->tls && cas_tls_pending(c->tls))
+        return true;
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
     int r;
     do
         r = poll(&p, 1, 0);
@@ -272,7 +282,7 @@ static struct upconn *pool_take(const char *key)
             s->n--;
         }
         pthread_mutex_unlock(&pool_lock);
-        if (!c || !idle_unclean(c->fd))
+        if (!c || !idle_unclean(c))
             return c;
         upconn_destroy(c);
     }
@@ -303,13 +313,15 @@ static int set_rcvtimeo(struct upconn *c, unsigned ms)
     return 0;
 }
 
-/* Splits "http://host:port" into host and port; -ENOTSUP for other schemes. */
+/* Splits "http://host:port" or "https://host:port" into host and port
+ * (*tls for https); -ENOTSUP for other schemes and shapes. */
 static int split_url(const char *base, char *host, size_t hostlen, char *port, size_t portlen,
-                     const char **hostport)
+                     const char **hostport, bool *tls)
 {
-    if (strncmp(base, "http://", 7) != 0)
+    *tls = !strncmp(base, "https://", 8);
+    if (!*tls && strncmp(base, "http://", 7) != 0)
         return -ENOTSUP;
-    const char *hp = base + 7;
+    const char *hp = base + (*tls ? 8 : 7);
     *hostport = hp;
     const char *colon = strrchr(hp, ':');
     const char *h = hp;
@@ -365,12 +377,16 @@ static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t salen, u
     return 0;
 }
 
+/* A new connection to base (an https:// one with a TLS session over
+ * credentials cl, its handshake to come: upconn_handshake); NULL with err. */
 static struct upconn *upconn_connect(const char *base, const struct balancer_options *opt,
-                                     char *err, size_t errlen)
+                                     struct cas_tls_client *cl, char *err, size_t errlen)
 {
     char host[256], port[16];
     const char *hostport;
-    if (split_url(base, host, sizeof(host), port, sizeof(port), &hostport) < 0) {
+    bool tls;
+    if (split_url(base, host, sizeof(host), port, sizeof(port), &hostport, &tls) < 0 ||
+        (tls && !cl)) {
         snprintf(err, errlen, "unsupported backend url %s", base);
         return NULL;
     }
@@ -416,9 +432,21 @@ static struct upconn *upconn_connect(const char *base, const struct balancer_opt
         return NULL;
     }
     c->fd = fd;
+    c->tls = NULL;
+    c->cl = NULL;
+    c->handshaking = false;
     c->rcvtimeo_ms = 0;
     c->budgeted = false;
     snprintf(c->key, sizeof(c->key), "%s", hostport);
+    snprintf(c->host, sizeof(c->host), "%s", host);
+    if (tls) {
+        if (cas_tls_session_new(cl, fd, host, &c->tls, err, errlen) < 0) {
+            upconn_destroy(c);
+            return NULL;
+        }
+        c->cl = cas_tls_client_ref(cl);
+        c->handshaking = true;
+    }
     return c;
 }
 
@@ -436,9 +464,19 @@ static int send_all(int fd, const char *p, size_t len)
     return 0;
 }
 
+/* Sends all of c's bytes [p, p+len): plain, or in TLS. 0 or -errno. */
+static int conn_send_all(struct upconn *c, const char *p, size_t len)
+{
+    return c->tls ? cas_tls_send_all(c->tls, p, len) : send_all(c->fd, p, len);
+}
+
 /* recv into buf[end..]; > 0 bytes, 0 at EOF, -errno (-ETIMEDOUT on timeout). */
 static ssize_t recv_some(struct upconn *c, char *buf, size_t max)
 {
+    if (c->tls) {
+        ssize_t r = cas_tls_recv(c->tls, buf, max, false);
+        return r == -EAGAIN ? -ETIMEDOUT : r;
+    }
     for (;;) {
         ssize_t r = recv(c->fd, buf, max, 0);
         if (r >= 0)
@@ -630,15 +668,24 @@ static int parse_head(struct upconn *c, size_t hlen, bool is_head, struct bstrea
     return 0;
 }
 
-/* Sends c's request. */
+static int upconn_handshake(struct upconn *c, bool wait, unsigned first_byte_ms, char *err,
+                            size_t errlen);
+
+/* Sends c's request (on a TLS connection whose handshake is not done, the
+ * handshake begins, and the request goes once it is done:
+ * upconn_handshake). */
 static int exchange_send(struct upconn *c, unsigned first_byte_ms, char *err, size_t errlen)
 {
     c->start = c->end = 0;
     c->failed = false;
     c->got_bytes = false;
     int rc = set_rcvtimeo(c, first_byte_ms);
+    if (rc == 0 && c->handshaking) {
+        rc = upconn_handshake(c, false, first_byte_ms, err, errlen);
+        return rc < 0 ? rc : 0;
+    }
     if (rc == 0)
-        rc = send_all(c->fd, c->req, c->reqlen);
+        rc = conn_send_all(c, c->req, c->reqlen);
     if (rc < 0)
         snprintf(err, errlen, "sending the request to %s: %s", c->key,
                  rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
@@ -673,11 +720,56 @@ static int head_take(struct upconn *c, struct bstream_head *head, char *err, siz
         if (info)
             continue;
         if (!c->until_close && (int64_t)c->end > c->left) {
-            snprintf(err, errlen, "%s: more bytes than the response holds", c->key);
-            return -EPROTO;
+            /* Bytes after the end of the answer (a backend that answered
+             * twice, in the same write): the answer is taken (its body is
+             * checked against the key like any other), the rest dropped,
+             * and the connection is never used again. */
+            c->end = (size_t)c->left;
+            c->keep_alive = false;
         }
         return 1;
     }
+}
+
+/*
+ * Drives the TLS handshake of c as far as it goes; when it is done, sends
+ * the request that waited for it. With wait, polls for it until
+ * first_byte_ms after the request's start (a backend that accepts and never
+ * shakes hands costs what one that never answers costs); without, returns
+ * 0 when it needs the socket (poll upconn_events). 1 done, -ETIMEDOUT,
+ * -EPROTO (certificate refused), -ECONNRESET, -EIO; each with err.
+ */
+static int upconn_handshake(struct upconn *c, bool wait, unsigned first_byte_ms, char *err,
+                            size_t errlen)
+{
+    while (c->handshaking) {
+        int rc = cas_tls_handshake(c->tls, err, errlen);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            c->handshaking = false;
+            break;
+        }
+        if (!wait)
+            return 0;
+        uint64_t now = cas_now_ns(), end = c->started_ns + (uint64_t)first_byte_ms * 1000000;
+        if (now >= end) {
+            snprintf(err, errlen, "%s: TLS handshake not done in %u ms", c->key, first_byte_ms);
+            return -ETIMEDOUT;
+        }
+        struct pollfd p = {.fd = c->fd, .events = cas_tls_session_events(c->tls)};
+        if (poll(&p, 1, (int)((end - now + 999999) / 1000000)) < 0 && errno != EINTR) {
+            snprintf(err, errlen, "poll: %s", strerror(errno));
+            return -EIO;
+        }
+    }
+    int rc = conn_send_all(c, c->req, c->reqlen);
+    if (rc < 0) {
+        snprintf(err, errlen, "sending the request to %s: %s", c->key,
+                 rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+        return rc == -ETIMEDOUT ? rc : -EIO;
+    }
+    return 1;
 }
 
 /* Reads the response head to c's request, at most first_byte_ms after it
@@ -688,6 +780,11 @@ static int exchange_recv(struct upconn *c, unsigned first_byte_ms, struct bstrea
 {
     *nothing = true;
     uint64_t t0 = c->started_ns;
+    if (c->handshaking) {
+        int rc = upconn_handshake(c, true, first_byte_ms, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
     for (;;) {
         ssize_t r = recv_some(c, c->buf + c->end, sizeof(c->buf) - c->end);
         if (r <= 0) {
@@ -719,8 +816,11 @@ int upconn_start(struct balancer *bal, const struct view *v, const char *base, c
     *out = NULL;
     char host[256], port[16];
     const char *hostport;
-    if (split_url(base, host, sizeof(host), port, sizeof(port), &hostport) < 0) {
-        snprintf(err, errlen, "not an http:// backend");
+    bool tls;
+    struct cas_tls_client *cl = v->conf ? v->conf->tls : NULL;
+    if (split_url(base, host, sizeof(host), port, sizeof(port), &hostport, &tls) < 0 ||
+        (tls && !cl)) {
+        snprintf(err, errlen, "not an http:// or https:// backend");
         return -ENOTSUP;
     }
     char req[2048 + CAS_TOKEN_MAX]; /* request line, Host, token, Range */
@@ -763,7 +863,7 @@ int upconn_start(struct balancer *bal, const struct view *v, const char *base, c
     struct upconn *c = pool_take(hostport);
     for (;;) {
         bool reused = c != NULL;
-        if (!c && !(c = upconn_connect(base, opt, err, errlen)))
+        if (!c && !(c = upconn_connect(base, opt, cl, err, errlen)))
             return -EIO;
         c->io_timeout_ms = opt->io_timeout_ms;
         c->base = base;
@@ -789,6 +889,16 @@ int upconn_fd(const struct upconn *c)
     return c->fd;
 }
 
+short upconn_events(const struct upconn *c)
+{
+    return c->handshaking ? cas_tls_session_events(c->tls) : POLLIN;
+}
+
+bool upconn_ready(const struct upconn *c)
+{
+    return c->tls && !c->handshaking && cas_tls_pending(c->tls) > 0;
+}
+
 int upconn_finish(struct balancer *bal, struct upconn *c, struct upconn **out,
                   struct bstream_head *head, char *err, size_t errlen)
 {
@@ -808,7 +918,7 @@ int upconn_finish(struct balancer *bal, struct upconn *c, struct upconn **out,
         bool retry = c->reused && nothing && rc != -ETIMEDOUT;
         struct upconn *old = c;
         c = NULL;
-        if (retry && (c = upconn_connect(old->base, opt, err, errlen))) {
+        if (retry && (c = upconn_connect(old->base, opt, old->cl, err, errlen))) {
             c->io_timeout_ms = old->io_timeout_ms;
             c->base = old->base;
             c->reused = false;
@@ -834,10 +944,12 @@ void upconn_abandon(struct upconn *c)
 
 /* recv without waiting: > 0 bytes, 0 at EOF, -EAGAIN when nothing has
  * come, -errno. */
-static ssize_t recv_nowait(int fd, char *buf, size_t max)
+static ssize_t recv_nowait(struct upconn *c, char *buf, size_t max)
 {
+    if (c->tls)
+        return cas_tls_recv(c->tls, buf, max, true);
     for (;;) {
-        ssize_t r = recv(fd, buf, max, MSG_DONTWAIT);
+        ssize_t r = recv(c->fd, buf, max, MSG_DONTWAIT);
         if (r >= 0)
             return r;
         if (errno == EINTR)
@@ -865,12 +977,16 @@ static int body_recv_failed(struct upconn *c, ssize_t n, char *err, size_t errle
  * a new connection, which takes the old one's place in c. */
 static int upconn_redial(struct balancer *bal, struct upconn *c, char *err, size_t errlen)
 {
-    struct upconn *n = upconn_connect(c->base, &bal->opt, err, errlen);
+    struct upconn *n = upconn_connect(c->base, &bal->opt, c->cl, err, errlen);
     if (!n)
         return -EIO;
     close(c->fd);
     c->fd = n->fd;
     c->rcvtimeo_ms = n->rcvtimeo_ms;
+    cas_tls_session_free(c->tls);
+    c->tls = n->tls; /* over the same fd */
+    c->handshaking = n->handshaking;
+    n->tls = NULL;
     n->fd = -1;
     upconn_destroy(n);
     c->reused = false;
@@ -881,8 +997,13 @@ static int upconn_redial(struct balancer *bal, struct upconn *c, char *err, size
 int upconn_head_step(struct balancer *bal, struct upconn *c, struct bstream_head *head, char *err,
                      size_t errlen)
 {
+    if (c->handshaking) {
+        int rc = upconn_handshake(c, false, 0, err, errlen);
+        if (rc <= 0)
+            return rc;
+    }
     for (;;) {
-        ssize_t r = recv_nowait(c->fd, c->buf + c->end, sizeof(c->buf) - c->end);
+        ssize_t r = recv_nowait(c, c->buf + c->end, sizeof(c->buf) - c->end);
         if (r == -EAGAIN)
             return 0;
         if (r <= 0) {
@@ -916,7 +1037,7 @@ ssize_t upconn_prefetch_nowait(struct upconn *c, char *err, size_t errlen)
     size_t max = sizeof(c->buf);
     if (!c->until_close && (int64_t)max > c->left)
         max = (size_t)c->left;
-    ssize_t n = recv_nowait(c->fd, c->buf, max);
+    ssize_t n = recv_nowait(c, c->buf, max);
     if (n == -EAGAIN)
         return -EAGAIN;
     if (n == 0 && c->until_close)
@@ -937,7 +1058,7 @@ ssize_t upconn_read_nowait(struct upconn *c, char *buf, size_t max, char *err, s
         max = (size_t)c->left;
     if (max == 0)
         return 0;
-    ssize_t n = recv_nowait(c->fd, buf, max);
+    ssize_t n = recv_nowait(c, buf, max);
     if (n == -EAGAIN)
         return -EAGAIN;
     if (n == 0 && c->until_close)

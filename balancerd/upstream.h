@@ -100,6 +100,13 @@ int upconn_start(struct balancer *bal, const struct view *v, const char *base, c
                  const char *method, const char *range, struct upconn **out, char *err,
                  size_t errlen);
 int upconn_fd(const struct upconn *c);
+/* What to poll upconn_fd for: POLLIN, or POLLOUT while a TLS handshake
+ * waits to send. */
+short upconn_events(const struct upconn *c);
+/* True when bytes of the answer are already in (decrypted TLS records):
+ * upconn_head_step or a read makes progress without the fd polling
+ * readable. */
+bool upconn_ready(const struct upconn *c);
 int upconn_finish(struct balancer *bal, struct upconn *c, struct upconn **out,
                   struct bstream_head *head, char *err, size_t errlen);
 void upconn_abandon(struct upconn *c);

@@ -45,6 +45,13 @@ static int read_tls_files(const struct config *cfg, struct view_conf *conf, bool
     if (rc == 0 && cfg->tls_client_key)
         rc = cas_pem_read(cfg->tls_client_key, "tls_client_key", true, &conf->client_key_pem,
                           &conf->client_key_len, msg, sizeof(msg));
+    bool https = false;
+    for (size_t i = 0; i < cfg->nbackends; i++)
+        https |= !strncmp(cfg->backends[i].url, "https://", 8);
+    if (rc == 0 && https)
+        rc = cas_tls_client_new(conf->ca_pem, conf->ca_len, conf->client_cert_pem,
+                                conf->client_cert_len, conf->client_key_pem,
+                                conf->client_key_len, &conf->tls, msg, sizeof(msg));
     if (rc < 0)
         snprintf(err, errlen, "%s: %s", cfg->path, msg);
     return rc;

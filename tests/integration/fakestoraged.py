@@ -6,12 +6,34 @@ test's process (HTTPS with tls=) that answers the balancer's probes (/ring, /sta
 the subclass.
 """
 import json
+import os
 import random
 import socket
 import ssl
+import subprocess
 import threading
 
 PROBES = ("/status", "/gc", "/capacity", "/compact", "/ring")
+
+
+def make_pki(directory):
+    """A CA and a server certificate for 127.0.0.1 (an IP subjectAltName),
+    valid 30 days, made with openssl in directory: (CA PEM path, (cert
+    path, key path))."""
+    os.makedirs(directory, exist_ok=True)
+
+    def run(*a):
+        subprocess.run(a, cwd=directory, check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=fake-ca")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(directory, "ext"), "w") as fh:
+        fh.write("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "srv.pem", "-days", "30", "-extfile", "ext")
+    return (os.path.join(directory, "ca.pem"),
+            (os.path.join(directory, "srv.pem"), os.path.join(directory, "srv.key")))
 
 
 class FakeStoraged:

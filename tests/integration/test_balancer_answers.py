@@ -21,7 +21,6 @@ import http.client
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 import unittest
@@ -31,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_balancer_integrity as tbi  # noqa: E402  (the module: its tests are not run again here)
 from harness import TempDirTest, sha1  # noqa: E402
 from test_balancerd import Balancer  # noqa: E402
+from fakestoraged import make_pki  # noqa: E402
 
 HUGE = "99999999999999999999999"  # 23 digits, past 2^64
 
@@ -234,18 +234,7 @@ class SlashKeyTest(AnswersTest):
 
 class TlsPoolTest(AnswersTest):
     def pki(self):
-        d = os.path.join(self.tmp, "pki")
-        os.makedirs(d, exist_ok=True)
-        run = lambda *a: subprocess.run(a, cwd=d, check=True, capture_output=True)  # noqa: E731
-        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=answers-ca")
-        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
-        with open(os.path.join(d, "ext"), "w") as fh:
-            fh.write("subjectAltName=IP:127.0.0.1\n")
-        run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "srv.pem", "-days", "30", "-extfile", "ext")
-        return os.path.join(d, "ca.pem"), (os.path.join(d, "srv.pem"), os.path.join(d, "srv.key"))
+        return make_pki(os.path.join(self.tmp, "pki"))
 
     def stray_answer(self, mode, size):
         ca, cert = self.pki()

@@ -484,5 +484,40 @@ class TestTlsReload(TlsTest):
         raise AssertionError(f"no {text!r} in the log: {d.log_text()[-2000:]}")
 
 
+
+class TestTlsHungBackend(TlsTest):
+    def test_reads_hedge_past_a_frozen_https_storaged(self):
+        """SPEC (Partial failure): a hung backend costs a reader no more
+        than a dead one, https:// backends too. The balancer's reads from
+        them were opened through libcurl, alone, and never hedged: with one
+        mTLS storaged frozen (SIGSTOP: it accepts connections in the kernel
+        and never answers, nor shakes hands on a new one), a read of which
+        it held the first copy took the 10 s first-byte timeout (attack a6
+        t5). Now each is raced like an http:// read."""
+        stores = [self.storaged(f"s{i}") for i in range(2)]
+        b = self.balancer(stores)
+        objs = [os.urandom(size) for size in (100, 5000, 70_000, 300_000, 1 << 20) * 3]
+        for o in objs:
+            st, body = https(b.port, "PUT", f"/objects/{sha1(o)}", body=o)
+            self.assertEqual(st, 201, body)
+        for o in objs:  # warm the pools and the latency figures
+            self.assertEqual(https(b.port, "GET", f"/objects/{sha1(o)}"), (200, o))
+        os.kill(stores[0].pid, signal.SIGSTOP)
+        try:
+            worst = 0
+            for o in objs + objs:  # pooled connections first, then new handshakes
+                t0 = time.time()
+                self.assertEqual(https(b.port, "GET", f"/objects/{sha1(o)}", timeout=30), (200, o))
+                worst = max(worst, time.time() - t0)
+            # Far below the 10 s first-byte timeout (the hedge delay is at
+            # most 50 ms; the margin is for a loaded test machine).
+            self.assertLess(worst, 5.0)
+        finally:
+            os.kill(stores[0].pid, signal.SIGCONT)
+        st, body = https(b.port, "GET", "/metrics")
+        hedged = [l for l in body.decode().splitlines() if l.startswith("cas_balancer_hedged_reads_total")]
+        self.assertTrue(hedged and float(hedged[0].split()[1]) > 0, hedged)
+
+
 if __name__ == "__main__":
     unittest.main()

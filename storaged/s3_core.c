@@ -27,6 +27,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 void s3_object_key(const struct s3_store *st, const unsigned char *digest, char *out, size_t outlen)
@@ -86,6 +87,40 @@ int s3_sync_to(struct s3_store *st, const struct journal_pos *pos, char *err, si
         return -EIO;
     }
     return 0;
+}
+
+int s3_index_room(struct s3_store *st, unsigned records, bool removal, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&st->lock);
+    uint64_t objects = st->objects;
+    pthread_mutex_unlock(&st->lock);
+    uint64_t kept = removal ? 0 : objects * S3_REMOVAL_ROOM_PER_OBJECT + S3_ROOM_MARGIN;
+    uint64_t need = (uint64_t)records * FMT_RECORD_SIZE;
+    struct stat sb;
+    if (!removal && fstat(st->journal.fd, &sb) == 0) {
+        /* The room is allocated to s3-index itself (past its end, its size
+         * unchanged), as the disk backend preallocates its index: what a
+         * DELETE appends then needs no new block, whatever else fills the
+         * file system meanwhile. */
+        int rc = fallocate(st->journal.fd, FALLOC_FL_KEEP_SIZE, 0,
+                           (off_t)((uint64_t)sb.st_size + kept + need));
+        if (rc == 0 || (errno != ENOSPC && errno != EDQUOT))
+            return 0; /* allocated, or not supported here: the append says */
+    } else if (removal) {
+        /* Room allocated past the index's end (above), or free blocks. */
+        struct statvfs sv;
+        if (fstat(st->journal.fd, &sb) < 0 || fstatvfs(st->dirfd, &sv) < 0 ||
+            (uint64_t)sb.st_blocks * 512 >= (uint64_t)sb.st_size + need ||
+            (uint64_t)sv.f_bavail * sv.f_frsize >= need)
+            return 0;
+    }
+    struct statvfs sv;
+    uint64_t avail = fstatvfs(st->dirfd, &sv) == 0 ? (uint64_t)sv.f_bavail * sv.f_frsize : 0;
+    snprintf(err, errlen,
+             "%s is full: %" PRIu64 " bytes free for %s, %" PRIu64 " of them kept for removing "
+             "the %" PRIu64 " stored objects; nothing changed",
+             st->dir, avail, S3_INDEX, kept, objects);
+    return -ENOSPC;
 }
 
 int s3_refuse_read_only(struct s3_store *st, char *err, size_t errlen)

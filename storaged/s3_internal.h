@@ -46,6 +46,17 @@ struct inflight {
     struct inflight *next;
 };
 
+/* A key whose bucket tombstone (tombs/<hex>.deleted) one request is
+ * writing or removing, together with the index record that goes with it
+ * (a client DELETE: the tombstone, then its records; a client PUT over a
+ * tombstone: the removal, then its PUT record). One holder per key at a
+ * time (s3_store.c tomb_hold), so the bucket's word never ends up
+ * contradicting the index's last record for the key. */
+struct tomb_hold {
+    unsigned char digest[CAS_MAX_DIGEST];
+    struct tomb_hold *next;
+};
+
 struct s3_store {
     struct store base;
     struct s3_client cli;
@@ -65,6 +76,7 @@ struct s3_store {
      * before it (s3_tomb_deleted_since). */
     uint64_t delete_seq;
     struct inflight *inflight;
+    struct tomb_hold *tomb_holds; /* under lock; waiters wait on changed */
     bool gc_active;
     uint64_t gc_id, last_gc_id;
     uint64_t gc_ended_id; /* the cycle gc/end last ended (s3_gc.c; kept by replay and snapshots) */
@@ -179,6 +191,21 @@ int s3_append(struct s3_store *st, const struct fmt_record *r, size_t n, struct 
 /* Waits until the journal is durable up to pos; -EIO turns the store read-only. */
 int s3_sync_to(struct s3_store *st, const struct journal_pos *pos, char *err, size_t errlen);
 int s3_refuse_read_only(struct s3_store *st, char *err, size_t errlen);
+
+/* Index room kept on --dir's file system for removing every stored object
+ * (a DEL and a TOMB record each), plus a margin. */
+#define S3_REMOVAL_ROOM_PER_OBJECT (2 * FMT_RECORD_SIZE)
+#define S3_ROOM_MARGIN (64 * 1024)
+/*
+ * Whether --dir's file system (statvfs) has room for `records` more index
+ * records: a removal (removal true) may use all of it; anything else must
+ * leave S3_REMOVAL_ROOM_PER_OBJECT per stored object plus S3_ROOM_MARGIN,
+ * so that a full --dir never stops a DELETE (as the disk backend keeps
+ * room for removals). Checked before a request changes anything (the
+ * bucket included). 0, or -ENOSPC with a message saying what is free and
+ * what is kept. Caller need not hold st->lock.
+ */
+int s3_index_room(struct s3_store *st, unsigned records, bool removal, char *err, size_t errlen);
 /* Caller holds st->lock: the entry of digest not being deleted, or OBJTAB_NONE. */
 uint32_t s3_find_live(struct s3_store *st, const unsigned char *digest, struct objtab_entry *en);
 void s3_unmark(struct s3_store *st, uint32_t e, const struct objtab_entry *en);

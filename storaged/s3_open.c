@@ -269,7 +269,8 @@ static bool object_digest(struct s3_store *st, const char *name, struct cas_key 
 }
 
 struct rebuild {
-    uint64_t found, skipped, tombs;
+    uint64_t found, skipped, tombs, left;
+    struct objtab tombed; /* keys with tombs/<hex>.deleted in the bucket (expired or not) */
     char *err;
     size_t errlen;
 };
@@ -280,6 +281,21 @@ static int rebuild_one(struct s3_store *st, const struct s3_list_item *it, void 
     struct cas_key k;
     if (!object_digest(st, it->key, &k)) {
         rb->skipped++;
+        return 0;
+    }
+    if (objtab_find(&rb->tombed, k.digest) != OBJTAB_NONE) {
+        /* The bucket still says "deleted": a client PUT after the delete
+         * removes tombs/<hex>.deleted before its record (and fails if it
+         * cannot), so this is the upload of a write the delete refused,
+         * or of one that failed, which was not taken back. Not indexed; the
+         * next start's sweep removes it (no s3-clean marker is left). */
+        char hex[CAS_MAX_HEX + 1];
+        cas_hex_encode(k.digest, st->base.algo->digest_len, hex);
+        log_warn("s3: objects/%s stays out of the rebuilt index: the bucket's tombstone of the "
+                 "key stands (an upload a delete refused, not taken back)",
+                 hex);
+        st->debris = true;
+        rb->left++;
         return 0;
     }
     struct fmt_record r;
@@ -299,8 +315,8 @@ static int rebuild_one(struct s3_store *st, const struct s3_list_item *it, void 
  * may run ahead of this node's: the rebuild's time would let a write
  * stamped before the delete through). A body written before the stamp was
  * kept (empty) or one this version cannot read counts from now: the TTL
- * only grows. Skipped when the object is there (a PUT after the delete
- * whose removal of tombs/<hex>.deleted failed). */
+ * only grows. Read before the objects: an object beside its key's
+ * tombstone stays out (rebuild_one). */
 static int rebuild_tomb(struct s3_store *st, const struct s3_list_item *it, void *cls)
 {
     struct rebuild *rb = cls;
@@ -328,6 +344,10 @@ static int rebuild_tomb(struct s3_store *st, const struct s3_list_item *it, void
                  "counts from now",
                  it->key, it->size);
     }
+    if (objtab_insert(&rb->tombed, k.digest, 0, 0, 0, 0) == OBJTAB_NONE) {
+        snprintf(rb->err, rb->errlen, "out of memory");
+        return -ENOMEM;
+    }
     struct fmt_record r;
     struct journal_pos pos;
     s3_record(st, &r, REC_TOMB, k.digest);
@@ -354,10 +374,15 @@ static int rebuild_index(struct s3_store *st, char *err, size_t errlen)
     int rc = s3_write_header(st, fd, err, errlen);
     journal_init(&st->journal, fd, FMT_RECORD_SIZE);
     struct rebuild rb = {.err = err, .errlen = errlen};
-    if (rc == 0)
-        rc = list_prefix(st, "objects%2F", rebuild_one, &rb, err, errlen);
+    if (rc == 0 && objtab_init(&rb.tombed, st->base.algo->digest_len) < 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+    }
     if (rc == 0)
         rc = list_prefix(st, "tombs%2F", rebuild_tomb, &rb, err, errlen);
+    if (rc == 0)
+        rc = list_prefix(st, "objects%2F", rebuild_one, &rb, err, errlen);
+    objtab_destroy(&rb.tombed);
     if (rc == 0 && (fdatasync(fd) < 0 || renameat(st->dirfd, tmp, st->dirfd, S3_INDEX) < 0 ||
                     fsync(st->dirfd) < 0)) {
         snprintf(err, errlen, "cannot write %s/%s: %s", st->dir, S3_INDEX, strerror(errno));
@@ -370,9 +395,9 @@ static int rebuild_index(struct s3_store *st, char *err, size_t errlen)
         return rc;
     }
     log_info("s3: %s/%s built from the bucket: %" PRIu64 " objects, %" PRIu64 " bytes, %" PRIu64
-             " tombstones%s",
+             " tombstones%s; %" PRIu64 " objects left out (their key's tombstone stands)",
              st->dir, S3_INDEX, rb.found, st->bytes, rb.tombs,
-             rb.skipped ? " (keys not of this store skipped)" : "");
+             rb.skipped ? " (keys not of this store skipped)" : "", rb.left);
     return 0;
 }
 
@@ -476,11 +501,14 @@ static int sweep_one(struct s3_store *st, const struct s3_list_item *it, void *c
     if (!tmp) {
         char hex[CAS_MAX_HEX + 1];
         cas_hex_encode(k.digest, st->base.algo->digest_len, hex);
-        /* The index's tombstone may be older than the bucket (an index cut
-         * back or restored): the bucket says whether it still stands. */
-        int tombed = 0;
-        if (s3_tomb_in_force(st, k.digest) &&
-            (tombed = bucket_tomb_present(st, k.digest, err, sizeof(err))) < 0) {
+        /* The bucket says whether the key stays deleted, whatever the index
+         * holds: its tombstone may be older than the bucket (an index cut
+         * back or restored), or expired (a node down for longer than the
+         * tombstones last) while the bucket's still stands. A client PUT
+         * removes the bucket's before its record, so one that stands means
+         * this is an upload the delete refused, or a write that failed. */
+        int tombed = bucket_tomb_present(st, k.digest, err, sizeof(err));
+        if (tombed < 0) {
             char why[400];
             snprintf(why, sizeof(why), "its tombstone cannot be looked up (%s)", err);
             sweep_leave(st, sw, hex, why);

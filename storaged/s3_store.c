@@ -51,6 +51,35 @@ static void s3_inflight_remove(struct s3_store *st, struct inflight *f)
         }
 }
 
+/* Takes the key's tombstone hold (struct tomb_hold), waiting for another
+ * holder to let go. Caller holds st->lock (released while it waits). */
+static void tomb_hold(struct s3_store *st, struct tomb_hold *h, const unsigned char *digest)
+{
+    size_t dl = st->base.algo->digest_len;
+    for (;;) {
+        bool busy = false;
+        for (struct tomb_hold *x = st->tomb_holds; x && !busy; x = x->next)
+            busy = !memcmp(x->digest, digest, dl);
+        if (!busy)
+            break;
+        pthread_cond_wait(&st->changed, &st->lock);
+    }
+    memcpy(h->digest, digest, dl);
+    h->next = st->tomb_holds;
+    st->tomb_holds = h;
+}
+
+/* Lets go of hold h (taken by tomb_hold). Caller holds st->lock. */
+static void tomb_release(struct s3_store *st, struct tomb_hold *h)
+{
+    for (struct tomb_hold **p = &st->tomb_holds; *p; p = &(*p)->next)
+        if (*p == h) {
+            *p = h->next;
+            pthread_cond_broadcast(&st->changed);
+            return;
+        }
+}
+
 /* Flags entry e DELETING, deletes it in the bucket, then removes it and
  * records del (a REC_DEL, plus extra records, appended with it). Caller
  * holds st->lock, which is released during the bucket request. */
@@ -135,12 +164,51 @@ static int undo_upload(struct s3_store *st, const unsigned char *digest, uint64_
 
 /* ---- writes ---------------------------------------------------------------------------- */
 
+/* A write whose PUT record could not be appended after its upload (the
+ * index's file system full, say): what it uploaded is taken back, and a
+ * tombstone it lifted (lifted; its hold still held) is written back with
+ * the stamp in force, so that the failure changes nothing, in the index
+ * or in the bucket (the sweep after a crash would otherwise adopt the
+ * upload: a DELETE undone by a write that failed). Caller holds st->lock,
+ * released during the bucket requests; failures are logged (the upload,
+ * unlisted, then waits for the next start's sweep). */
+static void unrecorded(struct s3_store *st, struct store_put *p, const unsigned char *digest,
+                       bool lifted)
+{
+    char hex[CAS_MAX_HEX + 1], uerr[400];
+    cas_hex_encode(digest, st->base.algo->digest_len, hex);
+    if (undo_upload(st, digest, p->received, uerr, sizeof(uerr)) < 0)
+        log_warn("s3: cannot remove the upload of %s, whose record failed: %s", hex, uerr);
+    uint32_t t = objtab_find(&st->tombs, digest);
+    struct objtab_entry ten;
+    if (lifted && t != OBJTAB_NONE && objtab_get(&st->tombs, t, &ten) &&
+        s3_tomb_entry_in_force(st, &ten)) {
+        uint64_t stamp = ten.offset;
+        pthread_mutex_unlock(&st->lock);
+        if (s3_bucket_tomb(st, digest, true, stamp, uerr, sizeof(uerr)) < 0) {
+            st->debris = true;
+            log_error("s3: cannot write the tombstone of %s back to the bucket: %s", hex, uerr);
+        }
+        pthread_mutex_lock(&st->lock);
+    }
+}
+
 int s3_put_begin(struct store *s, const struct cas_key *expect, uint64_t size_hint,
                  struct store_put **out, char *err, size_t errlen)
 {
     struct s3_store *st = s3_of(s);
     int rc = s3_refuse_read_only(st, err, errlen);
     if (rc < 0)
+        return rc;
+    /* A new object needs its PUT record beside the room kept for removals
+     * (a stored one only re-uploads: no record, or an UNMARK). */
+    bool stored = false;
+    if (expect) {
+        pthread_mutex_lock(&st->lock);
+        stored = s3_find_live(st, expect->digest, &(struct objtab_entry){0}) != OBJTAB_NONE;
+        pthread_mutex_unlock(&st->lock);
+    }
+    if (!stored && (rc = s3_index_room(st, 1, false, err, errlen)) < 0)
         return rc;
     if (st->max_object_size && size_hint != UINT64_MAX && size_hint > st->max_object_size) {
         snprintf(err, errlen, "object of %" PRIu64 " bytes is over the limit of %" PRIu64,
@@ -588,8 +656,6 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
             deleted_during = true;
             break;
         }
-        /* A client write stored over a client delete's tombstone. */
-        bool lift = !p->copy && !lifted && s3_tomb_in_force(st, digest);
         me.clobbered = false;
         me.next = st->inflight;
         st->inflight = &me;
@@ -602,26 +668,6 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
             rc = s3_sums_upload(st, digest, p->received, &p->sums, err, errlen);
         if (rc == 0)
             rc = publish(p, digest, err, errlen);
-        /* The bucket's tombstone (tombs/<hex>.deleted) goes before the PUT
-         * record, and the write fails if it cannot: the sweep after a crash
-         * and a rebuild of the index from the bucket take the bucket's word
-         * on whether the key stays deleted, so a stale one would delete or
-         * hide this acknowledged object once the index lost its record
-         * (restored from a backup, or cut back). A crash between the two
-         * leaves an unanswered write, which the sweep adopts. */
-        if (rc == 0 && lift) {
-            char terr[300];
-            if (s3_bucket_tomb(st, digest, false, 0, terr, sizeof(terr)) < 0) {
-                snprintf(err, errlen,
-                         "cannot remove the key's tombstone from the bucket (%s): nothing "
-                         "stored; send it again",
-                         terr);
-                rc = -EIO;
-                undo = true;
-            } else {
-                lifted = true;
-            }
-        }
         pthread_mutex_lock(&st->lock);
         s3_inflight_remove(st, &me);
         /* A delete (DELETE, gc/end) that flagged the key during the
@@ -651,25 +697,54 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
             break;
         }
     }
+    /*
+     * A client write stored over a client delete's tombstone removes the
+     * bucket's (tombs/<hex>.deleted) before its PUT record, and fails if it
+     * cannot: the sweep after a crash and a rebuild of the index from the
+     * bucket take the bucket's word on whether the key stays deleted, so a
+     * stale one would delete or hide this acknowledged object once the
+     * index lost its record (restored from a backup, or cut back). The
+     * key's tombstone hold covers the removal and the record (or, when the
+     * record fails, the tombstone written back): a DELETE of the key, which
+     * takes the same hold for its tombstone and records, comes wholly before
+     * or wholly after, so no request's tombstone lands between them. A
+     * crash between the two leaves an unanswered write, which the sweep
+     * adopts.
+     */
+    struct tomb_hold hold;
+    bool held = false;
+    if (rc == 0 && !refused && !undo && !deleted_during && !p->copy &&
+        s3_tomb_in_force(st, digest) &&
+        s3_find_live(st, digest, &(struct objtab_entry){0}) == OBJTAB_NONE) {
+        tomb_hold(st, &hold, digest);
+        held = true;
+        /* A delete that held the key while we waited has recorded by now. */
+        in_flight = s3_tomb_deleted_since(st, digest, p->delete_seq);
+        if (in_flight || s3_tomb_outranks(st, digest, p->stamp)) {
+            deleted_during = deleted_after_upload = true;
+        } else if (s3_tomb_in_force(st, digest)) {
+            char terr[300];
+            pthread_mutex_unlock(&st->lock);
+            int trc = s3_bucket_tomb(st, digest, false, 0, terr, sizeof(terr));
+            pthread_mutex_lock(&st->lock);
+            if (trc < 0) {
+                snprintf(err, errlen,
+                         "cannot remove the key's tombstone from the bucket (%s): nothing "
+                         "stored; send it again",
+                         terr);
+                rc = -EIO;
+                undo = true;
+            } else {
+                lifted = true;
+            }
+        }
+    }
     st->reserved -= p->received;
     if (deleted_during) {
         char hex[CAS_MAX_HEX + 1], uerr[400];
         cas_hex_encode(digest, dl, hex);
         if (deleted_after_upload && undo_upload(st, digest, p->received, uerr, sizeof(uerr)) < 0)
             log_warn("s3: cannot remove the upload of %s, deleted during its write: %s", hex, uerr);
-        /* This write removed the bucket's tombstone, and the delete that
-         * refused it may have written its own just before: written again
-         * with the stamp in force (best effort: the index keeps it). */
-        uint32_t t = objtab_find(&st->tombs, digest);
-        struct objtab_entry ten;
-        if (lifted && t != OBJTAB_NONE && objtab_get(&st->tombs, t, &ten) &&
-            s3_tomb_entry_in_force(st, &ten)) {
-            uint64_t stamp = ten.offset;
-            pthread_mutex_unlock(&st->lock);
-            if (s3_bucket_tomb(st, digest, true, stamp, uerr, sizeof(uerr)) < 0)
-                log_warn("s3: cannot write the tombstone of %s back to the bucket: %s", hex, uerr);
-            pthread_mutex_lock(&st->lock);
-        }
         snprintf(err, errlen,
                  "object %s was deleted here %s: nothing stored (send it again to store it after "
                  "the delete)",
@@ -693,6 +768,8 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
         }
     }
     if (rc < 0) {
+        if (held)
+            tomb_release(st, &hold);
         pthread_mutex_unlock(&st->lock);
         goto out;
     }
@@ -730,7 +807,11 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
                 s3_tomb_clear(st, digest);
             }
         }
+        if (rc < 0)
+            unrecorded(st, p, digest, lifted);
     }
+    if (held)
+        tomb_release(st, &hold);
     pthread_mutex_unlock(&st->lock);
     if (rc == 0 && sync)
         rc = s3_sync_to(st, &pos, err, errlen);
@@ -911,12 +992,26 @@ static int remove_common(struct store *s, const struct cas_key *key, bool tomb, 
         return rc;
     /* The tombstone goes to the bucket first (tombs/<hex>.deleted), so a --dir
      * rebuilt from the bucket keeps refusing copies of the key; if that
-     * fails nothing has changed. */
-    if (tomb && (rc = s3_bucket_tomb(st, key->digest, true, stamp, err, errlen)) < 0)
-        return rc;
+     * fails nothing has changed. The key's tombstone hold covers it and the
+     * records: a client PUT lifting an older tombstone of the key comes
+     * wholly before or after (tomb_hold). */
+    if ((rc = s3_index_room(st, tomb ? 2 : 1, true, err, errlen)) < 0)
+        return rc; /* before the bucket: a refused DELETE changes nothing */
+    struct tomb_hold hold;
+    pthread_mutex_lock(&st->lock);
+    if (tomb) {
+        tomb_hold(st, &hold, key->digest);
+        pthread_mutex_unlock(&st->lock);
+        rc = s3_bucket_tomb(st, key->digest, true, stamp, err, errlen);
+        pthread_mutex_lock(&st->lock);
+        if (rc < 0) {
+            tomb_release(st, &hold);
+            pthread_mutex_unlock(&st->lock);
+            return rc;
+        }
+    }
     struct journal_pos pos;
     struct objtab_entry en;
-    pthread_mutex_lock(&st->lock);
     /* Another delete of the key in progress: wait for it, then see. */
     for (;;) {
         uint32_t e = objtab_find(&st->tab, key->digest);
@@ -942,6 +1037,8 @@ static int remove_common(struct store *s, const struct cas_key *key, bool tomb, 
     } else if (rc == 0 && !found) {
         journal_now(&st->journal, &pos);
     }
+    if (tomb)
+        tomb_release(st, &hold);
     pthread_mutex_unlock(&st->lock);
     if (rc == 0)
         rc = s3_sync_to(st, &pos, err, errlen);

@@ -342,11 +342,11 @@ class S3ReputTombstoneLift(ProxiedS3Test):
         self.assertEqual(self.c.get(k).body, d)
         self.assertIn(f"objects/{k}", self.s3.list_objects())
 
-    def test_refused_reput_puts_the_tombstone_back(self):
-        """A re-PUT that a DELETE overtakes during its upload, after the
-        re-PUT removed the bucket's tombstone, is refused 409 and writes the
-        tombstone back: the bucket keeps saying the key is deleted (the
-        DELETE's own tombstone went in just before the removal)."""
+    def test_overtaken_reput_leaves_the_tombstone(self):
+        """A re-PUT that a DELETE overtakes during its upload is refused 409
+        before it touches the bucket's tombstone (it removes it only after
+        its upload, holding the key against DELETEs until its record is in):
+        the bucket keeps saying the key is deleted, and the upload is gone."""
         d = os.urandom(30_000)
         k = sha1(d)
         self.assertEqual(self.c.put(d).status, 201)

@@ -207,8 +207,7 @@ struct upconn {
     size_t reqlen;
     char req[2048];
     char why[200];     /* what failed, once failed */
-    char key[256];     /* host:port */
-    char host[256];    /* host (no brackets): the name the certificate must bear */
+    char key[256];     /* host:port, "https://host:port" in TLS: the pool's key */
     char buf[UPCONN_BUF];
 };
 
@@ -437,8 +436,7 @@ static struct upconn *upconn_connect(const char *base, const struct balancer_opt
     c->handshaking = false;
     c->rcvtimeo_ms = 0;
     c->budgeted = false;
-    snprintf(c->key, sizeof(c->key), "%s", hostport);
-    snprintf(c->host, sizeof(c->host), "%s", host);
+    snprintf(c->key, sizeof(c->key), "%s%s", tls ? "https://" : "", hostport);
     if (tls) {
         if (cas_tls_session_new(cl, fd, host, &c->tls, err, errlen) < 0) {
             upconn_destroy(c);
@@ -860,7 +858,9 @@ int upconn_start(struct balancer *bal, const struct view *v, const char *base, c
     }
     const struct balancer_options *opt = &bal->opt;
     uint64_t t0 = cas_now_ns();
-    struct upconn *c = pool_take(hostport);
+    char key[sizeof(((struct upconn *)0)->key)];
+    snprintf(key, sizeof(key), "%s%s", tls ? "https://" : "", hostport);
+    struct upconn *c = pool_take(key);
     for (;;) {
         bool reused = c != NULL;
         if (!c && !(c = upconn_connect(base, opt, cl, err, errlen)))

@@ -1867,6 +1867,106 @@ static void test_adoption_follows_commit_rule(void)
         free(d[i]);
 }
 
+/* Whether data file `file` (generation 0) of dir holds a frame marked
+ * removed in place ("CASD") at off. */
+static bool frame_dead_at(const char *dir, unsigned file, uint64_t off)
+{
+    char name[32], path[300];
+    fmt_datafile_name(file, 0, name, sizeof(name));
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    unsigned char h[FMT_FRAME_HEADER];
+    int fd = open(path, O_RDONLY);
+    bool got = fd >= 0 && pread(fd, h, sizeof(h), (off_t)off) == (ssize_t)sizeof(h);
+    if (fd >= 0)
+        close(fd);
+    struct fmt_frame fr;
+    struct fmt_removal rm;
+    return got && fmt_frame_at(h, SHA1->id, UINT64_MAX / 2, &fr, &rm) == FMT_AT_DEAD;
+}
+
+/*
+ * A frame a client delete's tombstone refuses (a write the DELETE overtook,
+ * left whole, unindexed and unmarked by a crash) is marked removed in place
+ * by start-up (use_fsck false) or by fsck --repair (true), so that once the
+ * tombstone no longer stands (it expired: here, the index cut back before
+ * it) nothing indexes it again (attack a7 8: the old code only skipped it).
+ */
+static void refused_frame_marked(bool use_fsck)
+{
+    char dir[256], path[300];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    unsigned char *other = make_data(700, 9100), *d = make_data(5000, 9101);
+    CU_ASSERT_EQUAL(put(s, other, 700, false, NULL), 0);
+    snprintf(path, sizeof(path), "%s/index", dir);
+    struct stat st;
+    CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+    off_t cut = st.st_size;
+    struct cas_key k = key_of(s, d, 5000);
+    CU_ASSERT_EQUAL(put(s, d, 5000, false, NULL), 0);
+    struct disk_store *dd = disk_of(s);
+    uint32_t e = objtab_find(&dd->tab, k.digest);
+    struct objtab_entry en;
+    CU_ASSERT_FATAL(e != OBJTAB_NONE && objtab_get(&dd->tab, e, &en));
+    /* The TOMB of a DELETE stamped after the write (one that overtook it). */
+    struct fmt_record r;
+    unsigned char rec[FMT_RECORD_SIZE];
+    pthread_rwlock_wrlock(&dd->lock);
+    tomb_record(dd, &r, k.digest, TOMB_DELETED, disk_now_s(), cas_stamp_now() + 1000000);
+    pthread_rwlock_unlock(&dd->lock);
+    fmt_record_encode(&r, rec);
+    close_store(s);
+    /* The write's PUT record never came (cut), the DELETE's TOMB did. */
+    CU_ASSERT_EQUAL_FATAL(truncate(path, cut), 0);
+    int fd = open(path, O_WRONLY | O_APPEND);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(write(fd, rec, sizeof(rec)), (ssize_t)sizeof(rec));
+    close(fd);
+    CU_ASSERT_FALSE(frame_dead_at(dir, en.file, en.offset));
+    if (use_fsck) {
+        struct fsck_report rep;
+        char err[ERRLEN] = "";
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+        struct node_identity node = {0};
+        CU_ASSERT_EQUAL(node_create(dfd, dir, SHA1, 1ull << 30, &node, err, sizeof(err)), 0);
+        node_free(&node);
+        close(dfd);
+        int rc = store_fsck(dir, FSCK_REPAIR, NULL, NULL, NULL, &rep, err, sizeof(err));
+        if (rc != 0)
+            printf("\n  store_fsck: %s\n", err);
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT_EQUAL(rep.refused_marked, 1);
+        CU_ASSERT_EQUAL(rep.recovered, 0);
+    } else {
+        s = open_dir(dir);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        CU_ASSERT_TRUE(absent(s, d, 5000));
+        CU_ASSERT_TRUE(reads_back(s, other, 700));
+        close_store(s);
+    }
+    CU_ASSERT_TRUE(frame_dead_at(dir, en.file, en.offset));
+    /* The tombstone gone (as after its 7 days): the frame stays out. */
+    CU_ASSERT_EQUAL_FATAL(truncate(path, cut), 0);
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_TRUE(absent(s, d, 5000));
+    CU_ASSERT_TRUE(reads_back(s, other, 700));
+    close_store(s);
+    free(other);
+    free(d);
+}
+
+static void test_refused_frame_marked_at_start(void)
+{
+    refused_frame_marked(false);
+}
+
+static void test_refused_frame_marked_by_repair(void)
+{
+    refused_frame_marked(true);
+}
+
 /* A client delete refuses copies, also of a key that was absent; a client
  * PUT clears the tombstone; a dropped copy (rebalance) leaves none. */
 static void test_tombstone_refuses_copies(void)
@@ -2745,6 +2845,10 @@ static int run_tests(void)
     CU_add_test(s, "frame records its write's stamp and copy flag", test_frame_records_write_stamp);
     CU_add_test(s, "adoption of an unindexed frame follows the commit's rule",
                 test_adoption_follows_commit_rule);
+    CU_add_test(s, "a frame a tombstone refuses at start-up is marked removed",
+                test_refused_frame_marked_at_start);
+    CU_add_test(s, "a frame a tombstone refuses in fsck --repair is marked removed",
+                test_refused_frame_marked_by_repair);
     CU_add_test(s, "tombstone survives restart, snapshot, GC", test_tombstone_survives);
     CU_add_test(s, "tombstone expires after its ttl", test_tombstone_expires);
     CU_add_test(s, "quarantine list until replaced", test_quarantine_list);

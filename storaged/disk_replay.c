@@ -870,8 +870,14 @@ static int apply_lost_removals(struct disk_store *d, unsigned n, const struct di
  * whose bytes match its key gets its PUT record now (synced before the store
  * opens); the count adopted is added to *adopted. Only unindexed frames are
  * read (their headers; the payload of a candidate). A file with a damaged
- * removal frame in those ranges adopts nothing (logged). 0 or -errno with
- * err filled.
+ * removal frame in those ranges adopts nothing (logged). The caller has
+ * applied every file's lost removals and tombstones first, and clears the
+ * tombstones of the adopted keys only after every file
+ * (tomb_clear_stored), so that a frame is judged the same whatever its
+ * file's number. A frame a client delete's tombstone refuses is marked
+ * removed in place ("CASD"; the file fdatasynced before this returns):
+ * judged again after the tombstone expired, it would be indexed. 0 or
+ * -errno with err filled.
  */
 static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, size_t nr,
                         const struct disk_removals *rsp, uint64_t *adopted, char *err,

@@ -65,6 +65,7 @@ struct disk_store {
      * means the index lost the TOMB appended with the DEL. */
     struct objtab untombed;
     uint64_t tomb_ttl;         /* seconds */
+    bool replay_reread;        /* disk_options.replay_reread_removals */
     uint64_t tomb_quarantined; /* entries of tombs that are quarantined keys (lock) */
     /* Client deletes since start (changed under the write lock, read with
      * __atomic_load_n): each tombstone keeps the count of its delete in its

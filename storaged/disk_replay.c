@@ -1229,7 +1229,7 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             rc = read_removals(d, n, gaps, first, tail, maxend, fsize, &rs[n], err, errlen);
             if (rc == 0)
                 rc = apply_lost_removals(d, n, &rs[n], &applied, err, errlen);
-            if (rc == 0 && v2 && nkept + rs[n].n <= REPLAY_KEPT_REMOVALS) {
+            if (rc == 0 && v2 && !d->replay_reread && nkept + rs[n].n <= REPLAY_KEPT_REMOVALS) {
                 kept[n] = true;
                 nkept += rs[n].n;
             } else {

@@ -933,11 +933,12 @@ static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, 
                     break;
                 }
                 killed += (uint64_t)rc;
+                if (rc > 0)
+                    log_warn("data file %u: object %s at offset %" PRIu64 " is not indexed and "
+                             "its key's tombstone refuses it (a write the client's DELETE "
+                             "overtook or refused): marked removed",
+                             n, hex, at);
                 rc = 0;
-                log_warn("data file %u: object %s at offset %" PRIu64 " is not indexed and its "
-                         "key's tombstone refuses it (a write the client's DELETE overtook or "
-                         "refused): marked removed",
-                         n, hex, at);
                 continue;
             }
             if (refused || objtab_find(&d->tab, fr.digest) != OBJTAB_NONE)

@@ -1036,9 +1036,9 @@ static int index_gaps(struct disk_store *d, struct span **out, size_t *nout)
 /* The unindexed ranges of data file n: its gaps (gaps[first[n]] up to
  * gaps[first[n + 1]]), then its framed tail when tail[n], in *out
  * (malloc'd, *nout of them). 0 or -ENOMEM. */
-static int file_ranges(unsigned n, const struct span *gaps, const size_t *first,
-                       const bool *tail, const uint64_t *maxend, const uint64_t *fsize,
-                       struct span **out, size_t *nout)
+static int file_ranges(unsigned n, const struct span *gaps, const size_t *first, const bool *tail,
+                       const uint64_t *maxend, const uint64_t *fsize, struct span **out,
+                       size_t *nout)
 {
     size_t nr = first[n + 1] - first[n];
     struct span *x = malloc((nr + 1) * sizeof(*x));
@@ -1056,8 +1056,7 @@ static int file_ranges(unsigned n, const struct span *gaps, const size_t *first,
  * sorted, into *rs. 0 or -errno with err filled. */
 static int read_removals(struct disk_store *d, unsigned n, const struct span *gaps,
                          const size_t *first, const bool *tail, const uint64_t *maxend,
-                         const uint64_t *fsize, struct disk_removals *rs, char *err,
-                         size_t errlen)
+                         const uint64_t *fsize, struct disk_removals *rs, char *err, size_t errlen)
 {
     struct span *x = NULL;
     size_t nr = 0;

@@ -18,6 +18,10 @@ struct disk_options {
     uint64_t max_object_size; /* 0: no limit */
     bool check_only;          /* fsck: read-only, nothing cut or rewritten */
     uint64_t tombstone_ttl;   /* seconds a delete refuses copies; 0: DISK_TOMBSTONE_TTL */
+    /* Tests: start-up keeps no removal entries between its two passes and
+     * reads every file's removal frames again, as it does for the files
+     * past its memory bound (disk_replay.c, REPLAY_KEPT_REMOVALS). */
+    bool replay_reread_removals;
 };
 
 /* How long a tombstone refuses copies from other replicas: 7 days, far more

@@ -353,12 +353,16 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
      * fails), so that two frames of one key are not both indexed and a
      * delete or a write of the key meanwhile wins. */
     size_t nput = 0;
-    uint64_t now = disk_now_s();
+    uint64_t now = disk_now_s(), killed = 0;
     for (size_t i = 0; i < nlf; i++) {
         struct fmt_frame fr = {.flags = lf[i].frame_flags, .written_at = lf[i].written_at};
         memcpy(fr.digest, lf[i].digest, CAS_MAX_DIGEST);
-        if (!lf[i].adopt || objtab_find(&d->tab, lf[i].digest) != OBJTAB_NONE ||
-            tomb_refuses_adoption(d, &fr, now))
+        if (!lf[i].adopt)
+            continue;
+        unsigned refused = tomb_adoption_refusal(d, &fr, now);
+        if (refused == TOMB_DELETED && disk_frame_kill_at(d, fd, lf[i].new_offset, fr.digest) > 0)
+            killed++; /* a client delete since find_unindexed refuses it: for good */
+        if (refused || objtab_find(&d->tab, lf[i].digest) != OBJTAB_NONE)
             continue;
         if (objtab_insert(&d->tab, lf[i].digest, n, lf[i].new_offset, lf[i].size, 0) == OBJTAB_NONE)
             continue; /* out of memory: left to the next compaction's look */
@@ -368,6 +372,13 @@ static int compact_file(struct disk_store *d, unsigned n, uint64_t *counted, cha
         r->offset = lf[i].new_offset;
         r->size = lf[i].size;
     }
+    /* The marks durable before the GENERATION record makes the copy
+     * current. If they cannot be, the tombstone in force still refuses the
+     * frame at the next start, which marks it then. */
+    if (killed && fdatasync(fd) < 0)
+        log_warn("compact: data file %u: cannot sync the removal marks of %" PRIu64
+                 " refused frames: %s",
+                 n, killed, strerror(errno));
     rc = disk_append(d, recs, nrec + 1 + nput, &jpos, err, errlen);
     for (size_t i = nrec + 1; i < nrec + 1 + nput; i++) {
         uint32_t e = objtab_find(&d->tab, recs[i].digest);

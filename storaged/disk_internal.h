@@ -65,6 +65,7 @@ struct disk_store {
      * means the index lost the TOMB appended with the DEL. */
     struct objtab untombed;
     uint64_t tomb_ttl;         /* seconds */
+    bool replay_reread;        /* disk_options.replay_reread_removals */
     uint64_t tomb_quarantined; /* entries of tombs that are quarantined keys (lock) */
     /* Client deletes since start (changed under the write lock, read with
      * __atomic_load_n): each tombstone keeps the count of its delete in its
@@ -274,6 +275,16 @@ bool tomb_refuses_copy(struct disk_store *d, const unsigned char *digest, uint64
  * the entry's time. A frame stamped after the entry was written by a write
  * that came after it (an acknowledged re-PUT whose record was lost). */
 bool tomb_refuses_adoption(struct disk_store *d, const struct fmt_frame *fr, uint64_t now);
+/* The same judgement, saying why: 0 when nothing refuses fr, TOMB_DELETED
+ * when a client delete's tombstone does (a refusal for good: the caller
+ * marks the frame removed, disk_frame_kill_at, so that it is not judged
+ * again once the tombstone expires), TOMB_QUARANTINED when a quarantine
+ * entry does (kept as it is: a later frame is judged by its bytes). */
+unsigned tomb_adoption_refusal(struct disk_store *d, const struct fmt_frame *fr, uint64_t now);
+/* After start-up's or fsck's adoption pass (which judges every unindexed
+ * frame against the tombstones as they were before it): the entries of the
+ * keys the table now holds are cleared (stored again). */
+void tomb_clear_stored(struct disk_store *d);
 /* True when a client deleted digest after d->delete_seq was seq (a write
  * that began then must not store it: disk_write.c). */
 bool tomb_deleted_since(struct disk_store *d, const unsigned char *digest, uint64_t seq);
@@ -484,6 +495,12 @@ void disk_removals_sort(struct disk_removals *rs);
 const struct disk_removal *disk_removal_covers(const struct disk_removals *rs,
                                                const unsigned char *digest, uint64_t offset);
 void disk_removals_free(struct disk_removals *rs);
+/* Marks the object frame of digest at off of data file fd removed in place
+ * (fmt_frame_kill, "CASD": the header is rewritten, no new space), not
+ * synced: the caller fdatasyncs fd before it relies on the mark. 1 marked,
+ * 0 when no intact frame of digest starts there (left as it is), -errno
+ * (-EIO: short read) when it cannot read or write the header. */
+int disk_frame_kill_at(struct disk_store *d, int fd, uint64_t off, const unsigned char *digest);
 
 /* ---- disk_replay.c: reading a store's contents back ------------------- */
 

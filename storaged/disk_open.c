@@ -163,6 +163,7 @@ int disk_open(const struct disk_options *opts, struct store **out, char *err, si
     pthread_cond_init(&d->scrub_cond, NULL);
     journal_init(&d->journal, -1, 0);
     d->tomb_ttl = opts->tombstone_ttl ? opts->tombstone_ttl : DISK_TOMBSTONE_TTL;
+    d->replay_reread = opts->replay_reread_removals;
     int rc = objtab_init(&d->tab, opts->algo->digest_len);
     if (rc == 0)
         rc = objtab_init(&d->tombs, opts->algo->digest_len);

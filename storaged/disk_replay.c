@@ -870,8 +870,14 @@ static int apply_lost_removals(struct disk_store *d, unsigned n, const struct di
  * whose bytes match its key gets its PUT record now (synced before the store
  * opens); the count adopted is added to *adopted. Only unindexed frames are
  * read (their headers; the payload of a candidate). A file with a damaged
- * removal frame in those ranges adopts nothing (logged). 0 or -errno with
- * err filled.
+ * removal frame in those ranges adopts nothing (logged). The caller has
+ * applied every file's lost removals and tombstones first, and clears the
+ * tombstones of the adopted keys only after every file
+ * (tomb_clear_stored), so that a frame is judged the same whatever its
+ * file's number. A frame a client delete's tombstone refuses is marked
+ * removed in place ("CASD"; the file fdatasynced before this returns):
+ * judged again after the tombstone expired, it would be indexed. 0 or
+ * -errno with err filled.
  */
 static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, size_t nr,
                         const struct disk_removals *rsp, uint64_t *adopted, char *err,
@@ -892,7 +898,7 @@ static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, 
         free(buf);
         return 0;
     }
-    uint64_t now = disk_now_s();
+    uint64_t now = disk_now_s(), killed = 0;
     bool synced = false;
     for (size_t i = 0; i < nr && rc == 0; i++) {
         struct fmt_walk w = {.fd = fd,
@@ -907,13 +913,36 @@ static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, 
                 continue; /* damage, a removal frame, an object removed in place */
             const struct fmt_frame fr = w.fr;
             uint64_t at = w.at;
-            if (disk_removal_covers(&rs, fr.digest, at) ||
-                objtab_find(&d->tab, fr.digest) != OBJTAB_NONE)
-                continue; /* removed, or another copy of the key is stored */
-            if (tomb_refuses_adoption(d, &fr, now))
-                continue; /* a write the client's delete refused, or one taken out as corrupt */
+            if (disk_removal_covers(&rs, fr.digest, at))
+                continue; /* removed */
             char hex[CAS_MAX_HEX + 1];
             cas_hex_encode(fr.digest, d->base.algo->digest_len, hex);
+            /* Judged against the tombstones as every removal left them
+             * (an adoption earlier in this pass clears its key's only
+             * after the pass): the same answer whatever the file order. */
+            unsigned refused = tomb_adoption_refusal(d, &fr, now);
+            if (refused == TOMB_DELETED) {
+                /* A write the client's DELETE refused (or overtook) whose
+                 * commit never marked its frame removed (a crash): marked
+                 * now, so that nothing indexes it once the tombstone
+                 * expires (docs/FORMAT.md, start-up step 5). */
+                rc = disk_frame_kill_at(d, fd, at, fr.digest);
+                if (rc < 0) {
+                    snprintf(err, errlen, "cannot mark a refused frame removed in data file %u: %s",
+                             n, strerror(-rc));
+                    break;
+                }
+                killed += (uint64_t)rc;
+                if (rc > 0)
+                    log_warn("data file %u: object %s at offset %" PRIu64 " is not indexed and "
+                             "its key's tombstone refuses it (a write the client's DELETE "
+                             "overtook or refused): marked removed",
+                             n, hex, at);
+                rc = 0;
+                continue;
+            }
+            if (refused || objtab_find(&d->tab, fr.digest) != OBJTAB_NONE)
+                continue; /* taken out as corrupt, or another copy of the key is stored */
             if (!disk_frame_bytes_match(d, fd, at + FMT_FRAME_HEADER, fr.size, fr.digest, buf,
                                         buflen)) {
                 log_warn("data file %u: unindexed frame of %s at offset %" PRIu64
@@ -943,13 +972,17 @@ static int adopt_ranges(struct disk_store *d, unsigned n, const struct span *r, 
                 rc = -ENOMEM;
                 break;
             }
-            tomb_clear(d, fr.digest);
-            (*adopted)++;
+            (*adopted)++; /* its tombstone is cleared after the pass (tomb_clear_stored) */
             log_warn("data file %u: object %s at offset %" PRIu64 " is whole and intact, not "
                      "indexed, and no removal names it: its index record was lost; indexed "
                      "again",
                      n, hex, at);
         }
+    }
+    /* The marks are durable before the store opens. */
+    if (rc == 0 && killed && fdatasync(fd) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot sync data file %u: %s", n, strerror(errno));
     }
     if (rc == -ENOMEM && !*err)
         snprintf(err, errlen, "out of memory reading data file %u", n);
@@ -995,6 +1028,48 @@ static int index_gaps(struct disk_store *d, struct span **out, size_t *nout)
     *out = v;
     *nout = g;
     return 0;
+}
+
+/* Removal entries kept between start-up's two passes (open_data_files). */
+#define REPLAY_KEPT_REMOVALS (1u << 18)
+
+/* The unindexed ranges of data file n: its gaps (gaps[first[n]] up to
+ * gaps[first[n + 1]]), then its framed tail when tail[n], in *out
+ * (malloc'd, *nout of them). 0 or -ENOMEM. */
+static int file_ranges(unsigned n, const struct span *gaps, const size_t *first, const bool *tail,
+                       const uint64_t *maxend, const uint64_t *fsize, struct span **out,
+                       size_t *nout)
+{
+    size_t nr = first[n + 1] - first[n];
+    struct span *x = malloc((nr + 1) * sizeof(*x));
+    if (!x)
+        return -ENOMEM;
+    memcpy(x, gaps + first[n], nr * sizeof(*x));
+    if (tail[n])
+        x[nr++] = (struct span){.file = n, .off = maxend[n], .end = fsize[n]};
+    *out = x;
+    *nout = nr;
+    return 0;
+}
+
+/* The removal frames in the unindexed ranges of data file n (file_ranges),
+ * sorted, into *rs. 0 or -errno with err filled. */
+static int read_removals(struct disk_store *d, unsigned n, const struct span *gaps,
+                         const size_t *first, const bool *tail, const uint64_t *maxend,
+                         const uint64_t *fsize, struct disk_removals *rs, char *err, size_t errlen)
+{
+    struct span *x = NULL;
+    size_t nr = 0;
+    memset(rs, 0, sizeof(*rs));
+    int rc = file_ranges(n, gaps, first, tail, maxend, fsize, &x, &nr);
+    for (size_t k = 0; k < nr && rc == 0; k++)
+        rc = disk_removals_add(d, d->files[n].ref->fd, x[k].off, x[k].end, rs);
+    free(x);
+    disk_removals_sort(rs);
+    if (rc < 0)
+        snprintf(err, errlen, "cannot read the removal frames of data file %u: %s", n,
+                 strerror(-rc));
+    return rc;
 }
 
 /*
@@ -1129,40 +1204,60 @@ static int open_data_files(struct disk_store *d, char *err, size_t errlen)
             snprintf(err, errlen, "out of memory");
             return -ENOMEM;
         }
-        size_t i = 0;
-        int rc = 0;
-        for (unsigned n = 0; n < FMT_NFILES && rc == 0; n++) {
-            size_t first = i;
-            while (i < ngaps && gaps[i].file == n)
+        /* Two passes (docs/FORMAT.md, start-up step 5): every file's
+         * removal frames first, then adoption. A frame is judged only once
+         * every lost removal and lost tombstone of every file is applied:
+         * a stale entry of its key in a later file, or the tombstone of a
+         * DELETE whose removal frame is in another file, decides it. Each
+         * file's removals are kept for the second pass up to
+         * REPLAY_KEPT_REMOVALS entries in all (about 100 bytes each); the
+         * files past that are read again. */
+        struct disk_removals *rs = calloc(FMT_NFILES, sizeof(*rs));
+        bool kept[FMT_NFILES] = {false};
+        size_t first[FMT_NFILES + 1], nkept = 0;
+        int rc = rs ? 0 : -ENOMEM;
+        if (!rs)
+            snprintf(err, errlen, "out of memory");
+        for (unsigned n = 0, i = 0; n <= FMT_NFILES; n++) {
+            first[n] = i;
+            while (n < FMT_NFILES && i < ngaps && gaps[i].file == n)
                 i++;
-            size_t nr = i - first;
-            if (!nr && !tail[n])
-                continue;
-            /* The gaps, then the tail, in a copy of them. */
-            struct span *x = malloc((nr + 1) * sizeof(*x));
-            if (!x) {
-                rc = -ENOMEM;
-                snprintf(err, errlen, "out of memory");
-                break;
-            }
-            memcpy(x, gaps + first, nr * sizeof(*x));
-            if (tail[n])
-                x[nr++] = (struct span){.file = n, .off = maxend[n], .end = fsize[n]};
-            struct disk_removals rs;
-            memset(&rs, 0, sizeof(rs));
-            for (size_t k = 0; k < nr && rc == 0; k++)
-                rc = disk_removals_add(d, d->files[n].ref->fd, x[k].off, x[k].end, &rs);
-            disk_removals_sort(&rs);
-            if (rc < 0)
-                snprintf(err, errlen, "cannot read the removal frames of data file %u: %s", n,
-                         strerror(-rc));
-            if (rc == 0)
-                rc = apply_lost_removals(d, n, &rs, &applied, err, errlen);
-            if (rc == 0 && v2)
-                rc = adopt_ranges(d, n, x, nr, &rs, &adopted, err, errlen);
-            disk_removals_free(&rs);
-            free(x);
         }
+        for (unsigned n = 0; n < FMT_NFILES && rc == 0; n++) {
+            if (first[n + 1] == first[n] && !tail[n])
+                continue;
+            rc = read_removals(d, n, gaps, first, tail, maxend, fsize, &rs[n], err, errlen);
+            if (rc == 0)
+                rc = apply_lost_removals(d, n, &rs[n], &applied, err, errlen);
+            if (rc == 0 && v2 && !d->replay_reread && nkept + rs[n].n <= REPLAY_KEPT_REMOVALS) {
+                kept[n] = true;
+                nkept += rs[n].n;
+            } else {
+                disk_removals_free(&rs[n]);
+            }
+        }
+        for (unsigned n = 0; n < FMT_NFILES && rc == 0 && v2; n++) {
+            if (first[n + 1] == first[n] && !tail[n])
+                continue;
+            if (!kept[n])
+                rc = read_removals(d, n, gaps, first, tail, maxend, fsize, &rs[n], err, errlen);
+            struct span *x = NULL;
+            size_t nr = 0;
+            if (rc == 0 && (rc = file_ranges(n, gaps, first, tail, maxend, fsize, &x, &nr)) < 0)
+                snprintf(err, errlen, "out of memory");
+            if (rc == 0)
+                rc = adopt_ranges(d, n, x, nr, &rs[n], &adopted, err, errlen);
+            free(x);
+            disk_removals_free(&rs[n]);
+        }
+        if (rs) {
+            for (unsigned n = 0; n < FMT_NFILES; n++)
+                disk_removals_free(&rs[n]);
+            free(rs);
+        }
+        /* Adopted keys are stored again: their tombstones go. */
+        if (rc == 0 && adopted)
+            tomb_clear_stored(d);
         free(gaps);
         if (rc < 0)
             return rc;

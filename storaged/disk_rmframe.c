@@ -417,3 +417,19 @@ void disk_removals_free(struct disk_removals *rs)
     free(rs->v);
     memset(rs, 0, sizeof(*rs));
 }
+
+int disk_frame_kill_at(struct disk_store *d, int fd, uint64_t off, const unsigned char *digest)
+{
+    unsigned char h[FMT_FRAME_HEADER];
+    struct fmt_frame fr;
+    ssize_t got = pread(fd, h, sizeof(h), (off_t)off);
+    if (got < 0)
+        return -errno;
+    if (got != (ssize_t)sizeof(h))
+        return -EIO;
+    if (!fmt_frame_decode(h, &fr) || memcmp(fr.digest, digest, d->base.algo->digest_len) != 0 ||
+        !fmt_frame_kill(h))
+        return 0;
+    int rc = disk_pwrite_all(fd, h, sizeof(h), off);
+    return rc < 0 ? rc : 1;
+}

@@ -145,17 +145,22 @@ bool tomb_outranks(struct disk_store *d, const unsigned char *digest, uint64_t s
 
 bool tomb_refuses_adoption(struct disk_store *d, const struct fmt_frame *fr, uint64_t now)
 {
+    return tomb_adoption_refusal(d, fr, now) != 0;
+}
+
+unsigned tomb_adoption_refusal(struct disk_store *d, const struct fmt_frame *fr, uint64_t now)
+{
     uint32_t e = objtab_find(&d->tombs, fr->digest);
     struct objtab_entry en;
     if (e == OBJTAB_NONE || !objtab_get(&d->tombs, e, &en))
-        return false;
+        return 0;
     if (en.flags != TOMB_QUARANTINED && tomb_expired(d, &en, now))
-        return false;
+        return 0;
     uint64_t stamp = fmt_frame_stamp(fr);
     if (!stamp)
-        return true; /* a frame from before stamps: it cannot say it came later */
+        return en.flags; /* a frame from before stamps: it cannot say it came later */
     if (en.flags == TOMB_DELETED && (fr->flags & FMT_FRAME_COPY))
-        return true; /* a copy: refused while the tombstone is in force */
+        return en.flags; /* a copy: refused while the tombstone is in force */
     /* The commit's rule (tomb_outranks): a client write stamped after the
      * delete stored the key again; one stamped at or before it was refused
      * (409) and its frame, if a crash kept it from being marked removed,
@@ -163,7 +168,15 @@ bool tomb_refuses_adoption(struct disk_store *d, const struct fmt_frame *fr, uin
      * copy was taken out (0 once replayed from its DEL record): a frame
      * written after it is a new copy, and its bytes are checked against the
      * key before it is indexed. */
-    return en.offset >= stamp;
+    return en.offset >= stamp ? en.flags : 0;
+}
+
+void tomb_clear_stored(struct disk_store *d)
+{
+    struct objtab_entry en;
+    for (uint32_t e = 0; e < d->tombs.used; e++)
+        if (objtab_get(&d->tombs, e, &en) && objtab_find(&d->tab, en.digest) != OBJTAB_NONE)
+            tomb_clear(d, en.digest);
 }
 
 void tomb_prune(struct disk_store *d, uint64_t now)

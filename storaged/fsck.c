@@ -254,17 +254,164 @@ static void check_indexed(struct fsck *f, bool repair)
     }
 }
 
+/* Notes x, a removal of data file n, in f->newest when it is the newest
+ * of its key so far. 0 or -ENOMEM. */
+static int note_newest(struct fsck *f, const struct disk_removal *x)
+{
+    uint32_t t = objtab_find(&f->newest, x->digest);
+    struct objtab_entry te;
+    uint64_t stamp = x->stamp > STAMP_LIMIT ? STAMP_LIMIT : x->stamp;
+    uint64_t when = x->written_at > STAMP_LIMIT ? STAMP_LIMIT : x->written_at;
+    if (t == OBJTAB_NONE)
+        return objtab_insert(&f->newest, x->digest, 0, when, stamp, x->kind) == OBJTAB_NONE
+                   ? -ENOMEM
+                   : 0;
+    if (objtab_get(&f->newest, t, &te) && when >= te.offset) {
+        objtab_set_location(&f->newest, t, 0, when);
+        objtab_set_size(&f->newest, t, stamp);
+        objtab_set_flags(&f->newest, t, x->kind);
+    }
+    return 0;
+}
+
 /*
- * Pass 2: the framing of every data file. An intact frame the index does not
- * name is a removed object when a removal frame later in its file names it
- * (docs/FORMAT.md, "Removal frames"): never put back. Any other is an
- * object whose record was lost, put back by repair, when the index is
- * damaged (a torn tail, damaged records, no index at all), or its file was
- * relocated, or the store records every removal in its data files (index
- * format 2); in a sound index of format 1 (a store from before removal
- * frames) such a frame is a removed object waiting for compaction and stays
- * removed. With a damaged index, an indexed object that a removal frame
- * covers is taken out too (the damaged record was its DEL or a GC_END).
+ * Pass 2a, for data file n (its removal frames rs): the removals the index
+ * lost. An indexed object that a removal frame later in its file names was
+ * removed (the index lost the removal's records: damaged, cut back at a
+ * record boundary, restored from an older copy; a removal frame is written
+ * only once the removal's record is durable, rule D8): the data file's rule
+ * wins, and --repair takes it out. A client DELETE whose DEL the index
+ * holds but whose TOMB (the same batch) it lost gets its tombstone back
+ * with the delete's stamp (in memory also without --repair, so that the
+ * report says what a repair would leave out).
+ */
+static int apply_file_removals(struct fsck *f, unsigned n, const struct disk_removals *rs,
+                               bool repair, uint64_t now)
+{
+    struct disk_store *d = f->d;
+    char hex[CAS_MAX_HEX + 1];
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct disk_removal *x = &rs->v[i];
+        if (note_newest(f, x) < 0)
+            return -ENOMEM;
+        if (x->at <= x->offset)
+            continue;
+        uint32_t e = objtab_find(&d->tab, x->digest);
+        struct objtab_entry en;
+        if (e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == n &&
+            en.offset == x->offset) {
+            cas_hex_encode(x->digest, d->tab.digest_len, hex);
+            f->r->lost_removals++;
+            say(f, true,
+                "object %s in data file %u at offset %" PRIu64
+                " was removed (%s; a removal frame at offset %" PRIu64
+                " says so) but the index still lists it: the index lost the "
+                "removal's records%s",
+                hex, n, x->offset,
+                x->kind == RM_CLIENT ? "a client's DELETE"
+                : x->kind == RM_GC   ? "gc/end"
+                                     : "a balancer's drop",
+                x->at, repair ? " (taken out)" : "");
+            if (repair)
+                disk_forget(d, e);
+            continue;
+        }
+        if (x->kind != RM_CLIENT || (d->replay.relocated_files & (1ull << n)) ||
+            x->stamp / 1000000 + d->tomb_ttl <= now || e != OBJTAB_NONE ||
+            !disk_untombed_at(d, x->digest, n, x->offset))
+            continue;
+        cas_hex_encode(x->digest, d->tab.digest_len, hex);
+        f->r->lost_removals++;
+        say(f, true,
+            "object %s: the index lost the tombstone of its client's DELETE (the removal "
+            "frame at offset %" PRIu64 " of data file %u names the frame its DEL "
+            "removed)%s",
+            hex, x->at, n, repair ? " (rebuilt with the delete's stamp)" : "");
+        uint64_t stamp = x->stamp > STAMP_LIMIT ? STAMP_LIMIT : x->stamp;
+        if (tomb_set_stamp(d, x->digest, TOMB_DELETED, stamp) < 0)
+            return -ENOMEM;
+    }
+    if (rs->damaged) {
+        f->r->bad_frames += rs->damaged;
+        say(f, true,
+            "data file %u: %" PRIu64 " damaged removal frames: objects they removed may "
+            "be put back by a repair (run a GC cycle or delete them again)",
+            n, rs->damaged);
+    }
+    return 0;
+}
+
+/*
+ * Pass 2b, once every file's removals are in: a key whose newest removal in
+ * the data files is a client's delete, not stored now, within the
+ * tombstone time, gets its tombstone back, so that it refuses exactly the
+ * writes the delete refused - also in a data file walked before the one
+ * that holds the delete's removal frame - and copies from other replicas
+ * (a key deleted before the last compaction of its data file has no
+ * removal frame left: its tombstone is not rebuilt). In memory also
+ * without --repair (what a repair would leave out).
+ */
+static int rebuild_newest_tombs(struct fsck *f, bool repair, uint64_t now)
+{
+    struct disk_store *d = f->d;
+    uint64_t rebuilt = 0;
+    struct objtab_entry te;
+    for (uint32_t t = 0; t < f->newest.used; t++) {
+        /* te.size: the delete's stamp (its X-CAS-Timestamp, possibly from a
+         * balancer whose clock is ahead), not the frame's written_at: a
+         * write stamped before the delete stays refused after the repair as
+         * before it. */
+        if (!objtab_get(&f->newest, t, &te) || te.flags != RM_CLIENT ||
+            te.size / 1000000 + d->tomb_ttl <= now ||
+            objtab_find(&d->tab, te.digest) != OBJTAB_NONE ||
+            objtab_find(&d->tombs, te.digest) != OBJTAB_NONE)
+            continue;
+        if (tomb_set_stamp(d, te.digest, TOMB_DELETED, te.size) < 0)
+            return -ENOMEM;
+        rebuilt++;
+    }
+    if (rebuilt && repair)
+        say(f, false, "%" PRIu64 " tombstones of client deletes rebuilt from the removal frames",
+            rebuilt);
+    return 0;
+}
+
+/* --repair: marks the frame of fr at off of data file n removed in place
+ * (a write a client's delete refused: docs/FORMAT.md, "Frame flags and the
+ * write's stamp"), through *wfd, a writable descriptor of the file opened
+ * on first use. 0 or -errno. */
+static int kill_refused(struct fsck *f, unsigned n, int *wfd, uint64_t off,
+                        const struct fmt_frame *fr)
+{
+    struct disk_store *d = f->d;
+    if (*wfd < 0) {
+        char name[32], err[512];
+        fmt_datafile_name(n, d->files[n].gen, name, sizeof(name));
+        *wfd = fmt_open_regular(d->dirfd, d->dir, name, O_RDWR, err, sizeof(err));
+        if (*wfd < 0) {
+            say(f, true, "%s", err);
+            return *wfd;
+        }
+    }
+    int rc = disk_frame_kill_at(d, *wfd, off, fr->digest);
+    if (rc > 0)
+        f->r->refused_marked++;
+    return rc < 0 ? rc : 0;
+}
+
+/*
+ * Pass 2: the framing of every data file, in two passes: first every
+ * file's removal frames (apply_file_removals, rebuild_newest_tombs), then
+ * the object frames, so that each is judged knowing every removal of every
+ * file. An intact frame the index does not name is a removed object when a
+ * removal frame later in its file names it (docs/FORMAT.md, "Removal
+ * frames"): never put back. Any other is an object whose record was lost,
+ * put back by repair, when the index is damaged (a torn tail, damaged
+ * records, no index at all), or its file was relocated, or the store
+ * records every removal in its data files (index format 2); in a sound
+ * index of format 1 (a store from before removal frames) such a frame is a
+ * removed object waiting for compaction and stays removed. A frame a
+ * client delete's tombstone refuses is marked removed in place by repair.
  * *left_out counts intact frames left out for any reason other than a
  * removal frame or a copy of the key indexed elsewhere.
  */
@@ -276,76 +423,34 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
     bool v2 = d->index_version == FMT_INDEX_VERSION_REMOVALS;
     char hex[CAS_MAX_HEX + 1];
     uint64_t now = disk_now_s();
+    uint64_t fsize[FMT_NFILES];
     *left_out = 0;
-    for (unsigned n = 0; n < FMT_NFILES; n++) {
-        int fd = d->files[n].ref->fd;
+    /* Every file's removals, kept for the walk (fsck reads every byte
+     * anyway; about 100 bytes per removal entry). */
+    struct disk_removals *rs = calloc(FMT_NFILES, sizeof(*rs));
+    if (!rs)
+        return -ENOMEM;
+    int rc = 0;
+    for (unsigned n = 0; n < FMT_NFILES && rc == 0; n++) {
         struct stat st;
-        if (fstat(fd, &st) < 0)
-            continue;
-        uint64_t fsize = (uint64_t)st.st_size;
-        struct disk_removals rs;
-        memset(&rs, 0, sizeof(rs));
-        int rc = disk_removals_read(d, fd, 0, fsize, &rs);
-        if (rc < 0) {
-            disk_removals_free(&rs);
-            return rc;
-        }
-        for (size_t i = 0; i < rs.n; i++) {
-            const struct disk_removal *x = &rs.v[i];
-            uint32_t t = objtab_find(&f->newest, x->digest);
-            struct objtab_entry te;
-            uint64_t stamp = x->stamp > STAMP_LIMIT ? STAMP_LIMIT : x->stamp;
-            uint64_t when = x->written_at > STAMP_LIMIT ? STAMP_LIMIT : x->written_at;
-            if (t == OBJTAB_NONE) {
-                if (objtab_insert(&f->newest, x->digest, 0, when, stamp, x->kind) == OBJTAB_NONE) {
-                    disk_removals_free(&rs);
-                    return -ENOMEM;
-                }
-            } else if (objtab_get(&f->newest, t, &te) && when >= te.offset) {
-                objtab_set_location(&f->newest, t, 0, when);
-                objtab_set_size(&f->newest, t, stamp);
-                objtab_set_flags(&f->newest, t, x->kind);
-            }
-        }
-        /* A client DELETE whose DEL the index holds but whose TOMB (the
-         * same batch) it lost: its removal frame names the very frame the
-         * DEL removed. */
-        for (size_t i = 0; i < rs.n && !(d->replay.relocated_files & (1ull << n)); i++) {
-            const struct disk_removal *x = &rs.v[i];
-            if (x->kind != RM_CLIENT || x->at <= x->offset ||
-                x->stamp / 1000000 + d->tomb_ttl <= now ||
-                objtab_find(&d->tab, x->digest) != OBJTAB_NONE ||
-                !disk_untombed_at(d, x->digest, n, x->offset))
-                continue;
-            cas_hex_encode(x->digest, d->tab.digest_len, hex);
-            f->r->lost_removals++;
-            say(f, true,
-                "object %s: the index lost the tombstone of its client's DELETE (the removal "
-                "frame at offset %" PRIu64 " of data file %u names the frame its DEL "
-                "removed)%s",
-                hex, x->at, n, repair ? " (rebuilt with the delete's stamp)" : "");
-            uint64_t stamp = x->stamp > STAMP_LIMIT ? STAMP_LIMIT : x->stamp;
-            if (repair && tomb_set_stamp(d, x->digest, TOMB_DELETED, stamp) < 0) {
-                disk_removals_free(&rs);
-                return -ENOMEM;
-            }
-        }
-        if (rs.damaged) {
-            f->r->bad_frames += rs.damaged;
-            say(f, true,
-                "data file %u: %" PRIu64 " damaged removal frames: objects they removed may "
-                "be put back by a repair (run a GC cycle or delete them again)",
-                n, rs.damaged);
-        }
+        fsize[n] = fstat(d->files[n].ref->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+        rc = disk_removals_read(d, d->files[n].ref->fd, 0, fsize[n], &rs[n]);
+        if (rc == 0)
+            rc = apply_file_removals(f, n, &rs[n], repair, now);
+    }
+    if (rc == 0)
+        rc = rebuild_newest_tombs(f, repair, now);
+    for (unsigned n = 0; n < FMT_NFILES && rc == 0; n++) {
+        int fd = d->files[n].ref->fd, wfd = -1;
         struct fmt_walk w = {
-            .fd = fd, .fsize = fsize, .algo = d->base.algo->id, .buf = f->buf, .buflen = CHUNK};
-        while (fmt_walk_next(&w) > 0) {
+            .fd = fd, .fsize = fsize[n], .algo = d->base.algo->id, .buf = f->buf, .buflen = CHUNK};
+        while (rc == 0 && fmt_walk_next(&w) > 0) {
             const struct fmt_frame fr = w.fr;
             const uint64_t p = w.at, next = w.next;
             if (w.what == FMT_AT_NONE) {
                 /* An incomplete frame at the very end is a write that was
                  * never acknowledged, not damage. */
-                bool tail = next == fsize;
+                bool tail = next == fsize[n];
                 if (!tail) {
                     f->r->bad_frames++;
                     say(f, true,
@@ -355,63 +460,45 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
                     say(f, false,
                         "data file %u: %" PRIu64 " bytes of an unfinished write at "
                         "the end (cut at the next start)",
-                        n, fsize - p);
+                        n, fsize[n] - p);
                 }
                 continue;
             }
             if (w.what != FMT_AT_OBJECT)
                 continue; /* a removal frame, or an object removed in place: never put back */
+            if (disk_removal_covers(&rs[n], fr.digest, p))
+                continue; /* removed (a lost removal of it was applied above) */
             uint32_t e = objtab_find(&d->tab, fr.digest);
-            const struct disk_removal *rmv = disk_removal_covers(&rs, fr.digest, p);
             struct objtab_entry en;
-            bool here =
-                e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == n && en.offset == p;
+            if (e != OBJTAB_NONE && objtab_get(&d->tab, e, &en) && en.file == n && en.offset == p)
+                continue; /* indexed here */
             /* A relocated file's frames are looked at whatever the rest of
              * the index is like; other files' only when the index lost
              * records or removals are in the data files. */
             bool damaged = index_damaged || (d->replay.relocated_files & (1ull << n));
-            if (rmv) {
-                if (here) {
-                    /* The index lost the record of this removal: a removal
-                     * frame is written only once the removal's record is
-                     * durable in the index (rule D8), and names the frame
-                     * at this offset of this generation, so the index
-                     * holding it live lost records (damaged, cut back at a
-                     * record boundary, restored from an older copy). The
-                     * data file's rule wins; a client delete's tombstone
-                     * comes back below with the delete's stamp. */
-                    cas_hex_encode(fr.digest, d->tab.digest_len, hex);
-                    f->r->lost_removals++;
-                    say(f, true,
-                        "object %s in data file %u at offset %" PRIu64
-                        " was removed (%s; a removal frame at offset %" PRIu64
-                        " says so) but the index still lists it: the index lost the "
-                        "removal's records%s",
-                        hex, n, p,
-                        rmv->kind == RM_CLIENT ? "a client's DELETE"
-                        : rmv->kind == RM_GC   ? "gc/end"
-                                               : "a balancer's drop",
-                        rmv->at, repair ? " (taken out)" : "");
-                    if (repair)
-                        disk_forget(d, e);
-                    e = OBJTAB_NONE;
-                }
-                continue;
-            }
             bool known = e != OBJTAB_NONE;
             bool adopt = damaged || v2;
             if (!known && adopt && !v2 && objtab_find(&f->mentioned, fr.digest) != OBJTAB_NONE)
                 adopt = false; /* format 1: the readable index removed it */
-            if (!known && adopt && tomb_refuses_adoption(d, &fr, now)) {
+            /* Judged against the tombstones as every removal left them (an
+             * adoption earlier in this walk clears its key's only after
+             * it), so a frame the tombstone refuses is marked whatever the
+             * file order. */
+            unsigned refused = adopt ? tomb_adoption_refusal(d, &fr, now) : 0;
+            if (refused) {
                 adopt = false;
                 cas_hex_encode(fr.digest, d->tab.digest_len, hex);
                 say(f, false,
                     "object %s in data file %u at offset %" PRIu64
-                    " is not indexed and its key's %s refuses it (%s): left out",
+                    " is not indexed and its key's %s refuses it (%s): left out%s",
                     hex, n, p, tomb_name(d, fr.digest),
                     !fmt_frame_stamp(&fr)         ? "a frame written before write stamps"
                     : (fr.flags & FMT_FRAME_COPY) ? "a copy from another replica"
-                                                  : "its write was stamped at or before it");
+                                                  : "its write was stamped at or before it",
+                    refused == TOMB_DELETED && repair ? " (marked removed)" : "");
+                if (refused == TOMB_DELETED && repair &&
+                    (rc = kill_refused(f, n, &wfd, p, &fr)) < 0)
+                    break;
             }
             if (!known && !adopt)
                 (*left_out)++;
@@ -428,37 +515,23 @@ static int walk_data_files(struct fsck *f, bool repair, uint64_t *left_out)
                     d->objects++;
                     d->bytes += fr.size;
                     d->files[n].live += frame_bytes(fr.size);
-                    tomb_clear(d, fr.digest);
                 }
             }
         }
-        disk_removals_free(&rs);
+        /* The marks are durable before fsck says it is done. */
+        if (wfd >= 0) {
+            if (rc == 0 && fdatasync(wfd) < 0)
+                rc = -errno;
+            close(wfd);
+        }
     }
-    /* Tombstones: a key whose newest removal in the data files is a client's
-     * delete, not stored now, within the tombstone time, keeps refusing
-     * copies from other replicas (a key deleted before the last compaction
-     * of its data file has no removal frame left: its tombstone is not
-     * rebuilt). */
-    uint64_t rebuilt = 0;
-    struct objtab_entry te;
-    for (uint32_t t = 0; repair && t < f->newest.used; t++) {
-        /* te.size: the delete's stamp (its X-CAS-Timestamp, possibly from a
-         * balancer whose clock is ahead), not the frame's written_at: a
-         * write stamped before the delete stays refused after the repair as
-         * before it. */
-        if (!objtab_get(&f->newest, t, &te) || te.flags != RM_CLIENT ||
-            te.size / 1000000 + d->tomb_ttl <= now ||
-            objtab_find(&d->tab, te.digest) != OBJTAB_NONE ||
-            objtab_find(&d->tombs, te.digest) != OBJTAB_NONE)
-            continue;
-        if (tomb_set_stamp(d, te.digest, TOMB_DELETED, te.size) < 0)
-            return -ENOMEM;
-        rebuilt++;
-    }
-    if (rebuilt)
-        say(f, false, "%" PRIu64 " tombstones of client deletes rebuilt from the removal frames",
-            rebuilt);
-    return 0;
+    /* Keys put back are stored again: their tombstones go. */
+    if (rc == 0 && repair)
+        tomb_clear_stored(d);
+    for (unsigned n = 0; n < FMT_NFILES; n++)
+        disk_removals_free(&rs[n]);
+    free(rs);
+    return rc;
 }
 
 /* The hash the store's bytes use: its index header's, or else the first

@@ -29,6 +29,9 @@ struct fsck_report {
      * of their removal (--repair takes them out) */
     uint64_t lost_removals;
     uint64_t recovered;  /* --repair: objects put back in the index */
+    /* --repair: unindexed frames a client delete's tombstone refuses (writes
+     * the delete refused or overtook), marked removed in place */
+    uint64_t refused_marked;
     bool bad_header;     /* the index's HEADER record is damaged */
     uint64_t relocated;  /* data files not at the generation the index names */
     bool new_identity;   /* FSCK_NEW_IDENTITY wrote a new node file */

@@ -1867,6 +1867,171 @@ static void test_adoption_follows_commit_rule(void)
         free(d[i]);
 }
 
+/* Whether data file `file` (generation 0) of dir holds a frame marked
+ * removed in place ("CASD") at off. */
+static bool frame_dead_at(const char *dir, unsigned file, uint64_t off)
+{
+    char name[32], path[300];
+    fmt_datafile_name(file, 0, name, sizeof(name));
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    unsigned char h[FMT_FRAME_HEADER];
+    int fd = open(path, O_RDONLY);
+    bool got = fd >= 0 && pread(fd, h, sizeof(h), (off_t)off) == (ssize_t)sizeof(h);
+    if (fd >= 0)
+        close(fd);
+    struct fmt_frame fr;
+    struct fmt_removal rm;
+    return got && fmt_frame_at(h, SHA1->id, UINT64_MAX / 2, &fr, &rm) == FMT_AT_DEAD;
+}
+
+/*
+ * A frame a client delete's tombstone refuses (a write the DELETE overtook,
+ * left whole, unindexed and unmarked by a crash) is marked removed in place
+ * by start-up (use_fsck false) or by fsck --repair (true), so that once the
+ * tombstone no longer stands (it expired: here, the index cut back before
+ * it) nothing indexes it again (attack a7 8: the old code only skipped it).
+ */
+static void refused_frame_marked(bool use_fsck)
+{
+    char dir[256], path[300];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    unsigned char *other = make_data(700, 9100), *d = make_data(5000, 9101);
+    CU_ASSERT_EQUAL(put(s, other, 700, false, NULL), 0);
+    snprintf(path, sizeof(path), "%s/index", dir);
+    struct stat st;
+    CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+    off_t cut = st.st_size;
+    struct cas_key k = key_of(s, d, 5000);
+    CU_ASSERT_EQUAL(put(s, d, 5000, false, NULL), 0);
+    struct disk_store *dd = disk_of(s);
+    uint32_t e = objtab_find(&dd->tab, k.digest);
+    struct objtab_entry en;
+    CU_ASSERT_FATAL(e != OBJTAB_NONE && objtab_get(&dd->tab, e, &en));
+    /* The TOMB of a DELETE stamped after the write (one that overtook it). */
+    struct fmt_record r;
+    unsigned char rec[FMT_RECORD_SIZE];
+    pthread_rwlock_wrlock(&dd->lock);
+    tomb_record(dd, &r, k.digest, TOMB_DELETED, disk_now_s(), cas_stamp_now() + 1000000);
+    pthread_rwlock_unlock(&dd->lock);
+    fmt_record_encode(&r, rec);
+    close_store(s);
+    /* The write's PUT record never came (cut), the DELETE's TOMB did. */
+    CU_ASSERT_EQUAL_FATAL(truncate(path, cut), 0);
+    int fd = open(path, O_WRONLY | O_APPEND);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(write(fd, rec, sizeof(rec)), (ssize_t)sizeof(rec));
+    close(fd);
+    CU_ASSERT_FALSE(frame_dead_at(dir, en.file, en.offset));
+    if (use_fsck) {
+        struct fsck_report rep;
+        char err[ERRLEN] = "";
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+        struct node_identity node = {0};
+        CU_ASSERT_EQUAL(node_create(dfd, dir, SHA1, 1ull << 30, &node, err, sizeof(err)), 0);
+        node_free(&node);
+        close(dfd);
+        int rc = store_fsck(dir, FSCK_REPAIR, NULL, NULL, NULL, &rep, err, sizeof(err));
+        if (rc != 0)
+            printf("\n  store_fsck: %s\n", err);
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT_EQUAL(rep.refused_marked, 1);
+        CU_ASSERT_EQUAL(rep.recovered, 0);
+    } else {
+        s = open_dir(dir);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        CU_ASSERT_TRUE(absent(s, d, 5000));
+        CU_ASSERT_TRUE(reads_back(s, other, 700));
+        close_store(s);
+    }
+    CU_ASSERT_TRUE(frame_dead_at(dir, en.file, en.offset));
+    /* The tombstone gone (as after its 7 days): the frame stays out. */
+    CU_ASSERT_EQUAL_FATAL(truncate(path, cut), 0);
+    s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_TRUE(absent(s, d, 5000));
+    CU_ASSERT_TRUE(reads_back(s, other, 700));
+    close_store(s);
+    free(other);
+    free(d);
+}
+
+/* The data file of digest's entry in the table, or -1. */
+static int file_of(struct store *s, const struct cas_key *k)
+{
+    struct disk_store *dd = disk_of(s);
+    struct objtab_entry en;
+    uint32_t e = objtab_find(&dd->tab, k->digest);
+    return e != OBJTAB_NONE && objtab_get(&dd->tab, e, &en) ? (int)en.file : -1;
+}
+
+/*
+ * Start-up applies every file's lost removals before it judges any
+ * unindexed frame (attack a7 6): PUT K (frame in data file 30), the index
+ * copied, DELETE K, PUT K (frame in data file 3), the copy put back. K's
+ * acknowledged frame in file 3 is indexed at once although the stale entry
+ * in file 30 is only removed by that file's removal frame (the old code
+ * judged file 3 first and skipped K: "another copy is stored"). reread:
+ * the removal frames read again in the second pass (the memory bound).
+ */
+static void reput_lower_file(bool reread)
+{
+    char dir[256], path[300], err[ERRLEN];
+    new_dir(dir, sizeof(dir));
+    struct store *s = open_dir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    /* One object per data file; file 30 the shortest, then file 3. */
+    for (unsigned n = 0; n < FMT_NFILES; n++) {
+        size_t len = n == 30 ? 100 : n == 3 ? 200 : 1000;
+        unsigned char *o = make_data(len, 9300 + n);
+        CU_ASSERT_EQUAL(put(s, o, len, false, NULL), 0);
+        free(o);
+    }
+    unsigned char *d = make_data(20000, 9399);
+    struct cas_key k = key_of(s, d, 20000);
+    CU_ASSERT_EQUAL(put(s, d, 20000, false, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(file_of(s, &k), 30);
+    snprintf(path, sizeof(path), "%s/index", dir);
+    struct stat st;
+    CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+    off_t cut = st.st_size;
+    CU_ASSERT_EQUAL(s->ops->remove(s, &k, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(put(s, d, 20000, false, NULL), 0);
+    CU_ASSERT_EQUAL(file_of(s, &k), 3);
+    close_store(s);
+    CU_ASSERT_EQUAL_FATAL(truncate(path, cut), 0); /* the index as the copy had it */
+    struct disk_options o = defaults(dir);
+    o.replay_reread_removals = reread;
+    s = open_opts(&o);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_TRUE(reads_back(s, d, 20000));
+    CU_ASSERT_EQUAL(file_of(s, &k), 3);
+    CU_ASSERT_EQUAL(info(s).objects, FMT_NFILES + 1);
+    close_store(s);
+    free(d);
+}
+
+static void test_reput_in_lower_file_served_at_start(void)
+{
+    reput_lower_file(false);
+}
+
+static void test_reput_in_lower_file_removals_read_again(void)
+{
+    reput_lower_file(true);
+}
+
+static void test_refused_frame_marked_at_start(void)
+{
+    refused_frame_marked(false);
+}
+
+static void test_refused_frame_marked_by_repair(void)
+{
+    refused_frame_marked(true);
+}
+
 /* A client delete refuses copies, also of a key that was absent; a client
  * PUT clears the tombstone; a dropped copy (rebalance) leaves none. */
 static void test_tombstone_refuses_copies(void)
@@ -2745,6 +2910,14 @@ static int run_tests(void)
     CU_add_test(s, "frame records its write's stamp and copy flag", test_frame_records_write_stamp);
     CU_add_test(s, "adoption of an unindexed frame follows the commit's rule",
                 test_adoption_follows_commit_rule);
+    CU_add_test(s, "a re-PUT in a lower file than the stale entry is served at start-up",
+                test_reput_in_lower_file_served_at_start);
+    CU_add_test(s, "the same with the removal frames read again in the second pass",
+                test_reput_in_lower_file_removals_read_again);
+    CU_add_test(s, "a frame a tombstone refuses at start-up is marked removed",
+                test_refused_frame_marked_at_start);
+    CU_add_test(s, "a frame a tombstone refuses in fsck --repair is marked removed",
+                test_refused_frame_marked_by_repair);
     CU_add_test(s, "tombstone survives restart, snapshot, GC", test_tombstone_survives);
     CU_add_test(s, "tombstone expires after its ttl", test_tombstone_expires);
     CU_add_test(s, "quarantine list until replaced", test_quarantine_list);

@@ -1179,27 +1179,30 @@ static int list_write(void *cls, const char *data, size_t len)
 }
 
 static const struct cli_usage_text list_usage = {
-    "list [--garbage] [--min-size N] [--max-size N] [--long]",
+    "list [--garbage] [--min-size N] [--max-size N] [--long] [--allow-partial]",
     "Prints the stored keys, one per line (with --long, \"<key> <size>\"). --garbage\n"
     "lists the objects still marked in the current GC cycle instead; sizes filter\n"
-    "min-size <= size < max-size.",
+    "min-size <= size < max-size. A listing a balancer marks as incomplete (a\n"
+    "backend left out) is printed but fails (exit 1) unless --allow-partial.",
 };
 
 int cmd_list(int argc, char **argv, const struct cli_ctx *ctx)
 {
-    bool garbage = false, lng = false;
+    bool garbage = false, lng = false, allow_partial = false;
     uint64_t min_size = 0, max_size = UINT64_MAX;
     const struct cli_opt opts[] = {
         {"garbage", 0, CLI_OPT_FLAG, &garbage, NULL, "objects marked in the current GC cycle"},
         {"min-size", 0, CLI_OPT_SIZE, &min_size, "N", "only objects of N bytes or more"},
         {"max-size", 0, CLI_OPT_SIZE, &max_size, "N", "only objects smaller than N bytes"},
         {"long", 'l', CLI_OPT_FLAG, &lng, NULL, "print each key's size too"},
+        {"allow-partial", 0, CLI_OPT_FLAG, &allow_partial, NULL,
+         "accept a listing that left a backend out (warn, exit 0)"},
     };
     char **pos = calloc((size_t)argc + 1, sizeof(*pos));
     int npos, code;
     if (!pos)
         return CLI_EXIT_FAIL;
-    if (cli_args_command("list", &list_usage, opts, 4, argc, argv, pos, &npos, &code) < 0) {
+    if (cli_args_command("list", &list_usage, opts, 5, argc, argv, pos, &npos, &code) < 0) {
         free(pos);
         return code;
     }
@@ -1238,17 +1241,26 @@ int cmd_list(int argc, char **argv, const struct cli_ctx *ctx)
     }
     if (rc == 0 && s.partial.len) /* a last line without its newline */
         list_line(&s, s.partial.data, s.partial.len);
+    /* A balancer that left backends out says so in the head: the keys
+     * listed are true, but the list is not every key. Text lines are out
+     * already (as with a listing cut short); the status tells a script. */
+    char partial[CLI_ERR_MAX];
+    int skipped = rc == 0 ? cli_listing_skipped(&h, partial, sizeof(partial)) : 0;
     if (ctx->json) {
         cas_json_end_array(&s.j);
         cas_buf_puts(&s.jb, "\n");
-        if (rc == 0)
+        if (rc == 0 && (!skipped || allow_partial)) /* nothing half-made */
             print_buf(&s.jb);
     }
     if (rc < 0)
         cli_error("list: %s", err);
+    else if (skipped && allow_partial)
+        cli_warning("list: %s (accepted: --allow-partial)", partial);
+    else if (skipped)
+        cli_error("list: %s" CLI_PARTIAL_HINT, partial);
     cli_http_free(&h);
     cas_buf_free(&s.partial);
     cas_buf_free(&s.jb);
     cli_client_free(c);
-    return rc < 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    return rc < 0 || (skipped && !allow_partial) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

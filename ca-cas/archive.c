@@ -352,9 +352,10 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
         struct cas_buf j;
         cas_buf_init(&j);
         cas_buf_printf(&j,
-                       "{\"exported\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"skipped\":%" PRIu64
-                       ",\"backends_skipped\":%d,\"complete\":%s",
-                       count, bytes, skipped, left_out, left_out ? "false" : "true");
+                       "{\"exported\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"skipped\":%" PRIu64,
+                       count, bytes, skipped);
+        if (left_out) /* only then: the summary of a whole export is as before */
+            cas_buf_printf(&j, ",\"complete\":false,\"backends_skipped\":%d", left_out);
         if (kept_as) {
             cas_buf_puts(&j, ",\"kept\":");
             cas_json_escape(&j, kept_as);

@@ -375,7 +375,7 @@ int cli_call(struct cli_client *c, const char *method, const char *path, const c
 int cli_listing_skipped(const struct cli_http *h, char *msg, size_t msglen);
 /* What to do about it, appended to that message when refusing. */
 #define CLI_PARTIAL_HINT                                                                           \
-    "; bring the backends back (`ca-cas status` names those that are down) and run again, or "    \
+    "; bring the backends back (`ca-cas status` names those that are down) and run again, or "     \
     "pass --allow-partial to accept an incomplete listing"
 /*
  * The server's hash algorithm, from GET /ring (field "hash"), asked once

@@ -76,7 +76,7 @@ struct http_req {
     const char *method;
     const char *url; /* path only */
     bool is_head;
-    bool http10; /* the request came as HTTP/1.0: no chunked answers */
+    bool http10;       /* the request came as HTTP/1.0: no chunked answers */
     const char *param; /* the segment matched by '*', NUL-terminated */
     size_t param_len;
 

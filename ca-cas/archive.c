@@ -351,8 +351,7 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
     if (ctx->json) {
         struct cas_buf j;
         cas_buf_init(&j);
-        cas_buf_printf(&j,
-                       "{\"exported\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"skipped\":%" PRIu64,
+        cas_buf_printf(&j, "{\"exported\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"skipped\":%" PRIu64,
                        count, bytes, skipped);
         if (left_out) /* only then: the summary of a whole export is as before */
             cas_buf_printf(&j, ",\"complete\":false,\"backends_skipped\":%d", left_out);

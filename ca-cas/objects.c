@@ -1125,6 +1125,13 @@ struct list_sink {
     struct cas_buf jb;
     struct cas_json j;
     uint64_t count;
+    const struct cli_http *h;
+    bool allow_partial;
+    /* --json and the head said the listing is incomplete: the lines are
+     * dropped, not printed, since the JSON array would stream out in
+     * pieces before the failure is known otherwise (decided at the first
+     * byte: libcurl hands every header over before the body). */
+    bool checked, withhold;
 };
 
 static void list_line(struct list_sink *s, const char *line, size_t len)
@@ -1135,6 +1142,8 @@ static void list_line(struct list_sink *s, const char *line, size_t len)
     if (klen == 0)
         return;
     s->count++;
+    if (s->ctx->json && s->withhold)
+        return;
     if (s->ctx->json) {
         char key[CAS_MAX_HEX + 16];
         snprintf(key, sizeof(key), "%.*s", (int)(klen < sizeof(key) ? klen : sizeof(key) - 1),
@@ -1158,6 +1167,12 @@ static void list_line(struct list_sink *s, const char *line, size_t len)
 static int list_write(void *cls, const char *data, size_t len)
 {
     struct list_sink *s = cls;
+    if (!s->checked) {
+        char why[CLI_ERR_MAX];
+        s->withhold =
+            s->ctx->json && !s->allow_partial && cli_listing_skipped(s->h, why, sizeof(why));
+        s->checked = true;
+    }
     while (len) {
         const char *nl = memchr(data, '\n', len);
         if (!nl) {
@@ -1224,13 +1239,13 @@ int cmd_list(int argc, char **argv, const struct cli_ctx *ctx)
         cli_error("list: %s", err);
         return CLI_EXIT_FAIL;
     }
-    struct list_sink s = {.ctx = ctx, .lng = lng};
+    struct cli_http h;
+    struct list_sink s = {.ctx = ctx, .lng = lng, .h = &h, .allow_partial = allow_partial};
     cas_buf_init(&s.partial);
     cas_buf_init(&s.jb);
     cas_json_init(&s.j, &s.jb);
     if (ctx->json)
         cas_json_begin_array(&s.j);
-    struct cli_http h;
     cli_http_init(&h, "GET", path);
     h.sink = list_write;
     h.sink_cls = &s;

@@ -359,6 +359,19 @@ static void test_list_incomplete(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "{\"error\":\"list: the listing is incomplete"));
     free(out);
     free(err);
+    /* Also when the array would have streamed out in pieces (over 64 KiB). */
+    static char big[2000 * 44 + 1];
+    for (int i = 0; i < 2000; i++)
+        memcpy(big + i * 44, K1 " 10\n", 44);
+    fake_reset();
+    fake_on_header("GET", "/objects", 200, big, "X-CAS-Backends-Skipped: 1");
+    CU_ASSERT_EQUAL(run_cmd(cmd_list, &ctx, &out, &err, "list", NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "left 1 backend out"));
+    free(out);
+    free(err);
+    fake_reset();
+    fake_on_header("GET", "/objects", 200, K1 " 10\n", "X-CAS-Backends-Skipped: 3");
     CU_ASSERT_EQUAL(run_cmd(cmd_list, &ctx, &out, &err, "list", "--allow-partial", NULL),
                     CLI_EXIT_OK);
     CU_ASSERT_STRING_EQUAL(out, "[{\"key\":\"" K1 "\",\"size\":10}]\n");

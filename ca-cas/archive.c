@@ -22,6 +22,11 @@
  *
  * With -o FILE the archive goes to a temporary file beside FILE, renamed
  * over it once complete and synced: a failed export leaves FILE as it was.
+ * A listing a balancer marks incomplete (X-CAS-Backends-Skipped > 0: a
+ * backend left out) is exported all the same, but the export fails and
+ * the temporary file is kept under its name instead of replacing FILE
+ * (cli_outfile_keep), unless --allow-partial (docs/CLI.md, "Incomplete
+ * listings").
  *
  * Tar is written and read by libarchive, never by hand.
  */

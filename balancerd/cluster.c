@@ -951,6 +951,11 @@ static void list_garbage_settle(struct balancer *bal, const struct view *v)
 void cluster_list(struct http_req *req)
 {
     struct balancer *bal = req->app;
+    if (!http_client_can_frame_unknown_length(req)) {
+        /* Before any backend is asked: the answer could not show a cut. */
+        http_refuse_http10(req);
+        return;
+    }
     struct list_ctx *l = calloc(1, sizeof(*l));
     if (!l) {
         http_error(req, 500, "out of memory");

@@ -22,6 +22,11 @@
  *
  * With -o FILE the archive goes to a temporary file beside FILE, renamed
  * over it once complete and synced: a failed export leaves FILE as it was.
+ * A listing a balancer marks incomplete (X-CAS-Backends-Skipped > 0: a
+ * backend left out) is exported all the same, but the export fails and
+ * the temporary file is kept under its name instead of replacing FILE
+ * (cli_outfile_keep), unless --allow-partial (docs/CLI.md, "Incomplete
+ * listings").
  *
  * Tar is written and read by libarchive, never by hand.
  */
@@ -166,24 +171,30 @@ static int spool_write(void *cls, const char *data, size_t len)
 }
 
 static const struct cli_usage_text export_usage = {
-    "export [KEY...] [-o FILE]",
+    "export [KEY...] [-o FILE] [--allow-partial]",
     "Writes the objects (every live one when no KEY is given) as a tar stream\n"
     "to stdout or FILE, one member per object named by its key. Each object\n"
     "is checked against its key on the way; objects removed meanwhile are\n"
-    "skipped. Restore with `ca-cas import`.",
+    "skipped. Restore with `ca-cas import`. When a balancer's listing left a\n"
+    "backend out, the objects listed are still written, but the export fails\n"
+    "(exit 1) and FILE is not replaced (the partial archive is kept beside it)\n"
+    "unless --allow-partial.",
 };
 
 int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
 {
     const char *out_path = NULL;
+    bool allow_partial = false;
     const struct cli_opt opts[] = {
         {"output", 'o', CLI_OPT_STRING, &out_path, "FILE", "write the archive to FILE"},
+        {"allow-partial", 0, CLI_OPT_FLAG, &allow_partial, NULL,
+         "accept a listing that left a backend out: replace FILE, warn, exit 0"},
     };
     char **pos = calloc((size_t)argc + 1, sizeof(*pos));
     int npos, code;
     if (!pos)
         return CLI_EXIT_FAIL;
-    if (cli_args_command("export", &export_usage, opts, 1, argc, argv, pos, &npos, &code) < 0) {
+    if (cli_args_command("export", &export_usage, opts, 2, argc, argv, pos, &npos, &code) < 0) {
         free(pos);
         return code;
     }
@@ -230,6 +241,10 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
     FILE *list = NULL;
     struct archive *a = NULL;
     uint64_t total = 0, count = 0, bytes = 0, skipped = 0;
+    /* Backends the listing left out (X-CAS-Backends-Skipped): the archive
+     * then cannot be every live object, whatever else goes well. */
+    int left_out = 0;
+    char partial[CLI_ERR_MAX] = "";
     int rc = cli_client_new(ctx, &c, err, sizeof(err));
     if (rc == 0)
         rc = cli_client_algo(c, &algo, err, sizeof(err));
@@ -253,6 +268,8 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
             snprintf(err, sizeof(err), "listing the objects: %s", why);
             rc = -EIO;
         }
+        if (rc == 0)
+            left_out = cli_listing_skipped(&h, partial, sizeof(partial));
         cli_http_free(&h);
     }
     if (rc == 0 && (fflush(list) != 0 || fseek(list, 0, SEEK_SET) != 0)) {
@@ -305,11 +322,22 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
         archive_write_free(a);
     }
     bool kept = out_path && out.tmp; /* FILE is replaced only on success */
+    /* An archive of an incomplete listing is finished (every object listed
+     * is in it) but does not replace FILE: an earlier, complete backup of
+     * that name must not give way to one that lacks objects. It stays
+     * beside FILE under its temporary name, synced, for whoever wants what
+     * could be had. --allow-partial takes it as FILE. */
+    bool withhold = rc == 0 && left_out && !allow_partial;
+    char *kept_as = NULL;
     if (out_path) {
-        if (rc == 0 && cli_outfile_commit(&out, err, sizeof(err)) < 0)
+        if (rc == 0 && withhold && kept) {
+            if (cli_outfile_keep(&out, &kept_as, err, sizeof(err)) < 0)
+                rc = -EIO;
+        } else if (rc == 0 && cli_outfile_commit(&out, err, sizeof(err)) < 0) {
             rc = -EIO;
-        else if (rc < 0)
+        } else if (rc < 0) {
             cli_outfile_abort(&out); /* removes only the temporary file */
+        }
     }
     if (list)
         fclose(list);
@@ -321,15 +349,44 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
             cli_error("export: %s; %s was left as it was", err, out_path);
         else
             cli_error("export: %s; the archive is incomplete and must not be used", err);
+        if (left_out) /* the listing was short too: say it as well */
+            cli_error("export: %s", partial);
         return CLI_EXIT_FAIL;
     }
-    if (ctx->json)
-        fprintf(stderr,
-                "{\"exported\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"skipped\":%" PRIu64 "}\n", count,
-                bytes, skipped);
-    else
-        fprintf(stderr, "export: %" PRIu64 " objects, %" PRIu64 " bytes; %" PRIu64 " skipped\n",
-                count, bytes, skipped);
+    if (ctx->json) {
+        struct cas_buf j;
+        cas_buf_init(&j);
+        cas_buf_printf(&j, "{\"exported\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"skipped\":%" PRIu64,
+                       count, bytes, skipped);
+        if (left_out) /* only then: the summary of a whole export is as before */
+            cas_buf_printf(&j, ",\"complete\":false,\"backends_skipped\":%d", left_out);
+        if (kept_as) {
+            cas_buf_puts(&j, ",\"kept\":");
+            cas_json_escape(&j, kept_as);
+        }
+        cas_buf_puts(&j, "}");
+        fprintf(stderr, "%s\n", j.data ? j.data : "{}");
+        cas_buf_free(&j);
+    } else {
+        fprintf(stderr, "export: %" PRIu64 " objects, %" PRIu64 " bytes; %" PRIu64 " skipped%s\n",
+                count, bytes, skipped, left_out ? "; PARTIAL: not every live object" : "");
+    }
+    if (left_out && allow_partial) {
+        cli_warning("export: %s; the archive holds only the %" PRIu64
+                    " objects listed (accepted: --allow-partial)",
+                    partial, count);
+    } else if (left_out && kept_as) {
+        cli_error("export: %s; %s was left as it was, and the %" PRIu64
+                  " objects listed were written to %s (an incomplete backup)" CLI_PARTIAL_HINT,
+                  partial, out_path, count, kept_as);
+    } else if (left_out) {
+        cli_error("export: %s; the archive written holds only the %" PRIu64
+                  " objects listed and must not be taken for a full backup" CLI_PARTIAL_HINT,
+                  partial, count);
+    }
+    free(kept_as);
+    if (withhold)
+        return CLI_EXIT_FAIL;
     return npos > 0 && skipped ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 

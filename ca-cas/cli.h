@@ -112,6 +112,8 @@ int cli_ctx_setup(const struct cli_globals *g, struct cli_ctx *ctx, char *err, s
  * {"error": "<message>"} instead. */
 extern bool cli_json_errors;
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "ca-cas: warning: <message>"; with --json, {"warning": "<message>"}. */
+void cli_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- args.c: a command's options ---- */
 
@@ -254,6 +256,11 @@ int cli_outfile_commit(struct cli_outfile *o, char *err, size_t errlen);
 /* Failure: closes, removes the temporary file only; the name the user gave
  * (file, link, device, FIFO) is left as it was. */
 void cli_outfile_abort(struct cli_outfile *o);
+/* Neither: the temporary file beside FILE (there must be one) is fsynced,
+ * closed and left under its name, which *kept gets (free it); FILE is left
+ * as it was (export of an incomplete listing). Returns 0, or -errno with
+ * err filled (the temporary file is then removed, *kept NULL). */
+int cli_outfile_keep(struct cli_outfile *o, char **kept, char *err, size_t errlen);
 
 /* ---- progress.c ---- */
 
@@ -321,7 +328,13 @@ struct cli_http {
      * X-CAS-Replicas (copies the cluster keeps); -1 when not sent. */
     int copies;
     int replicas;
+    /* A balancer's listing (GET /objects): X-CAS-Backends-Skipped, the
+     * backends it left out; -1 when not sent (a storaged: complete),
+     * CLI_SKIPPED_UNREADABLE when sent but not a number. Read it through
+     * cli_listing_skipped. */
+    int backends_skipped;
 };
+#define CLI_SKIPPED_UNREADABLE (-2)
 
 int cli_client_new(const struct cli_ctx *ctx, struct cli_client **out, char *err, size_t errlen);
 void cli_client_free(struct cli_client *c);
@@ -349,6 +362,21 @@ void cli_http_error_text(long status, const char *body, char *out, size_t outlen
  */
 int cli_call(struct cli_client *c, const char *method, const char *path, const char *body,
              size_t body_len, struct cas_buf *out, long *status, char *err, size_t errlen);
+/*
+ * Every command that reads a listing (list, export) asks this once the
+ * answer came: 0 when the listing is whole (no X-CAS-Backends-Skipped, or
+ * 0); else the number of backends the balancer left out (1 when the header
+ * is unreadable) and msg says so (CLI_PARTIAL_HINT says what to do).
+ * Such a listing lacks every object held only by those backends: a
+ * command must not present it as complete, nor delete, skip or conclude
+ * anything from an object's absence in it (docs/CLI.md, "Incomplete
+ * listings").
+ */
+int cli_listing_skipped(const struct cli_http *h, char *msg, size_t msglen);
+/* What to do about it, appended to that message when refusing. */
+#define CLI_PARTIAL_HINT                                                                           \
+    "; bring the backends back (`ca-cas status` names those that are down) and run again, or "     \
+    "pass --allow-partial to accept an incomplete listing"
 /*
  * The server's hash algorithm, from GET /ring (field "hash"), asked once
  * per client; sha1 when the server does not say.

@@ -86,6 +86,7 @@ void cli_http_init(struct cli_http *h, const char *method, const char *path)
     h->content_length = UINT64_MAX;
     h->copies = -1;
     h->replicas = -1;
+    h->backends_skipped = -1;
 }
 
 void cli_http_free(struct cli_http *h)
@@ -216,6 +217,17 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *cls)
     int replicas = header_count(data, n, "X-CAS-Replicas:");
     if (replicas >= 0)
         x->h->replicas = replicas;
+    static const char skipped[] = "X-CAS-Backends-Skipped:";
+    if (n >= sizeof(skipped) - 1 && strncasecmp(data, skipped, sizeof(skipped) - 1) == 0) {
+        /* Present but not a number still means "something was left out":
+         * a listing is complete only when the balancer says 0. */
+        int v = header_count(data, n, skipped);
+        int *slot = &x->h->backends_skipped;
+        if (v < 0)
+            *slot = CLI_SKIPPED_UNREADABLE;
+        else if (*slot != CLI_SKIPPED_UNREADABLE && v > *slot)
+            *slot = v;
+    }
     static const char loc[] = "Location:";
     if (n > sizeof(loc) && strncasecmp(data, loc, sizeof(loc) - 1) == 0) {
         const char *v = data + sizeof(loc) - 1;
@@ -391,6 +403,31 @@ void cli_http_error_text(long status, const char *body, char *out, size_t outlen
     else if ((status == 502 || status == 504) && !ours)
         hint = "; the answer came from a proxy in front of ca-cas: is ca-cas behind it running?";
     snprintf(out, outlen, "%s (HTTP %ld)%s", msg, status, hint);
+}
+
+/*
+ * Whether a listing is whole (docs/API.md, GET /objects): a balancer counts
+ * the backends it left out in X-CAS-Backends-Skipped, sent with the head.
+ * Anything but an absent header or 0 means objects held only there are
+ * missing from the answer, however well the transfer itself went.
+ */
+int cli_listing_skipped(const struct cli_http *h, char *msg, size_t msglen)
+{
+    if (h->backends_skipped == -1 || h->backends_skipped == 0)
+        return 0;
+    if (h->backends_skipped == CLI_SKIPPED_UNREADABLE) {
+        snprintf(msg, msglen,
+                 "the listing is incomplete: the server marked it so with an unreadable "
+                 "X-CAS-Backends-Skipped header, so objects may be missing from it");
+        return 1;
+    }
+    int n = h->backends_skipped;
+    snprintf(msg, msglen,
+             "the listing is incomplete: the server left %d backend%s out (X-CAS-Backends-Skipped: "
+             "%d: down, or too slow to start %s listing), so the objects held only there are "
+             "missing from it",
+             n, n == 1 ? "" : "s", n, n == 1 ? "its" : "their");
+    return n;
 }
 
 int cli_call(struct cli_client *c, const char *method, const char *path, const char *body,

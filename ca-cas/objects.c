@@ -1125,6 +1125,13 @@ struct list_sink {
     struct cas_buf jb;
     struct cas_json j;
     uint64_t count;
+    const struct cli_http *h;
+    bool allow_partial;
+    /* --json and the head said the listing is incomplete: the lines are
+     * dropped, not printed, since the JSON array would stream out in
+     * pieces before the failure is known otherwise (decided at the first
+     * byte: libcurl hands every header over before the body). */
+    bool checked, withhold;
 };
 
 static void list_line(struct list_sink *s, const char *line, size_t len)
@@ -1135,6 +1142,8 @@ static void list_line(struct list_sink *s, const char *line, size_t len)
     if (klen == 0)
         return;
     s->count++;
+    if (s->ctx->json && s->withhold)
+        return;
     if (s->ctx->json) {
         char key[CAS_MAX_HEX + 16];
         snprintf(key, sizeof(key), "%.*s", (int)(klen < sizeof(key) ? klen : sizeof(key) - 1),
@@ -1158,6 +1167,12 @@ static void list_line(struct list_sink *s, const char *line, size_t len)
 static int list_write(void *cls, const char *data, size_t len)
 {
     struct list_sink *s = cls;
+    if (!s->checked) {
+        char why[CLI_ERR_MAX];
+        s->withhold =
+            s->ctx->json && !s->allow_partial && cli_listing_skipped(s->h, why, sizeof(why));
+        s->checked = true;
+    }
     while (len) {
         const char *nl = memchr(data, '\n', len);
         if (!nl) {
@@ -1179,27 +1194,30 @@ static int list_write(void *cls, const char *data, size_t len)
 }
 
 static const struct cli_usage_text list_usage = {
-    "list [--garbage] [--min-size N] [--max-size N] [--long]",
+    "list [--garbage] [--min-size N] [--max-size N] [--long] [--allow-partial]",
     "Prints the stored keys, one per line (with --long, \"<key> <size>\"). --garbage\n"
     "lists the objects still marked in the current GC cycle instead; sizes filter\n"
-    "min-size <= size < max-size.",
+    "min-size <= size < max-size. A listing a balancer marks as incomplete (a\n"
+    "backend left out) is printed but fails (exit 1) unless --allow-partial.",
 };
 
 int cmd_list(int argc, char **argv, const struct cli_ctx *ctx)
 {
-    bool garbage = false, lng = false;
+    bool garbage = false, lng = false, allow_partial = false;
     uint64_t min_size = 0, max_size = UINT64_MAX;
     const struct cli_opt opts[] = {
         {"garbage", 0, CLI_OPT_FLAG, &garbage, NULL, "objects marked in the current GC cycle"},
         {"min-size", 0, CLI_OPT_SIZE, &min_size, "N", "only objects of N bytes or more"},
         {"max-size", 0, CLI_OPT_SIZE, &max_size, "N", "only objects smaller than N bytes"},
         {"long", 'l', CLI_OPT_FLAG, &lng, NULL, "print each key's size too"},
+        {"allow-partial", 0, CLI_OPT_FLAG, &allow_partial, NULL,
+         "accept a listing that left a backend out (warn, exit 0)"},
     };
     char **pos = calloc((size_t)argc + 1, sizeof(*pos));
     int npos, code;
     if (!pos)
         return CLI_EXIT_FAIL;
-    if (cli_args_command("list", &list_usage, opts, 4, argc, argv, pos, &npos, &code) < 0) {
+    if (cli_args_command("list", &list_usage, opts, 5, argc, argv, pos, &npos, &code) < 0) {
         free(pos);
         return code;
     }
@@ -1221,13 +1239,13 @@ int cmd_list(int argc, char **argv, const struct cli_ctx *ctx)
         cli_error("list: %s", err);
         return CLI_EXIT_FAIL;
     }
-    struct list_sink s = {.ctx = ctx, .lng = lng};
+    struct cli_http h;
+    struct list_sink s = {.ctx = ctx, .lng = lng, .h = &h, .allow_partial = allow_partial};
     cas_buf_init(&s.partial);
     cas_buf_init(&s.jb);
     cas_json_init(&s.j, &s.jb);
     if (ctx->json)
         cas_json_begin_array(&s.j);
-    struct cli_http h;
     cli_http_init(&h, "GET", path);
     h.sink = list_write;
     h.sink_cls = &s;
@@ -1238,17 +1256,26 @@ int cmd_list(int argc, char **argv, const struct cli_ctx *ctx)
     }
     if (rc == 0 && s.partial.len) /* a last line without its newline */
         list_line(&s, s.partial.data, s.partial.len);
+    /* A balancer that left backends out says so in the head: the keys
+     * listed are true, but the list is not every key. Text lines are out
+     * already (as with a listing cut short); the status tells a script. */
+    char partial[CLI_ERR_MAX];
+    int skipped = rc == 0 ? cli_listing_skipped(&h, partial, sizeof(partial)) : 0;
     if (ctx->json) {
         cas_json_end_array(&s.j);
         cas_buf_puts(&s.jb, "\n");
-        if (rc == 0)
+        if (rc == 0 && (!skipped || allow_partial)) /* nothing half-made */
             print_buf(&s.jb);
     }
     if (rc < 0)
         cli_error("list: %s", err);
+    else if (skipped && allow_partial)
+        cli_warning("list: %s (accepted: --allow-partial)", partial);
+    else if (skipped)
+        cli_error("list: %s" CLI_PARTIAL_HINT, partial);
     cli_http_free(&h);
     cas_buf_free(&s.partial);
     cas_buf_free(&s.jb);
     cli_client_free(c);
-    return rc < 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    return rc < 0 || (skipped && !allow_partial) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

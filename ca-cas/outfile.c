@@ -15,7 +15,9 @@
  *                       same directory, so same file system); on success
  *                       it is fsynced and renamed over FILE and the
  *                       directory fsynced; on failure, SIGINT or SIGTERM
- *                       only the temporary file is removed. A symlink to a regular
+ *                       only the temporary file is removed. (export of an
+ *                       incomplete listing keeps it instead, synced, under
+ *                       its temporary name: cli_outfile_keep.) A symlink to a regular
  *                       file is followed: its target is replaced, the link
  *                       stays.
  *   anything else (a device, a FIFO, a socket, a symlink to one):
@@ -30,6 +32,7 @@
 #define _GNU_SOURCE
 #include "cli.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -255,6 +258,34 @@ int cli_outfile_commit(struct cli_outfile *o, char *err, size_t errlen)
         rc = outfile_sync_dir(o->target, err, errlen);
     }
     free(o->tmp);
+    free(o->target);
+    o->tmp = o->target = NULL;
+    return rc;
+}
+
+int cli_outfile_keep(struct cli_outfile *o, char **kept, char *err, size_t errlen)
+{
+    assert(o->tmp && o->fd >= 0); /* only a temporary file beside FILE is kept */
+    *kept = NULL;
+    int rc = 0;
+    if (fsync(o->fd) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "syncing %s: %s", o->tmp, strerror(-rc));
+    }
+    if (close(o->fd) < 0 && rc == 0) {
+        rc = -errno;
+        snprintf(err, errlen, "writing %s: %s", o->tmp, strerror(-rc));
+    }
+    o->fd = -1;
+    if (rc == 0)
+        rc = outfile_sync_dir(o->tmp, err, errlen);
+    if (rc < 0)
+        unlink(o->tmp);
+    unguard_tmp();
+    if (rc == 0)
+        *kept = o->tmp;
+    else
+        free(o->tmp);
     free(o->target);
     o->tmp = o->target = NULL;
     return rc;

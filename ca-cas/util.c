@@ -18,25 +18,40 @@
 /* Set by --json: errors go to stderr as {"error": "..."} too. */
 bool cli_json_errors;
 
-void cli_error(const char *fmt, ...)
+/* One message on stderr, as "ca-cas: <prefix><msg>" or, with --json,
+ * {"<kind>": "<msg>"}. */
+static void cli_message(const char *kind, const char *prefix, const char *fmt, va_list ap)
 {
     char msg[4096];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     fflush(stdout); /* keep our own output ahead of the message */
     if (cli_json_errors) {
         struct cas_buf b;
         cas_buf_init(&b);
-        cas_buf_puts(&b, "{\"error\":");
+        cas_buf_printf(&b, "{\"%s\":", kind);
         cas_json_escape(&b, msg);
         cas_buf_puts(&b, "}");
         fprintf(stderr, "%s\n", b.data ? b.data : "{\"error\":\"out of memory\"}");
         cas_buf_free(&b);
         return;
     }
-    fprintf(stderr, "ca-cas: %s\n", msg);
+    fprintf(stderr, "ca-cas: %s%s\n", prefix, msg);
+}
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cli_message("error", "", fmt, ap);
+    va_end(ap);
+}
+
+void cli_warning(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cli_message("warning", "warning: ", fmt, ap);
+    va_end(ap);
 }
 
 int cli_server_url(const char *in, char *out, size_t outlen, char *err, size_t errlen)

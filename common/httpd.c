@@ -259,10 +259,24 @@ void http_reply_stream(struct http_req *req, unsigned status, const char *conten
                             free_cls);
 }
 
+bool http_client_can_frame_unknown_length(const struct http_req *req)
+{
+    return !req->http10;
+}
+
 void http_reply_stream_block(struct http_req *req, unsigned status, const char *content_type,
                              uint64_t size, size_t block, http_reader_fn reader, void *cls,
                              void (*free_cls)(void *))
 {
+    if (size == HTTP_SIZE_UNKNOWN && !http_client_can_frame_unknown_length(req)) {
+        /* HTTP/1.0 has no chunked coding: such a body ends with a plain
+         * close, and a stream that breaks off (HTTP_STREAM_ERROR) would end
+         * the same way, looking complete. Refused rather than risk that. */
+        if (free_cls)
+            free_cls(cls);
+        http_refuse_http10(req);
+        return;
+    }
     struct stream_wrap *w = malloc(sizeof(*w));
     if (!w) {
         if (free_cls)
@@ -283,6 +297,15 @@ void http_reply_stream_block(struct http_req *req, unsigned status, const char *
     req->bytes_out = size == HTTP_SIZE_UNKNOWN ? 0 : size;
     req->streamed = true;
     set_response(req, status, r, content_type);
+}
+
+void http_refuse_http10(struct http_req *req)
+{
+    http_error(req, 505,
+               "%s %s needs HTTP/1.1: its answer is streamed with a length not known in "
+               "advance, and HTTP/1.0 has no chunked coding to mark where it ends, so an "
+               "answer cut short would look complete; send the request as HTTP/1.1",
+               req->is_head ? "HEAD" : req->method, req->url);
 }
 
 static ssize_t never_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -823,6 +846,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         req->method = method;
         req->url = url;
         req->is_head = strcmp(method, "HEAD") == 0;
+        /* libmicrohttpd takes HTTP/1.0 and HTTP/1.1 (it refuses others). */
+        req->http10 = version && strcasecmp(version, MHD_HTTP_VERSION_1_0) == 0;
         req->t0_ns = cas_now_ns();
         conn_set_deadline(srv, conn, 0); /* the head is in */
         pthread_mutex_lock(&srv->lock);

@@ -76,6 +76,7 @@ struct http_req {
     const char *method;
     const char *url; /* path only */
     bool is_head;
+    bool http10;       /* the request came as HTTP/1.0: no chunked answers */
     const char *param; /* the segment matched by '*', NUL-terminated */
     size_t param_len;
 
@@ -183,8 +184,23 @@ void http_error(struct http_req *req, unsigned status, const char *fmt, ...)
 /* Takes ownership of a malloc'd buffer. */
 void http_reply_owned(struct http_req *req, unsigned status, const char *content_type, void *body,
                       size_t len);
+/*
+ * A body of size HTTP_SIZE_UNKNOWN is sent chunked, which is what lets a
+ * client tell a stream cut short (HTTP_STREAM_ERROR: no final chunk) from a
+ * complete one. An HTTP/1.0 client cannot take chunks, so for it such a
+ * reply is refused instead: free_cls(cls) is called and the answer becomes
+ * 505 (http_refuse_http10). A route that does costly work before it
+ * streams (a balancer opening every backend's listing) can check
+ * http_client_can_frame_unknown_length first and refuse at once.
+ */
 void http_reply_stream(struct http_req *req, unsigned status, const char *content_type,
                        uint64_t size, http_reader_fn reader, void *cls, void (*free_cls)(void *));
+/* False for an HTTP/1.0 request: a body of unknown length would reach it
+ * unframed, ended by a close that cannot be told from a cut. */
+bool http_client_can_frame_unknown_length(const struct http_req *req);
+/* 505 HTTP Version Not Supported, JSON error naming the request and
+ * HTTP/1.1 (docs/API.md, "HTTP versions"). */
+void http_refuse_http10(struct http_req *req);
 /* As http_reply_stream, with the size of libmicrohttpd's response buffer
  * (bytes, > 0; http_reply_stream uses HTTP_STREAM_BLOCK): the most a reader
  * is asked for per call, and the most handed to one send(). The buffer is

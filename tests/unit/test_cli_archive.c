@@ -6,7 +6,9 @@
  * objects gone meanwhile, and refuses bad keys before it touches the output
  * file. import stores regular members under the key their name gives and
  * refuses names that are not keys and bytes that do not match (also when
- * the server already holds the object and so never saw them).
+ * the server already holds the object and so never saw them). A listing a
+ * balancer marks incomplete (X-CAS-Backends-Skipped) fails the export and
+ * never replaces -o FILE, unless --allow-partial.
  */
 #define _GNU_SOURCE
 #include "fakesrv.h"
@@ -460,6 +462,131 @@ static void test_import_damaged_archive(void)
     free(err);
 }
 
+/* The one FILE.partial-* in dir (its path), or "" when none; asserts there
+ * is at most one. */
+static const char *the_partial(void)
+{
+    static char found[600];
+    found[0] = '\0';
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+    while (d && (de = readdir(d)))
+        if (strstr(de->d_name, ".partial-")) {
+            snprintf(found, sizeof(found), "%s/%s", dir, de->d_name);
+            n++;
+        }
+    if (d)
+        closedir(d);
+    CU_ASSERT(n <= 1);
+    return found;
+}
+
+static void script_partial_listing(const char *skipped)
+{
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on_header("GET", "/objects", 200, HELLO " 6\n", skipped);
+    fake_on("GET", "/objects/" HELLO, 200, "hello\n", 0);
+}
+
+/* A balancer's listing that left backends out (X-CAS-Backends-Skipped):
+ * what was listed is written, but the export fails and never replaces
+ * FILE; --allow-partial takes it with a warning. */
+static void test_export_incomplete_listing(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *out, *err, tar[1024];
+    const char *file = path_of("partial.tar");
+    write_file(file, "an earlier archive");
+    script_partial_listing("X-CAS-Backends-Skipped: 2");
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, NULL),
+                    CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "export: 1 objects, 6 bytes; 0 skipped; PARTIAL"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "the server left 2 backends out"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "partial.tar was left as it was"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "--allow-partial"));
+    char *kept = slurp(file);
+    CU_ASSERT_STRING_EQUAL(kept, "an earlier archive");
+    free(kept);
+    /* What was listed is kept beside FILE, complete as an archive. */
+    const char *partial = the_partial();
+    CU_ASSERT_FATAL(partial[0] != '\0');
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, partial));
+    tar_contents(partial, tar, sizeof(tar));
+    CU_ASSERT_STRING_EQUAL(tar, HELLO "=hello\n|");
+    unlink(partial);
+    free(out);
+    free(err);
+
+    /* --json: the summary says it; the error too. */
+    ctx.json = true;
+    cli_json_errors = true; /* what main() sets for --json */
+    script_partial_listing("X-CAS-Backends-Skipped: 1");
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, NULL),
+                    CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "{\"exported\":1,\"bytes\":6,\"skipped\":0,"
+                                       "\"complete\":false,\"backends_skipped\":1,\"kept\":\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "{\"error\":\"export: the listing is incomplete"));
+    unlink(the_partial());
+    free(out);
+    free(err);
+    ctx.json = false;
+    cli_json_errors = false;
+
+    /* An unreadable count is no count: incomplete all the same. */
+    script_partial_listing("X-CAS-Backends-Skipped: many");
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, NULL),
+                    CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "unreadable X-CAS-Backends-Skipped"));
+    unlink(the_partial());
+    free(out);
+    free(err);
+
+    /* --allow-partial: FILE replaced, a warning, exit 0. */
+    script_partial_listing("X-CAS-Backends-Skipped: 1");
+    CU_ASSERT_EQUAL(
+        run_cmd(cmd_export, &ctx, &out, &err, "export", "--allow-partial", "-o", file, NULL),
+        CLI_EXIT_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "warning: export: the listing is incomplete"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "(accepted: --allow-partial)"));
+    tar_contents(file, tar, sizeof(tar));
+    CU_ASSERT_STRING_EQUAL(tar, HELLO "=hello\n|");
+    assert_no_partial();
+    free(out);
+    free(err);
+
+    /* 0 skipped is a whole listing: as before. */
+    write_file(file, "an earlier archive");
+    script_partial_listing("X-CAS-Backends-Skipped: 0");
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, NULL), CLI_EXIT_OK);
+    CU_ASSERT_STRING_EQUAL(err, "export: 1 objects, 6 bytes; 0 skipped\n");
+    tar_contents(file, tar, sizeof(tar));
+    CU_ASSERT_STRING_EQUAL(tar, HELLO "=hello\n|");
+    assert_no_partial();
+    free(out);
+    free(err);
+
+    /* A failure of its own as well: the failure is said, and the short
+     * listing too; nothing kept. */
+    write_file(file, "an earlier archive");
+    fake_reset();
+    fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+    fake_on_header("GET", "/objects", 200, HELLO " 6\n", "X-CAS-Backends-Skipped: 1");
+    fake_on("GET", "/objects/" HELLO, 500, "{\"error\":\"disk on fire\"}", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, NULL),
+                    CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "disk on fire"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "left 1 backend out"));
+    kept = slurp(file);
+    CU_ASSERT_STRING_EQUAL(kept, "an earlier archive");
+    free(kept);
+    assert_no_partial();
+    free(out);
+    free(err);
+    unlink(file);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir) || fake_start() < 0)
@@ -481,6 +608,8 @@ int main(void)
     CU_add_test(s, "export: stdout a terminal or a full device",
                 test_export_stdout_terminal_or_full);
     CU_add_test(s, "import: a damaged archive stops, named", test_import_damaged_archive);
+    CU_add_test(s, "export: a listing that left backends out fails, FILE kept",
+                test_export_incomplete_listing);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

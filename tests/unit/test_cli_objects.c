@@ -6,7 +6,8 @@
  * operands refused before anything is sent, the same file given twice sent
  * once, a failing POST /objects/missing falling back to sending everything,
  * list's last line without newline and its bound on one line, rm and
- * missing in --json, a server that goes away mid-command.
+ * missing in --json, a server that goes away mid-command, a listing a
+ * balancer marks incomplete (X-CAS-Backends-Skipped).
  */
 #include "fakesrv.h"
 
@@ -329,6 +330,72 @@ static void test_list_refusals(void)
     free(err);
 }
 
+/* A balancer's listing that left backends out (X-CAS-Backends-Skipped):
+ * printed, but exit 1 with the count on stderr; --json prints nothing
+ * half-made; --allow-partial warns and exits 0; 0 is a whole listing. */
+static void test_list_incomplete(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *out, *err;
+    fake_reset();
+    fake_on_header("GET", "/objects", 200, K1 " 10\n", "X-CAS-Backends-Skipped: 3");
+    CU_ASSERT_EQUAL(run_cmd(cmd_list, &ctx, &out, &err, "list", NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_STRING_EQUAL(out, K1 "\n");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "ca-cas: list: the listing is incomplete: the server "
+                                       "left 3 backends out (X-CAS-Backends-Skipped: 3"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "--allow-partial"));
+    free(out);
+    free(err);
+    CU_ASSERT_EQUAL(run_cmd(cmd_list, &ctx, &out, &err, "list", "--allow-partial", NULL),
+                    CLI_EXIT_OK);
+    CU_ASSERT_STRING_EQUAL(out, K1 "\n");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "ca-cas: warning: list: the listing is incomplete"));
+    free(out);
+    free(err);
+    ctx.json = true;
+    cli_json_errors = true; /* what main() sets for --json */
+    CU_ASSERT_EQUAL(run_cmd(cmd_list, &ctx, &out, &err, "list", "--garbage", NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "{\"error\":\"list: the listing is incomplete"));
+    free(out);
+    free(err);
+    /* Also when the array would have streamed out in pieces (over 64 KiB). */
+    static char big[2000 * 44 + 1];
+    for (int i = 0; i < 2000; i++)
+        memcpy(big + i * 44, K1 " 10\n", 44);
+    fake_reset();
+    fake_on_header("GET", "/objects", 200, big, "X-CAS-Backends-Skipped: 1");
+    CU_ASSERT_EQUAL(run_cmd(cmd_list, &ctx, &out, &err, "list", NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "left 1 backend out"));
+    free(out);
+    free(err);
+    fake_reset();
+    fake_on_header("GET", "/objects", 200, K1 " 10\n", "X-CAS-Backends-Skipped: 3");
+    CU_ASSERT_EQUAL(run_cmd(cmd_list, &ctx, &out, &err, "list", "--allow-partial", NULL),
+                    CLI_EXIT_OK);
+    CU_ASSERT_STRING_EQUAL(out, "[{\"key\":\"" K1 "\",\"size\":10}]\n");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "{\"warning\":\"list: the listing is incomplete"));
+    free(out);
+    free(err);
+    ctx.json = false;
+    cli_json_errors = false;
+    /* A count that is not a number still marks the listing incomplete. */
+    fake_reset();
+    fake_on_header("GET", "/objects", 200, K1 " 10\n", "X-CAS-Backends-Skipped: -1");
+    CU_ASSERT_EQUAL(run_cmd(cmd_list, &ctx, &out, &err, "list", NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "unreadable X-CAS-Backends-Skipped"));
+    free(out);
+    free(err);
+    fake_reset();
+    fake_on_header("GET", "/objects", 200, K1 " 10\n", "X-CAS-Backends-Skipped: 0");
+    CU_ASSERT_EQUAL(run_cmd(cmd_list, &ctx, &out, &err, "list", NULL), CLI_EXIT_OK);
+    CU_ASSERT_STRING_EQUAL(out, K1 "\n");
+    CU_ASSERT_STRING_EQUAL(err, "");
+    free(out);
+    free(err);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir) || fake_start() < 0)
@@ -346,6 +413,8 @@ int main(void)
     CU_add_test(s, "missing: FILE, --json, errors", test_missing);
     CU_add_test(s, "list: last line, --long, filters, --json", test_list);
     CU_add_test(s, "list: overlong line, errors, operands", test_list_refusals);
+    CU_add_test(s, "list: a listing that left backends out fails unless --allow-partial",
+                test_list_incomplete);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -623,6 +623,28 @@ static void test_unknown_transfer_coding_501(void)
     CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 200", 12), 0);
 }
 
+/* A body of unknown length cannot be framed for an HTTP/1.0 client (no
+ * chunked coding): a stream that broke off would end with the same close as
+ * a complete one. So it is refused with 505, naming HTTP/1.1 (the reader's
+ * state is freed: ASan checks); a body of known length is still sent, and
+ * HTTP/1.1 still gets it chunked (attack a7 finding 4). */
+static void test_unknown_length_refused_to_http10(void)
+{
+    char out[4096];
+    raw_exchange("GET /stream-unknown HTTP/1.0\r\nHost: x\r\n\r\n", out, sizeof(out));
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 505", 12), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "GET /stream-unknown needs HTTP/1.1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "Content-Length: "));
+    raw_exchange("HEAD /stream-unknown HTTP/1.0\r\nHost: x\r\n\r\n", out, sizeof(out));
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 505", 12), 0);
+    raw_exchange("GET /stream HTTP/1.0\r\nHost: x\r\n\r\n", out, sizeof(out));
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 200", 12), 0);
+    raw_exchange("GET /stream-unknown HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", out,
+                 sizeof(out));
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 200", 12), 0);
+    CU_ASSERT_PTR_NOT_NULL(strcasestr(out, "Transfer-Encoding: chunked"));
+}
+
 static void test_stream_response(void)
 {
     struct resp r;
@@ -903,6 +925,7 @@ int main(void)
     CU_add_test(s, "refused at the head, body still coming: not reset",
                 test_refused_at_head_not_reset);
     CU_add_test(s, "streamed responses", test_stream_response);
+    CU_add_test(s, "unknown length refused 505 to HTTP/1.0", test_unknown_length_refused_to_http10);
     CU_add_test(s, "streamed responses in larger blocks", test_stream_block_size);
     CU_add_test(s, "HTTP_STREAM_ERROR aborts", test_stream_error_aborts);
     CU_add_test(s, "handler without a response", test_handler_without_response);

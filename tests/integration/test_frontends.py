@@ -3,8 +3,10 @@ system is deployed: HAProxy and nginx (Debian's packages) run the configs
 shipped in configs/frontends/ (only addresses and ports rewritten) in front
 of two balancers and three storageds.
 
-Each front end: round trips of small objects and a big one (3 GiB on the
-plain build, a quarter GiB under the sanitizers; byte for byte, memory of
+Each front end: round trips of small objects and a big one (2.25 GiB, past
+2^31, through nginx, whose config sets the body limits, on the plain build;
+a quarter GiB through HAProxy and under the sanitizers, to keep the suite's
+time: byte for byte, memory of
 every process bounded), the Cask routes, a GC cycle begun through one
 balancer and ended through the other; one balancer SIGKILLed under steady
 GET/PUT traffic (failures counted, and none once the front end has had
@@ -249,7 +251,7 @@ http {{
                 break
         self.assertNotEqual(began, ended, "every cycle went through one balancer")
         # a big object streams through: PUT and GET, verified, memory bounded
-        size = int(BIG_GIB * (1 << 30))
+        size = int((BIG_GIB if self.big else min(BIG_GIB, 0.25)) * (1 << 30))
         block = os.urandom(1 << 20)
         h = hashlib.sha1()
         for off in range(0, size, len(block)):
@@ -334,10 +336,12 @@ http {{
 
 class HAProxyFrontend(FrontendTest):
     frontend = "haproxy"
+    big = False
 
 
 class NginxFrontend(FrontendTest):
     frontend = "nginx"
+    big = True  # the object past 2^31 goes through this front end
 
 
 del FrontendTest  # the base class holds no tests of its own

@@ -76,7 +76,9 @@ class BackendLeftOut(ClusterTest):
     NOBJ = 30
 
     def populate(self):
-        self.cluster(n=2, replicas=1)
+        # A frozen backend is found down within a probe's fan-out bound
+        # (1 s here, instead of the default's seconds).
+        self.cluster(n=2, replicas=1, extra_yaml="timeouts:\n  fanout_ms: 1000\n")
         self.bal = self.balancer()
         self.url = f"http://127.0.0.1:{self.bal.port}"
         c = self.bal.client()

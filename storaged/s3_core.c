@@ -218,6 +218,42 @@ void s3_tomb_clear(struct s3_store *st, const unsigned char *digest)
         objtab_remove(&st->tombs, t);
 }
 
+/* Takes the key's tombstone hold (struct tomb_hold), waiting for another
+ * holder to let go. Caller holds st->lock (released while it waits). */
+void s3_tomb_hold(struct s3_store *st, struct tomb_hold *h, const unsigned char *digest)
+{
+    size_t dl = st->base.algo->digest_len;
+    for (;;) {
+        bool busy = false;
+        for (struct tomb_hold *x = st->tomb_holds; x && !busy; x = x->next)
+            busy = !memcmp(x->digest, digest, dl);
+        if (!busy)
+            break;
+        pthread_cond_wait(&st->changed, &st->lock);
+    }
+    memcpy(h->digest, digest, dl);
+    h->next = st->tomb_holds;
+    st->tomb_holds = h;
+}
+
+/* Lets go of hold h (taken by s3_tomb_hold). Caller holds st->lock. */
+void s3_tomb_release(struct s3_store *st, struct tomb_hold *h)
+{
+    for (struct tomb_hold **p = &st->tomb_holds; *p; p = &(*p)->next)
+        if (*p == h) {
+            *p = h->next;
+            pthread_cond_broadcast(&st->changed);
+            return;
+        }
+}
+
+bool s3_tomb_present(struct s3_store *st, const unsigned char *digest)
+{
+    struct objtab_entry en;
+    uint32_t t = objtab_find(&st->tombs, digest);
+    return t != OBJTAB_NONE && objtab_get(&st->tombs, t, &en) && en.flags == TOMB_DELETED;
+}
+
 /* True while a client's delete of digest refuses copies. */
 bool s3_tomb_in_force(struct s3_store *st, const unsigned char *digest)
 {

@@ -272,10 +272,70 @@ bool s3_gc_active(struct store *s, uint64_t *id)
     return a;
 }
 
+/*
+ * The expired tombstones of client deletes, cleared from the bucket first:
+ * each key's tombs/<hex>.deleted is deleted under the key's tombstone hold
+ * (a DELETE or a re-PUT of the key waits), and the keys whose deletion
+ * succeeded and whose tombstone is still expired go into *cleared. Only
+ * those leave the index: a tombstone stays in the index for as long as the
+ * bucket may hold it, so a re-PUT of the key always removes the bucket's
+ * first (s3_tomb_present), and the bucket never says "deleted" beside an
+ * acknowledged object (a rebuild of the index would leave that object out,
+ * and the next sweep delete it). Failures are logged; those keys stay.
+ */
+static void clear_expired_tombs(struct s3_store *st, struct objtab *cleared)
+{
+    size_t dl = st->base.algo->digest_len, n = 0;
+    pthread_mutex_lock(&st->lock);
+    struct objtab_entry en;
+    for (uint32_t t = 0; t < st->tombs.used; t++)
+        if (objtab_get(&st->tombs, t, &en) && en.flags == TOMB_DELETED &&
+            !s3_tomb_entry_in_force(st, &en))
+            n++;
+    unsigned char *v = n ? malloc(n * dl) : NULL;
+    size_t k = 0;
+    for (uint32_t t = 0; v && t < st->tombs.used && k < n; t++)
+        if (objtab_get(&st->tombs, t, &en) && en.flags == TOMB_DELETED &&
+            !s3_tomb_entry_in_force(st, &en))
+            memcpy(v + dl * k++, en.digest, dl);
+    for (size_t i = 0; i < k; i++) {
+        const unsigned char *d = v + dl * i;
+        struct tomb_hold h;
+        s3_tomb_hold(st, &h, d);
+        uint32_t t = objtab_find(&st->tombs, d);
+        if (t != OBJTAB_NONE && objtab_get(&st->tombs, t, &en) && en.flags == TOMB_DELETED &&
+            !s3_tomb_entry_in_force(st, &en)) {
+            char terr[300];
+            pthread_mutex_unlock(&st->lock);
+            int rc = s3_bucket_tomb(st, d, false, 0, terr, sizeof(terr));
+            pthread_mutex_lock(&st->lock);
+            if (rc < 0)
+                log_warn("s3: compaction keeps an expired tombstone: %s", terr);
+            else if (objtab_insert(cleared, d, 0, 0, 0, 0) == OBJTAB_NONE)
+                log_warn("s3: compaction keeps an expired tombstone: out of memory");
+        }
+        s3_tomb_release(st, &h);
+    }
+    pthread_mutex_unlock(&st->lock);
+    free(v);
+}
+
+/* Whether tombstone en goes into the snapshot: a quarantine entry, a
+ * client delete's in force, or one expired whose bucket tombstone is not
+ * cleared (clear_expired_tombs). */
+static bool snapshot_keeps_tomb(struct s3_store *st, const struct objtab_entry *en,
+                                const struct objtab *cleared)
+{
+    if (en->flags == TOMB_QUARANTINED || s3_tomb_entry_in_force(st, en))
+        return true;
+    return en->flags == TOMB_DELETED && objtab_find(cleared, en->digest) == OBJTAB_NONE;
+}
+
 /* Compaction: a bucket gives a removed object's space back at once, so
  * what there is to reclaim is the index's: s3-index is rewritten as a
  * snapshot (HEADER, one PUT per object, the GC cycle and its unmarks,
- * tombstones in force, quarantined keys) into s3-index.snap, fdatasync'd,
+ * tombstones in force and those expired whose bucket tombstone could not
+ * be cleared first, quarantined keys) into s3-index.snap, fdatasync'd,
  * renamed over s3-index and swapped into the journal, all under the lock so
  * no record falls between the snapshot and the swap. Synchronous: done when
  * it returns. */
@@ -286,6 +346,12 @@ int s3_compact_start(struct store *s, char *err, size_t errlen)
     if (rc < 0)
         return rc;
     const char *tmp = S3_INDEX ".snap";
+    struct objtab cleared;
+    if (objtab_init(&cleared, st->base.algo->digest_len) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    clear_expired_tombs(st, &cleared);
     pthread_mutex_lock(&st->gc_lock);
     pthread_mutex_lock(&st->lock);
     unlinkat(st->dirfd, tmp, 0);
@@ -293,6 +359,7 @@ int s3_compact_start(struct store *s, char *err, size_t errlen)
     if (fd < 0) {
         pthread_mutex_unlock(&st->lock);
         pthread_mutex_unlock(&st->gc_lock);
+        objtab_destroy(&cleared);
         return fd;
     }
     enum { BATCH = 1024 };
@@ -355,8 +422,7 @@ int s3_compact_start(struct store *s, char *err, size_t errlen)
             }
     }
     for (uint32_t t = 0; rc == 0 && t < st->tombs.used; t++)
-        if (objtab_get(&st->tombs, t, &en) &&
-            (en.flags == TOMB_QUARANTINED || s3_tomb_entry_in_force(st, &en))) {
+        if (objtab_get(&st->tombs, t, &en) && snapshot_keeps_tomb(st, &en, &cleared)) {
             s3_record(st, &r, REC_TOMB, en.digest);
             r.flags = (uint8_t)en.flags;
             r.aux = en.offset / US_PER_S;
@@ -375,6 +441,10 @@ int s3_compact_start(struct store *s, char *err, size_t errlen)
         uint64_t before = __atomic_load_n(&st->journal.end, __ATOMIC_ACQUIRE);
         journal_replace(&st->journal, fd, off);
         st->compactions++;
+        /* The tombstones the snapshot left out leave the table too. */
+        for (uint32_t t = 0; t < st->tombs.used; t++)
+            if (objtab_get(&st->tombs, t, &en) && !snapshot_keeps_tomb(st, &en, &cleared))
+                objtab_remove(&st->tombs, t);
         log_info("s3: %s/%s rewritten: %" PRIu64 " bytes, was %" PRIu64, st->dir, S3_INDEX, off,
                  before);
     } else {
@@ -387,6 +457,7 @@ int s3_compact_start(struct store *s, char *err, size_t errlen)
     pthread_mutex_unlock(&st->lock);
     pthread_mutex_unlock(&st->gc_lock);
     free(buf);
+    objtab_destroy(&cleared);
     return rc;
 }
 

@@ -191,6 +191,15 @@ int s3_append(struct s3_store *st, const struct fmt_record *r, size_t n, struct 
 /* Waits until the journal is durable up to pos; -EIO turns the store read-only. */
 int s3_sync_to(struct s3_store *st, const struct journal_pos *pos, char *err, size_t errlen);
 int s3_refuse_read_only(struct s3_store *st, char *err, size_t errlen);
+/* Takes the key's tombstone hold (struct tomb_hold: one holder per key),
+ * waiting for another holder to let go; s3_tomb_release lets go. Caller
+ * holds st->lock (released while it waits). */
+void s3_tomb_hold(struct s3_store *st, struct tomb_hold *h, const unsigned char *digest);
+void s3_tomb_release(struct s3_store *st, struct tomb_hold *h);
+/* Whether the index holds a client delete's tombstone of digest, in force
+ * or expired: while it does, the bucket may hold tombs/<hex>.deleted
+ * (compaction removes both together). Caller holds st->lock. */
+bool s3_tomb_present(struct s3_store *st, const unsigned char *digest);
 
 /* Index room kept on --dir's file system for removing every stored object
  * (a DEL and a TOMB record each), plus a margin. */

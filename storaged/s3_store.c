@@ -51,35 +51,6 @@ static void s3_inflight_remove(struct s3_store *st, struct inflight *f)
         }
 }
 
-/* Takes the key's tombstone hold (struct tomb_hold), waiting for another
- * holder to let go. Caller holds st->lock (released while it waits). */
-static void tomb_hold(struct s3_store *st, struct tomb_hold *h, const unsigned char *digest)
-{
-    size_t dl = st->base.algo->digest_len;
-    for (;;) {
-        bool busy = false;
-        for (struct tomb_hold *x = st->tomb_holds; x && !busy; x = x->next)
-            busy = !memcmp(x->digest, digest, dl);
-        if (!busy)
-            break;
-        pthread_cond_wait(&st->changed, &st->lock);
-    }
-    memcpy(h->digest, digest, dl);
-    h->next = st->tomb_holds;
-    st->tomb_holds = h;
-}
-
-/* Lets go of hold h (taken by tomb_hold). Caller holds st->lock. */
-static void tomb_release(struct s3_store *st, struct tomb_hold *h)
-{
-    for (struct tomb_hold **p = &st->tomb_holds; *p; p = &(*p)->next)
-        if (*p == h) {
-            *p = h->next;
-            pthread_cond_broadcast(&st->changed);
-            return;
-        }
-}
-
 /* Flags entry e DELETING, deletes it in the bucket, then removes it and
  * records del (a REC_DEL, plus extra records, appended with it). Caller
  * holds st->lock, which is released during the bucket request. */
@@ -714,15 +685,17 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
     struct tomb_hold hold;
     bool held = false;
     if (rc == 0 && !refused && !undo && !deleted_during && !p->copy &&
-        s3_tomb_in_force(st, digest) &&
+        s3_tomb_present(st, digest) &&
         s3_find_live(st, digest, &(struct objtab_entry){0}) == OBJTAB_NONE) {
-        tomb_hold(st, &hold, digest);
+        s3_tomb_hold(st, &hold, digest);
         held = true;
         /* A delete that held the key while we waited has recorded by now. */
         in_flight = s3_tomb_deleted_since(st, digest, p->delete_seq);
         if (in_flight || s3_tomb_outranks(st, digest, p->stamp)) {
             deleted_during = deleted_after_upload = true;
-        } else if (s3_tomb_in_force(st, digest)) {
+        } else if (s3_tomb_present(st, digest)) {
+            /* Expired too: the bucket keeps a client delete's tombstone
+             * until compaction clears it (s3_compact_start). */
             char terr[300];
             pthread_mutex_unlock(&st->lock);
             int trc = s3_bucket_tomb(st, digest, false, 0, terr, sizeof(terr));
@@ -769,7 +742,7 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
     }
     if (rc < 0) {
         if (held)
-            tomb_release(st, &hold);
+            s3_tomb_release(st, &hold);
         pthread_mutex_unlock(&st->lock);
         goto out;
     }
@@ -811,7 +784,7 @@ int s3_put_commit(struct store_put *p, bool sync, struct cas_key *key, bool *cre
             unrecorded(st, p, digest, lifted);
     }
     if (held)
-        tomb_release(st, &hold);
+        s3_tomb_release(st, &hold);
     pthread_mutex_unlock(&st->lock);
     if (rc == 0 && sync)
         rc = s3_sync_to(st, &pos, err, errlen);
@@ -1000,12 +973,12 @@ static int remove_common(struct store *s, const struct cas_key *key, bool tomb, 
     struct tomb_hold hold;
     pthread_mutex_lock(&st->lock);
     if (tomb) {
-        tomb_hold(st, &hold, key->digest);
+        s3_tomb_hold(st, &hold, key->digest);
         pthread_mutex_unlock(&st->lock);
         rc = s3_bucket_tomb(st, key->digest, true, stamp, err, errlen);
         pthread_mutex_lock(&st->lock);
         if (rc < 0) {
-            tomb_release(st, &hold);
+            s3_tomb_release(st, &hold);
             pthread_mutex_unlock(&st->lock);
             return rc;
         }
@@ -1038,7 +1011,7 @@ static int remove_common(struct store *s, const struct cas_key *key, bool tomb, 
         journal_now(&st->journal, &pos);
     }
     if (tomb)
-        tomb_release(st, &hold);
+        s3_tomb_release(st, &hold);
     pthread_mutex_unlock(&st->lock);
     if (rc == 0)
         rc = s3_sync_to(st, &pos, err, errlen);

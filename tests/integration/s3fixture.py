@@ -45,6 +45,7 @@ class S3Server:
         self.bucket = bucket
         self.port = port or harness.free_port()
         self.proc = None
+        self.env = {}  # more environment for the next start (a test's clock shifter)
         os.makedirs(root, exist_ok=True)
         self.data_dir = os.path.join(root, "data")
         self.log_path = os.path.join(root, f"s3rver-{self.port}.log")
@@ -73,6 +74,7 @@ class S3Server:
         # without it every listing of more than one page answers 500.
         env = dict(os.environ, NODE_OPTIONS=(os.environ.get("NODE_OPTIONS", "") +
                                              " --openssl-legacy-provider").strip())
+        env.update(self.env)
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         harness._live.add(self.proc)
         deadline = time.time() + timeout

@@ -28,8 +28,10 @@ import shutil
 import subprocess
 import threading
 
-from harness import sha1, wait_for
+from harness import BUILD, sha1, wait_for
 from test_reput_adoption import fault_env
+
+SHIFTLIB = os.path.join(BUILD, "tests", "integration", "libcastimeshift.so")
 from test_s3_backend import ProxiedS3Test
 
 
@@ -134,6 +136,65 @@ class S3Tombstones(ProxiedS3Test):
         self.assertEqual(self.c.get(k).status, 404)
         self.assertNotIn(f"objects/{k}", self.names())
         self.assertEqual(self.c.get(sha1(other)).body, other)
+
+
+class S3ExpiredTombstones(ProxiedS3Test):
+    """A client delete's tombstone expires in the index after 7 days, but
+    the bucket keeps tombs/<hex>.deleted until compaction clears both: a
+    re-PUT of the key after the expiry still removes the bucket's first, so
+    the bucket never says "deleted" beside an acknowledged object (a rebuild
+    of a lost --dir would leave the object out, and the next sweep delete
+    it). The storaged's clock is moved 8 days with libcastimeshift.so."""
+
+    s3_timeout_ms = 3000
+
+    def later(self, days=8):
+        """The storaged and the bucket (SigV4 refuses a request 15 minutes
+        off the server's clock) restarted `days` later."""
+        self.s.stop()
+        self.s3.stop()
+        shift = {"LD_PRELOAD": SHIFTLIB, "CAS_TIMESHIFT_S": str(days * 86400)}
+        self.s3.env = dict(shift)
+        self.s3.start()
+        self.s.env = dict(shift, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") +
+                          ":verify_asan_link_order=0")
+        self.s.start()
+
+    def test_reput_after_the_tombstone_expired_removes_the_bucket_one(self):
+        self.assertTrue(os.path.exists(SHIFTLIB), SHIFTLIB)
+        d = os.urandom(20_000)
+        k = sha1(d)
+        self.assertEqual(self.c.put(d).status, 201)
+        self.assertEqual(self.c.request("DELETE", f"/objects/{k}").status, 204)
+        self.later()
+        self.assertEqual(self.c.put(d).status, 201)
+        names = self.s3.list_objects()
+        self.assertIn(f"objects/{k}", names)
+        self.assertNotIn(f"tombs/{k}.deleted", names)
+        self.s.stop()  # a lost --dir: rebuilt from the bucket
+        shutil.rmtree(self.s.dir)
+        os.makedirs(self.s.dir)
+        self.s.start()
+        self.assertEqual(self.c.get(k).body, d)
+
+    def test_compaction_clears_expired_tombstones_from_the_bucket(self):
+        old, fresh = os.urandom(1000), os.urandom(1001)
+        for d in (old, fresh):
+            self.assertEqual(self.c.put(d).status, 201)
+        self.assertEqual(self.c.request("DELETE", f"/objects/{sha1(old)}").status, 204)
+        self.later()
+        self.assertEqual(self.c.request("DELETE", f"/objects/{sha1(fresh)}").status, 204)
+        self.assertEqual(self.c.request("POST", "/compact?wait=1").status, 200)
+        names = self.s3.list_objects()
+        self.assertNotIn(f"tombs/{sha1(old)}.deleted", names)  # expired: cleared
+        self.assertIn(f"tombs/{sha1(fresh)}.deleted", names)  # in force: kept
+        r = self.c.request("PUT", f"/objects/{sha1(fresh)}?replica=1", body=fresh)
+        self.assertEqual(r.status, 410, r.body)
+        self.s.stop()
+        self.s.start()  # the compacted index agrees
+        r = self.c.request("PUT", f"/objects/{sha1(fresh)}?replica=1", body=fresh)
+        self.assertEqual(r.status, 410, r.body)
+        self.assertEqual(self.c.put(old).status, 201)
 
 
 class S3FullDir(ProxiedS3Test):

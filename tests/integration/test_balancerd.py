@@ -497,12 +497,14 @@ class TestAuth(ClusterTest):
 
 class TestBig(ClusterTest):
     # Under the sanitizers the bound is ASan's (its quarantine keeps freed
-    # memory); the plain run is the one that measures ours.
+    # memory); the plain run is the one that measures ours, with 8 times
+    # the bound (an object past 2^31 goes through a balancer in
+    # test_frontends, nginx, memory bounded too).
     SANITIZED = bool(os.environ.get("CAS_SANITIZED"))
-    SIZE = int(os.environ.get("CAS_BIG_SIZE", (256 << 20) if SANITIZED else (2 << 30)))
+    SIZE = int(os.environ.get("CAS_BIG_SIZE", (256 << 20) if SANITIZED else (512 << 20)))
     LIMIT_KIB = (512 if SANITIZED else 64) * 1024
 
-    def test_2gib_object_in_and_out_under_64mib(self):
+    def test_big_object_in_and_out_under_64mib(self):
         self.cluster(n=3, replicas=2)
         bal = self.balancer()
         block = hashlib.sha256(b"big").digest() * (1 << 15)  # 1 MiB

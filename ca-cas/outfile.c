@@ -222,6 +222,23 @@ static int outfile_sync_dir(const char *path, char *err, size_t errlen)
     return rc;
 }
 
+/* Syncs and closes o's temporary file (o->fd becomes -1). 0, or -errno
+ * with err naming the file. */
+static int tmp_sync_close(struct cli_outfile *o, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (fsync(o->fd) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "syncing %s: %s", o->tmp, strerror(-rc));
+    }
+    if (close(o->fd) < 0 && rc == 0) {
+        rc = -errno;
+        snprintf(err, errlen, "writing %s: %s", o->tmp, strerror(-rc));
+    }
+    o->fd = -1;
+    return rc;
+}
+
 int cli_outfile_commit(struct cli_outfile *o, char *err, size_t errlen)
 {
     int rc = 0;
@@ -237,15 +254,7 @@ int cli_outfile_commit(struct cli_outfile *o, char *err, size_t errlen)
         o->fd = -1;
         return rc;
     }
-    if (fsync(o->fd) < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "syncing %s: %s", o->tmp, strerror(-rc));
-    }
-    if (close(o->fd) < 0 && rc == 0) {
-        rc = -errno;
-        snprintf(err, errlen, "writing %s: %s", o->tmp, strerror(-rc));
-    }
-    o->fd = -1;
+    rc = tmp_sync_close(o, err, errlen);
     if (rc == 0 && rename(o->tmp, o->target) < 0) {
         rc = -errno;
         snprintf(err, errlen, "renaming %s to %s: %s", o->tmp, o->target, strerror(-rc));
@@ -267,16 +276,7 @@ int cli_outfile_keep(struct cli_outfile *o, char **kept, char *err, size_t errle
 {
     assert(o->tmp && o->fd >= 0); /* only a temporary file beside FILE is kept */
     *kept = NULL;
-    int rc = 0;
-    if (fsync(o->fd) < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "syncing %s: %s", o->tmp, strerror(-rc));
-    }
-    if (close(o->fd) < 0 && rc == 0) {
-        rc = -errno;
-        snprintf(err, errlen, "writing %s: %s", o->tmp, strerror(-rc));
-    }
-    o->fd = -1;
+    int rc = tmp_sync_close(o, err, errlen);
     if (rc == 0)
         rc = outfile_sync_dir(o->tmp, err, errlen);
     if (rc < 0)

@@ -301,6 +301,35 @@ class S3Reput(TempDirTest):
 
 
 
+def overtaken_reput(test, d, during=None):
+    """On an S3 ProxiedS3Test: d stored and deleted (204), then a re-PUT of
+    d whose upload the proxy holds 0.8 s, and a DELETE of its key while it
+    is held (answered 204 or 404), then during() if given. The re-PUT's
+    answer."""
+    k = sha1(d)
+    test.assertEqual(test.c.put(d).status, 201)
+    test.assertEqual(test.c.request("DELETE", f"/objects/{k}").status, 204)
+    test.proxy.delay = lambda method, path: 0.8 if method == "PUT" and f"/objects/{k}" in path else 0
+    got = {}
+
+    def reput():
+        c = test.s.client(timeout=60)
+        try:
+            got["r"] = c.put(d)
+        finally:
+            c.close()
+    t = threading.Thread(target=reput)
+    t.start()
+    wait_for(lambda: test.proxy.count("held") > 0, 20, "the re-PUT's upload held")
+    r = test.c.request("DELETE", f"/objects/{k}")
+    test.assertIn(r.status, (204, 404), r.body)
+    if during:
+        during()
+    t.join(60)
+    test.proxy.delay = None
+    return got["r"]
+
+
 class S3ReputTombstoneLift(ProxiedS3Test):
     """A re-PUT after a DELETE removes the bucket's tombstone
     (tombs/<hex>.deleted) before its PUT record, and fails when it cannot:
@@ -349,25 +378,8 @@ class S3ReputTombstoneLift(ProxiedS3Test):
         the bucket keeps saying the key is deleted, and the upload is gone."""
         d = os.urandom(30_000)
         k = sha1(d)
-        self.assertEqual(self.c.put(d).status, 201)
-        self.assertEqual(self.c.request("DELETE", f"/objects/{k}").status, 204)
-        self.proxy.delay = lambda method, path: 0.8 if method == "PUT" and f"/objects/{k}" in path else 0
-        got = {}
-
-        def reput():
-            c = self.s.client(timeout=60)
-            try:
-                got["r"] = c.put(d)
-            finally:
-                c.close()
-        t = threading.Thread(target=reput)
-        t.start()
-        wait_for(lambda: self.proxy.count("held") > 0, 20, "the re-PUT's upload held")
-        r = self.c.request("DELETE", f"/objects/{k}")
-        self.assertIn(r.status, (204, 404), r.body)
-        t.join(60)
-        self.proxy.delay = None
-        self.assertEqual(got["r"].status, 409, got["r"].body)
+        r = overtaken_reput(self, d)
+        self.assertEqual(r.status, 409, r.body)
         names = self.s3.list_objects()
         self.assertIn(f"tombs/{k}.deleted", names)
         self.assertNotIn(f"objects/{k}", names)

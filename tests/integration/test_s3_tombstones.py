@@ -26,10 +26,9 @@ Found by an attacking session (attack round 8, a7 s1-s7):
 import os
 import shutil
 import subprocess
-import threading
 
-from harness import BUILD, sha1, wait_for
-from test_reput_adoption import fault_env
+from harness import BUILD, sha1
+from test_reput_adoption import fault_env, overtaken_reput
 
 SHIFTLIB = os.path.join(BUILD, "tests", "integration", "libcastimeshift.so")
 from test_s3_backend import ProxiedS3Test
@@ -50,27 +49,9 @@ class S3Tombstones(ProxiedS3Test):
             with self.subTest(how=how):
                 d = os.urandom(40_000) + how.encode()
                 k = sha1(d)
-                self.assertEqual(self.c.put(d).status, 201)
-                self.assertEqual(self.c.request("DELETE", f"/objects/{k}").status, 204)
-                self.proxy.delay = (lambda method, path:
-                                    0.8 if method == "PUT" and f"/objects/{k}" in path else 0)
-                got = {}
-
-                def reput():
-                    c = self.s.client(timeout=60)
-                    try:
-                        got["r"] = c.put(d)
-                    finally:
-                        c.close()
-                t = threading.Thread(target=reput)
-                t.start()
-                wait_for(lambda: self.proxy.count("held") > 0, 20, "P's upload held")
-                self.assertIn(self.c.request("DELETE", f"/objects/{k}").status, (204, 404))
                 index = os.path.join(self.s.dir, "s3-index")
-                shutil.copy(index, index + ".after-d2")
-                t.join(60)
-                self.proxy.delay = None
-                self.assertEqual(got["r"].status, 409, got["r"].body)
+                r = overtaken_reput(self, d, lambda: shutil.copy(index, index + ".after-d2"))
+                self.assertEqual(r.status, 409, r.body)
                 self.assertIn(f"tombs/{k}.deleted", self.names())
                 self.assertEqual(self.c.put(d).status, 201)  # P2
                 names = self.names()

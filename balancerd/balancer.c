@@ -12,6 +12,7 @@
 #include "gctouch.h"
 #include "probe.h"
 #include "repair.h"
+#include "tagcache.h"
 #include "view.h"
 
 #include <errno.h>
@@ -42,9 +43,16 @@ int balancer_init(struct balancer *bal, const struct balancer_options *opt, char
     pthread_condattr_init(&ca);
     pthread_cond_init(&bal->probe_cond, &ca);
     pthread_condattr_destroy(&ca);
+    if (bal->opt.tag_cache_bytes && !(bal->tags = tag_cache_new(bal->opt.tag_cache_bytes))) {
+        snprintf(err, errlen, "cannot make the tag cache (--tag-cache-mb): out of memory");
+        return -ENOMEM;
+    }
     int rc = view_load(bal, err, errlen);
-    if (rc < 0)
+    if (rc < 0) {
+        tag_cache_free(bal->tags);
+        bal->tags = NULL;
         return rc;
+    }
     const char *listen = opt->listen ? opt->listen
                          : bal->view->cfg->listen ? bal->view->cfg->listen
                                                   : "127.0.0.1:6001";
@@ -87,6 +95,8 @@ void balancer_stop(struct balancer *bal)
         pthread_join(bal->compact_thread, NULL);
     view_put(bal->view);
     bal->view = NULL;
+    tag_cache_free(bal->tags);
+    bal->tags = NULL;
 }
 
 int balancer_reload(struct balancer *bal, char *err, size_t errlen)

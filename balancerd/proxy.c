@@ -32,6 +32,7 @@
 #include "hedge.h"
 #include "json.h"
 #include "repair.h"
+#include "tagcache.h"
 #include "upstream.h"
 #include "view.h"
 #include "log.h"
@@ -626,7 +627,11 @@ struct get_ctx {
     struct get_src src;
     struct bstream_head head;
     size_t backend;
-    struct cas_hash *hash; /* NULL unless the whole object is relayed */
+    /* Whole-object GETs only. Tags cached (tagcache.h): tags checks each
+     * block and hash is NULL; otherwise hash checks the key and tags
+     * computes the block tags the cache gets when the digest matched. */
+    struct cas_hash *hash;
+    struct tag_stream *tags;
     uint64_t size;
     uint64_t sent;
     bool complete;
@@ -644,6 +649,7 @@ static void get_ctx_release(struct get_ctx *g)
     }
     if (g->hash)
         cas_hash_free(g->hash);
+    tag_stream_close(g->tags);
     view_put(g->v);
 }
 
@@ -662,15 +668,24 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (max == 0)
         return HTTP_STREAM_END;
     /* Fill the block rather than hand over each 16 KiB the backend sends:
-     * fewer, larger writes to the client. */
+     * fewer, larger writes to the client. Each read is checked (tags) or
+     * hashed at once, while it is still in the CPU's cache. */
     ssize_t n = 0;
     size_t want = max < GET_FILL ? max : GET_FILL;
+    bool corrupt = false;
     while ((size_t)n < want) {
         ssize_t r = src_read(&g->src, buf + n, max - (size_t)n, err, sizeof(err));
         if (r < 0 && n == 0)
             n = r;
         if (r <= 0)
             break;
+        /* Checking against cached tags: a block is checked as its last
+         * byte comes in, the last block before the last bytes go out. */
+        if (g->tags && tag_stream_update(g->tags, buf + n, (size_t)r) < 0 &&
+            tag_stream_checking(g->tags))
+            corrupt = true;
+        if (g->hash)
+            cas_hash_update(g->hash, buf + n, (size_t)r);
         n += r;
     }
     struct backend *b = g->v->b[g->backend];
@@ -680,26 +695,24 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
         __atomic_add_fetch(&g->bal->ctr.aborted_streams, 1, __ATOMIC_RELAXED);
         return HTTP_STREAM_ERROR;
     }
-    if (g->hash) {
-        cas_hash_update(g->hash, buf, (size_t)n);
-        if (g->sent + (uint64_t)n == g->size) {
-            unsigned char d[CAS_MAX_DIGEST];
-            cas_hash_final(g->hash, d);
-            if (memcmp(d, g->key.digest, g->key.algo->digest_len) != 0) {
-                char hex[CAS_MAX_HEX + 1];
-                cas_key_hex(&g->key, hex);
-                log_error("GET %s: %s served a copy that does not match its key; aborted", hex,
-                          b->url);
-                __atomic_add_fetch(&g->bal->ctr.corrupt_copies, 1, __ATOMIC_RELAXED);
-                __atomic_add_fetch(&g->bal->ctr.aborted_streams, 1, __ATOMIC_RELAXED);
-                repair_enqueue(g->bal, &g->key, b->url);
-                return HTTP_STREAM_ERROR;
-            }
-            g->complete = true;
-        }
+    if (g->hash && g->sent + (uint64_t)n == g->size) {
+        unsigned char d[CAS_MAX_DIGEST];
+        cas_hash_final(g->hash, d);
+        corrupt = memcmp(d, g->key.digest, g->key.algo->digest_len) != 0;
+        if (!corrupt && g->tags)
+            tag_stream_commit(g->tags);
+    }
+    if (corrupt) {
+        char hex[CAS_MAX_HEX + 1];
+        cas_key_hex(&g->key, hex);
+        log_error("GET %s: %s served a copy that does not match its key; aborted", hex, b->url);
+        __atomic_add_fetch(&g->bal->ctr.corrupt_copies, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&g->bal->ctr.aborted_streams, 1, __ATOMIC_RELAXED);
+        repair_enqueue(g->bal, &g->key, b->url);
+        return HTTP_STREAM_ERROR;
     }
     g->sent += (uint64_t)n;
-    if (!g->hash && g->sent == g->size)
+    if (g->sent == g->size)
         g->complete = true;
     return n;
 }
@@ -982,12 +995,16 @@ void proxy_get(struct http_req *req)
     }
     long status = g->head.status;
     g->size = g->head.content_length >= 0 ? (uint64_t)g->head.content_length : HTTP_SIZE_UNKNOWN;
-    /* Every whole object (a 200, or a 206 of every byte) is hashed as it
-     * is relayed; its last bytes go out only once the digest matches
-     * (get_read). */
+    /* Every whole object (a 200, or a 206 of every byte) is checked as it
+     * is relayed: against the block tags this balancer took when it last
+     * relayed the object, else hashed (and tagged for next time); its
+     * last bytes go out only once the check passed (get_read). */
     if (answer_is_whole(&g->head) && !req->is_head) {
-        g->hash = cas_hash_new(key.algo);
-        if (!g->hash) {
+        if (bal->tags)
+            g->tags = tag_stream_open(bal->tags, &key, g->size);
+        if (!g->tags || !tag_stream_checking(g->tags))
+            g->hash = cas_hash_new(key.algo);
+        if ((bal->tags && !g->tags) || (!g->hash && !(g->tags && tag_stream_checking(g->tags)))) {
             get_ctx_release(g);
             http_error(req, 500, "out of memory");
             return;

@@ -12,6 +12,7 @@
 #include "page.h"
 #include "proxy.h"
 #include "repair.h"
+#include "tagcache.h"
 #include "log.h"
 #include "prom.h"
 
@@ -254,6 +255,29 @@ static void balancer_metrics(void *app, struct cas_buf *out)
                    "# TYPE cas_balancer_quarantined_copies_found_total counter\n"
                    "cas_balancer_quarantined_copies_found_total %" PRIu64 "\n",
                    qpolls, qfound);
+    struct tag_cache_stats ts = {0};
+    if (bal->tags)
+        tag_cache_stats(bal->tags, &ts);
+    cas_buf_printf(out,
+                   "# HELP cas_balancer_tag_cache_hits_total Whole-object GETs checked against "
+                   "the block tags of an earlier verified read instead of hashed.\n"
+                   "# TYPE cas_balancer_tag_cache_hits_total counter\n"
+                   "cas_balancer_tag_cache_hits_total %" PRIu64 "\n"
+                   "# HELP cas_balancer_tag_cache_misses_total Large whole-object GETs hashed "
+                   "(no tags kept for them).\n"
+                   "# TYPE cas_balancer_tag_cache_misses_total counter\n"
+                   "cas_balancer_tag_cache_misses_total %" PRIu64 "\n"
+                   "# HELP cas_balancer_tag_cache_evictions_total Objects whose tags were dropped "
+                   "to stay within --tag-cache-mb.\n"
+                   "# TYPE cas_balancer_tag_cache_evictions_total counter\n"
+                   "cas_balancer_tag_cache_evictions_total %" PRIu64 "\n"
+                   "# HELP cas_balancer_tag_cache_objects Objects whose block tags are kept.\n"
+                   "# TYPE cas_balancer_tag_cache_objects gauge\n"
+                   "cas_balancer_tag_cache_objects %" PRIu64 "\n"
+                   "# HELP cas_balancer_tag_cache_bytes Memory the kept tags take.\n"
+                   "# TYPE cas_balancer_tag_cache_bytes gauge\n"
+                   "cas_balancer_tag_cache_bytes %" PRIu64 "\n",
+                   ts.hits, ts.misses, ts.evictions, ts.objects, ts.bytes);
     cas_buf_printf(out,
                    "# HELP cas_balancer_read_repair_queue Read repairs waiting or running.\n"
                    "# TYPE cas_balancer_read_repair_queue gauge\n"

@@ -25,7 +25,8 @@
  *   GC          gcdebt.c, then gctouch.c (the touch log; the probe reaches
  *               it through bal->hooks)
  *   repair      repair.c
- *   hedging     hedge.c (the numbers behind hedged reads)
+ *   reads       hedge.c (the numbers behind hedged reads), tagcache.c (block
+ *               tags of verified objects)
  *   handlers    proxy.c, cluster.c, antientropy.c
  *   front       routes.c (route table, /status, /metrics), page.c
  *   root        balancer.c: balancer_init/start/reload/stop (main.c)
@@ -169,6 +170,9 @@ struct balancer_options {
     uint64_t max_object_size;
     /* Serve HTTPS with the credentials loaded by cas_tls_load (--tls-cert). */
     bool tls;
+    /* Memory for block tags of verified objects (tagcache.h), bytes; 0:
+     * none kept, every large GET is hashed (--tag-cache-mb). */
+    uint64_t tag_cache_bytes;
 };
 
 /* Counters shown in /metrics. Atomics. */
@@ -182,6 +186,7 @@ struct balancer_counters {
 };
 
 struct repair_queue;
+struct tag_cache;
 struct gcdebt;
 struct gctouch;
 
@@ -223,6 +228,7 @@ struct balancer {
     uint64_t gc_seen_id; /* cycle whose touch log has been flushed */
 
     struct repair_queue *repair;
+    struct tag_cache *tags; /* NULL when opt.tag_cache_bytes is 0 */
     struct gcdebt *gcdebt;
     struct gctouch *gctouch; /* the GC touch log (gctouch.c) */
 

@@ -71,7 +71,7 @@ probe
 gcdebt gcagree
 gctouch
 repair
-hedge
+hedge tagcache
 proxy cluster antientropy
 page
 routes

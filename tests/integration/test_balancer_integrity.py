@@ -38,6 +38,7 @@ class FakeBackend(FakeStoraged):
         self.mode, self.ringmode = mode, ring
         self.gets = 0
         self.junk_sent = threading.Event()
+        self.per_key, self.honest, self.lie = {}, 1, 0  # mode "turns"
 
     def ring_body(self):
         doc = self.ring()
@@ -110,6 +111,19 @@ class FakeBackend(FakeStoraged):
                 sock.sendall(one)
                 self.junk_sent.set()
             return True
+        if m == "turns":  # honest for its first self.honest GETs of each key, then lies
+            with self.lock:
+                self.per_key[key] = self.per_key.get(key, 0) + 1
+                lie = self.per_key[key] > self.honest
+            if lie and self.lie == "short":  # a whole answer of fewer bytes
+                data = data[: n - TAG_BLOCK - 1]
+                n = len(data)
+            elif lie:  # one byte changed at self.lie
+                data = bytearray(data)
+                data[self.lie] ^= 0x01
+                data = bytes(data)
+            sock.sendall((H + f"Content-Length: {n}\r\n\r\n").encode() + data)
+            return True
         if m == "drip":  # the head, then one byte every 0.2 s
             sock.sendall((H + f"Content-Length: {n}\r\n\r\n").encode())
             for i in range(n):
@@ -150,7 +164,9 @@ def fetch(port, key, headers=None, timeout=60):
         c.close()
 
 
-class IntegrityTest(TempDirTest):
+class FakeBackendTest(TempDirTest):
+    """Fake backends and balancers in front of them, for the tests below."""
+
     def setUp(self):
         super().setUp()
         warnings.simplefilter("ignore", ResourceWarning)
@@ -194,6 +210,9 @@ class IntegrityTest(TempDirTest):
             out.append((st, body, complete, data))
         return out
 
+
+
+class IntegrityTest(FakeBackendTest):
     def test_no_content_length(self):
         for st, body, complete, want in self.lone_fake("unsized"):
             self.assertEqual(st, 503)
@@ -341,6 +360,91 @@ class IntegrityTest(TempDirTest):
             self.assertFalse(x["in_ring"], f"{f.ringmode} ring accepted: {x}")
             self.assertEqual(x["tokens"], 0)
             self.assertIn(word, x["last_error"])
+
+
+TAG_BLOCK = 1 << 20  # balancerd/tagcache.h
+
+
+def metric(port, name):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    finally:
+        c.close()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+class TagCacheTest(FakeBackendTest):
+    """A large object read once whole and verified is checked on later
+    reads against block tags the balancer took then (balancerd/tagcache.h),
+    not hashed: a backend that turns liar after that first read is still
+    never relayed complete, wherever the changed byte is, and a whole answer
+    of another size is hashed, not checked against the tags."""
+
+    SIZE = 3 * TAG_BLOCK + 54321
+
+    def turning_fake(self, extra=None):
+        f = self.fake("turns")
+        return f, self.balancer([f.url], extra=extra)
+
+    def put_object(self, f):
+        data = os.urandom(self.SIZE)
+        key = sha1(data)
+        f.objects[key] = data
+        return key, data
+
+    def test_liar_after_a_verified_read_is_cut_wherever_the_byte(self):
+        f, b = self.turning_fake()
+        f.honest = 2
+        where = [0, TAG_BLOCK - 1, TAG_BLOCK, 2 * TAG_BLOCK + 4097, self.SIZE - 1]
+        for i, at in enumerate(where):
+            f.lie = at
+            key, data = self.put_object(f)
+            # First read: hashed (a miss), tags taken; second: checked (a hit).
+            for n in (1, 2):
+                st, body, complete = fetch(b.port, key)
+                self.assertEqual((st, body == data, complete), (200, True, True), f"read {n}")
+            # (each object before this one had two hits)
+            self.assertEqual(metric(b.port, "cas_balancer_tag_cache_hits_total"), 2 * i + 1)
+            self.assertEqual(metric(b.port, "cas_balancer_tag_cache_misses_total"), i + 1)
+            corrupt = metric(b.port, "cas_balancer_corrupt_copies_total")
+            # Third: the backend changed byte `at`; the tags are what check it.
+            st, body, complete = fetch(b.port, key)
+            self.assertNeverCompleteWrong(st, body, complete, data)
+            self.assertFalse(complete and st == 200, f"byte {at} changed, relayed complete")
+            self.assertLess(len(body), self.SIZE)
+            self.assertEqual(metric(b.port, "cas_balancer_tag_cache_hits_total"), 2 * i + 2)
+            self.assertEqual(metric(b.port, "cas_balancer_corrupt_copies_total"), corrupt + 1)
+        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_objects"), len(where))
+
+    def test_whole_answer_of_another_size_is_hashed(self):
+        f, b = self.turning_fake()
+        f.lie = "short"
+        key, data = self.put_object(f)
+        st, body, complete = fetch(b.port, key)
+        self.assertEqual((st, body == data, complete), (200, True, True))
+        st, body, complete = fetch(b.port, key)
+        self.assertNeverCompleteWrong(st, body, complete, data)
+        self.assertFalse(complete and st == 200)
+        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_hits_total"), 0)
+        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_misses_total"), 2)
+
+    def test_no_tags_kept_with_tag_cache_off(self):
+        f, b = self.turning_fake(extra=["--tag-cache-mb", "0"])
+        f.honest, f.lie = 2, TAG_BLOCK + 5
+        key, data = self.put_object(f)
+        for _ in range(2):
+            st, body, complete = fetch(b.port, key)
+            self.assertEqual((st, body == data, complete), (200, True, True))
+        st, body, complete = fetch(b.port, key)
+        self.assertFalse(complete and st == 200)
+        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_hits_total"), 0)
+        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_misses_total"), 0)
+        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_objects"), 0)
 
 
 class SilentAfterBodyTest(TempDirTest):

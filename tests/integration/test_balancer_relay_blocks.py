@@ -17,10 +17,9 @@ balancer with one fake backend (test_balancer_integrity.FakeBackend):
 import os
 import sys
 import unittest
-import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TempDirTest, sha1  # noqa: E402
+from harness import sha1  # noqa: E402
 import test_balancer_integrity as integrity  # noqa: E402
 from test_balancer_integrity import FakeBackend, fetch  # noqa: E402
 
@@ -52,18 +51,7 @@ class BlockBackend(FakeBackend):
         return False
 
 
-class RelayBlocksTest(TempDirTest):
-    # IntegrityTest's helpers, not its tests (a subclass, or the class
-    # imported by name, would run them again here).
-    balancer = integrity.IntegrityTest.balancer
-    assertNeverCompleteWrong = integrity.IntegrityTest.assertNeverCompleteWrong
-
-    def setUp(self):
-        super().setUp()
-        warnings.simplefilter("ignore", ResourceWarning)
-        self.fakes = []
-        self.addCleanup(lambda: [f.close() for f in self.fakes])
-
+class RelayBlocksTest(integrity.FakeBackendTest):
     def relay(self, mode):
         """Each size through a balancer with one BlockBackend in mode:
         [(size, status, body, complete, data)]."""

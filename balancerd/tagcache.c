@@ -1,0 +1,308 @@
+/*
+ * tagcache.c - block tags of verified objects (tagcache.h): a hash table
+ * of objects by key, a least-recently-used list across it, and the tags
+ * (RFC 8439's ChaCha20-Poly1305 over no plaintext, OpenSSL's EVP).
+ */
+#define _GNU_SOURCE
+#include "tagcache.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+struct tag_entry {
+    struct tag_entry *chain;      /* next in its bucket */
+    struct tag_entry *prev, *next; /* LRU list: prev is more recent */
+    const struct cas_hash_algo *algo;
+    unsigned char digest[CAS_MAX_DIGEST];
+    uint64_t size;
+    size_t n;
+    unsigned char tags[]; /* n * TAG_LEN */
+};
+
+struct tag_cache {
+    pthread_mutex_t lock;
+    unsigned char secret[32]; /* the tag key: never leaves this struct */
+    EVP_CIPHER *aead;
+    size_t budget, used;
+    struct tag_entry **bucket;
+    size_t mask; /* buckets - 1 (a power of two) */
+    struct tag_entry *mru, *lru;
+    struct tag_cache_stats st;
+};
+
+size_t tag_count(uint64_t size)
+{
+    return (size_t)((size + TAG_BLOCK - 1) / TAG_BLOCK);
+}
+
+struct tag_cache *tag_cache_new(size_t budget)
+{
+    struct tag_cache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    pthread_mutex_init(&c->lock, NULL);
+    /* About one bucket per 4 KiB of budget: short chains for objects of
+     * a few MiB, never fewer than 64 buckets. */
+    size_t nb = 64;
+    while (nb < budget / 4096 && nb < ((size_t)1 << 24))
+        nb <<= 1;
+    c->bucket = calloc(nb, sizeof(*c->bucket));
+    c->mask = nb - 1;
+    c->budget = budget;
+    c->aead = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+    if (!c->bucket || !c->aead ||
+        getrandom(c->secret, sizeof(c->secret), 0) != (ssize_t)sizeof(c->secret)) {
+        tag_cache_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void tag_cache_free(struct tag_cache *c)
+{
+    if (!c)
+        return;
+    for (struct tag_entry *e = c->mru, *next; e; e = next) {
+        next = e->next;
+        free(e);
+    }
+    free(c->bucket);
+    EVP_CIPHER_free(c->aead);
+    OPENSSL_cleanse(c->secret, sizeof(c->secret));
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+void tag_cache_stats(struct tag_cache *c, struct tag_cache_stats *out)
+{
+    pthread_mutex_lock(&c->lock);
+    *out = c->st;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* A digest is already uniform: its first bytes pick the bucket. */
+static struct tag_entry **slot(struct tag_cache *c, const unsigned char *digest)
+{
+    uint64_t h;
+    memcpy(&h, digest, sizeof(h));
+    return &c->bucket[h & c->mask];
+}
+
+static bool same_key(const struct tag_entry *e, const struct cas_key *key)
+{
+    return e->algo == key->algo && memcmp(e->digest, key->digest, key->algo->digest_len) == 0;
+}
+
+static void lru_unlink(struct tag_cache *c, struct tag_entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->mru = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->lru = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push(struct tag_cache *c, struct tag_entry *e)
+{
+    e->prev = NULL;
+    e->next = c->mru;
+    if (c->mru)
+        c->mru->prev = e;
+    c->mru = e;
+    if (!c->lru)
+        c->lru = e;
+}
+
+static size_t entry_bytes(const struct tag_entry *e)
+{
+    return sizeof(*e) + e->n * TAG_LEN;
+}
+
+/* Takes e out of the table and the list and frees it (under lock). */
+static void drop(struct tag_cache *c, struct tag_entry *e)
+{
+    struct tag_entry **p = slot(c, e->digest);
+    while (*p != e)
+        p = &(*p)->chain;
+    *p = e->chain;
+    lru_unlink(c, e);
+    c->used -= entry_bytes(e);
+    c->st.objects--;
+    c->st.bytes = c->used;
+    free(e);
+}
+
+/* The cached tags of key when they were taken for size bytes, as a copy
+ * (malloc'd; the caller frees it); NULL otherwise. */
+static unsigned char *lookup(struct tag_cache *c, const struct cas_key *key, uint64_t size)
+{
+    unsigned char *out = NULL;
+    pthread_mutex_lock(&c->lock);
+    struct tag_entry *e = *slot(c, key->digest);
+    while (e && !same_key(e, key))
+        e = e->chain;
+    if (e && e->size == size && (out = malloc(e->n * TAG_LEN + 1))) {
+        memcpy(out, e->tags, e->n * TAG_LEN);
+        lru_unlink(c, e);
+        lru_push(c, e);
+        c->st.hits++;
+    } else {
+        c->st.misses++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return out;
+}
+
+/* Stores n tags of key (size bytes), replacing what was there, then drops
+ * the least recently used objects until the budget holds. */
+static void store(struct tag_cache *c, const struct cas_key *key, uint64_t size,
+                  const unsigned char *tags, size_t n)
+{
+    struct tag_entry *e = malloc(sizeof(*e) + n * TAG_LEN);
+    if (!e)
+        return;
+    memset(e, 0, sizeof(*e));
+    e->algo = key->algo;
+    memcpy(e->digest, key->digest, sizeof(e->digest));
+    e->size = size;
+    e->n = n;
+    memcpy(e->tags, tags, n * TAG_LEN);
+    if (entry_bytes(e) > c->budget) {
+        free(e);
+        return;
+    }
+    pthread_mutex_lock(&c->lock);
+    struct tag_entry *old = *slot(c, key->digest);
+    while (old && !same_key(old, key))
+        old = old->chain;
+    if (old)
+        drop(c, old);
+    struct tag_entry **s = slot(c, key->digest);
+    e->chain = *s;
+    *s = e;
+    lru_push(c, e);
+    c->used += entry_bytes(e);
+    c->st.objects++;
+    while (c->used > c->budget && c->lru != e) {
+        drop(c, c->lru);
+        c->st.evictions++;
+    }
+    c->st.bytes = c->used;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- streams ------------------------------------------------------------ */
+
+struct tag_stream {
+    struct tag_cache *c;
+    struct cas_key key;
+    uint64_t size, pos; /* bytes fed so far */
+    size_t n;
+    bool checking, failed, open; /* open: a block's tag is under way */
+    unsigned char *tags; /* checking: the cached tags; else the computed ones */
+    EVP_CIPHER_CTX *mac;
+};
+
+/* Starts block i's tag. Its nonce (12 bytes, RFC 8439 2.8) is the
+ * block's number and the first 8 bytes of the object's digest: the
+ * one-time Poly1305 key ChaCha20 derives from it differs for each block
+ * of each object. */
+static int block_begin(struct tag_stream *s, size_t i)
+{
+    unsigned char nonce[12];
+    uint32_t bi = (uint32_t)i;
+    for (int k = 0; k < 4; k++)
+        nonce[k] = (unsigned char)(bi >> (24 - 8 * k));
+    memcpy(nonce + 4, s->key.digest, 8);
+    if (!EVP_EncryptInit_ex2(s->mac, s->c->aead, s->c->secret, nonce, NULL))
+        return -EIO;
+    s->open = true;
+    return 0;
+}
+
+struct tag_stream *tag_stream_open(struct tag_cache *c, const struct cas_key *key, uint64_t size)
+{
+    struct tag_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->c = c;
+    s->key = *key;
+    s->size = size;
+    s->n = tag_count(size);
+    s->tags = lookup(c, key, size);
+    s->checking = s->tags != NULL;
+    if (!s->tags)
+        s->tags = malloc(s->n * TAG_LEN + 1);
+    s->mac = EVP_CIPHER_CTX_new();
+    if (!s->tags || !s->mac) {
+        tag_stream_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+bool tag_stream_checking(const struct tag_stream *s)
+{
+    return s->checking;
+}
+
+int tag_stream_update(struct tag_stream *s, const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    if (s->failed || len > s->size - s->pos)
+        return s->failed = true, -EBADMSG;
+    while (len > 0) {
+        size_t i = (size_t)(s->pos / TAG_BLOCK);
+        if (!s->open && block_begin(s, i) < 0)
+            return s->failed = true, -EIO;
+        uint64_t end = (uint64_t)(i + 1) * TAG_BLOCK;
+        if (end > s->size)
+            end = s->size;
+        size_t take = end - s->pos < len ? (size_t)(end - s->pos) : len;
+        /* The bytes are the AEAD's associated data: only Poly1305 runs. */
+        int outl = 0;
+        if (take > 0 && !EVP_EncryptUpdate(s->mac, NULL, &outl, p, (int)take))
+            return s->failed = true, -EIO;
+        p += take;
+        len -= take;
+        s->pos += take;
+        if (s->pos == end) {
+            unsigned char tag[TAG_LEN];
+            int outl = 0;
+            s->open = false;
+            if (!EVP_EncryptFinal_ex(s->mac, tag, &outl) ||
+                !EVP_CIPHER_CTX_ctrl(s->mac, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, tag))
+                return s->failed = true, -EIO;
+            if (!s->checking)
+                memcpy(s->tags + i * TAG_LEN, tag, TAG_LEN);
+            else if (CRYPTO_memcmp(tag, s->tags + i * TAG_LEN, TAG_LEN) != 0)
+                return s->failed = true, -EBADMSG;
+        }
+    }
+    return 0;
+}
+
+void tag_stream_commit(struct tag_stream *s)
+{
+    if (!s->checking && !s->failed && s->pos == s->size)
+        store(s->c, &s->key, s->size, s->tags, s->n);
+}
+
+void tag_stream_close(struct tag_stream *s)
+{
+    if (!s)
+        return;
+    EVP_CIPHER_CTX_free(s->mac);
+    free(s->tags);
+    free(s);
+}

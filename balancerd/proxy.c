@@ -628,8 +628,9 @@ struct get_ctx {
     struct bstream_head head;
     size_t backend;
     /* Whole-object GETs only. Tags cached (tagcache.h): tags checks each
-     * block and hash is NULL; otherwise hash checks the key and tags
-     * computes the block tags the cache gets when the digest matched. */
+     * block and hash is NULL; otherwise hash checks the key and tags, when
+     * not NULL, computes the block tags the cache gets when the digest
+     * matched. */
     struct cas_hash *hash;
     struct tag_stream *tags;
     uint64_t size;
@@ -997,14 +998,15 @@ void proxy_get(struct http_req *req)
     g->size = g->head.content_length >= 0 ? (uint64_t)g->head.content_length : HTTP_SIZE_UNKNOWN;
     /* Every whole object (a 200, or a 206 of every byte) is checked as it
      * is relayed: against the block tags this balancer took when it last
-     * relayed the object, else hashed (and tagged for next time); its
+     * relayed the object, else hashed (and, from its second read on,
+     * tagged for next time); its
      * last bytes go out only once the check passed (get_read). */
     if (answer_is_whole(&g->head) && !req->is_head) {
         if (bal->tags)
             g->tags = tag_stream_open(bal->tags, &key, g->size);
         if (!g->tags || !tag_stream_checking(g->tags))
             g->hash = cas_hash_new(key.algo);
-        if ((bal->tags && !g->tags) || (!g->hash && !(g->tags && tag_stream_checking(g->tags)))) {
+        if (!g->hash && !(g->tags && tag_stream_checking(g->tags))) {
             get_ctx_release(g);
             http_error(req, 500, "out of memory");
             return;

@@ -33,6 +33,12 @@ struct tag_cache {
     struct tag_entry **bucket;
     size_t mask; /* buckets - 1 (a power of two) */
     struct tag_entry *mru, *lru;
+    /* The objects missed once: the first 8 bytes of their digests, one
+     * slot per value of their next bytes (a newer miss takes the slot). A
+     * miss of an object found here is tagged; others only noted, so that
+     * an object read once never pays for tags. */
+    uint64_t *seen;
+    size_t seen_mask;
     struct tag_cache_stats st;
 };
 
@@ -54,9 +60,14 @@ struct tag_cache *tag_cache_new(size_t budget)
         nb <<= 1;
     c->bucket = calloc(nb, sizeof(*c->bucket));
     c->mask = nb - 1;
+    size_t ns = 1024; /* 8 bytes each: 1/64 of the budget, at least 8 KiB */
+    while (ns < budget / 512 && ns < ((size_t)1 << 24))
+        ns <<= 1;
+    c->seen = calloc(ns, sizeof(*c->seen));
+    c->seen_mask = ns - 1;
     c->budget = budget;
     c->aead = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
-    if (!c->bucket || !c->aead ||
+    if (!c->bucket || !c->seen || !c->aead ||
         getrandom(c->secret, sizeof(c->secret), 0) != (ssize_t)sizeof(c->secret)) {
         tag_cache_free(c);
         return NULL;
@@ -73,6 +84,7 @@ void tag_cache_free(struct tag_cache *c)
         free(e);
     }
     free(c->bucket);
+    free(c->seen);
     EVP_CIPHER_free(c->aead);
     OPENSSL_cleanse(c->secret, sizeof(c->secret));
     pthread_mutex_destroy(&c->lock);
@@ -143,10 +155,17 @@ static void drop(struct tag_cache *c, struct tag_entry *e)
 }
 
 /* The cached tags of key when they were taken for size bytes, as a copy
- * (malloc'd; the caller frees it); NULL otherwise. */
-static unsigned char *lookup(struct tag_cache *c, const struct cas_key *key, uint64_t size)
+ * (malloc'd; the caller frees it); NULL otherwise, with *admit true when
+ * this is not the object's first miss (its tags are worth taking). */
+static unsigned char *lookup(struct tag_cache *c, const struct cas_key *key, uint64_t size,
+                             bool *admit)
 {
     unsigned char *out = NULL;
+    uint64_t fp, at;
+    memcpy(&fp, key->digest, sizeof(fp));
+    memcpy(&at, key->digest + 8, sizeof(at));
+    fp ^= (uint64_t)key->algo->id;
+    *admit = false;
     pthread_mutex_lock(&c->lock);
     struct tag_entry *e = *slot(c, key->digest);
     while (e && !same_key(e, key))
@@ -158,6 +177,9 @@ static unsigned char *lookup(struct tag_cache *c, const struct cas_key *key, uin
         c->st.hits++;
     } else {
         c->st.misses++;
+        uint64_t *s = &c->seen[at & c->seen_mask];
+        *admit = *s == fp;
+        *s = fp;
     }
     pthread_mutex_unlock(&c->lock);
     return out;
@@ -239,8 +261,13 @@ struct tag_stream *tag_stream_open(struct tag_cache *c, const struct cas_key *ke
     s->key = *key;
     s->size = size;
     s->n = tag_count(size);
-    s->tags = lookup(c, key, size);
+    bool admit;
+    s->tags = lookup(c, key, size, &admit);
     s->checking = s->tags != NULL;
+    if (!s->tags && !admit) {
+        free(s);
+        return NULL;
+    }
     if (!s->tags)
         s->tags = malloc(s->n * TAG_LEN + 1);
     s->mac = EVP_CIPHER_CTX_new();

@@ -24,7 +24,9 @@
  *
  * Memory: TAG_LEN bytes per started TAG_BLOCK of object plus about 100
  * bytes per object, within the budget given (--tag-cache-mb); the least
- * recently used objects are dropped first. Losing the cache (a restart)
+ * recently used objects are dropped first. Plus 1/64 of the budget (8 KiB
+ * at least) noting objects missed once: tags are taken from the second
+ * read of an object on, never for an object read once. Losing the cache (a restart)
  * costs speed only: the next read of each object is hashed again.
  * Thread-safe.
  */
@@ -61,10 +63,12 @@ size_t tag_count(uint64_t size);
  * its first byte (a whole-object answer of size bytes).
  *
  * tag_stream_open looks key up: when its tags are cached (and were taken
- * for the same size), the stream checks (tag_stream_checking() is true);
- * otherwise it computes tags, which tag_stream_commit hands to the cache
- * once the caller has checked the digest of the same bytes. NULL when out
- * of memory.
+ * for the same size), the stream checks (tag_stream_checking() is true).
+ * Otherwise, on the object's second miss or later (a read after this
+ * cache's first of that object), it computes tags, which tag_stream_commit
+ * hands to the cache once the caller has checked the digest of the same
+ * bytes; an object read only once never pays for tags. NULL on a first
+ * miss, or when out of memory: the caller hashes, as without a cache.
  */
 struct tag_stream;
 struct tag_stream *tag_stream_open(struct tag_cache *c, const struct cas_key *key, uint64_t size);

@@ -379,11 +379,12 @@ def metric(port, name):
 
 
 class TagCacheTest(FakeBackendTest):
-    """A large object read once whole and verified is checked on later
-    reads against block tags the balancer took then (balancerd/tagcache.h),
-    not hashed: a backend that turns liar after that first read is still
-    never relayed complete, wherever the changed byte is, and a whole answer
-    of another size is hashed, not checked against the tags."""
+    """A large object read whole and verified (its second read, the first
+    is never tagged) is checked on later reads against block tags the
+    balancer took then (balancerd/tagcache.h), not hashed: a backend that
+    turns liar after that is still never relayed complete, wherever the
+    changed byte is, and a whole answer of another size is hashed, not
+    checked against the tags."""
 
     SIZE = 3 * TAG_BLOCK + 54321
 
@@ -399,18 +400,21 @@ class TagCacheTest(FakeBackendTest):
 
     def test_liar_after_a_verified_read_is_cut_wherever_the_byte(self):
         f, b = self.turning_fake()
-        f.honest = 2
+        f.honest = 3
         where = [0, TAG_BLOCK - 1, TAG_BLOCK, 2 * TAG_BLOCK + 4097, self.SIZE - 1]
         for i, at in enumerate(where):
             f.lie = at
             key, data = self.put_object(f)
-            # First read: hashed (a miss), tags taken; second: checked (a hit).
-            for n in (1, 2):
+            # First read: hashed, no tags (an object read once never pays
+            # for them); second: hashed, tags taken; third: checked.
+            for n in (1, 2, 3):
                 st, body, complete = fetch(b.port, key)
                 self.assertEqual((st, body == data, complete), (200, True, True), f"read {n}")
-            # (each object before this one had two hits)
+                if n == 1:
+                    self.assertEqual(metric(b.port, "cas_balancer_tag_cache_objects"), i)
+            # (each object before this one had two hits and two misses)
             self.assertEqual(metric(b.port, "cas_balancer_tag_cache_hits_total"), 2 * i + 1)
-            self.assertEqual(metric(b.port, "cas_balancer_tag_cache_misses_total"), i + 1)
+            self.assertEqual(metric(b.port, "cas_balancer_tag_cache_misses_total"), 2 * i + 2)
             corrupt = metric(b.port, "cas_balancer_corrupt_copies_total")
             # Third: the backend changed byte `at`; the tags are what check it.
             st, body, complete = fetch(b.port, key)
@@ -423,21 +427,23 @@ class TagCacheTest(FakeBackendTest):
 
     def test_whole_answer_of_another_size_is_hashed(self):
         f, b = self.turning_fake()
-        f.lie = "short"
+        f.honest, f.lie = 2, "short"
         key, data = self.put_object(f)
-        st, body, complete = fetch(b.port, key)
-        self.assertEqual((st, body == data, complete), (200, True, True))
+        for _ in range(2):
+            st, body, complete = fetch(b.port, key)
+            self.assertEqual((st, body == data, complete), (200, True, True))
+        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_objects"), 1)
         st, body, complete = fetch(b.port, key)
         self.assertNeverCompleteWrong(st, body, complete, data)
         self.assertFalse(complete and st == 200)
         self.assertEqual(metric(b.port, "cas_balancer_tag_cache_hits_total"), 0)
-        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_misses_total"), 2)
+        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_misses_total"), 3)
 
     def test_no_tags_kept_with_tag_cache_off(self):
         f, b = self.turning_fake(extra=["--tag-cache-mb", "0"])
-        f.honest, f.lie = 2, TAG_BLOCK + 5
+        f.honest, f.lie = 3, TAG_BLOCK + 5
         key, data = self.put_object(f)
-        for _ in range(2):
+        for _ in range(3):
             st, body, complete = fetch(b.port, key)
             self.assertEqual((st, body == data, complete), (200, True, True))
         st, body, complete = fetch(b.port, key)

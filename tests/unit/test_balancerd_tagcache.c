@@ -5,8 +5,9 @@
  * pieces, checks; one changed byte in any block, or bytes past the end,
  * fail at the piece that ends that block and every piece after; tags of an
  * incomplete or unconfirmed pass are never kept; the budget holds, the
- * least recently used object going first; another cache (another secret)
- * knows nothing of these tags.
+ * least recently used object going first; tags are taken from an object's
+ * second miss on, never its first; another cache (another secret) knows
+ * nothing of these tags.
  */
 #define _GNU_SOURCE
 #include "tagcache.h"
@@ -45,9 +46,15 @@ static int feed(struct tag_stream *s, const unsigned char *buf, size_t size, siz
     return 0;
 }
 
-/* Tags taken for key over the object's bytes, committed. */
+/* Tags taken for key over the object's bytes, committed: its first miss
+ * takes none, its second does. */
 static void learn(struct tag_cache *c, const struct cas_key *k, uint64_t size)
 {
+    if (!tag_stream_open(c, k, size)) { /* not missed before */
+        struct tag_cache_stats st;
+        tag_cache_stats(c, &st);
+        CU_ASSERT(st.misses > 0);
+    }
     struct tag_stream *s = tag_stream_open(c, k, size);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     CU_ASSERT_FALSE(tag_stream_checking(s));
@@ -83,23 +90,27 @@ static void test_same_bytes_check_in_any_pieces(void)
     tag_cache_stats(c, &st);
     CU_ASSERT_EQUAL(st.objects, 1);
     CU_ASSERT_EQUAL(st.hits, 5);
-    CU_ASSERT_EQUAL(st.misses, 1);
+    CU_ASSERT_EQUAL(st.misses, 2);
     /* Another size under the same key is a lie, not these tags: a miss,
-     * and the stream computes (so the caller hashes). */
+     * the caller hashes (the key was missed before: the stream computes). */
     struct tag_stream *s = tag_stream_open(c, &k, SIZE - 1);
-    CU_ASSERT_FALSE(tag_stream_checking(s));
+    CU_ASSERT_PTR_NOT_NULL(s);
+    CU_ASSERT_FALSE(s && tag_stream_checking(s));
     tag_stream_close(s);
-    /* Another key: a miss. */
+    /* Another key: a first miss, no stream; its second miss computes. */
     struct cas_key other = key_of(2);
+    CU_ASSERT_PTR_NULL(tag_stream_open(c, &other, SIZE));
     s = tag_stream_open(c, &other, SIZE);
-    CU_ASSERT_FALSE(tag_stream_checking(s));
+    CU_ASSERT_PTR_NOT_NULL(s);
+    CU_ASSERT_FALSE(s && tag_stream_checking(s));
     tag_stream_close(s);
-    /* Another algorithm, same digest bytes: a miss. */
+    /* Another algorithm, same digest bytes: a first miss. */
     struct cas_key k256 = k;
     k256.algo = cas_hash_by_name("sha256");
-    s = tag_stream_open(c, &k256, SIZE);
-    CU_ASSERT_FALSE(tag_stream_checking(s));
-    tag_stream_close(s);
+    CU_ASSERT_PTR_NULL(tag_stream_open(c, &k256, SIZE));
+    tag_cache_stats(c, &st);
+    CU_ASSERT_EQUAL(st.misses, 6);
+    CU_ASSERT_EQUAL(st.objects, 1);
     tag_cache_free(c);
 }
 
@@ -144,8 +155,10 @@ static void test_only_confirmed_whole_passes_are_kept(void)
 {
     struct tag_cache *c = tag_cache_new(1 << 20);
     struct cas_key k = key_of(4);
+    CU_ASSERT_PTR_NULL(tag_stream_open(c, &k, SIZE)); /* the first miss */
     /* Incomplete: committed after half the bytes. */
     struct tag_stream *s = tag_stream_open(c, &k, SIZE);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     CU_ASSERT_EQUAL(feed(s, data, SIZE / 2, 65536, NULL), 0);
     tag_stream_commit(s);
     tag_stream_close(s);
@@ -157,6 +170,7 @@ static void test_only_confirmed_whole_passes_are_kept(void)
     tag_cache_stats(c, &st);
     CU_ASSERT_EQUAL(st.objects, 0);
     s = tag_stream_open(c, &k, SIZE);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     CU_ASSERT_FALSE(tag_stream_checking(s));
     tag_stream_close(s);
     tag_cache_free(c);
@@ -193,7 +207,7 @@ static void test_budget_drops_least_recently_used(void)
     bool kept[4];
     for (unsigned i = 0; i < 4; i++) {
         s = tag_stream_open(c, &k[i], SIZE);
-        kept[i] = tag_stream_checking(s);
+        kept[i] = s && tag_stream_checking(s);
         tag_stream_close(s);
     }
     CU_ASSERT_TRUE(kept[0]);
@@ -204,7 +218,9 @@ static void test_budget_drops_least_recently_used(void)
      * evicts nothing. */
     struct cas_key big = key_of(30);
     uint64_t huge = (uint64_t)TAG_BLOCK * (4 * one / TAG_LEN);
+    CU_ASSERT_PTR_NULL(tag_stream_open(c, &big, huge));
     s = tag_stream_open(c, &big, huge);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     for (uint64_t off = 0; off < huge; off += SIZE - 12345)
         tag_stream_update(s, data, huge - off < SIZE - 12345 ? (size_t)(huge - off) : SIZE - 12345);
     tag_stream_commit(s);
@@ -220,8 +236,15 @@ static void test_another_cache_knows_nothing(void)
     struct tag_cache *a = tag_cache_new(1 << 20), *b = tag_cache_new(1 << 20);
     struct cas_key k = key_of(5);
     learn(a, &k, SIZE);
-    struct tag_stream *s = tag_stream_open(b, &k, SIZE);
-    CU_ASSERT_FALSE(tag_stream_checking(s));
+    learn(b, &k, SIZE - 1);
+    /* b has tags of the first SIZE - 1 bytes, under its own secret: other
+     * bytes fail them. */
+    struct tag_stream *s = tag_stream_open(b, &k, SIZE - 1);
+    CU_ASSERT_TRUE_FATAL(tag_stream_checking(s));
+    CU_ASSERT_EQUAL(feed(s, data + 1, SIZE - 1, 65536, NULL), -EBADMSG);
+    tag_stream_close(s);
+    s = tag_stream_open(b, &k, SIZE);
+    CU_ASSERT_FALSE(s && tag_stream_checking(s));
     tag_stream_close(s);
     tag_cache_free(a);
     tag_cache_free(b);

@@ -673,7 +673,7 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
      * hashed at once, while it is still in the CPU's cache. */
     ssize_t n = 0;
     size_t want = max < GET_FILL ? max : GET_FILL;
-    bool corrupt = false;
+    bool corrupt = false, unchecked = false;
     while ((size_t)n < want) {
         ssize_t r = src_read(&g->src, buf + n, max - (size_t)n, err, sizeof(err));
         if (r < 0 && n == 0)
@@ -682,12 +682,15 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
             break;
         /* Checking against cached tags: a block is checked as its last
          * byte comes in, the last block before the last bytes go out. */
-        if (g->tags && tag_stream_update(g->tags, buf + n, (size_t)r) < 0 &&
-            tag_stream_checking(g->tags))
-            corrupt = true;
+        int tr = g->tags ? tag_stream_update(g->tags, buf + n, (size_t)r) : 0;
         if (g->hash)
             cas_hash_update(g->hash, buf + n, (size_t)r);
         n += r;
+        if (tr < 0 && tag_stream_checking(g->tags)) {
+            corrupt = tr == -EBADMSG;
+            unchecked = !corrupt; /* OpenSSL failed: no verdict */
+            break;
+        }
     }
     struct backend *b = g->v->b[g->backend];
     if (n <= 0) {
@@ -702,6 +705,12 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
         corrupt = memcmp(d, g->key.digest, g->key.algo->digest_len) != 0;
         if (!corrupt && g->tags)
             tag_stream_commit(g->tags);
+    }
+    if (unchecked && !corrupt) {
+        log_error("GET %s from %s: aborted after %" PRIu64 " bytes: cannot compute block tags",
+                  g->key.algo->name, b->url, g->sent);
+        __atomic_add_fetch(&g->bal->ctr.aborted_streams, 1, __ATOMIC_RELAXED);
+        return HTTP_STREAM_ERROR;
     }
     if (corrupt) {
         char hex[CAS_MAX_HEX + 1];

@@ -230,7 +230,8 @@ struct tag_stream {
     struct cas_key key;
     uint64_t size, pos; /* bytes fed so far */
     size_t n;
-    bool checking, failed, open; /* open: a block's tag is under way */
+    bool checking, open; /* open: a block's tag is under way */
+    int failed;          /* the first error, returned from then on */
     unsigned char *tags; /* checking: the cached tags; else the computed ones */
     EVP_CIPHER_CTX *mac;
 };
@@ -286,12 +287,14 @@ bool tag_stream_checking(const struct tag_stream *s)
 int tag_stream_update(struct tag_stream *s, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
-    if (s->failed || len > s->size - s->pos)
-        return s->failed = true, -EBADMSG;
+    if (s->failed)
+        return s->failed;
+    if (len > s->size - s->pos)
+        return s->failed = -EBADMSG;
     while (len > 0) {
         size_t i = (size_t)(s->pos / TAG_BLOCK);
         if (!s->open && block_begin(s, i) < 0)
-            return s->failed = true, -EIO;
+            return s->failed = -EIO;
         uint64_t end = (uint64_t)(i + 1) * TAG_BLOCK;
         if (end > s->size)
             end = s->size;
@@ -299,7 +302,7 @@ int tag_stream_update(struct tag_stream *s, const void *buf, size_t len)
         /* The bytes are the AEAD's associated data: only Poly1305 runs. */
         int outl = 0;
         if (take > 0 && !EVP_EncryptUpdate(s->mac, NULL, &outl, p, (int)take))
-            return s->failed = true, -EIO;
+            return s->failed = -EIO;
         p += take;
         len -= take;
         s->pos += take;
@@ -309,11 +312,11 @@ int tag_stream_update(struct tag_stream *s, const void *buf, size_t len)
             s->open = false;
             if (!EVP_EncryptFinal_ex(s->mac, tag, &outl) ||
                 !EVP_CIPHER_CTX_ctrl(s->mac, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, tag))
-                return s->failed = true, -EIO;
+                return s->failed = -EIO;
             if (!s->checking)
                 memcpy(s->tags + i * TAG_LEN, tag, TAG_LEN);
             else if (CRYPTO_memcmp(tag, s->tags + i * TAG_LEN, TAG_LEN) != 0)
-                return s->failed = true, -EBADMSG;
+                return s->failed = -EBADMSG;
         }
     }
     return 0;

@@ -73,9 +73,10 @@ size_t tag_count(uint64_t size);
 struct tag_stream;
 struct tag_stream *tag_stream_open(struct tag_cache *c, const struct cas_key *key, uint64_t size);
 bool tag_stream_checking(const struct tag_stream *s);
-/* Feeds the next len bytes (never past size). Checking: -EBADMSG when a
- * block that ends within them (the last one ends at size) does not match
- * its tag; nothing is fed after that. 0 otherwise. */
+/* Feeds the next len bytes. -EBADMSG when they go past size or, checking,
+ * when a block that ends within them (the last one ends at size) does not
+ * match its tag; -EIO when OpenSSL fails (no verdict). After an error
+ * nothing more is fed and every call returns that error. 0 otherwise. */
 int tag_stream_update(struct tag_stream *s, const void *buf, size_t len);
 /* Computing, all size bytes fed and their digest checked against the key:
  * the tags go into the cache. No effect when checking or incomplete. */

@@ -14,6 +14,7 @@
 #include "repair.h"
 #include "tagcache.h"
 #include "view.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -43,10 +44,11 @@ int balancer_init(struct balancer *bal, const struct balancer_options *opt, char
     pthread_condattr_init(&ca);
     pthread_cond_init(&bal->probe_cond, &ca);
     pthread_condattr_destroy(&ca);
-    if (bal->opt.tag_cache_bytes && !(bal->tags = tag_cache_new(bal->opt.tag_cache_bytes))) {
-        snprintf(err, errlen, "cannot make the tag cache (--tag-cache-mb): out of memory");
-        return -ENOMEM;
-    }
+    /* The tags only save CPU: without them every read is hashed. */
+    char why[160];
+    if (bal->opt.tag_cache_bytes &&
+        !(bal->tags = tag_cache_new(bal->opt.tag_cache_bytes, why, sizeof(why))))
+        log_warn("no tag cache (--tag-cache-mb): %s; every large GET is hashed", why);
     int rc = view_load(bal, err, errlen);
     if (rc < 0) {
         tag_cache_free(bal->tags);

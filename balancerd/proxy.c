@@ -694,8 +694,10 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
     }
     struct backend *b = g->v->b[g->backend];
     if (n <= 0) {
-        log_warn("GET %s from %s: aborted after %" PRIu64 " bytes: %s", g->key.algo->name, b->url,
-                 g->sent, n == 0 ? "short body" : err);
+        char hex[CAS_MAX_HEX + 1];
+        cas_key_hex(&g->key, hex);
+        log_warn("GET %s from %s: aborted after %" PRIu64 " bytes: %s", hex, b->url, g->sent,
+                 n == 0 ? "short body" : err);
         __atomic_add_fetch(&g->bal->ctr.aborted_streams, 1, __ATOMIC_RELAXED);
         return HTTP_STREAM_ERROR;
     }
@@ -706,15 +708,15 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (!corrupt && g->tags)
             tag_stream_commit(g->tags);
     }
+    char hex[CAS_MAX_HEX + 1];
+    cas_key_hex(&g->key, hex);
     if (unchecked && !corrupt) {
         log_error("GET %s from %s: aborted after %" PRIu64 " bytes: cannot compute block tags",
-                  g->key.algo->name, b->url, g->sent);
+                  hex, b->url, g->sent);
         __atomic_add_fetch(&g->bal->ctr.aborted_streams, 1, __ATOMIC_RELAXED);
         return HTTP_STREAM_ERROR;
     }
     if (corrupt) {
-        char hex[CAS_MAX_HEX + 1];
-        cas_key_hex(&g->key, hex);
         log_error("GET %s: %s served a copy that does not match its key; aborted", hex, b->url);
         __atomic_add_fetch(&g->bal->ctr.corrupt_copies, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&g->bal->ctr.aborted_streams, 1, __ATOMIC_RELAXED);

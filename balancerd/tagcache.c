@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -47,11 +48,13 @@ size_t tag_count(uint64_t size)
     return (size_t)((size + TAG_BLOCK - 1) / TAG_BLOCK);
 }
 
-struct tag_cache *tag_cache_new(size_t budget)
+struct tag_cache *tag_cache_new(size_t budget, char *err, size_t errlen)
 {
     struct tag_cache *c = calloc(1, sizeof(*c));
-    if (!c)
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
         return NULL;
+    }
     pthread_mutex_init(&c->lock, NULL);
     /* About one bucket per 4 KiB of budget: short chains for objects of
      * a few MiB, never fewer than 64 buckets. */
@@ -67,8 +70,15 @@ struct tag_cache *tag_cache_new(size_t budget)
     c->seen_mask = ns - 1;
     c->budget = budget;
     c->aead = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
-    if (!c->bucket || !c->seen || !c->aead ||
-        getrandom(c->secret, sizeof(c->secret), 0) != (ssize_t)sizeof(c->secret)) {
+    const char *why = NULL;
+    if (!c->bucket || !c->seen)
+        why = "out of memory";
+    else if (!c->aead)
+        why = "OpenSSL has no ChaCha20-Poly1305 (a FIPS-mode OpenSSL leaves it out)";
+    else if (getrandom(c->secret, sizeof(c->secret), 0) != (ssize_t)sizeof(c->secret))
+        why = "getrandom(2) failed";
+    if (why) {
+        snprintf(err, errlen, "%s", why);
         tag_cache_free(c);
         return NULL;
     }

@@ -50,8 +50,9 @@ struct tag_cache_stats {
 };
 
 /* A cache holding at most budget bytes (> 0), with a fresh secret; NULL
- * when memory or getrandom(2) fail. */
-struct tag_cache *tag_cache_new(size_t budget);
+ * with why in err when memory, getrandom(2) or OpenSSL's ChaCha20-Poly1305
+ * (absent from a FIPS-mode OpenSSL) fail. */
+struct tag_cache *tag_cache_new(size_t budget, char *err, size_t errlen);
 void tag_cache_free(struct tag_cache *c);
 void tag_cache_stats(struct tag_cache *c, struct tag_cache_stats *out);
 

@@ -24,7 +24,11 @@
  * system (an index append past its reserve, a removal frame); a rewrite
  * inside the file (a frame header marked removed in place) still goes
  * through, as it needs no new block (tests/integration/test_removal_frames.py).
- * Everything else goes to libc.
+ *
+ * An OpenSSL without a cipher: with $CAS_NO_CIPHER set, EVP_CIPHER_fetch()
+ * of that algorithm name returns NULL, as a FIPS-mode OpenSSL does for
+ * ChaCha20-Poly1305 (tests/integration/test_balancer_integrity.py).
+ * Everything else goes to libc (and OpenSSL).
  */
 #define _GNU_SOURCE
 /* Both pread and pread64 are defined below: no redirection of one to the other. */
@@ -35,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -180,4 +185,14 @@ int fsync(int fd)
     if (!real)
         real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
     return real(fd);
+}
+
+void *EVP_CIPHER_fetch(void *libctx, const char *algorithm, const char *properties)
+{
+    const char *no = getenv("CAS_NO_CIPHER");
+    if (no && algorithm && strcasecmp(no, algorithm) == 0)
+        return NULL;
+    void *(*real)(void *, const char *, const char *) =
+        (void *(*)(void *, const char *, const char *))dlsym(RTLD_NEXT, "EVP_CIPHER_fetch");
+    return real ? real(libctx, algorithm, properties) : NULL;
 }

@@ -24,7 +24,7 @@ import unittest
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Client, TempDirTest, free_port, sha1  # noqa: E402
+from harness import BUILD, Client, TempDirTest, free_port, sha1  # noqa: E402
 from test_balancerd import Balancer  # noqa: E402
 from fakestoraged import FakeStoraged  # noqa: E402
 
@@ -363,6 +363,7 @@ class IntegrityTest(FakeBackendTest):
 
 
 TAG_BLOCK = 1 << 20  # balancerd/tagcache.h
+FAULTLIB = os.path.join(BUILD, "tests", "integration", "libcasfault.so")
 
 
 def metric(port, name):
@@ -438,6 +439,31 @@ class TagCacheTest(FakeBackendTest):
         self.assertFalse(complete and st == 200)
         self.assertEqual(metric(b.port, "cas_balancer_tag_cache_hits_total"), 0)
         self.assertEqual(metric(b.port, "cas_balancer_tag_cache_misses_total"), 3)
+
+    def test_balancer_without_chacha20_hashes_every_read(self):
+        # A FIPS-mode OpenSSL has no ChaCha20-Poly1305: the balancer starts,
+        # says so, and hashes every read (the tags only save CPU).
+        f = self.fake("turns")
+        f.honest, f.lie = 3, TAG_BLOCK - 1
+        cfg = os.path.join(self.tmp, "nochacha.yaml")
+        with open(cfg, "w") as fh:
+            fh.write(f"replicas: 1\nbackends:\n  - url: {f.url}\n    failure_domain: d0\n")
+        b = Balancer(cfg, self.tmp)
+        b.env = {"LD_PRELOAD": FAULTLIB, "CAS_NO_CIPHER": "ChaCha20-Poly1305",
+                 "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+        self.daemons.append(b)
+        b.start()
+        b.wait_backends(1)
+        self.assertIn("no tag cache (--tag-cache-mb): OpenSSL has no ChaCha20-Poly1305", b.log_text())
+        key, data = self.put_object(f)
+        for _ in range(3):
+            st, body, complete = fetch(b.port, key)
+            self.assertEqual((st, body == data, complete), (200, True, True))
+        st, body, complete = fetch(b.port, key)
+        self.assertNeverCompleteWrong(st, body, complete, data)
+        self.assertFalse(complete and st == 200)
+        self.assertEqual(metric(b.port, "cas_balancer_corrupt_copies_total"), 1)
+        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_misses_total"), 0)
 
     def test_no_tags_kept_with_tag_cache_off(self):
         f, b = self.turning_fake(extra=["--tag-cache-mb", "0"])

@@ -20,6 +20,7 @@
 #define SIZE (3 * TAG_BLOCK + 12345) /* four blocks, the last one short */
 
 static unsigned char *data;
+static char err_[160]; /* tag_cache_new's message */
 
 static struct cas_key key_of(unsigned seed)
 {
@@ -74,7 +75,7 @@ static void test_count(void)
 
 static void test_same_bytes_check_in_any_pieces(void)
 {
-    struct tag_cache *c = tag_cache_new(1 << 20);
+    struct tag_cache *c = tag_cache_new(1 << 20, err_, sizeof(err_));
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     struct cas_key k = key_of(1);
     learn(c, &k, SIZE);
@@ -116,7 +117,7 @@ static void test_same_bytes_check_in_any_pieces(void)
 
 static void test_one_changed_byte_fails_its_block(void)
 {
-    struct tag_cache *c = tag_cache_new(1 << 20);
+    struct tag_cache *c = tag_cache_new(1 << 20, err_, sizeof(err_));
     struct cas_key k = key_of(3);
     learn(c, &k, SIZE);
     unsigned char *bad = malloc(SIZE);
@@ -153,7 +154,7 @@ static void test_one_changed_byte_fails_its_block(void)
 
 static void test_only_confirmed_whole_passes_are_kept(void)
 {
-    struct tag_cache *c = tag_cache_new(1 << 20);
+    struct tag_cache *c = tag_cache_new(1 << 20, err_, sizeof(err_));
     struct cas_key k = key_of(4);
     CU_ASSERT_PTR_NULL(tag_stream_open(c, &k, SIZE)); /* the first miss */
     /* Incomplete: committed after half the bytes. */
@@ -179,7 +180,7 @@ static void test_only_confirmed_whole_passes_are_kept(void)
 static void test_budget_drops_least_recently_used(void)
 {
     /* Each object of SIZE takes 4 tags and an entry: room for three. */
-    struct tag_cache *probe = tag_cache_new(1 << 20);
+    struct tag_cache *probe = tag_cache_new(1 << 20, err_, sizeof(err_));
     struct cas_key k0 = key_of(10);
     learn(probe, &k0, SIZE);
     struct tag_cache_stats st;
@@ -188,7 +189,7 @@ static void test_budget_drops_least_recently_used(void)
     CU_ASSERT(one >= 4 * TAG_LEN);
     tag_cache_free(probe);
 
-    struct tag_cache *c = tag_cache_new(3 * one + one / 2);
+    struct tag_cache *c = tag_cache_new(3 * one + one / 2, err_, sizeof(err_));
     struct cas_key k[4];
     for (unsigned i = 0; i < 3; i++) {
         k[i] = key_of(20 + i);
@@ -233,7 +234,7 @@ static void test_budget_drops_least_recently_used(void)
 
 static void test_another_cache_knows_nothing(void)
 {
-    struct tag_cache *a = tag_cache_new(1 << 20), *b = tag_cache_new(1 << 20);
+    struct tag_cache *a = tag_cache_new(1 << 20, err_, sizeof(err_)), *b = tag_cache_new(1 << 20, err_, sizeof(err_));
     struct cas_key k = key_of(5);
     learn(a, &k, SIZE);
     learn(b, &k, SIZE - 1);

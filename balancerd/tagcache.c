@@ -165,8 +165,9 @@ static void drop(struct tag_cache *c, struct tag_entry *e)
 }
 
 /* The cached tags of key when they were taken for size bytes, as a copy
- * (malloc'd; the caller frees it); NULL otherwise, with *admit true when
- * this is not the object's first miss (its tags are worth taking). */
+ * (malloc'd; the caller frees it); NULL otherwise (a miss, counted), with
+ * *admit true when this is not the object's first miss (its tags are
+ * worth taking). The caller counts a hit once the tags are in use. */
 static unsigned char *lookup(struct tag_cache *c, const struct cas_key *key, uint64_t size,
                              bool *admit)
 {
@@ -184,7 +185,6 @@ static unsigned char *lookup(struct tag_cache *c, const struct cas_key *key, uin
         memcpy(out, e->tags, e->n * TAG_LEN);
         lru_unlink(c, e);
         lru_push(c, e);
-        c->st.hits++;
     } else {
         c->st.misses++;
         uint64_t *s = &c->seen[at & c->seen_mask];
@@ -282,7 +282,18 @@ struct tag_stream *tag_stream_open(struct tag_cache *c, const struct cas_key *ke
     if (!s->tags)
         s->tags = malloc(s->n * TAG_LEN + 1);
     s->mac = EVP_CIPHER_CTX_new();
-    if (!s->tags || !s->mac) {
+    /* The first block's tag is started now: when OpenSSL fails, it fails
+     * before a byte is relayed, and the caller hashes instead. */
+    bool ok = s->tags && s->mac && (s->n == 0 || block_begin(s, 0) == 0);
+    if (s->checking) {
+        pthread_mutex_lock(&c->lock);
+        if (ok)
+            c->st.hits++;
+        else
+            c->st.misses++;
+        pthread_mutex_unlock(&c->lock);
+    }
+    if (!ok) {
         tag_stream_close(s);
         return NULL;
     }

@@ -69,7 +69,8 @@ size_t tag_count(uint64_t size);
  * cache's first of that object), it computes tags, which tag_stream_commit
  * hands to the cache once the caller has checked the digest of the same
  * bytes; an object read only once never pays for tags. NULL on a first
- * miss, or when out of memory: the caller hashes, as without a cache.
+ * miss, or when memory or OpenSSL fail: the caller hashes, as without a
+ * cache.
  */
 struct tag_stream;
 struct tag_stream *tag_stream_open(struct tag_cache *c, const struct cas_key *key, uint64_t size);

@@ -27,7 +27,8 @@
  *
  * An OpenSSL without a cipher: with $CAS_NO_CIPHER set, EVP_CIPHER_fetch()
  * of that algorithm name returns NULL, as a FIPS-mode OpenSSL does for
- * ChaCha20-Poly1305 (tests/integration/test_balancer_integrity.py).
+ * ChaCha20-Poly1305; while the file named by $CAS_CIPHER_FAIL_FILE exists,
+ * EVP_EncryptInit_ex2() fails (tests/integration/test_balancer_integrity.py).
  * Everything else goes to libc (and OpenSSL).
  */
 #define _GNU_SOURCE
@@ -195,4 +196,16 @@ void *EVP_CIPHER_fetch(void *libctx, const char *algorithm, const char *properti
     void *(*real)(void *, const char *, const char *) =
         (void *(*)(void *, const char *, const char *))dlsym(RTLD_NEXT, "EVP_CIPHER_fetch");
     return real ? real(libctx, algorithm, properties) : NULL;
+}
+
+int EVP_EncryptInit_ex2(void *ctx, const void *cipher, const unsigned char *key,
+                        const unsigned char *iv, const void *params)
+{
+    const char *f = getenv("CAS_CIPHER_FAIL_FILE");
+    if (f && access(f, F_OK) == 0)
+        return 0;
+    int (*real)(void *, const void *, const unsigned char *, const unsigned char *, const void *) =
+        (int (*)(void *, const void *, const unsigned char *, const unsigned char *,
+                 const void *))dlsym(RTLD_NEXT, "EVP_EncryptInit_ex2");
+    return real ? real(ctx, cipher, key, iv, params) : 0;
 }

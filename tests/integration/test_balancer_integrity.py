@@ -465,6 +465,35 @@ class TagCacheTest(FakeBackendTest):
         self.assertEqual(metric(b.port, "cas_balancer_corrupt_copies_total"), 1)
         self.assertEqual(metric(b.port, "cas_balancer_tag_cache_misses_total"), 0)
 
+    def test_tags_that_cannot_be_computed_fall_back_to_hashing(self):
+        # OpenSSL failing to start a tag (memory): the read is hashed, and
+        # served whole when the bytes are right; cut when they are not.
+        f = self.fake("turns")
+        f.honest, f.lie = 4, 3 * TAG_BLOCK
+        cfg = os.path.join(self.tmp, "initfail.yaml")
+        with open(cfg, "w") as fh:
+            fh.write(f"replicas: 1\nbackends:\n  - url: {f.url}\n    failure_domain: d0\n")
+        trigger = os.path.join(self.tmp, "cipher-fails")
+        b = Balancer(cfg, self.tmp)
+        b.env = {"LD_PRELOAD": FAULTLIB, "CAS_CIPHER_FAIL_FILE": trigger,
+                 "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+        self.daemons.append(b)
+        b.start()
+        b.wait_backends(1)
+        key, data = self.put_object(f)
+        for _ in range(3):
+            st, body, complete = fetch(b.port, key)
+            self.assertEqual((st, body == data, complete), (200, True, True))
+        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_hits_total"), 1)
+        open(trigger, "w").close()
+        st, body, complete = fetch(b.port, key)
+        self.assertEqual((st, body == data, complete), (200, True, True))
+        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_hits_total"), 1)
+        st, body, complete = fetch(b.port, key)  # the backend lies now
+        self.assertFalse(complete and st == 200)
+        self.assertEqual(metric(b.port, "cas_balancer_corrupt_copies_total"), 1)
+        self.assertEqual(metric(b.port, "cas_balancer_tag_cache_misses_total"), 4)
+
     def test_no_tags_kept_with_tag_cache_off(self):
         f, b = self.turning_fake(extra=["--tag-cache-mb", "0"])
         f.honest, f.lie = 3, TAG_BLOCK + 5

@@ -2,11 +2,18 @@
  * tagcache.c - block tags of verified objects (tagcache.h): a hash table
  * of objects by key, a least-recently-used list across it, and the tags
  * (RFC 8439's ChaCha20-Poly1305 over no plaintext, OpenSSL's EVP).
+ *
+ * Keys are placed in the table (and in the table of objects missed once)
+ * by a keyed hash of their digest, SipHash-2-4 under a secret of its own,
+ * not by the digest's first bytes: clients choose the objects they store,
+ * and could otherwise grind digests that all fall in one bucket (a chain
+ * walked under the lock by every large GET).
  */
 #define _GNU_SOURCE
 #include "tagcache.h"
 
 #include <errno.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -18,6 +25,7 @@
 
 struct tag_entry {
     struct tag_entry *chain;      /* next in its bucket */
+    uint64_t place;               /* place_of() its key */
     struct tag_entry *prev, *next; /* LRU list: prev is more recent */
     const struct cas_hash_algo *algo;
     unsigned char digest[CAS_MAX_DIGEST];
@@ -30,14 +38,15 @@ struct tag_cache {
     pthread_mutex_t lock;
     unsigned char secret[32]; /* the tag key: never leaves this struct */
     EVP_CIPHER *aead;
+    EVP_MAC_CTX *siphash; /* keyed with a second secret; dup'ed per use */
     size_t budget, used;
     struct tag_entry **bucket;
     size_t mask; /* buckets - 1 (a power of two) */
     struct tag_entry *mru, *lru;
     /* The objects missed once: the first 8 bytes of their digests, one
-     * slot per value of their next bytes (a newer miss takes the slot). A
-     * miss of an object found here is tagged; others only noted, so that
-     * an object read once never pays for tags. */
+     * slot per value of their place's high bits (a newer miss takes the
+     * slot). A miss of an object found here is tagged; others only noted,
+     * so that an object read once never pays for tags. */
     uint64_t *seen;
     size_t seen_mask;
     struct tag_cache_stats st;
@@ -63,20 +72,35 @@ struct tag_cache *tag_cache_new(size_t budget, char *err, size_t errlen)
         nb <<= 1;
     c->bucket = calloc(nb, sizeof(*c->bucket));
     c->mask = nb - 1;
-    size_t ns = 1024; /* 8 bytes each: 1/64 of the budget, at least 8 KiB */
-    while (ns < budget / 512 && ns < ((size_t)1 << 24))
+    /* One slot per 64 bytes of budget (more than the objects the budget
+     * holds), 8 bytes each: 1/8 of the budget, at least 8 KiB. */
+    size_t ns = 1024;
+    while (ns < budget / 64 && ns < ((size_t)1 << 24))
         ns <<= 1;
     c->seen = calloc(ns, sizeof(*c->seen));
     c->seen_mask = ns - 1;
     c->budget = budget;
     c->aead = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+    EVP_MAC *sip = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
+    c->siphash = sip ? EVP_MAC_CTX_new(sip) : NULL;
+    EVP_MAC_free(sip); /* the context keeps its own reference */
+    unsigned char sipkey[16];
+    size_t out = 8;
+    OSSL_PARAM p[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &out),
+                      OSSL_PARAM_construct_end()};
     const char *why = NULL;
     if (!c->bucket || !c->seen)
         why = "out of memory";
     else if (!c->aead)
         why = "OpenSSL has no ChaCha20-Poly1305 (a FIPS-mode OpenSSL leaves it out)";
-    else if (getrandom(c->secret, sizeof(c->secret), 0) != (ssize_t)sizeof(c->secret))
+    else if (!c->siphash)
+        why = "OpenSSL has no SipHash";
+    else if (getrandom(c->secret, sizeof(c->secret), 0) != (ssize_t)sizeof(c->secret) ||
+             getrandom(sipkey, sizeof(sipkey), 0) != (ssize_t)sizeof(sipkey))
         why = "getrandom(2) failed";
+    else if (!EVP_MAC_init(c->siphash, sipkey, sizeof(sipkey), p))
+        why = "OpenSSL cannot key SipHash";
+    OPENSSL_cleanse(sipkey, sizeof(sipkey));
     if (why) {
         snprintf(err, errlen, "%s", why);
         tag_cache_free(c);
@@ -96,6 +120,7 @@ void tag_cache_free(struct tag_cache *c)
     free(c->bucket);
     free(c->seen);
     EVP_CIPHER_free(c->aead);
+    EVP_MAC_CTX_free(c->siphash);
     OPENSSL_cleanse(c->secret, sizeof(c->secret));
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -108,12 +133,29 @@ void tag_cache_stats(struct tag_cache *c, struct tag_cache_stats *out)
     pthread_mutex_unlock(&c->lock);
 }
 
-/* A digest is already uniform: its first bytes pick the bucket. */
-static struct tag_entry **slot(struct tag_cache *c, const unsigned char *digest)
+/* Where key goes: SipHash of its algorithm and digest under the cache's
+ * own key; the low bits pick its bucket, the high bits its slot among the
+ * objects missed once. 0 when OpenSSL fails (one bucket: slow, still
+ * right). */
+static uint64_t place_of(struct tag_cache *c, const struct cas_key *key)
 {
-    uint64_t h;
-    memcpy(&h, digest, sizeof(h));
-    return &c->bucket[h & c->mask];
+    uint64_t h = 0;
+    size_t len = 0;
+    unsigned char id = (unsigned char)key->algo->id;
+    EVP_MAC_CTX *m = EVP_MAC_CTX_dup(c->siphash);
+    if (m && EVP_MAC_update(m, &id, 1) &&
+        EVP_MAC_update(m, key->digest, key->algo->digest_len) &&
+        EVP_MAC_final(m, (unsigned char *)&h, &len, sizeof(h)) && len == sizeof(h)) {
+        EVP_MAC_CTX_free(m);
+        return h;
+    }
+    EVP_MAC_CTX_free(m);
+    return 0;
+}
+
+static struct tag_entry **slot(struct tag_cache *c, uint64_t place)
+{
+    return &c->bucket[place & c->mask];
 }
 
 static bool same_key(const struct tag_entry *e, const struct cas_key *key)
@@ -153,7 +195,7 @@ static size_t entry_bytes(const struct tag_entry *e)
 /* Takes e out of the table and the list and frees it (under lock). */
 static void drop(struct tag_cache *c, struct tag_entry *e)
 {
-    struct tag_entry **p = slot(c, e->digest);
+    struct tag_entry **p = slot(c, e->place);
     while (*p != e)
         p = &(*p)->chain;
     *p = e->chain;
@@ -168,26 +210,28 @@ static void drop(struct tag_cache *c, struct tag_entry *e)
  * (malloc'd; the caller frees it); NULL otherwise (a miss, counted), with
  * *admit true when this is not the object's first miss (its tags are
  * worth taking). The caller counts a hit once the tags are in use. */
-static unsigned char *lookup(struct tag_cache *c, const struct cas_key *key, uint64_t size,
-                             bool *admit)
+static unsigned char *lookup(struct tag_cache *c, const struct cas_key *key, uint64_t place,
+                             uint64_t size, bool *admit)
 {
     unsigned char *out = NULL;
-    uint64_t fp, at;
+    uint64_t fp;
     memcpy(&fp, key->digest, sizeof(fp));
-    memcpy(&at, key->digest + 8, sizeof(at));
     fp ^= (uint64_t)key->algo->id;
     *admit = false;
     pthread_mutex_lock(&c->lock);
-    struct tag_entry *e = *slot(c, key->digest);
-    while (e && !same_key(e, key))
-        e = e->chain;
+    struct tag_entry *e = *slot(c, place);
+    uint64_t walked = 0;
+    for (; e && !same_key(e, key); e = e->chain)
+        walked++;
+    if (walked > c->st.longest_chain)
+        c->st.longest_chain = walked;
     if (e && e->size == size && (out = malloc(e->n * TAG_LEN + 1))) {
         memcpy(out, e->tags, e->n * TAG_LEN);
         lru_unlink(c, e);
         lru_push(c, e);
     } else {
         c->st.misses++;
-        uint64_t *s = &c->seen[at & c->seen_mask];
+        uint64_t *s = &c->seen[(place >> 32) & c->seen_mask];
         *admit = *s == fp;
         *s = fp;
     }
@@ -197,13 +241,14 @@ static unsigned char *lookup(struct tag_cache *c, const struct cas_key *key, uin
 
 /* Stores n tags of key (size bytes), replacing what was there, then drops
  * the least recently used objects until the budget holds. */
-static void store(struct tag_cache *c, const struct cas_key *key, uint64_t size,
+static void store(struct tag_cache *c, const struct cas_key *key, uint64_t place, uint64_t size,
                   const unsigned char *tags, size_t n)
 {
     struct tag_entry *e = malloc(sizeof(*e) + n * TAG_LEN);
     if (!e)
         return;
     memset(e, 0, sizeof(*e));
+    e->place = place;
     e->algo = key->algo;
     memcpy(e->digest, key->digest, sizeof(e->digest));
     e->size = size;
@@ -214,12 +259,12 @@ static void store(struct tag_cache *c, const struct cas_key *key, uint64_t size,
         return;
     }
     pthread_mutex_lock(&c->lock);
-    struct tag_entry *old = *slot(c, key->digest);
+    struct tag_entry *old = *slot(c, place);
     while (old && !same_key(old, key))
         old = old->chain;
     if (old)
         drop(c, old);
-    struct tag_entry **s = slot(c, key->digest);
+    struct tag_entry **s = slot(c, place);
     e->chain = *s;
     *s = e;
     lru_push(c, e);
@@ -238,6 +283,7 @@ static void store(struct tag_cache *c, const struct cas_key *key, uint64_t size,
 struct tag_stream {
     struct tag_cache *c;
     struct cas_key key;
+    uint64_t place; /* place_of(key) */
     uint64_t size, pos; /* bytes fed so far */
     size_t n;
     bool checking, open; /* open: a block's tag is under way */
@@ -270,12 +316,16 @@ struct tag_stream *tag_stream_open(struct tag_cache *c, const struct cas_key *ke
         return NULL;
     s->c = c;
     s->key = *key;
+    s->place = place_of(c, key);
     s->size = size;
     s->n = tag_count(size);
     bool admit;
-    s->tags = lookup(c, key, size, &admit);
+    s->tags = lookup(c, key, s->place, size, &admit);
     s->checking = s->tags != NULL;
-    if (!s->tags && !admit) {
+    /* Tags that could never be kept are not taken (the room for them is
+     * also what a backend's Content-Length alone would make us allocate). */
+    if (!s->tags && (!admit || s->n > TAG_MAX_COUNT || sizeof(struct tag_entry) +
+                                                            s->n * TAG_LEN > c->budget)) {
         free(s);
         return NULL;
     }
@@ -346,7 +396,7 @@ int tag_stream_update(struct tag_stream *s, const void *buf, size_t len)
 void tag_stream_commit(struct tag_stream *s)
 {
     if (!s->checking && !s->failed && s->pos == s->size)
-        store(s->c, &s->key, s->size, s->tags, s->n);
+        store(s->c, &s->key, s->place, s->size, s->tags, s->n);
 }
 
 void tag_stream_close(struct tag_stream *s)

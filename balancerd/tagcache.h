@@ -24,9 +24,11 @@
  *
  * Memory: TAG_LEN bytes per started TAG_BLOCK of object plus about 100
  * bytes per object, within the budget given (--tag-cache-mb); the least
- * recently used objects are dropped first. Plus 1/64 of the budget (8 KiB
+ * recently used objects are dropped first. Plus 1/8 of the budget (8 KiB
  * at least) noting objects missed once: tags are taken from the second
- * read of an object on, never for an object read once. Losing the cache (a restart)
+ * read of an object on, never for an object read once, nor for one whose
+ * tags could not be kept (over TAG_MAX_COUNT, or over the budget alone).
+ * A read in flight holds a copy of its object's tags (1 MiB at most). Losing the cache (a restart)
  * costs speed only: the next read of each object is hashed again.
  * Thread-safe.
  */
@@ -39,7 +41,10 @@
 #include <stdint.h>
 
 #define TAG_BLOCK (1024u * 1024) /* bytes of object per tag */
-#define TAG_LEN 16               /* bytes per tag (a GMAC tag) */
+#define TAG_LEN 16               /* bytes per tag (a Poly1305 tag) */
+/* Most tags an object may have to be tagged: objects up to 64 GiB, 1 MiB
+ * of tags at most per read in flight. */
+#define TAG_MAX_COUNT 65536
 
 struct tag_cache;
 
@@ -47,6 +52,7 @@ struct tag_cache;
 struct tag_cache_stats {
     uint64_t objects, bytes; /* held now; bytes of memory, entries included */
     uint64_t hits, misses, evictions;
+    uint64_t longest_chain; /* most entries a look-up walked past in a bucket */
 };
 
 /* A cache holding at most budget bytes (> 0), with a fresh secret; NULL
@@ -69,8 +75,8 @@ size_t tag_count(uint64_t size);
  * cache's first of that object), it computes tags, which tag_stream_commit
  * hands to the cache once the caller has checked the digest of the same
  * bytes; an object read only once never pays for tags. NULL on a first
- * miss, or when memory or OpenSSL fail: the caller hashes, as without a
- * cache.
+ * miss, for an object too large to keep tags for, or when memory or
+ * OpenSSL fail: the caller hashes, as without a cache.
  */
 struct tag_stream;
 struct tag_stream *tag_stream_open(struct tag_cache *c, const struct cas_key *key, uint64_t size);

@@ -5,9 +5,10 @@
  * pieces, checks; one changed byte in any block, or bytes past the end,
  * fail at the piece that ends that block and every piece after; tags of an
  * incomplete or unconfirmed pass are never kept; the budget holds, the
- * least recently used object going first; tags are taken from an object's
- * second miss on, never its first; another cache (another secret) knows
- * nothing of these tags.
+ * least recently used object going first, and tags that could not be kept
+ * are never taken; tags are taken from an object's second miss on, never
+ * its first; digests chosen to share their first bytes still spread over
+ * the buckets; another cache (another secret) knows nothing of these tags.
  */
 #define _GNU_SOURCE
 #include "tagcache.h"
@@ -51,11 +52,10 @@ static int feed(struct tag_stream *s, const unsigned char *buf, size_t size, siz
  * takes none, its second does. */
 static void learn(struct tag_cache *c, const struct cas_key *k, uint64_t size)
 {
-    if (!tag_stream_open(c, k, size)) { /* not missed before */
-        struct tag_cache_stats st;
-        tag_cache_stats(c, &st);
-        CU_ASSERT(st.misses > 0);
-    }
+    /* The first miss (an earlier one of this key, or of another with
+     * the same first digest bytes in the same slot, may have been noted:
+     * then this one tags, and is dropped). */
+    tag_stream_close(tag_stream_open(c, k, size));
     struct tag_stream *s = tag_stream_open(c, k, size);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     CU_ASSERT_FALSE(tag_stream_checking(s));
@@ -215,20 +215,49 @@ static void test_budget_drops_least_recently_used(void)
     CU_ASSERT_FALSE(kept[1]);
     CU_ASSERT_TRUE(kept[2]);
     CU_ASSERT_TRUE(kept[3]);
-    /* An object whose tags alone exceed the budget is not kept, and
-     * evicts nothing. */
+    /* An object whose tags alone exceed the budget is never tagged (no
+     * stream on any miss: the caller hashes), and evicts nothing. */
     struct cas_key big = key_of(30);
     uint64_t huge = (uint64_t)TAG_BLOCK * (4 * one / TAG_LEN);
-    CU_ASSERT_PTR_NULL(tag_stream_open(c, &big, huge));
-    s = tag_stream_open(c, &big, huge);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    for (uint64_t off = 0; off < huge; off += SIZE - 12345)
-        tag_stream_update(s, data, huge - off < SIZE - 12345 ? (size_t)(huge - off) : SIZE - 12345);
-    tag_stream_commit(s);
-    tag_stream_close(s);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_PTR_NULL(tag_stream_open(c, &big, huge));
     tag_cache_stats(c, &st);
     CU_ASSERT_EQUAL(st.objects, 3);
     CU_ASSERT_EQUAL(st.evictions, 1);
+    tag_cache_free(c);
+    /* Nor one of over TAG_MAX_COUNT blocks, whatever the budget: a
+     * backend's Content-Length alone never makes the balancer allocate
+     * more than TAG_MAX_COUNT tags. */
+    c = tag_cache_new((size_t)64 << 20, err_, sizeof(err_));
+    uint64_t over = (uint64_t)TAG_MAX_COUNT * TAG_BLOCK + 1;
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_PTR_NULL(tag_stream_open(c, &big, over));
+    s = tag_stream_open(c, &big, over - 1); /* missed before: tagged */
+    CU_ASSERT_PTR_NOT_NULL(s);
+    tag_stream_close(s);
+    tag_cache_free(c);
+}
+
+/* Clients choose what they store: digests ground to share their first
+ * bytes must not share a bucket (placement is keyed, not the digest's
+ * first bytes), or every look-up walks them all under the lock. */
+static void test_chosen_digests_spread(void)
+{
+    struct tag_cache *c = tag_cache_new((size_t)16 << 20, err_, sizeof(err_));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    const unsigned n = 4096;
+    for (unsigned i = 0; i < n; i++) {
+        struct cas_key k = key_of(40);
+        /* The same first 16 bytes; only the last four differ. */
+        k.digest[16] = (unsigned char)i;
+        k.digest[17] = (unsigned char)(i >> 8);
+        learn(c, &k, TAG_BLOCK + 1);
+    }
+    struct tag_cache_stats st;
+    tag_cache_stats(c, &st);
+    CU_ASSERT_EQUAL(st.objects, n);
+    /* 4096 entries in 4096 buckets: a few per bucket, not all in one. */
+    CU_ASSERT(st.longest_chain < 16);
     tag_cache_free(c);
 }
 
@@ -268,6 +297,7 @@ int main(void)
     CU_add_test(s, "one changed byte fails its block, and all after", test_one_changed_byte_fails_its_block);
     CU_add_test(s, "only whole, confirmed passes are kept", test_only_confirmed_whole_passes_are_kept);
     CU_add_test(s, "the budget holds, least recently used first", test_budget_drops_least_recently_used);
+    CU_add_test(s, "chosen digests spread over the buckets", test_chosen_digests_spread);
     CU_add_test(s, "another cache knows nothing of these tags", test_another_cache_knows_nothing);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();

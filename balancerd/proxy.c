@@ -708,18 +708,17 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (!corrupt && g->tags)
             tag_stream_commit(g->tags);
     }
-    char hex[CAS_MAX_HEX + 1];
-    cas_key_hex(&g->key, hex);
-    if (unchecked && !corrupt) {
-        log_error("GET %s from %s: aborted after %" PRIu64 " bytes: cannot compute block tags",
-                  hex, b->url, g->sent);
+    if (unchecked || corrupt) {
+        char hex[CAS_MAX_HEX + 1];
+        cas_key_hex(&g->key, hex);
         __atomic_add_fetch(&g->bal->ctr.aborted_streams, 1, __ATOMIC_RELAXED);
-        return HTTP_STREAM_ERROR;
-    }
-    if (corrupt) {
+        if (!corrupt) {
+            log_error("GET %s from %s: aborted after %" PRIu64 " bytes: cannot compute block tags",
+                      hex, b->url, g->sent);
+            return HTTP_STREAM_ERROR;
+        }
         log_error("GET %s: %s served a copy that does not match its key; aborted", hex, b->url);
         __atomic_add_fetch(&g->bal->ctr.corrupt_copies, 1, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&g->bal->ctr.aborted_streams, 1, __ATOMIC_RELAXED);
         repair_enqueue(g->bal, &g->key, b->url);
         return HTTP_STREAM_ERROR;
     }
@@ -1010,8 +1009,8 @@ void proxy_get(struct http_req *req)
     /* Every whole object (a 200, or a 206 of every byte) is checked as it
      * is relayed: against the block tags this balancer took when it last
      * relayed the object, else hashed (and, from its second read on,
-     * tagged for next time); its
-     * last bytes go out only once the check passed (get_read). */
+     * tagged for next time); its last bytes go out only once the check
+     * passed (get_read). */
     if (answer_is_whole(&g->head) && !req->is_head) {
         if (bal->tags)
             g->tags = tag_stream_open(bal->tags, &key, g->size);

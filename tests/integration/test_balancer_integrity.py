@@ -178,13 +178,14 @@ class FakeBackendTest(TempDirTest):
         self.fakes.append(f)
         return f
 
-    def balancer(self, urls, replicas=1, extra=None, wait_up=None):
+    def balancer(self, urls, replicas=1, extra=None, wait_up=None, env=None):
         cfg = os.path.join(self.tmp, f"b{len(self.daemons)}.yaml")
         with open(cfg, "w") as fh:
             fh.write(f"replicas: {replicas}\nbackends:\n")
             for i, u in enumerate(urls):
                 fh.write(f"  - url: {u}\n    failure_domain: d{i}\n")
         b = Balancer(cfg, self.tmp, extra=extra)
+        b.env = env
         self.daemons.append(b)
         b.start()
         b.wait_backends(len(urls) if wait_up is None else wait_up)
@@ -393,6 +394,13 @@ class TagCacheTest(FakeBackendTest):
         f = self.fake("turns")
         return f, self.balancer([f.url], extra=extra)
 
+    def faulty_openssl_balancer(self, f, env):
+        """A balancer in front of f with libcasfault preloaded and env set
+        (its OpenSSL faults: tests/integration/faultinject.c)."""
+        env = dict(env, LD_PRELOAD=FAULTLIB,
+                   ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+        return self.balancer([f.url], env=env)
+
     def put_object(self, f):
         data = os.urandom(self.SIZE)
         key = sha1(data)
@@ -445,15 +453,7 @@ class TagCacheTest(FakeBackendTest):
         # says so, and hashes every read (the tags only save CPU).
         f = self.fake("turns")
         f.honest, f.lie = 3, TAG_BLOCK - 1
-        cfg = os.path.join(self.tmp, "nochacha.yaml")
-        with open(cfg, "w") as fh:
-            fh.write(f"replicas: 1\nbackends:\n  - url: {f.url}\n    failure_domain: d0\n")
-        b = Balancer(cfg, self.tmp)
-        b.env = {"LD_PRELOAD": FAULTLIB, "CAS_NO_CIPHER": "ChaCha20-Poly1305",
-                 "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
-        self.daemons.append(b)
-        b.start()
-        b.wait_backends(1)
+        b = self.faulty_openssl_balancer(f, {"CAS_NO_CIPHER": "ChaCha20-Poly1305"})
         self.assertIn("no tag cache (--tag-cache-mb): OpenSSL has no ChaCha20-Poly1305", b.log_text())
         key, data = self.put_object(f)
         for _ in range(3):
@@ -470,16 +470,8 @@ class TagCacheTest(FakeBackendTest):
         # served whole when the bytes are right; cut when they are not.
         f = self.fake("turns")
         f.honest, f.lie = 4, 3 * TAG_BLOCK
-        cfg = os.path.join(self.tmp, "initfail.yaml")
-        with open(cfg, "w") as fh:
-            fh.write(f"replicas: 1\nbackends:\n  - url: {f.url}\n    failure_domain: d0\n")
         trigger = os.path.join(self.tmp, "cipher-fails")
-        b = Balancer(cfg, self.tmp)
-        b.env = {"LD_PRELOAD": FAULTLIB, "CAS_CIPHER_FAIL_FILE": trigger,
-                 "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
-        self.daemons.append(b)
-        b.start()
-        b.wait_backends(1)
+        b = self.faulty_openssl_balancer(f, {"CAS_CIPHER_FAIL_FILE": trigger})
         key, data = self.put_object(f)
         for _ in range(3):
             st, body, complete = fetch(b.port, key)

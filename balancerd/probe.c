@@ -169,10 +169,19 @@ void backend_probe_all(struct balancer *bal)
     const struct cas_hash_algo *algo = view_cluster_algo(v->b, n);
     for (size_t i = 0; i < n; i++) {
         struct backend *b = v->b[i];
-        if (b->algo && algo && b->algo != algo) {
+        bool refused = b->algo && algo && b->algo != algo;
+        if (refused) {
             snprintf(b->last_error, sizeof(b->last_error),
                      "refused: its keys are %s, the cluster's are %s", b->algo->name, algo->name);
+            if (!b->hash_refused)
+                log_error("backend %s refused: its keys are %s, the cluster's (most backends') are "
+                          "%s; it takes no reads or writes until it is replaced or the others "
+                          "are",
+                          b->url, b->algo->name, algo->name);
+        } else if (b->hash_refused) {
+            log_info("backend %s: its hash is the cluster's again", b->url);
         }
+        b->hash_refused = refused;
         for (size_t j = 0; j < i; j++)
             if (b->ntokens && v->b[j]->ntokens && !strcmp(b->node, v->b[j]->node))
                 snprintf(b->last_error, sizeof(b->last_error),

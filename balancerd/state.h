@@ -68,6 +68,9 @@ struct backend {
     unsigned failures; /* consecutive failed probes */
     bool probed_ok;    /* has answered at least once */
     bool read_only;
+    /* Refused for another hash than the cluster's: logged once when it
+     * starts and once when it ends (probe.c). */
+    bool hash_refused;
     char last_error[256];
     double latency_ms;
     uint64_t last_ok_ns;

@@ -57,13 +57,14 @@ static int read_tls_files(const struct config *cfg, struct view_conf *conf, bool
     return rc;
 }
 
-/* The cluster's hash: the first backend in config order that told us. */
+/* The cluster's hash: that of most backends whose tokens are known
+ * (common/hash.h cas_hash_of_cluster). */
 const struct cas_hash_algo *view_cluster_algo(struct backend **b, size_t n)
 {
+    const struct cas_hash_algo *algos[n ? n : 1];
     for (size_t i = 0; i < n; i++)
-        if (b[i]->algo && b[i]->ntokens)
-            return b[i]->algo;
-    return NULL;
+        algos[i] = b[i]->algo && b[i]->ntokens ? b[i]->algo : NULL;
+    return cas_hash_of_cluster(algos, n);
 }
 
 /* Is b a ring member: tokens known, the cluster's hash, and no earlier

@@ -22,8 +22,9 @@
  * message" (or "out of memory") in err. */
 int view_load(struct balancer *bal, char *err, size_t errlen);
 
-/* The cluster's hash: that of the first backend (config order) whose
- * tokens are known; NULL before any. Caller holds bal->lock. */
+/* The cluster's hash: the one most backends whose tokens are known use
+ * (ties: config order; common/hash.h cas_hash_of_cluster); NULL before
+ * any. Caller holds bal->lock. */
 const struct cas_hash_algo *view_cluster_algo(struct backend **b, size_t n);
 
 /* Replaces the current view with one over the same config and backends

@@ -39,6 +39,25 @@ const struct cas_hash_algo *cas_hash_by_name(const char *name)
     return NULL;
 }
 
+const struct cas_hash_algo *cas_hash_of_cluster(const struct cas_hash_algo *const *algos,
+                                                size_t n)
+{
+    const struct cas_hash_algo *best = NULL;
+    size_t best_count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!algos[i] || algos[i] == best)
+            continue;
+        size_t count = 0;
+        for (size_t j = 0; j < n; j++)
+            count += algos[j] == algos[i];
+        if (count > best_count) { /* strictly more: earlier wins a tie */
+            best = algos[i];
+            best_count = count;
+        }
+    }
+    return best;
+}
+
 const struct cas_hash_algo *cas_hash_by_id(int id)
 {
     for (size_t i = 0; i < cas_hash_algo_count; i++)

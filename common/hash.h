@@ -31,6 +31,14 @@ extern const size_t cas_hash_algo_count;
 const struct cas_hash_algo *cas_hash_by_name(const char *name);
 const struct cas_hash_algo *cas_hash_by_id(int id);
 
+/* A cluster's hash, from what its n members report (algos[i] NULL: not
+ * known yet): the one most of them use, ties going to the one reported
+ * earliest in algos' order (config order). NULL when none is known. One
+ * new node started with the wrong --hash, wherever it is listed, is then
+ * the one refused, not the whole cluster (balancer and ca-cas rebalance). */
+const struct cas_hash_algo *cas_hash_of_cluster(const struct cas_hash_algo *const *algos,
+                                                size_t n);
+
 /* A running digest computation. Opaque; allocate with cas_hash_new. */
 struct cas_hash;
 

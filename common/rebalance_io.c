@@ -355,6 +355,7 @@ int rb_cluster_probe(const struct config *cfg, const char *token, unsigned conne
         char node[128];
         uint64_t *tokens;
         size_t ntokens;
+        const struct cas_hash_algo *algo;
         bool up, writable;
         char why[512];
     } *pb = calloc(nb ? nb : 1, sizeof(*pb));
@@ -378,11 +379,22 @@ int rb_cluster_probe(const struct config *cfg, const char *token, unsigned conne
         } else if (rb_parse_ring(req[i].resp.data ? req[i].resp.data : "", q->node, sizeof(q->node),
                                  &algo, &q->tokens, &q->ntokens, q->why, sizeof(q->why)) == 0) {
             q->up = true;
-            if (!c->algo)
-                c->algo = algo;
-            if (algo != c->algo) {
+            q->algo = algo;
+        }
+        cas_ctl_req_free(&req[i]);
+    }
+    /* The cluster's hash is most backends' (common/hash.h); the others are
+     * refused by name, as the balancer refuses them. */
+    const struct cas_hash_algo *algos[nb ? nb : 1];
+    for (size_t i = 0; i < nb; i++)
+        algos[i] = pb[i].up ? pb[i].algo : NULL;
+    c->algo = cas_hash_of_cluster(algos, nb);
+    for (size_t i = 0; i < nb; i++) {
+        struct probed *q = &pb[i];
+        if (q->up) {
+            if (q->algo != c->algo) {
                 snprintf(q->why, sizeof(q->why), "refused: its keys are %s, the cluster's are %s",
-                         algo->name, c->algo->name);
+                         q->algo->name, c->algo->name);
                 q->up = false;
             }
             for (size_t j = 0; q->up && j < i; j++)
@@ -397,7 +409,6 @@ int rb_cluster_probe(const struct config *cfg, const char *token, unsigned conne
                 q->ntokens = 0;
             }
         }
-        cas_ctl_req_free(&req[i]);
     }
     /* The read-only flag of those that are up. */
     size_t k = 0;

@@ -238,6 +238,24 @@ static void test_table_consistent(void)
     }
 }
 
+/* A cluster's hash is most members', ties to the earliest; unknown
+ * members do not count. */
+static void test_cluster_hash_is_the_majority(void)
+{
+    const struct cas_hash_algo *s1 = cas_hash_by_name("sha1"), *s256 = cas_hash_by_name("sha256");
+    const struct cas_hash_algo *one_odd_first[] = {s256, s1, s1};
+    CU_ASSERT_PTR_EQUAL(cas_hash_of_cluster(one_odd_first, 3), s1);
+    const struct cas_hash_algo *one_odd_last[] = {s1, s1, s256};
+    CU_ASSERT_PTR_EQUAL(cas_hash_of_cluster(one_odd_last, 3), s1);
+    const struct cas_hash_algo *tie[] = {NULL, s256, s1};
+    CU_ASSERT_PTR_EQUAL(cas_hash_of_cluster(tie, 3), s256);
+    const struct cas_hash_algo *unknown_do_not_count[] = {NULL, NULL, s256, NULL};
+    CU_ASSERT_PTR_EQUAL(cas_hash_of_cluster(unknown_do_not_count, 4), s256);
+    const struct cas_hash_algo *none[] = {NULL, NULL};
+    CU_ASSERT_PTR_NULL(cas_hash_of_cluster(none, 2));
+    CU_ASSERT_PTR_NULL(cas_hash_of_cluster(none, 0));
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -251,6 +269,7 @@ int main(void)
     CU_add_test(s, "lookup by name", test_lookup_by_name);
     CU_add_test(s, "lookup by id", test_lookup_by_id);
     CU_add_test(s, "table consistent", test_table_consistent);
+    CU_add_test(s, "a cluster's hash is the majority's", test_cluster_hash_is_the_majority);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

@@ -39,20 +39,22 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${2:-}" = "--self-test" ]; then
     # The check must be able to fail: each real order upside down must be
     # refused (calls and includes), and so must a storaged module left out.
+    # (grep reads $out from a here-string: `echo "$out" | grep -q` fails
+    # under pipefail whenever grep exits before echo has written it all.)
     self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
     "$self" "$1" >/dev/null || { echo "self-test: the tree itself does not pass"; exit 1; }
     upside=$(sed -n "/^BALANCERD_LAYERS='/,/^'/p" "$self" | sed '1d;$d' | tac)
     out=$(CHECK_LAYERS_BALANCERD="$upside" "$self" "$1" || true)
-    echo "$out" | grep -q "^balancerd: .* which is above it" || { echo "self-test: an upside-down balancerd order passed"; exit 1; }
+    grep -q "^balancerd: .* which is above it" <<<"$out" || { echo "self-test: an upside-down balancerd order passed"; exit 1; }
     sto=$(sed -n "/^STORAGED_LAYERS='/,/^'/p" "$self" | sed '1d;$d')
     out=$(CHECK_LAYERS_STORAGED="$(echo "$sto" | tac)" "$self" "$1" || true)
-    echo "$out" | grep -q "^storaged: disk_open calls disk_read, which is above it" || { echo "self-test: an upside-down storaged order passed (calls)"; exit 1; }
-    echo "$out" | grep -q "^storaged: disk_open.c includes disk_internal.h, which is not below it" || { echo "self-test: an upside-down storaged order passed (includes)"; exit 1; }
+    grep -q "^storaged: disk_open calls disk_read, which is above it" <<<"$out" || { echo "self-test: an upside-down storaged order passed (calls)"; exit 1; }
+    grep -q "^storaged: disk_open.c includes disk_internal.h, which is not below it" <<<"$out" || { echo "self-test: an upside-down storaged order passed (includes)"; exit 1; }
     out=$(CHECK_LAYERS_STORAGED="$(echo "$sto" | sed 's/ *disk_check//')" "$self" "$1" || true)
-    echo "$out" | grep -q "^storaged: module disk_check is in no layer" || { echo "self-test: a storaged module in no layer passed"; exit 1; }
+    grep -q "^storaged: module disk_check is in no layer" <<<"$out" || { echo "self-test: a storaged module in no layer passed"; exit 1; }
     # Two modules of one line that call each other are refused too.
     out=$(CHECK_LAYERS_STORAGED="$(echo "$sto" | sed 's/^disk_mark disk_check disk_rmframe$/disk_mark disk_check disk_rmframe disk_index/; /^disk_index$/d')" "$self" "$1" || true)
-    echo "$out" | grep -q "^storaged: disk_mark calls disk_index, which is beside it" || { echo "self-test: a call beside passed"; exit 1; }
+    grep -q "^storaged: disk_mark calls disk_index, which is beside it" <<<"$out" || { echo "self-test: a call beside passed"; exit 1; }
     echo "check-layers self-test: upside-down orders, a module in no layer and a call beside are refused"
     exit 0
 fi

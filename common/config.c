@@ -169,6 +169,24 @@ static int parse_addr(struct parse *p, const yaml_node_t *n, char **out)
     return 0;
 }
 
+/* Fails when the key of pair (in mapping n) was given before in n: YAML
+ * keeps both and the last would silently win (a second `replicas: 1`
+ * under a `replicas: 3`). what names the mapping ("" for the root). */
+static int given_twice(struct parse *p, const yaml_node_t *n, const yaml_node_pair_t *pair,
+                       const char *what)
+{
+    const yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
+    const char *key = scalar(k);
+    for (const yaml_node_pair_t *q = n->data.mapping.pairs.start; key && q < pair; q++) {
+        const yaml_node_t *kq = yaml_document_get_node(p->doc, q->key);
+        const char *earlier = scalar(kq);
+        if (earlier && !strcmp(earlier, key))
+            return fail_at(p, k, "%s%s given twice (first at line %d)", what, key,
+                           (int)kq->start_mark.line + 1);
+    }
+    return 0;
+}
+
 static int parse_backend(struct parse *p, const yaml_node_t *n, struct config_backend *b)
 {
     if (n->type != YAML_MAPPING_NODE)
@@ -238,12 +256,16 @@ static int parse_anti_entropy(struct parse *p, const yaml_node_t *n)
 {
     if (n->type != YAML_MAPPING_NODE)
         return fail_at(p, n, "anti_entropy must be a mapping with interval and max_mbps");
+    bool interval = false;
     for (yaml_node_pair_t *pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top;
          pair++) {
         yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(p->doc, pair->value);
         const char *key = scalar(k);
-        int rc;
+        int rc = given_twice(p, n, pair, "anti_entropy.");
+        if (rc < 0)
+            return rc;
+        interval |= key && !strcmp(key, "interval");
         if (key && !strcmp(key, "interval"))
             rc = get_duration(p, v, "anti_entropy.interval", &p->c->ae_interval_s);
         else if (key && !strcmp(key, "max_mbps"))
@@ -254,6 +276,10 @@ static int parse_anti_entropy(struct parse *p, const yaml_node_t *n)
         if (rc < 0)
             return rc;
     }
+    /* A section that would silently leave anti-entropy off is a mistake. */
+    if (!interval)
+        return fail_at(p, n,
+                       "anti_entropy needs an interval (such as 1h); without anti-entropy, leave the section out");
     return 0;
 }
 
@@ -267,7 +293,9 @@ static int parse_timeouts(struct parse *p, const yaml_node_t *n)
         yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(p->doc, pair->value);
         const char *key = scalar(k);
-        int rc;
+        int rc = given_twice(p, n, pair, "timeouts.");
+        if (rc < 0)
+            return rc;
         if (key && !strcmp(key, "fanout_ms"))
             rc = get_uint(p, v, "timeouts.fanout_ms", 3600u * 1000, &p->c->fanout_ms);
         else if (key && !strcmp(key, "write_straggler_ms"))
@@ -299,7 +327,9 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
         yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(p->doc, pair->value);
         const char *key = scalar(k);
-        int rc;
+        int rc = given_twice(p, root, pair, "");
+        if (rc < 0)
+            return rc;
         if (!key)
             return fail_at(p, k, "keys must be strings");
         if (!strcmp(key, "listen")) {
@@ -323,8 +353,6 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
             n_min = v;
             rc = get_uint(p, v, key, 64, &c->min_replicas);
         } else if (!strcmp(key, "backends")) {
-            if (n_backends)
-                return fail_at(p, k, "backends given twice");
             n_backends = v;
             rc = parse_backends(p, v);
         } else if (!strcmp(key, "anti_entropy")) {

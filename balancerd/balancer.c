@@ -55,6 +55,16 @@ int balancer_init(struct balancer *bal, const struct balancer_options *opt, char
         bal->tags = NULL;
         return rc;
     }
+    /* A usage error, refused before anything starts (exit 2, as the
+     * storaged's): routes.c relies on it. */
+    if ((opt->auth_reads || bal->view->cfg->auth_reads) && !bal->view->token) {
+        snprintf(err, errlen, "auth_reads needs a token: set token_file in %s", opt->config_path);
+        view_put(bal->view);
+        bal->view = NULL;
+        tag_cache_free(bal->tags);
+        bal->tags = NULL;
+        return -EINVAL;
+    }
     const char *listen = opt->listen ? opt->listen
                          : bal->view->cfg->listen ? bal->view->cfg->listen
                                                   : "127.0.0.1:6001";

@@ -181,6 +181,30 @@ static int view_token(struct balancer *bal, const struct config *cfg, char **out
     return 0;
 }
 
+/* Settings read once, at start: the address served (unless --listen) and
+ * auth_reads (unless --auth-reads), which the HTTP server keeps for the
+ * process's life. A reload that changes them says that they wait for a
+ * restart, rather than "config reloaded" alone. */
+static void note_start_only(struct balancer *bal, const struct config *cfg)
+{
+    pthread_mutex_lock(&bal->lock);
+    const struct config *cur = bal->view ? bal->view->cfg : NULL;
+    bool auth_changed = cur && !bal->opt.auth_reads && cur->auth_reads != cfg->auth_reads;
+    bool listen_changed =
+        cur && !bal->opt.listen &&
+        strcmp(cur->listen ? cur->listen : "", cfg->listen ? cfg->listen : "") != 0;
+    pthread_mutex_unlock(&bal->lock);
+    if (auth_changed)
+        log_warn("reload: auth_reads is now %s in %s, but it takes effect only at a restart: "
+                 "object reads %s the token until then",
+                 cfg->auth_reads ? "true" : "false", cfg->path,
+                 cfg->auth_reads ? "still do not need" : "still need");
+    if (listen_changed)
+        log_warn("reload: listen is now \"%s\" in %s, but the balancer goes on serving %s until "
+                 "it is restarted",
+                 cfg->listen ? cfg->listen : "", cfg->path, bal->listen);
+}
+
 /* Loads the config and makes a new view, reusing old backends' knowledge
  * for the URLs that remain. */
 int view_load(struct balancer *bal, char *err, size_t errlen)
@@ -189,6 +213,7 @@ int view_load(struct balancer *bal, char *err, size_t errlen)
     int rc = config_load(bal->opt.config_path, &cfg, err, errlen);
     if (rc < 0)
         return rc;
+    note_start_only(bal, cfg);
     char *token = NULL;
     rc = view_token(bal, cfg, &token, err, errlen);
     if (rc < 0) {

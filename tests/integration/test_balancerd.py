@@ -20,7 +20,7 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import BALANCERD, Client, Daemon, TempDirTest, free_port, sha1  # noqa: E402
+from harness import wait_for, BALANCERD, Client, Daemon, TempDirTest, free_port, sha1  # noqa: E402
 
 
 def placement(rings, domains, key, replicas):
@@ -493,6 +493,36 @@ class TestAuth(ClusterTest):
         self.assertEqual(anon.get(sha1(data)).body, data)
         self.assertEqual(anon.request("GET", "/status").status, 401)
         self.assertEqual(c.request("GET", "/status").status, 200)
+
+
+class TestReloadStartOnly(ClusterTest):
+    def test_sighup_says_auth_reads_waits_for_a_restart(self):
+        # auth_reads (and listen, unless --listen) are read once, at start:
+        # a reload that changes them says so, not only "config reloaded".
+        token = os.path.join(self.tmp, "token")
+        with open(token, "w") as f:
+            f.write("s3cret\n")
+        self.stores = [self.storaged(f"s{i}", extra=["--token-file", token]) for i in range(2)]
+        self.domains = ["a", "b"]
+        self.replicas = 2
+        self.config = os.path.join(self.tmp, "balancerd.yaml")
+        self.write_config(2, extra_yaml=f"token_file: {token}\n")
+        bal = self.balancer(token="s3cret")
+        c = bal.client()
+        c.token = "s3cret"
+        data = blob("reload-auth", 700)
+        self.assertEqual(c.put(data).status, 201)
+        self.write_config(2, extra_yaml=f"token_file: {token}\nauth_reads: true\n"
+                                        "listen: 127.0.0.1:1\n")
+        os.kill(bal.pid, signal.SIGHUP)
+        wait_for(lambda: "config reloaded" in bal.log_text(), 10, "the reload")
+        log = bal.log_text()
+        self.assertIn("reload: auth_reads is now true", log)
+        self.assertIn("object reads still do not need the token until then", log)
+        # The listen in the config was never in force here (--listen wins).
+        self.assertNotIn("reload: listen", log)
+        # As the log says: reads stay open until a restart.
+        self.assertEqual(bal.client().get(sha1(data)).body, data)
 
 
 class TestBig(ClusterTest):

@@ -354,7 +354,13 @@ class TestAuthReads(HostileBase):
                    "    failure_domain: a\n".encode())
         p = subprocess.run([BALANCERD, "--config", cfg, "--listen", f"127.0.0.1:{free_port()}"],
                            capture_output=True, timeout=20)
-        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(p.returncode, 2)  # a usage error, as the storaged's
+        self.assertIn(b"auth_reads needs a token", p.stderr + p.stdout)
+        cfg2 = os.path.join(self.tmp, "notoken2.yaml")
+        write(cfg2, f"replicas: 1\nbackends:\n  - url: {self.s.url}\n    failure_domain: a\n".encode())
+        p = subprocess.run([BALANCERD, "--config", cfg2, "--listen", f"127.0.0.1:{free_port()}",
+                            "--auth-reads"], capture_output=True, timeout=20)
+        self.assertEqual(p.returncode, 2)
         self.assertIn(b"auth_reads needs a token", p.stderr + p.stdout)
         p = subprocess.run([STORAGED, "--dir", os.path.join(self.tmp, "x"), "--listen",
                             f"127.0.0.1:{free_port()}", "--auth-reads"], capture_output=True, timeout=20)

@@ -21,6 +21,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What balancer_init made, undone when it refuses to go on. */
+static void init_undo(struct balancer *bal)
+{
+    view_put(bal->view);
+    bal->view = NULL;
+    tag_cache_free(bal->tags);
+    bal->tags = NULL;
+}
+
 int balancer_init(struct balancer *bal, const struct balancer_options *opt, char *err,
                   size_t errlen)
 {
@@ -51,23 +60,26 @@ int balancer_init(struct balancer *bal, const struct balancer_options *opt, char
         log_warn("no tag cache (--tag-cache-mb): %s; every large GET is hashed", why);
     int rc = view_load(bal, err, errlen);
     if (rc < 0) {
-        tag_cache_free(bal->tags);
-        bal->tags = NULL;
+        init_undo(bal);
         return rc;
     }
     /* A usage error, refused before anything starts (exit 2, as the
      * storaged's): routes.c relies on it. */
     if ((opt->auth_reads || bal->view->cfg->auth_reads) && !bal->view->token) {
         snprintf(err, errlen, "auth_reads needs a token: set token_file in %s", opt->config_path);
-        view_put(bal->view);
-        bal->view = NULL;
-        tag_cache_free(bal->tags);
-        bal->tags = NULL;
+        init_undo(bal);
         return -EINVAL;
     }
     const char *listen = opt->listen ? opt->listen
                          : bal->view->cfg->listen ? bal->view->cfg->listen
                                                   : "127.0.0.1:6001";
+    char bad[512];
+    if (http_listen_check(listen, bad, sizeof(bad)) < 0) {
+        snprintf(err, errlen, "%s%s: %s", opt->listen ? "--listen" : "listen in ",
+                 opt->listen ? "" : opt->config_path, bad);
+        init_undo(bal);
+        return -EINVAL;
+    }
     snprintf(bal->listen, sizeof(bal->listen), "%s", listen);
     return 0;
 }

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "config.h"
+#include "httpd.h"
 #include "num.h"
 
 #include <errno.h>
@@ -334,6 +335,9 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
             return fail_at(p, k, "keys must be strings");
         if (!strcmp(key, "listen")) {
             rc = get_string(p, v, key, &c->listen);
+            char bad[512];
+            if (rc == 0 && http_listen_check(c->listen, bad, sizeof(bad)) < 0)
+                return fail_at(p, v, "listen: %s", bad);
         } else if (!strcmp(key, "token_file")) {
             rc = get_string(p, v, key, &c->token_file);
         } else if (!strcmp(key, "auth_reads")) {

@@ -1078,6 +1078,14 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
         snprintf(err, errlen, "bad listen address \"%s\": want ADDR:PORT", listen);
         return -EINVAL;
     }
+    /* The port: digits only, at most 65535 (getaddrinfo would take a
+     * service name, and 70000 as 70000 mod 65536). 0: any free port. */
+    size_t pl = strlen(colon + 1);
+    if (pl > 5 || strspn(colon + 1, "0123456789") != pl || strtoul(colon + 1, NULL, 10) > 65535) {
+        snprintf(err, errlen, "bad listen address \"%s\": the port must be a number from 0 to 65535",
+                 listen);
+        return -EINVAL;
+    }
     size_t hl = (size_t)(colon - listen);
     if (listen[0] == '[' && hl >= 2 && listen[hl - 1] == ']') {
         listen++;
@@ -1102,6 +1110,14 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
     *v6 = ai->ai_family == AF_INET6;
     freeaddrinfo(ai);
     return 0;
+}
+
+int http_listen_check(const char *listen, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    bool v6;
+    return parse_listen(listen, &ss, &len, &v6, err, errlen);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)

@@ -142,6 +142,13 @@ struct http_server_config {
  * a daemon may call it earlier. */
 unsigned long http_raise_fd_limit(void);
 
+/* Checks that listen is an address http_server_start can bind
+ * ("ADDR:PORT", "[V6]:PORT"; the port 0 to 65535, digits only; the
+ * address resolved now), without binding it: daemons check it before they
+ * touch anything, so a typo is a usage error (exit 2) that changes
+ * nothing. 0, or -EINVAL with a message. */
+int http_listen_check(const char *listen, char *err, size_t errlen);
+
 /* Binds and starts serving. -errno with a message (e.g. address in use).
  * Also refuses guard settings that contradict each other (-EINVAL). */
 int http_server_start(const struct http_server_config *cfg, struct http_server **out, char *err,

@@ -127,6 +127,10 @@ int main(int argc, char **argv)
                 log_level);
         return 2;
     }
+    if (http_listen_check(listen, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ca-cas-storaged: --listen: %s\n", err);
+        return 2;
+    }
     if (list_page && (list_page < 1024 || list_page > 16777216)) {
         fprintf(stderr, "ca-cas-storaged: --list-page-keys %" PRIu64 ": want 1024 to 16777216\n",
                 list_page);

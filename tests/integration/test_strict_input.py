@@ -215,3 +215,32 @@ class StrictInput(TempDirTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ListenAddresses(TempDirTest):
+    """A listen address is checked before anything else: a typo is a usage
+    error (exit 2) that creates no store; a port is digits up to 65535,
+    never taken modulo 65536 or as a service name."""
+
+    def test_bad_listen_is_refused_before_anything(self):
+        for bad in ("127.0.0.1:70000", "127.0.0.1:http", "localhost", "127.0.0.1:", "127.0.0.1:-1"):
+            d = os.path.join(self.tmp, "store")
+            p = subprocess.run([STORAGED, "--dir", d, "--listen", bad], capture_output=True,
+                               text=True, timeout=20)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
+            self.assertIn("--listen: bad listen address", p.stderr)
+            self.assertFalse(os.path.exists(d), f"{bad}: a store was made")
+            cfg = os.path.join(self.tmp, "b.yaml")
+            with open(cfg, "w") as fh:
+                fh.write("replicas: 1\nbackends:\n  - url: http://127.0.0.1:1\n    failure_domain: a\n")
+            p = subprocess.run([BALANCERD, "--config", cfg, "--listen", bad], capture_output=True,
+                               text=True, timeout=20)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
+            self.assertIn("--listen: bad listen address", p.stderr)
+            with open(cfg, "w") as fh:
+                fh.write(f"listen: '{bad}'\nreplicas: 1\nbackends:\n"
+                         "  - url: http://127.0.0.1:1\n    failure_domain: a\n")
+            p = subprocess.run([BALANCERD, "--config", cfg], capture_output=True, text=True,
+                               timeout=20)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
+            self.assertIn(f"{cfg}:1:9: listen: bad listen address", p.stderr)

@@ -312,13 +312,18 @@ static void test_structure_errors(void)
     /* Any key given twice is refused, not silently the last one. */
     snprintf(text, sizeof(text), "replicas: 1\nbackends:\n%sreplicas: 1\n", B);
     parse_bad(text, "t.yaml:4:1:", "replicas given twice (first at line 1)");
-    snprintf(text, sizeof(text), "listen: 'a:1'\nlisten: 'a:2'\nbackends:\n%s", B);
+    snprintf(text, sizeof(text), "listen: '127.0.0.1:1'\nlisten: '127.0.0.1:2'\nbackends:\n%s", B);
     parse_bad(text, "t.yaml:2:1:", "listen given twice");
     snprintf(text, sizeof(text), "timeouts: {gc_ms: 5, gc_ms: 6}\nbackends:\n%s", B);
     parse_bad(text, "t.yaml:1:", "timeouts.gc_ms given twice");
     snprintf(text, sizeof(text),
              "anti_entropy: {interval: 1h, max_mbps: 5, interval: 2h}\nbackends:\n%s", B);
     parse_bad(text, "t.yaml:1:", "anti_entropy.interval given twice");
+    /* listen is checked as the server will bind it. */
+    snprintf(text, sizeof(text), "listen: 127.0.0.1\nbackends:\n%s", B);
+    parse_bad(text, "t.yaml:1:9:", "listen: bad listen address \"127.0.0.1\": want ADDR:PORT");
+    snprintf(text, sizeof(text), "listen: '127.0.0.1:70000'\nbackends:\n%s", B);
+    parse_bad(text, "t.yaml:1:9:", "the port must be a number from 0 to 65535");
     /* An anti_entropy section without interval would leave it off. */
     snprintf(text, sizeof(text), "anti_entropy:\n  max_mbps: 5\nbackends:\n%s", B);
     parse_bad(text, "t.yaml:2:", "anti_entropy needs an interval");

@@ -328,9 +328,17 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
      * beside FILE under its temporary name, synced, for whoever wants what
      * could be had. --allow-partial takes it as FILE. */
     bool withhold = rc == 0 && left_out && !allow_partial;
+    /* A KEY given by name that is not stored fails the export, and a failed
+     * export leaves FILE as it was ("Output files"): the archive lacks what
+     * was asked for, so it must not replace an earlier backup. Its temporary
+     * file is removed as on any other failure (the archive is finished and
+     * valid on stdout, a FIFO or a device; only the exit status says it). */
+    bool named_missing = rc == 0 && npos > 0 && skipped > 0;
     char *kept_as = NULL;
     if (out_path) {
-        if (rc == 0 && withhold && kept) {
+        if (rc == 0 && named_missing) {
+            cli_outfile_abort(&out); /* removes only the temporary file */
+        } else if (rc == 0 && withhold && kept) {
             if (cli_outfile_keep(&out, &kept_as, err, sizeof(err)) < 0)
                 rc = -EIO;
         } else if (rc == 0 && cli_outfile_commit(&out, err, sizeof(err)) < 0) {
@@ -384,8 +392,11 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
                   " objects listed and must not be taken for a full backup" CLI_PARTIAL_HINT,
                   partial, count);
     }
+    if (named_missing && kept)
+        cli_error("export: %" PRIu64 " KEY(s) given are not stored; %s was left as it was",
+                  skipped, out_path);
     free(kept_as);
-    if (withhold)
+    if (withhold || named_missing)
         return CLI_EXIT_FAIL;
     return npos > 0 && skipped ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

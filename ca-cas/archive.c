@@ -175,7 +175,8 @@ static const struct cli_usage_text export_usage = {
     "Writes the objects (every live one when no KEY is given) as a tar stream\n"
     "to stdout or FILE, one member per object named by its key. Each object\n"
     "is checked against its key on the way; objects removed meanwhile are\n"
-    "skipped. Restore with `ca-cas import`. When a balancer's listing left a\n"
+    "skipped, but a KEY given that is not stored fails the export (exit 1,\n"
+    "FILE left as it was). Restore with `ca-cas import`. When a balancer's listing left a\n"
     "backend out, the objects listed are still written, but the export fails\n"
     "(exit 1) and FILE is not replaced (the partial archive is kept beside it)\n"
     "unless --allow-partial.",
@@ -393,8 +394,8 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
                   partial, count);
     }
     if (named_missing && kept)
-        cli_error("export: %" PRIu64 " KEY(s) given are not stored; %s was left as it was",
-                  skipped, out_path);
+        cli_error("export: %" PRIu64 " KEY(s) given are not stored; %s was left as it was", skipped,
+                  out_path);
     free(kept_as);
     if (withhold || named_missing)
         return CLI_EXIT_FAIL;

@@ -502,10 +502,11 @@ int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx)
     bool no_cleanup = false;
     const struct cli_opt opts[] = {
         {"concurrency", 'c', CLI_OPT_UINT, &conc, "N", "transfers in flight (default 16)"},
-        {"size", 's', CLI_OPT_SIZE, &size, "N", "object size, K/M/G suffixes (default 64K)"},
+        {"size", 's', CLI_OPT_SIZE, &size, "N",
+         "object size, K/M/G suffixes, at least 16 (default 64K)"},
         {"mix", 'm', CLI_OPT_STRING, &mix, "PUT:GET", "weights of puts and gets (default 1:1)"},
-        {"duration", 'd', CLI_OPT_DURATION, &duration, "T", "run for T (default 10s)"},
-        {"count", 'n', CLI_OPT_UINT, &count, "N", "run N operations instead"},
+        {"duration", 'd', CLI_OPT_DURATION, &duration, "T", "run for T, more than 0 (default 10s)"},
+        {"count", 'n', CLI_OPT_UINT, &count, "N", "run N operations instead, N >= 1"},
         {"objects", 0, CLI_OPT_UINT, &objects, "N",
          "objects stored first for GETs (default ~256 MiB worth, 1..1000)"},
         {"hash", 0, CLI_OPT_STRING, &hash_name, "ALGO", "key algorithm; default: ask the server"},
@@ -539,7 +540,8 @@ int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx)
      * object), one a user may have stored and the clean-up would delete. */
     if (size < TAIL_SIZE) {
         cli_error("bench: --size must be at least %d bytes (each object ends in a %d-byte "
-                  "unique tail)", TAIL_SIZE, TAIL_SIZE);
+                  "unique tail)",
+                  TAIL_SIZE, TAIL_SIZE);
         return CLI_EXIT_USAGE;
     }
     if (count == 0) {

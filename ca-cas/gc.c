@@ -122,8 +122,10 @@ static int mark_batch(void *cls, const char *body, size_t len, size_t count, cha
     /* An answer without the count is not the server's (SPEC: 200
      * {"unmarked":n}): the keys cannot be taken as unmarked. */
     if (rc == 0 && (!b.data || cas_json_get_u64(b.data, "unmarked", &n) < 0)) {
-        snprintf(err, errlen, "POST /gc/mark: the answer has no \"unmarked\" count "
-                 "(not a ca-cas server?): %.80s", b.data ? b.data : "");
+        snprintf(err, errlen,
+                 "POST /gc/mark: the answer has no \"unmarked\" count "
+                 "(not a ca-cas server?): %.80s",
+                 b.data ? b.data : "");
         rc = -EPROTO;
     }
     if (rc == 0)
@@ -222,8 +224,10 @@ int cmd_end_gc(int argc, char **argv, const struct cli_ctx *ctx)
      * {"removed":n,"bytes":b}): "removed 0" would be a guess. */
     if (rc == 0 && (!b.data || cas_json_get_u64(b.data, "removed", &removed) < 0 ||
                     cas_json_get_u64(b.data, "bytes", &bytes) < 0)) {
-        snprintf(err, sizeof(err), "the answer has no \"removed\" and \"bytes\" counts "
-                 "(not a ca-cas server?): %.80s", b.data ? b.data : "");
+        snprintf(err, sizeof(err),
+                 "the answer has no \"removed\" and \"bytes\" counts "
+                 "(not a ca-cas server?): %.80s",
+                 b.data ? b.data : "");
         rc = -EPROTO;
     }
     if (rc < 0) {

@@ -199,8 +199,10 @@ static int put_find_present(struct cli_client *c, struct put_item *items, int n,
             qsort(askedk, na, sizeof(*askedk), cmp_str);
         for (size_t i = 0; rc == 0 && i < m.n; i++)
             if (!bsearch(&m.keys[i], askedk, na, sizeof(*askedk), cmp_str)) {
-                snprintf(err, errlen, "POST /objects/missing: the answer names \"%.80s\", "
-                         "which was not asked (not a ca-cas server?)", m.keys[i]);
+                snprintf(err, errlen,
+                         "POST /objects/missing: the answer names \"%.80s\", "
+                         "which was not asked (not a ca-cas server?)",
+                         m.keys[i]);
                 rc = -EPROTO;
                 malformed = true;
             }

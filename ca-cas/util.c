@@ -94,8 +94,10 @@ int cli_server_url(const char *in, char *out, size_t outlen, char *err, size_t e
     const char *qf = memchr(rest, '?', len);
     const char *hash = memchr(rest, '#', len);
     if (qf || hash) {
-        snprintf(err, errlen, "server \"%s\": a query (?) or fragment (#) is not allowed "
-                 "(want scheme://host:port[/path])", in);
+        snprintf(err, errlen,
+                 "server \"%s\": a query (?) or fragment (#) is not allowed "
+                 "(want scheme://host:port[/path])",
+                 in);
         return -EINVAL;
     }
     int n = snprintf(out, outlen, "%s://%.*s", scheme, (int)len, rest);

@@ -175,7 +175,8 @@ static const struct cli_usage_text export_usage = {
     "Writes the objects (every live one when no KEY is given) as a tar stream\n"
     "to stdout or FILE, one member per object named by its key. Each object\n"
     "is checked against its key on the way; objects removed meanwhile are\n"
-    "skipped. Restore with `ca-cas import`. When a balancer's listing left a\n"
+    "skipped, but a KEY given that is not stored fails the export (exit 1,\n"
+    "FILE left as it was). Restore with `ca-cas import`. When a balancer's listing left a\n"
     "backend out, the objects listed are still written, but the export fails\n"
     "(exit 1) and FILE is not replaced (the partial archive is kept beside it)\n"
     "unless --allow-partial.",
@@ -328,9 +329,17 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
      * beside FILE under its temporary name, synced, for whoever wants what
      * could be had. --allow-partial takes it as FILE. */
     bool withhold = rc == 0 && left_out && !allow_partial;
+    /* A KEY given by name that is not stored fails the export, and a failed
+     * export leaves FILE as it was ("Output files"): the archive lacks what
+     * was asked for, so it must not replace an earlier backup. Its temporary
+     * file is removed as on any other failure (the archive is finished and
+     * valid on stdout, a FIFO or a device; only the exit status says it). */
+    bool named_missing = rc == 0 && npos > 0 && skipped > 0;
     char *kept_as = NULL;
     if (out_path) {
-        if (rc == 0 && withhold && kept) {
+        if (rc == 0 && named_missing) {
+            cli_outfile_abort(&out); /* removes only the temporary file */
+        } else if (rc == 0 && withhold && kept) {
             if (cli_outfile_keep(&out, &kept_as, err, sizeof(err)) < 0)
                 rc = -EIO;
         } else if (rc == 0 && cli_outfile_commit(&out, err, sizeof(err)) < 0) {
@@ -384,8 +393,11 @@ int cmd_export(int argc, char **argv, const struct cli_ctx *ctx)
                   " objects listed and must not be taken for a full backup" CLI_PARTIAL_HINT,
                   partial, count);
     }
+    if (named_missing && kept)
+        cli_error("export: %" PRIu64 " KEY(s) given are not stored; %s was left as it was", skipped,
+                  out_path);
     free(kept_as);
-    if (withhold)
+    if (withhold || named_missing)
         return CLI_EXIT_FAIL;
     return npos > 0 && skipped ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

@@ -495,16 +495,18 @@ static const struct cli_usage_text bench_usage = {
 
 int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx)
 {
-    uint64_t conc = 16, size = 64 * 1024, count = 0, objects = 0;
-    double duration = 0;
+    /* UINT64_MAX and -1: not given (0 is refused, not taken as "default"). */
+    uint64_t conc = 16, size = 64 * 1024, count = UINT64_MAX, objects = 0;
+    double duration = -1;
     const char *mix = "1:1", *hash_name = NULL;
     bool no_cleanup = false;
     const struct cli_opt opts[] = {
         {"concurrency", 'c', CLI_OPT_UINT, &conc, "N", "transfers in flight (default 16)"},
-        {"size", 's', CLI_OPT_SIZE, &size, "N", "object size, K/M/G suffixes (default 64K)"},
+        {"size", 's', CLI_OPT_SIZE, &size, "N",
+         "object size, K/M/G suffixes, at least 16 (default 64K)"},
         {"mix", 'm', CLI_OPT_STRING, &mix, "PUT:GET", "weights of puts and gets (default 1:1)"},
-        {"duration", 'd', CLI_OPT_DURATION, &duration, "T", "run for T (default 10s)"},
-        {"count", 'n', CLI_OPT_UINT, &count, "N", "run N operations instead"},
+        {"duration", 'd', CLI_OPT_DURATION, &duration, "T", "run for T, more than 0 (default 10s)"},
+        {"count", 'n', CLI_OPT_UINT, &count, "N", "run N operations instead, N >= 1"},
         {"objects", 0, CLI_OPT_UINT, &objects, "N",
          "objects stored first for GETs (default ~256 MiB worth, 1..1000)"},
         {"hash", 0, CLI_OPT_STRING, &hash_name, "ALGO", "key algorithm; default: ask the server"},
@@ -533,11 +535,31 @@ int cmd_bench(int argc, char **argv, const struct cli_ctx *ctx)
         cli_error("bench: --concurrency must be 1..4096");
         return CLI_EXIT_USAGE;
     }
-    if (count && duration > 0) {
+    /* Each PUT's object differs from the others only by its 16-byte tail:
+     * a shorter object would be the same on every PUT (for 0, the empty
+     * object), one a user may have stored and the clean-up would delete. */
+    if (size < TAIL_SIZE) {
+        cli_error("bench: --size must be at least %d bytes (each object ends in a %d-byte "
+                  "unique tail)",
+                  TAIL_SIZE, TAIL_SIZE);
+        return CLI_EXIT_USAGE;
+    }
+    if (count == 0) {
+        cli_error("bench: --count must be at least 1");
+        return CLI_EXIT_USAGE;
+    }
+    if (duration == 0) {
+        cli_error("bench: --duration must be more than 0");
+        return CLI_EXIT_USAGE;
+    }
+    bool have_count = count != UINT64_MAX;
+    if (have_count && duration > 0) {
         cli_error("bench: give --duration or --count, not both");
         return CLI_EXIT_USAGE;
     }
-    if (!count && duration <= 0)
+    if (!have_count)
+        count = 0; /* bench_run: 0 is "no limit", the duration stops it */
+    if (!have_count && duration < 0)
         duration = 10;
     if (!objects) {
         uint64_t fit = (256u << 20) / (size ? size : 1);

@@ -119,7 +119,16 @@ static int mark_batch(void *cls, const char *body, size_t len, size_t count, cha
     cas_buf_init(&b);
     int rc = cli_call(m->c, "POST", "/gc/mark", body, len, &b, NULL, err, errlen);
     uint64_t n = 0;
-    if (rc == 0 && b.data && cas_json_get_u64(b.data, "unmarked", &n) == 0)
+    /* An answer without the count is not the server's (SPEC: 200
+     * {"unmarked":n}): the keys cannot be taken as unmarked. */
+    if (rc == 0 && (!b.data || cas_json_get_u64(b.data, "unmarked", &n) < 0)) {
+        snprintf(err, errlen,
+                 "POST /gc/mark: the answer has no \"unmarked\" count "
+                 "(not a ca-cas server?): %.80s",
+                 b.data ? b.data : "");
+        rc = -EPROTO;
+    }
+    if (rc == 0)
         m->unmarked += n;
     cas_buf_free(&b);
     m->sent += count;
@@ -210,12 +219,20 @@ int cmd_end_gc(int argc, char **argv, const struct cli_ctx *ctx)
     struct cas_buf b;
     cas_buf_init(&b);
     int rc = cli_call(c, "POST", path, NULL, 0, &b, NULL, err, sizeof(err));
+    uint64_t removed = 0, bytes = 0;
+    /* Without its count the answer is not the server's (SPEC: 200
+     * {"removed":n,"bytes":b}): "removed 0" would be a guess. */
+    if (rc == 0 && (!b.data || cas_json_get_u64(b.data, "removed", &removed) < 0 ||
+                    cas_json_get_u64(b.data, "bytes", &bytes) < 0)) {
+        snprintf(err, sizeof(err),
+                 "the answer has no \"removed\" and \"bytes\" counts "
+                 "(not a ca-cas server?): %.80s",
+                 b.data ? b.data : "");
+        rc = -EPROTO;
+    }
     if (rc < 0) {
         cli_error("end-gc %s: %s", id, err);
     } else {
-        uint64_t removed = 0, bytes = 0;
-        cas_json_get_u64(b.data, "removed", &removed);
-        cas_json_get_u64(b.data, "bytes", &bytes);
         char hb[32], text[160];
         cli_human_bytes(bytes, hb, sizeof(hb));
         snprintf(text, sizeof(text), "removed %llu objects, %llu bytes (%s)",

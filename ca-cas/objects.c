@@ -181,6 +181,33 @@ static int put_find_present(struct cli_client *c, struct put_item *items, int n,
     if (rc == 0)
         rc = cli_keylist_flush(&kl, err, errlen);
     cli_keylist_free(&kl);
+    /* The answer may name only keys that were asked: anything else (an
+     * upload's {"key":...} from a server that is not ours, a page) would
+     * otherwise read as "nothing missing" and the files as stored. */
+    bool malformed = false;
+    if (rc == 0 && m.n) {
+        char **askedk = malloc((size_t)n * sizeof(*askedk));
+        size_t na = 0;
+        if (!askedk) {
+            snprintf(err, errlen, "out of memory");
+            rc = -ENOMEM;
+        }
+        for (int i = 0; rc == 0 && i < n; i++)
+            if (!items[i].failed && items[i].regular)
+                askedk[na++] = items[i].hex;
+        if (rc == 0)
+            qsort(askedk, na, sizeof(*askedk), cmp_str);
+        for (size_t i = 0; rc == 0 && i < m.n; i++)
+            if (!bsearch(&m.keys[i], askedk, na, sizeof(*askedk), cmp_str)) {
+                snprintf(err, errlen,
+                         "POST /objects/missing: the answer names \"%.80s\", "
+                         "which was not asked (not a ca-cas server?)",
+                         m.keys[i]);
+                rc = -EPROTO;
+                malformed = true;
+            }
+        free(askedk);
+    }
     if (rc == 0 && asked) {
         if (m.n)
             qsort(m.keys, m.n, sizeof(*m.keys), cmp_str);
@@ -194,7 +221,7 @@ static int put_find_present(struct cli_client *c, struct put_item *items, int n,
     for (size_t i = 0; i < m.n; i++)
         free(m.keys[i]);
     free(m.keys);
-    if (rc < 0 && m.status != 0 && m.status != 401)
+    if (rc < 0 && !malformed && m.status != 0 && m.status != 401)
         rc = 0; /* the server answered, just not this: send everything */
     return rc;
 }

@@ -89,6 +89,17 @@ int cli_server_url(const char *in, char *out, size_t outlen, char *err, size_t e
             snprintf(err, errlen, "server \"%s\": white space or control character", in);
             return -EINVAL;
         }
+    /* Request paths are appended to the URL as a string: a query or a
+     * fragment in it would swallow them (every request to "/"). */
+    const char *qf = memchr(rest, '?', len);
+    const char *hash = memchr(rest, '#', len);
+    if (qf || hash) {
+        snprintf(err, errlen,
+                 "server \"%s\": a query (?) or fragment (#) is not allowed "
+                 "(want scheme://host:port[/path])",
+                 in);
+        return -EINVAL;
+    }
     int n = snprintf(out, outlen, "%s://%.*s", scheme, (int)len, rest);
     if (n < 0 || (size_t)n >= outlen) {
         snprintf(err, errlen, "server address too long");

@@ -4,7 +4,8 @@
  * /compact until running is false and reports what was reclaimed; one
  * already running (409) is waited for, then another started; --no-wait
  * returns at once; capacity and status print the server's figures, warn
- * about partial answers and name the server's errors.
+ * about partial answers and name the server's errors. Also bench's option
+ * checks (ca-cas/bench.c), which refuse before any request is made.
  */
 #include "fakesrv.h"
 
@@ -242,6 +243,36 @@ static void test_status(void)
     free(err);
 }
 
+/* bench --size below the 16-byte unique tail would store the same object on
+ * every PUT (the empty one for 0) and delete it at the end, a user's too;
+ * --count 0 and --duration 0 once ran the default 10 s load. All refused
+ * with exit 2 before any request. */
+static void test_bench_refuses_sizes_and_zero_limits(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    static const char *cases[][4] = {
+        {"--size", "0", "--size", "at least 16"},
+        {"--size", "15", "--size", "at least 16"},
+        {"--count", "0", "--count", "at least 1"},
+        {"--duration", "0", "--duration", "more than 0"},
+        {"--duration", "0s", "--duration", "more than 0"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out, *err;
+        fake_reset();
+        fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
+        fake_on("GET", "/capacity", 200, "{}", 0);
+        CU_ASSERT_EQUAL(run_cmd(cmd_bench, &ctx, &out, &err, "bench", cases[i][0], cases[i][1],
+                                "--hash", "sha1", NULL),
+                        CLI_EXIT_USAGE);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, cases[i][2]));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, cases[i][3]));
+        CU_ASSERT_EQUAL(fake.nreqs, 0);
+        free(out);
+        free(err);
+    }
+}
+
 int main(void)
 {
     if (fake_start() < 0)
@@ -258,6 +289,8 @@ int main(void)
     CU_add_test(s, "capacity: text and --json", test_capacity);
     CU_add_test(s, "capacity: partial, errors", test_capacity_partial_and_errors);
     CU_add_test(s, "status: text, --json, backends down, errors", test_status);
+    CU_add_test(s, "bench: --size < 16, --count 0, --duration 0 refused",
+                test_bench_refuses_sizes_and_zero_limits);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures();

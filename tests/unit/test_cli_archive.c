@@ -182,6 +182,7 @@ static void test_export_named_keys(void)
     struct cli_ctx ctx = fake_ctx(true, NULL);
     char *out, *err, tar[1024];
     const char *file = path_of("named.tar");
+    write_file(file, "an earlier archive");
     fake_reset();
     fake_on("GET", "/ring", 200, "{\"hash\":\"sha1\"}", 0);
     fake_on("GET", "/objects/" HELLO, 200, "hello\n", 0);
@@ -195,6 +196,17 @@ static void test_export_named_keys(void)
     /* No listing asked. */
     for (int i = 0; i < fake.nreqs; i++)
         CU_ASSERT_STRING_NOT_EQUAL(fake.reqs[i].path, "/objects");
+    /* ...and a failed export leaves FILE as it was (CLI.md "Output files"):
+     * an archive without K1 must not replace an earlier backup. */
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "left as it was"));
+    char *kept = slurp(file);
+    CU_ASSERT_STRING_EQUAL(kept, "an earlier archive");
+    free(kept);
+    free(out);
+    free(err);
+    /* All named keys found: FILE is replaced. */
+    CU_ASSERT_EQUAL(run_cmd(cmd_export, &ctx, &out, &err, "export", "-o", file, HELLO, NULL),
+                    CLI_EXIT_OK);
     tar_contents(file, tar, sizeof(tar));
     CU_ASSERT_STRING_EQUAL(tar, HELLO "=hello\n|");
     free(out);

@@ -201,6 +201,33 @@ static void test_end(void)
     free(err);
 }
 
+/* A 200 answer without the SPEC's counts is not the server's (a proxy's
+ * page, another service's upload answer): no "removed 0", no "unmarked 0",
+ * exit 1. */
+static void test_answers_without_counts(void)
+{
+    struct cli_ctx ctx = fake_ctx(false, NULL);
+    char *out, *err;
+    fake_reset();
+    fake_on("POST", "/gc/end", 200, "{\"key\":\"abc\",\"success\":true}", 1);
+    fake_on("POST", "/gc/end", 200, "{\"removed\":3}", 1);
+    fake_on("POST", "/gc/mark", 200, "{}", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_end_gc, &ctx, &out, &err, "end-gc", "5", NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "no \"removed\""));
+    free(out);
+    free(err);
+    CU_ASSERT_EQUAL(run_cmd(cmd_end_gc, &ctx, &out, &err, "end-gc", "5", NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    free(out);
+    free(err);
+    CU_ASSERT_EQUAL(run_cmd(cmd_mark_gc, &ctx, &out, &err, "mark-gc", K1, NULL), CLI_EXIT_FAIL);
+    CU_ASSERT_PTR_NULL(strstr(out, "unmarked 0"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "unmarked"));
+    free(out);
+    free(err);
+}
+
 static void test_unreachable(void)
 {
     /* Port 1 (tcpmux): nothing listens there on a test machine. */
@@ -232,6 +259,7 @@ int main(void)
     CU_add_test(s, "mark-gc: keys from stdin", test_mark_stdin);
     CU_add_test(s, "mark-gc: server refusal named", test_mark_refused);
     CU_add_test(s, "end-gc: removed figures, 409 named", test_end);
+    CU_add_test(s, "mark-gc, end-gc: answers without their counts", test_answers_without_counts);
     CU_add_test(s, "server not reachable", test_unreachable);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();

@@ -165,6 +165,19 @@ static void test_put_files(void)
     CU_ASSERT_EQUAL(fake.nreqs, 1);
     free(out);
     free(err);
+
+    /* A 200 answer naming something that was not asked (a Cask upload's
+     * {"key":...}, a page) is not "nothing missing": put fails, prints no
+     * key, sends nothing. */
+    fake_reset();
+    fake_on("POST", "/objects/missing", 200, "{\"key\":\"abc\",\"success\":true}\n", 0);
+    CU_ASSERT_EQUAL(run_cmd(cmd_put, &ctx, &out, &err, "put", "--hash", "sha1", a, NULL),
+                    CLI_EXIT_FAIL);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "not asked"));
+    CU_ASSERT_EQUAL(fake.nreqs, 1);
+    free(out);
+    free(err);
 }
 
 static void test_put_usage(void)

@@ -45,6 +45,11 @@ static void test_server_url(void)
     check_url("http://", NULL);
     check_url("http:///path", NULL);
     check_url("ho st:1", NULL);
+    /* A query or fragment would swallow every request path appended. */
+    check_url("http://host:1?x=1", NULL);
+    check_url("host:1/?x=1", NULL);
+    check_url("http://host:1/cas#frag", NULL);
+    check_url("http://host:1#", NULL);
 }
 
 static void test_parse_key(void)

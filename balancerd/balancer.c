@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* What balancer_init made, undone when it refuses to go on. */
 static void init_undo(struct balancer *bal)
@@ -47,6 +49,20 @@ int balancer_init(struct balancer *bal, const struct balancer_options *opt, char
         bal->opt.probe_interval_ms = 1000;
     if (!bal->opt.spool_dir)
         bal->opt.spool_dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    /* POST bodies and key lists are spooled there: a folder that is not
+     * one, or not writable, is a usage error now, not a 500 per POST. */
+    struct stat st;
+    const char *bad = NULL;
+    if (stat(bal->opt.spool_dir, &st) < 0)
+        bad = strerror(errno);
+    else if (!S_ISDIR(st.st_mode))
+        bad = "not a folder";
+    else if (access(bal->opt.spool_dir, W_OK | X_OK) < 0)
+        bad = strerror(errno);
+    if (bad) {
+        snprintf(err, errlen, "--spool-dir %s: %s", bal->opt.spool_dir, bad);
+        return -EINVAL;
+    }
     bal->start_ns = cas_now_ns();
     pthread_mutex_init(&bal->lock, NULL);
     pthread_condattr_t ca;
@@ -73,10 +89,10 @@ int balancer_init(struct balancer *bal, const struct balancer_options *opt, char
     const char *listen = opt->listen ? opt->listen
                          : bal->view->cfg->listen ? bal->view->cfg->listen
                                                   : "127.0.0.1:6001";
-    char bad[512];
-    if (http_listen_check(listen, bad, sizeof(bad)) < 0) {
+    char why_listen[512];
+    if (http_listen_check(listen, why_listen, sizeof(why_listen)) < 0) {
         snprintf(err, errlen, "%s%s: %s", opt->listen ? "--listen" : "listen in ",
-                 opt->listen ? "" : opt->config_path, bad);
+                 opt->listen ? "" : opt->config_path, why_listen);
         init_undo(bal);
         return -EINVAL;
     }

@@ -244,3 +244,18 @@ class ListenAddresses(TempDirTest):
                                timeout=20)
             self.assertEqual(p.returncode, 2, (bad, p.stderr))
             self.assertIn(f"{cfg}:1:9: listen: bad listen address", p.stderr)
+
+    def test_bad_spool_dir_is_refused_at_start(self):
+        # POST bodies are spooled there: a missing or non-folder spool dir
+        # is a usage error at start, not a 500 on every POST.
+        cfg = os.path.join(self.tmp, "b.yaml")
+        with open(cfg, "w") as fh:
+            fh.write("replicas: 1\nbackends:\n  - url: http://127.0.0.1:1\n    failure_domain: a\n")
+        afile = os.path.join(self.tmp, "afile")
+        open(afile, "w").close()
+        for bad, why in ((os.path.join(self.tmp, "none"), "No such file or directory"),
+                         (afile, "not a folder")):
+            p = subprocess.run([BALANCERD, "--config", cfg, "--listen", "127.0.0.1:0",
+                                "--spool-dir", bad], capture_output=True, text=True, timeout=20)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn(f"--spool-dir {bad}: {why}", p.stderr)

@@ -1548,6 +1548,13 @@ static void post_done(struct http_req *req)
             return;
         }
     }
+    /* The HTTP layer let the body run up to the form slack over
+     * --max-object-size (a form's own bytes); the object itself may not. */
+    uint64_t max = p->bal->opt.max_object_size;
+    if (max && len > max) {
+        http_error(req, 413, "object is over the limit of %" PRIu64 " bytes", max);
+        return;
+    }
     unsigned char d[CAS_MAX_DIGEST];
     cas_hash_final(p->hash, d);
     p->key.algo = p->v->algo ? p->v->algo : cas_hash_by_name("sha1");

@@ -173,8 +173,10 @@ int cmd_mark_gc(int argc, char **argv, const struct cli_ctx *ctx)
         printf("{\"keys\":%llu,\"unmarked\":%llu}\n", (unsigned long long)kl.total,
                (unsigned long long)m.unmarked);
     } else {
-        printf("unmarked %llu of %llu keys\n", (unsigned long long)m.unmarked,
-               (unsigned long long)kl.total);
+        /* The server's count is of copies: through a balancer, one per
+         * backend that held the key (docs/API.md POST /gc/mark). */
+        printf("%llu keys sent, %llu copies unmarked\n", (unsigned long long)kl.total,
+               (unsigned long long)m.unmarked);
     }
     cli_keylist_free(&kl);
     cli_client_free(m.c);

@@ -205,7 +205,7 @@ class TestGc(CliTest):
         self.assertRegex(gc_id, r"^\d+$")
         self.assertEqual(sorted(self.ok("list", "--garbage").split()), sorted(keys))
         out = self.ok("mark-gc", input="\n".join(keep) + "\n")
-        self.assertIn("unmarked 4 of 4", out)
+        self.assertIn("4 keys sent, 4 copies unmarked", out)
         self.assertEqual(sorted(self.ok("list", "--garbage").split()), sorted(drop))
         garbage = sum(len(blobs[i]) for i in range(4, 10))
         self.assertEqual(self.capacity()["garbage"], garbage)

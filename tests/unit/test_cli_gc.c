@@ -122,7 +122,7 @@ static void test_mark_operands(void)
     CU_ASSERT_EQUAL(run_cmd(cmd_mark_gc, &ctx, &out, &err, "mark-gc", K1,
                             "DA39A3EE5E6B4B0D3255BFEF95601890AFD80709", NULL),
                     CLI_EXIT_OK);
-    CU_ASSERT_STRING_EQUAL(out, "unmarked 1 of 2 keys\n");
+    CU_ASSERT_STRING_EQUAL(out, "2 keys sent, 1 copies unmarked\n");
     /* One batch, keys normalised, one per line. */
     CU_ASSERT_EQUAL_FATAL(fake.nreqs, 1);
     CU_ASSERT_STRING_EQUAL(fake.reqs[0].body, K1 "\n" K2 "\n");
@@ -147,7 +147,7 @@ static void test_mark_stdin(void)
     CU_ASSERT_EQUAL(run_cmd(cmd_mark_gc, &ctx, &out, &err, "mark-gc", NULL), CLI_EXIT_OK);
     fclose(stdin);
     stdin = saved;
-    CU_ASSERT_STRING_EQUAL(out, "unmarked 2 of 2 keys\n");
+    CU_ASSERT_STRING_EQUAL(out, "2 keys sent, 2 copies unmarked\n");
     CU_ASSERT_EQUAL_FATAL(fake.nreqs, 1);
     CU_ASSERT_STRING_EQUAL(fake.reqs[0].body, K1 "\n" K2 "\n");
     free(out);

@@ -319,6 +319,14 @@ static int put_upload_stream(struct cli_client *c, struct put_item *it,
         if (cli_parse_key(ks, klen, &theirs, hex, why, sizeof(why)) < 0) {
             snprintf(err, errlen, "the server's answer has no key: %s", why);
             rc = -EPROTO;
+        } else if (theirs.algo != mine.algo) {
+            /* Not corruption: --hash named another algorithm than the
+             * server's. The object is stored, under the server's key. */
+            snprintf(err, errlen,
+                     "the server's keys are %s but --hash is %s: it stored the data as %s; "
+                     "drop --hash or give --hash %s",
+                     theirs.algo->name, mine.algo->name, hex, theirs.algo->name);
+            rc = -EPROTO;
         } else if (!cas_key_equal(&mine, &theirs)) {
             snprintf(err, errlen, "the server stored key %s but the data sent hashes to %s", hex,
                      it->hex);

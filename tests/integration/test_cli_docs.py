@@ -44,6 +44,20 @@ class TestExportFileOnFailure(CliTest):
         self.ok("export", key, "-o", backup)
 
 
+class TestPutWithAnotherHash(CliTest):
+    def test_put_hash_other_than_the_servers_says_so(self):
+        """put --hash sha256 to a sha1 store, data on a pipe (stored by POST,
+        the server's key): the error says the algorithms differ and under
+        which key the data now is, not that the bytes hash wrong."""
+        data = os.urandom(3000)
+        rc, out, err = self.cas("put", "--hash", "sha256", input=data)
+        self.assertEqual(rc, 1, err)
+        key = hashlib.sha1(data).hexdigest()
+        self.assertIn(f"the server's keys are sha1 but --hash is sha256: it stored the data as {key}",
+                      err)
+        self.assertNotIn("hashes to", err)
+
+
 class _NotOurServer(http.server.BaseHTTPRequestHandler):
     """Answers 200 to everything with a body that is not the SPEC's: a
     Cask-style upload answer to every POST, {} to every GET."""

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,37 @@ int node_load(int dirfd, const char *dir, struct node_identity *out, char *err, 
     return rc;
 }
 
+/* Does the directory hold other stores, one folder down (a folder with a
+ * node file: the parent of /srv/ca-cas/disk1, disk2 given as --dir by
+ * mistake)? Names the first in what. A directory that cannot be listed
+ * was refused by node_dir_holds_store already. */
+static bool dir_holds_stores_below(int dirfd, char *what, size_t whatlen)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    rewinddir(d);
+    struct dirent *de;
+    bool found = false;
+    while (!found && (de = readdir(d))) {
+        char node[NAME_MAX + 8];
+        struct stat st;
+        if (de->d_name[0] == '.' || snprintf(node, sizeof(node), "%s/node", de->d_name) >=
+                                        (int)sizeof(node))
+            continue;
+        if (fstatat(dirfd, node, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+            snprintf(what, whatlen, "%s", node);
+            found = true;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
 /* The algorithm the index header names; NULL when there is no valid one. */
 static const struct cas_hash_algo *index_algo(int dirfd, const char *dir)
 {
@@ -230,6 +262,13 @@ int node_load_or_create(int dirfd, const char *dir, const struct cas_hash_algo *
                      "is none, ca-cas fsck %s --repair --new-identity writes a new one (the node "
                      "then joins the ring as a new node, and its objects must be rebalanced)",
                      dir, dir, what, dir);
+            return -EINVAL;
+        }
+        if (dir_holds_stores_below(dirfd, what, sizeof(what))) {
+            snprintf(err, errlen,
+                     "%s is not a store but holds one (%s/%s): give each store's own folder "
+                     "as --dir (one storaged per disk); nothing was written",
+                     dir, dir, what);
             return -EINVAL;
         }
         int rc = node_create(dirfd, dir, asked_algo ? asked_algo : cas_hash_by_name("sha1"),

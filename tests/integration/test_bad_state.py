@@ -450,3 +450,18 @@ class BadState(TempDirTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ParentOfStores(TempDirTest):
+    def test_the_parent_of_stores_is_not_made_a_store(self):
+        """--dir /srv/ca-cas instead of /srv/ca-cas/disk1: refused, naming a
+        store below, and nothing written there."""
+        from harness import STORAGED
+        s = self.storaged("disk1")
+        s.stop()
+        p = subprocess.run([STORAGED, "--dir", self.tmp, "--listen", "127.0.0.1:0"],
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(f"{self.tmp} is not a store but holds one ({self.tmp}/disk1/node)", p.stderr)
+        for name in ("node", "index", "LOCK", "data-00"):
+            self.assertFalse(any(n.startswith(name) for n in os.listdir(self.tmp)), name)

@@ -679,6 +679,45 @@ static uint64_t upload_limit(struct http_server *srv, struct http_req *req)
     return srv->cfg.max_upload + (f & HTTP_UPLOAD_FORM ? HTTP_FORM_SLACK : 0);
 }
 
+struct unknown_param {
+    const char *known; /* the route's params */
+    const char *bad;
+};
+
+static enum MHD_Result find_unknown(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct unknown_param *u = cls;
+    (void)kind, (void)value;
+    size_t kl = strlen(key);
+    for (const char *p = u->known; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n == kl && !strncasecmp(p, key, n))
+            return MHD_YES;
+        p += n + (p[n] == ' ');
+    }
+    u->bad = key;
+    return MHD_NO;
+}
+
+/* A query parameter the route does not read is refused (http_route.params),
+ * naming it and the ones the route takes. True when answered. */
+static bool refuse_unknown_parameter(struct http_req *req)
+{
+    if (!req->route || !req->route->params)
+        return false;
+    struct unknown_param u = {.known = req->route->params};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, find_unknown, &u);
+    if (!u.bad)
+        return false;
+    char shown[64];
+    snprintf(shown, sizeof(shown), "%s", u.bad);
+    http_error(req, 400, "unknown query parameter \"%s\" (%s %s takes: %s)", shown,
+               req->route->method, req->route->pattern,
+               *req->route->params ? req->route->params : "none");
+    return true;
+}
+
 static void begin_request(struct http_server *srv, struct http_req *req)
 {
     const struct http_route *routes = srv->cfg.routes;
@@ -738,6 +777,8 @@ static void begin_request(struct http_server *srv, struct http_req *req)
                              "chunked or with a Content-Length", te);
         return;
     }
+    if (refuse_unknown_parameter(req))
+        return;
     uint64_t limit = upload_limit(srv, req);
     if (limit && req->has_length && req->content_length > limit) {
         http_error(req, 413, "object is over the limit of %" PRIu64 " bytes", srv->cfg.max_upload);
@@ -806,8 +847,10 @@ static enum MHD_Result query_name(void *cls, enum MHD_ValueKind kind, const char
 {
     struct query_names *q = cls;
     (void)kind, (void)value;
+    /* Names are compared as libmicrohttpd looks them up: ignoring case
+     * (?id=1&ID=2 is the same parameter twice). */
     for (size_t i = 0; i < q->n; i++)
-        if (!strcmp(q->names[i], key)) {
+        if (!strcasecmp(q->names[i], key)) {
             q->twice = key;
             return MHD_NO;
         }

@@ -67,6 +67,10 @@ struct http_route {
     http_handler_fn handler;
     unsigned flags;
     const char *name; /* label in metrics and logs */
+    /* The query parameters the route reads, space-separated: any other is
+     * refused 400 naming it (a typo such as ?stat=garbage must not list
+     * the live objects). NULL: not checked. */
+    const char *params;
 };
 
 struct http_req {

@@ -259,3 +259,27 @@ class ListenAddresses(TempDirTest):
                                 "--spool-dir", bad], capture_output=True, text=True, timeout=20)
             self.assertEqual(p.returncode, 2, p.stderr)
             self.assertIn(f"--spool-dir {bad}: {why}", p.stderr)
+
+
+class QueryParameters(TempDirTest):
+    def test_unknown_listing_parameter_and_case_twins_are_refused(self):
+        s = self.storaged("s1")
+        cfg = os.path.join(self.tmp, "b.yaml")
+        with open(cfg, "w") as fh:
+            fh.write(f"replicas: 1\nbackends:\n  - url: {s.url}\n    failure_domain: a\n")
+        b = Balancer(cfg, self.tmp)
+        self.daemons.append(b)
+        b.start()
+        b.wait_backends(1)
+        data = os.urandom(1000)
+        self.assertEqual(s.client().put(data, sha1(data)).status, 201)
+        for port in (s.port, b.port):
+            c = Client("127.0.0.1", port, 10)
+            self.assertEqual(c.request("GET", "/objects?state=live&min_size=1").status, 200)
+            r = c.request("GET", "/objects?stat=garbage")
+            self.assertEqual(r.status, 400, port)
+            self.assertIn('unknown query parameter \\"stat\\"', r.body.decode())
+            self.assertNotIn(sha1(data), r.body.decode())
+            r = c.request("POST", "/gc/end?id=1&ID=2")
+            self.assertEqual(r.status, 400, port)
+            self.assertIn("given more than once", r.body.decode())

@@ -161,10 +161,10 @@ static inline void fake_handler(struct http_req *req)
 }
 
 static const struct http_route fake_routes[] = {
-    {"GET", "/**", fake_handler, HTTP_PUBLIC, "get"},
-    {"POST", "/**", fake_handler, HTTP_PUBLIC, "post"},
-    {"PUT", "/**", fake_handler, HTTP_PUBLIC, "put"},
-    {"DELETE", "/**", fake_handler, HTTP_PUBLIC, "delete"},
+    {"GET", "/**", fake_handler, HTTP_PUBLIC, "get", NULL},
+    {"POST", "/**", fake_handler, HTTP_PUBLIC, "post", NULL},
+    {"PUT", "/**", fake_handler, HTTP_PUBLIC, "put", NULL},
+    {"DELETE", "/**", fake_handler, HTTP_PUBLIC, "delete", NULL},
 };
 
 /* Starts the server; fills fake.url ("http://127.0.0.1:PORT"). */

@@ -29,7 +29,7 @@ static struct balancer bal;
 static struct http_server *srv;
 static char page_url[64];
 
-static const struct http_route routes[] = {{"GET", "/", page_index, HTTP_PUBLIC, "index"}};
+static const struct http_route routes[] = {{"GET", "/", page_index, HTTP_PUBLIC, "index", NULL}};
 
 /* Three backends: two in domain "rack <a&b>" (a name to escape), one in "c". */
 static int setup(void)

@@ -248,10 +248,10 @@ static void tgt_put(struct http_req *req)
 }
 
 static const struct http_route src_routes[] = {
-    {"GET", "/objects/*", src_get, HTTP_READ, "get"},
+    {"GET", "/objects/*", src_get, HTTP_READ, "get", NULL},
 };
 static const struct http_route tgt_routes[] = {
-    {"PUT", "/objects/*", tgt_put, 0, "put"},
+    {"PUT", "/objects/*", tgt_put, 0, "put", NULL},
 };
 
 static int start_servers(void)

@@ -61,8 +61,8 @@ static void on_busy(struct http_req *req)
 }
 
 static const struct http_route routes[] = {
-    {"GET", "/ctl", on_ctl, 0, "ctl"},
-    {"GET", "/busy", on_busy, 0, "busy"},
+    {"GET", "/ctl", on_ctl, 0, "ctl", NULL},
+    {"GET", "/busy", on_busy, 0, "busy", NULL},
 };
 
 static int suite_init(void)

@@ -217,23 +217,23 @@ static void app_metrics(void *app, struct cas_buf *out)
 }
 
 static const struct http_route routes[] = {
-    {"GET", "/hello", h_hello, 0, "hello"},
-    {"GET", "/items/*", h_item, 0, "item"},
-    {"GET", "/file/*/", h_item, 0, "file"},
-    {"PUT", "/upload", h_upload, 0, "upload"},
-    {"PUT", "/limited", h_limited, 0, "limited"},
-    {"PUT", "/full", h_full, 0, "full"},
-    {"GET", "/stream", h_stream, 0, "stream"},
-    {"GET", "/stream-error", h_stream_error, 0, "stream_error"},
-    {"GET", "/stream-unknown", h_stream_unknown, 0, "stream_unknown"},
-    {"GET", "/stream-block", h_stream_block, 0, "stream_block"},
-    {"GET", "/noresp", h_noresp, 0, "noresp"},
-    {"POST", "/admin", h_text, 0, "admin"},
-    {"GET", "/public", h_text, HTTP_PUBLIC, "public"},
-    {"GET", "/read", h_text, HTTP_READ, "read"},
-    {"GET", "/metrics", h_metrics, HTTP_PUBLIC, "metrics"},
+    {"GET", "/hello", h_hello, 0, "hello", NULL},
+    {"GET", "/items/*", h_item, 0, "item", NULL},
+    {"GET", "/file/*/", h_item, 0, "file", NULL},
+    {"PUT", "/upload", h_upload, 0, "upload", NULL},
+    {"PUT", "/limited", h_limited, 0, "limited", NULL},
+    {"PUT", "/full", h_full, 0, "full", NULL},
+    {"GET", "/stream", h_stream, 0, "stream", NULL},
+    {"GET", "/stream-error", h_stream_error, 0, "stream_error", NULL},
+    {"GET", "/stream-unknown", h_stream_unknown, 0, "stream_unknown", NULL},
+    {"GET", "/stream-block", h_stream_block, 0, "stream_block", NULL},
+    {"GET", "/noresp", h_noresp, 0, "noresp", NULL},
+    {"POST", "/admin", h_text, 0, "admin", NULL},
+    {"GET", "/public", h_text, HTTP_PUBLIC, "public", NULL},
+    {"GET", "/read", h_text, HTTP_READ, "read", NULL},
+    {"GET", "/metrics", h_metrics, HTTP_PUBLIC, "metrics", NULL},
     /* a second route of the same name: counted with the first (one series) */
-    {"GET", "/hello-again", h_hello, 0, "hello"},
+    {"GET", "/hello-again", h_hello, 0, "hello", NULL},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 

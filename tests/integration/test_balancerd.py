@@ -474,16 +474,22 @@ class TestConfig(ClusterTest):
 
 
 class TestAuth(ClusterTest):
-    def test_token_towards_clients_and_backends(self):
-        token = os.path.join(self.tmp, "token")
-        with open(token, "w") as f:
+    def token_cluster(self):
+        """Two storageds and a balancer sharing the token "s3cret" (its
+        file is self.token_file); returns the balancer."""
+        self.token_file = os.path.join(self.tmp, "token")
+        with open(self.token_file, "w") as f:
             f.write("s3cret\n")
-        self.stores = [self.storaged(f"s{i}", extra=["--token-file", token]) for i in range(2)]
+        self.stores = [self.storaged(f"s{i}", extra=["--token-file", self.token_file])
+                       for i in range(2)]
         self.domains = ["a", "b"]
         self.replicas = 2
         self.config = os.path.join(self.tmp, "balancerd.yaml")
-        self.write_config(2, extra_yaml=f"token_file: {token}\n")
-        bal = self.balancer(token="s3cret")
+        self.write_config(2, extra_yaml=f"token_file: {self.token_file}\n")
+        return self.balancer(token="s3cret")
+
+    def test_token_towards_clients_and_backends(self):
+        bal = self.token_cluster()
         data = blob("auth", 500)
         c = bal.client()
         self.assertEqual(c.put(data).status, 401)
@@ -495,19 +501,11 @@ class TestAuth(ClusterTest):
         self.assertEqual(c.request("GET", "/status").status, 200)
 
 
-class TestReloadStartOnly(ClusterTest):
     def test_sighup_says_auth_reads_waits_for_a_restart(self):
         # auth_reads (and listen, unless --listen) are read once, at start:
         # a reload that changes them says so, not only "config reloaded".
-        token = os.path.join(self.tmp, "token")
-        with open(token, "w") as f:
-            f.write("s3cret\n")
-        self.stores = [self.storaged(f"s{i}", extra=["--token-file", token]) for i in range(2)]
-        self.domains = ["a", "b"]
-        self.replicas = 2
-        self.config = os.path.join(self.tmp, "balancerd.yaml")
-        self.write_config(2, extra_yaml=f"token_file: {token}\n")
-        bal = self.balancer(token="s3cret")
+        bal = self.token_cluster()
+        token = self.token_file
         c = bal.client()
         c.token = "s3cret"
         data = blob("reload-auth", 700)

@@ -181,42 +181,50 @@ static int put_find_present(struct cli_client *c, struct put_item *items, int n,
     if (rc == 0)
         rc = cli_keylist_flush(&kl, err, errlen);
     cli_keylist_free(&kl);
-    /* The answer may name only keys that were asked: anything else (an
+    /* One sorted answer serves both checks: each item it does not name is
+     * present, and it may name only keys that were asked: anything else (an
      * upload's {"key":...} from a server that is not ours, a page) would
      * otherwise read as "nothing missing" and the files as stored. */
     bool malformed = false;
-    if (rc == 0 && m.n) {
-        char **askedk = malloc((size_t)n * sizeof(*askedk));
-        size_t na = 0;
-        if (!askedk) {
+    if (rc == 0 && asked && m.n) {
+        qsort(m.keys, m.n, sizeof(*m.keys), cmp_str);
+        size_t u = 0; /* duplicates out: one flag per distinct key */
+        for (size_t j = 0; j < m.n; j++) {
+            if (u && !strcmp(m.keys[u - 1], m.keys[j]))
+                free(m.keys[j]);
+            else
+                m.keys[u++] = m.keys[j];
+        }
+        m.n = u;
+        bool *named = calloc(m.n, sizeof(*named));
+        if (!named) {
             snprintf(err, errlen, "out of memory");
             rc = -ENOMEM;
         }
-        for (int i = 0; rc == 0 && i < n; i++)
-            if (!items[i].failed && items[i].regular)
-                askedk[na++] = items[i].hex;
-        if (rc == 0)
-            qsort(askedk, na, sizeof(*askedk), cmp_str);
-        for (size_t i = 0; rc == 0 && i < m.n; i++)
-            if (!bsearch(&m.keys[i], askedk, na, sizeof(*askedk), cmp_str)) {
+        for (int i = 0; rc == 0 && i < n; i++) {
+            if (items[i].failed || !items[i].regular)
+                continue;
+            char *k = items[i].hex;
+            char **hit = bsearch(&k, m.keys, m.n, sizeof(*m.keys), cmp_str);
+            if (hit)
+                named[hit - m.keys] = true;
+            else
+                items[i].present = true;
+        }
+        for (size_t j = 0; rc == 0 && j < m.n; j++)
+            if (!named[j]) {
                 snprintf(err, errlen,
                          "POST /objects/missing: the answer names \"%.80s\", "
                          "which was not asked (not a ca-cas server?)",
-                         m.keys[i]);
+                         m.keys[j]);
                 rc = -EPROTO;
                 malformed = true;
             }
-        free(askedk);
-    }
-    if (rc == 0 && asked) {
-        if (m.n)
-            qsort(m.keys, m.n, sizeof(*m.keys), cmp_str);
-        for (int i = 0; i < n; i++) {
-            char *k = items[i].hex;
-            if (!items[i].failed && items[i].regular &&
-                !(m.n && bsearch(&k, m.keys, m.n, sizeof(*m.keys), cmp_str)))
+        free(named);
+    } else if (rc == 0 && asked) {
+        for (int i = 0; i < n; i++) /* nothing missing */
+            if (!items[i].failed && items[i].regular)
                 items[i].present = true;
-        }
     }
     for (size_t i = 0; i < m.n; i++)
         free(m.keys[i]);

@@ -187,9 +187,15 @@ static void lru_push(struct tag_cache *c, struct tag_entry *e)
         c->lru = e;
 }
 
+/* Memory an entry of n tags takes, counted against the budget. */
+static size_t entry_size(size_t n)
+{
+    return sizeof(struct tag_entry) + n * TAG_LEN;
+}
+
 static size_t entry_bytes(const struct tag_entry *e)
 {
-    return sizeof(*e) + e->n * TAG_LEN;
+    return entry_size(e->n);
 }
 
 /* Takes e out of the table and the list and frees it (under lock). */
@@ -240,7 +246,8 @@ static unsigned char *lookup(struct tag_cache *c, const struct cas_key *key, uin
 }
 
 /* Stores n tags of key (size bytes), replacing what was there, then drops
- * the least recently used objects until the budget holds. */
+ * the least recently used objects until the budget holds. Only streams
+ * whose tags fit the budget are opened (tag_stream_open), so e does. */
 static void store(struct tag_cache *c, const struct cas_key *key, uint64_t place, uint64_t size,
                   const unsigned char *tags, size_t n)
 {
@@ -254,10 +261,6 @@ static void store(struct tag_cache *c, const struct cas_key *key, uint64_t place
     e->size = size;
     e->n = n;
     memcpy(e->tags, tags, n * TAG_LEN);
-    if (entry_bytes(e) > c->budget) {
-        free(e);
-        return;
-    }
     pthread_mutex_lock(&c->lock);
     struct tag_entry *old = *slot(c, place);
     while (old && !same_key(old, key))
@@ -324,8 +327,7 @@ struct tag_stream *tag_stream_open(struct tag_cache *c, const struct cas_key *ke
     s->checking = s->tags != NULL;
     /* Tags that could never be kept are not taken (the room for them is
      * also what a backend's Content-Length alone would make us allocate). */
-    if (!s->tags && (!admit || s->n > TAG_MAX_COUNT || sizeof(struct tag_entry) +
-                                                            s->n * TAG_LEN > c->budget)) {
+    if (!s->tags && (!admit || s->n > TAG_MAX_COUNT || entry_size(s->n) > c->budget)) {
         free(s);
         return NULL;
     }

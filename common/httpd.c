@@ -45,6 +45,10 @@
 #include <string.h>
 #include <strings.h>
 #include <poll.h>
+#include <linux/filter.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
 #include <sys/socket.h>
@@ -69,6 +73,7 @@ struct conn_track {
     struct conn_track *prev, *next;
     int fd;
     uint64_t deadline_ns; /* 0: a request is being served, no deadline */
+    bool began;           /* a request head has come in on it */
     bool shut;
 };
 
@@ -83,7 +88,6 @@ struct http_server {
     size_t *slot;
     uint64_t bytes_in, bytes_out;
     pthread_mutex_t lock;
-    pthread_cond_t idle;
     unsigned active;
     unsigned port;
     atomic_bool closing; /* http_server_close_keepalive: every answer closes */
@@ -996,8 +1000,6 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
     free(req);
     pthread_mutex_lock(&srv->lock);
     srv->active--;
-    if (srv->active == 0)
-        pthread_cond_broadcast(&srv->idle);
     pthread_mutex_unlock(&srv->lock);
 }
 
@@ -1013,6 +1015,8 @@ static void conn_set_deadline(struct http_server *srv, struct MHD_Connection *co
         return;
     pthread_mutex_lock(&srv->conn_lock);
     t->deadline_ns = deadline_ns;
+    if (deadline_ns == 0)
+        t->began = true;
     pthread_mutex_unlock(&srv->conn_lock);
 }
 
@@ -1222,7 +1226,6 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
             }
     }
     pthread_mutex_init(&srv->lock, NULL);
-    pthread_cond_init(&srv->idle, NULL);
     pthread_mutex_init(&srv->conn_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1310,28 +1313,116 @@ void http_server_close_keepalive(struct http_server *srv)
     atomic_store(&srv->closing, true);
 }
 
+/* ---- stopping without losing a request ---------------------------------
+ *
+ * Closing a listening socket resets every connection the kernel completed
+ * but nobody accepted yet, and stopping libmicrohttpd closes connections
+ * whose request arrived but was not read. The client had sent its request
+ * on a connection it saw established, so it cannot tell whether it was
+ * served: a proxy in front (nginx with unbuffered bodies) answers 502 to a
+ * PUT it may not retry. So a stop goes:
+ * 1. new SYNs are dropped by a socket filter on the listener (the client's
+ *    SYN is sent again after about 1 s, meets a closed port, and the
+ *    client sees a refused connection, which every proxy retries
+ *    elsewhere); handshakes already under way still complete;
+ * 2. libmicrohttpd goes on accepting until the accept queue stays empty
+ *    (TCP_INFO's tcpi_unacked is the queue's length on a listener);
+ * 3. the listener is closed;
+ * 4. the requests in flight finish, and connections accepted in steps 1-2
+ *    with no request yet get theirs read and served (or meet the head
+ *    deadline); a kept-alive connection with bytes unread counts too.
+ * Everything is bounded by the caller's timeout. */
+
+/* Drops segments with SYN set and ACK clear: new connections only. The
+ * filter sees the TCP header at offset 0 (tcp_filter()); flags are byte 13. */
+static int refuse_new_connections(int lfd)
+{
+    static struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12), /* SYN | ACK */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, 0),          /* a SYN alone: drop */
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu), /* anything else: keep */
+    };
+    struct sock_fprog prog = {sizeof(code) / sizeof(code[0]), code};
+    return setsockopt(lfd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0 ? -errno : 0;
+}
+
+/* Connections libmicrohttpd has not accepted yet, or -1 if unknown. */
+static int accept_queue_length(int lfd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    if (getsockopt(lfd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 || ti.tcpi_state != TCP_LISTEN)
+        return -1;
+    return (int)ti.tcpi_unacked;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* A handshake takes a round trip: the queue must stay empty this long. */
+#define STOP_SETTLE_MS 20u
+
+static void stop_accepting(struct http_server *srv, uint64_t deadline_ns)
+{
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_LISTEN_FD);
+    int lfd = di ? (int)di->listen_fd : -1;
+    if (lfd >= 0 && refuse_new_connections(lfd) == 0) {
+        uint64_t empty_since = 0;
+        while (cas_now_ns() < deadline_ns) {
+            int queued = accept_queue_length(lfd);
+            if (queued < 0)
+                break;
+            uint64_t now = cas_now_ns();
+            if (queued > 0)
+                empty_since = 0;
+            else if (!empty_since)
+                empty_since = now;
+            else if (now - empty_since >= STOP_SETTLE_MS * 1000000ull)
+                break;
+            sleep_ms(2);
+        }
+    }
+    MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+/* Requests in flight, plus connections that will carry one: accepted with
+ * no request head yet, or kept alive with request bytes unread. */
+static unsigned requests_pending(struct http_server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    unsigned n = srv->active;
+    pthread_mutex_unlock(&srv->lock);
+    pthread_mutex_lock(&srv->conn_lock);
+    for (struct conn_track *t = srv->conns.next; t != &srv->conns; t = t->next) {
+        int unread = 0;
+        if (t->shut || t->deadline_ns == 0)
+            continue; /* being served (counted above), or being closed */
+        if (!t->began || (ioctl(t->fd, FIONREAD, &unread) == 0 && unread > 0))
+            n++;
+    }
+    pthread_mutex_unlock(&srv->conn_lock);
+    return n;
+}
+
 void http_server_stop(struct http_server *srv, unsigned timeout_ms)
 {
     if (!srv)
         return;
-    MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
-    pthread_mutex_lock(&srv->lock);
-    while (srv->active > 0)
-        if (pthread_cond_timedwait(&srv->idle, &srv->lock, &deadline) == ETIMEDOUT)
-            break;
-    if (srv->active)
-        log_warn("stopping with %u requests still in flight", srv->active);
-    pthread_mutex_unlock(&srv->lock);
+    uint64_t deadline_ns = cas_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    stop_accepting(srv, deadline_ns);
+    unsigned pending;
+    while ((pending = requests_pending(srv)) > 0 && cas_now_ns() < deadline_ns)
+        sleep_ms(2);
+    if (pending)
+        log_warn("stopping with %u requests still in flight", pending);
     MHD_stop_daemon(srv->daemon);
     watchdog_join(srv);
     free(srv->stats);

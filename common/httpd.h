@@ -157,11 +157,14 @@ int http_listen_check(const char *listen, char *err, size_t errlen);
  * Also refuses guard settings that contradict each other (-EINVAL). */
 int http_server_start(const struct http_server_config *cfg, struct http_server **out, char *err,
                       size_t errlen);
-/* Stops accepting, waits up to timeout_ms for requests in flight, stops. */
 /* From now on every answer says "Connection: close" and closes its
  * connection: a proxy in front stops reusing connections to this server
  * before it stops listening (a balancer draining on SIGTERM). */
 void http_server_close_keepalive(struct http_server *srv);
+/* Stops without losing a request a client saw accepted: new connections
+ * are refused (their SYNs dropped, then the port closed), those already
+ * queued are accepted and served, then the requests in flight finish; all
+ * within timeout_ms (ms), after which whatever is left is cut. */
 void http_server_stop(struct http_server *srv, unsigned timeout_ms);
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(struct http_server *srv);

@@ -271,6 +271,14 @@ void cluster_gc_begin(struct http_req *req)
     char path[64];
     snprintf(path, sizeof(path), "/gc/begin?id=%" PRIu64, id);
     uint64_t began_ns = cas_now_ns();
+    /* This cycle is ours: a probe that meets it on a backend that has
+     * begun while others are still beginning must not take it for another
+     * balancer's and unmark everything served in the last GCTOUCH_WINDOW_NS
+     * (objects read before the begin would survive it). What is served
+     * from now on is unmarked below, once the begin is through. */
+    pthread_mutex_lock(&bal->lock);
+    bal->gc_seen_id = id;
+    pthread_mutex_unlock(&bal->lock);
     struct upstream_call *calls = on_every_backend(bal, v, "POST", path, v->cfg->gc_ms);
     if (!calls) {
         view_put(v);

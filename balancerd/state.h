@@ -228,7 +228,7 @@ struct balancer {
     /* Cluster GC as this balancer knows it (under lock). */
     bool gc_active;
     uint64_t gc_id;
-    uint64_t gc_seen_id; /* cycle whose touch log has been flushed */
+    uint64_t gc_seen_id; /* cycle whose touch log has been flushed, or that this balancer begins */
 
     struct repair_queue *repair;
     struct tag_cache *tags; /* NULL when opt.tag_cache_bytes is 0 */

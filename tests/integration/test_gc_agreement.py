@@ -37,6 +37,7 @@ from harness import TempDirTest, free_port, sha1  # noqa: E402
 from test_balancerd import Balancer  # noqa: E402
 
 HOLD_CAP = 8.0  # longest a gated request waits for its gate (old code: never opened)
+SLOW_BEGIN_S = 1.2  # several probe rounds (200 ms apart) while one backend is beginning
 
 
 class GateProxy:
@@ -48,7 +49,9 @@ class GateProxy:
     - "begin_first": the cancel waits until the begin has been answered;
       the begin waits until the cancel has arrived (the balancer gave up);
     - "cancel_lost": the cancel is answered 503 here and never forwarded;
-      the begin waits until it arrived, then goes on.
+      the begin waits until it arrived, then goes on;
+    - "slow_begin": the begin is held SLOW_BEGIN_S, then goes on (well
+      within the balancer's gc_ms: the begin succeeds, late).
 
     A gate also opens after HOLD_CAP seconds (a balancer that never sends
     the cancel). late_begin holds the storaged's answer to the held begin."""
@@ -76,8 +79,11 @@ class GateProxy:
                 held_begin = self.command == "POST" and path.startswith("/gc/begin")
                 if held_begin:
                     proxy.begin_id = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("id", [None])[0]
-                    gate = proxy.cancel_done if proxy.mode == "cancel_first" else proxy.cancel_arrived
-                    gate.wait(HOLD_CAP)
+                    if proxy.mode == "slow_begin":
+                        time.sleep(SLOW_BEGIN_S)
+                    else:
+                        gate = proxy.cancel_done if proxy.mode == "cancel_first" else proxy.cancel_arrived
+                        gate.wait(HOLD_CAP)
                 if self.command == "POST" and path.startswith("/gc/cancel"):
                     proxy.cancel_arrived.set()
                     if proxy.mode == "cancel_lost":
@@ -273,6 +279,35 @@ class GcAgreementTest(GcBase):
             self.assertTrue(self.holds(st, used))
             self.assertFalse(st.client().request("GET", "/gc").json()["active"])
 
+
+    def test_reads_before_a_slow_begin_do_not_survive_the_cycle(self):
+        """Objects read through a balancer just before it begins a cycle
+        are garbage unless marked. While one backend is slow to begin, the
+        balancer's probes meet the cycle on the other; they must not take
+        it for a cycle another balancer began and unmark everything this
+        one served in the last two minutes (gctouch.c): then nothing read
+        lately could ever be collected. Seen in CI as an object GC kept."""
+        a, b = self.storaged("a"), self.storaged("b")
+        proxy = GateProxy(b.port, "slow_begin")
+        self.addCleanup(proxy.close)
+        bal = self.balancer(self.config([a.url, proxy.url]))
+        c = bal.client()
+        blobs = [b"read just before the begin %d" % i for i in range(6)]
+        for d in blobs:
+            self.assertEqual(c.put(d).status, 201)
+            self.assertEqual(c.get(sha1(d)).body, d)
+        t0 = time.time()
+        r = c.request("POST", "/gc/begin")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertGreater(time.time() - t0, SLOW_BEGIN_S - 0.1, "the begin was not held")
+        gid = r.json()["id"]
+        self.assertEqual(c.request("POST", "/gc/mark", body=sha1(blobs[0]) + "\n").status, 200)
+        r = c.request("POST", f"/gc/end?id={gid}")
+        self.assertEqual(r.status, 200, r.body)
+        for st in (a, b):
+            self.assertTrue(self.holds(st, blobs[0]), st.url)
+            kept = [d for d in blobs[1:] if self.holds(st, d)]
+            self.assertEqual(kept, [], f"{st.url} kept unmarked objects read before the begin")
 
     # ---- a begin that failed starts nothing anywhere ----------------------
 

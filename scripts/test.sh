@@ -27,8 +27,9 @@ count_ctest() { # dir
 }
 count_integration() { # build dir, extra env
   local out
-  out=$(env CAS_BUILD_DIR="$top/$1" ${2:-} python3 "$top/tests/integration/run.py" 2>&1)
-  echo "$out" | grep -vE ' \.\.\. ok$' | tail -n 80
+  # two modules at a time (run.py: those that time themselves run alone)
+  out=$(env CAS_BUILD_DIR="$top/$1" ${2:-} python3 "$top/tests/integration/run.py" --jobs 2 2>&1)
+  echo "$out" | grep -vE ' \.\.\. ok$|^Ran [0-9]+ tests? in |^OK( \(skipped=[0-9]+\))?$|^-+$|^$' | tail -n 80
   local line p f s
   line=$(echo "$out" | grep -E '^integration .*passed' | tail -1)
   p=$(echo "$line" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p'); f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')

@@ -5,10 +5,12 @@ test ends, pass or fail; every temporary directory is removed. Nothing here
 touches a process this module did not start.
 """
 import atexit
+import collections
 import hashlib
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -54,17 +56,28 @@ def wait_for(pred, timeout, what):
 # "K/N" when run.py runs N modules at once and this is slot K: this process
 # takes only ports that are K modulo N, so two modules never pick one port.
 _slot, _slots = (int(x) for x in os.environ.get("CAS_PORT_SLOT", "0/1").split("/"))
+# Below Linux's ephemeral range (32768-60999 by default), so that no
+# outgoing connection's source port takes a port a test handed out.
+_PORTS = range(10000, 32768)
+_handed = collections.deque(maxlen=2000)  # not handed out again soon
+_rng = random.Random()  # a test seeding `random` does not replay our ports
 
 
 def free_port():
-    """A loopback port free now (the kernel's choice), in this slot's class."""
+    """A loopback port free now, in this slot's class, not handed out lately."""
     while True:
+        port = _rng.randrange(_PORTS.start, _PORTS.stop)
+        if port % _slots != _slot or port in _handed:
+            continue
         s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port % _slots == _slot:
-            return port
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _handed.append(port)
+        return port
 
 
 def sha1(data):

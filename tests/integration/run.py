@@ -16,6 +16,7 @@ otherwise idle machine, as they were written to.
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,11 @@ SERIAL = {
     "test_prometheus",          # scrapes within deadlines
     "test_s3_backend",          # S3 stalls bounded
 }
+
+
+# A module that runs longer than this is hung: it is killed and fails (the
+# longest takes about 90 s).
+MODULE_TIMEOUT_S = 600
 
 
 class TimedResult(unittest.TextTestResult):
@@ -80,20 +86,31 @@ def run_module_processes(modules, jobs):
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     times = []
     pending = list(modules)
-    running = {}  # slot -> (module, process, output file)
+    running = {}  # slot -> (module, process, output file, start time)
     while pending or running:
         for slot in range(jobs):
             if slot not in running and pending:
                 module = pending.pop(0)
                 out = tempfile.TemporaryFile()
                 env = dict(os.environ, CAS_PORT_SLOT=f"{slot}/{jobs}")
+                # its own process group: a module past MODULE_TIMEOUT_S is
+                # ended with every daemon it started
                 p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", module],
-                                     stdout=out, stderr=subprocess.STDOUT, env=env)
-                running[slot] = (module, p, out)
+                                     stdout=out, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+                running[slot] = (module, p, out, time.time())
         time.sleep(0.05)
-        for slot, (module, p, out) in list(running.items()):
+        for slot, (module, p, out, started) in list(running.items()):
             if p.poll() is None:
-                continue
+                if time.time() - started < MODULE_TIMEOUT_S:
+                    continue
+                p.send_signal(signal.SIGINT)  # its clean-ups stop the daemons it started
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+                print(f"FAIL: {module}: still running after {MODULE_TIMEOUT_S} s, killed")
             del running[slot]
             out.seek(0)
             text = out.read().decode(errors="replace")

@@ -41,6 +41,18 @@ def _reap_all():
 atexit.register(_reap_all)
 
 
+def recv_head(sock):
+    """Bytes from sock up to and including the first blank line (an HTTP
+    head, and whatever came with it), or all it sent before closing."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def wait_for(pred, timeout, what):
     """Polls pred() every 50 ms until it returns something true, which is
     returned; fails the test naming `what` after timeout seconds."""

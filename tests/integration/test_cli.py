@@ -20,7 +20,7 @@ import threading
 import time
 import unittest
 
-from harness import BALANCERD, CLI, Daemon, TempDirTest, free_port
+from harness import BALANCERD, CLI, Daemon, TempDirTest, free_port, recv_head
 
 # Past 2^31 (2 GiB and a tail) on the plain build; a quarter GiB under the
 # sanitizers, as in test_export_import and test_frontends, to keep the
@@ -360,12 +360,7 @@ class TestGetContinue(CliTest):
                 except OSError:
                     return
                 with conn:
-                    req = b""
-                    while b"\r\n\r\n" not in req:
-                        chunk = conn.recv(4096)
-                        if not chunk:
-                            break
-                        req += chunk
+                    req = recv_head(conn)
                     head = (f"HTTP/1.1 200 OK\r\nContent-Length: {len(data)}\r\n"
                             "Content-Type: application/octet-stream\r\n\r\n").encode()
                     if req.startswith(b"HEAD"):

@@ -19,7 +19,7 @@ import threading
 import time
 import unittest
 
-from harness import sha1
+from harness import recv_head, sha1
 from test_balancerd import Balancer, ClusterTest
 
 THREADS = 12
@@ -61,12 +61,7 @@ class Hammer:
                 continue
             try:
                 s.sendall(req)
-                answer = b""
-                while b"\r\n\r\n" not in answer:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    answer += chunk
+                answer = recv_head(s)
             except OSError as e:
                 answer = repr(e).encode()
             finally:

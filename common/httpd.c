@@ -1331,6 +1331,11 @@ void http_server_close_keepalive(struct http_server *srv)
  * 4. the requests in flight finish, and connections accepted in steps 1-2
  *    with no request yet get theirs read and served (or meet the head
  *    deadline); a kept-alive connection with bytes unread counts too.
+ * Every answer from step 1 on closes its connection ("Connection: close"),
+ * so kept-alive clients move to new connections, which are refused. An
+ * idle kept-alive connection is still closed at the end: a client that
+ * sends on it at that moment must retry, as HTTP/1.1 has it (RFC 9112
+ * section 9.3.1).
  * Everything is bounded by the caller's timeout. */
 
 /* Drops segments with SYN set and ACK clear: new connections only. The
@@ -1417,6 +1422,9 @@ void http_server_stop(struct http_server *srv, unsigned timeout_ms)
     if (!srv)
         return;
     uint64_t deadline_ns = cas_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    /* Answers from now on close their connections: a kept-alive client
+     * sends its next request on a new connection, which is refused. */
+    atomic_store(&srv->closing, true);
     stop_accepting(srv, deadline_ns);
     unsigned pending;
     while ((pending = requests_pending(srv)) > 0 && cas_now_ns() < deadline_ns)

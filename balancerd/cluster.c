@@ -277,6 +277,7 @@ void cluster_gc_begin(struct http_req *req)
      * (objects read before the begin would survive it). What is served
      * from now on is unmarked below, once the begin is through. */
     pthread_mutex_lock(&bal->lock);
+    uint64_t seen_before = bal->gc_seen_id;
     bal->gc_seen_id = id;
     pthread_mutex_unlock(&bal->lock);
     struct upstream_call *calls = on_every_backend(bal, v, "POST", path, v->cfg->gc_ms);
@@ -305,6 +306,15 @@ void cluster_gc_begin(struct http_req *req)
     }
     if (why.len) {
         gc_begin_undo(bal, v, id, calls);
+        /* Not begun, so not ours: if a job begins this id later through
+         * another balancer, this one must treat it as anyone else's cycle
+         * (unmark what it served lately) when it meets it. */
+        pthread_mutex_lock(&bal->lock);
+        if (bal->gc_seen_id == id)
+            bal->gc_seen_id = seen_before;
+        if (bal->gc_active && bal->gc_id == id)
+            bal->gc_active = false; /* a probe met it on a backend: cancelled there now */
+        pthread_mutex_unlock(&bal->lock);
         http_error(req, refused ? 409 : 503, "GC not started (cancelled everywhere): %s",
                    why.data);
     } else {

@@ -74,6 +74,7 @@ struct conn_track {
     int fd;
     uint64_t deadline_ns; /* 0: a request is being served, no deadline */
     bool began;           /* a request head has come in on it */
+    bool head_arriving;   /* a request line is in, the rest of the head not yet */
     bool shut;
 };
 
@@ -896,10 +897,12 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         /* libmicrohttpd takes HTTP/1.0 and HTTP/1.1 (it refuses others). */
         req->http10 = version && strcasecmp(version, MHD_HTTP_VERSION_1_0) == 0;
         req->t0_ns = cas_now_ns();
-        conn_set_deadline(srv, conn, 0); /* the head is in */
+        /* In flight before the connection stops counting as one with a
+         * head to come: a stop never sees it as neither. */
         pthread_mutex_lock(&srv->lock);
         srv->active++;
         pthread_mutex_unlock(&srv->lock);
+        conn_set_deadline(srv, conn, 0); /* the head is in */
         if (refuse_ambiguous_framing(req) || refuse_repeated_parameter(req))
             return queue(req);
         begin_request(srv, req);
@@ -1017,7 +1020,27 @@ static void conn_set_deadline(struct http_server *srv, struct MHD_Connection *co
     t->deadline_ns = deadline_ns;
     if (deadline_ns == 0)
         t->began = true;
+    t->head_arriving = false;
     pthread_mutex_unlock(&srv->conn_lock);
+}
+
+/* libmicrohttpd's URI log callback: the request line is in, the rest of the
+ * head may not be (libmicrohttpd holds it in its buffer, so the socket shows
+ * no unread bytes). A stop waits for such a head (requests_pending). Returns
+ * NULL: the access handler's request context starts empty. */
+static void *request_line_in(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct http_server *srv = cls;
+    (void)uri;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_track *t = ci ? ci->socket_context : NULL;
+    if (t) {
+        pthread_mutex_lock(&srv->conn_lock);
+        t->head_arriving = true;
+        pthread_mutex_unlock(&srv->conn_lock);
+    }
+    return NULL;
 }
 
 static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -1285,6 +1308,7 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
         notify_connection, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_client,
         MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_target, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, request_line_in, srv,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", cfg->listen);
@@ -1328,9 +1352,11 @@ void http_server_close_keepalive(struct http_server *srv)
  * 2. libmicrohttpd goes on accepting until the accept queue stays empty
  *    (TCP_INFO's tcpi_unacked is the queue's length on a listener);
  * 3. the listener is closed;
- * 4. the requests in flight finish, and connections accepted in steps 1-2
- *    with no request yet get theirs read and served (or meet the head
- *    deadline); a kept-alive connection with bytes unread counts too.
+ * 4. the requests in flight finish (within the caller's timeout); for
+ *    STOP_HEAD_GRACE_MS more, so do the requests still to come on
+ *    connections accepted with no request yet (those of steps 1-2), on
+ *    kept-alive connections whose head is partly in, or with bytes unread.
+ *    An idle or dripping connection holds a stop no longer than that.
  * Every answer from step 1 on closes its connection ("Connection: close"),
  * so kept-alive clients move to new connections, which are refused. An
  * idle kept-alive connection is still closed at the end: a client that
@@ -1398,19 +1424,28 @@ static void stop_accepting(struct http_server *srv, uint64_t deadline_ns)
         close(fd);
 }
 
-/* Requests in flight, plus connections that will carry one: accepted with
- * no request head yet, or kept alive with request bytes unread. */
-static unsigned requests_pending(struct http_server *srv)
+/* A request whose head is under way when the listener closes gets this
+ * long to complete its head (ms): ample for a client that sent it at once,
+ * short for one that sends nothing. */
+#define STOP_HEAD_GRACE_MS 1000u
+
+/* Requests in flight, plus (heads_too) connections that will carry one:
+ * accepted with no request head yet, with a head partly in, or kept alive
+ * with request bytes unread. */
+static unsigned requests_pending(struct http_server *srv, bool heads_too)
 {
     pthread_mutex_lock(&srv->lock);
     unsigned n = srv->active;
     pthread_mutex_unlock(&srv->lock);
+    if (!heads_too)
+        return n;
     pthread_mutex_lock(&srv->conn_lock);
     for (struct conn_track *t = srv->conns.next; t != &srv->conns; t = t->next) {
         int unread = 0;
         if (t->shut || t->deadline_ns == 0)
             continue; /* being served (counted above), or being closed */
-        if (!t->began || (ioctl(t->fd, FIONREAD, &unread) == 0 && unread > 0))
+        if (!t->began || t->head_arriving ||
+            (ioctl(t->fd, FIONREAD, &unread) == 0 && unread > 0))
             n++;
     }
     pthread_mutex_unlock(&srv->conn_lock);
@@ -1426,8 +1461,10 @@ void http_server_stop(struct http_server *srv, unsigned timeout_ms)
      * sends its next request on a new connection, which is refused. */
     atomic_store(&srv->closing, true);
     stop_accepting(srv, deadline_ns);
+    uint64_t heads_until_ns = cas_now_ns() + STOP_HEAD_GRACE_MS * 1000000ull;
     unsigned pending;
-    while ((pending = requests_pending(srv)) > 0 && cas_now_ns() < deadline_ns)
+    while ((pending = requests_pending(srv, cas_now_ns() < heads_until_ns)) > 0 &&
+           cas_now_ns() < deadline_ns)
         sleep_ms(2);
     if (pending)
         log_warn("stopping with %u requests still in flight", pending);

@@ -163,8 +163,10 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
 void http_server_close_keepalive(struct http_server *srv);
 /* Stops without losing a request a client saw accepted: new connections
  * are refused (their SYNs dropped, then the port closed), those already
- * queued are accepted and served, then the requests in flight finish; all
- * within timeout_ms (ms), after which whatever is left is cut. */
+ * queued are accepted and served, every answer closes its connection, and
+ * the requests in flight finish within timeout_ms (ms), after which
+ * whatever is left is cut; a connection whose request head has not come
+ * in whole gets 1 s of that for it. */
 void http_server_stop(struct http_server *srv, unsigned timeout_ms);
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(struct http_server *srv);

@@ -87,6 +87,35 @@ def run_module_processes(modules, jobs):
     times = []
     pending = list(modules)
     running = {}  # slot -> (module, process, output file, start time)
+    try:
+        schedule(pending, running, jobs, counts, times)
+    finally:
+        # Interrupted (Ctrl-C, a CI cancel): the modules run in sessions of
+        # their own, so end each, with the daemons it started.
+        for module, p, out, started in running.values():
+            end_module(p)
+    return counts, times
+
+
+def end_module(p):
+    """Interrupts a module's process (its clean-ups stop its daemons), then
+    kills its whole process group if it is still there after 20 s."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(p.pid, signal.SIGKILL)  # what it left behind
+    except ProcessLookupError:
+        pass
+    p.wait()
+
+
+def schedule(pending, running, jobs, counts, times):
+    """run_module_processes' loop: fills free slots, reaps finished or hung
+    modules, adds their counts and times."""
     while pending or running:
         for slot in range(jobs):
             if slot not in running and pending:
@@ -104,12 +133,7 @@ def run_module_processes(modules, jobs):
             if p.poll() is None:
                 if time.time() - started < MODULE_TIMEOUT_S:
                     continue
-                p.send_signal(signal.SIGINT)  # its clean-ups stop the daemons it started
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
+                end_module(p)
                 print(f"FAIL: {module}: still running after {MODULE_TIMEOUT_S} s, killed")
             del running[slot]
             out.seek(0)
@@ -128,7 +152,6 @@ def run_module_processes(modules, jobs):
             for k in counts:
                 counts[k] += report["counts"][k]
             times += [tuple(t) for t in report["times"]]
-    return counts, times
 
 
 def main():
@@ -140,7 +163,14 @@ def main():
         return 0
     jobs = 1
     if args[:1] == ["--jobs"]:
+        if len(args) < 2 or not args[1].isdigit() or int(args[1]) < 1:
+            print("run.py: --jobs takes a whole number of at least 1", file=sys.stderr)
+            return 2
         jobs, args = int(args[1]), args[2:]
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt  # so that the modules running are ended too
+    signal.signal(signal.SIGTERM, interrupted)
     t0 = time.time()
     if args or jobs == 1:
         counts, times = run_here(args)

@@ -33,7 +33,7 @@ import urllib.parse
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TempDirTest, free_port, sha1  # noqa: E402
+from harness import TempDirTest, free_port, sha1, wait_for  # noqa: E402
 from test_balancerd import Balancer  # noqa: E402
 
 HOLD_CAP = 8.0  # longest a gated request waits for its gate (old code: never opened)
@@ -51,7 +51,9 @@ class GateProxy:
     - "cancel_lost": the cancel is answered 503 here and never forwarded;
       the begin waits until it arrived, then goes on;
     - "slow_begin": the begin is held SLOW_BEGIN_S, then goes on (well
-      within the balancer's gc_ms: the begin succeeds, late).
+      within the balancer's gc_ms: the begin succeeds, late);
+    - "begin_lost": the begin and the cancel are both answered 503 here
+      and never forwarded (the path lost them: the id is not burnt).
 
     A gate also opens after HOLD_CAP seconds (a balancer that never sends
     the cancel). late_begin holds the storaged's answer to the held begin."""
@@ -77,6 +79,9 @@ class GateProxy:
                 body = self.rfile.read(n) if n else None
                 path = self.path
                 held_begin = self.command == "POST" and path.startswith("/gc/begin")
+                if proxy.mode == "begin_lost" and self.command == "POST" and \
+                        path.startswith(("/gc/begin", "/gc/cancel")):
+                    return self.reply(503, {}, b'{"error":"lost on the way"}')
                 if held_begin:
                     proxy.begin_id = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("id", [None])[0]
                     if proxy.mode == "slow_begin":
@@ -308,6 +313,36 @@ class GcAgreementTest(GcBase):
             self.assertTrue(self.holds(st, blobs[0]), st.url)
             kept = [d for d in blobs[1:] if self.holds(st, d)]
             self.assertEqual(kept, [], f"{st.url} kept unmarked objects read before the begin")
+
+    def test_lost_begin_does_not_make_the_id_ours(self):
+        """A begin through balancer A whose begin and cancel never reached a
+        backend leaves the id unburnt; the job retries that id through
+        balancer B. A must take that cycle for another balancer's: what it
+        served just before (a PUT answered 201) survives it, as for any
+        cycle it did not begin. (A kept the id as its own and the object
+        was removed from every store.)"""
+        a, b = self.storaged("a"), self.storaged("b")
+        pa, pb = GateProxy(a.port, "begin_lost"), GateProxy(b.port, "begin_lost")
+        self.addCleanup(pa.close)
+        self.addCleanup(pb.close)
+        bal_a = self.balancer(self.config([pa.url, pb.url], name="a.yaml"))
+        bal_b = self.balancer(self.config([a.url, b.url], name="b.yaml"))
+        n = int(time.time() * 1e6) + 5000
+        r = bal_a.client().request("POST", f"/gc/begin?id={n}")
+        self.assertEqual(r.status, 503, r.body)
+        d = b"stored through A just before B begins the same id"
+        self.assertEqual(bal_a.client().put(d).status, 201)
+        r = bal_b.client().request("POST", f"/gc/begin?id={n}")
+        self.assertEqual(r.status, 200, r.body)
+        # A's probes (200 ms apart) meet the cycle as another balancer's
+        # and unmark what A served (logged just before the unmarks go out)
+        wait_for(lambda: f"GC cycle {n} is active" in bal_a.log_text(), 10,
+                 "balancer A to take the cycle for another balancer's")
+        time.sleep(0.5)
+        r = bal_b.client().request("POST", f"/gc/end?id={n}")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual([self.holds(s, d) for s in (a, b)], [True, True],
+                         "an object A served just before the cycle was removed")
 
     # ---- a begin that failed starts nothing anywhere ----------------------
 

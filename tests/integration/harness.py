@@ -53,6 +53,25 @@ def recv_head(sock):
     return data
 
 
+def request_kept_alive(conn, port, method, path, body=None, timeout=20):
+    """One request to 127.0.0.1:port on the kept-alive connection conn (a
+    new one when conn is None). Returns (the connection to reuse, or None
+    when the answer closed it or the request failed; the status, or None on
+    failure; the body, or the error's repr)."""
+    try:
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        conn.request(method, path, body=body)
+        r = conn.getresponse()
+        data = r.read()
+        if r.will_close:
+            conn.close()
+            conn = None
+        return conn, r.status, data
+    except (OSError, http.client.HTTPException) as e:
+        return None, None, repr(e).encode()
+
+
 def wait_for(pred, timeout, what):
     """Polls pred() every 50 ms until it returns something true, which is
     returned; fails the test naming `what` after timeout seconds."""

@@ -25,7 +25,7 @@ import time
 import unittest
 
 import harness
-from harness import Daemon, free_port, sha1
+from harness import Daemon, free_port, request_kept_alive, sha1
 from test_balancerd import Balancer, ClusterTest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -83,19 +83,9 @@ class Traffic:
                 key, body = self.keys[n % len(self.keys)]
                 method, path = "GET", f"/objects/{key}"
             t0 = time.time()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-                conn.request(method, path, body=body if put else None)
-                r = conn.getresponse()
-                data = r.read()
-                ok = r.status in (200, 201) and (put or data == body)
-                if r.will_close:
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as e:
-                ok, data = False, repr(e).encode()
-                conn = None
+            conn, status, data = request_kept_alive(conn, self.port, method, path,
+                                                    body if put else None)
+            ok = status in (200, 201) and (put or data == body)
             with self.lock:
                 self.done += 1
                 if not ok:

@@ -23,7 +23,7 @@ import threading
 import time
 import unittest
 
-from harness import recv_head, sha1
+from harness import recv_head, request_kept_alive, sha1
 from test_balancerd import Balancer, ClusterTest
 
 THREADS = 12
@@ -96,22 +96,12 @@ class Hammer:
                         self.refused += 1
                     time.sleep(0.005)
                     continue
-            try:
-                conn.request("PUT", f"/objects/{key}", body=body)
-                r = conn.getresponse()
-                r.read()
-                ok, what = r.status in (200, 201), str(r.status).encode()
-                if r.will_close:
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as e:
-                ok, what = False, repr(e).encode()
-                conn = None
+            conn, status, data = request_kept_alive(conn, self.port, "PUT", f"/objects/{key}", body)
             with self.lock:
-                if ok:
+                if status in (200, 201):
                     self.stored[key] = body
                 else:
-                    self.lost.append(what[:80])
+                    self.lost.append((str(status).encode() if status else data)[:80])
 
     def finish(self):
         self.stop_flag.set()

@@ -39,6 +39,15 @@ static void parse_bad(const char *text, const char *want_prefix, const char *wan
     config_free(c);
 }
 
+/* parse_bad of head followed by tail (the test's backends section). */
+static void parse_bad_then(const char *head, const char *tail, const char *want_prefix,
+                           const char *want_text)
+{
+    char text[4096];
+    snprintf(text, sizeof(text), "%s%s", head, tail);
+    parse_bad(text, want_prefix, want_text);
+}
+
 static void test_spec_example(void)
 {
     struct config *c = parse_ok("listen: 127.0.0.1:6001\n"
@@ -223,14 +232,13 @@ static void test_timeouts(void)
     CU_ASSERT_EQUAL(c->write_straggler_ms, 300);
     CU_ASSERT_EQUAL(c->gc_ms, 900);
     config_free(c);
-    snprintf(text, sizeof(text), "timeouts:\n  fanout_ms: 0\n%s", be);
-    parse_bad(text, "t.yaml:2:14:", "timeouts.fanout_ms must be a whole number");
-    snprintf(text, sizeof(text), "timeouts:\n  write_straggler_ms: soon\n%s", be);
-    parse_bad(text, "t.yaml:2:23:", "timeouts.write_straggler_ms");
-    snprintf(text, sizeof(text), "timeouts:\n  fanout: 5\n%s", be);
-    parse_bad(text, "t.yaml:2:3:", "unknown timeouts key \"fanout\"");
-    snprintf(text, sizeof(text), "timeouts: 5\n%s", be);
-    parse_bad(text, "t.yaml:1:11:", "timeouts must be a mapping");
+    parse_bad_then("timeouts:\n  fanout_ms: 0\n", be,
+                   "t.yaml:2:14:", "timeouts.fanout_ms must be a whole number");
+    parse_bad_then("timeouts:\n  write_straggler_ms: soon\n", be,
+                   "t.yaml:2:23:", "timeouts.write_straggler_ms");
+    parse_bad_then("timeouts:\n  fanout: 5\n", be,
+                   "t.yaml:2:3:", "unknown timeouts key \"fanout\"");
+    parse_bad_then("timeouts: 5\n", be, "t.yaml:1:11:", "timeouts must be a mapping");
 }
 
 static void test_load_file(void)
@@ -275,15 +283,11 @@ static void test_tls_keys(void)
     }
     config_free(c);
     const char *be = "backends:\n  - {url: 'https://a:1', failure_domain: x}\n";
-    char text[512];
-    snprintf(text, sizeof(text), "%stls_client_cert: /c.pem\n", be);
-    parse_bad(text, "t.yaml:3:1:", "tls_client_cert and tls_client_key go together");
-    snprintf(text, sizeof(text), "%stls_client_key: /c.key\n", be);
-    parse_bad(text, "t.yaml:3:1:", "go together");
-    snprintf(text, sizeof(text), "%sca_file: ''\n", be);
-    parse_bad(text, "t.yaml:3:10:", "ca_file must be a non-empty string");
-    snprintf(text, sizeof(text), "%sca_file: [a]\n", be);
-    parse_bad(text, "t.yaml:3:10:", "ca_file must be");
+    parse_bad_then(be, "tls_client_cert: /c.pem\n",
+                   "t.yaml:3:1:", "tls_client_cert and tls_client_key go together");
+    parse_bad_then(be, "tls_client_key: /c.key\n", "t.yaml:3:1:", "go together");
+    parse_bad_then(be, "ca_file: ''\n", "t.yaml:3:10:", "ca_file must be a non-empty string");
+    parse_bad_then(be, "ca_file: [a]\n", "t.yaml:3:10:", "ca_file must be");
 }
 
 /* The shape of the document: each structural mistake refused with a
@@ -305,28 +309,26 @@ static void test_structure_errors(void)
               "backend keys must be strings");
     snprintf(text, sizeof(text), "backends:\n%sbackends:\n%s", B, B);
     parse_bad(text, "t.yaml:3:1:", "backends given twice");
-    snprintf(text, sizeof(text), "[replicas]: 1\nbackends:\n%s", B);
-    parse_bad(text, "t.yaml:1:", "keys must be strings");
-    snprintf(text, sizeof(text), "anti_entropy: 5\nbackends:\n%s", B);
-    parse_bad(text, "t.yaml:1:", "anti_entropy must be a mapping");
+    parse_bad_then("[replicas]: 1\nbackends:\n", B, "t.yaml:1:", "keys must be strings");
+    parse_bad_then("anti_entropy: 5\nbackends:\n", B,
+                   "t.yaml:1:", "anti_entropy must be a mapping");
     /* Any key given twice is refused, not silently the last one. */
     snprintf(text, sizeof(text), "replicas: 1\nbackends:\n%sreplicas: 1\n", B);
     parse_bad(text, "t.yaml:4:1:", "replicas given twice (first at line 1)");
-    snprintf(text, sizeof(text), "listen: '127.0.0.1:1'\nlisten: '127.0.0.1:2'\nbackends:\n%s", B);
-    parse_bad(text, "t.yaml:2:1:", "listen given twice");
-    snprintf(text, sizeof(text), "timeouts: {gc_ms: 5, gc_ms: 6}\nbackends:\n%s", B);
-    parse_bad(text, "t.yaml:1:", "timeouts.gc_ms given twice");
-    snprintf(text, sizeof(text),
-             "anti_entropy: {interval: 1h, max_mbps: 5, interval: 2h}\nbackends:\n%s", B);
-    parse_bad(text, "t.yaml:1:", "anti_entropy.interval given twice");
+    parse_bad_then("listen: '127.0.0.1:1'\nlisten: '127.0.0.1:2'\nbackends:\n", B,
+                   "t.yaml:2:1:", "listen given twice");
+    parse_bad_then("timeouts: {gc_ms: 5, gc_ms: 6}\nbackends:\n", B,
+                   "t.yaml:1:", "timeouts.gc_ms given twice");
+    parse_bad_then("anti_entropy: {interval: 1h, max_mbps: 5, interval: 2h}\nbackends:\n", B,
+                   "t.yaml:1:", "anti_entropy.interval given twice");
     /* listen is checked as the server will bind it. */
-    snprintf(text, sizeof(text), "listen: 127.0.0.1\nbackends:\n%s", B);
-    parse_bad(text, "t.yaml:1:9:", "listen: bad listen address \"127.0.0.1\": want ADDR:PORT");
-    snprintf(text, sizeof(text), "listen: '127.0.0.1:70000'\nbackends:\n%s", B);
-    parse_bad(text, "t.yaml:1:9:", "the port must be a number from 0 to 65535");
+    parse_bad_then("listen: 127.0.0.1\nbackends:\n", B,
+                   "t.yaml:1:9:", "listen: bad listen address \"127.0.0.1\": want ADDR:PORT");
+    parse_bad_then("listen: '127.0.0.1:70000'\nbackends:\n", B,
+                   "t.yaml:1:9:", "the port must be a number from 0 to 65535");
     /* An anti_entropy section without interval would leave it off. */
-    snprintf(text, sizeof(text), "anti_entropy:\n  max_mbps: 5\nbackends:\n%s", B);
-    parse_bad(text, "t.yaml:2:", "anti_entropy needs an interval");
+    parse_bad_then("anti_entropy:\n  max_mbps: 5\nbackends:\n", B,
+                   "t.yaml:2:", "anti_entropy needs an interval");
 }
 
 int main(void)

@@ -183,6 +183,21 @@ static int gc_begin_check(struct http_req *req, struct balancer *bal, const stru
  * an `end` of this id is refused, since not every backend is in it
  * (gc_end_check).
  */
+/* A begin of id that failed (nothing started anywhere) is not this
+ * balancer's cycle: if a job begins that id later through another
+ * balancer, this one must treat it as anyone else's cycle (unmark what it
+ * served lately) when it meets it. seen_before: gc_seen_id before the
+ * begin claimed id. */
+static void gc_begin_disown(struct balancer *bal, uint64_t id, uint64_t seen_before)
+{
+    pthread_mutex_lock(&bal->lock);
+    if (bal->gc_seen_id == id)
+        bal->gc_seen_id = seen_before;
+    if (bal->gc_active && bal->gc_id == id)
+        bal->gc_active = false; /* a probe met it on a backend: cancelled there now */
+    pthread_mutex_unlock(&bal->lock);
+}
+
 static void gc_begin_undo(struct balancer *bal, const struct view *v, uint64_t id,
                           const struct upstream_call *began)
 {
@@ -282,6 +297,7 @@ void cluster_gc_begin(struct http_req *req)
     pthread_mutex_unlock(&bal->lock);
     struct upstream_call *calls = on_every_backend(bal, v, "POST", path, v->cfg->gc_ms);
     if (!calls) {
+        gc_begin_disown(bal, id, seen_before);
         view_put(v);
         http_error(req, 500, "out of memory");
         return;
@@ -306,15 +322,7 @@ void cluster_gc_begin(struct http_req *req)
     }
     if (why.len) {
         gc_begin_undo(bal, v, id, calls);
-        /* Not begun, so not ours: if a job begins this id later through
-         * another balancer, this one must treat it as anyone else's cycle
-         * (unmark what it served lately) when it meets it. */
-        pthread_mutex_lock(&bal->lock);
-        if (bal->gc_seen_id == id)
-            bal->gc_seen_id = seen_before;
-        if (bal->gc_active && bal->gc_id == id)
-            bal->gc_active = false; /* a probe met it on a backend: cancelled there now */
-        pthread_mutex_unlock(&bal->lock);
+        gc_begin_disown(bal, id, seen_before);
         http_error(req, refused ? 409 : 503, "GC not started (cancelled everywhere): %s",
                    why.data);
     } else {
